@@ -1,0 +1,328 @@
+/* nnmod/nnmod.h - the application API of libnnmod.
+ *
+ * If it is not in this header (or in plugin.h, which it includes) it is not API.
+ *
+ * Conventions, for every function below:
+ *  - Fallible functions return nnm_status: NNM_OK (0) or a negative NNM_E_* code.
+ *    The message of the last failure on a context is nnm_ctx_errmsg(ctx); it is
+ *    owned by the context and valid until the next failing call on it.
+ *  - When a function that returns an object through `**out` fails, *out is set
+ *    to NULL and nothing needs freeing.
+ *  - Passing NULL to a release/free function is a harmless no-op. Passing NULL
+ *    where an object is required returns NNM_E_INVALID (never crashes).
+ *  - Objects with _retain/_release are reference counted; a function that hands
+ *    one out through `**out` gives the caller one reference.
+ *  - A context and everything made from it may be used by one thread at a time.
+ *    Grad mode is per thread, as in PyTorch.
+ *  - The library never prints, exits or aborts.
+ */
+#ifndef NNMOD_NNMOD_H
+#define NNMOD_NNMOD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plugin.h"
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define NNM_API __declspec(dllimport)
+#elif defined(NNM_BUILDING_LIBRARY)
+#define NNM_API __attribute__((visibility("default")))
+#else
+#define NNM_API
+#endif
+
+typedef struct nnm_ctx nnm_ctx;
+typedef struct nnm_module nnm_module;
+typedef struct nnm_config nnm_config;
+typedef struct nnm_hook_handle nnm_hook_handle;
+
+/* ------------------------------------------------------------------------ */
+/* Versions and status                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* The library's version string, e.g. "0.1.0". Static; never free it. */
+NNM_API const char *nnm_version(void);
+/* The plugin ABI this library speaks. Either pointer may be NULL. */
+NNM_API void nnm_abi_version(uint16_t *major, uint16_t *minor);
+/* A static name for a status code ("NNM_E_SHAPE"); "unknown" for others. */
+NNM_API const char *nnm_status_name(nnm_status status);
+/* A static one-line description of a status code. */
+NNM_API const char *nnm_status_str(nnm_status status);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Flags for nnm_ctx_options.flags. */
+#define NNM_CTX_NO_DISCOVERY 1u /* do not scan the default plugin paths at creation */
+
+typedef struct nnm_ctx_options {
+    uint32_t struct_size; /* sizeof(nnm_ctx_options) */
+    uint32_t flags;       /* NNM_CTX_* */
+    uint64_t seed;        /* parameter-init generator seed; 0 picks 0x6e6e6d6f64 */
+} nnm_ctx_options;
+
+/* Creates a context. `opts` may be NULL (defaults: discovery on, default seed).
+ * Discovery scans NNM_PLUGIN_PATH, the installed plugin directory and the
+ * directory beside libnnmod; plugins that fail to load are recorded (see
+ * nnm_plugin_info) and never make creation fail. Free with nnm_ctx_free. */
+NNM_API nnm_status nnm_ctx_new(const nnm_ctx_options *opts, nnm_ctx **out);
+/* Frees the context. Modules and tensors still alive keep what they need
+ * (their plugin, backend and allocator) until they are released. NULL: no-op. */
+NNM_API void nnm_ctx_free(nnm_ctx *ctx);
+/* The message of the last failure on ctx ("" if none). Owned by ctx. A NULL
+ * ctx gives a static message saying so. */
+NNM_API const char *nnm_ctx_errmsg(const nnm_ctx *ctx);
+/* Sets ctx's error message and returns `code`: for hooks and callbacks that
+ * fail and want to say why. */
+NNM_API nnm_status nnm_ctx_set_error(nnm_ctx *ctx, nnm_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Allocation statistics, for benchmarks and leak checks. */
+typedef struct nnm_ctx_stats {
+    uint32_t struct_size;      /* set by the caller to sizeof(nnm_ctx_stats) */
+    uint32_t reserved;
+    uint64_t heap_allocs;      /* calls into malloc/backend alloc for tensors */
+    uint64_t cache_hits;       /* tensor allocations served from the cache */
+    uint64_t bytes_cached;     /* device bytes held in the cache, free */
+    uint64_t bytes_in_use;     /* device bytes held by live tensors */
+    uint64_t live_tensors;
+    uint64_t live_modules;
+} nnm_ctx_stats;
+NNM_API nnm_status nnm_ctx_stats_get(nnm_ctx *ctx, nnm_ctx_stats *out);
+/* Returns cached, unused device memory to the backends. */
+NNM_API void nnm_ctx_empty_cache(nnm_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Plugins                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Loads one plugin file. A file already loaded is not loaded twice. Errors
+ * (not a shared object, no entry symbol, ABI major mismatch, bad descriptor,
+ * duplicate (name, version)) return a status with a message naming the file and
+ * the versions, and are also recorded in the plugin list. */
+NNM_API nnm_status nnm_plugin_load(nnm_ctx *ctx, const char *path);
+/* Loads every *.so in `dir` (not recursive). Returns NNM_OK even if some files
+ * failed (see nnm_plugin_info); NNM_E_IO if dir cannot be read. *n_loaded
+ * (may be NULL) receives the number of files loaded. */
+NNM_API nnm_status nnm_plugin_load_dir(nnm_ctx *ctx, const char *dir, uint32_t *n_loaded);
+/* Registers a descriptor that lives in the application itself (no file).
+ * `desc` must outlive ctx. */
+NNM_API nnm_status nnm_plugin_register_static(nnm_ctx *ctx, const nnm_plugin_desc *desc,
+                                              const char *origin);
+
+typedef struct nnm_plugin_info {
+    uint32_t struct_size;      /* set by the caller */
+    int32_t status;            /* NNM_OK if loaded, else why it failed */
+    const char *path;          /* file, or the origin of a static registration */
+    const char *name;          /* plugin name; NULL if it failed before the descriptor */
+    const char *error;         /* "" if loaded */
+    uint16_t abi_major, abi_minor; /* as the plugin declared; 0 if unknown */
+    uint32_t n_layers;
+    uint32_t n_backends;
+    uint32_t live_modules;     /* modules alive that were made from it */
+} nnm_plugin_info;
+/* Number of plugin records (loaded and failed) in ctx. */
+NNM_API uint32_t nnm_plugin_count(const nnm_ctx *ctx);
+/* Fills *out for record `index`. Strings are owned by ctx and valid until it is
+ * freed. */
+NNM_API nnm_status nnm_plugin_info_get(const nnm_ctx *ctx, uint32_t index, nnm_plugin_info *out);
+
+/* Looks a layer up by request: "name", "name@1.2.3" (exact), "name@^1.2",
+ * "name@~1.2", "name@>=1.2" or "name@*"; the highest matching version wins.
+ * Returns the vtable (owned by the plugin, valid while ctx lives) for
+ * inspection; modules are made with nnm_module_create. */
+NNM_API nnm_status nnm_layer_find(nnm_ctx *ctx, const char *request,
+                                  const nnm_layer_vtable **out);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A new contiguous tensor on `device`, contents undefined. */
+NNM_API nnm_status nnm_tensor_new(nnm_ctx *ctx, nnm_device device, nnm_dtype dtype,
+                                  int32_t ndim, const int64_t *shape, nnm_tensor **out);
+/* A new contiguous f32 CPU tensor holding a copy of `data` (may be NULL: zeros). */
+NNM_API nnm_status nnm_tensor_from_f32(nnm_ctx *ctx, int32_t ndim, const int64_t *shape,
+                                       const float *data, nnm_tensor **out);
+/* Copies the elements of an f32 tensor (any device, any strides) into `dst`,
+ * which holds `cap` floats, in row-major order. */
+NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap);
+NNM_API void nnm_tensor_retain(nnm_tensor *t);
+NNM_API void nnm_tensor_release(nnm_tensor *t);
+/* The DLTensor-shaped descriptor; lives as long as the tensor. NULL for NULL. */
+NNM_API const nnm_tensor_desc *nnm_tensor_desc_get(const nnm_tensor *t);
+/* Number of elements; 0 for NULL. */
+NNM_API int64_t nnm_tensor_numel(const nnm_tensor *t);
+
+/* DLPack interchange. The structs are laid out exactly like DLPack 1.x's
+ * DLManagedTensorVersioned, so a pointer can be passed to any DLPack consumer. */
+typedef struct nnm_dlpack_version {
+    uint32_t major;
+    uint32_t minor;
+} nnm_dlpack_version;
+
+typedef struct nnm_dlpack_tensor {
+    nnm_dlpack_version version;  /* {1, 0} when produced by nnmod */
+    void *manager_ctx;
+    void (*deleter)(struct nnm_dlpack_tensor *self);
+    uint64_t flags;              /* bit 0: read-only; bit 1: is a copy */
+    nnm_tensor_desc dl_tensor;
+} nnm_dlpack_tensor;
+
+/* Exports `t` without copying: the returned struct holds a reference to t's
+ * storage, dropped when the consumer calls out->deleter(out). */
+NNM_API nnm_status nnm_tensor_to_dlpack(nnm_tensor *t, nnm_dlpack_tensor **out);
+/* Imports without copying and takes ownership of `src`: its deleter is called
+ * when the last nnmod reference goes (also when this call fails). Only major
+ * version 1 and devices with a loaded backend are accepted. */
+NNM_API nnm_status nnm_tensor_from_dlpack(nnm_ctx *ctx, nnm_dlpack_tensor *src, nnm_tensor **out);
+
+/* ------------------------------------------------------------------------ */
+/* Config: the typed map a layer's create reads                              */
+/* ------------------------------------------------------------------------ */
+
+/* An empty config. Free with nnm_config_free. */
+NNM_API nnm_status nnm_config_new(nnm_config **out);
+NNM_API void nnm_config_free(nnm_config *cfg);
+/* Setters replace an existing key. Strings and lists are copied. */
+NNM_API nnm_status nnm_config_set_int(nnm_config *cfg, const char *key, int64_t v);
+NNM_API nnm_status nnm_config_set_float(nnm_config *cfg, const char *key, double v);
+NNM_API nnm_status nnm_config_set_bool(nnm_config *cfg, const char *key, int v);
+NNM_API nnm_status nnm_config_set_str(nnm_config *cfg, const char *key, const char *v);
+NNM_API nnm_status nnm_config_set_ints(nnm_config *cfg, const char *key, const int64_t *v,
+                                       size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Modules                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Makes a module of the layer named by `request` (see nnm_layer_find), on the
+ * CPU, in training mode. `cfg` may be NULL (empty) and is not kept. The module
+ * holds its plugin loaded until it is released. */
+NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
+                                     nnm_module **out);
+NNM_API void nnm_module_retain(nnm_module *m);
+/* Drops a reference; the last one destroys the module, its parameters and
+ * buffers, and releases its children. */
+NNM_API void nnm_module_release(nnm_module *m);
+/* Appends `child` under `name` (NULL: its index, "0", "1", ...). The parent
+ * takes its own reference. A module has at most one parent; names are
+ * [A-Za-z0-9_] and unique among siblings. */
+NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child);
+
+/* THE way to run a module: module(x). Runs global then module forward-pre-hooks,
+ * the layer's forward with the call context (training flag, grad mode, device),
+ * global then module forward hooks, and profiler events. Inputs are borrowed;
+ * each out[i] receives a new reference. On failure every out[i] is NULL and the
+ * message names the module path ("layers.3.fc1 (linear): ..."). */
+NNM_API nnm_status nnm_module_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
+                                   nnm_tensor **out, uint32_t n_out);
+
+/* Names and structure. Strings are owned by the module. */
+NNM_API const char *nnm_module_name(const nnm_module *m);  /* "" for a root */
+NNM_API const char *nnm_module_type(const nnm_module *m);  /* "linear" */
+/* Writes the dotted path from the root ("layers.3.fc1"; "" for a root) like
+ * snprintf: returns the length it wanted. */
+NNM_API int nnm_module_path(const nnm_module *m, char *buf, size_t cap);
+NNM_API nnm_module *nnm_module_parent(const nnm_module *m);  /* borrowed; NULL for a root */
+NNM_API uint32_t nnm_module_child_count(const nnm_module *m);
+NNM_API nnm_module *nnm_module_child(const nnm_module *m, uint32_t index); /* borrowed */
+/* Finds a descendant by dotted path ("layers.3"); borrowed; NULL if none. */
+NNM_API nnm_module *nnm_module_get(const nnm_module *m, const char *path);
+NNM_API nnm_ctx *nnm_module_ctx(const nnm_module *m);
+
+/* Visitors return NNM_OK to go on; any other status stops the walk and is
+ * returned. Names are full dotted names relative to `m`, valid during the call. */
+typedef nnm_status (*nnm_module_visit_fn)(void *user, const char *name, nnm_module *m);
+typedef nnm_status (*nnm_tensor_visit_fn)(void *user, const char *name, nnm_tensor *t);
+/* Pre-order, `m` first with name "" (like named_modules). */
+NNM_API nnm_status nnm_module_named_modules(nnm_module *m, nnm_module_visit_fn fn, void *user);
+/* Parameters in registration order, own first then each child's (like
+ * named_parameters(recurse=True)). Tensors are borrowed. */
+NNM_API nnm_status nnm_module_named_parameters(nnm_module *m, nnm_tensor_visit_fn fn, void *user);
+/* Buffers, persistent and not. */
+NNM_API nnm_status nnm_module_named_buffers(nnm_module *m, nnm_tensor_visit_fn fn, void *user);
+/* Calls fn on every child (recursively) then on m itself, like Module.apply. */
+NNM_API nnm_status nnm_module_apply(nnm_module *m, nnm_module_visit_fn fn, void *user);
+/* Total number of parameter elements (recursive). */
+NNM_API int64_t nnm_module_num_params(nnm_module *m);
+/* Writes the tree like print(model), with parameter counts, like snprintf
+ * (returns the length wanted; call with cap 0 to size the buffer). */
+NNM_API int64_t nnm_module_repr(nnm_module *m, char *buf, size_t cap);
+
+/* Modes. train/eval set the flag on m and all its descendants. */
+NNM_API nnm_status nnm_module_train(nnm_module *m, int training);
+NNM_API int nnm_module_is_training(const nnm_module *m);
+/* Moves every parameter and buffer of m's tree to `device` at once; tensor
+ * handles stay the same. Fails with nothing moved if any move fails. */
+NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device device);
+NNM_API nnm_device nnm_module_device(const nnm_module *m);
+
+/* Grad mode, per thread (torch.set_grad_enabled). Returns the previous mode. */
+NNM_API int nnm_grad_set_enabled(int enabled);
+NNM_API int nnm_grad_is_enabled(void);
+
+/* ------------------------------------------------------------------------ */
+/* Hooks                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A forward-pre-hook sees the inputs before forward. To replace input i, store
+ * a NEW reference in in[i]; the runtime releases the one it replaced. Return
+ * non-OK (after nnm_ctx_set_error) to fail the call. */
+typedef nnm_status (*nnm_forward_pre_hook_fn)(void *user, nnm_module *m, nnm_tensor **in,
+                                              uint32_t n_in);
+/* A forward hook sees inputs and outputs after forward; it replaces outputs the
+ * same way (store a new reference in out[i]). */
+typedef nnm_status (*nnm_forward_hook_fn)(void *user, nnm_module *m, nnm_tensor *const *in,
+                                          uint32_t n_in, nnm_tensor **out, uint32_t n_out);
+
+/* Registers a hook; hooks run in registration order, global ones before the
+ * module's. *handle (may be NULL if never removed) is owned by the runtime and
+ * valid until nnm_hook_remove or until the module/context dies. */
+NNM_API nnm_status nnm_module_register_forward_pre_hook(nnm_module *m, nnm_forward_pre_hook_fn fn,
+                                                        void *user, nnm_hook_handle **handle);
+NNM_API nnm_status nnm_module_register_forward_hook(nnm_module *m, nnm_forward_hook_fn fn,
+                                                    void *user, nnm_hook_handle **handle);
+/* Global hooks fire for every module of ctx (register_module_forward_*_hook). */
+NNM_API nnm_status nnm_ctx_register_forward_pre_hook(nnm_ctx *ctx, nnm_forward_pre_hook_fn fn,
+                                                     void *user, nnm_hook_handle **handle);
+NNM_API nnm_status nnm_ctx_register_forward_hook(nnm_ctx *ctx, nnm_forward_hook_fn fn,
+                                                 void *user, nnm_hook_handle **handle);
+/* Removes a hook; safe inside any hook, including the one removed (a hook
+ * removed during a call does not run again in that call). NULL: no-op. */
+NNM_API void nnm_hook_remove(nnm_hook_handle *handle);
+
+/* ------------------------------------------------------------------------ */
+/* Profiler                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nnm_profile_event {
+    uint32_t struct_size;
+    int32_t status;          /* the call's result */
+    const char *path;        /* module path, valid during the callback */
+    const char *type;        /* layer type */
+    uint64_t start_ns;       /* CLOCK_MONOTONIC */
+    uint64_t end_ns;
+    uint32_t depth;          /* nesting depth of calls; 0 for the outermost */
+    uint32_t reserved;
+} nnm_profile_event;
+
+typedef void (*nnm_profile_fn)(void *user, const nnm_profile_event *ev);
+/* Calls fn after every module call of ctx (NULL fn turns profiling off). */
+NNM_API nnm_status nnm_ctx_set_profiler(nnm_ctx *ctx, nnm_profile_fn fn, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NNMOD_NNMOD_H */
