@@ -1,0 +1,168 @@
+/* runtime/alloc.c - the caching allocator.
+ *
+ * Device memory is rounded up to a size class (four classes per power of two,
+ * so at most 25% slack) and, when a storage dies, kept on its class's free list
+ * instead of being returned to the backend. A steady-state forward therefore
+ * reuses the same blocks and calls neither malloc nor the backend's alloc.
+ * Storage objects themselves are recycled the same way.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MIN_CLASS_SHIFT 6 /* 64 bytes */
+
+/* Class index and rounded size for `bytes`; -1 when too large to cache. */
+static int32_t size_class(size_t bytes, size_t *rounded) {
+    if (bytes <= ((size_t)1 << MIN_CLASS_SHIFT)) {
+        *rounded = (size_t)1 << MIN_CLASS_SHIFT;
+        return 0;
+    }
+    int k = 63 - __builtin_clzll((unsigned long long)(bytes - 1)); /* 2^k < bytes <= 2^(k+1) */
+    size_t step = (size_t)1 << (k - 2); /* four steps between 2^k and 2^(k+1) */
+    size_t base = (size_t)1 << k;
+    size_t j = (bytes - base + step - 1) / step; /* 1..4 */
+    int32_t cls = 1 + (k - MIN_CLASS_SHIFT) * 4 + (int32_t)(j - 1);
+    if (cls >= NNM__NCLASSES) return -1;
+    *rounded = base + j * step;
+    return cls;
+}
+
+static nnm__pool *pool_for(nnm_ctx *ctx, nnm_device dev) {
+    for (uint32_t i = 0; i < ctx->n_pools; i++)
+        if (nnm__device_eq(ctx->pools[i].device, dev)) return &ctx->pools[i];
+    nnm__pool *p = realloc(ctx->pools, (ctx->n_pools + 1) * sizeof *p);
+    if (!p) return NULL;
+    ctx->pools = p;
+    p = &ctx->pools[ctx->n_pools++];
+    memset(p, 0, sizeof *p);
+    p->device = dev;
+    return p;
+}
+
+static nnm__storage *storage_obj(nnm_ctx *ctx) {
+    nnm__storage *s = ctx->free_storages;
+    if (s) {
+        ctx->free_storages = s->next;
+        return s;
+    }
+    return malloc(sizeof *s);
+}
+
+nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out) {
+    *out = NULL;
+    size_t rounded = bytes;
+    int32_t cls = size_class(bytes, &rounded);
+    nnm__pool *pool = NULL;
+    if (cls >= 0) {
+        pool = pool_for(ctx, dev);
+        if (!pool) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (allocator pool)");
+        nnm__storage *s = pool->free[cls];
+        if (s) {
+            pool->free[cls] = s->next;
+            s->next = NULL;
+            s->refs = 1;
+            ctx->stats.cache_hits++;
+            ctx->stats.bytes_cached -= s->bytes;
+            ctx->stats.bytes_in_use += s->bytes;
+            nnm__ctx_retain(ctx);
+            *out = s;
+            return NNM_OK;
+        }
+    }
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(ctx, dev, &be);
+    if (st) return st;
+    nnm__storage *s = storage_obj(ctx);
+    if (!s) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (storage)");
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    void *data = NULL;
+    st = be->vt->alloc(&env.pub, be->state, dev.id, rounded, &data);
+    if (st == NNM_E_NOMEM && ctx->stats.bytes_cached) {
+        /* Give the cache back and try once more, as PyTorch's allocator does. */
+        nnm_ctx_empty_cache(ctx);
+        st = be->vt->alloc(&env.pub, be->state, dev.id, rounded, &data);
+    }
+    if (st) {
+        s->next = ctx->free_storages;
+        ctx->free_storages = s;
+        if (!ctx->errmsg[0] || st == NNM_E_NOMEM)
+            nnm__error(ctx, st, "could not allocate %zu bytes", rounded);
+        return st;
+    }
+    ctx->stats.heap_allocs++;
+    ctx->stats.bytes_in_use += rounded;
+    s->data = data;
+    s->bytes = rounded;
+    s->device = dev;
+    s->refs = 1;
+    s->size_class = cls;
+    s->ctx = ctx;
+    s->external = NULL;
+    s->next = NULL;
+    nnm__ctx_retain(ctx);
+    *out = s;
+    return NNM_OK;
+}
+
+static void storage_free_memory(nnm_ctx *ctx, nnm__storage *s) {
+    nnm__backend *be = &ctx->backends[s->device.type];
+    if (be->vt && be->vt->free) be->vt->free(be->state, s->device.id, s->data);
+    s->data = NULL;
+}
+
+void nnm__storage_release(nnm__storage *s) {
+    if (!s || --s->refs) return;
+    nnm_ctx *ctx = s->ctx;
+    if (s->external) {
+        nnm_dlpack_tensor *ext = s->external;
+        s->external = NULL;
+        if (ext->deleter) ext->deleter(ext);
+        s->next = ctx->free_storages;
+        ctx->free_storages = s;
+    } else {
+        ctx->stats.bytes_in_use -= s->bytes;
+        nnm__pool *pool = s->size_class >= 0 ? pool_for(ctx, s->device) : NULL;
+        if (pool) {
+            s->next = pool->free[s->size_class];
+            pool->free[s->size_class] = s;
+            ctx->stats.bytes_cached += s->bytes;
+        } else {
+            storage_free_memory(ctx, s);
+            s->next = ctx->free_storages;
+            ctx->free_storages = s;
+        }
+    }
+    nnm__ctx_release(ctx);
+}
+
+NNM_API void nnm_ctx_empty_cache(nnm_ctx *ctx) {
+    if (!ctx) return;
+    for (uint32_t i = 0; i < ctx->n_pools; i++) {
+        nnm__pool *p = &ctx->pools[i];
+        for (int c = 0; c < NNM__NCLASSES; c++) {
+            while (p->free[c]) {
+                nnm__storage *s = p->free[c];
+                p->free[c] = s->next;
+                ctx->stats.bytes_cached -= s->bytes;
+                storage_free_memory(ctx, s);
+                s->next = ctx->free_storages;
+                ctx->free_storages = s;
+            }
+        }
+    }
+}
+
+void nnm__alloc_fini(nnm_ctx *ctx) {
+    nnm_ctx_empty_cache(ctx);
+    free(ctx->pools);
+    ctx->pools = NULL;
+    ctx->n_pools = 0;
+    while (ctx->free_storages) {
+        nnm__storage *s = ctx->free_storages;
+        ctx->free_storages = s->next;
+        free(s);
+    }
+}

@@ -1,0 +1,67 @@
+/* runtime/backend.c - finding and initialising the backend of a device. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *device_type_name(int32_t type) {
+    return type == NNM_DEVICE_CPU ? "cpu" : type == NNM_DEVICE_CUDA ? "cuda" : "unknown";
+}
+
+/* Backends are found lazily, on the first tensor of their device, so that a
+ * context on a machine without a GPU never touches the cuda plugin. */
+nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out) {
+    if (NNM__UNLIKELY(dev.type <= 0 || dev.type >= NNM__DEVICE_TYPES || dev.id < 0))
+        return nnm__error(ctx, NNM_E_DEVICE, "unknown device type %d id %d", (int)dev.type,
+                          (int)dev.id);
+    nnm__backend *be = &ctx->backends[dev.type];
+    if (NNM__LIKELY(be->status == NNM_OK && be->tried)) {
+        *out = be;
+        return NNM_OK;
+    }
+    if (!be->tried) {
+        be->tried = 1;
+        char err[NNM__ERRMSG_CAP];
+        err[0] = 0;
+        nnm__plugin *owner = NULL;
+        be->status = nnm__registry_find_backend(&ctx->reg, dev.type, &be->vt, &owner, err, sizeof err);
+        if (be->status) {
+            snprintf(be->error, sizeof be->error,
+                     "no backend for device type '%s' is loaded (is its plugin installed? "
+                     "see nnm_plugin_info)",
+                     device_type_name(dev.type));
+        } else {
+            nnm__plugin_retain(owner);
+            be->plugin = owner;
+            nnm__env env;
+            nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+            ctx->errmsg[0] = 0;
+            be->status = be->vt->init(&env.pub, &be->state);
+            if (be->status) {
+                snprintf(be->error, sizeof be->error, "backend '%s' did not start: %s",
+                         be->vt->name, ctx->errmsg[0] ? ctx->errmsg : nnm_status_str(be->status));
+                nnm__plugin_release(owner);
+                be->plugin = NULL;
+                be->vt = NULL;
+            }
+        }
+    }
+    if (be->status) {
+        /* Keep "no device" distinct so callers can skip GPU work cleanly. */
+        nnm_status code = be->status == NNM_E_NO_DEVICE ? NNM_E_NO_DEVICE : NNM_E_DEVICE;
+        return nnm__error(ctx, code, "%s", be->error);
+    }
+    *out = be;
+    return NNM_OK;
+}
+
+void nnm__backends_shutdown(nnm_ctx *ctx) {
+    for (int i = 0; i < NNM__DEVICE_TYPES; i++) {
+        nnm__backend *be = &ctx->backends[i];
+        if (be->tried && be->status == NNM_OK) {
+            if (be->vt->shutdown) be->vt->shutdown(be->state);
+            nnm__plugin_release(be->plugin);
+        }
+        memset(be, 0, sizeof *be);
+    }
+}

@@ -1,0 +1,257 @@
+/* runtime/host.c - the host table handed to plugins through every nnm_env.
+ * Each slot checks the phase it is valid in, so a plugin that declares a
+ * parameter from forward gets an error instead of corrupting the module. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static nnm_status host_set_error(nnm_env *env, nnm_status code, const char *fmt, ...)
+    NNM__PRINTF(3, 4);
+static nnm_status host_set_error(nnm_env *env, nnm_status code, const char *fmt, ...) {
+    if (!env || !fmt) return code;
+    va_list ap;
+    va_start(ap, fmt);
+    nnm__verror(nnm__env_of(env)->ctx, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- config ------------------------------------------------------------- */
+
+static nnm_status cfg_lookup(nnm_env *env, const char *key, int type, const nnm__cfg_entry **out) {
+    nnm__env *e = nnm__env_of(env);
+    *out = NULL;
+    if (e->phase != NNM__PHASE_CREATE)
+        return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
+    if (!key) return nnm__error(e->ctx, NNM_E_INVALID, "config key is NULL");
+    const nnm_config *c = e->cfg;
+    for (size_t i = 0; c && i < c->count; i++) {
+        if (strcmp(c->items[i].key, key) != 0) continue;
+        int have = c->items[i].type;
+        /* An integer is a fine float (JSON writes 1 for 1.0). */
+        if (have != type && !(type == NNM__CFG_FLOAT && have == NNM__CFG_INT))
+            return nnm__error(e->ctx, NNM_E_TYPE, "config.%s: expected %s, got %s", key,
+                              nnm__cfg_type_name(type), nnm__cfg_type_name(have));
+        *out = &c->items[i];
+        return NNM_OK;
+    }
+    return NNM_OK; /* missing: *out stays NULL */
+}
+
+static nnm_status missing(nnm_env *env, const char *key, int type) {
+    return nnm__error(nnm__env_of(env)->ctx, NNM_E_NOT_FOUND, "config.%s: required %s is missing",
+                      key, nnm__cfg_type_name(type));
+}
+
+static nnm_status host_config_int(nnm_env *env, const char *key, const int64_t *dflt, int64_t *out) {
+    const nnm__cfg_entry *c;
+    nnm_status st = cfg_lookup(env, key, NNM__CFG_INT, &c);
+    if (st) return st;
+    if (c) *out = c->u.i;
+    else if (dflt) *out = *dflt;
+    else return missing(env, key, NNM__CFG_INT);
+    return NNM_OK;
+}
+
+static nnm_status host_config_float(nnm_env *env, const char *key, const double *dflt, double *out) {
+    const nnm__cfg_entry *c;
+    nnm_status st = cfg_lookup(env, key, NNM__CFG_FLOAT, &c);
+    if (st) return st;
+    if (c) *out = c->type == NNM__CFG_INT ? (double)c->u.i : c->u.f;
+    else if (dflt) *out = *dflt;
+    else return missing(env, key, NNM__CFG_FLOAT);
+    return NNM_OK;
+}
+
+static nnm_status host_config_bool(nnm_env *env, const char *key, const int *dflt, int *out) {
+    const nnm__cfg_entry *c;
+    nnm_status st = cfg_lookup(env, key, NNM__CFG_BOOL, &c);
+    if (st) return st;
+    if (c) *out = c->u.b;
+    else if (dflt) *out = *dflt;
+    else return missing(env, key, NNM__CFG_BOOL);
+    return NNM_OK;
+}
+
+static nnm_status host_config_str(nnm_env *env, const char *key, const char *dflt, const char **out) {
+    const nnm__cfg_entry *c;
+    nnm_status st = cfg_lookup(env, key, NNM__CFG_STR, &c);
+    if (st) return st;
+    if (c) *out = c->u.s;
+    else if (dflt) *out = dflt;
+    else return missing(env, key, NNM__CFG_STR);
+    return NNM_OK;
+}
+
+static nnm_status host_config_ints(nnm_env *env, const char *key, int64_t *buf, size_t cap, size_t *n) {
+    const nnm__cfg_entry *c;
+    nnm_status st = cfg_lookup(env, key, NNM__CFG_INTS, &c);
+    if (st) return st;
+    if (!c) return missing(env, key, NNM__CFG_INTS);
+    if (c->u.ints.n > cap)
+        return nnm__error(nnm__env_of(env)->ctx, NNM_E_LIMIT,
+                          "config.%s: list of %zu integers is longer than %zu", key, c->u.ints.n, cap);
+    if (c->u.ints.n) memcpy(buf, c->u.ints.v, c->u.ints.n * sizeof *buf);
+    *n = c->u.ints.n;
+    return NNM_OK;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+static nnm_status init_tensor(nnm_ctx *ctx, nnm_tensor *t, int32_t init, double a, double b) {
+    float *p = (float *)t->desc.data;
+    int64_t n = nnm_tensor_numel(t);
+    switch (init) {
+    case NNM_INIT_ZEROS: return nnm__op_fill(ctx, t, 0.0);
+    case NNM_INIT_ONES: return nnm__op_fill(ctx, t, 1.0);
+    case NNM_INIT_CONSTANT: return nnm__op_fill(ctx, t, a);
+    case NNM_INIT_UNIFORM:
+        if (!(a <= b)) return nnm__error(ctx, NNM_E_INVALID, "uniform init needs a <= b (%g, %g)", a, b);
+        for (int64_t i = 0; i < n; i++) p[i] = (float)(a + (b - a) * nnm__rng_uniform(ctx->rng));
+        return NNM_OK;
+    case NNM_INIT_NORMAL:
+        if (!(b >= 0)) return nnm__error(ctx, NNM_E_INVALID, "normal init needs std >= 0 (%g)", b);
+        for (int64_t i = 0; i < n; i++) p[i] = (float)(a + b * nnm__rng_normal(ctx->rng));
+        return NNM_OK;
+    }
+    return nnm__error(ctx, NNM_E_INVALID, "unknown init %d", (int)init);
+}
+
+static nnm_status declare(nnm_env *env, int buffer, const char *name, int32_t ndim,
+                          const int64_t *shape, int32_t init, double a, double b, int persistent,
+                          nnm_tensor **out) {
+    nnm__env *e = nnm__env_of(env);
+    if (out) *out = NULL;
+    if (!out) return nnm__error(e->ctx, NNM_E_INVALID, "param_new/buffer_new: out is NULL");
+    if (e->phase != NNM__PHASE_CREATE)
+        return nnm__error(e->ctx, NNM_E_STATE, "parameters and buffers are declared only in create");
+    nnm_tensor *t;
+    /* Modules are created on the CPU; init writes through the CPU pointer. */
+    nnm_status st = nnm__tensor_alloc(e->ctx, e->module->device, NNM_F32, ndim, shape, &t);
+    if (st) return st;
+    if ((st = init_tensor(e->ctx, t, init, a, b)) ||
+        (st = nnm__module_add_tensor(e->module, buffer, name, t, persistent))) {
+        nnm_tensor_release(t);
+        return st;
+    }
+    *out = t;
+    return NNM_OK;
+}
+
+static nnm_status host_param_new(nnm_env *env, const char *name, int32_t ndim, const int64_t *shape,
+                                 int32_t init, double a, double b, nnm_tensor **out) {
+    return declare(env, 0, name, ndim, shape, init, a, b, 1, out);
+}
+
+static nnm_status host_buffer_new(nnm_env *env, const char *name, int32_t ndim, const int64_t *shape,
+                                  int32_t init, double a, int persistent, nnm_tensor **out) {
+    return declare(env, 1, name, ndim, shape, init, a, 0.0, persistent != 0, out);
+}
+
+static nnm_status host_input_spec(nnm_env *env, uint32_t index, int32_t ndim, const int64_t *dims,
+                                  uint32_t flags) {
+    nnm__env *e = nnm__env_of(env);
+    if (e->phase != NNM__PHASE_CREATE)
+        return nnm__error(e->ctx, NNM_E_STATE, "input specs are declared only in create");
+    if (index >= NNM__MAX_SPECS || ndim < 0 || ndim > NNM_MAX_DIMS || (ndim && !dims))
+        return nnm__error(e->ctx, NNM_E_INVALID, "input_spec: index %u / ndim %d out of range",
+                          index, (int)ndim);
+    nnm__input_spec *s = &e->module->specs[index];
+    s->ndim = ndim;
+    s->flags = flags;
+    for (int32_t i = 0; i < ndim; i++) s->dims[i] = dims[i];
+    if (e->module->n_specs <= index) e->module->n_specs = index + 1;
+    return NNM_OK;
+}
+
+/* ---- call context ------------------------------------------------------- */
+
+static int host_is_training(nnm_env *env) { return nnm__env_of(env)->training; }
+static int host_grad_enabled(nnm_env *env) { return nnm__env_of(env)->grad; }
+static nnm_device host_device(nnm_env *env) { return nnm__env_of(env)->device; }
+
+static uint32_t host_child_count(nnm_env *env) {
+    nnm__env *e = nnm__env_of(env);
+    return e->module ? e->module->n_children : 0;
+}
+
+static nnm_status host_child_call(nnm_env *env, uint32_t index, nnm_tensor *const *in, uint32_t n_in,
+                                  nnm_tensor **out, uint32_t n_out) {
+    nnm__env *e = nnm__env_of(env);
+    if (e->phase != NNM__PHASE_FORWARD || !e->module)
+        return nnm__error(e->ctx, NNM_E_STATE, "child_call is valid only in forward");
+    if (index >= e->module->n_children)
+        return nnm__error(e->ctx, NNM_E_NOT_FOUND, "no child %u (module has %u)", index,
+                          e->module->n_children);
+    return nnm__module_call(e->module->children[index], in, n_in, out, n_out);
+}
+
+/* ---- tensors and ops ---------------------------------------------------- */
+
+static const nnm_tensor_desc *host_tensor_desc(const nnm_tensor *t) { return t ? &t->desc : NULL; }
+static void host_tensor_retain(nnm_tensor *t) { nnm_tensor_retain(t); }
+static void host_tensor_release(nnm_tensor *t) { nnm_tensor_release(t); }
+
+static nnm_status host_tensor_new(nnm_env *env, int32_t ndim, const int64_t *shape, nnm_dtype dtype,
+                                  nnm_tensor **out) {
+    nnm__env *e = nnm__env_of(env);
+    if (!out) return nnm__error(e->ctx, NNM_E_INVALID, "tensor_new: out is NULL");
+    return nnm__tensor_alloc(e->ctx, e->device, dtype, ndim, shape, out);
+}
+
+#define OUT_CHECK(env, out)                                                                       \
+    if (!(out)) return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "op: out is NULL")
+
+static nnm_status host_op_linear(nnm_env *env, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b,
+                                 nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_linear(nnm__env_of(env)->ctx, x, w, b, out);
+}
+
+static nnm_status host_op_matmul(nnm_env *env, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_matmul(nnm__env_of(env)->ctx, a, b, out);
+}
+
+static nnm_status host_op_binary(nnm_env *env, int32_t op, nnm_tensor *a, nnm_tensor *b,
+                                 nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_binary(nnm__env_of(env)->ctx, op, a, b, out);
+}
+
+static nnm_status host_op_unary(nnm_env *env, int32_t op, nnm_tensor *x, double alpha,
+                                nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    if (!x) return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "unary: x is NULL");
+    return nnm__op_unary(nnm__env_of(env)->ctx, op, x, alpha, out);
+}
+
+const nnm_host nnm__host = {
+    .struct_size = sizeof(nnm_host),
+    .abi_major = NNM_ABI_MAJOR,
+    .abi_minor = NNM_ABI_MINOR,
+    .set_error = host_set_error,
+    .config_int = host_config_int,
+    .config_float = host_config_float,
+    .config_bool = host_config_bool,
+    .config_str = host_config_str,
+    .config_ints = host_config_ints,
+    .param_new = host_param_new,
+    .buffer_new = host_buffer_new,
+    .input_spec = host_input_spec,
+    .is_training = host_is_training,
+    .grad_enabled = host_grad_enabled,
+    .device = host_device,
+    .child_count = host_child_count,
+    .child_call = host_child_call,
+    .tensor_desc = host_tensor_desc,
+    .tensor_retain = host_tensor_retain,
+    .tensor_release = host_tensor_release,
+    .tensor_new = host_tensor_new,
+    .op_linear = host_op_linear,
+    .op_matmul = host_op_matmul,
+    .op_binary = host_op_binary,
+    .op_unary = host_op_unary,
+};

@@ -1,0 +1,284 @@
+/* runtime/internal.h - the runtime's private structures (nnm__ names).
+ *
+ * Objects: a context owns the plugin registry, the backends, the caching
+ * allocator, the global hooks and the error message. Modules, tensors and
+ * storages each hold one reference on their context, so a context outlives
+ * everything made from it even after nnm_ctx_free.
+ */
+#ifndef NNM_RUNTIME_INTERNAL_H
+#define NNM_RUNTIME_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "loader/loader.h"
+#include "nnmod/nnmod.h"
+
+#if defined(__GNUC__)
+#define NNM__LIKELY(x) __builtin_expect(!!(x), 1)
+#define NNM__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define NNM__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define NNM__LIKELY(x) (x)
+#define NNM__UNLIKELY(x) (x)
+#define NNM__PRINTF(a, b)
+#endif
+
+#define NNM__ERRMSG_CAP 1024
+#define NNM__MAX_IO 16          /* most inputs or outputs of one call */
+#define NNM__MAX_SPECS 4        /* input specs a layer may declare */
+#define NNM__DEVICE_TYPES 3     /* index by nnm_device_type (1 = CPU, 2 = CUDA) */
+#define NNM__NCLASSES 192       /* allocator size classes */
+#define NNM__MODULE_MAGIC 0x6e6e6d4du /* "nnmM" while alive */
+
+/* ---- backends ----------------------------------------------------------- */
+
+typedef struct nnm__backend {
+    const nnm_backend_vtable *vt; /* normalised copy owned by `plugin` */
+    nnm__plugin *plugin;          /* referenced while the context lives */
+    void *state;
+    nnm_status status;            /* NNM_OK once initialised */
+    int tried;
+    char error[256];
+} nnm__backend;
+
+/* ---- storage and the caching allocator ---------------------------------- */
+
+typedef struct nnm__storage {
+    void *data;
+    size_t bytes;                 /* usable size (the size class) */
+    nnm_device device;
+    uint32_t refs;
+    int32_t size_class;           /* -1: not from the cache (external) */
+    nnm_ctx *ctx;
+    nnm_dlpack_tensor *external;  /* imported DLPack tensor, deleter on free */
+    struct nnm__storage *next;    /* free list link */
+} nnm__storage;
+
+typedef struct nnm__pool {
+    nnm_device device;
+    nnm__storage *free[NNM__NCLASSES];
+} nnm__pool;
+
+/* ---- tensors ------------------------------------------------------------ */
+
+#define NNM__T_PARAM 1u          /* owned by a module as a parameter */
+#define NNM__T_BUFFER 2u
+
+struct nnm_tensor {
+    nnm_tensor_desc desc;         /* first, so a tensor is its descriptor */
+    int64_t shape[NNM_MAX_DIMS];
+    int64_t strides[NNM_MAX_DIMS];
+    uint32_t refs;
+    uint32_t flags;
+    nnm__storage *storage;
+    nnm_ctx *ctx;
+    struct nnm_tensor *next_free;
+};
+
+/* ---- config ------------------------------------------------------------- */
+
+enum nnm__cfg_type { NNM__CFG_INT, NNM__CFG_FLOAT, NNM__CFG_BOOL, NNM__CFG_STR, NNM__CFG_INTS };
+
+typedef struct nnm__cfg_entry {
+    char *key;
+    int type;
+    union {
+        int64_t i;
+        double f;
+        int b;
+        char *s;
+        struct {
+            int64_t *v;
+            size_t n;
+        } ints;
+    } u;
+} nnm__cfg_entry;
+
+struct nnm_config {
+    nnm__cfg_entry *items;
+    size_t count, cap;
+};
+
+const char *nnm__cfg_type_name(int type);
+
+/* ---- hooks -------------------------------------------------------------- */
+
+typedef struct nnm__hook_list {
+    nnm_hook_handle *head, *tail;
+    uint32_t count;               /* live (not removed) hooks */
+    uint32_t running;             /* iterations in progress */
+    uint32_t next_id;
+    uint32_t dead;                /* removed, waiting for the iterations to end */
+    nnm_ctx *ctx;
+    uint32_t *owner_count;        /* counter to keep in step (fast-path gate) */
+} nnm__hook_list;
+
+struct nnm_hook_handle {
+    nnm_hook_handle *next, *prev;
+    nnm__hook_list *list;
+    uint32_t id;
+    int removed;
+    union {
+        nnm_forward_pre_hook_fn pre;
+        nnm_forward_hook_fn post;
+    } fn;
+    void *user;
+};
+
+/* ---- modules ------------------------------------------------------------ */
+
+typedef struct nnm__named_tensor {
+    char *name;
+    nnm_tensor *t;
+    int persistent;
+} nnm__named_tensor;
+
+typedef struct nnm__input_spec {
+    int32_t ndim;
+    uint32_t flags;
+    int64_t dims[NNM_MAX_DIMS];
+} nnm__input_spec;
+
+struct nnm_module {
+    uint32_t magic;
+    uint32_t refs;
+    nnm_ctx *ctx;
+    const nnm_layer_vtable *vt;
+    nnm__plugin *plugin;
+    void *self;
+    char *name;                   /* "" for a root */
+    nnm_module *parent;           /* not referenced (the parent references us) */
+    nnm_module **children;
+    uint32_t n_children, cap_children;
+    nnm__named_tensor *params;
+    uint32_t n_params, cap_params;
+    nnm__named_tensor *buffers;
+    uint32_t n_buffers, cap_buffers;
+    nnm__input_spec specs[NNM__MAX_SPECS];
+    uint32_t n_specs;
+    uint32_t n_hooks;             /* pre + post, for the fast-path gate */
+    nnm__hook_list pre_hooks, post_hooks;
+    int training;
+    int created;                  /* create succeeded: destroy is due */
+    nnm_device device;
+};
+
+/* ---- context ------------------------------------------------------------ */
+
+struct nnm_ctx {
+    uint32_t refs;                /* 1 for the user + 1 per module/tensor/storage */
+    int closed;                   /* nnm_ctx_free was called */
+    nnm__registry reg;
+    nnm__backend backends[NNM__DEVICE_TYPES];
+    nnm__pool *pools;
+    uint32_t n_pools;
+    nnm__storage *free_storages;  /* recycled storage objects without memory */
+    nnm_tensor *free_tensors;     /* recycled tensor objects */
+    nnm_ctx_stats stats;
+    uint32_t n_global_hooks;      /* + profiler: nonzero leaves the fast path */
+    nnm__hook_list gpre_hooks, gpost_hooks;
+    nnm_profile_fn profiler;
+    void *profiler_user;
+    uint32_t depth;               /* call nesting depth */
+    uint64_t rng[4];              /* xoshiro256** state */
+    int err_attributed;           /* the message already names a module path */
+    char errmsg[NNM__ERRMSG_CAP];
+};
+
+/* The private side of an nnm_env. */
+enum nnm__phase { NNM__PHASE_CREATE, NNM__PHASE_FORWARD, NNM__PHASE_BACKEND };
+
+typedef struct nnm__env {
+    nnm_env pub;
+    nnm_ctx *ctx;
+    nnm_module *module;           /* NULL outside a layer invocation */
+    const nnm_config *cfg;        /* create only */
+    int phase;
+    int training;
+    int grad;
+    nnm_device device;
+} nnm__env;
+
+extern const nnm_host nnm__host;
+
+static inline nnm__env *nnm__env_of(nnm_env *env) { return (nnm__env *)env; }
+
+static inline void nnm__env_init(nnm__env *e, nnm_ctx *ctx, nnm_module *m, int phase) {
+    e->pub.struct_size = sizeof(nnm_env);
+    e->pub.reserved = 0;
+    e->pub.host = &nnm__host;
+    e->ctx = ctx;
+    e->module = m;
+    e->cfg = NULL;
+    e->phase = phase;
+    e->training = m ? m->training : 0;
+    e->grad = 1;
+    e->device = m ? m->device : (nnm_device){NNM_DEVICE_CPU, 0};
+}
+
+static inline int nnm__device_eq(nnm_device a, nnm_device b) {
+    return a.type == b.type && a.id == b.id;
+}
+
+/* ctx.c */
+nnm_status nnm__error(nnm_ctx *ctx, nnm_status code, const char *fmt, ...) NNM__PRINTF(3, 4);
+nnm_status nnm__verror(nnm_ctx *ctx, nnm_status code, const char *fmt, va_list ap);
+/* Prefixes the current message with "path (type): " once per failure. */
+void nnm__error_attribute(nnm_ctx *ctx, const nnm_module *m);
+void nnm__ctx_retain(nnm_ctx *ctx);
+void nnm__ctx_release(nnm_ctx *ctx);
+const char *nnm__device_name(nnm_device d, char *buf, size_t cap);
+
+/* backend.c */
+/* The initialised backend for a device, or an error set on ctx. */
+nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out);
+void nnm__backends_shutdown(nnm_ctx *ctx);
+
+/* alloc.c */
+nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out);
+void nnm__storage_release(nnm__storage *s);
+void nnm__alloc_fini(nnm_ctx *ctx);
+
+/* tensor.c */
+nnm_status nnm__tensor_alloc(nnm_ctx *ctx, nnm_device dev, nnm_dtype dtype, int32_t ndim,
+                             const int64_t *shape, nnm_tensor **out);
+int nnm__tensor_is_contiguous(const nnm_tensor *t);
+int64_t nnm__numel(int32_t ndim, const int64_t *shape);
+size_t nnm__dtype_size(nnm_dtype dt);
+int nnm__shape_str(const nnm_tensor_desc *d, char *buf, size_t cap);
+void nnm__tensors_fini(nnm_ctx *ctx);
+
+/* ops.c: every op checks shapes and devices, allocates its output, and
+ * dispatches to the backend. */
+nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b,
+                          nnm_tensor **out);
+nnm_status nnm__op_matmul(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out);
+nnm_status nnm__op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b,
+                          nnm_tensor **out);
+nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha,
+                         nnm_tensor **out);
+nnm_status nnm__op_fill(nnm_ctx *ctx, nnm_tensor *t, double value);
+
+/* rng.c */
+void nnm__rng_seed(uint64_t s[4], uint64_t seed);
+double nnm__rng_uniform(uint64_t s[4]);      /* [0, 1) */
+double nnm__rng_normal(uint64_t s[4]);
+
+/* hooks.c */
+void nnm__hook_list_init(nnm__hook_list *l, nnm_ctx *ctx, uint32_t *owner_count);
+void nnm__hook_list_clear(nnm__hook_list *l);
+/* Ends one iteration over l (the call path increments l->running to start one). */
+void nnm__hook_list_end(nnm__hook_list *l);
+
+/* module.c */
+int nnm__module_live(const nnm_module *m);
+
+nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, nnm_tensor *t,
+                                  int persistent);
+
+/* call.c */
+nnm_status nnm__module_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
+                            uint32_t n_out);
+
+#endif /* NNM_RUNTIME_INTERNAL_H */

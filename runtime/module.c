@@ -1,0 +1,540 @@
+/* runtime/module.c - the module tree: creation from a layer plugin, children,
+ * parameters and buffers with PyTorch-style dotted names, modes, device moves,
+ * and the printed tree. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define NAME_CAP 1024 /* longest dotted name a walk builds */
+
+int nnm__module_live(const nnm_module *m) { return m && m->magic == NNM__MODULE_MAGIC; }
+
+static void free_named(nnm__named_tensor *v, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        free(v[i].name);
+        nnm_tensor_release(v[i].t);
+    }
+    free(v);
+}
+
+static void module_destroy(nnm_module *m) {
+    nnm_ctx *ctx = m->ctx;
+    if (m->created && m->vt->destroy) m->vt->destroy(m->self);
+    nnm__hook_list_clear(&m->pre_hooks);
+    nnm__hook_list_clear(&m->post_hooks);
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        m->children[i]->parent = NULL;
+        nnm_module_release(m->children[i]);
+    }
+    free(m->children);
+    free_named(m->params, m->n_params);
+    free_named(m->buffers, m->n_buffers);
+    free(m->name);
+    m->magic = 0;
+    m->plugin->live_modules--;
+    nnm__plugin_release(m->plugin); /* may dlclose: vt is not touched after this */
+    free(m);
+    ctx->stats.live_modules--;
+    nnm__ctx_release(ctx);
+}
+
+NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
+                                     nnm_module **out) {
+    if (out) *out = NULL;
+    if (!ctx) return NNM_E_INVALID;
+    if (!request || !out) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_create: NULL argument");
+    const nnm_layer_vtable *vt;
+    nnm__plugin *owner;
+    char err[NNM__ERRMSG_CAP];
+    err[0] = 0;
+    nnm_status st = nnm__registry_find_layer(&ctx->reg, request, &vt, &owner, err, sizeof err);
+    if (st) return nnm__error(ctx, st, "%s", err);
+
+    nnm_module *m = calloc(1, sizeof *m);
+    char *name = strdup("");
+    if (!m || !name) {
+        free(m);
+        free(name);
+        return nnm__error(ctx, NNM_E_NOMEM, "out of memory (module)");
+    }
+    m->magic = NNM__MODULE_MAGIC;
+    m->refs = 1;
+    m->ctx = ctx;
+    m->vt = vt;
+    m->plugin = owner;
+    m->name = name;
+    m->training = 1;
+    m->device = (nnm_device){NNM_DEVICE_CPU, 0};
+    nnm__hook_list_init(&m->pre_hooks, ctx, &m->n_hooks);
+    nnm__hook_list_init(&m->post_hooks, ctx, &m->n_hooks);
+    nnm__plugin_retain(owner);
+    owner->live_modules++;
+    nnm__ctx_retain(ctx);
+    ctx->stats.live_modules++;
+
+    nnm__env env;
+    nnm__env_init(&env, ctx, m, NNM__PHASE_CREATE);
+    env.cfg = cfg;
+    ctx->errmsg[0] = 0;
+    st = vt->create(&env.pub, &m->self);
+    if (st) {
+        if (!ctx->errmsg[0]) nnm__error(ctx, st, "create failed (%s)", nnm_status_str(st));
+        char msg[NNM__ERRMSG_CAP];
+        memcpy(msg, ctx->errmsg, sizeof msg);
+        nnm__error(ctx, st, "%s: %s", vt->name, msg);
+        m->self = NULL;
+        module_destroy(m); /* create failed: the plugin cleaned up, destroy is not called */
+        return st;
+    }
+    m->created = 1;
+    *out = m;
+    return NNM_OK;
+}
+
+NNM_API void nnm_module_retain(nnm_module *m) {
+    if (nnm__module_live(m)) m->refs++;
+}
+
+NNM_API void nnm_module_release(nnm_module *m) {
+    if (!nnm__module_live(m)) return;
+    if (--m->refs == 0) module_destroy(m);
+}
+
+static int valid_name(const char *s) {
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_') return 0;
+    return 1;
+}
+
+/* Is `name` taken by a child, parameter or buffer of m? */
+static int name_taken(const nnm_module *m, const char *name) {
+    for (uint32_t i = 0; i < m->n_children; i++)
+        if (strcmp(m->children[i]->name, name) == 0) return 1;
+    for (uint32_t i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0) return 1;
+    for (uint32_t i = 0; i < m->n_buffers; i++)
+        if (strcmp(m->buffers[i].name, name) == 0) return 1;
+    return 0;
+}
+
+NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child) {
+    if (!nnm__module_live(parent)) return NNM_E_INVALID;
+    nnm_ctx *ctx = parent->ctx;
+    if (!nnm__module_live(child))
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_add_child: child is not a live module");
+    if (child->ctx != ctx)
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_add_child: child is of another context");
+    if (child->parent)
+        return nnm__error(ctx, NNM_E_STATE, "nnm_module_add_child: '%s' already has a parent",
+                          child->name);
+    for (nnm_module *a = parent; a; a = a->parent)
+        if (a == child)
+            return nnm__error(ctx, NNM_E_INVALID, "nnm_module_add_child: would make a cycle");
+    char idx[16];
+    if (!name) {
+        snprintf(idx, sizeof idx, "%u", parent->n_children);
+        name = idx;
+    }
+    if (!valid_name(name))
+        return nnm__error(ctx, NNM_E_INVALID, "invalid child name '%s' (use [A-Za-z0-9_])", name);
+    if (name_taken(parent, name))
+        return nnm__error(ctx, NNM_E_EXISTS, "'%s' is already a child, parameter or buffer", name);
+    if (!nnm__device_eq(child->device, parent->device))
+        return nnm__error(ctx, NNM_E_DEVICE, "child '%s' is on another device than its parent",
+                          name);
+    char *copy = strdup(name);
+    if (!copy) return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
+    if (parent->n_children == parent->cap_children) {
+        uint32_t cap = parent->cap_children ? parent->cap_children * 2 : 4;
+        nnm_module **v = realloc(parent->children, cap * sizeof *v);
+        if (!v) {
+            free(copy);
+            return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
+        }
+        parent->children = v;
+        parent->cap_children = cap;
+    }
+    free(child->name);
+    child->name = copy;
+    child->parent = parent;
+    child->refs++;
+    parent->children[parent->n_children++] = child;
+    return NNM_OK;
+}
+
+/* ---- names and structure ------------------------------------------------ */
+
+NNM_API const char *nnm_module_name(const nnm_module *m) { return nnm__module_live(m) ? m->name : ""; }
+NNM_API const char *nnm_module_type(const nnm_module *m) {
+    return nnm__module_live(m) ? m->vt->name : "";
+}
+NNM_API nnm_module *nnm_module_parent(const nnm_module *m) {
+    return nnm__module_live(m) ? m->parent : NULL;
+}
+NNM_API uint32_t nnm_module_child_count(const nnm_module *m) {
+    return nnm__module_live(m) ? m->n_children : 0;
+}
+NNM_API nnm_module *nnm_module_child(const nnm_module *m, uint32_t index) {
+    return nnm__module_live(m) && index < m->n_children ? m->children[index] : NULL;
+}
+NNM_API nnm_ctx *nnm_module_ctx(const nnm_module *m) { return nnm__module_live(m) ? m->ctx : NULL; }
+
+NNM_API int nnm_module_path(const nnm_module *m, char *buf, size_t cap) {
+    if (!nnm__module_live(m)) {
+        if (cap) buf[0] = 0;
+        return 0;
+    }
+    /* Collect ancestors root-first (depth is bounded by the buffer anyway). */
+    const nnm_module *chain[64];
+    int depth = 0;
+    for (const nnm_module *a = m; a->parent && depth < 64; a = a->parent) chain[depth++] = a;
+    size_t n = 0;
+    for (int i = depth - 1; i >= 0; i--) {
+        int w = snprintf(buf ? buf + (n < cap ? n : cap) : NULL, n < cap ? cap - n : 0, "%s%s",
+                         i == depth - 1 ? "" : ".", chain[i]->name);
+        if (w > 0) n += (size_t)w;
+    }
+    if (depth == 0 && cap) buf[0] = 0;
+    return (int)n;
+}
+
+NNM_API nnm_module *nnm_module_get(const nnm_module *m, const char *path) {
+    if (!nnm__module_live(m) || !path) return NULL;
+    const nnm_module *cur = m;
+    while (*path) {
+        const char *dot = strchr(path, '.');
+        size_t len = dot ? (size_t)(dot - path) : strlen(path);
+        const nnm_module *next = NULL;
+        for (uint32_t i = 0; i < cur->n_children; i++)
+            if (strlen(cur->children[i]->name) == len &&
+                memcmp(cur->children[i]->name, path, len) == 0) {
+                next = cur->children[i];
+                break;
+            }
+        if (!next) return NULL;
+        cur = next;
+        path += len + (dot ? 1 : 0);
+        if (dot && !*path) return NULL; /* trailing dot */
+    }
+    return (nnm_module *)cur;
+}
+
+/* ---- walks -------------------------------------------------------------- */
+
+/* Appends ".name" (or "name" at the root) to a prefix of length len. */
+static int name_push(char *buf, size_t len, const char *name, size_t *newlen) {
+    size_t nl = strlen(name);
+    size_t need = len + (len ? 1 : 0) + nl;
+    if (need + 1 > NAME_CAP) return -1;
+    if (len) buf[len++] = '.';
+    memcpy(buf + len, name, nl + 1);
+    *newlen = need;
+    return 0;
+}
+
+static nnm_status walk_modules(nnm_module *m, char *buf, size_t len, nnm_module_visit_fn fn,
+                               void *user) {
+    nnm_status st = fn(user, buf, m);
+    if (st) return st;
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        size_t nl;
+        if (name_push(buf, len, m->children[i]->name, &nl))
+            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NAME_CAP);
+        st = walk_modules(m->children[i], buf, nl, fn, user);
+        buf[len] = 0;
+        if (st) return st;
+    }
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_module_named_modules(nnm_module *m, nnm_module_visit_fn fn, void *user) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    if (!fn) return nnm__error(m->ctx, NNM_E_INVALID, "visitor is NULL");
+    char buf[NAME_CAP];
+    buf[0] = 0;
+    return walk_modules(m, buf, 0, fn, user);
+}
+
+static nnm_status walk_tensors(nnm_module *m, int buffers, char *buf, size_t len,
+                               nnm_tensor_visit_fn fn, void *user) {
+    const nnm__named_tensor *v = buffers ? m->buffers : m->params;
+    uint32_t n = buffers ? m->n_buffers : m->n_params;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t nl;
+        if (name_push(buf, len, v[i].name, &nl))
+            return nnm__error(m->ctx, NNM_E_LIMIT, "tensor name longer than %d bytes", NAME_CAP);
+        nnm_status st = fn(user, buf, v[i].t);
+        buf[len] = 0;
+        if (st) return st;
+    }
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        size_t nl;
+        if (name_push(buf, len, m->children[i]->name, &nl))
+            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NAME_CAP);
+        nnm_status st = walk_tensors(m->children[i], buffers, buf, nl, fn, user);
+        buf[len] = 0;
+        if (st) return st;
+    }
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_module_named_parameters(nnm_module *m, nnm_tensor_visit_fn fn, void *user) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    if (!fn) return nnm__error(m->ctx, NNM_E_INVALID, "visitor is NULL");
+    char buf[NAME_CAP];
+    buf[0] = 0;
+    return walk_tensors(m, 0, buf, 0, fn, user);
+}
+
+NNM_API nnm_status nnm_module_named_buffers(nnm_module *m, nnm_tensor_visit_fn fn, void *user) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    if (!fn) return nnm__error(m->ctx, NNM_E_INVALID, "visitor is NULL");
+    char buf[NAME_CAP];
+    buf[0] = 0;
+    return walk_tensors(m, 1, buf, 0, fn, user);
+}
+
+static nnm_status apply_rec(nnm_module *m, char *buf, size_t len, nnm_module_visit_fn fn,
+                            void *user) {
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        size_t nl;
+        if (name_push(buf, len, m->children[i]->name, &nl))
+            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NAME_CAP);
+        nnm_status st = apply_rec(m->children[i], buf, nl, fn, user);
+        buf[len] = 0;
+        if (st) return st;
+    }
+    return fn(user, buf, m);
+}
+
+NNM_API nnm_status nnm_module_apply(nnm_module *m, nnm_module_visit_fn fn, void *user) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    if (!fn) return nnm__error(m->ctx, NNM_E_INVALID, "visitor is NULL");
+    char buf[NAME_CAP];
+    buf[0] = 0;
+    return apply_rec(m, buf, 0, fn, user);
+}
+
+static int64_t own_params(const nnm_module *m) {
+    int64_t n = 0;
+    for (uint32_t i = 0; i < m->n_params; i++) n += nnm_tensor_numel(m->params[i].t);
+    return n;
+}
+
+static int64_t count_params(const nnm_module *m) {
+    int64_t n = own_params(m);
+    for (uint32_t i = 0; i < m->n_children; i++) n += count_params(m->children[i]);
+    return n;
+}
+
+NNM_API int64_t nnm_module_num_params(nnm_module *m) {
+    return nnm__module_live(m) ? count_params(m) : 0;
+}
+
+/* ---- printing ----------------------------------------------------------- */
+
+typedef struct outbuf {
+    char *buf;
+    size_t cap, len;
+} outbuf;
+
+static void out_printf(outbuf *o, const char *fmt, ...) NNM__PRINTF(2, 3);
+static void out_printf(outbuf *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(o->buf ? o->buf + (o->len < o->cap ? o->len : o->cap) : NULL,
+                      o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
+    va_end(ap);
+    if (w > 0) o->len += (size_t)w;
+}
+
+/* "linear" -> "Linear", "batch_norm" -> "BatchNorm": PyTorch's class names. */
+static void class_name(const char *type, char *buf, size_t cap) {
+    size_t n = 0;
+    int up = 1;
+    for (; *type && n + 1 < cap; type++) {
+        if (*type == '_') {
+            up = 1;
+            continue;
+        }
+        buf[n++] = up ? (char)toupper((unsigned char)*type) : *type;
+        up = 0;
+    }
+    buf[n] = 0;
+}
+
+static void repr_rec(const nnm_module *m, outbuf *o, int indent) {
+    char cls[64], extra[512];
+    class_name(m->vt->name, cls, sizeof cls);
+    extra[0] = 0;
+    if (m->vt->extra_repr) {
+        int w = m->vt->extra_repr(m->self, extra, sizeof extra);
+        if (w < 0) extra[0] = 0;
+    }
+    out_printf(o, "%s(%s", cls, extra);
+    if (m->n_children) {
+        out_printf(o, "\n");
+        for (uint32_t i = 0; i < m->n_children; i++) {
+            out_printf(o, "%*s(%s): ", indent + 2, "", m->children[i]->name);
+            repr_rec(m->children[i], o, indent + 2);
+            out_printf(o, "\n");
+        }
+        out_printf(o, "%*s)", indent, "");
+    } else {
+        out_printf(o, ")");
+    }
+    int64_t own = own_params(m);
+    if (own && m->n_children == 0) out_printf(o, "  # %lld params", (long long)own);
+}
+
+NNM_API int64_t nnm_module_repr(nnm_module *m, char *buf, size_t cap) {
+    if (!nnm__module_live(m)) return -1;
+    outbuf o = {buf, cap, 0};
+    if (buf && cap) buf[0] = 0;
+    repr_rec(m, &o, 0);
+    out_printf(&o, "\nTotal params: %lld\n", (long long)count_params(m));
+    if (buf && cap) buf[o.len < cap ? o.len : cap - 1] = 0;
+    return (int64_t)o.len;
+}
+
+/* ---- modes and devices -------------------------------------------------- */
+
+static void set_training(nnm_module *m, int training) {
+    m->training = training;
+    for (uint32_t i = 0; i < m->n_children; i++) set_training(m->children[i], training);
+}
+
+NNM_API nnm_status nnm_module_train(nnm_module *m, int training) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    set_training(m, training != 0);
+    return NNM_OK;
+}
+
+NNM_API int nnm_module_is_training(const nnm_module *m) {
+    return nnm__module_live(m) ? m->training : 0;
+}
+
+NNM_API nnm_device nnm_module_device(const nnm_module *m) {
+    return nnm__module_live(m) ? m->device : (nnm_device){NNM_DEVICE_CPU, 0};
+}
+
+/* A device move: new storages for every tensor first, then one commit, so a
+ * failure midway leaves the whole tree where it was. */
+typedef struct move {
+    nnm_tensor **t;
+    nnm__storage **s;
+    size_t n, cap;
+} move;
+
+static nnm_status collect(nnm_module *m, move *mv) {
+    for (int b = 0; b < 2; b++) {
+        nnm__named_tensor *v = b ? m->buffers : m->params;
+        uint32_t n = b ? m->n_buffers : m->n_params;
+        for (uint32_t i = 0; i < n; i++) {
+            if (mv->n == mv->cap) {
+                size_t cap = mv->cap ? mv->cap * 2 : 16;
+                nnm_tensor **t = realloc(mv->t, cap * sizeof *t);
+                if (!t) return NNM_E_NOMEM;
+                mv->t = t;
+                nnm__storage **s = realloc(mv->s, cap * sizeof *s);
+                if (!s) return NNM_E_NOMEM;
+                mv->s = s;
+                mv->cap = cap;
+            }
+            mv->t[mv->n] = v[i].t;
+            mv->s[mv->n++] = NULL;
+        }
+    }
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        nnm_status st = collect(m->children[i], mv);
+        if (st) return st;
+    }
+    return NNM_OK;
+}
+
+static void set_device(nnm_module *m, nnm_device dev) {
+    m->device = dev;
+    for (uint32_t i = 0; i < m->n_children; i++) set_device(m->children[i], dev);
+}
+
+NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device dev) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    nnm_ctx *ctx = m->ctx;
+    if (m->parent)
+        return nnm__error(ctx, NNM_E_STATE, "nnm_module_to: move the root module, not a child");
+    if (nnm__device_eq(dev, m->device)) return NNM_OK;
+    nnm__backend *dst_be;
+    nnm_status st = nnm__backend_get(ctx, dev, &dst_be);
+    if (st) return st;
+    move mv = {0};
+    if ((st = collect(m, &mv))) {
+        st = nnm__error(ctx, st, "out of memory (device move)");
+        goto done;
+    }
+    for (size_t i = 0; i < mv.n && !st; i++) {
+        nnm_tensor *t = mv.t[i];
+        size_t bytes = (size_t)nnm_tensor_numel(t) * nnm__dtype_size(t->desc.dtype);
+        if ((st = nnm__storage_new(ctx, dev, bytes, &mv.s[i]))) break;
+        /* The backend of whichever side is not the CPU does the copy. */
+        nnm__backend *be = dst_be;
+        if (dev.type == NNM_DEVICE_CPU && (st = nnm__backend_get(ctx, t->desc.device, &be))) break;
+        nnm__env env;
+        nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+        st = be->vt->memcpy(&env.pub, be->state, mv.s[i]->data, dev,
+                            (const char *)t->desc.data + t->desc.byte_offset, t->desc.device, bytes);
+    }
+    if (st) {
+        for (size_t i = 0; i < mv.n; i++) nnm__storage_release(mv.s[i]);
+        goto done;
+    }
+    for (size_t i = 0; i < mv.n; i++) {
+        nnm_tensor *t = mv.t[i];
+        nnm__storage_release(t->storage);
+        t->storage = mv.s[i];
+        t->desc.data = mv.s[i]->data;
+        t->desc.device = dev;
+        t->desc.byte_offset = 0;
+    }
+    set_device(m, dev);
+done:
+    free(mv.t);
+    free(mv.s);
+    return st;
+}
+
+/* ---- declarations made by create (called through the host table) ------- */
+
+nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, nnm_tensor *t,
+                                  int persistent) {
+    nnm_ctx *ctx = m->ctx;
+    if (!name || !valid_name(name))
+        return nnm__error(ctx, NNM_E_INVALID, "invalid %s name '%s' (use [A-Za-z0-9_])",
+                          buffer ? "buffer" : "parameter", name ? name : "(null)");
+    if (name_taken(m, name))
+        return nnm__error(ctx, NNM_E_EXISTS, "'%s' is declared twice", name);
+    nnm__named_tensor **v = buffer ? &m->buffers : &m->params;
+    uint32_t *n = buffer ? &m->n_buffers : &m->n_params;
+    uint32_t *cap = buffer ? &m->cap_buffers : &m->cap_params;
+    char *copy = strdup(name);
+    if (!copy) return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
+    if (*n == *cap) {
+        uint32_t c = *cap ? *cap * 2 : 4;
+        nnm__named_tensor *p = realloc(*v, c * sizeof *p);
+        if (!p) {
+            free(copy);
+            return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
+        }
+        *v = p;
+        *cap = c;
+    }
+    (*v)[*n].name = copy;
+    (*v)[*n].t = t;
+    (*v)[*n].persistent = persistent;
+    (*n)++;
+    t->flags |= buffer ? NNM__T_BUFFER : NNM__T_PARAM;
+    return NNM_OK;
+}

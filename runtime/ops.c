@@ -1,0 +1,240 @@
+/* runtime/ops.c - tensor ops: check shapes, dtypes and devices, allocate the
+ * output from the caching allocator, and dispatch to the device's backend.
+ * (Autograd recording will hook in here: every differentiable op passes
+ * through one of these functions.) */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int is_f32(const nnm_tensor *t) {
+    return t->desc.dtype.code == NNM_DTYPE_FLOAT && t->desc.dtype.bits == 32 &&
+           t->desc.dtype.lanes == 1;
+}
+
+static nnm_status check_f32(nnm_ctx *ctx, const char *op, const char *what, const nnm_tensor *t) {
+    if (NNM__UNLIKELY(!t)) return nnm__error(ctx, NNM_E_INVALID, "%s: %s is NULL", op, what);
+    if (NNM__UNLIKELY(!is_f32(t)))
+        return nnm__error(ctx, NNM_E_DTYPE, "%s: %s must be f32 (code %d, %d bits)", op, what,
+                          t->desc.dtype.code, t->desc.dtype.bits);
+    return NNM_OK;
+}
+
+static nnm_status check_same_device(nnm_ctx *ctx, const char *op, const nnm_tensor *a,
+                                    const nnm_tensor *b) {
+    if (NNM__LIKELY(nnm__device_eq(a->desc.device, b->desc.device))) return NNM_OK;
+    char da[32], db[32];
+    return nnm__error(ctx, NNM_E_DEVICE, "%s: operands are on different devices (%s and %s)", op,
+                      nnm__device_name(a->desc.device, da, sizeof da),
+                      nnm__device_name(b->desc.device, db, sizeof db));
+}
+
+nnm_status nnm__op_fill(nnm_ctx *ctx, nnm_tensor *t, double value) {
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(ctx, t->desc.device, &be);
+    if (st) return st;
+    if (!be->vt->fill) return nnm__error(ctx, NNM_E_UNSUPPORTED, "backend '%s' has no fill", be->vt->name);
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    return be->vt->fill(&env.pub, be->state, &t->desc, value);
+}
+
+nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, nnm_tensor **out) {
+    *out = NULL;
+    nnm_status st = check_f32(ctx, "unary", "x", x);
+    if (st) return st;
+    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_SCALE))
+        return nnm__error(ctx, NNM_E_INVALID, "unary: unknown op %d", (int)op);
+    nnm__backend *be;
+    if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
+    if (NNM__UNLIKELY(!be->vt->unary))
+        return nnm__error(ctx, NNM_E_UNSUPPORTED, "backend '%s' has no unary ops", be->vt->name);
+    nnm_tensor *y;
+    if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, x->shape, &y)))
+        return st;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_unary_args a = {sizeof a, op, alpha, &x->desc, &y->desc};
+    if ((st = be->vt->unary(&env.pub, be->state, &a))) {
+        nnm_tensor_release(y);
+        return st;
+    }
+    *out = y;
+    return NNM_OK;
+}
+
+/* Broadcast shapes a and b (NumPy rules) into shape/ndim, and give each operand
+ * strides over that shape with 0 on broadcast dims. */
+static nnm_status broadcast(nnm_ctx *ctx, const nnm_tensor *a, const nnm_tensor *b, int32_t *ndim,
+                            int64_t *shape, int64_t *sa, int64_t *sb) {
+    int32_t n = a->desc.ndim > b->desc.ndim ? a->desc.ndim : b->desc.ndim;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t ia = a->desc.ndim - n + i, ib = b->desc.ndim - n + i;
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) {
+            char s1[128], s2[128];
+            nnm__shape_str(&a->desc, s1, sizeof s1);
+            nnm__shape_str(&b->desc, s2, sizeof s2);
+            return nnm__error(ctx, NNM_E_SHAPE, "shapes %s and %s do not broadcast (dim %d: %lld vs %lld)",
+                              s1, s2, (int)i, (long long)da, (long long)db);
+        }
+        shape[i] = da == 1 ? db : da;
+        sa[i] = (ia >= 0 && da != 1) ? a->strides[ia] : 0;
+        sb[i] = (ib >= 0 && db != 1) ? b->strides[ib] : 0;
+    }
+    *ndim = n;
+    return NNM_OK;
+}
+
+nnm_status nnm__op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    *out = NULL;
+    nnm_status st;
+    if ((st = check_f32(ctx, "binary", "a", a)) || (st = check_f32(ctx, "binary", "b", b)) ||
+        (st = check_same_device(ctx, "binary", a, b)))
+        return st;
+    if (NNM__UNLIKELY(op < NNM_BINARY_ADD || op > NNM_BINARY_MIN))
+        return nnm__error(ctx, NNM_E_INVALID, "binary: unknown op %d", (int)op);
+    int32_t ndim = 0;
+    int64_t shape[NNM_MAX_DIMS], sa[NNM_MAX_DIMS], sb[NNM_MAX_DIMS];
+    if ((st = broadcast(ctx, a, b, &ndim, shape, sa, sb))) return st;
+    nnm__backend *be;
+    if ((st = nnm__backend_get(ctx, a->desc.device, &be))) return st;
+    if (NNM__UNLIKELY(!be->vt->binary))
+        return nnm__error(ctx, NNM_E_UNSUPPORTED, "backend '%s' has no binary ops", be->vt->name);
+    nnm_tensor *y;
+    if ((st = nnm__tensor_alloc(ctx, a->desc.device, a->desc.dtype, ndim, shape, &y))) return st;
+    nnm_tensor_desc da = a->desc, db = b->desc;
+    da.ndim = db.ndim = ndim;
+    da.shape = db.shape = shape;
+    da.strides = sa;
+    db.strides = sb;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_binary_args args = {sizeof args, op, &da, &db, &y->desc};
+    if ((st = be->vt->binary(&env.pub, be->state, &args))) {
+        nnm_tensor_release(y);
+        return st;
+    }
+    *out = y;
+    return NNM_OK;
+}
+
+/* Row-major leading dimension of a matrix view, or 0 if the view is not one
+ * BLAS can take (inner stride must be 1). */
+static int64_t ld_of(const nnm_tensor *t, int32_t row_dim) {
+    int32_t last = t->desc.ndim - 1;
+    if (t->shape[last] != 1 && t->strides[last] != 1) return 0;
+    int64_t ld = t->strides[row_dim];
+    return ld >= t->shape[last] ? ld : (t->shape[row_dim] <= 1 ? t->shape[last] : 0);
+}
+
+static nnm_status contiguous(nnm_ctx *ctx, nnm_tensor *t, nnm_tensor **out) {
+    if (nnm__tensor_is_contiguous(t)) {
+        nnm_tensor_retain(t);
+        *out = t;
+        return NNM_OK;
+    }
+    return nnm__op_unary(ctx, NNM_UNARY_COPY, t, 0, out);
+}
+
+static const float *fptr(const nnm_tensor *t) {
+    return (const float *)((const char *)t->desc.data + t->desc.byte_offset);
+}
+
+nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b, nnm_tensor **out) {
+    *out = NULL;
+    nnm_status st;
+    if ((st = check_f32(ctx, "linear", "input", x)) || (st = check_f32(ctx, "linear", "weight", w)) ||
+        (b && (st = check_f32(ctx, "linear", "bias", b))) ||
+        (st = check_same_device(ctx, "linear", x, w)) ||
+        (b && (st = check_same_device(ctx, "linear", x, b))))
+        return st;
+    if (NNM__UNLIKELY(w->desc.ndim != 2 || x->desc.ndim < 1)) {
+        char sx[128], sw[128];
+        nnm__shape_str(&x->desc, sx, sizeof sx);
+        nnm__shape_str(&w->desc, sw, sizeof sw);
+        return nnm__error(ctx, NNM_E_SHAPE, "linear: input %s and weight %s (weight must be 2-D)", sx, sw);
+    }
+    int64_t n_out = w->shape[0], k = w->shape[1];
+    if (NNM__UNLIKELY(x->shape[x->desc.ndim - 1] != k)) {
+        char sx[128];
+        nnm__shape_str(&x->desc, sx, sizeof sx);
+        return nnm__error(ctx, NNM_E_SHAPE, "linear: expected input [*, %lld], got %s", (long long)k, sx);
+    }
+    if (NNM__UNLIKELY(b && (b->desc.ndim != 1 || b->shape[0] != n_out))) {
+        char sb[128];
+        nnm__shape_str(&b->desc, sb, sizeof sb);
+        return nnm__error(ctx, NNM_E_SHAPE, "linear: expected bias [%lld], got %s", (long long)n_out, sb);
+    }
+    nnm__backend *be;
+    if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
+    nnm_tensor *xc = NULL, *wc = NULL, *y = NULL;
+    if ((st = contiguous(ctx, x, &xc)) || (st = contiguous(ctx, w, &wc))) goto done;
+    int64_t shape[NNM_MAX_DIMS];
+    memcpy(shape, x->shape, (size_t)x->desc.ndim * sizeof shape[0]);
+    shape[x->desc.ndim - 1] = n_out;
+    if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, shape, &y))) goto done;
+    int64_t m = nnm__numel(x->desc.ndim, x->shape) / (k ? k : 1);
+    if (k == 0) m = nnm__numel(x->desc.ndim - 1, x->shape);
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    float beta = 0.0f;
+    if (b) {
+        /* Seed every row of y with the bias (a stride-0 broadcast copy), then
+         * let the GEMM accumulate onto it: one pass over y instead of two. */
+        int64_t bs[2] = {0, b->strides[0]}, bsh[2] = {m, n_out};
+        nnm_tensor_desc bd = b->desc, yd = y->desc;
+        bd.ndim = yd.ndim = 2;
+        bd.shape = yd.shape = bsh;
+        bd.strides = bs;
+        int64_t ys[2] = {n_out, 1};
+        yd.strides = ys;
+        nnm_unary_args ua = {sizeof ua, NNM_UNARY_COPY, 0, &bd, &yd};
+        if ((st = be->vt->unary(&env.pub, be->state, &ua))) goto done;
+        beta = 1.0f;
+    }
+    nnm_gemm_args g = {sizeof g, 0, 1, m, n_out, k, 1.0f, beta,
+                       fptr(xc), k, fptr(wc), k, (float *)y->desc.data, n_out};
+    st = be->vt->gemm(&env.pub, be->state, &g);
+done:
+    nnm_tensor_release(xc);
+    nnm_tensor_release(wc);
+    if (st) nnm_tensor_release(y);
+    else *out = y;
+    return st;
+}
+
+nnm_status nnm__op_matmul(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    *out = NULL;
+    nnm_status st;
+    if ((st = check_f32(ctx, "matmul", "a", a)) || (st = check_f32(ctx, "matmul", "b", b)) ||
+        (st = check_same_device(ctx, "matmul", a, b)))
+        return st;
+    if (NNM__UNLIKELY(a->desc.ndim != 2 || b->desc.ndim != 2 || a->shape[1] != b->shape[0])) {
+        char s1[128], s2[128];
+        nnm__shape_str(&a->desc, s1, sizeof s1);
+        nnm__shape_str(&b->desc, s2, sizeof s2);
+        return nnm__error(ctx, NNM_E_SHAPE, "matmul: cannot multiply %s by %s", s1, s2);
+    }
+    nnm__backend *be;
+    if ((st = nnm__backend_get(ctx, a->desc.device, &be))) return st;
+    nnm_tensor *ac = NULL, *bc = NULL, *y = NULL;
+    int64_t lda = ld_of(a, 0), ldb = ld_of(b, 0);
+    if (lda) { nnm_tensor_retain(a); ac = a; } else if ((st = contiguous(ctx, a, &ac))) goto done;
+    if (ldb) { nnm_tensor_retain(b); bc = b; } else if ((st = contiguous(ctx, b, &bc))) goto done;
+    if (!lda) lda = ac->shape[1];
+    if (!ldb) ldb = bc->shape[1];
+    int64_t shape[2] = {a->shape[0], b->shape[1]};
+    if ((st = nnm__tensor_alloc(ctx, a->desc.device, a->desc.dtype, 2, shape, &y))) goto done;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_gemm_args g = {sizeof g, 0, 0, shape[0], shape[1], a->shape[1], 1.0f, 0.0f,
+                       fptr(ac), lda, fptr(bc), ldb, (float *)y->desc.data, shape[1]};
+    st = be->vt->gemm(&env.pub, be->state, &g);
+done:
+    nnm_tensor_release(ac);
+    nnm_tensor_release(bc);
+    if (st) nnm_tensor_release(y);
+    else *out = y;
+    return st;
+}

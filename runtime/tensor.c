@@ -1,0 +1,288 @@
+/* runtime/tensor.c - reference counted tensors over shared storages, and
+ * DLPack interchange. Tensor objects are recycled through a per-context free
+ * list, so creating one in a steady-state loop touches no heap. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+size_t nnm__dtype_size(nnm_dtype dt) { return ((size_t)dt.bits * dt.lanes + 7) / 8; }
+
+int64_t nnm__numel(int32_t ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int32_t i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+int nnm__tensor_is_contiguous(const nnm_tensor *t) {
+    int64_t expect = 1;
+    for (int32_t i = t->desc.ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->strides[i] != expect) return 0;
+        expect *= t->shape[i];
+    }
+    return 1;
+}
+
+int nnm__shape_str(const nnm_tensor_desc *d, char *buf, size_t cap) {
+    size_t n = 0;
+    int w = snprintf(buf, cap, "[");
+    n += w > 0 ? (size_t)w : 0;
+    for (int32_t i = 0; i < d->ndim; i++) {
+        w = snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, "%s%lld", i ? ", " : "",
+                     (long long)d->shape[i]);
+        n += w > 0 ? (size_t)w : 0;
+    }
+    w = snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, "]");
+    n += w > 0 ? (size_t)w : 0;
+    return (int)n;
+}
+
+static nnm_tensor *tensor_obj(nnm_ctx *ctx) {
+    nnm_tensor *t = ctx->free_tensors;
+    if (t) {
+        ctx->free_tensors = t->next_free;
+        return t;
+    }
+    return malloc(sizeof *t);
+}
+
+static void tensor_setup(nnm_tensor *t, nnm_ctx *ctx, nnm__storage *s, nnm_dtype dtype,
+                         int32_t ndim, const int64_t *shape) {
+    t->desc.data = s->data;
+    t->desc.device = s->device;
+    t->desc.ndim = ndim;
+    t->desc.dtype = dtype;
+    t->desc.shape = t->shape;
+    t->desc.strides = t->strides;
+    t->desc.byte_offset = 0;
+    int64_t stride = 1;
+    for (int32_t i = ndim - 1; i >= 0; i--) {
+        t->shape[i] = shape[i];
+        t->strides[i] = stride;
+        stride *= shape[i];
+    }
+    t->refs = 1;
+    t->flags = 0;
+    t->storage = s;
+    t->ctx = ctx;
+    t->next_free = NULL;
+    ctx->stats.live_tensors++;
+    nnm__ctx_retain(ctx);
+}
+
+static nnm_status check_shape(nnm_ctx *ctx, int32_t ndim, const int64_t *shape, nnm_dtype dtype,
+                              size_t *bytes) {
+    if (ndim < 0 || ndim > NNM_MAX_DIMS)
+        return nnm__error(ctx, NNM_E_SHAPE, "tensors have 0 to %d dims, got %d", NNM_MAX_DIMS,
+                          (int)ndim);
+    if (ndim > 0 && !shape) return nnm__error(ctx, NNM_E_INVALID, "shape is NULL");
+    size_t esize = nnm__dtype_size(dtype);
+    if (esize == 0 || dtype.lanes != 1)
+        return nnm__error(ctx, NNM_E_DTYPE, "unsupported dtype (code %d, bits %d, lanes %d)",
+                          dtype.code, dtype.bits, dtype.lanes);
+    size_t n = esize;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return nnm__error(ctx, NNM_E_SHAPE, "negative dimension %lld at dim %d",
+                              (long long)shape[i], (int)i);
+        if (shape[i] && n > SIZE_MAX / 2 / (size_t)shape[i])
+            return nnm__error(ctx, NNM_E_LIMIT, "tensor size overflows");
+        n *= (size_t)shape[i];
+    }
+    *bytes = n;
+    return NNM_OK;
+}
+
+nnm_status nnm__tensor_alloc(nnm_ctx *ctx, nnm_device dev, nnm_dtype dtype, int32_t ndim,
+                             const int64_t *shape, nnm_tensor **out) {
+    *out = NULL;
+    size_t bytes;
+    nnm_status st = check_shape(ctx, ndim, shape, dtype, &bytes);
+    if (st) return st;
+    nnm__storage *s;
+    st = nnm__storage_new(ctx, dev, bytes, &s);
+    if (st) return st;
+    nnm_tensor *t = tensor_obj(ctx);
+    if (!t) {
+        nnm__storage_release(s);
+        return nnm__error(ctx, NNM_E_NOMEM, "out of memory (tensor)");
+    }
+    tensor_setup(t, ctx, s, dtype, ndim, shape);
+    *out = t;
+    return NNM_OK;
+}
+
+void nnm__tensors_fini(nnm_ctx *ctx) {
+    while (ctx->free_tensors) {
+        nnm_tensor *t = ctx->free_tensors;
+        ctx->free_tensors = t->next_free;
+        free(t);
+    }
+}
+
+NNM_API nnm_status nnm_tensor_new(nnm_ctx *ctx, nnm_device device, nnm_dtype dtype, int32_t ndim,
+                                  const int64_t *shape, nnm_tensor **out) {
+    if (!out) return ctx ? nnm__error(ctx, NNM_E_INVALID, "nnm_tensor_new: out is NULL")
+                         : NNM_E_INVALID;
+    *out = NULL;
+    if (!ctx) return NNM_E_INVALID;
+    return nnm__tensor_alloc(ctx, device, dtype, ndim, shape, out);
+}
+
+NNM_API nnm_status nnm_tensor_from_f32(nnm_ctx *ctx, int32_t ndim, const int64_t *shape,
+                                       const float *data, nnm_tensor **out) {
+    nnm_status st = nnm_tensor_new(ctx, (nnm_device){NNM_DEVICE_CPU, 0}, NNM_F32, ndim, shape, out);
+    if (st) return st;
+    size_t n = (size_t)nnm__numel(ndim, shape);
+    if (data)
+        memcpy((*out)->desc.data, data, n * sizeof(float));
+    else
+        memset((*out)->desc.data, 0, n * sizeof(float));
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap) {
+    if (!t) return NNM_E_INVALID;
+    nnm_ctx *ctx = t->ctx;
+    if (!dst) return nnm__error(ctx, NNM_E_INVALID, "nnm_tensor_to_f32: dst is NULL");
+    if (t->desc.dtype.code != NNM_DTYPE_FLOAT || t->desc.dtype.bits != 32)
+        return nnm__error(ctx, NNM_E_DTYPE, "nnm_tensor_to_f32: tensor is not f32");
+    int64_t n = nnm__numel(t->desc.ndim, t->shape);
+    if ((uint64_t)n > cap)
+        return nnm__error(ctx, NNM_E_LIMIT, "nnm_tensor_to_f32: %lld elements do not fit in %zu",
+                          (long long)n, cap);
+    nnm_tensor *src = t;
+    nnm_tensor *tmp = NULL;
+    if (!nnm__tensor_is_contiguous(t)) {
+        nnm_status st = nnm__op_unary(ctx, NNM_UNARY_COPY, t, 0, &tmp);
+        if (st) return st;
+        src = tmp;
+    }
+    const char *p = (const char *)src->desc.data + src->desc.byte_offset;
+    nnm_status st = NNM_OK;
+    if (src->desc.device.type == NNM_DEVICE_CPU) {
+        memcpy(dst, p, (size_t)n * sizeof(float));
+    } else {
+        nnm__backend *be;
+        st = nnm__backend_get(ctx, src->desc.device, &be);
+        if (!st) {
+            nnm__env env;
+            nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+            st = be->vt->memcpy(&env.pub, be->state, dst, (nnm_device){NNM_DEVICE_CPU, 0}, p,
+                                src->desc.device, (size_t)n * sizeof(float));
+        }
+    }
+    nnm_tensor_release(tmp);
+    return st;
+}
+
+NNM_API void nnm_tensor_retain(nnm_tensor *t) {
+    if (t) t->refs++;
+}
+
+NNM_API void nnm_tensor_release(nnm_tensor *t) {
+    if (!t || --t->refs) return;
+    nnm_ctx *ctx = t->ctx;
+    nnm__storage_release(t->storage);
+    t->storage = NULL;
+    t->next_free = ctx->free_tensors;
+    ctx->free_tensors = t;
+    ctx->stats.live_tensors--;
+    nnm__ctx_release(ctx);
+}
+
+NNM_API const nnm_tensor_desc *nnm_tensor_desc_get(const nnm_tensor *t) { return t ? &t->desc : NULL; }
+
+NNM_API int64_t nnm_tensor_numel(const nnm_tensor *t) {
+    return t ? nnm__numel(t->desc.ndim, t->shape) : 0;
+}
+
+/* ---- DLPack ------------------------------------------------------------- */
+
+typedef struct dlpack_export {
+    nnm_dlpack_tensor dl;
+    int64_t shape[NNM_MAX_DIMS];
+    int64_t strides[NNM_MAX_DIMS];
+    nnm__storage *storage;
+} dlpack_export;
+
+static void dlpack_export_delete(nnm_dlpack_tensor *self) {
+    dlpack_export *e = (dlpack_export *)self;
+    nnm__storage_release(e->storage);
+    free(e);
+}
+
+NNM_API nnm_status nnm_tensor_to_dlpack(nnm_tensor *t, nnm_dlpack_tensor **out) {
+    if (out) *out = NULL;
+    if (!t) return NNM_E_INVALID;
+    if (!out) return nnm__error(t->ctx, NNM_E_INVALID, "nnm_tensor_to_dlpack: out is NULL");
+    dlpack_export *e = calloc(1, sizeof *e);
+    if (!e) return nnm__error(t->ctx, NNM_E_NOMEM, "out of memory (dlpack export)");
+    e->dl.version.major = 1;
+    e->dl.version.minor = 0;
+    e->dl.manager_ctx = e;
+    e->dl.deleter = dlpack_export_delete;
+    e->dl.flags = 0;
+    e->dl.dl_tensor = t->desc;
+    memcpy(e->shape, t->shape, sizeof e->shape);
+    memcpy(e->strides, t->strides, sizeof e->strides);
+    e->dl.dl_tensor.shape = e->shape;
+    e->dl.dl_tensor.strides = e->strides;
+    e->storage = t->storage;
+    e->storage->refs++;
+    *out = &e->dl;
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_tensor_from_dlpack(nnm_ctx *ctx, nnm_dlpack_tensor *src, nnm_tensor **out) {
+    if (out) *out = NULL;
+    nnm_status st = NNM_OK;
+    if (!ctx || !src || !out) {
+        st = ctx ? nnm__error(ctx, NNM_E_INVALID, "nnm_tensor_from_dlpack: NULL argument")
+                 : NNM_E_INVALID;
+        goto fail;
+    }
+    const nnm_tensor_desc *d = &src->dl_tensor;
+    if (src->version.major != 1) {
+        st = nnm__error(ctx, NNM_E_VERSION, "DLPack major version %u is not supported (want 1)",
+                        (unsigned)src->version.major);
+        goto fail;
+    }
+    size_t bytes;
+    if ((st = check_shape(ctx, d->ndim, d->shape, d->dtype, &bytes))) goto fail;
+    nnm__backend *be;
+    if ((st = nnm__backend_get(ctx, d->device, &be))) goto fail;
+    (void)be;
+    nnm__storage *s = ctx->free_storages;
+    if (s)
+        ctx->free_storages = s->next;
+    else if (!(s = malloc(sizeof *s))) {
+        st = nnm__error(ctx, NNM_E_NOMEM, "out of memory (dlpack import)");
+        goto fail;
+    }
+    nnm_tensor *t = tensor_obj(ctx);
+    if (!t) {
+        free(s);
+        st = nnm__error(ctx, NNM_E_NOMEM, "out of memory (dlpack import)");
+        goto fail;
+    }
+    s->data = d->data;
+    s->bytes = bytes;
+    s->device = d->device;
+    s->refs = 1;
+    s->size_class = -1;
+    s->ctx = ctx;
+    s->external = src;
+    s->next = NULL;
+    nnm__ctx_retain(ctx);
+    tensor_setup(t, ctx, s, d->dtype, d->ndim, d->shape);
+    t->desc.byte_offset = d->byte_offset;
+    if (d->strides)
+        for (int32_t i = 0; i < d->ndim; i++) t->strides[i] = d->strides[i];
+    *out = t;
+    return NNM_OK;
+fail:
+    if (src && src->deleter) src->deleter(src);
+    return st;
+}
