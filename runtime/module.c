@@ -464,9 +464,9 @@ static void set_device(nnm_module *m, nnm_device dev) {
 NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device dev) {
     if (!nnm__module_live(m)) return NNM_E_INVALID;
     nnm_ctx *ctx = m->ctx;
+    if (nnm__device_eq(dev, m->device)) return NNM_OK;
     if (m->parent)
         return nnm__error(ctx, NNM_E_STATE, "nnm_module_to: move the root module, not a child");
-    if (nnm__device_eq(dev, m->device)) return NNM_OK;
     nnm__backend *dst_be;
     nnm_status st = nnm__backend_get(ctx, dev, &dst_be);
     if (st) return st;
