@@ -89,6 +89,10 @@ typedef struct nnm__version_req {
     char name[64];
     int op;                     /* enum nnm__req_op */
     nnm__semver v;
+    int parts;                  /* components given in the spec, 1..3 (npm/cargo
+                                 * partials: "=1.2" is 1.2.x, "~1" is 1.x, "^0.0"
+                                 * is 0.0.x); 0 for "any" or a hand-built request,
+                                 * which then means a full major.minor.patch */
 } nnm__version_req;
 
 /* Parses "1", "1.2" or "1.2.3" (missing parts are 0). NNM_E_INVALID otherwise. */
