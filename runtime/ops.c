@@ -121,6 +121,12 @@ nnm_status nnm__op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b
 
 /* Row-major leading dimension of a matrix view, or 0 if the view is not one
  * BLAS can take (inner stride must be 1). */
+/* The op slots a backend may leave NULL (only alloc/free/memcpy are required). */
+static nnm_status need_slot(nnm_ctx *ctx, const nnm__backend *be, int present, const char *name) {
+    if (NNM__LIKELY(present)) return NNM_OK;
+    return nnm__error(ctx, NNM_E_UNSUPPORTED, "backend '%s' does not implement %s", be->vt->name, name);
+}
+
 static int64_t ld_of(const nnm_tensor *t, int32_t row_dim) {
     int32_t last = t->desc.ndim - 1;
     if (t->shape[last] != 1 && t->strides[last] != 1) return 0;
@@ -167,7 +173,10 @@ nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor
         return nnm__error(ctx, NNM_E_SHAPE, "linear: expected bias [%lld], got %s", (long long)n_out, sb);
     }
     nnm__backend *be;
-    if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
+    if ((st = nnm__backend_get(ctx, x->desc.device, &be)) ||
+        (st = need_slot(ctx, be, be->vt->gemm != NULL, "gemm")) ||
+        (b && (st = need_slot(ctx, be, be->vt->unary != NULL, "unary"))))
+        return st;
     nnm_tensor *xc = NULL, *wc = NULL, *y = NULL;
     if ((st = contiguous(ctx, x, &xc)) || (st = contiguous(ctx, w, &wc))) goto done;
     int64_t shape[NNM_MAX_DIMS];
@@ -217,7 +226,9 @@ nnm_status nnm__op_matmul(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor
         return nnm__error(ctx, NNM_E_SHAPE, "matmul: cannot multiply %s by %s", s1, s2);
     }
     nnm__backend *be;
-    if ((st = nnm__backend_get(ctx, a->desc.device, &be))) return st;
+    if ((st = nnm__backend_get(ctx, a->desc.device, &be)) ||
+        (st = need_slot(ctx, be, be->vt->gemm != NULL, "gemm")))
+        return st;
     nnm_tensor *ac = NULL, *bc = NULL, *y = NULL;
     int64_t lda = ld_of(a, 0), ldb = ld_of(b, 0);
     if (lda) { nnm_tensor_retain(a); ac = a; } else if ((st = contiguous(ctx, a, &ac))) goto done;

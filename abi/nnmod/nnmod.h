@@ -321,6 +321,88 @@ typedef void (*nnm_profile_fn)(void *user, const nnm_profile_event *ev);
 /* Calls fn after every module call of ctx (NULL fn turns profiling off). */
 NNM_API nnm_status nnm_ctx_set_profiler(nnm_ctx *ctx, nnm_profile_fn fn, void *user);
 
+/* ------------------------------------------------------------------------ */
+/* safetensors files                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nnm_safetensors nnm_safetensors;
+
+/* Limits of the reader (the format's reference values). */
+#define NNM_SAFETENSORS_MAX_HEADER 100000000u /* header bytes */
+
+/* One tensor of a safetensors file, as nnm_safetensors_entry describes it. */
+typedef struct nnm_st_entry {
+    uint32_t struct_size;       /* set by the caller */
+    nnm_dtype dtype;            /* F32 -> {FLOAT,32}, BF16 -> {BFLOAT,16}, BOOL -> {BOOL,8}, ... */
+    const char *name;           /* owned by the file handle */
+    const char *dtype_name;     /* "F32", "BF16", ... (static) */
+    int32_t ndim;
+    const int64_t *shape;       /* owned by the file handle */
+    const void *data;           /* into the mapping; valid until close */
+    uint64_t nbytes;
+} nnm_st_entry;
+
+/* Opens and validates a file with mmap (the header is checked in full before
+ * anything is returned; data is not copied). On failure *out is NULL and the
+ * message (on ctx) says what is wrong and where. Close with
+ * nnm_safetensors_close. */
+NNM_API nnm_status nnm_safetensors_open(nnm_ctx *ctx, const char *path, nnm_safetensors **out);
+NNM_API void nnm_safetensors_close(nnm_safetensors *st);
+/* Entries in file (offset) order. */
+NNM_API uint32_t nnm_safetensors_count(const nnm_safetensors *st);
+NNM_API nnm_status nnm_safetensors_entry(const nnm_safetensors *st, uint32_t index, nnm_st_entry *out);
+/* Finds an entry by name; NNM_E_NOT_FOUND if absent. */
+NNM_API nnm_status nnm_safetensors_find(const nnm_safetensors *st, const char *name, nnm_st_entry *out);
+/* __metadata__ values, string to string. Count, then key/value by index
+ * (pointers owned by the handle). */
+NNM_API uint32_t nnm_safetensors_metadata_count(const nnm_safetensors *st);
+NNM_API nnm_status nnm_safetensors_metadata(const nnm_safetensors *st, uint32_t index,
+                                            const char **key, const char **value);
+
+/* A key/value pair of user metadata for the writers. */
+typedef struct nnm_kv {
+    const char *key;
+    const char *value;
+} nnm_kv;
+
+/* Writes tensors (any device; copied to the host as needed) to `path`
+ * atomically: a temp file in the same directory, fsync, rename, fsync of the
+ * directory. A crash at any moment leaves the old file or the new one. Names
+ * must be unique. The header is padded to 8 bytes; __metadata__ gets the user
+ * pairs plus "nnmod_version". */
+NNM_API nnm_status nnm_safetensors_write(nnm_ctx *ctx, const char *path, uint32_t n,
+                                         const char *const *names, nnm_tensor *const *tensors,
+                                         uint32_t n_meta, const nnm_kv *meta);
+
+/* ------------------------------------------------------------------------ */
+/* State dicts                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Saves every parameter and persistent buffer of m under its dotted name
+ * (exactly PyTorch's state_dict keys) to a safetensors file, atomically. */
+NNM_API nnm_status nnm_module_save(nnm_module *m, const char *path, uint32_t n_meta,
+                                   const nnm_kv *meta);
+
+/* What load found that did not fit (PyTorch's _IncompatibleKeys, plus shape
+ * mismatches). Owned by the caller: free with nnm_load_report_free. */
+typedef struct nnm_load_report {
+    uint32_t n_missing;
+    const char *const *missing;     /* keys the module has and the file lacks */
+    uint32_t n_unexpected;
+    const char *const *unexpected;  /* keys the file has and the module lacks */
+    uint32_t n_mismatched;
+    const char *const *mismatched;  /* "key: file [2, 3] vs module [3, 2]" (or dtype) */
+} nnm_load_report;
+
+/* Loads a state dict from a safetensors file into m's parameters and
+ * persistent buffers, onto m's device (F32 converted from F16/BF16/F64 as
+ * needed). strict: any missing, unexpected or mismatched key fails with
+ * NNM_E_NOT_FOUND/NNM_E_SHAPE and changes nothing. Not strict: matching keys
+ * load, the rest are reported. report may be NULL. */
+NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
+                                   nnm_load_report **report);
+NNM_API void nnm_load_report_free(nnm_load_report *report);
+
 #ifdef __cplusplus
 }
 #endif
