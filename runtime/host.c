@@ -34,6 +34,7 @@ static nnm_status cfg_lookup(nnm_env *env, const char *key, int type, const nnm_
         if (have != type && !(type == NNM__CFG_FLOAT && have == NNM__CFG_INT))
             return nnm__error(e->ctx, NNM_E_TYPE, "config.%s: expected %s, got %s", key,
                               nnm__cfg_type_name(type), nnm__cfg_type_name(have));
+        if (i < 64) e->cfg_read |= (uint64_t)1 << i;
         *out = &c->items[i];
         return NNM_OK;
     }

@@ -194,6 +194,7 @@ typedef struct nnm__env {
     nnm_ctx *ctx;
     nnm_module *module;           /* NULL outside a layer invocation */
     const nnm_config *cfg;        /* create only */
+    uint64_t cfg_read;            /* create: bit i set when key i was read */
     int phase;
     int training;
     int grad;
@@ -211,6 +212,7 @@ static inline void nnm__env_init(nnm__env *e, nnm_ctx *ctx, nnm_module *m, int p
     e->ctx = ctx;
     e->module = m;
     e->cfg = NULL;
+    e->cfg_read = 0;
     e->phase = phase;
     e->training = m ? m->training : 0;
     e->grad = 1;

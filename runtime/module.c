@@ -90,6 +90,15 @@ NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nn
         return st;
     }
     m->created = 1;
+    /* A key create never read is a typo or a config for another layer: say
+     * so, as PyTorch does for an unexpected keyword argument. */
+    for (size_t i = 0; cfg && i < cfg->count && i < 64; i++) {
+        if (env.cfg_read & ((uint64_t)1 << i)) continue;
+        nnm__error(ctx, NNM_E_INVALID, "%s: config.%s: unknown key (not read by the layer)",
+                   vt->name, cfg->items[i].key);
+        module_destroy(m);
+        return NNM_E_INVALID;
+    }
     *out = m;
     return NNM_OK;
 }

@@ -266,6 +266,11 @@ static void test_config_errors(void) {
     nnm_config_set_int(cfg, "scale", 2); /* an integer is a fine float; replaces the key */
     CU_ASSERT_EQUAL(nnm_module_create(ctx, "probe", cfg, &m), NNM_OK);
     nnm_module_release(m);
+    /* a key the layer never reads is refused, like an unexpected kwarg */
+    nnm_config_set_bool(cfg, "sacle", 1);
+    CU_ASSERT_EQUAL(nnm_module_create(ctx, "probe", cfg, &m), NNM_E_INVALID);
+    CU_ASSERT_PTR_NULL(m);
+    CU_ASSERT_STRING_EQUAL(nnm_ctx_errmsg(ctx), "probe: config.sacle: unknown key (not read by the layer)");
     nnm_config_free(cfg);
     CU_ASSERT_EQUAL(nnm_module_create(ctx, "linear", NULL, &m), NNM_E_NOT_FOUND);
     CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "in_features"));
