@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# scripts/dev.sh - the two commands of the README.
+#
+#   scripts/dev.sh demo   set up, build, run the demo (examples/demo)
+#   scripts/dev.sh test   set up, build, run the whole test suite (ctest)
+#
+# Environment (all optional):
+#   NNM_BUILD_DIR   build directory (default: build)
+#   NNM_BUILD_TYPE  CMake build type (default: RelWithDebInfo)
+#   NNM_CMAKE_ARGS  extra arguments for the CMake configure step
+#   NNM_JOBS        parallel build/test jobs (default: number of cores)
+#   NNM_SKIP_SETUP  1: do not check/install Debian packages
+#   CI              true: warnings are errors (-DNNM_WERROR=ON)
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 demo|test" >&2
+  exit 2
+}
+[ $# -eq 1 ] || usage
+verb=$1
+case "$verb" in demo | test) ;; *) usage ;; esac
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+build=${NNM_BUILD_DIR:-build}
+jobs=${NNM_JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+"$root/scripts/setup.sh"
+
+args=(-DCMAKE_BUILD_TYPE="${NNM_BUILD_TYPE:-RelWithDebInfo}")
+if [ "${CI:-}" = true ]; then
+  args+=(-DNNM_WERROR=ON)
+fi
+# shellcheck disable=SC2206 # word splitting of NNM_CMAKE_ARGS is intended
+args+=(${NNM_CMAKE_ARGS:-})
+
+cmake -S . -B "$build" "${args[@]}"
+cmake --build "$build" -j "$jobs"
+
+case "$verb" in
+demo)
+  exec "$build/bin/nnm_demo"
+  ;;
+test)
+  exec ctest --test-dir "$build" --output-on-failure -j "$jobs"
+  ;;
+esac

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# scripts/setup.sh - install the Debian packages nnmod needs, and only those
+# that are missing. Safe to run again; non-interactive (no stdin needed).
+#
+#   scripts/setup.sh            check, then install what is missing
+#   NNM_SKIP_SETUP=1 ...        do nothing (for machines you manage yourself)
+#
+# As root it calls apt-get directly; otherwise through sudo when there is one.
+set -euo pipefail
+
+[ "${NNM_SKIP_SETUP:-0}" = 1 ] && exit 0
+
+# Build tools, the CPU backend's BLAS, the test framework, the manifest formats,
+# and clang (second compiler for the header compile tests and, later, fuzzing).
+packages=(
+  build-essential gcc g++ cmake pkg-config
+  libopenblas-dev libcunit1-dev libmsgpack-dev libjansson-dev
+  clang
+)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "setup: not a Debian-based system; install these yourself: ${packages[*]}" >&2
+  exit 0
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo=(sudo -n)
+else
+  echo "setup: missing packages (${missing[*]}) and not root; run: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt_get() { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q "$@" </dev/null; }
+# One retry: a mirror hiccup should not fail a fresh machine's first build.
+apt_get update || { sleep 5; apt_get update; }
+apt_get install --no-install-recommends "${missing[@]}" ||
+  { sleep 5; apt_get update; apt_get install --no-install-recommends "${missing[@]}"; }
+echo "setup: done"

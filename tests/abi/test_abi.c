@@ -1,0 +1,313 @@
+/* tests/abi/test_abi.c - the frozen ABI, checked at run time.
+ *
+ * plugin.h static_asserts the sizes every plugin depends on; this suite pins
+ * every slot's offset as well (so a slot inserted in the middle, or two slots
+ * swapped, is caught even when the size does not change), the public structs
+ * of nnmod.h, the numeric values of status codes and of the DLPack-mirrored
+ * enums, and the application API's conventions (versions, status names,
+ * NULL handling). Offsets are those of ABI 1.0 on LP64.
+ */
+#include <CUnit/Basic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "nnmod/nnmod.h"
+
+#define OFF(type, field, want) CU_ASSERT_EQUAL(offsetof(type, field), (want))
+#define SIZE(type, want) CU_ASSERT_EQUAL(sizeof(type), (want))
+
+static void test_tensor_desc_is_dltensor(void) {
+    SIZE(nnm_device, 8);
+    OFF(nnm_device, type, 0);
+    OFF(nnm_device, id, 4);
+    SIZE(nnm_dtype, 4);
+    OFF(nnm_dtype, code, 0);
+    OFF(nnm_dtype, bits, 1);
+    OFF(nnm_dtype, lanes, 2);
+    SIZE(nnm_tensor_desc, 48);
+    OFF(nnm_tensor_desc, data, 0);
+    OFF(nnm_tensor_desc, device, 8);
+    OFF(nnm_tensor_desc, ndim, 16);
+    OFF(nnm_tensor_desc, dtype, 20);
+    OFF(nnm_tensor_desc, shape, 24);
+    OFF(nnm_tensor_desc, strides, 32);
+    OFF(nnm_tensor_desc, byte_offset, 40);
+    /* DLPack's enum values. */
+    CU_ASSERT_EQUAL(NNM_DEVICE_CPU, 1);
+    CU_ASSERT_EQUAL(NNM_DEVICE_CUDA, 2);
+    CU_ASSERT_EQUAL(NNM_DTYPE_INT, 0);
+    CU_ASSERT_EQUAL(NNM_DTYPE_UINT, 1);
+    CU_ASSERT_EQUAL(NNM_DTYPE_FLOAT, 2);
+    CU_ASSERT_EQUAL(NNM_DTYPE_BFLOAT, 4);
+    CU_ASSERT_EQUAL(NNM_DTYPE_BOOL, 6);
+    nnm_dtype f32 = NNM_F32;
+    CU_ASSERT(f32.code == NNM_DTYPE_FLOAT && f32.bits == 32 && f32.lanes == 1);
+}
+
+static void test_dlpack_managed_versioned(void) {
+    /* DLManagedTensorVersioned (DLPack 1.x). */
+    SIZE(nnm_dlpack_version, 8);
+    SIZE(nnm_dlpack_tensor, 80);
+    OFF(nnm_dlpack_tensor, version, 0);
+    OFF(nnm_dlpack_tensor, manager_ctx, 8);
+    OFF(nnm_dlpack_tensor, deleter, 16);
+    OFF(nnm_dlpack_tensor, flags, 24);
+    OFF(nnm_dlpack_tensor, dl_tensor, 32);
+}
+
+static void test_env_and_desc(void) {
+    SIZE(nnm_env, 16);
+    OFF(nnm_env, struct_size, 0);
+    OFF(nnm_env, host, 8);
+    SIZE(nnm_plugin_desc, 48);
+    OFF(nnm_plugin_desc, struct_size, 0);
+    OFF(nnm_plugin_desc, abi_major, 4);
+    OFF(nnm_plugin_desc, abi_minor, 6);
+    OFF(nnm_plugin_desc, name, 8);
+    OFF(nnm_plugin_desc, description, 16);
+    OFF(nnm_plugin_desc, n_layers, 24);
+    OFF(nnm_plugin_desc, n_backends, 28);
+    OFF(nnm_plugin_desc, layers, 32);
+    OFF(nnm_plugin_desc, backends, 40);
+    CU_ASSERT_STRING_EQUAL(NNM_PLUGIN_ENTRY_SYMBOL, "nnm_plugin_entry");
+}
+
+static void test_host_table(void) {
+    /* ABI 1.0: 22 slots after the header, in this order. */
+    static const size_t want[] = {
+        offsetof(nnm_host, set_error),    offsetof(nnm_host, config_int),
+        offsetof(nnm_host, config_float), offsetof(nnm_host, config_bool),
+        offsetof(nnm_host, config_str),   offsetof(nnm_host, config_ints),
+        offsetof(nnm_host, param_new),    offsetof(nnm_host, buffer_new),
+        offsetof(nnm_host, input_spec),   offsetof(nnm_host, is_training),
+        offsetof(nnm_host, grad_enabled), offsetof(nnm_host, device),
+        offsetof(nnm_host, child_count),  offsetof(nnm_host, child_call),
+        offsetof(nnm_host, tensor_desc),  offsetof(nnm_host, tensor_retain),
+        offsetof(nnm_host, tensor_release), offsetof(nnm_host, tensor_new),
+        offsetof(nnm_host, op_linear),    offsetof(nnm_host, op_matmul),
+        offsetof(nnm_host, op_binary),    offsetof(nnm_host, op_unary),
+    };
+    OFF(nnm_host, struct_size, 0);
+    OFF(nnm_host, abi_major, 4);
+    OFF(nnm_host, abi_minor, 6);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
+    SIZE(nnm_host, 8 + 22 * 8);
+}
+
+static void test_layer_vtable(void) {
+    SIZE(nnm_layer_vtable, 72);
+    OFF(nnm_layer_vtable, struct_size, 0);
+    OFF(nnm_layer_vtable, flags, 4);
+    OFF(nnm_layer_vtable, name, 8);
+    OFF(nnm_layer_vtable, version_major, 16);
+    OFF(nnm_layer_vtable, version_minor, 20);
+    OFF(nnm_layer_vtable, version_patch, 24);
+    OFF(nnm_layer_vtable, n_inputs, 28);
+    OFF(nnm_layer_vtable, n_outputs, 32);
+    OFF(nnm_layer_vtable, create, 40);
+    OFF(nnm_layer_vtable, destroy, 48);
+    OFF(nnm_layer_vtable, forward, 56);
+    OFF(nnm_layer_vtable, extra_repr, 64);
+    CU_ASSERT_EQUAL(NNM_LAYER_CONTAINER, 1u);
+    CU_ASSERT_EQUAL(NNM_ARITY_ANY, -1);
+    CU_ASSERT_EQUAL(NNM_SPEC_LEADING_ANY, 1u);
+}
+
+static void test_backend_vtable_and_args(void) {
+    SIZE(nnm_backend_vtable, 104);
+    OFF(nnm_backend_vtable, name, 8);
+    OFF(nnm_backend_vtable, version_major, 16);
+    OFF(nnm_backend_vtable, device_type, 28);
+    OFF(nnm_backend_vtable, init, 32);
+    OFF(nnm_backend_vtable, shutdown, 40);
+    OFF(nnm_backend_vtable, alloc, 48);
+    OFF(nnm_backend_vtable, free, 56);
+    OFF(nnm_backend_vtable, memcpy, 64);
+    OFF(nnm_backend_vtable, fill, 72);
+    OFF(nnm_backend_vtable, gemm, 80);
+    OFF(nnm_backend_vtable, binary, 88);
+    OFF(nnm_backend_vtable, unary, 96);
+
+    SIZE(nnm_gemm_args, 96);
+    OFF(nnm_gemm_args, trans_a, 4);
+    OFF(nnm_gemm_args, trans_b, 8);
+    OFF(nnm_gemm_args, m, 16);
+    OFF(nnm_gemm_args, n, 24);
+    OFF(nnm_gemm_args, k, 32);
+    OFF(nnm_gemm_args, alpha, 40);
+    OFF(nnm_gemm_args, beta, 44);
+    OFF(nnm_gemm_args, a, 48);
+    OFF(nnm_gemm_args, lda, 56);
+    OFF(nnm_gemm_args, b, 64);
+    OFF(nnm_gemm_args, ldb, 72);
+    OFF(nnm_gemm_args, c, 80);
+    OFF(nnm_gemm_args, ldc, 88);
+
+    SIZE(nnm_binary_args, 32);
+    OFF(nnm_binary_args, op, 4);
+    OFF(nnm_binary_args, a, 8);
+    OFF(nnm_binary_args, b, 16);
+    OFF(nnm_binary_args, out, 24);
+    SIZE(nnm_unary_args, 32);
+    OFF(nnm_unary_args, op, 4);
+    OFF(nnm_unary_args, alpha, 8);
+    OFF(nnm_unary_args, x, 16);
+    OFF(nnm_unary_args, out, 24);
+}
+
+static void test_op_and_init_codes(void) {
+    CU_ASSERT_EQUAL(NNM_UNARY_COPY, 0);
+    CU_ASSERT_EQUAL(NNM_UNARY_RELU, 2);
+    CU_ASSERT_EQUAL(NNM_UNARY_SIGMOID, 6);
+    CU_ASSERT_EQUAL(NNM_UNARY_SCALE, 9);
+    CU_ASSERT_EQUAL(NNM_BINARY_ADD, 0);
+    CU_ASSERT_EQUAL(NNM_BINARY_MIN, 5);
+    CU_ASSERT_EQUAL(NNM_INIT_ZEROS, 0);
+    CU_ASSERT_EQUAL(NNM_INIT_NORMAL, 4);
+}
+
+static void test_app_structs(void) {
+    SIZE(nnm_ctx_options, 16);
+    OFF(nnm_ctx_options, flags, 4);
+    OFF(nnm_ctx_options, seed, 8);
+    SIZE(nnm_ctx_stats, 56);
+    OFF(nnm_ctx_stats, heap_allocs, 8);
+    OFF(nnm_ctx_stats, live_modules, 48);
+    SIZE(nnm_plugin_info, 48);
+    OFF(nnm_plugin_info, status, 4);
+    OFF(nnm_plugin_info, path, 8);
+    OFF(nnm_plugin_info, name, 16);
+    OFF(nnm_plugin_info, error, 24);
+    OFF(nnm_plugin_info, abi_major, 32);
+    OFF(nnm_plugin_info, abi_minor, 34);
+    OFF(nnm_plugin_info, n_layers, 36);
+    OFF(nnm_plugin_info, n_backends, 40);
+    OFF(nnm_plugin_info, live_modules, 44);
+    SIZE(nnm_profile_event, 48);
+    OFF(nnm_profile_event, status, 4);
+    OFF(nnm_profile_event, path, 8);
+    OFF(nnm_profile_event, type, 16);
+    OFF(nnm_profile_event, start_ns, 24);
+    OFF(nnm_profile_event, end_ns, 32);
+    OFF(nnm_profile_event, depth, 40);
+    CU_ASSERT_EQUAL(NNM_CTX_NO_DISCOVERY, 1u);
+}
+
+/* Every status code: its frozen value and its name. */
+static const struct {
+    nnm_status code;
+    int32_t value;
+    const char *name;
+} status_table[] = {
+    {NNM_OK, 0, "NNM_OK"},
+    {NNM_E_INVALID, -1, "NNM_E_INVALID"},
+    {NNM_E_NOMEM, -2, "NNM_E_NOMEM"},
+    {NNM_E_SHAPE, -3, "NNM_E_SHAPE"},
+    {NNM_E_DTYPE, -4, "NNM_E_DTYPE"},
+    {NNM_E_DEVICE, -5, "NNM_E_DEVICE"},
+    {NNM_E_NOT_FOUND, -6, "NNM_E_NOT_FOUND"},
+    {NNM_E_TYPE, -7, "NNM_E_TYPE"},
+    {NNM_E_VERSION, -8, "NNM_E_VERSION"},
+    {NNM_E_LOAD, -9, "NNM_E_LOAD"},
+    {NNM_E_UNSUPPORTED, -10, "NNM_E_UNSUPPORTED"},
+    {NNM_E_STATE, -11, "NNM_E_STATE"},
+    {NNM_E_IO, -12, "NNM_E_IO"},
+    {NNM_E_PLUGIN, -13, "NNM_E_PLUGIN"},
+    {NNM_E_HOOK, -14, "NNM_E_HOOK"},
+    {NNM_E_NO_DEVICE, -15, "NNM_E_NO_DEVICE"},
+    {NNM_E_EXISTS, -16, "NNM_E_EXISTS"},
+    {NNM_E_LIMIT, -17, "NNM_E_LIMIT"},
+};
+
+static void test_status_codes(void) {
+    for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++) {
+        const char *name = nnm_status_name(status_table[i].code);
+        const char *str = nnm_status_str(status_table[i].code);
+        CU_ASSERT_EQUAL(status_table[i].code, status_table[i].value);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(name);
+        CU_ASSERT_STRING_EQUAL(name, status_table[i].name);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(str);
+        CU_ASSERT(str[0] != '\0');
+    }
+    CU_ASSERT_STRING_EQUAL(nnm_status_name(-1000), "unknown");
+    CU_ASSERT_STRING_EQUAL(nnm_status_name(1), "unknown");
+    CU_ASSERT_PTR_NOT_NULL(nnm_status_str(-1000));
+}
+
+static void test_versions(void) {
+    uint16_t major = 0xffff, minor = 0xffff;
+    nnm_abi_version(&major, &minor);
+    CU_ASSERT_EQUAL(major, NNM_ABI_MAJOR);
+    CU_ASSERT_EQUAL(minor, NNM_ABI_MINOR);
+    nnm_abi_version(NULL, NULL); /* either may be NULL */
+    CU_ASSERT_STRING_EQUAL(nnm_version(), NNM_VERSION_STRING);
+}
+
+/* "Passing NULL to a release/free function is a harmless no-op. Passing NULL
+ * where an object is required returns NNM_E_INVALID (never crashes)." */
+static void test_null_conventions(void) {
+    nnm_ctx *ctx = (nnm_ctx *)(uintptr_t)1; /* must be overwritten with NULL */
+    nnm_module *m = (nnm_module *)(uintptr_t)1;
+    nnm_tensor *t = (nnm_tensor *)(uintptr_t)1;
+
+    nnm_ctx_free(NULL);
+    nnm_module_release(NULL);
+    nnm_tensor_release(NULL);
+    nnm_config_free(NULL);
+    nnm_hook_remove(NULL);
+    CU_ASSERT_PTR_NOT_NULL(nnm_ctx_errmsg(NULL));
+    CU_ASSERT_PTR_NULL(nnm_tensor_desc_get(NULL));
+    CU_ASSERT_EQUAL(nnm_tensor_numel(NULL), 0);
+
+    CU_ASSERT_EQUAL(nnm_ctx_new(NULL, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_plugin_load(NULL, "x.so"), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_module_call(NULL, NULL, 0, NULL, 0), NNM_E_INVALID);
+
+    /* A context without discovery: failing creators set *out to NULL. */
+    nnm_ctx_options opts = {sizeof opts, NNM_CTX_NO_DISCOVERY, 0};
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&opts, &ctx), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_plugin_count(ctx), 0);
+    CU_ASSERT_EQUAL(nnm_plugin_load(ctx, NULL), NNM_E_INVALID);
+    CU_ASSERT_NOT_EQUAL(nnm_module_create(ctx, "no_such_layer", NULL, &m), NNM_OK);
+    CU_ASSERT_PTR_NULL(m);
+    CU_ASSERT(strstr(nnm_ctx_errmsg(ctx), "no_such_layer") != NULL);
+    const int64_t shape[1] = {3};
+    CU_ASSERT(nnm_tensor_from_f32(ctx, -1, shape, NULL, &t) < 0);
+    CU_ASSERT_PTR_NULL(t);
+    nnm_ctx_free(ctx);
+}
+
+int main(void) {
+    static const struct {
+        const char *name;
+        CU_TestFunc fn;
+    } tests[] = {
+        {"tensor descriptor is DLTensor", test_tensor_desc_is_dltensor},
+        {"DLPack managed tensor (versioned)", test_dlpack_managed_versioned},
+        {"env and plugin descriptor", test_env_and_desc},
+        {"host table slot offsets", test_host_table},
+        {"layer vtable", test_layer_vtable},
+        {"backend vtable and args", test_backend_vtable_and_args},
+        {"op and init codes", test_op_and_init_codes},
+        {"application structs", test_app_structs},
+        {"status codes and names", test_status_codes},
+        {"versions", test_versions},
+        {"NULL conventions", test_null_conventions},
+    };
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    CU_pSuite suite = CU_add_suite("abi", NULL, NULL);
+    if (!suite)
+        return 2;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+        if (!CU_add_test(suite, tests[i].name, tests[i].fn))
+            return 2;
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    unsigned run = CU_get_number_of_tests_run();
+    CU_cleanup_registry();
+    return failed || run == 0 ? 1 : 0;
+}

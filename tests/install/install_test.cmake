@@ -1,0 +1,138 @@
+# tests/install/install_test.cmake - run with cmake -P (see CMakeLists.txt).
+#
+# 1. cmake --install NNM_BUILD_DIR into a fresh prefix; check the layout.
+# 2. pkg-config: the .pc file resolves from the prefix (Libs, Cflags, plugindir).
+# 3. Configure + build examples/third_party_plugin with CMAKE_PREFIX_PATH=prefix.
+# 4. Run its host: explicit load of the plugin from the example's build dir.
+# 5. Build the plugin a second way, with the compiler and `pkg-config --cflags`
+#    only, and run the host on that file.
+# 6. cmake --install the example (plugin -> nnmod_PLUGIN_DIR); run the host
+#    with --discover.
+# Any failure stops with FATAL_ERROR (the test fails).
+cmake_minimum_required(VERSION 3.25)
+
+foreach(v NNM_BUILD_DIR NNM_SOURCE_DIR NNM_WORK_DIR NNM_GENERATOR NNM_C_COMPILER NNM_LIBDIR)
+  if(NOT DEFINED ${v} OR "${${v}}" STREQUAL "")
+    message(FATAL_ERROR "install_test.cmake: -D${v}=... is required")
+  endif()
+endforeach()
+if(NOT NNM_CONFIG)
+  set(NNM_CONFIG RelWithDebInfo)
+endif()
+separate_arguments(_cflags UNIX_COMMAND "${NNM_C_FLAGS}")
+
+set(prefix "${NNM_WORK_DIR}/prefix")
+set(ex_src "${NNM_SOURCE_DIR}/examples/third_party_plugin")
+set(ex_build "${NNM_WORK_DIR}/example-build")
+file(REMOVE_RECURSE "${NNM_WORK_DIR}")
+file(MAKE_DIRECTORY "${NNM_WORK_DIR}")
+
+# run(<step> COMMAND ...): runs, echoes the output, fails the test on non-zero.
+function(run step)
+  cmake_parse_arguments(R "" "" "COMMAND" ${ARGN})
+  message(STATUS "[${step}] ${R_COMMAND}")
+  execute_process(COMMAND ${R_COMMAND} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE out)
+  message("${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "[${step}] failed (${rc})")
+  endif()
+  set(RUN_OUTPUT "${out}" PARENT_SCOPE)
+endfunction()
+
+# Only the installed library: no build tree on the library path.
+set(env "${CMAKE_COMMAND}" -E env --unset=NNM_PLUGIN_PATH
+        "LD_LIBRARY_PATH=${prefix}/${NNM_LIBDIR}")
+
+# -- 1. install ---------------------------------------------------------------
+run(install COMMAND "${CMAKE_COMMAND}" --install "${NNM_BUILD_DIR}" --prefix "${prefix}"
+                    --config "${NNM_CONFIG}")
+foreach(f include/nnmod/nnmod.h include/nnmod/plugin.h include/nnmod/version.h
+          ${NNM_LIBDIR}/libnnmod.so ${NNM_LIBDIR}/pkgconfig/nnmod.pc
+          ${NNM_LIBDIR}/cmake/nnmod/nnmodConfig.cmake
+          ${NNM_LIBDIR}/cmake/nnmod/nnmodConfigVersion.cmake
+          ${NNM_LIBDIR}/cmake/nnmod/nnmodTargets.cmake)
+  if(NOT EXISTS "${prefix}/${f}")
+    message(FATAL_ERROR "not installed: ${prefix}/${f}")
+  endif()
+endforeach()
+file(GLOB _plugins "${prefix}/${NNM_LIBDIR}/nnmod/plugins/*.so")
+if(NOT _plugins)
+  message(FATAL_ERROR "no plugins installed in ${prefix}/${NNM_LIBDIR}/nnmod/plugins")
+endif()
+file(GLOB _private "${prefix}/include/*.h" "${prefix}/include/nnmod/*internal*")
+if(_private)
+  message(FATAL_ERROR "non-public headers installed: ${_private}")
+endif()
+
+# -- 2. pkg-config ------------------------------------------------------------
+find_program(PKG_CONFIG NAMES pkg-config pkgconf)
+if(PKG_CONFIG)
+  set(pc ${CMAKE_COMMAND} -E env "PKG_CONFIG_PATH=${prefix}/${NNM_LIBDIR}/pkgconfig"
+         PKG_CONFIG_SYSTEM_INCLUDE_PATH=/nonexistent PKG_CONFIG_SYSTEM_LIBRARY_PATH=/nonexistent
+         "${PKG_CONFIG}")
+  run(pkg-config COMMAND ${pc} --modversion nnmod)
+  run(pkg-config COMMAND ${pc} --variable=plugindir nnmod)
+  string(STRIP "${RUN_OUTPUT}" pc_plugindir)
+  file(REAL_PATH "${pc_plugindir}" pc_plugindir)
+  file(REAL_PATH "${prefix}/${NNM_LIBDIR}/nnmod/plugins" want_plugindir)
+  if(NOT pc_plugindir STREQUAL want_plugindir)
+    message(FATAL_ERROR "pkg-config plugindir is ${pc_plugindir}, want ${want_plugindir}")
+  endif()
+  run(pkg-config COMMAND ${pc} --cflags nnmod)
+  string(STRIP "${RUN_OUTPUT}" pc_cflags)
+  separate_arguments(pc_cflags UNIX_COMMAND "${pc_cflags}")
+  run(pkg-config COMMAND ${pc} --libs nnmod)
+  if(NOT RUN_OUTPUT MATCHES "-lnnmod")
+    message(FATAL_ERROR "pkg-config --libs nnmod lacks -lnnmod: ${RUN_OUTPUT}")
+  endif()
+else()
+  message(STATUS "pkg-config not found: skipping the pkg-config checks")
+endif()
+
+# -- 3. the example, against the prefix only -----------------------------------
+run(configure COMMAND "${CMAKE_COMMAND}" -S "${ex_src}" -B "${ex_build}" -G "${NNM_GENERATOR}"
+                      "-DCMAKE_C_COMPILER=${NNM_C_COMPILER}" "-DCMAKE_C_FLAGS=${NNM_C_FLAGS}"
+                      "-DCMAKE_BUILD_TYPE=${NNM_CONFIG}" "-DCMAKE_PREFIX_PATH=${prefix}"
+                      -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
+                      -DCMAKE_FIND_USE_SYSTEM_PACKAGE_REGISTRY=OFF)
+string(FIND "${RUN_OUTPUT}" "plugins in ${prefix}/" _at)
+if(_at EQUAL -1)
+  message(FATAL_ERROR "the example found an nnmod other than ${prefix}")
+endif()
+run(build COMMAND "${CMAKE_COMMAND}" --build "${ex_build}" --config "${NNM_CONFIG}")
+
+# Single-config generators put outputs in ex_build, multi-config ones in a
+# folder named after the configuration.
+foreach(d "${ex_build}" "${ex_build}/${NNM_CONFIG}")
+  if(EXISTS "${d}/swish_host" AND EXISTS "${d}/example_swish.so")
+    set(host "${d}/swish_host")
+    set(plugin "${d}/example_swish.so")
+    break()
+  endif()
+endforeach()
+if(NOT host)
+  message(FATAL_ERROR "swish_host / example_swish.so not found under ${ex_build}")
+endif()
+
+# -- 4. explicit load ------------------------------------------------------------
+run(host COMMAND ${env} "${host}" "${plugin}")
+
+# -- 5. the same plugin built with pkg-config only --------------------------------
+if(PKG_CONFIG)
+  set(pc_plugin "${NNM_WORK_DIR}/pc/example_swish.so")
+  file(MAKE_DIRECTORY "${NNM_WORK_DIR}/pc")
+  run(pkg-config-build COMMAND "${NNM_C_COMPILER}" -std=c99 -Wall -Wextra ${_cflags} -shared -fPIC
+                               -fvisibility=hidden ${pc_cflags} -o "${pc_plugin}"
+                               "${ex_src}/swish.c")
+  run(host-pkg-config COMMAND ${env} "${host}" "${pc_plugin}")
+endif()
+
+# -- 6. installed into nnmod_PLUGIN_DIR, found by discovery -----------------------
+run(install-example COMMAND "${CMAKE_COMMAND}" --install "${ex_build}" --config "${NNM_CONFIG}")
+if(NOT EXISTS "${prefix}/${NNM_LIBDIR}/nnmod/plugins/example_swish.so")
+  message(FATAL_ERROR "the example's install did not put its plugin in nnmod_PLUGIN_DIR")
+endif()
+run(host-discover COMMAND ${env} "${host}" --discover)
+
+message(STATUS "install test passed")
