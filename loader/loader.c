@@ -770,12 +770,16 @@ void nnm__registry_discover(nnm__registry *r, const char *env_path, const char *
             free(copy);
         }
     }
-    discover_dir(r, &seen, installed_dir);
+    /* The plugins shipped beside this very libnnmod come before the installed
+     * dir: a build tree (or a relocated install) uses its own plugins even
+     * when another nnmod is installed system-wide. Installed, both are one
+     * directory and the second scan is skipped. */
     char *beside = beside_lib_dir();
     if (beside) {
         discover_dir(r, &seen, beside);
         free(beside);
     }
+    discover_dir(r, &seen, installed_dir);
     for (size_t i = 0; i < seen.n; i++) free(seen.dirs[i]);
     free(seen.dirs);
 }

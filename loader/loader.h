@@ -58,9 +58,10 @@ nnm_status nnm__registry_load_dir(nnm__registry *r, const char *dir, uint32_t *n
 nnm_status nnm__registry_register_static(nnm__registry *r, const nnm_plugin_desc *desc,
                                          const char *origin, char *err, size_t errcap);
 /* Scans, in order and skipping directories already scanned: each entry of
- * env_path (':'-separated; may be NULL), installed_dir (may be NULL), and the
- * directory "nnmod/plugins" beside the file libnnmod was loaded from. Missing
- * directories are skipped silently; never fails. */
+ * env_path (':'-separated; may be NULL), the directory "nnmod/plugins" beside
+ * the file libnnmod was loaded from, and installed_dir (may be NULL). The first
+ * file to provide a (name, version) wins. Missing directories are skipped
+ * silently; never fails. */
 void nnm__registry_discover(nnm__registry *r, const char *env_path, const char *installed_dir);
 
 /* Finds the highest version of a layer matching request ("linear", "linear@1.2.3",

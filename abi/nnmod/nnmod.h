@@ -69,9 +69,10 @@ typedef struct nnm_ctx_options {
 } nnm_ctx_options;
 
 /* Creates a context. `opts` may be NULL (defaults: discovery on, default seed).
- * Discovery scans NNM_PLUGIN_PATH, the installed plugin directory and the
- * directory beside libnnmod; plugins that fail to load are recorded (see
- * nnm_plugin_info) and never make creation fail. Free with nnm_ctx_free. */
+ * Discovery scans NNM_PLUGIN_PATH, the directory beside libnnmod
+ * (nnmod/plugins) and the installed plugin directory, in that order; plugins
+ * that fail to load are recorded (see nnm_plugin_info) and never make
+ * creation fail. Free with nnm_ctx_free. */
 NNM_API nnm_status nnm_ctx_new(const nnm_ctx_options *opts, nnm_ctx **out);
 /* Frees the context. Modules and tensors still alive keep what they need
  * (their plugin, backend and allocator) until they are released. NULL: no-op. */
