@@ -199,9 +199,15 @@ static void test_tensors_and_cache(void) {
     CU_ASSERT_EQUAL(nnm_tensor_from_f32(ctx, NNM_MAX_DIMS + 1, shape, NULL, &t), NNM_E_SHAPE);
     nnm_dtype odd = {NNM_DTYPE_FLOAT, 0, 1};
     CU_ASSERT_EQUAL(nnm_tensor_new(ctx, (nnm_device){NNM_DEVICE_CPU, 0}, odd, 1, shape, &t), NNM_E_DTYPE);
-    CU_ASSERT_EQUAL(nnm_tensor_new(ctx, (nnm_device){NNM_DEVICE_CUDA, 0}, NNM_F32, 1, shape, &t),
-                    NNM_E_DEVICE);
-    CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "cuda"));
+    /* without a GPU (or without the cuda plugin) a cuda tensor is a clear error */
+    nnm_status st = nnm_tensor_new(ctx, (nnm_device){NNM_DEVICE_CUDA, 0}, NNM_F32, 1, shape, &t);
+    if (st == NNM_OK) {
+        nnm_tensor_release(t); /* a GPU machine: tests/cuda covers the device */
+    } else {
+        CU_ASSERT(st == NNM_E_DEVICE || st == NNM_E_NO_DEVICE);
+        CU_ASSERT_PTR_NULL(t);
+        CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "cuda"));
+    }
     CU_ASSERT_EQUAL(nnm_tensor_numel(NULL), 0);
     CU_ASSERT_PTR_NULL(nnm_tensor_desc_get(NULL));
     nnm_tensor_release(NULL);
@@ -287,9 +293,13 @@ static void test_device_moves(void) {
     nnm_device cpu = {NNM_DEVICE_CPU, 0}, cuda = {NNM_DEVICE_CUDA, 0};
     CU_ASSERT_EQUAL(nnm_module_to(root, cpu), NNM_OK); /* no-op */
     nnm_status st = nnm_module_to(root, cuda);
-    /* no cuda backend is loaded here: a clear error and nothing moved */
-    CU_ASSERT(st == NNM_E_DEVICE || st == NNM_E_NO_DEVICE);
-    CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "cuda"));
+    if (st == NNM_OK) { /* a GPU machine: tests/cuda checks the values */
+        CU_ASSERT_EQUAL(nnm_module_device(root).type, NNM_DEVICE_CUDA);
+        CU_ASSERT_EQUAL(nnm_module_to(root, cpu), NNM_OK);
+    } else { /* no usable cuda backend: a clear error and nothing moved */
+        CU_ASSERT(st == NNM_E_DEVICE || st == NNM_E_NO_DEVICE);
+        CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "cuda"));
+    }
     CU_ASSERT_EQUAL(nnm_module_device(root).type, NNM_DEVICE_CPU);
     CU_ASSERT_EQUAL(nnm_module_to(nnm_module_get(root, "fc1"), cpu), NNM_OK);
     CU_ASSERT_EQUAL(nnm_module_to(nnm_module_get(root, "fc1"), cuda), NNM_E_STATE);

@@ -1,0 +1,52 @@
+/* plugins/cuda/cuda_kernels.h - the interface between the cuda backend's C
+ * side (cuda.c: validation, memory, cuBLAS) and its kernels (kernels.cu).
+ *
+ * Private to the plugin: nothing here is exported from nnm_cuda.so. Plain C,
+ * so both gcc and nvcc compile it.
+ */
+#ifndef NNM_CUDA_KERNELS_H
+#define NNM_CUDA_KERNELS_H
+
+#include <nnmod/plugin.h>
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Most operands one elementwise kernel reads or writes (out, a, b). */
+#define NNM__CUDA_MAX_OPS 3
+
+/* Up to three operands iterated together over one shape, as the cpu backend
+ * does: dims of size 1 dropped, dims contiguous in every operand merged, the
+ * last dim (ndim-1) the fastest. ndim 0 means one element. Strides are in
+ * elements; operand 0 is always the output. Passed to kernels by value. */
+typedef struct nnm__cuda_layout {
+    int32_t ndim;
+    int32_t nops;
+    int64_t shape[NNM_MAX_DIMS];
+    int64_t strides[NNM__CUDA_MAX_OPS][NNM_MAX_DIMS];
+} nnm__cuda_layout;
+
+/* Each launcher runs one kernel on the legacy default stream of the current
+ * device over `numel` (> 0) elements of layout L and returns the launch status
+ * (a cudaError_t value; 0 is success). Pointers are the first elements of
+ * each operand (byte_offset applied). They never synchronise. */
+
+/* out[i] = value. L has one operand. */
+int nnm__cuda_launch_fill(const nnm__cuda_layout *L, int64_t numel, float *out, float value);
+/* out[i] = op(x[i]) for enum nnm_unary_op `op` (validated by the caller);
+ * alpha is used by NNM_UNARY_SCALE. L has two operands: out, x. */
+int nnm__cuda_launch_unary(int32_t op, const nnm__cuda_layout *L, int64_t numel, float *out,
+                           const float *x, float alpha);
+/* out[i] = op(a[i], b[i]) for enum nnm_binary_op `op` (validated by the
+ * caller). L has three operands: out, a, b. */
+int nnm__cuda_launch_binary(int32_t op, const nnm__cuda_layout *L, int64_t numel, float *out,
+                            const float *a, const float *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NNM_CUDA_KERNELS_H */
