@@ -279,6 +279,12 @@ int nnm__module_live(const nnm_module *m);
 nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, nnm_tensor *t,
                                   int persistent);
 
+/* safetensors.c */
+/* Index (file order) of the entry named `name`, or -1; sets no error. */
+int64_t nnm__safetensors_lookup(const nnm_safetensors *st, const char *name);
+/* "F32", "BF16", ... for a dtype; "?" if it has no safetensors name. */
+const char *nnm__st_dtype_name(nnm_dtype dt);
+
 /* call.c */
 nnm_status nnm__module_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                             uint32_t n_out);

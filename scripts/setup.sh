@@ -11,11 +11,12 @@ set -euo pipefail
 [ "${NNM_SKIP_SETUP:-0}" = 1 ] && exit 0
 
 # Build tools, the CPU backend's BLAS, the test framework, the manifest formats,
-# and clang (second compiler for the header compile tests and, later, fuzzing).
+# and clang with its runtimes (second compiler for the header compile tests,
+# and libFuzzer for the fuzz smoke runs).
 packages=(
   build-essential gcc g++ cmake pkg-config
   libopenblas-dev libcunit1-dev libmsgpack-dev libjansson-dev
-  clang
+  clang libclang-rt-14-dev
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
