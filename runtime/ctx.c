@@ -136,6 +136,12 @@ static void ctx_destroy(nnm_ctx *ctx) {
     nnm__hook_list_clear(&ctx->gpost_hooks);
     nnm__alloc_fini(ctx);
     nnm__tensors_fini(ctx);
+    while (ctx->free_nodes) {
+        nnm__node *n = ctx->free_nodes;
+        ctx->free_nodes = n->next_free;
+        free(n);
+    }
+    free(ctx->stack);
     nnm__backends_shutdown(ctx);
     nnm__registry_fini(&ctx->reg);
     free(ctx);

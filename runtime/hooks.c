@@ -105,3 +105,24 @@ NNM_API nnm_status nnm_ctx_register_forward_hook(nnm_ctx *ctx, nnm_forward_hook_
     CHECK_FN(ctx, fn);
     return hook_add(&ctx->gpost_hooks, NULL, fn, user, handle);
 }
+
+NNM_API nnm_status nnm_module_register_full_backward_pre_hook(nnm_module *m,
+                                                              nnm_backward_pre_hook_fn fn,
+                                                              void *user, nnm_hook_handle **handle) {
+    if (handle) *handle = NULL;
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    CHECK_FN(m->ctx, fn);
+    nnm_status st = hook_add(&m->bw_pre_hooks, NULL, NULL, user, handle);
+    if (!st) m->bw_pre_hooks.tail->fn.bw_pre = fn;
+    return st;
+}
+
+NNM_API nnm_status nnm_module_register_full_backward_hook(nnm_module *m, nnm_backward_hook_fn fn,
+                                                          void *user, nnm_hook_handle **handle) {
+    if (handle) *handle = NULL;
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    CHECK_FN(m->ctx, fn);
+    nnm_status st = hook_add(&m->bw_hooks, NULL, NULL, user, handle);
+    if (!st) m->bw_hooks.tail->fn.bw = fn;
+    return st;
+}

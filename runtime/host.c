@@ -137,6 +137,7 @@ static nnm_status declare(nnm_env *env, int buffer, const char *name, int32_t nd
         nnm_tensor_release(t);
         return st;
     }
+    if (!buffer) t->flags |= NNM__T_REQUIRES_GRAD; /* parameters train by default */
     *out = t;
     return NNM_OK;
 }
@@ -229,6 +230,74 @@ static nnm_status host_op_unary(nnm_env *env, int32_t op, nnm_tensor *x, double 
     return nnm__op_unary(nnm__env_of(env)->ctx, op, x, alpha, out);
 }
 
+static nnm_status host_op_reduce(nnm_env *env, int32_t op, nnm_tensor *x, const int32_t *dims,
+                                 uint32_t n_dims, int keepdim, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    if (!x) return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "reduce: x is NULL");
+    return nnm__op_reduce(nnm__env_of(env)->ctx, op, x, dims, n_dims, keepdim, out);
+}
+
+static nnm_status host_op_log_softmax(nnm_env *env, nnm_tensor *x, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    if (!x) return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "log_softmax: x is NULL");
+    return nnm__op_log_softmax(nnm__env_of(env)->ctx, x, out);
+}
+
+static nnm_status host_op_nll(nnm_env *env, nnm_tensor *logp, nnm_tensor *target, int64_t ignore_index,
+                              double label_smoothing, int32_t reduction, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    if (!logp) return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "nll: input is NULL");
+    return nnm__op_nll(nnm__env_of(env)->ctx, logp, target, ignore_index, label_smoothing, reduction, out);
+}
+
+static nnm_status host_op_reshape(nnm_env *env, nnm_tensor *x, int32_t ndim, const int64_t *shape,
+                                  nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_reshape(nnm__env_of(env)->ctx, x, ndim, shape, out);
+}
+
+static nnm_status host_save_for_backward(nnm_env *env, nnm_tensor *const *t, uint32_t n) {
+    nnm__env *e = nnm__env_of(env);
+    if (e->phase != NNM__PHASE_FORWARD || !e->saved)
+        return nnm__error(e->ctx, NNM_E_STATE,
+                          "save_for_backward is valid only in the forward of a layer with a backward slot");
+    if (n && !t) return nnm__error(e->ctx, NNM_E_INVALID, "save_for_backward: tensors are NULL");
+    if (e->n_saved + n > NNM__NODE_SAVED)
+        return nnm__error(e->ctx, NNM_E_LIMIT, "save_for_backward: at most %d tensors", NNM__NODE_SAVED);
+    for (uint32_t i = 0; i < n; i++)
+        if (!t[i]) return nnm__error(e->ctx, NNM_E_INVALID, "save_for_backward: tensor %u is NULL", i);
+    for (uint32_t i = 0; i < n; i++) {
+        nnm_tensor *alias;
+        nnm_status st = nnm__tensor_view(t[i], t[i]->desc.ndim, t[i]->shape, t[i]->strides, &alias);
+        if (st) return st;
+        e->saved[e->n_saved++] = alias;
+    }
+    return NNM_OK;
+}
+
+static nnm_status host_saved_tensors(nnm_env *env, nnm_tensor *const **t, uint32_t *n) {
+    nnm__env *e = nnm__env_of(env);
+    if (e->phase != NNM__PHASE_BACKWARD || !e->node || !t || !n)
+        return nnm__error(e->ctx, NNM_E_STATE, "saved_tensors is valid only in backward");
+    *t = e->node->saved;
+    *n = e->node->n_saved;
+    return NNM_OK;
+}
+
+static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tensor *grad) {
+    nnm__env *e = nnm__env_of(env);
+    if (e->phase != NNM__PHASE_BACKWARD || !e->module)
+        return nnm__error(e->ctx, NNM_E_STATE, "accumulate_grad is valid only in backward");
+    if (!param || !grad) return nnm__error(e->ctx, NNM_E_INVALID, "accumulate_grad: NULL tensor");
+    int owned = 0;
+    for (uint32_t i = 0; i < e->module->n_params; i++) owned |= e->module->params[i].t == param;
+    if (!owned) return nnm__error(e->ctx, NNM_E_INVALID, "accumulate_grad: not a parameter of this module");
+    if (!(param->flags & NNM__T_REQUIRES_GRAD)) return NNM_OK; /* frozen: nothing to do */
+    if (nnm_tensor_numel(grad) != nnm_tensor_numel(param))
+        return nnm__error(e->ctx, NNM_E_SHAPE, "accumulate_grad: gradient size differs from the parameter's");
+    return nnm__grad_accumulate(e->ctx, &param->grad, grad);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -255,4 +324,11 @@ const nnm_host nnm__host = {
     .op_matmul = host_op_matmul,
     .op_binary = host_op_binary,
     .op_unary = host_op_unary,
+    .op_reduce = host_op_reduce,
+    .op_log_softmax = host_op_log_softmax,
+    .op_nll = host_op_nll,
+    .op_reshape = host_op_reshape,
+    .save_for_backward = host_save_for_backward,
+    .saved_tensors = host_saved_tensors,
+    .accumulate_grad = host_accumulate_grad,
 };

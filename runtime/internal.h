@@ -64,6 +64,9 @@ typedef struct nnm__pool {
 
 #define NNM__T_PARAM 1u          /* owned by a module as a parameter */
 #define NNM__T_BUFFER 2u
+#define NNM__T_REQUIRES_GRAD 4u  /* a leaf that wants .grad, or an op result in a graph */
+
+typedef struct nnm__node nnm__node; /* autograd.c */
 
 struct nnm_tensor {
     nnm_tensor_desc desc;         /* first, so a tensor is its descriptor */
@@ -74,6 +77,10 @@ struct nnm_tensor {
     nnm__storage *storage;
     nnm_ctx *ctx;
     struct nnm_tensor *next_free;
+    /* autograd */
+    nnm_tensor *grad;             /* .grad, owned; NULL when unset */
+    nnm__node *grad_fn;           /* owned reference; NULL for leaves */
+    uint32_t output_nr;           /* which output of grad_fn this is */
 };
 
 /* ---- config ------------------------------------------------------------- */
@@ -122,6 +129,8 @@ struct nnm_hook_handle {
     union {
         nnm_forward_pre_hook_fn pre;
         nnm_forward_hook_fn post;
+        nnm_backward_pre_hook_fn bw_pre;
+        nnm_backward_hook_fn bw;
     } fn;
     void *user;
 };
@@ -159,6 +168,7 @@ struct nnm_module {
     uint32_t n_specs;
     uint32_t n_hooks;             /* pre + post, for the fast-path gate */
     nnm__hook_list pre_hooks, post_hooks;
+    nnm__hook_list bw_pre_hooks, bw_hooks; /* full backward (pre-)hooks */
     int training;
     int created;                  /* create succeeded: destroy is due */
     nnm_device device;
@@ -175,6 +185,11 @@ struct nnm_ctx {
     uint32_t n_pools;
     nnm__storage *free_storages;  /* recycled storage objects without memory */
     nnm_tensor *free_tensors;     /* recycled tensor objects */
+    nnm__node *free_nodes;        /* recycled autograd nodes */
+    nnm__node **stack;            /* engine scratch, grown as needed */
+    uint32_t stack_cap;
+    uint32_t n_backward_hooks;    /* modules' backward hooks, for the call path */
+    uint32_t mark_seq;            /* autograd walks: marks visited nodes */
     nnm_ctx_stats stats;
     uint32_t n_global_hooks;      /* + profiler: nonzero leaves the fast path */
     nnm__hook_list gpre_hooks, gpost_hooks;
@@ -187,7 +202,7 @@ struct nnm_ctx {
 };
 
 /* The private side of an nnm_env. */
-enum nnm__phase { NNM__PHASE_CREATE, NNM__PHASE_FORWARD, NNM__PHASE_BACKEND };
+enum nnm__phase { NNM__PHASE_CREATE, NNM__PHASE_FORWARD, NNM__PHASE_BACKEND, NNM__PHASE_BACKWARD };
 
 typedef struct nnm__env {
     nnm_env pub;
@@ -199,6 +214,9 @@ typedef struct nnm__env {
     int training;
     int grad;
     nnm_device device;
+    nnm__node *node;              /* backward: the node being run */
+    nnm_tensor **saved;           /* custom forward: save_for_backward target */
+    uint32_t n_saved;
 } nnm__env;
 
 extern const nnm_host nnm__host;
@@ -217,6 +235,9 @@ static inline void nnm__env_init(nnm__env *e, nnm_ctx *ctx, nnm_module *m, int p
     e->training = m ? m->training : 0;
     e->grad = 1;
     e->device = m ? m->device : (nnm_device){NNM_DEVICE_CPU, 0};
+    e->node = NULL;
+    e->saved = NULL;
+    e->n_saved = 0;
 }
 
 static inline int nnm__device_eq(nnm_device a, nnm_device b) {
@@ -261,6 +282,103 @@ nnm_status nnm__op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b
 nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha,
                          nnm_tensor **out);
 nnm_status nnm__op_fill(nnm_ctx *ctx, nnm_tensor *t, double value);
+nnm_status nnm__op_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, const int32_t *dims,
+                          uint32_t n_dims, int keepdim, nnm_tensor **out);
+nnm_status nnm__op_log_softmax(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor **out);
+nnm_status nnm__op_nll(nnm_ctx *ctx, nnm_tensor *logp, nnm_tensor *target, int64_t ignore_index,
+                       double label_smoothing, int32_t reduction, nnm_tensor **out);
+nnm_status nnm__op_reshape(nnm_ctx *ctx, nnm_tensor *x, int32_t ndim, const int64_t *shape,
+                           nnm_tensor **out);
+/* Backend-only helpers (no recording) used by derivatives. */
+nnm_status nnm__gemm(nnm_ctx *ctx, int trans_a, int trans_b, nnm_tensor *a, nnm_tensor *b,
+                     int64_t m, int64_t n, int64_t k, float beta, nnm_tensor *c);
+/* 1 when backend `be` has ABI-1.1 slots and unary ops. */
+int nnm__backend_minor(const nnm__backend *be);
+
+/* autograd.c - nodes of the backward graph and the engine.
+ *
+ * A node is made by an op (or a custom-backward layer call) whose inputs need
+ * grad. Its edges point upstream: to the node that made each input (fn, nr),
+ * or to the input itself when it is a leaf that requires grad. Saved tensors
+ * are aliases with no grad_fn, so no node ever references its own output. */
+#define NNM__NODE_SAVED 6
+
+typedef nnm_status (*nnm__backward_fn)(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *grad_out,
+                                       nnm_tensor **grad_in);
+
+typedef struct nnm__edge {
+    nnm__node *fn;                /* owned; or NULL */
+    uint32_t nr;                  /* which output of fn */
+    nnm_tensor *leaf;             /* owned; a leaf that requires grad, or NULL */
+} nnm__edge;
+
+struct nnm__node {
+    uint32_t refs;
+    uint16_t n_in, n_out;         /* edges; outputs (grads the node receives) */
+    const char *name;             /* "LinearBackward" */
+    nnm__backward_fn backward;
+    nnm_ctx *ctx;
+    nnm__edge next[NNM__MAX_IO];
+    nnm_tensor *saved[NNM__NODE_SAVED];
+    uint32_t n_saved;
+    int freed;                    /* saved state released after a backward */
+    /* op metadata */
+    int32_t op;
+    double alpha;
+    int64_t ival;
+    int32_t in_ndim[2];
+    int64_t in_shape[2][NNM_MAX_DIMS];
+    nnm_module *module;           /* owned: custom-backward and hook nodes */
+    nnm__node *peer;              /* owned: the input-side node of a hook pair */
+    nnm_tensor *hook_grad_out[NNM__MAX_IO]; /* hook pairs: grads of the outputs */
+    /* engine scratch */
+    uint32_t deps;
+    uint32_t mark;
+    nnm_tensor *grad[NNM__MAX_IO];
+    nnm__node *next_free;
+};
+
+void nnm__node_release(nnm__node *n); /* NULL: no-op */
+/* True when an op on these inputs must be recorded (grad mode on and one of
+ * them requires grad). NULL inputs are ignored. */
+int nnm__needs_grad(nnm_tensor *a, nnm_tensor *b, nnm_tensor *c);
+/* A node with edges to `inputs` (n_in of them, NULLs allowed); NULL on OOM. */
+nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nnm_tensor *const *inputs,
+                         uint32_t n_in, uint32_t n_out);
+/* Makes `out` output nr of node n (takes a reference on n). */
+void nnm__node_attach(nnm__node *n, nnm_tensor *out, uint32_t nr);
+/* Saves an alias of t (no grad_fn) in n; NNM_E_NOMEM on failure. */
+nnm_status nnm__node_save(nnm__node *n, nnm_tensor *t);
+/* A tensor object sharing t's storage with its own shape/strides (strides
+ * NULL: contiguous) and no autograd information. */
+nnm_status nnm__tensor_view(nnm_tensor *t, int32_t ndim, const int64_t *shape,
+                            const int64_t *strides, nnm_tensor **out);
+/* A contiguous tensor of `shape` holding t broadcast to it. */
+nnm_status nnm__expand(nnm_ctx *ctx, nnm_tensor *t, int32_t ndim, const int64_t *shape,
+                       nnm_tensor **out);
+/* Sums g over the dims it was broadcast along, giving a tensor of shape. */
+nnm_status nnm__sum_to(nnm_ctx *ctx, nnm_tensor *g, int32_t ndim, const int64_t *shape,
+                       nnm_tensor **out);
+/* Adds grad into *slot (taking a reference, or replacing *slot with a sum). */
+nnm_status nnm__grad_accumulate(nnm_ctx *ctx, nnm_tensor **slot, nnm_tensor *grad);
+
+/* derivatives.c: record an op's node on its output y (x/w/a/b: the inputs as
+ * given; xc/wc/ac/bc: the contiguous copies forward used). */
+nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor *x, nnm_tensor *y);
+nnm_status nnm__record_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b, nnm_tensor *y);
+nnm_status nnm__record_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b, nnm_tensor *xc,
+                              nnm_tensor *wc, nnm_tensor *y);
+nnm_status nnm__record_matmul(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor *ac, nnm_tensor *bc,
+                              nnm_tensor *y);
+nnm_status nnm__record_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, nnm_tensor *rkeep, nnm_tensor *y);
+nnm_status nnm__record_log_softmax(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *y);
+nnm_status nnm__record_nll(nnm_ctx *ctx, nnm_tensor *logp, nnm_tensor *target, nnm_tensor *count,
+                           int64_t ignore_index, double smoothing, int32_t reduction, nnm_tensor *y);
+nnm_status nnm__record_reshape(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *y);
+
+/* call.c: custom-backward layers and module backward hooks */
+nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
+                             uint32_t n_out, nnm_tensor **saved, uint32_t n_saved);
 
 /* rng.c */
 void nnm__rng_seed(uint64_t s[4], uint64_t seed);

@@ -25,6 +25,8 @@ static void module_destroy(nnm_module *m) {
     if (m->created && m->vt->destroy) m->vt->destroy(m->self);
     nnm__hook_list_clear(&m->pre_hooks);
     nnm__hook_list_clear(&m->post_hooks);
+    nnm__hook_list_clear(&m->bw_pre_hooks);
+    nnm__hook_list_clear(&m->bw_hooks);
     for (uint32_t i = 0; i < m->n_children; i++) {
         m->children[i]->parent = NULL;
         nnm_module_release(m->children[i]);
@@ -70,6 +72,8 @@ NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nn
     m->device = (nnm_device){NNM_DEVICE_CPU, 0};
     nnm__hook_list_init(&m->pre_hooks, ctx, &m->n_hooks);
     nnm__hook_list_init(&m->post_hooks, ctx, &m->n_hooks);
+    nnm__hook_list_init(&m->bw_pre_hooks, ctx, &m->n_hooks);
+    nnm__hook_list_init(&m->bw_hooks, ctx, &m->n_hooks);
     nnm__plugin_retain(owner);
     owner->live_modules++;
     nnm__ctx_retain(ctx);

@@ -43,19 +43,23 @@ nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, 
     *out = NULL;
     nnm_status st = check_f32(ctx, "unary", "x", x);
     if (st) return st;
-    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_SCALE))
+    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_SIGN))
         return nnm__error(ctx, NNM_E_INVALID, "unary: unknown op %d", (int)op);
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
     if (NNM__UNLIKELY(!be->vt->unary))
         return nnm__error(ctx, NNM_E_UNSUPPORTED, "backend '%s' has no unary ops", be->vt->name);
+    if (NNM__UNLIKELY(op > NNM_UNARY_SCALE && !nnm__backend_minor(be)))
+        return nnm__error(ctx, NNM_E_UNSUPPORTED, "backend '%s' predates unary op %d (ABI 1.1)",
+                          be->vt->name, (int)op);
     nnm_tensor *y;
     if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, x->shape, &y)))
         return st;
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     nnm_unary_args a = {sizeof a, op, alpha, &x->desc, &y->desc};
-    if ((st = be->vt->unary(&env.pub, be->state, &a))) {
+    if ((st = be->vt->unary(&env.pub, be->state, &a)) ||
+        (nnm__needs_grad(x, NULL, NULL) && (st = nnm__record_unary(ctx, op, alpha, x, y)))) {
         nnm_tensor_release(y);
         return st;
     }
@@ -111,7 +115,8 @@ nnm_status nnm__op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     nnm_binary_args args = {sizeof args, op, &da, &db, &y->desc};
-    if ((st = be->vt->binary(&env.pub, be->state, &args))) {
+    if ((st = be->vt->binary(&env.pub, be->state, &args)) ||
+        (nnm__needs_grad(a, b, NULL) && (st = nnm__record_binary(ctx, op, a, b, y)))) {
         nnm_tensor_release(y);
         return st;
     }
@@ -204,7 +209,8 @@ nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor
     }
     nnm_gemm_args g = {sizeof g, 0, 1, m, n_out, k, 1.0f, beta,
                        fptr(xc), k, fptr(wc), k, (float *)y->desc.data, n_out};
-    st = be->vt->gemm(&env.pub, be->state, &g);
+    if (!(st = be->vt->gemm(&env.pub, be->state, &g)) && nnm__needs_grad(x, w, b))
+        st = nnm__record_linear(ctx, x, w, b, xc, wc, y);
 done:
     nnm_tensor_release(xc);
     nnm_tensor_release(wc);
@@ -241,11 +247,240 @@ nnm_status nnm__op_matmul(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     nnm_gemm_args g = {sizeof g, 0, 0, shape[0], shape[1], a->shape[1], 1.0f, 0.0f,
                        fptr(ac), lda, fptr(bc), ldb, (float *)y->desc.data, shape[1]};
-    st = be->vt->gemm(&env.pub, be->state, &g);
+    if (!(st = be->vt->gemm(&env.pub, be->state, &g)) && nnm__needs_grad(a, b, NULL))
+        st = nnm__record_matmul(ctx, a, b, ac, bc, y);
 done:
     nnm_tensor_release(ac);
     nnm_tensor_release(bc);
     if (st) nnm_tensor_release(y);
     else *out = y;
     return st;
+}
+
+int nnm__backend_minor(const nnm__backend *be) {
+    return be->vt->struct_size >= offsetof(nnm_backend_vtable, adam_step) + sizeof(void *) ? 1 : 0;
+}
+
+static nnm_status no_slot(nnm_ctx *ctx, const nnm__backend *be, const char *op) {
+    return nnm__error(ctx, NNM_E_UNSUPPORTED, "%s: backend '%s' does not implement it", op, be->vt->name);
+}
+
+/* ---- reshape ------------------------------------------------------------ */
+
+nnm_status nnm__op_reshape(nnm_ctx *ctx, nnm_tensor *x, int32_t ndim, const int64_t *shape, nnm_tensor **out) {
+    *out = NULL;
+    if (!x) return nnm__error(ctx, NNM_E_INVALID, "reshape: x is NULL");
+    if (ndim < 0 || ndim > NNM_MAX_DIMS || (ndim && !shape))
+        return nnm__error(ctx, NNM_E_SHAPE, "reshape: bad target ndim %d", (int)ndim);
+    int64_t dims[NNM_MAX_DIMS], known = 1, n = nnm_tensor_numel(x);
+    int infer = -1;
+    for (int32_t i = 0; i < ndim; i++) {
+        dims[i] = shape[i];
+        if (shape[i] == -1 && infer < 0) infer = (int)i;
+        else if (shape[i] < 0) return nnm__error(ctx, NNM_E_SHAPE, "reshape: invalid size %lld", (long long)shape[i]);
+        else known *= shape[i];
+    }
+    if (infer >= 0) dims[infer] = known ? n / known : 0;
+    if (nnm__numel(ndim, dims) != n) {
+        char sx[128];
+        nnm__shape_str(&x->desc, sx, sizeof sx);
+        return nnm__error(ctx, NNM_E_SHAPE, "reshape: cannot view %s (%lld elements) with the given shape",
+                          sx, (long long)n);
+    }
+    nnm_tensor *src = NULL, *y = NULL;
+    nnm_status st = contiguous(ctx, x, &src);
+    if (!st) st = nnm__tensor_view(src, ndim, dims, NULL, &y);
+    nnm_tensor_release(src);
+    if (!st && nnm__needs_grad(x, NULL, NULL)) st = nnm__record_reshape(ctx, x, y);
+    if (st) nnm_tensor_release(y);
+    else *out = y;
+    return st;
+}
+
+/* ---- reductions --------------------------------------------------------- */
+
+nnm_status nnm__op_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, const int32_t *dims, uint32_t n_dims,
+                          int keepdim, nnm_tensor **out) {
+    *out = NULL;
+    nnm_status st = check_f32(ctx, "reduce", "x", x);
+    if (st) return st;
+    if (op < NNM_REDUCE_SUM || op > NNM_REDUCE_MIN)
+        return nnm__error(ctx, NNM_E_INVALID, "reduce: unknown op %d", (int)op);
+    if (n_dims && !dims) return nnm__error(ctx, NNM_E_INVALID, "reduce: dims is NULL");
+    int32_t nd = x->desc.ndim;
+    int reduced[NNM_MAX_DIMS] = {0};
+    for (uint32_t i = 0; i < n_dims; i++) {
+        int32_t d = dims[i] < 0 ? dims[i] + nd : dims[i];
+        if (d < 0 || d >= nd)
+            return nnm__error(ctx, NNM_E_SHAPE, "reduce: dim %d out of range for a %d-d tensor", (int)dims[i], (int)nd);
+        reduced[d] = 1;
+    }
+    int64_t kshape[NNM_MAX_DIMS], oshape[NNM_MAX_DIMS];
+    int32_t ond = 0;
+    for (int32_t i = 0; i < nd; i++) {
+        int r = n_dims == 0 || reduced[i];
+        kshape[i] = r ? 1 : x->shape[i];
+        if (!r) oshape[ond++] = x->shape[i];
+    }
+    nnm__backend *be;
+    if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
+    if (!be->vt->reduce || !nnm__backend_minor(be)) return no_slot(ctx, be, "reduce");
+    nnm_tensor *rk = NULL, *y = NULL;
+    if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, nd, kshape, &rk))) return st;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_reduce_args a = {sizeof a, op, 1.0, &x->desc, &rk->desc};
+    if (!(st = be->vt->reduce(&env.pub, be->state, &a))) {
+        if (keepdim) {
+            y = rk;
+            rk = NULL;
+        } else {
+            st = nnm__tensor_view(rk, ond, oshape, NULL, &y);
+        }
+    }
+    if (!st && nnm__needs_grad(x, NULL, NULL)) st = nnm__record_reduce(ctx, op, x, rk ? rk : y, y);
+    nnm_tensor_release(rk);
+    if (st) nnm_tensor_release(y);
+    else *out = y;
+    return st;
+}
+
+/* ---- log_softmax and nll ------------------------------------------------- */
+
+nnm_status nnm__op_log_softmax(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor **out) {
+    *out = NULL;
+    nnm_status st = check_f32(ctx, "log_softmax", "x", x);
+    if (st) return st;
+    if (x->desc.ndim < 1) return nnm__error(ctx, NNM_E_SHAPE, "log_softmax: x needs at least 1 dim");
+    nnm__backend *be;
+    if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
+    if (!be->vt->log_softmax || !nnm__backend_minor(be)) return no_slot(ctx, be, "log_softmax");
+    nnm_tensor *xc = NULL, *y = NULL;
+    if ((st = contiguous(ctx, x, &xc)) ||
+        (st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, x->shape, &y)))
+        goto done;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_log_softmax_args a = {sizeof a, 0, &xc->desc, &y->desc};
+    if (!(st = be->vt->log_softmax(&env.pub, be->state, &a)) && nnm__needs_grad(x, NULL, NULL))
+        st = nnm__record_log_softmax(ctx, x, y);
+done:
+    nnm_tensor_release(xc);
+    if (st) nnm_tensor_release(y);
+    else *out = y;
+    return st;
+}
+
+nnm_status nnm__op_nll(nnm_ctx *ctx, nnm_tensor *logp, nnm_tensor *target, int64_t ignore_index,
+                       double label_smoothing, int32_t reduction, nnm_tensor **out) {
+    *out = NULL;
+    nnm_status st = check_f32(ctx, "nll", "input", logp);
+    if (st) return st;
+    if (!target) return nnm__error(ctx, NNM_E_INVALID, "nll: target is NULL");
+    if (target->desc.dtype.code != NNM_DTYPE_INT || target->desc.dtype.bits != 64)
+        return nnm__error(ctx, NNM_E_DTYPE, "nll: target must be i64 class indices");
+    if ((st = check_same_device(ctx, "nll", logp, target))) return st;
+    if (logp->desc.ndim != 2 || target->desc.ndim != 1 || target->shape[0] != logp->shape[0]) {
+        char s1[128], s2[128];
+        nnm__shape_str(&logp->desc, s1, sizeof s1);
+        nnm__shape_str(&target->desc, s2, sizeof s2);
+        return nnm__error(ctx, NNM_E_SHAPE, "nll: expected input [N, C] and target [N], got %s and %s", s1, s2);
+    }
+    if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0))
+        return nnm__error(ctx, NNM_E_INVALID, "nll: label_smoothing must be in [0, 1], got %g", label_smoothing);
+    if (reduction < NNM_REDUCTION_NONE || reduction > NNM_REDUCTION_SUM)
+        return nnm__error(ctx, NNM_E_INVALID, "nll: unknown reduction %d", (int)reduction);
+    nnm__backend *be;
+    if ((st = nnm__backend_get(ctx, logp->desc.device, &be))) return st;
+    if (!be->vt->nll || !nnm__backend_minor(be)) return no_slot(ctx, be, "nll");
+    nnm_tensor *lc = NULL, *tc = NULL, *per = NULL, *count = NULL, *y = NULL;
+    int64_t one[1] = {1};
+    if ((st = contiguous(ctx, logp, &lc)) || (st = contiguous(ctx, target, &tc)) ||
+        (st = nnm__tensor_alloc(ctx, logp->desc.device, NNM_F32, 1, target->shape, &per)) ||
+        (st = nnm__tensor_alloc(ctx, logp->desc.device, NNM_F32, 1, one, &count)))
+        goto done;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_nll_args a = {sizeof a, 0, ignore_index, label_smoothing, &lc->desc, &tc->desc, &per->desc, &count->desc};
+    if ((st = be->vt->nll(&env.pub, be->state, &a))) goto done;
+    if (reduction == NNM_REDUCTION_NONE) {
+        y = per;
+        per = NULL;
+    } else {
+        nnm_tensor *sum = NULL;
+        nnm_reduce_args r = {sizeof r, NNM_REDUCE_SUM, 1.0, NULL, NULL};
+        int64_t kshape[1] = {1};
+        if ((st = nnm__tensor_alloc(ctx, logp->desc.device, NNM_F32, 1, kshape, &sum))) goto done;
+        r.x = &per->desc;
+        r.out = &sum->desc;
+        if (!(st = be->vt->reduce ? be->vt->reduce(&env.pub, be->state, &r) : no_slot(ctx, be, "reduce"))) {
+            nnm_tensor *num = sum;
+            if (reduction == NNM_REDUCTION_MEAN) { /* sum / count, as F.nll_loss */
+                nnm_tensor *d = NULL;
+                if (!(st = nnm__tensor_alloc(ctx, logp->desc.device, NNM_F32, 1, kshape, &d))) {
+                    nnm_binary_args b = {sizeof b, NNM_BINARY_DIV, &sum->desc, &count->desc, &d->desc};
+                    st = be->vt->binary(&env.pub, be->state, &b);
+                }
+                nnm_tensor_release(sum);
+                num = d;
+            }
+            if (!st) st = nnm__tensor_view(num, 0, NULL, NULL, &y); /* a 0-d scalar */
+            nnm_tensor_release(num);
+        } else {
+            nnm_tensor_release(sum);
+        }
+    }
+    if (!st && nnm__needs_grad(logp, NULL, NULL))
+        st = nnm__record_nll(ctx, logp, tc, count, ignore_index, label_smoothing, reduction, y);
+done:
+    nnm_tensor_release(lc);
+    nnm_tensor_release(tc);
+    nnm_tensor_release(per);
+    nnm_tensor_release(count);
+    if (st) nnm_tensor_release(y);
+    else *out = y;
+    return st;
+}
+
+/* ---- the public op API --------------------------------------------------- */
+
+#define PUBLIC_OUT(ctx, out)                                                                    \
+    if (out) *out = NULL;                                                                       \
+    if (!(ctx)) return NNM_E_INVALID;                                                           \
+    if (!(out)) return nnm__error((ctx), NNM_E_INVALID, "%s: out is NULL", __func__)
+
+NNM_API nnm_status nnm_op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, nnm_tensor **out) {
+    PUBLIC_OUT(ctx, out);
+    return nnm__op_unary(ctx, op, x, alpha, out);
+}
+NNM_API nnm_status nnm_op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    PUBLIC_OUT(ctx, out);
+    return nnm__op_binary(ctx, op, a, b, out);
+}
+NNM_API nnm_status nnm_op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b, nnm_tensor **out) {
+    PUBLIC_OUT(ctx, out);
+    return nnm__op_linear(ctx, x, w, b, out);
+}
+NNM_API nnm_status nnm_op_matmul(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    PUBLIC_OUT(ctx, out);
+    return nnm__op_matmul(ctx, a, b, out);
+}
+NNM_API nnm_status nnm_op_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, const int32_t *dims,
+                                 uint32_t n_dims, int keepdim, nnm_tensor **out) {
+    PUBLIC_OUT(ctx, out);
+    return nnm__op_reduce(ctx, op, x, dims, n_dims, keepdim, out);
+}
+NNM_API nnm_status nnm_op_log_softmax(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor **out) {
+    PUBLIC_OUT(ctx, out);
+    return nnm__op_log_softmax(ctx, x, out);
+}
+NNM_API nnm_status nnm_op_nll(nnm_ctx *ctx, nnm_tensor *logp, nnm_tensor *target, int64_t ignore_index,
+                              double label_smoothing, int32_t reduction, nnm_tensor **out) {
+    PUBLIC_OUT(ctx, out);
+    return nnm__op_nll(ctx, logp, target, ignore_index, label_smoothing, reduction, out);
+}
+NNM_API nnm_status nnm_op_reshape(nnm_ctx *ctx, nnm_tensor *x, int32_t ndim, const int64_t *shape,
+                                  nnm_tensor **out) {
+    PUBLIC_OUT(ctx, out);
+    return nnm__op_reshape(ctx, x, ndim, shape, out);
 }

@@ -64,6 +64,9 @@ static void tensor_setup(nnm_tensor *t, nnm_ctx *ctx, nnm__storage *s, nnm_dtype
     }
     t->refs = 1;
     t->flags = 0;
+    t->grad = NULL;
+    t->grad_fn = NULL;
+    t->output_nr = 0;
     t->storage = s;
     t->ctx = ctx;
     t->next_free = NULL;
@@ -113,6 +116,22 @@ nnm_status nnm__tensor_alloc(nnm_ctx *ctx, nnm_device dev, nnm_dtype dtype, int3
     return NNM_OK;
 }
 
+nnm_status nnm__tensor_view(nnm_tensor *t, int32_t ndim, const int64_t *shape,
+                            const int64_t *strides, nnm_tensor **out) {
+    nnm_ctx *ctx = t->ctx;
+    *out = NULL;
+    nnm_tensor *v = tensor_obj(ctx);
+    if (!v) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (tensor)");
+    t->storage->refs++;
+    tensor_setup(v, ctx, t->storage, t->desc.dtype, ndim, shape);
+    v->desc.data = t->desc.data;
+    v->desc.byte_offset = t->desc.byte_offset;
+    if (strides)
+        for (int32_t i = 0; i < ndim; i++) v->strides[i] = strides[i];
+    *out = v;
+    return NNM_OK;
+}
+
 void nnm__tensors_fini(nnm_ctx *ctx) {
     while (ctx->free_tensors) {
         nnm_tensor *t = ctx->free_tensors;
@@ -139,6 +158,19 @@ NNM_API nnm_status nnm_tensor_from_f32(nnm_ctx *ctx, int32_t ndim, const int64_t
         memcpy((*out)->desc.data, data, n * sizeof(float));
     else
         memset((*out)->desc.data, 0, n * sizeof(float));
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_tensor_from_i64(nnm_ctx *ctx, int32_t ndim, const int64_t *shape,
+                                       const int64_t *data, nnm_tensor **out) {
+    nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+    nnm_status st = nnm_tensor_new(ctx, (nnm_device){NNM_DEVICE_CPU, 0}, i64, ndim, shape, out);
+    if (st) return st;
+    size_t n = (size_t)nnm__numel(ndim, shape);
+    if (data)
+        memcpy((*out)->desc.data, data, n * sizeof(int64_t));
+    else
+        memset((*out)->desc.data, 0, n * sizeof(int64_t));
     return NNM_OK;
 }
 
@@ -186,6 +218,10 @@ NNM_API void nnm_tensor_release(nnm_tensor *t) {
     nnm_ctx *ctx = t->ctx;
     nnm__storage_release(t->storage);
     t->storage = NULL;
+    if (t->grad) nnm_tensor_release(t->grad);
+    if (t->grad_fn) nnm__node_release(t->grad_fn);
+    t->grad = NULL;
+    t->grad_fn = NULL;
     t->next_free = ctx->free_tensors;
     ctx->free_tensors = t;
     ctx->stats.live_tensors--;

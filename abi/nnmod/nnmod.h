@@ -323,6 +323,121 @@ typedef void (*nnm_profile_fn)(void *user, const nnm_profile_event *ev);
 NNM_API nnm_status nnm_ctx_set_profiler(nnm_ctx *ctx, nnm_profile_fn fn, void *user);
 
 /* ------------------------------------------------------------------------ */
+/* Ops (the same ops plugins reach through the host table)                   */
+/* ------------------------------------------------------------------------ */
+
+/* Each returns a new tensor through *out and, when grad mode is on and an
+ * input requires grad, records the op for autograd. Inputs are borrowed and
+ * must share a device. See plugin.h for each op's meaning. */
+NNM_API nnm_status nnm_op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha,
+                                nnm_tensor **out);
+NNM_API nnm_status nnm_op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b,
+                                 nnm_tensor **out);
+NNM_API nnm_status nnm_op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b,
+                                 nnm_tensor **out);
+NNM_API nnm_status nnm_op_matmul(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out);
+NNM_API nnm_status nnm_op_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, const int32_t *dims,
+                                 uint32_t n_dims, int keepdim, nnm_tensor **out);
+NNM_API nnm_status nnm_op_log_softmax(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor **out);
+NNM_API nnm_status nnm_op_nll(nnm_ctx *ctx, nnm_tensor *logp, nnm_tensor *target,
+                              int64_t ignore_index, double label_smoothing, int32_t reduction,
+                              nnm_tensor **out);
+NNM_API nnm_status nnm_op_reshape(nnm_ctx *ctx, nnm_tensor *x, int32_t ndim, const int64_t *shape,
+                                  nnm_tensor **out);
+/* A new contiguous i64 CPU tensor holding a copy of `data` (NULL: zeros). */
+NNM_API nnm_status nnm_tensor_from_i64(nnm_ctx *ctx, int32_t ndim, const int64_t *shape,
+                                       const int64_t *data, nnm_tensor **out);
+
+/* ------------------------------------------------------------------------ */
+/* Autograd                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Marks a leaf tensor (one no op produced) as needing gradients. Parameters
+ * require grad from creation. f32 only. */
+NNM_API nnm_status nnm_tensor_set_requires_grad(nnm_tensor *t, int requires_grad);
+NNM_API int nnm_tensor_requires_grad(const nnm_tensor *t);
+/* 1 for tensors no recorded op produced. */
+NNM_API int nnm_tensor_is_leaf(const nnm_tensor *t);
+/* The accumulated gradient (.grad), borrowed; NULL when unset. */
+NNM_API nnm_tensor *nnm_tensor_grad(const nnm_tensor *t);
+/* Sets .grad (a reference is taken; NULL clears it), like `p.grad = g`. The
+ * shape must match. */
+NNM_API nnm_status nnm_tensor_set_grad(nnm_tensor *t, nnm_tensor *grad);
+/* A new tensor sharing t's storage, outside any graph (t.detach()). */
+NNM_API nnm_status nnm_tensor_detach(nnm_tensor *t, nnm_tensor **out);
+
+/* Computes gradients of `root` with respect to every leaf that requires grad
+ * and adds them into their .grad (loss.backward()). `grad` is d(out)/d(root),
+ * required unless root has one element (then it is 1). The graph is freed
+ * unless retain_graph; a second backward through a freed graph fails with
+ * NNM_E_STATE. Runs with grad mode off. */
+NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_graph);
+
+/* Sets every parameter's .grad of m's tree to none (zero_grad(set_to_none=True)). */
+NNM_API nnm_status nnm_module_zero_grad(nnm_module *m);
+
+/* Full backward hooks (register_full_backward_pre_hook / _hook). The pre-hook
+ * sees the gradients of the module's outputs and may replace grad_out[i] (store
+ * a new reference); the hook sees the gradients of its inputs (grad_in[i] may
+ * be NULL: no gradient) and may replace them the same way. They fire during
+ * nnm_backward for calls made while grad mode was on. */
+typedef nnm_status (*nnm_backward_pre_hook_fn)(void *user, nnm_module *m, nnm_tensor **grad_out,
+                                               uint32_t n_out);
+typedef nnm_status (*nnm_backward_hook_fn)(void *user, nnm_module *m, nnm_tensor **grad_in,
+                                           uint32_t n_in, nnm_tensor *const *grad_out,
+                                           uint32_t n_out);
+NNM_API nnm_status nnm_module_register_full_backward_pre_hook(nnm_module *m,
+                                                              nnm_backward_pre_hook_fn fn,
+                                                              void *user, nnm_hook_handle **handle);
+NNM_API nnm_status nnm_module_register_full_backward_hook(nnm_module *m, nnm_backward_hook_fn fn,
+                                                          void *user, nnm_hook_handle **handle);
+
+/* ------------------------------------------------------------------------ */
+/* Optimizers                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nnm_optim nnm_optim;
+
+typedef struct nnm_sgd_options {
+    uint32_t struct_size;       /* sizeof(nnm_sgd_options) */
+    int32_t nesterov;
+    double lr, momentum, dampening, weight_decay;
+} nnm_sgd_options;
+
+typedef struct nnm_adam_options {
+    uint32_t struct_size;       /* sizeof(nnm_adam_options) */
+    int32_t amsgrad;
+    int32_t decoupled;          /* 1: AdamW (decoupled weight decay) */
+    int32_t reserved;
+    double lr, beta1, beta2, eps, weight_decay;
+} nnm_adam_options;
+
+/* An optimizer over every parameter of m's tree (one group, the options'
+ * hyper-parameters). It holds a reference on m. NNM_E_INVALID for an empty
+ * parameter list or invalid options (lr < 0, betas outside [0, 1), ...). */
+NNM_API nnm_status nnm_optim_sgd_new(nnm_module *m, const nnm_sgd_options *opts, nnm_optim **out);
+NNM_API nnm_status nnm_optim_adam_new(nnm_module *m, const nnm_adam_options *opts, nnm_optim **out);
+NNM_API void nnm_optim_free(nnm_optim *opt);
+/* Moves the parameters whose dotted name starts with `prefix` into a new
+ * group with its own lr and weight decay (the other hyper-parameters are the
+ * optimizer's). Returns the group's index through *group (may be NULL).
+ * Must be called before the first step. */
+NNM_API nnm_status nnm_optim_add_group(nnm_optim *opt, const char *prefix, double lr,
+                                       double weight_decay, uint32_t *group);
+NNM_API uint32_t nnm_optim_group_count(const nnm_optim *opt);
+NNM_API nnm_status nnm_optim_set_lr(nnm_optim *opt, uint32_t group, double lr);
+NNM_API double nnm_optim_get_lr(const nnm_optim *opt, uint32_t group);
+/* One update of every parameter that has a .grad (others are skipped, as in
+ * PyTorch). */
+NNM_API nnm_status nnm_optim_step(nnm_optim *opt);
+/* Sets the .grad of every parameter of the optimizer to none. */
+NNM_API nnm_status nnm_optim_zero_grad(nnm_optim *opt);
+/* Visits the optimizer's state tensors, borrowed, by name:
+ * "<param>.momentum_buffer", "<param>.exp_avg", "<param>.exp_avg_sq",
+ * "<param>.max_exp_avg_sq", and "<param>.step" (a [1] f32 tensor). */
+NNM_API nnm_status nnm_optim_state(nnm_optim *opt, nnm_tensor_visit_fn fn, void *user);
+
+/* ------------------------------------------------------------------------ */
 /* safetensors files                                                         */
 /* ------------------------------------------------------------------------ */
 

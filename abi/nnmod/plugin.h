@@ -146,7 +146,11 @@ enum nnm_unary_op {
     NNM_UNARY_SIGMOID = 6,
     NNM_UNARY_SQRT = 7,
     NNM_UNARY_ABS = 8,
-    NNM_UNARY_SCALE = 9   /* out = alpha * x */
+    NNM_UNARY_SCALE = 9,  /* out = alpha * x */
+    /* ---- ops above are valid for ABI 1.0; the runtime sends the ones below
+     * only to backends built for 1.1 or later ---- */
+    NNM_UNARY_STEP = 10,  /* out = x > 0 ? 1 : 0 */
+    NNM_UNARY_SIGN = 11   /* out = x > 0 ? 1 : x < 0 ? -1 : 0 */
 };
 
 enum nnm_binary_op {
@@ -156,6 +160,21 @@ enum nnm_binary_op {
     NNM_BINARY_DIV = 3,
     NNM_BINARY_MAX = 4,
     NNM_BINARY_MIN = 5
+};
+
+/* Reductions (ABI 1.1). */
+enum nnm_reduce_op {
+    NNM_REDUCE_SUM = 0,
+    NNM_REDUCE_MEAN = 1,
+    NNM_REDUCE_MAX = 2,
+    NNM_REDUCE_MIN = 3
+};
+
+/* How a loss reduces its per-sample values (ABI 1.1), as PyTorch's `reduction`. */
+enum nnm_reduction {
+    NNM_REDUCTION_NONE = 0,
+    NNM_REDUCTION_MEAN = 1,
+    NNM_REDUCTION_SUM = 2
 };
 
 /* Parameter initialisers for host->param_new(). */
@@ -254,6 +273,32 @@ struct nnm_host {
     nnm_status (*op_unary)(nnm_env *env, int32_t op, nnm_tensor *x, double alpha,
                            nnm_tensor **out);
     /* ---- slots above are valid for ABI 1.0 ---- */
+
+    /* Reduces x over dims[0..n_dims) (negative dims count from the end;
+     * n_dims 0 means all dims). keepdim keeps reduced dims as size 1. */
+    nnm_status (*op_reduce)(nnm_env *env, int32_t op, nnm_tensor *x, const int32_t *dims,
+                            uint32_t n_dims, int keepdim, nnm_tensor **out);
+    /* log_softmax over the last dim. */
+    nnm_status (*op_log_softmax)(nnm_env *env, nnm_tensor *x, nnm_tensor **out);
+    /* Negative log likelihood of class-index targets, as F.nll_loss: logp is
+     * [N, C] f32, target [N] i64. Samples whose target == ignore_index count
+     * nothing. label_smoothing e mixes in e * mean_c(-logp[i, c]). reduction:
+     * enum nnm_reduction (mean divides by the number of samples not ignored). */
+    nnm_status (*op_nll)(nnm_env *env, nnm_tensor *logp, nnm_tensor *target, int64_t ignore_index,
+                         double label_smoothing, int32_t reduction, nnm_tensor **out);
+    /* The same elements in another shape (a view when x is contiguous); one
+     * dim may be -1. */
+    nnm_status (*op_reshape)(nnm_env *env, nnm_tensor *x, int32_t ndim, const int64_t *shape,
+                             nnm_tensor **out);
+    /* Custom backward (layers with a `backward` slot). In forward: keeps
+     * tensors for backward (references are taken). In backward: the kept
+     * tensors, borrowed, valid during the call. */
+    nnm_status (*save_for_backward)(nnm_env *env, nnm_tensor *const *t, uint32_t n);
+    nnm_status (*saved_tensors)(nnm_env *env, nnm_tensor *const **t, uint32_t *n);
+    /* In backward: adds grad into param's .grad (param is one of the module's
+     * parameters). */
+    nnm_status (*accumulate_grad)(nnm_env *env, nnm_tensor *param, nnm_tensor *grad);
+    /* ---- slots above are valid for ABI 1.1 ---- */
 };
 
 /* True when `host` has slot `field` (it was built with a minor that has it). */
@@ -296,6 +341,17 @@ typedef struct nnm_layer_vtable {
      * length it wanted to write, like snprintf. */
     int (*extra_repr)(void *self, char *buf, size_t cap);
     /* ---- slots above are valid for ABI 1.0 ---- */
+
+    /* (optional, ABI 1.1) A backward of the layer's own, like
+     * torch.autograd.Function: forward then runs with grad recording off and
+     * the runtime records the call as one node. backward receives the
+     * gradients of the outputs (grad_out[i] NULL: that output got none) and
+     * stores a new reference in grad_in[i] for each input that needs one
+     * (NULL: no gradient). Saved tensors: host->saved_tensors; parameter
+     * gradients: host->accumulate_grad. */
+    nnm_status (*backward)(nnm_env *env, void *self, nnm_tensor *const *grad_out, uint32_t n_out,
+                           nnm_tensor **grad_in, uint32_t n_in);
+    /* ---- slots above are valid for ABI 1.1 ---- */
 } nnm_layer_vtable;
 
 /* ------------------------------------------------------------------------ */
@@ -332,6 +388,87 @@ typedef struct nnm_unary_args {
     const nnm_tensor_desc *out; /* contiguous */
 } nnm_unary_args;
 
+/* out = alpha * reduce(x) over the dims where out has size 1 and x does not
+ * (out has x's ndim). MEAN divides by the number of elements reduced. (1.1) */
+typedef struct nnm_reduce_args {
+    uint32_t struct_size;
+    int32_t op;                 /* enum nnm_reduce_op */
+    double alpha;
+    const nnm_tensor_desc *x;
+    const nnm_tensor_desc *out; /* contiguous */
+} nnm_reduce_args;
+
+/* out = log_softmax(x) over the last dim; both contiguous, same shape. (1.1) */
+typedef struct nnm_log_softmax_args {
+    uint32_t struct_size;
+    uint32_t reserved;
+    const nnm_tensor_desc *x;
+    const nnm_tensor_desc *out;
+} nnm_log_softmax_args;
+
+/* Per-sample NLL (1.1): for each row i of logp [N, C] (contiguous) with
+ * target t = target[i] (i64, [N]):
+ *   out[i] = (1 - e) * -logp[i, t] + e * mean_c(-logp[i, c]),  0 if t == ignore_index
+ * and, when count is not NULL, count[0] = number of rows not ignored (f32).
+ * A target outside [0, C) that is not ignore_index is an error. */
+typedef struct nnm_nll_args {
+    uint32_t struct_size;
+    uint32_t reserved;
+    int64_t ignore_index;
+    double label_smoothing;     /* e */
+    const nnm_tensor_desc *logp;
+    const nnm_tensor_desc *target;
+    const nnm_tensor_desc *out;   /* [N] f32 contiguous */
+    const nnm_tensor_desc *count; /* [1] f32, or NULL */
+} nnm_nll_args;
+
+/* The gradient of nnm_nll_args' out with respect to logp (1.1):
+ *   grad_logp[i, c] = grad[i] * (-(1 - e) * [c == t] - e / C),  0 if t == ignore_index */
+typedef struct nnm_nll_backward_args {
+    uint32_t struct_size;
+    uint32_t reserved;
+    int64_t ignore_index;
+    double label_smoothing;
+    const nnm_tensor_desc *grad;      /* [N] f32 */
+    const nnm_tensor_desc *target;    /* [N] i64 */
+    const nnm_tensor_desc *grad_logp; /* [N, C] f32 contiguous, written in full */
+} nnm_nll_backward_args;
+
+/* One SGD step over n contiguous f32 elements, exactly torch.optim.SGD (1.1):
+ *   g = grad + weight_decay * param
+ *   if momentum != 0: buf = first_step ? g : momentum * buf + (1 - dampening) * g
+ *                     g = nesterov ? g + momentum * buf : buf
+ *   param -= lr * g */
+typedef struct nnm_sgd_args {
+    uint32_t struct_size;
+    int32_t nesterov;
+    int32_t first_step;         /* the momentum buffer starts as a copy of g */
+    int32_t reserved;
+    int64_t n;
+    float *param;
+    const float *grad;
+    float *momentum_buf;        /* NULL when momentum == 0 */
+    float lr, momentum, dampening, weight_decay;
+} nnm_sgd_args;
+
+/* One Adam/AdamW step over n contiguous f32 elements, exactly torch.optim.Adam
+ * (decoupled = 0: weight decay added to the gradient) or AdamW (decoupled = 1:
+ * param *= 1 - lr * weight_decay first), with bias correction for `step`
+ * (1 on the first call) and amsgrad when max_exp_avg_sq is not NULL. (1.1) */
+typedef struct nnm_adam_args {
+    uint32_t struct_size;
+    int32_t decoupled;
+    int64_t step;
+    int64_t n;
+    float *param;
+    const float *grad;
+    float *exp_avg;
+    float *exp_avg_sq;
+    float *max_exp_avg_sq;      /* NULL unless amsgrad */
+    float lr, beta1, beta2, eps, weight_decay;
+    float reserved;
+} nnm_adam_args;
+
 typedef struct nnm_backend_vtable {
     uint32_t struct_size;
     uint32_t flags;
@@ -356,6 +493,16 @@ typedef struct nnm_backend_vtable {
     nnm_status (*binary)(nnm_env *env, void *state, const nnm_binary_args *args);
     nnm_status (*unary)(nnm_env *env, void *state, const nnm_unary_args *args);
     /* ---- slots above are valid for ABI 1.0 ---- */
+
+    /* (optional, 1.1) each: NULL means the runtime reports the op as
+     * unsupported on this device. */
+    nnm_status (*reduce)(nnm_env *env, void *state, const nnm_reduce_args *args);
+    nnm_status (*log_softmax)(nnm_env *env, void *state, const nnm_log_softmax_args *args);
+    nnm_status (*nll)(nnm_env *env, void *state, const nnm_nll_args *args);
+    nnm_status (*nll_backward)(nnm_env *env, void *state, const nnm_nll_backward_args *args);
+    nnm_status (*sgd_step)(nnm_env *env, void *state, const nnm_sgd_args *args);
+    nnm_status (*adam_step)(nnm_env *env, void *state, const nnm_adam_args *args);
+    /* ---- slots above are valid for ABI 1.1 ---- */
 } nnm_backend_vtable;
 
 /* ------------------------------------------------------------------------ */
@@ -408,7 +555,7 @@ typedef const nnm_plugin_desc *(*nnm_plugin_entry_fn)(uint16_t host_abi_major,
     }
 
 /* ------------------------------------------------------------------------ */
-/* Frozen layout (ABI 1.0, LP64). Changing any of these breaks every plugin.  */
+/* Frozen layout (LP64). Offsets never change; sizes grow with each minor.   */
 /* ------------------------------------------------------------------------ */
 
 #if (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L) || defined(__cplusplus)
@@ -431,11 +578,14 @@ NNM__STATIC_ASSERT(sizeof(nnm_env) == 16, "nnm_env layout");
 NNM__STATIC_ASSERT(offsetof(nnm_plugin_desc, layers) == 32, "nnm_plugin_desc layout");
 NNM__STATIC_ASSERT(sizeof(nnm_plugin_desc) == 48, "nnm_plugin_desc 1.0 size");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, create) == 40, "nnm_layer_vtable layout");
-NNM__STATIC_ASSERT(sizeof(nnm_layer_vtable) == 72, "nnm_layer_vtable 1.0 size");
+NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, extra_repr) == 64, "nnm_layer_vtable 1.0 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_layer_vtable) == 80, "nnm_layer_vtable 1.1 size");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, init) == 32, "nnm_backend_vtable layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 104, "nnm_backend_vtable 1.0 size");
+NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtable 1.0 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152, "nnm_backend_vtable 1.1 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 22 * 8, "nnm_host 1.0 size");
+NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 29 * 8, "nnm_host 1.1 size");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif
 #endif

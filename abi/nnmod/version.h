@@ -15,6 +15,6 @@
 
 /* The plugin ABI this header set describes. */
 #define NNM_ABI_MAJOR 1
-#define NNM_ABI_MINOR 0
+#define NNM_ABI_MINOR 1
 
 #endif /* NNMOD_VERSION_H */

@@ -508,7 +508,7 @@ static nnm_status cuda_unary(nnm_env *env, void *state, const nnm_unary_args *ar
     if (args->struct_size < sizeof(nnm_unary_args))
         return CUDA_ERR(env, NNM_E_INVALID, "cuda unary: args struct_size %u < %zu",
                         (unsigned)args->struct_size, sizeof(nnm_unary_args));
-    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_SCALE)
+    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_SIGN)
         return CUDA_ERR(env, NNM_E_UNSUPPORTED, "cuda unary: unknown op %d", (int)args->op);
     if (s == NULL)
         return CUDA_ERR(env, NNM_E_STATE, "cuda unary: backend not initialised");

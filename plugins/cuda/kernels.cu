@@ -62,6 +62,8 @@ __device__ __forceinline__ float unary_f(float x, float alpha) {
     case NNM_UNARY_SIGMOID: return sigmoid_f(x);
     case NNM_UNARY_SQRT: return sqrtf(x);
     case NNM_UNARY_ABS: return fabsf(x);
+    case NNM_UNARY_STEP: return x > 0.0f ? 1.0f : 0.0f;
+    case NNM_UNARY_SIGN: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
     default: return alpha * x; /* NNM_UNARY_SCALE */
     }
 }
@@ -216,6 +218,8 @@ extern "C" int nnm__cuda_launch_unary(int32_t op, const nnm__cuda_layout *L, int
     case NNM_UNARY_SQRT: launch_unary<NNM_UNARY_SQRT>(L, n, o, x, alpha); break;
     case NNM_UNARY_ABS: launch_unary<NNM_UNARY_ABS>(L, n, o, x, alpha); break;
     case NNM_UNARY_SCALE: launch_unary<NNM_UNARY_SCALE>(L, n, o, x, alpha); break;
+    case NNM_UNARY_STEP: launch_unary<NNM_UNARY_STEP>(L, n, o, x, alpha); break;
+    case NNM_UNARY_SIGN: launch_unary<NNM_UNARY_SIGN>(L, n, o, x, alpha); break;
     default: return (int)cudaErrorInvalidValue; /* the caller validated op */
     }
     return (int)cudaGetLastError();

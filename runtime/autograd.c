@@ -1,0 +1,320 @@
+/* runtime/autograd.c - the backward graph and the engine (reverse mode).
+ *
+ * Ops record nodes (derivatives.c); nnm_backward walks the nodes reachable
+ * from the root, counts how many edges lead into each, and runs them in an
+ * order where every node has received all of its output gradients before it
+ * runs (Kahn's algorithm). Leaves accumulate into .grad. Nodes and their
+ * scratch come from per-context free lists, so a steady-state training step
+ * does not touch the heap.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- nodes -------------------------------------------------------------- */
+
+static void node_drop_saved(nnm__node *n) {
+    for (uint32_t i = 0; i < n->n_saved; i++) {
+        nnm_tensor_release(n->saved[i]);
+        n->saved[i] = NULL;
+    }
+    n->n_saved = 0;
+    for (uint32_t i = 0; i < NNM__MAX_IO; i++) {
+        nnm_tensor_release(n->hook_grad_out[i]);
+        n->hook_grad_out[i] = NULL;
+    }
+}
+
+void nnm__node_release(nnm__node *n) {
+    /* Iterative over chains of last references, so a deep graph (a long
+     * training loop's worth of ops) cannot overflow the C stack. */
+    while (n && --n->refs == 0) {
+        nnm_ctx *ctx = n->ctx;
+        nnm__node *upstream = NULL;
+        node_drop_saved(n);
+        for (uint32_t i = 0; i < n->n_in; i++) {
+            nnm_tensor_release(n->next[i].leaf);
+            if (n->next[i].fn) {
+                if (!upstream) upstream = n->next[i].fn;
+                else nnm__node_release(n->next[i].fn);
+            }
+        }
+        for (uint32_t i = 0; i < NNM__MAX_IO; i++) nnm_tensor_release(n->grad[i]);
+        if (n->module) nnm_module_release(n->module);
+        if (n->peer) nnm__node_release(n->peer);
+        n->next_free = ctx->free_nodes;
+        ctx->free_nodes = n;
+        nnm__ctx_release(ctx);
+        n = upstream;
+    }
+}
+
+int nnm__needs_grad(nnm_tensor *a, nnm_tensor *b, nnm_tensor *c) {
+    if (!nnm_grad_is_enabled()) return 0;
+    return (a && (a->flags & NNM__T_REQUIRES_GRAD)) || (b && (b->flags & NNM__T_REQUIRES_GRAD)) ||
+           (c && (c->flags & NNM__T_REQUIRES_GRAD));
+}
+
+nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nnm_tensor *const *inputs,
+                         uint32_t n_in, uint32_t n_out) {
+    nnm__node *n = ctx->free_nodes;
+    if (n)
+        ctx->free_nodes = n->next_free;
+    else if (!(n = malloc(sizeof *n)))
+        return NULL;
+    memset(n, 0, sizeof *n);
+    n->refs = 1;
+    n->n_in = (uint16_t)n_in;
+    n->n_out = (uint16_t)n_out;
+    n->name = name;
+    n->backward = fn;
+    n->ctx = ctx;
+    nnm__ctx_retain(ctx);
+    for (uint32_t i = 0; i < n_in; i++) {
+        nnm_tensor *t = inputs ? inputs[i] : NULL;
+        if (!t || !(t->flags & NNM__T_REQUIRES_GRAD)) continue;
+        if (t->grad_fn) {
+            n->next[i].fn = t->grad_fn;
+            n->next[i].fn->refs++;
+            n->next[i].nr = t->output_nr;
+        } else {
+            n->next[i].leaf = t;
+            t->refs++;
+        }
+    }
+    return n;
+}
+
+void nnm__node_attach(nnm__node *n, nnm_tensor *out, uint32_t nr) {
+    if (out->grad_fn) nnm__node_release(out->grad_fn);
+    n->refs++;
+    out->grad_fn = n;
+    out->output_nr = nr;
+    out->flags |= NNM__T_REQUIRES_GRAD;
+}
+
+nnm_status nnm__node_save(nnm__node *n, nnm_tensor *t) {
+    if (n->n_saved >= NNM__NODE_SAVED)
+        return nnm__error(n->ctx, NNM_E_LIMIT, "%s: more than %d saved tensors", n->name, NNM__NODE_SAVED);
+    nnm_tensor *alias;
+    nnm_status st = nnm__tensor_view(t, t->desc.ndim, t->shape, t->strides, &alias);
+    if (st) return st;
+    n->saved[n->n_saved++] = alias;
+    return NNM_OK;
+}
+
+nnm_status nnm__grad_accumulate(nnm_ctx *ctx, nnm_tensor **slot, nnm_tensor *grad) {
+    if (!*slot) {
+        nnm_tensor_retain(grad);
+        *slot = grad;
+        return NNM_OK;
+    }
+    nnm_tensor *sum;
+    nnm_status st = nnm__op_binary(ctx, NNM_BINARY_ADD, *slot, grad, &sum);
+    if (st) return st;
+    nnm_tensor_release(*slot);
+    *slot = sum;
+    return NNM_OK;
+}
+
+/* ---- the public face of autograd ---------------------------------------- */
+
+NNM_API nnm_status nnm_tensor_set_requires_grad(nnm_tensor *t, int requires_grad) {
+    if (!t) return NNM_E_INVALID;
+    if (t->grad_fn)
+        return nnm__error(t->ctx, NNM_E_STATE,
+                          "requires_grad can only be changed on leaf tensors (detach it first)");
+    if (requires_grad && (t->desc.dtype.code != NNM_DTYPE_FLOAT || t->desc.dtype.bits != 32))
+        return nnm__error(t->ctx, NNM_E_DTYPE, "only f32 tensors can require gradients");
+    if (requires_grad) t->flags |= NNM__T_REQUIRES_GRAD;
+    else t->flags &= ~NNM__T_REQUIRES_GRAD;
+    return NNM_OK;
+}
+
+NNM_API int nnm_tensor_requires_grad(const nnm_tensor *t) {
+    return t && (t->flags & NNM__T_REQUIRES_GRAD) ? 1 : 0;
+}
+
+NNM_API int nnm_tensor_is_leaf(const nnm_tensor *t) { return t && !t->grad_fn; }
+
+NNM_API nnm_tensor *nnm_tensor_grad(const nnm_tensor *t) { return t ? t->grad : NULL; }
+
+NNM_API nnm_status nnm_tensor_set_grad(nnm_tensor *t, nnm_tensor *grad) {
+    if (!t) return NNM_E_INVALID;
+    if (grad) {
+        int same = grad->desc.ndim == t->desc.ndim;
+        for (int32_t i = 0; same && i < t->desc.ndim; i++) same = grad->shape[i] == t->shape[i];
+        if (!same) {
+            char a[128], b[128];
+            nnm__shape_str(&grad->desc, a, sizeof a);
+            nnm__shape_str(&t->desc, b, sizeof b);
+            return nnm__error(t->ctx, NNM_E_SHAPE, "grad of shape %s assigned to a tensor of shape %s", a, b);
+        }
+        if (!nnm__device_eq(grad->desc.device, t->desc.device))
+            return nnm__error(t->ctx, NNM_E_DEVICE, "grad is on another device than its tensor");
+        nnm_tensor_retain(grad);
+    }
+    nnm_tensor_release(t->grad);
+    t->grad = grad;
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_tensor_detach(nnm_tensor *t, nnm_tensor **out) {
+    if (out) *out = NULL;
+    if (!t) return NNM_E_INVALID;
+    if (!out) return nnm__error(t->ctx, NNM_E_INVALID, "nnm_tensor_detach: out is NULL");
+    return nnm__tensor_view(t, t->desc.ndim, t->shape, t->strides, out);
+}
+
+static nnm_status zero_one(void *user, const char *name, nnm_tensor *t) {
+    (void)user, (void)name;
+    nnm_tensor_release(t->grad);
+    t->grad = NULL;
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_module_zero_grad(nnm_module *m) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    return nnm_module_named_parameters(m, zero_one, NULL);
+}
+
+/* ---- the engine --------------------------------------------------------- */
+
+static nnm_status stack_push(nnm_ctx *ctx, uint32_t *len, nnm__node *n) {
+    if (*len == ctx->stack_cap) {
+        uint32_t cap = ctx->stack_cap ? ctx->stack_cap * 2 : 64;
+        nnm__node **s = realloc(ctx->stack, cap * sizeof *s);
+        if (!s) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (autograd)");
+        ctx->stack = s;
+        ctx->stack_cap = cap;
+    }
+    ctx->stack[(*len)++] = n;
+    return NNM_OK;
+}
+
+/* Counts, for every node reachable from root, the edges leading into it.
+ * Nodes are marked with `mark` so each is visited once. The stack is reused
+ * afterwards as the ready list. */
+static nnm_status count_deps(nnm_ctx *ctx, nnm__node *root, uint32_t mark) {
+    uint32_t len = 0;
+    root->mark = mark;
+    root->deps = 0;
+    nnm_status st = stack_push(ctx, &len, root);
+    while (!st && len) {
+        nnm__node *n = ctx->stack[--len];
+        for (uint32_t i = 0; i < n->n_in; i++) {
+            nnm__node *up = n->next[i].fn;
+            if (!up) continue;
+            if (up->mark != mark) {
+                up->mark = mark;
+                up->deps = 0;
+                if ((st = stack_push(ctx, &len, up))) break;
+            }
+            up->deps++;
+        }
+    }
+    return st;
+}
+
+/* Releases the gradients left waiting in the nodes of a walk that failed. */
+static void clear_pending(nnm_ctx *ctx, nnm__node *top) {
+    uint32_t mark = ++ctx->mark_seq;
+    if (count_deps(ctx, top, mark)) return; /* out of memory: the nodes keep them until freed */
+    uint32_t len = 0;
+    ctx->stack[len++] = top;
+    top->mark = mark + 1; /* second pass: visit each node once more */
+    while (len) {
+        nnm__node *n = ctx->stack[--len];
+        for (uint32_t i = 0; i < NNM__MAX_IO; i++) {
+            nnm_tensor_release(n->grad[i]);
+            n->grad[i] = NULL;
+        }
+        for (uint32_t i = 0; i < n->n_in; i++) {
+            nnm__node *up = n->next[i].fn;
+            if (up && up->mark == mark) {
+                up->mark = mark + 1;
+                if (stack_push(ctx, &len, up)) return;
+            }
+        }
+    }
+    ++ctx->mark_seq;
+}
+
+NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_graph) {
+    if (!root) return NNM_E_INVALID;
+    nnm_ctx *ctx = root->ctx;
+    if (!(root->flags & NNM__T_REQUIRES_GRAD))
+        return nnm__error(ctx, NNM_E_INVALID,
+                          "element 0 of tensors does not require grad and does not have a grad_fn");
+    nnm_tensor *seed = NULL;
+    nnm_status st = NNM_OK;
+    int prev_grad = nnm_grad_set_enabled(0);
+    if (grad) {
+        if (grad->desc.ndim != root->desc.ndim || nnm_tensor_numel(grad) != nnm_tensor_numel(root)) {
+            char a[128], b[128];
+            nnm__shape_str(&grad->desc, a, sizeof a);
+            nnm__shape_str(&root->desc, b, sizeof b);
+            st = nnm__error(ctx, NNM_E_SHAPE, "backward: grad of shape %s for an output of shape %s", a, b);
+            goto out;
+        }
+        nnm_tensor_retain(grad);
+        seed = grad;
+    } else {
+        if (nnm_tensor_numel(root) != 1) {
+            st = nnm__error(ctx, NNM_E_INVALID, "grad can be implicitly created only for scalar outputs");
+            goto out;
+        }
+        if ((st = nnm__tensor_alloc(ctx, root->desc.device, root->desc.dtype, root->desc.ndim,
+                                    root->shape, &seed)) ||
+            (st = nnm__op_fill(ctx, seed, 1.0)))
+            goto out;
+    }
+    if (!root->grad_fn) { /* a leaf: its own gradient is the seed */
+        st = nnm__grad_accumulate(ctx, &root->grad, seed);
+        goto out;
+    }
+
+    nnm__node *top = root->grad_fn;
+    uint32_t mark = ++ctx->mark_seq;
+    if ((st = count_deps(ctx, top, mark))) goto out;
+    top->grad[root->output_nr] = seed;
+    seed = NULL;
+    uint32_t len = 0;
+    ctx->stack[len++] = top; /* count_deps left room for at least one */
+    while (len) {
+        nnm__node *n = ctx->stack[--len];
+        if (n->freed) {
+            st = nnm__error(ctx, NNM_E_STATE,
+                            "trying to backward through the graph a second time (%s was freed); "
+                            "pass retain_graph=1 to the first backward",
+                            n->name);
+            break;
+        }
+        nnm_tensor *gin[NNM__MAX_IO] = {0};
+        st = n->backward(ctx, n, n->grad, gin);
+        for (uint32_t i = 0; i < n->n_out; i++) {
+            nnm_tensor_release(n->grad[i]);
+            n->grad[i] = NULL;
+        }
+        if (!retain_graph) {
+            node_drop_saved(n);
+            n->freed = 1;
+        }
+        for (uint32_t i = 0; i < n->n_in; i++) {
+            nnm__edge *e = &n->next[i];
+            if (!st && gin[i]) {
+                if (e->leaf) st = nnm__grad_accumulate(ctx, &e->leaf->grad, gin[i]);
+                else if (e->fn) st = nnm__grad_accumulate(ctx, &e->fn->grad[e->nr], gin[i]);
+            }
+            nnm_tensor_release(gin[i]);
+            if (e->fn && --e->fn->deps == 0 && !st) st = stack_push(ctx, &len, e->fn);
+        }
+        if (st) break;
+    }
+    if (st) clear_pending(ctx, top);
+out:
+    nnm_tensor_release(seed);
+    nnm_grad_set_enabled(prev_grad);
+    return st;
+}
