@@ -142,6 +142,11 @@ NNM_API nnm_tensor *nnm_tensor_grad(const nnm_tensor *t) { return t ? t->grad : 
 
 NNM_API nnm_status nnm_tensor_set_grad(nnm_tensor *t, nnm_tensor *grad) {
     if (!t) return NNM_E_INVALID;
+    if (grad == t) return nnm__error(t->ctx, NNM_E_INVALID, "can't assign a tensor as its own grad");
+    if (grad && grad->ctx != t->ctx)
+        return nnm__error(t->ctx, NNM_E_INVALID, "grad belongs to another context");
+    if (grad && (grad->desc.dtype.code != t->desc.dtype.code || grad->desc.dtype.bits != t->desc.dtype.bits))
+        return nnm__error(t->ctx, NNM_E_DTYPE, "grad's dtype differs from its tensor's");
     if (grad) {
         int same = grad->desc.ndim == t->desc.ndim;
         for (int32_t i = 0; same && i < t->desc.ndim; i++) same = grad->shape[i] == t->shape[i];

@@ -448,7 +448,9 @@ typedef struct nnm_sgd_args {
     float *param;
     const float *grad;
     float *momentum_buf;        /* NULL when momentum == 0 */
-    float lr, momentum, dampening, weight_decay;
+    /* double, as Python holds them: 1 - dampening is computed in double and
+     * rounded once, as torch does */
+    double lr, momentum, dampening, weight_decay;
 } nnm_sgd_args;
 
 /* One Adam/AdamW step over n contiguous f32 elements, exactly torch.optim.Adam
@@ -465,8 +467,7 @@ typedef struct nnm_adam_args {
     float *exp_avg;
     float *exp_avg_sq;
     float *max_exp_avg_sq;      /* NULL unless amsgrad */
-    float lr, beta1, beta2, eps, weight_decay;
-    float reserved;
+    double lr, beta1, beta2, eps, weight_decay; /* double, as for SGD */
 } nnm_adam_args;
 
 typedef struct nnm_backend_vtable {

@@ -1,16 +1,22 @@
-/* plugins/cpu/cpu.c - the CPU backend: host memory, OpenBLAS gemm, and strided
- * f32 elementwise kernels.
+/* plugins/cpu/cpu.c - the CPU backend: host memory, OpenBLAS gemm, strided
+ * f32 elementwise kernels, and (ABI 1.1) reductions, log_softmax, nll and
+ * the SGD/Adam parameter updates.
  *
  * Contract (see nnm_backend_vtable in nnmod/plugin.h):
  *  - memory is 64-byte aligned host memory from aligned_alloc; alloc of 0 bytes
  *    returns a valid, unique pointer that free accepts;
- *  - only f32 tensors are supported; other dtypes give NNM_E_DTYPE;
- *  - every op validates its descriptors and reports through host->set_error;
+ *  - only f32 tensors are supported (plus the i64 class targets of nll);
+ *    other dtypes give NNM_E_DTYPE;
+ *  - every op validates its descriptors and arguments before it writes
+ *    anything, and reports through host->set_error;
  *  - ops never allocate and never recurse: N-d strided tensors are walked with
  *    a fixed-size index (ndim <= NNM_MAX_DIMS) after merging the dimensions
  *    that are contiguous in every operand, so the common cases (contiguous,
  *    bias broadcast along rows, scalar broadcast) reduce to 1-d or 2-d loops
- *    with unit-stride inner loops the compiler vectorises.
+ *    with unit-stride inner loops the compiler vectorises;
+ *  - sums (reduce, log_softmax's normaliser, nll's smoothing term) accumulate
+ *    in double; the optimizer steps follow torch's float32 operation order
+ *    (see cpu_madd) so they match torch.optim bit for bit on AVX2 machines.
  */
 #include <nnmod/plugin.h>
 
@@ -38,10 +44,15 @@ static int cpu_is_f32(nnm_dtype dt) {
     return dt.code == NNM_DTYPE_FLOAT && dt.bits == 32 && dt.lanes == 1;
 }
 
-/* Validates one descriptor an op reads or writes: CPU, f32, sane ndim, shape
- * and strides present, data present unless empty. Sets *numel. */
-static nnm_status cpu_check_desc(nnm_env *env, const char *op, const char *what,
-                                 const nnm_tensor_desc *d, int64_t *numel) {
+static int cpu_is_i64(nnm_dtype dt) {
+    return dt.code == NNM_DTYPE_INT && dt.bits == 64 && dt.lanes == 1;
+}
+
+/* Validates one descriptor an op reads or writes: CPU, of dtype f32 (or i64
+ * when want_i64), sane ndim, shape and strides present, data present unless
+ * empty, byte_offset a multiple of the element size. Sets *numel. */
+static nnm_status cpu_check_desc_dt(nnm_env *env, const char *op, const char *what,
+                                    const nnm_tensor_desc *d, int want_i64, int64_t *numel) {
     if (d == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu %s: %s tensor is NULL", op, what);
     if (d->device.type != NNM_DEVICE_CPU)
@@ -49,22 +60,24 @@ static nnm_status cpu_check_desc(nnm_env *env, const char *op, const char *what,
                        "cpu %s: %s tensor is on device type %d, the cpu backend handles "
                        "only CPU tensors (type %d)",
                        op, what, (int)d->device.type, (int)NNM_DEVICE_CPU);
-    if (!cpu_is_f32(d->dtype))
+    if (want_i64 ? !cpu_is_i64(d->dtype) : !cpu_is_f32(d->dtype))
         return CPU_ERR(env, NNM_E_DTYPE,
-                       "cpu %s: %s tensor has dtype (code %u, bits %u, lanes %u); the cpu "
-                       "backend supports only f32 for now",
-                       op, what, (unsigned)d->dtype.code, (unsigned)d->dtype.bits,
-                       (unsigned)d->dtype.lanes);
+                       "cpu %s: %s tensor has dtype (code %u, bits %u, lanes %u); %s", op, what,
+                       (unsigned)d->dtype.code, (unsigned)d->dtype.bits,
+                       (unsigned)d->dtype.lanes,
+                       want_i64 ? "it must be i64 (code 0, bits 64, lanes 1)"
+                                : "the cpu backend supports only f32 for now");
     if (d->ndim < 0 || d->ndim > NNM_MAX_DIMS)
         return CPU_ERR(env, NNM_E_LIMIT, "cpu %s: %s tensor has ndim %d (0..%d allowed)", op,
                        what, (int)d->ndim, NNM_MAX_DIMS);
     if (d->ndim > 0 && (d->shape == NULL || d->strides == NULL))
         return CPU_ERR(env, NNM_E_INVALID, "cpu %s: %s tensor has NULL shape or strides", op,
                        what);
-    if (d->byte_offset % sizeof(float) != 0)
+    const unsigned esize = want_i64 ? 8u : 4u;
+    if (d->byte_offset % esize != 0)
         return CPU_ERR(env, NNM_E_INVALID,
-                       "cpu %s: %s tensor byte_offset %llu is not a multiple of 4", op, what,
-                       (unsigned long long)d->byte_offset);
+                       "cpu %s: %s tensor byte_offset %llu is not a multiple of %u", op, what,
+                       (unsigned long long)d->byte_offset, esize);
     int64_t n = 1;
     for (int32_t i = 0; i < d->ndim; i++) {
         int64_t s = d->shape[i];
@@ -79,6 +92,28 @@ static nnm_status cpu_check_desc(nnm_env *env, const char *op, const char *what,
         return CPU_ERR(env, NNM_E_INVALID, "cpu %s: %s tensor has NULL data", op, what);
     *numel = n;
     return NNM_OK;
+}
+
+/* cpu_check_desc_dt for an f32 tensor. */
+static nnm_status cpu_check_desc(nnm_env *env, const char *op, const char *what,
+                                 const nnm_tensor_desc *d, int64_t *numel) {
+    return cpu_check_desc_dt(env, op, what, d, 0, numel);
+}
+
+/* Row-major contiguous (the strides of size-1 dims do not matter, as in torch). */
+static int cpu_is_contiguous(const nnm_tensor_desc *d) {
+    int64_t want = 1;
+    for (int32_t i = d->ndim - 1; i >= 0; i--) {
+        if (d->shape[i] != 1 && d->strides[i] != want)
+            return 0;
+        want *= d->shape[i];
+    }
+    return 1;
+}
+
+/* The error for a tensor that must be contiguous and is not. */
+static nnm_status cpu_err_contiguous(nnm_env *env, const char *op, const char *what) {
+    return CPU_ERR(env, NNM_E_INVALID, "cpu %s: %s tensor must be contiguous", op, what);
 }
 
 /* The first element, byte_offset applied. */
@@ -429,6 +464,8 @@ static inline float cpu_sigmoid(float x) {
 #define CPU_U_SQRT(x) sqrtf(x)
 #define CPU_U_ABS(x) fabsf(x)
 #define CPU_U_SCALE(x) (alpha * (x))
+#define CPU_U_STEP(x) ((x) > 0.0f ? 1.0f : 0.0f)
+#define CPU_U_SIGN(x) ((x) > 0.0f ? 1.0f : ((x) < 0.0f ? -1.0f : 0.0f))
 
 /* One inner row of a unary op; p[0]=out, p[1]=x. */
 #define CPU_UNARY_ROW(F)                                                                 \
@@ -451,7 +488,7 @@ static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *arg
     if (args->struct_size < sizeof(nnm_unary_args))
         return CPU_ERR(env, NNM_E_INVALID, "cpu unary: args struct_size %u < %zu",
                        (unsigned)args->struct_size, sizeof(nnm_unary_args));
-    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_SCALE)
+    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_SIGN)
         return CPU_ERR(env, NNM_E_UNSUPPORTED, "cpu unary: unknown op %d", (int)args->op);
     int64_t n_out = 0, n_x = 0;
     nnm_status st = cpu_check_desc(env, "unary", "output", args->out, &n_out);
@@ -478,7 +515,574 @@ static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *arg
     case NNM_UNARY_SQRT: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_SQRT)); break;
     case NNM_UNARY_ABS: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_ABS)); break;
     case NNM_UNARY_SCALE: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_SCALE)); break;
+    case NNM_UNARY_STEP: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_STEP)); break;
+    case NNM_UNARY_SIGN: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_SIGN)); break;
     default: break; /* checked above */
+    }
+    return NNM_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reductions (1.1)                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Output elements reduced together in the kept-inner walk (doubles on the stack). */
+#define CPU_RED_TILE 128
+
+/* x's dims split into those kept (out has x's size) and those reduced (out has
+ * size 1), each group in order with size-1 dims dropped and neighbours merged
+ * where x is contiguous across them. A group that ends up empty holds one dim
+ * of size 1 and stride 0, so the walks below never special-case it. */
+typedef struct cpu_red_plan {
+    int32_t nk, nr;
+    int64_t kshape[NNM_MAX_DIMS], kstride[NNM_MAX_DIMS];
+    int64_t rshape[NNM_MAX_DIMS], rstride[NNM_MAX_DIMS];
+    int64_t count; /* elements reduced into each output element */
+} cpu_red_plan;
+
+static void cpu_red_push(int32_t *nd, int64_t *shape, int64_t *stride, int64_t sz, int64_t st) {
+    if (*nd > 0 && stride[*nd - 1] == st * sz) {
+        shape[*nd - 1] *= sz;
+        stride[*nd - 1] = st;
+        return;
+    }
+    shape[*nd] = sz;
+    stride[*nd] = st;
+    (*nd)++;
+}
+
+/* Sum of one strided row in double (four accumulators on the unit-stride path). */
+static double cpu_sum_row(const float *p, int64_t n, int64_t s) {
+    double acc = 0.0;
+    if (s == 1) {
+        double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+        int64_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            a0 += (double)p[i];
+            a1 += (double)p[i + 1];
+            a2 += (double)p[i + 2];
+            a3 += (double)p[i + 3];
+        }
+        for (; i < n; i++)
+            acc += (double)p[i];
+        return acc + ((a0 + a1) + (a2 + a3));
+    }
+    for (int64_t i = 0; i < n; i++)
+        acc += (double)p[i * s];
+    return acc;
+}
+
+/* Max (is_max) or min of one strided row, NaN-propagating like torch.amax. */
+static float cpu_ext_row(const float *p, int64_t n, int64_t s, int is_max, float acc) {
+    if (is_max) {
+        for (int64_t i = 0; i < n; i++)
+            acc = cpu_maxf(acc, p[i * s]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            acc = cpu_minf(acc, p[i * s]);
+    }
+    return acc;
+}
+
+/* Advances an odometer over dims [0, nd) of shape/stride, moving *off; returns
+ * 0 once every index has wrapped (the walk is over). */
+static int cpu_odo_next(int32_t nd, const int64_t *shape, const int64_t *stride, int64_t *idx,
+                        int64_t *off) {
+    for (int32_t d = nd - 1; d >= 0; d--) {
+        *off += stride[d];
+        if (++idx[d] < shape[d])
+            return 1;
+        *off -= stride[d] * shape[d];
+        idx[d] = 0;
+    }
+    return 0;
+}
+
+/* The final value of one output element from its accumulator. */
+static float cpu_red_finish(int32_t op, double alpha, double acc, int64_t count) {
+    if (op == NNM_REDUCE_MEAN)
+        return (float)(acc / (double)count * alpha);
+    return (float)(alpha * acc);
+}
+
+static nnm_status cpu_reduce(nnm_env *env, void *state, const nnm_reduce_args *a) {
+    (void)state;
+    if (a == NULL)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu reduce: args is NULL");
+    if (a->struct_size < sizeof(nnm_reduce_args))
+        return CPU_ERR(env, NNM_E_INVALID, "cpu reduce: args struct_size %u < %zu",
+                       (unsigned)a->struct_size, sizeof(nnm_reduce_args));
+    if (a->op < NNM_REDUCE_SUM || a->op > NNM_REDUCE_MIN)
+        return CPU_ERR(env, NNM_E_UNSUPPORTED, "cpu reduce: unknown op %d", (int)a->op);
+    static const char *const op_names[] = {"sum", "mean", "max", "min"};
+    int64_t n_out = 0, n_x = 0;
+    nnm_status st = cpu_check_desc(env, "reduce", "output", a->out, &n_out);
+    if (st == NNM_OK)
+        st = cpu_check_desc(env, "reduce", "x", a->x, &n_x);
+    if (st != NNM_OK)
+        return st;
+    const nnm_tensor_desc *x = a->x, *out = a->out;
+    if (x->ndim != out->ndim)
+        return CPU_ERR(env, NNM_E_SHAPE,
+                       "cpu reduce: output has %d dims, x has %d (reduced dims stay as size 1)",
+                       (int)out->ndim, (int)x->ndim);
+    if (!cpu_is_contiguous(out))
+        return cpu_err_contiguous(env, "reduce", "output");
+
+    cpu_red_plan P;
+    P.nk = P.nr = 0;
+    P.count = 1;
+    for (int32_t i = 0; i < x->ndim; i++) {
+        const int64_t xs = x->shape[i], os = out->shape[i];
+        if (os == xs) {
+            if (xs != 1)
+                cpu_red_push(&P.nk, P.kshape, P.kstride, xs, x->strides[i]);
+        } else if (os == 1) {
+            cpu_red_push(&P.nr, P.rshape, P.rstride, xs, x->strides[i]);
+            P.count *= xs;
+        } else {
+            return CPU_ERR(env, NNM_E_SHAPE,
+                           "cpu reduce: output has size %lld in dim %d where x has %lld (it "
+                           "must be %lld, or 1 to reduce the dim)",
+                           (long long)os, (int)i, (long long)xs, (long long)xs);
+        }
+    }
+    if (n_out == 0)
+        return NNM_OK;
+    float *o = cpu_base(out);
+    if (P.count == 0) {
+        /* torch: sum() of nothing is 0, mean() NaN, amax()/amin() an error */
+        if (a->op == NNM_REDUCE_MAX || a->op == NNM_REDUCE_MIN)
+            return CPU_ERR(env, NNM_E_SHAPE,
+                           "cpu reduce: %s over zero elements (a reduced dim of x has size "
+                           "0) has no identity",
+                           op_names[a->op]);
+        const float v = a->op == NNM_REDUCE_SUM ? 0.0f : NAN;
+        for (int64_t i = 0; i < n_out; i++)
+            o[i] = v;
+        return NNM_OK;
+    }
+    if (P.nk == 0) {
+        P.nk = 1;
+        P.kshape[0] = 1;
+        P.kstride[0] = 0;
+    }
+    if (P.nr == 0) {
+        P.nr = 1;
+        P.rshape[0] = 1;
+        P.rstride[0] = 0;
+    }
+
+    const float *xb = cpu_base(x);
+    const int is_ext = a->op == NNM_REDUCE_MAX || a->op == NNM_REDUCE_MIN;
+    const int is_max = a->op == NNM_REDUCE_MAX;
+    const float ext_init = is_max ? -INFINITY : INFINITY;
+    const int32_t kl = P.nk - 1, rl = P.nr - 1;
+    const int64_t kn = P.kshape[kl], ks = P.kstride[kl];
+    const int64_t rn = P.rshape[rl], rs = P.rstride[rl];
+    int64_t kidx[NNM_MAX_DIMS] = {0}, ridx[NNM_MAX_DIMS] = {0};
+    int64_t koff = 0;
+
+    /* Two walks, picked by which inner dim is closer to unit stride in x:
+     *  - reduce-inner (row sums, [N, C] -> [N, 1]): per output element, the
+     *    reduced dims, innermost reduced dim as the tight loop;
+     *  - kept-inner (column sums, [N, C] -> [1, C]): per tile of up to
+     *    CPU_RED_TILE outputs along the innermost kept dim, the reduced dims,
+     *    each step adding a strip of x into a row of accumulators. */
+    const int64_t aks = ks < 0 ? -ks : ks, ars = rs < 0 ? -rs : rs;
+    if (kn == 1 || (rn > 1 && ars <= aks) || (rn == 1 && P.nr == 1)) {
+        int64_t oi = 0;
+        do {
+            for (int64_t j = 0; j < kn; j++) {
+                const float *pk = xb + koff + j * ks;
+                double acc = 0.0;
+                float ext = ext_init;
+                int64_t roff = 0;
+                do {
+                    if (is_ext)
+                        ext = cpu_ext_row(pk + roff, rn, rs, is_max, ext);
+                    else
+                        acc += cpu_sum_row(pk + roff, rn, rs);
+                } while (cpu_odo_next(rl, P.rshape, P.rstride, ridx, &roff));
+                o[oi++] = cpu_red_finish(a->op, a->alpha, is_ext ? (double)ext : acc, P.count);
+            }
+        } while (cpu_odo_next(kl, P.kshape, P.kstride, kidx, &koff));
+        return NNM_OK;
+    }
+    double acc[CPU_RED_TILE];
+    float ext[CPU_RED_TILE];
+    int64_t oi = 0;
+    do {
+        for (int64_t t0 = 0; t0 < kn; t0 += CPU_RED_TILE) {
+            const int64_t tn = kn - t0 < CPU_RED_TILE ? kn - t0 : CPU_RED_TILE;
+            for (int64_t j = 0; j < tn; j++) {
+                acc[j] = 0.0;
+                ext[j] = ext_init;
+            }
+            const float *pk = xb + koff + t0 * ks;
+            int64_t roff = 0;
+            do {
+                const float *q = pk + roff;
+                if (is_max) {
+                    for (int64_t j = 0; j < tn; j++)
+                        ext[j] = cpu_maxf(ext[j], q[j * ks]);
+                } else if (is_ext) {
+                    for (int64_t j = 0; j < tn; j++)
+                        ext[j] = cpu_minf(ext[j], q[j * ks]);
+                } else if (ks == 1) {
+                    for (int64_t j = 0; j < tn; j++)
+                        acc[j] += (double)q[j];
+                } else {
+                    for (int64_t j = 0; j < tn; j++)
+                        acc[j] += (double)q[j * ks];
+                }
+            } while (cpu_odo_next(P.nr, P.rshape, P.rstride, ridx, &roff));
+            for (int64_t j = 0; j < tn; j++)
+                o[oi + j] = cpu_red_finish(a->op, a->alpha, is_ext ? (double)ext[j] : acc[j],
+                                           P.count);
+            oi += tn;
+        }
+    } while (cpu_odo_next(kl, P.kshape, P.kstride, kidx, &koff));
+    return NNM_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* log_softmax, nll (1.1)                                                    */
+/* ------------------------------------------------------------------------ */
+
+static nnm_status cpu_log_softmax(nnm_env *env, void *state, const nnm_log_softmax_args *a) {
+    (void)state;
+    if (a == NULL)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu log_softmax: args is NULL");
+    if (a->struct_size < sizeof(nnm_log_softmax_args))
+        return CPU_ERR(env, NNM_E_INVALID, "cpu log_softmax: args struct_size %u < %zu",
+                       (unsigned)a->struct_size, sizeof(nnm_log_softmax_args));
+    int64_t n_out = 0, n_x = 0;
+    nnm_status st = cpu_check_desc(env, "log_softmax", "output", a->out, &n_out);
+    if (st == NNM_OK)
+        st = cpu_check_desc(env, "log_softmax", "x", a->x, &n_x);
+    if (st != NNM_OK)
+        return st;
+    const nnm_tensor_desc *x = a->x, *out = a->out;
+    int same = x->ndim == out->ndim;
+    for (int32_t i = 0; same && i < x->ndim; i++)
+        same = x->shape[i] == out->shape[i];
+    if (!same)
+        return CPU_ERR(env, NNM_E_SHAPE, "cpu log_softmax: output and x differ in shape");
+    if (!cpu_is_contiguous(x))
+        return cpu_err_contiguous(env, "log_softmax", "x");
+    if (!cpu_is_contiguous(out))
+        return cpu_err_contiguous(env, "log_softmax", "output");
+    const int64_t c = x->ndim > 0 ? x->shape[x->ndim - 1] : 1;
+    if (n_x == 0 || c == 0)
+        return NNM_OK;
+    const int64_t rows = n_x / c;
+    const float *xb = cpu_base(x);
+    float *ob = cpu_base(out);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = xb + r * c;
+        float *orow = ob + r * c; /* may alias xr: each element is read before written */
+        float m = -INFINITY;
+        for (int64_t j = 0; j < c; j++)
+            m = cpu_maxf(m, xr[j]);
+        /* exp of x - max <= 0 never overflows; the sum is kept in double. A
+         * row of all -inf (or holding +inf or NaN) gives NaN, as in torch. */
+        double sum = 0.0;
+        for (int64_t j = 0; j < c; j++)
+            sum += (double)expf(xr[j] - m);
+        const double shift = (double)m + log(sum);
+        for (int64_t j = 0; j < c; j++)
+            orow[j] = (float)((double)xr[j] - shift);
+    }
+    return NNM_OK;
+}
+
+/* Checks logp [N, C] (contiguous), target [N] (i64, any stride) and the
+ * targets' range for nll and nll_backward. */
+static nnm_status cpu_check_nll(nnm_env *env, const char *op, const nnm_tensor_desc *logp,
+                                const char *logp_name, const nnm_tensor_desc *target,
+                                int64_t ignore_index, int64_t *n, int64_t *c) {
+    int64_t n_l = 0, n_t = 0;
+    nnm_status st = cpu_check_desc(env, op, logp_name, logp, &n_l);
+    if (st == NNM_OK)
+        st = cpu_check_desc_dt(env, op, "target", target, 1, &n_t);
+    if (st != NNM_OK)
+        return st;
+    if (logp->ndim != 2)
+        return CPU_ERR(env, NNM_E_SHAPE, "cpu %s: %s must be [N, C], it has %d dims", op,
+                       logp_name, (int)logp->ndim);
+    if (!cpu_is_contiguous(logp))
+        return cpu_err_contiguous(env, op, logp_name);
+    *n = logp->shape[0];
+    *c = logp->shape[1];
+    if (target->ndim != 1 || target->shape[0] != *n)
+        return CPU_ERR(env, NNM_E_SHAPE, "cpu %s: target must be [%lld] to match %s [%lld, %lld]",
+                       op, (long long)*n, logp_name, (long long)*n, (long long)*c);
+    const int64_t *t = (const int64_t *)(const void *)((const char *)target->data +
+                                                       target->byte_offset);
+    const int64_t ts = target->strides[0];
+    for (int64_t i = 0; i < *n; i++) {
+        const int64_t ti = t[i * ts];
+        if (ti != ignore_index && (ti < 0 || ti >= *c))
+            return CPU_ERR(env, NNM_E_INVALID,
+                           "cpu %s: target %lld at row %lld is outside [0, %lld) (and is not "
+                           "ignore_index %lld)",
+                           op, (long long)ti, (long long)i, (long long)*c,
+                           (long long)ignore_index);
+    }
+    return NNM_OK;
+}
+
+/* A [N] f32 vector: ndim 1, size n. */
+static nnm_status cpu_check_vec(nnm_env *env, const char *op, const char *what,
+                                const nnm_tensor_desc *d, int64_t n) {
+    int64_t numel = 0;
+    nnm_status st = cpu_check_desc(env, op, what, d, &numel);
+    if (st != NNM_OK)
+        return st;
+    if (d->ndim != 1 || d->shape[0] != n)
+        return CPU_ERR(env, NNM_E_SHAPE, "cpu %s: %s must be [%lld] (one value per row)", op,
+                       what, (long long)n);
+    return NNM_OK;
+}
+
+static nnm_status cpu_nll(nnm_env *env, void *state, const nnm_nll_args *a) {
+    (void)state;
+    if (a == NULL)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu nll: args is NULL");
+    if (a->struct_size < sizeof(nnm_nll_args))
+        return CPU_ERR(env, NNM_E_INVALID, "cpu nll: args struct_size %u < %zu",
+                       (unsigned)a->struct_size, sizeof(nnm_nll_args));
+    const double e = a->label_smoothing;
+    if (!(e >= 0.0 && e <= 1.0))
+        return CPU_ERR(env, NNM_E_INVALID, "cpu nll: label_smoothing %g is outside [0, 1]", e);
+    int64_t n = 0, c = 0;
+    nnm_status st = cpu_check_nll(env, "nll", a->logp, "logp", a->target, a->ignore_index, &n, &c);
+    if (st == NNM_OK)
+        st = cpu_check_vec(env, "nll", "output", a->out, n);
+    if (st != NNM_OK)
+        return st;
+    if (n > 1 && a->out->strides[0] != 1)
+        return cpu_err_contiguous(env, "nll", "output");
+    if (a->count != NULL) {
+        int64_t n_c = 0;
+        st = cpu_check_desc(env, "nll", "count", a->count, &n_c);
+        if (st != NNM_OK)
+            return st;
+        if (n_c != 1)
+            return CPU_ERR(env, NNM_E_SHAPE, "cpu nll: count must hold one element, it has %lld",
+                           (long long)n_c);
+    }
+    const float *lp = cpu_base(a->logp);
+    const int64_t *t = (const int64_t *)(const void *)((const char *)a->target->data +
+                                                       a->target->byte_offset);
+    const int64_t ts = a->target->strides[0];
+    float *o = cpu_base(a->out);
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t ti = t[i * ts];
+        if (ti == a->ignore_index) {
+            o[i] = 0.0f;
+            continue;
+        }
+        kept++;
+        const float *row = lp + i * c;
+        double v = -(double)row[ti];
+        if (e != 0.0) { /* skipped at e = 0 so a -inf elsewhere in the row is harmless */
+            const double smooth = -cpu_sum_row(row, c, 1) / (double)c;
+            v = (1.0 - e) * v + e * smooth;
+        }
+        o[i] = (float)v;
+    }
+    if (a->count != NULL)
+        *cpu_base(a->count) = (float)kept;
+    return NNM_OK;
+}
+
+static nnm_status cpu_nll_backward(nnm_env *env, void *state, const nnm_nll_backward_args *a) {
+    (void)state;
+    if (a == NULL)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu nll_backward: args is NULL");
+    if (a->struct_size < sizeof(nnm_nll_backward_args))
+        return CPU_ERR(env, NNM_E_INVALID, "cpu nll_backward: args struct_size %u < %zu",
+                       (unsigned)a->struct_size, sizeof(nnm_nll_backward_args));
+    const double e = a->label_smoothing;
+    if (!(e >= 0.0 && e <= 1.0))
+        return CPU_ERR(env, NNM_E_INVALID,
+                       "cpu nll_backward: label_smoothing %g is outside [0, 1]", e);
+    int64_t n = 0, c = 0;
+    nnm_status st = cpu_check_nll(env, "nll_backward", a->grad_logp, "grad_logp", a->target,
+                                  a->ignore_index, &n, &c);
+    if (st == NNM_OK)
+        st = cpu_check_vec(env, "nll_backward", "grad", a->grad, n);
+    if (st != NNM_OK)
+        return st;
+    const float *g = cpu_base(a->grad);
+    const int64_t gs = a->grad->strides[0];
+    const int64_t *t = (const int64_t *)(const void *)((const char *)a->target->data +
+                                                       a->target->byte_offset);
+    const int64_t ts = a->target->strides[0];
+    float *gl = cpu_base(a->grad_logp);
+    const double off = c > 0 ? -e / (double)c : 0.0; /* d out[i] / d logp[i, c != t] */
+    const double on = -(1.0 - e) + off;               /* d out[i] / d logp[i, t] */
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t ti = t[i * ts];
+        float *row = gl + i * c;
+        if (ti == a->ignore_index) {
+            for (int64_t j = 0; j < c; j++)
+                row[j] = 0.0f;
+            continue;
+        }
+        const double gi = (double)g[i * gs];
+        const float v = e != 0.0 ? (float)(gi * off) : 0.0f;
+        for (int64_t j = 0; j < c; j++)
+            row[j] = v;
+        row[ti] = (float)(gi * on);
+    }
+    return NNM_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Optimizer steps (1.1)                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* a * b + c rounded once to float, as torch's AVX2 kernels compute
+ * `add(x, alpha=)` and `addcmul` (vec::fmadd): the product of two floats is
+ * exact in double, so only the final sum rounds (twice, double then float,
+ * which differs from one fused rounding in vanishingly rare ties). Plain
+ * C, so it vectorises without -mfma and no libm fmaf call per element. */
+static inline float cpu_madd(float a, float b, float c) {
+    return (float)((double)a * (double)b + (double)c);
+}
+
+/* Checks n and that each of the k pointers is non-NULL when n > 0. */
+static nnm_status cpu_check_buffers(nnm_env *env, const char *op, int64_t n, int k,
+                                    const void *const *ptrs, const char *const *names) {
+    if (n < 0)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu %s: n is %lld (must be >= 0)", op, (long long)n);
+    for (int i = 0; n > 0 && i < k; i++)
+        if (ptrs[i] == NULL)
+            return CPU_ERR(env, NNM_E_INVALID, "cpu %s: %s is NULL with n = %lld", op, names[i],
+                           (long long)n);
+    return NNM_OK;
+}
+
+/* torch.optim.SGD, _single_tensor_sgd (maximize=False), in torch's order of
+ * float operations:
+ *   d_p = grad.add(param, alpha=wd)                 (only when wd != 0)
+ *   buf = clone(d_p) | buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
+ *   d_p = d_p.add(buf, alpha=momentum) if nesterov else buf
+ *   param.add_(d_p, alpha=-lr) */
+static nnm_status cpu_sgd_step(nnm_env *env, void *state, const nnm_sgd_args *a) {
+    (void)state;
+    if (a == NULL)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu sgd_step: args is NULL");
+    if (a->struct_size < sizeof(nnm_sgd_args))
+        return CPU_ERR(env, NNM_E_INVALID, "cpu sgd_step: args struct_size %u < %zu",
+                       (unsigned)a->struct_size, sizeof(nnm_sgd_args));
+    const int use_mom = a->momentum != 0.0f;
+    const void *const ptrs[3] = {a->param, a->grad, a->momentum_buf};
+    static const char *const names[3] = {"param", "grad", "momentum_buf (momentum != 0)"};
+    nnm_status st = cpu_check_buffers(env, "sgd_step", a->n, use_mom ? 3 : 2, ptrs, names);
+    if (st != NNM_OK)
+        return st;
+    float *p = a->param, *buf = a->momentum_buf;
+    const float *g = a->grad;
+    const int64_t n = a->n;
+    /* Scalars as torch sees them: Python doubles, rounded to float where the
+     * float32 kernel takes them; 1 - dampening is computed in double. */
+    const float wd = (float)a->weight_decay, mom = (float)a->momentum, neg_lr = (float)-a->lr;
+    const float damp1 = (float)(1.0 - a->dampening);
+    /* Each case gets its own branch-free loop, so the compiler vectorises it:
+     * this runs over every parameter on every step. */
+    if (wd != 0.0f) { /* d = g + wd * p, kept in buf's place when there is no momentum */
+        if (!use_mom) {
+            for (int64_t i = 0; i < n; i++) p[i] = cpu_madd(cpu_madd(p[i], wd, g[i]), neg_lr, p[i]);
+            return NNM_OK;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float d = cpu_madd(p[i], wd, g[i]);
+            const float b = a->first_step ? d : cpu_madd(d, damp1, buf[i] * mom);
+            buf[i] = b;
+            p[i] = cpu_madd(a->nesterov ? cpu_madd(b, mom, d) : b, neg_lr, p[i]);
+        }
+        return NNM_OK;
+    }
+    if (!use_mom) {
+        for (int64_t i = 0; i < n; i++) p[i] = cpu_madd(g[i], neg_lr, p[i]);
+    } else if (a->first_step) {
+        for (int64_t i = 0; i < n; i++) {
+            buf[i] = g[i];
+            p[i] = cpu_madd(a->nesterov ? cpu_madd(g[i], mom, g[i]) : g[i], neg_lr, p[i]);
+        }
+    } else if (a->nesterov) {
+        for (int64_t i = 0; i < n; i++) {
+            const float b = cpu_madd(g[i], damp1, buf[i] * mom);
+            buf[i] = b;
+            p[i] = cpu_madd(cpu_madd(b, mom, g[i]), neg_lr, p[i]);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const float b = cpu_madd(g[i], damp1, buf[i] * mom);
+            buf[i] = b;
+            p[i] = cpu_madd(b, neg_lr, p[i]);
+        }
+    }
+    return NNM_OK;
+}
+
+/* torch.optim.Adam / AdamW, _single_tensor_adam(w) (capturable=False,
+ * maximize=False), in torch's order of float operations; the scalars Python
+ * computes in double are computed in double here and cast where torch casts:
+ *   AdamW: param.mul_(1 - lr * wd)     Adam: grad = grad.add(param, alpha=wd)
+ *   exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+ *   exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+ *   step_size = lr / (1 - beta1 ** step); bc2_sqrt = sqrt(1 - beta2 ** step)
+ *   denom = (max_exp_avg_sq or exp_avg_sq).sqrt() / bc2_sqrt + eps
+ *   param.addcdiv_(exp_avg, denom, value=-step_size) */
+static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *a) {
+    (void)state;
+    if (a == NULL)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu adam_step: args is NULL");
+    if (a->struct_size < sizeof(nnm_adam_args))
+        return CPU_ERR(env, NNM_E_INVALID, "cpu adam_step: args struct_size %u < %zu",
+                       (unsigned)a->struct_size, sizeof(nnm_adam_args));
+    if (a->step < 1)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu adam_step: step is %lld (the first step is 1)",
+                       (long long)a->step);
+    const void *const ptrs[4] = {a->param, a->grad, a->exp_avg, a->exp_avg_sq};
+    static const char *const names[4] = {"param", "grad", "exp_avg", "exp_avg_sq"};
+    nnm_status st = cpu_check_buffers(env, "adam_step", a->n, 4, ptrs, names);
+    if (st != NNM_OK)
+        return st;
+    const double step = (double)a->step;
+    const double bc1 = 1.0 - pow(a->beta1, step);
+    const double bc2 = 1.0 - pow(a->beta2, step);
+    const float neg_step_size = (float)-(a->lr / bc1);
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float b1 = (float)a->beta1, b2 = (float)a->beta2, eps = (float)a->eps, wd = (float)a->weight_decay;
+    const float one_m_b1 = (float)(1.0 - a->beta1);
+    const float one_m_b2 = (float)(1.0 - a->beta2);
+    const float decay = (float)(1.0 - a->lr * a->weight_decay);
+    const int decoupled = a->decoupled != 0;
+    float *p = a->param, *m = a->exp_avg, *v = a->exp_avg_sq, *vmax = a->max_exp_avg_sq;
+    const float *g = a->grad;
+    for (int64_t i = 0; i < a->n; i++) {
+        float pi = p[i], gi = g[i];
+        if (decoupled)
+            pi = pi * decay;
+        else if (wd != 0.0f)
+            gi = cpu_madd(pi, wd, gi);
+        const float mi = cpu_madd(gi, one_m_b1, m[i] * b1);
+        float vi = cpu_madd(one_m_b2 * gi, gi, v[i] * b2);
+        m[i] = mi;
+        v[i] = vi;
+        if (vmax != NULL) {
+            vi = cpu_maxf(vmax[i], vi);
+            vmax[i] = vi;
+        }
+        const float denom = sqrtf(vi) / bc2_sqrt + eps;
+        p[i] = pi + (neg_step_size * mi) / denom;
     }
     return NNM_OK;
 }
@@ -492,7 +1096,7 @@ static const nnm_backend_vtable cpu_backend = {
     .flags = 0,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 0,
+    .version_minor = 1,
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -504,6 +1108,12 @@ static const nnm_backend_vtable cpu_backend = {
     .gemm = cpu_gemm,
     .binary = cpu_binary,
     .unary = cpu_unary,
+    .reduce = cpu_reduce,
+    .log_softmax = cpu_log_softmax,
+    .nll = cpu_nll,
+    .nll_backward = cpu_nll_backward,
+    .sgd_step = cpu_sgd_step,
+    .adam_step = cpu_adam_step,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};
@@ -513,7 +1123,8 @@ static const nnm_plugin_desc cpu_plugin = {
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "cpu",
-    .description = "CPU backend: host memory, OpenBLAS gemm, strided f32 elementwise ops",
+    .description = "CPU backend: host memory, OpenBLAS gemm, strided f32 elementwise ops, "
+                   "reductions, log_softmax/nll, SGD/Adam steps",
     .n_layers = 0,
     .n_backends = 1,
     .layers = NULL,

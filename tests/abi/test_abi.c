@@ -5,7 +5,9 @@
  * swapped, is caught even when the size does not change), the public structs
  * of nnmod.h, the numeric values of status codes and of the DLPack-mirrored
  * enums, and the application API's conventions (versions, status names,
- * NULL handling). Offsets are those of ABI 1.0 on LP64.
+ * NULL handling). Offsets are those of ABI 1.1 on LP64: every 1.0 offset is
+ * pinned unchanged, and the slots and args structs 1.1 appended are pinned
+ * after them.
  */
 #include <CUnit/Basic.h>
 #include <stddef.h>
@@ -74,7 +76,7 @@ static void test_env_and_desc(void) {
 }
 
 static void test_host_table(void) {
-    /* ABI 1.0: 22 slots after the header, in this order. */
+    /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7. */
     static const size_t want[] = {
         offsetof(nnm_host, set_error),    offsetof(nnm_host, config_int),
         offsetof(nnm_host, config_float), offsetof(nnm_host, config_bool),
@@ -87,17 +89,23 @@ static void test_host_table(void) {
         offsetof(nnm_host, tensor_release), offsetof(nnm_host, tensor_new),
         offsetof(nnm_host, op_linear),    offsetof(nnm_host, op_matmul),
         offsetof(nnm_host, op_binary),    offsetof(nnm_host, op_unary),
+        /* ---- 1.1 ---- */
+        offsetof(nnm_host, op_reduce),    offsetof(nnm_host, op_log_softmax),
+        offsetof(nnm_host, op_nll),       offsetof(nnm_host, op_reshape),
+        offsetof(nnm_host, save_for_backward), offsetof(nnm_host, saved_tensors),
+        offsetof(nnm_host, accumulate_grad),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 29);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 22 * 8);
+    SIZE(nnm_host, 8 + 29 * 8);
 }
 
 static void test_layer_vtable(void) {
-    SIZE(nnm_layer_vtable, 72);
+    SIZE(nnm_layer_vtable, 80);
     OFF(nnm_layer_vtable, struct_size, 0);
     OFF(nnm_layer_vtable, flags, 4);
     OFF(nnm_layer_vtable, name, 8);
@@ -110,13 +118,14 @@ static void test_layer_vtable(void) {
     OFF(nnm_layer_vtable, destroy, 48);
     OFF(nnm_layer_vtable, forward, 56);
     OFF(nnm_layer_vtable, extra_repr, 64);
+    OFF(nnm_layer_vtable, backward, 72); /* 1.1 */
     CU_ASSERT_EQUAL(NNM_LAYER_CONTAINER, 1u);
     CU_ASSERT_EQUAL(NNM_ARITY_ANY, -1);
     CU_ASSERT_EQUAL(NNM_SPEC_LEADING_ANY, 1u);
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 104);
+    SIZE(nnm_backend_vtable, 152);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -129,6 +138,13 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, gemm, 80);
     OFF(nnm_backend_vtable, binary, 88);
     OFF(nnm_backend_vtable, unary, 96);
+    /* ---- 1.1 ---- */
+    OFF(nnm_backend_vtable, reduce, 104);
+    OFF(nnm_backend_vtable, log_softmax, 112);
+    OFF(nnm_backend_vtable, nll, 120);
+    OFF(nnm_backend_vtable, nll_backward, 128);
+    OFF(nnm_backend_vtable, sgd_step, 136);
+    OFF(nnm_backend_vtable, adam_step, 144);
 
     SIZE(nnm_gemm_args, 96);
     OFF(nnm_gemm_args, trans_a, 4);
@@ -157,11 +173,80 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_unary_args, out, 24);
 }
 
+/* The args structs ABI 1.1 added. */
+static void test_backend_args_1_1(void) {
+    SIZE(nnm_reduce_args, 32);
+    OFF(nnm_reduce_args, struct_size, 0);
+    OFF(nnm_reduce_args, op, 4);
+    OFF(nnm_reduce_args, alpha, 8);
+    OFF(nnm_reduce_args, x, 16);
+    OFF(nnm_reduce_args, out, 24);
+
+    SIZE(nnm_log_softmax_args, 24);
+    OFF(nnm_log_softmax_args, reserved, 4);
+    OFF(nnm_log_softmax_args, x, 8);
+    OFF(nnm_log_softmax_args, out, 16);
+
+    SIZE(nnm_nll_args, 56);
+    OFF(nnm_nll_args, reserved, 4);
+    OFF(nnm_nll_args, ignore_index, 8);
+    OFF(nnm_nll_args, label_smoothing, 16);
+    OFF(nnm_nll_args, logp, 24);
+    OFF(nnm_nll_args, target, 32);
+    OFF(nnm_nll_args, out, 40);
+    OFF(nnm_nll_args, count, 48);
+
+    SIZE(nnm_nll_backward_args, 48);
+    OFF(nnm_nll_backward_args, reserved, 4);
+    OFF(nnm_nll_backward_args, ignore_index, 8);
+    OFF(nnm_nll_backward_args, label_smoothing, 16);
+    OFF(nnm_nll_backward_args, grad, 24);
+    OFF(nnm_nll_backward_args, target, 32);
+    OFF(nnm_nll_backward_args, grad_logp, 40);
+
+    SIZE(nnm_sgd_args, 80);
+    OFF(nnm_sgd_args, nesterov, 4);
+    OFF(nnm_sgd_args, first_step, 8);
+    OFF(nnm_sgd_args, reserved, 12);
+    OFF(nnm_sgd_args, n, 16);
+    OFF(nnm_sgd_args, param, 24);
+    OFF(nnm_sgd_args, grad, 32);
+    OFF(nnm_sgd_args, momentum_buf, 40);
+    OFF(nnm_sgd_args, lr, 48);
+    OFF(nnm_sgd_args, momentum, 56);
+    OFF(nnm_sgd_args, dampening, 64);
+    OFF(nnm_sgd_args, weight_decay, 72);
+
+    SIZE(nnm_adam_args, 104);
+    OFF(nnm_adam_args, decoupled, 4);
+    OFF(nnm_adam_args, step, 8);
+    OFF(nnm_adam_args, n, 16);
+    OFF(nnm_adam_args, param, 24);
+    OFF(nnm_adam_args, grad, 32);
+    OFF(nnm_adam_args, exp_avg, 40);
+    OFF(nnm_adam_args, exp_avg_sq, 48);
+    OFF(nnm_adam_args, max_exp_avg_sq, 56);
+    OFF(nnm_adam_args, lr, 64);
+    OFF(nnm_adam_args, beta1, 72);
+    OFF(nnm_adam_args, beta2, 80);
+    OFF(nnm_adam_args, eps, 88);
+    OFF(nnm_adam_args, weight_decay, 96);
+}
+
 static void test_op_and_init_codes(void) {
     CU_ASSERT_EQUAL(NNM_UNARY_COPY, 0);
     CU_ASSERT_EQUAL(NNM_UNARY_RELU, 2);
     CU_ASSERT_EQUAL(NNM_UNARY_SIGMOID, 6);
     CU_ASSERT_EQUAL(NNM_UNARY_SCALE, 9);
+    CU_ASSERT_EQUAL(NNM_UNARY_STEP, 10); /* 1.1 */
+    CU_ASSERT_EQUAL(NNM_UNARY_SIGN, 11);
+    CU_ASSERT_EQUAL(NNM_REDUCE_SUM, 0);
+    CU_ASSERT_EQUAL(NNM_REDUCE_MEAN, 1);
+    CU_ASSERT_EQUAL(NNM_REDUCE_MAX, 2);
+    CU_ASSERT_EQUAL(NNM_REDUCE_MIN, 3);
+    CU_ASSERT_EQUAL(NNM_REDUCTION_NONE, 0);
+    CU_ASSERT_EQUAL(NNM_REDUCTION_MEAN, 1);
+    CU_ASSERT_EQUAL(NNM_REDUCTION_SUM, 2);
     CU_ASSERT_EQUAL(NNM_BINARY_ADD, 0);
     CU_ASSERT_EQUAL(NNM_BINARY_MIN, 5);
     CU_ASSERT_EQUAL(NNM_INIT_ZEROS, 0);
@@ -290,6 +375,7 @@ int main(void) {
         {"host table slot offsets", test_host_table},
         {"layer vtable", test_layer_vtable},
         {"backend vtable and args", test_backend_vtable_and_args},
+        {"backend args (1.1)", test_backend_args_1_1},
         {"op and init codes", test_op_and_init_codes},
         {"application structs", test_app_structs},
         {"status codes and names", test_status_codes},

@@ -4,7 +4,8 @@
  * suite dlopens nnm_cpu.so, performs the entry handshake itself and calls the
  * backend vtable with a minimal host table (only set_error, which is all a
  * backend uses). Every kernel is checked against a naive double-precision
- * reference, including strided, broadcast and transposed operands.
+ * reference, including strided, broadcast and transposed operands, and the
+ * optimizer steps against torch.optim (tests/golden/optim_step_golden.h).
  */
 #include <CUnit/Basic.h>
 
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "golden/optim_step_golden.h"
 
 #ifndef NNM_TEST_PLUGIN_DIR
 #error "NNM_TEST_PLUGIN_DIR must name the directory holding nnm_cpu.so"
@@ -159,7 +162,7 @@ static void test_descriptor(void) {
     CU_ASSERT_STRING_EQUAL(g_be->name, "cpu");
     CU_ASSERT_EQUAL(g_be->device_type, NNM_DEVICE_CPU);
     CU_ASSERT_EQUAL(g_be->version_major, 1);
-    CU_ASSERT_EQUAL(g_be->version_minor, 0);
+    CU_ASSERT_EQUAL(g_be->version_minor, 1);
     CU_ASSERT_EQUAL(g_be->version_patch, 0);
     CU_ASSERT_PTR_NOT_NULL(g_be->alloc);
     CU_ASSERT_PTR_NOT_NULL(g_be->free);
@@ -168,6 +171,12 @@ static void test_descriptor(void) {
     CU_ASSERT_PTR_NOT_NULL(g_be->gemm);
     CU_ASSERT_PTR_NOT_NULL(g_be->binary);
     CU_ASSERT_PTR_NOT_NULL(g_be->unary);
+    CU_ASSERT_PTR_NOT_NULL(g_be->reduce); /* 1.1 */
+    CU_ASSERT_PTR_NOT_NULL(g_be->log_softmax);
+    CU_ASSERT_PTR_NOT_NULL(g_be->nll);
+    CU_ASSERT_PTR_NOT_NULL(g_be->nll_backward);
+    CU_ASSERT_PTR_NOT_NULL(g_be->sgd_step);
+    CU_ASSERT_PTR_NOT_NULL(g_be->adam_step);
 
     void *sym = dlsym(g_dl, NNM_PLUGIN_ENTRY_SYMBOL);
     nnm_plugin_entry_fn entry;
@@ -176,6 +185,7 @@ static void test_descriptor(void) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     CU_ASSERT_EQUAL(d->struct_size, sizeof(nnm_plugin_desc));
     CU_ASSERT_EQUAL(d->abi_major, NNM_ABI_MAJOR);
+    CU_ASSERT_EQUAL(d->abi_minor, NNM_ABI_MINOR);
     CU_ASSERT_EQUAL(d->n_layers, 0);
     CU_ASSERT_PTR_NULL(entry(NNM_ABI_MAJOR + 1, 0)); /* another major is refused */
 }
@@ -594,6 +604,8 @@ static double ref_unary(int op, double x, double alpha) {
     case NNM_UNARY_SQRT: return sqrt(x);
     case NNM_UNARY_ABS: return fabs(x);
     case NNM_UNARY_SCALE: return (double)(float)alpha * x;
+    case NNM_UNARY_STEP: return x > 0.0 ? 1.0 : 0.0;
+    case NNM_UNARY_SIGN: return x > 0.0 ? 1.0 : (x < 0.0 ? -1.0 : 0.0);
     default: return NAN;
     }
 }
@@ -630,7 +642,7 @@ static void test_unary(void) {
     x[4] = -30.0f;
     x[5] = -100.0f; /* sigmoid must not produce NaN */
     tview vx, vo;
-    for (int op = NNM_UNARY_COPY; op <= NNM_UNARY_SCALE; op++) {
+    for (int op = NNM_UNARY_COPY; op <= NNM_UNARY_SIGN; op++) {
         const double alpha = op == NNM_UNARY_SCALE ? -0.3 : 0.0;
         tview_init(&vx, x, 2, (int64_t[]){6, 10}, NULL);
         tview_init(&vo, o, 2, (int64_t[]){6, 10}, NULL);
@@ -673,6 +685,679 @@ static void test_unary(void) {
     CU_ASSERT_EQUAL(g_n_errors, 1);
 }
 
+/* ------------------------------------------------------------------------ */
+/* reduce (1.1)                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Element at multi-index idx of any view (no broadcast: the view's strides
+ * say everything). */
+static double at_nd(const tview *v, const int64_t *idx) {
+    int64_t off = 0;
+    for (int32_t d = 0; d < v->d.ndim; d++)
+        off += idx[d] * v->strides[d];
+    return *((const float *)v->d.data + v->d.byte_offset / sizeof(float) + off);
+}
+
+/* Runs reduce(op, alpha) of x into a contiguous out of shape oshape (into
+ * obuf) and compares with a double reference. Returns the number of wrong
+ * elements (or -1 when the call failed). */
+static int check_reduce(int op, double alpha, const tview *x, const int64_t *oshape, float *obuf,
+                        double rtol) {
+    tview vo;
+    tview_init(&vo, obuf, x->d.ndim, oshape, NULL);
+    int64_t n_out = 1, n_x = 1;
+    for (int32_t d = 0; d < x->d.ndim; d++) {
+        n_out *= oshape[d];
+        n_x *= x->shape[d];
+    }
+    for (int64_t i = 0; i < n_out; i++)
+        obuf[i] = -12345.0f;
+    nnm_reduce_args args = {sizeof args, op, alpha, &x->d, &vo.d};
+    reset_error();
+    nnm_status st = g_be->reduce(&g_env, g_state, &args);
+    CU_ASSERT_EQUAL(st, NNM_OK);
+    if (st != NNM_OK) {
+        fprintf(stderr, "reduce op %d: %s\n", op, g_msg);
+        return -1;
+    }
+    /* reference: walk every element of x, accumulate into its output slot */
+    double *acc = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof(double));
+    int64_t *cnt = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof(int64_t));
+    int64_t idx[NNM_MAX_DIMS] = {0};
+    for (int64_t e = 0; e < n_x; e++) {
+        int64_t oi = 0;
+        for (int32_t d = 0; d < x->d.ndim; d++)
+            oi = oi * oshape[d] + (oshape[d] == 1 ? 0 : idx[d]);
+        const double v = at_nd(x, idx);
+        if (cnt[oi] == 0)
+            acc[oi] = op == NNM_REDUCE_MAX || op == NNM_REDUCE_MIN ? v : 0.0;
+        if (op == NNM_REDUCE_SUM || op == NNM_REDUCE_MEAN)
+            acc[oi] += v;
+        else if (isnan(v) || isnan(acc[oi]))
+            acc[oi] = NAN;
+        else if (op == NNM_REDUCE_MAX ? v > acc[oi] : v < acc[oi])
+            acc[oi] = v;
+        cnt[oi]++;
+        for (int32_t d = x->d.ndim - 1; d >= 0; d--) {
+            if (++idx[d] < x->shape[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < n_out; i++) {
+        double want = op == NNM_REDUCE_MEAN ? acc[i] / (double)cnt[i] : acc[i];
+        want *= alpha;
+        if (!close_enough(obuf[i], want, rtol, 1e-6))
+            bad++;
+    }
+    if (bad)
+        fprintf(stderr, "reduce op %d ndim %d: %d of %lld wrong\n", op, (int)x->d.ndim, bad,
+                (long long)n_out);
+    free(acc);
+    free(cnt);
+    return bad;
+}
+
+static void test_reduce(void) {
+    static float x[4096], o[1024]; /* o: the largest output is [1, 1000] */
+    fill_rand(x, 4096);
+    tview vx;
+    for (int op = NNM_REDUCE_SUM; op <= NNM_REDUCE_MIN; op++) {
+        const double alpha = op == NNM_REDUCE_MEAN ? 1.0 : -0.5;
+        /* [3,4,5]: every subset of dims (bit i set: dim i reduced), keepdim layout */
+        tview_init(&vx, x, 3, (int64_t[]){3, 4, 5}, NULL);
+        for (int mask = 0; mask < 8; mask++) {
+            int64_t os[3];
+            for (int d = 0; d < 3; d++)
+                os[d] = (mask >> d) & 1 ? 1 : vx.shape[d];
+            CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, os, o, 1e-6), 0);
+        }
+        /* transposed [4,5] read from a [5,4] buffer, with a byte offset */
+        tview_init(&vx, x, 2, (int64_t[]){4, 5}, (int64_t[]){1, 4});
+        vx.d.byte_offset = 3 * sizeof(float);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){4, 1}, o, 1e-6), 0);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){1, 5}, o, 1e-6), 0);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){1, 1}, o, 1e-6), 0);
+        /* broadcast: [3,4,5] whose dim 0 has stride 0; sliced: every other row */
+        tview_init(&vx, x, 3, (int64_t[]){3, 4, 5}, (int64_t[]){0, 5, 1});
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){1, 4, 1}, o, 1e-6), 0);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){3, 1, 5}, o, 1e-6), 0);
+        tview_init(&vx, x, 3, (int64_t[]){2, 3, 7}, (int64_t[]){60, 20, 2});
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){2, 1, 7}, o, 1e-6), 0);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){1, 3, 1}, o, 1e-6), 0);
+        /* negative stride (a flipped view) */
+        tview_init(&vx, x, 2, (int64_t[]){6, 8}, (int64_t[]){-8, 1});
+        vx.d.byte_offset = 40 * sizeof(float);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){1, 8}, o, 1e-6), 0);
+        /* wider than one tile of the kept-inner walk: [7, 300] -> [1, 300] */
+        tview_init(&vx, x, 2, (int64_t[]){7, 300}, NULL);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){1, 300}, o, 1e-6), 0);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, (int64_t[]){7, 1}, o, 1e-6), 0);
+        /* 8 dims with size-1 dims in between; 0-d; nothing reduced */
+        tview_init(&vx, x, 8, (int64_t[]){2, 1, 3, 1, 2, 2, 1, 5}, NULL);
+        CU_ASSERT_EQUAL(
+            check_reduce(op, alpha, &vx, (int64_t[]){1, 1, 3, 1, 1, 2, 1, 5}, o, 1e-6), 0);
+        CU_ASSERT_EQUAL(
+            check_reduce(op, alpha, &vx, (int64_t[]){2, 1, 1, 1, 2, 1, 1, 1}, o, 1e-6), 0);
+        tview_init(&vx, x + 9, 0, NULL, NULL);
+        CU_ASSERT_EQUAL(check_reduce(op, alpha, &vx, NULL, o, 0.0), 0);
+    }
+
+    /* a long row: the sum stays accurate (accumulated in double) */
+    float *big = malloc(sizeof(float) * 1000003);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    for (int i = 0; i < 1000003; i++)
+        big[i] = 0.1f + 1e-3f * (float)(i % 7);
+    tview_init(&vx, big, 1, (int64_t[]){1000003}, NULL);
+    CU_ASSERT_EQUAL(check_reduce(NNM_REDUCE_SUM, 1.0, &vx, (int64_t[]){1}, o, 1e-7), 0);
+    CU_ASSERT_EQUAL(check_reduce(NNM_REDUCE_MEAN, 1.0, &vx, (int64_t[]){1}, o, 1e-7), 0);
+    tview_init(&vx, big, 2, (int64_t[]){1000, 1000}, NULL);
+    CU_ASSERT_EQUAL(check_reduce(NNM_REDUCE_SUM, 1.0, &vx, (int64_t[]){1, 1000}, o, 1e-7), 0);
+    free(big);
+
+    /* NaN propagates through max/min and sums */
+    float nanrow[6] = {1.0f, 2.0f, NAN, -3.0f, 4.0f, 0.5f};
+    tview_init(&vx, nanrow, 2, (int64_t[]){2, 3}, NULL);
+    for (int op = NNM_REDUCE_SUM; op <= NNM_REDUCE_MIN; op++)
+        CU_ASSERT_EQUAL(check_reduce(op, 1.0, &vx, (int64_t[]){2, 1}, o, 1e-6), 0);
+    CU_ASSERT_TRUE(isnan(o[0]) && o[1] == -3.0f); /* min of the second row */
+
+    /* -inf and +inf in max/min */
+    float infs[3] = {-INFINITY, -INFINITY, -INFINITY};
+    tview_init(&vx, infs, 1, (int64_t[]){3}, NULL);
+    CU_ASSERT_EQUAL(check_reduce(NNM_REDUCE_MAX, 1.0, &vx, (int64_t[]){1}, o, 0.0), 0);
+    CU_ASSERT_EQUAL(o[0], -INFINITY);
+}
+
+static void test_reduce_empty_and_errors(void) {
+    float x[16] = {0}, o[16];
+    fill_rand(x, 16);
+    tview vx, vo;
+    /* [0,3] -> [1,3]: sum 0, mean NaN, max/min an error (torch) */
+    tview_init(&vx, NULL, 2, (int64_t[]){0, 3}, NULL);
+    tview_init(&vo, o, 2, (int64_t[]){1, 3}, NULL);
+    nnm_reduce_args args = {sizeof args, NNM_REDUCE_SUM, 2.0, &vx.d, &vo.d};
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_TRUE(o[0] == 0.0f && o[1] == 0.0f && o[2] == 0.0f);
+    args.op = NNM_REDUCE_MEAN;
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_TRUE(isnan(o[0]) && isnan(o[1]) && isnan(o[2]));
+    for (int op = NNM_REDUCE_MAX; op <= NNM_REDUCE_MIN; op++) {
+        args.op = op;
+        reset_error();
+        CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_SHAPE);
+        CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "zero elements") != NULL);
+    }
+    /* [3,0] -> [3,0]: an empty output is fine even for max; [0,3] -> [0,1] too */
+    tview_init(&vx, NULL, 2, (int64_t[]){3, 0}, NULL);
+    tview_init(&vo, NULL, 2, (int64_t[]){3, 0}, NULL);
+    args.op = NNM_REDUCE_MAX;
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_OK);
+    tview_init(&vx, NULL, 2, (int64_t[]){0, 3}, NULL);
+    tview_init(&vo, NULL, 2, (int64_t[]){0, 1}, NULL);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_OK);
+
+    /* errors: a size that is neither x's nor 1, ndim, non-contiguous out, dtype, op */
+    tview_init(&vx, x, 2, (int64_t[]){4, 4}, NULL);
+    tview_init(&vo, o, 2, (int64_t[]){2, 4}, NULL);
+    args = (nnm_reduce_args){sizeof args, NNM_REDUCE_SUM, 1.0, &vx.d, &vo.d};
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_SHAPE);
+    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "dim 0") != NULL);
+    tview_init(&vo, o, 1, (int64_t[]){4}, NULL);
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_SHAPE);
+    tview_init(&vo, o, 2, (int64_t[]){4, 1}, (int64_t[]){2, 1});
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "contiguous"));
+    tview_init(&vo, o, 2, (int64_t[]){4, 1}, NULL);
+    vx.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_DTYPE);
+    vx.d.dtype = NNM_F32;
+    args.op = 4;
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_UNSUPPORTED);
+    args.op = NNM_REDUCE_SUM;
+    args.struct_size = 8;
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_INVALID);
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_n_errors, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* log_softmax (1.1)                                                         */
+/* ------------------------------------------------------------------------ */
+
+static int check_log_softmax(const float *x, int64_t rows, int64_t c, const float *out) {
+    int bad = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c;
+        double m = -INFINITY;
+        for (int64_t j = 0; j < c; j++)
+            m = xr[j] > m ? xr[j] : m;
+        double s = 0.0;
+        for (int64_t j = 0; j < c; j++)
+            s += exp((double)xr[j] - m);
+        for (int64_t j = 0; j < c; j++) {
+            const double want = (double)xr[j] - m - log(s);
+            if (!close_enough(out[r * c + j], want, 1e-6, 1e-6))
+                bad++;
+        }
+    }
+    return bad;
+}
+
+static void test_log_softmax(void) {
+    float x[256], xc[256], o[256];
+    fill_rand(x, 256);
+    /* large values: a naive exp would overflow */
+    for (int j = 0; j < 7; j++) {
+        x[7 + j] = 1000.0f + (float)j;
+        x[14 + j] = -3000.0f - 10.0f * (float)j;
+        x[21 + j] = 5.0f; /* all equal: log(1/7) */
+    }
+    x[30] = -INFINITY; /* one -inf in a row: its output is -inf, the rest finite */
+    memcpy(xc, x, sizeof x);
+    tview vx, vo;
+    const int64_t shapes[][3] = {{6, 7, 0}, {12, 21, 0}, {1, 1, 0}, {3, 4, 5}};
+    const int32_t ndims[] = {2, 2, 2, 3};
+    for (int k = 0; k < 4; k++) {
+        tview_init(&vx, x, ndims[k], shapes[k], NULL);
+        tview_init(&vo, o, ndims[k], shapes[k], NULL);
+        nnm_log_softmax_args args = {sizeof args, 0, &vx.d, &vo.d};
+        reset_error();
+        CU_ASSERT_EQUAL_FATAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+        const int64_t c = shapes[k][ndims[k] - 1];
+        int64_t n = 1;
+        for (int32_t d = 0; d < ndims[k]; d++)
+            n *= shapes[k][d];
+        CU_ASSERT_EQUAL(check_log_softmax(x, n / c, c, o), 0);
+        if (k == 0) { /* rows of 7 */
+            CU_ASSERT_EQUAL(o[30], -INFINITY);
+            CU_ASSERT_TRUE(isfinite(o[29]) && isfinite(o[31]));
+            CU_ASSERT_TRUE(fabs(o[21] - log(1.0 / 7.0)) < 1e-6);
+            CU_ASSERT_TRUE(fabs(o[7 + 6] - (-log(1.0 + exp(-1.0) + exp(-2.0) + exp(-3.0) +
+                                                 exp(-4.0) + exp(-5.0) + exp(-6.0)))) < 1e-6);
+        }
+    }
+
+    /* 1-d, 0-d (log_softmax of one value is 0), byte_offset, in place */
+    tview_init(&vx, x, 1, (int64_t[]){9}, NULL);
+    tview_init(&vo, o, 1, (int64_t[]){9}, NULL);
+    vx.d.byte_offset = 2 * sizeof(float);
+    nnm_log_softmax_args args = {sizeof args, 0, &vx.d, &vo.d};
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(check_log_softmax(x + 2, 1, 9, o), 0);
+    tview_init(&vx, x, 0, NULL, NULL);
+    tview_init(&vo, o, 0, NULL, NULL);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(o[0], 0.0f);
+    tview_init(&vx, x, 2, (int64_t[]){12, 21}, NULL);
+    args.out = &vx.d;
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(check_log_softmax(xc, 12, 21, x), 0);
+    /* empty last dim */
+    tview_init(&vx, NULL, 2, (int64_t[]){3, 0}, NULL);
+    tview_init(&vo, NULL, 2, (int64_t[]){3, 0}, NULL);
+    args = (nnm_log_softmax_args){sizeof args, 0, &vx.d, &vo.d};
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+
+    /* errors: shape mismatch, non-contiguous, dtype */
+    tview_init(&vx, x, 2, (int64_t[]){4, 5}, NULL);
+    tview_init(&vo, o, 2, (int64_t[]){5, 4}, NULL);
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_E_SHAPE);
+    tview_init(&vo, o, 2, (int64_t[]){4, 5}, NULL);
+    tview_init(&vx, x, 2, (int64_t[]){4, 5}, (int64_t[]){1, 4});
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_E_INVALID);
+    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "contiguous") != NULL);
+    tview_init(&vx, x, 2, (int64_t[]){4, 5}, NULL);
+    vo.d.dtype = (nnm_dtype){NNM_DTYPE_FLOAT, 64, 1};
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_E_DTYPE);
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, NULL), NNM_E_INVALID);
+}
+
+/* ------------------------------------------------------------------------ */
+/* nll, nll_backward (1.1)                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A view of i64 targets (strided). */
+static void tview_init_i64(tview *v, int64_t *data, int64_t n, int64_t stride) {
+    tview_init(v, (float *)(void *)data, 1, (int64_t[]){n}, (int64_t[]){stride});
+    v->d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
+}
+
+static double ref_nll(const float *row, int64_t c, int64_t t, int64_t ignore, double e) {
+    if (t == ignore)
+        return 0.0;
+    double s = 0.0;
+    for (int64_t j = 0; j < c; j++)
+        s += -(double)row[j];
+    return (1.0 - e) * -(double)row[t] + (e != 0.0 ? e * s / (double)c : 0.0);
+}
+
+static void run_nll(const tview *lp, const tview *tg, int64_t ignore, double e, float *out,
+                    float *count, nnm_status want) {
+    const int64_t n = lp->shape[0];
+    tview vo, vc;
+    tview_init(&vo, out, 1, (int64_t[]){n}, NULL);
+    tview_init(&vc, count, 1, (int64_t[]){1}, NULL);
+    nnm_nll_args a = {sizeof a, 0, ignore, e, &lp->d, &tg->d, &vo.d, count ? &vc.d : NULL};
+    reset_error();
+    const nnm_status st = g_be->nll(&g_env, g_state, &a);
+    CU_ASSERT_EQUAL(st, want);
+    if (st != want)
+        fprintf(stderr, "nll: got %d, want %d: %s\n", (int)st, (int)want, g_msg);
+}
+
+static void test_nll(void) {
+    enum { N = 6, C = 5 };
+    float x[N * C], lp[N * C], out[N], count = -1.0f;
+    fill_rand(x, N * C);
+    tview vx, vlp, vt;
+    tview_init(&vx, x, 2, (int64_t[]){N, C}, NULL);
+    tview_init(&vlp, lp, 2, (int64_t[]){N, C}, NULL);
+    nnm_log_softmax_args ls = {sizeof ls, 0, &vx.d, &vlp.d};
+    CU_ASSERT_EQUAL_FATAL(g_be->log_softmax(&g_env, g_state, &ls), NNM_OK);
+
+    /* targets at stride 2 in an i64 buffer; ignore_index -100, then 2 (a valid class,
+     * rows 1 and 4) */
+    int64_t tbuf[2 * N] = {1, 99, -100, 99, 4, 99, 0, 99, 2, 99, 3, 99};
+    tview_init_i64(&vt, tbuf, N, 2);
+    const int64_t ignores[] = {-100, 2};
+    const double smooth[] = {0.0, 0.1, 1.0};
+    for (int k = 0; k < 2; k++)
+        for (int s = 0; s < 3; s++) {
+            tbuf[2] = ignores[k]; /* row 1: -100 (out of range but ignored), or class 2 */
+            for (int i = 0; i < N; i++)
+                out[i] = 777.0f;
+            count = -1.0f;
+            run_nll(&vlp, &vt, ignores[k], smooth[s], out, &count, NNM_OK);
+            int bad = 0, kept = 0;
+            for (int i = 0; i < N; i++) {
+                const int64_t t = tbuf[2 * i];
+                kept += t != ignores[k];
+                if (!close_enough(out[i], ref_nll(lp + i * C, C, t, ignores[k], smooth[s]), 1e-6,
+                                  1e-7))
+                    bad++;
+            }
+            CU_ASSERT_EQUAL(bad, 0);
+            CU_ASSERT_EQUAL(count, (float)kept);
+            run_nll(&vlp, &vt, ignores[k], smooth[s], out, NULL, NNM_OK); /* count optional */
+        }
+
+    /* e = 0 never touches the other classes: a -inf elsewhere stays harmless */
+    float lp2[C] = {-INFINITY, -0.5f, -1.0f, -INFINITY, -2.0f};
+    int64_t t2 = 1;
+    tview vlp2, vt2;
+    tview_init(&vlp2, lp2, 2, (int64_t[]){1, C}, NULL);
+    tview_init_i64(&vt2, &t2, 1, 1);
+    run_nll(&vlp2, &vt2, -100, 0.0, out, NULL, NNM_OK);
+    CU_ASSERT_EQUAL(out[0], 0.5f);
+
+    /* N = 0 */
+    tview_init(&vlp2, NULL, 2, (int64_t[]){0, C}, NULL);
+    tview_init_i64(&vt2, NULL, 0, 1);
+    count = -1.0f;
+    run_nll(&vlp2, &vt2, -100, 0.0, NULL, &count, NNM_OK);
+    CU_ASSERT_EQUAL(count, 0.0f);
+
+    /* an out-of-range target: an error naming it, and nothing written */
+    int64_t tb[N] = {0, 1, 7, 2, 3, 4};
+    tview_init_i64(&vt, tb, N, 1);
+    for (int i = 0; i < N; i++)
+        out[i] = 777.0f;
+    count = -1.0f;
+    run_nll(&vlp, &vt, -100, 0.0, out, &count, NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_n_errors, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "nll: target 7 at row 2 is outside [0, 5)"));
+    CU_ASSERT_TRUE(out[0] == 777.0f && out[5] == 777.0f && count == -1.0f);
+    tb[2] = -1;
+    run_nll(&vlp, &vt, -100, 0.0, out, NULL, NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "target -1 at row 2"));
+    tb[2] = 7;
+    run_nll(&vlp, &vt, 7, 0.0, out, NULL, NNM_OK); /* out of range but ignored: fine */
+    CU_ASSERT_EQUAL(out[2], 0.0f);
+    tb[2] = 2;
+
+    /* wrong dtypes and shapes */
+    vt.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 32, 1};
+    run_nll(&vlp, &vt, -100, 0.0, out, NULL, NNM_E_DTYPE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "i64"));
+    vt.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
+    vlp.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
+    run_nll(&vlp, &vt, -100, 0.0, out, NULL, NNM_E_DTYPE);
+    vlp.d.dtype = NNM_F32;
+    tview_init_i64(&vt, tb, N - 1, 1);
+    run_nll(&vlp, &vt, -100, 0.0, out, NULL, NNM_E_SHAPE);
+    tview_init_i64(&vt, tb, N, 1);
+    tview_init(&vlp2, lp, 1, (int64_t[]){N * C}, NULL);
+    run_nll(&vlp2, &vt, -100, 0.0, out, NULL, NNM_E_SHAPE);
+    tview_init(&vlp2, lp, 2, (int64_t[]){N, C}, (int64_t[]){1, N}); /* transposed */
+    run_nll(&vlp2, &vt, -100, 0.0, out, NULL, NNM_E_INVALID);
+    run_nll(&vlp, &vt, -100, 1.5, out, NULL, NNM_E_INVALID); /* smoothing outside [0, 1] */
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "label_smoothing"));
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->nll(&g_env, g_state, NULL), NNM_E_INVALID);
+}
+
+static void test_nll_backward(void) {
+    enum { N = 5, C = 4 };
+    float lp[N * C], gl[N * C], g[2 * N];
+    fill_rand(lp, N * C);
+    fill_rand(g, 2 * N);
+    int64_t tb[N] = {3, -100, 0, 2, 1};
+    tview vg, vt, vgl, vlp;
+    tview_init(&vg, g, 1, (int64_t[]){N}, (int64_t[]){2}); /* strided grad */
+    tview_init_i64(&vt, tb, N, 1);
+    tview_init(&vgl, gl, 2, (int64_t[]){N, C}, NULL);
+    tview_init(&vlp, lp, 2, (int64_t[]){N, C}, NULL);
+    const double smooth[] = {0.0, 0.2};
+    for (int s = 0; s < 2; s++) {
+        const double e = smooth[s];
+        for (int i = 0; i < N * C; i++)
+            gl[i] = 777.0f;
+        nnm_nll_backward_args a = {sizeof a, 0, -100, e, &vg.d, &vt.d, &vgl.d};
+        reset_error();
+        CU_ASSERT_EQUAL_FATAL(g_be->nll_backward(&g_env, g_state, &a), NNM_OK);
+        int bad = 0;
+        for (int i = 0; i < N; i++)
+            for (int c = 0; c < C; c++) {
+                const double want = tb[i] == -100 ? 0.0
+                                                  : (double)g[2 * i] *
+                                                        (-(1.0 - e) * (c == tb[i]) - e / C);
+                if (!close_enough(gl[i * C + c], want, 1e-6, 1e-7))
+                    bad++;
+            }
+        CU_ASSERT_EQUAL(bad, 0);
+
+        /* and it is the gradient of sum_i g[i] * nll(logp)[i]: nll is linear in
+         * logp, so central differences are exact up to float rounding */
+        float out_p[N], out_m[N];
+        bad = 0;
+        for (int k = 0; k < N * C; k++) {
+            const float keep = lp[k], h = 0.25f;
+            lp[k] = keep + h;
+            run_nll(&vlp, &vt, -100, e, out_p, NULL, NNM_OK);
+            lp[k] = keep - h;
+            run_nll(&vlp, &vt, -100, e, out_m, NULL, NNM_OK);
+            lp[k] = keep;
+            double fd = 0.0;
+            for (int i = 0; i < N; i++)
+                fd += (double)g[2 * i] * ((double)out_p[i] - (double)out_m[i]) / (2.0 * h);
+            if (!close_enough(gl[k], fd, 1e-4, 1e-5))
+                bad++;
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+    }
+
+    /* an out-of-range target; a grad of the wrong length */
+    tb[4] = 4;
+    nnm_nll_backward_args a = {sizeof a, 0, -100, 0.0, &vg.d, &vt.d, &vgl.d};
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->nll_backward(&g_env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "target 4 at row 4 is outside [0, 4)"));
+    tb[4] = 1;
+    tview_init(&vg, g, 1, (int64_t[]){N + 1}, NULL);
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->nll_backward(&g_env, g_state, &a), NNM_E_SHAPE);
+    CU_ASSERT_EQUAL(g_n_errors, 1);
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->nll_backward(&g_env, g_state, NULL), NNM_E_INVALID);
+}
+
+/* ------------------------------------------------------------------------ */
+/* sgd_step, adam_step (1.1)                                                 */
+/* ------------------------------------------------------------------------ */
+
+enum { OPT_N = 37, OPT_STEPS = 3 };
+
+/* Relative distance, with a floor so values near 0 compare absolutely. */
+static double rel_err(double got, double want, double floor_) {
+    return fabs(got - want) / fmax(fabs(want), floor_);
+}
+
+static void test_sgd_vs_reference(void) {
+    struct {
+        float lr, momentum, dampening, wd;
+        int nesterov;
+    } cfg[] = {
+        {0.1f, 0.9f, 0.1f, 0.01f, 0}, {0.1f, 0.9f, 0.0f, 0.01f, 1}, {0.05f, 0.0f, 0.0f, 0.0f, 0},
+        {0.05f, 0.0f, 0.0f, 0.1f, 0}, {0.2f, 0.5f, 0.0f, 0.0f, 0},
+    };
+    for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
+        float p[OPT_N], buf[OPT_N], g[OPT_STEPS][OPT_N];
+        double rp[OPT_N], rb[OPT_N];
+        fill_rand(p, OPT_N);
+        for (int s = 0; s < OPT_STEPS; s++)
+            fill_rand(g[s], OPT_N);
+        for (int i = 0; i < OPT_N; i++)
+            rp[i] = p[i];
+        double worst = 0.0;
+        for (int s = 0; s < OPT_STEPS; s++) {
+            nnm_sgd_args a = {sizeof a, cfg[k].nesterov, s == 0, 0, OPT_N, p, g[s],
+                              cfg[k].momentum != 0.0f ? buf : NULL, cfg[k].lr,
+                              cfg[k].momentum, cfg[k].dampening, cfg[k].wd};
+            reset_error();
+            CU_ASSERT_EQUAL_FATAL(g_be->sgd_step(&g_env, g_state, &a), NNM_OK);
+            for (int i = 0; i < OPT_N; i++) {
+                double d = (double)g[s][i] + (double)cfg[k].wd * rp[i];
+                if (cfg[k].momentum != 0.0f) {
+                    rb[i] = s == 0 ? d
+                                   : (double)cfg[k].momentum * rb[i] +
+                                         (1.0 - (double)cfg[k].dampening) * d;
+                    d = cfg[k].nesterov ? d + (double)cfg[k].momentum * rb[i] : rb[i];
+                }
+                rp[i] -= (double)cfg[k].lr * d;
+                worst = fmax(worst, rel_err(p[i], rp[i], 1e-2));
+            }
+        }
+        CU_ASSERT_TRUE(worst < 2e-6);
+        if (worst >= 2e-6)
+            fprintf(stderr, "sgd config %zu: worst relative error %g\n", k, worst);
+    }
+    /* errors */
+    float p[4] = {0}, g[4] = {0};
+    nnm_sgd_args a = {sizeof a, 0, 1, 0, 4, p, g, NULL, 0.1f, 0.9f, 0.0f, 0.0f};
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "momentum_buf") != NULL);
+    a.momentum = 0.0f; /* then the buffer may be NULL */
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_OK);
+    a.n = -1;
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_E_INVALID);
+    a.n = 0;
+    a.param = NULL;
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_OK); /* n = 0: nothing to touch */
+    a.n = 4;
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "param"));
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, NULL), NNM_E_INVALID);
+}
+
+static void test_adam_vs_reference(void) {
+    struct {
+        float lr, b1, b2, eps, wd;
+        int decoupled, amsgrad;
+    } cfg[] = {
+        {0.01f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, 0},  {0.01f, 0.9f, 0.999f, 1e-8f, 0.01f, 0, 0},
+        {0.01f, 0.9f, 0.999f, 1e-8f, 0.01f, 0, 1}, {0.01f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 0},
+        {0.02f, 0.8f, 0.99f, 1e-6f, 0.1f, 1, 1},
+    };
+    for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
+        float p[OPT_N], m[OPT_N] = {0}, v[OPT_N] = {0}, vmax[OPT_N] = {0}, g[OPT_STEPS][OPT_N];
+        double rp[OPT_N], rm[OPT_N] = {0}, rv[OPT_N] = {0}, rvmax[OPT_N] = {0};
+        fill_rand(p, OPT_N);
+        for (int s = 0; s < OPT_STEPS; s++) {
+            fill_rand(g[s], OPT_N);
+            for (int i = 0; i < OPT_N; i++)
+                g[s][i] *= s == 1 ? 0.05f : 1.0f; /* a small step makes amsgrad's max matter */
+        }
+        for (int i = 0; i < OPT_N; i++)
+            rp[i] = p[i];
+        double worst = 0.0;
+        for (int s = 0; s < OPT_STEPS; s++) {
+            nnm_adam_args a = {sizeof a, cfg[k].decoupled, s + 1, OPT_N, p, g[s], m, v,
+                               cfg[k].amsgrad ? vmax : NULL, cfg[k].lr, cfg[k].b1, cfg[k].b2,
+                               cfg[k].eps, cfg[k].wd};
+            reset_error();
+            CU_ASSERT_EQUAL_FATAL(g_be->adam_step(&g_env, g_state, &a), NNM_OK);
+            const double lr = cfg[k].lr, b1 = cfg[k].b1, b2 = cfg[k].b2, wd = cfg[k].wd;
+            const double bc1 = 1.0 - pow(b1, s + 1), bc2 = 1.0 - pow(b2, s + 1);
+            for (int i = 0; i < OPT_N; i++) {
+                double gi = g[s][i];
+                if (cfg[k].decoupled)
+                    rp[i] *= 1.0 - lr * wd;
+                else
+                    gi += wd * rp[i];
+                rm[i] = b1 * rm[i] + (1.0 - b1) * gi;
+                rv[i] = b2 * rv[i] + (1.0 - b2) * gi * gi;
+                double vv = rv[i];
+                if (cfg[k].amsgrad) {
+                    rvmax[i] = fmax(rvmax[i], rv[i]);
+                    vv = rvmax[i];
+                }
+                rp[i] -= lr / bc1 * rm[i] / (sqrt(vv) / sqrt(bc2) + (double)cfg[k].eps);
+                worst = fmax(worst, rel_err(p[i], rp[i], 1e-2));
+            }
+        }
+        CU_ASSERT_TRUE(worst < 2e-6);
+        if (worst >= 2e-6)
+            fprintf(stderr, "adam config %zu: worst relative error %g\n", k, worst);
+    }
+    /* errors */
+    float p[4] = {0}, g[4] = {0}, m[4] = {0}, v[4] = {0};
+    nnm_adam_args a = {sizeof a, 0, 0, 4, p, g, m, v, NULL, 0.1f, 0.9f, 0.999f, 1e-8f, 0.0f};
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->adam_step(&g_env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "step") != NULL);
+    a.step = 1;
+    a.exp_avg_sq = NULL;
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->adam_step(&g_env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "exp_avg_sq"));
+    a.exp_avg_sq = v;
+    a.struct_size = 16;
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->adam_step(&g_env, g_state, &a), NNM_E_INVALID);
+    reset_error();
+    CU_ASSERT_EQUAL(g_be->adam_step(&g_env, g_state, NULL), NNM_E_INVALID);
+}
+
+/* Against torch.optim itself (tests/golden/make_optim_step_golden.py). */
+static void test_optim_golden(void) {
+    int n_cases = (int)(sizeof osg_cases / sizeof osg_cases[0]);
+    int exact = 0, total = 0;
+    double worst = 0.0;
+    for (int k = 0; k < n_cases; k++) {
+        const osg_case *c = &osg_cases[k];
+        float p[OSG_N], buf[OSG_N], m[OSG_N] = {0}, v[OSG_N] = {0}, vmax[OSG_N] = {0};
+        memcpy(p, osg_param0, sizeof p);
+        for (int s = 0; s < OSG_STEPS; s++) {
+            nnm_status st;
+            reset_error();
+            if (c->kind == OSG_SGD) {
+                nnm_sgd_args a = {sizeof a, c->nesterov, s == 0, 0, OSG_N, p, osg_grads[s],
+                                  c->momentum != 0.0f ? buf : NULL, c->lr, c->momentum,
+                                  c->dampening, c->weight_decay};
+                st = g_be->sgd_step(&g_env, g_state, &a);
+            } else {
+                nnm_adam_args a = {sizeof a, c->kind == OSG_ADAMW, s + 1, OSG_N, p, osg_grads[s],
+                                   m, v, c->amsgrad ? vmax : NULL, c->lr, c->beta1, c->beta2,
+                                   c->eps, c->weight_decay};
+                st = g_be->adam_step(&g_env, g_state, &a);
+            }
+            CU_ASSERT_EQUAL_FATAL(st, NNM_OK);
+            int case_bad = 0;
+            for (int i = 0; i < OSG_N; i++) {
+                const double want = c->after[s][i], e = rel_err(p[i], want, 1e-30);
+                worst = fmax(worst, e);
+                exact += p[i] == c->after[s][i];
+                total++;
+                if (e > 1e-6)
+                    case_bad++;
+            }
+            CU_ASSERT_EQUAL(case_bad, 0);
+            if (case_bad)
+                fprintf(stderr, "optim golden %s step %d: %d elements off by > 1e-6 rel\n",
+                        c->name, s + 1, case_bad);
+        }
+    }
+    fprintf(stderr, "\n    optim golden: %d/%d values bit-identical to torch, worst rel %.3g ",
+            exact, total, worst);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
@@ -691,6 +1376,14 @@ int main(void) {
     CU_add_test(s, "binary broadcast and strided", test_binary_broadcast);
     CU_add_test(s, "binary errors", test_binary_errors);
     CU_add_test(s, "unary", test_unary);
+    CU_add_test(s, "reduce vs naive", test_reduce);
+    CU_add_test(s, "reduce empty and errors", test_reduce_empty_and_errors);
+    CU_add_test(s, "log_softmax", test_log_softmax);
+    CU_add_test(s, "nll", test_nll);
+    CU_add_test(s, "nll_backward", test_nll_backward);
+    CU_add_test(s, "sgd_step vs double reference", test_sgd_vs_reference);
+    CU_add_test(s, "adam_step vs double reference", test_adam_vs_reference);
+    CU_add_test(s, "sgd/adam/adamw steps vs torch.optim golden", test_optim_golden);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     const unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +

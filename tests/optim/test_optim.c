@@ -1,0 +1,817 @@
+/* tests/optim/test_optim.c - the optimizers (SGD, Adam, AdamW) through the
+ * public API only.
+ *
+ * Parity: tests/golden/optim_golden.h (written by
+ * tests/golden/make_optim_golden.py with PyTorch) holds initial parameters,
+ * the gradients of 3 steps and the parameters after each step, plus the final
+ * optimizer state, for SGD (momentum, dampening, nesterov, weight decay), Adam
+ * (betas, eps, weight decay, amsgrad), AdamW (default and explicit weight
+ * decay, amsgrad) and two parameter-group cases. Gradients are set with
+ * nnm_tensor_set_grad, so these tests need no autograd.
+ *
+ * Plugins are found by discovery (the directory beside libnnmod). Each test
+ * checks that it leaves no live tensor or module behind.
+ */
+#include <CUnit/Basic.h>
+
+#include <nnmod/nnmod.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "golden/optim_golden.h"
+
+/* Parameters must match PyTorch within RTOL relative (plus ATOL for elements
+ * that are (nearly) zero). The state is held to STATE_RTOL: the backend ABI
+ * passes hyper-parameters as float, so 1 - beta2 is 1 - 0.999f =
+ * 0.00099998713 instead of 0.001, and exp_avg_sq (and its max) carry that
+ * 1.29e-5 relative offset; bias correction uses the same beta2, so it cancels
+ * in the parameters. */
+#define RTOL 1e-6
+#define ATOL 1e-7
+#define STATE_RTOL 2e-5
+
+static nnm_ctx *g_ctx;
+static double g_worst_param, g_worst_state; /* largest relative differences vs golden */
+
+static int suite_init(void) {
+    nnm_status st = nnm_ctx_new(NULL, &g_ctx);
+    if (st != NNM_OK) {
+        fprintf(stderr, "nnm_ctx_new: %s\n", nnm_status_name(st));
+        return 1;
+    }
+    return 0;
+}
+
+static int suite_clean(void) {
+    nnm_ctx_free(g_ctx);
+    g_ctx = NULL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct live_counts {
+    uint64_t tensors, modules;
+    int ok;
+} live_counts;
+
+static nnm_ctx_stats stats_now(void) {
+    nnm_ctx_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CU_ASSERT_EQUAL(nnm_ctx_stats_get(g_ctx, &s), NNM_OK);
+    return s;
+}
+
+static live_counts live_now(void) {
+    nnm_ctx_stats s = stats_now();
+    live_counts c = {s.live_tensors, s.live_modules, 1};
+    return c;
+}
+
+#define LEAK_CHECK_BEGIN() const live_counts live_before_ = live_now()
+#define LEAK_CHECK_END()                                                                 \
+    do {                                                                                 \
+        live_counts after_ = live_now();                                                 \
+        CU_ASSERT_TRUE(live_before_.ok && after_.ok);                                    \
+        CU_ASSERT_EQUAL(after_.tensors, live_before_.tensors);                           \
+        CU_ASSERT_EQUAL(after_.modules, live_before_.modules);                           \
+    } while (0)
+
+/* Prints the context's message when a status is not the expected one. */
+#define CHECK_STATUS(expr, want)                                                         \
+    do {                                                                                 \
+        nnm_status got_ = (expr);                                                        \
+        if (got_ != (want))                                                              \
+            fprintf(stderr, "\n  %s:%d: %s -> %s (want %s): %s\n", __FILE__, __LINE__,    \
+                    #expr, nnm_status_name(got_), nnm_status_name(want),                 \
+                    nnm_ctx_errmsg(g_ctx));                                              \
+        CU_ASSERT_EQUAL(got_, (want));                                                   \
+    } while (0)
+
+/* The context's message contains `part`. */
+#define CHECK_MSG(part)                                                                  \
+    do {                                                                                 \
+        const char *msg_ = nnm_ctx_errmsg(g_ctx);                                        \
+        if (strstr(msg_, (part)) == NULL)                                                \
+            fprintf(stderr, "\n  %s:%d: message '%s' lacks '%s'\n", __FILE__, __LINE__,    \
+                    msg_, (part));                                                       \
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg_, (part)));                                    \
+    } while (0)
+
+static nnm_module *make_linear(int64_t in, int64_t out) {
+    nnm_config *cfg = NULL;
+    nnm_module *m = NULL;
+    if (nnm_config_new(&cfg) != NNM_OK)
+        return NULL;
+    nnm_config_set_int(cfg, "in_features", in);
+    nnm_config_set_int(cfg, "out_features", out);
+    nnm_status st = nnm_module_create(g_ctx, "linear", cfg, &m);
+    if (st != NNM_OK)
+        fprintf(stderr, "\n  create linear(%lld, %lld): %s: %s\n", (long long)in,
+                (long long)out, nnm_status_name(st), nnm_ctx_errmsg(g_ctx));
+    nnm_config_free(cfg);
+    return m;
+}
+
+/* nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)): children "0" and "1". */
+static nnm_module *make_seq(void) {
+    nnm_module *seq = NULL;
+    if (nnm_module_create(g_ctx, "sequential", NULL, &seq) != NNM_OK)
+        return NULL;
+    nnm_module *a = make_linear(4, 3), *b = make_linear(3, 2);
+    int ok = a && b && nnm_module_add_child(seq, NULL, a) == NNM_OK &&
+             nnm_module_add_child(seq, NULL, b) == NNM_OK;
+    nnm_module_release(a);
+    nnm_module_release(b);
+    if (!ok) {
+        nnm_module_release(seq);
+        return NULL;
+    }
+    return seq;
+}
+
+#define MAX_PARAMS 8
+typedef struct param_list {
+    int n;
+    char names[MAX_PARAMS][64];
+    nnm_tensor *t[MAX_PARAMS];
+} param_list;
+
+static nnm_status collect_param(void *user, const char *name, nnm_tensor *t) {
+    param_list *l = user;
+    if (l->n >= MAX_PARAMS)
+        return NNM_E_LIMIT;
+    snprintf(l->names[l->n], sizeof l->names[l->n], "%s", name);
+    l->t[l->n] = t;
+    l->n++;
+    return NNM_OK;
+}
+
+static param_list params_of(nnm_module *m) {
+    param_list l;
+    memset(&l, 0, sizeof l);
+    CU_ASSERT_EQUAL(nnm_module_named_parameters(m, collect_param, &l), NNM_OK);
+    return l;
+}
+
+static int write_f32(nnm_tensor *t, const float *data, size_t n) {
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
+    if (d == NULL || d->device.type != NNM_DEVICE_CPU || (size_t)nnm_tensor_numel(t) != n)
+        return 0;
+    memcpy((char *)d->data + d->byte_offset, data, n * sizeof(float));
+    return 1;
+}
+
+/* A new f32 CPU tensor shaped like t holding `data`. */
+static nnm_tensor *like(nnm_tensor *t, const float *data) {
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
+    nnm_tensor *g = NULL;
+    CU_ASSERT_EQUAL(nnm_tensor_from_f32(g_ctx, d->ndim, d->shape, data, &g), NNM_OK);
+    return g;
+}
+
+/* Sets t.grad to a copy of data (the optimizer sees only .grad). */
+static void set_grad(nnm_tensor *t, const float *data) {
+    nnm_tensor *g = like(t, data);
+    CHECK_STATUS(nnm_tensor_set_grad(t, g), NNM_OK);
+    nnm_tensor_release(g);
+}
+
+/* Elements of got/want beyond rtol/ATOL; tracks the worst relative error. */
+static int compare(const char *what, int step, const float *got, const float *want, int64_t n,
+                   double rtol, double *worst) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double diff = fabs((double)got[i] - (double)want[i]);
+        double rel = diff / fmax(fabs((double)want[i]), 1e-30);
+        if (diff > ATOL && rel > *worst)
+            *worst = rel;
+        if (diff > ATOL + rtol * fabs((double)want[i])) {
+            if (bad < 4)
+                fprintf(stderr, "\n  %s step %d [%lld]: got %.9g want %.9g (rel %.3g)", what,
+                        step, (long long)i, got[i], want[i], rel);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+static float *read_all(const param_list *pl, int64_t total) {
+    float *v = malloc(sizeof(float) * (size_t)total);
+    int64_t off = 0;
+    for (int i = 0; v && i < pl->n; i++) {
+        int64_t n = nnm_tensor_numel(pl->t[i]);
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl->t[i], v + off, (size_t)n), NNM_OK);
+        off += n;
+    }
+    return v;
+}
+
+/* State visits, collected. */
+#define MAX_STATE 32
+typedef struct state_list {
+    int n;
+    char names[MAX_STATE][64];
+    nnm_tensor *t[MAX_STATE];
+} state_list;
+
+static nnm_status collect_state(void *user, const char *name, nnm_tensor *t) {
+    state_list *l = user;
+    if (l->n >= MAX_STATE)
+        return NNM_E_LIMIT;
+    snprintf(l->names[l->n], sizeof l->names[l->n], "%s", name);
+    l->t[l->n] = t;
+    l->n++;
+    return NNM_OK;
+}
+
+static state_list state_of(nnm_optim *o) {
+    state_list l;
+    memset(&l, 0, sizeof l);
+    CHECK_STATUS(nnm_optim_state(o, collect_state, &l), NNM_OK);
+    return l;
+}
+
+static nnm_sgd_options sgd_opts(double lr, double momentum) {
+    nnm_sgd_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.lr = lr;
+    o.momentum = momentum;
+    return o;
+}
+
+static nnm_adam_options adam_opts(double lr, int decoupled) {
+    nnm_adam_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.lr = lr;
+    o.beta1 = 0.9;
+    o.beta2 = 0.999;
+    o.eps = 1e-8;
+    o.decoupled = decoupled;
+    o.weight_decay = decoupled ? 0.01 : 0.0;
+    return o;
+}
+
+/* ------------------------------------------------------------------------ */
+/* PyTorch parity                                                            */
+/* ------------------------------------------------------------------------ */
+
+static nnm_status make_case_optim(const og_case *c, nnm_module *m, nnm_optim **o) {
+    if (c->kind == OG_SGD) {
+        nnm_sgd_options so = sgd_opts(c->lr, c->momentum);
+        so.dampening = c->dampening;
+        so.nesterov = c->nesterov;
+        so.weight_decay = c->weight_decay;
+        return nnm_optim_sgd_new(m, &so, o);
+    }
+    nnm_adam_options ao = adam_opts(c->lr, c->kind == OG_ADAMW);
+    ao.beta1 = c->beta1;
+    ao.beta2 = c->beta2;
+    ao.eps = c->eps;
+    ao.amsgrad = c->amsgrad;
+    ao.weight_decay = c->weight_decay; /* AdamW's default (0.01) is spelled out */
+    return nnm_optim_adam_new(m, &ao, o);
+}
+
+static void run_golden_case(const og_case *c) {
+    nnm_module *m = c->model == OG_LINEAR_4_3 ? make_linear(4, 3) : make_seq();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    param_list pl = params_of(m);
+    CU_ASSERT_EQUAL_FATAL(pl.n, c->n_params);
+    int64_t off = 0;
+    for (int i = 0; i < pl.n; i++) {
+        CU_ASSERT_STRING_EQUAL(pl.names[i], c->names[i]);
+        CU_ASSERT_EQUAL_FATAL(nnm_tensor_numel(pl.t[i]), c->numel[i]);
+        CU_ASSERT_TRUE(write_f32(pl.t[i], c->init + off, (size_t)c->numel[i]));
+        off += c->numel[i];
+    }
+    nnm_optim *o = NULL;
+    CHECK_STATUS(make_case_optim(c, m, &o), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+    if (c->group_prefix != NULL) {
+        uint32_t gi = 0;
+        CHECK_STATUS(nnm_optim_add_group(o, c->group_prefix, c->group_lr, c->group_weight_decay,
+                                         &gi),
+                     NNM_OK);
+        CU_ASSERT_EQUAL(gi, 1);
+        CU_ASSERT_EQUAL(nnm_optim_group_count(o), 2);
+        CU_ASSERT_EQUAL(nnm_optim_get_lr(o, 1), c->group_lr);
+    }
+    int bad = 0;
+    for (int s = 0; s < OG_STEPS; s++) {
+        off = 0;
+        for (int i = 0; i < pl.n; i++) {
+            set_grad(pl.t[i], c->grads + s * c->total + off);
+            off += c->numel[i];
+        }
+        CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+        float *got = read_all(&pl, c->total);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+        bad += compare(c->name, s + 1, got, c->after + s * c->total, c->total, RTOL,
+                       &g_worst_param);
+        free(got);
+    }
+    /* State: the same names, in the same order, with the same values. */
+    state_list sl = state_of(o);
+    CU_ASSERT_EQUAL(sl.n, c->n_state);
+    for (int i = 0; i < sl.n && i < c->n_state; i++) {
+        CU_ASSERT_STRING_EQUAL(sl.names[i], c->state[i].name);
+        CU_ASSERT_EQUAL(nnm_tensor_numel(sl.t[i]), c->state[i].numel);
+        if (nnm_tensor_numel(sl.t[i]) != c->state[i].numel)
+            continue;
+        float *v = malloc(sizeof(float) * (size_t)c->state[i].numel);
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(sl.t[i], v, (size_t)c->state[i].numel), NNM_OK);
+        bad += compare(c->state[i].name, OG_STEPS, v, c->state[i].values, c->state[i].numel,
+                       STATE_RTOL, &g_worst_state);
+        free(v);
+    }
+    if (bad)
+        fprintf(stderr, "\n  case %s: %d mismatches\n", c->name, bad);
+    CU_ASSERT_EQUAL(bad, 0);
+    CHECK_STATUS(nnm_optim_zero_grad(o), NNM_OK);
+    nnm_optim_free(o);
+    nnm_module_release(m);
+}
+
+static void test_golden(void) {
+    LEAK_CHECK_BEGIN();
+    for (int i = 0; i < OG_NCASES; i++)
+        run_golden_case(&og_cases[i]);
+    LEAK_CHECK_END();
+    fprintf(stderr,
+            "\n  %d PyTorch cases; worst relative difference: parameters %.3g (rtol %g), "
+            "state %.3g (rtol %g); atol %g\n",
+            OG_NCASES, g_worst_param, RTOL, g_worst_state, STATE_RTOL, ATOL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Behaviour                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A parameter without .grad is neither updated nor given state. */
+static void test_skip_without_grad(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_linear(4, 3);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    param_list pl = params_of(m);
+    float b0[3], b1[3], w0[12], w1[12], gw[12];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[1], b0, 3), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], w0, 12), NNM_OK);
+    nnm_adam_options ao = adam_opts(0.01, 1);
+    ao.amsgrad = 1;
+    nnm_optim *o = NULL;
+    CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_OK);
+    /* no grads at all: a no-op that creates nothing */
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    CU_ASSERT_EQUAL(state_of(o).n, 0);
+    for (int i = 0; i < 12; i++)
+        gw[i] = 0.25f * (float)(i - 6);
+    set_grad(pl.t[0], gw);
+    CU_ASSERT_PTR_NULL(nnm_tensor_grad(pl.t[1]));
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[1], b1, 3), NNM_OK);
+    CU_ASSERT_EQUAL(memcmp(b0, b1, sizeof b0), 0);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], w1, 12), NNM_OK);
+    CU_ASSERT_NOT_EQUAL(memcmp(w0, w1, sizeof w0), 0);
+    state_list sl = state_of(o);
+    CU_ASSERT_EQUAL(sl.n, 4);
+    for (int i = 0; i < sl.n; i++)
+        CU_ASSERT_EQUAL(strncmp(sl.names[i], "weight.", 7), 0);
+    nnm_optim_free(o);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+static void test_zero_grad(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_seq();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    param_list pl = params_of(m);
+    CU_ASSERT_EQUAL_FATAL(pl.n, 4);
+    nnm_sgd_options so = sgd_opts(0.1, 0.9);
+    nnm_optim *o = NULL;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+    float ones[12];
+    for (int i = 0; i < 12; i++)
+        ones[i] = 1.0f;
+    for (int i = 0; i < pl.n; i++)
+        set_grad(pl.t[i], ones);
+    for (int i = 0; i < pl.n; i++)
+        CU_ASSERT_PTR_NOT_NULL(nnm_tensor_grad(pl.t[i]));
+    CHECK_STATUS(nnm_optim_zero_grad(o), NNM_OK);
+    for (int i = 0; i < pl.n; i++)
+        CU_ASSERT_PTR_NULL(nnm_tensor_grad(pl.t[i]));
+    /* nothing has a grad: the step changes nothing and makes no state */
+    float before[12], after[12];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], before, 12), NNM_OK);
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], after, 12), NNM_OK);
+    CU_ASSERT_EQUAL(memcmp(before, after, sizeof before), 0);
+    CU_ASSERT_EQUAL(state_of(o).n, 0);
+    CHECK_STATUS(nnm_optim_zero_grad(o), NNM_OK); /* twice is fine */
+    nnm_optim_free(o);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* The documented state names, over a nested tree; step is a [1] f32 count. */
+static void test_state_names(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_seq();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    param_list pl = params_of(m);
+    CU_ASSERT_EQUAL_FATAL(pl.n, 4);
+    nnm_adam_options ao = adam_opts(0.001, 0);
+    ao.amsgrad = 1;
+    nnm_optim *o = NULL;
+    CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_OK);
+    float g[12];
+    for (int i = 0; i < 12; i++)
+        g[i] = 0.1f * (float)i;
+    for (int s = 0; s < 3; s++) {
+        for (int i = 0; i < pl.n; i++)
+            set_grad(pl.t[i], g);
+        CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    }
+    static const char *const want[] = {
+        "0.weight.exp_avg", "0.weight.exp_avg_sq", "0.weight.max_exp_avg_sq", "0.weight.step",
+        "0.bias.exp_avg",   "0.bias.exp_avg_sq",   "0.bias.max_exp_avg_sq",   "0.bias.step",
+        "1.weight.exp_avg", "1.weight.exp_avg_sq", "1.weight.max_exp_avg_sq", "1.weight.step",
+        "1.bias.exp_avg",   "1.bias.exp_avg_sq",   "1.bias.max_exp_avg_sq",   "1.bias.step",
+    };
+    state_list sl = state_of(o);
+    CU_ASSERT_EQUAL_FATAL(sl.n, 16);
+    for (int i = 0; i < sl.n; i++) {
+        CU_ASSERT_STRING_EQUAL(sl.names[i], want[i]);
+        const nnm_tensor_desc *d = nnm_tensor_desc_get(sl.t[i]);
+        CU_ASSERT_EQUAL(d->dtype.code, NNM_DTYPE_FLOAT);
+        CU_ASSERT_EQUAL(d->dtype.bits, 32);
+        if (strstr(sl.names[i], ".step") != NULL) {
+            CU_ASSERT_EQUAL(d->ndim, 1);
+            CU_ASSERT_EQUAL(d->shape[0], 1);
+            float v = 0;
+            CU_ASSERT_EQUAL(nnm_tensor_to_f32(sl.t[i], &v, 1), NNM_OK);
+            CU_ASSERT_EQUAL(v, 3.0f);
+        } else {
+            CU_ASSERT_EQUAL(nnm_tensor_numel(sl.t[i]), nnm_tensor_numel(pl.t[i / 4]));
+        }
+    }
+    /* a visitor's status stops the walk and comes back */
+    CU_ASSERT_EQUAL(nnm_optim_state(o, collect_state, &(state_list){.n = MAX_STATE}), NNM_E_LIMIT);
+    nnm_optim_free(o);
+
+    /* SGD: momentum_buffer only (torch keeps no step for SGD); none without momentum */
+    nnm_sgd_options so = sgd_opts(0.1, 0.5);
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+    for (int i = 0; i < pl.n; i++)
+        set_grad(pl.t[i], g);
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    sl = state_of(o);
+    CU_ASSERT_EQUAL(sl.n, 4);
+    CU_ASSERT_STRING_EQUAL(sl.names[0], "0.weight.momentum_buffer");
+    CU_ASSERT_STRING_EQUAL(sl.names[3], "1.bias.momentum_buffer");
+    nnm_optim_free(o);
+    so.momentum = 0;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    CU_ASSERT_EQUAL(state_of(o).n, 0);
+    nnm_optim_free(o);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* Groups: counts, lr get/set, an lr change taking effect, errors. */
+static void test_groups_lr(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_seq();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    param_list pl = params_of(m);
+    nnm_sgd_options so = sgd_opts(0.5, 0);
+    nnm_optim *o = NULL;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_optim_group_count(o), 1);
+    CU_ASSERT_EQUAL(nnm_optim_get_lr(o, 0), 0.5);
+    CU_ASSERT_TRUE(isnan(nnm_optim_get_lr(o, 1)));
+    uint32_t gi = 99;
+    CHECK_STATUS(nnm_optim_add_group(o, "2.", 0.1, 0, &gi), NNM_E_NOT_FOUND);
+    CU_ASSERT_EQUAL(gi, UINT32_MAX);
+    CHECK_MSG("no parameter name starts with '2.'");
+    CHECK_STATUS(nnm_optim_add_group(o, "1.", -0.1, 0, NULL), NNM_E_INVALID);
+    CHECK_STATUS(nnm_optim_add_group(o, "1.", 0.1, -1, NULL), NNM_E_INVALID);
+    CHECK_STATUS(nnm_optim_add_group(o, NULL, 0.1, 0, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_optim_group_count(o), 1);
+    CHECK_STATUS(nnm_optim_add_group(o, "1.", 0.25, 0, &gi), NNM_OK);
+    CU_ASSERT_EQUAL(gi, 1);
+    /* a narrower prefix splits a group further */
+    CHECK_STATUS(nnm_optim_add_group(o, "1.bias", 0.0, 0, NULL), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_optim_group_count(o), 3);
+    CHECK_STATUS(nnm_optim_set_lr(o, 0, 1.0), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_optim_get_lr(o, 0), 1.0);
+    CHECK_STATUS(nnm_optim_set_lr(o, 3, 1.0), NNM_E_INVALID);
+    CHECK_STATUS(nnm_optim_set_lr(o, 0, -1.0), NNM_E_INVALID);
+    CHECK_STATUS(nnm_optim_set_lr(o, 0, NAN), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_optim_get_lr(o, 0), 1.0);
+
+    /* plain SGD: p -= lr * g with each group's lr (1.0, 0.25, 0.0) */
+    float before[4][12], after[4][12], g[12];
+    for (int i = 0; i < 12; i++)
+        g[i] = 0.5f;
+    for (int i = 0; i < pl.n; i++) {
+        int64_t n = nnm_tensor_numel(pl.t[i]);
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[i], before[i], (size_t)n), NNM_OK);
+        set_grad(pl.t[i], g);
+    }
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    const float lr[4] = {1.0f, 1.0f, 0.25f, 0.0f};
+    for (int i = 0; i < pl.n; i++) {
+        int64_t n = nnm_tensor_numel(pl.t[i]);
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[i], after[i], (size_t)n), NNM_OK);
+        for (int64_t k = 0; k < n; k++)
+            CU_ASSERT_EQUAL(after[i][k], before[i][k] + (-lr[i]) * 0.5f);
+    }
+    /* groups are frozen after the first step; lr is not */
+    CHECK_STATUS(nnm_optim_add_group(o, "0.", 0.1, 0, NULL), NNM_E_STATE);
+    CHECK_MSG("before the first step");
+    CHECK_STATUS(nnm_optim_set_lr(o, 2, 0.5), NNM_OK); /* "1.bias": was 0 */
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    float again[2];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[3], again, 2), NNM_OK);
+    for (int k = 0; k < 2; k++)
+        CU_ASSERT_EQUAL(again[k], after[3][k] + (-0.5f) * 0.5f);
+    nnm_optim_free(o);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* The optimizer holds its module: releasing the caller's reference first is fine. */
+static void test_holds_module(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_linear(4, 3);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    param_list pl = params_of(m);
+    nnm_adam_options ao = adam_opts(0.01, 1);
+    nnm_optim *o = NULL;
+    CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_OK);
+    float g[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    set_grad(pl.t[0], g);
+    set_grad(pl.t[1], g);
+    nnm_module_release(m);
+    CU_ASSERT_EQUAL(live_now().modules, live_before_.modules + 1);
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    CHECK_STATUS(nnm_optim_zero_grad(o), NNM_OK);
+    nnm_optim_free(o);
+    LEAK_CHECK_END();
+}
+
+/* After the first step (state made), steps allocate nothing. */
+static void test_steady_state_no_alloc(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_seq();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    param_list pl = params_of(m);
+    nnm_tensor *grads[4];
+    float g[12];
+    for (int i = 0; i < 12; i++)
+        g[i] = 0.01f * (float)(i + 1);
+    for (int i = 0; i < pl.n; i++)
+        grads[i] = like(pl.t[i], g);
+    for (int kind = 0; kind < 2; kind++) {
+        nnm_optim *o = NULL;
+        if (kind == 0) {
+            nnm_sgd_options so = sgd_opts(0.01, 0.9);
+            so.nesterov = 1;
+            so.weight_decay = 1e-4;
+            CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+        } else {
+            nnm_adam_options ao = adam_opts(0.001, 1);
+            ao.amsgrad = 1;
+            CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_OK);
+        }
+        CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+        for (int i = 0; i < pl.n; i++)
+            CHECK_STATUS(nnm_tensor_set_grad(pl.t[i], grads[i]), NNM_OK);
+        CHECK_STATUS(nnm_optim_step(o), NNM_OK); /* makes the state */
+        nnm_ctx_stats s0 = stats_now();
+        for (int it = 0; it < 10; it++) {
+            CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+            CHECK_STATUS(nnm_optim_zero_grad(o), NNM_OK);
+            for (int i = 0; i < pl.n; i++)
+                CHECK_STATUS(nnm_tensor_set_grad(pl.t[i], grads[i]), NNM_OK);
+        }
+        nnm_ctx_stats s1 = stats_now();
+        CU_ASSERT_EQUAL(s1.heap_allocs, s0.heap_allocs);
+        CU_ASSERT_EQUAL(s1.cache_hits, s0.cache_hits);
+        CU_ASSERT_EQUAL(s1.live_tensors, s0.live_tensors);
+        CHECK_STATUS(nnm_optim_zero_grad(o), NNM_OK);
+        nnm_optim_free(o);
+    }
+    for (int i = 0; i < pl.n; i++)
+        nnm_tensor_release(grads[i]);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* A non-contiguous .grad (a transposed view imported through DLPack) is
+ * read in logical order. */
+static void test_strided_grad(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_linear(4, 3);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    param_list pl = params_of(m);
+    float w0[12], w1[12];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], w0, 12), NNM_OK);
+    /* storage holds g^T (4 x 3); the view is g (3 x 4) with strides {1, 3} */
+    float storage[12];
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 4; c++)
+            storage[c * 3 + r] = (float)(r * 4 + c) * 0.125f;
+    int64_t shape[2] = {3, 4}, strides[2] = {1, 3};
+    nnm_dlpack_tensor dl;
+    memset(&dl, 0, sizeof dl);
+    dl.version.major = 1;
+    dl.dl_tensor.data = storage;
+    dl.dl_tensor.device.type = NNM_DEVICE_CPU;
+    dl.dl_tensor.ndim = 2;
+    dl.dl_tensor.dtype.code = NNM_DTYPE_FLOAT;
+    dl.dl_tensor.dtype.bits = 32;
+    dl.dl_tensor.dtype.lanes = 1;
+    dl.dl_tensor.shape = shape;
+    dl.dl_tensor.strides = strides;
+    nnm_tensor *g = NULL;
+    CHECK_STATUS(nnm_tensor_from_dlpack(g_ctx, &dl, &g), NNM_OK);
+    CHECK_STATUS(nnm_tensor_set_grad(pl.t[0], g), NNM_OK);
+    nnm_tensor_release(g);
+    nnm_sgd_options so = sgd_opts(1.0, 0);
+    nnm_optim *o = NULL;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+    CHECK_STATUS(nnm_optim_step(o), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], w1, 12), NNM_OK);
+    for (int k = 0; k < 12; k++)
+        CU_ASSERT_EQUAL(w1[k], w0[k] - (float)k * 0.125f);
+    nnm_optim_free(o);
+    nnm_module_release(m); /* drops the grad, which calls the (NULL) deleter */
+    LEAK_CHECK_END();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bad input                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void test_bad_options(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_linear(2, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    nnm_optim *o = (nnm_optim *)&o; /* must come back NULL */
+    nnm_sgd_options so = sgd_opts(0.1, 0.9);
+    nnm_adam_options ao = adam_opts(0.1, 0);
+
+    CHECK_STATUS(nnm_optim_sgd_new(NULL, &so, &o), NNM_E_INVALID);
+    CU_ASSERT_PTR_NULL(o);
+    CHECK_STATUS(nnm_optim_sgd_new(m, NULL, &o), NNM_E_INVALID);
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, NULL), NNM_E_INVALID);
+    CHECK_STATUS(nnm_optim_adam_new(NULL, &ao, &o), NNM_E_INVALID);
+    CHECK_STATUS(nnm_optim_adam_new(m, NULL, &o), NNM_E_INVALID);
+
+    so.struct_size = 8;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_E_INVALID);
+    CHECK_MSG("struct_size");
+    so = sgd_opts(-0.1, 0.9);
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_E_INVALID);
+    CHECK_MSG("Invalid learning rate: -0.1");
+    so = sgd_opts(NAN, 0.9);
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_E_INVALID);
+    so = sgd_opts(0.1, -0.5);
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_E_INVALID);
+    CHECK_MSG("Invalid momentum value: -0.5");
+    so = sgd_opts(0.1, 0.9);
+    so.weight_decay = -1;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_E_INVALID);
+    CHECK_MSG("Invalid weight_decay value");
+    so = sgd_opts(0.1, 0);
+    so.nesterov = 1;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_E_INVALID);
+    CHECK_MSG("Nesterov momentum requires a momentum and zero dampening");
+    so = sgd_opts(0.1, 0.9);
+    so.nesterov = 1;
+    so.dampening = 0.1;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_E_INVALID);
+    CHECK_MSG("Nesterov momentum requires a momentum and zero dampening");
+    so.dampening = 0;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK); /* valid now */
+    nnm_optim_free(o);
+    o = NULL;
+
+    ao.struct_size = 4;
+    CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_E_INVALID);
+    const double bad_betas[][2] = {{1.0, 0.999}, {-0.1, 0.999}, {0.9, 1.0}, {0.9, -1e-9},
+                                   {NAN, 0.999}};
+    for (size_t i = 0; i < sizeof bad_betas / sizeof bad_betas[0]; i++) {
+        ao = adam_opts(0.1, 1);
+        ao.beta1 = bad_betas[i][0];
+        ao.beta2 = bad_betas[i][1];
+        CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_E_INVALID);
+        CHECK_MSG(i < 2 || i == 4 ? "Invalid beta parameter at index 0"
+                                  : "Invalid beta parameter at index 1");
+        CU_ASSERT_PTR_NULL(o);
+    }
+    ao = adam_opts(0.1, 1);
+    ao.eps = -1e-8;
+    CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_E_INVALID);
+    CHECK_MSG("Invalid epsilon value");
+    ao = adam_opts(-1, 1);
+    CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_E_INVALID);
+    CHECK_MSG("Invalid learning rate");
+    ao = adam_opts(0.1, 1);
+    ao.weight_decay = -0.01;
+    CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_E_INVALID);
+    CHECK_MSG("Invalid weight_decay value");
+    ao = adam_opts(0.0, 0); /* lr 0, betas 0, eps 0 are all allowed */
+    ao.beta1 = 0;
+    ao.beta2 = 0;
+    ao.eps = 0;
+    CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_OK);
+    nnm_optim_free(o);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+static void test_empty_parameter_list(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *relu = NULL, *seq = NULL;
+    CHECK_STATUS(nnm_module_create(g_ctx, "relu", NULL, &relu), NNM_OK);
+    CHECK_STATUS(nnm_module_create(g_ctx, "sequential", NULL, &seq), NNM_OK);
+    CU_ASSERT_FATAL(relu && seq);
+    nnm_sgd_options so = sgd_opts(0.1, 0);
+    nnm_adam_options ao = adam_opts(0.1, 1);
+    nnm_optim *o = NULL;
+    CHECK_STATUS(nnm_optim_sgd_new(relu, &so, &o), NNM_E_INVALID);
+    CHECK_MSG("optimizer got an empty parameter list");
+    CU_ASSERT_PTR_NULL(o);
+    CHECK_STATUS(nnm_optim_adam_new(seq, &ao, &o), NNM_E_INVALID);
+    CHECK_MSG("optimizer got an empty parameter list");
+    CU_ASSERT_PTR_NULL(o);
+    /* a container whose only child has no parameters is still empty */
+    CHECK_STATUS(nnm_module_add_child(seq, NULL, relu), NNM_OK);
+    CHECK_STATUS(nnm_optim_adam_new(seq, &ao, &o), NNM_E_INVALID);
+    nnm_module_release(relu);
+    nnm_module_release(seq);
+    LEAK_CHECK_END();
+}
+
+static void test_null_safety(void) {
+    nnm_optim_free(NULL);
+    CU_ASSERT_EQUAL(nnm_optim_step(NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_optim_zero_grad(NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_optim_state(NULL, collect_state, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_optim_group_count(NULL), 0);
+    CU_ASSERT_EQUAL(nnm_optim_set_lr(NULL, 0, 0.1), NNM_E_INVALID);
+    CU_ASSERT_TRUE(isnan(nnm_optim_get_lr(NULL, 0)));
+    uint32_t gi = 7;
+    CU_ASSERT_EQUAL(nnm_optim_add_group(NULL, "0.", 0.1, 0, &gi), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(gi, UINT32_MAX);
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = make_linear(2, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    nnm_sgd_options so = sgd_opts(0.1, 0);
+    nnm_optim *o = NULL;
+    CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+    CHECK_STATUS(nnm_optim_state(o, NULL, NULL), NNM_E_INVALID);
+    nnm_optim_free(o);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+int main(void) {
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("optim", suite_init, suite_clean);
+    if (s == NULL) {
+        CU_cleanup_registry();
+        return 1;
+    }
+    CU_add_test(s, "PyTorch parity (SGD, Adam, AdamW, groups)", test_golden);
+    CU_add_test(s, "params without grad are skipped", test_skip_without_grad);
+    CU_add_test(s, "zero_grad", test_zero_grad);
+    CU_add_test(s, "state names", test_state_names);
+    CU_add_test(s, "groups and lr", test_groups_lr);
+    CU_add_test(s, "holds its module", test_holds_module);
+    CU_add_test(s, "steady-state step allocates nothing", test_steady_state_no_alloc);
+    CU_add_test(s, "strided grad", test_strided_grad);
+    CU_add_test(s, "bad options", test_bad_options);
+    CU_add_test(s, "empty parameter list", test_empty_parameter_list);
+    CU_add_test(s, "NULL safety", test_null_safety);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    const unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
+                            CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}
