@@ -118,6 +118,19 @@ nnm_status nnm__grad_accumulate(nnm_ctx *ctx, nnm_tensor **slot, nnm_tensor *gra
     return NNM_OK;
 }
 
+nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
+    if (leaf->grad) return nnm__grad_accumulate(ctx, &leaf->grad, grad);
+    /* Take the tensor only when nothing else can see its memory (as PyTorch
+     * steals a gradient it solely owns); otherwise .grad gets a copy, so a
+     * caller's tensor, another leaf's .grad and .grad never alias. */
+    if (grad->refs == 1 && grad->storage->refs == 1 && nnm__tensor_is_contiguous(grad)) {
+        nnm_tensor_retain(grad);
+        leaf->grad = grad;
+        return NNM_OK;
+    }
+    return nnm__op_unary(ctx, NNM_UNARY_COPY, grad, 0, &leaf->grad);
+}
+
 /* ---- the public face of autograd ---------------------------------------- */
 
 NNM_API nnm_status nnm_tensor_set_requires_grad(nnm_tensor *t, int requires_grad) {
@@ -256,11 +269,15 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
     nnm_status st = NNM_OK;
     int prev_grad = nnm_grad_set_enabled(0);
     if (grad) {
-        if (grad->desc.ndim != root->desc.ndim || nnm_tensor_numel(grad) != nnm_tensor_numel(root)) {
+        int same = grad->desc.ndim == root->desc.ndim;
+        for (int32_t i = 0; same && i < root->desc.ndim; i++) same = grad->shape[i] == root->shape[i];
+        if (!same || !nnm__device_eq(grad->desc.device, root->desc.device)) {
             char a[128], b[128];
             nnm__shape_str(&grad->desc, a, sizeof a);
             nnm__shape_str(&root->desc, b, sizeof b);
-            st = nnm__error(ctx, NNM_E_SHAPE, "backward: grad of shape %s for an output of shape %s", a, b);
+            st = nnm__error(ctx, NNM_E_SHAPE,
+                            "mismatch in shape: grad_output has a shape of %s and output has a shape of %s "
+                            "(or is on another device)", a, b);
             goto out;
         }
         nnm_tensor_retain(grad);
@@ -276,7 +293,7 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
             goto out;
     }
     if (!root->grad_fn) { /* a leaf: its own gradient is the seed */
-        st = nnm__grad_accumulate(ctx, &root->grad, seed);
+        st = nnm__leaf_accumulate(ctx, root, seed);
         goto out;
     }
 
@@ -309,7 +326,7 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
         for (uint32_t i = 0; i < n->n_in; i++) {
             nnm__edge *e = &n->next[i];
             if (!st && gin[i]) {
-                if (e->leaf) st = nnm__grad_accumulate(ctx, &e->leaf->grad, gin[i]);
+                if (e->leaf) st = nnm__leaf_accumulate(ctx, e->leaf, gin[i]);
                 else if (e->fn) st = nnm__grad_accumulate(ctx, &e->fn->grad[e->nr], gin[i]);
             }
             nnm_tensor_release(gin[i]);

@@ -295,7 +295,7 @@ static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tens
     if (!(param->flags & NNM__T_REQUIRES_GRAD)) return NNM_OK; /* frozen: nothing to do */
     if (nnm_tensor_numel(grad) != nnm_tensor_numel(param))
         return nnm__error(e->ctx, NNM_E_SHAPE, "accumulate_grad: gradient size differs from the parameter's");
-    return nnm__grad_accumulate(e->ctx, &param->grad, grad);
+    return nnm__leaf_accumulate(e->ctx, param, grad);
 }
 
 const nnm_host nnm__host = {

@@ -359,6 +359,8 @@ nnm_status nnm__expand(nnm_ctx *ctx, nnm_tensor *t, int32_t ndim, const int64_t 
 /* Sums g over the dims it was broadcast along, giving a tensor of shape. */
 nnm_status nnm__sum_to(nnm_ctx *ctx, nnm_tensor *g, int32_t ndim, const int64_t *shape,
                        nnm_tensor **out);
+/* Adds grad into a leaf's .grad, copying rather than sharing memory. */
+nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad);
 /* Adds grad into *slot (taking a reference, or replacing *slot with a sum). */
 nnm_status nnm__grad_accumulate(nnm_ctx *ctx, nnm_tensor **slot, nnm_tensor *grad);
 
