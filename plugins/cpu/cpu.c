@@ -973,6 +973,27 @@ static nnm_status cpu_check_buffers(nnm_env *env, const char *op, int64_t n, int
  *   buf = clone(d_p) | buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
  *   d_p = d_p.add(buf, alpha=momentum) if nesterov else buf
  *   param.add_(d_p, alpha=-lr) */
+/* The SGD loops twice: with cpu_madd (any CPU) and, where the CPU has FMA,
+ * with the fused instruction, which is what torch's AVX2 kernel runs and
+ * about twice as fast as the double-precision detour. */
+#define CPU_SGD_NAME cpu_sgd_loops
+#define CPU_SGD_MADD cpu_madd
+#define CPU_SGD_ATTR
+#include "sgd_loops.inc"
+#undef CPU_SGD_NAME
+#undef CPU_SGD_MADD
+#undef CPU_SGD_ATTR
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define CPU_HAVE_FMA_CLONE 1
+#define CPU_SGD_NAME cpu_sgd_loops_fma
+#define CPU_SGD_MADD __builtin_fmaf
+#define CPU_SGD_ATTR __attribute__((target("fma")))
+#include "sgd_loops.inc"
+#undef CPU_SGD_NAME
+#undef CPU_SGD_MADD
+#undef CPU_SGD_ATTR
+#endif
+
 static nnm_status cpu_sgd_step(nnm_env *env, void *state, const nnm_sgd_args *a) {
     (void)state;
     if (a == NULL)
@@ -986,48 +1007,13 @@ static nnm_status cpu_sgd_step(nnm_env *env, void *state, const nnm_sgd_args *a)
     nnm_status st = cpu_check_buffers(env, "sgd_step", a->n, use_mom ? 3 : 2, ptrs, names);
     if (st != NNM_OK)
         return st;
-    float *p = a->param, *buf = a->momentum_buf;
-    const float *g = a->grad;
-    const int64_t n = a->n;
-    /* Scalars as torch sees them: Python doubles, rounded to float where the
-     * float32 kernel takes them; 1 - dampening is computed in double. */
-    const float wd = (float)a->weight_decay, mom = (float)a->momentum, neg_lr = (float)-a->lr;
-    const float damp1 = (float)(1.0 - a->dampening);
-    /* Each case gets its own branch-free loop, so the compiler vectorises it:
-     * this runs over every parameter on every step. */
-    if (wd != 0.0f) { /* d = g + wd * p, kept in buf's place when there is no momentum */
-        if (!use_mom) {
-            for (int64_t i = 0; i < n; i++) p[i] = cpu_madd(cpu_madd(p[i], wd, g[i]), neg_lr, p[i]);
-            return NNM_OK;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            const float d = cpu_madd(p[i], wd, g[i]);
-            const float b = a->first_step ? d : cpu_madd(d, damp1, buf[i] * mom);
-            buf[i] = b;
-            p[i] = cpu_madd(a->nesterov ? cpu_madd(b, mom, d) : b, neg_lr, p[i]);
-        }
+#ifdef CPU_HAVE_FMA_CLONE
+    if (__builtin_cpu_supports("fma")) {
+        cpu_sgd_loops_fma(a, use_mom);
         return NNM_OK;
     }
-    if (!use_mom) {
-        for (int64_t i = 0; i < n; i++) p[i] = cpu_madd(g[i], neg_lr, p[i]);
-    } else if (a->first_step) {
-        for (int64_t i = 0; i < n; i++) {
-            buf[i] = g[i];
-            p[i] = cpu_madd(a->nesterov ? cpu_madd(g[i], mom, g[i]) : g[i], neg_lr, p[i]);
-        }
-    } else if (a->nesterov) {
-        for (int64_t i = 0; i < n; i++) {
-            const float b = cpu_madd(g[i], damp1, buf[i] * mom);
-            buf[i] = b;
-            p[i] = cpu_madd(cpu_madd(b, mom, g[i]), neg_lr, p[i]);
-        }
-    } else {
-        for (int64_t i = 0; i < n; i++) {
-            const float b = cpu_madd(g[i], damp1, buf[i] * mom);
-            buf[i] = b;
-            p[i] = cpu_madd(b, neg_lr, p[i]);
-        }
-    }
+#endif
+    cpu_sgd_loops(a, use_mom);
     return NNM_OK;
 }
 
