@@ -258,10 +258,10 @@ static nnm_status host_op_reshape(nnm_env *env, nnm_tensor *x, int32_t ndim, con
 
 static nnm_status host_save_for_backward(nnm_env *env, nnm_tensor *const *t, uint32_t n) {
     nnm__env *e = nnm__env_of(env);
-    if (e->phase != NNM__PHASE_FORWARD || !e->saved)
-        return nnm__error(e->ctx, NNM_E_STATE,
-                          "save_for_backward is valid only in the forward of a layer with a backward slot");
+    if (e->phase != NNM__PHASE_FORWARD)
+        return nnm__error(e->ctx, NNM_E_STATE, "save_for_backward is valid only in forward");
     if (n && !t) return nnm__error(e->ctx, NNM_E_INVALID, "save_for_backward: tensors are NULL");
+    if (!e->saved) return NNM_OK; /* no graph is being recorded (no_grad, or nothing needs grad) */
     if (e->n_saved + n > NNM__NODE_SAVED)
         return nnm__error(e->ctx, NNM_E_LIMIT, "save_for_backward: at most %d tensors", NNM__NODE_SAVED);
     for (uint32_t i = 0; i < n; i++)

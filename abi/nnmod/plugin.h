@@ -291,8 +291,9 @@ struct nnm_host {
     nnm_status (*op_reshape)(nnm_env *env, nnm_tensor *x, int32_t ndim, const int64_t *shape,
                              nnm_tensor **out);
     /* Custom backward (layers with a `backward` slot). In forward: keeps
-     * tensors for backward (references are taken). In backward: the kept
-     * tensors, borrowed, valid during the call. */
+     * tensors for backward (references are taken; a no-op when no graph is
+     * being recorded, e.g. under no_grad). In backward: the kept tensors,
+     * borrowed, valid during the call. */
     nnm_status (*save_for_backward)(nnm_env *env, nnm_tensor *const *t, uint32_t n);
     nnm_status (*saved_tensors)(nnm_env *env, nnm_tensor *const **t, uint32_t *n);
     /* In backward: adds grad into param's .grad (param is one of the module's

@@ -1,0 +1,314 @@
+/* tests/autograd/test_backward_hooks.c - layers with their own backward (one
+ * node, saved tensors, parameter gradients through the host) and full module
+ * backward hooks: order, replacing gradients, removal. */
+#include "ag_test.h"
+
+/* ---- a layer with its own backward: y = w * x (w a [1] parameter) -------- */
+
+typedef struct wscale {
+    nnm_tensor *w;
+} wscale;
+
+static int g_custom_forwards, g_custom_backwards, g_recorded_inside;
+
+static nnm_status ws_create(nnm_env *env, void **self) {
+    const nnm_host *h = env->host;
+    wscale *s = calloc(1, sizeof *s);
+    if (!s) return h->set_error(env, NNM_E_NOMEM, "out of memory");
+    int64_t shape[1] = {1};
+    nnm_status st = h->param_new(env, "w", 1, shape, NNM_INIT_CONSTANT, 3.0, 0, &s->w);
+    if (st) {
+        free(s);
+        return st;
+    }
+    *self = s;
+    return NNM_OK;
+}
+
+static void ws_destroy(void *self) { free(self); }
+
+static nnm_status ws_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                             nnm_tensor **out, uint32_t n_out) {
+    (void)n_in, (void)n_out;
+    const nnm_host *h = env->host;
+    wscale *s = self;
+    g_custom_forwards++;
+    nnm_tensor *keep[2] = {in[0], s->w};
+    nnm_status st = h->save_for_backward(env, keep, 2);
+    if (st) return st;
+    st = h->op_binary(env, NNM_BINARY_MUL, in[0], s->w, &out[0]);
+    /* forward runs with recording off: the host ops made no node */
+    if (!st && nnm_tensor_requires_grad(out[0])) g_recorded_inside++;
+    return st;
+}
+
+/* dx = g * w; dw = sum(g * x) */
+static nnm_status ws_backward(nnm_env *env, void *self, nnm_tensor *const *gout, uint32_t n_out,
+                              nnm_tensor **gin, uint32_t n_in) {
+    (void)n_out, (void)n_in;
+    const nnm_host *h = env->host;
+    wscale *s = self;
+    g_custom_backwards++;
+    nnm_tensor *const *saved;
+    uint32_t n_saved;
+    nnm_status st = h->saved_tensors(env, &saved, &n_saved);
+    if (st) return st;
+    if (n_saved != 2) return h->set_error(env, NNM_E_STATE, "expected 2 saved tensors, got %u", n_saved);
+    if ((st = h->op_binary(env, NNM_BINARY_MUL, gout[0], saved[1], &gin[0]))) return st;
+    nnm_tensor *gx = NULL, *gw = NULL;
+    if (!(st = h->op_binary(env, NNM_BINARY_MUL, gout[0], saved[0], &gx)) &&
+        !(st = h->op_reduce(env, NNM_REDUCE_SUM, gx, NULL, 0, 1, &gw))) {
+        int64_t one[1] = {1};
+        nnm_tensor *gw1 = NULL;
+        if (!(st = h->op_reshape(env, gw, 1, one, &gw1))) st = h->accumulate_grad(env, s->w, gw1);
+        h->tensor_release(gw1);
+    }
+    h->tensor_release(gx);
+    h->tensor_release(gw);
+    return st;
+}
+
+static const nnm_layer_vtable ws_vt = {
+    .struct_size = sizeof(nnm_layer_vtable),
+    .name = "wscale",
+    .version_major = 1,
+    .n_inputs = 1,
+    .n_outputs = 1,
+    .create = ws_create,
+    .destroy = ws_destroy,
+    .forward = ws_forward,
+    .backward = ws_backward,
+};
+static const nnm_layer_vtable *const ws_layers[] = {&ws_vt};
+static const nnm_plugin_desc ws_desc = {
+    .struct_size = sizeof(nnm_plugin_desc),
+    .abi_major = NNM_ABI_MAJOR,
+    .abi_minor = NNM_ABI_MINOR,
+    .name = "wscale",
+    .n_layers = 1,
+    .layers = ws_layers,
+};
+
+static int suite_init(void) {
+    if (ag_suite_init()) return 1;
+    return nnm_plugin_register_static(g_ctx, &ws_desc, "test_backward_hooks") ? 1 : 0;
+}
+
+static nnm_tensor *vec(const float *v, int64_t n, int requires_grad) {
+    int64_t shape[1] = {n};
+    nnm_tensor *t = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_from_f32(g_ctx, 1, shape, v, &t), NNM_OK);
+    if (requires_grad) CU_ASSERT_EQUAL(nnm_tensor_set_requires_grad(t, 1), NNM_OK);
+    return t;
+}
+
+static void values(nnm_tensor *t, float *out, size_t cap) {
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_to_f32(t, out, cap), NNM_OK);
+}
+
+static nnm_status grab_first(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    *(nnm_tensor **)user = t;
+    return NNM_E_EXISTS; /* stop at the first */
+}
+
+static void test_custom_backward_layer(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_create(g_ctx, "wscale", NULL, &m), NNM_OK);
+    nnm_tensor *w = NULL;
+    nnm_module_named_parameters(m, grab_first, &w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    float xv[3] = {1, 2, -4};
+    nnm_tensor *x = vec(xv, 3, 1), *y = NULL, *l = NULL;
+    g_custom_forwards = g_custom_backwards = g_recorded_inside = 0;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+    CU_ASSERT_EQUAL(g_recorded_inside, 0);
+    CU_ASSERT_TRUE(nnm_tensor_requires_grad(y));
+    CU_ASSERT_FALSE(nnm_tensor_is_leaf(y));
+    CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &l), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_EQUAL(g_custom_backwards, 1);
+    float gx[3], gw[1];
+    values(nnm_tensor_grad(x), gx, 3);
+    values(nnm_tensor_grad(w), gw, 1);
+    for (int i = 0; i < 3; i++) CU_ASSERT_DOUBLE_EQUAL(gx[i], 3.0, 1e-6); /* w */
+    CU_ASSERT_DOUBLE_EQUAL(gw[0], 1 + 2 - 4, 1e-6);                       /* sum(x) */
+    nnm_tensor_release(l);
+    nnm_tensor_release(y);
+
+    /* under no_grad no node is made and backward is not possible */
+    int prev = nnm_grad_set_enabled(0);
+    CU_ASSERT_EQUAL(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+    CU_ASSERT_FALSE(nnm_tensor_requires_grad(y));
+    nnm_grad_set_enabled(prev);
+    CU_ASSERT_EQUAL(nnm_backward(y, NULL, 0), NNM_E_INVALID);
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* ---- full backward hooks -------------------------------------------------- */
+
+static char g_order[64];
+static int g_n_order;
+static void mark(char c) {
+    if (g_n_order < (int)sizeof g_order - 1) g_order[g_n_order++] = c, g_order[g_n_order] = 0;
+}
+
+static float g_seen_gout, g_seen_gin;
+
+static nnm_status bw_pre(void *user, nnm_module *m, nnm_tensor **gout, uint32_t n_out) {
+    (void)m, (void)n_out;
+    mark(*(const char *)user);
+    float v[8];
+    if (gout[0] && nnm_tensor_to_f32(gout[0], v, 8) == NNM_OK) g_seen_gout = v[0];
+    return NNM_OK;
+}
+
+static nnm_status bw_hook(void *user, nnm_module *m, nnm_tensor **gin, uint32_t n_in, nnm_tensor *const *gout,
+                          uint32_t n_out) {
+    (void)m, (void)n_in, (void)gout, (void)n_out;
+    mark(*(const char *)user);
+    float v[8];
+    if (gin[0] && nnm_tensor_to_f32(gin[0], v, 8) == NNM_OK) g_seen_gin = v[0];
+    return NNM_OK;
+}
+
+/* replaces the output gradient by 10x itself */
+static nnm_status bw_pre_scale(void *user, nnm_module *m, nnm_tensor **gout, uint32_t n_out) {
+    (void)user, (void)n_out;
+    nnm_tensor *t = NULL;
+    nnm_status st = nnm_op_unary(nnm_module_ctx(m), NNM_UNARY_SCALE, gout[0], 10.0, &t);
+    if (st) return st;
+    gout[0] = t; /* a new reference; the runtime drops the one replaced */
+    return NNM_OK;
+}
+
+/* replaces the input gradient by zeros */
+static nnm_status bw_zero_gin(void *user, nnm_module *m, nnm_tensor **gin, uint32_t n_in, nnm_tensor *const *gout,
+                              uint32_t n_out) {
+    (void)user, (void)n_in, (void)gout, (void)n_out;
+    nnm_tensor *t = NULL;
+    nnm_status st = nnm_op_unary(nnm_module_ctx(m), NNM_UNARY_SCALE, gin[0], 0.0, &t);
+    if (st) return st;
+    gin[0] = t;
+    return NNM_OK;
+}
+
+static nnm_module *relu_module(void) {
+    nnm_module *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_create(g_ctx, "relu", NULL, &m), NNM_OK);
+    return m;
+}
+
+/* y = relu(x) * 2 summed: dL/dy_relu = 2, dL/dx = 2 on positive x */
+static void run(nnm_module *m, nnm_tensor *x) {
+    nnm_tensor *y = NULL, *s = NULL, *l = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_SCALE, y, 2.0, &s), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, s, NULL, 0, 0, &l), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    nnm_tensor_release(l);
+    nnm_tensor_release(s);
+    nnm_tensor_release(y);
+}
+
+static void test_backward_hooks_order_and_values(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = relu_module();
+    float xv[2] = {1.5f, 2.5f};
+    nnm_tensor *x = vec(xv, 2, 1);
+    nnm_hook_handle *h[4];
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook(m, bw_hook, "H", &h[0]), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_pre_hook(m, bw_pre, "p", &h[1]), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_pre_hook(m, bw_pre, "q", &h[2]), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook(m, bw_hook, "I", &h[3]), NNM_OK);
+    g_n_order = 0, g_order[0] = 0;
+    run(m, x);
+    /* pre-hooks (with the outputs' grads) first, in order; then the hooks */
+    CU_ASSERT_STRING_EQUAL(g_order, "pqHI");
+    CU_ASSERT_DOUBLE_EQUAL(g_seen_gout, 2.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(g_seen_gin, 2.0, 1e-6);
+    float gx[2];
+    values(nnm_tensor_grad(x), gx, 2);
+    CU_ASSERT_DOUBLE_EQUAL(gx[0], 2.0, 1e-6);
+
+    /* removal: removed hooks do not fire */
+    nnm_hook_remove(h[1]);
+    nnm_hook_remove(h[3]);
+    g_n_order = 0, g_order[0] = 0;
+    run(m, x);
+    CU_ASSERT_STRING_EQUAL(g_order, "qH");
+    nnm_hook_remove(h[0]);
+    nnm_hook_remove(h[2]);
+    g_n_order = 0, g_order[0] = 0;
+    run(m, x);
+    CU_ASSERT_STRING_EQUAL(g_order, "");
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+static void test_backward_hooks_replace_gradients(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = relu_module();
+    float xv[2] = {1.0f, 3.0f};
+    nnm_tensor *x = vec(xv, 2, 1);
+    nnm_hook_handle *a, *b;
+    /* the pre-hook scales the outputs' grads by 10: x.grad = 20 */
+    nnm_module_register_full_backward_pre_hook(m, bw_pre_scale, NULL, &a);
+    run(m, x);
+    float gx[2];
+    values(nnm_tensor_grad(x), gx, 2);
+    CU_ASSERT_DOUBLE_EQUAL(gx[0], 20.0, 1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(gx[1], 20.0, 1e-5);
+    /* the full hook zeroes the inputs' grads: x.grad gets nothing more */
+    nnm_module_register_full_backward_hook(m, bw_zero_gin, NULL, &b);
+    run(m, x);
+    values(nnm_tensor_grad(x), gx, 2);
+    CU_ASSERT_DOUBLE_EQUAL(gx[0], 20.0, 1e-5);
+    nnm_hook_remove(a);
+    nnm_hook_remove(b);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+static void test_backward_hook_without_input_grad(void) {
+    /* the input needs no grad: the hook still fires, with no input gradient */
+    LEAK_CHECK_BEGIN();
+    nnm_config *cfg;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "in_features", 2);
+    nnm_config_set_int(cfg, "out_features", 2);
+    nnm_module *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_create(g_ctx, "linear", cfg, &m), NNM_OK);
+    nnm_config_free(cfg);
+    float xv[2] = {1, 2};
+    nnm_tensor *x = vec(xv, 2, 0);
+    nnm_hook_handle *h;
+    nnm_module_register_full_backward_hook(m, bw_hook, "H", &h);
+    g_n_order = 0, g_order[0] = 0;
+    g_seen_gin = -1;
+    run(m, x);
+    CU_ASSERT_STRING_EQUAL(g_order, "H");
+    CU_ASSERT_DOUBLE_EQUAL(g_seen_gin, -1, 0); /* gin[0] was NULL */
+    nnm_module_zero_grad(m);
+    nnm_hook_remove(h);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+int main(void) {
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    CU_pSuite s = CU_add_suite("backward_hooks", suite_init, ag_suite_clean);
+    CU_add_test(s, "a layer with its own backward is one node", test_custom_backward_layer);
+    CU_add_test(s, "full backward hooks: order, values, removal", test_backward_hooks_order_and_values);
+    CU_add_test(s, "full backward hooks replace gradients", test_backward_hooks_replace_gradients);
+    CU_add_test(s, "backward hook when no input needs grad", test_backward_hook_without_input_grad);
+    return ag_run();
+}
