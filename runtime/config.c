@@ -11,6 +11,8 @@ const char *nnm__cfg_type_name(int type) {
     case NNM__CFG_BOOL: return "bool";
     case NNM__CFG_STR: return "string";
     case NNM__CFG_INTS: return "list of integers";
+    case NNM__CFG_FLOATS: return "list of floats";
+    case NNM__CFG_STRS: return "list of strings";
     }
     return "unknown";
 }
@@ -21,9 +23,16 @@ NNM_API nnm_status nnm_config_new(nnm_config **out) {
     return *out ? NNM_OK : NNM_E_NOMEM;
 }
 
+static void free_strs(char **v, size_t n) {
+    for (size_t i = 0; v && i < n; i++) free(v[i]);
+    free(v);
+}
+
 static void entry_clear(nnm__cfg_entry *e) {
     if (e->type == NNM__CFG_STR) free(e->u.s);
     if (e->type == NNM__CFG_INTS) free(e->u.ints.v);
+    if (e->type == NNM__CFG_FLOATS) free(e->u.floats.v);
+    if (e->type == NNM__CFG_STRS) free_strs(e->u.strs.v, e->u.strs.n);
     memset(&e->u, 0, sizeof e->u);
 }
 
@@ -123,3 +132,223 @@ NNM_API nnm_status nnm_config_set_ints(nnm_config *cfg, const char *key, const i
     e->u.ints.n = n;
     return NNM_OK;
 }
+
+NNM_API nnm_status nnm_config_set_floats(nnm_config *cfg, const char *key, const double *v,
+                                         size_t n) {
+    if (n && !v) return NNM_E_INVALID;
+    double *copy = malloc((n ? n : 1) * sizeof *copy);
+    if (!copy) return NNM_E_NOMEM;
+    if (n) memcpy(copy, v, n * sizeof *copy);
+    if (!cfg || !key || !*key) {
+        free(copy);
+        return NNM_E_INVALID;
+    }
+    nnm__cfg_entry *e = slot(cfg, key);
+    if (!e) {
+        free(copy);
+        return NNM_E_NOMEM;
+    }
+    e->type = NNM__CFG_FLOATS;
+    e->u.floats.v = copy;
+    e->u.floats.n = n;
+    return NNM_OK;
+}
+
+/* Copies n strings; NULL on OOM or a NULL string. */
+static char **dup_strs(const char *const *v, size_t n) {
+    char **copy = calloc(n ? n : 1, sizeof *copy);
+    if (!copy) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!v[i] || !(copy[i] = strdup(v[i]))) {
+            free_strs(copy, i);
+            return NULL;
+        }
+    return copy;
+}
+
+NNM_API nnm_status nnm_config_set_strs(nnm_config *cfg, const char *key, const char *const *v,
+                                       size_t n) {
+    if ((n && !v) || !cfg || !key || !*key) return NNM_E_INVALID;
+    for (size_t i = 0; i < n; i++)
+        if (!v[i]) return NNM_E_INVALID;
+    char **copy = dup_strs(v, n);
+    if (!copy) return NNM_E_NOMEM;
+    nnm__cfg_entry *e = slot(cfg, key);
+    if (!e) {
+        free_strs(copy, n);
+        return NNM_E_NOMEM;
+    }
+    e->type = NNM__CFG_STRS;
+    e->u.strs.v = copy;
+    e->u.strs.n = n;
+    return NNM_OK;
+}
+
+NNM_API size_t nnm_config_count(const nnm_config *cfg) { return cfg ? cfg->count : 0; }
+
+NNM_API const char *nnm_config_key(const nnm_config *cfg, size_t index, int *type) {
+    if (!cfg || index >= cfg->count) return NULL;
+    if (type) *type = cfg->items[index].type;
+    return cfg->items[index].key;
+}
+
+nnm_config *nnm__config_clone(const nnm_config *cfg) {
+    nnm_config *c = NULL;
+    if (nnm_config_new(&c)) return NULL;
+    for (size_t i = 0; cfg && i < cfg->count; i++) {
+        const nnm__cfg_entry *e = &cfg->items[i];
+        nnm_status st = NNM_E_INVALID;
+        switch (e->type) {
+        case NNM__CFG_INT: st = nnm_config_set_int(c, e->key, e->u.i); break;
+        case NNM__CFG_FLOAT: st = nnm_config_set_float(c, e->key, e->u.f); break;
+        case NNM__CFG_BOOL: st = nnm_config_set_bool(c, e->key, e->u.b); break;
+        case NNM__CFG_STR: st = nnm_config_set_str(c, e->key, e->u.s); break;
+        case NNM__CFG_INTS: st = nnm_config_set_ints(c, e->key, e->u.ints.v, e->u.ints.n); break;
+        case NNM__CFG_FLOATS:
+            st = nnm_config_set_floats(c, e->key, e->u.floats.v, e->u.floats.n);
+            break;
+        case NNM__CFG_STRS:
+            st = nnm_config_set_strs(c, e->key, (const char *const *)e->u.strs.v, e->u.strs.n);
+            break;
+        }
+        if (st) {
+            nnm_config_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static int type_fits(int want, int have) {
+    if (want == have) return 1;
+    if (want == NNM__CFG_FLOAT && have == NNM__CFG_INT) return 1;
+    if (want == NNM__CFG_FLOATS && have == NNM__CFG_INTS) return 1;
+    /* An empty list reads as a list of anything. */
+    return 0;
+}
+
+static const nnm__cfg_entry *cfg_get(const nnm_config *cfg, const char *key) {
+    for (size_t i = 0; cfg && i < cfg->count; i++)
+        if (strcmp(cfg->items[i].key, key) == 0) return &cfg->items[i];
+    return NULL;
+}
+
+static int empty_list(const nnm__cfg_entry *e) {
+    return (e->type == NNM__CFG_INTS && e->u.ints.n == 0) ||
+           (e->type == NNM__CFG_FLOATS && e->u.floats.n == 0) ||
+           (e->type == NNM__CFG_STRS && e->u.strs.n == 0);
+}
+
+static int is_list(int type) {
+    return type == NNM__CFG_INTS || type == NNM__CFG_FLOATS || type == NNM__CFG_STRS;
+}
+
+nnm_status nnm__config_check(nnm_ctx *ctx, const nnm_layer_vtable *vt, const nnm_config *cfg,
+                             const char *prefix) {
+    if (!vt->config_fields) return NNM_OK;
+    for (size_t i = 0; cfg && i < cfg->count; i++) {
+        const nnm__cfg_entry *e = &cfg->items[i];
+        const nnm_config_field *f = NULL;
+        for (uint32_t j = 0; j < vt->n_config_fields && !f; j++)
+            if (vt->config_fields[j].key && strcmp(vt->config_fields[j].key, e->key) == 0)
+                f = &vt->config_fields[j];
+        if (!f)
+            return nnm__error(ctx, NNM_E_INVALID, "%s.%s: unknown key (layer %s takes no such config)",
+                              prefix, e->key, vt->name);
+        if (!type_fits(f->type, e->type) && !(is_list(f->type) && empty_list(e)))
+            return nnm__error(ctx, NNM_E_TYPE, "%s.%s: expected %s, got %s", prefix, e->key,
+                              nnm__cfg_type_name(f->type), nnm__cfg_type_name(e->type));
+    }
+    for (uint32_t j = 0; j < vt->n_config_fields; j++) {
+        const nnm_config_field *f = &vt->config_fields[j];
+        if ((f->flags & NNM_CONFIG_REQUIRED) && f->key && !cfg_get(cfg, f->key))
+            return nnm__error(ctx, NNM_E_NOT_FOUND, "%s.%s: required %s is missing", prefix, f->key,
+                              nnm__cfg_type_name(f->type));
+    }
+    return NNM_OK;
+}
+
+/* ---- typed getters ------------------------------------------------------ */
+
+static nnm_status get_typed(const nnm_config *cfg, const char *key, int type,
+                            const nnm__cfg_entry **out) {
+    if (!cfg || !key) return NNM_E_INVALID;
+    const nnm__cfg_entry *e = cfg_get(cfg, key);
+    if (!e) return NNM_E_NOT_FOUND;
+    if (!type_fits(type, e->type) && !(is_list(type) && empty_list(e))) return NNM_E_TYPE;
+    *out = e;
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_config_get_int(const nnm_config *cfg, const char *key, int64_t *out) {
+    const nnm__cfg_entry *e;
+    nnm_status st = out ? get_typed(cfg, key, NNM__CFG_INT, &e) : NNM_E_INVALID;
+    if (!st) *out = e->u.i;
+    return st;
+}
+
+NNM_API nnm_status nnm_config_get_float(const nnm_config *cfg, const char *key, double *out) {
+    const nnm__cfg_entry *e;
+    nnm_status st = out ? get_typed(cfg, key, NNM__CFG_FLOAT, &e) : NNM_E_INVALID;
+    if (!st) *out = e->type == NNM__CFG_INT ? (double)e->u.i : e->u.f;
+    return st;
+}
+
+NNM_API nnm_status nnm_config_get_bool(const nnm_config *cfg, const char *key, int *out) {
+    const nnm__cfg_entry *e;
+    nnm_status st = out ? get_typed(cfg, key, NNM__CFG_BOOL, &e) : NNM_E_INVALID;
+    if (!st) *out = e->u.b;
+    return st;
+}
+
+NNM_API nnm_status nnm_config_get_str(const nnm_config *cfg, const char *key, const char **out) {
+    const nnm__cfg_entry *e;
+    nnm_status st = out ? get_typed(cfg, key, NNM__CFG_STR, &e) : NNM_E_INVALID;
+    if (!st) *out = e->u.s;
+    return st;
+}
+
+NNM_API nnm_status nnm_config_get_ints(const nnm_config *cfg, const char *key, const int64_t **v,
+                                       size_t *n) {
+    const nnm__cfg_entry *e;
+    nnm_status st = v && n ? get_typed(cfg, key, NNM__CFG_INTS, &e) : NNM_E_INVALID;
+    if (st) return st;
+    *v = e->u.ints.v;
+    *n = e->u.ints.n;
+    return NNM_OK;
+}
+
+/* An integer list does not read as floats here: there is no double array to
+ * lend. Callers wanting either read both. */
+NNM_API nnm_status nnm_config_get_floats(const nnm_config *cfg, const char *key, const double **v,
+                                         size_t *n) {
+    const nnm__cfg_entry *e;
+    nnm_status st = v && n ? get_typed(cfg, key, NNM__CFG_FLOATS, &e) : NNM_E_INVALID;
+    if (st) return st;
+    if (e->type != NNM__CFG_FLOATS) {
+        if (!empty_list(e)) return NNM_E_TYPE;
+        *v = NULL;
+        *n = 0;
+        return NNM_OK;
+    }
+    *v = e->u.floats.v;
+    *n = e->u.floats.n;
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_config_get_strs(const nnm_config *cfg, const char *key,
+                                       const char *const **v, size_t *n) {
+    const nnm__cfg_entry *e;
+    nnm_status st = v && n ? get_typed(cfg, key, NNM__CFG_STRS, &e) : NNM_E_INVALID;
+    if (st) return st;
+    if (e->type != NNM__CFG_STRS) {
+        *v = NULL;
+        *n = 0;
+        return NNM_OK;
+    }
+    *v = (const char *const *)e->u.strs.v;
+    *n = e->u.strs.n;
+    return NNM_OK;
+}
+
+NNM_API void nnm_free(void *p) { free(p); }

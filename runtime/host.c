@@ -31,7 +31,10 @@ static nnm_status cfg_lookup(nnm_env *env, const char *key, int type, const nnm_
         if (strcmp(c->items[i].key, key) != 0) continue;
         int have = c->items[i].type;
         /* An integer is a fine float (JSON writes 1 for 1.0). */
-        if (have != type && !(type == NNM__CFG_FLOAT && have == NNM__CFG_INT))
+        if (have != type && !(type == NNM__CFG_FLOAT && have == NNM__CFG_INT) &&
+            !(type == NNM__CFG_FLOATS && have == NNM__CFG_INTS) &&
+            !(have == NNM__CFG_INTS && c->items[i].u.ints.n == 0 &&
+              (type == NNM__CFG_FLOATS || type == NNM__CFG_STRS)))
             return nnm__error(e->ctx, NNM_E_TYPE, "config.%s: expected %s, got %s", key,
                               nnm__cfg_type_name(type), nnm__cfg_type_name(have));
         if (i < 64) e->cfg_read |= (uint64_t)1 << i;
@@ -190,6 +193,57 @@ static nnm_status host_child_call(nnm_env *env, uint32_t index, nnm_tensor *cons
     return nnm__module_call(e->module->children[index], in, n_in, out, n_out);
 }
 
+static nnm_status list_too_long(nnm_env *env, const char *key, size_t n, size_t cap, int type) {
+    return nnm__error(nnm__env_of(env)->ctx, NNM_E_LIMIT, "config.%s: %s of %zu entries is longer than %zu",
+                      key, nnm__cfg_type_name(type), n, cap);
+}
+
+static nnm_status host_config_floats(nnm_env *env, const char *key, double *buf, size_t cap,
+                                     size_t *n) {
+    const nnm__cfg_entry *c;
+    nnm_status st = cfg_lookup(env, key, NNM__CFG_FLOATS, &c);
+    if (st) return st;
+    if (!c) return missing(env, key, NNM__CFG_FLOATS);
+    if (!n || (cap && !buf))
+        return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "config_floats: NULL argument");
+    size_t len = c->type == NNM__CFG_INTS ? c->u.ints.n : c->u.floats.n;
+    if (len > cap) return list_too_long(env, key, len, cap, NNM__CFG_FLOATS);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = c->type == NNM__CFG_INTS ? (double)c->u.ints.v[i] : c->u.floats.v[i];
+    *n = len;
+    return NNM_OK;
+}
+
+static nnm_status host_config_strs(nnm_env *env, const char *key, const char **buf, size_t cap,
+                                   size_t *n) {
+    const nnm__cfg_entry *c;
+    nnm_status st = cfg_lookup(env, key, NNM__CFG_STRS, &c);
+    if (st) return st;
+    if (!c) return missing(env, key, NNM__CFG_STRS);
+    if (!n || (cap && !buf))
+        return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "config_strs: NULL argument");
+    size_t len = c->type == NNM__CFG_STRS ? c->u.strs.n : 0; /* else an empty list */
+    if (len > cap) return list_too_long(env, key, len, cap, NNM__CFG_STRS);
+    for (size_t i = 0; i < len; i++) buf[i] = c->u.strs.v[i];
+    *n = len;
+    return NNM_OK;
+}
+
+static nnm_status host_child_info(nnm_env *env, uint32_t index, const char **name,
+                                  int32_t *n_inputs, int32_t *n_outputs) {
+    nnm__env *e = nnm__env_of(env);
+    if (!e->module || e->phase == NNM__PHASE_CREATE || e->phase == NNM__PHASE_BACKEND)
+        return nnm__error(e->ctx, NNM_E_STATE, "child_info is valid in forward, backward and finalize");
+    if (index >= e->module->n_children)
+        return nnm__error(e->ctx, NNM_E_NOT_FOUND, "no child %u (module has %u)", index,
+                          e->module->n_children);
+    const nnm_module *c = e->module->children[index];
+    if (name) *name = c->name;
+    if (n_inputs) *n_inputs = c->vt->n_inputs;
+    if (n_outputs) *n_outputs = c->vt->n_outputs;
+    return NNM_OK;
+}
+
 /* ---- tensors and ops ---------------------------------------------------- */
 
 static const nnm_tensor_desc *host_tensor_desc(const nnm_tensor *t) { return t ? &t->desc : NULL; }
@@ -331,4 +385,7 @@ const nnm_host nnm__host = {
     .save_for_backward = host_save_for_backward,
     .saved_tensors = host_saved_tensors,
     .accumulate_grad = host_accumulate_grad,
+    .config_floats = host_config_floats,
+    .config_strs = host_config_strs,
+    .child_info = host_child_info,
 };

@@ -85,7 +85,16 @@ struct nnm_tensor {
 
 /* ---- config ------------------------------------------------------------- */
 
-enum nnm__cfg_type { NNM__CFG_INT, NNM__CFG_FLOAT, NNM__CFG_BOOL, NNM__CFG_STR, NNM__CFG_INTS };
+/* The same numbers as the public enum nnm_config_type. */
+enum nnm__cfg_type {
+    NNM__CFG_INT = NNM_CONFIG_INT,
+    NNM__CFG_FLOAT = NNM_CONFIG_FLOAT,
+    NNM__CFG_BOOL = NNM_CONFIG_BOOL,
+    NNM__CFG_STR = NNM_CONFIG_STR,
+    NNM__CFG_INTS = NNM_CONFIG_INTS,
+    NNM__CFG_FLOATS = NNM_CONFIG_FLOATS,
+    NNM__CFG_STRS = NNM_CONFIG_STRS
+};
 
 typedef struct nnm__cfg_entry {
     char *key;
@@ -99,6 +108,14 @@ typedef struct nnm__cfg_entry {
             int64_t *v;
             size_t n;
         } ints;
+        struct {
+            double *v;
+            size_t n;
+        } floats;
+        struct {
+            char **v;
+            size_t n;
+        } strs;
     } u;
 } nnm__cfg_entry;
 
@@ -108,6 +125,14 @@ struct nnm_config {
 };
 
 const char *nnm__cfg_type_name(int type);
+/* A deep copy of cfg (NULL cfg: an empty config); NULL on OOM. */
+nnm_config *nnm__config_clone(const nnm_config *cfg);
+/* Checks cfg against a layer's declared schema (no-op without one): unknown
+ * keys, missing required keys, wrong types. The message starts with
+ * `prefix` + ".key" (prefix "config" from the C API; the document path from
+ * a manifest). */
+nnm_status nnm__config_check(nnm_ctx *ctx, const nnm_layer_vtable *vt, const nnm_config *cfg,
+                             const char *prefix);
 
 /* ---- hooks -------------------------------------------------------------- */
 
@@ -171,6 +196,7 @@ struct nnm_module {
     nnm__hook_list bw_pre_hooks, bw_hooks; /* full backward (pre-)hooks */
     int training;
     int created;                  /* create succeeded: destroy is due */
+    nnm_config *cfg;              /* the config it was created with (owned; for writing) */
     nnm_device device;
 };
 
@@ -202,7 +228,13 @@ struct nnm_ctx {
 };
 
 /* The private side of an nnm_env. */
-enum nnm__phase { NNM__PHASE_CREATE, NNM__PHASE_FORWARD, NNM__PHASE_BACKEND, NNM__PHASE_BACKWARD };
+enum nnm__phase {
+    NNM__PHASE_CREATE,
+    NNM__PHASE_FORWARD,
+    NNM__PHASE_BACKEND,
+    NNM__PHASE_BACKWARD,
+    NNM__PHASE_FINALIZE
+};
 
 typedef struct nnm__env {
     nnm_env pub;

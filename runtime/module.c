@@ -35,6 +35,7 @@ static void module_destroy(nnm_module *m) {
     free_named(m->params, m->n_params);
     free_named(m->buffers, m->n_buffers);
     free(m->name);
+    nnm_config_free(m->cfg);
     m->magic = 0;
     m->plugin->live_modules--;
     nnm__plugin_release(m->plugin); /* may dlclose: vt is not touched after this */
@@ -55,13 +56,22 @@ NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nn
     nnm_status st = nnm__registry_find_layer(&ctx->reg, request, &vt, &owner, err, sizeof err);
     if (st) return nnm__error(ctx, st, "%s", err);
 
+    st = nnm__config_check(ctx, vt, cfg, "config");
+    if (st) {
+        char msg[NNM__ERRMSG_CAP];
+        memcpy(msg, ctx->errmsg, sizeof msg);
+        return nnm__error(ctx, st, "%s: %s", vt->name, msg);
+    }
     nnm_module *m = calloc(1, sizeof *m);
     char *name = strdup("");
-    if (!m || !name) {
+    nnm_config *copy = nnm__config_clone(cfg);
+    if (!m || !name || !copy) {
         free(m);
         free(name);
+        nnm_config_free(copy);
         return nnm__error(ctx, NNM_E_NOMEM, "out of memory (module)");
     }
+    m->cfg = copy;
     m->magic = NNM__MODULE_MAGIC;
     m->refs = 1;
     m->ctx = ctx;
@@ -195,6 +205,31 @@ NNM_API nnm_module *nnm_module_child(const nnm_module *m, uint32_t index) {
     return nnm__module_live(m) && index < m->n_children ? m->children[index] : NULL;
 }
 NNM_API nnm_ctx *nnm_module_ctx(const nnm_module *m) { return nnm__module_live(m) ? m->ctx : NULL; }
+
+NNM_API const nnm_config *nnm_module_config(const nnm_module *m) {
+    return nnm__module_live(m) ? m->cfg : NULL;
+}
+
+static nnm_status finalize_one(void *user, const char *name, nnm_module *m) {
+    (void)user;
+    (void)name;
+    if (!m->vt->finalize) return NNM_OK;
+    nnm__env env;
+    nnm__env_init(&env, m->ctx, m, NNM__PHASE_FINALIZE);
+    m->ctx->errmsg[0] = 0;
+    nnm_status st = m->vt->finalize(&env.pub, m->self);
+    if (st) {
+        if (!m->ctx->errmsg[0]) nnm__error(m->ctx, st, "finalize failed (%s)", nnm_status_str(st));
+        nnm__error_attribute(m->ctx, m);
+    }
+    return st;
+}
+
+NNM_API nnm_status nnm_module_finalize(nnm_module *m) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    m->ctx->err_attributed = 0;
+    return nnm_module_apply(m, finalize_one, NULL); /* children first */
+}
 
 NNM_API int nnm_module_path(const nnm_module *m, char *buf, size_t cap) {
     if (!nnm__module_live(m)) {

@@ -202,6 +202,30 @@ NNM_API nnm_status nnm_config_set_bool(nnm_config *cfg, const char *key, int v);
 NNM_API nnm_status nnm_config_set_str(nnm_config *cfg, const char *key, const char *v);
 NNM_API nnm_status nnm_config_set_ints(nnm_config *cfg, const char *key, const int64_t *v,
                                        size_t n);
+NNM_API nnm_status nnm_config_set_floats(nnm_config *cfg, const char *key, const double *v,
+                                         size_t n);
+/* Every v[i] must be non-NULL. */
+NNM_API nnm_status nnm_config_set_strs(nnm_config *cfg, const char *key, const char *const *v,
+                                       size_t n);
+/* Reading a config back, in insertion order. nnm_config_key returns the key
+ * of entry `index` (owned by cfg; NULL past the end) and its enum
+ * nnm_config_type in *type (may be NULL). An empty list reads as
+ * NNM_CONFIG_INTS. */
+NNM_API size_t nnm_config_count(const nnm_config *cfg);
+NNM_API const char *nnm_config_key(const nnm_config *cfg, size_t index, int *type);
+/* Typed getters: NNM_E_NOT_FOUND when the key is absent, NNM_E_TYPE when it
+ * holds another type (an integer reads as a float). Lists and strings are
+ * borrowed from cfg and valid until it changes or is freed. */
+NNM_API nnm_status nnm_config_get_int(const nnm_config *cfg, const char *key, int64_t *out);
+NNM_API nnm_status nnm_config_get_float(const nnm_config *cfg, const char *key, double *out);
+NNM_API nnm_status nnm_config_get_bool(const nnm_config *cfg, const char *key, int *out);
+NNM_API nnm_status nnm_config_get_str(const nnm_config *cfg, const char *key, const char **out);
+NNM_API nnm_status nnm_config_get_ints(const nnm_config *cfg, const char *key, const int64_t **v,
+                                       size_t *n);
+NNM_API nnm_status nnm_config_get_floats(const nnm_config *cfg, const char *key, const double **v,
+                                         size_t *n);
+NNM_API nnm_status nnm_config_get_strs(const nnm_config *cfg, const char *key,
+                                       const char *const **v, size_t *n);
 
 /* ------------------------------------------------------------------------ */
 /* Modules                                                                   */
@@ -241,6 +265,14 @@ NNM_API nnm_module *nnm_module_child(const nnm_module *m, uint32_t index); /* bo
 /* Finds a descendant by dotted path ("layers.3"); borrowed; NULL if none. */
 NNM_API nnm_module *nnm_module_get(const nnm_module *m, const char *path);
 NNM_API nnm_ctx *nnm_module_ctx(const nnm_module *m);
+/* The config m was created with (a copy the module owns; borrowed). Never
+ * NULL for a live module. */
+NNM_API const nnm_config *nnm_module_config(const nnm_module *m);
+/* Lets each container of m's tree (children first) check its children
+ * against its config (the layer's optional `finalize`), so a wiring mistake
+ * fails here rather than at the first forward. The manifest builder calls it;
+ * call it after assembling a tree through the C API. */
+NNM_API nnm_status nnm_module_finalize(nnm_module *m);
 
 /* Visitors return NNM_OK to go on; any other status stops the walk and is
  * returned. Names are full dotted names relative to `m`, valid during the call. */
@@ -518,6 +550,98 @@ typedef struct nnm_load_report {
 NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
                                    nnm_load_report **report);
 NNM_API void nnm_load_report_free(nnm_load_report *report);
+
+/* Frees memory the library handed over with malloc (nnm_manifest_write's
+ * buffer). NULL is a no-op. */
+NNM_API void nnm_free(void *p);
+
+/* ------------------------------------------------------------------------ */
+/* Manifests (docs/manifest.md)                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A parsed, validated model description: plugins with version ranges, the
+ * module tree with configs, optional weights. Immutable once parsed, except
+ * for nnm_manifest_set_weights. */
+typedef struct nnm_manifest nnm_manifest;
+
+enum nnm_manifest_format {
+    NNM_MANIFEST_AUTO = 0,    /* reading: sniffed from the first byte; writing: from
+                               * the file name (.json is JSON, anything else msgpack) */
+    NNM_MANIFEST_MSGPACK = 1,
+    NNM_MANIFEST_JSON = 2
+};
+
+/* Bounds on untrusted documents. Any zero field takes its default. */
+typedef struct nnm_manifest_limits {
+    uint32_t struct_size;   /* sizeof(nnm_manifest_limits) */
+    uint32_t max_depth;     /* nesting of maps and arrays; default 32, which is
+                             * also the most msgpack-c can unpack */
+    uint64_t max_bytes;     /* document size; default 16 MiB */
+    uint64_t max_nodes;     /* values of any kind; default 1,000,000 */
+    uint64_t max_modules;   /* modules in the tree; default 100,000 */
+} nnm_manifest_limits;
+
+#define NNM_MANIFEST_DEFAULT_MAX_DEPTH 32u
+#define NNM_MANIFEST_DEFAULT_MAX_BYTES (16u << 20)
+#define NNM_MANIFEST_DEFAULT_MAX_NODES 1000000u
+#define NNM_MANIFEST_DEFAULT_MAX_MODULES 100000u
+
+/* Parses and validates a document against schema v1: the header, plugin
+ * requests (each resolved against ctx's loaded plugins), the module tree
+ * (names, types, config values, each layer's declared config schema), weights.
+ * Every error message starts with the path inside the document
+ * ("root.children[2].config.out_features: expected integer, got string").
+ * `data` is not kept. base_dir (NULL: the current directory) is where a
+ * relative weights path is resolved. limits may be NULL (defaults). */
+NNM_API nnm_status nnm_manifest_parse(nnm_ctx *ctx, const void *data, size_t len, int format,
+                                      const nnm_manifest_limits *limits, const char *base_dir,
+                                      nnm_manifest **out);
+/* Reads a file (refusing one over limits->max_bytes before reading it) and
+ * parses it with base_dir = the file's directory. */
+NNM_API nnm_status nnm_manifest_load(nnm_ctx *ctx, const char *path, int format,
+                                     const nnm_manifest_limits *limits, nnm_manifest **out);
+/* NULL is a no-op. */
+NNM_API void nnm_manifest_free(nnm_manifest *mf);
+
+/* Flags for nnm_manifest_build. */
+#define NNM_BUILD_NO_WEIGHTS 1u   /* leave parameters as the layers initialised them */
+
+/* Builds the module tree the manifest describes (a new root; release it with
+ * nnm_module_release), then finalizes it (nnm_module_finalize) and, unless
+ * NNM_BUILD_NO_WEIGHTS, loads the weights it names: the file's sha256 is
+ * checked first when the manifest gives one, and the load is strict. On
+ * failure *out is NULL and nothing is left behind. */
+NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nnm_module **out);
+
+/* Describes a module tree as a manifest that rebuilds an identical tree: each
+ * module's type and the config it was created with, children in order, the
+ * plugins used at "^major.minor" of the loaded versions. No weights. */
+NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out);
+
+/* The weights reference: path as written in the document (relative to the
+ * manifest) and sha256 as 64 lowercase hex digits; NULL when absent. Owned by
+ * mf. */
+NNM_API const char *nnm_manifest_weights_path(const nnm_manifest *mf);
+NNM_API const char *nnm_manifest_weights_sha256(const nnm_manifest *mf);
+/* Sets (path NULL: removes) the weights reference. sha256 may be NULL. */
+NNM_API nnm_status nnm_manifest_set_weights(nnm_manifest *mf, const char *path,
+                                            const char *sha256_hex);
+
+/* Serialises to a malloc'd buffer (*out; free with nnm_free). format: MSGPACK
+ * or JSON (AUTO means msgpack). The same manifest always gives the same bytes. */
+NNM_API nnm_status nnm_manifest_write(const nnm_manifest *mf, int format, void **out,
+                                      size_t *len);
+/* Writes a file atomically (temp file, fsync, rename, fsync of the dir). */
+NNM_API nnm_status nnm_manifest_save(const nnm_manifest *mf, const char *path, int format);
+/* The sha256 of the manifest's msgpack encoding, as 64 hex digits and a NUL:
+ * what checkpoints record in their __metadata__ as "nnmod_manifest_sha256". */
+NNM_API nnm_status nnm_manifest_hash(const nnm_manifest *mf, char out[65]);
+
+/* The plugins the manifest requires: name and version range as written, and
+ * the version the request resolved to (borrowed from mf). */
+NNM_API uint32_t nnm_manifest_plugin_count(const nnm_manifest *mf);
+NNM_API nnm_status nnm_manifest_plugin(const nnm_manifest *mf, uint32_t index, const char **name,
+                                       const char **range, const char **resolved_version);
 
 #ifdef __cplusplus
 }

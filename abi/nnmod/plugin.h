@@ -300,6 +300,21 @@ struct nnm_host {
      * parameters). */
     nnm_status (*accumulate_grad)(nnm_env *env, nnm_tensor *param, nnm_tensor *grad);
     /* ---- slots above are valid for ABI 1.1 ---- */
+
+    /* (1.2, create only) Lists, like config_ints: copy up to `cap` entries into
+     * buf and the count into *n; a longer list gives NNM_E_LIMIT. An integer
+     * list is a fine float list. The strings are borrowed, valid until create
+     * returns. */
+    nnm_status (*config_floats)(nnm_env *env, const char *key, double *buf, size_t cap, size_t *n);
+    nnm_status (*config_strs)(nnm_env *env, const char *key, const char **buf, size_t cap,
+                              size_t *n);
+    /* (1.2) Describes child `index`: its name (borrowed, valid while the child
+     * lives) and its layer's arity (n_inputs/n_outputs of its vtable, or
+     * NNM_ARITY_ANY). Any pointer may be NULL to skip that answer. Valid in
+     * forward, backward and finalize. */
+    nnm_status (*child_info)(nnm_env *env, uint32_t index, const char **name, int32_t *n_inputs,
+                             int32_t *n_outputs);
+    /* ---- slots above are valid for ABI 1.2 ---- */
 };
 
 /* True when `host` has slot `field` (it was built with a minor that has it). */
@@ -310,6 +325,31 @@ struct nnm_host {
 /* ------------------------------------------------------------------------ */
 /* Layers                                                                    */
 /* ------------------------------------------------------------------------ */
+
+/* Config value types, for a layer's declared config schema (ABI 1.2). */
+enum nnm_config_type {
+    NNM_CONFIG_INT = 0,
+    NNM_CONFIG_FLOAT = 1,   /* an integer is accepted too */
+    NNM_CONFIG_BOOL = 2,
+    NNM_CONFIG_STR = 3,
+    NNM_CONFIG_INTS = 4,    /* list of integers */
+    NNM_CONFIG_FLOATS = 5,  /* list of floats (integers accepted) */
+    NNM_CONFIG_STRS = 6     /* list of strings */
+};
+
+/* Config field flags. */
+#define NNM_CONFIG_REQUIRED 1u
+
+/* One key a layer's create reads. With a schema, the runtime checks a config
+ * before create: unknown keys, missing required keys and wrong types are
+ * refused with a message naming the key (and, from a manifest, its path in
+ * the document). */
+typedef struct nnm_config_field {
+    const char *key;
+    int32_t type;               /* enum nnm_config_type */
+    uint32_t flags;             /* NNM_CONFIG_* */
+    const char *doc;            /* (optional) one line, shown by tools */
+} nnm_config_field;
 
 /* Layer flags. */
 #define NNM_LAYER_CONTAINER 1u /* has children it calls through child_call */
@@ -353,6 +393,20 @@ typedef struct nnm_layer_vtable {
     nnm_status (*backward)(nnm_env *env, void *self, nnm_tensor *const *grad_out, uint32_t n_out,
                            nnm_tensor **grad_in, uint32_t n_in);
     /* ---- slots above are valid for ABI 1.1 ---- */
+
+    /* (optional, 1.2) Called once the module's children are attached (the
+     * manifest assembler calls it after building the module's subtree), so a
+     * container can check its children against its config and fail early
+     * with a message instead of at the first forward. It may cache what it
+     * finds in self. A container must still work when this was never called
+     * (modules assembled through the C API). */
+    nnm_status (*finalize)(nnm_env *env, void *self);
+    /* (optional, 1.2) The config schema: n_config_fields entries, static. NULL
+     * means create checks its config itself through the typed getters. */
+    const nnm_config_field *config_fields;
+    uint32_t n_config_fields;
+    uint32_t reserved;
+    /* ---- slots above are valid for ABI 1.2 ---- */
 } nnm_layer_vtable;
 
 /* ------------------------------------------------------------------------ */
@@ -581,13 +635,16 @@ NNM__STATIC_ASSERT(offsetof(nnm_plugin_desc, layers) == 32, "nnm_plugin_desc lay
 NNM__STATIC_ASSERT(sizeof(nnm_plugin_desc) == 48, "nnm_plugin_desc 1.0 size");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, create) == 40, "nnm_layer_vtable layout");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, extra_repr) == 64, "nnm_layer_vtable 1.0 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_layer_vtable) == 80, "nnm_layer_vtable 1.1 size");
+NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, backward) == 72, "nnm_layer_vtable 1.1 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_layer_vtable) == 104, "nnm_layer_vtable 1.2 size");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, init) == 32, "nnm_backend_vtable layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtable 1.0 layout");
 NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152, "nnm_backend_vtable 1.1 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 29 * 8, "nnm_host 1.1 size");
+NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 32 * 8, "nnm_host 1.2 size");
+NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif
 #endif

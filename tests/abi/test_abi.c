@@ -76,7 +76,7 @@ static void test_env_and_desc(void) {
 }
 
 static void test_host_table(void) {
-    /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7. */
+    /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7, 1.2 three. */
     static const size_t want[] = {
         offsetof(nnm_host, set_error),    offsetof(nnm_host, config_int),
         offsetof(nnm_host, config_float), offsetof(nnm_host, config_bool),
@@ -94,18 +94,21 @@ static void test_host_table(void) {
         offsetof(nnm_host, op_nll),       offsetof(nnm_host, op_reshape),
         offsetof(nnm_host, save_for_backward), offsetof(nnm_host, saved_tensors),
         offsetof(nnm_host, accumulate_grad),
+        /* ---- 1.2 ---- */
+        offsetof(nnm_host, config_floats), offsetof(nnm_host, config_strs),
+        offsetof(nnm_host, child_info),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 29);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 32);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 29 * 8);
+    SIZE(nnm_host, 8 + 32 * 8);
 }
 
 static void test_layer_vtable(void) {
-    SIZE(nnm_layer_vtable, 80);
+    SIZE(nnm_layer_vtable, 104);
     OFF(nnm_layer_vtable, struct_size, 0);
     OFF(nnm_layer_vtable, flags, 4);
     OFF(nnm_layer_vtable, name, 8);
@@ -119,6 +122,17 @@ static void test_layer_vtable(void) {
     OFF(nnm_layer_vtable, forward, 56);
     OFF(nnm_layer_vtable, extra_repr, 64);
     OFF(nnm_layer_vtable, backward, 72); /* 1.1 */
+    OFF(nnm_layer_vtable, finalize, 80); /* 1.2 */
+    OFF(nnm_layer_vtable, config_fields, 88);
+    OFF(nnm_layer_vtable, n_config_fields, 96);
+    SIZE(nnm_config_field, 24);
+    OFF(nnm_config_field, key, 0);
+    OFF(nnm_config_field, type, 8);
+    OFF(nnm_config_field, flags, 12);
+    OFF(nnm_config_field, doc, 16);
+    CU_ASSERT_EQUAL(NNM_CONFIG_INT, 0);
+    CU_ASSERT_EQUAL(NNM_CONFIG_STRS, 6);
+    CU_ASSERT_EQUAL(NNM_CONFIG_REQUIRED, 1u);
     CU_ASSERT_EQUAL(NNM_LAYER_CONTAINER, 1u);
     CU_ASSERT_EQUAL(NNM_ARITY_ANY, -1);
     CU_ASSERT_EQUAL(NNM_SPEC_LEADING_ANY, 1u);
