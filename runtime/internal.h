@@ -276,6 +276,21 @@ static inline int nnm__device_eq(nnm_device a, nnm_device b) {
     return a.type == b.type && a.id == b.id;
 }
 
+/* sha256.c - FIPS 180-4 SHA-256 (weights checks, manifest hashes). */
+typedef struct nnm__sha256 {
+    uint32_t h[8];
+    uint64_t bytes;               /* total length so far */
+    uint8_t buf[64];
+    uint32_t fill;
+} nnm__sha256;
+void nnm__sha256_init(nnm__sha256 *s);
+void nnm__sha256_update(nnm__sha256 *s, const void *data, size_t n);
+void nnm__sha256_final(nnm__sha256 *s, uint8_t digest[32]);
+/* 64 lowercase hex digits and a NUL. */
+void nnm__sha256_hex(const uint8_t digest[32], char out[65]);
+/* The digest of a whole file, as hex; errors (with the path) set on ctx. */
+nnm_status nnm__sha256_file(nnm_ctx *ctx, const char *path, char out[65]);
+
 /* ctx.c */
 nnm_status nnm__error(nnm_ctx *ctx, nnm_status code, const char *fmt, ...) NNM__PRINTF(3, 4);
 nnm_status nnm__verror(nnm_ctx *ctx, nnm_status code, const char *fmt, va_list ap);

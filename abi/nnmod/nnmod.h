@@ -40,6 +40,7 @@ extern "C" {
 typedef struct nnm_ctx nnm_ctx;
 typedef struct nnm_module nnm_module;
 typedef struct nnm_config nnm_config;
+typedef struct nnm_manifest nnm_manifest;
 typedef struct nnm_hook_handle nnm_hook_handle;
 
 /* ------------------------------------------------------------------------ */
@@ -551,6 +552,26 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
                                    nnm_load_report **report);
 NNM_API void nnm_load_report_free(nnm_load_report *report);
 
+/* ------------------------------------------------------------------------ */
+/* Checkpoints: module + optimizer state + user metadata, for resuming       */
+/* ------------------------------------------------------------------------ */
+
+/* Writes one safetensors file, atomically: m's state dict under its own keys,
+ * opt's state (may be NULL) under "optim.<param name>.<state>" (exp_avg,
+ * momentum_buffer, step, ...), the optimizer's kind and hyper-parameters
+ * (every group's lr) in __metadata__, and the user pairs `meta` (keys must not
+ * start with "nnmod"). manifest (may be NULL) adds its hash as
+ * "nnmod_manifest_sha256". */
+NNM_API nnm_status nnm_checkpoint_save(const char *path, nnm_module *m, nnm_optim *opt,
+                                       const nnm_manifest *manifest, uint32_t n_meta,
+                                       const nnm_kv *meta);
+/* Restores what nnm_checkpoint_save wrote into m and opt (may be NULL), so
+ * that training resumes exactly as if never interrupted: strict on the
+ * module's keys; the optimizer must be of the same kind over the same
+ * parameters. Nothing changes on failure. The user metadata can be read with
+ * nnm_safetensors_open/nnm_safetensors_metadata. */
+NNM_API nnm_status nnm_checkpoint_load(const char *path, nnm_module *m, nnm_optim *opt);
+
 /* Frees memory the library handed over with malloc (nnm_manifest_write's
  * buffer). NULL is a no-op. */
 NNM_API void nnm_free(void *p);
@@ -559,10 +580,9 @@ NNM_API void nnm_free(void *p);
 /* Manifests (docs/manifest.md)                                              */
 /* ------------------------------------------------------------------------ */
 
-/* A parsed, validated model description: plugins with version ranges, the
- * module tree with configs, optional weights. Immutable once parsed, except
- * for nnm_manifest_set_weights. */
-typedef struct nnm_manifest nnm_manifest;
+/* nnm_manifest: a parsed, validated model description: plugins with version
+ * ranges, the module tree with configs, optional weights. Immutable once
+ * parsed, except for nnm_manifest_set_weights. */
 
 enum nnm_manifest_format {
     NNM_MANIFEST_AUTO = 0,    /* reading: sniffed from the first byte; writing: from
