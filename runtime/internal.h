@@ -291,6 +291,20 @@ void nnm__sha256_hex(const uint8_t digest[32], char out[65]);
 /* The digest of a whole file, as hex; errors (with the path) set on ctx. */
 nnm_status nnm__sha256_file(nnm_ctx *ctx, const char *path, char out[65]);
 
+/* atomic_file.c - replace a file atomically (temp file, fsync, rename,
+ * fsync of the directory). open, then write to a->fd, then commit or abort;
+ * commit and a failed open leave nothing to clean up. */
+typedef struct nnm__atomic {
+    int fd;
+    char *tmp;
+    const char *path;             /* borrowed */
+} nnm__atomic;
+nnm_status nnm__atomic_open(nnm_ctx *ctx, const char *path, nnm__atomic *a);
+nnm_status nnm__atomic_commit(nnm_ctx *ctx, nnm__atomic *a);
+void nnm__atomic_abort(nnm__atomic *a);
+/* write(2) until done; -1 with errno on failure. */
+int nnm__write_all(int fd, const void *buf, size_t len);
+
 /* ctx.c */
 nnm_status nnm__error(nnm_ctx *ctx, nnm_status code, const char *fmt, ...) NNM__PRINTF(3, 4);
 nnm_status nnm__verror(nnm_ctx *ctx, nnm_status code, const char *fmt, va_list ap);

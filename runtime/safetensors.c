@@ -802,24 +802,6 @@ static int cmp_wr_name(const void *a, const void *b) {
     return strcmp(((const wr_item *)a)->name, ((const wr_item *)b)->name);
 }
 
-static int write_all(int fd, const void *buf, size_t len) {
-    const char *p = buf;
-    while (len) {
-        size_t chunk = len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
 
 /* Builds the padded header: 8 length bytes + JSON + spaces. */
 static nnm_status build_header(nnm_ctx *ctx, const char *path, wr_item *items, uint32_t n,
@@ -927,7 +909,7 @@ static nnm_status write_tensor(nnm_ctx *ctx, const char *path, int fd, const wr_
     const char *src = (const char *)t->desc.data + t->desc.byte_offset;
     int cpu = t->desc.device.type == NNM_DEVICE_CPU;
     if (cpu && nnm__tensor_is_contiguous(t)) {
-        if (write_all(fd, src, (size_t)it->bytes))
+        if (nnm__write_all(fd, src, (size_t)it->bytes))
             return st_fail(ctx, NNM_E_IO, path, "writing tensor '%s': %s",
                            show(it->name, nb, sizeof nb), errno_str(errno, eb, sizeof eb));
         return NNM_OK;
@@ -957,40 +939,13 @@ static nnm_status write_tensor(nnm_ctx *ctx, const char *path, int fd, const wr_
                        show(it->name, nb, sizeof nb), msg);
     }
     rc = NNM_OK;
-    if (write_all(fd, tmp, (size_t)it->bytes))
+    if (nnm__write_all(fd, tmp, (size_t)it->bytes))
         rc = st_fail(ctx, NNM_E_IO, path, "writing tensor '%s': %s", show(it->name, nb, sizeof nb),
                      errno_str(errno, eb, sizeof eb));
     free(tmp);
     return rc;
 }
 
-/* fsync of the directory holding path (so the rename is durable). */
-static int fsync_dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash)
-        dir = strdup(".");
-    else if (slash == path)
-        dir = strdup("/");
-    else {
-        dir = malloc((size_t)(slash - path) + 1);
-        if (dir) memcpy(dir, path, (size_t)(slash - path)), dir[slash - path] = 0;
-    }
-    if (!dir) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-    free(dir);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    /* Some file systems cannot sync a directory; the rename stands. */
-    if (r != 0 && (e == EINVAL || e == ENOTSUP || e == EROFS)) r = 0;
-    errno = e;
-    return r;
-}
 
 NNM_API nnm_status nnm_safetensors_write(nnm_ctx *ctx, const char *path, uint32_t n,
                                          const char *const *names, nnm_tensor *const *tensors,
@@ -1052,59 +1007,22 @@ NNM_API nnm_status nnm_safetensors_write(nnm_ctx *ctx, const char *path, uint32_
         }
     qsort(items, n, sizeof *items, cmp_wr);
 
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        rc = st_fail(ctx, NNM_E_IO, path, "is a directory");
-        goto out;
-    }
-
     unsigned char *hdr = NULL;
     size_t hdr_len = 0;
     if ((rc = build_header(ctx, path, items, n, n_meta, meta, &hdr, &hdr_len))) goto out;
-
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 64);
-    if (!tmp) {
+    nnm__atomic af;
+    if ((rc = nnm__atomic_open(ctx, path, &af))) {
         free(hdr);
-        rc = st_fail(ctx, NNM_E_NOMEM, path, "out of memory");
         goto out;
     }
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        if (attempt == 0)
-            snprintf(tmp, plen + 64, "%s.tmp.%ld", path, (long)getpid());
-        else
-            snprintf(tmp, plen + 64, "%s.tmp.%ld.%d", path, (long)getpid(), attempt);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        rc = st_fail(ctx, NNM_E_IO, path, "cannot create a temporary file beside it: %s",
-                     errno_str(errno, eb, sizeof eb));
-        free(hdr);
-        free(tmp);
-        goto out;
-    }
-    if (write_all(fd, hdr, hdr_len))
+    if (nnm__write_all(af.fd, hdr, hdr_len))
         rc = st_fail(ctx, NNM_E_IO, path, "writing the header: %s", errno_str(errno, eb, sizeof eb));
     free(hdr);
-    for (uint32_t i = 0; i < n && !rc; i++) rc = write_tensor(ctx, path, fd, &items[i]);
-    if (!rc && fsync(fd) != 0)
-        rc = st_fail(ctx, NNM_E_IO, path, "fsync: %s", errno_str(errno, eb, sizeof eb));
-    if (close(fd) != 0 && !rc)
-        rc = st_fail(ctx, NNM_E_IO, path, "close: %s", errno_str(errno, eb, sizeof eb));
-    if (!rc && rename(tmp, path) != 0)
-        rc = st_fail(ctx, NNM_E_IO, path, "cannot rename the temporary file into place: %s",
-                     errno_str(errno, eb, sizeof eb));
-    if (rc) {
-        unlink(tmp);
-    } else if (fsync_dir_of(path) != 0) {
-        rc = st_fail(ctx, NNM_E_IO, path,
-                     "written, but the fsync of its directory failed (the rename may not be "
-                     "durable): %s",
-                     errno_str(errno, eb, sizeof eb));
-    }
-    free(tmp);
+    for (uint32_t i = 0; i < n && !rc; i++) rc = write_tensor(ctx, path, af.fd, &items[i]);
+    if (rc)
+        nnm__atomic_abort(&af);
+    else
+        rc = nnm__atomic_commit(ctx, &af);
 out:
     free(items);
     return rc;
