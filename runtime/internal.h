@@ -305,6 +305,17 @@ void nnm__atomic_abort(nnm__atomic *a);
 /* write(2) until done; -1 with errno on failure. */
 int nnm__write_all(int fd, const void *buf, size_t len);
 
+/* utf8.c - offset of the first byte that is not part of valid UTF-8 (no
+ * overlongs, no surrogates, nothing past U+10FFFF), or len if all is valid. */
+size_t nnm__utf8_invalid_at(const void *s, size_t len);
+static inline int nnm__utf8_valid(const void *s, size_t len) {
+    return nnm__utf8_invalid_at(s, len) == len;
+}
+
+/* module.c - runs m's layer finalize (not its children's); the message is
+ * not attributed to a module path. */
+nnm_status nnm__module_finalize_self(nnm_module *m);
+
 /* ctx.c */
 nnm_status nnm__error(nnm_ctx *ctx, nnm_status code, const char *fmt, ...) NNM__PRINTF(3, 4);
 nnm_status nnm__verror(nnm_ctx *ctx, nnm_status code, const char *fmt, va_list ap);
@@ -465,6 +476,58 @@ nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, n
 int64_t nnm__safetensors_lookup(const nnm_safetensors *st, const char *name);
 /* "F32", "BF16", ... for a dtype; "?" if it has no safetensors name. */
 const char *nnm__st_dtype_name(nnm_dtype dt);
+
+/* state_dict.c: checkpoint support (runtime/checkpoint.c). */
+/* Visits m's state dict (parameters and persistent buffers under their
+ * dotted keys, in state_dict order; shared tensors under every name).
+ * Tensors are borrowed; names are valid during the call. */
+nnm_status nnm__state_dict_visit(nnm_module *m, nnm_tensor_visit_fn fn, void *user);
+/* 1 when file entry e can load into t (same shape; dtype equal or converted
+ * to f32). Otherwise 0 and, when why != NULL, "key: file [2] vs module [3]". */
+int nnm__state_entry_fits(const nnm_st_entry *e, const nnm_tensor *t, const char *key, char *why,
+                          size_t cap);
+/* Copies entry e (already checked with nnm__state_entry_fits) into the
+ * contiguous tensor t, on t's device. */
+nnm_status nnm__state_copy_entry(nnm_ctx *ctx, nnm_tensor *t, const nnm_st_entry *e);
+
+/* optim.c: checkpoint support (runtime/checkpoint.c). */
+enum nnm__optim_kind { NNM__OPTIM_SGD, NNM__OPTIM_ADAM, NNM__OPTIM_ADAMW };
+#define NNM__OPTIM_SLOTS 5
+/* State names by slot: momentum_buffer, exp_avg, exp_avg_sq, max_exp_avg_sq,
+ * step (the [1] f32 CPU mirror of the count; Adam only). */
+extern const char *const nnm__optim_slot_names[NNM__OPTIM_SLOTS];
+
+typedef struct nnm__optim_info {
+    int kind;                     /* enum nnm__optim_kind */
+    int stepped;                  /* a step has run (groups frozen) */
+    double momentum, dampening;   /* SGD */
+    int nesterov;
+    double beta1, beta2, eps;     /* Adam, AdamW */
+    int amsgrad;
+    uint32_t n_groups, n_params;
+    nnm_ctx *ctx;                 /* borrowed */
+    nnm_module *module;           /* borrowed: the module it was made over */
+} nnm__optim_info;
+
+typedef struct nnm__optim_pstate {
+    const char *name;             /* dotted name relative to info.module; owned by the optimizer */
+    nnm_tensor *param;            /* borrowed */
+    uint32_t group;
+    int64_t step;                 /* updates taken */
+    nnm_tensor *slot[NNM__OPTIM_SLOTS]; /* NULL: no such state (yet) */
+} nnm__optim_pstate;
+
+void nnm__optim_info_get(const nnm_optim *o, nnm__optim_info *out);
+void nnm__optim_group_get(const nnm_optim *o, uint32_t g, double *lr, double *weight_decay);
+/* Parameter i (< n_params), in the optimizer's order; slots borrowed. */
+void nnm__optim_param_get(const nnm_optim *o, uint32_t i, nnm__optim_pstate *out);
+/* Replaces the shared hyper-parameters and the stepped flag with info's,
+ * each group's lr and weight decay with lr[g]/weight_decay[g] (n_groups
+ * entries), and every parameter's step and slots with ps[i]'s (n_params
+ * entries, the optimizer's order; group membership is not changed). Takes
+ * the slot references of ps and releases the old ones. Cannot fail. */
+void nnm__optim_restore(nnm_optim *o, const nnm__optim_info *info, const double *lr,
+                        const double *weight_decay, const nnm__optim_pstate *ps);
 
 /* call.c */
 nnm_status nnm__module_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,

@@ -210,18 +210,21 @@ NNM_API const nnm_config *nnm_module_config(const nnm_module *m) {
     return nnm__module_live(m) ? m->cfg : NULL;
 }
 
-static nnm_status finalize_one(void *user, const char *name, nnm_module *m) {
-    (void)user;
-    (void)name;
+nnm_status nnm__module_finalize_self(nnm_module *m) {
     if (!m->vt->finalize) return NNM_OK;
     nnm__env env;
     nnm__env_init(&env, m->ctx, m, NNM__PHASE_FINALIZE);
     m->ctx->errmsg[0] = 0;
     nnm_status st = m->vt->finalize(&env.pub, m->self);
-    if (st) {
-        if (!m->ctx->errmsg[0]) nnm__error(m->ctx, st, "finalize failed (%s)", nnm_status_str(st));
-        nnm__error_attribute(m->ctx, m);
-    }
+    if (st && !m->ctx->errmsg[0]) nnm__error(m->ctx, st, "finalize failed (%s)", nnm_status_str(st));
+    return st;
+}
+
+static nnm_status finalize_one(void *user, const char *name, nnm_module *m) {
+    (void)user;
+    (void)name;
+    nnm_status st = nnm__module_finalize_self(m);
+    if (st) nnm__error_attribute(m->ctx, m);
     return st;
 }
 

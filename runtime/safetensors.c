@@ -143,41 +143,6 @@ static void shape_str(int32_t ndim, const int64_t *shape, char *buf, size_t cap)
     nnm__shape_str(&d, buf, cap);
 }
 
-/* ---- UTF-8 -------------------------------------------------------------- */
-
-/* Offset of the first byte that is not part of valid UTF-8 (no overlongs, no
- * surrogates, nothing past U+10FFFF), or len if all of it is valid. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else
-            return i;
-        if (len - i - 1 < n) return i;
-        if (s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (size_t k = 2; k <= n; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-        i += n + 1;
-    }
-    return len;
-}
-
 /* ---- the reader --------------------------------------------------------- */
 
 typedef struct st_tensor {
@@ -554,7 +519,7 @@ static nnm_status parse_header(nnm_ctx *ctx, const char *path, nnm_safetensors *
         return st_fail(ctx, NNM_E_INVALID, path,
                        "header does not start with '{' (byte 0x%02x): not a safetensors file?",
                        hdr[0]);
-    size_t bad = utf8_invalid_at(hdr, hlen);
+    size_t bad = nnm__utf8_invalid_at(hdr, hlen);
     if (bad != hlen)
         return st_fail(ctx, NNM_E_INVALID, path,
                        "header is not valid UTF-8 (byte 0x%02x at header offset %zu)", hdr[bad],

@@ -1,0 +1,175 @@
+/* runtime/manifest/build.c - manifest -> module tree, and module tree ->
+ * manifest.
+ *
+ * Building creates each module through nnm_module_create (so a layer's
+ * schema and create run exactly as for C API users), attaches children in
+ * document order, finalizes each container once its subtree is complete,
+ * then loads the weights. Messages name the module's document path.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest_internal.h"
+
+/* Re-attributes the message on ctx (from create/finalize of module `m`) to
+ * the module's document path. "linear: config.k: ..." from a create becomes
+ * "root.children[2].config.k: ... (linear)". */
+static nnm_status attribute(nnm_ctx *ctx, nnm_status st, const nnm_manifest *mf,
+                            const nnm__mf_module *m) {
+    char msg[NNM__ERRMSG_CAP];
+    memcpy(msg, ctx->errmsg, sizeof msg);
+    const char *type = mf->plugins[m->plugin].name;
+    const char *body = msg;
+    size_t tn = strlen(type);
+    if (strncmp(body, type, tn) == 0 && strncmp(body + tn, ": ", 2) == 0) body += tn + 2;
+    if (strncmp(body, "config.", 7) == 0)
+        return nnm__error(ctx, st, "%s.%s (%s)", m->path, body, type);
+    return nnm__error(ctx, st, "%s (%s): %s", m->path, type, body);
+}
+
+static nnm_status build_module(const nnm_manifest *mf, uint32_t index, nnm_module **out) {
+    nnm_ctx *ctx = mf->ctx;
+    const nnm__mf_module *m = &mf->modules[index];
+    nnm_module *mod = NULL;
+    nnm_status st = nnm_module_create(ctx, mf->plugins[m->plugin].request, m->cfg, &mod);
+    if (st) return attribute(ctx, st, mf, m);
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        nnm_module *child = NULL;
+        const nnm__mf_module *c = &mf->modules[m->children[i]];
+        if ((st = build_module(mf, m->children[i], &child))) break;
+        st = nnm_module_add_child(mod, c->name, child);
+        nnm_module_release(child);
+        if (st) {
+            st = attribute(ctx, st, mf, c);
+            break;
+        }
+    }
+    if (!st && (st = nnm__module_finalize_self(mod))) st = attribute(ctx, st, mf, m);
+    if (st) {
+        nnm_module_release(mod);
+        return st;
+    }
+    *out = mod;
+    return NNM_OK;
+}
+
+static nnm_status load_weights(const nnm_manifest *mf, nnm_module *root) {
+    nnm_ctx *ctx = mf->ctx;
+    const char *rel = mf->weights_path;
+    size_t n = strlen(mf->base_dir) + strlen(rel) + 2;
+    char *path = malloc(n);
+    if (!path) return nnm__error(ctx, NNM_E_NOMEM, "weights: out of memory");
+    if (rel[0] == '/' || !mf->base_dir[0])
+        snprintf(path, n, "%s", rel);
+    else
+        snprintf(path, n, "%s/%s", mf->base_dir, rel);
+    nnm_status st = NNM_OK;
+    if (mf->weights_sha256) {
+        char hex[65];
+        if ((st = nnm__sha256_file(ctx, path, hex))) {
+            char msg[NNM__ERRMSG_CAP];
+            memcpy(msg, ctx->errmsg, sizeof msg);
+            st = nnm__error(ctx, st, "weights: %s", msg);
+        } else if (strcmp(hex, mf->weights_sha256) != 0) {
+            st = nnm__error(ctx, NNM_E_INVALID,
+                            "weights.sha256: %s has sha256 %s, the manifest expects %s", path, hex,
+                            mf->weights_sha256);
+        }
+    }
+    if (!st && (st = nnm_module_load(root, path, 1, NULL))) {
+        char msg[NNM__ERRMSG_CAP];
+        memcpy(msg, ctx->errmsg, sizeof msg);
+        st = nnm__error(ctx, st, "weights: %s", msg);
+    }
+    free(path);
+    return st;
+}
+
+NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nnm_module **out) {
+    if (out) *out = NULL;
+    if (!mf) return NNM_E_INVALID;
+    if (!out) return nnm__error(mf->ctx, NNM_E_INVALID, "nnm_manifest_build: out is NULL");
+    if (!mf->n_modules) return nnm__error(mf->ctx, NNM_E_INVALID, "root: the manifest has no module");
+    nnm_module *root = NULL;
+    nnm_status st = build_module(mf, 0, &root);
+    if (!st && mf->weights_path && !(flags & NNM_BUILD_NO_WEIGHTS)) st = load_weights(mf, root);
+    if (st) {
+        nnm_module_release(root);
+        return st;
+    }
+    *out = root;
+    return NNM_OK;
+}
+
+/* ---- module tree -> manifest -------------------------------------------- */
+
+static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *path,
+                           uint32_t *index) {
+    nnm_ctx *ctx = mf->ctx;
+    const nnm_layer_vtable *vt = m->vt;
+    char range[48];
+    snprintf(range, sizeof range, "^%u.%u", vt->version_major, vt->version_minor);
+    int pi = nnm__mf_plugin_index(mf, vt->name, range);
+    if (pi < 0) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+    nnm__mf_plugin *pl = &mf->plugins[pi];
+    if (!pl->version[0]) {
+        snprintf(pl->version, sizeof pl->version, "%u.%u.%u", vt->version_major, vt->version_minor,
+                 vt->version_patch);
+    } else if (strcmp(pl->range, range) != 0) {
+        /* One range per type: keep the lower minor of one major. */
+        unsigned maj = 0, min = 0;
+        sscanf(pl->range, "^%u.%u", &maj, &min);
+        if (maj != vt->version_major)
+            return nnm__error(ctx, NNM_E_VERSION,
+                              "%s: modules of type %s come from versions %u.x and %u.x; a manifest "
+                              "names one range per type",
+                              path, vt->name, maj, vt->version_major);
+        if (vt->version_minor < min) {
+            free(pl->range);
+            free(pl->request);
+            pl->range = strdup(range);
+            size_t n = strlen(vt->name) + strlen(range) + 2;
+            pl->request = malloc(n);
+            if (!pl->range || !pl->request) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+            snprintf(pl->request, n, "%s@%s", vt->name, range);
+        }
+    }
+    nnm__mf_module *rec = nnm__mf_add_module(mf, path);
+    if (!rec) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+    uint32_t self = mf->n_modules - 1;
+    *index = self;
+    rec->plugin = (uint32_t)pi;
+    rec->name = strdup(m->parent ? m->name : "");
+    rec->cfg = nnm__config_clone(m->cfg);
+    rec->children = calloc(m->n_children ? m->n_children : 1, sizeof *rec->children);
+    if (!rec->name || !rec->cfg || !rec->children)
+        return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        char cp[1100];
+        snprintf(cp, sizeof cp, "%s.children[%u]", path, i);
+        uint32_t ci;
+        nnm_status st = describe(mf, m->children[i], cp, &ci);
+        if (st) return st;
+        mf->modules[self].children[i] = ci; /* modules may have moved: index again */
+        mf->modules[self].n_children = i + 1;
+    }
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out) {
+    if (out) *out = NULL;
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    if (!out) return nnm__error(m->ctx, NNM_E_INVALID, "nnm_manifest_from_module: out is NULL");
+    nnm_manifest *mf = nnm__mf_new(m->ctx, NULL);
+    if (!mf) return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (manifest)");
+    uint32_t root;
+    nnm_status st = describe(mf, m, "root", &root);
+    if (st) {
+        nnm_manifest_free(mf);
+        return st;
+    }
+    *out = mf;
+    return NNM_OK;
+}

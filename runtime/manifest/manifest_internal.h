@@ -1,0 +1,81 @@
+/* runtime/manifest/manifest_internal.h - what the manifest files share.
+ *
+ * Both encodings are read into one document model, a jansson tree (JSON
+ * directly; msgpack through msgpack-c, after a bounded pre-scan). The schema
+ * pass turns the tree into an nnm_manifest: flat, validated, with the
+ * document path of every module kept for the messages of later stages.
+ * Writing goes the other way: nnm_manifest -> jansson tree -> JSON text or
+ * msgpack bytes, so both encodings of one manifest say the same thing.
+ */
+#ifndef NNM_MANIFEST_INTERNAL_H
+#define NNM_MANIFEST_INTERNAL_H
+
+#include <jansson.h>
+
+#include "../internal.h"
+
+#define NNM__MF_FORMAT "nnmod.manifest"
+#define NNM__MF_VERSION 1
+/* msgpack-c's unpacker keeps a fixed stack of this many containers. */
+#define NNM__MF_MSGPACK_MAX_DEPTH 32u
+/* The deepest any document may nest, whatever the limits say (the reader
+ * and the schema pass recurse). */
+#define NNM__MF_HARD_MAX_DEPTH 1024u
+
+typedef struct nnm__mf_plugin {
+    char *name;                   /* layer type, "linear" */
+    char *range;                  /* "^1.0" */
+    char *request;                /* "linear@^1.0", what the registry resolves */
+    char version[48];             /* what it resolved to, "1.0.0" */
+} nnm__mf_plugin;
+
+typedef struct nnm__mf_module {
+    char *path;                   /* "root.children[2]" */
+    char *name;                   /* the child name ("" for the root) */
+    uint32_t plugin;              /* index into plugins */
+    nnm_config *cfg;              /* owned */
+    uint32_t *children;           /* indexes into modules */
+    uint32_t n_children;
+} nnm__mf_module;
+
+struct nnm_manifest {
+    nnm_ctx *ctx;                 /* referenced */
+    char *base_dir;               /* weights are relative to this ("" = cwd) */
+    nnm__mf_plugin *plugins;
+    uint32_t n_plugins;
+    nnm__mf_module *modules;      /* pre-order; modules[0] is the root */
+    uint32_t n_modules, cap_modules;
+    char *weights_path;           /* NULL when the document names none */
+    char *weights_sha256;         /* NULL, or 64 lowercase hex digits */
+    char **meta_keys, **meta_values; /* "metadata": string to string */
+    uint32_t n_meta;
+};
+
+/* Limits with defaults filled in; NNM_E_INVALID for a bad struct_size. */
+nnm_status nnm__mf_limits(nnm_ctx *ctx, const nnm_manifest_limits *in, nnm_manifest_limits *out);
+
+/* Readers: a bounded document -> a jansson tree (*out owned by the caller). */
+nnm_status nnm__mf_read_msgpack(nnm_ctx *ctx, const unsigned char *data, size_t len,
+                                const nnm_manifest_limits *lim, json_t **out);
+nnm_status nnm__mf_read_json(nnm_ctx *ctx, const char *data, size_t len,
+                             const nnm_manifest_limits *lim, json_t **out);
+
+/* The schema pass: fills an empty mf (ctx and base_dir set) from doc. */
+nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manifest_limits *lim);
+/* The document of mf (new reference; NULL on OOM). */
+json_t *nnm__mf_to_doc(const nnm_manifest *mf);
+/* Encodes a document as msgpack (malloc'd *out); NNM_E_NOMEM or NNM_E_INVALID. */
+nnm_status nnm__mf_pack(nnm_ctx *ctx, const json_t *doc, void **out, size_t *len);
+
+/* A config value <-> document value. */
+json_t *nnm__mf_config_to_doc(const nnm_config *cfg);
+
+/* Appends a module record (zeroed but for path); NULL on OOM. Its index is
+ * mf->n_modules - 1. */
+nnm__mf_module *nnm__mf_add_module(nnm_manifest *mf, const char *path);
+/* Finds or adds a plugin entry; returns its index or -1 on OOM. */
+int nnm__mf_plugin_index(nnm_manifest *mf, const char *name, const char *range);
+/* An empty manifest bound to ctx; NULL on OOM. */
+nnm_manifest *nnm__mf_new(nnm_ctx *ctx, const char *base_dir);
+
+#endif

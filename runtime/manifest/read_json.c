@@ -1,0 +1,61 @@
+/* runtime/manifest/read_json.c - JSON text -> document tree (jansson).
+ *
+ * jansson parses with duplicate keys refused and without NUL in strings; its
+ * own depth cap is 2048. The size was checked by the caller; depth and value
+ * count are checked here on the parsed tree against the same limits as
+ * msgpack (a JSON document is at most max_bytes, so the tree is bounded too).
+ */
+#include <string.h>
+
+#include "manifest_internal.h"
+
+typedef struct walk {
+    nnm_ctx *ctx;
+    uint64_t nodes, max_nodes;
+    uint32_t max_depth;
+} walk;
+
+static nnm_status check(walk *w, const json_t *v, uint32_t depth) {
+    if (++w->nodes > w->max_nodes)
+        return nnm__error(w->ctx, NNM_E_LIMIT, "json: more than %llu values (limits.max_nodes)",
+                          (unsigned long long)w->max_nodes);
+    if (!json_is_object(v) && !json_is_array(v)) return NNM_OK;
+    if (depth + 1 > w->max_depth)
+        return nnm__error(w->ctx, NNM_E_LIMIT, "json: nesting deeper than %u (limits.max_depth)",
+                          w->max_depth);
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(v, i, e) {
+            nnm_status st = check(w, e, depth + 1);
+            if (st) return st;
+        }
+        return NNM_OK;
+    }
+    const char *k;
+    const json_t *e;
+    json_object_foreach((json_t *)v, k, e) {
+        w->nodes++; /* the key */
+        nnm_status st = check(w, e, depth + 1);
+        if (st) return st;
+    }
+    return NNM_OK;
+}
+
+nnm_status nnm__mf_read_json(nnm_ctx *ctx, const char *data, size_t len,
+                             const nnm_manifest_limits *lim, json_t **out) {
+    *out = NULL;
+    json_error_t err;
+    json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
+    if (!doc)
+        return nnm__error(ctx, NNM_E_INVALID, "json: line %d, column %d: %s", err.line, err.column,
+                          err.text);
+    walk w = {ctx, 0, lim->max_nodes, lim->max_depth};
+    nnm_status st = check(&w, doc, 0);
+    if (st) {
+        json_decref(doc);
+        return st;
+    }
+    *out = doc;
+    return NNM_OK;
+}
