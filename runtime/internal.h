@@ -182,6 +182,7 @@ struct nnm_module {
     nnm__plugin *plugin;
     void *self;
     char *name;                   /* "" for a root */
+    uint32_t name_hash;           /* of name, set by add_child */
     nnm_module *parent;           /* not referenced (the parent references us) */
     nnm_module **children;
     uint32_t n_children, cap_children;

@@ -133,10 +133,20 @@ static int valid_name(const char *s) {
     return 1;
 }
 
+/* FNV-1a: children keep the hash of their name so that adding the n-th child
+ * of a wide container (a manifest's 1,000-layer Sequential) compares
+ * integers, not strings. */
+static uint32_t name_hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
 /* Is `name` taken by a child, parameter or buffer of m? */
 static int name_taken(const nnm_module *m, const char *name) {
+    const uint32_t h = name_hash(name);
     for (uint32_t i = 0; i < m->n_children; i++)
-        if (strcmp(m->children[i]->name, name) == 0) return 1;
+        if (m->children[i]->name_hash == h && strcmp(m->children[i]->name, name) == 0) return 1;
     for (uint32_t i = 0; i < m->n_params; i++)
         if (strcmp(m->params[i].name, name) == 0) return 1;
     for (uint32_t i = 0; i < m->n_buffers; i++)
@@ -183,6 +193,7 @@ NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nn
     }
     free(child->name);
     child->name = copy;
+    child->name_hash = name_hash(copy);
     child->parent = parent;
     child->refs++;
     parent->children[parent->n_children++] = child;

@@ -145,6 +145,48 @@ static nnm_status config(pass *p, const json_t *obj, const char *path, nnm_confi
 
 /* ---- modules ------------------------------------------------------------ */
 
+/* Sibling names seen so far: an open-addressing set, so a container with
+ * thousands of children is checked in linear time. */
+typedef struct name_set {
+    const char **names;           /* borrowed; NULL = empty slot */
+    size_t *index;                /* the child index of each name */
+    size_t mask, slot;            /* slot: where the last miss would go */
+} name_set;
+
+static int names_init(name_set *s, size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    s->names = calloc(cap, sizeof *s->names);
+    s->index = calloc(cap, sizeof *s->index);
+    s->mask = cap - 1;
+    s->slot = 0;
+    if (s->names && s->index) return 0;
+    free(s->names);
+    free(s->index);
+    return -1;
+}
+
+static void names_free(name_set *s) {
+    free(s->names);
+    free(s->index);
+}
+
+/* 1 (and *at) when name was seen; else 0, with s->slot where to put it. */
+static int names_seen(name_set *s, const char *name, size_t *at) {
+    uint32_t h = 2166136261u;
+    for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
+    for (size_t k = h & s->mask;; k = (k + 1) & s->mask) {
+        if (!s->names[k]) {
+            s->slot = k;
+            return 0;
+        }
+        if (strcmp(s->names[k], name) == 0) {
+            *at = s->index[k];
+            return 1;
+        }
+    }
+}
+
 static const char *const module_keys[] = {"name", "type", "config", "children", NULL};
 
 static nnm_status module(pass *p, const json_t *v, const char *path, const char *name,
@@ -198,6 +240,8 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
     uint32_t *idx = calloc(n ? n : 1, sizeof *idx);
     if (!idx) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     mf->modules[self].children = idx; /* owned by the record from now on */
+    name_set seen;
+    if (names_init(&seen, n)) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     for (size_t i = 0; i < n; i++) {
         const json_t *c = json_array_get(kids, i);
         char cp[1100], np[1100], cname[32];
@@ -214,16 +258,19 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
                 return fail(p->ctx, NNM_E_INVALID, np,
                             "'%s' is not a module name (letters, digits and '_')", nm);
         }
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(mf->modules[mf->modules[self].children[j]].name, nm) == 0)
-                return fail(p->ctx, NNM_E_EXISTS, jn ? np : cp, "duplicate name '%s' (as children[%zu])",
-                            nm, j);
+        size_t j;
+        if (names_seen(&seen, nm, &j))
+            return fail(p->ctx, NNM_E_EXISTS, jn ? np : cp, "duplicate name '%s' (as children[%zu])",
+                        nm, j);
         uint32_t ci;
-        if ((st = module(p, c, cp, nm, &ci))) return st;
+        if ((st = module(p, c, cp, nm, &ci))) break;
         mf->modules[self].children[i] = ci;
         mf->modules[self].n_children = (uint32_t)i + 1;
+        seen.names[seen.slot] = mf->modules[ci].name;
+        seen.index[seen.slot] = i;
     }
-    return NNM_OK;
+    names_free(&seen);
+    return st;
 }
 
 /* ---- the document ------------------------------------------------------- */

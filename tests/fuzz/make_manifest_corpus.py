@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of fuzz_manifest (tests/fuzz/corpus_manifest/):
+each example manifest as JSON and as msgpack, plus small hostile documents.
+Plain Python (a minimal msgpack encoder below); run from the repository root:
+    python3 tests/fuzz/make_manifest_corpus.py
+"""
+import glob
+import json
+import os
+import struct
+
+OUT = "tests/fuzz/corpus_manifest"
+
+
+def pack(v):
+    if v is None:
+        return b"\xc0"
+    if v is True:
+        return b"\xc3"
+    if v is False:
+        return b"\xc2"
+    if isinstance(v, int):
+        if 0 <= v < 128:
+            return bytes([v])
+        if -32 <= v < 0:
+            return struct.pack("b", v)
+        return b"\xd3" + struct.pack(">q", v)
+    if isinstance(v, float):
+        return b"\xcb" + struct.pack(">d", v)
+    if isinstance(v, str):
+        b = v.encode()
+        if len(b) < 32:
+            return bytes([0xA0 | len(b)]) + b
+        if len(b) < 256:
+            return b"\xd9" + bytes([len(b)]) + b
+        return b"\xda" + struct.pack(">H", len(b)) + b
+    if isinstance(v, list):
+        head = bytes([0x90 | len(v)]) if len(v) < 16 else b"\xdc" + struct.pack(">H", len(v))
+        return head + b"".join(pack(e) for e in v)
+    if isinstance(v, dict):
+        head = bytes([0x80 | len(v)]) if len(v) < 16 else b"\xde" + struct.pack(">H", len(v))
+        return head + b"".join(pack(k) + pack(e) for k, e in v.items())
+    raise TypeError(type(v))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for path in sorted(glob.glob("examples/manifests/*.json")):
+        name = os.path.splitext(os.path.basename(path))[0]
+        with open(path, "rb") as f:
+            text = f.read()
+        doc = json.loads(text)
+        with open(f"{OUT}/{name}.json", "wb") as f:
+            f.write(text)
+        with open(f"{OUT}/{name}.msgpack", "wb") as f:
+            f.write(pack(doc))
+    hostile = {
+        "huge_map.msgpack": b"\xdf\xff\xff\xff\xff",
+        "huge_array.msgpack": b"\x81\xa1a\xdd\x7f\xff\xff\xff\x00",
+        "deep.msgpack": b"\x91" * 40 + b"\x00",
+        "bin.msgpack": b"\x81\xa6format\xc4\x01\x00",
+        "ext.msgpack": b"\x81\xa1k\xd4\x05\x00",
+        "deep.json": b"[" * 40 + b"]" * 40,
+        "dup.json": b'{"format": "nnmod.manifest", "format": 1}',
+    }
+    for name, data in hostile.items():
+        with open(f"{OUT}/{name}", "wb") as f:
+            f.write(data)
+
+
+if __name__ == "__main__":
+    main()
