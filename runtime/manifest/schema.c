@@ -187,6 +187,42 @@ static int names_seen(name_set *s, const char *name, size_t *at) {
     }
 }
 
+/* Child i of module `self` (at path): its name, checked against its
+ * siblings, then the child itself. */
+static nnm_status module(pass *p, const json_t *v, const char *path, const char *name,
+                         uint32_t *index);
+
+static nnm_status child(pass *p, const json_t *c, const char *path, uint32_t self, size_t i,
+                        name_set *seen) {
+    nnm_manifest *mf = p->mf;
+    char cp[1100], np[1100], cname[32];
+    snprintf(cp, sizeof cp, "%s.children[%zu]", path, i);
+    const char *nm = cname;
+    snprintf(cname, sizeof cname, "%zu", i);
+    const json_t *jn = json_is_object(c) ? json_object_get(c, "name") : NULL;
+    if (jn) {
+        snprintf(np, sizeof np, "%s.name", cp);
+        if (!json_is_string(jn))
+            return fail(p->ctx, NNM_E_TYPE, np, "expected string, got %s", kind(jn));
+        nm = json_string_value(jn);
+        if (!ident(nm, 1))
+            return fail(p->ctx, NNM_E_INVALID, np,
+                        "'%s' is not a module name (letters, digits and '_')", nm);
+    }
+    size_t j;
+    if (names_seen(seen, nm, &j))
+        return fail(p->ctx, NNM_E_EXISTS, jn ? np : cp, "duplicate name '%s' (as children[%zu])",
+                    nm, j);
+    uint32_t ci;
+    nnm_status st = module(p, c, cp, nm, &ci);
+    if (st) return st;
+    mf->modules[self].children[i] = ci;
+    mf->modules[self].n_children = (uint32_t)i + 1;
+    seen->names[seen->slot] = mf->modules[ci].name;
+    seen->index[seen->slot] = i;
+    return NNM_OK;
+}
+
 static const char *const module_keys[] = {"name", "type", "config", "children", NULL};
 
 static nnm_status module(pass *p, const json_t *v, const char *path, const char *name,
@@ -242,33 +278,7 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
     mf->modules[self].children = idx; /* owned by the record from now on */
     name_set seen;
     if (names_init(&seen, n)) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
-    for (size_t i = 0; i < n; i++) {
-        const json_t *c = json_array_get(kids, i);
-        char cp[1100], np[1100], cname[32];
-        snprintf(cp, sizeof cp, "%s.children[%zu]", path, i);
-        const char *nm = cname;
-        snprintf(cname, sizeof cname, "%zu", i);
-        const json_t *jn = json_is_object(c) ? json_object_get(c, "name") : NULL;
-        if (jn) {
-            snprintf(np, sizeof np, "%s.name", cp);
-            if (!json_is_string(jn))
-                return fail(p->ctx, NNM_E_TYPE, np, "expected string, got %s", kind(jn));
-            nm = json_string_value(jn);
-            if (!ident(nm, 1))
-                return fail(p->ctx, NNM_E_INVALID, np,
-                            "'%s' is not a module name (letters, digits and '_')", nm);
-        }
-        size_t j;
-        if (names_seen(&seen, nm, &j))
-            return fail(p->ctx, NNM_E_EXISTS, jn ? np : cp, "duplicate name '%s' (as children[%zu])",
-                        nm, j);
-        uint32_t ci;
-        if ((st = module(p, c, cp, nm, &ci))) break;
-        mf->modules[self].children[i] = ci;
-        mf->modules[self].n_children = (uint32_t)i + 1;
-        seen.names[seen.slot] = mf->modules[ci].name;
-        seen.index[seen.slot] = i;
-    }
+    for (size_t i = 0; i < n && !st; i++) st = child(p, json_array_get(kids, i), path, self, i, &seen);
     names_free(&seen);
     return st;
 }
