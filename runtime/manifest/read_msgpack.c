@@ -140,12 +140,12 @@ static nnm_status convert_map(nnm_ctx *ctx, const msgpack_object_map *m, char *p
         const char *ks = k->via.str.ptr;
         uint32_t kn = k->via.str.size;
         char key[256];
-        if (kn >= sizeof key || memchr(ks, 0, kn)) {
+        if (kn >= sizeof key || (kn && memchr(ks, 0, kn))) {
             json_decref(obj);
             return nnm__error(ctx, NNM_E_INVALID, "%s: map key #%u is longer than %zu bytes or holds NUL",
                               shown(path), i, sizeof key - 1);
         }
-        memcpy(key, ks, kn);
+        if (kn) memcpy(key, ks, kn); /* an empty str may come with a NULL ptr */
         key[kn] = 0;
         if (!nnm__utf8_valid(key, kn)) {
             json_decref(obj);
@@ -188,6 +188,10 @@ static nnm_status convert(nnm_ctx *ctx, const msgpack_object *o, char *path, siz
         v = json_real(o->via.f64);
         break;
     case MSGPACK_OBJECT_STR:
+        if (o->via.str.size == 0) { /* msgpack-c may give a NULL ptr then */
+            v = json_string("");
+            break;
+        }
         if (memchr(o->via.str.ptr, 0, o->via.str.size))
             return nnm__error(ctx, NNM_E_INVALID, "%s: string holds a NUL byte", shown(path));
         if (!nnm__utf8_valid(o->via.str.ptr, o->via.str.size))

@@ -62,6 +62,7 @@ def main():
         "ext.msgpack": b"\x81\xa1k\xd4\x05\x00",
         "deep.json": b"[" * 40 + b"]" * 40,
         "dup.json": b'{"format": "nnmod.manifest", "format": 1}',
+        "empty_strings.msgpack": b"\x81\xa0\xa0",  # found by fuzzing: NULL + 0
     }
     for name, data in hostile.items():
         with open(f"{OUT}/{name}", "wb") as f:
