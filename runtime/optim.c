@@ -482,3 +482,72 @@ NNM_API nnm_status nnm_optim_state(nnm_optim *opt, nnm_tensor_visit_fn fn, void 
     }
     return NNM_OK;
 }
+
+/* ---- checkpoint support (runtime/checkpoint.c) ------------------------- */
+/* What nnm_checkpoint_save/_load need to read and restore an optimizer
+ * exactly (internal.h, "optim.c: checkpoint support"). */
+
+const char *const nnm__optim_slot_names[NNM__OPTIM_SLOTS] = {
+    "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"};
+
+void nnm__optim_info_get(const nnm_optim *o, nnm__optim_info *out) {
+    memset(out, 0, sizeof *out);
+    out->kind = o->kind == OPTIM_SGD ? NNM__OPTIM_SGD
+                                     : (o->decoupled ? NNM__OPTIM_ADAMW : NNM__OPTIM_ADAM);
+    out->stepped = o->stepped;
+    out->momentum = o->momentum;
+    out->dampening = o->dampening;
+    out->nesterov = o->nesterov;
+    out->beta1 = o->beta1;
+    out->beta2 = o->beta2;
+    out->eps = o->eps;
+    out->amsgrad = o->amsgrad;
+    out->n_groups = o->n_groups;
+    out->n_params = o->n_params;
+    out->ctx = o->ctx;
+    out->module = o->module;
+}
+
+void nnm__optim_group_get(const nnm_optim *o, uint32_t g, double *lr, double *weight_decay) {
+    *lr = o->groups[g].lr;
+    *weight_decay = o->groups[g].weight_decay;
+}
+
+void nnm__optim_param_get(const nnm_optim *o, uint32_t i, nnm__optim_pstate *out) {
+    const optim_param *p = &o->params[i];
+    out->name = p->name;
+    out->param = p->t;
+    out->group = p->group;
+    out->step = p->step;
+    out->slot[0] = p->momentum_buf;
+    out->slot[1] = p->exp_avg;
+    out->slot[2] = p->exp_avg_sq;
+    out->slot[3] = p->max_exp_avg_sq;
+    out->slot[4] = p->step_t;
+}
+
+void nnm__optim_restore(nnm_optim *o, const nnm__optim_info *info, const double *lr,
+                        const double *weight_decay, const nnm__optim_pstate *ps) {
+    o->stepped = info->stepped;
+    o->momentum = info->momentum;
+    o->dampening = info->dampening;
+    o->nesterov = info->nesterov;
+    o->beta1 = info->beta1;
+    o->beta2 = info->beta2;
+    o->eps = info->eps;
+    o->amsgrad = info->amsgrad;
+    for (uint32_t g = 0; g < o->n_groups; g++) {
+        o->groups[g].lr = lr[g];
+        o->groups[g].weight_decay = weight_decay[g];
+    }
+    for (uint32_t i = 0; i < o->n_params; i++) {
+        optim_param *p = &o->params[i];
+        nnm_tensor **slots[NNM__OPTIM_SLOTS] = {&p->momentum_buf, &p->exp_avg, &p->exp_avg_sq,
+                                                &p->max_exp_avg_sq, &p->step_t};
+        p->step = ps[i].step;
+        for (int k = 0; k < NNM__OPTIM_SLOTS; k++) {
+            nnm_tensor_release(*slots[k]);
+            *slots[k] = ps[i].slot[k];
+        }
+    }
+}

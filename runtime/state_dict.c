@@ -467,3 +467,25 @@ done:
     nnm_safetensors_close(st);
     return rc;
 }
+
+/* ---- checkpoint support (runtime/checkpoint.c) ------------------------- */
+
+nnm_status nnm__state_dict_visit(nnm_module *m, nnm_tensor_visit_fn fn, void *user) {
+    sd_list l = {0};
+    nnm_status st = collect_state(m, &l);
+    for (size_t i = 0; !st && i < l.n; i++) st = fn(user, l.v[i].name, l.v[i].t);
+    sd_list_free(&l);
+    return st;
+}
+
+int nnm__state_entry_fits(const nnm_st_entry *e, const nnm_tensor *t, const char *key, char *why,
+                          size_t cap) {
+    int ok = e->ndim == t->desc.ndim && convertible(e->dtype, t->desc.dtype);
+    for (int32_t d = 0; ok && d < e->ndim; d++) ok = e->shape[d] == t->desc.shape[d];
+    if (!ok && why && cap) describe_mismatch(e, t, key, why, cap);
+    return ok;
+}
+
+nnm_status nnm__state_copy_entry(nnm_ctx *ctx, nnm_tensor *t, const nnm_st_entry *e) {
+    return copy_entry(ctx, t, e);
+}

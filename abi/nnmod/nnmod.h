@@ -557,19 +557,31 @@ NNM_API void nnm_load_report_free(nnm_load_report *report);
 /* ------------------------------------------------------------------------ */
 
 /* Writes one safetensors file, atomically: m's state dict under its own keys,
- * opt's state (may be NULL) under "optim.<param name>.<state>" (exp_avg,
- * momentum_buffer, step, ...), the optimizer's kind and hyper-parameters
- * (every group's lr) in __metadata__, and the user pairs `meta` (keys must not
- * start with "nnmod"). manifest (may be NULL) adds its hash as
- * "nnmod_manifest_sha256". */
+ * opt's state (may be NULL) under "optim.<param key>.<state>" (exp_avg,
+ * momentum_buffer, step, ...; <param key> is the parameter's state dict key
+ * in m, so opt may be over m or any part of it, but every one of its
+ * parameters must be in m), the optimizer's kind, hyper-parameters, groups
+ * (each group's lr, weight decay and parameter keys) and exact step counts as
+ * JSON in __metadata__ "nnmod_optim", and the user pairs `meta` (NULL keys or
+ * values and keys starting with "nnmod" are refused: NNM_E_INVALID, nothing
+ * written). manifest (may be NULL) adds its hash as "nnmod_manifest_sha256".
+ * Nothing is borrowed past the call. */
 NNM_API nnm_status nnm_checkpoint_save(const char *path, nnm_module *m, nnm_optim *opt,
                                        const nnm_manifest *manifest, uint32_t n_meta,
                                        const nnm_kv *meta);
-/* Restores what nnm_checkpoint_save wrote into m and opt (may be NULL), so
- * that training resumes exactly as if never interrupted: strict on the
- * module's keys; the optimizer must be of the same kind over the same
- * parameters. Nothing changes on failure. The user metadata can be read with
- * nnm_safetensors_open/nnm_safetensors_metadata. */
+/* Restores what nnm_checkpoint_save wrote into m and opt, so that training
+ * resumes exactly as if never interrupted. Strict on the module's keys (a
+ * missing or unexpected key: NNM_E_NOT_FOUND; a shape or dtype that does not
+ * fit: NNM_E_SHAPE). The optimizer must be of the same kind (sgd, adam, adamw;
+ * else NNM_E_INVALID) over the same parameters, in the same groups (add them
+ * before loading); its hyper-parameters (each group's lr and weight decay,
+ * momentum, betas, ...), step counts and state are replaced by the file's: a
+ * parameter without state in the file has none after (its next step is a
+ * first step), whether or not opt has stepped before. opt may be NULL: the
+ * weights alone load and the optimizer's entries are ignored. Everything is
+ * checked before anything changes, so nothing changes on failure (only a copy
+ * to a device failing halfway can leave m partly loaded; the message says so).
+ * The user metadata can be read with nnm_safetensors_open/_metadata. */
 NNM_API nnm_status nnm_checkpoint_load(const char *path, nnm_module *m, nnm_optim *opt);
 
 /* Frees memory the library handed over with malloc (nnm_manifest_write's

@@ -24,6 +24,10 @@ static nnm_status identity_forward(nnm_env *env, void *self, nnm_tensor *const *
     return NNM_OK;
 }
 
+/* No config keys: an empty schema (not NULL), so the runtime refuses any key
+ * before create. */
+static const nnm_config_field identity_config[1] = {{NULL, 0, 0, NULL}};
+
 static const nnm_layer_vtable identity_layer = {
     .struct_size = sizeof(nnm_layer_vtable),
     .flags = 0,
@@ -37,6 +41,8 @@ static const nnm_layer_vtable identity_layer = {
     .destroy = NULL,
     .forward = identity_forward,
     .extra_repr = NULL,
+    .config_fields = identity_config,
+    .n_config_fields = 0,
 };
 
 static const nnm_layer_vtable *const identity_layers[] = {&identity_layer};

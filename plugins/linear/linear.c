@@ -110,6 +110,13 @@ static int linear_extra_repr(void *self, char *buf, size_t cap) {
                     s->bias ? "True" : "False");
 }
 
+/* The config schema: the runtime checks keys and types before create. */
+static const nnm_config_field linear_config[] = {
+    {"in_features", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "size of each input sample (> 0)"},
+    {"out_features", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "size of each output sample (> 0)"},
+    {"bias", NNM_CONFIG_BOOL, 0, "learn an additive bias (default true)"},
+};
+
 static const nnm_layer_vtable linear_layer = {
     .struct_size = sizeof(nnm_layer_vtable),
     .flags = 0,
@@ -123,6 +130,8 @@ static const nnm_layer_vtable linear_layer = {
     .destroy = linear_destroy,
     .forward = linear_forward,
     .extra_repr = linear_extra_repr,
+    .config_fields = linear_config,
+    .n_config_fields = sizeof linear_config / sizeof linear_config[0],
 };
 
 static const nnm_layer_vtable *const linear_layers[] = {&linear_layer};

@@ -432,7 +432,21 @@ static nnm_status nll_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
 /* Descriptor                                                                */
 /* ------------------------------------------------------------------------ */
 
-#define LOSS_LAYER(var, lname, create_fn, forward_fn)                                    \
+/* Config schemas: the runtime checks keys and types before create. */
+#define LOSS_REDUCTION_FIELD                                                             \
+    {"reduction", NNM_CONFIG_STR, 0, "\"mean\" (default), \"sum\" or \"none\""}
+#define LOSS_IGNORE_INDEX_FIELD                                                          \
+    {"ignore_index", NNM_CONFIG_INT, 0, "target value that counts nothing (default -100)"}
+static const nnm_config_field mse_config[] = {LOSS_REDUCTION_FIELD};
+static const nnm_config_field bce_config[] = {LOSS_REDUCTION_FIELD};
+static const nnm_config_field nll_config[] = {LOSS_REDUCTION_FIELD, LOSS_IGNORE_INDEX_FIELD};
+static const nnm_config_field cross_entropy_config[] = {
+    LOSS_REDUCTION_FIELD,
+    LOSS_IGNORE_INDEX_FIELD,
+    {"label_smoothing", NNM_CONFIG_FLOAT, 0, "in [0, 1] (default 0)"},
+};
+
+#define LOSS_LAYER(var, lname, create_fn, forward_fn, fields)                            \
     static const nnm_layer_vtable var = {                                                \
         .struct_size = sizeof(nnm_layer_vtable),                                         \
         .flags = 0,                                                                      \
@@ -447,12 +461,15 @@ static nnm_status nll_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
         .forward = forward_fn,                                                           \
         .extra_repr = loss_extra_repr,                                                   \
         .backward = NULL,                                                                \
+        .config_fields = fields,                                                         \
+        .n_config_fields = sizeof fields / sizeof fields[0],                             \
     }
 
-LOSS_LAYER(mse_layer, "mse_loss", mse_create, mse_forward);
-LOSS_LAYER(cross_entropy_layer, "cross_entropy", cross_entropy_create, cross_entropy_forward);
-LOSS_LAYER(nll_layer, "nll_loss", nll_create, nll_forward);
-LOSS_LAYER(bce_layer, "bce_with_logits", bce_create, bce_forward);
+LOSS_LAYER(mse_layer, "mse_loss", mse_create, mse_forward, mse_config);
+LOSS_LAYER(cross_entropy_layer, "cross_entropy", cross_entropy_create, cross_entropy_forward,
+           cross_entropy_config);
+LOSS_LAYER(nll_layer, "nll_loss", nll_create, nll_forward, nll_config);
+LOSS_LAYER(bce_layer, "bce_with_logits", bce_create, bce_forward, bce_config);
 
 static const nnm_layer_vtable *const loss_layers[] = {&mse_layer, &cross_entropy_layer,
                                                       &nll_layer, &bce_layer};

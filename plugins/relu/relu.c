@@ -21,6 +21,10 @@ static nnm_status relu_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
     return h->op_unary(env, NNM_UNARY_RELU, in[0], 0.0, &out[0]);
 }
 
+/* No config keys: an empty schema (not NULL), so the runtime refuses any key
+ * before create. */
+static const nnm_config_field relu_config[1] = {{NULL, 0, 0, NULL}};
+
 static const nnm_layer_vtable relu_layer = {
     .struct_size = sizeof(nnm_layer_vtable),
     .flags = 0,
@@ -34,6 +38,8 @@ static const nnm_layer_vtable relu_layer = {
     .destroy = NULL,
     .forward = relu_forward,
     .extra_repr = NULL,
+    .config_fields = relu_config,
+    .n_config_fields = 0,
 };
 
 static const nnm_layer_vtable *const relu_layers[] = {&relu_layer};

@@ -49,6 +49,10 @@ static nnm_status sequential_forward(nnm_env *env, void *self, nnm_tensor *const
     return NNM_OK;
 }
 
+/* No config keys: an empty schema (not NULL), so the runtime refuses any key
+ * before create. */
+static const nnm_config_field sequential_config[1] = {{NULL, 0, 0, NULL}};
+
 static const nnm_layer_vtable sequential_layer = {
     .struct_size = sizeof(nnm_layer_vtable),
     .flags = NNM_LAYER_CONTAINER,
@@ -62,6 +66,8 @@ static const nnm_layer_vtable sequential_layer = {
     .destroy = NULL,
     .forward = sequential_forward,
     .extra_repr = NULL,
+    .config_fields = sequential_config,
+    .n_config_fields = 0,
 };
 
 static const nnm_layer_vtable *const sequential_layers[] = {&sequential_layer};

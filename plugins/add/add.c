@@ -1,0 +1,86 @@
+/* plugins/add/add.c - the "add" layer: the elementwise sum of all its inputs,
+ * out = ((in[0] + in[1]) + in[2]) + ..., with NumPy broadcasting.
+ *
+ * For residual connections in a graph ("sum: fc2, x"). Takes any number (>= 1)
+ * of inputs and returns one output; with a single input it returns that
+ * tensor itself (one more reference), as identity does. No config; stateless
+ * (self is NULL). Forward is host ops only, so autograd and every device come
+ * from the runtime.
+ */
+#include <nnmod/plugin.h>
+
+static nnm_status add_create(nnm_env *env, void **self) {
+    (void)env;
+    *self = NULL;
+    return NNM_OK;
+}
+
+static nnm_status add_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                              nnm_tensor **out, uint32_t n_out) {
+    const nnm_host *h = env->host;
+    (void)self;
+    if (n_in < 1 || n_out != 1 || in == NULL || out == NULL)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "add takes at least 1 input and returns 1 output, got %u and %u",
+                            (unsigned)n_in, (unsigned)n_out);
+    out[0] = NULL;
+    for (uint32_t i = 0; i < n_in; i++)
+        if (in[i] == NULL)
+            return h->set_error(env, NNM_E_INVALID, "add: input %u is NULL", (unsigned)i);
+    nnm_tensor *acc = in[0]; /* borrowed while it is in[0] */
+    if (n_in == 1) {
+        h->tensor_retain(acc);
+        out[0] = acc;
+        return NNM_OK;
+    }
+    for (uint32_t i = 1; i < n_in; i++) {
+        nnm_tensor *next = NULL;
+        nnm_status st = h->op_binary(env, NNM_BINARY_ADD, acc, in[i], &next);
+        if (i > 1)
+            h->tensor_release(acc); /* a sum made by the previous step */
+        if (st != NNM_OK) {
+            h->tensor_release(next); /* NULL on failure by contract; be safe */
+            return st;               /* the op has set the message */
+        }
+        acc = next;
+    }
+    out[0] = acc;
+    return NNM_OK;
+}
+
+/* No config keys: an empty schema (not NULL), so the runtime refuses any key
+ * before create. */
+static const nnm_config_field add_config[1] = {{NULL, 0, 0, NULL}};
+
+static const nnm_layer_vtable add_layer = {
+    .struct_size = sizeof(nnm_layer_vtable),
+    .flags = 0,
+    .name = "add",
+    .version_major = 1,
+    .version_minor = 0,
+    .version_patch = 0,
+    .n_inputs = NNM_ARITY_ANY,
+    .n_outputs = 1,
+    .create = add_create,
+    .destroy = NULL,
+    .forward = add_forward,
+    .extra_repr = NULL,
+    .config_fields = add_config,
+    .n_config_fields = 0,
+};
+
+static const nnm_layer_vtable *const add_layers[] = {&add_layer};
+
+static const nnm_plugin_desc add_plugin = {
+    .struct_size = sizeof(nnm_plugin_desc),
+    .abi_major = NNM_ABI_MAJOR,
+    .abi_minor = NNM_ABI_MINOR,
+    .name = "add",
+    .description = "Elementwise sum of all inputs, with broadcasting (residual connections)",
+    .n_layers = 1,
+    .n_backends = 0,
+    .layers = add_layers,
+    .backends = NULL,
+};
+
+NNM_PLUGIN_DEFINE(add_plugin)

@@ -1,0 +1,216 @@
+/* tests/checkpoint/test_sha256.c - the runtime's SHA-256 (runtime/sha256.c,
+ * compiled into this test because libnnmod hides its nnm__ symbols).
+ *
+ * FIPS 180-4 / NIST CAVS vectors ("", "abc", the 448- and 896-bit messages,
+ * one million 'a' fed in odd-sized chunks), padding boundaries (lengths
+ * 55..128, digests from Python's hashlib), chunking independence, and file
+ * digests (empty, small, larger than the read chunk, missing, a directory).
+ */
+#include <CUnit/Basic.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* sha256.c reports through nnm__error, which lives (hidden) in libnnmod:
+ * this one forwards to the public setter. */
+nnm_status nnm__error(nnm_ctx *ctx, nnm_status code, const char *fmt, ...) {
+    char msg[NNM__ERRMSG_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return nnm_ctx_set_error(ctx, code, "%s", msg);
+}
+
+static nnm_ctx *g_ctx;
+static char g_dir[64];
+
+static int suite_init(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/nnm_sha_XXXXXX");
+    if (!mkdtemp(g_dir)) return 1;
+    nnm_ctx_options o = {sizeof o, NNM_CTX_NO_DISCOVERY, 0};
+    return nnm_ctx_new(&o, &g_ctx) != NNM_OK;
+}
+
+static int suite_clean(void) {
+    nnm_ctx_free(g_ctx);
+    g_ctx = NULL;
+    char p[128];
+    const char *names[] = {"empty", "abc", "big"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", g_dir, names[i]);
+        unlink(p);
+    }
+    rmdir(g_dir);
+    return 0;
+}
+
+static void hex_of(const void *data, size_t n, char out[65]) {
+    nnm__sha256 s;
+    uint8_t d[32];
+    nnm__sha256_init(&s);
+    nnm__sha256_update(&s, data, n);
+    nnm__sha256_final(&s, d);
+    nnm__sha256_hex(d, out);
+}
+
+#define CHECK_HEX(got, want)                                                             \
+    do {                                                                                 \
+        if (strcmp((got), (want)) != 0)                                                  \
+            fprintf(stderr, "\n  %s:%d: got %s\n  want %s\n", __FILE__, __LINE__, (got),  \
+                    (want));                                                             \
+        CU_ASSERT_STRING_EQUAL((got), (want));                                           \
+    } while (0)
+
+static void test_nist_vectors(void) {
+    char h[65];
+    hex_of("", 0, h);
+    CHECK_HEX(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    hex_of(NULL, 0, h); /* NULL with length 0 is allowed */
+    CHECK_HEX(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    hex_of("abc", 3, h);
+    CHECK_HEX(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    CU_ASSERT_EQUAL(strlen(m448) * 8, 448);
+    hex_of(m448, strlen(m448), h);
+    CHECK_HEX(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmno"
+                       "ijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+    CU_ASSERT_EQUAL(strlen(m896) * 8, 896);
+    hex_of(m896, strlen(m896), h);
+    CHECK_HEX(h, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+}
+
+/* One million 'a', fed in chunks of odd, varying sizes (1, 3, 5, ..., 127). */
+static void test_million_a_chunked(void) {
+    static char a[128];
+    memset(a, 'a', sizeof a);
+    nnm__sha256 s;
+    nnm__sha256_init(&s);
+    size_t left = 1000000, k = 0;
+    while (left) {
+        size_t n = 2 * (k++ % 64) + 1;
+        if (n > left) n = left;
+        nnm__sha256_update(&s, a, n);
+        nnm__sha256_update(&s, a, 0); /* empty updates change nothing */
+        left -= n;
+    }
+    uint8_t d[32];
+    char h[65];
+    nnm__sha256_final(&s, d);
+    nnm__sha256_hex(d, h);
+    CHECK_HEX(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+/* Lengths around the padding boundaries (55/56 bytes: one or two final
+ * blocks). Digests from Python's hashlib.sha256(b"a" * n). */
+static void test_padding_boundaries(void) {
+    static const struct {
+        size_t n;
+        const char *hex;
+    } v[] = {
+        {55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"},
+        {56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"},
+        {63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"},
+        {64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
+        {65, "635361c48bb9eab14198e76ea8ab7f1a41685d6ad62aa9146d301d4f17eb0ae0"},
+        {119, "31eba51c313a5c08226adf18d4a359cfdfd8d2e816b13f4af952f7ea6584dcfb"},
+        {120, "2f3d335432c70b580af0e8e1b3674a7c020d683aa5f73aaaedfdc55af904c21c"},
+        {128, "6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e"},
+    };
+    char a[128], h[65];
+    memset(a, 'a', sizeof a);
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        hex_of(a, v[i].n, h);
+        CHECK_HEX(h, v[i].hex);
+    }
+}
+
+/* Every split of a 200-byte message into two updates gives the same digest. */
+static void test_split_independence(void) {
+    unsigned char msg[200];
+    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (unsigned char)(i * 31 + 7);
+    char want[65], h[65];
+    hex_of(msg, sizeof msg, want);
+    int bad = 0;
+    for (size_t cut = 0; cut <= sizeof msg; cut++) {
+        nnm__sha256 s;
+        uint8_t d[32];
+        nnm__sha256_init(&s);
+        nnm__sha256_update(&s, msg, cut);
+        nnm__sha256_update(&s, msg + cut, sizeof msg - cut);
+        nnm__sha256_final(&s, d);
+        nnm__sha256_hex(d, h);
+        bad += strcmp(h, want) != 0;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+static int write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    size_t w = n ? fwrite(data, 1, n, f) : 0;
+    return fclose(f) == 0 && w == n;
+}
+
+static void test_file_digest(void) {
+    char p[128], h[65];
+    snprintf(p, sizeof p, "%s/empty", g_dir);
+    CU_ASSERT_TRUE_FATAL(write_file(p, "", 0));
+    CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, p, h), NNM_OK);
+    CHECK_HEX(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+
+    snprintf(p, sizeof p, "%s/abc", g_dir);
+    CU_ASSERT_TRUE_FATAL(write_file(p, "abc", 3));
+    CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, p, h), NNM_OK);
+    CHECK_HEX(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+    /* Larger than the read chunk and not a multiple of it (hashlib digest). */
+    size_t n = (1u << 20) | 12345u;
+    unsigned char *b = malloc(n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(i * 7 + 1);
+    snprintf(p, sizeof p, "%s/big", g_dir);
+    CU_ASSERT_TRUE_FATAL(write_file(p, b, n));
+    free(b);
+    CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, p, h), NNM_OK);
+    CHECK_HEX(h, "e814302f773c141ae324977ae74762dcc0cd5848323967761f837e07cca70e48");
+}
+
+static void test_file_errors(void) {
+    char p[128], h[65];
+    snprintf(p, sizeof p, "%s/no_such_file", g_dir);
+    memcpy(h, "x", 2);
+    CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, p, h), NNM_E_IO);
+    CU_ASSERT_EQUAL(h[0], 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(g_ctx), "no_such_file"));
+    CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, g_dir, h), NNM_E_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(g_ctx), "directory"));
+    CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, NULL, h), NNM_E_INVALID);
+    /* A NULL context: the status alone. */
+    CU_ASSERT_EQUAL(nnm__sha256_file(NULL, p, h), NNM_E_IO);
+}
+
+int main(void) {
+    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+    CU_pSuite s = CU_add_suite("sha256", suite_init, suite_clean);
+    if (!s) return 2;
+    CU_add_test(s, "NIST vectors: empty, abc, 448 and 896 bits", test_nist_vectors);
+    CU_add_test(s, "one million 'a' in odd-sized chunks", test_million_a_chunked);
+    CU_add_test(s, "padding boundaries (55..128 bytes)", test_padding_boundaries);
+    CU_add_test(s, "any split gives the same digest", test_split_independence);
+    CU_add_test(s, "file digests (empty, small, > read chunk)", test_file_digest);
+    CU_add_test(s, "file errors name the path", test_file_errors);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
+                      CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}
