@@ -244,6 +244,37 @@ static nnm_status host_child_info(nnm_env *env, uint32_t index, const char **nam
     return NNM_OK;
 }
 
+static nnm_status descendant(nnm_env *env, const char *path, const char *what, nnm_module **out) {
+    nnm__env *e = nnm__env_of(env);
+    if (!e->module || e->phase == NNM__PHASE_CREATE || e->phase == NNM__PHASE_BACKEND)
+        return nnm__error(e->ctx, NNM_E_STATE, "%s is valid in forward, backward and finalize", what);
+    if (!path || !*path) return nnm__error(e->ctx, NNM_E_INVALID, "%s: empty path", what);
+    *out = nnm_module_get(e->module, path);
+    if (!*out) return nnm__error(e->ctx, NNM_E_NOT_FOUND, "no descendant module '%s'", path);
+    return NNM_OK;
+}
+
+static nnm_status host_descendant_info(nnm_env *env, const char *path, int32_t *n_inputs,
+                                       int32_t *n_outputs) {
+    nnm_module *d;
+    nnm_status st = descendant(env, path, "descendant_info", &d);
+    if (st) return st;
+    if (n_inputs) *n_inputs = d->vt->n_inputs;
+    if (n_outputs) *n_outputs = d->vt->n_outputs;
+    return NNM_OK;
+}
+
+static nnm_status host_descendant_call(nnm_env *env, const char *path, nnm_tensor *const *in,
+                                       uint32_t n_in, nnm_tensor **out, uint32_t n_out) {
+    nnm__env *e = nnm__env_of(env);
+    if (e->phase != NNM__PHASE_FORWARD || !e->module)
+        return nnm__error(e->ctx, NNM_E_STATE, "descendant_call is valid only in forward");
+    nnm_module *d;
+    nnm_status st = descendant(env, path, "descendant_call", &d);
+    if (st) return st;
+    return nnm__module_call(d, in, n_in, out, n_out);
+}
+
 /* ---- tensors and ops ---------------------------------------------------- */
 
 static const nnm_tensor_desc *host_tensor_desc(const nnm_tensor *t) { return t ? &t->desc : NULL; }
@@ -388,4 +419,6 @@ const nnm_host nnm__host = {
     .config_floats = host_config_floats,
     .config_strs = host_config_strs,
     .child_info = host_child_info,
+    .descendant_info = host_descendant_info,
+    .descendant_call = host_descendant_call,
 };

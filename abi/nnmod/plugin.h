@@ -314,6 +314,16 @@ struct nnm_host {
      * forward, backward and finalize. */
     nnm_status (*child_info)(nnm_env *env, uint32_t index, const char **name, int32_t *n_inputs,
                              int32_t *n_outputs);
+    /* (1.2) child_info and child_call for a descendant named by a dotted path
+     * relative to this module ("blocks.0", "heads.cls"; a name without dots
+     * is a child), so a container can call into module_list/module_dict
+     * children as a PyTorch forward calls self.heads["cls"](x). The call goes
+     * through the central call path, as child_call. NNM_E_NOT_FOUND when no
+     * such descendant exists. */
+    nnm_status (*descendant_info)(nnm_env *env, const char *path, int32_t *n_inputs,
+                                  int32_t *n_outputs);
+    nnm_status (*descendant_call)(nnm_env *env, const char *path, nnm_tensor *const *in,
+                                  uint32_t n_in, nnm_tensor **out, uint32_t n_out);
     /* ---- slots above are valid for ABI 1.2 ---- */
 };
 
@@ -643,7 +653,7 @@ NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152, "nnm_backend_vtable 1.1 si
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 32 * 8, "nnm_host 1.2 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 34 * 8, "nnm_host 1.2 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

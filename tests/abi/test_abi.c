@@ -76,7 +76,7 @@ static void test_env_and_desc(void) {
 }
 
 static void test_host_table(void) {
-    /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7, 1.2 three. */
+    /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7, 1.2 five. */
     static const size_t want[] = {
         offsetof(nnm_host, set_error),    offsetof(nnm_host, config_int),
         offsetof(nnm_host, config_float), offsetof(nnm_host, config_bool),
@@ -96,15 +96,16 @@ static void test_host_table(void) {
         offsetof(nnm_host, accumulate_grad),
         /* ---- 1.2 ---- */
         offsetof(nnm_host, config_floats), offsetof(nnm_host, config_strs),
-        offsetof(nnm_host, child_info),
+        offsetof(nnm_host, child_info),    offsetof(nnm_host, descendant_info),
+        offsetof(nnm_host, descendant_call),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 32);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 34);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 32 * 8);
+    SIZE(nnm_host, 8 + 34 * 8);
 }
 
 static void test_layer_vtable(void) {

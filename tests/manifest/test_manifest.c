@@ -393,9 +393,9 @@ static void test_schema_errors(void) {
     refuse("{" HDR PLUG "\"root\": {\"type\": 3}}", NNM_E_TYPE, "root.type: expected string, got integer");
     /* unknown plugin, unsatisfiable range */
     refuse("{" HDR "\"plugins\": {\"conv9d\": \"^1.0\"}, \"root\": {\"type\": \"conv9d\"}}",
-           NNM_E_NOT_FOUND, "plugins.conv9d: ");
+           NNM_E_NOT_FOUND, "plugins.conv9d: no layer named 'conv9d' is loaded");
     refuse("{" HDR "\"plugins\": {\"linear\": \"^7.0\"}, \"root\": {\"type\": \"linear\"}}",
-           NNM_E_NOT_FOUND, "plugins.linear: ");
+           NNM_E_NOT_FOUND, "plugins.linear: no layer 'linear' matches ^7.0 (have 1.");
     refuse("{" HDR "\"plugins\": {\"linear\": 1}, \"root\": {\"type\": \"linear\"}}", NNM_E_TYPE,
            "plugins.linear: expected a version range string, got integer");
     refuse("{" HDR "\"plugins\": {\"linear\": \"^1.0\"}, \"root\": {\"type\": \"relu\"}}",
