@@ -113,6 +113,9 @@ NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nn
         module_destroy(m);
         return NNM_E_INVALID;
     }
+    /* create may have probed optional keys (a missing list sets a message):
+     * a module that was made leaves no error behind. */
+    ctx->errmsg[0] = 0;
     *out = m;
     return NNM_OK;
 }

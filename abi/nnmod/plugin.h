@@ -412,7 +412,8 @@ typedef struct nnm_layer_vtable {
      * (modules assembled through the C API). */
     nnm_status (*finalize)(nnm_env *env, void *self);
     /* (optional, 1.2) The config schema: n_config_fields entries, static. NULL
-     * means create checks its config itself through the typed getters. */
+     * means create checks its config itself through the typed getters; a
+     * non-NULL pointer with n_config_fields 0 declares "takes no config". */
     const nnm_config_field *config_fields;
     uint32_t n_config_fields;
     uint32_t reserved;
