@@ -198,6 +198,7 @@ struct nnm_module {
     int training;
     int created;                  /* create succeeded: destroy is due */
     nnm_config *cfg;              /* the config it was created with (owned; for writing) */
+    char *manifest_sha256;        /* hash of the manifest it was built from (roots; owned) */
     nnm_device device;
 };
 

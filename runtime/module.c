@@ -36,6 +36,7 @@ static void module_destroy(nnm_module *m) {
     free_named(m->buffers, m->n_buffers);
     free(m->name);
     nnm_config_free(m->cfg);
+    free(m->manifest_sha256);
     m->magic = 0;
     m->plugin->live_modules--;
     nnm__plugin_release(m->plugin); /* may dlclose: vt is not touched after this */

@@ -120,7 +120,23 @@ NNM_API nnm_status nnm_module_save(nnm_module *m, const char *path, uint32_t n_m
         names[i] = l.v[i].name;
         tensors[i] = l.v[i].t;
     }
-    st = nnm_safetensors_write(ctx, path, (uint32_t)l.n, names, tensors, n_meta, meta);
+    /* A model built from a manifest names it, unless the caller already does. */
+    int add_hash = m->manifest_sha256 != NULL;
+    for (uint32_t i = 0; add_hash && meta && i < n_meta; i++)
+        if (meta[i].key && strcmp(meta[i].key, "nnmod_manifest_sha256") == 0) add_hash = 0;
+    if (add_hash) {
+        nnm_kv *all = malloc((n_meta + 1) * sizeof *all);
+        if (!all) {
+            st = nnm__error(ctx, NNM_E_NOMEM, "out of memory (state dict)");
+            goto done;
+        }
+        if (n_meta) memcpy(all, meta, n_meta * sizeof *all);
+        all[n_meta] = (nnm_kv){"nnmod_manifest_sha256", m->manifest_sha256};
+        st = nnm_safetensors_write(ctx, path, (uint32_t)l.n, names, tensors, n_meta + 1, all);
+        free(all);
+    } else {
+        st = nnm_safetensors_write(ctx, path, (uint32_t)l.n, names, tensors, n_meta, meta);
+    }
 done:
     free(names);
     free(tensors);

@@ -528,7 +528,10 @@ NNM_API nnm_status nnm_safetensors_write(nnm_ctx *ctx, const char *path, uint32_
 /* ------------------------------------------------------------------------ */
 
 /* Saves every parameter and persistent buffer of m under its dotted name
- * (exactly PyTorch's state_dict keys) to a safetensors file, atomically. */
+ * (exactly PyTorch's state_dict keys) to a safetensors file, atomically.
+ * __metadata__ gets the pairs in `meta` (n_meta of them; NULL when 0),
+ * "nnmod_version", and, for a root built by nnm_manifest_build, the
+ * manifest's hash as "nnmod_manifest_sha256". */
 NNM_API nnm_status nnm_module_save(nnm_module *m, const char *path, uint32_t n_meta,
                                    const nnm_kv *meta);
 
@@ -639,7 +642,8 @@ NNM_API void nnm_manifest_free(nnm_manifest *mf);
 #define NNM_BUILD_NO_WEIGHTS 1u   /* leave parameters as the layers initialised them */
 
 /* Builds the module tree the manifest describes (a new root; release it with
- * nnm_module_release), then finalizes it (nnm_module_finalize) and, unless
+ * nnm_module_release; it remembers the manifest's hash for nnm_module_save),
+ * then finalizes it (nnm_module_finalize) and, unless
  * NNM_BUILD_NO_WEIGHTS, loads the weights it names: the file's sha256 is
  * checked first when the manifest gives one, and the load is strict. On
  * failure *out is NULL and nothing is left behind. */

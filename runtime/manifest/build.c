@@ -95,6 +95,10 @@ NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nn
     nnm_module *root = NULL;
     nnm_status st = build_module(mf, 0, &root);
     if (!st && mf->weights_path && !(flags & NNM_BUILD_NO_WEIGHTS)) st = load_weights(mf, root);
+    /* Remembered so that nnm_module_save records which manifest it was. */
+    char hex[65];
+    if (!st && !(st = nnm_manifest_hash(mf, hex)) && !(root->manifest_sha256 = strdup(hex)))
+        st = nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     if (st) {
         nnm_module_release(root);
         return st;

@@ -317,6 +317,24 @@ static void test_weights_and_sha256(void) {
     CHECK_STATUS(nnm_manifest_build(mf, 0, &a), NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
     CHECK_STATUS(nnm_module_save(a, tpath("mlp.safetensors"), 0, NULL), NNM_OK);
+    /* A model built from a manifest records the manifest's hash. */
+    {
+        char want[65];
+        CHECK_STATUS(nnm_manifest_hash(mf, want), NNM_OK);
+        nnm_safetensors *st = NULL;
+        CHECK_STATUS(nnm_safetensors_open(g_ctx, tpath("mlp.safetensors"), &st), NNM_OK);
+        int found = 0;
+        for (uint32_t i = 0; st && i < nnm_safetensors_metadata_count(st); i++) {
+            const char *k, *v;
+            if (nnm_safetensors_metadata(st, i, &k, &v) == NNM_OK &&
+                strcmp(k, "nnmod_manifest_sha256") == 0) {
+                CU_ASSERT_STRING_EQUAL(v, want);
+                found = 1;
+            }
+        }
+        CU_ASSERT_TRUE(found);
+        nnm_safetensors_close(st);
+    }
 
     /* A manifest beside the weights, naming them with their digest (taken
      * here by loading with a wrong one first and reading the message). */
