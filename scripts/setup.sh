@@ -12,11 +12,12 @@ set -euo pipefail
 
 # Build tools, the CPU backend's BLAS, the test framework, the manifest formats,
 # and clang with its runtimes (second compiler for the header compile tests,
-# and libFuzzer for the fuzz smoke runs).
+# and libFuzzer for the fuzz smoke runs), graphviz (the test renders `nnm inspect --dot`).
 packages=(
   build-essential gcc g++ cmake pkg-config
   libopenblas-dev libcunit1-dev libmsgpack-dev libjansson-dev
   clang libclang-rt-14-dev
+  graphviz
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1,0 +1,568 @@
+#!/bin/sh
+# tests/tools/test_nnm.sh - end-to-end tests of the nnm command-line tool.
+#
+# usage: test_nnm.sh NNM FIXTURE SOURCE_DIR WORK_DIR
+#
+# Runs bin/nnm the way a user does and asserts on its exit status, stdout and
+# stderr: every command's --help, usage errors (exit 2, "try 'nnm CMD --help'"),
+# `weights inspect/diff` on files written by nnm_fixture and on the PyTorch
+# golden files of tests/golden/state, and validate/convert/inspect/--dot/run
+# on examples/manifests/*.json and on broken manifests. Any sanitizer report
+# on stderr fails the test. Plain POSIX sh. Exits 0 when every check passed.
+set -u
+
+if [ $# -ne 4 ]; then
+    echo "usage: $0 NNM FIXTURE SOURCE_DIR WORK_DIR" >&2
+    exit 2
+fi
+NNM=$1
+FIX=$2
+SRC=$3
+WORK=$4
+M=$SRC/examples/manifests
+G=$SRC/tests/golden/state
+
+rm -rf "$WORK" || exit 1
+mkdir -p "$WORK" || exit 1
+OUT=$WORK/stdout
+ERR=$WORK/stderr
+# A sanitizer's own exit status must not pass for an expected 1.
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=99"
+export ASAN_OPTIONS
+
+n_checks=0
+n_failed=0
+LAST=""
+
+fail() {
+    echo "FAIL: $LAST: $*" >&2
+    n_failed=$((n_failed + 1))
+}
+
+show() {
+    {
+        echo "  --- stdout:"
+        sed 's/^/  | /' "$OUT"
+        echo "  --- stderr:"
+        sed 's/^/  | /' "$ERR"
+    } >&2
+}
+
+# expect RC ARGS...: runs `nnm ARGS...`, stdout to $OUT and stderr to $ERR,
+# and checks the exit status.
+expect() {
+    want=$1
+    shift
+    LAST="nnm $*"
+    n_checks=$((n_checks + 1))
+    "$NNM" "$@" >"$OUT" 2>"$ERR"
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        fail "exit status $rc, expected $want"
+        show
+    fi
+    if grep -q -e 'Sanitizer' -e 'runtime error:' "$ERR"; then
+        fail "sanitizer report"
+        show
+    fi
+}
+
+out_has() {
+    n_checks=$((n_checks + 1))
+    grep -F -q -e "$1" "$OUT" || { fail "stdout lacks '$1'"; show; }
+}
+out_lacks() {
+    n_checks=$((n_checks + 1))
+    if grep -F -q -e "$1" "$OUT"; then fail "stdout has '$1'"; show; fi
+}
+err_has() {
+    n_checks=$((n_checks + 1))
+    grep -F -q -e "$1" "$ERR" || { fail "stderr lacks '$1'"; show; }
+}
+out_empty() {
+    n_checks=$((n_checks + 1))
+    [ ! -s "$OUT" ] || { fail "stdout is not empty"; show; }
+}
+err_empty() {
+    n_checks=$((n_checks + 1))
+    [ ! -s "$ERR" ] || { fail "stderr is not empty"; show; }
+}
+# The one-line message, then the hint; nothing on stdout.
+usage_error() {
+    cmd=$1
+    shift
+    expect 2 "$@"
+    out_empty
+    err_has "try 'nnm${cmd:+ $cmd} --help'"
+    n_checks=$((n_checks + 1))
+    [ "$(wc -l <"$ERR")" -eq 2 ] || { fail "usage error is not 2 lines"; show; }
+}
+check() { # check DESCRIPTION COMMAND...: a shell check of its own
+    what=$1
+    shift
+    n_checks=$((n_checks + 1))
+    "$@" || fail "$what"
+}
+
+# ---------------------------------------------------------------------------
+# Help, version
+# ---------------------------------------------------------------------------
+expect 0 --help
+out_has "usage: nnm"
+out_has "weights diff A B"
+err_empty
+expect 0 -h
+out_has "usage: nnm"
+expect 0 help
+out_has "usage: nnm"
+expect 0 --version
+out_has "libnnmod"
+out_has "plugin ABI"
+err_empty
+
+for c in validate convert inspect run plugins weights "weights inspect" "weights diff"; do
+    # shellcheck disable=SC2086 # word splitting of "weights diff" is meant
+    expect 0 $c --help
+    out_has "usage: nnm $c"
+    out_has "-h, --help"
+    err_empty
+    cp "$OUT" "$WORK/help1"
+    # shellcheck disable=SC2086
+    expect 0 help $c
+    check "'nnm help $c' differs from 'nnm $c --help'" cmp -s "$OUT" "$WORK/help1"
+done
+expect 0 run -h
+out_has "usage: nnm run"
+
+# ---------------------------------------------------------------------------
+# Usage errors: exit 2, one line + the hint, nothing on stdout
+# ---------------------------------------------------------------------------
+usage_error "" ; err_has "no command given"
+usage_error "" frobnicate; err_has "unknown command 'frobnicate'"
+usage_error "" --frob validate; err_has "unknown option '--frob'"
+usage_error "" --plugins; err_has "'--plugins' needs a value"
+usage_error "" help frobnicate
+usage_error validate validate; err_has "missing FILE"
+usage_error validate validate --frob "$M/mlp.json"; err_has "unknown option '--frob'"
+usage_error validate validate --weights=yes "$M/mlp.json"; err_has "takes no value"
+usage_error convert convert "$M/mlp.json"; err_has "expected IN and OUT"
+usage_error convert convert "$M/mlp.json" a.json b.json
+usage_error convert convert --to yaml "$M/mlp.json" "$WORK/x.yaml"; err_has "json or msgpack"
+usage_error convert convert "$M/mlp.json" "$WORK/x.json" --to
+usage_error inspect inspect
+usage_error inspect inspect "$M/mlp.json" "$M/nested.json"
+usage_error run run; err_has "missing FILE"
+usage_error run run "$M/mlp.json"; err_has "no input"
+usage_error run run "$M/mlp.json" --input 0x4; err_has "bad shape '0x4'"
+usage_error run run "$M/mlp.json" --input 1x; err_has "bad shape"
+usage_error run run "$M/mlp.json" --input 1x2x3x4x5x6x7x8x9; err_has "bad shape"
+usage_error run run "$M/mlp.json" --input 2x4 --seed -1; err_has "--seed"
+usage_error run run "$M/mlp.json" --input 2x4 --outputs 0; err_has "--outputs"
+usage_error run run "$M/mlp.json" --input; err_has "'--input' needs a value"
+usage_error weights weights; err_has "missing command"
+usage_error weights weights frob; err_has "unknown command 'frob'"
+usage_error "weights inspect" weights inspect
+usage_error "weights inspect" weights inspect a b
+usage_error "weights diff" weights diff a
+usage_error "weights diff" weights diff --atol -1 a b; err_has "--atol"
+usage_error "weights diff" weights diff --atol abc a b
+usage_error plugins plugins extra
+
+# ---------------------------------------------------------------------------
+# weights inspect / diff
+# ---------------------------------------------------------------------------
+LAST="nnm_fixture weights"
+check "nnm_fixture weights failed" "$FIX" weights "$WORK"
+W=$WORK
+
+expect 0 weights inspect "$W/a.safetensors"
+out_has "$W/a.safetensors"
+out_has "NAME"
+out_has "F32"
+out_has "[2, 3]"
+out_has "I64"
+out_has "total: 3 tensors, 10 elements, 44 bytes"
+out_has "owner: test"
+out_has "nnmod_version:"
+err_empty
+expect 0 weights inspect --json "$W/a.safetensors"
+out_has '"name": "w", "dtype": "F32", "shape": [2, 3], "bytes": 24'
+out_has '"total_tensors": 3'
+out_has '"owner": "test"'
+if command -v python3 >/dev/null 2>&1; then
+    LAST="weights inspect --json | python3 -m json.tool"
+    check "not valid JSON" python3 -m json.tool "$OUT" >/dev/null
+fi
+expect 0 weights inspect "$G/mlp_mixed.safetensors"
+out_has "BF16"
+out_has "F16"
+out_has "F64"
+expect 1 weights inspect "$W/missing.safetensors"
+out_empty
+err_has "nnm weights inspect: "
+err_has "missing.safetensors"
+printf 'not a safetensors file' >"$W/junk.safetensors"
+expect 1 weights inspect "$W/junk.safetensors"
+err_has "junk.safetensors"
+
+expect 0 weights diff "$W/a.safetensors" "$W/a_copy.safetensors"
+out_has "identical (3 tensors)"
+err_empty
+expect 1 weights diff --metadata "$W/a.safetensors" "$W/a_copy.safetensors"
+out_has "metadata differs: owner: 'test' vs 'someone else'"
+expect 1 weights diff "$W/a.safetensors" "$W/a_close.safetensors"
+out_has "values differ: w: max abs diff 1"
+out_has "2 identical"
+expect 0 weights diff --atol 1e-4 "$W/a.safetensors" "$W/a_close.safetensors"
+out_has "within tolerance: w"
+expect 1 weights diff --atol=1e-4 "$W/a.safetensors" "$W/a_far.safetensors"
+out_has "values differ: w: max abs diff 0.5"
+expect 1 weights diff "$W/a.safetensors" "$W/a_extra.safetensors"
+out_has "only in B: c"
+out_lacks "only in A:"
+expect 1 weights diff "$W/a_extra.safetensors" "$W/a.safetensors"
+out_has "only in A: c"
+expect 1 weights diff "$W/a.safetensors" "$W/a_shape.safetensors"
+out_has "shape differs: w: [2, 3] vs [3, 2]"
+expect 1 weights diff "$W/a.safetensors" "$W/a_int.safetensors"
+out_has "values differ: steps: max abs diff 1"
+expect 1 weights diff "$W/a.safetensors" "$W/a_nan.safetensors"
+out_has "values differ: w: max abs diff nan"
+expect 0 weights diff "$W/a_nan.safetensors" "$W/a_nan.safetensors"
+out_has "identical"
+expect 1 weights diff -q "$W/a.safetensors" "$W/a_far.safetensors"
+out_empty
+err_empty
+expect 0 weights diff --quiet "$W/a.safetensors" "$W/a_copy.safetensors"
+out_empty
+expect 2 weights diff "$W/a.safetensors" "$W/missing.safetensors"
+err_has "nnm weights diff: "
+err_has "missing.safetensors"
+expect 2 weights diff "$W/junk.safetensors" "$W/a.safetensors"
+expect 0 weights diff "$G/mlp.safetensors" "$G/mlp.safetensors"
+expect 1 weights diff "$G/mlp.safetensors" "$G/mlp_mixed.safetensors"
+out_has "dtype differs: 0.weight: F32 vs F16 (max abs diff"
+out_has "dtype differs: 0.bias: F32 vs BF16"
+
+# ---------------------------------------------------------------------------
+# plugins, --plugins
+# ---------------------------------------------------------------------------
+expect 0 plugins
+out_has "linear"
+out_has "sequential"
+out_has " 0 failed"
+mkdir -p "$WORK/empty_plugins"
+expect 0 --plugins "$WORK/empty_plugins" plugins
+expect 0 plugins --plugins="$WORK/empty_plugins"
+expect 1 --plugins "$WORK/no_such_dir" plugins
+err_has "nnm plugins: "
+err_has "no_such_dir"
+expect 1 validate --plugins "$WORK/no_such_dir" "$M/mlp.json"
+err_has "no_such_dir"
+# A broken plugin is reported (a warning, and a FAILED record) and never
+# stops the others.
+mkdir -p "$WORK/bad_plugins"
+printf 'not an ELF file' >"$WORK/bad_plugins/nnm_junk.so"
+expect 0 --plugins "$WORK/bad_plugins" plugins
+out_has "FAILED"
+out_has " 1 failed"
+out_has "sequential"
+err_has "nnm plugins: warning: "
+err_has "nnm_junk.so"
+expect 0 validate --plugins "$WORK/bad_plugins" "$M/mlp.json"
+out_has "ok (4 modules, 67 parameters)"
+err_has "nnm validate: warning: "
+
+# ---------------------------------------------------------------------------
+# Manifests: validate, convert, inspect, --dot, run
+# ---------------------------------------------------------------------------
+have_dot=0
+if command -v dot >/dev/null 2>&1; then
+    have_dot=1
+else
+    echo "note: Graphviz 'dot' is not installed; the --dot output is not rendered"
+fi
+
+n_manifests=0
+for f in "$M"/*.json; do
+    [ -e "$f" ] || continue
+    n_manifests=$((n_manifests + 1))
+    b=$(basename "$f" .json)
+    expect 0 validate "$f"
+    out_has "$f: ok ("
+    err_empty
+    ok_json=$(sed "s|^$f: ||" "$OUT")
+
+    # JSON -> msgpack -> JSON -> msgpack -> JSON: fixed point from the first
+    # conversion on, in both formats.
+    expect 0 convert "$f" "$WORK/$b.1.msgpack"
+    out_empty
+    err_empty
+    expect 0 convert "$WORK/$b.1.msgpack" "$WORK/$b.1.json"
+    expect 0 convert "$WORK/$b.1.json" "$WORK/$b.2.msgpack"
+    expect 0 convert "$WORK/$b.2.msgpack" "$WORK/$b.2.json"
+    LAST="convert round trip of $b"
+    check "$b: JSON differs after a second round trip" cmp "$WORK/$b.1.json" "$WORK/$b.2.json"
+    check "$b: msgpack differs after a second round trip" cmp "$WORK/$b.1.msgpack" "$WORK/$b.2.msgpack"
+    expect 0 convert --to json "$WORK/$b.1.msgpack" "$WORK/$b.forced.mp"
+    check "$b: --to json did not give JSON" cmp "$WORK/$b.1.json" "$WORK/$b.forced.mp"
+    expect 0 convert --to msgpack "$WORK/$b.1.json" "$WORK/$b.forced.json"
+    check "$b: --to msgpack did not give msgpack" cmp "$WORK/$b.1.msgpack" "$WORK/$b.forced.json"
+    expect 0 validate "$WORK/$b.1.msgpack"
+    LAST="validate $b.1.msgpack"
+    check "$b: msgpack validates differently from JSON" \
+        [ "$(sed "s|^$WORK/$b.1.msgpack: ||" "$OUT")" = "$ok_json" ]
+
+    expect 0 inspect "$f"
+    out_has "$f"
+    out_has "parameters: "
+    out_has "plugins:"
+    out_has " -> "
+    out_has "weights: none"
+    err_empty
+    expect 0 inspect --dot "$f"
+    out_has "digraph "
+    err_empty
+    if [ "$have_dot" -eq 1 ]; then
+        LAST="inspect --dot $b | dot -Tsvg"
+        check "$b: dot cannot render the --dot output" dot -Tsvg -o /dev/null "$OUT"
+    fi
+done
+LAST="examples/manifests"
+check "no manifests in $M" [ "$n_manifests" -gt 0 ]
+
+# mlp: Sequential(Linear(4, 8), ReLU, Linear(8, 3))
+if [ -e "$M/mlp.json" ]; then
+    expect 0 validate "$M/mlp.json"
+    out_has "ok (4 modules, 67 parameters)"
+    expect 0 validate -q "$M/mlp.json"
+    out_empty
+    expect 0 inspect "$M/mlp.json"
+    out_has "Sequential("
+    out_has "(fc1): Linear(in_features=4, out_features=8"
+    out_has "parameters: 67"
+    out_has "linear"
+    out_has "^1.0"
+    out_has "-> 1."
+    expect 0 inspect --dot "$M/mlp.json"
+    out_has 'label="fc1\nlinear"'
+    out_has 'label="act\nrelu"'
+    out_has 'm1 -> m2'
+    out_has 'm2 -> m3'
+    expect 0 run "$M/mlp.json" --input 2x4
+    out_has "input 0: shape [2, 4], f32, 8 values"
+    out_has "output 0: shape [2, 3], f32, 6 values"
+    err_empty
+    cp "$OUT" "$WORK/run1"
+    expect 0 run "$M/mlp.json" --input 2,4 --seed 0
+    check "run: same seed, different output" cmp -s "$OUT" "$WORK/run1"
+    expect 0 run "$M/mlp.json" --input '[2, 4]' --seed 7 --eval
+    out_has "output 0: shape [2, 3]"
+    LAST="run --seed 7"
+    check "run: another seed gives the same output" sh -c '! cmp -s "$1" "$2"' sh "$OUT" "$WORK/run1"
+    expect 0 run "$M/mlp.json" --input 40x4
+    out_has "output 0: shape [40, 3], f32, 120 values"
+    out_has "... (104 more)"
+    expect 0 run "$M/mlp.json" --input-file "$W/one.safetensors"
+    out_has "input 0: shape [2, 4], f32, 8 values"
+    out_has "  0.1 -0.2 0.3 -0.4 0.5 -0.6 0.7 -0.8"
+    expect 0 run "$M/mlp.json" --input-file "$W/one.safetensors:x"
+    expect 1 run "$M/mlp.json" --input 2x5
+    err_has "nnm run: "
+    err_has "fc1 (linear)"
+    err_has "[2, 5]"
+    expect 1 run "$M/mlp.json" --input-file "$G/mlp_io.safetensors"
+    err_has "holds 3 tensors"
+    expect 1 run "$M/mlp.json" --input-file "$G/mlp_io.safetensors:nope"
+    err_has "no tensor named 'nope'"
+    expect 1 run "$M/mlp.json" --input-file "$W/missing.safetensors"
+    err_has "missing.safetensors"
+    expect 1 run "$M/mlp.json" --input 2x4 --input 2x4
+    err_has "nnm run: "
+fi
+
+if [ -e "$M/nested.json" ]; then
+    expect 0 validate "$M/nested.json"
+    out_has "ok (9 modules, 80 parameters)"
+    expect 0 inspect --dot "$M/nested.json"
+    out_has "subgraph cluster_"
+    out_has 'label="encoder\nsequential"'
+fi
+
+if [ -e "$M/residual_block.json" ]; then
+    expect 0 inspect --dot "$M/residual_block.json"
+    out_has 'label="model\ngraph"'
+    out_has '[label="x", shape=ellipse]'
+    out_has '[label="sum\nadd"]'
+    out_has 'label="output 0"'
+    # "sum: fc2, x": two edges into sum, one of them from the graph input x.
+    LAST="inspect --dot residual_block.json"
+    check "the residual edge x -> sum is missing" grep -q '^ *m0_in0 -> m4;$' "$OUT"
+    check "the edge fc2 -> sum is missing" grep -q '^ *m3 -> m4;$' "$OUT"
+    expect 0 run "$M/residual_block.json" --input 3x16 --eval
+    out_has "output 0: shape [3, 16], f32, 48 values"
+fi
+
+# Two files at once: every file is checked, the status says one failed.
+cat >"$WORK/bad.json" <<'EOF'
+{"format": "nnmod.manifest", "version": 1, "plugins": {"linear": "^1.0"},
+ "root": {"type": "linear", "config": {"in_features": "four", "out_features": 3}}}
+EOF
+expect 1 validate "$M/mlp.json" "$WORK/bad.json" "$M/nested.json"
+out_has "$M/mlp.json: ok"
+out_has "$M/nested.json: ok"
+out_lacks "bad.json"
+err_has "nnm validate: $WORK/bad.json: root.config.in_features: expected integer"
+
+# ---------------------------------------------------------------------------
+# Broken manifests: nonzero exit, the message names the file and the path in
+# the document
+# ---------------------------------------------------------------------------
+expect 1 validate "$WORK/bad.json"
+out_empty
+err_has "$WORK/bad.json"
+err_has "root.config.in_features"
+expect 1 inspect "$WORK/bad.json"
+err_has "root.config.in_features"
+expect 1 inspect --dot "$WORK/bad.json"
+out_empty
+expect 1 run "$WORK/bad.json" --input 1x4
+err_has "root.config.in_features"
+expect 1 convert "$WORK/bad.json" "$WORK/bad_out.json"
+err_has "root.config.in_features"
+LAST="convert bad.json"
+check "convert of an invalid manifest wrote its output" [ ! -e "$WORK/bad_out.json" ]
+
+cat >"$WORK/unknown_plugin.json" <<'EOF'
+{"format": "nnmod.manifest", "version": 1, "plugins": {"no_such_layer": "^1.0"},
+ "root": {"type": "no_such_layer"}}
+EOF
+expect 1 validate "$WORK/unknown_plugin.json"
+err_has "no_such_layer"
+
+cat >"$WORK/bad_child.json" <<'EOF'
+{"format": "nnmod.manifest", "version": 1,
+ "plugins": {"sequential": "^1.0", "linear": "^1.0"},
+ "root": {"type": "sequential", "children": [
+   {"type": "linear", "config": {"in_features": 4, "out_features": 8}},
+   {"type": "linear", "config": {"in_features": 8, "out_features": -3}}]}}
+EOF
+expect 1 validate "$WORK/bad_child.json"
+err_has "$WORK/bad_child.json"
+err_has "root.children[1]"
+
+cat >"$WORK/bad_graph.json" <<'EOF'
+{"format": "nnmod.manifest", "version": 1, "plugins": {"graph": "^1.0", "relu": "^1.0"},
+ "root": {"type": "graph",
+          "config": {"inputs": ["x"], "nodes": ["a: y"], "outputs": ["a"]},
+          "children": [{"name": "a", "type": "relu"}]}}
+EOF
+expect 1 validate "$WORK/bad_graph.json"
+err_has "$WORK/bad_graph.json"
+err_has "root.config.nodes[0]"
+
+printf '{"format": "nnmod.manifest", "version": 1, "plugins": {' >"$WORK/truncated.json"
+expect 1 validate "$WORK/truncated.json"
+err_has "truncated.json"
+if [ -e "$WORK/mlp.1.msgpack" ]; then
+    head -c 40 "$WORK/mlp.1.msgpack" >"$WORK/truncated.msgpack"
+    expect 1 validate "$WORK/truncated.msgpack"
+    err_has "truncated.msgpack"
+    expect 1 convert "$WORK/truncated.msgpack" "$WORK/truncated_out.json"
+fi
+: >"$WORK/empty.json"
+expect 1 validate "$WORK/empty.json"
+err_has "empty.json"
+expect 1 validate "$WORK/missing.json"
+err_has "missing.json"
+expect 1 validate "$WORK"
+err_has "nnm validate: "
+
+if [ -e "$M/nested.json" ]; then
+    # A module_dict has no forward, like torch.nn.ModuleDict.
+    expect 1 run "$M/nested.json" --input 1x6
+    err_has "nnm run: "
+fi
+
+# ---------------------------------------------------------------------------
+# Weights: a manifest naming the PyTorch golden state dict; nnm run's output
+# must match PyTorch's
+# ---------------------------------------------------------------------------
+cp "$G/mlp.safetensors" "$WORK/mlp_weights.safetensors" || exit 1
+mlp_manifest() { # mlp_manifest FILE WEIGHTS_JSON
+    cat >"$1" <<EOF
+{"format": "nnmod.manifest", "version": 1,
+ "plugins": {"sequential": "^1.0", "linear": "^1.0", "relu": "^1.0"},
+ "root": {"type": "sequential", "children": [
+   {"type": "linear", "config": {"in_features": 4, "out_features": 8}},
+   {"type": "relu"},
+   {"type": "linear", "config": {"in_features": 8, "out_features": 3}}]},
+ "weights": $2}
+EOF
+}
+mlp_manifest "$WORK/mlp_w.json" '{"path": "mlp_weights.safetensors"}'
+expect 0 validate --weights "$WORK/mlp_w.json"
+out_has "ok (4 modules, 67 parameters)"
+expect 0 inspect "$WORK/mlp_w.json"
+out_has "weights: mlp_weights.safetensors"
+expect 0 run "$WORK/mlp_w.json" --input-file "$G/mlp_io.safetensors:input"
+out_has "output 0: shape [5, 3], f32, 15 values"
+LAST="nnm run mlp_w.json | nnm_fixture check-run"
+check "nnm run's output differs from PyTorch's" \
+    "$FIX" check-run "$G/mlp_io.safetensors" output 0 <"$OUT"
+expect 0 run "$WORK/mlp_w.json" --no-weights --input-file "$G/mlp_io.safetensors:input"
+LAST="nnm run --no-weights | nnm_fixture check-run"
+check "--no-weights still loaded the weights" \
+    sh -c '! "$1" check-run "$2" output 0 <"$3" 2>/dev/null' sh "$FIX" "$G/mlp_io.safetensors" "$OUT"
+
+mkdir -p "$WORK/elsewhere"
+expect 0 convert "$WORK/mlp_w.json" "$WORK/elsewhere/mlp_w.msgpack"
+err_has "warning"
+err_has "mlp_weights.safetensors"
+expect 0 convert "$WORK/mlp_w.json" "$WORK/mlp_w.msgpack"
+err_empty
+expect 0 run "$WORK/mlp_w.msgpack" --input-file "$G/mlp_io.safetensors:input"
+LAST="nnm run mlp_w.msgpack | nnm_fixture check-run"
+check "nnm run's output (msgpack manifest) differs from PyTorch's" \
+    "$FIX" check-run "$G/mlp_io.safetensors" output 0 <"$OUT"
+
+mlp_manifest "$WORK/mlp_missing.json" '{"path": "no_such_weights.safetensors"}'
+expect 0 validate "$WORK/mlp_missing.json"
+expect 1 validate --weights "$WORK/mlp_missing.json"
+err_has "mlp_missing.json"
+err_has "no_such_weights.safetensors"
+expect 1 run "$WORK/mlp_missing.json" --input 1x4
+err_has "no_such_weights.safetensors"
+expect 0 run "$WORK/mlp_missing.json" --no-weights --input 1x4
+out_has "output 0: shape [1, 3]"
+
+zeros=0000000000000000000000000000000000000000000000000000000000000000
+mlp_manifest "$WORK/mlp_badsha.json" "{\"path\": \"mlp_weights.safetensors\", \"sha256\": \"$zeros\"}"
+expect 1 validate --weights "$WORK/mlp_badsha.json"
+err_has "sha256"
+if command -v sha256sum >/dev/null 2>&1; then
+    sum=$(sha256sum "$WORK/mlp_weights.safetensors" | cut -d' ' -f1)
+    mlp_manifest "$WORK/mlp_sha.json" "{\"path\": \"mlp_weights.safetensors\", \"sha256\": \"$sum\"}"
+    expect 0 validate --weights "$WORK/mlp_sha.json"
+    expect 0 inspect "$WORK/mlp_sha.json"
+    out_has "weights: mlp_weights.safetensors (sha256 $sum)"
+fi
+
+# ---------------------------------------------------------------------------
+# Output that cannot be written is a failure, never a silent success
+# ---------------------------------------------------------------------------
+if [ -w /dev/full ]; then
+    LAST="nnm --help >/dev/full"
+    "$NNM" --help >/dev/full 2>"$ERR"
+    rc=$?
+    check "exit status $rc, expected 1" [ $rc -eq 1 ]
+    err_has "error writing to standard output"
+    LAST="nnm weights diff A B >/dev/full"
+    "$NNM" weights diff "$W/a.safetensors" "$W/a_far.safetensors" >/dev/full 2>"$ERR"
+    rc=$?
+    check "exit status $rc, expected 2 (trouble, not 'differ')" [ $rc -eq 2 ]
+fi
+
+# ---------------------------------------------------------------------------
+echo "$n_checks checks, $n_failed failed"
+[ "$n_failed" -eq 0 ]

@@ -1,0 +1,416 @@
+/* tools/nnm/cli.c - option parsing, errors, the context and formatting helpers
+ * shared by the nnm subcommands (see cli.h). */
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_env_add_plugin_dir(cli_env *env, const char *dir) {
+    if (env->n_plugin_dirs == env->cap_plugin_dirs) {
+        size_t cap = env->cap_plugin_dirs ? env->cap_plugin_dirs * 2 : 4;
+        const char **dirs = realloc(env->plugin_dirs, cap * sizeof *dirs);
+        if (!dirs) return -1;
+        env->plugin_dirs = dirs;
+        env->cap_plugin_dirs = cap;
+    }
+    env->plugin_dirs[env->n_plugin_dirs++] = dir;
+    return 0;
+}
+
+void cli_env_free(cli_env *env) {
+    free(env->plugin_dirs);
+    env->plugin_dirs = NULL;
+    env->n_plugin_dirs = env->cap_plugin_dirs = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Option parsing                                                            */
+/* ------------------------------------------------------------------------ */
+
+void cli_parser_init(cli_parser *p, const char *cmd, cli_env *env, int argc, char **argv,
+                     int first) {
+    memset(p, 0, sizeof *p);
+    p->cmd = cmd;
+    p->env = env;
+    p->argc = argc;
+    p->argv = argv;
+    p->i = first;
+}
+
+/* Takes an option's value: "=VALUE" glued on, or the next argument. */
+static int take_value(cli_parser *p, const char *shown, const char *glued) {
+    if (glued) {
+        p->arg = glued;
+        return 0;
+    }
+    if (p->i >= p->argc) {
+        cli_usage(p->cmd, "option '%s' needs a value", shown);
+        return -1;
+    }
+    p->arg = p->argv[p->i++];
+    return 0;
+}
+
+int cli_next(cli_parser *p, const cli_opt *opts) {
+    for (;;) {
+        if (p->i >= p->argc) return CLI_END;
+        const char *a = p->argv[p->i++];
+        p->arg = a;
+        if (p->only_positional || a[0] != '-' || a[1] == '\0') return CLI_POSITIONAL;
+        if (strcmp(a, "--") == 0) {
+            p->only_positional = 1;
+            continue;
+        }
+        if (a[1] != '-') { /* "-x" */
+            if (a[2] != '\0') return cli_usage(p->cmd, "unknown option '%s'", a), CLI_ERROR;
+            if (a[1] == 'h') return CLI_HELP;
+            for (const cli_opt *o = opts; o && o->name; o++) {
+                if (o->short_name != a[1]) continue;
+                if (o->has_arg && take_value(p, a, NULL)) return CLI_ERROR;
+                return o->id;
+            }
+            return cli_usage(p->cmd, "unknown option '%s'", a), CLI_ERROR;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const char *glued = eq ? eq + 1 : NULL;
+        if (len == 4 && strncmp(name, "help", 4) == 0) {
+            if (glued) return cli_usage(p->cmd, "option '--help' takes no value"), CLI_ERROR;
+            return CLI_HELP;
+        }
+        if (len == 7 && strncmp(name, "plugins", 7) == 0) {
+            if (take_value(p, "--plugins", glued)) return CLI_ERROR;
+            if (p->arg[0] == '\0')
+                return cli_usage(p->cmd, "option '--plugins' needs a directory"), CLI_ERROR;
+            if (cli_env_add_plugin_dir(p->env, p->arg))
+                return cli_failf(p->cmd, "out of memory"), CLI_ERROR;
+            continue;
+        }
+        for (const cli_opt *o = opts; o && o->name; o++) {
+            if (strlen(o->name) != len || strncmp(o->name, name, len) != 0) continue;
+            if (!o->has_arg) {
+                if (glued) {
+                    cli_usage(p->cmd, "option '--%s' takes no value", o->name);
+                    return CLI_ERROR;
+                }
+                return o->id;
+            }
+            char shown[64];
+            snprintf(shown, sizeof shown, "--%s", o->name);
+            if (take_value(p, shown, glued)) return CLI_ERROR;
+            return o->id;
+        }
+        return cli_usage(p->cmd, "unknown option '%.*s'", (int)(len + 2), a), CLI_ERROR;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Ending a command                                                          */
+/* ------------------------------------------------------------------------ */
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "nnm%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\ntry 'nnm%s%s --help'\n", cmd ? " " : "", cmd ? cmd : "");
+    return CLI_EXIT_USAGE;
+}
+
+int cli_fail(const char *cmd, const nnm_ctx *ctx, nnm_status st) {
+    const char *msg = ctx ? nnm_ctx_errmsg(ctx) : "";
+    if (!msg || !msg[0]) msg = nnm_status_str(st);
+    fprintf(stderr, "nnm %s: %s\n", cmd, msg);
+    return CLI_EXIT_FAIL;
+}
+
+int cli_fail_file(const char *cmd, const char *path, const nnm_ctx *ctx, nnm_status st) {
+    const char *msg = ctx ? nnm_ctx_errmsg(ctx) : "";
+    size_t n = strlen(path);
+    if (!msg || !msg[0]) msg = nnm_status_str(st);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':')
+        fprintf(stderr, "nnm %s: %s\n", cmd, msg);
+    else
+        fprintf(stderr, "nnm %s: %s: %s\n", cmd, path, msg);
+    return CLI_EXIT_FAIL;
+}
+
+int cli_failf(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "nnm %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return CLI_EXIT_FAIL;
+}
+
+void cli_warn(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "nnm %s: warning: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The context                                                               */
+/* ------------------------------------------------------------------------ */
+
+nnm_ctx *cli_ctx_new(const cli_env *env, const char *cmd, uint32_t flags, uint64_t seed) {
+    nnm_ctx_options o = {sizeof o, (flags & CLI_CTX_NO_DISCOVERY) ? NNM_CTX_NO_DISCOVERY : 0u,
+                         seed};
+    nnm_ctx *ctx = NULL;
+    nnm_status st = nnm_ctx_new(&o, &ctx);
+    if (st != NNM_OK) {
+        cli_failf(cmd, "cannot create a context: %s", nnm_status_str(st));
+        return NULL;
+    }
+    for (size_t i = 0; i < env->n_plugin_dirs; i++) {
+        uint32_t before = nnm_plugin_count(ctx);
+        st = nnm_plugin_load_dir(ctx, env->plugin_dirs[i], NULL);
+        if (st != NNM_OK) {
+            cli_fail(cmd, ctx, st);
+            nnm_ctx_free(ctx);
+            return NULL;
+        }
+        /* A broken plugin never stops the others, but say so: it is
+         * probably why a layer will not be found. */
+        for (uint32_t k = before; k < nnm_plugin_count(ctx); k++) {
+            nnm_plugin_info info = {sizeof info};
+            if (nnm_plugin_info_get(ctx, k, &info) == NNM_OK && info.status != NNM_OK)
+                cli_warn(cmd, "%s", info.error && info.error[0] ? info.error : info.path);
+        }
+    }
+    return ctx;
+}
+
+int cli_manifest_open(nnm_ctx *ctx, const char *cmd, const char *path, uint32_t flags,
+                      nnm_manifest **mf, nnm_module **root) {
+    nnm_status s = nnm_manifest_load(ctx, path, NNM_MANIFEST_AUTO, NULL, mf);
+    if (s == NNM_OK && root) {
+        s = nnm_manifest_build(*mf, flags, root);
+        if (s != NNM_OK) {
+            nnm_manifest_free(*mf);
+            *mf = NULL;
+        }
+    }
+    return s == NNM_OK ? 0 : cli_fail_file(cmd, path, ctx, s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parsing values                                                            */
+/* ------------------------------------------------------------------------ */
+
+int cli_parse_u64(const char *s, uint64_t *out) {
+    char *end = NULL;
+    if (!s || !isdigit((unsigned char)s[0])) return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int cli_parse_double(const char *s, double *out) {
+    char *end = NULL;
+    if (!s || !*s || isspace((unsigned char)s[0])) return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_shape(const char *s, int64_t shape[NNM_MAX_DIMS]) {
+    int n = 0;
+    const char *q = s;
+    while (isspace((unsigned char)*q)) q++;
+    int bracket = *q == '[';
+    if (bracket) q++;
+    for (;;) {
+        while (isspace((unsigned char)*q)) q++;
+        if (!isdigit((unsigned char)*q)) return -1;
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(q, &end, 10);
+        if (errno || v <= 0 || n == NNM_MAX_DIMS) return -1;
+        shape[n++] = (int64_t)v;
+        q = end;
+        while (isspace((unsigned char)*q)) q++;
+        if (*q == 'x' || *q == 'X' || *q == ',') {
+            q++;
+            continue;
+        }
+        break;
+    }
+    if (bracket) {
+        if (*q != ']') return -1;
+        q++;
+        while (isspace((unsigned char)*q)) q++;
+    }
+    return *q ? -1 : n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Formatting                                                                */
+/* ------------------------------------------------------------------------ */
+
+const char *cli_shape_str(int32_t ndim, const int64_t *shape, char *buf, size_t cap) {
+    size_t n = 0;
+    if (!cap) return buf;
+    buf[0] = '\0';
+    int w = snprintf(buf, cap, "[");
+    n = w > 0 ? (size_t)w : 0;
+    for (int32_t i = 0; i < ndim && n < cap; i++) {
+        w = snprintf(buf + n, cap - n, "%s%" PRId64, i ? ", " : "", shape[i]);
+        if (w < 0) break;
+        n += (size_t)w;
+    }
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+const char *cli_dtype_str(nnm_dtype dt, char *buf, size_t cap) {
+    const char *kind = "?";
+    switch (dt.code) {
+    case NNM_DTYPE_INT: kind = "i"; break;
+    case NNM_DTYPE_UINT: kind = "u"; break;
+    case NNM_DTYPE_FLOAT: kind = "f"; break;
+    case NNM_DTYPE_BFLOAT: kind = "bf"; break;
+    case NNM_DTYPE_BOOL: snprintf(buf, cap, "bool"); return buf;
+    default: break;
+    }
+    if (dt.lanes > 1)
+        snprintf(buf, cap, "%s%ux%u", kind, (unsigned)dt.bits, (unsigned)dt.lanes);
+    else
+        snprintf(buf, cap, "%s%u", kind, (unsigned)dt.bits);
+    return buf;
+}
+
+void cli_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        switch (*c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*c < 0x20)
+                fprintf(f, "\\u%04x", (unsigned)*c);
+            else
+                fputc(*c, f);
+        }
+    }
+    fputc('"', f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* safetensors elements                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct st_dtype_info {
+    const char *name;
+    size_t size;
+} st_dtype_info;
+
+static const st_dtype_info st_dtypes[] = {
+    {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},  {"I16", 2},
+    {"I8", 1},  {"U64", 8}, {"U32", 4}, {"U16", 2},  {"U8", 1},  {"BOOL", 1},
+};
+
+size_t cli_st_elem_size(const char *dtype_name) {
+    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
+        if (dtype_name && strcmp(st_dtypes[i].name, dtype_name) == 0) return st_dtypes[i].size;
+    return 0;
+}
+
+int cli_st_dtype_numeric(const char *dtype_name) {
+    return cli_st_elem_size(dtype_name) != 0;
+}
+
+static double half_to_double(uint16_t h) {
+    int sign = h >> 15, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    double v;
+    if (exp == 0)
+        v = ldexp((double)man, -24);
+    else if (exp == 31)
+        v = man ? NAN : INFINITY;
+    else
+        v = ldexp((double)(man | 0x400), exp - 25);
+    return sign ? -v : v;
+}
+
+double cli_st_elem(const nnm_st_entry *e, uint64_t i) {
+    const unsigned char *p = e->data;
+    const char *n = e->dtype_name;
+    size_t sz = cli_st_elem_size(n);
+    p += i * sz;
+    /* safetensors is little-endian, like every machine nnmod runs on. */
+    if (strcmp(n, "F64") == 0) {
+        double v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    if (strcmp(n, "F32") == 0) {
+        float v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    if (strcmp(n, "F16") == 0) {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return half_to_double(v);
+    }
+    if (strcmp(n, "BF16") == 0) {
+        uint16_t v;
+        uint32_t bits;
+        float f;
+        memcpy(&v, p, 2);
+        bits = (uint32_t)v << 16;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    if (strcmp(n, "I64") == 0) {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return (double)v;
+    }
+    if (strcmp(n, "I32") == 0) {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    if (strcmp(n, "I16") == 0) {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    if (strcmp(n, "I8") == 0) return (int8_t)p[0];
+    if (strcmp(n, "U64") == 0) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return (double)v;
+    }
+    if (strcmp(n, "U32") == 0) {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    if (strcmp(n, "U16") == 0) {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    if (strcmp(n, "U8") == 0 || strcmp(n, "BOOL") == 0) return p[0];
+    return NAN;
+}

@@ -1,0 +1,349 @@
+/* tools/nnm/cmd_inspect.c - `nnm inspect FILE`: a manifest's module tree (like
+ * print(model)), parameter count, plugins and weights reference; `--dot`
+ * draws the tree and its data flow for Graphviz instead. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void usage_inspect(FILE *f) {
+    fputs("usage: nnm inspect [--dot] [--weights] FILE\n"
+          "\n"
+          "Builds the manifest's module tree (without its weights unless --weights)\n"
+          "and prints it like PyTorch's print(model), the total number of parameters,\n"
+          "the plugins the manifest requires with their version range and the\n"
+          "version each resolved to, and the weights reference if there is one.\n"
+          "\n"
+          "options:\n"
+          "  --dot         print a Graphviz digraph instead: one node per module\n"
+          "                (label 'name\\ntype'), containers as clusters, the chain of\n"
+          "                a sequential's children and the edges of a graph module's\n"
+          "                DAG (its inputs, nodes and outputs). Render with\n"
+          "                'nnm inspect --dot FILE | dot -Tsvg > model.svg'.\n"
+          "  --weights     also load the weights (checks them like 'nnm validate --weights')\n"
+          "  --plugins DIR also load the plugins in DIR (repeatable)\n"
+          "  -h, --help    show this help\n"
+          "\n"
+          "exit status: 0 success, 1 the manifest is invalid, 2 usage error\n",
+          f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Graphviz                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Writes s inside a dot double-quoted string. */
+static void dot_esc(FILE *f, const char *s, size_t n) {
+    for (size_t i = 0; i < n && s[i]; i++) {
+        char c = s[i];
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if ((unsigned char)c >= 0x20)
+            fputc(c, f);
+    }
+}
+
+typedef struct dot_state {
+    FILE *f;
+    unsigned next_id;
+} dot_state;
+
+/* The node a module's data enters (its own node) and the one it leaves
+ * from (the last child of a sequential, the single output of a graph). */
+typedef struct dot_ends {
+    char entry[32];
+    char exit[40];
+} dot_ends;
+
+static void indent(FILE *f, int depth) {
+    for (int i = 0; i < depth; i++) fputs("  ", f);
+}
+
+static int emit_module(dot_state *ds, nnm_module *m, int depth, dot_ends *ends);
+
+/* Trims spaces from both ends of [*s, *s + *n). */
+static void trim(const char **s, size_t *n) {
+    while (*n && (**s == ' ' || **s == '\t')) (*s)++, (*n)--;
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t')) (*n)--;
+}
+
+static int name_is(const char *name, const char *s, size_t n) {
+    return strlen(name) == n && strncmp(name, s, n) == 0;
+}
+
+/* Resolves a REF ("NAME", "NAME:K" or a graph input) to the node it comes
+ * from; *port receives K (or NULL). Returns 0, or -1 when unknown. */
+static int graph_ref(const char *ref, size_t n, const char *const *inputs, size_t n_inputs,
+                     nnm_module *g, const dot_ends *child_ends, const char *gid, char *src,
+                     size_t cap, const char **port, size_t *port_len) {
+    const char *colon = memchr(ref, ':', n);
+    size_t name_len = colon ? (size_t)(colon - ref) : n;
+    *port = NULL;
+    *port_len = 0;
+    for (size_t i = 0; i < n_inputs; i++) {
+        if (name_is(inputs[i], ref, n)) { /* an input whose name has a ':' */
+            snprintf(src, cap, "%s_in%zu", gid, i);
+            return 0;
+        }
+    }
+    if (colon) {
+        *port = colon + 1;
+        *port_len = n - name_len - 1;
+        trim(port, port_len);
+    }
+    const char *name = ref;
+    trim(&name, &name_len);
+    for (size_t i = 0; i < n_inputs; i++) {
+        if (name_is(inputs[i], name, name_len)) {
+            snprintf(src, cap, "%s_in%zu", gid, i);
+            return 0;
+        }
+    }
+    for (uint32_t i = 0; i < nnm_module_child_count(g); i++) {
+        if (name_is(nnm_module_name(nnm_module_child(g, i)), name, name_len)) {
+            snprintf(src, cap, "%s", child_ends[i].exit);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* One edge from REF to `dst`. Unknown references get a node of their own,
+ * drawn dashed, so the picture shows the mistake. */
+static void graph_edge(dot_state *ds, int depth, const char *ref, size_t n,
+                       const char *const *inputs, size_t n_inputs, nnm_module *g,
+                       const dot_ends *child_ends, const char *gid, const char *dst) {
+    char src[64];
+    const char *port;
+    size_t port_len;
+    trim(&ref, &n);
+    if (graph_ref(ref, n, inputs, n_inputs, g, child_ends, gid, src, sizeof src, &port,
+                  &port_len)) {
+        snprintf(src, sizeof src, "%s_unknown%u", gid, ds->next_id++);
+        indent(ds->f, depth);
+        fprintf(ds->f, "%s [label=\"", src);
+        dot_esc(ds->f, ref, n);
+        fprintf(ds->f, "\\n(unknown)\", shape=plaintext, fontcolor=red];\n");
+        port = NULL;
+    }
+    indent(ds->f, depth);
+    fprintf(ds->f, "%s -> %s", src, dst);
+    if (port && port_len) {
+        fprintf(ds->f, " [label=\"");
+        dot_esc(ds->f, port, port_len);
+        fprintf(ds->f, "\"]");
+    }
+    fprintf(ds->f, ";\n");
+}
+
+/* The DAG of a `graph` module from its config: "inputs" (names), "nodes"
+ * ("NAME: REF, REF") and "outputs" (REFs). */
+static void emit_graph_edges(dot_state *ds, nnm_module *g, int depth, const char *gid,
+                             const dot_ends *child_ends, dot_ends *ends) {
+    const nnm_config *cfg = nnm_module_config(g);
+    const char *const *inputs = NULL, *const *nodes = NULL, *const *outputs = NULL;
+    size_t n_inputs = 0, n_nodes = 0, n_outputs = 0;
+    if (nnm_config_get_strs(cfg, "inputs", &inputs, &n_inputs) != NNM_OK) n_inputs = 0;
+    if (nnm_config_get_strs(cfg, "nodes", &nodes, &n_nodes) != NNM_OK) n_nodes = 0;
+    if (nnm_config_get_strs(cfg, "outputs", &outputs, &n_outputs) != NNM_OK) n_outputs = 0;
+
+    for (size_t i = 0; i < n_inputs; i++) {
+        indent(ds->f, depth);
+        fprintf(ds->f, "%s_in%zu [label=\"", gid, i);
+        dot_esc(ds->f, inputs[i], strlen(inputs[i]));
+        fprintf(ds->f, "\", shape=ellipse];\n");
+        indent(ds->f, depth);
+        fprintf(ds->f, "%s -> %s_in%zu [style=dashed, arrowhead=none];\n", gid, gid, i);
+    }
+    for (size_t i = 0; i < n_nodes; i++) {
+        const char *spec = nodes[i], *colon = strchr(spec, ':');
+        if (!colon) continue; /* the builder refuses these; nothing to draw */
+        const char *name = spec;
+        size_t name_len = (size_t)(colon - spec);
+        trim(&name, &name_len);
+        const char *dst = NULL;
+        for (uint32_t c = 0; c < nnm_module_child_count(g); c++)
+            if (name_is(nnm_module_name(nnm_module_child(g, c)), name, name_len))
+                dst = child_ends[c].entry;
+        if (!dst) continue;
+        for (const char *r = colon + 1; *r;) {
+            const char *comma = strchr(r, ',');
+            size_t n = comma ? (size_t)(comma - r) : strlen(r);
+            graph_edge(ds, depth, r, n, inputs, n_inputs, g, child_ends, gid, dst);
+            r += n + (comma ? 1 : 0);
+        }
+    }
+    for (size_t i = 0; i < n_outputs; i++) {
+        char dst[48];
+        snprintf(dst, sizeof dst, "%s_out%zu", gid, i);
+        indent(ds->f, depth);
+        fprintf(ds->f, "%s [label=\"output %zu\", shape=ellipse];\n", dst, i);
+        graph_edge(ds, depth, outputs[i], strlen(outputs[i]), inputs, n_inputs, g, child_ends, gid,
+                   dst);
+    }
+    if (n_outputs == 1) snprintf(ends->exit, sizeof ends->exit, "%s_out0", gid);
+}
+
+static int emit_module(dot_state *ds, nnm_module *m, int depth, dot_ends *ends) {
+    FILE *f = ds->f;
+    unsigned id = ds->next_id++;
+    uint32_t n = nnm_module_child_count(m);
+    const char *name = nnm_module_name(m), *type = nnm_module_type(m);
+    snprintf(ends->entry, sizeof ends->entry, "m%u", id);
+    snprintf(ends->exit, sizeof ends->exit, "m%u", id);
+
+    if (n == 0) {
+        indent(f, depth);
+        fprintf(f, "m%u [label=\"", id);
+        dot_esc(f, name[0] ? name : "model", strlen(name[0] ? name : "model"));
+        fputs("\\n", f);
+        dot_esc(f, type, strlen(type));
+        fputs("\"];\n", f);
+        return 0;
+    }
+
+    dot_ends *child = calloc(n, sizeof *child);
+    if (!child) return -1;
+    indent(f, depth);
+    fprintf(f, "subgraph cluster_m%u {\n", id);
+    indent(f, depth + 1);
+    fputs("style=rounded; color=gray60; label=\"\";\n", f);
+    indent(f, depth + 1);
+    fprintf(f, "m%u [label=\"", id);
+    dot_esc(f, name[0] ? name : "model", strlen(name[0] ? name : "model"));
+    fputs("\\n", f);
+    dot_esc(f, type, strlen(type));
+    fputs("\", shape=folder, style=bold];\n", f);
+    for (uint32_t i = 0; i < n; i++) {
+        if (emit_module(ds, nnm_module_child(m, i), depth + 1, &child[i])) {
+            free(child);
+            return -1;
+        }
+    }
+    if (strcmp(type, "sequential") == 0) {
+        indent(f, depth + 1);
+        fprintf(f, "m%u -> %s", id, child[0].entry);
+        for (uint32_t i = 1; i < n; i++) {
+            fprintf(f, ";\n");
+            indent(f, depth + 1);
+            fprintf(f, "%s -> %s", child[i - 1].exit, child[i].entry);
+        }
+        fprintf(f, ";\n");
+        snprintf(ends->exit, sizeof ends->exit, "%s", child[n - 1].exit);
+    } else if (strcmp(type, "graph") == 0) {
+        emit_graph_edges(ds, m, depth + 1, ends->entry, child, ends);
+    } else {
+        /* Other containers (module_list, module_dict, ...) hold their
+         * children without a fixed data flow: show that they hold them. */
+        for (uint32_t i = 0; i < n; i++) {
+            indent(f, depth + 1);
+            fprintf(f, "m%u -> %s [style=dotted, arrowhead=none];\n", id, child[i].entry);
+        }
+    }
+    indent(f, depth);
+    fputs("}\n", f);
+    free(child);
+    return 0;
+}
+
+static int print_dot(nnm_module *root, const char *path) {
+    dot_state ds = {stdout, 0};
+    dot_ends ends;
+    fputs("digraph \"", stdout);
+    dot_esc(stdout, path, strlen(path));
+    fputs("\" {\n  node [shape=box, fontname=\"Helvetica\"];\n"
+          "  edge [fontname=\"Helvetica\", fontsize=10];\n",
+          stdout);
+    if (emit_module(&ds, root, 1, &ends)) return -1;
+    fputs("}\n", stdout);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Text                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static int print_text(nnm_manifest *mf, nnm_module *root, const char *path) {
+    int64_t len = nnm_module_repr(root, NULL, 0);
+    if (len < 0) return -1;
+    char *repr = malloc((size_t)len + 1);
+    if (!repr) return -1;
+    if (nnm_module_repr(root, repr, (size_t)len + 1) != len) {
+        free(repr);
+        return -1;
+    }
+    printf("%s\n%s%s", path, repr, len && repr[len - 1] == '\n' ? "" : "\n");
+    free(repr);
+
+    printf("parameters: %" PRId64 "\n", nnm_module_num_params(root));
+    uint32_t n = nnm_manifest_plugin_count(mf);
+    printf("plugins:%s\n", n ? "" : " none");
+    size_t name_w = 0, range_w = 0;
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < n; i++) {
+            const char *name = NULL, *range = NULL, *resolved = NULL;
+            if (nnm_manifest_plugin(mf, i, &name, &range, &resolved) != NNM_OK) return -1;
+            name = name ? name : "?";
+            range = range ? range : "*";
+            if (pass == 0) {
+                if (strlen(name) > name_w) name_w = strlen(name);
+                if (strlen(range) > range_w) range_w = strlen(range);
+            } else {
+                printf("  %-*s  %-*s  -> %s\n", (int)name_w, name, (int)range_w, range,
+                       resolved ? resolved : "(unresolved)");
+            }
+        }
+    }
+    const char *wpath = nnm_manifest_weights_path(mf), *sha = nnm_manifest_weights_sha256(mf);
+    if (!wpath)
+        printf("weights: none\n");
+    else if (sha)
+        printf("weights: %s (sha256 %s)\n", wpath, sha);
+    else
+        printf("weights: %s\n", wpath);
+    return 0;
+}
+
+int cmd_inspect(cli_env *env, int argc, char **argv) {
+    static const char *cmd = "inspect";
+    enum { OPT_DOT, OPT_WEIGHTS };
+    static const cli_opt opts[] = {
+        {"dot", 0, 0, OPT_DOT}, {"weights", 0, 0, OPT_WEIGHTS}, {NULL, 0, 0, 0}};
+    cli_parser p;
+    const char *path = NULL;
+    int dot = 0, weights = 0, r;
+    cli_parser_init(&p, cmd, env, argc, argv, 1);
+    while ((r = cli_next(&p, opts)) != CLI_END) {
+        switch (r) {
+        case CLI_ERROR: return CLI_EXIT_USAGE;
+        case CLI_HELP: usage_inspect(stdout); return CLI_EXIT_OK;
+        case OPT_DOT: dot = 1; break;
+        case OPT_WEIGHTS: weights = 1; break;
+        case CLI_POSITIONAL:
+            if (path) return cli_usage(cmd, "unexpected argument '%s'", p.arg);
+            path = p.arg;
+            break;
+        default: return cli_usage(cmd, "internal: unhandled option");
+        }
+    }
+    if (!path) return cli_usage(cmd, "missing FILE");
+
+    nnm_ctx *ctx = cli_ctx_new(env, cmd, 0, 0);
+    if (!ctx) return CLI_EXIT_FAIL;
+    nnm_manifest *mf = NULL;
+    nnm_module *root = NULL;
+    if (cli_manifest_open(ctx, cmd, path, weights ? 0u : NNM_BUILD_NO_WEIGHTS, &mf, &root)) {
+        r = CLI_EXIT_FAIL;
+    } else if (dot ? print_dot(root, path) : print_text(mf, root, path)) {
+        r = cli_failf(cmd, "out of memory");
+    } else {
+        r = CLI_EXIT_OK;
+    }
+    nnm_module_release(root);
+    nnm_manifest_free(mf);
+    nnm_ctx_free(ctx);
+    return r;
+}
