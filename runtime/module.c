@@ -435,15 +435,21 @@ static void class_name(const char *type, char *buf, size_t cap) {
 
 static void repr_rec(const nnm_module *m, outbuf *o, int indent) {
     char cls[64], extra[512];
-    class_name(m->vt->name, cls, sizeof cls);
+    if (m->vt->display_name)
+        snprintf(cls, sizeof cls, "%s", m->vt->display_name);
+    else
+        class_name(m->vt->name, cls, sizeof cls);
     extra[0] = 0;
     if (m->vt->extra_repr) {
         int w = m->vt->extra_repr(m->self, extra, sizeof extra);
         if (w < 0) extra[0] = 0;
     }
-    out_printf(o, "%s(%s", cls, extra);
+    /* As PyTorch: the extra text inline for a leaf, on its own line first
+     * for a module with children. */
+    out_printf(o, "%s(%s", cls, m->n_children ? "" : extra);
     if (m->n_children) {
         out_printf(o, "\n");
+        if (extra[0]) out_printf(o, "%*s%s\n", indent + 2, "", extra);
         for (uint32_t i = 0; i < m->n_children; i++) {
             out_printf(o, "%*s(%s): ", indent + 2, "", m->children[i]->name);
             repr_rec(m->children[i], o, indent + 2);

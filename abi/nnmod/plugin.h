@@ -417,6 +417,10 @@ typedef struct nnm_layer_vtable {
     const nnm_config_field *config_fields;
     uint32_t n_config_fields;
     uint32_t reserved;
+    /* (optional, 1.2) The class name print(model) shows, PyTorch's ("ReLU",
+     * "MSELoss"); NULL: the type name in CamelCase ("batch_norm" ->
+     * "BatchNorm"). */
+    const char *display_name;
     /* ---- slots above are valid for ABI 1.2 ---- */
 } nnm_layer_vtable;
 
@@ -647,7 +651,7 @@ NNM__STATIC_ASSERT(sizeof(nnm_plugin_desc) == 48, "nnm_plugin_desc 1.0 size");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, create) == 40, "nnm_layer_vtable layout");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, extra_repr) == 64, "nnm_layer_vtable 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, backward) == 72, "nnm_layer_vtable 1.1 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_layer_vtable) == 104, "nnm_layer_vtable 1.2 size");
+NNM__STATIC_ASSERT(sizeof(nnm_layer_vtable) == 112, "nnm_layer_vtable 1.2 size");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, init) == 32, "nnm_backend_vtable layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtable 1.0 layout");
 NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152, "nnm_backend_vtable 1.1 size");

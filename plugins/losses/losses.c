@@ -446,7 +446,7 @@ static const nnm_config_field cross_entropy_config[] = {
     {"label_smoothing", NNM_CONFIG_FLOAT, 0, "in [0, 1] (default 0)"},
 };
 
-#define LOSS_LAYER(var, lname, create_fn, forward_fn, fields)                            \
+#define LOSS_LAYER(var, lname, display, create_fn, forward_fn, fields)                   \
     static const nnm_layer_vtable var = {                                                \
         .struct_size = sizeof(nnm_layer_vtable),                                         \
         .flags = 0,                                                                      \
@@ -463,13 +463,14 @@ static const nnm_config_field cross_entropy_config[] = {
         .backward = NULL,                                                                \
         .config_fields = fields,                                                         \
         .n_config_fields = sizeof fields / sizeof fields[0],                             \
+        .display_name = display,                                                         \
     }
 
-LOSS_LAYER(mse_layer, "mse_loss", mse_create, mse_forward, mse_config);
-LOSS_LAYER(cross_entropy_layer, "cross_entropy", cross_entropy_create, cross_entropy_forward,
-           cross_entropy_config);
-LOSS_LAYER(nll_layer, "nll_loss", nll_create, nll_forward, nll_config);
-LOSS_LAYER(bce_layer, "bce_with_logits", bce_create, bce_forward, bce_config);
+LOSS_LAYER(mse_layer, "mse_loss", "MSELoss", mse_create, mse_forward, mse_config);
+LOSS_LAYER(cross_entropy_layer, "cross_entropy", "CrossEntropyLoss", cross_entropy_create,
+           cross_entropy_forward, cross_entropy_config);
+LOSS_LAYER(nll_layer, "nll_loss", "NLLLoss", nll_create, nll_forward, nll_config);
+LOSS_LAYER(bce_layer, "bce_with_logits", "BCEWithLogitsLoss", bce_create, bce_forward, bce_config);
 
 static const nnm_layer_vtable *const loss_layers[] = {&mse_layer, &cross_entropy_layer,
                                                       &nll_layer, &bce_layer};

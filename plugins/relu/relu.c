@@ -29,6 +29,7 @@ static const nnm_layer_vtable relu_layer = {
     .struct_size = sizeof(nnm_layer_vtable),
     .flags = 0,
     .name = "relu",
+    .display_name = "ReLU",
     .version_major = 1,
     .version_minor = 0,
     .version_patch = 0,

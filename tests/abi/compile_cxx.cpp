@@ -23,7 +23,7 @@ namespace {
 
 const nnm_layer_vtable t_layer = {
     sizeof(nnm_layer_vtable), 0, "abi_compile_test_cxx", 1, 0, 0, 1, 1,
-    t_create, nullptr, t_forward, nullptr, nullptr, nullptr, nullptr, 0, 0};
+    t_create, nullptr, t_forward, nullptr, nullptr, nullptr, nullptr, 0, 0, nullptr};
 
 const nnm_layer_vtable *const t_layers[] = {&t_layer};
 

@@ -41,7 +41,7 @@ static int t_extra_repr(void *self, char *buf, size_t cap) {
 
 static const nnm_layer_vtable t_layer = {
     sizeof(nnm_layer_vtable), 0, "abi_compile_test", 1, 0, 0, 1, 1,
-    t_create, t_destroy, t_forward, t_extra_repr, NULL, NULL, NULL, 0, 0};
+    t_create, t_destroy, t_forward, t_extra_repr, NULL, NULL, NULL, 0, 0, NULL};
 
 static const nnm_layer_vtable *const t_layers[] = {&t_layer};
 

@@ -109,7 +109,7 @@ static void test_host_table(void) {
 }
 
 static void test_layer_vtable(void) {
-    SIZE(nnm_layer_vtable, 104);
+    SIZE(nnm_layer_vtable, 112);
     OFF(nnm_layer_vtable, struct_size, 0);
     OFF(nnm_layer_vtable, flags, 4);
     OFF(nnm_layer_vtable, name, 8);
@@ -126,6 +126,7 @@ static void test_layer_vtable(void) {
     OFF(nnm_layer_vtable, finalize, 80); /* 1.2 */
     OFF(nnm_layer_vtable, config_fields, 88);
     OFF(nnm_layer_vtable, n_config_fields, 96);
+    OFF(nnm_layer_vtable, display_name, 104);
     SIZE(nnm_config_field, 24);
     OFF(nnm_config_field, key, 0);
     OFF(nnm_config_field, type, 8);

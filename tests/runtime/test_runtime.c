@@ -146,7 +146,7 @@ static void test_repr(void) {
     CU_ASSERT_EQUAL(nnm_module_repr(root, buf, sizeof buf), need);
     const char *want = "Sequential(\n"
                        "  (fc1): Linear(in_features=4, out_features=3, bias=True)  # 15 params\n"
-                       "  (act): Relu()\n"
+                       "  (act): ReLU()\n"
                        "  (layers): Sequential(\n"
                        "    (0): Linear(in_features=3, out_features=2, bias=False)  # 6 params\n"
                        "  )\n"
