@@ -632,7 +632,8 @@ NNM_API nnm_status nnm_manifest_parse(nnm_ctx *ctx, const void *data, size_t len
                                       const nnm_manifest_limits *limits, const char *base_dir,
                                       nnm_manifest **out);
 /* Reads a file (refusing one over limits->max_bytes before reading it) and
- * parses it with base_dir = the file's directory. */
+ * parses it with base_dir = the file's directory. Its messages, and those of
+ * nnm_manifest_build for it, start with the file's path. */
 NNM_API nnm_status nnm_manifest_load(nnm_ctx *ctx, const char *path, int format,
                                      const nnm_manifest_limits *limits, nnm_manifest **out);
 /* NULL is a no-op. */

@@ -101,6 +101,11 @@ NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nn
         st = nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     if (st) {
         nnm_module_release(root);
+        if (mf->source) { /* messages of a loaded manifest name its file, as load's do */
+            char msg[NNM__ERRMSG_CAP];
+            memcpy(msg, mf->ctx->errmsg, sizeof msg);
+            nnm__error(mf->ctx, st, "%s: %s", mf->source, msg);
+        }
         return st;
     }
     *out = root;

@@ -67,6 +67,7 @@ NNM_API void nnm_manifest_free(nnm_manifest *mf) {
     free(mf->weights_path);
     free(mf->weights_sha256);
     free(mf->base_dir);
+    free(mf->source);
     nnm__ctx_release(mf->ctx);
     free(mf);
 }
@@ -203,6 +204,11 @@ NNM_API nnm_status nnm_manifest_load(nnm_ctx *ctx, const char *path, int format,
     st = nnm_manifest_parse(ctx, buf, len, format, &lim, dir, out);
     free(dir);
     free(buf);
+    if (!st && !((*out)->source = strdup(path))) {
+        nnm_manifest_free(*out);
+        *out = NULL;
+        return nnm__error(ctx, NNM_E_NOMEM, "%s: out of memory", path);
+    }
     if (st) {
         char msg[NNM__ERRMSG_CAP];
         memcpy(msg, ctx->errmsg, sizeof msg);

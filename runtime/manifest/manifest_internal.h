@@ -41,6 +41,7 @@ typedef struct nnm__mf_module {
 struct nnm_manifest {
     nnm_ctx *ctx;                 /* referenced */
     char *base_dir;               /* weights are relative to this ("" = cwd) */
+    char *source;                 /* the file it was loaded from; NULL if parsed from memory */
     nnm__mf_plugin *plugins;
     uint32_t n_plugins;
     nnm__mf_module *modules;      /* pre-order; modules[0] is the root */
