@@ -17,31 +17,12 @@
 #include <string.h>
 #include <time.h>
 
+#define BENCH_NAME "bench_manifest"
+#include "bench_util.h"
 #include "nnmod/nnmod.h"
 
 #define REPS 31
 #define PAIRS 500
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
-static void die(nnm_ctx *ctx, const char *what) {
-    fprintf(stderr, "bench_manifest: %s: %s\n", what, nnm_ctx_errmsg(ctx));
-    exit(1);
-}
 
 static char *make_json(size_t *len) {
     size_t cap = 256 + (size_t)PAIRS * 200, n = 0;

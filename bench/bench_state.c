@@ -13,27 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_NAME "bench_state"
+#include "bench_util.h"
 #include "nnmod/nnmod.h"
 
 #define REPS 7
 #define LAYERS 25
 #define FEATURES 1024
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void die(nnm_ctx *ctx, const char *what) {
-    fprintf(stderr, "bench_state: %s: %s\n", what, nnm_ctx_errmsg(ctx));
-    exit(1);
-}
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/tmp";

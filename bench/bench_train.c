@@ -9,26 +9,12 @@
 #include <stdlib.h>
 #include <time.h>
 
+#define BENCH_NAME "bench_train"
+#include "bench_util.h"
 #include "nnmod/nnmod.h"
 
 #define BATCH 64
 #define REPS 7
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void die(nnm_ctx *ctx, const char *what) {
-    fprintf(stderr, "bench_train: %s: %s\n", what, nnm_ctx_errmsg(ctx));
-    exit(1);
-}
 
 static nnm_module *layer(nnm_ctx *ctx, const char *type, int64_t in, int64_t out) {
     nnm_config *cfg = NULL;
