@@ -61,24 +61,6 @@ static const char *const kind_names[] = {"sgd", "adam", "adamw"};
 
 /* ---- small helpers ------------------------------------------------------- */
 
-/* Copies s for quoting: at most cap-1 bytes, control bytes as '?', "..." when
- * cut. */
-static const char *show(const char *s, char *buf, size_t cap) {
-    size_t n = strlen(s);
-    int cut = n > cap - 1;
-    if (cut) {
-        n = cap - 4;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (cut) memcpy(buf + n, "...", 3), n += 3;
-    buf[n] = 0;
-    return buf;
-}
-
 /* An error whose message starts with the (bounded) path. */
 static nnm_status ck_fail(nnm_ctx *ctx, nnm_status code, const char *path, const char *fmt, ...)
     NNM__PRINTF(4, 5);
@@ -88,7 +70,7 @@ static nnm_status ck_fail(nnm_ctx *ctx, nnm_status code, const char *path, const
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return nnm__error(ctx, code, "%s: %s", show(path, pb, sizeof pb), msg);
+    return nnm__error(ctx, code, "%s: %s", nnm__show(path, pb, sizeof pb), msg);
 }
 
 /* A bounded message builder. */
@@ -239,7 +221,7 @@ static nnm_status ck_optim_read(nnm_ctx *ctx, const char *who, nnm_optim *opt, c
             return nnm__error(ctx, NNM_E_INVALID,
                               "%s: the optimizer's parameter '%s' is not in the module's state "
                               "dict (was the optimizer made over another module?)",
-                              who, show(o->ps[i].name, nb, sizeof nb));
+                              who, nnm__show(o->ps[i].name, nb, sizeof nb));
         o->by_name[i].name = o->names[i];
         o->by_name[i].idx = i;
     }
@@ -341,7 +323,7 @@ NNM_API nnm_status nnm_checkpoint_save(const char *path, nnm_module *m, nnm_opti
             return ck_fail(ctx, NNM_E_INVALID, path,
                            "metadata key '%s' is reserved (keys starting with \"" CK_RESERVED
                            "\" are the library's)",
-                           show(meta[i].key, nb, sizeof nb));
+                           nnm__show(meta[i].key, nb, sizeof nb));
     }
     if (n_meta > UINT32_MAX - 3) return ck_fail(ctx, NNM_E_LIMIT, path, "too many metadata pairs");
 
@@ -386,7 +368,7 @@ NNM_API nnm_status nnm_checkpoint_save(const char *path, nnm_module *m, nnm_opti
             char buf[CK_NAME_CAP];
             if (!state_name(buf, o.names[i], s)) {
                 st = ck_fail(ctx, NNM_E_LIMIT, path, "state name of '%s' is too long",
-                             show(o.names[i], nb, sizeof nb));
+                             nnm__show(o.names[i], nb, sizeof nb));
                 goto done;
             }
             if (!(owned[n_owned] = malloc(strlen(buf) + 1))) {
@@ -542,7 +524,7 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return ck_fail(ctx, NNM_E_INVALID, path, CK_META_OPTIM " is not valid JSON: %s (line %d)",
-                       show(je.text, nb, sizeof nb), je.line);
+                       nnm__show(je.text, nb, sizeof nb), je.line);
     plan->info = o->info;
     plan->lr = malloc(ng * sizeof *plan->lr);
     plan->wd = malloc(ng * sizeof *plan->wd);
@@ -573,7 +555,7 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
     }
     if (strcmp(kind, kind_names[o->info.kind]) != 0) {
         rc = ck_fail(ctx, NNM_E_INVALID, path, "the optimizer in the file is %s, this one is %s",
-                     show(kind, nb, sizeof nb), kind_names[o->info.kind]);
+                     nnm__show(kind, nb, sizeof nb), kind_names[o->info.kind]);
         goto done;
     }
     if (!get_bool(root, "stepped", &plan->info.stepped)) {
@@ -628,20 +610,20 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
             if (i < 0) {
                 rc = ck_fail(ctx, NNM_E_NOT_FOUND, path,
                              "the optimizer in the file has a parameter '%s' that this one lacks",
-                             show(pn, nb, sizeof nb));
+                             nnm__show(pn, nb, sizeof nb));
                 goto done;
             }
             if (group_of[i] != UINT32_MAX) {
                 rc = ck_fail(ctx, NNM_E_INVALID, path,
                              CK_META_OPTIM ": parameter '%s' is listed twice",
-                             show(pn, nb, sizeof nb));
+                             nnm__show(pn, nb, sizeof nb));
                 goto done;
             }
             if (o->ps[i].group != g) {
                 rc = ck_fail(ctx, NNM_E_INVALID, path,
                              "parameter '%s' is in group %u in the file but in group %u here "
                              "(add the same groups before loading)",
-                             show(pn, nb, sizeof nb), (unsigned)g, (unsigned)o->ps[i].group);
+                             nnm__show(pn, nb, sizeof nb), (unsigned)g, (unsigned)o->ps[i].group);
                 goto done;
             }
             group_of[i] = g;
@@ -651,7 +633,7 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
         if (group_of[i] == UINT32_MAX) {
             rc = ck_fail(ctx, NNM_E_NOT_FOUND, path,
                          "this optimizer's parameter '%s' is not in the optimizer in the file",
-                         show(o->names[i], nb, sizeof nb));
+                         nnm__show(o->names[i], nb, sizeof nb));
             goto done;
         }
 
@@ -667,7 +649,7 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
         if (!json_is_integer(js) || json_integer_value(js) < 0) {
             rc = ck_fail(ctx, NNM_E_INVALID, path,
                          CK_META_OPTIM ".steps: no valid count for '%s'",
-                         show(o->names[i], nb, sizeof nb));
+                         nnm__show(o->names[i], nb, sizeof nb));
             goto done;
         }
         plan->ps[i].step = (int64_t)json_integer_value(js);
@@ -684,7 +666,7 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
             char key[CK_NAME_CAP];
             if (!state_name(key, o->names[i], s)) {
                 rc = ck_fail(ctx, NNM_E_LIMIT, path, "state name of '%s' is too long",
-                             show(o->names[i], nb, sizeof nb));
+                             nnm__show(o->names[i], nb, sizeof nb));
                 goto done;
             }
             int64_t fi = slot_valid(&plan->info, s) ? nnm__safetensors_lookup(st, key) : -1;
@@ -692,7 +674,7 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
                 if (slot_required(&plan->info, s, plan->ps[i].step)) {
                     rc = ck_fail(ctx, NNM_E_NOT_FOUND, path,
                                  "'%s' is missing (the parameter has taken %lld step(s))",
-                                 show(key, nb, sizeof nb), (long long)plan->ps[i].step);
+                                 nnm__show(key, nb, sizeof nb), (long long)plan->ps[i].step);
                     goto done;
                 }
                 continue; /* an entry of a slot not valid here stays unused: unexpected */
@@ -719,7 +701,7 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
                 else
                     nnm__shape_str(&p->desc, ps, sizeof ps);
                 rc = ck_fail(ctx, NNM_E_SHAPE, path, "'%s': file %s %s, want %s F32",
-                             show(key, nb, sizeof nb), fs, e.dtype_name, ps);
+                             nnm__show(key, nb, sizeof nb), fs, e.dtype_name, ps);
                 goto done;
             }
             if (s == 4) {
@@ -728,7 +710,7 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
                 if (v != (float)plan->ps[i].step) {
                     rc = ck_fail(ctx, NNM_E_INVALID, path,
                                  "'%s' holds %g but " CK_META_OPTIM ".steps says %lld",
-                                 show(key, nb, sizeof nb), (double)v,
+                                 nnm__show(key, nb, sizeof nb), (double)v,
                                  (long long)plan->ps[i].step);
                     goto done;
                 }
@@ -761,7 +743,7 @@ static nnm_status plan_build(nnm_ctx *ctx, const char *path, const nnm_safetenso
             if (rc) {
                 char msg[NNM__ERRMSG_CAP], nb[CK_SHOW];
                 memcpy(msg, ctx->errmsg, sizeof msg);
-                return ck_fail(ctx, rc, path, "restoring '%s': %s", show(e.name, nb, sizeof nb),
+                return ck_fail(ctx, rc, path, "restoring '%s': %s", nnm__show(e.name, nb, sizeof nb),
                                msg);
             }
             plan->ps[i].slot[s] = t;
@@ -786,7 +768,7 @@ static nnm_status strict_error(nnm_ctx *ctx, const char *path, const nnm_safeten
         e.struct_size = sizeof e;
         nnm_safetensors_entry(st, i, &e);
         if (skip_optim && strncmp(e.name, CK_PREFIX, strlen(CK_PREFIX)) == 0) continue;
-        msg_add(&unexp, "%s'%s'", n_unexp++ ? ", " : " ", show(e.name, nb, sizeof nb));
+        msg_add(&unexp, "%s'%s'", n_unexp++ ? ", " : " ", nnm__show(e.name, nb, sizeof nb));
     }
     if (n_miss)
         msg_add(&all, "%zu missing key(s):%s%s;", n_miss, miss->buf, miss->dropped ? " ..." : "");
@@ -828,7 +810,7 @@ NNM_API nnm_status nnm_checkpoint_load(const char *path, nnm_module *m, nnm_opti
         rc = ck_fail(ctx, NNM_E_VERSION, path,
                      "checkpoint layout version '%s' is not supported (this library reads "
                      "version " CK_FORMAT ")",
-                     show(format, nb, sizeof nb));
+                     nnm__show(format, nb, sizeof nb));
         goto done;
     }
     if ((rc = keys_collect(m, &k))) goto done;
@@ -845,7 +827,7 @@ NNM_API nnm_status nnm_checkpoint_load(const char *path, nnm_module *m, nnm_opti
         ck_key *it = &k.v[i];
         it->file_idx = nnm__safetensors_lookup(st, it->name);
         if (it->file_idx < 0) {
-            msg_add(&miss, "%s'%s'", n_miss++ ? ", " : " ", show(it->name, nb, sizeof nb));
+            msg_add(&miss, "%s'%s'", n_miss++ ? ", " : " ", nnm__show(it->name, nb, sizeof nb));
             continue;
         }
         used[it->file_idx] = 1;
@@ -853,14 +835,14 @@ NNM_API nnm_status nnm_checkpoint_load(const char *path, nnm_module *m, nnm_opti
         e.struct_size = sizeof e;
         nnm_safetensors_entry(st, (uint32_t)it->file_idx, &e);
         char why[CK_SHOW + 400];
-        if (!nnm__state_entry_fits(&e, it->t, show(it->name, nb, sizeof nb), why, sizeof why)) {
+        if (!nnm__state_entry_fits(&e, it->t, nnm__show(it->name, nb, sizeof nb), why, sizeof why)) {
             msg_add(&mism, "%s%s", n_mism++ ? "; " : " ", why);
             continue;
         }
         if (!nnm__tensor_is_contiguous(it->t)) {
             rc = ck_fail(ctx, NNM_E_UNSUPPORTED, path,
                          "cannot load '%s': the module's tensor is not contiguous",
-                         show(it->name, nb, sizeof nb));
+                         nnm__show(it->name, nb, sizeof nb));
             goto done;
         }
         if (it->t->desc.device.type != NNM_DEVICE_CPU) {
@@ -914,7 +896,7 @@ NNM_API nnm_status nnm_checkpoint_load(const char *path, nnm_module *m, nnm_opti
             rc = ck_fail(ctx, rc,
                          path, "copying '%s' to the module's device failed (the module is partly "
                          "loaded; the optimizer is unchanged): %.400s",
-                         show(k.v[i].name, nb, sizeof nb), msg);
+                         nnm__show(k.v[i].name, nb, sizeof nb), msg);
             goto done;
         }
     }

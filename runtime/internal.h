@@ -307,12 +307,18 @@ void nnm__atomic_abort(nnm__atomic *a);
 /* write(2) until done; -1 with errno on failure. */
 int nnm__write_all(int fd, const void *buf, size_t len);
 
-/* utf8.c - offset of the first byte that is not part of valid UTF-8 (no
+/* text.c - offset of the first byte that is not part of valid UTF-8 (no
  * overlongs, no surrogates, nothing past U+10FFFF), or len if all is valid. */
 size_t nnm__utf8_invalid_at(const void *s, size_t len);
 static inline int nnm__utf8_valid(const void *s, size_t len) {
     return nnm__utf8_invalid_at(s, len) == len;
 }
+/* Copies s into buf (cap > 4) for quoting in a message: control bytes as '?',
+ * "..." when cut, never in the middle of a UTF-8 sequence. Returns buf. */
+const char *nnm__show(const char *s, char *buf, size_t cap);
+/* The same for a path, keeping its tail (the file name) when cut. */
+#define NNM__SHOW_PATH 256
+const char *nnm__show_path(const char *p, char *buf, size_t cap);
 
 /* module.c - runs m's layer finalize (not its children's); the message is
  * not attributed to a module path. */

@@ -45,7 +45,7 @@
 #endif
 
 #define SHOW_NAME 160 /* bytes of a (hostile) name quoted in a message */
-#define SHOW_PATH 256 /* bytes of a path quoted in a message */
+#define SHOW_PATH NNM__SHOW_PATH /* bytes of a path quoted in a message */
 #define WRITE_CHUNK ((size_t)1 << 20)
 
 /* ---- dtypes ------------------------------------------------------------- */
@@ -87,37 +87,6 @@ const char *nnm__st_dtype_name(nnm_dtype dt) {
 
 /* ---- messages ----------------------------------------------------------- */
 
-/* Copies s for quoting in a message: at most cap-1 bytes, control bytes
- * shown as '?', "..." when cut (never in the middle of a UTF-8 sequence). */
-static const char *show(const char *s, char *buf, size_t cap) {
-    size_t len = strlen(s), n = len;
-    int cut = 0;
-    if (n > cap - 1) {
-        n = cap - 4;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
-        cut = 1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (cut) memcpy(buf + n, "...", 3), n += 3;
-    buf[n] = 0;
-    return buf;
-}
-
-/* Paths keep their tail (the file name) when cut. */
-static const char *show_path(const char *p, char *buf, size_t cap) {
-    size_t len = strlen(p);
-    if (len < cap) return show(p, buf, cap);
-    const char *tail = p + len - (cap - 4);
-    while (((unsigned char)*tail & 0xC0) == 0x80) tail++;
-    char tmp[SHOW_PATH];
-    show(tail, tmp, sizeof tmp);
-    snprintf(buf, cap, "...%s", tmp);
-    return buf;
-}
-
 static nnm_status st_fail(nnm_ctx *ctx, nnm_status code, const char *path, const char *fmt, ...)
     NNM__PRINTF(4, 5);
 static nnm_status st_fail(nnm_ctx *ctx, nnm_status code, const char *path, const char *fmt, ...) {
@@ -126,7 +95,7 @@ static nnm_status st_fail(nnm_ctx *ctx, nnm_status code, const char *path, const
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return nnm__error(ctx, code, "%s: %s", show_path(path, pbuf, sizeof pbuf), msg);
+    return nnm__error(ctx, code, "%s: %s", nnm__show_path(path, pbuf, sizeof pbuf), msg);
 }
 
 static const char *errno_str(int e, char *buf, size_t cap) {
@@ -240,33 +209,33 @@ static nnm_status parse_tensor(nnm_ctx *ctx, const char *path, const char *key, 
     char nb[SHOW_NAME];
     if (!json_is_object(v))
         return st_fail(ctx, NNM_E_INVALID, path, "tensor '%s': entry is not a JSON object",
-                       show(key, nb, sizeof nb));
+                       nnm__show(key, nb, sizeof nb));
     const json_t *dt = json_object_get(v, "dtype");
     const json_t *shape = json_object_get(v, "shape");
     const json_t *offs = json_object_get(v, "data_offsets");
     const char *missing = !dt ? "dtype" : !shape ? "shape" : !offs ? "data_offsets" : NULL;
     if (missing)
         return st_fail(ctx, NNM_E_INVALID, path, "tensor '%s': field '%s' is missing",
-                       show(key, nb, sizeof nb), missing);
+                       nnm__show(key, nb, sizeof nb), missing);
     if (!json_is_string(dt))
         return st_fail(ctx, NNM_E_INVALID, path, "tensor '%s': field 'dtype' is not a string",
-                       show(key, nb, sizeof nb));
+                       nnm__show(key, nb, sizeof nb));
     int di = dtype_by_name(json_string_value(dt));
     if (di < 0) {
         char db[32];
         return st_fail(ctx, NNM_E_DTYPE, path,
                        "tensor '%s': unknown dtype '%s' (supported: F64 F32 F16 BF16 I64 I32 "
                        "I16 I8 U64 U32 U16 U8 BOOL)",
-                       show(key, nb, sizeof nb), show(json_string_value(dt), db, sizeof db));
+                       nnm__show(key, nb, sizeof nb), nnm__show(json_string_value(dt), db, sizeof db));
     }
     t->dtype = di;
     if (!json_is_array(shape))
         return st_fail(ctx, NNM_E_INVALID, path, "tensor '%s': field 'shape' is not an array",
-                       show(key, nb, sizeof nb));
+                       nnm__show(key, nb, sizeof nb));
     size_t nd = json_array_size(shape);
     if (nd > NNM_MAX_DIMS)
         return st_fail(ctx, NNM_E_LIMIT, path, "tensor '%s': shape has %zu dims, at most %d allowed",
-                       show(key, nb, sizeof nb), nd, NNM_MAX_DIMS);
+                       nnm__show(key, nb, sizeof nb), nd, NNM_MAX_DIMS);
     t->ndim = (int32_t)nd;
     uint64_t bytes = (uint64_t)st_dtypes[di].dt.bits / 8;
     int wrapped = 0;
@@ -275,36 +244,36 @@ static nnm_status parse_tensor(nnm_ctx *ctx, const char *path, const char *key, 
         if (json_uint(json_array_get(shape, i), &d))
             return st_fail(ctx, NNM_E_INVALID, path,
                            "tensor '%s': shape entry %zu is not a non-negative integer",
-                           show(key, nb, sizeof nb), i);
+                           nnm__show(key, nb, sizeof nb), i);
         t->shape[i] = (int64_t)d;
         if (!wrapped && __builtin_mul_overflow(bytes, d, &bytes)) wrapped = 1;
     }
     if (!json_is_array(offs) || json_array_size(offs) != 2)
         return st_fail(ctx, NNM_E_INVALID, path,
                        "tensor '%s': field 'data_offsets' is not an array [begin, end]",
-                       show(key, nb, sizeof nb));
+                       nnm__show(key, nb, sizeof nb));
     if (json_uint(json_array_get(offs, 0), &t->begin) || json_uint(json_array_get(offs, 1), &t->end))
         return st_fail(ctx, NNM_E_INVALID, path,
                        "tensor '%s': data_offsets entries are not non-negative integers",
-                       show(key, nb, sizeof nb));
+                       nnm__show(key, nb, sizeof nb));
     if (t->begin > t->end)
         return st_fail(ctx, NNM_E_INVALID, path,
                        "tensor '%s': data_offsets [%llu, %llu] end before they begin",
-                       show(key, nb, sizeof nb), (unsigned long long)t->begin,
+                       nnm__show(key, nb, sizeof nb), (unsigned long long)t->begin,
                        (unsigned long long)t->end);
     char sb[256];
     if (wrapped) {
         shape_str(t->ndim, t->shape, sb, sizeof sb);
         return st_fail(ctx, NNM_E_LIMIT, path,
                        "tensor '%s': shape %s of %s overflows 64 bits when counting its bytes",
-                       show(key, nb, sizeof nb), sb, st_dtypes[di].name);
+                       nnm__show(key, nb, sizeof nb), sb, st_dtypes[di].name);
     }
     if (bytes != t->end - t->begin) {
         shape_str(t->ndim, t->shape, sb, sizeof sb);
         return st_fail(ctx, NNM_E_SHAPE, path,
                        "tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but shape %s of "
                        "%s needs %llu",
-                       show(key, nb, sizeof nb), (unsigned long long)t->begin,
+                       nnm__show(key, nb, sizeof nb), (unsigned long long)t->begin,
                        (unsigned long long)t->end, (unsigned long long)(t->end - t->begin), sb,
                        st_dtypes[di].name, (unsigned long long)bytes);
     }
@@ -461,7 +430,7 @@ static nnm_status meta_member(hparse *h, const char *key, const unsigned char *v
         return st_fail(h->ctx, NNM_E_TYPE, h->path,
                        "__metadata__ key '%s': value is not a string (only string to string is "
                        "allowed)",
-                       show(key, nb, sizeof nb));
+                       nnm__show(key, nb, sizeof nb));
     json_t *j;
     nnm_status rc = js_load(h, v, len, &j);
     if (rc) return rc;
@@ -494,7 +463,7 @@ static nnm_status root_member(hparse *h, const char *key, const unsigned char *v
         return st_fail(h->ctx, NNM_E_LIMIT, h->path,
                        "tensor '%s': entry of %zu bytes is larger than the %d a tensor "
                        "description may take",
-                       show(key, nb, sizeof nb), len, JS_MAX_ENTRY);
+                       nnm__show(key, nb, sizeof nb), len, JS_MAX_ENTRY);
     }
     json_t *j;
     nnm_status rc = js_load(h, v, len, &j);
@@ -542,7 +511,7 @@ static nnm_status parse_header(nnm_ctx *ctx, const char *path, nnm_safetensors *
     for (uint32_t i = 1; i < st->n; i++)
         if (strcmp(st->by_name[i - 1]->name, st->by_name[i]->name) == 0)
             return st_fail(ctx, NNM_E_INVALID, path, "duplicate key '%s'",
-                           show(st->by_name[i]->name, nb, sizeof nb));
+                           nnm__show(st->by_name[i]->name, nb, sizeof nb));
     if (st->n_meta > 1) {
         const char **keys = malloc(st->n_meta * sizeof *keys);
         if (!keys) return st_fail(ctx, NNM_E_NOMEM, path, "out of memory reading the header");
@@ -551,7 +520,7 @@ static nnm_status parse_header(nnm_ctx *ctx, const char *path, nnm_safetensors *
         for (uint32_t i = 1; i < st->n_meta; i++)
             if (strcmp(keys[i - 1], keys[i]) == 0) {
                 rc = st_fail(ctx, NNM_E_INVALID, path, "duplicate __metadata__ key '%s'",
-                             show(keys[i], nb, sizeof nb));
+                             nnm__show(keys[i], nb, sizeof nb));
                 break;
             }
         free(keys);
@@ -567,22 +536,22 @@ static nnm_status parse_header(nnm_ctx *ctx, const char *path, nnm_safetensors *
             return st_fail(ctx, NNM_E_INVALID, path,
                            "tensor '%s': data_offsets [%llu, %llu] run past the end of the data "
                            "section (%llu bytes)",
-                           show(t->name, nb, sizeof nb), (unsigned long long)t->begin,
+                           nnm__show(t->name, nb, sizeof nb), (unsigned long long)t->begin,
                            (unsigned long long)t->end, (unsigned long long)st->data_len);
         if (t->begin < at) {
             const st_tensor *p = &st->t[i - 1];
             return st_fail(ctx, NNM_E_INVALID, path,
                            "tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' [%llu, "
                            "%llu]",
-                           show(t->name, nb, sizeof nb), (unsigned long long)t->begin,
-                           (unsigned long long)t->end, show(p->name, pb, sizeof pb),
+                           nnm__show(t->name, nb, sizeof nb), (unsigned long long)t->begin,
+                           (unsigned long long)t->end, nnm__show(p->name, pb, sizeof pb),
                            (unsigned long long)p->begin, (unsigned long long)p->end);
         }
         if (t->begin > at)
             return st_fail(ctx, NNM_E_INVALID, path,
                            "tensor '%s': gap of %llu bytes before data_offsets [%llu, %llu] (the "
                            "data before it ends at %llu)",
-                           show(t->name, nb, sizeof nb), (unsigned long long)(t->begin - at),
+                           nnm__show(t->name, nb, sizeof nb), (unsigned long long)(t->begin - at),
                            (unsigned long long)t->begin, (unsigned long long)t->end,
                            (unsigned long long)at);
         at = t->end;
@@ -725,7 +694,7 @@ NNM_API nnm_status nnm_safetensors_find(const nnm_safetensors *st, const char *n
     if (i < 0) {
         char nb[SHOW_NAME];
         return nnm__error(st->ctx, NNM_E_NOT_FOUND, "no tensor named '%s' in the file",
-                          show(name, nb, sizeof nb));
+                          nnm__show(name, nb, sizeof nb));
     }
     return fill_entry(st, &st->t[i], out);
 }
@@ -786,12 +755,12 @@ static nnm_status build_header(nnm_ctx *ctx, const char *path, wr_item *items, u
         json_t *v = json_string(meta[i].value);
         if (!v) {
             rc = st_fail(ctx, NNM_E_INVALID, path, "metadata '%s': value is not valid UTF-8",
-                         show(meta[i].key, nb, sizeof nb));
+                         nnm__show(meta[i].key, nb, sizeof nb));
             goto fail;
         }
         if (json_object_set_new(md, meta[i].key, v)) {
             rc = st_fail(ctx, NNM_E_INVALID, path, "metadata key '%s' is not valid UTF-8",
-                         show(meta[i].key, nb, sizeof nb));
+                         nnm__show(meta[i].key, nb, sizeof nb));
             goto fail;
         }
     }
@@ -830,7 +799,7 @@ static nnm_status build_header(nnm_ctx *ctx, const char *path, wr_item *items, u
         }
         if (json_object_set_new(root, items[i].name, e)) {
             rc = st_fail(ctx, NNM_E_INVALID, path, "tensor name '%s' is not valid UTF-8",
-                         show(items[i].name, nb, sizeof nb));
+                         nnm__show(items[i].name, nb, sizeof nb));
             goto fail;
         }
         at += items[i].bytes;
@@ -876,13 +845,13 @@ static nnm_status write_tensor(nnm_ctx *ctx, const char *path, int fd, const wr_
     if (cpu && nnm__tensor_is_contiguous(t)) {
         if (nnm__write_all(fd, src, (size_t)it->bytes))
             return st_fail(ctx, NNM_E_IO, path, "writing tensor '%s': %s",
-                           show(it->name, nb, sizeof nb), errno_str(errno, eb, sizeof eb));
+                           nnm__show(it->name, nb, sizeof nb), errno_str(errno, eb, sizeof eb));
         return NNM_OK;
     }
     void *tmp = malloc((size_t)it->bytes);
     if (!tmp)
         return st_fail(ctx, NNM_E_NOMEM, path, "out of memory copying tensor '%s' (%llu bytes)",
-                       show(it->name, nb, sizeof nb), (unsigned long long)it->bytes);
+                       nnm__show(it->name, nb, sizeof nb), (unsigned long long)it->bytes);
     nnm_status rc;
     if (t->desc.dtype.code == NNM_DTYPE_FLOAT && t->desc.dtype.bits == 32) {
         rc = nnm_tensor_to_f32(t, tmp, (size_t)it->bytes / sizeof(float));
@@ -901,11 +870,11 @@ static nnm_status write_tensor(nnm_ctx *ctx, const char *path, int fd, const wr_
         memcpy(msg, ctx->errmsg, sizeof msg);
         free(tmp);
         return st_fail(ctx, rc, path, "copying tensor '%s' to the host: %s",
-                       show(it->name, nb, sizeof nb), msg);
+                       nnm__show(it->name, nb, sizeof nb), msg);
     }
     rc = NNM_OK;
     if (nnm__write_all(fd, tmp, (size_t)it->bytes))
-        rc = st_fail(ctx, NNM_E_IO, path, "writing tensor '%s': %s", show(it->name, nb, sizeof nb),
+        rc = st_fail(ctx, NNM_E_IO, path, "writing tensor '%s': %s", nnm__show(it->name, nb, sizeof nb),
                      errno_str(errno, eb, sizeof eb));
     free(tmp);
     return rc;
@@ -927,7 +896,7 @@ NNM_API nnm_status nnm_safetensors_write(nnm_ctx *ctx, const char *path, uint32_
         for (uint32_t k = 0; k < i; k++)
             if (strcmp(meta[k].key, meta[i].key) == 0)
                 return st_fail(ctx, NNM_E_EXISTS, path, "metadata key '%s' is given twice",
-                               show(meta[i].key, nb, sizeof nb));
+                               nnm__show(meta[i].key, nb, sizeof nb));
     }
     wr_item *items = malloc((n ? n : 1) * sizeof *items);
     if (!items) return st_fail(ctx, NNM_E_NOMEM, path, "out of memory");
@@ -946,7 +915,7 @@ NNM_API nnm_status nnm_safetensors_write(nnm_ctx *ctx, const char *path, uint32_
         if (di < 0) {
             rc = st_fail(ctx, NNM_E_DTYPE, path,
                          "tensor '%s': dtype (code %d, bits %d, lanes %d) has no safetensors name",
-                         show(names[i], nb, sizeof nb), t->desc.dtype.code, t->desc.dtype.bits,
+                         nnm__show(names[i], nb, sizeof nb), t->desc.dtype.code, t->desc.dtype.bits,
                          t->desc.dtype.lanes);
             goto out;
         }
@@ -954,7 +923,7 @@ NNM_API nnm_status nnm_safetensors_write(nnm_ctx *ctx, const char *path, uint32_
         if (!f32 && !nnm__tensor_is_contiguous(t)) {
             rc = st_fail(ctx, NNM_E_UNSUPPORTED, path,
                          "tensor '%s': writing a non-contiguous %s tensor is not supported",
-                         show(names[i], nb, sizeof nb), st_dtypes[di].name);
+                         nnm__show(names[i], nb, sizeof nb), st_dtypes[di].name);
             goto out;
         }
         items[i].name = names[i];
@@ -967,7 +936,7 @@ NNM_API nnm_status nnm_safetensors_write(nnm_ctx *ctx, const char *path, uint32_
     for (uint32_t i = 1; i < n; i++)
         if (strcmp(items[i - 1].name, items[i].name) == 0) {
             rc = st_fail(ctx, NNM_E_EXISTS, path, "tensor name '%s' is given twice",
-                         show(items[i].name, nb, sizeof nb));
+                         nnm__show(items[i].name, nb, sizeof nb));
             goto out;
         }
     qsort(items, n, sizeof *items, cmp_wr);

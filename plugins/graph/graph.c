@@ -12,14 +12,19 @@
  *            and is unique; at most 64.
  *   nodes    list of strings, required. One entry per node:
  *                "NAME: REF, REF, ..."     ("NAME:" is a node with no inputs)
- *            NAME is the name of one of the graph module's CHILDREN (children
- *            are attached separately: by the manifest builder, or with
- *            nnm_module_add_child), so it matches [A-Za-z0-9_]+; it is unique
- *            and is not a graph input's name. The REFs are the node's inputs,
- *            in order, each one of
+ *            NAME names the module the node calls: one of the graph module's
+ *            CHILDREN (children are attached separately: by the manifest
+ *            builder, or with nnm_module_add_child), or a dotted path to a
+ *            DESCENDANT below a child, as a PyTorch forward calls into its
+ *            containers: "heads.0" (self.heads[0], a module_list's child),
+ *            "tasks.cls" (self.tasks["cls"], a module_dict's), "enc.0.fc"
+ *            (any depth). Each component matches [A-Za-z0-9_]+. NAME is
+ *            unique and is not a graph input's name. The REFs are the node's
+ *            inputs, in order, each one of
  *                NAME      output 0 of node NAME, or the graph input NAME
  *                NAME:K    output K (decimal, K <= 1023) of node NAME (a graph
- *                          input has only output 0: x:0 is x)
+ *                          input has only output 0: x:0 is x); NAME may be
+ *                          dotted: tasks.cls:1 is output 1 of node tasks.cls
  *            Whitespace around tokens is ignored. A node may be listed before
  *            the nodes it reads. At most 16384 nodes. A node nothing reads
  *            still runs (its outputs are dropped at once).
@@ -39,6 +44,7 @@
  *   config.inputs[1]: duplicate input 'x'
  *   config.inputs[0]: invalid name '1x' (use [A-Za-z_][A-Za-z0-9_]*)
  *   config.nodes[1]: expected "name: input, input, ...", got "fc1 x"
+ *                    (also for a bad path: "heads..0: x", ".a: x", "a.: x")
  *   config.nodes[1]: bad input 'x:' (expected NAME or NAME:K, K <= 1023)
  *   config.nodes[2]: duplicate node 'relu'
  *   config.nodes[0]: node 'x' has the name of a graph input
@@ -50,22 +56,36 @@
  *   config.outputs: empty (a graph returns at least one tensor)
  *   config.nodes: empty, and no config.outputs to return
  *
+ * A dotted node needs the host slots descendant_info and descendant_call
+ * (ABI 1.2); create refuses one on a host without them with NNM_E_VERSION:
+ *   config.nodes[2]: 'heads.0' names a descendant, which needs the host slots
+ *   descendant_info and descendant_call (this host, ABI 1.2, lacks them)
+ *
  * finalize (nnm_module_finalize, the manifest builder), or the first forward
  * when finalize was never called or children were added since, maps each
- * node to the child of the same name (host->child_info) and fails with
- * NNM_E_INVALID on:
+ * plain node to the child of the same name (host->child_info), looks each
+ * dotted node up (host->descendant_info), and fails with NNM_E_INVALID on:
  *   config.nodes[3]: no child module named 'conv9'
- *   child 'foo' is not a node of the graph (config.nodes has no entry "foo: ...")
+ *   config.nodes[3]: no descendant module named 'heads.5'
+ *   child 'foo' is not a node of the graph (config.nodes has no entry "foo: ..."
+ *     nor "foo.NAME: ...")
  *   config.nodes[2]: child 'fc1' takes 1 input, the node lists 2
- *   config.nodes[4]: 'fork:2': child 'fork' has 2 outputs  (or config.outputs[i])
- * A child of fixed arity is called with its n_outputs outputs; a child with
- * NNM_ARITY_ANY outputs with (the highest K referenced) + 1 of them.
+ *   config.nodes[2]: descendant 'heads.0' takes 1 input, the node lists 2
+ *   config.nodes[4]: 'fork:2': child 'fork' has 2 outputs  (or config.outputs[i];
+ *     "descendant" for a dotted node)
+ * Every child must be a node, or the first component of a dotted node (a
+ * module_list or module_dict holding the descendants the graph calls), or
+ * both. A module of fixed arity is called with its n_outputs outputs; one
+ * with NNM_ARITY_ANY outputs with (the highest K referenced) + 1 of them.
  *
- * forward runs the nodes in order through host->child_call (each child's
- * hooks, mode and profiling apply), keeps each node's outputs until the last
- * node reading them has run, then releases them. Graph inputs are borrowed.
- * On any failure every intermediate is released and out[] is left NULL; the
- * message is the failing child's, with its module path.
+ * forward runs the nodes in order: a plain node through host->child_call
+ * (by index), a dotted one through host->descendant_call (by path, resolved
+ * at each call, without allocating); either way through the central call
+ * path, so the called module's hooks, mode and profiling apply. It keeps
+ * each node's outputs until the last node reading them has run, then
+ * releases them. Graph inputs are borrowed. On any failure every
+ * intermediate is released and out[] is left NULL; the message is the
+ * failing module's, with its module path.
  *
  * State: the parsed config and the child mapping (self); the children belong
  * to the module tree. Scratch arrays for one forward are allocated by the
@@ -93,13 +113,15 @@ typedef struct graph_ref {
 } graph_ref;
 
 typedef struct graph_node {
-    char *name;
+    char *name;                 /* a child's name, or a dotted path to a descendant */
+    uint32_t head_len;          /* length of the first component (all of a plain name) */
+    int is_path;                /* dotted: called with descendant_call */
     uint32_t first_ref, n_refs; /* into graph_state.refs */
     uint32_t n_used_out;        /* highest port read + 1; 0 when nothing reads it */
     uint32_t step;              /* position in the execution order */
     uint32_t last_use;          /* last step reading it (its own when unread), or GRAPH_KEEP */
     /* set by graph_map */
-    uint32_t child;             /* child index */
+    uint32_t child;             /* child index; GRAPH_NONE for a dotted node */
     uint32_t n_call_out;        /* outputs requested from the child */
     uint32_t slot;              /* first entry of its outputs in vals */
 } graph_node;
@@ -117,6 +139,8 @@ typedef struct graph_state {
     graph_ref *outputs;
     uint32_t hash_mask;
     uint32_t *hash;      /* node index + 1; 0 is empty */
+    uint32_t *heads;     /* the same for the first components of dotted nodes:
+                          * the first dotted node with that component */
     /* the child mapping (graph_map) */
     int mapped;
     uint32_t mapped_children;
@@ -176,6 +200,19 @@ static int is_node_name(span s) {
     return 1;
 }
 
+/* A node name: components [A-Za-z0-9_]+ joined by single dots ("fc1",
+ * "heads.0", "tasks.cls"). */
+static int is_node_path(span s) {
+    size_t start = 0;
+    for (size_t i = 0; i <= s.n; i++)
+        if (i == s.n || s.p[i] == '.') {
+            if (!is_node_name((span){s.p + start, i - start}))
+                return 0;
+            start = i + 1;
+        }
+    return 1;
+}
+
 /* A graph input name: [A-Za-z_][A-Za-z0-9_]*. */
 static int is_input_name(span s) {
     return is_node_name(s) && !is_digit(s.p[0]);
@@ -217,6 +254,7 @@ static void graph_destroy(void *self) {
     free(s->refs);
     free(s->outputs);
     free(s->hash);
+    free(s->heads);
     free(s->vals);
     free(s->args);
     free(s);
@@ -258,6 +296,39 @@ static int node_insert(graph_state *s, uint32_t index) {
     }
 }
 
+static span node_head(const graph_node *nd) {
+    return (span){nd->name, nd->head_len};
+}
+
+/* The first dotted node whose first component is `head`, or GRAPH_NONE. */
+static uint32_t head_find(const graph_state *s, span head) {
+    if (s->heads == NULL)
+        return GRAPH_NONE;
+    for (uint32_t i = hash_span(head) & s->hash_mask;; i = (i + 1) & s->hash_mask) {
+        uint32_t v = s->heads[i];
+        if (v == 0)
+            return GRAPH_NONE;
+        span h = node_head(&s->nodes[v - 1]);
+        if (h.n == head.n && memcmp(h.p, head.p, h.n) == 0)
+            return v - 1;
+    }
+}
+
+/* Records the first component of dotted node `index` (once per component). */
+static void head_insert(graph_state *s, uint32_t index) {
+    span head = node_head(&s->nodes[index]);
+    for (uint32_t i = hash_span(head) & s->hash_mask;; i = (i + 1) & s->hash_mask) {
+        uint32_t v = s->heads[i];
+        if (v == 0) {
+            s->heads[i] = index + 1;
+            return;
+        }
+        span h = node_head(&s->nodes[v - 1]);
+        if (h.n == head.n && memcmp(h.p, head.p, h.n) == 0)
+            return;
+    }
+}
+
 /* The graph input named `name`, or GRAPH_NONE. */
 static uint32_t input_find(const graph_state *s, span name) {
     for (uint32_t i = 0; i < s->n_inputs; i++)
@@ -276,7 +347,7 @@ static int ref_parse(span tok, span *name, int *has_port, uint32_t *port) {
     *name = trim((span){tok.p, c});
     *has_port = c < tok.n;
     *port = 0;
-    if (!is_node_name(*name))
+    if (!is_node_path(*name))
         return 0;
     if (!*has_port)
         return 1;
@@ -383,8 +454,9 @@ static nnm_status parse_nodes(nnm_env *env, graph_state *s, const char *const *e
     while (cap < 2 * n)
         cap *= 2;
     s->hash = calloc(cap, sizeof *s->hash);
+    s->heads = calloc(cap, sizeof *s->heads);
     s->hash_mask = cap - 1;
-    if (s->nodes == NULL || s->hash == NULL)
+    if (s->nodes == NULL || s->hash == NULL || s->heads == NULL)
         return h->set_error(env, NNM_E_NOMEM, "out of memory for the graph's nodes");
 
     size_t n_refs = 0;
@@ -394,7 +466,7 @@ static nnm_status parse_nodes(nnm_env *env, graph_state *s, const char *const *e
         if (c == e.n)
             return syntax_error(env, (uint32_t)i, e);
         span name = trim((span){e.p, c});
-        if (!is_node_name(name))
+        if (!is_node_path(name))
             return syntax_error(env, (uint32_t)i, e);
         if (input_find(s, name) != GRAPH_NONE)
             return h->set_error(env, NNM_E_INVALID,
@@ -408,6 +480,18 @@ static nnm_status parse_nodes(nnm_env *env, graph_state *s, const char *const *e
         if (!node_insert(s, (uint32_t)i))
             return h->set_error(env, NNM_E_INVALID, "config.nodes[%u]: duplicate node '%s'",
                                 (unsigned)i, nd->name);
+        nd->head_len = (uint32_t)find_char(name, '.');
+        nd->is_path = nd->head_len < name.n;
+        if (nd->is_path) {
+            if (!NNM_HOST_HAS(h, descendant_info) || !NNM_HOST_HAS(h, descendant_call))
+                return h->set_error(env, NNM_E_VERSION,
+                                    "config.nodes[%u]: '%s' names a descendant, which needs the "
+                                    "host slots descendant_info and descendant_call (this host, "
+                                    "ABI %u.%u, lacks them)",
+                                    (unsigned)i, nd->name, (unsigned)h->abi_major,
+                                    (unsigned)h->abi_minor);
+            head_insert(s, (uint32_t)i);
+        }
         span rest = trim((span){e.p + c + 1, e.n - c - 1});
         nd->first_ref = (uint32_t)n_refs;
         nd->n_refs = 0;
@@ -633,12 +717,15 @@ static void port_site(const graph_state *s, uint32_t node, uint32_t n_out, char 
 }
 
 typedef struct graph_link {
-    uint32_t child;
+    uint32_t child; /* GRAPH_NONE: not (yet) found; a dotted node keeps it */
+    int found;
     int32_t n_inputs, n_outputs;
 } graph_link;
 
-/* Maps every node to its child and sizes the forward's scratch arrays; on
- * failure the previous mapping (if any) stays. */
+/* Maps every plain node to its child and looks every dotted node up, checks
+ * that every child is called (as a node or through a dotted node's first
+ * component), and sizes the forward's scratch arrays; on failure the
+ * previous mapping (if any) stays. */
 static nnm_status graph_map(nnm_env *env, graph_state *s) {
     const nnm_host *h = env->host;
     if (s->busy)
@@ -649,7 +736,7 @@ static nnm_status graph_map(nnm_env *env, graph_state *s) {
     if (link == NULL)
         return h->set_error(env, NNM_E_NOMEM, "out of memory mapping the graph's children");
     for (uint32_t i = 0; i < s->n_nodes; i++)
-        link[i].child = GRAPH_NONE;
+        link[i] = (graph_link){GRAPH_NONE, 0, NNM_ARITY_ANY, NNM_ARITY_ANY};
     nnm_status st = NNM_OK;
     for (uint32_t c = 0; c < n_children; c++) {
         const char *name = NULL;
@@ -657,29 +744,45 @@ static nnm_status graph_map(nnm_env *env, graph_state *s) {
         if ((st = h->child_info(env, c, &name, &n_in, &n_out)) != NNM_OK)
             goto out;
         uint32_t node = name ? node_find(s, span_of(name)) : GRAPH_NONE;
-        if (node == GRAPH_NONE) {
+        if (node == GRAPH_NONE && (name == NULL || head_find(s, span_of(name)) == GRAPH_NONE)) {
             st = h->set_error(env, NNM_E_INVALID,
                               "child '%s' is not a node of the graph (config.nodes has no entry "
-                              "\"%s: ...\")",
-                              name ? name : "?", name ? name : "?");
+                              "\"%s: ...\" nor \"%s.NAME: ...\")",
+                              name ? name : "?", name ? name : "?", name ? name : "?");
             goto out;
         }
-        link[node] = (graph_link){c, n_in, n_out};
+        if (node != GRAPH_NONE)
+            link[node] = (graph_link){c, 1, n_in, n_out};
     }
-    for (uint32_t i = 0; i < s->n_nodes; i++)
-        if (link[i].child == GRAPH_NONE) {
+    for (uint32_t i = 0; i < s->n_nodes; i++) {
+        const graph_node *nd = &s->nodes[i];
+        if (nd->is_path) {
+            int32_t n_in = NNM_ARITY_ANY, n_out = NNM_ARITY_ANY;
+            st = h->descendant_info(env, nd->name, &n_in, &n_out);
+            if (st == NNM_E_NOT_FOUND) {
+                st = h->set_error(env, NNM_E_INVALID,
+                                  "config.nodes[%u]: no descendant module named '%s'",
+                                  (unsigned)i, nd->name);
+                goto out;
+            }
+            if (st != NNM_OK)
+                goto out; /* the host said why */
+            link[i] = (graph_link){GRAPH_NONE, 1, n_in, n_out};
+        } else if (!link[i].found) {
             st = h->set_error(env, NNM_E_INVALID, "config.nodes[%u]: no child module named '%s'",
-                              (unsigned)i, s->nodes[i].name);
+                              (unsigned)i, nd->name);
             goto out;
         }
+    }
     uint64_t n_slots = 0;
     for (uint32_t i = 0; i < s->n_nodes; i++) {
         const graph_node *nd = &s->nodes[i];
         const graph_link *l = &link[i];
+        const char *what = nd->is_path ? "descendant" : "child";
         if (l->n_inputs >= 0 && (uint32_t)l->n_inputs != nd->n_refs) {
             st = h->set_error(env, NNM_E_INVALID,
-                              "config.nodes[%u]: child '%s' takes %d input%s, the node lists %u",
-                              (unsigned)i, nd->name, (int)l->n_inputs,
+                              "config.nodes[%u]: %s '%s' takes %d input%s, the node lists %u",
+                              (unsigned)i, what, nd->name, (int)l->n_inputs,
                               l->n_inputs == 1 ? "" : "s", (unsigned)nd->n_refs);
             goto out;
         }
@@ -687,8 +790,8 @@ static nnm_status graph_map(nnm_env *env, graph_state *s) {
             char site[32];
             uint32_t port = 0;
             port_site(s, i, (uint32_t)l->n_outputs, site, sizeof site, &port);
-            st = h->set_error(env, NNM_E_INVALID, "config.%s: '%s:%u': child '%s' has %d output%s",
-                              site, nd->name, (unsigned)port, nd->name, (int)l->n_outputs,
+            st = h->set_error(env, NNM_E_INVALID, "config.%s: '%s:%u': %s '%s' has %d output%s",
+                              site, nd->name, (unsigned)port, what, nd->name, (int)l->n_outputs,
                               l->n_outputs == 1 ? "" : "s");
             goto out;
         }
@@ -795,9 +898,14 @@ static nnm_status graph_forward(nnm_env *env, void *self, nnm_tensor *const *in,
         const graph_node *nd = &s->nodes[s->order[p]];
         for (uint32_t j = 0; j < nd->n_refs; j++)
             args[j] = ref_value(s, in, vals, &s->refs[nd->first_ref + j]);
-        st = h->child_call(env, nd->child, args, nd->n_refs, vals + nd->slot, nd->n_call_out);
+        if (nd->is_path)
+            st = h->descendant_call(env, nd->name, args, nd->n_refs, vals + nd->slot,
+                                    nd->n_call_out);
+        else
+            st = h->child_call(env, nd->child, args, nd->n_refs, vals + nd->slot,
+                               nd->n_call_out);
         if (st != NNM_OK)
-            break; /* the call path has set the message, with the child's path */
+            break; /* the call path has set the message, with the module's path */
         /* Drop what no later node reads. */
         for (uint32_t j = 0; j < nd->n_refs; j++) {
             const graph_ref *r = &s->refs[nd->first_ref + j];
@@ -893,7 +1001,8 @@ static int graph_extra_repr(void *self, char *buf, size_t cap) {
 static const nnm_config_field graph_config[] = {
     {"inputs", NNM_CONFIG_STRS, 0, "input names, in call order (default [\"x\"])"},
     {"nodes", NNM_CONFIG_STRS, NNM_CONFIG_REQUIRED,
-     "one \"child: input, input, ...\" per node; an input is NAME or NAME:K"},
+     "one \"child: input, input, ...\" per node (or a dotted descendant: \"heads.0: ...\"); an "
+     "input is NAME or NAME:K"},
     {"outputs", NNM_CONFIG_STRS, 0, "NAME or NAME:K returned, in order (default: the last node)"},
 };
 

@@ -3,15 +3,17 @@
  *
  * Bit-exact resume: training an MLP (linear 4-8, relu, linear 8-3,
  * cross-entropy) for 6 steps must give exactly (memcmp) the parameters and
- * optimizer state of training 3 steps, saving a checkpoint, building a fresh
- * model from another seed with a new optimizer, loading, and training 3 more,
- * for SGD (momentum, nesterov, weight decay), Adam (amsgrad) and AdamW, each
- * with two parameter groups and an lr schedule that changes group 0's lr
- * before the save (the load must restore it). Also: a checkpoint saved before
- * any step (no state) resets a trained optimizer to first-step semantics;
- * user metadata round trip; manifest hash; wrong optimizer kind, missing or
- * unexpected keys, a missing state tensor, mismatched groups and truncated or
- * corrupted files are refused with nothing changed.
+ * optimizer state of training 3 steps, saving a checkpoint, rebuilding the
+ * model from its manifest (nnm_manifest_from_module, written, parsed back in
+ * a context of another seed, built without weights) with a new optimizer,
+ * loading, and training 3 more, for SGD (momentum, nesterov, weight decay),
+ * Adam (amsgrad) and AdamW, each with two parameter groups and an lr
+ * schedule that changes group 0's lr before the save (the load must restore
+ * it). Also: a checkpoint saved before any step (no state) resets a trained
+ * optimizer to first-step semantics; user metadata round trip; manifest
+ * hash; wrong optimizer kind, missing or unexpected keys, a missing state
+ * tensor, mismatched groups and truncated or corrupted files are refused
+ * with nothing changed.
  *
  * Every run has its own context (its seed decides the initial weights);
  * OpenBLAS runs single-threaded so sums are reduced in a fixed order. Each run
@@ -133,13 +135,9 @@ static nnm_status make_optim(run *r, unsigned flags) {
     return st;
 }
 
-/* Builds a run; 0 on failure (after CUnit assertions). */
-static int run_init(run *r, uint64_t seed, int kind, unsigned flags) {
-    memset(r, 0, sizeof r[0]);
-    r->kind = kind;
-    nnm_ctx_options o = {sizeof o, 0, seed};
-    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&o, &r->ctx), NNM_OK);
-    g_err_ctx = r->ctx;
+/* The model of a run, through the C API: Sequential(Linear(4, 8), ReLU,
+ * Linear(8, 3)). */
+static int model_from_api(run *r, unsigned flags) {
     nnm_module *kids[3] = {mk_linear(r->ctx, N_IN, N_HIDDEN, 1), mk_plain(r->ctx, "relu"),
                            mk_linear(r->ctx, N_HIDDEN, N_CLASSES, !(flags & F_NO_BIAS2))};
     r->model = mk_plain(r->ctx, "sequential");
@@ -148,6 +146,31 @@ static int run_init(run *r, uint64_t seed, int kind, unsigned flags) {
         ok = ok && kids[i] && nnm_module_add_child(r->model, NULL, kids[i]) == NNM_OK;
         nnm_module_release(kids[i]);
     }
+    return ok;
+}
+
+/* The model of a run from a manifest document (nnm_manifest_write's bytes),
+ * parsed in the run's context and built without weights: the layers
+ * initialise their parameters from that context's seed. */
+static int model_from_manifest(run *r, const void *doc, size_t len) {
+    nnm_manifest *mf = NULL;
+    CHECK_STATUS(nnm_manifest_parse(r->ctx, doc, len, NNM_MANIFEST_AUTO, NULL, NULL, &mf), NNM_OK);
+    if (mf) CHECK_STATUS(nnm_manifest_build(mf, NNM_BUILD_NO_WEIGHTS, &r->model), NNM_OK);
+    nnm_manifest_free(mf);
+    return r->model != NULL;
+}
+
+/* Builds a run, its model from `doc` (a manifest document of len bytes) when
+ * not NULL (the document then decides the model: F_NO_BIAS2 is not read);
+ * 0 on failure (after CUnit assertions). */
+static int run_init_doc(run *r, uint64_t seed, int kind, unsigned flags, const void *doc,
+                        size_t len) {
+    memset(r, 0, sizeof r[0]);
+    r->kind = kind;
+    nnm_ctx_options o = {sizeof o, 0, seed};
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&o, &r->ctx), NNM_OK);
+    g_err_ctx = r->ctx;
+    int ok = doc ? model_from_manifest(r, doc, len) : model_from_api(r, flags);
     r->loss = mk_plain(r->ctx, "cross_entropy");
     float xv[N_SAMPLES * N_IN];
     int64_t yv[N_SAMPLES];
@@ -163,6 +186,10 @@ static int run_init(run *r, uint64_t seed, int kind, unsigned flags) {
     }
     CU_ASSERT_TRUE(ok);
     return ok;
+}
+
+static int run_init(run *r, uint64_t seed, int kind, unsigned flags) {
+    return run_init_doc(r, seed, kind, flags, NULL, 0);
 }
 
 /* The lr schedule, applied before step i: group 0's lr halves before step 2
@@ -404,8 +431,30 @@ static void resume_case(int kind) {
     double lr_b = nnm_optim_get_lr(b.opt, 0);
     CU_ASSERT_TRUE(lr_b < base_lr[kind]); /* the schedule changed it */
 
-    /* A fresh model from another seed, a new optimizer (never stepped). */
-    if (!run_init(&c, 99, kind, 0)) return;
+    /* The model rebuilt from its manifest, as a resuming program would: the
+     * tree described (no weights), written (JSON for Adam, msgpack for the
+     * others), parsed back and built without weights in a context of another
+     * seed; a new optimizer (never stepped). */
+    nnm_manifest *mf = NULL;
+    void *doc = NULL;
+    size_t len = 0;
+    char hash_b[65] = "", hash_c[65] = "";
+    CHECK_STATUS(nnm_manifest_from_module(b.model, &mf), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mf);
+    CHECK_STATUS(nnm_manifest_write(mf, kind == K_ADAM ? NNM_MANIFEST_JSON : NNM_MANIFEST_MSGPACK,
+                                    &doc, &len),
+                 NNM_OK);
+    CHECK_STATUS(nnm_manifest_hash(mf, hash_b), NNM_OK);
+    nnm_manifest_free(mf);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+    int built = run_init_doc(&c, 99, kind, 0, doc, len);
+    nnm_free(doc);
+    if (!built) return;
+    mf = NULL; /* the same tree: it describes itself as the original did */
+    CHECK_STATUS(nnm_manifest_from_module(c.model, &mf), NNM_OK);
+    if (mf) CHECK_STATUS(nnm_manifest_hash(mf, hash_c), NNM_OK);
+    nnm_manifest_free(mf);
+    CU_ASSERT_STRING_EQUAL(hash_c, hash_b);
     snap *init_c = snap_params(&c), *sc0 = snap_state(&c);
     CU_ASSERT_TRUE(snap_differs(init_a, init_c));
     CU_ASSERT_EQUAL(sc0->n, 0);

@@ -13,6 +13,17 @@ Writes, under tests/golden/state/ (small, deterministic, meant to be committed):
                           ModuleList, a ModuleDict, a persistent and a
                           non-persistent buffer ("tasks.cls.0.weight", ...)
   nested_io.safetensors   "input" [5,4], "output" [5,10]
+  mlp.manifest.json       the nnmod manifest (docs/manifest.md) of the MLP:
+                          sequential(linear, relu, linear), weights
+                          mlp.safetensors with its sha256
+  nested.manifest.json    the nnmod manifest of Net: a root "graph" whose
+                          nodes call into the ModuleList and the ModuleDict
+                          ("heads.0: norm", "tasks.cls: norm"), weights
+                          nested.safetensors with its sha256. "center" is a
+                          test-only layer the C suites register themselves.
+                          nnmod has no cat layer yet: the graph returns the
+                          four head outputs and the C test concatenates them
+                          (tests/state/test_interop.c).
 
 Every *_io file records PyTorch's state_dict key list, in state_dict order,
 in __metadata__["state_dict_keys"] (comma-separated), so the C test can check
@@ -28,6 +39,7 @@ Usage:
         the golden one. The C suite leaves such files in $NNM_TEST_KEEP_DIR
         when that variable is set.
 """
+import hashlib
 import json
 import os
 import struct
@@ -91,6 +103,81 @@ def read_safetensors(path):
         at = en
     assert at == len(body), "%s: trailing bytes" % path
     return out, meta
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def linear_spec(m, name=None):
+    spec = {"type": "linear",
+            "config": {"in_features": m.in_features, "out_features": m.out_features}}
+    if m.bias is None:
+        spec["config"]["bias"] = False
+    return named(spec, name)
+
+
+def named(spec, name):
+    return dict({"name": name}, **spec) if name is not None else spec
+
+
+def module_spec(m, name=None):
+    """The nnmod manifest module for a torch module of this file's models.
+    Children of a Sequential/ModuleList keep their index names (the
+    manifest's default), as PyTorch's state_dict keys do."""
+    if isinstance(m, nn.Linear):
+        return linear_spec(m, name)
+    if isinstance(m, nn.ReLU):
+        return named({"type": "relu"}, name)
+    if isinstance(m, Center):
+        return named({"type": "center",
+                      "config": {"features": m.running_mean.shape[0]}}, name)
+    if isinstance(m, (nn.Sequential, nn.ModuleList)):
+        kind = "sequential" if isinstance(m, nn.Sequential) else "module_list"
+        return named({"type": kind, "children": [module_spec(c) for c in m]}, name)
+    if isinstance(m, nn.ModuleDict):
+        return named({"type": "module_dict",
+                      "children": [module_spec(c, k) for k, c in m.items()]}, name)
+    raise TypeError("no nnmod layer for %s" % type(m).__name__)
+
+
+def types_of(spec, acc):
+    acc.add(spec["type"])
+    for c in spec.get("children", []):
+        types_of(c, acc)
+    return acc
+
+
+def write_manifest(path, root, weights, description):
+    """An nnmod manifest (schema v1, JSON) for `root` with weights the
+    safetensors file `weights` (beside the manifest) and its sha256."""
+    doc = {
+        "format": "nnmod.manifest",
+        "version": 1,
+        "plugins": {t: "^1.0" for t in sorted(types_of(root, set()))},
+        "root": root,
+        "weights": {"path": os.path.basename(weights), "sha256": sha256_of(weights)},
+        "metadata": {"description": description,
+                     "generator": "tests/golden/make_state_golden.py"},
+    }
+    with open(path, "w") as f:
+        f.write(json.dumps(doc, indent=2) + "\n")
+
+
+def net_manifest_root(net):
+    """Net as an nnmod graph: the forward's calls into the containers become
+    dotted nodes; torch.cat is left to the caller (no cat layer yet)."""
+    return {
+        "type": "graph",
+        "config": {
+            "inputs": ["x"],
+            "nodes": ["encoder: x", "norm: encoder", "heads.0: norm", "heads.1: norm",
+                      "tasks.cls: norm", "tasks.reg: norm"],
+            "outputs": ["heads.0", "heads.1", "tasks.cls", "tasks.reg"],
+        },
+        "children": [module_spec(c, n) for n, c in net.named_children()],
+    }
 
 
 def make_mlp():
@@ -161,6 +248,10 @@ def generate():
         y_mixed = rounded(x)
     write_safetensors(os.path.join(OUT, "mlp_io.safetensors"),
                       {"input": x, "output": y, "output_mixed": y_mixed}, keys_meta(mlp))
+    write_manifest(os.path.join(OUT, "mlp.manifest.json"), module_spec(mlp),
+                   os.path.join(OUT, "mlp.safetensors"),
+                   "Sequential(Linear(4, 8), ReLU, Linear(8, 3)), trained "
+                   "(make_state_golden.py)")
 
     net = Net()
     with torch.no_grad():
@@ -172,6 +263,10 @@ def generate():
         y = net(x)
     write_safetensors(os.path.join(OUT, "nested_io.safetensors"), {"input": x, "output": y},
                       keys_meta(net))
+    write_manifest(os.path.join(OUT, "nested.manifest.json"), net_manifest_root(net),
+                   os.path.join(OUT, "nested.safetensors"),
+                   "make_state_golden.py's Net; outputs are the four heads, which "
+                   "Net.forward concatenates (torch.cat, dim=-1)")
     for f in sorted(os.listdir(OUT)):
         print("%-24s %6d bytes" % (f, os.path.getsize(os.path.join(OUT, f))))
 

@@ -693,8 +693,32 @@ static const create_case create_cases[] = {
      "config.nodes[1]: expected \"name: input, input, ...\", got \"b x\""},
     {{0}, -1, {": x"}, 1, {0}, -1, NNM_E_INVALID,
      "config.nodes[0]: expected \"name: input, input, ...\""},
-    {{0}, -1, {"a.b: x"}, 1, {0}, -1, NNM_E_INVALID,
-     "config.nodes[0]: expected \"name: input, input, ...\""},
+    /* a dotted node name is a descendant's path ("heads.0"); a bad path is
+     * bad syntax */
+    {{0}, -1, {"a..b: x"}, 1, {0}, -1, NNM_E_INVALID,
+     "config.nodes[0]: expected \"name: input, input, ...\", got \"a..b: x\""},
+    {{0}, -1, {".a: x"}, 1, {0}, -1, NNM_E_INVALID,
+     "config.nodes[0]: expected \"name: input, input, ...\", got \".a: x\""},
+    {{0}, -1, {"a.: x"}, 1, {0}, -1, NNM_E_INVALID,
+     "config.nodes[0]: expected \"name: input, input, ...\", got \"a.: x\""},
+    {{0}, -1, {"a. b: x"}, 1, {0}, -1, NNM_E_INVALID,
+     "config.nodes[0]: expected \"name: input, input, ...\", got \"a. b: x\""},
+    {{0}, -1, {"a.b-c: x"}, 1, {0}, -1, NNM_E_INVALID,
+     "config.nodes[0]: expected \"name: input, input, ...\", got \"a.b-c: x\""},
+    {{0}, -1, {"h.0: x", "h.1: h..0"}, 2, {0}, -1, NNM_E_INVALID,
+     "config.nodes[1]: bad input 'h..0'"},
+    {{0}, -1, {"h.0: x", "h.1: h.0."}, 2, {0}, -1, NNM_E_INVALID,
+     "config.nodes[1]: bad input 'h.0.'"},
+    {{0}, -1, {"h.0: x", "h.1: h.2"}, 2, {0}, -1, NNM_E_INVALID,
+     "config.nodes[1]: unknown input 'h.2'"},
+    {{0}, -1, {"h.0: x", "h.1: h"}, 2, {0}, -1, NNM_E_INVALID, "config.nodes[1]: unknown input 'h'"},
+    {{0}, -1, {"h.0: x", "h.0: x"}, 2, {0}, -1, NNM_E_INVALID,
+     "config.nodes[1]: duplicate node 'h.0'"},
+    {{0}, -1, {"h.0: x"}, 1, {"h.0:"}, 1, NNM_E_INVALID,
+     "config.outputs[0]: bad reference 'h.0:'"},
+    {{0}, -1, {"h.0: x"}, 1, {"h.1:1"}, 1, NNM_E_INVALID, "config.outputs[0]: unknown node 'h.1'"},
+    {{0}, -1, {"h.0: x", "h.1: x.y"}, 2, {0}, -1, NNM_E_INVALID,
+     "config.nodes[1]: unknown input 'x.y'"},
     {{0}, -1, {"a: b", "b: a"}, 2, {"a"}, 1, NNM_E_INVALID,
      "config.nodes: cycle through 'a' -> 'b' -> 'a'"},
     {{0}, -1, {"a: x", "b: a, d", "c: b", "d: c"}, 4, {0}, -1, NNM_E_INVALID,
@@ -897,6 +921,415 @@ static void test_finalize_arity(void) {
     nnm_tensor_release(y);
     nnm_tensor_release(x);
     nnm_module_release(g);
+    LEAK_CHECK_END();
+}
+
+/* ------------------------------------------------------------------------ */
+/* graph: nodes that name descendants (self.heads[0](h), self.tasks["cls"])  */
+/* ------------------------------------------------------------------------ */
+
+/* Weights of the descendant graph below (row-major [out, in]). */
+static const float desc_enc_w[6] = {0.5f, -1.0f, 1.5f, 0.25f, -0.75f, 2.0f}; /* [3, 2] */
+static const float desc_enc_b[3] = {0.1f, -0.2f, 0.3f};
+static const float desc_h0_w[6] = {1.0f, -0.5f, 0.25f, -1.5f, 0.75f, 0.5f}; /* [2, 3] */
+static const float desc_h0_b[2] = {0.05f, -0.1f};
+static const float desc_h1_w[3] = {0.3f, -0.6f, 0.9f}; /* [1, 3] */
+static const float desc_h1_b[1] = {0.2f};
+static const float desc_cls_w[6] = {-0.4f, 0.8f, 1.2f, 0.6f, -0.2f, -1.0f}; /* [2, 3] */
+static const float desc_cls_b[2] = {-0.3f, 0.15f};
+static const float desc_x[4] = {1.0f, -2.0f, 0.5f, 3.0f}; /* [2, 2] */
+
+/* y[r, o] = b[o] + sum_i w[o, i] x[r, i] for 2 rows. */
+static void ref_linear(const float *w, const float *b, int in, int out, const float *x, float *y) {
+    for (int r = 0; r < 2; r++)
+        for (int o = 0; o < out; o++) {
+            float acc = b[o];
+            for (int i = 0; i < in; i++)
+                acc += w[o * in + i] * x[r * in + i];
+            y[r * out + o] = acc;
+        }
+}
+
+/* A graph calling into its children's children, as a PyTorch forward does:
+ *
+ *   enc    sequential(linear 2->3, relu)   a node, and the head of "enc.0"
+ *   heads  module_list[linear 3->2, linear 3->1]
+ *   tasks  module_dict{cls: linear 3->2, fork: fx_fork, fan: fx_fan}
+ *   sum    add
+ *
+ *   enc: x                    h    = relu(enc.0(x))
+ *   enc.0: x                  pre  = enc.0(x)     (a descendant of a node)
+ *   heads.0: enc              a    = heads[0](h)
+ *   heads.1: enc              b    = heads[1](h)
+ *   tasks.cls: enc            c    = tasks["cls"](h)
+ *   tasks.fork: tasks.cls     (c, 2c)
+ *   tasks.fan: heads.1        (b, 2b, 3b)         (any outputs: 3 asked for)
+ *   sum: heads.0, tasks.fork:1, tasks.fan:2       a + 2c + 3b
+ *   outputs: sum, enc.0, tasks.fork:0, heads.1
+ *
+ * The nodes are listed in another order than they run. */
+static nnm_module *build_descendants(void) {
+    static const char *const nodes[] = {
+        "sum: heads.0, tasks.fork:1, tasks.fan:2",
+        "enc: x",
+        " heads.0 : enc",
+        "heads.1: enc",
+        "tasks.cls: enc",
+        "tasks.fork: tasks.cls",
+        "tasks.fan: heads.1",
+        "enc.0: x",
+    };
+    static const char *const outputs[] = {"sum", "enc.0", " tasks.fork:0 ", "heads.1"};
+    nnm_module *g = NULL;
+    CHECK_STATUS(graph_new(NULL, -1, nodes, (int)N_OF(nodes), outputs, (int)N_OF(outputs), &g),
+                 NNM_OK);
+    if (g == NULL)
+        return NULL;
+    nnm_module *enc = mk_plain("sequential");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(enc);
+    adopt(enc, NULL, mk_linear(2, 3));
+    adopt(enc, NULL, mk_plain("relu"));
+    nnm_module *heads = mk_plain("module_list");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(heads);
+    adopt(heads, NULL, mk_linear(3, 2));
+    adopt(heads, NULL, mk_linear(3, 1));
+    nnm_module *tasks = mk_plain("module_dict");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tasks);
+    adopt(tasks, "cls", mk_linear(3, 2));
+    adopt(tasks, "fork", mk_plain("fx_fork"));
+    adopt(tasks, "fan", mk_plain("fx_fan"));
+    adopt(g, "tasks", tasks);
+    adopt(g, "enc", enc);
+    adopt(g, "sum", mk_plain("add"));
+    adopt(g, "heads", heads);
+    CU_ASSERT_TRUE(write_f32(param_of(g, "enc.0.weight"), desc_enc_w, N_OF(desc_enc_w)));
+    CU_ASSERT_TRUE(write_f32(param_of(g, "enc.0.bias"), desc_enc_b, N_OF(desc_enc_b)));
+    CU_ASSERT_TRUE(write_f32(param_of(g, "heads.0.weight"), desc_h0_w, N_OF(desc_h0_w)));
+    CU_ASSERT_TRUE(write_f32(param_of(g, "heads.0.bias"), desc_h0_b, N_OF(desc_h0_b)));
+    CU_ASSERT_TRUE(write_f32(param_of(g, "heads.1.weight"), desc_h1_w, N_OF(desc_h1_w)));
+    CU_ASSERT_TRUE(write_f32(param_of(g, "heads.1.bias"), desc_h1_b, N_OF(desc_h1_b)));
+    CU_ASSERT_TRUE(write_f32(param_of(g, "tasks.cls.weight"), desc_cls_w, N_OF(desc_cls_w)));
+    CU_ASSERT_TRUE(write_f32(param_of(g, "tasks.cls.bias"), desc_cls_b, N_OF(desc_cls_b)));
+    return g;
+}
+
+/* The four outputs computed in plain C. */
+typedef struct desc_want {
+    float sum[4], pre[6], c[4], b[2];
+} desc_want;
+
+static desc_want desc_reference(void) {
+    desc_want w;
+    float h[6], a[4];
+    ref_linear(desc_enc_w, desc_enc_b, 2, 3, desc_x, w.pre);
+    for (int i = 0; i < 6; i++)
+        h[i] = w.pre[i] > 0 ? w.pre[i] : 0;
+    ref_linear(desc_h0_w, desc_h0_b, 3, 2, h, a);
+    ref_linear(desc_h1_w, desc_h1_b, 3, 1, h, w.b);
+    ref_linear(desc_cls_w, desc_cls_b, 3, 2, h, w.c);
+    for (int r = 0; r < 2; r++)
+        for (int o = 0; o < 2; o++)
+            w.sum[r * 2 + o] = a[r * 2 + o] + 2 * w.c[r * 2 + o] + 3 * w.b[r];
+    return w;
+}
+
+static void check_desc_outputs(nnm_tensor *const *out, const desc_want *w) {
+    CHECK_VALUES("sum", out[0], w->sum, 4);
+    CHECK_VALUES("enc.0", out[1], w->pre, 6);
+    CHECK_VALUES("tasks.fork:0", out[2], w->c, 4);
+    CHECK_VALUES("heads.1", out[3], w->b, 2);
+}
+
+typedef struct any_counts {
+    int pre, post;
+} any_counts;
+
+static nnm_status any_pre(void *user, nnm_module *m, nnm_tensor **in, uint32_t n_in) {
+    (void)m;
+    (void)in;
+    (void)n_in;
+    ((any_counts *)user)->pre++;
+    return NNM_OK;
+}
+
+static nnm_status any_post(void *user, nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
+                           nnm_tensor **out, uint32_t n_out) {
+    (void)m;
+    (void)in;
+    (void)n_in;
+    (void)out;
+    (void)n_out;
+    ((any_counts *)user)->post++;
+    return NNM_OK;
+}
+
+/* Values through a module_list, a module_dict and a sequential child, with
+ * multi-output (fixed and any) descendants read by dotted NAME:K, and
+ * gradients flowing into the descendants' parameters. */
+static void test_descendant_values(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *g = build_descendants();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    CHECK_STATUS(nnm_module_finalize(g), NNM_OK);
+    CHECK_STATUS(nnm_module_zero_grad(g), NNM_OK);
+    const desc_want w = desc_reference();
+    const int64_t xshape[2] = {2, 2};
+    nnm_tensor *x = tf32(2, xshape, desc_x);
+    nnm_tensor *out[4] = {NULL};
+    CHECK_STATUS(nnm_module_call(g, &x, 1, out, 4), NNM_OK);
+    check_desc_outputs(out, &w);
+    /* The same tensors as calling the descendants directly. */
+    nnm_tensor *direct = NULL;
+    CHECK_STATUS(nnm_module_call(nnm_module_get(g, "enc.0"), &x, 1, &direct, 1), NNM_OK);
+    CHECK_VALUES("enc.0 direct", direct, w.pre, 6);
+    nnm_tensor_release(direct);
+
+    /* Gradients reach the descendants: d sum(sum) / d heads.1.bias =
+     * 3 * (2 rows * 2 columns) = 12; d / d tasks.cls.bias = 2 * 2 rows. */
+    nnm_tensor *loss = sum_all(out[0]);
+    CHECK_STATUS(nnm_backward(loss, NULL, 0), NNM_OK);
+    const float g_h1b[1] = {12}, g_clsb[2] = {4, 4}, g_h0b[2] = {2, 2};
+    CHECK_VALUES("grad heads.1.bias", nnm_tensor_grad(param_of(g, "heads.1.bias")), g_h1b, 1);
+    CHECK_VALUES("grad tasks.cls.bias", nnm_tensor_grad(param_of(g, "tasks.cls.bias")), g_clsb, 2);
+    CHECK_VALUES("grad heads.0.bias", nnm_tensor_grad(param_of(g, "heads.0.bias")), g_h0b, 2);
+    nnm_tensor_release(loss);
+    for (int i = 0; i < 4; i++) {
+        nnm_tensor_release(out[i]);
+        out[i] = NULL;
+    }
+
+    /* Again, without finalize: the first forward maps the nodes. */
+    nnm_module *g2 = build_descendants();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g2);
+    int was = nnm_grad_set_enabled(0);
+    for (int round = 0; round < 2; round++) {
+        CHECK_STATUS(nnm_module_call(g2, &x, 1, out, 4), NNM_OK);
+        check_desc_outputs(out, &w);
+        for (int i = 0; i < 4; i++) {
+            nnm_tensor_release(out[i]);
+            out[i] = NULL;
+        }
+    }
+    nnm_grad_set_enabled(was);
+
+    /* Parameter names are PyTorch's; the repr shows dotted outputs. */
+    param_list l;
+    memset(&l, 0, sizeof l);
+    CHECK_STATUS(nnm_module_named_parameters(g2, collect_param, &l), NNM_OK);
+    static const char *const want_names[] = {"tasks.cls.weight", "tasks.cls.bias",
+                                             "enc.0.weight",     "enc.0.bias",
+                                             "heads.0.weight",   "heads.0.bias",
+                                             "heads.1.weight",   "heads.1.bias"};
+    CU_ASSERT_EQUAL_FATAL(l.n, (int)N_OF(want_names));
+    for (size_t i = 0; i < N_OF(want_names); i++)
+        CU_ASSERT_STRING_EQUAL(l.names[i], want_names[i]);
+    char buf[4096];
+    CU_ASSERT_TRUE(nnm_module_repr(g2, buf, sizeof buf) > 0);
+    if (strstr(buf, "outputs=[sum, enc.0, tasks.fork:0, heads.1]") == NULL)
+        fprintf(stderr, "\n  repr: %s\n", buf);
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "outputs=[sum, enc.0, tasks.fork:0, heads.1]"));
+
+    nnm_module_release(g2);
+    nnm_tensor_release(x);
+    nnm_module_release(g);
+    LEAK_CHECK_END();
+}
+
+/* Descendants run through the call path: their hooks fire once per forward,
+ * and a failure inside one fails the graph with its path and leaves nothing
+ * behind. */
+static void test_descendant_hooks_and_failures(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *g = build_descendants();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    CHECK_STATUS(nnm_module_finalize(g), NNM_OK);
+    any_counts h0 = {0, 0}, cls = {0, 0}, fan = {0, 0}, enc0 = {0, 0}, heads = {0, 0};
+    nnm_hook_handle *hh = NULL;
+    CHECK_STATUS(nnm_module_register_forward_pre_hook(nnm_module_get(g, "heads.0"), any_pre, &h0,
+                                                      &hh),
+                 NNM_OK);
+    CHECK_STATUS(nnm_module_register_forward_hook(nnm_module_get(g, "tasks.cls"), any_post, &cls,
+                                                  NULL),
+                 NNM_OK);
+    CHECK_STATUS(nnm_module_register_forward_hook(nnm_module_get(g, "tasks.fan"), any_post, &fan,
+                                                  NULL),
+                 NNM_OK);
+    /* enc.0 runs twice per forward: as node "enc.0" and inside node "enc" */
+    CHECK_STATUS(nnm_module_register_forward_pre_hook(nnm_module_get(g, "enc.0"), any_pre, &enc0,
+                                                      NULL),
+                 NNM_OK);
+    /* the module_list itself is never called */
+    CHECK_STATUS(nnm_module_register_forward_pre_hook(nnm_module_get(g, "heads"), any_pre, &heads,
+                                                      NULL),
+                 NNM_OK);
+    const desc_want w = desc_reference();
+    const int64_t xshape[2] = {2, 2};
+    nnm_tensor *x = tf32(2, xshape, desc_x);
+    CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
+    nnm_tensor *out[4] = {NULL};
+    for (int round = 0; round < 3; round++) {
+        CHECK_STATUS(nnm_module_call(g, &x, 1, out, 4), NNM_OK);
+        check_desc_outputs(out, &w);
+        for (int i = 0; i < 4; i++) {
+            nnm_tensor_release(out[i]);
+            out[i] = NULL;
+        }
+    }
+    CU_ASSERT_EQUAL(h0.pre, 3);
+    CU_ASSERT_EQUAL(cls.post, 3);
+    CU_ASSERT_EQUAL(fan.post, 3);
+    CU_ASSERT_EQUAL(enc0.pre, 6);
+    CU_ASSERT_EQUAL(heads.pre, 0);
+
+    /* A descendant refusing halfway (enc, heads.* and tasks.cls have run):
+     * the graph fails with its message and path, out stays NULL, every
+     * intermediate is released (checked at the end). */
+    nnm_hook_handle *hf = NULL;
+    CHECK_STATUS(nnm_module_register_forward_pre_hook(nnm_module_get(g, "tasks.fork"), fail_pre,
+                                                      NULL, &hf),
+                 NNM_OK);
+    CHECK_ERROR(nnm_module_call(g, &x, 1, out, 4), NNM_E_HOOK, "refused by a test hook on fork");
+    CHECK_ERROR(nnm_module_call(g, &x, 1, out, 4), NNM_E_HOOK, "tasks.fork (fx_fork)");
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_PTR_NULL(out[i]);
+    nnm_hook_remove(hf);
+    nnm_hook_remove(hh);
+    CHECK_STATUS(nnm_module_call(g, &x, 1, out, 4), NNM_OK);
+    check_desc_outputs(out, &w);
+    CU_ASSERT_EQUAL(h0.pre, 5); /* the two failed calls got past heads.0; not this one */
+    for (int i = 0; i < 4; i++)
+        nnm_tensor_release(out[i]);
+    nnm_tensor_release(x);
+    nnm_module_release(g);
+    LEAK_CHECK_END();
+}
+
+/* Finalize-time errors for dotted nodes (and the same at the first
+ * forward); fixing the tree makes the next forward map it again. */
+static void test_descendant_errors(void) {
+    LEAK_CHECK_BEGIN();
+    const int64_t shape[2] = {1, 3};
+    nnm_tensor *x = tf32(2, shape, NULL);
+    nnm_tensor *y = NULL;
+
+    /* heads has 2 entries; the graph calls heads.2 */
+    static const char *const nodes[] = {"heads.0: x", "heads.2: x", "s: heads.0, heads.2"};
+    nnm_module *g = NULL;
+    CHECK_STATUS(graph_new(NULL, -1, nodes, 3, NULL, -1, &g), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    nnm_module *heads = mk_plain("module_list");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(heads);
+    adopt(heads, NULL, mk_linear(3, 2));
+    adopt(heads, NULL, mk_linear(3, 2));
+    nnm_module_retain(heads);
+    adopt(g, "heads", heads);
+    adopt(g, "s", mk_plain("add"));
+    CHECK_ERROR(nnm_module_finalize(g), NNM_E_INVALID,
+                "(graph): config.nodes[1]: no descendant module named 'heads.2'");
+    CHECK_ERROR(nnm_module_call(g, &x, 1, &y, 1), NNM_E_INVALID,
+                "config.nodes[1]: no descendant module named 'heads.2'");
+    CU_ASSERT_PTR_NULL(y);
+    /* Through a parent: the message names the graph's path. */
+    nnm_module *root = mk_plain("module_dict");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+    nnm_module_retain(g);
+    adopt(root, "block", g);
+    CHECK_ERROR(nnm_module_finalize(root), NNM_E_INVALID,
+                "block (graph): config.nodes[1]: no descendant module named 'heads.2'");
+    /* Fixed: the next forward maps the nodes again (the graph's own children
+     * did not change). */
+    adopt(heads, NULL, mk_linear(3, 2));
+    CHECK_STATUS(nnm_module_call(g, &x, 1, &y, 1), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL(y);
+    nnm_tensor_release(y);
+    y = NULL;
+    CHECK_STATUS(nnm_module_finalize(root), NNM_OK);
+    nnm_module_release(heads);
+    nnm_module_release(g);
+    nnm_module_release(root);
+
+    /* a child that is neither a node nor the head of a dotted node */
+    static const char *const nodes2[] = {"heads.0: x"};
+    CHECK_STATUS(graph_new(NULL, -1, nodes2, 1, NULL, -1, &g), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    heads = mk_plain("module_list");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(heads);
+    adopt(heads, NULL, mk_linear(3, 2));
+    adopt(g, "heads", heads);
+    CHECK_STATUS(nnm_module_finalize(g), NNM_OK);
+    adopt(g, "head", mk_linear(3, 2)); /* "head" is no prefix of "heads" */
+    CHECK_ERROR(nnm_module_finalize(g), NNM_E_INVALID,
+                "child 'head' is not a node of the graph (config.nodes has no entry \"head: ...\" "
+                "nor \"head.NAME: ...\")");
+    CHECK_ERROR(nnm_module_call(g, &x, 1, &y, 1), NNM_E_INVALID,
+                "child 'head' is not a node of the graph");
+    CU_ASSERT_PTR_NULL(y);
+    nnm_module_release(g);
+
+    /* the head of a dotted node is no child at all; a path deeper than the
+     * tree; a path through a leaf */
+    static const char *const nodes3[][2] = {
+        {"r: x", "nope.0: r"}, {"r: x", "r.0.w: r"}, {"r: x", "r.weight: r"}};
+    static const char *const needles3[] = {
+        "config.nodes[1]: no descendant module named 'nope.0'",
+        "config.nodes[1]: no descendant module named 'r.0.w'",
+        "config.nodes[1]: no descendant module named 'r.weight'"};
+    for (size_t i = 0; i < N_OF(nodes3); i++) {
+        CHECK_STATUS(graph_new(NULL, -1, nodes3[i], 2, NULL, -1, &g), NNM_OK);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+        adopt(g, "r", i == 1 ? mk_plain("sequential") : mk_linear(3, 3));
+        CHECK_ERROR(nnm_module_finalize(g), NNM_E_INVALID, needles3[i]);
+        nnm_module_release(g);
+    }
+
+    /* arity of a descendant: inputs, outputs read by a node or returned */
+    static const struct {
+        const char *nodes[2];
+        int n_nodes;
+        const char *outputs[1];
+        int n_outputs;
+        const char *needle;
+    } arity[] = {
+        {{"t.lin: x, x"}, 1, {0}, -1,
+         "config.nodes[0]: descendant 't.lin' takes 1 input, the node lists 2"},
+        {{"t.sub: x"}, 1, {0}, -1,
+         "config.nodes[0]: descendant 't.sub' takes 2 inputs, the node lists 1"},
+        {{"t.fork: x", "t.sub: t.fork:2, x"}, 2, {0}, -1,
+         "config.nodes[1]: 't.fork:2': descendant 't.fork' has 2 outputs"},
+        {{"t.lin: x"}, 1, {"t.lin:1"}, 1,
+         "config.outputs[0]: 't.lin:1': descendant 't.lin' has 1 output"},
+    };
+    for (size_t i = 0; i < N_OF(arity); i++) {
+        CHECK_STATUS(graph_new(NULL, -1, arity[i].nodes, arity[i].n_nodes, arity[i].outputs,
+                               arity[i].n_outputs, &g),
+                     NNM_OK);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+        nnm_module *t = mk_plain("module_dict");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+        adopt(t, "lin", mk_linear(3, 3));
+        adopt(t, "sub", mk_plain("fx_sub"));
+        adopt(t, "fork", mk_plain("fx_fork"));
+        adopt(g, "t", t);
+        CHECK_ERROR(nnm_module_finalize(g), NNM_E_INVALID, arity[i].needle);
+        nnm_module_release(g);
+    }
+
+    /* A dotted node may name a module_list itself: the call is refused as
+     * calling it directly is. */
+    static const char *const nodes4[] = {"m.inner: x"};
+    CHECK_STATUS(graph_new(NULL, -1, nodes4, 1, NULL, -1, &g), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    nnm_module *m = mk_plain("module_dict");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    adopt(m, "inner", mk_plain("module_list"));
+    adopt(g, "m", m);
+    CHECK_STATUS(nnm_module_finalize(g), NNM_OK);
+    CHECK_ERROR(nnm_module_call(g, &x, 1, &y, 1), NNM_E_UNSUPPORTED,
+                "module_list is not callable");
+    CU_ASSERT_PTR_NULL(y);
+    nnm_module_release(g);
+
+    nnm_tensor_release(x);
     LEAK_CHECK_END();
 }
 
@@ -1169,6 +1602,11 @@ int main(void) {
     CU_add_test(s, "finalize: missing child (and lazily)", test_finalize_missing_child);
     CU_add_test(s, "finalize: extra child", test_finalize_extra_child);
     CU_add_test(s, "finalize: arity", test_finalize_arity);
+    CU_add_test(s, "descendant nodes: values through module_list and module_dict",
+                test_descendant_values);
+    CU_add_test(s, "descendant nodes: hooks fire; failures leave nothing",
+                test_descendant_hooks_and_failures);
+    CU_add_test(s, "descendant nodes: finalize errors", test_descendant_errors);
 
     CU_pSuite c = CU_add_suite("containers and add", suite_init, suite_clean);
     if (c == NULL) {
