@@ -50,9 +50,11 @@ static char *example(const char *name) {
 /* ---- reading and building ------------------------------------------------ */
 
 static void test_examples_build(void) {
-    static const char *const files[] = {"mlp.json", "residual_block.json", "nested.json"};
+    static const char *const files[] = {"mlp.json", "residual_block.json", "nested.json",
+                                        "two_heads.json"};
     static const int64_t params[] = {4 * 8 + 8 + 8 * 3 + 3, 2 * (16 * 16 + 16),
-                                     6 * 5 + 5 + 5 * 4 + 4 * 2 + 2 + 4 * 3 + 3};
+                                     6 * 5 + 5 + 5 * 4 + 4 * 2 + 2 + 4 * 3 + 3,
+                                     8 * 16 + 16 + 16 * 10 + 10 + 16 * 4 + 4};
     LEAK_CHECK_BEGIN();
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char *p = example(files[i]);

@@ -322,6 +322,7 @@ for f in "$M"/*.json; do
     err_empty
     expect 0 inspect --dot "$f"
     out_has "digraph "
+    out_lacks "(unknown)"   # every graph reference resolves (dotted ones too)
     err_empty
     if [ "$have_dot" -eq 1 ]; then
         LAST="inspect --dot $b | dot -Tsvg"

@@ -46,17 +46,53 @@ static void dot_esc(FILE *f, const char *s, size_t n) {
     }
 }
 
-typedef struct dot_state {
-    FILE *f;
-    unsigned next_id;
-} dot_state;
-
 /* The node a module's data enters (its own node) and the one it leaves
  * from (the last child of a sequential, the single output of a graph). */
 typedef struct dot_ends {
     char entry[32];
     char exit[40];
 } dot_ends;
+
+/* Every module drawn so far with its ends, so a graph node naming a
+ * descendant ("heads.0") finds where to draw its edges. */
+typedef struct dot_drawn {
+    const nnm_module *m;
+    dot_ends ends;
+} dot_drawn;
+
+typedef struct dot_state {
+    FILE *f;
+    unsigned next_id;
+    dot_drawn *drawn;
+    size_t n_drawn, cap_drawn;
+} dot_state;
+
+static int remember(dot_state *ds, const nnm_module *m, const dot_ends *ends) {
+    if (ds->n_drawn == ds->cap_drawn) {
+        size_t cap = ds->cap_drawn ? 2 * ds->cap_drawn : 64;
+        dot_drawn *p = realloc(ds->drawn, cap * sizeof *p);
+        if (!p) return -1;
+        ds->drawn = p;
+        ds->cap_drawn = cap;
+    }
+    ds->drawn[ds->n_drawn].m = m;
+    ds->drawn[ds->n_drawn++].ends = *ends;
+    return 0;
+}
+
+/* The ends of g's descendant at the dotted path [name, name + n); NULL if
+ * there is none (or it was not drawn). */
+static const dot_ends *descendant_ends(const dot_state *ds, nnm_module *g, const char *name,
+                                       size_t n) {
+    char path[256];
+    if (n == 0 || n >= sizeof path) return NULL;
+    memcpy(path, name, n);
+    path[n] = 0;
+    const nnm_module *d = nnm_module_get(g, path);
+    for (size_t i = 0; d && i < ds->n_drawn; i++)
+        if (ds->drawn[i].m == d) return &ds->drawn[i].ends;
+    return NULL;
+}
 
 static void indent(FILE *f, int depth) {
     for (int i = 0; i < depth; i++) fputs("  ", f);
@@ -76,9 +112,9 @@ static int name_is(const char *name, const char *s, size_t n) {
 
 /* Resolves a REF ("NAME", "NAME:K" or a graph input) to the node it comes
  * from; *port receives K (or NULL). Returns 0, or -1 when unknown. */
-static int graph_ref(const char *ref, size_t n, const char *const *inputs, size_t n_inputs,
-                     nnm_module *g, const dot_ends *child_ends, const char *gid, char *src,
-                     size_t cap, const char **port, size_t *port_len) {
+static int graph_ref(const dot_state *ds, const char *ref, size_t n, const char *const *inputs,
+                     size_t n_inputs, nnm_module *g, const char *gid, char *src, size_t cap,
+                     const char **port, size_t *port_len) {
     const char *colon = memchr(ref, ':', n);
     size_t name_len = colon ? (size_t)(colon - ref) : n;
     *port = NULL;
@@ -102,26 +138,22 @@ static int graph_ref(const char *ref, size_t n, const char *const *inputs, size_
             return 0;
         }
     }
-    for (uint32_t i = 0; i < nnm_module_child_count(g); i++) {
-        if (name_is(nnm_module_name(nnm_module_child(g, i)), name, name_len)) {
-            snprintf(src, cap, "%s", child_ends[i].exit);
-            return 0;
-        }
-    }
-    return -1;
+    const dot_ends *e = descendant_ends(ds, g, name, name_len);
+    if (!e) return -1;
+    snprintf(src, cap, "%s", e->exit);
+    return 0;
 }
 
 /* One edge from REF to `dst`. Unknown references get a node of their own,
  * drawn dashed, so the picture shows the mistake. */
 static void graph_edge(dot_state *ds, int depth, const char *ref, size_t n,
                        const char *const *inputs, size_t n_inputs, nnm_module *g,
-                       const dot_ends *child_ends, const char *gid, const char *dst) {
+                       const char *gid, const char *dst) {
     char src[64];
     const char *port;
     size_t port_len;
     trim(&ref, &n);
-    if (graph_ref(ref, n, inputs, n_inputs, g, child_ends, gid, src, sizeof src, &port,
-                  &port_len)) {
+    if (graph_ref(ds, ref, n, inputs, n_inputs, g, gid, src, sizeof src, &port, &port_len)) {
         snprintf(src, sizeof src, "%s_unknown%u", gid, ds->next_id++);
         indent(ds->f, depth);
         fprintf(ds->f, "%s [label=\"", src);
@@ -142,11 +174,15 @@ static void graph_edge(dot_state *ds, int depth, const char *ref, size_t n,
 /* The DAG of a `graph` module from its config: "inputs" (names), "nodes"
  * ("NAME: REF, REF") and "outputs" (REFs). */
 static void emit_graph_edges(dot_state *ds, nnm_module *g, int depth, const char *gid,
-                             const dot_ends *child_ends, dot_ends *ends) {
+                             dot_ends *ends) {
+    static const char *const default_inputs[] = {"x"}; /* the graph's default */
     const nnm_config *cfg = nnm_module_config(g);
     const char *const *inputs = NULL, *const *nodes = NULL, *const *outputs = NULL;
     size_t n_inputs = 0, n_nodes = 0, n_outputs = 0;
-    if (nnm_config_get_strs(cfg, "inputs", &inputs, &n_inputs) != NNM_OK) n_inputs = 0;
+    if (nnm_config_get_strs(cfg, "inputs", &inputs, &n_inputs) != NNM_OK) {
+        inputs = default_inputs;
+        n_inputs = 1;
+    }
     if (nnm_config_get_strs(cfg, "nodes", &nodes, &n_nodes) != NNM_OK) n_nodes = 0;
     if (nnm_config_get_strs(cfg, "outputs", &outputs, &n_outputs) != NNM_OK) n_outputs = 0;
 
@@ -164,15 +200,13 @@ static void emit_graph_edges(dot_state *ds, nnm_module *g, int depth, const char
         const char *name = spec;
         size_t name_len = (size_t)(colon - spec);
         trim(&name, &name_len);
-        const char *dst = NULL;
-        for (uint32_t c = 0; c < nnm_module_child_count(g); c++)
-            if (name_is(nnm_module_name(nnm_module_child(g, c)), name, name_len))
-                dst = child_ends[c].entry;
-        if (!dst) continue;
+        const dot_ends *e = descendant_ends(ds, g, name, name_len);
+        if (!e) continue;
+        const char *dst = e->entry;
         for (const char *r = colon + 1; *r;) {
             const char *comma = strchr(r, ',');
             size_t n = comma ? (size_t)(comma - r) : strlen(r);
-            graph_edge(ds, depth, r, n, inputs, n_inputs, g, child_ends, gid, dst);
+            graph_edge(ds, depth, r, n, inputs, n_inputs, g, gid, dst);
             r += n + (comma ? 1 : 0);
         }
     }
@@ -181,8 +215,7 @@ static void emit_graph_edges(dot_state *ds, nnm_module *g, int depth, const char
         snprintf(dst, sizeof dst, "%s_out%zu", gid, i);
         indent(ds->f, depth);
         fprintf(ds->f, "%s [label=\"output %zu\", shape=ellipse];\n", dst, i);
-        graph_edge(ds, depth, outputs[i], strlen(outputs[i]), inputs, n_inputs, g, child_ends, gid,
-                   dst);
+        graph_edge(ds, depth, outputs[i], strlen(outputs[i]), inputs, n_inputs, g, gid, dst);
     }
     if (n_outputs == 1) snprintf(ends->exit, sizeof ends->exit, "%s_out0", gid);
 }
@@ -202,7 +235,7 @@ static int emit_module(dot_state *ds, nnm_module *m, int depth, dot_ends *ends) 
         fputs("\\n", f);
         dot_esc(f, type, strlen(type));
         fputs("\"];\n", f);
-        return 0;
+        return remember(ds, m, ends);
     }
 
     dot_ends *child = calloc(n, sizeof *child);
@@ -234,7 +267,7 @@ static int emit_module(dot_state *ds, nnm_module *m, int depth, dot_ends *ends) 
         fprintf(f, ";\n");
         snprintf(ends->exit, sizeof ends->exit, "%s", child[n - 1].exit);
     } else if (strcmp(type, "graph") == 0) {
-        emit_graph_edges(ds, m, depth + 1, ends->entry, child, ends);
+        emit_graph_edges(ds, m, depth + 1, ends->entry, ends);
     } else {
         /* Other containers (module_list, module_dict, ...) hold their
          * children without a fixed data flow: show that they hold them. */
@@ -246,18 +279,20 @@ static int emit_module(dot_state *ds, nnm_module *m, int depth, dot_ends *ends) 
     indent(f, depth);
     fputs("}\n", f);
     free(child);
-    return 0;
+    return remember(ds, m, ends);
 }
 
 static int print_dot(nnm_module *root, const char *path) {
-    dot_state ds = {stdout, 0};
+    dot_state ds = {stdout, 0, NULL, 0, 0};
     dot_ends ends;
     fputs("digraph \"", stdout);
     dot_esc(stdout, path, strlen(path));
     fputs("\" {\n  node [shape=box, fontname=\"Helvetica\"];\n"
           "  edge [fontname=\"Helvetica\", fontsize=10];\n",
           stdout);
-    if (emit_module(&ds, root, 1, &ends)) return -1;
+    int rc = emit_module(&ds, root, 1, &ends);
+    free(ds.drawn);
+    if (rc) return -1;
     fputs("}\n", stdout);
     return 0;
 }
