@@ -25,7 +25,7 @@
 #endif
 
 #define NNM__ERRMSG_CAP 1024
-#define NNM__MAX_IO 16          /* most inputs or outputs of one call */
+#define NNM__MAX_IO NNM_MAX_IO  /* most inputs or outputs of one call */
 #define NNM__MAX_SPECS 4        /* input specs a layer may declare */
 #define NNM__DEVICE_TYPES 3     /* index by nnm_device_type (1 = CPU, 2 = CUDA) */
 #define NNM__NCLASSES 192       /* allocator size classes */

@@ -100,6 +100,10 @@ typedef struct nnm_dtype {
 /* Most dimensions a tensor may have. */
 #define NNM_MAX_DIMS 8
 
+/* Most inputs, and most outputs, one module call may have (1.2 names it; the
+ * runtime has always enforced it). */
+#define NNM_MAX_IO 16
+
 /* Layout of DLTensor. Read-only for plugins: obtain it with host->tensor_desc()
  * and never write through it, except to the elements `data` points to when the
  * tensor is one the plugin has just created as an output. */

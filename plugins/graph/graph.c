@@ -9,7 +9,7 @@
  * Config:
  *   inputs   list of strings, default ["x"]. The graph's input names, in the
  *            order forward receives them. Each matches [A-Za-z_][A-Za-z0-9_]*
- *            and is unique; at most 64.
+ *            and is unique; at most NNM_MAX_IO (16).
  *   nodes    list of strings, required. One entry per node:
  *                "NAME: REF, REF, ..."     ("NAME:" is a node with no inputs)
  *            NAME names the module the node calls: one of the graph module's
@@ -22,14 +22,14 @@
  *            unique and is not a graph input's name. The REFs are the node's
  *            inputs, in order, each one of
  *                NAME      output 0 of node NAME, or the graph input NAME
- *                NAME:K    output K (decimal, K <= 1023) of node NAME (a graph
+ *                NAME:K    output K (decimal, K < 16) of node NAME (a graph
  *                          input has only output 0: x:0 is x); NAME may be
  *                          dotted: tasks.cls:1 is output 1 of node tasks.cls
  *            Whitespace around tokens is ignored. A node may be listed before
  *            the nodes it reads. At most 16384 nodes. A node nothing reads
  *            still runs (its outputs are dropped at once).
  *   outputs  list of REFs, default: output 0 of the LAST node listed. The
- *            graph returns these tensors, in order (at most 64). A graph
+ *            graph returns these tensors, in order (at most NNM_MAX_IO). A graph
  *            input may be returned (as a new reference to the same tensor).
  * Arity: n_inputs and n_outputs are NNM_ARITY_ANY; forward checks that it
  * gets len(inputs) inputs and is asked for len(outputs) outputs.
@@ -45,14 +45,14 @@
  *   config.inputs[0]: invalid name '1x' (use [A-Za-z_][A-Za-z0-9_]*)
  *   config.nodes[1]: expected "name: input, input, ...", got "fc1 x"
  *                    (also for a bad path: "heads..0: x", ".a: x", "a.: x")
- *   config.nodes[1]: bad input 'x:' (expected NAME or NAME:K, K <= 1023)
+ *   config.nodes[1]: bad input 'x:' (expected NAME or NAME:K, K < 16)
  *   config.nodes[2]: duplicate node 'relu'
  *   config.nodes[0]: node 'x' has the name of a graph input
  *   config.nodes[3]: unknown input 'fc9'
  *   config.nodes[1]: 'x:1' refers to output 1 of graph input 'x', which is one tensor
  *   config.nodes: cycle through 'a' -> 'b' -> 'a'
  *   config.outputs[0]: unknown node 'z'
- *   config.outputs[0]: bad reference 'a:' (expected NAME or NAME:K, K <= 1023)
+ *   config.outputs[0]: bad reference 'a:' (expected NAME or NAME:K, K < 16)
  *   config.outputs: empty (a graph returns at least one tensor)
  *   config.nodes: empty, and no config.outputs to return
  *
@@ -98,8 +98,8 @@
 #include <string.h>
 
 #define GRAPH_MAX_NODES 16384u
-#define GRAPH_MAX_IO 64u     /* entries of config.inputs and config.outputs */
-#define GRAPH_MAX_PORT 1023u /* largest K in NAME:K */
+#define GRAPH_MAX_IO NNM_MAX_IO /* entries of config.inputs and config.outputs: one call's */
+#define GRAPH_MAX_PORT (NNM_MAX_IO - 1u) /* largest K in NAME:K: a call has at most NNM_MAX_IO outputs */
 #define GRAPH_REF_INPUT 0x80000000u
 #define GRAPH_NONE 0xffffffffu
 #define GRAPH_KEEP 0xffffffffu /* last_use of a node the graph returns */
@@ -500,6 +500,10 @@ static nnm_status parse_nodes(nnm_env *env, graph_state *s, const char *const *e
             for (size_t k = 0; k < rest.n; k++)
                 nd->n_refs += rest.p[k] == ',';
         }
+        if (nd->n_refs > NNM_MAX_IO)
+            return h->set_error(env, NNM_E_LIMIT,
+                                "config.nodes[%u]: %u inputs; a call takes at most %u",
+                                (unsigned)i, (unsigned)nd->n_refs, (unsigned)NNM_MAX_IO);
         n_refs += nd->n_refs;
         if (nd->n_refs > s->max_refs)
             s->max_refs = nd->n_refs;

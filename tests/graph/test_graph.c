@@ -740,6 +740,11 @@ static const create_case create_cases[] = {
     {{0}, -1, {"a: x:k"}, 1, {0}, -1, NNM_E_INVALID, "config.nodes[0]: bad input 'x:k'"},
     {{0}, -1, {"a: x", "b: a:99999"}, 2, {0}, -1, NNM_E_INVALID,
      "config.nodes[1]: bad input 'a:99999'"},
+    /* one call has at most NNM_MAX_IO outputs and inputs */
+    {{0}, -1, {"a: x", "b: a:16"}, 2, {0}, -1, NNM_E_INVALID,
+     "config.nodes[1]: bad input 'a:16' (expected NAME or NAME:K, K <= 15)"},
+    {{0}, -1, {"a: x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x"}, 1, {0}, -1, NNM_E_LIMIT,
+     "config.nodes[0]: 17 inputs; a call takes at most 16"},
     {{"x", "x"}, 2, {"a: x"}, 1, {0}, -1, NNM_E_INVALID, "config.inputs[1]: duplicate input 'x'"},
     {{"1x"}, 1, {"a: 1x"}, 1, {0}, -1, NNM_E_INVALID,
      "config.inputs[0]: invalid name '1x' (use [A-Za-z_][A-Za-z0-9_]*)"},
