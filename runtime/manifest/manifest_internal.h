@@ -20,7 +20,7 @@
 #define NNM__MF_MSGPACK_MAX_DEPTH 32u
 /* The deepest any document may nest, whatever the limits say (the reader
  * and the schema pass recurse). */
-#define NNM__MF_HARD_MAX_DEPTH 1024u
+#define NNM__MF_HARD_MAX_DEPTH 128u
 
 typedef struct nnm__mf_plugin {
     char *name;                   /* layer type, "linear" */
