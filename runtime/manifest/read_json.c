@@ -2,8 +2,8 @@
  *
  * jansson parses with duplicate keys refused and without NUL in strings; its
  * own depth cap is 2048. The size was checked by the caller; depth and value
- * count are checked here on the parsed tree against the same limits as
- * msgpack (a JSON document is at most max_bytes, so the tree is bounded too).
+ * count are bounded on the text before parsing and checked exactly on the
+ * tree after, against the same limits as msgpack.
  */
 #include <string.h>
 
@@ -42,9 +42,48 @@ static nnm_status check(walk *w, const json_t *v, uint32_t depth) {
     return NNM_OK;
 }
 
+/* Before jansson builds a tree (tens of bytes per value), a pass over the
+ * text bounds the values (1 + commas + colons + containers, at least the
+ * real count) and the nesting, so a document within max_bytes cannot make
+ * the parser allocate far more than the limits allow. Strings are skipped,
+ * escapes included; syntax is jansson's business. */
+static nnm_status prescan(nnm_ctx *ctx, const char *p, size_t len, const nnm_manifest_limits *lim) {
+    uint64_t bound = 1;
+    uint32_t depth = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        switch (c) {
+        case '"': in_str = 1; break;
+        case ',': case ':': bound++; break;
+        case '[': case '{':
+            bound++;
+            if (++depth > lim->max_depth)
+                return nnm__error(ctx, NNM_E_LIMIT,
+                                  "json: byte %zu: nesting deeper than %u (limits.max_depth)", i,
+                                  lim->max_depth);
+            break;
+        case ']': case '}':
+            if (depth) depth--;
+            break;
+        }
+        if (bound > lim->max_nodes)
+            return nnm__error(ctx, NNM_E_LIMIT, "json: byte %zu: more than %llu values (limits.max_nodes)",
+                              i, (unsigned long long)lim->max_nodes);
+    }
+    return NNM_OK;
+}
+
 nnm_status nnm__mf_read_json(nnm_ctx *ctx, const char *data, size_t len,
                              const nnm_manifest_limits *lim, json_t **out) {
     *out = NULL;
+    nnm_status pre = prescan(ctx, data, len, lim);
+    if (pre) return pre;
     json_error_t err;
     json_t *doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
     if (!doc)

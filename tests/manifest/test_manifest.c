@@ -545,7 +545,7 @@ static void test_limits(void) {
     CHECK_MSG("more than 10 values (limits.max_nodes)");
     lim = (nnm_manifest_limits){sizeof lim, 3, 0, 0, 0};
     CHECK_STATUS(nnm_manifest_parse(g_ctx, text, n, NNM_MANIFEST_AUTO, &lim, NULL, &mf), NNM_E_LIMIT);
-    CHECK_MSG("json: nesting deeper than 3");
+    CHECK_MSG("nesting deeper than 3 (limits.max_depth)");
     lim = (nnm_manifest_limits){sizeof lim, 0, 0, 0, 2};
     CHECK_STATUS(nnm_manifest_parse(g_ctx, text, n, NNM_MANIFEST_AUTO, &lim, NULL, &mf), NNM_E_LIMIT);
     CHECK_MSG("root.children[1]: more than 2 modules (limits.max_modules)");
@@ -556,6 +556,30 @@ static void test_limits(void) {
     CHECK_STATUS(nnm_manifest_parse(g_ctx, text, n, NNM_MANIFEST_AUTO, NULL, NULL, &mf), NNM_OK);
     nnm_manifest_free(mf);
     free(text);
+    /* A big flat JSON list is refused before jansson builds a tree of it;
+     * brackets and commas inside strings (escaped quotes too) do not count. */
+    {
+        size_t big = 2000000;
+        char *doc = malloc(big + 3);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+        doc[0] = '[';
+        for (size_t i = 1; i <= big; i++) doc[i] = (i & 1) ? '0' : ',';
+        doc[big] = '0';
+        doc[big + 1] = ']';
+        lim = (nnm_manifest_limits){sizeof lim, 0, 0, 1000, 0};
+        CHECK_STATUS(nnm_manifest_parse(g_ctx, doc, big + 2, NNM_MANIFEST_JSON, &lim, NULL, &mf),
+                     NNM_E_LIMIT);
+        CHECK_MSG("json: byte ");
+        CHECK_MSG("more than 1000 values (limits.max_nodes)");
+        free(doc);
+        const char *tricky = "{" HDR PLUG "\"root\": {\"type\": \"relu\"},"
+                             "\"metadata\": {\"k\": \"[[[[{{{{,,,,:::: \\\" [[[[\"}}";
+        lim = (nnm_manifest_limits){sizeof lim, 3, 0, 40, 0};
+        CHECK_STATUS(nnm_manifest_parse(g_ctx, tricky, strlen(tricky), NNM_MANIFEST_JSON, &lim, NULL,
+                                        &mf),
+                     NNM_OK);
+        nnm_manifest_free(mf);
+    }
     /* JSON syntax errors name line and column; a missing file names itself. */
     refuse("{\n  \"format\": }", NNM_E_INVALID, "json: line 2, column");
     refuse("{\"a\": 1, \"a\": 2}", NNM_E_INVALID, "duplicate object key");
