@@ -86,6 +86,14 @@ static int swish_extra_repr(void *self, char *buf, size_t cap) {
     return snprintf(buf, cap, "beta=%g%s", s->beta, s->beta_param ? ", learn_beta=True" : "");
 }
 
+/* The config schema (ABI 1.2): the runtime refuses unknown keys and wrong
+ * types before create runs, and a manifest's message names the path
+ * ("root.children[1].config.beta: expected float, got string"). */
+static const nnm_config_field swish_config[] = {
+    {"beta", NNM_CONFIG_FLOAT, 0, "slope: x * sigmoid(beta * x) (default 1)"},
+    {"learn_beta", NNM_CONFIG_BOOL, 0, "make beta a learned parameter (default false)"},
+};
+
 static const nnm_layer_vtable swish_layer = {
     .struct_size = sizeof(nnm_layer_vtable),
     .flags = 0,
@@ -99,6 +107,9 @@ static const nnm_layer_vtable swish_layer = {
     .destroy = swish_destroy,
     .forward = swish_forward,
     .extra_repr = swish_extra_repr,
+    .config_fields = swish_config,
+    .n_config_fields = sizeof swish_config / sizeof swish_config[0],
+    .display_name = "Swish",
 };
 
 static const nnm_layer_vtable *const layers[] = {&swish_layer};
