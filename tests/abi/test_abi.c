@@ -9,12 +9,7 @@
  * pinned unchanged, and the slots and args structs 1.1 appended are pinned
  * after them.
  */
-#include <CUnit/Basic.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <string.h>
-
-#include "nnmod/nnmod.h"
+#include "test_util.h"
 
 #define OFF(type, field, want) CU_ASSERT_EQUAL(offsetof(type, field), (want))
 #define SIZE(type, want) CU_ASSERT_EQUAL(sizeof(type), (want))
@@ -398,18 +393,11 @@ int main(void) {
         {"versions", test_versions},
         {"NULL conventions", test_null_conventions},
     };
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite suite = CU_add_suite("abi", NULL, NULL);
+    CU_pSuite suite = tu_suite("abi", NULL, NULL);
     if (!suite)
         return 2;
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
         if (!CU_add_test(suite, tests[i].name, tests[i].fn))
             return 2;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    unsigned run = CU_get_number_of_tests_run();
-    CU_cleanup_registry();
-    return failed || run == 0 ? 1 : 0;
+    return tu_run();
 }

@@ -11,20 +11,20 @@
 typedef struct small_net {
     nnm_module *lin, *mse;
     nnm_tensor *x, *t;
-    param_list pl;
+    tu_named pl;
 } small_net;
 
 static void small_net_init(small_net *n) {
     float xv[12], tv[8];
-    fill_uniform(xv, 12, 1, -1.0, 1.0);
-    fill_uniform(tv, 8, 2, -1.0, 1.0);
-    n->lin = mk_linear(3, 2, 1);
+    tu_fill_uniform(xv, 12, 1, -1.0, 1.0);
+    tu_fill_uniform(tv, 8, 2, -1.0, 1.0);
+    n->lin = tu_linear(g_ctx, "linear", 3, 2, 1);
     n->mse = mk_loss("mse_loss", NULL, INT64_MIN, -1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(n->lin);
     CU_ASSERT_PTR_NOT_NULL_FATAL(n->mse);
-    n->x = tf32(2, (int64_t[]){4, 3}, xv);
-    n->t = tf32(2, (int64_t[]){4, 2}, tv);
-    n->pl = params_of(n->lin);
+    n->x = tu_tf32(g_ctx, 2, (int64_t[]){4, 3}, xv);
+    n->t = tu_tf32(g_ctx, 2, (int64_t[]){4, 2}, tv);
+    n->pl = tu_params_of(n->lin);
     CU_ASSERT_EQUAL_FATAL(n->pl.n, 2);
 }
 
@@ -38,8 +38,8 @@ static void small_net_free(small_net *n) {
 
 static nnm_tensor *small_net_loss(small_net *n) {
     nnm_tensor *y = NULL, *loss = NULL;
-    CHECK_STATUS(call1(n->lin, n->x, &y), NNM_OK);
-    CHECK_STATUS(call2(n->mse, y, n->t, &loss), NNM_OK);
+    CHECK_STATUS(tu_call1(n->lin, n->x, &y), NNM_OK);
+    CHECK_STATUS(tu_call2(n->mse, y, n->t, &loss), NNM_OK);
     nnm_tensor_release(y);
     return loss;
 }
@@ -47,7 +47,7 @@ static nnm_tensor *small_net_loss(small_net *n) {
 /* Copies of both parameters' gradients (NULL where unset). */
 static void grads_of(small_net *n, float *g[2], int64_t len[2]) {
     for (int i = 0; i < 2; i++)
-        g[i] = read_f32(nnm_tensor_grad(n->pl.t[i]), &len[i]);
+        g[i] = tu_read_f32(nnm_tensor_grad(n->pl.t[i]), &len[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -119,7 +119,7 @@ static void test_backward_nonscalar(void) {
     small_net n;
     small_net_init(&n);
     nnm_tensor *y = NULL;
-    CHECK_STATUS(call1(n.lin, n.x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(n.lin, n.x, &y), NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(y);
     CHECK_ERROR(nnm_backward(y, NULL, 0), NNM_E_INVALID,
                 "grad can be implicitly created only for scalar outputs");
@@ -129,10 +129,10 @@ static void test_backward_nonscalar(void) {
     /* A gradient of the wrong shape (PyTorch: "Mismatch in shape"), even one
      * with as many elements as the output, is refused before anything runs. */
     float gv[8];
-    fill_uniform(gv, 8, 3, -1.0, 1.0);
-    nnm_tensor *bad = tf32(2, (int64_t[]){2, 4}, gv);
-    nnm_tensor *bad2 = tf32(1, (int64_t[]){8}, gv);
-    nnm_tensor *bad3 = tf32(2, (int64_t[]){4, 3}, NULL);
+    tu_fill_uniform(gv, 8, 3, -1.0, 1.0);
+    nnm_tensor *bad = tu_tf32(g_ctx, 2, (int64_t[]){2, 4}, gv);
+    nnm_tensor *bad2 = tu_tf32(g_ctx, 1, (int64_t[]){8}, gv);
+    nnm_tensor *bad3 = tu_tf32(g_ctx, 2, (int64_t[]){4, 3}, NULL);
     CHECK_STATUS(nnm_backward(y, bad2, 0), NNM_E_SHAPE);
     CHECK_STATUS(nnm_backward(y, bad3, 0), NNM_E_SHAPE);
     CHECK_STATUS(nnm_backward(y, bad, 0), NNM_E_SHAPE);
@@ -141,7 +141,7 @@ static void test_backward_nonscalar(void) {
 
     /* The refused calls left the graph intact. With an explicit gradient g:
      * dW = g^T x, db = sum_rows g. */
-    nnm_tensor *g = tf32(2, (int64_t[]){4, 2}, gv);
+    nnm_tensor *g = tu_tf32(g_ctx, 2, (int64_t[]){4, 2}, gv);
     CHECK_STATUS(nnm_backward(y, g, 0), NNM_OK);
     float xv[12];
     CU_ASSERT_EQUAL(nnm_tensor_to_f32(n.x, xv, 12), NNM_OK);
@@ -152,8 +152,8 @@ static void test_backward_nonscalar(void) {
             for (int i = 0; i < 3; i++)
                 want_w[o * 3 + i] += gv[r * 2 + o] * xv[r * 3 + i];
         }
-    float *gw = read_f32(nnm_tensor_grad(param_get(&n.pl, "weight")), NULL);
-    float *gb = read_f32(nnm_tensor_grad(param_get(&n.pl, "bias")), NULL);
+    float *gw = tu_read_f32(nnm_tensor_grad(tu_named_get(&n.pl, "weight")), NULL);
+    float *gb = tu_read_f32(nnm_tensor_grad(tu_named_get(&n.pl, "bias")), NULL);
     CU_ASSERT_PTR_NOT_NULL(gw);
     CU_ASSERT_PTR_NOT_NULL(gb);
     if (gw != NULL && gb != NULL) {
@@ -176,12 +176,12 @@ static void test_backward_nonscalar(void) {
 static void test_backward_grad_shape(void) {
     LEAK_CHECK_BEGIN();
     float v[4] = {0.1f, 0.2f, 0.3f, 0.4f};
-    nnm_tensor *x = tf32(2, (int64_t[]){1, 4}, v);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){1, 4}, v);
     CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
     nnm_tensor *y = NULL;
     CHECK_STATUS(nnm_op_unary(g_ctx, NNM_UNARY_TANH, x, 0.0, &y), NNM_OK);
-    nnm_tensor *g41 = tf32(2, (int64_t[]){4, 1}, v);
-    nnm_tensor *g14 = tf32(2, (int64_t[]){1, 4}, v);
+    nnm_tensor *g41 = tu_tf32(g_ctx, 2, (int64_t[]){4, 1}, v);
+    nnm_tensor *g14 = tu_tf32(g_ctx, 2, (int64_t[]){1, 4}, v);
     CHECK_STATUS(nnm_backward(y, g41, 0), NNM_E_SHAPE);
     nnm_tensor *gx = nnm_tensor_grad(x);
     if (gx != NULL && !same_shape(gx, x))
@@ -205,7 +205,7 @@ static void test_backward_without_graph(void) {
     LEAK_CHECK_BEGIN();
     CU_ASSERT_EQUAL(nnm_backward(NULL, NULL, 0), NNM_E_INVALID);
     float v[3] = {1, 2, 3};
-    nnm_tensor *x = tf32(1, (int64_t[]){3}, v);
+    nnm_tensor *x = tu_tf32(g_ctx, 1, (int64_t[]){3}, v);
     nnm_tensor *s = NULL;
     CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, x, NULL, 0, 0, &s), NNM_OK);
     CU_ASSERT_FALSE(nnm_tensor_requires_grad(s));
@@ -214,7 +214,7 @@ static void test_backward_without_graph(void) {
     nnm_tensor_release(s);
 
     /* requires_grad is for f32 leaves only. */
-    nnm_tensor *i = ti64(1, (int64_t[]){3}, (int64_t[]){1, 2, 3});
+    nnm_tensor *i = tu_ti64(g_ctx, 1, (int64_t[]){3}, (int64_t[]){1, 2, 3});
     CU_ASSERT_NOT_EQUAL(nnm_tensor_set_requires_grad(i, 1), NNM_OK);
     CU_ASSERT_FALSE(nnm_tensor_requires_grad(i));
     nnm_tensor_release(i);
@@ -228,7 +228,7 @@ static void test_backward_without_graph(void) {
     nnm_tensor_release(e);
 
     /* A leaf as the root: its gradient is the seed, 1. */
-    nnm_tensor *one = tf32(0, NULL, (float[]){1.0f});
+    nnm_tensor *one = tu_tf32(g_ctx, 0, NULL, (float[]){1.0f});
     CHECK_STATUS(nnm_tensor_set_requires_grad(one, 1), NNM_OK);
     CHECK_STATUS(nnm_backward(one, NULL, 0), NNM_OK);
     CU_ASSERT_DOUBLE_EQUAL(scalar_of(nnm_tensor_grad(one)), 1.0, 0.0);
@@ -245,10 +245,10 @@ static void test_backward_without_graph(void) {
 static void test_grad_does_not_alias_caller(void) {
     LEAK_CHECK_BEGIN();
     float v[6] = {1, 2, 3, 4, 5, 6}, gv[6] = {0.5f, -1, 2, 0.25f, 3, -2};
-    nnm_tensor *x = tf32(2, (int64_t[]){2, 3}, v);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){2, 3}, v);
     CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
-    nnm_tensor *g = tf32(2, (int64_t[]){2, 3}, gv);
-    float *gp = cpu_data(g);
+    nnm_tensor *g = tu_tf32(g_ctx, 2, (int64_t[]){2, 3}, gv);
+    float *gp = tu_cpu_data(g);
     CU_ASSERT_PTR_NOT_NULL_FATAL(gp);
 
     /* x itself as the root */
@@ -278,7 +278,7 @@ static void test_grad_does_not_alias_caller(void) {
     nnm_tensor_set_grad(x, NULL);
 
     /* two leaves never share one .grad: sum(x + w) gives each its own */
-    nnm_tensor *w = tf32(2, (int64_t[]){2, 3}, gv);
+    nnm_tensor *w = tu_tf32(g_ctx, 2, (int64_t[]){2, 3}, gv);
     CHECK_STATUS(nnm_tensor_set_requires_grad(w, 1), NNM_OK);
     nnm_tensor *z = NULL, *sum = NULL;
     CHECK_STATUS(nnm_op_binary(g_ctx, NNM_BINARY_ADD, x, w, &z), NNM_OK);
@@ -287,7 +287,7 @@ static void test_grad_does_not_alias_caller(void) {
     nnm_tensor *xg2 = nnm_tensor_grad(x), *wg = nnm_tensor_grad(w);
     CU_ASSERT_TRUE_FATAL(xg2 != NULL && wg != NULL);
     CU_ASSERT_PTR_NOT_EQUAL(xg2, wg);
-    CU_ASSERT_PTR_NOT_EQUAL(cpu_data(xg2), cpu_data(wg));
+    CU_ASSERT_PTR_NOT_EQUAL(tu_cpu_data(xg2), tu_cpu_data(wg));
     nnm_tensor_release(sum);
     nnm_tensor_release(z);
     nnm_tensor_set_grad(w, NULL);
@@ -317,7 +317,7 @@ static void test_no_grad_and_detach(void) {
 
     /* detach: same values, outside the graph */
     nnm_tensor *y = NULL, *d = NULL;
-    CHECK_STATUS(call1(n.lin, n.x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(n.lin, n.x, &y), NNM_OK);
     CU_ASSERT_TRUE(nnm_tensor_requires_grad(y));
     CHECK_STATUS(nnm_tensor_detach(y, &d), NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
@@ -328,7 +328,7 @@ static void test_no_grad_and_detach(void) {
     CU_ASSERT_EQUAL(nnm_tensor_to_f32(d, b, 8), NNM_OK);
     CU_ASSERT_EQUAL(memcmp(a, b, sizeof a), 0);
     nnm_tensor *loss2 = NULL;
-    CHECK_STATUS(call2(n.mse, d, n.t, &loss2), NNM_OK);
+    CHECK_STATUS(tu_call2(n.mse, d, n.t, &loss2), NNM_OK);
     CU_ASSERT_FALSE(nnm_tensor_requires_grad(loss2));
     nnm_tensor_release(loss2);
     nnm_tensor_release(d);
@@ -357,7 +357,7 @@ static void test_optim_bad_input(void) {
     nnm_optim *opt = (nnm_optim *)&so; /* must be reset to NULL on failure */
 
     /* A module without parameters: an empty parameter list. */
-    nnm_module *relu = mk_plain("relu");
+    nnm_module *relu = tu_module(g_ctx, "relu", NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(relu);
     CHECK_ERROR(nnm_optim_sgd_new(relu, &so, &opt), NNM_E_INVALID, "parameter");
     CU_ASSERT_PTR_NULL(opt);
@@ -369,7 +369,7 @@ static void test_optim_bad_input(void) {
     /* NULL arguments. */
     CU_ASSERT_EQUAL(nnm_optim_sgd_new(NULL, &so, &opt), NNM_E_INVALID);
     CU_ASSERT_PTR_NULL(opt);
-    nnm_module *lin = mk_linear(3, 2, 1);
+    nnm_module *lin = tu_linear(g_ctx, "linear", 3, 2, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(lin);
     CU_ASSERT_EQUAL(nnm_optim_sgd_new(lin, NULL, &opt), NNM_E_INVALID);
     CU_ASSERT_EQUAL(nnm_optim_sgd_new(lin, &so, NULL), NNM_E_INVALID);
@@ -407,7 +407,7 @@ static void test_optim_bad_input(void) {
     CU_ASSERT_PTR_NULL(opt);
 
     /* A step with no gradients anywhere leaves every parameter alone. */
-    param_list pl = params_of(lin);
+    tu_named pl = tu_params_of(lin);
     float before[6], after[6];
     CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], before, 6), NNM_OK);
     CHECK_STATUS(nnm_optim_adam_new(lin, &ao, &opt), NNM_OK);
@@ -496,15 +496,15 @@ static void test_loss_config(void) {
 static void test_loss_bad_inputs(void) {
     LEAK_CHECK_BEGIN();
     float v[12];
-    fill_uniform(v, 12, 9, -1.0, 1.0);
-    nnm_tensor *x43 = tf32(2, (int64_t[]){4, 3}, v);
-    nnm_tensor *x34 = tf32(2, (int64_t[]){3, 4}, v);
-    nnm_tensor *x3d = tf32(3, (int64_t[]){2, 2, 3}, v);
-    nnm_tensor *f4 = tf32(1, (int64_t[]){4}, v);
-    nnm_tensor *t4 = ti64(1, (int64_t[]){4}, (int64_t[]){0, 2, 1, 0});
-    nnm_tensor *t5 = ti64(1, (int64_t[]){5}, (int64_t[]){0, 2, 1, 0, 1});
-    nnm_tensor *tbad = ti64(1, (int64_t[]){4}, (int64_t[]){0, 7, 1, 0});
-    nnm_tensor *tneg = ti64(1, (int64_t[]){4}, (int64_t[]){0, -1, 1, 0});
+    tu_fill_uniform(v, 12, 9, -1.0, 1.0);
+    nnm_tensor *x43 = tu_tf32(g_ctx, 2, (int64_t[]){4, 3}, v);
+    nnm_tensor *x34 = tu_tf32(g_ctx, 2, (int64_t[]){3, 4}, v);
+    nnm_tensor *x3d = tu_tf32(g_ctx, 3, (int64_t[]){2, 2, 3}, v);
+    nnm_tensor *f4 = tu_tf32(g_ctx, 1, (int64_t[]){4}, v);
+    nnm_tensor *t4 = tu_ti64(g_ctx, 1, (int64_t[]){4}, (int64_t[]){0, 2, 1, 0});
+    nnm_tensor *t5 = tu_ti64(g_ctx, 1, (int64_t[]){5}, (int64_t[]){0, 2, 1, 0, 1});
+    nnm_tensor *tbad = tu_ti64(g_ctx, 1, (int64_t[]){4}, (int64_t[]){0, 7, 1, 0});
+    nnm_tensor *tneg = tu_ti64(g_ctx, 1, (int64_t[]){4}, (int64_t[]){0, -1, 1, 0});
     nnm_tensor *out = NULL;
 
     nnm_module *ce = mk_loss("cross_entropy", NULL, INT64_MIN, -1);
@@ -513,29 +513,29 @@ static void test_loss_bad_inputs(void) {
     nnm_module *bce = mk_loss("bce_with_logits", NULL, INT64_MIN, -1);
     CU_ASSERT_FATAL(ce && nll && mse && bce);
 
-    CHECK_ERROR(call2(ce, x43, f4, &out), NNM_E_DTYPE, "i64");
+    CHECK_ERROR(tu_call2(ce, x43, f4, &out), NNM_E_DTYPE, "i64");
     CU_ASSERT_PTR_NULL(out);
-    CHECK_ERROR(call2(ce, x43, t5, &out), NNM_E_SHAPE, "expected target of shape [4]");
-    CHECK_ERROR(call2(ce, x3d, t4, &out), NNM_E_SHAPE, "[N, C]");
-    CHECK_ERROR(call2(nll, x43, t5, &out), NNM_E_SHAPE, "nll_loss");
-    CU_ASSERT_NOT_EQUAL(call2(ce, x43, tbad, &out), NNM_OK); /* class 7 of 3 */
+    CHECK_ERROR(tu_call2(ce, x43, t5, &out), NNM_E_SHAPE, "expected target of shape [4]");
+    CHECK_ERROR(tu_call2(ce, x3d, t4, &out), NNM_E_SHAPE, "[N, C]");
+    CHECK_ERROR(tu_call2(nll, x43, t5, &out), NNM_E_SHAPE, "nll_loss");
+    CU_ASSERT_NOT_EQUAL(tu_call2(ce, x43, tbad, &out), NNM_OK); /* class 7 of 3 */
     CU_ASSERT_PTR_NULL(out);
-    CU_ASSERT_NOT_EQUAL(call2(nll, x43, tneg, &out), NNM_OK); /* -1 is not ignore_index */
+    CU_ASSERT_NOT_EQUAL(tu_call2(nll, x43, tneg, &out), NNM_OK); /* -1 is not ignore_index */
     CU_ASSERT_PTR_NULL(out);
-    CHECK_ERROR(call2(mse, x43, x34, &out), NNM_E_SHAPE,
+    CHECK_ERROR(tu_call2(mse, x43, x34, &out), NNM_E_SHAPE,
                 "target size [3, 4] must be the same as input size [4, 3]");
-    CHECK_ERROR(call2(bce, x43, x3d, &out), NNM_E_SHAPE, "must be the same as input size");
-    CHECK_ERROR(call2(bce, x43, t4, &out), NNM_E_DTYPE, "f32");
+    CHECK_ERROR(tu_call2(bce, x43, x3d, &out), NNM_E_SHAPE, "must be the same as input size");
+    CHECK_ERROR(tu_call2(bce, x43, t4, &out), NNM_E_DTYPE, "f32");
     /* arity: the call path refuses a loss called with one input */
-    CU_ASSERT_NOT_EQUAL(call1(mse, x43, &out), NNM_OK);
+    CU_ASSERT_NOT_EQUAL(tu_call1(mse, x43, &out), NNM_OK);
     CU_ASSERT_PTR_NULL(out);
 
     /* and the good calls work, with PyTorch's output shapes */
-    CHECK_STATUS(call2(ce, x43, t4, &out), NNM_OK);
-    CU_ASSERT_TRUE(shape_is(out, 0, NULL));
+    CHECK_STATUS(tu_call2(ce, x43, t4, &out), NNM_OK);
+    CU_ASSERT_TRUE(tu_shape_is(out, 0, NULL));
     nnm_tensor_release(out);
-    CHECK_STATUS(call2(mse, x43, x43, &out), NNM_OK);
-    CU_ASSERT_TRUE(shape_is(out, 0, NULL));
+    CHECK_STATUS(tu_call2(mse, x43, x43, &out), NNM_OK);
+    CU_ASSERT_TRUE(tu_shape_is(out, 0, NULL));
     CU_ASSERT_DOUBLE_EQUAL(scalar_of(out), 0.0, 0.0);
     nnm_tensor_release(out);
 
@@ -550,9 +550,7 @@ static void test_loss_bad_inputs(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite s = CU_add_suite("autograd errors", ag_suite_init, ag_suite_clean);
+    CU_pSuite s = tu_suite("autograd errors", ag_suite_init, ag_suite_clean);
     if (s == NULL)
         return 2;
     CU_add_test(s, "backward twice through a freed graph", test_backward_twice);
@@ -565,5 +563,5 @@ int main(void) {
     CU_add_test(s, "optimizers: empty parameter list, bad options", test_optim_bad_input);
     CU_add_test(s, "loss layers: config", test_loss_config);
     CU_add_test(s, "loss layers: bad inputs", test_loss_bad_inputs);
-    return ag_run();
+    return tu_run();
 }

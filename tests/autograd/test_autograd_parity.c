@@ -90,9 +90,9 @@ static nnm_tensor *gtensor(const nnm_safetensors *st, const char *name) {
         return NULL;
     }
     if (e.dtype.code == NNM_DTYPE_INT && e.dtype.bits == 64)
-        return ti64(e.ndim, e.shape, e.data);
+        return tu_ti64(g_ctx, e.ndim, e.shape, e.data);
     CU_ASSERT_TRUE(e.dtype.code == NNM_DTYPE_FLOAT && e.dtype.bits == 32);
-    return tf32(e.ndim, e.shape, e.data);
+    return tu_tf32(g_ctx, e.ndim, e.shape, e.data);
 }
 
 /* Compares tensor t with golden entry `name` (shape and values). */
@@ -108,14 +108,14 @@ static void expect_golden(const nnm_safetensors *st, const char *name, nnm_tenso
         CU_FAIL("golden tensor missing");
         return;
     }
-    if (!shape_is(t, e.ndim, e.shape)) {
+    if (!tu_shape_is(t, e.ndim, e.shape)) {
         fprintf(stderr, "\n  %s: shape differs from PyTorch's (ndim %d vs %d)\n", name,
                 (int)nnm_tensor_desc_get(t)->ndim, (int)e.ndim);
         CU_FAIL("shape differs from PyTorch's");
         return;
     }
     int64_t n = 0, ng = 0;
-    float *got = read_f32(t, &n);
+    float *got = tu_read_f32(t, &n);
     const float *want = gdata(st, name, &ng);
     CU_ASSERT_PTR_NOT_NULL_FATAL(got);
     CU_ASSERT_PTR_NOT_NULL_FATAL(want);
@@ -136,17 +136,18 @@ typedef struct model_fixture {
 } model_fixture;
 
 static nnm_module *build_mlp(void) {
-    return mk_seq((nnm_module *[]){mk_linear(4, 8, 1), mk_plain("relu"), mk_linear(8, 3, 1)}, 3);
+    return mk_mlp(4, 8, 3);
 }
 
 static nnm_module *build_linreg(void) {
-    return mk_linear(3, 1, 1);
+    return tu_linear(g_ctx, "linear", 3, 1, 1);
 }
 
 /* Net(used, unused): a plain container whose forward calls only `used`. */
 static nnm_module *build_unused(void) {
-    nnm_module *root = mk_plain("sequential");
-    nnm_module *used = mk_linear(3, 2, 1), *unused = mk_linear(3, 2, 1);
+    nnm_module *root = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *used = tu_linear(g_ctx, "linear", 3, 2, 1);
+    nnm_module *unused = tu_linear(g_ctx, "linear", 3, 2, 1);
     if (root == NULL || used == NULL || unused == NULL ||
         nnm_module_add_child(root, "used", used) != NNM_OK ||
         nnm_module_add_child(root, "unused", unused) != NNM_OK) {
@@ -187,14 +188,14 @@ static nnm_module *variant_loss(const nnm_safetensors *st, const char *v) {
 }
 
 /* Sets every parameter to the golden's init.<name>. */
-static void load_init(const nnm_safetensors *st, const param_list *pl) {
+static void load_init(const nnm_safetensors *st, const tu_named *pl) {
     for (int i = 0; i < pl->n; i++) {
         char k[96];
         snprintf(k, sizeof k, "init.%s", pl->names[i]);
         int64_t n = 0;
         const float *v = gdata(st, k, &n);
         CU_ASSERT_PTR_NOT_NULL_FATAL(v);
-        CU_ASSERT_TRUE(write_f32(pl->t[i], v, (size_t)n));
+        CU_ASSERT_TRUE(tu_write_f32(pl->t[i], v, (size_t)n));
     }
 }
 
@@ -202,9 +203,9 @@ static void load_init(const nnm_safetensors *st, const param_list *pl) {
 static nnm_tensor *model_loss(nnm_module *fwd, nnm_module *lossm, nnm_tensor *x, nnm_tensor *t,
                               nnm_tensor **out) {
     nnm_tensor *y = NULL, *loss = NULL;
-    CHECK_STATUS(call1(fwd, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(fwd, x, &y), NNM_OK);
     if (y != NULL)
-        CHECK_STATUS(call2(lossm, y, t, &loss), NNM_OK);
+        CHECK_STATUS(tu_call2(lossm, y, t, &loss), NNM_OK);
     if (out != NULL)
         *out = y;
     else
@@ -236,7 +237,7 @@ static void run_steps(const nnm_safetensors *st, const char *v, const char *opt_
     CU_ASSERT_EQUAL(ag_mismatch(k, losses, want, n, PAR_RTOL, PAR_ATOL, &g_worst[W_LOSS]), 0);
 }
 
-static void check_params_after(const nnm_safetensors *st, const param_list *pl, const char *v,
+static void check_params_after(const nnm_safetensors *st, const tu_named *pl, const char *v,
                                const char *opt_name, int kind) {
     for (int i = 0; i < pl->n; i++) {
         char k[128];
@@ -253,7 +254,7 @@ static void check_model(const model_fixture *f) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(root);
     nnm_module *fwd = f->call_path[0] ? nnm_module_get(root, f->call_path) : root;
     CU_ASSERT_PTR_NOT_NULL_FATAL(fwd);
-    param_list pl = params_of(root);
+    tu_named pl = tu_params_of(root);
 
     /* Parameter names are PyTorch's state_dict keys, in order. */
     char keys[512] = "";
@@ -412,7 +413,7 @@ static void check_loss_case(const nnm_safetensors *st, const char *key, const ch
     if (target_grad)
         CHECK_STATUS(nnm_tensor_set_requires_grad(t, 1), NNM_OK);
     nnm_tensor *loss = NULL;
-    CHECK_STATUS(call2(m, x, t, &loss), NNM_OK);
+    CHECK_STATUS(tu_call2(m, x, t, &loss), NNM_OK);
     if (loss != NULL) {
         snprintf(k, sizeof k, "%s.loss", key);
         expect_golden(st, k, loss, W_LOSSLAYER);
@@ -459,16 +460,14 @@ static void test_loss_layers(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite s = CU_add_suite("autograd parity with PyTorch", ag_suite_init, ag_suite_clean);
+    CU_pSuite s = tu_suite("autograd parity with PyTorch", ag_suite_init, ag_suite_clean);
     if (s == NULL)
         return 2;
     CU_add_test(s, "MLP + cross-entropy (ignore_index, label smoothing)", test_mlp_cross_entropy);
     CU_add_test(s, "linear regression + MSE", test_linreg_mse);
     CU_add_test(s, "unused parameter keeps no gradient", test_unused_parameter);
     CU_add_test(s, "loss layers, every reduction", test_loss_layers);
-    int rc = ag_run();
+    int rc = tu_run();
     printf("\nworst relative error vs PyTorch, elements with |want| >= 1e-3 "
            "(tolerance %g + %g * |want|):\n", PAR_ATOL, PAR_RTOL);
     for (int i = 0; i < W_N; i++)

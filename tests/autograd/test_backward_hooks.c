@@ -304,11 +304,12 @@ static void test_backward_hook_without_input_grad(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("backward_hooks", suite_init, ag_suite_clean);
+    CU_pSuite s = tu_suite("backward_hooks", suite_init, ag_suite_clean);
+    if (s == NULL)
+        return 1;
     CU_add_test(s, "a layer with its own backward is one node", test_custom_backward_layer);
     CU_add_test(s, "full backward hooks: order, values, removal", test_backward_hooks_order_and_values);
     CU_add_test(s, "full backward hooks replace gradients", test_backward_hooks_replace_gradients);
     CU_add_test(s, "backward hook when no input needs grad", test_backward_hook_without_input_grad);
-    return ag_run();
+    return tu_run();
 }

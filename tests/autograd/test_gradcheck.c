@@ -48,7 +48,7 @@ static int is_f32(nnm_tensor *t) {
 /* s = sum(y * w) in double from y's float32 values; NAN on failure. */
 static double weighted_sum(nnm_tensor *y, const float *w, int64_t n) {
     int64_t ny = 0;
-    float *v = read_f32(y, &ny);
+    float *v = tu_read_f32(y, &ny);
     if (v == NULL || ny != n) {
         free(v);
         return NAN;
@@ -104,8 +104,8 @@ static int gradcheck(const char *name, gc_fn f, void *user, nnm_tensor *const *x
         ny = nnm_tensor_numel(y);
         w = malloc(sizeof(float) * (size_t)(ny > 0 ? ny : 1));
         CU_ASSERT_PTR_NOT_NULL_FATAL(w);
-        fill_uniform(w, (size_t)ny, name_seed(name), -1.0, 1.0);
-        wt = tf32(d->ndim, d->shape, w);
+        tu_fill_uniform(w, (size_t)ny, name_seed(name), -1.0, 1.0);
+        wt = tu_tf32(g_ctx, d->ndim, d->shape, w);
         st = nnm_op_binary(g_ctx, NNM_BINARY_MUL, y, wt, &yw);
         if (st == NNM_OK)
             st = nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, yw, NULL, 0, 0, &s);
@@ -118,7 +118,7 @@ static int gradcheck(const char *name, gc_fn f, void *user, nnm_tensor *const *x
         /* The f32 reduction agrees with the double one. */
         if (st == NNM_OK) {
             double sd = weighted_sum(y, w, ny);
-            if (!ag_near(scalar_of(s), sd, 1e-4, 1e-5)) {
+            if (!tu_near(scalar_of(s), sd, 1e-4, 1e-5)) {
                 fprintf(stderr, "\n  gradcheck %s: sum(y*W) = %.9g, in double %.9g\n", name,
                         scalar_of(s), sd);
                 CU_FAIL("sum(y * W) disagrees with the double computation");
@@ -148,8 +148,8 @@ static int gradcheck(const char *name, gc_fn f, void *user, nnm_tensor *const *x
             continue;
         }
         int64_t n = 0;
-        float *ga = read_f32(g, &n);
-        float *p = cpu_data(x[i]);
+        float *ga = tu_read_f32(g, &n);
+        float *p = tu_cpu_data(x[i]);
         CU_ASSERT_PTR_NOT_NULL_FATAL(ga);
         CU_ASSERT_PTR_NOT_NULL_FATAL(p);
         for (int64_t j = 0; j < n; j++) {
@@ -248,12 +248,12 @@ static nnm_tensor *input(int32_t ndim, const int64_t *shape, int dom, uint32_t s
     float *sg = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     CU_ASSERT_PTR_NOT_NULL_FATAL(v);
     CU_ASSERT_PTR_NOT_NULL_FATAL(sg);
-    fill_uniform(sg, (size_t)n, seed ^ 0x5bd1e995u, -1.0, 1.0);
+    tu_fill_uniform(sg, (size_t)n, seed ^ 0x5bd1e995u, -1.0, 1.0);
     switch (dom) {
-    case D_POS: fill_uniform(v, (size_t)n, seed, 0.5, 2.0); break;
+    case D_POS: tu_fill_uniform(v, (size_t)n, seed, 0.5, 2.0); break;
     case D_AWAY0:
     case D_NONZERO:
-        fill_uniform(v, (size_t)n, seed, dom == D_AWAY0 ? 0.1 : 0.5, 2.0);
+        tu_fill_uniform(v, (size_t)n, seed, dom == D_AWAY0 ? 0.1 : 0.5, 2.0);
         for (int64_t i = 0; i < n; i++)
             v[i] = sg[i] < 0 ? -v[i] : v[i];
         break;
@@ -271,9 +271,9 @@ static nnm_tensor *input(int32_t ndim, const int64_t *shape, int dom, uint32_t s
             v[i] = (float)(0.2 * (double)((i * 7 + (int64_t)(seed % 11u)) % 17) - 1.6 +
                            (dom == D_GRID1 ? 0.1 : 0.0));
         break;
-    default: fill_uniform(v, (size_t)n, seed, -2.0, 2.0); break;
+    default: tu_fill_uniform(v, (size_t)n, seed, -2.0, 2.0); break;
     }
-    nnm_tensor *t = tf32(ndim, shape, v);
+    nnm_tensor *t = tu_tf32(g_ctx, ndim, shape, v);
     free(v);
     free(sg);
     return t;
@@ -360,12 +360,12 @@ static nnm_status f_reshape(void *u, nnm_tensor *const *x, nnm_tensor **out) {
 
 static nnm_status f_module1(void *u, nnm_tensor *const *x, nnm_tensor **out) {
     const op_case *c = u;
-    return call1(c->m, x[0], out);
+    return tu_call1(c->m, x[0], out);
 }
 
 static nnm_status f_module2(void *u, nnm_tensor *const *x, nnm_tensor **out) {
     const op_case *c = u;
-    return call2(c->m, x[0], x[1], out);
+    return tu_call2(c->m, x[0], x[1], out);
 }
 
 /* x * exp(x) + tanh(x): x reaches the output along three paths. */
@@ -601,7 +601,7 @@ static void test_gc_nll(void) {
                 snprintf(name, sizeof name, "nll ignore %lld smoothing %g reduction %d",
                          (long long)c.ignore_index, c.smoothing, (int)reds[r]);
                 nnm_tensor *x[2] = {input(SHAPE(5, 4), D_ANY, (uint32_t)(si * 3 + r)),
-                                    ti64(SHAPE(5), tset ? tgt2 : tgt)};
+                                    tu_ti64(g_ctx, SHAPE(5), tset ? tgt2 : tgt)};
                 gradcheck(name, f_nll, &c, x, 2, 0);
                 CU_ASSERT_PTR_NULL(nnm_tensor_grad(x[1]));
                 release_all(x, 2);
@@ -637,7 +637,7 @@ static void test_gc_graphs(void) {
     x[1] = input(SHAPE(3, 4), D_ANY, 3);
     x[2] = input(SHAPE(3), D_ANY, 4);
     x[3] = input(SHAPE(3), D_ANY, 5);
-    x[4] = ti64(SHAPE(6), (int64_t[]){0, 2, 1, -100, 2, 0});
+    x[4] = tu_ti64(g_ctx, SHAPE(6), (int64_t[]){0, 2, 1, -100, 2, 0});
     gradcheck("network reshape/linear/sigmoid/mul/log_softmax/nll", f_network, NULL, x, 5, 0);
     release_all(x, 5);
     LEAK_CHECK_END();
@@ -669,8 +669,8 @@ static void test_gc_loss_layers(void) {
                               -0.75f, 3.0f, 6.0f, -6.0f, 0.5f, -1.25f};
         const float ly[12] = {1.0f, 0.0f, 1.0f, 1.0f, 0.0f, 0.3f,
                               0.0f, 0.7f, 1.0f, 0.0f, 1.0f, 0.5f};
-        x[0] = tf32(SHAPE(4, 3), lx);
-        x[1] = tf32(SHAPE(4, 3), ly);
+        x[0] = tu_tf32(g_ctx, SHAPE(4, 3), lx);
+        x[1] = tu_tf32(g_ctx, SHAPE(4, 3), ly);
         snprintf(name, sizeof name, "bce_with_logits reduction=%s", reds[r]);
         gradcheck(name, f_module2, &c, x, 2, 0);
         release_all(x, 2);
@@ -693,7 +693,7 @@ static void test_gc_loss_layers(void) {
             c.m = mk_loss(cls[k].layer, reds[r], cls[k].ignore, cls[k].ls);
             CU_ASSERT_PTR_NOT_NULL_FATAL(c.m);
             x[0] = input(SHAPE(5, 4), D_ANY, (uint32_t)(k * 3 + r) + 20);
-            x[1] = ti64(SHAPE(5), cls[k].t);
+            x[1] = tu_ti64(g_ctx, SHAPE(5), cls[k].t);
             snprintf(name, sizeof name, "%s reduction=%s ignore_index=%lld smoothing=%g",
                      cls[k].layer, reds[r],
                      (long long)(cls[k].ignore == INT64_MIN ? -100 : cls[k].ignore),
@@ -707,7 +707,7 @@ static void test_gc_loss_layers(void) {
         c.m = mk_loss("cross_entropy", reds[r], INT64_MIN, 0.1);
         CU_ASSERT_PTR_NOT_NULL_FATAL(c.m);
         x[0] = input(SHAPE(4), D_ANY, (uint32_t)r + 40);
-        x[1] = ti64(0, NULL, (int64_t[]){1});
+        x[1] = tu_ti64(g_ctx, 0, NULL, (int64_t[]){1});
         snprintf(name, sizeof name, "cross_entropy unbatched [4] reduction=%s", reds[r]);
         gradcheck(name, f_module2, &c, x, 2, 0);
         release_all(x, 2);
@@ -719,11 +719,11 @@ static void test_gc_loss_layers(void) {
 /* Gradients of parameters (leaves the module owns) through the call path. */
 static void test_gc_modules(void) {
     LEAK_CHECK_BEGIN();
-    op_case c = {.m = mk_linear(4, 3, 1)};
+    op_case c = {.m = tu_linear(g_ctx, "linear", 4, 3, 1)};
     CU_ASSERT_PTR_NOT_NULL_FATAL(c.m);
-    param_list pl = params_of(c.m);
-    nnm_tensor *x[3] = {input(SHAPE(2, 5, 4), D_ANY, 1), param_get(&pl, "weight"),
-                        param_get(&pl, "bias")};
+    tu_named pl = tu_params_of(c.m);
+    nnm_tensor *x[3] = {input(SHAPE(2, 5, 4), D_ANY, 1), tu_named_get(&pl, "weight"),
+                        tu_named_get(&pl, "bias")};
     CU_ASSERT_PTR_NOT_NULL_FATAL(x[1]);
     CU_ASSERT_PTR_NOT_NULL_FATAL(x[2]);
     gradcheck("linear layer 3-D input, x and params", f_module1, &c, x, 3, 0);
@@ -734,18 +734,18 @@ static void test_gc_modules(void) {
 
     /* Sequential(linear(3,6), relu, linear(6,2)): hidden units kept away from
      * the relu kink by the first layer's bias. */
-    c.m = mk_seq((nnm_module *[]){mk_linear(3, 6, 1), mk_plain("relu"), mk_linear(6, 2, 1)}, 3);
+    c.m = mk_mlp(3, 6, 2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c.m);
-    pl = params_of(c.m);
+    pl = tu_params_of(c.m);
     CU_ASSERT_EQUAL(pl.n, 4);
     const float b0[6] = {0.9f, -0.9f, 0.8f, -0.8f, 0.95f, -0.85f};
     const float w0[18] = {0.1f, -0.2f, 0.15f, 0.05f, 0.2f, -0.1f, -0.15f, 0.1f, 0.05f,
                           0.2f, 0.1f, -0.05f, -0.1f, -0.1f, 0.2f, 0.05f, -0.2f, 0.1f};
-    CU_ASSERT_TRUE(write_f32(param_get(&pl, "0.bias"), b0, 6));
-    CU_ASSERT_TRUE(write_f32(param_get(&pl, "0.weight"), w0, 18));
-    nnm_tensor *y[5] = {input(SHAPE(4, 3), D_ANY, 2), param_get(&pl, "0.weight"),
-                        param_get(&pl, "0.bias"), param_get(&pl, "2.weight"),
-                        param_get(&pl, "2.bias")};
+    CU_ASSERT_TRUE(tu_write_f32(tu_named_get(&pl, "0.bias"), b0, 6));
+    CU_ASSERT_TRUE(tu_write_f32(tu_named_get(&pl, "0.weight"), w0, 18));
+    nnm_tensor *y[5] = {input(SHAPE(4, 3), D_ANY, 2), tu_named_get(&pl, "0.weight"),
+                        tu_named_get(&pl, "0.bias"), tu_named_get(&pl, "2.weight"),
+                        tu_named_get(&pl, "2.bias")};
     gradcheck("sequential(linear, relu, linear)", f_module1, &c, y, 5, 0);
     nnm_tensor_release(y[0]);
     nnm_module_release(c.m);
@@ -753,9 +753,7 @@ static void test_gc_modules(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite s = CU_add_suite("gradcheck", ag_suite_init, ag_suite_clean);
+    CU_pSuite s = tu_suite("gradcheck", ag_suite_init, ag_suite_clean);
     if (s == NULL)
         return 2;
     CU_add_test(s, "unary ops", test_gc_unary);
@@ -768,7 +766,7 @@ int main(void) {
     CU_add_test(s, "graphs (shared leaves, a network of ops)", test_gc_graphs);
     CU_add_test(s, "loss layers", test_gc_loss_layers);
     CU_add_test(s, "modules (parameters as leaves)", test_gc_modules);
-    int rc = ag_run();
+    int rc = tu_run();
     printf("\ngradcheck: %d checks (%d failed), %lld gradient elements, eps %g, "
            "tolerance %g + %g * |numeric|\n",
            g_checks, g_failed_checks, (long long)g_elements, GC_EPS, GC_ATOL, GC_RTOL);

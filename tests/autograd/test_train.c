@@ -13,7 +13,7 @@
  * Separable by an MLP, not by a linear model. */
 static void make_xor(float *x, int64_t *y) {
     float u[2 * N_SAMPLES];
-    fill_uniform(u, 2 * N_SAMPLES, 77, -1.0, 1.0);
+    tu_fill_uniform(u, 2 * N_SAMPLES, 77, -1.0, 1.0);
     for (int i = 0; i < N_SAMPLES; i++) {
         for (int j = 0; j < 2; j++) {
             float v = u[2 * i + j];
@@ -26,7 +26,7 @@ static void make_xor(float *x, int64_t *y) {
 /* Two blobs around (-1, -1) and (1, 1): linearly separable. */
 static void make_blobs(float *x, int64_t *y) {
     float u[2 * N_SAMPLES];
-    fill_uniform(u, 2 * N_SAMPLES, 78, -0.7, 0.7);
+    tu_fill_uniform(u, 2 * N_SAMPLES, 78, -0.7, 0.7);
     for (int i = 0; i < N_SAMPLES; i++) {
         y[i] = i % 2;
         const float c = y[i] ? 1.0f : -1.0f;
@@ -67,9 +67,9 @@ static int train(const char *what, nnm_module *model, nnm_optim *opt, nnm_tensor
             allocs_before = heap_allocs();
         CHECK_STATUS(nnm_optim_zero_grad(opt), NNM_OK);
         nnm_tensor *logits = NULL, *loss = NULL;
-        CHECK_STATUS(call1(model, x, &logits), NNM_OK);
+        CHECK_STATUS(tu_call1(model, x, &logits), NNM_OK);
         CU_ASSERT_PTR_NOT_NULL_FATAL(logits);
-        CHECK_STATUS(call2(ce, logits, t, &loss), NNM_OK);
+        CHECK_STATUS(tu_call2(ce, logits, t, &loss), NNM_OK);
         CU_ASSERT_PTR_NOT_NULL_FATAL(loss);
         last_loss = scalar_of(loss);
         if (step == 0)
@@ -101,10 +101,9 @@ static void test_train_xor_mlp(void) {
     float xv[2 * N_SAMPLES];
     int64_t yv[N_SAMPLES];
     make_xor(xv, yv);
-    nnm_tensor *x = tf32(2, (int64_t[]){N_SAMPLES, 2}, xv);
-    nnm_tensor *t = ti64(1, (int64_t[]){N_SAMPLES}, yv);
-    nnm_module *mlp =
-        mk_seq((nnm_module *[]){mk_linear(2, 16, 1), mk_plain("relu"), mk_linear(16, 2, 1)}, 3);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){N_SAMPLES, 2}, xv);
+    nnm_tensor *t = tu_ti64(g_ctx, 1, (int64_t[]){N_SAMPLES}, yv);
+    nnm_module *mlp = mk_mlp(2, 16, 2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mlp);
     nnm_adam_options ao = {sizeof ao, 0, 1, 0, 0.05, 0.9, 0.999, 1e-8, 0.0};
     nnm_optim *opt = NULL;
@@ -124,10 +123,9 @@ static void test_train_blobs_sgd(void) {
     float xv[2 * N_SAMPLES];
     int64_t yv[N_SAMPLES];
     make_blobs(xv, yv);
-    nnm_tensor *x = tf32(2, (int64_t[]){N_SAMPLES, 2}, xv);
-    nnm_tensor *t = ti64(1, (int64_t[]){N_SAMPLES}, yv);
-    nnm_module *mlp =
-        mk_seq((nnm_module *[]){mk_linear(2, 8, 1), mk_plain("relu"), mk_linear(8, 2, 1)}, 3);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){N_SAMPLES, 2}, xv);
+    nnm_tensor *t = tu_ti64(g_ctx, 1, (int64_t[]){N_SAMPLES}, yv);
+    nnm_module *mlp = mk_mlp(2, 8, 2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mlp);
     nnm_sgd_options so = {sizeof so, 1, 0.1, 0.9, 0.0, 1e-4}; /* nesterov */
     nnm_optim *opt = NULL;
@@ -143,12 +141,10 @@ static void test_train_blobs_sgd(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite s = CU_add_suite("training", ag_suite_init, ag_suite_clean);
+    CU_pSuite s = tu_suite("training", ag_suite_init, ag_suite_clean);
     if (s == NULL)
         return 2;
     CU_add_test(s, "XOR quadrants, MLP, AdamW: 100% accuracy", test_train_xor_mlp);
     CU_add_test(s, "two blobs, MLP, SGD nesterov: 100% accuracy", test_train_blobs_sgd);
-    return ag_run();
+    return tu_run();
 }

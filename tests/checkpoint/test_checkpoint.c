@@ -21,16 +21,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* setenv, mkdtemp, truncate */
 
-#include <CUnit/Basic.h>
-
-#include <nnmod/nnmod.h>
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "test_util.h"
 
 #define N_SAMPLES 16
 #define N_IN 4
@@ -40,38 +31,7 @@
 
 static char g_dir[64];
 static nnm_ctx *g_err_ctx; /* the context whose message CHECK_* prints */
-
-#define CHECK_STATUS(expr, want)                                                         \
-    do {                                                                                 \
-        nnm_status got_ = (expr);                                                        \
-        if (got_ != (want))                                                              \
-            fprintf(stderr, "\n  %s:%d: %s -> %s (want %s): %s\n", __FILE__, __LINE__,    \
-                    #expr, nnm_status_name(got_), nnm_status_name(want),                 \
-                    nnm_ctx_errmsg(g_err_ctx));                                          \
-        CU_ASSERT_EQUAL(got_, (want));                                                   \
-    } while (0)
-
-/* The status must be `want` and the message must contain `needle`. */
-#define CHECK_ERROR(expr, want, needle)                                                  \
-    do {                                                                                 \
-        nnm_status got_ = (expr);                                                        \
-        const char *msg_ = nnm_ctx_errmsg(g_err_ctx);                                    \
-        int has_ = strstr(msg_, (needle)) != NULL;                                       \
-        if (got_ != (want) || !has_)                                                     \
-            fprintf(stderr, "\n  %s:%d: %s -> %s (want %s containing \"%s\"): %s\n",      \
-                    __FILE__, __LINE__, #expr, nnm_status_name(got_),                    \
-                    nnm_status_name(want), (needle), msg_);                              \
-        CU_ASSERT_EQUAL(got_, (want));                                                   \
-        CU_ASSERT_TRUE(has_);                                                            \
-    } while (0)
-
-static const char *tpath(const char *name) {
-    static char bufs[4][256];
-    static int k;
-    char *b = bufs[k++ & 3];
-    snprintf(b, 256, "%s/%s", g_dir, name);
-    return b;
-}
+#define TU_CTX g_err_ctx
 
 /* ------------------------------------------------------------------------ */
 /* A training run: its own context, model, loss, data and optimizer          */
@@ -91,35 +51,6 @@ typedef struct run {
     int kind;
 } run;
 
-static nnm_module *mk_linear(nnm_ctx *ctx, int64_t in, int64_t out, int bias) {
-    nnm_config *cfg = NULL;
-    nnm_module *m = NULL;
-    if (nnm_config_new(&cfg) != NNM_OK) return NULL;
-    nnm_config_set_int(cfg, "in_features", in);
-    nnm_config_set_int(cfg, "out_features", out);
-    nnm_config_set_bool(cfg, "bias", bias);
-    if (nnm_module_create(ctx, "linear", cfg, &m) != NNM_OK)
-        fprintf(stderr, "\n  create linear: %s\n", nnm_ctx_errmsg(ctx));
-    nnm_config_free(cfg);
-    return m;
-}
-
-static nnm_module *mk_plain(nnm_ctx *ctx, const char *request) {
-    nnm_module *m = NULL;
-    if (nnm_module_create(ctx, request, NULL, &m) != NNM_OK)
-        fprintf(stderr, "\n  create %s: %s\n", request, nnm_ctx_errmsg(ctx));
-    return m;
-}
-
-/* Deterministic uniform values in [lo, hi) from a 32-bit LCG. */
-static void fill_uniform(float *p, size_t n, uint32_t seed, double lo, double hi) {
-    uint32_t s = seed * 2654435761u + 12345u;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        p[i] = (float)(lo + (hi - lo) * ((double)(s >> 8) / 16777216.0));
-    }
-}
-
 static nnm_status make_optim(run *r, unsigned flags) {
     nnm_status st;
     if (r->kind == K_SGD) {
@@ -138,9 +69,10 @@ static nnm_status make_optim(run *r, unsigned flags) {
 /* The model of a run, through the C API: Sequential(Linear(4, 8), ReLU,
  * Linear(8, 3)). */
 static int model_from_api(run *r, unsigned flags) {
-    nnm_module *kids[3] = {mk_linear(r->ctx, N_IN, N_HIDDEN, 1), mk_plain(r->ctx, "relu"),
-                           mk_linear(r->ctx, N_HIDDEN, N_CLASSES, !(flags & F_NO_BIAS2))};
-    r->model = mk_plain(r->ctx, "sequential");
+    nnm_module *kids[3] = {tu_linear(r->ctx, "linear", N_IN, N_HIDDEN, 1),
+                           tu_module(r->ctx, "relu", NULL),
+                           tu_linear(r->ctx, "linear", N_HIDDEN, N_CLASSES, !(flags & F_NO_BIAS2))};
+    r->model = tu_module(r->ctx, "sequential", NULL);
     int ok = r->model != NULL;
     for (int i = 0; i < 3; i++) {
         ok = ok && kids[i] && nnm_module_add_child(r->model, NULL, kids[i]) == NNM_OK;
@@ -171,10 +103,10 @@ static int run_init_doc(run *r, uint64_t seed, int kind, unsigned flags, const v
     CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&o, &r->ctx), NNM_OK);
     g_err_ctx = r->ctx;
     int ok = doc ? model_from_manifest(r, doc, len) : model_from_api(r, flags);
-    r->loss = mk_plain(r->ctx, "cross_entropy");
+    r->loss = tu_module(r->ctx, "cross_entropy", NULL);
     float xv[N_SAMPLES * N_IN];
     int64_t yv[N_SAMPLES];
-    fill_uniform(xv, N_SAMPLES * N_IN, 7, -1.0, 1.0);
+    tu_fill_uniform(xv, N_SAMPLES * N_IN, 7, -1.0, 1.0);
     for (int i = 0; i < N_SAMPLES; i++) yv[i] = i % N_CLASSES;
     ok = ok && r->loss &&
          nnm_tensor_from_f32(r->ctx, 2, (int64_t[]){N_SAMPLES, N_IN}, xv, &r->x) == NNM_OK &&
@@ -224,10 +156,7 @@ static void run_free(run *r) {
     nnm_tensor_release(r->x);
     nnm_tensor_release(r->y);
     if (r->ctx) {
-        nnm_ctx_stats s;
-        memset(&s, 0, sizeof s);
-        s.struct_size = sizeof s;
-        CU_ASSERT_EQUAL(nnm_ctx_stats_get(r->ctx, &s), NNM_OK);
+        nnm_ctx_stats s = tu_stats(r->ctx);
         if (s.live_tensors || s.live_modules)
             fprintf(stderr, "\n  leaked: %llu tensors, %llu modules\n",
                     (unsigned long long)s.live_tensors, (unsigned long long)s.live_modules);
@@ -413,7 +342,7 @@ static int copy_without(nnm_ctx *ctx, const char *src, const char *dst, const ch
 static const char *const kind_name[] = {"SGD nesterov", "Adam amsgrad", "AdamW"};
 
 static void resume_case(int kind) {
-    const char *ck = tpath("resume.safetensors");
+    const char *ck = tu_path(g_dir, "resume.safetensors");
     run a, b, c;
 
     /* Reference: 6 uninterrupted steps. */
@@ -501,7 +430,7 @@ static void test_resume_adamw(void) { resume_case(K_ADAMW); }
  * it into an optimizer that has stepped brings back first-step semantics
  * (SGD's buffer = grad, Adam's step 1), so the trajectory is the fresh one. */
 static void before_step_case(int kind) {
-    const char *ck = tpath("fresh.safetensors");
+    const char *ck = tu_path(g_dir, "fresh.safetensors");
     run a, c;
     if (!run_init(&a, 11, kind, 0)) return;
     g_err_ctx = a.ctx;
@@ -540,7 +469,7 @@ static void test_before_step_adam(void) { before_step_case(K_ADAM); }
 /* ------------------------------------------------------------------------ */
 
 static void test_metadata(void) {
-    const char *ck = tpath("meta.safetensors");
+    const char *ck = tu_path(g_dir, "meta.safetensors");
     run b;
     if (!run_init(&b, 11, K_ADAMW, 0)) return;
     run_steps(&b, 0, 1);
@@ -570,7 +499,7 @@ static void test_metadata(void) {
     CU_ASSERT_EQUAL(count_prefixed(b.ctx, ck, "optim."), 12);
 
     /* Keys starting with "nnmod" are the library's: refused, nothing written. */
-    const char *ck2 = tpath("reserved.safetensors");
+    const char *ck2 = tu_path(g_dir, "reserved.safetensors");
     const nnm_kv bad[] = {{"run", "x"}, {"nnmod_optim", "{}"}};
     CHECK_ERROR(nnm_checkpoint_save(ck2, b.model, b.opt, NULL, 2, bad), NNM_E_INVALID,
                 "reserved");
@@ -589,7 +518,7 @@ static void test_metadata(void) {
 
 /* The manifest's hash is recorded as nnmod_manifest_sha256. */
 static void test_manifest_hash(void) {
-    const char *ck = tpath("manifest.safetensors");
+    const char *ck = tu_path(g_dir, "manifest.safetensors");
     run b;
     if (!run_init(&b, 11, K_SGD, 0)) return;
     g_err_ctx = b.ctx;
@@ -635,7 +564,8 @@ static void check_unchanged(const run *r, frozen *f) {
 }
 
 static void test_wrong_kind(void) {
-    const char *ck_adam = tpath("adam.safetensors"), *ck_adamw = tpath("adamw.safetensors");
+    const char *ck_adam = tu_path(g_dir, "adam.safetensors");
+    const char *ck_adamw = tu_path(g_dir, "adamw.safetensors");
     run b, w, c;
     if (!run_init(&b, 11, K_ADAM, 0) || !run_init(&w, 11, K_ADAMW, 0)) return;
     run_steps(&b, 0, 3);
@@ -668,7 +598,8 @@ static void test_wrong_kind(void) {
 }
 
 static void test_missing_and_unexpected_keys(void) {
-    const char *ck_full = tpath("full.safetensors"), *ck_nob = tpath("nobias.safetensors");
+    const char *ck_full = tu_path(g_dir, "full.safetensors");
+    const char *ck_nob = tu_path(g_dir, "nobias.safetensors");
     run full, nob, c;
     if (!run_init(&full, 11, K_SGD, 0) || !run_init(&nob, 11, K_SGD, F_NO_BIAS2)) return;
     run_steps(&full, 0, 3);
@@ -708,7 +639,8 @@ static void test_missing_and_unexpected_keys(void) {
 /* An optimizer state tensor removed from the file: refused (the parameter
  * has stepped, so it must have one). */
 static void test_missing_state_tensor(void) {
-    const char *ck = tpath("adam3.safetensors"), *cut = tpath("adam3_cut.safetensors");
+    const char *ck = tu_path(g_dir, "adam3.safetensors");
+    const char *cut = tu_path(g_dir, "adam3_cut.safetensors");
     run b, c;
     if (!run_init(&b, 11, K_ADAM, 0)) return;
     run_steps(&b, 0, 3);
@@ -730,7 +662,7 @@ static void test_missing_state_tensor(void) {
 
 /* The optimizer's groups must match the file's. */
 static void test_group_mismatch(void) {
-    const char *ck = tpath("groups.safetensors");
+    const char *ck = tu_path(g_dir, "groups.safetensors");
     run b, c;
     if (!run_init(&b, 11, K_SGD, 0)) return;
     run_steps(&b, 0, 3);
@@ -749,7 +681,7 @@ static void test_group_mismatch(void) {
 /* Without an optimizer in the file, an optimizer cannot be restored; the
  * weights alone can. */
 static void test_no_optimizer_in_file(void) {
-    const char *ck = tpath("weights_only.safetensors");
+    const char *ck = tu_path(g_dir, "weights_only.safetensors");
     run b, c;
     if (!run_init(&b, 11, K_SGD, 0)) return;
     run_steps(&b, 0, 3);
@@ -776,7 +708,7 @@ static void test_no_optimizer_in_file(void) {
 /* A checkpoint with an optimizer loads into a model alone (optimizer
  * entries skipped). */
 static void test_weights_from_full_checkpoint(void) {
-    const char *ck = tpath("full2.safetensors");
+    const char *ck = tu_path(g_dir, "full2.safetensors");
     run b, c;
     if (!run_init(&b, 11, K_ADAM, 0)) return;
     run_steps(&b, 0, 2);
@@ -799,7 +731,7 @@ static void test_weights_from_full_checkpoint(void) {
 /* An optimizer over part of the model: its state is keyed by the model's
  * state dict keys ("optim.2.weight.*"); one over another model is refused. */
 static void test_optimizer_over_submodule(void) {
-    const char *ck = tpath("sub.safetensors"), *ck2 = tpath("sub2.safetensors");
+    const char *ck = tu_path(g_dir, "sub.safetensors"), *ck2 = tu_path(g_dir, "sub2.safetensors");
     run b, c;
     if (!run_init(&b, 11, K_SGD, 0) || !run_init(&c, 99, K_SGD, 0)) return;
     g_err_ctx = b.ctx;
@@ -829,7 +761,7 @@ static void test_optimizer_over_submodule(void) {
                 "another context");
     CU_ASSERT_EQUAL(file_size(ck2), -1);
     nnm_optim *other = NULL;
-    nnm_module *lone = mk_linear(c.ctx, 2, 2, 1);
+    nnm_module *lone = tu_linear(c.ctx, "linear", 2, 2, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(lone);
     CHECK_STATUS(nnm_optim_sgd_new(lone, &so, &other), NNM_OK);
     CHECK_ERROR(nnm_checkpoint_save(ck2, c.model, other, NULL, 0, NULL), NNM_E_INVALID,
@@ -848,7 +780,7 @@ static void test_optimizer_over_submodule(void) {
 }
 
 static void test_corrupted_file(void) {
-    const char *ck = tpath("corrupt.safetensors");
+    const char *ck = tu_path(g_dir, "corrupt.safetensors");
     run b, c;
     if (!run_init(&b, 11, K_SGD, 0)) return;
     run_steps(&b, 0, 3);
@@ -888,7 +820,7 @@ static void test_corrupted_file(void) {
     check_unchanged(&c, &f);
     /* A missing file. */
     f = freeze(&c);
-    CHECK_ERROR(nnm_checkpoint_load(tpath("nope.safetensors"), c.model, c.opt), NNM_E_IO,
+    CHECK_ERROR(nnm_checkpoint_load(tu_path(g_dir, "nope.safetensors"), c.model, c.opt), NNM_E_IO,
                 "nope.safetensors");
     check_unchanged(&c, &f);
     run_free(&c);
@@ -897,29 +829,10 @@ static void test_corrupted_file(void) {
 
 /* ------------------------------------------------------------------------ */
 
-static int rm_dir(const char *dir) {
-    char cmd[128];
-    static const char *const files[] = {
-        "resume.safetensors", "fresh.safetensors",  "meta.safetensors",
-        "manifest.safetensors", "adam.safetensors", "adamw.safetensors",
-        "full.safetensors",   "nobias.safetensors", "adam3.safetensors",
-        "adam3_cut.safetensors", "groups.safetensors", "weights_only.safetensors",
-        "full2.safetensors",  "corrupt.safetensors", "reserved.safetensors",
-        "sub.safetensors",    "sub2.safetensors"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(cmd, sizeof cmd, "%s/%s", dir, files[i]);
-        unlink(cmd);
-    }
-    return rmdir(dir);
-}
-
-static int suite_init(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/nnm_ckpt_XXXXXX");
-    return mkdtemp(g_dir) == NULL;
-}
+static int suite_init(void) { return tu_tmpdir_new(g_dir, sizeof g_dir, "nnm_ckpt_") != 0; }
 
 static int suite_clean(void) {
-    if (rm_dir(g_dir) != 0) fprintf(stderr, "\n  %s: left files behind\n", g_dir);
+    if (tu_dir_remove_all(g_dir) != 0) fprintf(stderr, "\n  %s: not removed\n", g_dir);
     return 0;
 }
 
@@ -927,9 +840,9 @@ int main(void) {
     /* One BLAS thread: reductions in a fixed order, so runs are comparable
      * bit for bit. Before any context (and OpenBLAS) starts. */
     setenv("OPENBLAS_NUM_THREADS", "1", 1);
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("checkpoint", suite_init, suite_clean);
-    if (!s) return 2;
+    CU_pSuite s = tu_suite("checkpoint", suite_init, suite_clean);
+    if (s == NULL)
+        return 2;
     CU_add_test(s, "resume bit-exact: SGD momentum nesterov", test_resume_sgd);
     CU_add_test(s, "resume bit-exact: Adam amsgrad", test_resume_adam);
     CU_add_test(s, "resume bit-exact: AdamW", test_resume_adamw);
@@ -947,10 +860,5 @@ int main(void) {
     CU_add_test(s, "optimizer over a submodule; over another module refused",
                 test_optimizer_over_submodule);
     CU_add_test(s, "truncated or corrupted file refused, nothing changed", test_corrupted_file);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
-                      CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return tu_run();
 }

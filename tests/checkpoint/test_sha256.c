@@ -6,14 +6,7 @@
  * 55..128, digests from Python's hashlib), chunking independence, and file
  * digests (empty, small, larger than the read chunk, missing, a directory).
  */
-#include <CUnit/Basic.h>
-
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "test_util.h"
 
 #include "internal.h"
 
@@ -32,22 +25,14 @@ static nnm_ctx *g_ctx;
 static char g_dir[64];
 
 static int suite_init(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/nnm_sha_XXXXXX");
-    if (!mkdtemp(g_dir)) return 1;
+    if (tu_tmpdir_new(g_dir, sizeof g_dir, "nnm_sha_") != 0) return 1;
     nnm_ctx_options o = {sizeof o, NNM_CTX_NO_DISCOVERY, 0};
     return nnm_ctx_new(&o, &g_ctx) != NNM_OK;
 }
 
 static int suite_clean(void) {
-    nnm_ctx_free(g_ctx);
-    g_ctx = NULL;
-    char p[128];
-    const char *names[] = {"empty", "abc", "big"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", g_dir, names[i]);
-        unlink(p);
-    }
-    rmdir(g_dir);
+    tu_ctx_free(&g_ctx);
+    tu_dir_remove_all(g_dir);
     return 0;
 }
 
@@ -152,22 +137,15 @@ static void test_split_independence(void) {
     CU_ASSERT_EQUAL(bad, 0);
 }
 
-static int write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    size_t w = n ? fwrite(data, 1, n, f) : 0;
-    return fclose(f) == 0 && w == n;
-}
-
 static void test_file_digest(void) {
     char p[128], h[65];
     snprintf(p, sizeof p, "%s/empty", g_dir);
-    CU_ASSERT_TRUE_FATAL(write_file(p, "", 0));
+    CU_ASSERT_TRUE_FATAL(tu_write_file(p, "", 0));
     CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, p, h), NNM_OK);
     CHECK_HEX(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 
     snprintf(p, sizeof p, "%s/abc", g_dir);
-    CU_ASSERT_TRUE_FATAL(write_file(p, "abc", 3));
+    CU_ASSERT_TRUE_FATAL(tu_write_file(p, "abc", 3));
     CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, p, h), NNM_OK);
     CHECK_HEX(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 
@@ -177,7 +155,7 @@ static void test_file_digest(void) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
     for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(i * 7 + 1);
     snprintf(p, sizeof p, "%s/big", g_dir);
-    CU_ASSERT_TRUE_FATAL(write_file(p, b, n));
+    CU_ASSERT_TRUE_FATAL(tu_write_file(p, b, n));
     free(b);
     CU_ASSERT_EQUAL(nnm__sha256_file(g_ctx, p, h), NNM_OK);
     CHECK_HEX(h, "e814302f773c141ae324977ae74762dcc0cd5848323967761f837e07cca70e48");
@@ -198,19 +176,14 @@ static void test_file_errors(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("sha256", suite_init, suite_clean);
-    if (!s) return 2;
+    CU_pSuite s = tu_suite("sha256", suite_init, suite_clean);
+    if (s == NULL)
+        return 2;
     CU_add_test(s, "NIST vectors: empty, abc, 448 and 896 bits", test_nist_vectors);
     CU_add_test(s, "one million 'a' in odd-sized chunks", test_million_a_chunked);
     CU_add_test(s, "padding boundaries (55..128 bytes)", test_padding_boundaries);
     CU_add_test(s, "any split gives the same digest", test_split_independence);
     CU_add_test(s, "file digests (empty, small, > read chunk)", test_file_digest);
     CU_add_test(s, "file errors name the path", test_file_errors);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
-                      CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return tu_run();
 }

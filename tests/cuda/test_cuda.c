@@ -21,18 +21,10 @@
  *    moved back (bit-identical CPU forward), and a steady-state forward loop
  *    on the GPU that makes no new heap allocation (nnm_ctx_stats_get).
  */
-#include <CUnit/Basic.h>
-
-#include <nnmod/nnmod.h>
+#include "test_util.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
-#include <math.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #ifndef NNM_TEST_PLUGIN_DIR
 #error "NNM_TEST_PLUGIN_DIR must name the directory holding the plugins"
@@ -45,22 +37,13 @@ static const nnm_device CUDA0 = {NNM_DEVICE_CUDA, 0};
 static const nnm_device CPU0 = {NNM_DEVICE_CPU, 0};
 
 static nnm_ctx *g_ctx;
+#define TU_CTX g_ctx
 static nnm_status g_probe = NNM_OK; /* what nnm_tensor_new on cuda:0 returned */
 static char g_probe_msg[1024];
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
-
-#define CHECK_STATUS(expr, want)                                                         \
-    do {                                                                                 \
-        nnm_status got_ = (expr);                                                        \
-        if (got_ != (want))                                                              \
-            fprintf(stderr, "\n  %s:%d: %s -> %s (want %s): %s\n", __FILE__, __LINE__,    \
-                    #expr, nnm_status_name(got_), nnm_status_name(want),                 \
-                    nnm_ctx_errmsg(g_ctx));                                              \
-        CU_ASSERT_EQUAL(got_, (want));                                                   \
-    } while (0)
 
 static int contains_ci(const char *hay, const char *needle) {
     if (hay == NULL || needle == NULL)
@@ -77,62 +60,9 @@ static int contains_ci(const char *hay, const char *needle) {
     return n == 0;
 }
 
-static nnm_ctx_stats stats_now(void) {
-    nnm_ctx_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    CU_ASSERT_EQUAL(nnm_ctx_stats_get(g_ctx, &s), NNM_OK);
-    return s;
-}
-
-static uint32_t g_rng = 12345u;
-static float frand(void) { /* deterministic, in [-2, 2) */
-    g_rng = g_rng * 1664525u + 1013904223u;
-    return (float)((g_rng >> 8) & 0xffff) / 16384.0f - 2.0f;
-}
-static void fill_rand(float *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        p[i] = frand();
-}
-
-static int close_enough(double got, double want, double rtol, double atol) {
-    if (isnan(want))
-        return isnan(got);
-    if (isinf(want))
-        return got == want;
-    return fabs(got - want) <= atol + rtol * fabs(want);
-}
-
-/* Number of elements that differ; prints the first few. */
-static size_t count_mismatch(const char *what, const float *got, const float *want, size_t n,
-                             double rtol, double atol) {
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!close_enough(got[i], want[i], rtol, atol)) {
-            if (bad < 4)
-                fprintf(stderr, "\n  %s: [%zu] got %.9g want %.9g", what, i, (double)got[i],
-                        (double)want[i]);
-            bad++;
-        }
-    }
-    return bad;
-}
+static uint32_t g_rng = 12345u; /* tu_rand's state: the inputs are the same every run */
 
 /* Models --------------------------------------------------------------------- */
-
-static nnm_module *make_linear(int64_t in, int64_t out) {
-    nnm_config *cfg = NULL;
-    nnm_module *m = NULL;
-    if (nnm_config_new(&cfg) != NNM_OK)
-        return NULL;
-    nnm_config_set_int(cfg, "in_features", in);
-    nnm_config_set_int(cfg, "out_features", out);
-    nnm_status st = nnm_module_create(g_ctx, "linear@^1", cfg, &m);
-    if (st != NNM_OK)
-        fprintf(stderr, "\n  create linear: %s: %s\n", nnm_status_name(st), nnm_ctx_errmsg(g_ctx));
-    nnm_config_free(cfg);
-    return m;
-}
 
 /* Sequential(Linear(in, hidden), ReLU, Linear(hidden, out)) on the CPU. */
 static nnm_module *make_mlp(int64_t in, int64_t hidden, int64_t out) {
@@ -144,7 +74,8 @@ static nnm_module *make_mlp(int64_t in, int64_t hidden, int64_t out) {
         nnm_module_release(relu);
         return NULL;
     }
-    nnm_module *l1 = make_linear(in, hidden), *l2 = make_linear(hidden, out);
+    nnm_module *l1 = tu_linear(g_ctx, "linear@^1", in, hidden, -1);
+    nnm_module *l2 = tu_linear(g_ctx, "linear@^1", hidden, out, -1);
     int ok = l1 != NULL && l2 != NULL && nnm_module_add_child(seq, NULL, l1) == NNM_OK &&
              nnm_module_add_child(seq, NULL, relu) == NNM_OK &&
              nnm_module_add_child(seq, NULL, l2) == NNM_OK;
@@ -156,12 +87,6 @@ static nnm_module *make_mlp(int64_t in, int64_t hidden, int64_t out) {
         return NULL;
     }
     return seq;
-}
-
-static nnm_status call1(nnm_module *m, nnm_tensor *x, nnm_tensor **out) {
-    *out = NULL;
-    nnm_tensor *in[1] = {x};
-    return nnm_module_call(m, in, 1, out, 1);
 }
 
 /* Parameters with their device and data pointer, in visiting order. */
@@ -195,26 +120,7 @@ static param_snap params_of(nnm_module *m) {
 /* Backends driven directly, through a minimal host                          */
 /* ------------------------------------------------------------------------ */
 
-static char g_msg[1024];
-static int g_n_errors;
-
-static nnm_status fake_set_error(nnm_env *env, nnm_status code, const char *fmt, ...) {
-    (void)env;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
-    va_end(ap);
-    g_n_errors++;
-    return code;
-}
-
-static nnm_host g_host;
-static nnm_env g_env;
-
-static void reset_error(void) {
-    g_msg[0] = '\0';
-    g_n_errors = 0;
-}
+static tu_fake_host g_fake; /* pass &g_fake.env; g_fake.msg holds what a backend reported */
 
 typedef struct backend {
     void *dl;
@@ -229,26 +135,10 @@ static backend g_cpu, g_gpu;
 /* dlopens plugins/<file> and takes its one backend (init not called). */
 static int backend_open(backend *b, const char *file) {
     memset(b, 0, sizeof *b);
-    memset(&g_host, 0, sizeof g_host);
-    g_host.struct_size = sizeof g_host;
-    g_host.abi_major = NNM_ABI_MAJOR;
-    g_host.abi_minor = NNM_ABI_MINOR;
-    g_host.set_error = fake_set_error;
-    g_env.struct_size = sizeof g_env;
-    g_env.host = &g_host;
+    tu_fake_host_init(&g_fake);
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", NNM_TEST_PLUGIN_DIR, file);
-    b->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (b->dl == NULL) {
-        fprintf(stderr, "dlopen %s: %s\n", path, dlerror());
-        return 0;
-    }
-    void *sym = dlsym(b->dl, NNM_PLUGIN_ENTRY_SYMBOL);
-    if (sym == NULL)
-        return 0;
-    nnm_plugin_entry_fn entry;
-    memcpy(&entry, &sym, sizeof entry); /* object pointer -> function pointer */
-    b->desc = entry(NNM_ABI_MAJOR, NNM_ABI_MINOR);
+    b->desc = tu_plugin_open(path, &b->dl);
     if (b->desc == NULL || b->desc->n_backends != 1 || b->desc->backends == NULL)
         return 0;
     b->vt = b->desc->backends[0];
@@ -264,10 +154,10 @@ static void backend_close(backend *b) {
 }
 
 static int backend_start(backend *b) {
-    reset_error();
-    nnm_status st = b->vt->init(&g_env, &b->state);
+    tu_fake_host_reset(&g_fake);
+    nnm_status st = b->vt->init(&g_fake.env, &b->state);
     if (st != NNM_OK) {
-        fprintf(stderr, "%s init: %s: %s\n", b->vt->name, nnm_status_name(st), g_msg);
+        fprintf(stderr, "%s init: %s: %s\n", b->vt->name, nnm_status_name(st), g_fake.msg);
         return 0;
     }
     b->started = 1;
@@ -305,7 +195,7 @@ static void test_no_device_is_clean(void) {
             CU_ASSERT_TRUE(strstr(g_probe_msg, "no CUDA device") != NULL);
     }
 
-    const nnm_ctx_stats s0 = stats_now();
+    const nnm_ctx_stats s0 = tu_stats(g_ctx);
 
     /* asking again gives the same answer, and *out is NULL */
     nnm_tensor *t = (nnm_tensor *)(void *)&info; /* a non-NULL sentinel */
@@ -322,18 +212,18 @@ static void test_no_device_is_clean(void) {
     nnm_module *mlp = make_mlp(6, 10, 3);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mlp);
     float xv[4 * 6];
-    fill_rand(xv, 24);
+    tu_fill_rand(&g_rng, xv, 24);
     nnm_tensor *x = NULL, *y1 = NULL, *y2 = NULL;
     CHECK_STATUS(nnm_tensor_from_f32(g_ctx, 2, (int64_t[]){4, 6}, xv, &x), NNM_OK);
-    CHECK_STATUS(call1(mlp, x, &y1), NNM_OK);
+    CHECK_STATUS(tu_call1(mlp, x, &y1), NNM_OK);
 
     /* nnm_module_to(cuda) fails with nothing moved and nothing allocated */
     const param_snap before = params_of(mlp);
     CU_ASSERT_EQUAL(before.n, 4);
-    const nnm_ctx_stats s1 = stats_now();
+    const nnm_ctx_stats s1 = tu_stats(g_ctx);
     CHECK_STATUS(nnm_module_to(mlp, CUDA0), g_probe);
     CU_ASSERT_TRUE(contains_ci(nnm_ctx_errmsg(g_ctx), "cuda"));
-    const nnm_ctx_stats s2 = stats_now();
+    const nnm_ctx_stats s2 = tu_stats(g_ctx);
     CU_ASSERT_EQUAL(s2.heap_allocs, s1.heap_allocs);
     CU_ASSERT_EQUAL(s2.bytes_in_use, s1.bytes_in_use);
     CU_ASSERT_EQUAL(s2.live_tensors, s1.live_tensors);
@@ -344,7 +234,7 @@ static void test_no_device_is_clean(void) {
         CU_ASSERT_EQUAL(after.dev[i].type, NNM_DEVICE_CPU);
         CU_ASSERT_PTR_EQUAL(after.data[i], before.data[i]);
     }
-    CHECK_STATUS(call1(mlp, x, &y2), NNM_OK);
+    CHECK_STATUS(tu_call1(mlp, x, &y2), NNM_OK);
     if (y1 != NULL && y2 != NULL) {
         float a[12], b[12];
         CHECK_STATUS(nnm_tensor_to_f32(y1, a, 12), NNM_OK);
@@ -357,7 +247,7 @@ static void test_no_device_is_clean(void) {
     nnm_module_release(mlp);
 
     /* nothing leaked; the failed calls allocated nothing on any device */
-    const nnm_ctx_stats s3 = stats_now();
+    const nnm_ctx_stats s3 = tu_stats(g_ctx);
     CU_ASSERT_EQUAL(s3.live_tensors, s0.live_tensors);
     CU_ASSERT_EQUAL(s3.live_modules, s0.live_modules);
     CU_ASSERT_EQUAL(s3.bytes_in_use, s0.bytes_in_use);
@@ -390,46 +280,46 @@ static void test_plugin_direct(void) {
     CU_ASSERT_PTR_NOT_NULL(vt->unary);
 
     /* init: exactly one message; on failure, no state */
-    reset_error();
+    tu_fake_host_reset(&g_fake);
     void *state = (void *)&b; /* a non-NULL sentinel */
-    nnm_status st = vt->init(&g_env, &state);
+    nnm_status st = vt->init(&g_fake.env, &state);
     if (g_probe == NNM_OK) {
         CU_ASSERT_EQUAL(st, NNM_OK);
-        CU_ASSERT_EQUAL(g_n_errors, 0);
+        CU_ASSERT_EQUAL(g_fake.n_errors, 0);
     } else {
         CU_ASSERT_TRUE(st == NNM_E_NO_DEVICE || st == NNM_E_DEVICE);
         CU_ASSERT_PTR_NULL(state);
-        CU_ASSERT_EQUAL(g_n_errors, 1);
+        CU_ASSERT_EQUAL(g_fake.n_errors, 1);
         if (st == NNM_E_NO_DEVICE)
-            CU_ASSERT_EQUAL(strncmp(g_msg, "no CUDA device: ", 16), 0);
+            CU_ASSERT_EQUAL(strncmp(g_fake.msg, "no CUDA device: ", 16), 0);
         state = NULL;
     }
-    CU_ASSERT_EQUAL(vt->init(&g_env, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(vt->init(&g_fake.env, NULL), NNM_E_INVALID);
 
     /* argument checks that fail before touching any device */
     void *p = (void *)&b;
-    reset_error();
-    CU_ASSERT_EQUAL(vt->alloc(&g_env, state, 0, 64, NULL), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(vt->alloc(&g_env, state, -1, 64, &p), state ? NNM_E_DEVICE : NNM_E_STATE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(vt->alloc(&g_fake.env, state, 0, 64, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(vt->alloc(&g_fake.env, state, -1, 64, &p), state ? NNM_E_DEVICE : NNM_E_STATE);
     CU_ASSERT_PTR_NULL(p);
-    CU_ASSERT_EQUAL(vt->gemm(&g_env, state, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(vt->gemm(&g_fake.env, state, NULL), NNM_E_INVALID);
     nnm_gemm_args g;
     memset(&g, 0, sizeof g);
     g.struct_size = 8;
-    CU_ASSERT_EQUAL(vt->gemm(&g_env, state, &g), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(vt->binary(&g_env, state, NULL), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(vt->unary(&g_env, state, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(vt->gemm(&g_fake.env, state, &g), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(vt->binary(&g_fake.env, state, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(vt->unary(&g_fake.env, state, NULL), NNM_E_INVALID);
     nnm_binary_args ba = {sizeof ba, 42, NULL, NULL, NULL};
-    CU_ASSERT_EQUAL(vt->binary(&g_env, state, &ba), NNM_E_UNSUPPORTED);
+    CU_ASSERT_EQUAL(vt->binary(&g_fake.env, state, &ba), NNM_E_UNSUPPORTED);
     nnm_unary_args ua = {sizeof ua, -1, 0.0, NULL, NULL};
-    CU_ASSERT_EQUAL(vt->unary(&g_env, state, &ua), NNM_E_UNSUPPORTED);
+    CU_ASSERT_EQUAL(vt->unary(&g_fake.env, state, &ua), NNM_E_UNSUPPORTED);
     ua.op = NNM_UNARY_COPY;
-    CU_ASSERT_EQUAL(vt->unary(&g_env, state, &ua), state ? NNM_E_INVALID : NNM_E_STATE);
-    CU_ASSERT_EQUAL(vt->fill(&g_env, state, NULL, 1.0), state ? NNM_E_INVALID : NNM_E_STATE);
-    CU_ASSERT_EQUAL(vt->memcpy(&g_env, state, NULL, CUDA0, NULL, CPU0, 0),
+    CU_ASSERT_EQUAL(vt->unary(&g_fake.env, state, &ua), state ? NNM_E_INVALID : NNM_E_STATE);
+    CU_ASSERT_EQUAL(vt->fill(&g_fake.env, state, NULL, 1.0), state ? NNM_E_INVALID : NNM_E_STATE);
+    CU_ASSERT_EQUAL(vt->memcpy(&g_fake.env, state, NULL, CUDA0, NULL, CPU0, 0),
                     state ? NNM_OK : NNM_E_STATE);
     /* one message per failing call: 11 without a state, 10 with one (memcpy of 0 bytes is fine) */
-    CU_ASSERT_EQUAL(g_n_errors, state ? 10 : 11);
+    CU_ASSERT_EQUAL(g_fake.n_errors, state ? 10 : 11);
     vt->free(state, 0, NULL); /* harmless */
     if (state != NULL)
         vt->shutdown(state);
@@ -458,10 +348,10 @@ static int conformance_clean(void) {
 /* Device memory through the cuda backend. */
 static float *dev_alloc(size_t n) {
     void *p = NULL;
-    reset_error();
-    nnm_status st = g_gpu.vt->alloc(&g_env, g_gpu.state, 0, n * sizeof(float), &p);
+    tu_fake_host_reset(&g_fake);
+    nnm_status st = g_gpu.vt->alloc(&g_fake.env, g_gpu.state, 0, n * sizeof(float), &p);
     if (st != NNM_OK)
-        fprintf(stderr, "\n  cuda alloc: %s\n", g_msg);
+        fprintf(stderr, "\n  cuda alloc: %s\n", g_fake.msg);
     CU_ASSERT_EQUAL(st, NNM_OK);
     return p;
 }
@@ -471,14 +361,16 @@ static void dev_free(void *p) {
 static float *dev_upload(const float *h, size_t n) {
     float *d = dev_alloc(n);
     if (d != NULL && n > 0)
-        CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, d, CUDA0, h, CPU0, n * sizeof(float)),
-                        NNM_OK);
+        CU_ASSERT_EQUAL(
+            g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, d, CUDA0, h, CPU0, n * sizeof(float)),
+            NNM_OK);
     return d;
 }
 static void dev_download(float *h, const float *d, size_t n) {
     if (n > 0)
-        CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, h, CPU0, d, CUDA0, n * sizeof(float)),
-                        NNM_OK);
+        CU_ASSERT_EQUAL(
+            g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, h, CPU0, d, CUDA0, n * sizeof(float)),
+            NNM_OK);
 }
 
 /* A view: shape, strides (elements, >= 0) and offset (elements) into a buffer. */
@@ -539,7 +431,7 @@ static nnm_tensor_desc vdesc(view *v, float *base, nnm_device dev) {
 static float *host_rand(size_t n, int special) {
     float *h = malloc(n * sizeof(float));
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    fill_rand(h, n);
+    tu_fill_rand(&g_rng, h, n);
     if (special && n > 8) {
         h[1] = NAN;
         h[n / 2] = INFINITY;
@@ -574,28 +466,28 @@ static void run_elementwise(const char *what, char kind, int32_t op, double alph
         gb = vdesc(vb, db, CUDA0);
     }
     nnm_status sc, sg;
-    reset_error();
+    tu_fake_host_reset(&g_fake);
     if (kind == 'f') {
-        sc = g_cpu.vt->fill(&g_env, g_cpu.state, &co, alpha);
-        sg = g_gpu.vt->fill(&g_env, g_gpu.state, &go, alpha);
+        sc = g_cpu.vt->fill(&g_fake.env, g_cpu.state, &co, alpha);
+        sg = g_gpu.vt->fill(&g_fake.env, g_gpu.state, &go, alpha);
     } else if (kind == 'u') {
         nnm_unary_args c = {sizeof c, op, alpha, &ca, &co}, g = {sizeof g, op, alpha, &ga, &go};
-        sc = g_cpu.vt->unary(&g_env, g_cpu.state, &c);
-        sg = g_gpu.vt->unary(&g_env, g_gpu.state, &g);
+        sc = g_cpu.vt->unary(&g_fake.env, g_cpu.state, &c);
+        sg = g_gpu.vt->unary(&g_fake.env, g_gpu.state, &g);
     } else {
         nnm_binary_args c = {sizeof c, op, &ca, &cb, &co}, g = {sizeof g, op, &ga, &gb, &go};
-        sc = g_cpu.vt->binary(&g_env, g_cpu.state, &c);
-        sg = g_gpu.vt->binary(&g_env, g_gpu.state, &g);
+        sc = g_cpu.vt->binary(&g_fake.env, g_cpu.state, &c);
+        sg = g_gpu.vt->binary(&g_fake.env, g_gpu.state, &g);
     }
     if (sc != NNM_OK || sg != NNM_OK)
         fprintf(stderr, "\n  %s op %d: cpu %s, cuda %s: %s", what, (int)op, nnm_status_name(sc),
-                nnm_status_name(sg), g_msg);
+                nnm_status_name(sg), g_fake.msg);
     CU_ASSERT_EQUAL(sc, NNM_OK);
     CU_ASSERT_EQUAL(sg, NNM_OK);
     dev_download(got, dout, no);
     char label[128];
     snprintf(label, sizeof label, "%s op %d", what, (int)op);
-    CU_ASSERT_EQUAL(count_mismatch(label, got, ho, no, rtol, atol), 0);
+    CU_ASSERT_EQUAL(tu_count_mismatch(label, got, ho, no, rtol, atol, TU_MATCH_NONFINITE), 0);
     dev_free(dout);
     dev_free(da);
     dev_free(db);
@@ -733,12 +625,12 @@ static void run_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alph
     float *da = dev_upload(ha, na), *db = dev_upload(hb, nb), *dc = dev_upload(hc, nc);
     nnm_gemm_args c = {sizeof c, ta, tb, m, n, k, alpha, beta, ha, lda, hb, ldb, hc, ldc};
     nnm_gemm_args g = {sizeof g, ta, tb, m, n, k, alpha, beta, da, lda, db, ldb, dc, ldc};
-    reset_error();
-    nnm_status sc = g_cpu.vt->gemm(&g_env, g_cpu.state, &c);
-    nnm_status sg = g_gpu.vt->gemm(&g_env, g_gpu.state, &g);
+    tu_fake_host_reset(&g_fake);
+    nnm_status sc = g_cpu.vt->gemm(&g_fake.env, g_cpu.state, &c);
+    nnm_status sg = g_gpu.vt->gemm(&g_fake.env, g_gpu.state, &g);
     if (sc != NNM_OK || sg != NNM_OK)
         fprintf(stderr, "\n  gemm: cpu %s, cuda %s: %s", nnm_status_name(sc), nnm_status_name(sg),
-                g_msg);
+                g_fake.msg);
     CU_ASSERT_EQUAL(sc, NNM_OK);
     CU_ASSERT_EQUAL(sg, NNM_OK);
     dev_download(got, dc, nc);
@@ -747,7 +639,7 @@ static void run_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alph
              (long long)m, (long long)n, (long long)k, (double)beta);
     /* summation order differs: |error| <= k * eps * sum|a||b| (values in [-2, 2)) */
     const double atol = 1e-6 * (double)(k + 1) * 4.0 * fabs((double)alpha) + 1e-6;
-    CU_ASSERT_EQUAL(count_mismatch(label, got, hc, nc, 1e-5, atol), 0);
+    CU_ASSERT_EQUAL(tu_count_mismatch(label, got, hc, nc, 1e-5, atol, TU_MATCH_NONFINITE), 0);
     dev_free(da);
     dev_free(db);
     dev_free(dc);
@@ -777,12 +669,12 @@ static void test_conf_gemm(void) {
     float host_c[4] = {0};
     float *d = dev_alloc(4);
     nnm_gemm_args g = {sizeof g, 0, 0, 2, 2, 2, 1.0f, 0.0f, d, 2, d, 2, host_c, 2};
-    reset_error();
-    CU_ASSERT_EQUAL(g_gpu.vt->gemm(&g_env, g_gpu.state, &g), NNM_E_DEVICE);
-    CU_ASSERT_TRUE(strstr(g_msg, "not CUDA device memory") != NULL);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_gpu.vt->gemm(&g_fake.env, g_gpu.state, &g), NNM_E_DEVICE);
+    CU_ASSERT_TRUE(strstr(g_fake.msg, "not CUDA device memory") != NULL);
     g.c = d;
     g.ldc = 1; /* < n */
-    CU_ASSERT_EQUAL(g_gpu.vt->gemm(&g_env, g_gpu.state, &g), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_gpu.vt->gemm(&g_fake.env, g_gpu.state, &g), NNM_E_INVALID);
     dev_free(d);
 }
 
@@ -791,47 +683,48 @@ static void test_conf_memory(void) {
     const size_t sizes[] = {0, 1, 63, 64, 65, 4096, 100003};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         void *p = NULL;
-        CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_env, g_gpu.state, 0, sizes[i], &p), NNM_OK);
+        CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_fake.env, g_gpu.state, 0, sizes[i], &p), NNM_OK);
         CU_ASSERT_PTR_NOT_NULL(p);
         CU_ASSERT_EQUAL((uintptr_t)p % 64u, 0);
         dev_free(p);
     }
     void *a = NULL, *b = NULL;
-    CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_env, g_gpu.state, 0, 0, &a), NNM_OK);
-    CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_env, g_gpu.state, 0, 0, &b), NNM_OK);
+    CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_fake.env, g_gpu.state, 0, 0, &a), NNM_OK);
+    CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_fake.env, g_gpu.state, 0, 0, &b), NNM_OK);
     CU_ASSERT_PTR_NOT_EQUAL(a, b);
     dev_free(a);
     dev_free(b);
     dev_free(NULL);
     /* no such device; too much memory (and the backend still works after) */
     void *p = (void *)&a;
-    reset_error();
-    CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_env, g_gpu.state, 4096, 64, &p), NNM_E_DEVICE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_fake.env, g_gpu.state, 4096, 64, &p), NNM_E_DEVICE);
     CU_ASSERT_PTR_NULL(p);
-    CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_env, g_gpu.state, 0, (size_t)1 << 52, &p), NNM_E_NOMEM);
+    CU_ASSERT_EQUAL(g_gpu.vt->alloc(&g_fake.env, g_gpu.state, 0, (size_t)1 << 52, &p), NNM_E_NOMEM);
     CU_ASSERT_PTR_NULL(p);
 
     /* memcpy: H2D, D2D (offset), D2H, H2H; bad devices */
     enum { N = 1000 };
     float h[N], back[N];
-    fill_rand(h, N);
+    tu_fill_rand(&g_rng, h, N);
     float *d1 = dev_upload(h, N), *d2 = dev_alloc(N);
-    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, d2, CUDA0, d1 + 10, CUDA0,
+    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, d2, CUDA0, d1 + 10, CUDA0,
                                      (N - 10) * sizeof(float)),
                     NNM_OK);
     memset(back, 0, sizeof back);
     dev_download(back, d2, N - 10);
     CU_ASSERT_EQUAL(memcmp(back, h + 10, (N - 10) * sizeof(float)), 0);
     float h2[N];
-    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, h2, CPU0, h, CPU0, sizeof h), NNM_OK);
+    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, h2, CPU0, h, CPU0, sizeof h),
+                    NNM_OK);
     CU_ASSERT_EQUAL(memcmp(h2, h, sizeof h), 0);
-    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, d2, CUDA0, h, CPU0, 0), NNM_OK);
-    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, d2, (nnm_device){NNM_DEVICE_CUDA, 4096},
-                                     h, CPU0, 4),
+    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, d2, CUDA0, h, CPU0, 0), NNM_OK);
+    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, d2,
+                                     (nnm_device){NNM_DEVICE_CUDA, 4096}, h, CPU0, 4),
                     NNM_E_DEVICE);
-    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, d2, CUDA0, h, (nnm_device){7, 0}, 4),
+    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, d2, CUDA0, h, (nnm_device){7, 0}, 4),
                     NNM_E_DEVICE);
-    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, NULL, CUDA0, h, CPU0, 4),
+    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, NULL, CUDA0, h, CPU0, 4),
                     NNM_E_INVALID);
     dev_free(d1);
     dev_free(d2);
@@ -855,16 +748,16 @@ static void test_conf_errors(void) {
     } bad[] = {{&on_cpu, NNM_E_DEVICE}, {&f64, NNM_E_DTYPE}, {&other, NNM_E_DEVICE},
                {&odd, NNM_E_INVALID},   {&narrow, NNM_E_SHAPE}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        reset_error();
+        tu_fake_host_reset(&g_fake);
         nnm_unary_args u = {sizeof u, NNM_UNARY_EXP, 0.0, bad[i].x, &good};
-        CU_ASSERT_EQUAL(g_gpu.vt->unary(&g_env, g_gpu.state, &u), bad[i].want);
+        CU_ASSERT_EQUAL(g_gpu.vt->unary(&g_fake.env, g_gpu.state, &u), bad[i].want);
         nnm_binary_args b = {sizeof b, NNM_BINARY_ADD, &good, bad[i].x, &good};
-        CU_ASSERT_EQUAL(g_gpu.vt->binary(&g_env, g_gpu.state, &b), bad[i].want);
-        CU_ASSERT_EQUAL(g_n_errors, 2);
-        CU_ASSERT_TRUE(strncmp(g_msg, "cuda ", 5) == 0);
+        CU_ASSERT_EQUAL(g_gpu.vt->binary(&g_fake.env, g_gpu.state, &b), bad[i].want);
+        CU_ASSERT_EQUAL(g_fake.n_errors, 2);
+        CU_ASSERT_TRUE(strncmp(g_fake.msg, "cuda ", 5) == 0);
     }
-    CU_ASSERT_EQUAL(g_gpu.vt->fill(&g_env, g_gpu.state, &f64, 0.0), NNM_E_DTYPE);
-    CU_ASSERT_EQUAL(g_gpu.vt->fill(&g_env, g_gpu.state, &on_cpu, 0.0), NNM_E_DEVICE);
+    CU_ASSERT_EQUAL(g_gpu.vt->fill(&g_fake.env, g_gpu.state, &f64, 0.0), NNM_E_DTYPE);
+    CU_ASSERT_EQUAL(g_gpu.vt->fill(&g_fake.env, g_gpu.state, &on_cpu, 0.0), NNM_E_DEVICE);
     dev_free(d);
 }
 
@@ -881,8 +774,8 @@ static nnm_tensor *cuda_tensor(int32_t ndim, const int64_t *shape, const float *
         return NULL;
     const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
     CU_ASSERT_EQUAL(d->device.type, NNM_DEVICE_CUDA);
-    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_env, g_gpu.state, (char *)d->data + d->byte_offset, CUDA0,
-                                     data, CPU0, n * sizeof(float)),
+    CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, (char *)d->data + d->byte_offset,
+                                     CUDA0, data, CPU0, n * sizeof(float)),
                     NNM_OK);
     return t;
 }
@@ -890,15 +783,15 @@ static nnm_tensor *cuda_tensor(int32_t ndim, const int64_t *shape, const float *
 enum { B = 5, IN = 16, HID = 32, OUT = 8 };
 
 static void test_module_to_cuda_and_back(void) {
-    const nnm_ctx_stats s0 = stats_now();
+    const nnm_ctx_stats s0 = tu_stats(g_ctx);
     nnm_module *mlp = make_mlp(IN, HID, OUT);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mlp);
     float xv[B * IN];
-    fill_rand(xv, B * IN);
+    tu_fill_rand(&g_rng, xv, B * IN);
     const int64_t xs[2] = {B, IN};
     nnm_tensor *x = NULL, *y = NULL;
     CHECK_STATUS(nnm_tensor_from_f32(g_ctx, 2, xs, xv, &x), NNM_OK);
-    CHECK_STATUS(call1(mlp, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(mlp, x, &y), NNM_OK);
     float want[B * OUT], got[B * OUT];
     CHECK_STATUS(nnm_tensor_to_f32(y, want, B * OUT), NNM_OK);
     nnm_tensor_release(y);
@@ -911,19 +804,21 @@ static void test_module_to_cuda_and_back(void) {
         CU_ASSERT_EQUAL(ps.dev[i].type, NNM_DEVICE_CUDA);
 
     /* a CPU input is refused cleanly */
-    CU_ASSERT_NOT_EQUAL(call1(mlp, x, &y), NNM_OK);
+    CU_ASSERT_NOT_EQUAL(tu_call1(mlp, x, &y), NNM_OK);
     CU_ASSERT_PTR_NULL(y);
 
     nnm_tensor *xg = cuda_tensor(2, xs, xv, B * IN);
     CU_ASSERT_PTR_NOT_NULL_FATAL(xg);
-    CHECK_STATUS(call1(mlp, xg, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(mlp, xg, &y), NNM_OK);
     if (y != NULL) {
         CU_ASSERT_EQUAL(nnm_tensor_desc_get(y)->device.type, NNM_DEVICE_CUDA);
         CHECK_STATUS(nnm_tensor_to_f32(y, got, B * OUT), NNM_OK);
         double scale = 1.0;
         for (int i = 0; i < B * OUT; i++)
             scale = fmax(scale, fabs(want[i]));
-        CU_ASSERT_EQUAL(count_mismatch("mlp on cuda", got, want, B * OUT, 1e-5, 1e-5 * scale), 0);
+        CU_ASSERT_EQUAL(tu_count_mismatch("mlp on cuda", got, want, B * OUT, 1e-5, 1e-5 * scale,
+                                          TU_MATCH_NONFINITE),
+                        0);
     }
     nnm_tensor_release(y);
     nnm_tensor_release(xg);
@@ -934,48 +829,48 @@ static void test_module_to_cuda_and_back(void) {
     ps = params_of(mlp);
     for (int i = 0; i < ps.n && i < MAX_PARAMS; i++)
         CU_ASSERT_EQUAL(ps.dev[i].type, NNM_DEVICE_CPU);
-    CHECK_STATUS(call1(mlp, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(mlp, x, &y), NNM_OK);
     CHECK_STATUS(nnm_tensor_to_f32(y, got, B * OUT), NNM_OK);
     CU_ASSERT_EQUAL(memcmp(got, want, sizeof got), 0);
     nnm_tensor_release(y);
     nnm_tensor_release(x);
     nnm_module_release(mlp);
-    const nnm_ctx_stats s1 = stats_now();
+    const nnm_ctx_stats s1 = tu_stats(g_ctx);
     CU_ASSERT_EQUAL(s1.live_tensors, s0.live_tensors);
     CU_ASSERT_EQUAL(s1.live_modules, s0.live_modules);
     CU_ASSERT_EQUAL(s1.bytes_in_use, s0.bytes_in_use);
 }
 
 static void test_steady_state_no_allocs(void) {
-    const nnm_ctx_stats s0 = stats_now();
+    const nnm_ctx_stats s0 = tu_stats(g_ctx);
     nnm_module *mlp = make_mlp(IN, HID, OUT);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mlp);
     CHECK_STATUS(nnm_module_to(mlp, CUDA0), NNM_OK);
     float xv[B * IN];
-    fill_rand(xv, B * IN);
+    tu_fill_rand(&g_rng, xv, B * IN);
     nnm_tensor *xg = cuda_tensor(2, (int64_t[]){B, IN}, xv, B * IN);
     CU_ASSERT_PTR_NOT_NULL_FATAL(xg);
     nnm_tensor *y = NULL;
     for (int i = 0; i < 3; i++) { /* warm the cache */
-        CHECK_STATUS(call1(mlp, xg, &y), NNM_OK);
+        CHECK_STATUS(tu_call1(mlp, xg, &y), NNM_OK);
         nnm_tensor_release(y);
     }
-    const nnm_ctx_stats w = stats_now();
+    const nnm_ctx_stats w = tu_stats(g_ctx);
     for (int i = 0; i < 50; i++) {
-        CHECK_STATUS(call1(mlp, xg, &y), NNM_OK);
+        CHECK_STATUS(tu_call1(mlp, xg, &y), NNM_OK);
         nnm_tensor_release(y);
     }
-    const nnm_ctx_stats s = stats_now();
+    const nnm_ctx_stats s = tu_stats(g_ctx);
     CU_ASSERT_EQUAL(s.heap_allocs, w.heap_allocs);
     CU_ASSERT_TRUE(s.cache_hits > w.cache_hits);
     CU_ASSERT_EQUAL(s.bytes_in_use, w.bytes_in_use);
     nnm_tensor_release(xg);
     nnm_module_release(mlp);
-    const nnm_ctx_stats e = stats_now();
+    const nnm_ctx_stats e = tu_stats(g_ctx);
     CU_ASSERT_EQUAL(e.live_tensors, s0.live_tensors);
     CU_ASSERT_EQUAL(e.live_modules, s0.live_modules);
     nnm_ctx_empty_cache(g_ctx); /* gives the cached device memory back */
-    CU_ASSERT_EQUAL(stats_now().bytes_cached, 0);
+    CU_ASSERT_EQUAL(tu_stats(g_ctx).bytes_cached, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -993,21 +888,21 @@ int main(void) {
     if (!have_device)
         printf("test_cuda: SKIPPED: %s\n", g_probe_msg);
 
-    if (CU_initialize_registry() != CUE_SUCCESS) {
-        nnm_ctx_free(g_ctx);
+    CU_pSuite s = tu_suite("cuda", NULL, NULL);
+    if (s == NULL) {
+        tu_ctx_free(&g_ctx);
         return 1;
     }
-    CU_pSuite s = CU_add_suite("cuda", NULL, NULL);
-    if (s == NULL)
-        goto fail;
     if (!have_device)
         CU_add_test(s, "no device: a clean failure", test_no_device_is_clean);
     if (NNM_TEST_HAVE_CUDA_PLUGIN)
         CU_add_test(s, "plugin descriptor, init and argument checks", test_plugin_direct);
     if (have_device) {
-        CU_pSuite c = CU_add_suite("cuda conformance", conformance_init, conformance_clean);
-        if (c == NULL)
-            goto fail;
+        CU_pSuite c = tu_suite("cuda conformance", conformance_init, conformance_clean);
+        if (c == NULL) {
+            tu_ctx_free(&g_ctx);
+            return 1;
+        }
         CU_add_test(c, "memory: alloc, free, memcpy", test_conf_memory);
         CU_add_test(c, "fill vs cpu", test_conf_fill);
         CU_add_test(c, "unary vs cpu", test_conf_unary);
@@ -1018,15 +913,7 @@ int main(void) {
         CU_add_test(c, "module_to cuda and back", test_module_to_cuda_and_back);
         CU_add_test(c, "steady state: no heap allocs", test_steady_state_no_allocs);
     }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    const unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
-                            CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    nnm_ctx_free(g_ctx);
-    return failed != 0 ? 1 : 0;
-fail:
-    CU_cleanup_registry();
-    nnm_ctx_free(g_ctx);
-    return 1;
+    const int rc = tu_run();
+    tu_ctx_free(&g_ctx);
+    return rc;
 }

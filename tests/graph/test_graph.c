@@ -15,132 +15,33 @@
  *
  * Every test checks that it leaves no live tensor or module behind.
  */
-#include <CUnit/Basic.h>
-
-#include <nnmod/nnmod.h>
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "test_util.h"
 
 #include "golden/graph_golden.h"
 
 static nnm_ctx *g_ctx;
+#define TU_CTX g_ctx
 
 static int suite_init(void) {
-    nnm_status st = nnm_ctx_new(NULL, &g_ctx);
-    if (st != NNM_OK) {
-        fprintf(stderr, "nnm_ctx_new: %s\n", nnm_status_name(st));
+    if (tu_ctx_new(&g_ctx) != 0)
         return 1;
-    }
-    st = nnm_plugin_load(g_ctx, NNM_GRAPH_FIXTURE_PLUGIN);
+    nnm_status st = nnm_plugin_load(g_ctx, NNM_GRAPH_FIXTURE_PLUGIN);
     if (st != NNM_OK) {
         fprintf(stderr, "loading %s: %s: %s\n", NNM_GRAPH_FIXTURE_PLUGIN, nnm_status_name(st),
                 nnm_ctx_errmsg(g_ctx));
-        nnm_ctx_free(g_ctx);
-        g_ctx = NULL;
+        tu_ctx_free(&g_ctx);
         return 1;
     }
     return 0;
 }
 
-static int suite_clean(void) {
-    nnm_ctx_free(g_ctx);
-    g_ctx = NULL;
-    return 0;
-}
+static int suite_clean(void) { return tu_ctx_free(&g_ctx); }
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef struct live_counts {
-    uint64_t tensors, modules;
-    int ok;
-} live_counts;
-
-static live_counts live_now(void) {
-    nnm_ctx_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    live_counts c = {0, 0, 0};
-    if (nnm_ctx_stats_get(g_ctx, &s) == NNM_OK) {
-        c.tensors = s.live_tensors;
-        c.modules = s.live_modules;
-        c.ok = 1;
-    }
-    return c;
-}
-
-#define LEAK_CHECK_BEGIN() const live_counts live_before_ = live_now()
-#define LEAK_CHECK_END()                                                                 \
-    do {                                                                                 \
-        live_counts after_ = live_now();                                                 \
-        CU_ASSERT_TRUE(live_before_.ok && after_.ok);                                    \
-        if (after_.tensors != live_before_.tensors || after_.modules != live_before_.modules) \
-            fprintf(stderr, "\n  %s:%d: %lld tensors, %lld modules leaked\n", __FILE__,    \
-                    __LINE__, (long long)(after_.tensors - live_before_.tensors),        \
-                    (long long)(after_.modules - live_before_.modules));                 \
-        CU_ASSERT_EQUAL(after_.tensors, live_before_.tensors);                           \
-        CU_ASSERT_EQUAL(after_.modules, live_before_.modules);                           \
-    } while (0)
-
-/* The status must be `want`; prints the context's message otherwise. */
-#define CHECK_STATUS(expr, want)                                                         \
-    do {                                                                                 \
-        nnm_status got_ = (expr);                                                        \
-        if (got_ != (want))                                                              \
-            fprintf(stderr, "\n  %s:%d: %s -> %s (want %s): %s\n", __FILE__, __LINE__,    \
-                    #expr, nnm_status_name(got_), nnm_status_name(want),                 \
-                    nnm_ctx_errmsg(g_ctx));                                              \
-        CU_ASSERT_EQUAL(got_, (want));                                                   \
-    } while (0)
-
-/* The status must be `want` and the context's message must contain `needle`. */
-#define CHECK_ERROR(expr, want, needle)                                                  \
-    do {                                                                                 \
-        nnm_status got_ = (expr);                                                        \
-        const char *msg_ = nnm_ctx_errmsg(g_ctx);                                        \
-        int has_ = msg_ != NULL && strstr(msg_, (needle)) != NULL;                       \
-        if (got_ != (want) || !has_)                                                     \
-            fprintf(stderr, "\n  %s:%d: %s -> %s (want %s containing \"%s\"): %s\n",      \
-                    __FILE__, __LINE__, #expr, nnm_status_name(got_),                    \
-                    nnm_status_name(want), (needle), msg_ ? msg_ : "(null)");            \
-        CU_ASSERT_EQUAL(got_, (want));                                                   \
-        CU_ASSERT_TRUE(has_);                                                            \
-    } while (0)
-
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-
-static nnm_tensor *tf32(int32_t ndim, const int64_t *shape, const float *data) {
-    nnm_tensor *t = NULL;
-    CHECK_STATUS(nnm_tensor_from_f32(g_ctx, ndim, shape, data, &t), NNM_OK);
-    return t;
-}
-
-/* Pointer to the elements of a contiguous f32 CPU tensor, or NULL. */
-static float *cpu_f32(nnm_tensor *t) {
-    const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
-    if (d == NULL || d->device.type != NNM_DEVICE_CPU || d->dtype.code != NNM_DTYPE_FLOAT ||
-        d->dtype.bits != 32)
-        return NULL;
-    int64_t st = 1;
-    for (int32_t i = d->ndim - 1; i >= 0; i--) {
-        if (d->shape[i] != 1 && d->strides[i] != st)
-            return NULL;
-        st *= d->shape[i];
-    }
-    return (float *)((char *)d->data + d->byte_offset);
-}
-
-static int write_f32(nnm_tensor *t, const float *data, size_t n) {
-    float *p = cpu_f32(t);
-    if (p == NULL || (size_t)nnm_tensor_numel(t) != n)
-        return 0;
-    memcpy(p, data, n * sizeof(float));
-    return 1;
-}
 
 /* Number of elements of `got` (a tensor of n elements) that differ from
  * want[] by more than 1e-5 (absolute) + 1e-5 (relative); -1 if unreadable. */
@@ -149,42 +50,24 @@ static int count_mismatch(const char *what, nnm_tensor *got, const float *want, 
         fprintf(stderr, "\n  %s: %s\n", what, got ? "wrong number of elements" : "NULL tensor");
         return -1;
     }
-    float *buf = malloc(n * sizeof *buf);
-    if (buf == NULL || nnm_tensor_to_f32(got, buf, n) != NNM_OK) {
-        free(buf);
-        return -1;
-    }
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)buf[i] - (double)want[i]);
-        if (!(d <= 1e-5 + 1e-5 * fabs((double)want[i]))) {
-            if (bad < 4)
-                fprintf(stderr, "\n  %s[%zu]: got %.9g want %.9g", what, i, (double)buf[i],
-                        (double)want[i]);
-            bad++;
-        }
-    }
+    float *buf = tu_read_f32(got, NULL);
+    int bad = buf != NULL ? tu_count_mismatch(what, buf, want, (int64_t)n, 1e-5, 1e-5, 0) : -1;
     free(buf);
     return bad;
 }
 
 #define CHECK_VALUES(what, t, want, n) CU_ASSERT_EQUAL(count_mismatch(what, t, want, n), 0)
 
+/* tu_module / tu_linear (no bias key), asserting that the module was made. */
 static nnm_module *mk_plain(const char *request) {
-    nnm_module *m = NULL;
-    CHECK_STATUS(nnm_module_create(g_ctx, request, NULL, &m), NNM_OK);
+    nnm_module *m = tu_module(g_ctx, request, NULL);
+    CU_ASSERT_PTR_NOT_NULL(m);
     return m;
 }
 
 static nnm_module *mk_linear(int64_t in, int64_t out) {
-    nnm_config *cfg = NULL;
-    nnm_module *m = NULL;
-    if (nnm_config_new(&cfg) != NNM_OK)
-        return NULL;
-    nnm_config_set_int(cfg, "in_features", in);
-    nnm_config_set_int(cfg, "out_features", out);
-    CHECK_STATUS(nnm_module_create(g_ctx, "linear", cfg, &m), NNM_OK);
-    nnm_config_free(cfg);
+    nnm_module *m = tu_linear(g_ctx, "linear", in, out, -1);
+    CU_ASSERT_PTR_NOT_NULL(m);
     return m;
 }
 
@@ -218,30 +101,13 @@ static void adopt(nnm_module *parent, const char *name, nnm_module *child) {
     nnm_module_release(child);
 }
 
-typedef struct param_list {
-    int n;
-    char names[16][64];
-    nnm_tensor *t[16];
-} param_list;
-
-static nnm_status collect_param(void *user, const char *name, nnm_tensor *t) {
-    param_list *l = user;
-    if (l->n >= 16)
-        return NNM_E_LIMIT;
-    snprintf(l->names[l->n], sizeof l->names[l->n], "%s", name);
-    l->t[l->n++] = t;
-    return NNM_OK;
-}
-
+/* The parameter `name` of m (one assertion, tu_params_of's), or NULL. */
 static nnm_tensor *param_of(nnm_module *m, const char *name) {
-    param_list l;
-    memset(&l, 0, sizeof l);
-    CHECK_STATUS(nnm_module_named_parameters(m, collect_param, &l), NNM_OK);
-    for (int i = 0; i < l.n; i++)
-        if (strcmp(l.names[i], name) == 0)
-            return l.t[i];
-    fprintf(stderr, "\n  no parameter '%s'\n", name);
-    return NULL;
+    tu_named l = tu_params_of(m);
+    nnm_tensor *t = tu_named_get(&l, name);
+    if (t == NULL)
+        fprintf(stderr, "\n  no parameter '%s'\n", name);
+    return t;
 }
 
 /* sum(t) as a new scalar tensor. */
@@ -278,13 +144,13 @@ static nnm_module *build_block(int reversed) {
     adopt(g, "fc1", mk_linear(GRAPH_GOLDEN_D, GRAPH_GOLDEN_H));
     adopt(g, "act1", mk_plain("relu"));
     CHECK_STATUS(nnm_module_finalize(g), NNM_OK);
-    CU_ASSERT_TRUE(write_f32(param_of(g, "fc1.weight"), graph_golden_fc1_w,
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "fc1.weight"), graph_golden_fc1_w,
                              N_OF(graph_golden_fc1_w)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "fc1.bias"), graph_golden_fc1_b,
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "fc1.bias"), graph_golden_fc1_b,
                              N_OF(graph_golden_fc1_b)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "fc2.weight"), graph_golden_fc2_w,
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "fc2.weight"), graph_golden_fc2_w,
                              N_OF(graph_golden_fc2_w)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "fc2.bias"), graph_golden_fc2_b,
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "fc2.bias"), graph_golden_fc2_b,
                              N_OF(graph_golden_fc2_b)));
     return g;
 }
@@ -295,8 +161,8 @@ static void check_block(int reversed) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     CHECK_STATUS(nnm_module_zero_grad(g), NNM_OK);
     const int64_t xshape[2] = {GRAPH_GOLDEN_BATCH, GRAPH_GOLDEN_D};
-    nnm_tensor *x = tf32(2, xshape, graph_golden_x);
-    nnm_tensor *c = tf32(2, xshape, graph_golden_c);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, xshape, graph_golden_x);
+    nnm_tensor *c = tu_tf32(g_ctx, 2, xshape, graph_golden_c);
     CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
 
     nnm_tensor *y = NULL;
@@ -341,9 +207,7 @@ static void test_residual_block_names_and_repr(void) {
     LEAK_CHECK_BEGIN();
     nnm_module *g = build_block(0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
-    param_list l;
-    memset(&l, 0, sizeof l);
-    CHECK_STATUS(nnm_module_named_parameters(g, collect_param, &l), NNM_OK);
+    tu_named l = tu_params_of(g);
     CU_ASSERT_EQUAL(l.n, 4);
     CU_ASSERT_PTR_NOT_NULL(param_of(g, "fc1.weight"));
     CU_ASSERT_PTR_NOT_NULL(param_of(g, "fc2.bias"));
@@ -392,7 +256,7 @@ static void test_multi_input_output(void) {
     CHECK_STATUS(nnm_module_finalize(g), NNM_OK);
     const int64_t shape[1] = {3};
     const float av[3] = {1, 2, 3}, bv[3] = {10, 20, 30};
-    nnm_tensor *in[2] = {tf32(1, shape, av), tf32(1, shape, bv)};
+    nnm_tensor *in[2] = {tu_tf32(g_ctx, 1, shape, av), tu_tf32(g_ctx, 1, shape, bv)};
     CHECK_STATUS(nnm_tensor_set_requires_grad(in[0], 1), NNM_OK);
     CHECK_STATUS(nnm_tensor_set_requires_grad(in[1], 1), NNM_OK);
     nnm_tensor *out[5] = {NULL};
@@ -447,7 +311,8 @@ static void test_output_is_graph_input(void) {
     /* no finalize: the first forward maps the children */
     const int64_t shape[1] = {2};
     const float xv[2] = {-1, 2}, yv[2] = {3, 4};
-    nnm_tensor *in[3] = {tf32(1, shape, xv), tf32(1, shape, yv), tf32(1, shape, yv)};
+    nnm_tensor *in[3] = {tu_tf32(g_ctx, 1, shape, xv), tu_tf32(g_ctx, 1, shape, yv),
+                         tu_tf32(g_ctx, 1, shape, yv)};
     nnm_tensor *out[4] = {NULL};
     CHECK_STATUS(nnm_module_call(g, in, 3, out, 4), NNM_OK);
     CU_ASSERT_PTR_EQUAL(out[0], in[1]);
@@ -474,7 +339,7 @@ static void test_forward_arity(void) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     adopt(g, "r", mk_plain("relu"));
     const int64_t shape[1] = {2};
-    nnm_tensor *in[2] = {tf32(1, shape, NULL), tf32(1, shape, NULL)};
+    nnm_tensor *in[2] = {tu_tf32(g_ctx, 1, shape, NULL), tu_tf32(g_ctx, 1, shape, NULL)};
     nnm_tensor *out[2] = {NULL, NULL};
     CHECK_ERROR(nnm_module_call(g, in, 2, out, 1), NNM_E_SHAPE,
                 "graph takes 1 input (config.inputs), got 2");
@@ -503,7 +368,7 @@ static nnm_status probe_live(void *user, nnm_module *m, nnm_tensor **in, uint32_
     (void)in;
     (void)n_in;
     live_probe *p = user;
-    p->seen = live_now().tensors;
+    p->seen = tu_live_now(g_ctx).tensors;
     p->calls++;
     return NNM_OK;
 }
@@ -526,15 +391,15 @@ static void test_intermediates_released_after_last_use(void) {
                  NNM_OK);
     const int64_t shape[1] = {4};
     const float xv[4] = {-1, 1, -2, 2};
-    nnm_tensor *x = tf32(1, shape, xv);
+    nnm_tensor *x = tu_tf32(g_ctx, 1, shape, xv);
     int was = nnm_grad_set_enabled(0); /* nothing kept for backward */
-    const uint64_t before = live_now().tensors;
+    const uint64_t before = tu_live_now(g_ctx).tensors;
     nnm_tensor *y = NULL;
     CHECK_STATUS(nnm_module_call(g, &x, 1, &y, 1), NNM_OK);
     nnm_grad_set_enabled(was);
     CU_ASSERT_EQUAL(probe.calls, 1);
     CU_ASSERT_EQUAL(probe.seen, before + 1);
-    CU_ASSERT_EQUAL(live_now().tensors, before + 1); /* y only */
+    CU_ASSERT_EQUAL(tu_live_now(g_ctx).tensors, before + 1); /* y only */
     const float want[4] = {0, 1, 0, 2};
     CHECK_VALUES("y", y, want, 4);
     nnm_tensor_release(y);
@@ -589,7 +454,7 @@ static void test_child_hooks_and_failures(void) {
                                                   NULL),
                  NNM_OK);
     const int64_t xshape[2] = {GRAPH_GOLDEN_BATCH, GRAPH_GOLDEN_D};
-    nnm_tensor *x = tf32(2, xshape, graph_golden_x);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, xshape, graph_golden_x);
     CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
     nnm_tensor *y = NULL;
     for (int i = 0; i < 2; i++) {
@@ -652,7 +517,7 @@ static void test_reentrant_forward(void) {
     adopt(g, "b", mk_plain("add"));
     const int64_t shape[1] = {2};
     const float xv[2] = {-1, 2}, want[2] = {-1, 4};
-    nnm_tensor *x = tf32(1, shape, xv);
+    nnm_tensor *x = tu_tf32(g_ctx, 1, shape, xv);
     reenter r = {g, x, NULL, NNM_E_STATE, 0};
     CHECK_STATUS(nnm_module_register_forward_pre_hook(nnm_module_get(g, "b"), call_graph_again,
                                                       &r, NULL),
@@ -792,7 +657,7 @@ static void test_create_corner_cases(void) {
     CHECK_STATUS(graph_new(NULL, -1, NULL, 0, outputs, 1, &g), NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     const int64_t shape[1] = {1};
-    nnm_tensor *x = tf32(1, shape, five);
+    nnm_tensor *x = tu_tf32(g_ctx, 1, shape, five);
     CHECK_STATUS(nnm_module_call(g, &x, 1, &y, 1), NNM_OK);
     CU_ASSERT_PTR_EQUAL(y, x);
     nnm_tensor_release(y);
@@ -820,7 +685,7 @@ static void test_finalize_missing_child(void) {
     /* Never finalized: the first forward finds the same mistake. */
     const int64_t shape[2] = {1, 2};
     const float xv[2] = {1, -1};
-    nnm_tensor *x = tf32(2, shape, xv);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, xv);
     nnm_tensor *y = NULL;
     CHECK_ERROR(nnm_module_call(g, &x, 1, &y, 1), NNM_E_INVALID,
                 "config.nodes[3]: no child module named 'conv9'");
@@ -858,7 +723,7 @@ static void test_finalize_extra_child(void) {
     CHECK_ERROR(nnm_module_finalize(g), NNM_E_INVALID, "child 'foo' is not a node of the graph");
     /* a forward after the child was added notices too */
     const int64_t shape[1] = {1};
-    nnm_tensor *x = tf32(1, shape, NULL);
+    nnm_tensor *x = tu_tf32(g_ctx, 1, shape, NULL);
     nnm_tensor *y = NULL;
     CHECK_ERROR(nnm_module_call(g, &x, 1, &y, 1), NNM_E_INVALID,
                 "child 'foo' is not a node of the graph");
@@ -919,7 +784,7 @@ static void test_finalize_arity(void) {
     adopt(g, "s", mk_plain("add"));
     const int64_t shape[1] = {2};
     const float xv[2] = {1, -2}, want[2] = {12, -24};
-    nnm_tensor *x = tf32(1, shape, xv);
+    nnm_tensor *x = tu_tf32(g_ctx, 1, shape, xv);
     nnm_tensor *y = NULL;
     CHECK_STATUS(nnm_module_call(g, &x, 1, &y, 1), NNM_OK);
     CHECK_VALUES("n:7 + n:3", y, want, 2);
@@ -1007,14 +872,14 @@ static nnm_module *build_descendants(void) {
     adopt(g, "enc", enc);
     adopt(g, "sum", mk_plain("add"));
     adopt(g, "heads", heads);
-    CU_ASSERT_TRUE(write_f32(param_of(g, "enc.0.weight"), desc_enc_w, N_OF(desc_enc_w)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "enc.0.bias"), desc_enc_b, N_OF(desc_enc_b)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "heads.0.weight"), desc_h0_w, N_OF(desc_h0_w)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "heads.0.bias"), desc_h0_b, N_OF(desc_h0_b)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "heads.1.weight"), desc_h1_w, N_OF(desc_h1_w)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "heads.1.bias"), desc_h1_b, N_OF(desc_h1_b)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "tasks.cls.weight"), desc_cls_w, N_OF(desc_cls_w)));
-    CU_ASSERT_TRUE(write_f32(param_of(g, "tasks.cls.bias"), desc_cls_b, N_OF(desc_cls_b)));
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "enc.0.weight"), desc_enc_w, N_OF(desc_enc_w)));
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "enc.0.bias"), desc_enc_b, N_OF(desc_enc_b)));
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "heads.0.weight"), desc_h0_w, N_OF(desc_h0_w)));
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "heads.0.bias"), desc_h0_b, N_OF(desc_h0_b)));
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "heads.1.weight"), desc_h1_w, N_OF(desc_h1_w)));
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "heads.1.bias"), desc_h1_b, N_OF(desc_h1_b)));
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "tasks.cls.weight"), desc_cls_w, N_OF(desc_cls_w)));
+    CU_ASSERT_TRUE(tu_write_f32(param_of(g, "tasks.cls.bias"), desc_cls_b, N_OF(desc_cls_b)));
     return g;
 }
 
@@ -1079,7 +944,7 @@ static void test_descendant_values(void) {
     CHECK_STATUS(nnm_module_zero_grad(g), NNM_OK);
     const desc_want w = desc_reference();
     const int64_t xshape[2] = {2, 2};
-    nnm_tensor *x = tf32(2, xshape, desc_x);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, xshape, desc_x);
     nnm_tensor *out[4] = {NULL};
     CHECK_STATUS(nnm_module_call(g, &x, 1, out, 4), NNM_OK);
     check_desc_outputs(out, &w);
@@ -1118,9 +983,7 @@ static void test_descendant_values(void) {
     nnm_grad_set_enabled(was);
 
     /* Parameter names are PyTorch's; the repr shows dotted outputs. */
-    param_list l;
-    memset(&l, 0, sizeof l);
-    CHECK_STATUS(nnm_module_named_parameters(g2, collect_param, &l), NNM_OK);
+    tu_named l = tu_params_of(g2);
     static const char *const want_names[] = {"tasks.cls.weight", "tasks.cls.bias",
                                              "enc.0.weight",     "enc.0.bias",
                                              "heads.0.weight",   "heads.0.bias",
@@ -1169,7 +1032,7 @@ static void test_descendant_hooks_and_failures(void) {
                  NNM_OK);
     const desc_want w = desc_reference();
     const int64_t xshape[2] = {2, 2};
-    nnm_tensor *x = tf32(2, xshape, desc_x);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, xshape, desc_x);
     CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
     nnm_tensor *out[4] = {NULL};
     for (int round = 0; round < 3; round++) {
@@ -1214,7 +1077,7 @@ static void test_descendant_hooks_and_failures(void) {
 static void test_descendant_errors(void) {
     LEAK_CHECK_BEGIN();
     const int64_t shape[2] = {1, 3};
-    nnm_tensor *x = tf32(2, shape, NULL);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, NULL);
     nnm_tensor *y = NULL;
 
     /* heads has 2 entries; the graph calls heads.2 */
@@ -1358,9 +1221,7 @@ static void test_module_list_and_dict(void) {
     CU_ASSERT_PTR_EQUAL(nnm_module_get(root, "layers.0"), l0);
     CU_ASSERT_PTR_EQUAL(nnm_module_get(root, "layers.1"), l1);
     CU_ASSERT_STRING_EQUAL(nnm_module_name(l1), "1");
-    param_list p;
-    memset(&p, 0, sizeof p);
-    CHECK_STATUS(nnm_module_named_parameters(root, collect_param, &p), NNM_OK);
+    tu_named p = tu_params_of(root);
     static const char *const want[] = {"layers.0.weight", "layers.0.bias", "layers.1.weight",
                                        "layers.1.bias",   "head.weight",   "head.bias"};
     CU_ASSERT_EQUAL_FATAL(p.n, (int)N_OF(want));
@@ -1369,7 +1230,7 @@ static void test_module_list_and_dict(void) {
 
     /* Neither container is callable; their children are. */
     const int64_t shape[2] = {1, 3};
-    nnm_tensor *x = tf32(2, shape, NULL);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, NULL);
     nnm_tensor *y = (nnm_tensor *)&y;
     CHECK_ERROR(nnm_module_call(list, &x, 1, &y, 1), NNM_E_UNSUPPORTED,
                 "module_list is not callable: call its children (torch.nn.ModuleList has no "
@@ -1401,7 +1262,8 @@ static void test_add(void) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(add);
     const int64_t s23[2] = {2, 3}, s3[1] = {3}, s1[1] = {1};
     const float av[6] = {1, 2, 3, 4, 5, 6}, bv[3] = {10, 20, 30}, cv[1] = {100};
-    nnm_tensor *in[3] = {tf32(2, s23, av), tf32(1, s3, bv), tf32(1, s1, cv)};
+    nnm_tensor *in[3] = {tu_tf32(g_ctx, 2, s23, av), tu_tf32(g_ctx, 1, s3, bv),
+                         tu_tf32(g_ctx, 1, s1, cv)};
     nnm_tensor *y = NULL;
     CHECK_STATUS(nnm_module_call(add, in, 3, &y, 1), NNM_OK);
     const float want[6] = {111, 122, 133, 114, 125, 136};
@@ -1416,7 +1278,7 @@ static void test_add(void) {
     CU_ASSERT_PTR_NULL(y);
     nnm_tensor *bad[2] = {in[0], NULL};
     const int64_t s4[1] = {4};
-    bad[1] = tf32(1, s4, NULL);
+    bad[1] = tu_tf32(g_ctx, 1, s4, NULL);
     CHECK_STATUS(nnm_module_call(add, bad, 2, &y, 1), NNM_E_SHAPE); /* [2, 3] + [4] */
     CU_ASSERT_PTR_NULL(y);
     nnm_tensor_release(bad[1]);
@@ -1585,13 +1447,9 @@ static void test_schema_declared(void) {
 /* ------------------------------------------------------------------------ */
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS)
+    CU_pSuite s = tu_suite("graph", suite_init, suite_clean);
+    if (s == NULL)
         return 2;
-    CU_pSuite s = CU_add_suite("graph", suite_init, suite_clean);
-    if (s == NULL) {
-        CU_cleanup_registry();
-        return 2;
-    }
     CU_add_test(s, "residual block vs PyTorch (forward, grads)", test_residual_block_golden);
     CU_add_test(s, "residual block listed backwards", test_residual_block_listed_backwards);
     CU_add_test(s, "parameter names and repr", test_residual_block_names_and_repr);
@@ -1613,27 +1471,18 @@ int main(void) {
                 test_descendant_hooks_and_failures);
     CU_add_test(s, "descendant nodes: finalize errors", test_descendant_errors);
 
-    CU_pSuite c = CU_add_suite("containers and add", suite_init, suite_clean);
-    if (c == NULL) {
-        CU_cleanup_registry();
+    CU_pSuite c = tu_suite("containers and add", suite_init, suite_clean);
+    if (c == NULL)
         return 2;
-    }
     CU_add_test(c, "module_list and module_dict", test_module_list_and_dict);
     CU_add_test(c, "add", test_add);
 
-    CU_pSuite k = CU_add_suite("config schemas", suite_init, suite_clean);
-    if (k == NULL) {
-        CU_cleanup_registry();
+    CU_pSuite k = tu_suite("config schemas", suite_init, suite_clean);
+    if (k == NULL)
         return 2;
-    }
     CU_add_test(k, "linear", test_schema_linear);
     CU_add_test(k, "other layers", test_schema_others);
     CU_add_test(k, "declared", test_schema_declared);
 
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
-                      CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return tu_run();
 }

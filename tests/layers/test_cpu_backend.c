@@ -7,17 +7,9 @@
  * reference, including strided, broadcast and transposed operands, and the
  * optimizer steps against torch.optim (tests/golden/optim_step_golden.h).
  */
-#include <CUnit/Basic.h>
-
-#include <nnmod/plugin.h>
+#include "test_util.h"
 
 #include <dlfcn.h>
-#include <math.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "golden/optim_step_golden.h"
 
@@ -29,54 +21,19 @@
 /* A minimal host                                                            */
 /* ------------------------------------------------------------------------ */
 
-static char g_msg[1024];
-static int g_n_errors;
-
-static nnm_status fake_set_error(nnm_env *env, nnm_status code, const char *fmt, ...) {
-    (void)env;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
-    va_end(ap);
-    g_n_errors++;
-    return code;
-}
-
-static nnm_host g_host;
-static nnm_env g_env;
+static tu_fake_host g_fake; /* pass &g_fake.env; g_fake.msg holds what the backend reported */
 static void *g_dl;
 static const nnm_backend_vtable *g_be;
 static void *g_state;
 
-static void reset_error(void) {
-    g_msg[0] = '\0';
-    g_n_errors = 0;
-}
-
 static int suite_init(void) {
-    memset(&g_host, 0, sizeof g_host);
-    g_host.struct_size = sizeof g_host;
-    g_host.abi_major = NNM_ABI_MAJOR;
-    g_host.abi_minor = NNM_ABI_MINOR;
-    g_host.set_error = fake_set_error;
-    g_env.struct_size = sizeof g_env;
-    g_env.host = &g_host;
+    tu_fake_host_init(&g_fake);
 
-    g_dl = dlopen(NNM_TEST_PLUGIN_DIR "/nnm_cpu.so", RTLD_NOW | RTLD_LOCAL);
-    if (g_dl == NULL) {
-        fprintf(stderr, "dlopen nnm_cpu.so: %s\n", dlerror());
-        return 1;
-    }
-    void *sym = dlsym(g_dl, NNM_PLUGIN_ENTRY_SYMBOL);
-    if (sym == NULL)
-        return 1;
-    nnm_plugin_entry_fn entry;
-    memcpy(&entry, &sym, sizeof entry); /* object pointer -> function pointer */
-    const nnm_plugin_desc *d = entry(NNM_ABI_MAJOR, NNM_ABI_MINOR);
+    const nnm_plugin_desc *d = tu_plugin_open(NNM_TEST_PLUGIN_DIR "/nnm_cpu.so", &g_dl);
     if (d == NULL || d->n_backends != 1 || d->backends == NULL)
         return 1;
     g_be = d->backends[0];
-    if (g_be->init(&g_env, &g_state) != NNM_OK)
+    if (g_be->init(&g_fake.env, &g_state) != NNM_OK)
         return 1;
     return 0;
 }
@@ -133,24 +90,7 @@ static int64_t dim_or1(const tview *v, int32_t d) {
     return d < v->d.ndim ? v->shape[d] : 1;
 }
 
-static uint32_t g_rng = 12345u;
-static float frand(void) { /* deterministic, in [-2, 2) */
-    g_rng = g_rng * 1664525u + 1013904223u;
-    return (float)((g_rng >> 8) & 0xffff) / 16384.0f - 2.0f;
-}
-
-static void fill_rand(float *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        p[i] = frand();
-}
-
-static int close_enough(double got, double want, double rtol, double atol) {
-    if (isnan(want))
-        return isnan(got);
-    if (isinf(want))
-        return got == want;
-    return fabs(got - want) <= atol + rtol * fabs(want);
-}
+static uint32_t g_rng = 12345u; /* tu_rand's state: the inputs are the same every run */
 
 /* ------------------------------------------------------------------------ */
 /* Handshake, memory                                                         */
@@ -194,50 +134,50 @@ static void test_alloc_free(void) {
     const size_t sizes[] = {0, 1, 3, 63, 64, 65, 1000, 4096, 100003};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         void *p = NULL;
-        reset_error();
-        CU_ASSERT_EQUAL_FATAL(g_be->alloc(&g_env, g_state, 0, sizes[i], &p), NNM_OK);
+        tu_fake_host_reset(&g_fake);
+        CU_ASSERT_EQUAL_FATAL(g_be->alloc(&g_fake.env, g_state, 0, sizes[i], &p), NNM_OK);
         CU_ASSERT_PTR_NOT_NULL_FATAL(p);
         CU_ASSERT_EQUAL((uintptr_t)p % 64u, 0);
         memset(p, 0xab, sizes[i]); /* ASan: the whole size is ours */
         g_be->free(g_state, 0, p);
     }
     void *a = NULL, *b = NULL; /* two 0-byte allocations are distinct */
-    CU_ASSERT_EQUAL(g_be->alloc(&g_env, g_state, 0, 0, &a), NNM_OK);
-    CU_ASSERT_EQUAL(g_be->alloc(&g_env, g_state, 0, 0, &b), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->alloc(&g_fake.env, g_state, 0, 0, &a), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->alloc(&g_fake.env, g_state, 0, 0, &b), NNM_OK);
     CU_ASSERT_PTR_NOT_EQUAL(a, b);
     g_be->free(g_state, 0, a);
     g_be->free(g_state, 0, b);
     g_be->free(g_state, 0, NULL); /* harmless */
 
     void *p = (void *)&p;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->alloc(&g_env, g_state, 1, 16, &p), NNM_E_DEVICE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->alloc(&g_fake.env, g_state, 1, 16, &p), NNM_E_DEVICE);
     CU_ASSERT_PTR_NULL(p);
-    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "device") != NULL);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->alloc(&g_env, g_state, 0, SIZE_MAX, &p), NNM_E_NOMEM);
+    CU_ASSERT_TRUE(g_fake.n_errors == 1 && strstr(g_fake.msg, "device") != NULL);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->alloc(&g_fake.env, g_state, 0, SIZE_MAX, &p), NNM_E_NOMEM);
     CU_ASSERT_PTR_NULL(p);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
 }
 
 static void test_memcpy(void) {
     const nnm_device cpu = {NNM_DEVICE_CPU, 0}, cuda = {NNM_DEVICE_CUDA, 0};
     float src[37], dst[37];
-    fill_rand(src, 37);
+    tu_fill_rand(&g_rng, src, 37);
     memset(dst, 0, sizeof dst);
-    CU_ASSERT_EQUAL(g_be->memcpy(&g_env, g_state, dst, cpu, src, cpu, sizeof src), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->memcpy(&g_fake.env, g_state, dst, cpu, src, cpu, sizeof src), NNM_OK);
     CU_ASSERT_EQUAL(memcmp(dst, src, sizeof src), 0);
-    CU_ASSERT_EQUAL(g_be->memcpy(&g_env, g_state, NULL, cpu, NULL, cpu, 0), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->memcpy(&g_fake.env, g_state, NULL, cpu, NULL, cpu, 0), NNM_OK);
 
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->memcpy(&g_env, g_state, dst, cuda, src, cpu, 4), NNM_E_DEVICE);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "CPU"));
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->memcpy(&g_env, g_state, dst, cpu, src, cuda, 4), NNM_E_DEVICE);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->memcpy(&g_env, g_state, NULL, cpu, src, cpu, 4), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->memcpy(&g_fake.env, g_state, dst, cuda, src, cpu, 4), NNM_E_DEVICE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "CPU"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->memcpy(&g_fake.env, g_state, dst, cpu, src, cuda, 4), NNM_E_DEVICE);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->memcpy(&g_fake.env, g_state, NULL, cpu, src, cpu, 4), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -252,7 +192,7 @@ static void test_fill(void) {
     for (int i = 0; i < 64; i++)
         buf[i] = -1.0f;
     tview_init(&v, buf, 2, (int64_t[]){3, 4}, NULL);
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, &v.d, 2.5), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, &v.d, 2.5), NNM_OK);
     for (int i = 0; i < 64; i++)
         CU_ASSERT_EQUAL(buf[i], i < 12 ? 2.5f : -1.0f);
 
@@ -261,7 +201,7 @@ static void test_fill(void) {
         buf[i] = -1.0f;
     tview_init(&v, buf, 2, (int64_t[]){3, 4}, (int64_t[]){10, 2});
     v.d.byte_offset = sizeof(float);
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, &v.d, 7.0), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, &v.d, 7.0), NNM_OK);
     for (int i = 0; i < 64; i++) {
         int k = i - 1;
         int hit = k >= 0 && k / 10 < 3 && k % 10 < 8 && k % 2 == 0;
@@ -271,37 +211,37 @@ static void test_fill(void) {
     /* 0-d scalar, and an empty tensor (data may be NULL) */
     buf[0] = 0.0f;
     tview_init(&v, buf, 0, NULL, NULL);
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, &v.d, -3.0), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, &v.d, -3.0), NNM_OK);
     CU_ASSERT_EQUAL(buf[0], -3.0f);
     tview_init(&v, NULL, 2, (int64_t[]){0, 5}, NULL);
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, &v.d, 1.0), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, &v.d, 1.0), NNM_OK);
 
     /* 8 dims, mostly size 1, one transposed pair */
     for (int i = 0; i < 64; i++)
         buf[i] = 0.0f;
     tview_init(&v, buf, 8, (int64_t[]){1, 2, 1, 3, 1, 1, 2, 1}, NULL);
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, &v.d, 4.0), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, &v.d, 4.0), NNM_OK);
     for (int i = 0; i < 64; i++)
         CU_ASSERT_EQUAL(buf[i], i < 12 ? 4.0f : 0.0f);
 
     /* errors */
     tview_init(&v, buf, 1, (int64_t[]){4}, NULL);
     v.d.dtype = (nnm_dtype){NNM_DTYPE_FLOAT, 64, 1};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, &v.d, 1.0), NNM_E_DTYPE);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "f32"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, &v.d, 1.0), NNM_E_DTYPE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "f32"));
     v.d.dtype = NNM_F32;
     v.d.device.type = NNM_DEVICE_CUDA;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, &v.d, 1.0), NNM_E_DEVICE);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, &v.d, 1.0), NNM_E_DEVICE);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
     v.d.device.type = NNM_DEVICE_CPU;
     v.d.ndim = NNM_MAX_DIMS + 1;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, &v.d, 1.0), NNM_E_LIMIT);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->fill(&g_env, g_state, NULL, 1.0), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, &v.d, 1.0), NNM_E_LIMIT);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->fill(&g_fake.env, g_state, NULL, 1.0), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -317,9 +257,9 @@ static void check_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float al
     float *b = malloc(sizeof(float) * (size_t)(b_rows * ldb + 1));
     float *c = malloc(sizeof(float) * (size_t)(m * ldc + 1));
     double *want = malloc(sizeof(double) * (size_t)(m * n + 1));
-    fill_rand(a, (size_t)(a_rows * lda));
-    fill_rand(b, (size_t)(b_rows * ldb));
-    fill_rand(c, (size_t)(m * ldc));
+    tu_fill_rand(&g_rng, a, (size_t)(a_rows * lda));
+    tu_fill_rand(&g_rng, b, (size_t)(b_rows * ldb));
+    tu_fill_rand(&g_rng, c, (size_t)(m * ldc));
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             double acc = 0.0;
@@ -331,12 +271,12 @@ static void check_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float al
             want[i * n + j] = alpha * acc + (beta == 0.0f ? 0.0 : beta * (double)c[i * ldc + j]);
         }
     nnm_gemm_args g = {sizeof g, ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_OK);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_OK);
     int bad = 0;
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++)
-            if (!close_enough(c[i * ldc + j], want[i * n + j], 1e-5, 1e-4 * (double)(k + 1)))
+            if (!tu_match(c[i * ldc + j], want[i * n + j], 1e-5, 1e-4 * (double)(k + 1)))
                 bad++;
     CU_ASSERT_EQUAL(bad, 0);
     if (bad)
@@ -361,60 +301,60 @@ static void test_gemm(void) {
 
 static void test_gemm_edges(void) {
     float a[16], b[16], c[16];
-    fill_rand(a, 16);
-    fill_rand(b, 16);
+    tu_fill_rand(&g_rng, a, 16);
+    tu_fill_rand(&g_rng, b, 16);
     for (int i = 0; i < 16; i++)
         c[i] = 3.0f;
 
     /* m = 0 and n = 0: nothing happens, NULL pointers allowed */
     nnm_gemm_args g = {sizeof g, 0, 0, 0, 4, 4, 1.0f, 0.0f, NULL, 4, NULL, 4, NULL, 4};
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_OK);
     g = (nnm_gemm_args){sizeof g, 0, 0, 4, 0, 4, 1.0f, 0.0f, a, 4, b, 1, c, 1};
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_OK);
     for (int i = 0; i < 16; i++)
         CU_ASSERT_EQUAL(c[i], 3.0f);
 
     /* k = 0: the product is zero, so C = beta * C */
     g = (nnm_gemm_args){sizeof g, 0, 0, 2, 4, 0, 1.0f, 0.5f, NULL, 1, NULL, 4, c, 4};
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_OK);
     for (int i = 0; i < 16; i++)
         CU_ASSERT_EQUAL(c[i], i < 8 ? 1.5f : 3.0f);
     c[0] = NAN;
     g.beta = 0.0f;
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_OK);
     for (int i = 0; i < 16; i++)
         CU_ASSERT_EQUAL(c[i], i < 8 ? 0.0f : 3.0f);
 
     /* invalid arguments */
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, NULL), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
     g = (nnm_gemm_args){sizeof g, 0, 0, 2, 2, 2, 1.0f, 0.0f, a, 2, b, 2, c, 1};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_E_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "ldc"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "ldc"));
     g.ldc = 2;
     g.lda = 1;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_E_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "lda"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "lda"));
     g.lda = 2;
     g.trans_b = 1;
     g.k = 3; /* B^T stored n x k: ldb must be >= 3 */
     g.lda = 3;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_E_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "ldb"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "ldb"));
     g = (nnm_gemm_args){sizeof g, 0, 0, 2, 2, 2, 1.0f, 0.0f, NULL, 2, b, 2, c, 2};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_E_INVALID);
     g = (nnm_gemm_args){sizeof g, 0, 0, -1, 2, 2, 1.0f, 0.0f, a, 2, b, 2, c, 2};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_E_SHAPE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_E_SHAPE);
     g = (nnm_gemm_args){8, 0, 0, 2, 2, 2, 1.0f, 0.0f, a, 2, b, 2, c, 2};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->gemm(&g_env, g_state, &g), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -436,11 +376,11 @@ static double ref_binary(int op, double x, double y) {
 /* Runs op over views of at most 3 dims and compares with the reference. */
 static void check_binary(int op, const tview *a, const tview *b, const tview *out) {
     nnm_binary_args args = {sizeof args, op, &a->d, &b->d, &out->d};
-    reset_error();
-    nnm_status st = g_be->binary(&g_env, g_state, &args);
+    tu_fake_host_reset(&g_fake);
+    nnm_status st = g_be->binary(&g_fake.env, g_state, &args);
     CU_ASSERT_EQUAL(st, NNM_OK);
     if (st != NNM_OK) {
-        fprintf(stderr, "binary op %d: %s\n", op, g_msg);
+        fprintf(stderr, "binary op %d: %s\n", op, g_fake.msg);
         return;
     }
     int bad = 0;
@@ -449,7 +389,7 @@ static void check_binary(int op, const tview *a, const tview *b, const tview *ou
             for (int64_t k = 0; k < dim_or1(out, 2); k++) {
                 /* broadcast dims of a/b have stride 0, so at3 reads the right element */
                 double want = ref_binary(op, *at3(a, i, j, k), *at3(b, i, j, k));
-                if (!close_enough(*at3(out, i, j, k), want, 1e-6, 1e-7))
+                if (!tu_match(*at3(out, i, j, k), want, 1e-6, 1e-7))
                     bad++;
             }
     CU_ASSERT_EQUAL(bad, 0);
@@ -459,8 +399,8 @@ static void check_binary(int op, const tview *a, const tview *b, const tview *ou
 
 static void test_binary_contiguous(void) {
     float a[60], b[60], o[60];
-    fill_rand(a, 60);
-    fill_rand(b, 60);
+    tu_fill_rand(&g_rng, a, 60);
+    tu_fill_rand(&g_rng, b, 60);
     for (int i = 0; i < 60; i++)
         if (fabsf(b[i]) < 0.1f)
             b[i] = 0.5f; /* keep DIV tame */
@@ -491,15 +431,15 @@ static void test_binary_contiguous(void) {
     tview_init(&va, x, 1, (int64_t[]){8}, NULL);
     tview_init(&vb, y, 1, (int64_t[]){8}, NULL);
     nnm_binary_args args = {sizeof args, NNM_BINARY_ADD, &va.d, &vb.d, &va.d};
-    CU_ASSERT_EQUAL(g_be->binary(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->binary(&g_fake.env, g_state, &args), NNM_OK);
     for (int i = 0; i < 8; i++)
         CU_ASSERT_EQUAL(x[i], 10.0f + (float)i);
 }
 
 static void test_binary_broadcast(void) {
     float a[60], b[60], o[60];
-    fill_rand(a, 60);
-    fill_rand(b, 60);
+    tu_fill_rand(&g_rng, a, 60);
+    tu_fill_rand(&g_rng, b, 60);
     for (int i = 0; i < 60; i++)
         if (fabsf(b[i]) < 0.1f)
             b[i] = -0.5f;
@@ -561,31 +501,31 @@ static void test_binary_errors(void) {
     tview_init(&vb, b, 1, (int64_t[]){4}, NULL);
     tview_init(&vo, o, 1, (int64_t[]){8}, NULL);
     nnm_binary_args args = {sizeof args, NNM_BINARY_ADD, &va.d, &vb.d, &vo.d};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->binary(&g_env, g_state, &args), NNM_E_SHAPE);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->binary(&g_fake.env, g_state, &args), NNM_E_SHAPE);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
 
     tview_init(&vb, b, 2, (int64_t[]){2, 4}, NULL);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->binary(&g_env, g_state, &args), NNM_E_SHAPE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->binary(&g_fake.env, g_state, &args), NNM_E_SHAPE);
 
     tview_init(&vb, b, 1, (int64_t[]){8}, NULL);
     vb.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 32, 1};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->binary(&g_env, g_state, &args), NNM_E_DTYPE);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "f32"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->binary(&g_fake.env, g_state, &args), NNM_E_DTYPE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "f32"));
     vb.d.dtype = NNM_F32;
 
     args.op = 42;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->binary(&g_env, g_state, &args), NNM_E_UNSUPPORTED);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->binary(&g_fake.env, g_state, &args), NNM_E_UNSUPPORTED);
     args.op = NNM_BINARY_ADD;
     args.a = NULL;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->binary(&g_env, g_state, &args), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->binary(&g_env, g_state, NULL), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->binary(&g_fake.env, g_state, &args), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->binary(&g_fake.env, g_state, NULL), NNM_E_INVALID);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -612,11 +552,11 @@ static double ref_unary(int op, double x, double alpha) {
 
 static void check_unary(int op, double alpha, const tview *x, const tview *out) {
     nnm_unary_args args = {sizeof args, op, alpha, &x->d, &out->d};
-    reset_error();
-    nnm_status st = g_be->unary(&g_env, g_state, &args);
+    tu_fake_host_reset(&g_fake);
+    nnm_status st = g_be->unary(&g_fake.env, g_state, &args);
     CU_ASSERT_EQUAL(st, NNM_OK);
     if (st != NNM_OK) {
-        fprintf(stderr, "unary op %d: %s\n", op, g_msg);
+        fprintf(stderr, "unary op %d: %s\n", op, g_fake.msg);
         return;
     }
     int bad = 0;
@@ -624,7 +564,7 @@ static void check_unary(int op, double alpha, const tview *x, const tview *out) 
         for (int64_t j = 0; j < dim_or1(out, 1); j++)
             for (int64_t k = 0; k < dim_or1(out, 2); k++) {
                 double want = ref_unary(op, *at3(x, i, j, k), alpha);
-                if (!close_enough(*at3(out, i, j, k), want, 2e-6, 1e-7))
+                if (!tu_match(*at3(out, i, j, k), want, 2e-6, 1e-7))
                     bad++;
             }
     CU_ASSERT_EQUAL(bad, 0);
@@ -634,7 +574,7 @@ static void check_unary(int op, double alpha, const tview *x, const tview *out) 
 
 static void test_unary(void) {
     float x[60], o[60];
-    fill_rand(x, 60);
+    tu_fill_rand(&g_rng, x, 60);
     x[0] = 0.0f;
     x[1] = -0.0f;
     x[2] = NAN;
@@ -664,25 +604,25 @@ static void test_unary(void) {
     tview_init(&vx, x + 5, 1, (int64_t[]){1}, NULL);
     tview_init(&vo, o, 1, (int64_t[]){1}, NULL);
     nnm_unary_args args = {sizeof args, NNM_UNARY_SIGMOID, 0.0, &vx.d, &vo.d};
-    CU_ASSERT_EQUAL(g_be->unary(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->unary(&g_fake.env, g_state, &args), NNM_OK);
     CU_ASSERT_TRUE(o[0] >= 0.0f && o[0] < 1e-30f);
 
     /* errors */
     tview_init(&vx, x, 1, (int64_t[]){6}, NULL);
     tview_init(&vo, o, 1, (int64_t[]){5}, NULL);
     args = (nnm_unary_args){sizeof args, NNM_UNARY_EXP, 0.0, &vx.d, &vo.d};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->unary(&g_env, g_state, &args), NNM_E_SHAPE);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->unary(&g_fake.env, g_state, &args), NNM_E_SHAPE);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
     tview_init(&vo, o, 1, (int64_t[]){6}, NULL);
     vo.d.dtype = (nnm_dtype){NNM_DTYPE_BFLOAT, 16, 1};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->unary(&g_env, g_state, &args), NNM_E_DTYPE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->unary(&g_fake.env, g_state, &args), NNM_E_DTYPE);
     vo.d.dtype = NNM_F32;
     args.op = -1;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->unary(&g_env, g_state, &args), NNM_E_UNSUPPORTED);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->unary(&g_fake.env, g_state, &args), NNM_E_UNSUPPORTED);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -713,11 +653,11 @@ static int check_reduce(int op, double alpha, const tview *x, const int64_t *osh
     for (int64_t i = 0; i < n_out; i++)
         obuf[i] = -12345.0f;
     nnm_reduce_args args = {sizeof args, op, alpha, &x->d, &vo.d};
-    reset_error();
-    nnm_status st = g_be->reduce(&g_env, g_state, &args);
+    tu_fake_host_reset(&g_fake);
+    nnm_status st = g_be->reduce(&g_fake.env, g_state, &args);
     CU_ASSERT_EQUAL(st, NNM_OK);
     if (st != NNM_OK) {
-        fprintf(stderr, "reduce op %d: %s\n", op, g_msg);
+        fprintf(stderr, "reduce op %d: %s\n", op, g_fake.msg);
         return -1;
     }
     /* reference: walk every element of x, accumulate into its output slot */
@@ -748,7 +688,7 @@ static int check_reduce(int op, double alpha, const tview *x, const int64_t *osh
     for (int64_t i = 0; i < n_out; i++) {
         double want = op == NNM_REDUCE_MEAN ? acc[i] / (double)cnt[i] : acc[i];
         want *= alpha;
-        if (!close_enough(obuf[i], want, rtol, 1e-6))
+        if (!tu_match(obuf[i], want, rtol, 1e-6))
             bad++;
     }
     if (bad)
@@ -761,7 +701,7 @@ static int check_reduce(int op, double alpha, const tview *x, const int64_t *osh
 
 static void test_reduce(void) {
     static float x[4096], o[1024]; /* o: the largest output is [1, 1000] */
-    fill_rand(x, 4096);
+    tu_fill_rand(&g_rng, x, 4096);
     tview vx;
     for (int op = NNM_REDUCE_SUM; op <= NNM_REDUCE_MIN; op++) {
         const double alpha = op == NNM_REDUCE_MEAN ? 1.0 : -0.5;
@@ -832,61 +772,61 @@ static void test_reduce(void) {
 
 static void test_reduce_empty_and_errors(void) {
     float x[16] = {0}, o[16];
-    fill_rand(x, 16);
+    tu_fill_rand(&g_rng, x, 16);
     tview vx, vo;
     /* [0,3] -> [1,3]: sum 0, mean NaN, max/min an error (torch) */
     tview_init(&vx, NULL, 2, (int64_t[]){0, 3}, NULL);
     tview_init(&vo, o, 2, (int64_t[]){1, 3}, NULL);
     nnm_reduce_args args = {sizeof args, NNM_REDUCE_SUM, 2.0, &vx.d, &vo.d};
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_OK);
     CU_ASSERT_TRUE(o[0] == 0.0f && o[1] == 0.0f && o[2] == 0.0f);
     args.op = NNM_REDUCE_MEAN;
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_OK);
     CU_ASSERT_TRUE(isnan(o[0]) && isnan(o[1]) && isnan(o[2]));
     for (int op = NNM_REDUCE_MAX; op <= NNM_REDUCE_MIN; op++) {
         args.op = op;
-        reset_error();
-        CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_SHAPE);
-        CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "zero elements") != NULL);
+        tu_fake_host_reset(&g_fake);
+        CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_E_SHAPE);
+        CU_ASSERT_TRUE(g_fake.n_errors == 1 && strstr(g_fake.msg, "zero elements") != NULL);
     }
     /* [3,0] -> [3,0]: an empty output is fine even for max; [0,3] -> [0,1] too */
     tview_init(&vx, NULL, 2, (int64_t[]){3, 0}, NULL);
     tview_init(&vo, NULL, 2, (int64_t[]){3, 0}, NULL);
     args.op = NNM_REDUCE_MAX;
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_OK);
     tview_init(&vx, NULL, 2, (int64_t[]){0, 3}, NULL);
     tview_init(&vo, NULL, 2, (int64_t[]){0, 1}, NULL);
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_OK);
 
     /* errors: a size that is neither x's nor 1, ndim, non-contiguous out, dtype, op */
     tview_init(&vx, x, 2, (int64_t[]){4, 4}, NULL);
     tview_init(&vo, o, 2, (int64_t[]){2, 4}, NULL);
     args = (nnm_reduce_args){sizeof args, NNM_REDUCE_SUM, 1.0, &vx.d, &vo.d};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_SHAPE);
-    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "dim 0") != NULL);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_E_SHAPE);
+    CU_ASSERT_TRUE(g_fake.n_errors == 1 && strstr(g_fake.msg, "dim 0") != NULL);
     tview_init(&vo, o, 1, (int64_t[]){4}, NULL);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_SHAPE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_E_SHAPE);
     tview_init(&vo, o, 2, (int64_t[]){4, 1}, (int64_t[]){2, 1});
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "contiguous"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "contiguous"));
     tview_init(&vo, o, 2, (int64_t[]){4, 1}, NULL);
     vx.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_DTYPE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_E_DTYPE);
     vx.d.dtype = NNM_F32;
     args.op = 4;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_UNSUPPORTED);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_E_UNSUPPORTED);
     args.op = NNM_REDUCE_SUM;
     args.struct_size = 8;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, &args), NNM_E_INVALID);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->reduce(&g_env, g_state, NULL), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, &args), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->reduce(&g_fake.env, g_state, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -905,7 +845,7 @@ static int check_log_softmax(const float *x, int64_t rows, int64_t c, const floa
             s += exp((double)xr[j] - m);
         for (int64_t j = 0; j < c; j++) {
             const double want = (double)xr[j] - m - log(s);
-            if (!close_enough(out[r * c + j], want, 1e-6, 1e-6))
+            if (!tu_match(out[r * c + j], want, 1e-6, 1e-6))
                 bad++;
         }
     }
@@ -914,7 +854,7 @@ static int check_log_softmax(const float *x, int64_t rows, int64_t c, const floa
 
 static void test_log_softmax(void) {
     float x[256], xc[256], o[256];
-    fill_rand(x, 256);
+    tu_fill_rand(&g_rng, x, 256);
     /* large values: a naive exp would overflow */
     for (int j = 0; j < 7; j++) {
         x[7 + j] = 1000.0f + (float)j;
@@ -930,8 +870,8 @@ static void test_log_softmax(void) {
         tview_init(&vx, x, ndims[k], shapes[k], NULL);
         tview_init(&vo, o, ndims[k], shapes[k], NULL);
         nnm_log_softmax_args args = {sizeof args, 0, &vx.d, &vo.d};
-        reset_error();
-        CU_ASSERT_EQUAL_FATAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+        tu_fake_host_reset(&g_fake);
+        CU_ASSERT_EQUAL_FATAL(g_be->log_softmax(&g_fake.env, g_state, &args), NNM_OK);
         const int64_t c = shapes[k][ndims[k] - 1];
         int64_t n = 1;
         for (int32_t d = 0; d < ndims[k]; d++)
@@ -951,38 +891,38 @@ static void test_log_softmax(void) {
     tview_init(&vo, o, 1, (int64_t[]){9}, NULL);
     vx.d.byte_offset = 2 * sizeof(float);
     nnm_log_softmax_args args = {sizeof args, 0, &vx.d, &vo.d};
-    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_fake.env, g_state, &args), NNM_OK);
     CU_ASSERT_EQUAL(check_log_softmax(x + 2, 1, 9, o), 0);
     tview_init(&vx, x, 0, NULL, NULL);
     tview_init(&vo, o, 0, NULL, NULL);
-    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_fake.env, g_state, &args), NNM_OK);
     CU_ASSERT_EQUAL(o[0], 0.0f);
     tview_init(&vx, x, 2, (int64_t[]){12, 21}, NULL);
     args.out = &vx.d;
-    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_fake.env, g_state, &args), NNM_OK);
     CU_ASSERT_EQUAL(check_log_softmax(xc, 12, 21, x), 0);
     /* empty last dim */
     tview_init(&vx, NULL, 2, (int64_t[]){3, 0}, NULL);
     tview_init(&vo, NULL, 2, (int64_t[]){3, 0}, NULL);
     args = (nnm_log_softmax_args){sizeof args, 0, &vx.d, &vo.d};
-    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_fake.env, g_state, &args), NNM_OK);
 
     /* errors: shape mismatch, non-contiguous, dtype */
     tview_init(&vx, x, 2, (int64_t[]){4, 5}, NULL);
     tview_init(&vo, o, 2, (int64_t[]){5, 4}, NULL);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_E_SHAPE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_fake.env, g_state, &args), NNM_E_SHAPE);
     tview_init(&vo, o, 2, (int64_t[]){4, 5}, NULL);
     tview_init(&vx, x, 2, (int64_t[]){4, 5}, (int64_t[]){1, 4});
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_E_INVALID);
-    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "contiguous") != NULL);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_fake.env, g_state, &args), NNM_E_INVALID);
+    CU_ASSERT_TRUE(g_fake.n_errors == 1 && strstr(g_fake.msg, "contiguous") != NULL);
     tview_init(&vx, x, 2, (int64_t[]){4, 5}, NULL);
     vo.d.dtype = (nnm_dtype){NNM_DTYPE_FLOAT, 64, 1};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, &args), NNM_E_DTYPE);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->log_softmax(&g_env, g_state, NULL), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_fake.env, g_state, &args), NNM_E_DTYPE);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->log_softmax(&g_fake.env, g_state, NULL), NNM_E_INVALID);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1011,22 +951,22 @@ static void run_nll(const tview *lp, const tview *tg, int64_t ignore, double e, 
     tview_init(&vo, out, 1, (int64_t[]){n}, NULL);
     tview_init(&vc, count, 1, (int64_t[]){1}, NULL);
     nnm_nll_args a = {sizeof a, 0, ignore, e, &lp->d, &tg->d, &vo.d, count ? &vc.d : NULL};
-    reset_error();
-    const nnm_status st = g_be->nll(&g_env, g_state, &a);
+    tu_fake_host_reset(&g_fake);
+    const nnm_status st = g_be->nll(&g_fake.env, g_state, &a);
     CU_ASSERT_EQUAL(st, want);
     if (st != want)
-        fprintf(stderr, "nll: got %d, want %d: %s\n", (int)st, (int)want, g_msg);
+        fprintf(stderr, "nll: got %d, want %d: %s\n", (int)st, (int)want, g_fake.msg);
 }
 
 static void test_nll(void) {
     enum { N = 6, C = 5 };
     float x[N * C], lp[N * C], out[N], count = -1.0f;
-    fill_rand(x, N * C);
+    tu_fill_rand(&g_rng, x, N * C);
     tview vx, vlp, vt;
     tview_init(&vx, x, 2, (int64_t[]){N, C}, NULL);
     tview_init(&vlp, lp, 2, (int64_t[]){N, C}, NULL);
     nnm_log_softmax_args ls = {sizeof ls, 0, &vx.d, &vlp.d};
-    CU_ASSERT_EQUAL_FATAL(g_be->log_softmax(&g_env, g_state, &ls), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(g_be->log_softmax(&g_fake.env, g_state, &ls), NNM_OK);
 
     /* targets at stride 2 in an i64 buffer; ignore_index -100, then 2 (a valid class,
      * rows 1 and 4) */
@@ -1045,7 +985,7 @@ static void test_nll(void) {
             for (int i = 0; i < N; i++) {
                 const int64_t t = tbuf[2 * i];
                 kept += t != ignores[k];
-                if (!close_enough(out[i], ref_nll(lp + i * C, C, t, ignores[k], smooth[s]), 1e-6,
+                if (!tu_match(out[i], ref_nll(lp + i * C, C, t, ignores[k], smooth[s]), 1e-6,
                                   1e-7))
                     bad++;
             }
@@ -1077,12 +1017,12 @@ static void test_nll(void) {
         out[i] = 777.0f;
     count = -1.0f;
     run_nll(&vlp, &vt, -100, 0.0, out, &count, NNM_E_INVALID);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "nll: target 7 at row 2 is outside [0, 5)"));
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "nll: target 7 at row 2 is outside [0, 5)"));
     CU_ASSERT_TRUE(out[0] == 777.0f && out[5] == 777.0f && count == -1.0f);
     tb[2] = -1;
     run_nll(&vlp, &vt, -100, 0.0, out, NULL, NNM_E_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "target -1 at row 2"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "target -1 at row 2"));
     tb[2] = 7;
     run_nll(&vlp, &vt, 7, 0.0, out, NULL, NNM_OK); /* out of range but ignored: fine */
     CU_ASSERT_EQUAL(out[2], 0.0f);
@@ -1091,7 +1031,7 @@ static void test_nll(void) {
     /* wrong dtypes and shapes */
     vt.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 32, 1};
     run_nll(&vlp, &vt, -100, 0.0, out, NULL, NNM_E_DTYPE);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "i64"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "i64"));
     vt.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
     vlp.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
     run_nll(&vlp, &vt, -100, 0.0, out, NULL, NNM_E_DTYPE);
@@ -1104,16 +1044,16 @@ static void test_nll(void) {
     tview_init(&vlp2, lp, 2, (int64_t[]){N, C}, (int64_t[]){1, N}); /* transposed */
     run_nll(&vlp2, &vt, -100, 0.0, out, NULL, NNM_E_INVALID);
     run_nll(&vlp, &vt, -100, 1.5, out, NULL, NNM_E_INVALID); /* smoothing outside [0, 1] */
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "label_smoothing"));
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->nll(&g_env, g_state, NULL), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "label_smoothing"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->nll(&g_fake.env, g_state, NULL), NNM_E_INVALID);
 }
 
 static void test_nll_backward(void) {
     enum { N = 5, C = 4 };
     float lp[N * C], gl[N * C], g[2 * N];
-    fill_rand(lp, N * C);
-    fill_rand(g, 2 * N);
+    tu_fill_rand(&g_rng, lp, N * C);
+    tu_fill_rand(&g_rng, g, 2 * N);
     int64_t tb[N] = {3, -100, 0, 2, 1};
     tview vg, vt, vgl, vlp;
     tview_init(&vg, g, 1, (int64_t[]){N}, (int64_t[]){2}); /* strided grad */
@@ -1126,15 +1066,15 @@ static void test_nll_backward(void) {
         for (int i = 0; i < N * C; i++)
             gl[i] = 777.0f;
         nnm_nll_backward_args a = {sizeof a, 0, -100, e, &vg.d, &vt.d, &vgl.d};
-        reset_error();
-        CU_ASSERT_EQUAL_FATAL(g_be->nll_backward(&g_env, g_state, &a), NNM_OK);
+        tu_fake_host_reset(&g_fake);
+        CU_ASSERT_EQUAL_FATAL(g_be->nll_backward(&g_fake.env, g_state, &a), NNM_OK);
         int bad = 0;
         for (int i = 0; i < N; i++)
             for (int c = 0; c < C; c++) {
                 const double want = tb[i] == -100 ? 0.0
                                                   : (double)g[2 * i] *
                                                         (-(1.0 - e) * (c == tb[i]) - e / C);
-                if (!close_enough(gl[i * C + c], want, 1e-6, 1e-7))
+                if (!tu_match(gl[i * C + c], want, 1e-6, 1e-7))
                     bad++;
             }
         CU_ASSERT_EQUAL(bad, 0);
@@ -1153,7 +1093,7 @@ static void test_nll_backward(void) {
             double fd = 0.0;
             for (int i = 0; i < N; i++)
                 fd += (double)g[2 * i] * ((double)out_p[i] - (double)out_m[i]) / (2.0 * h);
-            if (!close_enough(gl[k], fd, 1e-4, 1e-5))
+            if (!tu_match(gl[k], fd, 1e-4, 1e-5))
                 bad++;
         }
         CU_ASSERT_EQUAL(bad, 0);
@@ -1162,16 +1102,16 @@ static void test_nll_backward(void) {
     /* an out-of-range target; a grad of the wrong length */
     tb[4] = 4;
     nnm_nll_backward_args a = {sizeof a, 0, -100, 0.0, &vg.d, &vt.d, &vgl.d};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->nll_backward(&g_env, g_state, &a), NNM_E_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "target 4 at row 4 is outside [0, 4)"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->nll_backward(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "target 4 at row 4 is outside [0, 4)"));
     tb[4] = 1;
     tview_init(&vg, g, 1, (int64_t[]){N + 1}, NULL);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->nll_backward(&g_env, g_state, &a), NNM_E_SHAPE);
-    CU_ASSERT_EQUAL(g_n_errors, 1);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->nll_backward(&g_env, g_state, NULL), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->nll_backward(&g_fake.env, g_state, &a), NNM_E_SHAPE);
+    CU_ASSERT_EQUAL(g_fake.n_errors, 1);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->nll_backward(&g_fake.env, g_state, NULL), NNM_E_INVALID);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1196,9 +1136,9 @@ static void test_sgd_vs_reference(void) {
     for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
         float p[OPT_N], buf[OPT_N], g[OPT_STEPS][OPT_N];
         double rp[OPT_N], rb[OPT_N];
-        fill_rand(p, OPT_N);
+        tu_fill_rand(&g_rng, p, OPT_N);
         for (int s = 0; s < OPT_STEPS; s++)
-            fill_rand(g[s], OPT_N);
+            tu_fill_rand(&g_rng, g[s], OPT_N);
         for (int i = 0; i < OPT_N; i++)
             rp[i] = p[i];
         double worst = 0.0;
@@ -1206,8 +1146,8 @@ static void test_sgd_vs_reference(void) {
             nnm_sgd_args a = {sizeof a, cfg[k].nesterov, s == 0, 0, OPT_N, p, g[s],
                               cfg[k].momentum != 0.0f ? buf : NULL, cfg[k].lr,
                               cfg[k].momentum, cfg[k].dampening, cfg[k].wd};
-            reset_error();
-            CU_ASSERT_EQUAL_FATAL(g_be->sgd_step(&g_env, g_state, &a), NNM_OK);
+            tu_fake_host_reset(&g_fake);
+            CU_ASSERT_EQUAL_FATAL(g_be->sgd_step(&g_fake.env, g_state, &a), NNM_OK);
             for (int i = 0; i < OPT_N; i++) {
                 double d = (double)g[s][i] + (double)cfg[k].wd * rp[i];
                 if (cfg[k].momentum != 0.0f) {
@@ -1227,23 +1167,23 @@ static void test_sgd_vs_reference(void) {
     /* errors */
     float p[4] = {0}, g[4] = {0};
     nnm_sgd_args a = {sizeof a, 0, 1, 0, 4, p, g, NULL, 0.1f, 0.9f, 0.0f, 0.0f};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_E_INVALID);
-    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "momentum_buf") != NULL);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_TRUE(g_fake.n_errors == 1 && strstr(g_fake.msg, "momentum_buf") != NULL);
     a.momentum = 0.0f; /* then the buffer may be NULL */
-    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_OK);
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_fake.env, g_state, &a), NNM_OK);
     a.n = -1;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_fake.env, g_state, &a), NNM_E_INVALID);
     a.n = 0;
     a.param = NULL;
-    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_OK); /* n = 0: nothing to touch */
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_fake.env, g_state, &a), NNM_OK); /* n = 0: nothing to touch */
     a.n = 4;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, &a), NNM_E_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "param"));
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->sgd_step(&g_env, g_state, NULL), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "param"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->sgd_step(&g_fake.env, g_state, NULL), NNM_E_INVALID);
 }
 
 static void test_adam_vs_reference(void) {
@@ -1258,9 +1198,9 @@ static void test_adam_vs_reference(void) {
     for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
         float p[OPT_N], m[OPT_N] = {0}, v[OPT_N] = {0}, vmax[OPT_N] = {0}, g[OPT_STEPS][OPT_N];
         double rp[OPT_N], rm[OPT_N] = {0}, rv[OPT_N] = {0}, rvmax[OPT_N] = {0};
-        fill_rand(p, OPT_N);
+        tu_fill_rand(&g_rng, p, OPT_N);
         for (int s = 0; s < OPT_STEPS; s++) {
-            fill_rand(g[s], OPT_N);
+            tu_fill_rand(&g_rng, g[s], OPT_N);
             for (int i = 0; i < OPT_N; i++)
                 g[s][i] *= s == 1 ? 0.05f : 1.0f; /* a small step makes amsgrad's max matter */
         }
@@ -1271,8 +1211,8 @@ static void test_adam_vs_reference(void) {
             nnm_adam_args a = {sizeof a, cfg[k].decoupled, s + 1, OPT_N, p, g[s], m, v,
                                cfg[k].amsgrad ? vmax : NULL, cfg[k].lr, cfg[k].b1, cfg[k].b2,
                                cfg[k].eps, cfg[k].wd};
-            reset_error();
-            CU_ASSERT_EQUAL_FATAL(g_be->adam_step(&g_env, g_state, &a), NNM_OK);
+            tu_fake_host_reset(&g_fake);
+            CU_ASSERT_EQUAL_FATAL(g_be->adam_step(&g_fake.env, g_state, &a), NNM_OK);
             const double lr = cfg[k].lr, b1 = cfg[k].b1, b2 = cfg[k].b2, wd = cfg[k].wd;
             const double bc1 = 1.0 - pow(b1, s + 1), bc2 = 1.0 - pow(b2, s + 1);
             for (int i = 0; i < OPT_N; i++) {
@@ -1299,20 +1239,20 @@ static void test_adam_vs_reference(void) {
     /* errors */
     float p[4] = {0}, g[4] = {0}, m[4] = {0}, v[4] = {0};
     nnm_adam_args a = {sizeof a, 0, 0, 4, p, g, m, v, NULL, 0.1f, 0.9f, 0.999f, 1e-8f, 0.0f};
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->adam_step(&g_env, g_state, &a), NNM_E_INVALID);
-    CU_ASSERT_TRUE(g_n_errors == 1 && strstr(g_msg, "step") != NULL);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->adam_step(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_TRUE(g_fake.n_errors == 1 && strstr(g_fake.msg, "step") != NULL);
     a.step = 1;
     a.exp_avg_sq = NULL;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->adam_step(&g_env, g_state, &a), NNM_E_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_msg, "exp_avg_sq"));
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->adam_step(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_fake.msg, "exp_avg_sq"));
     a.exp_avg_sq = v;
     a.struct_size = 16;
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->adam_step(&g_env, g_state, &a), NNM_E_INVALID);
-    reset_error();
-    CU_ASSERT_EQUAL(g_be->adam_step(&g_env, g_state, NULL), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->adam_step(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    tu_fake_host_reset(&g_fake);
+    CU_ASSERT_EQUAL(g_be->adam_step(&g_fake.env, g_state, NULL), NNM_E_INVALID);
 }
 
 /* Against torch.optim itself (tests/golden/make_optim_step_golden.py). */
@@ -1326,17 +1266,17 @@ static void test_optim_golden(void) {
         memcpy(p, osg_param0, sizeof p);
         for (int s = 0; s < OSG_STEPS; s++) {
             nnm_status st;
-            reset_error();
+            tu_fake_host_reset(&g_fake);
             if (c->kind == OSG_SGD) {
                 nnm_sgd_args a = {sizeof a, c->nesterov, s == 0, 0, OSG_N, p, osg_grads[s],
                                   c->momentum != 0.0f ? buf : NULL, c->lr, c->momentum,
                                   c->dampening, c->weight_decay};
-                st = g_be->sgd_step(&g_env, g_state, &a);
+                st = g_be->sgd_step(&g_fake.env, g_state, &a);
             } else {
                 nnm_adam_args a = {sizeof a, c->kind == OSG_ADAMW, s + 1, OSG_N, p, osg_grads[s],
                                    m, v, c->amsgrad ? vmax : NULL, c->lr, c->beta1, c->beta2,
                                    c->eps, c->weight_decay};
-                st = g_be->adam_step(&g_env, g_state, &a);
+                st = g_be->adam_step(&g_fake.env, g_state, &a);
             }
             CU_ASSERT_EQUAL_FATAL(st, NNM_OK);
             int case_bad = 0;
@@ -1359,13 +1299,9 @@ static void test_optim_golden(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS)
+    CU_pSuite s = tu_suite("cpu_backend", suite_init, suite_clean);
+    if (s == NULL)
         return 1;
-    CU_pSuite s = CU_add_suite("cpu_backend", suite_init, suite_clean);
-    if (s == NULL) {
-        CU_cleanup_registry();
-        return 1;
-    }
     CU_add_test(s, "descriptor and handshake", test_descriptor);
     CU_add_test(s, "alloc/free", test_alloc_free);
     CU_add_test(s, "memcpy", test_memcpy);
@@ -1384,10 +1320,5 @@ int main(void) {
     CU_add_test(s, "sgd_step vs double reference", test_sgd_vs_reference);
     CU_add_test(s, "adam_step vs double reference", test_adam_vs_reference);
     CU_add_test(s, "sgd/adam/adamw steps vs torch.optim golden", test_optim_golden);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    const unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
-                            CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed != 0 ? 1 : 0;
+    return tu_run();
 }

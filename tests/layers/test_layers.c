@@ -7,211 +7,25 @@
  * parameters and against PyTorch golden vectors (tests/golden/linear_golden.h,
  * written by tests/golden/make_linear_golden.py).
  */
-#include <CUnit/Basic.h>
-
-#include <nnmod/nnmod.h>
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "test_util.h"
 
 #include "golden/linear_golden.h"
 
 static nnm_ctx *g_ctx;
+#define TU_CTX g_ctx
 
-static int suite_init(void) {
-    nnm_status st = nnm_ctx_new(NULL, &g_ctx);
-    if (st != NNM_OK) {
-        fprintf(stderr, "nnm_ctx_new: %s\n", nnm_status_name(st));
-        return 1;
-    }
-    return 0;
-}
+static int suite_init(void) { return tu_ctx_new(&g_ctx); }
 
-static int suite_clean(void) {
-    nnm_ctx_free(g_ctx);
-    g_ctx = NULL;
-    return 0;
-}
+static int suite_clean(void) { return tu_ctx_free(&g_ctx); }
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Leak check: live tensors and modules at the end of a test equal the start. */
-typedef struct live_counts {
-    uint64_t tensors, modules;
-    int ok;
-} live_counts;
-
-static live_counts live_now(void) {
-    nnm_ctx_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    live_counts c = {0, 0, 0};
-    if (nnm_ctx_stats_get(g_ctx, &s) == NNM_OK) {
-        c.tensors = s.live_tensors;
-        c.modules = s.live_modules;
-        c.ok = 1;
-    }
-    return c;
-}
-
-#define LEAK_CHECK_BEGIN() const live_counts live_before_ = live_now()
-#define LEAK_CHECK_END()                                                                 \
-    do {                                                                                 \
-        live_counts after_ = live_now();                                                 \
-        CU_ASSERT_TRUE(live_before_.ok && after_.ok);                                    \
-        CU_ASSERT_EQUAL(after_.tensors, live_before_.tensors);                           \
-        CU_ASSERT_EQUAL(after_.modules, live_before_.modules);                           \
-    } while (0)
-
-/* Prints the context's message when a status is not the expected one. */
-#define CHECK_STATUS(expr, want)                                                         \
-    do {                                                                                 \
-        nnm_status got_ = (expr);                                                        \
-        if (got_ != (want))                                                              \
-            fprintf(stderr, "\n  %s:%d: %s -> %s (want %s): %s\n", __FILE__, __LINE__,    \
-                    #expr, nnm_status_name(got_), nnm_status_name(want),                 \
-                    nnm_ctx_errmsg(g_ctx));                                              \
-        CU_ASSERT_EQUAL(got_, (want));                                                   \
-    } while (0)
-
-static nnm_module *make_linear(int64_t in, int64_t out, int bias) {
-    nnm_config *cfg = NULL;
-    nnm_module *m = NULL;
-    if (nnm_config_new(&cfg) != NNM_OK)
-        return NULL;
-    nnm_config_set_int(cfg, "in_features", in);
-    nnm_config_set_int(cfg, "out_features", out);
-    if (bias >= 0)
-        nnm_config_set_bool(cfg, "bias", bias);
-    nnm_status st = nnm_module_create(g_ctx, "linear@^1", cfg, &m);
-    if (st != NNM_OK)
-        fprintf(stderr, "\n  create linear(%lld, %lld): %s: %s\n", (long long)in,
-                (long long)out, nnm_status_name(st), nnm_ctx_errmsg(g_ctx));
-    nnm_config_free(cfg);
-    return m;
-}
-
-static nnm_module *make_plain(const char *request) {
-    nnm_module *m = NULL;
-    nnm_status st = nnm_module_create(g_ctx, request, NULL, &m);
-    if (st != NNM_OK)
-        fprintf(stderr, "\n  create %s: %s: %s\n", request, nnm_status_name(st),
-                nnm_ctx_errmsg(g_ctx));
-    return m;
-}
-
-/* Parameters by name, in visiting order. */
-#define MAX_PARAMS 16
-typedef struct param_list {
-    int n;
-    char names[MAX_PARAMS][64];
-    nnm_tensor *t[MAX_PARAMS];
-} param_list;
-
-static nnm_status collect_param(void *user, const char *name, nnm_tensor *t) {
-    param_list *l = user;
-    if (l->n >= MAX_PARAMS)
-        return NNM_E_LIMIT;
-    snprintf(l->names[l->n], sizeof l->names[l->n], "%s", name);
-    l->t[l->n] = t;
-    l->n++;
-    return NNM_OK;
-}
-
-static param_list params_of(nnm_module *m) {
-    param_list l;
-    memset(&l, 0, sizeof l);
-    CU_ASSERT_EQUAL(nnm_module_named_parameters(m, collect_param, &l), NNM_OK);
-    return l;
-}
-
-static nnm_tensor *param(const param_list *l, const char *name) {
-    for (int i = 0; i < l->n; i++)
-        if (strcmp(l->names[i], name) == 0)
-            return l->t[i];
-    return NULL;
-}
-
-/* Copies a tensor's elements into a new malloc'd array (numel in *n). */
-static float *read_f32(nnm_tensor *t, int64_t *n) {
-    int64_t numel = nnm_tensor_numel(t);
-    float *buf = malloc(sizeof(float) * (size_t)(numel > 0 ? numel : 1));
-    if (buf != NULL && nnm_tensor_to_f32(t, buf, (size_t)numel) != NNM_OK) {
-        free(buf);
-        buf = NULL;
-    }
-    if (n != NULL)
-        *n = numel;
-    return buf;
-}
-
-/* Writes `data` into a contiguous f32 CPU tensor (e.g. a parameter). */
-static int write_f32(nnm_tensor *t, const float *data, size_t n) {
-    const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
-    if (d == NULL || d->device.type != NNM_DEVICE_CPU || d->dtype.code != NNM_DTYPE_FLOAT ||
-        d->dtype.bits != 32 || (size_t)nnm_tensor_numel(t) != n)
-        return 0;
-    int64_t st = 1;
-    for (int32_t i = d->ndim - 1; i >= 0; i--) { /* must be contiguous */
-        if (d->shape[i] != 1 && d->strides[i] != st)
-            return 0;
-        st *= d->shape[i];
-    }
-    memcpy((char *)d->data + d->byte_offset, data, n * sizeof(float));
-    return 1;
-}
-
-static int shape_is(nnm_tensor *t, int32_t ndim, const int64_t *shape) {
-    const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
-    if (d == NULL || d->ndim != ndim)
-        return 0;
-    for (int32_t i = 0; i < ndim; i++)
-        if (d->shape[i] != shape[i])
-            return 0;
-    return 1;
-}
-
-static nnm_tensor *tensor(int32_t ndim, const int64_t *shape, const float *data) {
-    nnm_tensor *t = NULL;
-    CU_ASSERT_EQUAL(nnm_tensor_from_f32(g_ctx, ndim, shape, data, &t), NNM_OK);
-    return t;
-}
-
-/* Deterministic values in [-2, 2). */
+/* Deterministic values in [-2, 2): tu_rand from a state seeded by `seed`. */
 static void fill_pattern(float *p, size_t n, uint32_t seed) {
     uint32_t s = seed * 2654435761u + 1u;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        p[i] = (float)((s >> 8) & 0xffff) / 16384.0f - 2.0f;
-    }
-}
-
-static int near(double got, double want, double rtol, double atol) {
-    return fabs(got - want) <= atol + rtol * fabs(want);
-}
-
-/* Number of elements where got and want differ beyond tolerance. */
-static int count_mismatch(const float *got, const float *want, int64_t n, double rtol,
-                          double atol) {
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (!near(got[i], want[i], rtol, atol)) {
-            if (bad < 5)
-                fprintf(stderr, "\n  [%lld] got %.9g want %.9g", (long long)i, got[i], want[i]);
-            bad++;
-        }
-    return bad;
-}
-
-/* Calls a 1-in/1-out module; returns the status, *out the output or NULL. */
-static nnm_status call1(nnm_module *m, nnm_tensor *x, nnm_tensor **out) {
-    *out = NULL;
-    nnm_tensor *in[1] = {x};
-    return nnm_module_call(m, in, 1, out, 1);
+    tu_fill_rand(&s, p, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -222,17 +36,17 @@ static nnm_status call1(nnm_module *m, nnm_tensor *x, nnm_tensor **out) {
  * computation from the module's own parameters. */
 static void check_linear_naive(int64_t in, int64_t out, int bias, int32_t ndim,
                                const int64_t *xshape) {
-    nnm_module *m = make_linear(in, out, bias);
+    nnm_module *m = tu_linear(g_ctx, "linear@^1", in, out, bias);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
-    nnm_tensor *w = param(&pl, "weight");
-    nnm_tensor *b = param(&pl, "bias");
+    tu_named pl = tu_params_of(m);
+    nnm_tensor *w = tu_named_get(&pl, "weight");
+    nnm_tensor *b = tu_named_get(&pl, "bias");
     CU_ASSERT_PTR_NOT_NULL_FATAL(w);
     CU_ASSERT_EQUAL(pl.n, bias ? 2 : 1);
-    CU_ASSERT_TRUE(shape_is(w, 2, (int64_t[]){out, in}));
+    CU_ASSERT_TRUE(tu_shape_is(w, 2, (int64_t[]){out, in}));
     if (bias) {
         CU_ASSERT_PTR_NOT_NULL_FATAL(b);
-        CU_ASSERT_TRUE(shape_is(b, 1, (int64_t[]){out}));
+        CU_ASSERT_TRUE(tu_shape_is(b, 1, (int64_t[]){out}));
         CU_ASSERT_STRING_EQUAL(pl.names[0], "weight"); /* registration order */
         CU_ASSERT_STRING_EQUAL(pl.names[1], "bias");
     } else {
@@ -244,19 +58,19 @@ static void check_linear_naive(int64_t in, int64_t out, int bias, int32_t ndim,
         rows *= xshape[i];
     float *xv = malloc(sizeof(float) * (size_t)(rows * in + 1));
     fill_pattern(xv, (size_t)(rows * in), (uint32_t)(in * 31 + out));
-    nnm_tensor *x = tensor(ndim, xshape, xv);
+    nnm_tensor *x = tu_tf32(g_ctx, ndim, xshape, xv);
     nnm_tensor *y = NULL;
-    CHECK_STATUS(call1(m, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(m, x, &y), NNM_OK);
     CU_ASSERT_PTR_NOT_NULL(y);
     if (y != NULL) {
         int64_t yshape[NNM_MAX_DIMS];
         memcpy(yshape, xshape, sizeof(int64_t) * (size_t)ndim);
         yshape[ndim - 1] = out;
-        CU_ASSERT_TRUE(shape_is(y, ndim, yshape));
-        float *wv = read_f32(w, NULL);
-        float *bv = bias ? read_f32(b, NULL) : NULL;
+        CU_ASSERT_TRUE(tu_shape_is(y, ndim, yshape));
+        float *wv = tu_read_f32(w, NULL);
+        float *bv = bias ? tu_read_f32(b, NULL) : NULL;
         int64_t ny = 0;
-        float *yv = read_f32(y, &ny);
+        float *yv = tu_read_f32(y, &ny);
         CU_ASSERT_PTR_NOT_NULL_FATAL(wv);
         CU_ASSERT_PTR_NOT_NULL_FATAL(yv);
         CU_ASSERT_EQUAL(ny, rows * out);
@@ -266,7 +80,7 @@ static void check_linear_naive(int64_t in, int64_t out, int bias, int32_t ndim,
                 double acc = bias ? (double)bv[o] : 0.0;
                 for (int64_t i = 0; i < in; i++)
                     acc += (double)xv[r * in + i] * (double)wv[o * in + i];
-                if (!near(yv[r * out + o], acc, 1e-5, 1e-5))
+                if (!tu_near(yv[r * out + o], acc, 1e-5, 1e-5))
                     bad++;
             }
         CU_ASSERT_EQUAL(bad, 0);
@@ -308,13 +122,13 @@ static void test_linear_leading_dims(void) {
 /* An empty batch gives an empty output of the right shape, as in PyTorch. */
 static void test_linear_empty_batch(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *m = make_linear(4, 3, 1);
+    nnm_module *m = tu_linear(g_ctx, "linear@^1", 4, 3, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    nnm_tensor *x = tensor(2, (int64_t[]){0, 4}, NULL);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){0, 4}, NULL);
     nnm_tensor *y = NULL;
-    CHECK_STATUS(call1(m, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(m, x, &y), NNM_OK);
     if (y != NULL) {
-        CU_ASSERT_TRUE(shape_is(y, 2, (int64_t[]){0, 3}));
+        CU_ASSERT_TRUE(tu_shape_is(y, 2, (int64_t[]){0, 3}));
         CU_ASSERT_EQUAL(nnm_tensor_numel(y), 0);
     }
     nnm_tensor_release(y);
@@ -327,12 +141,12 @@ static void test_linear_empty_batch(void) {
 static void test_linear_init(void) {
     LEAK_CHECK_BEGIN();
     const int64_t in = 64, out = 64;
-    nnm_module *m = make_linear(in, out, 1);
+    nnm_module *m = tu_linear(g_ctx, "linear@^1", in, out, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     int64_t nw = 0, nb = 0;
-    float *w = read_f32(param(&pl, "weight"), &nw);
-    float *b = read_f32(param(&pl, "bias"), &nb);
+    float *w = tu_read_f32(tu_named_get(&pl, "weight"), &nw);
+    float *b = tu_read_f32(tu_named_get(&pl, "bias"), &nb);
     CU_ASSERT_PTR_NOT_NULL_FATAL(w);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
     CU_ASSERT_EQUAL(nw, in * out);
@@ -366,38 +180,41 @@ static void test_linear_golden(void) {
     const int64_t xshape[3] = {GOLDEN_BATCH0, GOLDEN_BATCH1, GOLDEN_IN_FEATURES};
     const int64_t yshape[3] = {GOLDEN_BATCH0, GOLDEN_BATCH1, GOLDEN_OUT_FEATURES};
     const int64_t ny = GOLDEN_BATCH0 * GOLDEN_BATCH1 * GOLDEN_OUT_FEATURES;
-    nnm_tensor *x = tensor(3, xshape, golden_x);
+    nnm_tensor *x = tu_tf32(g_ctx, 3, xshape, golden_x);
     CU_ASSERT_PTR_NOT_NULL_FATAL(x);
 
     for (int bias = 1; bias >= 0; bias--) {
-        nnm_module *m = make_linear(GOLDEN_IN_FEATURES, GOLDEN_OUT_FEATURES, bias);
+        nnm_module *m =
+            tu_linear(g_ctx, "linear@^1", GOLDEN_IN_FEATURES, GOLDEN_OUT_FEATURES, bias);
         CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-        param_list pl = params_of(m);
-        CU_ASSERT_TRUE(write_f32(param(&pl, "weight"), golden_w, 20));
+        tu_named pl = tu_params_of(m);
+        CU_ASSERT_TRUE(tu_write_f32(tu_named_get(&pl, "weight"), golden_w, 20));
         if (bias)
-            CU_ASSERT_TRUE(write_f32(param(&pl, "bias"), golden_b, 4));
+            CU_ASSERT_TRUE(tu_write_f32(tu_named_get(&pl, "bias"), golden_b, 4));
         nnm_tensor *y = NULL;
-        CHECK_STATUS(call1(m, x, &y), NNM_OK);
+        CHECK_STATUS(tu_call1(m, x, &y), NNM_OK);
         if (y != NULL) {
-            CU_ASSERT_TRUE(shape_is(y, 3, yshape));
+            CU_ASSERT_TRUE(tu_shape_is(y, 3, yshape));
             int64_t n = 0;
-            float *yv = read_f32(y, &n);
+            float *yv = tu_read_f32(y, &n);
             CU_ASSERT_EQUAL(n, ny);
             if (yv != NULL && n == ny)
-                CU_ASSERT_EQUAL(
-                    count_mismatch(yv, bias ? golden_y : golden_y_nobias, ny, 1e-5, 1e-6), 0);
+                CU_ASSERT_EQUAL(tu_count_mismatch(NULL, yv, bias ? golden_y : golden_y_nobias, ny,
+                                                  1e-5, 1e-6, 0),
+                                0);
             free(yv);
             if (bias) { /* relu(linear(x)) */
-                nnm_module *r = make_plain("relu@^1");
+                nnm_module *r = tu_module(g_ctx, "relu@^1", NULL);
                 CU_ASSERT_PTR_NOT_NULL(r);
                 nnm_tensor *z = NULL;
                 if (r != NULL)
-                    CHECK_STATUS(call1(r, y, &z), NNM_OK);
+                    CHECK_STATUS(tu_call1(r, y, &z), NNM_OK);
                 if (z != NULL) {
-                    CU_ASSERT_TRUE(shape_is(z, 3, yshape));
-                    float *zv = read_f32(z, &n);
+                    CU_ASSERT_TRUE(tu_shape_is(z, 3, yshape));
+                    float *zv = tu_read_f32(z, &n);
                     if (zv != NULL && n == ny)
-                        CU_ASSERT_EQUAL(count_mismatch(zv, golden_relu_y, ny, 1e-5, 1e-6), 0);
+                        CU_ASSERT_EQUAL(
+                            tu_count_mismatch(NULL, zv, golden_relu_y, ny, 1e-5, 1e-6, 0), 0);
                     free(zv);
                 }
                 nnm_tensor_release(z);
@@ -472,12 +289,12 @@ static void test_linear_bad_config(void) {
 
 static void test_linear_wrong_shape(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *m = make_linear(4, 3, 1);
+    nnm_module *m = tu_linear(g_ctx, "linear@^1", 4, 3, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     const int64_t bad_shapes[][3] = {{2, 5, 0}, {5, 0, 0}, {2, 4, 1}};
     const int32_t bad_ndims[] = {2, 1, 3};
     for (int i = 0; i < 3; i++) {
-        nnm_tensor *x = tensor(bad_ndims[i], bad_shapes[i], NULL);
+        nnm_tensor *x = tu_tf32(g_ctx, bad_ndims[i], bad_shapes[i], NULL);
         nnm_tensor *y = (nnm_tensor *)&y;
         nnm_tensor *in[1] = {x};
         CHECK_STATUS(nnm_module_call(m, in, 1, &y, 1), NNM_E_SHAPE);
@@ -485,9 +302,9 @@ static void test_linear_wrong_shape(void) {
         nnm_tensor_release(x);
     }
     /* a 0-d input has no feature dim */
-    nnm_tensor *x = tensor(0, NULL, (float[]){1.0f});
+    nnm_tensor *x = tu_tf32(g_ctx, 0, NULL, (float[]){1.0f});
     nnm_tensor *y = NULL;
-    CHECK_STATUS(call1(m, x, &y), NNM_E_SHAPE);
+    CHECK_STATUS(tu_call1(m, x, &y), NNM_E_SHAPE);
     CU_ASSERT_PTR_NULL(y);
     nnm_tensor_release(x);
     nnm_module_release(m);
@@ -500,7 +317,7 @@ static void test_linear_wrong_shape(void) {
 
 static void test_relu(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *r = make_plain("relu@^1");
+    nnm_module *r = tu_module(g_ctx, "relu@^1", NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     CU_ASSERT_STRING_EQUAL(nnm_module_type(r), "relu");
     CU_ASSERT_EQUAL(nnm_module_num_params(r), 0);
@@ -512,12 +329,12 @@ static void test_relu(void) {
     xv[3] = 1e-30f;
     const int64_t shapes[][3] = {{24, 0, 0}, {4, 6, 0}, {2, 3, 4}};
     for (int32_t nd = 1; nd <= 3; nd++) {
-        nnm_tensor *x = tensor(nd, shapes[nd - 1], xv);
+        nnm_tensor *x = tu_tf32(g_ctx, nd, shapes[nd - 1], xv);
         nnm_tensor *y = NULL;
-        CHECK_STATUS(call1(r, x, &y), NNM_OK);
+        CHECK_STATUS(tu_call1(r, x, &y), NNM_OK);
         if (y != NULL) {
             CU_ASSERT_PTR_NOT_EQUAL(y, x); /* a new tensor, x untouched */
-            CU_ASSERT_TRUE(shape_is(y, nd, shapes[nd - 1]));
+            CU_ASSERT_TRUE(tu_shape_is(y, nd, shapes[nd - 1]));
             float yv[24], xa[24];
             CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, yv, 24), NNM_OK);
             CU_ASSERT_EQUAL(nnm_tensor_to_f32(x, xa, 24), NNM_OK);
@@ -535,13 +352,13 @@ static void test_relu(void) {
 
 static void test_identity(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *id = make_plain("identity@^1");
+    nnm_module *id = tu_module(g_ctx, "identity@^1", NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(id);
     CU_ASSERT_EQUAL(nnm_module_num_params(id), 0);
     float xv[6] = {1, -2, 3, -4, 5, -6};
-    nnm_tensor *x = tensor(2, (int64_t[]){2, 3}, xv);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){2, 3}, xv);
     nnm_tensor *y = NULL;
-    CHECK_STATUS(call1(id, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(id, x, &y), NNM_OK);
     CU_ASSERT_PTR_EQUAL(y, x); /* the same tensor, as torch.nn.Identity */
     nnm_tensor_release(y);     /* drops the reference the call handed out */
     float back[6];
@@ -558,10 +375,11 @@ static void test_identity(void) {
 
 static void test_sequential_chain(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *seq = make_plain("sequential@^1");
+    nnm_module *seq = tu_module(g_ctx, "sequential@^1", NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(seq);
-    nnm_module *l1 = make_linear(4, 8, 1), *act = make_plain("relu@^1"),
-               *l2 = make_linear(8, 3, 1);
+    nnm_module *l1 = tu_linear(g_ctx, "linear@^1", 4, 8, 1);
+    nnm_module *act = tu_module(g_ctx, "relu@^1", NULL);
+    nnm_module *l2 = tu_linear(g_ctx, "linear@^1", 8, 3, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(l1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(act);
     CU_ASSERT_PTR_NOT_NULL_FATAL(l2);
@@ -571,28 +389,29 @@ static void test_sequential_chain(void) {
     CU_ASSERT_EQUAL(nnm_module_child_count(seq), 3);
 
     /* PyTorch's state_dict names: 0.weight, 0.bias, 2.weight, 2.bias */
-    param_list pl = params_of(seq);
+    tu_named pl = tu_params_of(seq);
     CU_ASSERT_EQUAL(pl.n, 4);
-    CU_ASSERT_PTR_NOT_NULL(param(&pl, "0.weight"));
-    CU_ASSERT_PTR_NOT_NULL(param(&pl, "0.bias"));
-    CU_ASSERT_PTR_NOT_NULL(param(&pl, "2.weight"));
-    CU_ASSERT_PTR_NOT_NULL(param(&pl, "2.bias"));
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&pl, "0.weight"));
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&pl, "0.bias"));
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&pl, "2.weight"));
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&pl, "2.bias"));
     CU_ASSERT_EQUAL(nnm_module_num_params(seq), 4 * 8 + 8 + 8 * 3 + 3);
 
     float xv[5 * 4];
     fill_pattern(xv, 20, 99);
-    nnm_tensor *x = tensor(2, (int64_t[]){5, 4}, xv);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){5, 4}, xv);
     nnm_tensor *y = NULL, *h1 = NULL, *h2 = NULL, *h3 = NULL;
-    CHECK_STATUS(call1(seq, x, &y), NNM_OK);
-    CHECK_STATUS(call1(l1, x, &h1), NNM_OK);
-    CHECK_STATUS(call1(act, h1, &h2), NNM_OK);
-    CHECK_STATUS(call1(l2, h2, &h3), NNM_OK);
+    CHECK_STATUS(tu_call1(seq, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(l1, x, &h1), NNM_OK);
+    CHECK_STATUS(tu_call1(act, h1, &h2), NNM_OK);
+    CHECK_STATUS(tu_call1(l2, h2, &h3), NNM_OK);
     if (y != NULL && h3 != NULL) {
-        CU_ASSERT_TRUE(shape_is(y, 2, (int64_t[]){5, 3}));
+        CU_ASSERT_TRUE(tu_shape_is(y, 2, (int64_t[]){5, 3}));
         float a[15], b[15];
         CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, a, 15), NNM_OK);
         CU_ASSERT_EQUAL(nnm_tensor_to_f32(h3, b, 15), NNM_OK);
-        CU_ASSERT_EQUAL(count_mismatch(a, b, 15, 0.0, 0.0), 0); /* same ops, same bits */
+        /* same ops, same bits */
+        CU_ASSERT_EQUAL(tu_count_mismatch(NULL, a, b, 15, 0.0, 0.0, 0), 0);
     }
     nnm_tensor_release(y);
     nnm_tensor_release(h1);
@@ -600,7 +419,7 @@ static void test_sequential_chain(void) {
     nnm_tensor_release(h3);
 
     /* a failing child fails the container with the child's code; no leaks */
-    nnm_tensor *bad = tensor(2, (int64_t[]){5, 7}, NULL);
+    nnm_tensor *bad = tu_tf32(g_ctx, 2, (int64_t[]){5, 7}, NULL);
     y = (nnm_tensor *)&y;
     nnm_tensor *in[1] = {bad};
     CHECK_STATUS(nnm_module_call(seq, in, 1, &y, 1), NNM_E_SHAPE);
@@ -618,8 +437,9 @@ static void test_sequential_chain(void) {
 /* A failure in the last child, after intermediates exist, releases them. */
 static void test_sequential_late_failure(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *seq = make_plain("sequential@^1");
-    nnm_module *l1 = make_linear(4, 6, 1), *l2 = make_linear(5, 2, 1);
+    nnm_module *seq = tu_module(g_ctx, "sequential@^1", NULL);
+    nnm_module *l1 = tu_linear(g_ctx, "linear@^1", 4, 6, 1);
+    nnm_module *l2 = tu_linear(g_ctx, "linear@^1", 5, 2, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(seq);
     CU_ASSERT_PTR_NOT_NULL_FATAL(l1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(l2);
@@ -627,9 +447,9 @@ static void test_sequential_late_failure(void) {
     CHECK_STATUS(nnm_module_add_child(seq, "fc2", l2), NNM_OK); /* 6 -> 5 mismatch */
     nnm_module_release(l1);
     nnm_module_release(l2);
-    nnm_tensor *x = tensor(2, (int64_t[]){3, 4}, NULL);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){3, 4}, NULL);
     nnm_tensor *y = NULL;
-    CHECK_STATUS(call1(seq, x, &y), NNM_E_SHAPE);
+    CHECK_STATUS(tu_call1(seq, x, &y), NNM_E_SHAPE);
     CU_ASSERT_PTR_NULL(y);
     CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(g_ctx), "fc2"));
     nnm_tensor_release(x);
@@ -639,12 +459,12 @@ static void test_sequential_late_failure(void) {
 
 static void test_sequential_empty(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *seq = make_plain("sequential@^1");
+    nnm_module *seq = tu_module(g_ctx, "sequential@^1", NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(seq);
     CU_ASSERT_EQUAL(nnm_module_child_count(seq), 0);
-    nnm_tensor *x = tensor(1, (int64_t[]){3}, (float[]){1, 2, 3});
+    nnm_tensor *x = tu_tf32(g_ctx, 1, (int64_t[]){3}, (float[]){1, 2, 3});
     nnm_tensor *y = NULL;
-    CHECK_STATUS(call1(seq, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(seq, x, &y), NNM_OK);
     CU_ASSERT_PTR_EQUAL(y, x); /* nn.Sequential() returns its input */
     nnm_tensor_release(y);
     nnm_tensor_release(x);
@@ -655,30 +475,32 @@ static void test_sequential_empty(void) {
 /* Sequential(Sequential(Linear, ReLU), Identity) == relu(linear(x)). */
 static void test_sequential_nested(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *outer = make_plain("sequential@^1"), *inner = make_plain("sequential@^1");
-    nnm_module *fc = make_linear(3, 2, 1), *act = make_plain("relu@^1"),
-               *id = make_plain("identity@^1");
+    nnm_module *outer = tu_module(g_ctx, "sequential@^1", NULL);
+    nnm_module *inner = tu_module(g_ctx, "sequential@^1", NULL);
+    nnm_module *fc = tu_linear(g_ctx, "linear@^1", 3, 2, 1);
+    nnm_module *act = tu_module(g_ctx, "relu@^1", NULL);
+    nnm_module *id = tu_module(g_ctx, "identity@^1", NULL);
     CU_ASSERT_FATAL(outer && inner && fc && act && id);
     CHECK_STATUS(nnm_module_add_child(inner, NULL, fc), NNM_OK);
     CHECK_STATUS(nnm_module_add_child(inner, NULL, act), NNM_OK);
     CHECK_STATUS(nnm_module_add_child(outer, "block", inner), NNM_OK);
     CHECK_STATUS(nnm_module_add_child(outer, "out", id), NNM_OK);
-    param_list pl = params_of(outer);
-    CU_ASSERT_PTR_NOT_NULL(param(&pl, "block.0.weight"));
-    CU_ASSERT_PTR_NOT_NULL(param(&pl, "block.0.bias"));
+    tu_named pl = tu_params_of(outer);
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&pl, "block.0.weight"));
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&pl, "block.0.bias"));
 
     float xv[12];
     fill_pattern(xv, 12, 5);
-    nnm_tensor *x = tensor(2, (int64_t[]){4, 3}, xv);
+    nnm_tensor *x = tu_tf32(g_ctx, 2, (int64_t[]){4, 3}, xv);
     nnm_tensor *y = NULL, *h = NULL, *want = NULL;
-    CHECK_STATUS(call1(outer, x, &y), NNM_OK);
-    CHECK_STATUS(call1(fc, x, &h), NNM_OK);
-    CHECK_STATUS(call1(act, h, &want), NNM_OK);
+    CHECK_STATUS(tu_call1(outer, x, &y), NNM_OK);
+    CHECK_STATUS(tu_call1(fc, x, &h), NNM_OK);
+    CHECK_STATUS(tu_call1(act, h, &want), NNM_OK);
     if (y != NULL && want != NULL) {
         float a[8], b[8];
         CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, a, 8), NNM_OK);
         CU_ASSERT_EQUAL(nnm_tensor_to_f32(want, b, 8), NNM_OK);
-        CU_ASSERT_EQUAL(count_mismatch(a, b, 8, 0.0, 0.0), 0);
+        CU_ASSERT_EQUAL(tu_count_mismatch(NULL, a, b, 8, 0.0, 0.0, 0), 0);
     }
     nnm_tensor_release(y);
     nnm_tensor_release(h);
@@ -736,14 +558,15 @@ static char *repr_of(nnm_module *m) {
 
 static void test_repr(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *fc = make_linear(4, 3, 1);
+    nnm_module *fc = tu_linear(g_ctx, "linear@^1", 4, 3, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(fc);
     char *s = repr_of(fc);
     CU_ASSERT_TRUE(s != NULL && strstr(s, "in_features=4, out_features=3, bias=True") != NULL);
     free(s);
 
-    nnm_module *seq = make_plain("sequential@^1");
-    nnm_module *fc2 = make_linear(3, 2, 0), *act = make_plain("relu@^1");
+    nnm_module *seq = tu_module(g_ctx, "sequential@^1", NULL);
+    nnm_module *fc2 = tu_linear(g_ctx, "linear@^1", 3, 2, 0);
+    nnm_module *act = tu_module(g_ctx, "relu@^1", NULL);
     CU_ASSERT_FATAL(seq && fc2 && act);
     CHECK_STATUS(nnm_module_add_child(seq, NULL, fc), NNM_OK);
     CHECK_STATUS(nnm_module_add_child(seq, NULL, act), NNM_OK);
@@ -767,13 +590,9 @@ static void test_repr(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS)
+    CU_pSuite s = tu_suite("layers", suite_init, suite_clean);
+    if (s == NULL)
         return 1;
-    CU_pSuite s = CU_add_suite("layers", suite_init, suite_clean);
-    if (s == NULL) {
-        CU_cleanup_registry();
-        return 1;
-    }
     CU_add_test(s, "layer lookup", test_layer_find);
     CU_add_test(s, "linear vs naive, bias", test_linear_naive_bias);
     CU_add_test(s, "linear vs naive, no bias", test_linear_naive_nobias);
@@ -790,10 +609,5 @@ int main(void) {
     CU_add_test(s, "sequential empty", test_sequential_empty);
     CU_add_test(s, "sequential nested", test_sequential_nested);
     CU_add_test(s, "repr", test_repr);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    const unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
-                            CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed != 0 ? 1 : 0;
+    return tu_run();
 }

@@ -6,14 +6,9 @@
  * NNM_TEST_BESIDE_DIR ("nnmod/plugins" beside this binary). */
 #define _GNU_SOURCE /* mkdtemp, symlink, link, RTLD_NOLOAD */
 
-#include <dlfcn.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
+#include "test_util.h"
 
-#include <CUnit/Basic.h>
+#include <dlfcn.h>
 
 #include "loader.h"
 
@@ -23,38 +18,16 @@
 /* A tiny fake host: enough for a fixture's create and forward               */
 /* ------------------------------------------------------------------------ */
 
-static char g_host_msg[256];
-
-static nnm_status fake_set_error(nnm_env *env, nnm_status code, const char *fmt, ...) {
-    (void)env;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_host_msg, sizeof g_host_msg, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-static nnm_host g_host;
-
-static nnm_env fake_env(void) {
-    memset(&g_host, 0, sizeof g_host);
-    g_host.struct_size = sizeof g_host;
-    g_host.abi_major = NNM_ABI_MAJOR;
-    g_host.abi_minor = NNM_ABI_MINOR;
-    g_host.set_error = fake_set_error;
-    nnm_env env = {sizeof(nnm_env), 0, &g_host};
-    return env;
-}
+static tu_fake_host g_fake;
 
 /* Calls vt's forward through the fake host; returns what it reported. */
 static const char *call_forward(const nnm_layer_vtable *vt) {
-    nnm_env env = fake_env();
+    tu_fake_host_init(&g_fake);
     void *self = NULL;
-    g_host_msg[0] = '\0';
-    if (vt->create(&env, &self) != NNM_OK) return "create failed";
-    nnm_status st = vt->forward(&env, self, NULL, 0, NULL, 0);
+    if (vt->create(&g_fake.env, &self) != NNM_OK) return "create failed";
+    nnm_status st = vt->forward(&g_fake.env, self, NULL, 0, NULL, 0);
     if (vt->destroy) vt->destroy(self);
-    return st == NNM_E_UNSUPPORTED ? g_host_msg : "forward returned something else";
+    return st == NNM_E_UNSUPPORTED ? g_fake.msg : "forward returned something else";
 }
 
 static int contains(const char *hay, const char *needle) {
@@ -984,12 +957,8 @@ static void test_discover(void) {
 /* ------------------------------------------------------------------------ */
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("loader", NULL, NULL);
-    if (!s) {
-        CU_cleanup_registry();
-        return 1;
-    }
+    CU_pSuite s = tu_suite("loader", NULL, NULL);
+    if (!s) return 1;
     static const struct {
         const char *name;
         void (*fn)(void);
@@ -1018,10 +987,5 @@ int main(void) {
             return 1;
         }
     }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_ErrorCode e = CU_get_error();
-    CU_cleanup_registry();
-    return failures || e ? 1 : 0;
+    return tu_run();
 }

@@ -214,11 +214,13 @@ static void test_hash_is_canonical(void) {
     CHECK_STATUS(nnm_manifest_load(g_ctx, p, NNM_MANIFEST_AUTO, NULL, &a), NNM_OK);
     free(p);
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
-    CHECK_STATUS(nnm_manifest_save(a, tpath("mlp.msgpack"), NNM_MANIFEST_AUTO), NNM_OK);
-    CHECK_STATUS(nnm_manifest_load(g_ctx, tpath("mlp.msgpack"), NNM_MANIFEST_AUTO, NULL, &b), NNM_OK);
+    CHECK_STATUS(nnm_manifest_save(a, tu_path(g_dir, "mlp.msgpack"), NNM_MANIFEST_AUTO), NNM_OK);
+    CHECK_STATUS(
+        nnm_manifest_load(g_ctx, tu_path(g_dir, "mlp.msgpack"), NNM_MANIFEST_AUTO, NULL, &b),
+        NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
     size_t n = 0;
-    unsigned char *bytes = read_all(tpath("mlp.msgpack"), &n);
+    unsigned char *bytes = tu_read_file(tu_path(g_dir, "mlp.msgpack"), &n);
     CU_ASSERT_TRUE(bytes && n > 0 && (bytes[0] & 0xf0) == 0x80); /* a msgpack fixmap */
     free(bytes);
     char ha[65], hb[65];
@@ -318,13 +320,13 @@ static void test_weights_and_sha256(void) {
     nnm_module *a = NULL;
     CHECK_STATUS(nnm_manifest_build(mf, 0, &a), NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
-    CHECK_STATUS(nnm_module_save(a, tpath("mlp.safetensors"), 0, NULL), NNM_OK);
+    CHECK_STATUS(nnm_module_save(a, tu_path(g_dir, "mlp.safetensors"), 0, NULL), NNM_OK);
     /* A model built from a manifest records the manifest's hash. */
     {
         char want[65];
         CHECK_STATUS(nnm_manifest_hash(mf, want), NNM_OK);
         nnm_safetensors *st = NULL;
-        CHECK_STATUS(nnm_safetensors_open(g_ctx, tpath("mlp.safetensors"), &st), NNM_OK);
+        CHECK_STATUS(nnm_safetensors_open(g_ctx, tu_path(g_dir, "mlp.safetensors"), &st), NNM_OK);
         int found = 0;
         for (uint32_t i = 0; st && i < nnm_safetensors_metadata_count(st); i++) {
             const char *k, *v;
@@ -341,9 +343,11 @@ static void test_weights_and_sha256(void) {
     /* A manifest beside the weights, naming them with their digest (taken
      * here by loading with a wrong one first and reading the message). */
     CHECK_STATUS(nnm_manifest_set_weights(mf, "mlp.safetensors", NULL), NNM_OK);
-    CHECK_STATUS(nnm_manifest_save(mf, tpath("mlp.json"), NNM_MANIFEST_AUTO), NNM_OK);
+    CHECK_STATUS(nnm_manifest_save(mf, tu_path(g_dir, "mlp.json"), NNM_MANIFEST_AUTO), NNM_OK);
     nnm_manifest *m2 = NULL;
-    CHECK_STATUS(nnm_manifest_load(g_ctx, tpath("mlp.json"), NNM_MANIFEST_AUTO, NULL, &m2), NNM_OK);
+    CHECK_STATUS(
+        nnm_manifest_load(g_ctx, tu_path(g_dir, "mlp.json"), NNM_MANIFEST_AUTO, NULL, &m2),
+        NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m2);
     CU_ASSERT_STRING_EQUAL(nnm_manifest_weights_path(m2), "mlp.safetensors");
     CU_ASSERT_PTR_NULL(nnm_manifest_weights_sha256(m2));
@@ -355,9 +359,11 @@ static void test_weights_and_sha256(void) {
 
     const char *zeros = "0000000000000000000000000000000000000000000000000000000000000000";
     CHECK_STATUS(nnm_manifest_set_weights(m2, "mlp.safetensors", zeros), NNM_OK);
-    CHECK_STATUS(nnm_manifest_save(m2, tpath("mlp.json"), NNM_MANIFEST_AUTO), NNM_OK);
+    CHECK_STATUS(nnm_manifest_save(m2, tu_path(g_dir, "mlp.json"), NNM_MANIFEST_AUTO), NNM_OK);
     nnm_manifest_free(m2);
-    CHECK_STATUS(nnm_manifest_load(g_ctx, tpath("mlp.json"), NNM_MANIFEST_AUTO, NULL, &m2), NNM_OK);
+    CHECK_STATUS(
+        nnm_manifest_load(g_ctx, tu_path(g_dir, "mlp.json"), NNM_MANIFEST_AUTO, NULL, &m2),
+        NNM_OK);
     b = (nnm_module *)1;
     CHECK_STATUS(nnm_manifest_build(m2, 0, &b), NNM_E_INVALID);
     CU_ASSERT_PTR_NULL(b);
@@ -533,7 +539,7 @@ static void test_msgpack_hostile(void) {
 static void test_limits(void) {
     char *p = example("mlp.json");
     size_t n = 0;
-    unsigned char *text = read_all(p, &n);
+    unsigned char *text = tu_read_file(p, &n);
     free(p);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     nnm_manifest *mf = (nnm_manifest *)1;
@@ -583,7 +589,9 @@ static void test_limits(void) {
     /* JSON syntax errors name line and column; a missing file names itself. */
     refuse("{\n  \"format\": }", NNM_E_INVALID, "json: line 2, column");
     refuse("{\"a\": 1, \"a\": 2}", NNM_E_INVALID, "duplicate object key");
-    CHECK_STATUS(nnm_manifest_load(g_ctx, tpath("absent.json"), NNM_MANIFEST_AUTO, NULL, &mf), NNM_E_IO);
+    CHECK_STATUS(
+        nnm_manifest_load(g_ctx, tu_path(g_dir, "absent.json"), NNM_MANIFEST_AUTO, NULL, &mf),
+        NNM_E_IO);
     CHECK_MSG("absent.json: cannot open");
     CU_ASSERT_EQUAL(nnm_manifest_parse(NULL, "{}", 2, 0, NULL, NULL, &mf), NNM_E_INVALID);
     CU_ASSERT_EQUAL(nnm_manifest_parse(g_ctx, "{}", 2, 0, NULL, NULL, NULL), NNM_E_INVALID);
@@ -591,7 +599,7 @@ static void test_limits(void) {
 }
 
 static CU_pSuite add_suite(void) {
-    CU_pSuite s = CU_add_suite("manifest", state_suite_init, state_suite_clean);
+    CU_pSuite s = tu_suite("manifest", state_suite_init, state_suite_clean);
     if (!s) return NULL;
     if (!CU_add_test(s, "example manifests build", test_examples_build) ||
         !CU_add_test(s, "tree, names and plugin versions", test_tree_and_names) ||
@@ -608,4 +616,4 @@ static CU_pSuite add_suite(void) {
     return s;
 }
 
-int main(void) { return run_suite(add_suite); }
+int main(void) { return add_suite() != NULL ? tu_run() : 1; }

@@ -12,14 +12,7 @@
  * Plugins are found by discovery (the directory beside libnnmod). Each test
  * checks that it leaves no live tensor or module behind.
  */
-#include <CUnit/Basic.h>
-
-#include <nnmod/nnmod.h>
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "test_util.h"
 
 #include "golden/optim_golden.h"
 
@@ -34,97 +27,24 @@
 #define STATE_RTOL 2e-5
 
 static nnm_ctx *g_ctx;
+#define TU_CTX g_ctx
 static double g_worst_param, g_worst_state; /* largest relative differences vs golden */
 
-static int suite_init(void) {
-    nnm_status st = nnm_ctx_new(NULL, &g_ctx);
-    if (st != NNM_OK) {
-        fprintf(stderr, "nnm_ctx_new: %s\n", nnm_status_name(st));
-        return 1;
-    }
-    return 0;
-}
+static int suite_init(void) { return tu_ctx_new(&g_ctx); }
 
-static int suite_clean(void) {
-    nnm_ctx_free(g_ctx);
-    g_ctx = NULL;
-    return 0;
-}
+static int suite_clean(void) { return tu_ctx_free(&g_ctx); }
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef struct live_counts {
-    uint64_t tensors, modules;
-    int ok;
-} live_counts;
-
-static nnm_ctx_stats stats_now(void) {
-    nnm_ctx_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    CU_ASSERT_EQUAL(nnm_ctx_stats_get(g_ctx, &s), NNM_OK);
-    return s;
-}
-
-static live_counts live_now(void) {
-    nnm_ctx_stats s = stats_now();
-    live_counts c = {s.live_tensors, s.live_modules, 1};
-    return c;
-}
-
-#define LEAK_CHECK_BEGIN() const live_counts live_before_ = live_now()
-#define LEAK_CHECK_END()                                                                 \
-    do {                                                                                 \
-        live_counts after_ = live_now();                                                 \
-        CU_ASSERT_TRUE(live_before_.ok && after_.ok);                                    \
-        CU_ASSERT_EQUAL(after_.tensors, live_before_.tensors);                           \
-        CU_ASSERT_EQUAL(after_.modules, live_before_.modules);                           \
-    } while (0)
-
-/* Prints the context's message when a status is not the expected one. */
-#define CHECK_STATUS(expr, want)                                                         \
-    do {                                                                                 \
-        nnm_status got_ = (expr);                                                        \
-        if (got_ != (want))                                                              \
-            fprintf(stderr, "\n  %s:%d: %s -> %s (want %s): %s\n", __FILE__, __LINE__,    \
-                    #expr, nnm_status_name(got_), nnm_status_name(want),                 \
-                    nnm_ctx_errmsg(g_ctx));                                              \
-        CU_ASSERT_EQUAL(got_, (want));                                                   \
-    } while (0)
-
-/* The context's message contains `part`. */
-#define CHECK_MSG(part)                                                                  \
-    do {                                                                                 \
-        const char *msg_ = nnm_ctx_errmsg(g_ctx);                                        \
-        if (strstr(msg_, (part)) == NULL)                                                \
-            fprintf(stderr, "\n  %s:%d: message '%s' lacks '%s'\n", __FILE__, __LINE__,    \
-                    msg_, (part));                                                       \
-        CU_ASSERT_PTR_NOT_NULL(strstr(msg_, (part)));                                    \
-    } while (0)
-
-static nnm_module *make_linear(int64_t in, int64_t out) {
-    nnm_config *cfg = NULL;
-    nnm_module *m = NULL;
-    if (nnm_config_new(&cfg) != NNM_OK)
-        return NULL;
-    nnm_config_set_int(cfg, "in_features", in);
-    nnm_config_set_int(cfg, "out_features", out);
-    nnm_status st = nnm_module_create(g_ctx, "linear", cfg, &m);
-    if (st != NNM_OK)
-        fprintf(stderr, "\n  create linear(%lld, %lld): %s: %s\n", (long long)in,
-                (long long)out, nnm_status_name(st), nnm_ctx_errmsg(g_ctx));
-    nnm_config_free(cfg);
-    return m;
-}
-
 /* nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)): children "0" and "1". */
 static nnm_module *make_seq(void) {
-    nnm_module *seq = NULL;
-    if (nnm_module_create(g_ctx, "sequential", NULL, &seq) != NNM_OK)
+    nnm_module *seq = tu_module(g_ctx, "sequential", NULL);
+    if (seq == NULL)
         return NULL;
-    nnm_module *a = make_linear(4, 3), *b = make_linear(3, 2);
+    nnm_module *a = tu_linear(g_ctx, "linear", 4, 3, -1);
+    nnm_module *b = tu_linear(g_ctx, "linear", 3, 2, -1);
     int ok = a && b && nnm_module_add_child(seq, NULL, a) == NNM_OK &&
              nnm_module_add_child(seq, NULL, b) == NNM_OK;
     nnm_module_release(a);
@@ -136,44 +56,10 @@ static nnm_module *make_seq(void) {
     return seq;
 }
 
-#define MAX_PARAMS 8
-typedef struct param_list {
-    int n;
-    char names[MAX_PARAMS][64];
-    nnm_tensor *t[MAX_PARAMS];
-} param_list;
-
-static nnm_status collect_param(void *user, const char *name, nnm_tensor *t) {
-    param_list *l = user;
-    if (l->n >= MAX_PARAMS)
-        return NNM_E_LIMIT;
-    snprintf(l->names[l->n], sizeof l->names[l->n], "%s", name);
-    l->t[l->n] = t;
-    l->n++;
-    return NNM_OK;
-}
-
-static param_list params_of(nnm_module *m) {
-    param_list l;
-    memset(&l, 0, sizeof l);
-    CU_ASSERT_EQUAL(nnm_module_named_parameters(m, collect_param, &l), NNM_OK);
-    return l;
-}
-
-static int write_f32(nnm_tensor *t, const float *data, size_t n) {
-    const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
-    if (d == NULL || d->device.type != NNM_DEVICE_CPU || (size_t)nnm_tensor_numel(t) != n)
-        return 0;
-    memcpy((char *)d->data + d->byte_offset, data, n * sizeof(float));
-    return 1;
-}
-
 /* A new f32 CPU tensor shaped like t holding `data`. */
 static nnm_tensor *like(nnm_tensor *t, const float *data) {
     const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
-    nnm_tensor *g = NULL;
-    CU_ASSERT_EQUAL(nnm_tensor_from_f32(g_ctx, d->ndim, d->shape, data, &g), NNM_OK);
-    return g;
+    return tu_tf32(g_ctx, d->ndim, d->shape, data);
 }
 
 /* Sets t.grad to a copy of data (the optimizer sees only .grad). */
@@ -183,26 +69,23 @@ static void set_grad(nnm_tensor *t, const float *data) {
     nnm_tensor_release(g);
 }
 
-/* Elements of got/want beyond rtol/ATOL; tracks the worst relative error. */
+/* Elements of got/want beyond rtol/ATOL (tu_count_mismatch, under "what step
+ * N"); *worst is raised to the largest relative error of the elements more
+ * than ATOL apart. */
 static int compare(const char *what, int step, const float *got, const float *want, int64_t n,
                    double rtol, double *worst) {
-    int bad = 0;
     for (int64_t i = 0; i < n; i++) {
         double diff = fabs((double)got[i] - (double)want[i]);
         double rel = diff / fmax(fabs((double)want[i]), 1e-30);
         if (diff > ATOL && rel > *worst)
             *worst = rel;
-        if (diff > ATOL + rtol * fabs((double)want[i])) {
-            if (bad < 4)
-                fprintf(stderr, "\n  %s step %d [%lld]: got %.9g want %.9g (rel %.3g)", what,
-                        step, (long long)i, got[i], want[i], rel);
-            bad++;
-        }
     }
-    return bad;
+    char label[128];
+    snprintf(label, sizeof label, "%s step %d", what, step);
+    return tu_count_mismatch(label, got, want, n, rtol, ATOL, 0);
 }
 
-static float *read_all(const param_list *pl, int64_t total) {
+static float *read_all(const tu_named *pl, int64_t total) {
     float *v = malloc(sizeof(float) * (size_t)total);
     int64_t off = 0;
     for (int i = 0; v && i < pl->n; i++) {
@@ -213,28 +96,11 @@ static float *read_all(const param_list *pl, int64_t total) {
     return v;
 }
 
-/* State visits, collected. */
-#define MAX_STATE 32
-typedef struct state_list {
-    int n;
-    char names[MAX_STATE][64];
-    nnm_tensor *t[MAX_STATE];
-} state_list;
-
-static nnm_status collect_state(void *user, const char *name, nnm_tensor *t) {
-    state_list *l = user;
-    if (l->n >= MAX_STATE)
-        return NNM_E_LIMIT;
-    snprintf(l->names[l->n], sizeof l->names[l->n], "%s", name);
-    l->t[l->n] = t;
-    l->n++;
-    return NNM_OK;
-}
-
-static state_list state_of(nnm_optim *o) {
-    state_list l;
+/* The optimizer's state, collected (one assertion: the visit succeeded). */
+static tu_named state_of(nnm_optim *o) {
+    tu_named l;
     memset(&l, 0, sizeof l);
-    CHECK_STATUS(nnm_optim_state(o, collect_state, &l), NNM_OK);
+    CHECK_STATUS(nnm_optim_state(o, tu_named_add, &l), NNM_OK);
     return l;
 }
 
@@ -282,15 +148,15 @@ static nnm_status make_case_optim(const og_case *c, nnm_module *m, nnm_optim **o
 }
 
 static void run_golden_case(const og_case *c) {
-    nnm_module *m = c->model == OG_LINEAR_4_3 ? make_linear(4, 3) : make_seq();
+    nnm_module *m = c->model == OG_LINEAR_4_3 ? tu_linear(g_ctx, "linear", 4, 3, -1) : make_seq();
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     CU_ASSERT_EQUAL_FATAL(pl.n, c->n_params);
     int64_t off = 0;
     for (int i = 0; i < pl.n; i++) {
         CU_ASSERT_STRING_EQUAL(pl.names[i], c->names[i]);
         CU_ASSERT_EQUAL_FATAL(nnm_tensor_numel(pl.t[i]), c->numel[i]);
-        CU_ASSERT_TRUE(write_f32(pl.t[i], c->init + off, (size_t)c->numel[i]));
+        CU_ASSERT_TRUE(tu_write_f32(pl.t[i], c->init + off, (size_t)c->numel[i]));
         off += c->numel[i];
     }
     nnm_optim *o = NULL;
@@ -320,7 +186,7 @@ static void run_golden_case(const og_case *c) {
         free(got);
     }
     /* State: the same names, in the same order, with the same values. */
-    state_list sl = state_of(o);
+    tu_named sl = state_of(o);
     CU_ASSERT_EQUAL(sl.n, c->n_state);
     for (int i = 0; i < sl.n && i < c->n_state; i++) {
         CU_ASSERT_STRING_EQUAL(sl.names[i], c->state[i].name);
@@ -359,9 +225,9 @@ static void test_golden(void) {
 /* A parameter without .grad is neither updated nor given state. */
 static void test_skip_without_grad(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *m = make_linear(4, 3);
+    nnm_module *m = tu_linear(g_ctx, "linear", 4, 3, -1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     float b0[3], b1[3], w0[12], w1[12], gw[12];
     CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[1], b0, 3), NNM_OK);
     CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], w0, 12), NNM_OK);
@@ -381,7 +247,7 @@ static void test_skip_without_grad(void) {
     CU_ASSERT_EQUAL(memcmp(b0, b1, sizeof b0), 0);
     CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], w1, 12), NNM_OK);
     CU_ASSERT_NOT_EQUAL(memcmp(w0, w1, sizeof w0), 0);
-    state_list sl = state_of(o);
+    tu_named sl = state_of(o);
     CU_ASSERT_EQUAL(sl.n, 4);
     for (int i = 0; i < sl.n; i++)
         CU_ASSERT_EQUAL(strncmp(sl.names[i], "weight.", 7), 0);
@@ -394,7 +260,7 @@ static void test_zero_grad(void) {
     LEAK_CHECK_BEGIN();
     nnm_module *m = make_seq();
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     CU_ASSERT_EQUAL_FATAL(pl.n, 4);
     nnm_sgd_options so = sgd_opts(0.1, 0.9);
     nnm_optim *o = NULL;
@@ -427,7 +293,7 @@ static void test_state_names(void) {
     LEAK_CHECK_BEGIN();
     nnm_module *m = make_seq();
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     CU_ASSERT_EQUAL_FATAL(pl.n, 4);
     nnm_adam_options ao = adam_opts(0.001, 0);
     ao.amsgrad = 1;
@@ -447,7 +313,7 @@ static void test_state_names(void) {
         "1.weight.exp_avg", "1.weight.exp_avg_sq", "1.weight.max_exp_avg_sq", "1.weight.step",
         "1.bias.exp_avg",   "1.bias.exp_avg_sq",   "1.bias.max_exp_avg_sq",   "1.bias.step",
     };
-    state_list sl = state_of(o);
+    tu_named sl = state_of(o);
     CU_ASSERT_EQUAL_FATAL(sl.n, 16);
     for (int i = 0; i < sl.n; i++) {
         CU_ASSERT_STRING_EQUAL(sl.names[i], want[i]);
@@ -465,7 +331,7 @@ static void test_state_names(void) {
         }
     }
     /* a visitor's status stops the walk and comes back */
-    CU_ASSERT_EQUAL(nnm_optim_state(o, collect_state, &(state_list){.n = MAX_STATE}), NNM_E_LIMIT);
+    CU_ASSERT_EQUAL(nnm_optim_state(o, tu_named_add, &(tu_named){.n = TU_MAX_NAMED}), NNM_E_LIMIT);
     nnm_optim_free(o);
 
     /* SGD: momentum_buffer only (torch keeps no step for SGD); none without momentum */
@@ -493,7 +359,7 @@ static void test_groups_lr(void) {
     LEAK_CHECK_BEGIN();
     nnm_module *m = make_seq();
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     nnm_sgd_options so = sgd_opts(0.5, 0);
     nnm_optim *o = NULL;
     CHECK_STATUS(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
@@ -554,9 +420,9 @@ static void test_groups_lr(void) {
 /* The optimizer holds its module: releasing the caller's reference first is fine. */
 static void test_holds_module(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *m = make_linear(4, 3);
+    nnm_module *m = tu_linear(g_ctx, "linear", 4, 3, -1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     nnm_adam_options ao = adam_opts(0.01, 1);
     nnm_optim *o = NULL;
     CHECK_STATUS(nnm_optim_adam_new(m, &ao, &o), NNM_OK);
@@ -564,7 +430,7 @@ static void test_holds_module(void) {
     set_grad(pl.t[0], g);
     set_grad(pl.t[1], g);
     nnm_module_release(m);
-    CU_ASSERT_EQUAL(live_now().modules, live_before_.modules + 1);
+    CU_ASSERT_EQUAL(tu_live_now(g_ctx).modules, live_before_.modules + 1);
     CHECK_STATUS(nnm_optim_step(o), NNM_OK);
     CHECK_STATUS(nnm_optim_zero_grad(o), NNM_OK);
     nnm_optim_free(o);
@@ -576,7 +442,7 @@ static void test_steady_state_no_alloc(void) {
     LEAK_CHECK_BEGIN();
     nnm_module *m = make_seq();
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     nnm_tensor *grads[4];
     float g[12];
     for (int i = 0; i < 12; i++)
@@ -599,14 +465,14 @@ static void test_steady_state_no_alloc(void) {
         for (int i = 0; i < pl.n; i++)
             CHECK_STATUS(nnm_tensor_set_grad(pl.t[i], grads[i]), NNM_OK);
         CHECK_STATUS(nnm_optim_step(o), NNM_OK); /* makes the state */
-        nnm_ctx_stats s0 = stats_now();
+        nnm_ctx_stats s0 = tu_stats(g_ctx);
         for (int it = 0; it < 10; it++) {
             CHECK_STATUS(nnm_optim_step(o), NNM_OK);
             CHECK_STATUS(nnm_optim_zero_grad(o), NNM_OK);
             for (int i = 0; i < pl.n; i++)
                 CHECK_STATUS(nnm_tensor_set_grad(pl.t[i], grads[i]), NNM_OK);
         }
-        nnm_ctx_stats s1 = stats_now();
+        nnm_ctx_stats s1 = tu_stats(g_ctx);
         CU_ASSERT_EQUAL(s1.heap_allocs, s0.heap_allocs);
         CU_ASSERT_EQUAL(s1.cache_hits, s0.cache_hits);
         CU_ASSERT_EQUAL(s1.live_tensors, s0.live_tensors);
@@ -623,9 +489,9 @@ static void test_steady_state_no_alloc(void) {
  * read in logical order. */
 static void test_strided_grad(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *m = make_linear(4, 3);
+    nnm_module *m = tu_linear(g_ctx, "linear", 4, 3, -1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    param_list pl = params_of(m);
+    tu_named pl = tu_params_of(m);
     float w0[12], w1[12];
     CU_ASSERT_EQUAL(nnm_tensor_to_f32(pl.t[0], w0, 12), NNM_OK);
     /* storage holds g^T (4 x 3); the view is g (3 x 4) with strides {1, 3} */
@@ -667,7 +533,7 @@ static void test_strided_grad(void) {
 
 static void test_bad_options(void) {
     LEAK_CHECK_BEGIN();
-    nnm_module *m = make_linear(2, 2);
+    nnm_module *m = tu_linear(g_ctx, "linear", 2, 2, -1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     nnm_optim *o = (nnm_optim *)&o; /* must come back NULL */
     nnm_sgd_options so = sgd_opts(0.1, 0.9);
@@ -770,7 +636,7 @@ static void test_null_safety(void) {
     nnm_optim_free(NULL);
     CU_ASSERT_EQUAL(nnm_optim_step(NULL), NNM_E_INVALID);
     CU_ASSERT_EQUAL(nnm_optim_zero_grad(NULL), NNM_E_INVALID);
-    CU_ASSERT_EQUAL(nnm_optim_state(NULL, collect_state, NULL), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_optim_state(NULL, tu_named_add, NULL), NNM_E_INVALID);
     CU_ASSERT_EQUAL(nnm_optim_group_count(NULL), 0);
     CU_ASSERT_EQUAL(nnm_optim_set_lr(NULL, 0, 0.1), NNM_E_INVALID);
     CU_ASSERT_TRUE(isnan(nnm_optim_get_lr(NULL, 0)));
@@ -778,7 +644,7 @@ static void test_null_safety(void) {
     CU_ASSERT_EQUAL(nnm_optim_add_group(NULL, "0.", 0.1, 0, &gi), NNM_E_INVALID);
     CU_ASSERT_EQUAL(gi, UINT32_MAX);
     LEAK_CHECK_BEGIN();
-    nnm_module *m = make_linear(2, 2);
+    nnm_module *m = tu_linear(g_ctx, "linear", 2, 2, -1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     nnm_sgd_options so = sgd_opts(0.1, 0);
     nnm_optim *o = NULL;
@@ -790,13 +656,9 @@ static void test_null_safety(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS)
+    CU_pSuite s = tu_suite("optim", suite_init, suite_clean);
+    if (s == NULL)
         return 1;
-    CU_pSuite s = CU_add_suite("optim", suite_init, suite_clean);
-    if (s == NULL) {
-        CU_cleanup_registry();
-        return 1;
-    }
     CU_add_test(s, "PyTorch parity (SGD, Adam, AdamW, groups)", test_golden);
     CU_add_test(s, "params without grad are skipped", test_skip_without_grad);
     CU_add_test(s, "zero_grad", test_zero_grad);
@@ -808,10 +670,5 @@ int main(void) {
     CU_add_test(s, "bad options", test_bad_options);
     CU_add_test(s, "empty parameter list", test_empty_parameter_list);
     CU_add_test(s, "NULL safety", test_null_safety);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    const unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
-                            CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
+    return tu_run();
 }

@@ -1,49 +1,26 @@
 /* tests/runtime/test_call.c - the central call path: hook order, replacement,
  * removal, error propagation with module paths, modes, containers, profiler,
  * input checks, and that no forward runs outside the wrapper. */
+#include "test_util.h"
+
 #include <pthread.h>
-#include <stdio.h>
-#include <string.h>
 
-#include <CUnit/Basic.h>
-
-#include "nnmod/nnmod.h"
 #include "runtime/probe_layer.h"
 
 static nnm_ctx *ctx;
 
 static int suite_init(void) {
-    if (nnm_ctx_new(NULL, &ctx)) return 1;
+    if (tu_ctx_new(&ctx)) return 1;
     return nnm_plugin_register_static(ctx, &probe_desc, "test_call") ? 1 : 0;
 }
 
-static int suite_fini(void) {
-    nnm_ctx_free(ctx);
-    return 0;
-}
-
-static nnm_module *make(const char *req, nnm_config *cfg) {
-    nnm_module *m = NULL;
-    nnm_status st = nnm_module_create(ctx, req, cfg, &m);
-    if (st) fprintf(stderr, "create %s: %s\n", req, nnm_ctx_errmsg(ctx));
-    return m;
-}
+static int suite_fini(void) { return tu_ctx_free(&ctx); }
 
 static nnm_module *probe(double scale) {
     nnm_config *cfg;
     nnm_config_new(&cfg);
     nnm_config_set_float(cfg, "scale", scale);
-    nnm_module *m = make("probe", cfg);
-    nnm_config_free(cfg);
-    return m;
-}
-
-static nnm_module *linear(int64_t in, int64_t out) {
-    nnm_config *cfg;
-    nnm_config_new(&cfg);
-    nnm_config_set_int(cfg, "in_features", in);
-    nnm_config_set_int(cfg, "out_features", out);
-    nnm_module *m = make("linear", cfg);
+    nnm_module *m = tu_module(ctx, "probe", cfg);
     nnm_config_free(cfg);
     return m;
 }
@@ -229,11 +206,12 @@ static nnm_status post_fail(void *user, nnm_module *m, nnm_tensor *const *in, ui
 
 /* root: sequential { layers: sequential { 0: probe, 1: probe(fail) } } */
 static nnm_module *failing_tree(nnm_module **leaf) {
-    nnm_module *root = make("sequential", NULL), *layers = make("sequential", NULL);
+    nnm_module *root = tu_module(ctx, "sequential", NULL);
+    nnm_module *layers = tu_module(ctx, "sequential", NULL);
     nnm_config *cfg;
     nnm_config_new(&cfg);
     nnm_config_set_bool(cfg, "fail", 1);
-    nnm_module *a = probe(1.0), *b = make("probe", cfg);
+    nnm_module *a = probe(1.0), *b = tu_module(ctx, "probe", cfg);
     nnm_config_free(cfg);
     nnm_module_add_child(layers, NULL, a);
     nnm_module_add_child(layers, NULL, b);
@@ -280,13 +258,15 @@ static void test_error_propagation(void) {
 
 static void test_input_checks(void) {
     /* the exact message of the issue: layers.3.fc1: expected input [*, 784] */
-    nnm_module *root = make("sequential", NULL), *layers = make("sequential", NULL);
+    nnm_module *root = tu_module(ctx, "sequential", NULL);
+    nnm_module *layers = tu_module(ctx, "sequential", NULL);
     for (int i = 0; i < 3; i++) {
         nnm_module *p = probe(1.0);
         nnm_module_add_child(layers, NULL, p);
         nnm_module_release(p);
     }
-    nnm_module *block = make("sequential", NULL), *fc1 = linear(784, 10);
+    nnm_module *block = tu_module(ctx, "sequential", NULL);
+    nnm_module *fc1 = tu_linear(ctx, "linear", 784, 10, -1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(fc1);
     CU_ASSERT_EQUAL(nnm_module_add_child(block, "fc1", fc1), NNM_OK);
     CU_ASSERT_EQUAL(nnm_module_add_child(layers, NULL, block), NNM_OK);
@@ -327,7 +307,7 @@ static void test_input_checks(void) {
 
 static void test_modes(void) {
     probe_reset();
-    nnm_module *root = make("sequential", NULL), *p = probe(1.0);
+    nnm_module *root = tu_module(ctx, "sequential", NULL), *p = probe(1.0);
     nnm_module_add_child(root, NULL, p);
     nnm_tensor *x = vec(2, 1.0f), *y = NULL;
     CU_ASSERT_EQUAL(nnm_module_is_training(p), 1); /* modules start in training */
@@ -381,7 +361,7 @@ static nnm_status count_entries(void *user, nnm_module *m, nnm_tensor **in, uint
 static void test_container_children_go_through_wrapper(void) {
     probe_reset();
     g_wrapper_entries = 0;
-    nnm_module *root = make("sequential", NULL);
+    nnm_module *root = tu_module(ctx, "sequential", NULL);
     nnm_module *kids[3];
     for (int i = 0; i < 3; i++) {
         kids[i] = probe(2.0);
@@ -434,7 +414,7 @@ static void on_profile(void *user, const nnm_profile_event *ev) {
 }
 
 static void test_profiler(void) {
-    nnm_module *root = make("sequential", NULL), *a = probe(1.0), *b = probe(1.0);
+    nnm_module *root = tu_module(ctx, "sequential", NULL), *a = probe(1.0), *b = probe(1.0);
     nnm_module_add_child(root, "a", a);
     nnm_module_add_child(root, "b", b);
     prof_rec rec = {0};
@@ -479,9 +459,9 @@ static void test_module_released_by_its_hook(void) {
 }
 
 static void test_steady_state_allocates_nothing(void) {
-    nnm_module *root = make("sequential", NULL);
+    nnm_module *root = tu_module(ctx, "sequential", NULL);
     for (int i = 0; i < 4; i++) {
-        nnm_module *l = linear(16, 16), *r = make("relu", NULL);
+        nnm_module *l = tu_linear(ctx, "linear", 16, 16, -1), *r = tu_module(ctx, "relu", NULL);
         nnm_module_add_child(root, NULL, l);
         nnm_module_add_child(root, NULL, r);
         nnm_module_release(l);
@@ -507,8 +487,9 @@ static void test_steady_state_allocates_nothing(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("call_path", suite_init, suite_fini);
+    CU_pSuite s = tu_suite("call_path", suite_init, suite_fini);
+    if (s == NULL)
+        return 1;
     CU_add_test(s, "hook order: global then module, registration order", test_hook_order);
     CU_add_test(s, "hooks replace inputs and outputs", test_hook_replacement);
     CU_add_test(s, "hook removal, also during a call", test_hook_removal);
@@ -520,10 +501,5 @@ int main(void) {
     CU_add_test(s, "profiler events", test_profiler);
     CU_add_test(s, "module released by its own hook", test_module_released_by_its_hook);
     CU_add_test(s, "steady-state forward allocates nothing", test_steady_state_allocates_nothing);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    int err = CU_get_error();
-    CU_cleanup_registry();
-    return failures || err ? 1 : 0;
+    return tu_run();
 }

@@ -1,48 +1,25 @@
 /* tests/runtime/test_runtime.c - context, tensors, DLPack, config, the module
  * tree (names, walks, printing), device moves and bad-argument handling. */
-#include <stdio.h>
-#include <string.h>
+#include "test_util.h"
 
-#include <CUnit/Basic.h>
-
-#include "nnmod/nnmod.h"
 #include "runtime/probe_layer.h"
 
 static nnm_ctx *ctx;
 
 static int suite_init(void) {
-    if (nnm_ctx_new(NULL, &ctx)) return 1;
+    if (tu_ctx_new(&ctx)) return 1;
     return nnm_plugin_register_static(ctx, &probe_desc, "test_runtime") ? 1 : 0;
 }
 
-static int suite_fini(void) {
-    nnm_ctx_free(ctx);
-    return 0;
-}
-
-static nnm_module *linear(int64_t in, int64_t out, int bias) {
-    nnm_config *cfg;
-    nnm_config_new(&cfg);
-    nnm_config_set_int(cfg, "in_features", in);
-    nnm_config_set_int(cfg, "out_features", out);
-    nnm_config_set_bool(cfg, "bias", bias);
-    nnm_module *m = NULL;
-    nnm_module_create(ctx, "linear@^1", cfg, &m);
-    nnm_config_free(cfg);
-    return m;
-}
-
-static nnm_module *seq(void) {
-    nnm_module *m = NULL;
-    nnm_module_create(ctx, "sequential", NULL, &m);
-    return m;
-}
+static int suite_fini(void) { return tu_ctx_free(&ctx); }
 
 /* encoder: sequential { fc1: linear(4,3), act: relu, layers: sequential { 0: linear(3,2,nobias) } } */
 static nnm_module *tree(void) {
-    nnm_module *root = seq(), *layers = seq(), *fc1 = linear(4, 3, 1), *inner = linear(3, 2, 0);
-    nnm_module *act = NULL;
-    nnm_module_create(ctx, "relu", NULL, &act);
+    nnm_module *root = tu_module(ctx, "sequential", NULL);
+    nnm_module *layers = tu_module(ctx, "sequential", NULL);
+    nnm_module *fc1 = tu_linear(ctx, "linear@^1", 4, 3, 1);
+    nnm_module *inner = tu_linear(ctx, "linear@^1", 3, 2, 0);
+    nnm_module *act = tu_module(ctx, "relu", NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(root && layers && fc1 && inner && act);
     CU_ASSERT_EQUAL(nnm_module_add_child(root, "fc1", fc1), NNM_OK);
     CU_ASSERT_EQUAL(nnm_module_add_child(root, "act", act), NNM_OK);
@@ -118,7 +95,7 @@ static void test_names_like_state_dict(void) {
 }
 
 static void test_tree_rules(void) {
-    nnm_module *root = tree(), *extra = linear(2, 2, 1);
+    nnm_module *root = tree(), *extra = tu_linear(ctx, "linear@^1", 2, 2, 1);
     /* duplicate names, bad names, second parent, cycles */
     CU_ASSERT_EQUAL(nnm_module_add_child(root, "fc1", extra), NNM_E_EXISTS);
     CU_ASSERT_EQUAL(nnm_module_add_child(root, "a.b", extra), NNM_E_INVALID);
@@ -363,8 +340,9 @@ static void test_null_arguments(void) {
 }
 
 int main(void) {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
-    CU_pSuite s = CU_add_suite("runtime", suite_init, suite_fini);
+    CU_pSuite s = tu_suite("runtime", suite_init, suite_fini);
+    if (s == NULL)
+        return 1;
     CU_add_test(s, "parameter and module names like state_dict", test_names_like_state_dict);
     CU_add_test(s, "tree rules: names, one parent, no cycles", test_tree_rules);
     CU_add_test(s, "printed tree like print(model)", test_repr);
@@ -374,10 +352,5 @@ int main(void) {
     CU_add_test(s, "device moves", test_device_moves);
     CU_add_test(s, "plugin stays loaded while a module lives", test_plugin_stays_loaded);
     CU_add_test(s, "NULL arguments", test_null_arguments);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    int err = CU_get_error();
-    CU_cleanup_registry();
-    return failures || err ? 1 : 0;
+    return tu_run();
 }

@@ -41,14 +41,6 @@ static int suite_init(void) {
 /* Golden files                                                              */
 /* ------------------------------------------------------------------------ */
 
-static const char *golden(const char *name) {
-    static char buf[4][512];
-    static int k;
-    char *b = buf[k++ & 3];
-    snprintf(b, 512, "%s/%s", NNM_STATE_GOLDEN_DIR, name);
-    return b;
-}
-
 /* The golden inputs and outputs of one model (an *_io file). */
 typedef struct golden_io {
     nnm_tensor *input;
@@ -103,69 +95,6 @@ static double max_abs_diff(const float *got, const float *want, size_t n, double
         if (!(d <= worst)) worst = d;
     }
     return worst;
-}
-
-/* Comma-joined sorted list of strings (v is sorted in place); malloc'd. */
-static char *join_sorted(const char **v, uint32_t n) {
-    for (uint32_t i = 1; i < n; i++) /* insertion sort: tiny lists */
-        for (uint32_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
-            const char *t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    size_t len = 1;
-    for (uint32_t i = 0; i < n; i++) len += strlen(v[i]) + 1;
-    char *out = calloc(1, len);
-    for (uint32_t i = 0; out && i < n; i++) {
-        if (i) strcat(out, ",");
-        strcat(out, v[i]);
-    }
-    return out;
-}
-
-/* The tensor names of a safetensors file, sorted and joined by ','. */
-static char *file_keys(const char *path) {
-    nnm_safetensors *st = NULL;
-    if (nnm_safetensors_open(g_ctx, path, &st) != NNM_OK) return NULL;
-    uint32_t n = nnm_safetensors_count(st);
-    const char **v = calloc(n ? n : 1, sizeof *v);
-    char *out = NULL;
-    if (v) {
-        for (uint32_t i = 0; i < n; i++) {
-            nnm_st_entry e;
-            e.struct_size = sizeof e;
-            if (nnm_safetensors_entry(st, i, &e) != NNM_OK) break;
-            v[i] = e.name;
-        }
-        out = join_sorted(v, n);
-    }
-    free(v);
-    nnm_safetensors_close(st);
-    return out;
-}
-
-/* PyTorch's state_dict keys, recorded by the script in the *_io file's
- * __metadata__["state_dict_keys"], sorted and joined by ','. */
-static char *torch_keys(const char *io_file) {
-    nnm_safetensors *st = NULL;
-    if (nnm_safetensors_open(g_ctx, golden(io_file), &st) != NNM_OK) return NULL;
-    const char *k, *v = NULL;
-    for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++)
-        if (nnm_safetensors_metadata(st, i, &k, &v) == NNM_OK && !strcmp(k, "state_dict_keys"))
-            break;
-        else
-            v = NULL;
-    char *copy = v ? strdup(v) : NULL;
-    nnm_safetensors_close(st);
-    if (!copy) return NULL;
-    const char *parts[64];
-    uint32_t n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok && n < 64; tok = strtok_r(NULL, ",", &save))
-        parts[n++] = tok;
-    char *out = join_sorted(parts, n);
-    free(copy);
-    return out;
 }
 
 /* Every tensor of `saved` is in `want` (PyTorch's file) with the same dtype,
@@ -236,7 +165,7 @@ static nnm_module *build_golden(const char *manifest, nnm_manifest **mf_out) {
  * make_state_golden.py --check. */
 static void check_reverse(nnm_module *m, const nnm_manifest *mf, const char *saved_name,
                           const char *weights, const char *io_file) {
-    const char *p = tpath(saved_name);
+    const char *p = tu_path(g_dir, saved_name);
     CHECK_STATUS(nnm_module_save(m, p, 0, NULL), NNM_OK);
     char *got = file_keys(p), *want = torch_keys(io_file);
     CU_ASSERT_FATAL(got != NULL && want != NULL);
@@ -339,7 +268,7 @@ static void test_nested(void) {
     /* The reverse; norm.scratch (not persistent) is not among the keys. */
     check_reverse(m, mf, "nested_manifest_nnmod.safetensors", "nested.safetensors",
                   "nested_io.safetensors");
-    char *keys = file_keys(tpath("nested_manifest_nnmod.safetensors"));
+    char *keys = file_keys(tu_path(g_dir, "nested_manifest_nnmod.safetensors"));
     CU_ASSERT_PTR_NOT_NULL_FATAL(keys);
     CU_ASSERT_PTR_NULL(strstr(keys, "scratch"));
     CU_ASSERT_PTR_NOT_NULL(strstr(keys, "norm.running_mean"));
@@ -360,7 +289,7 @@ static void test_nested(void) {
     nnm_module *m2 = NULL;
     CHECK_STATUS(nnm_manifest_build(again, NNM_BUILD_NO_WEIGHTS, &m2), NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m2);
-    CHECK_STATUS(nnm_module_load(m2, tpath("nested_manifest_nnmod.safetensors"), 1, NULL),
+    CHECK_STATUS(nnm_module_load(m2, tu_path(g_dir, "nested_manifest_nnmod.safetensors"), 1, NULL),
                  NNM_OK);
     float *got2 = calloc(n, sizeof *got2);
     CU_ASSERT_FATAL(got2 != NULL);
@@ -417,7 +346,7 @@ static void test_altered_sha256(void) {
     /* The document as the script wrote it, with one digit of the hash
      * changed (read from the golden dir, so the weights path resolves). */
     size_t len = 0;
-    unsigned char *text = read_all(golden("mlp.manifest.json"), &len);
+    unsigned char *text = tu_read_file(golden("mlp.manifest.json"), &len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     char *at = NULL;
     for (size_t i = 0; i + 64 <= len; i++)
@@ -455,7 +384,7 @@ static void test_altered_sha256(void) {
 }
 
 static CU_pSuite add_suite(void) {
-    CU_pSuite s = CU_add_suite("interop", suite_init, state_suite_clean);
+    CU_pSuite s = tu_suite("interop", suite_init, state_suite_clean);
     if (!s) return NULL;
     CU_add_test(s, "MLP manifest: PyTorch's output; PyTorch's keys and bytes back", test_mlp);
     CU_add_test(s, "nested manifest (graph into module_list/module_dict): both ways",
@@ -464,4 +393,4 @@ static CU_pSuite add_suite(void) {
     return s;
 }
 
-int main(void) { return run_suite(add_suite); }
+int main(void) { return add_suite() != NULL ? tu_run() : 1; }

@@ -144,7 +144,7 @@ static void test_bad_headers(void) {
     LEAK_CHECK_BEGIN();
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
         const bad_case *c = &bad_cases[i];
-        const char *p = tpath(c->file);
+        const char *p = tu_path(g_dir, c->file);
         CU_ASSERT_FATAL(craft(p, c->header, c->data_len));
         nnm_safetensors *st = (nnm_safetensors *)1;
         nnm_status got = nnm_safetensors_open(g_ctx, p, &st);
@@ -175,10 +175,10 @@ static nnm_status open_expect(const char *p, nnm_status want, const char *needle
 
 static void test_bad_lengths(void) {
     /* empty file, fewer than 8 bytes, header length past the end, huge lengths */
-    const char *p = tpath("len.st");
-    CU_ASSERT_FATAL(write_bytes(p, "", 0));
+    const char *p = tu_path(g_dir, "len.st");
+    CU_ASSERT_FATAL(tu_write_file(p, "", 0));
     open_expect(p, NNM_E_INVALID, "len.st: file is empty");
-    CU_ASSERT_FATAL(write_bytes(p, "\x02\0\0\0\0", 5));
+    CU_ASSERT_FATAL(tu_write_file(p, "\x02\0\0\0\0", 5));
     open_expect(p, NNM_E_INVALID, "file is 5 bytes, too short for the 8-byte header length");
     CU_ASSERT_FATAL(craft_n(p, 0, "", 0, 0));
     open_expect(p, NNM_E_INVALID, "header is empty");
@@ -200,7 +200,8 @@ static void test_bad_lengths(void) {
 
 static void test_bad_paths(void) {
     open_expect(g_dir, NNM_E_IO, "is a directory");
-    open_expect(tpath("does_not_exist.st"), NNM_E_IO, "does_not_exist.st: cannot open: No such file");
+    open_expect(tu_path(g_dir, "does_not_exist.st"), NNM_E_IO,
+                "does_not_exist.st: cannot open: No such file");
     open_expect("/dev/null", NNM_E_IO, "is not a regular file");
     nnm_safetensors *st = (nnm_safetensors *)1;
     CHECK_STATUS(nnm_safetensors_open(g_ctx, NULL, &st), NNM_E_INVALID);
@@ -227,7 +228,7 @@ static void test_deep_nesting(void) {
     for (size_t i = 0; i < depth; i++) h[n++] = '[';
     for (size_t i = 0; i < depth; i++) h[n++] = ']';
     h[n++] = '}';
-    const char *p = tpath("deep.st");
+    const char *p = tu_path(g_dir, "deep.st");
     CU_ASSERT_FATAL(craft_n(p, UINT64_MAX, h, n, 0));
     free(h);
     open_expect(p, NNM_E_INVALID, "not valid JSON");
@@ -241,7 +242,7 @@ static void test_long_name_message(void) {
     strcpy(h, "{\"");
     memset(h + 2, 'n', len);
     strcpy(h + 2 + len, "\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,4]}}");
-    const char *p = tpath("longname.st");
+    const char *p = tu_path(g_dir, "longname.st");
     CU_ASSERT_FATAL(craft(p, h, 4));
     free(h);
     open_expect(p, NNM_E_SHAPE, "nnnnnnnnnnnnnnnnnnnnnnn...': data_offsets [0, 4] hold 4 bytes");
@@ -258,7 +259,7 @@ static void test_long_name_message(void) {
 
 static void test_valid_minimal(void) {
     LEAK_CHECK_BEGIN();
-    const char *p = tpath("min.st");
+    const char *p = tu_path(g_dir, "min.st");
     nnm_safetensors *st = NULL;
     /* no tensors at all; padding spaces; metadata only */
     CU_ASSERT_FATAL(craft(p, "{}      ", 0));
@@ -364,14 +365,14 @@ static void test_write_roundtrip_dtypes(void) {
         fill_bytes(t[i], (unsigned)i);
     }
     const nnm_kv meta[] = {{"epoch", "7"}, {"nnmod_version", "ignored"}, {"best", "0.25"}};
-    const char *p = tpath("dtypes.st");
+    const char *p = tu_path(g_dir, "dtypes.st");
     CHECK_STATUS(nnm_safetensors_write(g_ctx, p, N_DT, names, t, 3, meta), NNM_OK);
     CU_ASSERT_EQUAL(dir_count(g_dir, ".tmp."), 0);
 
     /* layout: header padded to 8 with spaces, __metadata__ first, largest
      * element size first then by name (every tensor aligned to its size) */
     size_t flen;
-    unsigned char *raw = read_all(p, &flen);
+    unsigned char *raw = tu_read_file(p, &flen);
     CU_ASSERT_FATAL(raw != NULL && flen >= 8);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | raw[i];
@@ -452,7 +453,7 @@ static void test_write_strided(void) {
     nnm_tensor *t = NULL;
     CHECK_STATUS(nnm_tensor_from_dlpack(g_ctx, &b->dl, &t), NNM_OK);
     const char *name = "w.T";
-    const char *p = tpath("strided.st");
+    const char *p = tu_path(g_dir, "strided.st");
     CHECK_STATUS(nnm_safetensors_write(g_ctx, p, 1, &name, &t, 0, NULL), NNM_OK);
     nnm_safetensors *st = NULL;
     CHECK_STATUS(nnm_safetensors_open(g_ctx, p, &st), NNM_OK);
@@ -475,7 +476,7 @@ static void test_write_strided(void) {
     b2->dl.dl_tensor.dtype = (nnm_dtype){NNM_DTYPE_INT, 32, 1};
     nnm_tensor *ti = NULL;
     CHECK_STATUS(nnm_tensor_from_dlpack(g_ctx, &b2->dl, &ti), NNM_OK);
-    const char *p2 = tpath("strided_i32.st");
+    const char *p2 = tu_path(g_dir, "strided_i32.st");
     CHECK_STATUS(nnm_safetensors_write(g_ctx, p2, 1, &name, &ti, 0, NULL), NNM_E_UNSUPPORTED);
     CHECK_MSG("non-contiguous I32");
     CU_ASSERT_EQUAL(access(p2, F_OK), -1);
@@ -492,7 +493,7 @@ static void test_write_errors(void) {
     CHECK_STATUS(nnm_tensor_new(g_ctx, (nnm_device){NNM_DEVICE_CPU, 0},
                                 (nnm_dtype){NNM_DTYPE_FLOAT, 8, 1}, 1, shape, &bad),
                  NNM_OK);
-    const char *p = tpath("errors.st");
+    const char *p = tu_path(g_dir, "errors.st");
     nnm_tensor *two[2] = {a, a};
     const char *dup[2] = {"x", "x"};
     CHECK_STATUS(nnm_safetensors_write(g_ctx, p, 2, dup, two, 0, NULL), NNM_E_EXISTS);
@@ -522,8 +523,9 @@ static void test_write_errors(void) {
     const char *ok_name[1] = {"a"};
     CHECK_STATUS(nnm_safetensors_write(g_ctx, g_dir, 1, ok_name, &a, 0, NULL), NNM_E_IO);
     CHECK_MSG("is a directory");
-    CHECK_STATUS(nnm_safetensors_write(g_ctx, tpath("no/such/dir.st"), 1, ok_name, &a, 0, NULL),
-                 NNM_E_IO);
+    CHECK_STATUS(
+        nnm_safetensors_write(g_ctx, tu_path(g_dir, "no/such/dir.st"), 1, ok_name, &a, 0, NULL),
+        NNM_E_IO);
     CHECK_MSG("cannot create a temporary file beside it: No such file or directory");
     CU_ASSERT_EQUAL(dir_count(g_dir, ".tmp."), 0);
     /* empty state: a valid file with only metadata */
@@ -541,8 +543,8 @@ static void test_write_errors(void) {
 /* Overwriting replaces the file; no temp file is left. */
 static void test_write_replace(void) {
     LEAK_CHECK_BEGIN();
-    const char *p = tpath("replace.st");
-    CU_ASSERT_FATAL(write_bytes(p, "old contents", 12));
+    const char *p = tu_path(g_dir, "replace.st");
+    CU_ASSERT_FATAL(tu_write_file(p, "old contents", 12));
     const int64_t shape[1] = {3};
     const float v[3] = {1, 2, 3};
     nnm_tensor *t = NULL;
@@ -613,7 +615,7 @@ static int check_version(const char *p) {
 }
 
 static void test_crash_safety_kill(void) {
-    const char *p = tpath("crash.st");
+    const char *p = tu_path(g_dir, "crash.st");
     const int64_t shape[1] = {CRASH_ELEMS};
     nnm_tensor *t = NULL;
     CHECK_STATUS(nnm_tensor_from_f32(g_ctx, 1, shape, NULL, &t), NNM_OK);
@@ -662,7 +664,7 @@ static void test_crash_safety_kill(void) {
 /* A writer whose writes fail (file size limit) leaves the old file intact
  * and removes its temp file. */
 static void test_crash_safety_write_error(void) {
-    const char *p = tpath("efbig.st");
+    const char *p = tu_path(g_dir, "efbig.st");
     const int64_t shape[1] = {CRASH_ELEMS};
     nnm_tensor *t = NULL;
     CHECK_STATUS(nnm_tensor_from_f32(g_ctx, 1, shape, NULL, &t), NNM_OK);
@@ -689,7 +691,7 @@ static void test_crash_safety_write_error(void) {
 }
 
 static CU_pSuite add_suite(void) {
-    CU_pSuite s = CU_add_suite("safetensors", state_suite_init, state_suite_clean);
+    CU_pSuite s = tu_suite("safetensors", state_suite_init, state_suite_clean);
     if (!s) return NULL;
     CU_add_test(s, "bad headers", test_bad_headers);
     CU_add_test(s, "bad lengths", test_bad_lengths);
@@ -706,4 +708,4 @@ static CU_pSuite add_suite(void) {
     return s;
 }
 
-int main(void) { return run_suite(add_suite); }
+int main(void) { return add_suite() != NULL ? tu_run() : 1; }

@@ -35,12 +35,10 @@ static int suite_init(void) {
 static nnm_module *mk(const char *request, const char *k1, int64_t v1, const char *k2,
                       int64_t v2) {
     nnm_config *cfg = NULL;
-    nnm_module *m = NULL;
     if (nnm_config_new(&cfg) != NNM_OK) return NULL;
     if (k1) nnm_config_set_int(cfg, k1, v1);
     if (k2) nnm_config_set_int(cfg, k2, v2);
-    nnm_status st = nnm_module_create(g_ctx, request, cfg, &m);
-    if (st) fprintf(stderr, "\n  create %s: %s\n", request, nnm_ctx_errmsg(g_ctx));
+    nnm_module *m = tu_module(g_ctx, request, cfg);
     nnm_config_free(cfg);
     return m;
 }
@@ -130,14 +128,6 @@ static int nested_forward(nnm_module *root, nnm_tensor *x, float *out, int64_t r
 /* Golden files                                                              */
 /* ------------------------------------------------------------------------ */
 
-static const char *golden(const char *name) {
-    static char buf[4][512];
-    static int k;
-    char *b = buf[k++ & 3];
-    snprintf(b, 512, "%s/%s", NNM_STATE_GOLDEN_DIR, name);
-    return b;
-}
-
 /* A new f32 tensor from a golden entry (F32 only). */
 static nnm_tensor *golden_tensor(nnm_safetensors *st, const char *name) {
     nnm_st_entry e;
@@ -153,19 +143,12 @@ static nnm_tensor *golden_tensor(nnm_safetensors *st, const char *name) {
     return t;
 }
 
+/* got[] (as many floats as want_t holds) is within 1e-5 relative + 1e-6 of
+ * want_t; prints the first differences otherwise. */
 static int close_enough(const float *got, nnm_tensor *want_t) {
-    int64_t n = nnm_tensor_numel(want_t);
-    float *want = malloc(sizeof(float) * (size_t)n);
-    if (!want || nnm_tensor_to_f32(want_t, want, (size_t)n) != NNM_OK) {
-        free(want);
-        return 0;
-    }
-    int bad = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (fabs((double)got[i] - want[i]) > 1e-5 * fabs((double)want[i]) + 1e-6) {
-            if (bad++ < 3)
-                fprintf(stderr, "\n  [%lld] got %.9g want %.9g\n", (long long)i, got[i], want[i]);
-        }
+    int64_t n = 0;
+    float *want = tu_read_f32(want_t, &n);
+    int bad = want != NULL ? tu_count_mismatch(NULL, got, want, n, 1e-5, 1e-6, 0) : -1;
     free(want);
     return bad == 0;
 }
@@ -218,69 +201,6 @@ static void test_golden_mlp(void) {
     LEAK_CHECK_END();
 }
 
-/* Sorted header keys of a file, joined by ','. */
-static char *file_keys(const char *path) {
-    nnm_safetensors *st = NULL;
-    if (nnm_safetensors_open(g_ctx, path, &st) != NNM_OK) return NULL;
-    uint32_t n = nnm_safetensors_count(st);
-    const char **v = calloc(n ? n : 1, sizeof *v);
-    size_t len = 1;
-    for (uint32_t i = 0; v && i < n; i++) {
-        nnm_st_entry e;
-        e.struct_size = sizeof e;
-        nnm_safetensors_entry(st, i, &e);
-        v[i] = e.name;
-        len += strlen(e.name) + 1;
-    }
-    /* insertion sort: tiny lists */
-    for (uint32_t i = 1; v && i < n; i++)
-        for (uint32_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
-            const char *t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    char *out = v ? calloc(1, len) : NULL;
-    for (uint32_t i = 0; out && i < n; i++) {
-        if (i) strcat(out, ",");
-        strcat(out, v[i]);
-    }
-    free(v);
-    nnm_safetensors_close(st);
-    return out;
-}
-
-/* PyTorch's recorded key list (state_dict order), sorted, joined by ','. */
-static char *torch_keys(const char *io_file) {
-    nnm_safetensors *st = NULL;
-    if (nnm_safetensors_open(g_ctx, golden(io_file), &st) != NNM_OK) return NULL;
-    const char *k, *v = NULL;
-    for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++)
-        if (nnm_safetensors_metadata(st, i, &k, &v) == NNM_OK && !strcmp(k, "state_dict_keys"))
-            break;
-        else
-            v = NULL;
-    char *copy = v ? strdup(v) : NULL;
-    nnm_safetensors_close(st);
-    if (!copy) return NULL;
-    /* split, sort, join */
-    const char *parts[64];
-    int n = 0;
-    for (char *tok = strtok(copy, ","); tok && n < 64; tok = strtok(NULL, ",")) parts[n++] = tok;
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && strcmp(parts[j - 1], parts[j]) > 0; j--) {
-            const char *t = parts[j];
-            parts[j] = parts[j - 1];
-            parts[j - 1] = t;
-        }
-    char *out = calloc(1, strlen(v ? "" : "") + 4096);
-    for (int i = 0; out && i < n; i++) {
-        if (i) strcat(out, ",");
-        strcat(out, parts[i]);
-    }
-    free(copy);
-    return out;
-}
-
 /* Also leaves a copy in $NNM_TEST_KEEP_DIR for make_state_golden.py --check. */
 static void keep_copy(nnm_module *m, const char *name) {
     const char *dir = getenv("NNM_TEST_KEEP_DIR");
@@ -308,7 +228,7 @@ static void test_golden_nested(void) {
 
     /* The reverse: nnmod's file carries exactly PyTorch's keys (the
      * non-persistent buffer norm.scratch is not among them). */
-    const char *p = tpath("nested_nnmod.safetensors");
+    const char *p = tu_path(g_dir, "nested_nnmod.safetensors");
     const nnm_kv meta[1] = {{"epoch", "3"}};
     CHECK_STATUS(nnm_module_save(m, p, 1, meta), NNM_OK);
     char *got = file_keys(p), *want = torch_keys("nested_io.safetensors");
@@ -343,7 +263,7 @@ static void test_mlp_keys(void) {
     LEAK_CHECK_BEGIN();
     nnm_module *m = make_mlp(3);
     CHECK_STATUS(nnm_module_load(m, golden("mlp.safetensors"), 1, NULL), NNM_OK);
-    const char *p = tpath("mlp_nnmod.safetensors");
+    const char *p = tu_path(g_dir, "mlp_nnmod.safetensors");
     CHECK_STATUS(nnm_module_save(m, p, 0, NULL), NNM_OK);
     char *got = file_keys(p), *want = torch_keys("mlp_io.safetensors");
     CU_ASSERT_FATAL(got != NULL && want != NULL);
@@ -498,7 +418,7 @@ static void test_dtype_not_convertible(void) {
     memset(nnm_tensor_desc_get(b)->data, 0, 32);
     const char *names[2] = {"0.weight", "0.bias"};
     nnm_tensor *ts[2] = {w, b};
-    const char *p = tpath("i32bias.safetensors");
+    const char *p = tu_path(g_dir, "i32bias.safetensors");
     CHECK_STATUS(nnm_safetensors_write(g_ctx, p, 2, names, ts, 0, NULL), NNM_OK);
     nnm_module *m = seq();
     add(m, NULL, linear(4, 8));
@@ -544,7 +464,7 @@ static void test_buffers(void) {
     for (int i = 6; i < 12; i++) CU_ASSERT_EQUAL(s->v[i], 0.0f);
     free(s);
     /* a sub-module saves and loads under names relative to itself */
-    const char *p = tpath("cls.safetensors");
+    const char *p = tu_path(g_dir, "cls.safetensors");
     CHECK_STATUS(nnm_module_save(nnm_module_get(m, "tasks.cls"), p, 0, NULL), NNM_OK);
     char *keys = file_keys(p);
     CU_ASSERT_STRING_EQUAL(keys, "0.bias,0.weight,2.bias,2.weight");
@@ -557,9 +477,9 @@ static void test_load_errors(void) {
     LEAK_CHECK_BEGIN();
     nnm_module *m = make_mlp(3);
     snap *before = take_snap(m);
-    CHECK_STATUS(nnm_module_load(m, tpath("absent.safetensors"), 0, NULL), NNM_E_IO);
+    CHECK_STATUS(nnm_module_load(m, tu_path(g_dir, "absent.safetensors"), 0, NULL), NNM_E_IO);
     CHECK_MSG("absent.safetensors: cannot open");
-    const char *p = tpath("garbage.safetensors");
+    const char *p = tu_path(g_dir, "garbage.safetensors");
     CU_ASSERT_FATAL(craft(p, "{\"0.weight\":{\"dtype\":\"F32\",\"shape\":[8,4],"
                              "\"data_offsets\":[0,64]}}", 64));
     nnm_load_report *rep = (nnm_load_report *)1;
@@ -581,7 +501,7 @@ static void test_load_errors(void) {
 }
 
 static CU_pSuite add_suite(void) {
-    CU_pSuite s = CU_add_suite("state_dict", suite_init, state_suite_clean);
+    CU_pSuite s = tu_suite("state_dict", suite_init, state_suite_clean);
     if (!s) return NULL;
     CU_add_test(s, "PyTorch MLP golden (F32 and F16/BF16/F64)", test_golden_mlp);
     CU_add_test(s, "PyTorch nested golden and the reverse", test_golden_nested);
@@ -594,4 +514,4 @@ static CU_pSuite add_suite(void) {
     return s;
 }
 
-int main(void) { return run_suite(add_suite); }
+int main(void) { return add_suite() != NULL ? tu_run() : 1; }
