@@ -27,7 +27,8 @@
  *        exactly). The step count lives here for every kind: SGD's first
  *        step (buffer = grad) depends on it, and Adam's f32 `step` tensor
  *        only mirrors it.
- *     nnmod_manifest_sha256           nnm_manifest_hash of the manifest given
+ *     nnmod_manifest_sha256           nnm_manifest_hash of the manifest given, or of
+ *                                     the one m was built from
  *     nnmod_version                   written by the safetensors writer
  *     user pairs                      any key not starting with "nnmod"
  *
@@ -398,6 +399,8 @@ NNM_API nnm_status nnm_checkpoint_save(const char *path, nnm_module *m, nnm_opti
             goto done;
         }
         kv[nkv++] = (nnm_kv){CK_META_MANIFEST, mhash};
+    } else if (m->manifest_sha256) { /* a root built from a manifest knows it */
+        kv[nkv++] = (nnm_kv){CK_META_MANIFEST, m->manifest_sha256};
     }
     st = nnm_safetensors_write(ctx, path, (uint32_t)total, names, tensors, nkv, kv);
 done:

@@ -567,8 +567,9 @@ NNM_API void nnm_load_report_free(nnm_load_report *report);
  * (each group's lr, weight decay and parameter keys) and exact step counts as
  * JSON in __metadata__ "nnmod_optim", and the user pairs `meta` (NULL keys or
  * values and keys starting with "nnmod" are refused: NNM_E_INVALID, nothing
- * written). manifest (may be NULL) adds its hash as "nnmod_manifest_sha256".
- * Nothing is borrowed past the call. */
+ * written). manifest (may be NULL) adds its hash as "nnmod_manifest_sha256";
+ * with NULL, a root built by nnm_manifest_build records the hash of the
+ * manifest it was built from. Nothing is borrowed past the call. */
 NNM_API nnm_status nnm_checkpoint_save(const char *path, nnm_module *m, nnm_optim *opt,
                                        const nnm_manifest *manifest, uint32_t n_meta,
                                        const nnm_kv *meta);

@@ -532,6 +532,16 @@ static void test_manifest_hash(void) {
         CU_ASSERT_PTR_NOT_NULL(v);
         if (v) CU_ASSERT_STRING_EQUAL(v, want);
         CU_ASSERT_EQUAL(strlen(want), 64);
+        /* A model built from the manifest records it without being told. */
+        nnm_module *built = NULL;
+        CHECK_STATUS(nnm_manifest_build(mf, NNM_BUILD_NO_WEIGHTS, &built), NNM_OK);
+        if (built) {
+            CHECK_STATUS(nnm_checkpoint_save(ck, built, NULL, NULL, 0, NULL), NNM_OK);
+            v = meta_of(b.ctx, ck, "nnmod_manifest_sha256", buf, sizeof buf);
+            CU_ASSERT_PTR_NOT_NULL(v);
+            if (v) CU_ASSERT_STRING_EQUAL(v, want);
+        }
+        nnm_module_release(built);
     }
     nnm_manifest_free(mf);
     run_free(&b);
