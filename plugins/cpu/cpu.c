@@ -20,6 +20,8 @@
  */
 #include <nnmod/plugin.h>
 
+#include "strided_layout.h"
+
 #include <cblas.h>
 
 #include <limits.h>
@@ -125,64 +127,16 @@ static float *cpu_base(const nnm_tensor_desc *d) {
 /* The strided walker                                                        */
 /* ------------------------------------------------------------------------ */
 
-#define CPU_MAX_OPS 3
+#define CPU_MAX_OPS NNM_LAYOUT_MAX_OPS
 
-/* Up to three operands iterated together over one shape. After cpu_layout()
- * dims of size 1 are dropped and dims contiguous in every operand merged; the
- * last dim (ndim-1) is the inner loop. ndim 0 after merging means one element. */
-typedef struct cpu_layout {
-    int32_t ndim;
-    int32_t nops;
-    int64_t shape[NNM_MAX_DIMS];
-    int64_t strides[CPU_MAX_OPS][NNM_MAX_DIMS];
-} cpu_layout;
+/* Up to three operands iterated together over one shape
+ * (plugins/common/strided_layout.h). */
+typedef nnm_strided_layout cpu_layout;
 
-/* Builds the layout of `shape` (ndim dims) with each operand's strides. An
- * operand whose size in a dim is 1 while the shape's is not is read with
- * stride 0 there (broadcast); other mismatches give NNM_E_SHAPE. */
 static nnm_status cpu_layout_init(nnm_env *env, const char *op, cpu_layout *L, int32_t ndim,
                                   const int64_t *shape, int32_t nops,
                                   const nnm_tensor_desc *const *ds, const char *const *names) {
-    L->ndim = 0;
-    L->nops = nops;
-    for (int32_t k = 0; k < nops; k++) {
-        if (ds[k]->ndim != ndim)
-            return CPU_ERR(env, NNM_E_SHAPE, "cpu %s: %s tensor has %d dims, output has %d", op,
-                           names[k], (int)ds[k]->ndim, (int)ndim);
-        for (int32_t i = 0; i < ndim; i++) {
-            if (ds[k]->shape[i] != shape[i] && ds[k]->shape[i] != 1)
-                return CPU_ERR(env, NNM_E_SHAPE,
-                               "cpu %s: %s tensor has size %lld in dim %d, output has %lld", op,
-                               names[k], (long long)ds[k]->shape[i], (int)i,
-                               (long long)shape[i]);
-        }
-    }
-    for (int32_t i = 0; i < ndim; i++) {
-        if (shape[i] == 1)
-            continue; /* a size-1 dim never moves any index */
-        int32_t j = L->ndim;
-        int64_t st[CPU_MAX_OPS];
-        for (int32_t k = 0; k < nops; k++)
-            st[k] = ds[k]->shape[i] == 1 ? 0 : ds[k]->strides[i];
-        /* merge into the previous kept dim when every operand is contiguous across both */
-        if (j > 0) {
-            int mergeable = 1;
-            for (int32_t k = 0; k < nops; k++)
-                if (L->strides[k][j - 1] != st[k] * shape[i])
-                    mergeable = 0;
-            if (mergeable) {
-                L->shape[j - 1] *= shape[i];
-                for (int32_t k = 0; k < nops; k++)
-                    L->strides[k][j - 1] = st[k];
-                continue;
-            }
-        }
-        L->shape[j] = shape[i];
-        for (int32_t k = 0; k < nops; k++)
-            L->strides[k][j] = st[k];
-        L->ndim = j + 1;
-    }
-    return NNM_OK;
+    return nnm_strided_layout_init(env, "cpu", op, L, ndim, shape, nops, ds, names);
 }
 
 /* Walks every inner row of a layout: for each combination of the outer

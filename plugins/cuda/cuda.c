@@ -191,54 +191,12 @@ static float *cuda_base(const nnm_tensor_desc *d) {
     return (float *)(void *)((char *)d->data + d->byte_offset);
 }
 
-/* Builds the layout of `shape` (ndim dims) with each operand's strides, exactly
- * as the cpu backend does: an operand whose size in a dim is 1 while the
- * shape's is not is read with stride 0 there (broadcast); other mismatches
- * give NNM_E_SHAPE; size-1 dims are dropped and dims contiguous in every
- * operand merged. */
+/* The layout the cpu backend builds too (plugins/common/strided_layout.h). */
 static nnm_status cuda_layout_init(nnm_env *env, const char *op, nnm__cuda_layout *L,
                                    int32_t ndim, const int64_t *shape, int32_t nops,
                                    const nnm_tensor_desc *const *ds, const char *const *names) {
-    memset(L, 0, sizeof *L);
-    L->nops = nops;
-    for (int32_t k = 0; k < nops; k++) {
-        if (ds[k]->ndim != ndim)
-            return CUDA_ERR(env, NNM_E_SHAPE, "cuda %s: %s tensor has %d dims, output has %d", op,
-                            names[k], (int)ds[k]->ndim, (int)ndim);
-        for (int32_t i = 0; i < ndim; i++) {
-            if (ds[k]->shape[i] != shape[i] && ds[k]->shape[i] != 1)
-                return CUDA_ERR(env, NNM_E_SHAPE,
-                                "cuda %s: %s tensor has size %lld in dim %d, output has %lld", op,
-                                names[k], (long long)ds[k]->shape[i], (int)i,
-                                (long long)shape[i]);
-        }
-    }
-    for (int32_t i = 0; i < ndim; i++) {
-        if (shape[i] == 1)
-            continue; /* a size-1 dim never moves any index */
-        int32_t j = L->ndim;
-        int64_t st[NNM__CUDA_MAX_OPS];
-        for (int32_t k = 0; k < nops; k++)
-            st[k] = ds[k]->shape[i] == 1 ? 0 : ds[k]->strides[i];
-        /* merge into the previous kept dim when every operand is contiguous across both */
-        if (j > 0) {
-            int mergeable = 1;
-            for (int32_t k = 0; k < nops; k++)
-                if (L->strides[k][j - 1] != st[k] * shape[i])
-                    mergeable = 0;
-            if (mergeable) {
-                L->shape[j - 1] *= shape[i];
-                for (int32_t k = 0; k < nops; k++)
-                    L->strides[k][j - 1] = st[k];
-                continue;
-            }
-        }
-        L->shape[j] = shape[i];
-        for (int32_t k = 0; k < nops; k++)
-            L->strides[k][j] = st[k];
-        L->ndim = j + 1;
-    }
-    return NNM_OK;
+    memset(L, 0, sizeof *L); /* kernels get the whole struct by value */
+    return nnm_strided_layout_init(env, "cuda", op, L, ndim, shape, nops, ds, names);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -9,6 +9,8 @@
 
 #include <nnmod/plugin.h>
 
+#include "strided_layout.h"
+
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -16,18 +18,12 @@ extern "C" {
 #endif
 
 /* Most operands one elementwise kernel reads or writes (out, a, b). */
-#define NNM__CUDA_MAX_OPS 3
+#define NNM__CUDA_MAX_OPS NNM_LAYOUT_MAX_OPS
 
 /* Up to three operands iterated together over one shape, as the cpu backend
- * does: dims of size 1 dropped, dims contiguous in every operand merged, the
- * last dim (ndim-1) the fastest. ndim 0 means one element. Strides are in
- * elements; operand 0 is always the output. Passed to kernels by value. */
-typedef struct nnm__cuda_layout {
-    int32_t ndim;
-    int32_t nops;
-    int64_t shape[NNM_MAX_DIMS];
-    int64_t strides[NNM__CUDA_MAX_OPS][NNM_MAX_DIMS];
-} nnm__cuda_layout;
+ * does (plugins/common/strided_layout.h); operand 0 is always the output.
+ * Passed to kernels by value. */
+typedef nnm_strided_layout nnm__cuda_layout;
 
 /* Each launcher runs one kernel on the legacy default stream of the current
  * device over `numel` (> 0) elements of layout L and returns the launch status
