@@ -95,65 +95,6 @@ NNM_API nnm_status nnm_config_set_bool(nnm_config *cfg, const char *key, int v) 
     return NNM_OK;
 }
 
-NNM_API nnm_status nnm_config_set_str(nnm_config *cfg, const char *key, const char *v) {
-    if (!v) return NNM_E_INVALID;
-    char *copy = strdup(v);
-    if (!copy) return NNM_E_NOMEM;
-    if (!cfg || !key || !*key) {
-        free(copy);
-        return NNM_E_INVALID;
-    }
-    nnm__cfg_entry *e = slot(cfg, key);
-    if (!e) {
-        free(copy);
-        return NNM_E_NOMEM;
-    }
-    e->type = NNM__CFG_STR;
-    e->u.s = copy;
-    return NNM_OK;
-}
-
-NNM_API nnm_status nnm_config_set_ints(nnm_config *cfg, const char *key, const int64_t *v, size_t n) {
-    if (n && !v) return NNM_E_INVALID;
-    int64_t *copy = malloc((n ? n : 1) * sizeof *copy);
-    if (!copy) return NNM_E_NOMEM;
-    if (n) memcpy(copy, v, n * sizeof *copy);
-    if (!cfg || !key || !*key) {
-        free(copy);
-        return NNM_E_INVALID;
-    }
-    nnm__cfg_entry *e = slot(cfg, key);
-    if (!e) {
-        free(copy);
-        return NNM_E_NOMEM;
-    }
-    e->type = NNM__CFG_INTS;
-    e->u.ints.v = copy;
-    e->u.ints.n = n;
-    return NNM_OK;
-}
-
-NNM_API nnm_status nnm_config_set_floats(nnm_config *cfg, const char *key, const double *v,
-                                         size_t n) {
-    if (n && !v) return NNM_E_INVALID;
-    double *copy = malloc((n ? n : 1) * sizeof *copy);
-    if (!copy) return NNM_E_NOMEM;
-    if (n) memcpy(copy, v, n * sizeof *copy);
-    if (!cfg || !key || !*key) {
-        free(copy);
-        return NNM_E_INVALID;
-    }
-    nnm__cfg_entry *e = slot(cfg, key);
-    if (!e) {
-        free(copy);
-        return NNM_E_NOMEM;
-    }
-    e->type = NNM__CFG_FLOATS;
-    e->u.floats.v = copy;
-    e->u.floats.n = n;
-    return NNM_OK;
-}
-
 /* Copies n strings; NULL on OOM or a NULL string. */
 static char **dup_strs(const char *const *v, size_t n) {
     char **copy = calloc(n ? n : 1, sizeof *copy);
@@ -166,22 +107,60 @@ static char **dup_strs(const char *const *v, size_t n) {
     return copy;
 }
 
+/* A malloc'd copy of n elements of `size` bytes (at least one byte). */
+static void *dup_array(const void *v, size_t n, size_t size) {
+    void *copy = malloc(n ? n * size : 1);
+    if (copy && n) memcpy(copy, v, n * size);
+    return copy;
+}
+
+/* Stores `copy` (a string, or a list of n values of `type`) under key. The
+ * entry owns copy from here on; on failure it is freed. NULL copy: OOM. */
+static nnm_status set_owned(nnm_config *cfg, const char *key, int type, void *copy, size_t n) {
+    nnm_status st = NNM_OK;
+    nnm__cfg_entry *e = NULL;
+    if (!copy) return NNM_E_NOMEM;
+    if (!cfg || !key || !*key)
+        st = NNM_E_INVALID;
+    else if (!(e = slot(cfg, key)))
+        st = NNM_E_NOMEM;
+    if (st) {
+        if (type == NNM__CFG_STRS) free_strs(copy, n);
+        else free(copy);
+        return st;
+    }
+    e->type = type;
+    switch (type) {
+    case NNM__CFG_STR: e->u.s = copy; break;
+    case NNM__CFG_INTS: e->u.ints.v = copy, e->u.ints.n = n; break;
+    case NNM__CFG_FLOATS: e->u.floats.v = copy, e->u.floats.n = n; break;
+    case NNM__CFG_STRS: e->u.strs.v = copy, e->u.strs.n = n; break;
+    }
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_config_set_str(nnm_config *cfg, const char *key, const char *v) {
+    if (!v) return NNM_E_INVALID;
+    return set_owned(cfg, key, NNM__CFG_STR, strdup(v), 0);
+}
+
+NNM_API nnm_status nnm_config_set_ints(nnm_config *cfg, const char *key, const int64_t *v, size_t n) {
+    if (n && !v) return NNM_E_INVALID;
+    return set_owned(cfg, key, NNM__CFG_INTS, dup_array(v, n, sizeof *v), n);
+}
+
+NNM_API nnm_status nnm_config_set_floats(nnm_config *cfg, const char *key, const double *v,
+                                         size_t n) {
+    if (n && !v) return NNM_E_INVALID;
+    return set_owned(cfg, key, NNM__CFG_FLOATS, dup_array(v, n, sizeof *v), n);
+}
+
 NNM_API nnm_status nnm_config_set_strs(nnm_config *cfg, const char *key, const char *const *v,
                                        size_t n) {
-    if ((n && !v) || !cfg || !key || !*key) return NNM_E_INVALID;
+    if (n && !v) return NNM_E_INVALID;
     for (size_t i = 0; i < n; i++)
         if (!v[i]) return NNM_E_INVALID;
-    char **copy = dup_strs(v, n);
-    if (!copy) return NNM_E_NOMEM;
-    nnm__cfg_entry *e = slot(cfg, key);
-    if (!e) {
-        free_strs(copy, n);
-        return NNM_E_NOMEM;
-    }
-    e->type = NNM__CFG_STRS;
-    e->u.strs.v = copy;
-    e->u.strs.n = n;
-    return NNM_OK;
+    return set_owned(cfg, key, NNM__CFG_STRS, dup_strs(v, n), n);
 }
 
 NNM_API size_t nnm_config_count(const nnm_config *cfg) { return cfg ? cfg->count : 0; }
