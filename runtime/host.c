@@ -89,14 +89,17 @@ static nnm_status host_config_str(nnm_env *env, const char *key, const char *dfl
     return NNM_OK;
 }
 
+static nnm_status list_too_long(nnm_env *env, const char *key, size_t n, size_t cap, int type) {
+    return nnm__error(nnm__env_of(env)->ctx, NNM_E_LIMIT, "config.%s: %s of %zu entries is longer than %zu",
+                      key, nnm__cfg_type_name(type), n, cap);
+}
+
 static nnm_status host_config_ints(nnm_env *env, const char *key, int64_t *buf, size_t cap, size_t *n) {
     const nnm__cfg_entry *c;
     nnm_status st = cfg_lookup(env, key, NNM__CFG_INTS, &c);
     if (st) return st;
     if (!c) return missing(env, key, NNM__CFG_INTS);
-    if (c->u.ints.n > cap)
-        return nnm__error(nnm__env_of(env)->ctx, NNM_E_LIMIT,
-                          "config.%s: list of %zu integers is longer than %zu", key, c->u.ints.n, cap);
+    if (c->u.ints.n > cap) return list_too_long(env, key, c->u.ints.n, cap, NNM__CFG_INTS);
     if (c->u.ints.n) memcpy(buf, c->u.ints.v, c->u.ints.n * sizeof *buf);
     *n = c->u.ints.n;
     return NNM_OK;
@@ -193,10 +196,6 @@ static nnm_status host_child_call(nnm_env *env, uint32_t index, nnm_tensor *cons
     return nnm__module_call(e->module->children[index], in, n_in, out, n_out);
 }
 
-static nnm_status list_too_long(nnm_env *env, const char *key, size_t n, size_t cap, int type) {
-    return nnm__error(nnm__env_of(env)->ctx, NNM_E_LIMIT, "config.%s: %s of %zu entries is longer than %zu",
-                      key, nnm__cfg_type_name(type), n, cap);
-}
 
 static nnm_status host_config_floats(nnm_env *env, const char *key, double *buf, size_t cap,
                                      size_t *n) {
