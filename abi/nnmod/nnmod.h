@@ -654,7 +654,10 @@ NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nn
 
 /* Describes a module tree as a manifest that rebuilds an identical tree: each
  * module's type and the config it was created with, children in order, the
- * plugins used at "^major.minor" of the loaded versions. No weights. */
+ * plugins used at "^major.minor" of the loaded versions. No weights.
+ * NNM_E_INVALID, naming the config's path, for what no manifest can hold (a
+ * non-finite float, text that is not UTF-8, a key over 255 bytes). *out is a
+ * new manifest (nnm_manifest_free) or NULL on failure. */
 NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out);
 
 /* The weights reference: path as written in the document (relative to the
@@ -662,7 +665,8 @@ NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out);
  * mf. */
 NNM_API const char *nnm_manifest_weights_path(const nnm_manifest *mf);
 NNM_API const char *nnm_manifest_weights_sha256(const nnm_manifest *mf);
-/* Sets (path NULL: removes) the weights reference. sha256 may be NULL. */
+/* Sets (path NULL: removes) the weights reference; the path must be UTF-8
+ * text. sha256 may be NULL. Both are copied. */
 NNM_API nnm_status nnm_manifest_set_weights(nnm_manifest *mf, const char *path,
                                             const char *sha256_hex);
 

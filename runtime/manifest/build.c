@@ -6,6 +6,7 @@
  * document order, finalizes each container once its subtree is complete,
  * then loads the weights. Messages name the module's document path.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,10 +115,52 @@ NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nn
 
 /* ---- module tree -> manifest -------------------------------------------- */
 
+/* A config given through the C API may hold what no manifest can: a key
+ * longer than the readers take, text that is not UTF-8, a NaN. Refused here,
+ * by path, rather than written into a document that cannot be read back. */
+static nnm_status writable_string(nnm_ctx *ctx, const char *path, const char *key, const char *s) {
+    if (nnm__utf8_valid(s, strlen(s))) return NNM_OK;
+    return nnm__error(ctx, NNM_E_INVALID, "%s.config.%s: text that is not UTF-8 cannot be written to a manifest",
+                      path, key);
+}
+
+static nnm_status writable_config(nnm_ctx *ctx, const nnm_config *cfg, const char *path) {
+    for (size_t i = 0; cfg && i < cfg->count; i++) {
+        const nnm__cfg_entry *e = &cfg->items[i];
+        size_t kn = strlen(e->key);
+        if (kn > NNM__MF_MAX_KEY || !nnm__utf8_valid(e->key, kn))
+            return nnm__error(ctx, NNM_E_INVALID,
+                              "%s.config: key #%zu is longer than %u bytes or not UTF-8; it cannot be "
+                              "written to a manifest", path, i, NNM__MF_MAX_KEY);
+        nnm_status st = NNM_OK;
+        const double *f = NULL;
+        size_t nf = 0;
+        switch (e->type) {
+        case NNM__CFG_STR: st = writable_string(ctx, path, e->key, e->u.s); break;
+        case NNM__CFG_STRS:
+            for (size_t k = 0; !st && k < e->u.strs.n; k++)
+                st = writable_string(ctx, path, e->key, e->u.strs.v[k]);
+            break;
+        case NNM__CFG_FLOAT: f = &e->u.f; nf = 1; break;
+        case NNM__CFG_FLOATS: f = e->u.floats.v; nf = e->u.floats.n; break;
+        default: break;
+        }
+        for (size_t k = 0; !st && k < nf; k++)
+            if (!isfinite(f[k]))
+                st = nnm__error(ctx, NNM_E_INVALID,
+                                "%s.config.%s: the non-finite float %g cannot be written to a manifest",
+                                path, e->key, f[k]);
+        if (st) return st;
+    }
+    return NNM_OK;
+}
+
 static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *path,
                            uint32_t *index) {
     nnm_ctx *ctx = mf->ctx;
     const nnm_layer_vtable *vt = m->vt;
+    nnm_status wst = writable_config(ctx, m->cfg, path);
+    if (wst) return wst;
     char range[48];
     snprintf(range, sizeof range, "^%u.%u", vt->version_major, vt->version_minor);
     int pi = nnm__mf_plugin_index(mf, vt->name, range);

@@ -312,6 +312,9 @@ NNM_API const char *nnm_manifest_weights_sha256(const nnm_manifest *mf) {
 NNM_API nnm_status nnm_manifest_set_weights(nnm_manifest *mf, const char *path, const char *sha256_hex) {
     if (!mf) return NNM_E_INVALID;
     char *p = NULL, *h = NULL;
+    if (path && !nnm__utf8_valid(path, strlen(path)))
+        return nnm__error(mf->ctx, NNM_E_INVALID,
+                          "nnm_manifest_set_weights: the path is not UTF-8, which a manifest cannot hold");
     if (path && (!*path || !(p = strdup(path))))
         return nnm__error(mf->ctx, *path ? NNM_E_NOMEM : NNM_E_INVALID,
                           "nnm_manifest_set_weights: %s", *path ? "out of memory" : "empty path");

@@ -21,6 +21,9 @@
 /* The deepest any document may nest, whatever the limits say (the reader
  * and the schema pass recurse). */
 #define NNM__MF_HARD_MAX_DEPTH 128u
+/* The longest map key (config keys, metadata keys, plugin names), in bytes,
+ * in either encoding, so that whatever one reads the other can too. */
+#define NNM__MF_MAX_KEY 255u
 
 typedef struct nnm__mf_plugin {
     char *name;                   /* layer type, "linear" */

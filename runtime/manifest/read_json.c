@@ -5,6 +5,7 @@
  * count are bounded on the text before parsing and checked exactly on the
  * tree after, against the same limits as msgpack.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "manifest_internal.h"
@@ -15,7 +16,10 @@ typedef struct walk {
     uint32_t max_depth;
 } walk;
 
-static nnm_status check(walk *w, const json_t *v, uint32_t depth) {
+static const char *shown(const char *path) { return *path ? path : "document"; }
+
+/* path: where v sits, for messages ("" is the document itself). */
+static nnm_status check(walk *w, const json_t *v, uint32_t depth, char *path, size_t plen) {
     if (++w->nodes > w->max_nodes)
         return nnm__error(w->ctx, NNM_E_LIMIT, "json: more than %llu values (limits.max_nodes)",
                           (unsigned long long)w->max_nodes);
@@ -23,21 +27,33 @@ static nnm_status check(walk *w, const json_t *v, uint32_t depth) {
     if (depth + 1 > w->max_depth)
         return nnm__error(w->ctx, NNM_E_LIMIT, "json: nesting deeper than %u (limits.max_depth)",
                           w->max_depth);
+    size_t base = strlen(path);
+    nnm_status st = NNM_OK;
     if (json_is_array(v)) {
         size_t i;
         const json_t *e;
         json_array_foreach(v, i, e) {
-            nnm_status st = check(w, e, depth + 1);
-            if (st) return st;
+            snprintf(path + base, plen - base, "[%zu]", i);
+            if ((st = check(w, e, depth + 1, path, plen))) break;
         }
-        return NNM_OK;
+        path[base] = 0;
+        return st;
     }
     const char *k;
     const json_t *e;
+    unsigned i = 0;
     json_object_foreach((json_t *)v, k, e) {
+        /* msgpack keys have the same bound (read_msgpack.c), so a document
+         * converts to the other encoding and back */
+        if (strlen(k) > NNM__MF_MAX_KEY)
+            return nnm__error(w->ctx, NNM_E_INVALID, "%s: map key #%u is longer than %u bytes",
+                              shown(path), i, NNM__MF_MAX_KEY);
         w->nodes++; /* the key */
-        nnm_status st = check(w, e, depth + 1);
+        snprintf(path + base, plen - base, "%s%s", base ? "." : "", k);
+        st = check(w, e, depth + 1, path, plen);
+        path[base] = 0;
         if (st) return st;
+        i++;
     }
     return NNM_OK;
 }
@@ -90,7 +106,8 @@ nnm_status nnm__mf_read_json(nnm_ctx *ctx, const char *data, size_t len,
         return nnm__error(ctx, NNM_E_INVALID, "json: line %d, column %d: %s", err.line, err.column,
                           err.text);
     walk w = {ctx, 0, lim->max_nodes, lim->max_depth};
-    nnm_status st = check(&w, doc, 0);
+    char path[1024] = "";
+    nnm_status st = check(&w, doc, 0, path, sizeof path);
     if (st) {
         json_decref(doc);
         return st;

@@ -139,11 +139,11 @@ static nnm_status convert_map(nnm_ctx *ctx, const msgpack_object_map *m, char *p
         }
         const char *ks = k->via.str.ptr;
         uint32_t kn = k->via.str.size;
-        char key[256];
-        if (kn >= sizeof key || (kn && memchr(ks, 0, kn))) {
+        char key[NNM__MF_MAX_KEY + 1];
+        if (kn > NNM__MF_MAX_KEY || (kn && memchr(ks, 0, kn))) {
             json_decref(obj);
-            return nnm__error(ctx, NNM_E_INVALID, "%s: map key #%u is longer than %zu bytes or holds NUL",
-                              shown(path), i, sizeof key - 1);
+            return nnm__error(ctx, NNM_E_INVALID, "%s: map key #%u is longer than %u bytes or holds NUL",
+                              shown(path), i, NNM__MF_MAX_KEY);
         }
         if (kn) memcpy(key, ks, kn); /* an empty str may come with a NULL ptr */
         key[kn] = 0;

@@ -63,6 +63,16 @@ def main():
         "deep.json": b"[" * 40 + b"]" * 40,
         "dup.json": b'{"format": "nnmod.manifest", "format": 1}',
         "empty_strings.msgpack": b"\x81\xa0\xa0",  # found by fuzzing: NULL + 0
+        # found by CI's fuzz run: a JSON key over 255 bytes parsed but its
+        # msgpack twin did not (keys now have one bound in both encodings)
+        "long_key.json": json.dumps({
+            "format": "nnmod.manifest", "version": 1, "plugins": {"relu": "^1.0"},
+            "root": {"type": "relu"}, "metadata": {"k" * 256: "v", "k" * 255: "v"},
+        }).encode(),
+        "longest_key.json": json.dumps({
+            "format": "nnmod.manifest", "version": 1, "plugins": {"relu": "^1.0"},
+            "root": {"type": "relu"}, "metadata": {"k" * 255: "v"},
+        }).encode(),
     }
     for name, data in hostile.items():
         with open(f"{OUT}/{name}", "wb") as f:

@@ -7,6 +7,10 @@
  *   fx_fan    1 input, NNM_ARITY_ANY outputs: out[i] = (i + 1) * x
  *   fx_sub    2 inputs, 1 output: a - b (so input order shows)
  *   fx_const  no input, 1 output: a new [1] tensor {5} (CPU only)
+ *   fx_any    1 input, 1 output, the input itself; declares no config schema
+ *             (config_fields NULL) and reads, when present, "n" (int), "slope"
+ *             (float), "fs" (floats), "s" (string), "ss" (strings), and an
+ *             int under the name that "key" (string) gives: any key at all
  *
  * No config (empty schemas); stateless. Host ops only, so autograd works.
  */
@@ -99,8 +103,48 @@ FX_LAYER(fan_layer, "fx_fan", 1, NNM_ARITY_ANY, fan_forward);
 FX_LAYER(sub_layer, "fx_sub", 2, 1, sub_forward);
 FX_LAYER(const_layer, "fx_const", 0, 1, const_forward);
 
+static nnm_status any_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                              nnm_tensor **out, uint32_t n_out) {
+    (void)self;
+    if (n_in != 1 || n_out != 1) return env->host->set_error(env, NNM_E_SHAPE, "fx_any takes 1 input");
+    env->host->tensor_retain(in[0]);
+    out[0] = in[0];
+    return NNM_OK;
+}
+
+static nnm_status any_create(nnm_env *env, void **self) {
+    const nnm_host *h = env->host;
+    int64_t i64 = 0, zero = 0;
+    double f = 0.0, fzero = 0.0;
+    double fs[8];
+    const char *str = NULL, *strs[8];
+    size_t n = 0;
+    *self = NULL;
+    /* every key optional: a missing one is not an error */
+    (void)h->config_int(env, "n", &zero, &i64);
+    (void)h->config_float(env, "slope", &fzero, &f);
+    (void)h->config_floats(env, "fs", fs, 8, &n);
+    (void)h->config_str(env, "s", "", &str);
+    (void)h->config_strs(env, "ss", strs, 8, &n);
+    const char *key = NULL;
+    if (h->config_str(env, "key", "", &key) == NNM_OK && key && *key)
+        (void)h->config_int(env, key, &zero, &i64);
+    return NNM_OK;
+}
+
+/* No schema declared: config_fields NULL, as an ABI 1.0/1.1 plugin has. */
+static const nnm_layer_vtable any_layer = {
+    .struct_size = sizeof(nnm_layer_vtable),
+    .name = "fx_any",
+    .version_major = 1,
+    .n_inputs = 1,
+    .n_outputs = 1,
+    .create = any_create,
+    .forward = any_forward,
+};
+
 static const nnm_layer_vtable *const fx_layers[] = {&fork_layer, &fan_layer, &sub_layer,
-                                                    &const_layer};
+                                                    &const_layer, &any_layer};
 
 static const nnm_plugin_desc fx_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
@@ -108,7 +152,7 @@ static const nnm_plugin_desc fx_plugin = {
     .abi_minor = NNM_ABI_MINOR,
     .name = "graph_fixtures",
     .description = "Test-only layers for the graph suite",
-    .n_layers = 4,
+    .n_layers = 5,
     .n_backends = 0,
     .layers = fx_layers,
     .backends = NULL,

@@ -17,6 +17,8 @@
  */
 #include "test_util.h"
 
+#include <math.h>
+
 #include "golden/graph_golden.h"
 
 static nnm_ctx *g_ctx;
@@ -1444,6 +1446,94 @@ static void test_schema_declared(void) {
     }
 }
 
+/* A layer without a declared schema (fx_any) takes any config through the C
+ * API, including what no manifest can hold; nnm_manifest_from_module refuses
+ * those by path instead of writing a document that would not read back. A
+ * key of 255 bytes is the longest both readers take, and it round-trips. */
+static nnm_status describe_with(nnm_config *cfg) {
+    nnm_module *seq = NULL, *m = NULL;
+    nnm_manifest *mf = (nnm_manifest *)&mf;
+    CHECK_STATUS(nnm_module_create(g_ctx, "sequential", NULL, &seq), NNM_OK);
+    CHECK_STATUS(nnm_module_create(g_ctx, "fx_any", cfg, &m), NNM_OK);
+    nnm_config_free(cfg);
+    CHECK_STATUS(nnm_module_add_child(seq, "body", m), NNM_OK);
+    nnm_module_release(m);
+    nnm_status st = nnm_manifest_from_module(seq, &mf);
+    CU_ASSERT_TRUE(st == NNM_OK ? mf != NULL : mf == NULL);
+    if (st == NNM_OK) {
+        /* it must read back, in both encodings, to the same hash */
+        char want[65], got[65];
+        CHECK_STATUS(nnm_manifest_hash(mf, want), NNM_OK);
+        for (int f = 0; f < 2; f++) {
+            int format = f ? NNM_MANIFEST_JSON : NNM_MANIFEST_MSGPACK;
+            void *buf = NULL;
+            size_t len = 0;
+            nnm_manifest *back = NULL;
+            CHECK_STATUS(nnm_manifest_write(mf, format, &buf, &len), NNM_OK);
+            CHECK_STATUS(nnm_manifest_parse(g_ctx, buf, len, format, NULL, NULL, &back), NNM_OK);
+            if (back) {
+                CHECK_STATUS(nnm_manifest_hash(back, got), NNM_OK);
+                CU_ASSERT_STRING_EQUAL(got, want);
+            }
+            nnm_manifest_free(back);
+            nnm_free(buf);
+        }
+    }
+    nnm_manifest_free(mf);
+    nnm_module_release(seq);
+    return st;
+}
+
+static void test_schema_unwritable(void) {
+    LEAK_CHECK_BEGIN();
+    char key[300];
+    memset(key, 'k', sizeof key);
+    key[255] = 0;
+    nnm_config *cfg = cfg_new();
+    nnm_config_set_str(cfg, "key", key);
+    nnm_config_set_int(cfg, key, 1); /* 255 bytes: fine */
+    CHECK_STATUS(describe_with(cfg), NNM_OK);
+    key[255] = 'k';
+    key[256] = 0;
+    cfg = cfg_new();
+    nnm_config_set_str(cfg, "key", key);
+    nnm_config_set_int(cfg, key, 1);
+    CHECK_ERROR(describe_with(cfg), NNM_E_INVALID,
+                "root.children[0].config: key #1 is longer than 255 bytes or not UTF-8");
+    cfg = cfg_new();
+    nnm_config_set_str(cfg, "key", "caf\xc3");
+    nnm_config_set_int(cfg, "caf\xc3", 1);
+    CHECK_ERROR(describe_with(cfg), NNM_E_INVALID,
+                "root.children[0].config.key: text that is not UTF-8 cannot be written");
+    cfg = cfg_new();
+    nnm_config_set_int(cfg, "n", 1);
+    nnm_config_set_float(cfg, "slope", NAN);
+    CHECK_ERROR(describe_with(cfg), NNM_E_INVALID,
+                "root.children[0].config.slope: the non-finite float nan cannot be written");
+    const double fl[2] = {1.0, -INFINITY};
+    cfg = cfg_new();
+    nnm_config_set_floats(cfg, "fs", fl, 2);
+    CHECK_ERROR(describe_with(cfg), NNM_E_INVALID, "config.fs: the non-finite float -inf");
+    cfg = cfg_new();
+    nnm_config_set_str(cfg, "s", "caf\xc3"); /* truncated UTF-8 */
+    CHECK_ERROR(describe_with(cfg), NNM_E_INVALID,
+                "root.children[0].config.s: text that is not UTF-8 cannot be written");
+    const char *const strs[2] = {"ok", "\xff"};
+    cfg = cfg_new();
+    nnm_config_set_strs(cfg, "ss", strs, 2);
+    CHECK_ERROR(describe_with(cfg), NNM_E_INVALID, "config.ss: text that is not UTF-8");
+    /* and a config of every kind that a manifest can hold goes through */
+    const char *const fine[2] = {"ok", "caf\xc3\xa9"};
+    cfg = cfg_new();
+    nnm_config_set_int(cfg, "n", -7);
+    nnm_config_set_float(cfg, "slope", -0.0);
+    nnm_config_set_floats(cfg, "fs", fl, 1);
+    nnm_config_set_str(cfg, "s", "");
+    nnm_config_set_strs(cfg, "ss", fine, 2);
+    CHECK_STATUS(describe_with(cfg), NNM_OK);
+    LEAK_CHECK_END();
+}
+
 /* ------------------------------------------------------------------------ */
 
 int main(void) {
@@ -1483,6 +1573,7 @@ int main(void) {
     CU_add_test(k, "linear", test_schema_linear);
     CU_add_test(k, "other layers", test_schema_others);
     CU_add_test(k, "declared", test_schema_declared);
+    CU_add_test(k, "manifests refuse configs they cannot hold", test_schema_unwritable);
 
     return tu_run();
 }

@@ -536,6 +536,56 @@ static void test_msgpack_hostile(void) {
     refuse_bytes(nan, sizeof nan, NULL, NNM_E_INVALID, "f: non-finite float");
 }
 
+/* Map keys (config and metadata keys, plugin names) are at most 255 bytes in
+ * both encodings, so whatever one reads converts to the other and back. */
+static void test_key_length(void) {
+    LEAK_CHECK_BEGIN();
+    for (size_t klen = 255; klen <= 256; klen++) {
+        char key[300];
+        memset(key, 'm', klen);
+        key[klen] = 0;
+        char text[600];
+        snprintf(text, sizeof text, "{" HDR PLUG "\"root\": {\"type\": \"relu\"}, "
+                 "\"metadata\": {\"short\": \"x\", \"%s\": \"y\"}}", key);
+        nnm_manifest *mf = (nnm_manifest *)1;
+        nnm_status st = nnm_manifest_parse(g_ctx, text, strlen(text), NNM_MANIFEST_JSON, NULL, NULL, &mf);
+        if (klen == 256) {
+            CU_ASSERT_EQUAL(st, NNM_E_INVALID);
+            CU_ASSERT_PTR_NULL(mf);
+            CHECK_MSG("metadata: map key #1 is longer than 255 bytes");
+            continue;
+        }
+        CHECK_STATUS(st, NNM_OK);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mf);
+        void *buf = NULL;
+        size_t len = 0;
+        CHECK_STATUS(nnm_manifest_write(mf, NNM_MANIFEST_MSGPACK, &buf, &len), NNM_OK);
+        nnm_manifest *back = NULL;
+        CHECK_STATUS(nnm_manifest_parse(g_ctx, buf, len, NNM_MANIFEST_MSGPACK, NULL, NULL, &back), NNM_OK);
+        nnm_manifest_free(back);
+        /* the same document with the key one byte longer, as msgpack */
+        unsigned char *m = malloc(len + 2);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        const unsigned char *at = NULL;
+        for (size_t i = 0; i + 2 + 255 <= len && !at; i++) /* str8 header 0xd9 0xff */
+            if (((const unsigned char *)buf)[i] == 0xd9 && ((const unsigned char *)buf)[i + 1] == 0xff)
+                at = (const unsigned char *)buf + i;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+        size_t off = (size_t)(at - (const unsigned char *)buf);
+        memcpy(m, buf, off + 2);
+        m[off] = 0xda; /* str16 header: 0xda 0x01 0x00 (256) */
+        m[off + 1] = 0x01;
+        m[off + 2] = 0x00;
+        m[off + 3] = 'm';
+        memcpy(m + off + 4, (const unsigned char *)buf + off + 2, len - off - 2);
+        refuse_bytes(m, len + 2, NULL, NNM_E_INVALID, "metadata: map key #1 is longer than 255 bytes");
+        free(m);
+        nnm_free(buf);
+        nnm_manifest_free(mf);
+    }
+    LEAK_CHECK_END();
+}
+
 static void test_limits(void) {
     char *p = example("mlp.json");
     size_t n = 0;
@@ -611,6 +661,7 @@ static CU_pSuite add_suite(void) {
         !CU_add_test(s, "schema errors name their path", test_schema_errors) ||
         !CU_add_test(s, "graph wiring errors", test_graph_errors) ||
         !CU_add_test(s, "hostile msgpack", test_msgpack_hostile) ||
+        !CU_add_test(s, "map keys: 255 bytes in both encodings", test_key_length) ||
         !CU_add_test(s, "limits", test_limits))
         return NULL;
     return s;
