@@ -656,7 +656,8 @@ NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nn
  * module's type and the config it was created with, children in order, the
  * plugins used at "^major.minor" of the loaded versions. No weights.
  * NNM_E_INVALID, naming the config's path, for what no manifest can hold (a
- * non-finite float, text that is not UTF-8, a key over 255 bytes). *out is a
+ * non-finite float, text that is not UTF-8, a key over 255 bytes); NNM_E_LIMIT
+ * for a tree nested deeper than a document of 32 levels holds. *out is a
  * new manifest (nnm_manifest_free) or NULL on failure. */
 NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out);
 

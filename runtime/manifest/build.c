@@ -155,12 +155,32 @@ static nnm_status writable_config(nnm_ctx *ctx, const nnm_config *cfg, const cha
     return NNM_OK;
 }
 
+/* The nesting a module at tree depth `depth` takes in the document: the
+ * document map is level 1, the root module's map 2, each generation adds a
+ * children list and a map; the config map and a list inside it add 2. */
+static uint32_t doc_levels(const nnm_config *cfg, uint32_t depth) {
+    uint32_t levels = 2 + 2 * depth;
+    if (!cfg || !cfg->count) return levels;
+    for (size_t i = 0; i < cfg->count; i++)
+        if (cfg->items[i].type == NNM__CFG_INTS || cfg->items[i].type == NNM__CFG_FLOATS ||
+            cfg->items[i].type == NNM__CFG_STRS)
+            return levels + 2;
+    return levels + 1;
+}
+
 static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *path,
-                           uint32_t *index) {
+                           uint32_t depth, uint32_t *index) {
     nnm_ctx *ctx = mf->ctx;
     const nnm_layer_vtable *vt = m->vt;
     nnm_status wst = writable_config(ctx, m->cfg, path);
     if (wst) return wst;
+    /* What is written must read back with the default limits, in msgpack too. */
+    uint32_t levels = doc_levels(m->cfg, depth);
+    if (levels > NNM_MANIFEST_DEFAULT_MAX_DEPTH)
+        return nnm__error(ctx, NNM_E_LIMIT,
+                          "%s: a module nested %u deep takes %u levels in a manifest; a manifest "
+                          "reads at most %u (the msgpack unpacker's stack)",
+                          path, depth, levels, NNM_MANIFEST_DEFAULT_MAX_DEPTH);
     char range[48];
     snprintf(range, sizeof range, "^%u.%u", vt->version_major, vt->version_minor);
     int pi = nnm__mf_plugin_index(mf, vt->name, range);
@@ -202,7 +222,7 @@ static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *pa
         char cp[1100];
         snprintf(cp, sizeof cp, "%s.children[%u]", path, i);
         uint32_t ci;
-        nnm_status st = describe(mf, m->children[i], cp, &ci);
+        nnm_status st = describe(mf, m->children[i], cp, depth + 1, &ci);
         if (st) return st;
         mf->modules[self].children[i] = ci; /* modules may have moved: index again */
         mf->modules[self].n_children = i + 1;
@@ -217,7 +237,7 @@ NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out) {
     nnm_manifest *mf = nnm__mf_new(m->ctx, NULL);
     if (!mf) return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     uint32_t root;
-    nnm_status st = describe(mf, m, "root", &root);
+    nnm_status st = describe(mf, m, "root", 0, &root);
     if (st) {
         nnm_manifest_free(mf);
         return st;

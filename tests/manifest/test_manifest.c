@@ -586,6 +586,52 @@ static void test_key_length(void) {
     LEAK_CHECK_END();
 }
 
+/* A tree nested so deep that its document would pass msgpack-c's 32 levels
+ * is refused by nnm_manifest_from_module, by path; one level less writes
+ * and reads back in both encodings. */
+static nnm_status describe_chain(uint32_t leaf_depth) {
+    nnm_module *root = NULL, *at = NULL;
+    CHECK_STATUS(nnm_module_create(g_ctx, "sequential", NULL, &root), NNM_OK);
+    at = root;
+    for (uint32_t d = 1; d <= leaf_depth; d++) {
+        nnm_module *c = NULL;
+        CHECK_STATUS(nnm_module_create(g_ctx, d == leaf_depth ? "relu" : "sequential", NULL, &c),
+                     NNM_OK);
+        CHECK_STATUS(nnm_module_add_child(at, "s", c), NNM_OK);
+        nnm_module_release(c);
+        at = c; /* still alive: its parent holds it */
+    }
+    nnm_manifest *mf = (nnm_manifest *)1;
+    nnm_status st = nnm_manifest_from_module(root, &mf);
+    if (st == NNM_OK) {
+        for (int f = 0; f < 2; f++) {
+            int format = f ? NNM_MANIFEST_JSON : NNM_MANIFEST_MSGPACK;
+            void *buf = NULL;
+            size_t len = 0;
+            nnm_manifest *back = NULL;
+            CHECK_STATUS(nnm_manifest_write(mf, format, &buf, &len), NNM_OK);
+            CHECK_STATUS(nnm_manifest_parse(g_ctx, buf, len, format, NULL, NULL, &back), NNM_OK);
+            nnm_manifest_free(back);
+            nnm_free(buf);
+        }
+    } else {
+        CU_ASSERT_PTR_NULL(mf);
+    }
+    nnm_manifest_free(st == NNM_OK ? mf : NULL);
+    nnm_module_release(root);
+    return st;
+}
+
+static void test_deep_tree(void) {
+    LEAK_CHECK_BEGIN();
+    CHECK_STATUS(describe_chain(15), NNM_OK); /* the relu's map is level 32 */
+    CHECK_STATUS(describe_chain(16), NNM_E_LIMIT);
+    CHECK_MSG(".children[0]: a module nested 16 deep takes 34 levels in a manifest; a manifest "
+              "reads at most 32");
+    CHECK_MSG("root.children[0].children[0].");
+    LEAK_CHECK_END();
+}
+
 static void test_limits(void) {
     char *p = example("mlp.json");
     size_t n = 0;
@@ -662,6 +708,7 @@ static CU_pSuite add_suite(void) {
         !CU_add_test(s, "graph wiring errors", test_graph_errors) ||
         !CU_add_test(s, "hostile msgpack", test_msgpack_hostile) ||
         !CU_add_test(s, "map keys: 255 bytes in both encodings", test_key_length) ||
+        !CU_add_test(s, "a tree too deep for a manifest", test_deep_tree) ||
         !CU_add_test(s, "limits", test_limits))
         return NULL;
     return s;
