@@ -1,10 +1,19 @@
-/* tests/fuzz/fuzz_manifest.c - libFuzzer harness over the manifest reader.
+/* tests/fuzz/fuzz_manifest.c - libFuzzer harness over the manifest reader
+ * and the builder.
  *
  * Each input is parsed as msgpack or JSON (sniffed, as nnm_manifest_load
  * does) with small limits. A document that passes is written back in both
  * encodings, and each is parsed again: both must succeed and give the same
- * hash as the first (the writer's output is canonical). Building is left out:
- * a valid manifest may legitimately ask for a layer of any size.
+ * hash as the first (the writer's output is canonical).
+ *
+ * Then, when every integer in its configs is small (a valid manifest may
+ * legitimately ask for a layer of any size, so big ones are not built), it is
+ * built without weights: plugin schemas, creates and the graph's wiring
+ * (its node strings are a little language of their own) see the input. A
+ * build that fails must say why; a tree that builds must describe itself
+ * (nnm_manifest_from_module) as a manifest that builds again and describes
+ * itself with the same hash.
+ *
  * Build with clang:
  *     cmake -DCMAKE_C_COMPILER=clang -DNNM_FUZZ=ON -B build-fuzz && cmake --build build-fuzz
  *     build-fuzz/bin/fuzz_manifest -max_total_time=60 NEW_DIR tests/fuzz/corpus_manifest
@@ -15,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* white-box: the parsed modules' configs, to bound what gets built */
+#include "runtime/manifest/manifest_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -50,6 +62,58 @@ static void reparse(const nnm_manifest *mf, int format, const char *want) {
     nnm_free(buf);
 }
 
+/* Every integer config value within +-64: layers stay a few KB. */
+#define FUZZ_MAX_INT 64
+
+static int small_enough(const nnm_manifest *mf) {
+    for (uint32_t i = 0; i < mf->n_modules; i++) {
+        const nnm_config *cfg = mf->modules[i].cfg;
+        for (size_t k = 0; cfg && k < nnm_config_count(cfg); k++) {
+            int type = -1;
+            const char *key = nnm_config_key(cfg, k, &type);
+            const int64_t *v = NULL, *one = NULL;
+            int64_t x = 0;
+            size_t n = 0;
+            if (type == NNM_CONFIG_INT && nnm_config_get_int(cfg, key, &x) == NNM_OK) {
+                one = &x;
+                n = 1;
+            } else if (type == NNM_CONFIG_INTS) {
+                nnm_config_get_ints(cfg, key, &v, &n);
+                one = v;
+            }
+            for (size_t j = 0; j < n; j++)
+                if (one[j] < -FUZZ_MAX_INT || one[j] > FUZZ_MAX_INT) return 0;
+        }
+    }
+    return 1;
+}
+
+static void build_and_describe(const nnm_manifest *mf) {
+    nnm_module *m = NULL;
+    if (nnm_manifest_build(mf, NNM_BUILD_NO_WEIGHTS, &m) != NNM_OK) {
+        if (m) fail("a failed build returned a module");
+        if (!nnm_ctx_errmsg(g_ctx)[0]) fail("a failed build left no message");
+        return;
+    }
+    nnm_manifest *d1 = NULL, *d2 = NULL;
+    nnm_module *m2 = NULL;
+    char h1[65], h2[65];
+    if (nnm_manifest_from_module(m, &d1) != NNM_OK) fail("a built tree does not describe itself");
+    if (nnm_manifest_build(d1, NNM_BUILD_NO_WEIGHTS, &m2) != NNM_OK)
+        fail("a built tree's own manifest does not build");
+    if (nnm_manifest_from_module(m2, &d2) != NNM_OK) fail("a rebuilt tree does not describe itself");
+    if (nnm_manifest_hash(d1, h1) != NNM_OK || nnm_manifest_hash(d2, h2) != NNM_OK)
+        fail("no hash of a described tree");
+    if (strcmp(h1, h2) != 0) {
+        fprintf(stderr, "fuzz_manifest: describe(build(describe(tree))) hash %s, want %s\n", h2, h1);
+        abort();
+    }
+    nnm_manifest_free(d2);
+    nnm_manifest_free(d1);
+    nnm_module_release(m2);
+    nnm_module_release(m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g_ctx && nnm_ctx_new(NULL, &g_ctx) != NNM_OK) abort();
     nnm_manifest_limits lim = {sizeof lim, 0, 1u << 16, 1u << 14, 1u << 10};
@@ -63,6 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (nnm_manifest_hash(mf, hash) != NNM_OK) fail("no hash of a parsed manifest");
     reparse(mf, NNM_MANIFEST_MSGPACK, hash);
     reparse(mf, NNM_MANIFEST_JSON, hash);
+    if (small_enough(mf)) build_and_describe(mf);
     nnm_manifest_free(mf);
     return 0;
 }
