@@ -74,6 +74,34 @@ def main():
             "root": {"type": "relu"}, "metadata": {"k" * 255: "v"},
         }).encode(),
     }
+    # Graphs that reach the deeper parts of the wiring checks: multi-output
+    # refs, several inputs, descendants of a module_list, a cycle, a
+    # dangling ref, nested graphs.
+    def graph(inputs, nodes, outputs, children):
+        return json.dumps({
+            "format": "nnmod.manifest", "version": 1,
+            "plugins": {"graph": "^1.0", "add": "^1.0", "relu": "^1.0", "identity": "^1.0",
+                        "linear": "^1.0", "module_list": "^1.0"},
+            "root": {"type": "graph",
+                     "config": {"inputs": inputs, "nodes": nodes, "outputs": outputs},
+                     "children": children}}).encode()
+    relu = lambda n: {"name": n, "type": "relu"}
+    add = lambda n: {"name": n, "type": "add"}
+    hostile["graph_two_inputs.json"] = graph(
+        ["x", "y"], ["a: x", "b: y", "s: a, b", "t: s, x"], ["t", "a"],
+        [relu("a"), relu("b"), add("s"), add("t")])
+    hostile["graph_list.json"] = graph(
+        ["x"], ["blocks.0: x", "blocks.1: blocks.0", "s: blocks.1, x"], ["s"],
+        [{"name": "blocks", "type": "module_list", "children": [relu("0"), relu("1")]}, add("s")])
+    hostile["graph_cycle.json"] = graph(
+        ["x"], ["a: b", "b: a"], ["b"], [relu("a"), relu("b")])
+    hostile["graph_dangling.json"] = graph(
+        ["x"], ["a: x", "s: a, z:1"], ["s"], [relu("a"), add("s")])
+    hostile["graph_nested.json"] = graph(
+        ["x"], ["inner: x", "s: inner, x"], ["s"],
+        [{"name": "inner", "type": "graph",
+          "config": {"inputs": ["u"], "nodes": ["r: u"], "outputs": ["r", "u"]},
+          "children": [relu("r")]}, add("s")])
     for name, data in hostile.items():
         with open(f"{OUT}/{name}", "wb") as f:
             f.write(data)
