@@ -451,6 +451,29 @@ static inline nnm_module *tu_module(nnm_ctx *ctx, const char *request, const nnm
     return m;
 }
 
+/* mf written in each encoding reads back (default limits) to a manifest of
+ * the same hash. 1 when it does; 0 after printing what went wrong. */
+static inline int tu_manifest_reads_back(nnm_ctx *ctx, const nnm_manifest *mf) {
+    char want[65], got[65];
+    if (nnm_manifest_hash(mf, want) != NNM_OK) return 0;
+    for (int f = 0; f < 2; f++) {
+        int format = f ? NNM_MANIFEST_JSON : NNM_MANIFEST_MSGPACK;
+        void *buf = NULL;
+        size_t len = 0;
+        nnm_manifest *back = NULL;
+        int ok = nnm_manifest_write(mf, format, &buf, &len) == NNM_OK &&
+                 nnm_manifest_parse(ctx, buf, len, format, NULL, NULL, &back) == NNM_OK &&
+                 nnm_manifest_hash(back, got) == NNM_OK && strcmp(got, want) == 0;
+        if (!ok)
+            fprintf(stderr, "\n  %s does not read back: %s\n", f ? "JSON" : "msgpack",
+                    nnm_ctx_errmsg(ctx));
+        nnm_manifest_free(back);
+        nnm_free(buf);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
 /* A linear layer through `request` ("linear", "linear@^1", ...) with
  * in_features and out_features; bias 0 or 1 sets the "bias" key, bias < 0
  * leaves it out (the layer's default). As tu_module: NULL on failure. */

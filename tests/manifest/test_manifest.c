@@ -604,16 +604,7 @@ static nnm_status describe_chain(uint32_t leaf_depth) {
     nnm_manifest *mf = (nnm_manifest *)1;
     nnm_status st = nnm_manifest_from_module(root, &mf);
     if (st == NNM_OK) {
-        for (int f = 0; f < 2; f++) {
-            int format = f ? NNM_MANIFEST_JSON : NNM_MANIFEST_MSGPACK;
-            void *buf = NULL;
-            size_t len = 0;
-            nnm_manifest *back = NULL;
-            CHECK_STATUS(nnm_manifest_write(mf, format, &buf, &len), NNM_OK);
-            CHECK_STATUS(nnm_manifest_parse(g_ctx, buf, len, format, NULL, NULL, &back), NNM_OK);
-            nnm_manifest_free(back);
-            nnm_free(buf);
-        }
+        CU_ASSERT_TRUE(tu_manifest_reads_back(g_ctx, mf));
     } else {
         CU_ASSERT_PTR_NULL(mf);
     }
