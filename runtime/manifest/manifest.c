@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <msgpack.h>
+
 #include "manifest_internal.h"
 
 nnm_status nnm__mf_limits(nnm_ctx *ctx, const nnm_manifest_limits *in, nnm_manifest_limits *out) {
@@ -219,39 +221,50 @@ NNM_API nnm_status nnm_manifest_load(nnm_ctx *ctx, const char *path, int format,
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* msgpack-c's sbuffer, with the one message every writer gives on OOM. */
+static nnm_status write_msgpack(const nnm_manifest *mf, void **out, size_t *len) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (nnm__mf_pack(mf, &pk)) {
+        msgpack_sbuffer_destroy(&sb);
+        return nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (writing a manifest)");
+    }
+    *len = sb.size;
+    *out = msgpack_sbuffer_release(&sb); /* never empty: a document is a map */
+    return NNM_OK;
+}
+
+static nnm_status write_json(const nnm_manifest *mf, void **out, size_t *len) {
+    json_t *doc = nnm__mf_to_doc(mf);
+    if (!doc) return nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (writing a manifest)");
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    json_decref(doc);
+    size_t n = text ? strlen(text) : 0;
+    char *buf = text ? malloc(n + 2) : NULL; /* jansson's allocator may not be malloc: copy */
+    if (!buf) {
+        free(text);
+        return nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (writing a manifest)");
+    }
+    memcpy(buf, text, n);
+    buf[n] = '\n';
+    buf[n + 1] = 0;
+    free(text);
+    *out = buf;
+    *len = n + 1;
+    return NNM_OK;
+}
+
 NNM_API nnm_status nnm_manifest_write(const nnm_manifest *mf, int format, void **out, size_t *len) {
     if (out) *out = NULL;
     if (len) *len = 0;
     if (!mf) return NNM_E_INVALID;
     if (!out || !len) return nnm__error(mf->ctx, NNM_E_INVALID, "nnm_manifest_write: NULL argument");
-    json_t *doc = nnm__mf_to_doc(mf);
-    if (!doc) return nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (writing a manifest)");
-    nnm_status st = NNM_OK;
-    if (format == NNM_MANIFEST_JSON) {
-        char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-        if (!text) {
-            st = nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (writing a manifest)");
-        } else {
-            size_t n = strlen(text);
-            char *buf = malloc(n + 2); /* jansson's allocator may not be malloc: copy */
-            if (!buf) {
-                st = nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (writing a manifest)");
-            } else {
-                memcpy(buf, text, n);
-                buf[n] = '\n';
-                buf[n + 1] = 0;
-                *out = buf;
-                *len = n + 1;
-            }
-            free(text);
-        }
-    } else if (format == NNM_MANIFEST_MSGPACK || format == NNM_MANIFEST_AUTO) {
-        st = nnm__mf_pack(mf->ctx, doc, out, len);
-    } else {
-        st = nnm__error(mf->ctx, NNM_E_INVALID, "nnm_manifest_write: unknown format %d", format);
-    }
-    json_decref(doc);
-    return st;
+    if (format == NNM_MANIFEST_JSON) return write_json(mf, out, len);
+    if (format == NNM_MANIFEST_MSGPACK || format == NNM_MANIFEST_AUTO)
+        return write_msgpack(mf, out, len);
+    return nnm__error(mf->ctx, NNM_E_INVALID, "nnm_manifest_write: unknown format %d", format);
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -283,19 +296,23 @@ NNM_API nnm_status nnm_manifest_save(const nnm_manifest *mf, const char *path, i
     return st;
 }
 
+/* The hash streams the msgpack encoding through SHA-256: no buffer. */
+static int hash_write(void *data, const char *buf, size_t len) {
+    nnm__sha256_update(data, buf, len);
+    return 0;
+}
+
 NNM_API nnm_status nnm_manifest_hash(const nnm_manifest *mf, char out[65]) {
     if (!mf || !out) return NNM_E_INVALID;
-    void *buf;
-    size_t len;
-    nnm_status st = nnm_manifest_write(mf, NNM_MANIFEST_MSGPACK, &buf, &len);
-    if (st) return st;
     nnm__sha256 s;
     uint8_t d[32];
     nnm__sha256_init(&s);
-    nnm__sha256_update(&s, buf, len);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &s, hash_write);
+    if (nnm__mf_pack(mf, &pk)) /* hash_write never fails */
+        return nnm__error(mf->ctx, NNM_E_STATE, "nnm_manifest_hash: a config value of unknown type");
     nnm__sha256_final(&s, d);
     nnm__sha256_hex(d, out);
-    free(buf);
     return NNM_OK;
 }
 

@@ -4,13 +4,16 @@
  * directly; msgpack through msgpack-c, after a bounded pre-scan). The schema
  * pass turns the tree into an nnm_manifest: flat, validated, with the
  * document path of every module kept for the messages of later stages.
- * Writing goes the other way: nnm_manifest -> jansson tree -> JSON text or
- * msgpack bytes, so both encodings of one manifest say the same thing.
+ * Writing goes the other way: nnm_manifest -> jansson tree -> JSON text, and
+ * nnm_manifest -> msgpack bytes directly (also what the hash digests), in
+ * the same key order, so both encodings of one manifest say the same thing.
  */
 #ifndef NNM_MANIFEST_INTERNAL_H
 #define NNM_MANIFEST_INTERNAL_H
 
 #include <jansson.h>
+#include <msgpack.h>
+#include <string.h>
 
 #include "../internal.h"
 
@@ -24,6 +27,35 @@
 /* The longest map key (config keys, metadata keys, plugin names), in bytes,
  * in either encoding, so that whatever one reads the other can too. */
 #define NNM__MF_MAX_KEY 255u
+
+/* Document paths, for messages, built without printf: the readers and the
+ * schema pass extend one for every value they visit. Each appends to the
+ * path of length len in buf[cap] (cap > len), truncating where it must,
+ * keeps it NUL-terminated and returns the new length. */
+static inline size_t nnm__path_put(char *buf, size_t cap, size_t len, const char *s, size_t n) {
+    if (n > cap - 1 - len) n = cap - 1 - len;
+    memcpy(buf + len, s, n);
+    buf[len + n] = 0;
+    return len + n;
+}
+/* buf = path */
+static inline size_t nnm__path_set(char *buf, size_t cap, const char *path) {
+    return nnm__path_put(buf, cap, 0, path, strlen(path));
+}
+/* ".key", or "key" at the start of the document */
+static inline size_t nnm__path_key(char *buf, size_t cap, size_t len, const char *key) {
+    if (len) len = nnm__path_put(buf, cap, len, ".", 1);
+    return nnm__path_put(buf, cap, len, key, strlen(key));
+}
+/* "[i]" */
+static inline size_t nnm__path_index(char *buf, size_t cap, size_t len, uint64_t i) {
+    char d[24];
+    size_t at = sizeof d;
+    d[--at] = ']';
+    do d[--at] = (char)('0' + i % 10); while (i /= 10);
+    d[--at] = '[';
+    return nnm__path_put(buf, cap, len, d + at, sizeof d - at);
+}
 
 typedef struct nnm__mf_plugin {
     char *name;                   /* layer type, "linear" */
@@ -68,8 +100,9 @@ nnm_status nnm__mf_read_json(nnm_ctx *ctx, const char *data, size_t len,
 nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manifest_limits *lim);
 /* The document of mf (new reference; NULL on OOM). */
 json_t *nnm__mf_to_doc(const nnm_manifest *mf);
-/* Encodes a document as msgpack (malloc'd *out); NNM_E_NOMEM or NNM_E_INVALID. */
-nnm_status nnm__mf_pack(nnm_ctx *ctx, const json_t *doc, void **out, size_t *len);
+/* Packs mf's document (nnm__mf_to_doc's, key for key) into pk: 0, or -1
+ * when pk's write fails. */
+int nnm__mf_pack(const nnm_manifest *mf, msgpack_packer *pk);
 
 /* A config value <-> document value. */
 json_t *nnm__mf_config_to_doc(const nnm_config *cfg);

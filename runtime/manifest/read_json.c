@@ -33,7 +33,7 @@ static nnm_status check(walk *w, const json_t *v, uint32_t depth, char *path, si
         size_t i;
         const json_t *e;
         json_array_foreach(v, i, e) {
-            snprintf(path + base, plen - base, "[%zu]", i);
+            nnm__path_index(path, plen, base, i);
             if ((st = check(w, e, depth + 1, path, plen))) break;
         }
         path[base] = 0;
@@ -49,7 +49,7 @@ static nnm_status check(walk *w, const json_t *v, uint32_t depth, char *path, si
             return nnm__error(w->ctx, NNM_E_INVALID, "%s: map key #%u is longer than %u bytes",
                               shown(path), i, NNM__MF_MAX_KEY);
         w->nodes++; /* the key */
-        snprintf(path + base, plen - base, "%s%s", base ? "." : "", k);
+        nnm__path_key(path, plen, base, k);
         st = check(w, e, depth + 1, path, plen);
         path[base] = 0;
         if (st) return st;

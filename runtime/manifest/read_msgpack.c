@@ -155,7 +155,7 @@ static nnm_status convert_map(nnm_ctx *ctx, const msgpack_object_map *m, char *p
             json_decref(obj);
             return nnm__error(ctx, NNM_E_INVALID, "%s%s%s: duplicate key", path, *path ? "." : "", key);
         }
-        snprintf(path + base, plen - base, "%s%s", base ? "." : "", key);
+        nnm__path_key(path, plen, base, key);
         json_t *v = NULL;
         nnm_status st = convert(ctx, &m->ptr[i].val, path, plen, &v);
         path[base] = 0;
@@ -203,7 +203,7 @@ static nnm_status convert(nnm_ctx *ctx, const msgpack_object *o, char *path, siz
         if (!v) break;
         size_t base = strlen(path);
         for (uint32_t i = 0; i < o->via.array.size; i++) {
-            snprintf(path + base, plen - base, "[%u]", i);
+            nnm__path_index(path, plen, base, i);
             json_t *e = NULL;
             nnm_status st = convert(ctx, &o->via.array.ptr[i], path, plen, &e);
             path[base] = 0;

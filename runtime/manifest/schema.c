@@ -79,8 +79,9 @@ static nnm_status list_value(pass *p, nnm_config *cfg, const char *key, const js
     const json_t *e;
     int ints = 0, reals = 0, strs = 0;
     char ep[1100];
+    const size_t base = nnm__path_set(ep, sizeof ep, path);
     json_array_foreach(arr, i, e) {
-        snprintf(ep, sizeof ep, "%s[%zu]", path, i);
+        nnm__path_index(ep, sizeof ep, base, i);
         if (json_is_integer(e)) ints++;
         else if (json_is_real(e)) reals++;
         else if (json_is_string(e)) strs++;
@@ -120,8 +121,9 @@ static nnm_status config(pass *p, const json_t *obj, const char *path, nnm_confi
     const char *k;
     const json_t *v;
     char kp[1100];
+    const size_t base = nnm__path_set(kp, sizeof kp, path);
     json_object_foreach((json_t *)obj, k, v) {
-        snprintf(kp, sizeof kp, "%s.%s", path, k);
+        nnm__path_key(kp, sizeof kp, base, k);
         nnm_status st = NNM_OK;
         if (!*k) st = fail(p->ctx, NNM_E_INVALID, path, "empty key");
         else if (json_is_integer(v)) st = nnm_config_set_int(cfg, k, (int64_t)json_integer_value(v));
@@ -196,12 +198,13 @@ static nnm_status child(pass *p, const json_t *c, const char *path, uint32_t sel
                         name_set *seen) {
     nnm_manifest *mf = p->mf;
     char cp[1100], np[1100], cname[32];
-    snprintf(cp, sizeof cp, "%s.children[%zu]", path, i);
+    size_t cl = nnm__path_key(cp, sizeof cp, nnm__path_set(cp, sizeof cp, path), "children");
+    cl = nnm__path_index(cp, sizeof cp, cl, i);
     const char *nm = cname;
-    snprintf(cname, sizeof cname, "%zu", i);
     const json_t *jn = json_is_object(c) ? json_object_get(c, "name") : NULL;
+    if (!jn) snprintf(cname, sizeof cname, "%zu", i); /* unnamed: PyTorch's index name */
     if (jn) {
-        snprintf(np, sizeof np, "%s.name", cp);
+        nnm__path_key(np, sizeof np, nnm__path_put(np, sizeof np, 0, cp, cl), "name");
         if (!json_is_string(jn))
             return fail(p->ctx, NNM_E_TYPE, np, "expected string, got %s", kind(jn));
         nm = json_string_value(jn);
@@ -236,7 +239,7 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
                     (unsigned long long)p->lim->max_modules);
     char sub[1100];
     const json_t *type = json_object_get(v, "type");
-    snprintf(sub, sizeof sub, "%s.type", path);
+    nnm__path_key(sub, sizeof sub, nnm__path_set(sub, sizeof sub, path), "type");
     if (!type) return fail(p->ctx, NNM_E_NOT_FOUND, sub, "required string is missing");
     if (!json_is_string(type))
         return fail(p->ctx, NNM_E_TYPE, sub, "expected string, got %s", kind(type));
@@ -257,7 +260,7 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
 
     const json_t *cv = json_object_get(v, "config");
     nnm_config *cfg = NULL;
-    snprintf(sub, sizeof sub, "%s.config", path);
+    nnm__path_key(sub, sizeof sub, nnm__path_set(sub, sizeof sub, path), "config");
     if (cv) {
         if ((st = config(p, cv, sub, &cfg))) return st;
     } else if (nnm_config_new(&cfg)) {
@@ -268,7 +271,7 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
 
     const json_t *kids = json_object_get(v, "children");
     if (!kids) return NNM_OK;
-    snprintf(sub, sizeof sub, "%s.children", path);
+    nnm__path_key(sub, sizeof sub, nnm__path_set(sub, sizeof sub, path), "children");
     if (!json_is_array(kids)) return fail(p->ctx, NNM_E_TYPE, sub, "expected list, got %s", kind(kids));
     if (!(vt->flags & NNM_LAYER_CONTAINER) && json_array_size(kids))
         return fail(p->ctx, NNM_E_INVALID, sub, "%s is not a container", vt->name);

@@ -1,4 +1,4 @@
-/* runtime/manifest/write.c - nnm_manifest -> document tree -> msgpack bytes.
+/* runtime/manifest/write.c - nnm_manifest -> document tree (JSON) or msgpack bytes.
  *
  * The document is rebuilt from the parsed manifest rather than kept from the
  * input, so one manifest always gives the same bytes (keys in schema order,
@@ -106,52 +106,86 @@ json_t *nnm__mf_to_doc(const nnm_manifest *mf) {
 
 /* ---- msgpack encoding --------------------------------------------------- */
 
-static int pack(msgpack_packer *pk, const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        if (msgpack_pack_map(pk, json_object_size(v))) return -1;
-        const char *k;
-        const json_t *e;
-        json_object_foreach((json_t *)v, k, e) {
-            size_t n = strlen(k);
-            if (msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, k, n) || pack(pk, e)) return -1;
-        }
-        return 0;
-    }
-    case JSON_ARRAY: {
-        if (msgpack_pack_array(pk, json_array_size(v))) return -1;
-        size_t i;
-        const json_t *e;
-        json_array_foreach(v, i, e) if (pack(pk, e)) return -1;
-        return 0;
-    }
-    case JSON_STRING: {
-        size_t n = json_string_length(v);
-        return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, json_string_value(v), n);
-    }
-    case JSON_INTEGER: return msgpack_pack_int64(pk, (int64_t)json_integer_value(v));
-    case JSON_REAL: return msgpack_pack_double(pk, json_real_value(v));
-    case JSON_TRUE: return msgpack_pack_true(pk);
-    case JSON_FALSE: return msgpack_pack_false(pk);
-    case JSON_NULL: return msgpack_pack_nil(pk);
-    }
-    return -1;
+/* The same document as nnm__mf_to_doc, packed straight from the manifest:
+ * no tree to allocate, and the hash streams it without a buffer. The key
+ * order is nnm__mf_to_doc's (jansson iterates in insertion order), so the
+ * msgpack and JSON writers say the same thing; the round-trip tests and the
+ * fuzz harness compare what each reads back. Every string of a manifest is
+ * NUL-terminated UTF-8 (the readers and nnm_manifest_from_module see to it). */
+
+static int pack_str(msgpack_packer *pk, const char *s) {
+    size_t n = strlen(s);
+    return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n);
 }
 
-nnm_status nnm__mf_pack(nnm_ctx *ctx, const json_t *doc, void **out, size_t *len) {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (pack(&pk, doc)) {
-        msgpack_sbuffer_destroy(&sb);
-        return nnm__error(ctx, NNM_E_NOMEM, "out of memory (writing a manifest)");
+static int pack_config(msgpack_packer *pk, const nnm_config *cfg) {
+    if (msgpack_pack_map(pk, cfg->count)) return -1;
+    for (size_t i = 0; i < cfg->count; i++) {
+        const nnm__cfg_entry *e = &cfg->items[i];
+        int bad = pack_str(pk, e->key);
+        switch (e->type) {
+        case NNM__CFG_INT: bad = bad || msgpack_pack_int64(pk, e->u.i); break;
+        case NNM__CFG_FLOAT: bad = bad || msgpack_pack_double(pk, e->u.f); break;
+        case NNM__CFG_BOOL:
+            bad = bad || (e->u.b ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+            break;
+        case NNM__CFG_STR: bad = bad || pack_str(pk, e->u.s); break;
+        case NNM__CFG_INTS:
+            bad = bad || msgpack_pack_array(pk, e->u.ints.n);
+            for (size_t k = 0; !bad && k < e->u.ints.n; k++)
+                bad = msgpack_pack_int64(pk, e->u.ints.v[k]);
+            break;
+        case NNM__CFG_FLOATS:
+            bad = bad || msgpack_pack_array(pk, e->u.floats.n);
+            for (size_t k = 0; !bad && k < e->u.floats.n; k++)
+                bad = msgpack_pack_double(pk, e->u.floats.v[k]);
+            break;
+        case NNM__CFG_STRS:
+            bad = bad || msgpack_pack_array(pk, e->u.strs.n);
+            for (size_t k = 0; !bad && k < e->u.strs.n; k++) bad = pack_str(pk, e->u.strs.v[k]);
+            break;
+        default: bad = 1;
+        }
+        if (bad) return -1;
     }
-    *len = sb.size;
-    *out = msgpack_sbuffer_release(&sb);
-    if (!*out) { /* an empty buffer: never, a document is at least a map */
-        *out = malloc(1);
-        if (!*out) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (writing a manifest)");
+    return 0;
+}
+
+static int pack_module(msgpack_packer *pk, const nnm_manifest *mf, uint32_t index, int root) {
+    const nnm__mf_module *m = &mf->modules[index];
+    int has_cfg = m->cfg && m->cfg->count, has_kids = m->n_children != 0;
+    if (msgpack_pack_map(pk, (size_t)(!root + 1 + has_cfg + has_kids))) return -1;
+    if (!root && (pack_str(pk, "name") || pack_str(pk, m->name))) return -1;
+    if (pack_str(pk, "type") || pack_str(pk, mf->plugins[m->plugin].name)) return -1;
+    if (has_cfg && (pack_str(pk, "config") || pack_config(pk, m->cfg))) return -1;
+    if (has_kids) {
+        if (pack_str(pk, "children") || msgpack_pack_array(pk, m->n_children)) return -1;
+        for (uint32_t i = 0; i < m->n_children; i++)
+            if (pack_module(pk, mf, m->children[i], 0)) return -1;
     }
-    return NNM_OK;
+    return 0;
+}
+
+int nnm__mf_pack(const nnm_manifest *mf, msgpack_packer *pk) {
+    size_t n = 3 + (mf->n_modules != 0) + (mf->weights_path != NULL) + (mf->n_meta != 0);
+    if (msgpack_pack_map(pk, n) || pack_str(pk, "format") || pack_str(pk, NNM__MF_FORMAT) ||
+        pack_str(pk, "version") || msgpack_pack_int64(pk, NNM__MF_VERSION) ||
+        pack_str(pk, "plugins") || msgpack_pack_map(pk, mf->n_plugins))
+        return -1;
+    for (uint32_t i = 0; i < mf->n_plugins; i++)
+        if (pack_str(pk, mf->plugins[i].name) || pack_str(pk, mf->plugins[i].range)) return -1;
+    if (mf->n_modules && (pack_str(pk, "root") || pack_module(pk, mf, 0, 1))) return -1;
+    if (mf->weights_path) {
+        if (pack_str(pk, "weights") || msgpack_pack_map(pk, 1 + (mf->weights_sha256 != NULL)) ||
+            pack_str(pk, "path") || pack_str(pk, mf->weights_path))
+            return -1;
+        if (mf->weights_sha256 && (pack_str(pk, "sha256") || pack_str(pk, mf->weights_sha256)))
+            return -1;
+    }
+    if (mf->n_meta) {
+        if (pack_str(pk, "metadata") || msgpack_pack_map(pk, mf->n_meta)) return -1;
+        for (uint32_t i = 0; i < mf->n_meta; i++)
+            if (pack_str(pk, mf->meta_keys[i]) || pack_str(pk, mf->meta_values[i])) return -1;
+    }
+    return 0;
 }

@@ -4,7 +4,9 @@
  * FIPS 180-4 / NIST CAVS vectors ("", "abc", the 448- and 896-bit messages,
  * one million 'a' fed in odd-sized chunks), padding boundaries (lengths
  * 55..128, digests from Python's hashlib), chunking independence, and file
- * digests (empty, small, larger than the read chunk, missing, a directory).
+ * digests (empty, small, larger than the read chunk, missing, a directory),
+ * and nnm_manifest_hash as documented: the SHA-256 of the manifest's msgpack
+ * encoding (it streams that encoding through the hash without a buffer).
  */
 #include "test_util.h"
 
@@ -175,6 +177,40 @@ static void test_file_errors(void) {
     CU_ASSERT_EQUAL(nnm__sha256_file(NULL, p, h), NNM_E_IO);
 }
 
+/* nnm_manifest_hash == SHA-256 of nnm_manifest_write(MSGPACK), for a manifest
+ * with every part the writer emits: plugins, nested and unnamed children,
+ * configs with ints and bools, weights with a digest, metadata. */
+static void test_manifest_hash_is_its_msgpack_digest(void) {
+    static const char doc[] =
+        "{\"format\": \"nnmod.manifest\", \"version\": 1,"
+        " \"plugins\": {\"sequential\": \"^1.0\", \"linear\": \"^1.0\", \"relu\": \"^1\"},"
+        " \"root\": {\"type\": \"sequential\", \"children\": ["
+        "   {\"name\": \"fc\", \"type\": \"linear\","
+        "    \"config\": {\"in_features\": 300, \"out_features\": 2, \"bias\": false}},"
+        "   {\"type\": \"relu\"},"
+        "   {\"name\": \"inner\", \"type\": \"sequential\", \"children\": [{\"type\": \"relu\"}]}]},"
+        " \"weights\": {\"path\": \"w.safetensors\", \"sha256\": "
+        "\"e814302f773c141ae324977ae74762dcc0cd5848323967761f837e07cca70e48\"},"
+        " \"metadata\": {\"epoch\": \"3\", \"note\": \"caf\u00e9\"}}";
+    nnm_ctx *ctx = NULL; /* this suite's context loads no plugins; a manifest needs them */
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(NULL, &ctx), NNM_OK);
+    nnm_manifest *mf = NULL;
+    CU_ASSERT_EQUAL_FATAL(
+        nnm_manifest_parse(ctx, doc, sizeof doc - 1, NNM_MANIFEST_JSON, NULL, NULL, &mf), NNM_OK);
+    void *bytes = NULL;
+    size_t n = 0;
+    CU_ASSERT_EQUAL_FATAL(nnm_manifest_write(mf, NNM_MANIFEST_MSGPACK, &bytes, &n), NNM_OK);
+    CU_ASSERT_TRUE(n > 100 && ((unsigned char *)bytes)[0] == 0x86); /* a fixmap of 6 keys */
+    char want[65], got[65];
+    hex_of(bytes, n, want);
+    CU_ASSERT_EQUAL(nnm_manifest_hash(mf, got), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(got, want);
+    nnm_free(bytes);
+    nnm_manifest_free(mf);
+    CU_ASSERT_EQUAL(nnm_manifest_hash(NULL, got), NNM_E_INVALID);
+    nnm_ctx_free(ctx);
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("sha256", suite_init, suite_clean);
     if (s == NULL)
@@ -185,5 +221,7 @@ int main(void) {
     CU_add_test(s, "any split gives the same digest", test_split_independence);
     CU_add_test(s, "file digests (empty, small, > read chunk)", test_file_digest);
     CU_add_test(s, "file errors name the path", test_file_errors);
+    CU_add_test(s, "a manifest's hash is the digest of its msgpack encoding",
+                test_manifest_hash_is_its_msgpack_digest);
     return tu_run();
 }
