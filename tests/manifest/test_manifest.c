@@ -233,6 +233,32 @@ static void test_hash_is_canonical(void) {
     nnm_manifest_free(b);
 }
 
+/* The canonical encoding is a format: checkpoints record its hash, so it
+ * must not drift. These digests are of the msgpack that nnm convert wrote
+ * for the examples at commit 1eb9567 (sha256sum of its output), before the
+ * writer packed straight from the manifest. */
+static void test_hash_does_not_drift(void) {
+    static const struct {
+        const char *file, *sha256;
+    } pinned[] = {
+        {"mlp.json", "33a836e67333334737458aa5c586417a49e0d1f91afbffa18a0a20444bdef6a7"},
+        {"residual_block.json", "4c3f692cdcdee0b68fe9ea1cea14580f5a84afbf35e364d4818701a538925313"},
+        {"nested.json", "f851e552a9325d165a36c5862513cfd46440100655ca85b7b5b1ba275e1a6749"},
+    };
+    for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) {
+        char *p = example(pinned[i].file), got[65] = "";
+        nnm_manifest *mf = NULL;
+        CHECK_STATUS(nnm_manifest_load(g_ctx, p, NNM_MANIFEST_AUTO, NULL, &mf), NNM_OK);
+        free(p);
+        if (!mf) continue;
+        CHECK_STATUS(nnm_manifest_hash(mf, got), NNM_OK);
+        if (strcmp(got, pinned[i].sha256))
+            fprintf(stderr, "\n  %s: hash %s, pinned %s\n", pinned[i].file, got, pinned[i].sha256);
+        CU_ASSERT_STRING_EQUAL(got, pinned[i].sha256);
+        nnm_manifest_free(mf);
+    }
+}
+
 /* ---- the residual graph computes the right values ------------------------ */
 
 static void fill(nnm_tensor *t, float scale, float shift) {
@@ -693,6 +719,8 @@ static CU_pSuite add_suite(void) {
         !CU_add_test(s, "JSON -> msgpack -> tree -> msgpack -> JSON", test_round_trip) ||
         !CU_add_test(s, "config values of every type", test_config_values_round_trip) ||
         !CU_add_test(s, "hash is the same from either encoding", test_hash_is_canonical) ||
+        !CU_add_test(s, "the canonical encoding does not drift (pinned hashes)",
+                     test_hash_does_not_drift) ||
         !CU_add_test(s, "residual graph values", test_residual_values) ||
         !CU_add_test(s, "weights and sha256", test_weights_and_sha256) ||
         !CU_add_test(s, "schema errors name their path", test_schema_errors) ||
