@@ -186,6 +186,8 @@ struct nnm_module {
     nnm_module *parent;           /* not referenced (the parent references us) */
     nnm_module **children;
     uint32_t n_children, cap_children;
+    uint32_t *child_slots;        /* name index of wide modules (module.c); NULL = scan */
+    uint32_t n_child_slots;       /* a power of two, at least twice n_children */
     nnm__named_tensor *params;
     uint32_t n_params, cap_params;
     nnm__named_tensor *buffers;

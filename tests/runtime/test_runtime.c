@@ -115,6 +115,49 @@ static void test_tree_rules(void) {
     nnm_module_release(extra);
 }
 
+/* Past 16 children a module looks names up through an index that grows as
+ * children come: every name stays found and every duplicate refused, across
+ * each growth, and lookups by path go through the same index. */
+static void test_wide_module_names(void) {
+    enum { N = 300 };
+    nnm_module *root = tu_module(ctx, "sequential", NULL), *extra = tu_module(ctx, "relu", NULL);
+    nnm_module *kids[N];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root && extra);
+    char name[32];
+    int ok = 1;
+    for (int i = 0; i < N; i++) {
+        kids[i] = tu_module(ctx, "relu", NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(kids[i]);
+        snprintf(name, sizeof name, "c%d", i);
+        /* every third child unnamed: it is called by its index, "3", "6", ... */
+        ok &= nnm_module_add_child(root, i % 3 ? name : NULL, kids[i]) == NNM_OK;
+        ok &= nnm_module_get(root, nnm_module_name(kids[i])) == kids[i];
+        if (i % 3 == 0) ok &= strcmp(nnm_module_name(kids[i]), name + 1) == 0;
+        /* the first child's name is refused at every width */
+        ok &= nnm_module_add_child(root, "0", extra) == NNM_E_EXISTS;
+    }
+    CU_ASSERT_TRUE(ok);
+    for (int i = 0; i < N; i++) {
+        if (nnm_module_get(root, nnm_module_name(kids[i])) != kids[i]) ok = 0;
+        if (nnm_module_add_child(root, nnm_module_name(kids[i]), extra) != NNM_E_EXISTS) ok = 0;
+    }
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_PTR_NULL(nnm_module_get(root, "c300"));
+    CU_ASSERT_PTR_NULL(nnm_module_get(root, "c0")); /* child 0 is "0" */
+    CU_ASSERT_PTR_NULL(nnm_module_get(root, "c"));
+    CU_ASSERT_PTR_NULL(nnm_module_get(root, "c29."));
+    CU_ASSERT_PTR_NULL(nnm_module_get(root, "c29.x"));
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(root, "c2"), kids[2]);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(root, "c29"), kids[29]);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(root, "c299"), kids[299]);
+    CU_ASSERT_EQUAL(nnm_module_add_child(root, "c300", extra), NNM_OK);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(root, "c300"), extra);
+    CU_ASSERT_EQUAL(nnm_module_child_count(root), N + 1);
+    nnm_module_release(extra);
+    for (int i = 0; i < N; i++) nnm_module_release(kids[i]);
+    nnm_module_release(root);
+}
+
 static void test_repr(void) {
     nnm_module *root = tree();
     int64_t need = nnm_module_repr(root, NULL, 0);
@@ -345,6 +388,7 @@ int main(void) {
         return 1;
     CU_add_test(s, "parameter and module names like state_dict", test_names_like_state_dict);
     CU_add_test(s, "tree rules: names, one parent, no cycles", test_tree_rules);
+    CU_add_test(s, "wide modules: names found and refused at any width", test_wide_module_names);
     CU_add_test(s, "printed tree like print(model)", test_repr);
     CU_add_test(s, "tensors and the caching allocator", test_tensors_and_cache);
     CU_add_test(s, "DLPack export and import", test_dlpack);
