@@ -102,6 +102,18 @@ def main():
         [{"name": "inner", "type": "graph",
           "config": {"inputs": ["u"], "nodes": ["r: u"], "outputs": ["r", "u"]},
           "children": [relu("r")]}, add("s")])
+    # Wide modules: past 16 children a module looks names up through an
+    # index (runtime/module.c); unnamed children are named by their index.
+    hostile["wide.msgpack"] = pack({
+        "format": "nnmod.manifest", "version": 1,
+        "plugins": {"sequential": "^1.0", "relu": "^1.0", "identity": "^1.0"},
+        "root": {"type": "sequential", "children": [
+            {"type": "relu"} if i % 3 else {"name": f"c{i}", "type": "identity"}
+            for i in range(40)]}})
+    hostile["graph_wide_list.json"] = graph(
+        ["x"], [f"blocks.{i}: " + (f"blocks.{i - 1}" if i else "x") for i in range(20)],
+        ["blocks.19"],
+        [{"name": "blocks", "type": "module_list", "children": [relu(str(i)) for i in range(20)]}])
     for name, data in hostile.items():
         with open(f"{OUT}/{name}", "wb") as f:
             f.write(data)
