@@ -43,16 +43,37 @@ NNM_API void nnm_config_free(nnm_config *cfg) {
         free(cfg->items[i].key);
     }
     free(cfg->items);
+    nnm__name_index_free(&cfg->index);
     free(cfg);
+}
+
+static uint32_t key_hash_at(const void *items, uint32_t i) {
+    return ((const nnm__cfg_entry *)items)[i].hash;
+}
+
+nnm__cfg_entry *nnm__config_find(const nnm_config *cfg, const char *key) {
+    if (!cfg) return NULL;
+    const uint32_t h = nnm__name_hash(key, strlen(key));
+    if (cfg->index.slots) {
+        NNM__NAME_INDEX_FOREACH(&cfg->index, h, k) {
+            nnm__cfg_entry *e = &cfg->items[cfg->index.slots[k] - 1];
+            if (e->hash == h && strcmp(e->key, key) == 0) return e;
+        }
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->count; i++)
+        if (cfg->items[i].hash == h && strcmp(cfg->items[i].key, key) == 0) return &cfg->items[i];
+    return NULL;
 }
 
 /* The entry for key, created empty (type -1) when missing; NULL on OOM. */
 static nnm__cfg_entry *slot(nnm_config *cfg, const char *key) {
-    for (size_t i = 0; i < cfg->count; i++)
-        if (strcmp(cfg->items[i].key, key) == 0) {
-            entry_clear(&cfg->items[i]);
-            return &cfg->items[i];
-        }
+    nnm__cfg_entry *had = nnm__config_find(cfg, key);
+    if (had) {
+        entry_clear(had);
+        return had;
+    }
+    if (cfg->count >= UINT32_MAX) return NULL; /* the index counts in 32 bits */
     if (cfg->count == cfg->cap) {
         size_t cap = cfg->cap ? cfg->cap * 2 : 8;
         nnm__cfg_entry *p = realloc(cfg->items, cap * sizeof *p);
@@ -65,7 +86,9 @@ static nnm__cfg_entry *slot(nnm_config *cfg, const char *key) {
     nnm__cfg_entry *e = &cfg->items[cfg->count++];
     memset(e, 0, sizeof *e);
     e->key = k;
+    e->hash = nnm__name_hash(k, strlen(k));
     e->type = -1;
+    nnm__name_index_added(&cfg->index, (uint32_t)cfg->count, cfg->items, key_hash_at);
     return e;
 }
 
@@ -207,9 +230,7 @@ static int type_fits(int want, int have) {
 }
 
 static const nnm__cfg_entry *cfg_get(const nnm_config *cfg, const char *key) {
-    for (size_t i = 0; cfg && i < cfg->count; i++)
-        if (strcmp(cfg->items[i].key, key) == 0) return &cfg->items[i];
-    return NULL;
+    return nnm__config_find(cfg, key);
 }
 
 static int empty_list(const nnm__cfg_entry *e) {

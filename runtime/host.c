@@ -26,22 +26,20 @@ static nnm_status cfg_lookup(nnm_env *env, const char *key, int type, const nnm_
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
     if (!key) return nnm__error(e->ctx, NNM_E_INVALID, "config key is NULL");
-    const nnm_config *c = e->cfg;
-    for (size_t i = 0; c && i < c->count; i++) {
-        if (strcmp(c->items[i].key, key) != 0) continue;
-        int have = c->items[i].type;
-        /* An integer is a fine float (JSON writes 1 for 1.0). */
-        if (have != type && !(type == NNM__CFG_FLOAT && have == NNM__CFG_INT) &&
-            !(type == NNM__CFG_FLOATS && have == NNM__CFG_INTS) &&
-            !(have == NNM__CFG_INTS && c->items[i].u.ints.n == 0 &&
-              (type == NNM__CFG_FLOATS || type == NNM__CFG_STRS)))
-            return nnm__error(e->ctx, NNM_E_TYPE, "config.%s: expected %s, got %s", key,
-                              nnm__cfg_type_name(type), nnm__cfg_type_name(have));
-        if (i < 64) e->cfg_read |= (uint64_t)1 << i;
-        *out = &c->items[i];
-        return NNM_OK;
-    }
-    return NNM_OK; /* missing: *out stays NULL */
+    const nnm__cfg_entry *it = nnm__config_find(e->cfg, key);
+    if (!it) return NNM_OK; /* missing: *out stays NULL */
+    const size_t i = (size_t)(it - e->cfg->items);
+    int have = it->type;
+    /* An integer is a fine float (JSON writes 1 for 1.0). */
+    if (have != type && !(type == NNM__CFG_FLOAT && have == NNM__CFG_INT) &&
+        !(type == NNM__CFG_FLOATS && have == NNM__CFG_INTS) &&
+        !(have == NNM__CFG_INTS && it->u.ints.n == 0 &&
+          (type == NNM__CFG_FLOATS || type == NNM__CFG_STRS)))
+        return nnm__error(e->ctx, NNM_E_TYPE, "config.%s: expected %s, got %s", key,
+                          nnm__cfg_type_name(type), nnm__cfg_type_name(have));
+    if (i < 64) e->cfg_read |= (uint64_t)1 << i;
+    *out = it;
+    return NNM_OK;
 }
 
 static nnm_status missing(nnm_env *env, const char *key, int type) {

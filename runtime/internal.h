@@ -96,8 +96,27 @@ enum nnm__cfg_type {
     NNM__CFG_STRS = NNM_CONFIG_STRS
 };
 
+/* name_index.c - constant-time lookup by name in an append-only list whose
+ * items keep their FNV-1a name hash (a module's children, a config's keys).
+ * Short lists have no table (slots NULL): callers scan them, and do the same
+ * when the table could not be allocated. */
+#define NNM__NAME_INDEX_MIN 16u
+typedef struct nnm__name_index {
+    uint32_t *slots;              /* item index + 1; 0 = empty; NULL = scan */
+    uint32_t mask;                /* slots - 1 (a power of two minus one) */
+} nnm__name_index;
+uint32_t nnm__name_hash(const char *s, size_t n);
+/* Call after appending item n - 1; hash_at(items, i) is item i's hash. */
+void nnm__name_index_added(nnm__name_index *x, uint32_t n, const void *items,
+                           uint32_t (*hash_at)(const void *items, uint32_t i));
+void nnm__name_index_free(nnm__name_index *x);
+/* for (k = first; slots[k]; k = next) candidates slots[k] - 1 */
+#define NNM__NAME_INDEX_FOREACH(x, h, k) \
+    for (uint32_t k = (h) & (x)->mask; (x)->slots[k]; k = (k + 1) & (x)->mask)
+
 typedef struct nnm__cfg_entry {
     char *key;
+    uint32_t hash;                /* nnm__name_hash of key */
     int type;
     union {
         int64_t i;
@@ -122,9 +141,12 @@ typedef struct nnm__cfg_entry {
 struct nnm_config {
     nnm__cfg_entry *items;
     size_t count, cap;
+    nnm__name_index index;        /* of keys, past NNM__NAME_INDEX_MIN */
 };
 
 const char *nnm__cfg_type_name(int type);
+/* The entry for key (NULL cfg: none), or NULL. */
+nnm__cfg_entry *nnm__config_find(const nnm_config *cfg, const char *key);
 /* A deep copy of cfg (NULL cfg: an empty config); NULL on OOM. */
 nnm_config *nnm__config_clone(const nnm_config *cfg);
 /* Checks cfg against a layer's declared schema (no-op without one): unknown
@@ -186,8 +208,7 @@ struct nnm_module {
     nnm_module *parent;           /* not referenced (the parent references us) */
     nnm_module **children;
     uint32_t n_children, cap_children;
-    uint32_t *child_slots;        /* name index of wide modules (module.c); NULL = scan */
-    uint32_t n_child_slots;       /* a power of two, at least twice n_children */
+    nnm__name_index child_index;  /* of children's names, past NNM__NAME_INDEX_MIN */
     nnm__named_tensor *params;
     uint32_t n_params, cap_params;
     nnm__named_tensor *buffers;

@@ -32,7 +32,7 @@ static void module_destroy(nnm_module *m) {
         nnm_module_release(m->children[i]);
     }
     free(m->children);
-    free(m->child_slots);
+    nnm__name_index_free(&m->child_index);
     free_named(m->params, m->n_params);
     free_named(m->buffers, m->n_buffers);
     free(m->name);
@@ -138,51 +138,17 @@ static int valid_name(const char *s) {
     return 1;
 }
 
-/* FNV-1a: children keep the hash of their name so that looking a name up
- * compares integers, not strings. */
-static uint32_t name_hash_n(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
-/* A module with this many children gets a name index (open addressing,
- * slot = child index + 1, 0 = empty): a manifest's 100,000-layer Sequential
- * would otherwise cost O(n^2) to assemble (12 s measured) and to look up. */
-#define CHILD_INDEX_MIN 16u
-
-static void child_slot_put(uint32_t *slots, uint32_t mask, nnm_module *const *kids, uint32_t i) {
-    uint32_t k = kids[i]->name_hash & mask;
-    while (slots[k]) k = (k + 1) & mask;
-    slots[k] = i + 1;
-}
-
-/* Called after a child was appended. Without memory the index is dropped
- * and lookups scan, as for a narrow module: slower, never wrong. */
-static void child_index_update(nnm_module *m) {
-    const uint32_t n = m->n_children;
-    if (n < CHILD_INDEX_MIN) return;
-    if (m->child_slots && (uint64_t)n * 2 <= m->n_child_slots) {
-        child_slot_put(m->child_slots, m->n_child_slots - 1, m->children, n - 1);
-        return;
-    }
-    uint64_t cap = 64;
-    while (cap < (uint64_t)n * 4) cap *= 2;
-    free(m->child_slots);
-    m->child_slots = cap <= UINT32_MAX ? calloc((size_t)cap, sizeof *m->child_slots) : NULL;
-    m->n_child_slots = m->child_slots ? (uint32_t)cap : 0;
-    for (uint32_t i = 0; m->child_slots && i < n; i++)
-        child_slot_put(m->child_slots, m->n_child_slots - 1, m->children, i);
+static uint32_t child_hash_at(const void *items, uint32_t i) {
+    return ((nnm_module *const *)items)[i]->name_hash;
 }
 
 /* The child of m named by the len bytes at name, or NULL. */
 static nnm_module *find_child(const nnm_module *m, const char *name, size_t len) {
-    const uint32_t h = name_hash_n(name, len);
+    const uint32_t h = nnm__name_hash(name, len);
 #define NNM__NAMED(c) ((c)->name_hash == h && strncmp((c)->name, name, len) == 0 && !(c)->name[len])
-    if (m->child_slots) {
-        const uint32_t mask = m->n_child_slots - 1;
-        for (uint32_t k = h & mask; m->child_slots[k]; k = (k + 1) & mask) {
-            nnm_module *c = m->children[m->child_slots[k] - 1];
+    if (m->child_index.slots) {
+        NNM__NAME_INDEX_FOREACH(&m->child_index, h, k) {
+            nnm_module *c = m->children[m->child_index.slots[k] - 1];
             if (NNM__NAMED(c)) return c;
         }
         return NULL;
@@ -242,11 +208,11 @@ NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nn
     }
     free(child->name);
     child->name = copy;
-    child->name_hash = name_hash_n(copy, strlen(copy));
+    child->name_hash = nnm__name_hash(copy, strlen(copy));
     child->parent = parent;
     child->refs++;
     parent->children[parent->n_children++] = child;
-    child_index_update(parent);
+    nnm__name_index_added(&parent->child_index, parent->n_children, parent->children, child_hash_at);
     return NNM_OK;
 }
 

@@ -110,6 +110,10 @@ def main():
         "root": {"type": "sequential", "children": [
             {"type": "relu"} if i % 3 else {"name": f"c{i}", "type": "identity"}
             for i in range(40)]}})
+    # a config past 16 keys (its key index); relu refuses them after reading
+    hostile["wide_config.json"] = json.dumps({
+        "format": "nnmod.manifest", "version": 1, "plugins": {"relu": "^1.0"},
+        "root": {"type": "relu", "config": {f"k{i}": i for i in range(24)}}}).encode()
     hostile["graph_wide_list.json"] = graph(
         ["x"], [f"blocks.{i}: " + (f"blocks.{i - 1}" if i else "x") for i in range(20)],
         ["blocks.19"],

@@ -158,6 +158,45 @@ static void test_wide_module_names(void) {
     nnm_module_release(root);
 }
 
+/* Past 16 keys a config finds keys through an index that grows with it:
+ * every key found, a set of an existing key replaces it in place, the
+ * order stays the insertion order. */
+static void test_wide_config_keys(void) {
+    enum { N = 300 };
+    nnm_config *cfg = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_config_new(&cfg), NNM_OK);
+    char key[32];
+    int ok = 1;
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        ok &= nnm_config_set_int(cfg, key, i) == NNM_OK;
+        int64_t v = -1;
+        ok &= nnm_config_get_int(cfg, "k0", &v) == NNM_OK && v == 0; /* across each growth */
+        ok &= nnm_config_get_int(cfg, key, &v) == NNM_OK && v == i;
+    }
+    CU_ASSERT_TRUE(ok);
+    for (int i = 0; i < N; i += 7) { /* replace: a string now, same place */
+        snprintf(key, sizeof key, "k%d", i);
+        ok &= nnm_config_set_str(cfg, key, "s") == NNM_OK;
+    }
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_EQUAL(nnm_config_count(cfg), N);
+    for (int i = 0; i < N; i++) {
+        int type = -1;
+        snprintf(key, sizeof key, "k%d", i);
+        const char *k = nnm_config_key(cfg, (size_t)i, &type);
+        ok &= k && strcmp(k, key) == 0;
+        ok &= type == (i % 7 ? NNM_CONFIG_INT : NNM_CONFIG_STR);
+        int64_t v;
+        ok &= nnm_config_get_int(cfg, key, &v) == (i % 7 ? NNM_OK : NNM_E_TYPE);
+    }
+    CU_ASSERT_TRUE(ok);
+    int64_t v;
+    CU_ASSERT_EQUAL(nnm_config_get_int(cfg, "k300", &v), NNM_E_NOT_FOUND);
+    CU_ASSERT_EQUAL(nnm_config_get_int(cfg, "k", &v), NNM_E_NOT_FOUND);
+    nnm_config_free(cfg);
+}
+
 static void test_repr(void) {
     nnm_module *root = tree();
     int64_t need = nnm_module_repr(root, NULL, 0);
@@ -389,6 +428,7 @@ int main(void) {
     CU_add_test(s, "parameter and module names like state_dict", test_names_like_state_dict);
     CU_add_test(s, "tree rules: names, one parent, no cycles", test_tree_rules);
     CU_add_test(s, "wide modules: names found and refused at any width", test_wide_module_names);
+    CU_add_test(s, "wide configs: keys found, replaced in place, in order", test_wide_config_keys);
     CU_add_test(s, "printed tree like print(model)", test_repr);
     CU_add_test(s, "tensors and the caching allocator", test_tensors_and_cache);
     CU_add_test(s, "DLPack export and import", test_dlpack);
