@@ -611,8 +611,8 @@ enum nnm_manifest_format {
 typedef struct nnm_manifest_limits {
     uint32_t struct_size;   /* sizeof(nnm_manifest_limits) */
     uint32_t max_depth;     /* nesting of maps and arrays; default 32, which is
-                             * also the most msgpack-c can unpack; JSON at most
-                             * 128 (the schema pass recurses) */
+                             * also the most: msgpack-c unpacks no deeper, and
+                             * JSON takes what its msgpack twin could */
     uint64_t max_bytes;     /* document size; default 16 MiB */
     uint64_t max_nodes;     /* values of any kind; default 1,000,000 */
     uint64_t max_modules;   /* modules in the tree; default 100,000 */

@@ -25,7 +25,7 @@ nnm_status nnm__mf_limits(nnm_ctx *ctx, const nnm_manifest_limits *in, nnm_manif
         out->struct_size = sizeof *out;
     }
     if (!out->max_depth) out->max_depth = NNM_MANIFEST_DEFAULT_MAX_DEPTH;
-    if (out->max_depth > NNM__MF_HARD_MAX_DEPTH) out->max_depth = NNM__MF_HARD_MAX_DEPTH;
+    if (out->max_depth > NNM__MF_MSGPACK_MAX_DEPTH) out->max_depth = NNM__MF_MSGPACK_MAX_DEPTH;
     if (!out->max_bytes) out->max_bytes = NNM_MANIFEST_DEFAULT_MAX_BYTES;
     if (!out->max_nodes) out->max_nodes = NNM_MANIFEST_DEFAULT_MAX_NODES;
     if (!out->max_modules) out->max_modules = NNM_MANIFEST_DEFAULT_MAX_MODULES;

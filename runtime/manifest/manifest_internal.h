@@ -19,11 +19,10 @@
 
 #define NNM__MF_FORMAT "nnmod.manifest"
 #define NNM__MF_VERSION 1
-/* msgpack-c's unpacker keeps a fixed stack of this many containers. */
+/* msgpack-c's unpacker keeps a fixed stack of this many containers; so
+ * that whatever one encoding reads the other can too, it is the deepest a
+ * document of either may nest, whatever the limits say. */
 #define NNM__MF_MSGPACK_MAX_DEPTH 32u
-/* The deepest any document may nest, whatever the limits say (the reader
- * and the schema pass recurse). */
-#define NNM__MF_HARD_MAX_DEPTH 128u
 /* The longest map key (config keys, metadata keys, plugin names), in bytes,
  * in either encoding, so that whatever one reads the other can too. */
 #define NNM__MF_MAX_KEY 255u

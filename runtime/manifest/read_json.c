@@ -18,6 +18,13 @@ typedef struct walk {
 
 static const char *shown(const char *path) { return *path ? path : "document"; }
 
+/* At the ceiling, the reason is msgpack's: a JSON document nested deeper
+ * would have no msgpack twin. */
+static const char *depth_why(uint32_t max_depth) {
+    return max_depth == NNM__MF_MSGPACK_MAX_DEPTH ? " (the most a manifest may nest: msgpack-c's limit)"
+                                                  : " (limits.max_depth)";
+}
+
 /* path: where v sits, for messages ("" is the document itself). */
 static nnm_status check(walk *w, const json_t *v, uint32_t depth, char *path, size_t plen) {
     if (++w->nodes > w->max_nodes)
@@ -25,8 +32,8 @@ static nnm_status check(walk *w, const json_t *v, uint32_t depth, char *path, si
                           (unsigned long long)w->max_nodes);
     if (!json_is_object(v) && !json_is_array(v)) return NNM_OK;
     if (depth + 1 > w->max_depth)
-        return nnm__error(w->ctx, NNM_E_LIMIT, "json: nesting deeper than %u (limits.max_depth)",
-                          w->max_depth);
+        return nnm__error(w->ctx, NNM_E_LIMIT, "json: nesting deeper than %u%s", w->max_depth,
+                          depth_why(w->max_depth));
     size_t base = strlen(path);
     nnm_status st = NNM_OK;
     if (json_is_array(v)) {
@@ -80,9 +87,8 @@ static nnm_status prescan(nnm_ctx *ctx, const char *p, size_t len, const nnm_man
         case '[': case '{':
             bound++;
             if (++depth > lim->max_depth)
-                return nnm__error(ctx, NNM_E_LIMIT,
-                                  "json: byte %zu: nesting deeper than %u (limits.max_depth)", i,
-                                  lim->max_depth);
+                return nnm__error(ctx, NNM_E_LIMIT, "json: byte %zu: nesting deeper than %u%s", i,
+                                  lim->max_depth, depth_why(lim->max_depth));
             break;
         case ']': case '}':
             if (depth) depth--;

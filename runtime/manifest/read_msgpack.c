@@ -230,8 +230,7 @@ nnm_status nnm__mf_read_msgpack(nnm_ctx *ctx, const unsigned char *data, size_t 
                                 const nnm_manifest_limits *lim, json_t **out) {
     *out = NULL;
     if (len == 0) return nnm__error(ctx, NNM_E_INVALID, "msgpack: empty document");
-    scan s = {data, len, 0, 0, lim->max_nodes, lim->max_depth, ctx};
-    if (s.max_depth > NNM__MF_MSGPACK_MAX_DEPTH) s.max_depth = NNM__MF_MSGPACK_MAX_DEPTH;
+    scan s = {data, len, 0, 0, lim->max_nodes, lim->max_depth, ctx}; /* <= 32: nnm__mf_limits */
     nnm_status st = scan_value(&s, 0);
     if (st) return st;
     if (s.pos != len)

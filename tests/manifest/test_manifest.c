@@ -665,6 +665,14 @@ static void test_limits(void) {
     lim = (nnm_manifest_limits){sizeof lim, 3, 0, 0, 0};
     CHECK_STATUS(nnm_manifest_parse(g_ctx, text, n, NNM_MANIFEST_AUTO, &lim, NULL, &mf), NNM_E_LIMIT);
     CHECK_MSG("nesting deeper than 3 (limits.max_depth)");
+    /* No limit lets a document nest past 32, in JSON either: its msgpack
+     * twin could not be read. */
+    char deep[96];
+    memset(deep, '[', 40);
+    memset(deep + 40, ']', 40);
+    lim = (nnm_manifest_limits){sizeof lim, 100, 0, 0, 0};
+    CHECK_STATUS(nnm_manifest_parse(g_ctx, deep, 80, NNM_MANIFEST_JSON, &lim, NULL, &mf), NNM_E_LIMIT);
+    CHECK_MSG("json: byte 32: nesting deeper than 32 (the most a manifest may nest");
     lim = (nnm_manifest_limits){sizeof lim, 0, 0, 0, 2};
     CHECK_STATUS(nnm_manifest_parse(g_ctx, text, n, NNM_MANIFEST_AUTO, &lim, NULL, &mf), NNM_E_LIMIT);
     CHECK_MSG("root.children[1]: more than 2 modules (limits.max_modules)");
