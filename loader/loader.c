@@ -883,7 +883,7 @@ nnm_status nnm__registry_find_backend(const nnm__registry *r, int32_t device_typ
                                       char *err, size_t errcap) {
     if (vt) *vt = NULL;
     if (owner) *owner = NULL;
-    if (err && errcap) err[0] = 0; /* every module create passes here: no printf */
+    if (err && errcap) err[0] = 0;
     if (!r || !vt) {
         msg_set(err, errcap, "backend lookup: argument is NULL");
         return NNM_E_INVALID;

@@ -229,10 +229,6 @@ static int type_fits(int want, int have) {
     return 0;
 }
 
-static const nnm__cfg_entry *cfg_get(const nnm_config *cfg, const char *key) {
-    return nnm__config_find(cfg, key);
-}
-
 static int empty_list(const nnm__cfg_entry *e) {
     return (e->type == NNM__CFG_INTS && e->u.ints.n == 0) ||
            (e->type == NNM__CFG_FLOATS && e->u.floats.n == 0) ||
@@ -261,7 +257,7 @@ nnm_status nnm__config_check(nnm_ctx *ctx, const nnm_layer_vtable *vt, const nnm
     }
     for (uint32_t j = 0; j < vt->n_config_fields; j++) {
         const nnm_config_field *f = &vt->config_fields[j];
-        if ((f->flags & NNM_CONFIG_REQUIRED) && f->key && !cfg_get(cfg, f->key))
+        if ((f->flags & NNM_CONFIG_REQUIRED) && f->key && !nnm__config_find(cfg, f->key))
             return nnm__error(ctx, NNM_E_NOT_FOUND, "%s.%s: required %s is missing", prefix, f->key,
                               nnm__cfg_type_name(f->type));
     }
@@ -273,7 +269,7 @@ nnm_status nnm__config_check(nnm_ctx *ctx, const nnm_layer_vtable *vt, const nnm
 static nnm_status get_typed(const nnm_config *cfg, const char *key, int type,
                             const nnm__cfg_entry **out) {
     if (!cfg || !key) return NNM_E_INVALID;
-    const nnm__cfg_entry *e = cfg_get(cfg, key);
+    const nnm__cfg_entry *e = nnm__config_find(cfg, key);
     if (!e) return NNM_E_NOT_FOUND;
     if (!type_fits(type, e->type) && !(is_list(type) && empty_list(e))) return NNM_E_TYPE;
     *out = e;

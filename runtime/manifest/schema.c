@@ -175,8 +175,7 @@ static void names_free(name_set *s) {
 
 /* 1 (and *at) when name was seen; else 0, with s->slot where to put it. */
 static int names_seen(name_set *s, const char *name, size_t *at) {
-    uint32_t h = 2166136261u;
-    for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
+    const uint32_t h = nnm__name_hash(name, strlen(name));
     for (size_t k = h & s->mask;; k = (k + 1) & s->mask) {
         if (!s->names[k]) {
             s->slot = k;
@@ -202,8 +201,9 @@ static nnm_status child(pass *p, const json_t *c, const char *path, uint32_t sel
     cl = nnm__path_index(cp, sizeof cp, cl, i);
     const char *nm = cname;
     const json_t *jn = json_is_object(c) ? json_object_get(c, "name") : NULL;
-    if (!jn) snprintf(cname, sizeof cname, "%zu", i); /* unnamed: PyTorch's index name */
-    if (jn) {
+    if (!jn) {
+        snprintf(cname, sizeof cname, "%zu", i); /* unnamed: PyTorch's index name */
+    } else {
         nnm__path_key(np, sizeof np, nnm__path_put(np, sizeof np, 0, cp, cl), "name");
         if (!json_is_string(jn))
             return fail(p->ctx, NNM_E_TYPE, np, "expected string, got %s", kind(jn));
