@@ -508,7 +508,7 @@ int64_t nnm__safetensors_lookup(const nnm_safetensors *st, const char *name);
 /* "F32", "BF16", ... for a dtype; "?" if it has no safetensors name. */
 const char *nnm__st_dtype_name(nnm_dtype dt);
 
-/* state_dict.c: checkpoint support (runtime/checkpoint.c). */
+/* state_dict.c: checkpoint support (runtime/state/checkpoint.c). */
 /* Visits m's state dict (parameters and persistent buffers under their
  * dotted keys, in state_dict order; shared tensors under every name).
  * Tensors are borrowed; names are valid during the call. */
@@ -521,7 +521,7 @@ int nnm__state_entry_fits(const nnm_st_entry *e, const nnm_tensor *t, const char
  * contiguous tensor t, on t's device. */
 nnm_status nnm__state_copy_entry(nnm_ctx *ctx, nnm_tensor *t, const nnm_st_entry *e);
 
-/* optim.c: checkpoint support (runtime/checkpoint.c). */
+/* optim.c: checkpoint support (runtime/state/checkpoint.c). */
 enum nnm__optim_kind { NNM__OPTIM_SGD, NNM__OPTIM_ADAM, NNM__OPTIM_ADAMW };
 #define NNM__OPTIM_SLOTS 5
 /* State names by slot: momentum_buffer, exp_avg, exp_avg_sq, max_exp_avg_sq,

@@ -103,7 +103,7 @@ def main():
           "config": {"inputs": ["u"], "nodes": ["r: u"], "outputs": ["r", "u"]},
           "children": [relu("r")]}, add("s")])
     # Wide modules: past 16 children a module looks names up through an
-    # index (runtime/module.c); unnamed children are named by their index.
+    # index (runtime/module/module.c); unnamed children are named by their index.
     hostile["wide.msgpack"] = pack({
         "format": "nnmod.manifest", "version": 1,
         "plugins": {"sequential": "^1.0", "relu": "^1.0", "identity": "^1.0"},

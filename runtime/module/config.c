@@ -1,4 +1,4 @@
-/* runtime/config.c - the typed key/value map a layer's create reads. */
+/* runtime/module/config.c - the typed key/value map a layer's create reads. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* runtime/ctx.c - the context: registry, backends, errors, statistics. */
+/* runtime/core/ctx.c - the context: registry, backends, errors, statistics. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

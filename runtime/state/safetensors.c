@@ -1,4 +1,4 @@
-/* runtime/safetensors.c - reading and writing safetensors files.
+/* runtime/state/safetensors.c - reading and writing safetensors files.
  *
  * Format (https://github.com/huggingface/safetensors): an 8-byte little-endian
  * header length N, N bytes of UTF-8 JSON, then the data section. The JSON is an

@@ -1,4 +1,4 @@
-/* runtime/host.c - the host table handed to plugins through every nnm_env.
+/* runtime/module/host.c - the host table handed to plugins through every nnm_env.
  * Each slot checks the phase it is valid in, so a plugin that declares a
  * parameter from forward gets an error instead of corrupting the module. */
 #include <math.h>

@@ -1,4 +1,4 @@
-/* runtime/autograd.c - the backward graph and the engine (reverse mode).
+/* runtime/autograd/autograd.c - the backward graph and the engine (reverse mode).
  *
  * Ops record nodes (derivatives.c); nnm_backward walks the nodes reachable
  * from the root, counts how many edges lead into each, and runs them in an

@@ -1,4 +1,4 @@
-/* runtime/ops.c - tensor ops: check shapes, dtypes and devices, allocate the
+/* runtime/core/ops.c - tensor ops: check shapes, dtypes and devices, allocate the
  * output from the caching allocator, and dispatch to the device's backend.
  * (Autograd recording will hook in here: every differentiable op passes
  * through one of these functions.) */

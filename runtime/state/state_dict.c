@@ -1,4 +1,4 @@
-/* runtime/state_dict.c - state dicts: a module tree's parameters and
+/* runtime/state/state_dict.c - state dicts: a module tree's parameters and
  * persistent buffers under PyTorch's dotted state_dict names, saved to and
  * loaded from safetensors files.
  *
@@ -484,7 +484,7 @@ done:
     return rc;
 }
 
-/* ---- checkpoint support (runtime/checkpoint.c) ------------------------- */
+/* ---- checkpoint support (runtime/state/checkpoint.c) ------------------------- */
 
 nnm_status nnm__state_dict_visit(nnm_module *m, nnm_tensor_visit_fn fn, void *user) {
     sd_list l = {0};

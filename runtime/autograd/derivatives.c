@@ -1,4 +1,4 @@
-/* runtime/derivatives.c - what each op records for autograd, and its backward.
+/* runtime/autograd/derivatives.c - what each op records for autograd, and its backward.
  *
  * Every backward is written with the runtime's own ops and backend calls, so
  * it runs on whichever device the tensors live. Backward runs with grad mode

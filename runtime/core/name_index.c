@@ -1,4 +1,4 @@
-/* runtime/name_index.c - finding an item of an append-only list by name in
+/* runtime/core/name_index.c - finding an item of an append-only list by name in
  * constant time, for the lists a document can make long: a module's
  * children, a config's keys. Without it, a 1.8 MB manifest of 100,000
  * children, or of one config with 100,000 keys, took 12 to 14 s to read

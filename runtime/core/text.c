@@ -1,4 +1,4 @@
-/* runtime/text.c - untrusted text: UTF-8 validation (safetensors headers,
+/* runtime/core/text.c - untrusted text: UTF-8 validation (safetensors headers,
  * manifests) and quoting names and paths in messages. */
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* runtime/atomic_file.c - replacing a file so that a crash leaves the old one
+/* runtime/state/atomic_file.c - replacing a file so that a crash leaves the old one
  * or the new one, never a torn one: write "<path>.tmp.<pid>" in the same
  * directory, fsync it, rename it over path, fsync the directory. Used by the
  * safetensors writer and by manifests. */

@@ -1,4 +1,4 @@
-/* runtime/rng.c - the context's generator for parameter initialisation:
+/* runtime/core/rng.c - the context's generator for parameter initialisation:
  * xoshiro256** seeded through splitmix64, so a seed gives the same weights on
  * every platform. */
 #include <math.h>

@@ -1,4 +1,4 @@
-/* runtime/optim.c - optimizers: SGD (momentum, dampening, nesterov, weight
+/* runtime/autograd/optim.c - optimizers: SGD (momentum, dampening, nesterov, weight
  * decay) and Adam/AdamW (betas, eps, weight decay, amsgrad), with parameter
  * groups, exactly torch.optim's single-tensor algorithms.
  *
@@ -483,7 +483,7 @@ NNM_API nnm_status nnm_optim_state(nnm_optim *opt, nnm_tensor_visit_fn fn, void 
     return NNM_OK;
 }
 
-/* ---- checkpoint support (runtime/checkpoint.c) ------------------------- */
+/* ---- checkpoint support (runtime/state/checkpoint.c) ------------------------- */
 /* What nnm_checkpoint_save/_load need to read and restore an optimizer
  * exactly (internal.h, "optim.c: checkpoint support"). */
 

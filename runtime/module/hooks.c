@@ -1,4 +1,4 @@
-/* runtime/hooks.c - hook lists whose entries may be removed at any time, even
+/* runtime/module/hooks.c - hook lists whose entries may be removed at any time, even
  * by the hook that is running: removal during an iteration only marks the
  * entry, and the last iteration to finish unlinks it. */
 #include <stdlib.h>

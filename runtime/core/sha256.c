@@ -1,4 +1,4 @@
-/* runtime/sha256.c - SHA-256 (FIPS 180-4), portable C11, no external library.
+/* runtime/core/sha256.c - SHA-256 (FIPS 180-4), portable C11, no external library.
  *
  * Used to check weights files against the digest a manifest records and to
  * hash manifests for checkpoints. Byte-oriented and endian-independent: words

@@ -1,4 +1,4 @@
-/* runtime/alloc.c - the caching allocator.
+/* runtime/core/alloc.c - the caching allocator.
  *
  * Device memory is rounded up to a size class (four classes per power of two,
  * so at most 25% slack) and, when a storage dies, kept on its class's free list

@@ -1,4 +1,4 @@
-/* runtime/tensor.c - reference counted tensors over shared storages, and
+/* runtime/core/tensor.c - reference counted tensors over shared storages, and
  * DLPack interchange. Tensor objects are recycled through a per-context free
  * list, so creating one in a steady-state loop touches no heap. */
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* runtime/checkpoint.c - checkpoints: a module's state dict, its optimizer's
+/* runtime/state/checkpoint.c - checkpoints: a module's state dict, its optimizer's
  * state and user metadata in one safetensors file, for resuming training
  * exactly.
  *

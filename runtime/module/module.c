@@ -1,4 +1,4 @@
-/* runtime/module.c - the module tree: creation from a layer plugin, children,
+/* runtime/module/module.c - the module tree: creation from a layer plugin, children,
  * parameters and buffers with PyTorch-style dotted names, modes, device moves,
  * and the printed tree. */
 #include <ctype.h>

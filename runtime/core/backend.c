@@ -1,4 +1,4 @@
-/* runtime/backend.c - finding and initialising the backend of a device. */
+/* runtime/core/backend.c - finding and initialising the backend of a device. */
 #include <stdio.h>
 #include <string.h>
 

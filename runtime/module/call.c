@@ -1,4 +1,4 @@
-/* runtime/call.c - THE call path: module(x).
+/* runtime/module/call.c - THE call path: module(x).
  *
  * nnm_module_call is the only way a layer's forward runs. In order:
  *   1. the module is live, arity fits, inputs are non-NULL;
