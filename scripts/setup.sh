@@ -12,12 +12,21 @@ set -euo pipefail
 
 # Build tools, the CPU backend's BLAS, the test framework, the manifest formats,
 # and clang with its runtimes (second compiler for the header compile tests,
-# and libFuzzer for the fuzz smoke runs), graphviz (the test renders `nnm inspect --dot`).
+# and libFuzzer for the fuzz smoke runs), graphviz (the test renders `nnm inspect --dot`),
+# and what the data pipeline, distributed training and the bindings need.
+# PyTorch (python3-torch) is NOT installed here: only the golden-vector
+# generators under tests/golden/ and the bench/*_torch.py comparisons use it.
 packages=(
   build-essential gcc g++ cmake pkg-config
   libopenblas-dev libcunit1-dev libmsgpack-dev libjansson-dev
   clang libclang-rt-14-dev
   graphviz
+  # data: zlib for gzipped IDX files, and the Fashion-MNIST dataset (nnm train)
+  zlib1g-dev dataset-fashion-mnist
+  # distributed training: OpenMPI (the comm_mpi plugin and its tests)
+  libopenmpi-dev openmpi-bin
+  # bindings: Python (numpy, cffi, pytest) and Go; Rust uses the image's cargo
+  python3 python3-numpy python3-cffi python3-pytest golang-go
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
