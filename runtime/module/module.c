@@ -8,7 +8,7 @@
 
 #include "internal.h"
 
-#define NAME_CAP 1024 /* longest dotted name a walk builds */
+#define NAME_CAP (NNM_NAME_MAX + 1) /* longest dotted name a walk builds, and its NUL */
 
 int nnm__module_live(const nnm_module *m) { return m && m->magic == NNM__MODULE_MAGIC; }
 
@@ -48,9 +48,17 @@ static void module_destroy(nnm_module *m) {
 
 NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
                                      nnm_module **out) {
+    return nnm_module_create_on(ctx, request, cfg, (nnm_device){NNM_DEVICE_CPU, 0}, out);
+}
+
+NNM_API nnm_status nnm_module_create_on(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
+                                        nnm_device device, nnm_module **out) {
     if (out) *out = NULL;
     if (!ctx) return NNM_E_INVALID;
     if (!request || !out) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_create: NULL argument");
+    if (!(device.type == NNM_DEVICE_CPU || device.type == NNM_DEVICE_META) || device.id != 0)
+        return nnm__error(ctx, NNM_E_DEVICE, "nnm_module_create_on: modules are created on the CPU "
+                          "or the meta device (then moved with nnm_module_to)");
     const nnm_layer_vtable *vt;
     nnm__plugin *owner;
     char err[NNM__ERRMSG_CAP];
@@ -81,7 +89,7 @@ NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nn
     m->plugin = owner;
     m->name = name;
     m->training = 1;
-    m->device = (nnm_device){NNM_DEVICE_CPU, 0};
+    m->device = device;
     nnm__hook_list_init(&m->pre_hooks, ctx, &m->n_hooks);
     nnm__hook_list_init(&m->post_hooks, ctx, &m->n_hooks);
     nnm__hook_list_init(&m->bw_pre_hooks, ctx, &m->n_hooks);
@@ -407,6 +415,27 @@ NNM_API int64_t nnm_module_num_params(nnm_module *m) {
     return nnm__module_live(m) ? count_params(m) : 0;
 }
 
+static uint64_t count_bytes(const nnm_module *m) {
+    uint64_t n = 0;
+    for (int b = 0; b < 2; b++) {
+        const nnm__named_tensor *v = b ? m->buffers : m->params;
+        const uint32_t k = b ? m->n_buffers : m->n_params;
+        for (uint32_t i = 0; i < k; i++) {
+            const uint64_t x = (uint64_t)nnm_tensor_numel(v[i].t) * nnm__dtype_size(v[i].t->desc.dtype);
+            n = x > UINT64_MAX - n ? UINT64_MAX : n + x;
+        }
+    }
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        const uint64_t x = count_bytes(m->children[i]);
+        n = x > UINT64_MAX - n ? UINT64_MAX : n + x;
+    }
+    return n;
+}
+
+NNM_API uint64_t nnm_module_nbytes(nnm_module *m) {
+    return nnm__module_live(m) ? count_bytes(m) : 0;
+}
+
 /* ---- printing ----------------------------------------------------------- */
 
 typedef struct outbuf {
@@ -545,8 +574,15 @@ NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device dev) {
     if (nnm__device_eq(dev, m->device)) return NNM_OK;
     if (m->parent)
         return nnm__error(ctx, NNM_E_STATE, "nnm_module_to: move the root module, not a child");
-    nnm__backend *dst_be;
-    nnm_status st = nnm__backend_get(ctx, dev, &dst_be);
+    if (m->device.type == NNM_DEVICE_META)
+        return nnm__error(ctx, NNM_E_DEVICE, "nnm_module_to: a module on the meta device has no data "
+                          "to move; build it on a real device");
+    /* To the meta device (PyTorch's .to("meta")): the data is dropped. */
+    const int to_meta = dev.type == NNM_DEVICE_META;
+    if (to_meta && dev.id != 0)
+        return nnm__error(ctx, NNM_E_DEVICE, "nnm_module_to: the meta device has id 0");
+    nnm__backend *dst_be = NULL;
+    nnm_status st = to_meta ? NNM_OK : nnm__backend_get(ctx, dev, &dst_be);
     if (st) return st;
     move mv = {0};
     if ((st = collect(m, &mv))) {
@@ -556,7 +592,7 @@ NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device dev) {
     for (size_t i = 0; i < mv.n && !st; i++) {
         nnm_tensor *t = mv.t[i];
         size_t bytes = (size_t)nnm_tensor_numel(t) * nnm__dtype_size(t->desc.dtype);
-        if ((st = nnm__storage_new(ctx, dev, bytes, &mv.s[i]))) break;
+        if ((st = nnm__storage_new(ctx, dev, bytes, &mv.s[i])) || to_meta) continue;
         /* The backend of whichever side is not the CPU does the copy. */
         nnm__backend *be = dst_be;
         if (dev.type == NNM_DEVICE_CPU && (st = nnm__backend_get(ctx, t->desc.device, &be))) break;

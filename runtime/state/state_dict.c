@@ -15,7 +15,7 @@
 
 #include "internal.h"
 
-#define SD_NAME_CAP 1024   /* longest dotted name */
+#define SD_NAME_CAP (NNM_NAME_MAX + 1) /* longest dotted name, and its NUL */
 #define SD_SHOW 160        /* bytes of a key quoted in the error message */
 
 typedef struct sd_item {
@@ -399,13 +399,15 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
     size_t n_unexp = 0;
     for (uint32_t i = 0; i < nf; i++) n_unexp += !used[i];
 
-    if (strict && (n_missing || n_unexp || n_mism)) {
+    /* A shape or dtype that does not fit is refused even when not strict, as
+     * PyTorch raises "size mismatch" whatever `strict` says: nothing loads. */
+    if (n_mism || (strict && (n_missing || n_unexp))) {
         msgbuf mb;
         mb.len = 0;
         mb.dropped = 0;
         mb.buf[0] = 0;
         char kb[SD_SHOW];
-        if (n_missing) {
+        if (n_missing && strict) {
             msg_add(&mb, "%zu missing key(s):", n_missing);
             const char *sep = " ";
             for (size_t i = 0; i < l.n; i++)
@@ -415,7 +417,7 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
                 }
             msg_add(&mb, ";");
         }
-        if (n_unexp) {
+        if (n_unexp && strict) {
             msg_add(&mb, " %zu unexpected key(s):", n_unexp);
             const char *sep = " ";
             for (uint32_t i = 0; i < nf; i++)
@@ -433,7 +435,7 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
             msg_add(&mb, ";");
         }
         if (n_mism) {
-            msg_add(&mb, " %zu mismatched:", n_mism);
+            msg_add(&mb, " %zu size mismatch(es):", n_mism);
             for (size_t i = 0; i < n_mism; i++)
                 msg_add(&mb, "%s%.*s", i ? "; " : " ", SD_SHOW + 120, mism[i]);
         }
@@ -443,8 +445,11 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
         char pb[200];
         snprintf(pb, sizeof pb, "%s", path);
         rc = nnm__error(ctx, n_mism ? NNM_E_SHAPE : NNM_E_NOT_FOUND,
-                        "%s: error(s) loading the state dict (strict): %s%s", pb, body,
-                        mb.dropped ? " (and more)" : "");
+                        "%s: error(s) loading the state dict (%s): %s%s; nothing was loaded", pb,
+                        strict ? "strict" : "not strict", body,
+                        mb.dropped ? " (and more: see the load report)" : "");
+        /* The message holds what fits; the report holds every key. */
+        if (report) *report = make_report(&l, st, used, mism, n_mism);
         goto done;
     }
 
