@@ -14,6 +14,11 @@
  *    one out through `**out` gives the caller one reference.
  *  - A context and everything made from it may be used by one thread at a time.
  *    Grad mode is per thread, as in PyTorch.
+ *  - For bindings: the error message belongs to the CONTEXT (read it on the
+ *    thread that made the failing call, before the context is used again),
+ *    while grad mode belongs to the calling OS THREAD (not to the context: a
+ *    no-grad scope covers only calls made on the thread that set it, and a
+ *    new thread starts with grad mode on). docs/abi.md, section 4.
  *  - The library never prints, exits or aborts.
  *  - Every struct that crosses the API starts with `uint32_t struct_size`
  *    (sizeof as the filler saw it), except those laid out by DLPack
@@ -353,7 +358,9 @@ NNM_API int nnm_module_is_training(const nnm_module *m);
 NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device device);
 NNM_API nnm_device nnm_module_device(const nnm_module *m);
 
-/* Grad mode, per thread (torch.set_grad_enabled). Returns the previous mode. */
+/* Grad mode, per OS thread and not per context (torch.set_grad_enabled):
+ * it affects the calls this thread makes on any context. Returns the
+ * previous mode. A new thread starts with grad mode on. */
 NNM_API int nnm_grad_set_enabled(int enabled);
 NNM_API int nnm_grad_is_enabled(void);
 
