@@ -27,6 +27,7 @@ __metadata__ drives the C suite:
   case.C   a one-module nnmod manifest, JSON (nnm_manifest_parse builds it)
   opts.C   "mode=train;n_in=2;n_out=1;gradcheck=1;rtol=0.0001;atol=1e-05"
            (gradcheck=1: also compare backward with finite differences)
+  repr.C   (optional) repr(module) in PyTorch: print(model) must match it
 
 Adding a layer ("layers"' conv/pool/norm rows): append rows to CASES below
 (see tests/layers/README.md), run this script, commit the new file. Nothing
@@ -122,6 +123,7 @@ def make_input(spec, g):
 #   n_out    (optional) outputs compared (default 1)
 #   gradcheck (optional) default True when the case is small
 #   rtol, atol (optional) default 1e-4, 1e-5
+#   repr     (optional) False: PyTorch's repr is not compared (no twin module)
 #   nograd   (optional) lambda m -> {param name: 0/1 mask}: C.nograd.<name>
 
 A = lambda s, *rest: ("f", s) + rest  # noqa: E731
@@ -178,18 +180,18 @@ for dim, shape, tag in ((-1, (2, 5), "last"), (1, (2, 3, 4), "mid"), (0, (3, 2),
         torch=(lambda d=dim: nn.LogSoftmax(dim=d)), inputs=[A(shape, 2.0)])
 
 # graph helpers ---------------------------------------------------------------
-row(name="concat_dim1", layer="concat", config={"dim": 1},
+row(name="concat_dim1", repr=False, layer="concat", config={"dim": 1},
     torch=lambda: Fn(lambda a, b: torch.cat([a, b], 1)),
     inputs=[A((2, 3, 4)), A((2, 5, 4))])
-row(name="concat_default3", layer="concat", config={},
+row(name="concat_default3", repr=False, layer="concat", config={},
     torch=lambda: Fn(lambda a, b, c: torch.cat([a, b, c], 0)),
     inputs=[A((1, 3)), A((2, 3)), A((4, 3))])
-row(name="concat_last", layer="concat", config={"dim": -1},
+row(name="concat_last", repr=False, layer="concat", config={"dim": -1},
     torch=lambda: Fn(lambda a, b: torch.cat([a, b], -1)),
     inputs=[A((1, 2, 3)), A((1, 2, 1))])
-row(name="mul_same", layer="mul", config={},
+row(name="mul_same", repr=False, layer="mul", config={},
     torch=lambda: Fn(lambda a, b: a * b), inputs=[A((3, 5)), A((3, 5))])
-row(name="mul_broadcast3", layer="mul", config={},
+row(name="mul_broadcast3", repr=False, layer="mul", config={},
     torch=lambda: Fn(lambda a, b, c: a * b * c),
     inputs=[A((2, 3, 4)), A((3, 1)), A((4,))])
 
@@ -275,7 +277,10 @@ def run_case(r, mode, seed):
     opts = "mode=%s;n_in=%d;n_out=%d;gradcheck=%d;rtol=%r;atol=%r" % (
         mode, len(leaves), n_out, int(r.get("gradcheck", size <= 600)),
         r.get("rtol", 1e-4), r.get("atol", 1e-5))
-    return C, t, {"case." + C: manifest, "opts." + C: opts}
+    meta = {"case." + C: manifest, "opts." + C: opts}
+    if r.get("repr", True):
+        meta["repr." + C] = repr(m)
+    return C, t, meta
 
 
 def main():

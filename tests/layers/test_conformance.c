@@ -6,7 +6,8 @@
  *
  * For each case C of each file:
  *   1. build the one-module manifest case.C (the layer's type and config, by
- *      PyTorch's argument names) and load C.state.* into it by name: the
+ *      PyTorch's argument names), check print(model) against PyTorch's repr
+ *      (repr.C, where the layer has a twin) and load C.state.* by name: the
  *      module's parameters and buffers must be exactly PyTorch's state_dict
  *      keys, no more, no fewer;
  *   2. set train or eval mode, call it on C.in.* with grad on, compare every
@@ -186,6 +187,28 @@ static int compare(const char *what, nnm_tensor *t, const nnm_st_entry *e, doubl
 /* One case                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* nnm_module_repr's text as PyTorch prints it: without the "  # N params"
+ * comments and the closing "Total params" line nnmod adds. In place. */
+static void torch_repr(char *s) {
+    char *cut = strstr(s, "\nTotal params:");
+    if (cut != NULL)
+        *cut = '\0';
+    char *w = s;
+    for (const char *p = s; *p;) {
+        if (strncmp(p, "  # ", 4) == 0) {
+            const char *q = p + 4;
+            while (*q >= '0' && *q <= '9')
+                q++;
+            if (q > p + 4 && strncmp(q, " params", 7) == 0) {
+                p = q + 7;
+                continue;
+            }
+        }
+        *w++ = *p++;
+    }
+    *w = '\0';
+}
+
 typedef struct case_opts {
     int train, n_in, n_out, gradcheck;
     double rtol, atol;
@@ -299,8 +322,10 @@ static int state_entries(nnm_safetensors *st, const char *prefix) {
     return n;
 }
 
-/* Runs case C; returns 1 when every check passed. */
-static int run_case(nnm_safetensors *st, const char *C, const char *manifest, const char *optstr) {
+/* Runs case C; returns 1 when every check passed. want_repr (NULL: not
+ * compared) is PyTorch's repr of the module. */
+static int run_case(nnm_safetensors *st, const char *C, const char *manifest, const char *optstr,
+                    const char *want_repr) {
     LEAK_CHECK_BEGIN();
     char name[512];
     case_opts o;
@@ -328,6 +353,17 @@ static int run_case(nnm_safetensors *st, const char *C, const char *manifest, co
         fprintf(stderr, "\n    build: %s: %s", nnm_status_name(rc), nnm_ctx_errmsg(g_ctx));
         fails++;
         goto done;
+    }
+
+    /* 0. print(model) as PyTorch prints it */
+    if (want_repr != NULL) {
+        char got[2048];
+        nnm_module_repr(r.m, got, sizeof got);
+        torch_repr(got);
+        if (strcmp(got, want_repr) != 0) {
+            fprintf(stderr, "\n    repr \"%s\", PyTorch's \"%s\"", got, want_repr);
+            fails++;
+        }
     }
 
     /* 1. state, by PyTorch's names, strictly */
@@ -493,6 +529,18 @@ done:
 /* One CUnit test per golden file                                            */
 /* ------------------------------------------------------------------------ */
 
+/* __metadata__[prefix + C], or NULL. */
+static const char *meta_get(nnm_safetensors *st, const char *prefix, const char *C) {
+    char key[512];
+    snprintf(key, sizeof key, "%s%s", prefix, C);
+    for (uint32_t j = 0; j < nnm_safetensors_metadata_count(st); j++) {
+        const char *k = NULL, *v = NULL;
+        if (nnm_safetensors_metadata(st, j, &k, &v) == NNM_OK && strcmp(k, key) == 0)
+            return v;
+    }
+    return NULL;
+}
+
 static void run_file(int index) {
     nnm_safetensors *st = NULL;
     CHECK_STATUS(nnm_safetensors_open(g_ctx, g_files[index], &st), NNM_OK);
@@ -503,18 +551,11 @@ static void run_file(int index) {
         const char *k = NULL, *v = NULL;
         if (nnm_safetensors_metadata(st, i, &k, &v) != NNM_OK || strncmp(k, "case.", 5) != 0)
             continue;
-        char optkey[512];
-        snprintf(optkey, sizeof optkey, "opts.%s", k + 5);
-        const char *opts = NULL;
-        for (uint32_t j = 0; j < nnm_safetensors_metadata_count(st); j++) {
-            const char *k2 = NULL, *v2 = NULL;
-            if (nnm_safetensors_metadata(st, j, &k2, &v2) == NNM_OK && strcmp(k2, optkey) == 0)
-                opts = v2;
-        }
+        const char *opts = meta_get(st, "opts.", k + 5);
         CU_ASSERT_PTR_NOT_NULL(opts);
         if (opts == NULL)
             continue;
-        run_case(st, k + 5, v, opts);
+        run_case(st, k + 5, v, opts, meta_get(st, "repr.", k + 5));
         cases++;
     }
     CU_ASSERT_TRUE(cases > 0); /* a file without cases is a broken fixture */
