@@ -291,6 +291,19 @@ NNM_API void nnm_module_release(nnm_module *m);
  * takes its own reference. A module has at most one parent; names are
  * [A-Za-z0-9_] and unique among siblings. */
 NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child);
+/* model.name = child: replaces the child called `name` in place (same
+ * position among the children, as PyTorch keeps a reassigned key's place),
+ * or appends `child` when there is none (nnm_module_add_child). The old
+ * child is let go: it becomes a root (name "", no parent) and loses the
+ * parent's reference; it keeps its hooks, as does the new child, which also
+ * keeps its own training flag and must be on the parent's device and have
+ * no parent. A container that wired its children at finalize (a graph)
+ * should be finalized again (nnm_module_finalize). */
+NNM_API nnm_status nnm_module_set_child(nnm_module *parent, const char *name, nnm_module *child);
+/* del model.name: removes the child called `name` (NNM_E_NOT_FOUND if none);
+ * the others keep their names and order (delattr, not Sequential's
+ * renumbering del seq[i]). The removed child is let go as above. */
+NNM_API nnm_status nnm_module_del_child(nnm_module *parent, const char *name);
 
 /* THE way to run a module: module(x). Runs global then module forward-pre-hooks,
  * the layer's forward with the call context (training flag, grad mode, device),
@@ -463,6 +476,11 @@ NNM_API nnm_status nnm_tensor_detach(nnm_tensor *t, nnm_tensor **out);
  * unless retain_graph; a second backward through a freed graph fails with
  * NNM_E_STATE. Runs with grad mode off. */
 NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_graph);
+
+/* Module.requires_grad_(flag): sets requires_grad on every parameter of
+ * m's tree (freezing a backbone: nnm_module_requires_grad_(backbone, 0)). A
+ * frozen parameter gets no .grad from backward, so optimizers skip it. */
+NNM_API nnm_status nnm_module_requires_grad_(nnm_module *m, int requires_grad);
 
 /* Sets every parameter's .grad of m's tree to none (zero_grad(set_to_none=True)). */
 NNM_API nnm_status nnm_module_zero_grad(nnm_module *m);

@@ -652,3 +652,105 @@ nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, n
     t->flags |= buffer ? NNM__T_BUFFER : NNM__T_PARAM;
     return NNM_OK;
 }
+
+/* ---- replacing and removing children (model.fc = head; del model.fc) ---- */
+
+/* Lets go of c, which m no longer lists: c becomes a root (its name "", its
+ * parent NULL), and m's reference goes. */
+static void child_drop(nnm_module *m, nnm_module *c) {
+    if (c->parent == m) {
+        c->parent = NULL;
+        char *root = strdup("");
+        if (root) { /* out of memory: it keeps its old name, which is harmless */
+            free(c->name);
+            c->name = root;
+            c->name_hash = nnm__name_hash("", 0);
+        }
+    }
+    nnm_module_release(c);
+}
+
+static uint32_t child_slot(const nnm_module *m, const nnm_module *c) {
+    for (uint32_t i = 0; i < m->n_children; i++)
+        if (m->children[i] == c) return i;
+    return UINT32_MAX;
+}
+
+NNM_API nnm_status nnm_module_set_child(nnm_module *parent, const char *name, nnm_module *child) {
+    if (!nnm__module_live(parent)) return NNM_E_INVALID;
+    nnm_ctx *ctx = parent->ctx;
+    if (!name) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: name is NULL");
+    nnm_module *old = find_child(parent, name, strlen(name));
+    if (!old) return nnm_module_add_child(parent, name, child); /* a new attribute: appended */
+    if (!nnm__module_live(child))
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: child is not a live module");
+    if (child == old) return NNM_OK;
+    if (child->ctx != ctx)
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: child is of another context");
+    if (child->parent)
+        return nnm__error(ctx, NNM_E_STATE, "nnm_module_set_child: '%s' already has a parent",
+                          child->name);
+    for (nnm_module *a = parent; a; a = a->parent)
+        if (a == child)
+            return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: would make a cycle");
+    if (!nnm__device_eq(child->device, parent->device))
+        return nnm__error(ctx, NNM_E_DEVICE, "child '%s' is on another device than its parent",
+                          name);
+    char *copy = strdup(name);
+    if (!copy) return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
+    /* In place: the same slot, so the order of children (and a container's
+     * view of them by index) is kept, as PyTorch keeps a reassigned key's
+     * place in _modules. The new child keeps its own hooks and its own
+     * training flag, as in PyTorch (call nnm_module_train on the parent to
+     * set the whole tree again). */
+    uint32_t i = child_slot(parent, old);
+    free(child->name);
+    child->name = copy;
+    child->name_hash = old->name_hash; /* same name: the name index stays right */
+    child->parent = parent;
+    child->refs++;
+    parent->children[i] = child;
+    child_drop(parent, old);
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_module_del_child(nnm_module *parent, const char *name) {
+    if (!nnm__module_live(parent)) return NNM_E_INVALID;
+    nnm_ctx *ctx = parent->ctx;
+    if (!name) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_del_child: name is NULL");
+    nnm_module *c = find_child(parent, name, strlen(name));
+    if (!c) {
+        char nb[128];
+        return nnm__error(ctx, NNM_E_NOT_FOUND, "nnm_module_del_child: no child named '%s'",
+                          nnm__show(name, nb, sizeof nb));
+    }
+    uint32_t i = child_slot(parent, c);
+    memmove(parent->children + i, parent->children + i + 1,
+            (parent->n_children - i - 1) * sizeof *parent->children);
+    parent->n_children--;
+    /* The others keep their names (like delattr; Sequential's del seq[i],
+     * which renumbers, is a container's business). The index is rebuilt. */
+    nnm__name_index_free(&parent->child_index);
+    nnm__name_index_added(&parent->child_index, parent->n_children, parent->children, child_hash_at);
+    child_drop(parent, c);
+    return NNM_OK;
+}
+
+/* ---- requires_grad_ over a subtree ---------------------------------------- */
+
+static nnm_status set_rg(nnm_module *m, int flag) {
+    for (uint32_t i = 0; i < m->n_params; i++) {
+        nnm_status st = nnm_tensor_set_requires_grad(m->params[i].t, flag);
+        if (st) return st;
+    }
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        nnm_status st = set_rg(m->children[i], flag);
+        if (st) return st;
+    }
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_module_requires_grad_(nnm_module *m, int requires_grad) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    return set_rg(m, requires_grad != 0);
+}

@@ -14,12 +14,15 @@ pub const NNM_LAYER_CONTAINER: u32 = 1;
 pub const NNM_ARITY_ANY: i32 = -1;
 pub const NNM_PLUGIN_ENTRY_SYMBOL: &[u8; 17usize] = b"nnm_plugin_entry\0";
 pub const NNM_CTX_NO_DISCOVERY: u32 = 1;
+pub const NNM_DEVICE_META: u32 = 7169396;
+pub const NNM_NAME_MAX: u32 = 1023;
 pub const NNM_SAFETENSORS_MAX_HEADER: u32 = 100000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_DEPTH: u32 = 32;
 pub const NNM_MANIFEST_DEFAULT_MAX_BYTES: u32 = 16777216;
 pub const NNM_MANIFEST_DEFAULT_MAX_NODES: u32 = 1000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_MODULES: u32 = 100000;
 pub const NNM_BUILD_NO_WEIGHTS: u32 = 1;
+pub const NNM_BUILD_META: u32 = 2;
 pub type __uint8_t = ::std::os::raw::c_uchar;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
@@ -4843,6 +4846,15 @@ extern "C" {
     ) -> nnm_status;
 }
 extern "C" {
+    pub fn nnm_module_create_on(
+        ctx: *mut nnm_ctx,
+        request: *const ::std::os::raw::c_char,
+        cfg: *const nnm_config,
+        device: nnm_device,
+        out: *mut *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
     pub fn nnm_module_retain(m: *mut nnm_module);
 }
 extern "C" {
@@ -4853,6 +4865,19 @@ extern "C" {
         parent: *mut nnm_module,
         name: *const ::std::os::raw::c_char,
         child: *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_set_child(
+        parent: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
+        child: *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_del_child(
+        parent: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
     ) -> nnm_status;
 }
 extern "C" {
@@ -4945,6 +4970,9 @@ extern "C" {
 }
 extern "C" {
     pub fn nnm_module_num_params(m: *mut nnm_module) -> i64;
+}
+extern "C" {
+    pub fn nnm_module_nbytes(m: *mut nnm_module) -> u64;
 }
 extern "C" {
     pub fn nnm_module_repr(m: *mut nnm_module, buf: *mut ::std::os::raw::c_char, cap: usize)
@@ -5300,6 +5328,12 @@ extern "C" {
         root: *mut nnm_tensor,
         grad: *mut nnm_tensor,
         retain_graph: ::std::os::raw::c_int,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_requires_grad_(
+        m: *mut nnm_module,
+        requires_grad: ::std::os::raw::c_int,
     ) -> nnm_status;
 }
 extern "C" {
@@ -6158,12 +6192,13 @@ pub struct nnm_manifest_limits {
     pub max_bytes: u64,
     pub max_nodes: u64,
     pub max_modules: u64,
+    pub max_param_bytes: u64,
 }
 #[test]
 fn bindgen_test_layout_nnm_manifest_limits() {
     assert_eq!(
         ::std::mem::size_of::<nnm_manifest_limits>(),
-        32usize,
+        40usize,
         concat!("Size of: ", stringify!(nnm_manifest_limits))
     );
     assert_eq!(
@@ -6256,6 +6291,23 @@ fn bindgen_test_layout_nnm_manifest_limits() {
         );
     }
     test_field_max_modules();
+    fn test_field_max_param_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_manifest_limits>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_param_bytes) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_manifest_limits),
+                "::",
+                stringify!(max_param_bytes)
+            )
+        );
+    }
+    test_field_max_param_bytes();
 }
 extern "C" {
     pub fn nnm_manifest_parse(
