@@ -637,6 +637,35 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
                                    nnm_load_report **report);
 NNM_API void nnm_load_report_free(nnm_load_report *report);
 
+/* In-memory state dicts: name -> tensor, in insertion order, like the
+ * OrderedDict of PyTorch's state_dict(); a tensor may sit under several
+ * names. Free with nnm_state_dict_free (NULL: no-op). */
+typedef struct nnm_state_dict nnm_state_dict;
+NNM_API nnm_status nnm_state_dict_new(nnm_ctx *ctx, nnm_state_dict **out);
+NNM_API void nnm_state_dict_free(nnm_state_dict *sd);
+/* sd[name] = t: takes a reference on t (of sd's context); replaces the
+ * tensor of an existing name, keeping its place. Names are 1 to
+ * NNM_NAME_MAX bytes. */
+NNM_API nnm_status nnm_state_dict_set(nnm_state_dict *sd, const char *name, nnm_tensor *t);
+NNM_API uint32_t nnm_state_dict_count(const nnm_state_dict *sd); /* 0 for NULL */
+/* Entry `index`: its name (owned by sd) and tensor (borrowed); either
+ * pointer may be NULL. NNM_E_NOT_FOUND past the end. */
+NNM_API nnm_status nnm_state_dict_entry(const nnm_state_dict *sd, uint32_t index, const char **name,
+                                        nnm_tensor **t);
+/* The tensor under `name` (borrowed), or NULL. */
+NNM_API nnm_tensor *nnm_state_dict_get(const nnm_state_dict *sd, const char *name);
+/* m.state_dict(): every parameter and persistent buffer of m's tree under
+ * its dotted key (the keys of nnm_module_save), as tensors that share the
+ * module's storage and carry no autograd (PyTorch's are detached the same
+ * way): writing into one writes into the module. A new dict in *out. */
+NNM_API nnm_status nnm_module_state_dict(nnm_module *m, nnm_state_dict **out);
+/* m.load_state_dict(sd, strict): the rules of nnm_module_load (a size
+ * mismatch refused strict or not, nothing loaded on a refusal, the same
+ * report), reading each entry from its tensor (any device; a strided one
+ * must be f32; a meta one is refused). Data is copied: sd is not kept. */
+NNM_API nnm_status nnm_module_load_state_dict(nnm_module *m, const nnm_state_dict *sd, int strict,
+                                              nnm_load_report **report);
+
 /* ------------------------------------------------------------------------ */
 /* Checkpoints: module + optimizer state + user metadata, for resuming       */
 /* ------------------------------------------------------------------------ */

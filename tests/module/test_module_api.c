@@ -8,7 +8,10 @@
  *    order (delattr), lookups by name stay right in a wide module;
  *  - model.backbone.requires_grad_(False) (nnm_module_requires_grad_): the
  *    frozen parameters get no .grad and an optimizer step leaves them as
- *    they were, while the head trains. */
+ *    they were, while the head trains;
+ *  - m2.load_state_dict(m1.state_dict()) in memory: detached tensors that
+ *    share the module's storage; load_state_dict's rules, including PyTorch's
+ *    "size mismatch" refusal even with strict=False. */
 #include "test_util.h"
 
 static nnm_ctx *g_ctx;
@@ -231,6 +234,149 @@ static void test_requires_grad_(void) {
     LEAK_CHECK_END();
 }
 
+
+/* ---- in-memory state dicts ----------------------------------------------- */
+
+static int same_params(nnm_module *a, nnm_module *b) {
+    tu_named pa = tu_params_of(a), pb = tu_params_of(b);
+    if (pa.n != pb.n) return 0;
+    for (int i = 0; i < pa.n; i++) {
+        int64_t na = 0, nb = 0;
+        float *va = tu_read_f32(pa.t[i], &na), *vb = tu_read_f32(pb.t[i], &nb);
+        int same = va && vb && na == nb && memcmp(va, vb, (size_t)na * sizeof *va) == 0;
+        free(va);
+        free(vb);
+        if (!same) return 0;
+    }
+    return 1;
+}
+
+static void test_state_dict_in_memory(void) {
+    LEAK_CHECK_BEGIN();
+    /* m2.load_state_dict(m1.state_dict()) */
+    nnm_module *m1 = seq3(), *m2 = seq3();
+    CU_ASSERT_FALSE(same_params(m1, m2)); /* different random inits */
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(m1, &sd), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sd);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 4);
+    const char *name = NULL;
+    nnm_tensor *t = NULL;
+    CHECK_STATUS(nnm_state_dict_entry(sd, 0, &name, &t), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(name, "fc1.weight");
+    CHECK_STATUS(nnm_state_dict_entry(sd, 3, &name, NULL), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(name, "fc2.bias");
+    CU_ASSERT_EQUAL(nnm_state_dict_entry(sd, 4, &name, &t), NNM_E_NOT_FOUND);
+    CU_ASSERT_PTR_NULL(name);
+    /* detached, sharing the module's storage (PyTorch: sd["fc1.weight"]
+     * .requires_grad is False and .data_ptr() is the parameter's) */
+    nnm_tensor *w = nnm_state_dict_get(sd, "fc1.weight");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_FALSE(nnm_tensor_requires_grad(w));
+    tu_named p1 = tu_params_of(m1);
+    CU_ASSERT_PTR_EQUAL(nnm_tensor_desc_get(w)->data, nnm_tensor_desc_get(p1.t[0])->data);
+    CU_ASSERT_PTR_NULL(nnm_state_dict_get(sd, "fc3.weight"));
+    CHECK_STATUS(nnm_module_load_state_dict(m2, sd, 1, NULL), NNM_OK);
+    CU_ASSERT_TRUE(same_params(m1, m2));
+    /* the copies are independent: the module does not keep sd's tensors */
+    tu_named p2 = tu_params_of(m2);
+    CU_ASSERT_PTR_NOT_EQUAL(nnm_tensor_desc_get(p2.t[0])->data, nnm_tensor_desc_get(w)->data);
+    nnm_state_dict_free(sd);
+    nnm_state_dict_free(NULL);
+    nnm_module_release(m2);
+
+    /* a dict built by hand, and the rules of load_state_dict */
+    CHECK_STATUS(nnm_state_dict_new(g_ctx, &sd), NNM_OK);
+    const int64_t ws[2] = {3, 8}, bs[1] = {3}, ws_bad[2] = {4, 8};
+    float wv[24], bv[3] = {0.5f, -1.0f, 2.0f};
+    for (int i = 0; i < 24; i++) wv[i] = (float)i / 8.0f;
+    nnm_tensor *tw = tu_tf32(g_ctx, 2, ws, wv), *tb = tu_tf32(g_ctx, 1, bs, bv);
+    nnm_tensor *bad = tu_tf32(g_ctx, 2, ws_bad, NULL);
+    CHECK_STATUS(nnm_state_dict_set(sd, "weight", bad), NNM_OK);
+    CHECK_STATUS(nnm_state_dict_set(sd, "bias", tb), NNM_OK);
+    CHECK_STATUS(nnm_state_dict_set(sd, "extra", tb), NNM_OK); /* one tensor, two names */
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 3);
+    nnm_module *fc = tu_linear(g_ctx, "linear", 8, 3, 1);
+    tu_named pf = tu_params_of(fc);
+    float w0 = 0, w0_after = 0;
+    nnm_tensor_to_f32(pf.t[0], &w0, 1);
+    /* PyTorch: load_state_dict(sd, strict=False) still raises "size
+     * mismatch for weight" and copies nothing */
+    nnm_load_report *rep = NULL;
+    CHECK_ERROR(nnm_module_load_state_dict(fc, sd, 0, &rep), NNM_E_SHAPE,
+                "state dict: error(s) loading the state dict (not strict): 1 size mismatch(es): "
+                "weight: file [4, 8] vs module [3, 8]");
+    CU_ASSERT_TRUE(rep && rep->n_mismatched == 1 && rep->n_unexpected == 1);
+    nnm_load_report_free(rep);
+    float b_now[3];
+    CHECK_STATUS(nnm_tensor_to_f32(pf.t[1], b_now, 3), NNM_OK);
+    CU_ASSERT_NOT_EQUAL(b_now[0], 0.5f); /* bias fit, yet was not loaded */
+    /* sd["weight"] = the right one: replaces in place */
+    CHECK_STATUS(nnm_state_dict_set(sd, "weight", tw), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 3);
+    CHECK_ERROR(nnm_module_load_state_dict(fc, sd, 1, NULL), NNM_E_NOT_FOUND, "1 unexpected key(s): 'extra'");
+    rep = NULL;
+    CHECK_STATUS(nnm_module_load_state_dict(fc, sd, 0, &rep), NNM_OK);
+    CU_ASSERT_TRUE(rep && rep->n_unexpected == 1 && !strcmp(rep->unexpected[0], "extra"));
+    nnm_load_report_free(rep);
+    nnm_tensor_to_f32(pf.t[0], &w0_after, 1);
+    CU_ASSERT_EQUAL(w0_after, 0.0f);
+    int64_t n = 0;
+    float *got = tu_read_f32(pf.t[0], &n);
+    CU_ASSERT_TRUE(got && n == 24 && memcmp(got, wv, sizeof wv) == 0);
+    free(got);
+    CHECK_STATUS(nnm_tensor_to_f32(pf.t[1], b_now, 3), NNM_OK);
+    CU_ASSERT_TRUE(b_now[0] == 0.5f && b_now[1] == -1.0f && b_now[2] == 2.0f);
+    (void)w0;
+    /* refusals: a meta entry (no data), bad keys, NULLs */
+    nnm_tensor *meta = NULL;
+    CHECK_STATUS(nnm_tensor_new(g_ctx, (nnm_device){NNM_DEVICE_META, 0},
+                                (nnm_dtype){NNM_DTYPE_FLOAT, 32, 1}, 2, ws, &meta), NNM_OK);
+    CHECK_STATUS(nnm_state_dict_set(sd, "weight", meta), NNM_OK);
+    CHECK_ERROR(nnm_module_load_state_dict(fc, sd, 0, NULL), NNM_E_DEVICE, "'weight' is on the meta device");
+    CHECK_ERROR(nnm_state_dict_set(sd, "", tw), NNM_E_INVALID, "a key is 1 to 1023 bytes");
+    CU_ASSERT_EQUAL(nnm_state_dict_set(sd, NULL, tw), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_module_load_state_dict(fc, NULL, 0, NULL), NNM_E_INVALID);
+    nnm_tensor_release(meta);
+    nnm_state_dict_free(sd);
+    nnm_state_dict *none = (nnm_state_dict *)1;
+    CU_ASSERT_EQUAL(nnm_module_state_dict(NULL, &none), NNM_E_INVALID);
+    CU_ASSERT_PTR_NULL(none);
+    nnm_tensor_release(tw);
+    nnm_tensor_release(tb);
+    nnm_tensor_release(bad);
+    nnm_module_release(fc);
+    nnm_module_release(m1);
+    LEAK_CHECK_END();
+}
+
+/* Wide dicts look names up through the name index. */
+static void test_state_dict_wide(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_state_dict_new(g_ctx, &sd), NNM_OK);
+    const int64_t s1[1] = {1};
+    char name[32];
+    nnm_tensor *t[300];
+    for (int i = 0; i < 300; i++) {
+        float v = (float)i;
+        t[i] = tu_tf32(g_ctx, 1, s1, &v);
+        snprintf(name, sizeof name, "layer%d.w", i);
+        CHECK_STATUS(nnm_state_dict_set(sd, name, t[i]), NNM_OK);
+    }
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 300);
+    int ok = 1;
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "layer%d.w", i);
+        ok &= nnm_state_dict_get(sd, name) == t[i];
+    }
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_PTR_NULL(nnm_state_dict_get(sd, "layer300.w"));
+    for (int i = 0; i < 300; i++) nnm_tensor_release(t[i]);
+    nnm_state_dict_free(sd);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("module_api", suite_init, suite_clean);
     if (!s) return 1;
@@ -238,5 +384,7 @@ int main(void) {
     CU_add_test(s, "set_child refuses a cycle", test_set_child_cycle);
     CU_add_test(s, "del model.fc: names and order kept, wide modules", test_del_child);
     CU_add_test(s, "requires_grad_(False) freezes a backbone", test_requires_grad_);
+    CU_add_test(s, "state_dict() / load_state_dict() in memory", test_state_dict_in_memory);
+    CU_add_test(s, "a wide in-memory state dict", test_state_dict_wide);
     return tu_run();
 }

@@ -6160,6 +6160,52 @@ extern "C" {
 extern "C" {
     pub fn nnm_load_report_free(report: *mut nnm_load_report);
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_state_dict {
+    _unused: [u8; 0],
+}
+extern "C" {
+    pub fn nnm_state_dict_new(ctx: *mut nnm_ctx, out: *mut *mut nnm_state_dict) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_free(sd: *mut nnm_state_dict);
+}
+extern "C" {
+    pub fn nnm_state_dict_set(
+        sd: *mut nnm_state_dict,
+        name: *const ::std::os::raw::c_char,
+        t: *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_count(sd: *const nnm_state_dict) -> u32;
+}
+extern "C" {
+    pub fn nnm_state_dict_entry(
+        sd: *const nnm_state_dict,
+        index: u32,
+        name: *mut *const ::std::os::raw::c_char,
+        t: *mut *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_get(
+        sd: *const nnm_state_dict,
+        name: *const ::std::os::raw::c_char,
+    ) -> *mut nnm_tensor;
+}
+extern "C" {
+    pub fn nnm_module_state_dict(m: *mut nnm_module, out: *mut *mut nnm_state_dict) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_load_state_dict(
+        m: *mut nnm_module,
+        sd: *const nnm_state_dict,
+        strict: ::std::os::raw::c_int,
+        report: *mut *mut nnm_load_report,
+    ) -> nnm_status;
+}
 extern "C" {
     pub fn nnm_checkpoint_save(
         path: *const ::std::os::raw::c_char,
