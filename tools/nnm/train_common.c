@@ -402,22 +402,6 @@ int train_check_fit(nnm_ctx *ctx, const char *cmd, const train_params *p, nnm_mo
     cli_shape_str(info.target_ndim, info.target_shape, ts, sizeof ts);
     int int_targets = info.target_dtype.code == NNM_DTYPE_INT;
     *n_out_classes = 0;
-    if (class_loss(p->loss) && !int_targets)
-        return cli_failf(cmd,
-                         "%s needs class indices as targets, but the %s targets of %s are "
-                         "f32 values of shape %s per sample",
-                         p->loss, split, info.source, ts);
-    if (class_loss(p->loss) && info.target_ndim != 0)
-        return cli_failf(cmd,
-                         "%s needs one class index per sample, but the %s targets of %s have "
-                         "shape %s per sample",
-                         p->loss, split, info.source, ts);
-    if (!class_loss(p->loss) && int_targets)
-        return cli_failf(cmd,
-                         "%s needs f32 targets of the output's shape, but the %s targets of %s "
-                         "are class indices (%" PRId64 " classes)",
-                         p->loss, split, info.source, info.n_classes);
-
     nnm_loader_options o = train_loader_options(p, 0);
     o.batch_size = 2;
     nnm_loader *ld = NULL;
@@ -443,6 +427,30 @@ int train_check_fit(nnm_ctx *ctx, const char *cmd, const train_params *p, nnm_mo
     }
     const nnm_tensor_desc *od = nnm_tensor_desc_get(out);
     cli_shape_str(od->ndim > 0 ? od->ndim - 1 : 0, od->shape + 1, os, sizeof os);
+    if (class_loss(p->loss) && !int_targets) {
+        nnm_grad_set_enabled(was);
+        r = cli_failf(cmd,
+                      "%s needs class indices as targets and the model's output has shape %s "
+                      "per sample, but the %s targets of %s are f32 values of shape %s per sample",
+                      p->loss, os, split, info.source, ts);
+        goto done;
+    }
+    if (class_loss(p->loss) && info.target_ndim != 0) {
+        nnm_grad_set_enabled(was);
+        r = cli_failf(cmd,
+                      "%s needs one class index per sample, but the %s targets of %s have "
+                      "shape %s per sample",
+                      p->loss, split, info.source, ts);
+        goto done;
+    }
+    if (!class_loss(p->loss) && int_targets) {
+        nnm_grad_set_enabled(was);
+        r = cli_failf(cmd,
+                      "%s needs f32 targets of the output's shape, %s per sample, but the %s "
+                      "targets of %s are class indices (%" PRId64 " classes)",
+                      p->loss, os, split, info.source, info.n_classes);
+        goto done;
+    }
     if (int_targets) {
         if (od->ndim != 2 || od->shape[1] < info.n_classes) {
             nnm_grad_set_enabled(was);
