@@ -86,6 +86,7 @@ struct nnm_manifest {
     char **meta_keys, **meta_values; /* "metadata": string to string */
     uint32_t n_meta;
     uint64_t max_param_bytes;     /* limits.max_param_bytes, for builds */
+    nnm_config *training;         /* "training": hyper-parameters for nnm train; NULL when absent */
 };
 
 /* Limits with defaults filled in; NNM_E_INVALID for a bad struct_size. */
