@@ -177,6 +177,55 @@ def op_cases():
          [rnd(2, 3, 4, seed=21), mask], lambda t, m: t.masked_fill(m != 0, -1e9), grad_inputs=[0])
 
 
+def conv_op_cases():
+    P = "op_probe"
+    x, w, b = rnd(2, 4, 7, 6, seed=30), rnd(6, 2, 3, 2, seed=31, lo=-0.5, hi=0.5), rnd(6, seed=32)
+    case("op_conv2d_groups_stride_dil", P,
+         {"op": "conv", "ns": 2, "groups": 2, "stride": [2, 1], "padding": [1, 0], "dilation": [1, 2]},
+         [x, w, b], lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2))
+    case("op_conv2d_pointwise", P, {"op": "conv", "ns": 2},
+         [rnd(2, 3, 4, 5, seed=33), rnd(5, 3, 1, 1, seed=34), rnd(5, seed=35)], F.conv2d)
+    # "same" with an even kernel: one more zero after than before
+    xs, ws = rnd(1, 2, 5, 6, seed=36), rnd(3, 2, 4, 4, seed=37, lo=-0.5, hi=0.5)
+    case("op_conv2d_asym_pad", P, {"op": "conv", "ns": 2, "padding": 1, "padding_end": 2}, [xs, ws],
+         lambda x, w: F.conv2d(F.pad(x, (1, 2, 1, 2)), w))
+    case("op_conv1d", P, {"op": "conv", "ns": 1, "stride": 2, "padding": 2, "dilation": 2},
+         [rnd(3, 2, 11, seed=38), rnd(4, 2, 3, seed=39), rnd(4, seed=40)],
+         lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=2, dilation=2))
+    case("op_conv3d", P, {"op": "conv", "ns": 3, "padding": 1},
+         [rnd(1, 2, 4, 3, 5, seed=41), rnd(3, 2, 3, 2, 3, seed=42, lo=-0.5, hi=0.5)],
+         lambda x, w: F.conv3d(x, w, padding=1))
+    case("op_conv_transpose2d", P,
+         {"op": "conv", "ns": 2, "transposed": 1, "groups": 2, "stride": 2, "padding": 1, "output_padding": 1,
+          "dilation": [1, 2]},
+         [rnd(2, 4, 3, 4, seed=43), rnd(4, 3, 3, 3, seed=44, lo=-0.5, hi=0.5), rnd(6, seed=45)],
+         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, groups=2,
+                                            dilation=(1, 2)))
+    case("op_conv_transpose1d", P, {"op": "conv", "ns": 1, "transposed": 1, "stride": 3},
+         [rnd(2, 3, 5, seed=46), rnd(3, 2, 4, seed=47)], lambda x, w: F.conv_transpose1d(x, w, stride=3))
+    # pooling: spaced values keep the max unique under finite differences
+    xp = spaced(2, 3, 7, 8, seed=48)
+    case("op_max_pool2d", P, {"op": "pool", "pool_op": 0, "kernel": 3, "stride": 2, "padding": 1}, [xp],
+         lambda x: F.max_pool2d(x, 3, 2, 1))
+    case("op_max_pool2d_dil_ceil", P,
+         {"op": "pool", "pool_op": 0, "kernel": [2, 3], "stride": [2, 2], "dilation": [2, 1], "ceil_mode": 1},
+         [xp], lambda x: F.max_pool2d(x, (2, 3), 2, 0, dilation=(2, 1), ceil_mode=True))
+    xa = rnd(2, 3, 7, 8, seed=49)
+    case("op_avg_pool2d", P, {"op": "pool", "pool_op": 1, "kernel": 3, "stride": 2, "padding": 1}, [xa],
+         lambda x: F.avg_pool2d(x, 3, 2, 1))
+    case("op_avg_pool2d_nopad_ceil", P,
+         {"op": "pool", "pool_op": 1, "kernel": 3, "stride": 2, "padding": 1, "ceil_mode": 1,
+          "count_include_pad": 0}, [xa],
+         lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False))
+    case("op_avg_pool2d_divisor", P,
+         {"op": "pool", "pool_op": 1, "kernel": 2, "stride": 2, "divisor_override": 3}, [xa],
+         lambda x: F.avg_pool2d(x, 2, 2, divisor_override=3))
+    case("op_adaptive_avg_pool2d", P, {"op": "pool", "pool_op": 2, "output_size": [3, 5]}, [xa],
+         lambda x: F.adaptive_avg_pool2d(x, (3, 5)))
+    case("op_max_pool1d", P, {"op": "pool", "pool_op": 0, "ns": 1, "kernel": 3, "stride": 1},
+         [spaced(2, 9, seed=50)], lambda x: F.max_pool1d(x, 3, 1))
+
+
 def layer_cases():
     pass
 
@@ -184,6 +233,7 @@ def layer_cases():
 def main():
     os.makedirs(OUT, exist_ok=True)
     op_cases()
+    conv_op_cases()
     layer_cases()
 
 

@@ -19,7 +19,51 @@ typedef struct probe {
     double alpha, beta, value, a, b;
     int64_t ints[8];
     size_t n_ints;
+    nnm_conv_params conv;
+    nnm_pool_params pool;
 } probe;
+
+/* conv/pool geometry: "ns" spatial dims; lists of ns entries (or one int). */
+static nnm_status probe_geometry(nnm_env *env, probe *s) {
+    const nnm_host *h = env->host;
+    const int64_t one = 1, zero = 0;
+    int64_t ns = 2, groups = 1, tr = 0, pool_op = 0, ceil = 0, cip = 1, div = 0, pe[3];
+    nnm_status st;
+    if ((st = h->config_int(env, "ns", &ns, &ns)) || ns < 1 || ns > 3)
+        return st ? st : h->set_error_msg(env, NNM_E_INVALID, "op_probe: ns");
+    size_t n = (size_t)ns;
+    if ((st = h->config_int(env, "groups", &one, &groups)) || (st = h->config_int(env, "transposed", &zero, &tr)) ||
+        (st = h->config_int(env, "pool_op", &zero, &pool_op)) || (st = h->config_int(env, "ceil_mode", &zero, &ceil)) ||
+        (st = h->config_int(env, "count_include_pad", &one, &cip)) ||
+        (st = h->config_int(env, "divisor_override", &zero, &div)) ||
+        (st = h->config_int_or_ints(env, "stride", &one, s->conv.stride, n)) ||
+        (st = h->config_int_or_ints(env, "padding", &zero, s->conv.padding, n)) ||
+        (st = h->config_int_or_ints(env, "dilation", &one, s->conv.dilation, n)) ||
+        (st = h->config_int_or_ints(env, "output_padding", &zero, s->conv.output_padding, n)) ||
+        (st = h->config_int_or_ints(env, "kernel", &one, s->pool.kernel, n)) ||
+        (st = h->config_int_or_ints(env, "output_size", &one, s->pool.output_size, n)))
+        return st;
+    int32_t t;
+    int have_pe = h->config_type(env, "padding_end", &t) == NNM_OK;
+    if (have_pe && (st = h->config_int_or_ints(env, "padding_end", NULL, pe, n))) return st;
+    s->conv.struct_size = sizeof s->conv;
+    s->conv.n_spatial = (int32_t)ns;
+    s->conv.groups = (int32_t)groups;
+    s->conv.transposed = (int32_t)tr;
+    for (size_t i = 0; i < n; i++) s->conv.padding_end[i] = have_pe ? pe[i] : s->conv.padding[i];
+    s->pool.struct_size = sizeof s->pool;
+    s->pool.op = (int32_t)pool_op;
+    s->pool.n_spatial = (int32_t)ns;
+    s->pool.ceil_mode = (int32_t)ceil;
+    s->pool.count_include_pad = (int32_t)cip;
+    s->pool.divisor_override = div;
+    for (size_t i = 0; i < n; i++) {
+        s->pool.stride[i] = s->conv.stride[i];
+        s->pool.padding[i] = s->conv.padding[i];
+        s->pool.dilation[i] = s->conv.dilation[i];
+    }
+    return NNM_OK;
+}
 
 static nnm_status probe_create(nnm_env *env, void **self) {
     const nnm_host *h = env->host;
@@ -41,6 +85,7 @@ static nnm_status probe_create(nnm_env *env, void **self) {
         (st = h->config_float(env, "a", &dzero, &s.a)) || (st = h->config_float(env, "b", &one, &s.b)))
         return st;
     s.log = lg;
+    if ((st = probe_geometry(env, &s))) return st;
     int32_t type = 0;
     if (h->config_type(env, "ints", &type) == NNM_OK &&
         (st = h->config_ints(env, "ints", s.ints, 8, &s.n_ints)))
@@ -84,6 +129,8 @@ static nnm_status probe_forward(nnm_env *env, void *self, nnm_tensor *const *in,
     if (!strcmp(op, "full")) return h->op_full(env, (int32_t)s->n_ints, s->ints, s->value, out);
     if (!strcmp(op, "rand"))
         return h->op_rand(env, (int32_t)s->dist, s->a, s->b, (int32_t)s->n_ints, s->ints, out);
+    if (!strcmp(op, "conv")) return h->op_conv(env, in[0], in[1], n_in > 2 ? in[2] : NULL, &s->conv, out);
+    if (!strcmp(op, "pool")) return h->op_pool(env, in[0], &s->pool, out);
     if (!strcmp(op, "update")) {
         nnm_status st = h->op_update(env, in[0], n_in > 1 ? in[1] : NULL, s->alpha, s->beta);
         if (st) return st;
@@ -101,7 +148,14 @@ static const nnm_config_field probe_config[] = {
     {"dist", NNM_CONFIG_INT, 0, NULL},  {"alpha", NNM_CONFIG_FLOAT, 0, NULL},
     {"beta", NNM_CONFIG_FLOAT, 0, NULL}, {"value", NNM_CONFIG_FLOAT, 0, NULL},
     {"a", NNM_CONFIG_FLOAT, 0, NULL},   {"b", NNM_CONFIG_FLOAT, 0, NULL},
-    {"ints", NNM_CONFIG_INTS, 0, NULL},
+    {"ints", NNM_CONFIG_INTS, 0, NULL}, {"ns", NNM_CONFIG_INT, 0, NULL},
+    {"groups", NNM_CONFIG_INT, 0, NULL}, {"transposed", NNM_CONFIG_INT, 0, NULL},
+    {"pool_op", NNM_CONFIG_INT, 0, NULL}, {"ceil_mode", NNM_CONFIG_INT, 0, NULL},
+    {"count_include_pad", NNM_CONFIG_INT, 0, NULL}, {"divisor_override", NNM_CONFIG_INT, 0, NULL},
+    {"stride", NNM_CONFIG_INT_OR_INTS, 0, NULL}, {"padding", NNM_CONFIG_INT_OR_INTS, 0, NULL},
+    {"padding_end", NNM_CONFIG_INT_OR_INTS, 0, NULL}, {"dilation", NNM_CONFIG_INT_OR_INTS, 0, NULL},
+    {"output_padding", NNM_CONFIG_INT_OR_INTS, 0, NULL}, {"kernel", NNM_CONFIG_INT_OR_INTS, 0, NULL},
+    {"output_size", NNM_CONFIG_INT_OR_INTS, 0, NULL},
 };
 
 static const nnm_layer_vtable probe_layer = {

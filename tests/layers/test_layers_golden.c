@@ -26,6 +26,10 @@
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
 
+/* What the run compared, for the summary (a check that compared nothing
+ * cannot pass silently: each case must compare its output). */
+static int64_t g_tensors, g_values, g_fd_points;
+
 typedef struct gcase {
     const char *file;
     nnm_safetensors *st;
@@ -73,6 +77,8 @@ static int compare(const char *file, const char *what, nnm_tensor *got, nnm_safe
     char label[256];
     snprintf(label, sizeof label, "%s %s", file, what);
     int bad = v ? tu_count_mismatch(label, v, (const float *)e.data, n, rtol, atol, TU_MATCH_NONFINITE) : 1;
+    g_tensors++;
+    g_values += n;
     free(v);
     return bad != 0;
 }
@@ -181,6 +187,7 @@ static int fd_check(gcase *c, const char *what, nnm_tensor *t, nnm_tensor *g, nn
         double sm = eval_sum(c, w);
         p[i] = x0;
         double num = (sp - sm) / ((double)xp - (double)xm);
+        g_fd_points++;
         if (!tu_near(gv[i], num, FD_RTOL, FD_ATOL)) {
             if (bad < 3)
                 fprintf(stderr, "\n  %s: finite differences for %s[%lld]: analytic %.6g numeric %.6g\n", c->file,
@@ -339,7 +346,11 @@ static void test_golden_cases(void) {
         }
         free(names[i]);
     }
-    printf("\n    layers golden: %d cases, %d failed\n", n, failed);
+    printf("\n    layers golden: %d cases, %d failed; %lld tensors (%lld values) compared with PyTorch, "
+           "%lld finite-difference points\n",
+           n, failed, (long long)g_tensors, (long long)g_values, (long long)g_fd_points);
+    CU_ASSERT_TRUE(g_tensors >= 2 * n);
+    CU_ASSERT_TRUE(g_fd_points >= 10 * n);
     CU_ASSERT_EQUAL(failed, 0);
 }
 
