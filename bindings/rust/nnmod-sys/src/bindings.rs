@@ -14,6 +14,8 @@ pub const NNM_LAYER_CONTAINER: u32 = 1;
 pub const NNM_ARITY_ANY: i32 = -1;
 pub const NNM_PLUGIN_ENTRY_SYMBOL: &[u8; 17usize] = b"nnm_plugin_entry\0";
 pub const NNM_CTX_NO_DISCOVERY: u32 = 1;
+pub const NNM_HOOK_PREPEND: u32 = 1;
+pub const NNM_HOOK_ALWAYS_CALL: u32 = 2;
 pub const NNM_SAFETENSORS_MAX_HEADER: u32 = 100000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_DEPTH: u32 = 32;
 pub const NNM_MANIFEST_DEFAULT_MAX_BYTES: u32 = 16777216;
@@ -5338,6 +5340,158 @@ extern "C" {
         user: *mut ::std::os::raw::c_void,
         handle: *mut *mut nnm_hook_handle,
     ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_hook_options {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub user_free: ::std::option::Option<unsafe extern "C" fn(user: *mut ::std::os::raw::c_void)>,
+}
+#[test]
+fn bindgen_test_layout_nnm_hook_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_hook_options>(),
+        16usize,
+        concat!("Size of: ", stringify!(nnm_hook_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_hook_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_hook_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_user_free() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).user_free) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(user_free)
+            )
+        );
+    }
+    test_field_user_free();
+}
+extern "C" {
+    pub fn nnm_module_register_forward_pre_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_forward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_forward_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_forward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_full_backward_pre_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_backward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_full_backward_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_backward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_forward_pre_hook_v2(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_forward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_forward_hook_v2(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_forward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_full_backward_pre_hook(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_backward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_full_backward_hook(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_backward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_hook_handle_remove(handle: *mut nnm_hook_handle) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_hook_handle_is_live(handle: *const nnm_hook_handle) -> ::std::os::raw::c_int;
+}
+extern "C" {
+    pub fn nnm_hook_handle_free(handle: *mut nnm_hook_handle);
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
