@@ -4,7 +4,7 @@
 
 One table, CASES, lists every layer x several configs and shapes (odd sizes,
 batch 1). Each row is run in train mode and in eval mode (unless the row says
-otherwise) and written to tests/golden/layers/<layer>.safetensors, so that a
+otherwise) and written to tests/golden/conformance/<layer>.safetensors, so that a
 row added for one layer rewrites only that layer's file.
 
 Names in a file, for a case named C (C = "<row name>.<mode>"):
@@ -36,7 +36,7 @@ in the C suite changes.
 No safetensors package is needed: the format is written by hand.
 
 Usage:
-    /usr/bin/python3 tests/golden/make_layers_golden.py [layer ...]
+    /usr/bin/python3 tests/golden/make_conformance_golden.py [layer ...]
 """
 import json
 import math
@@ -49,7 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "layers")
+OUT = os.path.join(HERE, "conformance")
 SEED = 20261202
 
 DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL"}
@@ -113,7 +113,7 @@ def make_input(spec, g):
 # ---------------------------------------------------------------------------
 # A row: dict with
 #   name     unique row name (the case is "<name>.<mode>")
-#   layer    nnmod layer type (the file is tests/golden/layers/<layer>.safetensors)
+#   layer    nnmod layer type (the file is tests/golden/conformance/<layer>.safetensors)
 #   config   nnmod config (None values are left out: the layer's default)
 #   torch    factory of the PyTorch twin: lambda -> nn.Module, or a function
 #            of the inputs for layers torch has no Module for (concat, mul)
@@ -301,7 +301,7 @@ def main():
             f[0].update(t)
             f[1].update(meta)
     for layer, (t, meta) in sorted(files.items()):
-        meta["generator"] = "tests/golden/make_layers_golden.py"
+        meta["generator"] = "tests/golden/make_conformance_golden.py"
         meta["torch"] = torch.__version__
         path = os.path.join(OUT, f"{layer}.safetensors")
         write_safetensors(path, t, meta)
