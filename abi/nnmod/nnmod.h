@@ -844,6 +844,117 @@ NNM_API uint32_t nnm_manifest_plugin_count(const nnm_manifest *mf);
 NNM_API nnm_status nnm_manifest_plugin(const nnm_manifest *mf, uint32_t index, const char **name,
                                        const char **range, const char **resolved_version);
 
+/* ------------------------------------------------------------------------ */
+/* Datasets and the batching pipeline (docs/training.md)                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nnm_dataset nnm_dataset;
+typedef struct nnm_loader nnm_loader;
+
+/* The most bytes of data one IDX file may hold (its header is refused past it). */
+#define NNM_DATASET_MAX_BYTES ((uint64_t)1 << 34)
+/* Tensor names of a safetensors dataset when none are given. */
+#define NNM_DATASET_INPUTS "inputs"
+#define NNM_DATASET_TARGETS "targets"
+
+/* Opens an IDX pair (the MNIST family's format, gzipped or not): inputs (the
+ * first dimension counts samples) and targets with the same count. Read with
+ * zlib; checked as hostile input (magic, dimensions, sizes against the file,
+ * truncated or trailing data, corrupt gzip): a failure names the file. Memory
+ * follows the data the files really hold. u8 inputs stay u8 (converted per
+ * batch by the loader); other types become f32. Integer targets are class
+ * indices (i64), floating ones f32. targets_path may be NULL: a dataset of
+ * inputs alone (its loaders hand out no targets). Free with nnm_dataset_free. */
+NNM_API nnm_status nnm_dataset_open_idx(nnm_ctx *ctx, const char *inputs_path,
+                                        const char *targets_path, nnm_dataset **out);
+/* Opens a safetensors file holding an inputs tensor and a targets tensor
+ * (names NULL: NNM_DATASET_INPUTS, NNM_DATASET_TARGETS) with the same first
+ * dimension. Inputs (U8, I8, U16, I16, I32, F16, BF16, F32 or F64) are read
+ * in place from the file's mapping, never copied; targets are integer (class
+ * indices, held as i64) or floating (held as f32). */
+NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
+                                                const char *inputs_name, const char *targets_name,
+                                                nnm_dataset **out);
+/* NULL: no-op. Every loader over ds must be freed first. */
+NNM_API void nnm_dataset_free(nnm_dataset *ds);
+
+typedef struct nnm_dataset_info {
+    uint32_t struct_size;        /* set by the caller */
+    int32_t input_ndim;          /* one sample's input shape (without the sample dim) */
+    int64_t n_samples;
+    int64_t input_shape[NNM_MAX_DIMS];
+    nnm_dtype input_dtype;       /* as stored */
+    int32_t target_ndim;         /* 0 for one class index per sample */
+    int64_t target_shape[NNM_MAX_DIMS];
+    nnm_dtype target_dtype;      /* i64 or f32; all zero for an inputs-only dataset */
+    int64_t n_classes;           /* 1 + the largest i64 target; 0 for f32 targets */
+    const char *source;          /* the file name(s), owned by ds */
+} nnm_dataset_info;
+NNM_API nnm_status nnm_dataset_info_get(const nnm_dataset *ds, nnm_dataset_info *out);
+/* Keeps only the first n samples visible (n past the end: all of them). */
+NNM_API nnm_status nnm_dataset_limit(nnm_dataset *ds, int64_t n);
+/* Mean and standard deviation (population) of every input value times
+ * `scale`, over the visible samples: what normalisation divides by. */
+NNM_API nnm_status nnm_dataset_stats(const nnm_dataset *ds, double scale, double *mean,
+                                     double *std);
+
+/* Flags for nnm_loader_options.flags. */
+#define NNM_LOADER_SHUFFLE 1u   /* a new seeded order every epoch */
+#define NNM_LOADER_DROP_LAST 2u /* no last partial batch */
+
+typedef struct nnm_loader_options {
+    uint32_t struct_size;        /* sizeof(nnm_loader_options) */
+    uint32_t flags;              /* NNM_LOADER_* */
+    int64_t batch_size;          /* >= 1 */
+    uint64_t seed;               /* of the shuffle */
+    uint32_t rank, world_size;   /* this process's slice; world_size 0 means 1 */
+    /* Each input value x becomes (x * scale - mean) / std. scale 0: 1/255 for
+     * u8 inputs, else 1; std 0: 1 (no normalisation with mean 0). */
+    double scale, mean, std;
+    int32_t ndim;                /* 0: samples keep the dataset's shape; else */
+    int64_t shape[NNM_MAX_DIMS]; /* the shape to view each one as (same count) */
+} nnm_loader_options;
+
+/* A loader over ds (borrowed: it must outlive the loader), at epoch 0. The
+ * order of epoch e is a documented function of (seed, e, N) (runtime/data/
+ * loader.c): with world_size W, every rank computes the same permutation,
+ * padded to a multiple of W with its first elements, and rank r takes every
+ * W-th sample from r, like DistributedSampler(drop_last=False): the ranks'
+ * slices are disjoint unless padded and together cover the dataset. */
+NNM_API nnm_status nnm_loader_new(nnm_dataset *ds, const nnm_loader_options *opts,
+                                  nnm_loader **out);
+NNM_API void nnm_loader_free(nnm_loader *l);
+/* Starts epoch `epoch` (its order) from its first batch. */
+NNM_API nnm_status nnm_loader_set_epoch(nnm_loader *l, uint64_t epoch);
+/* Samples and batches this rank gets per epoch. */
+NNM_API int64_t nnm_loader_sample_count(const nnm_loader *l);
+NNM_API int64_t nnm_loader_batch_count(const nnm_loader *l);
+/* This rank's dataset indices for the current epoch, in order, into out
+ * (cap entries; at least nnm_loader_sample_count). */
+NNM_API nnm_status nnm_loader_indices(const nnm_loader *l, int64_t *out, size_t cap);
+/* The next batch: *inputs a new f32 CPU tensor [B, sample shape...], *targets
+ * a new i64 or f32 tensor [B, target shape...] (NULL for an inputs-only
+ * dataset); the caller releases both.
+ * At the end of the epoch returns NNM_OK with both NULL. */
+NNM_API nnm_status nnm_loader_next(nnm_loader *l, nnm_tensor **inputs, nnm_tensor **targets);
+
+/* Reseeds the context's generator (parameter initialisation and the random
+ * ops layers draw from), like torch.manual_seed: the same seed gives the same
+ * stream again, which is how a resumed training run replays an epoch's
+ * dropout masks exactly. */
+NNM_API nnm_status nnm_ctx_manual_seed(nnm_ctx *ctx, uint64_t seed);
+
+/* The manifest's "training" section (docs/manifest.md, docs/training.md) as a
+ * config: hyper-parameters and data for `nnm train`, kept and written back.
+ * Borrowed from mf; NULL when the document has none (or mf is NULL). */
+NNM_API const nnm_config *nnm_manifest_training(const nnm_manifest *mf);
+/* The "metadata" map, string to string, in document order: count, then the
+ * pair at `index` (pointers owned by mf; NNM_E_NOT_FOUND past the end; key or
+ * value may be NULL when not wanted). */
+NNM_API uint32_t nnm_manifest_metadata_count(const nnm_manifest *mf);
+NNM_API nnm_status nnm_manifest_metadata(const nnm_manifest *mf, uint32_t index, const char **key,
+                                         const char **value);
+
 #ifdef __cplusplus
 }
 #endif
