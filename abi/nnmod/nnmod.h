@@ -288,8 +288,10 @@ NNM_API void nnm_module_retain(nnm_module *m);
  * buffers, and releases its children. */
 NNM_API void nnm_module_release(nnm_module *m);
 /* Appends `child` under `name` (NULL: its index, "0", "1", ...). The parent
- * takes its own reference. A module has at most one parent; names are
- * [A-Za-z0-9_] and unique among siblings. */
+ * takes its own reference. `child` must have no parent yet (NNM_E_STATE:
+ * attaching one module in two places is sharing, which only
+ * nnm_module_set_child does, on purpose); names are [A-Za-z0-9_] and unique
+ * among siblings. */
 NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child);
 /* model.name = child: replaces the child called `name` in place (same
  * position among the children, as PyTorch keeps a reassigned key's place),
