@@ -41,6 +41,7 @@ void nnm__node_release(nnm__node *n) {
             }
         }
         for (uint32_t i = 0; i < NNM__MAX_IO; i++) nnm_tensor_release(n->grad[i]);
+        free(n->in_shapes);
         if (n->module) nnm_module_release(n->module);
         if (n->peer) nnm__node_release(n->peer);
         n->next_free = ctx->free_nodes;
