@@ -426,13 +426,13 @@ static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tens
 /* ---- ABI 1.3 ------------------------------------------------------------ */
 
 static nnm_status host_set_error_msg(nnm_env *env, nnm_status code, const char *msg) {
-    if (!env) return code;
+    if (!env_check(env)) return code;
     if (msg) nnm__error(nnm__env_of(env)->ctx, code, "%s", msg);
     return code;
 }
 
 static nnm_status host_config_type(nnm_env *env, const char *key, int32_t *type) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
     if (!key || !type) return nnm__error(e->ctx, NNM_E_INVALID, "config_type: NULL argument");
@@ -444,7 +444,7 @@ static nnm_status host_config_type(nnm_env *env, const char *key, int32_t *type)
 
 static nnm_status host_config_int_or_ints(nnm_env *env, const char *key, const int64_t *dflt, int64_t *out,
                                           size_t n) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
     if (!key || (n && !out)) return nnm__error(e->ctx, NNM_E_INVALID, "config_int_or_ints: NULL argument");
@@ -473,7 +473,7 @@ static nnm_status host_config_int_or_ints(nnm_env *env, const char *key, const i
 }
 
 static nnm_status host_tensor_read_f32(nnm_env *env, nnm_tensor *t, float *dst, size_t n) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (!t || (n && !dst)) return nnm__error(e->ctx, NNM_E_INVALID, "tensor_read_f32: NULL argument");
     if ((uint64_t)nnm_tensor_numel(t) != n)
         return nnm__error(e->ctx, NNM_E_SHAPE, "tensor_read_f32: the tensor has %lld elements, not %zu",
@@ -483,14 +483,14 @@ static nnm_status host_tensor_read_f32(nnm_env *env, nnm_tensor *t, float *dst, 
 
 static nnm_status host_op_full(nnm_env *env, int32_t ndim, const int64_t *shape, double value, nnm_tensor **out) {
     OUT_CHECK(env, out);
-    nnm__env *e = nnm__env_of(env);
+    nnm__env *e = nnm__env_of(env); /* checked by OUT_CHECK */
     return nnm__op_full(e->ctx, e->device, ndim, shape, value, out);
 }
 
 static nnm_status host_op_rand(nnm_env *env, int32_t dist, double a, double b, int32_t ndim, const int64_t *shape,
                                nnm_tensor **out) {
     OUT_CHECK(env, out);
-    nnm__env *e = nnm__env_of(env);
+    nnm__env *e = nnm__env_of(env); /* checked by OUT_CHECK */
     return nnm__op_rand(e->ctx, e->device, dist, a, b, ndim, shape, out);
 }
 
@@ -537,6 +537,8 @@ static nnm_status host_op_pool(nnm_env *env, nnm_tensor *x, const nnm_pool_param
 }
 
 static nnm_status host_op_update(nnm_env *env, nnm_tensor *dst, nnm_tensor *src, double alpha, double beta) {
+    ENV(e, env);
+    if (!dst || !src) return null_arg(e, "op_update", !dst ? "dst" : "src");
     return nnm__op_update(nnm__env_of(env)->ctx, dst, src, alpha, beta);
 }
 

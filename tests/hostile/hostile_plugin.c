@@ -93,6 +93,12 @@ static nnm_status nullargs_create(nnm_env *env, void **self) {
     EXPECT_INVALID(h->input_spec(NULL, 0, 1, &one, 0));
     EXPECT_INVALID(h->tensor_new(env, 1, &one, (nnm_dtype){NNM_DTYPE_FLOAT, 32, 1}, NULL));
     EXPECT_INVALID(h->tensor_new(env, 1, NULL, (nnm_dtype){NNM_DTYPE_FLOAT, 32, 1}, &t));
+    int32_t type = 0;
+    EXPECT_INVALID(h->config_type(NULL, "k", &type));
+    EXPECT_INVALID(h->config_type(env, "k", NULL));
+    EXPECT_INVALID(h->config_int_or_ints(&fake, "k", &i64, buf, 2));
+    (void)h->set_error_msg(NULL, NNM_E_PLUGIN, "nobody hears this");
+    (void)h->set_error_msg(&fake, NNM_E_PLUGIN, "nor this");
     if (h->is_training(NULL) || h->grad_enabled(&fake) || h->child_count(NULL) ||
         h->device(NULL).type != NNM_DEVICE_CPU || h->tensor_desc(NULL))
         return h->set_error(env, NNM_E_STATE, "a query slot answered a NULL or foreign env");
@@ -134,6 +140,15 @@ static nnm_status nullargs_forward(nnm_env *env, void *self, nnm_tensor *const *
     EXPECT_INVALID(h->child_info(NULL, 0, NULL, NULL, NULL));
     EXPECT_INVALID(h->descendant_call(env, NULL, in, 1, out, 1));
     EXPECT_INVALID(h->descendant_info(NULL, "x", NULL, NULL));
+    float f[8];
+    const int64_t two[1] = {2};
+    EXPECT_INVALID(h->tensor_read_f32(NULL, in[0], f, 8));
+    EXPECT_INVALID(h->tensor_read_f32(env, NULL, f, 8));
+    EXPECT_INVALID(h->op_full(NULL, 1, two, 0.0, &t));
+    EXPECT_INVALID(h->op_full(env, 1, two, 0.0, NULL));
+    EXPECT_INVALID(h->op_bmm(NULL, in[0], in[0], &t));
+    EXPECT_INVALID(h->op_update(env, NULL, in[0], 1.0, 1.0));
+    EXPECT_INVALID(h->op_update(NULL, in[0], in[0], 1.0, 1.0));
     if (h->saved_tensors(env, &saved, NULL) == NNM_OK || h->saved_tensors(env, NULL, &ns) == NNM_OK)
         return h->set_error(env, NNM_E_STATE, "saved_tensors accepted NULL");
     if (t) return h->set_error(env, NNM_E_STATE, "an op that failed handed out a tensor");
