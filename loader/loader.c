@@ -294,7 +294,7 @@ static int check_layer_text(const nnm_layer_vtable *vt, char *why, size_t cap) {
                     "[A-Za-z0-9_])", vt->name, i, NNM__CONFIG_KEY_MAX);
             return 0;
         }
-        if (f->type < NNM_CONFIG_INT || f->type > NNM_CONFIG_STRS) {
+        if (f->type < NNM_CONFIG_INT || f->type > NNM_CONFIG_ANY) {
             msg_set(why, cap, "layer '%s': config field '%s': unknown type %d", vt->name, f->key,
                     (int)f->type);
             return 0;
