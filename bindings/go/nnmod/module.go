@@ -70,11 +70,38 @@ func (x *Module) Forward(in *Tensor) (*Tensor, error) {
 	if in == nil || in.t == nil {
 		return nil, NewError(EInvalid, "nil or closed input")
 	}
-	var out *C.nnm_tensor
-	if st := C.nnmgo_call1(x.ctx.grad(), m, in.t, &out); st != C.NNM_OK {
-		return nil, errorOf(x.c, st)
+	r := C.nnmgo_call1(x.ctx.grad(), handle(m), handle(in.t), 0)
+	if r.status != C.NNM_OK {
+		return nil, errorOf(x.c, r.status)
 	}
-	return newTensor(x.ctx, x.c, out), nil
+	return newTensor(x.ctx, x.c, r.t), nil
+}
+
+// handle passes a C pointer to the shim as an integer (see shim.h).
+func handle[T any](p *T) C.uintptr_t { return C.uintptr_t(uintptr(unsafe.Pointer(p))) }
+
+// ForwardInto is Forward for hot loops: out (a *Tensor from any call, or a
+// new(nnmod.Tensor)) receives the output, and the tensor it held before is
+// released, in one cgo call and without allocating. On failure out keeps its
+// tensor.
+func (x *Module) ForwardInto(in, out *Tensor) error {
+	m, err := x.live()
+	if err != nil {
+		return err
+	}
+	if in == nil || in.t == nil || out == nil {
+		return NewError(EInvalid, "nil or closed input, or nil output")
+	}
+	r := C.nnmgo_call1(x.ctx.grad(), handle(m), handle(in.t), handle(out.t))
+	if r.status != C.NNM_OK {
+		return errorOf(x.c, r.status)
+	}
+	out.t = r.t
+	if !out.fin {
+		out.c, out.ctx, out.fin = x.c, x.ctx, true
+		runtime.SetFinalizer(out, finalizeTensor)
+	}
+	return nil
 }
 
 // Call runs module(*inputs) with nOut outputs (at most NNM_MAX_IO each way).

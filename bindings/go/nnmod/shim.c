@@ -18,9 +18,17 @@ nnm_status nnmgo_call(int grad, nnm_module *m, nnm_tensor *const *in, uint32_t n
     WITH_GRAD(grad, nnm_module_call(m, in, n_in, out, n_out));
 }
 
-nnm_status nnmgo_call1(int grad, nnm_module *m, nnm_tensor *x, nnm_tensor **out) {
-    WITH_GRAD(grad, nnm_module_call(m, &x, 1, out, 1));
+nnmgo_ret nnmgo_call1(int grad, uintptr_t m, uintptr_t x, uintptr_t old) {
+    nnmgo_ret r = {NNM_OK, NULL};
+    nnm_tensor *in = (nnm_tensor *)x;
+    int prev = nnm_grad_set_enabled(grad);
+    r.status = nnm_module_call((nnm_module *)m, &in, 1, &r.t, 1);
+    nnm_grad_set_enabled(prev);
+    if (r.status == NNM_OK) nnm_tensor_release((nnm_tensor *)old);
+    return r;
 }
+
+void nnmgo_release(uintptr_t t) { nnm_tensor_release((nnm_tensor *)t); }
 
 nnm_status nnmgo_binary(int grad, nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b,
                         nnm_tensor **out) {

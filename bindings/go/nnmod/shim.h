@@ -13,7 +13,18 @@
 
 nnm_status nnmgo_call(int grad, nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
                       nnm_tensor **out, uint32_t n_out);
-nnm_status nnmgo_call1(int grad, nnm_module *m, nnm_tensor *x, nnm_tensor **out);
+/* A status and a tensor, returned by value. The handles go in as integers:
+ * cgo checks every pointer argument of a call (boxing it, one allocation
+ * each in Go 1.19), and these are C pointers that need no check. */
+typedef struct nnmgo_ret {
+    nnm_status status;
+    nnm_tensor *t;
+} nnmgo_ret;
+/* module(x), one input and one output; on success `old` (may be 0) is
+ * released: a hot loop's one cgo call per module call (ForwardInto). */
+nnmgo_ret nnmgo_call1(int grad, uintptr_t m, uintptr_t x, uintptr_t old);
+/* nnm_tensor_release, without cgo's pointer check. */
+void nnmgo_release(uintptr_t t);
 nnm_status nnmgo_binary(int grad, nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b,
                         nnm_tensor **out);
 nnm_status nnmgo_unary(int grad, nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha,

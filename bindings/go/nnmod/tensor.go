@@ -15,14 +15,17 @@ import (
 
 // Tensor is one reference to an nnmod tensor. Close releases it; Clone
 // takes another reference to the same storage.
+//
+// The zero Tensor is an empty slot for Module.ForwardInto.
 type Tensor struct {
 	t   *C.nnm_tensor
 	c   *C.nnm_ctx // valid while t lives (the C context is reference counted)
 	ctx *Context
+	fin bool // a finalizer is set
 }
 
 func newTensor(ctx *Context, c *C.nnm_ctx, t *C.nnm_tensor) *Tensor {
-	x := &Tensor{t: t, c: c, ctx: ctx}
+	x := &Tensor{t: t, c: c, ctx: ctx, fin: true}
 	runtime.SetFinalizer(x, finalizeTensor)
 	return x
 }
@@ -37,8 +40,11 @@ func finalizeTensor(x *Tensor) {
 func (x *Tensor) Close() error {
 	if x.t != nil {
 		x.ctx.collect()
-		C.nnm_tensor_release(x.t)
+		C.nnmgo_release(handle(x.t))
 		x.t = nil
+	}
+	if x.fin {
+		x.fin = false
 		runtime.SetFinalizer(x, nil)
 	}
 	return nil
