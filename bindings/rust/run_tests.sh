@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 target=${CARGO_TARGET_DIR:-target}
 runner=()
+# CI=true: warnings are errors here too, as for the C code
+if [ "${CI:-}" = true ]; then export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"; fi
 if [ -n "${NNM_TEST_PRELOAD:-}" ]; then
   # cargo runs each test program through this runner; rustc itself is not preloaded
   runner=(--config "target.'cfg(all())'.runner = ['env', 'LD_PRELOAD=$NNM_TEST_PRELOAD']")

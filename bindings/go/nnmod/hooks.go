@@ -9,7 +9,9 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"runtime/cgo"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -62,24 +64,74 @@ type hookState struct {
 	pre func(*ForwardPreHookCall) error
 }
 
-// HookHandle is a registered hook; Remove unregisters it and frees the Go
-// function's handle. While it is registered it keeps its module or context
-// alive (a hook that is never removed lives as long as its module, as in
-// PyTorch).
+// HookHandle is a registered hook (the caller's nnm_hook_handle). The Go
+// function lives until the hook is removed (Remove), its module dies, or (a
+// global hook) its context is freed: then the runtime drops it and its
+// cgo.Handle is deleted. As in PyTorch, closing or losing the HookHandle does
+// not remove the hook, and Remove stays safe after the module is gone.
 type HookHandle struct {
-	raw   *C.nnm_hook_handle
-	h     cgo.Handle
-	owner any
+	raw *C.nnm_hook_handle
+	ctx *Context
 }
 
-// Remove unregisters the hook (safe inside a hook). Idempotent.
-func (h *HookHandle) Remove() {
-	if h.raw == nil {
-		return
+// HookOptions are PyTorch's prepend and always_call.
+type HookOptions struct {
+	Prepend    bool // run before the hooks already registered
+	AlwaysCall bool // forward hooks only: run even when the call fails
+}
+
+func (o HookOptions) flags() C.uint32_t {
+	var f C.uint32_t
+	if o.Prepend {
+		f |= C.NNM_HOOK_PREPEND
 	}
-	C.nnm_hook_remove(h.raw)
-	h.h.Delete()
-	h.raw, h.owner = nil, nil
+	if o.AlwaysCall {
+		f |= C.NNM_HOOK_ALWAYS_CALL
+	}
+	return f
+}
+
+func newHookHandle(ctx *Context, raw *C.nnm_hook_handle) *HookHandle {
+	h := &HookHandle{raw: raw, ctx: ctx}
+	runtime.SetFinalizer(h, func(h *HookHandle) {
+		if raw := h.raw; raw != nil {
+			h.ctx.queue(func() { C.nnm_hook_handle_free(raw) })
+		}
+	})
+	return h
+}
+
+// Remove unregisters the hook (safe inside a hook); false when it was gone
+// already (removed before, or its module died).
+func (h *HookHandle) Remove() bool {
+	if h.raw == nil {
+		return false
+	}
+	h.ctx.collect()
+	return C.nnm_hook_handle_remove(h.raw) == C.NNM_OK
+}
+
+// Live reports whether the hook is still registered.
+func (h *HookHandle) Live() bool { return h.raw != nil && C.nnm_hook_handle_is_live(h.raw) != 0 }
+
+// Close frees the handle (not the hook). Idempotent.
+func (h *HookHandle) Close() error {
+	if h.raw != nil {
+		C.nnm_hook_handle_free(h.raw)
+		h.raw = nil
+		runtime.SetFinalizer(h, nil)
+	}
+	return nil
+}
+
+// liveHooks counts the Go functions the runtime holds (tests check that
+// each is dropped).
+var liveHooks atomic.Int64
+
+//export nnmgoHookFree
+func nnmgoHookFree(h C.uintptr_t) {
+	cgo.Handle(h).Delete()
+	liveHooks.Add(-1)
 }
 
 func wrapList(ctx *Context, c *C.nnm_ctx, p **C.nnm_tensor, n C.uint32_t) ([]*C.nnm_tensor, []*Tensor) {
@@ -166,21 +218,35 @@ func nnmgoForwardPreHook(h C.uintptr_t, m *C.nnm_module, in **C.nnm_tensor, nIn 
 	return runHook(c, func() error { return st.pre(call) })
 }
 
+func register(ctx *Context, c *C.nnm_ctx, st *hookState,
+	reg func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status) (*HookHandle, error) {
+	h := cgo.NewHandle(st)
+	liveHooks.Add(1)
+	var raw *C.nnm_hook_handle
+	if s := reg(C.uintptr_t(h), &raw); s != C.NNM_OK {
+		h.Delete() // on failure the runtime does not call user_free
+		liveHooks.Add(-1)
+		return nil, errorOf(c, s)
+	}
+	return newHookHandle(ctx, raw), nil
+}
+
 // RegisterForwardHook registers f to run after every forward of this module.
 // An error returned by f (or a panic in it) fails the call with that status
 // (NNM_E_HOOK for a plain error) and message.
 func (x *Module) RegisterForwardHook(f func(*ForwardHookCall) error) (*HookHandle, error) {
+	return x.RegisterForwardHookWith(HookOptions{}, f)
+}
+
+// RegisterForwardHookWith is RegisterForwardHook with prepend/always_call.
+func (x *Module) RegisterForwardHookWith(o HookOptions, f func(*ForwardHookCall) error) (*HookHandle, error) {
 	m, err := x.live()
 	if err != nil {
 		return nil, err
 	}
-	h := cgo.NewHandle(&hookState{ctx: x.ctx, fwd: f})
-	var raw *C.nnm_hook_handle
-	if st := C.nnmgo_register_forward_hook(m, nil, C.uintptr_t(h), &raw); st != C.NNM_OK {
-		h.Delete()
-		return nil, errorOf(x.c, st)
-	}
-	return &HookHandle{raw: raw, h: h, owner: x}, nil
+	return register(x.ctx, x.c, &hookState{ctx: x.ctx, fwd: f}, func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status {
+		return C.nnmgo_register_forward_hook(m, nil, h, o.flags(), out)
+	})
 }
 
 // RegisterForwardPreHook registers f to run before every forward of this module.
@@ -189,13 +255,9 @@ func (x *Module) RegisterForwardPreHook(f func(*ForwardPreHookCall) error) (*Hoo
 	if err != nil {
 		return nil, err
 	}
-	h := cgo.NewHandle(&hookState{ctx: x.ctx, pre: f})
-	var raw *C.nnm_hook_handle
-	if st := C.nnmgo_register_forward_pre_hook(m, C.uintptr_t(h), &raw); st != C.NNM_OK {
-		h.Delete()
-		return nil, errorOf(x.c, st)
-	}
-	return &HookHandle{raw: raw, h: h, owner: x}, nil
+	return register(x.ctx, x.c, &hookState{ctx: x.ctx, pre: f}, func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status {
+		return C.nnmgo_register_forward_pre_hook(m, nil, h, 0, out)
+	})
 }
 
 // RegisterForwardHook registers a global forward hook: f runs after the
@@ -205,11 +267,18 @@ func (x *Context) RegisterForwardHook(f func(*ForwardHookCall) error) (*HookHand
 	if err != nil {
 		return nil, err
 	}
-	h := cgo.NewHandle(&hookState{ctx: x, fwd: f})
-	var raw *C.nnm_hook_handle
-	if st := C.nnmgo_register_forward_hook(nil, c, C.uintptr_t(h), &raw); st != C.NNM_OK {
-		h.Delete()
-		return nil, errorOf(c, st)
+	return register(x, c, &hookState{ctx: x, fwd: f}, func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status {
+		return C.nnmgo_register_forward_hook(nil, c, h, 0, out)
+	})
+}
+
+// RegisterForwardPreHook registers a global forward-pre-hook.
+func (x *Context) RegisterForwardPreHook(f func(*ForwardPreHookCall) error) (*HookHandle, error) {
+	c, err := x.live()
+	if err != nil {
+		return nil, err
 	}
-	return &HookHandle{raw: raw, h: h, owner: x}, nil
+	return register(x, c, &hookState{ctx: x, pre: f}, func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status {
+		return C.nnmgo_register_forward_pre_hook(nil, c, h, 0, out)
+	})
 }

@@ -150,8 +150,10 @@ func TestHooksAreGoFuncs(t *testing.T) {
 	if got := strings.Join(seen, ";"); got != "fc1 [1 8];act [1 8];fc2 [1 3]; [1 3]" {
 		t.Errorf("hook saw %q", got)
 	}
-	h.Remove()
-	h.Remove()
+	if !h.Live() || !h.Remove() || h.Remove() || h.Live() {
+		t.Error("Remove: first true, then false")
+	}
+	h.Close()
 	y = must(m.Forward(x))
 	y.Close()
 	if len(seen) != 4 {
@@ -185,6 +187,58 @@ func TestHooksAreGoFuncs(t *testing.T) {
 	h3.Remove()
 	y = must(m.Forward(x))
 	y.Close()
+
+	// prepend and always_call
+	var order []string
+	ha := must(fc2.RegisterForwardHook(func(*ForwardHookCall) error { order = append(order, "a"); return nil }))
+	hb := must(fc2.RegisterForwardHookWith(HookOptions{Prepend: true}, func(*ForwardHookCall) error { order = append(order, "b"); return nil }))
+	y = must(m.Forward(x))
+	y.Close()
+	if strings.Join(order, "") != "ba" {
+		t.Errorf("prepend: %v", order)
+	}
+	ha.Remove()
+	hb.Remove()
+	ran := false
+	hf := must(fc2.RegisterForwardPreHook(func(*ForwardPreHookCall) error { return NewError(EHook, "no") }))
+	hc := must(fc2.RegisterForwardHookWith(HookOptions{AlwaysCall: true}, func(*ForwardHookCall) error { ran = true; return nil }))
+	if _, err := m.Forward(x); err == nil || !ran {
+		t.Errorf("always_call: err %v, ran %v", err, ran)
+	}
+	hf.Remove()
+	hc.Remove()
+}
+
+// The runtime drops a hook's Go function when its module dies (the
+// cgo.Handle is deleted by the destructor), and the handle stays usable.
+func TestHookFreedWithItsModule(t *testing.T) {
+	ctx := newCtx(t)
+	m, err := ctx.CreateModule("relu", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveHooks.Load()
+	h := must(m.RegisterForwardHook(func(*ForwardHookCall) error { return nil }))
+	h2 := must(m.RegisterForwardPreHook(func(*ForwardPreHookCall) error { return nil }))
+	h2.Close() // closing a handle keeps its hook
+	if liveHooks.Load() != before+2 {
+		t.Fatalf("live hooks %d, want %d", liveHooks.Load(), before+2)
+	}
+	m.Close()
+	if h.Live() || h.Remove() {
+		t.Error("the hook outlived its module")
+	}
+	if liveHooks.Load() != before {
+		t.Errorf("the runtime kept %d Go hook functions after the module died", liveHooks.Load()-before)
+	}
+	h.Close()
+	// a global hook is dropped with its context
+	ctx2 := must(NewContext())
+	must(ctx2.RegisterForwardHook(func(*ForwardHookCall) error { return nil })).Close()
+	ctx2.Close()
+	if liveHooks.Load() != before {
+		t.Error("a global hook outlived its context")
+	}
 }
 
 func TestBackwardAndSGD(t *testing.T) {
@@ -340,3 +394,4 @@ func TestFinalizersQueueReleases(t *testing.T) {
 		t.Error("Collect left releases queued")
 	}
 }
+

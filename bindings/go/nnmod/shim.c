@@ -59,15 +59,20 @@ static nnm_status pre_tramp(void *user, nnm_module *m, nnm_tensor **in, uint32_t
     return nnmgoForwardPreHook((uintptr_t)user, m, in, n_in);
 }
 
+static void free_tramp(void *user) { nnmgoHookFree((uintptr_t)user); }
+
 nnm_status nnmgo_register_forward_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t handle,
-                                       nnm_hook_handle **out) {
-    if (m) return nnm_module_register_forward_hook(m, forward_tramp, (void *)handle, out);
-    return nnm_ctx_register_forward_hook(ctx, forward_tramp, (void *)handle, out);
+                                       uint32_t flags, nnm_hook_handle **out) {
+    nnm_hook_options o = {sizeof o, flags, free_tramp};
+    if (m) return nnm_module_register_forward_hook_v2(m, forward_tramp, (void *)handle, &o, out);
+    return nnm_ctx_register_forward_hook_v2(ctx, forward_tramp, (void *)handle, &o, out);
 }
 
-nnm_status nnmgo_register_forward_pre_hook(nnm_module *m, uintptr_t handle,
-                                           nnm_hook_handle **out) {
-    return nnm_module_register_forward_pre_hook(m, pre_tramp, (void *)handle, out);
+nnm_status nnmgo_register_forward_pre_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t handle,
+                                           uint32_t flags, nnm_hook_handle **out) {
+    nnm_hook_options o = {sizeof o, flags, free_tramp};
+    if (m) return nnm_module_register_forward_pre_hook_v2(m, pre_tramp, (void *)handle, &o, out);
+    return nnm_ctx_register_forward_pre_hook_v2(ctx, pre_tramp, (void *)handle, &o, out);
 }
 
 static nnm_status named_add(nnmgo_named *l, const char *name, void *item) {

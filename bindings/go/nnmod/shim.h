@@ -35,11 +35,13 @@ nnm_status nnmgo_reshape(int grad, nnm_ctx *ctx, nnm_tensor *x, int32_t ndim,
                          const int64_t *shape, nnm_tensor **out);
 
 /* Hooks: the user data is a cgo.Handle (an integer), the functions are the
- * Go trampolines exported in hooks.go. */
+ * Go trampolines exported in hooks.go, and the destructor (user_free) deletes
+ * the cgo.Handle when the runtime drops the hook. m NULL: a global hook of
+ * ctx. flags: NNM_HOOK_*. */
 nnm_status nnmgo_register_forward_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t handle,
-                                       nnm_hook_handle **out);
-nnm_status nnmgo_register_forward_pre_hook(nnm_module *m, uintptr_t handle,
-                                           nnm_hook_handle **out);
+                                       uint32_t flags, nnm_hook_handle **out);
+nnm_status nnmgo_register_forward_pre_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t handle,
+                                           uint32_t flags, nnm_hook_handle **out);
 
 /* Visitors collecting borrowed tensors/modules into a growable C array. */
 typedef struct nnmgo_named {

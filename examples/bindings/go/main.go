@@ -86,6 +86,7 @@ func run(manifest string) error {
 	}
 	y, err := model.Forward(x)
 	hook.Remove()
+	hook.Close()
 	if err != nil {
 		return err
 	}
