@@ -368,6 +368,13 @@ const char *nnm__show(const char *s, char *buf, size_t cap);
 #define NNM__SHOW_PATH 256
 const char *nnm__show_path(const char *p, char *buf, size_t cap);
 
+/* file.c - opens path for reading only if it is a regular file (never
+ * blocking on a FIFO, never reading a device); *fd (close it) and *size
+ * (may be NULL) on success; else NNM_E_IO with a message naming the path and
+ * what it is ("is a FIFO, not a regular file <what>"). what may be NULL. */
+nnm_status nnm__open_regular(nnm_ctx *ctx, const char *path, const char *what, int *fd,
+                             uint64_t *size);
+
 /* module.c - runs m's layer finalize (not its children's); the message is
  * not attributed to a module path. */
 nnm_status nnm__module_finalize_self(nnm_module *m);

@@ -108,10 +108,12 @@ static nnm_status host_config_ints(nnm_env *env, const char *key, int64_t *buf, 
 static nnm_status init_tensor(nnm_ctx *ctx, nnm_tensor *t, int32_t init, double a, double b) {
     float *p = (float *)t->desc.data;
     int64_t n = nnm_tensor_numel(t);
+    /* The meta device has no data: the arguments are checked, nothing is written. */
+    if (t->desc.device.type == NNM_DEVICE_META) n = 0;
     switch (init) {
-    case NNM_INIT_ZEROS: return nnm__op_fill(ctx, t, 0.0);
-    case NNM_INIT_ONES: return nnm__op_fill(ctx, t, 1.0);
-    case NNM_INIT_CONSTANT: return nnm__op_fill(ctx, t, a);
+    case NNM_INIT_ZEROS: return n ? nnm__op_fill(ctx, t, 0.0) : NNM_OK;
+    case NNM_INIT_ONES: return n ? nnm__op_fill(ctx, t, 1.0) : NNM_OK;
+    case NNM_INIT_CONSTANT: return n ? nnm__op_fill(ctx, t, a) : NNM_OK;
     case NNM_INIT_UNIFORM:
         if (!(a <= b)) return nnm__error(ctx, NNM_E_INVALID, "uniform init needs a <= b (%g, %g)", a, b);
         for (int64_t i = 0; i < n; i++) p[i] = (float)(a + (b - a) * nnm__rng_uniform(ctx->rng));
@@ -133,7 +135,7 @@ static nnm_status declare(nnm_env *env, int buffer, const char *name, int32_t nd
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "parameters and buffers are declared only in create");
     nnm_tensor *t;
-    /* Modules are created on the CPU; init writes through the CPU pointer. */
+    /* Modules are created on the CPU (init writes through the CPU pointer) or the meta device. */
     nnm_status st = nnm__tensor_alloc(e->ctx, e->module->device, NNM_F32, ndim, shape, &t);
     if (st) return st;
     if ((st = init_tensor(e->ctx, t, init, a, b)) ||

@@ -16,6 +16,8 @@ pub const NNM_ARITY_ANY: i32 = -1;
 pub const NNM_BACKEND_OPS_1_3: u32 = 1;
 pub const NNM_PLUGIN_ENTRY_SYMBOL: &[u8; 17usize] = b"nnm_plugin_entry\0";
 pub const NNM_CTX_NO_DISCOVERY: u32 = 1;
+pub const NNM_DEVICE_META: u32 = 7169396;
+pub const NNM_NAME_MAX: u32 = 1023;
 pub const NNM_HOOK_PREPEND: u32 = 1;
 pub const NNM_HOOK_ALWAYS_CALL: u32 = 2;
 pub const NNM_SAFETENSORS_MAX_HEADER: u32 = 100000000;
@@ -24,6 +26,7 @@ pub const NNM_MANIFEST_DEFAULT_MAX_BYTES: u32 = 16777216;
 pub const NNM_MANIFEST_DEFAULT_MAX_NODES: u32 = 1000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_MODULES: u32 = 100000;
 pub const NNM_BUILD_NO_WEIGHTS: u32 = 1;
+pub const NNM_BUILD_META: u32 = 2;
 pub const NNM_DATASET_INPUTS: &[u8; 7usize] = b"inputs\0";
 pub const NNM_DATASET_TARGETS: &[u8; 8usize] = b"targets\0";
 pub const NNM_LOADER_SHUFFLE: u32 = 1;
@@ -6544,6 +6547,15 @@ extern "C" {
     ) -> nnm_status;
 }
 extern "C" {
+    pub fn nnm_module_create_on(
+        ctx: *mut nnm_ctx,
+        request: *const ::std::os::raw::c_char,
+        cfg: *const nnm_config,
+        device: nnm_device,
+        out: *mut *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
     pub fn nnm_module_retain(m: *mut nnm_module);
 }
 extern "C" {
@@ -6554,6 +6566,19 @@ extern "C" {
         parent: *mut nnm_module,
         name: *const ::std::os::raw::c_char,
         child: *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_set_child(
+        parent: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
+        child: *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_del_child(
+        parent: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
     ) -> nnm_status;
 }
 extern "C" {
@@ -6646,6 +6671,9 @@ extern "C" {
 }
 extern "C" {
     pub fn nnm_module_num_params(m: *mut nnm_module) -> i64;
+}
+extern "C" {
+    pub fn nnm_module_nbytes(m: *mut nnm_module) -> u64;
 }
 extern "C" {
     pub fn nnm_module_repr(m: *mut nnm_module, buf: *mut ::std::os::raw::c_char, cap: usize)
@@ -7001,6 +7029,12 @@ extern "C" {
         root: *mut nnm_tensor,
         grad: *mut nnm_tensor,
         retain_graph: ::std::os::raw::c_int,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_requires_grad_(
+        m: *mut nnm_module,
+        requires_grad: ::std::os::raw::c_int,
     ) -> nnm_status;
 }
 extern "C" {
@@ -7979,6 +8013,52 @@ extern "C" {
 extern "C" {
     pub fn nnm_load_report_free(report: *mut nnm_load_report);
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_state_dict {
+    _unused: [u8; 0],
+}
+extern "C" {
+    pub fn nnm_state_dict_new(ctx: *mut nnm_ctx, out: *mut *mut nnm_state_dict) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_free(sd: *mut nnm_state_dict);
+}
+extern "C" {
+    pub fn nnm_state_dict_set(
+        sd: *mut nnm_state_dict,
+        name: *const ::std::os::raw::c_char,
+        t: *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_count(sd: *const nnm_state_dict) -> u32;
+}
+extern "C" {
+    pub fn nnm_state_dict_entry(
+        sd: *const nnm_state_dict,
+        index: u32,
+        name: *mut *const ::std::os::raw::c_char,
+        t: *mut *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_get(
+        sd: *const nnm_state_dict,
+        name: *const ::std::os::raw::c_char,
+    ) -> *mut nnm_tensor;
+}
+extern "C" {
+    pub fn nnm_module_state_dict(m: *mut nnm_module, out: *mut *mut nnm_state_dict) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_load_state_dict(
+        m: *mut nnm_module,
+        sd: *const nnm_state_dict,
+        strict: ::std::os::raw::c_int,
+        report: *mut *mut nnm_load_report,
+    ) -> nnm_status;
+}
 extern "C" {
     pub fn nnm_checkpoint_save(
         path: *const ::std::os::raw::c_char,
@@ -8011,12 +8091,13 @@ pub struct nnm_manifest_limits {
     pub max_bytes: u64,
     pub max_nodes: u64,
     pub max_modules: u64,
+    pub max_param_bytes: u64,
 }
 #[test]
 fn bindgen_test_layout_nnm_manifest_limits() {
     assert_eq!(
         ::std::mem::size_of::<nnm_manifest_limits>(),
-        32usize,
+        40usize,
         concat!("Size of: ", stringify!(nnm_manifest_limits))
     );
     assert_eq!(
@@ -8109,6 +8190,23 @@ fn bindgen_test_layout_nnm_manifest_limits() {
         );
     }
     test_field_max_modules();
+    fn test_field_max_param_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_manifest_limits>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_param_bytes) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_manifest_limits),
+                "::",
+                stringify!(max_param_bytes)
+            )
+        );
+    }
+    test_field_max_param_bytes();
 }
 extern "C" {
     pub fn nnm_manifest_parse(
