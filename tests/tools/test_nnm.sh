@@ -650,6 +650,21 @@ out_has '...'
 check "a line of the output is longer than 1100 bytes" [ "$(awk 'length > 1100' "$OUT" | wc -l)" -eq 0 ]
 
 # ---------------------------------------------------------------------------
+# --input-file keeps a BOOL tensor bool: multihead_attention's key_padding_mask
+# (tests/golden/make_nnm_run_golden.py), matched against PyTorch
+# ---------------------------------------------------------------------------
+R=$SRC/tests/golden/nnm_run
+expect 0 run "$R/mha_kpm.manifest.json" --eval --outputs 2 --input-file "$R/mha_kpm_io.safetensors:query" \
+    --input-file "$R/mha_kpm_io.safetensors:key" --input-file "$R/mha_kpm_io.safetensors:value" \
+    --input-file "$R/mha_kpm_io.safetensors:mask"
+out_has "input 3: shape [2, 3], bool, 6 values"
+LAST="nnm run mha_kpm.manifest.json | nnm_fixture check-run"
+check "nnm run's attention output differs from PyTorch's" \
+    "$FIX" check-run "$R/mha_kpm_io.safetensors" output 0 <"$OUT"
+check "nnm run's attention weights differ from PyTorch's" \
+    "$FIX" check-run "$R/mha_kpm_io.safetensors" weights 1 <"$OUT"
+
+# ---------------------------------------------------------------------------
 # Output that cannot be written is a failure, never a silent success
 # ---------------------------------------------------------------------------
 if [ -w /dev/full ]; then

@@ -24,7 +24,7 @@ void usage_run(FILE *f) {
           "  --input-file F[:NAME]\n"
           "                      the tensor NAME of the safetensors file F (NAME may be left\n"
           "                      out when F holds one tensor); floating dtypes are read as\n"
-          "                      f32, integer and bool ones as i64\n"
+          "                      f32, integer ones as i64, bool ones stay bool\n"
           "  --seed N            seed of the random inputs and of the parameters' initial\n"
           "                      values (default 0; matters with --no-weights)\n"
           "  --eval              run in eval mode (dropout off, batch-norm running stats)\n"
@@ -122,6 +122,21 @@ static int read_input(nnm_ctx *ctx, const char *spec, nnm_tensor **out) {
     }
     uint64_t n = 1;
     for (int32_t d = 0; d < e.ndim; d++) n *= (uint64_t)e.shape[d];
+    if (!strcmp(e.dtype_name, "BOOL")) {
+        /* Stays BOOL: a layer such as multihead_attention tells a bool mask
+         * (true: ignore) from an additive f32 one by its dtype. */
+        const nnm_device cpu = {NNM_DEVICE_CPU, 0};
+        const nnm_dtype b8 = {NNM_DTYPE_BOOL, 8, 1};
+        if ((s = nnm_tensor_new(ctx, cpu, b8, e.ndim, e.shape, out)) != NNM_OK) {
+            r = cli_fail("run", ctx, s);
+            goto done;
+        }
+        const nnm_tensor_desc *d = nnm_tensor_desc_get(*out);
+        uint8_t *dst = (uint8_t *)d->data + d->byte_offset;
+        for (uint64_t i = 0; i < n; i++) dst[i] = cli_st_elem(&e, i) != 0.0;
+        r = CLI_EXIT_OK;
+        goto done;
+    }
     int is_float = !strcmp(e.dtype_name, "F64") || !strcmp(e.dtype_name, "F32") ||
                    !strcmp(e.dtype_name, "F16") || !strcmp(e.dtype_name, "BF16");
     size_t elem = is_float ? sizeof(float) : sizeof(int64_t);
