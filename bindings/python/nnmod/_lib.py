@@ -317,3 +317,16 @@ _fn("nnm_config_set_strs", st, P, c_char_p, POINTER(c_char_p), c_size_t)
 _fn("nnm_module_create", st, P, c_char_p, P, PP)
 _fn("nnm_module_add_child", st, P, c_char_p, P)
 _fn("nnm_module_finalize", st, P)
+
+
+class ConfigField(Structure):
+    _fields_ = [("key", c_char_p), ("type", c_int32), ("flags", c_uint32), ("doc", c_char_p)]
+
+
+class LayerVtable12(Structure):
+    """nnm_layer_vtable up to ABI 1.2 (read only up to the plugin's struct_size)."""
+    _fields_ = LayerVtableHead._fields_ + [
+        ("create", c_void_p), ("destroy", c_void_p), ("forward", c_void_p),
+        ("extra_repr", c_void_p), ("backward", c_void_p), ("finalize", c_void_p),
+        ("config_fields", POINTER(ConfigField)), ("n_config_fields", c_uint32),
+        ("reserved", c_uint32), ("display_name", c_char_p)]
