@@ -10,7 +10,7 @@ contexts run in parallel.
 """
 import atexit
 import threading
-from ctypes import byref, c_int32, c_uint16, c_void_p, sizeof
+from ctypes import byref, c_uint16, c_void_p, sizeof
 
 from . import _lib as L
 from ._errors import error_for
@@ -158,13 +158,7 @@ class Context:
 
     def set_error(self, status, text):
         """Sets the context's message (what a failing hook does)."""
-        fn = getattr(L.lib, "nnm_ctx_set_error_str", None)
-        if fn is not None and fn.argtypes is not None:
-            fn(self._h, status, text.encode("utf-8", "replace"))
-        else:
-            L.nnm_ctx_set_error(c_void_p(self._h.value), c_int32(status), b"%s",
-                                text.encode("utf-8", "replace"))
-
+        L.nnm_ctx_set_error_msg(self._h, status, text.encode("utf-8", "replace"))
 
 _default = None
 _default_lock = threading.Lock()

@@ -120,7 +120,7 @@ class AdamOptions(Structure):
 
 
 class LoadReport(Structure):
-    _fields_ = [("n_missing", c_uint32), ("missing", POINTER(c_char_p)),
+    _fields_ = [("struct_size", c_uint32), ("n_missing", c_uint32), ("missing", POINTER(c_char_p)),
                 ("n_unexpected", c_uint32), ("unexpected", POINTER(c_char_p)),
                 ("n_mismatched", c_uint32), ("mismatched", POINTER(c_char_p))]
 
@@ -194,8 +194,7 @@ _fn("nnm_status_str", c_char_p, st)
 _fn("nnm_ctx_new", st, POINTER(CtxOptions), PP)
 _fn("nnm_ctx_free", None, P)
 _fn("nnm_ctx_errmsg", c_char_p, P)
-_fn("nnm_ctx_set_error", st, P, st, c_char_p)  # called as (ctx, code, b"%s", text)
-nnm_ctx_set_error.argtypes = None  # variadic: ctypes passes the extra c_char_p as given
+_fn("nnm_ctx_set_error_msg", st, P, st, c_char_p)
 _fn("nnm_ctx_stats_get", st, P, POINTER(CtxStats))
 _fn("nnm_ctx_empty_cache", None, P)
 _fn("nnm_plugin_load", st, P, c_char_p)

@@ -50,3 +50,17 @@ def test_missing_library_is_a_clear_import_error(tmp_path):
                        env=env)
     assert r.returncode != 0
     assert "ImportError" in r.stderr and "NNMOD_LIBRARY" in r.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("NNM_TEST_PKG_CONFIG_PATH") or not shutil.which("pkg-config"),
+                    reason="no build-tree nnmod.pc given (ctest sets NNM_TEST_PKG_CONFIG_PATH)")
+def test_found_through_pkg_config(tmp_path):
+    env = dict(os.environ, PKG_CONFIG_PATH=os.environ["NNM_TEST_PKG_CONFIG_PATH"],
+               PYTHONPATH=SRC)
+    env.pop("NNMOD_LIBRARY", None)
+    r = subprocess.run([sys.executable, "-c", "import nnmod; print(nnmod.library_path)"],
+                       capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    libdir = subprocess.run(["pkg-config", "--variable=libdir", "nnmod"], capture_output=True,
+                            text=True, env=env).stdout.strip()
+    assert r.stdout.strip() == os.path.join(libdir, "libnnmod.so")
