@@ -14,6 +14,11 @@
  *    one out through `**out` gives the caller one reference.
  *  - A context and everything made from it may be used by one thread at a time.
  *    Grad mode is per thread, as in PyTorch.
+ *  - For bindings: the error message belongs to the CONTEXT (read it on the
+ *    thread that made the failing call, before the context is used again),
+ *    while grad mode belongs to the calling OS THREAD (not to the context: a
+ *    no-grad scope covers only calls made on the thread that set it, and a
+ *    new thread starts with grad mode on). docs/abi.md, section 4.
  *  - The library never prints, exits or aborts.
  *  - Every struct that crosses the API starts with `uint32_t struct_size`
  *    (sizeof as the filler saw it), except those laid out by DLPack
@@ -177,7 +182,16 @@ NNM_API nnm_status nnm_layer_find(nnm_ctx *ctx, const char *request,
 /* Tensors                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* A new contiguous tensor on `device`, contents undefined. */
+/* The meta device (PyTorch's device="meta"): tensors with a shape and a dtype
+ * and no storage (desc.data is NULL). Nothing computes on it and no backend
+ * serves it: ops, copies, saving and loading refuse it with NNM_E_DEVICE.
+ * Modules built on it (nnm_module_create_on, NNM_BUILD_META) describe a
+ * model (names, shapes, parameter counts and bytes) without allocating it,
+ * which is how manifests are validated. Not a DLPack device type. */
+#define NNM_DEVICE_META 0x6d6574 /* "met" */
+
+/* A new contiguous tensor on `device`, contents undefined (no contents at
+ * all on NNM_DEVICE_META). */
 NNM_API nnm_status nnm_tensor_new(nnm_ctx *ctx, nnm_device device, nnm_dtype dtype,
                                   int32_t ndim, const int64_t *shape, nnm_tensor **out);
 /* A new contiguous f32 CPU tensor holding a copy of `data` (may be NULL: zeros). */
@@ -264,6 +278,11 @@ NNM_API nnm_status nnm_config_get_strs(const nnm_config *cfg, const char *key,
  * holds its plugin loaded until it is released. */
 NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
                                      nnm_module **out);
+/* The same on a chosen device: NNM_DEVICE_CPU, or NNM_DEVICE_META (shapes
+ * and dtypes, no storage; like PyTorch's device="meta"). Other devices:
+ * NNM_E_DEVICE (create on the CPU, then nnm_module_to). */
+NNM_API nnm_status nnm_module_create_on(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
+                                        nnm_device device, nnm_module **out);
 NNM_API void nnm_module_retain(nnm_module *m);
 /* Drops a reference; the last one destroys the module, its parameters and
  * buffers, and releases its children. */
@@ -272,6 +291,19 @@ NNM_API void nnm_module_release(nnm_module *m);
  * takes its own reference. A module has at most one parent; names are
  * [A-Za-z0-9_] and unique among siblings. */
 NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child);
+/* model.name = child: replaces the child called `name` in place (same
+ * position among the children, as PyTorch keeps a reassigned key's place),
+ * or appends `child` when there is none (nnm_module_add_child). The old
+ * child is let go: it becomes a root (name "", no parent) and loses the
+ * parent's reference; it keeps its hooks, as does the new child, which also
+ * keeps its own training flag and must be on the parent's device and have
+ * no parent. A container that wired its children at finalize (a graph)
+ * should be finalized again (nnm_module_finalize). */
+NNM_API nnm_status nnm_module_set_child(nnm_module *parent, const char *name, nnm_module *child);
+/* del model.name: removes the child called `name` (NNM_E_NOT_FOUND if none);
+ * the others keep their names and order (delattr, not Sequential's
+ * renumbering del seq[i]). The removed child is let go as above. */
+NNM_API nnm_status nnm_module_del_child(nnm_module *parent, const char *name);
 
 /* THE way to run a module: module(x). Runs global then module forward-pre-hooks,
  * the layer's forward with the call context (training flag, grad mode, device),
@@ -302,6 +334,11 @@ NNM_API const nnm_config *nnm_module_config(const nnm_module *m);
  * call it after assembling a tree through the C API. */
 NNM_API nnm_status nnm_module_finalize(nnm_module *m);
 
+/* The longest dotted name (module path, parameter or state dict key) in
+ * bytes, without the NUL; walks that would build a longer one fail with
+ * NNM_E_LIMIT, and manifests are refused for it at parse time. */
+#define NNM_NAME_MAX 1023
+
 /* Visitors return NNM_OK to go on; any other status stops the walk and is
  * returned. Names are full dotted names relative to `m`, valid during the call. */
 typedef nnm_status (*nnm_module_visit_fn)(void *user, const char *name, nnm_module *m);
@@ -317,6 +354,10 @@ NNM_API nnm_status nnm_module_named_buffers(nnm_module *m, nnm_tensor_visit_fn f
 NNM_API nnm_status nnm_module_apply(nnm_module *m, nnm_module_visit_fn fn, void *user);
 /* Total number of parameter elements (recursive). */
 NNM_API int64_t nnm_module_num_params(nnm_module *m);
+/* Bytes the parameters and buffers of m's tree hold (or would hold: on the
+ * meta device, what a real build allocates), each tensor counted once. 0 for
+ * NULL. */
+NNM_API uint64_t nnm_module_nbytes(nnm_module *m);
 /* Writes the tree like print(model), with parameter counts, like snprintf
  * (returns the length wanted; call with cap 0 to size the buffer). */
 NNM_API int64_t nnm_module_repr(nnm_module *m, char *buf, size_t cap);
@@ -325,11 +366,14 @@ NNM_API int64_t nnm_module_repr(nnm_module *m, char *buf, size_t cap);
 NNM_API nnm_status nnm_module_train(nnm_module *m, int training);
 NNM_API int nnm_module_is_training(const nnm_module *m);
 /* Moves every parameter and buffer of m's tree to `device` at once; tensor
- * handles stay the same. Fails with nothing moved if any move fails. */
+ * handles stay the same. Fails with nothing moved if any move fails. To
+ * NNM_DEVICE_META the data is dropped; from it, NNM_E_DEVICE (no data). */
 NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device device);
 NNM_API nnm_device nnm_module_device(const nnm_module *m);
 
-/* Grad mode, per thread (torch.set_grad_enabled). Returns the previous mode. */
+/* Grad mode, per OS thread and not per context (torch.set_grad_enabled):
+ * it affects the calls this thread makes on any context. Returns the
+ * previous mode. A new thread starts with grad mode on. */
 NNM_API int nnm_grad_set_enabled(int enabled);
 NNM_API int nnm_grad_is_enabled(void);
 
@@ -348,8 +392,10 @@ typedef nnm_status (*nnm_forward_hook_fn)(void *user, nnm_module *m, nnm_tensor 
                                           uint32_t n_in, nnm_tensor **out, uint32_t n_out);
 
 /* Registers a hook; hooks run in registration order, global ones before the
- * module's. *handle (may be NULL if never removed) is owned by the runtime and
- * valid until nnm_hook_remove or until the module/context dies. */
+ * module's. *handle (may be NULL if never removed) is owned by the context:
+ * it stays valid until the context is destroyed, also after its hook was
+ * removed or its module died (see "Hooks, version 2" below for _v2
+ * registrations with options, prepend, always_call and destructors). */
 NNM_API nnm_status nnm_module_register_forward_pre_hook(nnm_module *m, nnm_forward_pre_hook_fn fn,
                                                         void *user, nnm_hook_handle **handle);
 NNM_API nnm_status nnm_module_register_forward_hook(nnm_module *m, nnm_forward_hook_fn fn,
@@ -359,8 +405,11 @@ NNM_API nnm_status nnm_ctx_register_forward_pre_hook(nnm_ctx *ctx, nnm_forward_p
                                                      void *user, nnm_hook_handle **handle);
 NNM_API nnm_status nnm_ctx_register_forward_hook(nnm_ctx *ctx, nnm_forward_hook_fn fn,
                                                  void *user, nnm_hook_handle **handle);
-/* Removes a hook; safe inside any hook, including the one removed (a hook
- * removed during a call does not run again in that call). NULL: no-op. */
+/* Removes a hook; safe inside any hook, including the one removed. Removing
+ * a hook that is already gone (removed, or its module or context died) is a
+ * no-op; NULL: no-op. nnm_hook_handle_remove says which happened. A hook
+ * removed during a call still runs in that call if its turn has not come,
+ * as in PyTorch (see "Hooks, version 2"). */
 NNM_API void nnm_hook_remove(nnm_hook_handle *handle);
 
 /* ------------------------------------------------------------------------ */
@@ -433,6 +482,11 @@ NNM_API nnm_status nnm_tensor_detach(nnm_tensor *t, nnm_tensor **out);
  * NNM_E_STATE. Runs with grad mode off. */
 NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_graph);
 
+/* Module.requires_grad_(flag): sets requires_grad on every parameter of
+ * m's tree (freezing a backbone: nnm_module_requires_grad_(backbone, 0)). A
+ * frozen parameter gets no .grad from backward, so optimizers skip it. */
+NNM_API nnm_status nnm_module_requires_grad_(nnm_module *m, int requires_grad);
+
 /* Sets every parameter's .grad of m's tree to none (zero_grad(set_to_none=True)). */
 NNM_API nnm_status nnm_module_zero_grad(nnm_module *m);
 
@@ -451,6 +505,130 @@ NNM_API nnm_status nnm_module_register_full_backward_pre_hook(nnm_module *m,
                                                               void *user, nnm_hook_handle **handle);
 NNM_API nnm_status nnm_module_register_full_backward_hook(nnm_module *m, nnm_backward_hook_fn fn,
                                                           void *user, nnm_hook_handle **handle);
+
+/* ------------------------------------------------------------------------ */
+/* Hooks, version 2: options, prepend, always_call, user-data destructors,  */
+/* and handles that are safe to use in any order                             */
+/* ------------------------------------------------------------------------ */
+
+/* Every kind of hook has a registration that takes nnm_hook_options: the
+ * _v2 of each first-version function, and the global backward hooks, which
+ * are new (PyTorch's names in brackets):
+ *   forward pre-hook  nnm_module_register_forward_pre_hook_v2 [register_forward_pre_hook]
+ *                     nnm_ctx_register_forward_pre_hook_v2 [register_module_forward_pre_hook]
+ *   forward hook      nnm_module_register_forward_hook_v2 [register_forward_hook]
+ *                     nnm_ctx_register_forward_hook_v2 [register_module_forward_hook]
+ *   backward pre-hook nnm_module_register_full_backward_pre_hook_v2
+ *                     nnm_ctx_register_full_backward_pre_hook
+ *   backward hook     nnm_module_register_full_backward_hook_v2
+ *                     nnm_ctx_register_full_backward_hook
+ *
+ * Order. Global hooks run before the module's, as in PyTorch. Within one
+ * list hooks run in registration order, except that NNM_HOOK_PREPEND puts a
+ * hook before every hook already on its list (PyTorch's prepend=True; nnmod
+ * offers it for the global lists too).
+ *
+ * Changes during a call (as PyTorch, which iterates over a snapshot of its
+ * hook dicts): a call runs the hooks that were registered when it started
+ * iterating over a list. A hook registered during the call waits for the next
+ * call; a hook removed during the call (by itself, another hook or the
+ * forward) still runs in that call if its turn has not come yet, and never in
+ * a later one. Backward hooks are looked up when nnm_backward reaches the
+ * module's node, not captured at forward time as PyTorch does: a backward
+ * hook removed between a forward and its backward does not run (PyTorch's
+ * does), and one registered in between does (PyTorch's does not).
+ *
+ * always_call (PyTorch 2.x, forward hooks only). A forward hook registered
+ * with NNM_HOOK_ALWAYS_CALL also runs when the call fails after its hooks
+ * started: in a forward pre-hook, the input checks, forward, or an earlier
+ * forward hook. It runs once per call: not again if it already ran before the
+ * failure. On that failure path it sees the inputs as the pre-hooks left them
+ * and out[i] NULL for every output forward did not produce; its status is
+ * ignored, outputs it stores are released, and the call returns the first
+ * failure with its message unchanged. A call refused before any hook runs
+ * (a dead module, more inputs or outputs than the layer takes) runs none.
+ *
+ * user_free. When opts->user_free is set it is called exactly once, with
+ * `user`, when the runtime drops the hook: when the hook is removed (if its
+ * list is being run at that moment, as soon as that run ends, so a hook may
+ * remove itself), when its module is destroyed, or, for a global hook, at
+ * nnm_ctx_free. It is the place where a binding frees its closure. It must
+ * not use the hook's module. If registration fails, user_free is not called
+ * and `user` stays the caller's.
+ *
+ * Handles. A _v2 registration with handle != NULL gives the caller a new
+ * nnm_hook_handle that the CALLER owns: free it with nnm_hook_handle_free,
+ * exactly once, at any time: before or after removing the hook, and before
+ * or after the hook's module or context is gone (the handle does not keep
+ * either alive, and they do not free it). Freeing a handle never removes its
+ * hook; a hook with no handle lives until its module dies (or, global, until
+ * nnm_ctx_free). The first-version registrations (without _v2) hand out
+ * handles owned by the CONTEXT instead: each stays valid until the context is
+ * destroyed (after nnm_ctx_free and the release of its last module and
+ * tensor), so removing it after its module died, or twice, is harmless; they
+ * may be freed earlier with nnm_hook_handle_free. Code that registers hooks
+ * in a loop should use _v2 and free its handles.
+ *
+ * Threads. Handles follow their context's rule: one thread at a time, the
+ * same lock a binding holds for the context (a finalizer that frees or
+ * removes a handle must take it). Once the hook is gone a handle touches
+ * nothing but itself. */
+
+/* Flags for nnm_hook_options.flags. */
+#define NNM_HOOK_PREPEND 1u     /* run before the hooks already on the list */
+#define NNM_HOOK_ALWAYS_CALL 2u /* forward hooks only: run even when the call fails */
+
+typedef struct nnm_hook_options {
+    uint32_t struct_size;          /* sizeof(nnm_hook_options) */
+    uint32_t flags;                /* NNM_HOOK_*; unknown bits are refused (NNM_E_INVALID) */
+    void (*user_free)(void *user); /* (optional) destructor of `user`; see above */
+} nnm_hook_options;
+
+/* Registrations. fn must not be NULL; opts may be NULL (append, no flags, no
+ * destructor); handle may be NULL (no handle is made). NNM_E_INVALID for a
+ * dead module, a NULL ctx or fn, unknown flags, or NNM_HOOK_ALWAYS_CALL on a
+ * hook that is not a forward hook; *handle is NULL on failure. */
+NNM_API nnm_status nnm_module_register_forward_pre_hook_v2(nnm_module *m, nnm_forward_pre_hook_fn fn,
+                                                           void *user, const nnm_hook_options *opts,
+                                                           nnm_hook_handle **handle);
+NNM_API nnm_status nnm_module_register_forward_hook_v2(nnm_module *m, nnm_forward_hook_fn fn,
+                                                       void *user, const nnm_hook_options *opts,
+                                                       nnm_hook_handle **handle);
+NNM_API nnm_status nnm_module_register_full_backward_pre_hook_v2(nnm_module *m,
+                                                                 nnm_backward_pre_hook_fn fn,
+                                                                 void *user,
+                                                                 const nnm_hook_options *opts,
+                                                                 nnm_hook_handle **handle);
+NNM_API nnm_status nnm_module_register_full_backward_hook_v2(nnm_module *m, nnm_backward_hook_fn fn,
+                                                             void *user, const nnm_hook_options *opts,
+                                                             nnm_hook_handle **handle);
+NNM_API nnm_status nnm_ctx_register_forward_pre_hook_v2(nnm_ctx *ctx, nnm_forward_pre_hook_fn fn,
+                                                        void *user, const nnm_hook_options *opts,
+                                                        nnm_hook_handle **handle);
+NNM_API nnm_status nnm_ctx_register_forward_hook_v2(nnm_ctx *ctx, nnm_forward_hook_fn fn,
+                                                    void *user, const nnm_hook_options *opts,
+                                                    nnm_hook_handle **handle);
+/* Global full backward hooks (register_module_full_backward_pre_hook /
+ * register_module_full_backward_hook): they fire for every module of ctx
+ * called while grad mode was on, before the module's own. */
+NNM_API nnm_status nnm_ctx_register_full_backward_pre_hook(nnm_ctx *ctx, nnm_backward_pre_hook_fn fn,
+                                                           void *user, const nnm_hook_options *opts,
+                                                           nnm_hook_handle **handle);
+NNM_API nnm_status nnm_ctx_register_full_backward_hook(nnm_ctx *ctx, nnm_backward_hook_fn fn,
+                                                       void *user, const nnm_hook_options *opts,
+                                                       nnm_hook_handle **handle);
+
+/* Removes the hook (handle.remove()). NNM_OK when this call removed it;
+ * NNM_E_STATE when it was already gone (removed before, or its module or
+ * context died): a harmless no-op, and no message is set, so a finalizer
+ * never overwrites the context's last error. NNM_E_INVALID for NULL. Safe
+ * inside any hook, including the one removed. The handle stays valid. */
+NNM_API nnm_status nnm_hook_handle_remove(nnm_hook_handle *handle);
+/* 1 while the handle's hook is registered, 0 once it is gone (or for NULL). */
+NNM_API int nnm_hook_handle_is_live(const nnm_hook_handle *handle);
+/* Frees a handle (its hook, if any, stays registered). NULL is a no-op. After
+ * this call the handle must not be used. */
+NNM_API void nnm_hook_handle_free(nnm_hook_handle *handle);
 
 /* ------------------------------------------------------------------------ */
 /* Optimizers                                                                */
@@ -576,12 +754,46 @@ typedef struct nnm_load_report {
 
 /* Loads a state dict from a safetensors file into m's parameters and
  * persistent buffers, onto m's device (F32 converted from F16/BF16/F64 as
- * needed). strict: any missing, unexpected or mismatched key fails with
- * NNM_E_NOT_FOUND/NNM_E_SHAPE and changes nothing. Not strict: matching keys
- * load, the rest are reported. report may be NULL. */
+ * needed). A key whose shape (or dtype) does not fit fails with NNM_E_SHAPE
+ * and loads nothing, strict or not, as PyTorch raises "size mismatch" even
+ * with strict=False. strict: a missing or unexpected key also fails
+ * (NNM_E_NOT_FOUND) and changes nothing. Not strict: when every shape fits,
+ * matching keys load and missing/unexpected ones are reported. report may be
+ * NULL; it is filled on success and also when the load was refused for keys
+ * that do not fit (the message holds the first few; the report every one);
+ * on other failures *report is NULL. */
 NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
                                    nnm_load_report **report);
 NNM_API void nnm_load_report_free(nnm_load_report *report);
+
+/* In-memory state dicts: name -> tensor, in insertion order, like the
+ * OrderedDict of PyTorch's state_dict(); a tensor may sit under several
+ * names. Free with nnm_state_dict_free (NULL: no-op). */
+typedef struct nnm_state_dict nnm_state_dict;
+NNM_API nnm_status nnm_state_dict_new(nnm_ctx *ctx, nnm_state_dict **out);
+NNM_API void nnm_state_dict_free(nnm_state_dict *sd);
+/* sd[name] = t: takes a reference on t (of sd's context); replaces the
+ * tensor of an existing name, keeping its place. Names are 1 to
+ * NNM_NAME_MAX bytes. */
+NNM_API nnm_status nnm_state_dict_set(nnm_state_dict *sd, const char *name, nnm_tensor *t);
+NNM_API uint32_t nnm_state_dict_count(const nnm_state_dict *sd); /* 0 for NULL */
+/* Entry `index`: its name (owned by sd) and tensor (borrowed); either
+ * pointer may be NULL. NNM_E_NOT_FOUND past the end. */
+NNM_API nnm_status nnm_state_dict_entry(const nnm_state_dict *sd, uint32_t index, const char **name,
+                                        nnm_tensor **t);
+/* The tensor under `name` (borrowed), or NULL. */
+NNM_API nnm_tensor *nnm_state_dict_get(const nnm_state_dict *sd, const char *name);
+/* m.state_dict(): every parameter and persistent buffer of m's tree under
+ * its dotted key (the keys of nnm_module_save), as tensors that share the
+ * module's storage and carry no autograd (PyTorch's are detached the same
+ * way): writing into one writes into the module. A new dict in *out. */
+NNM_API nnm_status nnm_module_state_dict(nnm_module *m, nnm_state_dict **out);
+/* m.load_state_dict(sd, strict): the rules of nnm_module_load (a size
+ * mismatch refused strict or not, nothing loaded on a refusal, the same
+ * report), reading each entry from its tensor (any device; a strided one
+ * must be f32; a meta one is refused). Data is copied: sd is not kept. */
+NNM_API nnm_status nnm_module_load_state_dict(nnm_module *m, const nnm_state_dict *sd, int strict,
+                                              nnm_load_report **report);
 
 /* ------------------------------------------------------------------------ */
 /* Checkpoints: module + optimizer state + user metadata, for resuming       */
@@ -644,12 +856,17 @@ typedef struct nnm_manifest_limits {
     uint64_t max_bytes;     /* document size; default 16 MiB */
     uint64_t max_nodes;     /* values of any kind; default 1,000,000 */
     uint64_t max_modules;   /* modules in the tree; default 100,000 */
+    /* (appended in 0.3) bytes of parameters and buffers a real build may
+     * allocate, summed over the tree; default 16 GiB. Checked on the meta
+     * device before anything is allocated. */
+    uint64_t max_param_bytes;
 } nnm_manifest_limits;
 
 #define NNM_MANIFEST_DEFAULT_MAX_DEPTH 32u
 #define NNM_MANIFEST_DEFAULT_MAX_BYTES (16u << 20)
 #define NNM_MANIFEST_DEFAULT_MAX_NODES 1000000u
 #define NNM_MANIFEST_DEFAULT_MAX_MODULES 100000u
+#define NNM_MANIFEST_DEFAULT_MAX_PARAM_BYTES ((uint64_t)16 << 30)
 
 /* Parses and validates a document against schema v1: the header, plugin
  * requests (each resolved against ctx's loaded plugins), the module tree
@@ -671,13 +888,22 @@ NNM_API void nnm_manifest_free(nnm_manifest *mf);
 
 /* Flags for nnm_manifest_build. */
 #define NNM_BUILD_NO_WEIGHTS 1u   /* leave parameters as the layers initialised them */
+#define NNM_BUILD_META 2u         /* build on NNM_DEVICE_META: shapes, no storage, no
+                                   * weights (what validation needs; cannot be run) */
 
 /* Builds the module tree the manifest describes (a new root; release it with
  * nnm_module_release; it remembers the manifest's hash for nnm_module_save),
  * then finalizes it (nnm_module_finalize) and, unless
- * NNM_BUILD_NO_WEIGHTS, loads the weights it names: the file's sha256 is
- * checked first when the manifest gives one, and the load is strict. On
- * failure *out is NULL and nothing is left behind. */
+ * NNM_BUILD_NO_WEIGHTS, loads the weights it names: the file (which must be
+ * a regular file) has its sha256 checked first when the manifest gives one,
+ * and the load is strict. On failure *out is NULL and nothing is left behind.
+ *
+ * Every build is validated the same way first: the tree is built on the meta
+ * device (no parameter memory), each parameter's and buffer's dotted name is
+ * checked against NNM_NAME_MAX and their total bytes against
+ * limits.max_param_bytes (NNM_E_LIMIT, naming the document path, before
+ * anything is allocated). With NNM_BUILD_META that meta tree is the result:
+ * it can be inspected, counted and described, not run. */
 NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nnm_module **out);
 
 /* Describes a module tree as a manifest that rebuilds an identical tree: each
@@ -714,6 +940,117 @@ NNM_API nnm_status nnm_manifest_hash(const nnm_manifest *mf, char out[65]);
 NNM_API uint32_t nnm_manifest_plugin_count(const nnm_manifest *mf);
 NNM_API nnm_status nnm_manifest_plugin(const nnm_manifest *mf, uint32_t index, const char **name,
                                        const char **range, const char **resolved_version);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets and the batching pipeline (docs/training.md)                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nnm_dataset nnm_dataset;
+typedef struct nnm_loader nnm_loader;
+
+/* The most bytes of data one IDX file may hold (its header is refused past it). */
+#define NNM_DATASET_MAX_BYTES ((uint64_t)1 << 34)
+/* Tensor names of a safetensors dataset when none are given. */
+#define NNM_DATASET_INPUTS "inputs"
+#define NNM_DATASET_TARGETS "targets"
+
+/* Opens an IDX pair (the MNIST family's format, gzipped or not): inputs (the
+ * first dimension counts samples) and targets with the same count. Read with
+ * zlib; checked as hostile input (magic, dimensions, sizes against the file,
+ * truncated or trailing data, corrupt gzip): a failure names the file. Memory
+ * follows the data the files really hold. u8 inputs stay u8 (converted per
+ * batch by the loader); other types become f32. Integer targets are class
+ * indices (i64), floating ones f32. targets_path may be NULL: a dataset of
+ * inputs alone (its loaders hand out no targets). Free with nnm_dataset_free. */
+NNM_API nnm_status nnm_dataset_open_idx(nnm_ctx *ctx, const char *inputs_path,
+                                        const char *targets_path, nnm_dataset **out);
+/* Opens a safetensors file holding an inputs tensor and a targets tensor
+ * (names NULL: NNM_DATASET_INPUTS, NNM_DATASET_TARGETS) with the same first
+ * dimension. Inputs (U8, I8, U16, I16, I32, F16, BF16, F32 or F64) are read
+ * in place from the file's mapping, never copied; targets are integer (class
+ * indices, held as i64) or floating (held as f32). */
+NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
+                                                const char *inputs_name, const char *targets_name,
+                                                nnm_dataset **out);
+/* NULL: no-op. Every loader over ds must be freed first. */
+NNM_API void nnm_dataset_free(nnm_dataset *ds);
+
+typedef struct nnm_dataset_info {
+    uint32_t struct_size;        /* set by the caller */
+    int32_t input_ndim;          /* one sample's input shape (without the sample dim) */
+    int64_t n_samples;
+    int64_t input_shape[NNM_MAX_DIMS];
+    nnm_dtype input_dtype;       /* as stored */
+    int32_t target_ndim;         /* 0 for one class index per sample */
+    int64_t target_shape[NNM_MAX_DIMS];
+    nnm_dtype target_dtype;      /* i64 or f32; all zero for an inputs-only dataset */
+    int64_t n_classes;           /* 1 + the largest i64 target; 0 for f32 targets */
+    const char *source;          /* the file name(s), owned by ds */
+} nnm_dataset_info;
+NNM_API nnm_status nnm_dataset_info_get(const nnm_dataset *ds, nnm_dataset_info *out);
+/* Keeps only the first n samples visible (n past the end: all of them). */
+NNM_API nnm_status nnm_dataset_limit(nnm_dataset *ds, int64_t n);
+/* Mean and standard deviation (population) of every input value times
+ * `scale`, over the visible samples: what normalisation divides by. */
+NNM_API nnm_status nnm_dataset_stats(const nnm_dataset *ds, double scale, double *mean,
+                                     double *std);
+
+/* Flags for nnm_loader_options.flags. */
+#define NNM_LOADER_SHUFFLE 1u   /* a new seeded order every epoch */
+#define NNM_LOADER_DROP_LAST 2u /* no last partial batch */
+
+typedef struct nnm_loader_options {
+    uint32_t struct_size;        /* sizeof(nnm_loader_options) */
+    uint32_t flags;              /* NNM_LOADER_* */
+    int64_t batch_size;          /* >= 1 */
+    uint64_t seed;               /* of the shuffle */
+    uint32_t rank, world_size;   /* this process's slice; world_size 0 means 1 */
+    /* Each input value x becomes (x * scale - mean) / std. scale 0: 1/255 for
+     * u8 inputs, else 1; std 0: 1 (no normalisation with mean 0). */
+    double scale, mean, std;
+    int32_t ndim;                /* 0: samples keep the dataset's shape; else */
+    int64_t shape[NNM_MAX_DIMS]; /* the shape to view each one as (same count) */
+} nnm_loader_options;
+
+/* A loader over ds (borrowed: it must outlive the loader), at epoch 0. The
+ * order of epoch e is a documented function of (seed, e, N) (runtime/data/
+ * loader.c): with world_size W, every rank computes the same permutation,
+ * padded to a multiple of W with its first elements, and rank r takes every
+ * W-th sample from r, like DistributedSampler(drop_last=False): the ranks'
+ * slices are disjoint unless padded and together cover the dataset. */
+NNM_API nnm_status nnm_loader_new(nnm_dataset *ds, const nnm_loader_options *opts,
+                                  nnm_loader **out);
+NNM_API void nnm_loader_free(nnm_loader *l);
+/* Starts epoch `epoch` (its order) from its first batch. */
+NNM_API nnm_status nnm_loader_set_epoch(nnm_loader *l, uint64_t epoch);
+/* Samples and batches this rank gets per epoch. */
+NNM_API int64_t nnm_loader_sample_count(const nnm_loader *l);
+NNM_API int64_t nnm_loader_batch_count(const nnm_loader *l);
+/* This rank's dataset indices for the current epoch, in order, into out
+ * (cap entries; at least nnm_loader_sample_count). */
+NNM_API nnm_status nnm_loader_indices(const nnm_loader *l, int64_t *out, size_t cap);
+/* The next batch: *inputs a new f32 CPU tensor [B, sample shape...], *targets
+ * a new i64 or f32 tensor [B, target shape...] (NULL for an inputs-only
+ * dataset); the caller releases both.
+ * At the end of the epoch returns NNM_OK with both NULL. */
+NNM_API nnm_status nnm_loader_next(nnm_loader *l, nnm_tensor **inputs, nnm_tensor **targets);
+
+/* Reseeds the context's generator (parameter initialisation and the random
+ * ops layers draw from), like torch.manual_seed: the same seed gives the same
+ * stream again, which is how a resumed training run replays an epoch's
+ * dropout masks exactly. */
+NNM_API nnm_status nnm_ctx_manual_seed(nnm_ctx *ctx, uint64_t seed);
+
+/* The manifest's "training" section (docs/manifest.md, docs/training.md) as a
+ * config: hyper-parameters and data for `nnm train`, kept and written back.
+ * Borrowed from mf; NULL when the document has none (or mf is NULL). */
+NNM_API const nnm_config *nnm_manifest_training(const nnm_manifest *mf);
+/* The "metadata" map, string to string, in document order: count, then the
+ * pair at `index` (pointers owned by mf; NNM_E_NOT_FOUND past the end; key or
+ * value may be NULL when not wanted). */
+NNM_API uint32_t nnm_manifest_metadata_count(const nnm_manifest *mf);
+NNM_API nnm_status nnm_manifest_metadata(const nnm_manifest *mf, uint32_t index, const char **key,
+                                         const char **value);
 
 #ifdef __cplusplus
 }

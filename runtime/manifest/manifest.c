@@ -29,6 +29,7 @@ nnm_status nnm__mf_limits(nnm_ctx *ctx, const nnm_manifest_limits *in, nnm_manif
     if (!out->max_bytes) out->max_bytes = NNM_MANIFEST_DEFAULT_MAX_BYTES;
     if (!out->max_nodes) out->max_nodes = NNM_MANIFEST_DEFAULT_MAX_NODES;
     if (!out->max_modules) out->max_modules = NNM_MANIFEST_DEFAULT_MAX_MODULES;
+    if (!out->max_param_bytes) out->max_param_bytes = NNM_MANIFEST_DEFAULT_MAX_PARAM_BYTES;
     return NNM_OK;
 }
 
@@ -41,6 +42,7 @@ nnm_manifest *nnm__mf_new(nnm_ctx *ctx, const char *base_dir) {
         return NULL;
     }
     mf->ctx = ctx;
+    mf->max_param_bytes = NNM_MANIFEST_DEFAULT_MAX_PARAM_BYTES;
     nnm__ctx_retain(ctx);
     return mf;
 }
@@ -66,6 +68,7 @@ NNM_API void nnm_manifest_free(nnm_manifest *mf) {
     }
     free(mf->meta_keys);
     free(mf->meta_values);
+    nnm_config_free(mf->training);
     free(mf->weights_path);
     free(mf->weights_sha256);
     free(mf->base_dir);
@@ -148,6 +151,7 @@ NNM_API nnm_status nnm_manifest_parse(nnm_ctx *ctx, const void *data, size_t len
         json_decref(doc);
         return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
     }
+    mf->max_param_bytes = lim.max_param_bytes;
     st = nnm__mf_from_doc(mf, doc, &lim);
     json_decref(doc);
     if (st) {
@@ -166,19 +170,15 @@ NNM_API nnm_status nnm_manifest_load(nnm_ctx *ctx, const char *path, int format,
     nnm_manifest_limits lim;
     nnm_status st = nnm__mf_limits(ctx, limits, &lim);
     if (st) return st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return nnm__error(ctx, NNM_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    int fd;
+    uint64_t fsize;
+    if ((st = nnm__open_regular(ctx, path, NULL, &fd, &fsize))) return st;
+    if (fsize > lim.max_bytes) {
         close(fd);
-        return nnm__error(ctx, NNM_E_IO, "%s: not a regular file", path);
+        return nnm__error(ctx, NNM_E_LIMIT, "%s: %llu bytes is more than %llu (limits.max_bytes)",
+                          path, (unsigned long long)fsize, (unsigned long long)lim.max_bytes);
     }
-    if ((uint64_t)sb.st_size > lim.max_bytes) {
-        close(fd);
-        return nnm__error(ctx, NNM_E_LIMIT, "%s: %lld bytes is more than %llu (limits.max_bytes)",
-                          path, (long long)sb.st_size, (unsigned long long)lim.max_bytes);
-    }
-    size_t len = (size_t)sb.st_size;
+    size_t len = (size_t)fsize;
     char *buf = malloc(len ? len : 1);
     if (!buf) {
         close(fd);
@@ -367,5 +367,24 @@ NNM_API nnm_status nnm_manifest_plugin(const nnm_manifest *mf, uint32_t index, c
     if (name) *name = mf->plugins[index].name;
     if (range) *range = mf->plugins[index].range;
     if (resolved_version) *resolved_version = mf->plugins[index].version;
+    return NNM_OK;
+}
+
+NNM_API const nnm_config *nnm_manifest_training(const nnm_manifest *mf) {
+    return mf ? mf->training : NULL;
+}
+
+NNM_API uint32_t nnm_manifest_metadata_count(const nnm_manifest *mf) {
+    return mf ? mf->n_meta : 0;
+}
+
+NNM_API nnm_status nnm_manifest_metadata(const nnm_manifest *mf, uint32_t index, const char **key,
+                                         const char **value) {
+    if (key) *key = NULL;
+    if (value) *value = NULL;
+    if (!mf) return NNM_E_INVALID;
+    if (index >= mf->n_meta) return NNM_E_NOT_FOUND;
+    if (key) *key = mf->meta_keys[index];
+    if (value) *value = mf->meta_values[index];
     return NNM_OK;
 }

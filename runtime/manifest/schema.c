@@ -21,6 +21,7 @@ typedef struct pass {
     nnm_ctx *ctx;
     const nnm_manifest_limits *lim;
     const nnm_layer_vtable **vts; /* per plugin entry */
+    uint32_t dotted_len;          /* of the module module() is about to record */
 } pass;
 
 static nnm_status fail(nnm_ctx *ctx, nnm_status code, const char *path, const char *fmt, ...)
@@ -216,7 +217,17 @@ static nnm_status child(pass *p, const json_t *c, const char *path, uint32_t sel
     if (names_seen(seen, nm, &j))
         return fail(p->ctx, NNM_E_EXISTS, jn ? np : cp, "duplicate name '%s' (as children[%zu])",
                     nm, j);
+    /* Every walk of the built tree (named_modules, state dicts, messages)
+     * spells this module's dotted name: refused here, by path, for every
+     * command alike, rather than by the first walk that meets it. */
+    const size_t parent_len = mf->modules[self].dotted_len;
+    const size_t dotted = parent_len + (parent_len ? 1 : 0) + strlen(nm);
+    if (dotted > NNM_NAME_MAX)
+        return fail(p->ctx, NNM_E_LIMIT, jn ? np : cp,
+                    "the module's dotted name would be %zu bytes, more than %d (NNM_NAME_MAX)",
+                    dotted, NNM_NAME_MAX);
     uint32_t ci;
+    p->dotted_len = (uint32_t)dotted;
     nnm_status st = module(p, c, cp, nm, &ci);
     if (st) return st;
     mf->modules[self].children[i] = ci;
@@ -255,6 +266,7 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
     if (!m) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     uint32_t self = mf->n_modules - 1;
     *index = self;
+    m->dotted_len = p->dotted_len;
     m->plugin = (uint32_t)pi;
     if (!(m->name = strdup(name))) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
 
@@ -370,7 +382,7 @@ static nnm_status metadata(pass *p, const json_t *v) {
 }
 
 static const char *const top_keys[] = {"format", "version", "plugins", "root", "weights",
-                                       "metadata", NULL};
+                                       "metadata", "training", NULL};
 
 nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manifest_limits *lim) {
     pass p = {mf, mf->ctx, lim, NULL};
@@ -378,7 +390,7 @@ nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manif
     if (!json_is_object(doc))
         return fail(ctx, NNM_E_TYPE, "document", "expected a map, got %s", kind(doc));
     nnm_status st = only_keys(&p, doc, "document", top_keys,
-                              "format, version, plugins, root, weights, metadata");
+                              "format, version, plugins, root, weights, metadata, training");
     if (st) return st;
     const json_t *f = json_object_get(doc, "format"), *ver = json_object_get(doc, "version");
     if (!f) return fail(ctx, NNM_E_NOT_FOUND, "format", "required string is missing (\"" NNM__MF_FORMAT "\")");
@@ -396,6 +408,10 @@ nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manif
     const json_t *w = json_object_get(doc, "weights"), *md = json_object_get(doc, "metadata");
     if (w && (st = weights(&p, w))) goto out;
     if (md && (st = metadata(&p, md))) goto out;
+    /* "training": a config-like map (docs/training.md); its keys are the
+     * trainer's to check, the reader only checks the value kinds. */
+    const json_t *tr = json_object_get(doc, "training");
+    if (tr && (st = config(&p, tr, "training", &mf->training))) goto out;
     const json_t *root = json_object_get(doc, "root");
     if (!root) {
         st = fail(ctx, NNM_E_NOT_FOUND, "root", "required module is missing");

@@ -1,71 +1,50 @@
 #!/usr/bin/env python3
-"""PyTorch golden vectors for the layer conformance suite
-(tests/layers/test_conformance.c, in the style of ggml's test-backend-ops).
+"""Writes tests/golden/layers/*.safetensors: PyTorch reference cases for the
+ABI 1.3 host ops (through the test fixture layer "op_probe") and the layer
+plugins of issue 10 part A (conv, pooling, flatten, normalisation).
 
-One table, CASES, lists every layer x several configs and shapes (odd sizes,
-batch 1). Each row is run in train mode and in eval mode (unless the row says
-otherwise) and written to tests/golden/layers/<layer>.safetensors, so that a
-row added for one layer rewrites only that layer's file.
+Run with a Python that has torch (the tests never need it):
+    /usr/bin/python3 tests/golden/make_layers_golden.py
+Deterministic (fixed seeds, float32, CPU, one thread); the files are small
+and committed. Each file is one case, read by tests/layers/test_layers_golden.c:
 
-Names in a file, for a case named C (C = "<row name>.<mode>"):
+  metadata  manifest     a one-module nnmod manifest (JSON) building the layer
+            mode         "train" or "eval"
+            n_inputs     number of inputs; input_<i> each
+            grad_inputs  comma-separated indices of the inputs that require grad
+            n_warmup     calls made before the checked one (warmup<k>_input_<i>)
+  tensors   state.<name>        parameters and buffers loaded before the calls
+            input_<i>           the checked call's inputs
+            output_0            its output
+            upstream_0          W: the gradient is that of sum(output_0 * W)
+            grad_input_<i>      d/d input_i
+            grad.<param>        d/d each parameter
+            state_after.<name>  buffers after every call (running statistics)
 
-  C.in.<i>            input i (f32, or i64 indices)
-  C.state.<name>      every state_dict entry before the call, under PyTorch's
-                      names (parameters and buffers)
-  C.out.<k>           output k of the forward
-  C.gout.<k>          the weights W_k of s = sum_k sum(out_k * W_k), whose
-                      backward gives the gradients below
-  C.grad.in.<i>       ds/d input i (float inputs only)
-  C.grad.state.<name> ds/d parameter (absent when PyTorch leaves .grad None)
-  C.after.<name>      every buffer after the forward (running statistics)
-  C.nograd.<name>     (optional) 1 where the layer defines no gradient for
-                      parameter <name> (embedding's padding_idx row): the
-                      gradient must be 0 there and finite differences skip it
-
-__metadata__ drives the C suite:
-
-  case.C   a one-module nnmod manifest, JSON (nnm_manifest_parse builds it)
-  opts.C   "mode=train;n_in=2;n_out=1;gradcheck=1;rtol=0.0001;atol=1e-05"
-           (gradcheck=1: also compare backward with finite differences)
-  repr.C   (optional) repr(module) in PyTorch: print(model) must match it
-
-Adding a layer ("layers"' conv/pool/norm rows): append rows to CASES below
-(see tests/layers/README.md), run this script, commit the new file. Nothing
-in the C suite changes.
-
-No safetensors package is needed: the format is written by hand.
-
-Usage:
-    /usr/bin/python3 tests/golden/make_layers_golden.py [layer ...]
+num_batches_tracked is stored as F32 (nnmod keeps buffers in f32).
 """
 import json
-import math
 import os
 import struct
-import sys
+import zlib
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "layers")
-SEED = 20261202
-
-DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL"}
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers")
+torch.set_num_threads(1)
 
 
 def write_safetensors(path, tensors, metadata):
-    items = sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
-    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
-    blobs, at = [], 0
-    for name, t in items:
-        t = t.detach().contiguous().cpu()
+    header = {"__metadata__": metadata}
+    blobs, off = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to(torch.float32).contiguous()
         b = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [at, at + len(b)]}
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
-        at += len(b)
+        off += len(b)
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * ((8 - len(h) % 8) % 8)
     with open(path, "wb") as f:
@@ -75,237 +54,187 @@ def write_safetensors(path, tensors, metadata):
             f.write(b)
 
 
-# ---------------------------------------------------------------------------
-# Inputs
-# ---------------------------------------------------------------------------
-
-def away_from(x, kinks, margin=0.05):
-    """Moves values within `margin` of a kink to kink +- margin, so that the
-    finite differences of the C gradcheck (eps 1e-2) never straddle one."""
-    for k in kinks:
-        d = x - k
-        near = d.abs() < margin
-        x = torch.where(near, k + torch.where(d >= 0, margin, -margin) * torch.ones_like(x), x)
-    return x
+def manifest(layer_type, config, version="^1.0"):
+    root = {"type": layer_type}
+    if config:
+        root["config"] = config
+    return json.dumps({"format": "nnmod.manifest", "version": 1,
+                       "plugins": {layer_type: version}, "root": root})
 
 
-def make_input(spec, g):
-    """spec: ("f", shape[, scale][, kinks]) f32 normal; ("i64", shape, high)
-    indices in [0, high); ("mask", shape) an f32 key padding mask (0/1)."""
-    kind, shape = spec[0], spec[1]
-    if kind == "f":
-        scale = spec[2] if len(spec) > 2 else 1.0
-        x = torch.randn(shape, generator=g) * scale
-        if len(spec) > 3:
-            x = away_from(x, spec[3])
-        return x
-    if kind == "i64":
-        return torch.randint(0, spec[2], shape, generator=g, dtype=torch.int64)
-    if kind == "mask":  # True = ignore this key; never a whole row
-        m = torch.rand(shape, generator=g) < 0.3
-        m[:, 0] = False
-        return m
-    raise ValueError(kind)
-
-
-# ---------------------------------------------------------------------------
-# The table
-# ---------------------------------------------------------------------------
-# A row: dict with
-#   name     unique row name (the case is "<name>.<mode>")
-#   layer    nnmod layer type (the file is tests/golden/layers/<layer>.safetensors)
-#   config   nnmod config (None values are left out: the layer's default)
-#   torch    factory of the PyTorch twin: lambda -> nn.Module, or a function
-#            of the inputs for layers torch has no Module for (concat, mul)
-#   call     (optional) lambda m, *inputs -> tuple of outputs (default m(*x))
-#   inputs   list of input specs (make_input)
-#   modes    (optional) ("train", "eval") by default
-#   n_out    (optional) outputs compared (default 1)
-#   gradcheck (optional) default True when the case is small
-#   rtol, atol (optional) default 1e-4, 1e-5
-#   repr     (optional) False: PyTorch's repr is not compared (no twin module)
-#   nograd   (optional) lambda m -> {param name: 0/1 mask}: C.nograd.<name>
-
-A = lambda s, *rest: ("f", s) + rest  # noqa: E731
-
-
-class Fn(nn.Module):
-    """A stateless torch function as a module (for concat, mul)."""
-
-    def __init__(self, f):
-        super().__init__()
-        self.f = f
-
-    def forward(self, *x):
-        return self.f(*x)
-
-
-CASES = []
-
-
-def row(**kw):
-    CASES.append(kw)
-
-
-# activations ---------------------------------------------------------------
-for shape, tag in (((2, 3, 5), "3d"), ((1, 7), "b1"), ((4, 1, 3, 3), "4d")):
-    row(name=f"leaky_relu_default_{tag}", layer="leaky_relu", config={},
-        torch=lambda: nn.LeakyReLU(), inputs=[A(shape, 1.0, [0.0])])
-    row(name=f"elu_{tag}", layer="elu", config={"alpha": 0.7},
-        torch=lambda: nn.ELU(alpha=0.7), inputs=[A(shape, 1.0, [0.0])])
-    row(name=f"gelu_none_{tag}", layer="gelu", config={},
-        torch=lambda: nn.GELU(), inputs=[A(shape, 2.0)])
-    row(name=f"gelu_tanh_{tag}", layer="gelu", config={"approximate": "tanh"},
-        torch=lambda: nn.GELU(approximate="tanh"), inputs=[A(shape, 2.0)])
-    row(name=f"silu_{tag}", layer="silu", config={},
-        torch=lambda: nn.SiLU(), inputs=[A(shape, 2.0)])
-    row(name=f"tanh_{tag}", layer="tanh", config={},
-        torch=lambda: nn.Tanh(), inputs=[A(shape, 1.5)])
-    row(name=f"sigmoid_{tag}", layer="sigmoid", config={},
-        torch=lambda: nn.Sigmoid(), inputs=[A(shape, 2.0)])
-    row(name=f"hardswish_{tag}", layer="hardswish", config={},
-        torch=lambda: nn.Hardswish(), inputs=[A(shape, 3.0, [-3.0, 3.0])])
-row(name="leaky_relu_slope", layer="leaky_relu", config={"negative_slope": 0.2},
-    torch=lambda: nn.LeakyReLU(0.2), inputs=[A((3, 4), 1.0, [0.0])])
-row(name="elu_alpha1", layer="elu", config={},
-    torch=lambda: nn.ELU(), inputs=[A((5, 3), 1.0, [0.0])])
-
-for dim, shape, tag in ((-1, (2, 5), "last"), (1, (2, 3, 4), "mid"), (0, (3, 2), "first"),
-                        (1, (1, 7), "b1"), (None, (2, 3, 4), "none3d"),
-                        (None, (3, 5), "none2d"), (-2, (2, 3, 2, 5), "neg2")):
-    cfg = {} if dim is None else {"dim": dim}
-    row(name=f"softmax_{tag}", layer="softmax", config=cfg,
-        torch=(lambda d=dim: nn.Softmax(dim=d)), inputs=[A(shape, 2.0)])
-    row(name=f"log_softmax_{tag}", layer="log_softmax", config=cfg,
-        torch=(lambda d=dim: nn.LogSoftmax(dim=d)), inputs=[A(shape, 2.0)])
-
-# graph helpers ---------------------------------------------------------------
-row(name="concat_dim1", repr=False, layer="concat", config={"dim": 1},
-    torch=lambda: Fn(lambda a, b: torch.cat([a, b], 1)),
-    inputs=[A((2, 3, 4)), A((2, 5, 4))])
-row(name="concat_default3", repr=False, layer="concat", config={},
-    torch=lambda: Fn(lambda a, b, c: torch.cat([a, b, c], 0)),
-    inputs=[A((1, 3)), A((2, 3)), A((4, 3))])
-row(name="concat_last", repr=False, layer="concat", config={"dim": -1},
-    torch=lambda: Fn(lambda a, b: torch.cat([a, b], -1)),
-    inputs=[A((1, 2, 3)), A((1, 2, 1))])
-row(name="mul_same", repr=False, layer="mul", config={},
-    torch=lambda: Fn(lambda a, b: a * b), inputs=[A((3, 5)), A((3, 5))])
-row(name="mul_broadcast3", repr=False, layer="mul", config={},
-    torch=lambda: Fn(lambda a, b, c: a * b * c),
-    inputs=[A((2, 3, 4)), A((3, 1)), A((4,))])
-
-# embedding -------------------------------------------------------------------
-def pad_rows(w, row):
-    mask = torch.zeros_like(w)
-    mask[row] = 1
-    return mask
-
-
-row(name="embedding_basic", layer="embedding",
-    config={"num_embeddings": 10, "embedding_dim": 3},
-    torch=lambda: nn.Embedding(10, 3), inputs=[("i64", (2, 5), 10)])
-row(name="embedding_padding", layer="embedding",
-    config={"num_embeddings": 7, "embedding_dim": 4, "padding_idx": 0},
-    torch=lambda: nn.Embedding(7, 4, padding_idx=0), inputs=[("i64", (3, 6), 7)],
-    nograd=lambda m: {"weight": pad_rows(m.weight, 0)})
-row(name="embedding_negpad_b1", layer="embedding",
-    config={"num_embeddings": 5, "embedding_dim": 2, "padding_idx": -1},
-    torch=lambda: nn.Embedding(5, 2, padding_idx=-1), inputs=[("i64", (1, 9), 5)],
-    nograd=lambda m: {"weight": pad_rows(m.weight, 4)})
-
-
-# ---------------------------------------------------------------------------
-# Running a case
-# ---------------------------------------------------------------------------
-
-def manifest_of(layer, config):
-    cfg = {k: v for k, v in config.items() if v is not None}
-    root = {"type": layer}
-    if cfg:
-        root["config"] = cfg
-    return {"format": "nnmod.manifest", "version": 1, "plugins": {layer: "^1.0"}, "root": root}
-
-
-def run_case(r, mode, seed):
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    m = r["torch"]()
-    # parameters: the module's own init under the seed, then nudged off any
-    # special value so that every entry matters
-    xs = [make_input(s, g) for s in r["inputs"]]
-    state0 = {k: v.detach().clone() for k, v in m.state_dict().items()}
-    m.train(mode == "train")
-    leaves = []
-    for x in xs:
-        if x.dtype == torch.float32:
+def case(name, layer_type, config, inputs, fn=None, module=None, mode="train",
+         grad_inputs=None, warmup=()):
+    """fn(*inputs) -> output for stateless ops; module: a torch.nn.Module whose
+    state_dict is the layer's."""
+    g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    if grad_inputs is None:
+        grad_inputs = list(range(len(inputs)))
+    tensors, meta = {}, {}
+    if module is not None:
+        module.train(mode == "train")
+        for k, v in module.state_dict().items():
+            tensors["state." + k] = v.clone().float()
+        with torch.no_grad():
+            for k, w in enumerate(warmup):
+                for i, x in enumerate(w):
+                    tensors["warmup%d_input_%d" % (k, i)] = x
+                module(*w)
+        fn = module
+    xs = []
+    for i, x in enumerate(inputs):
+        x = x.clone()
+        if i in grad_inputs:
             x.requires_grad_(True)
-        leaves.append(x)
-    call = r.get("call")
-    y = call(m, *leaves) if call else m(*leaves)
-    if not isinstance(y, tuple):
-        y = (y,)
-    n_out = r.get("n_out", 1)
-    y = y[:n_out]
-    gouts = [torch.randn(t.shape, generator=g) for t in y]
-    s = sum((t * w).sum() for t, w in zip(y, gouts))
-    s.backward()
+        tensors["input_%d" % i] = x.detach()
+        xs.append(x)
+    y = fn(*xs)
+    w = torch.rand(y.shape, generator=g) * 2 - 1
+    tensors["output_0"] = y.detach()
+    tensors["upstream_0"] = w
+    if y.requires_grad:
+        (y * w).sum().backward()
+        for i in grad_inputs:
+            if xs[i].grad is not None:
+                tensors["grad_input_%d" % i] = xs[i].grad
+        if module is not None:
+            for k, p in module.named_parameters():
+                if p.grad is not None:
+                    tensors["grad." + k] = p.grad
+    if module is not None:
+        for k, b in module.named_buffers():
+            tensors["state_after." + k] = b.detach().clone().float()
+    meta["manifest"] = manifest(layer_type, config)
+    meta["mode"] = mode
+    meta["n_inputs"] = str(len(inputs))
+    meta["grad_inputs"] = ",".join(str(i) for i in grad_inputs)
+    meta["n_warmup"] = str(len(warmup))
+    write_safetensors(os.path.join(OUT, name + ".safetensors"), tensors, meta)
 
-    C = f'{r["name"]}.{mode}'
-    t = {}
-    for i, x in enumerate(leaves):
-        t[f"{C}.in.{i}"] = x.detach()
-        if x.dtype == torch.float32:
-            t[f"{C}.grad.in.{i}"] = x.grad
-    for k, v in state0.items():
-        t[f"{C}.state.{k}"] = v
-    for k, p in m.named_parameters():
-        if p.grad is not None:
-            t[f"{C}.grad.state.{k}"] = p.grad
-    nograd = r.get("nograd")
-    if nograd:  # elements the layer defines to get no gradient (padding_idx)
-        for k, mask in nograd(m).items():
-            t[f"{C}.nograd.{k}"] = mask.to(torch.float32)
-    for k, b in m.named_buffers():
-        t[f"{C}.after.{k}"] = b.detach().clone()
-    for k, (o, w) in enumerate(zip(y, gouts)):
-        t[f"{C}.out.{k}"] = o.detach()
-        t[f"{C}.gout.{k}"] = w
-    size = sum(x.numel() for x in leaves) + sum(p.numel() for p in m.parameters())
-    manifest = json.dumps(manifest_of(r["layer"], r["config"]), separators=(",", ":"),
-                          sort_keys=True)
-    opts = "mode=%s;n_in=%d;n_out=%d;gradcheck=%d;rtol=%r;atol=%r" % (
-        mode, len(leaves), n_out, int(r.get("gradcheck", size <= 600)),
-        r.get("rtol", 1e-4), r.get("atol", 1e-5))
-    meta = {"case." + C: manifest, "opts." + C: opts}
-    if r.get("repr", True):
-        meta["repr." + C] = repr(m)
-    return C, t, meta
+
+def rnd(*shape, seed=0, lo=-2.0, hi=2.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(*shape, generator=g) * (hi - lo) + lo
+
+
+def spaced(*shape, seed=0):
+    """Distinct values at least 0.05 apart (max pooling: a finite difference
+    of 1e-2 never changes which element wins)."""
+    g = torch.Generator().manual_seed(seed)
+    n = 1
+    for s in shape:
+        n *= s
+    return (torch.randperm(n, generator=g).float() * 0.05 - 0.025 * n).reshape(shape)
+
+
+def op_cases():
+    U = {"erf": 12, "add_scalar": 13, "pow": 14, "clamp_min": 15, "clamp_max": 16}
+    x = rnd(3, 5, seed=1)
+    case("op_erf", "op_probe", {"op": "unary", "code": U["erf"]}, [x], torch.erf)
+    case("op_add_scalar", "op_probe", {"op": "unary", "code": U["add_scalar"], "alpha": 0.75}, [x],
+         lambda t: t + 0.75)
+    xp = rnd(3, 5, seed=2, lo=0.5, hi=2.0)
+    case("op_pow", "op_probe", {"op": "unary", "code": U["pow"], "alpha": 2.5}, [xp], lambda t: t ** 2.5)
+    case("op_pow_neg", "op_probe", {"op": "unary", "code": U["pow"], "alpha": -0.5}, [xp],
+         lambda t: t ** -0.5)
+    # away from the bound by more than the finite difference step
+    xa = x + torch.sign(x - 0.25) * 0.05
+    case("op_clamp_min", "op_probe", {"op": "unary", "code": U["clamp_min"], "alpha": 0.25}, [xa],
+         lambda t: torch.clamp(t, min=0.25))
+    xb = x + torch.sign(x + 0.25) * 0.05
+    case("op_clamp_max", "op_probe", {"op": "unary", "code": U["clamp_max"], "alpha": -0.25}, [xb],
+         lambda t: torch.clamp(t, max=-0.25))
+    a, b = rnd(2, 3, 4, 5, seed=3), rnd(3, 5, 2, seed=4)
+    case("op_bmm_broadcast", "op_probe", {"op": "bmm"}, [a, b], torch.matmul)
+    case("op_bmm_batched", "op_probe", {"op": "bmm"}, [rnd(4, 3, 6, seed=5), rnd(4, 6, 2, seed=6)],
+         torch.matmul)
+    case("op_bmm_shared_rhs", "op_probe", {"op": "bmm"}, [rnd(2, 3, 4, seed=7), rnd(4, 5, seed=8)],
+         torch.matmul)
+    case("op_bmm_lhs_broadcast", "op_probe", {"op": "bmm"}, [rnd(1, 3, 4, seed=17), rnd(2, 4, 5, seed=18)],
+         torch.matmul)
+    x4 = rnd(2, 3, 4, 5, seed=9)
+    case("op_permute", "op_probe", {"op": "permute", "ints": [0, 2, 3, 1]}, [x4],
+         lambda t: t.permute(0, 2, 3, 1))
+    case("op_permute_neg", "op_probe", {"op": "permute", "ints": [-1, 0, 1, 2]}, [x4],
+         lambda t: t.permute(3, 0, 1, 2))
+    case("op_concat_dim1", "op_probe", {"op": "concat", "dim": 1},
+         [rnd(2, 3, 4, seed=10), rnd(2, 1, 4, seed=11), rnd(2, 2, 4, seed=12)],
+         lambda *t: torch.cat(t, 1))
+    case("op_concat_last", "op_probe", {"op": "concat", "dim": -1},
+         [rnd(2, 3, 4, seed=13), rnd(2, 3, 2, seed=14)], lambda *t: torch.cat(t, -1))
+    case("op_slice", "op_probe", {"op": "slice", "dim": 2, "start": 1, "length": 3}, [x4],
+         lambda t: t.narrow(2, 1, 3))
+    case("op_slice_first", "op_probe", {"op": "slice", "dim": 0, "start": 1, "length": 1}, [x4],
+         lambda t: t.narrow(0, 1, 1))
+    case("op_softmax_last", "op_probe", {"op": "softmax", "dim": -1}, [x4], lambda t: F.softmax(t, -1))
+    case("op_softmax_mid", "op_probe", {"op": "softmax", "dim": 1}, [x4], lambda t: F.softmax(t, 1))
+    case("op_log_softmax_mid", "op_probe", {"op": "softmax", "dim": 2, "log": True}, [x4],
+         lambda t: F.log_softmax(t, 2))
+    cond = (rnd(3, 1, 5, seed=15) > 0).float()
+    case("op_where", "op_probe", {"op": "where"}, [cond, rnd(3, 4, 5, seed=16), rnd(1, 4, 1, seed=19)],
+         lambda c, p, q: torch.where(c != 0, p, q), grad_inputs=[1, 2])
+    mask = (rnd(2, 1, 4, seed=20) > 0.5).float()
+    case("op_masked_fill", "op_probe", {"op": "masked_fill", "value": -1e9},
+         [rnd(2, 3, 4, seed=21), mask], lambda t, m: t.masked_fill(m != 0, -1e9), grad_inputs=[0])
+
+
+def conv_op_cases():
+    P = "op_probe"
+    x, w, b = rnd(2, 4, 7, 6, seed=30), rnd(6, 2, 3, 2, seed=31, lo=-0.5, hi=0.5), rnd(6, seed=32)
+    case("op_conv2d_groups_stride_dil", P,
+         {"op": "conv", "ns": 2, "groups": 2, "stride": [2, 1], "padding": [1, 0], "dilation": [1, 2]},
+         [x, w, b], lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2))
+    case("op_conv2d_pointwise", P, {"op": "conv", "ns": 2},
+         [rnd(2, 3, 4, 5, seed=33), rnd(5, 3, 1, 1, seed=34), rnd(5, seed=35)], F.conv2d)
+    # "same" with an even kernel: one more zero after than before
+    xs, ws = rnd(1, 2, 5, 6, seed=36), rnd(3, 2, 4, 4, seed=37, lo=-0.5, hi=0.5)
+    case("op_conv2d_asym_pad", P, {"op": "conv", "ns": 2, "padding": 1, "padding_end": 2}, [xs, ws],
+         lambda x, w: F.conv2d(F.pad(x, (1, 2, 1, 2)), w))
+    case("op_conv1d", P, {"op": "conv", "ns": 1, "stride": 2, "padding": 2, "dilation": 2},
+         [rnd(3, 2, 11, seed=38), rnd(4, 2, 3, seed=39), rnd(4, seed=40)],
+         lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=2, dilation=2))
+    case("op_conv3d", P, {"op": "conv", "ns": 3, "padding": 1},
+         [rnd(1, 2, 4, 3, 5, seed=41), rnd(3, 2, 3, 2, 3, seed=42, lo=-0.5, hi=0.5)],
+         lambda x, w: F.conv3d(x, w, padding=1))
+    case("op_conv_transpose2d", P,
+         {"op": "conv", "ns": 2, "transposed": 1, "groups": 2, "stride": 2, "padding": 1, "output_padding": 1,
+          "dilation": [1, 2]},
+         [rnd(2, 4, 3, 4, seed=43), rnd(4, 3, 3, 3, seed=44, lo=-0.5, hi=0.5), rnd(6, seed=45)],
+         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, groups=2,
+                                            dilation=(1, 2)))
+    case("op_conv_transpose1d", P, {"op": "conv", "ns": 1, "transposed": 1, "stride": 3},
+         [rnd(2, 3, 5, seed=46), rnd(3, 2, 4, seed=47)], lambda x, w: F.conv_transpose1d(x, w, stride=3))
+    # pooling: spaced values keep the max unique under finite differences
+    xp = spaced(2, 3, 7, 8, seed=48)
+    case("op_max_pool2d", P, {"op": "pool", "pool_op": 0, "kernel": 3, "stride": 2, "padding": 1}, [xp],
+         lambda x: F.max_pool2d(x, 3, 2, 1))
+    case("op_max_pool2d_dil_ceil", P,
+         {"op": "pool", "pool_op": 0, "kernel": [2, 3], "stride": [2, 2], "dilation": [2, 1], "ceil_mode": 1},
+         [xp], lambda x: F.max_pool2d(x, (2, 3), 2, 0, dilation=(2, 1), ceil_mode=True))
+    xa = rnd(2, 3, 7, 8, seed=49)
+    case("op_avg_pool2d", P, {"op": "pool", "pool_op": 1, "kernel": 3, "stride": 2, "padding": 1}, [xa],
+         lambda x: F.avg_pool2d(x, 3, 2, 1))
+    case("op_avg_pool2d_nopad_ceil", P,
+         {"op": "pool", "pool_op": 1, "kernel": 3, "stride": 2, "padding": 1, "ceil_mode": 1,
+          "count_include_pad": 0}, [xa],
+         lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False))
+    case("op_avg_pool2d_divisor", P,
+         {"op": "pool", "pool_op": 1, "kernel": 2, "stride": 2, "divisor_override": 3}, [xa],
+         lambda x: F.avg_pool2d(x, 2, 2, divisor_override=3))
+    case("op_adaptive_avg_pool2d", P, {"op": "pool", "pool_op": 2, "output_size": [3, 5]}, [xa],
+         lambda x: F.adaptive_avg_pool2d(x, (3, 5)))
+    case("op_max_pool1d", P, {"op": "pool", "pool_op": 0, "ns": 1, "kernel": 3, "stride": 1},
+         [spaced(2, 9, seed=50)], lambda x: F.max_pool1d(x, 3, 1))
+
+
+def layer_cases():
+    pass
 
 
 def main():
-    torch.set_num_threads(1)
-    only = set(sys.argv[1:])
     os.makedirs(OUT, exist_ok=True)
-    files = {}
-    names = set()
-    for idx, r in enumerate(CASES):
-        if r["name"] in names:
-            raise SystemExit(f"duplicate row name {r['name']}")
-        names.add(r["name"])
-        if only and r["layer"] not in only:
-            continue
-        f = files.setdefault(r["layer"], ({}, {}))
-        for mode in r.get("modes", ("train", "eval")):
-            C, t, meta = run_case(r, mode, SEED + 1000 * idx + (mode == "eval"))
-            f[0].update(t)
-            f[1].update(meta)
-    for layer, (t, meta) in sorted(files.items()):
-        meta["generator"] = "tests/golden/make_layers_golden.py"
-        meta["torch"] = torch.__version__
-        path = os.path.join(OUT, f"{layer}.safetensors")
-        write_safetensors(path, t, meta)
-        print(f"{path}: {sum(1 for k in meta if k.startswith('case.'))} cases")
+    op_cases()
+    conv_op_cases()
+    layer_cases()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 /* tests/layers/test_conformance.c - the layer conformance suite, in the style
  * of ggml's test-backend-ops: one table of cases (every layer x configs x
  * shapes, train and eval mode), each checked the same way, driven entirely by
- * the golden files PyTorch wrote (tests/golden/make_layers_golden.py ->
- * tests/golden/layers/<layer>.safetensors; tests/layers/README.md).
+ * the golden files PyTorch wrote (tests/golden/make_conformance_golden.py ->
+ * tests/golden/conformance/<layer>.safetensors; tests/layers/README.md).
  *
  * For each case C of each file:
  *   1. build the one-module manifest case.C (the layer's type and config, by
@@ -22,8 +22,8 @@
  */
 #include "test_util.h"
 
-#ifndef NNM_LAYERS_GOLDEN_DIR
-#error "NNM_LAYERS_GOLDEN_DIR must name tests/golden/layers"
+#ifndef NNM_CONFORMANCE_DIR
+#error "NNM_CONFORMANCE_DIR must name tests/golden/conformance"
 #endif
 
 static nnm_ctx *g_ctx;
@@ -584,16 +584,16 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp((const char *)a, (const char *)b);
 }
 
-/* Lists tests/golden/layers/ *.safetensors, sorted. */
+/* Lists tests/golden/conformance/ *.safetensors, sorted. */
 static int list_files(void) {
-    DIR *d = opendir(NNM_LAYERS_GOLDEN_DIR);
+    DIR *d = opendir(NNM_CONFORMANCE_DIR);
     if (d == NULL)
         return 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL && g_n_files < MAX_FILES) {
         size_t n = strlen(e->d_name);
         if (n > 12 && strcmp(e->d_name + n - 12, ".safetensors") == 0)
-            snprintf(g_files[g_n_files++], sizeof g_files[0], "%s/%s", NNM_LAYERS_GOLDEN_DIR,
+            snprintf(g_files[g_n_files++], sizeof g_files[0], "%s/%s", NNM_CONFORMANCE_DIR,
                      e->d_name);
     }
     closedir(d);

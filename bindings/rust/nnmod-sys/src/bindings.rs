@@ -5,21 +5,32 @@ pub const NNM_VERSION_MINOR: u32 = 2;
 pub const NNM_VERSION_PATCH: u32 = 0;
 pub const NNM_VERSION_STRING: &[u8; 6usize] = b"0.2.0\0";
 pub const NNM_ABI_MAJOR: u32 = 1;
-pub const NNM_ABI_MINOR: u32 = 2;
+pub const NNM_ABI_MINOR: u32 = 3;
 pub const NNM_MAX_DIMS: u32 = 8;
 pub const NNM_MAX_IO: u32 = 16;
+pub const NNM_MAX_SPATIAL: u32 = 3;
 pub const NNM_SPEC_LEADING_ANY: u32 = 1;
 pub const NNM_CONFIG_REQUIRED: u32 = 1;
 pub const NNM_LAYER_CONTAINER: u32 = 1;
 pub const NNM_ARITY_ANY: i32 = -1;
+pub const NNM_BACKEND_OPS_1_3: u32 = 1;
 pub const NNM_PLUGIN_ENTRY_SYMBOL: &[u8; 17usize] = b"nnm_plugin_entry\0";
 pub const NNM_CTX_NO_DISCOVERY: u32 = 1;
+pub const NNM_DEVICE_META: u32 = 7169396;
+pub const NNM_NAME_MAX: u32 = 1023;
+pub const NNM_HOOK_PREPEND: u32 = 1;
+pub const NNM_HOOK_ALWAYS_CALL: u32 = 2;
 pub const NNM_SAFETENSORS_MAX_HEADER: u32 = 100000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_DEPTH: u32 = 32;
 pub const NNM_MANIFEST_DEFAULT_MAX_BYTES: u32 = 16777216;
 pub const NNM_MANIFEST_DEFAULT_MAX_NODES: u32 = 1000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_MODULES: u32 = 100000;
 pub const NNM_BUILD_NO_WEIGHTS: u32 = 1;
+pub const NNM_BUILD_META: u32 = 2;
+pub const NNM_DATASET_INPUTS: &[u8; 7usize] = b"inputs\0";
+pub const NNM_DATASET_TARGETS: &[u8; 8usize] = b"targets\0";
+pub const NNM_LOADER_SHUFFLE: u32 = 1;
+pub const NNM_LOADER_DROP_LAST: u32 = 2;
 pub type __uint8_t = ::std::os::raw::c_uchar;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
@@ -410,6 +421,12 @@ pub const NNM_UNARY_ABS: nnm_unary_op = 8;
 pub const NNM_UNARY_SCALE: nnm_unary_op = 9;
 pub const NNM_UNARY_STEP: nnm_unary_op = 10;
 pub const NNM_UNARY_SIGN: nnm_unary_op = 11;
+pub const NNM_UNARY_ERF: nnm_unary_op = 12;
+pub const NNM_UNARY_ADD_SCALAR: nnm_unary_op = 13;
+pub const NNM_UNARY_POW: nnm_unary_op = 14;
+pub const NNM_UNARY_CLAMP_MIN: nnm_unary_op = 15;
+pub const NNM_UNARY_CLAMP_MAX: nnm_unary_op = 16;
+pub const NNM_UNARY_GE: nnm_unary_op = 17;
 pub type nnm_unary_op = ::std::os::raw::c_uint;
 pub const NNM_BINARY_ADD: nnm_binary_op = 0;
 pub const NNM_BINARY_SUB: nnm_binary_op = 1;
@@ -433,6 +450,426 @@ pub const NNM_INIT_CONSTANT: nnm_init = 2;
 pub const NNM_INIT_UNIFORM: nnm_init = 3;
 pub const NNM_INIT_NORMAL: nnm_init = 4;
 pub type nnm_init = ::std::os::raw::c_uint;
+pub const NNM_RAND_UNIFORM: nnm_rand = 0;
+pub const NNM_RAND_NORMAL: nnm_rand = 1;
+pub const NNM_RAND_BERNOULLI: nnm_rand = 2;
+pub type nnm_rand = ::std::os::raw::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_conv_params {
+    pub struct_size: u32,
+    pub n_spatial: i32,
+    pub groups: i32,
+    pub transposed: i32,
+    pub stride: [i64; 3usize],
+    pub padding: [i64; 3usize],
+    pub padding_end: [i64; 3usize],
+    pub dilation: [i64; 3usize],
+    pub output_padding: [i64; 3usize],
+}
+#[test]
+fn bindgen_test_layout_nnm_conv_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_conv_params>(),
+        136usize,
+        concat!("Size of: ", stringify!(nnm_conv_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_conv_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_conv_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_n_spatial() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_spatial) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(n_spatial)
+            )
+        );
+    }
+    test_field_n_spatial();
+    fn test_field_groups() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).groups) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(groups)
+            )
+        );
+    }
+    test_field_groups();
+    fn test_field_transposed() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).transposed) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(transposed)
+            )
+        );
+    }
+    test_field_transposed();
+    fn test_field_stride() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stride) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(stride)
+            )
+        );
+    }
+    test_field_stride();
+    fn test_field_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(padding)
+            )
+        );
+    }
+    test_field_padding();
+    fn test_field_padding_end() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding_end) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(padding_end)
+            )
+        );
+    }
+    test_field_padding_end();
+    fn test_field_dilation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dilation) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(dilation)
+            )
+        );
+    }
+    test_field_dilation();
+    fn test_field_output_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).output_padding) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(output_padding)
+            )
+        );
+    }
+    test_field_output_padding();
+}
+pub const NNM_POOL_MAX: nnm_pool_op = 0;
+pub const NNM_POOL_AVG: nnm_pool_op = 1;
+pub const NNM_POOL_ADAPTIVE_AVG: nnm_pool_op = 2;
+pub type nnm_pool_op = ::std::os::raw::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_pool_params {
+    pub struct_size: u32,
+    pub op: i32,
+    pub n_spatial: i32,
+    pub ceil_mode: i32,
+    pub count_include_pad: i32,
+    pub reserved: i32,
+    pub divisor_override: i64,
+    pub kernel: [i64; 3usize],
+    pub stride: [i64; 3usize],
+    pub padding: [i64; 3usize],
+    pub dilation: [i64; 3usize],
+    pub output_size: [i64; 3usize],
+}
+#[test]
+fn bindgen_test_layout_nnm_pool_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_pool_params>(),
+        152usize,
+        concat!("Size of: ", stringify!(nnm_pool_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_pool_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_pool_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_op() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(op)
+            )
+        );
+    }
+    test_field_op();
+    fn test_field_n_spatial() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_spatial) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(n_spatial)
+            )
+        );
+    }
+    test_field_n_spatial();
+    fn test_field_ceil_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).ceil_mode) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(ceil_mode)
+            )
+        );
+    }
+    test_field_ceil_mode();
+    fn test_field_count_include_pad() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).count_include_pad) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(count_include_pad)
+            )
+        );
+    }
+    test_field_count_include_pad();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            20usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_divisor_override() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).divisor_override) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(divisor_override)
+            )
+        );
+    }
+    test_field_divisor_override();
+    fn test_field_kernel() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kernel) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(kernel)
+            )
+        );
+    }
+    test_field_kernel();
+    fn test_field_stride() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stride) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(stride)
+            )
+        );
+    }
+    test_field_stride();
+    fn test_field_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(padding)
+            )
+        );
+    }
+    test_field_padding();
+    fn test_field_dilation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dilation) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(dilation)
+            )
+        );
+    }
+    test_field_dilation();
+    fn test_field_output_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).output_size) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(output_size)
+            )
+        );
+    }
+    test_field_output_size();
+}
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
@@ -685,12 +1122,144 @@ pub struct nnm_host {
             n_out: u32,
         ) -> nnm_status,
     >,
+    pub set_error_msg: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            code: nnm_status,
+            msg: *const ::std::os::raw::c_char,
+        ) -> nnm_status,
+    >,
+    pub config_type: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            key: *const ::std::os::raw::c_char,
+            type_: *mut i32,
+        ) -> nnm_status,
+    >,
+    pub config_int_or_ints: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            key: *const ::std::os::raw::c_char,
+            dflt: *const i64,
+            out: *mut i64,
+            n: usize,
+        ) -> nnm_status,
+    >,
+    pub tensor_read_f32: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            t: *mut nnm_tensor,
+            dst: *mut f32,
+            n: usize,
+        ) -> nnm_status,
+    >,
+    pub op_full: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            ndim: i32,
+            shape: *const i64,
+            value: f64,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_rand: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            dist: i32,
+            a: f64,
+            b: f64,
+            ndim: i32,
+            shape: *const i64,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_bmm: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            a: *mut nnm_tensor,
+            b: *mut nnm_tensor,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_permute: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            perm: *const i32,
+            ndim: i32,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_concat: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            xs: *const *mut nnm_tensor,
+            n: u32,
+            dim: i32,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_slice: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            dim: i32,
+            start: i64,
+            length: i64,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_softmax: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            dim: i32,
+            log: ::std::os::raw::c_int,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_where: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            cond: *mut nnm_tensor,
+            a: *mut nnm_tensor,
+            b: *mut nnm_tensor,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_conv: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            w: *mut nnm_tensor,
+            b: *mut nnm_tensor,
+            p: *const nnm_conv_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_pool: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            p: *const nnm_pool_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_update: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            dst: *mut nnm_tensor,
+            src: *mut nnm_tensor,
+            alpha: f64,
+            beta: f64,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        280usize,
+        400usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -1327,6 +1896,261 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_descendant_call();
+    fn test_field_set_error_msg() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).set_error_msg) as usize - ptr as usize
+            },
+            280usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(set_error_msg)
+            )
+        );
+    }
+    test_field_set_error_msg();
+    fn test_field_config_type() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).config_type) as usize - ptr as usize
+            },
+            288usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(config_type)
+            )
+        );
+    }
+    test_field_config_type();
+    fn test_field_config_int_or_ints() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).config_int_or_ints) as usize - ptr as usize
+            },
+            296usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(config_int_or_ints)
+            )
+        );
+    }
+    test_field_config_int_or_ints();
+    fn test_field_tensor_read_f32() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).tensor_read_f32) as usize - ptr as usize
+            },
+            304usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(tensor_read_f32)
+            )
+        );
+    }
+    test_field_tensor_read_f32();
+    fn test_field_op_full() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_full) as usize - ptr as usize
+            },
+            312usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_full)
+            )
+        );
+    }
+    test_field_op_full();
+    fn test_field_op_rand() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_rand) as usize - ptr as usize
+            },
+            320usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_rand)
+            )
+        );
+    }
+    test_field_op_rand();
+    fn test_field_op_bmm() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_bmm) as usize - ptr as usize
+            },
+            328usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_bmm)
+            )
+        );
+    }
+    test_field_op_bmm();
+    fn test_field_op_permute() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_permute) as usize - ptr as usize
+            },
+            336usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_permute)
+            )
+        );
+    }
+    test_field_op_permute();
+    fn test_field_op_concat() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_concat) as usize - ptr as usize
+            },
+            344usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_concat)
+            )
+        );
+    }
+    test_field_op_concat();
+    fn test_field_op_slice() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_slice) as usize - ptr as usize
+            },
+            352usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_slice)
+            )
+        );
+    }
+    test_field_op_slice();
+    fn test_field_op_softmax() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_softmax) as usize - ptr as usize
+            },
+            360usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_softmax)
+            )
+        );
+    }
+    test_field_op_softmax();
+    fn test_field_op_where() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_where) as usize - ptr as usize
+            },
+            368usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_where)
+            )
+        );
+    }
+    test_field_op_where();
+    fn test_field_op_conv() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_conv) as usize - ptr as usize
+            },
+            376usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_conv)
+            )
+        );
+    }
+    test_field_op_conv();
+    fn test_field_op_pool() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_pool) as usize - ptr as usize
+            },
+            384usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_pool)
+            )
+        );
+    }
+    test_field_op_pool();
+    fn test_field_op_update() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_update) as usize - ptr as usize
+            },
+            392usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_update)
+            )
+        );
+    }
+    test_field_op_update();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -1335,6 +2159,8 @@ pub const NNM_CONFIG_STR: nnm_config_type = 3;
 pub const NNM_CONFIG_INTS: nnm_config_type = 4;
 pub const NNM_CONFIG_FLOATS: nnm_config_type = 5;
 pub const NNM_CONFIG_STRS: nnm_config_type = 6;
+pub const NNM_CONFIG_INT_OR_INTS: nnm_config_type = 7;
+pub const NNM_CONFIG_ANY: nnm_config_type = 8;
 pub type nnm_config_type = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -3284,6 +4110,740 @@ fn bindgen_test_layout_nnm_adam_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_im2col_args {
+    pub struct_size: u32,
+    pub n_spatial: i32,
+    pub channels: i64,
+    pub im_size: [i64; 3usize],
+    pub col_size: [i64; 3usize],
+    pub kernel: [i64; 3usize],
+    pub stride: [i64; 3usize],
+    pub padding: [i64; 3usize],
+    pub dilation: [i64; 3usize],
+    pub im: *mut f32,
+    pub col: *mut f32,
+}
+#[test]
+fn bindgen_test_layout_nnm_im2col_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_im2col_args>(),
+        176usize,
+        concat!("Size of: ", stringify!(nnm_im2col_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_im2col_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_im2col_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_n_spatial() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_spatial) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(n_spatial)
+            )
+        );
+    }
+    test_field_n_spatial();
+    fn test_field_channels() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).channels) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(channels)
+            )
+        );
+    }
+    test_field_channels();
+    fn test_field_im_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).im_size) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(im_size)
+            )
+        );
+    }
+    test_field_im_size();
+    fn test_field_col_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).col_size) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(col_size)
+            )
+        );
+    }
+    test_field_col_size();
+    fn test_field_kernel() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kernel) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(kernel)
+            )
+        );
+    }
+    test_field_kernel();
+    fn test_field_stride() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stride) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(stride)
+            )
+        );
+    }
+    test_field_stride();
+    fn test_field_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(padding)
+            )
+        );
+    }
+    test_field_padding();
+    fn test_field_dilation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dilation) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(dilation)
+            )
+        );
+    }
+    test_field_dilation();
+    fn test_field_im() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).im) as usize - ptr as usize
+            },
+            160usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(im)
+            )
+        );
+    }
+    test_field_im();
+    fn test_field_col() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).col) as usize - ptr as usize
+            },
+            168usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(col)
+            )
+        );
+    }
+    test_field_col();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_pool_args {
+    pub struct_size: u32,
+    pub op: i32,
+    pub n_spatial: i32,
+    pub count_include_pad: i32,
+    pub divisor_override: i64,
+    pub kernel: [i64; 3usize],
+    pub stride: [i64; 3usize],
+    pub padding: [i64; 3usize],
+    pub dilation: [i64; 3usize],
+    pub x: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+    pub grad_out: *const nnm_tensor_desc,
+    pub grad_x: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_pool_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_pool_args>(),
+        152usize,
+        concat!("Size of: ", stringify!(nnm_pool_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_pool_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_pool_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_op() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(op)
+            )
+        );
+    }
+    test_field_op();
+    fn test_field_n_spatial() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_spatial) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(n_spatial)
+            )
+        );
+    }
+    test_field_n_spatial();
+    fn test_field_count_include_pad() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).count_include_pad) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(count_include_pad)
+            )
+        );
+    }
+    test_field_count_include_pad();
+    fn test_field_divisor_override() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).divisor_override) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(divisor_override)
+            )
+        );
+    }
+    test_field_divisor_override();
+    fn test_field_kernel() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kernel) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(kernel)
+            )
+        );
+    }
+    test_field_kernel();
+    fn test_field_stride() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stride) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(stride)
+            )
+        );
+    }
+    test_field_stride();
+    fn test_field_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(padding)
+            )
+        );
+    }
+    test_field_padding();
+    fn test_field_dilation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dilation) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(dilation)
+            )
+        );
+    }
+    test_field_dilation();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+    fn test_field_grad_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_out) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(grad_out)
+            )
+        );
+    }
+    test_field_grad_out();
+    fn test_field_grad_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_x) as usize - ptr as usize
+            },
+            144usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(grad_x)
+            )
+        );
+    }
+    test_field_grad_x();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_softmax_args {
+    pub struct_size: u32,
+    pub log: i32,
+    pub outer: i64,
+    pub dim: i64,
+    pub inner: i64,
+    pub x: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_softmax_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_softmax_args>(),
+        48usize,
+        concat!("Size of: ", stringify!(nnm_softmax_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_softmax_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_softmax_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_log() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).log) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(log)
+            )
+        );
+    }
+    test_field_log();
+    fn test_field_outer() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).outer) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(outer)
+            )
+        );
+    }
+    test_field_outer();
+    fn test_field_dim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dim) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(dim)
+            )
+        );
+    }
+    test_field_dim();
+    fn test_field_inner() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).inner) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(inner)
+            )
+        );
+    }
+    test_field_inner();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_where_args {
+    pub struct_size: u32,
+    pub reserved: u32,
+    pub cond: *const nnm_tensor_desc,
+    pub a: *const nnm_tensor_desc,
+    pub b: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_where_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_where_args>(),
+        40usize,
+        concat!("Size of: ", stringify!(nnm_where_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_where_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_where_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_cond() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).cond) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(cond)
+            )
+        );
+    }
+    test_field_cond();
+    fn test_field_a() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).a) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(a)
+            )
+        );
+    }
+    test_field_a();
+    fn test_field_b() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).b) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(b)
+            )
+        );
+    }
+    test_field_b();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -3397,12 +4957,54 @@ pub struct nnm_backend_vtable {
             args: *const nnm_adam_args,
         ) -> nnm_status,
     >,
+    pub im2col: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_im2col_args,
+        ) -> nnm_status,
+    >,
+    pub col2im: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_im2col_args,
+        ) -> nnm_status,
+    >,
+    pub pool: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_pool_args,
+        ) -> nnm_status,
+    >,
+    pub pool_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_pool_args,
+        ) -> nnm_status,
+    >,
+    pub softmax: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_softmax_args,
+        ) -> nnm_status,
+    >,
+    pub where_: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_where_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        152usize,
+        200usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -3784,6 +5386,108 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_adam_step();
+    fn test_field_im2col() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).im2col) as usize - ptr as usize
+            },
+            152usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(im2col)
+            )
+        );
+    }
+    test_field_im2col();
+    fn test_field_col2im() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).col2im) as usize - ptr as usize
+            },
+            160usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(col2im)
+            )
+        );
+    }
+    test_field_col2im();
+    fn test_field_pool() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).pool) as usize - ptr as usize
+            },
+            168usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(pool)
+            )
+        );
+    }
+    test_field_pool();
+    fn test_field_pool_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).pool_backward) as usize - ptr as usize
+            },
+            176usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(pool_backward)
+            )
+        );
+    }
+    test_field_pool_backward();
+    fn test_field_softmax() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).softmax) as usize - ptr as usize
+            },
+            184usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(softmax)
+            )
+        );
+    }
+    test_field_softmax();
+    fn test_field_where() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).where_) as usize - ptr as usize
+            },
+            192usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(where_)
+            )
+        );
+    }
+    test_field_where();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -4843,6 +6547,15 @@ extern "C" {
     ) -> nnm_status;
 }
 extern "C" {
+    pub fn nnm_module_create_on(
+        ctx: *mut nnm_ctx,
+        request: *const ::std::os::raw::c_char,
+        cfg: *const nnm_config,
+        device: nnm_device,
+        out: *mut *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
     pub fn nnm_module_retain(m: *mut nnm_module);
 }
 extern "C" {
@@ -4853,6 +6566,19 @@ extern "C" {
         parent: *mut nnm_module,
         name: *const ::std::os::raw::c_char,
         child: *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_set_child(
+        parent: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
+        child: *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_del_child(
+        parent: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
     ) -> nnm_status;
 }
 extern "C" {
@@ -4945,6 +6671,9 @@ extern "C" {
 }
 extern "C" {
     pub fn nnm_module_num_params(m: *mut nnm_module) -> i64;
+}
+extern "C" {
+    pub fn nnm_module_nbytes(m: *mut nnm_module) -> u64;
 }
 extern "C" {
     pub fn nnm_module_repr(m: *mut nnm_module, buf: *mut ::std::os::raw::c_char, cap: usize)
@@ -5303,6 +7032,12 @@ extern "C" {
     ) -> nnm_status;
 }
 extern "C" {
+    pub fn nnm_module_requires_grad_(
+        m: *mut nnm_module,
+        requires_grad: ::std::os::raw::c_int,
+    ) -> nnm_status;
+}
+extern "C" {
     pub fn nnm_module_zero_grad(m: *mut nnm_module) -> nnm_status;
 }
 pub type nnm_backward_pre_hook_fn = ::std::option::Option<
@@ -5338,6 +7073,158 @@ extern "C" {
         user: *mut ::std::os::raw::c_void,
         handle: *mut *mut nnm_hook_handle,
     ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_hook_options {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub user_free: ::std::option::Option<unsafe extern "C" fn(user: *mut ::std::os::raw::c_void)>,
+}
+#[test]
+fn bindgen_test_layout_nnm_hook_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_hook_options>(),
+        16usize,
+        concat!("Size of: ", stringify!(nnm_hook_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_hook_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_hook_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_user_free() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).user_free) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(user_free)
+            )
+        );
+    }
+    test_field_user_free();
+}
+extern "C" {
+    pub fn nnm_module_register_forward_pre_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_forward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_forward_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_forward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_full_backward_pre_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_backward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_full_backward_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_backward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_forward_pre_hook_v2(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_forward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_forward_hook_v2(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_forward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_full_backward_pre_hook(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_backward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_full_backward_hook(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_backward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_hook_handle_remove(handle: *mut nnm_hook_handle) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_hook_handle_is_live(handle: *const nnm_hook_handle) -> ::std::os::raw::c_int;
+}
+extern "C" {
+    pub fn nnm_hook_handle_free(handle: *mut nnm_hook_handle);
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -6126,6 +8013,52 @@ extern "C" {
 extern "C" {
     pub fn nnm_load_report_free(report: *mut nnm_load_report);
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_state_dict {
+    _unused: [u8; 0],
+}
+extern "C" {
+    pub fn nnm_state_dict_new(ctx: *mut nnm_ctx, out: *mut *mut nnm_state_dict) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_free(sd: *mut nnm_state_dict);
+}
+extern "C" {
+    pub fn nnm_state_dict_set(
+        sd: *mut nnm_state_dict,
+        name: *const ::std::os::raw::c_char,
+        t: *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_count(sd: *const nnm_state_dict) -> u32;
+}
+extern "C" {
+    pub fn nnm_state_dict_entry(
+        sd: *const nnm_state_dict,
+        index: u32,
+        name: *mut *const ::std::os::raw::c_char,
+        t: *mut *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_get(
+        sd: *const nnm_state_dict,
+        name: *const ::std::os::raw::c_char,
+    ) -> *mut nnm_tensor;
+}
+extern "C" {
+    pub fn nnm_module_state_dict(m: *mut nnm_module, out: *mut *mut nnm_state_dict) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_load_state_dict(
+        m: *mut nnm_module,
+        sd: *const nnm_state_dict,
+        strict: ::std::os::raw::c_int,
+        report: *mut *mut nnm_load_report,
+    ) -> nnm_status;
+}
 extern "C" {
     pub fn nnm_checkpoint_save(
         path: *const ::std::os::raw::c_char,
@@ -6158,12 +8091,13 @@ pub struct nnm_manifest_limits {
     pub max_bytes: u64,
     pub max_nodes: u64,
     pub max_modules: u64,
+    pub max_param_bytes: u64,
 }
 #[test]
 fn bindgen_test_layout_nnm_manifest_limits() {
     assert_eq!(
         ::std::mem::size_of::<nnm_manifest_limits>(),
-        32usize,
+        40usize,
         concat!("Size of: ", stringify!(nnm_manifest_limits))
     );
     assert_eq!(
@@ -6256,6 +8190,23 @@ fn bindgen_test_layout_nnm_manifest_limits() {
         );
     }
     test_field_max_modules();
+    fn test_field_max_param_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_manifest_limits>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_param_bytes) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_manifest_limits),
+                "::",
+                stringify!(max_param_bytes)
+            )
+        );
+    }
+    test_field_max_param_bytes();
 }
 extern "C" {
     pub fn nnm_manifest_parse(
@@ -6334,5 +8285,507 @@ extern "C" {
         name: *mut *const ::std::os::raw::c_char,
         range: *mut *const ::std::os::raw::c_char,
         resolved_version: *mut *const ::std::os::raw::c_char,
+    ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_dataset {
+    _unused: [u8; 0],
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_loader {
+    _unused: [u8; 0],
+}
+extern "C" {
+    pub fn nnm_dataset_open_idx(
+        ctx: *mut nnm_ctx,
+        inputs_path: *const ::std::os::raw::c_char,
+        targets_path: *const ::std::os::raw::c_char,
+        out: *mut *mut nnm_dataset,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_open_safetensors(
+        ctx: *mut nnm_ctx,
+        path: *const ::std::os::raw::c_char,
+        inputs_name: *const ::std::os::raw::c_char,
+        targets_name: *const ::std::os::raw::c_char,
+        out: *mut *mut nnm_dataset,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_free(ds: *mut nnm_dataset);
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_dataset_info {
+    pub struct_size: u32,
+    pub input_ndim: i32,
+    pub n_samples: i64,
+    pub input_shape: [i64; 8usize],
+    pub input_dtype: nnm_dtype,
+    pub target_ndim: i32,
+    pub target_shape: [i64; 8usize],
+    pub target_dtype: nnm_dtype,
+    pub n_classes: i64,
+    pub source: *const ::std::os::raw::c_char,
+}
+#[test]
+fn bindgen_test_layout_nnm_dataset_info() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_dataset_info>(),
+        176usize,
+        concat!("Size of: ", stringify!(nnm_dataset_info))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_dataset_info>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_dataset_info))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_input_ndim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).input_ndim) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(input_ndim)
+            )
+        );
+    }
+    test_field_input_ndim();
+    fn test_field_n_samples() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_samples) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(n_samples)
+            )
+        );
+    }
+    test_field_n_samples();
+    fn test_field_input_shape() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).input_shape) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(input_shape)
+            )
+        );
+    }
+    test_field_input_shape();
+    fn test_field_input_dtype() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).input_dtype) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(input_dtype)
+            )
+        );
+    }
+    test_field_input_dtype();
+    fn test_field_target_ndim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).target_ndim) as usize - ptr as usize
+            },
+            84usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(target_ndim)
+            )
+        );
+    }
+    test_field_target_ndim();
+    fn test_field_target_shape() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).target_shape) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(target_shape)
+            )
+        );
+    }
+    test_field_target_shape();
+    fn test_field_target_dtype() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).target_dtype) as usize - ptr as usize
+            },
+            152usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(target_dtype)
+            )
+        );
+    }
+    test_field_target_dtype();
+    fn test_field_n_classes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_classes) as usize - ptr as usize
+            },
+            160usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(n_classes)
+            )
+        );
+    }
+    test_field_n_classes();
+    fn test_field_source() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).source) as usize - ptr as usize
+            },
+            168usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(source)
+            )
+        );
+    }
+    test_field_source();
+}
+extern "C" {
+    pub fn nnm_dataset_info_get(ds: *const nnm_dataset, out: *mut nnm_dataset_info) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_limit(ds: *mut nnm_dataset, n: i64) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_stats(
+        ds: *const nnm_dataset,
+        scale: f64,
+        mean: *mut f64,
+        std: *mut f64,
+    ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_loader_options {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub batch_size: i64,
+    pub seed: u64,
+    pub rank: u32,
+    pub world_size: u32,
+    pub scale: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub ndim: i32,
+    pub shape: [i64; 8usize],
+}
+#[test]
+fn bindgen_test_layout_nnm_loader_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_loader_options>(),
+        128usize,
+        concat!("Size of: ", stringify!(nnm_loader_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_loader_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_loader_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_batch_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).batch_size) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(batch_size)
+            )
+        );
+    }
+    test_field_batch_size();
+    fn test_field_seed() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).seed) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(seed)
+            )
+        );
+    }
+    test_field_seed();
+    fn test_field_rank() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rank) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(rank)
+            )
+        );
+    }
+    test_field_rank();
+    fn test_field_world_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).world_size) as usize - ptr as usize
+            },
+            28usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(world_size)
+            )
+        );
+    }
+    test_field_world_size();
+    fn test_field_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).scale) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(scale)
+            )
+        );
+    }
+    test_field_scale();
+    fn test_field_mean() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mean) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(mean)
+            )
+        );
+    }
+    test_field_mean();
+    fn test_field_std() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).std) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(std)
+            )
+        );
+    }
+    test_field_std();
+    fn test_field_ndim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).ndim) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(ndim)
+            )
+        );
+    }
+    test_field_ndim();
+    fn test_field_shape() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).shape) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(shape)
+            )
+        );
+    }
+    test_field_shape();
+}
+extern "C" {
+    pub fn nnm_loader_new(
+        ds: *mut nnm_dataset,
+        opts: *const nnm_loader_options,
+        out: *mut *mut nnm_loader,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_loader_free(l: *mut nnm_loader);
+}
+extern "C" {
+    pub fn nnm_loader_set_epoch(l: *mut nnm_loader, epoch: u64) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_loader_sample_count(l: *const nnm_loader) -> i64;
+}
+extern "C" {
+    pub fn nnm_loader_batch_count(l: *const nnm_loader) -> i64;
+}
+extern "C" {
+    pub fn nnm_loader_indices(l: *const nnm_loader, out: *mut i64, cap: usize) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_loader_next(
+        l: *mut nnm_loader,
+        inputs: *mut *mut nnm_tensor,
+        targets: *mut *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_manual_seed(ctx: *mut nnm_ctx, seed: u64) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_manifest_training(mf: *const nnm_manifest) -> *const nnm_config;
+}
+extern "C" {
+    pub fn nnm_manifest_metadata_count(mf: *const nnm_manifest) -> u32;
+}
+extern "C" {
+    pub fn nnm_manifest_metadata(
+        mf: *const nnm_manifest,
+        index: u32,
+        key: *mut *const ::std::os::raw::c_char,
+        value: *mut *const ::std::os::raw::c_char,
     ) -> nnm_status;
 }
