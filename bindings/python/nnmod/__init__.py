@@ -18,7 +18,8 @@ from ._context import Context, default_context, version, abi_version
 from ._tensor import (Tensor, Device, device, dtype, tensor, from_dlpack, float32, float64,
                       float16, bfloat16, int64, int32, int16, int8, uint8, bool_)
 from ._module import (Module, RemovableHandle, IncompatibleKeys, from_manifest, create,
-                      register_module_forward_pre_hook, register_module_forward_hook)
+                      register_module_forward_pre_hook, register_module_forward_hook,
+                      register_module_full_backward_pre_hook, register_module_full_backward_hook)
 from ._autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from ._safetensors import save_safetensors, load_safetensors
 from . import optim
@@ -33,7 +34,8 @@ __all__ = [
     "abi_version", "Tensor", "Device", "device", "dtype", "tensor", "from_dlpack", "float32",
     "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool_",
     "Module", "RemovableHandle", "IncompatibleKeys", "from_manifest", "create",
-    "register_module_forward_pre_hook", "register_module_forward_hook", "no_grad",
+    "register_module_forward_pre_hook", "register_module_forward_hook",
+    "register_module_full_backward_pre_hook", "register_module_full_backward_hook", "no_grad",
     "enable_grad", "set_grad_enabled", "is_grad_enabled", "save_safetensors",
     "load_safetensors", "optim",
 ]

@@ -329,3 +329,31 @@ class LayerVtable12(Structure):
         ("extra_repr", c_void_p), ("backward", c_void_p), ("finalize", c_void_p),
         ("config_fields", POINTER(ConfigField)), ("n_config_fields", c_uint32),
         ("reserved", c_uint32), ("display_name", c_char_p)]
+
+# Hooks, version 2 (options with a user-data destructor; caller-owned handles).
+HookUserFree = CFUNCTYPE(None, c_void_p)
+
+
+class HookOptions(Structure):
+    _fields_ = [("struct_size", c_uint32), ("flags", c_uint32), ("user_free", HookUserFree)]
+
+
+NNM_HOOK_PREPEND = 1
+NNM_HOOK_ALWAYS_CALL = 2
+_fn("nnm_module_register_forward_pre_hook_v2", st, P, ForwardPreHookFn, c_void_p,
+    POINTER(HookOptions), PP)
+_fn("nnm_module_register_forward_hook_v2", st, P, ForwardHookFn, c_void_p, POINTER(HookOptions), PP)
+_fn("nnm_module_register_full_backward_pre_hook_v2", st, P, BackwardPreHookFn, c_void_p,
+    POINTER(HookOptions), PP)
+_fn("nnm_module_register_full_backward_hook_v2", st, P, BackwardHookFn, c_void_p,
+    POINTER(HookOptions), PP)
+_fn("nnm_ctx_register_forward_pre_hook_v2", st, P, ForwardPreHookFn, c_void_p,
+    POINTER(HookOptions), PP)
+_fn("nnm_ctx_register_forward_hook_v2", st, P, ForwardHookFn, c_void_p, POINTER(HookOptions), PP)
+_fn("nnm_ctx_register_full_backward_pre_hook", st, P, BackwardPreHookFn, c_void_p,
+    POINTER(HookOptions), PP)
+_fn("nnm_ctx_register_full_backward_hook", st, P, BackwardHookFn, c_void_p, POINTER(HookOptions),
+    PP)
+_fn("nnm_hook_handle_remove", st, P)
+_fn("nnm_hook_handle_is_live", c_int, P)
+_fn("nnm_hook_handle_free", None, P)

@@ -12,6 +12,7 @@ fail with nnmod.HookError, whose message carries the Python traceback and
 whose __cause__ is the exception; nothing propagates through C frames.
 """
 import collections
+import ctypes
 import os
 import threading
 import traceback
@@ -151,34 +152,52 @@ def _bw_trampoline(user, m, gin, n_in, gout, n_out):
         return _hook_failed(ctx, e, "backward hook")
 
 
+@L.HookUserFree
+def _user_free(user):
+    # libnnmod drops the hook (removed, its module destroyed, its context
+    # freed): the closure goes with it.
+    _hook_drop(user)
+
+
 _TRAMPOLINES = {
-    "forward_pre": (L.nnm_module_register_forward_pre_hook, _pre_trampoline),
-    "forward": (L.nnm_module_register_forward_hook, _fwd_trampoline),
-    "backward_pre": (L.nnm_module_register_full_backward_pre_hook, _bw_pre_trampoline),
-    "backward": (L.nnm_module_register_full_backward_hook, _bw_trampoline),
-    "global_forward_pre": (L.nnm_ctx_register_forward_pre_hook, _pre_trampoline),
-    "global_forward": (L.nnm_ctx_register_forward_hook, _fwd_trampoline),
+    "forward_pre": (L.nnm_module_register_forward_pre_hook_v2, _pre_trampoline),
+    "forward": (L.nnm_module_register_forward_hook_v2, _fwd_trampoline),
+    "backward_pre": (L.nnm_module_register_full_backward_pre_hook_v2, _bw_pre_trampoline),
+    "backward": (L.nnm_module_register_full_backward_hook_v2, _bw_trampoline),
+    "global_forward_pre": (L.nnm_ctx_register_forward_pre_hook_v2, _pre_trampoline),
+    "global_forward": (L.nnm_ctx_register_forward_hook_v2, _fwd_trampoline),
+    "global_backward_pre": (L.nnm_ctx_register_full_backward_pre_hook, _bw_pre_trampoline),
+    "global_backward": (L.nnm_ctx_register_full_backward_hook, _bw_trampoline),
 }
 
 
 class RemovableHandle:
     """What register_*_hook returns: .remove() unregisters the hook (safe to
-    call twice, and from inside any hook). Also a context manager that
-    removes the hook on exit."""
+    call twice, after the module died, and from inside any hook). Dropping
+    the handle does not remove the hook, as in PyTorch. Also a context
+    manager that removes the hook on exit."""
 
-    __slots__ = ("_ctx", "_h", "_key", "_owner", "__weakref__")
+    __slots__ = ("_ctx", "_h", "__weakref__")
 
-    def __init__(self, ctx, h, key, owner):
-        self._ctx, self._h, self._key, self._owner = ctx, h, key, owner
+    def __init__(self, ctx, h):
+        self._ctx, self._h = ctx, h
 
     def remove(self):
-        h, self._h = self._h, None
-        if h is None:
-            return
-        with self._ctx.lock:
-            L.nnm_hook_remove(h)
-        _hook_drop(self._key)
-        self._owner = None
+        if self._h:
+            with self._ctx.lock:
+                L.nnm_hook_handle_remove(self._h)  # NNM_E_STATE: already gone, harmless
+
+    @property
+    def live(self):
+        """True while the hook is registered."""
+        return bool(self._h) and bool(L.nnm_hook_handle_is_live(self._h))
+
+    def __del__(self):
+        h = self._h
+        if h and not _exiting_flag():
+            with self._ctx.lock:
+                L.nnm_hook_handle_free(h)  # the handle only; the hook stays
+            self._h = None
 
     def __enter__(self):
         return self
@@ -187,34 +206,48 @@ class RemovableHandle:
         self.remove()
 
 
-def _register(kind, ctx, target_h, owner, fn):
+def _register(kind, ctx, target_h, fn, prepend=False, always_call=False):
     if not callable(fn):
         raise InvalidError(f"a hook must be callable, got {type(fn).__name__}")
     reg, tramp = _TRAMPOLINES[kind]
+    flags = (L.NNM_HOOK_PREPEND if prepend else 0) | (L.NNM_HOOK_ALWAYS_CALL if always_call else 0)
+    opts = L.HookOptions(ctypes.sizeof(L.HookOptions), flags, _user_free)
     key = _hook_add(fn, ctx, kind)
     h = c_void_p()
     with ctx.lock:
-        st = reg(target_h, tramp, c_void_p(key), byref(h))
+        st = reg(target_h, tramp, c_void_p(key), byref(opts), byref(h))
         if st:
-            _hook_drop(key)
+            _hook_drop(key)  # user_free is not called for a failed registration
             raise ctx.error(st)
-    # The handle holds the module (owner) so that remove() never touches a
-    # hook list that died with its module.
-    return RemovableHandle(ctx, h, key, owner)
+    return RemovableHandle(ctx, h)
 
 
-def register_module_forward_pre_hook(hook, ctx=None):
+def register_module_forward_pre_hook(hook, prepend=False, ctx=None):
     """A forward-pre-hook for every module of the context (global hooks run
     before the module's own): hook(module, args) -> None or new args."""
     ctx = ctx or default_context()
-    return _register("global_forward_pre", ctx, ctx._h, ctx, hook)
+    return _register("global_forward_pre", ctx, ctx._h, hook, prepend)
 
 
-def register_module_forward_hook(hook, ctx=None):
+def register_module_forward_hook(hook, prepend=False, always_call=False, ctx=None):
     """A forward hook for every module of the context:
     hook(module, args, output) -> None or a new output."""
     ctx = ctx or default_context()
-    return _register("global_forward", ctx, ctx._h, ctx, hook)
+    return _register("global_forward", ctx, ctx._h, hook, prepend, always_call)
+
+
+def register_module_full_backward_pre_hook(hook, prepend=False, ctx=None):
+    """A backward pre-hook for every module of the context:
+    hook(module, grad_output) -> None or new output gradients."""
+    ctx = ctx or default_context()
+    return _register("global_backward_pre", ctx, ctx._h, hook, prepend)
+
+
+def register_module_full_backward_hook(hook, prepend=False, ctx=None):
+    """A full backward hook for every module of the context:
+    hook(module, grad_input, grad_output) -> None or new input gradients."""
+    ctx = ctx or default_context()
+    return _register("global_backward", ctx, ctx._h, hook, prepend)
 
 
 # ---- visitors ----------------------------------------------------------------
@@ -521,23 +554,24 @@ class Module:
 
     # ---- hooks ----
 
-    def register_forward_pre_hook(self, hook):
+    def register_forward_pre_hook(self, hook, *, prepend=False):
         """hook(module, args) -> None, or new inputs (a Tensor or a tuple)."""
-        return _register("forward_pre", self._ctx, self._h, self, hook)
+        return _register("forward_pre", self._ctx, self._h, hook, prepend)
 
-    def register_forward_hook(self, hook):
+    def register_forward_hook(self, hook, *, prepend=False, always_call=False):
         """hook(module, args, output) -> None, or a new output (a tuple for a
-        module of several outputs)."""
-        return _register("forward", self._ctx, self._h, self, hook)
+        module of several outputs). always_call: also run when the call fails
+        (output then None for what forward did not produce)."""
+        return _register("forward", self._ctx, self._h, hook, prepend, always_call)
 
-    def register_full_backward_pre_hook(self, hook):
+    def register_full_backward_pre_hook(self, hook, *, prepend=False):
         """hook(module, grad_output) -> None, or new output gradients."""
-        return _register("backward_pre", self._ctx, self._h, self, hook)
+        return _register("backward_pre", self._ctx, self._h, hook, prepend)
 
-    def register_full_backward_hook(self, hook):
+    def register_full_backward_hook(self, hook, *, prepend=False):
         """hook(module, grad_input, grad_output) -> None, or new input
         gradients (a tuple; None entries for inputs without a gradient)."""
-        return _register("backward", self._ctx, self._h, self, hook)
+        return _register("backward", self._ctx, self._h, hook, prepend)
 
     # ---- state ----
 

@@ -113,7 +113,60 @@ def test_hook_closures_are_freed_on_remove(ctx, mlp_path):
     gc.collect()
     assert ref() is None
     assert _module._hook_count() == n
+    assert not h.live
     del m
+
+
+def test_hook_closures_die_with_their_module(ctx, mlp_path):
+    m = nnmod.from_manifest(mlp_path, ctx=ctx)
+
+    class Hook:
+        def __call__(self, mod, args, out):
+            return None
+
+    hook = Hook()
+    ref = weakref.ref(hook)
+    n = _module._hook_count()
+    h = m.fc2.register_forward_hook(hook)  # the handle outlives the module below
+    m.fc1.register_forward_pre_hook(lambda mod, a: None)  # no handle kept at all
+    del hook
+    assert _module._hook_count() == n + 2 and h.live
+    del m
+    gc.collect()
+    assert ref() is None  # libnnmod's user_free released it when fc2 died
+    assert _module._hook_count() == n
+    assert not h.live
+    h.remove()  # a stale handle is harmless
+    del h
+
+
+def test_prepend_and_always_call(ctx, mlp_path):
+    m = nnmod.from_manifest(mlp_path, ctx=ctx)
+    order = []
+    h1 = m.fc1.register_forward_hook(lambda mod, a, o: order.append("first"))
+    h2 = m.fc1.register_forward_hook(lambda mod, a, o: order.append("prepended"), prepend=True)
+    m(x24())
+    assert order == ["prepended", "first"]
+    seen = []
+    h3 = m.fc2.register_forward_hook(lambda mod, a, o: seen.append(o), always_call=True)
+    with pytest.raises(nnmod.ShapeError):
+        m.fc2(np.ones((2, 5), np.float32))  # fails in the input check
+    assert seen == [None]  # ran anyway, without an output
+    for h in (h1, h2, h3):
+        h.remove()
+    del m
+
+
+def test_global_backward_hooks(ctx, mlp_path):
+    m = nnmod.from_manifest(mlp_path, ctx=ctx)
+    seen = []
+    h = nnmod.register_module_full_backward_hook(
+        lambda mod, gi, go: seen.append(mod.path or "<root>"), ctx=ctx)
+    x = nnmod.tensor(x24(), ctx=ctx)
+    m(x).sum().backward()
+    assert seen[0] == "<root>" and set(seen) == {"<root>", "fc1", "act", "fc2"}
+    h.remove()
+    del m, x
 
 
 def test_remove_inside_hook(ctx, mlp_path):
