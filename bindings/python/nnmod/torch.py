@@ -97,7 +97,7 @@ FUNCTIONS = {
 }
 
 _CONFIG_INT, _CONFIG_FLOAT, _CONFIG_BOOL, _CONFIG_STR, _CONFIG_INTS, _CONFIG_FLOATS, \
-    _CONFIG_STRS = range(7)
+    _CONFIG_STRS, _CONFIG_INT_OR_INTS, _CONFIG_ANY = range(9)  # the last two: ABI 1.3
 
 
 def _snake(name):
@@ -155,6 +155,24 @@ def _config_value(key, ftype, value, where):
         return float(value)
     if ftype == _CONFIG_STR:
         return str(value)
+    if ftype in (_CONFIG_INT_OR_INTS, _CONFIG_ANY):
+        # as PyTorch holds it: an int, a tuple of ints (a list), a string, ...
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (tuple, list, torch.Size)):
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                return [int(v) for v in value]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                return [float(v) for v in value]
+            if all(isinstance(v, str) for v in value):
+                return [str(v) for v in value]
+        raise UnsupportedError(f"{where}: config '{key}' = {value!r} has no manifest form")
     if ftype in (_CONFIG_INTS, _CONFIG_FLOATS, _CONFIG_STRS):
         seq = list(value) if isinstance(value, (tuple, list, torch.Size)) else [value]
         conv = {_CONFIG_INTS: int, _CONFIG_FLOATS: float, _CONFIG_STRS: str}[ftype]
@@ -416,7 +434,7 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
         v = sd[k].detach().cpu()
         if v.is_floating_point():
             v = v.float()
-        a = np.ascontiguousarray(v.numpy())
+        a = np.array(v.numpy(), order="C", copy=True)  # 0-d stays 0-d
         if tuple(a.shape) != tuple(shapes[k]):
             raise UnsupportedError(f"'{k}': PyTorch {list(a.shape)}, nnmod {list(shapes[k])} "
                                    "(a config the export mapped wrongly)")

@@ -154,6 +154,12 @@ LAYER_CASES = [
      (3, 6)),
     ("avg_pool2d", lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 3)), nn.AvgPool2d(2, 1)),
      (3, 6)),
+    ("adaptive_avg_pool2d", lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 3)),
+                                                  nn.AdaptiveAvgPool2d((1, 2))), (3, 6)),
+    ("conv_transpose2d", lambda: nn.Sequential(nn.Unflatten(1, (2, 1, 3)),
+                                               nn.ConvTranspose2d(2, 3, 2, stride=2)), (3, 6)),
+    ("dropout2d", lambda: nn.Sequential(nn.Unflatten(1, (2, 3, 1)), nn.Dropout2d(0.5)),
+     (3, 6)),
 ]
 
 
@@ -193,3 +199,37 @@ def test_functional_ops_in_a_graph(ctx, tmp_path):
     m, manifest, want, got = run_both(F(), tmp_path / "f.json", x, ctx)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     del m, got
+
+
+def test_batch_norm_running_stats_travel(ctx, tmp_path):
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (3, 2, 1)), nn.BatchNorm2d(3),
+                          nn.Flatten())
+    needed = [nnmod.torch._layer_type(type(m).__name__) for m in model]
+    if not all(_have(ctx, t) for t in needed):
+        pytest.skip("nnmod lacks one of " + ", ".join(needed))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 4) * 3 + 1)  # moves running_mean / running_var
+    x = torch.randn(5, 4)
+    m, manifest, want, got = run_both(model, tmp_path / "bn.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    sd = m.state_dict()
+    np.testing.assert_allclose(sd["2.running_var"].numpy(), model[2].running_var.numpy(),
+                               rtol=1e-6)
+    del m, got, sd
+
+
+def test_embedding(ctx, tmp_path):
+    if not _have(ctx, "embedding"):
+        pytest.skip("nnmod has no embedding loaded")
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.Linear(4, 2))
+    x = torch.tensor([[1, 0, 9], [3, 3, 2]])
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "e.json"), x, ctx=ctx)
+    m = nnmod.from_manifest(manifest, ctx=ctx)
+    with torch.no_grad():
+        want = model(x)
+    np.testing.assert_allclose(m(x.numpy()).numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    del m
