@@ -118,7 +118,7 @@ nnm_status nnm__grad_accumulate(nnm_ctx *ctx, nnm_tensor **slot, nnm_tensor *gra
     return NNM_OK;
 }
 
-nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
+static nnm_status leaf_add(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
     if (leaf->grad) return nnm__grad_accumulate(ctx, &leaf->grad, grad);
     /* Take the tensor only when nothing else can see its memory (as PyTorch
      * steals a gradient it solely owns); otherwise .grad gets a copy, so a
@@ -129,6 +129,12 @@ nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad
         return NNM_OK;
     }
     return nnm__op_unary(ctx, NNM_UNARY_COPY, grad, 0, &leaf->grad);
+}
+
+nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
+    nnm_status st = leaf_add(ctx, leaf, grad);
+    if (!st && leaf->grad_hooks) st = nnm__grad_hooks_run(leaf); /* DDP's gradient-ready event */
+    return st;
 }
 
 /* ---- the public face of autograd ---------------------------------------- */

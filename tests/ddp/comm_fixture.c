@@ -1,0 +1,1 @@
+int nnm_test_comm_placeholder;
