@@ -7,7 +7,7 @@
 set -u
 mpiexec=$1 worker=$2 probe=$3 scratch=$4
 rm -f "$scratch"/died_ok.*
-NNM_COMM_TIMEOUT=20 "$mpiexec" -np 3 --mca orte_abort_on_non_zero_status 0 \
+NNM_COMM_TIMEOUT=20 "$mpiexec" -np 3 --enable-recovery \
     "$worker" "$probe" "$scratch" die
 echo "mpirun exited with $?"
 fail=0
