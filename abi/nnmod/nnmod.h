@@ -15,6 +15,12 @@
  *  - A context and everything made from it may be used by one thread at a time.
  *    Grad mode is per thread, as in PyTorch.
  *  - The library never prints, exits or aborts.
+ *  - Every struct that crosses the API starts with `uint32_t struct_size`
+ *    (sizeof as the filler saw it), except those laid out by DLPack
+ *    (nnm_device, nnm_dtype, nnm_tensor_desc, nnm_dlpack_*) and the element
+ *    types of arrays (nnm_kv, nnm_config_field), whose layouts are frozen.
+ *  - No entry point is variadic-only, and every constant is reachable at run
+ *    time (nnm_constant), so any FFI (cgo, Julia's ccall, ctypes) can bind it.
  */
 #ifndef NNMOD_NNMOD_H
 #define NNMOD_NNMOD_H
@@ -56,6 +62,22 @@ NNM_API const char *nnm_status_name(nnm_status status);
 /* A static one-line description of a status code. */
 NNM_API const char *nnm_status_str(nnm_status status);
 
+/* For bindings that cannot read C macros and enums (cgo, Julia's ccall,
+ * ctypes): every integer constant of nnmod.h, plugin.h and version.h by its
+ * C name ("NNM_E_SHAPE", "NNM_DEVICE_CPU", "NNM_MAX_DIMS", "NNM_ABI_MINOR",
+ * ...), as this library was built. NNM_OK and the value in *value;
+ * NNM_E_NOT_FOUND for a name that is not one (*value untouched);
+ * NNM_E_INVALID for NULL name or value. */
+NNM_API nnm_status nnm_constant(const char *name, int64_t *value);
+/* The constants in name order: their number, and entry `index` (the name is
+ * static; NULL past the end; value may be NULL). */
+NNM_API uint32_t nnm_constant_count(void);
+NNM_API const char *nnm_constant_at(uint32_t index, int64_t *value);
+/* sizeof of a public struct as this library was built ("nnm_tensor_desc",
+ * "nnm_host", "nnm_sgd_options", ... the name after `struct`), so a binding
+ * can check its own declarations at run time; 0 for an unknown name or NULL. */
+NNM_API size_t nnm_struct_size(const char *name);
+
 /* ------------------------------------------------------------------------ */
 /* Context                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -88,6 +110,11 @@ NNM_API nnm_status nnm_ctx_set_error(nnm_ctx *ctx, nnm_status code, const char *
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* nnm_ctx_set_error without formatting, for callers that cannot call a
+ * variadic function (cgo, Julia's ccall): `msg` (NULL: "") is copied, truncated
+ * past the context's message capacity (1023 bytes); returns `code`. NULL ctx:
+ * returns `code`, nothing else. */
+NNM_API nnm_status nnm_ctx_set_error_msg(nnm_ctx *ctx, nnm_status code, const char *msg);
 
 /* Allocation statistics, for benchmarks and leak checks. */
 typedef struct nnm_ctx_stats {
@@ -678,6 +705,7 @@ NNM_API nnm_status nnm_module_save(nnm_module *m, const char *path, uint32_t n_m
 /* What load found that did not fit (PyTorch's _IncompatibleKeys, plus shape
  * mismatches). Owned by the caller: free with nnm_load_report_free. */
 typedef struct nnm_load_report {
+    uint32_t struct_size;           /* set by the library: sizeof(nnm_load_report) */
     uint32_t n_missing;
     const char *const *missing;     /* keys the module has and the file lacks */
     uint32_t n_unexpected;

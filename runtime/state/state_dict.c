@@ -269,6 +269,7 @@ static nnm_load_report *make_report(const sd_list *l, const nnm_safetensors *st,
     if (!r) return NULL;
     const char **p = (const char **)(r + 1);
     char *s = (char *)(p + ptrs);
+    r->struct_size = sizeof *r;
     r->n_missing = (uint32_t)n_missing;
     r->missing = p;
     for (size_t i = 0; i < l->n; i++)
