@@ -317,6 +317,7 @@ static const struct {
     {NNM_E_NO_DEVICE, -15, "NNM_E_NO_DEVICE"},
     {NNM_E_EXISTS, -16, "NNM_E_EXISTS"},
     {NNM_E_LIMIT, -17, "NNM_E_LIMIT"},
+    {NNM_E_TIMEOUT, -18, "NNM_E_TIMEOUT"}, /* 1.3 */
 };
 
 static void test_status_codes(void) {

@@ -123,6 +123,29 @@ static void test_mpi_outside_launcher(void) {
 #endif
 }
 
+/* Loads anywhere; without a GPU it says so. With one, a job of one works. */
+static void test_nccl_loads(void) {
+#ifdef NNM_TEST_HAVE_NCCL
+    nnm_comm *c = NULL;
+    unsetenv("NNM_RANK");
+    unsetenv("NNM_WORLD_SIZE");
+    nnm_status st = nnm_comm_new(g_ctx, "nccl", NULL, &c);
+    if (st == NNM_E_NO_DEVICE) {
+        CHECK_MSG("no device");
+        CU_ASSERT_PTR_NULL(c);
+        return;
+    }
+    CHECK_STATUS(st, NNM_OK);
+    if (st) return;
+    CU_ASSERT_EQUAL(nnm_comm_world_size(c), 1);
+    CU_ASSERT_EQUAL(nnm_comm_device(c).type, NNM_DEVICE_CUDA);
+    CHECK_STATUS(nnm_comm_barrier(c), NNM_OK);
+    nnm_comm_free(c);
+#else
+    fprintf(stderr, "(no CUDA toolkit with nccl.h here: the nccl plugin is not built) ");
+#endif
+}
+
 static void test_bad_timeout_env(void) {
     CHECK_STATUS(nnm_plugin_load(g_ctx, fx("loop")), NNM_OK);
     setenv("NNM_COMM_TIMEOUT", "soon", 1);
@@ -294,6 +317,7 @@ int main(void) {
     CU_add_test(s, "comm plugins go through the loader's checks", test_loader_refuses_broken_comms);
     CU_add_test(s, "communicator API (single-process loop fixture)", test_comm_api);
     CU_add_test(s, "mpi outside a launcher says how to run it", test_mpi_outside_launcher);
+    CU_add_test(s, "nccl loads anywhere and says 'no device' without a GPU", test_nccl_loads);
     CU_add_test(s, "a bad NNM_COMM_TIMEOUT is refused", test_bad_timeout_env);
     CU_add_test(s, "post-accumulate-grad hooks", test_grad_hook);
     CU_add_test(s, "DDP over a world of one equals the bare module", test_ddp_world_of_one);
