@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""PyTorch golden vectors for the layer conformance suite
+(tests/layers/test_conformance.c, in the style of ggml's test-backend-ops).
+
+One table, CASES, lists every layer x several configs and shapes (odd sizes,
+batch 1). Each row is run in train mode and in eval mode (unless the row says
+otherwise) and written to tests/golden/conformance/<layer>.safetensors, so that a
+row added for one layer rewrites only that layer's file.
+
+Names in a file, for a case named C (C = "<row name>.<mode>"):
+
+  C.in.<i>            input i (f32, or i64 indices)
+  C.state.<name>      every state_dict entry before the call, under PyTorch's
+                      names (parameters and buffers)
+  C.out.<k>           output k of the forward
+  C.gout.<k>          the weights W_k of s = sum_k sum(out_k * W_k), whose
+                      backward gives the gradients below
+  C.grad.in.<i>       ds/d input i (float inputs only)
+  C.grad.state.<name> ds/d parameter (absent when PyTorch leaves .grad None)
+  C.after.<name>      every buffer after the forward (running statistics)
+  C.nograd.<name>     (optional) 1 where the layer defines no gradient for
+                      parameter <name> (embedding's padding_idx row): the
+                      gradient must be 0 there and finite differences skip it
+
+__metadata__ drives the C suite:
+
+  case.C   a one-module nnmod manifest, JSON (nnm_manifest_parse builds it)
+  opts.C   "mode=train;n_in=2;n_out=1;gradcheck=1;rtol=0.0001;atol=1e-05"
+           (gradcheck=1: also compare backward with finite differences)
+  repr.C   (optional) repr(module) in PyTorch: print(model) must match it
+
+Adding a layer ("layers"' conv/pool/norm rows): append rows to CASES below
+(see tests/layers/README.md), run this script, commit the new file. Nothing
+in the C suite changes.
+
+No safetensors package is needed: the format is written by hand.
+
+Usage:
+    /usr/bin/python3 tests/golden/make_conformance_golden.py [layer ...]
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "conformance")
+SEED = 20261202
+
+DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL"}
+
+
+def write_safetensors(path, tensors, metadata):
+    items = sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
+    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
+    blobs, at = [], 0
+    for name, t in items:
+        t = t.detach().contiguous().cpu()
+        b = t.numpy().tobytes()
+        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+def away_from(x, kinks, margin=0.05):
+    """Moves values within `margin` of a kink to kink +- margin, so that the
+    finite differences of the C gradcheck (eps 1e-2) never straddle one."""
+    for k in kinks:
+        d = x - k
+        near = d.abs() < margin
+        x = torch.where(near, k + torch.where(d >= 0, margin, -margin) * torch.ones_like(x), x)
+    return x
+
+
+def make_input(spec, g):
+    """spec: ("f", shape[, scale][, kinks]) f32 normal; ("i64", shape, high)
+    indices in [0, high); ("mask", shape) an f32 key padding mask (0/1)."""
+    kind, shape = spec[0], spec[1]
+    if kind == "f":
+        scale = spec[2] if len(spec) > 2 else 1.0
+        x = torch.randn(shape, generator=g) * scale
+        if len(spec) > 3:
+            x = away_from(x, spec[3])
+        return x
+    if kind == "i64":
+        return torch.randint(0, spec[2], shape, generator=g, dtype=torch.int64)
+    if kind == "mask":  # True = ignore this key; never a whole row
+        m = torch.rand(shape, generator=g) < 0.3
+        m[:, 0] = False
+        return m
+    raise ValueError(kind)
+
+
+# ---------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------
+# A row: dict with
+#   name     unique row name (the case is "<name>.<mode>")
+#   layer    nnmod layer type (the file is tests/golden/conformance/<layer>.safetensors)
+#   config   nnmod config (None values are left out: the layer's default)
+#   torch    factory of the PyTorch twin: lambda -> nn.Module, or a function
+#            of the inputs for layers torch has no Module for (concat, mul)
+#   call     (optional) lambda m, *inputs -> tuple of outputs (default m(*x))
+#   inputs   list of input specs (make_input)
+#   modes    (optional) ("train", "eval") by default
+#   n_out    (optional) outputs compared (default 1)
+#   gradcheck (optional) default True when the case is small
+#   rtol, atol (optional) default 1e-4, 1e-5
+#   repr     (optional) False: PyTorch's repr is not compared (no twin module)
+#   nograd   (optional) lambda m -> {param name: 0/1 mask}: C.nograd.<name>
+
+A = lambda s, *rest: ("f", s) + rest  # noqa: E731
+
+
+class Fn(nn.Module):
+    """A stateless torch function as a module (for concat, mul)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def forward(self, *x):
+        return self.f(*x)
+
+
+CASES = []
+
+
+def row(**kw):
+    CASES.append(kw)
+
+
+# activations ---------------------------------------------------------------
+for shape, tag in (((2, 3, 5), "3d"), ((1, 7), "b1"), ((4, 1, 3, 3), "4d")):
+    row(name=f"leaky_relu_default_{tag}", layer="leaky_relu", config={},
+        torch=lambda: nn.LeakyReLU(), inputs=[A(shape, 1.0, [0.0])])
+    row(name=f"elu_{tag}", layer="elu", config={"alpha": 0.7},
+        torch=lambda: nn.ELU(alpha=0.7), inputs=[A(shape, 1.0, [0.0])])
+    row(name=f"gelu_none_{tag}", layer="gelu", config={},
+        torch=lambda: nn.GELU(), inputs=[A(shape, 2.0)])
+    row(name=f"gelu_tanh_{tag}", layer="gelu", config={"approximate": "tanh"},
+        torch=lambda: nn.GELU(approximate="tanh"), inputs=[A(shape, 2.0)])
+    row(name=f"silu_{tag}", layer="silu", config={},
+        torch=lambda: nn.SiLU(), inputs=[A(shape, 2.0)])
+    row(name=f"tanh_{tag}", layer="tanh", config={},
+        torch=lambda: nn.Tanh(), inputs=[A(shape, 1.5)])
+    row(name=f"sigmoid_{tag}", layer="sigmoid", config={},
+        torch=lambda: nn.Sigmoid(), inputs=[A(shape, 2.0)])
+    row(name=f"hardswish_{tag}", layer="hardswish", config={},
+        torch=lambda: nn.Hardswish(), inputs=[A(shape, 3.0, [-3.0, 3.0])])
+row(name="leaky_relu_slope", layer="leaky_relu", config={"negative_slope": 0.2},
+    torch=lambda: nn.LeakyReLU(0.2), inputs=[A((3, 4), 1.0, [0.0])])
+row(name="elu_alpha1", layer="elu", config={},
+    torch=lambda: nn.ELU(), inputs=[A((5, 3), 1.0, [0.0])])
+
+for dim, shape, tag in ((-1, (2, 5), "last"), (1, (2, 3, 4), "mid"), (0, (3, 2), "first"),
+                        (1, (1, 7), "b1"), (None, (2, 3, 4), "none3d"),
+                        (None, (3, 5), "none2d"), (-2, (2, 3, 2, 5), "neg2")):
+    cfg = {} if dim is None else {"dim": dim}
+    row(name=f"softmax_{tag}", layer="softmax", config=cfg,
+        torch=(lambda d=dim: nn.Softmax(dim=d)), inputs=[A(shape, 2.0)])
+    row(name=f"log_softmax_{tag}", layer="log_softmax", config=cfg,
+        torch=(lambda d=dim: nn.LogSoftmax(dim=d)), inputs=[A(shape, 2.0)])
+
+# graph helpers ---------------------------------------------------------------
+row(name="concat_dim1", repr=False, layer="concat", config={"dim": 1},
+    torch=lambda: Fn(lambda a, b: torch.cat([a, b], 1)),
+    inputs=[A((2, 3, 4)), A((2, 5, 4))])
+row(name="concat_default3", repr=False, layer="concat", config={},
+    torch=lambda: Fn(lambda a, b, c: torch.cat([a, b, c], 0)),
+    inputs=[A((1, 3)), A((2, 3)), A((4, 3))])
+row(name="concat_last", repr=False, layer="concat", config={"dim": -1},
+    torch=lambda: Fn(lambda a, b: torch.cat([a, b], -1)),
+    inputs=[A((1, 2, 3)), A((1, 2, 1))])
+row(name="mul_same", repr=False, layer="mul", config={},
+    torch=lambda: Fn(lambda a, b: a * b), inputs=[A((3, 5)), A((3, 5))])
+row(name="mul_broadcast3", repr=False, layer="mul", config={},
+    torch=lambda: Fn(lambda a, b, c: a * b * c),
+    inputs=[A((2, 3, 4)), A((3, 1)), A((4,))])
+
+# embedding -------------------------------------------------------------------
+def pad_rows(w, row):
+    mask = torch.zeros_like(w)
+    mask[row] = 1
+    return mask
+
+
+row(name="embedding_basic", layer="embedding",
+    config={"num_embeddings": 10, "embedding_dim": 3},
+    torch=lambda: nn.Embedding(10, 3), inputs=[("i64", (2, 5), 10)])
+row(name="embedding_padding", layer="embedding",
+    config={"num_embeddings": 7, "embedding_dim": 4, "padding_idx": 0},
+    torch=lambda: nn.Embedding(7, 4, padding_idx=0), inputs=[("i64", (3, 6), 7)],
+    nograd=lambda m: {"weight": pad_rows(m.weight, 0)})
+row(name="embedding_negpad_b1", layer="embedding",
+    config={"num_embeddings": 5, "embedding_dim": 2, "padding_idx": -1},
+    torch=lambda: nn.Embedding(5, 2, padding_idx=-1), inputs=[("i64", (1, 9), 5)],
+    nograd=lambda m: {"weight": pad_rows(m.weight, 4)})
+
+
+# ---------------------------------------------------------------------------
+# Running a case
+# ---------------------------------------------------------------------------
+
+def manifest_of(layer, config):
+    cfg = {k: v for k, v in config.items() if v is not None}
+    root = {"type": layer}
+    if cfg:
+        root["config"] = cfg
+    return {"format": "nnmod.manifest", "version": 1, "plugins": {layer: "^1.0"}, "root": root}
+
+
+def run_case(r, mode, seed):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    m = r["torch"]()
+    # parameters: the module's own init under the seed, then nudged off any
+    # special value so that every entry matters
+    xs = [make_input(s, g) for s in r["inputs"]]
+    state0 = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    m.train(mode == "train")
+    leaves = []
+    for x in xs:
+        if x.dtype == torch.float32:
+            x.requires_grad_(True)
+        leaves.append(x)
+    call = r.get("call")
+    y = call(m, *leaves) if call else m(*leaves)
+    if not isinstance(y, tuple):
+        y = (y,)
+    n_out = r.get("n_out", 1)
+    y = y[:n_out]
+    gouts = [torch.randn(t.shape, generator=g) for t in y]
+    s = sum((t * w).sum() for t, w in zip(y, gouts))
+    s.backward()
+
+    C = f'{r["name"]}.{mode}'
+    t = {}
+    for i, x in enumerate(leaves):
+        t[f"{C}.in.{i}"] = x.detach()
+        if x.dtype == torch.float32:
+            t[f"{C}.grad.in.{i}"] = x.grad
+    for k, v in state0.items():
+        t[f"{C}.state.{k}"] = v
+    for k, p in m.named_parameters():
+        if p.grad is not None:
+            t[f"{C}.grad.state.{k}"] = p.grad
+    nograd = r.get("nograd")
+    if nograd:  # elements the layer defines to get no gradient (padding_idx)
+        for k, mask in nograd(m).items():
+            t[f"{C}.nograd.{k}"] = mask.to(torch.float32)
+    for k, b in m.named_buffers():
+        t[f"{C}.after.{k}"] = b.detach().clone()
+    for k, (o, w) in enumerate(zip(y, gouts)):
+        t[f"{C}.out.{k}"] = o.detach()
+        t[f"{C}.gout.{k}"] = w
+    size = sum(x.numel() for x in leaves) + sum(p.numel() for p in m.parameters())
+    manifest = json.dumps(manifest_of(r["layer"], r["config"]), separators=(",", ":"),
+                          sort_keys=True)
+    opts = "mode=%s;n_in=%d;n_out=%d;gradcheck=%d;rtol=%r;atol=%r" % (
+        mode, len(leaves), n_out, int(r.get("gradcheck", size <= 600)),
+        r.get("rtol", 1e-4), r.get("atol", 1e-5))
+    meta = {"case." + C: manifest, "opts." + C: opts}
+    if r.get("repr", True):
+        meta["repr." + C] = repr(m)
+    return C, t, meta
+
+
+def main():
+    torch.set_num_threads(1)
+    only = set(sys.argv[1:])
+    os.makedirs(OUT, exist_ok=True)
+    files = {}
+    names = set()
+    for idx, r in enumerate(CASES):
+        if r["name"] in names:
+            raise SystemExit(f"duplicate row name {r['name']}")
+        names.add(r["name"])
+        if only and r["layer"] not in only:
+            continue
+        f = files.setdefault(r["layer"], ({}, {}))
+        for mode in r.get("modes", ("train", "eval")):
+            C, t, meta = run_case(r, mode, SEED + 1000 * idx + (mode == "eval"))
+            f[0].update(t)
+            f[1].update(meta)
+    for layer, (t, meta) in sorted(files.items()):
+        meta["generator"] = "tests/golden/make_conformance_golden.py"
+        meta["torch"] = torch.__version__
+        path = os.path.join(OUT, f"{layer}.safetensors")
+        write_safetensors(path, t, meta)
+        print(f"{path}: {sum(1 for k in meta if k.startswith('case.'))} cases")
+
+
+if __name__ == "__main__":
+    main()
