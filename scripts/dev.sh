@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/dev.sh - the two commands of the README.
 #
-#   scripts/dev.sh demo   set up, build, run the demo (examples/demo)
+#   scripts/dev.sh demo   set up, build, train the Fashion-MNIST MLP with nnm train
+#                         (examples/manifests/fashion_mlp.json), then nnm eval on the
+#                         saved weights (the API demo: build/bin/nnm_demo)
 #   scripts/dev.sh test   set up, build, run the whole test suite (ctest)
 #
 # Environment (all optional):
@@ -41,7 +43,14 @@ cmake --build "$build" -j "$jobs"
 
 case "$verb" in
 demo)
-  exec "$build/bin/nnm_demo"
+  # Train on the full Fashion-MNIST data (Debian's dataset-fashion-mnist),
+  # checkpoint to runs/fashion_mlp, then evaluate the best checkpoint: the
+  # last lines of both agree.
+  out=${NNM_DEMO_OUT:-runs/fashion_mlp}
+  "$build/bin/nnm" train examples/manifests/fashion_mlp.json --out "$out"
+  echo
+  echo "\$ nnm eval examples/manifests/fashion_mlp.json --weights $out/best.safetensors"
+  exec "$build/bin/nnm" eval examples/manifests/fashion_mlp.json --weights "$out/best.safetensors"
   ;;
 test)
   exec ctest --test-dir "$build" --output-on-failure -j "$jobs"

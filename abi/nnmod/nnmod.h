@@ -348,8 +348,10 @@ typedef nnm_status (*nnm_forward_hook_fn)(void *user, nnm_module *m, nnm_tensor 
                                           uint32_t n_in, nnm_tensor **out, uint32_t n_out);
 
 /* Registers a hook; hooks run in registration order, global ones before the
- * module's. *handle (may be NULL if never removed) is owned by the runtime and
- * valid until nnm_hook_remove or until the module/context dies. */
+ * module's. *handle (may be NULL if never removed) is owned by the context:
+ * it stays valid until the context is destroyed, also after its hook was
+ * removed or its module died (see "Hooks, version 2" below for _v2
+ * registrations with options, prepend, always_call and destructors). */
 NNM_API nnm_status nnm_module_register_forward_pre_hook(nnm_module *m, nnm_forward_pre_hook_fn fn,
                                                         void *user, nnm_hook_handle **handle);
 NNM_API nnm_status nnm_module_register_forward_hook(nnm_module *m, nnm_forward_hook_fn fn,
@@ -359,8 +361,11 @@ NNM_API nnm_status nnm_ctx_register_forward_pre_hook(nnm_ctx *ctx, nnm_forward_p
                                                      void *user, nnm_hook_handle **handle);
 NNM_API nnm_status nnm_ctx_register_forward_hook(nnm_ctx *ctx, nnm_forward_hook_fn fn,
                                                  void *user, nnm_hook_handle **handle);
-/* Removes a hook; safe inside any hook, including the one removed (a hook
- * removed during a call does not run again in that call). NULL: no-op. */
+/* Removes a hook; safe inside any hook, including the one removed. Removing
+ * a hook that is already gone (removed, or its module or context died) is a
+ * no-op; NULL: no-op. nnm_hook_handle_remove says which happened. A hook
+ * removed during a call still runs in that call if its turn has not come,
+ * as in PyTorch (see "Hooks, version 2"). */
 NNM_API void nnm_hook_remove(nnm_hook_handle *handle);
 
 /* ------------------------------------------------------------------------ */
@@ -464,8 +469,10 @@ NNM_API nnm_status nnm_module_register_full_backward_hook(nnm_module *m, nnm_bac
  * several edges gets its gradient, and the hook, once per edge. */
 typedef nnm_status (*nnm_grad_hook_fn)(void *user, nnm_tensor *t);
 /* Registers a hook on t; hooks run in registration order. *handle (may be
- * NULL) is owned by the runtime and valid until nnm_hook_remove or until t
- * dies. NNM_E_INVALID for a NULL t or fn; NNM_E_STATE for a non-leaf. */
+ * NULL) is owned by the context, as those of the first-version hook
+ * registrations (see "Hooks, version 2" below): it may be removed with
+ * nnm_hook_remove and freed early with nnm_hook_handle_free. The hooks die
+ * with t. NNM_E_INVALID for a NULL t or fn; NNM_E_STATE for a non-leaf. */
 NNM_API nnm_status nnm_tensor_register_post_accumulate_grad_hook(nnm_tensor *t,
                                                                  nnm_grad_hook_fn fn, void *user,
                                                                  nnm_hook_handle **handle);
@@ -591,6 +598,129 @@ typedef struct nnm_ddp_stats {
     double exposed_s;            /* of that, time the backward spent waiting */
 } nnm_ddp_stats;
 NNM_API nnm_status nnm_ddp_stats_get(const nnm_ddp *d, nnm_ddp_stats *out);
+
+/* Hooks, version 2: options, prepend, always_call, user-data destructors,  */
+/* and handles that are safe to use in any order                             */
+/* ------------------------------------------------------------------------ */
+
+/* Every kind of hook has a registration that takes nnm_hook_options: the
+ * _v2 of each first-version function, and the global backward hooks, which
+ * are new (PyTorch's names in brackets):
+ *   forward pre-hook  nnm_module_register_forward_pre_hook_v2 [register_forward_pre_hook]
+ *                     nnm_ctx_register_forward_pre_hook_v2 [register_module_forward_pre_hook]
+ *   forward hook      nnm_module_register_forward_hook_v2 [register_forward_hook]
+ *                     nnm_ctx_register_forward_hook_v2 [register_module_forward_hook]
+ *   backward pre-hook nnm_module_register_full_backward_pre_hook_v2
+ *                     nnm_ctx_register_full_backward_pre_hook
+ *   backward hook     nnm_module_register_full_backward_hook_v2
+ *                     nnm_ctx_register_full_backward_hook
+ *
+ * Order. Global hooks run before the module's, as in PyTorch. Within one
+ * list hooks run in registration order, except that NNM_HOOK_PREPEND puts a
+ * hook before every hook already on its list (PyTorch's prepend=True; nnmod
+ * offers it for the global lists too).
+ *
+ * Changes during a call (as PyTorch, which iterates over a snapshot of its
+ * hook dicts): a call runs the hooks that were registered when it started
+ * iterating over a list. A hook registered during the call waits for the next
+ * call; a hook removed during the call (by itself, another hook or the
+ * forward) still runs in that call if its turn has not come yet, and never in
+ * a later one. Backward hooks are looked up when nnm_backward reaches the
+ * module's node, not captured at forward time as PyTorch does: a backward
+ * hook removed between a forward and its backward does not run (PyTorch's
+ * does), and one registered in between does (PyTorch's does not).
+ *
+ * always_call (PyTorch 2.x, forward hooks only). A forward hook registered
+ * with NNM_HOOK_ALWAYS_CALL also runs when the call fails after its hooks
+ * started: in a forward pre-hook, the input checks, forward, or an earlier
+ * forward hook. It runs once per call: not again if it already ran before the
+ * failure. On that failure path it sees the inputs as the pre-hooks left them
+ * and out[i] NULL for every output forward did not produce; its status is
+ * ignored, outputs it stores are released, and the call returns the first
+ * failure with its message unchanged. A call refused before any hook runs
+ * (a dead module, more inputs or outputs than the layer takes) runs none.
+ *
+ * user_free. When opts->user_free is set it is called exactly once, with
+ * `user`, when the runtime drops the hook: when the hook is removed (if its
+ * list is being run at that moment, as soon as that run ends, so a hook may
+ * remove itself), when its module is destroyed, or, for a global hook, at
+ * nnm_ctx_free. It is the place where a binding frees its closure. It must
+ * not use the hook's module. If registration fails, user_free is not called
+ * and `user` stays the caller's.
+ *
+ * Handles. A _v2 registration with handle != NULL gives the caller a new
+ * nnm_hook_handle that the CALLER owns: free it with nnm_hook_handle_free,
+ * exactly once, at any time: before or after removing the hook, and before
+ * or after the hook's module or context is gone (the handle does not keep
+ * either alive, and they do not free it). Freeing a handle never removes its
+ * hook; a hook with no handle lives until its module dies (or, global, until
+ * nnm_ctx_free). The first-version registrations (without _v2) hand out
+ * handles owned by the CONTEXT instead: each stays valid until the context is
+ * destroyed (after nnm_ctx_free and the release of its last module and
+ * tensor), so removing it after its module died, or twice, is harmless; they
+ * may be freed earlier with nnm_hook_handle_free. Code that registers hooks
+ * in a loop should use _v2 and free its handles.
+ *
+ * Threads. Handles follow their context's rule: one thread at a time, the
+ * same lock a binding holds for the context (a finalizer that frees or
+ * removes a handle must take it). Once the hook is gone a handle touches
+ * nothing but itself. */
+
+/* Flags for nnm_hook_options.flags. */
+#define NNM_HOOK_PREPEND 1u     /* run before the hooks already on the list */
+#define NNM_HOOK_ALWAYS_CALL 2u /* forward hooks only: run even when the call fails */
+
+typedef struct nnm_hook_options {
+    uint32_t struct_size;          /* sizeof(nnm_hook_options) */
+    uint32_t flags;                /* NNM_HOOK_*; unknown bits are refused (NNM_E_INVALID) */
+    void (*user_free)(void *user); /* (optional) destructor of `user`; see above */
+} nnm_hook_options;
+
+/* Registrations. fn must not be NULL; opts may be NULL (append, no flags, no
+ * destructor); handle may be NULL (no handle is made). NNM_E_INVALID for a
+ * dead module, a NULL ctx or fn, unknown flags, or NNM_HOOK_ALWAYS_CALL on a
+ * hook that is not a forward hook; *handle is NULL on failure. */
+NNM_API nnm_status nnm_module_register_forward_pre_hook_v2(nnm_module *m, nnm_forward_pre_hook_fn fn,
+                                                           void *user, const nnm_hook_options *opts,
+                                                           nnm_hook_handle **handle);
+NNM_API nnm_status nnm_module_register_forward_hook_v2(nnm_module *m, nnm_forward_hook_fn fn,
+                                                       void *user, const nnm_hook_options *opts,
+                                                       nnm_hook_handle **handle);
+NNM_API nnm_status nnm_module_register_full_backward_pre_hook_v2(nnm_module *m,
+                                                                 nnm_backward_pre_hook_fn fn,
+                                                                 void *user,
+                                                                 const nnm_hook_options *opts,
+                                                                 nnm_hook_handle **handle);
+NNM_API nnm_status nnm_module_register_full_backward_hook_v2(nnm_module *m, nnm_backward_hook_fn fn,
+                                                             void *user, const nnm_hook_options *opts,
+                                                             nnm_hook_handle **handle);
+NNM_API nnm_status nnm_ctx_register_forward_pre_hook_v2(nnm_ctx *ctx, nnm_forward_pre_hook_fn fn,
+                                                        void *user, const nnm_hook_options *opts,
+                                                        nnm_hook_handle **handle);
+NNM_API nnm_status nnm_ctx_register_forward_hook_v2(nnm_ctx *ctx, nnm_forward_hook_fn fn,
+                                                    void *user, const nnm_hook_options *opts,
+                                                    nnm_hook_handle **handle);
+/* Global full backward hooks (register_module_full_backward_pre_hook /
+ * register_module_full_backward_hook): they fire for every module of ctx
+ * called while grad mode was on, before the module's own. */
+NNM_API nnm_status nnm_ctx_register_full_backward_pre_hook(nnm_ctx *ctx, nnm_backward_pre_hook_fn fn,
+                                                           void *user, const nnm_hook_options *opts,
+                                                           nnm_hook_handle **handle);
+NNM_API nnm_status nnm_ctx_register_full_backward_hook(nnm_ctx *ctx, nnm_backward_hook_fn fn,
+                                                       void *user, const nnm_hook_options *opts,
+                                                       nnm_hook_handle **handle);
+
+/* Removes the hook (handle.remove()). NNM_OK when this call removed it;
+ * NNM_E_STATE when it was already gone (removed before, or its module or
+ * context died): a harmless no-op, and no message is set, so a finalizer
+ * never overwrites the context's last error. NNM_E_INVALID for NULL. Safe
+ * inside any hook, including the one removed. The handle stays valid. */
+NNM_API nnm_status nnm_hook_handle_remove(nnm_hook_handle *handle);
+/* 1 while the handle's hook is registered, 0 once it is gone (or for NULL). */
+NNM_API int nnm_hook_handle_is_live(const nnm_hook_handle *handle);
+/* Frees a handle (its hook, if any, stays registered). NULL is a no-op. After
+ * this call the handle must not be used. */
+NNM_API void nnm_hook_handle_free(nnm_hook_handle *handle);
 
 /* ------------------------------------------------------------------------ */
 /* Optimizers                                                                */
@@ -854,6 +984,117 @@ NNM_API nnm_status nnm_manifest_hash(const nnm_manifest *mf, char out[65]);
 NNM_API uint32_t nnm_manifest_plugin_count(const nnm_manifest *mf);
 NNM_API nnm_status nnm_manifest_plugin(const nnm_manifest *mf, uint32_t index, const char **name,
                                        const char **range, const char **resolved_version);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets and the batching pipeline (docs/training.md)                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nnm_dataset nnm_dataset;
+typedef struct nnm_loader nnm_loader;
+
+/* The most bytes of data one IDX file may hold (its header is refused past it). */
+#define NNM_DATASET_MAX_BYTES ((uint64_t)1 << 34)
+/* Tensor names of a safetensors dataset when none are given. */
+#define NNM_DATASET_INPUTS "inputs"
+#define NNM_DATASET_TARGETS "targets"
+
+/* Opens an IDX pair (the MNIST family's format, gzipped or not): inputs (the
+ * first dimension counts samples) and targets with the same count. Read with
+ * zlib; checked as hostile input (magic, dimensions, sizes against the file,
+ * truncated or trailing data, corrupt gzip): a failure names the file. Memory
+ * follows the data the files really hold. u8 inputs stay u8 (converted per
+ * batch by the loader); other types become f32. Integer targets are class
+ * indices (i64), floating ones f32. targets_path may be NULL: a dataset of
+ * inputs alone (its loaders hand out no targets). Free with nnm_dataset_free. */
+NNM_API nnm_status nnm_dataset_open_idx(nnm_ctx *ctx, const char *inputs_path,
+                                        const char *targets_path, nnm_dataset **out);
+/* Opens a safetensors file holding an inputs tensor and a targets tensor
+ * (names NULL: NNM_DATASET_INPUTS, NNM_DATASET_TARGETS) with the same first
+ * dimension. Inputs (U8, I8, U16, I16, I32, F16, BF16, F32 or F64) are read
+ * in place from the file's mapping, never copied; targets are integer (class
+ * indices, held as i64) or floating (held as f32). */
+NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
+                                                const char *inputs_name, const char *targets_name,
+                                                nnm_dataset **out);
+/* NULL: no-op. Every loader over ds must be freed first. */
+NNM_API void nnm_dataset_free(nnm_dataset *ds);
+
+typedef struct nnm_dataset_info {
+    uint32_t struct_size;        /* set by the caller */
+    int32_t input_ndim;          /* one sample's input shape (without the sample dim) */
+    int64_t n_samples;
+    int64_t input_shape[NNM_MAX_DIMS];
+    nnm_dtype input_dtype;       /* as stored */
+    int32_t target_ndim;         /* 0 for one class index per sample */
+    int64_t target_shape[NNM_MAX_DIMS];
+    nnm_dtype target_dtype;      /* i64 or f32; all zero for an inputs-only dataset */
+    int64_t n_classes;           /* 1 + the largest i64 target; 0 for f32 targets */
+    const char *source;          /* the file name(s), owned by ds */
+} nnm_dataset_info;
+NNM_API nnm_status nnm_dataset_info_get(const nnm_dataset *ds, nnm_dataset_info *out);
+/* Keeps only the first n samples visible (n past the end: all of them). */
+NNM_API nnm_status nnm_dataset_limit(nnm_dataset *ds, int64_t n);
+/* Mean and standard deviation (population) of every input value times
+ * `scale`, over the visible samples: what normalisation divides by. */
+NNM_API nnm_status nnm_dataset_stats(const nnm_dataset *ds, double scale, double *mean,
+                                     double *std);
+
+/* Flags for nnm_loader_options.flags. */
+#define NNM_LOADER_SHUFFLE 1u   /* a new seeded order every epoch */
+#define NNM_LOADER_DROP_LAST 2u /* no last partial batch */
+
+typedef struct nnm_loader_options {
+    uint32_t struct_size;        /* sizeof(nnm_loader_options) */
+    uint32_t flags;              /* NNM_LOADER_* */
+    int64_t batch_size;          /* >= 1 */
+    uint64_t seed;               /* of the shuffle */
+    uint32_t rank, world_size;   /* this process's slice; world_size 0 means 1 */
+    /* Each input value x becomes (x * scale - mean) / std. scale 0: 1/255 for
+     * u8 inputs, else 1; std 0: 1 (no normalisation with mean 0). */
+    double scale, mean, std;
+    int32_t ndim;                /* 0: samples keep the dataset's shape; else */
+    int64_t shape[NNM_MAX_DIMS]; /* the shape to view each one as (same count) */
+} nnm_loader_options;
+
+/* A loader over ds (borrowed: it must outlive the loader), at epoch 0. The
+ * order of epoch e is a documented function of (seed, e, N) (runtime/data/
+ * loader.c): with world_size W, every rank computes the same permutation,
+ * padded to a multiple of W with its first elements, and rank r takes every
+ * W-th sample from r, like DistributedSampler(drop_last=False): the ranks'
+ * slices are disjoint unless padded and together cover the dataset. */
+NNM_API nnm_status nnm_loader_new(nnm_dataset *ds, const nnm_loader_options *opts,
+                                  nnm_loader **out);
+NNM_API void nnm_loader_free(nnm_loader *l);
+/* Starts epoch `epoch` (its order) from its first batch. */
+NNM_API nnm_status nnm_loader_set_epoch(nnm_loader *l, uint64_t epoch);
+/* Samples and batches this rank gets per epoch. */
+NNM_API int64_t nnm_loader_sample_count(const nnm_loader *l);
+NNM_API int64_t nnm_loader_batch_count(const nnm_loader *l);
+/* This rank's dataset indices for the current epoch, in order, into out
+ * (cap entries; at least nnm_loader_sample_count). */
+NNM_API nnm_status nnm_loader_indices(const nnm_loader *l, int64_t *out, size_t cap);
+/* The next batch: *inputs a new f32 CPU tensor [B, sample shape...], *targets
+ * a new i64 or f32 tensor [B, target shape...] (NULL for an inputs-only
+ * dataset); the caller releases both.
+ * At the end of the epoch returns NNM_OK with both NULL. */
+NNM_API nnm_status nnm_loader_next(nnm_loader *l, nnm_tensor **inputs, nnm_tensor **targets);
+
+/* Reseeds the context's generator (parameter initialisation and the random
+ * ops layers draw from), like torch.manual_seed: the same seed gives the same
+ * stream again, which is how a resumed training run replays an epoch's
+ * dropout masks exactly. */
+NNM_API nnm_status nnm_ctx_manual_seed(nnm_ctx *ctx, uint64_t seed);
+
+/* The manifest's "training" section (docs/manifest.md, docs/training.md) as a
+ * config: hyper-parameters and data for `nnm train`, kept and written back.
+ * Borrowed from mf; NULL when the document has none (or mf is NULL). */
+NNM_API const nnm_config *nnm_manifest_training(const nnm_manifest *mf);
+/* The "metadata" map, string to string, in document order: count, then the
+ * pair at `index` (pointers owned by mf; NNM_E_NOT_FOUND past the end; key or
+ * value may be NULL when not wanted). */
+NNM_API uint32_t nnm_manifest_metadata_count(const nnm_manifest *mf);
+NNM_API nnm_status nnm_manifest_metadata(const nnm_manifest *mf, uint32_t index, const char **key,
+                                         const char **value);
 
 #ifdef __cplusplus
 }

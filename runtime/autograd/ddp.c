@@ -146,6 +146,7 @@ static nnm_status on_grad_ready(void *user, nnm_tensor *t);
 static void ddp_destroy(nnm_ddp *d) {
     for (uint32_t i = 0; i < d->n_p; i++) {
         nnm_hook_remove(d->p[i].hook);
+        nnm_hook_handle_free(d->p[i].hook);
         free(d->p[i].name);
     }
     for (uint32_t i = 0; i < d->n_b; i++) {

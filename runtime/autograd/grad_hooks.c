@@ -21,37 +21,24 @@ NNM_API nnm_status nnm_tensor_register_post_accumulate_grad_hook(nnm_tensor *t,
             return nnm__error(t->ctx, NNM_E_NOMEM, "out of memory (hook)");
         nnm__hook_list_init(t->grad_hooks, t->ctx, NULL);
     }
-    nnm__hook_list *l = t->grad_hooks;
-    nnm_hook_handle *h = calloc(1, sizeof *h);
-    if (!h) return nnm__error(t->ctx, NNM_E_NOMEM, "out of memory (hook)");
-    h->fn.grad = fn;
-    h->user = user;
-    h->list = l;
-    h->id = l->next_id++;
-    h->prev = l->tail;
-    if (l->tail) l->tail->next = h;
-    else l->head = h;
-    l->tail = h;
-    l->count++;
-    if (handle) *handle = h;
-    return NNM_OK;
+    return nnm__hook_add_grad(t->grad_hooks, fn, user, handle);
 }
 
 nnm_status nnm__grad_hooks_run(nnm_tensor *leaf) {
     nnm__hook_list *l = leaf->grad_hooks;
     if (!l->count) return NNM_OK;
+    nnm_ctx *ctx = leaf->ctx;
     nnm_status st = NNM_OK;
-    uint32_t limit = l->next_id; /* hooks added by a hook wait for the next time */
+    uint64_t start = l->seq; /* hooks added by a hook wait for the next time */
     l->running++;
-    for (nnm_hook_handle *h = l->head; h && !st; h = h->next) {
-        if (h->removed || h->id >= limit) continue;
-        leaf->ctx->errmsg[0] = 0;
+    for (nnm__hook *h = l->head; h && !st; h = h->next) {
+        if (!nnm__hook_runs(h, start)) continue;
+        uint64_t seq = ctx->err_seq;
         st = h->fn.grad(h->user, leaf);
         if (st) {
             if (st > 0) st = NNM_E_HOOK;
-            if (!leaf->ctx->errmsg[0])
-                nnm__error(leaf->ctx, st, "post-accumulate-grad hook failed: %s",
-                           nnm_status_str(st));
+            if (ctx->err_seq == seq)
+                nnm__error(ctx, st, "post-accumulate-grad hook failed: %s", nnm_status_str(st));
         }
     }
     nnm__hook_list_end(l);

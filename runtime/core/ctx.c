@@ -61,6 +61,7 @@ nnm_status nnm__verror(nnm_ctx *ctx, nnm_status code, const char *fmt, va_list a
     vsnprintf(tmp, sizeof tmp, fmt, ap);
     memcpy(ctx->errmsg, tmp, sizeof tmp);
     ctx->err_attributed = 0;
+    ctx->err_seq++;
     return code;
 }
 
@@ -121,8 +122,7 @@ NNM_API nnm_status nnm_ctx_new(const nnm_ctx_options *opts, nnm_ctx **out) {
     ctx->refs = 1;
     ctx->stats.struct_size = sizeof ctx->stats;
     nnm__registry_init(&ctx->reg);
-    nnm__hook_list_init(&ctx->gpre_hooks, ctx, &ctx->n_global_hooks);
-    nnm__hook_list_init(&ctx->gpost_hooks, ctx, &ctx->n_global_hooks);
+    nnm__hooks_ctx_init(ctx);
     nnm__rng_seed(ctx->rng, seed ? seed : 0x6e6e6d6f64ull);
     if (!(flags & NNM_CTX_NO_DISCOVERY))
         nnm__registry_discover(&ctx->reg, getenv("NNM_PLUGIN_PATH"), NNM_INSTALL_PLUGIN_DIR);
@@ -133,8 +133,7 @@ NNM_API nnm_status nnm_ctx_new(const nnm_ctx_options *opts, nnm_ctx **out) {
 void nnm__ctx_retain(nnm_ctx *ctx) { ctx->refs++; }
 
 static void ctx_destroy(nnm_ctx *ctx) {
-    nnm__hook_list_clear(&ctx->gpre_hooks);
-    nnm__hook_list_clear(&ctx->gpost_hooks);
+    nnm__hooks_ctx_fini(ctx);
     nnm__alloc_fini(ctx);
     nnm__tensors_fini(ctx);
     while (ctx->free_nodes) {
@@ -156,8 +155,7 @@ NNM_API void nnm_ctx_free(nnm_ctx *ctx) {
     if (!ctx || ctx->closed) return;
     ctx->closed = 1;
     /* Global hooks belong to the user's view of the context. */
-    nnm__hook_list_clear(&ctx->gpre_hooks);
-    nnm__hook_list_clear(&ctx->gpost_hooks);
+    nnm__hooks_ctx_close(ctx);
     ctx->profiler = NULL;
     ctx->n_global_hooks = 0;
     nnm__ctx_release(ctx);

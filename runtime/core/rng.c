@@ -38,3 +38,9 @@ double nnm__rng_normal(uint64_t s[4]) {
     double u2 = nnm__rng_uniform(s);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
+
+NNM_API nnm_status nnm_ctx_manual_seed(nnm_ctx *ctx, uint64_t seed) {
+    if (!ctx) return NNM_E_INVALID;
+    nnm__rng_seed(ctx->rng, seed ? seed : 0x6e6e6d6f64ull);
+    return NNM_OK;
+}

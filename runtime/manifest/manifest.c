@@ -66,6 +66,7 @@ NNM_API void nnm_manifest_free(nnm_manifest *mf) {
     }
     free(mf->meta_keys);
     free(mf->meta_values);
+    nnm_config_free(mf->training);
     free(mf->weights_path);
     free(mf->weights_sha256);
     free(mf->base_dir);
@@ -367,5 +368,24 @@ NNM_API nnm_status nnm_manifest_plugin(const nnm_manifest *mf, uint32_t index, c
     if (name) *name = mf->plugins[index].name;
     if (range) *range = mf->plugins[index].range;
     if (resolved_version) *resolved_version = mf->plugins[index].version;
+    return NNM_OK;
+}
+
+NNM_API const nnm_config *nnm_manifest_training(const nnm_manifest *mf) {
+    return mf ? mf->training : NULL;
+}
+
+NNM_API uint32_t nnm_manifest_metadata_count(const nnm_manifest *mf) {
+    return mf ? mf->n_meta : 0;
+}
+
+NNM_API nnm_status nnm_manifest_metadata(const nnm_manifest *mf, uint32_t index, const char **key,
+                                         const char **value) {
+    if (key) *key = NULL;
+    if (value) *value = NULL;
+    if (!mf) return NNM_E_INVALID;
+    if (index >= mf->n_meta) return NNM_E_NOT_FOUND;
+    if (key) *key = mf->meta_keys[index];
+    if (value) *value = mf->meta_values[index];
     return NNM_OK;
 }

@@ -84,6 +84,7 @@ struct nnm_manifest {
     char *weights_sha256;         /* NULL, or 64 lowercase hex digits */
     char **meta_keys, **meta_values; /* "metadata": string to string */
     uint32_t n_meta;
+    nnm_config *training;         /* "training": hyper-parameters for nnm train; NULL when absent */
 };
 
 /* Limits with defaults filled in; NNM_E_INVALID for a bad struct_size. */

@@ -370,7 +370,7 @@ static nnm_status metadata(pass *p, const json_t *v) {
 }
 
 static const char *const top_keys[] = {"format", "version", "plugins", "root", "weights",
-                                       "metadata", NULL};
+                                       "metadata", "training", NULL};
 
 nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manifest_limits *lim) {
     pass p = {mf, mf->ctx, lim, NULL};
@@ -378,7 +378,7 @@ nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manif
     if (!json_is_object(doc))
         return fail(ctx, NNM_E_TYPE, "document", "expected a map, got %s", kind(doc));
     nnm_status st = only_keys(&p, doc, "document", top_keys,
-                              "format, version, plugins, root, weights, metadata");
+                              "format, version, plugins, root, weights, metadata, training");
     if (st) return st;
     const json_t *f = json_object_get(doc, "format"), *ver = json_object_get(doc, "version");
     if (!f) return fail(ctx, NNM_E_NOT_FOUND, "format", "required string is missing (\"" NNM__MF_FORMAT "\")");
@@ -396,6 +396,10 @@ nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manif
     const json_t *w = json_object_get(doc, "weights"), *md = json_object_get(doc, "metadata");
     if (w && (st = weights(&p, w))) goto out;
     if (md && (st = metadata(&p, md))) goto out;
+    /* "training": a config-like map (docs/training.md); its keys are the
+     * trainer's to check, the reader only checks the value kinds. */
+    const json_t *tr = json_object_get(doc, "training");
+    if (tr && (st = config(&p, tr, "training", &mf->training))) goto out;
     const json_t *root = json_object_get(doc, "root");
     if (!root) {
         st = fail(ctx, NNM_E_NOT_FOUND, "root", "required module is missing");

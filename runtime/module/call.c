@@ -168,28 +168,48 @@ nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in
  * one over its outputs (it sees the outputs' gradients: the pre-hook). The
  * output node hands the outputs' gradients to the input node through `peer`. */
 
-static nnm_status run_bw_list(nnm_module *m, nnm__hook_list *l, int pre, nnm_tensor **g, uint32_t n_g,
-                              nnm_tensor *const *gout, uint32_t n_out) {
-    if (!l->count) return NNM_OK;
+/* The hook lists of one event are snapshotted together (PyTorch builds one
+ * tuple of the global and the module's hooks before running any): the caller
+ * marks both lists running, takes both `start`s, runs them, then ends them. */
+static nnm_status run_bw_list(nnm_module *m, nnm__hook_list *l, uint64_t start, int pre, nnm_tensor **g,
+                              uint32_t n_g, nnm_tensor *const *gout, uint32_t n_out) {
     nnm_status st = NNM_OK;
-    uint32_t limit = l->next_id;
-    l->running++;
-    for (nnm_hook_handle *h = l->head; h && !st; h = h->next) {
-        if (h->removed || h->id >= limit) continue;
+    for (nnm__hook *h = l->head; h && !st; h = h->next) {
+        if (!nnm__hook_runs(h, start)) continue;
         nnm_tensor *before[NNM__MAX_IO];
         memcpy(before, g, n_g * sizeof *g);
-        m->ctx->errmsg[0] = 0;
+        uint64_t seq = m->ctx->err_seq;
         st = pre ? h->fn.bw_pre(h->user, m, g, n_g) : h->fn.bw(h->user, m, g, n_g, gout, n_out);
         for (uint32_t i = 0; i < n_g; i++)
             if (g[i] != before[i]) nnm_tensor_release(before[i]); /* a hook put a new reference */
         if (st) {
             if (st > 0) st = NNM_E_HOOK;
             fail(m, st, "%s failed: %s", pre ? "backward pre-hook" : "backward hook",
-                 m->ctx->errmsg[0] ? m->ctx->errmsg : nnm_status_str(st));
+                 m->ctx->err_seq != seq ? m->ctx->errmsg : nnm_status_str(st));
         }
     }
-    nnm__hook_list_end(l);
     return st;
+}
+
+/* Global hooks, then the module's. */
+static nnm_status run_bw_hooks(nnm_module *m, int pre, nnm_tensor **g, uint32_t n_g,
+                               nnm_tensor *const *gout, uint32_t n_out) {
+    nnm_ctx *ctx = m->ctx;
+    nnm__hook_list *gl = pre ? &ctx->gbw_pre_hooks : &ctx->gbw_hooks;
+    nnm__hook_list *ml = pre ? &m->bw_pre_hooks : &m->bw_hooks;
+    if (!gl->count && !ml->count) return NNM_OK;
+    uint64_t gs = gl->seq, ms = ml->seq;
+    gl->running++;
+    ml->running++;
+    nnm_status st = run_bw_list(m, gl, gs, pre, g, n_g, gout, n_out);
+    if (!st) st = run_bw_list(m, ml, ms, pre, g, n_g, gout, n_out);
+    nnm__hook_list_end(gl);
+    nnm__hook_list_end(ml);
+    return st;
+}
+
+static int has_bw_hooks(const nnm_module *m) {
+    return m->bw_hooks.count || m->ctx->gbw_hooks.count;
 }
 
 static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
@@ -199,7 +219,7 @@ static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *cons
         gin[i] = gout[i];
         nnm_tensor_retain(gin[i]);
     }
-    nnm_status st = run_bw_list(m, &m->bw_pre_hooks, 1, gin, n->n_out, NULL, 0);
+    nnm_status st = run_bw_hooks(m, 1, gin, n->n_out, NULL, 0);
     if (!st && n->peer) {
         for (uint32_t i = 0; i < n->n_out; i++) {
             nnm_tensor_release(n->peer->hook_grad_out[i]);
@@ -207,12 +227,22 @@ static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *cons
             nnm_tensor_retain(gin[i]);
         }
         n->peer->ival = n->n_out;
-    } else if (!st && m->bw_hooks.count) {
-        /* no input needs a gradient: the hook sees none, as in PyTorch */
+    } else if (!st && has_bw_hooks(m)) {
+        /* No input needs a gradient: the hook sees one NULL per input of
+         * the call (ival), as PyTorch passes (None,) * n_inputs, and may not
+         * put a gradient there ("should always return None"). */
         nnm_tensor *none[NNM__MAX_IO] = {0};
-        st = run_bw_list(m, &m->bw_hooks, 0, none, m->vt->n_inputs > 0 ? (uint32_t)m->vt->n_inputs : 0,
-                         gin, n->n_out);
-        for (uint32_t i = 0; i < NNM__MAX_IO; i++) nnm_tensor_release(none[i]);
+        uint32_t n_in = (uint32_t)n->ival;
+        st = run_bw_hooks(m, 0, none, n_in, gin, n->n_out);
+        int put = 0;
+        for (uint32_t i = 0; i < NNM__MAX_IO; i++) {
+            put |= none[i] != NULL;
+            nnm_tensor_release(none[i]);
+        }
+        if (!st && put)
+            st = fail(m, NNM_E_HOOK,
+                      "backward hook for a call where no input requires gradient must leave "
+                      "every grad_in NULL");
     }
     return st;
 }
@@ -224,7 +254,7 @@ static nnm_status hook_in_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const
         gin[i] = gout[i];
         nnm_tensor_retain(gin[i]);
     }
-    return run_bw_list(m, &m->bw_hooks, 0, gin, n->n_out, n->hook_grad_out, (uint32_t)n->ival);
+    return run_bw_hooks(m, 0, gin, n->n_out, n->hook_grad_out, (uint32_t)n->ival);
 }
 
 /* Replaces each tensor of v that requires grad with an alias that is output i
@@ -300,17 +330,14 @@ drop:
 
 /* Pre-hooks of one list over the working input array; `owned` marks entries
  * the runtime holds a reference to (those a hook put there). */
-static nnm_status run_pre_hooks(nnm_module *m, nnm__hook_list *l, nnm_tensor **xin, uint32_t n_in,
-                                uint32_t *owned) {
-    if (!l->count) return NNM_OK;
+static nnm_status run_pre_hooks(nnm_module *m, nnm__hook_list *l, uint64_t start, nnm_tensor **xin,
+                                uint32_t n_in, uint32_t *owned) {
     nnm_status st = NNM_OK;
-    uint32_t limit = l->next_id; /* hooks added during this call wait for the next */
-    l->running++;
-    for (nnm_hook_handle *h = l->head; h && !st; h = h->next) {
-        if (h->removed || h->id >= limit) continue;
+    for (nnm__hook *h = l->head; h && !st; h = h->next) {
+        if (!nnm__hook_runs(h, start)) continue;
         nnm_tensor *before[NNM__MAX_IO];
         memcpy(before, xin, n_in * sizeof *xin);
-        m->ctx->errmsg[0] = 0;
+        uint64_t seq = m->ctx->err_seq;
         st = h->fn.pre(h->user, m, xin, n_in);
         for (uint32_t i = 0; i < n_in; i++) {
             if (xin[i] == before[i]) continue;
@@ -320,37 +347,72 @@ static nnm_status run_pre_hooks(nnm_module *m, nnm__hook_list *l, nnm_tensor **x
         if (st) {
             if (st > 0) st = NNM_E_HOOK;
             fail(m, st, "forward pre-hook failed: %s",
-                 m->ctx->errmsg[0] ? m->ctx->errmsg : nnm_status_str(st));
+                 m->ctx->err_seq != seq ? m->ctx->errmsg : nnm_status_str(st));
         }
     }
-    nnm__hook_list_end(l);
     return st;
 }
 
-static nnm_status run_post_hooks(nnm_module *m, nnm__hook_list *l, nnm_tensor *const *xin,
-                                 uint32_t n_in, nnm_tensor **out, uint32_t n_out) {
-    if (!l->count) return NNM_OK;
+/* Forward hooks of one list. On failure *stop is the hook that failed (the
+ * caller keeps the list running, so it stays valid for run_always). */
+static nnm_status run_post_hooks(nnm_module *m, nnm__hook_list *l, uint64_t start,
+                                 nnm_tensor *const *xin, uint32_t n_in, nnm_tensor **out,
+                                 uint32_t n_out, nnm__hook **stop) {
     nnm_status st = NNM_OK;
-    uint32_t limit = l->next_id;
-    l->running++;
-    for (nnm_hook_handle *h = l->head; h && !st; h = h->next) {
-        if (h->removed || h->id >= limit) continue;
+    for (nnm__hook *h = l->head; h && !st; h = h->next) {
+        if (!nnm__hook_runs(h, start)) continue;
         nnm_tensor *before[NNM__MAX_IO];
         memcpy(before, out, n_out * sizeof *out);
-        m->ctx->errmsg[0] = 0;
+        uint64_t seq = m->ctx->err_seq;
         st = h->fn.post(h->user, m, xin, n_in, out, n_out);
         for (uint32_t i = 0; i < n_out; i++)
             if (out[i] != before[i]) nnm_tensor_release(before[i]);
         if (st) {
             if (st > 0) st = NNM_E_HOOK;
             fail(m, st, "forward hook failed: %s",
-                 m->ctx->errmsg[0] ? m->ctx->errmsg : nnm_status_str(st));
+                 m->ctx->err_seq != seq ? m->ctx->errmsg : nnm_status_str(st));
+            *stop = h;
         }
     }
-    nnm__hook_list_end(l);
-    for (uint32_t i = 0; i < n_out && !st; i++)
-        if (!out[i]) st = fail(m, NNM_E_HOOK, "forward hook left output %u NULL", i);
     return st;
+}
+
+/* How far the forward hooks got before a call failed. */
+enum { RAN_NONE, RAN_GLOBAL_TO_STOP, RAN_MODULE_TO_STOP, RAN_ALL };
+
+/* always_call (PyTorch 2.x): after a failure, the forward hooks flagged
+ * NNM_HOOK_ALWAYS_CALL that did not run yet, global then module. Their
+ * status is ignored and the first failure's message is kept. */
+static void run_always(nnm_module *m, int ran, nnm__hook *stop, nnm_tensor *const *xin,
+                       uint32_t n_in, nnm_tensor **out, uint32_t n_out) {
+    nnm_ctx *ctx = m->ctx;
+    char msg[NNM__ERRMSG_CAP];
+    memcpy(msg, ctx->errmsg, sizeof msg);
+    int attributed = ctx->err_attributed;
+    nnm__hook_list *lists[2] = {&ctx->gpost_hooks, &m->post_hooks};
+    for (int k = 0; k < 2; k++) {
+        nnm__hook_list *l = lists[k];
+        if (ran == RAN_ALL || (k == 0 && ran == RAN_MODULE_TO_STOP) || !l->n_always) continue;
+        /* entries up to and including stop ran already */
+        int skipping = (k == 0 && ran == RAN_GLOBAL_TO_STOP) || (k == 1 && ran == RAN_MODULE_TO_STOP);
+        uint64_t start = l->seq;
+        l->running++;
+        for (nnm__hook *h = l->head; h; h = h->next) {
+            if (skipping) {
+                if (h == stop) skipping = 0;
+                continue;
+            }
+            if (!(h->flags & NNM_HOOK_ALWAYS_CALL) || !nnm__hook_runs(h, start)) continue;
+            nnm_tensor *before[NNM__MAX_IO];
+            memcpy(before, out, n_out * sizeof *out);
+            (void)h->fn.post(h->user, m, xin, n_in, out, n_out);
+            for (uint32_t i = 0; i < n_out; i++)
+                if (out[i] != before[i]) nnm_tensor_release(before[i]);
+        }
+        nnm__hook_list_end(l);
+    }
+    memcpy(ctx->errmsg, msg, sizeof msg);
+    ctx->err_attributed = attributed;
 }
 
 static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
@@ -364,19 +426,47 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     uint32_t owned = 0;
     if (n_in) memcpy(xin, in, n_in * sizeof *in);
     nnm_module_retain(m); /* a hook may drop the caller's last reference */
+    /* The forward-hook lists run for the whole call, so the hook where a
+     * failure stopped them stays valid for run_always. */
+    nnm__hook_list *gpost = &ctx->gpost_hooks, *mpost = &m->post_hooks;
+    gpost->running++;
+    mpost->running++;
 
-    nnm_status st = run_pre_hooks(m, &ctx->gpre_hooks, xin, n_in, &owned);
-    if (!st) st = run_pre_hooks(m, &m->pre_hooks, xin, n_in, &owned);
+    /* hooks registered during this call wait for the next one */
+    nnm__hook_list *gpre = &ctx->gpre_hooks, *mpre = &m->pre_hooks;
+    uint64_t gs = gpre->seq, ms = mpre->seq;
+    gpre->running++;
+    mpre->running++;
+    nnm_status st = run_pre_hooks(m, gpre, gs, xin, n_in, &owned);
+    if (!st) st = run_pre_hooks(m, mpre, ms, xin, n_in, &owned);
+    nnm__hook_list_end(gpre);
+    nnm__hook_list_end(mpre);
     if (!st) st = check_inputs(m, xin, n_in);
-    int bw = (m->bw_hooks.count || m->bw_pre_hooks.count) && nnm_grad_is_enabled();
+    int bw = (has_bw_hooks(m) || m->bw_pre_hooks.count || ctx->gbw_pre_hooks.count) &&
+             nnm_grad_is_enabled();
     nnm__node *in_node = NULL, *out_node = NULL;
-    if (!st && bw && m->bw_hooks.count) st = wrap(m, hook_in_backward, xin, n_in, &owned, &in_node);
+    if (!st && bw && has_bw_hooks(m)) st = wrap(m, hook_in_backward, xin, n_in, &owned, &in_node);
     if (!st) st = run_forward(m, xin, n_in, out, n_out);
-    if (!st) st = run_post_hooks(m, &ctx->gpost_hooks, xin, n_in, out, n_out);
-    if (!st) st = run_post_hooks(m, &m->post_hooks, xin, n_in, out, n_out);
+    int ran = RAN_NONE;
+    nnm__hook *stop = NULL;
+    gs = gpost->seq, ms = mpost->seq;
+    if (!st) {
+        ran = RAN_GLOBAL_TO_STOP;
+        st = run_post_hooks(m, gpost, gs, xin, n_in, out, n_out, &stop);
+    }
+    if (!st) {
+        ran = RAN_MODULE_TO_STOP;
+        st = run_post_hooks(m, mpost, ms, xin, n_in, out, n_out, &stop);
+    }
+    if (!st) {
+        ran = RAN_ALL;
+        for (uint32_t i = 0; i < n_out && !st; i++)
+            if (!out[i]) st = fail(m, NNM_E_HOOK, "forward hook left output %u NULL", i);
+    }
     if (!st && bw) { /* step 6: backward hooks on the outputs' node */
         uint32_t all = n_out >= 32 ? ~0u : (1u << n_out) - 1;
         st = wrap(m, hook_out_backward, out, n_out, &all, &out_node);
+        if (out_node) out_node->ival = n_in; /* grad_in's length when no input needs grad */
         if (out_node && in_node) {
             out_node->peer = in_node;
             in_node->refs++;
@@ -384,6 +474,9 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     }
     nnm__node_release(in_node);
     nnm__node_release(out_node);
+    if (st && (gpost->n_always || mpost->n_always)) run_always(m, ran, stop, xin, n_in, out, n_out);
+    nnm__hook_list_end(gpost);
+    nnm__hook_list_end(mpost);
     if (st)
         for (uint32_t i = 0; i < n_out; i++) {
             nnm_tensor_release(out[i]);

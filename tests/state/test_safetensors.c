@@ -4,8 +4,9 @@
  * directory and must fail with a precise status and a message naming the file
  * and the field. Writer: round trips of every dtype, strided tensors, header
  * layout, argument errors, and crash safety: a child process rewriting a file
- * in a loop is SIGKILLed at varying moments and the destination must always be
- * a complete, valid file (the old one or the new one), never a torn one; a
+ * in a loop is SIGKILLed at chosen points of its write (it reports its
+ * progress through a pipe; no timing) and the destination must always be the
+ * complete last version, never a torn one; a
  * child whose writes fail (RLIMIT_FSIZE) must leave the old file and no temp
  * file behind.
  */
@@ -614,51 +615,203 @@ static int check_version(const char *p) {
     return k;
 }
 
+/* The kill test synchronises on the writer's progress, never on time, so it
+ * proves the same thing on a fast idle machine and a slow loaded one. The
+ * writer's tensors live on "stepdev", a device (registered for the CUDA
+ * device type in a context of the test's own) whose memory is plain host
+ * memory and whose memcpy, which the writer calls to copy each tensor to the
+ * host just before writing it, tells the parent through a pipe where the
+ * writer is and waits for the parent's word. The parent answers "go on" or
+ * kills the writer right there, so each kill lands at a chosen point: before
+ * a write begins (no temp file), or before tensor i's bytes, with the temp
+ * file holding the header and i tensors. */
+#define STEP_TENSORS 4
+#define STEP_ELEMS (CRASH_ELEMS / STEP_TENSORS)
+
+static int g_report_fd = -1, g_go_fd = -1; /* set in the writer (child) only */
+
+static void step_wait(char what) {
+    char go;
+    if (g_report_fd < 0) return;
+    if (write(g_report_fd, &what, 1) != 1 || read(g_go_fd, &go, 1) != 1) _exit(6);
+}
+
+static nnm_status sd_init(nnm_env *env, void **state) {
+    (void)env;
+    *state = NULL;
+    return NNM_OK;
+}
+static void sd_shutdown(void *state) { (void)state; }
+static nnm_status sd_alloc(nnm_env *env, void *state, int32_t dev, size_t bytes, void **ptr) {
+    (void)state, (void)dev;
+    *ptr = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    return *ptr ? NNM_OK : env->host->set_error(env, NNM_E_NOMEM, "stepdev: out of memory");
+}
+static void sd_free(void *state, int32_t dev, void *ptr) {
+    (void)state, (void)dev;
+    free(ptr);
+}
+static nnm_status sd_memcpy(nnm_env *env, void *state, void *dst, nnm_device dd, const void *src,
+                            nnm_device sdev, size_t bytes) {
+    (void)env, (void)state, (void)dd, (void)sdev;
+    step_wait('t');
+    memcpy(dst, src, bytes);
+    return NNM_OK;
+}
+static const nnm_backend_vtable sd_vt = {
+    .struct_size = sizeof(nnm_backend_vtable),
+    .name = "stepdev",
+    .version_major = 1,
+    .device_type = NNM_DEVICE_CUDA,
+    .init = sd_init,
+    .shutdown = sd_shutdown,
+    .alloc = sd_alloc,
+    .free = sd_free,
+    .memcpy = sd_memcpy,
+};
+static const nnm_backend_vtable *const sd_backends[] = {&sd_vt};
+static const nnm_plugin_desc sd_desc = {
+    .struct_size = sizeof(nnm_plugin_desc),
+    .abi_major = NNM_ABI_MAJOR,
+    .abi_minor = NNM_ABI_MINOR,
+    .name = "stepdev",
+    .n_backends = 1,
+    .backends = sd_backends,
+};
+
+/* Version k: STEP_TENSORS tensors t0.. filled with k + i / 8, k in metadata. */
+static nnm_status step_write(nnm_ctx *ctx, const char *p, nnm_tensor *const *ts, int k) {
+    static const char *const names[STEP_TENSORS] = {"t0", "t1", "t2", "t3"};
+    for (int i = 0; i < STEP_TENSORS; i++) {
+        float *f = (float *)nnm_tensor_desc_get(ts[i])->data;
+        for (size_t j = 0; j < STEP_ELEMS; j++) f[j] = (float)k + (float)i / 8;
+    }
+    char kb[16];
+    snprintf(kb, sizeof kb, "%d", k);
+    const nnm_kv meta[1] = {{"version", kb}};
+    return nnm_safetensors_write(ctx, p, STEP_TENSORS, names, ts, 1, meta);
+}
+
+/* The file is complete and self-consistent; returns its version or -1. */
+static int step_check(const char *p) {
+    nnm_safetensors *st = NULL;
+    if (nnm_safetensors_open(g_ctx, p, &st) != NNM_OK) {
+        fprintf(stderr, "\n  torn file: %s\n", nnm_ctx_errmsg(g_ctx));
+        return -1;
+    }
+    int k = -1;
+    const char *key, *val;
+    for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++)
+        if (nnm_safetensors_metadata(st, i, &key, &val) == NNM_OK && !strcmp(key, "version"))
+            k = atoi(val);
+    for (int i = 0; i < STEP_TENSORS && k >= 0; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "t%d", i);
+        nnm_st_entry e;
+        e.struct_size = sizeof e;
+        if (nnm_safetensors_find(st, name, &e) != NNM_OK || e.nbytes != STEP_ELEMS * sizeof(float)) {
+            k = -1;
+            break;
+        }
+        const unsigned char *b = e.data;
+        float want = (float)k + (float)i / 8, f;
+        for (size_t j = 0; j < STEP_ELEMS && k >= 0; j += 4099) { /* the whole range */
+            memcpy(&f, b + j * 4, 4);
+            if (f != want) k = -1;
+        }
+        memcpy(&f, b + (STEP_ELEMS - 1) * 4, 4);
+        if (f != want) k = -1;
+    }
+    nnm_safetensors_close(st);
+    return k;
+}
+
+static void remove_temps(const char *needle) {
+    DIR *d = opendir(g_dir);
+    struct dirent *de;
+    char q[512];
+    while (d && (de = readdir(d)) != NULL)
+        if (strstr(de->d_name, needle)) {
+            snprintf(q, sizeof q, "%s/%s", g_dir, de->d_name);
+            unlink(q);
+        }
+    if (d) closedir(d);
+}
+
 static void test_crash_safety_kill(void) {
     const char *p = tu_path(g_dir, "crash.st");
-    const int64_t shape[1] = {CRASH_ELEMS};
-    nnm_tensor *t = NULL;
-    CHECK_STATUS(nnm_tensor_from_f32(g_ctx, 1, shape, NULL, &t), NNM_OK);
-    CU_ASSERT_FATAL(t != NULL);
-    CHECK_STATUS(write_version(g_ctx, p, t, 0), NNM_OK);
-    int last = 0, versions_seen = 1, rounds = 24, killed_mid = 0;
+    nnm_ctx_options o = {sizeof o, NNM_CTX_NO_DISCOVERY, 0};
+    nnm_ctx *ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&o, &ctx), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_plugin_register_static(ctx, &sd_desc, "test_safetensors"), NNM_OK);
+    nnm_tensor *ts[STEP_TENSORS] = {0};
+    const int64_t shape[1] = {STEP_ELEMS};
+    for (int i = 0; i < STEP_TENSORS; i++)
+        CU_ASSERT_EQUAL_FATAL(nnm_tensor_new(ctx, (nnm_device){NNM_DEVICE_CUDA, 0}, NNM_F32, 1,
+                                             shape, &ts[i]), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(step_write(ctx, p, ts, 0), NNM_OK);
+    CU_ASSERT_EQUAL(step_check(p), 0);
+    /* Each round lets the writer finish one version, then kills it at point
+     * `target` of the next: 0 = before the write starts, i = before tensor
+     * i - 1's bytes. Every point, twice. */
+    int last = 0, killed_mid = 0, rounds = 2 * (STEP_TENSORS + 1);
     for (int r = 0; r < rounds; r++) {
+        int target = r % (STEP_TENSORS + 1);
+        int report[2], go[2];
+        CU_ASSERT_FATAL(pipe(report) == 0 && pipe(go) == 0);
         fflush(NULL);
         pid_t pid = fork();
         CU_ASSERT_FATAL(pid >= 0);
         if (pid == 0) {
-            /* child: rewrite the file forever with rising versions */
-            for (int k = last + 1;; k++)
-                if (write_version(g_ctx, p, t, k) != NNM_OK) _exit(3);
+            close(report[0]);
+            close(go[1]);
+            g_report_fd = report[1];
+            g_go_fd = go[0];
+            for (int k = last + 1;; k++) { /* rewrite forever, rising versions */
+                step_wait('v');
+                if (step_write(ctx, p, ts, k) != NNM_OK) _exit(3);
+            }
         }
-        /* kill after 0..~46 ms, varying the moment inside the write cycle */
-        struct timespec ts = {0, (long)((r * 7919) % 47) * 1000000L + (r % 5) * 137000L};
-        nanosleep(&ts, NULL);
-        kill(pid, SIGKILL);
+        close(report[1]);
+        close(go[0]);
+        int version = 0, point = 0, killed = 0; /* version: 1 = last + 1, ... */
+        char what;
+        while (!killed && read(report[0], &what, 1) == 1) {
+            if (what == 'v') {
+                version++;
+                point = 0;
+            } else {
+                point++;
+            }
+            if (version == 2 && point == target) {
+                kill(pid, SIGKILL);
+                killed = 1;
+            } else if (write(go[1], "g", 1) != 1) {
+                break;
+            }
+        }
+        close(report[0]);
+        close(go[1]);
+        if (!killed) kill(pid, SIGKILL);
         int status = 0;
         waitpid(pid, &status, 0);
-        CU_ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-        int k = check_version(p);
-        CU_ASSERT(k >= last); /* never torn, never older */
-        if (k > last) versions_seen++;
-        if (k >= 0) last = k;
-        /* a killed writer may leave its temp file (never the destination) */
-        if (dir_count(g_dir, "crash.st.tmp.") > 0) killed_mid++;
-        DIR *d = opendir(g_dir);
-        struct dirent *de;
-        char q[512];
-        while (d && (de = readdir(d)) != NULL)
-            if (strstr(de->d_name, "crash.st.tmp.")) {
-                snprintf(q, sizeof q, "%s/%s", g_dir, de->d_name);
-                unlink(q);
-            }
-        if (d) closedir(d);
+        CU_ASSERT_TRUE(killed && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        /* exactly the version that completed: never torn, never older */
+        int k = step_check(p);
+        if (k != last + 1)
+            fprintf(stderr, "\n  round %d (point %d): version %d, want %d\n", r, target, k,
+                    last + 1);
+        CU_ASSERT_EQUAL(k, last + 1);
+        /* killed mid-write: its temp file is there (never the destination) */
+        int temps = dir_count(g_dir, "crash.st.tmp.");
+        CU_ASSERT_EQUAL(temps, target > 0 ? 1 : 0);
+        if (target > 0 && temps > 0) killed_mid++;
+        remove_temps("crash.st.tmp.");
+        if (k > last) last = k;
     }
-    if (getenv("NNM_TEST_VERBOSE") || versions_seen < 3 || killed_mid < 3)
-        fprintf(stderr, "\n  (crash test: %d versions, %d kills mid-write)\n", versions_seen,
-                killed_mid);
-    CU_ASSERT(killed_mid > 0); /* the test did kill writers mid-write */
-    nnm_tensor_release(t);
+    CU_ASSERT_EQUAL(killed_mid, 2 * STEP_TENSORS);
+    for (int i = 0; i < STEP_TENSORS; i++) nnm_tensor_release(ts[i]);
+    nnm_ctx_free(ctx);
 }
 
 /* A writer whose writes fail (file size limit) leaves the old file intact

@@ -145,6 +145,9 @@ int cmd_inspect(cli_env *env, int argc, char **argv);
 int cmd_run(cli_env *env, int argc, char **argv);
 int cmd_weights(cli_env *env, int argc, char **argv);
 int cmd_plugins(cli_env *env, int argc, char **argv);
+int cmd_train(cli_env *env, int argc, char **argv);
+int cmd_eval(cli_env *env, int argc, char **argv);
+int cmd_predict(cli_env *env, int argc, char **argv);
 
 /* Each command's --help text, for `nnm help CMD` too. */
 void usage_validate(FILE *f);
@@ -155,5 +158,8 @@ void usage_weights(FILE *f);
 void usage_weights_inspect(FILE *f);
 void usage_weights_diff(FILE *f);
 void usage_plugins(FILE *f);
+void usage_train(FILE *f);
+void usage_eval(FILE *f);
+void usage_predict(FILE *f);
 
 #endif /* NNM_TOOLS_CLI_H */

@@ -18,6 +18,9 @@ static const command commands[] = {
     {"run", cmd_run, usage_run},
     {"weights", cmd_weights, usage_weights},
     {"plugins", cmd_plugins, usage_plugins},
+    {"train", cmd_train, usage_train},
+    {"eval", cmd_eval, usage_eval},
+    {"predict", cmd_predict, usage_predict},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -42,6 +45,9 @@ static void usage_main(FILE *f) {
           "  weights inspect FILE    list the tensors and metadata of a safetensors file\n"
           "  weights diff A B        compare two safetensors files\n"
           "  plugins                 list the plugins found, loaded or not\n"
+          "  train MANIFEST          train a model on a dataset (docs/training.md)\n"
+          "  eval MANIFEST           loss, accuracy, confusion matrix of trained weights\n"
+          "  predict MANIFEST        top-k classes of inputs, with probabilities\n"
           "  help COMMAND            show a command's help\n"
           "\n"
           "options:\n"

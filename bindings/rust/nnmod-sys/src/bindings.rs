@@ -19,12 +19,18 @@ pub const NNM_DDP_FIND_UNUSED_PARAMETERS: u32 = 1;
 pub const NNM_DDP_NO_BROADCAST_BUFFERS: u32 = 2;
 pub const NNM_DDP_DEFAULT_BUCKET_BYTES: u32 = 26214400;
 pub const NNM_DDP_DEFAULT_FIRST_BUCKET_BYTES: u32 = 1048576;
+pub const NNM_HOOK_PREPEND: u32 = 1;
+pub const NNM_HOOK_ALWAYS_CALL: u32 = 2;
 pub const NNM_SAFETENSORS_MAX_HEADER: u32 = 100000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_DEPTH: u32 = 32;
 pub const NNM_MANIFEST_DEFAULT_MAX_BYTES: u32 = 16777216;
 pub const NNM_MANIFEST_DEFAULT_MAX_NODES: u32 = 1000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_MODULES: u32 = 100000;
 pub const NNM_BUILD_NO_WEIGHTS: u32 = 1;
+pub const NNM_DATASET_INPUTS: &[u8; 7usize] = b"inputs\0";
+pub const NNM_DATASET_TARGETS: &[u8; 8usize] = b"targets\0";
+pub const NNM_LOADER_SHUFFLE: u32 = 1;
+pub const NNM_LOADER_DROP_LAST: u32 = 2;
 pub type __uint8_t = ::std::os::raw::c_uchar;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
@@ -6272,6 +6278,158 @@ extern "C" {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_hook_options {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub user_free: ::std::option::Option<unsafe extern "C" fn(user: *mut ::std::os::raw::c_void)>,
+}
+#[test]
+fn bindgen_test_layout_nnm_hook_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_hook_options>(),
+        16usize,
+        concat!("Size of: ", stringify!(nnm_hook_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_hook_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_hook_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_user_free() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_hook_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).user_free) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_hook_options),
+                "::",
+                stringify!(user_free)
+            )
+        );
+    }
+    test_field_user_free();
+}
+extern "C" {
+    pub fn nnm_module_register_forward_pre_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_forward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_forward_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_forward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_full_backward_pre_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_backward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_register_full_backward_hook_v2(
+        m: *mut nnm_module,
+        fn_: nnm_backward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_forward_pre_hook_v2(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_forward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_forward_hook_v2(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_forward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_full_backward_pre_hook(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_backward_pre_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_register_full_backward_hook(
+        ctx: *mut nnm_ctx,
+        fn_: nnm_backward_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        opts: *const nnm_hook_options,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_hook_handle_remove(handle: *mut nnm_hook_handle) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_hook_handle_is_live(handle: *const nnm_hook_handle) -> ::std::os::raw::c_int;
+}
+extern "C" {
+    pub fn nnm_hook_handle_free(handle: *mut nnm_hook_handle);
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_optim {
     _unused: [u8; 0],
 }
@@ -7265,5 +7423,507 @@ extern "C" {
         name: *mut *const ::std::os::raw::c_char,
         range: *mut *const ::std::os::raw::c_char,
         resolved_version: *mut *const ::std::os::raw::c_char,
+    ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_dataset {
+    _unused: [u8; 0],
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_loader {
+    _unused: [u8; 0],
+}
+extern "C" {
+    pub fn nnm_dataset_open_idx(
+        ctx: *mut nnm_ctx,
+        inputs_path: *const ::std::os::raw::c_char,
+        targets_path: *const ::std::os::raw::c_char,
+        out: *mut *mut nnm_dataset,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_open_safetensors(
+        ctx: *mut nnm_ctx,
+        path: *const ::std::os::raw::c_char,
+        inputs_name: *const ::std::os::raw::c_char,
+        targets_name: *const ::std::os::raw::c_char,
+        out: *mut *mut nnm_dataset,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_free(ds: *mut nnm_dataset);
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_dataset_info {
+    pub struct_size: u32,
+    pub input_ndim: i32,
+    pub n_samples: i64,
+    pub input_shape: [i64; 8usize],
+    pub input_dtype: nnm_dtype,
+    pub target_ndim: i32,
+    pub target_shape: [i64; 8usize],
+    pub target_dtype: nnm_dtype,
+    pub n_classes: i64,
+    pub source: *const ::std::os::raw::c_char,
+}
+#[test]
+fn bindgen_test_layout_nnm_dataset_info() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_dataset_info>(),
+        176usize,
+        concat!("Size of: ", stringify!(nnm_dataset_info))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_dataset_info>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_dataset_info))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_input_ndim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).input_ndim) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(input_ndim)
+            )
+        );
+    }
+    test_field_input_ndim();
+    fn test_field_n_samples() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_samples) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(n_samples)
+            )
+        );
+    }
+    test_field_n_samples();
+    fn test_field_input_shape() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).input_shape) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(input_shape)
+            )
+        );
+    }
+    test_field_input_shape();
+    fn test_field_input_dtype() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).input_dtype) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(input_dtype)
+            )
+        );
+    }
+    test_field_input_dtype();
+    fn test_field_target_ndim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).target_ndim) as usize - ptr as usize
+            },
+            84usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(target_ndim)
+            )
+        );
+    }
+    test_field_target_ndim();
+    fn test_field_target_shape() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).target_shape) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(target_shape)
+            )
+        );
+    }
+    test_field_target_shape();
+    fn test_field_target_dtype() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).target_dtype) as usize - ptr as usize
+            },
+            152usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(target_dtype)
+            )
+        );
+    }
+    test_field_target_dtype();
+    fn test_field_n_classes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_classes) as usize - ptr as usize
+            },
+            160usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(n_classes)
+            )
+        );
+    }
+    test_field_n_classes();
+    fn test_field_source() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).source) as usize - ptr as usize
+            },
+            168usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(source)
+            )
+        );
+    }
+    test_field_source();
+}
+extern "C" {
+    pub fn nnm_dataset_info_get(ds: *const nnm_dataset, out: *mut nnm_dataset_info) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_limit(ds: *mut nnm_dataset, n: i64) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_stats(
+        ds: *const nnm_dataset,
+        scale: f64,
+        mean: *mut f64,
+        std: *mut f64,
+    ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_loader_options {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub batch_size: i64,
+    pub seed: u64,
+    pub rank: u32,
+    pub world_size: u32,
+    pub scale: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub ndim: i32,
+    pub shape: [i64; 8usize],
+}
+#[test]
+fn bindgen_test_layout_nnm_loader_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_loader_options>(),
+        128usize,
+        concat!("Size of: ", stringify!(nnm_loader_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_loader_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_loader_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_batch_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).batch_size) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(batch_size)
+            )
+        );
+    }
+    test_field_batch_size();
+    fn test_field_seed() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).seed) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(seed)
+            )
+        );
+    }
+    test_field_seed();
+    fn test_field_rank() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rank) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(rank)
+            )
+        );
+    }
+    test_field_rank();
+    fn test_field_world_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).world_size) as usize - ptr as usize
+            },
+            28usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(world_size)
+            )
+        );
+    }
+    test_field_world_size();
+    fn test_field_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).scale) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(scale)
+            )
+        );
+    }
+    test_field_scale();
+    fn test_field_mean() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mean) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(mean)
+            )
+        );
+    }
+    test_field_mean();
+    fn test_field_std() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).std) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(std)
+            )
+        );
+    }
+    test_field_std();
+    fn test_field_ndim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).ndim) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(ndim)
+            )
+        );
+    }
+    test_field_ndim();
+    fn test_field_shape() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_loader_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).shape) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_loader_options),
+                "::",
+                stringify!(shape)
+            )
+        );
+    }
+    test_field_shape();
+}
+extern "C" {
+    pub fn nnm_loader_new(
+        ds: *mut nnm_dataset,
+        opts: *const nnm_loader_options,
+        out: *mut *mut nnm_loader,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_loader_free(l: *mut nnm_loader);
+}
+extern "C" {
+    pub fn nnm_loader_set_epoch(l: *mut nnm_loader, epoch: u64) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_loader_sample_count(l: *const nnm_loader) -> i64;
+}
+extern "C" {
+    pub fn nnm_loader_batch_count(l: *const nnm_loader) -> i64;
+}
+extern "C" {
+    pub fn nnm_loader_indices(l: *const nnm_loader, out: *mut i64, cap: usize) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_loader_next(
+        l: *mut nnm_loader,
+        inputs: *mut *mut nnm_tensor,
+        targets: *mut *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_manual_seed(ctx: *mut nnm_ctx, seed: u64) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_manifest_training(mf: *const nnm_manifest) -> *const nnm_config;
+}
+extern "C" {
+    pub fn nnm_manifest_metadata_count(mf: *const nnm_manifest) -> u32;
+}
+extern "C" {
+    pub fn nnm_manifest_metadata(
+        mf: *const nnm_manifest,
+        index: u32,
+        key: *mut *const ::std::os::raw::c_char,
+        value: *mut *const ::std::os::raw::c_char,
     ) -> nnm_status;
 }

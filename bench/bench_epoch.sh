@@ -1,0 +1,35 @@
+#!/bin/sh
+# bench/bench_epoch.sh [EPOCHS] - one epoch (or EPOCHS) of each Fashion-MNIST
+# model with `nnm train` and with PyTorch (bench/train_torch.py: the same model,
+# data order, batch size, optimizer and normalisation, a plain DataLoader
+# loop), both on one thread, in one run. Prints one JSON object per line:
+# samples/s of each side, their ratio, and the test accuracies.
+#
+# Needs a build (build/bin/nnm, or NNM_BUILD_DIR) and Debian's python3-torch.
+# Training throughput includes data loading and excludes evaluation on both
+# sides. On a shared machine the figures are noisy: quote ratios of one run.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+nnm=${NNM_BUILD_DIR:-$root/build}/bin/nnm
+epochs=${1:-1}
+py=/usr/bin/python3
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+
+for model in mlp cnn; do
+  manifest=$root/examples/manifests/fashion_$model.json
+  [ -f "$manifest" ] || { echo "{\"bench\": \"epoch_$model\", \"skipped\": \"no $manifest\"}"; continue; }
+  out=$("$nnm" train "$manifest" --epochs "$epochs" --threads 1 2>&1) || {
+    echo "$out" >&2
+    exit 1
+  }
+  # the epochs' samples/s, averaged over the epochs by their lines
+  ours=$(echo "$out" | sed -n 's/^epoch .* \([0-9][0-9]*\) samples\/s.*/\1/p' | awk '{s += $1; n++} END {if (n) printf "%d", s / n}')
+  acc=$(echo "$out" | sed -n 's/^test accuracy: \([0-9.]*\)%$/\1/p')
+  echo "{\"bench\": \"epoch_${model}_nnmod\", \"value\": $ours, \"unit\": \"samples/s\", \"epochs\": $epochs, \"threads\": 1}"
+  echo "{\"bench\": \"epoch_${model}_nnmod_accuracy\", \"value\": $acc, \"unit\": \"%\", \"epochs\": $epochs}"
+  theirs_json=$("$py" "$root/bench/train_torch.py" "$model" --epochs "$epochs")
+  echo "$theirs_json"
+  theirs=$(echo "$theirs_json" | sed -n 's/.*"bench": "epoch_[a-z]*_torch", "value": \([0-9.]*\),.*/\1/p')
+  awk -v a="$ours" -v b="$theirs" -v m="$model" \
+    'BEGIN { printf "{\"bench\": \"epoch_%s_ratio\", \"value\": %.2f, \"unit\": \"x\", \"note\": \"nnmod samples/s over PyTorch samples/s, one thread each\"}\n", m, a / b }'
+done

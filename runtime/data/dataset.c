@@ -1,0 +1,324 @@
+/* runtime/data/dataset.c - datasets: what every reader shares (element
+ * conversion, info, statistics, slices) and the safetensors dataset, an
+ * inputs tensor and a targets tensor of one file, read in place from its
+ * mapping. The IDX reader is idx.c; the batching pipeline is loader.c. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data_internal.h"
+
+#define SHOW_NAME 160 /* bytes of a (hostile) tensor name quoted in a message */
+
+size_t nnm__elem_size(int elem) {
+    switch (elem) {
+    case NNM__ELEM_U8:
+    case NNM__ELEM_I8: return 1;
+    case NNM__ELEM_U16:
+    case NNM__ELEM_I16:
+    case NNM__ELEM_F16:
+    case NNM__ELEM_BF16: return 2;
+    case NNM__ELEM_I32:
+    case NNM__ELEM_F32: return 4;
+    case NNM__ELEM_F64: return 8;
+    default: return 0;
+    }
+}
+
+static float half_to_f32(uint16_t h) {
+    int sign = h >> 15, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    float v;
+    if (exp == 0)
+        v = ldexpf((float)man, -24);
+    else if (exp == 31)
+        v = man ? NAN : INFINITY;
+    else
+        v = ldexpf((float)(man | 0x400), exp - 25);
+    return sign ? -v : v;
+}
+
+void nnm__elem_to_f32(int elem, const unsigned char *src, size_t n, float a, float b, float *dst) {
+    size_t i;
+    switch (elem) {
+    case NNM__ELEM_U8: /* the hot case (images): a loop the compiler vectorises */
+        for (i = 0; i < n; i++) dst[i] = a * (float)src[i] + b;
+        return;
+    case NNM__ELEM_F32:
+        for (i = 0; i < n; i++) {
+            float v;
+            memcpy(&v, src + 4 * i, 4);
+            dst[i] = a * v + b;
+        }
+        return;
+    default: break;
+    }
+    for (i = 0; i < n; i++) {
+        const unsigned char *p = src + i * nnm__elem_size(elem);
+        float v = 0;
+        switch (elem) {
+        case NNM__ELEM_I8: v = (float)(int8_t)p[0]; break;
+        case NNM__ELEM_U16: {
+            uint16_t u;
+            memcpy(&u, p, 2);
+            v = (float)u;
+        } break;
+        case NNM__ELEM_I16: {
+            int16_t u;
+            memcpy(&u, p, 2);
+            v = (float)u;
+        } break;
+        case NNM__ELEM_I32: {
+            int32_t u;
+            memcpy(&u, p, 4);
+            v = (float)u;
+        } break;
+        case NNM__ELEM_F16: {
+            uint16_t u;
+            memcpy(&u, p, 2);
+            v = half_to_f32(u);
+        } break;
+        case NNM__ELEM_BF16: {
+            uint16_t u;
+            uint32_t bits;
+            memcpy(&u, p, 2);
+            bits = (uint32_t)u << 16;
+            memcpy(&v, &bits, 4);
+        } break;
+        case NNM__ELEM_F64: {
+            double d;
+            memcpy(&d, p, 8);
+            v = (float)d;
+        } break;
+        default: break;
+        }
+        dst[i] = a * v + b;
+    }
+}
+
+nnm_dataset *nnm__dataset_new(nnm_ctx *ctx, const char *source) {
+    nnm_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) return NULL;
+    ds->source = strdup(source);
+    if (!ds->source) {
+        free(ds);
+        return NULL;
+    }
+    ds->ctx = ctx;
+    nnm__ctx_retain(ctx);
+    return ds;
+}
+
+nnm_status nnm__dataset_finish(nnm_dataset *ds) {
+    ds->n = ds->n_stored;
+    ds->sample_numel = nnm__numel(ds->ndim, ds->shape);
+    ds->t_numel = nnm__numel(ds->t_ndim, ds->t_shape);
+    ds->n_classes = 0;
+    if (ds->labels) {
+        int64_t hi = -1, count = ds->n_stored * ds->t_numel;
+        for (int64_t i = 0; i < count; i++)
+            if (ds->labels[i] > hi) hi = ds->labels[i];
+        ds->n_classes = hi + 1;
+    }
+    if (ds->n_stored < 1)
+        return nnm__error(ds->ctx, NNM_E_INVALID, "%.*s: the dataset holds no samples",
+                          NNM__SHOW_PATH, ds->source);
+    return NNM_OK;
+}
+
+NNM_API void nnm_dataset_free(nnm_dataset *ds) {
+    if (!ds) return;
+    free(ds->owned_inputs);
+    free(ds->labels);
+    free(ds->tvalues);
+    nnm_safetensors_close(ds->st);
+    free(ds->source);
+    nnm__ctx_release(ds->ctx);
+    free(ds);
+}
+
+static const nnm_dtype elem_dtypes[] = {
+    [NNM__ELEM_U8] = {NNM_DTYPE_UINT, 8, 1},    [NNM__ELEM_I8] = {NNM_DTYPE_INT, 8, 1},
+    [NNM__ELEM_U16] = {NNM_DTYPE_UINT, 16, 1},  [NNM__ELEM_I16] = {NNM_DTYPE_INT, 16, 1},
+    [NNM__ELEM_I32] = {NNM_DTYPE_INT, 32, 1},   [NNM__ELEM_F16] = {NNM_DTYPE_FLOAT, 16, 1},
+    [NNM__ELEM_BF16] = {NNM_DTYPE_BFLOAT, 16, 1}, [NNM__ELEM_F32] = {NNM_DTYPE_FLOAT, 32, 1},
+    [NNM__ELEM_F64] = {NNM_DTYPE_FLOAT, 64, 1},
+};
+
+NNM_API nnm_status nnm_dataset_info_get(const nnm_dataset *ds, nnm_dataset_info *out) {
+    if (!ds || !out || out->struct_size < sizeof *out) return NNM_E_INVALID;
+    uint32_t size = out->struct_size;
+    memset(out, 0, sizeof *out);
+    out->struct_size = size;
+    out->n_samples = ds->n;
+    out->input_ndim = ds->ndim;
+    memcpy(out->input_shape, ds->shape, sizeof ds->shape);
+    out->input_dtype = elem_dtypes[ds->elem];
+    out->target_ndim = ds->t_ndim;
+    memcpy(out->target_shape, ds->t_shape, sizeof ds->t_shape);
+    out->target_dtype = !ds->has_targets ? (nnm_dtype){0, 0, 0}
+                        : ds->t_float ? NNM_F32 : (nnm_dtype){NNM_DTYPE_INT, 64, 1};
+    out->n_classes = ds->n_classes;
+    out->source = ds->source;
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_dataset_limit(nnm_dataset *ds, int64_t n) {
+    if (!ds) return NNM_E_INVALID;
+    if (n < 1)
+        return nnm__error(ds->ctx, NNM_E_INVALID, "nnm_dataset_limit: %lld samples (at least 1)",
+                          (long long)n);
+    ds->n = n < ds->n_stored ? n : ds->n_stored;
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_dataset_stats(const nnm_dataset *ds, double scale, double *mean,
+                                     double *std) {
+    if (!ds || !mean || !std) return NNM_E_INVALID;
+    /* Sums in double per sample, then over samples: exact enough for any
+     * dataset that fits in memory, and one pass. */
+    enum { CHUNK = 4096 };
+    float buf[CHUNK];
+    double s = 0, s2 = 0;
+    const size_t es = nnm__elem_size(ds->elem);
+    const size_t total = (size_t)ds->n * (size_t)ds->sample_numel;
+    for (size_t at = 0; at < total; at += CHUNK) {
+        size_t k = total - at < CHUNK ? total - at : CHUNK;
+        nnm__elem_to_f32(ds->elem, ds->inputs + at * es, k, (float)scale, 0.0f, buf);
+        double cs = 0, cs2 = 0;
+        for (size_t i = 0; i < k; i++) {
+            cs += buf[i];
+            cs2 += (double)buf[i] * buf[i];
+        }
+        s += cs;
+        s2 += cs2;
+    }
+    double m = s / (double)total, var = s2 / (double)total - m * m;
+    *mean = m;
+    *std = var > 0 ? sqrt(var) : 0.0;
+    return NNM_OK;
+}
+
+/* ---- safetensors ------------------------------------------------------- */
+
+static int st_elem(const char *dtype_name) {
+    static const struct {
+        const char *name;
+        int elem;
+    } map[] = {{"U8", NNM__ELEM_U8},   {"I8", NNM__ELEM_I8},     {"U16", NNM__ELEM_U16},
+               {"I16", NNM__ELEM_I16}, {"I32", NNM__ELEM_I32},   {"F16", NNM__ELEM_F16},
+               {"BF16", NNM__ELEM_BF16}, {"F32", NNM__ELEM_F32}, {"F64", NNM__ELEM_F64}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(map[i].name, dtype_name) == 0) return map[i].elem;
+    return -1;
+}
+
+/* Reads target element i of an integer entry as i64; 0 when the dtype is
+ * not an integer one. */
+static int st_int(const nnm_st_entry *e, uint64_t i, int64_t *v) {
+    const unsigned char *p = (const unsigned char *)e->data;
+    const char *n = e->dtype_name;
+    if (!strcmp(n, "I64")) { memcpy(v, p + 8 * i, 8); return 1; }
+    if (!strcmp(n, "U64")) {
+        uint64_t u;
+        memcpy(&u, p + 8 * i, 8);
+        *v = u > (uint64_t)INT64_MAX ? -1 : (int64_t)u;
+        return 1;
+    }
+    if (!strcmp(n, "I32")) { int32_t u; memcpy(&u, p + 4 * i, 4); *v = u; return 1; }
+    if (!strcmp(n, "U32")) { uint32_t u; memcpy(&u, p + 4 * i, 4); *v = u; return 1; }
+    if (!strcmp(n, "I16")) { int16_t u; memcpy(&u, p + 2 * i, 2); *v = u; return 1; }
+    if (!strcmp(n, "U16")) { uint16_t u; memcpy(&u, p + 2 * i, 2); *v = u; return 1; }
+    if (!strcmp(n, "I8")) { *v = (int8_t)p[i]; return 1; }
+    if (!strcmp(n, "U8") || !strcmp(n, "BOOL")) { *v = p[i]; return 1; }
+    return 0;
+}
+
+NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
+                                                const char *inputs_name, const char *targets_name,
+                                                nnm_dataset **out) {
+    if (out) *out = NULL;
+    if (!ctx) return NNM_E_INVALID;
+    if (!path || !out) return nnm__error(ctx, NNM_E_INVALID, "nnm_dataset_open_safetensors: NULL argument");
+    if (!inputs_name) inputs_name = NNM_DATASET_INPUTS;
+    if (!targets_name) targets_name = NNM_DATASET_TARGETS;
+    nnm_dataset *ds = nnm__dataset_new(ctx, path);
+    if (!ds) return nnm__error(ctx, NNM_E_NOMEM, "%.*s: out of memory", NNM__SHOW_PATH, path);
+    nnm_status st = nnm_safetensors_open(ctx, path, &ds->st);
+    nnm_st_entry in = {sizeof in}, tg = {sizeof tg};
+    if (st) goto fail; /* the reader's message names the file */
+    if (nnm_safetensors_find(ds->st, inputs_name, &in) != NNM_OK) {
+        st = nnm__error(ctx, NNM_E_NOT_FOUND, "%.*s: no inputs tensor named '%.*s'",
+                        NNM__SHOW_PATH, path, SHOW_NAME, inputs_name);
+        goto fail;
+    }
+    if (nnm_safetensors_find(ds->st, targets_name, &tg) != NNM_OK) {
+        st = nnm__error(ctx, NNM_E_NOT_FOUND, "%.*s: no targets tensor named '%.*s'",
+                        NNM__SHOW_PATH, path, SHOW_NAME, targets_name);
+        goto fail;
+    }
+    ds->elem = st_elem(in.dtype_name);
+    if (ds->elem < 0) {
+        st = nnm__error(ctx, NNM_E_TYPE,
+                        "%.*s: inputs '%.*s' has dtype %s; a dataset takes U8, I8, U16, I16, "
+                        "I32, F16, BF16, F32 or F64",
+                        NNM__SHOW_PATH, path, SHOW_NAME, inputs_name, in.dtype_name);
+        goto fail;
+    }
+    if (in.ndim < 1 || tg.ndim < 1) {
+        st = nnm__error(ctx, NNM_E_SHAPE,
+                        "%.*s: inputs and targets need a first (sample) dimension; '%.*s' has "
+                        "%d dimensions, '%.*s' %d",
+                        NNM__SHOW_PATH, path, SHOW_NAME, inputs_name, (int)in.ndim, SHOW_NAME,
+                        targets_name, (int)tg.ndim);
+        goto fail;
+    }
+    if (in.shape[0] != tg.shape[0]) {
+        st = nnm__error(ctx, NNM_E_SHAPE,
+                        "%.*s: %lld inputs ('%.*s') but %lld targets ('%.*s')", NNM__SHOW_PATH,
+                        path, (long long)in.shape[0], SHOW_NAME, inputs_name,
+                        (long long)tg.shape[0], SHOW_NAME, targets_name);
+        goto fail;
+    }
+    if (in.ndim - 1 > NNM_MAX_DIMS - 1 || tg.ndim - 1 > NNM_MAX_DIMS - 1) {
+        st = nnm__error(ctx, NNM_E_SHAPE, "%.*s: a sample has more than %d dimensions",
+                        NNM__SHOW_PATH, path, NNM_MAX_DIMS - 1);
+        goto fail;
+    }
+    ds->n_stored = in.shape[0];
+    ds->ndim = in.ndim - 1;
+    for (int32_t d = 1; d < in.ndim; d++) ds->shape[d - 1] = in.shape[d];
+    ds->inputs = in.data;
+    ds->t_ndim = tg.ndim - 1;
+    ds->has_targets = 1;
+    for (int32_t d = 1; d < tg.ndim; d++) ds->t_shape[d - 1] = tg.shape[d];
+    /* The reader checked nbytes == numel * element size, so these counts are
+     * the file's own and bounded by its size. */
+    uint64_t tcount = (uint64_t)nnm__numel(tg.ndim, tg.shape);
+    int64_t probe;
+    if (tcount && st_int(&tg, 0, &probe)) {
+        ds->labels = malloc((size_t)tcount * sizeof *ds->labels);
+        if (!ds->labels) goto oom;
+        for (uint64_t i = 0; i < tcount; i++) st_int(&tg, i, &ds->labels[i]);
+    } else if (!strcmp(tg.dtype_name, "F32") || !strcmp(tg.dtype_name, "F64") ||
+               !strcmp(tg.dtype_name, "F16") || !strcmp(tg.dtype_name, "BF16")) {
+        int te = st_elem(tg.dtype_name);
+        ds->t_float = 1;
+        ds->tvalues = malloc((size_t)(tcount ? tcount : 1) * sizeof *ds->tvalues);
+        if (!ds->tvalues) goto oom;
+        nnm__elem_to_f32(te, tg.data, (size_t)tcount, 1.0f, 0.0f, ds->tvalues);
+    } else if (tcount) {
+        st = nnm__error(ctx, NNM_E_TYPE,
+                        "%.*s: targets '%.*s' has dtype %s; a dataset takes integer (class "
+                        "indices) or floating targets",
+                        NNM__SHOW_PATH, path, SHOW_NAME, targets_name, tg.dtype_name);
+        goto fail;
+    }
+    if ((st = nnm__dataset_finish(ds))) goto fail;
+    *out = ds;
+    return NNM_OK;
+oom:
+    st = nnm__error(ctx, NNM_E_NOMEM, "%.*s: out of memory for the targets", NNM__SHOW_PATH, path);
+fail:
+    nnm_dataset_free(ds);
+    return st;
+}

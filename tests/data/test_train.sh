@@ -1,0 +1,101 @@
+#!/bin/sh
+# tests/data/test_train.sh NNM FIXTURE WORKDIR - nnm train, eval and predict
+# end to end on a small generated dataset (never the real one): a short run
+# beats chance by a wide margin, eval reproduces train's accuracy, a resumed
+# run equals an uninterrupted one bit for bit, the trace is valid JSON with
+# one span per module call, and a manifest that does not fit the data fails
+# before the first step, naming both sizes.
+set -u
+nnm=$1
+fixture=$2
+work=$3
+rm -rf "$work"
+mkdir -p "$work"
+fails=0
+ok() { echo "ok: $1"; }
+bad() {
+  echo "FAIL: $1"
+  fails=$((fails + 1))
+}
+
+"$fixture" data "$work" || { echo "FAIL: fixtures"; exit 1; }
+m=$work/mlp.json
+
+# 1. a short run on 1,000 samples: far above chance (10%)
+if "$nnm" train "$m" --out "$work/run" --threads 1 >"$work/train.out" 2>"$work/train.err"; then
+  acc=$(tail -n 1 "$work/train.out" | sed -n 's/^test accuracy: \([0-9.]*\)%$/\1/p')
+  if [ -n "$acc" ] && [ "${acc%%.*}" -ge 60 ]; then ok "train: test accuracy $acc%"; else bad "train: last line '$(tail -n 1 "$work/train.out")'"; fi
+  [ "$(grep -c '^epoch [0-9]/3: train loss' "$work/train.out")" = 3 ] && ok "train: a plain line per epoch" || bad "train: epoch lines"
+  [ -f "$work/run/last.safetensors" ] && [ -f "$work/run/best.safetensors" ] && ok "train: best and last checkpoints" || bad "train: checkpoints"
+else
+  bad "train failed: $(cat "$work/train.err")"
+fi
+
+# 2. eval on the best checkpoint reproduces the best epoch's accuracy
+best=$(sed -n 's/^epoch [0-9]\/3: .*test accuracy \([0-9.]*\)%.*/\1/p' "$work/train.out" | sort -n | tail -n 1)
+if "$nnm" eval "$m" --weights "$work/run/best.safetensors" >"$work/eval.out" 2>&1; then
+  got=$(tail -n 1 "$work/eval.out")
+  [ "$got" = "test accuracy: $best%" ] && ok "eval: $got" || bad "eval: '$got', train's best $best%"
+  grep -q "^  9 c9 " "$work/eval.out" && ok "eval: confusion matrix with class names" || bad "eval: no class names"
+else
+  bad "eval failed: $(cat "$work/eval.out")"
+fi
+
+# 3. predict one IDX sample, and a safetensors input
+if "$nnm" predict "$m" --weights "$work/run/best.safetensors" --idx "$work/test-images.idx,$work/test-labels.idx" --index 3 --top 2 >"$work/pred.out" 2>&1; then
+  [ "$(grep -c '%$' "$work/pred.out")" = 2 ] && grep -q "^sample 3 (true class" "$work/pred.out" && ok "predict: top 2" || bad "predict: $(cat "$work/pred.out")"
+else
+  bad "predict failed: $(cat "$work/pred.out")"
+fi
+if "$nnm" predict "$m" --weights "$work/run/best.safetensors" --input-file "$work/train.safetensors:inputs" --top 1 >"$work/pred2.out" 2>&1; then
+  [ "$(grep -c '^input [0-9]*:$' "$work/pred2.out")" = 1000 ] && ok "predict: a safetensors batch" || bad "predict --input-file: $(head -n 3 "$work/pred2.out")"
+else
+  bad "predict --input-file failed: $(cat "$work/pred2.out")"
+fi
+
+# 4. resume after epoch 1, then epoch 2 == epochs 1-2 in one go, bit for bit
+"$nnm" train "$m" -q --epochs 2 --out "$work/a" --threads 1 >/dev/null 2>&1 &&
+  "$nnm" train "$m" -q --epochs 1 --out "$work/b" --threads 1 >/dev/null 2>&1 &&
+  "$nnm" train "$m" -q --epochs 2 --out "$work/b" --threads 1 --resume "$work/b/last.safetensors" >/dev/null 2>&1 ||
+  bad "resume runs failed"
+if "$nnm" weights diff "$work/a/last.safetensors" "$work/b/last.safetensors" >"$work/diff.out" 2>&1; then
+  ok "resume: $(cat "$work/diff.out")"
+else
+  bad "resume differs: $(head -n 5 "$work/diff.out")"
+fi
+
+# 5. the same data as safetensors trains too (flags override the section)
+"$nnm" train "$m" -q --epochs 1 --train "$work/train.safetensors" --threads 1 >"$work/st.out" 2>&1 &&
+  grep -q '^test accuracy: ' "$work/st.out" && ok "train on safetensors data" || bad "safetensors data: $(cat "$work/st.out")"
+
+# 6. the trace: 200 samples at batch 32 -> 7 steps; 200 test samples -> 7 batches
+if "$nnm" train "$m" -q --epochs 1 --limit 200 --trace "$work/trace.json" --threads 1 >/dev/null 2>"$work/trace.err"; then
+  "$fixture" trace "$work/trace.json" 7 7 && ok "trace" || bad "trace check"
+else
+  bad "trace run failed: $(cat "$work/trace.err")"
+fi
+
+# 7. misfits fail before the first step, naming both sizes
+"$nnm" train "$work/wrong_out.json" --out "$work/w" >"$work/w.out" 2>"$work/w.err"
+rc=$?
+if [ $rc = 1 ] && grep -q "shape \[5\] per sample" "$work/w.err" && grep -q "(10 classes)" "$work/w.err" &&
+  ! grep -q "^epoch" "$work/w.out" && [ ! -e "$work/w/last.safetensors" ]; then
+  ok "misfit output: $(cat "$work/w.err")"
+else
+  bad "misfit output (rc $rc): $(cat "$work/w.err")"
+fi
+"$nnm" train "$work/wrong_loss.json" >"$work/l.out" 2>"$work/l.err"
+rc=$?
+if [ $rc = 1 ] && grep -q "mse_loss needs f32 targets" "$work/l.err" && grep -q "(10 classes)" "$work/l.err" &&
+  ! grep -q "^epoch" "$work/l.out"; then
+  ok "misfit loss: $(cat "$work/l.err")"
+else
+  bad "misfit loss (rc $rc): $(cat "$work/l.err")"
+fi
+"$nnm" train "$m" --input-shape 65 >"$work/s.out" 2>"$work/s.err"
+[ $? = 1 ] && grep -q "cannot be viewed as \[65\]" "$work/s.err" && ok "misfit input shape" || bad "input shape: $(cat "$work/s.err")"
+"$nnm" train "$m" --epochs 0 >/dev/null 2>&1
+[ $? = 2 ] && ok "usage error" || bad "--epochs 0 is no usage error"
+
+echo "$fails failure(s)"
+[ $fails = 0 ]

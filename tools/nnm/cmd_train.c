@@ -1,0 +1,450 @@
+/* tools/nnm/cmd_train.c - `nnm train MANIFEST`: build the manifest's model and
+ * train it on a dataset, evaluating on the test split after every epoch and
+ * checkpointing (best and last) atomically. Settings come from the manifest's
+ * "training" section, overridden by flags (train_common.c). Reference:
+ * docs/training.md. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "trace.h"
+#include "train_common.h"
+
+void usage_train(FILE *f) {
+    fputs("usage: nnm train [options] MANIFEST\n"
+          "\n"
+          "Builds the manifest's model and trains it: every epoch a seeded shuffle of the\n"
+          "training data, then an evaluation on the test data (eval mode, gradients off)\n"
+          "and, with --out, an atomic checkpoint (model, optimizer, epoch, metrics):\n"
+          "DIR/last.safetensors always, DIR/best.safetensors when the test accuracy (or,\n"
+          "without classes, the test loss) is the best so far. The last line printed is\n"
+          "'test accuracy: NN.NN%' of the final epoch.\n"
+          "\n"
+          "options:\n"
+          "  --out DIR             write checkpoints to DIR (created if missing)\n"
+          "  --resume CHECKPOINT   continue a run from a checkpoint it wrote: the next\n"
+          "                        epoch proceeds exactly as in an uninterrupted run\n"
+          "  --trace FILE          write a Chrome/Perfetto trace (chrome://tracing,\n"
+          "                        ui.perfetto.dev): a span per module forward and per\n"
+          "                        module backward, nested, named by module path\n"
+          "  --threads N           BLAS threads (default: OpenBLAS's, the cores)\n"
+          "  --limit N             train on the first N training samples only\n"
+          "  --test-limit N        evaluate on the first N test samples only\n"
+          "  -q, --quiet           print only the final line\n"
+          "  --plugins DIR         also load the plugins in DIR (repeatable)\n"
+          "  -h, --help            show this help\n"
+          "\n",
+          f);
+    train_params_usage(f);
+    fputs("\n"
+          "On a terminal a progress bar shows epoch, step/steps, loss, samples/s and the\n"
+          "time left; otherwise one plain line per epoch.\n"
+          "\n"
+          "exit status: 0 success, 1 failure, 2 usage error\n",
+          f);
+}
+
+/* ---- progress -------------------------------------------------------------- */
+
+typedef struct progress {
+    int tty, quiet;
+    uint64_t start, last_draw;
+} progress;
+
+static double seconds(uint64_t ns) { return (double)ns / 1e9; }
+
+static void fmt_time(char *buf, size_t cap, double s) {
+    if (!(s >= 0) || s > 359999) s = 0;
+    int t = (int)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, cap, "%d:%02d", t / 60, t % 60);
+}
+
+static void progress_draw(progress *pg, int64_t epoch, int64_t epochs, int64_t step,
+                          int64_t steps, double loss, int64_t samples, int force) {
+    if (pg->quiet || !pg->tty) return;
+    uint64_t now = trace_now();
+    if (!force && now - pg->last_draw < 100000000u) return; /* 10 redraws a second at most */
+    pg->last_draw = now;
+    double el = seconds(now - pg->start);
+    double rate = el > 0 ? (double)samples / el : 0;
+    char eta[32];
+    fmt_time(eta, sizeof eta, step ? el * (double)(steps - step) / (double)step : 0);
+    const int width = 24;
+    int fill = steps ? (int)(width * step / steps) : 0;
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    bar[width] = 0;
+    fprintf(stdout, "\repoch %" PRId64 "/%" PRId64 " [%s] %" PRId64 "/%" PRId64
+                    " loss %.4f %.0f samples/s ETA %s  ",
+            epoch, epochs, bar, step, steps, loss, rate, eta);
+    fflush(stdout);
+}
+
+/* ---- checkpoints ------------------------------------------------------------ */
+
+static int write_checkpoint(nnm_ctx *ctx, const char *cmd, const char *dir, const char *name,
+                            nnm_module *model, nnm_optim *opt, const nnm_manifest *mf,
+                            int64_t epoch, double train_loss, double test_loss, double test_acc,
+                            double best, int64_t best_epoch, const train_params *tp) {
+    char path[TRAIN_MAX_PATH + 32], v[9][40];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(v[0], sizeof v[0], "%" PRId64, epoch);
+    snprintf(v[1], sizeof v[1], "%.9g", train_loss);
+    snprintf(v[2], sizeof v[2], "%.9g", test_loss);
+    snprintf(v[3], sizeof v[3], "%.9g", test_acc);
+    snprintf(v[4], sizeof v[4], "%.17g", best);
+    snprintf(v[5], sizeof v[5], "%" PRId64, best_epoch);
+    char sv[32];
+    snprintf(sv, sizeof sv, "%" PRIu64, tp->seed);
+    /* the input transform, so eval and predict feed the model what it saw */
+    snprintf(v[6], sizeof v[6], "%.17g", tp->scale);
+    snprintf(v[7], sizeof v[7], "%.17g", tp->normalize ? tp->mean : 0.0);
+    snprintf(v[8], sizeof v[8], "%.17g", tp->normalize ? tp->std : 1.0);
+    nnm_kv meta[] = {{"epoch", v[0]},         {"train_loss", v[1]}, {"test_loss", v[2]},
+                     {"test_accuracy", v[3]}, {"best_metric", v[4]}, {"best_epoch", v[5]},
+                     {"seed", sv},            {"input_scale", v[6]}, {"input_mean", v[7]},
+                     {"input_std", v[8]}};
+    nnm_status s = nnm_checkpoint_save(path, model, opt, mf, sizeof meta / sizeof meta[0], meta);
+    return s == NNM_OK ? 0 : cli_fail(cmd, ctx, s);
+}
+
+/* Reads the epoch count and best metric a checkpoint recorded. */
+static int read_resume_meta(nnm_ctx *ctx, const char *cmd, const char *path, int64_t *epoch,
+                            double *best, int64_t *best_epoch) {
+    nnm_safetensors *st = NULL;
+    nnm_status s = nnm_safetensors_open(ctx, path, &st);
+    if (s) return cli_fail(cmd, ctx, s);
+    int have = 0;
+    for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++) {
+        const char *k = NULL, *v = NULL;
+        if (nnm_safetensors_metadata(st, i, &k, &v) != NNM_OK) continue;
+        uint64_t u;
+        if (!strcmp(k, "epoch") && !cli_parse_u64(v, &u)) *epoch = (int64_t)u, have = 1;
+        if (!strcmp(k, "best_metric")) *best = strtod(v, NULL);
+        if (!strcmp(k, "best_epoch") && !cli_parse_u64(v, &u)) *best_epoch = (int64_t)u;
+    }
+    nnm_safetensors_close(st);
+    if (!have)
+        return cli_failf(cmd, "%s: not a checkpoint of nnm train (no 'epoch' in its metadata)",
+                         path);
+    return 0;
+}
+
+/* ---- the command ------------------------------------------------------------- */
+
+static double epoch_lr(const train_params *p, double base, int64_t epoch) {
+    if (!strcmp(p->schedule, "step"))
+        return base * pow(p->gamma, (double)(epoch / p->step_size));
+    if (!strcmp(p->schedule, "cosine"))
+        return p->min_lr +
+               (base - p->min_lr) * (1 + cos(3.14159265358979323846 * (double)epoch /
+                                             (double)p->epochs)) / 2;
+    return base;
+}
+
+/* The dropout stream of epoch e: a function of (seed, e) alone, so a resumed
+ * run replays it. */
+static uint64_t epoch_seed(uint64_t seed, int64_t epoch) {
+    return (seed ^ 0x7472616e6e6d6f64ull) + 0x9e3779b97f4a7c15ull * (uint64_t)(epoch + 1);
+}
+
+int cmd_train(cli_env *env, int argc, char **argv) {
+    static const char *cmd = "train";
+    enum { OPT_OUT, OPT_RESUME, OPT_TRACE, OPT_THREADS, OPT_LIMIT, OPT_TEST_LIMIT, OPT_QUIET,
+           OPT_PARAMS };
+    cli_opt opts[64];
+    static const cli_opt own[] = {{"out", 0, 1, OPT_OUT},         {"resume", 0, 1, OPT_RESUME},
+                                  {"trace", 0, 1, OPT_TRACE},     {"threads", 0, 1, OPT_THREADS},
+                                  {"limit", 0, 1, OPT_LIMIT},     {"test-limit", 0, 1, OPT_TEST_LIMIT},
+                                  {"quiet", 'q', 0, OPT_QUIET}};
+    size_t n_own = sizeof own / sizeof own[0], n_par = 0;
+    const cli_opt *par = train_params_opts(OPT_PARAMS, &n_par);
+    memcpy(opts, own, sizeof own);
+    memcpy(opts + n_own, par, (n_par + 1) * sizeof *par);
+
+    /* Flags are applied after the manifest's section: keep them aside. */
+    const char *path = NULL, *out_dir = NULL, *resume = NULL, *trace_path = NULL;
+    uint64_t threads = 0, limit = 0, test_limit = 0;
+    int quiet = 0, r;
+    int flag_ids[256];
+    const char *flag_vals[256];
+    int n_flags = 0;
+    cli_parser p;
+    cli_parser_init(&p, cmd, env, argc, argv, 1);
+    while ((r = cli_next(&p, opts)) != CLI_END) {
+        switch (r) {
+        case CLI_ERROR: return CLI_EXIT_USAGE;
+        case CLI_HELP: usage_train(stdout); return CLI_EXIT_OK;
+        case OPT_OUT: out_dir = p.arg; break;
+        case OPT_RESUME: resume = p.arg; break;
+        case OPT_TRACE: trace_path = p.arg; break;
+        case OPT_THREADS:
+            if (cli_parse_u64(p.arg, &threads) || threads < 1 || threads > 1024)
+                return cli_usage(cmd, "--threads: expected 1 to 1024, got '%s'", p.arg);
+            break;
+        case OPT_LIMIT:
+        case OPT_TEST_LIMIT:
+            if (cli_parse_u64(p.arg, r == OPT_LIMIT ? &limit : &test_limit) ||
+                (r == OPT_LIMIT ? limit : test_limit) < 1)
+                return cli_usage(cmd, "--%s: expected a number >= 1, got '%s'",
+                                 r == OPT_LIMIT ? "limit" : "test-limit", p.arg);
+            break;
+        case OPT_QUIET: quiet = 1; break;
+        case CLI_POSITIONAL:
+            if (path) return cli_usage(cmd, "unexpected argument '%s'", p.arg);
+            path = p.arg;
+            break;
+        default:
+            if (r >= OPT_PARAMS && n_flags < 256) {
+                flag_ids[n_flags] = r;
+                flag_vals[n_flags++] = p.arg;
+                break;
+            }
+            return cli_usage(cmd, "too many options");
+        }
+    }
+    if (!path) return cli_usage(cmd, "missing MANIFEST");
+
+    /* OpenBLAS reads its thread count when the cpu backend loads it, which
+     * happens when the context discovers the plugins: set it first. */
+    if (threads) {
+        char tv[16];
+        snprintf(tv, sizeof tv, "%" PRIu64, threads);
+        setenv("OPENBLAS_NUM_THREADS", tv, 1);
+        setenv("OMP_NUM_THREADS", tv, 1);
+    }
+
+    /* The seed comes from the settings, which come from the manifest: read
+     * it once to learn them, then build with the seed. */
+    train_params tp;
+    nnm_ctx *ctx = cli_ctx_new(env, cmd, 0, 0);
+    if (!ctx) return CLI_EXIT_FAIL;
+    nnm_manifest *mf = NULL;
+    nnm_module *model = NULL, *loss = NULL;
+    nnm_dataset *train_ds = NULL, *test_ds = NULL;
+    nnm_loader *train_ld = NULL, *test_ld = NULL;
+    nnm_optim *opt = NULL;
+    trace *tr = NULL;
+    r = CLI_EXIT_FAIL;
+    if (cli_manifest_open(ctx, cmd, path, 0, &mf, NULL)) goto done;
+    if (train_params_init(&tp, cmd, path, mf)) goto done;
+    for (int i = 0; i < n_flags; i++) {
+        int fr = train_params_flag(&tp, cmd, par[flag_ids[i] - OPT_PARAMS].name, flag_vals[i]);
+        if (fr) {
+            r = CLI_EXIT_USAGE;
+            goto done;
+        }
+    }
+    nnm_ctx_manual_seed(ctx, tp.seed);
+    nnm_status s = nnm_manifest_build(mf, 0, &model);
+    if (s) {
+        r = cli_fail_file(cmd, path, ctx, s);
+        goto done;
+    }
+
+    /* Data, normalisation from the training split, loaders. */
+    if (train_open_data(ctx, cmd, &tp, &tp.train, &train_ds)) goto done;
+    if (train_open_data(ctx, cmd, &tp, &tp.test, &test_ds)) goto done;
+    if (limit) nnm_dataset_limit(train_ds, (int64_t)limit);
+    if (test_limit) nnm_dataset_limit(test_ds, (int64_t)test_limit);
+    if (train_fill_stats(ctx, cmd, &tp, train_ds)) goto done;
+    nnm_loader_options lo = train_loader_options(&tp, 1);
+    if ((s = nnm_loader_new(train_ds, &lo, &train_ld))) {
+        r = cli_fail(cmd, ctx, s);
+        goto done;
+    }
+    lo = train_loader_options(&tp, 0);
+    if ((s = nnm_loader_new(test_ds, &lo, &test_ld))) {
+        r = cli_fail(cmd, ctx, s);
+        goto done;
+    }
+
+    /* Fit: before the first step, so a wrong manifest costs nothing. */
+    if (train_make_loss(ctx, cmd, &tp, &loss)) goto done;
+    int64_t classes = 0, test_classes = 0;
+    if (train_check_fit(ctx, cmd, &tp, model, loss, train_ds, "training", &classes)) goto done;
+    if (train_check_fit(ctx, cmd, &tp, model, loss, test_ds, "test", &test_classes)) goto done;
+
+    /* The optimizer. */
+    int adam = strcmp(tp.optimizer, "sgd") != 0, adamw = !strcmp(tp.optimizer, "adamw");
+    double base_lr = tp.lr >= 0 ? tp.lr : adam ? 0.001 : 0.01;
+    double wd = tp.weight_decay >= 0 ? tp.weight_decay : adamw ? 0.01 : 0.0;
+    if (adam) {
+        nnm_adam_options o = {sizeof o, tp.amsgrad, adamw, 0, base_lr, tp.beta1, tp.beta2, tp.eps, wd};
+        s = nnm_optim_adam_new(model, &o, &opt);
+    } else {
+        nnm_sgd_options o = {sizeof o, tp.nesterov, base_lr, tp.momentum, tp.dampening, wd};
+        s = nnm_optim_sgd_new(model, &o, &opt);
+    }
+    if (s) {
+        r = cli_fail(cmd, ctx, s);
+        goto done;
+    }
+
+    int64_t first_epoch = 0, best_epoch = 0;
+    double best = -INFINITY; /* accuracy, or minus the loss without classes */
+    if (resume) {
+        if (read_resume_meta(ctx, cmd, resume, &first_epoch, &best, &best_epoch)) goto done;
+        if ((s = nnm_checkpoint_load(resume, model, opt))) {
+            r = cli_fail_file(cmd, resume, ctx, s);
+            goto done;
+        }
+        if (first_epoch > tp.epochs) {
+            r = cli_failf(cmd, "%s: the checkpoint is after epoch %" PRId64 ", past --epochs %" PRId64,
+                          resume, first_epoch, tp.epochs);
+            goto done;
+        }
+    }
+    if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+        r = cli_failf(cmd, "%s: cannot create the directory: %s", out_dir, strerror(errno));
+        goto done;
+    }
+    if (trace_path) {
+        if (!(tr = trace_open(ctx, cmd, trace_path))) goto done;
+        if (trace_watch_backward(tr, model)) goto done;
+    }
+
+    progress pg = {isatty(STDOUT_FILENO), quiet, 0, 0};
+    const int64_t steps = nnm_loader_batch_count(train_ld);
+    eval_result ev = {0, -1, 0};
+    if (!quiet) {
+        nnm_dataset_info ti = {sizeof ti}, si = {sizeof si};
+        nnm_dataset_info_get(train_ds, &ti);
+        nnm_dataset_info_get(test_ds, &si);
+        printf("model: %s (%" PRId64 " parameters)\n", path, nnm_module_num_params(model));
+        printf("data: %" PRId64 " training samples, %" PRId64 " test samples", ti.n_samples,
+               si.n_samples);
+        if (classes) printf(", %" PRId64 " classes", ti.n_classes);
+        printf("\n");
+        printf("settings: %s lr %g, batch %" PRId64 ", %" PRId64 " epochs, %s, seed %" PRIu64
+               "%s\n",
+               tp.optimizer, base_lr, tp.batch_size, tp.epochs, tp.loss, tp.seed,
+               resume ? ", resumed" : "");
+        if (tp.normalize) printf("normalisation: mean %.6g, std %.6g\n", tp.mean, tp.std);
+        fflush(stdout);
+    }
+    for (int64_t epoch = first_epoch; epoch < tp.epochs; epoch++) {
+        double lr = epoch_lr(&tp, base_lr, epoch);
+        for (uint32_t g = 0; g < nnm_optim_group_count(opt); g++) nnm_optim_set_lr(opt, g, lr);
+        nnm_ctx_manual_seed(ctx, epoch_seed(tp.seed, epoch));
+        nnm_loader_set_epoch(train_ld, (uint64_t)epoch);
+        nnm_module_train(model, 1);
+        pg.start = pg.last_draw = trace_now();
+        double loss_sum = 0;
+        int64_t seen = 0, step = 0;
+        for (;;) {
+            nnm_tensor *x = NULL, *y = NULL, *out = NULL, *l = NULL;
+            uint64_t t0 = tr ? trace_now() : 0;
+            s = nnm_loader_next(train_ld, &x, &y);
+            if (!s && !x) break;
+            uint64_t t1 = tr ? trace_now() : 0, t2 = 0, t3 = 0;
+            if (tr) {
+                trace_span(tr, "data", "loop", t0, t1);
+                /* so the first layer's backward span has an end (its input's
+                 * gradient); only when tracing */
+                if (!s) s = nnm_tensor_set_requires_grad(x, 1);
+            }
+            if (!s) s = nnm_optim_zero_grad(opt);
+            if (!s) s = nnm_module_call(model, &x, 1, &out, 1);
+            nnm_tensor *in2[2] = {out, y};
+            if (!s) s = nnm_module_call(loss, in2, 2, &l, 1);
+            if (tr) t2 = trace_now();
+            if (!s) s = nnm_backward(l, NULL, 0);
+            if (tr) {
+                t3 = trace_now();
+                trace_span(tr, "backward", "loop", t2, t3);
+            }
+            if (!s) s = nnm_optim_step(opt);
+            float lv = 0;
+            if (!s) s = nnm_tensor_to_f32(l, &lv, 1);
+            int64_t b = s ? 0 : nnm_tensor_desc_get(x)->shape[0];
+            nnm_tensor_release(x);
+            nnm_tensor_release(y);
+            nnm_tensor_release(out);
+            nnm_tensor_release(l);
+            if (tr) {
+                uint64_t t4 = trace_now();
+                trace_span(tr, "optimizer.step", "loop", t3, t4);
+                trace_span(tr, "step", "loop", t0, t4);
+            }
+            if (s) {
+                if (pg.tty && !quiet) fputc('\n', stdout);
+                r = cli_fail(cmd, ctx, s);
+                goto done;
+            }
+            if (!isfinite(lv)) {
+                if (pg.tty && !quiet) fputc('\n', stdout);
+                r = cli_failf(cmd, "epoch %" PRId64 ", step %" PRId64 ": the loss is %g; try a "
+                              "smaller --lr", epoch + 1, step + 1, (double)lv);
+                goto done;
+            }
+            loss_sum += (double)lv * (double)b;
+            seen += b;
+            step++;
+            progress_draw(&pg, epoch + 1, tp.epochs, step, steps, loss_sum / (double)seen, seen,
+                          step == steps);
+        }
+        double train_time = seconds(trace_now() - pg.start);
+        if (pg.tty && !quiet) fputc('\n', stdout);
+        uint64_t e0 = tr ? trace_now() : 0;
+        if (train_evaluate(ctx, cmd, model, loss, test_ld, classes, NULL, &ev)) goto done;
+        if (tr) trace_span(tr, "evaluate", "loop", e0, trace_now());
+        double train_loss = seen ? loss_sum / (double)seen : 0;
+        double metric = ev.accuracy >= 0 ? ev.accuracy : -ev.loss;
+        int improved = metric > best;
+        if (improved) {
+            best = metric;
+            best_epoch = epoch + 1;
+        }
+        if (!quiet) {
+            printf("epoch %" PRId64 "/%" PRId64 ": train loss %.4f, test loss %.4f", epoch + 1,
+                   tp.epochs, train_loss, ev.loss);
+            if (ev.accuracy >= 0) printf(", test accuracy %.2f%%", 100 * ev.accuracy);
+            printf(", %.0f samples/s, %.1f s, lr %.3g\n",
+                   train_time > 0 ? (double)seen / train_time : 0, train_time, lr);
+            fflush(stdout);
+        }
+        if (out_dir) {
+            if (write_checkpoint(ctx, cmd, out_dir, "last.safetensors", model, opt, mf, epoch + 1,
+                                 train_loss, ev.loss, ev.accuracy, best, best_epoch, &tp))
+                goto done;
+            if (improved &&
+                write_checkpoint(ctx, cmd, out_dir, "best.safetensors", model, opt, mf, epoch + 1,
+                                 train_loss, ev.loss, ev.accuracy, best, best_epoch, &tp))
+                goto done;
+        }
+    }
+    if (first_epoch >= tp.epochs || !ev.samples) {
+        /* nothing trained (resumed at the end): evaluate what we have */
+        if (train_evaluate(ctx, cmd, model, loss, test_ld, classes, NULL, &ev)) goto done;
+    }
+    if (tr) {
+        int bad = trace_close(tr, ctx);
+        tr = NULL;
+        if (bad) goto done;
+    }
+    if (ev.accuracy >= 0)
+        printf("test accuracy: %.2f%%\n", 100 * ev.accuracy);
+    else
+        printf("test loss: %.6g\n", ev.loss);
+    r = CLI_EXIT_OK;
+done:
+    if (tr) trace_close(tr, ctx);
+    nnm_optim_free(opt);
+    nnm_loader_free(train_ld);
+    nnm_loader_free(test_ld);
+    nnm_dataset_free(train_ds);
+    nnm_dataset_free(test_ds);
+    nnm_module_release(loss);
+    nnm_module_release(model);
+    nnm_manifest_free(mf);
+    nnm_ctx_free(ctx);
+    return r;
+}
