@@ -370,6 +370,13 @@ const char *nnm__show(const char *s, char *buf, size_t cap);
 #define NNM__SHOW_PATH 256
 const char *nnm__show_path(const char *p, char *buf, size_t cap);
 
+/* file.c - opens path for reading only if it is a regular file (never
+ * blocking on a FIFO, never reading a device); *fd (close it) and *size
+ * (may be NULL) on success; else NNM_E_IO with a message naming the path and
+ * what it is ("is a FIFO, not a regular file <what>"). what may be NULL. */
+nnm_status nnm__open_regular(nnm_ctx *ctx, const char *path, const char *what, int *fd,
+                             uint64_t *size);
+
 /* module.c - runs m's layer finalize (not its children's); the message is
  * not attributed to a module path. */
 nnm_status nnm__module_finalize_self(nnm_module *m);
@@ -422,6 +429,8 @@ nnm_status nnm__op_reshape(nnm_ctx *ctx, nnm_tensor *x, int32_t ndim, const int6
 /* Backend-only helpers (no recording) used by derivatives. */
 nnm_status nnm__gemm(nnm_ctx *ctx, int trans_a, int trans_b, nnm_tensor *a, nnm_tensor *b,
                      int64_t m, int64_t n, int64_t k, float beta, nnm_tensor *c);
+/* "erf" for NNM_UNARY_ERF, ... ("?" when unknown). */
+const char *nnm__unary_name(int32_t op);
 /* 1 when backend `be` has ABI-1.1 slots and unary ops. */
 int nnm__backend_minor(const nnm__backend *be);
 
@@ -466,6 +475,12 @@ struct nnm__node {
     uint32_t mark;
     nnm_tensor *grad[NNM__MAX_IO];
     nnm__node *next_free;
+    /* op metadata of the ABI 1.3 ops (ops_nn.c, ops_shape.c) */
+    union {
+        nnm_conv_params conv;
+        nnm_pool_params pool;
+        int64_t sizes[NNM__MAX_IO]; /* concat: each input's size along dim; permute: perm */
+    } u;
 };
 
 void nnm__node_release(nnm__node *n); /* NULL: no-op */
@@ -507,6 +522,61 @@ nnm_status nnm__record_log_softmax(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *y);
 nnm_status nnm__record_nll(nnm_ctx *ctx, nnm_tensor *logp, nnm_tensor *target, nnm_tensor *count,
                            int64_t ignore_index, double smoothing, int32_t reduction, nnm_tensor *y);
 nnm_status nnm__record_reshape(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *y);
+
+/* ops_nn.c, ops_shape.c: the ABI 1.3 ops (each checks its arguments, sets an
+ * error naming the op, allocates from the caching allocator, dispatches, and
+ * records for autograd). */
+nnm_status nnm__op_full(nnm_ctx *ctx, nnm_device dev, int32_t ndim, const int64_t *shape,
+                        double value, nnm_tensor **out);
+nnm_status nnm__op_rand(nnm_ctx *ctx, nnm_device dev, int32_t dist, double a, double b,
+                        int32_t ndim, const int64_t *shape, nnm_tensor **out);
+nnm_status nnm__op_bmm(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out);
+nnm_status nnm__op_permute(nnm_ctx *ctx, nnm_tensor *x, const int32_t *perm, int32_t ndim,
+                           nnm_tensor **out);
+nnm_status nnm__op_concat(nnm_ctx *ctx, nnm_tensor *const *xs, uint32_t n, int32_t dim,
+                          nnm_tensor **out);
+nnm_status nnm__op_slice(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, int64_t start, int64_t length,
+                         nnm_tensor **out);
+nnm_status nnm__op_softmax(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, int log, nnm_tensor **out);
+nnm_status nnm__op_where(nnm_ctx *ctx, nnm_tensor *cond, nnm_tensor *a, nnm_tensor *b,
+                         nnm_tensor **out);
+nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b,
+                        const nnm_conv_params *p, nnm_tensor **out);
+nnm_status nnm__op_pool(nnm_ctx *ctx, nnm_tensor *x, const nnm_pool_params *p, nnm_tensor **out);
+nnm_status nnm__op_update(nnm_ctx *ctx, nnm_tensor *dst, nnm_tensor *src, double alpha, double beta);
+/* Backward helpers of the 1.3 ops (no recording; ops_nn.c). conv: grads of x
+ * and w for the saved contiguous x, w (either out pointer NULL: not wanted). */
+nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor *x, nnm_tensor *w,
+                              nnm_tensor *g, nnm_tensor **gx, nnm_tensor **gw);
+nnm_status nnm__pool_backward(nnm_ctx *ctx, const nnm_pool_params *p, nnm_tensor *x, nnm_tensor *g,
+                              nnm_tensor **gx);
+/* op(a) @ op(b) over broadcast batch dims, never recorded. */
+nnm_status nnm__bmm_raw(nnm_ctx *ctx, int ta, int tb, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out);
+/* The gradient of a slice: zeros of `shape` with g copied at `start` along d. */
+nnm_status nnm__slice_backward(nnm_ctx *ctx, int32_t ndim, const int64_t *shape, int32_t d, int64_t start,
+                               nnm_tensor *g, nnm_tensor **out);
+/* A contiguous tensor with t's values (t itself, retained, when it is one). */
+nnm_status nnm__contiguous(nnm_ctx *ctx, nnm_tensor *t, nnm_tensor **out);
+/* The backend of dev when its vtable has the slot at byte offset `off` (the
+ * loader's normalised copy zeroes what an older plugin lacks), else an
+ * NNM_E_UNSUPPORTED error naming op and backend. */
+nnm_status nnm__backend_slot(nnm_ctx *ctx, nnm_device dev, size_t off, const char *op,
+                             nnm__backend **out);
+#define NNM__BACKEND_SLOT(ctx, dev, slot, op, out) \
+    nnm__backend_slot((ctx), (dev), offsetof(nnm_backend_vtable, slot), (op), (out))
+/* derivatives_nn.c: the nodes of the 1.3 ops. */
+nnm_status nnm__record_bmm(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor *ac, nnm_tensor *bc,
+                           nnm_tensor *y);
+nnm_status nnm__record_permute(nnm_ctx *ctx, nnm_tensor *x, const int32_t *perm, nnm_tensor *y);
+nnm_status nnm__record_concat(nnm_ctx *ctx, nnm_tensor *const *xs, uint32_t n, int32_t dim,
+                              nnm_tensor *y);
+nnm_status nnm__record_slice(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, int64_t start, nnm_tensor *y);
+nnm_status nnm__record_softmax(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, int log, nnm_tensor *y);
+nnm_status nnm__record_where(nnm_ctx *ctx, nnm_tensor *cond, nnm_tensor *a, nnm_tensor *b, nnm_tensor *y);
+nnm_status nnm__record_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b, nnm_tensor *xc,
+                            nnm_tensor *wc, const nnm_conv_params *p, nnm_tensor *y);
+nnm_status nnm__record_pool(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *xc, const nnm_pool_params *p,
+                            nnm_tensor *y);
 
 /* call.c: custom-backward layers and module backward hooks */
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,

@@ -14,6 +14,11 @@
  *    one out through `**out` gives the caller one reference.
  *  - A context and everything made from it may be used by one thread at a time.
  *    Grad mode is per thread, as in PyTorch.
+ *  - For bindings: the error message belongs to the CONTEXT (read it on the
+ *    thread that made the failing call, before the context is used again),
+ *    while grad mode belongs to the calling OS THREAD (not to the context: a
+ *    no-grad scope covers only calls made on the thread that set it, and a
+ *    new thread starts with grad mode on). docs/abi.md, section 4.
  *  - The library never prints, exits or aborts.
  *  - Every struct that crosses the API starts with `uint32_t struct_size`
  *    (sizeof as the filler saw it), except those laid out by DLPack
@@ -177,7 +182,16 @@ NNM_API nnm_status nnm_layer_find(nnm_ctx *ctx, const char *request,
 /* Tensors                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* A new contiguous tensor on `device`, contents undefined. */
+/* The meta device (PyTorch's device="meta"): tensors with a shape and a dtype
+ * and no storage (desc.data is NULL). Nothing computes on it and no backend
+ * serves it: ops, copies, saving and loading refuse it with NNM_E_DEVICE.
+ * Modules built on it (nnm_module_create_on, NNM_BUILD_META) describe a
+ * model (names, shapes, parameter counts and bytes) without allocating it,
+ * which is how manifests are validated. Not a DLPack device type. */
+#define NNM_DEVICE_META 0x6d6574 /* "met" */
+
+/* A new contiguous tensor on `device`, contents undefined (no contents at
+ * all on NNM_DEVICE_META). */
 NNM_API nnm_status nnm_tensor_new(nnm_ctx *ctx, nnm_device device, nnm_dtype dtype,
                                   int32_t ndim, const int64_t *shape, nnm_tensor **out);
 /* A new contiguous f32 CPU tensor holding a copy of `data` (may be NULL: zeros). */
@@ -264,6 +278,11 @@ NNM_API nnm_status nnm_config_get_strs(const nnm_config *cfg, const char *key,
  * holds its plugin loaded until it is released. */
 NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
                                      nnm_module **out);
+/* The same on a chosen device: NNM_DEVICE_CPU, or NNM_DEVICE_META (shapes
+ * and dtypes, no storage; like PyTorch's device="meta"). Other devices:
+ * NNM_E_DEVICE (create on the CPU, then nnm_module_to). */
+NNM_API nnm_status nnm_module_create_on(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
+                                        nnm_device device, nnm_module **out);
 NNM_API void nnm_module_retain(nnm_module *m);
 /* Drops a reference; the last one destroys the module, its parameters and
  * buffers, and releases its children. */
@@ -272,6 +291,19 @@ NNM_API void nnm_module_release(nnm_module *m);
  * takes its own reference. A module has at most one parent; names are
  * [A-Za-z0-9_] and unique among siblings. */
 NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child);
+/* model.name = child: replaces the child called `name` in place (same
+ * position among the children, as PyTorch keeps a reassigned key's place),
+ * or appends `child` when there is none (nnm_module_add_child). The old
+ * child is let go: it becomes a root (name "", no parent) and loses the
+ * parent's reference; it keeps its hooks, as does the new child, which also
+ * keeps its own training flag and must be on the parent's device and have
+ * no parent. A container that wired its children at finalize (a graph)
+ * should be finalized again (nnm_module_finalize). */
+NNM_API nnm_status nnm_module_set_child(nnm_module *parent, const char *name, nnm_module *child);
+/* del model.name: removes the child called `name` (NNM_E_NOT_FOUND if none);
+ * the others keep their names and order (delattr, not Sequential's
+ * renumbering del seq[i]). The removed child is let go as above. */
+NNM_API nnm_status nnm_module_del_child(nnm_module *parent, const char *name);
 
 /* THE way to run a module: module(x). Runs global then module forward-pre-hooks,
  * the layer's forward with the call context (training flag, grad mode, device),
@@ -302,6 +334,11 @@ NNM_API const nnm_config *nnm_module_config(const nnm_module *m);
  * call it after assembling a tree through the C API. */
 NNM_API nnm_status nnm_module_finalize(nnm_module *m);
 
+/* The longest dotted name (module path, parameter or state dict key) in
+ * bytes, without the NUL; walks that would build a longer one fail with
+ * NNM_E_LIMIT, and manifests are refused for it at parse time. */
+#define NNM_NAME_MAX 1023
+
 /* Visitors return NNM_OK to go on; any other status stops the walk and is
  * returned. Names are full dotted names relative to `m`, valid during the call. */
 typedef nnm_status (*nnm_module_visit_fn)(void *user, const char *name, nnm_module *m);
@@ -317,6 +354,10 @@ NNM_API nnm_status nnm_module_named_buffers(nnm_module *m, nnm_tensor_visit_fn f
 NNM_API nnm_status nnm_module_apply(nnm_module *m, nnm_module_visit_fn fn, void *user);
 /* Total number of parameter elements (recursive). */
 NNM_API int64_t nnm_module_num_params(nnm_module *m);
+/* Bytes the parameters and buffers of m's tree hold (or would hold: on the
+ * meta device, what a real build allocates), each tensor counted once. 0 for
+ * NULL. */
+NNM_API uint64_t nnm_module_nbytes(nnm_module *m);
 /* Writes the tree like print(model), with parameter counts, like snprintf
  * (returns the length wanted; call with cap 0 to size the buffer). */
 NNM_API int64_t nnm_module_repr(nnm_module *m, char *buf, size_t cap);
@@ -325,11 +366,14 @@ NNM_API int64_t nnm_module_repr(nnm_module *m, char *buf, size_t cap);
 NNM_API nnm_status nnm_module_train(nnm_module *m, int training);
 NNM_API int nnm_module_is_training(const nnm_module *m);
 /* Moves every parameter and buffer of m's tree to `device` at once; tensor
- * handles stay the same. Fails with nothing moved if any move fails. */
+ * handles stay the same. Fails with nothing moved if any move fails. To
+ * NNM_DEVICE_META the data is dropped; from it, NNM_E_DEVICE (no data). */
 NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device device);
 NNM_API nnm_device nnm_module_device(const nnm_module *m);
 
-/* Grad mode, per thread (torch.set_grad_enabled). Returns the previous mode. */
+/* Grad mode, per OS thread and not per context (torch.set_grad_enabled):
+ * it affects the calls this thread makes on any context. Returns the
+ * previous mode. A new thread starts with grad mode on. */
 NNM_API int nnm_grad_set_enabled(int enabled);
 NNM_API int nnm_grad_is_enabled(void);
 
@@ -437,6 +481,11 @@ NNM_API nnm_status nnm_tensor_detach(nnm_tensor *t, nnm_tensor **out);
  * unless retain_graph; a second backward through a freed graph fails with
  * NNM_E_STATE. Runs with grad mode off. */
 NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_graph);
+
+/* Module.requires_grad_(flag): sets requires_grad on every parameter of
+ * m's tree (freezing a backbone: nnm_module_requires_grad_(backbone, 0)). A
+ * frozen parameter gets no .grad from backward, so optimizers skip it. */
+NNM_API nnm_status nnm_module_requires_grad_(nnm_module *m, int requires_grad);
 
 /* Sets every parameter's .grad of m's tree to none (zero_grad(set_to_none=True)). */
 NNM_API nnm_status nnm_module_zero_grad(nnm_module *m);
@@ -846,12 +895,46 @@ typedef struct nnm_load_report {
 
 /* Loads a state dict from a safetensors file into m's parameters and
  * persistent buffers, onto m's device (F32 converted from F16/BF16/F64 as
- * needed). strict: any missing, unexpected or mismatched key fails with
- * NNM_E_NOT_FOUND/NNM_E_SHAPE and changes nothing. Not strict: matching keys
- * load, the rest are reported. report may be NULL. */
+ * needed). A key whose shape (or dtype) does not fit fails with NNM_E_SHAPE
+ * and loads nothing, strict or not, as PyTorch raises "size mismatch" even
+ * with strict=False. strict: a missing or unexpected key also fails
+ * (NNM_E_NOT_FOUND) and changes nothing. Not strict: when every shape fits,
+ * matching keys load and missing/unexpected ones are reported. report may be
+ * NULL; it is filled on success and also when the load was refused for keys
+ * that do not fit (the message holds the first few; the report every one);
+ * on other failures *report is NULL. */
 NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
                                    nnm_load_report **report);
 NNM_API void nnm_load_report_free(nnm_load_report *report);
+
+/* In-memory state dicts: name -> tensor, in insertion order, like the
+ * OrderedDict of PyTorch's state_dict(); a tensor may sit under several
+ * names. Free with nnm_state_dict_free (NULL: no-op). */
+typedef struct nnm_state_dict nnm_state_dict;
+NNM_API nnm_status nnm_state_dict_new(nnm_ctx *ctx, nnm_state_dict **out);
+NNM_API void nnm_state_dict_free(nnm_state_dict *sd);
+/* sd[name] = t: takes a reference on t (of sd's context); replaces the
+ * tensor of an existing name, keeping its place. Names are 1 to
+ * NNM_NAME_MAX bytes. */
+NNM_API nnm_status nnm_state_dict_set(nnm_state_dict *sd, const char *name, nnm_tensor *t);
+NNM_API uint32_t nnm_state_dict_count(const nnm_state_dict *sd); /* 0 for NULL */
+/* Entry `index`: its name (owned by sd) and tensor (borrowed); either
+ * pointer may be NULL. NNM_E_NOT_FOUND past the end. */
+NNM_API nnm_status nnm_state_dict_entry(const nnm_state_dict *sd, uint32_t index, const char **name,
+                                        nnm_tensor **t);
+/* The tensor under `name` (borrowed), or NULL. */
+NNM_API nnm_tensor *nnm_state_dict_get(const nnm_state_dict *sd, const char *name);
+/* m.state_dict(): every parameter and persistent buffer of m's tree under
+ * its dotted key (the keys of nnm_module_save), as tensors that share the
+ * module's storage and carry no autograd (PyTorch's are detached the same
+ * way): writing into one writes into the module. A new dict in *out. */
+NNM_API nnm_status nnm_module_state_dict(nnm_module *m, nnm_state_dict **out);
+/* m.load_state_dict(sd, strict): the rules of nnm_module_load (a size
+ * mismatch refused strict or not, nothing loaded on a refusal, the same
+ * report), reading each entry from its tensor (any device; a strided one
+ * must be f32; a meta one is refused). Data is copied: sd is not kept. */
+NNM_API nnm_status nnm_module_load_state_dict(nnm_module *m, const nnm_state_dict *sd, int strict,
+                                              nnm_load_report **report);
 
 /* ------------------------------------------------------------------------ */
 /* Checkpoints: module + optimizer state + user metadata, for resuming       */
@@ -914,12 +997,17 @@ typedef struct nnm_manifest_limits {
     uint64_t max_bytes;     /* document size; default 16 MiB */
     uint64_t max_nodes;     /* values of any kind; default 1,000,000 */
     uint64_t max_modules;   /* modules in the tree; default 100,000 */
+    /* (appended in 0.3) bytes of parameters and buffers a real build may
+     * allocate, summed over the tree; default 16 GiB. Checked on the meta
+     * device before anything is allocated. */
+    uint64_t max_param_bytes;
 } nnm_manifest_limits;
 
 #define NNM_MANIFEST_DEFAULT_MAX_DEPTH 32u
 #define NNM_MANIFEST_DEFAULT_MAX_BYTES (16u << 20)
 #define NNM_MANIFEST_DEFAULT_MAX_NODES 1000000u
 #define NNM_MANIFEST_DEFAULT_MAX_MODULES 100000u
+#define NNM_MANIFEST_DEFAULT_MAX_PARAM_BYTES ((uint64_t)16 << 30)
 
 /* Parses and validates a document against schema v1: the header, plugin
  * requests (each resolved against ctx's loaded plugins), the module tree
@@ -941,13 +1029,22 @@ NNM_API void nnm_manifest_free(nnm_manifest *mf);
 
 /* Flags for nnm_manifest_build. */
 #define NNM_BUILD_NO_WEIGHTS 1u   /* leave parameters as the layers initialised them */
+#define NNM_BUILD_META 2u         /* build on NNM_DEVICE_META: shapes, no storage, no
+                                   * weights (what validation needs; cannot be run) */
 
 /* Builds the module tree the manifest describes (a new root; release it with
  * nnm_module_release; it remembers the manifest's hash for nnm_module_save),
  * then finalizes it (nnm_module_finalize) and, unless
- * NNM_BUILD_NO_WEIGHTS, loads the weights it names: the file's sha256 is
- * checked first when the manifest gives one, and the load is strict. On
- * failure *out is NULL and nothing is left behind. */
+ * NNM_BUILD_NO_WEIGHTS, loads the weights it names: the file (which must be
+ * a regular file) has its sha256 checked first when the manifest gives one,
+ * and the load is strict. On failure *out is NULL and nothing is left behind.
+ *
+ * Every build is validated the same way first: the tree is built on the meta
+ * device (no parameter memory), each parameter's and buffer's dotted name is
+ * checked against NNM_NAME_MAX and their total bytes against
+ * limits.max_param_bytes (NNM_E_LIMIT, naming the document path, before
+ * anything is allocated). With NNM_BUILD_META that meta tree is the result:
+ * it can be inspected, counted and described, not run. */
 NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nnm_module **out);
 
 /* Describes a module tree as a manifest that rebuilds an identical tree: each

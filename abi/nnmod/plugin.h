@@ -156,7 +156,15 @@ enum nnm_unary_op {
     /* ---- ops above are valid for ABI 1.0; the runtime sends the ones below
      * only to backends built for 1.1 or later ---- */
     NNM_UNARY_STEP = 10,  /* out = x > 0 ? 1 : 0 */
-    NNM_UNARY_SIGN = 11   /* out = x > 0 ? 1 : x < 0 ? -1 : 0 */
+    NNM_UNARY_SIGN = 11,  /* out = x > 0 ? 1 : x < 0 ? -1 : 0 */
+    /* ---- ops above are valid for ABI 1.1; the runtime sends the ones below
+     * only to backends whose flags have NNM_BACKEND_OPS_1_3 ---- */
+    NNM_UNARY_ERF = 12,        /* out = erf(x) */
+    NNM_UNARY_ADD_SCALAR = 13, /* out = x + alpha */
+    NNM_UNARY_POW = 14,        /* out = x ^ alpha (powf) */
+    NNM_UNARY_CLAMP_MIN = 15,  /* out = max(x, alpha); NaN stays NaN */
+    NNM_UNARY_CLAMP_MAX = 16,  /* out = min(x, alpha); NaN stays NaN */
+    NNM_UNARY_GE = 17          /* out = x >= alpha ? 1 : 0 (no gradient) */
 };
 
 enum nnm_binary_op {
@@ -191,6 +199,56 @@ enum nnm_init {
     NNM_INIT_UNIFORM = 3,  /* U(a, b) from the context's seeded generator */
     NNM_INIT_NORMAL = 4    /* N(mean a, std b) */
 };
+
+/* Distributions for host->op_rand() (ABI 1.3). */
+enum nnm_rand {
+    NNM_RAND_UNIFORM = 0,   /* U[a, b) */
+    NNM_RAND_NORMAL = 1,    /* N(mean a, std b) */
+    NNM_RAND_BERNOULLI = 2  /* b with probability a, else 0 (dropout: a = 1 - p, b = 1 / (1 - p)) */
+};
+
+/* Most spatial dims a convolution or pooling takes (ABI 1.3). */
+#define NNM_MAX_SPATIAL 3
+
+/* A convolution for host->op_conv() (ABI 1.3), as F.conv{1,2,3}d and, with
+ * `transposed`, F.conv_transpose{1,2,3}d. x is [N, C_in, *spatial]; w is
+ * [C_out, C_in / groups, *kernel], or [C_in, C_out / groups, *kernel] when
+ * transposed (PyTorch's layouts). Entries past n_spatial are ignored. */
+typedef struct nnm_conv_params {
+    uint32_t struct_size;
+    int32_t n_spatial;                       /* 1..NNM_MAX_SPATIAL */
+    int32_t groups;                          /* >= 1, divides C_in and C_out */
+    int32_t transposed;                      /* nonzero: the transposed convolution */
+    int64_t stride[NNM_MAX_SPATIAL];         /* >= 1 */
+    int64_t padding[NNM_MAX_SPATIAL];        /* zeros before each spatial dim */
+    int64_t padding_end[NNM_MAX_SPATIAL];    /* zeros after it (differs from padding only for an uneven "same") */
+    int64_t dilation[NNM_MAX_SPATIAL];       /* >= 1 */
+    int64_t output_padding[NNM_MAX_SPATIAL]; /* transposed only: size added at the end */
+} nnm_conv_params;
+
+/* Pooling kinds (ABI 1.3). */
+enum nnm_pool_op {
+    NNM_POOL_MAX = 0,          /* F.max_pool*d; the gradient goes to the first maximum */
+    NNM_POOL_AVG = 1,          /* F.avg_pool*d */
+    NNM_POOL_ADAPTIVE_AVG = 2  /* F.adaptive_avg_pool*d: windows from output_size only */
+};
+
+/* A pooling for host->op_pool() (ABI 1.3); x is [N, C, *spatial] (or
+ * [C, *spatial]: any leading dims). Entries past n_spatial are ignored. */
+typedef struct nnm_pool_params {
+    uint32_t struct_size;
+    int32_t op;                              /* enum nnm_pool_op */
+    int32_t n_spatial;                       /* 1..NNM_MAX_SPATIAL */
+    int32_t ceil_mode;                       /* output size rounds up, as PyTorch */
+    int32_t count_include_pad;               /* avg: padded zeros count in the divisor */
+    int32_t reserved;
+    int64_t divisor_override;                /* avg: > 0 replaces the divisor; 0: none */
+    int64_t kernel[NNM_MAX_SPATIAL];
+    int64_t stride[NNM_MAX_SPATIAL];         /* >= 1 */
+    int64_t padding[NNM_MAX_SPATIAL];        /* <= kernel / 2, as PyTorch */
+    int64_t dilation[NNM_MAX_SPATIAL];       /* max only; avg takes 1 */
+    int64_t output_size[NNM_MAX_SPATIAL];    /* adaptive only */
+} nnm_pool_params;
 
 /* Flags for host->input_spec(). */
 #define NNM_SPEC_LEADING_ANY 1u /* any number (>= 0) of leading dims before dims[] */
@@ -331,6 +389,67 @@ struct nnm_host {
     nnm_status (*descendant_call)(nnm_env *env, const char *path, nnm_tensor *const *in,
                                   uint32_t n_in, nnm_tensor **out, uint32_t n_out);
     /* ---- slots above are valid for ABI 1.2 ---- */
+
+    /* (1.3) set_error without varargs, for plugins in languages that cannot call
+     * a C variadic function: copies msg (NULL: no message) and returns code. */
+    nnm_status (*set_error_msg)(nnm_env *env, nnm_status code, const char *msg);
+    /* (1.3, create only) The enum nnm_config_type of config value `key` in
+     * *type; NNM_E_NOT_FOUND, with no message set, when the key is absent. */
+    nnm_status (*config_type)(nnm_env *env, const char *key, int32_t *type);
+    /* (1.3, create only) PyTorch's "int or tuple" (kernel_size, stride, ...):
+     * an integer fills all n entries of out, a list must have exactly n
+     * (else NNM_E_SHAPE); a missing key gives *dflt in every entry, or
+     * NNM_E_NOT_FOUND when dflt is NULL. */
+    nnm_status (*config_int_or_ints)(nnm_env *env, const char *key, const int64_t *dflt,
+                                     int64_t *out, size_t n);
+    /* (1.3) Copies the n elements of f32 tensor t (any device, any strides) to
+     * host memory dst in row-major order; n must be t's numel. */
+    nnm_status (*tensor_read_f32)(nnm_env *env, nnm_tensor *t, float *dst, size_t n);
+    /* (1.3) A new contiguous f32 tensor on the invocation's device, each
+     * element `value`; no gradient. */
+    nnm_status (*op_full)(nnm_env *env, int32_t ndim, const int64_t *shape, double value,
+                          nnm_tensor **out);
+    /* (1.3) A new contiguous f32 tensor on the invocation's device drawn from
+     * the call context's seeded generator (enum nnm_rand), so a context
+     * seeded alike reproduces it; no gradient. */
+    nnm_status (*op_rand)(nnm_env *env, int32_t dist, double a, double b, int32_t ndim,
+                          const int64_t *shape, nnm_tensor **out);
+    /* (1.3) torch.matmul for a, b of >= 2 dims: [..., m, k] @ [..., k, n] ->
+     * [..., m, n], the batch dims broadcast (NumPy rules). */
+    nnm_status (*op_bmm)(nnm_env *env, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out);
+    /* (1.3) x.permute(perm) as a new contiguous tensor (perm: ndim entries, a
+     * permutation of 0..ndim-1; negative entries count from the end). */
+    nnm_status (*op_permute)(nnm_env *env, nnm_tensor *x, const int32_t *perm, int32_t ndim,
+                             nnm_tensor **out);
+    /* (1.3) torch.cat of n >= 1 tensors along dim (negative counts from the end);
+     * the other dims must agree. The inputs are borrowed. */
+    nnm_status (*op_concat)(nnm_env *env, nnm_tensor *const *xs, uint32_t n, int32_t dim,
+                            nnm_tensor **out);
+    /* (1.3) x.narrow(dim, start, length) as a new contiguous tensor (split and
+     * head splitting are slices). */
+    nnm_status (*op_slice)(nnm_env *env, nnm_tensor *x, int32_t dim, int64_t start,
+                           int64_t length, nnm_tensor **out);
+    /* (1.3) softmax (log 0) or log_softmax (log 1) over dim (negative counts
+     * from the end). */
+    nnm_status (*op_softmax)(nnm_env *env, nnm_tensor *x, int32_t dim, int log, nnm_tensor **out);
+    /* (1.3) torch.where(cond != 0, a, b), all three f32 and broadcast together;
+     * the gradient flows to a where cond != 0 and to b elsewhere, none to cond.
+     * masked_fill(x, mask, v) is where(mask, op_full([1], v), x). */
+    nnm_status (*op_where)(nnm_env *env, nnm_tensor *cond, nnm_tensor *a, nnm_tensor *b,
+                           nnm_tensor **out);
+    /* (1.3) Convolution (see nnm_conv_params); b [C_out] may be NULL. */
+    nnm_status (*op_conv)(nnm_env *env, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b,
+                          const nnm_conv_params *p, nnm_tensor **out);
+    /* (1.3) Pooling over the last p->n_spatial dims (see nnm_pool_params). */
+    nnm_status (*op_pool)(nnm_env *env, nnm_tensor *x, const nnm_pool_params *p,
+                          nnm_tensor **out);
+    /* (1.3) In place, never recorded: dst = alpha * dst + beta * src (src
+     * broadcast to dst's shape; NULL src: dst = alpha * dst). For running
+     * statistics: dst is a buffer of this module, and a tensor that requires
+     * grad is refused with NNM_E_STATE. */
+    nnm_status (*op_update)(nnm_env *env, nnm_tensor *dst, nnm_tensor *src, double alpha,
+                            double beta);
+    /* ---- slots above are valid for ABI 1.3 ---- */
 };
 
 /* True when `host` has slot `field` (it was built with a minor that has it). */
@@ -350,7 +469,10 @@ enum nnm_config_type {
     NNM_CONFIG_STR = 3,
     NNM_CONFIG_INTS = 4,    /* list of integers */
     NNM_CONFIG_FLOATS = 5,  /* list of floats (integers accepted) */
-    NNM_CONFIG_STRS = 6     /* list of strings */
+    NNM_CONFIG_STRS = 6,    /* list of strings */
+    /* ---- types above are valid for ABI 1.2 ---- */
+    NNM_CONFIG_INT_OR_INTS = 7, /* (1.3) an integer or a list of integers ("int or tuple") */
+    NNM_CONFIG_ANY = 8          /* (1.3) any type: create checks it (padding=1 | [1, 2] | "same") */
 };
 
 /* Config field flags. */
@@ -546,6 +668,74 @@ typedef struct nnm_adam_args {
     double lr, beta1, beta2, eps, weight_decay; /* double, as for SGD */
 } nnm_adam_args;
 
+/* ---- args of the ABI 1.3 slots ---- */
+
+/* im2col / col2im over one image of `channels` planes (1.3). im is
+ * [channels, *im_size] and col is [channels * prod(kernel), prod(col_size)],
+ * both contiguous f32 in device memory. Column (c, k..., o...) holds
+ * im[c, o * stride - padding + k * dilation] per spatial dim, 0 outside the
+ * image. im2col writes col in full; col2im overwrites im with the sum of
+ * every column entry that maps onto each element (its adjoint). */
+typedef struct nnm_im2col_args {
+    uint32_t struct_size;
+    int32_t n_spatial;                    /* 1..NNM_MAX_SPATIAL */
+    int64_t channels;
+    int64_t im_size[NNM_MAX_SPATIAL];
+    int64_t col_size[NNM_MAX_SPATIAL];    /* output positions per spatial dim */
+    int64_t kernel[NNM_MAX_SPATIAL];
+    int64_t stride[NNM_MAX_SPATIAL];
+    int64_t padding[NNM_MAX_SPATIAL];
+    int64_t dilation[NNM_MAX_SPATIAL];
+    float *im;
+    float *col;
+} nnm_im2col_args;
+
+/* Pooling (1.3). x is [outer, *in] and out [outer, *out] over the last
+ * n_spatial dims, both contiguous; pool writes out. pool_backward writes
+ * grad_x (x's shape) in full from grad_out (out's shape); max pooling
+ * recomputes its argmax from x (the first maximum in window order wins, NaN
+ * counts as the maximum, as PyTorch). Adaptive windows of output i span
+ * [floor(i * in / out), ceil((i + 1) * in / out)). */
+typedef struct nnm_pool_args {
+    uint32_t struct_size;
+    int32_t op;                           /* enum nnm_pool_op */
+    int32_t n_spatial;
+    int32_t count_include_pad;
+    int64_t divisor_override;             /* > 0 replaces the avg divisor */
+    int64_t kernel[NNM_MAX_SPATIAL];
+    int64_t stride[NNM_MAX_SPATIAL];
+    int64_t padding[NNM_MAX_SPATIAL];
+    int64_t dilation[NNM_MAX_SPATIAL];
+    const nnm_tensor_desc *x;
+    const nnm_tensor_desc *out;           /* pool: written; pool_backward: unused (may be NULL) */
+    const nnm_tensor_desc *grad_out;      /* pool_backward only */
+    const nnm_tensor_desc *grad_x;        /* pool_backward only */
+} nnm_pool_args;
+
+/* softmax (log 0) or log_softmax (log 1) of x viewed as [outer, dim, inner]
+ * along the middle dim (1.3); x and out contiguous, same shape. */
+typedef struct nnm_softmax_args {
+    uint32_t struct_size;
+    int32_t log;
+    int64_t outer, dim, inner;
+    const nnm_tensor_desc *x;
+    const nnm_tensor_desc *out;
+} nnm_softmax_args;
+
+/* out = cond != 0 ? a : b elementwise over out's shape (1.3); cond, a and b
+ * come with strides broadcast to out's shape (0 on broadcast dims). */
+typedef struct nnm_where_args {
+    uint32_t struct_size;
+    uint32_t reserved;
+    const nnm_tensor_desc *cond;
+    const nnm_tensor_desc *a;
+    const nnm_tensor_desc *b;
+    const nnm_tensor_desc *out;           /* contiguous */
+} nnm_where_args;
+
+/* Backend flags. */
+#define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
+
 typedef struct nnm_backend_vtable {
     uint32_t struct_size;
     uint32_t flags;
@@ -580,6 +770,22 @@ typedef struct nnm_backend_vtable {
     nnm_status (*sgd_step)(nnm_env *env, void *state, const nnm_sgd_args *args);
     nnm_status (*adam_step)(nnm_env *env, void *state, const nnm_adam_args *args);
     /* ---- slots above are valid for ABI 1.1 ---- */
+
+    /* (optional, 1.3) each: NULL means the runtime reports the op, naming it
+     * and the backend, as NNM_E_UNSUPPORTED on this device. */
+    /* unfolds one image into columns (convolution as a gemm) */
+    nnm_status (*im2col)(nnm_env *env, void *state, const nnm_im2col_args *args);
+    /* folds columns back into one image, summing overlaps (conv backward, conv_transpose) */
+    nnm_status (*col2im)(nnm_env *env, void *state, const nnm_im2col_args *args);
+    /* max / avg / adaptive-avg pooling forward */
+    nnm_status (*pool)(nnm_env *env, void *state, const nnm_pool_args *args);
+    /* its gradient with respect to x */
+    nnm_status (*pool_backward)(nnm_env *env, void *state, const nnm_pool_args *args);
+    /* softmax or log_softmax along any dim */
+    nnm_status (*softmax)(nnm_env *env, void *state, const nnm_softmax_args *args);
+    /* select between two broadcast operands */
+    nnm_status (*where)(nnm_env *env, void *state, const nnm_where_args *args);
+    /* ---- slots above are valid for ABI 1.3 ---- */
 } nnm_backend_vtable;
 
 /* ------------------------------------------------------------------------ */
@@ -740,11 +946,13 @@ NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, backward) == 72, "nnm_layer_vtable
 NNM__STATIC_ASSERT(sizeof(nnm_layer_vtable) == 112, "nnm_layer_vtable 1.2 size");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, init) == 32, "nnm_backend_vtable layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtable 1.0 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152, "nnm_backend_vtable 1.1 size");
+NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 6 * 8, "nnm_backend_vtable 1.3 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 34 * 8, "nnm_host 1.2 size");
+NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 49 * 8, "nnm_host 1.3 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 /* Most operands one elementwise kernel reads or writes (out, a, b). */
-#define NNM_LAYOUT_MAX_OPS 3
+#define NNM_LAYOUT_MAX_OPS 4
 
 typedef struct nnm_strided_layout {
     int32_t ndim;

@@ -420,6 +420,12 @@ static inline float cpu_sigmoid(float x) {
 #define CPU_U_SCALE(x) (alpha * (x))
 #define CPU_U_STEP(x) ((x) > 0.0f ? 1.0f : 0.0f)
 #define CPU_U_SIGN(x) ((x) > 0.0f ? 1.0f : ((x) < 0.0f ? -1.0f : 0.0f))
+#define CPU_U_ERF(x) erff(x)
+#define CPU_U_ADD_SCALAR(x) ((x) + alpha)
+#define CPU_U_POW(x) powf((x), alpha)
+#define CPU_U_CLAMP_MIN(x) ((x) < alpha ? alpha : (x)) /* NaN compares false: stays NaN */
+#define CPU_U_CLAMP_MAX(x) ((x) > alpha ? alpha : (x))
+#define CPU_U_GE(x) ((x) >= alpha ? 1.0f : 0.0f)
 
 /* One inner row of a unary op; p[0]=out, p[1]=x. */
 #define CPU_UNARY_ROW(F)                                                                 \
@@ -442,7 +448,7 @@ static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *arg
     if (args->struct_size < sizeof(nnm_unary_args))
         return CPU_ERR(env, NNM_E_INVALID, "cpu unary: args struct_size %u < %zu",
                        (unsigned)args->struct_size, sizeof(nnm_unary_args));
-    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_SIGN)
+    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_GE)
         return CPU_ERR(env, NNM_E_UNSUPPORTED, "cpu unary: unknown op %d", (int)args->op);
     int64_t n_out = 0, n_x = 0;
     nnm_status st = cpu_check_desc(env, "unary", "output", args->out, &n_out);
@@ -471,6 +477,12 @@ static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *arg
     case NNM_UNARY_SCALE: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_SCALE)); break;
     case NNM_UNARY_STEP: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_STEP)); break;
     case NNM_UNARY_SIGN: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_SIGN)); break;
+    case NNM_UNARY_ERF: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_ERF)); break;
+    case NNM_UNARY_ADD_SCALAR: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_ADD_SCALAR)); break;
+    case NNM_UNARY_POW: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_POW)); break;
+    case NNM_UNARY_CLAMP_MIN: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_CLAMP_MIN)); break;
+    case NNM_UNARY_CLAMP_MAX: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_CLAMP_MAX)); break;
+    case NNM_UNARY_GE: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_GE)); break;
     default: break; /* checked above */
     }
     return NNM_OK;
@@ -1027,16 +1039,19 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
     return NNM_OK;
 }
 
+/* im2col/col2im, pooling, softmax over any dim, where (1.3) */
+#include "nn_kernels.inc"
+
 /* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
 /* ------------------------------------------------------------------------ */
 
 static const nnm_backend_vtable cpu_backend = {
     .struct_size = sizeof(nnm_backend_vtable),
-    .flags = 0,
+    .flags = NNM_BACKEND_OPS_1_3,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 1,
+    .version_minor = 2,
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -1054,6 +1069,12 @@ static const nnm_backend_vtable cpu_backend = {
     .nll_backward = cpu_nll_backward,
     .sgd_step = cpu_sgd_step,
     .adam_step = cpu_adam_step,
+    .im2col = cpu_im2col,
+    .col2im = cpu_col2im,
+    .pool = cpu_pool,
+    .pool_backward = cpu_pool_backward,
+    .softmax = cpu_softmax,
+    .where = cpu_where,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};

@@ -78,7 +78,9 @@ static nnm_status embedding_create(nnm_env *env, void **self) {
     st = h->param_new(env, "weight", 2, wshape, NNM_INIT_NORMAL, 0.0, 1.0, &s.weight);
     if (st != NNM_OK)
         return st;
-    if (s.has_padding) { /* PyTorch zeroes the padding row at init */
+    const nnm_tensor_desc *wd0 = h->tensor_desc(s.weight);
+    /* (no data at all when the host validates on its meta device: nothing to zero) */
+    if (s.has_padding && wd0->data != NULL) { /* PyTorch zeroes the padding row at init */
         const nnm_tensor_desc *wd = h->tensor_desc(s.weight);
         if (wd->device.type != NNM_DEVICE_CPU || !nnm_lu_is_contiguous(wd))
             return h->set_error(env, NNM_E_UNSUPPORTED,

@@ -113,6 +113,35 @@ static nnm_status unary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *
         if (!(st = bin(ctx, NNM_BINARY_MUL, g, y, &t)) && !(st = bin(ctx, NNM_BINARY_MUL, t, y, &u)))
             st = bin(ctx, NNM_BINARY_SUB, t, u, &gin[0]);
         break;
+    /* ---- ABI 1.3 ---- */
+    case NNM_UNARY_ADD_SCALAR: nnm_tensor_retain(g); gin[0] = g; break;
+    case NNM_UNARY_ERF: /* g * 2/sqrt(pi) * exp(-x^2) */
+        if (!(st = bin(ctx, NNM_BINARY_MUL, x, x, &t)) && !(st = un(ctx, NNM_UNARY_SCALE, t, -1.0, &u))) {
+            nnm_tensor_release(t);
+            t = NULL;
+            if (!(st = un(ctx, NNM_UNARY_EXP, u, 0, &t))) {
+                nnm_tensor_release(u);
+                u = NULL;
+                if (!(st = un(ctx, NNM_UNARY_SCALE, t, 1.1283791670955126, &u)))
+                    st = bin(ctx, NNM_BINARY_MUL, g, u, &gin[0]);
+            }
+        }
+        break;
+    case NNM_UNARY_POW: /* g * a * x^(a - 1); a = 0 gives zeros, as torch */
+        if (n->alpha == 0.0) {
+            st = un(ctx, NNM_UNARY_SCALE, g, 0.0, &gin[0]);
+        } else if (!(st = un(ctx, NNM_UNARY_POW, x, n->alpha - 1.0, &t)) &&
+                   !(st = un(ctx, NNM_UNARY_SCALE, t, n->alpha, &u))) {
+            st = bin(ctx, NNM_BINARY_MUL, g, u, &gin[0]);
+        }
+        break;
+    case NNM_UNARY_CLAMP_MIN: /* g * (x >= a), the bound itself passing, as torch.clamp */
+        if (!(st = un(ctx, NNM_UNARY_GE, x, n->alpha, &t))) st = bin(ctx, NNM_BINARY_MUL, g, t, &gin[0]);
+        break;
+    case NNM_UNARY_CLAMP_MAX: /* g * (x <= a) = g * (-x >= -a) */
+        if (!(st = un(ctx, NNM_UNARY_NEG, x, 0, &u)) && !(st = un(ctx, NNM_UNARY_GE, u, -n->alpha, &t)))
+            st = bin(ctx, NNM_BINARY_MUL, g, t, &gin[0]);
+        break;
     default:
         st = nnm__error(ctx, NNM_E_UNSUPPORTED, "unary op %d is not differentiable", (int)n->op);
     }
@@ -124,12 +153,15 @@ static nnm_status unary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *
 static const char *unary_name(int32_t op) {
     static const char *names[] = {"CopyBackward", "NegBackward", "ReluBackward", "ExpBackward",
                                   "LogBackward", "TanhBackward", "SigmoidBackward", "SqrtBackward",
-                                  "AbsBackward", "MulScalarBackward"};
+                                  "AbsBackward", "MulScalarBackward", "StepBackward", "SignBackward",
+                                  "ErfBackward", "AddScalarBackward", "PowBackward", "ClampMinBackward",
+                                  "ClampMaxBackward"};
     return op >= 0 && op < (int32_t)(sizeof names / sizeof names[0]) ? names[op] : "UnaryBackward";
 }
 
 nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor *x, nnm_tensor *y) {
-    if (op == NNM_UNARY_STEP || op == NNM_UNARY_SIGN) return NNM_OK; /* zero gradient almost everywhere */
+    if (op == NNM_UNARY_STEP || op == NNM_UNARY_SIGN || op == NNM_UNARY_GE)
+        return NNM_OK; /* zero gradient almost everywhere */
     nnm__node *n = nnm__node_new(ctx, unary_name(op), unary_backward, &x, 1, 1);
     if (!n) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (autograd node)");
     n->op = op;

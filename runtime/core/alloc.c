@@ -50,8 +50,24 @@ static nnm__storage *storage_obj(nnm_ctx *ctx) {
     return malloc(sizeof *s);
 }
 
+/* The meta device: a storage object that records its size and owns no memory. */
+static nnm_status meta_storage(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out) {
+    nnm__storage *s = storage_obj(ctx);
+    if (!s) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (storage)");
+    memset(s, 0, sizeof *s);
+    s->bytes = bytes;
+    s->device = dev;
+    s->refs = 1;
+    s->size_class = -1;
+    s->ctx = ctx;
+    nnm__ctx_retain(ctx);
+    *out = s;
+    return NNM_OK;
+}
+
 nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out) {
     *out = NULL;
+    if (NNM__UNLIKELY(dev.type == NNM_DEVICE_META)) return meta_storage(ctx, dev, bytes, out);
     size_t rounded = bytes;
     int32_t cls = size_class(bytes, &rounded);
     nnm__pool *pool = NULL;
@@ -116,7 +132,10 @@ static void storage_free_memory(nnm_ctx *ctx, nnm__storage *s) {
 void nnm__storage_release(nnm__storage *s) {
     if (!s || --s->refs) return;
     nnm_ctx *ctx = s->ctx;
-    if (s->external) {
+    if (s->device.type == NNM_DEVICE_META) {
+        s->next = ctx->free_storages;
+        ctx->free_storages = s;
+    } else if (s->external) {
         nnm_dlpack_tensor *ext = s->external;
         s->external = NULL;
         if (ext->deleter) ext->deleter(ext);

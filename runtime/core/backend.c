@@ -11,6 +11,10 @@ static const char *device_type_name(int32_t type) {
 /* Backends are found lazily, on the first tensor of their device, so that a
  * context on a machine without a GPU never touches the cuda plugin. */
 nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out) {
+    if (NNM__UNLIKELY(dev.type == NNM_DEVICE_META))
+        return nnm__error(ctx, NNM_E_DEVICE,
+                          "a tensor on the meta device has a shape and no data: nothing can compute "
+                          "on it, copy it or read it (build the module on a real device)");
     if (NNM__UNLIKELY(dev.type <= 0 || dev.type >= NNM__DEVICE_TYPES || dev.id < 0))
         return nnm__error(ctx, NNM_E_DEVICE, "unknown device type %d id %d", (int)dev.type,
                           (int)dev.id);

@@ -7,6 +7,13 @@
 
 #include "internal.h"
 
+const char *nnm__unary_name(int32_t op) {
+    static const char *const names[] = {"copy", "neg", "relu", "exp", "log", "tanh", "sigmoid", "sqrt",
+                                        "abs", "scale", "step", "sign", "erf", "add_scalar", "pow",
+                                        "clamp_min", "clamp_max", "ge"};
+    return op >= 0 && op < (int32_t)(sizeof names / sizeof names[0]) ? names[op] : "?";
+}
+
 static int is_f32(const nnm_tensor *t) {
     return t->desc.dtype.code == NNM_DTYPE_FLOAT && t->desc.dtype.bits == 32 &&
            t->desc.dtype.lanes == 1;
@@ -43,7 +50,7 @@ nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, 
     *out = NULL;
     nnm_status st = check_f32(ctx, "unary", "x", x);
     if (st) return st;
-    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_SIGN))
+    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_GE))
         return nnm__error(ctx, NNM_E_INVALID, "unary: unknown op %d", (int)op);
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
@@ -52,6 +59,9 @@ nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, 
     if (NNM__UNLIKELY(op > NNM_UNARY_SCALE && !nnm__backend_minor(be)))
         return nnm__error(ctx, NNM_E_UNSUPPORTED, "backend '%s' predates unary op %d (ABI 1.1)",
                           be->vt->name, (int)op);
+    if (NNM__UNLIKELY(op > NNM_UNARY_SIGN && !(be->vt->flags & NNM_BACKEND_OPS_1_3)))
+        return nnm__error(ctx, NNM_E_UNSUPPORTED, "unary op %s: backend '%s' does not implement it (ABI 1.3)",
+                          nnm__unary_name(op), be->vt->name);
     nnm_tensor *y;
     if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, x->shape, &y)))
         return st;

@@ -145,21 +145,9 @@ nnm_status nnm__sha256_file(nnm_ctx *ctx, const char *path, char out[65]) {
     char eb[128];
     if (out) out[0] = 0;
     if (!path || !out) return nnm__error(ctx, NNM_E_INVALID, "sha256: NULL argument");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return nnm__error(ctx, NNM_E_IO, "%.512s: cannot open for sha256: %s", path,
-                          errno_str(errno, eb, sizeof eb));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return nnm__error(ctx, NNM_E_IO, "%.512s: cannot stat for sha256: %s", path,
-                          errno_str(e, eb, sizeof eb));
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        close(fd);
-        return nnm__error(ctx, NNM_E_IO, "%.512s: is a directory, not a file", path);
-    }
+    int fd;
+    nnm_status ost = nnm__open_regular(ctx, path, "for sha256", &fd, NULL);
+    if (ost) return ost;
     uint8_t *buf = malloc(SHA256_READ_CHUNK);
     if (!buf) {
         close(fd);

@@ -255,6 +255,8 @@ NNM_API nnm_status nnm_tensor_to_dlpack(nnm_tensor *t, nnm_dlpack_tensor **out) 
     if (out) *out = NULL;
     if (!t) return NNM_E_INVALID;
     if (!out) return nnm__error(t->ctx, NNM_E_INVALID, "nnm_tensor_to_dlpack: out is NULL");
+    if (t->desc.device.type == NNM_DEVICE_META) /* no data, and no DLPack device type */
+        return nnm__error(t->ctx, NNM_E_DEVICE, "nnm_tensor_to_dlpack: a meta tensor has no data");
     dlpack_export *e = calloc(1, sizeof *e);
     if (!e) return nnm__error(t->ctx, NNM_E_NOMEM, "out of memory (dlpack export)");
     e->dl.version.major = 1;

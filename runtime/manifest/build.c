@@ -30,16 +30,17 @@ static nnm_status attribute(nnm_ctx *ctx, nnm_status st, const nnm_manifest *mf,
     return nnm__error(ctx, st, "%s (%s): %s", m->path, type, body);
 }
 
-static nnm_status build_module(const nnm_manifest *mf, uint32_t index, nnm_module **out) {
+static nnm_status build_module(const nnm_manifest *mf, uint32_t index, nnm_device dev,
+                               nnm_module **out) {
     nnm_ctx *ctx = mf->ctx;
     const nnm__mf_module *m = &mf->modules[index];
     nnm_module *mod = NULL;
-    nnm_status st = nnm_module_create(ctx, mf->plugins[m->plugin].request, m->cfg, &mod);
+    nnm_status st = nnm_module_create_on(ctx, mf->plugins[m->plugin].request, m->cfg, dev, &mod);
     if (st) return attribute(ctx, st, mf, m);
     for (uint32_t i = 0; i < m->n_children; i++) {
         nnm_module *child = NULL;
         const nnm__mf_module *c = &mf->modules[m->children[i]];
-        if ((st = build_module(mf, m->children[i], &child))) break;
+        if ((st = build_module(mf, m->children[i], dev, &child))) break;
         st = nnm_module_add_child(mod, c->name, child);
         nnm_module_release(child);
         if (st) {
@@ -53,6 +54,42 @@ static nnm_status build_module(const nnm_manifest *mf, uint32_t index, nnm_modul
         return st;
     }
     *out = mod;
+    return NNM_OK;
+}
+
+/* The checks every build makes on the meta tree before a real one is made:
+ * each parameter's and buffer's dotted name fits NNM_NAME_MAX (a module's
+ * own name was checked when the document was read), and the bytes they
+ * would take add up to no more than limits.max_param_bytes. `mod` is the
+ * module built from record `index`; children are in document order. */
+static nnm_status meta_check(const nnm_manifest *mf, uint32_t index, const nnm_module *mod,
+                             uint64_t *total) {
+    nnm_ctx *ctx = mf->ctx;
+    const nnm__mf_module *m = &mf->modules[index];
+    const char *type = mf->plugins[m->plugin].name;
+    for (int b = 0; b < 2; b++) {
+        const nnm__named_tensor *v = b ? mod->buffers : mod->params;
+        const uint32_t n = b ? mod->n_buffers : mod->n_params;
+        for (uint32_t i = 0; i < n; i++) {
+            const size_t len = m->dotted_len + (m->dotted_len ? 1 : 0) + strlen(v[i].name);
+            if (len > NNM_NAME_MAX)
+                return nnm__error(ctx, NNM_E_LIMIT, "%s (%s): %s '%s': its dotted name would be %zu "
+                                  "bytes, more than %d (NNM_NAME_MAX)", m->path, type,
+                                  b ? "buffer" : "parameter", v[i].name, len, NNM_NAME_MAX);
+            const nnm_tensor *t = v[i].t;
+            const uint64_t bytes = (uint64_t)nnm_tensor_numel(t) * nnm__dtype_size(t->desc.dtype);
+            *total = bytes > UINT64_MAX - *total ? UINT64_MAX : *total + bytes;
+        }
+    }
+    for (uint32_t i = 0; i < m->n_children && i < mod->n_children; i++) {
+        nnm_status st = meta_check(mf, m->children[i], mod->children[i], total);
+        if (st) return st;
+    }
+    if (index == 0 && *total > mf->max_param_bytes)
+        return nnm__error(ctx, NNM_E_LIMIT, "%s: the model's parameters and buffers would take %llu "
+                          "bytes, more than %llu (limits.max_param_bytes); nothing was allocated",
+                          m->path, (unsigned long long)*total,
+                          (unsigned long long)mf->max_param_bytes);
     return NNM_OK;
 }
 
@@ -93,15 +130,25 @@ NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nn
     if (!mf) return NNM_E_INVALID;
     if (!out) return nnm__error(mf->ctx, NNM_E_INVALID, "nnm_manifest_build: out is NULL");
     if (!mf->n_modules) return nnm__error(mf->ctx, NNM_E_INVALID, "root: the manifest has no module");
+    /* One validation path for every build: on the meta device first. */
+    const nnm_device meta = {NNM_DEVICE_META, 0};
+    const int meta_only = (flags & NNM_BUILD_META) != 0;
     nnm_module *root = NULL;
-    nnm_status st = build_module(mf, 0, &root);
-    if (!st && mf->weights_path && !(flags & NNM_BUILD_NO_WEIGHTS)) st = load_weights(mf, root);
+    uint64_t total = 0;
+    nnm_status st = build_module(mf, 0, meta, &root);
+    if (!st) st = meta_check(mf, 0, root, &total);
+    if (!st && !meta_only) {
+        nnm_module_release(root);
+        root = NULL;
+        st = build_module(mf, 0, (nnm_device){NNM_DEVICE_CPU, 0}, &root);
+        if (!st && mf->weights_path && !(flags & NNM_BUILD_NO_WEIGHTS)) st = load_weights(mf, root);
+    }
     /* Remembered so that nnm_module_save records which manifest it was. */
     char hex[65];
     if (!st && !(st = nnm_manifest_hash(mf, hex)) && !(root->manifest_sha256 = strdup(hex)))
         st = nnm__error(mf->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     if (st) {
-        nnm_module_release(root);
+        nnm_module_release(root); /* NULL: no-op */
         if (mf->source) { /* messages of a loaded manifest name its file, as load's do */
             char msg[NNM__ERRMSG_CAP];
             memcpy(msg, mf->ctx->errmsg, sizeof msg);

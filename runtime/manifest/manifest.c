@@ -29,6 +29,7 @@ nnm_status nnm__mf_limits(nnm_ctx *ctx, const nnm_manifest_limits *in, nnm_manif
     if (!out->max_bytes) out->max_bytes = NNM_MANIFEST_DEFAULT_MAX_BYTES;
     if (!out->max_nodes) out->max_nodes = NNM_MANIFEST_DEFAULT_MAX_NODES;
     if (!out->max_modules) out->max_modules = NNM_MANIFEST_DEFAULT_MAX_MODULES;
+    if (!out->max_param_bytes) out->max_param_bytes = NNM_MANIFEST_DEFAULT_MAX_PARAM_BYTES;
     return NNM_OK;
 }
 
@@ -41,6 +42,7 @@ nnm_manifest *nnm__mf_new(nnm_ctx *ctx, const char *base_dir) {
         return NULL;
     }
     mf->ctx = ctx;
+    mf->max_param_bytes = NNM_MANIFEST_DEFAULT_MAX_PARAM_BYTES;
     nnm__ctx_retain(ctx);
     return mf;
 }
@@ -149,6 +151,7 @@ NNM_API nnm_status nnm_manifest_parse(nnm_ctx *ctx, const void *data, size_t len
         json_decref(doc);
         return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
     }
+    mf->max_param_bytes = lim.max_param_bytes;
     st = nnm__mf_from_doc(mf, doc, &lim);
     json_decref(doc);
     if (st) {
@@ -167,19 +170,15 @@ NNM_API nnm_status nnm_manifest_load(nnm_ctx *ctx, const char *path, int format,
     nnm_manifest_limits lim;
     nnm_status st = nnm__mf_limits(ctx, limits, &lim);
     if (st) return st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return nnm__error(ctx, NNM_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    int fd;
+    uint64_t fsize;
+    if ((st = nnm__open_regular(ctx, path, NULL, &fd, &fsize))) return st;
+    if (fsize > lim.max_bytes) {
         close(fd);
-        return nnm__error(ctx, NNM_E_IO, "%s: not a regular file", path);
+        return nnm__error(ctx, NNM_E_LIMIT, "%s: %llu bytes is more than %llu (limits.max_bytes)",
+                          path, (unsigned long long)fsize, (unsigned long long)lim.max_bytes);
     }
-    if ((uint64_t)sb.st_size > lim.max_bytes) {
-        close(fd);
-        return nnm__error(ctx, NNM_E_LIMIT, "%s: %lld bytes is more than %llu (limits.max_bytes)",
-                          path, (long long)sb.st_size, (unsigned long long)lim.max_bytes);
-    }
-    size_t len = (size_t)sb.st_size;
+    size_t len = (size_t)fsize;
     char *buf = malloc(len ? len : 1);
     if (!buf) {
         close(fd);

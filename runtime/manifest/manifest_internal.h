@@ -70,6 +70,7 @@ typedef struct nnm__mf_module {
     nnm_config *cfg;              /* owned */
     uint32_t *children;           /* indexes into modules */
     uint32_t n_children;
+    uint32_t dotted_len;          /* bytes of its dotted name ("0.fc1"); 0 for the root */
 } nnm__mf_module;
 
 struct nnm_manifest {
@@ -84,6 +85,7 @@ struct nnm_manifest {
     char *weights_sha256;         /* NULL, or 64 lowercase hex digits */
     char **meta_keys, **meta_values; /* "metadata": string to string */
     uint32_t n_meta;
+    uint64_t max_param_bytes;     /* limits.max_param_bytes, for builds */
     nnm_config *training;         /* "training": hyper-parameters for nnm train; NULL when absent */
 };
 

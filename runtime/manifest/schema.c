@@ -21,6 +21,7 @@ typedef struct pass {
     nnm_ctx *ctx;
     const nnm_manifest_limits *lim;
     const nnm_layer_vtable **vts; /* per plugin entry */
+    uint32_t dotted_len;          /* of the module module() is about to record */
 } pass;
 
 static nnm_status fail(nnm_ctx *ctx, nnm_status code, const char *path, const char *fmt, ...)
@@ -216,7 +217,17 @@ static nnm_status child(pass *p, const json_t *c, const char *path, uint32_t sel
     if (names_seen(seen, nm, &j))
         return fail(p->ctx, NNM_E_EXISTS, jn ? np : cp, "duplicate name '%s' (as children[%zu])",
                     nm, j);
+    /* Every walk of the built tree (named_modules, state dicts, messages)
+     * spells this module's dotted name: refused here, by path, for every
+     * command alike, rather than by the first walk that meets it. */
+    const size_t parent_len = mf->modules[self].dotted_len;
+    const size_t dotted = parent_len + (parent_len ? 1 : 0) + strlen(nm);
+    if (dotted > NNM_NAME_MAX)
+        return fail(p->ctx, NNM_E_LIMIT, jn ? np : cp,
+                    "the module's dotted name would be %zu bytes, more than %d (NNM_NAME_MAX)",
+                    dotted, NNM_NAME_MAX);
     uint32_t ci;
+    p->dotted_len = (uint32_t)dotted;
     nnm_status st = module(p, c, cp, nm, &ci);
     if (st) return st;
     mf->modules[self].children[i] = ci;
@@ -255,6 +266,7 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
     if (!m) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     uint32_t self = mf->n_modules - 1;
     *index = self;
+    m->dotted_len = p->dotted_len;
     m->plugin = (uint32_t)pi;
     if (!(m->name = strdup(name))) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
 

@@ -13,6 +13,8 @@ const char *nnm__cfg_type_name(int type) {
     case NNM__CFG_INTS: return "list of integers";
     case NNM__CFG_FLOATS: return "list of floats";
     case NNM__CFG_STRS: return "list of strings";
+    case NNM_CONFIG_INT_OR_INTS: return "integer or list of integers";
+    case NNM_CONFIG_ANY: return "value";
     }
     return "unknown";
 }
@@ -225,6 +227,8 @@ static int type_fits(int want, int have) {
     if (want == have) return 1;
     if (want == NNM__CFG_FLOAT && have == NNM__CFG_INT) return 1;
     if (want == NNM__CFG_FLOATS && have == NNM__CFG_INTS) return 1;
+    if (want == NNM_CONFIG_INT_OR_INTS && (have == NNM__CFG_INT || have == NNM__CFG_INTS)) return 1;
+    if (want == NNM_CONFIG_ANY) return 1; /* create checks it */
     /* An empty list reads as a list of anything. */
     return 0;
 }

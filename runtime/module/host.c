@@ -108,10 +108,12 @@ static nnm_status host_config_ints(nnm_env *env, const char *key, int64_t *buf, 
 static nnm_status init_tensor(nnm_ctx *ctx, nnm_tensor *t, int32_t init, double a, double b) {
     float *p = (float *)t->desc.data;
     int64_t n = nnm_tensor_numel(t);
+    /* The meta device has no data: the arguments are checked, nothing is written. */
+    if (t->desc.device.type == NNM_DEVICE_META) n = 0;
     switch (init) {
-    case NNM_INIT_ZEROS: return nnm__op_fill(ctx, t, 0.0);
-    case NNM_INIT_ONES: return nnm__op_fill(ctx, t, 1.0);
-    case NNM_INIT_CONSTANT: return nnm__op_fill(ctx, t, a);
+    case NNM_INIT_ZEROS: return n ? nnm__op_fill(ctx, t, 0.0) : NNM_OK;
+    case NNM_INIT_ONES: return n ? nnm__op_fill(ctx, t, 1.0) : NNM_OK;
+    case NNM_INIT_CONSTANT: return n ? nnm__op_fill(ctx, t, a) : NNM_OK;
     case NNM_INIT_UNIFORM:
         if (!(a <= b)) return nnm__error(ctx, NNM_E_INVALID, "uniform init needs a <= b (%g, %g)", a, b);
         for (int64_t i = 0; i < n; i++) p[i] = (float)(a + (b - a) * nnm__rng_uniform(ctx->rng));
@@ -133,7 +135,7 @@ static nnm_status declare(nnm_env *env, int buffer, const char *name, int32_t nd
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "parameters and buffers are declared only in create");
     nnm_tensor *t;
-    /* Modules are created on the CPU; init writes through the CPU pointer. */
+    /* Modules are created on the CPU (init writes through the CPU pointer) or the meta device. */
     nnm_status st = nnm__tensor_alloc(e->ctx, e->module->device, NNM_F32, ndim, shape, &t);
     if (st) return st;
     if ((st = init_tensor(e->ctx, t, init, a, b)) ||
@@ -380,6 +382,123 @@ static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tens
     return nnm__leaf_accumulate(e->ctx, param, grad);
 }
 
+/* ---- ABI 1.3 ------------------------------------------------------------ */
+
+static nnm_status host_set_error_msg(nnm_env *env, nnm_status code, const char *msg) {
+    if (!env) return code;
+    if (msg) nnm__error(nnm__env_of(env)->ctx, code, "%s", msg);
+    return code;
+}
+
+static nnm_status host_config_type(nnm_env *env, const char *key, int32_t *type) {
+    nnm__env *e = nnm__env_of(env);
+    if (e->phase != NNM__PHASE_CREATE)
+        return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
+    if (!key || !type) return nnm__error(e->ctx, NNM_E_INVALID, "config_type: NULL argument");
+    const nnm__cfg_entry *it = nnm__config_find(e->cfg, key);
+    if (!it) return NNM_E_NOT_FOUND;
+    *type = it->type;
+    return NNM_OK;
+}
+
+static nnm_status host_config_int_or_ints(nnm_env *env, const char *key, const int64_t *dflt, int64_t *out,
+                                          size_t n) {
+    nnm__env *e = nnm__env_of(env);
+    if (e->phase != NNM__PHASE_CREATE)
+        return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
+    if (!key || (n && !out)) return nnm__error(e->ctx, NNM_E_INVALID, "config_int_or_ints: NULL argument");
+    const nnm__cfg_entry *it = nnm__config_find(e->cfg, key);
+    if (!it) {
+        if (!dflt)
+            return nnm__error(e->ctx, NNM_E_NOT_FOUND, "config.%s: required integer or list of %zu integers is missing",
+                              key, n);
+        for (size_t i = 0; i < n; i++) out[i] = *dflt;
+        return NNM_OK;
+    }
+    const size_t idx = (size_t)(it - e->cfg->items);
+    if (it->type == NNM__CFG_INT) {
+        for (size_t i = 0; i < n; i++) out[i] = it->u.i;
+    } else if (it->type == NNM__CFG_INTS) {
+        if (it->u.ints.n != n)
+            return nnm__error(e->ctx, NNM_E_SHAPE, "config.%s: expected an integer or a list of %zu integers, got %zu",
+                              key, n, it->u.ints.n);
+        for (size_t i = 0; i < n; i++) out[i] = it->u.ints.v[i];
+    } else {
+        return nnm__error(e->ctx, NNM_E_TYPE, "config.%s: expected an integer or a list of %zu integers, got %s", key,
+                          n, nnm__cfg_type_name(it->type));
+    }
+    if (idx < 64) e->cfg_read |= (uint64_t)1 << idx;
+    return NNM_OK;
+}
+
+static nnm_status host_tensor_read_f32(nnm_env *env, nnm_tensor *t, float *dst, size_t n) {
+    nnm__env *e = nnm__env_of(env);
+    if (!t || (n && !dst)) return nnm__error(e->ctx, NNM_E_INVALID, "tensor_read_f32: NULL argument");
+    if ((uint64_t)nnm_tensor_numel(t) != n)
+        return nnm__error(e->ctx, NNM_E_SHAPE, "tensor_read_f32: the tensor has %lld elements, not %zu",
+                          (long long)nnm_tensor_numel(t), n);
+    return n ? nnm_tensor_to_f32(t, dst, n) : NNM_OK;
+}
+
+static nnm_status host_op_full(nnm_env *env, int32_t ndim, const int64_t *shape, double value, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    nnm__env *e = nnm__env_of(env);
+    return nnm__op_full(e->ctx, e->device, ndim, shape, value, out);
+}
+
+static nnm_status host_op_rand(nnm_env *env, int32_t dist, double a, double b, int32_t ndim, const int64_t *shape,
+                               nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    nnm__env *e = nnm__env_of(env);
+    return nnm__op_rand(e->ctx, e->device, dist, a, b, ndim, shape, out);
+}
+
+static nnm_status host_op_bmm(nnm_env *env, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_bmm(nnm__env_of(env)->ctx, a, b, out);
+}
+
+static nnm_status host_op_permute(nnm_env *env, nnm_tensor *x, const int32_t *perm, int32_t ndim, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_permute(nnm__env_of(env)->ctx, x, perm, ndim, out);
+}
+
+static nnm_status host_op_concat(nnm_env *env, nnm_tensor *const *xs, uint32_t n, int32_t dim, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_concat(nnm__env_of(env)->ctx, xs, n, dim, out);
+}
+
+static nnm_status host_op_slice(nnm_env *env, nnm_tensor *x, int32_t dim, int64_t start, int64_t length,
+                                nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_slice(nnm__env_of(env)->ctx, x, dim, start, length, out);
+}
+
+static nnm_status host_op_softmax(nnm_env *env, nnm_tensor *x, int32_t dim, int log, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_softmax(nnm__env_of(env)->ctx, x, dim, log, out);
+}
+
+static nnm_status host_op_where(nnm_env *env, nnm_tensor *cond, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_where(nnm__env_of(env)->ctx, cond, a, b, out);
+}
+
+static nnm_status host_op_conv(nnm_env *env, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b, const nnm_conv_params *p,
+                               nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_conv(nnm__env_of(env)->ctx, x, w, b, p, out);
+}
+
+static nnm_status host_op_pool(nnm_env *env, nnm_tensor *x, const nnm_pool_params *p, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_pool(nnm__env_of(env)->ctx, x, p, out);
+}
+
+static nnm_status host_op_update(nnm_env *env, nnm_tensor *dst, nnm_tensor *src, double alpha, double beta) {
+    return nnm__op_update(nnm__env_of(env)->ctx, dst, src, alpha, beta);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -418,4 +537,19 @@ const nnm_host nnm__host = {
     .child_info = host_child_info,
     .descendant_info = host_descendant_info,
     .descendant_call = host_descendant_call,
+    .set_error_msg = host_set_error_msg,
+    .config_type = host_config_type,
+    .config_int_or_ints = host_config_int_or_ints,
+    .tensor_read_f32 = host_tensor_read_f32,
+    .op_full = host_op_full,
+    .op_rand = host_op_rand,
+    .op_bmm = host_op_bmm,
+    .op_permute = host_op_permute,
+    .op_concat = host_op_concat,
+    .op_slice = host_op_slice,
+    .op_softmax = host_op_softmax,
+    .op_where = host_op_where,
+    .op_conv = host_op_conv,
+    .op_pool = host_op_pool,
+    .op_update = host_op_update,
 };

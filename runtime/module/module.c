@@ -8,7 +8,7 @@
 
 #include "internal.h"
 
-#define NAME_CAP 1024 /* longest dotted name a walk builds */
+#define NAME_CAP (NNM_NAME_MAX + 1) /* longest dotted name a walk builds, and its NUL */
 
 int nnm__module_live(const nnm_module *m) { return m && m->magic == NNM__MODULE_MAGIC; }
 
@@ -48,9 +48,17 @@ static void module_destroy(nnm_module *m) {
 
 NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
                                      nnm_module **out) {
+    return nnm_module_create_on(ctx, request, cfg, (nnm_device){NNM_DEVICE_CPU, 0}, out);
+}
+
+NNM_API nnm_status nnm_module_create_on(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
+                                        nnm_device device, nnm_module **out) {
     if (out) *out = NULL;
     if (!ctx) return NNM_E_INVALID;
     if (!request || !out) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_create: NULL argument");
+    if (!(device.type == NNM_DEVICE_CPU || device.type == NNM_DEVICE_META) || device.id != 0)
+        return nnm__error(ctx, NNM_E_DEVICE, "nnm_module_create_on: modules are created on the CPU "
+                          "or the meta device (then moved with nnm_module_to)");
     const nnm_layer_vtable *vt;
     nnm__plugin *owner;
     char err[NNM__ERRMSG_CAP];
@@ -81,7 +89,7 @@ NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nn
     m->plugin = owner;
     m->name = name;
     m->training = 1;
-    m->device = (nnm_device){NNM_DEVICE_CPU, 0};
+    m->device = device;
     nnm__hook_list_init(&m->pre_hooks, ctx, &m->n_hooks);
     nnm__hook_list_init(&m->post_hooks, ctx, &m->n_hooks);
     nnm__hook_list_init(&m->bw_pre_hooks, ctx, &m->n_hooks);
@@ -407,6 +415,27 @@ NNM_API int64_t nnm_module_num_params(nnm_module *m) {
     return nnm__module_live(m) ? count_params(m) : 0;
 }
 
+static uint64_t count_bytes(const nnm_module *m) {
+    uint64_t n = 0;
+    for (int b = 0; b < 2; b++) {
+        const nnm__named_tensor *v = b ? m->buffers : m->params;
+        const uint32_t k = b ? m->n_buffers : m->n_params;
+        for (uint32_t i = 0; i < k; i++) {
+            const uint64_t x = (uint64_t)nnm_tensor_numel(v[i].t) * nnm__dtype_size(v[i].t->desc.dtype);
+            n = x > UINT64_MAX - n ? UINT64_MAX : n + x;
+        }
+    }
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        const uint64_t x = count_bytes(m->children[i]);
+        n = x > UINT64_MAX - n ? UINT64_MAX : n + x;
+    }
+    return n;
+}
+
+NNM_API uint64_t nnm_module_nbytes(nnm_module *m) {
+    return nnm__module_live(m) ? count_bytes(m) : 0;
+}
+
 /* ---- printing ----------------------------------------------------------- */
 
 typedef struct outbuf {
@@ -545,8 +574,15 @@ NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device dev) {
     if (nnm__device_eq(dev, m->device)) return NNM_OK;
     if (m->parent)
         return nnm__error(ctx, NNM_E_STATE, "nnm_module_to: move the root module, not a child");
-    nnm__backend *dst_be;
-    nnm_status st = nnm__backend_get(ctx, dev, &dst_be);
+    if (m->device.type == NNM_DEVICE_META)
+        return nnm__error(ctx, NNM_E_DEVICE, "nnm_module_to: a module on the meta device has no data "
+                          "to move; build it on a real device");
+    /* To the meta device (PyTorch's .to("meta")): the data is dropped. */
+    const int to_meta = dev.type == NNM_DEVICE_META;
+    if (to_meta && dev.id != 0)
+        return nnm__error(ctx, NNM_E_DEVICE, "nnm_module_to: the meta device has id 0");
+    nnm__backend *dst_be = NULL;
+    nnm_status st = to_meta ? NNM_OK : nnm__backend_get(ctx, dev, &dst_be);
     if (st) return st;
     move mv = {0};
     if ((st = collect(m, &mv))) {
@@ -556,7 +592,7 @@ NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device dev) {
     for (size_t i = 0; i < mv.n && !st; i++) {
         nnm_tensor *t = mv.t[i];
         size_t bytes = (size_t)nnm_tensor_numel(t) * nnm__dtype_size(t->desc.dtype);
-        if ((st = nnm__storage_new(ctx, dev, bytes, &mv.s[i]))) break;
+        if ((st = nnm__storage_new(ctx, dev, bytes, &mv.s[i])) || to_meta) continue;
         /* The backend of whichever side is not the CPU does the copy. */
         nnm__backend *be = dst_be;
         if (dev.type == NNM_DEVICE_CPU && (st = nnm__backend_get(ctx, t->desc.device, &be))) break;
@@ -615,4 +651,106 @@ nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, n
     (*n)++;
     t->flags |= buffer ? NNM__T_BUFFER : NNM__T_PARAM;
     return NNM_OK;
+}
+
+/* ---- replacing and removing children (model.fc = head; del model.fc) ---- */
+
+/* Lets go of c, which m no longer lists: c becomes a root (its name "", its
+ * parent NULL), and m's reference goes. */
+static void child_drop(nnm_module *m, nnm_module *c) {
+    if (c->parent == m) {
+        c->parent = NULL;
+        char *root = strdup("");
+        if (root) { /* out of memory: it keeps its old name, which is harmless */
+            free(c->name);
+            c->name = root;
+            c->name_hash = nnm__name_hash("", 0);
+        }
+    }
+    nnm_module_release(c);
+}
+
+static uint32_t child_slot(const nnm_module *m, const nnm_module *c) {
+    for (uint32_t i = 0; i < m->n_children; i++)
+        if (m->children[i] == c) return i;
+    return UINT32_MAX;
+}
+
+NNM_API nnm_status nnm_module_set_child(nnm_module *parent, const char *name, nnm_module *child) {
+    if (!nnm__module_live(parent)) return NNM_E_INVALID;
+    nnm_ctx *ctx = parent->ctx;
+    if (!name) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: name is NULL");
+    nnm_module *old = find_child(parent, name, strlen(name));
+    if (!old) return nnm_module_add_child(parent, name, child); /* a new attribute: appended */
+    if (!nnm__module_live(child))
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: child is not a live module");
+    if (child == old) return NNM_OK;
+    if (child->ctx != ctx)
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: child is of another context");
+    if (child->parent)
+        return nnm__error(ctx, NNM_E_STATE, "nnm_module_set_child: '%s' already has a parent",
+                          child->name);
+    for (nnm_module *a = parent; a; a = a->parent)
+        if (a == child)
+            return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: would make a cycle");
+    if (!nnm__device_eq(child->device, parent->device))
+        return nnm__error(ctx, NNM_E_DEVICE, "child '%s' is on another device than its parent",
+                          name);
+    char *copy = strdup(name);
+    if (!copy) return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
+    /* In place: the same slot, so the order of children (and a container's
+     * view of them by index) is kept, as PyTorch keeps a reassigned key's
+     * place in _modules. The new child keeps its own hooks and its own
+     * training flag, as in PyTorch (call nnm_module_train on the parent to
+     * set the whole tree again). */
+    uint32_t i = child_slot(parent, old);
+    free(child->name);
+    child->name = copy;
+    child->name_hash = old->name_hash; /* same name: the name index stays right */
+    child->parent = parent;
+    child->refs++;
+    parent->children[i] = child;
+    child_drop(parent, old);
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_module_del_child(nnm_module *parent, const char *name) {
+    if (!nnm__module_live(parent)) return NNM_E_INVALID;
+    nnm_ctx *ctx = parent->ctx;
+    if (!name) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_del_child: name is NULL");
+    nnm_module *c = find_child(parent, name, strlen(name));
+    if (!c) {
+        char nb[128];
+        return nnm__error(ctx, NNM_E_NOT_FOUND, "nnm_module_del_child: no child named '%s'",
+                          nnm__show(name, nb, sizeof nb));
+    }
+    uint32_t i = child_slot(parent, c);
+    memmove(parent->children + i, parent->children + i + 1,
+            (parent->n_children - i - 1) * sizeof *parent->children);
+    parent->n_children--;
+    /* The others keep their names (like delattr; Sequential's del seq[i],
+     * which renumbers, is a container's business). The index is rebuilt. */
+    nnm__name_index_free(&parent->child_index);
+    nnm__name_index_added(&parent->child_index, parent->n_children, parent->children, child_hash_at);
+    child_drop(parent, c);
+    return NNM_OK;
+}
+
+/* ---- requires_grad_ over a subtree ---------------------------------------- */
+
+static nnm_status set_rg(nnm_module *m, int flag) {
+    for (uint32_t i = 0; i < m->n_params; i++) {
+        nnm_status st = nnm_tensor_set_requires_grad(m->params[i].t, flag);
+        if (st) return st;
+    }
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        nnm_status st = set_rg(m->children[i], flag);
+        if (st) return st;
+    }
+    return NNM_OK;
+}
+
+NNM_API nnm_status nnm_module_requires_grad_(nnm_module *m, int requires_grad) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    return set_rg(m, requires_grad != 0);
 }

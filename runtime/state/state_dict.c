@@ -15,7 +15,7 @@
 
 #include "internal.h"
 
-#define SD_NAME_CAP 1024   /* longest dotted name */
+#define SD_NAME_CAP (NNM_NAME_MAX + 1) /* longest dotted name, and its NUL */
 #define SD_SHOW 160        /* bytes of a key quoted in the error message */
 
 typedef struct sd_item {
@@ -248,18 +248,31 @@ static void describe_mismatch(const nnm_st_entry *e, const nnm_tensor *t, const 
         snprintf(buf, cap, "%s: file %s vs module %s", key, fs, ms);
 }
 
+/* Where a load reads from: a safetensors file, or an in-memory state dict
+ * (nnm_module_load_state_dict), each seen as entries with a name, a dtype,
+ * a shape and contiguous host data. */
+typedef struct sd_source {
+    const nnm_safetensors *file;  /* either this */
+    const nnm_state_dict *mem;    /* or this, with its entries' views: */
+    const nnm_st_entry *views;
+} sd_source;
+
+static uint32_t src_count(const sd_source *s);
+static void src_entry(const sd_source *s, uint32_t i, nnm_st_entry *e);
+static int64_t src_lookup(const sd_source *s, const char *name);
+
 /* Packs the three lists into one allocation (freed with one free()). */
-static nnm_load_report *make_report(const sd_list *l, const nnm_safetensors *st,
+static nnm_load_report *make_report(const sd_list *l, const sd_source *st,
                                     const unsigned char *used, char **mism, size_t n_mism) {
     size_t n_missing = 0, n_unexp = 0, strings = 0;
     for (size_t i = 0; i < l->n; i++)
         if (l->v[i].status == 1) n_missing++, strings += strlen(l->v[i].name) + 1;
-    uint32_t nf = nnm_safetensors_count(st);
+    uint32_t nf = src_count(st);
     for (uint32_t i = 0; i < nf; i++)
         if (!used[i]) {
             nnm_st_entry e;
             e.struct_size = sizeof e;
-            nnm_safetensors_entry(st, i, &e);
+            src_entry(st, i, &e);
             n_unexp++;
             strings += strlen(e.name) + 1;
         }
@@ -285,7 +298,7 @@ static nnm_load_report *make_report(const sd_list *l, const nnm_safetensors *st,
         if (!used[i]) {
             nnm_st_entry e;
             e.struct_size = sizeof e;
-            nnm_safetensors_entry(st, i, &e);
+            src_entry(st, i, &e);
             size_t n = strlen(e.name) + 1;
             memcpy(s, e.name, n);
             *p++ = s;
@@ -336,21 +349,17 @@ static nnm_status copy_entry(nnm_ctx *ctx, nnm_tensor *t, const nnm_st_entry *e)
     return st;
 }
 
-NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
-                                   nnm_load_report **report) {
-    if (report) *report = NULL;
-    if (!nnm__module_live(m)) return NNM_E_INVALID;
+/* The load itself, from either source; `path` names it in messages. */
+static nnm_status load_from(nnm_module *m, const sd_source *st, const char *path, int strict,
+                            nnm_load_report **report) {
     nnm_ctx *ctx = m->ctx;
-    if (!path) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_load: path is NULL");
-    nnm_safetensors *st = NULL;
     sd_list l = {0};
     unsigned char *used = NULL;
     char **mism = NULL;
     size_t n_mism = 0;
-    nnm_status rc = nnm_safetensors_open(ctx, path, &st);
-    if (rc) return rc;
+    nnm_status rc = NNM_OK;
     if ((rc = collect_state(m, &l))) goto done;
-    uint32_t nf = nnm_safetensors_count(st);
+    uint32_t nf = src_count(st);
     used = calloc(nf ? nf : 1, 1);
     mism = calloc(l.n ? l.n : 1, sizeof *mism);
     if (!used || !mism) {
@@ -362,7 +371,7 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
     size_t n_missing = 0;
     for (size_t i = 0; i < l.n; i++) {
         sd_item *it = &l.v[i];
-        it->file_idx = nnm__safetensors_lookup(st, it->name);
+        it->file_idx = src_lookup(st, it->name);
         if (it->file_idx < 0) {
             it->status = 1;
             n_missing++;
@@ -371,7 +380,7 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
         used[it->file_idx] = 1;
         nnm_st_entry e;
         e.struct_size = sizeof e;
-        nnm_safetensors_entry(st, (uint32_t)it->file_idx, &e);
+        src_entry(st, (uint32_t)it->file_idx, &e);
         const nnm_tensor *t = it->t;
         int ok = e.ndim == t->desc.ndim && convertible(e.dtype, t->desc.dtype);
         for (int32_t d = 0; ok && d < e.ndim; d++) ok = e.shape[d] == t->desc.shape[d];
@@ -400,13 +409,15 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
     size_t n_unexp = 0;
     for (uint32_t i = 0; i < nf; i++) n_unexp += !used[i];
 
-    if (strict && (n_missing || n_unexp || n_mism)) {
+    /* A shape or dtype that does not fit is refused even when not strict, as
+     * PyTorch raises "size mismatch" whatever `strict` says: nothing loads. */
+    if (n_mism || (strict && (n_missing || n_unexp))) {
         msgbuf mb;
         mb.len = 0;
         mb.dropped = 0;
         mb.buf[0] = 0;
         char kb[SD_SHOW];
-        if (n_missing) {
+        if (n_missing && strict) {
             msg_add(&mb, "%zu missing key(s):", n_missing);
             const char *sep = " ";
             for (size_t i = 0; i < l.n; i++)
@@ -416,14 +427,14 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
                 }
             msg_add(&mb, ";");
         }
-        if (n_unexp) {
+        if (n_unexp && strict) {
             msg_add(&mb, " %zu unexpected key(s):", n_unexp);
             const char *sep = " ";
             for (uint32_t i = 0; i < nf; i++)
                 if (!used[i]) {
                     nnm_st_entry e;
                     e.struct_size = sizeof e;
-                    nnm_safetensors_entry(st, i, &e);
+                    src_entry(st, i, &e);
                     /* file names may hold anything: quote them bounded */
                     snprintf(kb, sizeof kb, "%s", e.name);
                     for (char *c = kb; *c; c++)
@@ -434,7 +445,7 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
             msg_add(&mb, ";");
         }
         if (n_mism) {
-            msg_add(&mb, " %zu mismatched:", n_mism);
+            msg_add(&mb, " %zu size mismatch(es):", n_mism);
             for (size_t i = 0; i < n_mism; i++)
                 msg_add(&mb, "%s%.*s", i ? "; " : " ", SD_SHOW + 120, mism[i]);
         }
@@ -444,8 +455,11 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
         char pb[200];
         snprintf(pb, sizeof pb, "%s", path);
         rc = nnm__error(ctx, n_mism ? NNM_E_SHAPE : NNM_E_NOT_FOUND,
-                        "%s: error(s) loading the state dict (strict): %s%s", pb, body,
-                        mb.dropped ? " (and more)" : "");
+                        "%s: error(s) loading the state dict (%s): %s%s; nothing was loaded", pb,
+                        strict ? "strict" : "not strict", body,
+                        mb.dropped ? " (and more: see the load report)" : "");
+        /* The message holds what fits; the report holds every key. */
+        if (report) *report = make_report(&l, st, used, mism, n_mism);
         goto done;
     }
 
@@ -462,7 +476,7 @@ NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
         if (it->status) continue;
         nnm_st_entry e;
         e.struct_size = sizeof e;
-        nnm_safetensors_entry(st, (uint32_t)it->file_idx, &e);
+        src_entry(st, (uint32_t)it->file_idx, &e);
         if ((rc = copy_entry(ctx, it->t, &e))) {
             char msg[NNM__ERRMSG_CAP];
             memcpy(msg, ctx->errmsg, sizeof msg);
@@ -481,6 +495,20 @@ done:
     free(mism);
     free(used);
     sd_list_free(&l);
+    return rc;
+}
+
+NNM_API nnm_status nnm_module_load(nnm_module *m, const char *path, int strict,
+                                   nnm_load_report **report) {
+    if (report) *report = NULL;
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    nnm_ctx *ctx = m->ctx;
+    if (!path) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_load: path is NULL");
+    nnm_safetensors *st = NULL;
+    nnm_status rc = nnm_safetensors_open(ctx, path, &st);
+    if (rc) return rc;
+    sd_source src = {st, NULL, NULL};
+    rc = load_from(m, &src, path, strict, report);
     nnm_safetensors_close(st);
     return rc;
 }
@@ -505,4 +533,219 @@ int nnm__state_entry_fits(const nnm_st_entry *e, const nnm_tensor *t, const char
 
 nnm_status nnm__state_copy_entry(nnm_ctx *ctx, nnm_tensor *t, const nnm_st_entry *e) {
     return copy_entry(ctx, t, e);
+}
+
+/* ---- in-memory state dicts (name -> tensor) -------------------------------- */
+
+typedef struct sd_entry {
+    char *name;
+    uint32_t hash;
+    nnm_tensor *t;                /* a reference */
+} sd_entry;
+
+struct nnm_state_dict {
+    nnm_ctx *ctx;                 /* referenced */
+    sd_entry *v;
+    uint32_t n, cap;
+    nnm__name_index index;        /* past NNM__NAME_INDEX_MIN entries */
+};
+
+static uint32_t sd_hash_at(const void *items, uint32_t i) { return ((const sd_entry *)items)[i].hash; }
+
+static int64_t sd_find(const nnm_state_dict *sd, const char *name) {
+    const uint32_t h = nnm__name_hash(name, strlen(name));
+    if (sd->index.slots) {
+        NNM__NAME_INDEX_FOREACH(&sd->index, h, k) {
+            const sd_entry *e = &sd->v[sd->index.slots[k] - 1];
+            if (e->hash == h && strcmp(e->name, name) == 0) return (int64_t)(sd->index.slots[k] - 1);
+        }
+        return -1;
+    }
+    for (uint32_t i = 0; i < sd->n; i++)
+        if (sd->v[i].hash == h && strcmp(sd->v[i].name, name) == 0) return i;
+    return -1;
+}
+
+static uint32_t src_count(const sd_source *s) {
+    return s->file ? nnm_safetensors_count(s->file) : s->mem->n;
+}
+
+static void src_entry(const sd_source *s, uint32_t i, nnm_st_entry *e) {
+    if (s->file)
+        nnm_safetensors_entry(s->file, i, e);
+    else
+        *e = s->views[i];
+}
+
+static int64_t src_lookup(const sd_source *s, const char *name) {
+    return s->file ? nnm__safetensors_lookup(s->file, name) : sd_find(s->mem, name);
+}
+
+NNM_API nnm_status nnm_state_dict_new(nnm_ctx *ctx, nnm_state_dict **out) {
+    if (out) *out = NULL;
+    if (!ctx) return NNM_E_INVALID;
+    if (!out) return nnm__error(ctx, NNM_E_INVALID, "nnm_state_dict_new: out is NULL");
+    nnm_state_dict *sd = calloc(1, sizeof *sd);
+    if (!sd) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (state dict)");
+    sd->ctx = ctx;
+    nnm__ctx_retain(ctx);
+    *out = sd;
+    return NNM_OK;
+}
+
+NNM_API void nnm_state_dict_free(nnm_state_dict *sd) {
+    if (!sd) return;
+    for (uint32_t i = 0; i < sd->n; i++) {
+        free(sd->v[i].name);
+        nnm_tensor_release(sd->v[i].t);
+    }
+    free(sd->v);
+    nnm__name_index_free(&sd->index);
+    nnm_ctx *ctx = sd->ctx;
+    free(sd);
+    nnm__ctx_release(ctx);
+}
+
+NNM_API nnm_status nnm_state_dict_set(nnm_state_dict *sd, const char *name, nnm_tensor *t) {
+    if (!sd) return NNM_E_INVALID;
+    nnm_ctx *ctx = sd->ctx;
+    if (!name || !t) return nnm__error(ctx, NNM_E_INVALID, "nnm_state_dict_set: NULL argument");
+    size_t len = strlen(name);
+    if (!len || len > NNM_NAME_MAX)
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_state_dict_set: a key is 1 to %d bytes, got %zu",
+                          NNM_NAME_MAX, len);
+    if (t->ctx != ctx)
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_state_dict_set: the tensor is of another context");
+    int64_t at = sd_find(sd, name);
+    if (at >= 0) { /* sd[name] = t replaces */
+        nnm_tensor_retain(t);
+        nnm_tensor_release(sd->v[at].t);
+        sd->v[at].t = t;
+        return NNM_OK;
+    }
+    if (sd->n == UINT32_MAX - 1) return nnm__error(ctx, NNM_E_LIMIT, "state dict: too many entries");
+    if (sd->n == sd->cap) {
+        uint32_t cap = sd->cap ? sd->cap * 2 : 16;
+        sd_entry *v = realloc(sd->v, cap * sizeof *v);
+        if (!v) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (state dict)");
+        sd->v = v;
+        sd->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (state dict)");
+    nnm_tensor_retain(t);
+    sd->v[sd->n] = (sd_entry){copy, nnm__name_hash(name, len), t};
+    sd->n++;
+    nnm__name_index_added(&sd->index, sd->n, sd->v, sd_hash_at);
+    return NNM_OK;
+}
+
+NNM_API uint32_t nnm_state_dict_count(const nnm_state_dict *sd) { return sd ? sd->n : 0; }
+
+NNM_API nnm_status nnm_state_dict_entry(const nnm_state_dict *sd, uint32_t index, const char **name,
+                                        nnm_tensor **t) {
+    if (name) *name = NULL;
+    if (t) *t = NULL;
+    if (!sd) return NNM_E_INVALID;
+    if (index >= sd->n) return nnm__error(sd->ctx, NNM_E_NOT_FOUND, "state dict: no entry %u", index);
+    if (name) *name = sd->v[index].name;
+    if (t) *t = sd->v[index].t;
+    return NNM_OK;
+}
+
+NNM_API nnm_tensor *nnm_state_dict_get(const nnm_state_dict *sd, const char *name) {
+    if (!sd || !name) return NULL;
+    int64_t at = sd_find(sd, name);
+    return at < 0 ? NULL : sd->v[at].t;
+}
+
+NNM_API nnm_status nnm_module_state_dict(nnm_module *m, nnm_state_dict **out) {
+    if (out) *out = NULL;
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    if (!out) return nnm__error(m->ctx, NNM_E_INVALID, "nnm_module_state_dict: out is NULL");
+    sd_list l = {0};
+    nnm_state_dict *sd = NULL;
+    nnm_status st = collect_state(m, &l);
+    if (!st) st = nnm_state_dict_new(m->ctx, &sd);
+    for (size_t i = 0; !st && i < l.n; i++) {
+        /* detached (PyTorch's state_dict holds tensors without autograd
+         * that share the module's storage) */
+        const nnm_tensor *t = l.v[i].t;
+        nnm_tensor *v = NULL;
+        st = nnm__tensor_view(l.v[i].t, t->desc.ndim, t->shape, t->strides, &v);
+        if (!st) {
+            v->desc.byte_offset = t->desc.byte_offset;
+            st = nnm_state_dict_set(sd, l.v[i].name, v);
+            nnm_tensor_release(v);
+        }
+    }
+    sd_list_free(&l);
+    if (st) {
+        nnm_state_dict_free(sd);
+        return st;
+    }
+    *out = sd;
+    return NNM_OK;
+}
+
+/* The host view of entry e's tensor for a load: its own data when it is
+ * contiguous on the CPU, else a contiguous host copy in *tmp (free it). */
+static nnm_status view_of(nnm_ctx *ctx, const sd_entry *e, nnm_st_entry *v, void **tmp) {
+    const nnm_tensor *t = e->t;
+    *tmp = NULL;
+    memset(v, 0, sizeof *v);
+    v->struct_size = sizeof *v;
+    v->dtype = t->desc.dtype;
+    v->name = e->name;
+    v->dtype_name = nnm__st_dtype_name(t->desc.dtype);
+    v->ndim = t->desc.ndim;
+    v->shape = t->shape;
+    const size_t n = (size_t)nnm_tensor_numel(t), bytes = n * nnm__dtype_size(t->desc.dtype);
+    v->nbytes = bytes;
+    char nb[160];
+    if (t->desc.device.type == NNM_DEVICE_META)
+        return nnm__error(ctx, NNM_E_DEVICE, "state dict: '%s' is on the meta device (no data to load)",
+                          nnm__show(e->name, nb, sizeof nb));
+    const int contiguous = nnm__tensor_is_contiguous(t);
+    if (contiguous && t->desc.device.type == NNM_DEVICE_CPU) {
+        v->data = (const char *)t->desc.data + t->desc.byte_offset;
+        return NNM_OK;
+    }
+    if (!(*tmp = malloc(bytes ? bytes : 1))) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (load)");
+    v->data = *tmp;
+    if (!contiguous) {
+        if (!is_f32(t->desc.dtype))
+            return nnm__error(ctx, NNM_E_UNSUPPORTED, "state dict: '%s' is not contiguous (only f32 "
+                              "entries may be strided)", nnm__show(e->name, nb, sizeof nb));
+        return nnm_tensor_to_f32((nnm_tensor *)t, *tmp, n);
+    }
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(ctx, t->desc.device, &be);
+    if (st) return st;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    return be->vt->memcpy(&env.pub, be->state, *tmp, (nnm_device){NNM_DEVICE_CPU, 0},
+                          (const char *)t->desc.data + t->desc.byte_offset, t->desc.device, bytes);
+}
+
+NNM_API nnm_status nnm_module_load_state_dict(nnm_module *m, const nnm_state_dict *sd, int strict,
+                                              nnm_load_report **report) {
+    if (report) *report = NULL;
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    nnm_ctx *ctx = m->ctx;
+    if (!sd) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_load_state_dict: state dict is NULL");
+    if (sd->ctx != ctx)
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_load_state_dict: state dict of another context");
+    nnm_st_entry *views = calloc(sd->n ? sd->n : 1, sizeof *views);
+    void **tmps = calloc(sd->n ? sd->n : 1, sizeof *tmps);
+    nnm_status st = views && tmps ? NNM_OK : nnm__error(ctx, NNM_E_NOMEM, "out of memory (load)");
+    for (uint32_t i = 0; !st && i < sd->n; i++) st = view_of(ctx, &sd->v[i], &views[i], &tmps[i]);
+    if (!st) {
+        sd_source src = {NULL, sd, views};
+        st = load_from(m, &src, "state dict", strict, report);
+    }
+    for (uint32_t i = 0; tmps && i < sd->n; i++) free(tmps[i]);
+    free(tmps);
+    free(views);
+    return st;
 }

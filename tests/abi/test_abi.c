@@ -95,14 +95,23 @@ static void test_host_table(void) {
         offsetof(nnm_host, config_floats), offsetof(nnm_host, config_strs),
         offsetof(nnm_host, child_info),    offsetof(nnm_host, descendant_info),
         offsetof(nnm_host, descendant_call),
+        /* ---- 1.3 ---- */
+        offsetof(nnm_host, set_error_msg), offsetof(nnm_host, config_type),
+        offsetof(nnm_host, config_int_or_ints), offsetof(nnm_host, tensor_read_f32),
+        offsetof(nnm_host, op_full),       offsetof(nnm_host, op_rand),
+        offsetof(nnm_host, op_bmm),        offsetof(nnm_host, op_permute),
+        offsetof(nnm_host, op_concat),     offsetof(nnm_host, op_slice),
+        offsetof(nnm_host, op_softmax),    offsetof(nnm_host, op_where),
+        offsetof(nnm_host, op_conv),       offsetof(nnm_host, op_pool),
+        offsetof(nnm_host, op_update),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 34);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 49);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 34 * 8);
+    SIZE(nnm_host, 8 + 49 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -138,7 +147,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 152);
+    SIZE(nnm_backend_vtable, 200);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -158,6 +167,24 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, nll_backward, 128);
     OFF(nnm_backend_vtable, sgd_step, 136);
     OFF(nnm_backend_vtable, adam_step, 144);
+    /* ---- 1.3 ---- */
+    OFF(nnm_backend_vtable, im2col, 152);
+    OFF(nnm_backend_vtable, col2im, 160);
+    OFF(nnm_backend_vtable, pool, 168);
+    OFF(nnm_backend_vtable, pool_backward, 176);
+    OFF(nnm_backend_vtable, softmax, 184);
+    OFF(nnm_backend_vtable, where, 192);
+    SIZE(nnm_conv_params, 136);
+    SIZE(nnm_pool_params, 152);
+    SIZE(nnm_im2col_args, 176);
+    SIZE(nnm_pool_args, 152);
+    SIZE(nnm_softmax_args, 48);
+    SIZE(nnm_where_args, 40);
+    CU_ASSERT_EQUAL(NNM_UNARY_ERF, 12);
+    CU_ASSERT_EQUAL(NNM_UNARY_GE, 17);
+    CU_ASSERT_EQUAL(NNM_CONFIG_INT_OR_INTS, 7);
+    CU_ASSERT_EQUAL(NNM_CONFIG_ANY, 8);
+    CU_ASSERT_EQUAL(NNM_BACKEND_OPS_1_3, 1u);
 
     SIZE(nnm_gemm_args, 96);
     OFF(nnm_gemm_args, trans_a, 4);

@@ -14,6 +14,13 @@
  * (nnm_manifest_from_module) as a manifest that builds again and describes
  * itself with the same hash.
  *
+ * Every parsed document, whatever its sizes, is also built on the meta
+ * device (NNM_BUILD_META: shapes, no storage), which is what validation does
+ * and what every real build does first: it must either fail with a message
+ * or give a tree that describes itself with the same hash, and, when the
+ * document is small enough to build for real, the same parameter count,
+ * bytes and printed tree as the real build.
+ *
  * Build with clang:
  *     cmake -DCMAKE_C_COMPILER=clang -DNNM_FUZZ=ON -B build-fuzz && cmake --build build-fuzz
  *     build-fuzz/bin/fuzz_manifest -max_total_time=60 NEW_DIR tests/fuzz/corpus_manifest
@@ -88,13 +95,38 @@ static int small_enough(const nnm_manifest *mf) {
     return 1;
 }
 
-static void build_and_describe(const nnm_manifest *mf) {
+/* The meta tree (NULL if the meta build failed) against the real one. */
+static void same_as_meta(nnm_module *meta, nnm_module *m) {
+    if (!meta) fail("the meta build failed where the real build passed");
+    if (nnm_module_num_params(meta) != nnm_module_num_params(m) ||
+        nnm_module_nbytes(meta) != nnm_module_nbytes(m))
+        fail("the meta tree's parameter count or bytes differ from the real tree's");
+    char a[4096], b[4096];
+    int64_t na = nnm_module_repr(meta, a, sizeof a), nb = nnm_module_repr(m, b, sizeof b);
+    if (na != nb || strcmp(a, b) != 0) fail("the meta tree prints differently from the real tree");
+}
+
+/* Builds mf on the meta device; returns the tree or NULL (after checking
+ * the failure says why). */
+static nnm_module *build_meta(const nnm_manifest *mf) {
+    nnm_module *m = NULL;
+    if (nnm_manifest_build(mf, NNM_BUILD_META, &m) != NNM_OK) {
+        if (m) fail("a failed meta build returned a module");
+        if (!nnm_ctx_errmsg(g_ctx)[0]) fail("a failed meta build left no message");
+        return NULL;
+    }
+    if (nnm_module_device(m).type != NNM_DEVICE_META) fail("a meta build is not on the meta device");
+    return m;
+}
+
+static void build_and_describe(const nnm_manifest *mf, nnm_module *meta) {
     nnm_module *m = NULL;
     if (nnm_manifest_build(mf, NNM_BUILD_NO_WEIGHTS, &m) != NNM_OK) {
         if (m) fail("a failed build returned a module");
         if (!nnm_ctx_errmsg(g_ctx)[0]) fail("a failed build left no message");
         return;
     }
+    same_as_meta(meta, m);
     nnm_manifest *d1 = NULL, *d2 = NULL;
     nnm_module *m2 = NULL;
     char h1[65], h2[65];
@@ -108,6 +140,12 @@ static void build_and_describe(const nnm_manifest *mf) {
         fprintf(stderr, "fuzz_manifest: describe(build(describe(tree))) hash %s, want %s\n", h2, h1);
         abort();
     }
+    nnm_manifest *dm = NULL;
+    char hm[65];
+    if (nnm_manifest_from_module(meta, &dm) != NNM_OK || nnm_manifest_hash(dm, hm) != NNM_OK)
+        fail("the meta tree does not describe itself");
+    if (strcmp(hm, h1) != 0) fail("the meta tree describes itself differently from the real tree");
+    nnm_manifest_free(dm);
     nnm_manifest_free(d2);
     nnm_manifest_free(d1);
     nnm_module_release(m2);
@@ -127,7 +165,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (nnm_manifest_hash(mf, hash) != NNM_OK) fail("no hash of a parsed manifest");
     reparse(mf, NNM_MANIFEST_MSGPACK, hash);
     reparse(mf, NNM_MANIFEST_JSON, hash);
-    if (small_enough(mf)) build_and_describe(mf);
+    nnm_module *meta = build_meta(mf);
+    if (small_enough(mf)) build_and_describe(mf, meta);
+    nnm_module_release(meta);
     nnm_manifest_free(mf);
     return 0;
 }

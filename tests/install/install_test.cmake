@@ -8,6 +8,8 @@
 #    only, and run the host on that file.
 # 6. cmake --install the example (plugin -> nnmod_PLUGIN_DIR); run the host
 #    with --discover.
+# 7. README.md's pkg-config command for applications, taken from README.md
+#    as written, builds a program that runs with no LD_LIBRARY_PATH.
 # Any failure stops with FATAL_ERROR (the test fails).
 cmake_minimum_required(VERSION 3.25)
 
@@ -134,5 +136,33 @@ if(NOT EXISTS "${prefix}/${NNM_LIBDIR}/nnmod/plugins/example_swish.so")
   message(FATAL_ERROR "the example's install did not put its plugin in nnmod_PLUGIN_DIR")
 endif()
 run(host-discover COMMAND ${env} "${host}" --discover)
+
+# -- 7. README.md's application line, as written ---------------------------------
+if(PKG_CONFIG)
+  file(READ "${NNM_SOURCE_DIR}/README.md" _readme)
+  string(REGEX MATCH "cc -o my_app my_app\\.c[^\n]*\\\\\n[^\n]*" _line "${_readme}")
+  if(NOT _line)
+    message(FATAL_ERROR "README.md: no 'cc -o my_app my_app.c ...' line (two lines, '\\' joined)")
+  endif()
+  string(REPLACE "\\\n" " " _line "${_line}")
+  string(REPLACE "cc -o" "\"${NNM_C_COMPILER}\" -o" _line "${_line}")
+  set(app_dir "${NNM_WORK_DIR}/app")
+  file(MAKE_DIRECTORY "${app_dir}")
+  file(WRITE "${app_dir}/my_app.c" "#include <stdio.h>\n#include <nnmod/nnmod.h>\n"
+       "int main(void) {\n    nnm_ctx *ctx = NULL;\n"
+       "    if (nnm_ctx_new(NULL, &ctx) != NNM_OK) return 1;\n"
+       "    printf(\"libnnmod %s\\n\", nnm_version());\n    nnm_ctx_free(ctx);\n    return 0;\n}\n")
+  execute_process(COMMAND "${CMAKE_COMMAND}" -E env "PKG_CONFIG_PATH=${prefix}/${NNM_LIBDIR}/pkgconfig"
+                          sh -c "${_line}"
+                  WORKING_DIRECTORY "${app_dir}" RESULT_VARIABLE _rc OUTPUT_VARIABLE _out
+                  ERROR_VARIABLE _out)
+  message(STATUS "[readme-app-build] ${_line}\n${_out}")
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "README.md's application line failed to build (${_rc})")
+  endif()
+  # run as a user would: no LD_LIBRARY_PATH; the rpath must find libnnmod.so.0
+  run(readme-app COMMAND "${CMAKE_COMMAND}" -E env --unset=LD_LIBRARY_PATH --unset=NNM_PLUGIN_PATH
+                         "${app_dir}/my_app")
+endif()
 
 message(STATUS "install test passed")

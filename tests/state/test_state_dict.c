@@ -334,27 +334,35 @@ static void test_strict_shape_mismatch(void) {
     snap *before = take_snap(m);
     nnm_load_report *rep = (nnm_load_report *)1;
     CHECK_STATUS(nnm_module_load(m, golden("mlp.safetensors"), 1, &rep), NNM_E_SHAPE);
-    CU_ASSERT_PTR_NULL(rep);
     CHECK_MSG("mlp.safetensors: error(s) loading the state dict (strict)");
     CHECK_MSG("2.weight: file [3, 8] vs module [4, 8]");
     CHECK_MSG("2.bias: file [3] vs module [4]");
+    CHECK_MSG("nothing was loaded");
+    CU_ASSERT_FATAL(rep != NULL && rep != (nnm_load_report *)1); /* every mismatch, listed */
+    CU_ASSERT_EQUAL(rep->n_mismatched, 2);
+    nnm_load_report_free(rep);
     snap *after = take_snap(m);
     CU_ASSERT_TRUE(same_snap(before, after)); /* 0.* matched but were not copied */
     free(after);
 
-    /* not strict: the matching keys load, the rest is reported */
-    CHECK_STATUS(nnm_module_load(m, golden("mlp.safetensors"), 0, &rep), NNM_OK);
+    /* Not strict: PyTorch's load_state_dict(sd, strict=False) still raises
+     * "size mismatch for 2.weight: copying a param with shape [3, 8] ..."
+     * and copies nothing; so does nnm_module_load, and it reports every
+     * mismatch. (Before: the matching keys loaded and it returned OK.) */
+    rep = NULL;
+    CHECK_STATUS(nnm_module_load(m, golden("mlp.safetensors"), 0, &rep), NNM_E_SHAPE);
+    CHECK_MSG("error(s) loading the state dict (not strict): 2 size mismatch(es)");
+    CHECK_MSG("2.weight: file [3, 8] vs module [4, 8]");
+    CHECK_MSG("2.bias: file [3] vs module [4]");
     CU_ASSERT_FATAL(rep != NULL);
     CU_ASSERT_EQUAL(rep->n_missing, 0);
     CU_ASSERT_EQUAL(rep->n_unexpected, 0);
     CU_ASSERT_EQUAL(rep->n_mismatched, 2);
     CU_ASSERT_TRUE(has(rep->mismatched, rep->n_mismatched, "2.weight: file [3, 8] vs module [4, 8]"));
+    CU_ASSERT_TRUE(has(rep->mismatched, rep->n_mismatched, "2.bias: file [3] vs module [4]"));
     nnm_load_report_free(rep);
     after = take_snap(m);
-    CU_ASSERT_FALSE(same_snap(before, after));
-    /* 2.* untouched: the last 4*8+4 floats of the parameters are as before */
-    CU_ASSERT_EQUAL(memcmp(before->v + 4 * 8 + 8, after->v + 4 * 8 + 8, (8 * 4 + 4) * sizeof(float)),
-                    0);
+    CU_ASSERT_TRUE(same_snap(before, after)); /* 0.* fit, yet nothing was copied */
     free(after);
     free(before);
     nnm_module_release(m);
@@ -425,7 +433,11 @@ static void test_dtype_not_convertible(void) {
     CHECK_STATUS(nnm_module_load(m, p, 1, NULL), NNM_E_SHAPE);
     CHECK_MSG("0.bias: file [8] I32 vs module [8] F32 (dtype not convertible)");
     nnm_load_report *rep = NULL;
-    CHECK_STATUS(nnm_module_load(m, p, 0, &rep), NNM_OK);
+    /* not strict: a dtype nnmod cannot convert (it converts floats into F32
+     * only; PyTorch's copy_ would convert this one) is refused like a size
+     * mismatch: nothing loads */
+    CHECK_STATUS(nnm_module_load(m, p, 0, &rep), NNM_E_SHAPE);
+    CHECK_MSG("0.bias: file [8] I32 vs module [8] F32 (dtype not convertible)");
     CU_ASSERT_FATAL(rep != NULL);
     CU_ASSERT_EQUAL(rep->n_mismatched, 1);
     nnm_load_report_free(rep);

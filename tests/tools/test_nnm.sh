@@ -550,6 +550,51 @@ if command -v sha256sum >/dev/null 2>&1; then
 fi
 
 # ---------------------------------------------------------------------------
+# One set of checks for validate, inspect and run (issue 9 section 4): the
+# same refusal, with the document path, from each; validate and inspect
+# allocate no parameters (meta device), --max-param-bytes bounds a build
+# ---------------------------------------------------------------------------
+L=$(printf '%0250d' 0 | tr 0 a)
+LONG=$WORK/long_names.json
+{
+    printf '{"format": "nnmod.manifest", "version": 1, "plugins": {"sequential": "^1.0", "linear": "^1.0"}, '
+    printf '"root": {"type": "sequential", "children": ['
+    for _ in 1 2 3 4 5; do printf '{"name": "%s", "type": "sequential", "children": [' "$L"; done
+    printf '{"name": "fc", "type": "linear", "config": {"in_features": 1, "out_features": 1}}'
+    printf ']}]}]}]}]}]}}\n'
+} >"$LONG"
+for cmd in validate inspect "run --input 1x1"; do
+    # shellcheck disable=SC2086
+    expect 1 $cmd "$LONG"
+    err_has "root.children[0].children[0].children[0].children[0].children[0].name: the module's dotted name would be 1254 bytes, more than 1023"
+done
+for cmd in validate inspect "run --input 2x4"; do
+    # shellcheck disable=SC2086
+    expect 1 $cmd --max-param-bytes 267 "$M/mlp.json"
+    err_has "mlp.json: root: the model's parameters and buffers would take 268 bytes, more than 267 (limits.max_param_bytes)"
+    # shellcheck disable=SC2086
+    expect 0 $cmd --max-param-bytes=268 "$M/mlp.json"
+done
+usage_error validate validate --max-param-bytes 0 "$M/mlp.json"
+BIG=$WORK/big.json
+{
+    printf '{"format": "nnmod.manifest", "version": 1, "plugins": {"sequential": "^1.0", "linear": "^1.0"}, '
+    printf '"root": {"type": "sequential", "children": ['
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        [ "$i" -gt 1 ] && printf ', '
+        printf '{"type": "linear", "config": {"in_features": 83666, "out_features": 83666}}'
+    done
+    printf ']}}\n'
+} >"$BIG"
+# 70 billion parameters: validated (and inspected) without allocating them
+expect 0 validate --max-param-bytes 300000000000 "$BIG"
+out_has "ok (11 modules, 70000832220 parameters)"
+expect 0 inspect --max-param-bytes 300000000000 "$BIG"
+out_has "Total params: 70000832220"
+expect 1 validate "$BIG"
+err_has "would take 280003328880 bytes, more than 17179869184 (limits.max_param_bytes)"
+
+# ---------------------------------------------------------------------------
 # Output that cannot be written is a failure, never a silent success
 # ---------------------------------------------------------------------------
 if [ -w /dev/full ]; then

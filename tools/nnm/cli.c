@@ -56,6 +56,9 @@ static int take_value(cli_parser *p, const char *shown, const char *glued) {
     return 0;
 }
 
+/* --max-param-bytes, a global option like --plugins (0: the default). */
+static uint64_t g_max_param_bytes;
+
 int cli_next(cli_parser *p, const cli_opt *opts) {
     for (;;) {
         if (p->i >= p->argc) return CLI_END;
@@ -82,6 +85,15 @@ int cli_next(cli_parser *p, const cli_opt *opts) {
         if (len == 4 && strncmp(name, "help", 4) == 0) {
             if (glued) return cli_usage(p->cmd, "option '--help' takes no value"), CLI_ERROR;
             return CLI_HELP;
+        }
+        if (len == 15 && strncmp(name, "max-param-bytes", 15) == 0) {
+            uint64_t v;
+            if (take_value(p, "--max-param-bytes", glued)) return CLI_ERROR;
+            if (cli_parse_u64(p->arg, &v) || v == 0)
+                return cli_usage(p->cmd, "option '--max-param-bytes' needs a positive number of bytes"),
+                       CLI_ERROR;
+            g_max_param_bytes = v;
+            continue;
         }
         if (len == 7 && strncmp(name, "plugins", 7) == 0) {
             if (take_value(p, "--plugins", glued)) return CLI_ERROR;
@@ -194,7 +206,14 @@ nnm_ctx *cli_ctx_new(const cli_env *env, const char *cmd, uint32_t flags, uint64
 
 int cli_manifest_open(nnm_ctx *ctx, const char *cmd, const char *path, uint32_t flags,
                       nnm_manifest **mf, nnm_module **root) {
-    nnm_status s = nnm_manifest_load(ctx, path, NNM_MANIFEST_AUTO, NULL, mf);
+    /* Every command reads and builds a manifest through here, so validate,
+     * inspect and run make the same checks (the library's: the schema, names,
+     * then the meta-device pass and limits.max_param_bytes). */
+    nnm_manifest_limits lim;
+    memset(&lim, 0, sizeof lim);
+    lim.struct_size = sizeof lim;
+    lim.max_param_bytes = g_max_param_bytes; /* 0: the library's default */
+    nnm_status s = nnm_manifest_load(ctx, path, NNM_MANIFEST_AUTO, &lim, mf);
     if (s == NNM_OK && root) {
         s = nnm_manifest_build(*mf, flags, root);
         if (s != NNM_OK) {

@@ -370,7 +370,7 @@ int cmd_inspect(cli_env *env, int argc, char **argv) {
     if (!ctx) return CLI_EXIT_FAIL;
     nnm_manifest *mf = NULL;
     nnm_module *root = NULL;
-    if (cli_manifest_open(ctx, cmd, path, weights ? 0u : NNM_BUILD_NO_WEIGHTS, &mf, &root)) {
+    if (cli_manifest_open(ctx, cmd, path, weights ? 0u : NNM_BUILD_META, &mf, &root)) {
         r = CLI_EXIT_FAIL;
     } else if (dot ? print_dot(root, path) : print_text(mf, root, path)) {
         r = cli_failf(cmd, "out of memory");

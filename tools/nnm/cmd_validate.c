@@ -11,7 +11,8 @@ void usage_validate(FILE *f) {
           "\n"
           "Parses each manifest (JSON or msgpack, told apart by the first byte),\n"
           "checks it against the schema and the loaded plugins, and builds its module\n"
-          "tree. Prints 'FILE: ok (N modules, P parameters)' for each valid file; for\n"
+          "tree on the meta device (shapes, no parameter memory), with the checks\n"
+          "every command makes (names, --max-param-bytes). Prints 'FILE: ok (N modules, P parameters)' for each valid file; for\n"
           "an invalid one, the error on stderr, starting with the path inside the\n"
           "document ('root.children[2].config.out_features: ...'). Every file is\n"
           "checked even after one fails.\n"
@@ -21,6 +22,9 @@ void usage_validate(FILE *f) {
           "                when given, strict keys and shapes)\n"
           "  -q, --quiet   print nothing for valid files\n"
           "  --plugins DIR also load the plugins in DIR (repeatable)\n"
+          "  --max-param-bytes N\n"
+          "                the most bytes of parameters and buffers a manifest may\n"
+          "                ask for (default 16 GiB; any command takes it)\n"
           "  -h, --help    show this help\n"
           "\n"
           "exit status: 0 every file is valid, 1 at least one is not, 2 usage error\n",
@@ -40,7 +44,7 @@ static int validate_one(nnm_ctx *ctx, const char *path, int weights, int quiet) 
     nnm_manifest *mf = NULL;
     nnm_module *root = NULL;
     uint64_t n_modules = 0;
-    if (cli_manifest_open(ctx, "validate", path, weights ? 0u : NNM_BUILD_NO_WEIGHTS, &mf, &root))
+    if (cli_manifest_open(ctx, "validate", path, weights ? 0u : NNM_BUILD_META, &mf, &root))
         return 1;
     nnm_status s = nnm_module_named_modules(root, count_module, &n_modules);
     if (s != NNM_OK) {

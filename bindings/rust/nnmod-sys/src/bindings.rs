@@ -8,12 +8,16 @@ pub const NNM_ABI_MAJOR: u32 = 1;
 pub const NNM_ABI_MINOR: u32 = 3;
 pub const NNM_MAX_DIMS: u32 = 8;
 pub const NNM_MAX_IO: u32 = 16;
+pub const NNM_MAX_SPATIAL: u32 = 3;
 pub const NNM_SPEC_LEADING_ANY: u32 = 1;
 pub const NNM_CONFIG_REQUIRED: u32 = 1;
 pub const NNM_LAYER_CONTAINER: u32 = 1;
 pub const NNM_ARITY_ANY: i32 = -1;
+pub const NNM_BACKEND_OPS_1_3: u32 = 1;
 pub const NNM_PLUGIN_ENTRY_SYMBOL: &[u8; 17usize] = b"nnm_plugin_entry\0";
 pub const NNM_CTX_NO_DISCOVERY: u32 = 1;
+pub const NNM_DEVICE_META: u32 = 7169396;
+pub const NNM_NAME_MAX: u32 = 1023;
 pub const NNM_COMM_DEFAULT_TIMEOUT_S: f64 = 300.0;
 pub const NNM_DDP_FIND_UNUSED_PARAMETERS: u32 = 1;
 pub const NNM_DDP_NO_BROADCAST_BUFFERS: u32 = 2;
@@ -27,6 +31,7 @@ pub const NNM_MANIFEST_DEFAULT_MAX_BYTES: u32 = 16777216;
 pub const NNM_MANIFEST_DEFAULT_MAX_NODES: u32 = 1000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_MODULES: u32 = 100000;
 pub const NNM_BUILD_NO_WEIGHTS: u32 = 1;
+pub const NNM_BUILD_META: u32 = 2;
 pub const NNM_DATASET_INPUTS: &[u8; 7usize] = b"inputs\0";
 pub const NNM_DATASET_TARGETS: &[u8; 8usize] = b"targets\0";
 pub const NNM_LOADER_SHUFFLE: u32 = 1;
@@ -422,6 +427,12 @@ pub const NNM_UNARY_ABS: nnm_unary_op = 8;
 pub const NNM_UNARY_SCALE: nnm_unary_op = 9;
 pub const NNM_UNARY_STEP: nnm_unary_op = 10;
 pub const NNM_UNARY_SIGN: nnm_unary_op = 11;
+pub const NNM_UNARY_ERF: nnm_unary_op = 12;
+pub const NNM_UNARY_ADD_SCALAR: nnm_unary_op = 13;
+pub const NNM_UNARY_POW: nnm_unary_op = 14;
+pub const NNM_UNARY_CLAMP_MIN: nnm_unary_op = 15;
+pub const NNM_UNARY_CLAMP_MAX: nnm_unary_op = 16;
+pub const NNM_UNARY_GE: nnm_unary_op = 17;
 pub type nnm_unary_op = ::std::os::raw::c_uint;
 pub const NNM_BINARY_ADD: nnm_binary_op = 0;
 pub const NNM_BINARY_SUB: nnm_binary_op = 1;
@@ -445,6 +456,426 @@ pub const NNM_INIT_CONSTANT: nnm_init = 2;
 pub const NNM_INIT_UNIFORM: nnm_init = 3;
 pub const NNM_INIT_NORMAL: nnm_init = 4;
 pub type nnm_init = ::std::os::raw::c_uint;
+pub const NNM_RAND_UNIFORM: nnm_rand = 0;
+pub const NNM_RAND_NORMAL: nnm_rand = 1;
+pub const NNM_RAND_BERNOULLI: nnm_rand = 2;
+pub type nnm_rand = ::std::os::raw::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_conv_params {
+    pub struct_size: u32,
+    pub n_spatial: i32,
+    pub groups: i32,
+    pub transposed: i32,
+    pub stride: [i64; 3usize],
+    pub padding: [i64; 3usize],
+    pub padding_end: [i64; 3usize],
+    pub dilation: [i64; 3usize],
+    pub output_padding: [i64; 3usize],
+}
+#[test]
+fn bindgen_test_layout_nnm_conv_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_conv_params>(),
+        136usize,
+        concat!("Size of: ", stringify!(nnm_conv_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_conv_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_conv_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_n_spatial() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_spatial) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(n_spatial)
+            )
+        );
+    }
+    test_field_n_spatial();
+    fn test_field_groups() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).groups) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(groups)
+            )
+        );
+    }
+    test_field_groups();
+    fn test_field_transposed() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).transposed) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(transposed)
+            )
+        );
+    }
+    test_field_transposed();
+    fn test_field_stride() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stride) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(stride)
+            )
+        );
+    }
+    test_field_stride();
+    fn test_field_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(padding)
+            )
+        );
+    }
+    test_field_padding();
+    fn test_field_padding_end() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding_end) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(padding_end)
+            )
+        );
+    }
+    test_field_padding_end();
+    fn test_field_dilation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dilation) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(dilation)
+            )
+        );
+    }
+    test_field_dilation();
+    fn test_field_output_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).output_padding) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_params),
+                "::",
+                stringify!(output_padding)
+            )
+        );
+    }
+    test_field_output_padding();
+}
+pub const NNM_POOL_MAX: nnm_pool_op = 0;
+pub const NNM_POOL_AVG: nnm_pool_op = 1;
+pub const NNM_POOL_ADAPTIVE_AVG: nnm_pool_op = 2;
+pub type nnm_pool_op = ::std::os::raw::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_pool_params {
+    pub struct_size: u32,
+    pub op: i32,
+    pub n_spatial: i32,
+    pub ceil_mode: i32,
+    pub count_include_pad: i32,
+    pub reserved: i32,
+    pub divisor_override: i64,
+    pub kernel: [i64; 3usize],
+    pub stride: [i64; 3usize],
+    pub padding: [i64; 3usize],
+    pub dilation: [i64; 3usize],
+    pub output_size: [i64; 3usize],
+}
+#[test]
+fn bindgen_test_layout_nnm_pool_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_pool_params>(),
+        152usize,
+        concat!("Size of: ", stringify!(nnm_pool_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_pool_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_pool_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_op() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(op)
+            )
+        );
+    }
+    test_field_op();
+    fn test_field_n_spatial() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_spatial) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(n_spatial)
+            )
+        );
+    }
+    test_field_n_spatial();
+    fn test_field_ceil_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).ceil_mode) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(ceil_mode)
+            )
+        );
+    }
+    test_field_ceil_mode();
+    fn test_field_count_include_pad() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).count_include_pad) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(count_include_pad)
+            )
+        );
+    }
+    test_field_count_include_pad();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            20usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_divisor_override() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).divisor_override) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(divisor_override)
+            )
+        );
+    }
+    test_field_divisor_override();
+    fn test_field_kernel() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kernel) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(kernel)
+            )
+        );
+    }
+    test_field_kernel();
+    fn test_field_stride() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stride) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(stride)
+            )
+        );
+    }
+    test_field_stride();
+    fn test_field_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(padding)
+            )
+        );
+    }
+    test_field_padding();
+    fn test_field_dilation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dilation) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(dilation)
+            )
+        );
+    }
+    test_field_dilation();
+    fn test_field_output_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).output_size) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_params),
+                "::",
+                stringify!(output_size)
+            )
+        );
+    }
+    test_field_output_size();
+}
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
@@ -697,12 +1128,144 @@ pub struct nnm_host {
             n_out: u32,
         ) -> nnm_status,
     >,
+    pub set_error_msg: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            code: nnm_status,
+            msg: *const ::std::os::raw::c_char,
+        ) -> nnm_status,
+    >,
+    pub config_type: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            key: *const ::std::os::raw::c_char,
+            type_: *mut i32,
+        ) -> nnm_status,
+    >,
+    pub config_int_or_ints: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            key: *const ::std::os::raw::c_char,
+            dflt: *const i64,
+            out: *mut i64,
+            n: usize,
+        ) -> nnm_status,
+    >,
+    pub tensor_read_f32: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            t: *mut nnm_tensor,
+            dst: *mut f32,
+            n: usize,
+        ) -> nnm_status,
+    >,
+    pub op_full: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            ndim: i32,
+            shape: *const i64,
+            value: f64,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_rand: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            dist: i32,
+            a: f64,
+            b: f64,
+            ndim: i32,
+            shape: *const i64,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_bmm: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            a: *mut nnm_tensor,
+            b: *mut nnm_tensor,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_permute: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            perm: *const i32,
+            ndim: i32,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_concat: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            xs: *const *mut nnm_tensor,
+            n: u32,
+            dim: i32,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_slice: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            dim: i32,
+            start: i64,
+            length: i64,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_softmax: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            dim: i32,
+            log: ::std::os::raw::c_int,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_where: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            cond: *mut nnm_tensor,
+            a: *mut nnm_tensor,
+            b: *mut nnm_tensor,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_conv: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            w: *mut nnm_tensor,
+            b: *mut nnm_tensor,
+            p: *const nnm_conv_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_pool: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            p: *const nnm_pool_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_update: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            dst: *mut nnm_tensor,
+            src: *mut nnm_tensor,
+            alpha: f64,
+            beta: f64,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        280usize,
+        400usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -1339,6 +1902,261 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_descendant_call();
+    fn test_field_set_error_msg() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).set_error_msg) as usize - ptr as usize
+            },
+            280usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(set_error_msg)
+            )
+        );
+    }
+    test_field_set_error_msg();
+    fn test_field_config_type() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).config_type) as usize - ptr as usize
+            },
+            288usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(config_type)
+            )
+        );
+    }
+    test_field_config_type();
+    fn test_field_config_int_or_ints() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).config_int_or_ints) as usize - ptr as usize
+            },
+            296usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(config_int_or_ints)
+            )
+        );
+    }
+    test_field_config_int_or_ints();
+    fn test_field_tensor_read_f32() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).tensor_read_f32) as usize - ptr as usize
+            },
+            304usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(tensor_read_f32)
+            )
+        );
+    }
+    test_field_tensor_read_f32();
+    fn test_field_op_full() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_full) as usize - ptr as usize
+            },
+            312usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_full)
+            )
+        );
+    }
+    test_field_op_full();
+    fn test_field_op_rand() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_rand) as usize - ptr as usize
+            },
+            320usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_rand)
+            )
+        );
+    }
+    test_field_op_rand();
+    fn test_field_op_bmm() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_bmm) as usize - ptr as usize
+            },
+            328usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_bmm)
+            )
+        );
+    }
+    test_field_op_bmm();
+    fn test_field_op_permute() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_permute) as usize - ptr as usize
+            },
+            336usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_permute)
+            )
+        );
+    }
+    test_field_op_permute();
+    fn test_field_op_concat() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_concat) as usize - ptr as usize
+            },
+            344usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_concat)
+            )
+        );
+    }
+    test_field_op_concat();
+    fn test_field_op_slice() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_slice) as usize - ptr as usize
+            },
+            352usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_slice)
+            )
+        );
+    }
+    test_field_op_slice();
+    fn test_field_op_softmax() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_softmax) as usize - ptr as usize
+            },
+            360usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_softmax)
+            )
+        );
+    }
+    test_field_op_softmax();
+    fn test_field_op_where() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_where) as usize - ptr as usize
+            },
+            368usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_where)
+            )
+        );
+    }
+    test_field_op_where();
+    fn test_field_op_conv() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_conv) as usize - ptr as usize
+            },
+            376usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_conv)
+            )
+        );
+    }
+    test_field_op_conv();
+    fn test_field_op_pool() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_pool) as usize - ptr as usize
+            },
+            384usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_pool)
+            )
+        );
+    }
+    test_field_op_pool();
+    fn test_field_op_update() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_update) as usize - ptr as usize
+            },
+            392usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_update)
+            )
+        );
+    }
+    test_field_op_update();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -1347,6 +2165,8 @@ pub const NNM_CONFIG_STR: nnm_config_type = 3;
 pub const NNM_CONFIG_INTS: nnm_config_type = 4;
 pub const NNM_CONFIG_FLOATS: nnm_config_type = 5;
 pub const NNM_CONFIG_STRS: nnm_config_type = 6;
+pub const NNM_CONFIG_INT_OR_INTS: nnm_config_type = 7;
+pub const NNM_CONFIG_ANY: nnm_config_type = 8;
 pub type nnm_config_type = ::std::os::raw::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -3296,6 +4116,740 @@ fn bindgen_test_layout_nnm_adam_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_im2col_args {
+    pub struct_size: u32,
+    pub n_spatial: i32,
+    pub channels: i64,
+    pub im_size: [i64; 3usize],
+    pub col_size: [i64; 3usize],
+    pub kernel: [i64; 3usize],
+    pub stride: [i64; 3usize],
+    pub padding: [i64; 3usize],
+    pub dilation: [i64; 3usize],
+    pub im: *mut f32,
+    pub col: *mut f32,
+}
+#[test]
+fn bindgen_test_layout_nnm_im2col_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_im2col_args>(),
+        176usize,
+        concat!("Size of: ", stringify!(nnm_im2col_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_im2col_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_im2col_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_n_spatial() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_spatial) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(n_spatial)
+            )
+        );
+    }
+    test_field_n_spatial();
+    fn test_field_channels() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).channels) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(channels)
+            )
+        );
+    }
+    test_field_channels();
+    fn test_field_im_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).im_size) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(im_size)
+            )
+        );
+    }
+    test_field_im_size();
+    fn test_field_col_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).col_size) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(col_size)
+            )
+        );
+    }
+    test_field_col_size();
+    fn test_field_kernel() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kernel) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(kernel)
+            )
+        );
+    }
+    test_field_kernel();
+    fn test_field_stride() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stride) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(stride)
+            )
+        );
+    }
+    test_field_stride();
+    fn test_field_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(padding)
+            )
+        );
+    }
+    test_field_padding();
+    fn test_field_dilation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dilation) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(dilation)
+            )
+        );
+    }
+    test_field_dilation();
+    fn test_field_im() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).im) as usize - ptr as usize
+            },
+            160usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(im)
+            )
+        );
+    }
+    test_field_im();
+    fn test_field_col() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_im2col_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).col) as usize - ptr as usize
+            },
+            168usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_im2col_args),
+                "::",
+                stringify!(col)
+            )
+        );
+    }
+    test_field_col();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_pool_args {
+    pub struct_size: u32,
+    pub op: i32,
+    pub n_spatial: i32,
+    pub count_include_pad: i32,
+    pub divisor_override: i64,
+    pub kernel: [i64; 3usize],
+    pub stride: [i64; 3usize],
+    pub padding: [i64; 3usize],
+    pub dilation: [i64; 3usize],
+    pub x: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+    pub grad_out: *const nnm_tensor_desc,
+    pub grad_x: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_pool_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_pool_args>(),
+        152usize,
+        concat!("Size of: ", stringify!(nnm_pool_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_pool_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_pool_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_op() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(op)
+            )
+        );
+    }
+    test_field_op();
+    fn test_field_n_spatial() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_spatial) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(n_spatial)
+            )
+        );
+    }
+    test_field_n_spatial();
+    fn test_field_count_include_pad() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).count_include_pad) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(count_include_pad)
+            )
+        );
+    }
+    test_field_count_include_pad();
+    fn test_field_divisor_override() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).divisor_override) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(divisor_override)
+            )
+        );
+    }
+    test_field_divisor_override();
+    fn test_field_kernel() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kernel) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(kernel)
+            )
+        );
+    }
+    test_field_kernel();
+    fn test_field_stride() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stride) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(stride)
+            )
+        );
+    }
+    test_field_stride();
+    fn test_field_padding() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(padding)
+            )
+        );
+    }
+    test_field_padding();
+    fn test_field_dilation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dilation) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(dilation)
+            )
+        );
+    }
+    test_field_dilation();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+    fn test_field_grad_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_out) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(grad_out)
+            )
+        );
+    }
+    test_field_grad_out();
+    fn test_field_grad_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_pool_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_x) as usize - ptr as usize
+            },
+            144usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_pool_args),
+                "::",
+                stringify!(grad_x)
+            )
+        );
+    }
+    test_field_grad_x();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_softmax_args {
+    pub struct_size: u32,
+    pub log: i32,
+    pub outer: i64,
+    pub dim: i64,
+    pub inner: i64,
+    pub x: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_softmax_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_softmax_args>(),
+        48usize,
+        concat!("Size of: ", stringify!(nnm_softmax_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_softmax_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_softmax_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_log() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).log) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(log)
+            )
+        );
+    }
+    test_field_log();
+    fn test_field_outer() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).outer) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(outer)
+            )
+        );
+    }
+    test_field_outer();
+    fn test_field_dim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dim) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(dim)
+            )
+        );
+    }
+    test_field_dim();
+    fn test_field_inner() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).inner) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(inner)
+            )
+        );
+    }
+    test_field_inner();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_softmax_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_softmax_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_where_args {
+    pub struct_size: u32,
+    pub reserved: u32,
+    pub cond: *const nnm_tensor_desc,
+    pub a: *const nnm_tensor_desc,
+    pub b: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_where_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_where_args>(),
+        40usize,
+        concat!("Size of: ", stringify!(nnm_where_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_where_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_where_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_cond() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).cond) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(cond)
+            )
+        );
+    }
+    test_field_cond();
+    fn test_field_a() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).a) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(a)
+            )
+        );
+    }
+    test_field_a();
+    fn test_field_b() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).b) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(b)
+            )
+        );
+    }
+    test_field_b();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_where_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_where_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -3409,12 +4963,54 @@ pub struct nnm_backend_vtable {
             args: *const nnm_adam_args,
         ) -> nnm_status,
     >,
+    pub im2col: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_im2col_args,
+        ) -> nnm_status,
+    >,
+    pub col2im: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_im2col_args,
+        ) -> nnm_status,
+    >,
+    pub pool: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_pool_args,
+        ) -> nnm_status,
+    >,
+    pub pool_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_pool_args,
+        ) -> nnm_status,
+    >,
+    pub softmax: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_softmax_args,
+        ) -> nnm_status,
+    >,
+    pub where_: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_where_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        152usize,
+        200usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -3796,6 +5392,108 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_adam_step();
+    fn test_field_im2col() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).im2col) as usize - ptr as usize
+            },
+            152usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(im2col)
+            )
+        );
+    }
+    test_field_im2col();
+    fn test_field_col2im() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).col2im) as usize - ptr as usize
+            },
+            160usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(col2im)
+            )
+        );
+    }
+    test_field_col2im();
+    fn test_field_pool() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).pool) as usize - ptr as usize
+            },
+            168usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(pool)
+            )
+        );
+    }
+    test_field_pool();
+    fn test_field_pool_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).pool_backward) as usize - ptr as usize
+            },
+            176usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(pool_backward)
+            )
+        );
+    }
+    test_field_pool_backward();
+    fn test_field_softmax() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).softmax) as usize - ptr as usize
+            },
+            184usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(softmax)
+            )
+        );
+    }
+    test_field_softmax();
+    fn test_field_where() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).where_) as usize - ptr as usize
+            },
+            192usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(where_)
+            )
+        );
+    }
+    test_field_where();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -5393,6 +7091,15 @@ extern "C" {
     ) -> nnm_status;
 }
 extern "C" {
+    pub fn nnm_module_create_on(
+        ctx: *mut nnm_ctx,
+        request: *const ::std::os::raw::c_char,
+        cfg: *const nnm_config,
+        device: nnm_device,
+        out: *mut *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
     pub fn nnm_module_retain(m: *mut nnm_module);
 }
 extern "C" {
@@ -5403,6 +7110,19 @@ extern "C" {
         parent: *mut nnm_module,
         name: *const ::std::os::raw::c_char,
         child: *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_set_child(
+        parent: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
+        child: *mut nnm_module,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_del_child(
+        parent: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
     ) -> nnm_status;
 }
 extern "C" {
@@ -5495,6 +7215,9 @@ extern "C" {
 }
 extern "C" {
     pub fn nnm_module_num_params(m: *mut nnm_module) -> i64;
+}
+extern "C" {
+    pub fn nnm_module_nbytes(m: *mut nnm_module) -> u64;
 }
 extern "C" {
     pub fn nnm_module_repr(m: *mut nnm_module, buf: *mut ::std::os::raw::c_char, cap: usize)
@@ -5850,6 +7573,12 @@ extern "C" {
         root: *mut nnm_tensor,
         grad: *mut nnm_tensor,
         retain_graph: ::std::os::raw::c_int,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_requires_grad_(
+        m: *mut nnm_module,
+        requires_grad: ::std::os::raw::c_int,
     ) -> nnm_status;
 }
 extern "C" {
@@ -7215,6 +8944,52 @@ extern "C" {
 extern "C" {
     pub fn nnm_load_report_free(report: *mut nnm_load_report);
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_state_dict {
+    _unused: [u8; 0],
+}
+extern "C" {
+    pub fn nnm_state_dict_new(ctx: *mut nnm_ctx, out: *mut *mut nnm_state_dict) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_free(sd: *mut nnm_state_dict);
+}
+extern "C" {
+    pub fn nnm_state_dict_set(
+        sd: *mut nnm_state_dict,
+        name: *const ::std::os::raw::c_char,
+        t: *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_count(sd: *const nnm_state_dict) -> u32;
+}
+extern "C" {
+    pub fn nnm_state_dict_entry(
+        sd: *const nnm_state_dict,
+        index: u32,
+        name: *mut *const ::std::os::raw::c_char,
+        t: *mut *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_state_dict_get(
+        sd: *const nnm_state_dict,
+        name: *const ::std::os::raw::c_char,
+    ) -> *mut nnm_tensor;
+}
+extern "C" {
+    pub fn nnm_module_state_dict(m: *mut nnm_module, out: *mut *mut nnm_state_dict) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_module_load_state_dict(
+        m: *mut nnm_module,
+        sd: *const nnm_state_dict,
+        strict: ::std::os::raw::c_int,
+        report: *mut *mut nnm_load_report,
+    ) -> nnm_status;
+}
 extern "C" {
     pub fn nnm_checkpoint_save(
         path: *const ::std::os::raw::c_char,
@@ -7247,12 +9022,13 @@ pub struct nnm_manifest_limits {
     pub max_bytes: u64,
     pub max_nodes: u64,
     pub max_modules: u64,
+    pub max_param_bytes: u64,
 }
 #[test]
 fn bindgen_test_layout_nnm_manifest_limits() {
     assert_eq!(
         ::std::mem::size_of::<nnm_manifest_limits>(),
-        32usize,
+        40usize,
         concat!("Size of: ", stringify!(nnm_manifest_limits))
     );
     assert_eq!(
@@ -7345,6 +9121,23 @@ fn bindgen_test_layout_nnm_manifest_limits() {
         );
     }
     test_field_max_modules();
+    fn test_field_max_param_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_manifest_limits>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_param_bytes) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_manifest_limits),
+                "::",
+                stringify!(max_param_bytes)
+            )
+        );
+    }
+    test_field_max_param_bytes();
 }
 extern "C" {
     pub fn nnm_manifest_parse(

@@ -1,0 +1,390 @@
+/* tests/module/test_module_api.c - the module API a PyTorch user reaches for
+ * next (issue 9 section 6), each against the PyTorch behaviour it copies:
+ *  - model.fc = head (nnm_module_set_child): in place, order kept; the new
+ *    child's hooks fire in the parent's forward, the old one's do not; the
+ *    new child keeps its own training flag until the parent's train()/eval()
+ *    (as in PyTorch, where assignment does not change a module's mode);
+ *  - del model.fc (nnm_module_del_child): the others keep their names and
+ *    order (delattr), lookups by name stay right in a wide module;
+ *  - model.backbone.requires_grad_(False) (nnm_module_requires_grad_): the
+ *    frozen parameters get no .grad and an optimizer step leaves them as
+ *    they were, while the head trains;
+ *  - m2.load_state_dict(m1.state_dict()) in memory: detached tensors that
+ *    share the module's storage; load_state_dict's rules, including PyTorch's
+ *    "size mismatch" refusal even with strict=False. */
+#include "test_util.h"
+
+static nnm_ctx *g_ctx;
+#define TU_CTX g_ctx
+
+static int suite_init(void) { return tu_ctx_new(&g_ctx); }
+static int suite_clean(void) { return tu_ctx_free(&g_ctx); }
+
+static nnm_module *seq3(void) {
+    nnm_module *s = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *a = tu_linear(g_ctx, "linear", 4, 8, 1), *r = tu_module(g_ctx, "relu", NULL),
+               *b = tu_linear(g_ctx, "linear", 8, 3, 1);
+    CU_ASSERT_FATAL(s && a && r && b);
+    CHECK_STATUS(nnm_module_add_child(s, "fc1", a), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(s, "act", r), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(s, "fc2", b), NNM_OK);
+    nnm_module_release(a);
+    nnm_module_release(r);
+    nnm_module_release(b);
+    return s;
+}
+
+static nnm_status count_hook(void *user, nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
+                             nnm_tensor **out, uint32_t n_out) {
+    (void)m, (void)in, (void)n_in, (void)out, (void)n_out;
+    (*(int *)user)++;
+    return NNM_OK;
+}
+
+static void test_set_child(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *s = seq3();
+    nnm_module *old = nnm_module_get(s, "fc2");
+    nnm_module_retain(old); /* the caller's own reference outlives the swap */
+    int old_fired = 0, new_fired = 0;
+    CHECK_STATUS(nnm_module_register_forward_hook(old, count_hook, &old_fired, NULL), NNM_OK);
+    nnm_module *head = tu_linear(g_ctx, "linear", 8, 5, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(head);
+    CHECK_STATUS(nnm_module_register_forward_hook(head, count_hook, &new_fired, NULL), NNM_OK);
+    /* model.eval(); model.fc2 = head (head is in training mode) */
+    CHECK_STATUS(nnm_module_train(s, 0), NNM_OK);
+    CHECK_STATUS(nnm_module_set_child(s, "fc2", head), NNM_OK);
+    /* in place: third child, same name; the old one is a root now */
+    CU_ASSERT_EQUAL(nnm_module_child_count(s), 3);
+    CU_ASSERT_PTR_EQUAL(nnm_module_child(s, 2), head);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(s, "fc2"), head);
+    CU_ASSERT_STRING_EQUAL(nnm_module_name(head), "fc2");
+    CU_ASSERT_PTR_EQUAL(nnm_module_parent(head), s);
+    CU_ASSERT_PTR_NULL(nnm_module_parent(old));
+    CU_ASSERT_STRING_EQUAL(nnm_module_name(old), "");
+    /* PyTorch: assignment keeps the new module's own mode */
+    CU_ASSERT_TRUE(nnm_module_is_training(head));
+    CU_ASSERT_FALSE(nnm_module_is_training(nnm_module_get(s, "fc1")));
+    CHECK_STATUS(nnm_module_train(s, 0), NNM_OK);
+    CU_ASSERT_FALSE(nnm_module_is_training(head));
+    /* the state dict and the forward see the new head */
+    tu_named p = tu_params_of(s);
+    CU_ASSERT_EQUAL(p.n, 4);
+    CU_ASSERT_STRING_EQUAL(p.names[2], "fc2.weight");
+    const int64_t ws[2] = {5, 8};
+    CU_ASSERT_TRUE(tu_shape_is(p.t[2], 2, ws));
+    const int64_t xs[2] = {2, 4}, ys[2] = {2, 5};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, xs, NULL), *y = NULL;
+    CHECK_STATUS(tu_call1(s, x, &y), NNM_OK);
+    CU_ASSERT_TRUE(y && tu_shape_is(y, 2, ys));
+    CU_ASSERT_EQUAL(new_fired, 1);
+    CU_ASSERT_EQUAL(old_fired, 0);
+    nnm_tensor_release(y);
+    /* refusals: a module with a parent, a NULL name; a new name appends */
+    CHECK_ERROR(nnm_module_set_child(s, "fc1", head), NNM_E_STATE, "already has a parent");
+    CU_ASSERT_EQUAL(nnm_module_set_child(s, NULL, old), NNM_E_INVALID);
+    CHECK_STATUS(nnm_module_set_child(s, "extra", old), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_child_count(s), 4);
+    CU_ASSERT_PTR_EQUAL(nnm_module_child(s, 3), old);
+    /* setting the same module again is a no-op */
+    CHECK_STATUS(nnm_module_set_child(s, "extra", old), NNM_OK);
+    nnm_module_release(old);
+    nnm_module_release(head);
+    nnm_tensor_release(x);
+    nnm_module_release(s);
+    LEAK_CHECK_END();
+}
+
+static void test_set_child_cycle(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *outer = tu_module(g_ctx, "sequential", NULL), *mid = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *leaf = tu_module(g_ctx, "relu", NULL);
+    CHECK_STATUS(nnm_module_add_child(outer, "mid", mid), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(mid, "leaf", leaf), NNM_OK);
+    /* mid.leaf = outer would put outer under itself */
+    CHECK_ERROR(nnm_module_set_child(mid, "leaf", outer), NNM_E_INVALID, "cycle");
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(outer, "mid.leaf"), leaf);
+    nnm_module_release(leaf);
+    nnm_module_release(mid);
+    nnm_module_release(outer);
+    LEAK_CHECK_END();
+}
+
+static void test_del_child(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *s = seq3();
+    nnm_module *act = nnm_module_get(s, "act");
+    nnm_module_retain(act);
+    CHECK_STATUS(nnm_module_del_child(s, "act"), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_child_count(s), 2);
+    CU_ASSERT_STRING_EQUAL(nnm_module_name(nnm_module_child(s, 0)), "fc1");
+    CU_ASSERT_STRING_EQUAL(nnm_module_name(nnm_module_child(s, 1)), "fc2");
+    CU_ASSERT_PTR_NULL(nnm_module_get(s, "act"));
+    CU_ASSERT_PTR_NULL(nnm_module_parent(act));
+    /* deleted modules can be attached again, anywhere */
+    CHECK_STATUS(nnm_module_add_child(s, "act2", act), NNM_OK);
+    nnm_module_release(act);
+    CHECK_ERROR(nnm_module_del_child(s, "act"), NNM_E_NOT_FOUND, "no child named 'act'");
+    CU_ASSERT_EQUAL(nnm_module_del_child(NULL, "x"), NNM_E_INVALID);
+    nnm_module_release(s);
+
+    /* a wide module (past the 16 children where a name index is kept) */
+    s = tu_module(g_ctx, "sequential", NULL);
+    char name[16];
+    for (int i = 0; i < 40; i++) {
+        nnm_module *r = tu_module(g_ctx, "relu", NULL);
+        snprintf(name, sizeof name, "c%d", i);
+        CHECK_STATUS(nnm_module_add_child(s, name, r), NNM_OK);
+        nnm_module_release(r);
+    }
+    for (int i = 0; i < 40; i += 3) {
+        snprintf(name, sizeof name, "c%d", i);
+        CHECK_STATUS(nnm_module_del_child(s, name), NNM_OK);
+    }
+    CU_ASSERT_EQUAL(nnm_module_child_count(s), 26);
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof name, "c%d", i);
+        nnm_module *c = nnm_module_get(s, name);
+        if (i % 3 == 0) {
+            CU_ASSERT_PTR_NULL(c);
+        } else {
+            CU_ASSERT_TRUE(c && strcmp(nnm_module_name(c), name) == 0);
+        }
+    }
+    /* a deleted name can be used again (appended last) */
+    nnm_module *r = tu_module(g_ctx, "relu", NULL);
+    CHECK_STATUS(nnm_module_set_child(s, "c3", r), NNM_OK);
+    CU_ASSERT_PTR_EQUAL(nnm_module_child(s, 26), r);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(s, "c3"), r);
+    nnm_module_release(r);
+    /* and the sequential still runs over what is left */
+    const int64_t xs[2] = {2, 4};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, xs, NULL), *y = NULL;
+    CHECK_STATUS(tu_call1(s, x, &y), NNM_OK);
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    nnm_module_release(s);
+    LEAK_CHECK_END();
+}
+
+/* ---- freezing ----------------------------------------------------------------- */
+
+static float first_value(nnm_tensor *t) {
+    float v = 0;
+    int64_t n = nnm_tensor_numel(t);
+    float *all = malloc((size_t)n * sizeof *all);
+    if (all && nnm_tensor_to_f32(t, all, (size_t)n) == NNM_OK) v = all[0];
+    free(all);
+    return v;
+}
+
+static void test_requires_grad_(void) {
+    LEAK_CHECK_BEGIN();
+    /* model = Sequential(backbone=Linear(4, 8), head=Linear(8, 3));
+     * model.backbone.requires_grad_(False) */
+    nnm_module *s = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *bb = tu_linear(g_ctx, "linear", 4, 8, 1), *head = tu_linear(g_ctx, "linear", 8, 3, 1);
+    CHECK_STATUS(nnm_module_add_child(s, "backbone", bb), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(s, "head", head), NNM_OK);
+    CHECK_STATUS(nnm_module_requires_grad_(bb, 0), NNM_OK);
+    tu_named p = tu_params_of(s);
+    CU_ASSERT_EQUAL_FATAL(p.n, 4);
+    CU_ASSERT_FALSE(nnm_tensor_requires_grad(p.t[0]));
+    CU_ASSERT_FALSE(nnm_tensor_requires_grad(p.t[1]));
+    CU_ASSERT_TRUE(nnm_tensor_requires_grad(p.t[2]));
+    CU_ASSERT_TRUE(nnm_tensor_requires_grad(p.t[3]));
+    nnm_sgd_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.lr = 0.5;
+    nnm_optim *opt = NULL;
+    CHECK_STATUS(nnm_optim_sgd_new(s, &o, &opt), NNM_OK);
+    float xs[8] = {1, -2, 3, 0.5f, -1, 2, 0.25f, 4};
+    const int64_t shape[2] = {2, 4};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, xs), *y = NULL, *loss = NULL;
+    CHECK_STATUS(tu_call1(s, x, &y), NNM_OK);
+    const int32_t dims[2] = {0, 1};
+    CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, dims, 2, 0, &loss), NNM_OK);
+    CHECK_STATUS(nnm_backward(loss, NULL, 0), NNM_OK);
+    CU_ASSERT_PTR_NULL(nnm_tensor_grad(p.t[0])); /* frozen: no .grad */
+    CU_ASSERT_PTR_NULL(nnm_tensor_grad(p.t[1]));
+    CU_ASSERT_PTR_NOT_NULL(nnm_tensor_grad(p.t[2]));
+    CU_ASSERT_PTR_NOT_NULL(nnm_tensor_grad(p.t[3]));
+    const float bb0 = first_value(p.t[0]), head0 = first_value(p.t[2]);
+    CHECK_STATUS(nnm_optim_step(opt), NNM_OK);
+    CU_ASSERT_EQUAL(first_value(p.t[0]), bb0);   /* skipped by the optimizer */
+    CU_ASSERT_NOT_EQUAL(first_value(p.t[2]), head0); /* trained */
+    nnm_tensor_release(loss);
+    nnm_tensor_release(y);
+    /* unfrozen, it trains again */
+    CHECK_STATUS(nnm_optim_zero_grad(opt), NNM_OK);
+    CHECK_STATUS(nnm_module_requires_grad_(s, 1), NNM_OK);
+    CHECK_STATUS(tu_call1(s, x, &y), NNM_OK);
+    CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, dims, 2, 0, &loss), NNM_OK);
+    CHECK_STATUS(nnm_backward(loss, NULL, 0), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL(nnm_tensor_grad(p.t[0]));
+    CU_ASSERT_EQUAL(nnm_module_requires_grad_(NULL, 0), NNM_E_INVALID);
+    nnm_tensor_release(loss);
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    nnm_optim_free(opt);
+    nnm_module_release(bb);
+    nnm_module_release(head);
+    nnm_module_release(s);
+    LEAK_CHECK_END();
+}
+
+
+/* ---- in-memory state dicts ----------------------------------------------- */
+
+static int same_params(nnm_module *a, nnm_module *b) {
+    tu_named pa = tu_params_of(a), pb = tu_params_of(b);
+    if (pa.n != pb.n) return 0;
+    for (int i = 0; i < pa.n; i++) {
+        int64_t na = 0, nb = 0;
+        float *va = tu_read_f32(pa.t[i], &na), *vb = tu_read_f32(pb.t[i], &nb);
+        int same = va && vb && na == nb && memcmp(va, vb, (size_t)na * sizeof *va) == 0;
+        free(va);
+        free(vb);
+        if (!same) return 0;
+    }
+    return 1;
+}
+
+static void test_state_dict_in_memory(void) {
+    LEAK_CHECK_BEGIN();
+    /* m2.load_state_dict(m1.state_dict()) */
+    nnm_module *m1 = seq3(), *m2 = seq3();
+    CU_ASSERT_FALSE(same_params(m1, m2)); /* different random inits */
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(m1, &sd), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sd);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 4);
+    const char *name = NULL;
+    nnm_tensor *t = NULL;
+    CHECK_STATUS(nnm_state_dict_entry(sd, 0, &name, &t), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(name, "fc1.weight");
+    CHECK_STATUS(nnm_state_dict_entry(sd, 3, &name, NULL), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(name, "fc2.bias");
+    CU_ASSERT_EQUAL(nnm_state_dict_entry(sd, 4, &name, &t), NNM_E_NOT_FOUND);
+    CU_ASSERT_PTR_NULL(name);
+    /* detached, sharing the module's storage (PyTorch: sd["fc1.weight"]
+     * .requires_grad is False and .data_ptr() is the parameter's) */
+    nnm_tensor *w = nnm_state_dict_get(sd, "fc1.weight");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_FALSE(nnm_tensor_requires_grad(w));
+    tu_named p1 = tu_params_of(m1);
+    CU_ASSERT_PTR_EQUAL(nnm_tensor_desc_get(w)->data, nnm_tensor_desc_get(p1.t[0])->data);
+    CU_ASSERT_PTR_NULL(nnm_state_dict_get(sd, "fc3.weight"));
+    CHECK_STATUS(nnm_module_load_state_dict(m2, sd, 1, NULL), NNM_OK);
+    CU_ASSERT_TRUE(same_params(m1, m2));
+    /* the copies are independent: the module does not keep sd's tensors */
+    tu_named p2 = tu_params_of(m2);
+    CU_ASSERT_PTR_NOT_EQUAL(nnm_tensor_desc_get(p2.t[0])->data, nnm_tensor_desc_get(w)->data);
+    nnm_state_dict_free(sd);
+    nnm_state_dict_free(NULL);
+    nnm_module_release(m2);
+
+    /* a dict built by hand, and the rules of load_state_dict */
+    CHECK_STATUS(nnm_state_dict_new(g_ctx, &sd), NNM_OK);
+    const int64_t ws[2] = {3, 8}, bs[1] = {3}, ws_bad[2] = {4, 8};
+    float wv[24], bv[3] = {0.5f, -1.0f, 2.0f};
+    for (int i = 0; i < 24; i++) wv[i] = (float)i / 8.0f;
+    nnm_tensor *tw = tu_tf32(g_ctx, 2, ws, wv), *tb = tu_tf32(g_ctx, 1, bs, bv);
+    nnm_tensor *bad = tu_tf32(g_ctx, 2, ws_bad, NULL);
+    CHECK_STATUS(nnm_state_dict_set(sd, "weight", bad), NNM_OK);
+    CHECK_STATUS(nnm_state_dict_set(sd, "bias", tb), NNM_OK);
+    CHECK_STATUS(nnm_state_dict_set(sd, "extra", tb), NNM_OK); /* one tensor, two names */
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 3);
+    nnm_module *fc = tu_linear(g_ctx, "linear", 8, 3, 1);
+    tu_named pf = tu_params_of(fc);
+    float w0 = 0, w0_after = 0;
+    nnm_tensor_to_f32(pf.t[0], &w0, 1);
+    /* PyTorch: load_state_dict(sd, strict=False) still raises "size
+     * mismatch for weight" and copies nothing */
+    nnm_load_report *rep = NULL;
+    CHECK_ERROR(nnm_module_load_state_dict(fc, sd, 0, &rep), NNM_E_SHAPE,
+                "state dict: error(s) loading the state dict (not strict): 1 size mismatch(es): "
+                "weight: file [4, 8] vs module [3, 8]");
+    CU_ASSERT_TRUE(rep && rep->n_mismatched == 1 && rep->n_unexpected == 1);
+    nnm_load_report_free(rep);
+    float b_now[3];
+    CHECK_STATUS(nnm_tensor_to_f32(pf.t[1], b_now, 3), NNM_OK);
+    CU_ASSERT_NOT_EQUAL(b_now[0], 0.5f); /* bias fit, yet was not loaded */
+    /* sd["weight"] = the right one: replaces in place */
+    CHECK_STATUS(nnm_state_dict_set(sd, "weight", tw), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 3);
+    CHECK_ERROR(nnm_module_load_state_dict(fc, sd, 1, NULL), NNM_E_NOT_FOUND, "1 unexpected key(s): 'extra'");
+    rep = NULL;
+    CHECK_STATUS(nnm_module_load_state_dict(fc, sd, 0, &rep), NNM_OK);
+    CU_ASSERT_TRUE(rep && rep->n_unexpected == 1 && !strcmp(rep->unexpected[0], "extra"));
+    nnm_load_report_free(rep);
+    nnm_tensor_to_f32(pf.t[0], &w0_after, 1);
+    CU_ASSERT_EQUAL(w0_after, 0.0f);
+    int64_t n = 0;
+    float *got = tu_read_f32(pf.t[0], &n);
+    CU_ASSERT_TRUE(got && n == 24 && memcmp(got, wv, sizeof wv) == 0);
+    free(got);
+    CHECK_STATUS(nnm_tensor_to_f32(pf.t[1], b_now, 3), NNM_OK);
+    CU_ASSERT_TRUE(b_now[0] == 0.5f && b_now[1] == -1.0f && b_now[2] == 2.0f);
+    (void)w0;
+    /* refusals: a meta entry (no data), bad keys, NULLs */
+    nnm_tensor *meta = NULL;
+    CHECK_STATUS(nnm_tensor_new(g_ctx, (nnm_device){NNM_DEVICE_META, 0},
+                                (nnm_dtype){NNM_DTYPE_FLOAT, 32, 1}, 2, ws, &meta), NNM_OK);
+    CHECK_STATUS(nnm_state_dict_set(sd, "weight", meta), NNM_OK);
+    CHECK_ERROR(nnm_module_load_state_dict(fc, sd, 0, NULL), NNM_E_DEVICE, "'weight' is on the meta device");
+    CHECK_ERROR(nnm_state_dict_set(sd, "", tw), NNM_E_INVALID, "a key is 1 to 1023 bytes");
+    CU_ASSERT_EQUAL(nnm_state_dict_set(sd, NULL, tw), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_module_load_state_dict(fc, NULL, 0, NULL), NNM_E_INVALID);
+    nnm_tensor_release(meta);
+    nnm_state_dict_free(sd);
+    nnm_state_dict *none = (nnm_state_dict *)1;
+    CU_ASSERT_EQUAL(nnm_module_state_dict(NULL, &none), NNM_E_INVALID);
+    CU_ASSERT_PTR_NULL(none);
+    nnm_tensor_release(tw);
+    nnm_tensor_release(tb);
+    nnm_tensor_release(bad);
+    nnm_module_release(fc);
+    nnm_module_release(m1);
+    LEAK_CHECK_END();
+}
+
+/* Wide dicts look names up through the name index. */
+static void test_state_dict_wide(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_state_dict_new(g_ctx, &sd), NNM_OK);
+    const int64_t s1[1] = {1};
+    char name[32];
+    nnm_tensor *t[300];
+    for (int i = 0; i < 300; i++) {
+        float v = (float)i;
+        t[i] = tu_tf32(g_ctx, 1, s1, &v);
+        snprintf(name, sizeof name, "layer%d.w", i);
+        CHECK_STATUS(nnm_state_dict_set(sd, name, t[i]), NNM_OK);
+    }
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 300);
+    int ok = 1;
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "layer%d.w", i);
+        ok &= nnm_state_dict_get(sd, name) == t[i];
+    }
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_PTR_NULL(nnm_state_dict_get(sd, "layer300.w"));
+    for (int i = 0; i < 300; i++) nnm_tensor_release(t[i]);
+    nnm_state_dict_free(sd);
+    LEAK_CHECK_END();
+}
+
+int main(void) {
+    CU_pSuite s = tu_suite("module_api", suite_init, suite_clean);
+    if (!s) return 1;
+    CU_add_test(s, "model.fc = head: in place, hooks and modes as PyTorch", test_set_child);
+    CU_add_test(s, "set_child refuses a cycle", test_set_child_cycle);
+    CU_add_test(s, "del model.fc: names and order kept, wide modules", test_del_child);
+    CU_add_test(s, "requires_grad_(False) freezes a backbone", test_requires_grad_);
+    CU_add_test(s, "state_dict() / load_state_dict() in memory", test_state_dict_in_memory);
+    CU_add_test(s, "a wide in-memory state dict", test_state_dict_wide);
+    return tu_run();
+}
