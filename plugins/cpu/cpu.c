@@ -992,6 +992,24 @@ static nnm_status cpu_sgd_step(nnm_env *env, void *state, const nnm_sgd_args *a)
  *   step_size = lr / (1 - beta1 ** step); bc2_sqrt = sqrt(1 - beta2 ** step)
  *   denom = (max_exp_avg_sq or exp_avg_sq).sqrt() / bc2_sqrt + eps
  *   param.addcdiv_(exp_avg, denom, value=-step_size) */
+/* The loop, per instruction set like SGD's (adam_loops.inc). */
+#define CPU_ADAM_NAME cpu_adam_loops
+#define CPU_ADAM_MADD cpu_madd
+#define CPU_ADAM_ATTR
+#include "adam_loops.inc"
+#undef CPU_ADAM_NAME
+#undef CPU_ADAM_MADD
+#undef CPU_ADAM_ATTR
+#ifdef CPU_HAVE_FMA_CLONE
+#define CPU_ADAM_NAME cpu_adam_loops_fma
+#define CPU_ADAM_MADD __builtin_fmaf
+#define CPU_ADAM_ATTR __attribute__((target("fma")))
+#include "adam_loops.inc"
+#undef CPU_ADAM_NAME
+#undef CPU_ADAM_MADD
+#undef CPU_ADAM_ATTR
+#endif
+
 static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *a) {
     (void)state;
     if (a == NULL)
@@ -1012,30 +1030,13 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
     const double bc2 = 1.0 - pow(a->beta2, step);
     const float neg_step_size = (float)-(a->lr / bc1);
     const float bc2_sqrt = (float)sqrt(bc2);
-    const float b1 = (float)a->beta1, b2 = (float)a->beta2, eps = (float)a->eps, wd = (float)a->weight_decay;
-    const float one_m_b1 = (float)(1.0 - a->beta1);
-    const float one_m_b2 = (float)(1.0 - a->beta2);
-    const float decay = (float)(1.0 - a->lr * a->weight_decay);
-    const int decoupled = a->decoupled != 0;
-    float *p = a->param, *m = a->exp_avg, *v = a->exp_avg_sq, *vmax = a->max_exp_avg_sq;
-    const float *g = a->grad;
-    for (int64_t i = 0; i < a->n; i++) {
-        float pi = p[i], gi = g[i];
-        if (decoupled)
-            pi = pi * decay;
-        else if (wd != 0.0f)
-            gi = cpu_madd(pi, wd, gi);
-        const float mi = cpu_madd(gi, one_m_b1, m[i] * b1);
-        float vi = cpu_madd(one_m_b2 * gi, gi, v[i] * b2);
-        m[i] = mi;
-        v[i] = vi;
-        if (vmax != NULL) {
-            vi = cpu_maxf(vmax[i], vi);
-            vmax[i] = vi;
-        }
-        const float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = pi + (neg_step_size * mi) / denom;
+#ifdef CPU_HAVE_FMA_CLONE
+    if (__builtin_cpu_supports("fma")) {
+        cpu_adam_loops_fma(a, neg_step_size, bc2_sqrt);
+        return NNM_OK;
     }
+#endif
+    cpu_adam_loops(a, neg_step_size, bc2_sqrt);
     return NNM_OK;
 }
 

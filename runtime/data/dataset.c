@@ -37,11 +37,22 @@ static float half_to_f32(uint16_t h) {
     return sign ? -v : v;
 }
 
+/* The hot case (images). restrict, because a char pointer may alias
+ * anything, and blocks of 16 with a fixed trip count, which -O2's cheap
+ * vectoriser takes (a plain loop stays scalar there: 4x slower). */
+static void u8_to_f32(const unsigned char *restrict src, size_t n, float a, float b,
+                      float *restrict dst) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (size_t k = 0; k < 16; k++) dst[i + k] = a * (float)src[i + k] + b;
+    for (; i < n; i++) dst[i] = a * (float)src[i] + b;
+}
+
 void nnm__elem_to_f32(int elem, const unsigned char *src, size_t n, float a, float b, float *dst) {
     size_t i;
     switch (elem) {
-    case NNM__ELEM_U8: /* the hot case (images): a loop the compiler vectorises */
-        for (i = 0; i < n; i++) dst[i] = a * (float)src[i] + b;
+    case NNM__ELEM_U8:
+        u8_to_f32(src, n, a, b, dst);
         return;
     case NNM__ELEM_F32:
         for (i = 0; i < n; i++) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -58,6 +59,14 @@ typedef struct progress {
 } progress;
 
 static double seconds(uint64_t ns) { return (double)ns / 1e9; }
+
+/* CPU time of the process (all its threads): on a loaded machine, what the
+ * work cost, whatever the wall clock says. */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void fmt_time(char *buf, size_t cap, double s) {
     if (!(s >= 0) || s > 359999) s = 0;
@@ -337,6 +346,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         nnm_loader_set_epoch(train_ld, (uint64_t)epoch);
         nnm_module_train(model, 1);
         pg.start = pg.last_draw = trace_now();
+        const double cpu0 = cpu_seconds();
         double loss_sum = 0;
         int64_t seen = 0, step = 0;
         for (;;) {
@@ -391,7 +401,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             progress_draw(&pg, epoch + 1, tp.epochs, step, steps, loss_sum / (double)seen, seen,
                           step == steps);
         }
-        double train_time = seconds(trace_now() - pg.start);
+        double train_time = seconds(trace_now() - pg.start), train_cpu = cpu_seconds() - cpu0;
         if (pg.tty && !quiet) fputc('\n', stdout);
         uint64_t e0 = tr ? trace_now() : 0;
         if (train_evaluate(ctx, cmd, model, loss, test_ld, classes, NULL, &ev)) goto done;
@@ -407,8 +417,8 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             printf("epoch %" PRId64 "/%" PRId64 ": train loss %.4f, test loss %.4f", epoch + 1,
                    tp.epochs, train_loss, ev.loss);
             if (ev.accuracy >= 0) printf(", test accuracy %.2f%%", 100 * ev.accuracy);
-            printf(", %.0f samples/s, %.1f s, lr %.3g\n",
-                   train_time > 0 ? (double)seen / train_time : 0, train_time, lr);
+            printf(", %.0f samples/s, %.1f s (cpu %.1f s), lr %.3g\n",
+                   train_time > 0 ? (double)seen / train_time : 0, train_time, train_cpu, lr);
             fflush(stdout);
         }
         if (out_dir) {
