@@ -264,8 +264,7 @@ static inline int tu_write_file(const char *path, const void *data, size_t n) {
 }
 
 /* The whole of a file in a new malloc'd buffer (free it), its length in *n
- * (may be NULL), followed by a NUL so a text file reads as a string; NULL
- * when it cannot be opened or read. */
+ * (may be NULL); NULL when it cannot be opened or read. */
 static inline unsigned char *tu_read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -273,13 +272,14 @@ static inline unsigned char *tu_read_file(const char *path, size_t *n) {
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);
+    /* One byte more, always NUL: text files can be searched with strstr. */
     unsigned char *b = malloc(len > 0 ? (size_t)len + 1 : 1);
     if (b && len > 0 && fread(b, 1, (size_t)len, f) != (size_t)len) {
         free(b);
         b = NULL;
     }
     if (b)
-        b[len > 0 ? len : 0] = 0;
+        b[len > 0 ? (size_t)len : 0] = 0;
     fclose(f);
     if (n)
         *n = len > 0 ? (size_t)len : 0;

@@ -160,9 +160,11 @@ static nnm_status check_grad(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor 
     for (int32_t d = 0; d < nd; d++) {
         int64_t want = shape[d];
         same &= t->desc.ndim == nd && t->shape[d] == want;
+        /* a gradient of fewer dims than the input is never expandable (and
+         * has no dim to compare: do not index before its shape) */
         if (expandable) {
-            int64_t got = t->shape[t->desc.ndim - nd + d]; /* aligned at the right */
-            expandable = got == want || want == 1;
+            int64_t got = t->shape[t->desc.ndim - nd + d];
+            expandable &= got == want || want == 1;
         }
     }
     if (same) return NNM_OK;
