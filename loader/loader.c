@@ -41,6 +41,13 @@
 #define NNM__ENTRIES_MAX 4096u
 /* Longest layer or backend name (fits nnm__version_req.name). */
 #define NNM__NAME_MAX 63u
+/* Bounds on the rest of what a descriptor claims (nothing is read past them). */
+#define NNM__PLUGIN_NAME_MAX 63u    /* plugin name: [A-Za-z0-9_.-] */
+#define NNM__DESCRIPTION_MAX 1024u  /* one line of text */
+#define NNM__CONFIG_FIELDS_MAX 256u /* config keys one layer declares */
+#define NNM__CONFIG_KEY_MAX 255u    /* [A-Za-z0-9_], as manifests allow */
+#define NNM__CONFIG_DOC_MAX 1024u
+#define NNM__DISPLAY_NAME_MAX 63u   /* a class name: [A-Za-z_][A-Za-z0-9_]* */
 /* Longest message the loader composes (err buffers truncate further). */
 #define NNM__MSG_CAP 2048
 
@@ -226,6 +233,92 @@ static int entry_name_ok(const char *name, int strict) {
     return 1;
 }
 
+/* 1 when s is 1..max bytes, each accepted by ok(). */
+static int text_ok(const char *s, size_t max, int (*ok)(char c, size_t i)) {
+    if (!s) return 0;
+    size_t n = strnlen(s, max + 1);
+    if (n == 0 || n > max) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!ok(s[i], i)) return 0;
+    return 1;
+}
+
+static int ident_char(char c, size_t i) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+           (i > 0 && c >= '0' && c <= '9');
+}
+
+static int key_char(char c, size_t i) {
+    (void)i;
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static int plugin_name_char(char c, size_t i) {
+    return key_char(c, i) || c == '.' || c == '-';
+}
+
+/* Any byte but control characters (UTF-8 passes; nnm escapes on print). */
+static int line_char(char c, size_t i) {
+    (void)i;
+    return (unsigned char)c >= 0x20 && c != 0x7f;
+}
+
+/* Checks a layer's optional 1.2 fields: display name and config schema. */
+static int check_layer_text(const nnm_layer_vtable *vt, char *why, size_t cap) {
+    if (vt->struct_size >= offsetof(nnm_layer_vtable, display_name) + sizeof vt->display_name &&
+        vt->display_name && !text_ok(vt->display_name, NNM__DISPLAY_NAME_MAX, ident_char)) {
+        msg_set(why, cap, "layer '%s': invalid display_name (want 1 to %u of [A-Za-z0-9_], not "
+                "starting with a digit)", vt->name, NNM__DISPLAY_NAME_MAX);
+        return 0;
+    }
+    if (vt->struct_size < offsetof(nnm_layer_vtable, n_config_fields) + sizeof vt->n_config_fields)
+        return 1;
+    uint32_t n = vt->n_config_fields;
+    if (!vt->config_fields) {
+        if (n) {
+            msg_set(why, cap, "layer '%s': declares %u config fields but config_fields is NULL",
+                    vt->name, n);
+            return 0;
+        }
+        return 1;
+    }
+    if (n > NNM__CONFIG_FIELDS_MAX) {
+        msg_set(why, cap, "layer '%s': declares %u config fields (at most %u)", vt->name, n,
+                NNM__CONFIG_FIELDS_MAX);
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const nnm_config_field *f = &vt->config_fields[i];
+        if (!text_ok(f->key, NNM__CONFIG_KEY_MAX, key_char)) {
+            msg_set(why, cap, "layer '%s': config field #%u: invalid key (want 1 to %u of "
+                    "[A-Za-z0-9_])", vt->name, i, NNM__CONFIG_KEY_MAX);
+            return 0;
+        }
+        if (f->type < NNM_CONFIG_INT || f->type > NNM_CONFIG_ANY) {
+            msg_set(why, cap, "layer '%s': config field '%s': unknown type %d", vt->name, f->key,
+                    (int)f->type);
+            return 0;
+        }
+        if (f->flags & ~NNM_CONFIG_REQUIRED) {
+            msg_set(why, cap, "layer '%s': config field '%s': unknown flags 0x%x", vt->name, f->key,
+                    f->flags & ~NNM_CONFIG_REQUIRED);
+            return 0;
+        }
+        if (f->doc && strnlen(f->doc, NNM__CONFIG_DOC_MAX + 1) > NNM__CONFIG_DOC_MAX) {
+            msg_set(why, cap, "layer '%s': config field '%s': doc longer than %u bytes", vt->name,
+                    f->key, NNM__CONFIG_DOC_MAX);
+            return 0;
+        }
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(vt->config_fields[j].key, f->key) == 0) {
+                msg_set(why, cap, "layer '%s': config field '%s' is declared twice", vt->name,
+                        f->key);
+                return 0;
+            }
+    }
+    return 1;
+}
+
 /* Finds an already registered layer (usable records only). */
 static const nnm__plugin *registry_find_layer_exact(const nnm__registry *r, const char *name,
                                                     nnm__semver v) {
@@ -302,6 +395,7 @@ static nnm_status check_layers(const nnm__registry *r, const nnm_plugin_desc *de
                 msg_set(why, cap, "layer #%u: name is NULL", i);
             return NNM_E_PLUGIN;
         }
+        if (!check_layer_text(vt, why, cap)) return NNM_E_PLUGIN;
         nnm__semver v = layer_version(vt);
         if (!vt->create || !vt->forward) {
             msg_set(why, cap, "layer '%s' %u.%u.%u: required slot '%s' is NULL", vt->name,
@@ -446,6 +540,15 @@ static nnm_status check_desc(const nnm__registry *r, const nnm_plugin_desc *desc
         st = NNM_E_PLUGIN;
     } else if (!desc->name || !desc->name[0]) {
         msg_set(why, sizeof why, "plugin descriptor has no name");
+        st = NNM_E_PLUGIN;
+    } else if (!text_ok(desc->name, NNM__PLUGIN_NAME_MAX, plugin_name_char)) {
+        msg_set(why, sizeof why, "invalid plugin name (want 1 to %u of [A-Za-z0-9_.-])",
+                NNM__PLUGIN_NAME_MAX);
+        st = NNM_E_PLUGIN;
+    } else if (desc->description && !text_ok(desc->description, NNM__DESCRIPTION_MAX, line_char) &&
+               desc->description[0]) {
+        msg_set(why, sizeof why, "invalid description (want at most %u bytes, no control characters)",
+                NNM__DESCRIPTION_MAX);
         st = NNM_E_PLUGIN;
     } else {
         st = check_layers(r, desc, c, why, sizeof why);

@@ -299,7 +299,10 @@ typedef struct nnm__env {
     nnm__node *node;              /* backward: the node being run */
     nnm_tensor **saved;           /* custom forward: save_for_backward target */
     uint32_t n_saved;
+    uint32_t magic;               /* NNM__ENV_MAGIC: host slots refuse envs the runtime did not make */
 } nnm__env;
+
+#define NNM__ENV_MAGIC 0x6e6e6d45u /* "nnmE" */
 
 extern const nnm_host nnm__host;
 
@@ -320,6 +323,7 @@ static inline void nnm__env_init(nnm__env *e, nnm_ctx *ctx, nnm_module *m, int p
     e->node = NULL;
     e->saved = NULL;
     e->n_saved = 0;
+    e->magic = NNM__ENV_MAGIC;
 }
 
 static inline int nnm__device_eq(nnm_device a, nnm_device b) {
@@ -479,6 +483,10 @@ struct nnm__node {
         nnm_pool_params pool;
         int64_t sizes[NNM__MAX_IO]; /* concat: each input's size along dim; permute: perm */
     } u;
+    /* custom-backward nodes with more than 2 inputs: input i's ndim and
+     * shape at in_shapes[i * (NNM_MAX_DIMS + 1)] (malloc'd; up to 2 inputs
+     * use in_ndim/in_shape) */
+    int64_t *in_shapes;
 };
 
 void nnm__node_release(nnm__node *n); /* NULL: no-op */

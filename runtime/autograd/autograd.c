@@ -41,6 +41,7 @@ void nnm__node_release(nnm__node *n) {
             }
         }
         for (uint32_t i = 0; i < NNM__MAX_IO; i++) nnm_tensor_release(n->grad[i]);
+        free(n->in_shapes);
         if (n->module) nnm_module_release(n->module);
         if (n->peer) nnm__node_release(n->peer);
         n->next_free = ctx->free_nodes;
@@ -118,7 +119,34 @@ nnm_status nnm__grad_accumulate(nnm_ctx *ctx, nnm_tensor **slot, nnm_tensor *gra
     return NNM_OK;
 }
 
+/* acc += g in place, when acc can take it (contiguous f32 of g's shape, on
+ * g's device, a backend with binary ops); 1 if done (or failed: *st), 0 if
+ * the caller must fall back to a new tensor. */
+static int add_in_place(nnm_ctx *ctx, nnm_tensor *acc, nnm_tensor *g, nnm_status *st) {
+    if (acc->desc.ndim != g->desc.ndim || !nnm__device_eq(acc->desc.device, g->desc.device) ||
+        acc->desc.dtype.code != NNM_DTYPE_FLOAT || acc->desc.dtype.bits != 32 ||
+        g->desc.dtype.code != NNM_DTYPE_FLOAT || g->desc.dtype.bits != 32 ||
+        !nnm__tensor_is_contiguous(acc))
+        return 0;
+    for (int32_t i = 0; i < acc->desc.ndim; i++)
+        if (acc->shape[i] != g->shape[i]) return 0;
+    nnm__backend *be;
+    if (nnm__backend_get(ctx, acc->desc.device, &be) || !be->vt->binary) return 0;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    /* out aliases a element for element: each is read before it is written */
+    nnm_binary_args args = {sizeof args, NNM_BINARY_ADD, &acc->desc, &g->desc, &acc->desc};
+    *st = be->vt->binary(&env.pub, be->state, &args);
+    return 1;
+}
+
 nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
+    /* As PyTorch's AccumulateGrad (`variable.grad += new_grad` when not
+     * creating a graph): the same .grad tensor is updated in place, so a
+     * reference taken to it earlier sees the sum. A .grad that cannot be
+     * (one a user set that is not contiguous) is replaced by the sum. */
+    nnm_status st = NNM_OK;
+    if (leaf->grad && add_in_place(ctx, leaf->grad, grad, &st)) return st;
     if (leaf->grad) return nnm__grad_accumulate(ctx, &leaf->grad, grad);
     /* Take the tensor only when nothing else can see its memory (as PyTorch
      * steals a gradient it solely owns); otherwise .grad gets a copy, so a

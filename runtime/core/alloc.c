@@ -101,6 +101,10 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
         nnm_ctx_empty_cache(ctx);
         st = be->vt->alloc(&env.pub, be->state, dev.id, rounded, &data);
     }
+    if (!st && !data && rounded) /* a hostile or broken backend: never hand NULL out as memory */
+        st = nnm__error(ctx, NNM_E_PLUGIN,
+                        "backend '%s' (%s): alloc of %zu bytes returned success but a NULL pointer",
+                        be->vt->name, be->plugin ? be->plugin->path : "?", rounded);
     if (st) {
         s->next = ctx->free_storages;
         ctx->free_storages = s;

@@ -13,6 +13,7 @@
  * 3 and 4 only, with no allocation.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -111,17 +112,95 @@ static int custom_node_needed(const nnm_module *m, nnm_tensor *const *in, uint32
     return 0;
 }
 
+/* A plugin's failure status, made a proper nnm_status with a message: a
+ * positive or unknown code becomes NNM_E_PLUGIN, and a failure that set no
+ * message (err_seq unchanged since `seq`) gets one saying so. */
+static nnm_status plugin_failed(nnm_ctx *ctx, nnm_status st, uint64_t seq, const char *what) {
+    nnm_status code = st > 0 || !strcmp(nnm_status_name(st), "unknown") ? NNM_E_PLUGIN : st;
+    if (code != st)
+        nnm__error(ctx, code, "%s failed with status %d, which is not an nnm_status%s%s", what,
+                   (int)st, ctx->err_seq != seq ? ": " : "", ctx->err_seq != seq ? ctx->errmsg : "");
+    else if (ctx->err_seq == seq)
+        nnm__error(ctx, code, "%s failed with %s and no message", what, nnm_status_name(code));
+    return code;
+}
+
+/* Input i's shape as recorded for a custom node. */
+static const int64_t *node_in_shape(const nnm__node *n, uint32_t i, int32_t *ndim) {
+    if (n->in_shapes) {
+        const int64_t *p = n->in_shapes + (size_t)i * (NNM_MAX_DIMS + 1);
+        *ndim = (int32_t)p[0];
+        return p + 1;
+    }
+    *ndim = n->in_ndim[i];
+    return n->in_shape[i];
+}
+
+/* PyTorch's validate_outputs: a gradient must have its input's dtype and
+ * device, and a shape the input's expands to (then it is summed down to the
+ * input's shape); anything else is refused at the node, naming the module. */
+static nnm_status check_grad(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor **g) {
+    nnm_module *m = n->module;
+    nnm_tensor *t = *g;
+    char a[160], b[160];
+    if (t->desc.dtype.code != NNM_DTYPE_FLOAT || t->desc.dtype.bits != 32 || t->desc.dtype.lanes != 1)
+        return nnm__error(ctx, NNM_E_DTYPE,
+                          "backward returned an invalid gradient at index %u - expected dtype f32 "
+                          "but got another dtype (code %u, %u bits)",
+                          i, t->desc.dtype.code, t->desc.dtype.bits);
+    if (!nnm__device_eq(t->desc.device, m->device))
+        return nnm__error(ctx, NNM_E_DEVICE,
+                          "backward returned an invalid gradient at index %u - expected device %s "
+                          "but got %s",
+                          i, nnm__device_name(m->device, a, sizeof a),
+                          nnm__device_name(t->desc.device, b, sizeof b));
+    int32_t nd;
+    const int64_t *shape = node_in_shape(n, i, &nd);
+    int same = t->desc.ndim == nd, expandable = nd <= t->desc.ndim;
+    for (int32_t d = 0; d < nd; d++) {
+        int64_t want = shape[d], got = t->shape[t->desc.ndim - nd + d];
+        same &= t->desc.ndim == nd && t->shape[d] == want;
+        expandable &= got == want || want == 1;
+    }
+    if (same) return NNM_OK;
+    if (!expandable) {
+        nnm_tensor_desc want = t->desc;
+        want.ndim = nd;
+        want.shape = (int64_t *)shape;
+        nnm__shape_str(&t->desc, a, sizeof a);
+        nnm__shape_str(&want, b, sizeof b);
+        return nnm__error(ctx, NNM_E_SHAPE,
+                          "backward returned an invalid gradient at index %u - got %s but expected "
+                          "shape compatible with %s",
+                          i, a, b);
+    }
+    nnm_tensor *sum;
+    nnm_status st = nnm__sum_to(ctx, t, nd, shape, &sum);
+    if (st) return st;
+    nnm_tensor_release(t);
+    *g = sum;
+    return NNM_OK;
+}
+
 static nnm_status custom_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
     nnm_module *m = n->module;
     nnm__env env;
     nnm__env_init(&env, ctx, m, NNM__PHASE_BACKWARD);
     env.grad = 0;
     env.node = n;
-    ctx->errmsg[0] = 0;
+    uint64_t seq = ctx->err_seq;
     nnm_status st = m->vt->backward(&env.pub, m->self, gout, n->n_out, gin, n->n_in);
+    if (st) st = plugin_failed(ctx, st, seq, "backward");
+    for (uint32_t i = 0; i < n->n_in && !st; i++) {
+        if (!gin[i]) continue;
+        if (!n->next[i].fn && !n->next[i].leaf) { /* needs none: dropped, as PyTorch */
+            nnm_tensor_release(gin[i]);
+            gin[i] = NULL;
+            continue;
+        }
+        st = check_grad(ctx, n, i, &gin[i]);
+    }
     if (st) {
-        if (st > 0) st = NNM_E_PLUGIN;
-        if (!ctx->errmsg[0]) nnm__error(ctx, st, "backward failed (%s)", nnm_status_str(st));
         nnm__error_attribute(ctx, m);
         for (uint32_t i = 0; i < n->n_in; i++) {
             nnm_tensor_release(gin[i]);
@@ -145,6 +224,23 @@ nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in
     n->n_saved = n_saved;
     n->module = m;
     m->refs++;
+    /* the inputs' shapes, to check what backward returns */
+    int64_t *meta = n_in > 2 ? malloc((size_t)n_in * (NNM_MAX_DIMS + 1) * sizeof *meta) : NULL;
+    if (n_in > 2 && !meta) {
+        nnm__node_release(n);
+        return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (autograd node)");
+    }
+    n->in_shapes = meta;
+    for (uint32_t i = 0; i < n_in; i++) {
+        const nnm_tensor *x = in[i];
+        if (meta) {
+            meta[(size_t)i * (NNM_MAX_DIMS + 1)] = x->desc.ndim;
+            memcpy(meta + (size_t)i * (NNM_MAX_DIMS + 1) + 1, x->shape, (size_t)x->desc.ndim * sizeof *meta);
+        } else {
+            n->in_ndim[i] = x->desc.ndim;
+            memcpy(n->in_shape[i], x->shape, (size_t)x->desc.ndim * sizeof *meta);
+        }
+    }
     nnm_status st = NNM_OK;
     for (uint32_t i = 0; i < n_out && !st; i++) {
         nnm_tensor *o = out[i];
@@ -285,12 +381,42 @@ static nnm_status wrap(nnm_module *m, nnm__backward_fn fn, nnm_tensor **v, uint3
     return st;
 }
 
+/* A forward that returns one of its inputs must hand out a reference of
+ * its own (host->tensor_retain). If an input that is also an output gained
+ * fewer references than it appears among the outputs, the extra outputs own
+ * nothing: they are taken out (not released) and the call fails. Cheap: only
+ * pointer compares unless an output is an input. */
+static nnm_status check_passthrough(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
+                                    const uint32_t *refs, nnm_tensor **out, uint32_t n_out) {
+    for (uint32_t i = 0; i < n_in; i++) {
+        uint32_t k = 0, first = 0;
+        for (uint32_t j = n_out; j-- > 0;)
+            if (out[j] == in[i]) k++, first = j;
+        if (!k) continue;
+        int dup = 0; /* the same tensor passed twice: checked at its first index */
+        for (uint32_t e = 0; e < i; e++) dup |= in[e] == in[i];
+        if (dup || in[i]->refs >= refs[i] + k) continue;
+        uint32_t missing = refs[i] + k - in[i]->refs;
+        for (uint32_t j = n_out; j-- > 0 && missing;)
+            if (out[j] == in[i]) out[j] = NULL, missing--;
+        return fail(m, NNM_E_PLUGIN,
+                    "forward returned input %u as output %u without taking a reference "
+                    "(host->tensor_retain)",
+                    i, first);
+    }
+    return NNM_OK;
+}
+
 /* Runs the layer's forward with its call context. */
 static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                               uint32_t n_out) {
+    nnm_ctx *ctx = m->ctx;
     nnm__env env;
-    nnm__env_init(&env, m->ctx, m, NNM__PHASE_FORWARD);
+    nnm__env_init(&env, ctx, m, NNM__PHASE_FORWARD);
     env.grad = nnm_grad_is_enabled();
+    uint32_t refs[NNM__MAX_IO];
+    for (uint32_t i = 0; i < n_in; i++) refs[i] = in[i]->refs;
+    uint64_t seq = ctx->err_seq;
     nnm_status st;
     if (NNM__UNLIKELY(custom_node_needed(m, in, n_in))) {
         /* forward computes without recording; the layer is one node */
@@ -299,8 +425,13 @@ static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_i
         nnm_grad_set_enabled(0);
         st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
         nnm_grad_set_enabled(1);
+        if (st) {
+            st = plugin_failed(ctx, st, seq, "forward");
+            nnm__error_attribute(ctx, m);
+        }
         for (uint32_t i = 0; !st && i < n_out; i++)
             if (!out[i]) st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
+        if (!st) st = check_passthrough(m, in, n_in, refs, out, n_out);
         if (!st) {
             st = nnm__record_layer(m, in, n_in, out, n_out, saved, env.n_saved);
         } else {
@@ -308,17 +439,18 @@ static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_i
         }
     } else {
         st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
+        if (NNM__UNLIKELY(st)) {
+            st = plugin_failed(ctx, st, seq, "forward");
+            nnm__error_attribute(ctx, m);
+        }
     }
-    if (NNM__UNLIKELY(st)) {
-        if (st > 0) st = NNM_E_PLUGIN; /* positive is not a status: keep the contract */
-        nnm__error_attribute(m->ctx, m);
-        goto drop;
-    }
+    if (NNM__UNLIKELY(st)) goto drop;
     for (uint32_t i = 0; i < n_out; i++)
         if (NNM__UNLIKELY(!out[i])) {
             st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
             goto drop;
         }
+    if (NNM__UNLIKELY((st = check_passthrough(m, in, n_in, refs, out, n_out)))) goto drop;
     return NNM_OK;
 drop:
     for (uint32_t i = 0; i < n_out; i++) {

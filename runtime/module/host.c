@@ -9,8 +9,27 @@
 
 static nnm_status host_set_error(nnm_env *env, nnm_status code, const char *fmt, ...)
     NNM__PRINTF(3, 4);
+/* Every slot checks what a plugin hands it before touching anything: an env
+ * the runtime made for this invocation, and non-NULL pointers where it reads
+ * or writes. A slot that cannot even find the context returns NNM_E_INVALID
+ * (or 0) without a message; the call path then says the plugin failed
+ * without one. */
+static nnm__env *env_check(nnm_env *env) {
+    if (!env || env->struct_size != sizeof(nnm_env) || env->host != &nnm__host) return NULL;
+    nnm__env *e = nnm__env_of(env);
+    return e->magic == NNM__ENV_MAGIC ? e : NULL;
+}
+
+#define ENV(e, env)                                                                              \
+    nnm__env *e = env_check(env);                                                                \
+    if (!e) return NNM_E_INVALID
+
+static nnm_status null_arg(nnm__env *e, const char *slot, const char *what) {
+    return nnm__error(e->ctx, NNM_E_INVALID, "host->%s: %s is NULL", slot, what);
+}
+
 static nnm_status host_set_error(nnm_env *env, nnm_status code, const char *fmt, ...) {
-    if (!env || !fmt) return code;
+    if (!env_check(env) || !fmt) return code;
     va_list ap;
     va_start(ap, fmt);
     nnm__verror(nnm__env_of(env)->ctx, code, fmt, ap);
@@ -21,8 +40,8 @@ static nnm_status host_set_error(nnm_env *env, nnm_status code, const char *fmt,
 /* ---- config ------------------------------------------------------------- */
 
 static nnm_status cfg_lookup(nnm_env *env, const char *key, int type, const nnm__cfg_entry **out) {
-    nnm__env *e = nnm__env_of(env);
     *out = NULL;
+    ENV(e, env);
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
     if (!key) return nnm__error(e->ctx, NNM_E_INVALID, "config key is NULL");
@@ -49,6 +68,7 @@ static nnm_status missing(nnm_env *env, const char *key, int type) {
 
 static nnm_status host_config_int(nnm_env *env, const char *key, const int64_t *dflt, int64_t *out) {
     const nnm__cfg_entry *c;
+    if (!out) return env_check(env) ? null_arg(nnm__env_of(env), "config_int", "out") : NNM_E_INVALID;
     nnm_status st = cfg_lookup(env, key, NNM__CFG_INT, &c);
     if (st) return st;
     if (c) *out = c->u.i;
@@ -59,6 +79,7 @@ static nnm_status host_config_int(nnm_env *env, const char *key, const int64_t *
 
 static nnm_status host_config_float(nnm_env *env, const char *key, const double *dflt, double *out) {
     const nnm__cfg_entry *c;
+    if (!out) return env_check(env) ? null_arg(nnm__env_of(env), "config_float", "out") : NNM_E_INVALID;
     nnm_status st = cfg_lookup(env, key, NNM__CFG_FLOAT, &c);
     if (st) return st;
     if (c) *out = c->type == NNM__CFG_INT ? (double)c->u.i : c->u.f;
@@ -69,6 +90,7 @@ static nnm_status host_config_float(nnm_env *env, const char *key, const double 
 
 static nnm_status host_config_bool(nnm_env *env, const char *key, const int *dflt, int *out) {
     const nnm__cfg_entry *c;
+    if (!out) return env_check(env) ? null_arg(nnm__env_of(env), "config_bool", "out") : NNM_E_INVALID;
     nnm_status st = cfg_lookup(env, key, NNM__CFG_BOOL, &c);
     if (st) return st;
     if (c) *out = c->u.b;
@@ -79,6 +101,7 @@ static nnm_status host_config_bool(nnm_env *env, const char *key, const int *dfl
 
 static nnm_status host_config_str(nnm_env *env, const char *key, const char *dflt, const char **out) {
     const nnm__cfg_entry *c;
+    if (!out) return env_check(env) ? null_arg(nnm__env_of(env), "config_str", "out") : NNM_E_INVALID;
     nnm_status st = cfg_lookup(env, key, NNM__CFG_STR, &c);
     if (st) return st;
     if (c) *out = c->u.s;
@@ -94,6 +117,9 @@ static nnm_status list_too_long(nnm_env *env, const char *key, size_t n, size_t 
 
 static nnm_status host_config_ints(nnm_env *env, const char *key, int64_t *buf, size_t cap, size_t *n) {
     const nnm__cfg_entry *c;
+    if (!n || (cap && !buf))
+        return env_check(env) ? null_arg(nnm__env_of(env), "config_ints", !n ? "n" : "buf")
+                              : NNM_E_INVALID;
     nnm_status st = cfg_lookup(env, key, NNM__CFG_INTS, &c);
     if (st) return st;
     if (!c) return missing(env, key, NNM__CFG_INTS);
@@ -129,9 +155,10 @@ static nnm_status init_tensor(nnm_ctx *ctx, nnm_tensor *t, int32_t init, double 
 static nnm_status declare(nnm_env *env, int buffer, const char *name, int32_t ndim,
                           const int64_t *shape, int32_t init, double a, double b, int persistent,
                           nnm_tensor **out) {
-    nnm__env *e = nnm__env_of(env);
     if (out) *out = NULL;
+    ENV(e, env);
     if (!out) return nnm__error(e->ctx, NNM_E_INVALID, "param_new/buffer_new: out is NULL");
+    if (!name) return nnm__error(e->ctx, NNM_E_INVALID, "param_new/buffer_new: name is NULL");
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "parameters and buffers are declared only in create");
     nnm_tensor *t;
@@ -160,7 +187,7 @@ static nnm_status host_buffer_new(nnm_env *env, const char *name, int32_t ndim, 
 
 static nnm_status host_input_spec(nnm_env *env, uint32_t index, int32_t ndim, const int64_t *dims,
                                   uint32_t flags) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "input specs are declared only in create");
     if (index >= NNM__MAX_SPECS || ndim < 0 || ndim > NNM_MAX_DIMS || (ndim && !dims))
@@ -176,18 +203,27 @@ static nnm_status host_input_spec(nnm_env *env, uint32_t index, int32_t ndim, co
 
 /* ---- call context ------------------------------------------------------- */
 
-static int host_is_training(nnm_env *env) { return nnm__env_of(env)->training; }
-static int host_grad_enabled(nnm_env *env) { return nnm__env_of(env)->grad; }
-static nnm_device host_device(nnm_env *env) { return nnm__env_of(env)->device; }
+static int host_is_training(nnm_env *env) {
+    nnm__env *e = env_check(env);
+    return e ? e->training : 0;
+}
+static int host_grad_enabled(nnm_env *env) {
+    nnm__env *e = env_check(env);
+    return e ? e->grad : 0;
+}
+static nnm_device host_device(nnm_env *env) {
+    nnm__env *e = env_check(env);
+    return e ? e->device : (nnm_device){NNM_DEVICE_CPU, 0};
+}
 
 static uint32_t host_child_count(nnm_env *env) {
-    nnm__env *e = nnm__env_of(env);
-    return e->module ? e->module->n_children : 0;
+    nnm__env *e = env_check(env);
+    return e && e->module ? e->module->n_children : 0;
 }
 
 static nnm_status host_child_call(nnm_env *env, uint32_t index, nnm_tensor *const *in, uint32_t n_in,
                                   nnm_tensor **out, uint32_t n_out) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_FORWARD || !e->module)
         return nnm__error(e->ctx, NNM_E_STATE, "child_call is valid only in forward");
     if (index >= e->module->n_children)
@@ -200,11 +236,12 @@ static nnm_status host_child_call(nnm_env *env, uint32_t index, nnm_tensor *cons
 static nnm_status host_config_floats(nnm_env *env, const char *key, double *buf, size_t cap,
                                      size_t *n) {
     const nnm__cfg_entry *c;
+    if (!n || (cap && !buf))
+        return env_check(env) ? null_arg(nnm__env_of(env), "config_floats", !n ? "n" : "buf")
+                              : NNM_E_INVALID;
     nnm_status st = cfg_lookup(env, key, NNM__CFG_FLOATS, &c);
     if (st) return st;
     if (!c) return missing(env, key, NNM__CFG_FLOATS);
-    if (!n || (cap && !buf))
-        return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "config_floats: NULL argument");
     size_t len = c->type == NNM__CFG_INTS ? c->u.ints.n : c->u.floats.n;
     if (len > cap) return list_too_long(env, key, len, cap, NNM__CFG_FLOATS);
     for (size_t i = 0; i < len; i++)
@@ -216,11 +253,12 @@ static nnm_status host_config_floats(nnm_env *env, const char *key, double *buf,
 static nnm_status host_config_strs(nnm_env *env, const char *key, const char **buf, size_t cap,
                                    size_t *n) {
     const nnm__cfg_entry *c;
+    if (!n || (cap && !buf))
+        return env_check(env) ? null_arg(nnm__env_of(env), "config_strs", !n ? "n" : "buf")
+                              : NNM_E_INVALID;
     nnm_status st = cfg_lookup(env, key, NNM__CFG_STRS, &c);
     if (st) return st;
     if (!c) return missing(env, key, NNM__CFG_STRS);
-    if (!n || (cap && !buf))
-        return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "config_strs: NULL argument");
     size_t len = c->type == NNM__CFG_STRS ? c->u.strs.n : 0; /* else an empty list */
     if (len > cap) return list_too_long(env, key, len, cap, NNM__CFG_STRS);
     for (size_t i = 0; i < len; i++) buf[i] = c->u.strs.v[i];
@@ -230,7 +268,7 @@ static nnm_status host_config_strs(nnm_env *env, const char *key, const char **b
 
 static nnm_status host_child_info(nnm_env *env, uint32_t index, const char **name,
                                   int32_t *n_inputs, int32_t *n_outputs) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (!e->module || e->phase == NNM__PHASE_CREATE || e->phase == NNM__PHASE_BACKEND)
         return nnm__error(e->ctx, NNM_E_STATE, "child_info is valid in forward, backward and finalize");
     if (index >= e->module->n_children)
@@ -244,7 +282,7 @@ static nnm_status host_child_info(nnm_env *env, uint32_t index, const char **nam
 }
 
 static nnm_status descendant(nnm_env *env, const char *path, const char *what, nnm_module **out) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (!e->module || e->phase == NNM__PHASE_CREATE || e->phase == NNM__PHASE_BACKEND)
         return nnm__error(e->ctx, NNM_E_STATE, "%s is valid in forward, backward and finalize", what);
     if (!path || !*path) return nnm__error(e->ctx, NNM_E_INVALID, "%s: empty path", what);
@@ -265,7 +303,7 @@ static nnm_status host_descendant_info(nnm_env *env, const char *path, int32_t *
 
 static nnm_status host_descendant_call(nnm_env *env, const char *path, nnm_tensor *const *in,
                                        uint32_t n_in, nnm_tensor **out, uint32_t n_out) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_FORWARD || !e->module)
         return nnm__error(e->ctx, NNM_E_STATE, "descendant_call is valid only in forward");
     nnm_module *d;
@@ -282,12 +320,13 @@ static void host_tensor_release(nnm_tensor *t) { nnm_tensor_release(t); }
 
 static nnm_status host_tensor_new(nnm_env *env, int32_t ndim, const int64_t *shape, nnm_dtype dtype,
                                   nnm_tensor **out) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (!out) return nnm__error(e->ctx, NNM_E_INVALID, "tensor_new: out is NULL");
     return nnm__tensor_alloc(e->ctx, e->device, dtype, ndim, shape, out);
 }
 
 #define OUT_CHECK(env, out)                                                                       \
+    if (!env_check(env)) return NNM_E_INVALID;                                                    \
     if (!(out)) return nnm__error(nnm__env_of(env)->ctx, NNM_E_INVALID, "op: out is NULL")
 
 static nnm_status host_op_linear(nnm_env *env, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b,
@@ -337,11 +376,13 @@ static nnm_status host_op_nll(nnm_env *env, nnm_tensor *logp, nnm_tensor *target
 static nnm_status host_op_reshape(nnm_env *env, nnm_tensor *x, int32_t ndim, const int64_t *shape,
                                   nnm_tensor **out) {
     OUT_CHECK(env, out);
+    if (!x || (ndim > 0 && !shape))
+        return null_arg(nnm__env_of(env), "op_reshape", !x ? "x" : "shape");
     return nnm__op_reshape(nnm__env_of(env)->ctx, x, ndim, shape, out);
 }
 
 static nnm_status host_save_for_backward(nnm_env *env, nnm_tensor *const *t, uint32_t n) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_FORWARD)
         return nnm__error(e->ctx, NNM_E_STATE, "save_for_backward is valid only in forward");
     if (n && !t) return nnm__error(e->ctx, NNM_E_INVALID, "save_for_backward: tensors are NULL");
@@ -360,7 +401,7 @@ static nnm_status host_save_for_backward(nnm_env *env, nnm_tensor *const *t, uin
 }
 
 static nnm_status host_saved_tensors(nnm_env *env, nnm_tensor *const **t, uint32_t *n) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_BACKWARD || !e->node || !t || !n)
         return nnm__error(e->ctx, NNM_E_STATE, "saved_tensors is valid only in backward");
     *t = e->node->saved;
@@ -369,7 +410,7 @@ static nnm_status host_saved_tensors(nnm_env *env, nnm_tensor *const **t, uint32
 }
 
 static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tensor *grad) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_BACKWARD || !e->module)
         return nnm__error(e->ctx, NNM_E_STATE, "accumulate_grad is valid only in backward");
     if (!param || !grad) return nnm__error(e->ctx, NNM_E_INVALID, "accumulate_grad: NULL tensor");
@@ -385,13 +426,13 @@ static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tens
 /* ---- ABI 1.3 ------------------------------------------------------------ */
 
 static nnm_status host_set_error_msg(nnm_env *env, nnm_status code, const char *msg) {
-    if (!env) return code;
+    if (!env_check(env)) return code;
     if (msg) nnm__error(nnm__env_of(env)->ctx, code, "%s", msg);
     return code;
 }
 
 static nnm_status host_config_type(nnm_env *env, const char *key, int32_t *type) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
     if (!key || !type) return nnm__error(e->ctx, NNM_E_INVALID, "config_type: NULL argument");
@@ -403,7 +444,7 @@ static nnm_status host_config_type(nnm_env *env, const char *key, int32_t *type)
 
 static nnm_status host_config_int_or_ints(nnm_env *env, const char *key, const int64_t *dflt, int64_t *out,
                                           size_t n) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "config is readable only in create");
     if (!key || (n && !out)) return nnm__error(e->ctx, NNM_E_INVALID, "config_int_or_ints: NULL argument");
@@ -432,7 +473,7 @@ static nnm_status host_config_int_or_ints(nnm_env *env, const char *key, const i
 }
 
 static nnm_status host_tensor_read_f32(nnm_env *env, nnm_tensor *t, float *dst, size_t n) {
-    nnm__env *e = nnm__env_of(env);
+    ENV(e, env);
     if (!t || (n && !dst)) return nnm__error(e->ctx, NNM_E_INVALID, "tensor_read_f32: NULL argument");
     if ((uint64_t)nnm_tensor_numel(t) != n)
         return nnm__error(e->ctx, NNM_E_SHAPE, "tensor_read_f32: the tensor has %lld elements, not %zu",
@@ -442,14 +483,14 @@ static nnm_status host_tensor_read_f32(nnm_env *env, nnm_tensor *t, float *dst, 
 
 static nnm_status host_op_full(nnm_env *env, int32_t ndim, const int64_t *shape, double value, nnm_tensor **out) {
     OUT_CHECK(env, out);
-    nnm__env *e = nnm__env_of(env);
+    nnm__env *e = nnm__env_of(env); /* checked by OUT_CHECK */
     return nnm__op_full(e->ctx, e->device, ndim, shape, value, out);
 }
 
 static nnm_status host_op_rand(nnm_env *env, int32_t dist, double a, double b, int32_t ndim, const int64_t *shape,
                                nnm_tensor **out) {
     OUT_CHECK(env, out);
-    nnm__env *e = nnm__env_of(env);
+    nnm__env *e = nnm__env_of(env); /* checked by OUT_CHECK */
     return nnm__op_rand(e->ctx, e->device, dist, a, b, ndim, shape, out);
 }
 
@@ -496,6 +537,8 @@ static nnm_status host_op_pool(nnm_env *env, nnm_tensor *x, const nnm_pool_param
 }
 
 static nnm_status host_op_update(nnm_env *env, nnm_tensor *dst, nnm_tensor *src, double alpha, double beta) {
+    ENV(e, env);
+    if (!dst || !src) return null_arg(e, "op_update", !dst ? "dst" : "src");
     return nnm__op_update(nnm__env_of(env)->ctx, dst, src, alpha, beta);
 }
 

@@ -477,7 +477,12 @@ static void repr_rec(const nnm_module *m, outbuf *o, int indent) {
     extra[0] = 0;
     if (m->vt->extra_repr) {
         int w = m->vt->extra_repr(m->self, extra, sizeof extra);
+        /* the plugin's text: terminated by the host whatever it wrote, and
+         * never a control character (a terminal would obey it) */
+        extra[sizeof extra - 1] = 0;
         if (w < 0) extra[0] = 0;
+        for (char *c = extra; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     }
     /* As PyTorch: the extra text inline for a leaf, on its own line first
      * for a module with children. */

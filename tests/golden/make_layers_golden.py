@@ -13,6 +13,7 @@ and committed. Each file is one case, read by tests/layers/test_layers_golden.c:
             n_inputs     number of inputs; input_<i> each
             grad_inputs  comma-separated indices of the inputs that require grad
             n_warmup     calls made before the checked one (warmup<k>_input_<i>)
+            repr         (layers) PyTorch's repr(module), which print(model) must match
   tensors   state.<name>        parameters and buffers loaded before the calls
             input_<i>           the checked call's inputs
             output_0            its output
@@ -103,6 +104,8 @@ def case(name, layer_type, config, inputs, fn=None, module=None, mode="train",
     if module is not None:
         for k, b in module.named_buffers():
             tensors["state_after." + k] = b.detach().clone().float()
+    if module is not None:
+        meta["repr"] = repr(module)
     meta["manifest"] = manifest(layer_type, config)
     meta["mode"] = mode
     meta["n_inputs"] = str(len(inputs))
@@ -226,8 +229,121 @@ def conv_op_cases():
          [spaced(2, 9, seed=50)], lambda x: F.max_pool1d(x, 3, 1))
 
 
+def randomize(m, seed):
+    """Non-trivial affine parameters (PyTorch's ones/zeros would hide a
+    swapped weight and bias)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.rand(p.shape, generator=g) * 1.5 + 0.25)
+    return m
+
+
+def pretrain(m, shape, steps, seed):
+    """Running statistics that are not the initial zeros/ones."""
+    m.train()
+    with torch.no_grad():
+        for k in range(steps):
+            m(rnd(*shape, seed=seed + k, lo=-1.0, hi=3.0))
+    return m
+
+
 def layer_cases():
-    pass
+    torch.manual_seed(1234)
+    # ---- convolutions ----
+    case("conv2d_basic", "conv2d", {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding": 1},
+         [rnd(2, 3, 6, 5, seed=100)], module=nn.Conv2d(3, 4, 3, padding=1))
+    case("conv2d_stride_dilation_nobias", "conv2d",
+         {"in_channels": 2, "out_channels": 3, "kernel_size": [3, 2], "stride": 2, "dilation": [2, 1],
+          "padding": [2, 0], "bias": False},
+         [rnd(2, 2, 9, 7, seed=101)],
+         module=nn.Conv2d(2, 3, (3, 2), stride=2, dilation=(2, 1), padding=(2, 0), bias=False))
+    case("conv2d_groups_same_even", "conv2d",
+         {"in_channels": 4, "out_channels": 6, "kernel_size": 4, "groups": 2, "padding": "same"},
+         [rnd(2, 4, 5, 6, seed=102)], module=nn.Conv2d(4, 6, 4, groups=2, padding="same"))
+    case("conv2d_depthwise_valid", "conv2d",
+         {"in_channels": 4, "out_channels": 8, "kernel_size": 3, "groups": 4, "padding": "valid"},
+         [rnd(2, 4, 6, 6, seed=103)], module=nn.Conv2d(4, 8, 3, groups=4, padding="valid"))
+    case("conv2d_same_dilated", "conv2d",
+         {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "dilation": 2, "padding": "same"},
+         [rnd(1, 2, 7, 5, seed=104)], module=nn.Conv2d(2, 2, 3, dilation=2, padding="same"))
+    case("conv2d_unbatched", "conv2d", {"in_channels": 3, "out_channels": 2, "kernel_size": 2},
+         [rnd(3, 5, 4, seed=105)], module=nn.Conv2d(3, 2, 2))
+    case("conv2d_1x1_batch1", "conv2d", {"in_channels": 5, "out_channels": 3, "kernel_size": 1},
+         [rnd(1, 5, 4, 3, seed=106)], module=nn.Conv2d(5, 3, 1))
+    case("conv1d_stride_pad", "conv1d",
+         {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1},
+         [rnd(2, 2, 9, seed=107)], module=nn.Conv1d(2, 3, 3, stride=2, padding=1))
+    case("conv1d_same_dilated_tuple", "conv1d",
+         {"in_channels": 3, "out_channels": 2, "kernel_size": [4], "dilation": [2], "padding": "same"},
+         [rnd(2, 3, 10, seed=108)], module=nn.Conv1d(3, 2, 4, dilation=2, padding="same"))
+    case("conv_transpose2d_groups_outpad", "conv_transpose2d",
+         {"in_channels": 4, "out_channels": 6, "kernel_size": 3, "stride": 2, "padding": 1,
+          "output_padding": 1, "groups": 2},
+         [rnd(2, 4, 3, 4, seed=109)],
+         module=nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2))
+    case("conv_transpose2d_rect_nobias", "conv_transpose2d",
+         {"in_channels": 3, "out_channels": 2, "kernel_size": [2, 3], "stride": [1, 2], "dilation": [2, 1],
+          "bias": False},
+         [rnd(1, 3, 4, 3, seed=110)],
+         module=nn.ConvTranspose2d(3, 2, (2, 3), stride=(1, 2), dilation=(2, 1), bias=False))
+    # ---- pooling ----
+    xp = spaced(2, 3, 8, 7, seed=111)
+    case("max_pool2d_k2", "max_pool2d", {"kernel_size": 2}, [xp], module=nn.MaxPool2d(2))
+    case("max_pool2d_pad_ceil", "max_pool2d",
+         {"kernel_size": [3, 2], "stride": [2, 1], "padding": 1, "ceil_mode": True}, [xp],
+         module=nn.MaxPool2d((3, 2), stride=(2, 1), padding=1, ceil_mode=True))
+    case("max_pool2d_dilation_unbatched", "max_pool2d", {"kernel_size": 2, "stride": 1, "dilation": 2},
+         [spaced(3, 6, 6, seed=112)], module=nn.MaxPool2d(2, stride=1, dilation=2))
+    xa = rnd(2, 3, 7, 9, seed=113)
+    case("avg_pool2d_k3s2p1", "avg_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1}, [xa],
+         module=nn.AvgPool2d(3, stride=2, padding=1))
+    case("avg_pool2d_exclude_pad_ceil", "avg_pool2d",
+         {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}, [xa],
+         module=nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False))
+    case("avg_pool2d_divisor", "avg_pool2d", {"kernel_size": [2, 3], "divisor_override": 4}, [xa],
+         module=nn.AvgPool2d((2, 3), divisor_override=4))
+    case("adaptive_avg_pool2d_3x4", "adaptive_avg_pool2d", {"output_size": [3, 4]}, [xa],
+         module=nn.AdaptiveAvgPool2d((3, 4)))
+    case("adaptive_avg_pool2d_global", "adaptive_avg_pool2d", {"output_size": 1}, [xa],
+         module=nn.AdaptiveAvgPool2d(1))
+    # ---- flatten ----
+    x4 = rnd(2, 3, 4, 5, seed=114)
+    case("flatten_default", "flatten", None, [x4], module=nn.Flatten())
+    case("flatten_0_2", "flatten", {"start_dim": 0, "end_dim": 2}, [x4], module=nn.Flatten(0, 2))
+    case("unflatten", "unflatten", {"dim": 1, "unflattened_size": [3, 4]}, [rnd(2, 12, 5, seed=115)],
+         module=nn.Unflatten(1, (3, 4)))
+    case("unflatten_infer", "unflatten", {"dim": -1, "unflattened_size": [2, -1]}, [rnd(2, 3, 10, seed=116)],
+         module=nn.Unflatten(-1, (2, -1)))
+    # ---- normalisation ----
+    bn_shape = (4, 3, 5, 4)
+    warm = [[rnd(*bn_shape, seed=120 + k, lo=-1.0, hi=3.0)] for k in range(3)]
+    case("batch_norm2d_train_steps", "batch_norm2d", {"num_features": 3}, [rnd(*bn_shape, seed=119)],
+         module=randomize(nn.BatchNorm2d(3), 1), warmup=warm)
+    case("batch_norm2d_momentum_none", "batch_norm2d", {"num_features": 3, "momentum": "none", "eps": 1e-3},
+         [rnd(*bn_shape, seed=124)], module=randomize(nn.BatchNorm2d(3, eps=1e-3, momentum=None), 2),
+         warmup=warm)
+    case("batch_norm2d_eval", "batch_norm2d", {"num_features": 3, "momentum": 0.3}, [rnd(*bn_shape, seed=125)],
+         module=pretrain(randomize(nn.BatchNorm2d(3, momentum=0.3), 3), bn_shape, 3, 130), mode="eval")
+    case("batch_norm2d_no_affine_no_track_eval", "batch_norm2d",
+         {"num_features": 3, "affine": False, "track_running_stats": False}, [rnd(*bn_shape, seed=126)],
+         module=nn.BatchNorm2d(3, affine=False, track_running_stats=False), mode="eval")
+    case("batch_norm1d_2d_train", "batch_norm1d", {"num_features": 5}, [rnd(6, 5, seed=127)],
+         module=randomize(nn.BatchNorm1d(5), 4), warmup=[[rnd(6, 5, seed=128)]])
+    case("batch_norm1d_3d_train", "batch_norm1d", {"num_features": 3, "momentum": 0.5},
+         [rnd(2, 3, 4, seed=129)], module=randomize(nn.BatchNorm1d(3, momentum=0.5), 5))
+    case("batch_norm1d_eval", "batch_norm1d", {"num_features": 3}, [rnd(2, 3, 4, seed=131)],
+         module=pretrain(randomize(nn.BatchNorm1d(3), 6), (2, 3, 4), 2, 140), mode="eval")
+    case("layer_norm_2d_shape", "layer_norm", {"normalized_shape": [4, 5]}, [x4],
+         module=randomize(nn.LayerNorm([4, 5]), 7))
+    case("layer_norm_int_eps", "layer_norm", {"normalized_shape": 5, "eps": 1e-3}, [x4],
+         module=randomize(nn.LayerNorm(5, eps=1e-3), 8))
+    case("layer_norm_no_affine", "layer_norm", {"normalized_shape": [5], "elementwise_affine": False}, [x4],
+         module=nn.LayerNorm(5, elementwise_affine=False))
+    case("group_norm", "group_norm", {"num_groups": 2, "num_channels": 6}, [rnd(2, 6, 3, 4, seed=132)],
+         module=randomize(nn.GroupNorm(2, 6), 9))
+    case("group_norm_no_affine_3d", "group_norm", {"num_groups": 3, "num_channels": 3, "affine": False},
+         [rnd(2, 3, 5, seed=133)], module=nn.GroupNorm(3, 3, affine=False))
 
 
 def main():

@@ -199,6 +199,8 @@ static int fd_check(gcase *c, const char *what, nnm_tensor *t, nnm_tensor *g, nn
     return bad;
 }
 
+static void torch_repr(char *s);
+
 static int run_case(const char *dir, const char *file) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -234,6 +236,19 @@ static int run_case(const char *dir, const char *file) {
         goto done;
     }
     if ((bad = load_state(&c))) goto done;
+    const char *want_repr = meta(c.st, "repr");
+    if (want_repr) {
+        char got[1024];
+        nnm_module_repr(c.m, got, sizeof got);
+        torch_repr(got);
+        size_t len = strlen(got);
+        while (len && got[len - 1] == '\n') got[--len] = 0;
+        g_tensors++; /* one more thing compared */
+        if (strcmp(got, want_repr) != 0) {
+            fprintf(stderr, "\n  %s: repr\n    got  %s\n    want %s\n", file, got, want_repr);
+            bad++;
+        }
+    }
     nnm_module_train(c.m, strcmp(c.mode, "train") == 0);
     for (int k = 0; k < c.n_warmup && !bad; k++) {
         nnm_tensor *win[NNM_MAX_IO] = {0}, *wy = NULL;
@@ -320,6 +335,26 @@ done:
     nnm_manifest_free(mf);
     nnm_safetensors_close(c.st);
     return bad;
+}
+
+/* nnm_module_repr's text as PyTorch prints it: without the "  # N params"
+ * comments and the closing "Total params" line nnmod adds. In place. */
+static void torch_repr(char *s) {
+    char *cut = strstr(s, "\nTotal params:");
+    if (cut != NULL) *cut = '\0';
+    char *w = s;
+    for (const char *p = s; *p;) {
+        if (strncmp(p, "  # ", 4) == 0) {
+            const char *q = p + 4;
+            while (*q >= '0' && *q <= '9') q++;
+            if (q > p + 4 && strncmp(q, " params", 7) == 0) {
+                p = q + 7;
+                continue;
+            }
+        }
+        *w++ = *p++;
+    }
+    *w = '\0';
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
