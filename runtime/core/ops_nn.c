@@ -414,6 +414,13 @@ static nnm_status conv_geometry(nnm_ctx *ctx, const nnm_tensor *x, const nnm_ten
                               "%s: spatial dim %d: stride %lld, dilation %lld, padding %lld/%lld, kernel %lld "
                               "(stride, dilation, kernel >= 1; padding >= 0)",
                               op, (int)i, (long long)s, (long long)d, (long long)pa, (long long)pe, (long long)k);
+        /* PyTorch: "Only zero batch or zero channel inputs are supported" (a
+         * transposed conv would otherwise make a bias-only output of nothing). */
+        if (in == 0 && x->shape[0] != 0)
+            return nnm__error(ctx, NNM_E_SHAPE,
+                              "%s: input size 0 in spatial dim %d: only a zero batch is supported, as in "
+                              "PyTorch",
+                              op, (int)i);
         int64_t o;
         if (!p->transposed) {
             if (op_) return nnm__error(ctx, NNM_E_INVALID, "conv: output_padding is for conv_transpose only");

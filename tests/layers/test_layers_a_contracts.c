@@ -128,6 +128,26 @@ static void test_conv_inputs(void) {
     nnm_module_release(m);
 }
 
+/* A zero spatial size is refused unless the batch is empty, as PyTorch does
+ * (conv_transpose2d used to return a bias-only [2, 2, 2, 6] from [2, 1, 0, 4]). */
+static void test_conv_zero_spatial(void) {
+    nnm_module *c = made("conv2d", (const char *[]){"in_channels=1", "out_channels=2", "kernel_size=1",
+                                                   "padding=1", NULL});
+    nnm_module *t = made("conv_transpose2d", (const char *[]){"in_channels=1", "out_channels=2", "kernel_size=3",
+                                                             NULL});
+    int64_t zs[4] = {2, 1, 0, 4}, zb[4] = {0, 1, 0, 4};
+    nnm_tensor *a = ones(4, zs), *b = ones(4, zb), *y = NULL;
+    call_refused(c, a, NNM_E_SHAPE, "only a zero batch");
+    call_refused(t, a, NNM_E_SHAPE, "only a zero batch");
+    CU_ASSERT_EQUAL(nnm_module_call(c, &b, 1, &y, 1), NNM_OK); /* PyTorch: [0, 2, 2, 6] */
+    if (y) {
+        const nnm_tensor_desc *d = nnm_tensor_desc_get(y);
+        CU_ASSERT(d->ndim == 4 && d->shape[0] == 0 && d->shape[1] == 2 && d->shape[2] == 2 && d->shape[3] == 6);
+    }
+    nnm_tensor_release(y), nnm_tensor_release(a), nnm_tensor_release(b);
+    nnm_module_release(c), nnm_module_release(t);
+}
+
 static void test_pool_and_flatten(void) {
     refused("max_pool2d", (const char *[]){"kernel_size=2", "return_indices=b:1", NULL}, NNM_E_UNSUPPORTED,
             "return_indices");
@@ -215,6 +235,7 @@ int main(void) {
     if (!s) return 1;
     CU_add_test(s, "conv configs refused as PyTorch refuses them", test_conv_configs);
     CU_add_test(s, "conv inputs of the wrong shape", test_conv_inputs);
+    CU_add_test(s, "conv: zero spatial size only with a zero batch", test_conv_zero_spatial);
     CU_add_test(s, "pool and flatten configs and inputs", test_pool_and_flatten);
     CU_add_test(s, "normalisation configs and inputs", test_norm_configs_and_inputs);
     CU_add_test(s, "batch norm: train vs eval, eval() reaches children, eval repeatable", test_mode_semantics);
