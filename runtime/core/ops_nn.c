@@ -526,6 +526,21 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
     }
     const float *W = fdata(wc);
     float *X = fdata(xc), *Y = fdata(y), *C = col ? fdata(col) : NULL;
+    /* conv with a bias: seed y with it (one broadcast copy) and let each gemm
+     * accumulate onto it, instead of zeroing y and adding the bias after */
+    float beta = 0.0f;
+    if (b && !p->transposed && nnm_tensor_numel(y)) {
+        int64_t bshape[3] = {G.n, G.cout, G.l_out}, bstr[3] = {0, b->strides[0], 0}, ystr[3] = {G.cout * G.l_out, G.l_out, 1};
+        nnm_tensor_desc bd = b->desc, yd = y->desc;
+        bd.ndim = yd.ndim = 3;
+        bd.shape = yd.shape = bshape;
+        bd.strides = bstr;
+        yd.strides = ystr;
+        nnm_unary_args ua = {sizeof ua, NNM_UNARY_COPY, 0, &bd, &yd};
+        if (!be->vt->unary) st = nnm__error(ctx, NNM_E_UNSUPPORTED, "%s: backend '%s' has no unary ops", op, be->vt->name);
+        else st = be->vt->unary(&env.pub, be->state, &ua);
+        beta = 1.0f;
+    }
     for (int64_t n = 0; n < G.n && !st; n++) {
         for (int64_t g = 0; g < G.groups && !st; g++) {
             if (!p->transposed) {
@@ -539,7 +554,7 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
                     if ((st = be->vt->im2col(&env.pub, be->state, &ia))) break;
                     src = C;
                 }
-                st = gemm_raw(&env, be, 0, 0, G.cout_g, G.l_out, G.cin_g * G.kprod, wg, src, 0.0f, yo);
+                st = gemm_raw(&env, be, 0, 0, G.cout_g, G.l_out, G.cin_g * G.kprod, wg, src, beta, yo);
             } else {
                 float *xi = X + (n * G.cin + g * G.cin_g) * G.l_in;
                 float *yo = Y + (n * G.cout + g * G.cout_g) * G.l_out;
@@ -556,7 +571,7 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
             }
         }
     }
-    if (!st && b && nnm_tensor_numel(y)) st = add_channel_bias(ctx, be, y, b);
+    if (!st && b && p->transposed && nnm_tensor_numel(y)) st = add_channel_bias(ctx, be, y, b);
     if (!st && nnm__needs_grad(x, w, b)) st = nnm__record_conv(ctx, x, w, b, xc, wc, p, y);
 done:
     nnm_tensor_release(xc);
