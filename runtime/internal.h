@@ -81,6 +81,10 @@ struct nnm_tensor {
     nnm_tensor *grad;             /* .grad, owned; NULL when unset */
     nnm__node *grad_fn;           /* owned reference; NULL for leaves */
     uint32_t output_nr;           /* which output of grad_fn this is */
+    /* A parameter a plugin holds that was tied to another
+     * (nnm_module_set_parameter): it shares that one's storage, and
+     * autograd records the other as the leaf. Owned; NULL when not tied. */
+    nnm_tensor *tied;
 };
 
 /* ---- config ------------------------------------------------------------- */
@@ -209,6 +213,8 @@ typedef struct nnm__named_tensor {
     char *name;
     nnm_tensor *t;
     int persistent;
+    nnm_tensor *alias;            /* tied: the tensor the plugin holds (owned; t is the
+                                   * one it is tied to); NULL when not tied */
 } nnm__named_tensor;
 
 typedef struct nnm__input_spec {
@@ -244,6 +250,11 @@ struct nnm_module {
     nnm_config *cfg;              /* the config it was created with (owned; for writing) */
     char *manifest_sha256;        /* hash of the manifest it was built from (roots; owned) */
     nnm_device device;
+    /* The name of each child slot (owned) and its nnm__name_hash: a child
+     * shared by two slots (nnm_module_set_child) has a name in each, while
+     * its own `name` is the one under its first parent (for paths). */
+    char **child_names;
+    uint32_t *child_hashes;
 };
 
 /* ---- context ------------------------------------------------------------ */
@@ -270,6 +281,8 @@ struct nnm_ctx {
     uint32_t depth;               /* call nesting depth */
     uint64_t rng[4];              /* xoshiro256** state */
     int err_attributed;           /* the message already names a module path */
+    uint32_t shared_links;        /* set_child attached a module already attached elsewhere:
+                                   * walks then visit each module and tensor once */
     char errmsg[NNM__ERRMSG_CAP];
     /* hooks.c */
     nnm__hook_list gbw_pre_hooks, gbw_hooks; /* global full backward (pre-)hooks */
@@ -607,6 +620,15 @@ void nnm__hooks_ctx_fini(nnm_ctx *ctx);
 
 /* module.c */
 int nnm__module_live(const nnm_module *m);
+/* Visited pointers, for walks over trees that share modules or tensors
+ * (named_parameters(remove_duplicate=True)). nnm__seen_add: 1 when p was
+ * not there (and now is), 0 when it was, -1 out of memory. */
+typedef struct nnm__seen {
+    const void **slots;
+    size_t mask, n;
+} nnm__seen;
+int nnm__seen_add(nnm__seen *s, const void *p);
+void nnm__seen_free(nnm__seen *s);
 
 nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, nnm_tensor *t,
                                   int persistent);

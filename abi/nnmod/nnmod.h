@@ -288,18 +288,30 @@ NNM_API void nnm_module_retain(nnm_module *m);
  * buffers, and releases its children. */
 NNM_API void nnm_module_release(nnm_module *m);
 /* Appends `child` under `name` (NULL: its index, "0", "1", ...). The parent
- * takes its own reference. A module has at most one parent; names are
- * [A-Za-z0-9_] and unique among siblings. */
+ * takes its own reference. `child` must have no parent yet (NNM_E_STATE:
+ * attaching one module in two places is sharing, which only
+ * nnm_module_set_child does, on purpose); names are [A-Za-z0-9_] and unique
+ * among siblings. */
 NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child);
 /* model.name = child: replaces the child called `name` in place (same
  * position among the children, as PyTorch keeps a reassigned key's place),
- * or appends `child` when there is none (nnm_module_add_child). The old
- * child is let go: it becomes a root (name "", no parent) and loses the
- * parent's reference; it keeps its hooks, as does the new child, which also
- * keeps its own training flag and must be on the parent's device and have
- * no parent. A container that wired its children at finalize (a graph)
- * should be finalized again (nnm_module_finalize). */
+ * or appends `child` when there is none. The old child is let go: it
+ * becomes a root (name "", no parent) unless still attached elsewhere, and
+ * loses the parent's reference; it keeps its hooks, as does the new child,
+ * which also keeps its own training flag and must be on the parent's
+ * device. A container that wired its children at finalize (a graph) should
+ * be finalized again (nnm_module_finalize). */
 NNM_API nnm_status nnm_module_set_child(nnm_module *parent, const char *name, nnm_module *child);
+/* Sharing: `child` may already be attached elsewhere (model.b = model.a, or
+ * one module in two trees). It is then reachable under each name: walks
+ * (named_modules, named_parameters, buffers, num_params, nbytes, device
+ * moves, optimizers) visit it and its tensors once, under the first name,
+ * like PyTorch's remove_duplicate=True; state dicts list it under every
+ * name, as PyTorch's state_dict() does; gradients from every use add up in
+ * its parameters' .grad. A manifest has no sharing: nnm_manifest_from_module
+ * writes it under each name (rebuilt, they are copies). Cycles are refused
+ * (NNM_E_INVALID). nnm_module_name/parent give its first name and parent. */
+
 /* del model.name: removes the child called `name` (NNM_E_NOT_FOUND if none);
  * the others keep their names and order (delattr, not Sequential's
  * renumbering del seq[i]). The removed child is let go as above. */
@@ -481,6 +493,16 @@ NNM_API nnm_status nnm_tensor_detach(nnm_tensor *t, nnm_tensor **out);
  * unless retain_graph; a second backward through a freed graph fails with
  * NNM_E_STATE. Runs with grad mode off. */
 NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_graph);
+
+/* dec.weight = enc.weight: ties m's own parameter `name` to `param`, a
+ * parameter of any module of the same context with the same shape, dtype
+ * and device (NNM_E_SHAPE/NNM_E_DEVICE otherwise). From then on there is one
+ * tensor: m's layer computes with param's memory, the state dict lists it
+ * under both names, named_parameters and optimizers see it once, and the
+ * gradients of both uses add up in param's .grad. Freeze or thaw a tied
+ * parameter through nnm_module_requires_grad_ (which keeps both uses in
+ * step). Tying a parameter back to its own original tensor unties it. */
+NNM_API nnm_status nnm_module_set_parameter(nnm_module *m, const char *name, nnm_tensor *param);
 
 /* Module.requires_grad_(flag): sets requires_grad on every parameter of
  * m's tree (freezing a backbone: nnm_module_requires_grad_(backbone, 0)). A

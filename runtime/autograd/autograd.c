@@ -74,6 +74,7 @@ nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nn
     nnm__ctx_retain(ctx);
     for (uint32_t i = 0; i < n_in; i++) {
         nnm_tensor *t = inputs ? inputs[i] : NULL;
+        if (t && t->tied) t = t->tied; /* a tied parameter: its gradient goes to the one it is tied to */
         if (!t || !(t->flags & NNM__T_REQUIRES_GRAD)) continue;
         if (t->grad_fn) {
             n->next[i].fn = t->grad_fn;

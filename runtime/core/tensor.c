@@ -67,6 +67,7 @@ static void tensor_setup(nnm_tensor *t, nnm_ctx *ctx, nnm__storage *s, nnm_dtype
     t->grad = NULL;
     t->grad_fn = NULL;
     t->output_nr = 0;
+    t->tied = NULL;
     t->storage = s;
     t->ctx = ctx;
     t->next_free = NULL;
@@ -222,6 +223,8 @@ NNM_API void nnm_tensor_release(nnm_tensor *t) {
     if (t->grad_fn) nnm__node_release(t->grad_fn);
     t->grad = NULL;
     t->grad_fn = NULL;
+    if (t->tied) nnm_tensor_release(t->tied);
+    t->tied = NULL;
     t->next_free = ctx->free_tensors;
     ctx->free_tensors = t;
     ctx->stats.live_tensors--;

@@ -215,8 +215,11 @@ static uint32_t doc_levels(const nnm_config *cfg, uint32_t depth) {
     return levels + 1;
 }
 
-static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *path,
-                           uint32_t depth, uint32_t *index) {
+/* Describes m, called `name` in its parent's slot ("" for the root). A
+ * module shared by two slots is written under each (a manifest has no
+ * sharing: the tree it rebuilds has two copies). */
+static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *name,
+                           const char *path, uint32_t depth, uint32_t *index) {
     nnm_ctx *ctx = mf->ctx;
     const nnm_layer_vtable *vt = m->vt;
     nnm_status wst = writable_config(ctx, m->cfg, path);
@@ -260,7 +263,7 @@ static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *pa
     uint32_t self = mf->n_modules - 1;
     *index = self;
     rec->plugin = (uint32_t)pi;
-    rec->name = strdup(m->parent ? m->name : "");
+    rec->name = strdup(name);
     rec->cfg = nnm__config_clone(m->cfg);
     rec->children = calloc(m->n_children ? m->n_children : 1, sizeof *rec->children);
     if (!rec->name || !rec->cfg || !rec->children)
@@ -269,7 +272,7 @@ static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *pa
         char cp[1100];
         snprintf(cp, sizeof cp, "%s.children[%u]", path, i);
         uint32_t ci;
-        nnm_status st = describe(mf, m->children[i], cp, depth + 1, &ci);
+        nnm_status st = describe(mf, m->children[i], m->child_names[i], cp, depth + 1, &ci);
         if (st) return st;
         mf->modules[self].children[i] = ci; /* modules may have moved: index again */
         mf->modules[self].n_children = i + 1;
@@ -284,7 +287,7 @@ NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out) {
     nnm_manifest *mf = nnm__mf_new(m->ctx, NULL);
     if (!mf) return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     uint32_t root;
-    nnm_status st = describe(mf, m, "root", 0, &root);
+    nnm_status st = describe(mf, m, "", "root", 0, &root);
     if (st) {
         nnm_manifest_free(mf);
         return st;

@@ -275,7 +275,7 @@ static nnm_status host_child_info(nnm_env *env, uint32_t index, const char **nam
         return nnm__error(e->ctx, NNM_E_NOT_FOUND, "no child %u (module has %u)", index,
                           e->module->n_children);
     const nnm_module *c = e->module->children[index];
-    if (name) *name = c->name;
+    if (name) *name = e->module->child_names[index]; /* the slot's: a shared child has one per slot */
     if (n_inputs) *n_inputs = c->vt->n_inputs;
     if (n_outputs) *n_outputs = c->vt->n_outputs;
     return NNM_OK;
@@ -415,8 +415,10 @@ static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tens
         return nnm__error(e->ctx, NNM_E_STATE, "accumulate_grad is valid only in backward");
     if (!param || !grad) return nnm__error(e->ctx, NNM_E_INVALID, "accumulate_grad: NULL tensor");
     int owned = 0;
-    for (uint32_t i = 0; i < e->module->n_params; i++) owned |= e->module->params[i].t == param;
+    for (uint32_t i = 0; i < e->module->n_params; i++)
+        owned |= e->module->params[i].t == param || e->module->params[i].alias == param;
     if (!owned) return nnm__error(e->ctx, NNM_E_INVALID, "accumulate_grad: not a parameter of this module");
+    if (param->tied) param = param->tied; /* tied (nnm_module_set_parameter): one .grad */
     if (!(param->flags & NNM__T_REQUIRES_GRAD)) return NNM_OK; /* frozen: nothing to do */
     if (nnm_tensor_numel(grad) != nnm_tensor_numel(param))
         return nnm__error(e->ctx, NNM_E_SHAPE, "accumulate_grad: gradient size differs from the parameter's");

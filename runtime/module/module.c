@@ -16,6 +16,7 @@ static void free_named(nnm__named_tensor *v, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) {
         free(v[i].name);
         nnm_tensor_release(v[i].t);
+        nnm_tensor_release(v[i].alias);
     }
     free(v);
 }
@@ -28,10 +29,13 @@ static void module_destroy(nnm_module *m) {
     nnm__hook_list_clear(&m->bw_pre_hooks);
     nnm__hook_list_clear(&m->bw_hooks);
     for (uint32_t i = 0; i < m->n_children; i++) {
-        m->children[i]->parent = NULL;
+        if (m->children[i]->parent == m) m->children[i]->parent = NULL;
         nnm_module_release(m->children[i]);
+        free(m->child_names[i]);
     }
     free(m->children);
+    free(m->child_names);
+    free(m->child_hashes);
     nnm__name_index_free(&m->child_index);
     free_named(m->params, m->n_params);
     free_named(m->buffers, m->n_buffers);
@@ -147,24 +151,79 @@ static int valid_name(const char *s) {
 }
 
 static uint32_t child_hash_at(const void *items, uint32_t i) {
-    return ((nnm_module *const *)items)[i]->name_hash;
+    return ((const uint32_t *)items)[i];
+}
+
+/* The slot of m's child named by the len bytes at name, or UINT32_MAX. */
+static uint32_t find_slot(const nnm_module *m, const char *name, size_t len) {
+    const uint32_t h = nnm__name_hash(name, len);
+#define NNM__NAMED(i) \
+    (m->child_hashes[i] == h && strncmp(m->child_names[i], name, len) == 0 && !m->child_names[i][len])
+    if (m->child_index.slots) {
+        NNM__NAME_INDEX_FOREACH(&m->child_index, h, k) {
+            const uint32_t i = m->child_index.slots[k] - 1;
+            if (NNM__NAMED(i)) return i;
+        }
+        return UINT32_MAX;
+    }
+    for (uint32_t i = 0; i < m->n_children; i++)
+        if (NNM__NAMED(i)) return i;
+    return UINT32_MAX;
+#undef NNM__NAMED
 }
 
 /* The child of m named by the len bytes at name, or NULL. */
 static nnm_module *find_child(const nnm_module *m, const char *name, size_t len) {
-    const uint32_t h = nnm__name_hash(name, len);
-#define NNM__NAMED(c) ((c)->name_hash == h && strncmp((c)->name, name, len) == 0 && !(c)->name[len])
-    if (m->child_index.slots) {
-        NNM__NAME_INDEX_FOREACH(&m->child_index, h, k) {
-            nnm_module *c = m->children[m->child_index.slots[k] - 1];
-            if (NNM__NAMED(c)) return c;
+    const uint32_t i = find_slot(m, name, len);
+    return i == UINT32_MAX ? NULL : m->children[i];
+}
+
+/* Grows m's child arrays to hold one more; 0, or -1 out of memory. */
+static int children_reserve(nnm_module *m) {
+    if (m->n_children < m->cap_children) return 0;
+    uint32_t cap = m->cap_children ? m->cap_children * 2 : 4;
+    nnm_module **v = realloc(m->children, cap * sizeof *v);
+    if (!v) return -1;
+    m->children = v;
+    char **nv = realloc(m->child_names, cap * sizeof *nv);
+    if (!nv) return -1;
+    m->child_names = nv;
+    uint32_t *hv = realloc(m->child_hashes, cap * sizeof *hv);
+    if (!hv) return -1;
+    m->child_hashes = hv;
+    m->cap_children = cap;
+    return 0;
+}
+
+/* ---- visited sets ----------------------------------------------------------- */
+
+int nnm__seen_add(nnm__seen *s, const void *p) {
+    if (2 * (s->n + 1) > s->mask + 1) {
+        size_t cap = s->slots ? 2 * (s->mask + 1) : 64;
+        const void **v = calloc(cap, sizeof *v);
+        if (!v) return -1;
+        for (size_t i = 0; s->slots && i <= s->mask; i++) {
+            if (!s->slots[i]) continue;
+            size_t k = ((uintptr_t)s->slots[i] >> 4) & (cap - 1);
+            while (v[k]) k = (k + 1) & (cap - 1);
+            v[k] = s->slots[i];
         }
-        return NULL;
+        free(s->slots);
+        s->slots = v;
+        s->mask = cap - 1;
     }
-    for (uint32_t i = 0; i < m->n_children; i++)
-        if (NNM__NAMED(m->children[i])) return m->children[i];
-    return NULL;
-#undef NNM__NAMED
+    size_t k = ((uintptr_t)p >> 4) & s->mask;
+    for (; s->slots[k]; k = (k + 1) & s->mask)
+        if (s->slots[k] == p) return 0;
+    s->slots[k] = p;
+    s->n++;
+    return 1;
+}
+
+void nnm__seen_free(nnm__seen *s) {
+    free(s->slots);
+    s->slots = NULL;
+    s->mask = s->n = 0;
 }
 
 /* Is `name` taken by a child, parameter or buffer of m? */
@@ -202,25 +261,23 @@ NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nn
     if (!nnm__device_eq(child->device, parent->device))
         return nnm__error(ctx, NNM_E_DEVICE, "child '%s' is on another device than its parent",
                           name);
-    char *copy = strdup(name);
-    if (!copy) return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
-    if (parent->n_children == parent->cap_children) {
-        uint32_t cap = parent->cap_children ? parent->cap_children * 2 : 4;
-        nnm_module **v = realloc(parent->children, cap * sizeof *v);
-        if (!v) {
-            free(copy);
-            return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
-        }
-        parent->children = v;
-        parent->cap_children = cap;
+    char *copy = strdup(name), *slot = strdup(name);
+    if (!copy || !slot || children_reserve(parent)) {
+        free(copy);
+        free(slot);
+        return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
     }
     free(child->name);
     child->name = copy;
     child->name_hash = nnm__name_hash(copy, strlen(copy));
     child->parent = parent;
     child->refs++;
-    parent->children[parent->n_children++] = child;
-    nnm__name_index_added(&parent->child_index, parent->n_children, parent->children, child_hash_at);
+    parent->children[parent->n_children] = child;
+    parent->child_names[parent->n_children] = slot;
+    parent->child_hashes[parent->n_children] = child->name_hash;
+    parent->n_children++;
+    nnm__name_index_added(&parent->child_index, parent->n_children, parent->child_hashes,
+                          child_hash_at);
     return NNM_OK;
 }
 
@@ -316,15 +373,29 @@ static int name_push(char *buf, size_t len, const char *name, size_t *newlen) {
     return 0;
 }
 
+/* Marks m (or tensor t) visited when the tree shares modules or tensors;
+ * 1: first visit, 0: seen before, < 0: out of memory (message set). */
+static int first_visit(nnm_ctx *ctx, nnm__seen *seen, const void *p) {
+    if (!seen) return 1;
+    int r = nnm__seen_add(seen, p);
+    if (r < 0) nnm__error(ctx, NNM_E_NOMEM, "out of memory (walk)");
+    return r;
+}
+
+/* Walks visit each module once, under its first name, when modules are
+ * shared (PyTorch's named_modules(remove_duplicate=True)): `seen` is then
+ * non-NULL. */
 static nnm_status walk_modules(nnm_module *m, char *buf, size_t len, nnm_module_visit_fn fn,
-                               void *user) {
+                               void *user, nnm__seen *seen) {
+    int r = first_visit(m->ctx, seen, m);
+    if (r <= 0) return r < 0 ? NNM_E_NOMEM : NNM_OK;
     nnm_status st = fn(user, buf, m);
     if (st) return st;
     for (uint32_t i = 0; i < m->n_children; i++) {
         size_t nl;
-        if (name_push(buf, len, m->children[i]->name, &nl))
-            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NAME_CAP);
-        st = walk_modules(m->children[i], buf, nl, fn, user);
+        if (name_push(buf, len, m->child_names[i], &nl))
+            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NNM_NAME_MAX);
+        st = walk_modules(m->children[i], buf, nl, fn, user, seen);
         buf[len] = 0;
         if (st) return st;
     }
@@ -336,54 +407,70 @@ NNM_API nnm_status nnm_module_named_modules(nnm_module *m, nnm_module_visit_fn f
     if (!fn) return nnm__error(m->ctx, NNM_E_INVALID, "visitor is NULL");
     char buf[NAME_CAP];
     buf[0] = 0;
-    return walk_modules(m, buf, 0, fn, user);
+    nnm__seen seen = {0};
+    nnm_status st = walk_modules(m, buf, 0, fn, user, m->ctx->shared_links ? &seen : NULL);
+    nnm__seen_free(&seen);
+    return st;
 }
 
+/* Parameters (or buffers) in PyTorch's order: a module's own, then each
+ * child's; each module and each tensor once when some are shared. */
 static nnm_status walk_tensors(nnm_module *m, int buffers, char *buf, size_t len,
-                               nnm_tensor_visit_fn fn, void *user) {
+                               nnm_tensor_visit_fn fn, void *user, nnm__seen *seen) {
+    int r = first_visit(m->ctx, seen, m);
+    if (r <= 0) return r < 0 ? NNM_E_NOMEM : NNM_OK;
     const nnm__named_tensor *v = buffers ? m->buffers : m->params;
     uint32_t n = buffers ? m->n_buffers : m->n_params;
     for (uint32_t i = 0; i < n; i++) {
+        if ((r = first_visit(m->ctx, seen, v[i].t)) <= 0) {
+            if (r < 0) return NNM_E_NOMEM;
+            continue;
+        }
         size_t nl;
         if (name_push(buf, len, v[i].name, &nl))
-            return nnm__error(m->ctx, NNM_E_LIMIT, "tensor name longer than %d bytes", NAME_CAP);
+            return nnm__error(m->ctx, NNM_E_LIMIT, "tensor name longer than %d bytes", NNM_NAME_MAX);
         nnm_status st = fn(user, buf, v[i].t);
         buf[len] = 0;
         if (st) return st;
     }
     for (uint32_t i = 0; i < m->n_children; i++) {
         size_t nl;
-        if (name_push(buf, len, m->children[i]->name, &nl))
-            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NAME_CAP);
-        nnm_status st = walk_tensors(m->children[i], buffers, buf, nl, fn, user);
+        if (name_push(buf, len, m->child_names[i], &nl))
+            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NNM_NAME_MAX);
+        nnm_status st = walk_tensors(m->children[i], buffers, buf, nl, fn, user, seen);
         buf[len] = 0;
         if (st) return st;
     }
     return NNM_OK;
 }
 
+static nnm_status tensors_once(nnm_module *m, int buffers, nnm_tensor_visit_fn fn, void *user) {
+    char buf[NAME_CAP];
+    buf[0] = 0;
+    nnm__seen seen = {0};
+    nnm_status st = walk_tensors(m, buffers, buf, 0, fn, user, m->ctx->shared_links ? &seen : NULL);
+    nnm__seen_free(&seen);
+    return st;
+}
+
 NNM_API nnm_status nnm_module_named_parameters(nnm_module *m, nnm_tensor_visit_fn fn, void *user) {
     if (!nnm__module_live(m)) return NNM_E_INVALID;
     if (!fn) return nnm__error(m->ctx, NNM_E_INVALID, "visitor is NULL");
-    char buf[NAME_CAP];
-    buf[0] = 0;
-    return walk_tensors(m, 0, buf, 0, fn, user);
+    return tensors_once(m, 0, fn, user);
 }
 
 NNM_API nnm_status nnm_module_named_buffers(nnm_module *m, nnm_tensor_visit_fn fn, void *user) {
     if (!nnm__module_live(m)) return NNM_E_INVALID;
     if (!fn) return nnm__error(m->ctx, NNM_E_INVALID, "visitor is NULL");
-    char buf[NAME_CAP];
-    buf[0] = 0;
-    return walk_tensors(m, 1, buf, 0, fn, user);
+    return tensors_once(m, 1, fn, user);
 }
 
 static nnm_status apply_rec(nnm_module *m, char *buf, size_t len, nnm_module_visit_fn fn,
                             void *user) {
     for (uint32_t i = 0; i < m->n_children; i++) {
         size_t nl;
-        if (name_push(buf, len, m->children[i]->name, &nl))
-            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NAME_CAP);
+        if (name_push(buf, len, m->child_names[i], &nl))
+            return nnm__error(m->ctx, NNM_E_LIMIT, "module name longer than %d bytes", NNM_NAME_MAX);
         nnm_status st = apply_rec(m->children[i], buf, nl, fn, user);
         buf[len] = 0;
         if (st) return st;
@@ -405,35 +492,35 @@ static int64_t own_params(const nnm_module *m) {
     return n;
 }
 
-static int64_t count_params(const nnm_module *m) {
-    int64_t n = own_params(m);
-    for (uint32_t i = 0; i < m->n_children; i++) n += count_params(m->children[i]);
-    return n;
+typedef struct counts {
+    int64_t params;
+    uint64_t bytes;
+} counts;
+
+static nnm_status count_param(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    counts *c = user;
+    c->params += nnm_tensor_numel(t);
+    const uint64_t x = (uint64_t)nnm_tensor_numel(t) * nnm__dtype_size(t->desc.dtype);
+    c->bytes = x > UINT64_MAX - c->bytes ? UINT64_MAX : c->bytes + x;
+    return NNM_OK;
+}
+
+/* Each tensor once (sum(p.numel() for p in m.parameters()) in PyTorch). */
+static int64_t count_params(nnm_module *m) {
+    counts c = {0, 0};
+    return tensors_once(m, 0, count_param, &c) ? -1 : c.params;
 }
 
 NNM_API int64_t nnm_module_num_params(nnm_module *m) {
     return nnm__module_live(m) ? count_params(m) : 0;
 }
 
-static uint64_t count_bytes(const nnm_module *m) {
-    uint64_t n = 0;
-    for (int b = 0; b < 2; b++) {
-        const nnm__named_tensor *v = b ? m->buffers : m->params;
-        const uint32_t k = b ? m->n_buffers : m->n_params;
-        for (uint32_t i = 0; i < k; i++) {
-            const uint64_t x = (uint64_t)nnm_tensor_numel(v[i].t) * nnm__dtype_size(v[i].t->desc.dtype);
-            n = x > UINT64_MAX - n ? UINT64_MAX : n + x;
-        }
-    }
-    for (uint32_t i = 0; i < m->n_children; i++) {
-        const uint64_t x = count_bytes(m->children[i]);
-        n = x > UINT64_MAX - n ? UINT64_MAX : n + x;
-    }
-    return n;
-}
-
 NNM_API uint64_t nnm_module_nbytes(nnm_module *m) {
-    return nnm__module_live(m) ? count_bytes(m) : 0;
+    if (!nnm__module_live(m)) return 0;
+    counts c = {0, 0};
+    if (tensors_once(m, 0, count_param, &c) || tensors_once(m, 1, count_param, &c)) return UINT64_MAX;
+    return c.bytes;
 }
 
 /* ---- printing ----------------------------------------------------------- */
@@ -469,6 +556,10 @@ static void class_name(const char *type, char *buf, size_t cap) {
 }
 
 static void repr_rec(const nnm_module *m, outbuf *o, int indent) {
+    if (indent > 2 * 256) { /* a shared module is printed under each name; depth is bounded */
+        out_printf(o, "...");
+        return;
+    }
     char cls[64], extra[512];
     if (m->vt->display_name)
         snprintf(cls, sizeof cls, "%s", m->vt->display_name);
@@ -491,7 +582,7 @@ static void repr_rec(const nnm_module *m, outbuf *o, int indent) {
         out_printf(o, "\n");
         if (extra[0]) out_printf(o, "%*s%s\n", indent + 2, "", extra);
         for (uint32_t i = 0; i < m->n_children; i++) {
-            out_printf(o, "%*s(%s): ", indent + 2, "", m->children[i]->name);
+            out_printf(o, "%*s(%s): ", indent + 2, "", m->child_names[i]);
             repr_rec(m->children[i], o, indent + 2);
             out_printf(o, "\n");
         }
@@ -542,11 +633,17 @@ typedef struct move {
     size_t n, cap;
 } move;
 
-static nnm_status collect(nnm_module *m, move *mv) {
+static nnm_status collect(nnm_module *m, move *mv, nnm__seen *seen) {
+    int r = first_visit(m->ctx, seen, m);
+    if (r <= 0) return r < 0 ? NNM_E_NOMEM : NNM_OK;
     for (int b = 0; b < 2; b++) {
         nnm__named_tensor *v = b ? m->buffers : m->params;
         uint32_t n = b ? m->n_buffers : m->n_params;
         for (uint32_t i = 0; i < n; i++) {
+            if ((r = first_visit(m->ctx, seen, v[i].t)) <= 0) { /* a shared tensor moves once */
+                if (r < 0) return NNM_E_NOMEM;
+                continue;
+            }
             if (mv->n == mv->cap) {
                 size_t cap = mv->cap ? mv->cap * 2 : 16;
                 nnm_tensor **t = realloc(mv->t, cap * sizeof *t);
@@ -562,10 +659,28 @@ static nnm_status collect(nnm_module *m, move *mv) {
         }
     }
     for (uint32_t i = 0; i < m->n_children; i++) {
-        nnm_status st = collect(m->children[i], mv);
+        nnm_status st = collect(m->children[i], mv, seen);
         if (st) return st;
     }
     return NNM_OK;
+}
+
+/* A tied parameter's plugin-held tensor follows the one it is tied to. */
+static void alias_follow(nnm_tensor *alias, const nnm_tensor *t) {
+    if (alias->storage != t->storage) {
+        t->storage->refs++;
+        nnm__storage_release(alias->storage);
+        alias->storage = t->storage;
+    }
+    alias->desc.data = t->desc.data;
+    alias->desc.device = t->desc.device;
+    alias->desc.byte_offset = t->desc.byte_offset;
+}
+
+static void sync_aliases(nnm_module *m) {
+    for (uint32_t i = 0; i < m->n_params; i++)
+        if (m->params[i].alias) alias_follow(m->params[i].alias, m->params[i].t);
+    for (uint32_t i = 0; i < m->n_children; i++) sync_aliases(m->children[i]);
 }
 
 static void set_device(nnm_module *m, nnm_device dev) {
@@ -590,7 +705,10 @@ NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device dev) {
     nnm_status st = to_meta ? NNM_OK : nnm__backend_get(ctx, dev, &dst_be);
     if (st) return st;
     move mv = {0};
-    if ((st = collect(m, &mv))) {
+    nnm__seen seen = {0};
+    st = collect(m, &mv, ctx->shared_links ? &seen : NULL);
+    nnm__seen_free(&seen);
+    if (st) {
         st = nnm__error(ctx, st, "out of memory (device move)");
         goto done;
     }
@@ -618,6 +736,7 @@ NNM_API nnm_status nnm_module_to(nnm_module *m, nnm_device dev) {
         t->desc.device = dev;
         t->desc.byte_offset = 0;
     }
+    sync_aliases(m);
     set_device(m, dev);
 done:
     free(mv.t);
@@ -653,17 +772,33 @@ nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, n
     (*v)[*n].name = copy;
     (*v)[*n].t = t;
     (*v)[*n].persistent = persistent;
+    (*v)[*n].alias = NULL;
     (*n)++;
     t->flags |= buffer ? NNM__T_BUFFER : NNM__T_PARAM;
     return NNM_OK;
 }
 
-/* ---- replacing and removing children (model.fc = head; del model.fc) ---- */
+/* ---- replacing, removing and sharing children ------------------------------ */
 
-/* Lets go of c, which m no longer lists: c becomes a root (its name "", its
- * parent NULL), and m's reference goes. */
+static uint32_t child_slot(const nnm_module *m, const nnm_module *c) {
+    for (uint32_t i = 0; i < m->n_children; i++)
+        if (m->children[i] == c) return i;
+    return UINT32_MAX;
+}
+
+/* Lets go of c, which m no longer lists in some slot: when m was its first
+ * parent and lists it nowhere else, c becomes a root (name "", parent
+ * NULL). m's reference goes. */
 static void child_drop(nnm_module *m, nnm_module *c) {
-    if (c->parent == m) {
+    const uint32_t other = c->parent == m ? child_slot(m, c) : UINT32_MAX;
+    if (other != UINT32_MAX) { /* still m's under another name: that is its name now */
+        char *again = strdup(m->child_names[other]);
+        if (again) {
+            free(c->name);
+            c->name = again;
+            c->name_hash = m->child_hashes[other];
+        }
+    } else if (c->parent == m) {
         c->parent = NULL;
         char *root = strdup("");
         if (root) { /* out of memory: it keeps its old name, which is harmless */
@@ -675,45 +810,70 @@ static void child_drop(nnm_module *m, nnm_module *c) {
     nnm_module_release(c);
 }
 
-static uint32_t child_slot(const nnm_module *m, const nnm_module *c) {
+/* Is `target` in the subtree of m (m included)? */
+static int reaches(const nnm_module *m, const nnm_module *target, uint32_t depth) {
+    if (m == target) return 1;
+    if (depth > 4096) return 1; /* deeper than any walk can name: refuse as if a cycle */
     for (uint32_t i = 0; i < m->n_children; i++)
-        if (m->children[i] == c) return i;
-    return UINT32_MAX;
+        if (reaches(m->children[i], target, depth + 1)) return 1;
+    return 0;
 }
 
 NNM_API nnm_status nnm_module_set_child(nnm_module *parent, const char *name, nnm_module *child) {
     if (!nnm__module_live(parent)) return NNM_E_INVALID;
     nnm_ctx *ctx = parent->ctx;
     if (!name) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: name is NULL");
-    nnm_module *old = find_child(parent, name, strlen(name));
-    if (!old) return nnm_module_add_child(parent, name, child); /* a new attribute: appended */
     if (!nnm__module_live(child))
         return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: child is not a live module");
-    if (child == old) return NNM_OK;
     if (child->ctx != ctx)
         return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: child is of another context");
-    if (child->parent)
-        return nnm__error(ctx, NNM_E_STATE, "nnm_module_set_child: '%s' already has a parent",
-                          child->name);
-    for (nnm_module *a = parent; a; a = a->parent)
-        if (a == child)
-            return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: would make a cycle");
+    const uint32_t i = find_slot(parent, name, strlen(name));
+    if (i == UINT32_MAX && !child->parent)
+        return nnm_module_add_child(parent, name, child); /* a new attribute: appended */
+    if (i != UINT32_MAX && parent->children[i] == child) return NNM_OK;
+    char nb[128];
+    if (!valid_name(name))
+        return nnm__error(ctx, NNM_E_INVALID, "invalid child name '%s' (use [A-Za-z0-9_])",
+                          nnm__show(name, nb, sizeof nb));
+    if (i == UINT32_MAX && name_taken(parent, name))
+        return nnm__error(ctx, NNM_E_EXISTS, "'%s' is already a parameter or buffer", name);
+    if (reaches(child, parent, 0))
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_child: would make a cycle");
     if (!nnm__device_eq(child->device, parent->device))
         return nnm__error(ctx, NNM_E_DEVICE, "child '%s' is on another device than its parent",
                           name);
-    char *copy = strdup(name);
-    if (!copy) return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
+    const int shared = child->parent != NULL; /* already attached: now reachable twice */
+    char *slot = strdup(name), *own = shared ? NULL : strdup(name);
+    if (!slot || (!shared && !own) || (i == UINT32_MAX && children_reserve(parent))) {
+        free(slot);
+        free(own);
+        return nnm__error(ctx, NNM_E_NOMEM, "out of memory");
+    }
+    if (!shared) { /* its first parent: it takes the slot's name, as add_child gives */
+        free(child->name);
+        child->name = own;
+        child->name_hash = nnm__name_hash(own, strlen(own));
+        child->parent = parent;
+    } else {
+        ctx->shared_links++; /* walks now visit each module and tensor once */
+    }
+    child->refs++;
+    if (i == UINT32_MAX) { /* model.b = model.a: a second name for a module */
+        const uint32_t n = parent->n_children;
+        parent->children[n] = child;
+        parent->child_names[n] = slot;
+        parent->child_hashes[n] = nnm__name_hash(slot, strlen(slot));
+        parent->n_children = n + 1;
+        nnm__name_index_added(&parent->child_index, n + 1, parent->child_hashes, child_hash_at);
+        return NNM_OK;
+    }
     /* In place: the same slot, so the order of children (and a container's
      * view of them by index) is kept, as PyTorch keeps a reassigned key's
      * place in _modules. The new child keeps its own hooks and its own
      * training flag, as in PyTorch (call nnm_module_train on the parent to
-     * set the whole tree again). */
-    uint32_t i = child_slot(parent, old);
-    free(child->name);
-    child->name = copy;
-    child->name_hash = old->name_hash; /* same name: the name index stays right */
-    child->parent = parent;
-    child->refs++;
+     * set the whole tree again). The slot's name and hash are unchanged. */
+    free(slot);
+    nnm_module *old = parent->children[i];
     parent->children[i] = child;
     child_drop(parent, old);
     return NNM_OK;
@@ -723,20 +883,24 @@ NNM_API nnm_status nnm_module_del_child(nnm_module *parent, const char *name) {
     if (!nnm__module_live(parent)) return NNM_E_INVALID;
     nnm_ctx *ctx = parent->ctx;
     if (!name) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_del_child: name is NULL");
-    nnm_module *c = find_child(parent, name, strlen(name));
-    if (!c) {
+    const uint32_t i = find_slot(parent, name, strlen(name));
+    if (i == UINT32_MAX) {
         char nb[128];
         return nnm__error(ctx, NNM_E_NOT_FOUND, "nnm_module_del_child: no child named '%s'",
                           nnm__show(name, nb, sizeof nb));
     }
-    uint32_t i = child_slot(parent, c);
-    memmove(parent->children + i, parent->children + i + 1,
-            (parent->n_children - i - 1) * sizeof *parent->children);
+    nnm_module *c = parent->children[i];
+    free(parent->child_names[i]);
+    const uint32_t after = parent->n_children - i - 1;
+    memmove(parent->children + i, parent->children + i + 1, after * sizeof *parent->children);
+    memmove(parent->child_names + i, parent->child_names + i + 1, after * sizeof *parent->child_names);
+    memmove(parent->child_hashes + i, parent->child_hashes + i + 1, after * sizeof *parent->child_hashes);
     parent->n_children--;
     /* The others keep their names (like delattr; Sequential's del seq[i],
      * which renumbers, is a container's business). The index is rebuilt. */
     nnm__name_index_free(&parent->child_index);
-    nnm__name_index_added(&parent->child_index, parent->n_children, parent->children, child_hash_at);
+    nnm__name_index_added(&parent->child_index, parent->n_children, parent->child_hashes,
+                          child_hash_at);
     child_drop(parent, c);
     return NNM_OK;
 }
@@ -746,6 +910,7 @@ NNM_API nnm_status nnm_module_del_child(nnm_module *parent, const char *name) {
 static nnm_status set_rg(nnm_module *m, int flag) {
     for (uint32_t i = 0; i < m->n_params; i++) {
         nnm_status st = nnm_tensor_set_requires_grad(m->params[i].t, flag);
+        if (!st && m->params[i].alias) st = nnm_tensor_set_requires_grad(m->params[i].alias, flag);
         if (st) return st;
     }
     for (uint32_t i = 0; i < m->n_children; i++) {
@@ -758,4 +923,63 @@ static nnm_status set_rg(nnm_module *m, int flag) {
 NNM_API nnm_status nnm_module_requires_grad_(nnm_module *m, int requires_grad) {
     if (!nnm__module_live(m)) return NNM_E_INVALID;
     return set_rg(m, requires_grad != 0);
+}
+
+/* ---- tied parameters (dec.weight = enc.weight) ------------------------------ */
+
+NNM_API nnm_status nnm_module_set_parameter(nnm_module *m, const char *name, nnm_tensor *param) {
+    if (!nnm__module_live(m)) return NNM_E_INVALID;
+    nnm_ctx *ctx = m->ctx;
+    if (!name || !param) return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_parameter: NULL argument");
+    char nb[128];
+    nnm__named_tensor *e = NULL;
+    for (uint32_t i = 0; i < m->n_params && !e; i++)
+        if (strcmp(m->params[i].name, name) == 0) e = &m->params[i];
+    if (!e)
+        return nnm__error(ctx, NNM_E_NOT_FOUND, "nnm_module_set_parameter: no parameter '%s' in this %s",
+                          nnm__show(name, nb, sizeof nb), m->vt->name);
+    if (param->ctx != ctx || !(param->flags & NNM__T_PARAM))
+        return nnm__error(ctx, NNM_E_INVALID, "nnm_module_set_parameter: the tensor is not a parameter "
+                          "of a module of this context");
+    while (param->tied) param = param->tied;
+    nnm_tensor *held = e->alias ? e->alias : e->t; /* what the layer computes with */
+    if (param == e->t) return NNM_OK;
+    char a[160], b[160];
+    nnm__shape_str(&held->desc, a, sizeof a);
+    nnm__shape_str(&param->desc, b, sizeof b);
+    int same = held->desc.ndim == param->desc.ndim &&
+               held->desc.dtype.code == param->desc.dtype.code &&
+               held->desc.dtype.bits == param->desc.dtype.bits;
+    for (int32_t d = 0; same && d < held->desc.ndim; d++) same = held->shape[d] == param->shape[d];
+    if (!same) /* the layer was made for its own shape */
+        return nnm__error(ctx, NNM_E_SHAPE, "nnm_module_set_parameter: '%s' is %s; cannot tie it to a "
+                          "parameter of shape %s (or another dtype)", nnm__show(name, nb, sizeof nb), a, b);
+    if (!nnm__device_eq(held->desc.device, param->desc.device))
+        return nnm__error(ctx, NNM_E_DEVICE, "nnm_module_set_parameter: '%s' is on another device",
+                          nnm__show(name, nb, sizeof nb));
+    if (param == held) { /* tied back to its own tensor: untied */
+        nnm_tensor_release(e->t);
+        e->t = held;
+        e->alias = NULL;
+        nnm_tensor_release(held->tied);
+        held->tied = NULL;
+        return NNM_OK;
+    }
+    nnm_tensor_retain(param);
+    if (e->alias)
+        nnm_tensor_release(e->t);
+    else
+        e->alias = held; /* the entry's reference moves to alias */
+    e->t = param;
+    /* the layer's tensor becomes a view of param: same memory, its flag, no
+     * .grad of its own; autograd records param in its place */
+    alias_follow(held, param);
+    nnm_tensor_release(held->tied);
+    nnm_tensor_retain(param);
+    held->tied = param;
+    nnm_tensor_release(held->grad);
+    held->grad = NULL;
+    held->flags = (held->flags & ~NNM__T_REQUIRES_GRAD) | (param->flags & NNM__T_REQUIRES_GRAD);
+    ctx->shared_links++; /* walks now visit each tensor once */
+    return NNM_OK;
 }

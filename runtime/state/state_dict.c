@@ -80,7 +80,7 @@ static nnm_status collect(nnm_module *m, char *buf, size_t len, sd_list *l) {
     }
     for (uint32_t i = 0; i < m->n_children; i++) {
         size_t nl;
-        if (sd_name(buf, len, m->children[i]->name, &nl))
+        if (sd_name(buf, len, m->child_names[i], &nl))
             return nnm__error(m->ctx, NNM_E_LIMIT, "state dict name longer than %d bytes",
                               SD_NAME_CAP);
         nnm_status st = collect(m->children[i], buf, nl, l);

@@ -124,6 +124,8 @@ def make_input(spec, g):
 #   gradcheck (optional) default True when the case is small
 #   rtol, atol (optional) default 1e-4, 1e-5
 #   repr     (optional) False: PyTorch's repr is not compared (no twin module)
+#   repr_map (optional) str -> str applied to PyTorch's repr (a known difference)
+#   children (optional) child modules of the manifest's root (attention's out_proj)
 #   nograd   (optional) lambda m -> {param name: 0/1 mask}: C.nograd.<name>
 
 A = lambda s, *rest: ("f", s) + rest  # noqa: E731
@@ -215,16 +217,75 @@ row(name="embedding_negpad_b1", layer="embedding",
     nograd=lambda m: {"weight": pad_rows(m.weight, 4)})
 
 
+# dropout ---------------------------------------------------------------------
+# Train-mode masks come from nnmod's generator, not PyTorch's, so the golden
+# rows are the deterministic ones: eval (the identity) and train with p = 0
+# or p = 1; tests/layers/test_modes.c checks the masks' law and seeding.
+for layer, tw, shape in (("dropout", nn.Dropout, (3, 5)), ("dropout2d", nn.Dropout2d, (2, 3, 4, 5))):
+    row(name=f"{layer}_eval", layer=layer, config={"p": 0.3}, modes=("eval",),
+        torch=(lambda tw=tw: tw(p=0.3)), inputs=[A(shape)])
+    row(name=f"{layer}_p0", layer=layer, config={"p": 0.0},
+        torch=(lambda tw=tw: tw(p=0.0)), inputs=[A(shape)])
+    row(name=f"{layer}_p1", layer=layer, config={"p": 1.0, "inplace": False}, modes=("train",),
+        torch=(lambda tw=tw: tw(p=1.0)), inputs=[A(shape)])
+
+
+# multihead_attention -----------------------------------------------------------
+# The twin is nn.MultiheadAttention; nnmod's out_proj is a child linear module
+# (children=), printed as Linear where PyTorch prints
+# NonDynamicallyQuantizableLinear. Outputs: attn_output, and the weights
+# averaged over heads when n_out is 2.
+def mha_row(name, E, H, N, L, S, batch_first=False, bias=True, n_out=1, kpm=False,
+            causal=False, dropout=0.0, modes=("train", "eval"), gradcheck=None):
+    cfg = {"embed_dim": E, "num_heads": H, "batch_first": batch_first}
+    if not bias:
+        cfg["bias"] = False
+    if causal:
+        cfg["is_causal"] = True
+    if dropout:
+        cfg["dropout"] = dropout
+    shp = (lambda T: (N, T, E)) if batch_first else (lambda T: (T, N, E))
+    inputs = [A(shp(L)), A(shp(S)), A(shp(S))]
+    if kpm:
+        inputs.append(("mask", (N, S)))
+
+    def call(m, q, k, v, mask=None):
+        attn_mask = torch.triu(torch.ones(L, S, dtype=torch.bool), 1) if causal else None
+        return m(q, k, v, key_padding_mask=mask, need_weights=n_out == 2, attn_mask=attn_mask)
+
+    kw = {} if gradcheck is None else {"gradcheck": gradcheck}
+    row(name=name, layer="multihead_attention", config=cfg, modes=modes, n_out=n_out,
+        torch=lambda: nn.MultiheadAttention(E, H, dropout=dropout, bias=bias,
+                                            batch_first=batch_first),
+        call=call, inputs=inputs,
+        children=[{"name": "out_proj", "type": "linear",
+                   "config": {"in_features": E, "out_features": E, "bias": bias}}],
+        repr_map=lambda s: s.replace("NonDynamicallyQuantizableLinear", "Linear"), **kw)
+
+
+mha_row("mha_seq_first", E=8, H=2, N=3, L=5, S=5)
+mha_row("mha_batch_first_cross_weights", E=6, H=3, N=2, L=4, S=7, batch_first=True, n_out=2)
+mha_row("mha_key_padding_mask", E=8, H=4, N=2, L=3, S=5, batch_first=True, kpm=True, n_out=2)
+mha_row("mha_causal_b1", E=4, H=1, N=1, L=6, S=6, batch_first=True, causal=True, gradcheck=True)
+mha_row("mha_no_bias_odd", E=6, H=2, N=1, L=3, S=5, bias=False, gradcheck=True)
+mha_row("mha_dropout_eval", E=8, H=2, N=2, L=3, S=3, dropout=0.3, modes=("eval",))
+
+
 # ---------------------------------------------------------------------------
 # Running a case
 # ---------------------------------------------------------------------------
 
-def manifest_of(layer, config):
+def manifest_of(layer, config, children=None):
     cfg = {k: v for k, v in config.items() if v is not None}
     root = {"type": layer}
+    plugins = {layer: "^1.0"}
     if cfg:
         root["config"] = cfg
-    return {"format": "nnmod.manifest", "version": 1, "plugins": {layer: "^1.0"}, "root": root}
+    if children:
+        root["children"] = children
+        for c in children:
+            plugins[c["type"]] = "^1.0"
+    return {"format": "nnmod.manifest", "version": 1, "plugins": plugins, "root": root}
 
 
 def run_case(r, mode, seed):
@@ -232,8 +293,11 @@ def run_case(r, mode, seed):
     torch.manual_seed(seed)
     m = r["torch"]()
     # parameters: the module's own init under the seed, then nudged off any
-    # special value so that every entry matters
+    # constant (zero biases, unit norm weights) so that every entry matters
     xs = [make_input(s, g) for s in r["inputs"]]
+    with torch.no_grad():  # no parameter left at its init constant (zero biases)
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
     state0 = {k: v.detach().clone() for k, v in m.state_dict().items()}
     m.train(mode == "train")
     leaves = []
@@ -272,14 +336,15 @@ def run_case(r, mode, seed):
         t[f"{C}.out.{k}"] = o.detach()
         t[f"{C}.gout.{k}"] = w
     size = sum(x.numel() for x in leaves) + sum(p.numel() for p in m.parameters())
-    manifest = json.dumps(manifest_of(r["layer"], r["config"]), separators=(",", ":"),
+    manifest = json.dumps(manifest_of(r["layer"], r["config"], r.get("children")),
+                          separators=(",", ":"),
                           sort_keys=True)
     opts = "mode=%s;n_in=%d;n_out=%d;gradcheck=%d;rtol=%r;atol=%r" % (
         mode, len(leaves), n_out, int(r.get("gradcheck", size <= 600)),
         r.get("rtol", 1e-4), r.get("atol", 1e-5))
     meta = {"case." + C: manifest, "opts." + C: opts}
     if r.get("repr", True):
-        meta["repr." + C] = repr(m)
+        meta["repr." + C] = r.get("repr_map", lambda s: s)(repr(m))
     return C, t, meta
 
 

@@ -145,7 +145,9 @@ if(PKG_CONFIG)
     message(FATAL_ERROR "README.md: no 'cc -o my_app my_app.c ...' line (two lines, '\\' joined)")
   endif()
   string(REPLACE "\\\n" " " _line "${_line}")
-  string(REPLACE "cc -o" "\"${NNM_C_COMPILER}\" -o" _line "${_line}")
+  # the build's compiler, and its flags (a sanitizer build's libnnmod needs
+  # the program linked with the sanitizer too); the rest exactly as written
+  string(REPLACE "cc -o" "\"${NNM_C_COMPILER}\" ${NNM_C_FLAGS} -o" _line "${_line}")
   set(app_dir "${NNM_WORK_DIR}/app")
   file(MAKE_DIRECTORY "${app_dir}")
   file(WRITE "${app_dir}/my_app.c" "#include <stdio.h>\n#include <nnmod/nnmod.h>\n"

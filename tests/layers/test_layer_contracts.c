@@ -191,6 +191,92 @@ static void test_concat_mul_contract(void) {
     LEAK_CHECK_END();
 }
 
+static void test_attention_contract(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "embed_dim", 6);
+    nnm_config_set_int(c, "num_heads", 4);
+    expect_create_fails("multihead_attention", c, NNM_E_INVALID,
+                        "embed_dim must be divisible by num_heads");
+    nnm_config_set_int(c, "num_heads", 2);
+    nnm_config_set_float(c, "dropout", 1.0);
+    expect_create_fails("multihead_attention", c, NNM_E_INVALID, "dropout must be in [0, 1)");
+    nnm_config_set_float(c, "dropout", 0.0);
+    nnm_config_set_int(c, "kdim", 3); /* not supported: refused, not ignored */
+    expect_create_fails("multihead_attention", c, NNM_E_INVALID, "config.kdim: unknown key");
+    nnm_config_free(c);
+
+    c = cfg_new();
+    nnm_config_set_int(c, "embed_dim", 6);
+    nnm_config_set_int(c, "num_heads", 2);
+    nnm_config_set_bool(c, "batch_first", 1);
+    nnm_module *m = tu_module(g_ctx, "multihead_attention", c);
+    nnm_config_free(c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    tu_named p = tu_params_of(m);
+    CU_ASSERT_EQUAL(p.n, 2);
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&p, "in_proj_weight"));
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&p, "in_proj_bias"));
+    nnm_tensor *x = tu_tf32(g_ctx, 3, (int64_t[]){2, 3, 6}, NULL), *y = NULL;
+    nnm_tensor *in[4] = {x, x, x, NULL};
+    /* without its out_proj child: a message, not a crash */
+    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_INVALID, "child named 'out_proj'");
+    CHECK_STATUS(nnm_module_finalize(m), NNM_E_INVALID);
+    nnm_module *op = tu_linear(g_ctx, "linear", 6, 6, 1);
+    CHECK_STATUS(nnm_module_add_child(m, "out_proj", op), NNM_OK);
+    nnm_module_release(op);
+    CHECK_STATUS(nnm_module_finalize(m), NNM_OK);
+    p = tu_params_of(m);
+    CU_ASSERT_PTR_NOT_NULL(tu_named_get(&p, "out_proj.weight"));
+    CHECK_STATUS(nnm_module_call(m, in, 3, &y, 1), NNM_OK);
+    CU_ASSERT_TRUE(tu_shape_is(y, 3, (int64_t[]){2, 3, 6}));
+    nnm_tensor_release(y);
+    y = NULL;
+    nnm_tensor *outs[2] = {NULL, NULL};
+    CHECK_STATUS(nnm_module_call(m, in, 3, outs, 2), NNM_OK);
+    CU_ASSERT_TRUE(tu_shape_is(outs[1], 3, (int64_t[]){2, 3, 3})); /* weights [N, L, S] */
+    nnm_tensor_release(outs[0]);
+    nnm_tensor_release(outs[1]);
+    nnm_tensor *bad = tu_tf32(g_ctx, 3, (int64_t[]){2, 3, 5}, NULL);
+    in[1] = bad;
+    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_SHAPE, "key must be [N, L, E]");
+    in[1] = x;
+    nnm_tensor *kpm = tu_tf32(g_ctx, 2, (int64_t[]){2, 4}, NULL);
+    in[3] = kpm;
+    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_SHAPE, "key_padding_mask must be [N, S]");
+    nnm_tensor *idx = tu_ti64(g_ctx, 2, (int64_t[]){2, 3}, (int64_t[]){0, 0, 1, 0, 0, 0});
+    in[3] = idx;
+    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_DTYPE, "key_padding_mask must be bool");
+    CHECK_ERROR(nnm_module_call(m, in, 2, &y, 1), NNM_E_SHAPE, "query, key, value");
+    char repr[512];
+    nnm_module_repr(m, repr, sizeof repr);
+    CU_ASSERT_PTR_NOT_NULL(strstr(repr, "MultiheadAttention(\n  (out_proj): Linear("));
+    nnm_tensor_release(idx);
+    nnm_tensor_release(kpm);
+    nnm_tensor_release(bad);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+static void test_dropout_contract(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *c = cfg_new();
+    nnm_config_set_float(c, "p", 1.5);
+    expect_create_fails("dropout", c, NNM_E_INVALID, "between 0 and 1, but got 1.5");
+    nnm_config_set_float(c, "p", -0.1);
+    expect_create_fails("dropout2d", c, NNM_E_INVALID, "between 0 and 1");
+    nnm_config_set_float(c, "p", 0.1);
+    nnm_module *m = tu_module(g_ctx, "dropout", c);
+    nnm_config_free(c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    char repr[128];
+    nnm_module_repr(m, repr, sizeof repr);
+    CU_ASSERT_PTR_NOT_NULL(strstr(repr, "Dropout(p=0.1, inplace=False)"));
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("layer contracts", suite_init, suite_clean);
     if (s == NULL)
@@ -199,5 +285,7 @@ int main(void) {
     CU_add_test(s, "softmax dims and dtypes", test_softmax_dim_range);
     CU_add_test(s, "embedding", test_embedding_contract);
     CU_add_test(s, "concat and mul", test_concat_mul_contract);
+    CU_add_test(s, "multihead_attention", test_attention_contract);
+    CU_add_test(s, "dropout", test_dropout_contract);
     return tu_run();
 }

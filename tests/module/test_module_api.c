@@ -11,7 +11,12 @@
  *    they were, while the head trains;
  *  - m2.load_state_dict(m1.state_dict()) in memory: detached tensors that
  *    share the module's storage; load_state_dict's rules, including PyTorch's
- *    "size mismatch" refusal even with strict=False. */
+ *    "size mismatch" refusal even with strict=False;
+ *  - shared modules (m.a = m.b = lin) and tied parameters (dec.weight =
+ *    enc.weight): named_modules/named_parameters/optimizers see them once
+ *    (remove_duplicate=True), state_dict under every name, and the gradient
+ *    is the sum of both uses (checked against an untied twin whose two
+ *    copies' gradients are the two terms). */
 #include "test_util.h"
 
 static nnm_ctx *g_ctx;
@@ -80,8 +85,8 @@ static void test_set_child(void) {
     CU_ASSERT_EQUAL(new_fired, 1);
     CU_ASSERT_EQUAL(old_fired, 0);
     nnm_tensor_release(y);
-    /* refusals: a module with a parent, a NULL name; a new name appends */
-    CHECK_ERROR(nnm_module_set_child(s, "fc1", head), NNM_E_STATE, "already has a parent");
+    /* refusals: a NULL name, a bad name; a new name appends */
+    CHECK_ERROR(nnm_module_set_child(s, "a.b", old), NNM_E_INVALID, "invalid child name");
     CU_ASSERT_EQUAL(nnm_module_set_child(s, NULL, old), NNM_E_INVALID);
     CHECK_STATUS(nnm_module_set_child(s, "extra", old), NNM_OK);
     CU_ASSERT_EQUAL(nnm_module_child_count(s), 4);
@@ -377,6 +382,248 @@ static void test_state_dict_wide(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- shared modules and tied parameters ------------------------------------- */
+
+/* sum(m(x)) backward; returns the .grad of tensor t as a new array. */
+static float *grad_after_backward(nnm_module *m, nnm_tensor *x, nnm_tensor *t, int64_t *n) {
+    nnm_tensor *y = NULL, *loss = NULL;
+    const int32_t dims[2] = {0, 1};
+    float *g = NULL;
+    if (tu_call1(m, x, &y) == NNM_OK &&
+        nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, dims, 2, 0, &loss) == NNM_OK &&
+        nnm_backward(loss, NULL, 0) == NNM_OK && nnm_tensor_grad(t))
+        g = tu_read_f32(nnm_tensor_grad(t), n);
+    nnm_tensor_release(loss);
+    nnm_tensor_release(y);
+    return g;
+}
+
+static nnm_status keys_visit(void *user, const char *name, nnm_tensor *t) {
+    (void)t;
+    char *buf = user;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 512 - len, "%s%s", len ? "," : "", name);
+    return NNM_OK;
+}
+
+static nnm_status mods_visit(void *user, const char *name, nnm_module *m) {
+    (void)m;
+    char *buf = user;
+    size_t len = strlen(buf);
+    snprintf(buf + len, 512 - len, "%s[%s]", len ? "," : "", name);
+    return NNM_OK;
+}
+
+static void test_shared_module(void) {
+    LEAK_CHECK_BEGIN();
+    /* PyTorch: lin = nn.Linear(4, 4); m = nn.Sequential(); m.a = lin; m.b = lin */
+    nnm_module *s = tu_module(g_ctx, "sequential", NULL), *lin = tu_linear(g_ctx, "linear", 4, 4, 1);
+    CU_ASSERT_FATAL(s && lin);
+    CHECK_STATUS(nnm_module_set_child(s, "a", lin), NNM_OK);
+    CHECK_STATUS(nnm_module_set_child(s, "b", lin), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_child_count(s), 2);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(s, "a"), lin);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(s, "b"), lin);
+    CU_ASSERT_STRING_EQUAL(nnm_module_name(lin), "a"); /* its first name */
+    /* named_modules() and named_parameters() see it once (remove_duplicate),
+     * state_dict() under both names, as PyTorch's */
+    char keys[512] = "";
+    CHECK_STATUS(nnm_module_named_modules(s, mods_visit, keys), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(keys, "[],[a]");
+    keys[0] = 0;
+    CHECK_STATUS(nnm_module_named_parameters(s, keys_visit, keys), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(keys, "a.weight,a.bias");
+    CU_ASSERT_EQUAL(nnm_module_num_params(s), 20);
+    CU_ASSERT_EQUAL(nnm_module_nbytes(s), 80u);
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(s, &sd), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 4);
+    CU_ASSERT_PTR_NOT_NULL(nnm_state_dict_get(sd, "b.weight"));
+    /* the same dict loads back (both keys land in the one tensor) */
+    CHECK_STATUS(nnm_module_load_state_dict(s, sd, 1, NULL), NNM_OK);
+    nnm_state_dict_free(sd);
+    /* the optimizer holds each parameter once */
+    nnm_sgd_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.lr = 0.1;
+    nnm_optim *opt = NULL;
+    CHECK_STATUS(nnm_optim_sgd_new(s, &o, &opt), NNM_OK);
+    nnm_optim_free(opt);
+
+    /* gradients from both uses add up: compare with two unshared copies of
+     * the same weights, whose grads are the two terms */
+    nnm_module *u = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *u1 = tu_linear(g_ctx, "linear", 4, 4, 1), *u2 = tu_linear(g_ctx, "linear", 4, 4, 1);
+    CHECK_STATUS(nnm_module_add_child(u, "a", u1), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(u, "b", u2), NNM_OK);
+    nnm_state_dict *copy = NULL;
+    CHECK_STATUS(nnm_module_state_dict(s, &copy), NNM_OK);
+    CHECK_STATUS(nnm_module_load_state_dict(u, copy, 1, NULL), NNM_OK);
+    nnm_state_dict_free(copy);
+    const float xs[8] = {0.5f, -1, 2, 0.25f, 1, 1.5f, -0.5f, 3};
+    const int64_t shape[2] = {2, 4};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, xs);
+    tu_named ps = tu_params_of(s), pu = tu_params_of(u);
+    int64_t n = 0, n1 = 0, n2 = 0;
+    float *g = grad_after_backward(s, x, ps.t[0], &n);
+    float *g1 = grad_after_backward(u, x, pu.t[0], &n1);
+    float *g2 = tu_read_f32(nnm_tensor_grad(pu.t[2]), &n2);
+    CU_ASSERT_FATAL(g && g1 && g2 && n == 16 && n1 == 16 && n2 == 16);
+    for (int i = 0; i < 16; i++) CU_ASSERT_DOUBLE_EQUAL(g[i], g1[i] + g2[i], 1e-4 * (1 + fabs(g[i])));
+    free(g);
+    free(g1);
+    free(g2);
+    /* and one output is the other's: same forward */
+    nnm_tensor *ys = NULL, *yu = NULL;
+    CHECK_STATUS(tu_call1(s, x, &ys), NNM_OK);
+    CHECK_STATUS(tu_call1(u, x, &yu), NNM_OK);
+    int64_t na = 0, nb = 0;
+    float *va = tu_read_f32(ys, &na), *vb = tu_read_f32(yu, &nb);
+    CU_ASSERT_TRUE(va && vb && na == nb && memcmp(va, vb, (size_t)na * sizeof *va) == 0);
+    free(va);
+    free(vb);
+    nnm_tensor_release(ys);
+    nnm_tensor_release(yu);
+    /* a device move moves it once; the manifest describes it under each name */
+    CHECK_STATUS(nnm_module_to(s, (nnm_device){NNM_DEVICE_META, 0}), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_device(lin).type, NNM_DEVICE_META);
+    nnm_manifest *mf = NULL;
+    CHECK_STATUS(nnm_manifest_from_module(s, &mf), NNM_OK);
+    nnm_module *rebuilt = NULL;
+    CHECK_STATUS(nnm_manifest_build(mf, NNM_BUILD_META, &rebuilt), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_num_params(rebuilt), 40); /* two copies: no sharing in manifests */
+    nnm_module_release(rebuilt);
+    nnm_manifest_free(mf);
+    /* deleting one name keeps the other */
+    CHECK_STATUS(nnm_module_del_child(s, "a"), NNM_OK);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(s, "b"), lin);
+    nnm_tensor_release(x);
+    nnm_module_release(u1);
+    nnm_module_release(u2);
+    nnm_module_release(u);
+    nnm_module_release(lin);
+    nnm_module_release(s);
+    LEAK_CHECK_END();
+}
+
+static void test_shared_cycle(void) {
+    LEAK_CHECK_BEGIN();
+    /* a shared module can never hold its own ancestor */
+    nnm_module *outer = tu_module(g_ctx, "sequential", NULL), *inner = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *other = tu_module(g_ctx, "sequential", NULL);
+    CHECK_STATUS(nnm_module_add_child(outer, "inner", inner), NNM_OK);
+    CHECK_STATUS(nnm_module_set_child(other, "shared", inner), NNM_OK); /* inner in two trees */
+    CHECK_ERROR(nnm_module_set_child(inner, "back", outer), NNM_E_INVALID, "cycle");
+    CHECK_ERROR(nnm_module_set_child(inner, "self", inner), NNM_E_INVALID, "cycle");
+    /* the first parent goes; the other still holds it */
+    nnm_module_release(outer);
+    CU_ASSERT_PTR_EQUAL(nnm_module_get(other, "shared"), inner);
+    nnm_module_release(inner);
+    nnm_module_release(other);
+    LEAK_CHECK_END();
+}
+
+static void test_tied_parameter(void) {
+    LEAK_CHECK_BEGIN();
+    /* PyTorch: enc = nn.Linear(4, 4); dec = nn.Linear(4, 4);
+     * dec.weight = enc.weight; m = nn.Sequential(enc, dec) */
+    nnm_module *s = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *enc = tu_linear(g_ctx, "linear", 4, 4, 1), *dec = tu_linear(g_ctx, "linear", 4, 4, 1);
+    CHECK_STATUS(nnm_module_add_child(s, "enc", enc), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(s, "dec", dec), NNM_OK);
+    tu_named pe = tu_params_of(enc), pd0 = tu_params_of(dec);
+    nnm_tensor *w = pe.t[0], *dec_w_before = pd0.t[0];
+    CHECK_STATUS(nnm_module_set_parameter(dec, "weight", w), NNM_OK);
+    /* named_parameters once, state_dict under both names */
+    char keys[512] = "";
+    CHECK_STATUS(nnm_module_named_parameters(s, keys_visit, keys), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(keys, "enc.weight,enc.bias,dec.bias");
+    CU_ASSERT_EQUAL(nnm_module_num_params(s), 16 + 4 + 4);
+    tu_named pd = tu_params_of(dec);
+    CU_ASSERT_PTR_EQUAL(pd.t[0], w); /* dec.weight is enc.weight */
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(s, &sd), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 4);
+    CU_ASSERT_PTR_EQUAL(nnm_tensor_desc_get(nnm_state_dict_get(sd, "dec.weight"))->data,
+                        nnm_tensor_desc_get(w)->data);
+    nnm_state_dict_free(sd);
+    /* refusals: another shape, a tensor that is no parameter, a wrong name */
+    nnm_module *wide = tu_linear(g_ctx, "linear", 4, 5, 1);
+    tu_named pw = tu_params_of(wide);
+    CHECK_ERROR(nnm_module_set_parameter(dec, "weight", pw.t[0]), NNM_E_SHAPE, "[5, 4]");
+    const int64_t s44[2] = {4, 4};
+    nnm_tensor *plain = tu_tf32(g_ctx, 2, s44, NULL);
+    CHECK_ERROR(nnm_module_set_parameter(dec, "weight", plain), NNM_E_INVALID, "not a parameter");
+    CHECK_ERROR(nnm_module_set_parameter(dec, "nope", w), NNM_E_NOT_FOUND, "no parameter 'nope'");
+    nnm_tensor_release(plain);
+    nnm_module_release(wide);
+
+    /* the gradient of the tied weight is the sum of both uses: compare with
+     * an untied twin holding the same values */
+    nnm_module *u = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *ue = tu_linear(g_ctx, "linear", 4, 4, 1), *ud = tu_linear(g_ctx, "linear", 4, 4, 1);
+    CHECK_STATUS(nnm_module_add_child(u, "enc", ue), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(u, "dec", ud), NNM_OK);
+    CHECK_STATUS(nnm_module_state_dict(s, &sd), NNM_OK);
+    CHECK_STATUS(nnm_module_load_state_dict(u, sd, 1, NULL), NNM_OK);
+    nnm_state_dict_free(sd);
+    const float xs[8] = {0.5f, -1, 2, 0.25f, 1, 1.5f, -0.5f, 3};
+    const int64_t shape[2] = {2, 4};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, xs);
+    tu_named pu = tu_params_of(u);
+    int64_t n = 0, n1 = 0, n2 = 0;
+    float *g = grad_after_backward(s, x, w, &n);
+    float *g1 = grad_after_backward(u, x, pu.t[0], &n1);
+    float *g2 = tu_read_f32(nnm_tensor_grad(pu.t[2]), &n2);
+    CU_ASSERT_FATAL(g && g1 && g2 && n == 16 && n1 == 16 && n2 == 16);
+    for (int i = 0; i < 16; i++) CU_ASSERT_DOUBLE_EQUAL(g[i], g1[i] + g2[i], 1e-4 * (1 + fabs(g[i])));
+    free(g);
+    free(g1);
+    free(g2);
+    /* the object dec's plugin holds got no .grad of its own */
+    CU_ASSERT_PTR_NULL(nnm_tensor_grad(dec_w_before));
+    /* an optimizer step updates the one weight; both layers use it */
+    nnm_sgd_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.lr = 0.1;
+    nnm_optim *opt = NULL;
+    CHECK_STATUS(nnm_optim_sgd_new(s, &o, &opt), NNM_OK);
+    CHECK_STATUS(nnm_optim_step(opt), NNM_OK);
+    nnm_optim_free(opt);
+    CHECK_STATUS(nnm_module_state_dict(s, &sd), NNM_OK);
+    CHECK_STATUS(nnm_module_load_state_dict(u, sd, 1, NULL), NNM_OK); /* the twin takes the new values */
+    nnm_state_dict_free(sd);
+    nnm_tensor *ys = NULL, *yu = NULL;
+    CHECK_STATUS(tu_call1(s, x, &ys), NNM_OK);
+    CHECK_STATUS(tu_call1(u, x, &yu), NNM_OK);
+    int64_t na = 0, nb = 0;
+    float *va = tu_read_f32(ys, &na), *vb = tu_read_f32(yu, &nb);
+    CU_ASSERT_TRUE(va && vb && na == nb && memcmp(va, vb, (size_t)na * sizeof *va) == 0);
+    free(va);
+    free(vb);
+    nnm_tensor_release(ys);
+    nnm_tensor_release(yu);
+    /* freezing the tied weight through the module freezes both uses */
+    CHECK_STATUS(nnm_module_zero_grad(s), NNM_OK);
+    CHECK_STATUS(nnm_module_requires_grad_(s, 0), NNM_OK);
+    CHECK_STATUS(nnm_module_requires_grad_(enc, 1), NNM_OK);
+    CHECK_STATUS(nnm_module_requires_grad_(dec, 0), NNM_OK); /* dec.weight IS enc.weight: frozen */
+    CU_ASSERT_FALSE(nnm_tensor_requires_grad(w));
+    /* a device move keeps dec's view of the weight */
+    CHECK_STATUS(nnm_module_to(s, (nnm_device){NNM_DEVICE_META, 0}), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_desc_get(dec_w_before)->device.type, NNM_DEVICE_META);
+    nnm_tensor_release(x);
+    nnm_module_release(ue);
+    nnm_module_release(ud);
+    nnm_module_release(u);
+    nnm_module_release(enc);
+    nnm_module_release(dec);
+    nnm_module_release(s);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("module_api", suite_init, suite_clean);
     if (!s) return 1;
@@ -386,5 +633,8 @@ int main(void) {
     CU_add_test(s, "requires_grad_(False) freezes a backbone", test_requires_grad_);
     CU_add_test(s, "state_dict() / load_state_dict() in memory", test_state_dict_in_memory);
     CU_add_test(s, "a wide in-memory state dict", test_state_dict_wide);
+    CU_add_test(s, "a shared module: seen once, gradients add up", test_shared_module);
+    CU_add_test(s, "a shared module never makes a cycle", test_shared_cycle);
+    CU_add_test(s, "tied parameters: dec.weight = enc.weight", test_tied_parameter);
     return tu_run();
 }

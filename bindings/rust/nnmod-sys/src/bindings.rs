@@ -7032,6 +7032,13 @@ extern "C" {
     ) -> nnm_status;
 }
 extern "C" {
+    pub fn nnm_module_set_parameter(
+        m: *mut nnm_module,
+        name: *const ::std::os::raw::c_char,
+        param: *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
     pub fn nnm_module_requires_grad_(
         m: *mut nnm_module,
         requires_grad: ::std::os::raw::c_int,

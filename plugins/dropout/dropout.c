@@ -1,0 +1,161 @@
+/* plugins/dropout/dropout.c - the "dropout" and "dropout2d" layers
+ * (torch.nn.Dropout, torch.nn.Dropout2d).
+ *
+ * Config (PyTorch's names and defaults):
+ *   p        float, default 0.5, in [0, 1]: the probability of a zero
+ *   inplace  bool, default false: accepted and ignored (nnmod never writes an
+ *            input; the values are the same)
+ *
+ * Eval mode (or p = 0): the input itself is returned (one more reference), as
+ * F.dropout returns its input. Train mode: out = x * mask, where each mask
+ * element is 1 / (1 - p) with probability 1 - p and 0 otherwise, drawn from
+ * the CALL CONTEXT's generator (host->op_rand, ABI 1.3): a context seeded
+ * alike reproduces every mask exactly. dropout draws one mask element per
+ * input element; dropout2d one per (sample, channel), broadcast over the rest
+ * ([N, C, 1, ...]; a 3-D input is (N, C, L), as PyTorch 1.13 treats it).
+ * p = 1 zeroes everything. The masks cannot equal PyTorch's (another
+ * generator); their law and scale do.
+ *
+ * Forward is host ops only (op_rand, op_full, op_binary MUL), so the gradient
+ * (mask * grad) and every device come from the runtime.
+ */
+#include <nnmod/plugin.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "layer_util.h"
+
+typedef struct dropout_state {
+    double p;
+    int channels; /* dropout2d */
+    int inplace;
+} dropout_state;
+
+static nnm_status dropout_new(nnm_env *env, int channels, void **self) {
+    const nnm_host *h = env->host;
+    *self = NULL;
+    dropout_state s = {0.5, channels, 0};
+    const double dp = 0.5;
+    const int no = 0;
+    nnm_status st = h->config_float(env, "p", &dp, &s.p);
+    if (st == NNM_OK)
+        st = h->config_bool(env, "inplace", &no, &s.inplace);
+    if (st != NNM_OK)
+        return st;
+    if (!(s.p >= 0.0 && s.p <= 1.0))
+        return h->set_error(env, NNM_E_INVALID,
+                            "dropout probability has to be between 0 and 1, but got %g", s.p);
+    if (!NNM_HOST_HAS(h, op_rand) || !NNM_HOST_HAS(h, op_full))
+        return h->set_error(env, NNM_E_VERSION,
+                            "dropout needs the host slots op_rand and op_full (ABI 1.3); this "
+                            "host is ABI %u.%u",
+                            (unsigned)h->abi_major, (unsigned)h->abi_minor);
+    dropout_state *p = malloc(sizeof *p);
+    if (p == NULL)
+        return h->set_error(env, NNM_E_NOMEM, "out of memory for the dropout layer's state");
+    *p = s;
+    *self = p;
+    return NNM_OK;
+}
+
+static nnm_status dropout_create(nnm_env *env, void **self) {
+    return dropout_new(env, 0, self);
+}
+
+static nnm_status dropout2d_create(nnm_env *env, void **self) {
+    return dropout_new(env, 1, self);
+}
+
+static void dropout_destroy(void *self) {
+    free(self);
+}
+
+static nnm_status dropout_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                                  nnm_tensor **out, uint32_t n_out) {
+    const nnm_host *h = env->host;
+    const dropout_state *s = self;
+    if (s == NULL)
+        return h->set_error(env, NNM_E_STATE, "dropout: forward without state");
+    if (n_in != 1 || n_out != 1 || in == NULL || out == NULL || in[0] == NULL)
+        return h->set_error(env, NNM_E_SHAPE, "dropout takes 1 input and 1 output, got %u and %u",
+                            (unsigned)n_in, (unsigned)n_out);
+    const nnm_tensor_desc *d = h->tensor_desc(in[0]);
+    if (!nnm_lu_is_f32(d))
+        return h->set_error(env, NNM_E_DTYPE, "dropout takes f32 tensors");
+    if (s->channels && d->ndim < 2)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "dropout2d needs at least 2 dims (N, C, ...), got %d", (int)d->ndim);
+    if (!h->is_training(env) || s->p == 0.0) {
+        h->tensor_retain(in[0]);
+        out[0] = in[0];
+        return NNM_OK;
+    }
+    int64_t shape[NNM_MAX_DIMS];
+    for (int32_t i = 0; i < d->ndim; i++)
+        shape[i] = (s->channels && i >= 2) ? 1 : d->shape[i];
+    nnm_tensor *mask = NULL;
+    nnm_status st;
+    if (s->p >= 1.0)
+        st = h->op_full(env, d->ndim, shape, 0.0, &mask);
+    else
+        st = h->op_rand(env, NNM_RAND_BERNOULLI, 1.0 - s->p, 1.0 / (1.0 - s->p), d->ndim, shape,
+                        &mask);
+    if (st == NNM_OK)
+        st = h->op_binary(env, NNM_BINARY_MUL, in[0], mask, &out[0]);
+    h->tensor_release(mask);
+    return st;
+}
+
+static int dropout_extra_repr(void *self, char *buf, size_t cap) {
+    const dropout_state *s = self;
+    char num[40];
+    if (s == NULL)
+        return snprintf(buf, cap, "%s", "");
+    nnm_lu_pyfloat(num, sizeof num, s->p);
+    return snprintf(buf, cap, "p=%s, inplace=%s", num, s->inplace ? "True" : "False");
+}
+
+static const nnm_config_field dropout_config[] = {
+    {"p", NNM_CONFIG_FLOAT, 0, "probability of an element (dropout2d: a channel) being zeroed"},
+    {"inplace", NNM_CONFIG_BOOL, 0, "accepted and ignored (nnmod never writes inputs)"},
+};
+
+#define DROPOUT_VTABLE(var, lname, disp, createfn)                                       \
+    static const nnm_layer_vtable var = {                                                \
+        .struct_size = sizeof(nnm_layer_vtable),                                         \
+        .flags = 0,                                                                      \
+        .name = lname,                                                                   \
+        .display_name = disp,                                                            \
+        .version_major = 1,                                                              \
+        .version_minor = 0,                                                              \
+        .version_patch = 0,                                                              \
+        .n_inputs = 1,                                                                   \
+        .n_outputs = 1,                                                                  \
+        .create = createfn,                                                              \
+        .destroy = dropout_destroy,                                                      \
+        .forward = dropout_forward,                                                      \
+        .extra_repr = dropout_extra_repr,                                                \
+        .config_fields = dropout_config,                                                 \
+        .n_config_fields = sizeof dropout_config / sizeof dropout_config[0],             \
+    };
+
+DROPOUT_VTABLE(dropout_layer, "dropout", "Dropout", dropout_create)
+DROPOUT_VTABLE(dropout2d_layer, "dropout2d", "Dropout2d", dropout2d_create)
+
+static const nnm_layer_vtable *const dropout_layers[] = {&dropout_layer, &dropout2d_layer};
+
+static const nnm_plugin_desc dropout_plugin = {
+    .struct_size = sizeof(nnm_plugin_desc),
+    .abi_major = NNM_ABI_MAJOR,
+    .abi_minor = NNM_ABI_MINOR,
+    .name = "dropout",
+    .description = "Dropout and Dropout2d (torch.nn), masks from the call context's generator",
+    .n_layers = 2,
+    .n_backends = 0,
+    .layers = dropout_layers,
+    .backends = NULL,
+};
+
+NNM_PLUGIN_DEFINE(dropout_plugin)
