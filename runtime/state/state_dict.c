@@ -6,8 +6,9 @@
  * parameters, then its own persistent buffers, then each child's under
  * "<child>.". Loading validates everything first (keys, shapes, dtypes,
  * devices) and only then copies, so a strict failure changes nothing. F32
- * tensors accept F32, F16, BF16 and F64 data (converted); other dtypes need the
- * same dtype. Data is copied straight from the file's mapping.
+ * tensors accept F32, F16, BF16, F64 and I64 data (converted; I64 is for
+ * PyTorch's integer buffers such as num_batches_tracked); other dtypes need
+ * the same dtype. Data is copied straight from the file's mapping.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +158,10 @@ static int convertible(nnm_dtype src, nnm_dtype dst) {
     if (dtype_eq(src, dst)) return 1;
     if (!is_f32(dst)) return 0;
     return (src.code == NNM_DTYPE_FLOAT && (src.bits == 16 || src.bits == 64)) ||
-           (src.code == NNM_DTYPE_BFLOAT && src.bits == 16);
+           (src.code == NNM_DTYPE_BFLOAT && src.bits == 16) ||
+           /* PyTorch's integer buffers nnmod keeps in f32 (batch norm's
+            * num_batches_tracked); exact up to 2^24 */
+           (src.code == NNM_DTYPE_INT && src.bits == 64);
 }
 
 static float half_to_f32(uint16_t h) {
@@ -198,6 +202,12 @@ static void convert_to_f32(float *dst, const unsigned char *src, size_t n, nnm_d
             memcpy(&h, src + 2 * i, 2);
             uint32_t bits = (uint32_t)h << 16;
             memcpy(&dst[i], &bits, 4);
+        }
+    } else if (dt.code == NNM_DTYPE_INT) { /* I64 */
+        for (size_t i = 0; i < n; i++) {
+            int64_t q;
+            memcpy(&q, src + 8 * i, 8);
+            dst[i] = (float)q;
         }
     } else { /* F64 */
         for (size_t i = 0; i < n; i++) {

@@ -604,6 +604,61 @@ expect 1 validate "$BIG"
 err_has "would take 280003328880 bytes, more than 17179869184 (limits.max_param_bytes)"
 
 # ---------------------------------------------------------------------------
+# Untrusted text (weights files, manifests, plugin files) never reaches the
+# terminal raw: control characters are escaped (\x1b), long texts are cut
+# ---------------------------------------------------------------------------
+ESC=$(printf '\033')
+no_esc() { # no_esc FILE: the file has no ESC, BEL or CR byte
+    n_checks=$((n_checks + 1))
+    if LC_ALL=C grep -q "$(printf '[\033\007\r]')" "$1"; then
+        fail "raw control characters in $1"
+        show
+    fi
+}
+# a safetensors file whose tensor name and metadata hold control sequences
+HDR='{"__metadata__":{"k\u001b]0;owned\u0007":"v\u001b[2J"},"t\u001b[31mred":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+while [ $(( ${#HDR} % 8 )) -ne 0 ]; do HDR="$HDR "; done
+{
+    printf "\\$(printf %o ${#HDR})\\000\\000\\000\\000\\000\\000\\000"
+    printf '%s' "$HDR"
+    printf '\000\000\000\000'
+} >"$WORK/esc.safetensors"
+expect 0 weights inspect "$WORK/esc.safetensors"
+out_has 't\x1b[31mred'
+out_has 'k\x1b]0;owned\x07: v\x1b[2J'
+no_esc "$OUT"
+expect 0 weights inspect --json "$WORK/esc.safetensors"
+out_has 't\u001b[31mred'
+no_esc "$OUT"
+expect 0 weights diff --metadata "$WORK/esc.safetensors" "$WORK/esc.safetensors"
+no_esc "$OUT"
+# a manifest key with a control sequence, named in the error message
+printf '{"format": "nnmod.manifest", "version": 1, "plugins": {"linear": "^1.0"},\n "root": {"type": "linear", "config": {"in_features": 4, "out_features": 2, "x\\u001b[2Jy": 1}}}\n' >"$WORK/esc_key.json"
+expect 1 validate "$WORK/esc_key.json"
+err_has 'x\x1b[2Jy'
+no_esc "$ERR"
+# a plugin directory whose file names hold control sequences, and a very long one
+PD="$WORK/plug${ESC}[31mins"
+mkdir -p "$PD"
+echo "not a shared object, long enough to hold an ELF header for the dynamic linker" >"$PD/bad${ESC}]0;x$(printf '\007').so"
+expect 0 plugins --plugins "$PD"
+out_has 'plug\x1b[31mins/bad\x1b]0;x\x07.so'
+no_esc "$OUT"
+# a metadata value of 3000 bytes is cut
+LONG=$(printf '%03000d' 0)
+HDR="{\"__metadata__\":{\"long\":\"$LONG\"},\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"
+while [ $(( ${#HDR} % 8 )) -ne 0 ]; do HDR="$HDR "; done
+{
+    printf "\\$(printf %o $(( ${#HDR} % 256 )))\\$(printf %o $(( ${#HDR} / 256 )))\\000\\000\\000\\000\\000\\000"
+    printf '%s' "$HDR"
+    printf '\000\000\000\000'
+} >"$WORK/long.safetensors"
+expect 0 weights inspect "$WORK/long.safetensors"
+out_has '  long: 0000000000'
+out_has '...'
+check "a line of the output is longer than 1100 bytes" [ "$(awk 'length > 1100' "$OUT" | wc -l)" -eq 0 ]
+
+# ---------------------------------------------------------------------------
 # Output that cannot be written is a failure, never a silent success
 # ---------------------------------------------------------------------------
 if [ -w /dev/full ]; then

@@ -125,11 +125,27 @@ int cli_next(cli_parser *p, const cli_opt *opts) {
 /* Ending a command                                                          */
 /* ------------------------------------------------------------------------ */
 
+/* Every message goes through cli_text: library messages quote manifest keys,
+ * plugin names and file paths, any of which may hold control sequences. */
+static void vmessage(const char *prefix, const char *fmt, va_list ap) {
+    char raw[4096], shown[CLI_TEXT_CAP * 2];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    fprintf(stderr, "%s%s", prefix, cli_text(raw, shown, sizeof shown, 0));
+}
+
+static void message(const char *prefix, const char *fmt, ...) CLI_PRINTF(2, 3);
+static void message(const char *prefix, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(prefix, fmt, ap);
+    va_end(ap);
+}
+
 int cli_usage(const char *cmd, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "nnm%s%s: ", cmd ? " " : "", cmd ? cmd : "");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vmessage("", fmt, ap);
     va_end(ap);
     fprintf(stderr, "\ntry 'nnm%s%s --help'\n", cmd ? " " : "", cmd ? cmd : "");
     return CLI_EXIT_USAGE;
@@ -138,7 +154,8 @@ int cli_usage(const char *cmd, const char *fmt, ...) {
 int cli_fail(const char *cmd, const nnm_ctx *ctx, nnm_status st) {
     const char *msg = ctx ? nnm_ctx_errmsg(ctx) : "";
     if (!msg || !msg[0]) msg = nnm_status_str(st);
-    fprintf(stderr, "nnm %s: %s\n", cmd, msg);
+    message("", "nnm %s: %s", cmd, msg);
+    fputc('\n', stderr);
     return CLI_EXIT_FAIL;
 }
 
@@ -147,9 +164,10 @@ int cli_fail_file(const char *cmd, const char *path, const nnm_ctx *ctx, nnm_sta
     size_t n = strlen(path);
     if (!msg || !msg[0]) msg = nnm_status_str(st);
     if (strncmp(msg, path, n) == 0 && msg[n] == ':')
-        fprintf(stderr, "nnm %s: %s\n", cmd, msg);
+        message("", "nnm %s: %s", cmd, msg);
     else
-        fprintf(stderr, "nnm %s: %s: %s\n", cmd, path, msg);
+        message("", "nnm %s: %s: %s", cmd, path, msg);
+    fputc('\n', stderr);
     return CLI_EXIT_FAIL;
 }
 
@@ -157,7 +175,7 @@ int cli_failf(const char *cmd, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "nnm %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vmessage("", fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
     return CLI_EXIT_FAIL;
@@ -167,7 +185,7 @@ void cli_warn(const char *cmd, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "nnm %s: warning: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vmessage("", fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
 }
@@ -314,9 +332,31 @@ const char *cli_dtype_str(nnm_dtype dt, char *buf, size_t cap) {
     return buf;
 }
 
+/* Length of the UTF-8 character at s (1 to 4), or 0 when s does not start a
+ * valid one (no overlongs, surrogates or code points past U+10FFFF). */
+static size_t utf8_len(const unsigned char *s) {
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (!n) return 0;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+    return n;
+}
+
+/* 1 for a C1 control character (U+0080..U+009F), which some terminals obey. */
+static int is_c1(const unsigned char *s, size_t n) { return n == 2 && s[0] == 0xc2 && s[1] <= 0x9f; }
+
 void cli_json_str(FILE *f, const char *s) {
     fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)s; *c;) {
+        size_t n = utf8_len(c);
         switch (*c) {
         case '"': fputs("\\\"", f); break;
         case '\\': fputs("\\\\", f); break;
@@ -324,13 +364,51 @@ void cli_json_str(FILE *f, const char *s) {
         case '\r': fputs("\\r", f); break;
         case '\t': fputs("\\t", f); break;
         default:
-            if (*c < 0x20)
+            if (*c < 0x20 || *c == 0x7f)
                 fprintf(f, "\\u%04x", (unsigned)*c);
+            else if (!n)
+                fputs("\\ufffd", f); /* JSON text is UTF-8 */
+            else if (is_c1(c, n))
+                fprintf(f, "\\u%04x", (unsigned)c[1]);
             else
-                fputc(*c, f);
+                fwrite(c, 1, n, f);
         }
+        c += n ? n : 1;
     }
     fputc('"', f);
+}
+
+const char *cli_text(const char *s, char *buf, size_t cap, unsigned flags) {
+    if (!buf || cap == 0) return "";
+    if (!s) s = "";
+    const unsigned char *c = (const unsigned char *)s;
+    size_t len = 0, cut = 0; /* cut: where "..." goes if the rest does not fit */
+    while (*c) {
+        size_t n = utf8_len(c);
+        char piece[24];
+        size_t pn = 0;
+        if ((*c == '\n' && (flags & CLI_TEXT_NEWLINES)) || (*c >= 0x20 && *c != 0x7f && n == 1)) {
+            piece[pn++] = (char)*c;
+        } else if (n > 1 && !is_c1(c, n)) {
+            memcpy(piece, c, n);
+            pn = n;
+        } else { /* a control character, or a byte that is not UTF-8 */
+            if (!n) n = 1;
+            for (size_t i = 0; i < n; i++)
+                pn += (size_t)snprintf(piece + pn, sizeof piece - pn, "\\x%02x", c[i]);
+        }
+        if (len + pn + 1 > cap) { /* cut, on a character boundary */
+            len = cut;
+            if (len + 4 <= cap) memcpy(buf + len, "...", 3), len += 3;
+            break;
+        }
+        memcpy(buf + len, piece, pn);
+        len += pn;
+        if (len + 4 <= cap) cut = len;
+        c += n;
+    }
+    buf[len] = 0;
+    return buf;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -122,8 +122,19 @@ int cli_parse_shape(const char *s, int64_t shape[NNM_MAX_DIMS]);
 const char *cli_shape_str(int32_t ndim, const int64_t *shape, char *buf, size_t cap);
 /* "f32", "bf16", "i64", "bool", ... for a runtime dtype. */
 const char *cli_dtype_str(nnm_dtype dt, char *buf, size_t cap);
-/* Writes s as a JSON string literal (quotes included). */
+/* Writes s as a JSON string literal (quotes included): control characters
+ * (C0, DEL, C1) as \u00XX, bytes that are not UTF-8 as \ufffd. */
 void cli_json_str(FILE *f, const char *s);
+
+/* Text from plugins, manifests and weights files, made safe to print:
+ * control characters (C0, DEL, and C1 in UTF-8) and bytes that are not
+ * UTF-8 become \xNN, so no terminal control sequence is ever emitted raw,
+ * and text that does not fit in cap - 1 bytes is cut with "..." (never
+ * inside a character). flags: CLI_TEXT_NEWLINES lets '\n' through (for
+ * multi-line text such as print(model)). s NULL is "". Returns buf. */
+#define CLI_TEXT_NEWLINES 1u
+#define CLI_TEXT_CAP 1024 /* the usual buffer: long enough for a message */
+const char *cli_text(const char *s, char *buf, size_t cap, unsigned flags);
 
 /* ---- safetensors elements -------------------------------------------- */
 

@@ -41,7 +41,7 @@ static void dot_esc(FILE *f, const char *s, size_t n) {
             fprintf(f, "\\%c", c);
         else if (c == '\n')
             fputs("\\n", f);
-        else if ((unsigned char)c >= 0x20)
+        else if ((unsigned char)c >= 0x20 && c != 0x7f)
             fputc(c, f);
     }
 }
@@ -310,7 +310,17 @@ static int print_text(nnm_manifest *mf, nnm_module *root, const char *path) {
         free(repr);
         return -1;
     }
-    printf("%s\n%s%s", path, repr, len && repr[len - 1] == '\n' ? "" : "\n");
+    char shown[CLI_TEXT_CAP];
+    printf("%s\n", cli_text(path, shown, sizeof shown, 0));
+    /* the layers' own text is in there (names, extra_repr): escaped, not cut */
+    char *safe = malloc((size_t)len * 4 + 1);
+    if (!safe) {
+        free(repr);
+        return -1;
+    }
+    fputs(cli_text(repr, safe, (size_t)len * 4 + 1, CLI_TEXT_NEWLINES), stdout);
+    if (!len || repr[len - 1] != '\n') fputc('\n', stdout);
+    free(safe);
     free(repr);
 
     printf("parameters: %" PRId64 "\n", nnm_module_num_params(root));

@@ -44,15 +44,18 @@ int cmd_plugins(cli_env *env, int argc, char **argv) {
             nnm_ctx_free(ctx);
             return r;
         }
+        /* names, paths and messages come from plugin files: escaped */
+        char name[128], text[CLI_TEXT_CAP];
         if (info.status == NNM_OK) {
             printf("%-16s ABI %u.%u  %" PRIu32 " layer%s, %" PRIu32 " backend%s  %s\n",
-                   info.name ? info.name : "?", (unsigned)info.abi_major, (unsigned)info.abi_minor,
-                   info.n_layers, info.n_layers == 1 ? "" : "s", info.n_backends,
-                   info.n_backends == 1 ? "" : "s", info.path ? info.path : "");
+                   cli_text(info.name ? info.name : "?", name, sizeof name, 0),
+                   (unsigned)info.abi_major, (unsigned)info.abi_minor, info.n_layers,
+                   info.n_layers == 1 ? "" : "s", info.n_backends, info.n_backends == 1 ? "" : "s",
+                   cli_text(info.path, text, sizeof text, 0));
         } else {
             n_failed++;
-            printf("%-16s FAILED (%s): %s\n", info.name ? info.name : "-",
-                   nnm_status_name(info.status), info.error ? info.error : "");
+            printf("%-16s FAILED (%s): %s\n", cli_text(info.name ? info.name : "-", name, sizeof name, 0),
+                   nnm_status_name(info.status), cli_text(info.error, text, sizeof text, 0));
         }
     }
     printf("%" PRIu32 " plugin%s, %" PRIu32 " failed\n", n, n == 1 ? "" : "s", n_failed);

@@ -160,7 +160,8 @@ static int weights_inspect(cli_env *env, int argc, char **argv) {
         goto done;
     }
 
-    printf("%s\n", path);
+    char tx[CLI_TEXT_CAP], tx2[CLI_TEXT_CAP]; /* names and metadata come from the file: escaped */
+    printf("%s\n", cli_text(path, tx, sizeof tx, 0));
     printf("  %-*s  %-*s  %-*s  %s\n", (int)name_w, "NAME", (int)dtype_w, "DTYPE", (int)shape_w,
            "SHAPE", "BYTES");
     for (uint32_t i = 0; i < n; i++) {
@@ -169,7 +170,8 @@ static int weights_inspect(cli_env *env, int argc, char **argv) {
             r = cli_fail(cmd, ctx, s);
             goto done;
         }
-        printf("  %-*s  %-*s  %-*s  %" PRIu64 "\n", (int)name_w, e.name, (int)dtype_w, e.dtype_name,
+        printf("  %-*s  %-*s  %-*s  %" PRIu64 "\n", (int)name_w, cli_text(e.name, tx, sizeof tx, 0),
+               (int)dtype_w, e.dtype_name,
                (int)shape_w, cli_shape_str(e.ndim, e.shape, shape, sizeof shape), e.nbytes);
     }
     printf("total: %" PRIu32 " tensor%s, %" PRIu64 " element%s, %" PRIu64 " byte%s\n", n,
@@ -183,7 +185,7 @@ static int weights_inspect(cli_env *env, int argc, char **argv) {
                 r = cli_fail(cmd, ctx, s);
                 goto done;
             }
-            printf("  %s: %s\n", k, v);
+            printf("  %s: %s\n", cli_text(k, tx, sizeof tx, 0), cli_text(v, tx2, sizeof tx2, 0));
         }
     } else {
         printf("metadata: none\n");
@@ -241,6 +243,7 @@ static int compare_values(const nnm_st_entry *a, const nnm_st_entry *b, int *num
 }
 
 static int diff_tensors(diff_state *ds, const nnm_safetensors *sa, const nnm_safetensors *sb) {
+    char ta[CLI_TEXT_CAP], tb[CLI_TEXT_CAP]; /* the files' text, escaped */
     char s1[256], s2[256];
     uint32_t na = nnm_safetensors_count(sa), nb = nnm_safetensors_count(sb);
     nnm_status s;
@@ -252,7 +255,7 @@ static int diff_tensors(diff_state *ds, const nnm_safetensors *sa, const nnm_saf
         s = nnm_safetensors_find(sb, a.name, &b);
         if (s == NNM_E_NOT_FOUND) {
             ds->n_only_a++;
-            if (!ds->quiet) printf("only in A: %s\n", a.name);
+            if (!ds->quiet) printf("only in A: %s\n", cli_text(a.name, ta, sizeof ta, 0));
             continue;
         }
         if (s != NNM_OK) return cli_fail(ds->cmd, ds->ctx, s), -1;
@@ -261,7 +264,7 @@ static int diff_tensors(diff_state *ds, const nnm_safetensors *sa, const nnm_saf
         if (strcmp(a.dtype_name, b.dtype_name) != 0) {
             ds->n_dtype_shape++;
             if (ds->quiet) continue;
-            printf("dtype differs: %s: %s vs %s", a.name, a.dtype_name, b.dtype_name);
+            printf("dtype differs: %s: %s vs %s", cli_text(a.name, ta, sizeof ta, 0), a.dtype_name, b.dtype_name);
             if (!same_shape)
                 printf(", shape %s vs %s", cli_shape_str(a.ndim, a.shape, s1, sizeof s1),
                        cli_shape_str(b.ndim, b.shape, s2, sizeof s2));
@@ -273,7 +276,7 @@ static int diff_tensors(diff_state *ds, const nnm_safetensors *sa, const nnm_saf
         if (!same_shape) {
             ds->n_dtype_shape++;
             if (!ds->quiet)
-                printf("shape differs: %s: %s vs %s\n", a.name,
+                printf("shape differs: %s: %s vs %s\n", cli_text(a.name, ta, sizeof ta, 0),
                        cli_shape_str(a.ndim, a.shape, s1, sizeof s1),
                        cli_shape_str(b.ndim, b.shape, s2, sizeof s2));
             continue;
@@ -286,15 +289,15 @@ static int diff_tensors(diff_state *ds, const nnm_safetensors *sa, const nnm_saf
         }
         if (!numeric) {
             ds->n_values++;
-            if (!ds->quiet) printf("values differ: %s (%s, bitwise)\n", a.name, a.dtype_name);
+            if (!ds->quiet) printf("values differ: %s (%s, bitwise)\n", cli_text(a.name, ta, sizeof ta, 0), a.dtype_name);
         } else if (!isnan(max_abs) && max_abs <= ds->atol) {
             ds->n_close++;
             if (!ds->quiet)
-                printf("within tolerance: %s: max abs diff %.6g <= %.6g\n", a.name, max_abs,
+                printf("within tolerance: %s: max abs diff %.6g <= %.6g\n", cli_text(a.name, ta, sizeof ta, 0), max_abs,
                        ds->atol);
         } else {
             ds->n_values++;
-            if (!ds->quiet) printf("values differ: %s: max abs diff %.6g\n", a.name, max_abs);
+            if (!ds->quiet) printf("values differ: %s: max abs diff %.6g\n", cli_text(a.name, ta, sizeof ta, 0), max_abs);
         }
     }
     for (uint32_t i = 0; i < nb; i++) {
@@ -304,7 +307,7 @@ static int diff_tensors(diff_state *ds, const nnm_safetensors *sa, const nnm_saf
         s = nnm_safetensors_find(sa, b.name, &a);
         if (s == NNM_E_NOT_FOUND) {
             ds->n_only_b++;
-            if (!ds->quiet) printf("only in B: %s\n", b.name);
+            if (!ds->quiet) printf("only in B: %s\n", cli_text(b.name, tb, sizeof tb, 0));
         } else if (s != NNM_OK) {
             return cli_fail(ds->cmd, ds->ctx, s), -1;
         }
@@ -324,6 +327,7 @@ static const char *meta_find(const nnm_safetensors *st, const char *key) {
 
 static int diff_metadata(diff_state *ds, const nnm_safetensors *sa, const nnm_safetensors *sb) {
     nnm_status s;
+    char ta[CLI_TEXT_CAP], tb[CLI_TEXT_CAP], tc[CLI_TEXT_CAP]; /* the files' text, escaped */
     for (uint32_t i = 0; i < nnm_safetensors_metadata_count(sa); i++) {
         const char *k = NULL, *v = NULL;
         if ((s = nnm_safetensors_metadata(sa, i, &k, &v)) != NNM_OK)
@@ -331,10 +335,11 @@ static int diff_metadata(diff_state *ds, const nnm_safetensors *sa, const nnm_sa
         const char *w = meta_find(sb, k);
         if (!w) {
             ds->n_meta_diff++;
-            if (!ds->quiet) printf("metadata only in A: %s\n", k);
+            if (!ds->quiet) printf("metadata only in A: %s\n", cli_text(k, ta, sizeof ta, 0));
         } else if (strcmp(v, w) != 0) {
             ds->n_meta_diff++;
-            if (!ds->quiet) printf("metadata differs: %s: '%s' vs '%s'\n", k, v, w);
+            if (!ds->quiet) printf("metadata differs: %s: '%s' vs '%s'\n", cli_text(k, ta, sizeof ta, 0),
+                                    cli_text(v, tb, sizeof tb, 0), cli_text(w, tc, sizeof tc, 0));
         }
     }
     for (uint32_t i = 0; i < nnm_safetensors_metadata_count(sb); i++) {
@@ -343,7 +348,7 @@ static int diff_metadata(diff_state *ds, const nnm_safetensors *sa, const nnm_sa
             return cli_fail(ds->cmd, ds->ctx, s), -1;
         if (!meta_find(sa, k)) {
             ds->n_meta_diff++;
-            if (!ds->quiet) printf("metadata only in B: %s\n", k);
+            if (!ds->quiet) printf("metadata only in B: %s\n", cli_text(k, ta, sizeof ta, 0));
         }
     }
     return 0;

@@ -1,13 +1,14 @@
 //! Hooks as Rust closures.
 //!
-//! A closure is boxed and handed to the runtime as the hook's user data; the
-//! returned [`HookHandle`] owns the box and keeps the module (or context)
-//! alive, so the runtime never calls a freed closure: the hook runs until
-//! the handle is dropped or [`HookHandle::remove`]d, which unregisters it
-//! and frees the closure. A closure that returns `Err` fails the call with
-//! that status and message; a panic inside a closure is caught (it never
-//! unwinds into C) and fails the call with NNM_E_HOOK.
-use std::any::Any;
+//! A closure is boxed and handed to the runtime as the hook's user data, with
+//! a destructor (`nnm_hook_options.user_free`) that drops the box: the runtime
+//! frees the closure exactly once, when the hook is removed
+//! ([`HookHandle::remove`]), when its module dies, or (a global hook) when the
+//! context is freed. As in PyTorch, dropping the [`HookHandle`] does not
+//! remove the hook; the handle stays safe to use after the module is gone.
+//! A closure that returns `Err` fails the call with that status and message;
+//! a panic inside a closure is caught (it never unwinds into C) and fails the
+//! call with NNM_E_HOOK.
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -16,7 +17,7 @@ use std::rc::{Rc, Weak};
 use nnmod_sys as sys;
 
 use crate::context::{Context, CtxInner};
-use crate::error::{check, Error, Result};
+use crate::error::{Error, Result};
 use crate::module::Module;
 use crate::tensor::Tensor;
 
@@ -153,30 +154,67 @@ unsafe extern "C" fn pre_tramp(user: *mut c_void, m: *mut sys::nnm_module, inp: 
     finish(raw_ctx, r)
 }
 
-enum Owner {
-    Module(#[allow(dead_code)] Module),
-    Context(#[allow(dead_code)] Rc<CtxInner>),
-}
-
-/// A registered hook. Dropping it (or `remove()`) unregisters the hook and
-/// frees its closure; while it lives, it keeps its module or context alive.
-#[must_use = "the hook is removed when its handle is dropped"]
+/// A registered hook (the caller's `nnm_hook_handle`). Dropping it frees the
+/// handle, not the hook.
 pub struct HookHandle {
     raw: *mut sys::nnm_hook_handle,
-    // dropped after the hook is removed (fields drop after Drop::drop)
-    _state: Box<dyn Any>,
-    _owner: Owner,
+    _ctx: Rc<CtxInner>, // handles follow their context's thread rule
 }
 
 impl HookHandle {
-    /// Unregisters the hook now (same as dropping the handle).
-    pub fn remove(self) {}
+    /// Removes the hook (handle.remove()); its closure is dropped. Returns
+    /// false when it was already gone (removed before, or its module died).
+    pub fn remove(&self) -> bool {
+        unsafe { sys::nnm_hook_handle_remove(self.raw) == sys::NNM_OK }
+    }
+
+    /// Whether the hook is still registered.
+    pub fn is_live(&self) -> bool {
+        unsafe { sys::nnm_hook_handle_is_live(self.raw) != 0 }
+    }
 }
 
 impl Drop for HookHandle {
     fn drop(&mut self) {
-        unsafe { sys::nnm_hook_remove(self.raw) }
+        unsafe { sys::nnm_hook_handle_free(self.raw) }
     }
+}
+
+/// How to register a hook: PyTorch's prepend and always_call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HookOptions {
+    /// Run before the hooks already registered (prepend=True).
+    pub prepend: bool,
+    /// Forward hooks only: run even when the call fails (always_call=True).
+    pub always_call: bool,
+}
+
+unsafe extern "C" fn free_state<F: ?Sized>(user: *mut c_void) {
+    // the runtime calls this exactly once; a panicking Drop must not unwind into C
+    let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(user as *mut HookState<F>))));
+}
+
+/// Boxes `f`, registers it through `reg` with a destructor, and hands out the handle.
+fn register<F: ?Sized + 'static>(
+    ctx: &Rc<CtxInner>,
+    f: Box<F>,
+    opts: HookOptions,
+    reg: impl FnOnce(*mut c_void, *const sys::nnm_hook_options, *mut *mut sys::nnm_hook_handle) -> sys::nnm_status,
+) -> Result<HookHandle> {
+    let user = Box::into_raw(boxed::<F>(ctx, f)) as *mut c_void;
+    let o = sys::nnm_hook_options {
+        struct_size: std::mem::size_of::<sys::nnm_hook_options>() as u32,
+        flags: (if opts.prepend { sys::NNM_HOOK_PREPEND } else { 0 }) | (if opts.always_call { sys::NNM_HOOK_ALWAYS_CALL } else { 0 }),
+        user_free: Some(free_state::<F>),
+    };
+    let mut raw = ptr::null_mut();
+    let st = reg(user, &o, &mut raw);
+    if st != sys::NNM_OK {
+        // on failure user_free is not called: the box is still ours
+        drop(unsafe { Box::from_raw(user as *mut HookState<F>) });
+        return Err(Error::from_ctx(ctx.raw, st));
+    }
+    Ok(HookHandle { raw, _ctx: ctx.clone() })
 }
 
 fn boxed<F: ?Sized + 'static>(ctx: &Rc<CtxInner>, f: Box<F>) -> Box<HookState<F>> {
@@ -189,11 +227,18 @@ impl Module {
     where
         F: FnMut(&mut ForwardHookArgs<'_>) -> Result<()> + 'static,
     {
-        let mut state = boxed::<ForwardFn>(&self.ctx, Box::new(f));
-        let user = &mut *state as *mut HookState<ForwardFn> as *mut c_void;
-        let mut raw = ptr::null_mut();
-        check(self.ctx.raw, unsafe { sys::nnm_module_register_forward_hook(self.as_ptr(), Some(forward_tramp), user, &mut raw) })?;
-        Ok(HookHandle { raw, _state: Box::new(state), _owner: Owner::Module(self.clone()) })
+        self.register_forward_hook_with(HookOptions::default(), f)
+    }
+
+    /// register_forward_hook(..., prepend=, always_call=).
+    pub fn register_forward_hook_with<F>(&self, opts: HookOptions, f: F) -> Result<HookHandle>
+    where
+        F: FnMut(&mut ForwardHookArgs<'_>) -> Result<()> + 'static,
+    {
+        let m = self.as_ptr();
+        register::<ForwardFn>(&self.ctx, Box::new(f), opts, |user, o, h| unsafe {
+            sys::nnm_module_register_forward_hook_v2(m, Some(forward_tramp), user, o, h)
+        })
     }
 
     /// register_forward_pre_hook: `f` runs before every forward of this module.
@@ -201,11 +246,10 @@ impl Module {
     where
         F: FnMut(&mut ForwardPreHookArgs<'_>) -> Result<()> + 'static,
     {
-        let mut state = boxed::<PreFn>(&self.ctx, Box::new(f));
-        let user = &mut *state as *mut HookState<PreFn> as *mut c_void;
-        let mut raw = ptr::null_mut();
-        check(self.ctx.raw, unsafe { sys::nnm_module_register_forward_pre_hook(self.as_ptr(), Some(pre_tramp), user, &mut raw) })?;
-        Ok(HookHandle { raw, _state: Box::new(state), _owner: Owner::Module(self.clone()) })
+        let m = self.as_ptr();
+        register::<PreFn>(&self.ctx, Box::new(f), HookOptions::default(), |user, o, h| unsafe {
+            sys::nnm_module_register_forward_pre_hook_v2(m, Some(pre_tramp), user, o, h)
+        })
     }
 }
 
@@ -216,11 +260,10 @@ impl Context {
     where
         F: FnMut(&mut ForwardHookArgs<'_>) -> Result<()> + 'static,
     {
-        let mut state = boxed::<ForwardFn>(&self.inner, Box::new(f));
-        let user = &mut *state as *mut HookState<ForwardFn> as *mut c_void;
-        let mut raw = ptr::null_mut();
-        check(self.inner.raw, unsafe { sys::nnm_ctx_register_forward_hook(self.inner.raw, Some(forward_tramp), user, &mut raw) })?;
-        Ok(HookHandle { raw, _state: Box::new(state), _owner: Owner::Context(self.inner.clone()) })
+        let c = self.inner.raw;
+        register::<ForwardFn>(&self.inner, Box::new(f), HookOptions::default(), |user, o, h| unsafe {
+            sys::nnm_ctx_register_forward_hook_v2(c, Some(forward_tramp), user, o, h)
+        })
     }
 
     /// A global forward-pre-hook (register_module_forward_pre_hook).
@@ -228,10 +271,9 @@ impl Context {
     where
         F: FnMut(&mut ForwardPreHookArgs<'_>) -> Result<()> + 'static,
     {
-        let mut state = boxed::<PreFn>(&self.inner, Box::new(f));
-        let user = &mut *state as *mut HookState<PreFn> as *mut c_void;
-        let mut raw = ptr::null_mut();
-        check(self.inner.raw, unsafe { sys::nnm_ctx_register_forward_pre_hook(self.inner.raw, Some(pre_tramp), user, &mut raw) })?;
-        Ok(HookHandle { raw, _state: Box::new(state), _owner: Owner::Context(self.inner.clone()) })
+        let c = self.inner.raw;
+        register::<PreFn>(&self.inner, Box::new(f), HookOptions::default(), |user, o, h| unsafe {
+            sys::nnm_ctx_register_forward_pre_hook_v2(c, Some(pre_tramp), user, o, h)
+        })
     }
 }

@@ -38,9 +38,10 @@ impl Tensor {
 
     /// Gives up this reference without releasing it (for C calls that take one).
     pub fn into_raw(self) -> *mut sys::nnm_tensor {
-        let p = self.raw.as_ptr();
-        std::mem::forget(self);
-        p
+        let me = std::mem::ManuallyDrop::new(self);
+        // the reference goes to the caller; the context handle is dropped
+        drop(unsafe { ptr::read(&me.ctx) });
+        me.raw.as_ptr()
     }
 
     fn desc(&self) -> &sys::nnm_tensor_desc {

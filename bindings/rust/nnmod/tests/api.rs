@@ -78,7 +78,7 @@ fn tensors_share_storage_and_copy() {
 }
 
 #[test]
-fn hooks_are_closures_freed_with_their_handle() {
+fn hooks_are_closures_freed_by_the_runtime() {
     let ctx = Context::new().unwrap();
     let m = ctx.load_manifest(mlp_manifest()).unwrap();
     let x = ctx.tensor(&[1, 4], &[1.0, -1.0, 0.5, 2.0]).unwrap();
@@ -93,22 +93,77 @@ fn hooks_are_closures_freed_with_their_handle() {
     m.forward(&x).unwrap();
     assert_eq!(*seen.borrow(), ["fc1 [1, 8]", "act [1, 8]", "fc2 [1, 3]", " [1, 3]"]);
     assert_eq!(Rc::strong_count(&seen), 2); // the closure holds one
-    drop(h);
-    assert_eq!(Rc::strong_count(&seen), 1); // removed and freed
+    assert!(h.is_live());
+    assert!(h.remove());
+    assert!(!h.remove()); // already gone: harmless
+    assert!(!h.is_live());
+    assert_eq!(Rc::strong_count(&seen), 1); // the runtime dropped the closure
     m.forward(&x).unwrap();
     assert_eq!(seen.borrow().len(), 4);
+    drop(h);
 
-    // a module hook replacing the output, a pre-hook replacing the input
+    // dropping a handle keeps the hook (as in PyTorch); the module's death frees it
+    let count = Rc::new(RefCell::new(0));
+    let c2 = count.clone();
+    let fc1 = m.get("fc1").unwrap();
+    let h = fc1.register_forward_hook(move |_| {
+        *c2.borrow_mut() += 1;
+        Ok(())
+    })
+    .unwrap();
+    drop(h);
+    m.forward(&x).unwrap();
+    assert_eq!(*count.borrow(), 1);
+    let h2 = fc1.register_forward_pre_hook(|_| Ok(())).unwrap();
+    drop(fc1);
+    drop(m); // the tree dies: both closures are freed, the handle stays usable
+    assert_eq!(Rc::strong_count(&count), 1);
+    assert!(!h2.is_live());
+    assert!(!h2.remove());
+}
+
+#[test]
+fn hooks_replace_outputs_and_inputs_in_order() {
+    let ctx = Context::new().unwrap();
+    let m = ctx.load_manifest(mlp_manifest()).unwrap();
+    let x = ctx.tensor(&[1, 4], &[1.0, -1.0, 0.5, 2.0]).unwrap();
     let fc2 = m.get("fc2").unwrap();
     let zeros = ctx.zeros(&[1, 3]).unwrap();
     let h1 = fc2.register_forward_hook(move |c| c.set_output(0, &zeros)).unwrap();
     assert_eq!(m.forward(&x).unwrap().to_vec().unwrap(), [0.0; 3]);
-    drop(h1);
+    h1.remove();
     let y_ref = m.forward(&ctx.zeros(&[1, 4]).unwrap()).unwrap().to_vec().unwrap();
     let z = ctx.zeros(&[1, 4]).unwrap();
     let h2 = m.register_forward_pre_hook(move |c| c.set_input(0, &z)).unwrap();
     assert_eq!(m.forward(&x).unwrap().to_vec().unwrap(), y_ref);
     h2.remove();
+
+    // prepend puts a hook first
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let (o1, o2) = (order.clone(), order.clone());
+    let a = fc2.register_forward_hook(move |_| Ok(o1.borrow_mut().push("a"))).unwrap();
+    let b = fc2
+        .register_forward_hook_with(nnmod::HookOptions { prepend: true, always_call: false }, move |_| Ok(o2.borrow_mut().push("b")))
+        .unwrap();
+    m.forward(&x).unwrap();
+    assert_eq!(*order.borrow(), ["b", "a"]);
+    a.remove();
+    b.remove();
+
+    // always_call runs when the call fails
+    let ran = Rc::new(RefCell::new(false));
+    let r2 = ran.clone();
+    let fail = fc2.register_forward_pre_hook(|_| Err(Error::hook("no"))).unwrap();
+    let always = fc2
+        .register_forward_hook_with(nnmod::HookOptions { prepend: false, always_call: true }, move |_| {
+            *r2.borrow_mut() = true;
+            Ok(())
+        })
+        .unwrap();
+    assert!(m.forward(&x).is_err());
+    assert!(*ran.borrow());
+    fail.remove();
+    always.remove();
 }
 
 #[test]
@@ -117,18 +172,16 @@ fn hook_errors_and_panics_fail_the_call() {
     let m = ctx.load_manifest(mlp_manifest()).unwrap();
     let x = ctx.zeros(&[1, 4]).unwrap();
     let act = m.get("act").unwrap();
-    {
-        let _h = act.register_forward_hook(|_| Err(Error::new(sys::NNM_E_INVALID, "act says no"))).unwrap();
-        let e = m.forward(&x).unwrap_err();
-        assert_eq!(e.status(), sys::NNM_E_INVALID);
-        assert!(e.message().contains("act says no"), "{e}");
-    }
-    {
-        let _h = act.register_forward_hook(|_| panic!("boom in a hook")).unwrap();
-        let e = m.forward(&x).unwrap_err();
-        assert_eq!(e.name(), "NNM_E_HOOK");
-        assert!(e.message().contains("boom in a hook"), "{e}");
-    }
+    let h = act.register_forward_hook(|_| Err(Error::new(sys::NNM_E_INVALID, "act says no"))).unwrap();
+    let e = m.forward(&x).unwrap_err();
+    assert_eq!(e.status(), sys::NNM_E_INVALID);
+    assert!(e.message().contains("act says no"), "{e}");
+    h.remove();
+    let h = act.register_forward_hook(|_| panic!("boom in a hook")).unwrap();
+    let e = m.forward(&x).unwrap_err();
+    assert_eq!(e.name(), "NNM_E_HOOK");
+    assert!(e.message().contains("boom in a hook"), "{e}");
+    h.remove();
     m.forward(&x).unwrap(); // hooks gone, module fine
 }
 

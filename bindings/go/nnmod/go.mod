@@ -1,0 +1,3 @@
+module nnmod.local/nnmod
+
+go 1.19
