@@ -109,8 +109,14 @@ impl<'a> Env<'a> {
             return e.status; // the host set it already
         }
         let msg = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
+        // ABI 1.3's non-variadic slot when the host has it, else the printf-style
+        // one (Rust can call C varargs; "%s" keeps the text literal)
+        if self.host_covers(std::mem::offset_of!(sys::nnm_host, set_error_msg) + 8) {
+            if let Some(f) = self.host().set_error_msg {
+                return unsafe { f(self.raw, e.status, msg.as_ptr()) };
+            }
+        }
         match self.host().set_error {
-            // a Rust caller can call C's printf-style slot; "%s" keeps the text literal
             Some(f) => unsafe { f(self.raw, e.status, c"%s".as_ptr(), msg.as_ptr()) },
             None => e.status,
         }

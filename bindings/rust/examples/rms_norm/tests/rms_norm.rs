@@ -218,6 +218,34 @@ fn from_a_manifest_next_to_c_layers() {
     }
 }
 
+#[path = "golden/rms_norm_golden.rs"]
+mod golden;
+
+/// Against PyTorch (tests/golden/make_rms_norm_golden.py): forward within
+/// 1e-6, and the gradients of sum(y * c) within 1e-5.
+#[test]
+fn matches_pytorch_golden() {
+    let ctx = ctx();
+    let d = *golden::SHAPE.last().unwrap();
+    let m = rms_norm(&ctx, d, golden::EPS);
+    let wt = weight(&m);
+    wt.copy_from(golden::WEIGHT).unwrap();
+    let x = ctx.tensor(golden::SHAPE, golden::X).unwrap();
+    x.set_requires_grad(true).unwrap();
+    let c = ctx.tensor(golden::SHAPE, golden::C).unwrap();
+    let y = m.forward(&x).unwrap();
+    let close = |what: &str, got: &[f32], want: &[f32], tol: f64| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((*g as f64 - *w as f64).abs() <= tol, "{what}[{i}]: {g} vs PyTorch {w}");
+        }
+    };
+    close("y", &y.to_vec().unwrap(), golden::Y, 1e-6);
+    y.mul(&c).unwrap().sum().unwrap().backward().unwrap();
+    close("x.grad", &x.grad().unwrap().to_vec().unwrap(), golden::GRAD_X, 1e-5);
+    close("weight.grad", &wt.grad().unwrap().to_vec().unwrap(), golden::GRAD_WEIGHT, 1e-5);
+}
+
 #[test]
 fn errors_name_the_module_and_the_key() {
     let ctx = ctx();
