@@ -272,11 +272,14 @@ static inline unsigned char *tu_read_file(const char *path, size_t *n) {
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(len > 0 ? (size_t)len : 1);
+    /* One byte more, always NUL: text files can be searched with strstr. */
+    unsigned char *b = malloc(len > 0 ? (size_t)len + 1 : 1);
     if (b && len > 0 && fread(b, 1, (size_t)len, f) != (size_t)len) {
         free(b);
         b = NULL;
     }
+    if (b)
+        b[len > 0 ? (size_t)len : 0] = 0;
     fclose(f);
     if (n)
         *n = len > 0 ? (size_t)len : 0;

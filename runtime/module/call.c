@@ -158,9 +158,14 @@ static nnm_status check_grad(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor 
     const int64_t *shape = node_in_shape(n, i, &nd);
     int same = t->desc.ndim == nd, expandable = nd <= t->desc.ndim;
     for (int32_t d = 0; d < nd; d++) {
-        int64_t want = shape[d], got = t->shape[t->desc.ndim - nd + d];
+        int64_t want = shape[d];
         same &= t->desc.ndim == nd && t->shape[d] == want;
-        expandable &= got == want || want == 1;
+        /* a gradient of fewer dims than the input is never expandable (and
+         * has no dim to compare: do not index before its shape) */
+        if (expandable) {
+            int64_t got = t->shape[t->desc.ndim - nd + d];
+            expandable &= got == want || want == 1;
+        }
     }
     if (same) return NNM_OK;
     if (!expandable) {

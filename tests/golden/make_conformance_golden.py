@@ -91,7 +91,9 @@ def away_from(x, kinks, margin=0.05):
 
 def make_input(spec, g):
     """spec: ("f", shape[, scale][, kinks]) f32 normal; ("i64", shape, high)
-    indices in [0, high); ("mask", shape) an f32 key padding mask (0/1)."""
+    indices in [0, high); ("mask", shape) a bool key padding mask;
+    ("distinct", shape) values 0.05 apart in random order (no near-ties for
+    max pooling's finite differences)."""
     kind, shape = spec[0], spec[1]
     if kind == "f":
         scale = spec[2] if len(spec) > 2 else 1.0
@@ -99,6 +101,9 @@ def make_input(spec, g):
         if len(spec) > 3:
             x = away_from(x, spec[3])
         return x
+    if kind == "distinct":  # spread values: no two within 2 * eps (max pooling ties)
+        n = math.prod(shape)
+        return ((torch.randperm(n, generator=g).to(torch.float32) - n / 2) * 0.05).reshape(shape)
     if kind == "i64":
         return torch.randint(0, spec[2], shape, generator=g, dtype=torch.int64)
     if kind == "mask":  # True = ignore this key; never a whole row
@@ -269,6 +274,69 @@ mha_row("mha_key_padding_mask", E=8, H=4, N=2, L=3, S=5, batch_first=True, kpm=T
 mha_row("mha_causal_b1", E=4, H=1, N=1, L=6, S=6, batch_first=True, causal=True, gradcheck=True)
 mha_row("mha_no_bias_odd", E=6, H=2, N=1, L=3, S=5, bias=False, gradcheck=True)
 mha_row("mha_dropout_eval", E=8, H=2, N=2, L=3, S=3, dropout=0.3, modes=("eval",))
+
+
+# part A's layers: convolution, pooling, reshaping, normalisation ----------------
+row(name="conv1d_basic", layer="conv1d",
+    config={"in_channels": 3, "out_channels": 4, "kernel_size": 3},
+    torch=lambda: nn.Conv1d(3, 4, 3), inputs=[A((2, 3, 9))])
+row(name="conv1d_same_dilated_b1", layer="conv1d",
+    config={"in_channels": 2, "out_channels": 3, "kernel_size": 4, "padding": "same",
+            "dilation": 2, "bias": False},
+    torch=lambda: nn.Conv1d(2, 3, 4, padding="same", dilation=2, bias=False),
+    inputs=[A((1, 2, 11))])
+row(name="conv2d_stride2_odd", layer="conv2d",
+    config={"in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+    torch=lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), inputs=[A((2, 3, 7, 9))])
+row(name="conv2d_depthwise_b1", layer="conv2d",
+    config={"in_channels": 4, "out_channels": 8, "kernel_size": [3, 2], "groups": 4,
+            "padding": [1, 0]},
+    torch=lambda: nn.Conv2d(4, 8, (3, 2), groups=4, padding=(1, 0)), inputs=[A((1, 4, 5, 6))])
+row(name="conv2d_groups2_valid", layer="conv2d",
+    config={"in_channels": 4, "out_channels": 6, "kernel_size": 2, "groups": 2,
+            "padding": "valid", "dilation": [1, 2]},
+    torch=lambda: nn.Conv2d(4, 6, 2, groups=2, padding="valid", dilation=(1, 2)),
+    inputs=[A((2, 4, 5, 7))])
+row(name="conv_transpose2d_stride2", layer="conv_transpose2d",
+    config={"in_channels": 3, "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1,
+            "output_padding": 1},
+    torch=lambda: nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1),
+    inputs=[A((2, 3, 4, 5))])
+row(name="max_pool2d_2", layer="max_pool2d", config={"kernel_size": 2},
+    torch=lambda: nn.MaxPool2d(2), inputs=[("distinct", (2, 3, 6, 7))])
+row(name="max_pool2d_pad_ceil_b1", layer="max_pool2d",
+    config={"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+    torch=lambda: nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+    inputs=[("distinct", (1, 2, 7, 8))])
+row(name="avg_pool2d_pad", layer="avg_pool2d",
+    config={"kernel_size": [3, 2], "stride": [2, 1], "padding": [1, 0],
+            "count_include_pad": False},
+    torch=lambda: nn.AvgPool2d((3, 2), stride=(2, 1), padding=(1, 0), count_include_pad=False),
+    inputs=[A((2, 3, 7, 5))])
+row(name="adaptive_avg_pool2d_odd", layer="adaptive_avg_pool2d", config={"output_size": [3, 2]},
+    torch=lambda: nn.AdaptiveAvgPool2d((3, 2)), inputs=[A((2, 3, 7, 5))])
+row(name="flatten_default", layer="flatten", config={},
+    torch=lambda: nn.Flatten(), inputs=[A((2, 3, 4, 5))])
+row(name="unflatten_neg", layer="unflatten", config={"dim": 1, "unflattened_size": [2, -1]},
+    torch=lambda: nn.Unflatten(1, (2, -1)), inputs=[A((3, 6, 2))])
+row(name="batch_norm1d_2d", layer="batch_norm1d", config={"num_features": 5},
+    torch=lambda: nn.BatchNorm1d(5), inputs=[A((7, 5))])
+row(name="batch_norm1d_3d_cumulative", layer="batch_norm1d",
+    config={"num_features": 3, "momentum": "none", "eps": 1e-3},
+    torch=lambda: nn.BatchNorm1d(3, momentum=None, eps=1e-3), inputs=[A((4, 3, 6))])
+row(name="batch_norm2d", layer="batch_norm2d", config={"num_features": 4, "momentum": 0.3},
+    torch=lambda: nn.BatchNorm2d(4, momentum=0.3), inputs=[A((3, 4, 5, 3), 2.0)])
+row(name="batch_norm2d_no_affine", layer="batch_norm2d",
+    config={"num_features": 2, "affine": False},
+    torch=lambda: nn.BatchNorm2d(2, affine=False), inputs=[A((2, 2, 3, 3))])
+row(name="layer_norm_last", layer="layer_norm", config={"normalized_shape": 6},
+    torch=lambda: nn.LayerNorm(6), inputs=[A((2, 3, 6))])
+row(name="layer_norm_2dims_b1", layer="layer_norm",
+    config={"normalized_shape": [3, 4], "eps": 1e-3, "elementwise_affine": False},
+    torch=lambda: nn.LayerNorm((3, 4), eps=1e-3, elementwise_affine=False),
+    inputs=[A((1, 3, 4))])
+row(name="group_norm", layer="group_norm", config={"num_groups": 2, "num_channels": 6},
+    torch=lambda: nn.GroupNorm(2, 6), inputs=[A((2, 6, 3, 2))])
 
 
 # ---------------------------------------------------------------------------
