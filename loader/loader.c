@@ -35,6 +35,10 @@
 /* The smallest backend vtable: everything through the required `memcpy`. */
 #define NNM__BACKEND_MIN                                                                 \
     (offsetof(nnm_backend_vtable, memcpy) + sizeof(((nnm_backend_vtable *)0)->memcpy))
+/* The smallest comm vtable (1.3): everything through the required `wait`. */
+#define NNM__COMM_MIN (offsetof(nnm_comm_vtable, wait) + sizeof(((nnm_comm_vtable *)0)->wait))
+/* A descriptor lists comms only if its struct_size covers the 1.3 fields. */
+#define NNM__DESC_COMMS_END (offsetof(nnm_plugin_desc, comms) + sizeof(void *))
 /* A struct_size above this is taken for garbage, not for a future minor. */
 #define NNM__STRUCT_MAX (1u << 20)
 /* Most layers or backends one descriptor may list. */
@@ -130,6 +134,7 @@ static void plugin_free(nnm__plugin *p) {
     free(p->error);
     free(p->layers);
     free(p->backends);
+    free(p->comms);
     free(p);
 }
 
@@ -210,16 +215,19 @@ static nnm_status record_failure(nnm__registry *r, const char *path, void *dl, u
 typedef struct nnm__checked {
     uint16_t abi_major, abi_minor; /* 0 when unknown */
     int abi_known;
-    uint32_t n_layers, n_backends;
+    uint32_t n_layers, n_backends, n_comms;
     nnm_layer_vtable *layers;      /* normalised copies, owned until handed over */
     nnm_backend_vtable *backends;
+    nnm_comm_vtable *comms;
 } nnm__checked;
 
 static void checked_free(nnm__checked *c) {
     free(c->layers);
     free(c->backends);
+    free(c->comms);
     c->layers = NULL;
     c->backends = NULL;
+    c->comms = NULL;
 }
 
 /* Validates a layer/backend name: 1..NNM__NAME_MAX chars; layers are [a-z0-9_]. */
@@ -341,6 +349,24 @@ static const nnm__plugin *registry_find_backend_exact(const nnm__registry *r, co
         for (uint32_t j = 0; j < p->n_backends; j++)
             if (strcmp(p->backends[j].name, name) == 0 &&
                 semver_cmp(backend_version(&p->backends[j]), v) == 0)
+                return p;
+    }
+    return NULL;
+}
+
+static nnm__semver comm_version(const nnm_comm_vtable *vt) {
+    nnm__semver v = {vt->version_major, vt->version_minor, vt->version_patch};
+    return v;
+}
+
+static const nnm__plugin *registry_find_comm_exact(const nnm__registry *r, const char *name,
+                                                   nnm__semver v) {
+    for (uint32_t i = 0; i < r->count; i++) {
+        const nnm__plugin *p = r->items[i];
+        if (p->status != NNM_OK) continue;
+        for (uint32_t j = 0; j < p->n_comms; j++)
+            if (strcmp(p->comms[j].name, name) == 0 &&
+                semver_cmp(comm_version(&p->comms[j]), v) == 0)
                 return p;
     }
     return NULL;
@@ -498,6 +524,90 @@ static nnm_status check_backends(const nnm__registry *r, const nnm_plugin_desc *
     return NNM_OK;
 }
 
+/* (1.3) The comms of desc, only when its struct_size covers the fields:
+ * the same checks as layers and backends (sizes, names, required slots,
+ * duplicates in the file and across the registry). */
+static nnm_status check_comms(const nnm__registry *r, const nnm_plugin_desc *desc,
+                              nnm__checked *c, char *why, size_t cap) {
+    if (desc->struct_size < NNM__DESC_COMMS_END) return NNM_OK;
+    uint32_t n = desc->n_comms;
+    if (n == 0) return NNM_OK;
+    if (n > NNM__ENTRIES_MAX) {
+        msg_set(why, cap, "descriptor lists %u comms (at most %u)", n, NNM__ENTRIES_MAX);
+        return NNM_E_LIMIT;
+    }
+    if (!desc->comms) {
+        msg_set(why, cap, "descriptor declares %u comms but its comm list is NULL", n);
+        return NNM_E_PLUGIN;
+    }
+    c->comms = calloc(n, sizeof *c->comms);
+    if (!c->comms) {
+        msg_set(why, cap, "out of memory");
+        return NNM_E_NOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const nnm_comm_vtable *src = desc->comms[i];
+        if (!src) {
+            msg_set(why, cap, "comm #%u: vtable pointer is NULL", i);
+            return NNM_E_PLUGIN;
+        }
+        if (src->struct_size < NNM__COMM_MIN) {
+            msg_set(why, cap,
+                    "comm #%u: vtable struct_size %u is too small; ABI %d.x needs at least %zu, "
+                    "through 'wait'",
+                    i, src->struct_size, NNM_ABI_MAJOR, (size_t)NNM__COMM_MIN);
+            return NNM_E_PLUGIN;
+        }
+        if (src->struct_size > NNM__STRUCT_MAX) {
+            msg_set(why, cap, "comm #%u: vtable struct_size %u is implausible", i,
+                    src->struct_size);
+            return NNM_E_PLUGIN;
+        }
+        nnm_comm_vtable *vt = &c->comms[i];
+        size_t bytes = src->struct_size < sizeof *vt ? src->struct_size : sizeof *vt;
+        memcpy(vt, src, bytes);
+        vt->struct_size = src->struct_size;
+        if (!entry_name_ok(vt->name, 1)) {
+            if (vt->name)
+                msg_set(why, cap, "comm #%u: invalid name '%.*s' (want 1 to %u of [a-z0-9_])", i,
+                        (int)NNM__NAME_MAX, vt->name, NNM__NAME_MAX);
+            else
+                msg_set(why, cap, "comm #%u: name is NULL", i);
+            return NNM_E_PLUGIN;
+        }
+        nnm__semver v = comm_version(vt);
+        const char *missing = !vt->init               ? "init"
+                              : !vt->shutdown         ? "shutdown"
+                              : !vt->all_reduce_start ? "all_reduce_start"
+                              : !vt->broadcast_start  ? "broadcast_start"
+                              : !vt->all_gather_start ? "all_gather_start"
+                              : !vt->barrier_start    ? "barrier_start"
+                              : !vt->wait             ? "wait"
+                                                      : NULL;
+        if (missing) {
+            msg_set(why, cap, "comm '%s' %u.%u.%u: required slot '%s' is NULL", vt->name,
+                    v.major, v.minor, v.patch, missing);
+            return NNM_E_PLUGIN;
+        }
+        for (uint32_t j = 0; j < i; j++) {
+            if (strcmp(c->comms[j].name, vt->name) == 0 &&
+                semver_cmp(comm_version(&c->comms[j]), v) == 0) {
+                msg_set(why, cap, "comm '%s' %u.%u.%u is listed twice", vt->name, v.major,
+                        v.minor, v.patch);
+                return NNM_E_EXISTS;
+            }
+        }
+        const nnm__plugin *other = registry_find_comm_exact(r, vt->name, v);
+        if (other) {
+            msg_set(why, cap, "comm '%s' %u.%u.%u is already provided by %s", vt->name, v.major,
+                    v.minor, v.patch, other->path);
+            return NNM_E_EXISTS;
+        }
+    }
+    c->n_comms = n;
+    return NNM_OK;
+}
+
 /* The whole handshake after the entry call. On failure writes the complete
  * message ("where: reason (plugin ABI x.y, runtime ABI a.b)") into msg and
  * frees what it allocated; on success c holds the normalised vtables. */
@@ -553,12 +663,13 @@ static nnm_status check_desc(const nnm__registry *r, const nnm_plugin_desc *desc
     } else {
         st = check_layers(r, desc, c, why, sizeof why);
         if (st == NNM_OK) st = check_backends(r, desc, c, why, sizeof why);
+        if (st == NNM_OK) st = check_comms(r, desc, c, why, sizeof why);
     }
     if (st != NNM_OK) {
         msg_set(msg, cap, "%s: %s (plugin ABI %u.%u, runtime ABI %d.%d)", where, why,
                 c->abi_major, c->abi_minor, NNM_ABI_MAJOR, NNM_ABI_MINOR);
         checked_free(c);
-        c->n_layers = c->n_backends = 0;
+        c->n_layers = c->n_backends = c->n_comms = 0;
     }
     return st;
 }
@@ -577,8 +688,10 @@ static nnm_status record_loaded(nnm__registry *r, const char *path, void *dl,
     p->error = str_dup("");
     p->layers = c->layers;
     p->backends = c->backends;
+    p->comms = c->comms;
     c->layers = NULL;
     c->backends = NULL;
+    c->comms = NULL;
     if (!p->path || !p->error || registry_push(r, p) != NNM_OK) {
         plugin_free(p); /* does not close dl: p->dl is still NULL */
         return NNM_E_NOMEM;
@@ -590,6 +703,7 @@ static nnm_status record_loaded(nnm__registry *r, const char *path, void *dl,
     p->abi_minor = c->abi_minor;
     p->n_layers = c->n_layers;
     p->n_backends = c->n_backends;
+    p->n_comms = c->n_comms;
     p->refs = 1;
     if (out) *out = p;
     return NNM_OK;
@@ -1008,6 +1122,52 @@ nnm_status nnm__registry_find_backend(const nnm__registry *r, int32_t device_typ
     if (!best) {
         msg_set(err, errcap, "no backend for device type %d (%s) is loaded", (int)device_type,
                 device_type_name(device_type));
+        return NNM_E_NOT_FOUND;
+    }
+    *vt = best;
+    if (owner) *owner = best_owner;
+    return NNM_OK;
+}
+
+nnm_status nnm__registry_find_comm(const nnm__registry *r, const char *request,
+                                   const nnm_comm_vtable **vt, nnm__plugin **owner, char *err,
+                                   size_t errcap) {
+    if (vt) *vt = NULL;
+    if (owner) *owner = NULL;
+    msg_set(err, errcap, "%s", "");
+    if (!r || !request || !vt) {
+        msg_set(err, errcap, "comm lookup: %s is NULL", !request ? "request" : "argument");
+        return NNM_E_INVALID;
+    }
+    nnm__version_req req;
+    if (nnm__version_req_parse(request, &req) != NNM_OK) {
+        msg_set(err, errcap, "malformed comm request '%.*s' (expected name[@spec], e.g. mpi)",
+                200, request);
+        return NNM_E_INVALID;
+    }
+    const nnm_comm_vtable *best = NULL;
+    nnm__plugin *best_owner = NULL;
+    uint32_t n_failed = 0;
+    for (uint32_t i = 0; i < r->count; i++) {
+        nnm__plugin *p = r->items[i];
+        if (p->status != NNM_OK) {
+            n_failed++;
+            continue;
+        }
+        for (uint32_t j = 0; j < p->n_comms; j++) {
+            const nnm_comm_vtable *c = &p->comms[j];
+            if (strcmp(c->name, req.name) != 0) continue;
+            nnm__semver v = comm_version(c);
+            if (!nnm__version_matches(&req, v)) continue;
+            if (!best || semver_cmp(v, comm_version(best)) > 0) {
+                best = c;
+                best_owner = p;
+            }
+        }
+    }
+    if (!best) {
+        msg_set(err, errcap, "no comm plugin named '%s' is loaded (nnm_comm_%s.so)%s", req.name,
+                req.name, n_failed ? "; some plugin files failed to load" : "");
         return NNM_E_NOT_FOUND;
     }
     *vt = best;

@@ -28,6 +28,8 @@ typedef struct nnm__plugin {
     nnm_layer_vtable *layers;
     uint32_t n_backends;
     nnm_backend_vtable *backends;
+    uint32_t n_comms;           /* (1.3) communicators, normalised the same way */
+    nnm_comm_vtable *comms;
     /* One reference for the registry, one per live module made from it. The
      * file is dlclosed and the record freed when the count reaches zero. */
     uint32_t refs;
@@ -75,6 +77,12 @@ nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
 nnm_status nnm__registry_find_backend(const nnm__registry *r, int32_t device_type,
                                       const nnm_backend_vtable **vt, nnm__plugin **owner,
                                       char *err, size_t errcap);
+
+/* The highest version of a comm matching request ("mpi", "nccl@^1"),
+ * NNM_E_NOT_FOUND (naming the file it would be in) if none. */
+nnm_status nnm__registry_find_comm(const nnm__registry *r, const char *request,
+                                   const nnm_comm_vtable **vt, nnm__plugin **owner, char *err,
+                                   size_t errcap);
 
 void nnm__plugin_retain(nnm__plugin *p);
 void nnm__plugin_release(nnm__plugin *p); /* NULL: no-op */

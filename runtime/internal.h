@@ -81,6 +81,7 @@ struct nnm_tensor {
     nnm_tensor *grad;             /* .grad, owned; NULL when unset */
     nnm__node *grad_fn;           /* owned reference; NULL for leaves */
     uint32_t output_nr;           /* which output of grad_fn this is */
+    struct nnm__hook_list *grad_hooks; /* post-accumulate-grad hooks; NULL: none */
     /* A parameter a plugin holds that was tied to another
      * (nnm_module_set_parameter): it shares that one's storage, and
      * autograd records the other as the leaf. Owned; NULL when not tied. */
@@ -189,6 +190,7 @@ struct nnm__hook {
         nnm_forward_hook_fn post;
         nnm_backward_pre_hook_fn bw_pre;
         nnm_backward_hook_fn bw;
+        nnm_grad_hook_fn grad;    /* a tensor's post-accumulate-grad hook */
     } fn;
     void *user;
     void (*user_free)(void *user);
@@ -612,11 +614,23 @@ void nnm__hook_list_init(nnm__hook_list *l, nnm_ctx *ctx, uint32_t *owner_count)
 void nnm__hook_list_clear(nnm__hook_list *l);
 /* Ends one iteration over l (the call path increments l->running to start one). */
 void nnm__hook_list_end(nnm__hook_list *l);
+/* Appends a post-accumulate-grad hook to a tensor's list (grad_hooks.c). */
+nnm_status nnm__hook_add_grad(nnm__hook_list *l, nnm_grad_hook_fn fn, void *user,
+                              nnm_hook_handle **handle);
 /* Context lifetime: the global lists at creation, at nnm_ctx_free (the
  * user's view ends) and at destruction (context-owned handles are freed). */
 void nnm__hooks_ctx_init(nnm_ctx *ctx);
 void nnm__hooks_ctx_close(nnm_ctx *ctx);
 void nnm__hooks_ctx_fini(nnm_ctx *ctx);
+
+/* grad_hooks.c - a leaf's post-accumulate-grad hooks: run after every
+ * addition into its .grad; freed with the tensor. */
+nnm_status nnm__grad_hooks_run(nnm_tensor *leaf);
+void nnm__grad_hooks_free(nnm_tensor *t);
+
+/* dist/comm.c - for the DDP reducer. */
+nnm_ctx *nnm__comm_ctx(const nnm_comm *c);
+void nnm__comm_retain(nnm_comm *c);
 
 /* module.c */
 int nnm__module_live(const nnm_module *m);

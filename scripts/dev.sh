@@ -39,7 +39,11 @@ fi
 args+=(${NNM_CMAKE_ARGS:-})
 
 cmake -S . -B "$build" "${args[@]}"
-cmake --build "$build" -j "$jobs"
+if [ "$verb" = demo ]; then
+  cmake --build "$build" -j "$jobs" --target nnm nnm_demo  # nnm brings the plugins
+else
+  cmake --build "$build" -j "$jobs"
+fi
 
 case "$verb" in
 demo)

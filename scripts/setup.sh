@@ -27,6 +27,8 @@ packages=(
   libopenmpi-dev openmpi-bin
   # bindings: Python (numpy, cffi, pytest) and Go; Rust uses the image's cargo
   python3 python3-numpy python3-cffi python3-pytest golang-go
+  # `pip install ./bindings/python` (no index): pip, setuptools, venv
+  python3-pip python3-setuptools python3-venv
   # bindings/rust: bindgen regenerates nnmod-sys and checks it (rust_sys_drift)
   bindgen
 )

@@ -515,8 +515,12 @@ NNM_API nnm_status nnm_module_zero_grad(nnm_module *m);
 /* Full backward hooks (register_full_backward_pre_hook / _hook). The pre-hook
  * sees the gradients of the module's outputs and may replace grad_out[i] (store
  * a new reference); the hook sees the gradients of its inputs (grad_in[i] may
- * be NULL: no gradient) and may replace them the same way. They fire during
- * nnm_backward for calls made while grad mode was on. */
+ * be NULL: no gradient) and may replace them the same way. n_in is the number
+ * of inputs of the call, as PyTorch's len(grad_input), also when no input
+ * needs a gradient: then every grad_in[i] is NULL and must stay NULL (else
+ * NNM_E_HOOK, as PyTorch raises). They fire during nnm_backward for calls
+ * made while grad mode was on. Registration options, global backward hooks
+ * and handles: "Hooks, version 2" below. */
 typedef nnm_status (*nnm_backward_pre_hook_fn)(void *user, nnm_module *m, nnm_tensor **grad_out,
                                                uint32_t n_out);
 typedef nnm_status (*nnm_backward_hook_fn)(void *user, nnm_module *m, nnm_tensor **grad_in,
@@ -529,6 +533,147 @@ NNM_API nnm_status nnm_module_register_full_backward_hook(nnm_module *m, nnm_bac
                                                           void *user, nnm_hook_handle **handle);
 
 /* ------------------------------------------------------------------------ */
+/* Gradient-ready hooks (register_post_accumulate_grad_hook)                 */
+/* ------------------------------------------------------------------------ */
+
+/* Called during nnm_backward each time a gradient has been added into t's
+ * .grad (t a leaf that requires grad: a parameter, or a tensor marked with
+ * nnm_tensor_set_requires_grad), after the addition, with t borrowed; t's
+ * .grad (nnm_tensor_grad) holds the sum so far. Returning non-OK (after
+ * nnm_ctx_set_error) fails the backward. A leaf that feeds the graph through
+ * several edges gets its gradient, and the hook, once per edge. */
+typedef nnm_status (*nnm_grad_hook_fn)(void *user, nnm_tensor *t);
+/* Registers a hook on t; hooks run in registration order. *handle (may be
+ * NULL) is owned by the context, as those of the first-version hook
+ * registrations (see "Hooks, version 2" below): it may be removed with
+ * nnm_hook_remove and freed early with nnm_hook_handle_free. The hooks die
+ * with t. NNM_E_INVALID for a NULL t or fn; NNM_E_STATE for a non-leaf. */
+NNM_API nnm_status nnm_tensor_register_post_accumulate_grad_hook(nnm_tensor *t,
+                                                                 nnm_grad_hook_fn fn, void *user,
+                                                                 nnm_hook_handle **handle);
+
+/* ------------------------------------------------------------------------ */
+/* Communicators: collectives between processes (docs/distributed.md)        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nnm_comm nnm_comm;
+/* One collective in flight; nnm_comm_wait ends it. */
+typedef struct nnm_comm_request nnm_comm_request;
+
+/* The timeout when nnm_comm_options gives none; the environment variable
+ * NNM_COMM_TIMEOUT (seconds) overrides both. */
+#define NNM_COMM_DEFAULT_TIMEOUT_S 300.0
+
+typedef struct nnm_comm_options {
+    uint32_t struct_size; /* sizeof(nnm_comm_options) */
+    uint32_t reserved;
+    double timeout_s;     /* how long one collective waits for its peers; 0: default */
+} nnm_comm_options;
+
+/* Joins the job this process was launched in, through the comm plugin named
+ * by `request` ("mpi", "nccl", "mpi@^1"; see nnm_layer_find for the forms).
+ * opts may be NULL. NNM_E_NOT_FOUND when no such comm plugin is loaded,
+ * NNM_E_UNSUPPORTED when the process was not launched for it (e.g. not under
+ * mpirun), NNM_E_NO_DEVICE when its device is absent. Free with
+ * nnm_comm_free. */
+NNM_API nnm_status nnm_comm_new(nnm_ctx *ctx, const char *request, const nnm_comm_options *opts,
+                                nnm_comm **out);
+/* Leaves the job. Requests not yet waited on keep the communicator alive
+ * until they are. NULL: no-op. */
+NNM_API void nnm_comm_free(nnm_comm *c);
+/* This process's rank (-1 for NULL), the number of processes (0 for NULL),
+ * and the device its buffers live on. */
+NNM_API int32_t nnm_comm_rank(const nnm_comm *c);
+NNM_API int32_t nnm_comm_world_size(const nnm_comm *c);
+NNM_API nnm_device nnm_comm_device(const nnm_comm *c);
+
+/* Asynchronous collectives: each starts the collective and hands out a
+ * request through *out (NULL on failure: nothing started). The tensors are
+ * retained until the request is waited on and must not be read or written
+ * before then. Every rank must start the same collectives in the same order.
+ * Tensors must be contiguous and on the communicator's device. */
+/* In place: t = the sum of t over all ranks. f32. */
+NNM_API nnm_status nnm_comm_all_reduce_start(nnm_comm *c, nnm_tensor *t, nnm_comm_request **out);
+/* In place: t = rank root's t. Any dtype. */
+NNM_API nnm_status nnm_comm_broadcast_start(nnm_comm *c, nnm_tensor *t, int32_t root,
+                                            nnm_comm_request **out);
+/* out, of world_size times in's elements and in's dtype, receives every
+ * rank's `in` in rank order. */
+NNM_API nnm_status nnm_comm_all_gather_start(nnm_comm *c, nnm_tensor *in, nnm_tensor *out,
+                                             nnm_comm_request **req);
+NNM_API nnm_status nnm_comm_barrier_start(nnm_comm *c, nnm_comm_request **out);
+/* Waits for the collective (at most the communicator's timeout: then
+ * NNM_E_TIMEOUT, naming this rank and the ranks that did not answer) and
+ * frees the request, also on failure. After a failure the communicator is
+ * broken: every later collective fails. NULL: NNM_E_INVALID. */
+NNM_API nnm_status nnm_comm_wait(nnm_comm_request *req);
+/* The blocking forms: start, then wait. */
+NNM_API nnm_status nnm_comm_all_reduce(nnm_comm *c, nnm_tensor *t);
+NNM_API nnm_status nnm_comm_broadcast(nnm_comm *c, nnm_tensor *t, int32_t root);
+NNM_API nnm_status nnm_comm_all_gather(nnm_comm *c, nnm_tensor *in, nnm_tensor *out);
+NNM_API nnm_status nnm_comm_barrier(nnm_comm *c);
+
+/* ------------------------------------------------------------------------ */
+/* Distributed data parallel (PyTorch's DistributedDataParallel)             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nnm_ddp nnm_ddp;
+
+/* Flags for nnm_ddp_options.flags. */
+#define NNM_DDP_FIND_UNUSED_PARAMETERS 1u /* find_unused_parameters=True */
+#define NNM_DDP_NO_BROADCAST_BUFFERS 2u   /* broadcast_buffers=False */
+
+#define NNM_DDP_DEFAULT_BUCKET_BYTES (25u << 20)     /* bucket_cap_mb=25 */
+#define NNM_DDP_DEFAULT_FIRST_BUCKET_BYTES (1u << 20) /* the first bucket: 1 MiB */
+
+typedef struct nnm_ddp_options {
+    uint32_t struct_size;        /* sizeof(nnm_ddp_options) */
+    uint32_t flags;              /* NNM_DDP_* */
+    uint64_t bucket_bytes;       /* 0: NNM_DDP_DEFAULT_BUCKET_BYTES */
+    uint64_t first_bucket_bytes; /* 0: NNM_DDP_DEFAULT_FIRST_BUCKET_BYTES */
+} nnm_ddp_options;
+
+/* Wraps m for data-parallel training over c: broadcasts m's parameters and
+ * buffers from rank 0 (so every rank starts identical), groups the
+ * parameters that require grad into buckets in reverse registration order
+ * (a bucket closes once it holds at least its cap: first_bucket_bytes for
+ * the first, bucket_bytes after), and hooks every parameter's gradient-ready
+ * event: during nnm_backward, a bucket whose gradients are all ready starts
+ * its all-reduce at once, and the backward waits for every bucket before it
+ * returns, leaving each .grad averaged over the ranks. m and c are retained
+ * (c must outlive nothing: the wrapper keeps it). opts may be NULL. Every
+ * rank must wrap the same architecture. Free with nnm_ddp_free. */
+NNM_API nnm_status nnm_ddp_new(nnm_module *m, nnm_comm *c, const nnm_ddp_options *opts,
+                               nnm_ddp **out);
+/* NULL: no-op. Unhooks the parameters. */
+NNM_API void nnm_ddp_free(nnm_ddp *d);
+/* The wrapped module (borrowed). */
+NNM_API nnm_module *nnm_ddp_module(const nnm_ddp *d);
+/* The forward of the wrapped module, as nnm_module_call: first broadcasts the
+ * buffers from rank 0 (unless NNM_DDP_NO_BROADCAST_BUFFERS), then, with
+ * NNM_DDP_FIND_UNUSED_PARAMETERS, marks the parameters the outputs do not
+ * depend on as ready (their gradient counts as zero). Fails with
+ * NNM_E_STATE, naming the parameters, when the previous backward left a
+ * bucket unreduced (a parameter got no gradient without
+ * NNM_DDP_FIND_UNUSED_PARAMETERS). */
+NNM_API nnm_status nnm_ddp_call(nnm_ddp *d, nnm_tensor *const *in, uint32_t n_in,
+                                nnm_tensor **out, uint32_t n_out);
+/* no_sync: with sync 0, the backwards of the following calls only
+ * accumulate gradients locally; the first backward after sync is set back to
+ * 1 reduces the accumulated gradients. Returns the previous setting (-1 for
+ * NULL). */
+NNM_API int nnm_ddp_set_sync(nnm_ddp *d, int sync);
+
+/* Statistics of the last synchronised backward, for benchmarks. */
+typedef struct nnm_ddp_stats {
+    uint32_t struct_size;        /* set by the caller */
+    uint32_t n_buckets;
+    uint64_t bytes_reduced;      /* per step, all buckets */
+    double comm_s;               /* from the first bucket's start to the last one's end */
+    double exposed_s;            /* of that, time the backward spent waiting */
+} nnm_ddp_stats;
+NNM_API nnm_status nnm_ddp_stats_get(const nnm_ddp *d, nnm_ddp_stats *out);
+
 /* Hooks, version 2: options, prepend, always_call, user-data destructors,  */
 /* and handles that are safe to use in any order                             */
 /* ------------------------------------------------------------------------ */

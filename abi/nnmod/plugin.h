@@ -4,7 +4,7 @@
  * A plugin is a shared object that exports ONE symbol, NNM_PLUGIN_ENTRY_SYMBOL
  * ("nnm_plugin_entry"), of type nnm_plugin_entry_fn. The runtime calls it with
  * its own ABI version; the plugin returns a const descriptor that lists what the
- * file provides (layers, backends). Everything the plugin needs from the runtime
+ * file provides (layers, backends, comms). Everything the plugin needs from the runtime
  * (errors, config, parameters, tensors, ops, children) comes through the const
  * host table reachable from every nnm_env the runtime passes in.
  *
@@ -60,7 +60,9 @@ enum nnm_status_code {
     NNM_E_HOOK = -14,       /* a hook failed without a more precise code */
     NNM_E_NO_DEVICE = -15,  /* backend loaded, but this machine has no device */
     NNM_E_EXISTS = -16,     /* duplicate name or registration */
-    NNM_E_LIMIT = -17       /* a documented limit was exceeded */
+    NNM_E_LIMIT = -17,      /* a documented limit was exceeded */
+    /* ---- codes above exist since ABI 1.0 ---- */
+    NNM_E_TIMEOUT = -18     /* (1.3) a peer did not answer within the timeout */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -510,7 +512,10 @@ typedef struct nnm_layer_vtable {
     /* (optional) Frees what create allocated. Called once, when the module dies. */
     void (*destroy)(void *self);
     /* Computes outputs from inputs. Inputs are borrowed; the plugin stores one
-     * new reference in each out[i]. Only ever called by the runtime's call path. */
+     * new reference in each out[i] (an input passed through needs
+     * host->tensor_retain: the runtime refuses one without). A failure without
+     * set_error is reported as "forward failed with NNM_E_... and no message".
+     * Only ever called by the runtime's call path. */
     nnm_status (*forward)(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
                           nnm_tensor **out, uint32_t n_out);
     /* (optional) Writes the text shown between the parentheses when the module
@@ -525,7 +530,10 @@ typedef struct nnm_layer_vtable {
      * gradients of the outputs (grad_out[i] NULL: that output got none) and
      * stores a new reference in grad_in[i] for each input that needs one
      * (NULL: no gradient). Saved tensors: host->saved_tensors; parameter
-     * gradients: host->accumulate_grad. */
+     * gradients: host->accumulate_grad. As PyTorch's engine, the runtime
+     * checks grad_in[i] against input i: f32 on the input's device, of the
+     * input's shape or one it broadcasts to (then summed down to it); else
+     * the backward fails, naming the module. */
     nnm_status (*backward)(nnm_env *env, void *self, nnm_tensor *const *grad_out, uint32_t n_out,
                            nnm_tensor **grad_in, uint32_t n_in);
     /* ---- slots above are valid for ABI 1.1 ---- */
@@ -787,6 +795,75 @@ typedef struct nnm_backend_vtable {
 } nnm_backend_vtable;
 
 /* ------------------------------------------------------------------------ */
+/* Communicators: collectives between the processes of one job (ABI 1.3)      */
+/* ------------------------------------------------------------------------ */
+
+/* What a communicator's init receives and fills. */
+typedef struct nnm_comm_init_args {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* in: how long one collective may wait for its peers before it fails
+     * with NNM_E_TIMEOUT (the message names the ranks that did not answer);
+     * > 0 */
+    double timeout_s;
+    /* out: this process's rank and the number of processes, from the
+     * launcher's environment (MPI's own, or NNM_RANK / NNM_WORLD_SIZE) */
+    int32_t rank;
+    int32_t world_size;
+    /* out (optional, may stay 0): the device ordinal this rank should use,
+     * e.g. the local rank on a multi-GPU node */
+    int32_t device_id;
+    int32_t reserved2;
+} nnm_comm_init_args;
+
+/* One collective in flight, owned by the plugin until `wait` frees it. */
+typedef struct nnm_comm_work nnm_comm_work;
+
+/* A communicator's vtable. Buffers live on `device_type` (host memory for
+ * NNM_DEVICE_CPU, device memory for CUDA) and must stay valid and untouched
+ * until the collective's `wait` returns. Every *_start either fails (and
+ * *work stays NULL: nothing is in flight) or hands out a work that must be
+ * waited on exactly once. Collectives must be started in the same order on
+ * every rank. `state` may be used by one thread at a time (the plugin may run
+ * threads of its own behind it). */
+typedef struct nnm_comm_vtable {
+    uint32_t struct_size;
+    uint32_t flags;
+    const char *name;           /* "mpi", "nccl"; [a-z0-9_] */
+    uint32_t version_major;
+    uint32_t version_minor;
+    uint32_t version_patch;
+    int32_t device_type;        /* enum nnm_device_type of the buffers */
+
+    /* Joins the job the launcher started and fills args' out fields. Returns
+     * NNM_E_NO_DEVICE or NNM_E_UNSUPPORTED (with a message) when this process
+     * cannot take part (no GPU, no launcher environment); the runtime then
+     * calls nothing else. One communicator per process at a time. */
+    nnm_status (*init)(nnm_env *env, nnm_comm_init_args *args, void **state);
+    /* Leaves the job and frees state. Collectives still in flight are
+     * abandoned; after a failed collective it must not wait for peers. */
+    void (*shutdown)(void *state);
+    /* In place: data[0..n) = the sum over ranks of data[0..n) (f32). */
+    nnm_status (*all_reduce_start)(nnm_env *env, void *state, float *data, int64_t n,
+                                   nnm_comm_work **work);
+    /* In place: `bytes` bytes of data copied from rank `root` to every rank. */
+    nnm_status (*broadcast_start)(nnm_env *env, void *state, void *data, uint64_t bytes,
+                                  int32_t root, nnm_comm_work **work);
+    /* recv[r * bytes .. (r + 1) * bytes) = rank r's send[0 .. bytes). */
+    nnm_status (*all_gather_start)(nnm_env *env, void *state, const void *send, void *recv,
+                                   uint64_t bytes, nnm_comm_work **work);
+    nnm_status (*barrier_start)(nnm_env *env, void *state, nnm_comm_work **work);
+    /* Waits until `work` is done or the timeout passes, and frees it (always,
+     * also on failure). A failure names the rank reporting it, and the ranks
+     * that did not answer when it can tell. */
+    nnm_status (*wait)(nnm_env *env, void *state, nnm_comm_work *work);
+    /* (optional) 1 when `work` is done (wait will not block), 0 if not;
+     * negative on failure. Never frees work. */
+    int (*test)(void *state, nnm_comm_work *work);
+    /* ---- slots above are valid for ABI 1.3 ---- */
+} nnm_comm_vtable;
+
+/* ------------------------------------------------------------------------ */
 /* The plugin descriptor and its entry point                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -801,6 +878,13 @@ typedef struct nnm_plugin_desc {
     const nnm_layer_vtable *const *layers;      /* n_layers entries */
     const nnm_backend_vtable *const *backends;  /* n_backends entries */
     /* ---- fields above are valid for ABI 1.0 ---- */
+
+    /* (1.3) Communicators (comm plugins: "mpi", "nccl"). A descriptor whose
+     * struct_size stops before these lists none. */
+    uint32_t n_comms;
+    uint32_t reserved_13;
+    const nnm_comm_vtable *const *comms;        /* n_comms entries */
+    /* ---- fields above are valid for ABI 1.3 ---- */
 } nnm_plugin_desc;
 
 /* The one exported symbol. The runtime passes its own ABI version so the plugin
@@ -857,7 +941,11 @@ NNM__STATIC_ASSERT(offsetof(nnm_tensor_desc, strides) == 32, "DLTensor.strides")
 NNM__STATIC_ASSERT(offsetof(nnm_tensor_desc, byte_offset) == 40, "DLTensor.byte_offset");
 NNM__STATIC_ASSERT(sizeof(nnm_env) == 16, "nnm_env layout");
 NNM__STATIC_ASSERT(offsetof(nnm_plugin_desc, layers) == 32, "nnm_plugin_desc layout");
-NNM__STATIC_ASSERT(sizeof(nnm_plugin_desc) == 48, "nnm_plugin_desc 1.0 size");
+NNM__STATIC_ASSERT(offsetof(nnm_plugin_desc, n_comms) == 48, "nnm_plugin_desc 1.0 size");
+NNM__STATIC_ASSERT(sizeof(nnm_plugin_desc) == 64, "nnm_plugin_desc 1.3 size");
+NNM__STATIC_ASSERT(offsetof(nnm_comm_vtable, init) == 32, "nnm_comm_vtable layout");
+NNM__STATIC_ASSERT(sizeof(nnm_comm_vtable) == 96, "nnm_comm_vtable 1.3 size");
+NNM__STATIC_ASSERT(sizeof(nnm_comm_init_args) == 32, "nnm_comm_init_args 1.3 size");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, create) == 40, "nnm_layer_vtable layout");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, extra_repr) == 64, "nnm_layer_vtable 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_layer_vtable, backward) == 72, "nnm_layer_vtable 1.1 layout");

@@ -141,7 +141,7 @@ static int add_in_place(nnm_ctx *ctx, nnm_tensor *acc, nnm_tensor *g, nnm_status
     return 1;
 }
 
-nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
+static nnm_status leaf_add(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
     /* As PyTorch's AccumulateGrad (`variable.grad += new_grad` when not
      * creating a graph): the same .grad tensor is updated in place, so a
      * reference taken to it earlier sees the sum. A .grad that cannot be
@@ -158,6 +158,12 @@ nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad
         return NNM_OK;
     }
     return nnm__op_unary(ctx, NNM_UNARY_COPY, grad, 0, &leaf->grad);
+}
+
+nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
+    nnm_status st = leaf_add(ctx, leaf, grad);
+    if (!st && leaf->grad_hooks) st = nnm__grad_hooks_run(leaf); /* DDP's gradient-ready event */
+    return st;
 }
 
 /* ---- the public face of autograd ---------------------------------------- */

@@ -39,6 +39,7 @@ static const struct {
     {NNM_E_NO_DEVICE, "NNM_E_NO_DEVICE", "no device of this type on this machine"},
     {NNM_E_EXISTS, "NNM_E_EXISTS", "already exists"},
     {NNM_E_LIMIT, "NNM_E_LIMIT", "limit exceeded"},
+    {NNM_E_TIMEOUT, "NNM_E_TIMEOUT", "a peer did not answer in time"},
 };
 
 NNM_API const char *nnm_status_name(nnm_status status) {

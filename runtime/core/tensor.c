@@ -66,6 +66,7 @@ static void tensor_setup(nnm_tensor *t, nnm_ctx *ctx, nnm__storage *s, nnm_dtype
     t->flags = 0;
     t->grad = NULL;
     t->grad_fn = NULL;
+    t->grad_hooks = NULL;
     t->output_nr = 0;
     t->tied = NULL;
     t->storage = s;
@@ -221,6 +222,7 @@ NNM_API void nnm_tensor_release(nnm_tensor *t) {
     t->storage = NULL;
     if (t->grad) nnm_tensor_release(t->grad);
     if (t->grad_fn) nnm__node_release(t->grad_fn);
+    if (t->grad_hooks) nnm__grad_hooks_free(t);
     t->grad = NULL;
     t->grad_fn = NULL;
     if (t->tied) nnm_tensor_release(t->tied);

@@ -317,3 +317,13 @@ void nnm__hooks_ctx_fini(nnm_ctx *ctx) {
     nnm__hooks_ctx_close(ctx); /* nothing is running any more: this frees them */
     while (ctx->hook_handles) nnm_hook_handle_free(ctx->hook_handles);
 }
+
+/* A tensor's post-accumulate-grad hook (autograd/grad_hooks.c): appended to
+ * the tensor's list with a context-owned handle, as the first-version
+ * registrations. */
+nnm_status nnm__hook_add_grad(nnm__hook_list *l, nnm_grad_hook_fn fn, void *user,
+                              nnm_hook_handle **handle) {
+    nnm_status st = hook_add(l, KIND_BW, FN(fn), user, NULL, 0, handle);
+    if (!st) l->tail->fn.grad = fn;
+    return st;
+}

@@ -57,7 +57,7 @@ static void test_env_and_desc(void) {
     SIZE(nnm_env, 16);
     OFF(nnm_env, struct_size, 0);
     OFF(nnm_env, host, 8);
-    SIZE(nnm_plugin_desc, 48);
+    SIZE(nnm_plugin_desc, 64); /* 48 through 1.2; 1.3 appends the comms */
     OFF(nnm_plugin_desc, struct_size, 0);
     OFF(nnm_plugin_desc, abi_major, 4);
     OFF(nnm_plugin_desc, abi_minor, 6);
@@ -67,6 +67,8 @@ static void test_env_and_desc(void) {
     OFF(nnm_plugin_desc, n_backends, 28);
     OFF(nnm_plugin_desc, layers, 32);
     OFF(nnm_plugin_desc, backends, 40);
+    OFF(nnm_plugin_desc, n_comms, 48);
+    OFF(nnm_plugin_desc, comms, 56);
     CU_ASSERT_STRING_EQUAL(NNM_PLUGIN_ENTRY_SYMBOL, "nnm_plugin_entry");
 }
 
@@ -342,6 +344,7 @@ static const struct {
     {NNM_E_NO_DEVICE, -15, "NNM_E_NO_DEVICE"},
     {NNM_E_EXISTS, -16, "NNM_E_EXISTS"},
     {NNM_E_LIMIT, -17, "NNM_E_LIMIT"},
+    {NNM_E_TIMEOUT, -18, "NNM_E_TIMEOUT"}, /* 1.3 */
 };
 
 static void test_status_codes(void) {

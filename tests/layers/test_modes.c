@@ -1,7 +1,8 @@
 /* tests/layers/test_modes.c - train/eval semantics of the layers that depend
  * on the mode:
  *   - in eval mode the same input gives identical outputs across calls;
- *   - dropout (and attention dropout) differs between train and eval; in
+ *   - dropout (and attention dropout) and batch norm differ between train
+ *     and eval (batch norm updates its running statistics in train only); in
  *     train mode every element is 0 or x / (1 - p), about p of them zero;
  *   - the masks come from the context's generator: contexts seeded alike
  *     reproduce them exactly, another seed does not, and successive calls
@@ -10,6 +11,10 @@
  *     sequential, graph, attention's out_proj), which the behaviour shows too.
  */
 #include "test_util.h"
+
+#ifndef NNM_SOURCE_DIR
+#error "NNM_SOURCE_DIR must name the repository root"
+#endif
 
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
@@ -261,6 +266,61 @@ static void test_attention_modes(void) {
     LEAK_CHECK_END();
 }
 
+static nnm_status sum_buffers(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    float v[64];
+    int64_t n = nnm_tensor_numel(t);
+    if (n > 64 || nnm_tensor_to_f32(t, v, (size_t)n) != NNM_OK)
+        return NNM_E_LIMIT;
+    for (int64_t i = 0; i < n; i++)
+        *(double *)user += v[i] * (double)(i + 1);
+    return NNM_OK;
+}
+
+static double buffers_fingerprint(nnm_module *m) {
+    double f = 0.0;
+    CHECK_STATUS(nnm_module_named_buffers(m, sum_buffers, &f), NNM_OK);
+    return f;
+}
+
+/* The ResNet block of examples/manifests (batch norm, nested in a graph and
+ * a sequential): eval repeats exactly and leaves the running statistics
+ * alone; train normalises with the batch and updates them. */
+static void test_batch_norm_modes(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_manifest *mf = NULL;
+    nnm_module *m = NULL;
+    CHECK_STATUS(nnm_manifest_load(g_ctx, NNM_SOURCE_DIR "/examples/manifests/resnet_basic_block.json",
+                                   NNM_MANIFEST_AUTO, NULL, &mf),
+                 NNM_OK);
+    CHECK_STATUS(nnm_manifest_build(mf, NNM_BUILD_NO_WEIGHTS, &m), NNM_OK);
+    nnm_manifest_free(mf);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    enum { NX = 2 * 4 * 9 * 9, NY = 2 * 8 * 5 * 5 };
+    static float xv[NX], e1[NY], e2[NY], t1[NY];
+    tu_fill_uniform(xv, NX, 11, -2.0, 3.0); /* mean 0.5, not what the running stats hold */
+    nnm_tensor *x = tu_tf32(g_ctx, 4, (int64_t[]){2, 4, 9, 9}, xv), *y = NULL;
+    const double fresh = buffers_fingerprint(m);
+    CHECK_STATUS(nnm_module_train(m, 0), NNM_OK);
+    float *dst[3] = {e1, e2, t1};
+    for (int k = 0; k < 3; k++) {
+        if (k == 2)
+            CHECK_STATUS(nnm_module_train(m, 1), NNM_OK);
+        CHECK_STATUS(tu_call1(m, x, &y), NNM_OK);
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, dst[k], NY), NNM_OK);
+        nnm_tensor_release(y);
+        y = NULL;
+        if (k == 1)
+            CU_ASSERT_TRUE(buffers_fingerprint(m) == fresh); /* eval updates nothing */
+    }
+    CU_ASSERT_EQUAL(memcmp(e1, e2, sizeof e1), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(e1, t1, sizeof e1), 0);
+    CU_ASSERT_TRUE(buffers_fingerprint(m) != fresh); /* train updated the running stats */
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("train and eval modes", suite_init, suite_clean);
     if (s == NULL)
@@ -270,5 +330,6 @@ int main(void) {
     CU_add_test(s, "seeded contexts reproduce masks", test_seeded_masks);
     CU_add_test(s, "train(0) on the root reaches every nested module", test_mode_reaches_nested);
     CU_add_test(s, "attention dropout: train only", test_attention_modes);
+    CU_add_test(s, "batch norm: eval repeats and updates nothing", test_batch_norm_modes);
     return tu_run();
 }

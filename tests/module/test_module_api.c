@@ -624,6 +624,59 @@ static void test_tied_parameter(void) {
     LEAK_CHECK_END();
 }
 
+/* Weight tying as language models do it, through a layer with its own
+ * backward: the embedding (custom backward, accumulate_grad) takes the
+ * decoder's weight: emb.weight = dec.weight, both [5, 3]. The gradient of
+ * the one weight is the embedding's plus the decoder's (an untied twin gives
+ * the two terms). */
+static void test_tied_custom_backward(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *cfg = NULL;
+    CHECK_STATUS(nnm_config_new(&cfg), NNM_OK);
+    nnm_config_set_int(cfg, "num_embeddings", 5);
+    nnm_config_set_int(cfg, "embedding_dim", 3);
+    nnm_module *lm = tu_module(g_ctx, "sequential", NULL), *twin = tu_module(g_ctx, "sequential", NULL);
+    nnm_module *emb = tu_module(g_ctx, "embedding", cfg), *dec = tu_linear(g_ctx, "linear", 3, 5, 0);
+    nnm_module *temb = tu_module(g_ctx, "embedding", cfg), *tdec = tu_linear(g_ctx, "linear", 3, 5, 0);
+    nnm_config_free(cfg);
+    CU_ASSERT_FATAL(lm && twin && emb && dec && temb && tdec);
+    CHECK_STATUS(nnm_module_add_child(lm, "emb", emb), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(lm, "dec", dec), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(twin, "emb", temb), NNM_OK);
+    CHECK_STATUS(nnm_module_add_child(twin, "dec", tdec), NNM_OK);
+    tu_named pd = tu_params_of(dec);
+    nnm_tensor *w = pd.t[0];
+    CHECK_STATUS(nnm_module_set_parameter(emb, "weight", w), NNM_OK);
+    char keys[512] = "";
+    CHECK_STATUS(nnm_module_named_parameters(lm, keys_visit, keys), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(keys, "emb.weight"); /* one tensor, under its first name */
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(lm, &sd), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 2);
+    CHECK_STATUS(nnm_module_load_state_dict(twin, sd, 1, NULL), NNM_OK);
+    nnm_state_dict_free(sd);
+    const int64_t idx[4] = {0, 3, 3, 4}, is[1] = {4};
+    nnm_tensor *x = tu_ti64(g_ctx, 1, is, idx);
+    tu_named pt = tu_params_of(twin);
+    int64_t n = 0, n1 = 0, n2 = 0;
+    float *g = grad_after_backward(lm, x, w, &n);
+    float *g1 = grad_after_backward(twin, x, pt.t[0], &n1);
+    float *g2 = tu_read_f32(nnm_tensor_grad(pt.t[1]), &n2);
+    CU_ASSERT_FATAL(g && g1 && g2 && n == 15 && n1 == 15 && n2 == 15);
+    for (int i = 0; i < 15; i++) CU_ASSERT_DOUBLE_EQUAL(g[i], g1[i] + g2[i], 1e-4 * (1 + fabs(g[i])));
+    free(g);
+    free(g1);
+    free(g2);
+    nnm_tensor_release(x);
+    nnm_module_release(emb);
+    nnm_module_release(dec);
+    nnm_module_release(temb);
+    nnm_module_release(tdec);
+    nnm_module_release(lm);
+    nnm_module_release(twin);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("module_api", suite_init, suite_clean);
     if (!s) return 1;
@@ -636,5 +689,6 @@ int main(void) {
     CU_add_test(s, "a shared module: seen once, gradients add up", test_shared_module);
     CU_add_test(s, "a shared module never makes a cycle", test_shared_cycle);
     CU_add_test(s, "tied parameters: dec.weight = enc.weight", test_tied_parameter);
+    CU_add_test(s, "tied through a custom backward (embedding)", test_tied_custom_backward);
     return tu_run();
 }

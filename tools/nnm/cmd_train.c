@@ -38,6 +38,12 @@ void usage_train(FILE *f) {
           "  --limit N             train on the first N training samples only\n"
           "  --test-limit N        evaluate on the first N test samples only\n"
           "  -q, --quiet           print only the final line\n"
+          "  --ddp COMM            data-parallel over the comm plugin COMM (mpi, nccl):\n"
+          "                        each rank trains on its shard of every epoch, the\n"
+          "                        gradients are averaged (docs/distributed.md); rank 0\n"
+          "                        alone prints, evaluates and writes checkpoints. The\n"
+          "                        default is mpi when started by mpirun with 2+ ranks;\n"
+          "                        --ddp none turns it off\n"
           "  --plugins DIR         also load the plugins in DIR (repeatable)\n"
           "  -h, --help            show this help\n"
           "\n",
@@ -146,6 +152,30 @@ static int read_resume_meta(nnm_ctx *ctx, const char *cmd, const char *path, int
     return 0;
 }
 
+/* ---- data parallel ------------------------------------------------------------ */
+
+/* The comm to use: --ddp, else "mpi" when an MPI launcher started 2+ ranks. */
+static const char *ddp_choice(const char *flag) {
+    if (flag) return strcmp(flag, "none") ? flag : NULL;
+    const char *w = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!w) w = getenv("PMI_SIZE");
+    return w && atoi(w) > 1 ? "mpi" : NULL;
+}
+
+/* Sums n doubles over the ranks (as f32: for the printed train loss). */
+static nnm_status ddp_sum(nnm_ctx *ctx, nnm_comm *comm, double *v, int n) {
+    float f[4];
+    int64_t shape[1] = {n};
+    for (int i = 0; i < n; i++) f[i] = (float)v[i];
+    nnm_tensor *t = NULL;
+    nnm_status s = nnm_tensor_from_f32(ctx, 1, shape, f, &t);
+    if (!s) s = nnm_comm_all_reduce(comm, t);
+    if (!s) s = nnm_tensor_to_f32(t, f, (size_t)n);
+    nnm_tensor_release(t);
+    for (int i = 0; !s && i < n; i++) v[i] = f[i];
+    return s;
+}
+
 /* ---- the command ------------------------------------------------------------- */
 
 static double epoch_lr(const train_params *p, double base, int64_t epoch) {
@@ -167,19 +197,19 @@ static uint64_t epoch_seed(uint64_t seed, int64_t epoch) {
 int cmd_train(cli_env *env, int argc, char **argv) {
     static const char *cmd = "train";
     enum { OPT_OUT, OPT_RESUME, OPT_TRACE, OPT_THREADS, OPT_LIMIT, OPT_TEST_LIMIT, OPT_QUIET,
-           OPT_PARAMS };
+           OPT_DDP, OPT_PARAMS };
     cli_opt opts[64];
     static const cli_opt own[] = {{"out", 0, 1, OPT_OUT},         {"resume", 0, 1, OPT_RESUME},
                                   {"trace", 0, 1, OPT_TRACE},     {"threads", 0, 1, OPT_THREADS},
                                   {"limit", 0, 1, OPT_LIMIT},     {"test-limit", 0, 1, OPT_TEST_LIMIT},
-                                  {"quiet", 'q', 0, OPT_QUIET}};
+                                  {"quiet", 'q', 0, OPT_QUIET},   {"ddp", 0, 1, OPT_DDP}};
     size_t n_own = sizeof own / sizeof own[0], n_par = 0;
     const cli_opt *par = train_params_opts(OPT_PARAMS, &n_par);
     memcpy(opts, own, sizeof own);
     memcpy(opts + n_own, par, (n_par + 1) * sizeof *par);
 
     /* Flags are applied after the manifest's section: keep them aside. */
-    const char *path = NULL, *out_dir = NULL, *resume = NULL, *trace_path = NULL;
+    const char *path = NULL, *out_dir = NULL, *resume = NULL, *trace_path = NULL, *ddp_flag = NULL;
     uint64_t threads = 0, limit = 0, test_limit = 0;
     int quiet = 0, r;
     int flag_ids[256];
@@ -206,6 +236,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
                                  r == OPT_LIMIT ? "limit" : "test-limit", p.arg);
             break;
         case OPT_QUIET: quiet = 1; break;
+        case OPT_DDP: ddp_flag = p.arg; break;
         case CLI_POSITIONAL:
             if (path) return cli_usage(cmd, "unexpected argument '%s'", p.arg);
             path = p.arg;
@@ -241,6 +272,10 @@ int cmd_train(cli_env *env, int argc, char **argv) {
     nnm_loader *train_ld = NULL, *test_ld = NULL;
     nnm_optim *opt = NULL;
     trace *tr = NULL;
+    nnm_comm *comm = NULL;
+    nnm_ddp *ddp = NULL;
+    int rank = 0, world = 1;
+    const char *ddp_comm = ddp_choice(ddp_flag);
     r = CLI_EXIT_FAIL;
     if (cli_manifest_open(ctx, cmd, path, 0, &mf, NULL)) goto done;
     if (train_params_init(&tp, cmd, path, mf)) goto done;
@@ -251,8 +286,19 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             goto done;
         }
     }
+    nnm_status s;
+    if (ddp_comm) {
+        /* Join first: every rank reads its shard of each epoch. */
+        if ((s = nnm_comm_new(ctx, ddp_comm, NULL, &comm))) {
+            r = cli_fail(cmd, ctx, s);
+            goto done;
+        }
+        rank = nnm_comm_rank(comm);
+        world = nnm_comm_world_size(comm);
+        if (rank != 0) quiet = 1; /* rank 0 alone prints */
+    }
     nnm_ctx_manual_seed(ctx, tp.seed);
-    nnm_status s = nnm_manifest_build(mf, 0, &model);
+    s = nnm_manifest_build(mf, 0, &model);
     if (s) {
         r = cli_fail_file(cmd, path, ctx, s);
         goto done;
@@ -265,6 +311,8 @@ int cmd_train(cli_env *env, int argc, char **argv) {
     if (test_limit) nnm_dataset_limit(test_ds, (int64_t)test_limit);
     if (train_fill_stats(ctx, cmd, &tp, train_ds)) goto done;
     nnm_loader_options lo = train_loader_options(&tp, 1);
+    lo.rank = (uint32_t)rank;
+    lo.world_size = (uint32_t)world;
     if ((s = nnm_loader_new(train_ds, &lo, &train_ld))) {
         r = cli_fail(cmd, ctx, s);
         goto done;
@@ -311,6 +359,11 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             goto done;
         }
     }
+    if (ddp_comm && (s = nnm_ddp_new(model, comm, NULL, &ddp))) { /* after a resume: rank 0's weights */
+        r = cli_fail(cmd, ctx, s);
+        goto done;
+    }
+    if (rank != 0) out_dir = NULL, trace_path = NULL; /* rank 0 alone writes */
     if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
         r = cli_failf(cmd, "%s: cannot create the directory: %s", out_dir, strerror(errno));
         goto done;
@@ -320,7 +373,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         if (trace_watch_backward(tr, model)) goto done;
     }
 
-    progress pg = {isatty(STDOUT_FILENO), quiet, 0, 0};
+    progress pg = {isatty(STDOUT_FILENO) && !ddp, quiet, 0, 0}; /* mpirun gives ranks a pty */
     const int64_t steps = nnm_loader_batch_count(train_ld);
     eval_result ev = {0, -1, 0};
     if (!quiet) {
@@ -336,6 +389,11 @@ int cmd_train(cli_env *env, int argc, char **argv) {
                "%s\n",
                tp.optimizer, base_lr, tp.batch_size, tp.epochs, tp.loss, tp.seed,
                resume ? ", resumed" : "");
+        if (ddp)
+            printf("data parallel: %d ranks over %s, global batch %d x %" PRId64 " = %" PRId64
+                   " (batch %" PRId64 " per rank)\n",
+                   world, ddp_comm, world, tp.batch_size, (int64_t)world * tp.batch_size,
+                   tp.batch_size);
         if (tp.normalize) printf("normalisation: mean %.6g, std %.6g\n", tp.mean, tp.std);
         fflush(stdout);
     }
@@ -362,7 +420,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
                 if (!s) s = nnm_tensor_set_requires_grad(x, 1);
             }
             if (!s) s = nnm_optim_zero_grad(opt);
-            if (!s) s = nnm_module_call(model, &x, 1, &out, 1);
+            if (!s) s = ddp ? nnm_ddp_call(ddp, &x, 1, &out, 1) : nnm_module_call(model, &x, 1, &out, 1);
             nnm_tensor *in2[2] = {out, y};
             if (!s) s = nnm_module_call(loss, in2, 2, &l, 1);
             if (tr) t2 = trace_now();
@@ -403,6 +461,16 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         }
         double train_time = seconds(trace_now() - pg.start), train_cpu = cpu_seconds() - cpu0;
         if (pg.tty && !quiet) fputc('\n', stdout);
+        if (ddp) { /* the loss and sample count over every rank */
+            double v[2] = {loss_sum, (double)seen};
+            if ((s = ddp_sum(ctx, comm, v, 2))) {
+                r = cli_fail(cmd, ctx, s);
+                goto done;
+            }
+            loss_sum = v[0];
+            seen = (int64_t)v[1];
+        }
+        if (rank != 0) continue; /* rank 0 alone evaluates and checkpoints */
         uint64_t e0 = tr ? trace_now() : 0;
         if (train_evaluate(ctx, cmd, model, loss, test_ld, classes, NULL, &ev)) goto done;
         if (tr) trace_span(tr, "evaluate", "loop", e0, trace_now());
@@ -431,6 +499,10 @@ int cmd_train(cli_env *env, int argc, char **argv) {
                 goto done;
         }
     }
+    if (rank != 0) {
+        r = CLI_EXIT_OK;
+        goto done;
+    }
     if (first_epoch >= tp.epochs || !ev.samples) {
         /* nothing trained (resumed at the end): evaluate what we have */
         if (train_evaluate(ctx, cmd, model, loss, test_ld, classes, NULL, &ev)) goto done;
@@ -447,6 +519,8 @@ int cmd_train(cli_env *env, int argc, char **argv) {
     r = CLI_EXIT_OK;
 done:
     if (tr) trace_close(tr, ctx);
+    nnm_ddp_free(ddp);
+    nnm_comm_free(comm);
     nnm_optim_free(opt);
     nnm_loader_free(train_ld);
     nnm_loader_free(test_ld);

@@ -616,6 +616,10 @@ macro_rules! plugin {
                 n_backends: 0,
                 layers: __PTRS.0.as_ptr(),
                 backends: ::std::ptr::null(),
+                // ABI 1.3: a layer plugin lists no communicators
+                n_comms: 0,
+                reserved_13: 0,
+                comms: ::std::ptr::null(),
             });
 
             /// The one symbol the runtime looks up: the descriptor for a

@@ -18,6 +18,11 @@ pub const NNM_PLUGIN_ENTRY_SYMBOL: &[u8; 17usize] = b"nnm_plugin_entry\0";
 pub const NNM_CTX_NO_DISCOVERY: u32 = 1;
 pub const NNM_DEVICE_META: u32 = 7169396;
 pub const NNM_NAME_MAX: u32 = 1023;
+pub const NNM_COMM_DEFAULT_TIMEOUT_S: f64 = 300.0;
+pub const NNM_DDP_FIND_UNUSED_PARAMETERS: u32 = 1;
+pub const NNM_DDP_NO_BROADCAST_BUFFERS: u32 = 2;
+pub const NNM_DDP_DEFAULT_BUCKET_BYTES: u32 = 26214400;
+pub const NNM_DDP_DEFAULT_FIRST_BUCKET_BYTES: u32 = 1048576;
 pub const NNM_HOOK_PREPEND: u32 = 1;
 pub const NNM_HOOK_ALWAYS_CALL: u32 = 2;
 pub const NNM_SAFETENSORS_MAX_HEADER: u32 = 100000000;
@@ -56,6 +61,7 @@ pub const NNM_E_HOOK: nnm_status_code = -14;
 pub const NNM_E_NO_DEVICE: nnm_status_code = -15;
 pub const NNM_E_EXISTS: nnm_status_code = -16;
 pub const NNM_E_LIMIT: nnm_status_code = -17;
+pub const NNM_E_TIMEOUT: nnm_status_code = -18;
 pub type nnm_status_code = ::std::os::raw::c_int;
 pub const NNM_DEVICE_CPU: nnm_device_type = 1;
 pub const NNM_DEVICE_CUDA: nnm_device_type = 2;
@@ -5491,6 +5497,490 @@ fn bindgen_test_layout_nnm_backend_vtable() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_comm_init_args {
+    pub struct_size: u32,
+    pub reserved: u32,
+    pub timeout_s: f64,
+    pub rank: i32,
+    pub world_size: i32,
+    pub device_id: i32,
+    pub reserved2: i32,
+}
+#[test]
+fn bindgen_test_layout_nnm_comm_init_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_comm_init_args>(),
+        32usize,
+        concat!("Size of: ", stringify!(nnm_comm_init_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_comm_init_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_comm_init_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_init_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_init_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_init_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_init_args),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_timeout_s() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_init_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).timeout_s) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_init_args),
+                "::",
+                stringify!(timeout_s)
+            )
+        );
+    }
+    test_field_timeout_s();
+    fn test_field_rank() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_init_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rank) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_init_args),
+                "::",
+                stringify!(rank)
+            )
+        );
+    }
+    test_field_rank();
+    fn test_field_world_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_init_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).world_size) as usize - ptr as usize
+            },
+            20usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_init_args),
+                "::",
+                stringify!(world_size)
+            )
+        );
+    }
+    test_field_world_size();
+    fn test_field_device_id() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_init_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device_id) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_init_args),
+                "::",
+                stringify!(device_id)
+            )
+        );
+    }
+    test_field_device_id();
+    fn test_field_reserved2() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_init_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved2) as usize - ptr as usize
+            },
+            28usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_init_args),
+                "::",
+                stringify!(reserved2)
+            )
+        );
+    }
+    test_field_reserved2();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_comm_work {
+    _unused: [u8; 0],
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_comm_vtable {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub name: *const ::std::os::raw::c_char,
+    pub version_major: u32,
+    pub version_minor: u32,
+    pub version_patch: u32,
+    pub device_type: i32,
+    pub init: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            args: *mut nnm_comm_init_args,
+            state: *mut *mut ::std::os::raw::c_void,
+        ) -> nnm_status,
+    >,
+    pub shutdown: ::std::option::Option<unsafe extern "C" fn(state: *mut ::std::os::raw::c_void)>,
+    pub all_reduce_start: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            data: *mut f32,
+            n: i64,
+            work: *mut *mut nnm_comm_work,
+        ) -> nnm_status,
+    >,
+    pub broadcast_start: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            data: *mut ::std::os::raw::c_void,
+            bytes: u64,
+            root: i32,
+            work: *mut *mut nnm_comm_work,
+        ) -> nnm_status,
+    >,
+    pub all_gather_start: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            send: *const ::std::os::raw::c_void,
+            recv: *mut ::std::os::raw::c_void,
+            bytes: u64,
+            work: *mut *mut nnm_comm_work,
+        ) -> nnm_status,
+    >,
+    pub barrier_start: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            work: *mut *mut nnm_comm_work,
+        ) -> nnm_status,
+    >,
+    pub wait: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            work: *mut nnm_comm_work,
+        ) -> nnm_status,
+    >,
+    pub test: ::std::option::Option<
+        unsafe extern "C" fn(
+            state: *mut ::std::os::raw::c_void,
+            work: *mut nnm_comm_work,
+        ) -> ::std::os::raw::c_int,
+    >,
+}
+#[test]
+fn bindgen_test_layout_nnm_comm_vtable() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_comm_vtable>(),
+        96usize,
+        concat!("Size of: ", stringify!(nnm_comm_vtable))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_comm_vtable>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_comm_vtable))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_name() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).name) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(name)
+            )
+        );
+    }
+    test_field_name();
+    fn test_field_version_major() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).version_major) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(version_major)
+            )
+        );
+    }
+    test_field_version_major();
+    fn test_field_version_minor() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).version_minor) as usize - ptr as usize
+            },
+            20usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(version_minor)
+            )
+        );
+    }
+    test_field_version_minor();
+    fn test_field_version_patch() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).version_patch) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(version_patch)
+            )
+        );
+    }
+    test_field_version_patch();
+    fn test_field_device_type() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device_type) as usize - ptr as usize
+            },
+            28usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(device_type)
+            )
+        );
+    }
+    test_field_device_type();
+    fn test_field_init() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).init) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(init)
+            )
+        );
+    }
+    test_field_init();
+    fn test_field_shutdown() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).shutdown) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(shutdown)
+            )
+        );
+    }
+    test_field_shutdown();
+    fn test_field_all_reduce_start() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).all_reduce_start) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(all_reduce_start)
+            )
+        );
+    }
+    test_field_all_reduce_start();
+    fn test_field_broadcast_start() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).broadcast_start) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(broadcast_start)
+            )
+        );
+    }
+    test_field_broadcast_start();
+    fn test_field_all_gather_start() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).all_gather_start) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(all_gather_start)
+            )
+        );
+    }
+    test_field_all_gather_start();
+    fn test_field_barrier_start() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).barrier_start) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(barrier_start)
+            )
+        );
+    }
+    test_field_barrier_start();
+    fn test_field_wait() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).wait) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(wait)
+            )
+        );
+    }
+    test_field_wait();
+    fn test_field_test() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).test) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_vtable),
+                "::",
+                stringify!(test)
+            )
+        );
+    }
+    test_field_test();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_plugin_desc {
     pub struct_size: u32,
     pub abi_major: u16,
@@ -5501,12 +5991,15 @@ pub struct nnm_plugin_desc {
     pub n_backends: u32,
     pub layers: *const *const nnm_layer_vtable,
     pub backends: *const *const nnm_backend_vtable,
+    pub n_comms: u32,
+    pub reserved_13: u32,
+    pub comms: *const *const nnm_comm_vtable,
 }
 #[test]
 fn bindgen_test_layout_nnm_plugin_desc() {
     assert_eq!(
         ::std::mem::size_of::<nnm_plugin_desc>(),
-        48usize,
+        64usize,
         concat!("Size of: ", stringify!(nnm_plugin_desc))
     );
     assert_eq!(
@@ -5667,6 +6160,57 @@ fn bindgen_test_layout_nnm_plugin_desc() {
         );
     }
     test_field_backends();
+    fn test_field_n_comms() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_plugin_desc>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_comms) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_plugin_desc),
+                "::",
+                stringify!(n_comms)
+            )
+        );
+    }
+    test_field_n_comms();
+    fn test_field_reserved_13() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_plugin_desc>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved_13) as usize - ptr as usize
+            },
+            52usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_plugin_desc),
+                "::",
+                stringify!(reserved_13)
+            )
+        );
+    }
+    test_field_reserved_13();
+    fn test_field_comms() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_plugin_desc>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).comms) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_plugin_desc),
+                "::",
+                stringify!(comms)
+            )
+        );
+    }
+    test_field_comms();
 }
 pub type nnm_plugin_entry_fn = ::std::option::Option<
     unsafe extern "C" fn(host_abi_major: u16, host_abi_minor: u16) -> *const nnm_plugin_desc,
@@ -7080,6 +7624,393 @@ extern "C" {
         user: *mut ::std::os::raw::c_void,
         handle: *mut *mut nnm_hook_handle,
     ) -> nnm_status;
+}
+pub type nnm_grad_hook_fn = ::std::option::Option<
+    unsafe extern "C" fn(user: *mut ::std::os::raw::c_void, t: *mut nnm_tensor) -> nnm_status,
+>;
+extern "C" {
+    pub fn nnm_tensor_register_post_accumulate_grad_hook(
+        t: *mut nnm_tensor,
+        fn_: nnm_grad_hook_fn,
+        user: *mut ::std::os::raw::c_void,
+        handle: *mut *mut nnm_hook_handle,
+    ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_comm {
+    _unused: [u8; 0],
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_comm_request {
+    _unused: [u8; 0],
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_comm_options {
+    pub struct_size: u32,
+    pub reserved: u32,
+    pub timeout_s: f64,
+}
+#[test]
+fn bindgen_test_layout_nnm_comm_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_comm_options>(),
+        16usize,
+        concat!("Size of: ", stringify!(nnm_comm_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_comm_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_comm_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_options),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_timeout_s() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_comm_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).timeout_s) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_comm_options),
+                "::",
+                stringify!(timeout_s)
+            )
+        );
+    }
+    test_field_timeout_s();
+}
+extern "C" {
+    pub fn nnm_comm_new(
+        ctx: *mut nnm_ctx,
+        request: *const ::std::os::raw::c_char,
+        opts: *const nnm_comm_options,
+        out: *mut *mut nnm_comm,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_free(c: *mut nnm_comm);
+}
+extern "C" {
+    pub fn nnm_comm_rank(c: *const nnm_comm) -> i32;
+}
+extern "C" {
+    pub fn nnm_comm_world_size(c: *const nnm_comm) -> i32;
+}
+extern "C" {
+    pub fn nnm_comm_device(c: *const nnm_comm) -> nnm_device;
+}
+extern "C" {
+    pub fn nnm_comm_all_reduce_start(
+        c: *mut nnm_comm,
+        t: *mut nnm_tensor,
+        out: *mut *mut nnm_comm_request,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_broadcast_start(
+        c: *mut nnm_comm,
+        t: *mut nnm_tensor,
+        root: i32,
+        out: *mut *mut nnm_comm_request,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_all_gather_start(
+        c: *mut nnm_comm,
+        in_: *mut nnm_tensor,
+        out: *mut nnm_tensor,
+        req: *mut *mut nnm_comm_request,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_barrier_start(c: *mut nnm_comm, out: *mut *mut nnm_comm_request) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_wait(req: *mut nnm_comm_request) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_all_reduce(c: *mut nnm_comm, t: *mut nnm_tensor) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_broadcast(c: *mut nnm_comm, t: *mut nnm_tensor, root: i32) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_all_gather(
+        c: *mut nnm_comm,
+        in_: *mut nnm_tensor,
+        out: *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_comm_barrier(c: *mut nnm_comm) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_ddp {
+    _unused: [u8; 0],
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_ddp_options {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub bucket_bytes: u64,
+    pub first_bucket_bytes: u64,
+}
+#[test]
+fn bindgen_test_layout_nnm_ddp_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_ddp_options>(),
+        24usize,
+        concat!("Size of: ", stringify!(nnm_ddp_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_ddp_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_ddp_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_options),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_bucket_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).bucket_bytes) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_options),
+                "::",
+                stringify!(bucket_bytes)
+            )
+        );
+    }
+    test_field_bucket_bytes();
+    fn test_field_first_bucket_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).first_bucket_bytes) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_options),
+                "::",
+                stringify!(first_bucket_bytes)
+            )
+        );
+    }
+    test_field_first_bucket_bytes();
+}
+extern "C" {
+    pub fn nnm_ddp_new(
+        m: *mut nnm_module,
+        c: *mut nnm_comm,
+        opts: *const nnm_ddp_options,
+        out: *mut *mut nnm_ddp,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ddp_free(d: *mut nnm_ddp);
+}
+extern "C" {
+    pub fn nnm_ddp_module(d: *const nnm_ddp) -> *mut nnm_module;
+}
+extern "C" {
+    pub fn nnm_ddp_call(
+        d: *mut nnm_ddp,
+        in_: *const *mut nnm_tensor,
+        n_in: u32,
+        out: *mut *mut nnm_tensor,
+        n_out: u32,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ddp_set_sync(d: *mut nnm_ddp, sync: ::std::os::raw::c_int) -> ::std::os::raw::c_int;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_ddp_stats {
+    pub struct_size: u32,
+    pub n_buckets: u32,
+    pub bytes_reduced: u64,
+    pub comm_s: f64,
+    pub exposed_s: f64,
+}
+#[test]
+fn bindgen_test_layout_nnm_ddp_stats() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_ddp_stats>(),
+        32usize,
+        concat!("Size of: ", stringify!(nnm_ddp_stats))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_ddp_stats>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_ddp_stats))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_stats),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_n_buckets() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_buckets) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_stats),
+                "::",
+                stringify!(n_buckets)
+            )
+        );
+    }
+    test_field_n_buckets();
+    fn test_field_bytes_reduced() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).bytes_reduced) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_stats),
+                "::",
+                stringify!(bytes_reduced)
+            )
+        );
+    }
+    test_field_bytes_reduced();
+    fn test_field_comm_s() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).comm_s) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_stats),
+                "::",
+                stringify!(comm_s)
+            )
+        );
+    }
+    test_field_comm_s();
+    fn test_field_exposed_s() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ddp_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).exposed_s) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ddp_stats),
+                "::",
+                stringify!(exposed_s)
+            )
+        );
+    }
+    test_field_exposed_s();
+}
+extern "C" {
+    pub fn nnm_ddp_stats_get(d: *const nnm_ddp, out: *mut nnm_ddp_stats) -> nnm_status;
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]

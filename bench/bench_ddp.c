@@ -1,0 +1,132 @@
+/* bench/bench_ddp.c - one DDP training step of an MLP 784-2048-2048-10 at a
+ * per-rank batch of 128 (forward, cross-entropy, backward with the bucketed
+ * all-reduce, SGD momentum 0.9), run by bench_ddp.sh under mpirun with 1 and
+ * 2 ranks, one BLAS thread each. Rank 0 prints one JSON line: global
+ * samples/s (median of REPS runs of STEPS steps, each run between barriers),
+ * the all-reduce time of the same buckets measured alone (blocking, no
+ * compute beside it), and the time backward still waited for them at its
+ * end (exposed); hidden = 1 - exposed / alone is the share of the
+ * communication that overlapped the backward.
+ *   mpirun -np N bench_ddp [STEPS]
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define BENCH_NAME "bench_ddp"
+#include "bench_util.h"
+#include "nnmod/nnmod.h"
+
+#define BATCH 128
+#define REPS 5
+
+static nnm_module *layer(nnm_ctx *ctx, const char *type, int64_t in, int64_t out) {
+    nnm_config *cfg = NULL;
+    if (in) {
+        nnm_config_new(&cfg);
+        nnm_config_set_int(cfg, "in_features", in);
+        nnm_config_set_int(cfg, "out_features", out);
+    }
+    nnm_module *m;
+    if (nnm_module_create(ctx, type, cfg, &m)) die(ctx, type);
+    nnm_config_free(cfg);
+    return m;
+}
+
+static void add(nnm_module *seq, nnm_module *m) {
+    nnm_module_add_child(seq, NULL, m);
+    nnm_module_release(m);
+}
+
+static void step(nnm_ctx *ctx, nnm_ddp *ddp, nnm_module *loss_fn, nnm_optim *opt, nnm_tensor *x,
+                 nnm_tensor *target) {
+    nnm_tensor *logits, *loss;
+    if (nnm_optim_zero_grad(opt)) die(ctx, "zero_grad");
+    if (nnm_ddp_call(ddp, &x, 1, &logits, 1)) die(ctx, "forward");
+    nnm_tensor *in[2] = {logits, target};
+    if (nnm_module_call(loss_fn, in, 2, &loss, 1)) die(ctx, "loss");
+    if (nnm_backward(loss, NULL, 0)) die(ctx, "backward");
+    if (nnm_optim_step(opt)) die(ctx, "step");
+    nnm_tensor_release(loss);
+    nnm_tensor_release(logits);
+}
+
+int main(int argc, char **argv) {
+    int steps = argc > 1 ? atoi(argv[1]) : 4;
+    if (steps < 1) steps = 1;
+    nnm_ctx *ctx;
+    if (nnm_ctx_new(NULL, &ctx)) return 1;
+    nnm_comm *comm;
+    if (nnm_comm_new(ctx, "mpi", NULL, &comm)) die(ctx, "comm");
+    int rank = nnm_comm_rank(comm), world = nnm_comm_world_size(comm);
+    nnm_module *model = layer(ctx, "sequential", 0, 0);
+    add(model, layer(ctx, "linear", 784, 2048));
+    add(model, layer(ctx, "relu", 0, 0));
+    add(model, layer(ctx, "linear", 2048, 2048));
+    add(model, layer(ctx, "relu", 0, 0));
+    add(model, layer(ctx, "linear", 2048, 10));
+    nnm_module *loss_fn = layer(ctx, "cross_entropy", 0, 0);
+    nnm_ddp *ddp;
+    if (nnm_ddp_new(model, comm, NULL, &ddp)) die(ctx, "ddp");
+    nnm_sgd_options so = {sizeof so, 0, 0.01, 0.9, 0.0, 0.0};
+    nnm_optim *opt;
+    if (nnm_optim_sgd_new(model, &so, &opt)) die(ctx, "sgd");
+
+    int64_t xs[2] = {BATCH, 784}, ts[1] = {BATCH};
+    float *xv = malloc(sizeof(float) * BATCH * 784);
+    int64_t tv[BATCH];
+    if (!xv) return 1;
+    unsigned seed = 12345u + 977u * (unsigned)rank;
+    for (int i = 0; i < BATCH * 784; i++) xv[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0xff) / 255.0f;
+    for (int i = 0; i < BATCH; i++) tv[i] = (i + rank) % 10;
+    nnm_tensor *x, *target;
+    if (nnm_tensor_from_f32(ctx, 2, xs, xv, &x) || nnm_tensor_from_i64(ctx, 1, ts, tv, &target))
+        die(ctx, "inputs");
+    free(xv);
+
+    for (int i = 0; i < 2; i++) step(ctx, ddp, loss_fn, opt, x, target); /* warm up */
+    double rate[REPS], exposed[REPS * 64], alone[REPS];
+    int n_exp = 0;
+    nnm_ddp_stats st = {sizeof st, 0, 0, 0, 0};
+    for (int r = 0; r < REPS; r++) {
+        if (nnm_comm_barrier(comm)) die(ctx, "barrier");
+        double t0 = now_s();
+        for (int i = 0; i < steps; i++) {
+            step(ctx, ddp, loss_fn, opt, x, target);
+            nnm_ddp_stats_get(ddp, &st);
+            if (n_exp < REPS * 64) exposed[n_exp++] = st.exposed_s;
+        }
+        if (nnm_comm_barrier(comm)) die(ctx, "barrier");
+        rate[r] = (double)steps * BATCH * world / (now_s() - t0);
+    }
+    /* The same bytes all-reduced with nothing else running. */
+    int64_t n[1] = {(int64_t)(st.bytes_reduced / sizeof(float))};
+    nnm_tensor *flat;
+    if (nnm_tensor_from_f32(ctx, 1, n, NULL, &flat)) die(ctx, "flat");
+    for (int r = 0; r < REPS; r++) {
+        if (nnm_comm_barrier(comm)) die(ctx, "barrier");
+        double t0 = now_s();
+        if (nnm_comm_all_reduce(comm, flat)) die(ctx, "all-reduce");
+        alone[r] = now_s() - t0;
+    }
+    double med_alone = median(alone, REPS), med_exp = median(exposed, n_exp);
+    if (rank == 0)
+        printf("{\"bench\": \"ddp_step_mlp784_2048_2048_10\", \"value\": %.1f, \"unit\": \"samples/s\", "
+               "\"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d, \"reps\": %d, \"buckets\": %u, "
+               "\"allreduce_mb\": %.1f, \"allreduce_alone_ms\": %.2f, \"exposed_ms\": %.2f, "
+               "\"hidden\": %.2f}\n",
+               median(rate, REPS), world, BATCH, steps, REPS, st.n_buckets,
+               (double)st.bytes_reduced / 1048576.0, 1e3 * med_alone, 1e3 * med_exp,
+               world > 1 && med_alone > 0 ? 1.0 - med_exp / med_alone : 0.0);
+    nnm_tensor_release(flat);
+    nnm_tensor_release(x);
+    nnm_tensor_release(target);
+    nnm_optim_free(opt);
+    nnm_ddp_free(ddp);
+    nnm_comm_free(comm);
+    nnm_module_release(loss_fn);
+    nnm_module_release(model);
+    nnm_ctx_free(ctx);
+    return 0;
+}

@@ -1,0 +1,235 @@
+"""nnmod.torch.export: PyTorch models to manifests, loaded back and matched
+against PyTorch. Skipped where PyTorch is not installed (CI has none)."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import nnmod  # noqa: E402
+import nnmod.torch  # noqa: E402
+
+
+def run_both(model, path, x, ctx):
+    manifest, weights = nnmod.torch.export(model, str(path), x, ctx=ctx)
+    m = nnmod.from_manifest(manifest, ctx=ctx).eval()
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+    got = m(x.numpy())
+    return m, manifest, want, got
+
+
+class Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc1 = nn.Linear(d, d)
+        self.fc2 = nn.Linear(d, d)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.fc2(self.act(self.fc1(x))) + x)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(4, 6)
+        self.blocks = nn.ModuleList([Block(6), Block(6)])
+        self.heads = nn.ModuleDict({"a": nn.Linear(6, 2), "b": nn.Linear(6, 3)})
+        self.spare = nn.Linear(2, 2)  # never called
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        for b in self.blocks:
+            h = b(h)
+        return self.heads["a"](h), self.heads["b"](h)
+
+
+def test_sequential_is_written_as_a_tree(ctx, tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3, bias=False))
+    x = torch.randn(5, 4)
+    m, manifest, want, got = run_both(model, tmp_path / "mlp.json", x, ctx)
+    doc = json.load(open(manifest))
+    assert doc["root"]["type"] == "sequential"
+    assert [c["type"] for c in doc["root"]["children"]] == ["linear", "relu", "linear"]
+    assert doc["root"]["children"][2]["config"]["bias"] is False
+    assert len(doc["weights"]["sha256"]) == 64
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    assert list(m.state_dict()) == list(model.state_dict())
+    # gradients match too
+    xt = x.clone().requires_grad_(True)
+    model.zero_grad()
+    (model(xt) ** 2).mean().backward()
+    xn = nnmod.tensor(x.numpy(), requires_grad=True, ctx=ctx)
+    y = m(xn)
+    (y * y).mean().backward()
+    np.testing.assert_allclose(xn.grad.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+    for (n, p), (tn, tp) in zip(m.named_parameters(), model.named_parameters()):
+        assert n == tn
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-4, atol=1e-6)
+    del m, got, y, xn, p
+
+
+def test_any_module_is_traced_into_a_graph(ctx, tmp_path):
+    torch.manual_seed(1)
+    model = Net()
+    x = torch.randn(7, 4)
+    m, manifest, want, got = run_both(model, tmp_path / "net.json", x, ctx)
+    doc = json.load(open(manifest))
+    assert doc["root"]["type"] == "graph"
+    assert doc["metadata"]["not_exported"] == "spare"
+    assert len(got) == 2
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    keys = [k for k in model.state_dict() if not k.startswith("spare.")]
+    assert sorted(m.state_dict()) == sorted(keys)
+    del m, got
+
+
+def test_unsupported_op_is_named(ctx, tmp_path):
+    class Sin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.sin(self.fc(x))
+
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(Sin(), str(tmp_path / "s.json"), torch.randn(2, 4), ctx=ctx)
+    assert "torch.sin" in str(e.value) and "sin" in str(e.value)
+
+
+def test_unsupported_module_is_named(ctx, tmp_path):
+    model = nn.Sequential(nn.Linear(4, 4), nn.Bilinear(4, 4, 2))
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(model, str(tmp_path / "b.json"), torch.randn(2, 4), ctx=ctx)
+    assert "Bilinear" in str(e.value) and "'1'" in str(e.value)
+
+
+def test_shared_weights_are_refused(ctx, tmp_path):
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(self.fc(x))
+
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(Twice(), str(tmp_path / "t.json"), torch.randn(2, 4), ctx=ctx)
+    assert "'fc'" in str(e.value) and "twice" in str(e.value)
+
+
+# Layers exported inside a Sequential after a Linear; each case runs where the
+# nnmod layer it maps to is loaded (more plugins: more cases), else skips.
+LAYER_CASES = [
+    ("relu", lambda: nn.ReLU(), (3, 6)),
+    ("identity", lambda: nn.Identity(), (3, 6)),
+    ("gelu", lambda: nn.GELU(), (3, 6)),
+    ("gelu", lambda: nn.GELU(approximate="tanh"), (3, 6)),
+    ("silu", lambda: nn.SiLU(), (3, 6)),
+    ("tanh", lambda: nn.Tanh(), (3, 6)),
+    ("sigmoid", lambda: nn.Sigmoid(), (3, 6)),
+    ("leaky_relu", lambda: nn.LeakyReLU(0.2), (3, 6)),
+    ("elu", lambda: nn.ELU(alpha=0.5), (3, 6)),
+    ("hardswish", lambda: nn.Hardswish(), (3, 6)),
+    ("softmax", lambda: nn.Softmax(dim=1), (3, 6)),
+    ("log_softmax", lambda: nn.LogSoftmax(dim=1), (3, 6)),
+    ("layer_norm", lambda: nn.LayerNorm(6), (3, 6)),
+    ("batch_norm1d", lambda: nn.BatchNorm1d(6), (3, 6)),
+    ("dropout", lambda: nn.Dropout(0.3), (3, 6)),
+    ("unflatten", lambda: nn.Unflatten(1, (2, 3)), (3, 6)),
+    ("group_norm", lambda: nn.Sequential(nn.Unflatten(1, (6, 1)), nn.GroupNorm(2, 6)), (3, 6)),
+    ("conv1d", lambda: nn.Sequential(nn.Unflatten(1, (2, 3)), nn.Conv1d(2, 4, 2)), (3, 6)),
+    ("conv2d", lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 3)), nn.Conv2d(1, 2, 2, padding=1),
+                                     nn.Flatten()), (3, 6)),
+    ("batch_norm2d", lambda: nn.Sequential(nn.Unflatten(1, (2, 3, 1)), nn.BatchNorm2d(2)),
+     (3, 6)),
+    ("max_pool2d", lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 3)), nn.MaxPool2d(2, 1)),
+     (3, 6)),
+    ("avg_pool2d", lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 3)), nn.AvgPool2d(2, 1)),
+     (3, 6)),
+    ("adaptive_avg_pool2d", lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 3)),
+                                                  nn.AdaptiveAvgPool2d((1, 2))), (3, 6)),
+    ("conv_transpose2d", lambda: nn.Sequential(nn.Unflatten(1, (2, 1, 3)),
+                                               nn.ConvTranspose2d(2, 3, 2, stride=2)), (3, 6)),
+    ("dropout2d", lambda: nn.Sequential(nn.Unflatten(1, (2, 3, 1)), nn.Dropout2d(0.5)),
+     (3, 6)),
+]
+
+
+def _have(ctx, layer):
+    from nnmod.torch import _Schema
+    return _Schema(ctx).find(layer) is not None
+
+
+@pytest.mark.parametrize("layer,make,shape", LAYER_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(LAYER_CASES)])
+def test_layer_exports_match_pytorch(ctx, tmp_path, layer, make, shape):
+    torch.manual_seed(2)
+    made = make()
+    needed = {nnmod.torch._layer_type(type(m).__name__) for m in made.modules()} - {"sequential"}
+    missing = [t for t in sorted(needed) if not _have(ctx, t)]
+    if missing:
+        pytest.skip(f"nnmod has no {', '.join(missing)} loaded")
+    model = nn.Sequential(nn.Linear(shape[1], shape[1]), made)
+    x = torch.randn(*shape)
+    m, manifest, want, got = run_both(model, tmp_path / "l.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    del m, got
+
+
+def test_functional_ops_in_a_graph(ctx, tmp_path):
+    class F(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 3)
+            self.b = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return torch.nn.functional.relu(self.a(x) + self.b(x))
+
+    torch.manual_seed(3)
+    x = torch.randn(2, 4)
+    m, manifest, want, got = run_both(F(), tmp_path / "f.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    del m, got
+
+
+def test_batch_norm_running_stats_travel(ctx, tmp_path):
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (3, 2, 1)), nn.BatchNorm2d(3),
+                          nn.Flatten())
+    needed = [nnmod.torch._layer_type(type(m).__name__) for m in model]
+    if not all(_have(ctx, t) for t in needed):
+        pytest.skip("nnmod lacks one of " + ", ".join(needed))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 4) * 3 + 1)  # moves running_mean / running_var
+    x = torch.randn(5, 4)
+    m, manifest, want, got = run_both(model, tmp_path / "bn.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    sd = m.state_dict()
+    np.testing.assert_allclose(sd["2.running_var"].numpy(), model[2].running_var.numpy(),
+                               rtol=1e-6)
+    del m, got, sd
+
+
+def test_embedding(ctx, tmp_path):
+    if not _have(ctx, "embedding"):
+        pytest.skip("nnmod has no embedding loaded")
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.Linear(4, 2))
+    x = torch.tensor([[1, 0, 9], [3, 3, 2]])
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "e.json"), x, ctx=ctx)
+    m = nnmod.from_manifest(manifest, ctx=ctx)
+    with torch.no_grad():
+        want = model(x)
+    np.testing.assert_allclose(m(x.numpy()).numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    del m

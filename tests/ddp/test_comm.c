@@ -1,0 +1,325 @@
+/* tests/ddp/test_comm.c - what needs no launcher: comm plugins go through the
+ * loader's checks like every plugin (broken fixtures refused with a message
+ * naming the file and the slot); the communicator API over the single-process
+ * "loop" fixture (tensor checks, async start/wait, all-gather); the "mpi"
+ * plugin outside mpirun says how to run it; post-accumulate-grad hooks; and a
+ * DDP wrapper over a world of one trains exactly as the bare module does. The
+ * multi-process checks are the mpirun tests (ddp_worker.c). */
+#include "test_util.h"
+
+static nnm_ctx *g_ctx;
+#define TU_CTX g_ctx
+
+static int init(void) { return tu_ctx_new(&g_ctx); }
+static int fini(void) { return tu_ctx_free(&g_ctx); }
+
+static const char *fx(const char *stem) {
+    static char buf[4][512];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(buf[i], sizeof buf[i], "%s/nnm_comm_fx_%s.so", NNM_TEST_FIXTURE_DIR, stem);
+    return buf[i];
+}
+
+static void test_loader_refuses_broken_comms(void) {
+    CHECK_ERROR(nnm_plugin_load(g_ctx, fx("nullwait")), NNM_E_PLUGIN, "required slot 'wait' is NULL");
+    CHECK_MSG("nnm_comm_fx_nullwait.so");
+    CHECK_MSG("plugin ABI 1.");
+    CHECK_ERROR(nnm_plugin_load(g_ctx, fx("smallvt")), NNM_E_PLUGIN, "vtable struct_size 24 is too small");
+    CHECK_ERROR(nnm_plugin_load(g_ctx, fx("badname")), NNM_E_PLUGIN, "invalid name 'Loop-Comm'");
+    CHECK_ERROR(nnm_plugin_load(g_ctx, fx("nulllist")), NNM_E_PLUGIN, "comm list is NULL");
+    CHECK_STATUS(nnm_plugin_load(g_ctx, fx("loop")), NNM_OK);
+    CHECK_ERROR(nnm_plugin_load(g_ctx, fx("dup")), NNM_E_EXISTS, "comm 'loop' 1.0.0 is already provided by");
+    /* The failures are in the plugin list, the good one loaded. */
+    uint32_t n = nnm_plugin_count(g_ctx), failed = 0, loop = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        nnm_plugin_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        CU_ASSERT_EQUAL_FATAL(nnm_plugin_info_get(g_ctx, i, &info), NNM_OK);
+        if (strstr(info.path, "nnm_comm_fx_")) {
+            if (info.status != NNM_OK) failed++;
+            else loop += strcmp(info.name, "comm_fixture_loop") == 0;
+        }
+    }
+    CU_ASSERT_EQUAL(failed, 5);
+    CU_ASSERT_EQUAL(loop, 1);
+}
+
+static void test_comm_api(void) {
+    CHECK_STATUS(nnm_plugin_load(g_ctx, fx("loop")), NNM_OK);
+    LEAK_CHECK_BEGIN();
+    nnm_comm *c = NULL;
+    CHECK_ERROR(nnm_comm_new(g_ctx, "nosuch", NULL, &c), NNM_E_NOT_FOUND, "nnm_comm_nosuch.so");
+    CU_ASSERT_PTR_NULL(c);
+    CHECK_ERROR(nnm_comm_new(g_ctx, "Bad Name!", NULL, &c), NNM_E_INVALID, "malformed comm request");
+    nnm_comm_options o = {sizeof o, 0, 5.0};
+    CHECK_STATUS(nnm_comm_new(g_ctx, "loop@^1", &o, &c), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(nnm_comm_rank(c), 0);
+    CU_ASSERT_EQUAL(nnm_comm_world_size(c), 1);
+    CU_ASSERT_EQUAL(nnm_comm_device(c).type, NNM_DEVICE_CPU);
+    CU_ASSERT_EQUAL(nnm_comm_rank(NULL), -1);
+    CU_ASSERT_EQUAL(nnm_comm_world_size(NULL), 0);
+
+    const float v[6] = {1, 2, 3, 4, 5, 6};
+    int64_t s6[1] = {6}, s3[1] = {3}, s2x3[2] = {2, 3};
+    nnm_tensor *a = tu_tf32(g_ctx, 1, s6, v);
+    nnm_tensor *g = tu_tf32(g_ctx, 1, s6, NULL);
+    nnm_tensor *wrong = tu_tf32(g_ctx, 1, s3, NULL);
+    int64_t iv[3] = {1, 2, 3};
+    nnm_tensor *ints = tu_ti64(g_ctx, 1, s3, iv);
+    CHECK_STATUS(nnm_comm_all_reduce(c, a), NNM_OK);
+    CHECK_STATUS(nnm_comm_broadcast(c, a, 0), NNM_OK);
+    CHECK_STATUS(nnm_comm_broadcast(c, ints, 0), NNM_OK); /* any dtype */
+    CHECK_STATUS(nnm_comm_barrier(c), NNM_OK);
+    CHECK_STATUS(nnm_comm_all_gather(c, a, g), NNM_OK);
+    float out[6];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(g, out, 6), NNM_OK);
+    CU_ASSERT_EQUAL(memcmp(out, v, sizeof v), 0);
+    /* async: the request holds the tensor until the wait */
+    nnm_comm_request *r = NULL;
+    CHECK_STATUS(nnm_comm_all_reduce_start(c, a, &r), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL(r);
+    CHECK_STATUS(nnm_comm_wait(r), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_comm_wait(NULL), NNM_E_INVALID);
+    /* what the runtime refuses before the plugin sees it */
+    CHECK_ERROR(nnm_comm_all_reduce(c, ints), NNM_E_DTYPE, "only f32 tensors can be summed");
+    CHECK_ERROR(nnm_comm_all_gather(c, a, wrong), NNM_E_SHAPE, "want 1 ranks x 6");
+    CHECK_ERROR(nnm_comm_broadcast(c, a, 1), NNM_E_INVALID, "root 1 is not a rank");
+    CHECK_ERROR(nnm_comm_all_reduce(c, NULL), NNM_E_INVALID, "tensor is NULL");
+    nnm_tensor *d2 = tu_tf32(g_ctx, 2, s2x3, v), *tr = NULL;
+    nnm_tensor_release(d2);
+    (void)tr;
+    CU_ASSERT_EQUAL(nnm_comm_all_reduce_start(NULL, a, &r), NNM_E_INVALID);
+    nnm_tensor_release(a);
+    nnm_tensor_release(g);
+    nnm_tensor_release(wrong);
+    nnm_tensor_release(ints);
+    nnm_comm_free(c);
+    nnm_comm_free(NULL);
+    LEAK_CHECK_END();
+}
+
+static void test_mpi_outside_launcher(void) {
+#ifdef NNM_TEST_HAVE_MPI
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK")) return;
+    nnm_comm *c = NULL;
+    CHECK_ERROR(nnm_comm_new(g_ctx, "mpi", NULL, &c), NNM_E_UNSUPPORTED, "mpirun");
+    CU_ASSERT_PTR_NULL(c);
+    /* the plugin loaded like any other */
+    uint32_t n = nnm_plugin_count(g_ctx), found = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        nnm_plugin_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        if (nnm_plugin_info_get(g_ctx, i, &info) == NNM_OK && info.status == NNM_OK && info.name &&
+            strcmp(info.name, "comm_mpi") == 0)
+            found++;
+    }
+    CU_ASSERT_EQUAL(found, 1);
+#else
+    fprintf(stderr, "(no MPI here: the mpi plugin is not built) ");
+#endif
+}
+
+/* Loads anywhere; without a GPU it says so. With one, a job of one works. */
+static void test_nccl_loads(void) {
+#ifdef NNM_TEST_HAVE_NCCL
+    nnm_comm *c = NULL;
+    unsetenv("NNM_RANK");
+    unsetenv("NNM_WORLD_SIZE");
+    nnm_status st = nnm_comm_new(g_ctx, "nccl", NULL, &c);
+    if (st == NNM_E_NO_DEVICE) {
+        CHECK_MSG("no device");
+        CU_ASSERT_PTR_NULL(c);
+        return;
+    }
+    CHECK_STATUS(st, NNM_OK);
+    if (st) return;
+    CU_ASSERT_EQUAL(nnm_comm_world_size(c), 1);
+    CU_ASSERT_EQUAL(nnm_comm_device(c).type, NNM_DEVICE_CUDA);
+    CHECK_STATUS(nnm_comm_barrier(c), NNM_OK);
+    nnm_comm_free(c);
+#else
+    fprintf(stderr, "(no CUDA toolkit with nccl.h here: the nccl plugin is not built) ");
+#endif
+}
+
+static void test_bad_timeout_env(void) {
+    CHECK_STATUS(nnm_plugin_load(g_ctx, fx("loop")), NNM_OK);
+    setenv("NNM_COMM_TIMEOUT", "soon", 1);
+    nnm_comm *c = NULL;
+    CHECK_ERROR(nnm_comm_new(g_ctx, "loop", NULL, &c), NNM_E_INVALID, "NNM_COMM_TIMEOUT='soon'");
+    unsetenv("NNM_COMM_TIMEOUT");
+}
+
+/* ---- post-accumulate-grad hooks ------------------------------------------ */
+
+typedef struct seen {
+    int calls;
+    float grad0;
+    nnm_status ret;
+} seen;
+
+static nnm_status count_hook(void *user, nnm_tensor *t) {
+    seen *s = user;
+    s->calls++;
+    nnm_tensor *g = nnm_tensor_grad(t);
+    float v[3] = {0};
+    if (!g || nnm_tensor_to_f32(g, v, 3) != NNM_OK) return NNM_E_STATE;
+    s->grad0 = v[0];
+    if (s->ret) return nnm_ctx_set_error(g_ctx, s->ret, "hook says no");
+    return NNM_OK;
+}
+
+static void test_grad_hook(void) {
+    LEAK_CHECK_BEGIN();
+    int64_t s3[1] = {3};
+    const float wv[3] = {1, 2, 3};
+    const float cv[3] = {2, 2, 2};
+    nnm_tensor *w = tu_tf32(g_ctx, 1, s3, wv), *k = tu_tf32(g_ctx, 1, s3, cv), *y = NULL, *loss = NULL;
+    CHECK_STATUS(nnm_tensor_set_requires_grad(w, 1), NNM_OK);
+    seen a = {0, 0, NNM_OK}, b = {0, 0, NNM_OK};
+    nnm_hook_handle *ha = NULL, *hb = NULL;
+    CHECK_STATUS(nnm_tensor_register_post_accumulate_grad_hook(w, count_hook, &a, &ha), NNM_OK);
+    CHECK_STATUS(nnm_tensor_register_post_accumulate_grad_hook(w, count_hook, &b, &hb), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_register_post_accumulate_grad_hook(NULL, count_hook, &a, NULL), NNM_E_INVALID);
+    CHECK_ERROR(nnm_tensor_register_post_accumulate_grad_hook(w, NULL, &a, NULL), NNM_E_INVALID, "NULL");
+    /* loss = sum(w * k): d/dw = k = 2, one edge: ready once per backward */
+    CHECK_STATUS(nnm_op_binary(g_ctx, NNM_BINARY_MUL, w, k, &y), NNM_OK);
+    CHECK_ERROR(nnm_tensor_register_post_accumulate_grad_hook(y, count_hook, &a, NULL), NNM_E_STATE, "leaf");
+    CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &loss), NNM_OK);
+    CHECK_STATUS(nnm_backward(loss, NULL, 1), NNM_OK);
+    CU_ASSERT_EQUAL(a.calls, 1);
+    CU_ASSERT_EQUAL(b.calls, 1);
+    CU_ASSERT_EQUAL(a.grad0, 2.0f);
+    /* a second backward accumulates: the hook sees the sum */
+    nnm_hook_remove(hb);
+    CHECK_STATUS(nnm_backward(loss, NULL, 1), NNM_OK);
+    CU_ASSERT_EQUAL(a.calls, 2);
+    CU_ASSERT_EQUAL(b.calls, 1);
+    CU_ASSERT_EQUAL(a.grad0, 4.0f);
+    /* a failing hook fails the backward with its message */
+    a.ret = NNM_E_HOOK;
+    CHECK_ERROR(nnm_backward(loss, NULL, 1), NNM_E_HOOK, "hook says no");
+    nnm_hook_remove(ha);
+    a.ret = NNM_OK;
+    CHECK_STATUS(nnm_backward(loss, NULL, 0), NNM_OK);
+    CU_ASSERT_EQUAL(a.calls, 3);
+    nnm_tensor_release(loss);
+    nnm_tensor_release(y);
+    nnm_tensor_release(k);
+    nnm_tensor_release(w); /* frees the hook list with the tensor */
+    LEAK_CHECK_END();
+}
+
+/* ---- DDP over a world of one --------------------------------------------- */
+
+static nnm_module *mlp(nnm_ctx *ctx) {
+    nnm_module *seq = tu_module(ctx, "sequential", NULL);
+    nnm_module *l1 = tu_linear(ctx, "linear", 4, 8, 1), *r = tu_module(ctx, "relu", NULL),
+               *l2 = tu_linear(ctx, "linear", 8, 2, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(seq && l1 && r && l2);
+    CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, l1), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, r), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, l2), NNM_OK);
+    nnm_module_release(l1);
+    nnm_module_release(r);
+    nnm_module_release(l2);
+    return seq;
+}
+
+static nnm_status step(nnm_ctx *ctx, nnm_module *m, nnm_ddp *d, nnm_optim *o, int k) {
+    float x[12];
+    for (int i = 0; i < 12; i++) x[i] = (float)((i * 7 + k * 3) % 11) / 5.0f - 1.0f;
+    int64_t s[2] = {3, 4};
+    nnm_tensor *xt = tu_tf32(ctx, 2, s, x), *y = NULL, *sq = NULL, *loss = NULL;
+    nnm_status st = d ? nnm_ddp_call(d, &xt, 1, &y, 1) : nnm_module_call(m, &xt, 1, &y, 1);
+    if (!st) st = nnm_op_binary(ctx, NNM_BINARY_MUL, y, y, &sq);
+    if (!st) st = nnm_op_reduce(ctx, NNM_REDUCE_MEAN, sq, NULL, 0, 0, &loss);
+    if (!st) st = nnm_backward(loss, NULL, 0);
+    if (!st) st = nnm_optim_step(o);
+    if (!st) st = nnm_optim_zero_grad(o);
+    nnm_tensor_release(xt);
+    nnm_tensor_release(y);
+    nnm_tensor_release(sq);
+    nnm_tensor_release(loss);
+    return st;
+}
+
+static void test_ddp_world_of_one(void) {
+    CHECK_STATUS(nnm_plugin_load(g_ctx, fx("loop")), NNM_OK);
+    LEAK_CHECK_BEGIN();
+    nnm_ctx_options co = {sizeof co, 0, 42};
+    nnm_ctx *ref_ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&co, &ref_ctx), NNM_OK);
+    nnm_module *m = mlp(g_ctx), *ref = mlp(ref_ctx);
+    /* same initial weights: copy ref's into m through a state file */
+    char dir[256];
+    CU_ASSERT_EQUAL_FATAL(tu_tmpdir_new(dir, sizeof dir, "nnm_ddp_"), 0);
+    const char *path = tu_path(dir, "w.safetensors");
+    CU_ASSERT_EQUAL(nnm_module_save(ref, path, 0, NULL), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_load(m, path, 1, NULL), NNM_OK);
+    nnm_comm *c = NULL;
+    CHECK_STATUS(nnm_comm_new(g_ctx, "loop", NULL, &c), NNM_OK);
+    nnm_ddp *d = NULL;
+    CU_ASSERT_EQUAL(nnm_ddp_new(NULL, c, NULL, &d), NNM_E_INVALID);
+    nnm_ddp_options small = {sizeof small, 0, 64, 8};
+    CHECK_STATUS(nnm_ddp_new(m, c, &small, &d), NNM_OK);
+    nnm_comm_free(c); /* the wrapper keeps it */
+    CU_ASSERT_PTR_EQUAL(nnm_ddp_module(d), m);
+    nnm_sgd_options so = {sizeof so, 0, 0.1, 0.5, 0, 0};
+    nnm_optim *o = NULL, *ro = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_optim_sgd_new(ref, &so, &ro), NNM_OK);
+    for (int k = 0; k < 3; k++) {
+        CHECK_STATUS(step(g_ctx, m, d, o, k), NNM_OK);
+        CU_ASSERT_EQUAL(step(ref_ctx, ref, NULL, ro, k), NNM_OK);
+    }
+    nnm_ddp_stats st = {sizeof st, 0, 0, 0, 0};
+    CHECK_STATUS(nnm_ddp_stats_get(d, &st), NNM_OK);
+    CU_ASSERT_EQUAL(st.n_buckets, 3); /* caps 8 B then 64 B: {2.bias} {2.weight} {0.bias, 0.weight} */
+    CU_ASSERT_EQUAL(st.bytes_reduced, (uint64_t)(8 * 4 + 8 + 2 * 8 + 2) * 4);
+    tu_named a = tu_params_of(m), b = tu_params_of(ref);
+    CU_ASSERT_EQUAL_FATAL(a.n, b.n);
+    for (int i = 0; i < a.n; i++) {
+        int64_t n = 0, n2 = 0;
+        float *va = tu_read_f32(a.t[i], &n), *vb = tu_read_f32(b.t[i], &n2);
+        CU_ASSERT_EQUAL(n, n2);
+        CU_ASSERT(va && vb && memcmp(va, vb, (size_t)n * sizeof(float)) == 0);
+        free(va);
+        free(vb);
+    }
+    /* no_sync: no hook work, gradients still accumulate */
+    CU_ASSERT_EQUAL(nnm_ddp_set_sync(d, 0), 1);
+    CU_ASSERT_EQUAL(nnm_ddp_set_sync(d, 1), 0);
+    CU_ASSERT_EQUAL(nnm_ddp_set_sync(NULL, 1), -1);
+    nnm_optim_free(o);
+    nnm_optim_free(ro);
+    nnm_ddp_free(d);
+    nnm_ddp_free(NULL);
+    /* the hooks went with the wrapper: a plain backward works */
+    nnm_sgd_options so2 = {sizeof so2, 0, 0.1, 0, 0, 0};
+    CU_ASSERT_EQUAL_FATAL(nnm_optim_sgd_new(m, &so2, &o), NNM_OK);
+    CHECK_STATUS(step(g_ctx, m, NULL, o, 9), NNM_OK);
+    nnm_optim_free(o);
+    nnm_module_release(m);
+    nnm_module_release(ref);
+    nnm_ctx_free(ref_ctx);
+    tu_dir_remove_all(dir);
+    LEAK_CHECK_END();
+}
+
+int main(void) {
+    CU_pSuite s = tu_suite("comm", init, fini);
+    if (!s) return 1;
+    CU_add_test(s, "comm plugins go through the loader's checks", test_loader_refuses_broken_comms);
+    CU_add_test(s, "communicator API (single-process loop fixture)", test_comm_api);
+    CU_add_test(s, "mpi outside a launcher says how to run it", test_mpi_outside_launcher);
+    CU_add_test(s, "nccl loads anywhere and says 'no device' without a GPU", test_nccl_loads);
+    CU_add_test(s, "a bad NNM_COMM_TIMEOUT is refused", test_bad_timeout_env);
+    CU_add_test(s, "post-accumulate-grad hooks", test_grad_hook);
+    CU_add_test(s, "DDP over a world of one equals the bare module", test_ddp_world_of_one);
+    return tu_run();
+}
