@@ -5,7 +5,7 @@
  *       plus a bright 2x2 block whose place is the class): 1,000 training
  *       samples gzipped, 200 test samples plain, as IDX pairs; the same
  *       training data as a safetensors file; and manifests: mlp.json (64-32-10
- *       with dropout-free ReLU, a training section), wrong_out.json (5
+ *       with ReLU and dropout, a training section), wrong_out.json (5
  *       outputs for 10 classes), wrong_loss.json (mse_loss on class targets).
  *   train_fixture trace FILE STEPS EVAL_BATCHES
  *       checks a trace of nnm train on mlp.json: valid JSON, complete ("X")
@@ -115,10 +115,12 @@ static int write_manifest(const char *dir, const char *name, int outputs, const 
     if (!f) return fail(path);
     fprintf(f,
             "{\"format\": \"nnmod.manifest\", \"version\": 1,\n"
-            " \"plugins\": {\"sequential\": \"^1.0\", \"linear\": \"^1.0\", \"relu\": \"^1.0\"},\n"
+            " \"plugins\": {\"sequential\": \"^1.0\", \"linear\": \"^1.0\", \"relu\": \"^1.0\",\n"
+            "  \"dropout\": \"^1.0\"},\n"
             " \"root\": {\"type\": \"sequential\", \"children\": [\n"
             "  {\"name\": \"fc1\", \"type\": \"linear\", \"config\": {\"in_features\": 64, \"out_features\": 32}},\n"
             "  {\"name\": \"act\", \"type\": \"relu\"},\n"
+            "  {\"name\": \"drop\", \"type\": \"dropout\", \"config\": {\"p\": 0.1}},\n"
             "  {\"name\": \"fc2\", \"type\": \"linear\", \"config\": {\"in_features\": 32, \"out_features\": %d}}]},\n"
             " \"metadata\": {\"class_names\": \"c0,c1,c2,c3,c4,c5,c6,c7,c8,c9\"},\n"
             " \"training\": {\"train_data\": [\"train-images.idx.gz\", \"train-labels.idx.gz\"],\n"
