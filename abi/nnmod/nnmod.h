@@ -515,8 +515,12 @@ NNM_API nnm_status nnm_module_zero_grad(nnm_module *m);
 /* Full backward hooks (register_full_backward_pre_hook / _hook). The pre-hook
  * sees the gradients of the module's outputs and may replace grad_out[i] (store
  * a new reference); the hook sees the gradients of its inputs (grad_in[i] may
- * be NULL: no gradient) and may replace them the same way. They fire during
- * nnm_backward for calls made while grad mode was on. */
+ * be NULL: no gradient) and may replace them the same way. n_in is the number
+ * of inputs of the call, as PyTorch's len(grad_input), also when no input
+ * needs a gradient: then every grad_in[i] is NULL and must stay NULL (else
+ * NNM_E_HOOK, as PyTorch raises). They fire during nnm_backward for calls
+ * made while grad mode was on. Registration options, global backward hooks
+ * and handles: "Hooks, version 2" below. */
 typedef nnm_status (*nnm_backward_pre_hook_fn)(void *user, nnm_module *m, nnm_tensor **grad_out,
                                                uint32_t n_out);
 typedef nnm_status (*nnm_backward_hook_fn)(void *user, nnm_module *m, nnm_tensor **grad_in,

@@ -512,7 +512,10 @@ typedef struct nnm_layer_vtable {
     /* (optional) Frees what create allocated. Called once, when the module dies. */
     void (*destroy)(void *self);
     /* Computes outputs from inputs. Inputs are borrowed; the plugin stores one
-     * new reference in each out[i]. Only ever called by the runtime's call path. */
+     * new reference in each out[i] (an input passed through needs
+     * host->tensor_retain: the runtime refuses one without). A failure without
+     * set_error is reported as "forward failed with NNM_E_... and no message".
+     * Only ever called by the runtime's call path. */
     nnm_status (*forward)(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
                           nnm_tensor **out, uint32_t n_out);
     /* (optional) Writes the text shown between the parentheses when the module
@@ -527,7 +530,10 @@ typedef struct nnm_layer_vtable {
      * gradients of the outputs (grad_out[i] NULL: that output got none) and
      * stores a new reference in grad_in[i] for each input that needs one
      * (NULL: no gradient). Saved tensors: host->saved_tensors; parameter
-     * gradients: host->accumulate_grad. */
+     * gradients: host->accumulate_grad. As PyTorch's engine, the runtime
+     * checks grad_in[i] against input i: f32 on the input's device, of the
+     * input's shape or one it broadcasts to (then summed down to it); else
+     * the backward fails, naming the module. */
     nnm_status (*backward)(nnm_env *env, void *self, nnm_tensor *const *grad_out, uint32_t n_out,
                            nnm_tensor **grad_in, uint32_t n_in);
     /* ---- slots above are valid for ABI 1.1 ---- */

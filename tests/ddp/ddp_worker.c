@@ -53,6 +53,9 @@ typedef struct scenario {
     int accum;               /* micro-batches per step (no_sync for all but the last) */
     int adam;
     int ckpt;                /* checkpoint after K steps, resume on every rank */
+    int bn;                  /* a real batch_norm1d after the first linear: per-rank
+                              * batch statistics (no SyncBatchNorm), so only the
+                              * ranks' agreement is checked, not the reference */
 } scenario;
 
 /* The global batch of (step, micro): N * B rows; rank r owns rows [rB, rB+B). */
@@ -72,6 +75,8 @@ static nnm_module *child(nnm_ctx *ctx, const char *type, int64_t a, int64_t b, i
     if (strcmp(type, "linear") == 0) {
         nnm_config_set_int(cfg, "in_features", a);
         nnm_config_set_int(cfg, "out_features", b);
+    } else if (strcmp(type, "batch_norm1d") == 0) {
+        nnm_config_set_int(cfg, "num_features", a);
     } else if (strcmp(type, "ddp_probe") == 0) {
         nnm_config_set_int(cfg, "features", a);
         nnm_config_set_bool(cfg, "with_unused", with_unused);
@@ -85,10 +90,11 @@ static nnm_module *child(nnm_ctx *ctx, const char *type, int64_t a, int64_t b, i
 static nnm_module *build(nnm_ctx *ctx, const scenario *sc) {
     nnm_module *seq = NULL;
     if (nnm_module_create(ctx, "sequential", NULL, &seq)) return NULL;
-    nnm_module *parts[4] = {0};
+    nnm_module *parts[5] = {0};
     int n = 0;
     if (sc->probe) parts[n++] = child(ctx, "ddp_probe", IN, 0, sc->with_unused);
     parts[n++] = child(ctx, "linear", IN, HID, 0);
+    if (sc->bn) parts[n++] = child(ctx, "batch_norm1d", HID, 0, 0);
     parts[n++] = child(ctx, "relu", 0, 0, 0);
     parts[n++] = child(ctx, "linear", HID, OUT, 0);
     int ok = 1;
@@ -167,6 +173,25 @@ static int flatten(nnm_module *m, int buffers, flat *f) {
     memset(f, 0, sizeof *f);
     return buffers ? nnm_module_named_buffers(m, gather_one, f)
                    : nnm_module_named_parameters(m, gather_one, f);
+}
+
+/* 1 when every rank's values are bitwise ours, 0 when not, -1 on failure. */
+static int all_same(nnm_ctx *ctx, nnm_comm *comm, const flat *f) {
+    int64_t s1[1] = {f->n}, sN[1] = {(int64_t)f->n * g_world};
+    nnm_tensor *mine = NULL, *all = NULL;
+    float *v = malloc(sizeof(float) * (size_t)f->n * (size_t)g_world);
+    int same = -1;
+    if (v && !nnm_tensor_from_f32(ctx, 1, s1, f->v, &mine) &&
+        !nnm_tensor_from_f32(ctx, 1, sN, NULL, &all) && !nnm_comm_all_gather(comm, mine, all) &&
+        !nnm_tensor_to_f32(all, v, (size_t)f->n * (size_t)g_world)) {
+        same = 1;
+        for (int r = 0; r < g_world; r++)
+            if (memcmp(v + (size_t)r * (size_t)f->n, f->v, sizeof(float) * (size_t)f->n) != 0) same = 0;
+    }
+    free(v);
+    nnm_tensor_release(mine);
+    nnm_tensor_release(all);
+    return same;
 }
 
 /* Every rank's values bitwise equal to ours. */
@@ -295,7 +320,7 @@ static int run(const scenario *sc) {
     OKS(ctx, flatten(m, 0, &a));
     OKS(rctx, flatten(ref, 0, &r));
     if (check_identical(ctx, comm, &a, "parameters")) goto out;
-    if (check_close(&a, &r, 1e-6, "parameters")) goto out;
+    if (!sc->bn && check_close(&a, &r, 1e-6, "parameters")) goto out;
     nnm_ddp_stats stats = {sizeof stats, 0, 0, 0, 0};
     OKS(ctx, nnm_ddp_stats_get(ddp, &stats));
     if (sc->bucket) CHECK(stats.n_buckets >= 3, "want an uneven split in >= 3 buckets, got %u", stats.n_buckets);
@@ -308,7 +333,15 @@ static int run(const scenario *sc) {
         OKS(ctx, nnm_tensor_to_f32(u, uv, 2));
         CHECK(uv[0] == 0.25f && uv[1] == 0.25f, "an unused parameter moved: %g %g", uv[0], uv[1]);
     }
-    if (sc->probe) {
+    if (sc->bn) {
+        /* Each rank's last forward updated the running stats from its own
+         * rows: they differ until the next forward broadcasts rank 0's. */
+        flat pre;
+        OKS(ctx, flatten(m, 1, &pre));
+        int same = all_same(ctx, comm, &pre);
+        CHECK(same == 0, "the running stats agree before the broadcast (%d): the test shows nothing", same);
+    }
+    if (sc->probe || sc->bn) {
         /* A forward in eval mode broadcasts the buffers (and updates none). */
         OKS(ctx, nnm_module_train(m, 0));
         float x[B * IN] = {0};
@@ -323,9 +356,12 @@ static int run(const scenario *sc) {
         OKS(ctx, st);
         flat bb;
         OKS(ctx, flatten(m, 1, &bb));
-        CHECK(bb.n == IN, "buffers: %d values", bb.n);
+        CHECK(bb.n == (sc->probe ? IN : 0) + (sc->bn ? 2 * HID + 1 : 0), "buffers: %d values", bb.n);
         if (check_identical(ctx, comm, &bb, "buffers")) goto out;
-        flat sim;
+    }
+    if (sc->probe) {
+        flat bb, sim;
+        OKS(ctx, flatten(m, 1, &bb));
         memset(&sim, 0, sizeof sim);
         memcpy(sim.v, rm_sim, sizeof rm_sim);
         sim.n = IN;
@@ -348,7 +384,7 @@ out:
 /* Without find_unused_parameters a parameter without gradient must be
  * reported at the next forward, by name. */
 static int run_unused_error(void) {
-    scenario sc = {"unused_error", 1, 1, 0, 0, 0, 1, 0, 0};
+    scenario sc = {"unused_error", 1, 1, 0, 0, 0, 1, 0, 0, 0};
     nnm_ctx *ctx = new_ctx(7);
     CHECK(ctx, "context");
     nnm_comm *comm = NULL;
@@ -373,7 +409,7 @@ static int run_unused_error(void) {
 
 /* Rank 1 dies in the middle of step 2. */
 static int run_die(void) {
-    scenario sc = {"die", 0, 0, 0, 0, 0, 1, 0, 0};
+    scenario sc = {"die", 0, 0, 0, 0, 0, 1, 0, 0, 0};
     nnm_ctx *ctx = new_ctx(9);
     CHECK(ctx, "context");
     nnm_comm *comm = NULL;
@@ -458,6 +494,7 @@ int main(int argc, char **argv) {
         {"unused_param",  1, 1, NNM_DDP_FIND_UNUSED_PARAMETERS,       60,   20,   1,    0,  0},
         {"buffers",       1, 0, 0,                                    0,    0,    2,    0,  0},
         {"checkpoint",    0, 0, 0,                                    0,    0,    1,    1,  1},
+        {"batch_norm",    0, 0, 0,                                    0,    0,    1,    0,  0, 1},
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (run(&all[i])) g_fail = 1;

@@ -58,10 +58,34 @@ func (h *ForwardPreHookCall) SetInput(i int, t *Tensor) error {
 	return nil
 }
 
+// BackwardHookCall is what a full backward hook sees: the gradients of the
+// module's inputs (nil: that input gets none) and of its outputs, valid
+// during the hook only. SetGradInput replaces an input's gradient.
+type BackwardHookCall struct {
+	Module      *Module
+	GradInputs  []*Tensor
+	GradOutputs []*Tensor
+	slots       []*C.nnm_tensor
+}
+
+// SetGradInput makes backward go on with t as the gradient of input i.
+func (h *BackwardHookCall) SetGradInput(i int, t *Tensor) error {
+	if i < 0 || i >= len(h.slots) {
+		return NewError(EInvalid, fmt.Sprintf("grad input %d of %d", i, len(h.slots)))
+	}
+	if t == nil || t.t == nil {
+		return NewError(EInvalid, "nil or closed tensor")
+	}
+	C.nnm_tensor_retain(t.t) // the runtime takes this reference and releases the one replaced
+	h.slots[i] = t.t
+	return nil
+}
+
 type hookState struct {
 	ctx *Context
 	fwd func(*ForwardHookCall) error
 	pre func(*ForwardPreHookCall) error
+	bwd func(*BackwardHookCall) error
 }
 
 // HookHandle is a registered hook (the caller's nnm_hook_handle). The Go
@@ -202,6 +226,24 @@ func nnmgoForwardHook(h C.uintptr_t, m *C.nnm_module, in **C.nnm_tensor, nIn C.u
 	return runHook(c, func() error { return st.fwd(call) })
 }
 
+//export nnmgoBackwardHook
+func nnmgoBackwardHook(h C.uintptr_t, m *C.nnm_module, gin **C.nnm_tensor, nIn C.uint32_t, gout **C.nnm_tensor, nOut C.uint32_t) C.nnm_status {
+	st := cgo.Handle(h).Value().(*hookState)
+	c := C.nnm_module_ctx(m)
+	slots, ins := wrapList(st.ctx, c, gin, nIn)
+	_, outs := wrapList(st.ctx, c, gout, nOut)
+	C.nnm_module_retain(m)
+	mod := &Module{m: m, c: c, ctx: st.ctx}
+	defer func() {
+		closeAll(ins)
+		closeAll(outs)
+		mod.m = nil
+		C.nnm_module_release(m)
+	}()
+	call := &BackwardHookCall{Module: mod, GradInputs: ins, GradOutputs: outs, slots: slots}
+	return runHook(c, func() error { return st.bwd(call) })
+}
+
 //export nnmgoForwardPreHook
 func nnmgoForwardPreHook(h C.uintptr_t, m *C.nnm_module, in **C.nnm_tensor, nIn C.uint32_t) C.nnm_status {
 	st := cgo.Handle(h).Value().(*hookState)
@@ -257,6 +299,18 @@ func (x *Module) RegisterForwardPreHook(f func(*ForwardPreHookCall) error) (*Hoo
 	}
 	return register(x.ctx, x.c, &hookState{ctx: x.ctx, pre: f}, func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status {
 		return C.nnmgo_register_forward_pre_hook(m, nil, h, 0, out)
+	})
+}
+
+// RegisterFullBackwardHook registers f to run when backward reaches this
+// module (register_full_backward_hook), for calls made with grad mode on.
+func (x *Module) RegisterFullBackwardHook(f func(*BackwardHookCall) error) (*HookHandle, error) {
+	m, err := x.live()
+	if err != nil {
+		return nil, err
+	}
+	return register(x.ctx, x.c, &hookState{ctx: x.ctx, bwd: f}, func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status {
+		return C.nnmgo_register_full_backward_hook(m, h, out)
 	})
 }
 

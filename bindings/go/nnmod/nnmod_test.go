@@ -395,3 +395,46 @@ func TestFinalizersQueueReleases(t *testing.T) {
 	}
 }
 
+
+func TestFullBackwardHook(t *testing.T) {
+	ctx := newCtx(t)
+	m := load(t, ctx)
+	x := must(ctx.Tensor([]int64{1, 4}, []float32{1, -1, 0.5, 2}))
+	defer x.Close()
+	fc2 := m.Get("fc2")
+	defer fc2.Close()
+	zeros := must(ctx.Tensor([]int64{1, 8}, nil))
+	defer zeros.Close()
+	var seen []string
+	h := must(fc2.RegisterFullBackwardHook(func(b *BackwardHookCall) error {
+		seen = append(seen, fmt.Sprint(b.Module.Path(), b.GradInputs[0].Shape(), b.GradOutputs[0].Shape()))
+		return b.SetGradInput(0, zeros) // nothing flows below fc2
+	}))
+	y := must(m.Forward(x))
+	sq := must(y.Mul(y))
+	loss := must(sq.Sum())
+	if err := loss.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(seen, ";") != "fc2[1 8] [1 3]" {
+		t.Errorf("backward hook saw %v", seen)
+	}
+	for _, p := range must(m.NamedParameters()) {
+		g := p.Tensor.Grad()
+		if p.Name == "fc1.weight" && g != nil {
+			for _, v := range must(g.Data()) {
+				if v != 0 {
+					t.Fatal("fc1 got a gradient through the zeroed input")
+				}
+			}
+		}
+		if g != nil {
+			g.Close()
+		}
+		p.Tensor.Close()
+	}
+	h.Remove()
+	y.Close()
+	sq.Close()
+	loss.Close()
+}

@@ -59,6 +59,11 @@ static nnm_status pre_tramp(void *user, nnm_module *m, nnm_tensor **in, uint32_t
     return nnmgoForwardPreHook((uintptr_t)user, m, in, n_in);
 }
 
+static nnm_status backward_tramp(void *user, nnm_module *m, nnm_tensor **grad_in, uint32_t n_in,
+                                 nnm_tensor *const *grad_out, uint32_t n_out) {
+    return nnmgoBackwardHook((uintptr_t)user, m, grad_in, n_in, (nnm_tensor **)grad_out, n_out);
+}
+
 static void free_tramp(void *user) { nnmgoHookFree((uintptr_t)user); }
 
 nnm_status nnmgo_register_forward_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t handle,
@@ -118,4 +123,10 @@ void nnmgo_named_free(nnmgo_named *l) {
     free(l->names);
     free(l->items);
     memset(l, 0, sizeof *l);
+}
+
+nnm_status nnmgo_register_full_backward_hook(nnm_module *m, uintptr_t handle,
+                                             nnm_hook_handle **out) {
+    nnm_hook_options o = {sizeof o, 0, free_tramp};
+    return nnm_module_register_full_backward_hook_v2(m, backward_tramp, (void *)handle, &o, out);
 }

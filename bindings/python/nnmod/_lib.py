@@ -357,3 +357,16 @@ _fn("nnm_ctx_register_full_backward_hook", st, P, BackwardHookFn, c_void_p, POIN
 _fn("nnm_hook_handle_remove", st, P)
 _fn("nnm_hook_handle_is_live", c_int, P)
 _fn("nnm_hook_handle_free", None, P)
+
+# In-memory state dicts, sharing and freezing (nnmod.h, modapi).
+_fn("nnm_state_dict_new", st, P, PP)
+_fn("nnm_state_dict_free", None, P)
+_fn("nnm_state_dict_set", st, P, c_char_p, P)
+_fn("nnm_state_dict_count", c_uint32, P)
+_fn("nnm_state_dict_entry", st, P, c_uint32, POINTER(c_char_p), PP)
+_fn("nnm_module_state_dict", st, P, PP)
+_fn("nnm_module_load_state_dict", st, P, P, c_int, POINTER(POINTER(LoadReport)))
+_fn("nnm_module_set_child", st, P, c_char_p, P)
+_fn("nnm_module_del_child", st, P, c_char_p)
+_fn("nnm_module_set_parameter", st, P, c_char_p, P)
+_fn("nnm_module_requires_grad_", st, P, c_int)

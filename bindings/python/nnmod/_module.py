@@ -575,66 +575,87 @@ class Module:
 
     # ---- state ----
 
-    def _state_items(self):
-        """Parameters and buffers in PyTorch's state_dict order: each module's
-        own parameters, then its own buffers, modules in pre-order."""
-        params = self._named_tensors(L.nnm_module_named_parameters, "")
-        buffers = self._named_tensors(L.nnm_module_named_buffers, "")
-        by_owner = collections.defaultdict(list)
-        for kind in (params, buffers):
-            for n, t in kind:
-                by_owner[n.rpartition(".")[0]].append((n, t))
-        order = [n for n, _ in _walk_names(self)]
-        res = []
-        for owner in order:
-            res.extend(by_owner.pop(owner, ()))
-        for rest in by_owner.values():  # not reached: every owner is a module
-            res.extend(rest)
-        return res
-
     def state_dict(self, prefix=""):
-        """An OrderedDict of parameter and buffer names to tensors that share
-        the module's memory (detached, as PyTorch's). Non-persistent buffers
-        are included: the C API does not tell them apart yet."""
+        """An OrderedDict of every parameter and persistent buffer, under
+        PyTorch's keys, as tensors that share the module's memory and carry no
+        autograd (PyTorch's are detached the same way). A shared module or a
+        tied parameter appears under each of its names."""
+        ctx = self._ctx
+        sd = c_void_p()
         d = collections.OrderedDict()
-        for n, t in self._state_items():
-            d[prefix + n] = t.detach()
+        with ctx.lock:
+            ctx.check(L.nnm_module_state_dict(self._h, byref(sd)))
+            try:
+                for i in range(L.nnm_state_dict_count(sd)):
+                    name, t = c_char_p(), c_void_p()
+                    ctx.check(L.nnm_state_dict_entry(sd, i, byref(name), byref(t)))
+                    d[prefix + _decode(name.value)] = Tensor._borrow(ctx, t.value)
+            finally:
+                L.nnm_state_dict_free(sd)
         return d
 
     def load_state_dict(self, state_dict, strict=True):
         """Copies values (nnmod or PyTorch tensors, NumPy arrays) into the
-        parameters and buffers of the same names. Shapes must match. With
-        strict, a missing or unexpected key fails with NotFoundError before
-        anything changes. Returns (missing_keys, unexpected_keys)."""
-        own = collections.OrderedDict(self._state_items())
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        if strict and (missing or unexpected):
-            parts = []
-            if missing:
-                parts.append("missing key(s): " + ", ".join(missing))
-            if unexpected:
-                parts.append("unexpected key(s): " + ", ".join(unexpected))
-            raise NotFoundError("load_state_dict: " + "; ".join(parts))
-        plan = []
-        bad = []
-        for k, t in own.items():
-            if k not in state_dict:
-                continue
-            src = _to_numpy(state_dict[k])
-            if tuple(src.shape) != t.shape:
-                bad.append(f"{k}: given {list(src.shape)} vs module {list(t.shape)}")
-            plan.append((t, src))
-        if bad:
-            raise ShapeError("load_state_dict: size mismatch for " + "; ".join(bad))
+        parameters and persistent buffers of the same names, on the module's
+        device. A shape that does not fit fails (ShapeError) strict or not;
+        with strict, a missing or unexpected key fails (NotFoundError); either
+        way nothing changes on failure. Returns (missing_keys,
+        unexpected_keys)."""
+        ctx = self._ctx
+        keep = []
+        sd = c_void_p()
+        rep = POINTER(L.LoadReport)()
+        with ctx.lock:
+            ctx.check(L.nnm_state_dict_new(ctx._h, byref(sd)))
+            try:
+                for k, v in state_dict.items():
+                    t = v if isinstance(v, Tensor) and v._ctx is ctx else \
+                        _as_tensor(_to_numpy(v), ctx)
+                    keep.append(t)
+                    ctx.check(L.nnm_state_dict_set(sd, str(k).encode(), t._h))
+                st = L.nnm_module_load_state_dict(self._h, sd, 1 if strict else 0, byref(rep))
+                if st:
+                    err = ctx.error(st)
+                    if rep:
+                        r = rep.contents
+                        err.missing_keys = [_decode(r.missing[i]) for i in range(r.n_missing)]
+                        err.unexpected_keys = [_decode(r.unexpected[i])
+                                               for i in range(r.n_unexpected)]
+                        err.mismatched = [_decode(r.mismatched[i]) for i in range(r.n_mismatched)]
+                    raise err
+                r = rep.contents if rep else None
+                return IncompatibleKeys(
+                    [_decode(r.missing[i]) for i in range(r.n_missing)] if r else [],
+                    [_decode(r.unexpected[i]) for i in range(r.n_unexpected)] if r else [])
+            finally:
+                L.nnm_load_report_free(rep)
+                L.nnm_state_dict_free(sd)
+
+    def requires_grad_(self, requires_grad=True):
+        """Sets requires_grad on every parameter of the tree (freezing)."""
         with self._ctx.lock:
-            for t, src in plan:
-                if t.device.type == "cpu":
-                    np.copyto(t.numpy(), src, casting="same_kind")
-                else:
-                    raise InvalidError("load_state_dict: only CPU modules; use module.load(path) "
-                                       "(a safetensors file) for other devices")
-        return IncompatibleKeys(missing, unexpected)
+            self._ctx.check(L.nnm_module_requires_grad_(self._h, 1 if requires_grad else 0))
+        return self
+
+    def __setattr__(self, name, value):
+        if name in Module.__slots__:
+            return object.__setattr__(self, name, value)
+        if isinstance(value, Module):  # model.fc1 = other (replaces, or adds, the child)
+            if value._ctx is not self._ctx:
+                raise InvalidError("the module belongs to another context")
+            with self._ctx.lock:
+                self._ctx.check(L.nnm_module_set_child(self._h, name.encode(), value._h))
+            return None
+        if isinstance(value, Tensor):  # dec.weight = enc.weight (ties the parameter)
+            with self._ctx.lock:
+                self._ctx.check(L.nnm_module_set_parameter(self._h, name.encode(), value._h))
+            return None
+        raise AttributeError(f"cannot set '{name}' on an nnmod module (assign a Module to "
+                             "replace a child, a parameter Tensor to tie one)")
+
+    def __delattr__(self, name):
+        with self._ctx.lock:
+            self._ctx.check(L.nnm_module_del_child(self._h, name.encode()))
 
     def save(self, path, metadata=None):
         """Writes the state dict to a safetensors file, atomically."""
@@ -668,13 +689,6 @@ class Module:
                 self._ctx.check(L.nnm_manifest_save(mf, os.fsencode(path), L.NNM_MANIFEST_AUTO))
             finally:
                 L.nnm_manifest_free(mf)
-
-
-def _walk_names(m):
-    with m._ctx.lock:
-        st, items = _walk(L.nnm_module_named_modules, m._h)
-        m._ctx.check(st)
-    return items
 
 
 def _to_numpy(v):

@@ -186,3 +186,49 @@ def test_safetensors_round_trip(ctx, tmp_path):
     with pytest.raises(nnmod.Error):
         nnmod.load_safetensors(str(tmp_path / "none.safetensors"), ctx=ctx)
     del back
+
+
+def test_replace_delete_and_tie(ctx, mlp_path):
+    m = nnmod.from_manifest(mlp_path, ctx=ctx)
+    x = np.ones((2, 4), np.float32)
+    m.act = nnmod.create("identity", ctx=ctx)  # model.act = nn.Identity()
+    assert m.act.layer_type == "identity"
+    assert [n for n, _ in m.named_children()] == ["fc1", "act", "fc2"]
+    h = m.fc1(x).numpy()
+    np.testing.assert_allclose(m(x).numpy(), h @ m.fc2.weight.numpy().T + m.fc2.bias.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    # tying: one tensor under two names
+    a = nnmod.create("linear", in_features=3, out_features=3, ctx=ctx)
+    b = nnmod.create("linear", in_features=3, out_features=3, ctx=ctx)
+    net = nnmod.create("sequential", children=[("a", a), ("b", b)], ctx=ctx)
+    net.b.weight = net.a.weight
+    assert np.shares_memory(net.b.weight.numpy(), net.a.weight.numpy())
+    assert list(net.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert [n for n, _ in net.named_parameters()] == ["a.weight", "a.bias", "b.bias"]
+    del net.b
+    assert [n for n, _ in net.named_children()] == ["a"]
+    with pytest.raises(nnmod.NotFoundError):
+        del net.b
+    with pytest.raises(AttributeError):
+        m.fc1 = 3
+    del m, a, b, net, h
+
+
+def test_requires_grad_freezes(ctx, mlp_path):
+    m = nnmod.from_manifest(mlp_path, ctx=ctx)
+    m.fc1.requires_grad_(False)
+    assert not m.fc1.weight.requires_grad and m.fc2.weight.requires_grad
+    m(np.ones((1, 4), np.float32)).sum().backward()
+    assert m.fc1.weight.grad is None and m.fc2.weight.grad is not None
+    del m
+
+
+def test_load_state_dict_error_carries_the_report(ctx, mlp_path):
+    m = nnmod.from_manifest(mlp_path, ctx=ctx)
+    with pytest.raises(nnmod.ShapeError) as e:
+        m.load_state_dict({"fc1.weight": np.zeros((4, 8), np.float32)}, strict=False)
+    assert any("fc1.weight" in s for s in e.value.mismatched)
+    with pytest.raises(nnmod.NotFoundError) as e:
+        m.load_state_dict({"fc1.weight": np.zeros((8, 4), np.float32)})
+    assert e.value.missing_keys == ["fc1.bias", "fc2.weight", "fc2.bias"]
+    del m, e

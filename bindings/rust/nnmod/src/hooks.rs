@@ -78,7 +78,40 @@ impl ForwardPreHookArgs<'_> {
     }
 }
 
+/// What a full backward hook sees (register_full_backward_hook): the module,
+/// the gradients of its inputs (`None`: that input gets none), which may be
+/// replaced with [`BackwardHookArgs::set_grad_input`], and those of its outputs.
+pub struct BackwardHookArgs<'a> {
+    module: Module,
+    grad_inputs: Vec<Option<Tensor>>,
+    grad_outputs: Vec<Option<Tensor>>,
+    in_slots: &'a mut [*mut sys::nnm_tensor],
+}
+
+impl BackwardHookArgs<'_> {
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+    pub fn grad_inputs(&self) -> &[Option<Tensor>] {
+        &self.grad_inputs
+    }
+    pub fn grad_outputs(&self) -> &[Option<Tensor>] {
+        &self.grad_outputs
+    }
+    /// Replaces the gradient of input `i` (backward goes on with `t`).
+    pub fn set_grad_input(&mut self, i: usize, t: &Tensor) -> Result<()> {
+        if i >= self.in_slots.len() {
+            return Err(Error::new(sys::NNM_E_INVALID, format!("grad_input {i} of {}", self.in_slots.len())));
+        }
+        // the runtime takes the new reference and releases the one replaced
+        self.in_slots[i] = t.clone().into_raw();
+        self.grad_inputs[i] = Some(t.clone());
+        Ok(())
+    }
+}
+
 type ForwardFn = dyn FnMut(&mut ForwardHookArgs<'_>) -> Result<()>;
+type BackwardFn = dyn FnMut(&mut BackwardHookArgs<'_>) -> Result<()>;
 type PreFn = dyn FnMut(&mut ForwardPreHookArgs<'_>) -> Result<()>;
 
 struct HookState<F: ?Sized> {
@@ -130,6 +163,36 @@ unsafe extern "C" fn forward_tramp(
             inputs: borrowed_list(inp, n_in, &ctx),
             outputs: borrowed_list(out, n_out, &ctx),
             out_slots: slots,
+        };
+        (st.f)(&mut args)
+    }));
+    finish(raw_ctx, r)
+}
+
+unsafe fn optional_list(p: *const *mut sys::nnm_tensor, n: u32, ctx: &Rc<CtxInner>) -> Vec<Option<Tensor>> {
+    (0..n as usize).map(|i| Tensor::from_borrowed(*p.add(i), ctx)).collect()
+}
+
+unsafe extern "C" fn backward_tramp(
+    user: *mut c_void,
+    m: *mut sys::nnm_module,
+    grad_in: *mut *mut sys::nnm_tensor,
+    n_in: u32,
+    grad_out: *const *mut sys::nnm_tensor,
+    n_out: u32,
+) -> sys::nnm_status {
+    let st = &mut *(user as *mut HookState<BackwardFn>);
+    let raw_ctx = sys::nnm_module_ctx(m);
+    let Some(ctx) = st.ctx.upgrade() else {
+        return sys::nnm_ctx_set_error_msg(raw_ctx, sys::NNM_E_STATE, c"Rust hook called after its context was dropped".as_ptr());
+    };
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let slots = std::slice::from_raw_parts_mut(grad_in, n_in as usize);
+        let mut args = BackwardHookArgs {
+            module: Module::from_borrowed(m, &ctx).expect("hook without module"),
+            grad_inputs: optional_list(grad_in, n_in, &ctx),
+            grad_outputs: optional_list(grad_out, n_out, &ctx),
+            in_slots: slots,
         };
         (st.f)(&mut args)
     }));
@@ -249,6 +312,20 @@ impl Module {
         let m = self.as_ptr();
         register::<PreFn>(&self.ctx, Box::new(f), HookOptions::default(), |user, o, h| unsafe {
             sys::nnm_module_register_forward_pre_hook_v2(m, Some(pre_tramp), user, o, h)
+        })
+    }
+}
+
+impl Module {
+    /// register_full_backward_hook: `f` runs when backward reaches this
+    /// module's node (for calls made while grad mode was on).
+    pub fn register_full_backward_hook<F>(&self, f: F) -> Result<HookHandle>
+    where
+        F: FnMut(&mut BackwardHookArgs<'_>) -> Result<()> + 'static,
+    {
+        let m = self.as_ptr();
+        register::<BackwardFn>(&self.ctx, Box::new(f), HookOptions::default(), |user, o, h| unsafe {
+            sys::nnm_module_register_full_backward_hook_v2(m, Some(backward_tramp), user, o, h)
         })
     }
 }

@@ -33,7 +33,7 @@ mod tensor;
 pub use context::{Config, Context, ContextOptions};
 pub use error::{Error, Result};
 pub use grad::{is_grad_enabled, no_grad, set_grad_enabled, GradGuard};
-pub use hooks::{ForwardHookArgs, ForwardPreHookArgs, HookHandle, HookOptions};
+pub use hooks::{BackwardHookArgs, ForwardHookArgs, ForwardPreHookArgs, HookHandle, HookOptions};
 pub use module::{LoadReport, Module};
 pub use nnmod_sys as sys;
 pub use optim::{Adam, Optimizer, Sgd};

@@ -213,6 +213,33 @@ fn backward_and_sgd_lower_the_loss() {
 }
 
 #[test]
+fn full_backward_hooks_see_and_replace_gradients() {
+    let ctx = Context::new().unwrap();
+    let m = ctx.load_manifest(mlp_manifest()).unwrap();
+    let x = ctx.tensor(&[1, 4], &[1.0, -1.0, 0.5, 2.0]).unwrap();
+    let fc2 = m.get("fc2").unwrap();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s2 = seen.clone();
+    let zeros = ctx.zeros(&[1, 8]).unwrap();
+    let h = fc2
+        .register_full_backward_hook(move |b| {
+            let gi = b.grad_inputs()[0].as_ref().map(|t| t.shape().to_vec());
+            let go = b.grad_outputs()[0].as_ref().map(|t| t.shape().to_vec());
+            s2.borrow_mut().push((b.module().path(), gi, go));
+            b.set_grad_input(0, &zeros) // nothing flows below fc2
+        })
+        .unwrap();
+    let y = m.forward(&x).unwrap();
+    y.mul(&y).unwrap().sum().unwrap().backward().unwrap();
+    assert_eq!(*seen.borrow(), [("fc2".to_string(), Some(vec![1, 8]), Some(vec![1, 3]))]);
+    let p: std::collections::HashMap<String, nnmod::Tensor> = m.named_parameters().unwrap().into_iter().collect();
+    let g1 = p["fc1.weight"].grad().map(|g| g.to_vec().unwrap());
+    assert!(g1.map_or(true, |g| g.iter().all(|&v| v == 0.0)), "fc1 got a gradient through the zeroed input");
+    assert!(p["fc2.weight"].grad().unwrap().to_vec().unwrap().iter().any(|&v| v != 0.0));
+    assert!(h.remove());
+}
+
+#[test]
 fn grad_mode_is_scoped() {
     let ctx = Context::new().unwrap();
     let m = ctx.load_manifest(mlp_manifest()).unwrap();
