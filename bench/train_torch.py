@@ -78,7 +78,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.001)
-    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--dropout", type=float, default=0.2)  # fashion_mlp.json's
     args = ap.parse_args()
     torch.manual_seed(args.seed)
 

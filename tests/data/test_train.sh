@@ -54,9 +54,11 @@ else
 fi
 
 # 4. resume after epoch 1, then epoch 2 == epochs 1-2 in one go, bit for bit
-"$nnm" train "$m" -q --epochs 2 --out "$work/a" --threads 1 >/dev/null 2>&1 &&
-  "$nnm" train "$m" -q --epochs 1 --out "$work/b" --threads 1 >/dev/null 2>&1 &&
-  "$nnm" train "$m" -q --epochs 2 --out "$work/b" --threads 1 --resume "$work/b/last.safetensors" >/dev/null 2>&1 ||
+# (with dropout: its masks replay too)
+md=$work/mlp_dropout.json
+"$nnm" train "$md" -q --epochs 2 --out "$work/a" --threads 1 >/dev/null 2>&1 &&
+  "$nnm" train "$md" -q --epochs 1 --out "$work/b" --threads 1 >/dev/null 2>&1 &&
+  "$nnm" train "$md" -q --epochs 2 --out "$work/b" --threads 1 --resume "$work/b/last.safetensors" >/dev/null 2>&1 ||
   bad "resume runs failed"
 if "$nnm" weights diff "$work/a/last.safetensors" "$work/b/last.safetensors" >"$work/diff.out" 2>&1; then
   ok "resume: $(cat "$work/diff.out")"
@@ -69,7 +71,7 @@ fi
   grep -q '^test accuracy: ' "$work/st.out" && ok "train on safetensors data" || bad "safetensors data: $(cat "$work/st.out")"
 
 # 6. the trace: 200 samples at batch 32 -> 7 steps; 200 test samples -> 7 batches
-if "$nnm" train "$m" -q --epochs 1 --limit 200 --trace "$work/trace.json" --threads 1 >/dev/null 2>"$work/trace.err"; then
+if "$nnm" train "$md" -q --epochs 1 --limit 200 --trace "$work/trace.json" --threads 1 >/dev/null 2>"$work/trace.err"; then
   "$fixture" trace "$work/trace.json" 7 7 && ok "trace" || bad "trace check"
 else
   bad "trace run failed: $(cat "$work/trace.err")"

@@ -5,7 +5,8 @@
  *       plus a bright 2x2 block whose place is the class): 1,000 training
  *       samples gzipped, 200 test samples plain, as IDX pairs; the same
  *       training data as a safetensors file; and manifests: mlp.json (64-32-10
- *       with dropout-free ReLU, a training section), wrong_out.json (5
+ *       with ReLU, a training section; tests/ddp uses it too), mlp_dropout.json
+ *       (the same with dropout 0.1 after the ReLU), wrong_out.json (5
  *       outputs for 10 classes), wrong_loss.json (mse_loss on class targets).
  *   train_fixture trace FILE STEPS EVAL_BATCHES
  *       checks a trace of nnm train on mlp.json: valid JSON, complete ("X")
@@ -108,23 +109,26 @@ out:
     return r;
 }
 
-static int write_manifest(const char *dir, const char *name, int outputs, const char *loss) {
+static int write_manifest(const char *dir, const char *name, int outputs, const char *loss,
+                          int dropout) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
     if (!f) return fail(path);
     fprintf(f,
             "{\"format\": \"nnmod.manifest\", \"version\": 1,\n"
-            " \"plugins\": {\"sequential\": \"^1.0\", \"linear\": \"^1.0\", \"relu\": \"^1.0\"},\n"
+            " \"plugins\": {\"sequential\": \"^1.0\", \"linear\": \"^1.0\", \"relu\": \"^1.0\"%s},\n"
             " \"root\": {\"type\": \"sequential\", \"children\": [\n"
             "  {\"name\": \"fc1\", \"type\": \"linear\", \"config\": {\"in_features\": 64, \"out_features\": 32}},\n"
-            "  {\"name\": \"act\", \"type\": \"relu\"},\n"
+            "  {\"name\": \"act\", \"type\": \"relu\"},\n%s"
             "  {\"name\": \"fc2\", \"type\": \"linear\", \"config\": {\"in_features\": 32, \"out_features\": %d}}]},\n"
             " \"metadata\": {\"class_names\": \"c0,c1,c2,c3,c4,c5,c6,c7,c8,c9\"},\n"
             " \"training\": {\"train_data\": [\"train-images.idx.gz\", \"train-labels.idx.gz\"],\n"
             "  \"test_data\": [\"test-images.idx\", \"test-labels.idx\"], \"input_shape\": [64],\n"
             "  \"optimizer\": \"adam\", \"lr\": 0.003, \"batch_size\": 32, \"epochs\": 3,\n"
             "  \"loss\": \"%s\", \"seed\": 5}}\n",
+            dropout ? ", \"dropout\": \"^1.0\"" : "",
+            dropout ? "  {\"name\": \"drop\", \"type\": \"dropout\", \"config\": {\"p\": 0.1}},\n" : "",
             outputs, loss);
     return fclose(f) ? fail(path) : 0;
 }
@@ -203,9 +207,10 @@ int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "data")) {
         const char *dir = argv[2];
         if (write_split(dir, "train", 1000, 1) || write_split(dir, "test", 200, 0)) return 1;
-        if (write_manifest(dir, "mlp.json", 10, "cross_entropy") ||
-            write_manifest(dir, "wrong_out.json", 5, "cross_entropy") ||
-            write_manifest(dir, "wrong_loss.json", 10, "mse_loss"))
+        if (write_manifest(dir, "mlp.json", 10, "cross_entropy", 0) ||
+            write_manifest(dir, "mlp_dropout.json", 10, "cross_entropy", 1) ||
+            write_manifest(dir, "wrong_out.json", 5, "cross_entropy", 0) ||
+            write_manifest(dir, "wrong_loss.json", 10, "mse_loss", 0))
             return 1;
         return 0;
     }

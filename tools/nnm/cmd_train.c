@@ -485,7 +485,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             printf("epoch %" PRId64 "/%" PRId64 ": train loss %.4f, test loss %.4f", epoch + 1,
                    tp.epochs, train_loss, ev.loss);
             if (ev.accuracy >= 0) printf(", test accuracy %.2f%%", 100 * ev.accuracy);
-            printf(", %.0f samples/s, %.1f s (cpu %.1f s), lr %.3g\n",
+            printf(", %.0f samples/s, %.1f s (cpu %.2f s), lr %.3g\n",
                    train_time > 0 ? (double)seen / train_time : 0, train_time, train_cpu, lr);
             fflush(stdout);
         }

@@ -114,15 +114,23 @@ def _pre_trampoline(user, m, ins, n_in):
 @L.ForwardHookFn
 def _fwd_trampoline(user, m, ins, n_in, outs, n_out):
     ctx = None
+    failing = False
     try:
         fn, ctx, _ = _hooks[user]
         args = _wrap_all(ctx, ins, n_in)
         res = _wrap_all(ctx, outs, n_out)
+        failing = any(o is None for o in res)  # an always_call hook after a failure
         r = fn(Module._borrow(ctx, m), args, res[0] if n_out == 1 else res)
-        if r is not None:
+        if r is not None and not failing:
             _replace(ctx, outs, n_out, r, "forward hook")
         return 0
     except BaseException as e:  # noqa: B902
+        if failing:
+            # libnnmod ignores this hook's status and keeps the first failure:
+            # its exception must not become that failure's cause.
+            if not isinstance(e, Exception):
+                _set_pending(e, "")
+            return L.NNM_E_HOOK
         return _hook_failed(ctx, e, "forward hook")
 
 

@@ -152,6 +152,13 @@ def test_prepend_and_always_call(ctx, mlp_path):
     with pytest.raises(nnmod.ShapeError):
         m.fc2(np.ones((2, 5), np.float32))  # fails in the input check
     assert seen == [None]  # ran anyway, without an output
+    # an always_call hook that raises on the failure path leaves the failure as it was
+    h4 = m.fc2.register_forward_hook(lambda mod, a, o: 1 / 0, always_call=True)
+    with pytest.raises(nnmod.ShapeError) as e:
+        m.fc2(np.ones((2, 5), np.float32))
+    assert e.value.__cause__ is None and "ZeroDivision" not in str(e.value)
+    h4.remove()
+    del e
     for h in (h1, h2, h3):
         h.remove()
     del m
