@@ -526,6 +526,21 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
     }
     const float *W = fdata(wc);
     float *X = fdata(xc), *Y = fdata(y), *C = col ? fdata(col) : NULL;
+    /* conv with a bias: seed y with it (one broadcast copy) and let each gemm
+     * accumulate onto it, instead of zeroing y and adding the bias after */
+    float beta = 0.0f;
+    if (b && !p->transposed && nnm_tensor_numel(y)) {
+        int64_t bshape[3] = {G.n, G.cout, G.l_out}, bstr[3] = {0, b->strides[0], 0}, ystr[3] = {G.cout * G.l_out, G.l_out, 1};
+        nnm_tensor_desc bd = b->desc, yd = y->desc;
+        bd.ndim = yd.ndim = 3;
+        bd.shape = yd.shape = bshape;
+        bd.strides = bstr;
+        yd.strides = ystr;
+        nnm_unary_args ua = {sizeof ua, NNM_UNARY_COPY, 0, &bd, &yd};
+        if (!be->vt->unary) st = nnm__error(ctx, NNM_E_UNSUPPORTED, "%s: backend '%s' has no unary ops", op, be->vt->name);
+        else st = be->vt->unary(&env.pub, be->state, &ua);
+        beta = 1.0f;
+    }
     for (int64_t n = 0; n < G.n && !st; n++) {
         for (int64_t g = 0; g < G.groups && !st; g++) {
             if (!p->transposed) {
@@ -539,7 +554,7 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
                     if ((st = be->vt->im2col(&env.pub, be->state, &ia))) break;
                     src = C;
                 }
-                st = gemm_raw(&env, be, 0, 0, G.cout_g, G.l_out, G.cin_g * G.kprod, wg, src, 0.0f, yo);
+                st = gemm_raw(&env, be, 0, 0, G.cout_g, G.l_out, G.cin_g * G.kprod, wg, src, beta, yo);
             } else {
                 float *xi = X + (n * G.cin + g * G.cin_g) * G.l_in;
                 float *yo = Y + (n * G.cout + g * G.cout_g) * G.l_out;
@@ -556,7 +571,7 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
             }
         }
     }
-    if (!st && b && nnm_tensor_numel(y)) st = add_channel_bias(ctx, be, y, b);
+    if (!st && b && p->transposed && nnm_tensor_numel(y)) st = add_channel_bias(ctx, be, y, b);
     if (!st && nnm__needs_grad(x, w, b)) st = nnm__record_conv(ctx, x, w, b, xc, wc, p, y);
 done:
     nnm_tensor_release(xc);
@@ -564,6 +579,34 @@ done:
     nnm_tensor_release(col);
     if (st) nnm_tensor_release(y);
     else *out = y;
+    return st;
+}
+
+/* W' for the gradient of a stride-1 convolution's input, computed as a
+ * convolution: W'[g, ci, co, k] = W[g * cout_g + co, ci, K - 1 - k] (channels
+ * swapped within each group, kernel flipped), contiguous. */
+static nnm_status conv_flip_weight(nnm_ctx *ctx, nnm_tensor *w, const conv_geom *G, nnm_tensor **out) {
+    int64_t shape[NNM_MAX_DIMS], strides[NNM_MAX_DIMS];
+    int64_t kp = G->kprod;
+    shape[0] = G->groups;
+    strides[0] = G->cout_g * G->cin_g * kp;
+    shape[1] = G->cin_g;
+    strides[1] = kp;
+    shape[2] = G->cout_g;
+    strides[2] = G->cin_g * kp;
+    int64_t s = 1, off = 0;
+    for (int32_t i = G->ns - 1; i >= 0; i--) {
+        shape[3 + i] = G->k[i];
+        strides[3 + i] = -s;
+        off += (G->k[i] - 1) * s;
+        s *= G->k[i];
+    }
+    nnm_tensor *view = NULL;
+    nnm_status st = nnm__tensor_view(w, 3 + G->ns, shape, strides, &view);
+    if (st) return st;
+    view->desc.byte_offset += (uint64_t)off * sizeof(float);
+    st = nnm__op_unary(ctx, NNM_UNARY_COPY, view, 0, out);
+    nnm_tensor_release(view);
     return st;
 }
 
@@ -577,7 +620,16 @@ nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor
     if (!G.pointwise && ((st = NNM__BACKEND_SLOT(ctx, x->desc.device, im2col, "conv backward", &be)) ||
                          (st = NNM__BACKEND_SLOT(ctx, x->desc.device, col2im, "conv backward", &be))))
         return st;
-    nnm_tensor *g = NULL, *col = NULL;
+    /* Stride 1 (not pointwise, not transposed): the input's gradient is itself
+     * a convolution of gy with the flipped weights, one im2col and a gemm of
+     * the forward's shape instead of a K = cout_g gemm and a col2im. */
+    int as_conv = gx && !p->transposed && !G.pointwise;
+    for (int32_t i = 0; as_conv && i < G.ns; i++)
+        as_conv = p->stride[i] == 1 && p->padding[i] <= p->dilation[i] * (G.k[i] - 1) &&
+                  p->padding_end[i] <= p->dilation[i] * (G.k[i] - 1);
+    nnm_conv_params pf = *p;
+    for (int32_t i = 0; i < G.ns; i++) pf.padding[i] = p->dilation[i] * (G.k[i] - 1) - p->padding[i];
+    nnm_tensor *g = NULL, *col = NULL, *wf = NULL;
     if ((st = nnm__contiguous(ctx, g0, &g))) return st;
     if (gx && (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, x->desc.ndim, x->shape, gx))) goto done;
     if (gw && (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, w->desc.ndim, w->shape, gw))) goto done;
@@ -585,12 +637,15 @@ nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor
     int64_t rows = (p->transposed ? G.cout_g : G.cin_g) * G.kprod;
     int64_t cols = p->transposed ? G.l_in : G.l_out;
     if (!G.pointwise) {
-        int64_t cshape[2] = {rows, cols};
-        if ((st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, 2, cshape, &col))) goto done;
+        /* one scratch for every column matrix this backward unfolds */
+        int64_t cshape[1] = {rows * cols};
+        if (as_conv && G.cout_g * G.kprod * G.l_in > cshape[0]) cshape[0] = G.cout_g * G.kprod * G.l_in;
+        if ((st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, 1, cshape, &col))) goto done;
     }
+    if (as_conv && (st = conv_flip_weight(ctx, w, &G, &wf))) goto done;
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-    const float *W = fdata(w), *X = fdata(x), *GY = fdata(g);
+    const float *W = fdata(w), *X = fdata(x), *GY = fdata(g), *WF = wf ? fdata(wf) : NULL;
     float *GX = gx ? fdata(*gx) : NULL, *GW = gw ? fdata(*gw) : NULL, *C = col ? fdata(col) : NULL;
     for (int64_t n = 0; n < G.n && !st; n++) {
         for (int64_t gr = 0; gr < G.groups && !st; gr++) {
@@ -612,7 +667,13 @@ nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor
                     if ((st = gemm_raw(&env, be, 0, 1, G.cout_g, G.cin_g * G.kprod, G.l_out, gy, cm, beta, gwg)))
                         break;
                 }
-                if (gxi) { /* columns = W_g^T @ gy, folded back */
+                if (gxi && as_conv) { /* gx = conv(gy, W') */
+                    nnm_im2col_args ia;
+                    im2col_args(&ia, &pf, G.out, G.in, G.k, G.cout_g, (float *)gy, C);
+                    if (!(st = be->vt->im2col(&env.pub, be->state, &ia)))
+                        st = gemm_raw(&env, be, 0, 0, G.cin_g, G.l_in, G.cout_g * G.kprod,
+                                      WF + gr * G.cin_g * G.cout_g * G.kprod, C, 0.0f, gxi);
+                } else if (gxi) { /* columns = W_g^T @ gy, folded back */
                     if (G.pointwise) {
                         st = gemm_raw(&env, be, 1, 0, G.cin_g, G.l_out, G.cout_g, wg, gy, 0.0f, gxi);
                     } else if (!(st = gemm_raw(&env, be, 1, 0, rows, G.l_out, G.cout_g, wg, gy, 0.0f, C))) {
@@ -636,6 +697,7 @@ nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor
 done:
     nnm_tensor_release(g);
     nnm_tensor_release(col);
+    nnm_tensor_release(wf);
     if (st) {
         if (gx) nnm_tensor_release(*gx), *gx = NULL;
         if (gw) nnm_tensor_release(*gw), *gw = NULL;

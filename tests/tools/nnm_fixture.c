@@ -12,6 +12,11 @@
  *       after it in `nnm run`'s output and compares them with the tensor NAME
  *       of the safetensors FILE (same count, |x - y| <= 1e-4 + 1e-4 |y|).
  *
+ *   nnm_fixture check-file FILE NAME OUT OUTNAME
+ *       compares every value of tensor OUTNAME of the safetensors OUT (what
+ *       `nnm run --output` wrote) with tensor NAME of FILE: same shape, F32,
+ *       |x - y| <= 1e-4 + 1e-4 |y|.
+ *
  * Exits 0 on success, 1 with a message on stderr otherwise.
  */
 #include <math.h>
@@ -172,9 +177,54 @@ done:
     return rc;
 }
 
+static int check_file(const char *file, const char *name, const char *out, const char *out_name) {
+    nnm_ctx *ctx = NULL;
+    nnm_safetensors *a = NULL, *b = NULL;
+    nnm_st_entry ea = {sizeof ea}, eb = {sizeof eb};
+    int rc = 1;
+    nnm_status s = nnm_ctx_new(NULL, &ctx);
+    if (s) return 1;
+    if ((s = nnm_safetensors_open(ctx, file, &a)) || (s = nnm_safetensors_find(a, name, &ea))) {
+        fail_ctx(ctx, file, s);
+        goto done;
+    }
+    if ((s = nnm_safetensors_open(ctx, out, &b)) || (s = nnm_safetensors_find(b, out_name, &eb))) {
+        fail_ctx(ctx, out, s);
+        goto done;
+    }
+    if (strcmp(ea.dtype_name, "F32") || strcmp(eb.dtype_name, "F32") || ea.ndim != eb.ndim ||
+        ea.nbytes != eb.nbytes) {
+        fprintf(stderr, "nnm_fixture: %s:%s and %s:%s differ in dtype or shape\n", file, name, out, out_name);
+        goto done;
+    }
+    for (int32_t d = 0; d < ea.ndim; d++)
+        if (ea.shape[d] != eb.shape[d]) {
+            fprintf(stderr, "nnm_fixture: shapes differ in dim %d\n", (int)d);
+            goto done;
+        }
+    long n = (long)(ea.nbytes / 4);
+    for (long i = 0; i < n; i++) {
+        float x, y;
+        memcpy(&x, (const char *)eb.data + i * 4, 4);
+        memcpy(&y, (const char *)ea.data + i * 4, 4);
+        if (!(fabs((double)x - (double)y) <= 1e-4 + 1e-4 * fabs((double)y))) {
+            fprintf(stderr, "nnm_fixture: %s[%ld]: %.9g, expected %.9g\n", out_name, i, (double)x, (double)y);
+            goto done;
+        }
+    }
+    printf("checked all %ld values of %s\n", n, out_name);
+    rc = 0;
+done:
+    nnm_safetensors_close(a);
+    nnm_safetensors_close(b);
+    nnm_ctx_free(ctx);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "weights") == 0) return make_weights(argv[2]);
     if (argc == 5 && strcmp(argv[1], "check-run") == 0) return check_run(argv[2], argv[3], argv[4]);
+    if (argc == 6 && strcmp(argv[1], "check-file") == 0) return check_file(argv[2], argv[3], argv[4], argv[5]);
     fprintf(stderr,
             "usage: nnm_fixture weights DIR | check-run FILE NAME INDEX < nnm-run-output\n");
     return 2;

@@ -511,6 +511,15 @@ out_has "output 0: shape [5, 3], f32, 15 values"
 LAST="nnm run mlp_w.json | nnm_fixture check-run"
 check "nnm run's output differs from PyTorch's" \
     "$FIX" check-run "$G/mlp_io.safetensors" output 0 <"$OUT"
+# --output writes every output in full
+expect 0 run "$WORK/mlp_w.json" --input-file "$G/mlp_io.safetensors:input" --output "$WORK/run_out.safetensors"
+out_has "wrote 1 output to $WORK/run_out.safetensors"
+LAST="nnm run --output | nnm_fixture check-file"
+check "nnm run --output differs from PyTorch's" \
+    "$FIX" check-file "$G/mlp_io.safetensors" output "$WORK/run_out.safetensors" output_0
+expect 1 run "$WORK/mlp_w.json" --input-file "$G/mlp_io.safetensors:input" --output "$WORK/no/such/dir/o.safetensors"
+err_has "nnm run: "
+usage_error run run "$WORK/mlp_w.json" --input 2x4 --output ""; err_has "--output: empty file name"
 expect 0 run "$WORK/mlp_w.json" --no-weights --input-file "$G/mlp_io.safetensors:input"
 LAST="nnm run --no-weights | nnm_fixture check-run"
 check "--no-weights still loaded the weights" \

@@ -32,6 +32,9 @@ void usage_run(FILE *f) {
           "                      values the layers initialised them with\n"
           "  --outputs N         number of outputs to ask for when the model's layer does\n"
           "                      not fix it (default: the graph's outputs, else 1)\n"
+          "  --output F.safetensors\n"
+          "                      also write every output in full to F (names output_0,\n"
+          "                      output_1, ...; atomically), to compare with another framework\n"
           "  --plugins DIR       also load the plugins in DIR (repeatable)\n"
           "  -h, --help          show this help\n"
           "\n"
@@ -195,16 +198,17 @@ static void print_tensor(const char *what, uint32_t index, nnm_tensor *t) {
 
 int cmd_run(cli_env *env, int argc, char **argv) {
     static const char *cmd = "run";
-    enum { OPT_INPUT, OPT_INPUT_FILE, OPT_SEED, OPT_EVAL, OPT_NO_WEIGHTS, OPT_OUTPUTS };
+    enum { OPT_INPUT, OPT_INPUT_FILE, OPT_SEED, OPT_EVAL, OPT_NO_WEIGHTS, OPT_OUTPUTS, OPT_OUTPUT };
     static const cli_opt opts[] = {{"input", 0, 1, OPT_INPUT},
                                    {"input-file", 0, 1, OPT_INPUT_FILE},
                                    {"seed", 0, 1, OPT_SEED},
                                    {"eval", 0, 0, OPT_EVAL},
                                    {"no-weights", 0, 0, OPT_NO_WEIGHTS},
                                    {"outputs", 0, 1, OPT_OUTPUTS},
+                                   {"output", 0, 1, OPT_OUTPUT},
                                    {NULL, 0, 0, 0}};
     cli_parser p;
-    const char *path = NULL;
+    const char *path = NULL, *out_path = NULL;
     run_input inputs[RUN_MAX_IO];
     uint32_t n_in = 0, n_out = 1;
     uint64_t seed = 0, v;
@@ -240,6 +244,10 @@ int cmd_run(cli_env *env, int argc, char **argv) {
                 return cli_usage(cmd, "--outputs: expected 1 to %d, got '%s'", RUN_MAX_IO, p.arg);
             n_out = (uint32_t)v;
             explicit_outputs = 1;
+            break;
+        case OPT_OUTPUT:
+            if (!p.arg[0]) return cli_usage(cmd, "--output: empty file name");
+            out_path = p.arg;
             break;
         case CLI_POSITIONAL:
             if (path) return cli_usage(cmd, "unexpected argument '%s'", p.arg);
@@ -287,6 +295,19 @@ int cmd_run(cli_env *env, int argc, char **argv) {
         goto done;
     }
     for (uint32_t i = 0; i < n_out; i++) print_tensor("output", i, out[i]);
+    if (out_path) {
+        char names[RUN_MAX_IO][16];
+        const char *np[RUN_MAX_IO];
+        for (uint32_t i = 0; i < n_out; i++) {
+            snprintf(names[i], sizeof names[i], "output_%" PRIu32, i);
+            np[i] = names[i];
+        }
+        if ((s = nnm_safetensors_write(ctx, out_path, n_out, np, out, 0, NULL)) != NNM_OK) {
+            r = cli_fail(cmd, ctx, s);
+            goto done;
+        }
+        printf("wrote %" PRIu32 " output%s to %s\n", n_out, n_out == 1 ? "" : "s", out_path);
+    }
     r = CLI_EXIT_OK;
 done:
     for (uint32_t i = 0; i < RUN_MAX_IO; i++) {
