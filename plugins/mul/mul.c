@@ -9,6 +9,8 @@
  */
 #include <nnmod/plugin.h>
 
+#include "../common/fold_inputs.h"
+
 static nnm_status mul_create(nnm_env *env, void **self) {
     (void)env;
     *self = NULL;
@@ -17,35 +19,8 @@ static nnm_status mul_create(nnm_env *env, void **self) {
 
 static nnm_status mul_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
                               nnm_tensor **out, uint32_t n_out) {
-    const nnm_host *h = env->host;
     (void)self;
-    if (n_in < 1 || n_out != 1 || in == NULL || out == NULL)
-        return h->set_error(env, NNM_E_SHAPE,
-                            "mul takes at least 1 input and returns 1 output, got %u and %u",
-                            (unsigned)n_in, (unsigned)n_out);
-    out[0] = NULL;
-    for (uint32_t i = 0; i < n_in; i++)
-        if (in[i] == NULL)
-            return h->set_error(env, NNM_E_INVALID, "mul: input %u is NULL", (unsigned)i);
-    nnm_tensor *acc = in[0]; /* borrowed while it is in[0] */
-    if (n_in == 1) {
-        h->tensor_retain(acc);
-        out[0] = acc;
-        return NNM_OK;
-    }
-    for (uint32_t i = 1; i < n_in; i++) {
-        nnm_tensor *next = NULL;
-        nnm_status st = h->op_binary(env, NNM_BINARY_MUL, acc, in[i], &next);
-        if (i > 1)
-            h->tensor_release(acc); /* a product made by the previous step */
-        if (st != NNM_OK) {
-            h->tensor_release(next); /* NULL on failure by contract; be safe */
-            return st;               /* the op has set the message */
-        }
-        acc = next;
-    }
-    out[0] = acc;
-    return NNM_OK;
+    return nnm_fold_inputs(env, "mul", NNM_BINARY_MUL, in, n_in, out, n_out);
 }
 
 /* No config keys: an empty schema (not NULL), so the runtime refuses any key
