@@ -21,19 +21,20 @@ bad() {
 "$fixture" data "$work" || { echo "FAIL: fixtures"; exit 1; }
 m=$work/mlp.json
 
-# 1. a short run on 1,000 samples: far above chance (10%)
-if "$nnm" train "$m" --out "$work/run" --threads 1 >"$work/train.out" 2>"$work/train.err"; then
+# 1. a short run on 1,000 samples: far above chance (10%); --out creates
+# missing parents (mkdir -p), as the README's demo needs in a fresh clone
+if "$nnm" train "$m" --out "$work/runs/mlp" --threads 1 >"$work/train.out" 2>"$work/train.err"; then
   acc=$(tail -n 1 "$work/train.out" | sed -n 's/^test accuracy: \([0-9.]*\)%$/\1/p')
   if [ -n "$acc" ] && [ "${acc%%.*}" -ge 60 ]; then ok "train: test accuracy $acc%"; else bad "train: last line '$(tail -n 1 "$work/train.out")'"; fi
   [ "$(grep -c '^epoch [0-9]/3: train loss' "$work/train.out")" = 3 ] && ok "train: a plain line per epoch" || bad "train: epoch lines"
-  [ -f "$work/run/last.safetensors" ] && [ -f "$work/run/best.safetensors" ] && ok "train: best and last checkpoints" || bad "train: checkpoints"
+  [ -f "$work/runs/mlp/last.safetensors" ] && [ -f "$work/runs/mlp/best.safetensors" ] && ok "train: best and last checkpoints" || bad "train: checkpoints"
 else
   bad "train failed: $(cat "$work/train.err")"
 fi
 
 # 2. eval on the best checkpoint reproduces the best epoch's accuracy
 best=$(sed -n 's/^epoch [0-9]\/3: .*test accuracy \([0-9.]*\)%.*/\1/p' "$work/train.out" | sort -n | tail -n 1)
-if "$nnm" eval "$m" --weights "$work/run/best.safetensors" >"$work/eval.out" 2>&1; then
+if "$nnm" eval "$m" --weights "$work/runs/mlp/best.safetensors" >"$work/eval.out" 2>&1; then
   got=$(tail -n 1 "$work/eval.out")
   [ "$got" = "test accuracy: $best%" ] && ok "eval: $got" || bad "eval: '$got', train's best $best%"
   grep -q "^  9 c9 " "$work/eval.out" && ok "eval: confusion matrix with class names" || bad "eval: no class names"
@@ -42,12 +43,12 @@ else
 fi
 
 # 3. predict one IDX sample, and a safetensors input
-if "$nnm" predict "$m" --weights "$work/run/best.safetensors" --idx "$work/test-images.idx,$work/test-labels.idx" --index 3 --top 2 >"$work/pred.out" 2>&1; then
+if "$nnm" predict "$m" --weights "$work/runs/mlp/best.safetensors" --idx "$work/test-images.idx,$work/test-labels.idx" --index 3 --top 2 >"$work/pred.out" 2>&1; then
   [ "$(grep -c '%$' "$work/pred.out")" = 2 ] && grep -q "^sample 3 (true class" "$work/pred.out" && ok "predict: top 2" || bad "predict: $(cat "$work/pred.out")"
 else
   bad "predict failed: $(cat "$work/pred.out")"
 fi
-if "$nnm" predict "$m" --weights "$work/run/best.safetensors" --input-file "$work/train.safetensors:inputs" --top 1 >"$work/pred2.out" 2>&1; then
+if "$nnm" predict "$m" --weights "$work/runs/mlp/best.safetensors" --input-file "$work/train.safetensors:inputs" --top 1 >"$work/pred2.out" 2>&1; then
   [ "$(grep -c '^input [0-9]*:$' "$work/pred2.out")" = 1000 ] && ok "predict: a safetensors batch" || bad "predict --input-file: $(head -n 3 "$work/pred2.out")"
 else
   bad "predict --input-file failed: $(cat "$work/pred2.out")"

@@ -64,6 +64,32 @@ typedef struct progress {
     uint64_t start, last_draw;
 } progress;
 
+/* mkdir -p: --out runs/fashion_mlp works in a fresh clone without runs/.
+ * 0, or -1 with errno set (an existing non-directory is ENOTDIR). */
+static int make_dirs(const char *path) {
+    char p[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof p) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(p, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != 0) continue;
+        char c = p[i];
+        p[i] = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) return -1;
+        p[i] = c;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    if (!S_ISDIR(sb.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
 static double seconds(uint64_t ns) { return (double)ns / 1e9; }
 
 /* CPU time of the process (all its threads): on a loaded machine, what the
@@ -364,7 +390,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         goto done;
     }
     if (rank != 0) out_dir = NULL, trace_path = NULL; /* rank 0 alone writes */
-    if (out_dir && mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+    if (out_dir && make_dirs(out_dir) != 0) {
         r = cli_failf(cmd, "%s: cannot create the directory: %s", out_dir, strerror(errno));
         goto done;
     }
