@@ -39,7 +39,7 @@ pub use nnmod_sys as sys;
 pub use optim::{Adam, Optimizer, Sgd};
 pub use tensor::Tensor;
 
-/// The library's version ("0.2.0").
+/// The library's version ("0.3.0").
 pub fn version() -> &'static str {
     unsafe { std::ffi::CStr::from_ptr(sys::nnm_version()) }.to_str().unwrap_or("")
 }
