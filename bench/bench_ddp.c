@@ -21,19 +21,6 @@
 #define BATCH 128
 #define REPS 5
 
-static nnm_module *layer(nnm_ctx *ctx, const char *type, int64_t in, int64_t out) {
-    nnm_config *cfg = NULL;
-    if (in) {
-        nnm_config_new(&cfg);
-        nnm_config_set_int(cfg, "in_features", in);
-        nnm_config_set_int(cfg, "out_features", out);
-    }
-    nnm_module *m;
-    if (nnm_module_create(ctx, type, cfg, &m)) die(ctx, type);
-    nnm_config_free(cfg);
-    return m;
-}
-
 static void add(nnm_module *seq, nnm_module *m) {
     nnm_module_add_child(seq, NULL, m);
     nnm_module_release(m);

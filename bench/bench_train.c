@@ -16,19 +16,6 @@
 #define BATCH 64
 #define REPS 7
 
-static nnm_module *layer(nnm_ctx *ctx, const char *type, int64_t in, int64_t out) {
-    nnm_config *cfg = NULL;
-    if (in) {
-        nnm_config_new(&cfg);
-        nnm_config_set_int(cfg, "in_features", in);
-        nnm_config_set_int(cfg, "out_features", out);
-    }
-    nnm_module *m;
-    if (nnm_module_create(ctx, type, cfg, &m)) die(ctx, type);
-    nnm_config_free(cfg);
-    return m;
-}
-
 static void step(nnm_ctx *ctx, nnm_module *model, nnm_module *loss_fn, nnm_optim *opt, nnm_tensor *x,
                  nnm_tensor *target) {
     nnm_tensor *logits, *loss;

@@ -36,4 +36,20 @@ static inline void die(nnm_ctx *ctx, const char *what) {
     exit(1);
 }
 
+/* A module of `type`; in > 0 makes it a linear layer in -> out (the MLP
+ * benches' layers), in == 0 a layer without config (relu, ...). Exits on
+ * failure. */
+static inline nnm_module *layer(nnm_ctx *ctx, const char *type, int64_t in, int64_t out) {
+    nnm_config *cfg = NULL;
+    if (in) {
+        nnm_config_new(&cfg);
+        nnm_config_set_int(cfg, "in_features", in);
+        nnm_config_set_int(cfg, "out_features", out);
+    }
+    nnm_module *m;
+    if (nnm_module_create(ctx, type, cfg, &m)) die(ctx, type);
+    nnm_config_free(cfg);
+    return m;
+}
+
 #endif
