@@ -250,6 +250,16 @@ typedef struct nnm_pool_params {
     int64_t output_size[NNM_MAX_SPATIAL];    /* adaptive only */
 } nnm_pool_params;
 
+/* A batch normalisation for host->op_batch_norm() (ABI 1.4), as
+ * F.batch_norm(x, running_mean, running_var, weight, bias, training,
+ * momentum, eps). */
+typedef struct nnm_batch_norm_params {
+    uint32_t struct_size;
+    int32_t training;   /* nonzero: normalise with the batch's statistics (and update the running ones) */
+    double momentum;    /* running = (1 - momentum) * running + momentum * batch (unbiased variance) */
+    double eps;         /* added to the variance */
+} nnm_batch_norm_params;
+
 /* Flags for host->input_spec(). */
 #define NNM_SPEC_LEADING_ANY 1u /* any number (>= 0) of leading dims before dims[] */
 
@@ -450,6 +460,19 @@ struct nnm_host {
     nnm_status (*op_update)(nnm_env *env, nnm_tensor *dst, nnm_tensor *src, double alpha,
                             double beta);
     /* ---- slots above are valid for ABI 1.3 ---- */
+
+    /* (1.4) Batch normalisation of x [N, C, *] per channel, one fused op
+     * (see nnm_batch_norm_params). running_mean and running_var ([C], f32,
+     * buffers of this module, or both NULL) are read in eval mode and, in
+     * training mode, updated in place without being recorded; eval mode
+     * without them is refused. weight and bias ([C]) may be NULL (no affine).
+     * The result is recorded for autograd (x, weight, bias). Returns
+     * NNM_E_UNSUPPORTED, naming the backend, where the device's backend lacks
+     * the batch_norm slots: a plugin then composes it from the ops above. */
+    nnm_status (*op_batch_norm)(nnm_env *env, nnm_tensor *x, nnm_tensor *running_mean,
+                                nnm_tensor *running_var, nnm_tensor *weight, nnm_tensor *bias,
+                                const nnm_batch_norm_params *p, nnm_tensor **out);
+    /* ---- slots above are valid for ABI 1.4 ---- */
 };
 
 /* True when `host` has slot `field` (it was built with a minor that has it). */
@@ -739,6 +762,58 @@ typedef struct nnm_where_args {
     const nnm_tensor_desc *out;           /* contiguous */
 } nnm_where_args;
 
+/* ---- args of the ABI 1.4 slots ---- */
+
+/* A whole convolution (1.4): the backend's own kernel for the geometries it
+ * has one for. Tensors are f32 and contiguous; x [N, C_in, *in], w and y as
+ * in nnm_conv_params (not transposed). conv writes y in full (adding b when
+ * b is not NULL). conv_backward writes grad_x and/or grad_w (either may be
+ * NULL, not both) in full from grad_out (y's shape); the bias's gradient is
+ * the runtime's. A backend that has no kernel for this geometry returns
+ * NNM_E_UNSUPPORTED without setting an error: the runtime then runs the
+ * convolution as im2col + gemm. */
+typedef struct nnm_conv_args {
+    uint32_t struct_size;
+    uint32_t reserved;
+    const nnm_conv_params *params;
+    const nnm_tensor_desc *x;
+    const nnm_tensor_desc *w;
+    const nnm_tensor_desc *b;             /* conv only; may be NULL */
+    const nnm_tensor_desc *y;             /* conv: written */
+    const nnm_tensor_desc *grad_out;      /* conv_backward only */
+    const nnm_tensor_desc *grad_x;        /* conv_backward: written, or NULL */
+    const nnm_tensor_desc *grad_w;        /* conv_backward: written, or NULL */
+} nnm_conv_args;
+
+/* Batch normalisation (1.4) of x viewed as [n, c, l] (contiguous) per
+ * channel. batch_norm writes y and save_mean / save_invstd [c] (the
+ * statistics it normalised with: the batch's in training, else the running
+ * ones, invstd = 1 / sqrt(var + eps)); in training it updates running_mean /
+ * running_var when they are not NULL (unbiased variance, momentum as in
+ * nnm_batch_norm_params). batch_norm_backward writes grad_x, grad_weight and
+ * grad_bias (each may be NULL) from grad_out, x and the saved statistics;
+ * in training the statistics depend on x, in eval they are constants.
+ * weight and bias may be NULL (taken as ones and zeros). */
+typedef struct nnm_batch_norm_args {
+    uint32_t struct_size;
+    int32_t training;
+    double momentum;
+    double eps;
+    int64_t n, c, l;
+    const nnm_tensor_desc *x;
+    const nnm_tensor_desc *weight;        /* [c] or NULL */
+    const nnm_tensor_desc *bias;          /* [c] or NULL; forward only */
+    const nnm_tensor_desc *running_mean;  /* [c] or NULL; forward only */
+    const nnm_tensor_desc *running_var;   /* [c] or NULL; forward only */
+    const nnm_tensor_desc *save_mean;     /* [c]: forward writes, backward reads */
+    const nnm_tensor_desc *save_invstd;   /* [c]: forward writes, backward reads */
+    const nnm_tensor_desc *y;             /* forward: written */
+    const nnm_tensor_desc *grad_out;      /* backward only */
+    const nnm_tensor_desc *grad_x;        /* backward: written, or NULL */
+    const nnm_tensor_desc *grad_weight;   /* backward: written, or NULL */
+    const nnm_tensor_desc *grad_bias;     /* backward: written, or NULL */
+} nnm_batch_norm_args;
+
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
 
@@ -792,6 +867,19 @@ typedef struct nnm_backend_vtable {
     /* select between two broadcast operands */
     nnm_status (*where)(nnm_env *env, void *state, const nnm_where_args *args);
     /* ---- slots above are valid for ABI 1.3 ---- */
+
+    /* (optional, 1.4) each: NULL means the runtime takes its generic path
+     * (conv: im2col + gemm; batch_norm: host->op_batch_norm reports
+     * NNM_E_UNSUPPORTED and the layer composes it). */
+    /* a whole convolution; NNM_E_UNSUPPORTED (no message) declines a geometry */
+    nnm_status (*conv)(nnm_env *env, void *state, const nnm_conv_args *args);
+    /* its gradients with respect to x and w; declines as conv does */
+    nnm_status (*conv_backward)(nnm_env *env, void *state, const nnm_conv_args *args);
+    /* fused batch normalisation forward (training or eval) */
+    nnm_status (*batch_norm)(nnm_env *env, void *state, const nnm_batch_norm_args *args);
+    /* its gradients */
+    nnm_status (*batch_norm_backward)(nnm_env *env, void *state, const nnm_batch_norm_args *args);
+    /* ---- slots above are valid for ABI 1.4 ---- */
 } nnm_backend_vtable;
 
 /* ------------------------------------------------------------------------ */
@@ -953,12 +1041,14 @@ NNM__STATIC_ASSERT(sizeof(nnm_layer_vtable) == 112, "nnm_layer_vtable 1.2 size")
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, init) == 32, "nnm_backend_vtable layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtable 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 6 * 8, "nnm_backend_vtable 1.3 size");
+NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 10 * 8, "nnm_backend_vtable 1.4 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 49 * 8, "nnm_host 1.3 size");
+NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 50 * 8, "nnm_host 1.4 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

@@ -73,7 +73,8 @@ static void test_env_and_desc(void) {
 }
 
 static void test_host_table(void) {
-    /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7, 1.2 five. */
+    /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7, 1.2 five,
+     * 1.3 fifteen, 1.4 one. */
     static const size_t want[] = {
         offsetof(nnm_host, set_error),    offsetof(nnm_host, config_int),
         offsetof(nnm_host, config_float), offsetof(nnm_host, config_bool),
@@ -104,14 +105,16 @@ static void test_host_table(void) {
         offsetof(nnm_host, op_softmax),    offsetof(nnm_host, op_where),
         offsetof(nnm_host, op_conv),       offsetof(nnm_host, op_pool),
         offsetof(nnm_host, op_update),
+        /* ---- 1.4 ---- */
+        offsetof(nnm_host, op_batch_norm),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 49);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 50);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 49 * 8);
+    SIZE(nnm_host, 8 + 50 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -147,7 +150,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 200);
+    SIZE(nnm_backend_vtable, 232);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -174,12 +177,20 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, pool_backward, 176);
     OFF(nnm_backend_vtable, softmax, 184);
     OFF(nnm_backend_vtable, where, 192);
+    /* ---- 1.4 ---- */
+    OFF(nnm_backend_vtable, conv, 200);
+    OFF(nnm_backend_vtable, conv_backward, 208);
+    OFF(nnm_backend_vtable, batch_norm, 216);
+    OFF(nnm_backend_vtable, batch_norm_backward, 224);
     SIZE(nnm_conv_params, 136);
     SIZE(nnm_pool_params, 152);
     SIZE(nnm_im2col_args, 176);
     SIZE(nnm_pool_args, 152);
     SIZE(nnm_softmax_args, 48);
     SIZE(nnm_where_args, 40);
+    SIZE(nnm_batch_norm_params, 24);
+    SIZE(nnm_conv_args, 72);
+    SIZE(nnm_batch_norm_args, 144);
     CU_ASSERT_EQUAL(NNM_UNARY_ERF, 12);
     CU_ASSERT_EQUAL(NNM_UNARY_GE, 17);
     CU_ASSERT_EQUAL(NNM_CONFIG_INT_OR_INTS, 7);

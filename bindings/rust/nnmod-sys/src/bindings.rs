@@ -5,7 +5,7 @@ pub const NNM_VERSION_MINOR: u32 = 3;
 pub const NNM_VERSION_PATCH: u32 = 0;
 pub const NNM_VERSION_STRING: &[u8; 6usize] = b"0.3.0\0";
 pub const NNM_ABI_MAJOR: u32 = 1;
-pub const NNM_ABI_MINOR: u32 = 3;
+pub const NNM_ABI_MINOR: u32 = 4;
 pub const NNM_MAX_DIMS: u32 = 8;
 pub const NNM_MAX_IO: u32 = 16;
 pub const NNM_MAX_SPATIAL: u32 = 3;
@@ -878,6 +878,95 @@ fn bindgen_test_layout_nnm_pool_params() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_batch_norm_params {
+    pub struct_size: u32,
+    pub training: i32,
+    pub momentum: f64,
+    pub eps: f64,
+}
+#[test]
+fn bindgen_test_layout_nnm_batch_norm_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_batch_norm_params>(),
+        24usize,
+        concat!("Size of: ", stringify!(nnm_batch_norm_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_batch_norm_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_batch_norm_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_training() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).training) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_params),
+                "::",
+                stringify!(training)
+            )
+        );
+    }
+    test_field_training();
+    fn test_field_momentum() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).momentum) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_params),
+                "::",
+                stringify!(momentum)
+            )
+        );
+    }
+    test_field_momentum();
+    fn test_field_eps() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).eps) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_params),
+                "::",
+                stringify!(eps)
+            )
+        );
+    }
+    test_field_eps();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
     pub struct_size: u32,
     pub abi_major: u16,
@@ -1260,12 +1349,24 @@ pub struct nnm_host {
             beta: f64,
         ) -> nnm_status,
     >,
+    pub op_batch_norm: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            running_mean: *mut nnm_tensor,
+            running_var: *mut nnm_tensor,
+            weight: *mut nnm_tensor,
+            bias: *mut nnm_tensor,
+            p: *const nnm_batch_norm_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        400usize,
+        408usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2157,6 +2258,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_update();
+    fn test_field_op_batch_norm() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_batch_norm) as usize - ptr as usize
+            },
+            400usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_batch_norm)
+            )
+        );
+    }
+    test_field_op_batch_norm();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -4850,6 +4968,562 @@ fn bindgen_test_layout_nnm_where_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_conv_args {
+    pub struct_size: u32,
+    pub reserved: u32,
+    pub params: *const nnm_conv_params,
+    pub x: *const nnm_tensor_desc,
+    pub w: *const nnm_tensor_desc,
+    pub b: *const nnm_tensor_desc,
+    pub y: *const nnm_tensor_desc,
+    pub grad_out: *const nnm_tensor_desc,
+    pub grad_x: *const nnm_tensor_desc,
+    pub grad_w: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_conv_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_conv_args>(),
+        72usize,
+        concat!("Size of: ", stringify!(nnm_conv_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_conv_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_conv_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_params() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).params) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(params)
+            )
+        );
+    }
+    test_field_params();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_w() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).w) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(w)
+            )
+        );
+    }
+    test_field_w();
+    fn test_field_b() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).b) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(b)
+            )
+        );
+    }
+    test_field_b();
+    fn test_field_y() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).y) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(y)
+            )
+        );
+    }
+    test_field_y();
+    fn test_field_grad_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_out) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(grad_out)
+            )
+        );
+    }
+    test_field_grad_out();
+    fn test_field_grad_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_x) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(grad_x)
+            )
+        );
+    }
+    test_field_grad_x();
+    fn test_field_grad_w() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_conv_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_w) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_conv_args),
+                "::",
+                stringify!(grad_w)
+            )
+        );
+    }
+    test_field_grad_w();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_batch_norm_args {
+    pub struct_size: u32,
+    pub training: i32,
+    pub momentum: f64,
+    pub eps: f64,
+    pub n: i64,
+    pub c: i64,
+    pub l: i64,
+    pub x: *const nnm_tensor_desc,
+    pub weight: *const nnm_tensor_desc,
+    pub bias: *const nnm_tensor_desc,
+    pub running_mean: *const nnm_tensor_desc,
+    pub running_var: *const nnm_tensor_desc,
+    pub save_mean: *const nnm_tensor_desc,
+    pub save_invstd: *const nnm_tensor_desc,
+    pub y: *const nnm_tensor_desc,
+    pub grad_out: *const nnm_tensor_desc,
+    pub grad_x: *const nnm_tensor_desc,
+    pub grad_weight: *const nnm_tensor_desc,
+    pub grad_bias: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_batch_norm_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_batch_norm_args>(),
+        144usize,
+        concat!("Size of: ", stringify!(nnm_batch_norm_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_batch_norm_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_batch_norm_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_training() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).training) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(training)
+            )
+        );
+    }
+    test_field_training();
+    fn test_field_momentum() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).momentum) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(momentum)
+            )
+        );
+    }
+    test_field_momentum();
+    fn test_field_eps() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).eps) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(eps)
+            )
+        );
+    }
+    test_field_eps();
+    fn test_field_n() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(n)
+            )
+        );
+    }
+    test_field_n();
+    fn test_field_c() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).c) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(c)
+            )
+        );
+    }
+    test_field_c();
+    fn test_field_l() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).l) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(l)
+            )
+        );
+    }
+    test_field_l();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_weight() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).weight) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(weight)
+            )
+        );
+    }
+    test_field_weight();
+    fn test_field_bias() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).bias) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(bias)
+            )
+        );
+    }
+    test_field_bias();
+    fn test_field_running_mean() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).running_mean) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(running_mean)
+            )
+        );
+    }
+    test_field_running_mean();
+    fn test_field_running_var() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).running_var) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(running_var)
+            )
+        );
+    }
+    test_field_running_var();
+    fn test_field_save_mean() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).save_mean) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(save_mean)
+            )
+        );
+    }
+    test_field_save_mean();
+    fn test_field_save_invstd() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).save_invstd) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(save_invstd)
+            )
+        );
+    }
+    test_field_save_invstd();
+    fn test_field_y() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).y) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(y)
+            )
+        );
+    }
+    test_field_y();
+    fn test_field_grad_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_out) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(grad_out)
+            )
+        );
+    }
+    test_field_grad_out();
+    fn test_field_grad_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_x) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(grad_x)
+            )
+        );
+    }
+    test_field_grad_x();
+    fn test_field_grad_weight() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_weight) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(grad_weight)
+            )
+        );
+    }
+    test_field_grad_weight();
+    fn test_field_grad_bias() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_batch_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_bias) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_batch_norm_args),
+                "::",
+                stringify!(grad_bias)
+            )
+        );
+    }
+    test_field_grad_bias();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -5005,12 +5679,40 @@ pub struct nnm_backend_vtable {
             args: *const nnm_where_args,
         ) -> nnm_status,
     >,
+    pub conv: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_conv_args,
+        ) -> nnm_status,
+    >,
+    pub conv_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_conv_args,
+        ) -> nnm_status,
+    >,
+    pub batch_norm: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_batch_norm_args,
+        ) -> nnm_status,
+    >,
+    pub batch_norm_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_batch_norm_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        200usize,
+        232usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -5494,6 +6196,74 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_where();
+    fn test_field_conv() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).conv) as usize - ptr as usize
+            },
+            200usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(conv)
+            )
+        );
+    }
+    test_field_conv();
+    fn test_field_conv_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).conv_backward) as usize - ptr as usize
+            },
+            208usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(conv_backward)
+            )
+        );
+    }
+    test_field_conv_backward();
+    fn test_field_batch_norm() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).batch_norm) as usize - ptr as usize
+            },
+            216usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(batch_norm)
+            )
+        );
+    }
+    test_field_batch_norm();
+    fn test_field_batch_norm_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).batch_norm_backward) as usize - ptr as usize
+            },
+            224usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(batch_norm_backward)
+            )
+        );
+    }
+    test_field_batch_norm_backward();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
