@@ -1043,6 +1043,9 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 /* im2col/col2im, pooling, softmax over any dim, where (1.3) */
 #include "nn_kernels.inc"
 
+/* whole 3x3 convolutions as Winograd F(2x2, 3x3) (1.4) */
+#include "conv_winograd.inc"
+
 /* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1076,6 +1079,8 @@ static const nnm_backend_vtable cpu_backend = {
     .pool_backward = cpu_pool_backward,
     .softmax = cpu_softmax,
     .where = cpu_where,
+    .conv = cpu_conv,
+    .conv_backward = cpu_conv_backward,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};
