@@ -223,12 +223,18 @@ static const geo k_geos[] = {
     {2, 4, 3, 5, 4, 2, 0, 1, 1, 1},    /* asymmetric the other way */
     {3, 16, 9, 10, 11, 1, 1, 1, 1, 1}, /* more channels, C_out not a multiple of anything */
     {2, 64, 64, 30, 30, 1, 1, 1, 1, 1}, /* several chunks of tiles, crossing rows and images */
-    {1, 33, 70, 13, 58, 1, 1, 0, 0, 1}, /* a tile row longer than ... odd chunk edges */
+    {1, 33, 70, 13, 58, 1, 1, 0, 0, 1}, /* tile rows of 28 (two vectors, the second partial) */
+    {2, 3, 4, 9, 37, 0, 1, 1, 0, 1},    /* W odd, tile rows of 18, asymmetric */
 };
 
+/* "1": the best transforms this CPU has (AVX-512 where it can); "generic":
+ * the portable ones, so both are tested on an AVX-512 machine. */
 static void test_geometries(void) {
-    setenv("NNM_CPU_WINOGRAD", "1", 1);
-    for (size_t i = 0; i < sizeof k_geos / sizeof k_geos[0]; i++) run_case(&k_geos[i], 11u + 13u * (uint32_t)i);
+    static const char *const modes[] = {"1", "generic"};
+    for (int mo = 0; mo < 2; mo++) {
+        setenv("NNM_CPU_WINOGRAD", modes[mo], 1);
+        for (size_t i = 0; i < sizeof k_geos / sizeof k_geos[0]; i++) run_case(&k_geos[i], 11u + 13u * (uint32_t)i);
+    }
     unsetenv("NNM_CPU_WINOGRAD");
     printf("\n  largest error / (u * sum|terms|): y %.2f, grad_x %.2f, grad_w %.2f, grad_b %.2f (allowed %.0f)\n",
            g_worst[0], g_worst[1], g_worst[2], g_worst[3], WINO_TOL_U);
