@@ -1,6 +1,9 @@
 /* runtime/core/ops_nn.c - the ABI 1.3 ops the standard layers need: constant
  * and random tensors, batched matmul, softmax over any dim, where, in-place
- * buffer updates, convolution (im2col + gemm) and pooling.
+ * buffer updates, convolution and pooling. A convolution goes first to the
+ * backend's own kernel (ABI 1.4 `conv` / `conv_backward`, e.g. the CPU
+ * backend's Winograd 3x3); when the backend has none or declines the
+ * geometry, it runs as im2col + gemm.
  *
  * As in ops.c: check shapes, dtypes and devices, allocate outputs (and
  * scratch) from the caching allocator, dispatch to the device's backend, and
