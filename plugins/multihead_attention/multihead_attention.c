@@ -54,8 +54,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layer_util.h"
-
 #define MHA_MAX_DIM ((int64_t)1 << 20)
 
 static nnm_status mha_create(nnm_env *env, void **self) {
