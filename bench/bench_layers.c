@@ -23,6 +23,16 @@
  *                               im2col the fraction of the sgemm rate it
  *                               keeps; for Winograd above 1 means faster than
  *                               any direct (im2col) convolution can be
+ * then max_pool2d 2x2 and batch_norm2d as the Fashion-MNIST CNN runs them:
+ *   max_pool2d_fwd_b64     max_pool2d 2x2 (stride 2) on [64, 16, 28, 28] (the
+ *                          Fashion-MNIST CNN's first pool), forward: ms, GB/s
+ *   max_pool2d_fwd_bwd_b64 the same, forward + backward (grad of input): ms
+ *   batch_norm2d_fwd_b64_cC      batch_norm2d (train mode: batch statistics,
+ *                                running ones updated) on the CNN's two shapes,
+ *                                [64, 16, 28, 28] (C 16) and [64, 32, 14, 14]
+ *                                (C 32), forward: ms, GB/s (read x, write y)
+ *   batch_norm2d_fwd_bwd_b64_cC  the same, forward + backward (grads of input,
+ *                                weight and bias): ms
  * Medians of REPS repetitions after a warm-up (the caching allocator full).
  * The machine may be shared: quote the ratios of one run, not absolute times.
  * bench/bench_layers_torch.py runs the same shapes in PyTorch.
@@ -91,6 +101,94 @@ static double sgemm_rate(int m, int n, int k, int reps) {
     }
     free(a), free(b), free(c);
     return 2.0 * m * n * (double)k / median(t, reps) / 1e9;
+}
+
+/* max_pool2d 2x2 on [64, 16, 28, 28] through the max_pool2d plugin (op_pool ->
+ * the backend's pool and pool_backward slots). */
+static void bench_max_pool(nnm_ctx *ctx, int reps) {
+    enum { B = 64, C = 16, S = 28 };
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "kernel_size", 2);
+    nnm_module *pool = NULL;
+    if (nnm_module_create(ctx, "max_pool2d", cfg, &pool) != NNM_OK) die(ctx, "max_pool2d");
+    nnm_config_free(cfg);
+    int64_t shape[4] = {B, C, S, S}, oshape[4] = {B, C, S / 2, S / 2};
+    nnm_tensor *x = filled(ctx, 4, shape, 1.0f), *y = NULL;
+    nnm_tensor *g = filled(ctx, 4, oshape, 0.01f);
+    double t[64];
+    const int r = 2 * reps;
+    int prev = nnm_grad_set_enabled(0);
+    for (int i = -1; i < r; i++) {
+        double t0 = now_s();
+        if (nnm_module_call(pool, &x, 1, &y, 1) != NNM_OK) die(ctx, "max_pool2d forward");
+        if (i >= 0) t[i] = now_s() - t0;
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    nnm_grad_set_enabled(prev);
+    const double fwd = median(t, r), bytes = 4.0 * B * C * S * S * 1.25; /* read x, write y */
+    emit("max_pool2d_fwd_b64", fwd * 1e3, "ms", B, bytes / fwd / 1e9, "gbs");
+    nnm_tensor_set_requires_grad(x, 1);
+    for (int i = -1; i < r; i++) {
+        nnm_tensor_set_grad(x, NULL);
+        double t0 = now_s();
+        if (nnm_module_call(pool, &x, 1, &y, 1) != NNM_OK) die(ctx, "max_pool2d forward (grad)");
+        if (nnm_backward(y, g, 0) != NNM_OK) die(ctx, "max_pool2d backward");
+        if (i >= 0) t[i] = now_s() - t0;
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    emit("max_pool2d_fwd_bwd_b64", median(t, r) * 1e3, "ms", B, 0, NULL);
+    nnm_tensor_release(g);
+    nnm_tensor_release(x);
+    nnm_module_release(pool);
+}
+
+/* batch_norm2d in train mode on [64, C, S, S] through the normalization
+ * plugin (op_batch_norm -> the backend's batch_norm slots). */
+static void bench_batch_norm(nnm_ctx *ctx, int reps, int C, int S) {
+    enum { B = 64 };
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "num_features", C);
+    nnm_module *bn = NULL;
+    if (nnm_module_create(ctx, "batch_norm2d", cfg, &bn) != NNM_OK) die(ctx, "batch_norm2d");
+    nnm_config_free(cfg);
+    int64_t shape[4] = {B, C, S, S};
+    nnm_tensor *x = filled(ctx, 4, shape, 1.0f), *y = NULL;
+    nnm_tensor *g = filled(ctx, 4, shape, 0.01f);
+    double t[64];
+    char name[64];
+    const int r = 2 * reps;
+    int prev = nnm_grad_set_enabled(0);
+    for (int i = -1; i < r; i++) {
+        double t0 = now_s();
+        if (nnm_module_call(bn, &x, 1, &y, 1) != NNM_OK) die(ctx, "batch_norm2d forward");
+        if (i >= 0) t[i] = now_s() - t0;
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    nnm_grad_set_enabled(prev);
+    const double fwd = median(t, r), bytes = 4.0 * B * C * S * S * 2; /* read x, write y */
+    snprintf(name, sizeof name, "batch_norm2d_fwd_b64_c%d", C);
+    emit(name, fwd * 1e3, "ms", B, bytes / fwd / 1e9, "gbs");
+    nnm_tensor_set_requires_grad(x, 1);
+    for (int i = -1; i < r; i++) {
+        nnm_module_zero_grad(bn);
+        nnm_tensor_set_grad(x, NULL);
+        double t0 = now_s();
+        if (nnm_module_call(bn, &x, 1, &y, 1) != NNM_OK) die(ctx, "batch_norm2d forward (grad)");
+        if (nnm_backward(y, g, 0) != NNM_OK) die(ctx, "batch_norm2d backward");
+        if (i >= 0) t[i] = now_s() - t0;
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    snprintf(name, sizeof name, "batch_norm2d_fwd_bwd_b64_c%d", C);
+    emit(name, median(t, r) * 1e3, "ms", B, 0, NULL);
+    nnm_tensor_release(g);
+    nnm_tensor_release(x);
+    nnm_module_release(bn);
 }
 
 int main(int argc, char **argv) {
@@ -172,6 +270,9 @@ int main(int argc, char **argv) {
     g_algo = NULL;
     free(ga), free(gb), free(gc);
     nnm_module_release(conv);
+    bench_max_pool(ctx, reps);
+    bench_batch_norm(ctx, reps, 16, 28);
+    bench_batch_norm(ctx, reps, 32, 14);
     nnm_ctx_free(ctx);
     return 0;
 }

@@ -67,6 +67,23 @@ else
   bad "resume differs: $(head -n 5 "$work/diff.out")"
 fi
 
+# 4b. a checkpoint of another manifest, or of another seed, is refused by
+# name before anything trains (the model would silently change)
+if "$nnm" train "$m" -q --epochs 2 --threads 1 --resume "$work/b/last.safetensors" >"$work/other.out" 2>&1; then
+  bad "resume with another manifest was accepted"
+elif grep -q "written by another manifest" "$work/other.out"; then
+  ok "resume refuses another manifest's checkpoint"
+else
+  bad "resume with another manifest: $(cat "$work/other.out")"
+fi
+if "$nnm" train "$md" -q --epochs 2 --seed 12345 --threads 1 --resume "$work/b/last.safetensors" >"$work/seed.out" 2>&1; then
+  bad "resume with another seed was accepted"
+elif grep -q "pass --seed" "$work/seed.out"; then
+  ok "resume refuses another seed"
+else
+  bad "resume with another seed: $(cat "$work/seed.out")"
+fi
+
 # 5. the same data as safetensors trains too (flags override the section)
 "$nnm" train "$m" -q --epochs 1 --train "$work/train.safetensors" --threads 1 >"$work/st.out" 2>&1 &&
   grep -q '^test accuracy: ' "$work/st.out" && ok "train on safetensors data" || bad "safetensors data: $(cat "$work/st.out")"

@@ -63,10 +63,14 @@ static int make_random(nnm_ctx *ctx, const char *spec, uint64_t *rng, nnm_tensor
     *out = NULL;
     if (ndim < 0)
         return cli_usage("run", "--input: bad shape '%s' (expected e.g. 1x4 or 1,4)", spec);
+    /* 2^28 elements (1 GiB of f32, held twice while it is copied in): a
+     * bigger random input is a typo, not a test, and must not take the
+     * machine's memory */
+    const uint64_t max_n = UINT64_C(1) << 28;
     uint64_t n = 1;
     for (int i = 0; i < ndim; i++) {
-        if ((uint64_t)shape[i] > (UINT64_C(1) << 32) / n)
-            return cli_usage("run", "--input: shape '%s' is too large", spec);
+        if ((uint64_t)shape[i] > max_n / (n ? n : 1))
+            return cli_usage("run", "--input: shape '%s' has over 2^28 elements (1 GiB); give a smaller one or --input-file", spec);
         n *= (uint64_t)shape[i];
     }
     float *data = malloc((size_t)n * sizeof *data);

@@ -156,13 +156,19 @@ static int write_checkpoint(nnm_ctx *ctx, const char *cmd, const char *dir, cons
     return s == NNM_OK ? 0 : cli_fail(cmd, ctx, s);
 }
 
-/* Reads the epoch count and best metric a checkpoint recorded. */
-static int read_resume_meta(nnm_ctx *ctx, const char *cmd, const char *path, int64_t *epoch,
-                            double *best, int64_t *best_epoch) {
-    nnm_safetensors *st = NULL;
-    nnm_status s = nnm_safetensors_open(ctx, path, &st);
+/* Reads the epoch count and best metric a checkpoint recorded, and refuses
+ * one that another manifest or seed made: the resumed run would silently
+ * train another model, or replay another data order. */
+static int read_resume_meta(nnm_ctx *ctx, const char *cmd, const char *path, const nnm_manifest *mf,
+                            uint64_t seed, int64_t *epoch, double *best, int64_t *best_epoch) {
+    char want[65];
+    nnm_status s = nnm_manifest_hash(mf, want);
     if (s) return cli_fail(cmd, ctx, s);
-    int have = 0;
+    nnm_safetensors *st = NULL;
+    if ((s = nnm_safetensors_open(ctx, path, &st))) return cli_fail(cmd, ctx, s);
+    int have = 0, have_seed = 0, r = 0;
+    uint64_t ck_seed = 0;
+    char ck_hash[65] = "";
     for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++) {
         const char *k = NULL, *v = NULL;
         if (nnm_safetensors_metadata(st, i, &k, &v) != NNM_OK) continue;
@@ -170,12 +176,24 @@ static int read_resume_meta(nnm_ctx *ctx, const char *cmd, const char *path, int
         if (!strcmp(k, "epoch") && !cli_parse_u64(v, &u)) *epoch = (int64_t)u, have = 1;
         if (!strcmp(k, "best_metric")) *best = strtod(v, NULL);
         if (!strcmp(k, "best_epoch") && !cli_parse_u64(v, &u)) *best_epoch = (int64_t)u;
+        if (!strcmp(k, "seed") && !cli_parse_u64(v, &u)) ck_seed = u, have_seed = 1;
+        if (!strcmp(k, "nnmod_manifest_sha256")) snprintf(ck_hash, sizeof ck_hash, "%s", v);
     }
     nnm_safetensors_close(st);
     if (!have)
-        return cli_failf(cmd, "%s: not a checkpoint of nnm train (no 'epoch' in its metadata)",
-                         path);
-    return 0;
+        r = cli_failf(cmd, "%s: not a checkpoint of nnm train (no 'epoch' in its metadata)", path);
+    else if (ck_hash[0] && strcmp(ck_hash, want) != 0)
+        r = cli_failf(cmd,
+                      "%s: written by another manifest (sha256 %.12s...; this one is %.12s...): the "
+                      "model or its training section changed since; resume with the manifest that "
+                      "trained it",
+                      path, ck_hash, want);
+    else if (have_seed && ck_seed != seed)
+        r = cli_failf(cmd,
+                      "%s: trained with seed %" PRIu64 ", this run has seed %" PRIu64
+                      ": the data order would differ (pass --seed %" PRIu64 ")",
+                      path, ck_seed, seed, ck_seed);
+    return r;
 }
 
 /* ---- data parallel ------------------------------------------------------------ */
@@ -374,7 +392,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
     int64_t first_epoch = 0, best_epoch = 0;
     double best = -INFINITY; /* accuracy, or minus the loss without classes */
     if (resume) {
-        if (read_resume_meta(ctx, cmd, resume, &first_epoch, &best, &best_epoch)) goto done;
+        if (read_resume_meta(ctx, cmd, resume, mf, tp.seed, &first_epoch, &best, &best_epoch)) goto done;
         if ((s = nnm_checkpoint_load(resume, model, opt))) {
             r = cli_fail_file(cmd, resume, ctx, s);
             goto done;
