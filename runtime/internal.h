@@ -599,6 +599,23 @@ nnm_status nnm__record_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tens
 nnm_status nnm__record_pool(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *xc, const nnm_pool_params *p,
                             nnm_tensor *y);
 
+/* ops_norm.c: the normalisation ops of ABI 1.4. batch_norm checks its
+ * arguments (see nnm_host.op_batch_norm), runs the backend's fused kernel
+ * and records one node; nnm__batch_norm_backward (no recording) writes the
+ * gradients wanted (each out pointer NULL: not wanted) from the saved
+ * contiguous x, weight (or NULL) and the saved statistics. */
+nnm_status nnm__op_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *running_mean, nnm_tensor *running_var,
+                              nnm_tensor *weight, nnm_tensor *bias, const nnm_batch_norm_params *p,
+                              nnm_tensor **out);
+nnm_status nnm__batch_norm_backward(nnm_ctx *ctx, int training, nnm_tensor *x, nnm_tensor *w, nnm_tensor *mean,
+                                    nnm_tensor *invstd, nnm_tensor *g, nnm_tensor **gx, nnm_tensor **gw,
+                                    nnm_tensor **gb);
+/* derivatives_nn.c: batch_norm's node (inputs x, weight, bias; saves xc,
+ * wc, mean, invstd). */
+nnm_status nnm__record_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *weight, nnm_tensor *bias,
+                                  nnm_tensor *xc, nnm_tensor *wc, nnm_tensor *mean, nnm_tensor *invstd,
+                                  int training, nnm_tensor *y);
+
 /* call.c: custom-backward layers and module backward hooks */
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                              uint32_t n_out, nnm_tensor **saved, uint32_t n_saved);

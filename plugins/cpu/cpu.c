@@ -1042,6 +1042,8 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 
 /* im2col/col2im, pooling, softmax over any dim, where (1.3) */
 #include "nn_kernels.inc"
+/* fused batch normalisation forward and backward (1.4) */
+#include "bn_kernels.inc"
 
 /* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
@@ -1076,6 +1078,8 @@ static const nnm_backend_vtable cpu_backend = {
     .pool_backward = cpu_pool_backward,
     .softmax = cpu_softmax,
     .where = cpu_where,
+    .batch_norm = cpu_batch_norm,
+    .batch_norm_backward = cpu_batch_norm_backward,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};

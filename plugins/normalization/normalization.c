@@ -19,9 +19,13 @@
  *   group_norm (GroupNorm)      num_groups, num_channels (required),
  *                               eps = 1e-5, affine = true
  *
- * Everything is composed from host ops (reduce, binary, unary POW/ADD_SCALAR,
- * reshape), so autograd and every device come from the runtime; running
- * statistics are written with op_update, which is never recorded. */
+ * Batch norm is the host's fused op_batch_norm (ABI 1.4: one backend
+ * kernel, one autograd node) where the host and the device's backend have
+ * it; where they do not (NNM_E_UNSUPPORTED: an older host, a backend without
+ * the batch_norm slots such as CUDA's) it, like layer and group norm, is
+ * composed from host ops (reduce, binary, unary POW/ADD_SCALAR, reshape), so
+ * autograd and every device come from the runtime; running statistics are
+ * written with op_update, which is never recorded. */
 #include <nnmod/plugin.h>
 
 #include <math.h>
@@ -210,6 +214,37 @@ static nnm_status norm_affine(nnm_env *env, norm_tmp *k, const norm_state *s, nn
     return h->op_binary(env, NNM_BINARY_ADD, *yw, b, out);
 }
 
+/* The fused host op (ABI 1.4). Returns NNM_E_UNSUPPORTED, having changed
+ * nothing, where the host or the device's backend lacks it: the caller then
+ * composes the op. num_batches_tracked is counted here, once the op ran. */
+static nnm_status bn_fused(nnm_env *env, const norm_state *s, nnm_tensor *x, int training, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    if (!NNM_HOST_HAS(h, op_batch_norm)) return NNM_E_UNSUPPORTED;
+    const int update = training && s->track;
+    nnm_batch_norm_params p = {sizeof p, training || !s->track, s->momentum, s->eps};
+    nnm_status st;
+    if (update && s->momentum_none) { /* cumulative average: factor 1 / (batches so far, this one included) */
+        float nbt = 0;
+        if ((st = h->tensor_read_f32(env, s->num_batches, &nbt, 1))) return st;
+        p.momentum = 1.0 / ((double)nbt + 1.0);
+    }
+    /* eval without running stats normalises with the batch's, as PyTorch */
+    if ((st = h->op_batch_norm(env, x, s->track ? s->running_mean : NULL, s->track ? s->running_var : NULL,
+                               s->weight, s->bias, &p, out)))
+        return st;
+    if (update) {
+        nnm_tensor *one = NULL;
+        const int64_t none[1] = {1};
+        if (!(st = h->op_full(env, 0, none, 1.0, &one))) st = h->op_update(env, s->num_batches, one, 1.0, 1.0);
+        h->tensor_release(one);
+    }
+    if (st) {
+        h->tensor_release(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 static nnm_status bn_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, nnm_tensor **out) {
     const nnm_host *h = env->host;
     const char *layer = norm_names[s->kind];
@@ -232,8 +267,14 @@ static nnm_status bn_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, n
         }
     if (training && count <= 1)
         return h->set_error(env, NNM_E_SHAPE, "%s: expected more than 1 value per channel when training", layer);
+    nnm_status st;
+    /* The fused op, unless this is eval without running stats on a single
+     * value per channel (the composed path gives zeros there; the op, which
+     * runs it as training, refuses it). */
+    if (!(!training && count <= 1 && use_batch) && (st = bn_fused(env, s, x, training, out)) != NNM_E_UNSUPPORTED)
+        return st;
     norm_tmp k = {{0}, 0};
-    nnm_status st = NNM_OK;
+    st = NNM_OK;
     nnm_tensor *y = NULL;
     if (use_batch) {
         nnm_tensor *mean = NULL, *var = NULL;

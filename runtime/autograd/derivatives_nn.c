@@ -1,4 +1,4 @@
-/* runtime/autograd/derivatives_nn.c - what the ABI 1.3 ops record for
+/* runtime/autograd/derivatives_nn.c - what the ABI 1.3 (and 1.4) ops record for
  * autograd, and their backward (as derivatives.c: written with the runtime's
  * own ops, run with grad mode off). */
 #include <string.h>
@@ -236,6 +236,34 @@ nnm_status nnm__record_pool(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *xc, const n
     if (!n) return oom(ctx);
     n->u.pool = *p;
     nnm_status st = nnm__node_save(n, xc);
+    if (!st) nnm__node_attach(n, y, 0);
+    nnm__node_release(n);
+    return st;
+}
+
+/* ---- batch normalisation (1.4) ------------------------------------------ */
+
+/* saved[0] = x (contiguous), saved[1] = mean, saved[2] = invstd, saved[3] =
+ * weight (contiguous) when ival; op = training */
+static nnm_status batch_norm_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
+    if (!gout[0] || !(wants(n, 0) || wants(n, 1) || wants(n, 2))) return NNM_OK;
+    return nnm__batch_norm_backward(ctx, n->op, n->saved[0], n->ival ? n->saved[3] : NULL, n->saved[1], n->saved[2],
+                                    gout[0], wants(n, 0) ? &gin[0] : NULL, wants(n, 1) ? &gin[1] : NULL,
+                                    wants(n, 2) ? &gin[2] : NULL);
+}
+
+nnm_status nnm__record_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *weight, nnm_tensor *bias,
+                                  nnm_tensor *xc, nnm_tensor *wc, nnm_tensor *mean, nnm_tensor *invstd,
+                                  int training, nnm_tensor *y) {
+    nnm_tensor *in[3] = {x, weight, bias};
+    nnm__node *n = nnm__node_new(ctx, "NativeBatchNormBackward", batch_norm_backward, in, 3, 1);
+    if (!n) return oom(ctx);
+    n->op = training != 0;
+    n->ival = wc != NULL;
+    nnm_status st = nnm__node_save(n, xc);
+    if (!st) st = nnm__node_save(n, mean);
+    if (!st) st = nnm__node_save(n, invstd);
+    if (!st && wc) st = nnm__node_save(n, wc);
     if (!st) nnm__node_attach(n, y, 0);
     nnm__node_release(n);
     return st;

@@ -544,6 +544,13 @@ static nnm_status host_op_update(nnm_env *env, nnm_tensor *dst, nnm_tensor *src,
     return nnm__op_update(nnm__env_of(env)->ctx, dst, src, alpha, beta);
 }
 
+static nnm_status host_op_batch_norm(nnm_env *env, nnm_tensor *x, nnm_tensor *running_mean, nnm_tensor *running_var,
+                                     nnm_tensor *weight, nnm_tensor *bias, const nnm_batch_norm_params *p,
+                                     nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_batch_norm(nnm__env_of(env)->ctx, x, running_mean, running_var, weight, bias, p, out);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -597,4 +604,5 @@ const nnm_host nnm__host = {
     .op_conv = host_op_conv,
     .op_pool = host_op_pool,
     .op_update = host_op_update,
+    .op_batch_norm = host_op_batch_norm,
 };

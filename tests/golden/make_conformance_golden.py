@@ -52,7 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "conformance")
 SEED = 20261202
 
-DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL"}
+DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL", torch.uint8: "U8"}
 
 
 def write_safetensors(path, tensors, metadata):
@@ -94,7 +94,7 @@ def make_input(spec, g):
     indices in [0, high); ("mask", shape) a bool key padding mask;
     ("distinct", shape) values 0.05 apart in random order (no near-ties for
     max pooling's finite differences)."""
-    kind, shape = spec[0], spec[1]
+    kind, shape = spec[0], (spec[1] if len(spec) > 1 else None)
     if kind == "f":
         scale = spec[2] if len(spec) > 2 else 1.0
         x = torch.randn(shape, generator=g) * scale
@@ -108,8 +108,22 @@ def make_input(spec, g):
         return torch.randint(0, spec[2], shape, generator=g, dtype=torch.int64)
     if kind == "mask":  # True = ignore this key; never a whole row
         m = torch.rand(shape, generator=g) < 0.3
-        m[:, 0] = False
+        m[..., 0] = False
         return m
+    if kind == "amask":  # bool attn_mask [.., L, S]: key 0 always allowed (no NaN row)
+        m = torch.rand(shape, generator=g) < 0.35
+        m[..., 0] = False
+        return m if len(spec) < 3 else m.to(spec[2])
+    if kind == "fkpm":  # f32 key padding mask, mostly exact zeros ([..., 0] too)
+        x = torch.randn(shape, generator=g) * (torch.rand(shape, generator=g) < 0.4)
+        x[..., 0] = 0.0
+        return x
+    if kind == "fullmask":  # bool attn_mask [L, S] whose row 1 masks every key
+        m = torch.zeros(shape, dtype=torch.bool)
+        m[1, :] = True
+        return m
+    if kind == "empty":  # a 0-element f32 tensor: an absent (None) optional input
+        return torch.empty(0)
     raise ValueError(kind)
 
 
@@ -339,6 +353,91 @@ row(name="group_norm", layer="group_norm", config={"num_groups": 2, "num_channel
     torch=lambda: nn.GroupNorm(2, 6), inputs=[A((2, 6, 3, 2))])
 
 
+# multihead_attention, part 2 (appended last so that the rows above keep their
+# seeds): attn_mask, the 1.13 mask merges, kdim/vdim, add_bias_kv,
+# add_zero_attn, unbatched inputs. Mask inputs: ("empty",) is an absent mask
+# (None in PyTorch, a 0-element tensor in nnmod). Eval mode (train=False)
+# unless a row says otherwise.
+def mha2_row(name, E, H, N, L, S, kdim=None, vdim=None, batch_first=False, bias=True,
+             add_bias_kv=False, add_zero_attn=False, unbatched=False, kpm=None, am=None,
+             causal=False, n_out=2, modes=("eval",), gradcheck=None):
+    cfg = {"embed_dim": E, "num_heads": H}
+    for k, v in (("kdim", kdim), ("vdim", vdim)):
+        if v is not None:
+            cfg[k] = v
+    for k, v, d in (("batch_first", batch_first, False), ("bias", bias, True),
+                    ("add_bias_kv", add_bias_kv, False), ("add_zero_attn", add_zero_attn, False),
+                    ("is_causal", causal, False)):
+        if v != d:
+            cfg[k] = v
+    Ek, Ev = kdim or E, vdim or E
+    if unbatched:
+        shp = lambda T, C: (T, C)  # noqa: E731
+    elif batch_first:
+        shp = lambda T, C: (N, T, C)  # noqa: E731
+    else:
+        shp = lambda T, C: (T, N, C)  # noqa: E731
+    inputs = [A(shp(L, E)), A(shp(S, Ek)), A(shp(S, Ev))]
+    kshape = (S,) if unbatched else (N, S)
+    ashape = {"2": (L, S), "3": (H if unbatched else N * H, L, S)}
+    if kpm is not None or am is not None:
+        inputs.append(("empty",) if kpm is None else (kpm, kshape))
+    if am is not None:  # ("bool"|"float"|"u8"|"full", "2"|"3")
+        kind, nd = am
+        inputs.append({"bool": ("amask", ashape[nd]), "u8": ("amask", ashape[nd], torch.uint8),
+                       "float": ("f", ashape[nd]), "full": ("fullmask", ashape[nd])}[kind])
+
+    def call(m, q, k, v, mask=None, amask=None):
+        mask = None if mask is None or mask.numel() == 0 else mask
+        if causal:
+            amask = torch.triu(torch.ones(L, S, dtype=torch.bool), 1)
+        return m(q, k, v, key_padding_mask=mask, need_weights=n_out == 2, attn_mask=amask)
+
+    kw = {} if gradcheck is None else {"gradcheck": gradcheck}
+    row(name=name, layer="multihead_attention", config=cfg, modes=modes, n_out=n_out,
+        torch=lambda: nn.MultiheadAttention(E, H, bias=bias, add_bias_kv=add_bias_kv,
+                                            add_zero_attn=add_zero_attn, kdim=kdim, vdim=vdim,
+                                            batch_first=batch_first),
+        call=call, inputs=inputs,
+        children=[{"name": "out_proj", "type": "linear",
+                   "config": {"in_features": E, "out_features": E, "bias": bias}}],
+        repr_map=lambda s: s.replace("NonDynamicallyQuantizableLinear", "Linear"), **kw)
+
+
+mha2_row("mha_attn_mask_bool_2d", E=8, H=2, N=2, L=3, S=4, am=("bool", "2"),
+         modes=("train", "eval"))
+mha2_row("mha_attn_mask_float_3d_kpm_bool", E=8, H=2, N=2, L=3, S=5, batch_first=True,
+         kpm="mask", am=("float", "3"))
+mha2_row("mha_attn_mask_u8_3d_alone", E=6, H=3, N=2, L=2, S=3, am=("u8", "3"))
+mha2_row("mha_attn_mask_float_alone_b1", E=4, H=2, N=1, L=4, S=3, am=("float", "2"),
+         gradcheck=True)
+mha2_row("mha_kpm_float", E=8, H=4, N=2, L=3, S=5, kpm="fkpm")
+mha2_row("mha_kpm_float_or_attn_mask_bool", E=8, H=2, N=2, L=3, S=5, kpm="fkpm",
+         am=("bool", "3"))
+mha2_row("mha_fully_masked_row_nan", E=4, H=2, N=2, L=3, S=4, am=("full", "2"))
+mha2_row("mha_kdim_vdim", E=6, H=2, N=2, L=3, S=4, kdim=4, vdim=5, gradcheck=True,
+         modes=("train", "eval"))
+mha2_row("mha_kdim_only_no_bias", E=4, H=2, N=1, L=2, S=3, kdim=3, bias=False,
+         batch_first=True)
+mha2_row("mha_kdim_equal_vdim_equal", E=4, H=1, N=2, L=2, S=3, kdim=4, vdim=4)
+mha2_row("mha_add_bias_kv_masks", E=8, H=2, N=2, L=3, S=4, add_bias_kv=True, kpm="mask",
+         am=("bool", "2"), modes=("train", "eval"))
+mha2_row("mha_add_zero_attn_float_masks", E=8, H=4, N=2, L=3, S=4, add_zero_attn=True,
+         kpm="fkpm", batch_first=True)
+mha2_row("mha_add_zero_attn_attn_mask_3d", E=6, H=2, N=2, L=2, S=3, add_zero_attn=True,
+         am=("float", "3"))
+mha2_row("mha_bias_kv_zero_attn_kdim_vdim", E=4, H=2, N=2, L=3, S=2, kdim=3, vdim=5,
+         add_bias_kv=True, add_zero_attn=True, batch_first=True, kpm="mask",
+         am=("float", "2"), gradcheck=True)
+mha2_row("mha_unbatched", E=6, H=2, N=1, L=3, S=4, unbatched=True, modes=("train", "eval"))
+mha2_row("mha_unbatched_masks_bias_kv_zero", E=4, H=2, N=1, L=3, S=4, unbatched=True,
+         batch_first=True, kpm="mask", am=("float", "3"), add_bias_kv=True, add_zero_attn=True,
+         gradcheck=True)
+mha2_row("mha_unbatched_causal_kdim", E=4, H=1, N=1, L=4, S=4, unbatched=True, causal=True,
+         kdim=2, vdim=3, n_out=1)
+mha2_row("mha_seq_first_one_output_kpm_empty", E=4, H=2, N=2, L=2, S=3, kpm=None,
+         am=("bool", "3"), n_out=1)
+
 # ---------------------------------------------------------------------------
 # Running a case
 # ---------------------------------------------------------------------------
@@ -387,7 +486,7 @@ def run_case(r, mode, seed):
     t = {}
     for i, x in enumerate(leaves):
         t[f"{C}.in.{i}"] = x.detach()
-        if x.dtype == torch.float32:
+        if x.dtype == torch.float32 and x.grad is not None:  # None: no gradient reaches it
             t[f"{C}.grad.in.{i}"] = x.grad
     for k, v in state0.items():
         t[f"{C}.state.{k}"] = v
@@ -404,6 +503,8 @@ def run_case(r, mode, seed):
         t[f"{C}.out.{k}"] = o.detach()
         t[f"{C}.gout.{k}"] = w
     size = sum(x.numel() for x in leaves) + sum(p.numel() for p in m.parameters())
+    if any(torch.isnan(o).any() for o in y):  # NaN rows (1.13's fully masked query)
+        size = 10 ** 9  # no finite differences of a NaN sum
     manifest = json.dumps(manifest_of(r["layer"], r["config"], r.get("children")),
                           separators=(",", ":"),
                           sort_keys=True)

@@ -12,6 +12,16 @@ Writes, under tests/golden/nnm_run/ (small, deterministic, committed):
                           "output" [2,2,4] and "weights" [2,2,3] (PyTorch's
                           attn_output and head-averaged attention weights)
 
+  mha_kv.manifest.json    nn.MultiheadAttention(4, 2, kdim=3, vdim=5,
+                          add_bias_kv=True, add_zero_attn=True, batch_first=True),
+                          weights mha_kv.safetensors (q/k/v_proj_weight, bias_k,
+                          bias_v: PyTorch's names, loaded strictly)
+  mha_kv.safetensors      its state_dict
+  mha_kv_io.safetensors   "query" [2,3,4], "key" [2,4,3], "value" [2,4,5],
+                          "none" [0] (an absent key_padding_mask), "attn_mask"
+                          [3,4] f32 (added), "output" [2,3,4], "weights" [2,3,6]:
+                          the attn_mask-only call of an outside tester
+
 The mask is BOOL in the file: `nnm run --input-file` must hand it to the
 layer as a bool tensor (it used to turn every non-float dtype into i64,
 which multihead_attention rightly refuses).
@@ -65,6 +75,34 @@ def main():
                                   "config": {"in_features": 4, "out_features": 4}}]},
            "weights": {"path": "mha_kpm.safetensors"}}
     with open(os.path.join(OUT, "mha_kpm.manifest.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+    # attn_mask alone (key_padding_mask absent: a 0-element tensor), kdim/vdim,
+    # add_bias_kv, add_zero_attn; after the model above, whose draws stay as
+    # they were
+    m = torch.nn.MultiheadAttention(4, 2, kdim=3, vdim=5, add_bias_kv=True, add_zero_attn=True,
+                                    batch_first=True).eval()
+    with torch.no_grad():
+        m.in_proj_bias.uniform_(-1, 1)
+        m.out_proj.bias.uniform_(-1, 1)
+    q, k, v = torch.randn(2, 3, 4), torch.randn(2, 4, 3), torch.randn(2, 4, 5)
+    am = torch.randn(3, 4)
+    with torch.no_grad():
+        out, w = m(q, k, v, attn_mask=am)
+    write_st(os.path.join(OUT, "mha_kv.safetensors"), m.state_dict())
+    write_st(os.path.join(OUT, "mha_kv_io.safetensors"),
+             {"query": q, "key": k, "value": v, "none": torch.empty(0), "attn_mask": am,
+              "output": out, "weights": w})
+    cfg = {"embed_dim": 4, "num_heads": 2, "kdim": 3, "vdim": 5, "add_bias_kv": True,
+           "add_zero_attn": True, "batch_first": True}
+    doc = {"format": "nnmod.manifest", "version": 1,
+           "plugins": {"multihead_attention": "^1.1", "linear": "^1"},
+           "root": {"type": "multihead_attention", "config": cfg,
+                    "children": [{"name": "out_proj", "type": "linear",
+                                  "config": {"in_features": 4, "out_features": 4}}]},
+           "weights": {"path": "mha_kv.safetensors"}}
+    with open(os.path.join(OUT, "mha_kv.manifest.json"), "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
 

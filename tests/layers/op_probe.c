@@ -7,7 +7,9 @@
  * concat {dim} | slice {dim, start, length} | softmax {dim, log} | where |
  * masked_fill {value} (where(in[1], full(value), in[0])) | full {shape,
  * value} | rand {dist, a, b, shape} | update {alpha, beta} (in[0] updated in
- * place, returned). */
+ * place, returned) | batch_norm {bn_flags, training, momentum, eps} (1.4:
+ * inputs x, then running_mean and running_var when bn_flags & 1, weight when
+ * bn_flags & 2, bias when bn_flags & 4). */
 #include <nnmod/plugin.h>
 
 #include <stdlib.h>
@@ -21,6 +23,8 @@ typedef struct probe {
     size_t n_ints;
     nnm_conv_params conv;
     nnm_pool_params pool;
+    int64_t bn_flags, training;
+    double momentum, eps;
 } probe;
 
 /* conv/pool geometry: "ns" spatial dims; lists of ns entries (or one int). */
@@ -85,6 +89,11 @@ static nnm_status probe_create(nnm_env *env, void **self) {
         (st = h->config_float(env, "a", &dzero, &s.a)) || (st = h->config_float(env, "b", &one, &s.b)))
         return st;
     s.log = lg;
+    const double mom = 0.1, eps = 1e-5;
+    if ((st = h->config_int(env, "bn_flags", &zero, &s.bn_flags)) ||
+        (st = h->config_int(env, "training", &zero, &s.training)) ||
+        (st = h->config_float(env, "momentum", &mom, &s.momentum)) || (st = h->config_float(env, "eps", &eps, &s.eps)))
+        return st;
     if ((st = probe_geometry(env, &s))) return st;
     int32_t type = 0;
     if (h->config_type(env, "ints", &type) == NNM_OK &&
@@ -138,6 +147,17 @@ static nnm_status probe_forward(nnm_env *env, void *self, nnm_tensor *const *in,
         out[0] = in[0];
         return NNM_OK;
     }
+    if (!strcmp(op, "batch_norm")) {
+        if (!NNM_HOST_HAS(h, op_batch_norm)) return h->set_error_msg(env, NNM_E_VERSION, "op_probe: host < 1.4");
+        nnm_tensor *t[5] = {NULL, NULL, NULL, NULL, NULL}; /* x, running_mean, running_var, weight, bias */
+        uint32_t k = 0;
+        t[0] = k < n_in ? in[k++] : NULL;
+        if (s->bn_flags & 1) t[1] = k < n_in ? in[k++] : NULL, t[2] = k < n_in ? in[k++] : NULL;
+        if (s->bn_flags & 2) t[3] = k < n_in ? in[k++] : NULL;
+        if (s->bn_flags & 4) t[4] = k < n_in ? in[k++] : NULL;
+        const nnm_batch_norm_params p = {sizeof p, (int32_t)s->training, s->momentum, s->eps};
+        return h->op_batch_norm(env, t[0], t[1], t[2], t[3], t[4], &p, out);
+    }
     return h->set_error_msg(env, NNM_E_INVALID, "op_probe: unknown op");
 }
 
@@ -155,7 +175,9 @@ static const nnm_config_field probe_config[] = {
     {"stride", NNM_CONFIG_INT_OR_INTS, 0, NULL}, {"padding", NNM_CONFIG_INT_OR_INTS, 0, NULL},
     {"padding_end", NNM_CONFIG_INT_OR_INTS, 0, NULL}, {"dilation", NNM_CONFIG_INT_OR_INTS, 0, NULL},
     {"output_padding", NNM_CONFIG_INT_OR_INTS, 0, NULL}, {"kernel", NNM_CONFIG_INT_OR_INTS, 0, NULL},
-    {"output_size", NNM_CONFIG_INT_OR_INTS, 0, NULL},
+    {"output_size", NNM_CONFIG_INT_OR_INTS, 0, NULL}, {"bn_flags", NNM_CONFIG_INT, 0, NULL},
+    {"training", NNM_CONFIG_INT, 0, NULL}, {"momentum", NNM_CONFIG_FLOAT, 0, NULL},
+    {"eps", NNM_CONFIG_FLOAT, 0, NULL},
 };
 
 static const nnm_layer_vtable probe_layer = {
@@ -177,7 +199,7 @@ static const nnm_plugin_desc probe_plugin = {
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "op_probe",
-    .description = "test fixture: one ABI 1.3 host op per module",
+    .description = "test fixture: one ABI 1.3 or 1.4 host op per module",
     .n_layers = 1,
     .layers = probe_layers,
 };

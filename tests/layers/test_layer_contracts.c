@@ -202,8 +202,15 @@ static void test_attention_contract(void) {
     nnm_config_set_float(c, "dropout", 1.0);
     expect_create_fails("multihead_attention", c, NNM_E_INVALID, "dropout must be in [0, 1)");
     nnm_config_set_float(c, "dropout", 0.0);
-    nnm_config_set_int(c, "kdim", 3); /* not supported: refused, not ignored */
-    expect_create_fails("multihead_attention", c, NNM_E_INVALID, "config.kdim: unknown key");
+    nnm_config_set_int(c, "kdim", 0);
+    expect_create_fails("multihead_attention", c, NNM_E_INVALID, "kdim must be in [1, ");
+    nnm_config_set_int(c, "kdim", 3);
+    nnm_config_set_int(c, "vdim", -2);
+    expect_create_fails("multihead_attention", c, NNM_E_INVALID, "vdim must be in [1, ");
+    nnm_config_set_int(c, "vdim", 2);
+    nnm_config_set_bool(c, "add_bias_kv", 1);
+    nnm_config_set_bool(c, "static_k", 1); /* not supported: refused, not ignored */
+    expect_create_fails("multihead_attention", c, NNM_E_INVALID, "config.static_k: unknown key");
     nnm_config_free(c);
 
     c = cfg_new();
@@ -239,11 +246,13 @@ static void test_attention_contract(void) {
     nnm_tensor_release(outs[1]);
     nnm_tensor *bad = tu_tf32(g_ctx, 3, (int64_t[]){2, 3, 5}, NULL);
     in[1] = bad;
-    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_SHAPE, "key must be [N, L, E]");
+    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_SHAPE,
+                "key must be [N, T, features] with 6 features (kdim); got [2, 3, 5]");
     in[1] = x;
     nnm_tensor *kpm = tu_tf32(g_ctx, 2, (int64_t[]){2, 4}, NULL);
     in[3] = kpm;
-    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_SHAPE, "key_padding_mask must be [N, S]");
+    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_SHAPE,
+                "key_padding_mask must be [N, S] = [2, 3]; got [2, 4]");
     nnm_tensor *idx = tu_ti64(g_ctx, 2, (int64_t[]){2, 3}, (int64_t[]){0, 0, 1, 0, 0, 0});
     in[3] = idx;
     CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_DTYPE, "key_padding_mask must be bool");
@@ -254,6 +263,250 @@ static void test_attention_contract(void) {
     nnm_tensor_release(idx);
     nnm_tensor_release(kpm);
     nnm_tensor_release(bad);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* A multihead_attention module with its out_proj child, from a config set by
+ * the caller (embed_dim and num_heads are set here). */
+static nnm_module *mha_with(nnm_config *c, int64_t E, int64_t H) {
+    nnm_config_set_int(c, "embed_dim", E);
+    nnm_config_set_int(c, "num_heads", H);
+    nnm_module *m = tu_module(g_ctx, "multihead_attention", c);
+    nnm_config_free(c);
+    if (m == NULL)
+        return NULL;
+    nnm_module *op = tu_linear(g_ctx, "linear", E, E, 1);
+    CHECK_STATUS(nnm_module_add_child(m, "out_proj", op), NNM_OK);
+    nnm_module_release(op);
+    CHECK_STATUS(nnm_module_finalize(m), NNM_OK);
+    return m;
+}
+
+static nnm_tensor *tbool(int32_t ndim, const int64_t *shape, const uint8_t *v, int code) {
+    nnm_tensor *t = NULL;
+    const nnm_dtype dt = {(uint8_t)code, 8, 1};
+    CHECK_STATUS(nnm_tensor_new(g_ctx, (nnm_device){NNM_DEVICE_CPU, 0}, dt, ndim, shape, &t),
+                 NNM_OK);
+    if (t != NULL && nnm_tensor_numel(t) > 0)
+        memcpy(tu_cpu_data(t), v, (size_t)nnm_tensor_numel(t));
+    return t;
+}
+
+static nnm_tensor *tfill(int32_t ndim, const int64_t *shape, uint32_t seed) {
+    float buf[256];
+    int64_t n = 1;
+    for (int32_t i = 0; i < ndim; i++)
+        n *= shape[i];
+    CU_ASSERT_TRUE_FATAL(n <= 256);
+    tu_fill_uniform(buf, (size_t)n, seed, -1.0, 1.0);
+    return tu_tf32(g_ctx, ndim, shape, buf);
+}
+
+/* attn_mask, the absent (0-element) key_padding_mask, kdim/vdim, add_bias_kv,
+ * unbatched inputs: their state names and shapes, and every bad input a
+ * clear error naming the sizes, never a crash. */
+static void test_attention_inputs(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "kdim", 3);
+    nnm_config_set_int(c, "vdim", 5);
+    nnm_config_set_bool(c, "add_bias_kv", 1);
+    nnm_config_set_bool(c, "add_zero_attn", 1);
+    nnm_module *m = mha_with(c, 4, 2); /* E 4, H 2, seq-first */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    tu_named p = tu_params_of(m);
+    CU_ASSERT_PTR_NULL(tu_named_get(&p, "in_proj_weight"));
+    const char *names[5] = {"q_proj_weight", "k_proj_weight", "v_proj_weight", "bias_k",
+                            "bias_v"};
+    const int64_t shapes[5][3] = {{4, 4}, {4, 3}, {4, 5}, {1, 1, 4}, {1, 1, 4}};
+    for (int i = 0; i < 5; i++) {
+        nnm_tensor *t = tu_named_get(&p, names[i]);
+        CU_ASSERT_TRUE(t != NULL && tu_shape_is(t, i < 3 ? 2 : 3, shapes[i]));
+    }
+    CU_ASSERT_TRUE(tu_shape_is(tu_named_get(&p, "in_proj_bias"), 1, (int64_t[]){12}));
+
+    /* L 2, N 2, S 3; S' = 3 + bias_kv + zero_attn = 5 */
+    nnm_tensor *q = tfill(3, (int64_t[]){2, 2, 4}, 1), *k = tfill(3, (int64_t[]){3, 2, 3}, 2),
+               *v = tfill(3, (int64_t[]){3, 2, 5}, 3);
+    nnm_tensor *none = tu_tf32(g_ctx, 1, (int64_t[]){0}, NULL);
+    nnm_tensor *am = tfill(2, (int64_t[]){2, 3}, 4), *am3 = tfill(3, (int64_t[]){4, 2, 3}, 5);
+    nnm_tensor *in[6] = {q, k, v, none, am, NULL}, *out[2] = {NULL, NULL}, *y = NULL;
+    CHECK_STATUS(nnm_module_call(m, in, 5, out, 2), NNM_OK);
+    CU_ASSERT_TRUE(tu_shape_is(out[0], 3, (int64_t[]){2, 2, 4}));
+    CU_ASSERT_TRUE(tu_shape_is(out[1], 3, (int64_t[]){2, 2, 5}));
+    nnm_tensor_release(out[0]);
+    nnm_tensor_release(out[1]);
+    in[4] = am3;
+    CHECK_STATUS(nnm_module_call(m, in, 5, &y, 1), NNM_OK);
+    nnm_tensor_release(y);
+    y = NULL;
+
+    /* two absent masks are no masks: the same output as three inputs */
+    nnm_tensor *y3 = NULL, *y5 = NULL;
+    in[4] = none;
+    CHECK_STATUS(nnm_module_call(m, in, 3, &y3, 1), NNM_OK);
+    CHECK_STATUS(nnm_module_call(m, in, 5, &y5, 1), NNM_OK);
+    int64_t n3 = 0, n5 = 0;
+    float *a3 = tu_read_f32(y3, &n3), *a5 = tu_read_f32(y5, &n5);
+    CU_ASSERT_TRUE(a3 != NULL && a5 != NULL && n3 == n5 &&
+                   memcmp(a3, a5, sizeof(float) * (size_t)n3) == 0);
+    free(a3);
+    free(a5);
+    nnm_tensor_release(y3);
+    nnm_tensor_release(y5);
+
+    /* wrong features: kdim, vdim */
+    in[1] = v;
+    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_SHAPE,
+                "key must be [T, N, features] with 3 features (kdim); got [3, 2, 5]");
+    in[1] = k;
+    in[2] = k;
+    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_SHAPE,
+                "value must be [T, N, features] with 5 features (vdim); got [3, 2, 3]");
+    in[2] = v;
+    nnm_tensor *k4 = tfill(3, (int64_t[]){4, 2, 3}, 6);
+    in[1] = k4;
+    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_SHAPE,
+                "key and value lengths 4, 3");
+    in[1] = k;
+
+    /* attn_mask: shape, dims, dtype */
+    nnm_tensor *am_bad = tfill(2, (int64_t[]){3, 3}, 7);
+    in[4] = am_bad;
+    CHECK_ERROR(nnm_module_call(m, in, 5, &y, 1), NNM_E_SHAPE,
+                "attn_mask must be [L, S] = [2, 3] or [N * num_heads, L, S] = [4, 2, 3]; got "
+                "[3, 3]");
+    nnm_tensor *am_4d = tfill(4, (int64_t[]){2, 2, 2, 3}, 8);
+    in[4] = am_4d;
+    CHECK_ERROR(nnm_module_call(m, in, 5, &y, 1), NNM_E_SHAPE, "got [2, 2, 2, 3]");
+    nnm_tensor *am_i64 = tu_ti64(g_ctx, 2, (int64_t[]){2, 3}, (int64_t[]){0, 1, 0, 0, 0, 1});
+    in[4] = am_i64;
+    CHECK_ERROR(nnm_module_call(m, in, 5, &y, 1), NNM_E_DTYPE,
+                "attn_mask must be bool (true: may not attend), u8");
+
+    /* key_padding_mask: shape, dtype (u8 refused, as 1.13), f32 with f32 attn_mask */
+    const uint8_t bits[12] = {0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0};
+    nnm_tensor *kpm_u8 = tbool(2, (int64_t[]){2, 3}, bits, NNM_DTYPE_UINT);
+    in[3] = kpm_u8;
+    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_DTYPE,
+                "key_padding_mask must be bool (true: ignore that key) or f32");
+    nnm_tensor *kpm_t = tbool(2, (int64_t[]){3, 2}, bits, NNM_DTYPE_BOOL);
+    in[3] = kpm_t;
+    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_SHAPE,
+                "key_padding_mask must be [N, S] = [2, 3]; got [3, 2]");
+    nnm_tensor *kpm_f = tfill(2, (int64_t[]){2, 3}, 9);
+    in[3] = kpm_f;
+    in[4] = am;
+    CHECK_ERROR(nnm_module_call(m, in, 5, &y, 1), NNM_E_UNSUPPORTED,
+                "a f32 key_padding_mask with a f32 attn_mask is not supported");
+    nnm_tensor *am_b = tbool(2, (int64_t[]){2, 3}, bits, NNM_DTYPE_BOOL);
+    in[4] = am_b; /* f32 kpm with a bool attn_mask: logical_or, fine */
+    CHECK_STATUS(nnm_module_call(m, in, 5, &y, 1), NNM_OK);
+    nnm_tensor_release(y);
+    y = NULL;
+
+    /* arity and dims */
+    in[5] = am;
+    CHECK_ERROR(nnm_module_call(m, in, 6, &y, 1), NNM_E_SHAPE,
+                "takes query, key, value[, key_padding_mask[, attn_mask]]");
+    nnm_tensor *q2 = tfill(2, (int64_t[]){2, 4}, 10), *k2 = tfill(2, (int64_t[]){3, 3}, 11),
+               *v2 = tfill(2, (int64_t[]){3, 5}, 12);
+    in[0] = q2;
+    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_SHAPE,
+                "for a 2-D query, key must be 2-D too; got [3, 2, 3]");
+    nnm_tensor *q4 = tfill(4, (int64_t[]){1, 2, 2, 4}, 13);
+    in[0] = q4;
+    CHECK_ERROR(nnm_module_call(m, in, 3, &y, 1), NNM_E_SHAPE,
+                "query must be 3-D (batched) or 2-D (unbatched); got [1, 2, 2, 4]");
+
+    /* unbatched: [L, E], [S, kdim], [S, vdim]; key_padding_mask [S] */
+    in[0] = q2;
+    in[1] = k2;
+    in[2] = v2;
+    in[3] = kpm_t; /* [3, 2]: a batched mask */
+    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_SHAPE,
+                "key_padding_mask of an unbatched (2-D) query must be [S] = [3]; got [3, 2]");
+    nnm_tensor *kpm1 = tbool(1, (int64_t[]){3}, bits, NNM_DTYPE_BOOL);
+    in[3] = kpm1;
+    in[4] = am3; /* [N * H, L, S] of a batch of 2: unbatched wants [H, L, S] */
+    CHECK_ERROR(nnm_module_call(m, in, 5, &y, 1), NNM_E_SHAPE,
+                "[N * num_heads, L, S] = [2, 2, 3]; got [4, 2, 3]");
+    in[4] = am;
+    CHECK_STATUS(nnm_module_call(m, in, 5, out, 2), NNM_OK);
+    CU_ASSERT_TRUE(tu_shape_is(out[0], 2, (int64_t[]){2, 4}));
+    CU_ASSERT_TRUE(tu_shape_is(out[1], 2, (int64_t[]){2, 5}));
+    nnm_tensor_release(out[0]);
+    nnm_tensor_release(out[1]);
+
+    /* a key sequence of length 0: with add_bias_kv and add_zero_attn S' = 2,
+     * weights whose rows sum to 1; without, PyTorch's empty softmax: the
+     * output is out_proj's bias and the weights have 0 elements */
+    nnm_tensor *k0 = tu_tf32(g_ctx, 2, (int64_t[]){0, 3}, NULL),
+               *v0 = tu_tf32(g_ctx, 2, (int64_t[]){0, 5}, NULL);
+    nnm_tensor *in0[3] = {q2, k0, v0};
+    CHECK_STATUS(nnm_module_call(m, in0, 3, out, 2), NNM_OK);
+    int64_t nw = 0;
+    float *w = tu_read_f32(out[1], &nw);
+    CU_ASSERT_TRUE(w != NULL && nw == 4 && fabsf(w[0] + w[1] - 1.0f) < 1e-5f &&
+                   fabsf(w[2] + w[3] - 1.0f) < 1e-5f);
+    free(w);
+    nnm_tensor_release(out[0]);
+    nnm_tensor_release(out[1]);
+    nnm_tensor_release(k0);
+    nnm_tensor_release(v0);
+    nnm_module *m2 = mha_with(cfg_new(), 4, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m2);
+    nnm_tensor *e0 = tu_tf32(g_ctx, 2, (int64_t[]){0, 4}, NULL);
+    nnm_tensor *i2[3] = {q2, e0, e0};
+    CHECK_STATUS(nnm_module_call(m2, i2, 3, out, 2), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_numel(out[1]), 0);
+    tu_named p2 = tu_params_of(m2);
+    int64_t ny = 0, nb = 0;
+    float *yv0 = tu_read_f32(out[0], &ny);
+    float *bv = tu_read_f32(tu_named_get(&p2, "out_proj.bias"), &nb);
+    CU_ASSERT_TRUE_FATAL(yv0 != NULL && bv != NULL && ny == 8 && nb == 4);
+    for (int i = 0; i < 8; i++)
+        CU_ASSERT_TRUE(fabsf(yv0[i] - bv[i % 4]) < 1e-6f);
+    free(yv0);
+    free(bv);
+    nnm_tensor_release(out[0]);
+    nnm_tensor_release(out[1]);
+    nnm_tensor_release(e0);
+    nnm_module_release(m2);
+
+    nnm_tensor *all[] = {q,     k,     v,      none,   am,   am3,   k4,   am_bad, am_4d, am_i64,
+                         kpm_u8, kpm_t, kpm_f, am_b, q2,   k2,    v2,   q4,     kpm1};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        nnm_tensor_release(all[i]);
+    nnm_module_release(m);
+
+    /* is_causal with an attn_mask: refused; a fully masked row: NaN, as 1.13 */
+    c = cfg_new();
+    nnm_config_set_bool(c, "is_causal", 1);
+    m = mha_with(c, 4, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    nnm_tensor *x = tfill(3, (int64_t[]){2, 1, 4}, 14);
+    const uint8_t full[4] = {0, 0, 1, 1}; /* row 1 masks both keys */
+    nnm_tensor *amf = tbool(2, (int64_t[]){2, 2}, full, NNM_DTYPE_BOOL);
+    nnm_tensor *none2 = tu_tf32(g_ctx, 2, (int64_t[]){1, 0}, NULL);
+    nnm_tensor *cin[5] = {x, x, x, none2, amf};
+    CHECK_ERROR(nnm_module_call(m, cin, 5, &y, 1), NNM_E_INVALID,
+                "is_causal and an attn_mask input are both given");
+    nnm_module_release(m);
+    m = mha_with(cfg_new(), 4, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CHECK_STATUS(nnm_module_call(m, cin, 5, &y, 1), NNM_OK);
+    int64_t n = 0;
+    float *yv = tu_read_f32(y, &n);
+    CU_ASSERT_TRUE_FATAL(yv != NULL && n == 8);
+    for (int i = 0; i < 8; i++) /* [L 2, N 1, E 4]: row 0 finite, row 1 NaN */
+        CU_ASSERT_TRUE(i < 4 ? isfinite(yv[i]) : isnan(yv[i]));
+    free(yv);
+    nnm_tensor_release(y);
+    nnm_tensor_release(amf);
+    nnm_tensor_release(none2);
     nnm_tensor_release(x);
     nnm_module_release(m);
     LEAK_CHECK_END();
@@ -286,6 +539,7 @@ int main(void) {
     CU_add_test(s, "embedding", test_embedding_contract);
     CU_add_test(s, "concat and mul", test_concat_mul_contract);
     CU_add_test(s, "multihead_attention", test_attention_contract);
+    CU_add_test(s, "multihead_attention masks, kdim, unbatched", test_attention_inputs);
     CU_add_test(s, "dropout", test_dropout_contract);
     return tu_run();
 }

@@ -673,6 +673,19 @@ check "nnm run's attention output differs from PyTorch's" \
     "$FIX" check-run "$R/mha_kpm_io.safetensors" output 0 <"$OUT"
 check "nnm run's attention weights differ from PyTorch's" \
     "$FIX" check-run "$R/mha_kpm_io.safetensors" weights 1 <"$OUT"
+# attn_mask alone (an absent key_padding_mask: a 0-element tensor), kdim/vdim,
+# add_bias_kv, add_zero_attn, weights under PyTorch's names: what an outside
+# tester compares through --output
+expect 0 run "$R/mha_kv.manifest.json" --eval --outputs 2 --input-file "$R/mha_kv_io.safetensors:query" \
+    --input-file "$R/mha_kv_io.safetensors:key" --input-file "$R/mha_kv_io.safetensors:value" \
+    --input-file "$R/mha_kv_io.safetensors:none" --input-file "$R/mha_kv_io.safetensors:attn_mask" \
+    --output "$WORK/mha_kv_out.safetensors"
+out_has "input 3: shape [0], f32, 0 values"
+LAST="nnm run mha_kv.manifest.json --output | nnm_fixture check-file"
+check "nnm run's attention output (attn_mask, kdim, bias_kv) differs from PyTorch's" \
+    "$FIX" check-file "$R/mha_kv_io.safetensors" output "$WORK/mha_kv_out.safetensors" output_0
+check "nnm run's attention weights (attn_mask, kdim, bias_kv) differ from PyTorch's" \
+    "$FIX" check-file "$R/mha_kv_io.safetensors" weights "$WORK/mha_kv_out.safetensors" output_1
 
 # ---------------------------------------------------------------------------
 # Output that cannot be written is a failure, never a silent success
