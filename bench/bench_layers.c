@@ -1,7 +1,7 @@
 /* bench/bench_layers.c - conv2d 3x3, 64 -> 64 channels, 56 x 56, padding 1
  * (a ResNet stage-1 conv), batch 8 and batch 32, through the real call path
  * (conv2d plugin -> op_conv -> im2col + OpenBLAS sgemm), one thread; then
- * max_pool2d 2x2 as the Fashion-MNIST CNN runs it.
+ * max_pool2d 2x2 and batch_norm2d as the Fashion-MNIST CNN runs them.
  *
  * Prints JSON lines:
  *   conv2d_fwd_bN          forward (grad mode off): ms and GFLOP/s
@@ -17,6 +17,12 @@
  *   max_pool2d_fwd_b64     max_pool2d 2x2 (stride 2) on [64, 16, 28, 28] (the
  *                          Fashion-MNIST CNN's first pool), forward: ms, GB/s
  *   max_pool2d_fwd_bwd_b64 the same, forward + backward (grad of input): ms
+ *   batch_norm2d_fwd_b64_cC      batch_norm2d (train mode: batch statistics,
+ *                                running ones updated) on the CNN's two shapes,
+ *                                [64, 16, 28, 28] (C 16) and [64, 32, 14, 14]
+ *                                (C 32), forward: ms, GB/s (read x, write y)
+ *   batch_norm2d_fwd_bwd_b64_cC  the same, forward + backward (grads of input,
+ *                                weight and bias): ms
  * Medians of REPS repetitions after a warm-up (the caching allocator full).
  * The machine may be shared: quote the ratios of one run, not absolute times.
  * bench/bench_layers_torch.py runs the same shapes in PyTorch.
@@ -126,6 +132,52 @@ static void bench_max_pool(nnm_ctx *ctx, int reps) {
     nnm_module_release(pool);
 }
 
+/* batch_norm2d in train mode on [64, C, S, S] through the normalization
+ * plugin (op_batch_norm -> the backend's batch_norm slots). */
+static void bench_batch_norm(nnm_ctx *ctx, int reps, int C, int S) {
+    enum { B = 64 };
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "num_features", C);
+    nnm_module *bn = NULL;
+    if (nnm_module_create(ctx, "batch_norm2d", cfg, &bn) != NNM_OK) die(ctx, "batch_norm2d");
+    nnm_config_free(cfg);
+    int64_t shape[4] = {B, C, S, S};
+    nnm_tensor *x = filled(ctx, 4, shape, 1.0f), *y = NULL;
+    nnm_tensor *g = filled(ctx, 4, shape, 0.01f);
+    double t[64];
+    char name[64];
+    const int r = 2 * reps;
+    int prev = nnm_grad_set_enabled(0);
+    for (int i = -1; i < r; i++) {
+        double t0 = now_s();
+        if (nnm_module_call(bn, &x, 1, &y, 1) != NNM_OK) die(ctx, "batch_norm2d forward");
+        if (i >= 0) t[i] = now_s() - t0;
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    nnm_grad_set_enabled(prev);
+    const double fwd = median(t, r), bytes = 4.0 * B * C * S * S * 2; /* read x, write y */
+    snprintf(name, sizeof name, "batch_norm2d_fwd_b64_c%d", C);
+    emit(name, fwd * 1e3, "ms", B, bytes / fwd / 1e9, "gbs");
+    nnm_tensor_set_requires_grad(x, 1);
+    for (int i = -1; i < r; i++) {
+        nnm_module_zero_grad(bn);
+        nnm_tensor_set_grad(x, NULL);
+        double t0 = now_s();
+        if (nnm_module_call(bn, &x, 1, &y, 1) != NNM_OK) die(ctx, "batch_norm2d forward (grad)");
+        if (nnm_backward(y, g, 0) != NNM_OK) die(ctx, "batch_norm2d backward");
+        if (i >= 0) t[i] = now_s() - t0;
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    snprintf(name, sizeof name, "batch_norm2d_fwd_bwd_b64_c%d", C);
+    emit(name, median(t, r) * 1e3, "ms", B, 0, NULL);
+    nnm_tensor_release(g);
+    nnm_tensor_release(x);
+    nnm_module_release(bn);
+}
+
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 5;
     if (reps < 1 || reps > 32) reps = 5;
@@ -200,6 +252,8 @@ int main(int argc, char **argv) {
     free(ga), free(gb), free(gc);
     nnm_module_release(conv);
     bench_max_pool(ctx, reps);
+    bench_batch_norm(ctx, reps, 16, 28);
+    bench_batch_norm(ctx, reps, 32, 14);
     nnm_ctx_free(ctx);
     return 0;
 }

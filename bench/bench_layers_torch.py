@@ -6,7 +6,9 @@ Run with Debian's torch, one thread:
 Prints JSON lines like bench_layers: conv2d 3x3, 64 -> 64 channels, 56 x 56,
 padding 1, batch 8 and 32; forward (no_grad) and forward + backward (grads of
 input, weight and bias); max_pool2d 2x2 on [64, 16, 28, 28], forward and
-forward + backward; medians of REPS repetitions after a warm-up.
+forward + backward; batch_norm2d (train mode) on [64, 16, 28, 28] and
+[64, 32, 14, 14], forward and forward + backward (grads of input, weight and
+bias); medians of REPS repetitions after a warm-up.
 """
 import json
 import statistics
@@ -60,6 +62,8 @@ def main():
         fb = timed(step, r)
         emit("torch_conv2d_fwd_bwd_b%d" % batch, fb * 1e3, "ms", batch, gflops=3 * flops(batch) / fb / 1e9)
     bench_max_pool(reps)
+    bench_batch_norm(reps, 16, 28)
+    bench_batch_norm(reps, 32, 14)
 
 
 def bench_max_pool(reps):
@@ -77,6 +81,24 @@ def bench_max_pool(reps):
         pool(xg).backward(g)
 
     emit("torch_max_pool2d_fwd_bwd_b64", timed(step, 2 * reps) * 1e3, "ms", b)
+
+
+def bench_batch_norm(reps, c, s):
+    b = 64
+    bn = torch.nn.BatchNorm2d(c)  # train mode: batch statistics, running ones updated
+    x = torch.randn(b, c, s, s)
+    with torch.no_grad():
+        fwd = timed(lambda: bn(x), 2 * reps)
+    emit("torch_batch_norm2d_fwd_b64_c%d" % c, fwd * 1e3, "ms", b, gbs=4.0 * b * c * s * s * 2 / fwd / 1e9)
+    xg = x.clone().requires_grad_(True)
+    g = torch.randn(b, c, s, s) * 0.01
+
+    def step():
+        bn.zero_grad()
+        xg.grad = None
+        bn(xg).backward(g)
+
+    emit("torch_batch_norm2d_fwd_bwd_b64_c%d" % c, timed(step, 2 * reps) * 1e3, "ms", b)
 
 
 if __name__ == "__main__":

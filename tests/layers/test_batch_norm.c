@@ -448,6 +448,18 @@ static void test_op_errors(void) {
     nnm_tensor_release(y);
     y = NULL;
     nnm_module_release(m);
+    /* an empty batch: an empty output, the running stats left alone (as PyTorch) */
+    const int64_t e3[3] = {0, 3, 2};
+    nnm_tensor *xe = NULL;
+    CHECK_STATUS(nnm_tensor_new(g_ctx, (nnm_device){NNM_DEVICE_CPU, 0}, NNM_F32, 3, e3, &xe), NNM_OK);
+    m = bn_probe(1, 1, 0.5, 1e-5);
+    nnm_tensor *a9[3] = {xe, rm, rv};
+    CHECK_STATUS(nnm_module_call(m, a9, 3, &y, 1), NNM_OK);
+    CU_ASSERT_TRUE(y && tu_shape_is(y, 3, e3));
+    nnm_tensor_release(y);
+    y = NULL;
+    nnm_tensor_release(xe);
+    nnm_module_release(m);
     /* the running stats were never touched by the refused calls */
     float rmv[3];
     CHECK_STATUS(nnm_tensor_to_f32(rm, rmv, 3), NNM_OK);
