@@ -4,6 +4,7 @@
  * it runs on whichever device the tensors live. Backward runs with grad mode
  * off, so nothing here records (no double backward yet).
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -85,6 +86,25 @@ static nnm_status un(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, nnm_
 
 /* ---- unary -------------------------------------------------------------- */
 
+/* relu's gradient as torch's threshold_backward(g, y, 0): `y <= 0 ? 0 : g`.
+ * y = relu(x) is >= 0 or NaN, so that is where(y != 0, g, 0): one pass
+ * where the backend has `where` (1.3), which also passes g through at a NaN
+ * x as torch does. Older backends get g * step(x) (two passes; 0 at a NaN x,
+ * NaN where g is infinite and x <= 0). */
+static nnm_status relu_backward(nnm_ctx *ctx, nnm_tensor *g, nnm_tensor *x, nnm_tensor *y, nnm_tensor **out) {
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(ctx, g->desc.device, &be);
+    if (st) return st;
+    nnm_tensor *t = NULL;
+    if (be->vt->struct_size >= offsetof(nnm_backend_vtable, where) + sizeof be->vt->where && be->vt->where) {
+        if (!(st = nnm__op_full(ctx, g->desc.device, 0, NULL, 0.0, &t))) st = nnm__op_where(ctx, y, g, t, out);
+    } else if (!(st = un(ctx, NNM_UNARY_STEP, x, 0, &t))) {
+        st = bin(ctx, NNM_BINARY_MUL, g, t, out);
+    }
+    nnm_tensor_release(t);
+    return st;
+}
+
 /* saved[0] = x, saved[1] = y */
 static nnm_status unary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
     nnm_tensor *g = gout[0], *x = n->saved[0], *y = n->saved[1], *t = NULL, *u = NULL;
@@ -94,9 +114,7 @@ static nnm_status unary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *
     case NNM_UNARY_COPY: nnm_tensor_retain(g); gin[0] = g; break;
     case NNM_UNARY_NEG: st = un(ctx, NNM_UNARY_NEG, g, 0, &gin[0]); break;
     case NNM_UNARY_SCALE: st = un(ctx, NNM_UNARY_SCALE, g, n->alpha, &gin[0]); break;
-    case NNM_UNARY_RELU:
-        if (!(st = un(ctx, NNM_UNARY_STEP, x, 0, &t))) st = bin(ctx, NNM_BINARY_MUL, g, t, &gin[0]);
-        break;
+    case NNM_UNARY_RELU: st = relu_backward(ctx, g, x, y, &gin[0]); break;
     case NNM_UNARY_ABS:
         if (!(st = un(ctx, NNM_UNARY_SIGN, x, 0, &t))) st = bin(ctx, NNM_BINARY_MUL, g, t, &gin[0]);
         break;

@@ -752,11 +752,43 @@ static void test_gc_modules(void) {
     LEAK_CHECK_END();
 }
 
+/* relu's gradient where finite differences say nothing, as torch 1.13's
+ * threshold_backward(g, relu(x), 0) gives it (`y <= 0 ? 0 : g`): 0 at x <= 0
+ * even for an infinite or NaN g, g at x > 0, and g at a NaN x. */
+static void test_relu_backward_corners(void) {
+    LEAK_CHECK_BEGIN();
+    const float xv[7] = {-1.0f, 0.0f, -0.0f, 2.0f, NAN, -3.0f, 4.0f};
+    const float gv[7] = {INFINITY, 5.0f, 5.0f, 7.0f, 3.0f, NAN, -INFINITY};
+    const float want[7] = {0.0f, 0.0f, 0.0f, 7.0f, 3.0f, 0.0f, -INFINITY};
+    const int64_t shape[1] = {7};
+    nnm_tensor *x = tu_tf32(g_ctx, 1, shape, xv), *g = tu_tf32(g_ctx, 1, shape, gv), *y = NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    CU_ASSERT_EQUAL(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_RELU, x, 0.0, &y), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_backward(y, g, 0), NNM_OK);
+    int64_t n = 0;
+    float *got = tu_read_f32(nnm_tensor_grad(x), &n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    CU_ASSERT_EQUAL(n, 7);
+    for (int i = 0; i < 7 && i < n; i++) {
+        CU_ASSERT(got[i] == want[i]);
+        if (got[i] != want[i])
+            fprintf(stderr, "\n  relu grad [%d]: got %g want %g", i, (double)got[i], (double)want[i]);
+    }
+    free(got);
+    nnm_tensor_release(y);
+    nnm_tensor_release(g);
+    nnm_tensor_release(x);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("gradcheck", ag_suite_init, ag_suite_clean);
     if (s == NULL)
         return 2;
     CU_add_test(s, "unary ops", test_gc_unary);
+    CU_add_test(s, "relu backward corners (torch's threshold_backward)", test_relu_backward_corners);
     CU_add_test(s, "binary ops with broadcasting", test_gc_binary);
     CU_add_test(s, "matmul and linear", test_gc_matmul_linear);
     CU_add_test(s, "reductions", test_gc_reduce);
