@@ -1,19 +1,29 @@
 /* bench/bench_layers.c - conv2d 3x3, 64 -> 64 channels, 56 x 56, padding 1
  * (a ResNet stage-1 conv), batch 8 and batch 32, through the real call path
- * (conv2d plugin -> op_conv -> im2col + OpenBLAS sgemm), one thread; then
- * max_pool2d 2x2 and batch_norm2d as the Fashion-MNIST CNN runs them.
+ * (conv2d plugin -> op_conv -> the cpu backend), one thread, with each of the
+ * two algorithms the cpu backend has for it, chosen by NNM_CPU_WINOGRAD:
+ *   "winograd_f2x2_3x3"  its conv slot (what this shape gets by default)
+ *   "im2col_sgemm"       the runtime's im2col + one OpenBLAS sgemm per image
  *
- * Prints JSON lines:
- *   conv2d_fwd_bN          forward (grad mode off): ms and GFLOP/s
- *   conv2d_fwd_bwd_bN      forward + backward (grads of input and weight and
- *                          bias): ms and GFLOP/s (3x the forward's flops)
- *   sgemm_conv_shape       OpenBLAS sgemm of the conv's own gemm
- *                          (64 x 3136 x 576) in the same run: GFLOP/s
- *   sgemm_1024             OpenBLAS sgemm 1024^3 in the same run: GFLOP/s
- *   sgemm_conv_shape_bN    the same sgemm run N times (one per image), timed in
- *                          alternation with the forward, so both see the same
- *                          machine load: GFLOP/s
- *   conv_fwd_vs_sgemm_bN   the forward's GFLOP/s / sgemm_conv_shape_bN's (the figure)
+ * Prints JSON lines (each conv line names its "algorithm"):
+ *   conv2d_fwd_bN[_im2col]      forward (grad mode off): ms, and GFLOP/s
+ *                               counted as a direct convolution's flops (for
+ *                               Winograd an effective rate: it does 2.25x
+ *                               fewer multiplies)
+ *   conv2d_fwd_bwd_bN[_im2col]  forward + backward (grads of input and weight
+ *                               and bias): ms and GFLOP/s (3x the forward's
+ *                               flops, counted the same way)
+ *   sgemm_conv_shape            OpenBLAS sgemm of the conv's own gemm
+ *                               (64 x 3136 x 576) in the same run: GFLOP/s
+ *   sgemm_1024                  OpenBLAS sgemm 1024^3 in the same run: GFLOP/s
+ *   sgemm_conv_shape_bN[_im2col] the same sgemm run N times (one per image),
+ *                               timed in alternation with the forward, so
+ *                               both see the same machine load: GFLOP/s
+ *   conv_fwd_vs_sgemm_bN[_im2col] the forward's GFLOP/s / that sgemm's: for
+ *                               im2col the fraction of the sgemm rate it
+ *                               keeps; for Winograd above 1 means faster than
+ *                               any direct (im2col) convolution can be
+ * then max_pool2d 2x2 and batch_norm2d as the Fashion-MNIST CNN runs them:
  *   max_pool2d_fwd_b64     max_pool2d 2x2 (stride 2) on [64, 16, 28, 28] (the
  *                          Fashion-MNIST CNN's first pool), forward: ms, GB/s
  *   max_pool2d_fwd_bwd_b64 the same, forward + backward (grad of input): ms
@@ -58,9 +68,12 @@ static nnm_tensor *filled(nnm_ctx *ctx, int32_t nd, const int64_t *shape, float 
     return t;
 }
 
+static const char *g_algo; /* the conv lines' "algorithm", or NULL */
+
 static void emit(const char *name, double value, const char *unit, int batch, double extra, const char *extra_name) {
     printf("{\"bench\": \"%s\", \"value\": %.4g, \"unit\": \"%s\", \"batch\": %d", name, value, unit, batch);
     if (extra_name) printf(", \"%s\": %.4g", extra_name, extra);
+    if (g_algo) printf(", \"algorithm\": \"%s\"", g_algo);
     printf(", \"threads\": 1}\n");
     fflush(stdout);
 }
@@ -203,8 +216,12 @@ int main(int argc, char **argv) {
     if (!ga || !gb || !gc) die(ctx, "out of memory");
     for (long i = 0; i < (long)gk * gn; i++) gb[i] = (float)(i % 7) * 0.01f;
     const int batches[2] = {8, 32};
-    for (int bi = 0; bi < 2; bi++) {
-        const int batch = batches[bi];
+    static const char *const algos[2][3] = {{"winograd_f2x2_3x3", "1", ""}, {"im2col_sgemm", "0", "_im2col"}};
+    for (int bi = 0; bi < 4; bi++) {
+        const int batch = batches[bi / 2];
+        const char *sfx = algos[bi % 2][2];
+        g_algo = algos[bi % 2][0];
+        setenv("NNM_CPU_WINOGRAD", algos[bi % 2][1], 1); /* read by the cpu backend at each call */
         const int r = batch == 32 ? (reps + 1) / 2 : reps;
         int64_t shape[4] = {batch, C_IN, HW, HW};
         nnm_tensor *x = filled(ctx, 4, shape, 1.0f), *y = NULL;
@@ -223,11 +240,11 @@ int main(int argc, char **argv) {
         }
         nnm_grad_set_enabled(prev);
         const double fwd = median(t, r), sg = conv_flops(batch) / median(tg, r) / 1e9;
-        snprintf(name, sizeof name, "conv2d_fwd_b%d", batch);
+        snprintf(name, sizeof name, "conv2d_fwd_b%d%s", batch, sfx);
         emit(name, fwd * 1e3, "ms", batch, conv_flops(batch) / fwd / 1e9, "gflops");
-        snprintf(name, sizeof name, "sgemm_conv_shape_b%d", batch);
+        snprintf(name, sizeof name, "sgemm_conv_shape_b%d%s", batch, sfx);
         emit(name, sg, "GFLOP/s", batch, 0, NULL);
-        snprintf(name, sizeof name, "conv_fwd_vs_sgemm_b%d", batch);
+        snprintf(name, sizeof name, "conv_fwd_vs_sgemm_b%d%s", batch, sfx);
         emit(name, conv_flops(batch) / fwd / 1e9 / sg, "ratio", batch, 0, NULL);
         /* forward + backward: d input, d weight, d bias */
         nnm_tensor_set_requires_grad(x, 1);
@@ -244,11 +261,13 @@ int main(int argc, char **argv) {
             y = NULL;
         }
         const double fb = median(t, r);
-        snprintf(name, sizeof name, "conv2d_fwd_bwd_b%d", batch);
+        snprintf(name, sizeof name, "conv2d_fwd_bwd_b%d%s", batch, sfx);
         emit(name, fb * 1e3, "ms", batch, 3 * conv_flops(batch) / fb / 1e9, "gflops");
         nnm_tensor_release(g);
         nnm_tensor_release(x);
     }
+    unsetenv("NNM_CPU_WINOGRAD");
+    g_algo = NULL;
     free(ga), free(gb), free(gc);
     nnm_module_release(conv);
     bench_max_pool(ctx, reps);

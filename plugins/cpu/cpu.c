@@ -1045,6 +1045,9 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 /* fused batch normalisation forward and backward (1.4) */
 #include "bn_kernels.inc"
 
+/* whole 3x3 convolutions as Winograd F(2x2, 3x3) (1.4) */
+#include "conv_winograd.inc"
+
 /* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1078,6 +1081,8 @@ static const nnm_backend_vtable cpu_backend = {
     .pool_backward = cpu_pool_backward,
     .softmax = cpu_softmax,
     .where = cpu_where,
+    .conv = cpu_conv,
+    .conv_backward = cpu_conv_backward,
     .batch_norm = cpu_batch_norm,
     .batch_norm_backward = cpu_batch_norm_backward,
 };

@@ -1,6 +1,9 @@
 /* runtime/core/ops_nn.c - the ABI 1.3 ops the standard layers need: constant
  * and random tensors, batched matmul, softmax over any dim, where, in-place
- * buffer updates, convolution (im2col + gemm) and pooling.
+ * buffer updates, convolution and pooling. A convolution goes first to the
+ * backend's own kernel (ABI 1.4 `conv` / `conv_backward`, e.g. the CPU
+ * backend's Winograd 3x3); when the backend has none or declines the
+ * geometry, it runs as im2col + gemm.
  *
  * As in ops.c: check shapes, dtypes and devices, allocate outputs (and
  * scratch) from the caching allocator, dispatch to the device's backend, and
@@ -478,6 +481,40 @@ static nnm_status gemm_raw(nnm__env *env, nnm__backend *be, int ta, int tb, int6
     return be->vt->gemm(&env->pub, be->state, &g);
 }
 
+/* The backend's whole-convolution slot (ABI 1.4 `conv` or `conv_backward`,
+ * at byte offset `off` of its vtable), or NULL when it has none (an older
+ * vtable, or a NULL slot). */
+typedef nnm_status (*conv_slot_fn)(nnm_env *env, void *state, const nnm_conv_args *args);
+static conv_slot_fn conv_slot(const nnm__backend *be, size_t off) {
+    conv_slot_fn f = NULL;
+    if (be->vt->struct_size >= off + sizeof f) memcpy(&f, (const char *)be->vt + off, sizeof f);
+    return f;
+}
+
+/* Offers a convolution to the backend's own kernel. NNM_OK: it ran.
+ * NNM_E_UNSUPPORTED: no slot, or the backend declined this geometry; the
+ * context's message is left as it was before the call (a declining backend
+ * should set none, but a stale one must not leak into a later failure), so
+ * the caller falls back to im2col + gemm silently. Anything else: the
+ * backend's error. */
+static nnm_status try_backend_conv(nnm_ctx *ctx, nnm__backend *be, size_t off, const nnm_conv_args *a) {
+    conv_slot_fn f = conv_slot(be, off);
+    if (!f) return NNM_E_UNSUPPORTED;
+    uint64_t seq = ctx->err_seq;
+    int attributed = ctx->err_attributed;
+    char saved[NNM__ERRMSG_CAP];
+    memcpy(saved, ctx->errmsg, sizeof saved);
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_status st = f(&env.pub, be->state, a);
+    if (st == NNM_E_UNSUPPORTED && ctx->err_seq != seq) {
+        memcpy(ctx->errmsg, saved, sizeof saved);
+        ctx->err_seq = seq;
+        ctx->err_attributed = attributed;
+    }
+    return st;
+}
+
 /* Adds b [C] to y [N, C, *] along dim 1, in place. */
 static nnm_status add_channel_bias(nnm_ctx *ctx, nnm__backend *be, nnm_tensor *y, nnm_tensor *b) {
     int64_t nc = y->shape[0] * y->shape[1];
@@ -511,17 +548,30 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
         return nnm__error(ctx, NNM_E_SHAPE, "%s: bias must be [%lld]", op, (long long)G.cout);
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
-    if (!be->vt->gemm || !be->vt->binary)
-        return nnm__error(ctx, NNM_E_UNSUPPORTED, "%s: backend '%s' lacks gemm", op, be->vt->name);
+    int64_t shape[NNM_MAX_DIMS] = {G.n, G.cout};
+    for (int32_t i = 0; i < G.ns; i++) shape[2 + i] = G.out[i];
+    nnm_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *col = NULL;
+    /* the backend's own kernel first (1.4), when it has one for this geometry */
+    if (!p->transposed && conv_slot(be, offsetof(nnm_backend_vtable, conv)) && nnm__numel(G.ns + 2, shape)) {
+        if ((st = nnm__contiguous(ctx, x, &xc)) || (st = nnm__contiguous(ctx, w, &wc)) ||
+            (b && (st = nnm__contiguous(ctx, b, &bc))) ||
+            (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, G.ns + 2, shape, &y)))
+            goto done;
+        nnm_conv_args ca = {sizeof ca, 0, p, &xc->desc, &wc->desc, bc ? &bc->desc : NULL, &y->desc, NULL, NULL, NULL};
+        st = try_backend_conv(ctx, be, offsetof(nnm_backend_vtable, conv), &ca);
+        if (st != NNM_E_UNSUPPORTED) goto recorded;
+        st = NNM_OK;
+    }
+    if (!be->vt->gemm || !be->vt->binary) {
+        st = nnm__error(ctx, NNM_E_UNSUPPORTED, "%s: backend '%s' lacks gemm", op, be->vt->name);
+        goto done;
+    }
     if (!G.pointwise &&
         (st = p->transposed ? NNM__BACKEND_SLOT(ctx, x->desc.device, col2im, op, &be)
                             : NNM__BACKEND_SLOT(ctx, x->desc.device, im2col, op, &be)))
-        return st;
-    int64_t shape[NNM_MAX_DIMS] = {G.n, G.cout};
-    for (int32_t i = 0; i < G.ns; i++) shape[2 + i] = G.out[i];
-    nnm_tensor *xc = NULL, *wc = NULL, *y = NULL, *col = NULL;
-    if ((st = nnm__contiguous(ctx, x, &xc)) || (st = nnm__contiguous(ctx, w, &wc)) ||
-        (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, G.ns + 2, shape, &y)))
+        goto done;
+    if ((!xc && (st = nnm__contiguous(ctx, x, &xc))) || (!wc && (st = nnm__contiguous(ctx, w, &wc))) ||
+        (!y && (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, G.ns + 2, shape, &y))))
         goto done;
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
@@ -579,10 +629,12 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
         }
     }
     if (!st && b && p->transposed && nnm_tensor_numel(y)) st = add_channel_bias(ctx, be, y, b);
+recorded:
     if (!st && nnm__needs_grad(x, w, b)) st = nnm__record_conv(ctx, x, w, b, xc, wc, p, y);
 done:
     nnm_tensor_release(xc);
     nnm_tensor_release(wc);
+    nnm_tensor_release(bc);
     nnm_tensor_release(col);
     if (st) nnm_tensor_release(y);
     else *out = y;
@@ -624,6 +676,28 @@ nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor
     if (st) return st;
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
+    /* the backend's own kernel first (1.4), when it has one for this geometry;
+     * x and w are the forward's contiguous copies */
+    if (!p->transposed && (gx || gw) && conv_slot(be, offsetof(nnm_backend_vtable, conv_backward)) &&
+        nnm_tensor_numel(x) && nnm_tensor_numel(g0)) {
+        nnm_tensor *g = NULL;
+        if (gx) *gx = NULL;
+        if (gw) *gw = NULL;
+        if ((st = nnm__contiguous(ctx, g0, &g)) ||
+            (gx && (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, x->desc.ndim, x->shape, gx))) ||
+            (gw && (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, w->desc.ndim, w->shape, gw))))
+            goto tried;
+        nnm_conv_args ca = {sizeof ca, 0, p, &x->desc, &w->desc, NULL, NULL, &g->desc,
+                            gx ? &(*gx)->desc : NULL, gw ? &(*gw)->desc : NULL};
+        st = try_backend_conv(ctx, be, offsetof(nnm_backend_vtable, conv_backward), &ca);
+    tried:
+        nnm_tensor_release(g);
+        if (st == NNM_OK) return NNM_OK;
+        if (gx) nnm_tensor_release(*gx), *gx = NULL;
+        if (gw) nnm_tensor_release(*gw), *gw = NULL;
+        if (st != NNM_E_UNSUPPORTED) return st;
+        st = NNM_OK; /* declined: im2col + gemm below */
+    }
     if (!G.pointwise && ((st = NNM__BACKEND_SLOT(ctx, x->desc.device, im2col, "conv backward", &be)) ||
                          (st = NNM__BACKEND_SLOT(ctx, x->desc.device, col2im, "conv backward", &be))))
         return st;
