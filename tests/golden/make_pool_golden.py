@@ -67,6 +67,9 @@ def cases():
     yield ("avg_3x3_s2_p1_ceil_divisor", 1, vals((1, 2, 8, 7), [0.5, 1.0, 3.0], 14), (3, 3), (2, 2), (1, 1),
            (1, 1), 1, 1, 5)
     yield ("avg_nan_2x2", 1, vals((1, 2, 6, 6), nans[:4], 15), (2, 2), (2, 2), (0, 0), (1, 1), 0, 1, 0)
+    # the last window runs past the padding: count_include_pad counts only up to it
+    yield ("avg_3x3_s2_p1_ceil_cip", 1, vals((1, 2, 8, 7), [0.5, 1.0, 3.0], 16), (3, 3), (2, 2), (1, 1),
+           (1, 1), 1, 1, 0)
 
 
 def bits(t):
