@@ -1057,7 +1057,7 @@ static const nnm_backend_vtable cpu_backend = {
     .flags = NNM_BACKEND_OPS_1_3,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 2,
+    .version_minor = 3, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm) */
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -1095,7 +1095,8 @@ static const nnm_plugin_desc cpu_plugin = {
     .abi_minor = NNM_ABI_MINOR,
     .name = "cpu",
     .description = "CPU backend: host memory, OpenBLAS gemm, strided f32 elementwise ops, "
-                   "reductions, log_softmax/nll, SGD/Adam steps",
+                   "reductions, log_softmax/nll, SGD/Adam steps, im2col and Winograd "
+                   "convolution, pooling, fused batch norm",
     .n_layers = 0,
     .n_backends = 1,
     .layers = NULL,

@@ -420,6 +420,7 @@ static const nnm_config_field gn_config[] = {
         .struct_size = sizeof(nnm_layer_vtable),                                                      \
         .name = lname,                                                                                \
         .version_major = 1,                                                                           \
+        .version_patch = 1, /* 1.0.1: batch norm runs as the fused op_batch_norm where the backend has it */ \
         .n_inputs = 1,                                                                                \
         .n_outputs = 1,                                                                               \
         .create = create_fn,                                                                          \

@@ -102,7 +102,7 @@ static void test_descriptor(void) {
     CU_ASSERT_STRING_EQUAL(g_be->name, "cpu");
     CU_ASSERT_EQUAL(g_be->device_type, NNM_DEVICE_CPU);
     CU_ASSERT_EQUAL(g_be->version_major, 1);
-    CU_ASSERT_EQUAL(g_be->version_minor, 2); /* 1.2: the ABI 1.3 slots */
+    CU_ASSERT_EQUAL(g_be->version_minor, 3); /* 1.3: the ABI 1.4 slots (conv, batch_norm) */
     CU_ASSERT_EQUAL(g_be->version_patch, 0);
     CU_ASSERT_PTR_NOT_NULL(g_be->alloc);
     CU_ASSERT_PTR_NOT_NULL(g_be->free);
@@ -117,6 +117,13 @@ static void test_descriptor(void) {
     CU_ASSERT_PTR_NOT_NULL(g_be->nll_backward);
     CU_ASSERT_PTR_NOT_NULL(g_be->sgd_step);
     CU_ASSERT_PTR_NOT_NULL(g_be->adam_step);
+    CU_ASSERT_PTR_NOT_NULL(g_be->im2col); /* 1.3 */
+    CU_ASSERT_PTR_NOT_NULL(g_be->pool_backward);
+    CU_ASSERT_PTR_NOT_NULL(g_be->where);
+    CU_ASSERT_PTR_NOT_NULL(g_be->conv); /* 1.4 */
+    CU_ASSERT_PTR_NOT_NULL(g_be->conv_backward);
+    CU_ASSERT_PTR_NOT_NULL(g_be->batch_norm);
+    CU_ASSERT_PTR_NOT_NULL(g_be->batch_norm_backward);
 
     void *sym = dlsym(g_dl, NNM_PLUGIN_ENTRY_SYMBOL);
     nnm_plugin_entry_fn entry;
