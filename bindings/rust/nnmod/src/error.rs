@@ -4,6 +4,8 @@ use std::fmt;
 
 use nnmod_sys as sys;
 
+use crate::state::LoadReport;
+
 /// A failed nnmod call: the status code (`NNM_E_*`, negative), its name
 /// (`"NNM_E_SHAPE"`) and the message the context recorded, which names the
 /// module path (`"fc1 (linear): ..."`), file or plugin.
@@ -11,6 +13,8 @@ use nnmod_sys as sys;
 pub struct Error {
     status: i32,
     message: String,
+    // a load refused for keys that do not fit: what the library found
+    report: Option<Box<LoadReport>>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -19,7 +23,7 @@ impl Error {
     /// An error of `status` (an `NNM_E_*` code) with `message`; hooks return
     /// these to fail a call.
     pub fn new(status: i32, message: impl Into<String>) -> Error {
-        Error { status, message: message.into() }
+        Error { status, message: message.into(), report: None }
     }
 
     /// A hook failure (`NNM_E_HOOK`) with `message`.
@@ -42,10 +46,22 @@ impl Error {
         &self.message
     }
 
+    /// For a load (`Module::load`, `Module::load_state_dict`) refused because
+    /// keys do not fit: every missing, unexpected and mismatched key (the
+    /// message names the first few). None for any other error.
+    pub fn load_report(&self) -> Option<&LoadReport> {
+        self.report.as_deref()
+    }
+
+    pub(crate) fn with_report(mut self, report: LoadReport) -> Error {
+        self.report = Some(Box::new(report));
+        self
+    }
+
     /// Reads ctx's message for `status` (ctx may be null).
     pub(crate) fn from_ctx(ctx: *const sys::nnm_ctx, status: i32) -> Error {
         let msg = unsafe { CStr::from_ptr(sys::nnm_ctx_errmsg(ctx)) };
-        Error { status, message: msg.to_string_lossy().into_owned() }
+        Error { status, message: msg.to_string_lossy().into_owned(), report: None }
     }
 }
 

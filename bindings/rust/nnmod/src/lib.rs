@@ -22,21 +22,24 @@
 //!
 //! Errors: every fallible call returns [`Result`]; an [`Error`] carries the
 //! status code, its name and the context's message (module path included).
+pub mod checkpoint;
 mod context;
 mod error;
 mod grad;
 mod hooks;
 mod module;
 mod optim;
+mod state;
 mod tensor;
 
 pub use context::{Config, Context, ContextOptions};
 pub use error::{Error, Result};
 pub use grad::{is_grad_enabled, no_grad, set_grad_enabled, GradGuard};
 pub use hooks::{BackwardHookArgs, ForwardHookArgs, ForwardPreHookArgs, HookHandle, HookOptions};
-pub use module::{LoadReport, Module};
+pub use module::Module;
 pub use nnmod_sys as sys;
 pub use optim::{Adam, Optimizer, Sgd};
+pub use state::{LoadReport, StateDict};
 pub use tensor::Tensor;
 
 /// The library's version ("0.3.0").

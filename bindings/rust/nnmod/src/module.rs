@@ -1,13 +1,12 @@
 //! Modules: the tree, THE call, modes, parameters, state.
 use std::ffi::{c_void, CStr};
 use std::fmt;
-use std::path::Path;
 use std::ptr::{self, NonNull};
 use std::rc::Rc;
 
 use nnmod_sys as sys;
 
-use crate::context::{cstring, path_cstring, CtxInner};
+use crate::context::{cstring, CtxInner};
 use crate::error::{check, Error, Result};
 use crate::tensor::Tensor;
 
@@ -187,42 +186,6 @@ impl Module {
         })?;
         Ok(acc.out)
     }
-
-    /// Saves the state dict to a safetensors file (atomically).
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let p = path_cstring(path.as_ref())?;
-        check(self.ctx.raw, unsafe { sys::nnm_module_save(self.raw.as_ptr(), p.as_ptr(), 0, ptr::null()) })
-    }
-
-    /// Loads a state dict; `strict` refuses any key that does not fit.
-    /// Returns (missing, unexpected, mismatched) keys.
-    pub fn load(&self, path: impl AsRef<Path>, strict: bool) -> Result<LoadReport> {
-        let p = path_cstring(path.as_ref())?;
-        let mut rep: *mut sys::nnm_load_report = ptr::null_mut();
-        check(self.ctx.raw, unsafe { sys::nnm_module_load(self.raw.as_ptr(), p.as_ptr(), strict as i32, &mut rep) })?;
-        let mut out = LoadReport::default();
-        if !rep.is_null() {
-            unsafe {
-                let r = &*rep;
-                let list = |p: *const *const std::os::raw::c_char, n: u32| -> Vec<String> {
-                    (0..n as usize).map(|i| CStr::from_ptr(*p.add(i)).to_string_lossy().into_owned()).collect()
-                };
-                out.missing = list(r.missing, r.n_missing);
-                out.unexpected = list(r.unexpected, r.n_unexpected);
-                out.mismatched = list(r.mismatched, r.n_mismatched);
-                sys::nnm_load_report_free(rep);
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// What a non-strict load found that did not fit (PyTorch's _IncompatibleKeys).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LoadReport {
-    pub missing: Vec<String>,
-    pub unexpected: Vec<String>,
-    pub mismatched: Vec<String>,
 }
 
 impl Clone for Module {

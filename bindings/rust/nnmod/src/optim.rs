@@ -80,6 +80,11 @@ impl Optimizer {
         Ok(Optimizer { raw, ctx: m.ctx.clone() })
     }
 
+    /// The raw handle (borrowed; valid while self lives).
+    pub fn as_ptr(&self) -> *mut sys::nnm_optim {
+        self.raw
+    }
+
     /// One update of every parameter that has a .grad.
     pub fn step(&mut self) -> Result<()> {
         check(self.ctx.raw, unsafe { sys::nnm_optim_step(self.raw) })
