@@ -287,30 +287,129 @@ func SGD(m *Module, lr, momentum, dampening, weightDecay float64, nesterov bool)
 	if st := C.nnm_optim_sgd_new(mm, &o, &opt); st != C.NNM_OK {
 		return nil, errorOf(m.c, st)
 	}
+	return newOptimizer(m, opt), nil
+}
+
+func newOptimizer(m *Module, opt *C.nnm_optim) *Optimizer {
 	x := &Optimizer{o: opt, c: m.c, ctx: m.ctx}
 	runtime.SetFinalizer(x, func(x *Optimizer) {
 		if o := x.o; o != nil {
 			x.ctx.queue(func() { C.nnm_optim_free(o) })
 		}
 	})
-	return x, nil
+	return x
+}
+
+// AdamOptions are torch.optim.Adam's arguments; Decoupled makes it AdamW
+// (decoupled weight decay). NewAdamOptions gives PyTorch's defaults.
+type AdamOptions struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float64
+	AMSGrad                            bool
+	Decoupled                          bool // AdamW
+}
+
+// NewAdamOptions is Adam(lr) with PyTorch's defaults: betas (0.9, 0.999),
+// eps 1e-8, no weight decay.
+func NewAdamOptions(lr float64) AdamOptions {
+	return AdamOptions{LR: lr, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+}
+
+// Adam is torch.optim.Adam (or AdamW with opts.Decoupled) over every
+// parameter of m's tree.
+func Adam(m *Module, opts AdamOptions) (*Optimizer, error) {
+	mm, err := m.live()
+	if err != nil {
+		return nil, err
+	}
+	var o C.nnm_adam_options
+	o.struct_size = C.uint32_t(unsafe.Sizeof(o))
+	if opts.AMSGrad {
+		o.amsgrad = 1
+	}
+	if opts.Decoupled {
+		o.decoupled = 1
+	}
+	o.lr, o.beta1, o.beta2 = C.double(opts.LR), C.double(opts.Beta1), C.double(opts.Beta2)
+	o.eps, o.weight_decay = C.double(opts.Eps), C.double(opts.WeightDecay)
+	var opt *C.nnm_optim
+	if st := C.nnm_optim_adam_new(mm, &o, &opt); st != C.NNM_OK {
+		return nil, errorOf(m.c, st)
+	}
+	return newOptimizer(m, opt), nil
+}
+
+func (x *Optimizer) live() (*C.nnm_optim, error) {
+	if x == nil || x.o == nil {
+		return nil, NewError(EState, "the optimizer is closed")
+	}
+	x.ctx.collect()
+	return x.o, nil
+}
+
+// AddGroup moves the parameters whose dotted name starts with prefix
+// ("fc2." for fc2's) into a new group with its own lr and weight decay, and
+// returns the group's index. Before the first step only.
+func (x *Optimizer) AddGroup(prefix string, lr, weightDecay float64) (int, error) {
+	o, err := x.live()
+	if err != nil {
+		return 0, err
+	}
+	if err := checkNUL("prefix", prefix); err != nil {
+		return 0, err
+	}
+	cp := C.CString(prefix)
+	defer C.free(unsafe.Pointer(cp))
+	var g C.uint32_t
+	if st := C.nnm_optim_add_group(o, cp, C.double(lr), C.double(weightDecay), &g); st != C.NNM_OK {
+		return 0, errorOf(x.c, st)
+	}
+	return int(g), nil
+}
+
+// Groups is the number of parameter groups.
+func (x *Optimizer) Groups() int {
+	if x == nil || x.o == nil {
+		return 0
+	}
+	return int(C.nnm_optim_group_count(x.o))
+}
+
+// LR is the learning rate of parameter group `group` (0: the first).
+func (x *Optimizer) LR(group int) float64 {
+	if x == nil || x.o == nil {
+		return 0
+	}
+	return float64(C.nnm_optim_get_lr(x.o, C.uint32_t(group)))
+}
+
+// SetLR sets the learning rate of parameter group `group`.
+func (x *Optimizer) SetLR(group int, lr float64) error {
+	o, err := x.live()
+	if err != nil {
+		return err
+	}
+	if group < 0 {
+		return NewError(EInvalid, fmt.Sprintf("group %d", group))
+	}
+	return errorOf(x.c, C.nnm_optim_set_lr(o, C.uint32_t(group), C.double(lr)))
 }
 
 // Step updates every parameter that has a .grad.
 func (x *Optimizer) Step() error {
-	if x.o == nil {
-		return NewError(EState, "the optimizer is closed")
+	o, err := x.live()
+	if err != nil {
+		return err
 	}
-	x.ctx.collect()
-	return errorOf(x.c, C.nnm_optim_step(x.o))
+	return errorOf(x.c, C.nnm_optim_step(o))
 }
 
 // ZeroGrad sets the .grad of every parameter of the optimizer to none.
 func (x *Optimizer) ZeroGrad() error {
-	if x.o == nil {
-		return NewError(EState, "the optimizer is closed")
+	o, err := x.live()
+	if err != nil {
+		return err
 	}
-	return errorOf(x.c, C.nnm_optim_zero_grad(x.o))
+	return errorOf(x.c, C.nnm_optim_zero_grad(o))
 }
 
 // Close frees the optimizer. Idempotent.

@@ -13,9 +13,14 @@
 //! # Ok::<(), nnmod::Error>(())
 //! ```
 //!
-//! Ownership: [`Context`], [`Module`], [`Tensor`] and [`Optimizer`] own one
-//! reference to their C object and release it on `Drop`; `Clone` takes
-//! another reference. Every object keeps its context alive.
+//! Ownership: [`Context`], [`Module`], [`Tensor`], [`Optimizer`] and
+//! [`StateDict`] own one reference to their C object and release it on
+//! `Drop`; `Clone` takes another reference. Every object keeps its context
+//! alive.
+//!
+//! Weights: [`Module::save`] / [`Module::load`] (safetensors, with a
+//! [`LoadReport`]), [`Module::state_dict`] / [`Module::load_state_dict`], and
+//! training checkpoints in [`checkpoint`].
 //!
 //! Threads: none of them is `Send` or `Sync` (the C contract: one thread at
 //! a time per context, grad mode per thread); use one context per thread.

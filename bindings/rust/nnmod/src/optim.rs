@@ -95,6 +95,21 @@ impl Optimizer {
         check(self.ctx.raw, unsafe { sys::nnm_optim_zero_grad(self.raw) })
     }
 
+    /// Moves the parameters whose dotted name starts with `prefix` ("fc2."
+    /// for fc2's) into a new group with its own lr and weight decay; returns
+    /// the group's index. Before the first step only.
+    pub fn add_group(&mut self, prefix: &str, lr: f64, weight_decay: f64) -> Result<u32> {
+        let p = crate::context::cstring("prefix", prefix)?;
+        let mut g = 0u32;
+        check(self.ctx.raw, unsafe { sys::nnm_optim_add_group(self.raw, p.as_ptr(), lr, weight_decay, &mut g) })?;
+        Ok(g)
+    }
+
+    /// The number of parameter groups.
+    pub fn group_count(&self) -> u32 {
+        unsafe { sys::nnm_optim_group_count(self.raw) }
+    }
+
     pub fn lr(&self, group: u32) -> f64 {
         unsafe { sys::nnm_optim_get_lr(self.raw, group) }
     }

@@ -175,7 +175,12 @@ fn checkpoints_resume_training_exactly() {
     for kind in ["sgd", "adam", "adamw"] {
         let make = |m: &Module| match kind {
             "sgd" => Optimizer::sgd(m, Sgd { momentum: 0.9, ..Sgd::new(0.05) }).unwrap(),
-            "adam" => Optimizer::adam(m, Adam::new(1e-2)).unwrap(),
+            "adam" => {
+                // two groups: fc2 at its own rate
+                let mut o = Optimizer::adam(m, Adam::new(1e-2)).unwrap();
+                assert_eq!(o.add_group("fc2.", 1e-3, 0.0).unwrap(), 1);
+                o
+            }
             _ => Optimizer::adam(m, Adam { weight_decay: 0.1, decoupled: true, ..Adam::new(1e-2) }).unwrap(),
         };
         let c = ctx(7);
@@ -202,6 +207,12 @@ fn checkpoints_resume_training_exactly() {
             assert_eq!(bits(a), bits(b), "{kind}: {k}");
         }
         assert!(checkpoint::metadata(&c2, &path).unwrap().contains(&("epoch".into(), "3".into())));
+        if kind == "adam" {
+            assert_eq!((opt2.group_count(), opt2.lr(1)), (2, 1e-3));
+            // the same kind in other groups is refused
+            let mut one = Optimizer::adam(&m2, Adam::new(1e-2)).unwrap();
+            assert_eq!(checkpoint::load(&path, &m2, Some(&mut one)).unwrap_err().status(), sys::NNM_E_INVALID);
+        }
 
         // another kind of optimizer is refused, and nothing changes
         let before = params(&m2);
