@@ -518,7 +518,11 @@ NNM_API nnm_status nnm_module_zero_grad(nnm_module *m);
  * be NULL: no gradient) and may replace them the same way. n_in is the number
  * of inputs of the call, as PyTorch's len(grad_input), also when no input
  * needs a gradient: then every grad_in[i] is NULL and must stay NULL (else
- * NNM_E_HOOK, as PyTorch raises). They fire during nnm_backward for calls
+ * NNM_E_HOOK, as PyTorch raises). A replaced gradient must be f32 on the
+ * module's device with its tensor's shape or one that sums down to it
+ * (then it is summed, as PyTorch's validate_outputs); anything else fails
+ * the backward (NNM_E_SHAPE, NNM_E_DTYPE, NNM_E_DEVICE) naming the module
+ * and the index. They fire during nnm_backward for calls
  * made while grad mode was on. Registration options, global backward hooks
  * and handles: "Hooks, version 2" below. */
 typedef nnm_status (*nnm_backward_pre_hook_fn)(void *user, nnm_module *m, nnm_tensor **grad_out,

@@ -136,6 +136,25 @@ static const int64_t *node_in_shape(const nnm__node *n, uint32_t i, int32_t *ndi
     return n->in_shape[i];
 }
 
+/* Records the inputs' shapes on n, to check what its backward returns (up
+ * to 2 inline, more in a malloc'd table). Returns nonzero when out of memory. */
+static int record_in_shapes(nnm__node *n, nnm_tensor *const *in, uint32_t n_in) {
+    int64_t *meta = n_in > 2 ? malloc((size_t)n_in * (NNM_MAX_DIMS + 1) * sizeof *meta) : NULL;
+    if (n_in > 2 && !meta) return 1;
+    n->in_shapes = meta;
+    for (uint32_t i = 0; i < n_in; i++) {
+        const nnm_tensor *x = in[i];
+        if (meta) {
+            meta[(size_t)i * (NNM_MAX_DIMS + 1)] = x->desc.ndim;
+            memcpy(meta + (size_t)i * (NNM_MAX_DIMS + 1) + 1, x->shape, (size_t)x->desc.ndim * sizeof *meta);
+        } else {
+            n->in_ndim[i] = x->desc.ndim;
+            memcpy(n->in_shape[i], x->shape, (size_t)x->desc.ndim * sizeof *meta);
+        }
+    }
+    return 0;
+}
+
 /* PyTorch's validate_outputs: a gradient must have its input's dtype and
  * device, and a shape the input's expands to (then it is summed down to the
  * input's shape); anything else is refused at the node, naming the module. */
@@ -229,22 +248,9 @@ nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in
     n->n_saved = n_saved;
     n->module = m;
     m->refs++;
-    /* the inputs' shapes, to check what backward returns */
-    int64_t *meta = n_in > 2 ? malloc((size_t)n_in * (NNM_MAX_DIMS + 1) * sizeof *meta) : NULL;
-    if (n_in > 2 && !meta) {
+    if (record_in_shapes(n, in, n_in)) {
         nnm__node_release(n);
         return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (autograd node)");
-    }
-    n->in_shapes = meta;
-    for (uint32_t i = 0; i < n_in; i++) {
-        const nnm_tensor *x = in[i];
-        if (meta) {
-            meta[(size_t)i * (NNM_MAX_DIMS + 1)] = x->desc.ndim;
-            memcpy(meta + (size_t)i * (NNM_MAX_DIMS + 1) + 1, x->shape, (size_t)x->desc.ndim * sizeof *meta);
-        } else {
-            n->in_ndim[i] = x->desc.ndim;
-            memcpy(n->in_shape[i], x->shape, (size_t)x->desc.ndim * sizeof *meta);
-        }
     }
     nnm_status st = NNM_OK;
     for (uint32_t i = 0; i < n_out && !st; i++) {
@@ -313,14 +319,27 @@ static int has_bw_hooks(const nnm_module *m) {
     return m->bw_hooks.count || m->ctx->gbw_hooks.count;
 }
 
+/* What the hooks left in gin goes on through the graph: the engine's
+ * validate_outputs rules apply (PyTorch checks BackwardHookFunctionBackward's
+ * results the same way), so a hook that returns a gradient of another shape,
+ * dtype or device fails here, naming the module, instead of corrupting the
+ * gradients upstream. */
+static nnm_status check_hook_grads(nnm_ctx *ctx, nnm__node *n, nnm_tensor **gin) {
+    nnm_status st = NNM_OK;
+    for (uint32_t i = 0; i < n->n_out && !st; i++)
+        if (gin[i]) st = check_grad(ctx, n, i, &gin[i]);
+    if (st) nnm__error_attribute(ctx, n->module);
+    return st;
+}
+
 static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
-    (void)ctx;
     nnm_module *m = n->module;
     for (uint32_t i = 0; i < n->n_out; i++) {
         gin[i] = gout[i];
         nnm_tensor_retain(gin[i]);
     }
     nnm_status st = run_bw_hooks(m, 1, gin, n->n_out, NULL, 0);
+    if (!st) st = check_hook_grads(ctx, n, gin);
     if (!st && n->peer) {
         for (uint32_t i = 0; i < n->n_out; i++) {
             nnm_tensor_release(n->peer->hook_grad_out[i]);
@@ -349,13 +368,13 @@ static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *cons
 }
 
 static nnm_status hook_in_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
-    (void)ctx;
     nnm_module *m = n->module;
     for (uint32_t i = 0; i < n->n_out; i++) {
         gin[i] = gout[i];
         nnm_tensor_retain(gin[i]);
     }
-    return run_bw_hooks(m, 0, gin, n->n_out, n->hook_grad_out, (uint32_t)n->ival);
+    nnm_status st = run_bw_hooks(m, 0, gin, n->n_out, n->hook_grad_out, (uint32_t)n->ival);
+    return st ? st : check_hook_grads(ctx, n, gin);
 }
 
 /* Replaces each tensor of v that requires grad with an alias that is output i
@@ -371,6 +390,10 @@ static nnm_status wrap(nnm_module *m, nnm__backward_fn fn, nnm_tensor **v, uint3
     if (!nd) return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (autograd node)");
     nd->module = m;
     m->refs++;
+    if (record_in_shapes(nd, v, n)) {
+        nnm__node_release(nd);
+        return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (autograd node)");
+    }
     nnm_status st = NNM_OK;
     for (uint32_t i = 0; i < n && !st; i++) {
         if (!(v[i]->flags & NNM__T_REQUIRES_GRAD)) continue;

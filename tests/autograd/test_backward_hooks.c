@@ -3,6 +3,8 @@
  * backward hooks: order, replacing gradients, removal. */
 #include "ag_test.h"
 
+#include <string.h>
+
 /* ---- a layer with its own backward: y = w * x (w a [1] parameter) -------- */
 
 typedef struct wscale {
@@ -277,6 +279,87 @@ static void test_backward_hooks_replace_gradients(void) {
     LEAK_CHECK_END();
 }
 
+/* replaces the gradient by one of shape [3] (the input is [2]) */
+static nnm_status bw_pre_wrong_shape(void *user, nnm_module *m, nnm_tensor **gout, uint32_t n_out) {
+    (void)user, (void)n_out;
+    int64_t shape[1] = {3};
+    float v[3] = {1, 1, 1};
+    nnm_tensor *t = NULL;
+    nnm_status st = nnm_tensor_from_f32(nnm_module_ctx(m), 1, shape, v, &t);
+    if (st) return st;
+    gout[0] = t;
+    return NNM_OK;
+}
+
+static nnm_status bw_wrong_shape_gin(void *user, nnm_module *m, nnm_tensor **gin, uint32_t n_in,
+                                     nnm_tensor *const *gout, uint32_t n_out) {
+    (void)gout, (void)n_out, (void)n_in;
+    return bw_pre_wrong_shape(user, m, gin, 1);
+}
+
+/* a [1, 2] gradient for a [2] input sums down to it, as validate_outputs does */
+static nnm_status bw_broadcast_gin(void *user, nnm_module *m, nnm_tensor **gin, uint32_t n_in,
+                                   nnm_tensor *const *gout, uint32_t n_out) {
+    (void)user, (void)gout, (void)n_out, (void)n_in;
+    int64_t shape[2] = {3, 2};
+    float v[6] = {1, 2, 1, 2, 1, 2};
+    nnm_tensor *t = NULL;
+    nnm_status st = nnm_tensor_from_f32(nnm_module_ctx(m), 2, shape, v, &t);
+    if (st) return st;
+    gin[0] = t;
+    return NNM_OK;
+}
+
+/* y = relu(x) * 2 summed; returns nnm_backward's status */
+static nnm_status run_status(nnm_module *m, nnm_tensor *x) {
+    nnm_tensor *y = NULL, *s = NULL, *l = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_SCALE, y, 2.0, &s), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, s, NULL, 0, 0, &l), NNM_OK);
+    nnm_status st = nnm_backward(l, NULL, 0);
+    nnm_tensor_release(l);
+    nnm_tensor_release(s);
+    nnm_tensor_release(y);
+    return st;
+}
+
+static void test_backward_hooks_validate_replaced_gradients(void) {
+    LEAK_CHECK_BEGIN();
+    float xv[2] = {1.0f, 3.0f};
+    nnm_tensor *x = vec(xv, 2, 1);
+    /* a pre-hook that puts a [3] gradient for a [2] output fails the backward,
+     * naming the module, as PyTorch's validate_outputs does */
+    nnm_module *m = relu_module();
+    nnm_hook_handle *a;
+    nnm_module_register_full_backward_pre_hook(m, bw_pre_wrong_shape, NULL, &a);
+    CU_ASSERT_EQUAL(run_status(m, x), NNM_E_SHAPE);
+    const char *msg = nnm_ctx_errmsg(g_ctx);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "invalid gradient at index 0"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "[3]"));
+    nnm_hook_remove(a);
+    nnm_module_release(m);
+    /* the same from a full backward hook over the inputs' gradients */
+    m = relu_module();
+    nnm_module_register_full_backward_hook(m, bw_wrong_shape_gin, NULL, &a);
+    CU_ASSERT_EQUAL(run_status(m, x), NNM_E_SHAPE);
+    nnm_hook_remove(a);
+    nnm_module_release(m);
+    /* a broadcastable one is summed to the input's shape: x.grad = 3 * [1, 2] */
+    nnm_tensor_release(x);
+    x = vec(xv, 2, 1);
+    m = relu_module();
+    nnm_module_register_full_backward_hook(m, bw_broadcast_gin, NULL, &a);
+    CU_ASSERT_EQUAL(run_status(m, x), NNM_OK);
+    float gx[2];
+    values(nnm_tensor_grad(x), gx, 2);
+    CU_ASSERT_DOUBLE_EQUAL(gx[0], 3.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(gx[1], 6.0, 1e-6);
+    nnm_hook_remove(a);
+    nnm_module_release(m);
+    nnm_tensor_release(x);
+    LEAK_CHECK_END();
+}
+
 static void test_backward_hook_without_input_grad(void) {
     /* the input needs no grad: the hook still fires, with no input gradient */
     LEAK_CHECK_BEGIN();
@@ -311,5 +394,7 @@ int main(void) {
     CU_add_test(s, "full backward hooks: order, values, removal", test_backward_hooks_order_and_values);
     CU_add_test(s, "full backward hooks replace gradients", test_backward_hooks_replace_gradients);
     CU_add_test(s, "backward hook when no input needs grad", test_backward_hook_without_input_grad);
+    CU_add_test(s, "gradients a backward hook replaces are validated",
+                test_backward_hooks_validate_replaced_gradients);
     return tu_run();
 }
