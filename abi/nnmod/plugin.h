@@ -771,7 +771,9 @@ typedef struct nnm_where_args {
  * NULL, not both) in full from grad_out (y's shape); the bias's gradient is
  * the runtime's. A backend that has no kernel for this geometry returns
  * NNM_E_UNSUPPORTED without setting an error: the runtime then runs the
- * convolution as im2col + gemm. */
+ * convolution as im2col + gemm, which writes every output element (a
+ * message set with the decline is dropped). Any other status fails the op
+ * with the backend's message. */
 typedef struct nnm_conv_args {
     uint32_t struct_size;
     uint32_t reserved;

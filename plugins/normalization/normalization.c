@@ -265,7 +265,9 @@ static nnm_status bn_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, n
             dims[nd++] = i;
             count *= d->shape[i];
         }
-    if (training && count <= 1)
+    /* exactly one, as PyTorch: an empty batch trains to an empty output and
+     * leaves the running statistics alone (num_batches_tracked still counts) */
+    if (training && count == 1)
         return h->set_error(env, NNM_E_SHAPE, "%s: expected more than 1 value per channel when training", layer);
     nnm_status st;
     /* The fused op, unless this is eval without running stats on a single
@@ -290,9 +292,10 @@ static nnm_status bn_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, n
                 goto done;
             const double f = s->momentum_none ? 1.0 / (double)nbt : s->momentum;
             const double unbias = (double)count / (double)(count - 1);
-            if ((st = h->op_reshape(env, mean, 1, cshape, mc)) || (st = h->op_reshape(env, var, 1, cshape, vc)) ||
-                (st = h->op_update(env, s->running_mean, *mc, 1.0 - f, f)) ||
-                (st = h->op_update(env, s->running_var, *vc, 1.0 - f, f * unbias)))
+            if (count > 0 && /* an empty batch's mean is NaN */
+                ((st = h->op_reshape(env, mean, 1, cshape, mc)) || (st = h->op_reshape(env, var, 1, cshape, vc)) ||
+                 (st = h->op_update(env, s->running_mean, *mc, 1.0 - f, f)) ||
+                 (st = h->op_update(env, s->running_var, *vc, 1.0 - f, f * unbias))))
                 goto done;
         }
     } else {

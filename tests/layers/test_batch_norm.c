@@ -498,6 +498,56 @@ static void test_layer_single_value(void) {
     LEAK_CHECK_END();
 }
 
+/* An empty batch in training is not one value per channel: as PyTorch, an
+ * empty output, running statistics unchanged, num_batches_tracked counted,
+ * zero parameter gradients (fused and composed). */
+static void test_layer_empty_batch(void) {
+    LEAK_CHECK_BEGIN();
+    const char *layers[3] = {"batch_norm1d", "batch_norm1d", "batch_norm2d"};
+    static const int64_t shapes[3][4] = {{0, 3}, {2, 3, 0}, {0, 3, 2, 2}};
+    static const int32_t nds[3] = {2, 3, 4};
+    for (int i = 0; i < 3; i++)
+        for (int dev = 0; dev < 2; dev++) {
+            nnm_config *cfg = NULL;
+            nnm_config_new(&cfg);
+            nnm_config_set_int(cfg, "num_features", 3);
+            nnm_module *m = tu_module(g_ctx, layers[i], cfg);
+            nnm_config_free(cfg);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+            if (dev) CHECK_STATUS(nnm_module_to(m, g_nobn), NNM_OK);
+            nnm_tensor *x = NULL, *y = NULL, *g = NULL;
+            CHECK_STATUS(nnm_tensor_new(g_ctx, dev ? g_nobn : (nnm_device){NNM_DEVICE_CPU, 0}, NNM_F32, nds[i], shapes[i], &x), NNM_OK);
+            CHECK_STATUS(nnm_tensor_new(g_ctx, dev ? g_nobn : (nnm_device){NNM_DEVICE_CPU, 0}, NNM_F32, nds[i], shapes[i], &g), NNM_OK);
+            nnm_tensor_set_requires_grad(x, 1);
+            nnm_status st = nnm_module_call(m, &x, 1, &y, 1);
+            if (st) fprintf(stderr, "\n  %s %s: %s", layers[i], dev ? "composed" : "fused", nnm_ctx_errmsg(g_ctx));
+            CU_ASSERT_EQUAL_FATAL(st, NNM_OK);
+            CU_ASSERT(tu_shape_is(y, nds[i], shapes[i]));
+            CHECK_STATUS(nnm_backward(y, g, 0), NNM_OK);
+            nnm_module_to(m, (nnm_device){NNM_DEVICE_CPU, 0});
+            tu_named b;
+            memset(&b, 0, sizeof b);
+            CHECK_STATUS(nnm_module_named_buffers(m, tu_named_add, &b), NNM_OK);
+            float rm[3], rv[3], nbt = 0;
+            CHECK_STATUS(nnm_tensor_to_f32(tu_named_get(&b, "running_mean"), rm, 3), NNM_OK);
+            CHECK_STATUS(nnm_tensor_to_f32(tu_named_get(&b, "running_var"), rv, 3), NNM_OK);
+            CHECK_STATUS(nnm_tensor_to_f32(tu_named_get(&b, "num_batches_tracked"), &nbt, 1), NNM_OK);
+            for (int c = 0; c < 3; c++) CU_ASSERT(rm[c] == 0.0f && rv[c] == 1.0f);
+            CU_ASSERT_EQUAL(nbt, 1.0f);
+            tu_named p = tu_params_of(m);
+            for (int k = 0; k < p.n; k++) {
+                nnm_tensor *gp = nnm_tensor_grad(p.t[k]);
+                float v[3] = {1, 1, 1};
+                /* PyTorch: zeros; no gradient at all is as good for an optimizer */
+                if (gp) CHECK_STATUS(nnm_tensor_to_f32(gp, v, 3), NNM_OK);
+                for (int c = 0; gp && c < 3; c++) CU_ASSERT_EQUAL(v[c], 0.0f);
+            }
+            nnm_tensor_release(x), nnm_tensor_release(g), nnm_tensor_release(y);
+            nnm_module_release(m);
+        }
+    LEAK_CHECK_END();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Fused (cpu) against composed (cpunobn): the layers                        */
 /* ------------------------------------------------------------------------ */
@@ -637,6 +687,7 @@ int main(void) {
     CU_add_test(s, "op_batch_norm: bad arguments fail with a status and a message", test_op_errors);
     CU_add_test(s, "batch_norm1d/2d: one value per channel in training is refused (fused and composed)",
                 test_layer_single_value);
+    CU_add_test(s, "batch_norm1d/2d: an empty batch trains as in PyTorch (fused and composed)", test_layer_empty_batch);
     CU_add_test(s, "batch_norm1d/2d: fused (cpu) and composed (a backend without the slots) agree",
                 test_fused_vs_composed);
     return tu_run();

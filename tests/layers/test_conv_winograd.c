@@ -6,6 +6,7 @@
  * sum(y * R) for x, w and b, plus central finite differences on a sample.
  * Then the slots driven directly: the geometries they must decline do so
  * with NNM_E_UNSUPPORTED and no message, and NNM_CPU_WINOGRAD=0 declines all.
+ * Last, inf and NaN operands give the direct sum's +-inf and NaN.
  *
  * Tolerance. A direct f32 convolution's error is bounded by gamma_K * S
  * with S = sum |w| |x| over the output's window and K = 9 C_in terms (u =
@@ -252,6 +253,76 @@ static void test_default_thresholds(void) {
     run_case(&g1, 98u);
 }
 
+/* got against the direct sum where want is not finite: NaN where it is NaN,
+ * the same infinity where it is one; finite elements within the tolerance. */
+static int check_classes(const char *what, const float *got, const double *want, const double *scale, int64_t n) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double gv = got[i];
+        const int ok = isnan(want[i])   ? isnan(gv)
+                       : isinf(want[i]) ? gv == want[i]
+                                        : fabs(gv - want[i]) <= WINO_TOL_U * FLT_EPSILON / 2 * scale[i] + 1e-30;
+        if (!ok && bad++ < 3)
+            fprintf(stderr, "\n  %s[%lld]: got %g want %g", what, (long long)i, gv, want[i]);
+    }
+    return bad;
+}
+
+/* An inf in x, w or dY must give what the direct sum gives (PyTorch's
+ * +-inf), not the transforms' inf - inf = NaN: forced on, the slots decline
+ * such operands and im2col runs. NaN propagates to the same elements. */
+static void test_nonfinite(void) {
+    static const char *const modes[] = {"1", "generic"};
+    const geo g = {2, 4, 8, 7, 7, 1, 1, 1, 1, 1};
+    const int64_t oh = out_h(&g), ow = out_w(&g);
+    const int64_t xs[4] = {g.n, g.ci, g.h, g.w}, ws[4] = {g.co, g.ci, 3, 3}, bs[1] = {g.co}, ys[4] = {g.n, g.co, oh, ow};
+    const int64_t nx = g.n * g.ci * g.h * g.w, nw = g.co * g.ci * 9, ny = g.n * g.co * oh * ow;
+    float *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w), b[8];
+    float *R = malloc((size_t)ny * sizeof *R);
+    /* which operand gets the specials: x (forward and grad_w), dY (grad_x and grad_w), w */
+    for (int which = 0; which < 3; which++)
+        for (int mo = 0; mo < 2; mo++) {
+            tu_fill_uniform(x, (size_t)nx, 5u, -1.0, 1.0);
+            tu_fill_uniform(w, (size_t)nw, 6u, -0.5, 0.5);
+            tu_fill_uniform(b, 8, 7u, -0.5, 0.5);
+            tu_fill_uniform(R, (size_t)ny, 8u, -1.0, 1.0);
+            if (which == 0) {
+                x[2 * 7 + 2] = INFINITY; /* image 0, channel 0, (2, 2): inside a tile */
+                x[nx - 1] = -INFINITY;   /* the last image's last corner */
+                x[49 + 3 * 7 + 3] = NAN; /* image 0, channel 1, (3, 3) */
+            } else if (which == 1) {
+                R[3 * ow + 3] = INFINITY;
+                R[ny - 2] = -INFINITY;
+            } else {
+                w[4] = INFINITY; /* co 0, ci 0, the centre */
+            }
+            setenv("NNM_CPU_WINOGRAD", modes[mo], 1);
+            nnm_module *m = conv_probe(&g);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+            nnm_tensor *in[3] = {tu_tf32(g_ctx, 4, xs, x), tu_tf32(g_ctx, 4, ws, w), tu_tf32(g_ctx, 1, bs, b)};
+            for (int i = 0; i < 3; i++) CU_ASSERT_EQUAL(nnm_tensor_set_requires_grad(in[i], 1), NNM_OK);
+            nnm_tensor *y = NULL, *gr = tu_tf32(g_ctx, 4, ys, R);
+            CHECK_STATUS(nnm_module_call(m, in, 3, &y, 1), NNM_OK);
+            CU_ASSERT_FATAL(y != NULL);
+            CHECK_STATUS(nnm_backward(y, gr, 0), NNM_OK);
+            refs r = reference(&g, x, w, b, R);
+            int bad = check_classes("y", tu_cpu_data(y), r.y, r.sy, ny);
+            nnm_tensor *gx = nnm_tensor_grad(in[0]), *gw = nnm_tensor_grad(in[1]);
+            CU_ASSERT_FATAL(gx != NULL && gw != NULL);
+            bad += check_classes("grad_x", tu_cpu_data(gx), r.gx, r.sgx, nx);
+            bad += check_classes("grad_w", tu_cpu_data(gw), r.gw, r.sgw, nw);
+            if (bad) fprintf(stderr, "\n  (specials in %s, NNM_CPU_WINOGRAD=%s)", which == 0 ? "x" : which == 1 ? "dY" : "w", modes[mo]);
+            CU_ASSERT_EQUAL(bad, 0);
+            refs_free(&r);
+            nnm_tensor_release(y);
+            nnm_tensor_release(gr);
+            for (int i = 0; i < 3; i++) nnm_tensor_release(in[i]);
+            nnm_module_release(m);
+        }
+    unsetenv("NNM_CPU_WINOGRAD");
+    free(x), free(w), free(R);
+}
+
 /* ---- the slots driven directly ----------------------------------------- */
 
 typedef struct desc4 {
@@ -376,5 +447,6 @@ int main(void) {
                 test_geometries);
     CU_add_test(s, "default thresholds: same answers either way", test_default_thresholds);
     CU_add_test(s, "the slots decline other geometries silently; NNM_CPU_WINOGRAD=0 declines all", test_declines);
+    CU_add_test(s, "inf and NaN in x, w or dY: what the direct sum gives (the slots decline them)", test_nonfinite);
     return tu_run();
 }

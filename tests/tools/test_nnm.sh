@@ -546,6 +546,17 @@ expect 1 run "$WORK/mlp_missing.json" --input 1x4
 err_has "no_such_weights.safetensors"
 expect 0 run "$WORK/mlp_missing.json" --no-weights --input 1x4
 out_has "output 0: shape [1, 3]"
+# --weights: a state dict (PyTorch's) instead of the manifest's, as an
+# outside tester runs `nnm run MANIFEST --weights W --input-file X`
+expect 0 run "$WORK/mlp_missing.json" --weights "$G/mlp.safetensors" --input-file "$G/mlp_io.safetensors:input"
+LAST="nnm run --weights | nnm_fixture check-run"
+check "nnm run --weights's output differs from PyTorch's" \
+    "$FIX" check-run "$G/mlp_io.safetensors" output 0 <"$OUT"
+expect 1 run "$WORK/mlp_w.json" --weights "$G/mlp_io.safetensors" --input 1x4
+err_has "mlp_io.safetensors"
+err_has "missing key"
+usage_error run run "$WORK/mlp_w.json" --weights "$G/mlp.safetensors" --no-weights --input 1x4
+err_has "exclude each other"
 
 zeros=0000000000000000000000000000000000000000000000000000000000000000
 mlp_manifest "$WORK/mlp_badsha.json" "{\"path\": \"mlp_weights.safetensors\", \"sha256\": \"$zeros\"}"

@@ -13,10 +13,10 @@
 void usage_run(FILE *f) {
     fputs("usage: nnm run [options] FILE (--input SHAPE | --input-file F.safetensors[:NAME])...\n"
           "\n"
-          "Builds the manifest's model (with its weights unless --no-weights), runs one\n"
-          "forward pass with gradients off, and prints each output's shape and its\n"
-          "first 16 values (%.6g) with the total count. Inputs are given in order,\n"
-          "one option per input of the model.\n"
+          "Builds the manifest's model (with its weights, or those of --weights, unless\n"
+          "--no-weights), runs one forward pass with gradients off, and prints each\n"
+          "output's shape and its first 16 values (%.6g) with the total count. Inputs\n"
+          "are given in order, one option per input of the model.\n"
           "\n"
           "options:\n"
           "  --input SHAPE       a random f32 input of SHAPE ('1x4', '1,4' or '[1, 4]'),\n"
@@ -28,6 +28,9 @@ void usage_run(FILE *f) {
           "  --seed N            seed of the random inputs and of the parameters' initial\n"
           "                      values (default 0; matters with --no-weights)\n"
           "  --eval              run in eval mode (dropout off, batch-norm running stats)\n"
+          "  --weights F.safetensors\n"
+          "                      load these weights instead of the manifest's (a state dict\n"
+          "                      such as PyTorch's, or an nnm train checkpoint; strict)\n"
           "  --no-weights        do not load the manifest's weights: parameters keep the\n"
           "                      values the layers initialised them with\n"
           "  --outputs N         number of outputs to ask for when the model's layer does\n"
@@ -217,17 +220,18 @@ static void print_tensor(const char *what, uint32_t index, nnm_tensor *t) {
 
 int cmd_run(cli_env *env, int argc, char **argv) {
     static const char *cmd = "run";
-    enum { OPT_INPUT, OPT_INPUT_FILE, OPT_SEED, OPT_EVAL, OPT_NO_WEIGHTS, OPT_OUTPUTS, OPT_OUTPUT };
+    enum { OPT_INPUT, OPT_INPUT_FILE, OPT_SEED, OPT_EVAL, OPT_NO_WEIGHTS, OPT_WEIGHTS, OPT_OUTPUTS, OPT_OUTPUT };
     static const cli_opt opts[] = {{"input", 0, 1, OPT_INPUT},
                                    {"input-file", 0, 1, OPT_INPUT_FILE},
                                    {"seed", 0, 1, OPT_SEED},
                                    {"eval", 0, 0, OPT_EVAL},
                                    {"no-weights", 0, 0, OPT_NO_WEIGHTS},
+                                   {"weights", 0, 1, OPT_WEIGHTS},
                                    {"outputs", 0, 1, OPT_OUTPUTS},
                                    {"output", 0, 1, OPT_OUTPUT},
                                    {NULL, 0, 0, 0}};
     cli_parser p;
-    const char *path = NULL, *out_path = NULL;
+    const char *path = NULL, *out_path = NULL, *weights = NULL;
     run_input inputs[RUN_MAX_IO];
     uint32_t n_in = 0, n_out = 1;
     uint64_t seed = 0, v;
@@ -258,6 +262,10 @@ int cmd_run(cli_env *env, int argc, char **argv) {
             break;
         case OPT_EVAL: eval = 1; break;
         case OPT_NO_WEIGHTS: no_weights = 1; break;
+        case OPT_WEIGHTS:
+            if (!p.arg[0]) return cli_usage(cmd, "--weights: empty file name");
+            weights = p.arg;
+            break;
         case OPT_OUTPUTS:
             if (cli_parse_u64(p.arg, &v) || v < 1 || v > RUN_MAX_IO)
                 return cli_usage(cmd, "--outputs: expected 1 to %d, got '%s'", RUN_MAX_IO, p.arg);
@@ -277,6 +285,7 @@ int cmd_run(cli_env *env, int argc, char **argv) {
     }
     if (!path) return cli_usage(cmd, "missing FILE");
     if (!n_in) return cli_usage(cmd, "no input: give --input SHAPE or --input-file F[:NAME]");
+    if (weights && no_weights) return cli_usage(cmd, "--weights and --no-weights exclude each other");
 
     nnm_ctx *ctx = cli_ctx_new(env, cmd, 0, seed);
     if (!ctx) return CLI_EXIT_FAIL;
@@ -285,8 +294,12 @@ int cmd_run(cli_env *env, int argc, char **argv) {
     nnm_tensor *in[RUN_MAX_IO] = {0}, *out[RUN_MAX_IO] = {0};
     uint64_t rng = seed;
     nnm_status s;
-    if (cli_manifest_open(ctx, cmd, path, no_weights ? NNM_BUILD_NO_WEIGHTS : 0u, &mf, &root)) {
+    if (cli_manifest_open(ctx, cmd, path, no_weights || weights ? NNM_BUILD_NO_WEIGHTS : 0u, &mf, &root)) {
         r = CLI_EXIT_FAIL;
+        goto done;
+    }
+    if (weights && (s = nnm_checkpoint_load(weights, root, NULL)) != NNM_OK) {
+        r = cli_fail_file(cmd, weights, ctx, s);
         goto done;
     }
     if (eval && (s = nnm_module_train(root, 0)) != NNM_OK) {
