@@ -120,8 +120,8 @@ nnm_status mha_masks_check(nnm_env *env, const mha_state *s, const mha_dims *dm,
         if (p.kk < 0)
             return h->set_error(env, NNM_E_DTYPE,
                                 "key_padding_mask must be bool (true: ignore that key) or f32 "
-                                "(added to the scores); got dtype code %d with %d bits",
-                                (int)d->dtype.code, (int)d->dtype.bits);
+                                "(added to the scores); got %s",
+                                nnm_lu_dtype_str(d->dtype, got, sizeof got));
         if (!kpm_shape_ok(d, dm)) {
             if (dm->batched)
                 return h->set_error(env, NNM_E_SHAPE,
@@ -139,9 +139,8 @@ nnm_status mha_masks_check(nnm_env *env, const mha_state *s, const mha_dims *dm,
         if (p.ak < 0)
             return h->set_error(env, NNM_E_DTYPE,
                                 "attn_mask must be bool (true: may not attend), u8 (nonzero: may "
-                                "not attend) or f32 (added to the scores); got dtype code %d "
-                                "with %d bits",
-                                (int)d->dtype.code, (int)d->dtype.bits);
+                                "not attend) or f32 (added to the scores); got %s",
+                                nnm_lu_dtype_str(d->dtype, got, sizeof got));
         if (!am_shape_ok(d, dm))
             return h->set_error(env, NNM_E_SHAPE,
                                 "attn_mask must be [L, S] = [%lld, %lld] or [N * num_heads, L, "
