@@ -37,6 +37,19 @@ static inline int nnm_lu_is_f32(const nnm_tensor_desc *d) {
     return d->dtype.code == NNM_DTYPE_FLOAT && d->dtype.bits == 32 && d->dtype.lanes == 1;
 }
 
+/* "[2, 3]" (d's shape) into buf, cut to cap; returns buf. */
+static inline const char *nnm_lu_shape_str(const nnm_tensor_desc *d, char *buf, size_t cap) {
+    size_t at = 0;
+    int n = snprintf(buf, cap, "[");
+    at = n > 0 ? (size_t)n : 0;
+    for (int32_t i = 0; i < d->ndim && at < cap; i++) {
+        n = snprintf(buf + at, cap - at, "%s%lld", i ? ", " : "", (long long)d->shape[i]);
+        at += n > 0 ? (size_t)n : 0;
+    }
+    if (at < cap) snprintf(buf + at, cap - at, "]");
+    return buf;
+}
+
 /* PyTorch-like name of a dtype for messages ("i64", "u8", "f32", "bool",
  * "bf16"), written to buf (cap >= 32); returns buf. */
 static inline const char *nnm_lu_dtype_str(nnm_dtype t, char *buf, size_t cap) {

@@ -47,19 +47,6 @@ static int mask_kind(const nnm_tensor_desc *d) {
     return -1;
 }
 
-const char *mha_shape_str(const nnm_tensor_desc *d, char *buf, size_t cap) {
-    size_t at = 0;
-    int n = snprintf(buf, cap, "[");
-    at = n > 0 ? (size_t)n : 0;
-    for (int32_t i = 0; i < d->ndim && at < cap; i++) {
-        n = snprintf(buf + at, cap - at, "%s%lld", i ? ", " : "", (long long)d->shape[i]);
-        at += n > 0 ? (size_t)n : 0;
-    }
-    if (at < cap)
-        snprintf(buf + at, cap - at, "]");
-    return buf;
-}
-
 /* Element idx[0..ndim) of a CPU mask of kind BOOL (0/1) or FLOAT, any strides. */
 static double mask_at(const nnm_tensor_desc *d, const int64_t *idx) {
     const int64_t esize = d->dtype.bits / 8;
@@ -127,11 +114,11 @@ nnm_status mha_masks_check(nnm_env *env, const mha_state *s, const mha_dims *dm,
                 return h->set_error(env, NNM_E_SHAPE,
                                     "key_padding_mask must be [N, S] = [%lld, %lld]; got %s",
                                     (long long)dm->N, (long long)dm->S,
-                                    mha_shape_str(d, got, sizeof got));
+                                    nnm_lu_shape_str(d, got, sizeof got));
             return h->set_error(env, NNM_E_SHAPE,
                                 "key_padding_mask of an unbatched (2-D) query must be [S] = "
                                 "[%lld]; got %s",
-                                (long long)dm->S, mha_shape_str(d, got, sizeof got));
+                                (long long)dm->S, nnm_lu_shape_str(d, got, sizeof got));
         }
     }
     if (am != NULL) {
@@ -147,7 +134,7 @@ nnm_status mha_masks_check(nnm_env *env, const mha_state *s, const mha_dims *dm,
                                 "S] = [%lld, %lld, %lld]; got %s",
                                 (long long)dm->L, (long long)dm->S, (long long)(dm->N * dm->H),
                                 (long long)dm->L, (long long)dm->S,
-                                mha_shape_str(d, got, sizeof got));
+                                nnm_lu_shape_str(d, got, sizeof got));
         if (s->is_causal)
             return h->set_error(env, NNM_E_INVALID,
                                 "is_causal and an attn_mask input are both given: pass the "
