@@ -37,6 +37,34 @@ static inline int nnm_lu_is_f32(const nnm_tensor_desc *d) {
     return d->dtype.code == NNM_DTYPE_FLOAT && d->dtype.bits == 32 && d->dtype.lanes == 1;
 }
 
+/* "[2, 3]" (d's shape) into buf, cut to cap; returns buf. */
+static inline const char *nnm_lu_shape_str(const nnm_tensor_desc *d, char *buf, size_t cap) {
+    size_t at = 0;
+    int n = snprintf(buf, cap, "[");
+    at = n > 0 ? (size_t)n : 0;
+    for (int32_t i = 0; i < d->ndim && at < cap; i++) {
+        n = snprintf(buf + at, cap - at, "%s%lld", i ? ", " : "", (long long)d->shape[i]);
+        at += n > 0 ? (size_t)n : 0;
+    }
+    if (at < cap) snprintf(buf + at, cap - at, "]");
+    return buf;
+}
+
+/* PyTorch-like name of a dtype for messages ("i64", "u8", "f32", "bool",
+ * "bf16"), written to buf (cap >= 32); returns buf. */
+static inline const char *nnm_lu_dtype_str(nnm_dtype t, char *buf, size_t cap) {
+    const char *k = t.code == NNM_DTYPE_INT     ? "i"
+                    : t.code == NNM_DTYPE_UINT  ? "u"
+                    : t.code == NNM_DTYPE_FLOAT ? "f"
+                    : t.code == NNM_DTYPE_BFLOAT ? "bf"
+                                                 : NULL;
+    if (t.code == NNM_DTYPE_BOOL && t.lanes == 1) snprintf(buf, cap, "bool");
+    else if (k && t.lanes == 1) snprintf(buf, cap, "%s%u", k, (unsigned)t.bits);
+    else snprintf(buf, cap, "dtype code %u, %u bits, %u lanes", (unsigned)t.code, (unsigned)t.bits,
+                  (unsigned)t.lanes);
+    return buf;
+}
+
 /* The first element of a tensor whose descriptor is d. */
 static inline void *nnm_lu_data(const nnm_tensor_desc *d) {
     return (char *)d->data + d->byte_offset;
@@ -52,9 +80,10 @@ static inline nnm_status nnm_lu_cpu_f32(nnm_env *env, const char *who, nnm_tenso
     const nnm_host *h = env->host;
     *out = NULL;
     const nnm_tensor_desc *d = h->tensor_desc(x);
+    char dt[64];
     if (!nnm_lu_is_f32(d))
-        return h->set_error(env, NNM_E_DTYPE, "%s takes f32 tensors (dtype code %d, %d bits)",
-                            who, d->dtype.code, d->dtype.bits);
+        return h->set_error(env, NNM_E_DTYPE, "%s takes f32 tensors, got %s", who,
+                            nnm_lu_dtype_str(d->dtype, dt, sizeof dt));
     if (d->device.type != NNM_DEVICE_CPU)
         return h->set_error(env, NNM_E_UNSUPPORTED,
                             "%s has a CPU kernel only; no kernel for device type %d", who,

@@ -108,10 +108,10 @@ static nnm_status embedding_indices(nnm_env *env, const embedding_state *s, nnm_
     const nnm_host *h = env->host;
     *out = NULL;
     const nnm_tensor_desc *d = h->tensor_desc(x);
+    char dt[64];
     if (d->dtype.code != NNM_DTYPE_INT || d->dtype.bits != 64)
-        return h->set_error(env, NNM_E_DTYPE,
-                            "embedding takes i64 indices (dtype code %d, %d bits)", d->dtype.code,
-                            d->dtype.bits);
+        return h->set_error(env, NNM_E_DTYPE, "embedding takes i64 indices, got %s",
+                            nnm_lu_dtype_str(d->dtype, dt, sizeof dt));
     if (d->device.type != NNM_DEVICE_CPU)
         return h->set_error(env, NNM_E_UNSUPPORTED,
                             "embedding has a CPU kernel only; no kernel for device type %d",

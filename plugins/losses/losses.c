@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layer_util.h"
+
 /* Which loss a state belongs to. */
 enum loss_kind {
     LOSS_MSE = 0,
@@ -174,20 +176,6 @@ static int is_i64(const nnm_tensor_desc *d) {
     return d->dtype.code == NNM_DTYPE_INT && d->dtype.bits == 64 && d->dtype.lanes == 1;
 }
 
-/* "[2, 3]" into buf. */
-static const char *shape_str(const nnm_tensor_desc *d, char *buf, size_t cap) {
-    size_t at = 0;
-    int n = snprintf(buf, cap, "[");
-    at = n > 0 ? (size_t)n : 0;
-    for (int32_t i = 0; i < d->ndim && at < cap; i++) {
-        n = snprintf(buf + at, cap - at, "%s%lld", i ? ", " : "", (long long)d->shape[i]);
-        at += n > 0 ? (size_t)n : 0;
-    }
-    if (at < cap)
-        snprintf(buf + at, cap - at, "]");
-    return buf;
-}
-
 static int same_shape(const nnm_tensor_desc *a, const nnm_tensor_desc *b) {
     if (a->ndim != b->ndim)
         return 0;
@@ -232,7 +220,7 @@ static nnm_status check_pointwise(nnm_env *env, const char *name, nnm_tensor *x,
         char a[96], b[96];
         return h->set_error(env, NNM_E_SHAPE,
                             "%s: target size %s must be the same as input size %s", name,
-                            shape_str(dy, b, sizeof b), shape_str(dx, a, sizeof a));
+                            nnm_lu_shape_str(dy, b, sizeof b), nnm_lu_shape_str(dx, a, sizeof a));
     }
     return NNM_OK;
 }
@@ -342,23 +330,23 @@ static nnm_status check_class_targets(nnm_env *env, const char *name, nnm_tensor
         if (dt->ndim != 1 || dt->shape[0] != dx->shape[0])
             return h->set_error(env, NNM_E_SHAPE,
                                 "%s: expected target of shape [%lld] for input %s, got %s", name,
-                                (long long)dx->shape[0], shape_str(dx, a, sizeof a),
-                                shape_str(dt, b, sizeof b));
+                                (long long)dx->shape[0], nnm_lu_shape_str(dx, a, sizeof a),
+                                nnm_lu_shape_str(dt, b, sizeof b));
         *batched = 1;
     } else if (dx->ndim == 1) {
         if (dt->ndim != 0)
             return h->set_error(env, NNM_E_SHAPE,
                                 "%s: expected a scalar target ([]) for unbatched input %s, got %s",
-                                name, shape_str(dx, a, sizeof a), shape_str(dt, b, sizeof b));
+                                name, nnm_lu_shape_str(dx, a, sizeof a), nnm_lu_shape_str(dt, b, sizeof b));
         *batched = 0;
     } else {
         return h->set_error(env, NNM_E_SHAPE,
                             "%s: input must be [N, C] (or [C] unbatched), got %s", name,
-                            shape_str(dx, a, sizeof a));
+                            nnm_lu_shape_str(dx, a, sizeof a));
     }
     if (dx->shape[dx->ndim - 1] == 0)
         return h->set_error(env, NNM_E_SHAPE, "%s: input %s has no classes", name,
-                            shape_str(dx, a, sizeof a));
+                            nnm_lu_shape_str(dx, a, sizeof a));
     return NNM_OK;
 }
 

@@ -35,9 +35,6 @@ typedef struct mha_dims {
     int batched; /* 0: the caller's inputs were 2-D ([L, E], ...), N is 1 */
 } mha_dims;
 
-/* Writes "[a, b, c]" of d's shape into buf (cap bytes); returns buf. */
-const char *mha_shape_str(const nnm_tensor_desc *d, char *buf, size_t cap);
-
 /* Checks the optional masks against the call's sizes, dtypes and the 1.13
  * rules for combining them (kpm, am: NULL when absent). Sets a message and
  * returns an error status when they do not fit. */

@@ -47,19 +47,6 @@ static int mask_kind(const nnm_tensor_desc *d) {
     return -1;
 }
 
-const char *mha_shape_str(const nnm_tensor_desc *d, char *buf, size_t cap) {
-    size_t at = 0;
-    int n = snprintf(buf, cap, "[");
-    at = n > 0 ? (size_t)n : 0;
-    for (int32_t i = 0; i < d->ndim && at < cap; i++) {
-        n = snprintf(buf + at, cap - at, "%s%lld", i ? ", " : "", (long long)d->shape[i]);
-        at += n > 0 ? (size_t)n : 0;
-    }
-    if (at < cap)
-        snprintf(buf + at, cap - at, "]");
-    return buf;
-}
-
 /* Element idx[0..ndim) of a CPU mask of kind BOOL (0/1) or FLOAT, any strides. */
 static double mask_at(const nnm_tensor_desc *d, const int64_t *idx) {
     const int64_t esize = d->dtype.bits / 8;
@@ -120,18 +107,18 @@ nnm_status mha_masks_check(nnm_env *env, const mha_state *s, const mha_dims *dm,
         if (p.kk < 0)
             return h->set_error(env, NNM_E_DTYPE,
                                 "key_padding_mask must be bool (true: ignore that key) or f32 "
-                                "(added to the scores); got dtype code %d with %d bits",
-                                (int)d->dtype.code, (int)d->dtype.bits);
+                                "(added to the scores); got %s",
+                                nnm_lu_dtype_str(d->dtype, got, sizeof got));
         if (!kpm_shape_ok(d, dm)) {
             if (dm->batched)
                 return h->set_error(env, NNM_E_SHAPE,
                                     "key_padding_mask must be [N, S] = [%lld, %lld]; got %s",
                                     (long long)dm->N, (long long)dm->S,
-                                    mha_shape_str(d, got, sizeof got));
+                                    nnm_lu_shape_str(d, got, sizeof got));
             return h->set_error(env, NNM_E_SHAPE,
                                 "key_padding_mask of an unbatched (2-D) query must be [S] = "
                                 "[%lld]; got %s",
-                                (long long)dm->S, mha_shape_str(d, got, sizeof got));
+                                (long long)dm->S, nnm_lu_shape_str(d, got, sizeof got));
         }
     }
     if (am != NULL) {
@@ -139,16 +126,15 @@ nnm_status mha_masks_check(nnm_env *env, const mha_state *s, const mha_dims *dm,
         if (p.ak < 0)
             return h->set_error(env, NNM_E_DTYPE,
                                 "attn_mask must be bool (true: may not attend), u8 (nonzero: may "
-                                "not attend) or f32 (added to the scores); got dtype code %d "
-                                "with %d bits",
-                                (int)d->dtype.code, (int)d->dtype.bits);
+                                "not attend) or f32 (added to the scores); got %s",
+                                nnm_lu_dtype_str(d->dtype, got, sizeof got));
         if (!am_shape_ok(d, dm))
             return h->set_error(env, NNM_E_SHAPE,
                                 "attn_mask must be [L, S] = [%lld, %lld] or [N * num_heads, L, "
                                 "S] = [%lld, %lld, %lld]; got %s",
                                 (long long)dm->L, (long long)dm->S, (long long)(dm->N * dm->H),
                                 (long long)dm->L, (long long)dm->S,
-                                mha_shape_str(d, got, sizeof got));
+                                nnm_lu_shape_str(d, got, sizeof got));
         if (s->is_causal)
             return h->set_error(env, NNM_E_INVALID,
                                 "is_causal and an attn_mask input are both given: pass the "

@@ -54,6 +54,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layer_util.h"
+
 #define MHA_MAX_DIM ((int64_t)1 << 20)
 
 static nnm_status mha_create(nnm_env *env, void **self) {
@@ -267,7 +269,7 @@ static nnm_status mha_check_inputs(nnm_env *env, const mha_state *s, nnm_tensor 
     if (d[0]->ndim != 2 && d[0]->ndim != 3)
         return h->set_error(env, NNM_E_SHAPE,
                             "query must be 3-D (batched) or 2-D (unbatched); got %s",
-                            mha_shape_str(d[0], got, sizeof got));
+                            nnm_lu_shape_str(d[0], got, sizeof got));
     dm->batched = d[0]->ndim == 3;
     const char *layout =
         !dm->batched ? "[T, features]" : s->batch_first ? "[N, T, features]" : "[T, N, features]";
@@ -275,13 +277,13 @@ static nnm_status mha_check_inputs(nnm_env *env, const mha_state *s, nnm_tensor 
         if (d[i]->ndim != d[0]->ndim)
             return h->set_error(env, NNM_E_SHAPE,
                                 "for a %d-D query, %s must be %d-D too; got %s", (int)d[0]->ndim,
-                                names[i], (int)d[0]->ndim, mha_shape_str(d[i], got, sizeof got));
+                                names[i], (int)d[0]->ndim, nnm_lu_shape_str(d[i], got, sizeof got));
     for (int i = 0; i < 3; i++)
         if (d[i]->shape[d[i]->ndim - 1] != want[i])
             return h->set_error(env, NNM_E_SHAPE,
                                 "%s must be %s with %lld features (%s); got %s", names[i], layout,
                                 (long long)want[i], feat[i],
-                                mha_shape_str(d[i], got, sizeof got));
+                                nnm_lu_shape_str(d[i], got, sizeof got));
     const int bdim = !dm->batched ? -1 : s->batch_first ? 0 : 1;
     const int tdim = !dm->batched ? 0 : s->batch_first ? 1 : 0;
     int64_t n[3];

@@ -84,6 +84,22 @@ else
   bad "resume with another seed: $(cat "$work/seed.out")"
 fi
 
+# 4c. batch norm cannot train on a last batch of one sample (as PyTorch):
+# the error names the epoch, the step and the batch, and --drop-last (or
+# "drop_last": true in the section) skips that batch
+sed -e 's/"relu": "^1.0"}/"relu": "^1.0", "batch_norm1d": "^1.0"}/' \
+    -e 's/{"name": "act", "type": "relu"}/{"name": "bn", "type": "batch_norm1d", "config": {"num_features": 32}}, {"name": "act", "type": "relu"}/' \
+    "$m" >"$work/mlp_bn.json"
+if "$nnm" train "$work/mlp_bn.json" -q --epochs 1 --limit 97 --batch-size 32 --threads 1 >"$work/bn1.out" 2>&1; then
+  bad "a last batch of one sample trained through batch norm"
+elif grep -q "step 4/4 (a batch of 1, the last partial one; --drop-last skips it)" "$work/bn1.out"; then
+  ok "a failed step names its batch"
+else
+  bad "failed step: $(cat "$work/bn1.out")"
+fi
+"$nnm" train "$work/mlp_bn.json" -q --epochs 1 --limit 97 --batch-size 32 --drop-last --threads 1 >"$work/bn2.out" 2>&1 &&
+  grep -q '^test accuracy: ' "$work/bn2.out" && ok "--drop-last skips the last partial batch" || bad "--drop-last: $(cat "$work/bn2.out")"
+
 # 5. the same data as safetensors trains too (flags override the section)
 "$nnm" train "$m" -q --epochs 1 --train "$work/train.safetensors" --threads 1 >"$work/st.out" 2>&1 &&
   grep -q '^test accuracy: ' "$work/st.out" && ok "train on safetensors data" || bad "safetensors data: $(cat "$work/st.out")"

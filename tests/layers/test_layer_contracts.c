@@ -256,6 +256,7 @@ static void test_attention_contract(void) {
     nnm_tensor *idx = tu_ti64(g_ctx, 2, (int64_t[]){2, 3}, (int64_t[]){0, 0, 1, 0, 0, 0});
     in[3] = idx;
     CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_DTYPE, "key_padding_mask must be bool");
+    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_DTYPE, "(added to the scores); got i64");
     CHECK_ERROR(nnm_module_call(m, in, 2, &y, 1), NNM_E_SHAPE, "query, key, value");
     char repr[512];
     nnm_module_repr(m, repr, sizeof repr);
@@ -392,6 +393,7 @@ static void test_attention_inputs(void) {
     in[3] = kpm_u8;
     CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_DTYPE,
                 "key_padding_mask must be bool (true: ignore that key) or f32");
+    CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_DTYPE, "got u8");
     nnm_tensor *kpm_t = tbool(2, (int64_t[]){3, 2}, bits, NNM_DTYPE_BOOL);
     in[3] = kpm_t;
     CHECK_ERROR(nnm_module_call(m, in, 4, &y, 1), NNM_E_SHAPE,

@@ -488,7 +488,16 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             }
             if (s) {
                 if (pg.tty && !quiet) fputc('\n', stdout);
-                r = cli_fail(cmd, ctx, s);
+                /* where it failed: a layer that needs more than one sample
+                 * (batch norm in training) fails on a last batch of 1 */
+                const char *msg = nnm_ctx_errmsg(ctx);
+                int64_t left = nnm_loader_sample_count(train_ld) - seen;
+                int64_t bs = left < tp.batch_size ? left : tp.batch_size;
+                r = cli_failf(cmd, "epoch %" PRId64 ", step %" PRId64 "/%" PRId64 " (a batch of %" PRId64
+                              "%s): %s",
+                              epoch + 1, step + 1, steps, bs,
+                              bs < tp.batch_size ? ", the last partial one; --drop-last skips it" : "",
+                              msg && msg[0] ? msg : nnm_status_str(s));
                 goto done;
             }
             if (!isfinite(lv)) {

@@ -26,6 +26,7 @@ static const key_def keys[] = {
     {"train_data", K_DATA},   {"test_data", K_DATA},    {"inputs_name", K_STR},
     {"targets_name", K_STR},  {"input_shape", K_SHAPE}, {"normalize", K_BOOL},
     {"mean", K_FLOAT},        {"std", K_FLOAT},         {"scale", K_FLOAT},
+    {"drop_last", K_BOOL},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -112,6 +113,7 @@ static const char *set_value(train_params *p, const char *k, const value *v, con
     } else if (!strcmp(k, "nesterov")) p->nesterov = v->b;
     else if (!strcmp(k, "amsgrad")) p->amsgrad = v->b;
     else if (!strcmp(k, "normalize")) p->normalize = v->b;
+    else if (!strcmp(k, "drop_last")) p->drop_last = v->b;
     else if (!strcmp(k, "betas")) {
         if (!(v->betas[0] >= 0 && v->betas[0] < 1 && v->betas[1] >= 0 && v->betas[1] < 1))
             return "expected two numbers in [0, 1)";
@@ -318,6 +320,7 @@ void train_params_usage(FILE *f) {
           "  --step-size N, --gamma X   step: lr *= gamma every N epochs\n"
           "  --min-lr X            cosine: the final learning rate (0)\n"
           "  --batch-size N        (64)\n"
+          "  --drop-last           skip each epoch's last partial training batch\n"
           "  --epochs N            (1)\n"
           "  --loss NAME           cross_entropy (default), nll_loss, mse_loss,\n"
           "                        bce_with_logits\n"
@@ -345,7 +348,9 @@ nnm_loader_options train_loader_options(const train_params *p, int shuffle) {
     nnm_loader_options o;
     memset(&o, 0, sizeof o);
     o.struct_size = sizeof o;
-    o.flags = shuffle ? NNM_LOADER_SHUFFLE : 0u;
+    /* drop_last, as DataLoader's, for the training (shuffled) loader only:
+     * evaluation always sees every sample */
+    o.flags = shuffle ? NNM_LOADER_SHUFFLE | (p->drop_last ? NNM_LOADER_DROP_LAST : 0u) : 0u;
     o.batch_size = p->batch_size;
     o.seed = p->seed;
     o.scale = p->scale;

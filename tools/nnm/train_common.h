@@ -29,6 +29,7 @@ typedef struct train_params {
     int64_t step_size;
     double gamma, min_lr;
     int64_t batch_size, epochs;
+    int drop_last;                /* skip the last partial training batch */
     char loss[32];                /* a layer of the losses plugin */
     double label_smoothing;
     uint64_t seed;
