@@ -676,10 +676,19 @@ class Module:
         """Loads a safetensors state dict file (PyTorch's keys). Not strict:
         the matching keys load and the rest are returned."""
         rep = POINTER(L.LoadReport)()
-        with self._ctx.lock:
-            self._ctx.check(L.nnm_module_load(self._h, os.fsencode(path), 1 if strict else 0,
-                                              byref(rep)))
         try:
+            with self._ctx.lock:
+                st = L.nnm_module_load(self._h, os.fsencode(path), 1 if strict else 0, byref(rep))
+                if st:
+                    # the report of a refused load says why (as load_state_dict's)
+                    err = self._ctx.error(st)
+                    if rep:
+                        r = rep.contents
+                        err.missing_keys = [_decode(r.missing[i]) for i in range(r.n_missing)]
+                        err.unexpected_keys = [_decode(r.unexpected[i])
+                                               for i in range(r.n_unexpected)]
+                        err.mismatched = [_decode(r.mismatched[i]) for i in range(r.n_mismatched)]
+                    raise err
             if not rep:
                 return IncompatibleKeys([], [])
             r = rep.contents

@@ -138,6 +138,13 @@ def test_save_load_file(ctx, mlp_path, tmp_path):
     assert meta["note"] == "hi"
     r = b.load(f, strict=False)
     assert r == ([], [])
+    # a strict load of a file missing keys is refused, and the error names them
+    part = str(tmp_path / "part.safetensors")
+    nnmod.save_safetensors({"fc1.weight": a.fc1.weight.numpy()}, part, ctx=ctx)
+    with pytest.raises(nnmod.NotFoundError) as e:
+        b.load(part)
+    assert e.value.missing_keys == ["fc1.bias", "fc2.weight", "fc2.bias"]
+    assert e.value.unexpected_keys == []
     m2 = str(tmp_path / "m.json")
     a.to_manifest(m2)
     c = nnmod.from_manifest(m2, weights=f, ctx=ctx)
