@@ -9,9 +9,9 @@
 #define NNMOD_VERSION_H
 
 #define NNM_VERSION_MAJOR 0
-#define NNM_VERSION_MINOR 3
+#define NNM_VERSION_MINOR 4
 #define NNM_VERSION_PATCH 0
-#define NNM_VERSION_STRING "0.3.0"
+#define NNM_VERSION_STRING "0.4.0"
 
 /* The plugin ABI this header set describes. */
 #define NNM_ABI_MAJOR 1

@@ -102,7 +102,7 @@ func Constant(name string) (int64, bool) {
 	return int64(v), true
 }
 
-// Version is the library's version ("0.3.0").
+// Version is the library's version ("0.4.0").
 func Version() string { return C.GoString(C.nnm_version()) }
 
 // Context is an nnmod context. Use it from one goroutine at a time.

@@ -24,7 +24,7 @@ from ._autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from ._safetensors import save_safetensors, load_safetensors
 from . import optim
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "library_path", "Error", "InvalidError", "NoMemoryError", "ShapeError", "DTypeError",

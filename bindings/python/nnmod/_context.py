@@ -175,7 +175,7 @@ def default_context():
 
 
 def version():
-    """libnnmod's version string ("0.3.0")."""
+    """libnnmod's version string ("0.4.0")."""
     return _decode(L.nnm_version())
 
 

@@ -47,7 +47,7 @@ pub use optim::{Adam, Optimizer, Sgd};
 pub use state::{LoadReport, StateDict};
 pub use tensor::Tensor;
 
-/// The library's version ("0.3.0").
+/// The library's version ("0.4.0").
 pub fn version() -> &'static str {
     unsafe { std::ffi::CStr::from_ptr(sys::nnm_version()) }.to_str().unwrap_or("")
 }
