@@ -22,6 +22,7 @@ from ._module import (Module, RemovableHandle, IncompatibleKeys, from_manifest, 
                       register_module_full_backward_pre_hook, register_module_full_backward_hook)
 from ._autograd import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from ._safetensors import save_safetensors, load_safetensors
+from ._checkpoint import save_checkpoint, load_checkpoint
 from . import optim
 
 __version__ = "0.4.0"
@@ -37,5 +38,5 @@ __all__ = [
     "register_module_forward_pre_hook", "register_module_forward_hook",
     "register_module_full_backward_pre_hook", "register_module_full_backward_hook", "no_grad",
     "enable_grad", "set_grad_enabled", "is_grad_enabled", "save_safetensors",
-    "load_safetensors", "optim",
+    "load_safetensors", "save_checkpoint", "load_checkpoint", "optim",
 ]

@@ -284,6 +284,8 @@ _fn("nnm_safetensors_metadata", st, P, c_uint32, POINTER(c_char_p), POINTER(c_ch
 _fn("nnm_safetensors_write", st, P, c_char_p, c_uint32, POINTER(c_char_p), PP, c_uint32,
     POINTER(KV))
 _fn("nnm_module_save", st, P, c_char_p, c_uint32, POINTER(KV))
+_fn("nnm_checkpoint_save", st, c_char_p, P, P, P, c_uint32, POINTER(KV))
+_fn("nnm_checkpoint_load", st, c_char_p, P, P)
 _fn("nnm_module_load", st, P, c_char_p, c_int, POINTER(POINTER(LoadReport)))
 _fn("nnm_load_report_free", None, POINTER(LoadReport))
 # manifests

@@ -124,3 +124,53 @@ def test_optimizer_on_a_submodule_list(ctx, mlp_path):
     np.testing.assert_array_equal(m.fc1.weight.numpy(), w1)
     np.testing.assert_allclose(m.fc2.weight.numpy(), w2 - m.fc2.weight.grad.numpy(), rtol=1e-6)
     del m, opt
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_checkpoint_resume_equals_uninterrupted(ctx, case, kind, tmp_path):
+    """Two steps, a checkpoint, a third step in a fresh module and optimizer
+    loaded from it: bit for bit the third step of an uninterrupted run."""
+    data, _ = case
+    loss_fn = nnmod.create("cross_entropy", ctx=ctx)
+
+    def make():
+        m = mlp(ctx, data)
+        if kind == "sgd":
+            return m, nnmod.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+        return m, nnmod.optim.Adam(m.parameters(), lr=0.01)
+
+    def step(m, opt):
+        opt.zero_grad()
+        loss_fn(m(data["input"]), data["target"]).backward()
+        opt.step()
+
+    a, oa = make()
+    step(a, oa)
+    step(a, oa)
+    path = str(tmp_path / "ck.safetensors")
+    nnmod.save_checkpoint(path, a, oa, metadata={"epoch": "2"})
+    step(a, oa)
+    b, ob = make()
+    ob.param_groups[0]["lr"] = 0.5  # the file's lr replaces it
+    nnmod.load_checkpoint(path, b, ob)
+    assert ob.param_groups[0]["lr"] == pytest.approx(0.1 if kind == "sgd" else 0.01)
+    step(b, ob)
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
+    _, meta = nnmod.load_safetensors(path, with_metadata=True, ctx=ctx)
+    assert meta["epoch"] == "2"
+    # the wrong kind of optimizer, or a corrupt file, is refused; nothing changes
+    wrong = nnmod.optim.AdamW(b.parameters()) if kind == "sgd" else \
+        nnmod.optim.SGD(b.parameters(), lr=0.1)
+    before = [p.numpy().copy() for p in b.parameters()]
+    with pytest.raises(nnmod.InvalidError):
+        nnmod.load_checkpoint(path, b, wrong)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(open(path, "rb").read()[:100])
+    with pytest.raises(nnmod.Error):
+        nnmod.load_checkpoint(str(bad), b, ob)
+    for p, q in zip(before, b.parameters()):
+        np.testing.assert_array_equal(p, q.numpy())
+    with pytest.raises(nnmod.InvalidError):
+        nnmod.save_checkpoint(path, b, optimizer="not an optimizer")
+    del a, b, oa, ob, wrong, loss_fn
