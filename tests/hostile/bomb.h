@@ -21,7 +21,7 @@
 
 /* Raw-deflates `len` bytes of `in` ending with a full flush into *out
  * (malloc'd, *out_len bytes). 0 on success. */
-static int hx_deflate_piece(z_stream *z, const unsigned char *in, size_t len, unsigned char **out,
+static inline int hx_deflate_piece(z_stream *z, const unsigned char *in, size_t len, unsigned char **out,
                             size_t *out_len) {
     size_t cap = len + 4096;
     unsigned char *buf = malloc(cap);
@@ -39,7 +39,7 @@ static int hx_deflate_piece(z_stream *z, const unsigned char *in, size_t len, un
     return 0;
 }
 
-static int hx_gzip_bomb(const char *path, const unsigned char *head, size_t head_len,
+static inline int hx_gzip_bomb(const char *path, const unsigned char *head, size_t head_len,
                         uint64_t zero_mib) {
     z_stream z;
     memset(&z, 0, sizeof z);
@@ -99,7 +99,7 @@ out:
 }
 
 /* An IDX header: type byte and dims (big-endian u32). Returns its length. */
-static size_t hx_idx_header(unsigned char *b, int type, int ndim, const uint32_t *dims) {
+static inline size_t hx_idx_header(unsigned char *b, int type, int ndim, const uint32_t *dims) {
     size_t at = 0;
     b[at++] = 0, b[at++] = 0, b[at++] = (unsigned char)type, b[at++] = (unsigned char)ndim;
     for (int d = 0; d < ndim; d++) {
