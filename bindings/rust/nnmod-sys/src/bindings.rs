@@ -5,7 +5,7 @@ pub const NNM_VERSION_MINOR: u32 = 4;
 pub const NNM_VERSION_PATCH: u32 = 0;
 pub const NNM_VERSION_STRING: &[u8; 6usize] = b"0.4.0\0";
 pub const NNM_ABI_MAJOR: u32 = 1;
-pub const NNM_ABI_MINOR: u32 = 4;
+pub const NNM_ABI_MINOR: u32 = 5;
 pub const NNM_MAX_DIMS: u32 = 8;
 pub const NNM_MAX_IO: u32 = 16;
 pub const NNM_MAX_SPATIAL: u32 = 3;
@@ -1361,12 +1361,31 @@ pub struct nnm_host {
             out: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub tensor_from_host: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            ndim: i32,
+            shape: *const i64,
+            dtype: nnm_dtype,
+            data: *const ::std::os::raw::c_void,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_index_select: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            dim: i32,
+            index: *mut nnm_tensor,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        408usize,
+        424usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2275,6 +2294,40 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_batch_norm();
+    fn test_field_tensor_from_host() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).tensor_from_host) as usize - ptr as usize
+            },
+            408usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(tensor_from_host)
+            )
+        );
+    }
+    test_field_tensor_from_host();
+    fn test_field_op_index_select() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_index_select) as usize - ptr as usize
+            },
+            416usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_index_select)
+            )
+        );
+    }
+    test_field_op_index_select();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -5524,6 +5577,185 @@ fn bindgen_test_layout_nnm_batch_norm_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_index_args {
+    pub struct_size: u32,
+    pub elem_size: u32,
+    pub outer: i64,
+    pub n: i64,
+    pub inner: i64,
+    pub m: i64,
+    pub index: *const nnm_tensor_desc,
+    pub src: *const nnm_tensor_desc,
+    pub dst: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_index_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_index_args>(),
+        64usize,
+        concat!("Size of: ", stringify!(nnm_index_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_index_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_index_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_elem_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).elem_size) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(elem_size)
+            )
+        );
+    }
+    test_field_elem_size();
+    fn test_field_outer() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).outer) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(outer)
+            )
+        );
+    }
+    test_field_outer();
+    fn test_field_n() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(n)
+            )
+        );
+    }
+    test_field_n();
+    fn test_field_inner() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).inner) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(inner)
+            )
+        );
+    }
+    test_field_inner();
+    fn test_field_m() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).m) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(m)
+            )
+        );
+    }
+    test_field_m();
+    fn test_field_index() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).index) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(index)
+            )
+        );
+    }
+    test_field_index();
+    fn test_field_src() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).src) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(src)
+            )
+        );
+    }
+    test_field_src();
+    fn test_field_dst() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dst) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(dst)
+            )
+        );
+    }
+    test_field_dst();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -5707,12 +5939,26 @@ pub struct nnm_backend_vtable {
             args: *const nnm_batch_norm_args,
         ) -> nnm_status,
     >,
+    pub index_select: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_index_args,
+        ) -> nnm_status,
+    >,
+    pub index_add: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_index_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        232usize,
+        248usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -6264,6 +6510,40 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_batch_norm_backward();
+    fn test_field_index_select() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).index_select) as usize - ptr as usize
+            },
+            232usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(index_select)
+            )
+        );
+    }
+    test_field_index_select();
+    fn test_field_index_add() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).index_add) as usize - ptr as usize
+            },
+            240usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(index_add)
+            )
+        );
+    }
+    test_field_index_add();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
