@@ -532,6 +532,77 @@ row(name="stochastic_depth_p0", layer="stochastic_depth", config={"p": 0, "mode"
 row(name="stochastic_depth_p1", layer="stochastic_depth", config={"p": 1.0, "mode": "row"},
     modes=("train",), torch=lambda: _stochastic_depth(1.0, "row"), inputs=[A((3, 2, 2))])
 
+# resampling and padding (plugins/resample; issue 18) ---------------------------
+def up_row(name, shape, size=None, scale_factor=None, mode="nearest", align_corners=None,
+           recompute=None, **kw):
+    cfg = {"mode": mode}
+    if size is not None:
+        cfg["size"] = list(size) if isinstance(size, tuple) else size
+    if scale_factor is not None:
+        cfg["scale_factor"] = list(scale_factor) if isinstance(scale_factor, tuple) else scale_factor
+    if align_corners is not None:
+        cfg["align_corners"] = align_corners
+    if recompute is not None:
+        cfg["recompute_scale_factor"] = recompute
+    row(name=name, layer="upsample", config=cfg,
+        torch=lambda: nn.Upsample(size=size, scale_factor=scale_factor, mode=mode,
+                                  align_corners=align_corners, recompute_scale_factor=recompute),
+        inputs=[A(shape)], **kw)
+
+
+up_row("upsample_nearest_x2", (1, 2, 3, 4), scale_factor=2)
+up_row("upsample_nearest_size", (2, 3, 4, 5), size=(5, 7))
+up_row("upsample_nearest_1d_frac", (2, 3, 5), scale_factor=1.5)
+up_row("upsample_nearest_3d", (1, 2, 2, 3, 2), scale_factor=2)
+up_row("upsample_nearest_down", (1, 2, 7, 6), size=(3, 4))
+up_row("upsample_nearest_exact", (2, 3, 5), size=7, mode="nearest-exact")
+up_row("upsample_linear_x2", (2, 3, 5), scale_factor=2, mode="linear")
+up_row("upsample_linear_align", (2, 3, 5), size=9, mode="linear", align_corners=True)
+up_row("upsample_bilinear_x2", (1, 2, 3, 4), scale_factor=2, mode="bilinear")
+up_row("upsample_bilinear_size_align", (2, 2, 3, 4), size=(5, 3), mode="bilinear", align_corners=True)
+up_row("upsample_bilinear_tuple_scale", (1, 2, 3, 4), scale_factor=(1.5, 2.5), mode="bilinear")
+up_row("upsample_bilinear_recompute", (1, 2, 3, 5), scale_factor=1.7, mode="bilinear",
+       recompute=True)
+up_row("upsample_bicubic_x2", (1, 2, 4, 3), scale_factor=2, mode="bicubic")
+up_row("upsample_bicubic_size_align", (1, 2, 4, 3), size=(6, 5), mode="bicubic", align_corners=True)
+up_row("upsample_bicubic_frac", (2, 1, 5, 4), scale_factor=1.7, mode="bicubic")
+up_row("upsample_trilinear_x2", (1, 2, 2, 3, 2), scale_factor=2, mode="trilinear")
+up_row("upsample_area", (1, 2, 5, 7), size=(2, 3), mode="area")
+for r, shape, tag in ((2, (1, 8, 3, 2), "r2"), (3, (2, 9, 2, 2), "r3"), (2, (8, 2, 3), "3d"),
+                      (2, (2, 1, 4, 2, 2), "5d")):
+    row(name=f"pixel_shuffle_{tag}", layer="pixel_shuffle", config={"upscale_factor": r},
+        torch=(lambda r=r: nn.PixelShuffle(r)), inputs=[A(shape)])
+for r, shape, tag in ((2, (1, 2, 4, 6), "r2"), (3, (2, 1, 3, 6), "r3")):
+    row(name=f"pixel_unshuffle_{tag}", layer="pixel_unshuffle", config={"downscale_factor": r},
+        torch=(lambda r=r: nn.PixelUnshuffle(r)), inputs=[A(shape)])
+row(name="zero_pad2d_int", layer="zero_pad2d", config={"padding": 1},
+    torch=lambda: nn.ZeroPad2d(1), inputs=[A((1, 2, 3, 4))])
+row(name="zero_pad2d_tuple_3d", layer="zero_pad2d", config={"padding": [1, 2, 0, 3]},
+    torch=lambda: nn.ZeroPad2d((1, 2, 0, 3)), inputs=[A((2, 3, 4))])
+row(name="zero_pad2d_negative", layer="zero_pad2d", config={"padding": [-1, 2, 1, -2]},
+    torch=lambda: nn.ZeroPad2d((-1, 2, 1, -2)), inputs=[A((1, 2, 4, 5))])
+row(name="constant_pad1d", layer="constant_pad1d", config={"padding": 2, "value": 3.5},
+    torch=lambda: nn.ConstantPad1d(2, 3.5), inputs=[A((2, 3, 4))])
+row(name="constant_pad2d_int_value", layer="constant_pad2d",
+    config={"padding": [1, 0, 2, 1], "value": 0},
+    torch=lambda: nn.ConstantPad2d((1, 0, 2, 1), 0), inputs=[A((1, 2, 3, 3))])
+row(name="constant_pad3d", layer="constant_pad3d", config={"padding": 1, "value": -1.0},
+    torch=lambda: nn.ConstantPad3d(1, -1.0), inputs=[A((1, 2, 2, 3, 2))])
+row(name="reflection_pad1d", layer="reflection_pad1d", config={"padding": 2},
+    torch=lambda: nn.ReflectionPad1d(2), inputs=[A((2, 3, 5))])
+row(name="reflection_pad1d_unbatched", layer="reflection_pad1d", config={"padding": [3, 1]},
+    torch=lambda: nn.ReflectionPad1d((3, 1)), inputs=[A((3, 6))])
+row(name="reflection_pad2d", layer="reflection_pad2d", config={"padding": [1, 2, 0, 1]},
+    torch=lambda: nn.ReflectionPad2d((1, 2, 0, 1)), inputs=[A((1, 2, 4, 5))])
+row(name="reflection_pad2d_int", layer="reflection_pad2d", config={"padding": 2},
+    torch=lambda: nn.ReflectionPad2d(2), inputs=[A((2, 1, 3, 3))])
+row(name="replication_pad1d", layer="replication_pad1d", config={"padding": [3, 1]},
+    torch=lambda: nn.ReplicationPad1d((3, 1)), inputs=[A((2, 3, 4))])
+row(name="replication_pad2d", layer="replication_pad2d", config={"padding": 2},
+    torch=lambda: nn.ReplicationPad2d(2), inputs=[A((1, 2, 3, 3))])
+row(name="replication_pad2d_unbatched", layer="replication_pad2d", config={"padding": [0, 1, 3, 2]},
+    torch=lambda: nn.ReplicationPad2d((0, 1, 3, 2)), inputs=[A((2, 3, 4))])
+
 # ---------------------------------------------------------------------------
 # Running a case
 # ---------------------------------------------------------------------------
