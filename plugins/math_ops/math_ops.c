@@ -452,11 +452,6 @@ static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case M_FULL: lo = 0, hi = NNM_MAX_IO; break;
     default: break;
     }
-    if ((s->kind == M_MAX || s->kind == M_MIN) && n_out == 2 && n_in == 1 && s->has_dim)
-        return h->set_error(env, NNM_E_UNSUPPORTED,
-                            "%s: the indices (second output) of %s(dim) need an argmax host op nnmod does not have; ask "
-                            "for the values only",
-                            s->op, s->op);
     nnm_status st = nnm_oc_check_io(env, s->op, in, n_in, lo, hi, out, n_out);
     if (st) return st;
     switch (s->kind) {
