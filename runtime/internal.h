@@ -616,6 +616,22 @@ nnm_status nnm__record_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *weigh
                                   nnm_tensor *xc, nnm_tensor *wc, nnm_tensor *mean, nnm_tensor *invstd,
                                   int training, nnm_tensor *y);
 
+/* ops_index.c: the ABI 1.5 ops. tensor_from_host copies numel(shape)
+ * elements of dtype from host memory into a new tensor on dev (no grad);
+ * index_select checks its arguments (see nnm_host.op_index_select), runs the
+ * backend's slot or the one-hot gemm and records IndexSelectBackward;
+ * nnm__index_add_backward (no recording) is its gradient: zeros of x's shape
+ * with g's slices added at the indices idx[0..m) along dim d. */
+nnm_status nnm__tensor_from_host(nnm_ctx *ctx, nnm_device dev, int32_t ndim, const int64_t *shape, nnm_dtype dtype,
+                                 const void *data, nnm_tensor **out);
+nnm_status nnm__op_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, nnm_tensor *index, nnm_tensor **out);
+nnm_status nnm__index_add_backward(nnm_ctx *ctx, nnm_tensor *g, int32_t d, const int64_t *idx, int64_t m,
+                                   int32_t ndim, const int64_t *shape, nnm_tensor **out);
+/* derivatives_nn.c: index_select's node (input x; keeps a host copy of the
+ * m indices). */
+nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, const int64_t *idx, int64_t m,
+                                    nnm_tensor *y);
+
 /* call.c: custom-backward layers and module backward hooks */
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                              uint32_t n_out, nnm_tensor **saved, uint32_t n_saved);

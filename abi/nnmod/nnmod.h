@@ -1121,6 +1121,12 @@ typedef struct nnm_loader nnm_loader;
 
 /* The most bytes of data one IDX file may hold (its header is refused past it). */
 #define NNM_DATASET_MAX_BYTES ((uint64_t)1 << 34)
+/* Integer targets are class indices 0..NNM_DATASET_MAX_CLASS, or
+ * NNM_DATASET_IGNORE_INDEX (PyTorch's ignore_index: the sample counts in
+ * neither the loss nor the accuracy); any other value is refused when the
+ * dataset is opened, naming the file and the sample. */
+#define NNM_DATASET_IGNORE_INDEX (-100)
+#define NNM_DATASET_MAX_CLASS ((int64_t)INT32_MAX)
 /* Tensor names of a safetensors dataset when none are given. */
 #define NNM_DATASET_INPUTS "inputs"
 #define NNM_DATASET_TARGETS "targets"
@@ -1157,6 +1163,8 @@ typedef struct nnm_dataset_info {
     nnm_dtype target_dtype;      /* i64 or f32; all zero for an inputs-only dataset */
     int64_t n_classes;           /* 1 + the largest i64 target; 0 for f32 targets */
     const char *source;          /* the file name(s), owned by ds */
+    /* ---- fields above are valid for 0.4 (a smaller struct_size gets them) ---- */
+    int64_t n_ignored;           /* (0.5) visible i64 targets equal to NNM_DATASET_IGNORE_INDEX */
 } nnm_dataset_info;
 NNM_API nnm_status nnm_dataset_info_get(const nnm_dataset *ds, nnm_dataset_info *out);
 /* Keeps only the first n samples visible (n past the end: all of them). */
