@@ -3,7 +3,7 @@
  *
  *   sub, div            x, y | x     other (one input), reverse = false, sub: alpha = 1
  *   pow                 x, y | x     exponent (one input), reverse = false
- *   neg, abs, sqrt, rsqrt, exp, log  x
+ *   neg, abs, sqrt, rsqrt, exp, log, erf, sign  x
  *   clamp               x            min, max (either may be absent, not both)
  *   mean, sum, amax, amin  x         dim (int or ints; absent: all), keepdim = false
  *   max, min            x | x, y     dim (int; absent: all), keepdim = false; two
@@ -32,7 +32,7 @@
 #include "ops_common.h"
 
 enum mop_kind {
-    M_SUB, M_DIV, M_POW, M_NEG, M_ABS, M_SQRT, M_RSQRT, M_EXP, M_LOG, M_CLAMP, M_MEAN, M_SUM, M_AMAX,
+    M_SUB, M_DIV, M_POW, M_ERF, M_SIGN, M_NEG, M_ABS, M_SQRT, M_RSQRT, M_EXP, M_LOG, M_CLAMP, M_MEAN, M_SUM, M_AMAX,
     M_AMIN, M_MAX, M_MIN, M_MAXIMUM, M_MINIMUM, M_MATMUL, M_BMM, M_MASKED_FILL, M_EQ, M_NE, M_LT, M_LE,
     M_GT, M_GE, M_WHERE, M_FULL
 };
@@ -119,6 +119,8 @@ CREATE(sub_create, M_SUB, "sub")
 CREATE(div_create, M_DIV, "div")
 CREATE(pow_create, M_POW, "pow")
 CREATE(neg_create, M_NEG, "neg")
+CREATE(erf_create, M_ERF, "erf")
+CREATE(sign_create, M_SIGN, "sign")
 CREATE(abs_create, M_ABS, "abs")
 CREATE(sqrt_create, M_SQRT, "sqrt")
 CREATE(rsqrt_create, M_RSQRT, "rsqrt")
@@ -459,6 +461,8 @@ static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case M_DIV: return fwd_div(env, s, in, n_in, out);
     case M_POW: return fwd_pow(env, s, in, n_in, out);
     case M_NEG: return un(env, NNM_UNARY_NEG, in[0], 0, out);
+    case M_ERF: return un(env, NNM_UNARY_ERF, in[0], 0, out);
+    case M_SIGN: return un(env, NNM_UNARY_SIGN, in[0], 0, out);
     case M_ABS: return un(env, NNM_UNARY_ABS, in[0], 0, out);
     case M_SQRT: return un(env, NNM_UNARY_SQRT, in[0], 0, out);
     case M_RSQRT: return un(env, NNM_UNARY_POW, in[0], -0.5, out);
@@ -604,6 +608,8 @@ LAYER(sub_layer, "sub", sub_create, ANY, sub_config, N_FIELDS(sub_config));
 LAYER(div_layer, "div", div_create, ANY, div_config, N_FIELDS(div_config));
 LAYER(pow_layer, "pow", pow_create, ANY, pow_config, N_FIELDS(pow_config));
 LAYER(neg_layer, "neg", neg_create, 1, none_config, 0);
+LAYER(erf_layer, "erf", erf_create, 1, none_config, 0);
+LAYER(sign_layer, "sign", sign_create, 1, none_config, 0);
 LAYER(abs_layer, "abs", abs_create, 1, none_config, 0);
 LAYER(sqrt_layer, "sqrt", sqrt_create, 1, none_config, 0);
 LAYER(rsqrt_layer, "rsqrt", rsqrt_create, 1, none_config, 0);
@@ -635,7 +641,7 @@ static const nnm_layer_vtable *const mop_layers[] = {
     &exp_layer,  &log_layer,  &clamp_layer,   &mean_layer,    &sum_layer,    &amax_layer,        &amin_layer,
     &max_layer,  &min_layer,  &maximum_layer, &minimum_layer, &matmul_layer, &bmm_layer,         &masked_fill_layer,
     &eq_layer,   &ne_layer,   &lt_layer,      &le_layer,      &gt_layer,     &ge_layer,          &where_layer,
-    &full_layer,
+    &full_layer, &erf_layer, &sign_layer,
 };
 
 static const nnm_plugin_desc mop_plugin = {

@@ -216,6 +216,14 @@ static void test_bad_inputs(void) {
     nnm_config_set_ints(c, "from_input", INTS(1, -1));
     nnm_config_set_ints(c, "from_dim", INTS(0, -1));
     call_fails(made("view", c), in3, 1, 1, NNM_E_SHAPE, "view: from_input[0] = 1, but the op got 1 inputs");
+    /* the ABI 1.5 ops */
+    nnm_tensor *bad = tu_ti64(g_ctx, SHAPE(2), (int64_t[]){0, 3}), *is[2] = {x, bad};
+    call_fails(made("index_select", with_int("dim", 1)), is, 2, 1, NNM_E_INVALID, "index_select");
+    call_fails(made("flip", with_ints("dims", INTS(1, -1))), in1, 1, 1, NNM_E_INVALID, "flip: dims: dim 1 appears multiple times");
+    nnm_tensor *v1 = iota(SHAPE(4)), *v1in[1] = {v1};
+    call_fails(made("triu", cfg_new()), v1in, 1, 1, NNM_E_SHAPE, "triu: input tensor must have at least 2 dimensions");
+    nnm_tensor_release(v1);
+    nnm_tensor_release(bad);
     nnm_tensor_release(e);
     nnm_tensor_release(idx);
     nnm_tensor_release(x);
@@ -266,6 +274,15 @@ static void test_values(void) {
     y = run(made("pad", c), in, 1);
     check_tensor(y, SHAPE(2, 6), (const float[]){-INFINITY, 0, 1, 2, 3, 4, -INFINITY, 5, 6, 7, 8, 9});
     nnm_tensor_release(y);
+    /* flip and triu of infinities: exact zeros above, no NaN from 0 * inf */
+    y = run(made("flip", with_int("dims", -1)), in, 1);
+    check_tensor(y, SHAPE(2, 5), (const float[]){4, 3, 2, 1, 0, 9, 8, 7, 6, 5});
+    nnm_tensor_release(y);
+    nnm_tensor *infs = tu_tf32(g_ctx, SHAPE(2, 2), (const float[]){INFINITY, -INFINITY, NAN, 1}), *ii[1] = {infs};
+    y = run(made("tril", cfg_new()), ii, 1);
+    check_tensor(y, SHAPE(2, 2), (const float[]){INFINITY, 0, NAN, 1});
+    nnm_tensor_release(y);
+    nnm_tensor_release(infs);
     nnm_tensor_release(x);
 
     /* a 0-d tensor: squeeze of [1, 1], sum over its dim 0, select refused */
