@@ -217,6 +217,18 @@ op(R, "max_two_inputs", "max", {}, lambda x, y: torch.max(x, y), [("distinct", (
 op(R, "maximum", "maximum", {}, lambda x, y: torch.maximum(x, y), [("distinct", (2, 3)), ("distinct", (2, 3))])
 op(R, "minimum", "minimum", {}, lambda x, y: torch.minimum(x, y), [("distinct", (2, 3)), ("distinct", (1, 3))])
 
+op(R, "var_dims", "var", {"dim": [0, 2]}, lambda x: x.var((0, 2)), [A((2, 3, 4))])
+op(R, "var_biased_keepdim", "var", {"dim": -1, "unbiased": False, "keepdim": True},
+   lambda x: x.var(-1, unbiased=False, keepdim=True), [A((3, 5))])
+op(R, "std_all", "std", {}, lambda x: x.std(), [A((3, 4))])
+op(R, "norm_p2_last", "norm", {"dim": -1}, lambda x: x.norm(dim=-1), [A((3, 4))])
+op(R, "norm_inf_keepdim", "norm", {"p": "inf", "dim": 1, "keepdim": True},
+   lambda x: x.norm(p=float("inf"), dim=1, keepdim=True), [("distinct", (2, 5))])
+op(R, "norm_p3_all", "norm", {"p": 3}, lambda x: x.norm(p=3), [A((2, 3), 1.0, [0.0])])
+op(R, "norm_p1", "norm", {"p": 1, "dim": 0}, lambda x: x.norm(p=1, dim=0), [A((4, 3), 1.0, [0.0])])
+op(R, "normalize_default", "normalize", {}, lambda x: F.normalize(x), [A((2, 3, 4))])
+op(R, "normalize_last", "normalize", {"dim": -1}, lambda x: F.normalize(x, dim=-1), [A((3, 5))])
+
 # ---------------------------------------------------------------------------
 # product: matmul, bmm
 # ---------------------------------------------------------------------------
@@ -245,6 +257,10 @@ for cmp in ("eq", "ne", "lt", "le", "gt", "ge"):
     graph_op(W, f"{cmp}_tensors", cmp, {}, lambda x, y, fn=fn: fn(x, y), [("ties", (3, 4)), ("ties", (4,))])
     graph_op(W, f"{cmp}_scalar", cmp, {"other": 0.0}, lambda x, fn=fn: fn(x, 0.0), [("ties", (3, 4))])
 graph_op(W, "sign", "sign", {}, lambda x: torch.sign(x), [("ties", (3, 4))])
+graph_op(W, "arange_dynamic_f32", "arange", {"end": 0, "dtype": "float32", "from_input": [0], "from_dim": [-1]},
+         lambda x: torch.arange(x.size(-1), dtype=torch.float32), [A((2, 5))])
+graph_op(W, "arange_float_step", "arange", {"start": 0.5, "end": 2.0, "step": 0.25},
+         lambda x: torch.arange(0.5, 2.0, 0.25), [A((3, 6))])
 graph_op(W, "lt_scalar_frac", "lt", {"other": 0.1}, lambda x: x < 0.1, [A((3, 4))])
 graph_op(W, "full_dynamic", "full", {"size": [0, 3], "fill_value": 2.5, "from_input": [0, -1],
                                      "from_dim": [0, -1]},

@@ -224,6 +224,15 @@ static void test_bad_inputs(void) {
     call_fails(made("triu", cfg_new()), v1in, 1, 1, NNM_E_SHAPE, "triu: input tensor must have at least 2 dimensions");
     nnm_tensor_release(v1);
     nnm_tensor_release(bad);
+    c = with_int("end", 0);
+    nnm_config_set_int(c, "start", 3);
+    call_fails(made("arange", c), in1, 0, 1, NNM_E_INVALID, "arange: upper bound and larger bound inconsistent with step sign");
+    c = with_int("end", 3);
+    nnm_config_set_int(c, "step", 0);
+    create_fails("arange", c, NNM_E_INVALID, "arange: step must be nonzero");
+    c = cfg_new();
+    nnm_config_set_float(c, "p", 0.0);
+    create_fails("norm", c, NNM_E_UNSUPPORTED, "norm: p: only p > 0");
     nnm_tensor_release(e);
     nnm_tensor_release(idx);
     nnm_tensor_release(x);
@@ -283,6 +292,33 @@ static void test_values(void) {
     check_tensor(y, SHAPE(2, 2), (const float[]){INFINITY, 0, NAN, 1});
     nnm_tensor_release(y);
     nnm_tensor_release(infs);
+    nnm_tensor_release(x);
+
+    /* arange: int64 by default for integer arguments, as PyTorch; its end
+     * from an input's shape */
+    x = iota(SHAPE(2, 4));
+    in[0] = x;
+    c = with_int("end", 0);
+    nnm_config_set_ints(c, "from_input", INTS(0));
+    nnm_config_set_ints(c, "from_dim", INTS(-1));
+    nnm_config_set_int(c, "step", 3);
+    y = run(made("arange", c), in, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+    CU_ASSERT_TRUE(tu_shape_is(y, SHAPE(2)));
+    CU_ASSERT_EQUAL(nnm_tensor_desc_get(y)->dtype.code, NNM_DTYPE_INT);
+    const int64_t *iv = tu_cpu_data(y);
+    CU_ASSERT_TRUE(iv != NULL && iv[0] == 0 && iv[1] == 3);
+    nnm_tensor_release(y);
+    /* var of one element is NaN (n - 1 = 0), unbiased=false gives 0 */
+    y = run(made("var", with_int("dim", 0)), in, 1);
+    check_tensor(y, SHAPE(4), (const float[]){8, 8, 8, 8});
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    x = iota(SHAPE(1));
+    in[0] = x;
+    y = run(made("var", cfg_new()), in, 1);
+    check_tensor(y, 0, NULL, (const float[]){NAN});
+    nnm_tensor_release(y);
     nnm_tensor_release(x);
 
     /* a 0-d tensor: squeeze of [1, 1], sum over its dim 0, select refused */
