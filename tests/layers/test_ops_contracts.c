@@ -216,6 +216,23 @@ static void test_bad_inputs(void) {
     nnm_config_set_ints(c, "from_input", INTS(1, -1));
     nnm_config_set_ints(c, "from_dim", INTS(0, -1));
     call_fails(made("view", c), in3, 1, 1, NNM_E_SHAPE, "view: from_input[0] = 1, but the op got 1 inputs");
+    /* the ABI 1.5 ops */
+    nnm_tensor *bad = tu_ti64(g_ctx, SHAPE(2), (int64_t[]){0, 3}), *is[2] = {x, bad};
+    call_fails(made("index_select", with_int("dim", 1)), is, 2, 1, NNM_E_INVALID, "index_select");
+    call_fails(made("flip", with_ints("dims", INTS(1, -1))), in1, 1, 1, NNM_E_INVALID, "flip: dims: dim 1 appears multiple times");
+    nnm_tensor *v1 = iota(SHAPE(4)), *v1in[1] = {v1};
+    call_fails(made("triu", cfg_new()), v1in, 1, 1, NNM_E_SHAPE, "triu: input tensor must have at least 2 dimensions");
+    nnm_tensor_release(v1);
+    nnm_tensor_release(bad);
+    c = with_int("end", 0);
+    nnm_config_set_int(c, "start", 3);
+    call_fails(made("arange", c), in1, 0, 1, NNM_E_INVALID, "arange: upper bound and larger bound inconsistent with step sign");
+    c = with_int("end", 3);
+    nnm_config_set_int(c, "step", 0);
+    create_fails("arange", c, NNM_E_INVALID, "arange: step must be nonzero");
+    c = cfg_new();
+    nnm_config_set_float(c, "p", 0.0);
+    create_fails("norm", c, NNM_E_UNSUPPORTED, "norm: p: only p > 0");
     nnm_tensor_release(e);
     nnm_tensor_release(idx);
     nnm_tensor_release(x);
@@ -265,6 +282,42 @@ static void test_values(void) {
     nnm_config_set_str(c, "value", "-inf");
     y = run(made("pad", c), in, 1);
     check_tensor(y, SHAPE(2, 6), (const float[]){-INFINITY, 0, 1, 2, 3, 4, -INFINITY, 5, 6, 7, 8, 9});
+    nnm_tensor_release(y);
+    /* flip and triu of infinities: exact zeros above, no NaN from 0 * inf */
+    y = run(made("flip", with_int("dims", -1)), in, 1);
+    check_tensor(y, SHAPE(2, 5), (const float[]){4, 3, 2, 1, 0, 9, 8, 7, 6, 5});
+    nnm_tensor_release(y);
+    nnm_tensor *infs = tu_tf32(g_ctx, SHAPE(2, 2), (const float[]){INFINITY, -INFINITY, NAN, 1}), *ii[1] = {infs};
+    y = run(made("tril", cfg_new()), ii, 1);
+    check_tensor(y, SHAPE(2, 2), (const float[]){INFINITY, 0, NAN, 1});
+    nnm_tensor_release(y);
+    nnm_tensor_release(infs);
+    nnm_tensor_release(x);
+
+    /* arange: int64 by default for integer arguments, as PyTorch; its end
+     * from an input's shape */
+    x = iota(SHAPE(2, 4));
+    in[0] = x;
+    c = with_int("end", 0);
+    nnm_config_set_ints(c, "from_input", INTS(0));
+    nnm_config_set_ints(c, "from_dim", INTS(-1));
+    nnm_config_set_int(c, "step", 3);
+    y = run(made("arange", c), in, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+    CU_ASSERT_TRUE(tu_shape_is(y, SHAPE(2)));
+    CU_ASSERT_EQUAL(nnm_tensor_desc_get(y)->dtype.code, NNM_DTYPE_INT);
+    const int64_t *iv = tu_cpu_data(y);
+    CU_ASSERT_TRUE(iv != NULL && iv[0] == 0 && iv[1] == 3);
+    nnm_tensor_release(y);
+    /* var of one element is NaN (n - 1 = 0), unbiased=false gives 0 */
+    y = run(made("var", with_int("dim", 0)), in, 1);
+    check_tensor(y, SHAPE(4), (const float[]){8, 8, 8, 8});
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    x = iota(SHAPE(1));
+    in[0] = x;
+    y = run(made("var", cfg_new()), in, 1);
+    check_tensor(y, 0, NULL, (const float[]){NAN});
     nnm_tensor_release(y);
     nnm_tensor_release(x);
 
