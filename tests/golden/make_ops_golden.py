@@ -269,6 +269,43 @@ graph_op(W, "full_zeros_static", "full", {"size": [2, 3], "fill_value": 0.0},
          lambda x: torch.zeros(2, 3), [A((2, 3))])
 
 
+# ---------------------------------------------------------------------------
+# composite: several ops chained in one graph (a ViT-style head), so that the
+# ops meet each other's outputs (views, copies) inside the graph plugin
+# ---------------------------------------------------------------------------
+def vit_head(x, cls):
+    n, c = x.shape[0], x.shape[1]
+    t = x.view(n, c, -1).permute(0, 2, 1)             # [N, HW, C]
+    tok = cls.expand(n, -1, -1)                          # [N, 1, C]
+    seq = torch.cat([tok, t], 1)                         # [N, 1 + HW, C]
+    return seq[:, 0] * 0.5 + seq[:, 1::2].mean(1) - seq.amax((1,))
+
+
+ROWS.append(dict(
+    file="composite", name="vit_head_graph", layer="graph", repr=False,
+    config={"inputs": ["x", "cls"],
+            "nodes": ["flat: x", "tokens: flat", "tok: cls, x", "seq: tok, tokens", "first: seq",
+                      "half: first", "odd: seq", "avg: odd", "mx: seq", "sum: half, avg",
+                      "out: sum, mx"],
+            "outputs": ["out"]},
+    children=[
+        {"name": "flat", "type": "view",
+         "config": {"shape": [0, 0, -1], "from_input": [0, 0, -1], "from_dim": [0, 1, -1]}},
+        {"name": "tokens", "type": "permute", "config": {"dims": [0, 2, 1]}},
+        {"name": "tok", "type": "expand",
+         "config": {"size": [-1, -1, -1], "from_input": [1, -1, -1], "from_dim": [0, -1, -1]}},
+        {"name": "seq", "type": "concat", "config": {"dim": 1}},
+        {"name": "first", "type": "getitem", "config": {"index": [":", "0"]}},
+        {"name": "half", "type": "mul", "config": {"other": 0.5}},
+        {"name": "odd", "type": "getitem", "config": {"index": [":", "1::2"]}},
+        {"name": "avg", "type": "mean", "config": {"dim": 1}},
+        {"name": "mx", "type": "amax", "config": {"dim": [1]}},
+        {"name": "sum", "type": "add"},
+        {"name": "out", "type": "sub"},
+    ],
+    torch=lambda: Fn(vit_head), inputs=[("distinct", (2, 4, 3, 3)), A((1, 1, 4))]))
+
+
 def main():
     torch.set_num_threads(1)
     only = set(sys.argv[1:])

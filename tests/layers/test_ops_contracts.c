@@ -477,6 +477,57 @@ static void test_dynamic_sizes(void) {
     LEAK_CHECK_END();
 }
 
+/* The ViT-style head of make_ops_golden.py's composite row as a manifest:
+ * built once, run at three batch sizes (nothing of batch 2 is baked in). */
+static const char k_vit_head[] =
+    "{\"format\": \"nnmod.manifest\", \"version\": 1,"
+    " \"plugins\": {\"graph\": \"^1.0\", \"view\": \"^1.0\", \"permute\": \"^1.0\", \"expand\": \"^1.0\","
+    "  \"concat\": \"^1.0\", \"getitem\": \"^1.0\", \"mul\": \"^1.1\", \"mean\": \"^1.0\", \"amax\": \"^1.0\","
+    "  \"add\": \"^1.0\", \"sub\": \"^1.0\"},"
+    " \"root\": {\"type\": \"graph\", \"config\": {\"inputs\": [\"x\", \"cls\"],"
+    "  \"nodes\": [\"flat: x\", \"tokens: flat\", \"tok: cls, x\", \"seq: tok, tokens\", \"first: seq\","
+    "   \"half: first\", \"odd: seq\", \"avg: odd\", \"mx: seq\", \"sum: half, avg\", \"out: sum, mx\"],"
+    "  \"outputs\": [\"out\"]},"
+    "  \"children\": ["
+    "   {\"name\": \"flat\", \"type\": \"view\", \"config\": {\"shape\": [0, 0, -1], \"from_input\": [0, 0, -1], \"from_dim\": [0, 1, -1]}},"
+    "   {\"name\": \"tokens\", \"type\": \"permute\", \"config\": {\"dims\": [0, 2, 1]}},"
+    "   {\"name\": \"tok\", \"type\": \"expand\", \"config\": {\"size\": [-1, -1, -1], \"from_input\": [1, -1, -1], \"from_dim\": [0, -1, -1]}},"
+    "   {\"name\": \"seq\", \"type\": \"concat\", \"config\": {\"dim\": 1}},"
+    "   {\"name\": \"first\", \"type\": \"getitem\", \"config\": {\"index\": [\":\", \"0\"]}},"
+    "   {\"name\": \"half\", \"type\": \"mul\", \"config\": {\"other\": 0.5}},"
+    "   {\"name\": \"odd\", \"type\": \"getitem\", \"config\": {\"index\": [\":\", \"1::2\"]}},"
+    "   {\"name\": \"avg\", \"type\": \"mean\", \"config\": {\"dim\": 1}},"
+    "   {\"name\": \"mx\", \"type\": \"amax\", \"config\": {\"dim\": [1]}},"
+    "   {\"name\": \"sum\", \"type\": \"add\"}, {\"name\": \"out\", \"type\": \"sub\"}]}}";
+
+static void test_graph_any_batch(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_manifest *mf = NULL;
+    nnm_module *g = NULL;
+    CHECK_STATUS(nnm_manifest_parse(g_ctx, k_vit_head, strlen(k_vit_head), NNM_MANIFEST_JSON, NULL, NULL, &mf),
+                 NNM_OK);
+    if (mf) CHECK_STATUS(nnm_manifest_build(mf, NNM_BUILD_NO_WEIGHTS, &g), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    nnm_tensor *cls = tu_tf32(g_ctx, SHAPE(1, 1, 4), (const float[]){1, 2, 3, 4});
+    for (int64_t b = 1; b <= 7; b += 3) {
+        nnm_tensor *x = iota(4, (const int64_t[]){b, 4, 3, 3}), *in[2] = {x, cls}, *y = NULL;
+        CHECK_STATUS(nnm_module_call(g, in, 2, &y, 1), NNM_OK);
+        CU_ASSERT_TRUE(y != NULL && tu_shape_is(y, 2, (const int64_t[]){b, 4}));
+        if (y && b == 1) { /* x[0, c] is 9c .. 9c + 8: seq rows 1..9; odd rows 1, 3, 5, 7, 9 */
+            float v[4];
+            CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, v, 4), NNM_OK);
+            for (int c = 0; c < 4; c++) /* 0.5 * cls + mean(9c + {0, 2, 4, 6, 8}) - max(cls, 9c + 8) */
+                CU_ASSERT_TRUE(tu_near(v[c], 0.5 * (c + 1) + (9 * c + 4) - (c == 0 ? 8 : 9 * c + 8), 1e-6, 1e-5));
+        }
+        nnm_tensor_release(y);
+        nnm_tensor_release(x);
+    }
+    nnm_tensor_release(cls);
+    nnm_module_release(g);
+    nnm_manifest_free(mf);
+    LEAK_CHECK_END();
+}
+
 /* ---- add / mul: 1.0 manifests unchanged, 1.1 keys -------------------- */
 
 static void test_add_mul_scalars(void) {
@@ -525,5 +576,6 @@ int main(void) {
     CU_add_test(s, "comparisons with NaN, infinities, broadcasting", test_comparisons);
     CU_add_test(s, "dynamic sizes at two batch sizes", test_dynamic_sizes);
     CU_add_test(s, "add/mul: 1.0 unchanged, other and alpha", test_add_mul_scalars);
+    CU_add_test(s, "a graph of ops runs at any batch size", test_graph_any_batch);
     return tu_run();
 }
