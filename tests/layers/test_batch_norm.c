@@ -452,6 +452,86 @@ static void test_layer_running_stats_digits(void) {
     LEAK_CHECK_END();
 }
 
+/* Issue 18: num_batches_tracked is i64 as PyTorch's: a PyTorch count past
+ * 2^24 loads, counts on exactly (f32 would stay at 2^24), saves as I64 and
+ * loads back; a count nnmod saved as f32 before loads too. */
+static void test_layer_num_batches_i64(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "num_features", 2);
+    nnm_module *m = tu_module(g_ctx, "batch_norm2d", cfg), *m2 = tu_module(g_ctx, "batch_norm2d", cfg);
+    nnm_config_free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m2);
+    tu_named b;
+    memset(&b, 0, sizeof b);
+    CHECK_STATUS(nnm_module_named_buffers(m, tu_named_add, &b), NNM_OK);
+    nnm_tensor *nbt = tu_named_get(&b, "num_batches_tracked");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(nbt);
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(nbt);
+    CU_ASSERT(d->dtype.code == NNM_DTYPE_INT && d->dtype.bits == 64 && d->ndim == 0);
+    /* PyTorch's count 2^24 + 5, loaded strictly */
+    const int64_t big = ((int64_t)1 << 24) + 5;
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(m, &sd), NNM_OK);
+    nnm_tensor *tb = tu_ti64(g_ctx, 0, NULL, &big);
+    CHECK_STATUS(nnm_state_dict_set(sd, "num_batches_tracked", tb), NNM_OK);
+    nnm_tensor_release(tb);
+    CHECK_STATUS(nnm_module_load_state_dict(m, sd, 1, NULL), NNM_OK);
+    nnm_state_dict_free(sd);
+    CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(nbt), big);
+    /* two training calls: + 2, exactly */
+    float x[2 * 2 * 3];
+    tu_fill_uniform(x, 12, 9u, -1.0, 1.0);
+    const int64_t shape[4] = {2, 2, 3, 1};
+    nnm_tensor *tx = tu_tf32(g_ctx, 4, shape, x), *y = NULL;
+    for (int k = 0; k < 2; k++) {
+        CHECK_STATUS(tu_call1(m, tx, &y), NNM_OK);
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(nbt), big + 2);
+    float f = 0;
+    CHECK_STATUS(nnm_tensor_to_f32(nbt, &f, 1), NNM_OK);
+    CU_ASSERT_EQUAL(f, (float)(big + 2));
+    /* saved as I64, loaded back exactly */
+    char dir[256];
+    CU_ASSERT_EQUAL_FATAL(tu_tmpdir_new(dir, sizeof dir, "nnm_bn_i64"), 0);
+    const char *path = tu_path(dir, "bn.safetensors");
+    char pbuf[512];
+    snprintf(pbuf, sizeof pbuf, "%s", path);
+    CHECK_STATUS(nnm_module_save(m, pbuf, 0, NULL), NNM_OK);
+    nnm_safetensors *st = NULL;
+    CHECK_STATUS(nnm_safetensors_open(g_ctx, pbuf, &st), NNM_OK);
+    nnm_st_entry e = {sizeof e};
+    CHECK_STATUS(nnm_safetensors_find(st, "num_batches_tracked", &e), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(e.dtype_name, "I64");
+    int64_t saved = 0;
+    memcpy(&saved, e.data, 8);
+    CU_ASSERT_EQUAL(saved, big + 2);
+    nnm_safetensors_close(st);
+    CHECK_STATUS(nnm_module_load(m2, pbuf, 1, NULL), NNM_OK);
+    tu_named b2;
+    memset(&b2, 0, sizeof b2);
+    CHECK_STATUS(nnm_module_named_buffers(m2, tu_named_add, &b2), NNM_OK);
+    CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(tu_named_get(&b2, "num_batches_tracked")), big + 2);
+    /* a count nnmod kept as f32 loads into the i64 buffer */
+    CHECK_STATUS(nnm_module_state_dict(m2, &sd), NNM_OK);
+    const float seven = 7.0f;
+    nnm_tensor *tf = tu_tf32(g_ctx, 0, NULL, &seven);
+    CHECK_STATUS(nnm_state_dict_set(sd, "num_batches_tracked", tf), NNM_OK);
+    nnm_tensor_release(tf);
+    CHECK_STATUS(nnm_module_load_state_dict(m2, sd, 1, NULL), NNM_OK);
+    nnm_state_dict_free(sd);
+    CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(tu_named_get(&b2, "num_batches_tracked")), 7);
+    tu_dir_remove_all(dir);
+    nnm_tensor_release(tx);
+    nnm_module_release(m2);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Bad arguments                                                             */
 /* ------------------------------------------------------------------------ */
@@ -750,6 +830,8 @@ int main(void) {
     CU_add_test(s, "op_batch_norm: a large mean keeps the variance's digits", test_op_large_mean);
     CU_add_test(s, "batch_norm2d: running statistics are the float64 ones rounded once (issue 18)",
                 test_layer_running_stats_digits);
+    CU_add_test(s, "batch_norm2d: num_batches_tracked is i64, exact past 2^24, saved as I64 (issue 18)",
+                test_layer_num_batches_i64);
     CU_add_test(s, "op_batch_norm: bad arguments fail with a status and a message", test_op_errors);
     CU_add_test(s, "batch_norm1d/2d: one value per channel in training is refused (fused and composed)",
                 test_layer_single_value);
