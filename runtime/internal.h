@@ -434,6 +434,10 @@ int nnm__tensor_is_contiguous(const nnm_tensor *t);
 int64_t nnm__numel(int32_t ndim, const int64_t *shape);
 size_t nnm__dtype_size(nnm_dtype dt);
 int nnm__shape_str(const nnm_tensor_desc *d, char *buf, size_t cap);
+/* The n elements of an i64 tensor (any device; any strides on the CPU) into
+ * host memory in row-major order, and back into a contiguous one. */
+nnm_status nnm__tensor_read_i64(nnm_tensor *t, int64_t *dst, size_t n);
+nnm_status nnm__tensor_write_i64(nnm_tensor *t, const int64_t *src, size_t n);
 void nnm__tensors_fini(nnm_ctx *ctx);
 
 /* ops.c: every op checks shapes and devices, allocates its output, and

@@ -198,7 +198,8 @@ NNM_API nnm_status nnm_tensor_new(nnm_ctx *ctx, nnm_device device, nnm_dtype dty
 NNM_API nnm_status nnm_tensor_from_f32(nnm_ctx *ctx, int32_t ndim, const int64_t *shape,
                                        const float *data, nnm_tensor **out);
 /* Copies the elements of an f32 tensor (any device, any strides) into `dst`,
- * which holds `cap` floats, in row-major order. */
+ * which holds `cap` floats, in row-major order. An i64 tensor (since 0.5:
+ * batch norm's num_batches_tracked) is converted, exact below 2^24. */
 NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap);
 NNM_API void nnm_tensor_retain(nnm_tensor *t);
 NNM_API void nnm_tensor_release(nnm_tensor *t);

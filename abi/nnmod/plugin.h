@@ -413,7 +413,8 @@ struct nnm_host {
     nnm_status (*config_int_or_ints)(nnm_env *env, const char *key, const int64_t *dflt,
                                      int64_t *out, size_t n);
     /* (1.3) Copies the n elements of f32 tensor t (any device, any strides) to
-     * host memory dst in row-major order; n must be t's numel. */
+     * host memory dst in row-major order; n must be t's numel. A 1.5 host
+     * also converts an i64 tensor (exact below 2^24). */
     nnm_status (*tensor_read_f32)(nnm_env *env, nnm_tensor *t, float *dst, size_t n);
     /* (1.3) A new contiguous f32 tensor on the invocation's device, each
      * element `value`; no gradient. */
@@ -456,7 +457,10 @@ struct nnm_host {
     /* (1.3) In place, never recorded: dst = alpha * dst + beta * src (src
      * broadcast to dst's shape; NULL src: dst = alpha * dst). For running
      * statistics: dst is a buffer of this module, and a tensor that requires
-     * grad is refused with NNM_E_STATE. */
+     * grad is refused with NNM_E_STATE. A 1.5 host also takes an i64 dst (a
+     * counter such as num_batches_tracked): src f32 or i64 of one element
+     * or dst's count, the result truncated toward zero, exact for alpha 1
+     * and an integral beta * src however large the count. */
     nnm_status (*op_update)(nnm_env *env, nnm_tensor *dst, nnm_tensor *src, double alpha,
                             double beta);
     /* ---- slots above are valid for ABI 1.3 ---- */

@@ -9,8 +9,9 @@
  *       affine = true, track_running_stats = true
  *       parameters weight [C] (ones), bias [C] (zeros) when affine; persistent
  *       buffers running_mean [C] (zeros), running_var [C] (ones),
- *       num_batches_tracked [] (0; f32 here, i64 in PyTorch: a PyTorch state
- *       dict loads, the count is exact below 2^24) when track_running_stats.
+ *       num_batches_tracked [] (0; i64 as PyTorch's on an ABI 1.5 host, so
+ *       the count is exact past 2^24 and saves as I64; f32 on an older host)
+ *       when track_running_stats.
  *       Training mode (read from the call context) normalises with the batch
  *       statistics (biased variance) and updates the running ones with the
  *       unbiased variance, as PyTorch; eval mode uses the running ones and
@@ -174,10 +175,17 @@ static nnm_status norm_new(nnm_env *env, int kind, void **self) {
         return st;
     if (s.track) {
         const int64_t none[1] = {1};
+        const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
         if ((st = h->buffer_new(env, "running_mean", 1, pshape, NNM_INIT_ZEROS, 0, 1, &s.running_mean)) ||
-            (st = h->buffer_new(env, "running_var", 1, pshape, NNM_INIT_ONES, 0, 1, &s.running_var)) ||
-            (st = h->buffer_new(env, "num_batches_tracked", 0, none, NNM_INIT_ZEROS, 0, 1, &s.num_batches)))
+            (st = h->buffer_new(env, "running_var", 1, pshape, NNM_INIT_ONES, 0, 1, &s.running_var)))
             return st;
+        /* i64 as PyTorch's (exact past 2^24, saved as I64) on a 1.5 host, whose
+         * op_update counts in it; f32 on an older one */
+        if (NNM_HOST_HAS(h, buffer_new_v2))
+            st = h->buffer_new_v2(env, "num_batches_tracked", 0, none, i64, NNM_INIT_ZEROS, 0, 0, 1, &s.num_batches);
+        else
+            st = h->buffer_new(env, "num_batches_tracked", 0, none, NNM_INIT_ZEROS, 0, 1, &s.num_batches);
+        if (st) return st;
     }
     norm_state *p = malloc(sizeof *p);
     if (!p) return h->set_error(env, NNM_E_NOMEM, "%s: out of memory", layer);
@@ -636,7 +644,7 @@ static const nnm_config_field gn_config[] = {
         .struct_size = sizeof(nnm_layer_vtable),                                                      \
         .name = lname,                                                                                \
         .version_major = 1,                                                                           \
-        .version_patch = 1, /* 1.0.1: batch norm runs as the fused op_batch_norm where the backend has it */ \
+        .version_patch = 2, /* 1.0.1: batch norm runs as the fused op_batch_norm where the backend has it; 1.0.2: num_batches_tracked i64 */ \
         .n_inputs = 1,                                                                                \
         .n_outputs = 1,                                                                               \
         .create = create_fn,                                                                          \

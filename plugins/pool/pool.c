@@ -1,7 +1,9 @@
 /* plugins/pool/pool.c - the pooling layers of torch.nn, one plugin (the
  * 2-d ones below; max_pool1d/3d, avg_pool1d/3d and adaptive_avg_pool1d/3d
  * take the same keys over 1 or 3 spatial dims, avg_pool1d without
- * divisor_override, as PyTorch):
+ * divisor_override, as PyTorch; adaptive_max_pool1d/2d/3d take
+ * output_size and return_indices = false, composed from op_index_select and
+ * op_binary MAX, see amax_forward):
  *
  *   max_pool2d          (MaxPool2d)          kernel_size, stride = kernel_size,
  *                                            padding = 0, dilation = 1,
@@ -25,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum pool_kind { POOL_MAX, POOL_AVG, POOL_ADAPTIVE };
+enum pool_kind { POOL_MAX, POOL_AVG, POOL_ADAPTIVE, POOL_ADAPTIVE_MAX };
 
 /* An "int or tuple" value and how it was written. */
 typedef struct pool_pair {
@@ -42,10 +44,10 @@ typedef struct pool_state {
     nnm_pool_params p;
 } pool_state;
 
-static const char *const pool_names[3][3] = {
-    {"max_pool1d", "avg_pool1d", "adaptive_avg_pool1d"},
-    {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"},
-    {"max_pool3d", "avg_pool3d", "adaptive_avg_pool3d"},
+static const char *const pool_names[3][4] = {
+    {"max_pool1d", "avg_pool1d", "adaptive_avg_pool1d", "adaptive_max_pool1d"},
+    {"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"},
+    {"max_pool3d", "avg_pool3d", "adaptive_avg_pool3d", "adaptive_max_pool3d"},
 };
 #define POOL_NAME(s) pool_names[(s)->ns - 1][(s)->kind]
 
@@ -77,8 +79,13 @@ static nnm_status pool_new(nnm_env *env, int kind, int ns, void **self) {
     const int64_t zero = 0, one = 1;
     const int no = 0, yes = 1;
     nnm_status st;
-    if (kind == POOL_ADAPTIVE) {
+    if (kind == POOL_ADAPTIVE || kind == POOL_ADAPTIVE_MAX) {
         if ((st = pool_read_pair(env, "output_size", NULL, &s.output_size, 1, ns))) return st;
+        int ret_idx = 0;
+        if (kind == POOL_ADAPTIVE_MAX && (st = h->config_bool(env, "return_indices", &no, &ret_idx))) return st;
+        if (ret_idx)
+            return h->set_error(env, NNM_E_UNSUPPORTED, "%s: return_indices=true is not supported (one output)",
+                                POOL_NAME(&s));
     } else {
         int ret_idx = 0;
         int32_t t;
@@ -146,8 +153,86 @@ POOL_CREATE(avg3_create, POOL_AVG, 3)
 POOL_CREATE(adaptive1_create, POOL_ADAPTIVE, 1)
 POOL_CREATE(adaptive_create, POOL_ADAPTIVE, 2)
 POOL_CREATE(adaptive3_create, POOL_ADAPTIVE, 3)
+POOL_CREATE(amax1_create, POOL_ADAPTIVE_MAX, 1)
+POOL_CREATE(amax2_create, POOL_ADAPTIVE_MAX, 2)
+POOL_CREATE(amax3_create, POOL_ADAPTIVE_MAX, 3)
 
 static void pool_destroy(void *self) { free(self); }
+
+/* ------------------------------------------------------------------------ */
+/* adaptive_max_pool1d/2d/3d: composed (the host's op_pool has no adaptive   */
+/* max). Separable: per spatial dim, output j is the max over its window     */
+/* [floor(j * in / out), ceil((j + 1) * in / out)) of the input rows, taken  */
+/* as a chain of op_binary MAX over op_index_select'ed rows (a window        */
+/* shorter than the longest repeats its last row). The gradient reaches the  */
+/* maximum (a row counted twice gets its halves back through index_add).     */
+/* ------------------------------------------------------------------------ */
+
+static nnm_status amax_dim(nnm_env *env, nnm_tensor *x, int32_t axis, int64_t in, int64_t out, nnm_tensor **y) {
+    const nnm_host *h = env->host;
+    const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+    *y = NULL;
+    int64_t kmax = 1;
+    for (int64_t j = 0; j < out; j++) {
+        const int64_t s = (j * in) / out, e = ((j + 1) * in + out - 1) / out;
+        if (e - s > kmax) kmax = e - s;
+    }
+    int64_t *idx = malloc((size_t)out * sizeof *idx);
+    if (!idx) return h->set_error(env, NNM_E_NOMEM, "adaptive max pool: out of memory");
+    nnm_status st = NNM_OK;
+    nnm_tensor *acc = NULL;
+    for (int64_t k = 0; k < kmax && !st; k++) {
+        for (int64_t j = 0; j < out; j++) {
+            const int64_t s = (j * in) / out, e = ((j + 1) * in + out - 1) / out;
+            idx[j] = s + k < e ? s + k : e - 1;
+        }
+        nnm_tensor *it = NULL, *rows = NULL, *m = NULL;
+        st = h->tensor_from_host(env, 1, &out, i64, idx, &it);
+        if (!st) st = h->op_index_select(env, x, axis, it, &rows);
+        h->tensor_release(it);
+        if (st) break;
+        if (!acc) {
+            acc = rows;
+            continue;
+        }
+        st = h->op_binary(env, NNM_BINARY_MAX, acc, rows, &m);
+        h->tensor_release(acc);
+        h->tensor_release(rows);
+        acc = m;
+    }
+    free(idx);
+    if (st) {
+        h->tensor_release(acc);
+        return st;
+    }
+    *y = acc;
+    return NNM_OK;
+}
+
+static nnm_status amax_forward(nnm_env *env, const pool_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    if (!NNM_HOST_HAS(h, op_index_select) || !NNM_HOST_HAS(h, tensor_from_host))
+        return h->set_error(env, NNM_E_VERSION, "%s needs a host of ABI 1.5 (op_index_select)", POOL_NAME(s));
+    const nnm_tensor_desc *d = h->tensor_desc(x);
+    const int32_t nd = d->ndim;
+    int64_t in[3];
+    for (int i = 0; i < s->ns; i++) {
+        in[i] = d->shape[nd - s->ns + i];
+        if (in[i] < 1)
+            return h->set_error(env, NNM_E_SHAPE, "%s: spatial dim %d of the input is empty", POOL_NAME(s), i);
+    }
+    nnm_tensor *cur = x;
+    h->tensor_retain(cur);
+    for (int i = 0; i < s->ns; i++) {
+        nnm_tensor *y = NULL;
+        nnm_status st = amax_dim(env, cur, nd - s->ns + i, in[i], s->output_size.v[i], &y);
+        h->tensor_release(cur);
+        if (st) return st;
+        cur = y;
+    }
+    *out = cur;
+    return NNM_OK;
+}
 
 static nnm_status pool_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                                uint32_t n_out) {
@@ -159,6 +244,7 @@ static nnm_status pool_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
     if (d->ndim != s->ns + 1 && d->ndim != s->ns + 2)
         return h->set_error(env, NNM_E_SHAPE, "%s: expected %dD or %dD input, got %dD", POOL_NAME(s), s->ns + 1,
                             s->ns + 2, (int)d->ndim);
+    if (s->kind == POOL_ADAPTIVE_MAX) return amax_forward(env, s, in[0], out);
     return h->op_pool(env, in[0], &s->p, out);
 }
 
@@ -172,7 +258,7 @@ static int pool_pair_str(char *buf, size_t cap, const pool_pair *p, int ns) {
 static int pool_extra_repr(void *self, char *buf, size_t cap) {
     const pool_state *s = self;
     char k[48], st[48], pd[48], dl[48];
-    if (s->kind == POOL_ADAPTIVE) {
+    if (s->kind == POOL_ADAPTIVE || s->kind == POOL_ADAPTIVE_MAX) {
         pool_pair_str(k, sizeof k, &s->output_size, s->ns);
         return snprintf(buf, cap, "output_size=%s", k);
     }
@@ -211,6 +297,10 @@ static const nnm_config_field avg1_config[] = {
 static const nnm_config_field adaptive_config[] = {
     {"output_size", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "target size per spatial dim"},
 };
+static const nnm_config_field amax_config[] = {
+    {"output_size", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "target size per spatial dim"},
+    {"return_indices", NNM_CONFIG_BOOL, 0, "only false"},
+};
 
 #define POOL_LAYER(var, lname, display, create_fn, cfg)                                               \
     static const nnm_layer_vtable var = {                                                             \
@@ -237,17 +327,21 @@ POOL_LAYER(adaptive1_layer, "adaptive_avg_pool1d", "AdaptiveAvgPool1d", adaptive
 POOL_LAYER(max3_layer, "max_pool3d", "MaxPool3d", max3_create, max_config);
 POOL_LAYER(avg3_layer, "avg_pool3d", "AvgPool3d", avg3_create, avg_config);
 POOL_LAYER(adaptive3_layer, "adaptive_avg_pool3d", "AdaptiveAvgPool3d", adaptive3_create, adaptive_config);
+POOL_LAYER(amax1_layer, "adaptive_max_pool1d", "AdaptiveMaxPool1d", amax1_create, amax_config);
+POOL_LAYER(amax2_layer, "adaptive_max_pool2d", "AdaptiveMaxPool2d", amax2_create, amax_config);
+POOL_LAYER(amax3_layer, "adaptive_max_pool3d", "AdaptiveMaxPool3d", amax3_create, amax_config);
 
-static const nnm_layer_vtable *const pool_layers[] = {&max_layer,  &avg_layer,  &adaptive_layer,
-                                                      &max1_layer, &avg1_layer, &adaptive1_layer,
-                                                      &max3_layer, &avg3_layer, &adaptive3_layer};
+static const nnm_layer_vtable *const pool_layers[] = {&max_layer,   &avg_layer,   &adaptive_layer, &max1_layer,
+                                                      &avg1_layer,  &adaptive1_layer, &max3_layer, &avg3_layer,
+                                                      &adaptive3_layer, &amax1_layer, &amax2_layer, &amax3_layer};
 
 static const nnm_plugin_desc pool_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "pool",
-    .description = "Pooling (torch.nn.MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d) over op_pool",
+    .description = "Pooling (torch.nn.MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d over op_pool; "
+                   "AdaptiveMaxPool1d/2d/3d composed)",
     .n_layers = sizeof pool_layers / sizeof pool_layers[0],
     .layers = pool_layers,
 };

@@ -305,7 +305,56 @@ nnm_status nnm__op_where(nnm_ctx *ctx, nnm_tensor *cond, nnm_tensor *a, nnm_tens
 
 /* ---- in-place update ---------------------------------------------------- */
 
+/* op_update on an i64 dst (1.5: num_batches_tracked): the counts go through
+ * host memory, dst = trunc(alpha * dst + beta * src) per element, with
+ * src (f32 or i64) of one element or dst's count; exact for alpha 1 and an
+ * integral beta * src (a counter's += 1) however large the count. */
+static nnm_status update_i64(nnm_ctx *ctx, nnm_tensor *dst, nnm_tensor *src, double alpha, double beta) {
+    if (dst->flags & NNM__T_REQUIRES_GRAD)
+        return nnm__error(ctx, NNM_E_STATE, "update: the destination requires grad");
+    if (!nnm__tensor_is_contiguous(dst))
+        return nnm__error(ctx, NNM_E_INVALID, "update: the destination must be contiguous");
+    const size_t n = (size_t)nnm_tensor_numel(dst);
+    const size_t ns = src ? (size_t)nnm_tensor_numel(src) : 0;
+    if (src && ns != 1 && ns != n)
+        return nnm__error(ctx, NNM_E_SHAPE, "update: an i64 destination takes a src of 1 or %zu elements, not %zu",
+                          n, ns);
+    if (src && !nnm__device_eq(dst->desc.device, src->desc.device))
+        return same_device(ctx, "update", dst, src);
+    const int src_i64 = src && src->desc.dtype.code == NNM_DTYPE_INT && src->desc.dtype.bits == 64;
+    if (src && !src_i64 && !is_f32(src)) return nnm__error(ctx, NNM_E_DTYPE, "update: src must be f32 or i64");
+    int64_t *d = malloc((n ? n : 1) * sizeof *d), *si = NULL;
+    float *sf = NULL;
+    nnm_status st = d ? nnm__tensor_read_i64(dst, d, n) : nnm__error(ctx, NNM_E_NOMEM, "update: out of memory");
+    if (!st && src) {
+        if (src_i64) {
+            if (!(si = malloc(ns * sizeof *si))) st = nnm__error(ctx, NNM_E_NOMEM, "update: out of memory");
+            else st = nnm__tensor_read_i64(src, si, ns);
+        } else {
+            if (!(sf = malloc(ns * sizeof *sf))) st = nnm__error(ctx, NNM_E_NOMEM, "update: out of memory");
+            else st = nnm_tensor_to_f32(src, sf, ns);
+        }
+    }
+    for (size_t i = 0; !st && i < n; i++) {
+        const size_t j = ns == 1 ? 0 : i;
+        if (!src) {
+            d[i] = (int64_t)(alpha * (double)d[i]);
+            continue;
+        }
+        const double b = beta * (si ? (double)si[j] : (double)sf[j]);
+        if (alpha == 1.0 && b == (double)(int64_t)b) d[i] += (int64_t)b; /* exact */
+        else d[i] = (int64_t)(alpha * (double)d[i] + b);
+    }
+    if (!st) st = nnm__tensor_write_i64(dst, d, n);
+    free(d);
+    free(si);
+    free(sf);
+    return st;
+}
+
 nnm_status nnm__op_update(nnm_ctx *ctx, nnm_tensor *dst, nnm_tensor *src, double alpha, double beta) {
+    if (dst && dst->desc.dtype.code == NNM_DTYPE_INT && dst->desc.dtype.bits == 64 && dst->desc.dtype.lanes == 1)
+        return update_i64(ctx, dst, src, alpha, beta);
     nnm_status st = need_f32(ctx, "update", "dst", dst);
     if (st || (src && ((st = need_f32(ctx, "update", "src", src)) || (st = same_device(ctx, "update", dst, src)))))
         return st;

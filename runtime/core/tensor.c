@@ -176,13 +176,75 @@ NNM_API nnm_status nnm_tensor_from_i64(nnm_ctx *ctx, int32_t ndim, const int64_t
     return NNM_OK;
 }
 
+nnm_status nnm__tensor_read_i64(nnm_tensor *t, int64_t *dst, size_t n) {
+    nnm_ctx *ctx = t->ctx;
+    if ((uint64_t)nnm__numel(t->desc.ndim, t->shape) != n)
+        return nnm__error(ctx, NNM_E_SHAPE, "read i64: the tensor has %lld elements, not %zu",
+                          (long long)nnm__numel(t->desc.ndim, t->shape), n);
+    if (!n) return NNM_OK;
+    const char *p = (const char *)t->desc.data + t->desc.byte_offset;
+    if (t->desc.device.type == NNM_DEVICE_CPU) {
+        /* any strides: walk the elements in row-major order */
+        int64_t idx[NNM_MAX_DIMS] = {0};
+        for (size_t k = 0; k < n; k++) {
+            int64_t off = 0;
+            for (int32_t d = 0; d < t->desc.ndim; d++) off += idx[d] * t->strides[d];
+            memcpy(&dst[k], p + off * 8, 8);
+            for (int32_t d = t->desc.ndim - 1; d >= 0; d--) {
+                if (++idx[d] < t->shape[d]) break;
+                idx[d] = 0;
+            }
+        }
+        return NNM_OK;
+    }
+    if (!nnm__tensor_is_contiguous(t))
+        return nnm__error(ctx, NNM_E_UNSUPPORTED, "read i64: a strided tensor off the CPU");
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(ctx, t->desc.device, &be);
+    if (st) return st;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    return be->vt->memcpy(&env.pub, be->state, dst, (nnm_device){NNM_DEVICE_CPU, 0}, p, t->desc.device, n * 8);
+}
+
+nnm_status nnm__tensor_write_i64(nnm_tensor *t, const int64_t *src, size_t n) {
+    nnm_ctx *ctx = t->ctx;
+    if ((uint64_t)nnm__numel(t->desc.ndim, t->shape) != n || !nnm__tensor_is_contiguous(t))
+        return nnm__error(ctx, NNM_E_SHAPE, "write i64: %zu elements into a tensor of %lld (contiguous only)", n,
+                          (long long)nnm__numel(t->desc.ndim, t->shape));
+    if (!n) return NNM_OK;
+    char *p = (char *)t->desc.data + t->desc.byte_offset;
+    if (t->desc.device.type == NNM_DEVICE_CPU) {
+        memcpy(p, src, n * 8);
+        return NNM_OK;
+    }
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(ctx, t->desc.device, &be);
+    if (st) return st;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    return be->vt->memcpy(&env.pub, be->state, p, t->desc.device, src, (nnm_device){NNM_DEVICE_CPU, 0}, n * 8);
+}
+
 NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap) {
     if (!t) return NNM_E_INVALID;
     nnm_ctx *ctx = t->ctx;
     if (!dst) return nnm__error(ctx, NNM_E_INVALID, "nnm_tensor_to_f32: dst is NULL");
-    if (t->desc.dtype.code != NNM_DTYPE_FLOAT || t->desc.dtype.bits != 32)
-        return nnm__error(ctx, NNM_E_DTYPE, "nnm_tensor_to_f32: tensor is not f32");
     int64_t n = nnm__numel(t->desc.ndim, t->shape);
+    if (t->desc.dtype.code == NNM_DTYPE_INT && t->desc.dtype.bits == 64 && t->desc.dtype.lanes == 1) {
+        /* an i64 tensor (num_batches_tracked, an index buffer) is converted */
+        if ((uint64_t)n > cap)
+            return nnm__error(ctx, NNM_E_LIMIT, "nnm_tensor_to_f32: %lld elements do not fit in %zu",
+                              (long long)n, cap);
+        int64_t *q = malloc((size_t)(n ? n : 1) * sizeof *q);
+        if (!q) return nnm__error(ctx, NNM_E_NOMEM, "nnm_tensor_to_f32: out of memory");
+        nnm_status st = nnm__tensor_read_i64(t, q, (size_t)n);
+        for (int64_t i = 0; !st && i < n; i++) dst[i] = (float)q[i];
+        free(q);
+        return st;
+    }
+    if (t->desc.dtype.code != NNM_DTYPE_FLOAT || t->desc.dtype.bits != 32)
+        return nnm__error(ctx, NNM_E_DTYPE, "nnm_tensor_to_f32: tensor is not f32 (or i64)");
     if ((uint64_t)n > cap)
         return nnm__error(ctx, NNM_E_LIMIT, "nnm_tensor_to_f32: %lld elements do not fit in %zu",
                           (long long)n, cap);

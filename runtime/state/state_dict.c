@@ -154,8 +154,13 @@ static int dtype_eq(nnm_dtype a, nnm_dtype b) {
 }
 
 /* Can file data of dtype `src` load into a tensor of dtype `dst`? */
+static int is_i64_dt(nnm_dtype d) { return d.code == NNM_DTYPE_INT && d.bits == 64 && d.lanes == 1; }
+
 static int convertible(nnm_dtype src, nnm_dtype dst) {
     if (dtype_eq(src, dst)) return 1;
+    /* an i64 buffer (num_batches_tracked) from a file that kept it as f32 or
+     * f64 (nnmod before ABI 1.5): the count, truncated toward zero */
+    if (is_i64_dt(dst)) return src.code == NNM_DTYPE_FLOAT && (src.bits == 32 || src.bits == 64);
     if (!is_f32(dst)) return 0;
     return (src.code == NNM_DTYPE_FLOAT && (src.bits == 16 || src.bits == 64)) ||
            (src.code == NNM_DTYPE_BFLOAT && src.bits == 16) ||
@@ -332,6 +337,24 @@ static nnm_status copy_entry(nnm_ctx *ctx, nnm_tensor *t, const nnm_st_entry *e)
     size_t n = (size_t)nnm_tensor_numel(t);
     size_t bytes = n * nnm__dtype_size(t->desc.dtype);
     if (bytes == 0) return NNM_OK;
+    if (is_i64_dt(t->desc.dtype) && !dtype_eq(e->dtype, t->desc.dtype)) { /* f32 / f64 counts */
+        int64_t *q = malloc(bytes);
+        if (!q) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (load)");
+        for (size_t i = 0; i < n; i++) {
+            double v;
+            if (e->dtype.bits == 32) {
+                float f;
+                memcpy(&f, (const unsigned char *)e->data + 4 * i, 4);
+                v = f;
+            } else {
+                memcpy(&v, (const unsigned char *)e->data + 8 * i, 8);
+            }
+            q[i] = v != v ? 0 : v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
+        }
+        nnm_status st = nnm__tensor_write_i64(t, q, n);
+        free(q);
+        return st;
+    }
     char *dst = (char *)t->desc.data + t->desc.byte_offset;
     int same = dtype_eq(e->dtype, t->desc.dtype);
     if (t->desc.device.type == NNM_DEVICE_CPU) {

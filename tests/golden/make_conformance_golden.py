@@ -716,6 +716,16 @@ for layer, tw, shape in (("dropout1d", nn.Dropout1d, (2, 3, 5)), ("dropout3d", n
     row(name=f"{layer}_p1", layer=layer, config={"p": 1.0, "inplace": False}, modes=("train",),
         torch=(lambda tw=tw: tw(p=1.0)), inputs=[A(shape)])
 
+# adaptive max pooling (composed; issue 18) --------------------------------------
+row(name="adaptive_max_pool1d", layer="adaptive_max_pool1d", config={"output_size": 3},
+    torch=lambda: nn.AdaptiveMaxPool1d(3), inputs=[("distinct", (2, 3, 7))])
+row(name="adaptive_max_pool2d_odd", layer="adaptive_max_pool2d", config={"output_size": [3, 2]},
+    torch=lambda: nn.AdaptiveMaxPool2d((3, 2)), inputs=[("distinct", (2, 3, 7, 5))])
+row(name="adaptive_max_pool2d_up_unbatched", layer="adaptive_max_pool2d", config={"output_size": 4},
+    torch=lambda: nn.AdaptiveMaxPool2d(4), inputs=[("distinct", (2, 3, 5))])
+row(name="adaptive_max_pool3d", layer="adaptive_max_pool3d", config={"output_size": [2, 1, 3]},
+    torch=lambda: nn.AdaptiveMaxPool3d((2, 1, 3)), inputs=[("distinct", (1, 2, 5, 3, 4))])
+
 # ---------------------------------------------------------------------------
 # Running a case
 # ---------------------------------------------------------------------------

@@ -388,6 +388,150 @@ static void test_op_large_mean(void) {
     LEAK_CHECK_END();
 }
 
+/* Issue 18: after one training step the running mean must be the float64
+ * batch mean rounded once, as PyTorch's (which sums in double). Data like
+ * resnet18's first conv output: a mean near 0 (1e-4) against a spread of
+ * 0.3 over 112 x 112 rows, the channel's first value far from the mean. The
+ * float lanes the kernel had summed up to a row's 784 values each (the
+ * flush came only at row ends) around that first value, and the mean came
+ * out 2e-5 off relative, 100 float ulps. */
+static nnm_tensor *g_rm_buf, *g_rv_buf;
+static nnm_status grab_stats(void *user, const char *name, nnm_tensor *t) {
+    (void)user;
+    if (!strcmp(name, "running_mean")) g_rm_buf = t;
+    if (!strcmp(name, "running_var")) g_rv_buf = t;
+    return NNM_OK;
+}
+
+static void test_layer_running_stats_digits(void) {
+    LEAK_CHECK_BEGIN();
+    enum { N = 4, C = 3, L = 112 * 112 };
+    static float x[N * C * L];
+    uint32_t seed = 77u;
+    for (int64_t i = 0; i < N * C * L; i++) {
+        const int c = (int)((i / L) % C);
+        /* a sum of 4 uniforms: roughly normal, spread 0.3, mean (c - 1) * 1e-4 */
+        const double u = (double)tu_rand(&seed) + tu_rand(&seed) + tu_rand(&seed) + tu_rand(&seed);
+        x[i] = (float)((c - 1) * 1e-4 + 0.13 * u);
+        if (i % L == 0) x[i] = 0.9f; /* the first value of each row: far from the mean */
+    }
+    double mean[C] = {0}, var[C] = {0};
+    for (int64_t i = 0; i < N * C * L; i++) mean[(i / L) % C] += x[i];
+    for (int c = 0; c < C; c++) mean[c] /= (double)N * L;
+    for (int64_t i = 0; i < N * C * L; i++) {
+        const double d = x[i] - mean[(i / L) % C];
+        var[(i / L) % C] += d * d;
+    }
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "num_features", C);
+    nnm_module *m = tu_module(g_ctx, "batch_norm2d", cfg);
+    nnm_config_free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const int64_t shape[4] = {N, C, 112, 112};
+    nnm_tensor *tx = tu_tf32(g_ctx, 4, shape, x), *y = NULL;
+    CHECK_STATUS(tu_call1(m, tx, &y), NNM_OK);
+    g_rm_buf = g_rv_buf = NULL;
+    CHECK_STATUS(nnm_module_named_buffers(m, grab_stats, NULL), NNM_OK);
+    float rm[C], rv[C];
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_to_f32(g_rm_buf, rm, C), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_to_f32(g_rv_buf, rv, C), NNM_OK);
+    for (int c = 0; c < C; c++) {
+        const double want_m = 0.1 * mean[c], want_v = 0.9 + 0.1 * var[c] / ((double)N * L - 1);
+        /* rounded once: within half a float ulp (a little slack for the sum's own rounding) */
+        const double ulp_m = fabs(want_m) * 0x1p-23, ulp_v = fabs(want_v) * 0x1p-23;
+        CU_ASSERT_TRUE(fabs(rm[c] - want_m) <= 0.6 * ulp_m);
+        CU_ASSERT_TRUE(fabs(rv[c] - want_v) <= 0.6 * ulp_v);
+        if (fabs(rm[c] - want_m) > 0.6 * ulp_m || fabs(rv[c] - want_v) > 0.6 * ulp_v)
+            fprintf(stderr, "\n  channel %d: running_mean %.9g want %.9g (%.2g ulp), running_var %.9g want %.9g\n", c,
+                    (double)rm[c], want_m, fabs(rm[c] - want_m) / ulp_m, (double)rv[c], want_v);
+    }
+    nnm_tensor_release(y);
+    nnm_tensor_release(tx);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* Issue 18: num_batches_tracked is i64 as PyTorch's: a PyTorch count past
+ * 2^24 loads, counts on exactly (f32 would stay at 2^24), saves as I64 and
+ * loads back; a count nnmod saved as f32 before loads too. */
+static void test_layer_num_batches_i64(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "num_features", 2);
+    nnm_module *m = tu_module(g_ctx, "batch_norm2d", cfg), *m2 = tu_module(g_ctx, "batch_norm2d", cfg);
+    nnm_config_free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m2);
+    tu_named b;
+    memset(&b, 0, sizeof b);
+    CHECK_STATUS(nnm_module_named_buffers(m, tu_named_add, &b), NNM_OK);
+    nnm_tensor *nbt = tu_named_get(&b, "num_batches_tracked");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(nbt);
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(nbt);
+    CU_ASSERT(d->dtype.code == NNM_DTYPE_INT && d->dtype.bits == 64 && d->ndim == 0);
+    /* PyTorch's count 2^24 + 5, loaded strictly */
+    const int64_t big = ((int64_t)1 << 24) + 5;
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(m, &sd), NNM_OK);
+    nnm_tensor *tb = tu_ti64(g_ctx, 0, NULL, &big);
+    CHECK_STATUS(nnm_state_dict_set(sd, "num_batches_tracked", tb), NNM_OK);
+    nnm_tensor_release(tb);
+    CHECK_STATUS(nnm_module_load_state_dict(m, sd, 1, NULL), NNM_OK);
+    nnm_state_dict_free(sd);
+    CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(nbt), big);
+    /* two training calls: + 2, exactly */
+    float x[2 * 2 * 3];
+    tu_fill_uniform(x, 12, 9u, -1.0, 1.0);
+    const int64_t shape[4] = {2, 2, 3, 1};
+    nnm_tensor *tx = tu_tf32(g_ctx, 4, shape, x), *y = NULL;
+    for (int k = 0; k < 2; k++) {
+        CHECK_STATUS(tu_call1(m, tx, &y), NNM_OK);
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(nbt), big + 2);
+    float f = 0;
+    CHECK_STATUS(nnm_tensor_to_f32(nbt, &f, 1), NNM_OK);
+    CU_ASSERT_EQUAL(f, (float)(big + 2));
+    /* saved as I64, loaded back exactly */
+    char dir[256];
+    CU_ASSERT_EQUAL_FATAL(tu_tmpdir_new(dir, sizeof dir, "nnm_bn_i64"), 0);
+    const char *path = tu_path(dir, "bn.safetensors");
+    char pbuf[512];
+    snprintf(pbuf, sizeof pbuf, "%s", path);
+    CHECK_STATUS(nnm_module_save(m, pbuf, 0, NULL), NNM_OK);
+    nnm_safetensors *st = NULL;
+    CHECK_STATUS(nnm_safetensors_open(g_ctx, pbuf, &st), NNM_OK);
+    nnm_st_entry e = {sizeof e};
+    CHECK_STATUS(nnm_safetensors_find(st, "num_batches_tracked", &e), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(e.dtype_name, "I64");
+    int64_t saved = 0;
+    memcpy(&saved, e.data, 8);
+    CU_ASSERT_EQUAL(saved, big + 2);
+    nnm_safetensors_close(st);
+    CHECK_STATUS(nnm_module_load(m2, pbuf, 1, NULL), NNM_OK);
+    tu_named b2;
+    memset(&b2, 0, sizeof b2);
+    CHECK_STATUS(nnm_module_named_buffers(m2, tu_named_add, &b2), NNM_OK);
+    CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(tu_named_get(&b2, "num_batches_tracked")), big + 2);
+    /* a count nnmod kept as f32 loads into the i64 buffer */
+    CHECK_STATUS(nnm_module_state_dict(m2, &sd), NNM_OK);
+    const float seven = 7.0f;
+    nnm_tensor *tf = tu_tf32(g_ctx, 0, NULL, &seven);
+    CHECK_STATUS(nnm_state_dict_set(sd, "num_batches_tracked", tf), NNM_OK);
+    nnm_tensor_release(tf);
+    CHECK_STATUS(nnm_module_load_state_dict(m2, sd, 1, NULL), NNM_OK);
+    nnm_state_dict_free(sd);
+    CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(tu_named_get(&b2, "num_batches_tracked")), 7);
+    tu_dir_remove_all(dir);
+    nnm_tensor_release(tx);
+    nnm_module_release(m2);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Bad arguments                                                             */
 /* ------------------------------------------------------------------------ */
@@ -684,6 +828,10 @@ int main(void) {
     CU_add_test(s, "op_batch_norm: reference values and finite differences (train/eval, affine, stats, 2-4 dims)",
                 test_op_gradcheck);
     CU_add_test(s, "op_batch_norm: a large mean keeps the variance's digits", test_op_large_mean);
+    CU_add_test(s, "batch_norm2d: running statistics are the float64 ones rounded once (issue 18)",
+                test_layer_running_stats_digits);
+    CU_add_test(s, "batch_norm2d: num_batches_tracked is i64, exact past 2^24, saved as I64 (issue 18)",
+                test_layer_num_batches_i64);
     CU_add_test(s, "op_batch_norm: bad arguments fail with a status and a message", test_op_errors);
     CU_add_test(s, "batch_norm1d/2d: one value per channel in training is refused (fused and composed)",
                 test_layer_single_value);

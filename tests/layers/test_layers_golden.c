@@ -111,6 +111,14 @@ static int load_state(gcase *c) {
         for (int j = 0; j < all.n; j++)
             if (strcmp(all.names[j], e.name + 6) == 0) {
                 found = 1;
+                const nnm_tensor_desc *td = nnm_tensor_desc_get(all.t[j]);
+                if (td->dtype.code == NNM_DTYPE_INT && td->dtype.bits == 64 && e.dtype.code == NNM_DTYPE_FLOAT &&
+                    e.dtype.bits == 32 && (int64_t)(e.nbytes / 4) == nnm_tensor_numel(all.t[j])) {
+                    /* num_batches_tracked: an i64 buffer (as PyTorch's), a f32 count in these files */
+                    int64_t *q = tu_cpu_data(all.t[j]);
+                    for (uint64_t k = 0; k < e.nbytes / 4; k++) q[k] = (int64_t)((const float *)e.data)[k];
+                    continue;
+                }
                 if (!tu_write_f32(all.t[j], (const float *)e.data, (size_t)(e.nbytes / 4))) {
                     fprintf(stderr, "\n  %s: cannot load %s (shape?)\n", c->file, e.name);
                     bad++;

@@ -194,6 +194,45 @@ static void test_fallback_same_bits(void) {
     LEAK_CHECK_END();
 }
 
+/* (1.5) op_update on an i64 counter: += 1 exact past 2^24 and 2^53 - 1;
+ * nnm_tensor_to_f32 converts an i64 tensor. */
+static void test_update_i64(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_str(cfg, "op", "update");
+    nnm_config_set_float(cfg, "alpha", 1.0);
+    nnm_config_set_float(cfg, "beta", 1.0);
+    nnm_module *m = tu_module(g_ctx, "op_probe", cfg);
+    nnm_config_free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const int64_t big[2] = {(1 << 24) + 1, ((int64_t)1 << 53) + 1};
+    const float one = 1.0f;
+    for (int k = 0; k < 2; k++) {
+        nnm_tensor *cnt = tu_ti64(g_ctx, 0, NULL, &big[k]), *inc = tu_tf32(g_ctx, 0, NULL, &one), *y = NULL;
+        nnm_tensor *in[2] = {cnt, inc};
+        CHECK_STATUS(nnm_module_call(m, in, 2, &y, 1), NNM_OK);
+        CU_ASSERT_EQUAL(*(const int64_t *)tu_cpu_data(cnt), big[k] + 1);
+        float f = 0;
+        CHECK_STATUS(nnm_tensor_to_f32(cnt, &f, 1), NNM_OK);
+        CU_ASSERT_EQUAL(f, (float)(big[k] + 1));
+        nnm_tensor_release(y);
+        nnm_tensor_release(inc);
+        nnm_tensor_release(cnt);
+    }
+    /* a src of another count is refused */
+    const int64_t two[1] = {2}, z[2] = {0, 0};
+    const float ones[3] = {1, 1, 1};
+    const int64_t three[1] = {3};
+    nnm_tensor *cnt = tu_ti64(g_ctx, 1, two, z), *inc = tu_tf32(g_ctx, 1, three, ones), *y = NULL;
+    nnm_tensor *in[2] = {cnt, inc};
+    CHECK_ERROR(nnm_module_call(m, in, 2, &y, 1), NNM_E_SHAPE, "src of 1 or 2 elements");
+    nnm_tensor_release(inc);
+    nnm_tensor_release(cnt);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 static int suite_init(void) {
     if (tu_ctx_new(&g_ctx) || nnm_plugin_load(g_ctx, NNM_TEST_OP_PROBE) != NNM_OK) return 1;
     const nnm_plugin_desc *cpu = tu_plugin_open(NNM_TEST_CPU_PLUGIN, &g_cpu_dl);
@@ -230,5 +269,6 @@ int main(void) {
     CU_add_test(s, "index_select: bad index values, dtypes, dims", test_bad_arguments);
     CU_add_test(s, "index_select: a backend without the slots gives the same bits (one-hot gemm)",
                 test_fallback_same_bits);
+    CU_add_test(s, "op_update: an i64 counter counts exactly past 2^24 and 2^53", test_update_i64);
     return tu_run();
 }
