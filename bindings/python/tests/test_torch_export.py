@@ -105,13 +105,61 @@ def test_unsupported_op_is_named(ctx, tmp_path):
 
 
 def test_unsupported_module_is_named(ctx, tmp_path):
-    model = nn.Sequential(nn.Linear(4, 4), nn.Bilinear(4, 4, 2))
+    class Bi(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.bi = nn.Bilinear(4, 4, 2)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return self.bi(h, h)
+
+    model = nn.Sequential(nn.Linear(4, 4), Bi())
     with pytest.raises(nnmod.UnsupportedError) as e:
         nnmod.torch.export(model, str(tmp_path / "b.json"), torch.randn(2, 4), ctx=ctx)
-    assert "Bilinear" in str(e.value) and "'1'" in str(e.value)
+    assert "Bilinear" in str(e.value) and "'1.bi'" in str(e.value)
+    assert not (tmp_path / "b.json").exists()
 
 
-def test_shared_weights_are_refused(ctx, tmp_path):
+def test_every_problem_is_listed_once(ctx, tmp_path):
+    """One message lists every missing layer, function and construct, with
+    counts and where; check() says the same without writing anything."""
+    class Many(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.bi = nn.Bilinear(4, 4, 4)
+
+        def forward(self, x):
+            h = torch.sin(self.fc(x))
+            h = torch.sin(h) + torch.cosh(h)
+            if h.sum() > 1e9:                 # data-dependent control flow
+                h = h * 2
+            return self.bi(h, h)
+
+    model = Many()
+    x = torch.randn(2, 4)
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(model, str(tmp_path / "m.json"), x, ctx=ctx)
+    msg = str(e.value)
+    assert "Bilinear" in msg and "'bi'" in msg
+    assert "torch.cosh" in msg
+    assert "__bool__" in msg
+    assert "(2x)" in msg                        # torch.sin, twice (or its layer 'sin')
+    assert list(tmp_path.iterdir()) == []
+    rep = nnmod.torch.check(model, x, ctx=ctx, verbose=False)
+    assert not rep.ok and str(rep) == msg.split(": ", 1)[1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _graph_v2(ctx):
+    from nnmod.torch import _Schema
+    info = _Schema(ctx).find("graph")
+    return bool(info and info["fields"] and any(k == "parameters" for k, _ in info["fields"]))
+
+
+def test_shared_weights(ctx, tmp_path):
     class Twice(nn.Module):
         def __init__(self):
             super().__init__()
@@ -120,9 +168,18 @@ def test_shared_weights_are_refused(ctx, tmp_path):
         def forward(self, x):
             return self.fc(self.fc(x))
 
-    with pytest.raises(nnmod.UnsupportedError) as e:
-        nnmod.torch.export(Twice(), str(tmp_path / "t.json"), torch.randn(2, 4), ctx=ctx)
-    assert "'fc'" in str(e.value) and "twice" in str(e.value)
+    torch.manual_seed(6)
+    if not _graph_v2(ctx):
+        with pytest.raises(nnmod.UnsupportedError) as e:
+            nnmod.torch.export(Twice(), str(tmp_path / "t.json"), torch.randn(2, 4), ctx=ctx)
+        assert "more than once" in str(e.value)
+        return
+    x = torch.randn(2, 4)
+    m, manifest, want, got = run_both(Twice(), tmp_path / "t.json", x, ctx)
+    doc = json.load(open(manifest))
+    assert any(" = fc(" in n for n in doc["root"]["config"]["nodes"])
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    del m, got
 
 
 # Layers exported inside a Sequential after a Linear; each case runs where the
