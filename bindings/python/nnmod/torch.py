@@ -675,7 +675,8 @@ class _Tracer(TorchFunctionMode):
         tens = _flat(list(args) + list(kwargs.values()))
         tracked = [t for t in tens if self.tracked(frame, t)]
         for t in tracked:                   # versions checked before an in-place op runs
-            self.lookup(frame, t)
+            if id(t) in frame.refs:
+                self.lookup(frame, t)
         result = func(*args, **kwargs)
         for t in tracked:                   # ... and what this op changed is accounted for
             e = frame.refs.get(id(t))
