@@ -380,7 +380,14 @@ size_t nnm__utf8_invalid_at(const void *s, size_t len);
 static inline int nnm__utf8_valid(const void *s, size_t len) {
     return nnm__utf8_invalid_at(s, len) == len;
 }
-/* Copies s into buf (cap > 4) for quoting in a message: control bytes as '?',
+/* A name a module, parameter or buffer may have, as PyTorch allows: any
+ * non-empty valid UTF-8 without '.' and without control characters (C0,
+ * DEL, C1: U+0080..U+009F). torchvision names children "block1-0". */
+int nnm__name_valid(const char *s);
+/* The rule in words, for messages. */
+#define NNM__NAME_RULE "a name is non-empty UTF-8 without '.' and control characters"
+/* Copies s into buf (cap > 4) for quoting in a message: control characters
+ * (C0, DEL, C1) as '?',
  * "..." when cut, never in the middle of a UTF-8 sequence. Returns buf. */
 const char *nnm__show(const char *s, char *buf, size_t cap);
 /* The same for a path, keeping its tail (the file name) when cut. */
@@ -615,6 +622,22 @@ nnm_status nnm__batch_norm_backward(nnm_ctx *ctx, int training, nnm_tensor *x, n
 nnm_status nnm__record_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *weight, nnm_tensor *bias,
                                   nnm_tensor *xc, nnm_tensor *wc, nnm_tensor *mean, nnm_tensor *invstd,
                                   int training, nnm_tensor *y);
+
+/* ops_index.c: the ABI 1.5 ops. tensor_from_host copies numel(shape)
+ * elements of dtype from host memory into a new tensor on dev (no grad);
+ * index_select checks its arguments (see nnm_host.op_index_select), runs the
+ * backend's slot or the one-hot gemm and records IndexSelectBackward;
+ * nnm__index_add_backward (no recording) is its gradient: zeros of x's shape
+ * with g's slices added at the indices idx[0..m) along dim d. */
+nnm_status nnm__tensor_from_host(nnm_ctx *ctx, nnm_device dev, int32_t ndim, const int64_t *shape, nnm_dtype dtype,
+                                 const void *data, nnm_tensor **out);
+nnm_status nnm__op_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, nnm_tensor *index, nnm_tensor **out);
+nnm_status nnm__index_add_backward(nnm_ctx *ctx, nnm_tensor *g, int32_t d, const int64_t *idx, int64_t m,
+                                   int32_t ndim, const int64_t *shape, nnm_tensor **out);
+/* derivatives_nn.c: index_select's node (input x; keeps a host copy of the
+ * m indices). */
+nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, const int64_t *idx, int64_t m,
+                                    nnm_tensor *y);
 
 /* call.c: custom-backward layers and module backward hooks */
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,

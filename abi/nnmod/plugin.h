@@ -473,6 +473,26 @@ struct nnm_host {
                                 nnm_tensor *running_var, nnm_tensor *weight, nnm_tensor *bias,
                                 const nnm_batch_norm_params *p, nnm_tensor **out);
     /* ---- slots above are valid for ABI 1.4 ---- */
+
+    /* (1.5) A new contiguous tensor on the invocation's device holding a copy
+     * of the numel(shape) elements of `dtype` at `data` (host memory,
+     * row-major; NULL only for 0 elements). No gradient. For constants a
+     * plugin computes on the host (interpolation weights, gather indices):
+     * on the meta device the data is dropped. */
+    nnm_status (*tensor_from_host)(nnm_env *env, int32_t ndim, const int64_t *shape,
+                                   nnm_dtype dtype, const void *data, nnm_tensor **out);
+    /* (1.5) torch.index_select(x, dim, index): index is an i64 tensor of 0 or
+     * 1 dims on x's device, each entry in [0, x.shape[dim]) (else
+     * NNM_E_INVALID naming it); the result has x's shape with dim of size
+     * numel(index) (negative dim counts from the end). x of any dtype where
+     * the backend has the index_select slot; without it, f32 through the
+     * backend's gemm (a one-hot matrix product: an inf or NaN in x then
+     * spreads to the whole slice along dim), other dtypes NNM_E_UNSUPPORTED
+     * naming op and backend. Recorded for autograd (f32 x): the gradient is
+     * index_add (repeated indices sum). */
+    nnm_status (*op_index_select)(nnm_env *env, nnm_tensor *x, int32_t dim, nnm_tensor *index,
+                                  nnm_tensor **out);
+    /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
 /* True when `host` has slot `field` (it was built with a minor that has it). */
@@ -816,6 +836,27 @@ typedef struct nnm_batch_norm_args {
     const nnm_tensor_desc *grad_bias;     /* backward: written, or NULL */
 } nnm_batch_norm_args;
 
+/* ---- args of the ABI 1.5 slots ---- */
+
+/* index_select and its adjoint index_add (1.5) along the middle dim of
+ * [outer, *, inner] views; every tensor is contiguous and on the backend's
+ * device, index is [m] i64 with each entry in [0, n) (the runtime checked).
+ *   index_select: dst[o, j, i] = src[o, index[j], i]; src [outer, n, inner],
+ *                 dst [outer, m, inner] written in full; elements are
+ *                 elem_size bytes of any dtype (copied, not interpreted).
+ *   index_add:    dst[o, index[j], i] += src[o, j, i]; src [outer, m, inner],
+ *                 dst [outer, n, inner] (f32, elem_size 4) accumulated into:
+ *                 repeated indices sum, rows never indexed keep their value. */
+typedef struct nnm_index_args {
+    uint32_t struct_size;
+    uint32_t elem_size;                   /* bytes per element */
+    int64_t outer, n, inner;
+    int64_t m;                            /* number of indices */
+    const nnm_tensor_desc *index;
+    const nnm_tensor_desc *src;
+    const nnm_tensor_desc *dst;
+} nnm_index_args;
+
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
 
@@ -882,6 +923,15 @@ typedef struct nnm_backend_vtable {
     /* its gradients */
     nnm_status (*batch_norm_backward)(nnm_env *env, void *state, const nnm_batch_norm_args *args);
     /* ---- slots above are valid for ABI 1.4 ---- */
+
+    /* (optional, 1.5) each: NULL means the runtime runs host->op_index_select
+     * (f32) as a one-hot matrix product through gemm, and reports other dtypes
+     * as NNM_E_UNSUPPORTED naming the op and the backend. */
+    /* rows of src picked by index (any dtype: elem_size bytes per element) */
+    nnm_status (*index_select)(nnm_env *env, void *state, const nnm_index_args *args);
+    /* its adjoint: rows of src added into dst at index (f32) */
+    nnm_status (*index_add)(nnm_env *env, void *state, const nnm_index_args *args);
+    /* ---- slots above are valid for ABI 1.5 ---- */
 } nnm_backend_vtable;
 
 /* ------------------------------------------------------------------------ */
@@ -1044,13 +1094,16 @@ NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, init) == 32, "nnm_backend_vtable
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtable 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 10 * 8, "nnm_backend_vtable 1.4 size");
+NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, batch_norm_backward) == 152 + 9 * 8, "nnm_backend_vtable 1.4 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 12 * 8, "nnm_backend_vtable 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 50 * 8, "nnm_host 1.4 size");
+NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 52 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

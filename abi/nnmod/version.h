@@ -15,6 +15,6 @@
 
 /* The plugin ABI this header set describes. */
 #define NNM_ABI_MAJOR 1
-#define NNM_ABI_MINOR 4
+#define NNM_ABI_MINOR 5
 
 #endif /* NNMOD_VERSION_H */

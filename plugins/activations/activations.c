@@ -1,5 +1,6 @@
 /* plugins/activations/activations.c - the activation layers of torch.nn, one
- * plugin exporting several layers:
+ * plugin exporting several layers (those composed from host ops, hardtanh
+ * to softmin, are in composed.inc):
  *
  *   leaky_relu  (LeakyReLU)   negative_slope float = 0.01
  *   elu         (ELU)         alpha float = 1.0
@@ -508,9 +509,38 @@ ACT_VTABLE(softmax_layer, "softmax", "Softmax", softmax_create, act_backward, so
 ACT_VTABLE(log_softmax_layer, "log_softmax", "LogSoftmax", log_softmax_create, act_backward,
            softmax_config, NFIELDS(softmax_config))
 
+/* The activations composed from host ops (every device, runtime autograd). */
+#include "composed.inc"
+
+CMP_VTABLE(hardtanh_layer, "hardtanh", "Hardtanh", hardtanh_create, hardtanh_config,
+           NFIELDS(hardtanh_config))
+CMP_VTABLE(relu6_layer, "relu6", "ReLU6", relu6_create, inplace_shown_config,
+           NFIELDS(inplace_shown_config))
+CMP_VTABLE(hardsigmoid_layer, "hardsigmoid", "Hardsigmoid", hardsigmoid_create, inplace_config,
+           NFIELDS(inplace_config))
+CMP_VTABLE(prelu_layer, "prelu", "PReLU", prelu_create, prelu_config, NFIELDS(prelu_config))
+CMP_VTABLE(softplus_layer, "softplus", "Softplus", softplus_create, softplus_config,
+           NFIELDS(softplus_config))
+CMP_VTABLE(mish_layer, "mish", "Mish", mish_create, inplace_shown_config,
+           NFIELDS(inplace_shown_config))
+CMP_VTABLE(selu_layer, "selu", "SELU", selu_create, inplace_shown_config,
+           NFIELDS(inplace_shown_config))
+CMP_VTABLE(celu_layer, "celu", "CELU", celu_create, celu_config, NFIELDS(celu_config))
+CMP_VTABLE(glu_layer, "glu", "GLU", glu_create, glu_config, NFIELDS(glu_config))
+CMP_VTABLE(logsigmoid_layer, "logsigmoid", "LogSigmoid", logsigmoid_create, no_config, 0)
+CMP_VTABLE(softsign_layer, "softsign", "Softsign", softsign_create, no_config, 0)
+CMP_VTABLE(tanhshrink_layer, "tanhshrink", "Tanhshrink", tanhshrink_create, no_config, 0)
+CMP_VTABLE(threshold_layer, "threshold", "Threshold", threshold_create, threshold_config,
+           NFIELDS(threshold_config))
+CMP_VTABLE(softmin_layer, "softmin", "Softmin", softmin_create, softmax_config,
+           NFIELDS(softmax_config))
+
 static const nnm_layer_vtable *const act_layers[] = {
     &leaky_relu_layer, &elu_layer,     &gelu_layer,    &silu_layer,        &hardswish_layer,
     &tanh_layer,       &sigmoid_layer, &softmax_layer, &log_softmax_layer,
+    &hardtanh_layer,   &relu6_layer,   &hardsigmoid_layer, &prelu_layer,   &softplus_layer,
+    &mish_layer,       &selu_layer,    &celu_layer,    &glu_layer,         &logsigmoid_layer,
+    &softsign_layer,   &tanhshrink_layer, &threshold_layer, &softmin_layer,
 };
 
 static const nnm_plugin_desc act_plugin = {
@@ -519,7 +549,8 @@ static const nnm_plugin_desc act_plugin = {
     .abi_minor = NNM_ABI_MINOR,
     .name = "activations",
     .description = "Activations of torch.nn: LeakyReLU, ELU, GELU, SiLU, Hardswish, Tanh, "
-                   "Sigmoid, Softmax, LogSoftmax",
+                   "Sigmoid, Softmax, LogSoftmax, Hardtanh, ReLU6, Hardsigmoid, PReLU, Softplus, "
+                   "Mish, SELU, CELU, GLU, LogSigmoid, Softsign, Tanhshrink, Threshold, Softmin",
     .n_layers = sizeof act_layers / sizeof act_layers[0],
     .n_backends = 0,
     .layers = act_layers,

@@ -1048,6 +1048,9 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 /* whole 3x3 convolutions as Winograd F(2x2, 3x3) (1.4) */
 #include "conv_winograd.inc"
 
+/* index_select and index_add (1.5) */
+#include "index_kernels.inc"
+
 /* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1057,7 +1060,7 @@ static const nnm_backend_vtable cpu_backend = {
     .flags = NNM_BACKEND_OPS_1_3,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 3, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm) */
+    .version_minor = 4, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5) */
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -1085,6 +1088,8 @@ static const nnm_backend_vtable cpu_backend = {
     .conv_backward = cpu_conv_backward,
     .batch_norm = cpu_batch_norm,
     .batch_norm_backward = cpu_batch_norm_backward,
+    .index_select = cpu_index_select,
+    .index_add = cpu_index_add,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};

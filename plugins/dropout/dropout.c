@@ -1,5 +1,6 @@
 /* plugins/dropout/dropout.c - the "dropout" and "dropout2d" layers
- * (torch.nn.Dropout, torch.nn.Dropout2d).
+ * (torch.nn.Dropout, torch.nn.Dropout2d), and "stochastic_depth"
+ * (torchvision.ops.StochasticDepth, below).
  *
  * Config (PyTorch's names and defaults):
  *   p        float, default 0.5, in [0, 1]: the probability of a zero
@@ -24,6 +25,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "layer_util.h"
 
@@ -117,6 +119,127 @@ static int dropout_extra_repr(void *self, char *buf, size_t cap) {
     return snprintf(buf, cap, "p=%s, inplace=%s", num, s->inplace ? "True" : "False");
 }
 
+/* ------------------------------------------------------------------------ */
+/* stochastic_depth: torchvision.ops.StochasticDepth(p, mode)                */
+/* ------------------------------------------------------------------------ */
+
+/* Config: p (float, required, in [0, 1]) and mode (str, required: "row" or
+ * "batch"), as torchvision's constructor. Eval mode or p = 0: the input
+ * itself. Train mode: x * noise, noise one Bernoulli(1 - p) draw per sample
+ * ("row": shape [N, 1, ...]) or one for the whole batch ("batch": [1, ...]),
+ * divided by 1 - p, from the call context's generator (host->op_rand); p = 1
+ * gives noise 0 (zeros, NaN where x is NaN, as torchvision's x * 0). */
+typedef struct sd_state {
+    double p;
+    int p_int; /* the config gave an integer: printed without ".0" */
+    int batch; /* mode "batch" */
+} sd_state;
+
+static nnm_status sd_create(nnm_env *env, void **self) {
+    const nnm_host *h = env->host;
+    *self = NULL;
+    sd_state s = {0.0, 0, 0};
+    const char *mode = NULL;
+    nnm_status st = h->config_float(env, "p", NULL, &s.p);
+    if (st == NNM_OK)
+        st = h->config_str(env, "mode", NULL, &mode);
+    if (st != NNM_OK)
+        return st;
+    if (!(s.p >= 0.0 && s.p <= 1.0))
+        return h->set_error(env, NNM_E_INVALID,
+                            "drop probability has to be between 0 and 1, but got %g", s.p);
+    if (strcmp(mode, "batch") == 0)
+        s.batch = 1;
+    else if (strcmp(mode, "row") != 0)
+        return h->set_error(env, NNM_E_INVALID, "mode has to be either 'batch' or 'row', but got %s",
+                            mode);
+    int32_t t = 0;
+    s.p_int = h->config_type(env, "p", &t) == NNM_OK && t == NNM_CONFIG_INT;
+    if (!NNM_HOST_HAS(h, op_rand) || !NNM_HOST_HAS(h, op_full))
+        return h->set_error(env, NNM_E_VERSION,
+                            "stochastic_depth needs the host slots op_rand and op_full (ABI 1.3); "
+                            "this host is ABI %u.%u",
+                            (unsigned)h->abi_major, (unsigned)h->abi_minor);
+    sd_state *p = malloc(sizeof *p);
+    if (p == NULL)
+        return h->set_error(env, NNM_E_NOMEM, "out of memory for the stochastic_depth state");
+    *p = s;
+    *self = p;
+    return NNM_OK;
+}
+
+static nnm_status sd_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                             nnm_tensor **out, uint32_t n_out) {
+    const nnm_host *h = env->host;
+    const sd_state *s = self;
+    if (s == NULL)
+        return h->set_error(env, NNM_E_STATE, "stochastic_depth: forward without state");
+    if (n_in != 1 || n_out != 1 || in == NULL || out == NULL || in[0] == NULL)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "stochastic_depth takes 1 input and 1 output, got %u and %u",
+                            (unsigned)n_in, (unsigned)n_out);
+    const nnm_tensor_desc *d = h->tensor_desc(in[0]);
+    if (!nnm_lu_is_f32(d))
+        return h->set_error(env, NNM_E_DTYPE, "stochastic_depth takes f32 tensors");
+    if (!s->batch && d->ndim < 1)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "stochastic_depth with mode 'row' needs at least 1 dim (the batch)");
+    if (!h->is_training(env) || s->p == 0.0) {
+        h->tensor_retain(in[0]);
+        out[0] = in[0];
+        return NNM_OK;
+    }
+    int64_t shape[NNM_MAX_DIMS];
+    for (int32_t i = 0; i < d->ndim; i++)
+        shape[i] = (!s->batch && i == 0) ? d->shape[0] : 1;
+    nnm_tensor *noise = NULL;
+    nnm_status st;
+    if (s->p >= 1.0)
+        st = h->op_full(env, d->ndim, shape, 0.0, &noise);
+    else
+        st = h->op_rand(env, NNM_RAND_BERNOULLI, 1.0 - s->p, 1.0 / (1.0 - s->p), d->ndim, shape,
+                        &noise);
+    if (st == NNM_OK)
+        st = h->op_binary(env, NNM_BINARY_MUL, in[0], noise, &out[0]);
+    h->tensor_release(noise);
+    return st;
+}
+
+static int sd_extra_repr(void *self, char *buf, size_t cap) {
+    const sd_state *s = self;
+    char num[40];
+    if (s == NULL)
+        return snprintf(buf, cap, "%s", "");
+    if (s->p_int)
+        snprintf(num, sizeof num, "%lld", (long long)s->p);
+    else
+        nnm_lu_pyfloat(num, sizeof num, s->p);
+    return snprintf(buf, cap, "p=%s, mode=%s", num, s->batch ? "batch" : "row");
+}
+
+static const nnm_config_field sd_config[] = {
+    {"p", NNM_CONFIG_FLOAT, NNM_CONFIG_REQUIRED, "probability of a sample (mode row) or the batch being zeroed"},
+    {"mode", NNM_CONFIG_STR, NNM_CONFIG_REQUIRED, "\"row\" (one draw per sample) or \"batch\""},
+};
+
+static const nnm_layer_vtable sd_layer = {
+    .struct_size = sizeof(nnm_layer_vtable),
+    .flags = 0,
+    .name = "stochastic_depth",
+    .display_name = "StochasticDepth",
+    .version_major = 1,
+    .version_minor = 0,
+    .version_patch = 0,
+    .n_inputs = 1,
+    .n_outputs = 1,
+    .create = sd_create,
+    .destroy = dropout_destroy,
+    .forward = sd_forward,
+    .extra_repr = sd_extra_repr,
+    .config_fields = sd_config,
+    .n_config_fields = sizeof sd_config / sizeof sd_config[0],
+};
+
 static const nnm_config_field dropout_config[] = {
     {"p", NNM_CONFIG_FLOAT, 0, "probability of an element (dropout2d: a channel) being zeroed"},
     {"inplace", NNM_CONFIG_BOOL, 0, "accepted and ignored (nnmod never writes inputs)"},
@@ -144,15 +267,17 @@ static const nnm_config_field dropout_config[] = {
 DROPOUT_VTABLE(dropout_layer, "dropout", "Dropout", dropout_create)
 DROPOUT_VTABLE(dropout2d_layer, "dropout2d", "Dropout2d", dropout2d_create)
 
-static const nnm_layer_vtable *const dropout_layers[] = {&dropout_layer, &dropout2d_layer};
+static const nnm_layer_vtable *const dropout_layers[] = {&dropout_layer, &dropout2d_layer,
+                                                         &sd_layer};
 
 static const nnm_plugin_desc dropout_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "dropout",
-    .description = "Dropout and Dropout2d (torch.nn), masks from the call context's generator",
-    .n_layers = 2,
+    .description = "Dropout, Dropout2d (torch.nn) and StochasticDepth (torchvision.ops), masks "
+                   "from the call context's generator",
+    .n_layers = sizeof dropout_layers / sizeof dropout_layers[0],
     .n_backends = 0,
     .layers = dropout_layers,
     .backends = NULL,

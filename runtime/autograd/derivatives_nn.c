@@ -268,3 +268,34 @@ nnm_status nnm__record_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *weigh
     nnm__node_release(n);
     return st;
 }
+
+/* ---- index_select (1.5) ------------------------------------------------- */
+
+/* saved[0] = the indices (i64 [m], host memory); ival = dim; in_shape[0] = x's shape */
+static nnm_status index_select_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
+    if (!gout[0] || !wants(n, 0)) return NNM_OK;
+    const nnm_tensor *it = n->saved[0];
+    const int64_t *idx = (const int64_t *)(const void *)((const char *)it->desc.data + it->desc.byte_offset);
+    return nnm__index_add_backward(ctx, gout[0], (int32_t)n->ival, idx, it->shape[0], n->in_ndim[0], n->in_shape[0],
+                                   &gin[0]);
+}
+
+nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, const int64_t *idx, int64_t m,
+                                    nnm_tensor *y) {
+    nnm_tensor *it = NULL;
+    const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+    nnm_status st = nnm__tensor_from_host(ctx, (nnm_device){NNM_DEVICE_CPU, 0}, 1, &m, i64, idx, &it);
+    if (st) return st;
+    nnm__node *n = nnm__node_new(ctx, "IndexSelectBackward", index_select_backward, &x, 1, 1);
+    if (!n) {
+        nnm_tensor_release(it);
+        return oom(ctx);
+    }
+    n->ival = dim;
+    keep_shape(n, 0, x);
+    st = nnm__node_save(n, it);
+    if (!st) nnm__node_attach(n, y, 0);
+    nnm__node_release(n);
+    nnm_tensor_release(it);
+    return st;
+}

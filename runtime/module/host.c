@@ -551,6 +551,19 @@ static nnm_status host_op_batch_norm(nnm_env *env, nnm_tensor *x, nnm_tensor *ru
     return nnm__op_batch_norm(nnm__env_of(env)->ctx, x, running_mean, running_var, weight, bias, p, out);
 }
 
+static nnm_status host_tensor_from_host(nnm_env *env, int32_t ndim, const int64_t *shape, nnm_dtype dtype,
+                                        const void *data, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    nnm__env *e = nnm__env_of(env); /* checked by OUT_CHECK */
+    return nnm__tensor_from_host(e->ctx, e->device, ndim, shape, dtype, data, out);
+}
+
+static nnm_status host_op_index_select(nnm_env *env, nnm_tensor *x, int32_t dim, nnm_tensor *index,
+                                       nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_index_select(nnm__env_of(env)->ctx, x, dim, index, out);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -605,4 +618,6 @@ const nnm_host nnm__host = {
     .op_pool = host_op_pool,
     .op_update = host_op_update,
     .op_batch_norm = host_op_batch_norm,
+    .tensor_from_host = host_tensor_from_host,
+    .op_index_select = host_op_index_select,
 };

@@ -74,7 +74,7 @@ static void test_env_and_desc(void) {
 
 static void test_host_table(void) {
     /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7, 1.2 five,
-     * 1.3 fifteen, 1.4 one. */
+     * 1.3 fifteen, 1.4 one, 1.5 two. */
     static const size_t want[] = {
         offsetof(nnm_host, set_error),    offsetof(nnm_host, config_int),
         offsetof(nnm_host, config_float), offsetof(nnm_host, config_bool),
@@ -107,14 +107,16 @@ static void test_host_table(void) {
         offsetof(nnm_host, op_update),
         /* ---- 1.4 ---- */
         offsetof(nnm_host, op_batch_norm),
+        /* ---- 1.5 ---- */
+        offsetof(nnm_host, tensor_from_host), offsetof(nnm_host, op_index_select),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 50);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 52);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 50 * 8);
+    SIZE(nnm_host, 8 + 52 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -150,7 +152,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 232);
+    SIZE(nnm_backend_vtable, 248);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -182,6 +184,9 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, conv_backward, 208);
     OFF(nnm_backend_vtable, batch_norm, 216);
     OFF(nnm_backend_vtable, batch_norm_backward, 224);
+    /* ---- 1.5 ---- */
+    OFF(nnm_backend_vtable, index_select, 232);
+    OFF(nnm_backend_vtable, index_add, 240);
     SIZE(nnm_conv_params, 136);
     SIZE(nnm_pool_params, 152);
     SIZE(nnm_im2col_args, 176);
@@ -191,6 +196,12 @@ static void test_backend_vtable_and_args(void) {
     SIZE(nnm_batch_norm_params, 24);
     SIZE(nnm_conv_args, 72);
     SIZE(nnm_batch_norm_args, 144);
+    SIZE(nnm_index_args, 64);
+    OFF(nnm_index_args, elem_size, 4);
+    OFF(nnm_index_args, m, 32);
+    OFF(nnm_index_args, index, 40);
+    OFF(nnm_index_args, src, 48);
+    OFF(nnm_index_args, dst, 56);
     CU_ASSERT_EQUAL(NNM_UNARY_ERF, 12);
     CU_ASSERT_EQUAL(NNM_UNARY_GE, 17);
     CU_ASSERT_EQUAL(NNM_CONFIG_INT_OR_INTS, 7);

@@ -438,6 +438,100 @@ mha2_row("mha_unbatched_causal_kdim", E=4, H=1, N=1, L=4, S=4, unbatched=True, c
 mha2_row("mha_seq_first_one_output_kpm_empty", E=4, H=2, N=2, L=2, S=3, kpm=None,
          am=("bool", "3"), n_out=1)
 
+# activations composed from host ops (issue 18; appended so earlier rows keep
+# their seeds). Inputs sit 0.05 away from the kinks (finite differences).
+# An inplace=True twin runs on a copy of the leaf (autograd refuses in-place
+# ops on a leaf); nnmod accepts the key and prints it as PyTorch does.
+def _on_clone(m, x):
+    return m(x.clone())
+
+
+for shape, tag in (((2, 3, 5), "3d"), ((1, 7), "b1")):
+    row(name=f"relu6_{tag}", layer="relu6", config={},
+        torch=lambda: nn.ReLU6(), inputs=[A(shape, 4.0, [0.0, 6.0])])
+    row(name=f"hardsigmoid_{tag}", layer="hardsigmoid", config={},
+        torch=lambda: nn.Hardsigmoid(), inputs=[A(shape, 4.0, [-3.0, 3.0])])
+    row(name=f"hardtanh_{tag}", layer="hardtanh", config={},
+        torch=lambda: nn.Hardtanh(), inputs=[A(shape, 2.0, [-1.0, 1.0])])
+    row(name=f"mish_{tag}", layer="mish", config={},
+        torch=lambda: nn.Mish(), inputs=[A(shape, 3.0)])
+    row(name=f"selu_{tag}", layer="selu", config={},
+        torch=lambda: nn.SELU(), inputs=[A(shape, 2.0, [0.0])])
+    row(name=f"celu_{tag}", layer="celu", config={},
+        torch=lambda: nn.CELU(), inputs=[A(shape, 2.0, [0.0])])
+    row(name=f"softplus_{tag}", layer="softplus", config={},
+        torch=lambda: nn.Softplus(), inputs=[A(shape, 3.0)])
+    row(name=f"logsigmoid_{tag}", layer="logsigmoid", config={},
+        torch=lambda: nn.LogSigmoid(), inputs=[A(shape, 3.0)])
+    row(name=f"softsign_{tag}", layer="softsign", config={},
+        torch=lambda: nn.Softsign(), inputs=[A(shape, 2.0)])
+    row(name=f"tanhshrink_{tag}", layer="tanhshrink", config={},
+        torch=lambda: nn.Tanhshrink(), inputs=[A(shape, 2.0)])
+row(name="relu6_inplace", call=_on_clone, layer="relu6", config={"inplace": True},
+    torch=lambda: nn.ReLU6(inplace=True), inputs=[A((3, 4), 4.0, [0.0, 6.0])])
+row(name="hardtanh_int_bounds", layer="hardtanh", config={"min_val": -2, "max_val": 3},
+    torch=lambda: nn.Hardtanh(-2, 3), inputs=[A((2, 3, 4), 3.0, [-2.0, 3.0])])
+row(name="hardtanh_float_bounds_inplace", call=_on_clone, layer="hardtanh",
+    config={"min_val": -0.5, "max_val": 2.0, "inplace": True},
+    torch=lambda: nn.Hardtanh(-0.5, 2.0, inplace=True), inputs=[A((4, 3), 2.0, [-0.5, 2.0])])
+row(name="prelu_default", layer="prelu", config={},
+    torch=lambda: nn.PReLU(), inputs=[A((2, 3, 4), 1.0, [0.0])])
+row(name="prelu_channels_3d", layer="prelu", config={"num_parameters": 3},
+    torch=lambda: nn.PReLU(3), inputs=[A((2, 3, 5), 1.0, [0.0])])
+row(name="prelu_channels_2d_init", layer="prelu", config={"num_parameters": 4, "init": 0.1},
+    torch=lambda: nn.PReLU(4, 0.1), inputs=[A((3, 4), 1.0, [0.0])])
+row(name="prelu_channels_4d_b1", layer="prelu", config={"num_parameters": 2},
+    torch=lambda: nn.PReLU(2), inputs=[A((1, 2, 3, 3), 1.0, [0.0])])
+row(name="softplus_beta_threshold", layer="softplus", config={"beta": 2.0, "threshold": 3.0},
+    torch=lambda: nn.Softplus(2.0, 3.0), inputs=[A((3, 5), 2.0, [1.5])])
+row(name="softplus_int_beta", layer="softplus", config={"beta": 2, "threshold": 10},
+    torch=lambda: nn.Softplus(2, 10), inputs=[A((4, 3), 3.0)])
+row(name="selu_inplace", call=_on_clone, layer="selu", config={"inplace": True},
+    torch=lambda: nn.SELU(inplace=True), inputs=[A((3, 3), 2.0, [0.0])])
+row(name="celu_alpha", call=_on_clone, layer="celu", config={"alpha": 0.5, "inplace": True},
+    torch=lambda: nn.CELU(0.5, inplace=True), inputs=[A((3, 5), 2.0, [0.0])])
+row(name="mish_inplace", call=_on_clone, layer="mish", config={"inplace": True},
+    torch=lambda: nn.Mish(inplace=True), inputs=[A((2, 5), 3.0)])
+for layer, tw in (("softplus", nn.Softplus), ("mish", nn.Mish), ("selu", nn.SELU),
+                  ("celu", nn.CELU), ("logsigmoid", nn.LogSigmoid), ("softsign", nn.Softsign)):
+    # large magnitudes: the branch not taken must not turn an inf into a NaN
+    row(name=f"{layer}_large", layer=layer, config={}, torch=(lambda tw=tw: tw()),
+        inputs=[A((4, 5), 40.0, [0.0])])
+row(name="glu_default", layer="glu", config={},
+    torch=lambda: nn.GLU(), inputs=[A((3, 6), 2.0)])
+row(name="glu_dim1", layer="glu", config={"dim": 1},
+    torch=lambda: nn.GLU(1), inputs=[A((2, 4, 3), 2.0)])
+row(name="glu_1d", layer="glu", config={"dim": 0},
+    torch=lambda: nn.GLU(0), inputs=[A((8,), 2.0)])
+row(name="threshold_float", layer="threshold", config={"threshold": 0.1, "value": 20.0},
+    torch=lambda: nn.Threshold(0.1, 20.0), inputs=[A((3, 5), 1.0, [0.1])])
+row(name="threshold_int_inplace", call=_on_clone, layer="threshold",
+    config={"threshold": 1, "value": 2, "inplace": True},
+    torch=lambda: nn.Threshold(1, 2, inplace=True), inputs=[A((2, 3, 4), 2.0, [1.0])])
+for dim, shape, tag in ((1, (2, 3, 4), "mid"), (-1, (2, 5), "last"), (None, (3, 5), "none2d"),
+                        (None, (2, 3, 4), "none3d")):
+    cfg = {} if dim is None else {"dim": dim}
+    row(name=f"softmin_{tag}", layer="softmin", config=cfg,
+        torch=(lambda d=dim: nn.Softmin(dim=d)), inputs=[A(shape, 2.0)])
+
+
+# stochastic_depth (torchvision.ops.StochasticDepth): the deterministic rows
+# (eval, p = 0, p = 1); tests/layers/test_modes.c checks the draws.
+def _stochastic_depth(p, mode):
+    from torchvision.ops import StochasticDepth
+    return StochasticDepth(p, mode)
+
+
+row(name="stochastic_depth_eval_row", layer="stochastic_depth", config={"p": 0.2, "mode": "row"},
+    modes=("eval",), torch=lambda: _stochastic_depth(0.2, "row"), inputs=[A((3, 4, 5))])
+row(name="stochastic_depth_eval_batch", layer="stochastic_depth",
+    config={"p": 0.5, "mode": "batch"}, modes=("eval",),
+    torch=lambda: _stochastic_depth(0.5, "batch"), inputs=[A((2, 3))])
+row(name="stochastic_depth_p0", layer="stochastic_depth", config={"p": 0, "mode": "batch"},
+    torch=lambda: _stochastic_depth(0, "batch"), inputs=[A((2, 3, 2, 2))])
+row(name="stochastic_depth_p1", layer="stochastic_depth", config={"p": 1.0, "mode": "row"},
+    modes=("train",), torch=lambda: _stochastic_depth(1.0, "row"), inputs=[A((3, 2, 2))])
+
 # ---------------------------------------------------------------------------
 # Running a case
 # ---------------------------------------------------------------------------

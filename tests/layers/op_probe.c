@@ -9,7 +9,9 @@
  * value} | rand {dist, a, b, shape} | update {alpha, beta} (in[0] updated in
  * place, returned) | batch_norm {bn_flags, training, momentum, eps} (1.4:
  * inputs x, then running_mean and running_var when bn_flags & 1, weight when
- * bn_flags & 2, bias when bn_flags & 4). */
+ * bn_flags & 2, bias when bn_flags & 4) | index_select {dim, ints} (1.5:
+ * the indices `ints` through tensor_from_host, or the i64 input in[1] when
+ * `ints` is absent). */
 #include <nnmod/plugin.h>
 
 #include <stdlib.h>
@@ -157,6 +159,17 @@ static nnm_status probe_forward(nnm_env *env, void *self, nnm_tensor *const *in,
         if (s->bn_flags & 4) t[4] = k < n_in ? in[k++] : NULL;
         const nnm_batch_norm_params p = {sizeof p, (int32_t)s->training, s->momentum, s->eps};
         return h->op_batch_norm(env, t[0], t[1], t[2], t[3], t[4], &p, out);
+    }
+    if (!strcmp(op, "index_select")) {
+        if (!NNM_HOST_HAS(h, op_index_select)) return h->set_error_msg(env, NNM_E_VERSION, "op_probe: host < 1.5");
+        if (n_in > 1) return h->op_index_select(env, in[0], (int32_t)s->dim, in[1], out);
+        const int64_t m = (int64_t)s->n_ints;
+        const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+        nnm_tensor *idx = NULL;
+        nnm_status st = h->tensor_from_host(env, 1, &m, i64, s->ints, &idx);
+        if (!st) st = h->op_index_select(env, in[0], (int32_t)s->dim, idx, out);
+        h->tensor_release(idx);
+        return st;
     }
     return h->set_error_msg(env, NNM_E_INVALID, "op_probe: unknown op");
 }

@@ -7,6 +7,8 @@
  *   - the masks come from the context's generator: contexts seeded alike
  *     reproduce them exactly, another seed does not, and successive calls
  *     draw new ones;
+ *   - stochastic_depth keeps or drops whole samples ("row") or the whole
+ *     input ("batch"), scaled by 1 / (1 - p);
  *   - nnm_module_train(root, 0) reaches every nested module (sequential in
  *     sequential, graph, attention's out_proj), which the behaviour shows too.
  */
@@ -131,6 +133,81 @@ static void test_dropout2d_channels(void) {
     CHECK_ERROR(tu_call1(m, x1, &y), NNM_E_SHAPE, "at least 2 dims");
     nnm_tensor_release(x1);
     nnm_module_release(m);
+    nnm_tensor_release(x);
+    LEAK_CHECK_END();
+}
+
+static nnm_module *stochastic_depth_in(nnm_ctx *ctx, double p, const char *mode) {
+    nnm_config *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_config_new(&c), NNM_OK);
+    nnm_config_set_float(c, "p", p);
+    nnm_config_set_str(c, "mode", mode);
+    nnm_module *m = tu_module(ctx, "stochastic_depth", c);
+    nnm_config_free(c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    return m;
+}
+
+/* stochastic_depth (torchvision.ops.StochasticDepth): "row" keeps or zeroes
+ * whole samples, scaled by 1 / (1 - p); "batch" the whole input; eval is the
+ * identity; bad configs are refused. */
+static void test_stochastic_depth(void) {
+    LEAK_CHECK_BEGIN();
+    static float xv[N], a[N];
+    fill(xv, N);
+    nnm_tensor *x = tu_tf32(g_ctx, 3, (int64_t[]){256, 4, 4}, xv), *y = NULL;
+    nnm_module *m = stochastic_depth_in(g_ctx, 0.25, "row");
+    CHECK_STATUS(nnm_module_train(m, 0), NNM_OK);
+    CHECK_STATUS(tu_call1(m, x, &y), NNM_OK);
+    CU_ASSERT_PTR_EQUAL(y, x);
+    nnm_tensor_release(y);
+    CHECK_STATUS(nnm_module_train(m, 1), NNM_OK);
+    CU_ASSERT_TRUE(run(m, x, a));
+    int mixed = 0, dropped = 0, bad = 0;
+    for (int r = 0; r < 256; r++) { /* samples of 16 */
+        int z = 0;
+        for (int i = 0; i < 16; i++) {
+            const float v = a[r * 16 + i];
+            z += v == 0.0f;
+            bad += v != 0.0f && v != xv[r * 16 + i] * (float)(1.0 / 0.75);
+        }
+        mixed += z != 0 && z != 16;
+        dropped += z == 16;
+    }
+    CU_ASSERT_EQUAL(mixed, 0);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_TRUE(dropped > 64 - 40 && dropped < 64 + 40); /* Binomial(256, 0.25): sd 6.9 */
+    nnm_module_release(m);
+    /* batch: all or nothing, over several calls both happen */
+    m = stochastic_depth_in(g_ctx, 0.5, "batch");
+    CHECK_STATUS(nnm_module_train(m, 1), NNM_OK);
+    int all_zero = 0, kept = 0;
+    for (int k = 0; k < 40; k++) {
+        CU_ASSERT_TRUE(run(m, x, a));
+        int z = 0;
+        bad = 0;
+        for (int i = 0; i < N; i++) {
+            z += a[i] == 0.0f;
+            bad += a[i] != 0.0f && a[i] != xv[i] * 2.0f;
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        CU_ASSERT_TRUE(z == 0 || z == N);
+        all_zero += z == N;
+        kept += z == 0;
+    }
+    CU_ASSERT_TRUE(all_zero > 0 && kept > 0); /* each has probability 2^-40 to be missing */
+    nnm_module_release(m);
+    /* refused configs */
+    nnm_config *c = NULL;
+    nnm_module *bad_m = NULL;
+    nnm_config_new(&c);
+    nnm_config_set_float(c, "p", 0.5);
+    nnm_config_set_str(c, "mode", "rows");
+    CHECK_ERROR(nnm_module_create(g_ctx, "stochastic_depth", c, &bad_m), NNM_E_INVALID, "'batch' or 'row'");
+    nnm_config_set_float(c, "p", 1.5);
+    nnm_config_set_str(c, "mode", "row");
+    CHECK_ERROR(nnm_module_create(g_ctx, "stochastic_depth", c, &bad_m), NNM_E_INVALID, "between 0 and 1");
+    nnm_config_free(c);
     nnm_tensor_release(x);
     LEAK_CHECK_END();
 }
@@ -327,6 +404,7 @@ int main(void) {
         return 1;
     CU_add_test(s, "dropout: eval is the identity, train masks", test_dropout_modes);
     CU_add_test(s, "dropout2d: whole channels", test_dropout2d_channels);
+    CU_add_test(s, "stochastic_depth: rows or the batch, scaled; eval identity", test_stochastic_depth);
     CU_add_test(s, "seeded contexts reproduce masks", test_seeded_masks);
     CU_add_test(s, "train(0) on the root reaches every nested module", test_mode_reaches_nested);
     CU_add_test(s, "attention dropout: train only", test_attention_modes);

@@ -5,7 +5,7 @@ pub const NNM_VERSION_MINOR: u32 = 4;
 pub const NNM_VERSION_PATCH: u32 = 0;
 pub const NNM_VERSION_STRING: &[u8; 6usize] = b"0.4.0\0";
 pub const NNM_ABI_MAJOR: u32 = 1;
-pub const NNM_ABI_MINOR: u32 = 4;
+pub const NNM_ABI_MINOR: u32 = 5;
 pub const NNM_MAX_DIMS: u32 = 8;
 pub const NNM_MAX_IO: u32 = 16;
 pub const NNM_MAX_SPATIAL: u32 = 3;
@@ -32,6 +32,7 @@ pub const NNM_MANIFEST_DEFAULT_MAX_NODES: u32 = 1000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_MODULES: u32 = 100000;
 pub const NNM_BUILD_NO_WEIGHTS: u32 = 1;
 pub const NNM_BUILD_META: u32 = 2;
+pub const NNM_DATASET_IGNORE_INDEX: i32 = -100;
 pub const NNM_DATASET_INPUTS: &[u8; 7usize] = b"inputs\0";
 pub const NNM_DATASET_TARGETS: &[u8; 8usize] = b"targets\0";
 pub const NNM_LOADER_SHUFFLE: u32 = 1;
@@ -1361,12 +1362,31 @@ pub struct nnm_host {
             out: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub tensor_from_host: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            ndim: i32,
+            shape: *const i64,
+            dtype: nnm_dtype,
+            data: *const ::std::os::raw::c_void,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_index_select: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            dim: i32,
+            index: *mut nnm_tensor,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        408usize,
+        424usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2275,6 +2295,40 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_batch_norm();
+    fn test_field_tensor_from_host() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).tensor_from_host) as usize - ptr as usize
+            },
+            408usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(tensor_from_host)
+            )
+        );
+    }
+    test_field_tensor_from_host();
+    fn test_field_op_index_select() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_index_select) as usize - ptr as usize
+            },
+            416usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_index_select)
+            )
+        );
+    }
+    test_field_op_index_select();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -5524,6 +5578,185 @@ fn bindgen_test_layout_nnm_batch_norm_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_index_args {
+    pub struct_size: u32,
+    pub elem_size: u32,
+    pub outer: i64,
+    pub n: i64,
+    pub inner: i64,
+    pub m: i64,
+    pub index: *const nnm_tensor_desc,
+    pub src: *const nnm_tensor_desc,
+    pub dst: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_index_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_index_args>(),
+        64usize,
+        concat!("Size of: ", stringify!(nnm_index_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_index_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_index_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_elem_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).elem_size) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(elem_size)
+            )
+        );
+    }
+    test_field_elem_size();
+    fn test_field_outer() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).outer) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(outer)
+            )
+        );
+    }
+    test_field_outer();
+    fn test_field_n() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(n)
+            )
+        );
+    }
+    test_field_n();
+    fn test_field_inner() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).inner) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(inner)
+            )
+        );
+    }
+    test_field_inner();
+    fn test_field_m() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).m) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(m)
+            )
+        );
+    }
+    test_field_m();
+    fn test_field_index() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).index) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(index)
+            )
+        );
+    }
+    test_field_index();
+    fn test_field_src() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).src) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(src)
+            )
+        );
+    }
+    test_field_src();
+    fn test_field_dst() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_index_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dst) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_index_args),
+                "::",
+                stringify!(dst)
+            )
+        );
+    }
+    test_field_dst();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -5707,12 +5940,26 @@ pub struct nnm_backend_vtable {
             args: *const nnm_batch_norm_args,
         ) -> nnm_status,
     >,
+    pub index_select: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_index_args,
+        ) -> nnm_status,
+    >,
+    pub index_add: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_index_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        232usize,
+        248usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -6264,6 +6511,40 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_batch_norm_backward();
+    fn test_field_index_select() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).index_select) as usize - ptr as usize
+            },
+            232usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(index_select)
+            )
+        );
+    }
+    test_field_index_select();
+    fn test_field_index_add() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).index_add) as usize - ptr as usize
+            },
+            240usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(index_add)
+            )
+        );
+    }
+    test_field_index_add();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -10038,12 +10319,13 @@ pub struct nnm_dataset_info {
     pub target_dtype: nnm_dtype,
     pub n_classes: i64,
     pub source: *const ::std::os::raw::c_char,
+    pub n_ignored: i64,
 }
 #[test]
 fn bindgen_test_layout_nnm_dataset_info() {
     assert_eq!(
         ::std::mem::size_of::<nnm_dataset_info>(),
-        176usize,
+        184usize,
         concat!("Size of: ", stringify!(nnm_dataset_info))
     );
     assert_eq!(
@@ -10221,6 +10503,23 @@ fn bindgen_test_layout_nnm_dataset_info() {
         );
     }
     test_field_source();
+    fn test_field_n_ignored() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_ignored) as usize - ptr as usize
+            },
+            176usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(n_ignored)
+            )
+        );
+    }
+    test_field_n_ignored();
 }
 extern "C" {
     pub fn nnm_dataset_info_get(ds: *const nnm_dataset, out: *mut nnm_dataset_info) -> nnm_status;
