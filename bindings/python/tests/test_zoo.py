@@ -67,18 +67,18 @@ ZOO = {
     "vit_h_14": ({"image_size": 28}, 28),
     "swin_t": ({}, 64), "swin_s": ({}, 64), "swin_b": ({}, 64),
     "swin_v2_t": ({}, 64), "swin_v2_s": ({}, 64), "swin_v2_b": ({}, 64),
-    "maxvit_t": ({}, 64),
+    "maxvit_t": ({}, 224),           # its windows need 224 (7 * 32)
 }
 
 # one per family, the lighter ones: the default run (ctest python_zoo)
 DEFAULT = ["alexnet", "resnet18", "resnext50_32x4d", "squeezenet1_1", "densenet121",
            "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5",
            "shufflenet_v2_x0_5", "efficientnet_b0", "efficientnet_v2_s", "regnet_y_400mf",
-           "convnext_tiny", "vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"]
+           "convnext_tiny", "vit_b_16", "swin_t", "swin_v2_t"]
 # NNMOD_ZOO=families: every family, with the heavy ones (vgg: 133M parameters,
 # wide_resnet: 69M; minutes each on this machine's one thread)
 FAMILIES = DEFAULT + ["vgg11_bn", "wide_resnet50_2", "resnet50", "squeezenet1_0",
-                      "regnet_x_400mf", "mobilenet_v3_large"]
+                      "regnet_x_400mf", "mobilenet_v3_large", "maxvit_t"]
 
 # Models that export and match today: a regression in these fails the test.
 MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
@@ -86,48 +86,19 @@ MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vg
                "resnet152", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
                "wide_resnet50_2", "wide_resnet101_2", "squeezenet1_0", "squeezenet1_1",
                "densenet121", "densenet161", "densenet169", "densenet201", "googlenet",
-               "inception_v3"}
+               "inception_v3", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+               *(f"efficientnet_b{i}" for i in range(8)), "efficientnet_v2_s",
+               "efficientnet_v2_m", "efficientnet_v2_l",
+               *(m for m in ZOO if m.startswith("regnet_"))}
 
-
-# loss (relative), gradients (relative to the model's largest gradient),
-# running statistics (relative to each buffer's largest value)
-TRAIN_TOL = (1e-4, 5e-3, 1e-4)
-
-
-def _train_step_torch(model, x):
-    model.train()
-    model.zero_grad()
-    y = model(x)
-    loss = (y * y).mean()
-    loss.backward()
-    grads = {n: p.grad.double().numpy() for n, p in model.named_parameters()}
-    stats = {k: v.double().numpy() for k, v in model.state_dict().items() if "running_" in k}
-    return float(loss), grads, stats
-
-
-def _train_step_nnmod(m, x, ctx):
-    m.train()
-    m.zero_grad()
-    y = m(nnmod.tensor(x.numpy(), ctx=ctx))
-    loss = (y * y).mean()
-    loss.backward()
-    grads = {n: p.grad.numpy().astype(np.float64) for n, p in m.named_parameters()}
-    stats = {k: v.numpy().astype(np.float64) for k, v in m.state_dict().items()
-             if "running_" in k}
-    return float(loss.numpy()), grads, stats
-
-
-def _train_errors(a, b):
-    """(loss, gradients, running statistics) errors of a against b."""
-    la, ga, sa = a
-    lb, gb, sb = b
-    assert set(ga) <= set(gb) and set(sa) <= set(sb), "parameter names differ"
-    e_loss = abs(la - lb) / max(1.0, abs(lb))
-    scale = max([float(np.max(np.abs(gb[k]))) for k in ga] + [1e-30])
-    e_grad = max([_max_err(ga[k], gb[k]) for k in ga] + [0.0]) / scale
-    e_stat = max([_max_err(sa[k], sb[k]) / max(float(np.max(np.abs(sb[k]))), 1e-6)
-                  for k in sa] + [0.0])
-    return e_loss, e_grad, e_stat
+# The train step of these differs from PyTorch float64 by more than 3x what
+# PyTorch's own float32 does (googlenet: 1.2e-2 of the largest gradient vs
+# 2.7e-4; module by module the gap opens at the gradient of a conv feeding a
+# batch norm over 8 values, inception5b.branch2.0.conv; a batch norm alone, the
+# pools and the convs match PyTorch's precision in isolation; inception_v3's
+# random-init logits are ~1e6, its loss 8.8e-3 from float64 vs 1.6e-3). Not
+# understood yet: an expected failure, reported, while eval must still match.
+KNOWN_TRAIN_DIFF = {"googlenet", "inception_v3"}
 
 
 def _selected():
@@ -216,15 +187,6 @@ def run_model(name, tmp_path, ctx, train=True, st=None):
         return st
     finally:
         del m
-
-
-# The train step of these differs from PyTorch float64 by more than 3x what
-# PyTorch's own float32 does (googlenet: 1.2e-2 of the largest gradient vs
-# 2.7e-4; module by module the gap opens at the gradient of a conv feeding a
-# batch norm over 8 values, inception5b.branch2.0.conv; a batch norm alone, the
-# pools and the convs match PyTorch's precision in isolation). Not understood
-# yet: an expected failure, reported, while eval must still match.
-KNOWN_TRAIN_DIFF = {"googlenet", "inception_v3"}
 
 
 @pytest.mark.parametrize("name", _selected())
