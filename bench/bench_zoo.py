@@ -31,10 +31,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "bindings", "python"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
-import nnmod  # noqa: E402
-
 DEFAULT = ["alexnet", "vgg11_bn", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
            "squeezenet1_1", "densenet121", "googlenet", "inception_v3", "mobilenet_v2",
            "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet1_0", "shufflenet_v2_x1_0",
@@ -128,7 +124,7 @@ def main():
             ratios[b].append(r)
             print(json.dumps({"bench": f"zoo_{name}_b{b}_nnmod_vs_torch", "value": round(r, 3),
                               "unit": "ratio"}), flush=True)
-        del m, xn
+        m = xn = None
         try:
             os.unlink(path)
             os.unlink(os.path.splitext(path)[0] + ".safetensors")

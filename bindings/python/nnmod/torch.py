@@ -41,7 +41,6 @@ import contextlib
 import hashlib
 import inspect
 import json
-import math
 import os
 import re
 import shutil
@@ -51,7 +50,6 @@ from ctypes import POINTER, byref
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from . import _lib as L

@@ -101,6 +101,47 @@ MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vg
 KNOWN_TRAIN_DIFF = {"googlenet", "inception_v3"}
 
 
+# loss (relative), gradients (relative to the model's largest gradient),
+# running statistics (relative to each buffer's largest value)
+TRAIN_TOL = (1e-4, 5e-3, 1e-4)
+
+
+def _train_step_torch(model, x):
+    model.train()
+    model.zero_grad()
+    y = model(x)
+    loss = (y * y).mean()
+    loss.backward()
+    grads = {n: p.grad.double().numpy() for n, p in model.named_parameters()}
+    stats = {k: v.double().numpy() for k, v in model.state_dict().items() if "running_" in k}
+    return float(loss), grads, stats
+
+
+def _train_step_nnmod(m, x, ctx):
+    m.train()
+    m.zero_grad()
+    y = m(nnmod.tensor(x.numpy(), ctx=ctx))
+    loss = (y * y).mean()
+    loss.backward()
+    grads = {n: p.grad.numpy().astype(np.float64) for n, p in m.named_parameters()}
+    stats = {k: v.numpy().astype(np.float64) for k, v in m.state_dict().items()
+             if "running_" in k}
+    return float(loss.numpy()), grads, stats
+
+
+def _train_errors(a, b):
+    """(loss, gradients, running statistics) errors of a against b."""
+    la, ga, sa = a
+    lb, gb, sb = b
+    assert set(ga) <= set(gb) and set(sa) <= set(sb), "parameter names differ"
+    e_loss = abs(la - lb) / max(1.0, abs(lb))
+    scale = max([float(np.max(np.abs(gb[k]))) for k in ga] + [1e-30])
+    e_grad = max([_max_err(ga[k], gb[k]) for k in ga] + [0.0]) / scale
+    e_stat = max([_max_err(sa[k], sb[k]) / max(float(np.max(np.abs(sb[k]))), 1e-6)
+                  for k in sa] + [0.0])
+    return e_loss, e_grad, e_stat
+
+
 def _selected():
     sel = os.environ.get("NNMOD_ZOO", "")
     if sel == "all":
