@@ -3,53 +3,71 @@
     import nnmod.torch
     manifest, weights = nnmod.torch.export(model, "model.json", example_input)
     m = nnmod.from_manifest(manifest)          # same outputs as model(x)
+    print(nnmod.torch.check(model, example_input))   # what would not export, no files
 
-A model made only of layers nnmod has, in containers (nn.Sequential,
-ModuleList, ModuleDict), is written as that tree. Any other nn.Module is
-traced with torch.fx and written as a `graph` container (docs/manifest.md):
-each call of a submodule is a node; functional ops (x + y, torch.cat,
-F.relu, ...) become small stateless children (add, concat, relu, ...). A
-submodule defined in a custom module but held in the trace only through its
-leaves is kept as a `module_dict` so that every state_dict key keeps its
-PyTorch name.
+How: the model runs ONCE EAGERLY on the example input (in eval mode, no
+grad) under a tracer of our own, not torch.fx (whose symbolic proxies fail on
+`n, c, h, w = x.shape` in torch 1.13): a TorchFunctionMode records every torch
+function and tensor method with its real arguments, and nn.Module.__call__ is
+wrapped so each module call is recorded too. Python control flow is followed
+as it runs; shapes are real numbers.
 
-What maps to what is data, not code: LAYER_TYPES (PyTorch class -> nnmod
-layer type, when it is not the class name in snake_case), CONFIG_OVERRIDES
-(config values not read straight from the module's attributes) and FUNCTIONS
-(fx call targets -> layer type and argument names). A layer's config keys are
-the ones its plugin declares (its config schema), filled from the PyTorch
-module's attributes of the same names, so a layer added to nnmod with
-PyTorch's argument names is exported without a change here. Only layers some
-loaded plugin provides are used; anything else fails with
-nnmod.UnsupportedError naming the module or op.
+The export is HIERARCHICAL, module by module, so that state-dict names and
+module paths are PyTorch's:
+  * a module whose class (the one defining its forward) maps to a loaded nnmod
+    layer is a leaf (LAYER_TYPES, else the class name in snake_case);
+  * nn.Sequential / ModuleList / ModuleDict with their own forward are
+    `sequential` / `module_list` / `module_dict`;
+  * any other module becomes a `graph` whose nodes call ITS children and the
+    functional ops its forward ran (each op a small stateless child, as
+    docs/manifest.md says); parameters and buffers it reads itself
+    (self.class_token) become the graph's `parameters` / `buffers`.
+A module called twice is written with the node syntax `NODE = PATH(...)`.
+
+Sizes: the model is traced a second time with one more sample in the batch
+(dim 0 of every input). Size arguments that change with it (x.view(n, -1),
+cls.expand(x.size(0), -1, -1), torch.zeros(n, ...)) are written as -1 or
+read from a tensor's dim at run time (config `from_input` / `from_dim`), so
+an export at batch 1 runs at batch 64.
+
+What maps to what is data: LAYER_TYPES, CONFIG_OVERRIDES, CONTAINERS and
+OPS (function or method name -> handler that emits nnmod ops with SPEC's
+names). Anything nnmod lacks is collected, with counts and where, and raised
+at the end as ONE nnmod.UnsupportedError listing every missing layer,
+function and construct.
 """
+import collections
+import contextlib
 import hashlib
+import inspect
 import json
-import operator
 import os
 import re
+import shutil
+import tempfile
 import ctypes
 from ctypes import POINTER, byref
 
 import numpy as np
 import torch
-import torch.fx
-import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from . import _lib as L
 from ._context import _decode, default_context
-from ._errors import UnsupportedError
+from ._errors import Error, UnsupportedError
 from ._module import from_manifest
 from ._safetensors import save_safetensors
 
-__all__ = ["export", "LAYER_TYPES", "CONFIG_OVERRIDES", "FUNCTIONS", "CONTAINERS"]
+__all__ = ["export", "check", "Report", "LAYER_TYPES", "CONFIG_OVERRIDES", "OPS", "CONTAINERS"]
 
 # PyTorch class name -> nnmod layer type, where snake_case(class) is not it.
 LAYER_TYPES = {
-    "ReLU": "relu", "GELU": "gelu", "SiLU": "silu", "LeakyReLU": "leaky_relu", "ELU": "elu",
-    "Hardswish": "hardswish", "MSELoss": "mse_loss", "CrossEntropyLoss": "cross_entropy",
-    "NLLLoss": "nll_loss", "BCEWithLogitsLoss": "bce_with_logits",
-    "NonDynamicallyQuantizableLinear": "linear",
+    "ReLU": "relu", "ReLU6": "relu6", "GELU": "gelu", "SiLU": "silu", "LeakyReLU": "leaky_relu",
+    "ELU": "elu", "Hardswish": "hardswish", "Hardsigmoid": "hardsigmoid", "PReLU": "prelu",
+    "MSELoss": "mse_loss", "CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss",
+    "BCEWithLogitsLoss": "bce_with_logits", "NonDynamicallyQuantizableLinear": "linear",
+    "Upsample": "upsample", "UpsamplingNearest2d": "upsample",
+    "UpsamplingBilinear2d": "upsample", "StochasticDepth": "stochastic_depth",
 }
 
 # Containers: PyTorch class -> nnmod type. Sequential is called; the others
@@ -64,40 +82,26 @@ CONFIG_OVERRIDES = {
     "NonDynamicallyQuantizableLinear": {"bias": lambda m: m.bias is not None},
     "Conv1d": {"bias": lambda m: m.bias is not None},
     "Conv2d": {"bias": lambda m: m.bias is not None},
+    "Conv3d": {"bias": lambda m: m.bias is not None},
+    "ConvTranspose1d": {"bias": lambda m: m.bias is not None},
     "ConvTranspose2d": {"bias": lambda m: m.bias is not None},
     "Softmax": {"dim": lambda m: m.dim},
     "LogSoftmax": {"dim": lambda m: m.dim},
     "CrossEntropyLoss": {"weight": lambda m: None},
     "NLLLoss": {"weight": lambda m: None},
-}
-
-# fx call targets (functions, or method names as strings) -> (nnmod type,
-# names of the arguments after the tensor inputs, how many tensor inputs:
-# an int, or "list" for a first argument that is a list of tensors).
-_ADD = ("add", (), 2)
-_MUL = ("mul", (), 2)
-_CAT = ("concat", ("dim",), "list")
-FUNCTIONS = {
-    operator.add: _ADD, torch.add: _ADD, "add": _ADD,
-    operator.mul: _MUL, torch.mul: _MUL, "mul": _MUL,
-    torch.cat: _CAT, torch.concat: _CAT,
-    torch.relu: ("relu", (), 1), F.relu: ("relu", ("inplace",), 1), "relu": ("relu", (), 1),
-    torch.tanh: ("tanh", (), 1), F.tanh: ("tanh", (), 1), "tanh": ("tanh", (), 1),
-    torch.sigmoid: ("sigmoid", (), 1), F.sigmoid: ("sigmoid", (), 1),
-    "sigmoid": ("sigmoid", (), 1),
-    F.gelu: ("gelu", ("approximate",), 1), F.silu: ("silu", ("inplace",), 1),
-    F.leaky_relu: ("leaky_relu", ("negative_slope", "inplace"), 1),
-    F.elu: ("elu", ("alpha", "inplace"), 1), F.hardswish: ("hardswish", ("inplace",), 1),
-    F.softmax: ("softmax", ("dim",), 1), torch.softmax: ("softmax", ("dim",), 1),
-    "softmax": ("softmax", ("dim",), 1),
-    F.log_softmax: ("log_softmax", ("dim",), 1), torch.log_softmax: ("log_softmax", ("dim",), 1),
-    "log_softmax": ("log_softmax", ("dim",), 1),
-    torch.flatten: ("flatten", ("start_dim", "end_dim"), 1),
-    "flatten": ("flatten", ("start_dim", "end_dim"), 1),
+    "UpsamplingNearest2d": {"mode": lambda m: "nearest"},
+    "UpsamplingBilinear2d": {"mode": lambda m: "bilinear", "align_corners": lambda m: True},
+    "MultiheadAttention": {"bias": lambda m: m.in_proj_bias is not None,
+                           "add_bias_kv": lambda m: m.bias_k is not None},
 }
 
 _CONFIG_INT, _CONFIG_FLOAT, _CONFIG_BOOL, _CONFIG_STR, _CONFIG_INTS, _CONFIG_FLOATS, \
     _CONFIG_STRS, _CONFIG_INT_OR_INTS, _CONFIG_ANY = range(9)  # the last two: ABI 1.3
+
+_BARE = re.compile(r"[A-Za-z0-9_]+\Z")        # a path component graph v1 reads
+_BARE_V2 = re.compile(r"[A-Za-z0-9_-]+\Z")    # v2: bare, else between backticks
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_MAX_CAT = 16                                 # inputs of one concat / stack
 
 
 def _snake(name):
@@ -106,6 +110,75 @@ def _snake(name):
 
 def _layer_type(cls_name):
     return LAYER_TYPES.get(cls_name) or CONTAINERS.get(cls_name) or _snake(cls_name)
+
+
+def _forward_class(m, schema=None):
+    """The class m is exported as: the first class of its MRO, up to the one
+    defining the forward m runs, that names an nnmod layer or container
+    (BatchNorm2d, whose forward is _BatchNorm's; MyConv(nn.Conv2d) without a
+    forward of its own), else the class defining forward (LayerNorm2d(
+    nn.LayerNorm) with its own forward is not a LayerNorm)."""
+    for k in type(m).__mro__:
+        if schema is not None and (k.__name__ in CONTAINERS or
+                                   schema.find(_layer_type(k.__name__)) is not None):
+            return k
+        if "forward" in k.__dict__:
+            return k
+    return type(m)
+
+
+def _quote(component):
+    if _BARE_V2.match(component):
+        return component
+    return "`" + component.replace("`", "``") + "`"
+
+
+def _qpath(path):
+    return ".".join(_quote(c) for c in path.split("."))
+
+
+def _fname(func):
+    """A readable name for a torch function or tensor method."""
+    if getattr(func, "__name__", None) == "__get__" and hasattr(func, "__self__"):
+        return "Tensor." + getattr(func.__self__, "__name__", "?")
+    q = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    mod = getattr(func, "__module__", None) or ""
+    if q.startswith("_TensorBase.") or q.startswith("Tensor."):
+        return "Tensor." + q.split(".", 1)[1]
+    if q.startswith("_VariableFunctionsClass.") or mod == "torch":
+        return "torch." + q.rsplit(".", 1)[-1]
+    if mod.startswith("torch.nn.functional"):
+        return "torch.nn.functional." + q.lstrip("_")
+    if mod.startswith("torchvision"):
+        return f"{mod}.{q}"
+    return "torch." + q
+
+
+def _opname(func):
+    """The key of OPS: the function's or method's own name."""
+    if getattr(func, "__name__", None) == "__get__" and hasattr(func, "__self__"):
+        return getattr(func.__self__, "__name__", "?")
+    n = getattr(func, "__name__", None) or ""
+    return n.lstrip("_") if n in ("_pad", "_max_pool2d", "_max_pool1d") else n
+
+
+def _flat(obj, out=None, names=None, prefix=""):
+    """Tensors of a nested structure, in order (None and non-tensors skipped)."""
+    if out is None:
+        out = []
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+        if names is not None:
+            names.append(prefix)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _flat(v, out, names, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (tuple, list)):
+        fields = getattr(obj, "_fields", None)
+        for i, v in enumerate(obj):
+            key = fields[i] if fields else str(i)
+            _flat(v, out, names, f"{prefix}.{key}" if prefix else key)
+    return out
 
 
 class _Schema:
@@ -130,33 +203,43 @@ class _Schema:
                     fields = [(_decode(v.config_fields[i].key), v.config_fields[i].type)
                               for i in range(v.n_config_fields)]
                 self.cache[layer] = {"version": f"^{v.version_major}.{v.version_minor}",
-                                     "fields": fields, "n_outputs": v.n_outputs}
+                                     "fields": fields, "n_outputs": v.n_outputs,
+                                     "container": bool(v.flags & 1)}
         return self.cache[layer]
 
 
+class _Unsup(Exception):
+    """A construct nnmod cannot hold, raised by an op handler."""
+
+
 def _config_value(key, ftype, value, where):
-    """A PyTorch attribute as a manifest config value of the declared type,
-    or None to leave the layer's default."""
+    """A PyTorch value as a manifest config value of the declared type, or
+    None to leave the layer's default."""
     if value is None:
         return None
     if isinstance(value, torch.Tensor):
-        raise UnsupportedError(f"{where}: config '{key}' is a tensor in PyTorch; nnmod "
-                               "layers take scalars, lists and strings")
+        if value.numel() == 1 and not value.requires_grad:
+            value = value.item()
+        else:
+            raise _Unsup(f"config '{key}' is a tensor in PyTorch; nnmod layers take scalars, "
+                         "lists and strings")
     if ftype == _CONFIG_BOOL:
         return bool(value)
     if ftype == _CONFIG_INT:
         if isinstance(value, (tuple, list)):
             if len(set(value)) != 1:
-                raise UnsupportedError(f"{where}: config '{key}' = {value!r}: the nnmod layer "
-                                       "takes one integer")
+                raise _Unsup(f"config '{key}' = {value!r}: the nnmod layer takes one integer")
             value = value[0]
         return int(value)
     if ftype == _CONFIG_FLOAT:
+        if isinstance(value, (tuple, list)):
+            if len(set(value)) != 1:
+                raise _Unsup(f"config '{key}' = {value!r}: the nnmod layer takes one number")
+            value = value[0]
         return float(value)
     if ftype == _CONFIG_STR:
         return str(value)
-    if ftype in (_CONFIG_INT_OR_INTS, _CONFIG_ANY):
-        # as PyTorch holds it: an int, a tuple of ints (a list), a string, ...
+    if ftype in (_CONFIG_INT_OR_INTS, _CONFIG_ANY, None):
         if isinstance(value, bool):
             return value
         if isinstance(value, int):
@@ -172,7 +255,7 @@ def _config_value(key, ftype, value, where):
                 return [float(v) for v in value]
             if all(isinstance(v, str) for v in value):
                 return [str(v) for v in value]
-        raise UnsupportedError(f"{where}: config '{key}' = {value!r} has no manifest form")
+        raise _Unsup(f"config '{key}' = {value!r} has no manifest form")
     if ftype in (_CONFIG_INTS, _CONFIG_FLOATS, _CONFIG_STRS):
         seq = list(value) if isinstance(value, (tuple, list, torch.Size)) else [value]
         conv = {_CONFIG_INTS: int, _CONFIG_FLOATS: float, _CONFIG_STRS: str}[ftype]
@@ -180,21 +263,1104 @@ def _config_value(key, ftype, value, where):
     return None
 
 
+# ---------------------------------------------------------------------------
+# The report: everything that stops an export, collected, then said once.
+# ---------------------------------------------------------------------------
+
+_CATEGORIES = {
+    "module": "modules nnmod has no layer for",
+    "function": "functions and methods nnmod has no op for",
+    "layer": "nnmod layers the export needs that no loaded plugin provides",
+    "construct": "constructs nnmod cannot hold",
+    "runtime": "the runtime refused the exported manifest",
+}
+
+
+class Report:
+    """What nnmod.torch.check found: `ok`, `problems` as {(category, what):
+    [where, ...]} (one entry per occurrence), and str() the message
+    nnmod.UnsupportedError carries."""
+
+    def __init__(self, model_name):
+        self.model_name = model_name
+        self.problems = collections.OrderedDict()
+        self.notes = []
+
+    def add(self, category, what, where):
+        self.problems.setdefault((category, what), []).append(where or "<root>")
+
+    @property
+    def ok(self):
+        return not self.problems
+
+    def __bool__(self):
+        return self.ok
+
+    def __str__(self):
+        if self.ok:
+            return f"{self.model_name}: exports to nnmod" + (
+                "".join(f"\n  note: {n}" for n in self.notes))
+        n = sum(len(v) for v in self.problems.values())
+        lines = [f"cannot export {self.model_name} to nnmod: {len(self.problems)} missing "
+                 f"piece(s), {n} occurrence(s); nothing was written"]
+        for cat, title in _CATEGORIES.items():
+            items = [(what, wheres) for (c, what), wheres in self.problems.items() if c == cat]
+            if not items:
+                continue
+            lines.append(f"  {title}:")
+            for what, wheres in items:
+                uniq = list(dict.fromkeys(wheres))
+                shown = ", ".join(f"'{w}'" for w in uniq[:6])
+                more = f" and {len(uniq) - 6} more" if len(uniq) > 6 else ""
+                lines.append(f"    {what} ({len(wheres)}x) at {shown}{more}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+# ---------------------------------------------------------------------------
+# The trace: frames (one per graph module call), nodes, refs.
+# ---------------------------------------------------------------------------
+
+class _Node:
+    __slots__ = ("kind", "target", "layer", "inputs", "cfg", "size_key", "name", "n_out",
+                 "where", "fn", "child", "uid", "cat_all")
+    _next = [0]
+
+    def __init__(self, kind, target, layer, inputs, cfg, size_key=None, n_out=1, where="",
+                 fn=""):
+        self.kind = kind          # "module" (target: path relative to the frame) or "op"
+        self.target = target
+        self.layer = layer
+        self.inputs = inputs      # list of refs
+        self.cfg = cfg
+        self.size_key = size_key  # the config list that may depend on the batch
+        self.name = None          # node name, set by the frame
+        self.n_out = n_out
+        self.where = where
+        self.fn = fn
+        self.child = None         # the manifest child of an op node
+        self.uid = _Node._next[0]
+        _Node._next[0] += 1
+        self.cat_all = None       # a concat (chain): (all refs, dim, chain nodes)
+
+    def sig(self):
+        return (self.kind, self.target, self.layer, tuple(self.inputs))
+
+
+class _Frame:
+    """One call of a module exported as a graph (or the caller of the root):
+    its inputs, the nodes its forward ran, and which tensor is which ref."""
+
+    def __init__(self, mod, path, kind):
+        self.mod = mod
+        self.path = path
+        self.kind = kind                  # "graph", "seq" or "caller"
+        self.inputs = []                  # names
+        self.nodes = []
+        self.refs = {}                    # id(tensor) -> (ref, version)
+        self.keep = []                    # the tensors above, kept alive
+        self.shapes = collections.OrderedDict()   # ref -> shape, in creation order
+        self.outputs = []
+        self.output_names = None
+        self.own = {}                     # id(param or buffer) -> (name, is_buffer, tensor)
+        self.used_own = collections.OrderedDict()  # name -> (is_buffer, tensor)
+        self.taken = set()
+        self.counts = collections.Counter()
+        if mod is not None:
+            for n, p in mod.named_parameters(recurse=False):
+                self.own[id(p)] = (n, False, p)
+            for n, b in mod.named_buffers(recurse=False):
+                if b is not None:
+                    self.own[id(b)] = (n, True, b)
+            self.taken.update(n for n, _ in mod.named_children())
+            self.taken.update(v[0] for v in self.own.values())
+
+    def fresh(self, base):
+        base = re.sub(r"[^A-Za-z0-9_]", "_", base) or "n"
+        while True:
+            k = self.counts[base]
+            self.counts[base] += 1
+            name = base if k == 0 else f"{base}_{k}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+    def bind(self, t, ref):
+        self.refs[id(t)] = (ref, t._version)
+        self.keep.append(t)
+        self.shapes[ref] = tuple(t.shape)
+
+
+class _Tracer(TorchFunctionMode):
+    def __init__(self, exporter, model, report):
+        super().__init__()
+        self.ex = exporter
+        self.model = model
+        self.report = report
+        self.paths = {}
+        for n, m in model.named_modules():
+            self.paths.setdefault(id(m), n)
+        self.params = {}
+        for mn, m in model.named_modules():
+            for n, p in list(m._parameters.items()) + list(m._buffers.items()):
+                if p is not None:
+                    self.params.setdefault(id(p), f"{mn}.{n}" if mn else n)
+        self.stack = []
+        self.defs = {}          # module path -> _Frame (its first call)
+        self.suspended = 0
+        self.internal = 0
+        self.foreign = collections.OrderedDict()  # op children made from foreign modules
+
+    # -- where are we -------------------------------------------------------
+    def where(self):
+        f = self.stack[-1] if self.stack else None
+        return (f.path or "<root>") if f is not None and f.kind != "caller" else "<root>"
+
+    # -- refs ---------------------------------------------------------------
+    def lookup(self, frame, t):
+        """The ref of tensor t in frame, or None for a tensor the trace does not
+        follow (a constant)."""
+        e = frame.refs.get(id(t))
+        if e is not None:
+            ref, ver = e
+            if t._version != ver:
+                self.report.add("construct", "a tensor modified in place where the trace "
+                                "could not follow it (inside a submodule, or through a view)",
+                                self.where())
+                frame.refs[id(t)] = (ref, t._version)
+            return ref
+        o = frame.own.get(id(t))
+        if o is not None:
+            name, is_buf, tensor = o
+            frame.used_own[name] = (is_buf, tensor)
+            return name
+        if id(t) in self.params:
+            self.report.add("construct", f"reading the parameter or buffer "
+                            f"'{self.params[id(t)]}' of another module directly (use it "
+                            "through its module)", self.where())
+            return "?"
+        return None
+
+    def tracked(self, frame, t):
+        return isinstance(t, torch.Tensor) and (
+            id(t) in frame.refs or id(t) in frame.own or id(t) in self.params)
+
+    # -- module calls -------------------------------------------------------
+    def kind_of(self, m):
+        return self.ex.kind_of(m)
+
+    def module_call(self, orig, mod, args, kwargs):
+        if self.suspended or self.internal or not self.stack:
+            return orig(mod, *args, **kwargs)
+        parent = self.stack[-1]
+        kind = self.kind_of(mod)
+        path = self.paths.get(id(mod))
+        self.internal += 1
+        try:
+            rel = None
+            if parent.kind in ("graph", "caller"):
+                if path is None:
+                    rel = None
+                elif parent.kind == "caller":
+                    rel = path
+                elif parent.path == "":
+                    rel = path
+                elif path.startswith(parent.path + "."):
+                    rel = path[len(parent.path) + 1:]
+                else:
+                    self.report.add("construct", f"calling module '{path}', which is not "
+                                    "below the caller", self.where())
+                if path is None and kind != "leaf":
+                    self.report.add("construct", f"calling a {type(mod).__name__} made "
+                                    "inside forward (not a submodule)", self.where())
+            in_refs, extra = self.call_inputs(parent, mod, kind, args, kwargs)
+        finally:
+            self.internal -= 1
+        if kind in ("leaf", "missing"):
+            self.suspended += 1
+            try:
+                out = orig(mod, *args, **kwargs)
+            finally:
+                self.suspended -= 1
+        else:
+            frame = _Frame(mod, path if path is not None else "?",
+                           "graph" if kind == "graph" else "seq")
+            self.internal += 1
+            try:
+                if kind == "graph":
+                    self.frame_inputs(frame, mod, args, kwargs)
+                elif args and isinstance(args[0], torch.Tensor):
+                    frame.inputs = ["input"]
+                    frame.bind(args[0], "input")
+            finally:
+                self.internal -= 1
+            self.stack.append(frame)
+            try:
+                out = orig(mod, *args, **kwargs)
+            finally:
+                self.stack.pop()
+            self.internal += 1
+            try:
+                if kind == "graph":
+                    self.frame_outputs(frame, out)
+                key = path if path is not None else f"?{id(mod)}"
+                first = self.defs.get(key)
+                if first is None:
+                    self.defs[key] = frame
+                elif kind == "graph" and [n.sig() for n in first.nodes] != \
+                        [n.sig() for n in frame.nodes]:
+                    self.report.add("construct", f"module '{path}' is called more than once "
+                                    "and its forward runs differently between calls",
+                                    self.where())
+            finally:
+                self.internal -= 1
+        if parent.kind in ("graph", "caller") and in_refs is not None:
+            self.internal += 1
+            try:
+                outs = _flat(out)
+                if rel is None and path is None and kind in ("leaf", "missing"):
+                    # a module made inside forward (nn.Softmax(dim=1)(x)): an op
+                    ltype = _layer_type(_forward_class(mod, self.ex.schema).__name__)
+                    name = parent.fresh(ltype)
+                    node = _Node("op", name, ltype,
+                                 in_refs, {}, n_out=max(1, len(outs)), where=self.where(),
+                                 fn=type(mod).__name__)
+                    node.child = self.ex.leaf(mod, f"{self.where()} (a {type(mod).__name__} "
+                                              "made in forward)", self.report)
+                    node.name = name
+                    parent.nodes.append(node)
+                    ref0 = name
+                elif rel is not None:
+                    node = _Node("module", rel, None, in_refs, extra, n_out=max(1, len(outs)),
+                                 where=self.where())
+                    parent.nodes.append(node)
+                    ref0 = None
+                else:
+                    return out
+                for k, t in enumerate(outs):
+                    parent.bind(t, ("@", node.uid, k) if ref0 is None
+                                else (name if k == 0 else f"{name}:{k}"))
+            finally:
+                self.internal -= 1
+        return out
+
+    def call_inputs(self, parent, mod, kind, args, kwargs):
+        """The refs of the tensors a module call passes, in the callee's input
+        order, and what the node needs besides (None: not recorded)."""
+        if parent.kind not in ("graph", "caller"):
+            return None, None
+        if kind == "graph":
+            try:
+                bound = inspect.signature(mod.forward).bind(*args, **kwargs)
+            except TypeError:
+                bound = None
+            vals = list(bound.arguments.values()) if bound is not None else list(args)
+            tens = _flat(vals)
+        elif kind == "seq":
+            tens = [a for a in args if isinstance(a, torch.Tensor)]
+        else:
+            tens = self.leaf_args(mod, args, kwargs)
+        refs = []
+        for t in tens:
+            if t is None:
+                refs.append(None)
+                continue
+            r = self.lookup(parent, t)
+            if r is None:
+                self.report.add("construct", "a constant tensor (made from no input) passed "
+                                f"to module '{self.paths.get(id(mod), type(mod).__name__)}'",
+                                self.where())
+                r = "?"
+            refs.append(r)
+        return refs, {}
+
+    def leaf_args(self, mod, args, kwargs):
+        """The tensors of a call of a leaf, in the nnmod layer's input order."""
+        cls = _forward_class(mod).__name__
+        fwd = type(mod).forward
+        try:
+            sig = inspect.signature(fwd)
+            bound = sig.bind(mod, *args, **kwargs)
+        except TypeError:
+            return [a for a in args if isinstance(a, torch.Tensor)]
+        params = list(sig.parameters.values())[1:]
+        arg = bound.arguments
+        if cls == "MultiheadAttention":
+            q, k, v = arg.get("query"), arg.get("key"), arg.get("value")
+            kpm, am = arg.get("key_padding_mask"), arg.get("attn_mask")
+            if arg.get("average_attn_weights", True) is not True:
+                self.report.add("construct", "MultiheadAttention(average_attn_weights=False)",
+                                self.where())
+            if am is not None and kpm is None:
+                self.report.add("construct", "MultiheadAttention with attn_mask but no "
+                                "key_padding_mask", self.where())
+            out = [q, k, v]
+            if kpm is not None:
+                out.append(kpm)
+            if am is not None:
+                out.append(am)
+            return out
+        out = []
+        for p in params:
+            if p.name not in arg:
+                continue
+            v = arg[p.name]
+            if p.kind == p.VAR_POSITIONAL:
+                out.extend(a for a in v if isinstance(a, torch.Tensor))
+            elif isinstance(v, torch.Tensor):
+                out.append(v)
+            elif isinstance(v, (tuple, list)) and v and all(isinstance(a, torch.Tensor)
+                                                               for a in v):
+                out.extend(v)
+            elif v is not None and v is not p.default and v != p.default:
+                self.report.add("construct", f"argument {p.name}={v!r} to a "
+                                f"{type(mod).__name__} call", self.where())
+        return out
+
+    def frame_inputs(self, frame, mod, args, kwargs):
+        try:
+            bound = inspect.signature(mod.forward).bind(*args, **kwargs)
+            items = list(bound.arguments.items())
+        except TypeError:
+            items = [(f"x{i}", a) for i, a in enumerate(args)]
+        for pname, v in items:
+            names = []
+            tens = _flat(v, names=names)
+            for t, sub in zip(tens, names):
+                base = pname if not sub else f"{pname}_{sub}"
+                base = re.sub(r"[^A-Za-z0-9_]", "_", base)
+                if not _IDENT.match(base):
+                    base = "x_" + base
+                name = base
+                k = 1
+                while name in frame.taken:
+                    name = f"{base}_{k}"
+                    k += 1
+                frame.taken.add(name)
+                frame.inputs.append(name)
+                frame.bind(t, name)
+
+    def frame_outputs(self, frame, out):
+        names = []
+        tens = _flat(out, names=names)
+        if not tens:
+            self.report.add("construct", "a forward that returns no tensor", frame.path)
+        for t in tens:
+            r = self.lookup(frame, t)
+            if r is None:
+                self.report.add("construct", "returning a constant tensor", frame.path)
+                r = "?"
+            frame.outputs.append(r)
+        if isinstance(out, dict):
+            frame.output_names = names
+
+    # -- torch functions ----------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.suspended or self.internal or not self.stack:
+            return func(*args, **kwargs)
+        frame = self.stack[-1]
+        self.internal += 1
+        try:
+            return self.op(frame, func, args, kwargs)
+        finally:
+            self.internal -= 1
+
+    def op(self, frame, func, args, kwargs):
+        name = _opname(func)
+        tens = _flat(list(args) + list(kwargs.values()))
+        tracked = [t for t in tens if self.tracked(frame, t)]
+        for t in tracked:                   # versions checked before an in-place op runs
+            if id(t) in frame.refs:
+                self.lookup(frame, t)
+        result = func(*args, **kwargs)
+        for t in tracked:                   # ... and what this op changed is accounted for
+            e = frame.refs.get(id(t))
+            if e is not None and e[1] != t._version:
+                frame.refs[id(t)] = (e[0], t._version)
+        outs = _flat(result)
+        if not tracked and name not in _FACTORIES:
+            return result      # constants: computed, not traced
+        if not outs:
+            if name in _DATA_DEPENDENT and tracked:
+                self.report.add("construct", f"Python code reading a tensor's values "
+                                f"({_fname(func)}: data-dependent control flow or numbers)",
+                                self.where())
+            elif name == "__setitem__" and tracked:
+                self.report.add("construct", "assignment into a tensor (x[...] = ...)",
+                                self.where())
+            return result
+        if frame.kind != "graph":
+            self.report.add("construct", f"{_fname(func)} inside an nn.Sequential's forward",
+                            self.where())
+            return result
+        inplace = False
+        key = name
+        if name in _INPLACE_DUNDER:
+            key, inplace = _INPLACE_DUNDER[name], True
+        elif name.endswith("_") and not name.startswith("_") and name not in OPS:
+            key, inplace = name[:-1], True
+        handler = OPS.get(key)
+        h = _OpCtx(self, frame, func, result, outs)
+        refs = None
+        if handler is None:
+            self.report.add("function", _fname(func), self.where())
+        else:
+            try:
+                refs = handler(h, *args, **kwargs)
+            except _Unsup as e:
+                self.report.add("construct", f"{_fname(func)}: {e}", self.where())
+            except TypeError as e:
+                self.report.add("construct", f"{_fname(func)} called as nnmod's exporter does "
+                                f"not know ({e})", self.where())
+        if refs is None:
+            refs = ["?"] * len(outs)
+        elif isinstance(refs, str):
+            refs = [refs]
+        if len(refs) < len(outs):
+            refs = list(refs) + [f"{refs[0]}:{k}" for k in range(len(refs), len(outs))]
+        for t, r in zip(outs, refs):
+            frame.bind(t, r)
+        del inplace
+        return result
+
+
+class _OpCtx:
+    """What an op handler sees: the frame, the real result, and `op` to emit
+    nodes."""
+
+    def __init__(self, tracer, frame, func, result, outs):
+        self.tr = tracer
+        self.frame = frame
+        self.func = func
+        self.result = result
+        self.outs = outs
+
+    def is_t(self, v):
+        return isinstance(v, torch.Tensor) and self.tr.tracked(self.frame, v)
+
+    def ref(self, v):
+        if isinstance(v, (str, tuple)):     # a ref already (tuple: a module node's output)
+            return v
+        if not isinstance(v, torch.Tensor):
+            raise _Unsup(f"a {type(v).__name__} where a tensor is expected")
+        r = self.tr.lookup(self.frame, v)
+        if r is None:
+            raise _Unsup(f"a constant tensor of shape {list(v.shape)} (made from no input; "
+                         "nnmod graphs hold only inputs, nodes and their own parameters)")
+        return r
+
+    def num(self, v, what="a number"):
+        if isinstance(v, bool):
+            return float(v)
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, torch.Tensor) and not self.is_t(v) and v.numel() == 1:
+            return float(v.item())
+        raise _Unsup(f"{what} given as {type(v).__name__}")
+
+    def op(self, layer, inputs, size_key=None, n_out=1, **cfg):
+        frame = self.frame
+        refs = [self.ref(i) for i in inputs]
+        cfg = {k: v for k, v in cfg.items() if v is not None}
+        name = frame.fresh(layer)
+        node = _Node("op", name, layer, refs, cfg, size_key=size_key, n_out=n_out,
+                     where=self.tr.where(), fn=_fname(self.func))
+        node.name = name
+        frame.nodes.append(node)
+        return name
+
+    def shape_of(self, ref):
+        return self.frame.shapes.get(ref)
+
+
+def _ints(v):
+    if isinstance(v, torch.Size):
+        return [int(a) for a in v]
+    if isinstance(v, (tuple, list)):
+        return [int(a) for a in v]
+    return [int(v)]
+
+
+def _sizes(args, kw, key):
+    """view(2, 3) / view((2, 3)) / view(size=(2, 3))."""
+    if key in kw:
+        return _ints(kw[key])
+    if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)):
+        return _ints(args[0])
+    return _ints(args)
+
+
+# ---- op handlers: (h, *PyTorch's args) -> ref or refs of the outputs -------
+
+def _h_view(h, x, *shape, **kw):
+    if shape and isinstance(shape[0], torch.dtype):
+        raise _Unsup("view as another dtype")
+    return h.op("view", [x], size_key="shape", shape=_sizes(shape, kw, "size"))
+
+
+def _h_reshape(h, x, *shape, **kw):
+    return h.op("reshape", [x], size_key="shape", shape=_sizes(shape, kw, "shape"))
+
+
+def _h_flatten(h, x, start_dim=0, end_dim=-1):
+    return h.op("flatten", [x], start_dim=start_dim, end_dim=end_dim)
+
+
+def _h_unflatten(h, x, dim, sizes):
+    return h.op("unflatten", [x], dim=dim, unflattened_size=_ints(sizes))
+
+
+def _h_permute(h, x, *dims, **kw):
+    return h.op("permute", [x], dims=_sizes(dims, kw, "dims"))
+
+
+def _h_transpose(h, x, dim0, dim1):
+    return h.op("transpose", [x], dim0=dim0, dim1=dim1)
+
+
+def _h_t(h, x):
+    if x.dim() < 2:
+        return h.ref(x)
+    return h.op("transpose", [x], dim0=0, dim1=1)
+
+
+def _h_alias(h, x, *a, **kw):
+    return h.ref(x)
+
+
+def _h_to(h, x, *a, **kw):
+    if h.result.dtype != x.dtype:
+        raise _Unsup(f"a conversion from {x.dtype} to {h.result.dtype}")
+    if h.result.device != x.device:
+        raise _Unsup("moving a tensor to another device inside forward")
+    return h.ref(x)
+
+
+def _h_squeeze(h, x, dim=None):
+    return h.op("squeeze", [x], dim=dim if not isinstance(dim, tuple) else list(dim))
+
+
+def _h_unsqueeze(h, x, dim):
+    return h.op("unsqueeze", [x], dim=dim)
+
+
+def _h_expand(h, x, *size, **kw):
+    return h.op("expand", [x], size_key="size", size=_sizes(size, kw, "size"))
+
+
+def _h_expand_as(h, x, other):
+    return h.op("expand_as", [x, other])
+
+
+def _h_repeat(h, x, *repeats, **kw):
+    return h.op("repeat", [x], size_key="repeats", repeats=_sizes(repeats, kw, "repeats"))
+
+
+def _h_chunk(h, x, chunks, dim=0):
+    return _multi(h, h.op("chunk", [x], n_out=len(h.outs), chunks=chunks, dim=dim))
+
+
+def _h_split(h, x, split_size_or_sections=None, dim=0, split_size=None):
+    s = split_size_or_sections if split_size_or_sections is not None else split_size
+    s = s if isinstance(s, int) else _ints(s)
+    return _multi(h, h.op("split", [x], n_out=len(h.outs), split_size_or_sections=s, dim=dim))
+
+
+def _h_unbind(h, x, dim=0):
+    return _multi(h, h.op("unbind", [x], n_out=len(h.outs), dim=dim))
+
+
+def _multi(h, name):
+    return [name if k == 0 else f"{name}:{k}" for k in range(len(h.outs))]
+
+
+def _index_str(i):
+    if i is None:
+        return "None"
+    if i is Ellipsis:
+        return "..."
+    if isinstance(i, bool):
+        raise _Unsup("indexing with a bool")
+    if isinstance(i, int):
+        return str(int(i))
+    if isinstance(i, slice):
+        for v in (i.start, i.stop, i.step):
+            if v is not None and not isinstance(v, int):
+                raise _Unsup(f"a slice with a {type(v).__name__} bound")
+        s = ("" if i.start is None else str(i.start)) + ":" + \
+            ("" if i.stop is None else str(i.stop))
+        return s + (f":{i.step}" if i.step is not None else "")
+    if isinstance(i, torch.Tensor):
+        raise _Unsup("indexing with a tensor (gather / boolean mask)")
+    raise _Unsup(f"indexing with a {type(i).__name__}")
+
+
+def _h_getitem(h, x, idx):
+    idx = idx if isinstance(idx, tuple) else (idx,)
+    return h.op("getitem", [x], index=[_index_str(i) for i in idx])
+
+
+def _h_narrow(h, x, dim, start, length):
+    return h.op("narrow", [x], dim=dim, start=int(start), length=int(length))
+
+
+def _h_select(h, x, dim, index):
+    return h.op("select", [x], dim=dim, index=int(index))
+
+
+def _chain(h, layer, tensors, dim):
+    refs = [h.ref(t) for t in tensors]
+    if not refs:
+        raise _Unsup(f"{layer} of no tensors")
+    if layer == "stack" and len(refs) > _MAX_CAT:
+        raise _Unsup(f"stack of {len(refs)} tensors (nnmod's stack takes at most {_MAX_CAT})")
+    all_refs, chain = list(refs), []
+    while len(refs) > _MAX_CAT:
+        # cat(a..p, q..) == cat(cat(a..p), q..): chained, 16 at a time
+        first = h.op(layer, refs[:_MAX_CAT], dim=dim)
+        chain.append(h.frame.nodes[-1])
+        refs = [first] + refs[_MAX_CAT:]
+    last = h.op(layer, refs, dim=dim)
+    chain.append(h.frame.nodes[-1])
+    if layer == "concat":
+        chain[-1].cat_all = (all_refs, dim, chain)
+    return last
+
+
+def _h_cat(h, tensors, dim=0, axis=None):
+    return _chain(h, "concat", list(tensors), axis if axis is not None else dim)
+
+
+def _h_stack(h, tensors, dim=0):
+    return _chain(h, "stack", list(tensors), dim)
+
+
+def _h_roll(h, x, shifts, dims=None):
+    return h.op("roll", [x], shifts=shifts if isinstance(shifts, int) else _ints(shifts),
+                dims=None if dims is None else (dims if isinstance(dims, int) else _ints(dims)))
+
+
+def _h_pad(h, x, pad, mode="constant", value=None):
+    if mode != "constant":
+        raise _Unsup(f"pad mode '{mode}' (nnmod's pad is constant only)")
+    return h.op("pad", [x], pad=_ints(pad), mode=mode,
+                value=0.0 if value is None else float(value))
+
+
+def _scalar_or_tensor(h, layer, x, other, scalar_key="other", commutative=False, **cfg):
+    tx, to = h.is_t(x), h.is_t(other)
+    if tx and to:
+        return h.op(layer, [x, other], **cfg)
+    if tx:
+        return h.op(layer, [x], **{scalar_key: h.num(other)}, **cfg)
+    if to:
+        if commutative:
+            return h.op(layer, [other], **{scalar_key: h.num(x)}, **cfg)
+        return h.op(layer, [other], **{scalar_key: h.num(x)}, reverse=True, **cfg)
+    raise _Unsup("no traced tensor among the operands")
+
+
+def _h_add(h, x, other, alpha=1):
+    if alpha != 1:
+        if h.is_t(x) and h.is_t(other):
+            return h.op("add", [x, other], alpha=float(alpha))
+        if h.is_t(x):
+            return h.op("add", [x], other=h.num(other) * alpha)
+        raise _Unsup("add with alpha and a scalar first")
+    return _scalar_or_tensor(h, "add", x, other, commutative=True)
+
+
+def _h_radd(h, x, other):
+    return _scalar_or_tensor(h, "add", x, other, commutative=True)
+
+
+def _h_mul(h, x, other):
+    return _scalar_or_tensor(h, "mul", x, other, commutative=True)
+
+
+def _h_sub(h, x, other, alpha=1):
+    if h.is_t(x) and h.is_t(other):
+        return h.op("sub", [x, other], alpha=None if alpha == 1 else float(alpha))
+    if h.is_t(x):
+        return h.op("sub", [x], other=h.num(other) * alpha)
+    if alpha != 1:
+        raise _Unsup("sub with alpha and a scalar first")
+    return h.op("sub", [other], other=h.num(x), reverse=True)
+
+
+def _h_rsub(h, x, other, alpha=1):      # other - alpha * x
+    if alpha != 1:
+        raise _Unsup("rsub with alpha")
+    if h.is_t(other):
+        return h.op("sub", [other, x])
+    return h.op("sub", [x], other=h.num(other), reverse=True)
+
+
+def _h_div(h, x, other, rounding_mode=None):
+    if rounding_mode is not None:
+        raise _Unsup(f"div with rounding_mode='{rounding_mode}'")
+    return _scalar_or_tensor(h, "div", x, other)
+
+
+def _h_rdiv(h, x, other):               # other / x
+    return h.op("div", [x], other=h.num(other), reverse=True)
+
+
+def _h_pow(h, x, exponent):
+    return _scalar_or_tensor(h, "pow", x, exponent, scalar_key="exponent")
+
+
+def _h_rpow(h, x, other):               # other ** x
+    return h.op("pow", [x], exponent=h.num(other), reverse=True)
+
+
+def _unary(layer):
+    def handler(h, x, *a, **kw):
+        return h.op(layer, [x])
+    return handler
+
+
+def _act(layer, keys=()):
+    def handler(h, x, *a, **kw):
+        cfg = dict(zip(keys, a))
+        cfg.update({k: v for k, v in kw.items() if k in keys})
+        return h.op(layer, [x], **cfg)
+    return handler
+
+
+def _h_softmax(layer):
+    def handler(h, x, dim=None, _stacklevel=3, dtype=None, **kw):
+        if dim is None:
+            raise _Unsup(f"{layer} without dim")
+        if dtype is not None and dtype != x.dtype:
+            raise _Unsup(f"{layer} with dtype={dtype}")
+        return h.op(layer, [x], dim=dim)
+    return handler
+
+
+def _h_hardtanh(h, x, min_val=-1.0, max_val=1.0, inplace=False):
+    if (min_val, max_val) == (0.0, 6.0):
+        return h.op("relu6", [x])
+    return h.op("hardtanh", [x], min_val=float(min_val), max_val=float(max_val))
+
+
+def _h_clamp(h, x, min=None, max=None):
+    if isinstance(min, torch.Tensor) or isinstance(max, torch.Tensor):
+        raise _Unsup("clamp with tensor bounds")
+    if min is not None and max is None and float(min) == 0.0:
+        return h.op("relu", [x])
+    return h.op("clamp", [x], min=None if min is None else float(min),
+                max=None if max is None else float(max))
+
+
+def _h_clamp_min(h, x, min):
+    return _h_clamp(h, x, min=min)
+
+
+def _h_clamp_max(h, x, max):
+    return _h_clamp(h, x, max=max)
+
+
+def _reduce(layer):
+    def handler(h, x, dim=None, keepdim=False, dtype=None, **kw):
+        if dtype is not None and dtype != x.dtype:
+            raise _Unsup(f"{layer} with dtype={dtype}")
+        if isinstance(dim, (tuple, list)) and len(dim) == 0:
+            dim = None
+        return h.op(layer, [x], dim=None if dim is None else (dim if isinstance(dim, int)
+                                                               else _ints(dim)),
+                    keepdim=bool(keepdim) if keepdim else None)
+    return handler
+
+
+def _minmax(layer):
+    def handler(h, x, dim=None, keepdim=False, **kw):
+        if isinstance(dim, torch.Tensor):
+            raise _Unsup(f"torch.{layer}imum of two tensors (torch.{layer}(x, y))")
+        if dim is None:
+            return h.op("a" + layer, [x])
+        return _multi(h, h.op(layer, [x], n_out=len(h.outs), dim=dim,
+                              keepdim=bool(keepdim) if keepdim else None))
+    return handler
+
+
+def _h_matmul(h, x, other):
+    return h.op("matmul", [x, other])
+
+
+def _h_bmm(h, x, other):
+    return h.op("bmm", [x, other])
+
+
+def _h_masked_fill(h, x, mask, value):
+    return h.op("masked_fill", [x, mask], value=h.num(value))
+
+
+def _cmp(layer):
+    def handler(h, x, other):
+        if h.is_t(x) and h.is_t(other):
+            return h.op(layer, [x, other])
+        if h.is_t(x):
+            return h.op(layer, [x], other=h.num(other))
+        flip = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}.get(layer, layer)
+        return h.op(flip, [other], other=h.num(x))
+    return handler
+
+
+def _full_like(h, like, value):
+    n = like.dim()
+    return h.op("full", [like], size_key=None, size=list(like.shape), fill_value=float(value),
+                from_input=[0] * n, from_dim=list(range(n)))
+
+
+def _h_where(h, condition, input=None, other=None):
+    if input is None:
+        raise _Unsup("torch.where(condition) (the indices of true elements)")
+    ins = []
+    for v in (input, other):
+        ins.append(v if h.is_t(v) else _full_like(h, condition, h.num(v)))
+    return h.op("where", [condition] + ins)
+
+
+def _check_dtype(h, dtype):
+    if dtype is not None and not (dtype.is_floating_point or dtype == torch.bool):
+        raise _Unsup(f"a tensor of dtype {dtype} made in forward")
+
+
+def _factory(fill):
+    def handler(h, *size, dtype=None, **kw):
+        _check_dtype(h, dtype)
+        return h.op("full", [], size_key="size", size=_sizes(size, kw, "size"),
+                    fill_value=float(fill))
+    return handler
+
+
+def _h_full(h, size, fill_value, dtype=None, **kw):
+    _check_dtype(h, dtype)
+    return h.op("full", [], size_key="size", size=_ints(size), fill_value=h.num(fill_value))
+
+
+def _new_factory(fill):
+    def handler(h, x, *size, dtype=None, **kw):
+        _check_dtype(h, dtype)
+        return h.op("full", [], size_key="size", size=_sizes(size, kw, "size"),
+                    fill_value=float(fill))
+    return handler
+
+
+def _h_new_full(h, x, size, fill_value, dtype=None, **kw):
+    _check_dtype(h, dtype)
+    return h.op("full", [], size_key="size", size=_ints(size), fill_value=h.num(fill_value))
+
+
+def _like_factory(fill):
+    def handler(h, x, dtype=None, **kw):
+        _check_dtype(h, dtype)
+        return _full_like(h, x, fill)
+    return handler
+
+
+def _h_full_like(h, x, fill_value, dtype=None, **kw):
+    _check_dtype(h, dtype)
+    return _full_like(h, x, h.num(fill_value))
+
+
+def _h_adaptive_avg_pool2d(h, x, output_size):
+    return h.op("adaptive_avg_pool2d", [x], output_size=output_size if isinstance(
+        output_size, int) else list(output_size))
+
+
+def _h_avg_pool2d(h, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                  count_include_pad=True, divisor_override=None):
+    if divisor_override is not None:
+        raise _Unsup("avg_pool2d with divisor_override")
+    return h.op("avg_pool2d", [x], kernel_size=kernel_size,
+                stride=kernel_size if stride is None or stride == [] else stride,
+                padding=padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+
+def _h_max_pool2d(h, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                  return_indices=False):
+    if return_indices:
+        raise _Unsup("max_pool2d with return_indices")
+    return h.op("max_pool2d", [x], kernel_size=kernel_size,
+                stride=kernel_size if stride is None or stride == [] else stride,
+                padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+
+
+def _h_dropout(layer):
+    def handler(h, x, p=0.5, training=True, inplace=False):
+        return h.op(layer, [x], p=float(p))
+    return handler
+
+
+def _h_interpolate(h, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                   recompute_scale_factor=None, antialias=False):
+    if antialias:
+        raise _Unsup("interpolate with antialias")
+    return h.op("upsample", [x], size=size if size is None or isinstance(size, int)
+                else _ints(size), scale_factor=scale_factor if not isinstance(
+                    scale_factor, (tuple, list)) else [float(s) for s in scale_factor],
+                mode=mode, align_corners=align_corners)
+
+
+def _h_layer_norm(h, x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    y = h.op("layer_norm", [x], normalized_shape=_ints(normalized_shape), eps=float(eps),
+             elementwise_affine=False)
+    if weight is not None:
+        y = h.op("mul", [y, weight])
+    if bias is not None:
+        y = h.op("add", [y, bias])
+    return y
+
+
+def _h_linear(h, x, weight, bias=None):
+    wt = h.op("transpose", [weight], dim0=0, dim1=1)
+    y = h.op("matmul", [x, wt])
+    if bias is not None:
+        y = h.op("add", [y, bias])
+    return y
+
+
+def _h_gelu(h, x, approximate="none"):
+    return h.op("gelu", [x], approximate=approximate if approximate != "none" else None)
+
+
+OPS = {
+    # shapes and indexing (plugins/tensor_ops)
+    "view": _h_view, "reshape": _h_reshape, "flatten": _h_flatten, "unflatten": _h_unflatten,
+    "permute": _h_permute, "transpose": _h_transpose, "swapaxes": _h_transpose,
+    "swapdims": _h_transpose, "t": _h_t,
+    "contiguous": _h_alias, "clone": _h_alias, "detach": _h_alias,
+    "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to,
+    "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
+    "expand_as": _h_expand_as, "repeat": _h_repeat, "chunk": _h_chunk, "split": _h_split,
+    "unbind": _h_unbind, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
+    "cat": _h_cat, "concat": _h_cat, "concatenate": _h_cat, "stack": _h_stack,
+    "roll": _h_roll, "pad": _h_pad,
+    # elementwise, reductions, products (plugins/math_ops)
+    "add": _h_add, "__add__": _h_add, "__radd__": _h_radd,
+    "mul": _h_mul, "multiply": _h_mul, "__mul__": _h_mul, "__rmul__": _h_mul,
+    "sub": _h_sub, "subtract": _h_sub, "__sub__": _h_sub, "rsub": _h_rsub,
+    "__rsub__": _h_rsub,
+    "div": _h_div, "divide": _h_div, "true_divide": _h_div, "__truediv__": _h_div,
+    "__div__": _h_div, "__rtruediv__": _h_rdiv, "__rdiv__": _h_rdiv,
+    "pow": _h_pow, "__pow__": _h_pow, "__rpow__": _h_rpow,
+    "neg": _unary("neg"), "__neg__": _unary("neg"), "negative": _unary("neg"),
+    "abs": _unary("abs"), "sqrt": _unary("sqrt"), "rsqrt": _unary("rsqrt"),
+    "exp": _unary("exp"), "log": _unary("log"), "sin": _unary("sin"), "cos": _unary("cos"),
+    "clamp": _h_clamp, "clip": _h_clamp, "clamp_min": _h_clamp_min, "clamp_max": _h_clamp_max,
+    "mean": _reduce("mean"), "sum": _reduce("sum"), "amax": _reduce("amax"),
+    "amin": _reduce("amin"), "max": _minmax("max"), "min": _minmax("min"),
+    "matmul": _h_matmul, "__matmul__": _h_matmul, "mm": _h_matmul, "bmm": _h_bmm,
+    "masked_fill": _h_masked_fill,
+    "eq": _cmp("eq"), "ne": _cmp("ne"), "lt": _cmp("lt"), "le": _cmp("le"), "gt": _cmp("gt"),
+    "ge": _cmp("ge"), "__eq__": _cmp("eq"), "__ne__": _cmp("ne"), "__lt__": _cmp("lt"),
+    "__le__": _cmp("le"), "__gt__": _cmp("gt"), "__ge__": _cmp("ge"),
+    "where": _h_where,
+    "zeros": _factory(0.0), "ones": _factory(1.0), "full": _h_full,
+    "new_zeros": _new_factory(0.0), "new_ones": _new_factory(1.0), "new_full": _h_new_full,
+    "zeros_like": _like_factory(0.0), "ones_like": _like_factory(1.0),
+    "full_like": _h_full_like,
+    # activations and functional layers (the layer of the same PyTorch name)
+    "relu": _unary("relu"), "relu6": _unary("relu6"), "hardtanh": _h_hardtanh,
+    "gelu": _h_gelu, "silu": _unary("silu"), "sigmoid": _unary("sigmoid"),
+    "tanh": _unary("tanh"), "hardswish": _unary("hardswish"),
+    "hardsigmoid": _unary("hardsigmoid"), "mish": _unary("mish"),
+    "leaky_relu": _act("leaky_relu", ("negative_slope",)), "elu": _act("elu", ("alpha",)),
+    "softplus": _act("softplus", ("beta", "threshold")),
+    "softmax": _h_softmax("softmax"), "log_softmax": _h_softmax("log_softmax"),
+    "adaptive_avg_pool2d": _h_adaptive_avg_pool2d, "avg_pool2d": _h_avg_pool2d,
+    "max_pool2d": _h_max_pool2d, "dropout": _h_dropout("dropout"),
+    "dropout2d": _h_dropout("dropout2d"), "interpolate": _h_interpolate,
+    "upsample": _h_interpolate, "layer_norm": _h_layer_norm, "linear": _h_linear,
+}
+
+# functions that make tensors from sizes alone (traced although no input is)
+_FACTORIES = {"zeros", "ones", "full", "new_zeros", "new_ones", "new_full", "zeros_like",
+              "ones_like", "full_like"}
+# what reads a traced tensor's values into Python
+_DATA_DEPENDENT = {"__bool__", "item", "tolist", "__int__", "__float__", "__index__",
+                   "numpy", "__iter__", "__array__", "__complex__"}
+_INPLACE_DUNDER = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul",
+                   "__itruediv__": "div", "__idiv__": "div", "__ipow__": "pow"}
+# ops whose size list may depend on the batch: -1 or from_input / from_dim
+_SIZE_OPS = {"view", "reshape", "expand", "full", "repeat"}
+
+
+# ---------------------------------------------------------------------------
+# From the traces to a manifest
+# ---------------------------------------------------------------------------
+
 class _Exporter:
     def __init__(self, ctx):
         self.schema = _Schema(ctx)
         self.plugins = {}
+        self.v2 = False          # the manifest needs graph language v2
 
-    def _use(self, layer, where):
+    def graph_has(self, key):
+        info = self.schema.find("graph")
+        return bool(info and info["fields"] and any(k == key for k, _ in info["fields"]))
+
+    def kind_of(self, m):
+        cls = _forward_class(m, self.schema)
+        name = cls.__name__
+        if name in CONTAINERS:
+            if name == "Sequential":
+                return "seq" if len(m) else "leaf"    # an empty Sequential is an identity
+            return "holder"
+        info = self.schema.find(_layer_type(name))
+        if info is not None and (not list(m.children()) or info["container"]):
+            return "leaf"
+        if info is None and not list(m.children()) and (
+                cls.__module__.startswith("torch.nn.") or name in LAYER_TYPES):
+            return "missing"     # a PyTorch layer nnmod lacks: said as such, not traced into
+        return "graph"
+
+    def use(self, layer, report, what, where, module=False):
         info = self.schema.find(layer)
         if info is None:
-            raise UnsupportedError(f"{where}: nnmod has no layer '{layer}' (no loaded plugin "
-                                   "provides it)")
+            if module:
+                report.add("module", f"{what}: nnmod has no layer '{layer}'", where)
+            else:
+                report.add("layer", f"'{layer}' (for {what})", where)
+            return None
         self.plugins[layer] = info["version"]
         return info
 
-    def config_of(self, m, layer, info, where):
-        cls = type(m).__name__
+    def typed_config(self, layer, info, cfg, report, what, where):
+        fields = dict(info["fields"] or ()) if info else None
+        out = {}
+        for k, v in cfg.items():
+            if fields is not None and k not in fields:
+                report.add("layer", f"'{layer}' with config '{k}' (for {what})", where)
+                continue
+            try:
+                cv = _config_value(k, fields.get(k) if fields else None, v, where)
+            except _Unsup as e:
+                report.add("construct", f"{what}: {e}", where)
+                continue
+            if cv is not None:
+                out[k] = cv
+        return out
+
+    def leaf(self, m, where, report):
+        """A module nnmod has as one layer (with its children if the nnmod
+        layer is a container, as multihead_attention holds out_proj)."""
+        cls = _forward_class(m, self.schema).__name__
+        if cls == "Sequential":            # an empty one
+            layer = "identity"
+        else:
+            layer = _layer_type(cls)
+            if self.schema.find(layer) is None:
+                layer = _layer_type(type(m).__name__)   # said as the class the user wrote
+        info = self.use(layer, report, type(m).__name__, where, module=True)
+        node = {"type": layer}
+        if info is None:
+            return node
         over = CONFIG_OVERRIDES.get(cls, {})
         cfg = {}
         for key, ftype in info["fields"] or ():
@@ -204,232 +1370,460 @@ class _Exporter:
                 value = getattr(m, key)
             else:
                 continue
-            v = _config_value(key, ftype, value, where)
+            try:
+                v = _config_value(key, ftype, value, where)
+            except _Unsup as e:
+                report.add("construct", f"{type(m).__name__}: {e}", where)
+                continue
             if v is not None:
                 cfg[key] = v
-        return cfg
-
-    def direct_ok(self, m):
-        """Can m be written as a tree without tracing?"""
-        cls = type(m).__name__
-        if cls in CONTAINERS:
-            return all(self.direct_ok(c) for c in m.children()) and (
-                cls != "Sequential" or len(m) > 0)
-        kids = list(m.children())
-        return not kids and self.schema.find(_layer_type(cls)) is not None
-
-    def direct(self, m, where):
-        cls = type(m).__name__
-        layer = _layer_type(cls)
-        info = self._use(layer, f"{where} ({cls})")
-        node = {"type": layer}
-        if cls in CONTAINERS:
-            node["children"] = [dict(name=n, **self.direct(c, f"{where}.{n}" if where else n))
-                                for n, c in m.named_children()]
-            return node
-        if list(m.children()):
-            raise UnsupportedError(f"{where or '<root>'} ({cls}): a module with children that "
-                                   "nnmod has as one layer")
-        cfg = self.config_of(m, layer, info, f"{where or '<root>'} ({cls})")
         if cfg:
             node["config"] = cfg
+        kids = list(m.named_children())
+        if kids:
+            node["children"] = [dict(name=n, **self.leaf(c, f"{where}.{n}", report))
+                                for n, c in kids]
         return node
 
 
-class _Tracer(torch.fx.Tracer):
-    def __init__(self, exporter):
-        super().__init__()
-        self.exporter = exporter
-
-    def is_leaf_module(self, m, qualname):
-        cls = type(m).__name__
-        if cls == "Sequential":
-            return self.exporter.direct_ok(m)
-        if cls in CONTAINERS:
-            return False
-        if not list(m.children()) and self.exporter.schema.find(_layer_type(cls)) is not None:
-            return True
-        return super().is_leaf_module(m, qualname)
+def _all_tensors(model):
+    sd = dict(model.state_dict())
+    for n, b in model.named_buffers():
+        sd.setdefault(n, b)
+    for n, p in model.named_parameters():
+        sd.setdefault(n, p)
+    return sd
 
 
-def _graph(exporter, model):
-    tracer = _Tracer(exporter)
-    g = tracer.trace(model)
-    inputs, nodes, outputs = [], [], None
-    ref = {}                    # fx node -> "NAME" or "NAME:K"
-    called = {}                 # module path -> fx node name (each called once)
-    used = set()                # module paths called
-    synth = []                  # (name, manifest node) of functional children
-    taken = {n for n, _ in model.named_children()}
+class _Build:
+    """Turns the traces into the manifest's module tree."""
 
-    def r(a, where):
-        if isinstance(a, torch.fx.Node):
-            if a not in ref:
-                raise UnsupportedError(f"{where}: input '{a.name}' is not a tensor nnmod "
-                                       "computes")
-            return ref[a]
-        raise UnsupportedError(f"{where}: a constant input {a!r} (nnmod graph nodes take "
-                               "tensors only)")
+    def __init__(self, ex, tracer, report, tracer2=None):
+        self.ex = ex
+        self.tr = tracer
+        self.tr2 = tracer2
+        self.report = report
+        self.emitted = set()
 
-    for n in g.nodes:
-        where = f"fx node '{n.name}' ({n.op} {getattr(n.target, '__name__', n.target)})"
-        if n.op == "placeholder":
-            inputs.append(n.name)
-            ref[n] = n.name
-        elif n.op == "call_module":
-            path = n.target
-            if n.kwargs:
-                raise UnsupportedError(f"{where}: keyword arguments to a module call")
-            sub = model.get_submodule(path)
-            cls = type(sub).__name__
-            if cls != "Sequential" and exporter.schema.find(_layer_type(cls)) is None:
-                raise UnsupportedError(f"module '{path}' ({cls}): nnmod has no layer "
-                                       f"'{_layer_type(cls)}'")
-            if path in called:
-                # A graph node calls its module once. A stateless module used
-                # twice (one ReLU applied in two places) gets a twin child; a
-                # module with weights called twice cannot be written.
-                if any(True for _ in sub.parameters()) or any(True for _ in sub.buffers()):
-                    raise UnsupportedError(f"{where}: module '{path}' has weights and is called "
-                                           "twice; an nnmod graph calls each module once")
-                name = re.sub(r"[^A-Za-z0-9_]", "_", n.name)
-                while name in taken:
-                    name += "_"
-                taken.add(name)
-                synth.append(dict(name=name, **exporter.direct(sub, path)))
-                nodes.append(f"{name}: " + ", ".join(r(a, where) for a in n.args))
-                ref[n] = name
-                continue
-            called[path] = n.name
-            used.add(path)
-            nodes.append(f"{path}: " + ", ".join(r(a, where) for a in n.args))
-            ref[n] = path
-        elif n.op in ("call_function", "call_method"):
-            if n.target is operator.getitem and isinstance(n.args[0], torch.fx.Node) \
-                    and isinstance(n.args[1], int):
-                base = r(n.args[0], where)
-                if ":" in base:
-                    raise UnsupportedError(f"{where}: indexing a tensor")
-                ref[n] = f"{base}:{n.args[1]}"
-                continue
-            spec = FUNCTIONS.get(n.target)
-            if spec is None:
-                name = n.target if isinstance(n.target, str) else \
-                    f"{getattr(n.target, '__module__', '') or ''}.{n.target.__name__}".lstrip(".")
-                raise UnsupportedError(f"unsupported op {name} ({n.op}) at fx node '{n.name}'")
-            layer, argnames, n_tensors = spec
-            info = exporter._use(layer, where)
-            args = list(n.args)
-            if n_tensors == "list":
-                tens, rest = list(args[0]), args[1:]
-            else:
-                tens, rest = args[:n_tensors], args[n_tensors:]
-            refs = [r(a, where) for a in tens]
-            given = dict(zip(argnames, rest))
-            given.update({k: v for k, v in n.kwargs.items() if k != "out"})
-            fields = dict(info["fields"] or ())
-            cfg = {}
-            for k, v in given.items():
-                if k == "inplace":
-                    continue
-                if k not in fields:
-                    raise UnsupportedError(f"{where}: argument '{k}' has no counterpart in "
-                                           f"nnmod's '{layer}'")
-                cv = _config_value(k, fields[k], v, where)
-                if cv is not None:
-                    cfg[k] = cv
-            name = re.sub(r"[^A-Za-z0-9_]", "_", n.name)
-            while name in taken:
-                name += "_"
-            taken.add(name)
-            child = {"name": name, "type": layer}
-            if cfg:
-                child["config"] = cfg
-            synth.append(child)
-            nodes.append(f"{name}: " + ", ".join(refs))
-            ref[n] = name
-        elif n.op == "output":
-            out = n.args[0]
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            outputs = [r(o, "the model's output") for o in outs]
-        elif n.op == "get_attr":
-            raise UnsupportedError(f"{where}: forward reads the attribute '{n.target}' "
-                                   "directly; nnmod graphs call modules, so hold it in a layer")
-        else:
-            raise UnsupportedError(f"{where}: unsupported fx op '{n.op}'")
+    def module(self, m, path):
+        kind = self.ex.kind_of(m)
+        self.emitted.add(path)
+        if kind in ("leaf", "missing"):
+            return self.ex.leaf(m, path or "<root>", self.report)
+        if kind == "seq":
+            self.ex.use("sequential", self.report, "nn.Sequential", path)
+            kids = []
+            for n, c in m.named_children():
+                p = f"{path}.{n}" if path else n
+                kids.append(dict(name=n, **self.module(c, p)))
+            return {"type": "sequential", "children": kids}
+        if kind == "holder":
+            self.report.add("construct", f"calling a {type(m).__name__}", path)
+            return {"type": "module_dict"}
+        frame = self.tr.defs.get(path)
+        if frame is None:
+            self.report.add("construct", f"module '{path}' ({type(m).__name__}) is exported as a "
+                            "graph but its forward never ran in the trace", path)
+            return {"type": "graph"}
+        return self.graph(m, path, frame)
 
-    # The tree below the graph: the called modules under their PyTorch paths,
-    # intermediate modules as containers that only hold children.
-    def subtree(prefix, mod):
+    def holder(self, m, path, called_rel, prefix):
+        """A child the graph does not call but calls into (a ModuleList of
+        blocks): a module_list / module_dict holding what is called."""
+        cls = _forward_class(m, self.ex.schema).__name__
+        ctype = "module_list" if cls == "ModuleList" else "module_dict"
+        self.ex.use(ctype, self.report, f"holding {type(m).__name__}", path)
+        self.emitted.add(path)
         kids = []
-        for cname, c in mod.named_children():
-            p = f"{prefix}.{cname}" if prefix else cname
-            if p in used:
-                kids.append(dict(name=cname, **exporter.direct(c, p)))
-            elif any(u.startswith(p + ".") for u in used):
-                ctype = CONTAINERS.get(type(c).__name__, "module_dict")
-                if ctype == "sequential":
-                    ctype = "module_dict"
-                exporter._use(ctype, p)
-                kids.append({"name": cname, "type": ctype, "children": subtree(p, c)})
-        return kids
+        for n, c in m.named_children():
+            rel = f"{prefix}.{n}"
+            p = f"{path}.{n}" if path else n
+            if rel in called_rel:
+                kids.append(dict(name=n, **self.module(c, p)))
+            elif any(r.startswith(rel + ".") for r in called_rel):
+                kids.append(dict(name=n, **self.holder(c, p, called_rel, rel)))
+        return {"type": ctype, "children": kids}
 
-    children = subtree("", model) + synth
-    exporter._use("graph", "<root>")
-    cfg = {"inputs": inputs, "nodes": nodes}
-    if outputs is not None:
-        cfg["outputs"] = outputs
-    unused = [n for n, _ in model.named_modules() if n and n not in used
-              and not any(u.startswith(n + ".") for u in used)
-              and not any(n.startswith(u + ".") for u in used)]
-    return {"type": "graph", "config": cfg, "children": children}, unused
+    def prepare(self):
+        """Before anything is written: sizes that follow the batch (both
+        traces), then concatenations of a list input hoisted to the caller."""
+        for path, f in self.tr.defs.items():
+            if f.kind != "graph":
+                continue
+            f2 = self.tr2.defs.get(path) if self.tr2 is not None else None
+            if f2 is not None:
+                self.dynamic(f, f2)
+        hoisted = {}
+        for path, f in self.tr.defs.items():
+            if f.kind == "graph" and len(f.inputs) > _MAX_CAT:
+                h = self.hoist_child(f)
+                if h is not None:
+                    hoisted[path] = h
+        if hoisted:
+            for path, f in list(self.tr.defs.items()) + [("", self.tr.caller)]:
+                if f.kind in ("graph", "caller"):
+                    self.hoist_parent(f, hoisted)
+
+    @staticmethod
+    def hoist_child(f):
+        """A graph with more inputs than a call can take (densenet's layers
+        get the list of all earlier features) whose forward only concatenates
+        them, in order: the graph takes the concatenation instead."""
+        for n in f.nodes:
+            if n.cat_all is None:
+                continue
+            refs, dim, chain = n.cat_all
+            if not refs or refs[0] not in f.inputs:
+                continue
+            start = f.inputs.index(refs[0])
+            if f.inputs[start:start + len(refs)] != refs:
+                continue
+            chain_ids = {c.uid for c in chain}
+            others = [m for m in f.nodes if m.uid not in chain_ids]
+            if any(r in refs for m in others for r in m.inputs) or \
+                    any(r in refs for r in f.outputs):
+                continue
+            if any(r in refs for c in chain for r in c.inputs if not
+                   any(r == k for k in refs)):
+                continue
+            name = n.name
+            f.nodes = others
+            for m in f.nodes:
+                m.inputs = [name if r == n.name else r for r in m.inputs]
+            f.inputs = f.inputs[:start] + [name] + f.inputs[start + len(refs):]
+            f.taken.add(name)
+            f.shapes[name] = None
+            return start, len(refs), dim
+        return None
+
+    def hoist_parent(self, f, hoisted):
+        new = []
+        for n in f.nodes:
+            if n.kind == "module":
+                full = n.target if f.kind == "caller" or not f.path else f"{f.path}.{n.target}"
+                h = hoisted.get(full)
+                if h is not None:
+                    start, count, dim = h
+                    refs = n.inputs[start:start + count]
+                    while len(refs) > 1:
+                        part = refs[:_MAX_CAT]
+                        name = f.fresh("concat")
+                        c = _Node("op", name, "concat", part, {"dim": dim}, where=n.where,
+                                  fn="torch.cat (of a list passed to a module)")
+                        c.name = name
+                        new.append(c)
+                        refs = [name] + refs[_MAX_CAT:]
+                    n.inputs = n.inputs[:start] + refs + n.inputs[start + count:]
+            new.append(n)
+        f.nodes = new
+
+    def graph(self, m, path, frame):
+        self.ex.use("graph", self.report, type(m).__name__, path)
+        nodes, children, node_names = [], [], {}
+        called_rel = []
+        seen = collections.Counter()
+        twins = {}
+        for i, n in enumerate(frame.nodes):
+            if n.kind == "module":
+                called_rel.append(n.target)
+        # node names: v1 ("PATH: ...", the node named after its module) when
+        # the path reads bare and it is the first call; else v2 "NODE = PATH(...)"
+        for i, n in enumerate(frame.nodes):
+            if n.kind == "module":
+                seen[n.target] += 1
+                if seen[n.target] == 1 and all(_BARE.match(c) for c in n.target.split(".")):
+                    n.name = n.target
+                    node_names[i] = (n.target, False)
+                elif seen[n.target] > 1 and not self.ex.graph_has("parameters") and \
+                        self.ex.kind_of(m.get_submodule(n.target)) == "leaf" and \
+                        not any(True for _ in m.get_submodule(n.target).parameters()) and \
+                        not any(True for _ in m.get_submodule(n.target).buffers()):
+                    # graph v1: a stateless module used twice gets a twin child
+                    n.name = frame.fresh(n.target.replace(".", "_"))
+                    node_names[i] = (n.name, False)
+                    twins[i] = self.ex.leaf(m.get_submodule(n.target), f"{path}.{n.target}"
+                                            if path else n.target, self.report)
+                else:
+                    n.name = frame.fresh(n.target.replace(".", "_") + "_call")
+                    node_names[i] = (n.name, True)
+                    self.ex.v2 = True
+                    why = "calling one module more than once (weight sharing)" if \
+                        seen[n.target] > 1 else f"a child named {n.target!r}"
+                    if not self.ex.graph_has("parameters"):
+                        self.report.add("construct", f"{why}: needs graph node syntax v2 "
+                                        "(NODE = PATH(...)), which the loaded graph plugin "
+                                        "lacks", path or "<root>")
+
+        by_uid = {n.uid: i for i, n in enumerate(frame.nodes)}
+
+        def fix(ref):
+            if isinstance(ref, tuple):          # ("@", uid, k): output k of a module node
+                base = node_names[by_uid[ref[1]]][0]
+                return base if ref[2] == 0 else f"{base}:{ref[2]}"
+            return ref
+
+        # refs to module nodes were recorded as ("@", uid, k)
+        for n in frame.nodes:
+            n.inputs = [fix(r) for r in n.inputs]
+        outs = [fix(r) for r in frame.outputs]
+        for i, n in enumerate(frame.nodes):
+            refs = ", ".join(n.inputs)
+            if n.kind == "module":
+                name, v2 = node_names[i]
+                nodes.append(f"{name} = {_qpath(n.target)}({refs})" if v2 else
+                             f"{name}: {refs}" if refs else f"{name}:")
+                if i in twins:
+                    children.append(dict(name=name, **twins[i]))
+            else:
+                nodes.append(f"{n.name}: {refs}" if refs else f"{n.name}:")
+                if n.child is not None:
+                    children.append(dict(name=n.name, **n.child))
+                else:
+                    info = self.ex.use(n.layer, self.report, n.fn, n.where)
+                    child = {"name": n.name, "type": n.layer}
+                    cfg = self.ex.typed_config(n.layer, info, n.cfg, self.report, n.fn, n.where)
+                    if cfg:
+                        child["config"] = cfg
+                    children.append(child)
+        if any(r == "?" for n in frame.nodes for r in n.inputs) or "?" in outs:
+            nodes = []                           # reported already; nothing to write
+        kids = []
+        for cname, c in m.named_children():
+            p = f"{path}.{cname}" if path else cname
+            if cname in called_rel:
+                kids.append(dict(name=cname, **self.module(c, p)))
+            elif any(r.startswith(cname + ".") for r in called_rel):
+                kids.append(dict(name=cname, **self.holder(c, p, called_rel, cname)))
+        cfg = {"inputs": frame.inputs, "nodes": nodes, "outputs": outs}
+        params, buffers = [], []
+        for name, (is_buf, t) in frame.used_own.items():
+            shape = ", ".join(str(int(d)) for d in t.shape)
+            if is_buf:
+                if t.dtype == torch.int64:
+                    buffers.append(f"{name}: [{shape}] i64")
+                elif t.is_floating_point():
+                    buffers.append(f"{name}: [{shape}]")
+                else:
+                    self.report.add("construct", f"a buffer of dtype {t.dtype} ('{name}')",
+                                    path or "<root>")
+            else:
+                params.append(f"{name}: [{shape}]")
+        for key, val, what in (("parameters", params, "its own parameters"),
+                               ("buffers", buffers, "its own buffers"),
+                               ("output_names", frame.output_names, "a dict output")):
+            if val:
+                if not self.ex.graph_has(key):
+                    self.report.add("construct", f"a forward reading {what} "
+                                    f"({', '.join(v.split(':')[0] for v in val)}): needs "
+                                    f"graph config '{key}', which the loaded graph plugin "
+                                    "lacks", path or "<root>")
+                cfg[key] = val
+        return {"type": "graph", "config": cfg, "children": kids + children}
+
+    # -- dynamic sizes ------------------------------------------------------
+    def dynamic(self, f1, f2):
+        where = f1.path or "<root>"
+        if [n.sig()[:3] + (len(n.inputs),) for n in f1.nodes] != \
+                [n.sig()[:3] + (len(n.inputs),) for n in f2.nodes] or \
+                len(f1.outputs) != len(f2.outputs):
+            self.report.add("construct", "a forward whose ops change with the batch size "
+                            "(pass dynamic=False to export for the example's batch only)",
+                            where)
+            return
+        order1 = list(f1.shapes.items())
+        for n1, n2 in zip(f1.nodes, f2.nodes):
+            for k, v1 in list(n1.cfg.items()):
+                v2 = n2.cfg.get(k)
+                if v1 == v2:
+                    continue
+                if k != n1.size_key or not isinstance(v1, list) or len(v1) != len(v2):
+                    self.report.add("construct", f"{n1.fn}: argument '{k}' depends on the "
+                                    f"batch size ({v1} vs {v2} at another batch)", where)
+                    continue
+                diff = [i for i, (a, b) in enumerate(zip(v1, v2)) if a != b]
+                if n1.layer in ("view", "reshape") and len(diff) == 1 and -1 not in v1:
+                    v1[diff[0]] = -1
+                    continue
+                if n1.layer in ("repeat",):
+                    self.report.add("construct", f"{n1.fn}: repeats depend on the batch size",
+                                    where)
+                    continue
+                fi = [-1] * len(v1)
+                fd = [-1] * len(v1)
+                ok = True
+                for i in diff:
+                    found = self.find_like(f1, f2, n1, order1, v1[i], v2[i])
+                    if found is None:
+                        self.report.add("construct", f"{n1.fn}: size {v1[i]} depends on the "
+                                        "batch but is no input's dim", where)
+                        ok = False
+                        break
+                    ref, dim = found
+                    if ref not in n1.inputs:
+                        n1.inputs.append(ref)
+                    fi[i] = n1.inputs.index(ref)
+                    fd[i] = dim
+                if ok:
+                    n1.cfg["from_input"] = fi
+                    n1.cfg["from_dim"] = fd
+
+    @staticmethod
+    def find_like(f1, f2, node, order1, a, b):
+        cands = list(node.inputs) + list(f1.inputs) + [r for r, _ in reversed(order1)]
+        for ref in cands:
+            s1, s2 = f1.shapes.get(ref), f2.shapes.get(ref)
+            if s1 is None or s2 is None or len(s1) != len(s2):
+                continue
+            for d in range(len(s1)):
+                if s1[d] == a and s2[d] == b:
+                    return ref, d
+        return None
 
 
-def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=1e-4, atol=1e-5):
-    """Writes `model` (a torch.nn.Module) as an nnmod manifest at `path`
-    (.json: JSON, else msgpack is not written here: use .json) and its state
-    dict as safetensors (`weights`, default: path with .safetensors), the
-    manifest naming the weights with their sha256.
+# ---------------------------------------------------------------------------
+# Running the trace
+# ---------------------------------------------------------------------------
 
-    example_input: a tensor or a tuple of tensors. With check, the exported
-    model is loaded back in nnmod and run on it (both in eval mode); outputs
-    that differ beyond rtol/atol fail with nnmod.Error. Returns (manifest
-    path, weights path). Unsupported modules or ops raise
-    nnmod.UnsupportedError naming them; modules that forward never calls are
-    left out (their weights too), and listed in the manifest's metadata.
-    """
-    if not path.endswith(".json"):
-        raise ValueError("nnmod.torch.export writes JSON manifests: give a path ending in .json")
-    ctx = ctx or default_context()
-    weights = weights or (os.path.splitext(path)[0] + ".safetensors")
+@contextlib.contextmanager
+def _patched_call(tracer):
+    orig = torch.nn.Module.__call__
+
+    def call(mod, *args, **kwargs):
+        return tracer.module_call(orig, mod, args, kwargs)
+
+    torch.nn.Module.__call__ = call
+    try:
+        yield
+    finally:
+        torch.nn.Module.__call__ = orig
+
+
+def _run_trace(ex, model, xs, report):
+    tr = _Tracer(ex, model, report)
+    caller = _Frame(None, "", "caller")
+    for i, x in enumerate(xs):
+        name = f"x{i}" if len(xs) > 1 else "x"
+        caller.inputs.append(name)
+        caller.bind(x, name)
+    tr.stack.append(caller)
+    with torch.no_grad(), _patched_call(tr), tr:
+        out = model(*xs)
+    tr.stack.pop()
+    tr.caller = caller
+    return tr, out
+
+
+def _grow_batch(xs):
+    """The inputs with one more sample on dim 0 (the second trace)."""
+    out = []
+    for x in xs:
+        if x.dim() == 0:
+            return None
+        out.append(torch.cat([x, x[:1]], 0))
+    return out
+
+
+def _model_name(model):
+    return type(model).__name__
+
+
+def _build_doc(model, xs, ctx, dynamic, report):
+    """Traces model and returns (manifest doc, exporter, build, xs2)."""
     ex = _Exporter(ctx)
-    unused = []
-    if ex.direct_ok(model):
-        root = ex.direct(model, "")
-    else:
-        root, unused = _graph(ex, model)
+    was = model.training
+    model.eval()
+    try:
+        tr, _ = _run_trace(ex, model, xs, report)
+        tr2, xs2 = None, None
+        if dynamic:
+            xs2 = _grow_batch(xs)
+            if xs2 is not None:
+                r2 = Report(_model_name(model))
+                try:
+                    tr2, _ = _run_trace(ex, model, xs2, r2)
+                except Exception as e:  # noqa: BLE001 - the model refuses another batch
+                    report.notes.append(f"static batch: the model fails at batch "
+                                        f"{xs2[0].shape[0]} ({type(e).__name__}: {e})")
+                    tr2, xs2 = None, None
+    finally:
+        model.train(was)
+    b = _Build(ex, tr, report, tr2)
+    b.prepare()
+    root = b.module(model, "")
+    unused = [n for n, _ in model.named_modules() if n and n not in b.emitted
+              and not any(n.startswith(u + ".") for u in b.emitted if u)
+              and not any(u.startswith(n + ".") for u in b.emitted)]
     meta = {"exported_from": f"torch {torch.__version__}", "torch_class": type(model).__name__}
-    if unused:
-        meta["not_exported"] = ", ".join(unused)
+    top = [u for u in unused if not any(u.startswith(v + ".") for v in unused)]
+    if top:
+        meta["not_exported"] = ", ".join(top)
     doc = {"format": "nnmod.manifest", "version": 1, "plugins": dict(sorted(ex.plugins.items())),
            "root": root, "metadata": meta}
+    return doc, ex, xs2
 
-    # The keys nnmod's tree has: build it once without weights.
-    tmp = path + ".noweights.json"
+
+def _as_inputs(example_input):
+    xs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
+    return [x if isinstance(x, torch.Tensor) else torch.as_tensor(x) for x in xs]
+
+
+def _validate(doc, ctx, report, tmpdir):
+    """Builds the manifest (no weights) in the runtime: the keys and shapes
+    of nnmod's tree, or a runtime refusal in the report."""
+    tmp = os.path.join(tmpdir, "noweights.json")
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1)
     try:
         probe = from_manifest(tmp, weights={}, ctx=ctx, strict=False)
-        keys = list(probe.state_dict())
-        shapes = {k: t.shape for k, t in probe.state_dict().items()}
-        del probe
+    except Error as e:
+        report.add("runtime", str(e).replace("\n", " "), "<manifest>")
+        return None
+    sd = probe.state_dict()
+    shapes = {k: tuple(t.shape) for k, t in sd.items()}
+    del sd, probe
+    return shapes
+
+
+def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=1e-4,
+           atol=1e-5, dynamic=True):
+    """Writes `model` (a torch.nn.Module) as an nnmod manifest at `path`
+    (JSON: the path must end in .json) and its weights as safetensors
+    (`weights`, default: path with .safetensors), the manifest naming them
+    with their sha256.
+
+    example_input: a tensor or a tuple of tensors. With dynamic (default),
+    sizes that follow dim 0 of the inputs (the batch) are not baked in. With
+    check, the exported model is loaded back and run on the example (and on
+    a batch one larger) in eval mode; outputs beyond rtol/atol fail with
+    nnmod.Error, naming the first module whose output differs. Returns
+    (manifest path, weights path). Whatever nnmod lacks raises ONE
+    nnmod.UnsupportedError listing every missing layer, function and
+    construct with counts and module paths; nothing is written then.
+    Modules that forward never calls are left out (their weights too) and
+    listed in the manifest's metadata `not_exported`.
+    """
+    if not str(path).endswith(".json"):
+        raise ValueError("nnmod.torch.export writes JSON manifests: give a path ending in .json")
+    path = str(path)
+    ctx = ctx or default_context()
+    weights = weights or (os.path.splitext(path)[0] + ".safetensors")
+    xs = _as_inputs(example_input)
+    report = Report(_model_name(model))
+    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report)
+    if not report.ok:
+        raise UnsupportedError(str(report))
+    tmpdir = tempfile.mkdtemp(prefix="nnmod-export-")
+    try:
+        shapes = _validate(doc, ctx, report, tmpdir)
     finally:
-        os.unlink(tmp)
-    sd = model.state_dict()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    if shapes is None:
+        raise UnsupportedError(str(report))
+    sd = _all_tensors(model)
     tensors = {}
-    for k in keys:
+    for k in shapes:
         if k not in sd:
-            raise UnsupportedError(f"nnmod's tree has '{k}', the PyTorch state_dict has not "
+            raise UnsupportedError(f"nnmod's tree has '{k}', the PyTorch model has not "
                                    "(a layer whose parameters differ from PyTorch's)")
         v = sd[k].detach().cpu()
         if v.is_floating_point():
@@ -439,6 +1833,7 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
             raise UnsupportedError(f"'{k}': PyTorch {list(a.shape)}, nnmod {list(shapes[k])} "
                                    "(a config the export mapped wrongly)")
         tensors[k] = a
+    meta = doc["metadata"]
     save_safetensors(tensors, weights, metadata={"exported_from": meta["exported_from"]},
                      ctx=ctx)
     with open(weights, "rb") as f:
@@ -451,13 +1846,50 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
         f.write("\n")
 
     if check:
-        _check(model, path, example_input, ctx, rtol, atol)
+        _check(model, path, xs, ctx, rtol, atol)
+        if xs2 is not None:
+            _check(model, path, xs2, ctx, rtol, atol)
     return path, weights
 
 
-def _check(model, path, example_input, ctx, rtol, atol):
-    from ._errors import Error
-    xs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
+def check(model, example_input, ctx=None, dynamic=True, verbose=True, compare=True,
+          rtol=1e-4, atol=1e-5):
+    """What export would say, without writing any file the caller sees:
+    returns a Report (`ok`, `problems`; str() is the full list of what nnmod
+    lacks, or a line saying the model exports) and prints it when verbose.
+    With compare, a model that exports is also run against PyTorch and a
+    mismatch lands in the report."""
+    ctx = ctx or default_context()
+    xs = _as_inputs(example_input)
+    report = Report(_model_name(model))
+    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report)
+    if report.ok:
+        tmpdir = tempfile.mkdtemp(prefix="nnmod-check-")
+        try:
+            if _validate(doc, ctx, report, tmpdir) is not None and compare:
+                try:
+                    export(model, os.path.join(tmpdir, "m.json"), tuple(xs), ctx=ctx,
+                           check=True, rtol=rtol, atol=atol, dynamic=dynamic)
+                except UnsupportedError as e:
+                    report.add("runtime", str(e), "<export>")
+                except Error as e:
+                    report.add("runtime", f"outputs differ: {e}", "<check>")
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    if verbose:
+        print(report)
+    return report
+
+
+def _outputs_list(out):
+    if isinstance(out, dict):
+        return list(out.values())
+    if isinstance(out, (tuple, list)):
+        return list(out)
+    return [out]
+
+
+def _check(model, path, xs, ctx, rtol, atol):
     was = model.training
     model.eval()
     try:
@@ -470,14 +1902,75 @@ def _check(model, path, example_input, ctx, rtol, atol):
     from ._tensor import tensor
     with no_grad():
         got = m(*[tensor(x.detach().cpu().numpy(), ctx=ctx) for x in xs])
-    want = want if isinstance(want, (tuple, list)) else (want,)
-    got = got if isinstance(got, tuple) else (got,)
+    want = [w for w in _flat(want)]
+    got = _outputs_list(got)
     if len(want) != len(got):
         raise Error(f"export check: PyTorch returns {len(want)} outputs, nnmod {len(got)}")
     for i, (w, g) in enumerate(zip(want, got)):
         w = w.detach().cpu().numpy()
         g = g.numpy()
-        if w.shape != g.shape or not np.allclose(g, w, rtol=rtol, atol=atol):
+        if not _close(g, w, rtol, atol):
             err = float(np.max(np.abs(g - w))) if w.shape == g.shape else float("nan")
-            raise Error(f"export check: output {i} differs from PyTorch's (shapes "
-                        f"{list(w.shape)} vs {list(g.shape)}, max abs error {err})")
+            first = _first_difference(model, m, xs, ctx, rtol, atol)
+            raise Error(f"export check: output {i} differs from PyTorch's at batch "
+                        f"{xs[0].shape[0] if xs[0].dim() else 1} (shapes {list(w.shape)} vs "
+                        f"{list(g.shape)}, max abs error {err}){first}")
+
+
+def _close(g, w, rtol, atol):
+    """Within atol + rtol * max|w|: float32 sums in another order differ by a
+    few ulps of the largest values, not of each element."""
+    if g.shape != w.shape:
+        return False
+    if w.size == 0:
+        return True
+    if not np.all(np.isfinite(g) == np.isfinite(w)):
+        return False
+    scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
+    return float(np.max(np.abs(np.nan_to_num(g - w)))) <= atol + rtol * scale
+
+
+def _first_difference(model, m, xs, ctx, rtol, atol):
+    """Module by module: the first module (in call order) whose output
+    differs, for the message."""
+    try:
+        import nnmod
+        want, order = {}, []
+
+        def th(mod, args, out, name):
+            if name not in want and isinstance(out, torch.Tensor):
+                want[name] = out.detach().numpy().copy()
+                order.append(name)
+
+        hs = [mod.register_forward_hook(lambda mod, a, o, n=n: th(mod, a, o, n))
+              for n, mod in model.named_modules() if n]
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(*xs)
+        finally:
+            for h in hs:
+                h.remove()
+        got = {}
+
+        def nh(mod, args, out):
+            p = mod.path
+            if p in want and p not in got and not isinstance(out, tuple):
+                got[p] = out.numpy().copy()
+
+        h = nnmod.register_module_forward_hook(nh, ctx=ctx)
+        try:
+            with nnmod.no_grad():
+                m(*[nnmod.tensor(x.numpy(), ctx=ctx) for x in xs])
+        finally:
+            h.remove()
+        for name in order:
+            if name in got:
+                w, g = want[name], got[name]
+                if not _close(g, w, rtol, atol):
+                    e = float(np.max(np.abs(g - w))) if w.shape == g.shape else float("nan")
+                    return (f"; first module that differs: '{name}' (shapes {list(w.shape)} vs "
+                            f"{list(g.shape)}, max abs error {e})")
+        return ""
+    except Exception as e:  # noqa: BLE001 - a diagnosis must not hide the mismatch
+        return f" (module-by-module comparison failed: {e})"

@@ -105,13 +105,61 @@ def test_unsupported_op_is_named(ctx, tmp_path):
 
 
 def test_unsupported_module_is_named(ctx, tmp_path):
-    model = nn.Sequential(nn.Linear(4, 4), nn.Bilinear(4, 4, 2))
+    class Bi(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.bi = nn.Bilinear(4, 4, 2)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return self.bi(h, h)
+
+    model = nn.Sequential(nn.Linear(4, 4), Bi())
     with pytest.raises(nnmod.UnsupportedError) as e:
         nnmod.torch.export(model, str(tmp_path / "b.json"), torch.randn(2, 4), ctx=ctx)
-    assert "Bilinear" in str(e.value) and "'1'" in str(e.value)
+    assert "Bilinear" in str(e.value) and "'1.bi'" in str(e.value)
+    assert not (tmp_path / "b.json").exists()
 
 
-def test_shared_weights_are_refused(ctx, tmp_path):
+def test_every_problem_is_listed_once(ctx, tmp_path):
+    """One message lists every missing layer, function and construct, with
+    counts and where; check() says the same without writing anything."""
+    class Many(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.bi = nn.Bilinear(4, 4, 4)
+
+        def forward(self, x):
+            h = torch.sin(self.fc(x))
+            h = torch.sin(h) + torch.cosh(h)
+            if h.sum() > 1e9:                 # data-dependent control flow
+                h = h * 2
+            return self.bi(h, h)
+
+    model = Many()
+    x = torch.randn(2, 4)
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(model, str(tmp_path / "m.json"), x, ctx=ctx)
+    msg = str(e.value)
+    assert "Bilinear" in msg and "'bi'" in msg
+    assert "torch.cosh" in msg
+    assert "__bool__" in msg
+    assert "(2x)" in msg                        # torch.sin, twice (or its layer 'sin')
+    assert list(tmp_path.iterdir()) == []
+    rep = nnmod.torch.check(model, x, ctx=ctx, verbose=False)
+    assert not rep.ok and str(rep) == msg.split(": ", 1)[1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _graph_v2(ctx):
+    from nnmod.torch import _Schema
+    info = _Schema(ctx).find("graph")
+    return bool(info and info["fields"] and any(k == "parameters" for k, _ in info["fields"]))
+
+
+def test_shared_weights(ctx, tmp_path):
     class Twice(nn.Module):
         def __init__(self):
             super().__init__()
@@ -120,9 +168,18 @@ def test_shared_weights_are_refused(ctx, tmp_path):
         def forward(self, x):
             return self.fc(self.fc(x))
 
-    with pytest.raises(nnmod.UnsupportedError) as e:
-        nnmod.torch.export(Twice(), str(tmp_path / "t.json"), torch.randn(2, 4), ctx=ctx)
-    assert "'fc'" in str(e.value) and "twice" in str(e.value)
+    torch.manual_seed(6)
+    if not _graph_v2(ctx):
+        with pytest.raises(nnmod.UnsupportedError) as e:
+            nnmod.torch.export(Twice(), str(tmp_path / "t.json"), torch.randn(2, 4), ctx=ctx)
+        assert "more than once" in str(e.value)
+        return
+    x = torch.randn(2, 4)
+    m, manifest, want, got = run_both(Twice(), tmp_path / "t.json", x, ctx)
+    doc = json.load(open(manifest))
+    assert any(" = fc(" in n for n in doc["root"]["config"]["nodes"])
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    del m, got
 
 
 # Layers exported inside a Sequential after a Linear; each case runs where the
@@ -233,3 +290,142 @@ def test_embedding(ctx, tmp_path):
         want = model(x)
     np.testing.assert_allclose(m(x.numpy()).numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     del m
+
+
+def _need(ctx, *layers):
+    missing = [t for t in layers if not _have(ctx, t)]
+    if missing:
+        pytest.skip(f"nnmod has no {', '.join(missing)} loaded")
+
+
+def test_hierarchical_graphs_keep_pytorch_paths(ctx, tmp_path):
+    """Each custom module is a graph of its own; its own parameters (read
+    directly, as a layer scale) are the graph's; names like 'block1-0' and
+    keyword arguments to submodule calls travel."""
+    if not nnmod.torch._Exporter(ctx).graph_has("parameters"):
+        pytest.skip("the loaded graph plugin has no graph-owned parameters")
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.gamma = nn.Parameter(torch.full((4,), 0.5))
+
+        def forward(self, x, bias=None):
+            return x + self.gamma * self.fc(x)
+
+    class Top(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.add_module("block1-0", Scaled())
+            self.out = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = getattr(self, "block1-0")(x=x)
+            return self.out(h)
+
+    torch.manual_seed(7)
+    model = Top()
+    x = torch.randn(3, 4)
+    m, manifest, want, got = run_both(model, tmp_path / "h.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    doc = json.load(open(manifest))
+    blk = doc["root"]["children"][0]
+    assert blk["name"] == "block1-0" and blk["type"] == "graph"
+    assert blk["config"]["parameters"] == ["gamma: [4]"]
+    assert sorted(m.state_dict()) == sorted(model.state_dict())
+    # train: the graph-owned parameter gets PyTorch's gradient
+    model.train()
+    model.zero_grad()
+    (model(x) ** 2).mean().backward()
+    m.train()
+    y = m(nnmod.tensor(x.numpy(), ctx=ctx))
+    (y * y).mean().backward()
+    g = dict(m.named_parameters())["block1-0.gamma"].grad.numpy()
+    np.testing.assert_allclose(g, model.get_submodule("block1-0").gamma.grad.numpy(),
+                               rtol=1e-4, atol=1e-6)
+    del m, got, y, g
+
+
+def test_batch_follows_the_input(ctx, tmp_path):
+    """Exported at batch 1, run at batch 3: sizes taken from x.shape are
+    written as -1 or read from the input at run time."""
+    _need(ctx, "view", "expand", "reshape")
+
+    class Shapes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 6)
+            self.token = nn.Parameter(torch.randn(1, 1, 6))
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            t = self.token.expand(n, -1, -1)            # from_input / from_dim
+            y = x.view(n, c * h * w)                    # -1
+            y = self.fc(y).reshape(n, 1, 6)
+            return torch.cat([t, y], 1)
+
+    torch.manual_seed(8)
+    model = Shapes().eval()
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "s.json"), torch.randn(1, 6, 1, 1),
+                                     ctx=ctx)
+    doc = json.dumps(json.load(open(manifest)))
+    assert "from_input" in doc
+    m = nnmod.from_manifest(manifest, ctx=ctx).eval()
+    x3 = torch.randn(3, 6, 1, 1)
+    with torch.no_grad():
+        want = model(x3)
+    np.testing.assert_allclose(m(x3.numpy()).numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    del m
+
+
+def test_list_of_many_tensors_is_concatenated_by_the_caller(ctx, tmp_path):
+    """densenet's layers take the list of all earlier features (more than a
+    call's 16 inputs) and concatenate it first: the export moves that
+    concatenation into the caller."""
+    class Layer(nn.Module):
+        def __init__(self, cin):
+            super().__init__()
+            self.fc = nn.Linear(cin, 1)
+
+        def forward(self, feats):
+            return self.fc(torch.cat(feats, 1))
+
+    class Block(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.layers = nn.ModuleList([Layer(2 + i) for i in range(n)])
+
+        def forward(self, x):
+            feats = [x]
+            for layer in self.layers:
+                feats.append(layer(feats))
+            return torch.cat(feats, 1)
+
+    torch.manual_seed(9)
+    model = Block(20)
+    x = torch.randn(2, 2)
+    m, manifest, want, got = run_both(model, tmp_path / "d.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    del m, got
+
+
+def test_dict_outputs_keep_their_names(ctx, tmp_path):
+    if not nnmod.torch._Exporter(ctx).graph_has("output_names"):
+        pytest.skip("the loaded graph plugin has no output_names")
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 2)
+            self.b = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return {"out": self.a(x), "aux": self.b(x)}
+
+    torch.manual_seed(10)
+    model = Two()
+    x = torch.randn(2, 4)
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "o.json"), x, ctx=ctx)
+    doc = json.load(open(manifest))
+    assert doc["root"]["config"]["output_names"] == ["out", "aux"]

@@ -1,0 +1,289 @@
+"""torchvision's classification zoo through nnmod.torch.export.
+
+Each model (random weights, fixed seed) is exported at batch 1; the test
+checks eval outputs at batch 1 and 2 (the exporter's second trace makes sizes
+follow the batch), then one TRAIN step against PyTorch at batch 2: the loss, every parameter's
+gradient and the batch-norm running statistics. Dropout and stochastic depth
+are set to p=0 before the export so that both sides compute the same thing.
+
+Skipped where torch or torchvision do not import (CI has neither). By default
+one model per family runs (the lighter one), at a small input it takes;
+NNMOD_ZOO=families adds the heavy families (vgg, wide_resnet);
+NNMOD_ZOO=all runs all 80 models of torchvision 0.14 (slow: vgg, vit_h_14,
+regnet_y_128gf, ... take minutes each on one thread), NNMOD_ZOO=a,b,c the
+ones named.
+
+Models that nnmod cannot export yet are expected failures (xfail) whose
+reason is the exporter's full list of what is missing, unless they are in
+MUST_EXPORT: those fail the test if they stop exporting or matching.
+
+    python3 bindings/python/tests/test_zoo.py [names]   # the status table
+"""
+import copy
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+import nnmod  # noqa: E402
+import nnmod.torch  # noqa: E402
+
+M = torchvision.models
+
+# name -> (constructor kwargs, input side). The side is the smallest (or a
+# small) one the model takes: 64 where the model allows it.
+ZOO = {
+    "alexnet": ({}, 64),
+    "vgg11": ({}, 32), "vgg11_bn": ({}, 32), "vgg13": ({}, 32), "vgg13_bn": ({}, 32),
+    "vgg16": ({}, 32), "vgg16_bn": ({}, 32), "vgg19": ({}, 32), "vgg19_bn": ({}, 32),
+    "resnet18": ({}, 64), "resnet34": ({}, 64), "resnet50": ({}, 64), "resnet101": ({}, 64),
+    "resnet152": ({}, 64), "resnext50_32x4d": ({}, 64), "resnext101_32x8d": ({}, 64),
+    "resnext101_64x4d": ({}, 64), "wide_resnet50_2": ({}, 64), "wide_resnet101_2": ({}, 64),
+    "squeezenet1_0": ({}, 64), "squeezenet1_1": ({}, 64),
+    "densenet121": ({}, 64), "densenet161": ({}, 64), "densenet169": ({}, 64),
+    "densenet201": ({}, 64),
+    "googlenet": ({"aux_logits": False, "init_weights": True}, 64),
+    "inception_v3": ({"aux_logits": False, "init_weights": True}, 75),
+    "mobilenet_v2": ({}, 64), "mobilenet_v3_large": ({}, 64), "mobilenet_v3_small": ({}, 64),
+    "mnasnet0_5": ({}, 64), "mnasnet0_75": ({}, 64), "mnasnet1_0": ({}, 64),
+    "mnasnet1_3": ({}, 64),
+    "shufflenet_v2_x0_5": ({}, 64), "shufflenet_v2_x1_0": ({}, 64),
+    "shufflenet_v2_x1_5": ({}, 64), "shufflenet_v2_x2_0": ({}, 64),
+    **{f"efficientnet_b{i}": ({}, 64) for i in range(8)},
+    "efficientnet_v2_s": ({}, 64), "efficientnet_v2_m": ({}, 64),
+    "efficientnet_v2_l": ({}, 64),
+    **{f"regnet_{k}": ({}, 64) for k in (
+        "x_400mf", "x_800mf", "x_1_6gf", "x_3_2gf", "x_8gf", "x_16gf", "x_32gf", "y_400mf",
+        "y_800mf", "y_1_6gf", "y_3_2gf", "y_8gf", "y_16gf", "y_32gf", "y_128gf")},
+    "convnext_tiny": ({}, 64), "convnext_small": ({}, 64), "convnext_base": ({}, 64),
+    "convnext_large": ({}, 64),
+    "vit_b_16": ({"image_size": 32}, 32), "vit_b_32": ({"image_size": 32}, 32),
+    "vit_l_16": ({"image_size": 32}, 32), "vit_l_32": ({"image_size": 32}, 32),
+    "vit_h_14": ({"image_size": 28}, 28),
+    "swin_t": ({}, 64), "swin_s": ({}, 64), "swin_b": ({}, 64),
+    "swin_v2_t": ({}, 64), "swin_v2_s": ({}, 64), "swin_v2_b": ({}, 64),
+    "maxvit_t": ({}, 224),           # its windows need 224 (7 * 32)
+}
+
+# one per family, the lighter ones: the default run (ctest python_zoo)
+DEFAULT = ["alexnet", "resnet18", "resnext50_32x4d", "squeezenet1_1", "densenet121",
+           "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5",
+           "shufflenet_v2_x0_5", "efficientnet_b0", "efficientnet_v2_s", "regnet_y_400mf",
+           "convnext_tiny", "vit_b_16", "swin_t", "swin_v2_t"]
+# NNMOD_ZOO=families: every family, with the heavy ones (vgg: 133M parameters,
+# wide_resnet: 69M; minutes each on this machine's one thread)
+FAMILIES = DEFAULT + ["vgg11_bn", "wide_resnet50_2", "resnet50", "squeezenet1_0",
+                      "regnet_x_400mf", "mobilenet_v3_large", "maxvit_t"]
+
+# Models that export and match today: a regression in these fails the test.
+MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
+               "vgg19", "vgg19_bn", "resnet18", "resnet34", "resnet50", "resnet101",
+               "resnet152", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+               "wide_resnet50_2", "wide_resnet101_2", "squeezenet1_0", "squeezenet1_1",
+               "densenet121", "densenet161", "densenet169", "densenet201", "googlenet",
+               "inception_v3", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+               *(f"efficientnet_b{i}" for i in range(8)), "efficientnet_v2_s",
+               "efficientnet_v2_m", "efficientnet_v2_l",
+               *(m for m in ZOO if m.startswith("regnet_"))}
+
+# The train step of these differs from PyTorch float64 by more than 3x what
+# PyTorch's own float32 does (googlenet: 1.2e-2 of the largest gradient vs
+# 2.7e-4; module by module the gap opens at the gradient of a conv feeding a
+# batch norm over 8 values, inception5b.branch2.0.conv; a batch norm alone, the
+# pools and the convs match PyTorch's precision in isolation; inception_v3's
+# random-init logits are ~1e6, its loss 8.8e-3 from float64 vs 1.6e-3). Not
+# understood yet: an expected failure, reported, while eval must still match.
+KNOWN_TRAIN_DIFF = {"googlenet", "inception_v3"}
+
+
+# loss (relative), gradients (relative to the model's largest gradient),
+# running statistics (relative to each buffer's largest value)
+TRAIN_TOL = (1e-4, 5e-3, 1e-4)
+
+
+def _train_step_torch(model, x):
+    model.train()
+    model.zero_grad()
+    y = model(x)
+    loss = (y * y).mean()
+    loss.backward()
+    grads = {n: p.grad.double().numpy() for n, p in model.named_parameters()}
+    stats = {k: v.double().numpy() for k, v in model.state_dict().items() if "running_" in k}
+    return float(loss), grads, stats
+
+
+def _train_step_nnmod(m, x, ctx):
+    m.train()
+    m.zero_grad()
+    y = m(nnmod.tensor(x.numpy(), ctx=ctx))
+    loss = (y * y).mean()
+    loss.backward()
+    grads = {n: p.grad.numpy().astype(np.float64) for n, p in m.named_parameters()}
+    stats = {k: v.numpy().astype(np.float64) for k, v in m.state_dict().items()
+             if "running_" in k}
+    return float(loss.numpy()), grads, stats
+
+
+def _train_errors(a, b):
+    """(loss, gradients, running statistics) errors of a against b."""
+    la, ga, sa = a
+    lb, gb, sb = b
+    assert set(ga) <= set(gb) and set(sa) <= set(sb), "parameter names differ"
+    e_loss = abs(la - lb) / max(1.0, abs(lb))
+    scale = max([float(np.max(np.abs(gb[k]))) for k in ga] + [1e-30])
+    e_grad = max([_max_err(ga[k], gb[k]) for k in ga] + [0.0]) / scale
+    e_stat = max([_max_err(sa[k], sb[k]) / max(float(np.max(np.abs(sb[k]))), 1e-6)
+                  for k in sa] + [0.0])
+    return e_loss, e_grad, e_stat
+
+
+def _selected():
+    sel = os.environ.get("NNMOD_ZOO", "")
+    if sel == "all":
+        return list(ZOO)
+    if sel == "families":
+        return FAMILIES
+    if sel:
+        return [s.strip() for s in sel.split(",") if s.strip()]
+    return DEFAULT
+
+
+def _make(name):
+    kwargs, side = ZOO[name]
+    torch.manual_seed(0)
+    model = getattr(M, name)(**kwargs)
+    for mod in model.modules():        # the train step compares deterministic maths
+        if isinstance(mod, torch.nn.modules.dropout._DropoutNd):
+            mod.p = 0.0
+        elif type(mod).__name__ == "StochasticDepth":
+            mod.p = 0.0
+    return model.eval(), side
+
+
+def _max_err(g, w):
+    return float(np.max(np.abs(g - w))) if g.shape == w.shape else float("inf")
+
+
+def _close(g, w, rtol, atol=1e-5):
+    return nnmod.torch._close(g, w, rtol, atol)
+
+
+def run_model(name, tmp_path, ctx, train=True, st=None):
+    """Exports `name`, checks it; returns a status dict (raises on failure;
+    `st`, when given, is filled as far as it got)."""
+    torch.set_num_threads(1)
+    model, side = _make(name)
+    x1 = torch.randn(1, 3, side, side)
+    x2 = torch.randn(2, 3, side, side)
+    st = {} if st is None else st
+    st.update({"model": name, "export": False, "eval": None, "train": None})
+    t0 = time.time()
+    # check=False: the checks are below, explicit (export's own is the same)
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / f"{name}.json"), x1, ctx=ctx,
+                                     check=False)
+    st["export"] = True
+    st["export_s"] = time.time() - t0
+    m = nnmod.from_manifest(manifest, ctx=ctx)
+    try:
+        # eval at batch 1 and 2 (the export already checked; say the figure)
+        m.eval()
+        errs = []
+        for x in (x1, x2):
+            with torch.no_grad():
+                want = model(x).numpy()
+            with nnmod.no_grad():
+                got = m(nnmod.tensor(x.numpy(), ctx=ctx)).numpy()
+            assert got.shape == want.shape, (name, got.shape, want.shape)
+            errs.append(_max_err(got, want))
+            assert _close(got, want, 1e-4), f"{name}: eval output differs at batch " \
+                f"{x.shape[0]}: max abs error {errs[-1]}"
+        st["eval"] = max(errs)
+        if not train:
+            return st
+        # one train step: loss, every gradient, running statistics
+        pre = copy.deepcopy(model)          # for the float64 reference, if needed
+        tr_t = _train_step_torch(model, x2)
+        tr_n = _train_step_nnmod(m, x2, ctx)
+        errs = _train_errors(tr_n, tr_t)
+        st["train"] = errs
+        if any(e > t for e, t in zip(errs, TRAIN_TOL)):
+            # Deep batch-normed nets at batch 2 and small inputs are
+            # ill-conditioned (a channel of a few values normalised by its
+            # spread): then both are compared with PyTorch in float64, and
+            # nnmod must be about as close to it as PyTorch's float32 is.
+            tr_d = _train_step_torch(pre.double(), x2.double())
+            e_n = _train_errors(tr_n, tr_d)
+            e_t = _train_errors(tr_t, tr_d)
+            st["train_f64"] = (e_n, e_t)
+            for what, en, et, tol in zip(("loss", "gradients", "running statistics"), e_n, e_t,
+                                         TRAIN_TOL):
+                assert en <= 3 * et + tol, f"{name}: train step {what} differ: nnmod is " \
+                    f"{en:.2e} from PyTorch float64, PyTorch float32 {et:.2e}"
+        del tr_n
+        return st
+    finally:
+        del m
+
+
+@pytest.mark.parametrize("name", _selected())
+def test_zoo(name, tmp_path, ctx):
+    try:
+        st = run_model(name, tmp_path, ctx)
+    except nnmod.UnsupportedError as e:
+        if name in MUST_EXPORT:
+            raise
+        pytest.xfail(str(e))
+    except AssertionError as e:
+        if name in KNOWN_TRAIN_DIFF and "train step" in str(e):
+            pytest.xfail(str(e))
+        raise
+    print(f"{name}: eval max abs error {st['eval']:.2e}, train step errors {st['train']}")
+
+
+def main(names):
+    """The per-model status table (markdown) on stdout."""
+    import tempfile
+    import pathlib
+    import gc
+    print("| model | exports | eval matches (batch 1, 2) | max abs error | train step "
+          "(max rel grad error) | why not |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        ctx = nnmod.Context()
+        with tempfile.TemporaryDirectory() as d:
+            st = {"export": False, "eval": None, "train": None}
+            why = ""
+            try:
+                run_model(name, pathlib.Path(d), ctx, st=st)
+            except nnmod.UnsupportedError as e:
+                lines = [ln.strip() for ln in str(e).splitlines()[1:]
+                         if ln.startswith("    ")]
+                why = "; ".join(ln.split(" (")[0] if "(for" not in ln else ln.split(") (")[0]
+                                + ")" for ln in lines)
+            except AssertionError as e:
+                why = str(e).splitlines()[0]
+            except Exception as e:  # noqa: BLE001
+                why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ev = st.get("eval")
+        tr = st.get("train")
+        if tr is None:
+            trs = ""
+        elif "train_f64" in st:
+            (en, et) = st["train_f64"]
+            trs = (f"yes (vs float64: nnmod {en[1]:.1e}, PyTorch float32 {et[1]:.1e}; "
+                   f"loss {en[0]:.1e} vs {et[0]:.1e})")
+        else:
+            trs = f"yes (grads {tr[1]:.1e}, loss {tr[0]:.1e}, stats {tr[2]:.1e})"
+        print(f"| {name} | {'yes' if st.get('export') else 'no'} | "
+              f"{'yes' if ev is not None else 'no'} | "
+              f"{'' if ev is None else f'{ev:.1e}'} | {trs} | {why[:300]} |", flush=True)
+        gc.collect()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or _selected())
