@@ -281,6 +281,7 @@ static nnm_status give_up(nnm_comm_request *r) {
 /* ---- a plugin without `test`: its wait runs on a helper thread ------------ */
 
 typedef struct waiter {
+    nnm_comm *c;                  /* kept alive (and reachable) while the thread is inside */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done, abandoned;
@@ -317,6 +318,7 @@ static int wait_on_thread(nnm_comm_request *r, nnm_status *st) {
     if (!w) return -1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    w->c = c;
     w->vt = c->vt;
     w->state = c->state;
     w->work = r->work;
