@@ -73,7 +73,7 @@ static nnm_status create_common(nnm_env *env, void **self, int32_t mode, int cel
     const int64_t one = 1, zero = 0;
     const int yes = 1, no = 0;
     const double dzero = 0.0;
-    nnm_status st;
+    nnm_status st = NNM_OK;
     if ((st = h->config_int(env, "input_size", NULL, &s->input_size)) ||
         (st = h->config_int(env, "hidden_size", NULL, &s->hidden_size)) ||
         (st = h->config_bool(env, "bias", &yes, &s->bias)))
@@ -271,7 +271,7 @@ static nnm_status seq_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
         return h->set_error(env, NNM_E_SHAPE, "%s: the sequence is empty (%s)", s->type,
                             nnm_lu_shape_str(xd, got, sizeof got));
     nnm_tensor *h0in = optional_in(env, in, n_in, 1), *c0in = lstm ? optional_in(env, in, n_in, 2) : NULL;
-    nnm_status st;
+    nnm_status st = NNM_OK;
     if (h0in && (st = check_state(env, s, lstm ? "h0" : "hidden", h0in, batched, LD, B, P))) return st;
     if (c0in && (st = check_state(env, s, "c0", c0in, batched, LD, B, H))) return st;
 
