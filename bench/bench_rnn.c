@@ -10,7 +10,8 @@
  *   gru_fwd, gru_fwd_bwd   the same for gru
  * Medians of REPS repetitions after a warm-up. bench/bench_rnn_torch.py runs
  * the same in PyTorch; bench/bench_rnn.sh runs both in one go and prints the
- * ratios. The machine may be shared: quote the ratios of one run. */
+ * ratios (alternating the two sides over rounds). The machine may be
+ * shared: quote the ratios of one run. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
