@@ -306,6 +306,7 @@ static const nnm_plugin_desc conv_plugin = {
     .description = "Convolutions (torch.nn.Conv1d, Conv2d, ConvTranspose2d) over op_conv",
     .n_layers = 3,
     .layers = conv_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(conv_plugin)

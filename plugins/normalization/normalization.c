@@ -450,6 +450,7 @@ static const nnm_plugin_desc norm_plugin = {
     .description = "BatchNorm1d/2d, LayerNorm, GroupNorm composed from host ops",
     .n_layers = 4,
     .layers = norm_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(norm_plugin)

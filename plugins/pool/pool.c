@@ -211,6 +211,7 @@ static const nnm_plugin_desc pool_plugin = {
     .description = "2-d pooling (torch.nn.MaxPool2d, AvgPool2d, AdaptiveAvgPool2d) over op_pool",
     .n_layers = 3,
     .layers = pool_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(pool_plugin)
