@@ -322,8 +322,10 @@ NNM_API void nnm_module_release(nnm_module *m);
 /* Appends `child` under `name` (NULL: its index, "0", "1", ...). The parent
  * takes its own reference. `child` must have no parent yet (NNM_E_STATE:
  * attaching one module in two places is sharing, which only
- * nnm_module_set_child does, on purpose); names are [A-Za-z0-9_] and unique
- * among siblings. */
+ * nnm_module_set_child does, on purpose). A name is any non-empty UTF-8
+ * text without '.' and without control characters (C0, DEL, C1), as PyTorch
+ * allows ("block1-0", "my head"), unique among the module's children,
+ * parameters and buffers; else NNM_E_INVALID (NNM_E_EXISTS when taken). */
 NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child);
 /* model.name = child: replaces the child called `name` in place (same
  * position among the children, as PyTorch keeps a reassigned key's place),
@@ -1153,6 +1155,12 @@ typedef struct nnm_loader nnm_loader;
 
 /* The most bytes of data one IDX file may hold (its header is refused past it). */
 #define NNM_DATASET_MAX_BYTES ((uint64_t)1 << 34)
+/* Integer targets are class indices 0..NNM_DATASET_MAX_CLASS, or
+ * NNM_DATASET_IGNORE_INDEX (PyTorch's ignore_index: the sample counts in
+ * neither the loss nor the accuracy); any other value is refused when the
+ * dataset is opened, naming the file and the sample. */
+#define NNM_DATASET_IGNORE_INDEX (-100)
+#define NNM_DATASET_MAX_CLASS ((int64_t)INT32_MAX)
 /* Tensor names of a safetensors dataset when none are given. */
 #define NNM_DATASET_INPUTS "inputs"
 #define NNM_DATASET_TARGETS "targets"
@@ -1189,6 +1197,8 @@ typedef struct nnm_dataset_info {
     nnm_dtype target_dtype;      /* i64 or f32; all zero for an inputs-only dataset */
     int64_t n_classes;           /* 1 + the largest i64 target; 0 for f32 targets */
     const char *source;          /* the file name(s), owned by ds */
+    /* ---- fields above are valid for 0.4 (a smaller struct_size gets them) ---- */
+    int64_t n_ignored;           /* (0.5) visible i64 targets equal to NNM_DATASET_IGNORE_INDEX */
 } nnm_dataset_info;
 NNM_API nnm_status nnm_dataset_info_get(const nnm_dataset *ds, nnm_dataset_info *out);
 /* Keeps only the first n samples visible (n past the end: all of them). */

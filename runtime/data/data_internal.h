@@ -44,6 +44,7 @@ struct nnm_dataset {
     int64_t *labels;              /* i64 targets, owned */
     float *tvalues;               /* f32 targets, owned */
     int64_t n_classes;            /* 1 + largest i64 target; 0 for f32 targets */
+    int64_t n_ignored;            /* i64 targets equal to NNM_DATASET_IGNORE_INDEX */
     nnm_safetensors *st;          /* kept open while inputs point into it */
 };
 
@@ -53,7 +54,8 @@ size_t nnm__elem_size(int elem);
 void nnm__elem_to_f32(int elem, const unsigned char *src, size_t n, float a, float b, float *dst);
 /* An empty dataset bound to ctx with its source text; NULL on OOM. */
 nnm_dataset *nnm__dataset_new(nnm_ctx *ctx, const char *source);
-/* Fills n_classes from the labels and checks them; an error names the file. */
-nnm_status nnm__dataset_finish(nnm_dataset *ds);
+/* Fills n_classes and n_ignored from the labels and checks them; an error
+ * names `targets_what` (the targets file, or file and tensor) and the sample. */
+nnm_status nnm__dataset_finish(nnm_dataset *ds, const char *targets_what);
 
 #endif

@@ -3,6 +3,8 @@
  * inputs tensor and a targets tensor of one file, read in place from its
  * mapping. The IDX reader is idx.c; the batching pipeline is loader.c. */
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,20 +121,40 @@ nnm_dataset *nnm__dataset_new(nnm_ctx *ctx, const char *source) {
     return ds;
 }
 
-nnm_status nnm__dataset_finish(nnm_dataset *ds) {
+nnm_status nnm__dataset_finish(nnm_dataset *ds, const char *targets_what) {
     ds->n = ds->n_stored;
     ds->sample_numel = nnm__numel(ds->ndim, ds->shape);
     ds->t_numel = nnm__numel(ds->t_ndim, ds->t_shape);
     ds->n_classes = 0;
-    if (ds->labels) {
-        int64_t hi = -1, count = ds->n_stored * ds->t_numel;
-        for (int64_t i = 0; i < count; i++)
-            if (ds->labels[i] > hi) hi = ds->labels[i];
-        ds->n_classes = hi + 1;
-    }
+    ds->n_ignored = 0;
     if (ds->n_stored < 1)
         return nnm__error(ds->ctx, NNM_E_INVALID, "%.*s: the dataset holds no samples",
                           NNM__SHOW_PATH, ds->source);
+    if (ds->labels) {
+        /* Class indices: 0 to 2^31 - 1, or -100 (ignore_index: the sample
+         * counts in neither the loss nor the accuracy). Anything else is a
+         * corrupt or foreign file; refused here, where the file and the
+         * sample can still be named (and 1 + the largest cannot overflow). */
+        int64_t hi = -1;
+        const uint64_t count = (uint64_t)ds->n_stored * (uint64_t)ds->t_numel;
+        for (uint64_t i = 0; i < count; i++) {
+            const int64_t v = ds->labels[i];
+            if (v == NNM_DATASET_IGNORE_INDEX) {
+                ds->n_ignored++;
+                continue;
+            }
+            if (v < 0 || v > NNM_DATASET_MAX_CLASS)
+                return nnm__error(ds->ctx, NNM_E_INVALID,
+                                  "%.*s: sample %llu has target %lld, not a class index (0 to "
+                                  "%lld, or %d to ignore the sample)",
+                                  NNM__SHOW_PATH * 2, targets_what,
+                                  (unsigned long long)(i / (uint64_t)(ds->t_numel ? ds->t_numel : 1)),
+                                  (long long)v, (long long)NNM_DATASET_MAX_CLASS,
+                                  NNM_DATASET_IGNORE_INDEX);
+            if (v > hi) hi = v;
+        }
+        ds->n_classes = hi + 1;
+    }
     return NNM_OK;
 }
 
@@ -155,11 +177,24 @@ static const nnm_dtype elem_dtypes[] = {
     [NNM__ELEM_F64] = {NNM_DTYPE_FLOAT, 64, 1},
 };
 
+static void dataset_info_fill(const nnm_dataset *ds, nnm_dataset_info *out);
+
 NNM_API nnm_status nnm_dataset_info_get(const nnm_dataset *ds, nnm_dataset_info *out) {
-    if (!ds || !out || out->struct_size < sizeof *out) return NNM_E_INVALID;
+    /* A caller built against 0.4 (no n_ignored) passes the smaller size:
+     * fill what it has room for. */
+    const size_t v04 = offsetof(nnm_dataset_info, n_ignored);
+    if (!ds || !out || out->struct_size < v04) return NNM_E_INVALID;
     uint32_t size = out->struct_size;
-    memset(out, 0, sizeof *out);
+    nnm_dataset_info full;
+    memset(&full, 0, sizeof full);
+    dataset_info_fill(ds, &full);
+    memcpy(out, &full, size < sizeof full ? size : sizeof full);
     out->struct_size = size;
+    return NNM_OK;
+}
+
+static void dataset_info_fill(const nnm_dataset *ds, nnm_dataset_info *out) {
+    out->struct_size = sizeof *out;
     out->n_samples = ds->n;
     out->input_ndim = ds->ndim;
     memcpy(out->input_shape, ds->shape, sizeof ds->shape);
@@ -170,7 +205,7 @@ NNM_API nnm_status nnm_dataset_info_get(const nnm_dataset *ds, nnm_dataset_info 
                         : ds->t_float ? NNM_F32 : (nnm_dtype){NNM_DTYPE_INT, 64, 1};
     out->n_classes = ds->n_classes;
     out->source = ds->source;
-    return NNM_OK;
+    out->n_ignored = ds->n_ignored;
 }
 
 NNM_API nnm_status nnm_dataset_limit(nnm_dataset *ds, int64_t n) {
@@ -179,6 +214,10 @@ NNM_API nnm_status nnm_dataset_limit(nnm_dataset *ds, int64_t n) {
         return nnm__error(ds->ctx, NNM_E_INVALID, "nnm_dataset_limit: %lld samples (at least 1)",
                           (long long)n);
     ds->n = n < ds->n_stored ? n : ds->n_stored;
+    ds->n_ignored = 0; /* of the visible samples */
+    if (ds->labels)
+        for (uint64_t i = 0; i < (uint64_t)ds->n * (uint64_t)ds->t_numel; i++)
+            ds->n_ignored += ds->labels[i] == NNM_DATASET_IGNORE_INDEX;
     return NNM_OK;
 }
 
@@ -232,7 +271,7 @@ static int st_int(const nnm_st_entry *e, uint64_t i, int64_t *v) {
     if (!strcmp(n, "U64")) {
         uint64_t u;
         memcpy(&u, p + 8 * i, 8);
-        *v = u > (uint64_t)INT64_MAX ? -1 : (int64_t)u;
+        *v = u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)u; /* refused as a class */
         return 1;
     }
     if (!strcmp(n, "I32")) { int32_t u; memcpy(&u, p + 4 * i, 4); *v = u; return 1; }
@@ -324,7 +363,10 @@ NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
                         NNM__SHOW_PATH, path, SHOW_NAME, targets_name, tg.dtype_name);
         goto fail;
     }
-    if ((st = nnm__dataset_finish(ds))) goto fail;
+    char what[NNM__SHOW_PATH + SHOW_NAME + 16];
+    snprintf(what, sizeof what, "%.*s: targets '%.*s'", NNM__SHOW_PATH, path, SHOW_NAME,
+             targets_name);
+    if ((st = nnm__dataset_finish(ds, what))) goto fail;
     *out = ds;
     return NNM_OK;
 oom:

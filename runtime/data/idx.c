@@ -288,7 +288,7 @@ NNM_API nnm_status nnm_dataset_open_idx(nnm_ctx *ctx, const char *inputs_path,
     }
     ds->inputs = ds->owned_inputs;
     if (!targets_path) {
-        if ((st = nnm__dataset_finish(ds))) goto done;
+        if ((st = nnm__dataset_finish(ds, inputs_path))) goto done;
         *out = ds;
         ds = NULL;
         goto done;
@@ -306,7 +306,7 @@ NNM_API nnm_status nnm_dataset_open_idx(nnm_ctx *ctx, const char *inputs_path,
         if (!ds->labels) goto oom;
         for (uint64_t i = 0; i < tg.count; i++) ds->labels[i] = (int64_t)idx_elem(&tg, i);
     }
-    if ((st = nnm__dataset_finish(ds))) goto done;
+    if ((st = nnm__dataset_finish(ds, targets_path))) goto done;
     *out = ds;
     ds = NULL;
     goto done;

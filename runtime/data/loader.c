@@ -82,8 +82,9 @@ NNM_API nnm_status nnm_loader_new(nnm_dataset *ds, const nnm_loader_options *opt
                           (unsigned)o.rank, (unsigned)o.world_size);
     if (o.std < 0 || !isfinite(o.std) || !isfinite(o.mean) || !isfinite(o.scale) || o.scale < 0)
         return nnm__error(ctx, NNM_E_INVALID,
-                          "nnm_loader_new: scale %g, mean %g and std %g must be finite, std and "
-                          "scale not negative", o.scale, o.mean, o.std);
+                          "%.*s: normalisation scale %g, mean %g and std %g: each must be finite, "
+                          "std and scale not negative",
+                          NNM__SHOW_PATH, ds->source, o.scale, o.mean, o.std);
     nnm_loader *l = calloc(1, sizeof *l);
     if (!l) return nnm__error(ctx, NNM_E_NOMEM, "nnm_loader_new: out of memory");
     l->ctx = ctx;
@@ -95,10 +96,11 @@ NNM_API nnm_status nnm_loader_new(nnm_dataset *ds, const nnm_loader_options *opt
             return nnm__error(ctx, NNM_E_SHAPE, "nnm_loader_new: a sample shape of %d dimensions",
                               (int)o.ndim);
         }
-        int64_t n = 1;
+        int64_t n = 1; /* -1 once a dimension is bad or the product passes the sample's */
         for (int32_t d = 0; d < o.ndim; d++) {
-            if (o.shape[d] < 1 || o.shape[d] > ds->sample_numel) n = -1;
-            if (n > 0) n *= o.shape[d];
+            if (o.shape[d] < 1 || n < 0 || __builtin_mul_overflow(n, o.shape[d], &n) ||
+                n > ds->sample_numel)
+                n = -1;
         }
         if (n != ds->sample_numel) {
             char want[128];
@@ -125,13 +127,23 @@ NNM_API nnm_status nnm_loader_new(nnm_dataset *ds, const nnm_loader_options *opt
     double std = o.std ? o.std : 1.0;
     l->a = (float)(scale / std);
     l->b = (float)(-o.mean / std);
+    if (!isfinite(l->a) || !isfinite(l->b)) { /* a std of 1e-300, say */
+        free(l);
+        return nnm__error(ctx, NNM_E_INVALID,
+                          "%.*s: normalisation scale %g, mean %g and std %g: (x * scale - mean) "
+                          "/ std overflows f32",
+                          NNM__SHOW_PATH, ds->source, scale, o.mean, std);
+    }
     l->n_rank = (ds->n + o.world_size - 1) / o.world_size;
     l->perm = malloc((size_t)ds->n * sizeof *l->perm);
     l->order = malloc((size_t)l->n_rank * sizeof *l->order);
     nnm__ctx_retain(ctx);
     if (!l->perm || !l->order) {
         nnm_loader_free(l);
-        return nnm__error(ctx, NNM_E_NOMEM, "nnm_loader_new: out of memory");
+        return nnm__error(ctx, NNM_E_NOMEM,
+                          "%.*s: out of memory for the sample order of %lld samples (%llu bytes)",
+                          NNM__SHOW_PATH, ds->source, (long long)ds->n,
+                          (unsigned long long)(ds->n + l->n_rank) * 8u);
     }
     build_order(l);
     *out = l;

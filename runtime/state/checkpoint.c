@@ -57,6 +57,7 @@
 #define CK_NAME_CAP 1280   /* "optim." + a state dict key (<= 1024) + "." + state */
 #define CK_SHOW 160        /* bytes of a name quoted in a message */
 #define CK_SHOW_PATH 256
+#define CK_MAX_STEPS ((json_int_t)1 << 53) /* per parameter */
 
 static const char *const kind_names[] = {"sgd", "adam", "adamw"};
 
@@ -587,11 +588,11 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
                          (unsigned)g);
             goto done;
         }
-        if (!get_num(jg, "lr", 0.0, &plan->lr[g]) ||
-            !get_num(jg, "weight_decay", 0.0, &plan->wd[g])) {
+        const int lr_ok = get_num(jg, "lr", 0.0, &plan->lr[g]);
+        if (!lr_ok || !get_num(jg, "weight_decay", 0.0, &plan->wd[g])) {
             rc = ck_fail(ctx, NNM_E_INVALID, path,
-                         CK_META_OPTIM ".groups[%u]: lr or weight_decay is missing or invalid",
-                         (unsigned)g);
+                         CK_META_OPTIM ".groups[%u].%s is missing or invalid (a finite number "
+                         ">= 0)", (unsigned)g, lr_ok ? "weight_decay" : "lr");
             goto done;
         }
         if ((rc = parse_shared(ctx, path, jg, g, &plan->info))) goto done;
@@ -649,10 +650,19 @@ static nnm_status plan_optim(nnm_ctx *ctx, const char *path, const nnm_safetenso
     }
     for (uint32_t i = 0; i < n; i++) {
         const json_t *js = json_object_get(steps, o->names[i]);
-        if (!json_is_integer(js) || json_integer_value(js) < 0) {
+        if (!json_is_integer(js)) {
             rc = ck_fail(ctx, NNM_E_INVALID, path,
                          CK_META_OPTIM ".steps: no valid count for '%s'",
                          nnm__show(o->names[i], nb, sizeof nb));
+            goto done;
+        }
+        /* A count from a file: 0 to 2^53 (exact in a double, and far from
+         * the int64 overflow the next step would hit at 2^63 - 1). */
+        if (json_integer_value(js) < 0 || json_integer_value(js) > CK_MAX_STEPS) {
+            rc = ck_fail(ctx, NNM_E_INVALID, path,
+                         CK_META_OPTIM ".steps['%s'] is %lld: expected a step count from 0 to "
+                         "2^53", nnm__show(o->names[i], nb, sizeof nb),
+                         (long long)json_integer_value(js));
             goto done;
         }
         plan->ps[i].step = (int64_t)json_integer_value(js);

@@ -297,6 +297,25 @@ int cli_parse_shape(const char *s, int64_t shape[NNM_MAX_DIMS]) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Checked arithmetic                                                        */
+/* ------------------------------------------------------------------------ */
+
+int cli_mul_i64(int64_t a, int64_t b, int64_t *out) {
+    int64_t r;
+    if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r)) return -1;
+    *out = r;
+    return 0;
+}
+
+int cli_shape_numel(int32_t ndim, const int64_t *shape, int64_t *out) {
+    int64_t n = 1;
+    for (int32_t d = 0; d < ndim; d++)
+        if (cli_mul_i64(n, shape[d], &n)) return -1;
+    *out = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Formatting                                                                */
 /* ------------------------------------------------------------------------ */
 

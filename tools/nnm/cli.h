@@ -116,6 +116,15 @@ int cli_parse_double(const char *s, double *out);
  * dimensions. Returns the number of dimensions, or -1. */
 int cli_parse_shape(const char *s, int64_t shape[NNM_MAX_DIMS]);
 
+/* ---- checked arithmetic on untrusted sizes ------------------------------ */
+
+/* *out = a * b; returns -1 (out untouched) when a or b is negative or the
+ * product does not fit in an int64. */
+int cli_mul_i64(int64_t a, int64_t b, int64_t *out);
+/* The product of shape[0..ndim) (1 for ndim 0) into *out; -1 when a dimension
+ * is negative or the product does not fit in an int64. */
+int cli_shape_numel(int32_t ndim, const int64_t *shape, int64_t *out);
+
 /* ---- formatting -------------------------------------------------------- */
 
 /* "[2, 3]" (an empty shape is "[]"); truncated to cap. Returns buf. */

@@ -55,13 +55,11 @@ static char *class_names(const nnm_manifest *mf, const char **names, int64_t n) 
     return NULL;
 }
 
-/* Prints up to 12 bytes of a name, without control characters. */
+/* Prints a name cut to about 12 bytes, every control byte (C0, DEL, C1)
+ * escaped: class names are text from a file. */
 static void print_name(const char *s, int width) {
     char buf[16];
-    int n = 0;
-    for (; s && *s && n < 12; s++) buf[n++] = (unsigned char)*s < 0x20 ? '?' : *s;
-    buf[n] = 0;
-    printf("%-*s", width, buf);
+    printf("%-*s", width, cli_text(s, buf, sizeof buf, 0));
 }
 
 int cmd_eval(cli_env *env, int argc, char **argv) {
@@ -162,6 +160,9 @@ int cmd_eval(cli_env *env, int argc, char **argv) {
     eval_result ev;
     if (train_evaluate(ctx, cmd, model, loss, ld, classes, confusion, &ev)) goto done;
     printf("samples: %" PRId64 "\n", ev.samples);
+    if (ev.ignored)
+        printf("ignored: %" PRId64 " samples have target %d (ignore_index): in neither the loss "
+               "nor the accuracy\n", ev.ignored, TRAIN_IGNORE_INDEX);
     printf("loss: %.6f\n", ev.loss);
     if (classes > 0) {
         printf("confusion matrix (rows: true class, columns: predicted class):\n");

@@ -337,18 +337,22 @@ static int print_text(nnm_manifest *mf, nnm_module *root, const char *path) {
                 if (strlen(name) > name_w) name_w = strlen(name);
                 if (strlen(range) > range_w) range_w = strlen(range);
             } else {
-                printf("  %-*s  %-*s  -> %s\n", (int)name_w, name, (int)range_w, range,
-                       resolved ? resolved : "(unresolved)");
+                char ns[256], rs[256], vs[128];
+                printf("  %-*s  %-*s  -> %s\n", (int)name_w, cli_text(name, ns, sizeof ns, 0),
+                       (int)range_w, cli_text(range, rs, sizeof rs, 0),
+                       cli_text(resolved ? resolved : "(unresolved)", vs, sizeof vs, 0));
             }
         }
     }
     const char *wpath = nnm_manifest_weights_path(mf), *sha = nnm_manifest_weights_sha256(mf);
+    char wshown[CLI_TEXT_CAP], sshown[160];
     if (!wpath)
         printf("weights: none\n");
     else if (sha)
-        printf("weights: %s (sha256 %s)\n", wpath, sha);
+        printf("weights: %s (sha256 %s)\n", cli_text(wpath, wshown, sizeof wshown, 0),
+               cli_text(sha, sshown, sizeof sshown, 0));
     else
-        printf("weights: %s\n", wpath);
+        printf("weights: %s\n", cli_text(wpath, wshown, sizeof wshown, 0));
     return 0;
 }
 

@@ -39,6 +39,7 @@ void usage_predict(FILE *f) {
 
 /* "a,b,c" metadata class_names -> names[c] (NULL when absent). */
 static const char *class_name(const nnm_manifest *mf, int64_t c, char *buf, size_t cap) {
+    if (c < 0) return NULL;
     for (uint32_t i = 0; i < nnm_manifest_metadata_count(mf); i++) {
         const char *k = NULL, *v = NULL;
         if (nnm_manifest_metadata(mf, i, &k, &v) || strcmp(k, "class_names")) continue;
@@ -48,12 +49,14 @@ static const char *class_name(const nnm_manifest *mf, int64_t c, char *buf, size
         }
         if (!v || !*v || *v == ',') return NULL;
         size_t n = 0;
-        while (v[n] && v[n] != ',' && n + 1 < cap) {
-            buf[n] = (unsigned char)v[n] < 0x20 ? '?' : v[n];
+        char raw[256];
+        while (v[n] && v[n] != ',' && n + 1 < sizeof raw) {
+            raw[n] = v[n];
             n++;
         }
-        buf[n] = 0;
-        return buf;
+        raw[n] = 0;
+        /* every control byte (C0, DEL, C1) escaped: a name is text from a file */
+        return cli_text(raw, buf, cap, 0);
     }
     return NULL;
 }
@@ -97,21 +100,28 @@ static int read_file_input(nnm_ctx *ctx, const char *cmd, const train_params *tp
                       e.dtype_name);
         goto done;
     }
-    uint64_t n = 1;
-    for (int32_t d = 0; d < e.ndim; d++) n *= (uint64_t)e.shape[d];
+    /* Both products are of untrusted sizes: checked (the reader bounds the
+     * tensor's by the file's size; input_shape's is bounded when it is set,
+     * but a product that wrapped to 0 would divide by zero here). */
+    int64_t nn = 0, per = 1;
+    if (cli_shape_numel(e.ndim, e.shape, &nn) ||
+        cli_shape_numel(tp->input_ndim, tp->input_shape, &per) || per < 1) {
+        r = cli_failf(cmd, "%s: tensor '%s': its shape or the input_shape has too many values",
+                      path, e.name);
+        goto done;
+    }
+    const uint64_t n = (uint64_t)nn;
     int64_t shape[NNM_MAX_DIMS];
     int32_t ndim;
     if (tp->input_ndim) {
-        uint64_t per = 1;
-        for (int32_t d = 0; d < tp->input_ndim; d++) per *= (uint64_t)tp->input_shape[d];
-        if (!n || n % per) {
+        if (!n || n % (uint64_t)per) {
             char want[128];
             r = cli_failf(cmd, "%s: tensor '%s' holds %" PRIu64 " values, not a whole number of "
                           "samples of shape %s", path, e.name, n,
                           cli_shape_str(tp->input_ndim, tp->input_shape, want, sizeof want));
             goto done;
         }
-        shape[0] = (int64_t)(n / per);
+        shape[0] = (int64_t)(n / (uint64_t)per);
         memcpy(shape + 1, tp->input_shape, (size_t)tp->input_ndim * sizeof *shape);
         ndim = tp->input_ndim + 1;
     } else {
@@ -130,7 +140,20 @@ static int read_file_input(nnm_ctx *ctx, const char *cmd, const train_params *tp
         r = cli_failf(cmd, "out of memory");
         goto done;
     }
-    for (uint64_t i = 0; i < n; i++) v[i] = (float)((cli_st_elem(&e, i) * scale - mean) / std);
+    /* per sample, for messages: the input_shape's values, else the batch's */
+    uint64_t per_sample = 1;
+    for (int32_t d = 1; d < ndim; d++) per_sample *= (uint64_t)shape[d];
+    for (uint64_t i = 0; i < n; i++) {
+        double x = cli_st_elem(&e, i);
+        if (!isfinite(x)) { /* garbage in: no prediction is better than a wrong one */
+            r = cli_failf(cmd, "%s: tensor '%s': sample %" PRIu64 " holds %s at value %" PRIu64
+                          " (inputs must be finite)",
+                          path, e.name, i / per_sample, isnan(x) ? "NaN" : "an infinity",
+                          i % per_sample);
+            goto done;
+        }
+        v[i] = (float)((x * scale - mean) / std);
+    }
     s = nnm_tensor_from_f32(ctx, ndim, shape, v, out);
     r = s ? cli_fail(cmd, ctx, s) : CLI_EXIT_OK;
 done:
@@ -253,12 +276,25 @@ int cmd_predict(cli_env *env, int argc, char **argv) {
                       cli_shape_str(od->ndim, od->shape, os, sizeof os));
         goto done;
     }
-    int64_t n = od->shape[0], classes = od->shape[1];
-    v = malloc((size_t)(n * classes) * sizeof *v);
-    if (!v || nnm_tensor_to_f32(out, v, (size_t)(n * classes))) {
+    int64_t n = od->shape[0], classes = od->shape[1], total = 0;
+    if (cli_mul_i64(n, classes, &total) || classes < 1) {
+        r = cli_failf(cmd, "the model's output [%" PRId64 ", %" PRId64 "] cannot be read", n,
+                      classes);
+        goto done;
+    }
+    v = malloc((size_t)(total ? total : 1) * sizeof *v);
+    if (!v || nnm_tensor_to_f32(out, v, (size_t)total)) {
         r = cli_failf(cmd, "cannot read the model's output");
         goto done;
     }
+    for (int64_t i = 0; i < total; i++)
+        if (!isfinite(v[i])) { /* "nan%" three times helps no one */
+            r = cli_failf(cmd,
+                          "the model's output for input %" PRId64 " is not finite (%g at class "
+                          "%" PRId64 "): the weights of %s may hold non-finite values",
+                          idx ? (int64_t)index : i / classes, (double)v[i], i % classes, weights);
+            goto done;
+        }
     if ((int64_t)top > classes) top = (uint64_t)classes;
     for (int64_t i = 0; i < n; i++) {
         float *row = v + i * classes;
@@ -271,7 +307,10 @@ int cmd_predict(cli_env *env, int argc, char **argv) {
                 int64_t t = ((const int64_t *)nnm_tensor_desc_get(y)->data)[0];
                 char nb[64];
                 const char *tn = class_name(mf, t, nb, sizeof nb);
-                printf(" (true class %" PRId64 "%s%s%s)", t, tn ? " " : "", tn ? tn : "", "");
+                if (t == TRAIN_IGNORE_INDEX)
+                    printf(" (target %" PRId64 ": no class, ignored)", t);
+                else
+                    printf(" (true class %" PRId64 "%s%s)", t, tn ? " " : "", tn ? tn : "");
             }
             printf(":\n");
         } else {

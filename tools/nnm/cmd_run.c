@@ -338,7 +338,9 @@ int cmd_run(cli_env *env, int argc, char **argv) {
             r = cli_fail(cmd, ctx, s);
             goto done;
         }
-        printf("wrote %" PRIu32 " output%s to %s\n", n_out, n_out == 1 ? "" : "s", out_path);
+        char shown[CLI_TEXT_CAP];
+        printf("wrote %" PRIu32 " output%s to %s\n", n_out, n_out == 1 ? "" : "s",
+               cli_text(out_path, shown, sizeof shown, 0));
     }
     r = CLI_EXIT_OK;
 done:

@@ -158,7 +158,9 @@ static int write_checkpoint(nnm_ctx *ctx, const char *cmd, const char *dir, cons
 
 /* Reads the epoch count and best metric a checkpoint recorded, and refuses
  * one that another manifest or seed made: the resumed run would silently
- * train another model, or replay another data order. */
+ * train another model, or replay another data order. Every number is text
+ * from a file: range-checked, and a bad one refused by its key (an epoch of
+ * 2^63 would otherwise count from a negative epoch forever). */
 static int read_resume_meta(nnm_ctx *ctx, const char *cmd, const char *path, const nnm_manifest *mf,
                             uint64_t seed, int64_t *epoch, double *best, int64_t *best_epoch) {
     char want[65];
@@ -166,22 +168,50 @@ static int read_resume_meta(nnm_ctx *ctx, const char *cmd, const char *path, con
     if (s) return cli_fail(cmd, ctx, s);
     nnm_safetensors *st = NULL;
     if ((s = nnm_safetensors_open(ctx, path, &st))) return cli_fail(cmd, ctx, s);
-    int have = 0, have_seed = 0, r = 0;
-    uint64_t ck_seed = 0;
+    int have = 0, have_seed = 0, have_best = 0, have_best_epoch = 0, r = 0;
+    uint64_t ck_seed = 0, u = 0;
     char ck_hash[65] = "";
-    for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++) {
+    for (uint32_t i = 0; !r && i < nnm_safetensors_metadata_count(st); i++) {
         const char *k = NULL, *v = NULL;
         if (nnm_safetensors_metadata(st, i, &k, &v) != NNM_OK) continue;
-        uint64_t u;
-        if (!strcmp(k, "epoch") && !cli_parse_u64(v, &u)) *epoch = (int64_t)u, have = 1;
-        if (!strcmp(k, "best_metric")) *best = strtod(v, NULL);
-        if (!strcmp(k, "best_epoch") && !cli_parse_u64(v, &u)) *best_epoch = (int64_t)u;
-        if (!strcmp(k, "seed") && !cli_parse_u64(v, &u)) ck_seed = u, have_seed = 1;
-        if (!strcmp(k, "nnmod_manifest_sha256")) snprintf(ck_hash, sizeof ck_hash, "%s", v);
+        if (!strcmp(k, "epoch") || !strcmp(k, "best_epoch")) {
+            if (cli_parse_u64(v, &u) || u > (uint64_t)TRAIN_MAX_EPOCHS)
+                r = cli_failf(cmd, "%s: metadata '%s' is '%.40s': expected an epoch count from 0 "
+                              "to 2^40", path, k, v);
+            else if (k[0] == 'e')
+                *epoch = (int64_t)u, have = 1;
+            else
+                *best_epoch = (int64_t)u, have_best_epoch = 1;
+        } else if (!strcmp(k, "best_metric")) {
+            /* an accuracy in [0, 1], or minus a loss; -inf before any epoch */
+            double x;
+            char *end = NULL;
+            x = strtod(v, &end);
+            if (!v[0] || *end || isnan(x) || x > 1 || x == INFINITY)
+                r = cli_failf(cmd, "%s: metadata 'best_metric' is '%.40s': expected an accuracy "
+                              "(at most 1) or minus a loss", path, v);
+            else
+                *best = x, have_best = 1;
+        } else if (!strcmp(k, "seed")) {
+            if (cli_parse_u64(v, &ck_seed))
+                r = cli_failf(cmd, "%s: metadata 'seed' is '%.40s': expected a whole number from "
+                              "0 to 2^64 - 1", path, v);
+            else
+                have_seed = 1;
+        } else if (!strcmp(k, "nnmod_manifest_sha256")) {
+            snprintf(ck_hash, sizeof ck_hash, "%s", v);
+        }
     }
     nnm_safetensors_close(st);
+    if (r) return r;
     if (!have)
         r = cli_failf(cmd, "%s: not a checkpoint of nnm train (no 'epoch' in its metadata)", path);
+    else if (have_best_epoch && *best_epoch > *epoch)
+        r = cli_failf(cmd, "%s: metadata 'best_epoch' %" PRId64 " is after 'epoch' %" PRId64, path,
+                      *best_epoch, *epoch);
+    else if (have_best && isinf(*best) && *epoch > 0 && *best_epoch > 0)
+        r = cli_failf(cmd, "%s: metadata 'best_metric' is -inf after %" PRId64 " epoch(s)", path,
+                      *epoch);
     else if (ck_hash[0] && strcmp(ck_hash, want) != 0)
         r = cli_failf(cmd,
                       "%s: written by another manifest (sha256 %.12s...; this one is %.12s...): the "
@@ -398,7 +428,8 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             goto done;
         }
         if (first_epoch > tp.epochs) {
-            r = cli_failf(cmd, "%s: the checkpoint is after epoch %" PRId64 ", past --epochs %" PRId64,
+            r = cli_failf(cmd, "%s: metadata 'epoch': the checkpoint is after epoch %" PRId64
+                          ", past --epochs %" PRId64,
                           resume, first_epoch, tp.epochs);
             goto done;
         }
@@ -419,16 +450,23 @@ int cmd_train(cli_env *env, int argc, char **argv) {
 
     progress pg = {isatty(STDOUT_FILENO) && !ddp, quiet, 0, 0}; /* mpirun gives ranks a pty */
     const int64_t steps = nnm_loader_batch_count(train_ld);
-    eval_result ev = {0, -1, 0};
+    eval_result ev = {0, -1, 0, 0};
+    int64_t n_skipped = 0; /* batches whose every target is ignored */
     if (!quiet) {
         nnm_dataset_info ti = {sizeof ti}, si = {sizeof si};
         nnm_dataset_info_get(train_ds, &ti);
         nnm_dataset_info_get(test_ds, &si);
-        printf("model: %s (%" PRId64 " parameters)\n", path, nnm_module_num_params(model));
+        char shown[CLI_TEXT_CAP];
+        printf("model: %s (%" PRId64 " parameters)\n", cli_text(path, shown, sizeof shown, 0),
+               nnm_module_num_params(model));
         printf("data: %" PRId64 " training samples, %" PRId64 " test samples", ti.n_samples,
                si.n_samples);
         if (classes) printf(", %" PRId64 " classes", ti.n_classes);
         printf("\n");
+        if (ti.n_ignored || si.n_ignored)
+            printf("ignored: %" PRId64 " training and %" PRId64 " test samples have target %d "
+                   "(ignore_index): in neither the loss nor the accuracy\n",
+                   ti.n_ignored, si.n_ignored, TRAIN_IGNORE_INDEX);
         printf("settings: %s lr %g, batch %" PRId64 ", %" PRId64 " epochs, %s, seed %" PRIu64
                "%s\n",
                tp.optimizer, base_lr, tp.batch_size, tp.epochs, tp.loss, tp.seed,
@@ -436,7 +474,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         if (ddp)
             printf("data parallel: %d ranks over %s, global batch %d x %" PRId64 " = %" PRId64
                    " (batch %" PRId64 " per rank)\n",
-                   world, ddp_comm, world, tp.batch_size, (int64_t)world * tp.batch_size,
+                   world, cli_text(ddp_comm, shown, sizeof shown, 0), world, tp.batch_size, (int64_t)world * tp.batch_size,
                    tp.batch_size);
         if (tp.normalize) printf("normalisation: mean %.6g, std %.6g\n", tp.mean, tp.std);
         fflush(stdout);
@@ -450,7 +488,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         pg.start = pg.last_draw = trace_now();
         const double cpu0 = cpu_seconds();
         double loss_sum = 0;
-        int64_t seen = 0, step = 0;
+        int64_t seen = 0, seen_counted = 0, step = 0;
         for (;;) {
             nnm_tensor *x = NULL, *y = NULL, *out = NULL, *l = NULL;
             uint64_t t0 = tr ? trace_now() : 0;
@@ -462,6 +500,19 @@ int cmd_train(cli_env *env, int argc, char **argv) {
                 /* so the first layer's backward span has an end (its input's
                  * gradient); only when tracing */
                 if (!s) s = nnm_tensor_set_requires_grad(x, 1);
+            }
+            int64_t counted = 0;
+            if (!s && classes > 0) { /* class targets: are any left once ignored ones go? */
+                const nnm_tensor_desc *yd = nnm_tensor_desc_get(y);
+                const int64_t *t = yd->data;
+                for (int64_t i = 0; i < yd->shape[0]; i++) counted += t[i] != TRAIN_IGNORE_INDEX;
+                if (!counted && !ddp) { /* the mean loss is 0/0: nothing to learn from */
+                    n_skipped++;
+                    nnm_tensor_release(x);
+                    nnm_tensor_release(y);
+                    step++;
+                    continue;
+                }
             }
             if (!s) s = nnm_optim_zero_grad(opt);
             if (!s) s = ddp ? nnm_ddp_call(ddp, &x, 1, &out, 1) : nnm_module_call(model, &x, 1, &out, 1);
@@ -502,32 +553,42 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             }
             if (!isfinite(lv)) {
                 if (pg.tty && !quiet) fputc('\n', stdout);
-                r = cli_failf(cmd, "epoch %" PRId64 ", step %" PRId64 ": the loss is %g; try a "
-                              "smaller --lr", epoch + 1, step + 1, (double)lv);
+                if (classes > 0 && !counted)
+                    r = cli_failf(cmd, "epoch %" PRId64 ", step %" PRId64 ": every target of the "
+                                  "batch is %d (ignored), so its loss is %g; with --ddp every rank "
+                                  "must take a step (shuffle with another --seed, or drop those "
+                                  "samples)", epoch + 1, step + 1, TRAIN_IGNORE_INDEX, (double)lv);
+                else
+                    r = cli_failf(cmd, "epoch %" PRId64 ", step %" PRId64 ": the loss is %g "
+                                  "(the data was checked to be finite): the training diverged; "
+                                  "try a smaller --lr", epoch + 1, step + 1, (double)lv);
                 goto done;
             }
-            loss_sum += (double)lv * (double)b;
+            if (classes <= 0) counted = b;
+            loss_sum += (double)lv * (double)counted;
             seen += b;
+            seen_counted += counted;
             step++;
-            progress_draw(&pg, epoch + 1, tp.epochs, step, steps, loss_sum / (double)seen, seen,
-                          step == steps);
+            progress_draw(&pg, epoch + 1, tp.epochs, step, steps,
+                          seen_counted ? loss_sum / (double)seen_counted : 0, seen, step == steps);
         }
         double train_time = seconds(trace_now() - pg.start), train_cpu = cpu_seconds() - cpu0;
         if (pg.tty && !quiet) fputc('\n', stdout);
-        if (ddp) { /* the loss and sample count over every rank */
-            double v[2] = {loss_sum, (double)seen};
-            if ((s = ddp_sum(ctx, comm, v, 2))) {
+        if (ddp) { /* the loss and sample counts over every rank */
+            double v[3] = {loss_sum, (double)seen, (double)seen_counted};
+            if ((s = ddp_sum(ctx, comm, v, 3))) {
                 r = cli_fail(cmd, ctx, s);
                 goto done;
             }
             loss_sum = v[0];
             seen = (int64_t)v[1];
+            seen_counted = (int64_t)v[2];
         }
         if (rank != 0) continue; /* rank 0 alone evaluates and checkpoints */
         uint64_t e0 = tr ? trace_now() : 0;
         if (train_evaluate(ctx, cmd, model, loss, test_ld, classes, NULL, &ev)) goto done;
         if (tr) trace_span(tr, "evaluate", "loop", e0, trace_now());
-        double train_loss = seen ? loss_sum / (double)seen : 0;
+        double train_loss = seen_counted ? loss_sum / (double)seen_counted : 0;
         double metric = ev.accuracy >= 0 ? ev.accuracy : -ev.loss;
         int improved = metric > best;
         if (improved) {
@@ -565,6 +626,9 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         tr = NULL;
         if (bad) goto done;
     }
+    if (n_skipped && !quiet)
+        printf("skipped %" PRId64 " training batch(es) whose every target is %d (ignored)\n",
+               n_skipped, TRAIN_IGNORE_INDEX);
     if (ev.accuracy >= 0)
         printf("test accuracy: %.2f%%\n", 100 * ev.accuracy);
     else

@@ -55,7 +55,9 @@ static int validate_one(nnm_ctx *ctx, const char *path, int weights, int quiet) 
     }
     if (!quiet) {
         int64_t n_params = nnm_module_num_params(root);
-        printf("%s: ok (%" PRIu64 " module%s, %" PRId64 " parameter%s)\n", path, n_modules,
+        char shown[CLI_TEXT_CAP];
+        printf("%s: ok (%" PRIu64 " module%s, %" PRId64 " parameter%s)\n",
+               cli_text(path, shown, sizeof shown, 0), n_modules,
                n_modules == 1 ? "" : "s", n_params, n_params == 1 ? "" : "s");
     }
     nnm_module_release(root);

@@ -10,6 +10,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "trace.h"
 
+#include "cli.h"
+
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -37,15 +40,9 @@ uint64_t trace_now(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\') fprintf(f, "\\%c", *c);
-        else if (*c < 0x20) fprintf(f, "\\u%04x", (unsigned)*c);
-        else fputc(*c, f);
-    }
-    fputc('"', f);
-}
+/* JSON strings escape every control byte (C0, DEL, C1): module paths come
+ * from manifests. */
+#define json_str cli_json_str
 
 static void emit(trace *t, const char *name, const char *suffix, const char *cat,
                  const char *type, uint64_t start, uint64_t end) {
@@ -106,12 +103,12 @@ static nnm_status on_bw(void *user, nnm_module *m, nnm_tensor **gin, uint32_t n_
 trace *trace_open(nnm_ctx *ctx, const char *cmd, const char *path) {
     trace *t = calloc(1, sizeof *t);
     if (!t) {
-        fprintf(stderr, "nnm %s: out of memory\n", cmd);
+        cli_failf(cmd, "out of memory");
         return NULL;
     }
     t->f = fopen(path, "w");
     if (!t->f) {
-        fprintf(stderr, "nnm %s: %s: cannot write the trace\n", cmd, path);
+        cli_failf(cmd, "%s: cannot write the trace: %s", path, strerror(errno));
         free(t);
         return NULL;
     }
@@ -133,9 +130,8 @@ static nnm_status watch(void *user, const char *name, nnm_module *m) {
 
 int trace_watch_backward(trace *t, nnm_module *root) {
     nnm_status s = nnm_module_named_modules(root, watch, t);
-    if (s) return fprintf(stderr, "nnm %s: cannot trace the backward pass: %s\n", t->cmd,
-                          nnm_ctx_errmsg(nnm_module_ctx(root))),
-           1;
+    if (s) return cli_failf(t->cmd, "cannot trace the backward pass: %s",
+                           nnm_ctx_errmsg(nnm_module_ctx(root))), 1;
     return 0;
 }
 
@@ -149,7 +145,7 @@ int trace_close(trace *t, nnm_ctx *ctx) {
     fputs("\n]}\n", t->f);
     int bad = ferror(t->f) != 0;
     bad |= fclose(t->f) != 0;
-    if (bad) fprintf(stderr, "nnm %s: %s: error writing the trace\n", t->cmd, t->path);
+    if (bad) cli_failf(t->cmd, "%s: error writing the trace", t->path);
     free(t);
     return bad;
 }

@@ -123,6 +123,10 @@ static const char *set_value(train_params *p, const char *k, const value *v, con
         if (v->ndim < 1 || v->ndim > NNM_MAX_DIMS - 1) return "expected 1 to 7 dimensions";
         for (int32_t d = 0; d < v->ndim; d++)
             if (v->shape[d] < 1) return "expected dimensions >= 1";
+        /* a product that wraps (to 0, say) would divide by zero later */
+        int64_t numel;
+        if (cli_shape_numel(v->ndim, v->shape, &numel) || numel > TRAIN_MAX_SAMPLE_NUMEL)
+            return "the dimensions multiply to more than 2^40 values per sample";
         p->input_ndim = v->ndim;
         memcpy(p->input_shape, v->shape, sizeof p->input_shape);
     } else if (!strcmp(k, "train_data") || !strcmp(k, "test_data")) {
@@ -369,8 +373,13 @@ int train_fill_stats(nnm_ctx *ctx, const char *cmd, train_params *p, const nnm_d
     double scale = p->scale;
     if (scale == 0)
         scale = info.input_dtype.code == NNM_DTYPE_UINT && info.input_dtype.bits == 8 ? 1.0 / 255 : 1.0;
+    const char *why;
     if (!p->normalize || (p->have_mean && p->have_std)) {
         p->scale = scale;
+        if ((why = train_transform_check(scale, p->normalize ? p->mean : 0,
+                                         p->normalize ? p->std : 1)))
+            return cli_failf(cmd, "--scale %g, --mean %g, --std %g (or training.scale, mean, "
+                             "std): %s", scale, p->mean, p->std, why);
         return 0;
     }
     p->scale = scale; /* resolved, so checkpoints record what was applied */
@@ -379,6 +388,10 @@ int train_fill_stats(nnm_ctx *ctx, const char *cmd, train_params *p, const nnm_d
     if (st) return cli_fail(cmd, ctx, st);
     if (!p->have_mean) p->mean = m;
     if (!p->have_std) p->std = s > 0 ? s : 1.0;
+    if ((why = train_transform_check(scale, p->mean, p->std)))
+        return cli_failf(cmd, "the normalisation of %s: scale %g, mean %g, std %g: %s (give "
+                         "--mean and --std, or --no-normalize)",
+                         info.source, scale, p->mean, p->std, why);
     p->have_mean = p->have_std = 1;
     return 0;
 }
@@ -515,7 +528,7 @@ int train_evaluate(nnm_ctx *ctx, const char *cmd, nnm_module *model, nnm_module 
     nnm_module_train(model, 0);
     nnm_loader_set_epoch(ld, 0);
     double loss_sum = 0;
-    int64_t n = 0, correct = 0;
+    int64_t n = 0, n_counted = 0, correct = 0;
     float *buf = NULL;
     size_t cap = 0;
     int rc = 0;
@@ -531,9 +544,14 @@ int train_evaluate(nnm_ctx *ctx, const char *cmd, nnm_module *model, nnm_module 
         if (s) {
             rc = cli_fail(cmd, ctx, s);
         } else {
-            int64_t b = nnm_tensor_desc_get(x)->shape[0];
-            loss_sum += (double)lv * (double)b;
+            int64_t b = nnm_tensor_desc_get(x)->shape[0], counted = b;
+            if (classes > 0) { /* ignored targets are in neither the loss's mean nor here */
+                const int64_t *t = nnm_tensor_desc_get(y)->data;
+                for (int64_t i = 0; i < b; i++) counted -= t[i] == TRAIN_IGNORE_INDEX;
+            }
+            if (counted > 0) loss_sum += (double)lv * (double)counted; /* else lv is 0/0 */
             n += b;
+            n_counted += counted;
             if (classes > 0) {
                 size_t need = (size_t)b * (size_t)classes;
                 if (need > cap) {
@@ -545,6 +563,7 @@ int train_evaluate(nnm_ctx *ctx, const char *cmd, nnm_module *model, nnm_module 
                     rc = cli_fail(cmd, ctx, NNM_E_INVALID);
                 const int64_t *t = nnm_tensor_desc_get(y)->data;
                 for (int64_t i = 0; !rc && i < b; i++) {
+                    if (t[i] == TRAIN_IGNORE_INDEX) continue;
                     int64_t pred = train_argmax(buf + i * classes, classes);
                     correct += pred == t[i];
                     if (confusion && t[i] >= 0 && t[i] < classes)
@@ -562,30 +581,58 @@ int train_evaluate(nnm_ctx *ctx, const char *cmd, nnm_module *model, nnm_module 
     nnm_grad_set_enabled(was);
     nnm_module_train(model, was_training);
     r->samples = n;
-    r->loss = n ? loss_sum / (double)n : 0;
-    r->accuracy = classes > 0 && n ? (double)correct / (double)n : -1;
+    r->ignored = n - n_counted;
+    r->loss = n_counted ? loss_sum / (double)n_counted : 0;
+    r->accuracy = classes > 0 && n_counted ? (double)correct / (double)n_counted : -1;
+    if (!rc && classes > 0 && n > 0 && !n_counted)
+        rc = cli_failf(cmd, "every one of the %" PRId64 " evaluated samples has target %d "
+                       "(ignored): there is no accuracy to compute", n, TRAIN_IGNORE_INDEX);
     return rc;
+}
+
+const char *train_transform_check(double scale, double mean, double std) {
+    if (!(isfinite(scale) && scale > 0)) return "the scale must be a finite number > 0";
+    if (!isfinite(mean)) return "the mean must be finite";
+    if (!(isfinite(std) && std > 0)) return "the std must be a finite number > 0";
+    /* (x * scale - mean) / std in f32: coefficients past 1e12 turn every
+     * input into an infinity or noise (a std of 1e-300 from a corrupt file) */
+    if (scale / std > TRAIN_MAX_COEF || fabs(mean) / std > TRAIN_MAX_COEF)
+        return "scale / std and |mean| / std must be at most 1e12";
+    return NULL;
 }
 
 int train_params_from_weights(nnm_ctx *ctx, const char *cmd, train_params *p, const char *path) {
     nnm_safetensors *st = NULL;
     nnm_status s = nnm_safetensors_open(ctx, path, &st);
     if (s) return cli_fail(cmd, ctx, s);
-    double v[3];
-    int have = 0;
+    double v[3] = {0, 0, 0};
+    int have = 0, r = 0;
     static const char *const names[3] = {"input_scale", "input_mean", "input_std"};
-    for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++) {
+    for (uint32_t i = 0; !r && i < nnm_safetensors_metadata_count(st); i++) {
         const char *k = NULL, *val = NULL;
         if (nnm_safetensors_metadata(st, i, &k, &val) != NNM_OK) continue;
-        for (int j = 0; j < 3; j++)
-            if (!strcmp(k, names[j]) && !cli_parse_double(val, &v[j])) have |= 1 << j;
+        for (int j = 0; !r && j < 3; j++) {
+            if (strcmp(k, names[j])) continue;
+            if (cli_parse_double(val, &v[j]))
+                r = cli_failf(cmd, "%s: metadata '%s' is '%.40s': expected a finite number", path,
+                              k, val);
+            have |= 1 << j;
+        }
     }
     nnm_safetensors_close(st);
-    if (have == 7 && v[2] > 0) {
-        p->scale = v[0];
-        p->mean = v[1];
-        p->std = v[2];
-        p->normalize = p->have_mean = p->have_std = 1;
-    }
+    if (r) return r;
+    if (have == 0) return 0; /* a plain state dict: no recorded transform */
+    for (int j = 0; j < 3; j++)
+        if (!(have & (1 << j)))
+            return cli_failf(cmd, "%s: metadata has %s but no '%s': the input transform is "
+                             "incomplete", path, names[(j + 1) % 3], names[j]);
+    const char *why = train_transform_check(v[0], v[1], v[2]);
+    if (why)
+        return cli_failf(cmd, "%s: metadata input_scale %g, input_mean %g, input_std %g: %s",
+                         path, v[0], v[1], v[2], why);
+    p->scale = v[0];
+    p->mean = v[1];
+    p->std = v[2];
+    p->normalize = p->have_mean = p->have_std = 1;
     return 0;
 }

@@ -9,6 +9,12 @@
 #include "cli.h"
 
 #define TRAIN_MAX_PATH 4096
+/* The most values one sample of input_shape may have (2^40). */
+#define TRAIN_MAX_SAMPLE_NUMEL ((int64_t)1 << 40)
+/* The most epochs (and steps, batch sizes) a setting or a checkpoint may give. */
+#define TRAIN_MAX_EPOCHS ((int64_t)1 << 40)
+/* The class target that counts nothing (PyTorch's and the losses' ignore_index). */
+#define TRAIN_IGNORE_INDEX (-100)
 
 /* Where one split's data is: an IDX pair or a safetensors file. */
 typedef struct data_spec {
@@ -67,7 +73,14 @@ nnm_loader_options train_loader_options(const train_params *p, int shuffle);
 int train_fill_stats(nnm_ctx *ctx, const char *cmd, train_params *p, const nnm_dataset *ds);
 
 /* Takes the input transform (scale, mean, std) a checkpoint of nnm train
- * recorded, when `path` has one; other files leave p as it is. */
+ * recorded, when `path` has one; other files leave p as it is. A transform
+ * that is incomplete, not a number or out of range (train_transform_check)
+ * is refused by its key: printed, returns 1. */
+/* NULL when x -> (x * scale - mean) / std is a sane input transform (scale
+ * and std finite and > 0, mean finite, scale / std and |mean| / std at most
+ * TRAIN_MAX_COEF); else what is wrong. */
+#define TRAIN_MAX_COEF 1e12
+const char *train_transform_check(double scale, double mean, double std);
 int train_params_from_weights(nnm_ctx *ctx, const char *cmd, train_params *p, const char *path);
 
 /* The loss module named p->loss (its config from p). Prints on failure. */
@@ -86,9 +99,10 @@ int train_check_fit(nnm_ctx *ctx, const char *cmd, const train_params *p, nnm_mo
  * confusion matrix. The model is put in eval mode and grad mode off for the
  * loop (restored after). */
 typedef struct eval_result {
-    double loss;
-    double accuracy;              /* -1 for f32 targets */
-    int64_t samples;
+    double loss;                  /* mean over the samples not ignored */
+    double accuracy;              /* -1 for f32 targets; of the samples not ignored */
+    int64_t samples;              /* evaluated, ignored ones included */
+    int64_t ignored;              /* class target TRAIN_IGNORE_INDEX: in neither figure */
 } eval_result;
 int train_evaluate(nnm_ctx *ctx, const char *cmd, nnm_module *model, nnm_module *loss,
                    nnm_loader *ld, int64_t classes, int64_t *confusion, eval_result *r);

@@ -37,6 +37,7 @@ pub const NNM_MANIFEST_DEFAULT_MAX_NODES: u32 = 1000000;
 pub const NNM_MANIFEST_DEFAULT_MAX_MODULES: u32 = 100000;
 pub const NNM_BUILD_NO_WEIGHTS: u32 = 1;
 pub const NNM_BUILD_META: u32 = 2;
+pub const NNM_DATASET_IGNORE_INDEX: i32 = -100;
 pub const NNM_DATASET_INPUTS: &[u8; 7usize] = b"inputs\0";
 pub const NNM_DATASET_TARGETS: &[u8; 8usize] = b"targets\0";
 pub const NNM_LOADER_SHUFFLE: u32 = 1;
@@ -10528,12 +10529,13 @@ pub struct nnm_dataset_info {
     pub target_dtype: nnm_dtype,
     pub n_classes: i64,
     pub source: *const ::std::os::raw::c_char,
+    pub n_ignored: i64,
 }
 #[test]
 fn bindgen_test_layout_nnm_dataset_info() {
     assert_eq!(
         ::std::mem::size_of::<nnm_dataset_info>(),
-        176usize,
+        184usize,
         concat!("Size of: ", stringify!(nnm_dataset_info))
     );
     assert_eq!(
@@ -10711,6 +10713,23 @@ fn bindgen_test_layout_nnm_dataset_info() {
         );
     }
     test_field_source();
+    fn test_field_n_ignored() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_ignored) as usize - ptr as usize
+            },
+            176usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_info),
+                "::",
+                stringify!(n_ignored)
+            )
+        );
+    }
+    test_field_n_ignored();
 }
 extern "C" {
     pub fn nnm_dataset_info_get(ds: *const nnm_dataset, out: *mut nnm_dataset_info) -> nnm_status;
