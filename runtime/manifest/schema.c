@@ -63,15 +63,6 @@ static nnm_status only_keys(pass *p, const json_t *obj, const char *path,
     return NNM_OK;
 }
 
-static int ident(const char *s, int allow_upper) {
-    if (!*s) return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (!(islower(c) || isdigit(c) || c == '_' || (allow_upper && isupper(c)))) return 0;
-    }
-    return 1;
-}
-
 /* ---- config ------------------------------------------------------------- */
 
 static nnm_status list_value(pass *p, nnm_config *cfg, const char *key, const json_t *arr,
@@ -343,7 +334,8 @@ static nnm_status plugins(pass *p, const json_t *v) {
             range = json_string_value(r);
         } else {
             return fail(p->ctx, NNM_E_TYPE, path,
-                        "expected a version range string or a map {version, provider}, got %s",
+                        "expected a version range string, got %s (a pinned provider is a map "
+                        "{version, provider})",
                         kind(r));
         }
         int i = nnm__mf_plugin_index(mf, k, range, provider);
