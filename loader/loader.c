@@ -1062,7 +1062,9 @@ static int name_reserved(const nnm__registry *r, const char *name) {
 static int name_reaches(const nnm__plugin *p, uint32_t j, const nnm__version_req *req,
                         int reserved) {
     if (strcmp(p->layers[j].name, req->name) != 0) return 0;
-    if (req->domain[0]) return p->domain && strcmp(p->domain, req->domain) == 0;
+    if (req->domain[0]) /* the reserved domain is only ever nnmod's, declared */
+        return p->domain && strcmp(p->domain, req->domain) == 0 &&
+               (p->builtin || strcmp(req->domain, NNM_DOMAIN_NNMOD) != 0);
     if (req->provider) return 1; /* a pin names the file: its layer of that name */
     return reserved ? p->builtin : !p->domain_declared;
 }
@@ -1110,6 +1112,11 @@ nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
         }
     }
     free(pin_real);
+    char shown[200]; /* the name as asked, without spec or pin */
+    if (req.domain[0])
+        snprintf(shown, sizeof shown, "%s.%s", req.domain, req.name);
+    else
+        snprintf(shown, sizeof shown, "%s", req.name);
     if (best && tie_owner) {
         nnm__semver v = layer_version(best);
         const char *slash = strrchr(best_owner->path, '/');
@@ -1117,7 +1124,7 @@ nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
                 "'%.*s' is ambiguous: layer '%s' %u.%u.%u is provided by %s and by %s; ask for a "
                 "qualified name or pin a provider ('%s@%u.%u.%u#%s')",
                 200, request, req.name, v.major, v.minor, v.patch, best_owner->path,
-                tie_owner->path, req.domain[0] ? request : req.name, v.major, v.minor, v.patch,
+                tie_owner->path, shown, v.major, v.minor, v.patch,
                 slash ? slash + 1 : best_owner->path);
         return NNM_E_EXISTS;
     }
@@ -1161,11 +1168,6 @@ nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
     char buf[NNM__MSG_CAP];
     size_t len = 0;
     buf[0] = '\0';
-    char shown[200];
-    if (req.domain[0])
-        snprintf(shown, sizeof shown, "%s.%s", req.domain, req.name);
-    else
-        snprintf(shown, sizeof shown, "%s", req.name);
     if (n_have == 0) {
         msg_append(buf, sizeof buf, &len, "no layer named '%s' is loaded", shown);
         if (req.provider)

@@ -204,6 +204,7 @@ static void test_same_version_two_files(void) {
     CHECK_MSG(FXM "nnm_names_acme_copy.so");
     nnm_module *m = NULL;
     CHECK_ERROR(nnm_module_create(g_ctx, "acme.gelu@^1", NULL, &m), NNM_E_EXISTS, "1.0.0");
+    CHECK_MSG("pin a provider ('acme.gelu@1.0.0#nnm_names_acme");
     CU_ASSERT_PTR_NULL(m);
     CU_ASSERT(near(one(g_ctx, "acme.gelu#nnm_names_acme_copy.so", NULL), 7.0f));
     CU_ASSERT(near(one(g_ctx, "acme.gelu@1#" FX "nnm_names_acme.so", NULL), 5.0f));
