@@ -3,7 +3,7 @@
  *
  *   sub, div            x, y | x     other (one input), reverse = false, sub: alpha = 1
  *   pow                 x, y | x     exponent (one input), reverse = false
- *   neg, abs, sqrt, rsqrt, exp, log  x
+ *   neg, abs, sqrt, rsqrt, exp, log, erf, sign  x
  *   clamp               x            min, max (either may be absent, not both)
  *   mean, sum, amax, amin  x         dim (int or ints; absent: all), keepdim = false
  *   max, min            x | x, y     dim (int; absent: all), keepdim = false; two
@@ -15,6 +15,10 @@
  *   eq, ne, lt, le, gt, ge  x, y | x other (one input); result f32 0/1
  *   where               cond, x, y   (none; cond != 0 picks x)
  *   full                [like...]    size, fill_value, from_input, from_dim
+ *   var, std            x            dim (int or ints; absent: all), unbiased = true, keepdim = false
+ *   norm                x            p = 2 (number or "inf"), dim, keepdim = false
+ *   normalize           x            p = 2, dim = 1, eps = 1e-12 (F.normalize)
+ *   arange              [like...]    end, start = 0, step = 1, dtype, from_input, from_dim (ABI 1.5 host)
  *
  * Every op is composed of host ops only (op_unary, op_binary, op_reduce,
  * op_matmul, op_bmm, op_where, op_full, op_reshape), so it runs on every
@@ -32,9 +36,9 @@
 #include "ops_common.h"
 
 enum mop_kind {
-    M_SUB, M_DIV, M_POW, M_NEG, M_ABS, M_SQRT, M_RSQRT, M_EXP, M_LOG, M_CLAMP, M_MEAN, M_SUM, M_AMAX,
+    M_SUB, M_DIV, M_POW, M_ERF, M_SIGN, M_NEG, M_ABS, M_SQRT, M_RSQRT, M_EXP, M_LOG, M_CLAMP, M_MEAN, M_SUM, M_AMAX,
     M_AMIN, M_MAX, M_MIN, M_MAXIMUM, M_MINIMUM, M_MATMUL, M_BMM, M_MASKED_FILL, M_EQ, M_NE, M_LT, M_LE,
-    M_GT, M_GE, M_WHERE, M_FULL
+    M_GT, M_GE, M_WHERE, M_FULL, M_VAR, M_STD, M_NORM, M_NORMALIZE, M_ARANGE
 };
 
 typedef struct mop_state {
@@ -44,7 +48,9 @@ typedef struct mop_state {
     int has_other, reverse, has_min, has_max, has_dim, keepdim;
     int64_t dims[NNM_MAX_DIMS];
     size_t n_dims;
-    nnm_oc_sizes sizes; /* full */
+    nnm_oc_sizes sizes; /* full; arange: its end */
+    double p, eps, start, step;       /* norm, normalize; arange */
+    int unbiased, i64;                /* var, std; arange */
 } mop_state;
 
 /* ---- create ------------------------------------------------------------- */
@@ -102,6 +108,67 @@ static nnm_status mop_create(nnm_env *env, int kind, const char *op, void **self
                                   (long long)s->sizes.size[i], nnm_oc_ints_str(s->sizes.size, s->sizes.n, b, sizeof b));
             }
         break;
+    case M_VAR:
+    case M_STD: {
+        const int yes = 1;
+        st = nnm_oc_config_int_or_ints(env, op, "dim", s->dims, NNM_MAX_DIMS, &s->n_dims, &s->has_dim);
+        if (!st) st = h->config_bool(env, "unbiased", &yes, &s->unbiased);
+        if (!st) st = h->config_bool(env, "keepdim", &no, &s->keepdim);
+        break;
+    }
+    case M_NORM:
+    case M_NORMALIZE: {
+        const double two = 2.0, tiny = 1e-12;
+        const int64_t one_dim = 1;
+        st = nnm_oc_config_float_ex(env, op, "p", &two, &s->p, NULL);
+        if (!st && !(s->p > 0.0))
+            st = h->set_error(env, NNM_E_UNSUPPORTED, "%s: p: only p > 0 (and \"inf\") is supported, got %g", op, s->p);
+        if (!st && kind == M_NORM) {
+            st = nnm_oc_config_int_or_ints(env, op, "dim", s->dims, NNM_MAX_DIMS, &s->n_dims, &s->has_dim);
+            if (!st) st = h->config_bool(env, "keepdim", &no, &s->keepdim);
+        } else if (!st) {
+            s->n_dims = 1;
+            s->has_dim = 1;
+            if (!(st = h->config_int(env, "dim", &one_dim, &s->dims[0])))
+                st = h->config_float(env, "eps", &tiny, &s->eps);
+        }
+        break;
+    }
+    case M_ARANGE: {
+        const double zf = 0.0, of = 1.0;
+        int32_t te = -1, ts = NNM_CONFIG_INT, tp = NNM_CONFIG_INT, tdt = -1;
+        const char *dtype = NULL;
+        size_t ni = 0, nd = 0;
+        int pi = 0, pd = 0;
+        if ((st = h->config_type(env, "end", &te))) {
+            if (st == NNM_E_NOT_FOUND) st = h->set_error(env, NNM_E_NOT_FOUND, "arange: end is required");
+            break;
+        }
+        h->config_type(env, "start", &ts); /* absent: stays INT */
+        h->config_type(env, "step", &tp);
+        if ((st = h->config_float(env, "end", NULL, &s->value)) || (st = h->config_float(env, "start", &zf, &s->start)) ||
+            (st = h->config_float(env, "step", &of, &s->step)) ||
+            (h->config_type(env, "dtype", &tdt) == NNM_OK && (st = h->config_str(env, "dtype", NULL, &dtype))) ||
+            (st = nnm_oc_config_ints_opt(env, op, "from_input", s->sizes.from_input, 1, &ni, &pi)) ||
+            (st = nnm_oc_config_ints_opt(env, op, "from_dim", s->sizes.from_dim, 1, &nd, &pd)))
+            break;
+        s->sizes.n = 1;
+        s->sizes.dynamic = pi;
+        if (pi != pd || (pi && (ni != 1 || nd != 1))) {
+            st = h->set_error(env, NNM_E_INVALID, "arange: from_input and from_dim go together, one entry each (for end)");
+            break;
+        }
+        if (!pi) s->sizes.from_input[0] = -1;
+        if (s->step == 0.0) {
+            st = h->set_error(env, NNM_E_INVALID, "arange: step must be nonzero");
+            break;
+        }
+        if (dtype == NULL) s->i64 = te == NNM_CONFIG_INT && ts == NNM_CONFIG_INT && tp == NNM_CONFIG_INT; /* as PyTorch */
+        else if (!strcmp(dtype, "int64")) s->i64 = 1;
+        else if (!strcmp(dtype, "float32")) s->i64 = 0;
+        else st = h->set_error(env, NNM_E_UNSUPPORTED, "arange: dtype \"%s\": only \"int64\" and \"float32\"", dtype);
+        break;
+    }
     default:
         break;
     }
@@ -119,6 +186,8 @@ CREATE(sub_create, M_SUB, "sub")
 CREATE(div_create, M_DIV, "div")
 CREATE(pow_create, M_POW, "pow")
 CREATE(neg_create, M_NEG, "neg")
+CREATE(erf_create, M_ERF, "erf")
+CREATE(sign_create, M_SIGN, "sign")
 CREATE(abs_create, M_ABS, "abs")
 CREATE(sqrt_create, M_SQRT, "sqrt")
 CREATE(rsqrt_create, M_RSQRT, "rsqrt")
@@ -144,6 +213,11 @@ CREATE(gt_create, M_GT, "gt")
 CREATE(ge_create, M_GE, "ge")
 CREATE(where_create, M_WHERE, "where")
 CREATE(full_create, M_FULL, "full")
+CREATE(var_create, M_VAR, "var")
+CREATE(std_create, M_STD, "std")
+CREATE(norm_create, M_NORM, "norm")
+CREATE(normalize_create, M_NORMALIZE, "normalize")
+CREATE(arange_create, M_ARANGE, "arange")
 
 static void mop_destroy(void *self) { free(self); }
 
@@ -438,6 +512,140 @@ static nnm_status fwd_full(nnm_env *env, const mop_state *s, nnm_tensor *const *
     return env->host->op_full(env, (int32_t)s->sizes.n, size, s->value, out);
 }
 
+/* reduce over s->dims (none: all) keeping dims; n = elements per result */
+static nnm_status reduce_keep(nnm_env *env, const mop_state *s, int32_t op, nnm_tensor *x, nnm_tensor **out,
+                              int64_t *n) {
+    const nnm_host *h = env->host;
+    const nnm_tensor_desc *d = D(env, x);
+    int32_t dims[NNM_MAX_DIMS];
+    int seen[NNM_MAX_DIMS] = {0};
+    for (size_t i = 0; i < s->n_dims; i++) {
+        nnm_status st = nnm_oc_wrap_dim(env, s->op, "dim", s->dims[i], d->ndim, &dims[i]);
+        if (st) return st;
+        if (seen[dims[i]]++)
+            return h->set_error(env, NNM_E_INVALID, "%s: dim: dim %d appears multiple times in the list of dims", s->op,
+                                (int)dims[i]);
+    }
+    if (n) {
+        *n = 1;
+        for (int32_t i = 0; i < d->ndim; i++)
+            if (s->n_dims == 0 || seen[i]) *n *= d->shape[i];
+    }
+    return h->op_reduce(env, op, x, dims, d->ndim ? (uint32_t)s->n_dims : 0, 1, out);
+}
+
+/* The result with the reduced dims dropped unless keepdim (x: the input). */
+static nnm_status drop_reduced(nnm_env *env, const mop_state *s, nnm_tensor *x, nnm_tensor *r, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    const nnm_tensor_desc *d = D(env, x);
+    if (s->keepdim) {
+        h->tensor_retain(r);
+        *out = r;
+        return NNM_OK;
+    }
+    int seen[NNM_MAX_DIMS] = {0};
+    for (size_t i = 0; i < s->n_dims; i++) {
+        int32_t k;
+        nnm_oc_wrap_dim(env, s->op, "dim", s->dims[i], d->ndim, &k);
+        seen[k] = 1;
+    }
+    int64_t shape[NNM_MAX_DIMS];
+    int32_t n = 0;
+    for (int32_t i = 0; i < d->ndim; i++)
+        if (!(s->n_dims == 0 || seen[i])) shape[n++] = d->shape[i];
+    return h->op_reshape(env, r, n, shape, out);
+}
+
+/* var = sum((x - mean)^2) / (n - unbiased); std = sqrt(var). */
+static nnm_status fwd_var(nnm_env *env, const mop_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    nnm_tensor *m = NULL, *dv = NULL, *sq = NULL, *sum = NULL, *v = NULL;
+    int64_t n = 0;
+    nnm_status st = reduce_keep(env, s, NNM_REDUCE_MEAN, x, &m, &n);
+    if (!st) st = h->op_binary(env, NNM_BINARY_SUB, x, m, &dv);
+    if (!st) st = h->op_binary(env, NNM_BINARY_MUL, dv, dv, &sq);
+    if (!st) st = reduce_keep(env, s, NNM_REDUCE_SUM, sq, &sum, NULL);
+    if (!st) {
+        const double div = (double)n - (s->unbiased ? 1.0 : 0.0);
+        st = h->op_unary(env, NNM_UNARY_SCALE, sum, div > 0 ? 1.0 / div : (double)INFINITY, &v);
+    }
+    if (!st && s->kind == M_STD) st = un_inplace(env, NNM_UNARY_SQRT, &v, 0);
+    if (!st) st = drop_reduced(env, s, x, v, out);
+    h->tensor_release(m);
+    h->tensor_release(dv);
+    h->tensor_release(sq);
+    h->tensor_release(sum);
+    h->tensor_release(v);
+    return st;
+}
+
+/* The p-norm over s->dims, keeping dims. */
+static nnm_status pnorm_keep(nnm_env *env, const mop_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    nnm_tensor *a = NULL, *t = NULL;
+    nnm_status st;
+    if (isinf(s->p)) {
+        if (!(st = un(env, NNM_UNARY_ABS, x, 0, &a))) st = reduce_keep(env, s, NNM_REDUCE_MAX, a, out, NULL);
+    } else if (s->p == 2.0) {
+        if (!(st = h->op_binary(env, NNM_BINARY_MUL, x, x, &a)) && !(st = reduce_keep(env, s, NNM_REDUCE_SUM, a, &t, NULL)))
+            st = un(env, NNM_UNARY_SQRT, t, 0, out);
+    } else if (s->p == 1.0) {
+        if (!(st = un(env, NNM_UNARY_ABS, x, 0, &a))) st = reduce_keep(env, s, NNM_REDUCE_SUM, a, out, NULL);
+    } else {
+        if (!(st = un(env, NNM_UNARY_ABS, x, 0, &a)) && !(st = un_inplace(env, NNM_UNARY_POW, &a, s->p)) &&
+            !(st = reduce_keep(env, s, NNM_REDUCE_SUM, a, &t, NULL)))
+            st = un(env, NNM_UNARY_POW, t, 1.0 / s->p, out);
+    }
+    h->tensor_release(a);
+    h->tensor_release(t);
+    return st;
+}
+
+static nnm_status fwd_norm(nnm_env *env, const mop_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    nnm_tensor *r = NULL;
+    nnm_status st = pnorm_keep(env, s, x, &r);
+    if (!st) {
+        if (s->kind == M_NORM) {
+            st = drop_reduced(env, s, x, r, out);
+        } else { /* F.normalize: x / max(norm, eps) */
+            if (!(st = un_inplace(env, NNM_UNARY_CLAMP_MIN, &r, s->eps))) st = h->op_binary(env, NNM_BINARY_DIV, x, r, out);
+        }
+    }
+    h->tensor_release(r);
+    return st;
+}
+
+static nnm_status fwd_arange(nnm_env *env, const mop_state *s, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    if (!NNM_HOST_HAS(h, tensor_from_host))
+        return h->set_error(env, NNM_E_UNSUPPORTED, "arange needs an ABI 1.5 host (tensor_from_host)");
+    double end = s->value;
+    if (s->sizes.from_input[0] >= 0) {
+        nnm_oc_sizes one = s->sizes;
+        int64_t e = 0;
+        nnm_status st = nnm_oc_sizes_resolve(env, "arange", &one, in, n_in, &e);
+        if (st) return st;
+        end = (double)e;
+    }
+    if ((s->step > 0 && end < s->start) || (s->step < 0 && end > s->start))
+        return h->set_error(env, NNM_E_INVALID, "arange: upper bound and larger bound inconsistent with step sign");
+    const double len = ceil((end - s->start) / s->step);
+    if (!(len >= 0 && len < 1e12)) return h->set_error(env, NNM_E_LIMIT, "arange: %g elements", len);
+    const int64_t n = (int64_t)len;
+    void *buf = malloc((size_t)(n ? n : 1) * 8);
+    if (!buf) return h->set_error(env, NNM_E_NOMEM, "arange: out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        const double v = s->start + (double)i * s->step;
+        if (s->i64) ((int64_t *)buf)[i] = (int64_t)v;
+        else ((float *)buf)[i] = (float)v;
+    }
+    const nnm_dtype dt = s->i64 ? (nnm_dtype){NNM_DTYPE_INT, 64, 1} : NNM_F32;
+    nnm_status st = h->tensor_from_host(env, 1, &n, dt, buf, out);
+    free(buf);
+    return st;
+}
+
 static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                               uint32_t n_out) {
     const nnm_host *h = env->host;
@@ -449,7 +657,7 @@ static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case M_EQ: case M_NE: case M_LT: case M_LE: case M_GT: case M_GE: hi = 2; break;
     case M_MAXIMUM: case M_MINIMUM: case M_MATMUL: case M_BMM: case M_MASKED_FILL: lo = hi = 2; break;
     case M_WHERE: lo = hi = 3; break;
-    case M_FULL: lo = 0, hi = NNM_MAX_IO; break;
+    case M_FULL: case M_ARANGE: lo = 0, hi = NNM_MAX_IO; break;
     default: break;
     }
     nnm_status st = nnm_oc_check_io(env, s->op, in, n_in, lo, hi, out, n_out);
@@ -459,6 +667,8 @@ static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case M_DIV: return fwd_div(env, s, in, n_in, out);
     case M_POW: return fwd_pow(env, s, in, n_in, out);
     case M_NEG: return un(env, NNM_UNARY_NEG, in[0], 0, out);
+    case M_ERF: return un(env, NNM_UNARY_ERF, in[0], 0, out);
+    case M_SIGN: return un(env, NNM_UNARY_SIGN, in[0], 0, out);
     case M_ABS: return un(env, NNM_UNARY_ABS, in[0], 0, out);
     case M_SQRT: return un(env, NNM_UNARY_SQRT, in[0], 0, out);
     case M_RSQRT: return un(env, NNM_UNARY_POW, in[0], -0.5, out);
@@ -493,6 +703,11 @@ static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
         if ((st = need_f32(env, "where", "condition (input 0)", in[0]))) return st;
         return h->op_where(env, in[0], in[1], in[2], out);
     case M_FULL: return fwd_full(env, s, in, n_in, out);
+    case M_VAR:
+    case M_STD: return fwd_var(env, s, in[0], out);
+    case M_NORM:
+    case M_NORMALIZE: return fwd_norm(env, s, in[0], out);
+    case M_ARANGE: return fwd_arange(env, s, in, n_in, out);
     default: return h->set_error(env, NNM_E_STATE, "math op: unknown kind %d", s->kind);
     }
 }
@@ -539,6 +754,27 @@ static int mop_extra_repr(void *self, char *buf, size_t cap) {
         nnm_lu_pyfloat(f1, sizeof f1, s->value);
         APPEND("size=%s, fill_value=%s", nnm_oc_ints_str(s->sizes.size, s->sizes.n, a, sizeof a), f1);
         break;
+    case M_VAR: case M_STD: case M_NORM:
+        if (s->kind == M_NORM) {
+            nnm_lu_pyfloat(f1, sizeof f1, s->p);
+            APPEND("p=%s, ", f1);
+        }
+        if (s->has_dim) APPEND("dim=%s, ", nnm_oc_ints_str(s->dims, s->n_dims, a, sizeof a));
+        if (s->kind != M_NORM) APPEND("unbiased=%s, ", s->unbiased ? "True" : "False");
+        APPEND("keepdim=%s", s->keepdim ? "True" : "False");
+        break;
+    case M_NORMALIZE:
+        nnm_lu_pyfloat(f1, sizeof f1, s->p);
+        nnm_lu_pyfloat(f2, sizeof f2, s->eps);
+        APPEND("p=%s, dim=%lld, eps=%s", f1, (long long)s->dims[0], f2);
+        break;
+    case M_ARANGE:
+        nnm_lu_pyfloat(f1, sizeof f1, s->start);
+        nnm_lu_pyfloat(f2, sizeof f2, s->value);
+        APPEND("start=%s, end=%s, ", f1, s->sizes.from_input[0] >= 0 ? "(from an input)" : f2);
+        nnm_lu_pyfloat(f1, sizeof f1, s->step);
+        APPEND("step=%s, dtype=%s", f1, s->i64 ? "int64" : "float32");
+        break;
     default: APPEND("%s", ""); break;
     }
 #undef APPEND
@@ -582,6 +818,30 @@ static const nnm_config_field full_config[] = {
     {"from_dim", NNM_CONFIG_INTS, 0, "per size entry: the dim of that input (negative from the end)"},
 };
 
+static const nnm_config_field var_config[] = {
+    {"dim", NNM_CONFIG_INT_OR_INTS, 0, "dim(s) to reduce; absent: all"},
+    {"unbiased", NNM_CONFIG_BOOL, 0, "divide by n - 1 (Bessel), default true"},
+    {"keepdim", NNM_CONFIG_BOOL, 0, "keep reduced dims as size 1, default false"},
+};
+static const nnm_config_field norm_config[] = {
+    {"p", NNM_CONFIG_ANY, 0, "the norm's order, default 2 (a number > 0 or \"inf\")"},
+    {"dim", NNM_CONFIG_INT_OR_INTS, 0, "dim(s) to reduce; absent: all"},
+    {"keepdim", NNM_CONFIG_BOOL, 0, "keep reduced dims as size 1, default false"},
+};
+static const nnm_config_field normalize_config[] = {
+    {"p", NNM_CONFIG_ANY, 0, "the norm's order, default 2 (a number > 0 or \"inf\")"},
+    {"dim", NNM_CONFIG_INT, 0, "dim to normalise, default 1"},
+    {"eps", NNM_CONFIG_FLOAT, 0, "smallest divisor, default 1e-12"},
+};
+static const nnm_config_field arange_config[] = {
+    {"end", NNM_CONFIG_FLOAT, NNM_CONFIG_REQUIRED, "the bound (excluded); an integer keeps the int64 default"},
+    {"start", NNM_CONFIG_FLOAT, 0, "first value, default 0"},
+    {"step", NNM_CONFIG_FLOAT, 0, "the step, default 1 (nonzero)"},
+    {"dtype", NNM_CONFIG_STR, 0, "\"int64\" or \"float32\"; absent: int64 when start, end and step are integers"},
+    {"from_input", NNM_CONFIG_INTS, 0, "[i]: end is the size of input i's dim from_dim[0]"},
+    {"from_dim", NNM_CONFIG_INTS, 0, "[d]: that dim (negative from the end)"},
+};
+
 #define N_FIELDS(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 #define LAYER(var, nm, create_fn, nin, cfg, ncfg)                                                       \
     static const nnm_layer_vtable var = {                                                               \
@@ -604,6 +864,13 @@ LAYER(sub_layer, "sub", sub_create, ANY, sub_config, N_FIELDS(sub_config));
 LAYER(div_layer, "div", div_create, ANY, div_config, N_FIELDS(div_config));
 LAYER(pow_layer, "pow", pow_create, ANY, pow_config, N_FIELDS(pow_config));
 LAYER(neg_layer, "neg", neg_create, 1, none_config, 0);
+LAYER(erf_layer, "erf", erf_create, 1, none_config, 0);
+LAYER(var_layer, "var", var_create, 1, var_config, N_FIELDS(var_config));
+LAYER(std_layer, "std", std_create, 1, var_config, N_FIELDS(var_config));
+LAYER(norm_layer, "norm", norm_create, 1, norm_config, N_FIELDS(norm_config));
+LAYER(normalize_layer, "normalize", normalize_create, 1, normalize_config, N_FIELDS(normalize_config));
+LAYER(arange_layer, "arange", arange_create, ANY, arange_config, N_FIELDS(arange_config));
+LAYER(sign_layer, "sign", sign_create, 1, none_config, 0);
 LAYER(abs_layer, "abs", abs_create, 1, none_config, 0);
 LAYER(sqrt_layer, "sqrt", sqrt_create, 1, none_config, 0);
 LAYER(rsqrt_layer, "rsqrt", rsqrt_create, 1, none_config, 0);
@@ -635,7 +902,7 @@ static const nnm_layer_vtable *const mop_layers[] = {
     &exp_layer,  &log_layer,  &clamp_layer,   &mean_layer,    &sum_layer,    &amax_layer,        &amin_layer,
     &max_layer,  &min_layer,  &maximum_layer, &minimum_layer, &matmul_layer, &bmm_layer,         &masked_fill_layer,
     &eq_layer,   &ne_layer,   &lt_layer,      &le_layer,      &gt_layer,     &ge_layer,          &where_layer,
-    &full_layer,
+    &full_layer, &erf_layer, &sign_layer, &var_layer, &std_layer, &norm_layer, &normalize_layer, &arange_layer,
 };
 
 static const nnm_plugin_desc mop_plugin = {

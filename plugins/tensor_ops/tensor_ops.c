@@ -20,9 +20,14 @@
  *   stack              x1..xn         dim = 0
  *   roll               x              shifts, dims (int or ints each)
  *   pad                x              pad, mode = "constant", value = 0.0
+ *   index_select       x, index (i64) dim                     (ABI 1.5 host)
+ *   flip               x              dims                    (ABI 1.5 host)
+ *   triu, tril         x              diagonal = 0            (ABI 1.5 host)
  *
  * Every op is composed of host ops only (op_reshape, op_permute, op_slice,
- * op_concat, op_binary, op_full), so it runs on every device and autograd
+ * op_concat, op_binary, op_full; index_select, flip, triu and tril also
+ * op_index_select, tensor_from_host and op_where, and refuse a host older
+ * than ABI 1.5 with NNM_E_UNSUPPORTED), so it runs on every device and autograd
  * comes from the runtime. A "like" input only lends its shape (the dynamic
  * sizes convention of docs/layers.md): no gradient reaches it. Messages
  * start with the op's name and name the config key they are about; where
@@ -40,7 +45,7 @@
 enum top_kind {
     K_VIEW, K_RESHAPE, K_PERMUTE, K_TRANSPOSE, K_CONTIGUOUS, K_SQUEEZE, K_UNSQUEEZE, K_EXPAND,
     K_EXPAND_AS, K_REPEAT, K_CHUNK, K_SPLIT, K_UNBIND, K_GETITEM, K_NARROW, K_SELECT, K_STACK,
-    K_ROLL, K_PAD
+    K_ROLL, K_PAD, K_INDEX_SELECT, K_FLIP, K_TRIU, K_TRIL
 };
 
 /* One element of a getitem index. */
@@ -345,6 +350,17 @@ static nnm_status top_create(nnm_env *env, int kind, const char *op, void **self
     case K_STACK:
         st = h->config_int(env, "dim", &zero, &s->dim);
         break;
+    case K_INDEX_SELECT:
+        st = h->config_int(env, "dim", NULL, &s->dim);
+        break;
+    case K_FLIP:
+        st = nnm_oc_config_int_or_ints(env, op, "dims", s->ints, NNM_MAX_DIMS, &s->n_ints, &s->has_ints);
+        if (!st && !s->has_ints) st = h->set_error(env, NNM_E_NOT_FOUND, "flip: dims is required");
+        break;
+    case K_TRIU:
+    case K_TRIL:
+        st = h->config_int(env, "diagonal", &zero, &s->index);
+        break;
     case K_GETITEM: {
         const char *idx[NNM_OC_MAX_LIST];
         size_t n = 0;
@@ -422,6 +438,10 @@ CREATE(select_create, K_SELECT, "select")
 CREATE(stack_create, K_STACK, "stack")
 CREATE(roll_create, K_ROLL, "roll")
 CREATE(pad_create, K_PAD, "pad")
+CREATE(index_select_create, K_INDEX_SELECT, "index_select")
+CREATE(flip_create, K_FLIP, "flip")
+CREATE(triu_create, K_TRIU, "triu")
+CREATE(tril_create, K_TRIL, "tril")
 
 static void top_destroy(void *self) { free(self); }
 
@@ -904,6 +924,87 @@ static nnm_status fwd_pad(nnm_env *env, const top_state *s, nnm_tensor *x, nnm_t
     return NNM_OK;
 }
 
+/* ---- ABI 1.5: index_select, flip, triu, tril ---------------------------- */
+
+static nnm_status need_15(nnm_env *env, const char *op) {
+    const nnm_host *h = env->host;
+    if (NNM_HOST_HAS(h, op_index_select) && NNM_HOST_HAS(h, tensor_from_host)) return NNM_OK;
+    return h->set_error(env, NNM_E_UNSUPPORTED, "%s needs an ABI 1.5 host (op_index_select, tensor_from_host)", op);
+}
+
+static nnm_status fwd_index_select(nnm_env *env, const top_state *s, nnm_tensor *x, nnm_tensor *index,
+                                   nnm_tensor **out) {
+    nnm_status st = need_15(env, "index_select");
+    int32_t dim;
+    if (!st) st = nnm_oc_wrap_dim(env, "index_select", "dim", s->dim, D(env, x)->ndim, &dim);
+    if (!st) st = env->host->op_index_select(env, x, dim, index, out);
+    return st;
+}
+
+static nnm_status fwd_flip(nnm_env *env, const top_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    nnm_status st = need_15(env, "flip");
+    if (st) return st;
+    const nnm_tensor_desc *d = D(env, x);
+    int seen[NNM_MAX_DIMS] = {0};
+    int32_t dims[NNM_MAX_DIMS];
+    for (size_t i = 0; i < s->n_ints; i++) {
+        if ((st = nnm_oc_wrap_dim(env, "flip", "dims", s->ints[i], d->ndim, &dims[i]))) return st;
+        if (seen[dims[i]]++)
+            return h->set_error(env, NNM_E_INVALID, "flip: dims: dim %d appears multiple times in the list of dims", (int)dims[i]);
+    }
+    nnm_tensor *t = x;
+    h->tensor_retain(t);
+    for (size_t i = 0; !st && i < s->n_ints && d->ndim > 0; i++) {
+        const int64_t n = d->shape[dims[i]];
+        if (n <= 1) continue;
+        int64_t *idx = malloc((size_t)n * sizeof *idx);
+        if (!idx) {
+            st = h->set_error(env, NNM_E_NOMEM, "flip: out of memory");
+            break;
+        }
+        for (int64_t k = 0; k < n; k++) idx[k] = n - 1 - k;
+        nnm_tensor *it = NULL, *u = NULL;
+        const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+        st = h->tensor_from_host(env, 1, &n, i64, idx, &it);
+        free(idx);
+        if (!st && !(st = h->op_index_select(env, t, dims[i], it, &u))) nnm_oc_swap(h, &t, u);
+        h->tensor_release(it);
+    }
+    if (st) {
+        h->tensor_release(t);
+        return st;
+    }
+    *out = t;
+    return NNM_OK;
+}
+
+/* triu keeps j - i >= diagonal, tril j - i <= diagonal, over the last two
+ * dims: where(mask, x, 0) with the mask made on the host. */
+static nnm_status fwd_tri(nnm_env *env, const top_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    nnm_status st = need_15(env, s->op);
+    if (st) return st;
+    const nnm_tensor_desc *d = D(env, x);
+    if (d->ndim < 2)
+        return h->set_error(env, NNM_E_SHAPE, "%s: input tensor must have at least 2 dimensions (got %d)", s->op, (int)d->ndim);
+    const int64_t r = d->shape[d->ndim - 2], c = d->shape[d->ndim - 1];
+    float *m = malloc((size_t)(r * c > 0 ? r * c : 1) * sizeof *m);
+    if (!m) return h->set_error(env, NNM_E_NOMEM, "%s: out of memory", s->op);
+    for (int64_t i = 0; i < r; i++)
+        for (int64_t j = 0; j < c; j++)
+            m[i * c + j] = (s->kind == K_TRIU ? j - i >= s->index : j - i <= s->index) ? 1.0f : 0.0f;
+    nnm_tensor *mask = NULL, *zero = NULL;
+    const int64_t ms[2] = {r, c};
+    st = h->tensor_from_host(env, 2, ms, NNM_F32, m, &mask);
+    free(m);
+    if (!st) st = full(env, 0, NULL, 0.0, &zero);
+    if (!st) st = h->op_where(env, mask, x, zero, out);
+    h->tensor_release(mask);
+    h->tensor_release(zero);
+    return st;
+}
+
 static nnm_status top_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                               uint32_t n_out) {
     const nnm_host *h = env->host;
@@ -920,7 +1021,7 @@ static nnm_status top_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     uint32_t lo = 1, hi = 1;
     switch (s->kind) {
     case K_VIEW: case K_RESHAPE: case K_EXPAND: hi = NNM_MAX_IO; break;
-    case K_EXPAND_AS: lo = hi = 2; break;
+    case K_EXPAND_AS: case K_INDEX_SELECT: lo = hi = 2; break;
     case K_STACK: hi = NNM_MAX_IO; break;
     default: break;
     }
@@ -942,6 +1043,10 @@ static nnm_status top_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case K_STACK: return fwd_stack(env, s, in, n_in, out);
     case K_ROLL: return fwd_roll(env, s, in[0], out);
     case K_PAD: return fwd_pad(env, s, in[0], out);
+    case K_INDEX_SELECT: return fwd_index_select(env, s, in[0], in[1], out);
+    case K_FLIP: return fwd_flip(env, s, in[0], out);
+    case K_TRIU:
+    case K_TRIL: return fwd_tri(env, s, in[0], out);
     default: return h->set_error(env, NNM_E_STATE, "tensor op: unknown kind %d", s->kind);
     }
 }
@@ -963,7 +1068,11 @@ static int top_extra_repr(void *self, char *buf, size_t cap) {
         return snprintf(buf, cap, "dim=%s", nnm_oc_ints_str(s->ints, s->n_ints, a, sizeof a));
     case K_UNSQUEEZE:
     case K_UNBIND:
+    case K_INDEX_SELECT:
     case K_STACK: return snprintf(buf, cap, "dim=%lld", (long long)s->dim);
+    case K_FLIP: return snprintf(buf, cap, "dims=%s", nnm_oc_ints_str(s->ints, s->n_ints, a, sizeof a));
+    case K_TRIU:
+    case K_TRIL: return snprintf(buf, cap, "diagonal=%lld", (long long)s->index);
     case K_REPEAT: return snprintf(buf, cap, "repeats=%s", nnm_oc_ints_str(s->ints, s->n_ints, a, sizeof a));
     case K_CHUNK: return snprintf(buf, cap, "chunks=%lld, dim=%lld", (long long)s->chunks, (long long)s->dim);
     case K_SPLIT:
@@ -1062,6 +1171,10 @@ static const nnm_config_field pad_config[] = {
     {"value", NNM_CONFIG_ANY, 0, "fill value, default 0 (number, \"inf\", \"-inf\", \"nan\")"},
 };
 
+static const nnm_config_field index_select_config[] = {{"dim", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "dim to index"}};
+static const nnm_config_field flip_config[] = {{"dims", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "dims to reverse"}};
+static const nnm_config_field tri_config[] = {{"diagonal", NNM_CONFIG_INT, 0, "which diagonal, default 0 (> 0 above)"}};
+
 #define N_FIELDS(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 #define LAYER(var, nm, create_fn, nin, nout, cfg, ncfg)                                                 \
     static const nnm_layer_vtable var = {                                                               \
@@ -1098,12 +1211,16 @@ LAYER(select_layer, "select", select_create, 1, 1, select_config, N_FIELDS(selec
 LAYER(stack_layer, "stack", stack_create, NNM_ARITY_ANY, 1, dim0_config, N_FIELDS(dim0_config));
 LAYER(roll_layer, "roll", roll_create, 1, 1, roll_config, N_FIELDS(roll_config));
 LAYER(pad_layer, "pad", pad_create, 1, 1, pad_config, N_FIELDS(pad_config));
+LAYER(index_select_layer, "index_select", index_select_create, 2, 1, index_select_config, N_FIELDS(index_select_config));
+LAYER(flip_layer, "flip", flip_create, 1, 1, flip_config, N_FIELDS(flip_config));
+LAYER(triu_layer, "triu", triu_create, 1, 1, tri_config, N_FIELDS(tri_config));
+LAYER(tril_layer, "tril", tril_create, 1, 1, tri_config, N_FIELDS(tri_config));
 
 static const nnm_layer_vtable *const top_layers[] = {
     &view_layer,   &reshape_layer, &permute_layer, &transpose_layer, &contiguous_layer, &squeeze_layer,
     &unsqueeze_layer, &expand_layer, &expand_as_layer, &repeat_layer, &chunk_layer,    &split_layer,
     &unbind_layer, &getitem_layer, &narrow_layer,  &select_layer,    &stack_layer,      &roll_layer,
-    &pad_layer,
+    &pad_layer,    &index_select_layer, &flip_layer, &triu_layer, &tril_layer,
 };
 
 static const nnm_plugin_desc top_plugin = {

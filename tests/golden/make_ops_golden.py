@@ -147,6 +147,15 @@ op(I, "pad_two_dims_crop", "pad", {"pad": [1, -1, 2, 0]}, lambda x: F.pad(x, (1,
 op(I, "pad_crop_only", "pad", {"pad": [-1, -1], "mode": "constant"}, lambda x: F.pad(x, (-1, -1)),
    [A((3, 5))])
 
+op(I, "index_select_dim1", "index_select", {"dim": 1}, lambda x, i: x.index_select(1, i),
+   [A((2, 5, 3)), ("i64", (7,), 5)])
+op(I, "index_select_swin_table", "index_select", {"dim": 0}, lambda t, i: t[i],
+   [A((9, 2)), ("i64", (16,), 9)])
+op(I, "flip_two", "flip", {"dims": [0, -1]}, lambda x: x.flip((0, -1)), [A((3, 2, 4))])
+op(I, "triu_diag1", "triu", {"diagonal": 1}, lambda x: x.triu(1), [A((2, 4, 5))])
+op(I, "tril_default", "tril", {}, lambda x: x.tril(), [A((5, 3))])
+op(I, "tril_neg", "tril", {"diagonal": -1}, lambda x: torch.tril(x, -1), [A((4, 4))])
+
 # ---------------------------------------------------------------------------
 # elementwise: sub, div, pow, neg, abs, sqrt, rsqrt, exp, log, clamp; add/mul
 # with a scalar
@@ -173,6 +182,7 @@ op(E, "sqrt", "sqrt", {}, lambda x: x.sqrt(), [("pos", (2, 3))])
 op(E, "rsqrt", "rsqrt", {}, lambda x: x.rsqrt(), [("pos", (2, 3))])
 op(E, "exp", "exp", {}, lambda x: x.exp(), [A((2, 3))])
 op(E, "log", "log", {}, lambda x: x.log(), [("pos", (2, 3))])
+op(E, "erf", "erf", {}, lambda x: torch.erf(x), [A((2, 3))])
 op(E, "clamp_both", "clamp", {"min": -0.5, "max": 0.5}, lambda x: x.clamp(-0.5, 0.5),
    [A((3, 4), 1.0, [-0.5, 0.5])])
 op(E, "clamp_min", "clamp", {"min": 0.0}, lambda x: x.clamp(min=0.0), [A((3, 4), 1.0, [0.0])])
@@ -207,6 +217,18 @@ op(R, "max_two_inputs", "max", {}, lambda x, y: torch.max(x, y), [("distinct", (
 op(R, "maximum", "maximum", {}, lambda x, y: torch.maximum(x, y), [("distinct", (2, 3)), ("distinct", (2, 3))])
 op(R, "minimum", "minimum", {}, lambda x, y: torch.minimum(x, y), [("distinct", (2, 3)), ("distinct", (1, 3))])
 
+op(R, "var_dims", "var", {"dim": [0, 2]}, lambda x: x.var((0, 2)), [A((2, 3, 4))])
+op(R, "var_biased_keepdim", "var", {"dim": -1, "unbiased": False, "keepdim": True},
+   lambda x: x.var(-1, unbiased=False, keepdim=True), [A((3, 5))])
+op(R, "std_all", "std", {}, lambda x: x.std(), [A((3, 4))])
+op(R, "norm_p2_last", "norm", {"dim": -1}, lambda x: x.norm(dim=-1), [A((3, 4))])
+op(R, "norm_inf_keepdim", "norm", {"p": "inf", "dim": 1, "keepdim": True},
+   lambda x: x.norm(p=float("inf"), dim=1, keepdim=True), [("distinct", (2, 5))])
+op(R, "norm_p3_all", "norm", {"p": 3}, lambda x: x.norm(p=3), [A((2, 3), 1.0, [0.0])])
+op(R, "norm_p1", "norm", {"p": 1, "dim": 0}, lambda x: x.norm(p=1, dim=0), [A((4, 3), 1.0, [0.0])])
+op(R, "normalize_default", "normalize", {}, lambda x: F.normalize(x), [A((2, 3, 4))])
+op(R, "normalize_last", "normalize", {"dim": -1}, lambda x: F.normalize(x, dim=-1), [A((3, 5))])
+
 # ---------------------------------------------------------------------------
 # product: matmul, bmm
 # ---------------------------------------------------------------------------
@@ -234,12 +256,54 @@ for cmp in ("eq", "ne", "lt", "le", "gt", "ge"):
     fn = getattr(torch, cmp)
     graph_op(W, f"{cmp}_tensors", cmp, {}, lambda x, y, fn=fn: fn(x, y), [("ties", (3, 4)), ("ties", (4,))])
     graph_op(W, f"{cmp}_scalar", cmp, {"other": 0.0}, lambda x, fn=fn: fn(x, 0.0), [("ties", (3, 4))])
+graph_op(W, "sign", "sign", {}, lambda x: torch.sign(x), [("ties", (3, 4))])
+graph_op(W, "arange_dynamic_f32", "arange", {"end": 0, "dtype": "float32", "from_input": [0], "from_dim": [-1]},
+         lambda x: torch.arange(x.size(-1), dtype=torch.float32), [A((2, 5))])
+graph_op(W, "arange_float_step", "arange", {"start": 0.5, "end": 2.0, "step": 0.25},
+         lambda x: torch.arange(0.5, 2.0, 0.25), [A((3, 6))])
 graph_op(W, "lt_scalar_frac", "lt", {"other": 0.1}, lambda x: x < 0.1, [A((3, 4))])
 graph_op(W, "full_dynamic", "full", {"size": [0, 3], "fill_value": 2.5, "from_input": [0, -1],
                                      "from_dim": [0, -1]},
          lambda x: torch.full((x.size(0), 3), 2.5), [A((2, 3))])
 graph_op(W, "full_zeros_static", "full", {"size": [2, 3], "fill_value": 0.0},
          lambda x: torch.zeros(2, 3), [A((2, 3))])
+
+
+# ---------------------------------------------------------------------------
+# composite: several ops chained in one graph (a ViT-style head), so that the
+# ops meet each other's outputs (views, copies) inside the graph plugin
+# ---------------------------------------------------------------------------
+def vit_head(x, cls):
+    n, c = x.shape[0], x.shape[1]
+    t = x.view(n, c, -1).permute(0, 2, 1)             # [N, HW, C]
+    tok = cls.expand(n, -1, -1)                          # [N, 1, C]
+    seq = torch.cat([tok, t], 1)                         # [N, 1 + HW, C]
+    return seq[:, 0] * 0.5 + seq[:, 1::2].mean(1) - seq.amax((1,))
+
+
+ROWS.append(dict(
+    file="composite", name="vit_head_graph", layer="graph", repr=False,
+    config={"inputs": ["x", "cls"],
+            "nodes": ["flat: x", "tokens: flat", "tok: cls, x", "seq: tok, tokens", "first: seq",
+                      "half: first", "odd: seq", "avg: odd", "mx: seq", "sum: half, avg",
+                      "out: sum, mx"],
+            "outputs": ["out"]},
+    children=[
+        {"name": "flat", "type": "view",
+         "config": {"shape": [0, 0, -1], "from_input": [0, 0, -1], "from_dim": [0, 1, -1]}},
+        {"name": "tokens", "type": "permute", "config": {"dims": [0, 2, 1]}},
+        {"name": "tok", "type": "expand",
+         "config": {"size": [-1, -1, -1], "from_input": [1, -1, -1], "from_dim": [0, -1, -1]}},
+        {"name": "seq", "type": "concat", "config": {"dim": 1}},
+        {"name": "first", "type": "getitem", "config": {"index": [":", "0"]}},
+        {"name": "half", "type": "mul", "config": {"other": 0.5}},
+        {"name": "odd", "type": "getitem", "config": {"index": [":", "1::2"]}},
+        {"name": "avg", "type": "mean", "config": {"dim": 1}},
+        {"name": "mx", "type": "amax", "config": {"dim": [1]}},
+        {"name": "sum", "type": "add"},
+        {"name": "out", "type": "sub"},
+    ],
+    torch=lambda: Fn(vit_head), inputs=[("distinct", (2, 4, 3, 3)), A((1, 1, 4))]))
 
 
 def main():

@@ -216,6 +216,23 @@ static void test_bad_inputs(void) {
     nnm_config_set_ints(c, "from_input", INTS(1, -1));
     nnm_config_set_ints(c, "from_dim", INTS(0, -1));
     call_fails(made("view", c), in3, 1, 1, NNM_E_SHAPE, "view: from_input[0] = 1, but the op got 1 inputs");
+    /* the ABI 1.5 ops */
+    nnm_tensor *bad = tu_ti64(g_ctx, SHAPE(2), (int64_t[]){0, 3}), *is[2] = {x, bad};
+    call_fails(made("index_select", with_int("dim", 1)), is, 2, 1, NNM_E_INVALID, "index_select");
+    call_fails(made("flip", with_ints("dims", INTS(1, -1))), in1, 1, 1, NNM_E_INVALID, "flip: dims: dim 1 appears multiple times");
+    nnm_tensor *v1 = iota(SHAPE(4)), *v1in[1] = {v1};
+    call_fails(made("triu", cfg_new()), v1in, 1, 1, NNM_E_SHAPE, "triu: input tensor must have at least 2 dimensions");
+    nnm_tensor_release(v1);
+    nnm_tensor_release(bad);
+    c = with_int("end", 0);
+    nnm_config_set_int(c, "start", 3);
+    call_fails(made("arange", c), in1, 0, 1, NNM_E_INVALID, "arange: upper bound and larger bound inconsistent with step sign");
+    c = with_int("end", 3);
+    nnm_config_set_int(c, "step", 0);
+    create_fails("arange", c, NNM_E_INVALID, "arange: step must be nonzero");
+    c = cfg_new();
+    nnm_config_set_float(c, "p", 0.0);
+    create_fails("norm", c, NNM_E_UNSUPPORTED, "norm: p: only p > 0");
     nnm_tensor_release(e);
     nnm_tensor_release(idx);
     nnm_tensor_release(x);
@@ -265,6 +282,42 @@ static void test_values(void) {
     nnm_config_set_str(c, "value", "-inf");
     y = run(made("pad", c), in, 1);
     check_tensor(y, SHAPE(2, 6), (const float[]){-INFINITY, 0, 1, 2, 3, 4, -INFINITY, 5, 6, 7, 8, 9});
+    nnm_tensor_release(y);
+    /* flip and triu of infinities: exact zeros above, no NaN from 0 * inf */
+    y = run(made("flip", with_int("dims", -1)), in, 1);
+    check_tensor(y, SHAPE(2, 5), (const float[]){4, 3, 2, 1, 0, 9, 8, 7, 6, 5});
+    nnm_tensor_release(y);
+    nnm_tensor *infs = tu_tf32(g_ctx, SHAPE(2, 2), (const float[]){INFINITY, -INFINITY, NAN, 1}), *ii[1] = {infs};
+    y = run(made("tril", cfg_new()), ii, 1);
+    check_tensor(y, SHAPE(2, 2), (const float[]){INFINITY, 0, NAN, 1});
+    nnm_tensor_release(y);
+    nnm_tensor_release(infs);
+    nnm_tensor_release(x);
+
+    /* arange: int64 by default for integer arguments, as PyTorch; its end
+     * from an input's shape */
+    x = iota(SHAPE(2, 4));
+    in[0] = x;
+    c = with_int("end", 0);
+    nnm_config_set_ints(c, "from_input", INTS(0));
+    nnm_config_set_ints(c, "from_dim", INTS(-1));
+    nnm_config_set_int(c, "step", 3);
+    y = run(made("arange", c), in, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+    CU_ASSERT_TRUE(tu_shape_is(y, SHAPE(2)));
+    CU_ASSERT_EQUAL(nnm_tensor_desc_get(y)->dtype.code, NNM_DTYPE_INT);
+    const int64_t *iv = tu_cpu_data(y);
+    CU_ASSERT_TRUE(iv != NULL && iv[0] == 0 && iv[1] == 3);
+    nnm_tensor_release(y);
+    /* var of one element is NaN (n - 1 = 0), unbiased=false gives 0 */
+    y = run(made("var", with_int("dim", 0)), in, 1);
+    check_tensor(y, SHAPE(4), (const float[]){8, 8, 8, 8});
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    x = iota(SHAPE(1));
+    in[0] = x;
+    y = run(made("var", cfg_new()), in, 1);
+    check_tensor(y, 0, NULL, (const float[]){NAN});
     nnm_tensor_release(y);
     nnm_tensor_release(x);
 
@@ -424,6 +477,57 @@ static void test_dynamic_sizes(void) {
     LEAK_CHECK_END();
 }
 
+/* The ViT-style head of make_ops_golden.py's composite row as a manifest:
+ * built once, run at three batch sizes (nothing of batch 2 is baked in). */
+static const char k_vit_head[] =
+    "{\"format\": \"nnmod.manifest\", \"version\": 1,"
+    " \"plugins\": {\"graph\": \"^1.0\", \"view\": \"^1.0\", \"permute\": \"^1.0\", \"expand\": \"^1.0\","
+    "  \"concat\": \"^1.0\", \"getitem\": \"^1.0\", \"mul\": \"^1.1\", \"mean\": \"^1.0\", \"amax\": \"^1.0\","
+    "  \"add\": \"^1.0\", \"sub\": \"^1.0\"},"
+    " \"root\": {\"type\": \"graph\", \"config\": {\"inputs\": [\"x\", \"cls\"],"
+    "  \"nodes\": [\"flat: x\", \"tokens: flat\", \"tok: cls, x\", \"seq: tok, tokens\", \"first: seq\","
+    "   \"half: first\", \"odd: seq\", \"avg: odd\", \"mx: seq\", \"sum: half, avg\", \"out: sum, mx\"],"
+    "  \"outputs\": [\"out\"]},"
+    "  \"children\": ["
+    "   {\"name\": \"flat\", \"type\": \"view\", \"config\": {\"shape\": [0, 0, -1], \"from_input\": [0, 0, -1], \"from_dim\": [0, 1, -1]}},"
+    "   {\"name\": \"tokens\", \"type\": \"permute\", \"config\": {\"dims\": [0, 2, 1]}},"
+    "   {\"name\": \"tok\", \"type\": \"expand\", \"config\": {\"size\": [-1, -1, -1], \"from_input\": [1, -1, -1], \"from_dim\": [0, -1, -1]}},"
+    "   {\"name\": \"seq\", \"type\": \"concat\", \"config\": {\"dim\": 1}},"
+    "   {\"name\": \"first\", \"type\": \"getitem\", \"config\": {\"index\": [\":\", \"0\"]}},"
+    "   {\"name\": \"half\", \"type\": \"mul\", \"config\": {\"other\": 0.5}},"
+    "   {\"name\": \"odd\", \"type\": \"getitem\", \"config\": {\"index\": [\":\", \"1::2\"]}},"
+    "   {\"name\": \"avg\", \"type\": \"mean\", \"config\": {\"dim\": 1}},"
+    "   {\"name\": \"mx\", \"type\": \"amax\", \"config\": {\"dim\": [1]}},"
+    "   {\"name\": \"sum\", \"type\": \"add\"}, {\"name\": \"out\", \"type\": \"sub\"}]}}";
+
+static void test_graph_any_batch(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_manifest *mf = NULL;
+    nnm_module *g = NULL;
+    CHECK_STATUS(nnm_manifest_parse(g_ctx, k_vit_head, strlen(k_vit_head), NNM_MANIFEST_JSON, NULL, NULL, &mf),
+                 NNM_OK);
+    if (mf) CHECK_STATUS(nnm_manifest_build(mf, NNM_BUILD_NO_WEIGHTS, &g), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    nnm_tensor *cls = tu_tf32(g_ctx, SHAPE(1, 1, 4), (const float[]){1, 2, 3, 4});
+    for (int64_t b = 1; b <= 7; b += 3) {
+        nnm_tensor *x = iota(4, (const int64_t[]){b, 4, 3, 3}), *in[2] = {x, cls}, *y = NULL;
+        CHECK_STATUS(nnm_module_call(g, in, 2, &y, 1), NNM_OK);
+        CU_ASSERT_TRUE(y != NULL && tu_shape_is(y, 2, (const int64_t[]){b, 4}));
+        if (y && b == 1) { /* x[0, c] is 9c .. 9c + 8: seq rows 1..9; odd rows 1, 3, 5, 7, 9 */
+            float v[4];
+            CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, v, 4), NNM_OK);
+            for (int c = 0; c < 4; c++) /* 0.5 * cls + mean(9c + {0, 2, 4, 6, 8}) - max(cls, 9c + 8) */
+                CU_ASSERT_TRUE(tu_near(v[c], 0.5 * (c + 1) + (9 * c + 4) - (c == 0 ? 8 : 9 * c + 8), 1e-6, 1e-5));
+        }
+        nnm_tensor_release(y);
+        nnm_tensor_release(x);
+    }
+    nnm_tensor_release(cls);
+    nnm_module_release(g);
+    nnm_manifest_free(mf);
+    LEAK_CHECK_END();
+}
+
 /* ---- add / mul: 1.0 manifests unchanged, 1.1 keys -------------------- */
 
 static void test_add_mul_scalars(void) {
@@ -472,5 +576,6 @@ int main(void) {
     CU_add_test(s, "comparisons with NaN, infinities, broadcasting", test_comparisons);
     CU_add_test(s, "dynamic sizes at two batch sizes", test_dynamic_sizes);
     CU_add_test(s, "add/mul: 1.0 unchanged, other and alpha", test_add_mul_scalars);
+    CU_add_test(s, "a graph of ops runs at any batch size", test_graph_any_batch);
     return tu_run();
 }
