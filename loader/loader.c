@@ -39,6 +39,8 @@
 #define NNM__COMM_MIN (offsetof(nnm_comm_vtable, wait) + sizeof(((nnm_comm_vtable *)0)->wait))
 /* A descriptor lists comms only if its struct_size covers the 1.3 fields. */
 #define NNM__DESC_COMMS_END (offsetof(nnm_plugin_desc, comms) + sizeof(void *))
+/* A descriptor declares a domain only if its struct_size covers the 1.5 field. */
+#define NNM__DESC_DOMAIN_END (offsetof(nnm_plugin_desc, domain) + sizeof(void *))
 /* A struct_size above this is taken for garbage, not for a future minor. */
 #define NNM__STRUCT_MAX (1u << 20)
 /* Most layers or backends one descriptor may list. */
@@ -130,6 +132,10 @@ static const char *device_type_name(int32_t type) {
 
 static void plugin_free(nnm__plugin *p) {
     if (p->dl) dlclose(p->dl);
+    if (p->qnames)
+        for (uint32_t i = 0; i < p->n_layers; i++) free(p->qnames[i]);
+    free(p->qnames);
+    free(p->domain);
     free(p->path);
     free(p->error);
     free(p->layers);
@@ -216,6 +222,7 @@ typedef struct nnm__checked {
     uint16_t abi_major, abi_minor; /* 0 when unknown */
     int abi_known;
     uint32_t n_layers, n_backends, n_comms;
+    const char *domain;            /* (1.5) the declared domain; NULL when none */
     nnm_layer_vtable *layers;      /* normalised copies, owned until handed over */
     nnm_backend_vtable *backends;
     nnm_comm_vtable *comms;
@@ -269,6 +276,21 @@ static int plugin_name_char(char c, size_t i) {
 static int line_char(char c, size_t i) {
     (void)i;
     return (unsigned char)c >= 0x20 && c != 0x7f;
+}
+
+/* (1.5) A declared domain: 1..NNM__NAME_MAX bytes, segments of [a-z0-9_]
+ * joined by single dots. */
+static int domain_ok(const char *d) {
+    size_t n = strnlen(d, NNM__NAME_MAX + 1);
+    if (n == 0 || n > NNM__NAME_MAX || d[0] == '.' || d[n - 1] == '.') return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] == '.') {
+            if (d[i + 1] == '.') return 0;
+        } else if (!name_char_ok(d[i])) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* Checks a layer's optional 1.2 fields: display name and config schema. */
@@ -327,20 +349,6 @@ static int check_layer_text(const nnm_layer_vtable *vt, char *why, size_t cap) {
     return 1;
 }
 
-/* Finds an already registered layer (usable records only). */
-static const nnm__plugin *registry_find_layer_exact(const nnm__registry *r, const char *name,
-                                                    nnm__semver v) {
-    for (uint32_t i = 0; i < r->count; i++) {
-        const nnm__plugin *p = r->items[i];
-        if (p->status != NNM_OK) continue;
-        for (uint32_t j = 0; j < p->n_layers; j++)
-            if (strcmp(p->layers[j].name, name) == 0 &&
-                semver_cmp(layer_version(&p->layers[j]), v) == 0)
-                return p;
-    }
-    return NULL;
-}
-
 static const nnm__plugin *registry_find_backend_exact(const nnm__registry *r, const char *name,
                                                       nnm__semver v) {
     for (uint32_t i = 0; i < r->count; i++) {
@@ -376,6 +384,7 @@ static const nnm__plugin *registry_find_comm_exact(const nnm__registry *r, const
  * Writes the reason (without the path) into why. */
 static nnm_status check_layers(const nnm__registry *r, const nnm_plugin_desc *desc,
                                nnm__checked *c, char *why, size_t cap) {
+    (void)r;
     uint32_t n = desc->n_layers;
     if (n == 0) return NNM_OK;
     if (n > NNM__ENTRIES_MAX) {
@@ -436,12 +445,10 @@ static nnm_status check_layers(const nnm__registry *r, const nnm_plugin_desc *de
                 return NNM_E_EXISTS;
             }
         }
-        const nnm__plugin *other = registry_find_layer_exact(r, vt->name, v);
-        if (other) {
-            msg_set(why, cap, "layer '%s' %u.%u.%u is already provided by %s", vt->name, v.major,
-                    v.minor, v.patch, other->path);
-            return NNM_E_EXISTS;
-        }
+        /* Another file providing the same name and version is no reason to
+         * refuse this one: names are resolved by rule when a layer is asked
+         * for (nnm__registry_find_layer), where an ambiguous request fails
+         * naming both files. */
     }
     c->n_layers = n;
     return NNM_OK;
@@ -660,7 +667,16 @@ static nnm_status check_desc(const nnm__registry *r, const nnm_plugin_desc *desc
         msg_set(why, sizeof why, "invalid description (want at most %u bytes, no control characters)",
                 NNM__DESCRIPTION_MAX);
         st = NNM_E_PLUGIN;
+    } else if (desc->struct_size >= NNM__DESC_DOMAIN_END && desc->domain && desc->domain[0] &&
+               !domain_ok(desc->domain)) {
+        msg_set(why, sizeof why,
+                "invalid domain '%.*s' (want 1 to %u bytes: segments of [a-z0-9_] joined by "
+                "single dots, as \"acme\" or \"com.acme\")",
+                (int)NNM__NAME_MAX, desc->domain, NNM__NAME_MAX);
+        st = NNM_E_PLUGIN;
     } else {
+        if (desc->struct_size >= NNM__DESC_DOMAIN_END && desc->domain && desc->domain[0])
+            c->domain = desc->domain;
         st = check_layers(r, desc, c, why, sizeof why);
         if (st == NNM_OK) st = check_backends(r, desc, c, why, sizeof why);
         if (st == NNM_OK) st = check_comms(r, desc, c, why, sizeof why);
@@ -686,13 +702,26 @@ static nnm_status record_loaded(nnm__registry *r, const char *path, void *dl,
     }
     p->path = str_dup(path);
     p->error = str_dup("");
+    /* The domain: declared, or the plugin's name for one that declares none. */
+    p->domain_declared = c->domain != NULL;
+    p->domain = str_dup(c->domain ? c->domain : desc->name);
+    p->builtin = c->domain && strcmp(c->domain, NNM_DOMAIN_NNMOD) == 0;
+    p->n_layers = c->n_layers; /* for plugin_free of qnames */
+    p->qnames = c->n_layers ? calloc(c->n_layers, sizeof *p->qnames) : NULL;
+    int qn_ok = p->domain && (c->n_layers == 0 || p->qnames);
+    for (uint32_t i = 0; qn_ok && i < c->n_layers; i++) {
+        size_t len = strlen(p->domain) + 1 + strlen(c->layers[i].name) + 1;
+        p->qnames[i] = malloc(len);
+        if (!p->qnames[i]) qn_ok = 0;
+        else snprintf(p->qnames[i], len, "%s.%s", p->domain, c->layers[i].name);
+    }
     p->layers = c->layers;
     p->backends = c->backends;
     p->comms = c->comms;
     c->layers = NULL;
     c->backends = NULL;
     c->comms = NULL;
-    if (!p->path || !p->error || registry_push(r, p) != NNM_OK) {
+    if (!p->path || !p->error || !qn_ok || registry_push(r, p) != NNM_OK) {
         plugin_free(p); /* does not close dl: p->dl is still NULL */
         return NNM_E_NOMEM;
     }
@@ -987,16 +1016,19 @@ void nnm__registry_discover(nnm__registry *r, const char *env_path, const char *
             free(copy);
         }
     }
-    /* The plugins shipped beside this very libnnmod come before the installed
-     * dir: a build tree (or a relocated install) uses its own plugins even
-     * when another nnmod is installed system-wide. Installed, both are one
-     * directory and the second scan is skipped. */
+    /* The plugins shipped beside this very libnnmod: a build tree (or a
+     * relocated install) uses its own plugins. The installed dir is scanned
+     * only where there is no such directory (installed, both are one
+     * directory): another installation's copies of nnmod's library would
+     * provide every name twice, and names are never settled by load order. */
     char *beside = beside_lib_dir();
+    struct stat sb;
+    int have_beside = beside && stat(beside, &sb) == 0 && S_ISDIR(sb.st_mode);
     if (beside) {
         discover_dir(r, &seen, beside);
         free(beside);
     }
-    discover_dir(r, &seen, installed_dir);
+    if (!have_beside) discover_dir(r, &seen, installed_dir);
     for (size_t i = 0; i < seen.n; i++) free(seen.dirs[i]);
     free(seen.dirs);
 }
@@ -1004,6 +1036,38 @@ void nnm__registry_discover(nnm__registry *r, const char *env_path, const char *
 /* ------------------------------------------------------------------------ */
 /* Lookup                                                                    */
 /* ------------------------------------------------------------------------ */
+
+/* 1 when p is the provider a pin names: a path (with a '/') names the file
+ * (by realpath), anything else the file's base name or the plugin's name. */
+static int provider_matches(const nnm__plugin *p, const char *pin, const char *pin_real) {
+    if (strchr(pin, '/')) return strcmp(p->path, pin_real ? pin_real : pin) == 0;
+    const char *slash = strrchr(p->path, '/');
+    const char *base = slash ? slash + 1 : p->path;
+    return strcmp(base, pin) == 0 || (p->desc && p->desc->name && strcmp(p->desc->name, pin) == 0);
+}
+
+/* 1 when a plugin of nnmod's library (domain NNM_DOMAIN_NNMOD) provides a
+ * layer named `name`: the plain name is then reserved for it. */
+static int name_reserved(const nnm__registry *r, const char *name) {
+    for (uint32_t i = 0; i < r->count; i++) {
+        const nnm__plugin *p = r->items[i];
+        if (p->status != NNM_OK || !p->builtin) continue;
+        for (uint32_t j = 0; j < p->n_layers; j++)
+            if (strcmp(p->layers[j].name, name) == 0) return 1;
+    }
+    return 0;
+}
+
+/* 1 when layer j of p is one the request's name reaches (version not checked). */
+static int name_reaches(const nnm__plugin *p, uint32_t j, const nnm__version_req *req,
+                        int reserved) {
+    if (strcmp(p->layers[j].name, req->name) != 0) return 0;
+    if (req->domain[0]) /* the reserved domain is only ever nnmod's, declared */
+        return p->domain && strcmp(p->domain, req->domain) == 0 &&
+               (p->builtin || strcmp(req->domain, NNM_DOMAIN_NNMOD) != 0);
+    if (req->provider) return 1; /* a pin names the file: its layer of that name */
+    return reserved ? p->builtin : !p->domain_declared;
+}
 
 nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
                                     const nnm_layer_vtable **vt, nnm__plugin **owner,
@@ -1018,27 +1082,51 @@ nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
     nnm__version_req req;
     if (nnm__version_req_parse(request, &req) != NNM_OK) {
         msg_set(err, errcap,
-                "malformed layer request '%.*s' (expected name[@spec]: name of [a-z0-9_], spec "
-                "1.2.3, =1.2, ^1.2, ~1.2, >=1.2 or *)",
+                "malformed layer request '%.*s' (expected [domain.]name[@spec][#provider]: name "
+                "of [a-z0-9_], spec 1.2.3, =1.2, ^1.2, ~1.2, >=1.2 or *)",
                 200, request);
         return NNM_E_INVALID;
     }
+    const int reserved = !req.domain[0] && !req.provider && name_reserved(r, req.name);
+    char *pin_real = req.provider && strchr(req.provider, '/') ? realpath(req.provider, NULL) : NULL;
 
     const nnm_layer_vtable *best = NULL;
-    nnm__plugin *best_owner = NULL;
+    nnm__plugin *best_owner = NULL, *tie_owner = NULL;
     for (uint32_t i = 0; i < r->count; i++) {
         nnm__plugin *p = r->items[i];
         if (p->status != NNM_OK) continue;
+        if (req.provider && !provider_matches(p, req.provider, pin_real)) continue;
         for (uint32_t j = 0; j < p->n_layers; j++) {
+            if (!name_reaches(p, j, &req, reserved)) continue;
             const nnm_layer_vtable *l = &p->layers[j];
-            if (strcmp(l->name, req.name) != 0) continue;
             nnm__semver v = layer_version(l);
             if (!nnm__version_matches(&req, v)) continue;
-            if (!best || semver_cmp(v, layer_version(best)) > 0) {
+            int c = best ? semver_cmp(v, layer_version(best)) : 1;
+            if (c > 0) {
                 best = l;
                 best_owner = p;
+                tie_owner = NULL;
+            } else if (c == 0 && p != best_owner && !tie_owner) {
+                tie_owner = p;
             }
         }
+    }
+    free(pin_real);
+    char shown[200]; /* the name as asked, without spec or pin */
+    if (req.domain[0])
+        snprintf(shown, sizeof shown, "%s.%s", req.domain, req.name);
+    else
+        snprintf(shown, sizeof shown, "%s", req.name);
+    if (best && tie_owner) {
+        nnm__semver v = layer_version(best);
+        const char *slash = strrchr(best_owner->path, '/');
+        msg_set(err, errcap,
+                "'%.*s' is ambiguous: layer '%s' %u.%u.%u is provided by %s and by %s; ask for a "
+                "qualified name or pin a provider ('%s@%u.%u.%u#%s')",
+                200, request, req.name, v.major, v.minor, v.patch, best_owner->path,
+                tie_owner->path, shown, v.major, v.minor, v.patch,
+                slash ? slash + 1 : best_owner->path);
+        return NNM_E_EXISTS;
     }
     if (best) {
         *vt = best;
@@ -1046,19 +1134,22 @@ nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
         return NNM_OK;
     }
 
-    /* Say what is there: the versions of that name, ascending, deduplicated. */
+    /* Say what is there: the versions the name reaches, ascending,
+     * deduplicated; then the other providers of a layer of that name. */
     enum { SHOW = 32 };
     nnm__semver have[SHOW];
     size_t n_have = 0, n_more = 0;
     uint32_t n_failed = 0;
+    pin_real = req.provider && strchr(req.provider, '/') ? realpath(req.provider, NULL) : NULL;
     for (uint32_t i = 0; i < r->count; i++) {
         const nnm__plugin *p = r->items[i];
         if (p->status != NNM_OK) {
             n_failed++;
             continue;
         }
+        if (req.provider && !provider_matches(p, req.provider, pin_real)) continue;
         for (uint32_t j = 0; j < p->n_layers; j++) {
-            if (strcmp(p->layers[j].name, req.name) != 0) continue;
+            if (!name_reaches(p, j, &req, reserved)) continue;
             nnm__semver v = layer_version(&p->layers[j]);
             size_t k = 0;
             while (k < n_have && semver_cmp(have[k], v) < 0) k++;
@@ -1073,26 +1164,78 @@ nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
             n_have++;
         }
     }
+    free(pin_real);
     char buf[NNM__MSG_CAP];
     size_t len = 0;
     buf[0] = '\0';
     if (n_have == 0) {
-        msg_append(buf, sizeof buf, &len, "no layer named '%s' is loaded", req.name);
+        msg_append(buf, sizeof buf, &len, "no layer named '%s' is loaded", shown);
+        if (req.provider)
+            msg_append(buf, sizeof buf, &len, " from provider '%.*s'", 200, req.provider);
         if (n_failed)
             msg_append(buf, sizeof buf, &len, " (%u plugin file%s failed to load)", n_failed,
                        n_failed == 1 ? "" : "s");
     } else {
         const char *at = strchr(request, '@');
-        msg_append(buf, sizeof buf, &len, "no layer '%s' matches %.*s (have ", req.name, 64,
-                   at ? at + 1 : "*");
+        const char *hash = strchr(request, '#');
+        int spec_len = at && (!hash || at < hash) ? (int)(hash ? hash - at - 1 : 64) : 1;
+        if (spec_len > 64) spec_len = 64;
+        msg_append(buf, sizeof buf, &len, "no layer '%s' matches %.*s (have ", shown, spec_len,
+                   at && (!hash || at < hash) ? at + 1 : "*");
         for (size_t k = 0; k < n_have; k++)
             msg_append(buf, sizeof buf, &len, "%s%u.%u.%u", k ? ", " : "", have[k].major,
                        have[k].minor, have[k].patch);
         if (n_more) msg_append(buf, sizeof buf, &len, ", ...");
         msg_append(buf, sizeof buf, &len, ")");
     }
+    /* Other providers of a layer of that name, by the names that reach them. */
+    uint32_t n_other = 0;
+    for (uint32_t i = 0; i < r->count && n_other < 8; i++) {
+        const nnm__plugin *p = r->items[i];
+        if (p->status != NNM_OK) continue;
+        for (uint32_t j = 0; j < p->n_layers && n_other < 8; j++) {
+            const nnm_layer_vtable *l = &p->layers[j];
+            if (strcmp(l->name, req.name) != 0 || name_reaches(p, j, &req, reserved)) continue;
+            if (req.provider) continue; /* a pin already says which file */
+            msg_append(buf, sizeof buf, &len, "%s%s %u.%u.%u (%s)",
+                       n_other ? ", " : "; also loaded: ", p->qnames[j], l->version_major,
+                       l->version_minor, l->version_patch, p->path);
+            n_other++;
+        }
+    }
     msg_set(err, errcap, "%s", buf);
     return NNM_E_NOT_FOUND;
+}
+
+void nnm__registry_request_name(const nnm__registry *r, const nnm__plugin *owner,
+                                const nnm_layer_vtable *vt, char *buf, size_t cap) {
+    if (!buf || cap == 0) return;
+    buf[0] = '\0';
+    if (!r || !owner || !vt) return;
+    uint32_t j = (uint32_t)(vt - owner->layers);
+    if (vt < owner->layers || j >= owner->n_layers) {
+        msg_set(buf, cap, "%s", vt->name);
+        return;
+    }
+    char req[160];
+    snprintf(req, sizeof req, "%s@=%u.%u.%u", vt->name, vt->version_major, vt->version_minor,
+             vt->version_patch);
+    const nnm_layer_vtable *found = NULL;
+    if (nnm__registry_find_layer(r, req, &found, NULL, NULL, 0) == NNM_OK && found == vt)
+        msg_set(buf, cap, "%s", vt->name);
+    else
+        msg_set(buf, cap, "%s", owner->qnames[j]);
+}
+
+uint32_t nnm__registry_layer_flags(const nnm__registry *r, const nnm__plugin *p, uint32_t j) {
+    if (!r || !p || p->status != NNM_OK || j >= p->n_layers) return 0;
+    uint32_t f = 0;
+    if (p->domain_declared) f |= NNM__LF_DECLARED;
+    if (p->builtin) f |= NNM__LF_BUILTIN;
+    int reserved = name_reserved(r, p->layers[j].name);
+    if (p->builtin) f |= NNM__LF_PLAIN;
+    else if (!p->domain_declared) f |= reserved ? NNM__LF_SHADOWED : NNM__LF_PLAIN;
+    return f;
 }
 
 nnm_status nnm__registry_find_backend(const nnm__registry *r, int32_t device_type,
@@ -1140,7 +1283,7 @@ nnm_status nnm__registry_find_comm(const nnm__registry *r, const char *request,
         return NNM_E_INVALID;
     }
     nnm__version_req req;
-    if (nnm__version_req_parse(request, &req) != NNM_OK) {
+    if (nnm__version_req_parse(request, &req) != NNM_OK || req.domain[0] || req.provider) {
         msg_set(err, errcap, "malformed comm request '%.*s' (expected name[@spec], e.g. mpi)",
                 200, request);
         return NNM_E_INVALID;

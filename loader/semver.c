@@ -1,4 +1,5 @@
-/* loader/semver.c - semantic versions and layer requests ("name@^1.2").
+/* loader/semver.c - semantic versions and layer requests ("name@^1.2",
+ * "acme.gelu@^1#nnm_acme.so").
  *
  * Versions are MAJOR[.MINOR[.PATCH]] of decimal numbers without leading zeros
  * (semver 2.0 section 2); pre-release and build suffixes are not accepted.
@@ -53,21 +54,51 @@ static int name_char_ok(char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
 }
 
+static int domain_char_ok(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == '-';
+}
+
 nnm_status nnm__version_req_parse(const char *request, nnm__version_req *out) {
     if (!request || !out) return NNM_E_INVALID;
     nnm__version_req req;
     memset(&req, 0, sizeof req);
-    const char *at = strchr(request, '@');
-    size_t name_len = at ? (size_t)(at - request) : strlen(request);
+    /* "[domain.]name[@spec][#provider]": the pin is everything after the
+     * first '#' (a path may hold '@'), the spec what follows '@' before it. */
+    const char *hash = strchr(request, '#');
+    size_t head_len = hash ? (size_t)(hash - request) : strlen(request);
+    if (hash) {
+        req.provider = hash + 1;
+        if (!req.provider[0]) return NNM_E_INVALID;
+    }
+    const char *at = memchr(request, '@', head_len);
+    size_t qlen = at ? (size_t)(at - request) : head_len;
+    /* The layer's own name is what follows the last '.'. */
+    size_t start = qlen;
+    while (start > 0 && request[start - 1] != '.') start--;
+    size_t name_len = qlen - start;
     if (name_len == 0 || name_len >= sizeof req.name) return NNM_E_INVALID;
-    for (size_t i = 0; i < name_len; i++)
+    for (size_t i = start; i < qlen; i++)
         if (!name_char_ok(request[i])) return NNM_E_INVALID;
-    memcpy(req.name, request, name_len);
+    memcpy(req.name, request + start, name_len);
     req.name[name_len] = '\0';
+    if (start > 0) {
+        size_t dlen = start - 1; /* without the separating '.' */
+        if (dlen == 0 || dlen >= sizeof req.domain) return NNM_E_INVALID;
+        for (size_t i = 0; i < dlen; i++)
+            if (!domain_char_ok(request[i])) return NNM_E_INVALID;
+        memcpy(req.domain, request, dlen);
+        req.domain[dlen] = '\0';
+    }
 
     req.op = NNM__REQ_ANY;
     if (at) {
-        const char *spec = at + 1;
+        char spec_buf[64];
+        size_t slen = head_len - (size_t)(at + 1 - request);
+        if (slen >= sizeof spec_buf) return NNM_E_INVALID;
+        memcpy(spec_buf, at + 1, slen);
+        spec_buf[slen] = '\0';
+        const char *spec = spec_buf;
         if (strcmp(spec, "*") == 0) {
             req.op = NNM__REQ_ANY;
         } else {

@@ -171,10 +171,42 @@ NNM_API uint32_t nnm_plugin_count(const nnm_ctx *ctx);
  * freed. */
 NNM_API nnm_status nnm_plugin_info_get(const nnm_ctx *ctx, uint32_t index, nnm_plugin_info *out);
 
-/* Looks a layer up by request: "name", "name@1.2.3" (exact), "name@^1.2",
- * "name@~1.2", "name@>=1.2" or "name@*"; the highest matching version wins.
- * Returns the vtable (owned by the plugin, valid while ctx lives) for
- * inspection; modules are made with nnm_module_create. */
+/* One layer of a loaded plugin, as name resolution sees it (docs/abi.md,
+ * "Names"). Added in 0.5. */
+typedef struct nnm_layer_info {
+    uint32_t struct_size;      /* set by the caller */
+    uint32_t flags;            /* NNM_LAYER_INFO_* */
+    const char *name;          /* the layer's own name, "gelu" */
+    const char *domain;        /* "nnmod", "acme"; for a plugin that declares
+                                * none (ABI 1.0-1.4), its plugin name */
+    const char *qualified_name; /* "<domain>.<name>": always reaches this file's
+                                 * layer (with a version spec when it has several) */
+    uint32_t version_major, version_minor, version_patch;
+    uint32_t reserved;
+} nnm_layer_info;
+#define NNM_LAYER_INFO_DECLARED 1u /* the plugin declared its domain (ABI 1.5) */
+#define NNM_LAYER_INFO_PLAIN 2u    /* the plain name ("gelu") reaches it */
+#define NNM_LAYER_INFO_SHADOWED 4u /* no declared domain, and nnmod's library has a
+                                    * layer of that name: the plain name is nnmod's;
+                                    * this one answers to qualified_name only */
+#define NNM_LAYER_INFO_BUILTIN 8u  /* domain NNM_DOMAIN_NNMOD: nnmod's own library */
+/* Fills *out for layer `layer` of plugin record `plugin` (NNM_E_NOT_FOUND past
+ * either end, or for a record that failed to load). Strings are owned by ctx
+ * and valid until it is freed. */
+NNM_API nnm_status nnm_plugin_layer_info(const nnm_ctx *ctx, uint32_t plugin, uint32_t layer,
+                                         nnm_layer_info *out);
+
+/* Looks a layer up by request, "[domain.]name[@spec][#provider]":
+ *   name     a plain name ("gelu": nnmod's own where its library has one, else
+ *            that of a plugin that declares no domain) or a qualified one
+ *            ("acme.gelu", "nnmod.gelu");
+ *   spec     "1.2.3" (exact), "^1.2", "~1.2", ">=1.2" or "*" (the default);
+ *   provider pins the file: its path (with a '/'), file name or plugin name.
+ * Among the providers the name reaches, the highest version the spec matches
+ * wins; the same version from two files is refused (NNM_E_EXISTS, naming
+ * both), never settled by load order. Returns the vtable (owned by the
+ * plugin, valid while ctx lives) for inspection; modules are made with
+ * nnm_module_create. */
 NNM_API nnm_status nnm_layer_find(nnm_ctx *ctx, const char *request,
                                   const nnm_layer_vtable **out);
 

@@ -1123,7 +1123,25 @@ typedef struct nnm_plugin_desc {
     uint32_t reserved_13;
     const nnm_comm_vtable *const *comms;        /* n_comms entries */
     /* ---- fields above are valid for ABI 1.3 ---- */
+
+    /* ---- 1.5 (names): layer domains ---- */
+    /* (optional, 1.5) The domain that qualifies the names of this file's
+     * layers, as ONNX custom-op domains and Python packages do: "acme" or
+     * "com.acme" (1 to 63 bytes: segments of [a-z0-9_] joined by single dots).
+     * Its layers are then requested by qualified name ("acme.gelu") and never
+     * collide with another provider's "gelu". NULL or "" declares none, as
+     * every plugin built for ABI 1.0-1.4: such a plugin's layers are reached
+     * by "<plugin name>.<layer>" and, where nnmod's own library has no layer
+     * of that name, by the plain name (docs/abi.md, "Names"). The domain
+     * NNM_DOMAIN_NNMOD is reserved for the plugins shipped with nnmod, whose
+     * plain names ("gelu", "conv2d") are theirs alone. */
+    const char *domain;
+    /* ---- fields above are valid for ABI 1.5 ---- */
 } nnm_plugin_desc;
+
+/* (1.5) The domain of nnmod's own layer library: a plain layer name ("gelu")
+ * means this domain's layer whenever one of its plugins provides that name. */
+#define NNM_DOMAIN_NNMOD "nnmod"
 
 /* The one exported symbol. The runtime passes its own ABI version so the plugin
  * can refuse (return NULL) or describe itself for that host. The descriptor
@@ -1180,7 +1198,8 @@ NNM__STATIC_ASSERT(offsetof(nnm_tensor_desc, byte_offset) == 40, "DLTensor.byte_
 NNM__STATIC_ASSERT(sizeof(nnm_env) == 16, "nnm_env layout");
 NNM__STATIC_ASSERT(offsetof(nnm_plugin_desc, layers) == 32, "nnm_plugin_desc layout");
 NNM__STATIC_ASSERT(offsetof(nnm_plugin_desc, n_comms) == 48, "nnm_plugin_desc 1.0 size");
-NNM__STATIC_ASSERT(sizeof(nnm_plugin_desc) == 64, "nnm_plugin_desc 1.3 size");
+NNM__STATIC_ASSERT(offsetof(nnm_plugin_desc, domain) == 64, "nnm_plugin_desc 1.3 size");
+NNM__STATIC_ASSERT(sizeof(nnm_plugin_desc) == 72, "nnm_plugin_desc 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_comm_vtable, init) == 32, "nnm_comm_vtable layout");
 NNM__STATIC_ASSERT(sizeof(nnm_comm_vtable) == 96, "nnm_comm_vtable 1.3 size");
 NNM__STATIC_ASSERT(sizeof(nnm_comm_init_args) == 32, "nnm_comm_init_args 1.3 size");

@@ -83,7 +83,7 @@ static void run_one(nnm_ctx *ctx, double beta, int learn, int64_t want_params) {
     CHECK(ctx, nnm_config_new(&cfg));
     CHECK(ctx, nnm_config_set_float(cfg, "beta", beta));
     CHECK(ctx, nnm_config_set_bool(cfg, "learn_beta", learn));
-    CHECK(ctx, nnm_module_create(ctx, "swish@^1", cfg, &m));
+    CHECK(ctx, nnm_module_create(ctx, "example.swish@^1", cfg, &m));
     EXPECT(nnm_module_num_params(m) == want_params, "beta=%g learn=%d: %lld parameters", beta,
            learn, (long long)nnm_module_num_params(m));
     nnm_module_repr(m, repr, sizeof repr);
@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
     }
     EXPECT(found, "example_swish is not in the plugin list");
 
-    CHECK(ctx, nnm_layer_find(ctx, "swish@^1", &vt));
+    CHECK(ctx, nnm_layer_find(ctx, "example.swish@^1", &vt));
     EXPECT(vt->version_major == 1, "swish version %u", vt->version_major);
 
     run_one(ctx, 1.5, 0, 0);

@@ -124,6 +124,9 @@ static const nnm_plugin_desc desc = {
     .n_backends = 0,
     .layers = layers,
     .backends = NULL,
+    /* (ABI 1.5) the domain that qualifies the layer names: applications ask
+     * for "example.swish", which no other provider's "swish" can take. */
+    .domain = "example",
 };
 
 /* The one exported symbol: returns &desc to a host of the same ABI major. */

@@ -555,6 +555,7 @@ static const nnm_plugin_desc act_plugin = {
     .n_backends = 0,
     .layers = act_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(act_plugin)

@@ -122,6 +122,7 @@ static const nnm_plugin_desc add_plugin = {
     .n_backends = 0,
     .layers = add_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(add_plugin)

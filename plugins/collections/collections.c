@@ -76,6 +76,7 @@ static const nnm_plugin_desc collections_plugin = {
     .n_backends = 0,
     .layers = collection_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(collections_plugin)

@@ -718,6 +718,7 @@ static const nnm_plugin_desc desc = {
     .description = "collectives over MPI (all-reduce, broadcast, all-gather, barrier)",
     .n_comms = 1,
     .comms = comms,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(desc)

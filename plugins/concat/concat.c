@@ -258,6 +258,7 @@ static const nnm_plugin_desc concat_plugin = {
     .n_backends = 0,
     .layers = concat_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(concat_plugin)

@@ -414,6 +414,7 @@ static const nnm_plugin_desc conv_plugin = {
     .description = "Convolutions (torch.nn.Conv1d/2d/3d, ConvTranspose1d/2d/3d) over op_conv",
     .n_layers = sizeof conv_layers / sizeof conv_layers[0],
     .layers = conv_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(conv_plugin)

@@ -1111,6 +1111,7 @@ static const nnm_plugin_desc cpu_plugin = {
     .n_backends = 1,
     .layers = NULL,
     .backends = cpu_backends,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(cpu_plugin)

@@ -652,6 +652,7 @@ static const nnm_plugin_desc cuda_plugin = {
     .n_backends = 1,
     .layers = NULL,
     .backends = cuda_backends,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(cuda_plugin)

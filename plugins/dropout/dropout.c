@@ -348,6 +348,7 @@ static const nnm_plugin_desc dropout_plugin = {
     .n_backends = 0,
     .layers = dropout_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(dropout_plugin)

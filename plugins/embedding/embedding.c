@@ -268,6 +268,7 @@ static const nnm_plugin_desc embedding_plugin = {
     .n_backends = 0,
     .layers = embedding_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(embedding_plugin)

@@ -182,6 +182,7 @@ static const nnm_plugin_desc flat_plugin = {
     .description = "torch.nn.Flatten and Unflatten (views)",
     .n_layers = 2,
     .layers = flat_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(flat_plugin)

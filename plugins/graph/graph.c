@@ -1676,6 +1676,7 @@ static const nnm_plugin_desc graph_plugin = {
     .n_backends = 0,
     .layers = graph_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(graph_plugin)

@@ -57,6 +57,7 @@ static const nnm_plugin_desc identity_plugin = {
     .n_backends = 0,
     .layers = identity_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(identity_plugin)

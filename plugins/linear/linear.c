@@ -146,6 +146,7 @@ static const nnm_plugin_desc linear_plugin = {
     .n_backends = 0,
     .layers = linear_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(linear_plugin)

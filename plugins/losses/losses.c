@@ -473,6 +473,7 @@ static const nnm_plugin_desc losses_plugin = {
     .n_backends = 0,
     .layers = loss_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(losses_plugin)

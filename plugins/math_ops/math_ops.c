@@ -913,6 +913,7 @@ static const nnm_plugin_desc mop_plugin = {
     .description = "PyTorch's elementwise, reduction and product functions (sub, mean, matmul, ...) as stateless layers",
     .n_layers = (uint32_t)(sizeof mop_layers / sizeof mop_layers[0]),
     .layers = mop_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(mop_plugin)

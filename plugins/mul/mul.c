@@ -100,6 +100,7 @@ static const nnm_plugin_desc mul_plugin = {
     .n_backends = 0,
     .layers = mul_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(mul_plugin)

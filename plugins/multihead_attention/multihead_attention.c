@@ -467,6 +467,7 @@ static const nnm_plugin_desc mha_plugin = {
     .n_backends = 0,
     .layers = mha_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(mha_plugin)

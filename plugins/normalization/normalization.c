@@ -677,6 +677,7 @@ static const nnm_plugin_desc norm_plugin = {
     .description = "BatchNorm1d/2d/3d, LayerNorm, GroupNorm, InstanceNorm1d/2d/3d, LocalResponseNorm",
     .n_layers = sizeof norm_layers / sizeof norm_layers[0],
     .layers = norm_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(norm_plugin)

@@ -344,6 +344,7 @@ static const nnm_plugin_desc pool_plugin = {
                    "AdaptiveMaxPool1d/2d/3d composed)",
     .n_layers = sizeof pool_layers / sizeof pool_layers[0],
     .layers = pool_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(pool_plugin)

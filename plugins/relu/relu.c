@@ -55,6 +55,7 @@ static const nnm_plugin_desc relu_plugin = {
     .n_backends = 0,
     .layers = relu_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(relu_plugin)

@@ -832,6 +832,7 @@ static const nnm_plugin_desc rs_plugin = {
     .n_backends = 0,
     .layers = rs_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(rs_plugin)

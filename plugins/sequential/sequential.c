@@ -82,6 +82,7 @@ static const nnm_plugin_desc sequential_plugin = {
     .n_backends = 0,
     .layers = sequential_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(sequential_plugin)

@@ -1231,6 +1231,7 @@ static const nnm_plugin_desc top_plugin = {
     .description = "PyTorch's shape and indexing functions (view, permute, getitem, ...) as stateless layers",
     .n_layers = (uint32_t)(sizeof top_layers / sizeof top_layers[0]),
     .layers = top_layers,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(top_plugin)

@@ -233,6 +233,29 @@ NNM_API nnm_status nnm_plugin_info_get(const nnm_ctx *ctx, uint32_t index, nnm_p
     return NNM_OK;
 }
 
+NNM_API nnm_status nnm_plugin_layer_info(const nnm_ctx *ctx, uint32_t plugin, uint32_t layer,
+                                         nnm_layer_info *out) {
+    if (!ctx || !out || out->struct_size < sizeof(nnm_layer_info)) return NNM_E_INVALID;
+    if (plugin >= ctx->reg.count) return NNM_E_NOT_FOUND;
+    const nnm__plugin *p = ctx->reg.items[plugin];
+    if (p->status != NNM_OK || layer >= p->n_layers) return NNM_E_NOT_FOUND;
+    const nnm_layer_vtable *vt = &p->layers[layer];
+    out->flags = nnm__registry_layer_flags(&ctx->reg, p, layer);
+    out->name = vt->name;
+    out->domain = p->domain;
+    out->qualified_name = p->qnames[layer];
+    out->version_major = vt->version_major;
+    out->version_minor = vt->version_minor;
+    out->version_patch = vt->version_patch;
+    out->reserved = 0;
+    return NNM_OK;
+}
+
+_Static_assert(NNM_LAYER_INFO_DECLARED == NNM__LF_DECLARED && NNM_LAYER_INFO_PLAIN == NNM__LF_PLAIN &&
+                   NNM_LAYER_INFO_SHADOWED == NNM__LF_SHADOWED &&
+                   NNM_LAYER_INFO_BUILTIN == NNM__LF_BUILTIN,
+               "layer info flags");
+
 NNM_API nnm_status nnm_layer_find(nnm_ctx *ctx, const char *request, const nnm_layer_vtable **out) {
     if (out) *out = NULL;
     if (!ctx) return NNM_E_INVALID;

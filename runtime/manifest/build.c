@@ -233,7 +233,9 @@ static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *na
                           path, depth, levels, NNM_MANIFEST_DEFAULT_MAX_DEPTH);
     char range[48];
     snprintf(range, sizeof range, "^%u.%u", vt->version_major, vt->version_minor);
-    int pi = nnm__mf_plugin_index(mf, vt->name, range);
+    char type[160]; /* the plain name where it reaches this layer, else the qualified one */
+    nnm__registry_request_name(&ctx->reg, m->plugin, vt, type, sizeof type);
+    int pi = nnm__mf_plugin_index(mf, type, range, NULL);
     if (pi < 0) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
     nnm__mf_plugin *pl = &mf->plugins[pi];
     if (!pl->version[0]) {
@@ -247,15 +249,15 @@ static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *na
             return nnm__error(ctx, NNM_E_VERSION,
                               "%s: modules of type %s come from versions %u.x and %u.x; a manifest "
                               "names one range per type",
-                              path, vt->name, maj, vt->version_major);
+                              path, type, maj, vt->version_major);
         if (vt->version_minor < min) {
             free(pl->range);
             free(pl->request);
             pl->range = strdup(range);
-            size_t n = strlen(vt->name) + strlen(range) + 2;
+            size_t n = strlen(type) + strlen(range) + 2;
             pl->request = malloc(n);
             if (!pl->range || !pl->request) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
-            snprintf(pl->request, n, "%s@%s", vt->name, range);
+            snprintf(pl->request, n, "%s@%s", type, range);
         }
     }
     nnm__mf_module *rec = nnm__mf_add_module(mf, path);

@@ -52,6 +52,7 @@ NNM_API void nnm_manifest_free(nnm_manifest *mf) {
     for (uint32_t i = 0; i < mf->n_plugins; i++) {
         free(mf->plugins[i].name);
         free(mf->plugins[i].range);
+        free(mf->plugins[i].provider);
         free(mf->plugins[i].request);
     }
     free(mf->plugins);
@@ -93,7 +94,8 @@ nnm__mf_module *nnm__mf_add_module(nnm_manifest *mf, const char *path) {
     return m;
 }
 
-int nnm__mf_plugin_index(nnm_manifest *mf, const char *name, const char *range) {
+int nnm__mf_plugin_index(nnm_manifest *mf, const char *name, const char *range,
+                         const char *provider) {
     for (uint32_t i = 0; i < mf->n_plugins; i++)
         if (strcmp(mf->plugins[i].name, name) == 0) return (int)i;
     nnm__mf_plugin *p = realloc(mf->plugins, (mf->n_plugins + 1) * sizeof *p);
@@ -101,17 +103,19 @@ int nnm__mf_plugin_index(nnm_manifest *mf, const char *name, const char *range) 
     mf->plugins = p;
     nnm__mf_plugin *e = &p[mf->n_plugins];
     memset(e, 0, sizeof *e);
-    size_t n = strlen(name) + strlen(range) + 2;
+    size_t n = strlen(name) + strlen(range) + 3 + (provider ? strlen(provider) : 0);
     e->name = strdup(name);
     e->range = strdup(range);
+    e->provider = provider ? strdup(provider) : NULL;
     e->request = malloc(n);
-    if (!e->name || !e->range || !e->request) {
+    if (!e->name || !e->range || !e->request || (provider && !e->provider)) {
         free(e->name);
         free(e->range);
+        free(e->provider);
         free(e->request);
         return -1;
     }
-    snprintf(e->request, n, "%s@%s", name, range);
+    snprintf(e->request, n, "%s@%s%s%s", name, range, provider ? "#" : "", provider ? provider : "");
     return (int)mf->n_plugins++;
 }
 

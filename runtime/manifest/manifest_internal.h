@@ -59,7 +59,8 @@ static inline size_t nnm__path_index(char *buf, size_t cap, size_t len, uint64_t
 typedef struct nnm__mf_plugin {
     char *name;                   /* layer type, "linear" */
     char *range;                  /* "^1.0" */
-    char *request;                /* "linear@^1.0", what the registry resolves */
+    char *provider;               /* a pinned provider ("nnm_acme.so"); NULL when none */
+    char *request;                /* "linear@^1.0[#provider]", what the registry resolves */
     char version[48];             /* what it resolved to, "1.0.0" */
 } nnm__mf_plugin;
 
@@ -112,8 +113,10 @@ json_t *nnm__mf_config_to_doc(const nnm_config *cfg);
 /* Appends a module record (zeroed but for path); NULL on OOM. Its index is
  * mf->n_modules - 1. */
 nnm__mf_module *nnm__mf_add_module(nnm_manifest *mf, const char *path);
-/* Finds or adds a plugin entry; returns its index or -1 on OOM. */
-int nnm__mf_plugin_index(nnm_manifest *mf, const char *name, const char *range);
+/* Finds or adds a plugin entry (provider may be NULL: no pin); returns its
+ * index or -1 on OOM. */
+int nnm__mf_plugin_index(nnm_manifest *mf, const char *name, const char *range,
+                         const char *provider);
 /* An empty manifest bound to ctx; NULL on OOM. */
 nnm_manifest *nnm__mf_new(nnm_ctx *ctx, const char *base_dir);
 

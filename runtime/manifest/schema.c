@@ -63,15 +63,6 @@ static nnm_status only_keys(pass *p, const json_t *obj, const char *path,
     return NNM_OK;
 }
 
-static int ident(const char *s, int allow_upper) {
-    if (!*s) return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (!(islower(c) || isdigit(c) || c == '_' || (allow_upper && isupper(c)))) return 0;
-    }
-    return 1;
-}
-
 /* ---- config ------------------------------------------------------------- */
 
 static nnm_status list_value(pass *p, nnm_config *cfg, const char *key, const json_t *arr,
@@ -314,11 +305,40 @@ static nnm_status plugins(pass *p, const json_t *v) {
     char path[400];
     json_object_foreach((json_t *)v, k, r) {
         snprintf(path, sizeof path, "plugins.%s", k);
-        if (!ident(k, 0))
-            return fail(p->ctx, NNM_E_INVALID, "plugins", "'%s' is not a layer type name ([a-z0-9_])", k);
-        if (!json_is_string(r))
-            return fail(p->ctx, NNM_E_TYPE, path, "expected a version range string, got %s", kind(r));
-        int i = nnm__mf_plugin_index(mf, k, json_string_value(r));
+        nnm__version_req kreq;
+        if (strchr(k, '@') || strchr(k, '#') || nnm__version_req_parse(k, &kreq) != NNM_OK)
+            return fail(p->ctx, NNM_E_INVALID, "plugins",
+                        "'%s' is not a layer type name ([a-z0-9_], or domain.name)", k);
+        /* "^1.2", or {"version": "^1.2", "provider": "nnm_acme.so"} (a pin) */
+        const char *range = NULL, *provider = NULL;
+        if (json_is_object(r)) {
+            static const char *const pkeys[] = {"version", "provider", NULL};
+            nnm_status kst = only_keys(p, r, path, pkeys, "version, provider");
+            if (kst) return kst;
+            const json_t *ver = json_object_get(r, "version"), *prov = json_object_get(r, "provider");
+            char sub[480];
+            if (ver && !json_is_string(ver)) {
+                snprintf(sub, sizeof sub, "%s.version", path);
+                return fail(p->ctx, NNM_E_TYPE, sub, "expected a version range string, got %s",
+                            kind(ver));
+            }
+            if (prov && (!json_is_string(prov) || !json_string_value(prov)[0])) {
+                snprintf(sub, sizeof sub, "%s.provider", path);
+                return fail(p->ctx, NNM_E_TYPE, sub,
+                            "expected a non-empty string (a plugin file, its path, or a plugin "
+                            "name), got %s", json_is_string(prov) ? "\"\"" : kind(prov));
+            }
+            range = ver ? json_string_value(ver) : "*";
+            provider = prov ? json_string_value(prov) : NULL;
+        } else if (json_is_string(r)) {
+            range = json_string_value(r);
+        } else {
+            return fail(p->ctx, NNM_E_TYPE, path,
+                        "expected a version range string, got %s (a pinned provider is a map "
+                        "{version, provider})",
+                        kind(r));
+        }
+        int i = nnm__mf_plugin_index(mf, k, range, provider);
         if (i < 0) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
         nnm__mf_plugin *pl = &mf->plugins[i];
         nnm__plugin *owner;

@@ -82,8 +82,16 @@ json_t *nnm__mf_to_doc(const nnm_manifest *mf) {
     json_t *doc = json_object(), *pl = json_object();
     int bad = !doc || put(doc, "format", json_string(NNM__MF_FORMAT)) ||
               put(doc, "version", json_integer(NNM__MF_VERSION)) || put(doc, "plugins", pl);
-    for (uint32_t i = 0; !bad && i < mf->n_plugins; i++)
-        bad = put(pl, mf->plugins[i].name, json_string(mf->plugins[i].range));
+    for (uint32_t i = 0; !bad && i < mf->n_plugins; i++) {
+        const nnm__mf_plugin *e = &mf->plugins[i];
+        if (e->provider) { /* a pinned provider: {"version": ..., "provider": ...} */
+            json_t *pin = json_object();
+            bad = put(pl, e->name, pin) || put(pin, "version", json_string(e->range)) ||
+                  put(pin, "provider", json_string(e->provider));
+        } else {
+            bad = put(pl, e->name, json_string(e->range));
+        }
+    }
     if (!bad && mf->n_modules) bad = put(doc, "root", module_doc(mf, 0, 1));
     if (!bad && mf->weights_path) {
         json_t *w = json_object();
@@ -174,8 +182,17 @@ int nnm__mf_pack(const nnm_manifest *mf, msgpack_packer *pk) {
         pack_str(pk, "version") || msgpack_pack_int64(pk, NNM__MF_VERSION) ||
         pack_str(pk, "plugins") || msgpack_pack_map(pk, mf->n_plugins))
         return -1;
-    for (uint32_t i = 0; i < mf->n_plugins; i++)
-        if (pack_str(pk, mf->plugins[i].name) || pack_str(pk, mf->plugins[i].range)) return -1;
+    for (uint32_t i = 0; i < mf->n_plugins; i++) {
+        const nnm__mf_plugin *e = &mf->plugins[i];
+        if (pack_str(pk, e->name)) return -1;
+        if (e->provider) {
+            if (msgpack_pack_map(pk, 2) || pack_str(pk, "version") || pack_str(pk, e->range) ||
+                pack_str(pk, "provider") || pack_str(pk, e->provider))
+                return -1;
+        } else if (pack_str(pk, e->range)) {
+            return -1;
+        }
+    }
     if (mf->n_modules && (pack_str(pk, "root") || pack_module(pk, mf, 0, 1))) return -1;
     if (mf->weights_path) {
         if (pack_str(pk, "weights") || msgpack_pack_map(pk, 1 + (mf->weights_sha256 != NULL)) ||

@@ -32,7 +32,7 @@ const nnm_layer_vtable *const t_layers[] = {&t_layer};
 extern const nnm_plugin_desc t_desc_cxx;
 const nnm_plugin_desc t_desc_cxx = {
     sizeof(nnm_plugin_desc), NNM_ABI_MAJOR, NNM_ABI_MINOR, "abi_compile_test_cxx", nullptr,
-    1, 0, t_layers, nullptr, 0, 0, nullptr};
+    1, 0, t_layers, nullptr, 0, 0, nullptr, nullptr};
 
 NNM_PLUGIN_DEFINE(t_desc_cxx)
 

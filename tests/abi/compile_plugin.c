@@ -47,6 +47,6 @@ static const nnm_layer_vtable *const t_layers[] = {&t_layer};
 
 static const nnm_plugin_desc t_desc = {
     sizeof(nnm_plugin_desc), NNM_ABI_MAJOR, NNM_ABI_MINOR, "abi_compile_test", NULL,
-    1, 0, t_layers, NULL, 0, 0, NULL};
+    1, 0, t_layers, NULL, 0, 0, NULL, NULL};
 
 NNM_PLUGIN_DEFINE(t_desc)

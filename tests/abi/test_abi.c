@@ -57,7 +57,7 @@ static void test_env_and_desc(void) {
     SIZE(nnm_env, 16);
     OFF(nnm_env, struct_size, 0);
     OFF(nnm_env, host, 8);
-    SIZE(nnm_plugin_desc, 64); /* 48 through 1.2; 1.3 appends the comms */
+    SIZE(nnm_plugin_desc, 72); /* 48 through 1.2; 1.3 appends the comms, 1.5 the domain */
     OFF(nnm_plugin_desc, struct_size, 0);
     OFF(nnm_plugin_desc, abi_major, 4);
     OFF(nnm_plugin_desc, abi_minor, 6);
@@ -69,6 +69,7 @@ static void test_env_and_desc(void) {
     OFF(nnm_plugin_desc, backends, 40);
     OFF(nnm_plugin_desc, n_comms, 48);
     OFF(nnm_plugin_desc, comms, 56);
+    OFF(nnm_plugin_desc, domain, 64); /* 1.5 */
     CU_ASSERT_STRING_EQUAL(NNM_PLUGIN_ENTRY_SYMBOL, "nnm_plugin_entry");
 }
 

@@ -8,6 +8,9 @@
 #    only, and run the host on that file.
 # 6. cmake --install the example (plugin -> nnmod_PLUGIN_DIR); run the host
 #    with --discover.
+# 6b. A plugin written for nnmod 0.2 (find_package(nnmod 0.2)) configures,
+#    builds and loads beside nnmod's own gelu; find_package(nnmod_plugin 1.N)
+#    and pkg-config's nnmod-plugin answer by the plugin ABI.
 # 7. README.md's pkg-config command for applications, taken from README.md
 #    as written, builds a program that runs with no LD_LIBRARY_PATH.
 # Any failure stops with FATAL_ERROR (the test fails).
@@ -136,6 +139,78 @@ if(NOT EXISTS "${prefix}/${NNM_LIBDIR}/nnmod/plugins/example_swish.so")
   message(FATAL_ERROR "the example's install did not put its plugin in nnmod_PLUGIN_DIR")
 endif()
 run(host-discover COMMAND ${env} "${host}" --discover)
+
+# -- 6b. builds that keep building (issue 20) -------------------------------------
+# A plugin written for nnmod 0.2 asks for find_package(nnmod 0.2): it
+# configures (same plugin ABI major) and gets nnmod::headers only; linking
+# nnmod::nnmod under that request fails (the application API keeps its check).
+set(old_src "${NNM_SOURCE_DIR}/tests/names/old_plugin")
+set(old_build "${NNM_WORK_DIR}/old-plugin-build")
+set(_cfg_args -G "${NNM_GENERATOR}" "-DCMAKE_C_COMPILER=${NNM_C_COMPILER}"
+              "-DCMAKE_C_FLAGS=${NNM_C_FLAGS}" "-DCMAKE_BUILD_TYPE=${NNM_CONFIG}"
+              "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
+              -DCMAKE_FIND_USE_SYSTEM_PACKAGE_REGISTRY=OFF)
+run(old-plugin-configure COMMAND "${CMAKE_COMMAND}" -S "${old_src}" -B "${old_build}" ${_cfg_args})
+if(NOT RUN_OUTPUT MATCHES "answers the request for 0.2 as a plugin build")
+  message(FATAL_ERROR "find_package(nnmod 0.2) did not say it answered as a plugin build")
+endif()
+run(old-plugin-build COMMAND "${CMAKE_COMMAND}" --build "${old_build}" --config "${NNM_CONFIG}")
+file(GLOB_RECURSE _old_so "${old_build}/nnm_acme_old.so")
+if(NOT _old_so)
+  message(FATAL_ERROR "nnm_acme_old.so not built under ${old_build}")
+endif()
+list(GET _old_so 0 _old_so)
+get_filename_component(_old_dir "${_old_so}" DIRECTORY)
+execute_process(COMMAND "${CMAKE_COMMAND}" -S "${old_src}" -B "${NNM_WORK_DIR}/old-app-build"
+                        ${_cfg_args} -DAS_APPLICATION=ON
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+if(rc EQUAL 0 OR NOT out MATCHES "nnmod::nnmod")
+  message(FATAL_ERROR "an application asking for nnmod 0.2 configured against "
+                      "nnmod::nnmod of this release (${rc}):\n${out}")
+endif()
+# The plugin contract as a package of its own, versioned by the plugin ABI.
+set(pc_src "${NNM_WORK_DIR}/plugin-pkg")
+file(MAKE_DIRECTORY "${pc_src}")
+file(WRITE "${pc_src}/CMakeLists.txt" "cmake_minimum_required(VERSION 3.16)
+project(p LANGUAGES C)
+find_package(nnmod_plugin \${WANT} REQUIRED)
+if(NOT TARGET nnmod::headers OR TARGET nnmod::nnmod OR NOT EXISTS \"\${nnmod_plugin_PLUGIN_DIR}\")
+  message(FATAL_ERROR \"nnmod_plugin: wrong targets or plugin dir\")
+endif()
+message(STATUS \"nnmod_plugin \${nnmod_plugin_VERSION} for \${WANT}\")
+")
+foreach(want 1.0 1.2 1.5)
+  run(plugin-package-${want} COMMAND "${CMAKE_COMMAND}" -S "${pc_src}" -B "${pc_src}/b${want}"
+                                     ${_cfg_args} -DWANT=${want})
+endforeach()
+foreach(want 2.0 0.9 1.99)
+  execute_process(COMMAND "${CMAKE_COMMAND}" -S "${pc_src}" -B "${pc_src}/b${want}" ${_cfg_args}
+                          -DWANT=${want} RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
+  if(rc EQUAL 0)
+    message(FATAL_ERROR "find_package(nnmod_plugin ${want}) was accepted")
+  endif()
+endforeach()
+if(PKG_CONFIG)
+  run(pkg-config-plugin COMMAND ${pc} --cflags "nnmod-plugin >= 1.2")
+  run(pkg-config-plugin COMMAND ${pc} --modversion nnmod-plugin)
+  string(STRIP "${RUN_OUTPUT}" _abi)
+  if(NOT _abi MATCHES "^1\\.[0-9]+$")
+    message(FATAL_ERROR "nnmod-plugin.pc: version ${_abi} is not the plugin ABI")
+  endif()
+  execute_process(COMMAND ${pc} --exists "nnmod-plugin >= 2" RESULT_VARIABLE rc)
+  if(rc EQUAL 0)
+    message(FATAL_ERROR "pkg-config accepted nnmod-plugin >= 2")
+  endif()
+endif()
+# It loads beside nnmod's own gelu and layer_norm: the installed nnm lists
+# both, and the plain names stay nnmod's.
+run(old-plugin-list COMMAND ${env} "${prefix}/bin/nnm" plugins --plugins "${_old_dir}")
+foreach(_want "acme_old.gelu +1.0.0 +no plain name: nnmod's library has gelu"
+              "nnmod.gelu +1.0.0 +plain name: gelu" " 0 failed")
+  if(NOT RUN_OUTPUT MATCHES "${_want}")
+    message(FATAL_ERROR "nnm plugins: no line matching '${_want}'")
+  endif()
+endforeach()
 
 # -- 7. README.md's application line, as written ---------------------------------
 if(PKG_CONFIG)

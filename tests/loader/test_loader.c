@@ -93,8 +93,8 @@ static void test_request_parse(void) {
     static const char *const bad[] = {
         "",       "@1",       "x@",     "x@^",     "x@1.2.3.4", "x@abc",   "x@~",   "x@>=",
         "x@>1",   "x@<=1",    "x@^^1",  "x@1.2.3@", "x@1@2",    "X",       "x y",   "x-y",
-        "x.y",    "x@ 1",     "x@1 ",   "x@^-1",   "x@*1",      "x@v1",    "@",     "@*",
-        "x@01",
+        "x.Y",    "x@ 1",     "x@1 ",   "x@^-1",   "x@*1",      "x@v1",    "@",     "@*",
+        "x@01",   ".x",       "x.",     "x#",      "x@1#",      "x y.z",   "a.b@",  "#p",
         /* 64 characters: one too many for a name */
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     };
@@ -115,6 +115,20 @@ static void test_request_parse(void) {
             CU_FAIL("malformed request accepted");
         }
     }
+    /* Qualified names and pins (issue 20). */
+    nnm__version_req q;
+    CU_ASSERT_EQUAL_FATAL(nnm__version_req_parse("com.acme.gelu@^1.2#/x/nnm_a@b.so", &q), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(q.name, "gelu");
+    CU_ASSERT_STRING_EQUAL(q.domain, "com.acme");
+    CU_ASSERT_STRING_EQUAL(q.provider, "/x/nnm_a@b.so");
+    CU_ASSERT(q.op == NNM__REQ_CARET && q.v.major == 1 && q.v.minor == 2);
+    CU_ASSERT_EQUAL_FATAL(nnm__version_req_parse("My-Plugin.gelu", &q), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(q.domain, "My-Plugin"); /* a plugin name as implied domain */
+    CU_ASSERT_PTR_NULL(q.provider);
+    CU_ASSERT_EQUAL(q.op, NNM__REQ_ANY);
+    CU_ASSERT_EQUAL_FATAL(nnm__version_req_parse("gelu#acme", &q), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(q.domain, "");
+    CU_ASSERT_STRING_EQUAL(q.provider, "acme");
     /* 63 characters is the longest name. */
     char name63[64];
     memset(name63, 'a', 63);
@@ -470,43 +484,48 @@ static void test_missing_and_odd_paths(void) {
 }
 
 static void test_duplicate_layer(void) {
-    nnm__registry r;
-    nnm__registry_init(&r);
-    char err[1024];
-    nnm__plugin *a = NULL;
-    CU_ASSERT_EQUAL_FATAL(nnm__registry_load_file(&r, FX "nnm_good_a.so", &a, err, sizeof err),
-                          NNM_OK);
-    nnm_status st = nnm__registry_load_file(&r, FX "nnm_zdup.so", NULL, err, sizeof err);
-    CU_ASSERT_EQUAL(st, NNM_E_EXISTS);
+    /* The same (name, version) in two files: both load (a duplicate is no
+     * reason to lose a whole plugin), and asking for that version is refused
+     * naming both files, in either load order; a pin settles it. */
     char *pa = real(FX "nnm_good_a.so"), *pd = real(FX "nnm_zdup.so");
-    CU_ASSERT(strncmp(err, pd, strlen(pd)) == 0);
-    CU_ASSERT(contains(err, pa));
-    CU_ASSERT(contains(err, "'vlayer' 1.2.0"));
-    CU_ASSERT(contains(err, "already provided by"));
-    CU_ASSERT_EQUAL_FATAL(r.count, 2);
-    CU_ASSERT_EQUAL(r.items[0]->status, NNM_OK);
-    CU_ASSERT_EQUAL(r.items[1]->status, NNM_E_EXISTS);
-    CU_ASSERT_EQUAL(r.items[1]->abi_major, NNM_ABI_MAJOR);
-
-    /* The first provider stays in charge. */
-    const nnm_layer_vtable *vt;
-    nnm__plugin *owner;
-    CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@1.2.0", &vt, &owner, err, sizeof err),
-                    NNM_OK);
-    CU_ASSERT_PTR_EQUAL(owner, a);
-    CU_ASSERT_STRING_EQUAL(call_forward(vt), "vlayer 1.2.0 forward");
-
-    /* In the other order the duplicate wins and good_a is refused, naming both. */
-    nnm__registry_fini(&r);
-    nnm__registry_init(&r);
-    CU_ASSERT_EQUAL(nnm__registry_load_file(&r, FX "nnm_zdup.so", NULL, err, sizeof err), NNM_OK);
-    CU_ASSERT_EQUAL(nnm__registry_load_file(&r, FX "nnm_good_a.so", NULL, err, sizeof err),
-                    NNM_E_EXISTS);
-    CU_ASSERT(strncmp(err, pa, strlen(pa)) == 0);
-    CU_ASSERT(contains(err, pd));
+    for (int order = 0; order < 2; order++) {
+        nnm__registry r;
+        nnm__registry_init(&r);
+        char err[1024];
+        nnm__plugin *a = NULL, *d = NULL;
+        const char *first = order ? FX "nnm_zdup.so" : FX "nnm_good_a.so";
+        const char *second = order ? FX "nnm_good_a.so" : FX "nnm_zdup.so";
+        CU_ASSERT_EQUAL_FATAL(nnm__registry_load_file(&r, first, order ? &d : &a, err, sizeof err),
+                              NNM_OK);
+        CU_ASSERT_EQUAL_FATAL(nnm__registry_load_file(&r, second, order ? &a : &d, err, sizeof err),
+                              NNM_OK);
+        CU_ASSERT_EQUAL(r.count, 2);
+        const nnm_layer_vtable *vt;
+        nnm__plugin *owner;
+        CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@1.2.0", &vt, &owner, err, sizeof err),
+                        NNM_E_EXISTS);
+        CU_ASSERT(contains(err, "'vlayer@1.2.0' is ambiguous: layer 'vlayer' 1.2.0 is provided by "));
+        CU_ASSERT(contains(err, pa));
+        CU_ASSERT(contains(err, pd));
+        CU_ASSERT(contains(err, "pin a provider ('vlayer@1.2.0#"));
+        CU_ASSERT_PTR_NULL(vt);
+        /* Pinned, by file name or plugin name ("dup"). */
+        CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@1.2.0#nnm_good_a.so", &vt, &owner, err,
+                                                 sizeof err), NNM_OK);
+        CU_ASSERT_PTR_EQUAL(owner, a);
+        CU_ASSERT_STRING_EQUAL(call_forward(vt), "vlayer 1.2.0 forward");
+        CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@^1#dup", &vt, &owner, err, sizeof err),
+                        NNM_OK);
+        CU_ASSERT_PTR_EQUAL(owner, d);
+        /* A version only one file has is no ambiguity (good_a also has 1.0.0),
+         * and the highest of a range wins before ties are looked at. */
+        CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@1.0.0", &vt, &owner, err, sizeof err),
+                        NNM_OK);
+        CU_ASSERT_PTR_EQUAL(owner, a);
+        nnm__registry_fini(&r);
+    }
     free(pa);
     free(pd);
-    nnm__registry_fini(&r);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -593,7 +612,7 @@ static void check_fixture_dir_loaded(const nnm__registry *r) {
         if (p) check_broken(r, &g_broken[i], p->error, p);
     }
     const nnm__plugin *dup = find_record(r, "nnm_zdup.so");
-    CU_ASSERT(dup && dup->status == NNM_E_EXISTS);
+    CU_ASSERT(dup && dup->status == NNM_OK); /* a duplicate loads; requests decide */
     CU_ASSERT_PTR_NULL(find_record(r, "README.txt"));
     CU_ASSERT_PTR_NULL(find_record(r, "nnm_subdir.so"));
 }
@@ -605,7 +624,7 @@ static void test_load_dir_mixed(void) {
     uint32_t n = 99;
     CU_ASSERT_EQUAL_FATAL(nnm__registry_load_dir(&r, NNM_TEST_FIXTURE_DIR, &n, err, sizeof err),
                           NNM_OK);
-    CU_ASSERT_EQUAL(n, N_GOOD);
+    CU_ASSERT_EQUAL(n, N_GOOD + 1);
     CU_ASSERT_EQUAL(r.count, N_FIXTURE_FILES);
     CU_ASSERT(err[0] != '\0'); /* the first failure, for the caller's log */
     check_fixture_dir_loaded(&r);
@@ -616,6 +635,8 @@ static void test_load_dir_mixed(void) {
     /* Good plugins in a mixed dir work. */
     const nnm_layer_vtable *vt;
     CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@~1.2", &vt, NULL, err, sizeof err),
+                    NNM_E_EXISTS); /* good_a's and zdup's 1.2.0 */
+    CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@~1.2#good_a", &vt, NULL, err, sizeof err),
                     NNM_OK);
     CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "oldlayer", &vt, NULL, err, sizeof err), NNM_OK);
     CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "newlayer", &vt, NULL, err, sizeof err), NNM_OK);
@@ -626,7 +647,7 @@ static void test_load_dir_mixed(void) {
     /* Scanning again loads nothing twice (trailing slash too). */
     CU_ASSERT_EQUAL(
         nnm__registry_load_dir(&r, NNM_TEST_FIXTURE_DIR "/", &n, err, sizeof err), NNM_OK);
-    CU_ASSERT_EQUAL(n, N_GOOD);
+    CU_ASSERT_EQUAL(n, N_GOOD + 1);
     CU_ASSERT_EQUAL(r.count, N_FIXTURE_FILES);
     check_fixture_dir_loaded(&r);
 
@@ -686,7 +707,7 @@ static void test_dedupe(void) {
     /* A symlinked directory scans into the same records. */
     uint32_t n = 0;
     CU_ASSERT_EQUAL(nnm__registry_load_dir(&r, dirsym, &n, err, sizeof err), NNM_OK);
-    CU_ASSERT_EQUAL(n, N_GOOD);
+    CU_ASSERT_EQUAL(n, N_GOOD + 1);
     CU_ASSERT_EQUAL(r.count, N_FIXTURE_FILES);
     CU_ASSERT_PTR_EQUAL(find_record(&r, "nnm_good_a.so"), p1);
     nnm__registry_fini(&r);
@@ -757,9 +778,16 @@ static void test_register_static(void) {
 
     load_good(&r);
     CU_ASSERT_EQUAL(nnm__registry_register_static(&r, &g_st_dup, "app2", err, sizeof err),
+                    NNM_OK);
+    CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@2", NULL, NULL, err, sizeof err),
+                    NNM_E_INVALID); /* vt is required */
+    const nnm_layer_vtable *dvt = NULL;
+    CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@2", &dvt, NULL, err, sizeof err),
                     NNM_E_EXISTS);
-    CU_ASSERT(contains(err, "app2: layer 'vlayer' 2.0.0 is already provided by"));
+    CU_ASSERT(contains(err, "app2"));
     CU_ASSERT(contains(err, "nnm_good_b.so"));
+    CU_ASSERT_EQUAL(nnm__registry_find_layer(&r, "vlayer@2#app2", &dvt, NULL, err, sizeof err),
+                    NNM_OK);
     CU_ASSERT_EQUAL(nnm__registry_register_static(&r, NULL, "x", err, sizeof err), NNM_E_INVALID);
     nnm__registry_fini(&r);
 }
@@ -936,10 +964,11 @@ static void test_discover(void) {
                     NNM_OK);
     nnm__registry_fini(&r);
 
-    /* The beside dir comes before the installed dir; each is scanned once. */
+    /* With a plugin dir beside the loader, the installed dir is not scanned:
+     * a library uses the plugins shipped with it, never another copy. */
     nnm__registry_init(&r);
     nnm__registry_discover(&r, "", NNM_TEST_FIXTURE_DIR);
-    CU_ASSERT_EQUAL(r.count, N_FIXTURE_FILES + 1);
+    CU_ASSERT_EQUAL(r.count, 1);
     CU_ASSERT_PTR_EQUAL(r.items[0], find_record(&r, "nnm_beside.so"));
     nnm__registry_fini(&r);
 

@@ -133,16 +133,30 @@ class Context:
 
     def plugins(self):
         """Every plugin record (loaded or failed) as dicts: path, name, status,
-        error, abi, n_layers, n_backends."""
+        error, abi, n_layers, n_backends, and layers: one dict per layer with
+        name, domain, qualified_name ("acme.gelu"), version (a tuple) and
+        plain (True when the plain name reaches it; docs/abi.md, Names)."""
         res = []
         with self.lock:
             for i in range(L.nnm_plugin_count(self._h)):
                 info = L.PluginInfo(sizeof(L.PluginInfo))
                 self.check(L.nnm_plugin_info_get(self._h, i, byref(info)))
+                layers = []
+                has_layer_info = getattr(L, "nnm_plugin_layer_info", None) is not None
+                for j in range(info.n_layers if info.status == 0 and has_layer_info else 0):
+                    li = L.LayerInfo(sizeof(L.LayerInfo))
+                    if L.nnm_plugin_layer_info(self._h, i, j, byref(li)) != 0:
+                        continue
+                    layers.append({"name": _decode(li.name), "domain": _decode(li.domain),
+                                   "qualified_name": _decode(li.qualified_name),
+                                   "version": (li.version_major, li.version_minor,
+                                               li.version_patch),
+                                   "plain": bool(li.flags & 2)})
                 res.append({"path": _decode(info.path), "name": _decode(info.name),
                             "status": info.status, "error": _decode(info.error),
                             "abi": (info.abi_major, info.abi_minor),
-                            "n_layers": info.n_layers, "n_backends": info.n_backends})
+                            "n_layers": info.n_layers, "n_backends": info.n_backends,
+                            "layers": layers})
         return res
 
     def stats(self):

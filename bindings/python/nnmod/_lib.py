@@ -149,6 +149,13 @@ class PluginInfo(Structure):
                 ("live_modules", c_uint32)]
 
 
+class LayerInfo(Structure):
+    _fields_ = [("struct_size", c_uint32), ("flags", c_uint32), ("name", c_char_p),
+                ("domain", c_char_p), ("qualified_name", c_char_p),
+                ("version_major", c_uint32), ("version_minor", c_uint32),
+                ("version_patch", c_uint32), ("reserved", c_uint32)]
+
+
 class CtxStats(Structure):
     _fields_ = [("struct_size", c_uint32), ("reserved", c_uint32), ("heap_allocs", c_uint64),
                 ("cache_hits", c_uint64), ("bytes_cached", c_uint64),
@@ -201,6 +208,7 @@ _fn("nnm_plugin_load", st, P, c_char_p)
 _fn("nnm_plugin_load_dir", st, P, c_char_p, POINTER(c_uint32))
 _fn("nnm_plugin_count", c_uint32, P)
 _fn("nnm_plugin_info_get", st, P, c_uint32, POINTER(PluginInfo))
+_fn("nnm_plugin_layer_info", st, P, c_uint32, c_uint32, POINTER(LayerInfo), optional=True)
 _fn("nnm_layer_find", st, P, c_char_p, POINTER(POINTER(LayerVtableHead)))
 # tensors
 _fn("nnm_tensor_new", st, P, Device, DType, c_int32, POINTER(c_int64), PP)

@@ -12,7 +12,7 @@ STRUCTS = {"nnm_tensor_desc": L.TensorDesc, "nnm_dlpack_tensor": L.DLPackTensor,
            "nnm_ctx_options": L.CtxOptions, "nnm_sgd_options": L.SGDOptions,
            "nnm_adam_options": L.AdamOptions, "nnm_load_report": L.LoadReport,
            "nnm_st_entry": L.STEntry, "nnm_kv": L.KV, "nnm_plugin_info": L.PluginInfo,
-           "nnm_ctx_stats": L.CtxStats, "nnm_device": L.Device, "nnm_dtype": L.DType}
+           "nnm_ctx_stats": L.CtxStats, "nnm_layer_info": L.LayerInfo, "nnm_device": L.Device, "nnm_dtype": L.DType}
 
 
 def test_dlpack_layouts():

@@ -271,3 +271,13 @@ def test_load_state_dict_error_carries_the_report(ctx, mlp_path):
         m.load_state_dict({"fc1.weight": np.zeros((8, 4), np.float32)})
     assert e.value.missing_keys == ["fc1.bias", "fc2.weight", "fc2.bias"]
     del m, e
+
+
+def test_plugins_list_layers_with_qualified_names(ctx):
+    # docs/abi.md, "Names": nnmod's own layers are domain "nnmod" and keep
+    # the plain names.
+    plugins = [p for p in ctx.plugins() if p["status"] == 0]
+    layers = {(l["qualified_name"], l["version"][0]): l for p in plugins for l in p["layers"]}
+    relu = layers[("nnmod.relu", 1)]
+    assert relu["name"] == "relu" and relu["domain"] == "nnmod" and relu["plain"]
+    assert all(len(p["layers"]) == p["n_layers"] for p in plugins)

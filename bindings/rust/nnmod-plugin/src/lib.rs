@@ -588,9 +588,15 @@ macro_rules! __count {
 /// Defines the plugin: its descriptor and the exported `nnm_plugin_entry`.
 ///
 /// `plugin!(name: c"my_plugin", layers: [LayerA, LayerB]);`
+///
+/// Optional, in this order after `layers`: `description: c"..."`, and
+/// `domain: c"acme"` (ABI 1.5): the domain that qualifies the layer names
+/// (`acme.layer_a`), so that no other provider's names collide with them
+/// (docs/abi.md, "Names"). Without one, the plugin name is the domain and
+/// the plain names work where nnmod's own library has no layer of that name.
 #[macro_export]
 macro_rules! plugin {
-    (name: $name:expr, layers: [$($layer:ty),+ $(,)?] $(, description: $desc:expr)? $(,)?) => {
+    (name: $name:expr, layers: [$($layer:ty),+ $(,)?] $(, description: $desc:expr)? $(, domain: $dom:expr)? $(,)?) => {
         const _: () = {
             use $crate::sys as __sys;
             const __N: usize = $crate::__count!($($layer),+);
@@ -620,6 +626,13 @@ macro_rules! plugin {
                 n_comms: 0,
                 reserved_13: 0,
                 comms: ::std::ptr::null(),
+                // ABI 1.5: the layers' domain (NULL: none)
+                domain: {
+                    #[allow(unused_mut, unused_assignments)]
+                    let mut d: *const ::std::os::raw::c_char = ::std::ptr::null();
+                    $( let s: &'static ::std::ffi::CStr = $dom; d = s.as_ptr(); )?
+                    d
+                },
             });
 
             /// The one symbol the runtime looks up: the descriptor for a

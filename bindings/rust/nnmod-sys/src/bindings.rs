@@ -14,8 +14,13 @@ pub const NNM_CONFIG_REQUIRED: u32 = 1;
 pub const NNM_LAYER_CONTAINER: u32 = 1;
 pub const NNM_ARITY_ANY: i32 = -1;
 pub const NNM_BACKEND_OPS_1_3: u32 = 1;
+pub const NNM_DOMAIN_NNMOD: &[u8; 6usize] = b"nnmod\0";
 pub const NNM_PLUGIN_ENTRY_SYMBOL: &[u8; 17usize] = b"nnm_plugin_entry\0";
 pub const NNM_CTX_NO_DISCOVERY: u32 = 1;
+pub const NNM_LAYER_INFO_DECLARED: u32 = 1;
+pub const NNM_LAYER_INFO_PLAIN: u32 = 2;
+pub const NNM_LAYER_INFO_SHADOWED: u32 = 4;
+pub const NNM_LAYER_INFO_BUILTIN: u32 = 8;
 pub const NNM_DEVICE_META: u32 = 7169396;
 pub const NNM_NAME_MAX: u32 = 1023;
 pub const NNM_COMM_DEFAULT_TIMEOUT_S: f64 = 300.0;
@@ -7597,12 +7602,13 @@ pub struct nnm_plugin_desc {
     pub n_comms: u32,
     pub reserved_13: u32,
     pub comms: *const *const nnm_comm_vtable,
+    pub domain: *const ::std::os::raw::c_char,
 }
 #[test]
 fn bindgen_test_layout_nnm_plugin_desc() {
     assert_eq!(
         ::std::mem::size_of::<nnm_plugin_desc>(),
-        64usize,
+        72usize,
         concat!("Size of: ", stringify!(nnm_plugin_desc))
     );
     assert_eq!(
@@ -7814,6 +7820,23 @@ fn bindgen_test_layout_nnm_plugin_desc() {
         );
     }
     test_field_comms();
+    fn test_field_domain() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_plugin_desc>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).domain) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_plugin_desc),
+                "::",
+                stringify!(domain)
+            )
+        );
+    }
+    test_field_domain();
 }
 pub type nnm_plugin_entry_fn = ::std::option::Option<
     unsafe extern "C" fn(host_abi_major: u16, host_abi_minor: u16) -> *const nnm_plugin_desc,
@@ -8351,6 +8374,193 @@ extern "C" {
         ctx: *const nnm_ctx,
         index: u32,
         out: *mut nnm_plugin_info,
+    ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_layer_info {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub name: *const ::std::os::raw::c_char,
+    pub domain: *const ::std::os::raw::c_char,
+    pub qualified_name: *const ::std::os::raw::c_char,
+    pub version_major: u32,
+    pub version_minor: u32,
+    pub version_patch: u32,
+    pub reserved: u32,
+}
+#[test]
+fn bindgen_test_layout_nnm_layer_info() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_layer_info>(),
+        48usize,
+        concat!("Size of: ", stringify!(nnm_layer_info))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_layer_info>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_layer_info))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_name() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).name) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(name)
+            )
+        );
+    }
+    test_field_name();
+    fn test_field_domain() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).domain) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(domain)
+            )
+        );
+    }
+    test_field_domain();
+    fn test_field_qualified_name() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).qualified_name) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(qualified_name)
+            )
+        );
+    }
+    test_field_qualified_name();
+    fn test_field_version_major() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).version_major) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(version_major)
+            )
+        );
+    }
+    test_field_version_major();
+    fn test_field_version_minor() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).version_minor) as usize - ptr as usize
+            },
+            36usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(version_minor)
+            )
+        );
+    }
+    test_field_version_minor();
+    fn test_field_version_patch() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).version_patch) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(version_patch)
+            )
+        );
+    }
+    test_field_version_patch();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            44usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_info),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+}
+extern "C" {
+    pub fn nnm_plugin_layer_info(
+        ctx: *const nnm_ctx,
+        plugin: u32,
+        layer: u32,
+        out: *mut nnm_layer_info,
     ) -> nnm_status;
 }
 extern "C" {

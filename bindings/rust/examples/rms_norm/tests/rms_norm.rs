@@ -5,19 +5,43 @@ use std::path::PathBuf;
 
 use nnmod::{Config, Context, ContextOptions, Module, Tensor};
 
-/// target/<profile>/librms_norm.so, beside this test's deps/ directory.
-/// `cargo test` builds the crate as an rlib for the tests but does not
-/// rebuild the cdylib: run `cargo build` first (bindings/rust/run_tests.sh
-/// does), and this refuses a .so older than the plugin's source.
+/// The rms_norm cdylib: target/<profile>/librms_norm.so, beside this test's
+/// deps/ directory, when `cargo build` made it and it is not older than the
+/// plugin's source (bindings/rust/run_tests.sh builds first). `cargo test`
+/// alone builds the crate as an rlib only, so otherwise the test builds the
+/// cdylib itself, into a target directory of its own (cargo holds this one's
+/// lock while the tests run): `cargo test --offline` passes on its own.
 fn plugin_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let p = dir.join("librms_norm.so");
-    assert!(p.exists(), "{} is missing: run `cargo build` first", p.display());
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs");
-    let (so_t, src_t) = (p.metadata().unwrap().modified().unwrap(), src.metadata().unwrap().modified().unwrap());
-    assert!(so_t >= src_t, "{} is older than src/lib.rs: run `cargo build` first", p.display());
-    p
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let src = manifest.join("src/lib.rs");
+        let p = dir.join("librms_norm.so");
+        let mtime = |f: &std::path::Path| f.metadata().and_then(|m| m.modified()).ok();
+        if let (Some(so_t), Some(src_t)) = (mtime(&p), mtime(&src)) {
+            if so_t >= src_t {
+                return p;
+            }
+        }
+        let profile = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let target = dir.parent().unwrap().join("rms_norm_cdylib");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "--offline", "--lib", "-p", "rms_norm", "--target-dir"])
+            .arg(&target)
+            .current_dir(&manifest)
+            .env_remove("LD_PRELOAD"); // sanitizer runtimes are for the tests, not for rustc
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cannot run cargo to build the rms_norm cdylib");
+        assert!(st.success(), "cargo build of the rms_norm cdylib failed ({st})");
+        let built = target.join(&profile).join("librms_norm.so");
+        assert!(built.exists(), "{} is missing after cargo build", built.display());
+        built
+    })
+    .clone()
 }
 
 // The entry symbol the plugin! macro defines, linked from the rlib: the
