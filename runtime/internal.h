@@ -386,7 +386,14 @@ size_t nnm__utf8_invalid_at(const void *s, size_t len);
 static inline int nnm__utf8_valid(const void *s, size_t len) {
     return nnm__utf8_invalid_at(s, len) == len;
 }
-/* Copies s into buf (cap > 4) for quoting in a message: control bytes as '?',
+/* A name a module, parameter or buffer may have, as PyTorch allows: any
+ * non-empty valid UTF-8 without '.' and without control characters (C0,
+ * DEL, C1: U+0080..U+009F). torchvision names children "block1-0". */
+int nnm__name_valid(const char *s);
+/* The rule in words, for messages. */
+#define NNM__NAME_RULE "a name is non-empty UTF-8 without '.' and control characters"
+/* Copies s into buf (cap > 4) for quoting in a message: control characters
+ * (C0, DEL, C1) as '?',
  * "..." when cut, never in the middle of a UTF-8 sequence. Returns buf. */
 const char *nnm__show(const char *s, char *buf, size_t cap);
 /* The same for a path, keeping its tail (the file name) when cut. */

@@ -290,8 +290,10 @@ NNM_API void nnm_module_release(nnm_module *m);
 /* Appends `child` under `name` (NULL: its index, "0", "1", ...). The parent
  * takes its own reference. `child` must have no parent yet (NNM_E_STATE:
  * attaching one module in two places is sharing, which only
- * nnm_module_set_child does, on purpose); names are [A-Za-z0-9_] and unique
- * among siblings. */
+ * nnm_module_set_child does, on purpose). A name is any non-empty UTF-8
+ * text without '.' and without control characters (C0, DEL, C1), as PyTorch
+ * allows ("block1-0", "my head"), unique among the module's children,
+ * parameters and buffers; else NNM_E_INVALID (NNM_E_EXISTS when taken). */
 NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nnm_module *child);
 /* model.name = child: replaces the child called `name` in place (same
  * position among the children, as PyTorch keeps a reassigned key's place),

@@ -4,7 +4,8 @@
  *
  * module_list holds children under the names "0", "1", ...
  * (nnm_module_add_child with a NULL name); module_dict under the names they
- * were added with ([A-Za-z0-9_], unique). Either way their parameters are
+ * were added with (any name the runtime takes: non-empty, no '.', no
+ * control characters; unique). Either way their parameters are
  * named like PyTorch's ("layers.0.weight", "heads.cls.bias"). Like their
  * PyTorch counterparts they have no forward: calling one fails with
  * NNM_E_UNSUPPORTED; call the children instead (nnm_module_get, or a graph

@@ -2,7 +2,8 @@
  *
  *   conv1d           (Conv1d)           x [N, C_in, L]    or [C_in, L]
  *   conv2d           (Conv2d)           x [N, C_in, H, W] or [C_in, H, W]
- *   conv_transpose2d (ConvTranspose2d)  x [N, C_in, H, W] or [C_in, H, W]
+ *   conv3d           (Conv3d)           x [N, C_in, D, H, W] or [C_in, D, H, W]
+ *   conv_transpose1d/2d/3d (ConvTranspose1d/2d/3d), inputs as above
  *
  * Config (PyTorch's constructor arguments and defaults; "int or tuple" keys
  * take an integer or a list of one integer per spatial dim):
@@ -12,11 +13,14 @@
  *   padding = 0                int or tuple; conv1d/conv2d also "valid" (0)
  *                              and "same" (stride 1 only; an uneven total
  *                              puts the extra zero after, as PyTorch)
- *   output_padding = 0         int or tuple (conv_transpose2d)
+ *   output_padding = 0         int or tuple (conv_transpose*)
  *   groups = 1                 divides both channel counts (groups ==
  *                              in_channels: depthwise)
  *   bias = true
- *   padding_mode = "zeros"     the only mode (others: NNM_E_UNSUPPORTED)
+ *   padding_mode = "zeros"     or (conv1d/2d/3d) "reflect", "replicate",
+ *                              "circular": the input is padded with
+ *                              op_index_select (ABI 1.5) and convolved
+ *                              without padding, as PyTorch does
  * Parameters (PyTorch's state_dict names and init, kaiming_uniform_(a=sqrt(5))
  * = U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weight and the bias):
  *   weight [out, in / groups, *kernel]  (transposed: [in, out / groups, *kernel])
@@ -30,20 +34,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum conv_kind { CONV_1D, CONV_2D, CONV_T2D };
+enum conv_kind { CONV_1D, CONV_2D, CONV_3D, CONV_T1D, CONV_T2D, CONV_T3D };
+
+enum conv_pad_mode { PAD_ZEROS, PAD_REFLECT, PAD_REPLICATE, PAD_CIRCULAR };
+static const char *const conv_pad_modes[] = {"zeros", "reflect", "replicate", "circular"};
 
 typedef struct conv_state {
     int kind;
     int32_t ns;                 /* spatial dims */
     int64_t in_channels, out_channels, groups;
-    int64_t kernel[2], stride[2], padding[2], dilation[2], output_padding[2];
+    int64_t kernel[3], stride[3], padding[3], dilation[3], output_padding[3];
+    int pad_mode;               /* enum conv_pad_mode */
+    int transposed;
     const char *padding_str;    /* "same" / "valid", or NULL for numbers */
     int bias;
     nnm_conv_params p;          /* what forward hands to op_conv */
     nnm_tensor *weight, *b;     /* borrowed: owned by the module */
 } conv_state;
 
-static const char *const conv_names[] = {"conv1d", "conv2d", "conv_transpose2d"};
+static const char *const conv_names[] = {"conv1d",           "conv2d",           "conv3d",
+                                         "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"};
 
 /* Largest channel count or kernel size accepted (keeps products far from overflow). */
 #define CONV_MAX_DIM ((int64_t)1 << 24)
@@ -66,7 +76,7 @@ static nnm_status conv_read_padding(nnm_env *env, conv_state *s, const char *lay
         const char *v = NULL;
         nnm_status st = h->config_str(env, "padding", NULL, &v);
         if (st) return st;
-        if (s->kind == CONV_T2D)
+        if (s->transposed)
             return h->set_error(env, NNM_E_INVALID, "%s: padding must be an int or a tuple, got \"%.32s\"",
                                 layer, v);
         if (strcmp(v, "valid") == 0) {
@@ -95,7 +105,8 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
     conv_state s;
     memset(&s, 0, sizeof s);
     s.kind = kind;
-    s.ns = kind == CONV_1D ? 1 : 2;
+    s.transposed = kind >= CONV_T1D;
+    s.ns = (kind % 3) + 1;
     const size_t n = (size_t)s.ns;
     const int64_t one = 1, zero = 0;
     const int yes = 1;
@@ -109,7 +120,7 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
         (st = h->config_int(env, "groups", &one, &s.groups)) || (st = h->config_bool(env, "bias", &yes, &s.bias)) ||
         (st = h->config_str(env, "padding_mode", "zeros", &mode)) || (st = conv_read_padding(env, &s, layer)))
         return st;
-    if (kind == CONV_T2D && (st = h->config_int_or_ints(env, "output_padding", &zero, s.output_padding, n)))
+    if (s.transposed && (st = h->config_int_or_ints(env, "output_padding", &zero, s.output_padding, n)))
         return st;
     if ((st = conv_positive(env, layer, "in_channels", &s.in_channels, 1, 1)) ||
         (st = conv_positive(env, layer, "out_channels", &s.out_channels, 1, 1)) ||
@@ -119,20 +130,30 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
         (st = conv_positive(env, layer, "output_padding", s.output_padding, s.ns, 0)) ||
         (st = conv_positive(env, layer, "groups", &s.groups, 1, 1)))
         return st;
-    if (strcmp(mode, "zeros") != 0)
-        return h->set_error(env, NNM_E_UNSUPPORTED, "%s: padding_mode \"%.32s\" is not supported (only \"zeros\")",
+    s.pad_mode = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(mode, conv_pad_modes[i]) == 0) s.pad_mode = i;
+    if (s.pad_mode < 0)
+        return h->set_error(env, NNM_E_INVALID,
+                            "%s: padding_mode must be one of \"zeros\", \"reflect\", \"replicate\" or \"circular\", "
+                            "got \"%.32s\"",
+                            layer, mode);
+    if (s.transposed && s.pad_mode != PAD_ZEROS)
+        return h->set_error(env, NNM_E_INVALID, "%s: only \"zeros\" padding mode is supported", layer);
+    if (s.pad_mode != PAD_ZEROS && !NNM_HOST_HAS(h, op_index_select))
+        return h->set_error(env, NNM_E_VERSION, "%s: padding_mode \"%s\" needs a host of ABI 1.5 (op_index_select)",
                             layer, mode);
     if (s.in_channels % s.groups) return h->set_error(env, NNM_E_INVALID, "%s: in_channels must be divisible by groups", layer);
     if (s.out_channels % s.groups)
         return h->set_error(env, NNM_E_INVALID, "%s: out_channels must be divisible by groups", layer);
-    for (int32_t i = 0; kind == CONV_T2D && i < s.ns; i++)
+    for (int32_t i = 0; s.transposed && i < s.ns; i++)
         if (s.output_padding[i] >= s.stride[i] && s.output_padding[i] >= s.dilation[i])
             return h->set_error(env, NNM_E_INVALID, "%s: output padding must be smaller than either stride or dilation",
                                 layer);
     s.p.struct_size = sizeof s.p;
     s.p.n_spatial = s.ns;
     s.p.groups = (int32_t)s.groups;
-    s.p.transposed = kind == CONV_T2D;
+    s.p.transposed = s.transposed;
     for (int32_t i = 0; i < s.ns; i++) {
         s.p.stride[i] = s.stride[i];
         s.p.dilation[i] = s.dilation[i];
@@ -148,10 +169,10 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
         }
     }
     /* parameters: PyTorch's shapes and default init */
-    int64_t wshape[4];
+    int64_t wshape[5];
     int64_t kprod = 1;
     for (int32_t i = 0; i < s.ns; i++) kprod *= s.kernel[i];
-    if (kind == CONV_T2D) {
+    if (s.transposed) {
         wshape[0] = s.in_channels;
         wshape[1] = s.out_channels / s.groups;
     } else {
@@ -177,9 +198,64 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
 
 static nnm_status conv1d_create(nnm_env *env, void **self) { return conv_new(env, CONV_1D, self); }
 static nnm_status conv2d_create(nnm_env *env, void **self) { return conv_new(env, CONV_2D, self); }
+static nnm_status conv3d_create(nnm_env *env, void **self) { return conv_new(env, CONV_3D, self); }
+static nnm_status conv_t1d_create(nnm_env *env, void **self) { return conv_new(env, CONV_T1D, self); }
 static nnm_status conv_t2d_create(nnm_env *env, void **self) { return conv_new(env, CONV_T2D, self); }
+static nnm_status conv_t3d_create(nnm_env *env, void **self) { return conv_new(env, CONV_T3D, self); }
 
 static void conv_destroy(void *self) { free(self); }
+
+/* *out = x [N, C, *spatial] padded by s->p.padding / padding_end per
+ * spatial dim in s->pad_mode (reflect, replicate, circular), as F.pad:
+ * op_index_select with the reflected / clamped / wrapped indices, so the
+ * gradient is index_add (PyTorch's). */
+static nnm_status conv_pad_input(nnm_env *env, const conv_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+    nnm_tensor *cur = x;
+    h->tensor_retain(cur);
+    nnm_status st = NNM_OK;
+    for (int32_t i = 0; i < s->ns && !st; i++) {
+        const int64_t n = h->tensor_desc(cur)->shape[2 + i], b = s->p.padding[i], a = s->p.padding_end[i];
+        if (!a && !b) continue;
+        if ((s->pad_mode == PAD_REFLECT && (b >= n || a >= n)) || (s->pad_mode == PAD_CIRCULAR && (b > n || a > n))) {
+            st = h->set_error(env, NNM_E_SHAPE,
+                              "%s: padding (%lld, %lld) is too large for spatial dim %d of size %lld with padding_mode "
+                              "\"%s\"",
+                              conv_names[s->kind], (long long)b, (long long)a, (int)i, (long long)n,
+                              conv_pad_modes[s->pad_mode]);
+            break;
+        }
+        const int64_t m = n + a + b;
+        int64_t *idx = malloc((size_t)m * sizeof *idx);
+        if (!idx) {
+            st = h->set_error(env, NNM_E_NOMEM, "%s: out of memory", conv_names[s->kind]);
+            break;
+        }
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t k = j - b;
+            if (s->pad_mode == PAD_REFLECT)
+                idx[j] = k < 0 ? -k : k >= n ? 2 * (n - 1) - k : k;
+            else if (s->pad_mode == PAD_REPLICATE)
+                idx[j] = k < 0 ? 0 : k >= n ? n - 1 : k;
+            else
+                idx[j] = ((k % n) + n) % n;
+        }
+        nnm_tensor *it = NULL, *y = NULL;
+        st = h->tensor_from_host(env, 1, &m, i64, idx, &it);
+        free(idx);
+        if (!st) st = h->op_index_select(env, cur, 2 + i, it, &y);
+        h->tensor_release(it);
+        h->tensor_release(cur);
+        cur = y;
+    }
+    if (st) {
+        h->tensor_release(cur);
+        return st;
+    }
+    *out = cur;
+    return NNM_OK;
+}
 
 static nnm_status conv_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                                uint32_t n_out) {
@@ -197,13 +273,39 @@ static nnm_status conv_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
     if (c != s->in_channels)
         return h->set_error(env, NNM_E_SHAPE, "%s: expected input with %lld channels, got %lld", layer,
                             (long long)s->in_channels, (long long)c);
-    if (d->ndim == batched) return h->op_conv(env, in[0], s->weight, s->b, &s->p, out);
+    if (d->ndim == batched && s->pad_mode == PAD_ZEROS) return h->op_conv(env, in[0], s->weight, s->b, &s->p, out);
     /* unbatched: as PyTorch, add the batch dim and take it off again */
-    int64_t shape[4] = {1};
-    for (int32_t i = 0; i < d->ndim; i++) shape[1 + i] = d->shape[i];
+    int64_t shape[5] = {1};
     nnm_tensor *x = NULL, *y = NULL;
-    nnm_status st = h->op_reshape(env, in[0], batched, shape, &x);
-    if (!st) st = h->op_conv(env, x, s->weight, s->b, &s->p, &y);
+    nnm_status st;
+    if (d->ndim == batched) {
+        h->tensor_retain(in[0]);
+        x = in[0];
+        st = NNM_OK;
+    } else {
+        for (int32_t i = 0; i < d->ndim; i++) shape[1 + i] = d->shape[i];
+        st = h->op_reshape(env, in[0], batched, shape, &x);
+    }
+    if (!st && s->pad_mode != PAD_ZEROS) {
+        /* F.pad(x, padding, mode) then a convolution without padding */
+        nnm_tensor *px = NULL;
+        st = conv_pad_input(env, s, x, &px);
+        h->tensor_release(x);
+        x = px;
+        if (!st) {
+            nnm_conv_params p0 = s->p;
+            memset(p0.padding, 0, sizeof p0.padding);
+            memset(p0.padding_end, 0, sizeof p0.padding_end);
+            if (d->ndim == batched) {
+                st = h->op_conv(env, x, s->weight, s->b, &p0, out);
+                h->tensor_release(x);
+                return st;
+            }
+            st = h->op_conv(env, x, s->weight, s->b, &p0, &y);
+        }
+    } else if (!st) {
+        st = h->op_conv(env, x, s->weight, s->b, &s->p, &y);
+    }
     if (!st) {
         const nnm_tensor_desc *yd = h->tensor_desc(y);
         st = h->op_reshape(env, y, unbatched, yd->shape + 1, out);
@@ -216,7 +318,8 @@ static nnm_status conv_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
 /* "(3, 3)" or "(3,)" as Python prints a tuple. */
 static int conv_tuple(char *buf, size_t cap, const int64_t *v, int32_t n) {
     if (n == 1) return snprintf(buf, cap, "(%lld,)", (long long)v[0]);
-    return snprintf(buf, cap, "(%lld, %lld)", (long long)v[0], (long long)v[1]);
+    if (n == 2) return snprintf(buf, cap, "(%lld, %lld)", (long long)v[0], (long long)v[1]);
+    return snprintf(buf, cap, "(%lld, %lld, %lld)", (long long)v[0], (long long)v[1], (long long)v[2]);
 }
 
 static int conv_all(const int64_t *v, int32_t n, int64_t x) {
@@ -249,7 +352,8 @@ static int conv_extra_repr(void *self, char *buf, size_t cap) {
         n += (size_t)snprintf(out + n, sizeof out - n, ", output_padding=%s", t);
     }
     if (s->groups != 1) n += (size_t)snprintf(out + n, sizeof out - n, ", groups=%lld", (long long)s->groups);
-    if (!s->bias) snprintf(out + n, sizeof out - n, ", bias=False");
+    if (!s->bias) n += (size_t)snprintf(out + n, sizeof out - n, ", bias=False");
+    if (s->pad_mode != PAD_ZEROS) snprintf(out + n, sizeof out - n, ", padding_mode=%s", conv_pad_modes[s->pad_mode]);
     return snprintf(buf, cap, "%s", out);
 }
 
@@ -261,7 +365,7 @@ static int conv_extra_repr(void *self, char *buf, size_t cap) {
         {"dilation", NNM_CONFIG_INT_OR_INTS, 0, "int or tuple, default 1"},                           \
         {"groups", NNM_CONFIG_INT, 0, "blocked connections, default 1"},                              \
         {"bias", NNM_CONFIG_BOOL, 0, "learnable bias, default true"},                                 \
-        {"padding_mode", NNM_CONFIG_STR, 0, "\"zeros\" (the only mode)"}
+        {"padding_mode", NNM_CONFIG_STR, 0, "\"zeros\" (default), \"reflect\", \"replicate\", \"circular\""}
 
 static const nnm_config_field conv_config[] = {
     CONV_COMMON_FIELDS,
@@ -294,17 +398,21 @@ static const nnm_config_field conv_t_config[] = {
 
 CONV_LAYER(conv1d_layer, "conv1d", "Conv1d", conv1d_create, conv_config);
 CONV_LAYER(conv2d_layer, "conv2d", "Conv2d", conv2d_create, conv_config);
+CONV_LAYER(conv3d_layer, "conv3d", "Conv3d", conv3d_create, conv_config);
+CONV_LAYER(conv_t1d_layer, "conv_transpose1d", "ConvTranspose1d", conv_t1d_create, conv_t_config);
 CONV_LAYER(conv_t2d_layer, "conv_transpose2d", "ConvTranspose2d", conv_t2d_create, conv_t_config);
+CONV_LAYER(conv_t3d_layer, "conv_transpose3d", "ConvTranspose3d", conv_t3d_create, conv_t_config);
 
-static const nnm_layer_vtable *const conv_layers[] = {&conv1d_layer, &conv2d_layer, &conv_t2d_layer};
+static const nnm_layer_vtable *const conv_layers[] = {&conv1d_layer,   &conv2d_layer,   &conv3d_layer,
+                                                      &conv_t1d_layer, &conv_t2d_layer, &conv_t3d_layer};
 
 static const nnm_plugin_desc conv_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "conv",
-    .description = "Convolutions (torch.nn.Conv1d, Conv2d, ConvTranspose2d) over op_conv",
-    .n_layers = 3,
+    .description = "Convolutions (torch.nn.Conv1d/2d/3d, ConvTranspose1d/2d/3d) over op_conv",
+    .n_layers = sizeof conv_layers / sizeof conv_layers[0],
     .layers = conv_layers,
 };
 

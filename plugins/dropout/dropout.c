@@ -1,6 +1,9 @@
-/* plugins/dropout/dropout.c - the "dropout" and "dropout2d" layers
- * (torch.nn.Dropout, torch.nn.Dropout2d), and "stochastic_depth"
- * (torchvision.ops.StochasticDepth, below).
+/* plugins/dropout/dropout.c - the "dropout", "dropout1d", "dropout2d",
+ * "dropout3d" and "alpha_dropout" layers (torch.nn.Dropout, Dropout1d/2d/3d,
+ * AlphaDropout), and "stochastic_depth" (torchvision.ops.StochasticDepth,
+ * below). dropout1d/3d draw per channel of a 3-d/5-d input (per channel of
+ * an unbatched 2-d/4-d one), as PyTorch 1.13; alpha_dropout keeps the
+ * self-normalising statistics (see alpha_dropout_forward).
  *
  * Config (PyTorch's names and defaults):
  *   p        float, default 0.5, in [0, 1]: the probability of a zero
@@ -29,9 +32,11 @@
 
 #include "layer_util.h"
 
+enum dropout_kind { DROP_PLAIN, DROP_2D, DROP_1D, DROP_3D, DROP_ALPHA };
+
 typedef struct dropout_state {
     double p;
-    int channels; /* dropout2d */
+    int channels; /* enum dropout_kind */
     int inplace;
 } dropout_state;
 
@@ -63,11 +68,52 @@ static nnm_status dropout_new(nnm_env *env, int channels, void **self) {
 }
 
 static nnm_status dropout_create(nnm_env *env, void **self) {
-    return dropout_new(env, 0, self);
+    return dropout_new(env, DROP_PLAIN, self);
 }
 
 static nnm_status dropout2d_create(nnm_env *env, void **self) {
-    return dropout_new(env, 1, self);
+    return dropout_new(env, DROP_2D, self);
+}
+
+static nnm_status dropout1d_create(nnm_env *env, void **self) {
+    return dropout_new(env, DROP_1D, self);
+}
+
+static nnm_status dropout3d_create(nnm_env *env, void **self) {
+    return dropout_new(env, DROP_3D, self);
+}
+
+static nnm_status alpha_dropout_create(nnm_env *env, void **self) {
+    return dropout_new(env, DROP_ALPHA, self);
+}
+
+/* F.alpha_dropout (training, 0 < p < 1): with a Bernoulli(1 - p) keep mask m
+ * and alpha' = 1.7580993408473766 (SELU's -scale * alpha),
+ * a = ((alpha'^2 p + 1)(1 - p))^-1/2:
+ *   out = x * (m * a) + (m - 1) * alpha' * a + alpha' * a * p
+ * (ATen's _dropout_impl), so kept elements are a * x + alpha' a p and dropped
+ * ones the SELU saturation value, affinely corrected. */
+static nnm_status alpha_dropout_forward(nnm_env *env, const dropout_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    const nnm_tensor_desc *d = h->tensor_desc(x);
+    const double alpha = 1.7580993408473766, p = s->p;
+    const double a = 1.0 / sqrt((alpha * alpha * p + 1.0) * (1.0 - p));
+    nnm_tensor *m = NULL, *ma = NULL, *xm = NULL, *b = NULL;
+    nnm_status st = h->op_rand(env, NNM_RAND_BERNOULLI, 1.0 - p, 1.0, d->ndim, d->shape, &m);
+    if (!st) st = h->op_unary(env, NNM_UNARY_SCALE, m, a, &ma);
+    if (!st) st = h->op_binary(env, NNM_BINARY_MUL, x, ma, &xm);
+    if (!st) { /* b = m * alpha a - alpha a + alpha a p */
+        nnm_tensor *t = NULL;
+        st = h->op_unary(env, NNM_UNARY_SCALE, m, alpha * a, &t);
+        if (!st) st = h->op_unary(env, NNM_UNARY_ADD_SCALAR, t, alpha * a * p - alpha * a, &b);
+        h->tensor_release(t);
+    }
+    if (!st) st = h->op_binary(env, NNM_BINARY_ADD, xm, b, out);
+    h->tensor_release(m);
+    h->tensor_release(ma);
+    h->tensor_release(xm);
+    h->tensor_release(b);
+    return st;
 }
 
 static void dropout_destroy(void *self) {
@@ -86,17 +132,35 @@ static nnm_status dropout_forward(nnm_env *env, void *self, nnm_tensor *const *i
     const nnm_tensor_desc *d = h->tensor_desc(in[0]);
     if (!nnm_lu_is_f32(d))
         return h->set_error(env, NNM_E_DTYPE, "dropout takes f32 tensors");
-    if (s->channels && d->ndim < 2)
+    if (s->channels == DROP_2D && d->ndim < 2)
         return h->set_error(env, NNM_E_SHAPE,
                             "dropout2d needs at least 2 dims (N, C, ...), got %d", (int)d->ndim);
-    if (!h->is_training(env) || s->p == 0.0) {
+    if (s->channels == DROP_1D && d->ndim != 2 && d->ndim != 3)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "dropout1d: Expected 2D or 3D input, but received a %dD input", (int)d->ndim);
+    if (s->channels == DROP_3D && d->ndim != 4 && d->ndim != 5)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "dropout3d: Expected 4D or 5D input, but received a %dD input", (int)d->ndim);
+    if (!h->is_training(env) || s->p == 0.0 || nnm_lu_numel(d) == 0) {
         h->tensor_retain(in[0]);
         out[0] = in[0];
         return NNM_OK;
     }
+    if (s->channels == DROP_ALPHA && s->p < 1.0)
+        return alpha_dropout_forward(env, s, in[0], &out[0]);
+    /* one draw per element, or per (sample, channel): dims from the first
+     * spatial one on are 1 (dropout1d/3d on an unbatched input: per channel,
+     * dim 0) */
+    int32_t first_spatial = d->ndim;
+    if (s->channels == DROP_2D)
+        first_spatial = 2;
+    else if (s->channels == DROP_1D)
+        first_spatial = d->ndim == 3 ? 2 : 1;
+    else if (s->channels == DROP_3D)
+        first_spatial = d->ndim == 5 ? 2 : 1;
     int64_t shape[NNM_MAX_DIMS];
     for (int32_t i = 0; i < d->ndim; i++)
-        shape[i] = (s->channels && i >= 2) ? 1 : d->shape[i];
+        shape[i] = i >= first_spatial ? 1 : d->shape[i];
     nnm_tensor *mask = NULL;
     nnm_status st;
     if (s->p >= 1.0)
@@ -266,17 +330,20 @@ static const nnm_config_field dropout_config[] = {
 
 DROPOUT_VTABLE(dropout_layer, "dropout", "Dropout", dropout_create)
 DROPOUT_VTABLE(dropout2d_layer, "dropout2d", "Dropout2d", dropout2d_create)
+DROPOUT_VTABLE(dropout1d_layer, "dropout1d", "Dropout1d", dropout1d_create)
+DROPOUT_VTABLE(dropout3d_layer, "dropout3d", "Dropout3d", dropout3d_create)
+DROPOUT_VTABLE(alpha_dropout_layer, "alpha_dropout", "AlphaDropout", alpha_dropout_create)
 
-static const nnm_layer_vtable *const dropout_layers[] = {&dropout_layer, &dropout2d_layer,
-                                                         &sd_layer};
+static const nnm_layer_vtable *const dropout_layers[] = {
+    &dropout_layer, &dropout2d_layer, &sd_layer, &dropout1d_layer, &dropout3d_layer, &alpha_dropout_layer};
 
 static const nnm_plugin_desc dropout_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "dropout",
-    .description = "Dropout, Dropout2d (torch.nn) and StochasticDepth (torchvision.ops), masks "
-                   "from the call context's generator",
+    .description = "Dropout, Dropout1d/2d/3d, AlphaDropout (torch.nn) and StochasticDepth "
+                   "(torchvision.ops), masks from the call context's generator",
     .n_layers = sizeof dropout_layers / sizeof dropout_layers[0],
     .n_backends = 0,
     .layers = dropout_layers,

@@ -3,6 +3,7 @@
  *
  *   batch_norm1d (BatchNorm1d)  x [N, C] or [N, C, L]
  *   batch_norm2d (BatchNorm2d)  x [N, C, H, W]
+ *   batch_norm3d (BatchNorm3d)  x [N, C, D, H, W]
  *       num_features (required), eps = 1e-5, momentum = 0.1 (the string
  *       "none" / "None" for PyTorch's None: a cumulative moving average),
  *       affine = true, track_running_stats = true
@@ -18,6 +19,16 @@
  *                               eps = 1e-5, elementwise_affine = true
  *   group_norm (GroupNorm)      num_groups, num_channels (required),
  *                               eps = 1e-5, affine = true
+ *   instance_norm1d/2d/3d (InstanceNorm1d/2d/3d)  x [N, C, *] or [C, *]
+ *       num_features (required), eps = 1e-5, momentum = 0.1, affine = false,
+ *       track_running_stats = false: each (sample, channel) normalised over
+ *       its spatial dims; with track_running_stats the running statistics are
+ *       the batch-norm update averaged over the samples, as F.instance_norm
+ *       (num_batches_tracked is declared, as PyTorch's, and never counted)
+ *   local_response_norm (LocalResponseNorm)  size (required), alpha = 1e-4,
+ *       beta = 0.75, k = 1.0: x / (k + alpha * avg_c(x^2))^beta over a
+ *       window of `size` channels, as F.local_response_norm (zero padding,
+ *       average pooling)
  *
  * Batch norm is the host's fused op_batch_norm (ABI 1.4: one backend
  * kernel, one autograd node) where the host and the device's backend have
@@ -35,7 +46,10 @@
 
 #include "layer_util.h"
 
-enum norm_kind { NORM_BN1D, NORM_BN2D, NORM_LN, NORM_GN };
+enum norm_kind { NORM_BN1D, NORM_BN2D, NORM_LN, NORM_GN, NORM_BN3D, NORM_IN1D, NORM_IN2D, NORM_IN3D, NORM_LRN };
+
+#define NORM_IS_BN(k) ((k) == NORM_BN1D || (k) == NORM_BN2D || (k) == NORM_BN3D)
+#define NORM_IS_IN(k) ((k) == NORM_IN1D || (k) == NORM_IN2D || (k) == NORM_IN3D)
 
 typedef struct norm_state {
     int kind;
@@ -45,11 +59,16 @@ typedef struct norm_state {
     size_t n_shape;
     double eps, momentum;
     int momentum_none, affine, track;
+    int64_t lrn_size;               /* LRN: size; alpha, beta in eps/momentum's place */
+    double alpha, beta, k;
+    int alpha_int, beta_int, k_int;
     nnm_tensor *weight, *bias;      /* borrowed; NULL without affine */
     nnm_tensor *running_mean, *running_var, *num_batches; /* borrowed; NULL without tracking */
 } norm_state;
 
-static const char *const norm_names[] = {"batch_norm1d", "batch_norm2d", "layer_norm", "group_norm"};
+static const char *const norm_names[] = {"batch_norm1d",    "batch_norm2d",    "layer_norm",
+                                         "group_norm",      "batch_norm3d",    "instance_norm1d",
+                                         "instance_norm2d", "instance_norm3d", "local_response_norm"};
 
 #define NORM_MAX_FEATURES ((int64_t)1 << 30)
 
@@ -82,15 +101,39 @@ static nnm_status norm_new(nnm_env *env, int kind, void **self) {
     const int yes = 1;
     nnm_status st;
     const char *layer = norm_names[kind];
+    if (kind == NORM_LRN) {
+        const double alpha = 1e-4, beta = 0.75, k = 1.0;
+        int32_t t = 0;
+        if ((st = h->config_int(env, "size", NULL, &s.lrn_size)) || (st = h->config_float(env, "alpha", &alpha, &s.alpha)) ||
+            (st = h->config_float(env, "beta", &beta, &s.beta)) || (st = h->config_float(env, "k", &k, &s.k)))
+            return st;
+        if (s.lrn_size < 1 || s.lrn_size > NORM_MAX_FEATURES)
+            return h->set_error(env, NNM_E_INVALID, "local_response_norm: size must be >= 1, got %lld",
+                                (long long)s.lrn_size);
+        s.alpha_int = h->config_type(env, "alpha", &t) == NNM_OK && t == NNM_CONFIG_INT;
+        s.beta_int = h->config_type(env, "beta", &t) == NNM_OK && t == NNM_CONFIG_INT;
+        s.k_int = h->config_type(env, "k", &t) == NNM_OK && t == NNM_CONFIG_INT;
+        norm_state *p = malloc(sizeof *p);
+        if (!p) return h->set_error(env, NNM_E_NOMEM, "%s: out of memory", layer);
+        *p = s;
+        *self = p;
+        return NNM_OK;
+    }
     if ((st = h->config_float(env, "eps", &eps, &s.eps))) return st;
     if (!(s.eps >= 0)) return h->set_error(env, NNM_E_INVALID, "%s: eps must be >= 0", layer);
     int64_t pshape[NNM_MAX_DIMS];
     int32_t pnd = 1;
-    if (kind == NORM_BN1D || kind == NORM_BN2D) {
+    if (NORM_IS_BN(kind) || NORM_IS_IN(kind)) {
+        /* InstanceNorm's defaults: affine and track_running_stats false */
+        const int dflt = NORM_IS_BN(kind);
         if ((st = h->config_int(env, "num_features", NULL, &s.features)) || (st = norm_read_momentum(env, &s)) ||
-            (st = h->config_bool(env, "affine", &yes, &s.affine)) ||
-            (st = h->config_bool(env, "track_running_stats", &yes, &s.track)))
+            (st = h->config_bool(env, "affine", &dflt, &s.affine)) ||
+            (st = h->config_bool(env, "track_running_stats", &dflt, &s.track)))
             return st;
+        (void)yes;
+        if (NORM_IS_IN(kind) && s.momentum_none)
+            return h->set_error(env, NNM_E_INVALID, "%s: momentum must be a number (instance norm has no cumulative average)",
+                                layer);
         pshape[0] = s.features;
     } else if (kind == NORM_GN) {
         if ((st = h->config_int(env, "num_groups", NULL, &s.groups)) ||
@@ -144,6 +187,11 @@ static nnm_status norm_new(nnm_env *env, int kind, void **self) {
 }
 
 static nnm_status bn1d_create(nnm_env *env, void **self) { return norm_new(env, NORM_BN1D, self); }
+static nnm_status bn3d_create(nnm_env *env, void **self) { return norm_new(env, NORM_BN3D, self); }
+static nnm_status in1d_create(nnm_env *env, void **self) { return norm_new(env, NORM_IN1D, self); }
+static nnm_status in2d_create(nnm_env *env, void **self) { return norm_new(env, NORM_IN2D, self); }
+static nnm_status in3d_create(nnm_env *env, void **self) { return norm_new(env, NORM_IN3D, self); }
+static nnm_status lrn_create(nnm_env *env, void **self) { return norm_new(env, NORM_LRN, self); }
 static nnm_status bn2d_create(nnm_env *env, void **self) { return norm_new(env, NORM_BN2D, self); }
 static nnm_status ln_create(nnm_env *env, void **self) { return norm_new(env, NORM_LN, self); }
 static nnm_status gn_create(nnm_env *env, void **self) { return norm_new(env, NORM_GN, self); }
@@ -151,7 +199,7 @@ static void norm_destroy(void *self) { free(self); }
 
 /* The references a forward holds, released together. */
 typedef struct norm_tmp {
-    nnm_tensor *t[16];
+    nnm_tensor *t[24];
     int n;
 } norm_tmp;
 
@@ -249,9 +297,9 @@ static nnm_status bn_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, n
     const nnm_host *h = env->host;
     const char *layer = norm_names[s->kind];
     const nnm_tensor_desc *d = h->tensor_desc(x);
-    if (s->kind == NORM_BN1D ? (d->ndim != 2 && d->ndim != 3) : d->ndim != 4)
+    if (s->kind == NORM_BN1D ? (d->ndim != 2 && d->ndim != 3) : d->ndim != (s->kind == NORM_BN2D ? 4 : 5))
         return h->set_error(env, NNM_E_SHAPE, "%s: expected %s input, got %dD", layer,
-                            s->kind == NORM_BN1D ? "2D or 3D" : "4D", (int)d->ndim);
+                            s->kind == NORM_BN1D ? "2D or 3D" : s->kind == NORM_BN2D ? "4D" : "5D", (int)d->ndim);
     if (d->shape[1] != s->features)
         return h->set_error(env, NNM_E_SHAPE, "%s: expected %lld channels (num_features), got %lld", layer,
                             (long long)s->features, (long long)d->shape[1]);
@@ -362,6 +410,144 @@ static nnm_status gn_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, n
     return st;
 }
 
+/* F.instance_norm: x [N, C, *] (or [C, *], unbatched) normalised per
+ * (sample, channel) over the spatial dims with the instance's statistics
+ * (training, or without running statistics), else with the running ones;
+ * training with running statistics updates them with the batch-norm rule
+ * applied per instance and averaged over the samples. */
+static nnm_status in_forward(nnm_env *env, const norm_state *s, nnm_tensor *x0, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    const char *layer = norm_names[s->kind];
+    const nnm_tensor_desc *d0 = h->tensor_desc(x0);
+    const int32_t ns = s->kind - NORM_IN1D + 1;
+    if (d0->ndim != ns + 1 && d0->ndim != ns + 2)
+        return h->set_error(env, NNM_E_SHAPE, "%s: expected %dD or %dD input, got %dD", layer, (int)ns + 1,
+                            (int)ns + 2, (int)d0->ndim);
+    norm_tmp k = {{0}, 0};
+    nnm_status st = NNM_OK;
+    nnm_tensor *x = x0, *y = NULL, *yb = NULL;
+    const int unbatched = d0->ndim == ns + 1;
+    int64_t shape[NNM_MAX_DIMS];
+    if (unbatched) {
+        shape[0] = 1;
+        for (int32_t i = 0; i < d0->ndim; i++) shape[1 + i] = d0->shape[i];
+        nnm_tensor **xb = norm_slot(&k);
+        if ((st = h->op_reshape(env, x0, d0->ndim + 1, shape, xb))) goto done;
+        x = *xb;
+    }
+    const nnm_tensor_desc *d = h->tensor_desc(x);
+    const int32_t nd = d->ndim;
+    if (d->shape[1] != s->features && (s->affine || s->track)) {
+        st = h->set_error(env, NNM_E_SHAPE, "%s: expected input's size at dim=%d to match num_features (%lld), got %lld",
+                          layer, unbatched ? 0 : 1, (long long)s->features, (long long)d->shape[1]);
+        goto done;
+    }
+    const int training = h->is_training(env);
+    const int use_input = training || !s->track;
+    int32_t dims[NNM_MAX_DIMS];
+    int64_t count = 1;
+    for (int32_t i = 2; i < nd; i++) {
+        dims[i - 2] = i;
+        count *= d->shape[i];
+    }
+    if (use_input && count == 1) {
+        st = h->set_error(env, NNM_E_SHAPE, "%s: expected more than 1 spatial element when training, got input %s",
+                          layer, nnm_lu_shape_str(d0, (char[128]){0}, 128));
+        goto done;
+    }
+    if (use_input) {
+        nnm_tensor *mean = NULL, *var = NULL;
+        if ((st = norm_batch(env, &k, x, dims, (uint32_t)(nd - 2), s->eps, &yb, &mean, &var))) goto done;
+        if (training && s->track && count > 0) {
+            /* PyTorch's _InstanceNorm never counts num_batches_tracked */
+            nnm_tensor **mm = norm_slot(&k), **vm = norm_slot(&k), **mc = norm_slot(&k), **vc = norm_slot(&k);
+            const int64_t cshape[1] = {s->features};
+            const int32_t dim0 = 0;
+            if ((st = h->op_reduce(env, NNM_REDUCE_MEAN, mean, &dim0, 1, 0, mm)) ||
+                (st = h->op_reduce(env, NNM_REDUCE_MEAN, var, &dim0, 1, 0, vm)) ||
+                (st = h->op_reshape(env, *mm, 1, cshape, mc)) || (st = h->op_reshape(env, *vm, 1, cshape, vc)))
+                goto done;
+            const double f = s->momentum;
+            const double unbias = (double)count / (double)(count - 1);
+            if ((st = h->op_update(env, s->running_mean, *mc, 1.0 - f, f)) ||
+                (st = h->op_update(env, s->running_var, *vc, 1.0 - f, f * unbias)))
+                goto done;
+        }
+    } else {
+        nnm_tensor **mv = norm_slot(&k), **vv = norm_slot(&k), **xc = norm_slot(&k), **ve = norm_slot(&k),
+                   **inv = norm_slot(&k);
+        if ((st = norm_channel_view(env, s->running_mean, s->features, nd, mv)) ||
+            (st = norm_channel_view(env, s->running_var, s->features, nd, vv)) ||
+            (st = h->op_binary(env, NNM_BINARY_SUB, x, *mv, xc)) ||
+            (st = h->op_unary(env, NNM_UNARY_ADD_SCALAR, *vv, s->eps, ve)) ||
+            (st = h->op_unary(env, NNM_UNARY_POW, *ve, -0.5, inv)) || (st = h->op_binary(env, NNM_BINARY_MUL, *xc, *inv, &yb)))
+            goto done;
+    }
+    st = norm_affine(env, &k, s, yb, nd, unbatched ? &y : out);
+    yb = NULL; /* norm_affine took it */
+    if (!st && unbatched) {
+        st = h->op_reshape(env, y, d0->ndim, d0->shape, out);
+        h->tensor_release(y);
+        y = NULL;
+    }
+done:
+    h->tensor_release(yb);
+    h->tensor_release(y);
+    norm_tmp_release(h, &k);
+    return st;
+}
+
+/* F.local_response_norm: x / (k + alpha * avg over `size` channels of x^2)^beta,
+ * the average taken over the zero-padded channel window (size // 2 before,
+ * (size - 1) // 2 after) with a divisor of size. */
+static nnm_status lrn_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    const nnm_tensor_desc *d = h->tensor_desc(x);
+    if (d->ndim < 3)
+        return h->set_error(env, NNM_E_SHAPE, "local_response_norm: expected 3D or higher dimensionality input (got %d dimensions)",
+                            (int)d->ndim);
+    if (nnm_lu_numel(d) == 0) {
+        h->tensor_retain(x);
+        *out = x;
+        return NNM_OK;
+    }
+    norm_tmp k = {{0}, 0};
+    const int64_t n = d->shape[0], c = d->shape[1], l = nnm_lu_numel(d) / (n * c);
+    const int64_t before = s->lrn_size / 2, after = (s->lrn_size - 1) / 2;
+    int64_t v4[4] = {n, 1, c, l}, zb[4] = {n, 1, before, l}, za[4] = {n, 1, after, l};
+    nnm_tensor **sq = norm_slot(&k), **sq4 = norm_slot(&k), **z0 = norm_slot(&k), **z1 = norm_slot(&k),
+               **cat = norm_slot(&k), **pooled = norm_slot(&k), **div = norm_slot(&k), **t1 = norm_slot(&k),
+               **t2 = norm_slot(&k), **t3 = norm_slot(&k);
+    nnm_status st;
+    if ((st = h->op_binary(env, NNM_BINARY_MUL, x, x, sq)) || (st = h->op_reshape(env, *sq, 4, v4, sq4)) ||
+        (before && (st = h->op_full(env, 4, zb, 0.0, z0))) || (after && (st = h->op_full(env, 4, za, 0.0, z1))))
+        goto done;
+    nnm_tensor *parts[3];
+    uint32_t np = 0;
+    if (before) parts[np++] = *z0;
+    parts[np++] = *sq4;
+    if (after) parts[np++] = *z1;
+    nnm_pool_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.op = NNM_POOL_AVG;
+    p.n_spatial = 2;
+    p.count_include_pad = 1;
+    p.kernel[0] = s->lrn_size;
+    p.kernel[1] = 1;
+    p.stride[0] = p.stride[1] = p.dilation[0] = p.dilation[1] = 1;
+    if ((st = h->op_concat(env, parts, np, 2, cat)) || (st = h->op_pool(env, *cat, &p, pooled)) ||
+        (st = h->op_reshape(env, *pooled, d->ndim, d->shape, div)) ||
+        (st = h->op_unary(env, NNM_UNARY_SCALE, *div, s->alpha, t1)) ||
+        (st = h->op_unary(env, NNM_UNARY_ADD_SCALAR, *t1, s->k, t2)) ||
+        (st = h->op_unary(env, NNM_UNARY_POW, *t2, s->beta, t3)))
+        goto done;
+    st = h->op_binary(env, NNM_BINARY_DIV, x, *t3, out);
+done:
+    norm_tmp_release(h, &k);
+    return st;
+}
+
 static nnm_status norm_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                                uint32_t n_out) {
     const nnm_host *h = env->host;
@@ -371,6 +557,10 @@ static nnm_status norm_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
     switch (s->kind) {
     case NORM_LN: return ln_forward(env, s, in[0], out);
     case NORM_GN: return gn_forward(env, s, in[0], out);
+    case NORM_IN1D:
+    case NORM_IN2D:
+    case NORM_IN3D: return in_forward(env, s, in[0], out);
+    case NORM_LRN: return lrn_forward(env, s, in[0], out);
     default: return bn_forward(env, s, in[0], out);
     }
 }
@@ -391,6 +581,16 @@ static int norm_extra_repr(void *self, char *buf, size_t cap) {
     case NORM_GN:
         return snprintf(buf, cap, "%lld, %lld, eps=%s, affine=%s", (long long)s->groups, (long long)s->features, eps,
                         tf[s->affine != 0]);
+    case NORM_LRN: {
+        char a[40], b[40], kk[40];
+        if (s->alpha_int) snprintf(a, sizeof a, "%lld", (long long)s->alpha);
+        else nnm_lu_pyfloat(a, sizeof a, s->alpha);
+        if (s->beta_int) snprintf(b, sizeof b, "%lld", (long long)s->beta);
+        else nnm_lu_pyfloat(b, sizeof b, s->beta);
+        if (s->k_int) snprintf(kk, sizeof kk, "%lld", (long long)s->k);
+        else nnm_lu_pyfloat(kk, sizeof kk, s->k);
+        return snprintf(buf, cap, "%lld, alpha=%s, beta=%s, k=%s", (long long)s->lrn_size, a, b, kk);
+    }
     default:
         if (s->momentum_none) snprintf(mom, sizeof mom, "None");
         else nnm_lu_pyfloat(mom, sizeof mom, s->momentum);
@@ -405,6 +605,19 @@ static const nnm_config_field bn_config[] = {
     {"momentum", NNM_CONFIG_ANY, 0, "running-stats factor, default 0.1; \"none\": cumulative average"},
     {"affine", NNM_CONFIG_BOOL, 0, "learnable weight and bias, default true"},
     {"track_running_stats", NNM_CONFIG_BOOL, 0, "keep running mean/var, default true"},
+};
+static const nnm_config_field in_config[] = {
+    {"num_features", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "C of the input [N, C, ...]"},
+    {"eps", NNM_CONFIG_FLOAT, 0, "added to the variance, default 1e-5"},
+    {"momentum", NNM_CONFIG_ANY, 0, "running-stats factor, default 0.1; \"none\": cumulative average"},
+    {"affine", NNM_CONFIG_BOOL, 0, "learnable weight and bias, default false"},
+    {"track_running_stats", NNM_CONFIG_BOOL, 0, "keep running mean/var, default false"},
+};
+static const nnm_config_field lrn_config[] = {
+    {"size", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "channels in the window"},
+    {"alpha", NNM_CONFIG_FLOAT, 0, "multiplicative factor, default 1e-4"},
+    {"beta", NNM_CONFIG_FLOAT, 0, "exponent, default 0.75"},
+    {"k", NNM_CONFIG_FLOAT, 0, "additive factor, default 1.0"},
 };
 static const nnm_config_field ln_config[] = {
     {"normalized_shape", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "trailing dims to normalise over"},
@@ -439,16 +652,22 @@ NORM_LAYER(bn1d_layer, "batch_norm1d", "BatchNorm1d", bn1d_create, bn_config);
 NORM_LAYER(bn2d_layer, "batch_norm2d", "BatchNorm2d", bn2d_create, bn_config);
 NORM_LAYER(ln_layer, "layer_norm", "LayerNorm", ln_create, ln_config);
 NORM_LAYER(gn_layer, "group_norm", "GroupNorm", gn_create, gn_config);
+NORM_LAYER(bn3d_layer, "batch_norm3d", "BatchNorm3d", bn3d_create, bn_config);
+NORM_LAYER(in1d_layer, "instance_norm1d", "InstanceNorm1d", in1d_create, in_config);
+NORM_LAYER(in2d_layer, "instance_norm2d", "InstanceNorm2d", in2d_create, in_config);
+NORM_LAYER(in3d_layer, "instance_norm3d", "InstanceNorm3d", in3d_create, in_config);
+NORM_LAYER(lrn_layer, "local_response_norm", "LocalResponseNorm", lrn_create, lrn_config);
 
-static const nnm_layer_vtable *const norm_layers[] = {&bn1d_layer, &bn2d_layer, &ln_layer, &gn_layer};
+static const nnm_layer_vtable *const norm_layers[] = {&bn1d_layer, &bn2d_layer, &ln_layer,   &gn_layer,  &bn3d_layer,
+                                                      &in1d_layer, &in2d_layer, &in3d_layer, &lrn_layer};
 
 static const nnm_plugin_desc norm_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "normalization",
-    .description = "BatchNorm1d/2d, LayerNorm, GroupNorm composed from host ops",
-    .n_layers = 4,
+    .description = "BatchNorm1d/2d/3d, LayerNorm, GroupNorm, InstanceNorm1d/2d/3d, LocalResponseNorm",
+    .n_layers = sizeof norm_layers / sizeof norm_layers[0],
     .layers = norm_layers,
 };
 

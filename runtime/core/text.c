@@ -37,22 +37,40 @@ size_t nnm__utf8_invalid_at(const void *p, size_t len) {
     return len;
 }
 
-/* Copies s for quoting in a message: at most cap-1 bytes, control bytes
- * shown as '?', "..." when cut (never in the middle of a UTF-8 sequence). */
+/* 1 for a C0 control byte or DEL, 2 for a C1 control (U+0080..U+009F, in
+ * UTF-8 C2 80..C2 9F) at s (n > 0 bytes left), else 0. */
+static size_t control_len(const unsigned char *s, size_t n) {
+    if (s[0] < 0x20 || s[0] == 0x7f) return 1;
+    if (s[0] == 0xC2 && n > 1 && s[1] >= 0x80 && s[1] <= 0x9F) return 2;
+    return 0;
+}
+
+int nnm__name_valid(const char *s) {
+    const size_t len = strlen(s);
+    if (!len || memchr(s, '.', len) || !nnm__utf8_valid(s, len)) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (control_len((const unsigned char *)s + i, len - i)) return 0;
+    return 1;
+}
+
+/* Copies s for quoting in a message: at most cap-1 bytes, control
+ * characters shown as '?', "..." when cut (never in the middle of a UTF-8
+ * sequence). */
 const char *nnm__show(const char *s, char *buf, size_t cap) {
-    size_t len = strlen(s), n = len;
+    size_t len = strlen(s), n = len, o = 0;
     int cut = 0;
     if (n > cap - 1) {
         n = cap - 4;
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
         cut = 1;
     }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    for (size_t i = 0; i < n;) {
+        size_t k = control_len((const unsigned char *)s + i, n - i);
+        buf[o++] = k ? '?' : s[i];
+        i += k ? k : 1;
     }
-    if (cut) memcpy(buf + n, "...", 3), n += 3;
-    buf[n] = 0;
+    if (cut) memcpy(buf + o, "...", 3), o += 3;
+    buf[o] = 0;
     return buf;
 }
 

@@ -229,9 +229,11 @@ static nnm_status child(pass *p, const json_t *c, const char *path, uint32_t sel
         if (!json_is_string(jn))
             return fail(p->ctx, NNM_E_TYPE, np, "expected string, got %s", kind(jn));
         nm = json_string_value(jn);
-        if (!ident(nm, 1))
-            return fail(p->ctx, NNM_E_INVALID, np,
-                        "'%s' is not a module name (letters, digits and '_')", nm);
+        if (!nnm__name_valid(nm)) {
+            char nb[128];
+            return fail(p->ctx, NNM_E_INVALID, np, "'%s' is not a module name (%s)",
+                        nnm__show(nm, nb, sizeof nb), NNM__NAME_RULE);
+        }
     }
     size_t j;
     if (names_seen(seen, nm, &j))

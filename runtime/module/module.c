@@ -212,12 +212,6 @@ NNM_API void nnm_module_release(nnm_module *m) {
     if (--m->refs == 0) module_destroy(m);
 }
 
-static int valid_name(const char *s) {
-    if (!*s) return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '_') return 0;
-    return 1;
-}
 
 static uint32_t child_hash_at(const void *items, uint32_t i) {
     return ((const uint32_t *)items)[i];
@@ -323,8 +317,11 @@ NNM_API nnm_status nnm_module_add_child(nnm_module *parent, const char *name, nn
         snprintf(idx, sizeof idx, "%u", parent->n_children);
         name = idx;
     }
-    if (!valid_name(name))
-        return nnm__error(ctx, NNM_E_INVALID, "invalid child name '%s' (use [A-Za-z0-9_])", name);
+    if (!nnm__name_valid(name)) {
+        char nb[128];
+        return nnm__error(ctx, NNM_E_INVALID, "invalid child name '%s' (%s)",
+                          nnm__show(name, nb, sizeof nb), NNM__NAME_RULE);
+    }
     if (name_taken(parent, name))
         return nnm__error(ctx, NNM_E_EXISTS, "'%s' is already a child, parameter or buffer", name);
     if (!nnm__device_eq(child->device, parent->device))
@@ -818,9 +815,11 @@ done:
 nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, nnm_tensor *t,
                                   int persistent) {
     nnm_ctx *ctx = m->ctx;
-    if (!name || !valid_name(name))
-        return nnm__error(ctx, NNM_E_INVALID, "invalid %s name '%s' (use [A-Za-z0-9_])",
-                          buffer ? "buffer" : "parameter", name ? name : "(null)");
+    char nb[128];
+    if (!name || !nnm__name_valid(name))
+        return nnm__error(ctx, NNM_E_INVALID, "invalid %s name '%s' (%s)",
+                          buffer ? "buffer" : "parameter",
+                          name ? nnm__show(name, nb, sizeof nb) : "(null)", NNM__NAME_RULE);
     if (name_taken(m, name))
         return nnm__error(ctx, NNM_E_EXISTS, "'%s' is declared twice", name);
     nnm__named_tensor **v = buffer ? &m->buffers : &m->params;
@@ -901,9 +900,9 @@ NNM_API nnm_status nnm_module_set_child(nnm_module *parent, const char *name, nn
         return nnm_module_add_child(parent, name, child); /* a new attribute: appended */
     if (i != UINT32_MAX && parent->children[i] == child) return NNM_OK;
     char nb[128];
-    if (!valid_name(name))
-        return nnm__error(ctx, NNM_E_INVALID, "invalid child name '%s' (use [A-Za-z0-9_])",
-                          nnm__show(name, nb, sizeof nb));
+    if (!nnm__name_valid(name))
+        return nnm__error(ctx, NNM_E_INVALID, "invalid child name '%s' (%s)",
+                          nnm__show(name, nb, sizeof nb), NNM__NAME_RULE);
     if (i == UINT32_MAX && name_taken(parent, name))
         return nnm__error(ctx, NNM_E_EXISTS, "'%s' is already a parameter or buffer", name);
     if (reaches(child, parent, 0))

@@ -118,6 +118,35 @@ def main():
         ["x"], [f"blocks.{i}: " + (f"blocks.{i - 1}" if i else "x") for i in range(20)],
         ["blocks.19"],
         [{"name": "blocks", "type": "module_list", "children": [relu(str(i)) for i in range(20)]}])
+    # The graph language v2: "NODE = PATH(REF, ...)" beside v1 entries, one
+    # module called by several nodes, names in backticks, graph-owned
+    # parameters and buffers used as REFs and returned.
+    def graph2(config, children):
+        return json.dumps({
+            "format": "nnmod.manifest", "version": 1,
+            "plugins": {"graph": "^1.1", "add": "^1.0", "mul": "^1.0", "relu": "^1.0",
+                        "linear": "^1.0", "module_dict": "^1.0"},
+            "root": {"type": "graph", "config": config, "children": children}},
+            ensure_ascii=False).encode()
+    lin = lambda n: {"name": n, "type": "linear", "config": {"in_features": 2, "out_features": 2}}
+    hostile["graph_v2_shared.json"] = graph2(
+        {"nodes": ["h = fc(x)", "a = act(h)", "h2 = fc(a)", "y = act(h2)", "sum: y, x"]},
+        [lin("fc"), relu("act"), add("sum")])
+    hostile["graph_v2_names.json"] = graph2(
+        {"inputs": ["x"],
+         "nodes": ["block1-0: x", "`my block`: block1-0", "b = `a``b`(`my block`)",
+                   "`the end` = heads.`cls:1`(b)", "e = `caf\u00e9`(`the end`)"],
+         "outputs": ["e", "`my block`", "`the end`:0"]},
+        [lin("block1-0"), relu("my block"), relu("a`b"),
+         {"name": "heads", "type": "module_dict", "children": [lin("cls:1")]},
+         relu("caf\u00e9")])
+    hostile["graph_v2_params.json"] = graph2(
+        {"parameters": ["cls: [1, 2] ones", "`layer-scale`: [2] normal(0, 0.02)",
+                        "u: [] uniform(-1, 1)"],
+         "buffers": ["mask: [2] f32 ones", "zero: [2, 0]"],
+         "nodes": ["s = add(x, cls)", "y = mul(s, `layer-scale`)", "z = mul(y, mask)"],
+         "outputs": ["z", "cls", "mask"]},
+        [add("add"), {"name": "mul", "type": "mul"}])
     for name, data in hostile.items():
         with open(f"{OUT}/{name}", "wb") as f:
             f.write(data)

@@ -532,6 +532,190 @@ row(name="stochastic_depth_p0", layer="stochastic_depth", config={"p": 0, "mode"
 row(name="stochastic_depth_p1", layer="stochastic_depth", config={"p": 1.0, "mode": "row"},
     modes=("train",), torch=lambda: _stochastic_depth(1.0, "row"), inputs=[A((3, 2, 2))])
 
+# resampling and padding (plugins/resample; issue 18) ---------------------------
+def up_row(name, shape, size=None, scale_factor=None, mode="nearest", align_corners=None,
+           recompute=None, **kw):
+    cfg = {"mode": mode}
+    if size is not None:
+        cfg["size"] = list(size) if isinstance(size, tuple) else size
+    if scale_factor is not None:
+        cfg["scale_factor"] = list(scale_factor) if isinstance(scale_factor, tuple) else scale_factor
+    if align_corners is not None:
+        cfg["align_corners"] = align_corners
+    if recompute is not None:
+        cfg["recompute_scale_factor"] = recompute
+    row(name=name, layer="upsample", config=cfg,
+        torch=lambda: nn.Upsample(size=size, scale_factor=scale_factor, mode=mode,
+                                  align_corners=align_corners, recompute_scale_factor=recompute),
+        inputs=[A(shape)], **kw)
+
+
+up_row("upsample_nearest_x2", (1, 2, 3, 4), scale_factor=2)
+up_row("upsample_nearest_size", (2, 3, 4, 5), size=(5, 7))
+up_row("upsample_nearest_1d_frac", (2, 3, 5), scale_factor=1.5)
+up_row("upsample_nearest_3d", (1, 2, 2, 3, 2), scale_factor=2)
+up_row("upsample_nearest_down", (1, 2, 7, 6), size=(3, 4))
+up_row("upsample_nearest_exact", (2, 3, 5), size=7, mode="nearest-exact")
+up_row("upsample_linear_x2", (2, 3, 5), scale_factor=2, mode="linear")
+up_row("upsample_linear_align", (2, 3, 5), size=9, mode="linear", align_corners=True)
+up_row("upsample_bilinear_x2", (1, 2, 3, 4), scale_factor=2, mode="bilinear")
+up_row("upsample_bilinear_size_align", (2, 2, 3, 4), size=(5, 3), mode="bilinear", align_corners=True)
+up_row("upsample_bilinear_tuple_scale", (1, 2, 3, 4), scale_factor=(1.5, 2.5), mode="bilinear")
+up_row("upsample_bilinear_recompute", (1, 2, 3, 5), scale_factor=1.7, mode="bilinear",
+       recompute=True)
+up_row("upsample_bicubic_x2", (1, 2, 4, 3), scale_factor=2, mode="bicubic")
+up_row("upsample_bicubic_size_align", (1, 2, 4, 3), size=(6, 5), mode="bicubic", align_corners=True)
+up_row("upsample_bicubic_frac", (2, 1, 5, 4), scale_factor=1.7, mode="bicubic")
+up_row("upsample_trilinear_x2", (1, 2, 2, 3, 2), scale_factor=2, mode="trilinear")
+up_row("upsample_area", (1, 2, 5, 7), size=(2, 3), mode="area")
+for r, shape, tag in ((2, (1, 8, 3, 2), "r2"), (3, (2, 9, 2, 2), "r3"), (2, (8, 2, 3), "3d"),
+                      (2, (2, 1, 4, 2, 2), "5d")):
+    row(name=f"pixel_shuffle_{tag}", layer="pixel_shuffle", config={"upscale_factor": r},
+        torch=(lambda r=r: nn.PixelShuffle(r)), inputs=[A(shape)])
+for r, shape, tag in ((2, (1, 2, 4, 6), "r2"), (3, (2, 1, 3, 6), "r3")):
+    row(name=f"pixel_unshuffle_{tag}", layer="pixel_unshuffle", config={"downscale_factor": r},
+        torch=(lambda r=r: nn.PixelUnshuffle(r)), inputs=[A(shape)])
+row(name="zero_pad2d_int", layer="zero_pad2d", config={"padding": 1},
+    torch=lambda: nn.ZeroPad2d(1), inputs=[A((1, 2, 3, 4))])
+row(name="zero_pad2d_tuple_3d", layer="zero_pad2d", config={"padding": [1, 2, 0, 3]},
+    torch=lambda: nn.ZeroPad2d((1, 2, 0, 3)), inputs=[A((2, 3, 4))])
+row(name="zero_pad2d_negative", layer="zero_pad2d", config={"padding": [-1, 2, 1, -2]},
+    torch=lambda: nn.ZeroPad2d((-1, 2, 1, -2)), inputs=[A((1, 2, 4, 5))])
+row(name="constant_pad1d", layer="constant_pad1d", config={"padding": 2, "value": 3.5},
+    torch=lambda: nn.ConstantPad1d(2, 3.5), inputs=[A((2, 3, 4))])
+row(name="constant_pad2d_int_value", layer="constant_pad2d",
+    config={"padding": [1, 0, 2, 1], "value": 0},
+    torch=lambda: nn.ConstantPad2d((1, 0, 2, 1), 0), inputs=[A((1, 2, 3, 3))])
+row(name="constant_pad3d", layer="constant_pad3d", config={"padding": 1, "value": -1.0},
+    torch=lambda: nn.ConstantPad3d(1, -1.0), inputs=[A((1, 2, 2, 3, 2))])
+row(name="reflection_pad1d", layer="reflection_pad1d", config={"padding": 2},
+    torch=lambda: nn.ReflectionPad1d(2), inputs=[A((2, 3, 5))])
+row(name="reflection_pad1d_unbatched", layer="reflection_pad1d", config={"padding": [3, 1]},
+    torch=lambda: nn.ReflectionPad1d((3, 1)), inputs=[A((3, 6))])
+row(name="reflection_pad2d", layer="reflection_pad2d", config={"padding": [1, 2, 0, 1]},
+    torch=lambda: nn.ReflectionPad2d((1, 2, 0, 1)), inputs=[A((1, 2, 4, 5))])
+row(name="reflection_pad2d_int", layer="reflection_pad2d", config={"padding": 2},
+    torch=lambda: nn.ReflectionPad2d(2), inputs=[A((2, 1, 3, 3))])
+row(name="replication_pad1d", layer="replication_pad1d", config={"padding": [3, 1]},
+    torch=lambda: nn.ReplicationPad1d((3, 1)), inputs=[A((2, 3, 4))])
+row(name="replication_pad2d", layer="replication_pad2d", config={"padding": 2},
+    torch=lambda: nn.ReplicationPad2d(2), inputs=[A((1, 2, 3, 3))])
+row(name="replication_pad2d_unbatched", layer="replication_pad2d", config={"padding": [0, 1, 3, 2]},
+    torch=lambda: nn.ReplicationPad2d((0, 1, 3, 2)), inputs=[A((2, 3, 4))])
+
+# the 1-d / 3-d family (issue 18) ---------------------------------------------
+row(name="conv3d_basic", layer="conv3d",
+    config={"in_channels": 2, "out_channels": 3, "kernel_size": 2},
+    torch=lambda: nn.Conv3d(2, 3, 2), inputs=[A((1, 2, 3, 4, 3))])
+row(name="conv3d_groups_stride_pad", layer="conv3d",
+    config={"in_channels": 2, "out_channels": 4, "kernel_size": [3, 1, 2], "stride": [1, 1, 2],
+            "padding": 1, "groups": 2},
+    torch=lambda: nn.Conv3d(2, 4, (3, 1, 2), stride=(1, 1, 2), padding=1, groups=2),
+    inputs=[A((2, 2, 3, 3, 4))])
+row(name="conv3d_unbatched_no_bias", layer="conv3d",
+    config={"in_channels": 1, "out_channels": 2, "kernel_size": 2, "bias": False},
+    torch=lambda: nn.Conv3d(1, 2, 2, bias=False), inputs=[A((1, 3, 2, 3))])
+row(name="conv_transpose1d_stride2", layer="conv_transpose1d",
+    config={"in_channels": 3, "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1,
+            "output_padding": 1},
+    torch=lambda: nn.ConvTranspose1d(3, 2, 3, stride=2, padding=1, output_padding=1),
+    inputs=[A((2, 3, 5))])
+row(name="conv_transpose1d_unbatched", layer="conv_transpose1d",
+    config={"in_channels": 3, "out_channels": 4, "kernel_size": 2, "groups": 1, "dilation": 2},
+    torch=lambda: nn.ConvTranspose1d(3, 4, 2, dilation=2), inputs=[A((3, 4))])
+row(name="conv_transpose3d_stride2", layer="conv_transpose3d",
+    config={"in_channels": 2, "out_channels": 3, "kernel_size": 2, "stride": 2},
+    torch=lambda: nn.ConvTranspose3d(2, 3, 2, stride=2), inputs=[A((1, 2, 2, 3, 2))])
+for mode in ("reflect", "replicate", "circular"):
+    row(name=f"conv2d_padding_mode_{mode}", layer="conv2d",
+        config={"in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": [1, 2],
+                "padding_mode": mode},
+        torch=(lambda mode=mode: nn.Conv2d(2, 3, 3, padding=(1, 2), padding_mode=mode)),
+        inputs=[A((1, 2, 4, 5))])
+row(name="conv1d_padding_mode_reflect_same", layer="conv1d",
+    config={"in_channels": 2, "out_channels": 2, "kernel_size": 4, "padding": "same",
+            "padding_mode": "reflect"},
+    torch=lambda: nn.Conv1d(2, 2, 4, padding="same", padding_mode="reflect"), inputs=[A((2, 2, 7))])
+row(name="conv1d_padding_mode_circular_stride", layer="conv1d",
+    config={"in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": 2,
+            "padding_mode": "circular", "stride": 2},
+    torch=lambda: nn.Conv1d(2, 3, 3, padding=2, padding_mode="circular", stride=2),
+    inputs=[A((1, 2, 6))])
+row(name="conv3d_padding_mode_replicate", layer="conv3d",
+    config={"in_channels": 1, "out_channels": 2, "kernel_size": 3, "padding": 1,
+            "padding_mode": "replicate"},
+    torch=lambda: nn.Conv3d(1, 2, 3, padding=1, padding_mode="replicate"),
+    inputs=[A((1, 1, 3, 3, 4))])
+row(name="max_pool1d_pad_stride", layer="max_pool1d",
+    config={"kernel_size": 3, "stride": 2, "padding": 1},
+    torch=lambda: nn.MaxPool1d(3, 2, 1), inputs=[("distinct", (2, 3, 9))])
+row(name="max_pool1d_dilation_ceil", layer="max_pool1d",
+    config={"kernel_size": 3, "stride": 2, "dilation": 2, "ceil_mode": True},
+    torch=lambda: nn.MaxPool1d(3, 2, dilation=2, ceil_mode=True), inputs=[("distinct", (1, 2, 10))])
+row(name="max_pool3d_2", layer="max_pool3d", config={"kernel_size": 2},
+    torch=lambda: nn.MaxPool3d(2), inputs=[("distinct", (1, 2, 4, 4, 4))])
+row(name="max_pool3d_tuple_unbatched", layer="max_pool3d",
+    config={"kernel_size": [2, 1, 2], "stride": [1, 1, 2]},
+    torch=lambda: nn.MaxPool3d((2, 1, 2), (1, 1, 2)), inputs=[("distinct", (2, 3, 2, 4))])
+row(name="avg_pool1d_pad", layer="avg_pool1d", config={"kernel_size": 3, "stride": 2, "padding": 1},
+    torch=lambda: nn.AvgPool1d(3, 2, 1), inputs=[A((2, 3, 8))])
+row(name="avg_pool1d_ceil_exclude", layer="avg_pool1d",
+    config={"kernel_size": 2, "ceil_mode": True, "count_include_pad": False},
+    torch=lambda: nn.AvgPool1d(2, ceil_mode=True, count_include_pad=False), inputs=[A((1, 2, 7))])
+row(name="avg_pool3d_2", layer="avg_pool3d", config={"kernel_size": 2},
+    torch=lambda: nn.AvgPool3d(2), inputs=[A((1, 2, 4, 4, 4))])
+row(name="avg_pool3d_pad_divisor", layer="avg_pool3d",
+    config={"kernel_size": [2, 1, 2], "padding": [1, 0, 1], "count_include_pad": False,
+            "divisor_override": 3},
+    torch=lambda: nn.AvgPool3d((2, 1, 2), padding=(1, 0, 1), count_include_pad=False,
+                               divisor_override=3),
+    inputs=[A((2, 1, 3, 2, 3))])
+row(name="adaptive_avg_pool1d", layer="adaptive_avg_pool1d", config={"output_size": 3},
+    torch=lambda: nn.AdaptiveAvgPool1d(3), inputs=[A((2, 3, 7))])
+row(name="adaptive_avg_pool3d", layer="adaptive_avg_pool3d", config={"output_size": [2, 3, 1]},
+    torch=lambda: nn.AdaptiveAvgPool3d((2, 3, 1)), inputs=[A((1, 2, 5, 7, 3))])
+row(name="adaptive_avg_pool3d_int_unbatched", layer="adaptive_avg_pool3d", config={"output_size": 2},
+    torch=lambda: nn.AdaptiveAvgPool3d(2), inputs=[A((2, 3, 4, 5))])
+row(name="batch_norm3d", layer="batch_norm3d", config={"num_features": 3},
+    torch=lambda: nn.BatchNorm3d(3), inputs=[A((2, 3, 2, 3, 2), 2.0)])
+row(name="batch_norm3d_cumulative_no_affine", layer="batch_norm3d",
+    config={"num_features": 2, "momentum": "none", "affine": False},
+    torch=lambda: nn.BatchNorm3d(2, momentum=None, affine=False), inputs=[A((3, 2, 2, 2, 2))])
+row(name="instance_norm1d", layer="instance_norm1d", config={"num_features": 3},
+    torch=lambda: nn.InstanceNorm1d(3), inputs=[A((2, 3, 5))])
+row(name="instance_norm1d_affine", layer="instance_norm1d", config={"num_features": 4, "affine": True},
+    torch=lambda: nn.InstanceNorm1d(4, affine=True), inputs=[A((2, 4, 6))])
+row(name="instance_norm1d_track", layer="instance_norm1d",
+    config={"num_features": 3, "track_running_stats": True, "momentum": 0.3},
+    torch=lambda: nn.InstanceNorm1d(3, momentum=0.3, track_running_stats=True),
+    inputs=[A((2, 3, 5), 2.0)])
+row(name="instance_norm1d_unbatched", layer="instance_norm1d", config={"num_features": 3, "eps": 1e-3},
+    torch=lambda: nn.InstanceNorm1d(3, eps=1e-3), inputs=[A((3, 5))])
+row(name="instance_norm2d_affine", layer="instance_norm2d", config={"num_features": 4, "affine": True},
+    torch=lambda: nn.InstanceNorm2d(4, affine=True), inputs=[A((2, 4, 3, 3))])
+row(name="instance_norm2d_track_affine", layer="instance_norm2d",
+    config={"num_features": 2, "track_running_stats": True, "affine": True},
+    torch=lambda: nn.InstanceNorm2d(2, affine=True, track_running_stats=True),
+    inputs=[A((2, 2, 3, 4))])
+row(name="instance_norm3d", layer="instance_norm3d", config={"num_features": 2},
+    torch=lambda: nn.InstanceNorm3d(2), inputs=[A((1, 2, 2, 3, 2))])
+row(name="local_response_norm_3d", layer="local_response_norm", config={"size": 3},
+    torch=lambda: nn.LocalResponseNorm(3), inputs=[A((2, 5, 4), 2.0)])
+row(name="local_response_norm_4d_params", layer="local_response_norm",
+    config={"size": 2, "alpha": 1e-3, "beta": 0.5, "k": 2.0},
+    torch=lambda: nn.LocalResponseNorm(2, 1e-3, 0.5, 2.0), inputs=[A((1, 6, 3, 3), 3.0)])
+row(name="local_response_norm_5d_strong", layer="local_response_norm",
+    config={"size": 4, "alpha": 0.5, "k": 1},
+    torch=lambda: nn.LocalResponseNorm(4, 0.5, k=1), inputs=[A((1, 4, 2, 2, 2))])
+for layer, tw, shape in (("dropout1d", nn.Dropout1d, (2, 3, 5)), ("dropout3d", nn.Dropout3d, (2, 3, 2, 2, 2)),
+                         ("alpha_dropout", nn.AlphaDropout, (3, 5))):
+    row(name=f"{layer}_eval", layer=layer, config={"p": 0.3}, modes=("eval",),
+        torch=(lambda tw=tw: tw(p=0.3)), inputs=[A(shape)])
+    row(name=f"{layer}_p0", layer=layer, config={"p": 0.0},
+        torch=(lambda tw=tw: tw(p=0.0)), inputs=[A(shape)])
+    row(name=f"{layer}_p1", layer=layer, config={"p": 1.0, "inplace": False}, modes=("train",),
+        torch=(lambda tw=tw: tw(p=1.0)), inputs=[A(shape)])
+
 # ---------------------------------------------------------------------------
 # Running a case
 # ---------------------------------------------------------------------------

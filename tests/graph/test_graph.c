@@ -570,8 +570,8 @@ static const create_case create_cases[] = {
      "config.nodes[0]: expected \"name: input, input, ...\", got \"a.: x\""},
     {{0}, -1, {"a. b: x"}, 1, {0}, -1, NNM_E_INVALID,
      "config.nodes[0]: expected \"name: input, input, ...\", got \"a. b: x\""},
-    {{0}, -1, {"a.b-c: x"}, 1, {0}, -1, NNM_E_INVALID,
-     "config.nodes[0]: expected \"name: input, input, ...\", got \"a.b-c: x\""},
+    {{0}, -1, {"a.b c: x"}, 1, {0}, -1, NNM_E_INVALID,
+     "config.nodes[0]: expected \"name: input, input, ...\", got \"a.b c: x\""},
     {{0}, -1, {"h.0: x", "h.1: h..0"}, 2, {0}, -1, NNM_E_INVALID,
      "config.nodes[1]: bad input 'h..0'"},
     {{0}, -1, {"h.0: x", "h.1: h.0."}, 2, {0}, -1, NNM_E_INVALID,
@@ -1410,7 +1410,7 @@ static void test_schema_declared(void) {
     static const struct {
         const char *layer;
         uint32_t n;
-        const char *keys[3];
+        const char *keys[6];
         uint32_t required; /* bit i: keys[i] is required */
     } want[] = {
         {"linear", 3, {"in_features", "out_features", "bias"}, 3u},
@@ -1424,7 +1424,7 @@ static void test_schema_declared(void) {
         {"add", 0, {0}, 0},
         {"module_list", 0, {0}, 0},
         {"module_dict", 0, {0}, 0},
-        {"graph", 3, {"inputs", "nodes", "outputs"}, 2u},
+        {"graph", 5, {"inputs", "nodes", "outputs", "parameters", "buffers"}, 2u},
     };
     for (size_t i = 0; i < N_OF(want); i++) {
         const nnm_layer_vtable *vt = NULL;

@@ -100,9 +100,12 @@ static void test_conv_configs(void) {
             NNM_E_INVALID, "strided");
     refused("conv2d", (const char *[]){"in_channels=4", "out_channels=6", "kernel_size=3", "padding='full'", NULL},
             NNM_E_INVALID, "padding string");
-    refused("conv2d", (const char *[]){"in_channels=4", "out_channels=6", "kernel_size=3", "padding_mode='reflect'",
+    refused("conv2d", (const char *[]){"in_channels=4", "out_channels=6", "kernel_size=3", "padding_mode='mirror'",
                                        NULL},
-            NNM_E_UNSUPPORTED, "padding_mode");
+            NNM_E_INVALID, "padding_mode must be one of");
+    refused("conv_transpose2d", (const char *[]){"in_channels=4", "out_channels=6", "kernel_size=3",
+                                                 "padding_mode='reflect'", NULL},
+            NNM_E_INVALID, "only \"zeros\" padding mode");
     refused("conv2d", (const char *[]){"in_channels=0", "out_channels=6", "kernel_size=3", NULL}, NNM_E_INVALID,
             "in_channels");
     refused("conv2d", (const char *[]){"in_channels=4", "out_channels=6", "kernel_size=3", "dilation=0", NULL},

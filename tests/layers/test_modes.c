@@ -14,6 +14,8 @@
  */
 #include "test_util.h"
 
+#include <math.h>
+
 #ifndef NNM_SOURCE_DIR
 #error "NNM_SOURCE_DIR must name the repository root"
 #endif
@@ -212,6 +214,87 @@ static void test_stochastic_depth(void) {
     LEAK_CHECK_END();
 }
 
+/* dropout1d/dropout3d zero whole channels of 3-d/5-d inputs (per channel
+ * of an unbatched one); alpha_dropout keeps a standard normal input's mean
+ * and variance, its values being a * x + alpha' a p or alpha' a (p - 1). */
+static void test_dropout1d3d_alpha(void) {
+    LEAK_CHECK_BEGIN();
+    static float xv[N], a[N];
+    fill(xv, N);
+    /* dropout1d on [16, 16, 16]: planes of 16 along the last dim */
+    nnm_tensor *x = tu_tf32(g_ctx, 3, (int64_t[]){16, 16, 16}, xv), *y = NULL;
+    nnm_module *m = dropout_in(g_ctx, "dropout1d", 0.5);
+    CHECK_STATUS(nnm_module_train(m, 1), NNM_OK);
+    CU_ASSERT_TRUE(run(m, x, a));
+    int mixed = 0, dropped = 0;
+    for (int c = 0; c < 256; c++) {
+        int z = 0;
+        for (int i = 0; i < 16; i++) z += a[c * 16 + i] == 0.0f;
+        mixed += z != 0 && z != 16;
+        dropped += z == 16;
+    }
+    CU_ASSERT_EQUAL(mixed, 0);
+    CU_ASSERT_TRUE(dropped > 128 - 60 && dropped < 128 + 60);
+    nnm_tensor *x4 = tu_tf32(g_ctx, 4, (int64_t[]){4, 4, 4, 4}, xv);
+    CHECK_ERROR(tu_call1(m, x4, &y), NNM_E_SHAPE, "Expected 2D or 3D input");
+    nnm_module_release(m);
+    /* dropout3d on an unbatched [64, 4, 4, 4]: one draw per channel of 64 */
+    nnm_tensor *x3 = tu_tf32(g_ctx, 4, (int64_t[]){64, 4, 4, 4}, xv);
+    m = dropout_in(g_ctx, "dropout3d", 0.5);
+    CHECK_STATUS(nnm_module_train(m, 1), NNM_OK);
+    CU_ASSERT_TRUE(run(m, x3, a));
+    mixed = 0;
+    for (int c = 0; c < 64; c++) {
+        int z = 0;
+        for (int i = 0; i < 64; i++) z += a[c * 64 + i] == 0.0f;
+        mixed += z != 0 && z != 64;
+    }
+    CU_ASSERT_EQUAL(mixed, 0);
+    nnm_module_release(m);
+    /* alpha_dropout on N(0, 1) */
+    static float g[N];
+    uint32_t seed = 11u;
+    for (int i = 0; i < N; i += 2) { /* Box-Muller */
+        const double u1 = (tu_rand(&seed) + 2.0) / 4.0 * 0.999 + 0.0005, u2 = (tu_rand(&seed) + 2.0) / 4.0;
+        const double r = sqrt(-2.0 * log(u1));
+        g[i] = (float)(r * cos(6.283185307179586 * u2));
+        g[i + 1] = (float)(r * sin(6.283185307179586 * u2));
+    }
+    nnm_tensor *xg = tu_tf32(g_ctx, 1, (int64_t[]){N}, g);
+    m = dropout_in(g_ctx, "alpha_dropout", 0.2);
+    CHECK_STATUS(nnm_module_train(m, 1), NNM_OK);
+    CU_ASSERT_TRUE(run(m, xg, a));
+    const double alpha = 1.7580993408473766, p = 0.2, aa = 1.0 / sqrt((alpha * alpha * p + 1.0) * (1.0 - p));
+    double mean = 0, var = 0, mean_in = 0;
+    int bad = 0, n_drop = 0;
+    for (int i = 0; i < N; i++) {
+        mean += a[i];
+        mean_in += g[i];
+        const double kept = aa * g[i] + alpha * aa * p, drop = alpha * aa * (p - 1.0);
+        const int is_drop = fabs(a[i] - drop) < 1e-5;
+        n_drop += is_drop;
+        bad += !is_drop && fabs(a[i] - kept) > 1e-5;
+    }
+    mean /= N;
+    mean_in /= N;
+    for (int i = 0; i < N; i++) var += (a[i] - mean) * (a[i] - mean);
+    var /= N - 1;
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_TRUE(n_drop > 819 - 200 && n_drop < 819 + 200); /* Binomial(4096, 0.2): sd 25.6 */
+    CU_ASSERT_TRUE(fabs(mean - mean_in) < 0.1);
+    CU_ASSERT_TRUE(fabs(var - 1.0) < 0.15);
+    CHECK_STATUS(nnm_module_train(m, 0), NNM_OK);
+    CHECK_STATUS(tu_call1(m, xg, &y), NNM_OK);
+    CU_ASSERT_PTR_EQUAL(y, xg);
+    nnm_tensor_release(y);
+    nnm_module_release(m);
+    nnm_tensor_release(xg);
+    nnm_tensor_release(x3);
+    nnm_tensor_release(x4);
+    nnm_tensor_release(x);
+    LEAK_CHECK_END();
+}
+
 /* The same seed gives the same masks; another seed other masks. */
 static void test_seeded_masks(void) {
     static float xv[N], r[3][N];
@@ -405,6 +488,7 @@ int main(void) {
     CU_add_test(s, "dropout: eval is the identity, train masks", test_dropout_modes);
     CU_add_test(s, "dropout2d: whole channels", test_dropout2d_channels);
     CU_add_test(s, "stochastic_depth: rows or the batch, scaled; eval identity", test_stochastic_depth);
+    CU_add_test(s, "dropout1d/3d: whole channels; alpha_dropout keeps mean and variance", test_dropout1d3d_alpha);
     CU_add_test(s, "seeded contexts reproduce masks", test_seeded_masks);
     CU_add_test(s, "train(0) on the root reaches every nested module", test_mode_reaches_nested);
     CU_add_test(s, "attention dropout: train only", test_attention_modes);
