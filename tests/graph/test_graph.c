@@ -1421,7 +1421,7 @@ static void test_schema_declared(void) {
         {"bce_with_logits", 1, {"reduction"}, 0},
         {"nll_loss", 2, {"reduction", "ignore_index"}, 0},
         {"cross_entropy", 3, {"reduction", "ignore_index", "label_smoothing"}, 0},
-        {"add", 0, {0}, 0},
+        {"add", 2, {"other", "alpha"}, 0}, /* 1.1: optional scalar operand */
         {"module_list", 0, {0}, 0},
         {"module_dict", 0, {0}, 0},
         {"graph", 5, {"inputs", "nodes", "outputs", "parameters", "buffers"}, 2u},

@@ -169,8 +169,9 @@ static int compare(const char *what, nnm_tensor *t, const nnm_st_entry *e, doubl
             want = (double)q;
         }
         const double tol = atol + rtol * fabs(want);
-        /* NaN where PyTorch has NaN (attention's fully masked rows) agrees */
-        const int both_nan = isnan(want) && isnan(got[i]);
+        /* NaN where PyTorch has NaN (attention's fully masked rows) agrees,
+         * and so does the same infinity (masked_fill with -inf) */
+        const int both_nan = (isnan(want) && isnan(got[i])) || (isinf(want) && got[i] == want);
         const double err = both_nan ? 0.0 : fabs(got[i] - want);
         if (!both_nan && !(err <= tol)) {
             if (bad < 3)
