@@ -260,6 +260,12 @@ struct nnm_module {
     /* The names of its outputs (host->set_output_names; owned), or NULL. */
     char **output_names;
     uint32_t n_output_names;
+    /* host->child_new (1.5): the module whose create made this one (not
+     * referenced; cleared when that module dies), and how many modules this
+     * one's create made. A module that made some is described by its
+     * config alone: manifests hold none of its subtree. */
+    nnm_module *made_by;
+    uint32_t n_made;
 };
 
 /* ---- context ------------------------------------------------------------ */
@@ -407,6 +413,14 @@ nnm_status nnm__open_regular(nnm_ctx *ctx, const char *path, const char *what, i
 /* module.c - runs m's layer finalize (not its children's); the message is
  * not attributed to a module path. */
 nnm_status nnm__module_finalize_self(nnm_module *m);
+/* module.c - checks that the subtree of m (which made children through
+ * host->child_new) is still what its create made: every descendant made by
+ * a layer, and as many made by m as it made. Else NNM_E_STATE with a
+ * message naming `path` and the first module that differs. */
+nnm_status nnm__module_made_intact(const nnm_module *m, const char *path);
+/* manifest/schema.c - a config from a JSON object text (NULL or "": empty),
+ * as a manifest's "config" map; messages start with `prefix` ("config"). */
+nnm_status nnm__config_from_json(nnm_ctx *ctx, const char *text, const char *prefix, nnm_config **out);
 
 /* ctx.c */
 nnm_status nnm__error(nnm_ctx *ctx, nnm_status code, const char *fmt, ...) NNM__PRINTF(3, 4);

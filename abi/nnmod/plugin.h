@@ -548,6 +548,30 @@ struct nnm_host {
     nnm_status (*op_rnn)(nnm_env *env, const nnm_rnn_params *p, nnm_tensor *gx, nnm_tensor *w_hh,
                          nnm_tensor *b_hh, nnm_tensor *w_hr, nnm_tensor *h0, nnm_tensor *c0,
                          nnm_tensor **y, nnm_tensor **c_n);
+
+    /* -- (1.5) children a layer makes itself (composite layers) -- */
+    /* (1.5, create only) Makes a module of layer `layer_type` and attaches it
+     * to this module under `name`, as a PyTorch __init__ does
+     * `self.linear1 = Linear(...)`. `name` is a child name ([A-Za-z0-9_]), or
+     * a dotted path whose leading part names a module this create already
+     * made ("self_attn.out_proj", "layers.0": a container child filled in).
+     * `version_range` is a manifest's range ("^1.1"; NULL or "" = any loaded
+     * version, the highest wins). `config_json` is the child's config as a
+     * JSON object text, the map a manifest's "config" holds (integers,
+     * floats, bools, strings, lists of numbers or of strings; at most 64 KiB;
+     * NULL or "" = {}), copied: the caller keeps its buffer. The child is
+     * created on this module's device, its schema checked and its create
+     * run (which may make children of its own); once this create returns
+     * NNM_OK the runtime finalizes every module it made, children first. On
+     * failure nothing is attached and the message names the child.
+     * Made children are real children: state dict names ("self_attn.
+     * in_proj_weight"), hooks, train/eval, device moves and printing as any
+     * other; call them with descendant_call (by name) or child_call. They
+     * are implied by this module's config: nnm_manifest_from_module writes
+     * none of them, and a manifest that lists children for a module that
+     * makes its own is refused. If this create fails, they go with it. */
+    nnm_status (*child_new)(nnm_env *env, const char *name, const char *layer_type,
+                            const char *version_range, const char *config_json);
     /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
@@ -590,6 +614,9 @@ typedef struct nnm_config_field {
 
 /* Layer flags. */
 #define NNM_LAYER_CONTAINER 1u /* has children it calls through child_call */
+/* (1.5) makes its children itself in create (host->child_new): a manifest
+ * lists none for it (the schema pass refuses them, naming the layer) */
+#define NNM_LAYER_OWNS_CHILDREN 2u
 
 /* Arity value meaning "any number". */
 #define NNM_ARITY_ANY (-1)
@@ -1219,7 +1246,7 @@ NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 55 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 56 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_params) == 16, "nnm_rnn_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_cell_args) == 128, "nnm_rnn_cell_args 1.5 size");

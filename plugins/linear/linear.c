@@ -11,6 +11,11 @@
  * Input 0 is [..., in_features] (any number of leading dims); output 0 is
  * [..., out_features]. Forward is one host op, so autograd and every device
  * come from the runtime.
+ *
+ * "non_dynamically_quantizable_linear" is the same layer under the class
+ * PyTorch gives MultiheadAttention's out_proj
+ * (torch.nn.modules.linear.NonDynamicallyQuantizableLinear), so a
+ * transformer layer prints as PyTorch prints it.
  */
 #include <nnmod/plugin.h>
 
@@ -134,7 +139,25 @@ static const nnm_layer_vtable linear_layer = {
     .n_config_fields = sizeof linear_config / sizeof linear_config[0],
 };
 
-static const nnm_layer_vtable *const linear_layers[] = {&linear_layer};
+static const nnm_layer_vtable ndq_linear_layer = {
+    .struct_size = sizeof(nnm_layer_vtable),
+    .flags = 0,
+    .name = "non_dynamically_quantizable_linear",
+    .display_name = "NonDynamicallyQuantizableLinear",
+    .version_major = 1,
+    .version_minor = 0,
+    .version_patch = 0,
+    .n_inputs = 1,
+    .n_outputs = 1,
+    .create = linear_create,
+    .destroy = linear_destroy,
+    .forward = linear_forward,
+    .extra_repr = linear_extra_repr,
+    .config_fields = linear_config,
+    .n_config_fields = sizeof linear_config / sizeof linear_config[0],
+};
+
+static const nnm_layer_vtable *const linear_layers[] = {&linear_layer, &ndq_linear_layer};
 
 static const nnm_plugin_desc linear_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
@@ -142,7 +165,7 @@ static const nnm_plugin_desc linear_plugin = {
     .abi_minor = NNM_ABI_MINOR,
     .name = "linear",
     .description = "Linear layer (torch.nn.Linear): y = x @ W^T + b",
-    .n_layers = 1,
+    .n_layers = 2,
     .n_backends = 0,
     .layers = linear_layers,
     .backends = NULL,

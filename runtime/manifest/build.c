@@ -37,6 +37,15 @@ static nnm_status build_module(const nnm_manifest *mf, uint32_t index, nnm_devic
     nnm_module *mod = NULL;
     nnm_status st = nnm_module_create_on(ctx, mf->plugins[m->plugin].request, m->cfg, dev, &mod);
     if (st) return attribute(ctx, st, mf, m);
+    if (mod->n_made && m->n_children) {
+        /* the schema pass refuses this for a layer that declares
+         * NNM_LAYER_OWNS_CHILDREN; this is the one that made children
+         * without declaring it */
+        nnm_module_release(mod);
+        return nnm__error(ctx, NNM_E_INVALID, "%s.children: %s makes its children itself from its "
+                          "config (as a PyTorch __init__ does); a manifest lists none for it",
+                          m->path, mf->plugins[m->plugin].name);
+    }
     for (uint32_t i = 0; i < m->n_children; i++) {
         nnm_module *child = NULL;
         const nnm__mf_module *c = &mf->modules[m->children[i]];
@@ -62,6 +71,36 @@ static nnm_status build_module(const nnm_manifest *mf, uint32_t index, nnm_devic
  * own name was checked when the document was read), and the bytes they
  * would take add up to no more than limits.max_param_bytes. `mod` is the
  * module built from record `index`; children are in document order. */
+/* meta_check for the modules a layer made below mod (host->child_new),
+ * which the document does not list: `len` is mod's dotted name length. */
+static nnm_status made_bytes(const nnm_manifest *mf, const nnm__mf_module *m, const nnm_module *mod,
+                             size_t len, uint64_t *total, uint32_t depth) {
+    nnm_ctx *ctx = mf->ctx;
+    for (uint32_t c = 0; c < mod->n_children; c++) {
+        const nnm_module *k = mod->children[c];
+        const size_t kl = len + (len ? 1 : 0) + strlen(mod->child_names[c]);
+        for (int b = 0; b < 2; b++) {
+            const nnm__named_tensor *v = b ? k->buffers : k->params;
+            const uint32_t n = b ? k->n_buffers : k->n_params;
+            for (uint32_t i = 0; i < n; i++) {
+                const size_t tl = kl + 1 + strlen(v[i].name);
+                if (kl > NNM_NAME_MAX || tl > NNM_NAME_MAX)
+                    return nnm__error(ctx, NNM_E_LIMIT, "%s (%s): %s '%s' of the module it made, '%s': "
+                                      "its dotted name would be %zu bytes, more than %d (NNM_NAME_MAX)",
+                                      m->path, mf->plugins[m->plugin].name, b ? "buffer" : "parameter",
+                                      v[i].name, mod->child_names[c], tl, NNM_NAME_MAX);
+                const uint64_t bytes = (uint64_t)nnm_tensor_numel(v[i].t) * nnm__dtype_size(v[i].t->desc.dtype);
+                *total = bytes > UINT64_MAX - *total ? UINT64_MAX : *total + bytes;
+            }
+        }
+        if (depth < 4096) {
+            nnm_status st = made_bytes(mf, m, k, kl, total, depth + 1);
+            if (st) return st;
+        }
+    }
+    return NNM_OK;
+}
+
 static nnm_status meta_check(const nnm_manifest *mf, uint32_t index, const nnm_module *mod,
                              uint64_t *total) {
     nnm_ctx *ctx = mf->ctx;
@@ -83,6 +122,10 @@ static nnm_status meta_check(const nnm_manifest *mf, uint32_t index, const nnm_m
     }
     for (uint32_t i = 0; i < m->n_children && i < mod->n_children; i++) {
         nnm_status st = meta_check(mf, m->children[i], mod->children[i], total);
+        if (st) return st;
+    }
+    if (mod->n_made) {
+        nnm_status st = made_bytes(mf, m, mod, m->dotted_len, total, 0);
         if (st) return st;
     }
     if (index == 0 && *total > mf->max_param_bytes)
@@ -270,6 +313,9 @@ static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *na
     rec->children = calloc(m->n_children ? m->n_children : 1, sizeof *rec->children);
     if (!rec->name || !rec->cfg || !rec->children)
         return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+    /* Children its create made (host->child_new) are implied by its config:
+     * none is written, and the tree must still be what the config makes. */
+    if (m->n_made) return nnm__module_made_intact(m, path);
     for (uint32_t i = 0; i < m->n_children; i++) {
         char cp[1100];
         snprintf(cp, sizeof cp, "%s.children[%u]", path, i);

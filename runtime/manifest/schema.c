@@ -137,6 +137,26 @@ static nnm_status config(pass *p, const json_t *obj, const char *path, nnm_confi
     return NNM_OK;
 }
 
+#define NNM__CONFIG_JSON_MAX (64u * 1024u)
+
+nnm_status nnm__config_from_json(nnm_ctx *ctx, const char *text, const char *prefix, nnm_config **out) {
+    *out = NULL;
+    size_t len = text ? strlen(text) : 0;
+    if (!len) return nnm_config_new(out) ? nnm__error(ctx, NNM_E_NOMEM, "out of memory (config)") : NNM_OK;
+    if (len > NNM__CONFIG_JSON_MAX)
+        return nnm__error(ctx, NNM_E_LIMIT, "%s: the JSON text is %zu bytes, more than %u", prefix, len,
+                          NNM__CONFIG_JSON_MAX);
+    json_error_t err;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    if (!doc)
+        return nnm__error(ctx, NNM_E_INVALID, "%s: json: line %d, column %d: %s", prefix, err.line,
+                          err.column, err.text);
+    pass p = {NULL, ctx, NULL, NULL, 0};
+    nnm_status st = config(&p, doc, prefix, out);
+    json_decref(doc);
+    return st;
+}
+
 /* ---- modules ------------------------------------------------------------ */
 
 /* Sibling names seen so far: an open-addressing set, so a container with
@@ -278,6 +298,10 @@ static nnm_status module(pass *p, const json_t *v, const char *path, const char 
     if (!kids) return NNM_OK;
     nnm__path_key(sub, sizeof sub, nnm__path_set(sub, sizeof sub, path), "children");
     if (!json_is_array(kids)) return fail(p->ctx, NNM_E_TYPE, sub, "expected list, got %s", kind(kids));
+    if ((vt->flags & NNM_LAYER_OWNS_CHILDREN) && json_array_size(kids))
+        return fail(p->ctx, NNM_E_INVALID, sub,
+                    "%s makes its children itself from its config (as a PyTorch __init__ does); "
+                    "a manifest lists none for it", vt->name);
     if (!(vt->flags & NNM_LAYER_CONTAINER) && json_array_size(kids))
         return fail(p->ctx, NNM_E_INVALID, sub, "%s is not a container", vt->name);
     size_t n = json_array_size(kids);

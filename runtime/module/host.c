@@ -646,6 +646,64 @@ static nnm_status host_op_rnn(nnm_env *env, const nnm_rnn_params *p, nnm_tensor 
     return nnm__op_rnn(nnm__env_of(env)->ctx, p, gx, w_hh, b_hh, w_hr, h0, c0, y, c_n);
 }
 
+/* ---- children a layer makes (1.5) ------------------------------------- */
+
+static nnm_status host_child_new(nnm_env *env, const char *name, const char *layer_type,
+                                 const char *version_range, const char *config_json) {
+    ENV(e, env);
+    if (e->phase != NNM__PHASE_CREATE || !e->module)
+        return nnm__error(e->ctx, NNM_E_STATE, "child_new is valid only in create");
+    if (!name || !layer_type) return null_arg(e, "child_new", !name ? "name" : "layer_type");
+    nnm_ctx *ctx = e->ctx;
+    nnm_module *owner = e->module, *parent = owner;
+    char nb[128];
+    const char *leaf = name, *dot = strrchr(name, '.');
+    if (dot) { /* "self_attn.out_proj": into a module this create made */
+        char prefix[NNM_NAME_MAX + 1];
+        const size_t n = (size_t)(dot - name);
+        if (n >= sizeof prefix)
+            return nnm__error(ctx, NNM_E_LIMIT, "child_new: path '%s' is too long", nnm__show(name, nb, sizeof nb));
+        memcpy(prefix, name, n);
+        prefix[n] = 0;
+        parent = nnm_module_get(owner, prefix);
+        if (!parent || parent->made_by != owner)
+            return nnm__error(ctx, NNM_E_NOT_FOUND, "child_new: '%s' is not a module this layer made "
+                              "(make it first)", nnm__show(prefix, nb, sizeof nb));
+        leaf = dot + 1;
+    }
+    char request[160];
+    if (version_range && *version_range)
+        snprintf(request, sizeof request, "%s@%s", layer_type, version_range);
+    else
+        snprintf(request, sizeof request, "%s", layer_type);
+    nnm_config *cfg = NULL;
+    char prefix[NNM_NAME_MAX + 16];
+    snprintf(prefix, sizeof prefix, "%s.config", name);
+    nnm_status st = nnm__config_from_json(ctx, config_json, prefix, &cfg);
+    if (st) {
+        char msg[NNM__ERRMSG_CAP];
+        memcpy(msg, ctx->errmsg, sizeof msg);
+        return nnm__error(ctx, st, "child_new: %s", msg);
+    }
+    nnm_module *c = NULL;
+    st = nnm_module_create_on(ctx, request, cfg, owner->device, &c);
+    nnm_config_free(cfg);
+    if (!st) {
+        st = nnm_module_add_child(parent, leaf, c);
+        if (!st) {
+            c->made_by = owner;
+            owner->n_made++;
+        }
+        nnm_module_release(c); /* the parent holds it now (or nothing does) */
+    }
+    if (st) {
+        char msg[NNM__ERRMSG_CAP];
+        memcpy(msg, ctx->errmsg, sizeof msg);
+        return nnm__error(ctx, st, "child '%s' (%s): %s", nnm__show(name, nb, sizeof nb), layer_type, msg);
+    }
+    return NNM_OK;
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -705,4 +763,5 @@ const nnm_host nnm__host = {
     .buffer_new_v2 = host_buffer_new_v2,
     .set_output_names = host_set_output_names,
     .op_rnn = host_op_rnn,
+    .child_new = host_child_new,
 };

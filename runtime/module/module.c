@@ -21,8 +21,19 @@ static void free_named(nnm__named_tensor *v, uint32_t n) {
     free(v);
 }
 
+/* Forgets m as the maker of the modules below it (they may outlive it). */
+static void made_forget(nnm_module *m, nnm_module *owner, uint32_t depth) {
+    for (uint32_t i = 0; i < m->n_children && depth < 4096; i++) {
+        nnm_module *c = m->children[i];
+        if (c->made_by != owner) continue;
+        c->made_by = NULL;
+        made_forget(c, owner, depth + 1);
+    }
+}
+
 static void module_destroy(nnm_module *m) {
     nnm_ctx *ctx = m->ctx;
+    if (m->n_made) made_forget(m, m, 0);
     if (m->created && m->vt->destroy) m->vt->destroy(m->self);
     nnm__hook_list_clear(&m->pre_hooks);
     nnm__hook_list_clear(&m->post_hooks);
@@ -49,6 +60,45 @@ static void module_destroy(nnm_module *m) {
     free(m);
     ctx->stats.live_modules--;
     nnm__ctx_release(ctx);
+}
+
+nnm_status nnm__module_finalize_self(nnm_module *m);
+
+/* Finalizes the modules below m that `owner` made, children first; the
+ * message names the module's path below owner. */
+static nnm_status made_finalize(nnm_module *m, const nnm_module *owner, uint32_t depth) {
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        nnm_module *c = m->children[i];
+        if (c->made_by != owner || depth > 4096) continue;
+        nnm_status st = made_finalize(c, owner, depth + 1);
+        if (!st) st = nnm__module_finalize_self(c);
+        if (st) {
+            char msg[NNM__ERRMSG_CAP];
+            memcpy(msg, m->ctx->errmsg, sizeof msg);
+            return nnm__error(m->ctx, st, "%s (%s): %s", c->name, c->vt->name, msg);
+        }
+    }
+    return NNM_OK;
+}
+
+/* Every module below m must have been made by a layer (a module attached by
+ * hand is not implied by any config); counts those `owner` made. */
+static nnm_status made_check(const nnm_module *m, const nnm_module *owner, const char *path,
+                             const char *below, uint32_t *made, uint32_t depth) {
+    for (uint32_t i = 0; i < m->n_children; i++) {
+        const nnm_module *c = m->children[i];
+        char sub[512];
+        snprintf(sub, sizeof sub, "%s%s%s", below, *below ? "." : "", m->child_names[i]);
+        if (!c->made_by)
+            return nnm__error(m->ctx, NNM_E_STATE, "%s (%s): '%s' was attached by hand, but %s makes "
+                              "its children from its config: a manifest cannot hold it",
+                              path, owner->vt->name, sub, owner->vt->name);
+        if (c->made_by == owner) (*made)++;
+        if (depth > 4096) continue;
+        nnm_status st = made_check(c, owner, path, sub, made, depth + 1);
+        if (st) return st;
+    }
+    return NNM_OK;
 }
 
 NNM_API nnm_status nnm_module_create(nnm_ctx *ctx, const char *request, const nnm_config *cfg,
@@ -128,10 +178,29 @@ NNM_API nnm_status nnm_module_create_on(nnm_ctx *ctx, const char *request, const
         module_destroy(m);
         return NNM_E_INVALID;
     }
+    /* The modules create made (host->child_new), children first. */
+    if (m->n_made && (st = made_finalize(m, m, 0))) {
+        char msg[NNM__ERRMSG_CAP];
+        memcpy(msg, ctx->errmsg, sizeof msg);
+        nnm__error(ctx, st, "%s: %s", vt->name, msg);
+        module_destroy(m);
+        return st;
+    }
     /* create may have probed optional keys (a missing list sets a message):
      * a module that was made leaves no error behind. */
     ctx->errmsg[0] = 0;
     *out = m;
+    return NNM_OK;
+}
+
+nnm_status nnm__module_made_intact(const nnm_module *m, const char *path) {
+    uint32_t made = 0;
+    nnm_status st = made_check(m, m, path, "", &made, 0);
+    if (st) return st;
+    if (made != m->n_made)
+        return nnm__error(m->ctx, NNM_E_STATE, "%s (%s): %u of the %u modules its create made were "
+                          "deleted or replaced; a manifest cannot say so (it would make them again)",
+                          path, m->vt->name, m->n_made - made, m->n_made);
     return NNM_OK;
 }
 

@@ -112,14 +112,15 @@ static void test_host_table(void) {
         offsetof(nnm_host, tensor_from_host), offsetof(nnm_host, op_index_select),
         offsetof(nnm_host, buffer_new_v2),    offsetof(nnm_host, set_output_names),
         offsetof(nnm_host, op_rnn),
+        offsetof(nnm_host, child_new),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 55);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 56);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 55 * 8);
+    SIZE(nnm_host, 8 + 56 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -150,6 +151,7 @@ static void test_layer_vtable(void) {
     CU_ASSERT_EQUAL(NNM_CONFIG_STRS, 6);
     CU_ASSERT_EQUAL(NNM_CONFIG_REQUIRED, 1u);
     CU_ASSERT_EQUAL(NNM_LAYER_CONTAINER, 1u);
+    CU_ASSERT_EQUAL(NNM_LAYER_OWNS_CHILDREN, 2u);
     CU_ASSERT_EQUAL(NNM_ARITY_ANY, -1);
     CU_ASSERT_EQUAL(NNM_SPEC_LEADING_ANY, 1u);
 }

@@ -12,6 +12,7 @@ pub const NNM_MAX_SPATIAL: u32 = 3;
 pub const NNM_SPEC_LEADING_ANY: u32 = 1;
 pub const NNM_CONFIG_REQUIRED: u32 = 1;
 pub const NNM_LAYER_CONTAINER: u32 = 1;
+pub const NNM_LAYER_OWNS_CHILDREN: u32 = 2;
 pub const NNM_ARITY_ANY: i32 = -1;
 pub const NNM_BACKEND_OPS_1_3: u32 = 1;
 pub const NNM_DOMAIN_NNMOD: &[u8; 6usize] = b"nnmod\0";
@@ -1516,12 +1517,21 @@ pub struct nnm_host {
             c_n: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub child_new: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            name: *const ::std::os::raw::c_char,
+            layer_type: *const ::std::os::raw::c_char,
+            version_range: *const ::std::os::raw::c_char,
+            config_json: *const ::std::os::raw::c_char,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        448usize,
+        456usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2515,6 +2525,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_rnn();
+    fn test_field_child_new() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).child_new) as usize - ptr as usize
+            },
+            448usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(child_new)
+            )
+        );
+    }
+    test_field_child_new();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
