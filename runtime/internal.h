@@ -639,6 +639,12 @@ nnm_status nnm__index_add_backward(nnm_ctx *ctx, nnm_tensor *g, int32_t d, const
 nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, const int64_t *idx, int64_t m,
                                     nnm_tensor *y);
 
+/* ops_cast.c: the ABI 1.5 dtype ops (see nnm_host.op_cast, op_detach,
+ * op_arg_reduce); none records for autograd. */
+nnm_status nnm__op_cast(nnm_ctx *ctx, nnm_tensor *x, nnm_dtype dtype, nnm_tensor **out);
+nnm_status nnm__op_detach(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor **out);
+nnm_status nnm__op_arg_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, int32_t dim, int keepdim, nnm_tensor **out);
+
 /* call.c: custom-backward layers and module backward hooks */
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                              uint32_t n_out, nnm_tensor **saved, uint32_t n_saved);

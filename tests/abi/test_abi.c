@@ -109,14 +109,16 @@ static void test_host_table(void) {
         offsetof(nnm_host, op_batch_norm),
         /* ---- 1.5 ---- */
         offsetof(nnm_host, tensor_from_host), offsetof(nnm_host, op_index_select),
+        offsetof(nnm_host, op_cast),       offsetof(nnm_host, op_detach),
+        offsetof(nnm_host, op_arg_reduce),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 52);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 55);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 52 * 8);
+    SIZE(nnm_host, 8 + 55 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -152,7 +154,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 248);
+    SIZE(nnm_backend_vtable, 264);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -187,6 +189,20 @@ static void test_backend_vtable_and_args(void) {
     /* ---- 1.5 ---- */
     OFF(nnm_backend_vtable, index_select, 232);
     OFF(nnm_backend_vtable, index_add, 240);
+    OFF(nnm_backend_vtable, cast, 248);
+    OFF(nnm_backend_vtable, arg_reduce, 256);
+    SIZE(nnm_cast_args, 24);
+    OFF(nnm_cast_args, x, 8);
+    OFF(nnm_cast_args, out, 16);
+    SIZE(nnm_arg_reduce_args, 48);
+    OFF(nnm_arg_reduce_args, op, 4);
+    OFF(nnm_arg_reduce_args, outer, 8);
+    OFF(nnm_arg_reduce_args, x, 32);
+    OFF(nnm_arg_reduce_args, out, 40);
+    CU_ASSERT_EQUAL(NNM_UNARY_SIN, 18);
+    CU_ASSERT_EQUAL(NNM_UNARY_TRUNC, 23);
+    CU_ASSERT_EQUAL(NNM_BINARY_POW, 6);
+    CU_ASSERT_EQUAL(NNM_BACKEND_OPS_1_5, 2u);
     SIZE(nnm_conv_params, 136);
     SIZE(nnm_pool_params, 152);
     SIZE(nnm_im2col_args, 176);
