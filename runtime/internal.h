@@ -257,6 +257,9 @@ struct nnm_module {
      * its own `name` is the one under its first parent (for paths). */
     char **child_names;
     uint32_t *child_hashes;
+    /* The names of its outputs (host->set_output_names; owned), or NULL. */
+    char **output_names;
+    uint32_t n_output_names;
 };
 
 /* ---- context ------------------------------------------------------------ */
@@ -692,6 +695,9 @@ void nnm__seen_free(nnm__seen *s);
 
 nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, nnm_tensor *t,
                                   int persistent);
+/* Replaces m's output names by `names` (n of them, owned from now on; NULL
+ * and 0 remove them). */
+void nnm__module_set_output_names(nnm_module *m, char **names, uint32_t n);
 
 /* safetensors.c */
 /* Index (file order) of the entry named `name`, or -1; sets no error. */

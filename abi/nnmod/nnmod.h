@@ -342,6 +342,13 @@ NNM_API nnm_ctx *nnm_module_ctx(const nnm_module *m);
 /* The config m was created with (a copy the module owns; borrowed). Never
  * NULL for a live module. */
 NNM_API const nnm_config *nnm_module_config(const nnm_module *m);
+/* The names of m's outputs, when its forward returns a dict rather than a
+ * tuple (a graph with config.output_names, like torchvision's segmentation
+ * models returning {"out": ..., "aux": ...}): an array of *n names, one per
+ * output in call order, owned by m and valid while m lives. NULL, with *n
+ * 0, when m's outputs have no names, or m is NULL or no live module. n may
+ * be NULL. (Since 0.5; a layer sets them with host->set_output_names.) */
+NNM_API const char *const *nnm_module_output_names(const nnm_module *m, uint32_t *n);
 /* Lets each container of m's tree (children first) check its children
  * against its config (the layer's optional `finalize`), so a wiring mistake
  * fails here rather than at the first forward. The manifest builder calls it;

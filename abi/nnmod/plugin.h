@@ -503,6 +503,23 @@ struct nnm_host {
      * index_add (repeated indices sum). */
     nnm_status (*op_index_select)(nnm_env *env, nnm_tensor *x, int32_t dim, nnm_tensor *index,
                                   nnm_tensor **out);
+    /* -- (1.5) module state: typed buffers and output names (graph) -- */
+    /* (1.5, create only) buffer_new with a dtype and both init arguments:
+     * dtype NNM_F32 takes every enum nnm_init (a, b as for param_new); an i64
+     * buffer ({NNM_DTYPE_INT, 64, 1}, PyTorch's torch.long, such as a
+     * relative position index) takes NNM_INIT_ZEROS, NNM_INIT_ONES or
+     * NNM_INIT_CONSTANT (a, rounded toward zero); other dtypes and inits give
+     * NNM_E_DTYPE / NNM_E_INVALID. *out is borrowed, as for param_new. */
+    nnm_status (*buffer_new_v2)(nnm_env *env, const char *name, int32_t ndim, const int64_t *shape,
+                                nnm_dtype dtype, int32_t init, double a, double b, int persistent,
+                                nnm_tensor **out);
+    /* (1.5, create only) Names the module's outputs, one name per output, as
+     * a PyTorch model that returns a dict ({"out": ..., "aux": ...}): n <=
+     * NNM_MAX_IO names, each non-empty UTF-8 without control characters and
+     * unique (else NNM_E_INVALID naming it); copied, so they may be freed
+     * after the call. A second call replaces the first; n 0 removes them.
+     * Applications read them with nnm_module_output_names. */
+    nnm_status (*set_output_names)(nnm_env *env, const char *const *names, uint32_t n);
     /* -- (1.5) dtypes, detach, arg reductions -- */
     /* (1.5) x.to(dtype) (torch's .float(), .long(), .int(), .bool(), .byte()):
      * a new contiguous tensor of x's shape on x's device. dtype and x's dtype
@@ -1170,7 +1187,7 @@ NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 55 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 57 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_cast_args) == 24, "nnm_cast_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_arg_reduce_args) == 48, "nnm_arg_reduce_args 1.5 size");

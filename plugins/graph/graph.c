@@ -217,8 +217,6 @@ typedef struct graph_state {
     uint32_t max_refs;   /* most inputs of one node */
     uint32_t n_outputs;
     graph_ref *outputs;
-    uint32_t n_output_names;
-    char **output_names;
     uint32_t hash_mask;
     uint32_t *hash;      /* every name a REF may use: a graph_ref src + 1; 0 is empty */
     /* the child mapping (graph_map) */
@@ -469,15 +467,12 @@ static void graph_destroy(void *self) {
             free(s->nodes[i].path);
         free(s->nodes[i].name);
     }
-    for (uint32_t i = 0; s->output_names != NULL && i < s->n_output_names; i++)
-        free(s->output_names[i]);
     free(s->inputs);
     free(s->tensors);
     free(s->nodes);
     free(s->order);
     free(s->refs);
     free(s->outputs);
-    free(s->output_names);
     free(s->hash);
     free(s->vals);
     free(s->args);
@@ -835,7 +830,12 @@ static nnm_status parse_tensors(nnm_env *env, graph_state *s, const char *key,
         if (!buffer) {
             st = h->param_new(env, buf, d.ndim, d.shape, d.init, d.a, d.b, &s->tensors[k].t);
         } else if (!d.i64 && (d.init == NNM_INIT_ZEROS || d.init == NNM_INIT_ONES)) {
+            /* the 1.0 slot: such a graph runs on older hosts too */
             st = h->buffer_new(env, buf, d.ndim, d.shape, d.init, 0.0, 1, &s->tensors[k].t);
+        } else if (NNM_HOST_HAS(h, buffer_new_v2)) {
+            const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+            st = h->buffer_new_v2(env, buf, d.ndim, d.shape, d.i64 ? i64 : NNM_F32, d.init, d.a,
+                                  d.b, 1, &s->tensors[k].t);
         } else {
             return h->set_error(env, NNM_E_VERSION,
                                 "config.%s[%u]: %s buffer needs the host slot buffer_new_v2 "
@@ -1035,6 +1035,51 @@ static nnm_status parse_outputs(nnm_env *env, graph_state *s) {
     s->n_outputs = (uint32_t)n;
     return NNM_OK;
 }
+/* config.output_names: checked here, so a message names the entry, then
+ * handed to the host (set_output_names copies them). */
+static nnm_status parse_output_names(nnm_env *env, graph_state *s) {
+    const nnm_host *h = env->host;
+    const char *buf[GRAPH_MAX_IO];
+    char q[GRAPH_SHOW];
+    size_t n = 0;
+    nnm_status st = h->config_strs(env, "output_names", buf, GRAPH_MAX_IO, &n);
+    if (st == NNM_E_NOT_FOUND) { /* optional: outputs without names */
+        graph_clear_error(env);
+        return NNM_OK;
+    }
+    if (st != NNM_OK)
+        return st; /* the host named the key and the problem */
+    if (n != s->n_outputs)
+        return h->set_error(env, NNM_E_INVALID,
+                            "config.output_names: %u name%s for %u output%s (one per entry of "
+                            "config.outputs)",
+                            (unsigned)n, n == 1 ? "" : "s", (unsigned)s->n_outputs,
+                            s->n_outputs == 1 ? "" : "s");
+    for (size_t i = 0; i < n; i++) {
+        span z = span_of(buf[i]);
+        int bad = z.n == 0 || !utf8_ok(buf[i]);
+        for (size_t k = 0; !bad && k < z.n; k++)
+            bad = control_len(z.p + k, z.n - k) != 0;
+        if (bad)
+            return h->set_error(env, NNM_E_INVALID,
+                                "config.output_names[%u]: invalid name '%s' (non-empty, no control "
+                                "characters)",
+                                (unsigned)i, shown(z, q));
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(buf[j], buf[i]) == 0)
+                return h->set_error(env, NNM_E_INVALID,
+                                    "config.output_names[%u]: duplicate name '%s' (as "
+                                    "output_names[%u])",
+                                    (unsigned)i, shown(z, q), (unsigned)j);
+    }
+    if (!NNM_HOST_HAS(h, set_output_names))
+        return h->set_error(env, NNM_E_VERSION,
+                            "config.output_names needs the host slot set_output_names (this host, "
+                            "ABI %u.%u, lacks it)",
+                            (unsigned)h->abi_major, (unsigned)h->abi_minor);
+    return h->set_output_names(env, buf, (uint32_t)n);
+}
+
 /* "config.nodes: cycle through 'a' -> 'b' -> 'a'" for the nodes
  * stack[from..top] and back to stack[from]. */
 static nnm_status cycle_error(nnm_env *env, const graph_state *s, const uint32_t *stack,
@@ -1177,6 +1222,8 @@ static nnm_status graph_create(nnm_env *env, void **self) {
     if ((st = parse_nodes(env, s, entries, n)) != NNM_OK)
         goto fail;
     if ((st = parse_outputs(env, s)) != NNM_OK)
+        goto fail;
+    if ((st = parse_output_names(env, s)) != NNM_OK)
         goto fail;
     if ((st = topo_sort(env, s)) != NNM_OK)
         goto fail;
@@ -1590,6 +1637,8 @@ static const nnm_config_field graph_config[] = {
      "uniform(a, b))"},
     {"buffers", NNM_CONFIG_STRS, 0,
      "the graph's own buffers: \"name: [d0, d1, ...] dtype init\" (dtype f32 or i64)"},
+    {"output_names", NNM_CONFIG_STRS, 0,
+     "one name per output: the model returns a dict (nnm_module_output_names)"},
 };
 
 static const nnm_layer_vtable graph_layer = {

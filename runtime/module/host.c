@@ -3,6 +3,7 @@
  * parameter from forward gets an error instead of corrupting the module. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -152,20 +153,44 @@ static nnm_status init_tensor(nnm_ctx *ctx, nnm_tensor *t, int32_t init, double 
     return nnm__error(ctx, NNM_E_INVALID, "unknown init %d", (int)init);
 }
 
+static int is_i64(nnm_dtype d) {
+    return d.code == NNM_DTYPE_INT && d.bits == 64 && d.lanes == 1;
+}
+
+/* An i64 tensor's elements: zeros, ones or a constant (a, toward zero). */
+static nnm_status init_i64(nnm_ctx *ctx, nnm_tensor *t, int32_t init, double a) {
+    if (init != NNM_INIT_ZEROS && init != NNM_INIT_ONES && init != NNM_INIT_CONSTANT)
+        return nnm__error(ctx, NNM_E_INVALID,
+                          "buffer_new_v2: an i64 buffer takes init zeros, ones or constant (got %d)",
+                          (int)init);
+    if (init == NNM_INIT_CONSTANT && !(a > -9.2e18 && a < 9.2e18))
+        return nnm__error(ctx, NNM_E_INVALID, "buffer_new_v2: constant %g does not fit in i64", a);
+    const int64_t v = init == NNM_INIT_ZEROS ? 0 : init == NNM_INIT_ONES ? 1 : (int64_t)a;
+    int64_t *p = (int64_t *)t->desc.data;
+    int64_t n = t->desc.device.type == NNM_DEVICE_META ? 0 : nnm_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) p[i] = v;
+    return NNM_OK;
+}
+
 static nnm_status declare(nnm_env *env, int buffer, const char *name, int32_t ndim,
-                          const int64_t *shape, int32_t init, double a, double b, int persistent,
-                          nnm_tensor **out) {
+                          const int64_t *shape, nnm_dtype dtype, int32_t init, double a, double b,
+                          int persistent, nnm_tensor **out) {
     if (out) *out = NULL;
     ENV(e, env);
     if (!out) return nnm__error(e->ctx, NNM_E_INVALID, "param_new/buffer_new: out is NULL");
     if (!name) return nnm__error(e->ctx, NNM_E_INVALID, "param_new/buffer_new: name is NULL");
     if (e->phase != NNM__PHASE_CREATE)
         return nnm__error(e->ctx, NNM_E_STATE, "parameters and buffers are declared only in create");
+    const int i64 = is_i64(dtype);
+    if (!i64 && !(dtype.code == NNM_DTYPE_FLOAT && dtype.bits == 32 && dtype.lanes == 1))
+        return nnm__error(e->ctx, NNM_E_DTYPE,
+                          "buffer_new_v2: dtype code %u bits %u lanes %u (f32 or i64 only)",
+                          (unsigned)dtype.code, (unsigned)dtype.bits, (unsigned)dtype.lanes);
     nnm_tensor *t;
     /* Modules are created on the CPU (init writes through the CPU pointer) or the meta device. */
-    nnm_status st = nnm__tensor_alloc(e->ctx, e->module->device, NNM_F32, ndim, shape, &t);
+    nnm_status st = nnm__tensor_alloc(e->ctx, e->module->device, dtype, ndim, shape, &t);
     if (st) return st;
-    if ((st = init_tensor(e->ctx, t, init, a, b)) ||
+    if ((st = i64 ? init_i64(e->ctx, t, init, a) : init_tensor(e->ctx, t, init, a, b)) ||
         (st = nnm__module_add_tensor(e->module, buffer, name, t, persistent))) {
         nnm_tensor_release(t);
         return st;
@@ -177,12 +202,61 @@ static nnm_status declare(nnm_env *env, int buffer, const char *name, int32_t nd
 
 static nnm_status host_param_new(nnm_env *env, const char *name, int32_t ndim, const int64_t *shape,
                                  int32_t init, double a, double b, nnm_tensor **out) {
-    return declare(env, 0, name, ndim, shape, init, a, b, 1, out);
+    return declare(env, 0, name, ndim, shape, NNM_F32, init, a, b, 1, out);
 }
 
 static nnm_status host_buffer_new(nnm_env *env, const char *name, int32_t ndim, const int64_t *shape,
                                   int32_t init, double a, int persistent, nnm_tensor **out) {
-    return declare(env, 1, name, ndim, shape, init, a, 0.0, persistent != 0, out);
+    return declare(env, 1, name, ndim, shape, NNM_F32, init, a, 0.0, persistent != 0, out);
+}
+
+static nnm_status host_buffer_new_v2(nnm_env *env, const char *name, int32_t ndim,
+                                     const int64_t *shape, nnm_dtype dtype, int32_t init, double a,
+                                     double b, int persistent, nnm_tensor **out) {
+    return declare(env, 1, name, ndim, shape, dtype, init, a, b, persistent != 0, out);
+}
+
+static nnm_status host_set_output_names(nnm_env *env, const char *const *names, uint32_t n) {
+    ENV(e, env);
+    if (e->phase != NNM__PHASE_CREATE || !e->module)
+        return nnm__error(e->ctx, NNM_E_STATE, "output names are set only in create");
+    if (n > NNM_MAX_IO)
+        return nnm__error(e->ctx, NNM_E_LIMIT, "set_output_names: %u names; a call has at most %d outputs",
+                          (unsigned)n, NNM_MAX_IO);
+    if (n && !names) return null_arg(e, "set_output_names", "names");
+    char nb[128];
+    for (uint32_t i = 0; i < n; i++) {
+        const char *z = names[i];
+        if (!z) return nnm__error(e->ctx, NNM_E_INVALID, "set_output_names: names[%u] is NULL", i);
+        size_t len = strlen(z);
+        int bad = !len || !nnm__utf8_valid(z, len);
+        for (size_t k = 0; !bad && k < len; k++) {
+            unsigned char c = (unsigned char)z[k];
+            bad = c < 0x20 || c == 0x7f ||
+                  (c == 0xC2 && k + 1 < len && (unsigned char)z[k + 1] >= 0x80 &&
+                   (unsigned char)z[k + 1] <= 0x9F);
+        }
+        if (bad)
+            return nnm__error(e->ctx, NNM_E_INVALID,
+                              "set_output_names: names[%u] '%s' is not a name (non-empty UTF-8 "
+                              "without control characters)",
+                              i, nnm__show(z, nb, sizeof nb));
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(names[j], z) == 0)
+                return nnm__error(e->ctx, NNM_E_INVALID,
+                                  "set_output_names: names[%u] '%s' is also names[%u]", i,
+                                  nnm__show(z, nb, sizeof nb), j);
+    }
+    char **copy = n ? calloc(n, sizeof *copy) : NULL;
+    if (n && !copy) return nnm__error(e->ctx, NNM_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++)
+        if (!(copy[i] = strdup(names[i]))) {
+            for (uint32_t j = 0; j < i; j++) free(copy[j]);
+            free(copy);
+            return nnm__error(e->ctx, NNM_E_NOMEM, "out of memory");
+        }
+    nnm__module_set_output_names(e->module, copy, n);
+    return NNM_OK;
 }
 
 static nnm_status host_input_spec(nnm_env *env, uint32_t index, int32_t ndim, const int64_t *dims,
@@ -636,6 +710,8 @@ const nnm_host nnm__host = {
     .op_batch_norm = host_op_batch_norm,
     .tensor_from_host = host_tensor_from_host,
     .op_index_select = host_op_index_select,
+    .buffer_new_v2 = host_buffer_new_v2,
+    .set_output_names = host_set_output_names,
     .op_cast = host_op_cast,
     .op_detach = host_op_detach,
     .op_arg_reduce = host_op_arg_reduce,

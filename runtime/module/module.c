@@ -42,6 +42,7 @@ static void module_destroy(nnm_module *m) {
     free(m->name);
     nnm_config_free(m->cfg);
     free(m->manifest_sha256);
+    nnm__module_set_output_names(m, NULL, 0);
     m->magic = 0;
     m->plugin->live_modules--;
     nnm__plugin_release(m->plugin); /* may dlclose: vt is not touched after this */
@@ -775,6 +776,20 @@ nnm_status nnm__module_add_tensor(nnm_module *m, int buffer, const char *name, n
     (*n)++;
     t->flags |= buffer ? NNM__T_BUFFER : NNM__T_PARAM;
     return NNM_OK;
+}
+
+void nnm__module_set_output_names(nnm_module *m, char **names, uint32_t n) {
+    for (uint32_t i = 0; i < m->n_output_names; i++) free(m->output_names[i]);
+    free(m->output_names);
+    m->output_names = names;
+    m->n_output_names = n;
+}
+
+NNM_API const char *const *nnm_module_output_names(const nnm_module *m, uint32_t *n) {
+    if (n) *n = 0;
+    if (!nnm__module_live(m) || !m->n_output_names) return NULL;
+    if (n) *n = m->n_output_names;
+    return (const char *const *)m->output_names;
 }
 
 /* ---- replacing, removing and sharing children ------------------------------ */

@@ -11,6 +11,9 @@
  *             (config_fields NULL) and reads, when present, "n" (int), "slope"
  *             (float), "fs" (floats), "s" (string), "ss" (strings), and an
  *             int under the name that "key" (string) gives: any key at all
+ *   fx_named  1 input, NNM_ARITY_ANY outputs, each the input itself; hands
+ *             config "names" (strings, unchecked) to host->set_output_names,
+ *             so the host's own checks are reached
  *
  * No config (empty schemas); stateless. Host ops only, so autograd works.
  */
@@ -143,8 +146,41 @@ static const nnm_layer_vtable any_layer = {
     .forward = any_forward,
 };
 
+static nnm_status named_create(nnm_env *env, void **self) {
+    const nnm_host *h = env->host;
+    const char *names[NNM_MAX_IO + 2];
+    size_t n = 0;
+    *self = NULL;
+    nnm_status st = h->config_strs(env, "names", names, NNM_MAX_IO + 2, &n);
+    if (st != NNM_OK)
+        return st;
+    return h->set_output_names(env, names, (uint32_t)n);
+}
+
+static nnm_status named_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                                nnm_tensor **out, uint32_t n_out) {
+    (void)self;
+    if (n_in != 1)
+        return env->host->set_error(env, NNM_E_SHAPE, "fx_named takes 1 input");
+    for (uint32_t i = 0; i < n_out; i++) {
+        env->host->tensor_retain(in[0]);
+        out[i] = in[0];
+    }
+    return NNM_OK;
+}
+
+static const nnm_layer_vtable named_layer = {
+    .struct_size = sizeof(nnm_layer_vtable),
+    .name = "fx_named",
+    .version_major = 1,
+    .n_inputs = 1,
+    .n_outputs = NNM_ARITY_ANY,
+    .create = named_create,
+    .forward = named_forward,
+};
+
 static const nnm_layer_vtable *const fx_layers[] = {&fork_layer, &fan_layer, &sub_layer,
-                                                    &const_layer, &any_layer};
+                                                    &const_layer, &any_layer, &named_layer};
 
 static const nnm_plugin_desc fx_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
@@ -152,7 +188,7 @@ static const nnm_plugin_desc fx_plugin = {
     .abi_minor = NNM_ABI_MINOR,
     .name = "graph_fixtures",
     .description = "Test-only layers for the graph suite",
-    .n_layers = 5,
+    .n_layers = 6,
     .n_backends = 0,
     .layers = fx_layers,
     .backends = NULL,

@@ -1424,7 +1424,7 @@ static void test_schema_declared(void) {
         {"add", 2, {"other", "alpha"}, 0}, /* 1.1: optional scalar operand */
         {"module_list", 0, {0}, 0},
         {"module_dict", 0, {0}, 0},
-        {"graph", 5, {"inputs", "nodes", "outputs", "parameters", "buffers"}, 2u},
+        {"graph", 6, {"inputs", "nodes", "outputs", "parameters", "buffers", "output_names"}, 2u},
     };
     for (size_t i = 0; i < N_OF(want); i++) {
         const nnm_layer_vtable *vt = NULL;

@@ -566,6 +566,180 @@ static void test_graph_params_manifest(void) {
     LEAK_CHECK_END();
 }
 
+/* Buffers of every dtype and init: i64 ones read back as integers, saved
+ * to safetensors as I64 and loaded strictly; random f32 buffers from the
+ * context's generator. */
+static void test_graph_buffers_typed(void) {
+    LEAK_CHECK_BEGIN();
+    static const char *const nodes[] = {"r: x"};
+    static const char *const outputs[] = {"r", "idx"};
+    static const char *const buffers[] = {"idx: [2, 3] i64", "k: [2] i64 ones",
+                                          "u: [4] f32 uniform(2, 3)", "n: [3] normal(1, 0)"};
+    gcfg c = {NULL, -1, nodes, 1, outputs, 2, NULL, -1, buffers, 4};
+    nnm_module *g = NULL;
+    CHECK_STATUS(graph_make(&c, &g), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    adopt(g, "r", mk_plain("relu"));
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(g, &sd), NNM_OK);
+    nnm_tensor *idx = nnm_state_dict_get(sd, "idx"), *k = nnm_state_dict_get(sd, "k");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(idx);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(k);
+    CU_ASSERT_EQUAL(d->dtype.code, NNM_DTYPE_INT);
+    CU_ASSERT_EQUAL(d->dtype.bits, 64);
+    const int64_t *kv = (const int64_t *)tu_cpu_data(k);
+    CU_ASSERT_TRUE(kv != NULL && kv[0] == 1 && kv[1] == 1);
+    int64_t *iv = (int64_t *)tu_cpu_data(idx);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(iv);
+    for (int i = 0; i < 6; i++) {
+        CU_ASSERT_EQUAL(iv[i], 0);
+        iv[i] = 10 * i - 7; /* writes into the module: the dict shares its storage */
+    }
+    float u[4], n[3];
+    CHECK_STATUS(nnm_tensor_to_f32(nnm_state_dict_get(sd, "u"), u, 4), NNM_OK);
+    CHECK_STATUS(nnm_tensor_to_f32(nnm_state_dict_get(sd, "n"), n, 3), NNM_OK);
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_TRUE(u[i] >= 2.0f && u[i] <= 3.0f);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_DOUBLE_EQUAL(n[i], 1.0, 1e-6);
+    nnm_state_dict_free(sd);
+
+    /* the i64 buffer returned as an output; saved and loaded strictly */
+    const int64_t shape[1] = {2};
+    const float xv[2] = {-1.0f, 2.0f};
+    nnm_tensor *x = tu_tf32(g_ctx, 1, shape, xv), *y[2] = {NULL, NULL};
+    CHECK_STATUS(nnm_module_call(g, &x, 1, y, 2), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_desc_get(y[1])->dtype.bits, 64);
+    nnm_tensor_release(y[0]);
+    nnm_tensor_release(y[1]);
+    char dir[256], path[512];
+    CU_ASSERT_FATAL(tu_tmpdir_new(dir, sizeof dir, "nnm_graph_buf") == 0);
+    snprintf(path, sizeof path, "%s/b.safetensors", dir);
+    CHECK_STATUS(nnm_module_save(g, path, 0, NULL), NNM_OK);
+    nnm_module *g2 = NULL;
+    CHECK_STATUS(graph_make(&c, &g2), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g2);
+    adopt(g2, "r", mk_plain("relu"));
+    CHECK_STATUS(nnm_module_load(g2, path, 1, NULL), NNM_OK);
+    CHECK_STATUS(nnm_module_state_dict(g2, &sd), NNM_OK);
+    const int64_t *back = (const int64_t *)tu_cpu_data(nnm_state_dict_get(sd, "idx"));
+    CU_ASSERT_TRUE(back != NULL && back[0] == -7 && back[5] == 43);
+    nnm_state_dict_free(sd);
+    nnm_module_release(g2);
+    CU_ASSERT_EQUAL(tu_dir_remove_all(dir), 0);
+    nnm_tensor_release(x);
+    nnm_module_release(g);
+
+    static const char *const bad[] = {"b: [2] i64 uniform(0, 1)"};
+    gcfg cb = {NULL, -1, nodes, 1, NULL, -1, NULL, -1, bad, 1};
+    CHECK_ERROR(graph_make(&cb, &g), NNM_E_INVALID,
+                "config.buffers[0]: an i64 buffer is initialised with zeros or ones");
+    LEAK_CHECK_END();
+}
+
+/* config.output_names: read back through nnm_module_output_names; the
+ * host's own checks through a fixture that hands it anything. */
+static void test_output_names(void) {
+    LEAK_CHECK_BEGIN();
+    static const char *const nodes[] = {"f: x"};
+    static const char *const outputs[] = {"f:1", "f"};
+    nnm_config *cfg = NULL;
+    CHECK_STATUS(nnm_config_new(&cfg), NNM_OK);
+    CHECK_STATUS(nnm_config_set_strs(cfg, "nodes", nodes, 1), NNM_OK);
+    CHECK_STATUS(nnm_config_set_strs(cfg, "outputs", outputs, 2), NNM_OK);
+    static const char *const names[] = {"out", "aux \xe2\x82\xac"};
+    CHECK_STATUS(nnm_config_set_strs(cfg, "output_names", names, 2), NNM_OK);
+    nnm_module *g = NULL;
+    CHECK_STATUS(nnm_module_create(g_ctx, "graph", cfg, &g), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    uint32_t n = 99;
+    const char *const *got = nnm_module_output_names(g, &n);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    CU_ASSERT_STRING_EQUAL(got[0], "out");
+    CU_ASSERT_STRING_EQUAL(got[1], "aux \xe2\x82\xac");
+    /* the manifest of the tree keeps them */
+    adopt(g, "f", mk_plain("fx_fork"));
+    nnm_manifest *mf = NULL;
+    CHECK_STATUS(nnm_manifest_from_module(g, &mf), NNM_OK);
+    nnm_module *g2 = NULL;
+    if (mf)
+        CHECK_STATUS(nnm_manifest_build(mf, 0, &g2), NNM_OK);
+    got = nnm_module_output_names(g2, &n);
+    CU_ASSERT_TRUE(got != NULL && n == 2 && strcmp(got[1], "aux \xe2\x82\xac") == 0);
+    nnm_module_release(g2);
+    nnm_manifest_free(mf);
+    nnm_module_release(g);
+    /* none: NULL and 0, also for NULL */
+    static const char *const one_out[] = {"f"};
+    gcfg plain = {NULL, -1, nodes, 1, one_out, 1, NULL, -1, NULL, -1};
+    CHECK_STATUS(graph_make(&plain, &g), NNM_OK);
+    n = 7;
+    CU_ASSERT_PTR_NULL(nnm_module_output_names(g, &n));
+    CU_ASSERT_EQUAL(n, 0);
+    n = 7;
+    CU_ASSERT_PTR_NULL(nnm_module_output_names(NULL, &n));
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_PTR_NULL(nnm_module_output_names(g, NULL));
+    nnm_module_release(g);
+
+    static const struct {
+        const char *names[3];
+        size_t n;
+        const char *needle;
+    } bad[] = {
+        {{"out"}, 1, "config.output_names: 1 name for 2 outputs (one per entry of config.outputs)"},
+        {{"a", "a"}, 2, "config.output_names[1]: duplicate name 'a' (as output_names[0])"},
+        {{"a", ""}, 2, "config.output_names[1]: invalid name '' (non-empty, no control characters)"},
+        {{"a\x1b[31m", "b"}, 2, "config.output_names[0]: invalid name 'a?[31m'"},
+        {{"a", "\xc2\x9b"}, 2, "config.output_names[1]: invalid name '?'"},
+    };
+    for (size_t i = 0; i < N_OF(bad); i++) {
+        CHECK_STATUS(nnm_config_set_strs(cfg, "output_names", bad[i].names, bad[i].n), NNM_OK);
+        nnm_module *m = (nnm_module *)&m;
+        CHECK_ERROR(nnm_module_create(g_ctx, "graph", cfg, &m), NNM_E_INVALID, bad[i].needle);
+        CU_ASSERT_PTR_NULL(m);
+    }
+    nnm_config_free(cfg);
+
+    /* the host's checks (a layer that does not check first) */
+    static const struct {
+        const char *names[NNM_MAX_IO + 1];
+        size_t n;
+        nnm_status want;
+        const char *needle;
+    } host[] = {
+        {{"a", "b"}, 2, NNM_OK, NULL},
+        {{"a", "a"}, 2, NNM_E_INVALID, "set_output_names: names[1] 'a' is also names[0]"},
+        {{"\x7f"}, 1, NNM_E_INVALID,
+         "set_output_names: names[0] '?' is not a name (non-empty UTF-8 without control "
+         "characters)"},
+        {{"\xff"}, 1, NNM_E_INVALID, "set_output_names: names[0]"},
+        {{""}, 1, NNM_E_INVALID, "set_output_names: names[0] '' is not a name"},
+        {{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+          "16"},
+         17, NNM_E_LIMIT, "set_output_names: 17 names; a call has at most 16 outputs"},
+    };
+    for (size_t i = 0; i < N_OF(host); i++) {
+        nnm_config *hc = NULL;
+        CHECK_STATUS(nnm_config_new(&hc), NNM_OK);
+        CHECK_STATUS(nnm_config_set_strs(hc, "names", host[i].names, host[i].n), NNM_OK);
+        nnm_module *m = NULL;
+        if (host[i].want == NNM_OK) {
+            CHECK_STATUS(nnm_module_create(g_ctx, "fx_named", hc, &m), NNM_OK);
+            got = nnm_module_output_names(m, &n);
+            CU_ASSERT_TRUE(got != NULL && n == 2 && strcmp(got[1], "b") == 0);
+        } else {
+            CHECK_ERROR(nnm_module_create(g_ctx, "fx_named", hc, &m), host[i].want,
+                        host[i].needle);
+        }
+        nnm_module_release(m);
+        nnm_config_free(hc);
+    }
+    LEAK_CHECK_END();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Create-time errors of the new syntax                                      */
 /* ------------------------------------------------------------------------ */
@@ -711,6 +885,8 @@ int main(void) {
     CU_add_test(s, "names: bare and quoted in nodes, manifests, state dicts", test_names_in_nodes);
     CU_add_test(s, "graph-owned parameters and buffers", test_graph_params);
     CU_add_test(s, "graph parameter: trains, saves, round-trips", test_graph_params_manifest);
+    CU_add_test(s, "graph buffers: i64 and random f32", test_graph_buffers_typed);
+    CU_add_test(s, "output names", test_output_names);
     CU_add_test(s, "create errors of the new syntax", test_v2_create_errors);
     return tu_run();
 }

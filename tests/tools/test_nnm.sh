@@ -699,6 +699,38 @@ check "nnm run's attention weights (attn_mask, kdim, bias_kv) differ from PyTorc
     "$FIX" check-file "$R/mha_kv_io.safetensors" weights "$WORK/mha_kv_out.safetensors" output_1
 
 # ---------------------------------------------------------------------------
+# The graph language v2: a module called by two nodes, names PyTorch allows
+# (in backticks), a parameter of the graph's own, named outputs (a dict)
+# ---------------------------------------------------------------------------
+cat >"$WORK/named.json" <<'EOF_NAMED'
+{"format": "nnmod.manifest", "version": 1,
+ "plugins": {"graph": "^1.1", "relu": "^1.0", "add": "^1.0", "module_dict": "^1.0"},
+ "root": {"type": "graph", "config": {
+   "parameters": ["shift: [3] ones"],
+   "nodes": ["h = `block1-0`(x)", "s = add(h, shift)", "y = `my heads`.`cls:1`(s)",
+             "z = `block1-0`(y)"],
+   "outputs": ["z", "s"], "output_names": ["out", "aux"]},
+  "children": [{"name": "block1-0", "type": "relu"}, {"name": "add", "type": "add"},
+               {"name": "my heads", "type": "module_dict",
+                "children": [{"name": "cls:1", "type": "relu"}]}]}}
+EOF_NAMED
+expect 0 validate "$WORK/named.json"
+expect 0 inspect "$WORK/named.json"
+out_has "(block1-0): ReLU"
+out_has "(my heads): ModuleDict"
+out_has "(cls:1): ReLU"
+out_has "parameters: 3"
+expect 0 inspect --dot "$WORK/named.json"
+expect 0 run "$WORK/named.json" --input 2x3 --output "$WORK/named_out.safetensors"
+out_has "output 0 (out): shape [2, 3], f32, 6 values"
+out_has "output 1 (aux): shape [2, 3], f32, 6 values"
+out_has "wrote 2 outputs to $WORK/named_out.safetensors"
+expect 0 weights inspect "$WORK/named_out.safetensors"
+out_has "out"
+out_has "aux"
+out_lacks "output_0"
+
+# ---------------------------------------------------------------------------
 # Output that cannot be written is a failure, never a silent success
 # ---------------------------------------------------------------------------
 if [ -w /dev/full ]; then

@@ -37,7 +37,8 @@ void usage_run(FILE *f) {
           "                      not fix it (default: the graph's outputs, else 1)\n"
           "  --output F.safetensors\n"
           "                      also write every output in full to F (names output_0,\n"
-          "                      output_1, ...; atomically), to compare with another framework\n"
+          "                      output_1, ..., or the model's output names when it returns\n"
+          "                      a dict; atomically), to compare with another framework\n"
           "  --plugins DIR       also load the plugins in DIR (repeatable)\n"
           "  -h, --help          show this help\n"
           "\n"
@@ -197,11 +198,13 @@ static uint32_t output_count(nnm_ctx *ctx, nnm_manifest *mf, nnm_module *root, u
     return fallback;
 }
 
-static void print_tensor(const char *what, uint32_t index, nnm_tensor *t) {
+/* "output 0: ..." or, for a named output, "output 0 (out): ...". */
+static void print_tensor(const char *what, uint32_t index, const char *name, nnm_tensor *t) {
     const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
-    char shape[256], dt[16];
+    char shape[256], dt[16], shown[CLI_TEXT_CAP];
     int64_t n = nnm_tensor_numel(t);
-    printf("%s %" PRIu32 ": shape %s, %s, %" PRId64 " value%s\n", what, index,
+    printf("%s %" PRIu32 "%s%s%s: shape %s, %s, %" PRId64 " value%s\n", what, index,
+           name ? " (" : "", name ? cli_text(name, shown, sizeof shown, 0) : "", name ? ")" : "",
            cli_shape_str(d->ndim, d->shape, shape, sizeof shape),
            cli_dtype_str(d->dtype, dt, sizeof dt), n, n == 1 ? "" : "s");
     if (d->dtype.code != NNM_DTYPE_FLOAT || d->dtype.bits != 32 || n <= 0) return;
@@ -310,7 +313,7 @@ int cmd_run(cli_env *env, int argc, char **argv) {
         r = inputs[i].shape_spec ? make_random(ctx, inputs[i].shape_spec, &rng, &in[i])
                                  : read_input(ctx, inputs[i].file_spec, &in[i]);
         if (r != CLI_EXIT_OK) goto done;
-        print_tensor("input", i, in[i]);
+        print_tensor("input", i, NULL, in[i]);
     }
     n_out = output_count(ctx, mf, root, n_out, explicit_outputs);
     if (n_out > RUN_MAX_IO) {
@@ -326,13 +329,19 @@ int cmd_run(cli_env *env, int argc, char **argv) {
         r = cli_fail(cmd, ctx, s);
         goto done;
     }
-    for (uint32_t i = 0; i < n_out; i++) print_tensor("output", i, out[i]);
+    /* A model that returns a dict names its outputs: shown and written
+     * under those names (unless --outputs asked for another count). */
+    uint32_t n_names = 0;
+    const char *const *out_names = nnm_module_output_names(root, &n_names);
+    if (n_names != n_out) out_names = NULL;
+    for (uint32_t i = 0; i < n_out; i++)
+        print_tensor("output", i, out_names ? out_names[i] : NULL, out[i]);
     if (out_path) {
         char names[RUN_MAX_IO][16];
         const char *np[RUN_MAX_IO];
         for (uint32_t i = 0; i < n_out; i++) {
             snprintf(names[i], sizeof names[i], "output_%" PRIu32, i);
-            np[i] = names[i];
+            np[i] = out_names ? out_names[i] : names[i];
         }
         if ((s = nnm_safetensors_write(ctx, out_path, n_out, np, out, 0, NULL)) != NNM_OK) {
             r = cli_fail(cmd, ctx, s);

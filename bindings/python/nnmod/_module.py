@@ -16,8 +16,8 @@ import ctypes
 import os
 import threading
 import traceback
-from ctypes import (POINTER, byref, c_char_p, c_double, c_int64, c_size_t, c_void_p,
-                    create_string_buffer)
+from ctypes import (POINTER, byref, c_char_p, c_double, c_int64, c_size_t, c_uint32,
+                    c_void_p, create_string_buffer)
 
 import numpy as np
 
@@ -302,11 +302,13 @@ class Module:
 
     Call it like a PyTorch module: ``y = model(x)``. Inputs are nnmod Tensors
     or anything nnmod.tensor() takes (NumPy arrays). A module with one output
-    returns a Tensor, with several a tuple. Children are attributes
+    returns a Tensor, with several a tuple; one whose outputs have names (a
+    graph with "output_names", as torchvision's segmentation models return
+    {"out": ...}) returns a dict of them, in output order. Children are attributes
     (``model.fc1``) and items (``model[0]``, ``model["fc1"]``).
     """
 
-    __slots__ = ("_h", "_ctx", "_n_out", "__weakref__")
+    __slots__ = ("_h", "_ctx", "_n_out", "_out_names", "__weakref__")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("make modules with nnmod.from_manifest(path) or nnmod.create(type, ...)")
@@ -317,6 +319,7 @@ class Module:
         m._h = h
         m._ctx = ctx
         m._n_out = None
+        m._out_names = None
         return m
 
     @classmethod
@@ -353,6 +356,12 @@ class Module:
                 n = cnt.value if not L.nnm_config_get_strs(cfg, b"outputs", byref(v), byref(cnt)) \
                     else 1
         self._n_out = n
+        # a model that returns a dict (a graph with "output_names")
+        cnt = c_uint32()
+        with ctx.lock:
+            names = L.nnm_module_output_names(self._h, byref(cnt))
+            self._out_names = tuple(_decode(names[i]) for i in range(cnt.value)) \
+                if names and cnt.value == n else None
         return n
 
     def __call__(self, *inputs):
@@ -374,14 +383,16 @@ class Module:
                 if st:
                     ctx.raise_pending_base()
                     raise ctx.error(st)
-            return Tensor._own(ctx, out)
+            t = Tensor._own(ctx, out)
+            return {self._out_names[0]: t} if self._out_names else t
         outs = (c_void_p * n_out)()
         with ctx.lock:
             st = L.nnm_module_call(self._h, arg, n_in, outs, n_out)
             if st:
                 ctx.raise_pending_base()
                 raise ctx.error(st)
-        return tuple(Tensor._own(ctx, c_void_p(outs[i])) for i in range(n_out))
+        ts = tuple(Tensor._own(ctx, c_void_p(outs[i])) for i in range(n_out))
+        return dict(zip(self._out_names, ts)) if self._out_names else ts
 
     # ---- structure ----
 

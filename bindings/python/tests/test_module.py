@@ -1,4 +1,5 @@
 import collections
+import json
 import os
 
 import numpy as np
@@ -178,6 +179,37 @@ def test_graph_with_two_outputs(ctx, repo):
     np.testing.assert_allclose(box.numpy(), h @ p["heads.box.weight"].T + p["heads.box.bias"],
                                rtol=1e-5, atol=1e-6)
     del m, cls, box, p
+
+
+def test_graph_output_names_give_a_dict(ctx, tmp_path):
+    # a graph with output_names returns a dict (one output too, as
+    # torchvision's segmentation models return {"out": ...}); children may
+    # have any name PyTorch takes; a graph parameter is a named parameter
+    doc = {"format": "nnmod.manifest", "version": 1,
+           "plugins": {"graph": "^1.1", "relu": "^1.0", "add": "^1.0"},
+           "root": {"type": "graph", "config": {
+               "parameters": ["bias: [3] ones"],
+               "nodes": ["h = `block1-0`(x)", "y = add(h, bias)"],
+               "outputs": ["y", "h"], "output_names": ["out", "aux"]},
+               "children": [{"name": "block1-0", "type": "relu"},
+                            {"name": "add", "type": "add"}]}}
+    path = tmp_path / "named.json"
+    path.write_text(json.dumps(doc))
+    m = nnmod.from_manifest(str(path), ctx=ctx)
+    x = np.array([[-1.0, 0.5, 2.0]], np.float32)
+    y = m(x)
+    assert isinstance(y, dict) and list(y) == ["out", "aux"]
+    np.testing.assert_allclose(y["out"].numpy(), np.maximum(x, 0) + 1)
+    np.testing.assert_allclose(y["aux"].numpy(), np.maximum(x, 0))
+    assert [n for n, _ in m.named_parameters()] == ["bias"]
+    assert [n for n, _ in m.named_children()] == ["block1-0", "add"]
+    doc["root"]["config"]["outputs"] = ["y"]
+    doc["root"]["config"]["output_names"] = ["out"]
+    path.write_text(json.dumps(doc))
+    m1 = nnmod.from_manifest(str(path), ctx=ctx)
+    y1 = m1(x)
+    assert list(y1) == ["out"]
+    del m, m1, y, y1
 
 
 def test_safetensors_round_trip(ctx, tmp_path):

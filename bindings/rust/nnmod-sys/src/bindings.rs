@@ -1389,6 +1389,27 @@ pub struct nnm_host {
             out: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub buffer_new_v2: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            name: *const ::std::os::raw::c_char,
+            ndim: i32,
+            shape: *const i64,
+            dtype: nnm_dtype,
+            init: i32,
+            a: f64,
+            b: f64,
+            persistent: ::std::os::raw::c_int,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub set_output_names: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            names: *const *const ::std::os::raw::c_char,
+            n: u32,
+        ) -> nnm_status,
+    >,
     pub op_cast: ::std::option::Option<
         unsafe extern "C" fn(
             env: *mut nnm_env,
@@ -1419,7 +1440,7 @@ pub struct nnm_host {
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        448usize,
+        464usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2362,6 +2383,40 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_index_select();
+    fn test_field_buffer_new_v2() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).buffer_new_v2) as usize - ptr as usize
+            },
+            424usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(buffer_new_v2)
+            )
+        );
+    }
+    test_field_buffer_new_v2();
+    fn test_field_set_output_names() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).set_output_names) as usize - ptr as usize
+            },
+            432usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(set_output_names)
+            )
+        );
+    }
+    test_field_set_output_names();
     fn test_field_op_cast() {
         assert_eq!(
             unsafe {
@@ -2369,7 +2424,7 @@ fn bindgen_test_layout_nnm_host() {
                 let ptr = uninit.as_ptr();
                 ::std::ptr::addr_of!((*ptr).op_cast) as usize - ptr as usize
             },
-            424usize,
+            440usize,
             concat!(
                 "Offset of field: ",
                 stringify!(nnm_host),
@@ -2386,7 +2441,7 @@ fn bindgen_test_layout_nnm_host() {
                 let ptr = uninit.as_ptr();
                 ::std::ptr::addr_of!((*ptr).op_detach) as usize - ptr as usize
             },
-            432usize,
+            448usize,
             concat!(
                 "Offset of field: ",
                 stringify!(nnm_host),
@@ -2403,7 +2458,7 @@ fn bindgen_test_layout_nnm_host() {
                 let ptr = uninit.as_ptr();
                 ::std::ptr::addr_of!((*ptr).op_arg_reduce) as usize - ptr as usize
             },
-            440usize,
+            456usize,
             concat!(
                 "Offset of field: ",
                 stringify!(nnm_host),
@@ -8582,6 +8637,12 @@ extern "C" {
 }
 extern "C" {
     pub fn nnm_module_config(m: *const nnm_module) -> *const nnm_config;
+}
+extern "C" {
+    pub fn nnm_module_output_names(
+        m: *const nnm_module,
+        n: *mut u32,
+    ) -> *const *const ::std::os::raw::c_char;
 }
 extern "C" {
     pub fn nnm_module_finalize(m: *mut nnm_module) -> nnm_status;
