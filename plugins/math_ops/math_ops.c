@@ -303,9 +303,10 @@ static nnm_status fwd_div(nnm_env *env, const mop_state *s, nnm_tensor *const *i
 /* base ** exponent for tensors: exp(exponent * log(base)) (base > 0). */
 static nnm_status pow_tensors(nnm_env *env, nnm_tensor *base, nnm_tensor *e, nnm_tensor **out) {
     const nnm_host *h = env->host;
-    /* a 1.5 host has the binary pow (negative bases with integral exponents,
-     * as torch); an older one composes exp(e * log(base)), bases > 0 only */
-    if (h->abi_minor >= 5) return h->op_binary(env, NNM_BINARY_POW, base, e, out);
+    /* a host with the 1.5 dtype ops (op_cast) has the binary pow too
+     * (negative bases with integral exponents, as torch); an older one
+     * composes exp(e * log(base)), bases > 0 only */
+    if (NNM_HOST_HAS(h, op_cast)) return h->op_binary(env, NNM_BINARY_POW, base, e, out);
     nnm_tensor *l = NULL, *m = NULL;
     nnm_status st = un(env, NNM_UNARY_LOG, base, 0, &l);
     if (!st) st = h->op_binary(env, NNM_BINARY_MUL, e, l, &m);
