@@ -63,7 +63,7 @@ static void cast_f32(const char *type, const char *dtype, const float *x, int64_
     if (y && tu_cpu_data(y)) memcpy(out, tu_cpu_data(y), (size_t)n * elem);
     nnm_tensor_release(y);
     nnm_tensor_release(t);
-    nnm_module_free(m);
+    nnm_module_release(m);
 }
 
 static void test_cast_rules(void) {
@@ -114,9 +114,9 @@ static void test_cast_rules(void) {
     nnm_tensor_release(yb);
     nnm_tensor_release(yl);
     nnm_tensor_release(ti);
-    nnm_module_free(f);
-    nnm_module_free(bm);
-    nnm_module_free(lm);
+    nnm_module_release(f);
+    nnm_module_release(bm);
+    nnm_module_release(lm);
     LEAK_CHECK_END();
 }
 
@@ -162,12 +162,12 @@ static void test_cast_errors(void) {
     nnm_tensor_release(ti);
     nnm_tensor_release(x);
     nnm_tensor_release(ex);
-    nnm_module_free(l);
-    nnm_module_free(am);
-    nnm_module_free(mf);
-    nnm_module_free(am1);
-    nnm_module_free(am5);
-    nnm_module_free(mx);
+    nnm_module_release(l);
+    nnm_module_release(am);
+    nnm_module_release(mf);
+    nnm_module_release(am1);
+    nnm_module_release(am5);
+    nnm_module_release(mx);
     LEAK_CHECK_END();
 }
 
@@ -211,10 +211,10 @@ static void test_argmax_rules(void) {
     nnm_tensor_release(y);
     nnm_tensor_release(x);
     nnm_tensor_release(x2);
-    nnm_module_free(am);
-    nnm_module_free(an);
-    nnm_module_free(mx);
-    nnm_module_free(af);
+    nnm_module_release(am);
+    nnm_module_release(an);
+    nnm_module_release(mx);
+    nnm_module_release(af);
     LEAK_CHECK_END();
 }
 
@@ -242,7 +242,7 @@ static void test_round_family(void) {
         free(g);
         nnm_tensor_release(s);
         nnm_tensor_release(y);
-        nnm_module_free(m);
+        nnm_module_release(m);
     }
     nnm_tensor_release(x);
     LEAK_CHECK_END();
@@ -273,7 +273,7 @@ static void test_detach(void) {
     nnm_tensor_release(p);
     nnm_tensor_release(d);
     nnm_tensor_release(x);
-    nnm_module_free(m);
+    nnm_module_release(m);
     LEAK_CHECK_END();
 }
 
@@ -291,7 +291,7 @@ static void test_pow_tensors(void) {
     nnm_tensor_release(y);
     nnm_tensor_release(a);
     nnm_tensor_release(b);
-    nnm_module_free(m);
+    nnm_module_release(m);
     LEAK_CHECK_END();
 }
 
@@ -323,11 +323,11 @@ static void test_old_backend_refused(void) {
     /* pow of two tensors on the old backend: the binary pow is refused too */
     nnm_module *pw = made(g_octx, "pow", NULL, NULL, NULL, 0);
     CHECK_ERROR(tu_call2(pw, x, x, &y), NNM_E_UNSUPPORTED, "binary op pow: backend 'oldcpu'");
-    nnm_module_free(pw);
-    nnm_module_free(l);
-    nnm_module_free(am);
-    nnm_module_free(f);
-    nnm_module_free(fl);
+    nnm_module_release(pw);
+    nnm_module_release(l);
+    nnm_module_release(am);
+    nnm_module_release(f);
+    nnm_module_release(fl);
     nnm_tensor_release(x);
 #undef TU_CTX
 #define TU_CTX g_ctx
