@@ -1067,6 +1067,9 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 /* cast and arg_reduce (1.5) */
 #include "cast_kernels.inc"
 
+/* recurrent cells: rnn_cell and rnn_cell_backward (1.5) */
+#include "rnn_kernels.inc"
+
 /* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1076,8 +1079,8 @@ static const nnm_backend_vtable cpu_backend = {
     .flags = NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 5, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5);
-                         * 1.5: cast, arg_reduce, the 1.5 unary ops and binary pow */
+    .version_minor = 6, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5);
+                         * 1.5: rnn_cell/rnn_cell_backward (ABI 1.5); 1.6: cast, arg_reduce, the 1.5 unary ops and binary pow */
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -1107,6 +1110,8 @@ static const nnm_backend_vtable cpu_backend = {
     .batch_norm_backward = cpu_batch_norm_backward,
     .index_select = cpu_index_select,
     .index_add = cpu_index_add,
+    .rnn_cell = cpu_rnn_cell,
+    .rnn_cell_backward = cpu_rnn_cell_backward,
     .cast = cpu_cast,
     .arg_reduce = cpu_arg_reduce,
 };
@@ -1120,7 +1125,7 @@ static const nnm_plugin_desc cpu_plugin = {
     .name = "cpu",
     .description = "CPU backend: host memory, OpenBLAS gemm, strided f32 elementwise ops, "
                    "reductions, log_softmax/nll, SGD/Adam steps, im2col and Winograd "
-                   "convolution, pooling, fused batch norm",
+                   "convolution, pooling, fused batch norm, fused recurrent cells",
     .n_layers = 0,
     .n_backends = 1,
     .layers = NULL,
