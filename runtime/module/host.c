@@ -721,8 +721,6 @@ const nnm_host nnm__host = {
     .buffer_new_v2 = host_buffer_new_v2,
     .set_output_names = host_set_output_names,
     .op_rnn = host_op_rnn,
-}
-
     .op_cast = host_op_cast,
     .op_detach = host_op_detach,
     .op_arg_reduce = host_op_arg_reduce,
