@@ -665,6 +665,11 @@ nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, co
  * one node whose backward (BPTT) runs rnn_cell_backward per step. */
 nnm_status nnm__op_rnn(nnm_ctx *ctx, const nnm_rnn_params *p, nnm_tensor *gx, nnm_tensor *w_hh, nnm_tensor *b_hh,
                        nnm_tensor *w_hr, nnm_tensor *h0, nnm_tensor *c0, nnm_tensor **y, nnm_tensor **c_n);
+/* ops_cast.c: the ABI 1.5 dtype ops (see nnm_host.op_cast, op_detach,
+ * op_arg_reduce); none records for autograd. */
+nnm_status nnm__op_cast(nnm_ctx *ctx, nnm_tensor *x, nnm_dtype dtype, nnm_tensor **out);
+nnm_status nnm__op_detach(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor **out);
+nnm_status nnm__op_arg_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, int32_t dim, int keepdim, nnm_tensor **out);
 
 /* call.c: custom-backward layers and module backward hooks */
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,

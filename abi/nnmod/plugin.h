@@ -164,7 +164,15 @@ enum nnm_unary_op {
     NNM_UNARY_POW = 14,        /* out = x ^ alpha (powf) */
     NNM_UNARY_CLAMP_MIN = 15,  /* out = max(x, alpha); NaN stays NaN */
     NNM_UNARY_CLAMP_MAX = 16,  /* out = min(x, alpha); NaN stays NaN */
-    NNM_UNARY_GE = 17          /* out = x >= alpha ? 1 : 0 (no gradient) */
+    NNM_UNARY_GE = 17,         /* out = x >= alpha ? 1 : 0 (no gradient) */
+    /* ---- ops above are valid for ABI 1.3; the runtime sends the ones below
+     * only to backends whose flags have NNM_BACKEND_OPS_1_5 ---- */
+    NNM_UNARY_SIN = 18,        /* out = sin(x) */
+    NNM_UNARY_COS = 19,        /* out = cos(x) */
+    NNM_UNARY_FLOOR = 20,      /* out = floor(x) (zero gradient, as torch) */
+    NNM_UNARY_CEIL = 21,       /* out = ceil(x) (zero gradient) */
+    NNM_UNARY_ROUND = 22,      /* out = x rounded half to even, as torch.round (zero gradient) */
+    NNM_UNARY_TRUNC = 23       /* out = x rounded toward zero (zero gradient) */
 };
 
 enum nnm_binary_op {
@@ -173,7 +181,10 @@ enum nnm_binary_op {
     NNM_BINARY_MUL = 2,
     NNM_BINARY_DIV = 3,
     NNM_BINARY_MAX = 4,
-    NNM_BINARY_MIN = 5
+    NNM_BINARY_MIN = 5,
+    /* ---- ops above are valid for ABI 1.0; the runtime sends the ones below
+     * only to backends whose flags have NNM_BACKEND_OPS_1_5 ---- */
+    NNM_BINARY_POW = 6    /* out = a ^ b (powf: a negative base takes an integral exponent) */
 };
 
 /* Reductions (ABI 1.1). */
@@ -572,6 +583,32 @@ struct nnm_host {
      * makes its own is refused. If this create fails, they go with it. */
     nnm_status (*child_new)(nnm_env *env, const char *name, const char *layer_type,
                             const char *version_range, const char *config_json);
+    /* -- (1.5) dtypes, detach, arg reductions -- */
+    /* (1.5) x.to(dtype) (torch's .float(), .long(), .int(), .bool(), .byte()):
+     * a new contiguous tensor of x's shape on x's device. dtype and x's dtype
+     * are each one of f32, i64, i32, u8 and bool ({NNM_DTYPE_BOOL, 8, 1});
+     * others give NNM_E_DTYPE naming both. Floats become integers rounded
+     * toward zero (NaN and values out of range: the type's minimum, as torch
+     * on x86; u8 wraps as torch does); anything becomes bool as x != 0 (NaN:
+     * true); bool becomes 0 or 1. A cast to x's own dtype returns a new
+     * reference to x itself (as torch's .to returns self), so f32 -> f32
+     * keeps the gradient; every other cast has none (its result is not
+     * f32, or its input is not). NNM_E_UNSUPPORTED naming op and backend
+     * where the device's backend lacks the cast slot. */
+    nnm_status (*op_cast)(nnm_env *env, nnm_tensor *x, nnm_dtype dtype, nnm_tensor **out);
+    /* (1.5) x.detach(): a tensor sharing x's storage and shape, outside any
+     * autograd graph (no gradient flows through it to x), as torch's detach
+     * and a torch.no_grad() block's results. Any dtype, any device. */
+    nnm_status (*op_detach)(nnm_env *env, nnm_tensor *x, nnm_tensor **out);
+    /* (1.5) torch.argmax (op NNM_REDUCE_MAX) or torch.argmin (NNM_REDUCE_MIN)
+     * of f32 x over dim (negative counts from the end), as a new i64 tensor:
+     * x's shape without dim (keepdim: dim of size 1). The first extreme
+     * wins; NaN counts as the extreme (the first NaN), as torch. A dim of
+     * size 0 is NNM_E_SHAPE. No gradient. (torch.argmax(x) over all dims is
+     * this op on x reshaped to [-1].) NNM_E_UNSUPPORTED naming op and
+     * backend where the device's backend lacks the arg_reduce slot. */
+    nnm_status (*op_arg_reduce)(nnm_env *env, int32_t op, nnm_tensor *x, int32_t dim, int keepdim,
+                                nnm_tensor **out);
     /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
@@ -975,9 +1012,32 @@ typedef struct nnm_rnn_cell_args {
                                            * others: equal to dgx; ignored, may be NULL) */
     float *dh_prev;                       /* [B, H] GRU backward: dh * z is added into it */
 } nnm_rnn_cell_args;
+/* out = x converted to out's dtype (1.5; see nnm_host.op_cast for the
+ * rules), elementwise over out's shape; x's strides may be anything, out is
+ * contiguous. Each dtype is one of f32, i64, i32, u8, bool. */
+typedef struct nnm_cast_args {
+    uint32_t struct_size;
+    uint32_t reserved;
+    const nnm_tensor_desc *x;
+    const nnm_tensor_desc *out;
+} nnm_cast_args;
+
+/* argmax (op NNM_REDUCE_MAX) or argmin (NNM_REDUCE_MIN) of x viewed as
+ * [outer, n, inner] along the middle dim (1.5): out[o, i] = the first j
+ * where x[o, j, i] is the extreme (NaN counting as the extreme). x is
+ * contiguous f32, out contiguous i64 of outer * inner elements; n >= 1. */
+typedef struct nnm_arg_reduce_args {
+    uint32_t struct_size;
+    int32_t op;                           /* enum nnm_reduce_op: MAX or MIN */
+    int64_t outer, n, inner;
+    const nnm_tensor_desc *x;
+    const nnm_tensor_desc *out;
+} nnm_arg_reduce_args;
 
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
+#define NNM_BACKEND_OPS_1_5 2u /* (1.5) unary and binary implement the ops ABI 1.5 added
+                                * (NNM_UNARY_SIN..NNM_UNARY_TRUNC, NNM_BINARY_POW) */
 
 typedef struct nnm_backend_vtable {
     uint32_t struct_size;
@@ -1056,6 +1116,13 @@ typedef struct nnm_backend_vtable {
     nnm_status (*rnn_cell)(nnm_env *env, void *state, const nnm_rnn_cell_args *args);
     /* its gradients: one step of back-propagation through time */
     nnm_status (*rnn_cell_backward)(nnm_env *env, void *state, const nnm_rnn_cell_args *args);
+    /* (optional, 1.5) each: NULL means the runtime reports host->op_cast
+     * (between different dtypes) or host->op_arg_reduce as NNM_E_UNSUPPORTED
+     * naming the op and the backend. */
+    /* elementwise dtype conversion (nnm_cast_args) */
+    nnm_status (*cast)(nnm_env *env, void *state, const nnm_cast_args *args);
+    /* argmax / argmin along one dim (nnm_arg_reduce_args) */
+    nnm_status (*arg_reduce)(nnm_env *env, void *state, const nnm_arg_reduce_args *args);
     /* ---- slots above are valid for ABI 1.5 ---- */
 } nnm_backend_vtable;
 
@@ -1239,17 +1306,19 @@ NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtabl
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, batch_norm_backward) == 152 + 9 * 8, "nnm_backend_vtable 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 14 * 8, "nnm_backend_vtable 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 16 * 8, "nnm_backend_vtable 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 56 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 59 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_params) == 16, "nnm_rnn_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_cell_args) == 128, "nnm_rnn_cell_args 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_cast_args) == 24, "nnm_cast_args 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_arg_reduce_args) == 48, "nnm_arg_reduce_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

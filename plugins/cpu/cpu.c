@@ -337,6 +337,7 @@ static inline float cpu_minf(float a, float b) {
 #define CPU_DIV(x, y) ((x) / (y))
 #define CPU_MAX(x, y) cpu_maxf((x), (y))
 #define CPU_MIN(x, y) cpu_minf((x), (y))
+#define CPU_POW(x, y) powf((x), (y))
 
 /* One inner row of a binary op; p[0]=out, p[1]=a, p[2]=b. The unit-stride
  * and broadcast-scalar cases get their own loops so they vectorise. */
@@ -368,7 +369,7 @@ static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_binary_args *a
     if (args->struct_size < sizeof(nnm_binary_args))
         return CPU_ERR(env, NNM_E_INVALID, "cpu binary: args struct_size %u < %zu",
                        (unsigned)args->struct_size, sizeof(nnm_binary_args));
-    if (args->op < NNM_BINARY_ADD || args->op > NNM_BINARY_MIN)
+    if (args->op < NNM_BINARY_ADD || args->op > NNM_BINARY_POW)
         return CPU_ERR(env, NNM_E_UNSUPPORTED, "cpu binary: unknown op %d", (int)args->op);
     int64_t n_out = 0, n_a = 0, n_b = 0;
     nnm_status st = cpu_check_desc(env, "binary", "output", args->out, &n_out);
@@ -392,6 +393,7 @@ static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_binary_args *a
     case NNM_BINARY_DIV: CPU_WALK(&L, base, CPU_BINARY_ROW(CPU_DIV)); break;
     case NNM_BINARY_MAX: CPU_WALK(&L, base, CPU_BINARY_ROW(CPU_MAX)); break;
     case NNM_BINARY_MIN: CPU_WALK(&L, base, CPU_BINARY_ROW(CPU_MIN)); break;
+    case NNM_BINARY_POW: CPU_WALK(&L, base, CPU_BINARY_ROW(CPU_POW)); break;
     default: break; /* checked above */
     }
     return NNM_OK;
@@ -426,6 +428,12 @@ static inline float cpu_sigmoid(float x) {
 #define CPU_U_CLAMP_MIN(x) ((x) < alpha ? alpha : (x)) /* NaN compares false: stays NaN */
 #define CPU_U_CLAMP_MAX(x) ((x) > alpha ? alpha : (x))
 #define CPU_U_GE(x) ((x) >= alpha ? 1.0f : 0.0f)
+#define CPU_U_SIN(x) sinf(x)
+#define CPU_U_COS(x) cosf(x)
+#define CPU_U_FLOOR(x) floorf(x)
+#define CPU_U_CEIL(x) ceilf(x)
+#define CPU_U_ROUND(x) nearbyintf(x) /* half to even in the default rounding mode, as torch.round */
+#define CPU_U_TRUNC(x) truncf(x)
 
 /* One inner row of a unary op; p[0]=out, p[1]=x. */
 #define CPU_UNARY_ROW(F)                                                                 \
@@ -448,7 +456,7 @@ static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *arg
     if (args->struct_size < sizeof(nnm_unary_args))
         return CPU_ERR(env, NNM_E_INVALID, "cpu unary: args struct_size %u < %zu",
                        (unsigned)args->struct_size, sizeof(nnm_unary_args));
-    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_GE)
+    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_TRUNC)
         return CPU_ERR(env, NNM_E_UNSUPPORTED, "cpu unary: unknown op %d", (int)args->op);
     int64_t n_out = 0, n_x = 0;
     nnm_status st = cpu_check_desc(env, "unary", "output", args->out, &n_out);
@@ -483,6 +491,12 @@ static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *arg
     case NNM_UNARY_CLAMP_MIN: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_CLAMP_MIN)); break;
     case NNM_UNARY_CLAMP_MAX: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_CLAMP_MAX)); break;
     case NNM_UNARY_GE: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_GE)); break;
+    case NNM_UNARY_SIN: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_SIN)); break;
+    case NNM_UNARY_COS: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_COS)); break;
+    case NNM_UNARY_FLOOR: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_FLOOR)); break;
+    case NNM_UNARY_CEIL: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_CEIL)); break;
+    case NNM_UNARY_ROUND: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_ROUND)); break;
+    case NNM_UNARY_TRUNC: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_TRUNC)); break;
     default: break; /* checked above */
     }
     return NNM_OK;
@@ -1050,6 +1064,8 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 
 /* index_select and index_add (1.5) */
 #include "index_kernels.inc"
+/* cast and arg_reduce (1.5) */
+#include "cast_kernels.inc"
 
 /* recurrent cells: rnn_cell and rnn_cell_backward (1.5) */
 #include "rnn_kernels.inc"
@@ -1060,10 +1076,11 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 
 static const nnm_backend_vtable cpu_backend = {
     .struct_size = sizeof(nnm_backend_vtable),
-    .flags = NNM_BACKEND_OPS_1_3,
+    .flags = NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 5, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5); 1.5: rnn_cell/rnn_cell_backward (ABI 1.5) */
+    .version_minor = 6, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5);
+                         * 1.5: rnn_cell/rnn_cell_backward (ABI 1.5); 1.6: cast, arg_reduce, the 1.5 unary ops and binary pow */
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -1095,6 +1112,8 @@ static const nnm_backend_vtable cpu_backend = {
     .index_add = cpu_index_add,
     .rnn_cell = cpu_rnn_cell,
     .rnn_cell_backward = cpu_rnn_cell_backward,
+    .cast = cpu_cast,
+    .arg_reduce = cpu_arg_reduce,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};

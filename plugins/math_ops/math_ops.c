@@ -4,10 +4,13 @@
  *   sub, div            x, y | x     other (one input), reverse = false, sub: alpha = 1
  *   pow                 x, y | x     exponent (one input), reverse = false
  *   neg, abs, sqrt, rsqrt, exp, log, erf, sign  x
+ *   sin, cos, floor, ceil, round, trunc        x  (ABI 1.5 host; round: half to even, no decimals)
  *   clamp               x            min, max (either may be absent, not both)
  *   mean, sum, amax, amin  x         dim (int or ints; absent: all), keepdim = false
  *   max, min            x | x, y     dim (int; absent: all), keepdim = false; two
- *                                    inputs: the elementwise maximum/minimum
+ *                                    inputs: the elementwise maximum/minimum; asked
+ *                                    for two outputs with dim: (values, indices i64)
+ *   argmax, argmin      x            dim (int; absent: the flattened x), keepdim = false
  *   maximum, minimum    x, y         (none)
  *   matmul              a, b         (none; torch.matmul, 1-d operands too)
  *   bmm                 a, b         (none; [B, n, m] @ [B, m, p])
@@ -38,7 +41,8 @@
 enum mop_kind {
     M_SUB, M_DIV, M_POW, M_ERF, M_SIGN, M_NEG, M_ABS, M_SQRT, M_RSQRT, M_EXP, M_LOG, M_CLAMP, M_MEAN, M_SUM, M_AMAX,
     M_AMIN, M_MAX, M_MIN, M_MAXIMUM, M_MINIMUM, M_MATMUL, M_BMM, M_MASKED_FILL, M_EQ, M_NE, M_LT, M_LE,
-    M_GT, M_GE, M_WHERE, M_FULL, M_VAR, M_STD, M_NORM, M_NORMALIZE, M_ARANGE
+    M_GT, M_GE, M_WHERE, M_FULL, M_VAR, M_STD, M_NORM, M_NORMALIZE, M_ARANGE,
+    M_SIN, M_COS, M_FLOOR, M_CEIL, M_ROUND, M_TRUNC, M_ARGMAX, M_ARGMIN
 };
 
 typedef struct mop_state {
@@ -86,9 +90,11 @@ static nnm_status mop_create(nnm_env *env, int kind, const char *op, void **self
             !(st = nnm_oc_config_float_ex(env, op, "max", NULL, &s->max, &s->has_max)) && !s->has_min && !s->has_max)
             st = h->set_error(env, NNM_E_INVALID, "clamp: At least one of 'min' or 'max' must not be None");
         break;
-    case M_MEAN: case M_SUM: case M_AMAX: case M_AMIN: case M_MAX: case M_MIN: {
+    case M_MEAN: case M_SUM: case M_AMAX: case M_AMIN: case M_MAX: case M_MIN: case M_ARGMAX: case M_ARGMIN: {
         st = nnm_oc_config_int_or_ints(env, op, "dim", s->dims, NNM_MAX_DIMS, &s->n_dims, &s->has_dim);
         if (!st) st = h->config_bool(env, "keepdim", &no, &s->keepdim);
+        if (!st && (kind == M_ARGMAX || kind == M_ARGMIN) && s->has_dim && s->n_dims != 1)
+            st = h->set_error(env, NNM_E_TYPE, "%s: dim must be one integer", op);
         if (!st && (kind == M_MAX || kind == M_MIN) && s->has_dim && s->n_dims != 1)
             st = h->set_error(env, NNM_E_TYPE, "%s: dim must be one integer (use amax/amin for several dims)", op);
         break;
@@ -218,6 +224,14 @@ CREATE(std_create, M_STD, "std")
 CREATE(norm_create, M_NORM, "norm")
 CREATE(normalize_create, M_NORMALIZE, "normalize")
 CREATE(arange_create, M_ARANGE, "arange")
+CREATE(sin_create, M_SIN, "sin")
+CREATE(cos_create, M_COS, "cos")
+CREATE(floor_create, M_FLOOR, "floor")
+CREATE(ceil_create, M_CEIL, "ceil")
+CREATE(round_create, M_ROUND, "round")
+CREATE(trunc_create, M_TRUNC, "trunc")
+CREATE(argmax_create, M_ARGMAX, "argmax")
+CREATE(argmin_create, M_ARGMIN, "argmin")
 
 static void mop_destroy(void *self) { free(self); }
 
@@ -289,6 +303,10 @@ static nnm_status fwd_div(nnm_env *env, const mop_state *s, nnm_tensor *const *i
 /* base ** exponent for tensors: exp(exponent * log(base)) (base > 0). */
 static nnm_status pow_tensors(nnm_env *env, nnm_tensor *base, nnm_tensor *e, nnm_tensor **out) {
     const nnm_host *h = env->host;
+    /* a host with the 1.5 dtype ops (op_cast) has the binary pow too
+     * (negative bases with integral exponents, as torch); an older one
+     * composes exp(e * log(base)), bases > 0 only */
+    if (NNM_HOST_HAS(h, op_cast)) return h->op_binary(env, NNM_BINARY_POW, base, e, out);
     nnm_tensor *l = NULL, *m = NULL;
     nnm_status st = un(env, NNM_UNARY_LOG, base, 0, &l);
     if (!st) st = h->op_binary(env, NNM_BINARY_MUL, e, l, &m);
@@ -646,6 +664,70 @@ static nnm_status fwd_arange(nnm_env *env, const mop_state *s, nnm_tensor *const
     return st;
 }
 
+/* A mask or condition as f32 0/1: an f32 one is used as is (borrowed: *out
+ * gets a new reference), a bool/integer one is cast through the 1.5 host's
+ * op_cast (x != 0, as torch takes a bool mask). */
+static nnm_status mask_f32(nnm_env *env, const char *op, const char *what, nnm_tensor *m, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    const nnm_tensor_desc *d = D(env, m);
+    *out = NULL;
+    if (d->dtype.code == NNM_DTYPE_FLOAT && d->dtype.bits == 32 && d->dtype.lanes == 1) {
+        h->tensor_retain(m);
+        *out = m;
+        return NNM_OK;
+    }
+    if (!NNM_HOST_HAS(h, op_cast)) return need_f32(env, op, what, m);
+    const nnm_dtype b8 = {NNM_DTYPE_BOOL, 8, 1};
+    nnm_tensor *b = NULL;
+    nnm_status st = d->dtype.code == NNM_DTYPE_BOOL ? NNM_OK : h->op_cast(env, m, b8, &b);
+    if (!st) st = h->op_cast(env, b ? b : m, NNM_F32, out);
+    h->tensor_release(b);
+    if (st == NNM_E_DTYPE)
+        return h->set_error(env, NNM_E_DTYPE, "%s: %s must be bool or f32 (code %d, %d bits)", op, what,
+                            (int)d->dtype.code, (int)d->dtype.bits);
+    return st;
+}
+
+/* torch.argmax/argmin (dim absent: over the flattened tensor, as torch). */
+static nnm_status fwd_argreduce(nnm_env *env, const mop_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    if (!NNM_HOST_HAS(h, op_arg_reduce))
+        return h->set_error(env, NNM_E_UNSUPPORTED, "%s needs an ABI 1.5 host (op_arg_reduce)", s->op);
+    const int32_t op = s->kind == M_ARGMAX || s->kind == M_MAX ? NNM_REDUCE_MAX : NNM_REDUCE_MIN;
+    if (s->has_dim) return h->op_arg_reduce(env, op, x, (int32_t)s->dims[0], s->keepdim, out);
+    const nnm_tensor_desc *d = D(env, x);
+    const int64_t flat = -1;
+    nnm_tensor *f = NULL, *r = NULL;
+    nnm_status st = h->op_reshape(env, x, 1, &flat, &f);
+    if (!st) st = h->op_arg_reduce(env, op, f, 0, 0, &r);
+    if (!st && s->keepdim && d->ndim > 0) { /* torch 1.13: keepdim keeps every dim as size 1 */
+        int64_t ones[NNM_MAX_DIMS];
+        for (int32_t i = 0; i < d->ndim; i++) ones[i] = 1;
+        st = h->op_reshape(env, r, d->ndim, ones, out);
+    } else if (!st) {
+        *out = r;
+        r = NULL;
+    }
+    h->tensor_release(f);
+    h->tensor_release(r);
+    return st;
+}
+
+/* max(x, dim) / min(x, dim) with two outputs: (values, indices i64). */
+static nnm_status fwd_minmax_indices(nnm_env *env, const mop_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    if (!s->has_dim)
+        return h->set_error(env, NNM_E_SHAPE, "%s: indices (a second output) need dim; without dim %s returns 1 output",
+                            s->op, s->op);
+    nnm_status st = fwd_reduce(env, s, x, &out[0]);
+    if (!st) st = fwd_argreduce(env, s, x, &out[1]);
+    if (st) {
+        h->tensor_release(out[0]);
+        out[0] = NULL;
+    }
+    return st;
+}
+
 static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                               uint32_t n_out) {
     const nnm_host *h = env->host;
@@ -659,6 +741,10 @@ static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case M_WHERE: lo = hi = 3; break;
     case M_FULL: case M_ARANGE: lo = 0, hi = NNM_MAX_IO; break;
     default: break;
+    }
+    if ((s->kind == M_MAX || s->kind == M_MIN) && n_out == 2 && n_in == 1 && out && in && in[0]) {
+        out[0] = out[1] = NULL;
+        return fwd_minmax_indices(env, s, in[0], out);
     }
     nnm_status st = nnm_oc_check_io(env, s->op, in, n_in, lo, hi, out, n_out);
     if (st) return st;
@@ -674,6 +760,13 @@ static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case M_RSQRT: return un(env, NNM_UNARY_POW, in[0], -0.5, out);
     case M_EXP: return un(env, NNM_UNARY_EXP, in[0], 0, out);
     case M_LOG: return un(env, NNM_UNARY_LOG, in[0], 0, out);
+    case M_SIN: return un(env, NNM_UNARY_SIN, in[0], 0, out);
+    case M_COS: return un(env, NNM_UNARY_COS, in[0], 0, out);
+    case M_FLOOR: return un(env, NNM_UNARY_FLOOR, in[0], 0, out);
+    case M_CEIL: return un(env, NNM_UNARY_CEIL, in[0], 0, out);
+    case M_ROUND: return un(env, NNM_UNARY_ROUND, in[0], 0, out);
+    case M_TRUNC: return un(env, NNM_UNARY_TRUNC, in[0], 0, out);
+    case M_ARGMAX: case M_ARGMIN: return fwd_argreduce(env, s, in[0], out);
     case M_CLAMP: return fwd_clamp(env, s, in[0], out);
     case M_MAX:
     case M_MIN:
@@ -690,18 +783,23 @@ static nnm_status mop_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case M_MATMUL: return fwd_matmul(env, in[0], in[1], out);
     case M_BMM: return fwd_bmm(env, in[0], in[1], out);
     case M_MASKED_FILL: {
-        nnm_tensor *v = NULL;
-        if ((st = need_f32(env, "masked_fill", "mask (input 1)", in[1]))) return st;
-        if (!(st = h->op_full(env, 0, NULL, s->value, &v))) st = h->op_where(env, in[1], v, in[0], out);
+        nnm_tensor *v = NULL, *m = NULL;
+        if ((st = mask_f32(env, "masked_fill", "mask (input 1)", in[1], &m))) return st;
+        if (!(st = h->op_full(env, 0, NULL, s->value, &v))) st = h->op_where(env, m, v, in[0], out);
         h->tensor_release(v);
+        h->tensor_release(m);
         return st;
     }
     case M_EQ: case M_NE: case M_LT: case M_LE: case M_GT: case M_GE:
         if ((st = check_operands(env, s, n_in, "other"))) return st;
         return fwd_compare(env, s, in[0], n_in == 2 ? in[1] : NULL, out);
-    case M_WHERE:
-        if ((st = need_f32(env, "where", "condition (input 0)", in[0]))) return st;
-        return h->op_where(env, in[0], in[1], in[2], out);
+    case M_WHERE: {
+        nnm_tensor *c = NULL;
+        if ((st = mask_f32(env, "where", "condition (input 0)", in[0], &c))) return st;
+        st = h->op_where(env, c, in[1], in[2], out);
+        h->tensor_release(c);
+        return st;
+    }
     case M_FULL: return fwd_full(env, s, in, n_in, out);
     case M_VAR:
     case M_STD: return fwd_var(env, s, in[0], out);
@@ -741,7 +839,7 @@ static int mop_extra_repr(void *self, char *buf, size_t cap) {
         if (s->has_max) nnm_lu_pyfloat(f2, sizeof f2, s->max);
         APPEND("min=%s, max=%s", s->has_min ? f1 : "None", s->has_max ? f2 : "None");
         break;
-    case M_MEAN: case M_SUM: case M_AMAX: case M_AMIN: case M_MAX: case M_MIN:
+    case M_MEAN: case M_SUM: case M_AMAX: case M_AMIN: case M_MAX: case M_MIN: case M_ARGMAX: case M_ARGMIN:
         if (s->has_dim) APPEND("dim=%s, ", s->n_dims == 1 ? (snprintf(a, sizeof a, "%lld", (long long)s->dims[0]), a)
                                                           : nnm_oc_ints_str(s->dims, s->n_dims, a, sizeof a));
         APPEND("keepdim=%s", s->keepdim ? "True" : "False");
@@ -843,14 +941,18 @@ static const nnm_config_field arange_config[] = {
 };
 
 #define N_FIELDS(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
-#define LAYER(var, nm, create_fn, nin, cfg, ncfg)                                                       \
+#define LAYER(var, nm, create_fn, nin, cfg, ncfg) LAYER_V(var, nm, create_fn, nin, 1, 0, cfg, ncfg)
+/* minor 1 (ABI 1.5 host): max/min return (values, indices) when asked for 2
+ * outputs, pow of two tensors takes negative bases, masked_fill and where
+ * take bool masks */
+#define LAYER_V(var, nm, create_fn, nin, nout, minor, cfg, ncfg)                                        \
     static const nnm_layer_vtable var = {                                                               \
         .struct_size = sizeof(nnm_layer_vtable),                                                        \
         .name = nm,                                                                                     \
         .version_major = 1,                                                                             \
-        .version_minor = 0,                                                                             \
+        .version_minor = minor,                                                                         \
         .n_inputs = nin,                                                                                \
-        .n_outputs = 1,                                                                                 \
+        .n_outputs = nout,                                                                              \
         .create = create_fn,                                                                            \
         .destroy = mop_destroy,                                                                         \
         .forward = mop_forward,                                                                         \
@@ -862,7 +964,7 @@ static const nnm_config_field arange_config[] = {
 
 LAYER(sub_layer, "sub", sub_create, ANY, sub_config, N_FIELDS(sub_config));
 LAYER(div_layer, "div", div_create, ANY, div_config, N_FIELDS(div_config));
-LAYER(pow_layer, "pow", pow_create, ANY, pow_config, N_FIELDS(pow_config));
+LAYER_V(pow_layer, "pow", pow_create, ANY, 1, 1, pow_config, N_FIELDS(pow_config));
 LAYER(neg_layer, "neg", neg_create, 1, none_config, 0);
 LAYER(erf_layer, "erf", erf_create, 1, none_config, 0);
 LAYER(var_layer, "var", var_create, 1, var_config, N_FIELDS(var_config));
@@ -881,20 +983,28 @@ LAYER(mean_layer, "mean", mean_create, 1, reduce_config, N_FIELDS(reduce_config)
 LAYER(sum_layer, "sum", sum_create, 1, reduce_config, N_FIELDS(reduce_config));
 LAYER(amax_layer, "amax", amax_create, 1, reduce_config, N_FIELDS(reduce_config));
 LAYER(amin_layer, "amin", amin_create, 1, reduce_config, N_FIELDS(reduce_config));
-LAYER(max_layer, "max", max_create, ANY, minmax_config, N_FIELDS(minmax_config));
-LAYER(min_layer, "min", min_create, ANY, minmax_config, N_FIELDS(minmax_config));
+LAYER_V(max_layer, "max", max_create, ANY, ANY, 1, minmax_config, N_FIELDS(minmax_config));
+LAYER_V(min_layer, "min", min_create, ANY, ANY, 1, minmax_config, N_FIELDS(minmax_config));
 LAYER(maximum_layer, "maximum", maximum_create, 2, none_config, 0);
 LAYER(minimum_layer, "minimum", minimum_create, 2, none_config, 0);
 LAYER(matmul_layer, "matmul", matmul_create, 2, none_config, 0);
 LAYER(bmm_layer, "bmm", bmm_create, 2, none_config, 0);
-LAYER(masked_fill_layer, "masked_fill", masked_fill_create, 2, masked_fill_config, N_FIELDS(masked_fill_config));
+LAYER_V(masked_fill_layer, "masked_fill", masked_fill_create, 2, 1, 1, masked_fill_config, N_FIELDS(masked_fill_config));
 LAYER(eq_layer, "eq", eq_create, ANY, cmp_config, N_FIELDS(cmp_config));
 LAYER(ne_layer, "ne", ne_create, ANY, cmp_config, N_FIELDS(cmp_config));
 LAYER(lt_layer, "lt", lt_create, ANY, cmp_config, N_FIELDS(cmp_config));
 LAYER(le_layer, "le", le_create, ANY, cmp_config, N_FIELDS(cmp_config));
 LAYER(gt_layer, "gt", gt_create, ANY, cmp_config, N_FIELDS(cmp_config));
 LAYER(ge_layer, "ge", ge_create, ANY, cmp_config, N_FIELDS(cmp_config));
-LAYER(where_layer, "where", where_create, 3, none_config, 0);
+LAYER_V(where_layer, "where", where_create, 3, 1, 1, none_config, 0);
+LAYER(sin_layer, "sin", sin_create, 1, none_config, 0);
+LAYER(cos_layer, "cos", cos_create, 1, none_config, 0);
+LAYER(floor_layer, "floor", floor_create, 1, none_config, 0);
+LAYER(ceil_layer, "ceil", ceil_create, 1, none_config, 0);
+LAYER(round_layer, "round", round_create, 1, none_config, 0);
+LAYER(trunc_layer, "trunc", trunc_create, 1, none_config, 0);
+LAYER(argmax_layer, "argmax", argmax_create, 1, minmax_config, N_FIELDS(minmax_config));
+LAYER(argmin_layer, "argmin", argmin_create, 1, minmax_config, N_FIELDS(minmax_config));
 LAYER(full_layer, "full", full_create, ANY, full_config, N_FIELDS(full_config));
 
 static const nnm_layer_vtable *const mop_layers[] = {
@@ -903,6 +1013,8 @@ static const nnm_layer_vtable *const mop_layers[] = {
     &max_layer,  &min_layer,  &maximum_layer, &minimum_layer, &matmul_layer, &bmm_layer,         &masked_fill_layer,
     &eq_layer,   &ne_layer,   &lt_layer,      &le_layer,      &gt_layer,     &ge_layer,          &where_layer,
     &full_layer, &erf_layer, &sign_layer, &var_layer, &std_layer, &norm_layer, &normalize_layer, &arange_layer,
+    &sin_layer,  &cos_layer,  &floor_layer,   &ceil_layer,    &round_layer,  &trunc_layer,       &argmax_layer,
+    &argmin_layer,
 };
 
 static const nnm_plugin_desc mop_plugin = {

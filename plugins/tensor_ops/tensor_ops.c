@@ -23,6 +23,12 @@
  *   index_select       x, index (i64) dim                     (ABI 1.5 host)
  *   flip               x              dims                    (ABI 1.5 host)
  *   triu, tril         x              diagonal = 0            (ABI 1.5 host)
+ *   to                 x              dtype ("float32", "int64", "int32", "uint8", "bool";
+ *                                     "float", "long", "int"; "torch." optional) (1.5)
+ *   float, long, int, bool  x         (none: .float(), .long(), .int(), .bool()) (1.5)
+ *   type_as            x, other       (none: x cast to other's dtype; other lends only
+ *                                     its dtype, no gradient reaches it) (1.5)
+ *   detach             x              (none: x outside autograd) (ABI 1.5 host)
  *
  * Every op is composed of host ops only (op_reshape, op_permute, op_slice,
  * op_concat, op_binary, op_full; index_select, flip, triu and tril also
@@ -45,7 +51,8 @@
 enum top_kind {
     K_VIEW, K_RESHAPE, K_PERMUTE, K_TRANSPOSE, K_CONTIGUOUS, K_SQUEEZE, K_UNSQUEEZE, K_EXPAND,
     K_EXPAND_AS, K_REPEAT, K_CHUNK, K_SPLIT, K_UNBIND, K_GETITEM, K_NARROW, K_SELECT, K_STACK,
-    K_ROLL, K_PAD, K_INDEX_SELECT, K_FLIP, K_TRIU, K_TRIL
+    K_ROLL, K_PAD, K_INDEX_SELECT, K_FLIP, K_TRIU, K_TRIL,
+    K_TO, K_FLOAT, K_LONG, K_INT, K_BOOL, K_TYPE_AS, K_DETACH
 };
 
 /* One element of a getitem index. */
@@ -72,7 +79,17 @@ typedef struct top_state {
     double value;
     gi_elem gi[NNM_OC_MAX_LIST];
     size_t n_gi;
+    nnm_dtype dtype;                    /* to, float, long, int, bool */
+    const char *dtype_name;             /* its PyTorch name (static) */
 } top_state;
+
+/* PyTorch's dtype names ("torch." optional) that op_cast takes. */
+static const struct { const char *name; nnm_dtype dt; } top_dtypes[] = {
+    {"float32", {NNM_DTYPE_FLOAT, 32, 1}}, {"float", {NNM_DTYPE_FLOAT, 32, 1}},
+    {"int64", {NNM_DTYPE_INT, 64, 1}},     {"long", {NNM_DTYPE_INT, 64, 1}},
+    {"int32", {NNM_DTYPE_INT, 32, 1}},     {"int", {NNM_DTYPE_INT, 32, 1}},
+    {"uint8", {NNM_DTYPE_UINT, 8, 1}},     {"bool", {NNM_DTYPE_BOOL, 8, 1}},
+};
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -361,6 +378,23 @@ static nnm_status top_create(nnm_env *env, int kind, const char *op, void **self
     case K_TRIL:
         st = h->config_int(env, "diagonal", &zero, &s->index);
         break;
+    case K_TO: {
+        const char *name = NULL;
+        if (!(st = h->config_str(env, "dtype", NULL, &name))) {
+            const char *bare = strncmp(name, "torch.", 6) == 0 ? name + 6 : name;
+            size_t i = 0;
+            while (i < sizeof top_dtypes / sizeof top_dtypes[0] && strcmp(top_dtypes[i].name, bare) != 0) i++;
+            if (i == sizeof top_dtypes / sizeof top_dtypes[0])
+                st = h->set_error(env, NNM_E_DTYPE, "to: dtype \"%s\": one of float32 (float), int64 (long), int32 (int), "
+                                  "uint8, bool", name);
+            else s->dtype = top_dtypes[i].dt, s->dtype_name = top_dtypes[i].name;
+        }
+        break;
+    }
+    case K_FLOAT: s->dtype = top_dtypes[0].dt, s->dtype_name = "float32"; break;
+    case K_LONG: s->dtype = top_dtypes[2].dt, s->dtype_name = "int64"; break;
+    case K_INT: s->dtype = top_dtypes[4].dt, s->dtype_name = "int32"; break;
+    case K_BOOL: s->dtype = top_dtypes[7].dt, s->dtype_name = "bool"; break;
     case K_GETITEM: {
         const char *idx[NNM_OC_MAX_LIST];
         size_t n = 0;
@@ -442,6 +476,13 @@ CREATE(index_select_create, K_INDEX_SELECT, "index_select")
 CREATE(flip_create, K_FLIP, "flip")
 CREATE(triu_create, K_TRIU, "triu")
 CREATE(tril_create, K_TRIL, "tril")
+CREATE(to_create, K_TO, "to")
+CREATE(float_create, K_FLOAT, "float")
+CREATE(long_create, K_LONG, "long")
+CREATE(int_create, K_INT, "int")
+CREATE(bool_create, K_BOOL, "bool")
+CREATE(type_as_create, K_TYPE_AS, "type_as")
+CREATE(detach_create, K_DETACH, "detach")
 
 static void top_destroy(void *self) { free(self); }
 
@@ -1005,6 +1046,13 @@ static nnm_status fwd_tri(nnm_env *env, const top_state *s, nnm_tensor *x, nnm_t
     return st;
 }
 
+/* x.to(dtype) / x.type_as(other) through the 1.5 host's op_cast. */
+static nnm_status fwd_cast(nnm_env *env, const top_state *s, nnm_tensor *x, const nnm_tensor *other, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    if (!NNM_HOST_HAS(h, op_cast)) return h->set_error(env, NNM_E_UNSUPPORTED, "%s needs an ABI 1.5 host (op_cast)", s->op);
+    return h->op_cast(env, x, other ? D(env, other)->dtype : s->dtype, out);
+}
+
 static nnm_status top_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                               uint32_t n_out) {
     const nnm_host *h = env->host;
@@ -1021,7 +1069,7 @@ static nnm_status top_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     uint32_t lo = 1, hi = 1;
     switch (s->kind) {
     case K_VIEW: case K_RESHAPE: case K_EXPAND: hi = NNM_MAX_IO; break;
-    case K_EXPAND_AS: case K_INDEX_SELECT: lo = hi = 2; break;
+    case K_EXPAND_AS: case K_INDEX_SELECT: case K_TYPE_AS: lo = hi = 2; break;
     case K_STACK: hi = NNM_MAX_IO; break;
     default: break;
     }
@@ -1047,6 +1095,11 @@ static nnm_status top_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case K_FLIP: return fwd_flip(env, s, in[0], out);
     case K_TRIU:
     case K_TRIL: return fwd_tri(env, s, in[0], out);
+    case K_TO: case K_FLOAT: case K_LONG: case K_INT: case K_BOOL: return fwd_cast(env, s, in[0], NULL, out);
+    case K_TYPE_AS: return fwd_cast(env, s, in[0], in[1], out);
+    case K_DETACH:
+        if (!NNM_HOST_HAS(h, op_detach)) return h->set_error(env, NNM_E_UNSUPPORTED, "detach needs an ABI 1.5 host (op_detach)");
+        return h->op_detach(env, in[0], out);
     default: return h->set_error(env, NNM_E_STATE, "tensor op: unknown kind %d", s->kind);
     }
 }
@@ -1073,6 +1126,7 @@ static int top_extra_repr(void *self, char *buf, size_t cap) {
     case K_FLIP: return snprintf(buf, cap, "dims=%s", nnm_oc_ints_str(s->ints, s->n_ints, a, sizeof a));
     case K_TRIU:
     case K_TRIL: return snprintf(buf, cap, "diagonal=%lld", (long long)s->index);
+    case K_TO: return snprintf(buf, cap, "dtype=torch.%s", s->dtype_name);
     case K_REPEAT: return snprintf(buf, cap, "repeats=%s", nnm_oc_ints_str(s->ints, s->n_ints, a, sizeof a));
     case K_CHUNK: return snprintf(buf, cap, "chunks=%lld, dim=%lld", (long long)s->chunks, (long long)s->dim);
     case K_SPLIT:
@@ -1174,6 +1228,8 @@ static const nnm_config_field pad_config[] = {
 static const nnm_config_field index_select_config[] = {{"dim", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "dim to index"}};
 static const nnm_config_field flip_config[] = {{"dims", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "dims to reverse"}};
 static const nnm_config_field tri_config[] = {{"diagonal", NNM_CONFIG_INT, 0, "which diagonal, default 0 (> 0 above)"}};
+static const nnm_config_field to_config[] = {
+    {"dtype", NNM_CONFIG_STR, NNM_CONFIG_REQUIRED, "float32 (float), int64 (long), int32 (int), uint8, bool; \"torch.\" optional"}};
 
 #define N_FIELDS(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 #define LAYER(var, nm, create_fn, nin, nout, cfg, ncfg)                                                 \
@@ -1215,12 +1271,21 @@ LAYER(index_select_layer, "index_select", index_select_create, 2, 1, index_selec
 LAYER(flip_layer, "flip", flip_create, 1, 1, flip_config, N_FIELDS(flip_config));
 LAYER(triu_layer, "triu", triu_create, 1, 1, tri_config, N_FIELDS(tri_config));
 LAYER(tril_layer, "tril", tril_create, 1, 1, tri_config, N_FIELDS(tri_config));
+LAYER(to_layer, "to", to_create, 1, 1, to_config, N_FIELDS(to_config));
+LAYER(float_layer, "float", float_create, 1, 1, none_config, 0);
+LAYER(long_layer, "long", long_create, 1, 1, none_config, 0);
+LAYER(int_layer, "int", int_create, 1, 1, none_config, 0);
+LAYER(bool_layer, "bool", bool_create, 1, 1, none_config, 0);
+LAYER(type_as_layer, "type_as", type_as_create, 2, 1, none_config, 0);
+LAYER(detach_layer, "detach", detach_create, 1, 1, none_config, 0);
 
 static const nnm_layer_vtable *const top_layers[] = {
     &view_layer,   &reshape_layer, &permute_layer, &transpose_layer, &contiguous_layer, &squeeze_layer,
     &unsqueeze_layer, &expand_layer, &expand_as_layer, &repeat_layer, &chunk_layer,    &split_layer,
     &unbind_layer, &getitem_layer, &narrow_layer,  &select_layer,    &stack_layer,      &roll_layer,
     &pad_layer,    &index_select_layer, &flip_layer, &triu_layer, &tril_layer,
+    &to_layer,     &float_layer,   &long_layer,    &int_layer,       &bool_layer,       &type_as_layer,
+    &detach_layer,
 };
 
 static const nnm_plugin_desc top_plugin = {

@@ -160,6 +160,20 @@ static nnm_status unary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *
         if (!(st = un(ctx, NNM_UNARY_NEG, x, 0, &u)) && !(st = un(ctx, NNM_UNARY_GE, u, -n->alpha, &t)))
             st = bin(ctx, NNM_BINARY_MUL, g, t, &gin[0]);
         break;
+    /* ---- ABI 1.5 ---- */
+    case NNM_UNARY_SIN: /* g cos(x) */
+        if (!(st = un(ctx, NNM_UNARY_COS, x, 0, &t))) st = bin(ctx, NNM_BINARY_MUL, g, t, &gin[0]);
+        break;
+    case NNM_UNARY_COS: /* -g sin(x) */
+        if (!(st = un(ctx, NNM_UNARY_SIN, x, 0, &t)) && !(st = bin(ctx, NNM_BINARY_MUL, g, t, &u)))
+            st = un(ctx, NNM_UNARY_NEG, u, 0, &gin[0]);
+        break;
+    case NNM_UNARY_FLOOR:
+    case NNM_UNARY_CEIL:
+    case NNM_UNARY_ROUND:
+    case NNM_UNARY_TRUNC: /* zeros, as torch (not g * 0: an infinite g stays out of it) */
+        st = nnm__op_full(ctx, g->desc.device, x->desc.ndim, x->shape, 0.0, &gin[0]);
+        break;
     default:
         st = nnm__error(ctx, NNM_E_UNSUPPORTED, "unary op %d is not differentiable", (int)n->op);
     }
@@ -173,7 +187,8 @@ static const char *unary_name(int32_t op) {
                                   "LogBackward", "TanhBackward", "SigmoidBackward", "SqrtBackward",
                                   "AbsBackward", "MulScalarBackward", "StepBackward", "SignBackward",
                                   "ErfBackward", "AddScalarBackward", "PowBackward", "ClampMinBackward",
-                                  "ClampMaxBackward"};
+                                  "ClampMaxBackward", "GeBackward", "SinBackward", "CosBackward",
+                                  "FloorBackward", "CeilBackward", "RoundBackward", "TruncBackward"};
     return op >= 0 && op < (int32_t)(sizeof names / sizeof names[0]) ? names[op] : "UnaryBackward";
 }
 
@@ -232,6 +247,60 @@ static nnm_status minmax_share(nnm_ctx *ctx, int sign, nnm_tensor *a, nnm_tensor
     return st;
 }
 
+/* x == 0 exactly as 1/0 (NaN: 0): (x >= 0) * (-x >= 0). */
+static nnm_status is_zero(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor **out) {
+    nnm_tensor *p = NULL, *m = NULL, *q = NULL;
+    nnm_status st = un(ctx, NNM_UNARY_GE, x, 0.0, &p);
+    if (!st && !(st = un(ctx, NNM_UNARY_NEG, x, 0, &m)) && !(st = un(ctx, NNM_UNARY_GE, m, 0.0, &q)))
+        st = bin(ctx, NNM_BINARY_MUL, p, q, out);
+    nnm_tensor_release(p);
+    nnm_tensor_release(m);
+    nnm_tensor_release(q);
+    return st;
+}
+
+/* where(cond, 0, v) over the broadcast shape. */
+static nnm_status zero_where(nnm_ctx *ctx, nnm_tensor *cond, nnm_tensor *v, nnm_tensor **out) {
+    nnm_tensor *z = NULL;
+    nnm_status st = nnm__op_full(ctx, v->desc.device, 0, NULL, 0.0, &z);
+    if (!st) st = nnm__op_where(ctx, cond, z, v, out);
+    nnm_tensor_release(z);
+    return st;
+}
+
+/* d(a^b)/da: where(b == 0, 0, g * b * a^(b - 1)). */
+static nnm_status pow_grad_base(nnm_ctx *ctx, nnm_tensor *g, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    nnm_tensor *bm1 = NULL, *p = NULL, *t = NULL, *v = NULL, *c = NULL;
+    nnm_status st = un(ctx, NNM_UNARY_ADD_SCALAR, b, -1.0, &bm1);
+    if (!st && !(st = bin(ctx, NNM_BINARY_POW, a, bm1, &p)) && !(st = bin(ctx, NNM_BINARY_MUL, p, b, &t)) &&
+        !(st = bin(ctx, NNM_BINARY_MUL, g, t, &v)) && !(st = is_zero(ctx, b, &c)))
+        st = zero_where(ctx, c, v, out);
+    nnm_tensor_release(bm1);
+    nnm_tensor_release(p);
+    nnm_tensor_release(t);
+    nnm_tensor_release(v);
+    nnm_tensor_release(c);
+    return st;
+}
+
+/* d(a^b)/db: where(a == 0 and b >= 0, 0, g * a^b * log(a)). */
+static nnm_status pow_grad_exponent(nnm_ctx *ctx, nnm_tensor *g, nnm_tensor *a, nnm_tensor *b, nnm_tensor **out) {
+    nnm_tensor *y = NULL, *l = NULL, *t = NULL, *v = NULL, *za = NULL, *gb = NULL, *c = NULL;
+    nnm_status st = bin(ctx, NNM_BINARY_POW, a, b, &y);
+    if (!st && !(st = un(ctx, NNM_UNARY_LOG, a, 0, &l)) && !(st = bin(ctx, NNM_BINARY_MUL, y, l, &t)) &&
+        !(st = bin(ctx, NNM_BINARY_MUL, g, t, &v)) && !(st = is_zero(ctx, a, &za)) &&
+        !(st = un(ctx, NNM_UNARY_GE, b, 0.0, &gb)) && !(st = bin(ctx, NNM_BINARY_MUL, za, gb, &c)))
+        st = zero_where(ctx, c, v, out);
+    nnm_tensor_release(y);
+    nnm_tensor_release(l);
+    nnm_tensor_release(t);
+    nnm_tensor_release(v);
+    nnm_tensor_release(za);
+    nnm_tensor_release(gb);
+    nnm_tensor_release(c);
+    return st;
+}
+
 /* saved[0] = a, saved[1] = b; in_shape = their shapes */
 static nnm_status binary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
     nnm_tensor *g = gout[0], *a = n->saved[0], *b = n->saved[1];
@@ -267,6 +336,10 @@ static nnm_status binary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const 
         }
         break;
     }
+    case NNM_BINARY_POW: /* as torch's pow_backward_self / pow_backward_exponent */
+        if (wants(n, 0)) st = pow_grad_base(ctx, g, a, b, &full[0]);
+        if (!st && wants(n, 1)) st = pow_grad_exponent(ctx, g, a, b, &full[1]);
+        break;
     default:
         st = nnm__error(ctx, NNM_E_UNSUPPORTED, "binary op %d is not differentiable", (int)n->op);
     }
@@ -282,7 +355,7 @@ static nnm_status binary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const 
 
 nnm_status nnm__record_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b, nnm_tensor *y) {
     static const char *names[] = {"AddBackward", "SubBackward", "MulBackward", "DivBackward",
-                                  "MaximumBackward", "MinimumBackward"};
+                                  "MaximumBackward", "MinimumBackward", "PowBackward"};
     nnm_tensor *in[2] = {a, b};
     nnm__node *n = nnm__node_new(ctx, names[op], binary_backward, in, 2, 1);
     if (!n) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (autograd node)");

@@ -10,7 +10,8 @@
 const char *nnm__unary_name(int32_t op) {
     static const char *const names[] = {"copy", "neg", "relu", "exp", "log", "tanh", "sigmoid", "sqrt",
                                         "abs", "scale", "step", "sign", "erf", "add_scalar", "pow",
-                                        "clamp_min", "clamp_max", "ge"};
+                                        "clamp_min", "clamp_max", "ge", "sin", "cos", "floor",
+                                        "ceil", "round", "trunc"};
     return op >= 0 && op < (int32_t)(sizeof names / sizeof names[0]) ? names[op] : "?";
 }
 
@@ -50,7 +51,7 @@ nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, 
     *out = NULL;
     nnm_status st = check_f32(ctx, "unary", "x", x);
     if (st) return st;
-    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_GE))
+    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_TRUNC))
         return nnm__error(ctx, NNM_E_INVALID, "unary: unknown op %d", (int)op);
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
@@ -61,6 +62,9 @@ nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, 
                           be->vt->name, (int)op);
     if (NNM__UNLIKELY(op > NNM_UNARY_SIGN && !(be->vt->flags & NNM_BACKEND_OPS_1_3)))
         return nnm__error(ctx, NNM_E_UNSUPPORTED, "unary op %s: backend '%s' does not implement it (ABI 1.3)",
+                          nnm__unary_name(op), be->vt->name);
+    if (NNM__UNLIKELY(op > NNM_UNARY_GE && !(be->vt->flags & NNM_BACKEND_OPS_1_5)))
+        return nnm__error(ctx, NNM_E_UNSUPPORTED, "unary op %s: backend '%s' does not implement it (ABI 1.5)",
                           nnm__unary_name(op), be->vt->name);
     nnm_tensor *y;
     if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, x->shape, &y)))
@@ -106,7 +110,7 @@ nnm_status nnm__op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b
     if ((st = check_f32(ctx, "binary", "a", a)) || (st = check_f32(ctx, "binary", "b", b)) ||
         (st = check_same_device(ctx, "binary", a, b)))
         return st;
-    if (NNM__UNLIKELY(op < NNM_BINARY_ADD || op > NNM_BINARY_MIN))
+    if (NNM__UNLIKELY(op < NNM_BINARY_ADD || op > NNM_BINARY_POW))
         return nnm__error(ctx, NNM_E_INVALID, "binary: unknown op %d", (int)op);
     int32_t ndim = 0;
     int64_t shape[NNM_MAX_DIMS], sa[NNM_MAX_DIMS], sb[NNM_MAX_DIMS];
@@ -115,6 +119,9 @@ nnm_status nnm__op_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b
     if ((st = nnm__backend_get(ctx, a->desc.device, &be))) return st;
     if (NNM__UNLIKELY(!be->vt->binary))
         return nnm__error(ctx, NNM_E_UNSUPPORTED, "backend '%s' has no binary ops", be->vt->name);
+    if (NNM__UNLIKELY(op > NNM_BINARY_MIN && !(be->vt->flags & NNM_BACKEND_OPS_1_5)))
+        return nnm__error(ctx, NNM_E_UNSUPPORTED, "binary op pow: backend '%s' does not implement it (ABI 1.5)",
+                          be->vt->name);
     nnm_tensor *y;
     if ((st = nnm__tensor_alloc(ctx, a->desc.device, a->desc.dtype, ndim, shape, &y))) return st;
     nnm_tensor_desc da = a->desc, db = b->desc;

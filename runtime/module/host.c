@@ -704,6 +704,22 @@ static nnm_status host_child_new(nnm_env *env, const char *name, const char *lay
     return NNM_OK;
 }
 
+static nnm_status host_op_cast(nnm_env *env, nnm_tensor *x, nnm_dtype dtype, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_cast(nnm__env_of(env)->ctx, x, dtype, out);
+}
+
+static nnm_status host_op_detach(nnm_env *env, nnm_tensor *x, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_detach(nnm__env_of(env)->ctx, x, out);
+}
+
+static nnm_status host_op_arg_reduce(nnm_env *env, int32_t op, nnm_tensor *x, int32_t dim, int keepdim,
+                                     nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_arg_reduce(nnm__env_of(env)->ctx, op, x, dim, keepdim, out);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -764,4 +780,7 @@ const nnm_host nnm__host = {
     .set_output_names = host_set_output_names,
     .op_rnn = host_op_rnn,
     .child_new = host_child_new,
+    .op_cast = host_op_cast,
+    .op_detach = host_op_detach,
+    .op_arg_reduce = host_op_arg_reduce,
 };

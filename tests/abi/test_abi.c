@@ -113,14 +113,16 @@ static void test_host_table(void) {
         offsetof(nnm_host, buffer_new_v2),    offsetof(nnm_host, set_output_names),
         offsetof(nnm_host, op_rnn),
         offsetof(nnm_host, child_new),
+        offsetof(nnm_host, op_cast),       offsetof(nnm_host, op_detach),
+        offsetof(nnm_host, op_arg_reduce),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 56);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 59);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 56 * 8);
+    SIZE(nnm_host, 8 + 59 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -157,7 +159,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 264);
+    SIZE(nnm_backend_vtable, 280);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -194,6 +196,20 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, index_add, 240);
     OFF(nnm_backend_vtable, rnn_cell, 248);
     OFF(nnm_backend_vtable, rnn_cell_backward, 256);
+    OFF(nnm_backend_vtable, cast, 264);
+    OFF(nnm_backend_vtable, arg_reduce, 272);
+    SIZE(nnm_cast_args, 24);
+    OFF(nnm_cast_args, x, 8);
+    OFF(nnm_cast_args, out, 16);
+    SIZE(nnm_arg_reduce_args, 48);
+    OFF(nnm_arg_reduce_args, op, 4);
+    OFF(nnm_arg_reduce_args, outer, 8);
+    OFF(nnm_arg_reduce_args, x, 32);
+    OFF(nnm_arg_reduce_args, out, 40);
+    CU_ASSERT_EQUAL(NNM_UNARY_SIN, 18);
+    CU_ASSERT_EQUAL(NNM_UNARY_TRUNC, 23);
+    CU_ASSERT_EQUAL(NNM_BINARY_POW, 6);
+    CU_ASSERT_EQUAL(NNM_BACKEND_OPS_1_5, 2u);
     SIZE(nnm_conv_params, 136);
     SIZE(nnm_pool_params, 152);
     SIZE(nnm_im2col_args, 176);

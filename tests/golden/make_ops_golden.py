@@ -45,6 +45,16 @@ def make_input(spec, g):
         return (torch.rand(shape, generator=g) < 0.4).to(torch.float32)
     if kind == "ties":
         return torch.randint(-1, 2, shape, generator=g).to(torch.float32)
+    if kind == "halves":  # f32 multiples of 0.5 (round's ties) in random order, away from 0
+        n = 1
+        for d in shape:
+            n *= d
+        v = (torch.randperm(n, generator=g).to(torch.float32) - n // 2) * 0.5 + 0.25 * (torch.arange(n) % 2 == 1)
+        return v.reshape(shape)
+    if kind == "intf":  # f32 integers in [-3, 3] (pow's integral exponents)
+        return torch.randint(-3, 4, shape, generator=g).to(torch.float32)
+    if kind == "neg":  # f32 in [-2, -0.5] (negative pow bases)
+        return -(torch.rand(shape, generator=g) * 1.5 + 0.5)
     return _base_make_input(spec, g)
 
 
@@ -304,6 +314,71 @@ ROWS.append(dict(
         {"name": "out", "type": "sub"},
     ],
     torch=lambda: Fn(vit_head), inputs=[("distinct", (2, 4, 3, 3)), A((1, 1, 4))]))
+
+
+# ---------------------------------------------------------------------------
+# dtype (ABI 1.5 host: op_cast, op_detach, op_arg_reduce, the 1.5 unary codes
+# and binary pow): sin, cos, floor, ceil, round, trunc, pow of negative bases,
+# argmax/argmin, max/min with indices, to/float/long/bool/type_as, detach,
+# bool masks. Rows whose op yields no f32 gradient are graphs that add an f32
+# path (the suite's backward needs one). Appended last: earlier rows keep
+# their seeds.
+# ---------------------------------------------------------------------------
+D = "dtype"
+
+
+def graph_row(name, nodes, children, f, inputs, n_in=None, **kw):
+    """A graph of `children` (name, type, config) wired by `nodes` over the
+    inputs x0..xn; its output is the last node's."""
+    names = [f"x{i}" for i in range(len(inputs))]
+    cfg = {"inputs": names, "nodes": nodes, "outputs": [nodes[-1].split(":")[0]]}
+    ch = [{"name": c[0], "type": c[1], "config": c[2]} for c in children]
+    ROWS.append(dict(file=D, name=name, layer="graph", config=cfg, children=ch, torch=lambda f=f: Fn(f),
+                     inputs=inputs, repr=False, **kw))
+
+
+op(D, "sin", "sin", {}, lambda x: x.sin(), [A((3, 4), 2.0)])
+op(D, "cos", "cos", {}, lambda x: torch.cos(x), [A((3, 4), 2.0)])
+op(D, "floor", "floor", {}, lambda x: x.floor(), [("halves", (3, 4))], gradcheck=False)
+op(D, "ceil", "ceil", {}, lambda x: x.ceil(), [("halves", (3, 4))], gradcheck=False)
+op(D, "round_half_even", "round", {}, lambda x: x.round(), [("halves", (4, 5))], gradcheck=False)
+op(D, "trunc", "trunc", {}, lambda x: x.trunc(), [("halves", (3, 4))], gradcheck=False)
+op(D, "pow_negative_base", "pow", {}, lambda x, y: x ** y, [("neg", (2, 3)), ("intf", (3,))], gradcheck=False)
+op(D, "pow_zero_base", "pow", {}, lambda x, y: torch.pow(x, y),
+   [("f", (2, 3), 1.0, [0.0]), ("pos", (2, 3))], gradcheck=False)
+graph_row("argmax_dim", ["am: x0", "f: am", "mx: x0", "out: f, mx"],
+          [("am", "argmax", {"dim": 1}), ("f", "float", {}), ("mx", "amax", {"dim": 1}), ("out", "add", {})],
+          lambda x: x.argmax(1).float() + x.amax(1), [("distinct", (3, 5, 2))])
+graph_row("argmin_keepdim_neg", ["am: x0", "f: am", "mx: x0", "out: f, mx"],
+          [("am", "argmin", {"dim": -1, "keepdim": True}), ("f", "float", {}),
+           ("mx", "amin", {"dim": -1, "keepdim": True}), ("out", "add", {})],
+          lambda x: torch.argmin(x, -1, keepdim=True).float() + x.amin(-1, keepdim=True),
+          [("distinct", (2, 3, 4))])
+graph_row("argmax_flat", ["am: x0", "f: am", "mx: x0", "out: f, mx"],
+          [("am", "argmax", {}), ("f", "float", {}), ("mx", "amax", {}), ("out", "add", {})],
+          lambda x: torch.argmax(x).float() + x.amax(), [("distinct", (3, 4))])
+graph_row("max_dim_indices", ["mx: x0", "f: mx:1", "out: mx, f"],
+          [("mx", "max", {"dim": 1}), ("f", "float", {}), ("out", "add", {})],
+          lambda x: (lambda r: r.values + r.indices.float())(x.max(1)), [("distinct", (3, 4, 2))])
+graph_row("min_dim_keepdim_indices", ["mn: x0", "f: mn:1", "out: mn, f"],
+          [("mn", "min", {"dim": 0, "keepdim": True}), ("f", "float", {}), ("out", "add", {})],
+          lambda x: (lambda r: r.values + r.indices.float())(x.min(0, keepdim=True)), [("distinct", (4, 3))])
+graph_row("float_of_bool_mask", ["f: x1", "out: x0, f"], [("f", "float", {}), ("out", "add", {})],
+          lambda x, m: x + m.float(), [A((3, 4)), ("mask", (3, 4))])
+graph_row("long_truncates", ["l: x0", "f: l", "out: f, x0"],
+          [("l", "to", {"dtype": "torch.int64"}), ("f", "float", {}), ("out", "add", {})],
+          lambda x: x.long().float() + x, [A((3, 4), 3.0)], gradcheck=False)
+graph_row("type_as_index", ["t: x1, x0", "out: t, x0"], [("t", "type_as", {}), ("out", "add", {})],
+          lambda x, i: i.type_as(x) + x, [A((2, 5)), ("i64", (2, 5), 7)])
+graph_row("bool_of_float", ["b: x0", "f: b", "out: f, x0"],
+          [("b", "bool", {}), ("f", "to", {"dtype": "float32"}), ("out", "add", {})],
+          lambda x: x.bool().float() + x, [A((3, 4), 1.0, [0.0])], gradcheck=False)
+graph_row("detach_mul", ["d: x0", "out: d, x0"], [("d", "detach", {}), ("out", "mul", {})],
+          lambda x: x.detach() * x, [A((3, 4))], gradcheck=False)  # differences see both factors
+op(D, "masked_fill_bool_mask", "masked_fill", {"value": -2.5}, lambda x, m: x.masked_fill(m, -2.5),
+   [A((2, 3, 4)), ("mask", (3, 4))])
+op(D, "where_bool_cond", "where", {}, lambda c, x, y: torch.where(c, x, y),
+   [("mask", (3, 1)), A((3, 4)), A((4,))])
 
 
 def main():

@@ -199,14 +199,27 @@ static void test_bad_inputs(void) {
     c = cfg_new();
     nnm_config_set_float(c, "other", 1.0);
     call_fails(made("div", c), in2, 2, 1, NNM_E_SHAPE, "div: `other` is for one input");
-    /* max(dim) gives the values only (no argmax host op): the call path refuses a second output */
-    call_fails(made("max", with_int("dim", 1)), in1, 1, 2, NNM_E_SHAPE, "produces 1 output, caller asked for 2");
+    /* max(dim) gives (values, indices) since 1.1 (ABI 1.5 op_arg_reduce); without dim only values */
+    call_fails(made("max", NULL), in1, 1, 2, NNM_E_SHAPE, "indices (a second output) need dim");
     call_fails(made("maximum", cfg_new()), in1, 1, 1, NNM_E_SHAPE, "maximum");
     c = cfg_new();
     nnm_config_set_float(c, "value", 0.0);
     nnm_tensor *idx = tu_ti64(g_ctx, SHAPE(2, 3), (int64_t[]){0, 1, 0, 1, 0, 1});
     nnm_tensor *mf[2] = {x, idx};
-    call_fails(made("masked_fill", c), mf, 2, 1, NNM_E_DTYPE, "masked_fill: mask (input 1) must be f32");
+    /* 1.1 (ABI 1.5 host): an integer or bool mask is cast (nonzero is true);
+     * a dtype op_cast does not know is refused, naming the mask */
+    {
+        nnm_module *m = made("masked_fill", c);
+        nnm_tensor *o1[1] = {NULL};
+        CHECK_STATUS(nnm_module_call(m, mf, 2, o1, 1), NNM_OK);
+        nnm_tensor_release(o1[0]);
+        nnm_tensor *f64 = NULL;
+        CHECK_STATUS(nnm_tensor_new(g_ctx, (nnm_device){NNM_DEVICE_CPU, 0}, (nnm_dtype){NNM_DTYPE_FLOAT, 64, 1},
+                                    SHAPE(2, 3), &f64), NNM_OK);
+        nnm_tensor *mf64[2] = {x, f64};
+        call_fails(m, mf64, 2, 1, NNM_E_DTYPE, "masked_fill: mask (input 1) must be bool or f32");
+        nnm_tensor_release(f64);
+    }
     /* an empty reduction dim for amax, as PyTorch */
     nnm_tensor *e = iota(SHAPE(0, 3));
     nnm_tensor *ein[1] = {e};

@@ -15,6 +15,7 @@ pub const NNM_LAYER_CONTAINER: u32 = 1;
 pub const NNM_LAYER_OWNS_CHILDREN: u32 = 2;
 pub const NNM_ARITY_ANY: i32 = -1;
 pub const NNM_BACKEND_OPS_1_3: u32 = 1;
+pub const NNM_BACKEND_OPS_1_5: u32 = 2;
 pub const NNM_DOMAIN_NNMOD: &[u8; 6usize] = b"nnmod\0";
 pub const NNM_PLUGIN_ENTRY_SYMBOL: &[u8; 17usize] = b"nnm_plugin_entry\0";
 pub const NNM_CTX_NO_DISCOVERY: u32 = 1;
@@ -441,6 +442,12 @@ pub const NNM_UNARY_POW: nnm_unary_op = 14;
 pub const NNM_UNARY_CLAMP_MIN: nnm_unary_op = 15;
 pub const NNM_UNARY_CLAMP_MAX: nnm_unary_op = 16;
 pub const NNM_UNARY_GE: nnm_unary_op = 17;
+pub const NNM_UNARY_SIN: nnm_unary_op = 18;
+pub const NNM_UNARY_COS: nnm_unary_op = 19;
+pub const NNM_UNARY_FLOOR: nnm_unary_op = 20;
+pub const NNM_UNARY_CEIL: nnm_unary_op = 21;
+pub const NNM_UNARY_ROUND: nnm_unary_op = 22;
+pub const NNM_UNARY_TRUNC: nnm_unary_op = 23;
 pub type nnm_unary_op = ::std::os::raw::c_uint;
 pub const NNM_BINARY_ADD: nnm_binary_op = 0;
 pub const NNM_BINARY_SUB: nnm_binary_op = 1;
@@ -448,6 +455,7 @@ pub const NNM_BINARY_MUL: nnm_binary_op = 2;
 pub const NNM_BINARY_DIV: nnm_binary_op = 3;
 pub const NNM_BINARY_MAX: nnm_binary_op = 4;
 pub const NNM_BINARY_MIN: nnm_binary_op = 5;
+pub const NNM_BINARY_POW: nnm_binary_op = 6;
 pub type nnm_binary_op = ::std::os::raw::c_uint;
 pub const NNM_REDUCE_SUM: nnm_reduce_op = 0;
 pub const NNM_REDUCE_MEAN: nnm_reduce_op = 1;
@@ -1526,12 +1534,37 @@ pub struct nnm_host {
             config_json: *const ::std::os::raw::c_char,
         ) -> nnm_status,
     >,
+    pub op_cast: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            dtype: nnm_dtype,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_detach: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
+    pub op_arg_reduce: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            op: i32,
+            x: *mut nnm_tensor,
+            dim: i32,
+            keepdim: ::std::os::raw::c_int,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        456usize,
+        480usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2542,6 +2575,57 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_child_new();
+    fn test_field_op_cast() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_cast) as usize - ptr as usize
+            },
+            456usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_cast)
+            )
+        );
+    }
+    test_field_op_cast();
+    fn test_field_op_detach() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_detach) as usize - ptr as usize
+            },
+            464usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_detach)
+            )
+        );
+    }
+    test_field_op_detach();
+    fn test_field_op_arg_reduce() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_arg_reduce) as usize - ptr as usize
+            },
+            472usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_arg_reduce)
+            )
+        );
+    }
+    test_field_op_arg_reduce();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -6293,6 +6377,238 @@ fn bindgen_test_layout_nnm_rnn_cell_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_cast_args {
+    pub struct_size: u32,
+    pub reserved: u32,
+    pub x: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_cast_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_cast_args>(),
+        24usize,
+        concat!("Size of: ", stringify!(nnm_cast_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_cast_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_cast_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_cast_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_cast_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_cast_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_cast_args),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_cast_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_cast_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_cast_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_cast_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_arg_reduce_args {
+    pub struct_size: u32,
+    pub op: i32,
+    pub outer: i64,
+    pub n: i64,
+    pub inner: i64,
+    pub x: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_arg_reduce_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_arg_reduce_args>(),
+        48usize,
+        concat!("Size of: ", stringify!(nnm_arg_reduce_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_arg_reduce_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_arg_reduce_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_arg_reduce_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_arg_reduce_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_op() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_arg_reduce_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_arg_reduce_args),
+                "::",
+                stringify!(op)
+            )
+        );
+    }
+    test_field_op();
+    fn test_field_outer() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_arg_reduce_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).outer) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_arg_reduce_args),
+                "::",
+                stringify!(outer)
+            )
+        );
+    }
+    test_field_outer();
+    fn test_field_n() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_arg_reduce_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_arg_reduce_args),
+                "::",
+                stringify!(n)
+            )
+        );
+    }
+    test_field_n();
+    fn test_field_inner() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_arg_reduce_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).inner) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_arg_reduce_args),
+                "::",
+                stringify!(inner)
+            )
+        );
+    }
+    test_field_inner();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_arg_reduce_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_arg_reduce_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_arg_reduce_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_arg_reduce_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -6504,12 +6820,26 @@ pub struct nnm_backend_vtable {
             args: *const nnm_rnn_cell_args,
         ) -> nnm_status,
     >,
+    pub cast: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_cast_args,
+        ) -> nnm_status,
+    >,
+    pub arg_reduce: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_arg_reduce_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        264usize,
+        280usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -7129,6 +7459,40 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_rnn_cell_backward();
+    fn test_field_cast() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).cast) as usize - ptr as usize
+            },
+            264usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(cast)
+            )
+        );
+    }
+    test_field_cast();
+    fn test_field_arg_reduce() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).arg_reduce) as usize - ptr as usize
+            },
+            272usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(arg_reduce)
+            )
+        );
+    }
+    test_field_arg_reduce();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
