@@ -560,6 +560,7 @@ static const nnm_plugin_desc rec_plugin = {
     .n_backends = 0,
     .layers = rec_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(rec_plugin)
