@@ -36,6 +36,7 @@ pub const NNM_BUILD_META: u32 = 2;
 pub const NNM_DATASET_IGNORE_INDEX: i32 = -100;
 pub const NNM_DATASET_INPUTS: &[u8; 7usize] = b"inputs\0";
 pub const NNM_DATASET_TARGETS: &[u8; 8usize] = b"targets\0";
+pub const NNM_DATASET_ALLOW_NONFINITE: u32 = 1;
 pub const NNM_LOADER_SHUFFLE: u32 = 1;
 pub const NNM_LOADER_DROP_LAST: u32 = 2;
 pub type __uint8_t = ::std::os::raw::c_uchar;
@@ -10388,6 +10389,130 @@ extern "C" {
         path: *const ::std::os::raw::c_char,
         inputs_name: *const ::std::os::raw::c_char,
         targets_name: *const ::std::os::raw::c_char,
+        out: *mut *mut nnm_dataset,
+    ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_dataset_options {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub max_bytes: u64,
+    pub inputs_name: *const ::std::os::raw::c_char,
+    pub targets_name: *const ::std::os::raw::c_char,
+}
+#[test]
+fn bindgen_test_layout_nnm_dataset_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_dataset_options>(),
+        32usize,
+        concat!("Size of: ", stringify!(nnm_dataset_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_dataset_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_dataset_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_max_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_bytes) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(max_bytes)
+            )
+        );
+    }
+    test_field_max_bytes();
+    fn test_field_inputs_name() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).inputs_name) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(inputs_name)
+            )
+        );
+    }
+    test_field_inputs_name();
+    fn test_field_targets_name() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).targets_name) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(targets_name)
+            )
+        );
+    }
+    test_field_targets_name();
+}
+extern "C" {
+    pub fn nnm_dataset_open_idx_v2(
+        ctx: *mut nnm_ctx,
+        inputs_path: *const ::std::os::raw::c_char,
+        targets_path: *const ::std::os::raw::c_char,
+        opts: *const nnm_dataset_options,
+        out: *mut *mut nnm_dataset,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_open_safetensors_v2(
+        ctx: *mut nnm_ctx,
+        path: *const ::std::os::raw::c_char,
+        opts: *const nnm_dataset_options,
         out: *mut *mut nnm_dataset,
     ) -> nnm_status;
 }
