@@ -968,6 +968,100 @@ fn bindgen_test_layout_nnm_batch_norm_params() {
     }
     test_field_eps();
 }
+pub const NNM_RNN_TANH: nnm_rnn_mode = 0;
+pub const NNM_RNN_RELU: nnm_rnn_mode = 1;
+pub const NNM_RNN_LSTM: nnm_rnn_mode = 2;
+pub const NNM_RNN_GRU: nnm_rnn_mode = 3;
+pub type nnm_rnn_mode = ::std::os::raw::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_rnn_params {
+    pub struct_size: u32,
+    pub mode: i32,
+    pub reverse: i32,
+    pub reserved: i32,
+}
+#[test]
+fn bindgen_test_layout_nnm_rnn_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_rnn_params>(),
+        16usize,
+        concat!("Size of: ", stringify!(nnm_rnn_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_rnn_params>(),
+        4usize,
+        concat!("Alignment of ", stringify!(nnm_rnn_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_params),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+    fn test_field_reverse() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reverse) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_params),
+                "::",
+                stringify!(reverse)
+            )
+        );
+    }
+    test_field_reverse();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_params),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+}
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
@@ -1404,6 +1498,20 @@ pub struct nnm_host {
             n: u32,
         ) -> nnm_status,
     >,
+    pub op_rnn: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            p: *const nnm_rnn_params,
+            gx: *mut nnm_tensor,
+            w_hh: *mut nnm_tensor,
+            b_hh: *mut nnm_tensor,
+            w_hr: *mut nnm_tensor,
+            h0: *mut nnm_tensor,
+            c0: *mut nnm_tensor,
+            y: *mut *mut nnm_tensor,
+            c_n: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
     pub child_new: ::std::option::Option<
         unsafe extern "C" fn(
             env: *mut nnm_env,
@@ -1418,7 +1526,7 @@ pub struct nnm_host {
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        448usize,
+        456usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2395,6 +2503,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_set_output_names();
+    fn test_field_op_rnn() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_rnn) as usize - ptr as usize
+            },
+            440usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_rnn)
+            )
+        );
+    }
+    test_field_op_rnn();
     fn test_field_child_new() {
         assert_eq!(
             unsafe {
@@ -2402,7 +2527,7 @@ fn bindgen_test_layout_nnm_host() {
                 let ptr = uninit.as_ptr();
                 ::std::ptr::addr_of!((*ptr).child_new) as usize - ptr as usize
             },
-            440usize,
+            448usize,
             concat!(
                 "Offset of field: ",
                 stringify!(nnm_host),
@@ -5840,6 +5965,329 @@ fn bindgen_test_layout_nnm_index_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_rnn_cell_args {
+    pub struct_size: u32,
+    pub mode: i32,
+    pub batch: i64,
+    pub hidden: i64,
+    pub gx: *const f32,
+    pub gh: *const f32,
+    pub b_hh: *const f32,
+    pub h_prev: *const f32,
+    pub c_prev: *const f32,
+    pub h: *mut f32,
+    pub c: *mut f32,
+    pub act: *mut f32,
+    pub dh: *const f32,
+    pub dc: *mut f32,
+    pub dgx: *mut f32,
+    pub dgh: *mut f32,
+    pub dh_prev: *mut f32,
+}
+#[test]
+fn bindgen_test_layout_nnm_rnn_cell_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_rnn_cell_args>(),
+        128usize,
+        concat!("Size of: ", stringify!(nnm_rnn_cell_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_rnn_cell_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_rnn_cell_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+    fn test_field_batch() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).batch) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(batch)
+            )
+        );
+    }
+    test_field_batch();
+    fn test_field_hidden() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).hidden) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(hidden)
+            )
+        );
+    }
+    test_field_hidden();
+    fn test_field_gx() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gx) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(gx)
+            )
+        );
+    }
+    test_field_gx();
+    fn test_field_gh() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gh) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(gh)
+            )
+        );
+    }
+    test_field_gh();
+    fn test_field_b_hh() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).b_hh) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(b_hh)
+            )
+        );
+    }
+    test_field_b_hh();
+    fn test_field_h_prev() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).h_prev) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(h_prev)
+            )
+        );
+    }
+    test_field_h_prev();
+    fn test_field_c_prev() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).c_prev) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(c_prev)
+            )
+        );
+    }
+    test_field_c_prev();
+    fn test_field_h() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).h) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(h)
+            )
+        );
+    }
+    test_field_h();
+    fn test_field_c() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).c) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(c)
+            )
+        );
+    }
+    test_field_c();
+    fn test_field_act() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).act) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(act)
+            )
+        );
+    }
+    test_field_act();
+    fn test_field_dh() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dh) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dh)
+            )
+        );
+    }
+    test_field_dh();
+    fn test_field_dc() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dc) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dc)
+            )
+        );
+    }
+    test_field_dc();
+    fn test_field_dgx() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dgx) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dgx)
+            )
+        );
+    }
+    test_field_dgx();
+    fn test_field_dgh() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dgh) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dgh)
+            )
+        );
+    }
+    test_field_dgh();
+    fn test_field_dh_prev() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dh_prev) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dh_prev)
+            )
+        );
+    }
+    test_field_dh_prev();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -6037,12 +6485,26 @@ pub struct nnm_backend_vtable {
             args: *const nnm_index_args,
         ) -> nnm_status,
     >,
+    pub rnn_cell: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_rnn_cell_args,
+        ) -> nnm_status,
+    >,
+    pub rnn_cell_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_rnn_cell_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        248usize,
+        264usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -6628,6 +7090,40 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_index_add();
+    fn test_field_rnn_cell() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rnn_cell) as usize - ptr as usize
+            },
+            248usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(rnn_cell)
+            )
+        );
+    }
+    test_field_rnn_cell();
+    fn test_field_rnn_cell_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rnn_cell_backward) as usize - ptr as usize
+            },
+            256usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(rnn_cell_backward)
+            )
+        );
+    }
+    test_field_rnn_cell_backward();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
