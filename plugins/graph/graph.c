@@ -99,7 +99,7 @@
  *   config.parameters[0]: unknown init 'gauss' (zeros, ones, normal(MEAN, STD), uniform(A, B))
  *   config.parameters[0]: uniform(A, B) needs A <= B, got uniform(1, 0)
  *   config.parameters[0]: normal(MEAN, STD) needs STD >= 0, got normal(0, -1)
- *   config.buffers[0]: unknown dtype 'f16' (f32, i64)
+ *   config.buffers[0]: unknown dtype or init 'f16' (dtypes f32, i64; inits zeros, ...)
  *   config.buffers[0]: an i64 buffer is initialised with zeros or ones
  *   config.parameters[1]: duplicate name 'w' (as parameters[0])
  *                    (also "as buffers[0]")
@@ -109,11 +109,14 @@
  *   config.output_names[0]: invalid name '' (non-empty, no control characters)
  * and with NNM_E_VERSION where the host lacks a slot a feature needs:
  *   config.buffers[0]: an i64 buffer needs the host slot buffer_new_v2 (this
- *     host, ABI 1.4, lacks it)
+ *     host, ABI 1.4, lacks it)   (also "a randomly initialised buffer")
  *   config.output_names needs the host slot set_output_names (this host, ABI
  *     1.4, lacks it)
- * A refusal of the host's (an invalid name, one declared twice) is passed on
- * prefixed with the entry: config.parameters[0]: invalid parameter name ...
+ * (an f32 buffer of zeros or ones uses the 1.0 slot buffer_new, so such a
+ * graph runs on any host of ABI >= 1.2). The names of parameters and buffers
+ * are checked here (a name the runtime would refuse is bad syntax: control
+ * characters, '.', text that is not UTF-8), so what the host may still refuse
+ * (out of memory, limits) comes with the host's message.
  *
  * A dotted PATH needs the host slots descendant_info and descendant_call
  * (ABI 1.2); create refuses one on a host without them with NNM_E_VERSION:

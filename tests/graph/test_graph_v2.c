@@ -175,6 +175,22 @@ static void test_v2_shared_module(void) {
     char buf[1024];
     CU_ASSERT_TRUE(nnm_module_repr(g, buf, sizeof buf) > 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "inputs=[x], outputs=[sum]"));
+
+    /* Steady state: forwards after the first take every tensor from the
+     * cache (the graph's scratch arrays were sized when it was mapped). */
+    int was = nnm_grad_set_enabled(0);
+    nnm_tensor *z = NULL;
+    CHECK_STATUS(nnm_module_call(g, &x, 1, &z, 1), NNM_OK);
+    nnm_tensor_release(z);
+    nnm_ctx_stats s0 = {sizeof s0, 0, 0, 0, 0, 0, 0, 0}, s1 = s0;
+    CHECK_STATUS(nnm_ctx_stats_get(g_ctx, &s0), NNM_OK);
+    for (int i = 0; i < 10; i++) {
+        CHECK_STATUS(nnm_module_call(g, &x, 1, &z, 1), NNM_OK);
+        nnm_tensor_release(z);
+    }
+    CHECK_STATUS(nnm_ctx_stats_get(g_ctx, &s1), NNM_OK);
+    CU_ASSERT_EQUAL(s1.heap_allocs, s0.heap_allocs);
+    nnm_grad_set_enabled(was);
     nnm_tensor_release(loss);
     nnm_tensor_release(y);
     nnm_tensor_release(x);

@@ -100,60 +100,157 @@ static void indent(FILE *f, int depth) {
 
 static int emit_module(dot_state *ds, nnm_module *m, int depth, dot_ends *ends);
 
-/* Trims spaces from both ends of [*s, *s + *n). */
+/* Trims whitespace from both ends of [*s, *s + *n). */
 static void trim(const char **s, size_t *n) {
-    while (*n && (**s == ' ' || **s == '\t')) (*s)++, (*n)--;
-    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t')) (*n)--;
+    while (*n && strchr(" \t\n\r\f\v", **s)) (*s)++, (*n)--;
+    while (*n && strchr(" \t\n\r\f\v", (*s)[*n - 1])) (*n)--;
 }
 
-static int name_is(const char *name, const char *s, size_t n) {
-    return strlen(name) == n && strncmp(name, s, n) == 0;
+/* Index of the first c in [s, s + n) outside backticks, or n. */
+static size_t find_top(const char *s, size_t n, char c) {
+    int quoted = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '`')
+            quoted = !quoted;
+        else if (!quoted && s[i] == c)
+            return i;
+    }
+    return n;
 }
 
-/* Resolves a REF ("NAME", "NAME:K" or a graph input) to the node it comes
- * from; *port receives K (or NULL). Returns 0, or -1 when unknown. */
-static int graph_ref(const dot_state *ds, const char *ref, size_t n, const char *const *inputs,
-                     size_t n_inputs, nnm_module *g, const char *gid, char *src, size_t cap,
-                     const char **port, size_t *port_len) {
-    const char *colon = memchr(ref, ':', n);
-    size_t name_len = colon ? (size_t)(colon - ref) : n;
+/* Decodes the graph's name syntax in [s, s + n) (trimmed): components bare
+ * or between backticks (a doubled backtick is one), joined by '.'. The
+ * graph checked the syntax when it was built; out has n + 1 bytes. */
+static void decode_name(const char *s, size_t n, char *out) {
+    size_t o = 0;
+    trim(&s, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '`') {
+            out[o++] = s[i];
+            continue;
+        }
+        for (i++; i < n; i++) {
+            if (s[i] == '`') {
+                if (i + 1 < n && s[i + 1] == '`') {
+                    out[o++] = '`';
+                    i++;
+                    continue;
+                }
+                break;
+            }
+            out[o++] = s[i];
+        }
+    }
+    out[o] = 0;
+}
+
+/* One node of a graph's config: its name (decoded), the module it calls
+ * (decoded path) and the text of its REFs. */
+typedef struct dot_node {
+    char *name, *path;
+    const char *args;
+    size_t args_len;
+} dot_node;
+
+/* What a graph's REFs may name: inputs, its own tensors, nodes. */
+typedef struct dot_graph {
+    const char *const *inputs;
+    size_t n_inputs;
+    char **tensors;
+    size_t n_tensors;
+    dot_node *nodes;
+    size_t n_nodes;
+    uint32_t mask;
+    uint32_t *hash; /* node index + 1 by name */
+} dot_graph;
+
+static uint32_t hash_str(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Splits entry `spec` ("PATH: REFS" or "NODE = PATH(REFS)"); 0, or -1
+ * (out of memory, or a shape the graph would have refused). */
+static int dot_node_parse(const char *spec, dot_node *nd) {
+    size_t n = strlen(spec), eq = find_top(spec, n, '=');
+    nd->name = malloc(n + 1);
+    nd->path = malloc(n + 1);
+    if (!nd->name || !nd->path) return -1;
+    if (eq == n) { /* v1 */
+        size_t c = find_top(spec, n, ':');
+        if (c == n) return -1;
+        decode_name(spec, c, nd->name);
+        strcpy(nd->path, nd->name);
+        nd->args = spec + c + 1;
+        nd->args_len = n - c - 1;
+        return 0;
+    }
+    decode_name(spec, eq, nd->name);
+    const char *rhs = spec + eq + 1;
+    size_t rn = n - eq - 1, open = find_top(rhs, rn, '(');
+    if (open == rn) return -1;
+    decode_name(rhs, open, nd->path);
+    const char *args = rhs + open + 1;
+    size_t an = rn - open - 1;
+    trim(&args, &an);
+    if (an == 0 || args[an - 1] != ')') return -1;
+    nd->args = args;
+    nd->args_len = an - 1;
+    return 0;
+}
+
+/* Resolves a REF ("NAME" or "NAME:K") to the dot node it comes from; *port
+ * receives K (or NULL). Returns 0, or -1 when unknown. */
+static int graph_ref(const dot_state *ds, const dot_graph *dg, const char *ref, size_t n,
+                     nnm_module *g, const char *gid, char *src, size_t cap, const char **port,
+                     size_t *port_len) {
+    size_t colon = find_top(ref, n, ':');
     *port = NULL;
     *port_len = 0;
-    for (size_t i = 0; i < n_inputs; i++) {
-        if (name_is(inputs[i], ref, n)) { /* an input whose name has a ':' */
-            snprintf(src, cap, "%s_in%zu", gid, i);
-            return 0;
-        }
-    }
-    if (colon) {
-        *port = colon + 1;
-        *port_len = n - name_len - 1;
+    if (colon < n) {
+        *port = ref + colon + 1;
+        *port_len = n - colon - 1;
         trim(port, port_len);
     }
-    const char *name = ref;
-    trim(&name, &name_len);
-    for (size_t i = 0; i < n_inputs; i++) {
-        if (name_is(inputs[i], name, name_len)) {
+    char *name = malloc(colon + 1);
+    if (!name) return -1;
+    decode_name(ref, colon, name);
+    int rc = -1;
+    for (size_t i = 0; rc && i < dg->n_inputs; i++)
+        if (strcmp(dg->inputs[i], name) == 0) {
             snprintf(src, cap, "%s_in%zu", gid, i);
-            return 0;
+            rc = 0;
         }
+    for (size_t i = 0; rc && i < dg->n_tensors; i++)
+        if (strcmp(dg->tensors[i], name) == 0) {
+            snprintf(src, cap, "%s_t%zu", gid, i);
+            rc = 0;
+        }
+    for (uint32_t k = hash_str(name) & dg->mask; rc && dg->hash && dg->hash[k];
+         k = (k + 1) & dg->mask) {
+        const dot_node *nd = &dg->nodes[dg->hash[k] - 1];
+        if (strcmp(nd->name, name) != 0) continue;
+        const dot_ends *e = descendant_ends(ds, g, nd->path, strlen(nd->path));
+        if (e) {
+            snprintf(src, cap, "%s", e->exit);
+            rc = 0;
+        }
+        break;
     }
-    const dot_ends *e = descendant_ends(ds, g, name, name_len);
-    if (!e) return -1;
-    snprintf(src, cap, "%s", e->exit);
-    return 0;
+    free(name);
+    return rc;
 }
 
 /* One edge from REF to `dst`. Unknown references get a node of their own,
  * drawn dashed, so the picture shows the mistake. */
-static void graph_edge(dot_state *ds, int depth, const char *ref, size_t n,
-                       const char *const *inputs, size_t n_inputs, nnm_module *g,
-                       const char *gid, const char *dst) {
+static void graph_edge(dot_state *ds, const dot_graph *dg, int depth, const char *ref, size_t n,
+                       nnm_module *g, const char *gid, const char *dst) {
     char src[64];
     const char *port;
     size_t port_len;
     trim(&ref, &n);
-    if (graph_ref(ds, ref, n, inputs, n_inputs, g, gid, src, sizeof src, &port, &port_len)) {
+    if (graph_ref(ds, dg, ref, n, g, gid, src, sizeof src, &port, &port_len)) {
         snprintf(src, sizeof src, "%s_unknown%u", gid, ds->next_id++);
         indent(ds->f, depth);
         fprintf(ds->f, "%s [label=\"", src);
@@ -171,20 +268,59 @@ static void graph_edge(dot_state *ds, int depth, const char *ref, size_t n,
     fprintf(ds->f, ";\n");
 }
 
-/* The DAG of a `graph` module from its config: "inputs" (names), "nodes"
- * ("NAME: REF, REF") and "outputs" (REFs). */
+/* The name of each entry of a graph's "parameters" or "buffers" ("NAME:
+ * [shape] ..."), appended to dg->tensors (decoded). */
+static void graph_tensors(dot_graph *dg, const char *const *entries, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(entries[i]), c = find_top(entries[i], len, ':');
+        char *name = malloc(c + 1);
+        if (!name) continue;
+        decode_name(entries[i], c, name);
+        dg->tensors[dg->n_tensors++] = name;
+    }
+}
+
+/* The DAG of a `graph` module from its config: "inputs" (names),
+ * "parameters" and "buffers" (tensors it owns), "nodes" ("PATH: REF, REF"
+ * or "NODE = PATH(REF, REF)": edges from each REF into the module PATH, so
+ * a module called by two nodes has the edges of both) and "outputs"
+ * (REFs). */
 static void emit_graph_edges(dot_state *ds, nnm_module *g, int depth, const char *gid,
                              dot_ends *ends) {
     static const char *const default_inputs[] = {"x"}; /* the graph's default */
     const nnm_config *cfg = nnm_module_config(g);
     const char *const *inputs = NULL, *const *nodes = NULL, *const *outputs = NULL;
-    size_t n_inputs = 0, n_nodes = 0, n_outputs = 0;
+    const char *const *params = NULL, *const *buffers = NULL;
+    size_t n_inputs = 0, n_nodes = 0, n_outputs = 0, n_params = 0, n_buffers = 0;
     if (nnm_config_get_strs(cfg, "inputs", &inputs, &n_inputs) != NNM_OK) {
         inputs = default_inputs;
         n_inputs = 1;
     }
     if (nnm_config_get_strs(cfg, "nodes", &nodes, &n_nodes) != NNM_OK) n_nodes = 0;
     if (nnm_config_get_strs(cfg, "outputs", &outputs, &n_outputs) != NNM_OK) n_outputs = 0;
+    if (nnm_config_get_strs(cfg, "parameters", &params, &n_params) != NNM_OK) n_params = 0;
+    if (nnm_config_get_strs(cfg, "buffers", &buffers, &n_buffers) != NNM_OK) n_buffers = 0;
+
+    dot_graph dg = {inputs, n_inputs, NULL, 0, NULL, 0, 0, NULL};
+    uint32_t cap = 8;
+    while (cap < 2 * n_nodes) cap *= 2;
+    dg.mask = cap - 1;
+    dg.hash = calloc(cap, sizeof *dg.hash);
+    dg.nodes = calloc(n_nodes ? n_nodes : 1, sizeof *dg.nodes);
+    dg.tensors = calloc(n_params + n_buffers ? n_params + n_buffers : 1, sizeof *dg.tensors);
+    if (!dg.hash || !dg.nodes || !dg.tensors) goto out; /* out of memory: no edges */
+    graph_tensors(&dg, params, n_params);
+    graph_tensors(&dg, buffers, n_buffers);
+    for (size_t i = 0; i < n_nodes; i++) {
+        dot_node *nd = &dg.nodes[dg.n_nodes++];
+        if (dot_node_parse(nodes[i], nd)) {
+            nd->args = NULL; /* the builder refuses these; nothing to draw */
+            continue;
+        }
+        uint32_t k = hash_str(nd->name) & dg.mask;
+        while (dg.hash[k]) k = (k + 1) & dg.mask;
+        dg.hash[k] = (uint32_t)i + 1;
+    }
 
     for (size_t i = 0; i < n_inputs; i++) {
         indent(ds->f, depth);
@@ -194,30 +330,58 @@ static void emit_graph_edges(dot_state *ds, nnm_module *g, int depth, const char
         indent(ds->f, depth);
         fprintf(ds->f, "%s -> %s_in%zu [style=dashed, arrowhead=none];\n", gid, gid, i);
     }
-    for (size_t i = 0; i < n_nodes; i++) {
-        const char *spec = nodes[i], *colon = strchr(spec, ':');
-        if (!colon) continue; /* the builder refuses these; nothing to draw */
-        const char *name = spec;
-        size_t name_len = (size_t)(colon - spec);
-        trim(&name, &name_len);
-        const dot_ends *e = descendant_ends(ds, g, name, name_len);
+    for (size_t i = 0; i < dg.n_tensors; i++) {
+        indent(ds->f, depth);
+        fprintf(ds->f, "%s_t%zu [label=\"", gid, i);
+        dot_esc(ds->f, dg.tensors[i], strlen(dg.tensors[i]));
+        fprintf(ds->f, "\", shape=note];\n");
+    }
+    for (size_t i = 0; i < dg.n_nodes; i++) {
+        const dot_node *nd = &dg.nodes[i];
+        if (!nd->args) continue;
+        const dot_ends *e = descendant_ends(ds, g, nd->path, strlen(nd->path));
         if (!e) continue;
-        const char *dst = e->entry;
-        for (const char *r = colon + 1; *r;) {
-            const char *comma = strchr(r, ',');
-            size_t n = comma ? (size_t)(comma - r) : strlen(r);
-            graph_edge(ds, depth, r, n, inputs, n_inputs, g, gid, dst);
-            r += n + (comma ? 1 : 0);
+        const char *r = nd->args;
+        size_t left = nd->args_len;
+        const char *t = r;
+        size_t tn = left;
+        trim(&t, &tn);
+        while (tn) { /* no REFs: "k:" or "k = c()" */
+            size_t comma = find_top(r, left, ',');
+            graph_edge(ds, &dg, depth, r, comma, g, gid, e->entry);
+            if (comma == left) break;
+            r += comma + 1;
+            left -= comma + 1;
         }
     }
+    const char *const *out_names = NULL;
+    size_t n_out_names = 0;
+    if (nnm_config_get_strs(cfg, "output_names", &out_names, &n_out_names) != NNM_OK ||
+        n_out_names != n_outputs)
+        out_names = NULL;
     for (size_t i = 0; i < n_outputs; i++) {
         char dst[48];
         snprintf(dst, sizeof dst, "%s_out%zu", gid, i);
         indent(ds->f, depth);
-        fprintf(ds->f, "%s [label=\"output %zu\", shape=ellipse];\n", dst, i);
-        graph_edge(ds, depth, outputs[i], strlen(outputs[i]), inputs, n_inputs, g, gid, dst);
+        fprintf(ds->f, "%s [label=\"output %zu", dst, i);
+        if (out_names) {
+            fputs(" (", ds->f);
+            dot_esc(ds->f, out_names[i], strlen(out_names[i]));
+            fputc(')', ds->f);
+        }
+        fprintf(ds->f, "\", shape=ellipse];\n");
+        graph_edge(ds, &dg, depth, outputs[i], strlen(outputs[i]), g, gid, dst);
     }
     if (n_outputs == 1) snprintf(ends->exit, sizeof ends->exit, "%s_out0", gid);
+out:
+    for (size_t i = 0; i < dg.n_nodes; i++) {
+        free(dg.nodes[i].name);
+        free(dg.nodes[i].path);
+    }
+    for (size_t i = 0; i < dg.n_tensors; i++) free(dg.tensors[i]);
+    free(dg.nodes);
+    free(dg.tensors);
+    free(dg.hash);
 }
 
 static int emit_module(dot_state *ds, nnm_module *m, int depth, dot_ends *ends) {
