@@ -642,6 +642,12 @@ nnm_status nnm__index_add_backward(nnm_ctx *ctx, nnm_tensor *g, int32_t d, const
 nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, const int64_t *idx, int64_t m,
                                     nnm_tensor *y);
 
+/* ops_rnn.c: host->op_rnn (ABI 1.5), one recurrent layer in one direction
+ * over a sequence: per step a gemm and the backend's rnn_cell slot; records
+ * one node whose backward (BPTT) runs rnn_cell_backward per step. */
+nnm_status nnm__op_rnn(nnm_ctx *ctx, const nnm_rnn_params *p, nnm_tensor *gx, nnm_tensor *w_hh, nnm_tensor *b_hh,
+                       nnm_tensor *w_hr, nnm_tensor *h0, nnm_tensor *c0, nnm_tensor **y, nnm_tensor **c_n);
+
 /* call.c: custom-backward layers and module backward hooks */
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                              uint32_t n_out, nnm_tensor **saved, uint32_t n_saved);

@@ -1128,8 +1128,12 @@ NNM_API nnm_status nnm_manifest_plugin(const nnm_manifest *mf, uint32_t index, c
 typedef struct nnm_dataset nnm_dataset;
 typedef struct nnm_loader nnm_loader;
 
-/* The most bytes of data one IDX file may hold (its header is refused past it). */
+/* (0.4) The most bytes of data one IDX file could hold; kept for source
+ * compatibility. What a dataset may hold is now nnm_dataset_options.max_bytes. */
 #define NNM_DATASET_MAX_BYTES ((uint64_t)1 << 34)
+/* The bytes a dataset may hold when nnm_dataset_options.max_bytes is 0, and
+ * for nnm_dataset_open_idx/_safetensors: 4 GiB (docs/training.md). */
+#define NNM_DATASET_DEFAULT_MAX_BYTES ((uint64_t)4 << 30)
 /* Integer targets are class indices 0..NNM_DATASET_MAX_CLASS, or
  * NNM_DATASET_IGNORE_INDEX (PyTorch's ignore_index: the sample counts in
  * neither the loss nor the accuracy); any other value is refused when the
@@ -1158,6 +1162,40 @@ NNM_API nnm_status nnm_dataset_open_idx(nnm_ctx *ctx, const char *inputs_path,
 NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
                                                 const char *inputs_name, const char *targets_name,
                                                 nnm_dataset **out);
+
+/* Flags for nnm_dataset_options.flags. */
+#define NNM_DATASET_ALLOW_NONFINITE 1u /* keep NaN and infinite inputs and f32 targets */
+
+/* (0.5) How a dataset is opened. Every field may be 0/NULL: the defaults. */
+typedef struct nnm_dataset_options {
+    uint32_t struct_size;        /* sizeof(nnm_dataset_options) */
+    uint32_t flags;              /* NNM_DATASET_* */
+    /* The most bytes the dataset may hold, checked against the files'
+     * headers before anything is read or allocated: the inputs as held (u8
+     * as stored, other IDX types as f32; a safetensors file's inputs tensor
+     * as mapped), the targets as held (8 bytes per class index, 4 per f32)
+     * and 16 bytes per sample for a loader's order. 0: the default,
+     * NNM_DATASET_DEFAULT_MAX_BYTES. Over it: NNM_E_LIMIT naming the file. */
+    uint64_t max_bytes;
+    const char *inputs_name;     /* safetensors: NULL means NNM_DATASET_INPUTS */
+    const char *targets_name;    /* safetensors: NULL means NNM_DATASET_TARGETS */
+} nnm_dataset_options;
+
+/* (0.5) nnm_dataset_open_idx and nnm_dataset_open_safetensors with options
+ * (opts NULL: the defaults). Before any data is read, the headers are
+ * checked against each other (the same sample count; samples and targets of
+ * at least one value) and against opts->max_bytes; a gzip stream is read
+ * through once to check that it holds exactly the data its header declares
+ * before any memory is given to it. Unless NNM_DATASET_ALLOW_NONFINITE, a
+ * NaN or an infinity in floating-point inputs or targets (or an f64 value
+ * out of f32's range) is refused, naming the file, the sample and the value.
+ * Integer targets must be class indices (see NNM_DATASET_IGNORE_INDEX). */
+NNM_API nnm_status nnm_dataset_open_idx_v2(nnm_ctx *ctx, const char *inputs_path,
+                                           const char *targets_path,
+                                           const nnm_dataset_options *opts, nnm_dataset **out);
+NNM_API nnm_status nnm_dataset_open_safetensors_v2(nnm_ctx *ctx, const char *path,
+                                                   const nnm_dataset_options *opts,
+                                                   nnm_dataset **out);
 /* NULL: no-op. Every loader over ds must be freed first. */
 NNM_API void nnm_dataset_free(nnm_dataset *ds);
 

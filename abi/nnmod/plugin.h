@@ -260,6 +260,24 @@ typedef struct nnm_batch_norm_params {
     double eps;         /* added to the variance */
 } nnm_batch_norm_params;
 
+/* Recurrent cells (ABI 1.5), for host->op_rnn and the backend's rnn_cell
+ * slots. G, the number of gate blocks of `hidden` units, is 1 for TANH and
+ * RELU, 4 for LSTM (PyTorch's order i, f, g, o) and 3 for GRU (r, z, n). */
+enum nnm_rnn_mode {
+    NNM_RNN_TANH = 0,  /* h = tanh(gx + gh + b_hh) */
+    NNM_RNN_RELU = 1,  /* h = relu(gx + gh + b_hh) */
+    NNM_RNN_LSTM = 2,  /* c = f * c_prev + i * g, h = o * tanh(c) */
+    NNM_RNN_GRU = 3    /* n = tanh(gx_n + r * (gh_n + b_hn)), h = (1 - z) * n + z * h_prev */
+};
+
+/* One recurrent layer in one direction for host->op_rnn() (ABI 1.5). */
+typedef struct nnm_rnn_params {
+    uint32_t struct_size;
+    int32_t mode;       /* enum nnm_rnn_mode */
+    int32_t reverse;    /* nonzero: run from the last time step to the first */
+    int32_t reserved;
+} nnm_rnn_params;
+
 /* Flags for host->input_spec(). */
 #define NNM_SPEC_LEADING_ANY 1u /* any number (>= 0) of leading dims before dims[] */
 
@@ -509,6 +527,23 @@ struct nnm_host {
      * after the call. A second call replaces the first; n 0 removes them.
      * Applications read them with nnm_module_output_names. */
     nnm_status (*set_output_names)(nnm_env *env, const char *const *names, uint32_t n);
+    /* (1.5) One recurrent layer in one direction over a whole sequence (see
+     * nnm_rnn_params), as one op and ONE autograd node whose backward is
+     * back-propagation through time: per step, one gemm h_prev @ w_hh^T
+     * and the backend's fused rnn_cell gate math (and, for an LSTM with a
+     * projection, one gemm with w_hr). gx [T, B, G*H] is the input
+     * projection of every step, computed beforehand in one op_linear
+     * (x @ W_ih^T + b_ih); w_hh [G*H, P]; b_hh [G*H] or NULL; w_hr [P, H]
+     * (LSTM with proj_size P) or NULL (then P = H); h0 [B, P] and c0 [B, H]
+     * (LSTM) or NULL for zeros. T >= 1. *y receives [T, B, P], the h of
+     * every step in time order (h_n is its last step, or its first when
+     * reverse); *c_n receives c of the last step run [B, H] (LSTM; NULL
+     * otherwise). All f32 on one device. Recorded for autograd (gx, w_hh,
+     * b_hh, w_hr, h0, c0). NNM_E_UNSUPPORTED naming the op and the backend
+     * where the device's backend lacks the rnn_cell slots. */
+    nnm_status (*op_rnn)(nnm_env *env, const nnm_rnn_params *p, nnm_tensor *gx, nnm_tensor *w_hh,
+                         nnm_tensor *b_hh, nnm_tensor *w_hr, nnm_tensor *h0, nnm_tensor *c0,
+                         nnm_tensor **y, nnm_tensor **c_n);
     /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
@@ -874,6 +909,42 @@ typedef struct nnm_index_args {
     const nnm_tensor_desc *dst;
 } nnm_index_args;
 
+/* The fused gate math of one time step of a recurrent layer (1.5) over
+ * `batch` rows of `hidden` units (G gate blocks, see enum nnm_rnn_mode).
+ * Every pointer is contiguous row-major f32 device memory; a [B, H] row
+ * block is batch x hidden.
+ *   rnn_cell writes h (and, LSTM, c; act when not NULL) from gx, gh, b_hh
+ *   and the previous state: with a = gx + gh + b_hh per gate block,
+ *     TANH / RELU: h = tanh(a) / relu(a)
+ *     LSTM: i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g),
+ *           c = f * c_prev + i * g, h = o * tanh(c)
+ *     GRU:  r, z = sigmoid(a_r, a_z), hn = gh_n + b_hn,
+ *           n = tanh(gx_n + r * hn) (gx_n holds b_in),
+ *           h = (1 - z) * n + z * h_prev
+ *   rnn_cell_backward writes dgx (and dgh, GRU) from dh and what forward
+ *   kept; LSTM updates dc in place (the gradient of c becomes that of
+ *   c_prev); GRU adds its direct path dh * z into dh_prev. */
+typedef struct nnm_rnn_cell_args {
+    uint32_t struct_size;
+    int32_t mode;                         /* enum nnm_rnn_mode */
+    int64_t batch, hidden;                /* B, H */
+    const float *gx;                      /* [B, G*H] x @ W_ih^T + b_ih (forward) */
+    const float *gh;                      /* [B, G*H] h_prev @ W_hh^T, no bias (forward) */
+    const float *b_hh;                    /* [G*H] or NULL (forward) */
+    const float *h_prev;                  /* [B, H] GRU: forward and backward */
+    const float *c_prev;                  /* [B, H] LSTM: forward and backward */
+    float *h;                             /* [B, H] forward writes; backward reads (TANH, RELU) */
+    float *c;                             /* [B, H] LSTM: forward writes (may alias c_prev); backward reads */
+    float *act;                           /* [B, 4*H] LSTM (i, f, g, o) and GRU (r, z, n, hn): forward
+                                           * writes unless NULL; backward reads. TANH, RELU: unused */
+    const float *dh;                      /* [B, H] backward: the gradient of h */
+    float *dc;                            /* [B, H] LSTM backward: in dL/dc, out dL/dc_prev */
+    float *dgx;                           /* [B, G*H] backward writes: dL/dgx */
+    float *dgh;                           /* [B, G*H] GRU backward writes: dL/d(gh + b_hh) (the
+                                           * others: equal to dgx; ignored, may be NULL) */
+    float *dh_prev;                       /* [B, H] GRU backward: dh * z is added into it */
+} nnm_rnn_cell_args;
+
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
 
@@ -948,6 +1019,12 @@ typedef struct nnm_backend_vtable {
     nnm_status (*index_select)(nnm_env *env, void *state, const nnm_index_args *args);
     /* its adjoint: rows of src added into dst at index (f32) */
     nnm_status (*index_add)(nnm_env *env, void *state, const nnm_index_args *args);
+    /* (optional, 1.5) each: NULL means host->op_rnn reports
+     * NNM_E_UNSUPPORTED naming the op and the backend. */
+    /* one time step of a recurrent layer's gate math (nnm_rnn_cell_args) */
+    nnm_status (*rnn_cell)(nnm_env *env, void *state, const nnm_rnn_cell_args *args);
+    /* its gradients: one step of back-propagation through time */
+    nnm_status (*rnn_cell_backward)(nnm_env *env, void *state, const nnm_rnn_cell_args *args);
     /* ---- slots above are valid for ABI 1.5 ---- */
 } nnm_backend_vtable;
 
@@ -1112,15 +1189,17 @@ NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtabl
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, batch_norm_backward) == 152 + 9 * 8, "nnm_backend_vtable 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 12 * 8, "nnm_backend_vtable 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 14 * 8, "nnm_backend_vtable 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 54 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 55 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_rnn_params) == 16, "nnm_rnn_params 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_rnn_cell_args) == 128, "nnm_rnn_cell_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

@@ -1051,6 +1051,9 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 /* index_select and index_add (1.5) */
 #include "index_kernels.inc"
 
+/* recurrent cells: rnn_cell and rnn_cell_backward (1.5) */
+#include "rnn_kernels.inc"
+
 /* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1060,7 +1063,7 @@ static const nnm_backend_vtable cpu_backend = {
     .flags = NNM_BACKEND_OPS_1_3,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 4, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5) */
+    .version_minor = 5, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5); 1.5: rnn_cell/rnn_cell_backward (ABI 1.5) */
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -1090,6 +1093,8 @@ static const nnm_backend_vtable cpu_backend = {
     .batch_norm_backward = cpu_batch_norm_backward,
     .index_select = cpu_index_select,
     .index_add = cpu_index_add,
+    .rnn_cell = cpu_rnn_cell,
+    .rnn_cell_backward = cpu_rnn_cell_backward,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};
@@ -1101,7 +1106,7 @@ static const nnm_plugin_desc cpu_plugin = {
     .name = "cpu",
     .description = "CPU backend: host memory, OpenBLAS gemm, strided f32 elementwise ops, "
                    "reductions, log_softmax/nll, SGD/Adam steps, im2col and Winograd "
-                   "convolution, pooling, fused batch norm",
+                   "convolution, pooling, fused batch norm, fused recurrent cells",
     .n_layers = 0,
     .n_backends = 1,
     .layers = NULL,

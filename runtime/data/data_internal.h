@@ -48,6 +48,16 @@ struct nnm_dataset {
     nnm_safetensors *st;          /* kept open while inputs point into it */
 };
 
+/* nnm_dataset_options resolved: defaults filled in, names never NULL. */
+typedef struct nnm__dataset_opts {
+    uint32_t flags;
+    uint64_t max_bytes;
+    const char *inputs_name, *targets_name;
+} nnm__dataset_opts;
+/* Checks and resolves opts (NULL: every default). */
+nnm_status nnm__dataset_opts_get(nnm_ctx *ctx, const nnm_dataset_options *opts,
+                                 nnm__dataset_opts *out);
+
 /* Element size of an enum nnm__elem. */
 size_t nnm__elem_size(int elem);
 /* Converts `n` stored elements at src to f32 as a * x + b. */

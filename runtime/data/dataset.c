@@ -283,18 +283,86 @@ static int st_int(const nnm_st_entry *e, uint64_t i, int64_t *v) {
     return 0;
 }
 
+nnm_status nnm__dataset_opts_get(nnm_ctx *ctx, const nnm_dataset_options *opts,
+                                 nnm__dataset_opts *out) {
+    memset(out, 0, sizeof *out);
+    if (opts) {
+        if (opts->struct_size < sizeof *opts)
+            return nnm__error(ctx, NNM_E_INVALID,
+                              "nnm_dataset_options: struct_size %u is too small (%zu)",
+                              (unsigned)opts->struct_size, sizeof *opts);
+        if (opts->flags & ~NNM_DATASET_ALLOW_NONFINITE)
+            return nnm__error(ctx, NNM_E_INVALID, "nnm_dataset_options: unknown flags 0x%x",
+                              (unsigned)(opts->flags & ~NNM_DATASET_ALLOW_NONFINITE));
+        out->flags = opts->flags;
+        out->max_bytes = opts->max_bytes;
+        out->inputs_name = opts->inputs_name;
+        out->targets_name = opts->targets_name;
+    }
+    if (!out->max_bytes) out->max_bytes = NNM_DATASET_DEFAULT_MAX_BYTES;
+    if (!out->inputs_name) out->inputs_name = NNM_DATASET_INPUTS;
+    if (!out->targets_name) out->targets_name = NNM_DATASET_TARGETS;
+    return NNM_OK;
+}
+
+/* The first non-finite value of `count` elements of `elem` at data (per
+ * values a sample), refused naming what and the sample; NNM_OK when none. */
+static nnm_status check_finite(nnm_ctx *ctx, const char *what, int elem, const unsigned char *data,
+                               uint64_t count, uint64_t per) {
+    if (elem != NNM__ELEM_F16 && elem != NNM__ELEM_BF16 && elem != NNM__ELEM_F32 &&
+        elem != NNM__ELEM_F64)
+        return NNM_OK;
+    enum { CHUNK = 4096 };
+    float buf[CHUNK];
+    const size_t es = nnm__elem_size(elem);
+    for (uint64_t at = 0; at < count; at += CHUNK) {
+        size_t k = count - at < CHUNK ? (size_t)(count - at) : CHUNK;
+        nnm__elem_to_f32(elem, data + at * es, k, 1.0f, 0.0f, buf);
+        for (size_t i = 0; i < k; i++) {
+            if (isfinite(buf[i])) continue;
+            const uint64_t e = at + i;
+            char v[64];
+            double d = buf[i];
+            if (elem == NNM__ELEM_F64) memcpy(&d, data + e * 8, 8);
+            if (isnan(d)) snprintf(v, sizeof v, "NaN");
+            else if (isinf(d)) snprintf(v, sizeof v, "an infinity");
+            else snprintf(v, sizeof v, "%g, outside f32's range", d);
+            return nnm__error(ctx, NNM_E_INVALID,
+                              "%s: sample %llu holds %s (value %llu of the sample): data must be "
+                              "finite (NNM_DATASET_ALLOW_NONFINITE, nnm --allow-nonfinite, lets "
+                              "it through)",
+                              what, (unsigned long long)(e / per), v, (unsigned long long)(e % per));
+        }
+    }
+    return NNM_OK;
+}
+
 NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
                                                 const char *inputs_name, const char *targets_name,
                                                 nnm_dataset **out) {
+    nnm_dataset_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.inputs_name = inputs_name;
+    o.targets_name = targets_name;
+    return nnm_dataset_open_safetensors_v2(ctx, path, &o, out);
+}
+
+NNM_API nnm_status nnm_dataset_open_safetensors_v2(nnm_ctx *ctx, const char *path,
+                                                   const nnm_dataset_options *opts,
+                                                   nnm_dataset **out) {
     if (out) *out = NULL;
     if (!ctx) return NNM_E_INVALID;
     if (!path || !out) return nnm__error(ctx, NNM_E_INVALID, "nnm_dataset_open_safetensors: NULL argument");
-    if (!inputs_name) inputs_name = NNM_DATASET_INPUTS;
-    if (!targets_name) targets_name = NNM_DATASET_TARGETS;
+    nnm__dataset_opts op;
+    nnm_status st = nnm__dataset_opts_get(ctx, opts, &op);
+    if (st) return st;
+    const char *inputs_name = op.inputs_name, *targets_name = op.targets_name;
     nnm_dataset *ds = nnm__dataset_new(ctx, path);
     if (!ds) return nnm__error(ctx, NNM_E_NOMEM, "%.*s: out of memory", NNM__SHOW_PATH, path);
-    nnm_status st = nnm_safetensors_open(ctx, path, &ds->st);
+    st = nnm_safetensors_open(ctx, path, &ds->st);
     nnm_st_entry in = {sizeof in}, tg = {sizeof tg};
+    char what[NNM__SHOW_PATH + SHOW_NAME + 16];
     if (st) goto fail; /* the reader's message names the file */
     if (nnm_safetensors_find(ds->st, inputs_name, &in) != NNM_OK) {
         st = nnm__error(ctx, NNM_E_NOT_FOUND, "%.*s: no inputs tensor named '%.*s'",
@@ -334,6 +402,50 @@ NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
                         NNM__SHOW_PATH, path, NNM_MAX_DIMS - 1);
         goto fail;
     }
+    /* The header's counts against each other and the limit, before anything
+     * is allocated (the reader checked that each tensor's bytes are in the
+     * file, so these products cannot wrap). */
+    uint64_t in_per = 1, t_per = 1;
+    for (int32_t d = 1; d < in.ndim; d++) in_per *= (uint64_t)in.shape[d];
+    for (int32_t d = 1; d < tg.ndim; d++) t_per *= (uint64_t)tg.shape[d];
+    if (in.shape[0] < 1) {
+        st = nnm__error(ctx, NNM_E_INVALID, "%.*s: the dataset holds no samples", NNM__SHOW_PATH,
+                        path);
+        goto fail;
+    }
+    if (!in_per || !t_per) {
+        st = nnm__error(ctx, NNM_E_SHAPE,
+                        "%.*s: %s '%.*s' has %lld samples of no values each (a dimension after "
+                        "the first is 0)",
+                        NNM__SHOW_PATH, path, !in_per ? "inputs" : "targets", SHOW_NAME,
+                        !in_per ? inputs_name : targets_name, (long long)in.shape[0]);
+        goto fail;
+    }
+    {
+        const int t_is_float = !strcmp(tg.dtype_name, "F32") || !strcmp(tg.dtype_name, "F64") ||
+                               !strcmp(tg.dtype_name, "F16") || !strcmp(tg.dtype_name, "BF16");
+        const uint64_t n = (uint64_t)in.shape[0], t_held = n * t_per * (t_is_float ? 4u : 8u);
+        const uint64_t order = 16 * n, held = in.nbytes + t_held + order;
+        if (held > op.max_bytes) {
+            st = nnm__error(ctx, NNM_E_LIMIT,
+                            "%.*s: the dataset would hold %llu MiB (inputs '%.*s' %llu bytes, "
+                            "targets %llu, sample order %llu), over the limit of %llu bytes "
+                            "(nnm_dataset_options.max_bytes; nnm: --max-data-bytes or "
+                            "training.max_data_bytes); nothing was read",
+                            NNM__SHOW_PATH, path, (unsigned long long)(held >> 20), SHOW_NAME,
+                            inputs_name, (unsigned long long)in.nbytes,
+                            (unsigned long long)t_held, (unsigned long long)order,
+                            (unsigned long long)op.max_bytes);
+            goto fail;
+        }
+    }
+    if (!(op.flags & NNM_DATASET_ALLOW_NONFINITE)) {
+        snprintf(what, sizeof what, "%.*s: inputs '%.*s'", NNM__SHOW_PATH, path, SHOW_NAME,
+                 inputs_name);
+        if ((st = check_finite(ctx, what, ds->elem, in.data, (uint64_t)in.shape[0] * in_per,
+                               in_per)))
+            goto fail;
+    }
     ds->n_stored = in.shape[0];
     ds->ndim = in.ndim - 1;
     for (int32_t d = 1; d < in.ndim; d++) ds->shape[d - 1] = in.shape[d];
@@ -356,6 +468,11 @@ NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
         ds->tvalues = malloc((size_t)(tcount ? tcount : 1) * sizeof *ds->tvalues);
         if (!ds->tvalues) goto oom;
         nnm__elem_to_f32(te, tg.data, (size_t)tcount, 1.0f, 0.0f, ds->tvalues);
+        if (!(op.flags & NNM_DATASET_ALLOW_NONFINITE)) {
+            snprintf(what, sizeof what, "%.*s: targets '%.*s'", NNM__SHOW_PATH, path, SHOW_NAME,
+                     targets_name);
+            if ((st = check_finite(ctx, what, te, tg.data, tcount, t_per))) goto fail;
+        }
     } else if (tcount) {
         st = nnm__error(ctx, NNM_E_TYPE,
                         "%.*s: targets '%.*s' has dtype %s; a dataset takes integer (class "
@@ -363,7 +480,6 @@ NNM_API nnm_status nnm_dataset_open_safetensors(nnm_ctx *ctx, const char *path,
                         NNM__SHOW_PATH, path, SHOW_NAME, targets_name, tg.dtype_name);
         goto fail;
     }
-    char what[NNM__SHOW_PATH + SHOW_NAME + 16];
     snprintf(what, sizeof what, "%.*s: targets '%.*s'", NNM__SHOW_PATH, path, SHOW_NAME,
              targets_name);
     if ((st = nnm__dataset_finish(ds, what))) goto fail;

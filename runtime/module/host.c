@@ -638,6 +638,14 @@ static nnm_status host_op_index_select(nnm_env *env, nnm_tensor *x, int32_t dim,
     return nnm__op_index_select(nnm__env_of(env)->ctx, x, dim, index, out);
 }
 
+static nnm_status host_op_rnn(nnm_env *env, const nnm_rnn_params *p, nnm_tensor *gx, nnm_tensor *w_hh,
+                              nnm_tensor *b_hh, nnm_tensor *w_hr, nnm_tensor *h0, nnm_tensor *c0, nnm_tensor **y,
+                              nnm_tensor **c_n) {
+    OUT_CHECK(env, y);
+    if (c_n) *c_n = NULL;
+    return nnm__op_rnn(nnm__env_of(env)->ctx, p, gx, w_hh, b_hh, w_hr, h0, c0, y, c_n);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -696,4 +704,5 @@ const nnm_host nnm__host = {
     .op_index_select = host_op_index_select,
     .buffer_new_v2 = host_buffer_new_v2,
     .set_output_names = host_set_output_names,
+    .op_rnn = host_op_rnn,
 };

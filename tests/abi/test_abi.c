@@ -74,7 +74,7 @@ static void test_env_and_desc(void) {
 
 static void test_host_table(void) {
     /* ABI 1.0: 22 slots after the header, in this order; 1.1 appends 7, 1.2 five,
-     * 1.3 fifteen, 1.4 one, 1.5 two. */
+     * 1.3 fifteen, 1.4 one, 1.5 five. */
     static const size_t want[] = {
         offsetof(nnm_host, set_error),    offsetof(nnm_host, config_int),
         offsetof(nnm_host, config_float), offsetof(nnm_host, config_bool),
@@ -110,14 +110,15 @@ static void test_host_table(void) {
         /* ---- 1.5 ---- */
         offsetof(nnm_host, tensor_from_host), offsetof(nnm_host, op_index_select),
         offsetof(nnm_host, buffer_new_v2),    offsetof(nnm_host, set_output_names),
+        offsetof(nnm_host, op_rnn),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 54);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 55);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 54 * 8);
+    SIZE(nnm_host, 8 + 55 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -153,7 +154,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 248);
+    SIZE(nnm_backend_vtable, 264);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -188,6 +189,8 @@ static void test_backend_vtable_and_args(void) {
     /* ---- 1.5 ---- */
     OFF(nnm_backend_vtable, index_select, 232);
     OFF(nnm_backend_vtable, index_add, 240);
+    OFF(nnm_backend_vtable, rnn_cell, 248);
+    OFF(nnm_backend_vtable, rnn_cell_backward, 256);
     SIZE(nnm_conv_params, 136);
     SIZE(nnm_pool_params, 152);
     SIZE(nnm_im2col_args, 176);
@@ -203,6 +206,18 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_index_args, index, 40);
     OFF(nnm_index_args, src, 48);
     OFF(nnm_index_args, dst, 56);
+    SIZE(nnm_rnn_params, 16);
+    OFF(nnm_rnn_params, mode, 4);
+    OFF(nnm_rnn_params, reverse, 8);
+    SIZE(nnm_rnn_cell_args, 128);
+    OFF(nnm_rnn_cell_args, batch, 8);
+    OFF(nnm_rnn_cell_args, gx, 24);
+    OFF(nnm_rnn_cell_args, act, 80);
+    OFF(nnm_rnn_cell_args, dh_prev, 120);
+    CU_ASSERT_EQUAL(NNM_RNN_TANH, 0);
+    CU_ASSERT_EQUAL(NNM_RNN_RELU, 1);
+    CU_ASSERT_EQUAL(NNM_RNN_LSTM, 2);
+    CU_ASSERT_EQUAL(NNM_RNN_GRU, 3);
     CU_ASSERT_EQUAL(NNM_UNARY_ERF, 12);
     CU_ASSERT_EQUAL(NNM_UNARY_GE, 17);
     CU_ASSERT_EQUAL(NNM_CONFIG_INT_OR_INTS, 7);

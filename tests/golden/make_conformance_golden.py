@@ -146,6 +146,9 @@ def make_input(spec, g):
 #   repr_map (optional) str -> str applied to PyTorch's repr (a known difference)
 #   children (optional) child modules of the manifest's root (attention's out_proj)
 #   nograd   (optional) lambda m -> {param name: 0/1 mask}: C.nograd.<name>
+#   seed     (optional) the row's own seed; rows without one are seeded by
+#            their index among the rows without one (a seeded row inserted
+#            anywhere moves no other row's seed)
 
 A = lambda s, *rest: ("f", s) + rest  # noqa: E731
 
@@ -715,6 +718,117 @@ for layer, tw, shape in (("dropout1d", nn.Dropout1d, (2, 3, 5)), ("dropout3d", n
         torch=(lambda tw=tw: tw(p=0.0)), inputs=[A(shape)])
     row(name=f"{layer}_p1", layer=layer, config={"p": 1.0, "inplace": False}, modes=("train",),
         torch=(lambda tw=tw: tw(p=1.0)), inputs=[A(shape)])
+# recurrent (plugins/recurrent) ------------------------------------------------
+# Rows carry their own seed (seed=): helpers append rows concurrently; seeded
+# rows take no index, so they move no other row's seed wherever they sit.
+# Outputs: output, h_n (, c_n); h0/c0 inputs ("empty",) are absent (None).
+# Dropout between layers draws nnmod's masks, not PyTorch's: those rows are
+# eval only (tests/layers/test_recurrent.c checks the train-mode masks).
+REC_SEED = SEED + 7_000_000
+_rec_rows = 0
+
+
+def _none(t):
+    return None if t is None or t.numel() == 0 else t
+
+
+def _rec_call(kind):
+    def call(m, x, h0=None, c0=None):
+        h0, c0 = _none(h0), _none(c0)
+        if kind == "lstm":
+            hx = None
+            if h0 is not None or c0 is not None:  # PyTorch takes both or neither
+                L = m.num_layers * (2 if m.bidirectional else 1)
+                hs = (L,) + ((x.shape[0 if m.batch_first else 1],) if x.dim() == 3 else ())
+                real = m.proj_size if m.proj_size > 0 else m.hidden_size
+                hx = (h0 if h0 is not None else torch.zeros(hs + (real,)),
+                      c0 if c0 is not None else torch.zeros(hs + (m.hidden_size,)))
+            y, (hn, cn) = m(x, hx)
+            return y, hn, cn
+        y, hn = m(x, h0)
+        return y, hn
+    return call
+
+
+def _cell_call(kind):
+    def call(m, x, h=None, c=None):
+        h, c = _none(h), _none(c)
+        if kind == "lstm_cell":
+            hx = None
+            if h is not None or c is not None:
+                shape = x.shape[:-1] + (m.hidden_size,)
+                hx = (h if h is not None else torch.zeros(shape), c if c is not None else torch.zeros(shape))
+            return m(x, hx)
+        return (m(x, h),)
+    return call
+
+
+def rec_row(name, layer, config, torch_fn, inputs, n_out=None, **kw):
+    global _rec_rows
+    cell = layer.endswith("_cell")
+    if n_out is None:
+        n_out = (2 if layer == "lstm_cell" else 1) if cell else (3 if layer == "lstm" else 2)
+    row(name=name, layer=layer, config=config, torch=torch_fn, inputs=inputs, n_out=n_out,
+        call=(_cell_call if cell else _rec_call)(layer if cell else layer), seed=REC_SEED + 1000 * _rec_rows,
+        **kw)
+    _rec_rows += 1
+
+
+for kind, tw in (("lstm", nn.LSTM), ("gru", nn.GRU), ("rnn", nn.RNN)):
+    st = lambda L, N, H: [A((L, N, H)) if N else A((L, H))] * (2 if kind == "lstm" else 1)  # noqa: E731
+    rec_row(f"{kind}_basic", kind, {"input_size": 3, "hidden_size": 4},
+            (lambda tw=tw: tw(3, 4)), [A((5, 2, 3))])
+    rec_row(f"{kind}_h0", kind, {"input_size": 3, "hidden_size": 4},
+            (lambda tw=tw: tw(3, 4)), [A((4, 3, 3))] + st(1, 3, 4))
+    rec_row(f"{kind}_2layer_bidir", kind,
+            {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True},
+            (lambda tw=tw: tw(3, 4, num_layers=2, bidirectional=True)), [A((4, 2, 3))] + st(4, 2, 4))
+    rec_row(f"{kind}_batch_first_bidir", kind,
+            {"input_size": 2, "hidden_size": 3, "batch_first": True, "bidirectional": True},
+            (lambda tw=tw: tw(2, 3, batch_first=True, bidirectional=True)), [A((3, 5, 2))] + st(2, 3, 3))
+    rec_row(f"{kind}_unbatched_2layer", kind, {"input_size": 3, "hidden_size": 4, "num_layers": 2},
+            (lambda tw=tw: tw(3, 4, num_layers=2)), [A((5, 3))] + st(2, None, 4))
+    rec_row(f"{kind}_unbatched_bidir_nostate", kind,
+            {"input_size": 2, "hidden_size": 3, "bidirectional": True, "batch_first": True},
+            (lambda tw=tw: tw(2, 3, bidirectional=True, batch_first=True)), [A((4, 2))])
+    rec_row(f"{kind}_nobias_b1", kind, {"input_size": 3, "hidden_size": 5, "bias": False},
+            (lambda tw=tw: tw(3, 5, bias=False)), [A((6, 1, 3))])
+    rec_row(f"{kind}_dropout_eval", kind,
+            {"input_size": 3, "hidden_size": 4, "num_layers": 3, "dropout": 0.5}, modes=("eval",),
+            torch_fn=(lambda tw=tw: tw(3, 4, num_layers=3, dropout=0.5)), inputs=[A((3, 2, 3))])
+    rec_row(f"{kind}_dropout0_train_2layer", kind,
+            {"input_size": 3, "hidden_size": 4, "num_layers": 2, "dropout": 0.0}, modes=("train",),
+            torch_fn=(lambda tw=tw: tw(3, 4, num_layers=2, dropout=0.0)), inputs=[A((3, 2, 3))])
+    rec_row(f"{kind}_larger", kind, {"input_size": 16, "hidden_size": 24, "num_layers": 2, "bidirectional": True},
+            (lambda tw=tw: tw(16, 24, num_layers=2, bidirectional=True)), [A((12, 5, 16))] + st(4, 5, 24),
+            modes=("train",))
+
+rec_row("rnn_relu", "rnn", {"input_size": 3, "hidden_size": 4, "nonlinearity": "relu", "num_layers": 2},
+        lambda: nn.RNN(3, 4, nonlinearity="relu", num_layers=2), [A((5, 2, 3)), A((2, 2, 4))],
+        gradcheck=False)
+rec_row("lstm_proj", "lstm", {"input_size": 3, "hidden_size": 5, "proj_size": 2, "num_layers": 2},
+        lambda: nn.LSTM(3, 5, proj_size=2, num_layers=2), [A((4, 2, 3)), A((2, 2, 2)), A((2, 2, 5))])
+rec_row("lstm_proj_bidir_batch_first", "lstm",
+        {"input_size": 3, "hidden_size": 5, "proj_size": 3, "bidirectional": True, "batch_first": True},
+        lambda: nn.LSTM(3, 5, proj_size=3, bidirectional=True, batch_first=True), [A((2, 4, 3))])
+rec_row("lstm_proj_unbatched_c0_only", "lstm", {"input_size": 2, "hidden_size": 4, "proj_size": 1},
+        lambda: nn.LSTM(2, 4, proj_size=1), [A((3, 2)), ("empty",), A((1, 4))])
+rec_row("lstm_h_n_only", "lstm", {"input_size": 3, "hidden_size": 4, "num_layers": 2},
+        lambda: nn.LSTM(3, 4, num_layers=2), [A((4, 2, 3))], n_out=2)
+rec_row("lstm_dropout_int_repr", "lstm", {"input_size": 2, "hidden_size": 3, "num_layers": 2, "dropout": 1},
+        lambda: nn.LSTM(2, 3, num_layers=2, dropout=1), [A((2, 1, 2))], modes=("eval",))
+for kind, tw, cfg in (("rnn_cell", nn.RNNCell, {}), ("rnn_cell", nn.RNNCell, {"nonlinearity": "relu"}),
+                      ("lstm_cell", nn.LSTMCell, {}), ("gru_cell", nn.GRUCell, {}),
+                      ("lstm_cell", nn.LSTMCell, {"bias": False}), ("gru_cell", nn.GRUCell, {"bias": False})):
+    tag = "_".join(f"{k}_{v}" for k, v in cfg.items()) or "default"
+    n_state = 2 if kind == "lstm_cell" else 1
+    kw = {"gradcheck": False} if cfg.get("nonlinearity") == "relu" else {}
+    rec_row(f"{kind}_{tag}", kind, dict({"input_size": 3, "hidden_size": 4}, **cfg),
+            (lambda tw=tw, cfg=cfg: tw(3, 4, **cfg)), [A((2, 3))] + [A((2, 4))] * n_state, **kw)
+    rec_row(f"{kind}_{tag}_unbatched", kind, dict({"input_size": 3, "hidden_size": 4}, **cfg),
+            (lambda tw=tw, cfg=cfg: tw(3, 4, **cfg)), [A((3,))] + [A((4,))] * n_state, **kw)
+    rec_row(f"{kind}_{tag}_nostate", kind, dict({"input_size": 3, "hidden_size": 4}, **cfg),
+            (lambda tw=tw, cfg=cfg: tw(3, 4, **cfg)), [A((1, 3))], **kw)
 
 # ---------------------------------------------------------------------------
 # Running a case
@@ -801,15 +915,18 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     files = {}
     names = set()
-    for idx, r in enumerate(CASES):
+    idx = 0  # index among the rows without a seed of their own (seeded rows move no one)
+    for r in CASES:
         if r["name"] in names:
             raise SystemExit(f"duplicate row name {r['name']}")
         names.add(r["name"])
+        seed = r["seed"] if "seed" in r else SEED + 1000 * idx
+        idx += "seed" not in r
         if only and r["layer"] not in only:
             continue
         f = files.setdefault(r["layer"], ({}, {}))
         for mode in r.get("modes", ("train", "eval")):
-            C, t, meta = run_case(r, mode, SEED + 1000 * idx + (mode == "eval"))
+            C, t, meta = run_case(r, mode, seed + (mode == "eval"))
             f[0].update(t)
             f[1].update(meta)
     for layer, (t, meta) in sorted(files.items()):

@@ -18,6 +18,8 @@
  *       a gzip bomb (bomb.h): an IDX header declaring N_SAMPLES samples of
  *       28x28 u8 (or, with "labels", N_SAMPLES u8 labels), then ZERO_MIB MiB
  *       of zeros.
+ *   hostile_fixture labels PATH N
+ *       a plain IDX file of N u8 labels (i % 10).
  *   hostile_fixture rss OUTFILE CMD ARGS...
  *       runs CMD, waits for it (wait4) and writes "STATUS MAXRSS_KIB" to
  *       OUTFILE: the exit status (128 + signal when killed) and its peak
@@ -247,6 +249,16 @@ int main(int argc, char **argv) {
         return hx_gzip_bomb(argv[2], h, hl, strtoull(argv[4], NULL, 10)) ? fail("bomb") : 0;
     }
     if (argc >= 4 && !strcmp(argv[1], "rss")) return cmd_rss(argv[2], argv + 3);
+    if (argc >= 4 && !strcmp(argv[1], "labels")) {
+        unsigned char h[32];
+        uint32_t n = (uint32_t)strtoul(argv[3], NULL, 10);
+        unsigned char *lab = malloc(n ? n : 1);
+        if (!lab) return fail("out of memory");
+        for (uint32_t i = 0; i < n; i++) lab[i] = (unsigned char)(i % 10);
+        int r = put(argv[2], 0, h, hx_idx_header(h, 0x08, 1, &n), lab, n);
+        free(lab);
+        return r;
+    }
     fprintf(stderr, "usage: hostile_fixture data DIR | meta IN OUT KEY=VALUE... | "
                     "bomb PATH N ZERO_MIB [labels] | rss OUTFILE CMD ARGS...\n");
     return 2;

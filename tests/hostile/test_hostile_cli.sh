@@ -105,6 +105,77 @@ sum=$(awk '/^ *[0-9]+ c[0-9]/ { for (i = 3; i <= NF; i++) s += $i } END { print 
 [ "$sum" = 75 ] && ok "eval: the confusion matrix counts the 75 samples with a class" ||
   bad "eval: confusion matrix sums to '$sum', want 75"
 
+# non-finite data: refused by default, naming the file and the sample; the
+# flag and the section key let it through
+run "$nnm" train "$m" -q --epochs 1 --threads 1 --test "$work/nan-test.safetensors"
+expect_fail "NaN in the test inputs" "nan-test.safetensors" "inputs 'inputs'" "sample 7 holds NaN" "--allow-nonfinite"
+run "$nnm" eval "$m" --weights "$ck" --test "$work/nan-test.safetensors"
+expect_fail "NaN in the test inputs (eval)" "nan-test.safetensors" "sample 7 holds NaN"
+run "$nnm" eval "$m" --weights "$ck" --test "$work/nan-test.safetensors" --allow-nonfinite --mean 0 --std 1
+[ $rc = 0 ] && ok "--allow-nonfinite lets NaN data through" || bad "--allow-nonfinite: $(cat "$work/err")"
+
+# ---- memory before refusal -----------------------------------------------------------
+# every case runs under "$fx" rss, which reads the command's peak resident
+# memory from wait4; the bound is the same command's peak on good data plus
+# 64 MiB (the bombs below would take gigabytes), so a loaded or slow machine
+# cannot fail it
+"$fx" rss "$work/rss" "$nnm" train "$m" -q --epochs 1 --limit 64 --test-limit 32 --threads 1
+read -r base_rc base_kib <"$work/rss"
+[ "$base_rc" = 0 ] || bad "the baseline run under rss failed ($base_rc)"
+limit_kib=$((base_kib + 65536))
+# peak NAME NEEDLE... : runs the last prepared command line ($cmd) under rss
+peak() {
+  name=$1
+  shift
+  # shellcheck disable=SC2086 # word splitting of $cmd is intended (no spaces in paths here)
+  "$fx" rss "$work/rss" $cmd 2>"$work/err" >/dev/null
+  read -r rc kib <"$work/rss"
+  if [ "$kib" -gt "$limit_kib" ]; then
+    bad "$name: peak $((kib / 1024)) MiB, over the $((limit_kib / 1024)) MiB bound"
+    return
+  fi
+  expect_fail "$name (peak $((kib / 1024)) MiB, bound $((limit_kib / 1024)) MiB)" "$@"
+}
+# a 4.5 MB gzip that inflates to 4.8 GB, its header declaring 6000 28x28 images:
+# the stream is read one byte past the declared 4.7 MB
+"$fx" bomb "$work/bomb6000.idx.gz" 6000 4600 && "$fx" labels "$work/labels6000.idx" 6000 || bad "bomb fixtures"
+cmd="$nnm train $m -q --epochs 1 --train $work/bomb6000.idx.gz,$work/labels6000.idx"
+peak "gzip bomb past its header" "bomb6000.idx.gz" "trailing bytes"
+# the same bomb declaring 6,100,000 images (4.8 GB): over the 4 GiB default,
+# refused on the headers; and with a labels bomb of the same count
+"$fx" bomb "$work/bomb6m.idx.gz" 6100000 4600 && "$fx" bomb "$work/labels6m.idx.gz" 6100000 6 labels || bad "bomb fixtures"
+cmd="$nnm train $m -q --epochs 1 --train $work/bomb6m.idx.gz,$work/labels6m.idx.gz"
+peak "gzip bomb over the limit" "bomb6m.idx.gz" "over the limit of 4294967296 bytes" "--max-data-bytes" "nothing was read"
+# a labels bomb: 4e9 labels declared for 300 samples, refused on the headers
+"$fx" bomb "$work/labels4g.idx.gz" 4000000000 4600 labels || bad "bomb fixtures"
+cmd="$nnm train $m -q --epochs 1 --train $work/train-images.idx.gz,$work/labels4g.idx.gz"
+peak "labels bomb" "train-images.idx.gz" "labels4g.idx.gz holds 4000000000 targets"
+# the limit raised (flag), the header declaring 7,340,032 images (5.75 GB) but
+# the stream holding 1 GiB: the stream is checked before any memory goes to it
+"$fx" bomb "$work/cut.idx.gz" 7340032 1000 && "$fx" bomb "$work/labels7m.idx.gz" 7340032 7 labels || bad "bomb fixtures"
+cmd="$nnm train $m -q --epochs 1 --max-data-bytes 100000000000 --train $work/cut.idx.gz,$work/labels7m.idx.gz"
+peak "truncated stream under a raised limit" "cut.idx.gz" "truncated"
+# 12 bytes declaring 10^8 samples of no values (with as many labels)
+"$fx" bomb "$work/labels1e8.idx.gz" 100000000 96 labels || bad "bomb fixtures"
+cmd="$nnm train $m -q --epochs 1 --max-data-bytes 100000000000 --train $work/zero-width.idx,$work/labels1e8.idx.gz"
+peak "10^8 samples of width 0" "zero-width.idx" "samples of no values"
+# the limit from the section, named in the refusal
+sed 's/"seed": 5}/"seed": 5, "max_data_bytes": 1000}/' "$m" >"$work/small_limit.json"
+run "$nnm" train "$work/small_limit.json" -q --epochs 1
+expect_fail "training.max_data_bytes" "train-images.idx.gz" "over the limit of 1000 bytes"
+run "$nnm" train "$m" -q --epochs 1 --max-data-bytes 0
+[ $rc = 2 ] && grep -qF -- "--max-data-bytes" "$work/err" && ok "--max-data-bytes 0: usage error" ||
+  bad "--max-data-bytes 0: status $rc"
+
+# ---- a comm plugin that never answers --------------------------------------------------
+if [ -n "$comm_dir" ]; then
+  for c in hx_hang hx_hang_notest; do
+    NNM_COMM_TIMEOUT=1 "$nnm" --plugins "$comm_dir" train "$m" -q --epochs 1 --threads 1 --ddp "$c" >"$work/out" 2>"$work/err"
+    rc=$?
+    expect_fail "nnm train --ddp $c (never completes), NNM_COMM_TIMEOUT=1" "comm '$c' rank 0 of 1" "timed out after 1 s" "NNM_COMM_TIMEOUT"
+  done
+fi
+
 # ---- terminal bytes ----------------------------------------------------------------
 esc=$(printf '\033')
 del=$(printf '\177')

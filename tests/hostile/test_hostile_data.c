@@ -222,6 +222,243 @@ static void test_checkpoint_steps_range(void) {
     nnm_module_release(m);
 }
 
+/* ---- memory before refusal: peak RSS of a forked child ------------------------- */
+
+typedef struct open_case {
+    const char *inputs, *targets; /* IDX files */
+    uint64_t max_bytes;           /* 0: the default */
+    nnm_status want;
+    const char *needle;
+} open_case;
+
+/* Opens the case's dataset in a child process; returns the child's peak
+ * resident memory in KiB (ru_maxrss of wait4), -1 when it did not refuse as
+ * wanted. The child starts with the parent's pages (its peak includes them):
+ * callers subtract a child that does nothing. */
+static long child_peak_kib(const open_case *c) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (!c) _exit(0);
+        nnm_dataset_options o;
+        memset(&o, 0, sizeof o);
+        o.struct_size = sizeof o;
+        o.max_bytes = c->max_bytes;
+        nnm_dataset *ds = NULL;
+        nnm_status st = nnm_dataset_open_idx_v2(g_ctx, c->inputs, c->targets, &o, &ds);
+        const char *msg = nnm_ctx_errmsg(g_ctx);
+        int good = st == c->want && !ds && strstr(msg, c->needle);
+        if (!good) fprintf(stderr, "\n  child: %s: %s\n", nnm_status_name(st), msg);
+        _exit(good ? 0 : 1);
+    }
+    int status = 0;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid) return -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+    return ru.ru_maxrss;
+}
+
+static const char *idx_labels(const char *name, uint32_t n) {
+    unsigned char h[16];
+    size_t hl = hx_idx_header(h, 0x08, 1, &n);
+    unsigned char *buf = calloc(1, hl + n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    memcpy(buf, h, hl);
+    const char *path = tu_path(g_dir, name);
+    CU_ASSERT_TRUE(tu_write_file(path, buf, hl + n));
+    free(buf);
+    return path;
+}
+
+static const char *idx_bomb(const char *name, int ndim, uint32_t n, uint64_t zero_mib) {
+    unsigned char h[32];
+    uint32_t d[3] = {n, 28, 28};
+    size_t hl = hx_idx_header(h, 0x08, ndim, d);
+    const char *path = tu_path(g_dir, name);
+    CU_ASSERT_EQUAL_FATAL(hx_gzip_bomb(path, h, hl, zero_mib), 0);
+    return path;
+}
+
+static void test_bombs_refused_before_memory(void) {
+    char in_small[512], lab_small[512], in_big[512], lab_big[512], cut[512], lab_cut[512],
+        zero[512], lab_4g[512], lab_1e8[512];
+    /* 4.8 GB of zeros (4.6 MB of gzip) behind a header declaring 6000 images */
+    snprintf(in_small, sizeof in_small, "%s", idx_bomb("b6000.idx.gz", 3, 6000, 4600));
+    snprintf(lab_small, sizeof lab_small, "%s", idx_labels("l6000.idx", 6000));
+    /* the same declaring 6,100,000 images: 4.8 GB, over the 4 GiB default */
+    snprintf(in_big, sizeof in_big, "%s", idx_bomb("b6m.idx.gz", 3, 6100000, 4600));
+    snprintf(lab_big, sizeof lab_big, "%s", idx_bomb("l6m.idx.gz", 1, 6100000, 6));
+    /* 7,340,032 images declared (5.75 GB), 1 GiB in the stream: truncated */
+    snprintf(cut, sizeof cut, "%s", idx_bomb("cut.idx.gz", 3, 7340032, 1024));
+    snprintf(lab_cut, sizeof lab_cut, "%s", idx_bomb("l7m.idx.gz", 1, 7340032, 7));
+    /* 10^8 samples of shape [0]: 12 bytes */
+    uint32_t dz[2] = {100000000u, 0};
+    unsigned char h[16];
+    size_t hl = hx_idx_header(h, 0x08, 2, dz);
+    snprintf(zero, sizeof zero, "%s", tu_path(g_dir, "zero.idx"));
+    CU_ASSERT_TRUE(tu_write_file(zero, h, hl));
+    snprintf(lab_1e8, sizeof lab_1e8, "%s", idx_bomb("l1e8.idx.gz", 1, 100000000u, 1));
+    /* 4e9 labels declared for 6000 images */
+    snprintf(lab_4g, sizeof lab_4g, "%s", idx_bomb("l4g.idx.gz", 1, 4000000000u, 4600));
+    const open_case cases[] = {
+        {in_small, lab_small, 0, NNM_E_INVALID, "trailing bytes"},
+        {in_small, NULL, 0, NNM_E_INVALID, "trailing bytes"},
+        {in_big, lab_big, 0, NNM_E_LIMIT, "over the limit of 4294967296 bytes"},
+        {cut, lab_cut, (uint64_t)1 << 40, NNM_E_INVALID, "truncated"},
+        {zero, lab_1e8, 0, NNM_E_SHAPE, "samples of no values"},
+        {in_small, lab_4g, 0, NNM_E_SHAPE, "holds 4000000000 targets"},
+        {lab_4g, NULL, 0, NNM_E_LIMIT, "over the limit"},
+    };
+    const long base = child_peak_kib(NULL);
+    CU_ASSERT_TRUE_FATAL(base > 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        long kib = child_peak_kib(&cases[i]);
+        /* each would take gigabytes; 64 MiB is room for a slow allocator */
+        if (kib < 0 || kib - base > 65536)
+            fprintf(stderr, "\n  case %zu (%s): peak %ld KiB over a baseline of %ld KiB\n", i,
+                    cases[i].needle, kib, base);
+        CU_ASSERT_TRUE(kib > 0);
+        CU_ASSERT_TRUE(kib - base <= 65536);
+    }
+}
+
+/* ---- silent garbage: non-finite data ------------------------------------------ */
+
+static void test_nonfinite_refused(void) {
+    /* IDX f32 inputs [4, 3] (big-endian) with a NaN in sample 2, value 1 */
+    unsigned char buf[64];
+    uint32_t d[2] = {4, 3};
+    size_t hl = hx_idx_header(buf, 0x0D, 2, d);
+    for (int i = 0; i < 12; i++) {
+        float v = i == 7 ? NAN : (float)i;
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        for (int b = 0; b < 4; b++) buf[hl + 4 * i + b] = (unsigned char)(u >> (24 - 8 * b));
+    }
+    const char *in = tu_path(g_dir, "nan.idx");
+    char inp[512];
+    snprintf(inp, sizeof inp, "%s", in);
+    CU_ASSERT_TRUE(tu_write_file(inp, buf, hl + 48));
+    const char *lab = idx_labels("l4.idx", 4);
+    nnm_dataset *ds = NULL;
+    CHECK_ERROR(nnm_dataset_open_idx(g_ctx, inp, lab, &ds), NNM_E_INVALID,
+                "nan.idx: sample 2 holds NaN (value 1 of the sample)");
+    nnm_dataset_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.flags = NNM_DATASET_ALLOW_NONFINITE;
+    CHECK_STATUS(nnm_dataset_open_idx_v2(g_ctx, inp, lab, &o, &ds), NNM_OK);
+    nnm_dataset_free(ds);
+    ds = NULL;
+    /* IDX f64 targets: 1e300 is an infinity in f32 */
+    uint32_t dt[1] = {4};
+    hl = hx_idx_header(buf, 0x0E, 1, dt);
+    for (int i = 0; i < 4; i++) {
+        double v = i == 3 ? 1e300 : (double)i;
+        uint64_t u;
+        memcpy(&u, &v, 8);
+        for (int b = 0; b < 8; b++) buf[hl + 8 * i + b] = (unsigned char)(u >> (56 - 8 * b));
+    }
+    const char *tp = tu_path(g_dir, "big.idx");
+    char tpp[512];
+    snprintf(tpp, sizeof tpp, "%s", tp);
+    CU_ASSERT_TRUE(tu_write_file(tpp, buf, hl + 32));
+    snprintf(inp, sizeof inp, "%s", idx_labels("in4.idx", 4)); /* u8 inputs [4] */
+    CHECK_ERROR(nnm_dataset_open_idx(g_ctx, inp, tpp, &ds), NNM_E_INVALID,
+                "big.idx: sample 3 holds 1e+300, outside f32's range");
+    /* safetensors: F16 inputs with an infinity (0x7c00) in sample 1, BF16
+     * targets with a NaN (0x7fc0) in sample 2 */
+    const char *sp = tu_path(g_dir, "half.st");
+    uint16_t x[6] = {0x3c00, 0x3c00, 0x3c00, 0x7c00, 0x3c00, 0x3c00}, t[3] = {0, 0, 0x7fc0};
+    write_st(sp,
+             "{\"inputs\":{\"dtype\":\"F16\",\"shape\":[3,2],\"data_offsets\":[0,12]},"
+             "\"targets\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[12,18]}}",
+             x, sizeof x, t, sizeof t);
+    CHECK_ERROR(nnm_dataset_open_safetensors(g_ctx, sp, NULL, NULL, &ds), NNM_E_INVALID,
+                "half.st: inputs 'inputs': sample 1 holds an infinity (value 1 of the sample)");
+    x[3] = 0x3c00;
+    write_st(sp,
+             "{\"inputs\":{\"dtype\":\"F16\",\"shape\":[3,2],\"data_offsets\":[0,12]},"
+             "\"targets\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[12,18]}}",
+             x, sizeof x, t, sizeof t);
+    CHECK_ERROR(nnm_dataset_open_safetensors(g_ctx, sp, NULL, NULL, &ds), NNM_E_INVALID,
+                "half.st: targets 'targets': sample 2 holds NaN");
+    CHECK_STATUS(nnm_dataset_open_safetensors_v2(g_ctx, sp, &o, &ds), NNM_OK);
+    nnm_dataset_free(ds);
+}
+
+static void test_dataset_limits(void) {
+    int64_t t[4] = {0, 1, 2, 3};
+    const char *p = st_u8_i64("lim.st", 4, t);
+    nnm_dataset_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.max_bytes = 100; /* inputs 16 + targets 32 + order 64 = 112 */
+    nnm_dataset *ds = NULL;
+    CHECK_ERROR(nnm_dataset_open_safetensors_v2(g_ctx, p, &o, &ds), NNM_E_LIMIT,
+                "lim.st: the dataset would hold");
+    CHECK_MSG("over the limit of 100 bytes");
+    o.max_bytes = 112;
+    CHECK_STATUS(nnm_dataset_open_safetensors_v2(g_ctx, p, &o, &ds), NNM_OK);
+    nnm_dataset_free(ds);
+    ds = NULL;
+    o.struct_size = 8;
+    CHECK_ERROR(nnm_dataset_open_safetensors_v2(g_ctx, p, &o, &ds), NNM_E_INVALID, "struct_size");
+    o.struct_size = sizeof o;
+    o.flags = 0x80;
+    CHECK_ERROR(nnm_dataset_open_safetensors_v2(g_ctx, p, &o, &ds), NNM_E_INVALID, "unknown flags");
+    /* a sample of no values, and no samples */
+    const char *z = tu_path(g_dir, "zero.st");
+    write_st(z,
+             "{\"inputs\":{\"dtype\":\"U8\",\"shape\":[1099511627776,0],\"data_offsets\":[0,0]},"
+             "\"targets\":{\"dtype\":\"U8\",\"shape\":[1099511627776,0],\"data_offsets\":[0,0]}}",
+             NULL, 0, NULL, 0);
+    CHECK_ERROR(nnm_dataset_open_safetensors(g_ctx, z, NULL, NULL, &ds), NNM_E_SHAPE,
+                "1099511627776 samples of no values");
+    CU_ASSERT_PTR_NULL(ds);
+}
+
+/* ---- a comm plugin that never answers ------------------------------------------ */
+
+static void comm_timeout_case(const char *file, const char *name) {
+    nnm_ctx *ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(NULL, &ctx), NNM_OK);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.so", NNM_HOSTILE_COMM_DIR, file);
+    CU_ASSERT_EQUAL_FATAL(nnm_plugin_load(ctx, path), NNM_OK);
+    nnm_comm_options co = {sizeof co, 0, 0.2};
+    nnm_comm *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_comm_new(ctx, name, &co, &c), NNM_OK);
+    float v[4] = {1, 2, 3, 4};
+    int64_t shape[1] = {4};
+    nnm_tensor *t = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_from_f32(ctx, 1, shape, v, &t), NNM_OK);
+    nnm_status st = nnm_comm_all_reduce(c, t);
+    const char *msg = nnm_ctx_errmsg(ctx);
+    char want[128];
+    snprintf(want, sizeof want, "comm '%s' rank 0 of 1: all-reduce #1 timed out after 0 s", name);
+    if (st != NNM_E_TIMEOUT || !strstr(msg, want)) fprintf(stderr, "\n  %s: %s\n", name, msg);
+    CU_ASSERT_EQUAL(st, NNM_E_TIMEOUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, want));
+    /* broken: the next collective is refused at once, with the same story */
+    CU_ASSERT_EQUAL(nnm_comm_barrier(c), NNM_E_STATE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "all-reduce #1 timed out"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "the communicator is broken"));
+    nnm_tensor_release(t);
+    nnm_comm_free(c);
+    /* with `test`, the abandoned work went with the plugin's shutdown and the
+     * context is free; without, a thread is still inside the plugin's wait:
+     * the communicator, the plugin and the context stay for the process */
+    nnm_ctx_free(ctx);
+}
+
+static void test_comm_wait_bounded(void) {
+    unsetenv("NNM_COMM_TIMEOUT"); /* the options' 0.2 s */
+    comm_timeout_case("hx_hang", "hx_hang");
+    comm_timeout_case("hx_hang_notest", "hx_hang_notest");
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("hostile data (issue 19)", init, clean);
     if (!s) return 1;
@@ -230,5 +467,12 @@ int main(void) {
     CU_add_test(s, "counters: a normalisation that overflows f32 is refused",
                 test_loader_normalisation_refused);
     CU_add_test(s, "counters: checkpoint step counts range-checked", test_checkpoint_steps_range);
+    CU_add_test(s, "memory: gzip bombs and lying headers refused before memory (peak RSS)",
+                test_bombs_refused_before_memory);
+    CU_add_test(s, "silent garbage: non-finite data refused by file and sample",
+                test_nonfinite_refused);
+    CU_add_test(s, "memory: the dataset byte limit, zero-width samples", test_dataset_limits);
+    CU_add_test(s, "comm: the host bounds every wait on a plugin that never completes",
+                test_comm_wait_bounded);
     return tu_run();
 }

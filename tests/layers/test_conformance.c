@@ -29,7 +29,7 @@
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
 
-#define MAX_FILES 96
+#define MAX_FILES 256
 #define MAX_STATE 32
 #define GC_EPS 1e-2
 #define GC_RTOL 1e-2

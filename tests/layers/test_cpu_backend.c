@@ -102,9 +102,11 @@ static void test_descriptor(void) {
     CU_ASSERT_STRING_EQUAL(g_be->name, "cpu");
     CU_ASSERT_EQUAL(g_be->device_type, NNM_DEVICE_CPU);
     CU_ASSERT_EQUAL(g_be->version_major, 1);
-    CU_ASSERT_EQUAL(g_be->version_minor, 4); /* 1.3: the ABI 1.4 slots (conv, batch_norm); 1.4: index (1.5) */
+    CU_ASSERT_EQUAL(g_be->version_minor, 5); /* 1.3: the ABI 1.4 slots (conv, batch_norm); 1.4: index (1.5); 1.5: rnn_cell (1.5) */
     CU_ASSERT_PTR_NOT_NULL(g_be->index_select);
     CU_ASSERT_PTR_NOT_NULL(g_be->index_add);
+    CU_ASSERT_PTR_NOT_NULL(g_be->rnn_cell);
+    CU_ASSERT_PTR_NOT_NULL(g_be->rnn_cell_backward);
     CU_ASSERT_EQUAL(g_be->version_patch, 0);
     CU_ASSERT_PTR_NOT_NULL(g_be->alloc);
     CU_ASSERT_PTR_NOT_NULL(g_be->free);

@@ -149,7 +149,14 @@ int cmd_eval(cli_env *env, int argc, char **argv) {
     int64_t classes = 0;
     if (train_check_fit(ctx, cmd, &tp, model, loss, ds, "test", &classes)) goto done;
     if (classes > 0) {
-        confusion = calloc((size_t)(classes * classes), sizeof *confusion);
+        /* classes comes from the model's output: the product is checked */
+        int64_t cells = 0;
+        if (cli_mul_i64(classes, classes, &cells) || cells > ((int64_t)1 << 27)) {
+            r = cli_failf(cmd, "the model's output has %" PRId64 " classes: a confusion matrix "
+                          "of them would not fit (at most 11585 classes)", classes);
+            goto done;
+        }
+        confusion = calloc((size_t)cells, sizeof *confusion);
         names = calloc((size_t)classes, sizeof *names);
         if (!confusion || !names) {
             r = cli_failf(cmd, "out of memory");

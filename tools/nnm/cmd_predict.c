@@ -135,6 +135,13 @@ static int read_file_input(nnm_ctx *ctx, const char *cmd, const train_params *tp
     }
     double scale = tp->scale ? tp->scale : !strcmp(e.dtype_name, "U8") ? 1.0 / 255 : 1.0;
     double mean = tp->normalize ? tp->mean : 0, std = tp->normalize && tp->std > 0 ? tp->std : 1;
+    const uint64_t limit = tp->max_data_bytes ? tp->max_data_bytes : NNM_DATASET_DEFAULT_MAX_BYTES;
+    if (n > limit / sizeof *v) {
+        r = cli_failf(cmd, "%s: tensor '%s' holds %" PRIu64 " values: %" PRIu64 " bytes as f32, "
+                      "over the limit of %" PRIu64 " (training.max_data_bytes)",
+                      path, e.name, n, n * (uint64_t)sizeof *v, limit);
+        goto done;
+    }
     v = malloc((size_t)(n ? n : 1) * sizeof *v);
     if (!v) {
         r = cli_failf(cmd, "out of memory");
@@ -234,7 +241,8 @@ int cmd_predict(cli_env *env, int argc, char **argv) {
         snprintf(buf, sizeof buf, "%s", idx);
         char *comma = strchr(buf, ',');
         if (comma) *comma = '\0';
-        if ((s = nnm_dataset_open_idx(ctx, buf, comma ? comma + 1 : NULL, &ds))) {
+        nnm_dataset_options dopt = train_dataset_options(&tp);
+        if ((s = nnm_dataset_open_idx_v2(ctx, buf, comma ? comma + 1 : NULL, &dopt, &ds))) {
             r = cli_fail(cmd, ctx, s);
             goto done;
         }

@@ -26,7 +26,7 @@ static const key_def keys[] = {
     {"train_data", K_DATA},   {"test_data", K_DATA},    {"inputs_name", K_STR},
     {"targets_name", K_STR},  {"input_shape", K_SHAPE}, {"normalize", K_BOOL},
     {"mean", K_FLOAT},        {"std", K_FLOAT},         {"scale", K_FLOAT},
-    {"drop_last", K_BOOL},
+    {"drop_last", K_BOOL},    {"max_data_bytes", K_INT}, {"allow_nonfinite", K_BOOL},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -107,6 +107,9 @@ static const char *set_value(train_params *p, const char *k, const value *v, con
         if (!strcmp(k, "step_size")) p->step_size = v->i;
         else if (!strcmp(k, "batch_size")) p->batch_size = v->i;
         else p->epochs = v->i;
+    } else if (!strcmp(k, "max_data_bytes")) {
+        if (v->i < 1) return "expected a number of bytes >= 1";
+        p->max_data_bytes = (uint64_t)v->i;
     } else if (!strcmp(k, "seed")) {
         if (v->i < 0) return "expected an integer >= 0";
         p->seed = (uint64_t)v->i;
@@ -114,6 +117,7 @@ static const char *set_value(train_params *p, const char *k, const value *v, con
     else if (!strcmp(k, "amsgrad")) p->amsgrad = v->b;
     else if (!strcmp(k, "normalize")) p->normalize = v->b;
     else if (!strcmp(k, "drop_last")) p->drop_last = v->b;
+    else if (!strcmp(k, "allow_nonfinite")) p->allow_nonfinite = v->b;
     else if (!strcmp(k, "betas")) {
         if (!(v->betas[0] >= 0 && v->betas[0] < 1 && v->betas[1] >= 0 && v->betas[1] < 1))
             return "expected two numbers in [0, 1)";
@@ -332,19 +336,35 @@ void train_params_usage(FILE *f) {
           "  --seed N              parameters, shuffling and dropout (0)\n"
           "  --mean X, --std X     normalisation (default: computed on the training data)\n"
           "  --scale X             applied first (default 1/255 for u8 data, else 1)\n"
-          "  --no-normalize        only the scale\n",
+          "  --no-normalize        only the scale\n"
+          "  --max-data-bytes N    the most bytes a dataset may hold (4 GiB), checked on\n"
+          "                        the files' headers before anything is read\n"
+          "  --allow-nonfinite     keep NaN and infinite inputs and f32 targets (refused\n"
+          "                        by default, naming the file and the sample)\n",
           f);
 }
 
 /* ---- data ---------------------------------------------------------------- */
 
+nnm_dataset_options train_dataset_options(const train_params *p) {
+    nnm_dataset_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.flags = p->allow_nonfinite ? NNM_DATASET_ALLOW_NONFINITE : 0u;
+    o.max_bytes = p->max_data_bytes; /* 0: the library's default */
+    o.inputs_name = p->inputs_name;
+    o.targets_name = p->targets_name;
+    return o;
+}
+
 int train_open_data(nnm_ctx *ctx, const char *cmd, const train_params *p, const data_spec *d,
                     nnm_dataset **out) {
     nnm_status s;
+    nnm_dataset_options o = train_dataset_options(p);
     if (d->targets[0])
-        s = nnm_dataset_open_idx(ctx, d->inputs, d->targets, out);
+        s = nnm_dataset_open_idx_v2(ctx, d->inputs, d->targets, &o, out);
     else
-        s = nnm_dataset_open_safetensors(ctx, d->inputs, p->inputs_name, p->targets_name, out);
+        s = nnm_dataset_open_safetensors_v2(ctx, d->inputs, &o, out);
     return s == NNM_OK ? 0 : cli_fail(cmd, ctx, s);
 }
 

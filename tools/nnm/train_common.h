@@ -46,6 +46,8 @@ typedef struct train_params {
     int normalize;                /* 1: (x * scale - mean) / std */
     int have_mean, have_std;
     double mean, std, scale;      /* scale 0: 1/255 for u8 data */
+    uint64_t max_data_bytes;      /* 0: the library's default (4 GiB) */
+    int allow_nonfinite;          /* keep NaN/inf data */
 } train_params;
 
 /* Defaults, then the manifest's "training" section (NULL: none). Relative
@@ -63,6 +65,8 @@ const cli_opt *train_params_opts(int first, size_t *n);
 /* Usage text of those flags. */
 void train_params_usage(FILE *f);
 
+/* The dataset options of p (limit, non-finite data, tensor names). */
+nnm_dataset_options train_dataset_options(const train_params *p);
 /* Opens a split (IDX pair or safetensors). Prints and returns 1 on failure. */
 int train_open_data(nnm_ctx *ctx, const char *cmd, const train_params *p, const data_spec *d,
                     nnm_dataset **out);

@@ -35,6 +35,7 @@ pub const NNM_BUILD_META: u32 = 2;
 pub const NNM_DATASET_IGNORE_INDEX: i32 = -100;
 pub const NNM_DATASET_INPUTS: &[u8; 7usize] = b"inputs\0";
 pub const NNM_DATASET_TARGETS: &[u8; 8usize] = b"targets\0";
+pub const NNM_DATASET_ALLOW_NONFINITE: u32 = 1;
 pub const NNM_LOADER_SHUFFLE: u32 = 1;
 pub const NNM_LOADER_DROP_LAST: u32 = 2;
 pub type __uint8_t = ::std::os::raw::c_uchar;
@@ -966,6 +967,100 @@ fn bindgen_test_layout_nnm_batch_norm_params() {
     }
     test_field_eps();
 }
+pub const NNM_RNN_TANH: nnm_rnn_mode = 0;
+pub const NNM_RNN_RELU: nnm_rnn_mode = 1;
+pub const NNM_RNN_LSTM: nnm_rnn_mode = 2;
+pub const NNM_RNN_GRU: nnm_rnn_mode = 3;
+pub type nnm_rnn_mode = ::std::os::raw::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_rnn_params {
+    pub struct_size: u32,
+    pub mode: i32,
+    pub reverse: i32,
+    pub reserved: i32,
+}
+#[test]
+fn bindgen_test_layout_nnm_rnn_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_rnn_params>(),
+        16usize,
+        concat!("Size of: ", stringify!(nnm_rnn_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_rnn_params>(),
+        4usize,
+        concat!("Alignment of ", stringify!(nnm_rnn_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_params),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+    fn test_field_reverse() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reverse) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_params),
+                "::",
+                stringify!(reverse)
+            )
+        );
+    }
+    test_field_reverse();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_params),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+}
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
@@ -1402,12 +1497,26 @@ pub struct nnm_host {
             n: u32,
         ) -> nnm_status,
     >,
+    pub op_rnn: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            p: *const nnm_rnn_params,
+            gx: *mut nnm_tensor,
+            w_hh: *mut nnm_tensor,
+            b_hh: *mut nnm_tensor,
+            w_hr: *mut nnm_tensor,
+            h0: *mut nnm_tensor,
+            c0: *mut nnm_tensor,
+            y: *mut *mut nnm_tensor,
+            c_n: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        440usize,
+        448usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2384,6 +2493,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_set_output_names();
+    fn test_field_op_rnn() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_rnn) as usize - ptr as usize
+            },
+            440usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_rnn)
+            )
+        );
+    }
+    test_field_op_rnn();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -5812,6 +5938,329 @@ fn bindgen_test_layout_nnm_index_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_rnn_cell_args {
+    pub struct_size: u32,
+    pub mode: i32,
+    pub batch: i64,
+    pub hidden: i64,
+    pub gx: *const f32,
+    pub gh: *const f32,
+    pub b_hh: *const f32,
+    pub h_prev: *const f32,
+    pub c_prev: *const f32,
+    pub h: *mut f32,
+    pub c: *mut f32,
+    pub act: *mut f32,
+    pub dh: *const f32,
+    pub dc: *mut f32,
+    pub dgx: *mut f32,
+    pub dgh: *mut f32,
+    pub dh_prev: *mut f32,
+}
+#[test]
+fn bindgen_test_layout_nnm_rnn_cell_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_rnn_cell_args>(),
+        128usize,
+        concat!("Size of: ", stringify!(nnm_rnn_cell_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_rnn_cell_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_rnn_cell_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+    fn test_field_batch() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).batch) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(batch)
+            )
+        );
+    }
+    test_field_batch();
+    fn test_field_hidden() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).hidden) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(hidden)
+            )
+        );
+    }
+    test_field_hidden();
+    fn test_field_gx() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gx) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(gx)
+            )
+        );
+    }
+    test_field_gx();
+    fn test_field_gh() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).gh) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(gh)
+            )
+        );
+    }
+    test_field_gh();
+    fn test_field_b_hh() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).b_hh) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(b_hh)
+            )
+        );
+    }
+    test_field_b_hh();
+    fn test_field_h_prev() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).h_prev) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(h_prev)
+            )
+        );
+    }
+    test_field_h_prev();
+    fn test_field_c_prev() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).c_prev) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(c_prev)
+            )
+        );
+    }
+    test_field_c_prev();
+    fn test_field_h() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).h) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(h)
+            )
+        );
+    }
+    test_field_h();
+    fn test_field_c() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).c) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(c)
+            )
+        );
+    }
+    test_field_c();
+    fn test_field_act() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).act) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(act)
+            )
+        );
+    }
+    test_field_act();
+    fn test_field_dh() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dh) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dh)
+            )
+        );
+    }
+    test_field_dh();
+    fn test_field_dc() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dc) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dc)
+            )
+        );
+    }
+    test_field_dc();
+    fn test_field_dgx() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dgx) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dgx)
+            )
+        );
+    }
+    test_field_dgx();
+    fn test_field_dgh() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dgh) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dgh)
+            )
+        );
+    }
+    test_field_dgh();
+    fn test_field_dh_prev() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_rnn_cell_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dh_prev) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_rnn_cell_args),
+                "::",
+                stringify!(dh_prev)
+            )
+        );
+    }
+    test_field_dh_prev();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -6009,12 +6458,26 @@ pub struct nnm_backend_vtable {
             args: *const nnm_index_args,
         ) -> nnm_status,
     >,
+    pub rnn_cell: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_rnn_cell_args,
+        ) -> nnm_status,
+    >,
+    pub rnn_cell_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_rnn_cell_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        248usize,
+        264usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -6600,6 +7063,40 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_index_add();
+    fn test_field_rnn_cell() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rnn_cell) as usize - ptr as usize
+            },
+            248usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(rnn_cell)
+            )
+        );
+    }
+    test_field_rnn_cell();
+    fn test_field_rnn_cell_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rnn_cell_backward) as usize - ptr as usize
+            },
+            256usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(rnn_cell_backward)
+            )
+        );
+    }
+    test_field_rnn_cell_backward();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -10361,6 +10858,130 @@ extern "C" {
         path: *const ::std::os::raw::c_char,
         inputs_name: *const ::std::os::raw::c_char,
         targets_name: *const ::std::os::raw::c_char,
+        out: *mut *mut nnm_dataset,
+    ) -> nnm_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nnm_dataset_options {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub max_bytes: u64,
+    pub inputs_name: *const ::std::os::raw::c_char,
+    pub targets_name: *const ::std::os::raw::c_char,
+}
+#[test]
+fn bindgen_test_layout_nnm_dataset_options() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_dataset_options>(),
+        32usize,
+        concat!("Size of: ", stringify!(nnm_dataset_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_dataset_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_dataset_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).flags) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(flags)
+            )
+        );
+    }
+    test_field_flags();
+    fn test_field_max_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_bytes) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(max_bytes)
+            )
+        );
+    }
+    test_field_max_bytes();
+    fn test_field_inputs_name() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).inputs_name) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(inputs_name)
+            )
+        );
+    }
+    test_field_inputs_name();
+    fn test_field_targets_name() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_dataset_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).targets_name) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_dataset_options),
+                "::",
+                stringify!(targets_name)
+            )
+        );
+    }
+    test_field_targets_name();
+}
+extern "C" {
+    pub fn nnm_dataset_open_idx_v2(
+        ctx: *mut nnm_ctx,
+        inputs_path: *const ::std::os::raw::c_char,
+        targets_path: *const ::std::os::raw::c_char,
+        opts: *const nnm_dataset_options,
+        out: *mut *mut nnm_dataset,
+    ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_dataset_open_safetensors_v2(
+        ctx: *mut nnm_ctx,
+        path: *const ::std::os::raw::c_char,
+        opts: *const nnm_dataset_options,
         out: *mut *mut nnm_dataset,
     ) -> nnm_status;
 }
