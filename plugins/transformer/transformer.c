@@ -764,6 +764,7 @@ static const nnm_plugin_desc tf_plugin = {
     .n_backends = 0,
     .layers = tf_layers,
     .backends = NULL,
+    .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */
 };
 
 NNM_PLUGIN_DEFINE(tf_plugin)
