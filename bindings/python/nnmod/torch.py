@@ -366,6 +366,7 @@ class _Frame:
         self.output_names = None
         self.own = {}                     # id(param or buffer) -> (name, is_buffer, tensor)
         self.used_own = collections.OrderedDict()  # name -> (is_buffer, tensor)
+        self.consts = collections.OrderedDict()    # name -> a constant forward made
         self.taken = set()
         self.counts = collections.Counter()
         if mod is not None:
@@ -408,6 +409,7 @@ class _Tracer(TorchFunctionMode):
                 if p is not None:
                     self.params.setdefault(id(p), f"{mn}.{n}" if mn else n)
         self.stack = []
+        self.recipes = {}       # id(tensor) -> (tensor, fill, version, fn): uniform factories
         self.defs = {}          # module path -> _Frame (its first call)
         self.suspended = 0
         self.internal = 0
@@ -446,6 +448,32 @@ class _Tracer(TorchFunctionMode):
     def tracked(self, frame, t):
         return isinstance(t, torch.Tensor) and (
             id(t) in frame.refs or id(t) in frame.own or id(t) in self.params)
+
+    def materialize(self, frame, t):
+        """A tensor forward made from no input, used by what the graph
+        computes: a `full` node while it is still as torch.zeros/ones/full/
+        new_* made it (its size may then follow the batch), else a constant
+        buffer of the graph (its values travel in the weights file)."""
+        if frame.kind != "graph":
+            return None
+        rec = self.recipes.get(id(t))
+        if rec is not None and rec[0] is t and t._version == rec[2]:
+            name = frame.fresh("full")
+            node = _Node("op", name, "full", [], {"size": list(t.shape), "fill_value": rec[1]},
+                         size_key="size", where=self.where(), fn=rec[3])
+            node.name = name
+            frame.nodes.append(node)
+            frame.bind(t, name)
+            return name
+        name = frame.fresh("const")
+        c = t.detach()
+        if c.dtype == torch.bool or (c.is_floating_point() and c.dtype != torch.float32):
+            c = c.float()
+        elif not c.is_floating_point() and c.dtype != torch.int64:
+            c = c.long()
+        frame.consts[name] = c.clone()
+        frame.bind(t, name)
+        return name
 
     # -- module calls -------------------------------------------------------
     def kind_of(self, m):
@@ -569,6 +597,8 @@ class _Tracer(TorchFunctionMode):
                 continue
             r = self.lookup(parent, t)
             if r is None:
+                r = self.materialize(parent, t)
+            if r is None:
                 self.report.add("construct", "a constant tensor (made from no input) passed "
                                 f"to module '{self.paths.get(id(mod), type(mod).__name__)}'",
                                 self.where())
@@ -650,6 +680,8 @@ class _Tracer(TorchFunctionMode):
         for t in tens:
             r = self.lookup(frame, t)
             if r is None:
+                r = self.materialize(frame, t)
+            if r is None:
                 self.report.add("construct", "returning a constant tensor", frame.path)
                 r = "?"
             frame.outputs.append(r)
@@ -671,6 +703,15 @@ class _Tracer(TorchFunctionMode):
     def op(self, frame, func, args, kwargs):
         name = _opname(func)
         tens = _flat(list(args) + list(kwargs.values()))
+        if name in _CONST_FACTORIES:
+            # a uniform tensor of static or batch-following size: made when
+            # something the graph computes uses it (materialize)
+            result = func(*args, **kwargs)
+            if isinstance(result, torch.Tensor) and result.numel() > 0 and (
+                    result.is_floating_point() or result.dtype == torch.bool):
+                self.recipes[id(result)] = (result, float(result.reshape(-1)[0]),
+                                            result._version, _fname(func))
+            return result
         tracked = [t for t in tens if self.tracked(frame, t)]
         for t in tracked:                   # versions checked before an in-place op runs
             if id(t) in frame.refs:
@@ -681,8 +722,8 @@ class _Tracer(TorchFunctionMode):
             if e is not None and e[1] != t._version:
                 frame.refs[id(t)] = (e[0], t._version)
         outs = _flat(result)
-        if not tracked and name not in _FACTORIES:
-            return result      # constants: computed, not traced
+        if not tracked:
+            return result      # constants: computed, not traced (materialize)
         if not outs:
             if name in _DATA_DEPENDENT and tracked:
                 self.report.add("construct", f"Python code reading a tensor's values "
@@ -717,7 +758,7 @@ class _Tracer(TorchFunctionMode):
                                 f"not know ({e})", self.where())
         if refs is None:
             refs = ["?"] * len(outs)
-        elif isinstance(refs, str):
+        elif isinstance(refs, (str, tuple)):       # one ref (tuple: a module node's)
             refs = [refs]
         if len(refs) < len(outs):
             refs = list(refs) + [f"{refs[0]}:{k}" for k in range(len(refs), len(outs))]
@@ -748,9 +789,31 @@ class _OpCtx:
             raise _Unsup(f"a {type(v).__name__} where a tensor is expected")
         r = self.tr.lookup(self.frame, v)
         if r is None:
-            raise _Unsup(f"a constant tensor of shape {list(v.shape)} (made from no input; "
-                         "nnmod graphs hold only inputs, nodes and their own parameters)")
+            r = self.tr.materialize(self.frame, v)
+        if r is None:
+            raise _Unsup(f"a constant tensor of shape {list(v.shape)}")
         return r
+
+    def is_own(self, t):
+        return id(t) in self.frame.own
+
+    def operand(self, v):
+        """A tensor operand (traced, or a constant of more than one element;
+        a one-element constant is a number)."""
+        return isinstance(v, torch.Tensor) and (self.is_t(v) or v.numel() != 1)
+
+    def module(self, sub, inputs):
+        """A node calling submodule `sub` (F.linear(x, self.fc.weight, ...)
+        is self.fc(x))."""
+        frame = self.frame
+        path = self.tr.paths.get(id(sub))
+        if path is None or (frame.path and not path.startswith(frame.path + ".")):
+            raise _Unsup("a module that is not below the caller")
+        rel = path[len(frame.path) + 1:] if frame.path else path
+        node = _Node("module", rel, None, [self.ref(i) for i in inputs], {},
+                     where=self.tr.where())
+        frame.nodes.append(node)
+        return ("@", node.uid, 0)
 
     def num(self, v, what="a number"):
         if isinstance(v, bool):
@@ -900,7 +963,26 @@ def _index_str(i):
 
 def _h_getitem(h, x, idx):
     idx = idx if isinstance(idx, tuple) else (idx,)
+    tens = [k for k, i in enumerate(idx) if isinstance(i, torch.Tensor)]
+    if tens:
+        # x[index] / x[:, index] with one integer index tensor: index_select
+        k = tens[0]
+        i = idx[k]
+        if len(tens) > 1 or i.dtype != torch.int64 or any(
+                j != slice(None) for n, j in enumerate(idx) if n != k):
+            raise _Unsup("indexing with a tensor other than x[..., index] with one int64 "
+                         "index (gather / boolean mask)")
+        if i.dim() == 1:
+            return h.op("index_select", [x, i], dim=k)
+        flat = h.op("reshape", [i], shape=[-1])
+        y = h.op("index_select", [x, flat], dim=k)
+        shape = list(x.shape[:k]) + list(i.shape) + list(x.shape[k + 1:])
+        return h.op("reshape", [y], size_key="shape", shape=shape)
     return h.op("getitem", [x], index=[_index_str(i) for i in idx])
+
+
+def _h_index_select(h, x, dim, index):
+    return h.op("index_select", [x, index], dim=dim)
 
 
 def _h_narrow(h, x, dim, start, length):
@@ -951,7 +1033,7 @@ def _h_pad(h, x, pad, mode="constant", value=None):
 
 
 def _scalar_or_tensor(h, layer, x, other, scalar_key="other", commutative=False, **cfg):
-    tx, to = h.is_t(x), h.is_t(other)
+    tx, to = h.operand(x), h.operand(other)
     if tx and to:
         return h.op(layer, [x, other], **cfg)
     if tx:
@@ -965,9 +1047,9 @@ def _scalar_or_tensor(h, layer, x, other, scalar_key="other", commutative=False,
 
 def _h_add(h, x, other, alpha=1):
     if alpha != 1:
-        if h.is_t(x) and h.is_t(other):
+        if h.operand(x) and h.operand(other):
             return h.op("add", [x, other], alpha=float(alpha))
-        if h.is_t(x):
+        if h.operand(x):
             return h.op("add", [x], other=h.num(other) * alpha)
         raise _Unsup("add with alpha and a scalar first")
     return _scalar_or_tensor(h, "add", x, other, commutative=True)
@@ -982,9 +1064,9 @@ def _h_mul(h, x, other):
 
 
 def _h_sub(h, x, other, alpha=1):
-    if h.is_t(x) and h.is_t(other):
+    if h.operand(x) and h.operand(other):
         return h.op("sub", [x, other], alpha=None if alpha == 1 else float(alpha))
-    if h.is_t(x):
+    if h.operand(x):
         return h.op("sub", [x], other=h.num(other) * alpha)
     if alpha != 1:
         raise _Unsup("sub with alpha and a scalar first")
@@ -994,7 +1076,7 @@ def _h_sub(h, x, other, alpha=1):
 def _h_rsub(h, x, other, alpha=1):      # other - alpha * x
     if alpha != 1:
         raise _Unsup("rsub with alpha")
-    if h.is_t(other):
+    if h.operand(other):
         return h.op("sub", [other, x])
     return h.op("sub", [x], other=h.num(other), reverse=True)
 
@@ -1079,7 +1161,7 @@ def _reduce(layer):
 def _minmax(layer):
     def handler(h, x, dim=None, keepdim=False, **kw):
         if isinstance(dim, torch.Tensor):
-            raise _Unsup(f"torch.{layer}imum of two tensors (torch.{layer}(x, y))")
+            return h.op(layer + "imum", [x, dim])
         if dim is None:
             return h.op("a" + layer, [x])
         return _multi(h, h.op(layer, [x], n_out=len(h.outs), dim=dim,
@@ -1101,9 +1183,9 @@ def _h_masked_fill(h, x, mask, value):
 
 def _cmp(layer):
     def handler(h, x, other):
-        if h.is_t(x) and h.is_t(other):
+        if h.operand(x) and h.operand(other):
             return h.op(layer, [x, other])
-        if h.is_t(x):
+        if h.operand(x):
             return h.op(layer, [x], other=h.num(other))
         flip = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}.get(layer, layer)
         return h.op(flip, [other], other=h.num(x))
@@ -1121,39 +1203,13 @@ def _h_where(h, condition, input=None, other=None):
         raise _Unsup("torch.where(condition) (the indices of true elements)")
     ins = []
     for v in (input, other):
-        ins.append(v if h.is_t(v) else _full_like(h, condition, h.num(v)))
+        ins.append(v if h.operand(v) else _full_like(h, condition, h.num(v)))
     return h.op("where", [condition] + ins)
 
 
 def _check_dtype(h, dtype):
     if dtype is not None and not (dtype.is_floating_point or dtype == torch.bool):
         raise _Unsup(f"a tensor of dtype {dtype} made in forward")
-
-
-def _factory(fill):
-    def handler(h, *size, dtype=None, **kw):
-        _check_dtype(h, dtype)
-        return h.op("full", [], size_key="size", size=_sizes(size, kw, "size"),
-                    fill_value=float(fill))
-    return handler
-
-
-def _h_full(h, size, fill_value, dtype=None, **kw):
-    _check_dtype(h, dtype)
-    return h.op("full", [], size_key="size", size=_ints(size), fill_value=h.num(fill_value))
-
-
-def _new_factory(fill):
-    def handler(h, x, *size, dtype=None, **kw):
-        _check_dtype(h, dtype)
-        return h.op("full", [], size_key="size", size=_sizes(size, kw, "size"),
-                    fill_value=float(fill))
-    return handler
-
-
-def _h_new_full(h, x, size, fill_value, dtype=None, **kw):
-    _check_dtype(h, dtype)
-    return h.op("full", [], size_key="size", size=_ints(size), fill_value=h.num(fill_value))
 
 
 def _like_factory(fill):
@@ -1218,11 +1274,49 @@ def _h_layer_norm(h, x, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 
 def _h_linear(h, x, weight, bias=None):
+    # F.linear(x, self.fc.weight, self.fc.bias) is self.fc(x): the module
+    # keeps its parameters (torchvision's swin passes them so)
+    for mod in h.tr.model.modules():
+        if isinstance(mod, torch.nn.Linear) and mod.weight is weight and mod.bias is bias \
+                and h.tr.ex.kind_of(mod) == "leaf" and not h.is_own(weight):
+            return h.module(mod, [x])
     wt = h.op("transpose", [weight], dim0=0, dim1=1)
     y = h.op("matmul", [x, wt])
     if bias is not None:
         y = h.op("add", [y, bias])
     return y
+
+
+def _h_binary(layer):
+    def handler(h, x, other):
+        return h.op(layer, [x, other])
+    return handler
+
+
+def _h_var(layer):
+    def handler(h, x, dim=None, unbiased=True, keepdim=False, correction=None, **kw):
+        if correction is not None:
+            unbiased = bool(correction)
+        if isinstance(dim, bool):          # var(x, unbiased)
+            dim, unbiased = None, dim
+        return h.op(layer, [x], dim=None if dim is None else (dim if isinstance(dim, int)
+                                                               else _ints(dim)),
+                    unbiased=bool(unbiased), keepdim=bool(keepdim) if keepdim else None)
+    return handler
+
+
+def _h_norm(h, x, p="fro", dim=None, keepdim=False, dtype=None, **kw):
+    if p == "fro":
+        p = 2
+    if p in (float("inf"), "inf"):
+        p = "inf"
+    return h.op("norm", [x], p=p if isinstance(p, str) else float(p),
+                dim=None if dim is None else (dim if isinstance(dim, int) else _ints(dim)),
+                keepdim=bool(keepdim) if keepdim else None)
+
+
+def _h_normalize(h, x, p=2.0, dim=1, eps=1e-12, out=None):
+    return h.op("normalize", [x], p=float(p), dim=dim, eps=float(eps))
 
 
 def _h_gelu(h, x, approximate="none"):
@@ -1261,8 +1355,6 @@ OPS = {
     "ge": _cmp("ge"), "__eq__": _cmp("eq"), "__ne__": _cmp("ne"), "__lt__": _cmp("lt"),
     "__le__": _cmp("le"), "__gt__": _cmp("gt"), "__ge__": _cmp("ge"),
     "where": _h_where,
-    "zeros": _factory(0.0), "ones": _factory(1.0), "full": _h_full,
-    "new_zeros": _new_factory(0.0), "new_ones": _new_factory(1.0), "new_full": _h_new_full,
     "zeros_like": _like_factory(0.0), "ones_like": _like_factory(1.0),
     "full_like": _h_full_like,
     # activations and functional layers (the layer of the same PyTorch name)
@@ -1277,11 +1369,14 @@ OPS = {
     "max_pool2d": _h_max_pool2d, "dropout": _h_dropout("dropout"),
     "dropout2d": _h_dropout("dropout2d"), "interpolate": _h_interpolate,
     "upsample": _h_interpolate, "layer_norm": _h_layer_norm, "linear": _h_linear,
+    "index_select": _h_index_select, "maximum": _h_binary("maximum"),
+    "minimum": _h_binary("minimum"), "erf": _unary("erf"), "sign": _unary("sign"),
+    "var": _h_var("var"), "std": _h_var("std"), "norm": _h_norm, "normalize": _h_normalize,
 }
 
-# functions that make tensors from sizes alone (traced although no input is)
-_FACTORIES = {"zeros", "ones", "full", "new_zeros", "new_ones", "new_full", "zeros_like",
-              "ones_like", "full_like"}
+# functions that make uniform tensors from sizes alone (x.new_zeros reads
+# only x's dtype): constants until used, then `full` nodes (materialize)
+_CONST_FACTORIES = {"zeros", "ones", "full", "new_zeros", "new_ones", "new_full"}
 # what reads a traced tensor's values into Python
 _DATA_DEPENDENT = {"__bool__", "item", "tolist", "__int__", "__float__", "__index__",
                    "numpy", "__iter__", "__array__", "__complex__"}
@@ -1404,6 +1499,7 @@ class _Build:
         self.tr2 = tracer2
         self.report = report
         self.emitted = set()
+        self.consts = {}        # state-dict key -> a constant the graphs hold
 
     def module(self, m, path):
         kind = self.ex.kind_of(m)
@@ -1596,6 +1692,11 @@ class _Build:
                 kids.append(dict(name=cname, **self.holder(c, p, called_rel, cname)))
         cfg = {"inputs": frame.inputs, "nodes": nodes, "outputs": outs}
         params, buffers = [], []
+        for name, t in frame.consts.items():
+            key = f"{path}.{name}" if path else name
+            self.consts[key] = t
+            shape = ", ".join(str(int(d)) for d in t.shape)
+            buffers.append(f"{name}: [{shape}]" + (" i64" if t.dtype == torch.int64 else ""))
         for name, (is_buf, t) in frame.used_own.items():
             shape = ", ".join(str(int(d)) for d in t.shape)
             if is_buf:
@@ -1630,6 +1731,13 @@ class _Build:
                             "(pass dynamic=False to export for the example's batch only)",
                             where)
             return
+        for (n1, c1), (n2, c2) in zip(f1.consts.items(), f2.consts.items()):
+            if n1 != n2 or c1.shape != c2.shape or not torch.equal(c1, c2):
+                self.report.add("construct", f"a tensor made in forward from no input whose "
+                                f"values or size follow the batch ({n1}: {list(c1.shape)} vs "
+                                f"{list(c2.shape)} at another batch)", where)
+        if len(f1.consts) != len(f2.consts):
+            self.report.add("construct", "tensors made in forward change with the batch", where)
         order1 = list(f1.shapes.items())
         for n1, n2 in zip(f1.nodes, f2.nodes):
             for k, v1 in list(n1.cfg.items()):
@@ -1691,11 +1799,27 @@ def _patched_call(tracer):
     def call(mod, *args, **kwargs):
         return tracer.module_call(orig, mod, args, kwargs)
 
+    # torch 1.13 skips __torch_function__ (modes included) for x[i], x[a:b]
+    # and x[None] (an index that is not a tuple); x[(i,)] is the same
+    # indexing and is dispatched, so the trace sees every getitem
+    orig_getitem = torch.Tensor.__getitem__
+    had_getitem = "__getitem__" in torch.Tensor.__dict__
+
+    def getitem(self, idx):
+        return orig_getitem(self, idx if isinstance(idx, tuple) else (idx,))
+
+    getitem.__name__ = "__getitem__"
+    getitem.__qualname__ = "Tensor.__getitem__"
     torch.nn.Module.__call__ = call
+    torch.Tensor.__getitem__ = getitem
     try:
         yield
     finally:
         torch.nn.Module.__call__ = orig
+        if had_getitem:
+            torch.Tensor.__getitem__ = orig_getitem
+        else:
+            del torch.Tensor.__getitem__
 
 
 def _run_trace(ex, model, xs, report):
@@ -1750,6 +1874,7 @@ def _build_doc(model, xs, ctx, dynamic, report):
     b = _Build(ex, tr, report, tr2)
     b.prepare()
     root = b.module(model, "")
+    ex.consts = b.consts
     unused = [n for n, _ in model.named_modules() if n and n not in b.emitted
               and not any(n.startswith(u + ".") for u in b.emitted if u)
               and not any(u.startswith(n + ".") for u in b.emitted)]
@@ -1757,6 +1882,8 @@ def _build_doc(model, xs, ctx, dynamic, report):
     top = [u for u in unused if not any(u.startswith(v + ".") for v in unused)]
     if top:
         meta["not_exported"] = ", ".join(top)
+    if b.consts:
+        meta["constants"] = ", ".join(b.consts)
     doc = {"format": "nnmod.manifest", "version": 1, "plugins": dict(sorted(ex.plugins.items())),
            "root": root, "metadata": meta}
     return doc, ex, xs2
@@ -1820,6 +1947,7 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
     if shapes is None:
         raise UnsupportedError(str(report))
     sd = _all_tensors(model)
+    sd.update(ex.consts)      # tensors forward made from no input (metadata "constants")
     tensors = {}
     for k in shapes:
         if k not in sd:

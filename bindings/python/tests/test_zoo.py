@@ -91,7 +91,11 @@ MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vg
                "inception_v3", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
                *(f"efficientnet_b{i}" for i in range(8)), "efficientnet_v2_s",
                "efficientnet_v2_m", "efficientnet_v2_l",
-               *(m for m in ZOO if m.startswith("regnet_"))}
+               *(m for m in ZOO if m.startswith("regnet_")), "mnasnet0_5", "mnasnet0_75",
+               "mnasnet1_0", "mnasnet1_3", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
+               "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "convnext_tiny", "convnext_small",
+               "convnext_base", "convnext_large", "vit_b_16", "vit_b_32", "vit_l_16",
+               "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b"}
 
 # The train step of these differs from PyTorch float64 by more than 3x what
 # PyTorch's own float32 does (googlenet: 1.2e-2 of the largest gradient vs
@@ -159,6 +163,10 @@ def _make(name):
     kwargs, side = ZOO[name]
     torch.manual_seed(0)
     model = getattr(M, name)(**kwargs)
+    with torch.no_grad():              # zero-initialised heads (vit) would hide everything
+        for pn, p in model.named_parameters():
+            if p.dim() >= 2 and not p.any():
+                p.normal_(0.0, 0.02)
     for mod in model.modules():        # the train step compares deterministic maths
         if isinstance(mod, torch.nn.modules.dropout._DropoutNd):
             mod.p = 0.0
