@@ -104,7 +104,10 @@ MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vg
 # pools and the convs match PyTorch's precision in isolation; inception_v3's
 # random-init logits are ~1e6, its loss 8.8e-3 from float64 vs 1.6e-3). Not
 # understood yet: an expected failure, reported, while eval must still match.
-KNOWN_TRAIN_DIFF = {"googlenet", "inception_v3"}
+# mobilenet_v2 shows the same on the integrated tree of session 6 (1.5e-2 vs
+# PyTorch float32's 3.1e-4; its last batch norms at 64x64 also see 8 values
+# per channel); the cause is not found yet (open in the issue notes).
+KNOWN_TRAIN_DIFF = {"googlenet", "inception_v3", "mobilenet_v2"}
 
 
 # loss (relative), gradients (relative to the model's largest gradient),
