@@ -124,6 +124,8 @@ def make_input(spec, g):
         return m
     if kind == "empty":  # a 0-element f32 tensor: an absent (None) optional input
         return torch.empty(0)
+    if kind == "lit":  # given values (embedding_bag's offsets, indices with padding)
+        return torch.tensor(spec[1], dtype=spec[2] if len(spec) > 2 else torch.int64)
     raise ValueError(kind)
 
 
@@ -146,6 +148,8 @@ def make_input(spec, g):
 #   repr_map (optional) str -> str applied to PyTorch's repr (a known difference)
 #   children (optional) child modules of the manifest's root (attention's out_proj)
 #   nograd   (optional) lambda m -> {param name: 0/1 mask}: C.nograd.<name>
+#   after_params (optional) True: C.after.<param> holds each parameter after
+#            the forward (a layer that writes its weight in place: max_norm)
 #   seed     (optional) the row's own seed; rows without one are seeded by
 #            their index among the rows without one (a seeded row inserted
 #            anywhere moves no other row's seed)
@@ -237,6 +241,88 @@ row(name="embedding_negpad_b1", layer="embedding",
     config={"num_embeddings": 5, "embedding_dim": 2, "padding_idx": -1},
     torch=lambda: nn.Embedding(5, 2, padding_idx=-1), inputs=[("i64", (1, 9), 5)],
     nograd=lambda m: {"weight": pad_rows(m.weight, 4)})
+
+# embedding max_norm (issue 18): the looked-up rows are renormalised in place
+# at forward time; the weight after the call is compared, and no finite
+# differences (each forward renormalises again).
+row(name="embedding_max_norm", layer="embedding", seed=18001,
+    config={"num_embeddings": 10, "embedding_dim": 4, "max_norm": 1.0},
+    torch=lambda: nn.Embedding(10, 4, max_norm=1.0), inputs=[("i64", (3, 5), 10)],
+    after_params=True, gradcheck=False)
+row(name="embedding_max_norm_int_p1_padding", layer="embedding", seed=18002,
+    config={"num_embeddings": 8, "embedding_dim": 3, "max_norm": 2, "norm_type": 1, "padding_idx": 3},
+    torch=lambda: nn.Embedding(8, 3, max_norm=2, norm_type=1, padding_idx=3),
+    inputs=[("i64", (2, 7), 8)], after_params=True, gradcheck=False,
+    nograd=lambda m: {"weight": pad_rows(m.weight, 3)})
+row(name="embedding_max_norm_p3", layer="embedding", seed=18003,
+    config={"num_embeddings": 6, "embedding_dim": 5, "max_norm": 1.5, "norm_type": 3.0},
+    torch=lambda: nn.Embedding(6, 5, max_norm=1.5, norm_type=3.0), inputs=[("i64", (4,), 6)],
+    after_params=True, gradcheck=False)
+
+# embedding_bag (issue 18) ------------------------------------------------------
+L = lambda v: ("lit", v)  # noqa: E731
+row(name="embedding_bag_mean_2d", layer="embedding_bag", seed=18101,
+    config={"num_embeddings": 10, "embedding_dim": 3},
+    torch=lambda: nn.EmbeddingBag(10, 3), inputs=[("i64", (4, 5), 10)])
+row(name="embedding_bag_mean_b1", layer="embedding_bag", seed=18102,
+    config={"num_embeddings": 6, "embedding_dim": 4, "mode": "mean"},
+    torch=lambda: nn.EmbeddingBag(6, 4, mode="mean"), inputs=[("i64", (1, 7), 6)])
+row(name="embedding_bag_sum_offsets_empty", layer="embedding_bag", seed=18103,
+    config={"num_embeddings": 10, "embedding_dim": 3, "mode": "sum"},
+    torch=lambda: nn.EmbeddingBag(10, 3, mode="sum"),
+    inputs=[("i64", (8,), 10), L([0, 3, 3, 6])])
+row(name="embedding_bag_sum_psw_offsets", layer="embedding_bag", seed=18104,
+    config={"num_embeddings": 7, "embedding_dim": 4, "mode": "sum"},
+    torch=lambda: nn.EmbeddingBag(7, 4, mode="sum"),
+    inputs=[("i64", (9,), 7), L([0, 2, 5]), A((9,))])
+row(name="embedding_bag_sum_psw_2d", layer="embedding_bag", seed=18105,
+    config={"num_embeddings": 9, "embedding_dim": 2, "mode": "sum"},
+    torch=lambda: nn.EmbeddingBag(9, 2, mode="sum"),
+    call=lambda m, x, w: m(x, per_sample_weights=w),
+    inputs=[("i64", (3, 4), 9), A((3, 4))])
+row(name="embedding_bag_max_offsets_empty", layer="embedding_bag", seed=18106,
+    config={"num_embeddings": 12, "embedding_dim": 5, "mode": "max"},
+    torch=lambda: nn.EmbeddingBag(12, 5, mode="max"),
+    inputs=[L([3, 1, 7, 1, 0, 11, 5, 5, 9, 2]), L([0, 4, 4, 7])])
+row(name="embedding_bag_max_2d", layer="embedding_bag", seed=18107,
+    config={"num_embeddings": 12, "embedding_dim": 5, "mode": "max"},
+    torch=lambda: nn.EmbeddingBag(12, 5, mode="max"), inputs=[("i64", (2, 6), 12)],
+    gradcheck=False)  # eps 1e-2 moves some maxima
+row(name="embedding_bag_mean_padding", layer="embedding_bag", seed=18108,
+    config={"num_embeddings": 6, "embedding_dim": 3, "mode": "mean", "padding_idx": 2},
+    torch=lambda: nn.EmbeddingBag(6, 3, mode="mean", padding_idx=2),
+    inputs=[L([1, 2, 4, 2, 2, 0, 5, 2, 3]), L([0, 3, 5, 6])],
+    nograd=lambda m: {"weight": pad_rows(m.weight, 2)})
+row(name="embedding_bag_max_padding_last_offset", layer="embedding_bag", seed=18109,
+    config={"num_embeddings": 8, "embedding_dim": 4, "mode": "max", "padding_idx": 0,
+            "include_last_offset": True},
+    torch=lambda: nn.EmbeddingBag(8, 4, mode="max", padding_idx=0, include_last_offset=True),
+    inputs=[L([5, 0, 3, 0, 0, 7, 1, 6, 2]), L([0, 2, 3, 5, 9])],  # 1.13's max backward corrupts
+    # its heap when include_last_offset leaves trailing indices out: the sum rows cover that
+    nograd=lambda m: {"weight": pad_rows(m.weight, 0)})
+row(name="embedding_bag_sum_include_last_2d", layer="embedding_bag", seed=18110,
+    config={"num_embeddings": 7, "embedding_dim": 3, "mode": "sum", "include_last_offset": True},
+    torch=lambda: nn.EmbeddingBag(7, 3, mode="sum", include_last_offset=True),
+    inputs=[("i64", (3, 4), 7)])  # PyTorch drops the last row (its offsets are arange(0, n, N))
+# indices past the last offset: sum ignores them (mean and max miscount them in
+# 1.13, and nnmod refuses those)
+row(name="embedding_bag_sum_last_offset_trailing", layer="embedding_bag", seed=18114,
+    config={"num_embeddings": 7, "embedding_dim": 3, "mode": "sum", "include_last_offset": True},
+    torch=lambda: nn.EmbeddingBag(7, 3, mode="sum", include_last_offset=True),
+    inputs=[("i64", (8,), 7), L([0, 3, 3, 6])])
+row(name="embedding_bag_sum_psw_negpad", layer="embedding_bag", seed=18111,
+    config={"num_embeddings": 6, "embedding_dim": 3, "mode": "sum", "padding_idx": -1},
+    torch=lambda: nn.EmbeddingBag(6, 3, mode="sum", padding_idx=-1),
+    inputs=[L([5, 1, 2, 5, 3, 0, 4]), L([0, 2, 4]), A((7,))],
+    nograd=lambda m: {"weight": pad_rows(m.weight, 5)})
+row(name="embedding_bag_mean_max_norm", layer="embedding_bag", seed=18112,
+    config={"num_embeddings": 10, "embedding_dim": 4, "max_norm": 1.0, "norm_type": 2.5},
+    torch=lambda: nn.EmbeddingBag(10, 4, max_norm=1.0, norm_type=2.5),
+    inputs=[("i64", (3, 4), 10)], after_params=True, gradcheck=False)
+row(name="embedding_bag_sum_larger", layer="embedding_bag", seed=18113,
+    config={"num_embeddings": 50, "embedding_dim": 16, "mode": "sum"},
+    torch=lambda: nn.EmbeddingBag(50, 16, mode="sum"),
+    inputs=[("i64", (40,), 50), L([0, 5, 6, 20, 20, 33])])
 
 
 # dropout ---------------------------------------------------------------------
@@ -895,6 +981,9 @@ def run_case(r, mode, seed):
     for k, p in m.named_parameters():
         if p.grad is not None:
             t[f"{C}.grad.state.{k}"] = p.grad
+    if r.get("after_params"):  # parameters a forward changes in place (max_norm)
+        for k, p in m.named_parameters():
+            t[f"{C}.after.{k}"] = p.detach().clone()
     nograd = r.get("nograd")
     if nograd:  # elements the layer defines to get no gradient (padding_idx)
         for k, mask in nograd(m).items():

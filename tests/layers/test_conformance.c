@@ -14,7 +14,8 @@
  *      output with C.out.*;
  *   3. backward of s = sum_k sum(out_k * C.gout.k); compare the gradients of
  *      the float inputs (C.grad.in.*) and of the parameters (C.grad.state.*)
- *      and the buffers after the call (C.after.*: running statistics);
+ *      and the buffers after the call (C.after.*: running statistics; also
+ *      parameters a forward writes in place, embedding's max_norm);
  *   4. when opts.C says gradcheck=1, compare those analytic gradients with
  *      central finite differences of s (in double from f32 outputs);
  *   5. nothing leaks (live tensors and modules as before).
@@ -464,11 +465,14 @@ static int run_case(nnm_safetensors *st, const char *C, const char *manifest, co
             free(v);
         }
     }
-    for (int i = 0; i < buffers.n; i++) {
-        nnm_st_entry e;
-        snprintf(name, sizeof name, "%s.after.%s", C, buffers.names[i]);
-        if (entry(st, name, &e))
-            fails += compare(name, buffers.t[i], &e, o.rtol, o.atol, &w_fwd) != 0;
+    for (int b = 0; b < 2; b++) { /* buffers, and parameters a forward writes (max_norm) */
+        const tu_named *l = b ? &params : &buffers;
+        for (int i = 0; i < l->n; i++) {
+            nnm_st_entry e;
+            snprintf(name, sizeof name, "%s.after.%s", C, l->names[i]);
+            if (entry(st, name, &e))
+                fails += compare(name, l->t[i], &e, o.rtol, o.atol, &w_fwd) != 0;
+        }
     }
 
     /* 4. finite differences (the analytic gradients are nnmod's own) */
