@@ -7,8 +7,10 @@
  *
  *   max_pool2d          (MaxPool2d)          kernel_size, stride = kernel_size,
  *                                            padding = 0, dilation = 1,
- *                                            return_indices = false (true is
- *                                            refused: one output), ceil_mode = false
+ *                                            return_indices = false (true: a
+ *                                            second output, i64 indices as
+ *                                            PyTorch's, see max_indices),
+ *                                            ceil_mode = false
  *   avg_pool2d          (AvgPool2d)          kernel_size, stride = kernel_size,
  *                                            padding = 0, ceil_mode = false,
  *                                            count_include_pad = true,
@@ -40,6 +42,7 @@ typedef struct pool_state {
     int ns; /* spatial dims */
     pool_pair kernel, stride, padding, dilation, output_size;
     int ceil_mode, count_include_pad;
+    int return_indices; /* max pooling: a second output */
     int64_t divisor_override; /* 0: None */
     nnm_pool_params p;
 } pool_state;
@@ -102,9 +105,12 @@ static nnm_status pool_new(nnm_env *env, int kind, int ns, void **self) {
             if ((st = pool_read_pair(env, "dilation", &one, &s.dilation, 1, ns)) ||
                 (st = h->config_bool(env, "return_indices", &no, &ret_idx)))
                 return st;
-            if (ret_idx)
-                return h->set_error(env, NNM_E_UNSUPPORTED,
-                                    "%s: return_indices=true is not supported (one output)", POOL_NAME(&s));
+            if (ret_idx && (!NNM_HOST_HAS(h, op_arg_reduce) || !NNM_HOST_HAS(h, op_cast) ||
+                            !NNM_HOST_HAS(h, op_detach) || !NNM_HOST_HAS(h, op_index_select)))
+                return h->set_error(env, NNM_E_VERSION,
+                                    "%s: return_indices=true needs a host of ABI 1.5 (op_arg_reduce)",
+                                    POOL_NAME(&s));
+            s.return_indices = ret_idx;
         } else {
             s.dilation.v[0] = s.dilation.v[1] = s.dilation.v[2] = 1;
             if ((st = h->config_bool(env, "count_include_pad", &yes, &s.count_include_pad)) ||
@@ -234,18 +240,123 @@ static nnm_status amax_forward(nnm_env *env, const pool_state *s, nnm_tensor *x,
     return NNM_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* max pooling's indices (return_indices=true): composed. PyTorch's index of */
+/* an output is the flat position of its window's maximum in the input's     */
+/* plane (d * H * W + h * W + w). The windows are gathered from the detached */
+/* input [R, P] (R planes of P elements) with one op_index_select of O * K   */
+/* positions (O outputs, K window elements; a position in the padding       */
+/* repeats the window's first element inside the input, which PyTorch also  */
+/* reports for a window of -inf), op_arg_reduce takes the first maximum in   */
+/* window order (PyTorch's rule), and the window-local winner k of output o  */
+/* becomes table[o * K + k], the position gathered there (f32 arithmetic,    */
+/* exact below 2^24, checked). No gradient: the values come from op_pool.    */
+/* ------------------------------------------------------------------------ */
+
+static nnm_status max_indices(nnm_env *env, const pool_state *s, nnm_tensor *x, nnm_tensor *values,
+                              nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+    const nnm_tensor_desc *xd = h->tensor_desc(x), *vd = h->tensor_desc(values);
+    const int ns = s->ns, nd = xd->ndim;
+    int64_t in[3] = {1, 1, 1}, on[3] = {1, 1, 1}, R = 1, P = 1, O = 1, K = 1;
+    for (int i = 0; i < nd - ns; i++) R *= xd->shape[i];
+    for (int i = 0; i < ns; i++) {
+        in[i] = xd->shape[nd - ns + i];
+        on[i] = vd->shape[nd - ns + i];
+        P *= in[i];
+        O *= on[i];
+        K *= s->kernel.v[i];
+    }
+    if (P >= ((int64_t)1 << 24) || O * K >= ((int64_t)1 << 24))
+        return h->set_error(env, NNM_E_LIMIT,
+                            "%s: return_indices=true takes planes and windows of fewer than 2^24 "
+                            "elements (%lld and %lld x %lld)", POOL_NAME(s), (long long)P, (long long)O,
+                            (long long)K);
+    if (R == 0 || O == 0) /* no windows: no indices */
+        return h->op_cast(env, values, i64, out);
+    int64_t *pos = malloc(sizeof(int64_t) * (size_t)(O * K));
+    float *table = malloc(sizeof(float) * (size_t)(O * K));
+    float *base = malloc(sizeof(float) * (size_t)O);
+    if (!pos || !table || !base) {
+        free(pos), free(table), free(base);
+        return h->set_error(env, NNM_E_NOMEM, "%s: out of memory for the indices", POOL_NAME(s));
+    }
+    for (int64_t o = 0; o < O; o++) {
+        int64_t oc[3] = {0, 0, 0}, rem = o, first = -1;
+        for (int i = ns - 1; i >= 0; i--) {
+            oc[i] = rem % on[i];
+            rem /= on[i];
+        }
+        base[o] = (float)(o * K);
+        for (int pass = 0; pass < 2; pass++) /* pass 0 finds the first position inside */
+            for (int64_t k = 0; k < K; k++) {
+                int64_t kc = k, flat = 0, inside = 1;
+                for (int i = ns - 1; i >= 0; i--) {
+                    const int64_t ki = kc % s->kernel.v[i];
+                    kc /= s->kernel.v[i];
+                    const int64_t c = oc[i] * s->stride.v[i] - s->padding.v[i] + ki * s->dilation.v[i];
+                    inside &= c >= 0 && c < in[i];
+                    int64_t mul = 1;
+                    for (int j = i + 1; j < ns; j++) mul *= in[j];
+                    flat += c * mul;
+                }
+                if (pass == 0 && inside && first < 0) first = flat;
+                if (pass == 1) {
+                    pos[o * K + k] = inside ? flat : first;
+                    table[o * K + k] = (float)pos[o * K + k];
+                }
+            }
+        if (first < 0) { /* PyTorch's windows always start inside */
+            free(pos), free(table), free(base);
+            return h->set_error(env, NNM_E_SHAPE, "%s: output %lld has a window outside the input",
+                                POOL_NAME(s), (long long)o);
+        }
+    }
+    const int64_t xs[2] = {R, P}, ps[1] = {O * K}, ws[3] = {R, O, K}, os[1] = {O}, ts[1] = {O * K},
+                  flat_n[1] = {R * O};
+    nnm_tensor *xdet = NULL, *x2 = NULL, *pt = NULL, *win = NULL, *w3 = NULL, *am = NULL, *amf = NULL;
+    nnm_tensor *bt = NULL, *sum = NULL, *sumi = NULL, *sflat = NULL, *tt = NULL, *got = NULL, *goti = NULL;
+    nnm_status st = h->op_detach(env, x, &xdet);
+    if (!st) st = h->op_reshape(env, xdet, 2, xs, &x2);
+    if (!st) st = h->tensor_from_host(env, 1, ps, i64, pos, &pt);
+    if (!st) st = h->op_index_select(env, x2, 1, pt, &win);
+    if (!st) st = h->op_reshape(env, win, 3, ws, &w3);
+    if (!st) st = h->op_arg_reduce(env, NNM_REDUCE_MAX, w3, 2, 0, &am); /* [R, O] window-local */
+    if (!st) st = h->op_cast(env, am, NNM_F32, &amf);
+    if (!st) st = h->tensor_from_host(env, 1, os, NNM_F32, base, &bt);
+    if (!st) st = h->op_binary(env, NNM_BINARY_ADD, amf, bt, &sum); /* o * K + k */
+    if (!st) st = h->op_cast(env, sum, i64, &sumi);
+    if (!st) st = h->op_reshape(env, sumi, 1, flat_n, &sflat);
+    if (!st) st = h->tensor_from_host(env, 1, ts, NNM_F32, table, &tt);
+    if (!st) st = h->op_index_select(env, tt, 0, sflat, &got);
+    if (!st) st = h->op_cast(env, got, i64, &goti);
+    if (!st) st = h->op_reshape(env, goti, vd->ndim, vd->shape, out);
+    nnm_tensor *tmp[] = {xdet, x2, pt, win, w3, am, amf, bt, sum, sumi, sflat, tt, got, goti};
+    for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++) h->tensor_release(tmp[i]);
+    free(pos), free(table), free(base);
+    return st;
+}
+
 static nnm_status pool_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                                uint32_t n_out) {
     const nnm_host *h = env->host;
     const pool_state *s = self;
-    if (n_in != 1 || n_out != 1 || !in[0])
-        return h->set_error(env, NNM_E_SHAPE, "%s takes 1 input and 1 output", POOL_NAME(s));
+    if (n_in != 1 || !in[0] || n_out < 1 || n_out > (s->return_indices ? 2u : 1u))
+        return h->set_error(env, NNM_E_SHAPE, "%s takes 1 input and returns %s, got %u outputs", POOL_NAME(s),
+                            s->return_indices ? "1 or 2 outputs (values, indices)" : "1 output",
+                            (unsigned)n_out);
     const nnm_tensor_desc *d = h->tensor_desc(in[0]);
     if (d->ndim != s->ns + 1 && d->ndim != s->ns + 2)
         return h->set_error(env, NNM_E_SHAPE, "%s: expected %dD or %dD input, got %dD", POOL_NAME(s), s->ns + 1,
                             s->ns + 2, (int)d->ndim);
     if (s->kind == POOL_ADAPTIVE_MAX) return amax_forward(env, s, in[0], out);
-    return h->op_pool(env, in[0], &s->p, out);
+    nnm_status st = h->op_pool(env, in[0], &s->p, out);
+    if (st == NNM_OK && n_out == 2 && (st = max_indices(env, s, in[0], out[0], &out[1])) != NNM_OK) {
+        h->tensor_release(out[0]);
+        out[0] = NULL;
+    }
+    return st;
 }
 
 static int pool_pair_str(char *buf, size_t cap, const pool_pair *p, int ns) {
@@ -276,7 +387,7 @@ static const nnm_config_field max_config[] = {
     {"stride", NNM_CONFIG_INT_OR_INTS, 0, "default: kernel_size"},
     {"padding", NNM_CONFIG_INT_OR_INTS, 0, "implicit -inf padding, default 0"},
     {"dilation", NNM_CONFIG_INT_OR_INTS, 0, "default 1"},
-    {"return_indices", NNM_CONFIG_BOOL, 0, "only false"},
+    {"return_indices", NNM_CONFIG_BOOL, 0, "a second output: PyTorch's i64 indices, default false"},
     {"ceil_mode", NNM_CONFIG_BOOL, 0, "round the output size up, default false"},
 };
 static const nnm_config_field avg_config[] = {
@@ -302,13 +413,16 @@ static const nnm_config_field amax_config[] = {
     {"return_indices", NNM_CONFIG_BOOL, 0, "only false"},
 };
 
-#define POOL_LAYER(var, lname, display, create_fn, cfg)                                               \
+#define POOL_LAYER(var, lname, display, create_fn, cfg) POOL_LAYER_V(var, lname, display, create_fn, cfg, 0, 1)
+/* max pooling 1.1: return_indices, so any number of outputs (checked in forward) */
+#define POOL_LAYER_V(var, lname, display, create_fn, cfg, minor, n_out)                               \
     static const nnm_layer_vtable var = {                                                             \
         .struct_size = sizeof(nnm_layer_vtable),                                                      \
         .name = lname,                                                                                \
         .version_major = 1,                                                                           \
+        .version_minor = minor,                                                                       \
         .n_inputs = 1,                                                                                \
-        .n_outputs = 1,                                                                               \
+        .n_outputs = n_out,                                                                           \
         .create = create_fn,                                                                          \
         .destroy = pool_destroy,                                                                      \
         .forward = pool_forward,                                                                      \
@@ -318,13 +432,13 @@ static const nnm_config_field amax_config[] = {
         .display_name = display,                                                                      \
     }
 
-POOL_LAYER(max_layer, "max_pool2d", "MaxPool2d", max_create, max_config);
+POOL_LAYER_V(max_layer, "max_pool2d", "MaxPool2d", max_create, max_config, 1, NNM_ARITY_ANY);
 POOL_LAYER(avg_layer, "avg_pool2d", "AvgPool2d", avg_create, avg_config);
 POOL_LAYER(adaptive_layer, "adaptive_avg_pool2d", "AdaptiveAvgPool2d", adaptive_create, adaptive_config);
-POOL_LAYER(max1_layer, "max_pool1d", "MaxPool1d", max1_create, max_config);
+POOL_LAYER_V(max1_layer, "max_pool1d", "MaxPool1d", max1_create, max_config, 1, NNM_ARITY_ANY);
 POOL_LAYER(avg1_layer, "avg_pool1d", "AvgPool1d", avg1_create, avg1_config);
 POOL_LAYER(adaptive1_layer, "adaptive_avg_pool1d", "AdaptiveAvgPool1d", adaptive1_create, adaptive_config);
-POOL_LAYER(max3_layer, "max_pool3d", "MaxPool3d", max3_create, max_config);
+POOL_LAYER_V(max3_layer, "max_pool3d", "MaxPool3d", max3_create, max_config, 1, NNM_ARITY_ANY);
 POOL_LAYER(avg3_layer, "avg_pool3d", "AvgPool3d", avg3_create, avg_config);
 POOL_LAYER(adaptive3_layer, "adaptive_avg_pool3d", "AdaptiveAvgPool3d", adaptive3_create, adaptive_config);
 POOL_LAYER(amax1_layer, "adaptive_max_pool1d", "AdaptiveMaxPool1d", amax1_create, amax_config);

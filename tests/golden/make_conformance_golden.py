@@ -101,6 +101,8 @@ def make_input(spec, g):
         if len(spec) > 3:
             x = away_from(x, spec[3])
         return x
+    if kind == "ties":  # small integers: many equal values in a window
+        return torch.randint(0, 3, shape, generator=g).to(torch.float32)
     if kind == "distinct":  # spread values: no two within 2 * eps (max pooling ties)
         n = math.prod(shape)
         return ((torch.randperm(n, generator=g).to(torch.float32) - n / 2) * 0.05).reshape(shape)
@@ -746,6 +748,36 @@ row(name="max_pool3d_2", layer="max_pool3d", config={"kernel_size": 2},
 row(name="max_pool3d_tuple_unbatched", layer="max_pool3d",
     config={"kernel_size": [2, 1, 2], "stride": [1, 1, 2]},
     torch=lambda: nn.MaxPool3d((2, 1, 2), (1, 1, 2)), inputs=[("distinct", (2, 3, 2, 4))])
+# return_indices (issue 18): the second output is PyTorch's i64 flat index in
+# the input's plane; ties and -inf windows take the first position
+row(name="max_pool2d_indices_pad_ceil", layer="max_pool2d", seed=18201, n_out=2,
+    config={"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True, "return_indices": True},
+    torch=lambda: nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True, return_indices=True),
+    inputs=[("distinct", (2, 3, 7, 8))])
+row(name="max_pool2d_indices_dilation_unbatched", layer="max_pool2d", seed=18202, n_out=2,
+    config={"kernel_size": [2, 3], "stride": [1, 2], "dilation": [2, 1], "return_indices": True},
+    torch=lambda: nn.MaxPool2d((2, 3), (1, 2), dilation=(2, 1), return_indices=True),
+    inputs=[("distinct", (2, 6, 7))])
+row(name="max_pool2d_indices_ties", layer="max_pool2d", seed=18203, n_out=2, gradcheck=False,
+    config={"kernel_size": 2, "stride": 1, "padding": 1, "return_indices": True},
+    torch=lambda: nn.MaxPool2d(2, 1, 1, return_indices=True),
+    inputs=[("ties", (1, 2, 4, 5))])
+row(name="max_pool2d_indices_neginf", layer="max_pool2d", seed=18204, n_out=2, gradcheck=False,
+    config={"kernel_size": 3, "stride": 2, "padding": 1, "return_indices": True},
+    torch=lambda: nn.MaxPool2d(3, 2, 1, return_indices=True),
+    inputs=[("lit", [[[[-math.inf, -math.inf, 1.0, 2.0], [-math.inf, -math.inf, 3.0, -1.0],
+                        [0.5, -2.0, -math.inf, 4.0]]]], torch.float32)])
+row(name="max_pool1d_indices", layer="max_pool1d", seed=18205, n_out=2,
+    config={"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2, "return_indices": True},
+    torch=lambda: nn.MaxPool1d(3, 2, 1, dilation=2, return_indices=True),
+    inputs=[("distinct", (2, 3, 11))])
+row(name="max_pool3d_indices", layer="max_pool3d", seed=18206, n_out=2,
+    config={"kernel_size": [2, 3, 2], "stride": [1, 2, 2], "padding": [1, 1, 0], "return_indices": True},
+    torch=lambda: nn.MaxPool3d((2, 3, 2), (1, 2, 2), (1, 1, 0), return_indices=True),
+    inputs=[("distinct", (1, 2, 3, 5, 4))])
+row(name="max_pool2d_indices_values_only", layer="max_pool2d", seed=18207,
+    config={"kernel_size": 2, "return_indices": True},
+    torch=lambda: nn.MaxPool2d(2, return_indices=True), inputs=[("distinct", (1, 3, 4, 6))])
 row(name="avg_pool1d_pad", layer="avg_pool1d", config={"kernel_size": 3, "stride": 2, "padding": 1},
     torch=lambda: nn.AvgPool1d(3, 2, 1), inputs=[A((2, 3, 8))])
 row(name="avg_pool1d_ceil_exclude", layer="avg_pool1d",

@@ -236,10 +236,14 @@ typedef struct run_ctx {
     const case_opts *o;
 } run_ctx;
 
-/* s = sum_k sum(out_k * gout_k) as a tensor (grad mode as it is), or NULL. */
+/* s = sum_k sum(out_k * gout_k) over the f32 outputs as a tensor (grad mode
+ * as it is), or NULL. */
 static nnm_tensor *weighted(run_ctx *r, nnm_tensor *const *out) {
     nnm_tensor *s = NULL;
     for (int k = 0; k < r->o->n_out; k++) {
+        const nnm_tensor_desc *d = nnm_tensor_desc_get(out[k]);
+        if (d != NULL && d->dtype.code != NNM_DTYPE_FLOAT)
+            continue; /* an i64 output (max pooling's indices) has no gradient */
         nnm_tensor *p = NULL, *sk = NULL, *acc = NULL;
         nnm_status st = nnm_op_binary(g_ctx, NNM_BINARY_MUL, out[k], r->gout[k], &p);
         if (st == NNM_OK)
@@ -269,7 +273,10 @@ static double eval_s(run_ctx *r) {
     nnm_grad_set_enabled(prev);
     double s = st == NNM_OK ? 0.0 : NAN;
     for (int k = 0; k < r->o->n_out; k++) {
-        if (st == NNM_OK) {
+        const nnm_tensor_desc *d = st == NNM_OK ? nnm_tensor_desc_get(out[k]) : NULL;
+        if (st == NNM_OK && d == NULL)
+            s = NAN;
+        if (d != NULL && d->dtype.code == NNM_DTYPE_FLOAT) { /* i64 outputs: constants */
             int64_t n = 0, ng = 0;
             float *y = tu_read_f32(out[k], &n);
             float *w = tu_read_f32(r->gout[k], &ng);
