@@ -152,9 +152,25 @@ static void test_conv_zero_spatial(void) {
 }
 
 static void test_pool_and_flatten(void) {
-    refused("max_pool2d", (const char *[]){"kernel_size=2", "return_indices=b:1", NULL}, NNM_E_UNSUPPORTED,
-            "return_indices");
+    /* max pooling returns indices (issue 18); adaptive max pooling not yet */
+    refused("adaptive_max_pool2d", (const char *[]){"output_size=2", "return_indices=b:1", NULL},
+            NNM_E_UNSUPPORTED, "return_indices");
     refused("max_pool2d", (const char *[]){"kernel_size=2", "padding=2", NULL}, NNM_E_INVALID, "half of kernel");
+    {   /* two outputs only with return_indices */
+        nnm_module *mp = made("max_pool2d", (const char *[]){"kernel_size=2", NULL});
+        nnm_module *mpi = made("max_pool2d", (const char *[]){"kernel_size=2", "return_indices=b:1", NULL});
+        nnm_tensor *x = tu_tf32(g_ctx, 3, (int64_t[]){1, 2, 2}, (float[]){1, 4, 3, 2});
+        nnm_tensor *y[3] = {NULL, NULL, NULL};
+        CHECK_ERROR(nnm_module_call(mp, &x, 1, y, 2), NNM_E_SHAPE, "returns 1 output");
+        CHECK_ERROR(nnm_module_call(mpi, &x, 1, y, 3), NNM_E_SHAPE, "1 or 2 outputs");
+        CHECK_STATUS(nnm_module_call(mpi, &x, 1, y, 2), NNM_OK);
+        int64_t n = 0;
+        float *idx = y[1] ? tu_read_f32(y[1], &n) : NULL;
+        CU_ASSERT_TRUE(idx != NULL && n == 1 && idx[0] == 1.0f); /* 4 at (0, 1) */
+        free(idx);
+        nnm_tensor_release(y[0]), nnm_tensor_release(y[1]), nnm_tensor_release(x);
+        nnm_module_release(mp), nnm_module_release(mpi);
+    }
     refused("avg_pool2d", (const char *[]){"kernel_size=2", "divisor_override=0", NULL}, NNM_E_INVALID, "divisor");
     refused("adaptive_avg_pool2d", (const char *[]){"output_size=0", NULL}, NNM_E_INVALID, "output_size");
     refused("unflatten", (const char *[]){"dim=1", "unflattened_size=[-1,-1]", NULL}, NNM_E_INVALID, "-1");
