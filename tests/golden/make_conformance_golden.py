@@ -836,6 +836,16 @@ for layer, tw, shape in (("dropout1d", nn.Dropout1d, (2, 3, 5)), ("dropout3d", n
         torch=(lambda tw=tw: tw(p=0.0)), inputs=[A(shape)])
     row(name=f"{layer}_p1", layer=layer, config={"p": 1.0, "inplace": False}, modes=("train",),
         torch=(lambda tw=tw: tw(p=1.0)), inputs=[A(shape)])
+# feature_alpha_dropout (issue 18): the deterministic rows (eval, p = 0, p = 1)
+for k, (tag, shape) in enumerate((("3d", (2, 3, 5)), ("4d", (1, 2, 3, 3)))):
+    row(name=f"feature_alpha_dropout_eval_{tag}", layer="feature_alpha_dropout", config={"p": 0.3},
+        modes=("eval",), seed=18301 + 3 * k,
+        torch=lambda: nn.FeatureAlphaDropout(p=0.3), inputs=[A(shape)])
+    row(name=f"feature_alpha_dropout_p0_{tag}", layer="feature_alpha_dropout", config={"p": 0.0},
+        seed=18302 + 3 * k, torch=lambda: nn.FeatureAlphaDropout(p=0.0), inputs=[A(shape)])
+    row(name=f"feature_alpha_dropout_p1_{tag}", layer="feature_alpha_dropout",
+        config={"p": 1.0, "inplace": False}, modes=("train",), seed=18303 + 3 * k,
+        torch=lambda: nn.FeatureAlphaDropout(p=1.0), inputs=[A(shape)])
 # recurrent (plugins/recurrent) ------------------------------------------------
 # Rows carry their own seed (seed=): helpers append rows concurrently; seeded
 # rows take no index, so they move no other row's seed wherever they sit.
