@@ -659,6 +659,31 @@ up_row("upsample_bicubic_size_align", (1, 2, 4, 3), size=(6, 5), mode="bicubic",
 up_row("upsample_bicubic_frac", (2, 1, 5, 4), scale_factor=1.7, mode="bicubic")
 up_row("upsample_trilinear_x2", (1, 2, 2, 3, 2), scale_factor=2, mode="trilinear")
 up_row("upsample_area", (1, 2, 5, 7), size=(2, 3), mode="area")
+
+
+# antialias (F.interpolate's keyword; issue 18): no module twin, so no repr
+def aa_row(name, shape, seed, size=None, scale_factor=None, mode="bilinear", align_corners=None, **kw):
+    cfg = {"mode": mode, "antialias": True}
+    if size is not None:
+        cfg["size"] = list(size) if isinstance(size, tuple) else size
+    if scale_factor is not None:
+        cfg["scale_factor"] = list(scale_factor) if isinstance(scale_factor, tuple) else scale_factor
+    if align_corners is not None:
+        cfg["align_corners"] = align_corners
+    row(name=name, layer="upsample", config=cfg, repr=False, seed=seed,
+        torch=lambda: Fn(lambda x: F.interpolate(x, size=size, scale_factor=scale_factor, mode=mode,
+                                                 align_corners=align_corners, antialias=True)),
+        inputs=[A(shape)], **kw)
+
+
+aa_row("upsample_aa_bilinear_down_size", (1, 2, 9, 11), 18401, size=(4, 3))
+aa_row("upsample_aa_bilinear_down_scale", (2, 1, 10, 7), 18402, scale_factor=0.4)
+aa_row("upsample_aa_bilinear_up", (1, 2, 3, 4), 18403, scale_factor=(2, 1.5))
+aa_row("upsample_aa_bilinear_align", (1, 1, 8, 9), 18404, size=(3, 5), align_corners=True)
+aa_row("upsample_aa_bicubic_down", (1, 2, 12, 9), 18405, size=(5, 4), mode="bicubic")
+aa_row("upsample_aa_bicubic_down_scale", (2, 1, 9, 9), 18406, scale_factor=0.3, mode="bicubic")
+aa_row("upsample_aa_bicubic_mixed", (1, 1, 5, 12), 18407, size=(8, 5), mode="bicubic")
+aa_row("upsample_aa_bilinear_larger", (1, 3, 32, 24), 18408, size=(7, 10), rtol=2e-4)
 for r, shape, tag in ((2, (1, 8, 3, 2), "r2"), (3, (2, 9, 2, 2), "r3"), (2, (8, 2, 3), "3d"),
                       (2, (2, 1, 4, 2, 2), "5d")):
     row(name=f"pixel_shuffle_{tag}", layer="pixel_shuffle", config={"upscale_factor": r},
