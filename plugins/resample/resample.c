@@ -313,7 +313,7 @@ static void aa_weights(int cubic, int64_t in, int64_t out, float scale, int64_t 
     const float support = scale >= 1.0f ? interp * 0.5f * scale : interp * 0.5f;
     const float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
     /* the mixed float/double arithmetic of PyTorch's expressions (its 0.5
-     * literals are doubles), so the windows and weights agree bit for bit */
+     * literals are doubles), so the windows and weights are PyTorch's */
     for (int64_t j = 0; j < out; j++) {
         const float center = (float)((double)scale * ((double)j + 0.5));
         int64_t xmin = (int64_t)((double)(center - support) + 0.5);
