@@ -25,6 +25,7 @@
  * with the pool slots come from the runtime. */
 #include <nnmod/plugin.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,170 @@ static int pool_pair_str(char *buf, size_t cap, const pool_pair *p, int ns) {
     return snprintf(buf, cap, "(%lld, %lld, %lld)", (long long)p->v[0], (long long)p->v[1], (long long)p->v[2]);
 }
 
+/* ------------------------------------------------------------------------ */
+/* max_unpool1d/2d/3d (MaxUnpool1d/2d/3d): kernel_size, stride = kernel_size, */
+/* padding = 0. forward(input, indices): output [*, *out] with out = (in - 1) */
+/* * stride - 2 * padding + kernel, zeros except out.plane[indices] = input    */
+/* (PyTorch's flat per-plane indices, as max_pool*d with return_indices      */
+/* gives them). Composed: the indices are read on the host (exactly below    */
+/* 2^24 off the CPU) into the inverse map, each output position pointing at  */
+/* the input element written there or at a zero row, and one               */
+/* op_index_select of [input, 0] makes the output; its gradient (index_add)  */
+/* gives each input element the output gradient at its index. Where two      */
+/* elements of a plane name the same index the last one wins (PyTorch's CPU  */
+/* loop), and only it gets that gradient (PyTorch gathers it for both).      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct unpool_state {
+    int ns;
+    int64_t kernel[3], stride[3], padding[3];
+} unpool_state;
+
+static const char *const unpool_names[3] = {"max_unpool1d", "max_unpool2d", "max_unpool3d"};
+
+static nnm_status unpool_new(nnm_env *env, int ns, void **self) {
+    const nnm_host *h = env->host;
+    *self = NULL;
+    if (!NNM_HOST_HAS(h, op_index_select) || !NNM_HOST_HAS(h, tensor_from_host))
+        return h->set_error(env, NNM_E_VERSION, "%s needs a host of ABI 1.5 (op_index_select)",
+                            unpool_names[ns - 1]);
+    unpool_state s;
+    memset(&s, 0, sizeof s);
+    s.ns = ns;
+    pool_pair k, st_, pd;
+    const int64_t zero = 0;
+    int32_t t;
+    nnm_status st = pool_read_pair(env, "kernel_size", NULL, &k, 1, ns);
+    if (st) return st;
+    if (h->config_type(env, "stride", &t) == NNM_OK) {
+        if ((st = pool_read_pair(env, "stride", NULL, &st_, 1, ns))) return st;
+    } else {
+        st_ = k; /* stride=None */
+    }
+    if ((st = pool_read_pair(env, "padding", &zero, &pd, 0, ns))) return st;
+    for (int i = 0; i < ns; i++) {
+        s.kernel[i] = k.v[i];
+        s.stride[i] = st_.v[i];
+        s.padding[i] = pd.v[i];
+    }
+    unpool_state *p = malloc(sizeof *p);
+    if (!p) return h->set_error(env, NNM_E_NOMEM, "%s: out of memory", unpool_names[ns - 1]);
+    *p = s;
+    *self = p;
+    return NNM_OK;
+}
+
+static nnm_status unpool1_create(nnm_env *env, void **self) { return unpool_new(env, 1, self); }
+static nnm_status unpool2_create(nnm_env *env, void **self) { return unpool_new(env, 2, self); }
+static nnm_status unpool3_create(nnm_env *env, void **self) { return unpool_new(env, 3, self); }
+
+static nnm_status unpool_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                                 nnm_tensor **out, uint32_t n_out) {
+    const nnm_host *h = env->host;
+    const unpool_state *s = self;
+    const char *name = unpool_names[s->ns - 1];
+    if (n_in != 2 || n_out != 1 || !in[0] || !in[1])
+        return h->set_error(env, NNM_E_SHAPE, "%s takes input and indices and returns 1 output (output_size "
+                            "is not supported)", name);
+    const nnm_tensor_desc *xd = h->tensor_desc(in[0]), *id = h->tensor_desc(in[1]);
+    const int ns = s->ns, nd = xd->ndim;
+    if (nd != ns + 1 && nd != ns + 2)
+        return h->set_error(env, NNM_E_SHAPE, "%s: expected %dD or %dD input, got %dD", name, ns + 1, ns + 2,
+                            (int)nd);
+    if (id->dtype.code != NNM_DTYPE_INT || id->dtype.bits != 64)
+        return h->set_error(env, NNM_E_DTYPE, "%s: indices must be i64 (max_pool's return_indices)", name);
+    int same = id->ndim == nd;
+    for (int i = 0; same && i < nd; i++) same = id->shape[i] == xd->shape[i];
+    if (!same)
+        return h->set_error(env, NNM_E_SHAPE, "%s: Expected shape of indices to be same as that of the input "
+                            "tensor", name);
+    int64_t R = 1, M = 1, P = 1, oshape[NNM_MAX_DIMS];
+    for (int i = 0; i < nd - ns; i++) {
+        R *= xd->shape[i];
+        oshape[i] = xd->shape[i];
+    }
+    for (int i = 0; i < ns; i++) {
+        const int64_t isz = xd->shape[nd - ns + i];
+        const int64_t o = (isz - 1) * s->stride[i] - 2 * s->padding[i] + s->kernel[i];
+        if (o < 1)
+            return h->set_error(env, NNM_E_SHAPE, "%s: output size %lld of spatial dim %d is too small", name,
+                                (long long)o, i);
+        oshape[nd - ns + i] = o;
+        M *= isz;
+        P *= o;
+    }
+    if (R * M >= ((int64_t)1 << 40) || R * P >= ((int64_t)1 << 40))
+        return h->set_error(env, NNM_E_LIMIT, "%s: too many elements", name);
+    /* the indices on the host */
+    const int64_t n = R * M;
+    const int64_t *idx = NULL;
+    int64_t *own = NULL;
+    float *f = NULL;
+    nnm_status st = NNM_OK;
+    if (id->device.type == NNM_DEVICE_CPU) {
+        int contiguous = 1;
+        int64_t acc = 1;
+        for (int i = nd - 1; i >= 0; acc *= id->shape[i], i--)
+            if (id->shape[i] != 1 && id->strides[i] != acc) contiguous = 0;
+        if (contiguous) idx = n ? (const int64_t *)((char *)id->data + id->byte_offset) : NULL;
+    }
+    if (idx == NULL && n > 0) {
+        own = malloc(sizeof(int64_t) * (size_t)n);
+        f = malloc(sizeof(float) * (size_t)n);
+        st = own && f ? h->tensor_read_f32(env, in[1], f, (size_t)n)
+                      : h->set_error(env, NNM_E_NOMEM, "%s: out of memory", name);
+        for (int64_t i = 0; st == NNM_OK && i < n; i++) {
+            if (!(fabsf(f[i]) < 16777216.0f))
+                st = h->set_error(env, NNM_E_LIMIT, "%s: indices off the CPU are read exactly below 2^24",
+                                  name);
+            own[i] = (int64_t)f[i];
+        }
+        idx = own;
+    }
+    int64_t *inv = st == NNM_OK ? malloc(sizeof(int64_t) * (size_t)(R * P > 0 ? R * P : 1)) : NULL;
+    if (st == NNM_OK && inv == NULL) st = h->set_error(env, NNM_E_NOMEM, "%s: out of memory", name);
+    for (int64_t i = 0; st == NNM_OK && i < R * P; i++) inv[i] = n; /* the zero row */
+    for (int64_t r = 0; st == NNM_OK && r < R; r++)
+        for (int64_t m = 0; m < M; m++) {
+            const int64_t q = idx[r * M + m];
+            if (q < 0 || q >= P) {
+                st = h->set_error(env, NNM_E_INVALID, "%s: Found an invalid max index: %lld (output volumes "
+                                  "are of size %lld)", name, (long long)q, (long long)P);
+                break;
+            }
+            inv[r * P + q] = r * M + m;
+        }
+    free(own);
+    free(f);
+    nnm_tensor *flat = NULL, *zero = NULL, *ext = NULL, *it = NULL, *y = NULL;
+    const int64_t fshape[1] = {n}, one[1] = {1}, ishape[1] = {R * P};
+    if (st == NNM_OK) st = h->op_reshape(env, in[0], 1, fshape, &flat);
+    if (st == NNM_OK) st = h->op_full(env, 1, one, 0.0, &zero);
+    if (st == NNM_OK) {
+        nnm_tensor *parts[2] = {flat, zero};
+        st = h->op_concat(env, parts, 2, 0, &ext);
+    }
+    if (st == NNM_OK) st = h->tensor_from_host(env, 1, ishape, (nnm_dtype){NNM_DTYPE_INT, 64, 1}, inv, &it);
+    if (st == NNM_OK) st = h->op_index_select(env, ext, 0, it, &y);
+    if (st == NNM_OK) st = h->op_reshape(env, y, nd, oshape, &out[0]);
+    free(inv);
+    nnm_tensor *tmp[] = {flat, zero, ext, it, y};
+    for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++) h->tensor_release(tmp[i]);
+    return st;
+}
+
+static int unpool_extra_repr(void *self, char *buf, size_t cap) {
+    const unpool_state *s = self;
+    char k[48], st[48], pd[48];
+    pool_pair a = {{s->kernel[0], s->kernel[1], s->kernel[2]}, 0};
+    pool_pair b = {{s->stride[0], s->stride[1], s->stride[2]}, 0};
+    pool_pair c = {{s->padding[0], s->padding[1], s->padding[2]}, 0};
+    pool_pair_str(k, sizeof k, &a, s->ns);
+    pool_pair_str(st, sizeof st, &b, s->ns);
+    pool_pair_str(pd, sizeof pd, &c, s->ns);
+    return snprintf(buf, cap, "kernel_size=%s, stride=%s, padding=%s", k, st, pd);
+}
+
 static int pool_extra_repr(void *self, char *buf, size_t cap) {
     const pool_state *s = self;
     char k[48], st[48], pd[48], dl[48];
@@ -408,6 +573,11 @@ static const nnm_config_field avg1_config[] = {
 static const nnm_config_field adaptive_config[] = {
     {"output_size", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "target size per spatial dim"},
 };
+static const nnm_config_field unpool_config[] = {
+    {"kernel_size", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "the pooling's window size"},
+    {"stride", NNM_CONFIG_INT_OR_INTS, 0, "default: kernel_size"},
+    {"padding", NNM_CONFIG_INT_OR_INTS, 0, "the pooling's padding, default 0"},
+};
 static const nnm_config_field amax_config[] = {
     {"output_size", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "target size per spatial dim"},
     {"return_indices", NNM_CONFIG_BOOL, 0, "only false"},
@@ -445,9 +615,29 @@ POOL_LAYER(amax1_layer, "adaptive_max_pool1d", "AdaptiveMaxPool1d", amax1_create
 POOL_LAYER(amax2_layer, "adaptive_max_pool2d", "AdaptiveMaxPool2d", amax2_create, amax_config);
 POOL_LAYER(amax3_layer, "adaptive_max_pool3d", "AdaptiveMaxPool3d", amax3_create, amax_config);
 
+#define UNPOOL_LAYER(var, lname, display, create_fn)                                                  \
+    static const nnm_layer_vtable var = {                                                             \
+        .struct_size = sizeof(nnm_layer_vtable),                                                      \
+        .name = lname,                                                                                \
+        .version_major = 1,                                                                           \
+        .n_inputs = 2,                                                                                \
+        .n_outputs = 1,                                                                               \
+        .create = create_fn,                                                                          \
+        .destroy = pool_destroy,                                                                      \
+        .forward = unpool_forward,                                                                    \
+        .extra_repr = unpool_extra_repr,                                                              \
+        .config_fields = unpool_config,                                                               \
+        .n_config_fields = sizeof unpool_config / sizeof unpool_config[0],                            \
+        .display_name = display,                                                                      \
+    }
+UNPOOL_LAYER(unpool1_layer, "max_unpool1d", "MaxUnpool1d", unpool1_create);
+UNPOOL_LAYER(unpool2_layer, "max_unpool2d", "MaxUnpool2d", unpool2_create);
+UNPOOL_LAYER(unpool3_layer, "max_unpool3d", "MaxUnpool3d", unpool3_create);
+
 static const nnm_layer_vtable *const pool_layers[] = {&max_layer,   &avg_layer,   &adaptive_layer, &max1_layer,
                                                       &avg1_layer,  &adaptive1_layer, &max3_layer, &avg3_layer,
-                                                      &adaptive3_layer, &amax1_layer, &amax2_layer, &amax3_layer};
+                                                      &adaptive3_layer, &amax1_layer, &amax2_layer, &amax3_layer,
+                                                      &unpool1_layer, &unpool2_layer, &unpool3_layer};
 
 static const nnm_plugin_desc pool_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
@@ -455,7 +645,7 @@ static const nnm_plugin_desc pool_plugin = {
     .abi_minor = NNM_ABI_MINOR,
     .name = "pool",
     .description = "Pooling (torch.nn.MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d over op_pool; "
-                   "AdaptiveMaxPool1d/2d/3d composed)",
+                   "AdaptiveMaxPool1d/2d/3d and MaxUnpool1d/2d/3d composed)",
     .n_layers = sizeof pool_layers / sizeof pool_layers[0],
     .layers = pool_layers,
     .domain = NNM_DOMAIN_NNMOD, /* nnmod's own library: the plain names */

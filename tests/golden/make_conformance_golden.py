@@ -101,6 +101,9 @@ def make_input(spec, g):
         if len(spec) > 3:
             x = away_from(x, spec[3])
         return x
+    if kind == "poolidx":  # ("poolidx", input shape, k, s, p, nd): max_poolNd's indices of a random input
+        f = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spec[5]]
+        return f(torch.randn(shape, generator=g), spec[2], spec[3], spec[4], return_indices=True)[1]
     if kind == "ties":  # small integers: many equal values in a window
         return torch.randint(0, 3, shape, generator=g).to(torch.float32)
     if kind == "distinct":  # spread values: no two within 2 * eps (max pooling ties)
@@ -803,6 +806,21 @@ row(name="max_pool3d_indices", layer="max_pool3d", seed=18206, n_out=2,
 row(name="max_pool2d_indices_values_only", layer="max_pool2d", seed=18207,
     config={"kernel_size": 2, "return_indices": True},
     torch=lambda: nn.MaxPool2d(2, return_indices=True), inputs=[("distinct", (1, 3, 4, 6))])
+# max_unpool1d/2d/3d (issue 18): the inverse of max pooling with indices
+# (windows that do not overlap: where two elements name one index, PyTorch
+# gathers the gradient for both, nnmod gives it to the one written last)
+def unpool_row(name, seed, nd, in_shape, k, s, p, cfg):
+    pooled = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd](torch.zeros(in_shape), k, s, p).shape
+    tw = {1: nn.MaxUnpool1d, 2: nn.MaxUnpool2d, 3: nn.MaxUnpool3d}[nd]
+    row(name=name, layer=f"max_unpool{nd}d", seed=seed, config=cfg,
+        torch=lambda: tw(k, s, p), inputs=[A(tuple(pooled)), ("poolidx", in_shape, k, s, p, nd)])
+
+
+unpool_row("max_unpool2d_2", 18501, 2, (2, 3, 6, 8), 2, 2, 0, {"kernel_size": 2})
+unpool_row("max_unpool2d_pad_unbatched", 18502, 2, (3, 7, 10), 3, 3, 1,
+           {"kernel_size": 3, "stride": 3, "padding": 1})
+unpool_row("max_unpool1d", 18503, 1, (2, 3, 9), 3, 3, 0, {"kernel_size": 3, "stride": 3})
+unpool_row("max_unpool3d", 18504, 3, (1, 2, 4, 4, 6), (2, 2, 3), (2, 2, 3), 0, {"kernel_size": [2, 2, 3]})
 row(name="avg_pool1d_pad", layer="avg_pool1d", config={"kernel_size": 3, "stride": 2, "padding": 1},
     torch=lambda: nn.AvgPool1d(3, 2, 1), inputs=[A((2, 3, 8))])
 row(name="avg_pool1d_ceil_exclude", layer="avg_pool1d",
