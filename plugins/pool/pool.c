@@ -3,7 +3,8 @@
  * take the same keys over 1 or 3 spatial dims, avg_pool1d without
  * divisor_override, as PyTorch; adaptive_max_pool1d/2d/3d take
  * output_size and return_indices = false, composed from op_index_select and
- * op_binary MAX, see amax_forward):
+ * op_binary MAX, see amax_forward; return_indices = true gives the indices
+ * as max_indices does for max pooling):
  *
  *   max_pool2d          (MaxPool2d)          kernel_size, stride = kernel_size,
  *                                            padding = 0, dilation = 1,
@@ -87,9 +88,12 @@ static nnm_status pool_new(nnm_env *env, int kind, int ns, void **self) {
         if ((st = pool_read_pair(env, "output_size", NULL, &s.output_size, 1, ns))) return st;
         int ret_idx = 0;
         if (kind == POOL_ADAPTIVE_MAX && (st = h->config_bool(env, "return_indices", &no, &ret_idx))) return st;
-        if (ret_idx)
-            return h->set_error(env, NNM_E_UNSUPPORTED, "%s: return_indices=true is not supported (one output)",
+        if (ret_idx && (!NNM_HOST_HAS(h, op_arg_reduce) || !NNM_HOST_HAS(h, op_cast) ||
+                        !NNM_HOST_HAS(h, op_detach) || !NNM_HOST_HAS(h, op_index_select)))
+            return h->set_error(env, NNM_E_VERSION,
+                                "%s: return_indices=true needs a host of ABI 1.5 (op_arg_reduce)",
                                 POOL_NAME(&s));
+        s.return_indices = ret_idx;
     } else {
         int ret_idx = 0;
         int32_t t;
@@ -243,6 +247,8 @@ static nnm_status amax_forward(nnm_env *env, const pool_state *s, nnm_tensor *x,
 
 /* ------------------------------------------------------------------------ */
 /* max pooling's indices (return_indices=true): composed. PyTorch's index of */
+/* (adaptive max pooling's too: its windows [floor(o * in / out),            */
+/* ceil((o + 1) * in / out)), a shorter one padded with repeats of its start) */
 /* an output is the flat position of its window's maximum in the input's     */
 /* plane (d * H * W + h * W + w). The windows are gathered from the detached */
 /* input [R, P] (R planes of P elements) with one op_index_select of O * K   */
@@ -260,14 +266,21 @@ static nnm_status max_indices(nnm_env *env, const pool_state *s, nnm_tensor *x, 
     const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
     const nnm_tensor_desc *xd = h->tensor_desc(x), *vd = h->tensor_desc(values);
     const int ns = s->ns, nd = xd->ndim;
-    int64_t in[3] = {1, 1, 1}, on[3] = {1, 1, 1}, R = 1, P = 1, O = 1, K = 1;
+    const int adaptive = s->kind == POOL_ADAPTIVE_MAX;
+    int64_t in[3] = {1, 1, 1}, on[3] = {1, 1, 1}, kd[3] = {1, 1, 1}, R = 1, P = 1, O = 1, K = 1;
     for (int i = 0; i < nd - ns; i++) R *= xd->shape[i];
     for (int i = 0; i < ns; i++) {
         in[i] = xd->shape[nd - ns + i];
         on[i] = vd->shape[nd - ns + i];
         P *= in[i];
         O *= on[i];
-        K *= s->kernel.v[i];
+        kd[i] = s->kernel.v[i];
+        if (adaptive) /* the longest window [floor(o * in / out), ceil((o + 1) * in / out)) */
+            for (int64_t o = 0; o < on[i]; o++) {
+                const int64_t w = ((o + 1) * in[i] + on[i] - 1) / on[i] - (o * in[i]) / on[i];
+                kd[i] = o == 0 || w > kd[i] ? w : kd[i];
+            }
+        K *= kd[i];
     }
     if (P >= ((int64_t)1 << 24) || O * K >= ((int64_t)1 << 24))
         return h->set_error(env, NNM_E_LIMIT,
@@ -294,9 +307,16 @@ static nnm_status max_indices(nnm_env *env, const pool_state *s, nnm_tensor *x, 
             for (int64_t k = 0; k < K; k++) {
                 int64_t kc = k, flat = 0, inside = 1;
                 for (int i = ns - 1; i >= 0; i--) {
-                    const int64_t ki = kc % s->kernel.v[i];
-                    kc /= s->kernel.v[i];
-                    const int64_t c = oc[i] * s->stride.v[i] - s->padding.v[i] + ki * s->dilation.v[i];
+                    const int64_t ki = kc % kd[i];
+                    kc /= kd[i];
+                    int64_t c;
+                    if (adaptive) { /* a window shorter than kd[i] ends in repeats of its start */
+                        const int64_t st = (oc[i] * in[i]) / on[i];
+                        const int64_t en = ((oc[i] + 1) * in[i] + on[i] - 1) / on[i];
+                        c = ki < en - st ? st + ki : st;
+                    } else {
+                        c = oc[i] * s->stride.v[i] - s->padding.v[i] + ki * s->dilation.v[i];
+                    }
                     inside &= c >= 0 && c < in[i];
                     int64_t mul = 1;
                     for (int j = i + 1; j < ns; j++) mul *= in[j];
@@ -351,8 +371,8 @@ static nnm_status pool_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
     if (d->ndim != s->ns + 1 && d->ndim != s->ns + 2)
         return h->set_error(env, NNM_E_SHAPE, "%s: expected %dD or %dD input, got %dD", POOL_NAME(s), s->ns + 1,
                             s->ns + 2, (int)d->ndim);
-    if (s->kind == POOL_ADAPTIVE_MAX) return amax_forward(env, s, in[0], out);
-    nnm_status st = h->op_pool(env, in[0], &s->p, out);
+    nnm_status st = s->kind == POOL_ADAPTIVE_MAX ? amax_forward(env, s, in[0], out)
+                                                 : h->op_pool(env, in[0], &s->p, out);
     if (st == NNM_OK && n_out == 2 && (st = max_indices(env, s, in[0], out[0], &out[1])) != NNM_OK) {
         h->tensor_release(out[0]);
         out[0] = NULL;
@@ -580,7 +600,7 @@ static const nnm_config_field unpool_config[] = {
 };
 static const nnm_config_field amax_config[] = {
     {"output_size", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "target size per spatial dim"},
-    {"return_indices", NNM_CONFIG_BOOL, 0, "only false"},
+    {"return_indices", NNM_CONFIG_BOOL, 0, "a second output: PyTorch's i64 indices, default false"},
 };
 
 #define POOL_LAYER(var, lname, display, create_fn, cfg) POOL_LAYER_V(var, lname, display, create_fn, cfg, 0, 1)
@@ -611,9 +631,12 @@ POOL_LAYER(adaptive1_layer, "adaptive_avg_pool1d", "AdaptiveAvgPool1d", adaptive
 POOL_LAYER_V(max3_layer, "max_pool3d", "MaxPool3d", max3_create, max_config, 1, NNM_ARITY_ANY);
 POOL_LAYER(avg3_layer, "avg_pool3d", "AvgPool3d", avg3_create, avg_config);
 POOL_LAYER(adaptive3_layer, "adaptive_avg_pool3d", "AdaptiveAvgPool3d", adaptive3_create, adaptive_config);
-POOL_LAYER(amax1_layer, "adaptive_max_pool1d", "AdaptiveMaxPool1d", amax1_create, amax_config);
-POOL_LAYER(amax2_layer, "adaptive_max_pool2d", "AdaptiveMaxPool2d", amax2_create, amax_config);
-POOL_LAYER(amax3_layer, "adaptive_max_pool3d", "AdaptiveMaxPool3d", amax3_create, amax_config);
+POOL_LAYER_V(amax1_layer, "adaptive_max_pool1d", "AdaptiveMaxPool1d", amax1_create, amax_config, 1,
+             NNM_ARITY_ANY);
+POOL_LAYER_V(amax2_layer, "adaptive_max_pool2d", "AdaptiveMaxPool2d", amax2_create, amax_config, 1,
+             NNM_ARITY_ANY);
+POOL_LAYER_V(amax3_layer, "adaptive_max_pool3d", "AdaptiveMaxPool3d", amax3_create, amax_config, 1,
+             NNM_ARITY_ANY);
 
 #define UNPOOL_LAYER(var, lname, display, create_fn)                                                  \
     static const nnm_layer_vtable var = {                                                             \

@@ -153,6 +153,8 @@ def make_input(spec, g):
 #   repr_map (optional) str -> str applied to PyTorch's repr (a known difference)
 #   children (optional) child modules of the manifest's root (attention's out_proj)
 #   nograd   (optional) lambda m -> {param name: 0/1 mask}: C.nograd.<name>
+#   no_grad_in (optional) True: the inputs' gradients are not written (not
+#            compared: a documented difference, such as split ties)
 #   after_params (optional) True: C.after.<param> holds each parameter after
 #            the forward (a layer that writes its weight in place: max_norm)
 #   seed     (optional) the row's own seed; rows without one are seeded by
@@ -806,6 +808,23 @@ row(name="max_pool3d_indices", layer="max_pool3d", seed=18206, n_out=2,
 row(name="max_pool2d_indices_values_only", layer="max_pool2d", seed=18207,
     config={"kernel_size": 2, "return_indices": True},
     torch=lambda: nn.MaxPool2d(2, return_indices=True), inputs=[("distinct", (1, 3, 4, 6))])
+row(name="adaptive_max_pool2d_indices", layer="adaptive_max_pool2d", seed=18211, n_out=2,
+    config={"output_size": [3, 2], "return_indices": True},
+    torch=lambda: nn.AdaptiveMaxPool2d((3, 2), return_indices=True), inputs=[("distinct", (2, 3, 7, 5))])
+row(name="adaptive_max_pool1d_indices_up", layer="adaptive_max_pool1d", seed=18212, n_out=2,
+    config={"output_size": 9, "return_indices": True},
+    torch=lambda: nn.AdaptiveMaxPool1d(9, return_indices=True), inputs=[("distinct", (2, 3, 7))])
+row(name="adaptive_max_pool3d_indices_unbatched", layer="adaptive_max_pool3d", seed=18213, n_out=2,
+    config={"output_size": [2, 3, 2], "return_indices": True},
+    torch=lambda: nn.AdaptiveMaxPool3d((2, 3, 2), return_indices=True),
+    inputs=[("distinct", (2, 5, 4, 3))])
+# ties: values and indices only (nnmod splits a tied maximum's gradient, PyTorch
+# gives it to the first)
+row(name="adaptive_max_pool2d_indices_ties", layer="adaptive_max_pool2d", seed=18214, n_out=2,
+    config={"output_size": 3, "return_indices": True}, gradcheck=False, modes=("eval",),
+    no_grad_in=True, torch=lambda: nn.AdaptiveMaxPool2d(3, return_indices=True),
+    inputs=[("ties", (1, 2, 7, 8))])
+
 # max_unpool1d/2d/3d (issue 18): the inverse of max pooling with indices
 # (windows that do not overlap: where two elements name one index, PyTorch
 # gathers the gradient for both, nnmod gives it to the one written last)
@@ -1059,7 +1078,8 @@ def run_case(r, mode, seed):
     t = {}
     for i, x in enumerate(leaves):
         t[f"{C}.in.{i}"] = x.detach()
-        if x.dtype == torch.float32 and x.grad is not None:  # None: no gradient reaches it
+        if x.dtype == torch.float32 and x.grad is not None and not r.get("no_grad_in"):
+            # (None: no gradient reaches it; no_grad_in: a known difference, not compared)
             t[f"{C}.grad.in.{i}"] = x.grad
     for k, v in state0.items():
         t[f"{C}.state.{k}"] = v

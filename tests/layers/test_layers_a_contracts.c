@@ -152,9 +152,8 @@ static void test_conv_zero_spatial(void) {
 }
 
 static void test_pool_and_flatten(void) {
-    /* max pooling returns indices (issue 18); adaptive max pooling not yet */
-    refused("adaptive_max_pool2d", (const char *[]){"output_size=2", "return_indices=b:1", NULL},
-            NNM_E_UNSUPPORTED, "return_indices");
+    /* max pooling and adaptive max pooling return indices (issue 18): below, and
+     * the conformance rows */
     refused("max_pool2d", (const char *[]){"kernel_size=2", "padding=2", NULL}, NNM_E_INVALID, "half of kernel");
     {   /* two outputs only with return_indices */
         nnm_module *mp = made("max_pool2d", (const char *[]){"kernel_size=2", NULL});
