@@ -481,6 +481,10 @@ static nnm_status bag_plan_make(nnm_env *env, const embedding_state *s, const in
     }
     pl->B = B;
     pl->L = L;
+    if (B > ((int64_t)1 << 40) / L || B * L > ((int64_t)1 << 40) / s->embedding_dim)
+        return h->set_error(env, NNM_E_LIMIT,
+                            "embedding_bag: %lld bags padded to the longest (%lld entries) make a "
+                            "layout of more than 2^40 elements", (long long)B, (long long)L);
     pl->cnt = malloc(sizeof(float) * (size_t)(B ? B : 1));
     pl->pos = malloc(sizeof(int64_t) * (size_t)(B * L > 0 ? B * L : 1));
     if (pl->cnt == NULL || pl->pos == NULL)
