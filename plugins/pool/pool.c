@@ -280,9 +280,11 @@ static nnm_status max_indices(nnm_env *env, const pool_state *s, nnm_tensor *x, 
                 const int64_t w = ((o + 1) * in[i] + on[i] - 1) / on[i] - (o * in[i]) / on[i];
                 kd[i] = o == 0 || w > kd[i] ? w : kd[i];
             }
-        K *= kd[i];
+        K *= kd[i]; /* each factor <= 2^30 and K < 2^24 before it: no overflow */
+        if (K >= ((int64_t)1 << 24) || O >= ((int64_t)1 << 24)) break;
     }
-    if (P >= ((int64_t)1 << 24) || O * K >= ((int64_t)1 << 24))
+    if (P >= ((int64_t)1 << 24) || O >= ((int64_t)1 << 24) || K >= ((int64_t)1 << 24) ||
+        O * K >= ((int64_t)1 << 24))
         return h->set_error(env, NNM_E_LIMIT,
                             "%s: return_indices=true takes planes and windows of fewer than 2^24 "
                             "elements (%lld and %lld x %lld)", POOL_NAME(s), (long long)P, (long long)O,
@@ -471,10 +473,14 @@ static nnm_status unpool_forward(nnm_env *env, void *self, nnm_tensor *const *in
     }
     for (int i = 0; i < ns; i++) {
         const int64_t isz = xd->shape[nd - ns + i];
-        const int64_t o = (isz - 1) * s->stride[i] - 2 * s->padding[i] + s->kernel[i];
+        if (isz > ((int64_t)1 << 31))
+            return h->set_error(env, NNM_E_LIMIT, "%s: too many elements", name);
+        const int64_t o = (isz - 1) * s->stride[i] - 2 * s->padding[i] + s->kernel[i]; /* < 2^62 */
         if (o < 1)
             return h->set_error(env, NNM_E_SHAPE, "%s: output size %lld of spatial dim %d is too small", name,
                                 (long long)o, i);
+        if (o > ((int64_t)1 << 40) / P)
+            return h->set_error(env, NNM_E_LIMIT, "%s: too many elements", name);
         oshape[nd - ns + i] = o;
         M *= isz;
         P *= o;
