@@ -485,7 +485,7 @@ static nnm_status unpool_forward(nnm_env *env, void *self, nnm_tensor *const *in
         M *= isz;
         P *= o;
     }
-    if (R * M >= ((int64_t)1 << 40) || R * P >= ((int64_t)1 << 40))
+    if (R * M >= ((int64_t)1 << 40) || R > ((int64_t)1 << 40) / P)
         return h->set_error(env, NNM_E_LIMIT, "%s: too many elements", name);
     /* the indices on the host */
     const int64_t n = R * M;
