@@ -405,7 +405,8 @@ static nnm_status bag_read_i64(nnm_env *env, nnm_tensor *t, const char *what, co
             st = h->set_error(env, NNM_E_LIMIT,
                               "embedding_bag: %s of a tensor off the CPU are read exactly below "
                               "2^24 only (element %lld)", what, (long long)i);
-        v[i] = (int64_t)f[i];
+        else
+            v[i] = (int64_t)f[i];
     }
     free(f);
     if (st != NNM_OK) {

@@ -509,7 +509,8 @@ static nnm_status unpool_forward(nnm_env *env, void *self, nnm_tensor *const *in
             if (!(fabsf(f[i]) < 16777216.0f))
                 st = h->set_error(env, NNM_E_LIMIT, "%s: indices off the CPU are read exactly below 2^24",
                                   name);
-            own[i] = (int64_t)f[i];
+            else
+                own[i] = (int64_t)f[i];
         }
         idx = own;
     }
