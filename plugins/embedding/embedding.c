@@ -12,7 +12,9 @@
  *                    IN PLACE (never recorded) to max_norm / (norm + 1e-7), as
  *                    torch.embedding_renorm_ does under no_grad
  *     norm_type      float, default 2 (p of the p-norm; inf = max |w|)
- *   scale_grad_by_freq and sparse are not supported (the schema refuses them).
+ *     scale_grad_by_freq bool, default false: the weight's gradient of each
+ *                    row divided by its index's count in the input, as PyTorch
+ *   sparse is not supported (the schema refuses it).
  *   A CPU kernel with its own backward: the weight's gradient is the sum of
  *   the output gradient's rows per index (padding_idx's row left at zero),
  *   accumulated through host->accumulate_grad; indices get no gradient.
@@ -57,6 +59,7 @@ typedef struct embedding_state {
     double max_norm;
     double norm_type;
     int norm_type_is_int; /* the config gave an integer (prints "1", not "1.0") */
+    int scale_grad_by_freq; /* embedding only */
     int max_norm_is_int;
     int bag;                 /* embedding_bag */
     int mode;                /* BAG_* */
@@ -138,6 +141,11 @@ static nnm_status embedding_create_common(nnm_env *env, int bag, void **self) {
     if (s.norm_type != s.norm_type || s.norm_type < 0.0)
         return h->set_error(env, NNM_E_INVALID, "norm_type must be >= 0 (or inf), got %g",
                             s.norm_type);
+    if (!bag) {
+        const int no = 0;
+        if ((st = h->config_bool(env, "scale_grad_by_freq", &no, &s.scale_grad_by_freq)) != NNM_OK)
+            return st;
+    }
     if (bag) {
         const char *mode = NULL;
         if ((st = h->config_str(env, "mode", "mean", &mode)) != NNM_OK)
@@ -358,20 +366,47 @@ static nnm_status embedding_backward(nnm_env *env, void *self, nnm_tensor *const
     }
     const int64_t wshape[2] = {s->num_embeddings, D};
     st = h->tensor_new(env, 2, wshape, NNM_F32, &gw);
+    const int64_t *ip = nnm_lu_data(id);
+    int64_t *sorted = NULL; /* scale_grad_by_freq: the indices sorted, to count them */
+    if (st == NNM_OK && s->scale_grad_by_freq && n > 0) {
+        sorted = malloc(sizeof(int64_t) * (size_t)n);
+        if (sorted == NULL)
+            st = h->set_error(env, NNM_E_NOMEM, "embedding backward: out of memory");
+        else {
+            memcpy(sorted, ip, sizeof(int64_t) * (size_t)n);
+            qsort(sorted, (size_t)n, sizeof(int64_t), cmp_i64);
+        }
+    }
     if (st == NNM_OK) {
         float *gwp = nnm_lu_data(h->tensor_desc(gw));
         memset(gwp, 0, sizeof(float) * (size_t)(s->num_embeddings * D));
-        const int64_t *ip = nnm_lu_data(id);
         const float *gp = nnm_lu_data(h->tensor_desc(g));
         for (int64_t i = 0; i < n; i++) {
             if (s->has_padding && ip[i] == s->padding_idx)
                 continue;
             float *row = gwp + ip[i] * D;
-            for (int64_t k = 0; k < D; k++)
-                row[k] += gp[i * D + k];
+            if (sorted != NULL) { /* PyTorch: grad_weight[k].add_(grad[i], 1 / count[k]) */
+                int64_t lo = 0, hi = n; /* the first entry >= ip[i], then the first > ip[i] */
+                while (lo < hi) {
+                    const int64_t mid = lo + (hi - lo) / 2;
+                    if (sorted[mid] < ip[i]) lo = mid + 1; else hi = mid;
+                }
+                int64_t lo2 = lo, hi2 = n;
+                while (lo2 < hi2) {
+                    const int64_t mid = lo2 + (hi2 - lo2) / 2;
+                    if (sorted[mid] <= ip[i]) lo2 = mid + 1; else hi2 = mid;
+                }
+                const float scale = (float)(1.0 / (double)(lo2 - lo));
+                for (int64_t k = 0; k < D; k++)
+                    row[k] += scale * gp[i * D + k];
+            } else {
+                for (int64_t k = 0; k < D; k++)
+                    row[k] += gp[i * D + k];
+            }
         }
         st = h->accumulate_grad(env, s->weight, gw);
     }
+    free(sorted);
     h->tensor_release(gw);
     h->tensor_release(g);
     return st;
@@ -754,6 +789,10 @@ static int embedding_extra_repr(void *self, char *buf, size_t cap) {
         k = put_float(buf, cap, at, "norm_type", s->norm_type, s->norm_type_is_int);
         at += k > 0 ? (size_t)k : 0;
     }
+    if (s->scale_grad_by_freq) {
+        k = snprintf(at < cap ? buf + at : NULL, at < cap ? cap - at : 0, ", scale_grad_by_freq=True");
+        at += k > 0 ? (size_t)k : 0;
+    }
     if (s->bag) {
         k = snprintf(at < cap ? buf + at : NULL, at < cap ? cap - at : 0, ", mode=%s",
                      bag_mode_name[s->mode]);
@@ -776,7 +815,11 @@ static int embedding_extra_repr(void *self, char *buf, size_t cap) {
          "rows looked up are renormalised in place to this norm at most (default None)"},        \
         {"norm_type", NNM_CONFIG_FLOAT, 0, "p of the p-norm for max_norm (default 2)"}
 
-static const nnm_config_field embedding_config[] = {EMBEDDING_FIELDS};
+static const nnm_config_field embedding_config[] = {
+    EMBEDDING_FIELDS,
+    {"scale_grad_by_freq", NNM_CONFIG_BOOL, 0,
+     "each row's gradient divided by its index's count in the input (default false)"},
+};
 
 static const nnm_config_field embedding_bag_config[] = {
     EMBEDDING_FIELDS,
@@ -791,7 +834,7 @@ static const nnm_layer_vtable embedding_layer = {
     .name = "embedding",
     .display_name = "Embedding",
     .version_major = 1,
-    .version_minor = 1, /* 1.1: max_norm, norm_type */
+    .version_minor = 1, /* 1.1: max_norm, norm_type, scale_grad_by_freq */
     .version_patch = 0,
     .n_inputs = 1,
     .n_outputs = 1,

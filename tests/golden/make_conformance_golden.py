@@ -266,6 +266,17 @@ row(name="embedding_max_norm_p3", layer="embedding", seed=18003,
     torch=lambda: nn.Embedding(6, 5, max_norm=1.5, norm_type=3.0), inputs=[("i64", (4,), 6)],
     after_params=True, gradcheck=False)
 
+row(name="embedding_scale_grad_by_freq", layer="embedding", seed=18004,
+    config={"num_embeddings": 5, "embedding_dim": 3, "scale_grad_by_freq": True},
+    torch=lambda: nn.Embedding(5, 3, scale_grad_by_freq=True), inputs=[("i64", (3, 6), 5)],
+    gradcheck=False)  # a scaled gradient, not the derivative: no finite differences
+row(name="embedding_scale_grad_by_freq_padding_max_norm", layer="embedding", seed=18005,
+    config={"num_embeddings": 6, "embedding_dim": 4, "padding_idx": 1, "max_norm": 1.5,
+            "scale_grad_by_freq": True},
+    torch=lambda: nn.Embedding(6, 4, padding_idx=1, max_norm=1.5, scale_grad_by_freq=True),
+    inputs=[("i64", (2, 9), 6)], after_params=True, gradcheck=False,
+    nograd=lambda m: {"weight": pad_rows(m.weight, 1)})
+
 # embedding_bag (issue 18) ------------------------------------------------------
 L = lambda v: ("lit", v)  # noqa: E731
 row(name="embedding_bag_mean_2d", layer="embedding_bag", seed=18101,
