@@ -59,7 +59,7 @@ typedef struct embedding_state {
     double max_norm;
     double norm_type;
     int norm_type_is_int; /* the config gave an integer (prints "1", not "1.0") */
-    int scale_grad_by_freq; /* embedding only */
+    int scale_grad_by_freq;
     int max_norm_is_int;
     int bag;                 /* embedding_bag */
     int mode;                /* BAG_* */
@@ -141,11 +141,9 @@ static nnm_status embedding_create_common(nnm_env *env, int bag, void **self) {
     if (s.norm_type != s.norm_type || s.norm_type < 0.0)
         return h->set_error(env, NNM_E_INVALID, "norm_type must be >= 0 (or inf), got %g",
                             s.norm_type);
-    if (!bag) {
-        const int no = 0;
-        if ((st = h->config_bool(env, "scale_grad_by_freq", &no, &s.scale_grad_by_freq)) != NNM_OK)
-            return st;
-    }
+    const int no_ = 0;
+    if ((st = h->config_bool(env, "scale_grad_by_freq", &no_, &s.scale_grad_by_freq)) != NNM_OK)
+        return st;
     if (bag) {
         const char *mode = NULL;
         if ((st = h->config_str(env, "mode", "mean", &mode)) != NNM_OK)
@@ -156,6 +154,12 @@ static nnm_status embedding_create_common(nnm_env *env, int bag, void **self) {
         if (s.mode < 0)
             return h->set_error(env, NNM_E_INVALID, "mode has to be one of sum, mean or max, got '%s'",
                                 mode);
+        if (s.mode == BAG_MAX && s.scale_grad_by_freq)
+            return h->set_error(env, NNM_E_INVALID,
+                                "max mode does not support scaling the gradient by the frequency");
+        if (s.scale_grad_by_freq && !NNM_HOST_HAS(h, op_detach))
+            return h->set_error(env, NNM_E_VERSION,
+                                "embedding_bag: scale_grad_by_freq needs a host of ABI 1.5 (op_detach)");
         const int no = 0;
         if ((st = h->config_bool(env, "include_last_offset", &no, &s.include_last_offset)) != NNM_OK)
             return st;
@@ -492,16 +496,18 @@ static nnm_status bag_plan_make(nnm_env *env, const embedding_state *s, const in
                                 "%lld after %lld", (long long)b, (long long)off[b],
                                 (long long)off[b - 1]);
     }
-    /* include_last_offset leaves the indices past the last offset out of every
-     * bag; PyTorch 1.13's sum does so, its mean still counts them in the last
-     * bag's size and its max backward writes out of bounds: refused there */
+    /* include_last_offset with indices past the last offset: PyTorch 1.13's
+     * forward leaves them out (sum, max) or counts them in the last bag's size
+     * (mean), and its backward reads and writes past its buffers (garbage
+     * gradients; a corrupted heap for max): refused, as is a 2-d input with
+     * include_last_offset (PyTorch's offsets leave its last row out) */
     const int64_t last = s->include_last_offset && n_off > 0 ? off[n_off - 1] : n;
-    if (last < n && s->mode != BAG_SUM)
+    if (last < n)
         return h->set_error(env, NNM_E_INVALID,
-                            "embedding_bag: with include_last_offset and mode='%s' the last offset "
-                            "must be the input's length %lld (a 2-d input is not supported), got "
-                            "%lld; mode='sum' leaves the indices past it out",
-                            bag_mode_name[s->mode], (long long)n, (long long)last);
+                            "embedding_bag: with include_last_offset the last offset must be the "
+                            "input's length %lld (the end of the last bag; a 2-d input is not "
+                            "supported with it), got %lld",
+                            (long long)n, (long long)last);
     int64_t L = 1, any_pad = 0;
     for (int64_t b = 0; b < B; b++) {
         const int64_t end = b + 1 < n_off ? off[b + 1] : n;
@@ -630,6 +636,50 @@ static nnm_status bag_reduce(nnm_env *env, const embedding_state *s, const bag_p
     return st;
 }
 
+/* scale_grad_by_freq: *out has g's values (exactly: g_detached + (g -
+ * g_detached) * c, the difference being 0) and passes c_i = 1 / count of
+ * idx[i] in the input times the gradient to g, as PyTorch's dense backward
+ * scales each index's rows. (An infinite weight makes that row NaN.) */
+static nnm_status bag_scale_grad(nnm_env *env, const int64_t *idx, int64_t n, nnm_tensor *g,
+                                 nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    int64_t *sorted = malloc(sizeof(int64_t) * (size_t)n);
+    float *c = malloc(sizeof(float) * (size_t)n);
+    nnm_status st = NNM_OK;
+    if (sorted == NULL || c == NULL)
+        st = h->set_error(env, NNM_E_NOMEM, "embedding_bag: out of memory");
+    if (st == NNM_OK) {
+        memcpy(sorted, idx, sizeof(int64_t) * (size_t)n);
+        qsort(sorted, (size_t)n, sizeof(int64_t), cmp_i64);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t lo = 0, hi = n, lo2, hi2 = n;
+            while (lo < hi) {
+                const int64_t mid = lo + (hi - lo) / 2;
+                if (sorted[mid] < idx[i]) lo = mid + 1; else hi = mid;
+            }
+            for (lo2 = lo; lo2 < hi2;) {
+                const int64_t mid = lo2 + (hi2 - lo2) / 2;
+                if (sorted[mid] <= idx[i]) lo2 = mid + 1; else hi2 = mid;
+            }
+            c[i] = (float)(1.0 / (double)(lo2 - lo));
+        }
+    }
+    nnm_tensor *ct = NULL, *gd = NULL, *diff = NULL, *sc = NULL;
+    const int64_t cshape[2] = {n, 1};
+    if (st == NNM_OK) st = h->tensor_from_host(env, 2, cshape, NNM_F32, c, &ct);
+    if (st == NNM_OK) st = h->op_detach(env, g, &gd);
+    if (st == NNM_OK) st = h->op_binary(env, NNM_BINARY_SUB, g, gd, &diff);
+    if (st == NNM_OK) st = h->op_binary(env, NNM_BINARY_MUL, diff, ct, &sc);
+    if (st == NNM_OK) st = h->op_binary(env, NNM_BINARY_ADD, gd, sc, out);
+    h->tensor_release(ct);
+    h->tensor_release(gd);
+    h->tensor_release(diff);
+    h->tensor_release(sc);
+    free(sorted);
+    free(c);
+    return st;
+}
+
 static nnm_status embedding_bag_forward(nnm_env *env, void *self, nnm_tensor *const *in,
                                         uint32_t n_in, nnm_tensor **out, uint32_t n_out) {
     const nnm_host *h = env->host;
@@ -715,7 +765,7 @@ static nnm_status embedding_bag_forward(nnm_env *env, void *self, nnm_tensor *co
             off_owned[b] = b * xd->shape[1];
         off = off_owned;
     }
-    if (st == NNM_OK && (s->has_padding || s->has_max_norm))
+    if (st == NNM_OK && (s->has_padding || s->has_max_norm || s->scale_grad_by_freq))
         st = bag_read_i64(env, in[0], "indices", &idx, &idx_owned);
     for (int64_t i = 0; st == NNM_OK && idx != NULL && i < n; i++)
         if (idx[i] < 0 || idx[i] >= s->num_embeddings)
@@ -735,6 +785,12 @@ static nnm_status embedding_bag_forward(nnm_env *env, void *self, nnm_tensor *co
         st = h->op_reshape(env, in[0], 1, fshape, &flat);
     if (st == NNM_OK)
         st = h->op_index_select(env, s->weight, 0, flat, &g); /* [n, D]; checks the range */
+    if (st == NNM_OK && s->scale_grad_by_freq && n > 0) {
+        nnm_tensor *g2 = NULL;
+        st = bag_scale_grad(env, idx, n, g, &g2);
+        h->tensor_release(g);
+        g = g2;
+    }
     if (st == NNM_OK && psw != NULL) {
         st = h->op_reshape(env, psw, 2, wshape, &pw);
         if (st == NNM_OK)
@@ -813,13 +869,11 @@ static int embedding_extra_repr(void *self, char *buf, size_t cap) {
          "row that stays zero and gets no gradient (default None)"},                               \
         {"max_norm", NNM_CONFIG_FLOAT, 0,                                                          \
          "rows looked up are renormalised in place to this norm at most (default None)"},        \
-        {"norm_type", NNM_CONFIG_FLOAT, 0, "p of the p-norm for max_norm (default 2)"}
+        {"norm_type", NNM_CONFIG_FLOAT, 0, "p of the p-norm for max_norm (default 2)"},          \
+        {"scale_grad_by_freq", NNM_CONFIG_BOOL, 0,                                                 \
+         "each row's gradient divided by its index's count in the input (default false)"}
 
-static const nnm_config_field embedding_config[] = {
-    EMBEDDING_FIELDS,
-    {"scale_grad_by_freq", NNM_CONFIG_BOOL, 0,
-     "each row's gradient divided by its index's count in the input (default false)"},
-};
+static const nnm_config_field embedding_config[] = {EMBEDDING_FIELDS};
 
 static const nnm_config_field embedding_bag_config[] = {
     EMBEDDING_FIELDS,

@@ -315,19 +315,52 @@ row(name="embedding_bag_max_padding_last_offset", layer="embedding_bag", seed=18
     config={"num_embeddings": 8, "embedding_dim": 4, "mode": "max", "padding_idx": 0,
             "include_last_offset": True},
     torch=lambda: nn.EmbeddingBag(8, 4, mode="max", padding_idx=0, include_last_offset=True),
-    inputs=[L([5, 0, 3, 0, 0, 7, 1, 6, 2]), L([0, 2, 3, 5, 9])],  # 1.13's max backward corrupts
-    # its heap when include_last_offset leaves trailing indices out: the sum rows cover that
+    inputs=[L([5, 0, 3, 0, 0, 7, 1, 6, 2]), L([0, 2, 3, 5, 9])],
     nograd=lambda m: {"weight": pad_rows(m.weight, 0)})
-row(name="embedding_bag_sum_include_last_2d", layer="embedding_bag", seed=18110,
-    config={"num_embeddings": 7, "embedding_dim": 3, "mode": "sum", "include_last_offset": True},
-    torch=lambda: nn.EmbeddingBag(7, 3, mode="sum", include_last_offset=True),
-    inputs=[("i64", (3, 4), 7)])  # PyTorch drops the last row (its offsets are arange(0, n, N))
-# indices past the last offset: sum ignores them (mean and max miscount them in
-# 1.13, and nnmod refuses those)
-row(name="embedding_bag_sum_last_offset_trailing", layer="embedding_bag", seed=18114,
-    config={"num_embeddings": 7, "embedding_dim": 3, "mode": "sum", "include_last_offset": True},
-    torch=lambda: nn.EmbeddingBag(7, 3, mode="sum", include_last_offset=True),
-    inputs=[("i64", (8,), 7), L([0, 3, 3, 6])])
+# include_last_offset with indices past the last offset (a 2-d input's last
+# row, as PyTorch builds its offsets) is refused: PyTorch 1.13's backward reads
+# past its buffers there in every mode (garbage gradients, or a corrupted heap
+# for max), and its mean miscounts the last bag
+
+# scale_grad_by_freq: scaled gradients, not derivatives (no finite
+# differences). PyTorch 1.13's CPU EmbeddingBag divides index i's rows by the
+# count of the i-th smallest distinct index (counts[indices[i]] where
+# counts[index] is meant), so the twin is the documented semantics made of
+# PyTorch ops: F.embedding(..., scale_grad_by_freq=True) summed per bag.
+class BagByEmbedding(nn.Module):
+    def __init__(self, num, dim, mode="mean", padding_idx=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num, dim))
+        self.mode, self.padding_idx = mode, padding_idx
+        if padding_idx is not None:
+            with torch.no_grad():
+                self.weight[padding_idx].fill_(0)
+
+    def forward(self, x, offsets=None, psw=None):
+        if x.dim() == 2:
+            offsets = torch.arange(0, x.numel(), x.size(1))
+            x = x.reshape(-1)
+            psw = None if psw is None else psw.reshape(-1)
+        e = F.embedding(x, self.weight, padding_idx=self.padding_idx, scale_grad_by_freq=True)
+        if psw is not None:
+            e = e * psw[:, None]
+        ends = list(offsets[1:].tolist()) + [x.numel()]
+        out = []
+        for b, start in enumerate(offsets.tolist()):
+            keep = [i for i in range(start, ends[b]) if x[i] != self.padding_idx]
+            s = e[keep].sum(0) if keep else torch.zeros(e.shape[1])
+            out.append(s / max(len(keep), 1) if self.mode == "mean" else s)
+        return torch.stack(out)
+
+
+row(name="embedding_bag_sum_psw_scale_grad", layer="embedding_bag", seed=18115, gradcheck=False,
+    config={"num_embeddings": 5, "embedding_dim": 3, "mode": "sum", "scale_grad_by_freq": True},
+    torch=lambda: BagByEmbedding(5, 3, mode="sum"), repr=False,
+    inputs=[("i64", (10,), 5), L([0, 4, 4, 7]), A((10,))])
+row(name="embedding_bag_mean_padding_scale_grad_2d", layer="embedding_bag", seed=18116, gradcheck=False,
+    config={"num_embeddings": 6, "embedding_dim": 4, "padding_idx": 0, "scale_grad_by_freq": True},
+    torch=lambda: BagByEmbedding(6, 4, padding_idx=0), repr=False,
+    inputs=[("i64", (3, 5), 6)], nograd=lambda m: {"weight": pad_rows(m.weight, 0)})
 row(name="embedding_bag_sum_psw_negpad", layer="embedding_bag", seed=18111,
     config={"num_embeddings": 6, "embedding_dim": 3, "mode": "sum", "padding_idx": -1},
     torch=lambda: nn.EmbeddingBag(6, 3, mode="sum", padding_idx=-1),

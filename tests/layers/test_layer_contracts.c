@@ -171,6 +171,10 @@ static void test_embedding_bag_contract(void) {
     nnm_config_set_int(c, "embedding_dim", 2);
     nnm_config_set_str(c, "mode", "median");
     expect_create_fails("embedding_bag", c, NNM_E_INVALID, "mode has to be one of sum, mean or max");
+    nnm_config_set_str(c, "mode", "max");
+    nnm_config_set_bool(c, "scale_grad_by_freq", 1);
+    expect_create_fails("embedding_bag", c, NNM_E_INVALID, "max mode does not support scaling");
+    nnm_config_set_bool(c, "scale_grad_by_freq", 0);
     nnm_config_set_str(c, "mode", "mean");
     nnm_config_set_float(c, "max_norm", -1.0);
     expect_create_fails("embedding_bag", c, NNM_E_INVALID, "max_norm must be >= 0");
@@ -203,8 +207,9 @@ static void test_embedding_bag_contract(void) {
     CHECK_ERROR(bag_call(m, x1, o_nz, NULL), NNM_E_INVALID, "offsets[0] has to be 0");
     CHECK_ERROR(bag_call(m, x1, o_dec, NULL), NNM_E_INVALID, "offsets must be non-decreasing");
     CHECK_ERROR(bag_call(m, x1, o_big, NULL), NNM_E_INVALID, "can not be greater than input's length");
-    /* mean with indices past the last offset: PyTorch 1.13 miscounts, refused */
+    /* indices past the last offset: PyTorch 1.13's backward reads past its buffers, refused */
     CHECK_ERROR(bag_call(m, x1, o_short, NULL), NNM_E_INVALID, "the last offset must be the input's length");
+    CHECK_ERROR(bag_call(m, x2, NULL, NULL), NNM_E_INVALID, "a 2-d input is not supported with it");
     CHECK_ERROR(bag_call(m, x1, o_ok, w4), NNM_E_INVALID, "only supported for mode='sum'");
     CHECK_ERROR(bag_call(m, x1, o_ok, w3), NNM_E_SHAPE, "must have the same shape as the input");
     CHECK_ERROR(bag_call(m, xbad, o_ok, NULL), NNM_E_INVALID, "index 5");
