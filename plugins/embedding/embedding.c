@@ -12,6 +12,8 @@
  *                    IN PLACE (never recorded) to max_norm / (norm + 1e-7), as
  *                    torch.embedding_renorm_ does under no_grad
  *     norm_type      float, default 2 (p of the p-norm; inf = max |w|)
+ *                    (max_norm runs on the CPU only: a weight on another
+ *                    device is refused, as no host op writes a parameter)
  *     scale_grad_by_freq bool, default false: the weight's gradient of each
  *                    row divided by its index's count in the input, as PyTorch
  *   sparse is not supported (the schema refuses it).
@@ -32,7 +34,13 @@
  *   gathered once, then laid out as [B, L, embedding_dim] (L the longest
  *   bag; short bags and padding_idx entries point at a filler row: 0 for
  *   sum/mean, -inf for max) and reduced over L. The bag layout is computed
- *   on the host from offsets (and from the indices when padding_idx is set).
+ *   on the host from offsets (and from the indices when padding_idx,
+ *   max_norm or scale_grad_by_freq is set). With include_last_offset the
+ *   last offset must be the input's length (PyTorch 1.13 mishandles indices
+ *   past it; see the docs); scale_grad_by_freq is refused in max mode, as
+ *   PyTorch, and composed as detached values plus a scaled zero difference
+ *   (bag_scale_grad). max_norm: as embedding's, the weight written in place
+ *   on the CPU (no host op writes a parameter).
  *
  * Parameter of both (PyTorch's state_dict name):
  *   weight [num_embeddings, embedding_dim]  N(0, 1), the padding row zeroed
