@@ -247,8 +247,6 @@ static nnm_status amax_forward(nnm_env *env, const pool_state *s, nnm_tensor *x,
 
 /* ------------------------------------------------------------------------ */
 /* max pooling's indices (return_indices=true): composed. PyTorch's index of */
-/* (adaptive max pooling's too: its windows [floor(o * in / out),            */
-/* ceil((o + 1) * in / out)), a shorter one padded with repeats of its start) */
 /* an output is the flat position of its window's maximum in the input's     */
 /* plane (d * H * W + h * W + w). The windows are gathered from the detached */
 /* input [R, P] (R planes of P elements) with one op_index_select of O * K   */
@@ -258,6 +256,8 @@ static nnm_status amax_forward(nnm_env *env, const pool_state *s, nnm_tensor *x,
 /* window order (PyTorch's rule), and the window-local winner k of output o  */
 /* becomes table[o * K + k], the position gathered there (f32 arithmetic,    */
 /* exact below 2^24, checked). No gradient: the values come from op_pool.    */
+/* Adaptive max pooling's too: its windows [floor(o * in / out),            */
+/* ceil((o + 1) * in / out)), a shorter one padded with repeats of its start. */
 /* ------------------------------------------------------------------------ */
 
 static nnm_status max_indices(nnm_env *env, const pool_state *s, nnm_tensor *x, nnm_tensor *values,
