@@ -574,6 +574,7 @@ static void run_file(int index) {
 FILE_TEST(0) FILE_TEST(1) FILE_TEST(2) FILE_TEST(3) FILE_TEST(4)
 FILE_TEST(5) FILE_TEST(6) FILE_TEST(7) FILE_TEST(8) FILE_TEST(9)
 FT10(1) FT10(2) FT10(3) FT10(4) FT10(5) FT10(6) FT10(7) FT10(8)
+FT10(9) FT10(10) FT10(11) FT10(12) FT10(13) FT10(14) FT10(15)
 #define FT_REF(d)                                                                        \
     file_test_##d##0, file_test_##d##1, file_test_##d##2, file_test_##d##3,              \
         file_test_##d##4, file_test_##d##5, file_test_##d##6, file_test_##d##7,          \
@@ -581,7 +582,8 @@ FT10(1) FT10(2) FT10(3) FT10(4) FT10(5) FT10(6) FT10(7) FT10(8)
 static void (*const g_file_tests[])(void) = {
     file_test_0, file_test_1, file_test_2, file_test_3, file_test_4,
     file_test_5, file_test_6, file_test_7, file_test_8, file_test_9,
-    FT_REF(1), FT_REF(2), FT_REF(3), FT_REF(4), FT_REF(5), FT_REF(6), FT_REF(7), FT_REF(8)};
+    FT_REF(1), FT_REF(2), FT_REF(3), FT_REF(4), FT_REF(5), FT_REF(6), FT_REF(7), FT_REF(8),
+    FT_REF(9), FT_REF(10), FT_REF(11), FT_REF(12), FT_REF(13), FT_REF(14), FT_REF(15)};
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp((const char *)a, (const char *)b);
