@@ -1,7 +1,7 @@
 /* plugins/losses/losses.c - the loss layers of torch.nn in one plugin,
  * "losses": mse_loss, cross_entropy, nll_loss, bce_with_logits, l1_loss,
  * smooth_l1_loss, huber_loss, bce_loss, kl_div, cosine_embedding_loss,
- * margin_ranking_loss, multi_margin_loss.
+ * margin_ranking_loss, multi_margin_loss, ctc_loss.
  *
  * Every loss computes with host ops only (op_unary, op_binary, op_reduce,
  * op_where, op_log_softmax, op_nll, op_reshape, op_permute and, for the
@@ -49,13 +49,15 @@ enum loss_kind {
     LOSS_COSINE_EMBEDDING,
     LOSS_MARGIN_RANKING,
     LOSS_MULTI_MARGIN,
+    LOSS_CTC,
     LOSS_N_KINDS
 };
 
 static const char *const loss_names[LOSS_N_KINDS] = {
     "mse_loss",       "cross_entropy",         "nll_loss",            "bce_with_logits",
     "l1_loss",        "smooth_l1_loss",        "huber_loss",          "bce_loss",
-    "kl_div",         "cosine_embedding_loss", "margin_ranking_loss", "multi_margin_loss"};
+    "kl_div",         "cosine_embedding_loss", "margin_ranking_loss", "multi_margin_loss",
+    "ctc_loss"};
 
 /* enum nnm_reduction, plus kl_div's "batchmean". */
 #define LOSS_REDUCTION_BATCHMEAN 3
@@ -69,6 +71,8 @@ typedef struct loss_state {
     double margin;           /* cosine_embedding, margin_ranking, multi_margin */
     int64_t p;               /* multi_margin_loss: 1 or 2 */
     int log_target;          /* kl_div */
+    int zero_infinity;       /* ctc_loss */
+    int64_t blank;           /* ctc_loss */
     nnm_tensor *weight;      /* the "weight" buffer (borrowed) or NULL */
     nnm_tensor *pos_weight;  /* bce_with_logits' "pos_weight" buffer or NULL */
     int64_t n_weight, n_pos_weight;
@@ -150,6 +154,41 @@ static nnm_tensor *cast(lc *c, nnm_tensor *x, nnm_dtype dt) {
     if (c->st != NNM_OK || x == NULL)
         return NULL;
     const nnm_status st_ = c->h->op_cast(c->env, x, dt, &o);
+    return lc_keep(c, st_, o);
+}
+
+static nnm_tensor *slice(lc *c, nnm_tensor *x, int32_t dim, int64_t start, int64_t len) {
+    nnm_tensor *o = NULL;
+    if (c->st != NNM_OK || x == NULL)
+        return NULL;
+    const nnm_status st_ = c->h->op_slice(c->env, x, dim, start, len, &o);
+    return lc_keep(c, st_, o);
+}
+
+static nnm_tensor *concat2(lc *c, nnm_tensor *a, nnm_tensor *b, int32_t dim) {
+    nnm_tensor *o = NULL;
+    if (c->st != NNM_OK || a == NULL || b == NULL)
+        return NULL;
+    nnm_tensor *const xs[2] = {a, b};
+    const nnm_status st_ = c->h->op_concat(c->env, xs, 2, dim, &o);
+    return lc_keep(c, st_, o);
+}
+
+static nnm_tensor *detach(lc *c, nnm_tensor *x) {
+    nnm_tensor *o = NULL;
+    if (c->st != NNM_OK || x == NULL)
+        return NULL;
+    const nnm_status st_ = c->h->op_detach(c->env, x, &o);
+    return lc_keep(c, st_, o);
+}
+
+/* A constant from host memory (f32 or i64). */
+static nnm_tensor *from_host(lc *c, int32_t ndim, const int64_t *shape, nnm_dtype dt,
+                             const void *data) {
+    nnm_tensor *o = NULL;
+    if (c->st != NNM_OK)
+        return NULL;
+    const nnm_status st_ = c->h->tensor_from_host(c->env, ndim, shape, dt, data, &o);
     return lc_keep(c, st_, o);
 }
 
@@ -402,6 +441,23 @@ static nnm_status loss_create(nnm_env *env, void **self, int32_t kind) {
                                 "%s: p must be 1 or 2 (only p == 1 and p == 2 supported), got %lld",
                                 name, (long long)s.p);
     }
+    if (kind == LOSS_CTC) {
+        const int64_t dflt_blank = 0;
+        const int dflt_zi = 0;
+        st = h->config_int(env, "blank", &dflt_blank, &s.blank);
+        if (st == NNM_OK)
+            st = h->config_bool(env, "zero_infinity", &dflt_zi, &s.zero_infinity);
+        if (st != NNM_OK)
+            return st;
+        if (s.blank < 0)
+            return h->set_error(env, NNM_E_INVALID, "%s: blank must be >= 0, got %lld", name,
+                                (long long)s.blank);
+        if (!NNM_HOST_HAS(h, op_index_select) || !NNM_HOST_HAS(h, op_detach) ||
+            !NNM_HOST_HAS(h, tensor_read_f32) || !NNM_HOST_HAS(h, op_cast))
+            return h->set_error(env, NNM_E_VERSION,
+                                "%s needs a host of ABI >= %d.5 (op_index_select, op_detach, op_cast)",
+                                name, NNM_ABI_MAJOR);
+    }
     if (kind == LOSS_KL_DIV) {
         const int dflt_lt = 0;
         st = h->config_bool(env, "log_target", &dflt_lt, &s.log_target);
@@ -443,6 +499,7 @@ LOSS_CREATE_FN(kl_div_create, LOSS_KL_DIV)
 LOSS_CREATE_FN(cosine_embedding_create, LOSS_COSINE_EMBEDDING)
 LOSS_CREATE_FN(margin_ranking_create, LOSS_MARGIN_RANKING)
 LOSS_CREATE_FN(multi_margin_create, LOSS_MULTI_MARGIN)
+LOSS_CREATE_FN(ctc_create, LOSS_CTC)
 
 static void loss_destroy(void *self) {
     free(self);
@@ -1070,6 +1127,306 @@ static nnm_status multi_margin_forward(nnm_env *env, void *self, nnm_tensor *con
 }
 
 /* ------------------------------------------------------------------------ */
+/* ctc_loss                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* What the composed recursion needs from the host: the lengths and the
+ * targets (read to host memory, as PyTorch checks them on the CPU), each
+ * sample's extended label sequence l' (blank, l1, blank, l2, ..., blank) of
+ * L = 2 tl + 1 states, padded to W = 2 S + 1. */
+typedef struct ctc_host {
+    int64_t T, N, C, S, W, max_len;
+    float *il, *tl;       /* [N] */
+    int64_t *lab;         /* [N, W]: l'[b][k] (blank past L) */
+} ctc_host;
+
+static void ctc_host_free(ctc_host *k) {
+    free(k->il);
+    free(k->tl);
+    free(k->lab);
+}
+
+static nnm_status ctc_host_read(nnm_env *env, const loss_state *s, nnm_tensor *lp, nnm_tensor *tg,
+                                nnm_tensor *il, nnm_tensor *tl, ctc_host *k) {
+    const nnm_host *h = env->host;
+    const nnm_tensor_desc *dl = h->tensor_desc(lp), *dt = h->tensor_desc(tg);
+    memset(k, 0, sizeof *k);
+    k->T = dl->shape[0];
+    k->N = dl->shape[1];
+    k->C = dl->shape[2];
+    const int64_t n_tg = nnm_lu_numel(dt);
+    const int padded = dt->ndim == 2;
+    float *tv = malloc((size_t)(n_tg + 1) * sizeof *tv);
+    k->il = malloc((size_t)(k->N + 1) * sizeof *k->il);
+    k->tl = malloc((size_t)(k->N + 1) * sizeof *k->tl);
+    nnm_status st = NNM_OK;
+    if (tv == NULL || k->il == NULL || k->tl == NULL)
+        st = h->set_error(env, NNM_E_NOMEM, "ctc_loss: out of memory");
+    if (st == NNM_OK && k->N > 0)
+        st = h->tensor_read_f32(env, il, k->il, (size_t)k->N);
+    if (st == NNM_OK && k->N > 0)
+        st = h->tensor_read_f32(env, tl, k->tl, (size_t)k->N);
+    if (st == NNM_OK && n_tg > 0)
+        st = h->tensor_read_f32(env, tg, tv, (size_t)n_tg);
+    int64_t S = padded ? dt->shape[1] : 0, sum = 0;
+    for (int64_t b = 0; st == NNM_OK && b < k->N; b++) {
+        if (!(k->il[b] >= 0 && k->il[b] <= (float)k->T))
+            st = h->set_error(env, NNM_E_INVALID,
+                              "ctc_loss: input_lengths[%lld] = %g is not in [0, %lld] (T)",
+                              (long long)b, (double)k->il[b], (long long)k->T);
+        else if (!(k->tl[b] >= 0 && (!padded || k->tl[b] <= (float)S)))
+            st = h->set_error(env, NNM_E_INVALID, "ctc_loss: target_lengths[%lld] = %g is not in "
+                              "[0, %lld] (the targets' width)", (long long)b, (double)k->tl[b],
+                              (long long)S);
+        if (st == NNM_OK) {
+            if (!padded && k->tl[b] > S)
+                S = (int64_t)k->tl[b];
+            if (k->il[b] > k->max_len)
+                k->max_len = (int64_t)k->il[b];
+            sum += (int64_t)k->tl[b];
+        }
+    }
+    if (st == NNM_OK && !padded && sum != n_tg)
+        st = h->set_error(env, NNM_E_SHAPE, "ctc_loss: concatenated targets of %lld entries must "
+                          "hold the sum of target_lengths, %lld", (long long)n_tg, (long long)sum);
+    k->S = S;
+    k->W = 2 * S + 1;
+    if (st == NNM_OK && (k->lab = malloc((size_t)(k->N * k->W + 1) * sizeof *k->lab)) == NULL)
+        st = h->set_error(env, NNM_E_NOMEM, "ctc_loss: out of memory");
+    for (int64_t b = 0, at = 0; st == NNM_OK && b < k->N; b++) {
+        const int64_t n = (int64_t)k->tl[b];
+        for (int64_t j = 0; j < k->W; j++)
+            k->lab[b * k->W + j] = s->blank;
+        for (int64_t j = 0; j < n && st == NNM_OK; j++) {
+            const float v = padded ? tv[b * S + j] : tv[at + j];
+            if (!(v >= 0 && v < (float)k->C))
+                st = h->set_error(env, NNM_E_INVALID,
+                                  "ctc_loss: target %lld of sample %lld is %g, not in [0, %lld)",
+                                  (long long)j, (long long)b, (double)v, (long long)k->C);
+            else
+                k->lab[b * k->W + 2 * j + 1] = (int64_t)v;
+        }
+        at += n;
+    }
+    free(tv);
+    if (st != NNM_OK)
+        ctc_host_free(k);
+    return st;
+}
+
+/* A large negative number standing for log(0): exp(NEG - m) is 0 without an
+ * infinity anywhere, so no gradient is ever 0 * inf. */
+#define CTC_NEG (-1e30)
+
+/* One step of the composed recursion (its own arena): *fresh = alpha_t. */
+static nnm_status ctc_step(nnm_env *env, nnm_tensor *alpha, nnm_tensor *K, nnm_tensor *V,
+                           nnm_tensor *lpe, nnm_tensor *M, int64_t t, int64_t N, int64_t W,
+                           nnm_tensor **fresh) {
+    lc cc, *c = &cc;
+    lc_init(c, env);
+    const int64_t s2[2] = {N, W}, col[2] = {N, 1};
+    nnm_tensor *negs = scalar(c, CTC_NEG);
+    nnm_tensor *a1 = negs, *a2 = negs;
+    if (W > 1) /* alpha shifted right by one state, log(0) coming in */
+        a1 = concat2(c, ADDS(SCALE(slice(c, alpha, 1, 0, 1), 0.0), CTC_NEG),
+                     slice(c, alpha, 1, 0, W - 1), 1);
+    if (W > 2) /* by two, where l' allows skipping a blank */
+        a2 = where(c, K, concat2(c, ADDS(SCALE(slice(c, alpha, 1, 0, 2), 0.0), CTC_NEG),
+                                 slice(c, alpha, 1, 0, W - 2), 1),
+                   negs);
+    nnm_tensor *m = detach(c, bin(c, NNM_BINARY_MAX, bin(c, NNM_BINARY_MAX, alpha, a1), a2));
+    nnm_tensor *sum = ADD(ADD(un(c, NNM_UNARY_EXP, SUB(alpha, m), 0.0),
+                              un(c, NNM_UNARY_EXP, SUB(a1, m), 0.0)),
+                          un(c, NNM_UNARY_EXP, SUB(a2, m), 0.0));
+    nnm_tensor *lse = ADD(LOG(sum), m);
+    nnm_tensor *nxt = CMIN(where(c, V, ADD(lse, reshape(c, slice(c, lpe, 0, t, 1), 2, s2)), negs),
+                           CTC_NEG);
+    nnm_tensor *mt = reshape(c, slice(c, M, 0, t, 1), 2, col);
+    return lc_finish(c, where(c, mt, nxt, alpha), fresh);
+}
+
+/* The recursion composed of host ops (a backend without the ctc_loss slots):
+ * lpe [T, N, W] = log_probs at each state's label (one op_index_select),
+ * then per step t < max(input_lengths): alpha_t = logsumexp(alpha, alpha
+ * shifted by 1, alpha shifted by 2 where l' allows the skip) + lpe_t,
+ * frozen past each sample's input length. ~25 ops per step, each recorded:
+ * a fallback, not the fast path. *out: [N] negative log likelihoods. */
+static nnm_status ctc_composed(nnm_env *env, const loss_state *s, nnm_tensor *lp, nnm_tensor *tg,
+                               nnm_tensor *il, nnm_tensor *tl, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    ctc_host k;
+    nnm_status st = ctc_host_read(env, s, lp, tg, il, tl, &k);
+    if (st != NNM_OK)
+        return st;
+    const int64_t T = k.T, N = k.N, C = k.C, W = k.W;
+    const size_t nw = (size_t)(N * W);
+    int64_t *idx = malloc((nw + 1) * sizeof *idx);
+    float *skip = malloc((nw + 1) * sizeof *skip), *valid = malloc((nw + 1) * sizeof *valid);
+    float *init = malloc((nw + 1) * sizeof *init), *end = malloc((nw + 1) * sizeof *end);
+    float *steps = malloc((size_t)(T * N + 1) * sizeof *steps);
+    float *nil = malloc((size_t)(2 * N + 1) * sizeof *nil), *nilv = nil + N;
+    lc cc, *c = &cc;
+    lc_init(c, env);
+    nnm_tensor *alpha = NULL, *res = NULL;
+    if (!idx || !skip || !valid || !init || !end || !steps || !nil) {
+        c->st = h->set_error(env, NNM_E_NOMEM, "ctc_loss: out of memory");
+        goto done;
+    }
+    for (int64_t b = 0; b < N; b++) {
+        const int64_t L = 2 * (int64_t)k.tl[b] + 1;
+        const int64_t *lab = k.lab + b * W;
+        for (int64_t j = 0; j < W; j++) {
+            const size_t at = (size_t)(b * W + j);
+            idx[at] = b * C + lab[j];
+            valid[at] = j < L;
+            init[at] = j < L && j < 2;
+            skip[at] = j < L && j >= 2 && lab[j] != s->blank && lab[j] != lab[j - 2];
+            end[at] = j == L - 1 || (L > 1 && j == L - 2);
+        }
+        for (int64_t t = 0; t < T; t++)
+            steps[t * N + b] = (float)t < k.il[b];
+        /* an input length of 0: no step; 0 for an empty target, else no alignment */
+        nil[b] = k.il[b] == 0;
+        nilv[b] = k.tl[b] == 0 || s->zero_infinity ? 0.0f : INFINITY;
+    }
+    const nnm_dtype I64 = {NNM_DTYPE_INT, 64, 1};
+    const int64_t nwv[1] = {(int64_t)nw}, s2[2] = {N, W}, s3[3] = {T, N, 1}, s1[1] = {N};
+    const int64_t lp2s[2] = {T, N * C}, lpe3[3] = {T, N, W}, col[2] = {N, 1};
+    nnm_tensor *K = from_host(c, 2, s2, NNM_F32, skip), *V = from_host(c, 2, s2, NNM_F32, valid);
+    nnm_tensor *I = from_host(c, 2, s2, NNM_F32, init), *E = from_host(c, 2, s2, NNM_F32, end);
+    nnm_tensor *M = from_host(c, 3, s3, NNM_F32, steps), *ix = from_host(c, 1, nwv, I64, idx);
+    nnm_tensor *neg = scalar(c, CTC_NEG);
+    nnm_tensor *lpe = NULL;
+    if (c->st == NNM_OK) {
+        nnm_tensor *lp2 = reshape(c, CMIN(lp, CTC_NEG), 2, lp2s);
+        nnm_tensor *o = NULL;
+        if (lp2 != NULL) {
+            st = h->op_index_select(env, lp2, 1, ix, &o);
+            lpe = reshape(c, lc_keep(c, st, o), 3, lpe3);
+        }
+    }
+    if (k.max_len == 0) { /* every input length is 0 */
+        res = from_host(c, 1, s1, NNM_F32, nilv);
+        goto done;
+    }
+    nnm_tensor *a0 = where(c, I, reshape(c, slice(c, lpe, 0, 0, 1), 2, s2), neg);
+    if (a0 != NULL) {
+        h->tensor_retain(a0);
+        alpha = a0;
+    }
+    for (int64_t t = 1; t < k.max_len && c->st == NNM_OK; t++) {
+        nnm_tensor *fresh = NULL;
+        c->st = ctc_step(env, alpha, K, V, lpe, M, t, N, W, &fresh);
+        if (c->st == NNM_OK) {
+            h->tensor_release(alpha);
+            alpha = fresh;
+        }
+    }
+    if (c->st == NNM_OK && alpha != NULL) {
+        /* ll = log(sum over the last two states) */
+        nnm_tensor *fin = where(c, E, alpha, neg); /* the other states out of the sum */
+        nnm_tensor *mf = detach(c, reshape(c, red(c, NNM_REDUCE_MAX, fin, 0, -1), 2, col));
+        nnm_tensor *ll = ADD(LOG(red(c, NNM_REDUCE_SUM, MUL(un(c, NNM_UNARY_EXP, SUB(fin, mf), 0.0),
+                                                            E), 0, -1)),
+                             reshape(c, mf, 1, s1));
+        nnm_tensor *nll = NEG(ll);
+        /* no alignment (nll of ~1e30): inf, or 0 with zero_infinity */
+        nnm_tensor *none = GE(nll, 1e29);
+        nll = where(c, none, scalar(c, s->zero_infinity ? 0.0 : INFINITY), nll);
+        nnm_tensor *z = from_host(c, 1, s1, NNM_F32, nil), *zv = from_host(c, 1, s1, NNM_F32, nilv);
+        res = where(c, z, zv, nll);
+    }
+done:
+    st = lc_finish(c, res, out);
+    h->tensor_release(alpha);
+    free(idx), free(skip), free(valid), free(init), free(end), free(steps), free(nil);
+    ctc_host_free(&k);
+    return st;
+}
+
+/* log_probs [T, N, C] (or [T, C]), targets [N, S] padded or 1-d concatenated
+ * (or [S]), input_lengths and target_lengths [N] (or []), all but
+ * log_probs i64. "mean" averages nll / max(target_length, 1) over the batch,
+ * as PyTorch. */
+static nnm_status ctc_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                              nnm_tensor **out, uint32_t n_out) {
+    const nnm_host *h = env->host;
+    const loss_state *s = self;
+    const char *name = loss_names[s->kind];
+    nnm_status st = check_arity(env, name, in, n_in, out, n_out, 4,
+                                "log_probs, targets, input_lengths, target_lengths");
+    if (st != NNM_OK)
+        return st;
+    const nnm_tensor_desc *dl = h->tensor_desc(in[0]), *dt = h->tensor_desc(in[1]);
+    const nnm_tensor_desc *di = h->tensor_desc(in[2]), *dn = h->tensor_desc(in[3]);
+    char a[96], b[96];
+    if (!is_f32(dl))
+        return h->set_error(env, NNM_E_DTYPE, "%s: log_probs must be f32", name);
+    if (!is_i64(dt) || !is_i64(di) || !is_i64(dn))
+        return h->set_error(env, NNM_E_DTYPE,
+                            "%s: targets, input_lengths and target_lengths must be i64", name);
+    if (dl->ndim != 3 && dl->ndim != 2)
+        return h->set_error(env, NNM_E_SHAPE, "%s: log_probs must be [T, N, C] or [T, C], got %s",
+                            name, nnm_lu_shape_str(dl, a, sizeof a));
+    const int batched = dl->ndim == 3;
+    const int64_t N = batched ? dl->shape[1] : 1, C = dl->shape[dl->ndim - 1];
+    if (s->blank >= C)
+        return h->set_error(env, NNM_E_INVALID, "%s: blank %lld is not a class of log_probs %s", name,
+                            (long long)s->blank, nnm_lu_shape_str(dl, a, sizeof a));
+    if (di->ndim != (batched ? 1 : 0) || dn->ndim != di->ndim ||
+        (batched && (di->shape[0] != N || dn->shape[0] != N)))
+        return h->set_error(env, NNM_E_SHAPE,
+                            "%s: input_lengths and target_lengths must be %s for log_probs %s, got "
+                            "%s and %s",
+                            name, batched ? "[N]" : "0-d", nnm_lu_shape_str(dl, a, sizeof a),
+                            nnm_lu_shape_str(di, b, sizeof b), nnm_lu_shape_str(dn, b, sizeof b));
+    if (batched ? !((dt->ndim == 2 && dt->shape[0] == N) || dt->ndim == 1) : dt->ndim != 1)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "%s: targets must be %s, got %s", name,
+                            batched ? "[N, S] (padded) or 1-d (concatenated)" : "[S]",
+                            nnm_lu_shape_str(dt, a, sizeof a));
+    lc cc, *c = &cc;
+    lc_init(c, env);
+    nnm_tensor *lp = in[0], *tg = in[1], *il = in[2], *tl = in[3];
+    if (!batched) { /* [T, C] -> [T, 1, C], [S] -> [1, S], [] -> [1] */
+        const int64_t l3[3] = {dl->shape[0], 1, C}, t2[2] = {1, dt->shape[0]}, one[1] = {1};
+        lp = reshape(c, lp, 3, l3);
+        tg = reshape(c, tg, 2, t2);
+        il = reshape(c, il, 1, one);
+        tl = reshape(c, tl, 1, one);
+    }
+    nnm_tensor *nll = NULL;
+    if (c->st == NNM_OK) {
+        const nnm_ctc_params p = {sizeof p, s->zero_infinity, s->blank};
+        st = NNM_HOST_HAS(h, op_ctc_loss) ? h->op_ctc_loss(env, lp, tg, il, tl, &p, &nll)
+                                          : NNM_E_UNSUPPORTED;
+        if (st == NNM_E_UNSUPPORTED) /* no backend slot: the composed recursion */
+            st = ctc_composed(env, s, lp, tg, il, tl, &nll);
+        nll = lc_keep(c, st, nll);
+    }
+    nnm_tensor *r = nll;
+    if (s->reduction == NNM_REDUCTION_MEAN && c->st == NNM_OK) {
+        /* mean(nll / max(target_length, 1)); the lengths as a constant, so
+         * no cast slot is needed */
+        float *d = malloc((size_t)(N + 1) * sizeof *d);
+        if (d == NULL)
+            c->st = h->set_error(env, NNM_E_NOMEM, "%s: out of memory", name);
+        else if (N > 0)
+            c->st = h->tensor_read_f32(env, tl, d, (size_t)N);
+        for (int64_t i = 0; c->st == NNM_OK && i < N; i++)
+            d[i] = d[i] < 1.0f ? 1.0f : d[i];
+        const int64_t ns[1] = {N};
+        nnm_tensor *div = from_host(c, 1, ns, NNM_F32, d);
+        free(d);
+        r = red(c, NNM_REDUCE_MEAN, DIV(nll, div), 1, 0);
+    } else if (s->reduction == NNM_REDUCTION_SUM)
+        r = red(c, NNM_REDUCE_SUM, nll, 1, 0);
+    else if (!batched)
+        r = reshape(c, nll, 0, NULL);
+    return lc_finish(c, r, &out[0]);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -1112,6 +1469,12 @@ static const nnm_config_field multi_margin_config[] = {
     {"p", NNM_CONFIG_INT, 0, "1 (default) or 2"},
     {"margin", NNM_CONFIG_FLOAT, 0, "default 1.0"},
     LOSS_WEIGHT_FIELD("one per class"),
+};
+
+static const nnm_config_field ctc_config[] = {
+    {"blank", NNM_CONFIG_INT, 0, "the blank class (default 0)"},
+    LOSS_REDUCTION_FIELD,
+    {"zero_infinity", NNM_CONFIG_BOOL, 0, "an impossible alignment counts 0 (default false)"},
 };
 
 #define LOSS_LAYER(var, lname, display, minor, n_in, create_fn, forward_fn, fields)      \
@@ -1157,12 +1520,14 @@ LOSS_LAYER(margin_ranking_layer, "margin_ranking_loss", "MarginRankingLoss", 0, 
            margin_ranking_create, margin_ranking_forward, margin0_config);
 LOSS_LAYER(multi_margin_layer, "multi_margin_loss", "MultiMarginLoss", 0, 2, multi_margin_create,
            multi_margin_forward, multi_margin_config);
+LOSS_LAYER(ctc_layer, "ctc_loss", "CTCLoss", 0, 4, ctc_create, ctc_forward, ctc_config);
 
 static const nnm_layer_vtable *const loss_layers[] = {
     &mse_layer,         &cross_entropy_layer,    &nll_layer,
     &bce_with_logits_layer, &l1_layer,           &smooth_l1_layer,
     &huber_layer,       &bce_layer,              &kl_div_layer,
-    &cosine_embedding_layer, &margin_ranking_layer, &multi_margin_layer};
+    &cosine_embedding_layer, &margin_ranking_layer, &multi_margin_layer,
+    &ctc_layer};
 
 static const nnm_plugin_desc losses_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
@@ -1171,7 +1536,7 @@ static const nnm_plugin_desc losses_plugin = {
     .name = "losses",
     .description = "Loss layers: mse_loss, cross_entropy, nll_loss, bce_with_logits, l1_loss, "
                    "smooth_l1_loss, huber_loss, bce_loss, kl_div, cosine_embedding_loss, "
-                   "margin_ranking_loss, multi_margin_loss",
+                   "margin_ranking_loss, multi_margin_loss, ctc_loss",
     .n_layers = sizeof loss_layers / sizeof loss_layers[0],
     .n_backends = 0,
     .layers = loss_layers,

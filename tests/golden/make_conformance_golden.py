@@ -523,6 +523,98 @@ loss_row("nll_loss_kdim_none", "nll_loss", {"reduction": "none"},
          lambda: nn.NLLLoss(reduction="none"), class_inputs((2, 3, 5), log_probs=True), 203)
 
 
+# ctc_loss: the twin is nn.CTCLoss with the derivative of the loss with
+# respect to log_probs (the gradient nnmod gives, and finite differences
+# check): PyTorch's CTC backward adds exp(log_probs) * grad, the part that
+# cancels once the gradient goes through log_softmax, so for logits both
+# agree (docs/layers.md).
+class _CTCTrue(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, lp, tg, il, tl, blank, zi):
+        ctx.save_for_backward(lp, tg, il, tl)
+        ctx.blank, ctx.zi = blank, zi
+        return F.ctc_loss(lp, tg, il, tl, blank=blank, reduction="none", zero_infinity=zi)
+
+    @staticmethod
+    def backward(ctx, g):
+        lp, tg, il, tl = ctx.saved_tensors
+        with torch.enable_grad():
+            x = lp.detach().requires_grad_()
+            nll = F.ctc_loss(x, tg, il, tl, blank=ctx.blank, reduction="none", zero_infinity=ctx.zi)
+            gpt, = torch.autograd.grad(nll, x, g)
+        steps = (torch.arange(lp.shape[0])[:, None] < il[None, :]).to(lp.dtype)[:, :, None]
+        live = torch.isfinite(F.ctc_loss(lp, tg, il, tl, blank=ctx.blank, reduction="none"))
+        return gpt - lp.exp() * (g * live)[None, :, None] * steps, None, None, None, None, None
+
+
+class CTCLoss(nn.CTCLoss):  # prints as PyTorch's
+    def forward(self, lp, tg, il, tl):
+        unbatched = lp.dim() == 2
+        if unbatched:
+            lp, tg, il, tl = lp[:, None], tg[None], il[None], tl[None]
+        nll = _CTCTrue.apply(lp, tg, il, tl, self.blank, self.zero_infinity)
+        if self.reduction == "mean":
+            return (nll / tl.clamp_min(1)).mean()
+        if self.reduction == "sum":
+            return nll.sum()
+        return nll[0] if unbatched else nll
+
+
+def _ctc_twin_agrees():
+    """Through log_softmax the twin's gradients are PyTorch's own."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(6, 3, 5, generator=g, requires_grad=True)
+    tg, il, tl = torch.tensor([[1, 2, 3], [2, 2, 1], [4, 1, 1]]), torch.tensor([6, 5, 6]), torch.tensor([3, 2, 1])
+    for red in ("mean", "none"):
+        a = CTCLoss(reduction=red)(F.log_softmax(z, 2), tg, il, tl)
+        b = nn.CTCLoss(reduction=red)(F.log_softmax(z, 2), tg, il, tl)
+        ga, = torch.autograd.grad(a.sum(), z)
+        gb, = torch.autograd.grad(b.sum(), z)
+        assert torch.allclose(a, b) and torch.allclose(ga, gb, atol=1e-6), "CTC twin"
+
+
+_ctc_twin_agrees()
+
+
+def ctc_inputs(T, N, C, S, blank=0, il=None, tl=None, concat=False, repeats=False):
+    def f(g):
+        lp = F.log_softmax(torch.randn(T, N, C, generator=g), dim=2)
+        labels = [c for c in range(C) if c != blank]
+        tg = torch.tensor(labels)[torch.randint(0, len(labels), (N, S), generator=g)]
+        if repeats:
+            tg[:, 1] = tg[:, 0]
+        ilv = torch.tensor(il) if il is not None else torch.randint(T - 2, T + 1, (N,), generator=g)
+        tlv = torch.tensor(tl) if tl is not None else torch.randint(1, S + 1, (N,), generator=g)
+        if concat:
+            tg = torch.cat([tg[b, :tlv[b]] for b in range(N)])
+        return [lp, tg, ilv, tlv]
+    return f
+
+
+def ctc_unbatched(T, C, S):
+    def f(g):
+        lp, tg, il, tl = ctc_inputs(T, 1, C, S, il=[T], tl=[S])(g)
+        return [lp[:, 0], tg[0], il[0], tl[0]]
+    return f
+
+
+loss_row("ctc_loss_mean", "ctc_loss", {}, lambda: CTCLoss(), ctc_inputs(6, 3, 5, 3), 211)
+loss_row("ctc_loss_sum_blank2", "ctc_loss", {"blank": 2, "reduction": "sum"},
+         lambda: CTCLoss(blank=2, reduction="sum"), ctc_inputs(7, 2, 4, 3, blank=2), 212)
+loss_row("ctc_loss_none_concat", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_inputs(6, 3, 4, 3, concat=True), 213)
+loss_row("ctc_loss_repeats", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_inputs(8, 2, 3, 3, repeats=True, il=[8, 6], tl=[3, 2]),
+         214)
+loss_row("ctc_loss_zero_infinity", "ctc_loss", {"zero_infinity": True, "reduction": "none"},
+         lambda: CTCLoss(zero_infinity=True, reduction="none"),
+         ctc_inputs(5, 3, 4, 3, repeats=True, il=[5, 2, 3], tl=[2, 3, 3]), 215)
+loss_row("ctc_loss_unbatched", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_unbatched(6, 4, 2), 216)
+loss_row("ctc_loss_longer", "ctc_loss", {"blank": 3}, lambda: CTCLoss(blank=3),
+         ctc_inputs(20, 4, 6, 5, blank=3), 217)
+
+
 # multihead_attention -----------------------------------------------------------
 # The twin is nn.MultiheadAttention; nnmod's out_proj is a child linear module
 # (children=), printed as Linear where PyTorch prints

@@ -9,13 +9,137 @@
  * expected values are PyTorch 1.13's. */
 #include "test_util.h"
 
+#include <dlfcn.h>
 #include <math.h>
 
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
 
-static int suite_init(void) { return tu_ctx_new(&g_ctx); }
-static int suite_clean(void) { return tu_ctx_free(&g_ctx); }
+/* ------------------------------------------------------------------------ */
+/* "cpunoctc": the cpu backend's kernels on a second device (type CUDA, host */
+/* memory) without the ctc_loss slots (nor cast, index_select, ...), so the  */
+/* ctc_loss layer composes its recursion from host ops there.               */
+/* ------------------------------------------------------------------------ */
+
+static void *g_cpu_dl;
+static const nnm_backend_vtable *g_cpu_vt;
+static void *g_cpu_state;
+static const nnm_device g_noctc = {NNM_DEVICE_CUDA, 0};
+
+static nnm_tensor_desc on_cpu(const nnm_tensor_desc *d) {
+    nnm_tensor_desc c = *d;
+    c.device.type = NNM_DEVICE_CPU;
+    c.device.id = 0;
+    return c;
+}
+
+static nnm_status nc_init(nnm_env *env, void **state) {
+    *state = NULL;
+    return g_cpu_vt->init(env, &g_cpu_state);
+}
+static void nc_shutdown(void *state) { (void)state; }
+static nnm_status nc_alloc(nnm_env *env, void *state, int32_t id, size_t bytes, void **ptr) {
+    (void)env, (void)state, (void)id;
+    *ptr = aligned_alloc(64, bytes ? (bytes + 63) / 64 * 64 : 64);
+    return *ptr ? NNM_OK : NNM_E_NOMEM;
+}
+static void nc_free(void *state, int32_t id, void *ptr) {
+    (void)state, (void)id;
+    free(ptr);
+}
+static nnm_status nc_memcpy(nnm_env *env, void *state, void *dst, nnm_device dd, const void *src, nnm_device sd,
+                            size_t bytes) {
+    (void)env, (void)state, (void)dd, (void)sd;
+    if (bytes) memmove(dst, src, bytes);
+    return NNM_OK;
+}
+static nnm_status nc_fill(nnm_env *env, void *state, const nnm_tensor_desc *out, double v) {
+    (void)state;
+    nnm_tensor_desc o = on_cpu(out);
+    return g_cpu_vt->fill(env, g_cpu_state, &o, v);
+}
+static nnm_status nc_gemm(nnm_env *env, void *state, const nnm_gemm_args *a) {
+    (void)state;
+    return g_cpu_vt->gemm(env, g_cpu_state, a);
+}
+static nnm_status nc_binary(nnm_env *env, void *state, const nnm_binary_args *a) {
+    (void)state;
+    nnm_tensor_desc x = on_cpu(a->a), y = on_cpu(a->b), o = on_cpu(a->out);
+    nnm_binary_args b = *a;
+    b.a = &x, b.b = &y, b.out = &o;
+    return g_cpu_vt->binary(env, g_cpu_state, &b);
+}
+static nnm_status nc_unary(nnm_env *env, void *state, const nnm_unary_args *a) {
+    (void)state;
+    nnm_tensor_desc x = on_cpu(a->x), o = on_cpu(a->out);
+    nnm_unary_args b = *a;
+    b.x = &x, b.out = &o;
+    return g_cpu_vt->unary(env, g_cpu_state, &b);
+}
+static nnm_status nc_reduce(nnm_env *env, void *state, const nnm_reduce_args *a) {
+    (void)state;
+    nnm_tensor_desc x = on_cpu(a->x), o = on_cpu(a->out);
+    nnm_reduce_args b = *a;
+    b.x = &x, b.out = &o;
+    return g_cpu_vt->reduce(env, g_cpu_state, &b);
+}
+static nnm_status nc_where(nnm_env *env, void *state, const nnm_where_args *a) {
+    (void)state;
+    nnm_tensor_desc k = on_cpu(a->cond), x = on_cpu(a->a), y = on_cpu(a->b), o = on_cpu(a->out);
+    nnm_where_args b = *a;
+    b.cond = &k, b.a = &x, b.b = &y, b.out = &o;
+    return g_cpu_vt->where(env, g_cpu_state, &b);
+}
+
+static const nnm_backend_vtable noctc_be = {
+    .struct_size = sizeof(nnm_backend_vtable),
+    .flags = NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5,
+    .name = "cpunoctc",
+    .version_major = 1,
+    .device_type = NNM_DEVICE_CUDA,
+    .init = nc_init,
+    .shutdown = nc_shutdown,
+    .alloc = nc_alloc,
+    .free = nc_free,
+    .memcpy = nc_memcpy,
+    .fill = nc_fill,
+    .gemm = nc_gemm,
+    .binary = nc_binary,
+    .unary = nc_unary,
+    .reduce = nc_reduce,
+    .where = nc_where,
+};
+static const nnm_backend_vtable *const noctc_backends[] = {&noctc_be};
+static const nnm_plugin_desc noctc_desc = {
+    .struct_size = sizeof(nnm_plugin_desc),
+    .abi_major = NNM_ABI_MAJOR,
+    .abi_minor = NNM_ABI_MINOR,
+    .name = "cpunoctc",
+    .n_backends = 1,
+    .backends = noctc_backends,
+};
+
+static int suite_init(void) {
+    nnm_ctx_options o = {sizeof o, NNM_CTX_NO_DISCOVERY, 0};
+    if (nnm_ctx_new(&o, &g_ctx) != NNM_OK) return 1;
+    const nnm_plugin_desc *cpu = tu_plugin_open(NNM_TEST_CPU_PLUGIN, &g_cpu_dl);
+    if (!cpu || cpu->n_backends < 1) return 1;
+    g_cpu_vt = cpu->backends[0];
+    static const char *const plugins[] = {NNM_TEST_CPU_PLUGIN, NNM_TEST_LOSSES_PLUGIN};
+    for (int i = 0; i < 2; i++)
+        if (nnm_plugin_load(g_ctx, plugins[i]) != NNM_OK) {
+            fprintf(stderr, "%s: %s\n", plugins[i], nnm_ctx_errmsg(g_ctx));
+            return 1;
+        }
+    return nnm_plugin_register_static(g_ctx, &noctc_desc, "test_losses") != NNM_OK;
+}
+
+static int suite_clean(void) {
+    nnm_ctx_free(g_ctx);
+    g_ctx = NULL;
+    if (g_cpu_dl) dlclose(g_cpu_dl);
+    return 0;
+}
 
 /* A config of up to two (key, value) pairs: a string value when the key is
  * "reduction", else a float. */
@@ -402,6 +526,197 @@ static void test_unbatched_shapes(void) {
     LEAK_CHECK_END();
 }
 
+/* ------------------------------------------------------------------------ */
+/* ctc_loss: the fused slots (cpu) against the composed recursion (cpunoctc) */
+/* ------------------------------------------------------------------------ */
+
+/* A tensor of dtype dt on dev holding n elements of p (host memory). */
+static nnm_tensor *on_dev(nnm_device dev, nnm_dtype dt, int32_t nd, const int64_t *shape, const void *p,
+                          size_t n) {
+    nnm_tensor *t = NULL;
+    CHECK_STATUS(nnm_tensor_new(g_ctx, dev, dt, nd, shape, &t), NNM_OK);
+    if (t && n) memcpy(nnm_tensor_desc_get(t)->data, p, n * (dt.bits / 8u));
+    return t;
+}
+
+/* A ctc_loss module moved to dev. */
+static nnm_module *ctc_module(const nnm_config *cfg, nnm_device dev) {
+    nnm_module *m = tu_module(g_ctx, "ctc_loss", cfg);
+    if (m && dev.type != NNM_DEVICE_CPU) CHECK_STATUS(nnm_module_to(m, dev), NNM_OK);
+    return m;
+}
+
+typedef struct ctc_case {
+    const char *what;
+    int64_t T, N, C;
+    int32_t tg_nd;           /* 2: padded [N, S]; 1: concatenated */
+    int64_t S;               /* padded width, or the concatenated length */
+    int64_t tg[16];
+    int64_t il[4], tl[4];
+    int64_t blank;
+    int zero_infinity;
+    int unbatched;
+} ctc_case;
+
+/* out (and the gradient of sum(out * w)) on both devices, for each reduction. */
+static int ctc_both(const ctc_case *k, const char *reduction, float *outs[2], float *grads[2], int64_t *n_out) {
+    const nnm_device devs[2] = {{NNM_DEVICE_CPU, 0}, g_noctc};
+    const nnm_dtype I64 = {NNM_DTYPE_INT, 64, 1};
+    const int64_t nlp = k->T * k->N * k->C;
+    float *lp = malloc((size_t)nlp * sizeof *lp);
+    tu_fill_uniform(lp, (size_t)nlp, 31 + (uint32_t)k->T, -3.0, 0.0);
+    for (int64_t i = 0; i < k->T * k->N; i++) { /* log_softmax rows */
+        double z = 0;
+        for (int64_t c = 0; c < k->C; c++) z += exp(lp[i * k->C + c]);
+        for (int64_t c = 0; c < k->C; c++) lp[i * k->C + c] -= (float)log(z);
+    }
+    int ok = 1;
+    for (int d = 0; d < 2 && ok; d++) {
+        nnm_config *cfg = NULL;
+        nnm_config_new(&cfg);
+        nnm_config_set_str(cfg, "reduction", reduction);
+        nnm_config_set_int(cfg, "blank", k->blank);
+        nnm_config_set_bool(cfg, "zero_infinity", k->zero_infinity);
+        nnm_module *m = ctc_module(cfg, devs[d]);
+        nnm_config_free(cfg);
+        const int64_t l3[3] = {k->T, k->N, k->C}, l2[2] = {k->T, k->C}, t2[2] = {k->N, k->S}, t1[1] = {k->S};
+        const int64_t n1[1] = {k->N};
+        nnm_tensor *in[4] = {
+            k->unbatched ? on_dev(devs[d], NNM_F32, 2, l2, lp, (size_t)nlp) : on_dev(devs[d], NNM_F32, 3, l3, lp, (size_t)nlp),
+            k->tg_nd == 2 ? on_dev(devs[d], I64, 2, t2, k->tg, (size_t)(k->N * k->S)) : on_dev(devs[d], I64, 1, t1, k->tg, (size_t)k->S),
+            on_dev(devs[d], I64, k->unbatched ? 0 : 1, n1, k->il, (size_t)k->N),
+            on_dev(devs[d], I64, k->unbatched ? 0 : 1, n1, k->tl, (size_t)k->N)};
+        nnm_tensor_set_requires_grad(in[0], 1);
+        nnm_tensor *out = NULL, *w = NULL;
+        nnm_status st = m ? nnm_module_call(m, in, 4, &out, 1) : NNM_E_INVALID;
+        if (st != NNM_OK) {
+            fprintf(stderr, "\n  ctc %s (%s) on %s: %s\n", k->what, reduction, d ? "cpunoctc" : "cpu",
+                    nnm_ctx_errmsg(g_ctx));
+            ok = 0;
+        } else {
+            const nnm_tensor_desc *od = nnm_tensor_desc_get(out);
+            float wv[8] = {0.7f, -1.3f, 0.4f, 2.0f, -0.6f, 1.1f, 0.9f, -0.2f};
+            w = on_dev(devs[d], NNM_F32, od->ndim, od->shape, wv, (size_t)nnm_tensor_numel(out));
+            ok = nnm_backward(out, w, 0) == NNM_OK;
+            if (!ok) fprintf(stderr, "\n  ctc backward: %s\n", nnm_ctx_errmsg(g_ctx));
+            outs[d] = tu_read_f32(out, n_out);
+            grads[d] = ok ? tu_read_f32(nnm_tensor_grad(in[0]), NULL) : NULL;
+        }
+        nnm_tensor_release(out);
+        nnm_tensor_release(w);
+        for (int i = 0; i < 4; i++) nnm_tensor_release(in[i]);
+        nnm_module_release(m);
+    }
+    free(lp);
+    return ok;
+}
+
+static void test_ctc_fused_vs_composed(void) {
+    LEAK_CHECK_BEGIN();
+    static const ctc_case cases[] = {
+        {"padded", 6, 3, 5, 2, 3, {1, 2, 3, 2, 2, 0, 4, 1, 1}, {6, 5, 6}, {3, 2, 1}, 0, 0, 0},
+        {"concatenated, blank 2", 7, 2, 4, 1, 4, {1, 3, 0, 3}, {7, 5}, {3, 1}, 2, 0, 0},
+        {"repeats, a short input", 5, 2, 3, 2, 2, {1, 1, 2, 1}, {5, 3}, {2, 2}, 0, 0, 0},
+        {"zero_infinity: impossible and empty samples", 4, 4, 4, 2, 3,
+         {1, 2, 3, 1, 1, 1, 2, 0, 0, 3, 0, 0}, {4, 2, 0, 0}, {3, 3, 0, 1}, 0, 1, 0},
+        {"unbatched", 6, 1, 4, 1, 2, {3, 1}, {6}, {2}, 0, 0, 1},
+    };
+    static const char *const reds[3] = {"none", "mean", "sum"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int r = 0; r < 3; r++) {
+            float *o[2] = {0}, *g[2] = {0};
+            int64_t n = 0;
+            CU_ASSERT_TRUE(ctc_both(&cases[i], reds[r], o, g, &n));
+            char what[128];
+            snprintf(what, sizeof what, "ctc %s (%s) nll", cases[i].what, reds[r]);
+            if (o[0] && o[1]) CU_ASSERT_EQUAL(tu_count_mismatch(what, o[1], o[0], n, 1e-4, 1e-5, 0), 0);
+            snprintf(what, sizeof what, "ctc %s (%s) grad", cases[i].what, reds[r]);
+            const int64_t ng = cases[i].T * cases[i].N * cases[i].C;
+            if (g[0] && g[1]) CU_ASSERT_EQUAL(tu_count_mismatch(what, g[1], g[0], ng, 1e-3, 1e-5, 0), 0);
+            if (i == 3 && r == 0 && o[0]) { /* impossible -> 0, il 0 with tl 0 -> 0, il 0 with tl 1 -> 0 */
+                CU_ASSERT_EQUAL(o[0][1], 0.0f);
+                CU_ASSERT_EQUAL(o[0][2], 0.0f);
+                CU_ASSERT_EQUAL(o[0][3], 0.0f);
+                for (int64_t t = 0; g[0] && t < 4; t++) /* no gradient for them, none past il */
+                    for (int64_t b = 1; b < 4; b++)
+                        for (int64_t c = 0; c < 4; c++) CU_ASSERT_EQUAL(g[0][(t * 4 + b) * 4 + c], 0.0f);
+            }
+            free(o[0]), free(o[1]), free(g[0]), free(g[1]);
+        }
+    LEAK_CHECK_END();
+}
+
+/* Without zero_infinity an impossible alignment is inf, an empty input with
+ * an empty target 0 (on both paths). */
+static void test_ctc_inf(void) {
+    LEAK_CHECK_BEGIN();
+    const ctc_case k = {"inf", 3, 3, 3, 2, 2, {1, 2, 1, 1, 0, 0}, {3, 2, 0}, {2, 2, 0}, 0, 0, 0};
+    float *o[2] = {0}, *g[2] = {0};
+    int64_t n = 0;
+    CU_ASSERT_TRUE(ctc_both(&k, "none", o, g, &n));
+    for (int d = 0; d < 2; d++)
+        if (o[d]) {
+            CU_ASSERT_TRUE(isfinite(o[d][0]));
+            CU_ASSERT_TRUE(isinf(o[d][1]) && o[d][1] > 0); /* 1, 1 needs 3 steps, it has 2 */
+            CU_ASSERT_EQUAL(o[d][2], 0.0f);
+        }
+    free(o[0]), free(o[1]), free(g[0]), free(g[1]);
+    LEAK_CHECK_END();
+}
+
+static void test_ctc_bad_inputs(void) {
+    LEAK_CHECK_BEGIN();
+    const nnm_device devs[2] = {{NNM_DEVICE_CPU, 0}, g_noctc};
+    const nnm_dtype I64 = {NNM_DTYPE_INT, 64, 1};
+    float lp[2 * 2 * 3] = {0};
+    const int64_t l3[3] = {2, 2, 3}, t2[2] = {2, 2}, n2[1] = {2}, t3[1] = {3};
+    for (int d = 0; d < 2; d++) {
+        nnm_module *m = ctc_module(NULL, devs[d]);
+        nnm_tensor *x = on_dev(devs[d], NNM_F32, 3, l3, lp, 12);
+        nnm_tensor *tg = on_dev(devs[d], I64, 2, t2, (int64_t[]){1, 2, 1, 0}, 4);
+        nnm_tensor *tgbad = on_dev(devs[d], I64, 2, t2, (int64_t[]){1, 3, 1, 0}, 4);
+        nnm_tensor *cat3 = on_dev(devs[d], I64, 1, t3, (int64_t[]){1, 2, 1}, 3);
+        nnm_tensor *il = on_dev(devs[d], I64, 1, n2, (int64_t[]){2, 2}, 2);
+        nnm_tensor *ilbad = on_dev(devs[d], I64, 1, n2, (int64_t[]){3, 2}, 2);
+        nnm_tensor *tl = on_dev(devs[d], I64, 1, n2, (int64_t[]){2, 1}, 2);
+        nnm_tensor *tlbad = on_dev(devs[d], I64, 1, n2, (int64_t[]){3, 1}, 2);
+        nnm_tensor *out = NULL;
+        nnm_tensor *a[4] = {x, tg, ilbad, tl};
+        CHECK_ERROR(nnm_module_call(m, a, 4, &out, 1), NNM_E_INVALID, "input_lengths[0] = 3 is not in [0, 2]");
+        nnm_tensor *b[4] = {x, tgbad, il, tl};
+        CHECK_ERROR(nnm_module_call(m, b, 4, &out, 1), NNM_E_INVALID, "target 1 of sample 0 is 3, not in [0, 3)");
+        nnm_tensor *c[4] = {x, tg, il, tlbad};
+        CHECK_ERROR(nnm_module_call(m, c, 4, &out, 1), NNM_E_INVALID, "target_lengths[0] = 3 is not in [0, 2]");
+        nnm_tensor *e[4] = {x, cat3, il, tlbad}; /* 3 + 1 != 3 */
+        CHECK_ERROR(nnm_module_call(m, e, 4, &out, 1), NNM_E_SHAPE, "the sum of target_lengths, 4");
+        nnm_tensor *f[4] = {x, tg, x, tl};
+        CHECK_ERROR(nnm_module_call(m, f, 4, &out, 1), NNM_E_DTYPE, "must be i64");
+        nnm_tensor *g[4] = {x, tg, tg, tl};
+        CHECK_ERROR(nnm_module_call(m, g, 4, &out, 1), NNM_E_SHAPE, "input_lengths and target_lengths must be [N]");
+        nnm_tensor *all[] = {x, tg, tgbad, cat3, il, ilbad, tl, tlbad};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) nnm_tensor_release(all[i]);
+        nnm_module_release(m);
+    }
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "blank", 3);
+    nnm_module *m = tu_module(g_ctx, "ctc_loss", cfg);
+    nnm_config_free(cfg);
+    nnm_tensor *x = tu_tf32(g_ctx, 3, l3, lp), *tg = tu_ti64(g_ctx, 2, t2, (int64_t[]){1, 2, 1, 0});
+    nnm_tensor *il = tu_ti64(g_ctx, 1, n2, (int64_t[]){2, 2}), *tl = tu_ti64(g_ctx, 1, n2, (int64_t[]){2, 1});
+    nnm_tensor *a[4] = {x, tg, il, tl}, *out = NULL;
+    CHECK_ERROR(nnm_module_call(m, a, 4, &out, 1), NNM_E_INVALID, "blank 3 is not a class of log_probs [2, 2, 3]");
+    nnm_tensor *all[] = {x, tg, il, tl};
+    for (size_t i = 0; i < 4; i++) nnm_tensor_release(all[i]);
+    nnm_module_release(m);
+    char repr[64] = "";
+    m = tu_module(g_ctx, "ctc_loss", NULL);
+    if (m) nnm_module_repr(m, repr, sizeof repr);
+    CU_ASSERT_PTR_NOT_NULL(strstr(repr, "CTCLoss()"));
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("losses", suite_init, suite_clean);
     CU_add_test(s, "bce_loss at 0 and 1, bce_with_logits at |x| = 100", test_bce_edges);
@@ -412,5 +727,9 @@ int main(void) {
     CU_add_test(s, "bad configs", test_bad_configs);
     CU_add_test(s, "bad inputs", test_bad_inputs);
     CU_add_test(s, "unbatched shapes", test_unbatched_shapes);
+    CU_add_test(s, "ctc_loss: fused (cpu) and composed (a backend without the slots) agree",
+                test_ctc_fused_vs_composed);
+    CU_add_test(s, "ctc_loss: impossible alignments are inf", test_ctc_inf);
+    CU_add_test(s, "ctc_loss: bad inputs (both paths)", test_ctc_bad_inputs);
     return tu_run();
 }

@@ -66,6 +66,7 @@ LAYER_TYPES = {
     "ELU": "elu", "Hardswish": "hardswish", "Hardsigmoid": "hardsigmoid", "PReLU": "prelu",
     "MSELoss": "mse_loss", "CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss",
     "BCEWithLogitsLoss": "bce_with_logits", "BCELoss": "bce_loss", "KLDivLoss": "kl_div",
+    "CTCLoss": "ctc_loss",
     "NonDynamicallyQuantizableLinear": "linear",
     "Upsample": "upsample", "UpsamplingNearest2d": "upsample",
     "UpsamplingBilinear2d": "upsample", "StochasticDepth": "stochastic_depth",
