@@ -64,3 +64,26 @@ def test_export_loss_weight_2d_refused(tmp_path, ctx):
     with pytest.raises(nnmod.UnsupportedError, match="weight"):
         nnmod.torch.export(model, str(tmp_path / "m.json"), (torch.randn(5, 4), torch.rand(5, 3)),
                            ctx=ctx)
+
+
+class CTCModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 5)
+        self.loss = nn.CTCLoss(blank=0, zero_infinity=True)
+
+    def forward(self, x, tg, il, tl):
+        return self.loss(self.fc(x).log_softmax(2), tg, il, tl)
+
+
+def test_export_ctc_loss(tmp_path, ctx):
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 4)
+    tg = torch.tensor([[1, 2, 3], [2, 2, 1], [4, 1, 1]])
+    il, tl = torch.tensor([6, 5, 6]), torch.tensor([3, 2, 1])
+    # dim 0 of log_probs is time, not the batch: exported at its sizes
+    manifest, _ = nnmod.torch.export(CTCModel(), str(tmp_path / "m.json"), (x, tg, il, tl), ctx=ctx,
+                                     dynamic=False)
+    doc = json.load(open(manifest))
+    loss = [c for c in doc["root"]["children"] if c["name"] == "loss"][0]
+    assert loss["type"] == "ctc_loss" and loss["config"]["zero_infinity"] is True
