@@ -1038,6 +1038,11 @@ static nnm_status class_forward(nnm_env *env, void *self, nnm_tensor *const *in,
     st = check_class_targets(env, name, in[0], in[1], s->kind == LOSS_CROSS_ENTROPY, &probs, &r);
     if (st != NNM_OK)
         return st;
+    if (probs && s->ignore_index >= 0)
+        return h->set_error(env, NNM_E_INVALID,
+                            "%s: ignore_index is not supported for floating point target "
+                            "(class probabilities; ignore_index = %lld)",
+                            name, (long long)s->ignore_index);
     lc cc, *c = &cc;
     lc_init(c, env);
     nnm_tensor *x = as_rows(c, in[0], &r), *logp = x;

@@ -482,6 +482,12 @@ static void test_bad_inputs(void) {
     nnm_module_release(m);
     m = loss("cross_entropy", NULL);
     CHECK_ERROR(tu_call2(m, a, bad, &out), NNM_E_INVALID, "");
+    nnm_module_release(m);
+    nnm_config *ci = NULL;
+    nnm_config_new(&ci);
+    nnm_config_set_int(ci, "ignore_index", 0);
+    m = loss("cross_entropy", ci);
+    CHECK_ERROR(tu_call2(m, a, a, &out), NNM_E_INVALID, "ignore_index is not supported for floating point target");
     CHECK_ERROR(tu_call2(m, a3, i2, &out), NNM_E_SHAPE, "expected target of shape [2, 3]");
     nnm_module_release(m);
     nnm_tensor *all[] = {a, b, f2, f3, a3, i2, bad, neg};
