@@ -145,6 +145,8 @@ def make_input(spec, g):
 #            of the inputs for layers torch has no Module for (concat, mul)
 #   call     (optional) lambda m, *inputs -> tuple of outputs (default m(*x))
 #   inputs   list of input specs (make_input)
+#   inputs_fn (optional, instead of inputs) lambda g -> list of input tensors
+#            made with torch.Generator g (targets in a loss's domain)
 #   modes    (optional) ("train", "eval") by default
 #   n_out    (optional) outputs compared (default 1)
 #   gradcheck (optional) default True when the case is small
@@ -387,6 +389,367 @@ for layer, tw, shape in (("dropout", nn.Dropout, (3, 5)), ("dropout2d", nn.Dropo
         torch=(lambda tw=tw: tw(p=0.0)), inputs=[A(shape)])
     row(name=f"{layer}_p1", layer=layer, config={"p": 1.0, "inplace": False}, modes=("train",),
         torch=(lambda tw=tw: tw(p=1.0)), inputs=[A(shape)])
+
+
+# losses (issue 18) -------------------------------------------------------------
+# Every row has a seed of its own (no other row's seed moves) and inputs made by
+# `inputs_fn(g)`: targets in their domain (probabilities, +-1 labels, class
+# indices with ignored entries) and values kept away from the kinks the C
+# gradcheck's finite differences (eps 1e-2) must not straddle. Losses have no
+# train/eval difference: one mode each.
+LOSS_SEED = 7180000
+
+
+def loss_row(name, layer, config, torch_fn, inputs_fn, seed, **kw):
+    row(name=name, layer=layer, config=config, torch=torch_fn, inputs_fn=inputs_fn,
+        seed=LOSS_SEED + seed, modes=kw.pop("modes", ("train",)), **kw)
+
+
+def pair_away(shape, kinks, scale=1.0):
+    """(x, y) with |x - y| away from each kink (the pointwise losses' kinks
+    are at |x - y| = 0 and |x - y| = beta)."""
+    def f(g):
+        x = torch.randn(shape, generator=g) * scale
+        d = torch.randn(shape, generator=g) * 1.5
+        d = away_from(d, sorted({k for b in kinks for k in (b, -b)}), 0.06)
+        return [x, x + d]
+    return f
+
+
+def red_name(reduction):
+    return {None: "mean"}.get(reduction, reduction)
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"l1_loss_{tag}", "l1_loss", cfg, (lambda kw=kw: nn.L1Loss(**kw)),
+             pair_away((3, 5), [0.0]), 1 + len(tag))
+    loss_row(f"smooth_l1_loss_{tag}", "smooth_l1_loss", cfg,
+             (lambda kw=kw: nn.SmoothL1Loss(**kw)), pair_away((4, 3, 2), [0.0, 1.0]), 11 + len(tag))
+    loss_row(f"huber_loss_{tag}", "huber_loss", cfg, (lambda kw=kw: nn.HuberLoss(**kw)),
+             pair_away((2, 7), [0.0, 1.0]), 21 + len(tag))
+    loss_row(f"mse_loss_{tag}", "mse_loss", cfg, (lambda kw=kw: nn.MSELoss(**kw)),
+             pair_away((3, 4), []), 31 + len(tag))
+loss_row("smooth_l1_loss_beta0_5_1d", "smooth_l1_loss", {"beta": 0.5},
+         lambda: nn.SmoothL1Loss(beta=0.5), pair_away((9,), [0.0, 0.5]), 41)
+loss_row("smooth_l1_loss_beta0", "smooth_l1_loss", {"beta": 0.0, "reduction": "none"},
+         lambda: nn.SmoothL1Loss(beta=0.0, reduction="none"), pair_away((2, 3), [0.0]), 42)
+loss_row("smooth_l1_loss_beta2_scalar", "smooth_l1_loss", {"beta": 2},
+         lambda: nn.SmoothL1Loss(beta=2), pair_away((), [0.0, 2.0]), 43)
+loss_row("huber_loss_delta0_3", "huber_loss", {"delta": 0.3, "reduction": "sum"},
+         lambda: nn.HuberLoss(delta=0.3, reduction="sum"), pair_away((3, 3), [0.0, 0.3]), 44)
+loss_row("huber_loss_delta2_5_4d", "huber_loss", {"delta": 2.5},
+         lambda: nn.HuberLoss(delta=2.5), pair_away((2, 1, 3, 2), [0.0, 2.5], 2.0), 45)
+
+
+def bce_inputs(shape):
+    def f(g):
+        x = torch.rand(shape, generator=g) * 0.7 + 0.15  # log(x), log(1 - x): mild curvature
+        y = torch.rand(shape, generator=g)
+        return [x, y]
+    return f
+
+
+def logits_inputs(shape):
+    def f(g):
+        return [torch.randn(shape, generator=g) * 2.0, torch.rand(shape, generator=g)]
+    return f
+
+
+def wlist(n, seed, lo=0.2, hi=2.0):
+    g = torch.Generator().manual_seed(LOSS_SEED + 900 + seed)
+    return [float(v) for v in (torch.rand(n, generator=g) * (hi - lo) + lo)]
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"bce_loss_{tag}", "bce_loss", cfg, (lambda kw=kw: nn.BCELoss(**kw)),
+             bce_inputs((4, 3)), 51 + len(tag))
+    loss_row(f"bce_with_logits_{tag}", "bce_with_logits", cfg,
+             (lambda kw=kw: nn.BCEWithLogitsLoss(**kw)), logits_inputs((3, 4)), 61 + len(tag))
+W4 = wlist(4, 1)
+loss_row("bce_loss_weight", "bce_loss", {"weight": W4},
+         lambda: nn.BCELoss(weight=torch.tensor(W4)), bce_inputs((3, 4)), 71)
+loss_row("bce_loss_weight1_none_3d", "bce_loss", {"weight": [0.7], "reduction": "none"},
+         lambda: nn.BCELoss(weight=torch.tensor([0.7]), reduction="none"),
+         bce_inputs((2, 3, 2)), 72)
+loss_row("bce_with_logits_pos_weight", "bce_with_logits", {"pos_weight": W4},
+         lambda: nn.BCEWithLogitsLoss(pos_weight=torch.tensor(W4)), logits_inputs((5, 4)), 73)
+loss_row("bce_with_logits_weight_pos_weight_none", "bce_with_logits",
+         {"weight": wlist(4, 2), "pos_weight": W4, "reduction": "none"},
+         lambda: nn.BCEWithLogitsLoss(weight=torch.tensor(wlist(4, 2)),
+                                      pos_weight=torch.tensor(W4), reduction="none"),
+         logits_inputs((2, 3, 4)), 74)
+loss_row("bce_with_logits_weight_sum", "bce_with_logits", {"weight": wlist(4, 3), "reduction": "sum"},
+         lambda: nn.BCEWithLogitsLoss(weight=torch.tensor(wlist(4, 3)), reduction="sum"),
+         logits_inputs((3, 4)), 75)
+
+
+def kl_inputs(shape, log_target):
+    def f(g):
+        x = F.log_softmax(torch.randn(shape, generator=g), dim=-1)
+        t = torch.randn(shape, generator=g) * 0.3  # no tiny probability: log(t)'s
+        t = F.log_softmax(t, dim=-1) if log_target else F.softmax(t, dim=-1)  # curvature
+        return [x, t]
+    return f
+
+
+for red in (None, "batchmean", "sum", "none"):
+    for lt in (False, True):
+        cfg = {} if red is None else {"reduction": red}
+        kw = {} if red is None else {"reduction": red}
+        if lt:
+            cfg["log_target"] = True
+            kw["log_target"] = True
+        tag = red_name(red) + ("_log_target" if lt else "")
+        loss_row(f"kl_div_{tag}", "kl_div", cfg, (lambda kw=kw: nn.KLDivLoss(**kw)),
+                 kl_inputs((3, 5), lt), 81 + len(tag) + 10 * lt)
+loss_row("kl_div_batchmean_3d", "kl_div", {"reduction": "batchmean"},
+         lambda: nn.KLDivLoss(reduction="batchmean"), kl_inputs((2, 3, 4), False), 101)
+
+
+def pm1(shape, g, dtype=torch.float32):
+    return (torch.randint(0, 2, shape, generator=g) * 2 - 1).to(dtype)
+
+
+def cosine_inputs(n, d, dtype=torch.float32):
+    def f(g):
+        shp = (n, d) if n is not None else (d,)
+        tshp = (n,) if n is not None else ()
+        return [torch.randn(shp, generator=g), torch.randn(shp, generator=g), pm1(tshp, g, dtype)]
+    return f
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"cosine_embedding_loss_{tag}", "cosine_embedding_loss", cfg,
+             (lambda kw=kw: nn.CosineEmbeddingLoss(**kw)), cosine_inputs(6, 4), 111 + len(tag))
+loss_row("cosine_embedding_loss_margin", "cosine_embedding_loss",
+         {"margin": -0.2, "reduction": "none"},
+         lambda: nn.CosineEmbeddingLoss(margin=-0.2, reduction="none"), cosine_inputs(5, 3), 121)
+loss_row("cosine_embedding_loss_unbatched", "cosine_embedding_loss", {"margin": 0.1},
+         lambda: nn.CosineEmbeddingLoss(margin=0.1), cosine_inputs(None, 7), 122)
+loss_row("cosine_embedding_loss_i64_target", "cosine_embedding_loss", {"reduction": "sum"},
+         lambda: nn.CosineEmbeddingLoss(reduction="sum"), cosine_inputs(4, 3, torch.int64), 123)
+
+
+def ranking_inputs(shape, margin):
+    def f(g):
+        x1 = torch.randn(shape, generator=g)
+        y = pm1(shape, g)
+        d = away_from(torch.randn(shape, generator=g), [margin, -margin], 0.08)
+        return [x1, x1 - d, y]
+    return f
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"margin_ranking_loss_{tag}", "margin_ranking_loss", cfg,
+             (lambda kw=kw: nn.MarginRankingLoss(**kw)), ranking_inputs((8,), 0.0), 131 + len(tag))
+loss_row("margin_ranking_loss_margin_2d", "margin_ranking_loss", {"margin": 0.5},
+         lambda: nn.MarginRankingLoss(margin=0.5), ranking_inputs((3, 4), 0.5), 141)
+
+
+def multi_margin_inputs(n, c, margin):
+    """x whose hinges margin - x[y] + x[j] all stay 0.06 away from 0."""
+    def f(g):
+        while True:
+            shp = (n, c) if n is not None else (c,)
+            x = torch.randn(shp, generator=g)
+            y = torch.randint(0, c, (n,) if n is not None else (), generator=g)
+            x2, y2 = x.reshape(-1, c), y.reshape(-1)
+            z = margin - x2.gather(1, y2[:, None]) + x2
+            z[torch.arange(len(y2)), y2] = 1.0
+            if z.abs().min() > 0.06:
+                return [x, y]
+    return f
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"multi_margin_loss_{tag}", "multi_margin_loss", cfg,
+             (lambda kw=kw: nn.MultiMarginLoss(**kw)), multi_margin_inputs(5, 4, 1.0),
+             151 + len(tag))
+loss_row("multi_margin_loss_p2_margin", "multi_margin_loss", {"p": 2, "margin": 0.5},
+         lambda: nn.MultiMarginLoss(p=2, margin=0.5), multi_margin_inputs(4, 5, 0.5), 161)
+W5 = wlist(5, 4)
+loss_row("multi_margin_loss_weight_none", "multi_margin_loss", {"weight": W5, "reduction": "none"},
+         lambda: nn.MultiMarginLoss(weight=torch.tensor(W5), reduction="none"),
+         multi_margin_inputs(6, 5, 1.0), 162)
+loss_row("multi_margin_loss_unbatched", "multi_margin_loss", {"margin": 0.8, "reduction": "none"},
+         lambda: nn.MultiMarginLoss(margin=0.8, reduction="none"),
+         multi_margin_inputs(None, 6, 0.8), 163)
+
+
+def class_inputs(shape, c_dim=1, ignore=None, probs=False, log_probs=False):
+    """input [N, C, ...] (or [C]) and class indices (some == ignore) or
+    class probabilities."""
+    def f(g):
+        x = torch.randn(shape, generator=g) * 1.5
+        cd = 0 if len(shape) == 1 else c_dim
+        if log_probs:
+            x = F.log_softmax(x, dim=cd)
+        C = shape[cd]
+        if probs:
+            return [x, F.softmax(torch.randn(shape, generator=g), dim=cd)]
+        tshape = tuple(s for i, s in enumerate(shape) if i != cd)
+        t = torch.randint(0, C, tshape, generator=g)
+        if ignore is not None:
+            m = torch.rand(tshape, generator=g) < 0.3
+            t = torch.where(m, torch.full_like(t, ignore), t)
+        return [x, t]
+    return f
+
+
+W3, W5b = wlist(3, 5), wlist(5, 6)
+loss_row("cross_entropy_weight", "cross_entropy", {"weight": W5b},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W5b)), class_inputs((6, 5)), 171)
+loss_row("cross_entropy_weight_ignore_smoothing", "cross_entropy",
+         {"weight": W5b, "ignore_index": 2, "label_smoothing": 0.2},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W5b), ignore_index=2, label_smoothing=0.2),
+         class_inputs((7, 5), ignore=2), 172)
+loss_row("cross_entropy_weight_ignore_none", "cross_entropy",
+         {"weight": W5b, "reduction": "none"},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W5b), reduction="none"),
+         class_inputs((6, 5), ignore=-100), 173)
+loss_row("cross_entropy_weight_smoothing_sum", "cross_entropy",
+         {"weight": W5b, "reduction": "sum", "label_smoothing": 0.1},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W5b), reduction="sum", label_smoothing=0.1),
+         class_inputs((4, 5)), 174)
+loss_row("cross_entropy_weight_unbatched", "cross_entropy", {"weight": W3},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W3)), class_inputs((3,)), 175)
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"cross_entropy_probs_{tag}", "cross_entropy", cfg,
+             (lambda kw=kw: nn.CrossEntropyLoss(**kw)), class_inputs((4, 3), probs=True),
+             181 + len(tag))
+loss_row("cross_entropy_probs_weight_smoothing", "cross_entropy",
+         {"weight": W3, "label_smoothing": 0.3},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W3), label_smoothing=0.3),
+         class_inputs((5, 3), probs=True), 191)
+loss_row("cross_entropy_probs_unbatched_none", "cross_entropy", {"reduction": "none"},
+         lambda: nn.CrossEntropyLoss(reduction="none"), class_inputs((4,), probs=True), 192)
+loss_row("cross_entropy_probs_4d", "cross_entropy", {},
+         lambda: nn.CrossEntropyLoss(), class_inputs((2, 3, 2, 2), probs=True), 193)
+loss_row("cross_entropy_kdim", "cross_entropy", {"ignore_index": 1},
+         lambda: nn.CrossEntropyLoss(ignore_index=1), class_inputs((2, 4, 3), ignore=1), 194)
+loss_row("cross_entropy_kdim_4d_none", "cross_entropy", {"reduction": "none", "label_smoothing": 0.1},
+         lambda: nn.CrossEntropyLoss(reduction="none", label_smoothing=0.1),
+         class_inputs((2, 3, 2, 3)), 195)
+loss_row("cross_entropy_kdim_weight", "cross_entropy", {"weight": W3},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W3)), class_inputs((3, 3, 4)), 196)
+loss_row("nll_loss_weight", "nll_loss", {"weight": W5b},
+         lambda: nn.NLLLoss(weight=torch.tensor(W5b)), class_inputs((6, 5), log_probs=True), 201)
+loss_row("nll_loss_weight_ignore_sum", "nll_loss",
+         {"weight": W5b, "ignore_index": 0, "reduction": "sum"},
+         lambda: nn.NLLLoss(weight=torch.tensor(W5b), ignore_index=0, reduction="sum"),
+         class_inputs((6, 5), ignore=0, log_probs=True), 202)
+loss_row("nll_loss_kdim_none", "nll_loss", {"reduction": "none"},
+         lambda: nn.NLLLoss(reduction="none"), class_inputs((2, 3, 5), log_probs=True), 203)
+
+
+# ctc_loss: the twin is nn.CTCLoss with the derivative of the loss with
+# respect to log_probs (the gradient nnmod gives, and finite differences
+# check): PyTorch's CTC backward adds exp(log_probs) * grad, the part that
+# cancels once the gradient goes through log_softmax, so for logits both
+# agree (docs/layers.md).
+class _CTCTrue(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, lp, tg, il, tl, blank, zi):
+        ctx.save_for_backward(lp, tg, il, tl)
+        ctx.blank, ctx.zi = blank, zi
+        return F.ctc_loss(lp, tg, il, tl, blank=blank, reduction="none", zero_infinity=zi)
+
+    @staticmethod
+    def backward(ctx, g):
+        lp, tg, il, tl = ctx.saved_tensors
+        with torch.enable_grad():
+            x = lp.detach().requires_grad_()
+            nll = F.ctc_loss(x, tg, il, tl, blank=ctx.blank, reduction="none", zero_infinity=ctx.zi)
+            gpt, = torch.autograd.grad(nll, x, g)
+        steps = (torch.arange(lp.shape[0])[:, None] < il[None, :]).to(lp.dtype)[:, :, None]
+        live = torch.isfinite(F.ctc_loss(lp, tg, il, tl, blank=ctx.blank, reduction="none"))
+        return gpt - lp.exp() * (g * live)[None, :, None] * steps, None, None, None, None, None
+
+
+class CTCLoss(nn.CTCLoss):  # prints as PyTorch's
+    def forward(self, lp, tg, il, tl):
+        unbatched = lp.dim() == 2
+        if unbatched:
+            lp, tg, il, tl = lp[:, None], tg[None], il[None], tl[None]
+        nll = _CTCTrue.apply(lp, tg, il, tl, self.blank, self.zero_infinity)
+        if self.reduction == "mean":
+            return (nll / tl.clamp_min(1)).mean()
+        if self.reduction == "sum":
+            return nll.sum()
+        return nll[0] if unbatched else nll
+
+
+def _ctc_twin_agrees():
+    """Through log_softmax the twin's gradients are PyTorch's own."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(6, 3, 5, generator=g, requires_grad=True)
+    tg, il, tl = torch.tensor([[1, 2, 3], [2, 2, 1], [4, 1, 1]]), torch.tensor([6, 5, 6]), torch.tensor([3, 2, 1])
+    for red in ("mean", "none"):
+        a = CTCLoss(reduction=red)(F.log_softmax(z, 2), tg, il, tl)
+        b = nn.CTCLoss(reduction=red)(F.log_softmax(z, 2), tg, il, tl)
+        ga, = torch.autograd.grad(a.sum(), z)
+        gb, = torch.autograd.grad(b.sum(), z)
+        assert torch.allclose(a, b) and torch.allclose(ga, gb, atol=1e-6), "CTC twin"
+
+
+_ctc_twin_agrees()
+
+
+def ctc_inputs(T, N, C, S, blank=0, il=None, tl=None, concat=False, repeats=False):
+    def f(g):
+        lp = F.log_softmax(torch.randn(T, N, C, generator=g), dim=2)
+        labels = [c for c in range(C) if c != blank]
+        tg = torch.tensor(labels)[torch.randint(0, len(labels), (N, S), generator=g)]
+        if repeats:
+            tg[:, 1] = tg[:, 0]
+        ilv = torch.tensor(il) if il is not None else torch.randint(T - 2, T + 1, (N,), generator=g)
+        tlv = torch.tensor(tl) if tl is not None else torch.randint(1, S + 1, (N,), generator=g)
+        if concat:
+            tg = torch.cat([tg[b, :tlv[b]] for b in range(N)])
+        return [lp, tg, ilv, tlv]
+    return f
+
+
+def ctc_unbatched(T, C, S):
+    def f(g):
+        lp, tg, il, tl = ctc_inputs(T, 1, C, S, il=[T], tl=[S])(g)
+        return [lp[:, 0], tg[0], il[0], tl[0]]
+    return f
+
+
+loss_row("ctc_loss_mean", "ctc_loss", {}, lambda: CTCLoss(), ctc_inputs(6, 3, 5, 3), 211)
+loss_row("ctc_loss_sum_blank2", "ctc_loss", {"blank": 2, "reduction": "sum"},
+         lambda: CTCLoss(blank=2, reduction="sum"), ctc_inputs(7, 2, 4, 3, blank=2), 212)
+loss_row("ctc_loss_none_concat", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_inputs(6, 3, 4, 3, concat=True), 213)
+loss_row("ctc_loss_repeats", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_inputs(8, 2, 3, 3, repeats=True, il=[8, 6], tl=[3, 2]),
+         214)
+loss_row("ctc_loss_zero_infinity", "ctc_loss", {"zero_infinity": True, "reduction": "none"},
+         lambda: CTCLoss(zero_infinity=True, reduction="none"),
+         ctc_inputs(5, 3, 4, 3, repeats=True, il=[5, 2, 3], tl=[2, 3, 3]), 215)
+loss_row("ctc_loss_unbatched", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_unbatched(6, 4, 2), 216)
+loss_row("ctc_loss_longer", "ctc_loss", {"blank": 3}, lambda: CTCLoss(blank=3),
+         ctc_inputs(20, 4, 6, 5, blank=3), 217)
 
 
 # multihead_attention -----------------------------------------------------------
@@ -1097,7 +1460,7 @@ def run_case(r, mode, seed):
     m = r["torch"]()
     # parameters: the module's own init under the seed, then nudged off any
     # constant (zero biases, unit norm weights) so that every entry matters
-    xs = [make_input(s, g) for s in r["inputs"]]
+    xs = r["inputs_fn"](g) if "inputs_fn" in r else [make_input(s, g) for s in r["inputs"]]
     with torch.no_grad():  # no parameter left at its init constant (zero biases)
         for p in m.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=g))

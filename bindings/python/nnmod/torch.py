@@ -65,7 +65,9 @@ LAYER_TYPES = {
     "ReLU": "relu", "ReLU6": "relu6", "GELU": "gelu", "SiLU": "silu", "LeakyReLU": "leaky_relu",
     "ELU": "elu", "Hardswish": "hardswish", "Hardsigmoid": "hardsigmoid", "PReLU": "prelu",
     "MSELoss": "mse_loss", "CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss",
-    "BCEWithLogitsLoss": "bce_with_logits", "NonDynamicallyQuantizableLinear": "linear",
+    "BCEWithLogitsLoss": "bce_with_logits", "BCELoss": "bce_loss", "KLDivLoss": "kl_div",
+    "CTCLoss": "ctc_loss",
+    "NonDynamicallyQuantizableLinear": "linear",
     "Upsample": "upsample", "UpsamplingNearest2d": "upsample",
     "UpsamplingBilinear2d": "upsample", "StochasticDepth": "stochastic_depth",
 }
@@ -87,13 +89,26 @@ CONFIG_OVERRIDES = {
     "ConvTranspose2d": {"bias": lambda m: m.bias is not None},
     "Softmax": {"dim": lambda m: m.dim},
     "LogSoftmax": {"dim": lambda m: m.dim},
-    "CrossEntropyLoss": {"weight": lambda m: None},
-    "NLLLoss": {"weight": lambda m: None},
+    "CrossEntropyLoss": {"weight": lambda m: _weight_list(m.weight)},
+    "NLLLoss": {"weight": lambda m: _weight_list(m.weight)},
+    "BCELoss": {"weight": lambda m: _weight_list(m.weight)},
+    "BCEWithLogitsLoss": {"weight": lambda m: _weight_list(m.weight),
+                          "pos_weight": lambda m: _weight_list(m.pos_weight)},
+    "MultiMarginLoss": {"weight": lambda m: _weight_list(m.weight)},
     "UpsamplingNearest2d": {"mode": lambda m: "nearest"},
     "UpsamplingBilinear2d": {"mode": lambda m: "bilinear", "align_corners": lambda m: True},
     "MultiheadAttention": {"bias": lambda m: m.in_proj_bias is not None,
                            "add_bias_kv": lambda m: m.bias_k is not None},
 }
+
+def _weight_list(w):
+    """A loss's weight buffer as its config list (the layer registers the
+    buffer again under the same name); a tensor of more than one dim stays a
+    tensor, which the export reports as having no config form."""
+    if w is None or w.dim() != 1:
+        return w
+    return [float(v) for v in w.detach().cpu().tolist()]
+
 
 _CONFIG_INT, _CONFIG_FLOAT, _CONFIG_BOOL, _CONFIG_STR, _CONFIG_INTS, _CONFIG_FLOATS, \
     _CONFIG_STRS, _CONFIG_INT_OR_INTS, _CONFIG_ANY = range(9)  # the last two: ABI 1.3
