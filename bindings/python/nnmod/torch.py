@@ -68,6 +68,7 @@ LAYER_TYPES = {
     "BCEWithLogitsLoss": "bce_with_logits", "NonDynamicallyQuantizableLinear": "linear",
     "Upsample": "upsample", "UpsamplingNearest2d": "upsample",
     "UpsamplingBilinear2d": "upsample", "StochasticDepth": "stochastic_depth",
+    "RNNCell": "rnn_cell", "LSTMCell": "lstm_cell", "GRUCell": "gru_cell",
 }
 
 # Containers: PyTorch class -> nnmod type. Sequential is called; the others
@@ -94,6 +95,101 @@ CONFIG_OVERRIDES = {
     "MultiheadAttention": {"bias": lambda m: m.in_proj_bias is not None,
                            "add_bias_kv": lambda m: m.bias_k is not None},
 }
+
+
+def _tf_activation(layer):
+    """nn.Transformer*Layer's activation as nnmod's config string."""
+    import torch.nn.functional as F
+    a = layer.activation
+    if a is F.relu or isinstance(a, torch.nn.ReLU):
+        return "relu"
+    if (a is F.gelu) or (isinstance(a, torch.nn.GELU) and a.approximate == "none"):
+        return "gelu"
+    raise _Unsup(f"activation {a!r} (nnmod's transformer layers take relu or gelu)")
+
+
+def _tf_dropout(layer):
+    """The one dropout probability of a transformer layer (PyTorch gives
+    the same p to every dropout of a layer it builds)."""
+    ps = {float(m.p) for m in layer.modules() if isinstance(m, torch.nn.Dropout)}
+    ps |= {float(m.dropout) for m in layer.modules()
+           if isinstance(m, torch.nn.MultiheadAttention)}
+    if len(ps) > 1:
+        raise _Unsup(f"dropout probabilities {sorted(ps)} within one layer (nnmod's "
+                     "transformer layers take one)")
+    return ps.pop() if ps else None
+
+
+def _tf_eps(layer):
+    eps = {float(m.eps) for m in layer.modules() if isinstance(m, torch.nn.LayerNorm)}
+    if len(eps) > 1:
+        raise _Unsup(f"layer norm eps {sorted(eps)} within one layer")
+    return eps.pop() if eps else None
+
+
+def _tf_layer_cfg(first=None):
+    """Config of nn.TransformerEncoderLayer / DecoderLayer (first: the stack's
+    first layer, for TransformerEncoder / Decoder / Transformer)."""
+    pick = first or (lambda m: m)
+    return {"d_model": lambda m: pick(m).self_attn.embed_dim,
+            "nhead": lambda m: pick(m).self_attn.num_heads,
+            "dim_feedforward": lambda m: pick(m).linear1.out_features,
+            "dropout": lambda m: _tf_dropout(m),
+            "activation": lambda m: _tf_activation(pick(m)),
+            "layer_norm_eps": lambda m: _tf_eps(m),
+            "batch_first": lambda m: bool(pick(m).self_attn.batch_first),
+            "norm_first": lambda m: bool(pick(m).norm_first)}
+
+
+def _tf_stack_norm(m):
+    if m.norm is None:
+        return False
+    if not isinstance(m.norm, torch.nn.LayerNorm) or not m.norm.elementwise_affine:
+        raise _Unsup(f"norm={type(m.norm).__name__} (nnmod's stacks take a LayerNorm "
+                     "or none)")
+    return True
+
+
+CONFIG_OVERRIDES.update({
+    "TransformerEncoderLayer": _tf_layer_cfg(),
+    "TransformerDecoderLayer": _tf_layer_cfg(),
+    "TransformerEncoder": dict(_tf_layer_cfg(lambda m: m.layers[0]),
+                               num_layers=lambda m: len(m.layers), norm=_tf_stack_norm),
+    "TransformerDecoder": dict(_tf_layer_cfg(lambda m: m.layers[0]),
+                               num_layers=lambda m: len(m.layers), norm=_tf_stack_norm),
+    "Transformer": dict(_tf_layer_cfg(lambda m: m.encoder.layers[0]),
+                        batch_first=lambda m: bool(m.batch_first),
+                        num_encoder_layers=lambda m: len(m.encoder.layers),
+                        num_decoder_layers=lambda m: len(m.decoder.layers)),
+})
+
+# The inputs of a leaf in the nnmod layer's order, by forward argument name,
+# where that differs from PyTorch's positional order or has optional
+# tensors in the middle (a missing one is passed as a 0-element tensor,
+# nnmod's "absent"). The masks are marked "mask": a comparison made in the
+# graph (f32 0/1 in nnmod, bool in PyTorch) is cast to bool for them, and a
+# constant causal mask (triu of -inf or True above the diagonal) becomes
+# the config key named after "mask:" instead.
+LEAF_INPUTS = {
+    "MultiheadAttention": ["query", "key", "value", "key_padding_mask:mask",
+                           "attn_mask:mask:is_causal"],
+    "TransformerEncoderLayer": ["src", "src_mask:mask:is_causal",
+                                "src_key_padding_mask:mask"],
+    "TransformerEncoder": ["src", "mask:mask:is_causal", "src_key_padding_mask:mask"],
+    "TransformerDecoderLayer": ["tgt", "memory", "tgt_mask:mask:tgt_is_causal",
+                                "memory_mask:mask:memory_is_causal",
+                                "tgt_key_padding_mask:mask", "memory_key_padding_mask:mask"],
+    "TransformerDecoder": ["tgt", "memory", "tgt_mask:mask:tgt_is_causal",
+                           "memory_mask:mask:memory_is_causal",
+                           "tgt_key_padding_mask:mask", "memory_key_padding_mask:mask"],
+    "Transformer": ["src", "tgt", "src_mask:mask:src_is_causal", "tgt_mask:mask:tgt_is_causal",
+                    "memory_mask:mask:memory_is_causal", "src_key_padding_mask:mask",
+                    "tgt_key_padding_mask:mask", "memory_key_padding_mask:mask"],
+}
+# forward arguments of a leaf that are not tensors and that the nnmod layer
+# honours (or that change nothing nnmod computes): not reported
+_LEAF_FLAGS = {"need_weights", "is_causal", "src_is_causal", "tgt_is_causal",
+               "memory_is_causal"}
 
 _CONFIG_INT, _CONFIG_FLOAT, _CONFIG_BOOL, _CONFIG_STR, _CONFIG_INTS, _CONFIG_FLOATS, \
     _CONFIG_STRS, _CONFIG_INT_OR_INTS, _CONFIG_ANY = range(9)  # the last two: ABI 1.3
@@ -204,8 +300,41 @@ class _Schema:
                               for i in range(v.n_config_fields)]
                 self.cache[layer] = {"version": f"^{v.version_major}.{v.version_minor}",
                                      "fields": fields, "n_outputs": v.n_outputs,
-                                     "container": bool(v.flags & 1)}
+                                     "container": bool(v.flags & 1),
+                                     "owns_children": bool(v.flags & 2)}
         return self.cache[layer]
+
+
+class _AbsentType:
+    """An optional input of an nnmod layer that the PyTorch call left out."""
+
+    def __repr__(self):
+        return "<absent>"
+
+
+_ABSENT = _AbsentType()
+
+
+class _Mask:
+    """A tensor passed as an attention mask."""
+    __slots__ = ("t",)
+
+    def __init__(self, t):
+        self.t = t
+
+
+def _is_causal_mask(t):
+    """t is PyTorch's causal mask ([L, L]: True, or -inf, above the diagonal;
+    False, or 0, elsewhere), as nn.Transformer.generate_square_subsequent_mask
+    makes it."""
+    if t.dim() != 2 or t.shape[0] != t.shape[1] or t.shape[0] == 0:
+        return False
+    upper = torch.ones(t.shape, dtype=torch.bool).triu(1)
+    if t.dtype == torch.bool:
+        return bool(torch.equal(t, upper))
+    if not t.is_floating_point():
+        return False
+    return bool(torch.equal(torch.isneginf(t), upper)) and bool((t[~upper] == 0).all())
 
 
 class _Unsup(Exception):
@@ -369,6 +498,7 @@ class _Frame:
         self.consts = collections.OrderedDict()    # name -> a constant forward made
         self.taken = set()
         self.counts = collections.Counter()
+        self.f01 = set()                  # refs bool in PyTorch, f32 0/1 in nnmod (comparisons)
         if mod is not None:
             for n, p in mod.named_parameters(recurse=False):
                 self.own[id(p)] = (n, False, p)
@@ -414,6 +544,7 @@ class _Tracer(TorchFunctionMode):
         self.suspended = 0
         self.internal = 0
         self.foreign = collections.OrderedDict()  # op children made from foreign modules
+        self.leaf_cfg = {}      # leaf path -> config its calls imply (a causal mask)
 
     # -- where are we -------------------------------------------------------
     def where(self):
@@ -595,6 +726,15 @@ class _Tracer(TorchFunctionMode):
             if t is None:
                 refs.append(None)
                 continue
+            if t is _ABSENT or isinstance(t, _Mask):
+                if parent.kind != "graph":
+                    self.report.add("construct", "an optional input left out (or a mask made "
+                                    "in forward) in a call of the exported model itself; pass "
+                                    "every input positionally", self.where())
+                    refs.append("?")
+                    continue
+                refs.append(self.absent(parent) if t is _ABSENT else self.mask_ref(parent, t.t))
+                continue
             r = self.lookup(parent, t)
             if r is None:
                 r = self.materialize(parent, t)
@@ -606,8 +746,38 @@ class _Tracer(TorchFunctionMode):
             refs.append(r)
         return refs, {}
 
+    def absent(self, frame):
+        """A 0-element tensor: an optional input of an nnmod layer left out
+        (PyTorch's None)."""
+        name = frame.fresh("absent")
+        node = _Node("op", name, "full", [], {"size": [0], "fill_value": 0.0},
+                     where=self.where(), fn="an optional input left out")
+        node.name = name
+        frame.nodes.append(node)
+        return name
+
+    def mask_ref(self, frame, t):
+        """A mask passed to attention: a comparison the graph made is f32 0/1
+        in nnmod where PyTorch has bool, so it is cast to bool first."""
+        r = self.lookup(frame, t)
+        if r is None:
+            r = self.materialize(frame, t)
+        if r is None:
+            return "?"
+        if r in frame.f01 and t.dtype == torch.bool:
+            name = frame.fresh("bool")
+            node = _Node("op", name, "bool", [r], {}, where=self.where(),
+                         fn="a mask (bool in PyTorch)")
+            node.name = name
+            frame.nodes.append(node)
+            frame.shapes[name] = tuple(t.shape)
+            return name
+        return r
+
     def leaf_args(self, mod, args, kwargs):
-        """The tensors of a call of a leaf, in the nnmod layer's input order."""
+        """The tensors of a call of a leaf, in the nnmod layer's input order
+        (_ABSENT for an optional one left out, _Mask(t) for a mask); config
+        a call implies (a causal mask) goes to self.leaf_cfg."""
         cls = _forward_class(mod).__name__
         fwd = type(mod).forward
         try:
@@ -617,21 +787,13 @@ class _Tracer(TorchFunctionMode):
             return [a for a in args if isinstance(a, torch.Tensor)]
         params = list(sig.parameters.values())[1:]
         arg = bound.arguments
-        if cls == "MultiheadAttention":
-            q, k, v = arg.get("query"), arg.get("key"), arg.get("value")
-            kpm, am = arg.get("key_padding_mask"), arg.get("attn_mask")
-            if arg.get("average_attn_weights", True) is not True:
-                self.report.add("construct", "MultiheadAttention(average_attn_weights=False)",
-                                self.where())
-            if am is not None and kpm is None:
-                self.report.add("construct", "MultiheadAttention with attn_mask but no "
-                                "key_padding_mask", self.where())
-            out = [q, k, v]
-            if kpm is not None:
-                out.append(kpm)
-            if am is not None:
-                out.append(am)
-            return out
+        if cls == "MultiheadAttention" and arg.get("average_attn_weights", True) is not True \
+                and arg.get("need_weights", True):
+            self.report.add("construct", "MultiheadAttention(average_attn_weights=False): "
+                            "nnmod gives the weights averaged over heads", self.where())
+        order = LEAF_INPUTS.get(cls)
+        if order is not None:
+            return self.leaf_args_ordered(mod, order, params, arg)
         out = []
         for p in params:
             if p.name not in arg:
@@ -644,10 +806,56 @@ class _Tracer(TorchFunctionMode):
             elif isinstance(v, (tuple, list)) and v and all(isinstance(a, torch.Tensor)
                                                                for a in v):
                 out.extend(v)
-            elif v is not None and v is not p.default and v != p.default:
+            elif v is not None and v is not p.default and v != p.default \
+                    and p.name not in _LEAF_FLAGS:
                 self.report.add("construct", f"argument {p.name}={v!r} to a "
                                 f"{type(mod).__name__} call", self.where())
         return out
+
+    def leaf_args_ordered(self, mod, order, params, arg):
+        path = self.paths.get(id(mod))
+        known = {o.split(":")[0] for o in order}
+        cfg = {}
+        items = []
+        for entry in order:
+            parts = entry.split(":")
+            name, is_mask = parts[0], len(parts) > 1
+            causal_key = parts[2] if len(parts) > 2 else None
+            v = arg.get(name)
+            if v is not None and causal_key and arg.get(causal_key) is True:
+                v = None               # PyTorch 2's hint: the mask is the causal one
+                cfg[causal_key] = True
+            elif causal_key and arg.get(causal_key) is True:
+                cfg[causal_key] = True
+            if isinstance(v, torch.Tensor) and causal_key and \
+                    not self.tracked(self.stack[-1], v) and _is_causal_mask(v):
+                v = None               # a causal mask made in forward: the config key
+                cfg[causal_key] = True
+            if v is None:
+                items.append(_ABSENT)
+            elif isinstance(v, torch.Tensor):
+                items.append(_Mask(v) if is_mask else v)
+            elif isinstance(v, (tuple, list)) and all(isinstance(a, torch.Tensor) for a in v):
+                items.extend(v)
+            else:
+                self.report.add("construct", f"argument {name}={v!r} to a "
+                                f"{type(mod).__name__} call", self.where())
+        while items and items[-1] is _ABSENT:
+            items.pop()                # trailing optional inputs: not passed at all
+        for p in params:
+            if p.name in known or p.name not in arg or p.name in _LEAF_FLAGS:
+                continue
+            v = arg[p.name]
+            if v is not None and v is not p.default and v != p.default:
+                self.report.add("construct", f"argument {p.name}={v!r} to a "
+                                f"{type(mod).__name__} call", self.where())
+        if path is not None:
+            seen = self.leaf_cfg.setdefault(path, dict(cfg))
+            if seen != cfg:
+                self.report.add("construct", f"module '{path}' called with and without a "
+                                "causal mask (nnmod makes it config of the module)",
+                                self.where())
+        return items
 
     def frame_inputs(self, frame, mod, args, kwargs):
         try:
@@ -894,12 +1102,54 @@ def _h_alias(h, x, *a, **kw):
     return h.ref(x)
 
 
+_DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32",
+                torch.uint8: "uint8", torch.bool: "bool"}
+
+
+def _nnmod_dtype(h, x):
+    """The dtype x has in nnmod: PyTorch's, except comparisons (f32 0/1)."""
+    return torch.float32 if h.ref(x) in h.frame.f01 else x.dtype
+
+
 def _h_to(h, x, *a, **kw):
-    if h.result.dtype != x.dtype:
-        raise _Unsup(f"a conversion from {x.dtype} to {h.result.dtype}")
+    """x.to(dtype), x.float(), x.bool(), x.type_as(y): the `to` op where
+    the dtype changes in nnmod (a comparison is f32 0/1 there already)."""
     if h.result.device != x.device:
         raise _Unsup("moving a tensor to another device inside forward")
-    return h.ref(x)
+    dst = h.result.dtype
+    src = _nnmod_dtype(h, x)
+    if dst == src:
+        return h.ref(x)
+    if dst not in _DTYPE_NAMES or src not in _DTYPE_NAMES:
+        raise _Unsup(f"a conversion from {x.dtype} to {dst} (nnmod has "
+                     f"{', '.join(_DTYPE_NAMES.values())})")
+    return h.op("to", [x], dtype=_DTYPE_NAMES[dst])
+
+
+def _as_f32(h, x):
+    """A ref to x as f32 (integer and bool tensors are cast: nnmod's
+    arithmetic and comparisons are f32; integers are exact below 2^24)."""
+    if isinstance(x, torch.Tensor) and h.is_t(x) and _nnmod_dtype(h, x) != torch.float32:
+        return h.op("to", [x], dtype="float32")
+    return x
+
+
+def _h_logical_not(h, x):
+    r = h.op("sub", [_as_f32(h, x)], other=1.0, reverse=True)
+    h.frame.f01.add(r)
+    return r
+
+
+def _logical(layer):
+    def handler(h, x, other):
+        if not (h.operand(x) and h.operand(other)):
+            raise _Unsup("a logical op with a Python value")
+        if x.dtype != torch.bool or other.dtype != torch.bool:
+            raise _Unsup("bitwise ops on integers")
+        r = h.op(layer, [_as_f32(h, x), _as_f32(h, other)])
+        h.frame.f01.add(r)
+        return r
+    return handler
 
 
 def _h_squeeze(h, x, dim=None):
@@ -1183,12 +1433,17 @@ def _h_masked_fill(h, x, mask, value):
 
 def _cmp(layer):
     def handler(h, x, other):
+        # nnmod compares f32 (integer token ids are cast: exact below 2^24)
+        # and gives f32 0/1: marked, so a mask made of it is cast to bool
         if h.operand(x) and h.operand(other):
-            return h.op(layer, [x, other])
-        if h.operand(x):
-            return h.op(layer, [x], other=h.num(other))
-        flip = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}.get(layer, layer)
-        return h.op(flip, [other], other=h.num(x))
+            r = h.op(layer, [_as_f32(h, x), _as_f32(h, other)])
+        elif h.operand(x):
+            r = h.op(layer, [_as_f32(h, x)], other=h.num(other))
+        else:
+            flip = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}.get(layer, layer)
+            r = h.op(flip, [_as_f32(h, other)], other=h.num(x))
+        h.frame.f01.add(r)
+        return r
     return handler
 
 
@@ -1329,7 +1584,8 @@ OPS = {
     "permute": _h_permute, "transpose": _h_transpose, "swapaxes": _h_transpose,
     "swapdims": _h_transpose, "t": _h_t,
     "contiguous": _h_alias, "clone": _h_alias, "detach": _h_alias,
-    "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to,
+    "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to, "bool": _h_to,
+    "long": _h_to, "int": _h_to,
     "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
     "expand_as": _h_expand_as, "repeat": _h_repeat, "chunk": _h_chunk, "split": _h_split,
     "unbind": _h_unbind, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
@@ -1354,7 +1610,11 @@ OPS = {
     "eq": _cmp("eq"), "ne": _cmp("ne"), "lt": _cmp("lt"), "le": _cmp("le"), "gt": _cmp("gt"),
     "ge": _cmp("ge"), "__eq__": _cmp("eq"), "__ne__": _cmp("ne"), "__lt__": _cmp("lt"),
     "__le__": _cmp("le"), "__gt__": _cmp("gt"), "__ge__": _cmp("ge"),
-    "where": _h_where,
+    "where": _h_where, "logical_not": _h_logical_not, "__invert__": _h_logical_not,
+    "bitwise_not": _h_logical_not, "logical_and": _logical("mul"),
+    "__and__": _logical("mul"), "bitwise_and": _logical("mul"),
+    "logical_or": _logical("maximum"), "__or__": _logical("maximum"),
+    "bitwise_or": _logical("maximum"),
     "zeros_like": _like_factory(0.0), "ones_like": _like_factory(1.0),
     "full_like": _h_full_like,
     # activations and functional layers (the layer of the same PyTorch name)
@@ -1442,9 +1702,11 @@ class _Exporter:
                 out[k] = cv
         return out
 
-    def leaf(self, m, where, report):
+    def leaf(self, m, where, report, extra=None):
         """A module nnmod has as one layer (with its children if the nnmod
-        layer is a container, as multihead_attention holds out_proj)."""
+        layer is a container, as multihead_attention holds out_proj, unless
+        it makes them itself, as the transformer layers do); extra: config
+        its calls imply (a causal mask)."""
         cls = _forward_class(m, self.schema).__name__
         if cls == "Sequential":            # an empty one
             layer = "identity"
@@ -1458,24 +1720,31 @@ class _Exporter:
             return node
         over = CONFIG_OVERRIDES.get(cls, {})
         cfg = {}
+        extra = extra or {}
         for key, ftype in info["fields"] or ():
-            if key in over:
-                value = over[key](m)
-            elif hasattr(m, key):
-                value = getattr(m, key)
-            else:
-                continue
             try:
+                if key in extra:
+                    value = extra[key]
+                elif key in over:
+                    value = over[key](m)
+                elif hasattr(m, key):
+                    value = getattr(m, key)
+                else:
+                    continue
                 v = _config_value(key, ftype, value, where)
             except _Unsup as e:
                 report.add("construct", f"{type(m).__name__}: {e}", where)
                 continue
             if v is not None:
                 cfg[key] = v
+        for key in extra:
+            if key not in dict(info["fields"] or ()):
+                report.add("layer", f"'{layer}' with config '{key}' (for {type(m).__name__})",
+                           where)
         if cfg:
             node["config"] = cfg
         kids = list(m.named_children())
-        if kids:
+        if kids and not info.get("owns_children"):
             node["children"] = [dict(name=n, **self.leaf(c, f"{where}.{n}", report))
                                 for n, c in kids]
         return node
@@ -1505,7 +1774,7 @@ class _Build:
         kind = self.ex.kind_of(m)
         self.emitted.add(path)
         if kind in ("leaf", "missing"):
-            return self.ex.leaf(m, path or "<root>", self.report)
+            return self.ex.leaf(m, path or "<root>", self.report, self.tr.leaf_cfg.get(path))
         if kind == "seq":
             self.ex.use("sequential", self.report, "nn.Sequential", path)
             kids = []
