@@ -337,6 +337,36 @@ def _is_causal_mask(t):
     return bool(torch.equal(torch.isneginf(t), upper)) and bool((t[~upper] == 0).all())
 
 
+class _TraceTraining:
+    """What `self.training` reads as in a module exported as a graph while
+    it is traced: false (the eval branch is followed), but told apart from
+    a literal False where it is passed on, so F.dropout(x, p,
+    training=self.training) becomes a dropout layer that follows train/eval,
+    while F.dropout(x, p, training=False) is nothing. Torch functions get
+    False in its place."""
+
+    def __bool__(self):
+        return False
+
+    def __repr__(self):
+        return "<self.training while traced>"
+
+
+_TRACE_TRAINING = _TraceTraining()
+
+
+def _real(args):
+    if any(a is _TRACE_TRAINING for a in args):
+        return tuple(False if a is _TRACE_TRAINING else a for a in args)
+    return args
+
+
+def _real_kw(kwargs):
+    if any(v is _TRACE_TRAINING for v in kwargs.values()):
+        return {k: (False if v is _TRACE_TRAINING else v) for k, v in kwargs.items()}
+    return kwargs
+
+
 class _Unsup(Exception):
     """A construct nnmod cannot hold, raised by an op handler."""
 
@@ -900,7 +930,7 @@ class _Tracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.suspended or self.internal or not self.stack:
-            return func(*args, **kwargs)
+            return func(*_real(args), **_real_kw(kwargs))
         frame = self.stack[-1]
         self.internal += 1
         try:
@@ -914,7 +944,7 @@ class _Tracer(TorchFunctionMode):
         if name in _CONST_FACTORIES:
             # a uniform tensor of static or batch-following size: made when
             # something the graph computes uses it (materialize)
-            result = func(*args, **kwargs)
+            result = func(*_real(args), **_real_kw(kwargs))
             if isinstance(result, torch.Tensor) and result.numel() > 0 and (
                     result.is_floating_point() or result.dtype == torch.bool):
                 self.recipes[id(result)] = (result, float(result.reshape(-1)[0]),
@@ -924,7 +954,7 @@ class _Tracer(TorchFunctionMode):
         for t in tracked:                   # versions checked before an in-place op runs
             if id(t) in frame.refs:
                 self.lookup(frame, t)
-        result = func(*args, **kwargs)
+        result = func(*_real(args), **_real_kw(kwargs))
         for t in tracked:                   # ... and what this op changed is accounted for
             e = frame.refs.get(id(t))
             if e is not None and e[1] != t._version:
@@ -1423,6 +1453,103 @@ def _h_matmul(h, x, other):
     return h.op("matmul", [x, other])
 
 
+def _einsum_parse(eq, operands):
+    """'bhid,bhjd->bhij' as ([['b','h','i','d'], ...], out); '...' becomes
+    letters of its own; no '->' gives PyTorch's implicit output."""
+    eq = eq.replace(" ", "")
+    lhs, arrow, out = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise _Unsup(f"einsum '{eq}' with {len(operands)} operands")
+    used = set(c for c in eq if c.isalpha())
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
+    ell = None
+    subs = []
+    for term, t in zip(terms, operands):
+        if "..." in term:
+            n = t.dim() - (len(term) - 3)
+            if ell is None or len(ell) < n:
+                ell = (ell or []) + spare[len(ell or []):n]
+            head, _, tail = term.partition("...")
+            subs.append(list(head) + ell[len(ell) - n:] + list(tail))
+        else:
+            subs.append(list(term))
+        if len(subs[-1]) != t.dim():
+            raise _Unsup(f"einsum '{eq}': a term does not match its operand's {t.dim()} dims")
+    if arrow:
+        if "..." in out:
+            head, _, tail = out.partition("...")
+            out = list(head) + (ell or []) + list(tail)
+        else:
+            out = list(out)
+    else:
+        counts = collections.Counter(c for s in subs for c in s)
+        out = (ell or []) + sorted(c for c in counts if counts[c] == 1 and c not in (ell or []))
+    return subs, out
+
+
+def _h_einsum(h, equation, *operands):
+    """torch.einsum as permute / sum / reshape / matmul, pairwise left to
+    right: per pair, the indices of both and of the output are batch dims,
+    those of both only are contracted (one matmul), the others are the
+    rows and columns."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str) or not operands:
+        raise _Unsup("einsum without an equation string")
+    subs, out = _einsum_parse(equation, operands)
+    sizes = {}
+    for sub, t in zip(subs, operands):
+        if len(set(sub)) != len(sub):
+            raise _Unsup(f"einsum '{equation}': a repeated index in one term (a diagonal)")
+        for c, n in zip(sub, t.shape):
+            if sizes.setdefault(c, int(n)) != int(n):
+                raise _Unsup(f"einsum '{equation}': index '{c}' broadcast")
+
+    def reduce_only(ref, sub, keep):
+        drop = [i for i, c in enumerate(sub) if c not in keep]
+        if drop:
+            ref = h.op("sum", [ref], dim=drop if len(drop) > 1 else drop[0])
+            sub = [c for c in sub if c in keep]
+        return ref, sub
+
+    def permute(ref, sub, order):
+        if sub == order:
+            return ref
+        return h.op("permute", [ref], dims=[sub.index(c) for c in order])
+
+    def reshape(ref, shape_now, shape):
+        if list(shape_now) == list(shape):
+            return ref
+        return h.op("reshape", [ref], size_key="shape", shape=list(shape))
+
+    ref, sub = h.ref(operands[0]), list(subs[0])
+    for k in range(1, len(operands)):
+        rest = set(out).union(*[set(s) for s in subs[k + 1:]])
+        bref, bsub = h.ref(operands[k]), list(subs[k])
+        ref, sub = reduce_only(ref, sub, rest | set(bsub))
+        bref, bsub = reduce_only(bref, bsub, rest | set(sub))
+        batch = [c for c in sub if c in bsub and c in rest]
+        contr = [c for c in sub if c in bsub and c not in rest]
+        left = [c for c in sub if c not in bsub]
+        right = [c for c in bsub if c not in sub]
+        a = permute(ref, sub, batch + left + contr)
+        b = permute(bref, bsub, batch + contr + right)
+        bs = [sizes[c] for c in batch]
+        L = int(np.prod([sizes[c] for c in left])) if left else 1
+        K = int(np.prod([sizes[c] for c in contr])) if contr else 1
+        R = int(np.prod([sizes[c] for c in right])) if right else 1
+        a = reshape(a, bs + [sizes[c] for c in left + contr], bs + [L, K])
+        b = reshape(b, bs + [sizes[c] for c in contr + right], bs + [K, R])
+        y = h.op("matmul", [a, b])
+        ref = reshape(y, bs + [L, R], bs + [sizes[c] for c in left + right])
+        sub = batch + left + right
+    ref, sub = reduce_only(ref, sub, set(out))
+    if set(sub) != set(out):
+        raise _Unsup(f"einsum '{equation}': an output index no operand has")
+    return permute(ref, sub, list(out))
+
+
 def _h_bmm(h, x, other):
     return h.op("bmm", [x, other])
 
@@ -1503,8 +1630,17 @@ def _h_max_pool2d(h, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mo
 
 
 def _h_dropout(layer):
+    """F.dropout(x, p, training=self.training): the dropout layer (it
+    follows the module's train/eval mode); training=False (or p=0): x
+    itself; training=True (PyTorch's default: dropout even in eval) with
+    p > 0 cannot follow the mode and is refused."""
     def handler(h, x, p=0.5, training=True, inplace=False):
-        return h.op(layer, [x], p=float(p))
+        if training is _TRACE_TRAINING:
+            return h.ref(x) if float(p) == 0.0 else h.op(layer, [x], p=float(p))
+        if not training or float(p) == 0.0:
+            return h.ref(x)
+        raise _Unsup(f"training=True with p={float(p)} drops in eval mode too (PyTorch's "
+                     "default); pass training=self.training")
     return handler
 
 
@@ -1606,6 +1742,7 @@ OPS = {
     "mean": _reduce("mean"), "sum": _reduce("sum"), "amax": _reduce("amax"),
     "amin": _reduce("amin"), "max": _minmax("max"), "min": _minmax("min"),
     "matmul": _h_matmul, "__matmul__": _h_matmul, "mm": _h_matmul, "bmm": _h_bmm,
+    "einsum": _h_einsum,
     "masked_fill": _h_masked_fill,
     "eq": _cmp("eq"), "ne": _cmp("ne"), "lt": _cmp("lt"), "le": _cmp("le"), "gt": _cmp("gt"),
     "ge": _cmp("ge"), "__eq__": _cmp("eq"), "__ne__": _cmp("ne"), "__lt__": _cmp("lt"),
@@ -1627,7 +1764,10 @@ OPS = {
     "softmax": _h_softmax("softmax"), "log_softmax": _h_softmax("log_softmax"),
     "adaptive_avg_pool2d": _h_adaptive_avg_pool2d, "avg_pool2d": _h_avg_pool2d,
     "max_pool2d": _h_max_pool2d, "dropout": _h_dropout("dropout"),
-    "dropout2d": _h_dropout("dropout2d"), "interpolate": _h_interpolate,
+    "dropout2d": _h_dropout("dropout2d"), "dropout1d": _h_dropout("dropout1d"),
+    "dropout3d": _h_dropout("dropout3d"), "alpha_dropout": _h_dropout("alpha_dropout"),
+    "feature_alpha_dropout": _h_dropout("feature_alpha_dropout"),
+    "interpolate": _h_interpolate,
     "upsample": _h_interpolate, "layer_norm": _h_layer_norm, "linear": _h_linear,
     "index_select": _h_index_select, "maximum": _h_binary("maximum"),
     "minimum": _h_binary("minimum"), "erf": _unary("erf"), "sign": _unary("sign"),
@@ -2099,8 +2239,15 @@ def _run_trace(ex, model, xs, report):
         caller.inputs.append(name)
         caller.bind(x, name)
     tr.stack.append(caller)
-    with torch.no_grad(), _patched_call(tr), tr:
-        out = model(*xs)
+    graphs = [m for m in model.modules() if ex.kind_of(m) == "graph"]
+    for m in graphs:
+        m.training = _TRACE_TRAINING
+    try:
+        with torch.no_grad(), _patched_call(tr), tr:
+            out = model(*xs)
+    finally:
+        for m in graphs:
+            m.training = False
     tr.stack.pop()
     tr.caller = caller
     return tr, out
@@ -2286,11 +2433,22 @@ def _outputs_list(out):
     return [out]
 
 
+def _reference_mode(model):
+    """How PyTorch's reference outputs are computed: without gradients,
+    unless the model has an nn.TransformerEncoder that would then take 1.13's
+    nested-tensor fast path, which returns 0 at padded positions where the
+    math path (and nnmod) return the computed values."""
+    if any(isinstance(m, torch.nn.TransformerEncoder) and
+           getattr(m, "enable_nested_tensor", False) for m in model.modules()):
+        return torch.enable_grad()
+    return torch.no_grad()
+
+
 def _check(model, path, xs, ctx, rtol, atol):
     was = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with _reference_mode(model):
             want = model(*xs)
     finally:
         model.train(was)
@@ -2343,7 +2501,7 @@ def _first_difference(model, m, xs, ctx, rtol, atol):
               for n, mod in model.named_modules() if n]
         model.eval()
         try:
-            with torch.no_grad():
+            with _reference_mode(model):
                 model(*xs)
         finally:
             for h in hs:

@@ -288,3 +288,49 @@ def test_unsupported_attention_arguments_are_listed(ctx, tmp_path):
     assert not r.ok
     assert "average_attn_weights=False" in text
     assert "activation" in text and "'layer'" in text
+
+
+class FunctionalDropout(nn.Module):
+    def __init__(self, training_arg):
+        super().__init__()
+        self.fc = nn.Linear(64, 64)
+        self.training_arg = training_arg
+
+    def forward(self, x):
+        h = self.fc(x)
+        if self.training_arg == "self":
+            return F.dropout(h, 0.5, training=self.training)
+        if self.training_arg == "false":
+            return F.dropout(h, 0.5, training=False) + F.dropout(h, 0.0)
+        return F.dropout(h, 0.5)                 # PyTorch's default: also in eval
+
+
+def test_functional_dropout_follows_training_argument(ctx, tmp_path):
+    _need(ctx, "dropout")
+    torch.manual_seed(7)
+    x = torch.randn(8, 64)
+    model = FunctionalDropout("self")
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "d.json"), x, ctx=ctx)
+    doc = json.load(open(manifest))
+    assert [c["type"] for c in doc["root"]["children"]].count("dropout") == 1
+    m = nnmod.from_manifest(manifest, ctx=ctx)
+    with torch.no_grad():
+        h = model.fc(x).numpy()
+    m.train()
+    with nnmod.no_grad():
+        y = m(_nn(x, ctx)).numpy()
+    dropped = y == 0
+    assert 0.3 < dropped.mean() < 0.7                      # train: dropout
+    np.testing.assert_allclose(y[~dropped], 2 * h[~dropped], rtol=1e-5, atol=1e-6)
+    m.eval()
+    with nnmod.no_grad():
+        np.testing.assert_allclose(m(_nn(x, ctx)).numpy(), h, rtol=1e-5, atol=1e-6)
+    del m
+
+    model = FunctionalDropout("false")                       # training=False: nothing
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "e.json"), x, ctx=ctx)
+    doc = json.load(open(manifest))
+    assert "dropout" not in [c["type"] for c in doc["root"]["children"]]
+
+    with pytest.raises(nnmod.UnsupportedError, match="training=self.training"):
+        nnmod.torch.export(FunctionalDropout("default"), str(tmp_path / "f.json"), x, ctx=ctx)
