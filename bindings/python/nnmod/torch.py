@@ -529,6 +529,7 @@ class _Frame:
         self.taken = set()
         self.counts = collections.Counter()
         self.f01 = set()                  # refs bool in PyTorch, f32 0/1 in nnmod (comparisons)
+        self.views = {}                   # id(x[...] of a traced x) -> (x, index)
         if mod is not None:
             for n, p in mod.named_parameters(recurse=False):
                 self.own[id(p)] = (n, False, p)
@@ -600,10 +601,54 @@ class _Tracer(TorchFunctionMode):
             frame.used_own[name] = (is_buf, tensor)
             return name
         if id(t) in self.params:
+            ref = self.child_bias(frame, t)
+            if ref is not None:
+                return ref
             self.report.add("construct", f"reading the parameter or buffer "
                             f"'{self.params[id(t)]}' of another module directly (use it "
                             "through its module)", self.where())
             return "?"
+        return None
+
+    def below(self, frame, mod):
+        """mod's path relative to frame's module, or None if not below it."""
+        path = self.paths.get(id(mod))
+        if path is None or frame.kind != "graph":
+            return None
+        if not frame.path:
+            return path or None
+        return path[len(frame.path) + 1:] if path.startswith(frame.path + ".") else None
+
+    def child_bias(self, frame, t):
+        """The bias of an nn.Linear below the frame read directly (swin v2:
+        self.qkv.bias.clone()): the module called on zeros, a node that
+        computes exactly the bias, so that the graph reads it through the
+        module that owns it (and its gradient reaches it)."""
+        mod = self.linear_of(t, "bias")
+        rel = self.below(frame, mod) if mod is not None else None
+        if rel is None:
+            return None
+        z = frame.fresh("zeros")
+        node = _Node("op", z, "full", [], {"size": [1, mod.in_features], "fill_value": 0.0},
+                     where=self.where(), fn=f"the bias of '{rel}', read directly")
+        node.name = z
+        frame.nodes.append(node)
+        call = _Node("module", rel, None, [z], {}, where=self.where())
+        frame.nodes.append(call)
+        v = frame.fresh("bias")
+        node = _Node("op", v, "view", [("@", call.uid, 0)], {"shape": [mod.out_features]},
+                     where=self.where(), fn=f"the bias of '{rel}', read directly")
+        node.name = v
+        frame.nodes.append(node)
+        frame.bind(t, v)
+        return v
+
+    def linear_of(self, t, attr):
+        """The nn.Linear (exported as a layer) whose `attr` t is, or None."""
+        for mod in self.model.modules():
+            if isinstance(mod, torch.nn.Linear) and getattr(mod, attr, None) is t and \
+                    self.ex.kind_of(mod) == "leaf":
+                return mod
         return None
 
     def tracked(self, frame, t):
@@ -967,8 +1012,12 @@ class _Tracer(TorchFunctionMode):
                 self.report.add("construct", f"Python code reading a tensor's values "
                                 f"({_fname(func)}: data-dependent control flow or numbers)",
                                 self.where())
+            elif name == "__setitem__" and tracked and isinstance(args[0], torch.Tensor) \
+                    and self.tracked(frame, args[0]):
+                self.setitem(frame, func, args[0], args[1], args[2])
             elif name == "__setitem__" and tracked:
-                self.report.add("construct", "assignment into a tensor (x[...] = ...)",
+                self.report.add("construct", "assignment of a traced value into a constant "
+                                "tensor (x[...] = y, x made in forward from no input)",
                                 self.where())
             return result
         if frame.kind != "graph":
@@ -1002,8 +1051,106 @@ class _Tracer(TorchFunctionMode):
             refs = list(refs) + [f"{refs[0]}:{k}" for k in range(len(refs), len(outs))]
         for t, r in zip(outs, refs):
             frame.bind(t, r)
-        del inplace
+        if inplace and outs and id(outs[0]) in frame.views and refs[0] != "?":
+            self.write_back(frame, func, outs[0], refs[0])
         return result
+
+    # -- in-place ops on views: functionalised ------------------------------
+    def setitem(self, frame, func, x, idx, value):
+        """x[idx] = value as out-of-place ops: the slice's new value
+        (value broadcast to it), then x's (write_back)."""
+        h = _OpCtx(self, frame, func, None, [])
+        try:
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            view = x[idx]                      # the slice's shape (the trace is internal)
+            n = view.dim()
+            if isinstance(value, torch.Tensor) and h.is_t(value) and \
+                    tuple(value.shape) == tuple(view.shape):
+                new = h.ref(value)
+            else:
+                sl = h.op("getitem", [x], index=[_index_str(i) for i in idx])
+                if isinstance(value, torch.Tensor) and h.is_t(value):
+                    new = h.op("expand_as", [value, sl])
+                else:
+                    new = h.op("full", [sl], size=list(view.shape), fill_value=h.num(value),
+                               from_input=[0] * n, from_dim=list(range(n)))
+            self.scatter_into(h, x, idx, new, None)
+        except _Unsup as e:
+            self.report.add("construct", f"assignment into a tensor (x[...] = ...): {e}",
+                            self.where())
+
+    def write_back(self, frame, func, view, new_ref):
+        """An in-place op changed `view` (x[...] of a traced x) to new_ref:
+        x becomes where(slice mask, new value padded to x's shape, x)."""
+        base, idx = frame.views[id(view)]
+        h = _OpCtx(self, frame, func, None, [])
+        try:
+            self.scatter_into(h, base, idx, new_ref, view)
+        except _Unsup as e:
+            self.report.add("construct", f"an in-place op on a view: {e}", self.where())
+
+    def scatter_into(self, h, base, idx, new_ref, view):
+        frame = h.frame
+        old = frame.refs.get(id(base))
+        if old is None:
+            raise _Unsup("the tensor is not one the trace follows")
+        base_ref = old[0]
+        shape = list(base.shape)
+        # the index over base's dims: (lo, hi) kept per dim; ints squeeze
+        pads, ops, d, v = [], [], 0, 0
+        idx = list(idx)
+        if sum(1 for i in idx if i is Ellipsis) > 1:
+            raise _Unsup("an index with two '...'")
+        if Ellipsis in [i for i in idx if not isinstance(i, torch.Tensor)]:
+            k = next(n for n, i in enumerate(idx) if i is Ellipsis)
+            n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+            idx = idx[:k] + [slice(None)] * (len(shape) - n_real) + idx[k + 1:]
+        idx = idx + [slice(None)] * (len(shape) - sum(1 for i in idx if i is not None))
+        for i in idx:
+            if i is None:
+                ops.append(("squeeze", v))
+                continue
+            if isinstance(i, bool) or isinstance(i, torch.Tensor):
+                raise _Unsup("an index with a tensor or bool")
+            if isinstance(i, int):
+                j = i + shape[d] if i < 0 else i
+                pads.append((j, shape[d] - j - 1))
+                ops.append(("unsqueeze", v))
+                v += 1
+            elif isinstance(i, slice):
+                start, stop, step = i.indices(shape[d])
+                if step != 1:
+                    raise _Unsup("a slice with a step")
+                stop = max(stop, start)
+                pads.append((start, shape[d] - stop))
+                v += 1
+            else:
+                raise _Unsup(f"an index of {type(i).__name__}")
+            d += 1
+        ref = new_ref
+        for what, at in ops:
+            if what == "squeeze":
+                ref = h.op("squeeze", [ref], dim=at)
+            else:
+                ref = h.op("unsqueeze", [ref], dim=at)
+        flat = []
+        for lo, hi in reversed(pads):
+            flat += [lo, hi]
+        whole = not any(flat)
+        if whole:
+            new_base = ref
+        else:
+            padded = h.op("pad", [ref], pad=flat, mode="constant", value=0.0)
+            inner = [s - lo - hi for s, (lo, hi) in zip(shape, pads)]
+            ones = h.op("full", [ref], size=inner, fill_value=1.0,
+                        from_input=[0] * len(inner), from_dim=list(range(len(inner))))
+            mask = h.op("pad", [ones], pad=flat, mode="constant", value=0.0)
+            new_base = h.op("where", [mask, padded, base_ref])
+        frame.bind(base, new_base)
+        if view is not None:
+            frame.bind(view, new_ref)
+        if id(base) in frame.views:          # base is a slice of another tensor
+            self.write_back(frame, h.func, base, new_base)
 
 
 class _OpCtx:
@@ -1258,7 +1405,18 @@ def _h_getitem(h, x, idx):
         y = h.op("index_select", [x, flat], dim=k)
         shape = list(x.shape[:k]) + list(i.shape) + list(x.shape[k + 1:])
         return h.op("reshape", [y], size_key="shape", shape=shape)
-    return h.op("getitem", [x], index=[_index_str(i) for i in idx])
+    r = h.op("getitem", [x], index=[_index_str(i) for i in idx])
+    if isinstance(h.result, torch.Tensor) and h.result._base is not None:
+        h.frame.views[id(h.result)] = (x, idx)     # for an in-place op on the slice
+    return r
+
+
+def _h_zero(h, x):
+    return _full_like(h, x, 0.0)
+
+
+def _h_fill(h, x, value):
+    return _full_like(h, x, h.num(value))
 
 
 def _h_index_select(h, x, dim, index):
@@ -1667,10 +1825,16 @@ def _h_layer_norm(h, x, normalized_shape, weight=None, bias=None, eps=1e-5):
 def _h_linear(h, x, weight, bias=None):
     # F.linear(x, self.fc.weight, self.fc.bias) is self.fc(x): the module
     # keeps its parameters (torchvision's swin passes them so)
-    for mod in h.tr.model.modules():
-        if isinstance(mod, torch.nn.Linear) and mod.weight is weight and mod.bias is bias \
-                and h.tr.ex.kind_of(mod) == "leaf" and not h.is_own(weight):
-            return h.module(mod, [x])
+    mod = None if h.is_own(weight) else h.tr.linear_of(weight, "weight")
+    if mod is not None and h.tr.below(h.frame, mod) is not None:
+        y = h.module(mod, [x])
+        if bias is mod.bias:
+            return y
+        # another bias (swin v2 zeroes a copy's middle third): the module's
+        # output minus its bias plus that one
+        if mod.bias is not None:
+            y = h.op("sub", [y, mod.bias])
+        return y if bias is None else h.op("add", [y, bias])
     wt = h.op("transpose", [weight], dim0=0, dim1=1)
     y = h.op("matmul", [x, wt])
     if bias is not None:
@@ -1747,6 +1911,7 @@ OPS = {
     "eq": _cmp("eq"), "ne": _cmp("ne"), "lt": _cmp("lt"), "le": _cmp("le"), "gt": _cmp("gt"),
     "ge": _cmp("ge"), "__eq__": _cmp("eq"), "__ne__": _cmp("ne"), "__lt__": _cmp("lt"),
     "__le__": _cmp("le"), "__gt__": _cmp("gt"), "__ge__": _cmp("ge"),
+    "zero": _h_zero, "fill": _h_fill,
     "where": _h_where, "logical_not": _h_logical_not, "__invert__": _h_logical_not,
     "bitwise_not": _h_logical_not, "logical_and": _logical("mul"),
     "__and__": _logical("mul"), "bitwise_and": _logical("mul"),
@@ -2153,6 +2318,11 @@ class _Build:
                 v2 = n2.cfg.get(k)
                 if v1 == v2:
                     continue
+                fi = n1.cfg.get("from_input")
+                if k in ("size", "shape") and fi is not None and isinstance(v1, list) and \
+                        isinstance(v2, list) and len(v1) == len(v2) == len(fi) and \
+                        all(a == b or f >= 0 for a, b, f in zip(v1, v2, fi)):
+                    continue       # the entries that differ are read at run time already
                 if k != n1.size_key or not isinstance(v1, list) or len(v1) != len(v2):
                     self.report.add("construct", f"{n1.fn}: argument '{k}' depends on the "
                                     f"batch size ({v1} vs {v2} at another batch)", where)
@@ -2215,7 +2385,12 @@ def _patched_call(tracer):
     had_getitem = "__getitem__" in torch.Tensor.__dict__
 
     def getitem(self, idx):
-        return orig_getitem(self, idx if isinstance(idx, tuple) else (idx,))
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        if any(isinstance(i, torch.Tensor) for i in idx):
+            # nor does it dispatch an index holding a tensor (x[index],
+            # table[relative_position_index]): the tracer is called here
+            return tracer.__torch_function__(orig_getitem, (torch.Tensor,), (self, idx), {})
+        return orig_getitem(self, idx)
 
     getitem.__name__ = "__getitem__"
     getitem.__qualname__ = "Tensor.__getitem__"
