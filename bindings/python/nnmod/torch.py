@@ -995,6 +995,14 @@ class _Tracer(TorchFunctionMode):
                 self.recipes[id(result)] = (result, float(result.reshape(-1)[0]),
                                             result._version, _fname(func))
             return result
+        if frame.kind == "graph" and args and isinstance(args[0], torch.Tensor) and \
+                (name == "__setitem__" or name in _INPLACE_DUNDER or
+                 (name.endswith("_") and not name.startswith("_"))) and \
+                id(args[0]) in self.recipes and not self.tracked(frame, args[0]):
+            # a zeros/ones/full tensor written into (swin's attention mask:
+            # new_zeros, then mask[slice] = region id): a `full` node now, so
+            # the writes become graph ops rather than a constant buffer
+            self.materialize(frame, args[0])
         tracked = [t for t in tens if self.tracked(frame, t)]
         for t in tracked:                   # versions checked before an in-place op runs
             if id(t) in frame.refs:
