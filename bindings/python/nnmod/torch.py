@@ -576,6 +576,7 @@ class _Tracer(TorchFunctionMode):
         self.internal = 0
         self.foreign = collections.OrderedDict()  # op children made from foreign modules
         self.leaf_cfg = {}      # leaf path -> config its calls imply (a causal mask)
+        self.aranges = {}       # id(tensor) -> (tensor, (start, end, step), version)
 
     # -- where are we -------------------------------------------------------
     def where(self):
@@ -667,6 +668,18 @@ class _Tracer(TorchFunctionMode):
             name = frame.fresh("full")
             node = _Node("op", name, "full", [], {"size": list(t.shape), "fill_value": rec[1]},
                          size_key="size", where=self.where(), fn=rec[3])
+            node.name = name
+            frame.nodes.append(node)
+            frame.bind(t, name)
+            return name
+        ar = self.aranges.get(id(t))
+        if ar is not None and ar[0] is t and t._version == ar[2]:
+            start, end, step = ar[1]
+            name = frame.fresh("arange")
+            node = _Node("op", name, "arange", [], {
+                "start": start, "end": end, "step": step,
+                "dtype": "int64" if t.dtype == torch.int64 else "float32"},
+                size_key="end", where=self.where(), fn="torch.arange")
             node.name = name
             frame.nodes.append(node)
             frame.bind(t, name)
@@ -994,6 +1007,18 @@ class _Tracer(TorchFunctionMode):
                     result.is_floating_point() or result.dtype == torch.bool):
                 self.recipes[id(result)] = (result, float(result.reshape(-1)[0]),
                                             result._version, _fname(func))
+            return result
+        if name == "arange" and not tens:
+            # torch.arange(x.size(1)): an `arange` node when used (its end
+            # may then follow a dynamic dim)
+            result = func(*_real(args), **_real_kw(kwargs))
+            try:
+                spec = _arange_spec(*args, **kwargs)
+            except TypeError:
+                spec = None
+            if spec is not None and isinstance(result, torch.Tensor) and \
+                    result.dtype in (torch.int64, torch.float32):
+                self.aranges[id(result)] = (result, spec, result._version)
             return result
         if frame.kind == "graph" and args and isinstance(args[0], torch.Tensor) and \
                 (name == "__setitem__" or name in _INPLACE_DUNDER or
@@ -1716,6 +1741,21 @@ def _h_einsum(h, equation, *operands):
     return permute(ref, sub, list(out))
 
 
+def _arange_spec(*args, start=None, end=None, step=None, **kw):
+    """torch.arange's (start, end, step) as numbers, or None."""
+    nums = list(args)
+    if len(nums) == 1 and end is None:
+        end, nums = nums[0], []
+    elif nums:
+        start = nums[0]
+        end = nums[1] if len(nums) > 1 else end
+        step = nums[2] if len(nums) > 2 else step
+    vals = [0 if start is None else start, end, 1 if step is None else step]
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in vals):
+        return None
+    return tuple(vals)
+
+
 def _h_bmm(h, x, other):
     return h.op("bmm", [x, other])
 
@@ -2310,17 +2350,21 @@ class _Build:
                 [n.sig()[:3] + (len(n.inputs),) for n in f2.nodes] or \
                 len(f1.outputs) != len(f2.outputs):
             self.report.add("construct", "a forward whose ops change with the batch size "
-                            "(pass dynamic=False to export for the example's batch only)",
+                            "or a dynamic dim (pass dynamic=False to export for the "
+                            "example's sizes only)",
                             where)
             return
         for (n1, c1), (n2, c2) in zip(f1.consts.items(), f2.consts.items()):
             if n1 != n2 or c1.shape != c2.shape or not torch.equal(c1, c2):
                 self.report.add("construct", f"a tensor made in forward from no input whose "
-                                f"values or size follow the batch ({n1}: {list(c1.shape)} vs "
-                                f"{list(c2.shape)} at another batch)", where)
+                                f"values or size follow the batch or a dynamic dim ({n1}: "
+                                f"{list(c1.shape)} vs {list(c2.shape)} in the second trace)",
+                                where)
         if len(f1.consts) != len(f2.consts):
-            self.report.add("construct", "tensors made in forward change with the batch", where)
+            self.report.add("construct", "tensors made in forward change with the batch "
+                            "or a dynamic dim", where)
         order1 = list(f1.shapes.items())
+        inserts = []
         for n1, n2 in zip(f1.nodes, f2.nodes):
             for k, v1 in list(n1.cfg.items()):
                 v2 = n2.cfg.get(k)
@@ -2331,16 +2375,43 @@ class _Build:
                         isinstance(v2, list) and len(v1) == len(v2) == len(fi) and \
                         all(a == b or f >= 0 for a, b, f in zip(v1, v2, fi)):
                     continue       # the entries that differ are read at run time already
+                if k == "end" and n1.layer == "arange":
+                    found = self.find_like(f1, f2, n1, order1, v1, v2)
+                    if found is None:
+                        self.report.add("construct", f"{n1.fn}: end {v1} follows a dynamic "
+                                        "dim but is no input's dim", where)
+                        continue
+                    n1.inputs.append(found[0])
+                    n1.cfg["from_input"] = [len(n1.inputs) - 1]
+                    n1.cfg["from_dim"] = [found[1]]
+                    continue
+                if k == "index" and n1.layer == "getitem":
+                    new = self.dynamic_slice(f1, f2, n1, order1, v1, v2)
+                    if new is not None:
+                        inserts.append((n1, new))
+                        continue
                 if k != n1.size_key or not isinstance(v1, list) or len(v1) != len(v2):
-                    self.report.add("construct", f"{n1.fn}: argument '{k}' depends on the "
-                                    f"batch size ({v1} vs {v2} at another batch)", where)
+                    self.report.add("construct", f"{n1.fn}: argument '{k}' depends on a "
+                                    f"dynamic dim ({v1} vs {v2} in the second trace)", where)
                     continue
                 diff = [i for i, (a, b) in enumerate(zip(v1, v2)) if a != b]
                 if n1.layer in ("view", "reshape") and len(diff) == 1 and -1 not in v1:
                     v1[diff[0]] = -1
                     continue
+                if n1.layer in ("view", "reshape") and len(diff) == 1 and v1.count(-1) == 1:
+                    # x.reshape(n * t, -1): the -1 is the same in both traces,
+                    # so it is written and the size that changes is the -1
+                    known = []
+                    for f, v, n in ((f1, v1, n1), (f2, v2, n2)):
+                        s_in = f.shapes.get(n.inputs[0])
+                        rest = int(np.prod([a for a in v if a != -1]))
+                        known.append(int(np.prod(s_in)) // rest if s_in and rest else None)
+                    if known[0] is not None and known[0] == known[1]:
+                        v1[v1.index(-1)] = known[0]
+                        v1[diff[0]] = -1
+                        continue
                 if n1.layer in ("repeat",):
-                    self.report.add("construct", f"{n1.fn}: repeats depend on the batch size",
+                    self.report.add("construct", f"{n1.fn}: repeats depend on a dynamic dim",
                                     where)
                     continue
                 fi = [-1] * len(v1)
@@ -2349,8 +2420,8 @@ class _Build:
                 for i in diff:
                     found = self.find_like(f1, f2, n1, order1, v1[i], v2[i])
                     if found is None:
-                        self.report.add("construct", f"{n1.fn}: size {v1[i]} depends on the "
-                                        "batch but is no input's dim", where)
+                        self.report.add("construct", f"{n1.fn}: size {v1[i]} follows the "
+                                        "batch or a dynamic dim but is no input's dim", where)
                         ok = False
                         break
                     ref, dim = found
@@ -2361,12 +2432,66 @@ class _Build:
                 if ok:
                     n1.cfg["from_input"] = fi
                     n1.cfg["from_dim"] = fd
+        for n1, new in inserts:
+            at = f1.nodes.index(n1)
+            f1.nodes[at:at] = new
+
+    def dynamic_slice(self, f1, f2, n1, order1, v1, v2):
+        """x[:, :T] where T follows a dynamic dim (a position table cut to the
+        sequence length): arange(T read at run time) and index_select, T
+        found as an input's dim. Returns the nodes to put before n1 (which
+        becomes the index_select), or None."""
+        if len(v1) != len(v2):
+            return None
+        diff = [i for i, (a, b) in enumerate(zip(v1, v2)) if a != b]
+        if len(diff) != 1:
+            return None
+        i = diff[0]
+        m1 = re.fullmatch(r"(0?):(-?\d+)", v1[i])
+        m2 = re.fullmatch(r"(0?):(-?\d+)", v2[i])
+        if not m1 or not m2 or "..." in v1[:i]:
+            return None
+        e1, e2 = int(m1.group(2)), int(m2.group(2))
+        if e1 < 0 or e2 < 0:
+            return None
+        found = self.find_like(f1, f2, n1, order1, e1, e2)
+        if found is None:
+            return None
+        ref, d = found
+        out_dim = sum(1 for e in v1[:i] if e != "..." and not re.fullmatch(r"-?\d+", e))
+        new = []
+        ar = f1.fresh("arange")
+        a = _Node("op", ar, "arange", [ref], {"end": e1, "dtype": "int64", "from_input": [0],
+                                             "from_dim": [d]}, where=n1.where, fn=n1.fn)
+        a.name = ar
+        new.append(a)
+        src = n1.inputs[0]
+        rest = list(v1)
+        rest[i] = ":"
+        if any(e != ":" for e in rest):
+            g = f1.fresh("getitem")
+            gn = _Node("op", g, "getitem", [src], {"index": rest}, where=n1.where, fn=n1.fn)
+            gn.name = g
+            new.append(gn)
+            src = g
+        n1.layer = "index_select"
+        n1.inputs = [src, ar]
+        n1.cfg = {"dim": out_dim}
+        return new
 
     @staticmethod
     def find_like(f1, f2, node, order1, a, b):
-        cands = list(node.inputs) + list(f1.inputs) + [r for r, _ in reversed(order1)]
+        """An input's dim that is a in the first trace and b in the second:
+        the node's inputs first, then the graph's, then any tensor made
+        before the node (never its own output or a later one: a cycle)."""
+        out = node.name if node.kind == "op" else ("@", node.uid, 0)
+        refs = [r for r, _ in order1]
+        before = refs[:refs.index(out)] if out in refs else refs
+        cands = list(node.inputs) + list(f1.inputs) + list(reversed(before))
+        uids = {a.uid: b.uid for a, b in zip(f1.nodes, f2.nodes)}
         for ref in cands:
-            s1, s2 = f1.shapes.get(ref), f2.shapes.get(ref)
+            ref2 = ("@", uids.get(ref[1]), ref[2]) if isinstance(ref, tuple) else ref
+            s1, s2 = f1.shapes.get(ref), f2.shapes.get(ref2)
             if s1 is None or s2 is None or len(s1) != len(s2):
                 continue
             for d in range(len(s1)):
@@ -2436,13 +2561,56 @@ def _run_trace(ex, model, xs, report):
     return tr, out
 
 
-def _grow_batch(xs):
-    """The inputs with one more sample on dim 0 (the second trace)."""
+def _dynamic_spec(xs, dynamic, dynamic_dims):
+    """{input index: sorted dims} that may change size at run time."""
+    if not dynamic:
+        return {}
+    if dynamic_dims is None:
+        return {i: [0] for i, x in enumerate(xs) if x.dim() > 0}
+    if isinstance(dynamic_dims, dict):
+        items = dynamic_dims.items()
+    elif isinstance(dynamic_dims, (tuple, list)):
+        items = [(i, dynamic_dims) for i in range(len(xs))]
+    else:
+        raise TypeError("dynamic_dims: a dict {input index: dim or dims} or a list of dims "
+                        "(of every input)")
+    spec = {}
+    for i, dims in items:
+        if not isinstance(i, int) or not 0 <= i < len(xs):
+            raise ValueError(f"dynamic_dims: no input {i!r} (the model takes {len(xs)})")
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        n = xs[i].dim()
+        for d in dims:
+            if not isinstance(d, int) or not -n <= d < n:
+                raise ValueError(f"dynamic_dims: input {i} has no dim {d!r} (it has {n})")
+        spec[i] = sorted({d % n for d in dims})
+    return {i: d for i, d in spec.items() if d}
+
+
+def _vary(xs, spec):
+    """The inputs of the second trace: every dynamic dim at another size.
+    Dims of equal size in the example are taken to be one size (the batch
+    of the tokens and of their mask); each such size gets a new value that
+    no other has (so a size read from the second trace names its dim): a
+    size of 1 or 2 grows by one, a larger one shrinks by one (a position
+    table cut to the sequence stays long enough)."""
+    olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
+    taken = set(olds)
+    new = {}
+    for v in olds:
+        steps = [1, -1, 2, -2, 3, -3] if v <= 2 else [-1, 1, -2, 2, -3, 3]
+        for k in steps:
+            w = v + k
+            if w >= 1 and w not in taken:
+                new[v] = w
+                taken.add(w)
+                break
     out = []
-    for x in xs:
-        if x.dim() == 0:
-            return None
-        out.append(torch.cat([x, x[:1]], 0))
+    for i, x in enumerate(xs):
+        for d in spec.get(i, ()):
+            v, w = int(x.shape[d]), new[int(x.shape[d])]
+            x = x.index_select(d, torch.arange(w) % v)   # cut, or repeated from the start
+        out.append(x)
     return out
 
 
@@ -2450,24 +2618,25 @@ def _model_name(model):
     return type(model).__name__
 
 
-def _build_doc(model, xs, ctx, dynamic, report):
-    """Traces model and returns (manifest doc, exporter, build, xs2)."""
+def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
+    """Traces model and returns (manifest doc, exporter, xs2)."""
     ex = _Exporter(ctx)
+    spec = _dynamic_spec(xs, dynamic, dynamic_dims)
     was = model.training
     model.eval()
     try:
         tr, _ = _run_trace(ex, model, xs, report)
         tr2, xs2 = None, None
-        if dynamic:
-            xs2 = _grow_batch(xs)
-            if xs2 is not None:
-                r2 = Report(_model_name(model))
-                try:
-                    tr2, _ = _run_trace(ex, model, xs2, r2)
-                except Exception as e:  # noqa: BLE001 - the model refuses another batch
-                    report.notes.append(f"static batch: the model fails at batch "
-                                        f"{xs2[0].shape[0]} ({type(e).__name__}: {e})")
-                    tr2, xs2 = None, None
+        if spec:
+            xs2 = _vary(xs, spec)
+            r2 = Report(_model_name(model))
+            try:
+                tr2, _ = _run_trace(ex, model, xs2, r2)
+            except Exception as e:  # noqa: BLE001 - the model refuses other sizes
+                report.notes.append(f"static sizes: the model fails at "
+                                    f"{[list(x.shape) for x in xs2]} (dynamic dims "
+                                    f"{spec}; {type(e).__name__}: {e})")
+                tr2, xs2 = None, None
     finally:
         model.train(was)
     b = _Build(ex, tr, report, tr2)
@@ -2511,16 +2680,23 @@ def _validate(doc, ctx, report, tmpdir):
 
 
 def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=1e-4,
-           atol=1e-5, dynamic=True):
+           atol=1e-5, dynamic=True, dynamic_dims=None):
     """Writes `model` (a torch.nn.Module) as an nnmod manifest at `path`
     (JSON: the path must end in .json) and its weights as safetensors
     (`weights`, default: path with .safetensors), the manifest naming them
     with their sha256.
 
     example_input: a tensor or a tuple of tensors. With dynamic (default),
-    sizes that follow dim 0 of the inputs (the batch) are not baked in. With
-    check, the exported model is loaded back and run on the example (and on
-    a batch one larger) in eval mode; outputs beyond rtol/atol fail with
+    sizes that follow dim 0 of the inputs (the batch) are not baked in.
+    dynamic_dims names the dims that may change instead: {input index: dim
+    or dims} ({0: [0, 1]}: the batch and sequence of tokens [N, T]), or a
+    list of dims of every input ([0, 1] for tokens and their padding mask);
+    dims of equal size in the example are one size (give distinct dynamic
+    dims distinct sizes). The model is traced a second time with those dims
+    at other sizes; a size, slice end or arange end that changes with them
+    is read from the input's dim at run time. With check, the exported
+    model is loaded back and run on the example (and on the second trace's
+    inputs) in eval mode; outputs beyond rtol/atol fail with
     nnmod.Error, naming the first module whose output differs. Returns
     (manifest path, weights path). Whatever nnmod lacks raises ONE
     nnmod.UnsupportedError listing every missing layer, function and
@@ -2535,7 +2711,7 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
     weights = weights or (os.path.splitext(path)[0] + ".safetensors")
     xs = _as_inputs(example_input)
     report = Report(_model_name(model))
-    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report)
+    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report, dynamic_dims)
     if not report.ok:
         raise UnsupportedError(str(report))
     tmpdir = tempfile.mkdtemp(prefix="nnmod-export-")
@@ -2580,7 +2756,7 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
 
 
 def check(model, example_input, ctx=None, dynamic=True, verbose=True, compare=True,
-          rtol=1e-4, atol=1e-5):
+          rtol=1e-4, atol=1e-5, dynamic_dims=None):
     """What export would say, without writing any file the caller sees:
     returns a Report (`ok`, `problems`; str() is the full list of what nnmod
     lacks, or a line saying the model exports) and prints it when verbose.
@@ -2589,14 +2765,15 @@ def check(model, example_input, ctx=None, dynamic=True, verbose=True, compare=Tr
     ctx = ctx or default_context()
     xs = _as_inputs(example_input)
     report = Report(_model_name(model))
-    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report)
+    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report, dynamic_dims)
     if report.ok:
         tmpdir = tempfile.mkdtemp(prefix="nnmod-check-")
         try:
             if _validate(doc, ctx, report, tmpdir) is not None and compare:
                 try:
                     export(model, os.path.join(tmpdir, "m.json"), tuple(xs), ctx=ctx,
-                           check=True, rtol=rtol, atol=atol, dynamic=dynamic)
+                           check=True, rtol=rtol, atol=atol, dynamic=dynamic,
+                           dynamic_dims=dynamic_dims)
                 except UnsupportedError as e:
                     report.add("runtime", str(e), "<export>")
                 except Error as e:

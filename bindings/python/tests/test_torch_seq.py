@@ -334,3 +334,60 @@ def test_functional_dropout_follows_training_argument(ctx, tmp_path):
 
     with pytest.raises(nnmod.UnsupportedError, match="training=self.training"):
         nnmod.torch.export(FunctionalDropout("default"), str(tmp_path / "f.json"), x, ctx=ctx)
+
+
+class PositionalEncoder(nn.Module):
+    """Sizes that follow the sequence length: a learned position table cut to
+    it, positions from torch.arange(T), a view over [N, T] and a causal mask
+    of T x T."""
+
+    def __init__(self, d=16, max_len=12):
+        super().__init__()
+        self.emb = nn.Embedding(40, d)
+        self.pos = nn.Parameter(torch.randn(1, max_len, d) * 0.1)
+        self.pos_emb = nn.Embedding(max_len, d)
+        self.layer = nn.TransformerEncoderLayer(d, 2, 32, dropout=0.0, batch_first=True)
+        self.fc = nn.Linear(d, 3)
+
+    def forward(self, tokens, pad_mask):
+        n, t = tokens.shape
+        h = self.emb(tokens) + self.pos[:, :t] + self.pos_emb(torch.arange(t))
+        causal = torch.triu(torch.full((t, t), float("-inf")), diagonal=1)
+        h = self.layer(h, src_mask=causal, src_key_padding_mask=pad_mask)
+        h = h.reshape(n * t, -1).view(n, t, -1)
+        keep = (~pad_mask).float().unsqueeze(-1)
+        return self.fc((h * keep).sum(1) / keep.sum(1))
+
+
+def test_dynamic_sequence_length(ctx, tmp_path):
+    _need(ctx, "embedding", "transformer_encoder_layer", "arange")
+    torch.manual_seed(8)
+    model = PositionalEncoder()
+
+    def inputs(n, t):
+        tokens = torch.randint(0, 40, (n, t))
+        mask = torch.zeros(n, t, dtype=torch.bool)
+        mask[0, t - 2:] = True
+        return tokens, mask
+
+    # exported at [2, 8]; runs at other batch sizes and sequence lengths
+    doc = export_and_match(model, inputs(2, 8), tmp_path, ctx, dynamic_dims=[0, 1],
+                           more=[inputs(5, 3), inputs(1, 12), inputs(3, 10)])
+    text = json.dumps(doc)
+    assert "from_input" in text and "index_select" in text
+
+
+def test_dynamic_dims_are_checked(ctx, tmp_path):
+    with pytest.raises(ValueError, match="no dim 2"):
+        nnmod.torch.export(nn.Linear(3, 3), str(tmp_path / "l.json"), torch.randn(2, 3),
+                           ctx=ctx, dynamic_dims={0: [0, 2]})
+    # without dynamic_dims the sequence length is the example's: said, not wrong
+    _need(ctx, "embedding", "transformer_encoder_layer", "arange")
+    model = PositionalEncoder()
+    tokens = torch.randint(0, 40, (2, 8))
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "p.json"), (tokens, mask), ctx=ctx)
+    m = nnmod.from_manifest(manifest, ctx=ctx).eval()
+    with pytest.raises(nnmod.Error):
+        m(_nn(tokens[:, :5], ctx), _nn(mask[:, :5], ctx))
+    del m
