@@ -1,4 +1,4 @@
-/* runtime/autograd/ddp.c - distributed data parallel: PyTorch's Reducer.
+/* runtime/dist/ddp.c - distributed data parallel: PyTorch's Reducer.
  *
  * Wrapping broadcasts the module's parameters and buffers from rank 0. The
  * parameters that require grad are grouped into buckets in reverse

@@ -1,0 +1,127 @@
+/* runtime/autograd/autograd_internal.h - autograd: nodes of the backward graph, the engine, the recorded derivatives, grad hooks.
+ * Private to the runtime (nnm__ names); runtime/internal.h includes every such header. */
+#ifndef NNM_AUTOGRAD_INTERNAL_H
+#define NNM_AUTOGRAD_INTERNAL_H
+
+#include "core/core_internal.h"
+
+/* autograd.c - nodes of the backward graph and the engine.
+ *
+ * A node is made by an op (or a custom-backward layer call) whose inputs need
+ * grad. Its edges point upstream: to the node that made each input (fn, nr),
+ * or to the input itself when it is a leaf that requires grad. Saved tensors
+ * are aliases with no grad_fn, so no node ever references its own output. */
+#define NNM__NODE_SAVED 6
+
+typedef nnm_status (*nnm__backward_fn)(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *grad_out,
+                                       nnm_tensor **grad_in);
+
+typedef struct nnm__edge {
+    nnm__node *fn;                /* owned; or NULL */
+    uint32_t nr;                  /* which output of fn */
+    nnm_tensor *leaf;             /* owned; a leaf that requires grad, or NULL */
+} nnm__edge;
+
+struct nnm__node {
+    uint32_t refs;
+    uint16_t n_in, n_out;         /* edges; outputs (grads the node receives) */
+    const char *name;             /* "LinearBackward" */
+    nnm__backward_fn backward;
+    nnm_ctx *ctx;
+    nnm__edge next[NNM__MAX_IO];
+    nnm_tensor *saved[NNM__NODE_SAVED];
+    uint32_t n_saved;
+    int freed;                    /* saved state released after a backward */
+    /* op metadata */
+    int32_t op;
+    double alpha;
+    int64_t ival;
+    int32_t in_ndim[2];
+    int64_t in_shape[2][NNM_MAX_DIMS];
+    nnm_module *module;           /* owned: custom-backward and hook nodes */
+    nnm__node *peer;              /* owned: the input-side node of a hook pair */
+    nnm_tensor *hook_grad_out[NNM__MAX_IO]; /* hook pairs: grads of the outputs */
+    /* engine scratch */
+    uint32_t deps;
+    uint32_t mark;
+    nnm_tensor *grad[NNM__MAX_IO];
+    nnm__node *next_free;
+    /* op metadata of the ABI 1.3 ops (ops_nn.c, ops_shape.c) */
+    union {
+        nnm_conv_params conv;
+        nnm_pool_params pool;
+        int64_t sizes[NNM__MAX_IO]; /* concat: each input's size along dim; permute: perm */
+    } u;
+    /* custom-backward nodes with more than 2 inputs: input i's ndim and
+     * shape at in_shapes[i * (NNM_MAX_DIMS + 1)] (malloc'd; up to 2 inputs
+     * use in_ndim/in_shape) */
+    int64_t *in_shapes;
+};
+
+void nnm__node_release(nnm__node *n); /* NULL: no-op */
+/* True when an op on these inputs must be recorded (grad mode on and one of
+ * them requires grad). NULL inputs are ignored. */
+int nnm__needs_grad(nnm_tensor *a, nnm_tensor *b, nnm_tensor *c);
+/* A node with edges to `inputs` (n_in of them, NULLs allowed); NULL on OOM. */
+nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nnm_tensor *const *inputs,
+                         uint32_t n_in, uint32_t n_out);
+/* Makes `out` output nr of node n (takes a reference on n). */
+void nnm__node_attach(nnm__node *n, nnm_tensor *out, uint32_t nr);
+/* Saves an alias of t (no grad_fn) in n; NNM_E_NOMEM on failure. */
+nnm_status nnm__node_save(nnm__node *n, nnm_tensor *t);
+/* A tensor object sharing t's storage with its own shape/strides (strides
+ * NULL: contiguous) and no autograd information. */
+nnm_status nnm__tensor_view(nnm_tensor *t, int32_t ndim, const int64_t *shape,
+                            const int64_t *strides, nnm_tensor **out);
+/* A contiguous tensor of `shape` holding t broadcast to it. */
+nnm_status nnm__expand(nnm_ctx *ctx, nnm_tensor *t, int32_t ndim, const int64_t *shape,
+                       nnm_tensor **out);
+/* Sums g over the dims it was broadcast along, giving a tensor of shape. */
+nnm_status nnm__sum_to(nnm_ctx *ctx, nnm_tensor *g, int32_t ndim, const int64_t *shape,
+                       nnm_tensor **out);
+/* Adds grad into a leaf's .grad, copying rather than sharing memory. */
+nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad);
+/* Adds grad into *slot (taking a reference, or replacing *slot with a sum). */
+nnm_status nnm__grad_accumulate(nnm_ctx *ctx, nnm_tensor **slot, nnm_tensor *grad);
+
+/* derivatives.c: record an op's node on its output y (x/w/a/b: the inputs as
+ * given; xc/wc/ac/bc: the contiguous copies forward used). */
+nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor *x, nnm_tensor *y);
+nnm_status nnm__record_binary(nnm_ctx *ctx, int32_t op, nnm_tensor *a, nnm_tensor *b, nnm_tensor *y);
+nnm_status nnm__record_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b, nnm_tensor *xc,
+                              nnm_tensor *wc, nnm_tensor *y);
+nnm_status nnm__record_matmul(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor *ac, nnm_tensor *bc,
+                              nnm_tensor *y);
+nnm_status nnm__record_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, nnm_tensor *rkeep, nnm_tensor *y);
+nnm_status nnm__record_log_softmax(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *y);
+nnm_status nnm__record_nll(nnm_ctx *ctx, nnm_tensor *logp, nnm_tensor *target, nnm_tensor *count,
+                           int64_t ignore_index, double smoothing, int32_t reduction, nnm_tensor *y);
+nnm_status nnm__record_reshape(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *y);
+/* derivatives_nn.c: the nodes of the 1.3 ops. */
+nnm_status nnm__record_bmm(nnm_ctx *ctx, nnm_tensor *a, nnm_tensor *b, nnm_tensor *ac, nnm_tensor *bc,
+                           nnm_tensor *y);
+nnm_status nnm__record_permute(nnm_ctx *ctx, nnm_tensor *x, const int32_t *perm, nnm_tensor *y);
+nnm_status nnm__record_concat(nnm_ctx *ctx, nnm_tensor *const *xs, uint32_t n, int32_t dim,
+                              nnm_tensor *y);
+nnm_status nnm__record_slice(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, int64_t start, nnm_tensor *y);
+nnm_status nnm__record_softmax(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, int log, nnm_tensor *y);
+nnm_status nnm__record_where(nnm_ctx *ctx, nnm_tensor *cond, nnm_tensor *a, nnm_tensor *b, nnm_tensor *y);
+nnm_status nnm__record_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b, nnm_tensor *xc,
+                            nnm_tensor *wc, const nnm_conv_params *p, nnm_tensor *y);
+nnm_status nnm__record_pool(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *xc, const nnm_pool_params *p,
+                            nnm_tensor *y);
+/* derivatives_nn.c: batch_norm's node (inputs x, weight, bias; saves xc,
+ * wc, mean, invstd). */
+nnm_status nnm__record_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *weight, nnm_tensor *bias,
+                                  nnm_tensor *xc, nnm_tensor *wc, nnm_tensor *mean, nnm_tensor *invstd,
+                                  int training, nnm_tensor *y);
+/* derivatives_nn.c: index_select's node (input x; keeps a host copy of the
+ * m indices). */
+nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, const int64_t *idx, int64_t m,
+                                    nnm_tensor *y);
+/* grad_hooks.c - a leaf's post-accumulate-grad hooks: run after every
+ * addition into its .grad; freed with the tensor. */
+nnm_status nnm__grad_hooks_run(nnm_tensor *leaf);
+void nnm__grad_hooks_free(nnm_tensor *t);
+
+#endif /* NNM_AUTOGRAD_INTERNAL_H */

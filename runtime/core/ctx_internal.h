@@ -1,0 +1,41 @@
+/* runtime/core/ctx_internal.h - the context object: registry, backends, allocator pools, global hooks, RNG, error message.
+ * Private to the runtime (nnm__ names); runtime/internal.h includes every such header. */
+#ifndef NNM_CTX_INTERNAL_H
+#define NNM_CTX_INTERNAL_H
+
+#include "module/hooks_internal.h"
+
+/* ---- context ------------------------------------------------------------ */
+
+struct nnm_ctx {
+    uint32_t refs;                /* 1 for the user + 1 per module/tensor/storage */
+    int closed;                   /* nnm_ctx_free was called */
+    nnm__registry reg;
+    nnm__backend backends[NNM__DEVICE_TYPES];
+    nnm__pool *pools;
+    uint32_t n_pools;
+    nnm__storage *free_storages;  /* recycled storage objects without memory */
+    nnm_tensor *free_tensors;     /* recycled tensor objects */
+    nnm__node *free_nodes;        /* recycled autograd nodes */
+    nnm__node **stack;            /* engine scratch, grown as needed */
+    uint32_t stack_cap;
+    uint32_t n_backward_hooks;    /* modules' backward hooks, for the call path */
+    uint32_t mark_seq;            /* autograd walks: marks visited nodes */
+    nnm_ctx_stats stats;
+    uint32_t n_global_hooks;      /* + profiler: nonzero leaves the fast path */
+    nnm__hook_list gpre_hooks, gpost_hooks;
+    nnm_profile_fn profiler;
+    void *profiler_user;
+    uint32_t depth;               /* call nesting depth */
+    uint64_t rng[4];              /* xoshiro256** state */
+    int err_attributed;           /* the message already names a module path */
+    uint32_t shared_links;        /* set_child attached a module already attached elsewhere:
+                                   * walks then visit each module and tensor once */
+    char errmsg[NNM__ERRMSG_CAP];
+    /* hooks.c */
+    nnm__hook_list gbw_pre_hooks, gbw_hooks; /* global full backward (pre-)hooks */
+    nnm_hook_handle *hook_handles; /* handles the context owns (first-version API) */
+    uint64_t err_seq;             /* counts messages set: "did the plugin say why?" */
+};
+
+#endif /* NNM_CTX_INTERNAL_H */
