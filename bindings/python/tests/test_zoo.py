@@ -95,7 +95,8 @@ MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vg
                "mnasnet1_0", "mnasnet1_3", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
                "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "convnext_tiny", "convnext_small",
                "convnext_base", "convnext_large", "vit_b_16", "vit_b_32", "vit_l_16",
-               "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b"}
+               "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s",
+               "swin_v2_b", "maxvit_t"}
 
 # The train step of these differs from PyTorch float64 by more than 3x what
 # PyTorch's own float32 does (googlenet: 1.2e-2 of the largest gradient vs
