@@ -25,10 +25,18 @@ module paths are PyTorch's:
 A module called twice is written with the node syntax `NODE = PATH(...)`.
 
 Sizes: the model is traced a second time with one more sample in the batch
-(dim 0 of every input). Size arguments that change with it (x.view(n, -1),
-cls.expand(x.size(0), -1, -1), torch.zeros(n, ...)) are written as -1 or
-read from a tensor's dim at run time (config `from_input` / `from_dim`), so
-an export at batch 1 runs at batch 64.
+(dim 0 of every input), or with the dims `dynamic_dims` names (a sequence
+length) at other sizes. Size arguments that change with them (x.view(n, -1),
+cls.expand(x.size(0), -1, -1), torch.zeros(n, ...), pos[:, :t],
+torch.arange(t)) are written as -1 or read from a tensor's dim at run time
+(config `from_input` / `from_dim`), so an export at batch 1 runs at batch 64.
+
+Sequence layers (LSTM/GRU/RNN, the cells, MultiheadAttention, the
+Transformer* modules) are leaves like any other; LEAF_INPUTS puts their
+optional inputs and masks in nnmod's order. In-place writes into slices are
+functionalised (where(mask, padded value, x)); `self.training` of a module
+exported as a graph reads as a false sentinel while traced, so that
+F.dropout(x, p, training=self.training) becomes a dropout layer.
 
 What maps to what is data: LAYER_TYPES, CONFIG_OVERRIDES, CONTAINERS and
 OPS (function or method name -> handler that emits nnmod ops with SPEC's
