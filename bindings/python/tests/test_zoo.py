@@ -204,6 +204,13 @@ def run_model(name, tmp_path, ctx, train=True, st=None):
     st["export_s"] = time.time() - t0
     m = nnmod.from_manifest(manifest, ctx=ctx)
     try:
+        # exactly PyTorch's state dict (no constants of the exporter's own),
+        # so a PyTorch checkpoint loads strictly
+        sd = m.state_dict()
+        keys = set(sd)
+        del sd
+        extra = sorted(keys ^ set(model.state_dict()))
+        assert not extra, f"{name}: state-dict keys differ from PyTorch's: {extra[:6]}"
         # eval at batch 1 and 2 (the export already checked; say the figure)
         m.eval()
         errs = []
