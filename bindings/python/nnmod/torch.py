@@ -2029,6 +2029,10 @@ class _Exporter:
                 return "seq" if len(m) else "leaf"    # an empty Sequential is an identity
             return "holder"
         info = self.schema.find(_layer_type(name))
+        if name == "Transformer" and not (
+                type(getattr(m, "encoder", None)) is torch.nn.TransformerEncoder and
+                type(getattr(m, "decoder", None)) is torch.nn.TransformerDecoder):
+            return "graph"   # a custom_encoder / custom_decoder: traced through forward
         if info is not None and (not list(m.children()) or info["container"]):
             return "leaf"
         if info is None and not list(m.children()) and (
@@ -2095,6 +2099,12 @@ class _Exporter:
                 v = _config_value(key, ftype, value, where)
             except _Unsup as e:
                 report.add("construct", f"{type(m).__name__}: {e}", where)
+                continue
+            except (AttributeError, IndexError, TypeError) as e:
+                # a module shaped unlike PyTorch's (nn.Transformer with a
+                # custom_encoder): said, not raised
+                report.add("construct", f"{type(m).__name__}: config '{key}' cannot be read "
+                           f"from the module ({type(e).__name__}: {e})", where)
                 continue
             if v is not None:
                 cfg[key] = v

@@ -102,7 +102,9 @@ def test_text_classifier_lstm(ctx, tmp_path):
     torch.manual_seed(0)
     model = TextClassifier()
     x = torch.randint(0, 50, (2, 7))
-    doc = export_and_match(model, (x,), tmp_path, ctx, more=[(torch.randint(0, 50, (5, 7)),)])
+    doc = export_and_match(model, (x,), tmp_path, ctx, dynamic_dims={0: [0, 1]},
+                           more=[(torch.randint(0, 50, (5, 7)),),
+                                 (torch.randint(0, 50, (3, 11)),)])
     kids = {c["name"]: c for c in doc["root"]["children"]}
     assert kids["lstm"]["type"] == "lstm"
     assert kids["lstm"]["config"]["num_layers"] == 2
@@ -131,7 +133,9 @@ def test_gru_sequence_model(ctx, tmp_path):
     torch.manual_seed(1)
     model = GruTagger()
     x = torch.randn(6, 2, 5)
-    export_and_match(model, (x,), tmp_path, ctx)
+    # sequence-first: dim 0 is the length, dim 1 the batch; both may change
+    export_and_match(model, (x,), tmp_path, ctx, dynamic_dims={0: [0, 1]},
+                     more=[(torch.randn(3, 4, 5),), (torch.randn(9, 1, 5),)])
 
 
 class Cells(nn.Module):
@@ -391,3 +395,22 @@ def test_dynamic_dims_are_checked(ctx, tmp_path):
     with pytest.raises(nnmod.Error):
         m(_nn(tokens[:, :5], ctx), _nn(mask[:, :5], ctx))
     del m
+
+
+def test_transformer_with_custom_encoder_is_traced(ctx, tmp_path):
+    _need(ctx, "transformer_decoder")
+
+    class Enc(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(8, 8)
+
+        def forward(self, src, mask=None, src_key_padding_mask=None):
+            return torch.tanh(self.l(src))
+
+    torch.manual_seed(9)
+    tf = nn.Transformer(8, 2, 1, 1, 16, dropout=0.0, custom_encoder=Enc())
+    doc = export_and_match(tf, (torch.randn(3, 2, 8), torch.randn(4, 2, 8)), tmp_path, ctx)
+    kids = {c["name"]: c["type"] for c in doc["root"]["children"]}
+    assert doc["root"]["type"] == "graph"
+    assert kids == {"encoder": "graph", "decoder": "transformer_decoder"}
