@@ -1764,6 +1764,12 @@ def _arange_spec(*args, start=None, end=None, step=None, **kw):
     return tuple(vals)
 
 
+def _h_packed(h, *a, **kw):
+    raise _Unsup("packed sequences (nn.utils.rnn.pack_padded_sequence) are not supported by "
+                 "nnmod's recurrent layers: pass the padded batch (and mask or pick the "
+                 "outputs by length yourself)")
+
+
 def _h_bmm(h, x, other):
     return h.op("bmm", [x, other])
 
@@ -1962,7 +1968,8 @@ OPS = {
     "mean": _reduce("mean"), "sum": _reduce("sum"), "amax": _reduce("amax"),
     "amin": _reduce("amin"), "max": _minmax("max"), "min": _minmax("min"),
     "matmul": _h_matmul, "__matmul__": _h_matmul, "mm": _h_matmul, "bmm": _h_bmm,
-    "einsum": _h_einsum,
+    "einsum": _h_einsum, "_pack_padded_sequence": _h_packed,
+    "pack_padded_sequence": _h_packed, "pack_sequence": _h_packed,
     "masked_fill": _h_masked_fill,
     "eq": _cmp("eq"), "ne": _cmp("ne"), "lt": _cmp("lt"), "le": _cmp("le"), "gt": _cmp("gt"),
     "ge": _cmp("ge"), "__eq__": _cmp("eq"), "__ne__": _cmp("ne"), "__lt__": _cmp("lt"),
