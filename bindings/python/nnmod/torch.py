@@ -379,6 +379,16 @@ class _Unsup(Exception):
     """A construct nnmod cannot hold, raised by an op handler."""
 
 
+def _finite_or_str(x):
+    """JSON has no infinities: the float configs that may need one
+    (masked_fill's value, full's fill_value, ...) take "inf", "-inf", "nan"."""
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
 def _config_value(key, ftype, value, where):
     """A PyTorch value as a manifest config value of the declared type, or
     None to leave the layer's default."""
@@ -403,7 +413,7 @@ def _config_value(key, ftype, value, where):
             if len(set(value)) != 1:
                 raise _Unsup(f"config '{key}' = {value!r}: the nnmod layer takes one number")
             value = value[0]
-        return float(value)
+        return _finite_or_str(float(value))
     if ftype == _CONFIG_STR:
         return str(value)
     if ftype in (_CONFIG_INT_OR_INTS, _CONFIG_ANY, None):
@@ -412,7 +422,7 @@ def _config_value(key, ftype, value, where):
         if isinstance(value, int):
             return int(value)
         if isinstance(value, float):
-            return float(value)
+            return _finite_or_str(float(value))
         if isinstance(value, str):
             return value
         if isinstance(value, (tuple, list, torch.Size)):
@@ -607,6 +617,16 @@ class _Tracer(TorchFunctionMode):
         o = frame.own.get(id(t))
         if o is not None:
             name, is_buf, tensor = o
+            if is_buf and name in getattr(frame.mod, "_non_persistent_buffers_set", ()):
+                ref = self.recompute(frame, t, name)
+                if ref is not None:
+                    return ref
+                note = (f"the non-persistent buffer '{frame.path + '.' if frame.path else ''}"
+                        f"{name}' is a buffer of the graph, saved with the weights: nnmod's "
+                        "graphs have no non-persistent buffers, so a PyTorch state dict "
+                        "loads into this manifest with strict=False only")
+                if note not in self.report.notes:
+                    self.report.notes.append(note)
             frame.used_own[name] = (is_buf, tensor)
             return name
         if id(t) in self.params:
@@ -618,6 +638,61 @@ class _Tracer(TorchFunctionMode):
                             "through its module)", self.where())
             return "?"
         return None
+
+    def recompute(self, frame, t, name):
+        """A non-persistent buffer (not in PyTorch's state dict) whose values
+        a node makes: one value everywhere (`full`), positions (`arange`,
+        HF's position_ids [1, n]) or a triangle of ones (`tril`/`triu`, a
+        causal mask [1, 1, n, n]). The graph computes it, so the manifest's
+        state dict stays PyTorch's. None for other values."""
+        if frame.kind != "graph" or t.numel() == 0 or t.dtype not in _DTYPE_NAMES:
+            return None
+        where = self.where()
+        fn = f"the non-persistent buffer '{name}'"
+        v = t.detach().reshape(-1)
+        shape = list(t.shape)
+
+        def node(layer, inputs, **cfg):
+            n = frame.fresh(layer)
+            nd = _Node("op", n, layer, inputs, cfg, where=where, fn=fn)
+            nd.name = n
+            frame.nodes.append(nd)
+            return n
+
+        def cast(ref):
+            return ref if t.dtype == torch.float32 else node("to", [ref],
+                                                            dtype=_DTYPE_NAMES[t.dtype])
+
+        vf = v.double()
+        lead = [d for d in shape[:-1]]
+        if bool((vf == vf[0]).all()):
+            ref = cast(node("full", [], size=shape, fill_value=float(vf[0])))
+        elif t.dim() >= 1 and all(d == 1 for d in lead) and \
+                torch.equal(vf, torch.arange(v.numel(), dtype=torch.float64)):
+            ref = node("arange", [], end=int(v.numel()),
+                       dtype="int64" if t.dtype == torch.int64 else "float32")
+            if t.dtype not in (torch.int64, torch.float32):
+                ref = cast(ref)
+            if t.dim() != 1:
+                ref = node("view", [ref], shape=shape)
+        elif t.dim() >= 2 and all(d == 1 for d in shape[:-2]):
+            n, m = shape[-2:]
+            ones = torch.ones(n, m, dtype=torch.float64)
+            tri = None
+            for op, k in (("tril", 0), ("triu", 1), ("triu", 0), ("tril", -1)):
+                if torch.equal(vf.view(n, m), getattr(ones, op)(k)):
+                    tri = (op, k)
+                    break
+            if tri is None:
+                return None
+            ref = node(tri[0], [node("full", [], size=[n, m], fill_value=1.0)], diagonal=tri[1])
+            ref = cast(ref)
+            if t.dim() != 2:
+                ref = node("view", [ref], shape=shape)
+        else:
+            return None
+        frame.bind(t, ref)
+        return ref
 
     def below(self, frame, mod):
         """mod's path relative to frame's module, or None if not below it."""
@@ -1430,6 +1505,22 @@ def _index_str(i):
 
 
 def _h_getitem(h, x, idx):
+    dt = _nnmod_dtype(h, x)
+    if dt != torch.float32 and dt in _DTYPE_NAMES:
+        # nnmod slices f32: an i64 or bool tensor (position ids, a mask) is
+        # cast there and back (exact for integers below 2^24)
+        h.frame.views.pop(id(h.result), None)
+        src = h.op("to", [x], dtype="float32")
+        return h.op("to", [_h_getitem_f32(h, src, idx, x)], dtype=_DTYPE_NAMES[dt])
+    r = _h_getitem_f32(h, x, idx, x)
+    if isinstance(h.result, torch.Tensor) and h.result._base is not None:
+        h.frame.views[id(h.result)] = (x, idx if isinstance(idx, tuple) else (idx,))
+    return r
+
+
+def _h_getitem_f32(h, x, idx, orig):
+    """getitem of x (a ref or tensor, f32 in nnmod); orig: the PyTorch tensor
+    indexed (for shapes)."""
     idx = idx if isinstance(idx, tuple) else (idx,)
     tens = [k for k, i in enumerate(idx) if isinstance(i, torch.Tensor)]
     if tens:
@@ -1444,12 +1535,9 @@ def _h_getitem(h, x, idx):
             return h.op("index_select", [x, i], dim=k)
         flat = h.op("reshape", [i], shape=[-1])
         y = h.op("index_select", [x, flat], dim=k)
-        shape = list(x.shape[:k]) + list(i.shape) + list(x.shape[k + 1:])
+        shape = list(orig.shape[:k]) + list(i.shape) + list(orig.shape[k + 1:])
         return h.op("reshape", [y], size_key="shape", shape=shape)
-    r = h.op("getitem", [x], index=[_index_str(i) for i in idx])
-    if isinstance(h.result, torch.Tensor) and h.result._base is not None:
-        h.frame.views[id(h.result)] = (x, idx)     # for an in-place op on the slice
-    return r
+    return h.op("getitem", [x], index=[_index_str(i) for i in idx])
 
 
 def _h_zero(h, x):

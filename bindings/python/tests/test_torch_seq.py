@@ -414,3 +414,38 @@ def test_transformer_with_custom_encoder_is_traced(ctx, tmp_path):
     kids = {c["name"]: c["type"] for c in doc["root"]["children"]}
     assert doc["root"]["type"] == "graph"
     assert kids == {"encoder": "graph", "decoder": "transformer_decoder"}
+
+
+class NonPersistent(nn.Module):
+    """Buffers registered with persistent=False (not in PyTorch's state
+    dict), as Hugging Face models keep position ids and causal masks."""
+
+    def __init__(self, d=8, n=10):
+        super().__init__()
+        self.emb = nn.Embedding(20, d)
+        self.pos = nn.Embedding(n, d)
+        self.register_buffer("position_ids", torch.arange(n).expand(1, -1), persistent=False)
+        self.register_buffer("causal", torch.tril(torch.ones(n, n, dtype=torch.bool))
+                             .view(1, 1, n, n), persistent=False)
+        self.register_buffer("scale", torch.full((1,), 0.5), persistent=False)
+        self.q = nn.Linear(d, d)
+
+    def forward(self, tokens):
+        t = tokens.size(1)
+        h = self.emb(tokens) + self.pos(self.position_ids[:, :t])
+        q = self.q(h)
+        s = (q @ h.transpose(-1, -2)).unsqueeze(1) * self.scale
+        s = s.masked_fill(~self.causal[:, :, :t, :t], float("-inf"))
+        return (s.softmax(-1) @ h.unsqueeze(1)).squeeze(1)
+
+
+def test_non_persistent_buffers_are_computed(ctx, tmp_path):
+    _need(ctx, "embedding", "arange", "tril")
+    torch.manual_seed(10)
+    model = NonPersistent()
+    tokens = torch.randint(0, 20, (2, 6))
+    doc = export_and_match(model, (tokens,), tmp_path, ctx)
+    assert "buffers" not in doc["root"]["config"]
+    m = nnmod.from_manifest(str(tmp_path / "m.json"), ctx=ctx)
+    assert set(m.state_dict()) == set(model.state_dict())      # PyTorch's keys
+    del m
