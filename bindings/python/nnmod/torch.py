@@ -2530,6 +2530,13 @@ class _Build:
                 fi = [-1] * len(v1)
                 fd = [-1] * len(v1)
                 ok = True
+                if n1.layer in ("view", "reshape") and -1 not in v1:
+                    # x.view(n, h * w): the one size no input's dim gives is -1
+                    lost = [i for i in diff
+                            if self.find_like(f1, f2, n1, order1, v1[i], v2[i]) is None]
+                    if len(lost) == 1:
+                        v1[lost[0]] = -1
+                        diff = [i for i in diff if i != lost[0]]
                 for i in diff:
                     found = self.find_like(f1, f2, n1, order1, v1[i], v2[i])
                     if found is None:

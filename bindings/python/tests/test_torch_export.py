@@ -429,3 +429,35 @@ def test_dict_outputs_keep_their_names(ctx, tmp_path):
     manifest, _ = nnmod.torch.export(model, str(tmp_path / "o.json"), x, ctx=ctx)
     doc = json.load(open(manifest))
     assert doc["root"]["config"]["output_names"] == ["out", "aux"]
+
+
+def test_dynamic_image_size(ctx, tmp_path):
+    """dynamic_dims beyond the batch: a CNN exported at 2x1x20x20 runs at
+    other batch sizes and image sizes (the sizes a forward reads from
+    x.shape are read at run time)."""
+    _need(ctx, "conv2d", "max_pool2d", "adaptive_avg_pool2d")
+
+    class Cnn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            y = self.pool(torch.relu(self.conv(x)))
+            y = y.reshape(n, 4, -1).mean(-1)          # a size read from x.shape
+            return self.fc(y) + x.view(n, h * w).mean(1, keepdim=True)
+
+    torch.manual_seed(11)
+    model = Cnn().eval()
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "c.json"), torch.randn(2, 1, 20, 20),
+                                     ctx=ctx, dynamic_dims={0: [0, 2, 3]})
+    m = nnmod.from_manifest(manifest, ctx=ctx).eval()
+    for shape in ((1, 1, 20, 20), (3, 1, 12, 16), (2, 1, 32, 8)):
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        np.testing.assert_allclose(m(x.numpy()).numpy(), want, rtol=1e-5, atol=1e-5)
+    del m
