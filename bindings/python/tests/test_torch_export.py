@@ -461,3 +461,76 @@ def test_dynamic_image_size(ctx, tmp_path):
             want = model(x).numpy()
         np.testing.assert_allclose(m(x.numpy()).numpy(), want, rtol=1e-5, atol=1e-5)
     del m
+
+
+def test_writes_into_slices_are_functionalised(ctx, tmp_path):
+    """x[...] = v, x[...].zero_(), x[..., k] += 1 on tensors the graph
+    computes, and on a zeros tensor made in forward (swin's attention mask),
+    become out-of-place ops; the export matches at two batch sizes and in a
+    train step's gradients."""
+    class W(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 6)
+
+        def forward(self, x):
+            y = self.fc(x).clone()
+            y[:, 1:3].zero_()
+            y[:, 0] = 2.0
+            z = y.clone()
+            z[:, 4:] = x[:, :2] * 3
+            z[..., 3] += 1
+            mask = x.new_zeros(6)
+            mask[2:4] = 1.0
+            mask[-1] = -1.0
+            return z * mask + z
+
+    torch.manual_seed(12)
+    model = W()
+    x = torch.randn(3, 6)
+    m, manifest, want, got = run_both(model, tmp_path / "w.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    doc = json.load(open(manifest))
+    assert "buffers" not in doc["root"]["config"]      # the mask is computed, not a constant
+    m.train()
+    y = m(x.numpy())
+    (y * y).mean().backward()
+    yt = model(x)
+    (yt * yt).mean().backward()
+    grads = {n: p.grad.numpy() for n, p in m.named_parameters()}
+    np.testing.assert_allclose(grads["fc.weight"], model.fc.weight.grad.numpy(), rtol=1e-4,
+                               atol=1e-6)
+    del m, got, y
+
+
+def test_child_linear_parameters_read_directly(ctx, tmp_path):
+    """swin v2's pattern: F.linear with a child Linear's weight and a bias
+    made from the child's bias (a copy with its middle third zeroed)."""
+    class B(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(4, 9)
+
+        def forward(self, x):
+            b = self.qkv.bias.clone()
+            n = b.numel() // 3
+            b[n:2 * n].zero_()
+            return F.linear(x, self.qkv.weight, b)
+
+    F = nn.functional
+    torch.manual_seed(13)
+    model = B()
+    x = torch.randn(2, 4)
+    m, manifest, want, got = run_both(model, tmp_path / "b.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    assert set(m.state_dict()) == {"qkv.weight", "qkv.bias"}
+    m.train()
+    y = m(x.numpy())
+    (y * y).mean().backward()
+    yt = model(x)
+    (yt * yt).mean().backward()
+    grads = {n: p.grad.numpy() for n, p in m.named_parameters()}
+    for k in ("qkv.weight", "qkv.bias"):
+        np.testing.assert_allclose(grads[k], dict(model.named_parameters())[k].grad.numpy(),
+                                   rtol=1e-4, atol=1e-6)
+    del m, got, y
