@@ -1182,15 +1182,13 @@ class _Tracer(TorchFunctionMode):
             n = view.dim()
             if isinstance(value, torch.Tensor) and h.is_t(value) and \
                     tuple(value.shape) == tuple(view.shape):
-                new = h.ref(value)
-            else:
+                self.scatter_into(h, x, idx, h.ref(value), None)
+            elif isinstance(value, torch.Tensor) and h.is_t(value):
                 sl = h.op("getitem", [x], index=[_index_str(i) for i in idx])
-                if isinstance(value, torch.Tensor) and h.is_t(value):
-                    new = h.op("expand_as", [value, sl])
-                else:
-                    new = h.op("full", [sl], size=list(view.shape), fill_value=h.num(value),
-                               from_input=[0] * n, from_dim=list(range(n)))
-            self.scatter_into(h, x, idx, new, None)
+                self.scatter_into(h, x, idx, h.op("expand_as", [value, sl]), None)
+            else:                              # a number: masked_fill of the slice
+                del n
+                self.scatter_into(h, x, idx, None, None, scalar=h.num(value))
         except _Unsup as e:
             self.report.add("construct", f"assignment into a tensor (x[...] = ...): {e}",
                             self.where())
@@ -1205,7 +1203,7 @@ class _Tracer(TorchFunctionMode):
         except _Unsup as e:
             self.report.add("construct", f"an in-place op on a view: {e}", self.where())
 
-    def scatter_into(self, h, base, idx, new_ref, view):
+    def scatter_into(self, h, base, idx, new_ref, view, scalar=None):
         frame = h.frame
         old = frame.refs.get(id(base))
         if old is None:
@@ -1244,7 +1242,7 @@ class _Tracer(TorchFunctionMode):
                 raise _Unsup(f"an index of {type(i).__name__}")
             d += 1
         ref = new_ref
-        for what, at in ops:
+        for what, at in ops if scalar is None else ():
             if what == "squeeze":
                 ref = h.op("squeeze", [ref], dim=at)
             else:
@@ -1253,7 +1251,17 @@ class _Tracer(TorchFunctionMode):
         for lo, hi in reversed(pads):
             flat += [lo, hi]
         whole = not any(flat)
-        if whole:
+        if scalar is not None:
+            n = len(shape)
+            if whole:
+                new_base = h.op("full", [base_ref], size=shape, fill_value=scalar,
+                                from_input=[0] * n, from_dim=list(range(n)))
+            else:
+                inner = [s - lo - hi for s, (lo, hi) in zip(shape, pads)]
+                ones = h.op("full", [], size_key="size", size=inner, fill_value=1.0)
+                mask = h.op("pad", [ones], pad=flat, mode="constant", value=0.0)
+                new_base = h.op("masked_fill", [base_ref, mask], value=scalar)
+        elif whole:
             new_base = ref
         else:
             padded = h.op("pad", [ref], pad=flat, mode="constant", value=0.0)
