@@ -102,6 +102,15 @@ static nnm_status cpu_check_desc(nnm_env *env, const char *op, const char *what,
     return cpu_check_desc_dt(env, op, what, d, 0, numel);
 }
 
+/* Elementwise loops are built once per instruction set and picked at load
+ * time (GCC/Clang ifunc): AVX2's 8 lanes against SSE2's 4. No FMA in either
+ * clone, so both give the same bits. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && defined(__ELF__)
+#define CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CPU_CLONES
+#endif
+
 /* Row-major contiguous (the strides of size-1 dims do not matter, as in torch). */
 static int cpu_is_contiguous(const nnm_tensor_desc *d) {
     int64_t want = 1;
@@ -362,7 +371,7 @@ static inline float cpu_minf(float a, float b) {
         }                                                                                \
     } while (0)
 
-static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_binary_args *args) {
+CPU_CLONES static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_binary_args *args) {
     (void)state;
     if (args == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu binary: args is NULL");
@@ -542,7 +551,7 @@ static inline float cpu_hardswish_grad(float x) { /* PyTorch's hardswish_backwar
         }                                                                                \
     } while (0)
 
-static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *args) {
+CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *args) {
     (void)state;
     if (args == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu unary: args is NULL");
