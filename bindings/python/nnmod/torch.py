@@ -119,7 +119,6 @@ def _weight_list(w):
     return [float(v) for v in w.detach().cpu().tolist()]
 
 
-
 def _tf_activation(layer):
     """nn.Transformer*Layer's activation as nnmod's config string."""
     import torch.nn.functional as F
