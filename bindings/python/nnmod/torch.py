@@ -897,6 +897,8 @@ class _Tracer(TorchFunctionMode):
             if t is None:
                 refs.append(None)
                 continue
+            if isinstance(t, _Mask) and parent.kind != "graph":
+                t = t.t                        # the exported model's own input
             if t is _ABSENT or isinstance(t, _Mask):
                 if parent.kind != "graph":
                     self.report.add("construct", "an optional input left out (or a mask made "
