@@ -911,6 +911,8 @@ class _Tracer(TorchFunctionMode):
             if t is None:
                 refs.append(None)
                 continue
+            if isinstance(t, _Mask) and parent.kind != "graph":
+                t = t.t                        # the exported model's own input
             if t is _ABSENT or isinstance(t, _Mask):
                 if parent.kind != "graph":
                     self.report.add("construct", "an optional input left out (or a mask made "
@@ -2957,9 +2959,13 @@ def _check(model, path, xs, ctx, rtol, atol):
     m = from_manifest(path, ctx=ctx).eval()
     from ._autograd import no_grad
     from ._tensor import tensor
+    want = [w for w in _flat(want)]
+    if len(want) > 1 and m.layer_type != "graph":
+        # the model is one layer of several outputs (nn.LSTM: output, h_n,
+        # c_n): asked for all of them, as a graph node would
+        m._n_out = len(want)
     with no_grad():
         got = m(*[tensor(x.detach().cpu().numpy(), ctx=ctx) for x in xs])
-    want = [w for w in _flat(want)]
     got = _outputs_list(got)
     if len(want) != len(got):
         raise Error(f"export check: PyTorch returns {len(want)} outputs, nnmod {len(got)}")

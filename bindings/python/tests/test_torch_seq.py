@@ -449,3 +449,26 @@ def test_non_persistent_buffers_are_computed(ctx, tmp_path):
     m = nnmod.from_manifest(str(tmp_path / "m.json"), ctx=ctx)
     assert set(m.state_dict()) == set(model.state_dict())      # PyTorch's keys
     del m
+
+
+def test_a_sequence_layer_as_the_whole_model(ctx, tmp_path):
+    """The exported model is the layer itself: its state dict is PyTorch's,
+    its several outputs are all checked, masks are its inputs."""
+    _need(ctx, "lstm", "multihead_attention", "transformer_encoder")
+    torch.manual_seed(14)
+    lstm = nn.LSTM(4, 6, num_layers=2)
+    manifest, _ = nnmod.torch.export(lstm, str(tmp_path / "l.json"), torch.randn(5, 2, 4),
+                                     ctx=ctx)
+    m = nnmod.from_manifest(manifest, ctx=ctx)
+    assert set(m.state_dict()) == set(lstm.state_dict())
+    del m
+    mha = nn.MultiheadAttention(8, 2)
+    q = torch.randn(4, 2, 8)
+    kpm = torch.zeros(2, 4, dtype=torch.bool)
+    kpm[0, 3] = True
+    nnmod.torch.export(mha, str(tmp_path / "a.json"), (q, q, q, kpm), ctx=ctx)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0), 2,
+                                enable_nested_tensor=False)
+    mask = torch.zeros(5, 5)
+    mask[0, 1] = -1.0
+    nnmod.torch.export(enc, str(tmp_path / "e.json"), (torch.randn(5, 2, 8), mask), ctx=ctx)
