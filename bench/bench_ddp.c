@@ -3,11 +3,14 @@
  * all-reduce, SGD momentum 0.9), run by bench_ddp.sh under mpirun with 1 and
  * 2 ranks, one BLAS thread each. Rank 0 prints one JSON line: global
  * samples/s (median of REPS runs of STEPS steps, each run between barriers),
- * the all-reduce time of the same buckets measured alone (blocking, no
- * compute beside it), and the time backward still waited for them at its
- * end (exposed); hidden = 1 - exposed / alone is the share of the
- * communication that overlapped the backward.
- *   mpirun -np N bench_ddp [STEPS]
+ * the all-reduce time of the same bytes measured alone (blocking, no
+ * compute beside it; median of REPS x 3, taken between the timed runs so the
+ * load of the machine weighs on both alike) with the CPU time the process
+ * spent on it, and the time backward still waited for the buckets at its
+ * end (exposed, median over every step); hidden = 1 - exposed / alone is the
+ * share of the communication that overlapped the backward.
+ *   mpirun -np N bench_ddp [STEPS [BUCKET_MB [FIRST_BUCKET_MB]]]
+ * BUCKET_MB, FIRST_BUCKET_MB: nnm_ddp_options' caps in MiB (0: defaults).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -20,6 +23,13 @@
 
 #define BATCH 128
 #define REPS 5
+#define ALONE 3 /* all-reduces alone after each timed run */
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void add(nnm_module *seq, nnm_module *m) {
     nnm_module_add_child(seq, NULL, m);
@@ -42,6 +52,7 @@ static void step(nnm_ctx *ctx, nnm_ddp *ddp, nnm_module *loss_fn, nnm_optim *opt
 int main(int argc, char **argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 4;
     if (steps < 1) steps = 1;
+    double bucket_mb = argc > 2 ? atof(argv[2]) : 0, first_mb = argc > 3 ? atof(argv[3]) : 0;
     nnm_ctx *ctx;
     if (nnm_ctx_new(NULL, &ctx)) return 1;
     nnm_comm *comm;
@@ -55,7 +66,9 @@ int main(int argc, char **argv) {
     add(model, layer(ctx, "linear", 2048, 10));
     nnm_module *loss_fn = layer(ctx, "cross_entropy", 0, 0);
     nnm_ddp *ddp;
-    if (nnm_ddp_new(model, comm, NULL, &ddp)) die(ctx, "ddp");
+    nnm_ddp_options dopt = {sizeof dopt, 0, (uint64_t)(bucket_mb * 1048576.0),
+                            (uint64_t)(first_mb * 1048576.0)};
+    if (nnm_ddp_new(model, comm, &dopt, &ddp)) die(ctx, "ddp");
     nnm_sgd_options so = {sizeof so, 0, 0.01, 0.9, 0.0, 0.0};
     nnm_optim *opt;
     if (nnm_optim_sgd_new(model, &so, &opt)) die(ctx, "sgd");
@@ -73,9 +86,14 @@ int main(int argc, char **argv) {
     free(xv);
 
     for (int i = 0; i < 2; i++) step(ctx, ddp, loss_fn, opt, x, target); /* warm up */
-    double rate[REPS], exposed[REPS * 64], alone[REPS];
-    int n_exp = 0;
+    double rate[REPS], exposed[REPS * 64], alone[REPS * ALONE], alone_cpu[REPS * ALONE];
+    int n_exp = 0, n_alone = 0;
     nnm_ddp_stats st = {sizeof st, 0, 0, 0, 0};
+    nnm_ddp_stats_get(ddp, &st);
+    /* The same bytes all-reduced with nothing else running. */
+    int64_t n[1] = {(int64_t)(st.bytes_reduced / sizeof(float))};
+    nnm_tensor *flat;
+    if (nnm_tensor_from_f32(ctx, 1, n, NULL, &flat)) die(ctx, "flat");
     for (int r = 0; r < REPS; r++) {
         if (nnm_comm_barrier(comm)) die(ctx, "barrier");
         double t0 = now_s();
@@ -86,25 +104,24 @@ int main(int argc, char **argv) {
         }
         if (nnm_comm_barrier(comm)) die(ctx, "barrier");
         rate[r] = (double)steps * BATCH * world / (now_s() - t0);
+        for (int k = 0; k < ALONE && world > 1; k++) {
+            if (nnm_comm_barrier(comm)) die(ctx, "barrier");
+            double a0 = now_s(), c0 = cpu_s();
+            if (nnm_comm_all_reduce(comm, flat)) die(ctx, "all-reduce");
+            alone[n_alone] = now_s() - a0;
+            alone_cpu[n_alone++] = cpu_s() - c0;
+        }
     }
-    /* The same bytes all-reduced with nothing else running. */
-    int64_t n[1] = {(int64_t)(st.bytes_reduced / sizeof(float))};
-    nnm_tensor *flat;
-    if (nnm_tensor_from_f32(ctx, 1, n, NULL, &flat)) die(ctx, "flat");
-    for (int r = 0; r < REPS; r++) {
-        if (nnm_comm_barrier(comm)) die(ctx, "barrier");
-        double t0 = now_s();
-        if (nnm_comm_all_reduce(comm, flat)) die(ctx, "all-reduce");
-        alone[r] = now_s() - t0;
-    }
-    double med_alone = median(alone, REPS), med_exp = median(exposed, n_exp);
+    double med_alone = n_alone ? median(alone, n_alone) : 0, med_exp = median(exposed, n_exp);
+    double med_cpu = n_alone ? median(alone_cpu, n_alone) : 0;
     if (rank == 0)
         printf("{\"bench\": \"ddp_step_mlp784_2048_2048_10\", \"value\": %.1f, \"unit\": \"samples/s\", "
                "\"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d, \"reps\": %d, \"buckets\": %u, "
-               "\"allreduce_mb\": %.1f, \"allreduce_alone_ms\": %.2f, \"exposed_ms\": %.2f, "
-               "\"hidden\": %.2f}\n",
-               median(rate, REPS), world, BATCH, steps, REPS, st.n_buckets,
-               (double)st.bytes_reduced / 1048576.0, 1e3 * med_alone, 1e3 * med_exp,
+               "\"bucket_mb\": %g, \"first_bucket_mb\": %g, "
+               "\"allreduce_mb\": %.1f, \"allreduce_alone_ms\": %.2f, \"allreduce_alone_cpu_ms\": %.2f, "
+               "\"exposed_ms\": %.2f, \"hidden\": %.2f}\n",
+               median(rate, REPS), world, BATCH, steps, REPS, st.n_buckets, bucket_mb, first_mb,
+               (double)st.bytes_reduced / 1048576.0, 1e3 * med_alone, 1e3 * med_cpu, 1e3 * med_exp,
                world > 1 && med_alone > 0 ? 1.0 - med_exp / med_alone : 0.0);
     nnm_tensor_release(flat);
     nnm_tensor_release(x);

@@ -690,7 +690,12 @@ typedef struct nnm_ddp_options {
  * its all-reduce at once, and the backward waits for every bucket before it
  * returns, leaving each .grad averaged over the ranks. m and c are retained
  * (c must outlive nothing: the wrapper keeps it). opts may be NULL. Every
- * rank must wrap the same architecture. Free with nnm_ddp_free. */
+ * rank must wrap the same architecture. Free with nnm_ddp_free. The
+ * gradients live in the buckets (PyTorch's gradient_as_bucket_view): from
+ * the first backward on, each parameter's .grad is a view of its slice of a
+ * bucket, reduced in place (a .grad set by the user is copied into the
+ * bucket and replaced by the view); such .grads stay valid after
+ * nnm_ddp_free. */
 NNM_API nnm_status nnm_ddp_new(nnm_module *m, nnm_comm *c, const nnm_ddp_options *opts,
                                nnm_ddp **out);
 /* NULL: no-op. Unhooks the parameters. */
