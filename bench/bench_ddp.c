@@ -39,11 +39,15 @@ static void add(nnm_module *seq, nnm_module *m) {
     nnm_module_release(m);
 }
 
+static int g_plain; /* NNM_BENCH_PLAIN=1 with one rank: the bare module, no DDP */
+static nnm_module *g_model;
+
 static void step(nnm_ctx *ctx, nnm_ddp *ddp, nnm_module *loss_fn, nnm_optim *opt, nnm_tensor *x,
                  nnm_tensor *target) {
     nnm_tensor *logits, *loss;
     if (nnm_optim_zero_grad(opt)) die(ctx, "zero_grad");
-    if (nnm_ddp_call(ddp, &x, 1, &logits, 1)) die(ctx, "forward");
+    if (g_plain ? nnm_module_call(g_model, &x, 1, &logits, 1) : nnm_ddp_call(ddp, &x, 1, &logits, 1))
+        die(ctx, "forward");
     nnm_tensor *in[2] = {logits, target};
     if (nnm_module_call(loss_fn, in, 2, &loss, 1)) die(ctx, "loss");
     if (nnm_backward(loss, NULL, 0)) die(ctx, "backward");
@@ -61,6 +65,7 @@ int main(int argc, char **argv) {
     nnm_comm *comm;
     if (nnm_comm_new(ctx, "mpi", NULL, &comm)) die(ctx, "comm");
     int rank = nnm_comm_rank(comm), world = nnm_comm_world_size(comm);
+    g_plain = world == 1 && getenv("NNM_BENCH_PLAIN") && atoi(getenv("NNM_BENCH_PLAIN")) == 1;
     nnm_module *model = layer(ctx, "sequential", 0, 0);
     add(model, layer(ctx, "linear", 784, 2048));
     add(model, layer(ctx, "relu", 0, 0));
@@ -71,7 +76,9 @@ int main(int argc, char **argv) {
     nnm_ddp *ddp;
     nnm_ddp_options dopt = {sizeof dopt, 0, (uint64_t)(bucket_mb * 1048576.0),
                             (uint64_t)(first_mb * 1048576.0)};
-    if (nnm_ddp_new(model, comm, &dopt, &ddp)) die(ctx, "ddp");
+    g_model = model;
+    if (g_plain) ddp = NULL;
+    else if (nnm_ddp_new(model, comm, &dopt, &ddp)) die(ctx, "ddp");
     nnm_sgd_options so = {sizeof so, 0, 0.01, 0.9, 0.0, 0.0};
     nnm_optim *opt;
     if (nnm_optim_sgd_new(model, &so, &opt)) die(ctx, "sgd");
@@ -95,6 +102,7 @@ int main(int argc, char **argv) {
     nnm_ddp_stats_get(ddp, &st);
     /* The same bytes all-reduced with nothing else running. */
     int64_t n[1] = {(int64_t)(st.bytes_reduced / sizeof(float))};
+    if (n[0] == 0) n[0] = 1;
     nnm_tensor *flat;
     if (nnm_tensor_from_f32(ctx, 1, n, NULL, &flat)) die(ctx, "flat");
     for (int r = 0; r < REPS; r++) {
@@ -140,7 +148,9 @@ int main(int argc, char **argv) {
     double med_exp = median(exp_min, n_exp);
     double med_cpu = n_alone ? median(alone_cpu, n_alone) : 0;
     if (rank == 0)
-        printf("{\"bench\": \"ddp_step_mlp784_2048_2048_10\", \"value\": %.1f, \"unit\": \"samples/s\", "
+        printf("{\"bench\": \"%s\", ", g_plain ? "plain_step_mlp784_2048_2048_10" : "ddp_step_mlp784_2048_2048_10");
+    if (rank == 0)
+        printf("\"value\": %.1f, \"unit\": \"samples/s\", "
                "\"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d, \"reps\": %d, \"buckets\": %u, "
                "\"bucket_mb\": %g, \"first_bucket_mb\": %g, "
                "\"allreduce_mb\": %.1f, \"allreduce_alone_ms\": %.2f, \"allreduce_alone_cpu_ms\": %.2f, "
