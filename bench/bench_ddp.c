@@ -3,11 +3,17 @@
  * all-reduce, SGD momentum 0.9), run by bench_ddp.sh under mpirun with 1 and
  * 2 ranks, one BLAS thread each. Rank 0 prints one JSON line: global
  * samples/s (median of REPS runs of STEPS steps, each run between barriers),
- * the all-reduce time of the same buckets measured alone (blocking, no
- * compute beside it), and the time backward still waited for them at its
- * end (exposed); hidden = 1 - exposed / alone is the share of the
- * communication that overlapped the backward.
- *   mpirun -np N bench_ddp [STEPS]
+ * the all-reduce time of the same bytes measured alone (blocking, no
+ * compute beside it; median of REPS x 3, taken between the timed runs so the
+ * load of the machine weighs on both alike) with the CPU time the process
+ * spent on it, and the time backward still waited for the buckets at its
+ * end (exposed: per step, the least over the ranks, i.e. the wait of the rank
+ * that finished its backward last, which waited for the communication only,
+ * not for a slower peer; then the median over the steps; exposed_rank0_ms is
+ * rank 0's own wait, straggling included); hidden = 1 - exposed / alone is
+ * the share of the communication that overlapped the backward.
+ *   mpirun -np N bench_ddp [STEPS [BUCKET_MB [FIRST_BUCKET_MB]]]
+ * BUCKET_MB, FIRST_BUCKET_MB: nnm_ddp_options' caps in MiB (0: defaults).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -20,17 +26,28 @@
 
 #define BATCH 128
 #define REPS 5
+#define ALONE 3 /* all-reduces alone after each timed run */
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void add(nnm_module *seq, nnm_module *m) {
     nnm_module_add_child(seq, NULL, m);
     nnm_module_release(m);
 }
 
+static int g_plain; /* NNM_BENCH_PLAIN=1 with one rank: the bare module, no DDP */
+static nnm_module *g_model;
+
 static void step(nnm_ctx *ctx, nnm_ddp *ddp, nnm_module *loss_fn, nnm_optim *opt, nnm_tensor *x,
                  nnm_tensor *target) {
     nnm_tensor *logits, *loss;
     if (nnm_optim_zero_grad(opt)) die(ctx, "zero_grad");
-    if (nnm_ddp_call(ddp, &x, 1, &logits, 1)) die(ctx, "forward");
+    if (g_plain ? nnm_module_call(g_model, &x, 1, &logits, 1) : nnm_ddp_call(ddp, &x, 1, &logits, 1))
+        die(ctx, "forward");
     nnm_tensor *in[2] = {logits, target};
     if (nnm_module_call(loss_fn, in, 2, &loss, 1)) die(ctx, "loss");
     if (nnm_backward(loss, NULL, 0)) die(ctx, "backward");
@@ -42,11 +59,13 @@ static void step(nnm_ctx *ctx, nnm_ddp *ddp, nnm_module *loss_fn, nnm_optim *opt
 int main(int argc, char **argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 4;
     if (steps < 1) steps = 1;
+    double bucket_mb = argc > 2 ? atof(argv[2]) : 0, first_mb = argc > 3 ? atof(argv[3]) : 0;
     nnm_ctx *ctx;
     if (nnm_ctx_new(NULL, &ctx)) return 1;
     nnm_comm *comm;
     if (nnm_comm_new(ctx, "mpi", NULL, &comm)) die(ctx, "comm");
     int rank = nnm_comm_rank(comm), world = nnm_comm_world_size(comm);
+    g_plain = world == 1 && getenv("NNM_BENCH_PLAIN") && atoi(getenv("NNM_BENCH_PLAIN")) == 1;
     nnm_module *model = layer(ctx, "sequential", 0, 0);
     add(model, layer(ctx, "linear", 784, 2048));
     add(model, layer(ctx, "relu", 0, 0));
@@ -55,7 +74,11 @@ int main(int argc, char **argv) {
     add(model, layer(ctx, "linear", 2048, 10));
     nnm_module *loss_fn = layer(ctx, "cross_entropy", 0, 0);
     nnm_ddp *ddp;
-    if (nnm_ddp_new(model, comm, NULL, &ddp)) die(ctx, "ddp");
+    nnm_ddp_options dopt = {sizeof dopt, 0, (uint64_t)(bucket_mb * 1048576.0),
+                            (uint64_t)(first_mb * 1048576.0)};
+    g_model = model;
+    if (g_plain) ddp = NULL;
+    else if (nnm_ddp_new(model, comm, &dopt, &ddp)) die(ctx, "ddp");
     nnm_sgd_options so = {sizeof so, 0, 0.01, 0.9, 0.0, 0.0};
     nnm_optim *opt;
     if (nnm_optim_sgd_new(model, &so, &opt)) die(ctx, "sgd");
@@ -73,9 +96,15 @@ int main(int argc, char **argv) {
     free(xv);
 
     for (int i = 0; i < 2; i++) step(ctx, ddp, loss_fn, opt, x, target); /* warm up */
-    double rate[REPS], exposed[REPS * 64], alone[REPS];
-    int n_exp = 0;
+    double rate[REPS], exposed[REPS * 64], alone[REPS * ALONE], alone_cpu[REPS * ALONE];
+    int n_exp = 0, n_alone = 0;
     nnm_ddp_stats st = {sizeof st, 0, 0, 0, 0};
+    nnm_ddp_stats_get(ddp, &st);
+    /* The same bytes all-reduced with nothing else running. */
+    int64_t n[1] = {(int64_t)(st.bytes_reduced / sizeof(float))};
+    if (n[0] == 0) n[0] = 1;
+    nnm_tensor *flat;
+    if (nnm_tensor_from_f32(ctx, 1, n, NULL, &flat)) die(ctx, "flat");
     for (int r = 0; r < REPS; r++) {
         if (nnm_comm_barrier(comm)) die(ctx, "barrier");
         double t0 = now_s();
@@ -86,25 +115,48 @@ int main(int argc, char **argv) {
         }
         if (nnm_comm_barrier(comm)) die(ctx, "barrier");
         rate[r] = (double)steps * BATCH * world / (now_s() - t0);
+        for (int k = 0; k < ALONE && world > 1; k++) {
+            if (nnm_comm_barrier(comm)) die(ctx, "barrier");
+            double a0 = now_s(), c0 = cpu_s();
+            if (nnm_comm_all_reduce(comm, flat)) die(ctx, "all-reduce");
+            alone[n_alone] = now_s() - a0;
+            alone_cpu[n_alone++] = cpu_s() - c0;
+        }
     }
-    /* The same bytes all-reduced with nothing else running. */
-    int64_t n[1] = {(int64_t)(st.bytes_reduced / sizeof(float))};
-    nnm_tensor *flat;
-    if (nnm_tensor_from_f32(ctx, 1, n, NULL, &flat)) die(ctx, "flat");
-    for (int r = 0; r < REPS; r++) {
-        if (nnm_comm_barrier(comm)) die(ctx, "barrier");
-        double t0 = now_s();
-        if (nnm_comm_all_reduce(comm, flat)) die(ctx, "all-reduce");
-        alone[r] = now_s() - t0;
+    /* Per step, the least wait over the ranks. */
+    double exp_min[REPS * 64];
+    {
+        int64_t s1[1] = {n_exp}, sN[1] = {(int64_t)n_exp * world};
+        float mine[REPS * 64];
+        for (int i = 0; i < n_exp; i++) mine[i] = (float)exposed[i];
+        nnm_tensor *a, *all;
+        if (nnm_tensor_from_f32(ctx, 1, s1, mine, &a) || nnm_tensor_from_f32(ctx, 1, sN, NULL, &all) ||
+            nnm_comm_all_gather(comm, a, all))
+            die(ctx, "all-gather");
+        float *v = malloc(sizeof(float) * (size_t)n_exp * (size_t)world);
+        if (!v || nnm_tensor_to_f32(all, v, (size_t)n_exp * (size_t)world)) die(ctx, "exposed");
+        for (int i = 0; i < n_exp; i++) {
+            exp_min[i] = v[i];
+            for (int r = 1; r < world; r++)
+                if (v[(size_t)r * (size_t)n_exp + (size_t)i] < exp_min[i]) exp_min[i] = v[(size_t)r * (size_t)n_exp + (size_t)i];
+        }
+        free(v);
+        nnm_tensor_release(a);
+        nnm_tensor_release(all);
     }
-    double med_alone = median(alone, REPS), med_exp = median(exposed, n_exp);
+    double med_alone = n_alone ? median(alone, n_alone) : 0, med_exp0 = median(exposed, n_exp);
+    double med_exp = median(exp_min, n_exp);
+    double med_cpu = n_alone ? median(alone_cpu, n_alone) : 0;
     if (rank == 0)
-        printf("{\"bench\": \"ddp_step_mlp784_2048_2048_10\", \"value\": %.1f, \"unit\": \"samples/s\", "
+        printf("{\"bench\": \"%s\", ", g_plain ? "plain_step_mlp784_2048_2048_10" : "ddp_step_mlp784_2048_2048_10");
+    if (rank == 0)
+        printf("\"value\": %.1f, \"unit\": \"samples/s\", "
                "\"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d, \"reps\": %d, \"buckets\": %u, "
-               "\"allreduce_mb\": %.1f, \"allreduce_alone_ms\": %.2f, \"exposed_ms\": %.2f, "
-               "\"hidden\": %.2f}\n",
-               median(rate, REPS), world, BATCH, steps, REPS, st.n_buckets,
-               (double)st.bytes_reduced / 1048576.0, 1e3 * med_alone, 1e3 * med_exp,
+               "\"bucket_mb\": %g, \"first_bucket_mb\": %g, "
+               "\"allreduce_mb\": %.1f, \"allreduce_alone_ms\": %.2f, \"allreduce_alone_cpu_ms\": %.2f, "
+               "\"exposed_ms\": %.2f, \"exposed_rank0_ms\": %.2f, \"hidden\": %.2f}\n",
+               median(rate, REPS), world, BATCH, steps, REPS, st.n_buckets, bucket_mb, first_mb,
+               (double)st.bytes_reduced / 1048576.0, 1e3 * med_alone, 1e3 * med_cpu, 1e3 * med_exp, 1e3 * med_exp0,
                world > 1 && med_alone > 0 ? 1.0 - med_exp / med_alone : 0.0);
     nnm_tensor_release(flat);
     nnm_tensor_release(x);

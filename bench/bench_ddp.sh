@@ -1,24 +1,73 @@
 #!/bin/sh
-# bench_ddp.sh BUILD_DIR [STEPS]: nnmod DDP (mpi) with 1 and 2 ranks, then
-# PyTorch DDP (gloo) the same, in one run; then the scaling ratios. One BLAS
-# thread per rank. Prints JSON lines.
+# bench_ddp.sh BUILD_DIR [STEPS [ROUNDS]]: nnmod DDP (mpi) with 1 and 2 ranks
+# and PyTorch DDP (gloo) with 1 and 2 ranks, ROUNDS times interleaved (so the
+# load of a shared machine weighs on both alike), one BLAS thread per rank.
+# Prints every run as a JSON line, then the medians over the rounds: each
+# side's rate, the 2-rank rate of nnmod over PyTorch's, each side's scaling
+# (2 ranks over 1), nnmod's all-reduce alone, exposed and hidden share, and
+# the load average before and after.
+#
+# bench_ddp.sh BUILD_DIR STEPS ROUNDS sweep: nnmod alone on 2 ranks over the
+# bucket caps of NNM_BENCH_SWEEP (default "0:0 1:0.0625 8:1 8:0.0625
+# 64:64"; BUCKET_MB:FIRST_BUCKET_MB, 0 = default) with the tuned MPI and
+# the untuned one (NNM_MPI_NO_TUNING=1) at the defaults.
 set -eu
-build=${1:-build} steps=${2:-4}
+build=${1:-build} steps=${2:-4} rounds=${3:-3} mode=${4:-}
 here=$(dirname "$0")
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 out=$(mktemp)
-for n in 1 2; do
-    mpirun -np $n --bind-to none -x OPENBLAS_NUM_THREADS "$build/bin/bench_ddp" "$steps" | tee -a "$out"
+load() { echo "{\"bench\": \"load\", \"when\": \"$1\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cores\": $(getconf _NPROCESSORS_ONLN)}" | tee -a "$out"; }
+nnm() { # RANKS LABEL BUCKET_MB FIRST_BUCKET_MB NNM_MPI_NO_TUNING
+    NNM_MPI_NO_TUNING=$5 mpirun -np "$1" --bind-to none -x OPENBLAS_NUM_THREADS -x NNM_MPI_NO_TUNING \
+        "$build/bin/bench_ddp" "$steps" "$3" "$4" | sed "s/^{/{\"label\": \"$2\", /" | tee -a "$out"
+}
+load start
+r=1
+while [ "$r" -le "$rounds" ]; do
+    if [ "$mode" = sweep ]; then
+        for cfg in ${NNM_BENCH_SWEEP:-0:0 1:0.0625 8:1 8:0.0625 64:64}; do
+            nnm 2 "nnmod b=$cfg" "${cfg%%:*}" "${cfg##*:}" 0
+        done
+        nnm 2 "nnmod untuned" 0 0 1
+    else
+        nnm 1 nnmod 0 0 0
+        nnm 2 nnmod 0 0 0
+        /usr/bin/python3 "$here/bench_ddp_torch.py" "$steps" | sed 's/^{/{"label": "torch", /' | tee -a "$out"
+    fi
+    r=$((r + 1))
 done
-/usr/bin/python3 "$here/bench_ddp_torch.py" "$steps" | tee -a "$out"
+load end
 /usr/bin/python3 - "$out" <<'PY'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-def rate(name, ranks):
-    return next(r["value"] for r in rows if r["bench"] == name and r["ranks"] == ranks)
-for name, label in (("ddp_step_mlp784_2048_2048_10", "nnmod"), ("ddp_step_mlp784_2048_2048_10_torch", "torch")):
-    print(json.dumps({"bench": "ddp_scaling_2_over_1_" + label, "value": round(rate(name, 2) / rate(name, 1), 3), "unit": "x"}))
-print(json.dumps({"bench": "ddp_2ranks_nnmod_over_torch", "value": round(rate("ddp_step_mlp784_2048_2048_10", 2) / rate("ddp_step_mlp784_2048_2048_10_torch", 2), 3), "unit": "x"}))
+med = statistics.median
+def runs(label, ranks):
+    return [r for r in rows if r.get("label") == label and r.get("ranks") == ranks]
+def out(d):
+    print(json.dumps(d))
+labels = sorted({r["label"] for r in rows if "label" in r}, key=lambda s: (s != "nnmod", s))
+for label in labels:
+    for ranks in (1, 2):
+        rs = runs(label, ranks)
+        if not rs:
+            continue
+        d = {"bench": "ddp_median", "label": label, "ranks": ranks, "rounds": len(rs),
+             "samples_per_s": round(med([r["value"] for r in rs]), 1)}
+        if ranks > 1 and "hidden" in rs[0]:
+            for k in ("buckets", "allreduce_alone_ms", "allreduce_alone_cpu_ms", "exposed_ms", "hidden"):
+                d[k] = round(med([r[k] for r in rs]), 2)
+        out(d)
+for label in labels:
+    r1, r2 = runs(label, 1), runs(label, 2)
+    if r1 and r2:
+        out({"bench": "ddp_scaling_2_over_1", "label": label,
+             "value": round(med([b["value"] for b in r2]) / med([a["value"] for a in r1]), 3), "unit": "x"})
+n2, t2 = runs("nnmod", 2), runs("torch", 2)
+if n2 and t2:
+    # per round (same load), then the median of the ratios
+    ratios = [a["value"] / b["value"] for a, b in zip(n2, t2)]
+    out({"bench": "ddp_2ranks_nnmod_over_torch", "value": round(med(ratios), 3), "unit": "x",
+         "per_round": [round(x, 3) for x in ratios]})
 PY
 rm -f "$out"

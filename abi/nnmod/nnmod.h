@@ -690,7 +690,12 @@ typedef struct nnm_ddp_options {
  * its all-reduce at once, and the backward waits for every bucket before it
  * returns, leaving each .grad averaged over the ranks. m and c are retained
  * (c must outlive nothing: the wrapper keeps it). opts may be NULL. Every
- * rank must wrap the same architecture. Free with nnm_ddp_free. */
+ * rank must wrap the same architecture. Free with nnm_ddp_free. The
+ * gradients live in the buckets (PyTorch's gradient_as_bucket_view): from
+ * the first backward on, each parameter's .grad is a view of its slice of a
+ * bucket, reduced in place (a .grad set by the user is copied into the
+ * bucket and replaced by the view); such .grads stay valid after
+ * nnm_ddp_free. */
 NNM_API nnm_status nnm_ddp_new(nnm_module *m, nnm_comm *c, const nnm_ddp_options *opts,
                                nnm_ddp **out);
 /* NULL: no-op. Unhooks the parameters. */
@@ -748,10 +753,12 @@ NNM_API nnm_status nnm_ddp_stats_get(const nnm_ddp *d, nnm_ddp_stats *out);
  * iterating over a list. A hook registered during the call waits for the next
  * call; a hook removed during the call (by itself, another hook or the
  * forward) still runs in that call if its turn has not come yet, and never in
- * a later one. Backward hooks are looked up when nnm_backward reaches the
- * module's node, not captured at forward time as PyTorch does: a backward
- * hook removed between a forward and its backward does not run (PyTorch's
- * does), and one registered in between does (PyTorch's does not).
+ * a later one. Backward hooks (pre-hooks and hooks, global and the module's)
+ * are captured when the call's forward starts, as PyTorch's _call_impl does:
+ * the backward of that call runs the hooks that were registered then, so a
+ * backward hook removed between a forward and its backward still runs in
+ * that backward (and in every backward of that graph, with retain_graph),
+ * and one registered in between does not.
  *
  * always_call (PyTorch 2.x, forward hooks only). A forward hook registered
  * with NNM_HOOK_ALWAYS_CALL also runs when the call fails after its hooks
@@ -766,8 +773,9 @@ NNM_API nnm_status nnm_ddp_stats_get(const nnm_ddp *d, nnm_ddp_stats *out);
  * user_free. When opts->user_free is set it is called exactly once, with
  * `user`, when the runtime drops the hook: when the hook is removed (if its
  * list is being run at that moment, as soon as that run ends, so a hook may
- * remove itself), when its module is destroyed, or, for a global hook, at
- * nnm_ctx_free. It is the place where a binding frees its closure. It must
+ * remove itself; for a backward hook that an autograd graph captured, once
+ * that graph has run its last backward or is freed), when its module is
+ * destroyed, or, for a global hook, at nnm_ctx_free. It is the place where a binding frees its closure. It must
  * not use the hook's module. If registration fails, user_free is not called
  * and `user` stays the caller's.
  *

@@ -382,7 +382,7 @@ static nnm_status bucket_start(nnm_ddp *d, uint32_t bi) {
 
 /* Waits for every bucket and averages it in place: the .grads are its views. */
 static nnm_status finalize(nnm_ddp *d) {
-    double t0 = now_s(), waited = 0.0;
+    double t_end = now_s(), waited = 0.0;
     nnm_status st = NNM_OK;
     double inv = 1.0 / (double)nnm_comm_world_size(d->c);
     uint64_t bytes = 0;
@@ -392,7 +392,8 @@ static nnm_status finalize(nnm_ddp *d) {
         if (!b->req) continue;
         double w0 = now_s();
         nnm_status s2 = nnm_comm_wait(b->req);
-        waited += now_s() - w0;
+        t_end = now_s();
+        waited += t_end - w0;
         b->req = NULL;
         if (s2 && !st) {
             st = s2;
@@ -411,7 +412,6 @@ static nnm_status finalize(nnm_ddp *d) {
             nnm_tensor_release(part);
         }
     }
-    double t1 = now_s();
     d->armed = 0;
     if (st) return st;
     const float *used = NULL;
@@ -441,9 +441,8 @@ static nnm_status finalize(nnm_ddp *d) {
         }
     }
     d->stats.bytes_reduced = bytes;
-    d->stats.comm_s = t1 - d->t_first_start;
+    d->stats.comm_s = t_end - d->t_first_start;
     d->stats.exposed_s = waited;
-    (void)t0;
     return st;
 }
 

@@ -359,7 +359,6 @@ static nnm_status run_bw_hooks(nnm__node *n, int pre, nnm_tensor **g, uint32_t n
     return st;
 }
 
-
 /* What the hooks left in gin goes on through the graph: the engine's
  * validate_outputs rules apply (PyTorch checks BackwardHookFunctionBackward's
  * results the same way), so a hook that returns a gradient of another shape,

@@ -417,6 +417,7 @@ static int run(const scenario *sc) {
         float uv[2];
         OKS(ctx, nnm_tensor_to_f32(u, uv, 2));
         CHECK(uv[0] == 0.25f && uv[1] == 0.25f, "an unused parameter moved: %g %g", uv[0], uv[1]);
+        CHECK(nnm_tensor_grad(u) == NULL, "a parameter no rank used got a .grad");
     }
     if (sc->bn) {
         /* Each rank's last forward updated the running stats from its own
@@ -451,6 +452,36 @@ static int run(const scenario *sc) {
         memcpy(sim.v, rm_sim, sizeof rm_sim);
         sim.n = IN;
         if (check_close(&bb, &sim, 1e-6, "running_mean (rank 0's, broadcast)")) goto out;
+    }
+    if (sc->with_unused) {
+        nnm_tensor *u = NULL;
+        OKS(ctx, nnm_module_named_parameters(m, find_tensor, &u));
+        CHECK(u != NULL, "no 0.unused");
+        OKS(ctx, nnm_module_train(m, 1));
+        /* A .grad of its own that no rank's backward touches stays as it was
+         * (it rides in its bucket, but no rank used the parameter), also
+         * after a forward whose backward never came. */
+        int64_t s2[1] = {2};
+        const float gv[2] = {5.0f, -3.0f};
+        nnm_tensor *g = NULL;
+        OKS(ctx, nnm_tensor_from_f32(ctx, 1, s2, gv, &g));
+        OKS(ctx, nnm_tensor_set_grad(u, g));
+        nnm_tensor_release(g);
+        float x[64 * IN], t[64 * OUT];
+        make_batch(K + 3, 0, B * g_world, x, t);
+        int64_t xs[2] = {B, IN};
+        nnm_tensor *xt = NULL, *y = NULL;
+        OKS(ctx, nnm_tensor_from_f32(ctx, 2, xs, x + g_rank * B * IN, &xt));
+        OKS(ctx, nnm_ddp_call(ddp, &xt, 1, &y, 1)); /* no backward */
+        nnm_tensor_release(y);
+        nnm_tensor_release(xt);
+        OKS(ctx, fwd_bwd(ctx, m, ddp, x, t, g_rank * B, B));
+        float got[2] = {0};
+        CHECK(nnm_tensor_grad(u) != NULL, "the unused parameter's own .grad is gone");
+        OKS(ctx, nnm_tensor_to_f32(nnm_tensor_grad(u), got, 2));
+        CHECK(got[0] == 5.0f && got[1] == -3.0f, "the unused parameter's own .grad changed: %g %g", got[0],
+              got[1]);
+        OKS(ctx, nnm_module_zero_grad(m));
     }
     if (!sc->with_unused && !sc->ckpt && !sc->probe) {
         OKS(ctx, nnm_module_train(m, 1));
