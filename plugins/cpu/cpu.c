@@ -267,6 +267,8 @@ static int64_t cpu_max1(int64_t x) {
     return x > 1 ? x : 1;
 }
 
+#include "gemm_small.inc"
+
 static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
     (void)state;
     if (g == NULL)
@@ -311,6 +313,10 @@ static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
             for (int64_t j = 0; j < g->n; j++)
                 row[j] = g->beta == 0.0f ? 0.0f : g->beta * row[j];
         }
+        return NNM_OK;
+    }
+    if (cpu_gemm_is_small(g)) {
+        cpu_gemm_small(g);
         return NNM_OK;
     }
     cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,

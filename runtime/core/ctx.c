@@ -270,12 +270,12 @@ NNM_API nnm_status nnm_layer_find(nnm_ctx *ctx, const char *request, const nnm_l
 
 /* ---- grad mode (per thread, like torch.is_grad_enabled) ----------------- */
 
-static _Thread_local int grad_disabled;
+NNM__TLS_FAST _Thread_local int nnm__grad_disabled;
 
 NNM_API int nnm_grad_set_enabled(int enabled) {
-    int prev = !grad_disabled;
-    grad_disabled = !enabled;
+    int prev = !nnm__grad_disabled;
+    nnm__grad_disabled = !enabled;
     return prev;
 }
 
-NNM_API int nnm_grad_is_enabled(void) { return !grad_disabled; }
+NNM_API int nnm_grad_is_enabled(void) { return nnm__grad_enabled(); }

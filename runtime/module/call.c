@@ -104,7 +104,7 @@ static nnm_status check_inputs(nnm_module *m, nnm_tensor *const *in, uint32_t n_
 
 /* Does a call of m on these inputs need a node for its own backward? */
 static int custom_node_needed(const nnm_module *m, nnm_tensor *const *in, uint32_t n_in) {
-    if (!m->vt->backward || !nnm_grad_is_enabled()) return 0;
+    if (!m->vt->backward || !nnm__grad_enabled()) return 0;
     for (uint32_t i = 0; i < n_in; i++)
         if (in[i]->flags & NNM__T_REQUIRES_GRAD) return 1;
     for (uint32_t i = 0; i < m->n_params; i++)
@@ -441,7 +441,7 @@ static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_i
     nnm_ctx *ctx = m->ctx;
     nnm__env env;
     nnm__env_init(&env, ctx, m, NNM__PHASE_FORWARD);
-    env.grad = nnm_grad_is_enabled();
+    env.grad = nnm__grad_enabled();
     uint32_t refs[NNM__MAX_IO];
     for (uint32_t i = 0; i < n_in; i++) refs[i] = in[i]->refs;
     uint64_t seq = ctx->err_seq;
@@ -603,7 +603,7 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     nnm__hook_list_end(mpre);
     if (!st) st = check_inputs(m, xin, n_in);
     int bw = (has_bw_hooks(m) || m->bw_pre_hooks.count || ctx->gbw_pre_hooks.count) &&
-             nnm_grad_is_enabled();
+             nnm__grad_enabled();
     nnm__node *in_node = NULL, *out_node = NULL;
     if (!st && bw && has_bw_hooks(m)) st = wrap(m, hook_in_backward, xin, n_in, &owned, &in_node);
     if (!st) st = run_forward(m, xin, n_in, out, n_out);
