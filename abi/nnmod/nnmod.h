@@ -131,8 +131,19 @@ typedef struct nnm_ctx_stats {
     uint64_t bytes_in_use;     /* device bytes held by live tensors */
     uint64_t live_tensors;
     uint64_t live_modules;
+    /* ---- fields above: nnmod 0.3 (a smaller struct_size gets only those) ---- */
+    uint64_t peak_bytes_in_use;   /* high-water mark of bytes_in_use (nnmod 0.4) */
+    uint64_t peak_bytes_reserved; /* high-water mark of bytes_in_use + bytes_cached: the
+                                   * most device memory the allocator held (nnmod 0.4) */
 } nnm_ctx_stats;
+/* Copies min(out->struct_size, sizeof(nnm_ctx_stats)) bytes of ctx's
+ * statistics and sets out->struct_size to that: a caller built against an
+ * older, shorter struct gets the fields it knows. */
 NNM_API nnm_status nnm_ctx_stats_get(nnm_ctx *ctx, nnm_ctx_stats *out);
+/* Restarts the high-water marks (peak_bytes_*) from the current figures, as
+ * torch.cuda.reset_peak_memory_stats: the peak of one phase (a training step)
+ * then reads from nnm_ctx_stats_get. NULL: no-op. (nnmod 0.4) */
+NNM_API void nnm_ctx_reset_peak_stats(nnm_ctx *ctx);
 /* Returns cached, unused device memory to the backends. */
 NNM_API void nnm_ctx_empty_cache(nnm_ctx *ctx);
 

@@ -171,6 +171,12 @@ NNM_API nnm_status nnm_ctx_stats_get(nnm_ctx *ctx, nnm_ctx_stats *out) {
     return NNM_OK;
 }
 
+NNM_API void nnm_ctx_reset_peak_stats(nnm_ctx *ctx) {
+    if (!ctx) return;
+    ctx->stats.peak_bytes_in_use = ctx->stats.bytes_in_use;
+    ctx->stats.peak_bytes_reserved = ctx->stats.bytes_in_use + ctx->stats.bytes_cached;
+}
+
 NNM_API nnm_status nnm_ctx_set_profiler(nnm_ctx *ctx, nnm_profile_fn fn, void *user) {
     if (!ctx) return NNM_E_INVALID;
     if (ctx->profiler && !fn) ctx->n_global_hooks--;

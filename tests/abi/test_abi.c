@@ -354,9 +354,11 @@ static void test_app_structs(void) {
     SIZE(nnm_ctx_options, 16);
     OFF(nnm_ctx_options, flags, 4);
     OFF(nnm_ctx_options, seed, 8);
-    SIZE(nnm_ctx_stats, 56);
+    SIZE(nnm_ctx_stats, 72);
     OFF(nnm_ctx_stats, heap_allocs, 8);
     OFF(nnm_ctx_stats, live_modules, 48);
+    OFF(nnm_ctx_stats, peak_bytes_in_use, 56);
+    OFF(nnm_ctx_stats, peak_bytes_reserved, 64);
     SIZE(nnm_plugin_info, 48);
     OFF(nnm_plugin_info, status, 4);
     OFF(nnm_plugin_info, path, 8);

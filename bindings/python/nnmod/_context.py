@@ -170,6 +170,11 @@ class Context:
         with self.lock:
             L.nnm_ctx_empty_cache(self._h)
 
+    def reset_peak_stats(self):
+        """Restarts stats()' peak_bytes_* high-water marks from the current figures."""
+        with self.lock:
+            L.nnm_ctx_reset_peak_stats(self._h)
+
     def set_error(self, status, text):
         """Sets the context's message (what a failing hook does)."""
         L.nnm_ctx_set_error_msg(self._h, status, text.encode("utf-8", "replace"))

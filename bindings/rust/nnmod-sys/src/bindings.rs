@@ -8387,12 +8387,14 @@ pub struct nnm_ctx_stats {
     pub bytes_in_use: u64,
     pub live_tensors: u64,
     pub live_modules: u64,
+    pub peak_bytes_in_use: u64,
+    pub peak_bytes_reserved: u64,
 }
 #[test]
 fn bindgen_test_layout_nnm_ctx_stats() {
     assert_eq!(
         ::std::mem::size_of::<nnm_ctx_stats>(),
-        56usize,
+        72usize,
         concat!("Size of: ", stringify!(nnm_ctx_stats))
     );
     assert_eq!(
@@ -8536,9 +8538,46 @@ fn bindgen_test_layout_nnm_ctx_stats() {
         );
     }
     test_field_live_modules();
+    fn test_field_peak_bytes_in_use() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctx_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).peak_bytes_in_use) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctx_stats),
+                "::",
+                stringify!(peak_bytes_in_use)
+            )
+        );
+    }
+    test_field_peak_bytes_in_use();
+    fn test_field_peak_bytes_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctx_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).peak_bytes_reserved) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctx_stats),
+                "::",
+                stringify!(peak_bytes_reserved)
+            )
+        );
+    }
+    test_field_peak_bytes_reserved();
 }
 extern "C" {
     pub fn nnm_ctx_stats_get(ctx: *mut nnm_ctx, out: *mut nnm_ctx_stats) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_reset_peak_stats(ctx: *mut nnm_ctx);
 }
 extern "C" {
     pub fn nnm_ctx_empty_cache(ctx: *mut nnm_ctx);
