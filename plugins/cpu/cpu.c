@@ -1065,7 +1065,9 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 /* fused batch normalisation forward and backward (1.4) */
 #include "bn_kernels.inc"
 
-/* whole 3x3 convolutions as Winograd F(2x2, 3x3) (1.4) */
+/* whole convolutions (1.4): depthwise ones directly, 3x3 ones as Winograd
+ * F(2x2, 3x3); the rest are declined (the runtime's im2col + gemm) */
+#include "conv_depthwise.inc"
 #include "conv_winograd.inc"
 
 /* index_select and index_add (1.5) */

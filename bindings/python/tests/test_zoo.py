@@ -97,17 +97,54 @@ MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vg
                "convnext_base", "convnext_large", "vit_b_16", "vit_b_32", "vit_l_16",
                "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b"}
 
-# The train step of these differs from PyTorch float64 by more than 3x what
-# PyTorch's own float32 does (googlenet: 1.2e-2 of the largest gradient vs
-# 2.7e-4; module by module the gap opens at the gradient of a conv feeding a
-# batch norm over 8 values, inception5b.branch2.0.conv; a batch norm alone, the
-# pools and the convs match PyTorch's precision in isolation; inception_v3's
-# random-init logits are ~1e6, its loss 8.8e-3 from float64 vs 1.6e-3). Not
-# understood yet: an expected failure, reported, while eval must still match.
-# mobilenet_v2 shows the same on the integrated tree of session 6 (1.5e-2 vs
-# PyTorch float32's 3.1e-4; its last batch norms at 64x64 also see 8 values
-# per channel); the cause is not found yet (open in the issue notes).
-KNOWN_TRAIN_DIFF = {"googlenet", "inception_v3", "mobilenet_v2"}
+# Kinks. A float32 train step of a deep net at batch 2 and a small input is a
+# lottery at its non-differentiable points: a batch norm over 8 values (a 2x2
+# map at batch 2) spreads its outputs densely around ReLU's 0, so some
+# pre-activation lies within float32's rounding of the kink, float32 and float64
+# take different sides, and that element's gradient differs by its whole
+# value, upstream of it everywhere. Which float32 implementation loses depends
+# on the input: with torch's seed 0 and mobilenet_v2, nnmod lands 1.5e-2 from
+# float64 where PyTorch's float32 lands 3.1e-4; with another input PyTorch's
+# float32 lands 5.5e-3 and nnmod 3.2e-4 (session 7, issue 17's notes). With
+# the kinked activations made smooth (ReLU, ReLU6 -> SiLU; Hardswish ->
+# x * sigmoid, Hardsigmoid -> sigmoid), both land within 1e-4 of float64
+# (mobilenet_v2 2.7e-5 vs PyTorch's 4.2e-5, googlenet 8.8e-5 vs 6.7e-5).
+# So when nnmod is farther from float64 than 3x PyTorch's float32, the same
+# model with smooth activations is exported and compared the same way: every
+# other gradient (convs, batch norms, pools, linears, the graph) must then be
+# as close to float64 as PyTorch's, and the kink is reported. ReLU's own
+# gradient is pinned by the golden tests.
+SMOOTH_MODULES = {"ReLU": "SiLU", "ReLU6": "SiLU", "Hardswish": "SiLU", "Hardsigmoid": "Sigmoid"}
+
+
+def _smoothed(model):
+    """model (a copy is not made) with ReLU/ReLU6/Hardswish/Hardsigmoid
+    children replaced by SiLU/Sigmoid."""
+    for n, c in list(model.named_children()):
+        new = SMOOTH_MODULES.get(type(c).__name__)
+        if new:
+            setattr(model, n, getattr(torch.nn, new)())
+        else:
+            _smoothed(c)
+    return model
+
+
+class _SmoothFunctions:
+    """While active, F.relu/relu6/hardswish/hardsigmoid are smooth too
+    (googlenet and inception call F.relu in their forward)."""
+
+    def __enter__(self):
+        import torch.nn.functional as F
+        self.saved = {k: getattr(F, k) for k in ("relu", "relu6", "hardswish", "hardsigmoid")}
+        F.relu = F.relu6 = F.hardswish = lambda x, inplace=False: F.silu(x)
+        F.hardsigmoid = lambda x, inplace=False: torch.sigmoid(x)
+        return self
+
+    def __exit__(self, *exc):
+        import torch.nn.functional as F
+        for k, v in self.saved.items():
+            setattr(F, k, v)
+        return False
 
 
 # loss (relative), gradients (relative to the model's largest gradient),
@@ -149,6 +186,25 @@ def _train_errors(a, b):
     e_stat = max([_max_err(sa[k], sb[k]) / max(float(np.max(np.abs(sb[k]))), 1e-6)
                   for k in sa] + [0.0])
     return e_loss, e_grad, e_stat
+
+
+def _train_vs_f64(tr_n, tr_t, pre, x):
+    """Errors of nnmod's and PyTorch float32's train step against PyTorch
+    float64 (from `pre`, the weights before the step)."""
+    tr_d = _train_step_torch(copy.deepcopy(pre).double(), x.double())
+    return _train_errors(tr_n, tr_d), _train_errors(tr_t, tr_d)
+
+
+def _as_close(e_n, e_t, name="", raise_=False):
+    """nnmod about as close to float64 as PyTorch's float32: within 3x its
+    error plus the tolerance, for the loss, the gradients and the statistics."""
+    for what, en, et, tol in zip(("loss", "gradients", "running statistics"), e_n, e_t, TRAIN_TOL):
+        if en > 3 * et + tol:
+            if raise_:
+                raise AssertionError(f"{name}: train step {what} differ: nnmod is {en:.2e} from "
+                                     f"PyTorch float64, PyTorch float32 {et:.2e}")
+            return False
+    return True
 
 
 def _selected():
@@ -229,14 +285,27 @@ def run_model(name, tmp_path, ctx, train=True, st=None):
             # ill-conditioned (a channel of a few values normalised by its
             # spread): then both are compared with PyTorch in float64, and
             # nnmod must be about as close to it as PyTorch's float32 is.
-            tr_d = _train_step_torch(pre.double(), x2.double())
-            e_n = _train_errors(tr_n, tr_d)
-            e_t = _train_errors(tr_t, tr_d)
+            e_n, e_t = _train_vs_f64(tr_n, tr_t, pre, x2)
             st["train_f64"] = (e_n, e_t)
-            for what, en, et, tol in zip(("loss", "gradients", "running statistics"), e_n, e_t,
-                                         TRAIN_TOL):
-                assert en <= 3 * et + tol, f"{name}: train step {what} differ: nnmod is " \
-                    f"{en:.2e} from PyTorch float64, PyTorch float32 {et:.2e}"
+            if not _as_close(e_n, e_t):
+                # kinks (see SMOOTH_MODULES): the same weights, smooth
+                # activations, the same comparison
+                with _SmoothFunctions():
+                    smooth = _smoothed(copy.deepcopy(pre)).eval()
+                    path = str(tmp_path / f"{name}_smooth.json")
+                    man_s, _ = nnmod.torch.export(smooth, path, x1, ctx=ctx, check=False)
+                    ms = nnmod.from_manifest(man_s, ctx=ctx)
+                    try:
+                        pre_s = copy.deepcopy(smooth)
+                        ts = _train_step_torch(smooth, x2)
+                        ns = _train_step_nnmod(ms, x2, ctx)
+                        e_ns, e_ts = _train_vs_f64(ns, ts, pre_s, x2)
+                    finally:
+                        del ms
+                st["train_smooth_f64"] = (e_ns, e_ts)
+                print(f"{name}: train step {e_n} from float64 where PyTorch float32 is {e_t}: "
+                      f"kinks; with smooth activations {e_ns} vs PyTorch's {e_ts}")
+                _as_close(e_ns, e_ts, f"{name} (smooth activations)", raise_=True)
         del tr_n
         return st
     finally:
@@ -251,10 +320,6 @@ def test_zoo(name, tmp_path, ctx):
         if name in MUST_EXPORT:
             raise
         pytest.xfail(str(e))
-    except AssertionError as e:
-        if name in KNOWN_TRAIN_DIFF and "train step" in str(e):
-            pytest.xfail(str(e))
-        raise
     print(f"{name}: eval max abs error {st['eval']:.2e}, train step errors {st['train']}")
 
 
@@ -286,6 +351,10 @@ def main(names):
         tr = st.get("train")
         if tr is None:
             trs = ""
+        elif "train_smooth_f64" in st:
+            (en, et) = st["train_smooth_f64"]
+            trs = (f"yes with smooth activations (kinks; vs float64: nnmod {en[1]:.1e}, "
+                   f"PyTorch float32 {et[1]:.1e})")
         elif "train_f64" in st:
             (en, et) = st["train_f64"]
             trs = (f"yes (vs float64: nnmod {en[1]:.1e}, PyTorch float32 {et[1]:.1e}; "
