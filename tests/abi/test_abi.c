@@ -159,7 +159,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 280);
+    SIZE(nnm_backend_vtable, 288);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -198,6 +198,7 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, rnn_cell_backward, 256);
     OFF(nnm_backend_vtable, cast, 264);
     OFF(nnm_backend_vtable, arg_reduce, 272);
+    OFF(nnm_backend_vtable, set_num_threads, 280);
     SIZE(nnm_cast_args, 24);
     OFF(nnm_cast_args, x, 8);
     OFF(nnm_cast_args, out, 16);

@@ -6834,12 +6834,19 @@ pub struct nnm_backend_vtable {
             args: *const nnm_arg_reduce_args,
         ) -> nnm_status,
     >,
+    pub set_num_threads: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            n: i32,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        280usize,
+        288usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -7493,6 +7500,23 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_arg_reduce();
+    fn test_field_set_num_threads() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).set_num_threads) as usize - ptr as usize
+            },
+            280usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(set_num_threads)
+            )
+        );
+    }
+    test_field_set_num_threads();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -8575,6 +8599,12 @@ fn bindgen_test_layout_nnm_ctx_stats() {
 }
 extern "C" {
     pub fn nnm_ctx_stats_get(ctx: *mut nnm_ctx, out: *mut nnm_ctx_stats) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_set_num_threads(ctx: *mut nnm_ctx, n: i32) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_num_threads(ctx: *const nnm_ctx) -> i32;
 }
 extern "C" {
     pub fn nnm_ctx_reset_peak_stats(ctx: *mut nnm_ctx);
