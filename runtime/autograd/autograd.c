@@ -110,6 +110,14 @@ nnm_status nnm__node_save(nnm__node *n, nnm_tensor *t) {
     return NNM_OK;
 }
 
+nnm_status nnm__node_save_input(nnm__node *n, nnm_tensor *t) {
+    if (n->n_saved >= NNM__NODE_SAVED)
+        return nnm__error(n->ctx, NNM_E_LIMIT, "%s: more than %d saved tensors", n->name, NNM__NODE_SAVED);
+    nnm_tensor_retain(t);
+    n->saved[n->n_saved++] = t;
+    return NNM_OK;
+}
+
 nnm_status nnm__node_save_at(nnm__node *n, uint32_t i, nnm_tensor *t) {
     nnm_tensor *alias;
     nnm_status st = nnm__tensor_view(t, t->desc.ndim, t->shape, t->strides, &alias);

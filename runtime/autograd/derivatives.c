@@ -442,8 +442,8 @@ nnm_status nnm__record_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_te
     if (!n) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (autograd node)");
     n->ival = b != NULL;
     keep_shape(n, 0, x);
-    nnm_status st = nnm__node_save(n, xc);
-    if (!st) st = nnm__node_save(n, wc);
+    nnm_status st = nnm__node_save_input(n, xc);
+    if (!st) st = nnm__node_save_input(n, wc);
     if (!st) nnm__node_attach(n, y, 0);
     nnm__node_release(n);
     return st;
