@@ -172,7 +172,24 @@ enum nnm_unary_op {
     NNM_UNARY_FLOOR = 20,      /* out = floor(x) (zero gradient, as torch) */
     NNM_UNARY_CEIL = 21,       /* out = ceil(x) (zero gradient) */
     NNM_UNARY_ROUND = 22,      /* out = x rounded half to even, as torch.round (zero gradient) */
-    NNM_UNARY_TRUNC = 23       /* out = x rounded toward zero (zero gradient) */
+    NNM_UNARY_TRUNC = 23,      /* out = x rounded toward zero (zero gradient) */
+    /* the activations of torch.nn as one op each (PyTorch's formulas) */
+    NNM_UNARY_SILU = 24,       /* out = x * sigmoid(x) */
+    NNM_UNARY_GELU = 25,       /* out = x * (1 + erf(x / sqrt(2))) / 2 */
+    NNM_UNARY_GELU_TANH = 26,  /* out = x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) / 2 */
+    NNM_UNARY_HARDSWISH = 27,  /* out = x * min(max(x + 3, 0), 6) / 6 */
+    NNM_UNARY_LEAKY_RELU = 28, /* out = x > 0 ? x : alpha * x */
+    NNM_UNARY_ELU = 29,        /* out = x > 0 ? x : alpha * (exp(x) - 1) */
+    /* their derivatives at x, PyTorch's *_backward without the gradient
+     * factor (no gradient of their own): silu' = s (1 + x (1 - s)); gelu' =
+     * cdf(x) + x pdf(x); hardswish' = 0 below -3, x / 3 + 1/2 up to 3, else 1;
+     * leaky_relu' = x > 0 ? 1 : alpha; elu' = x > 0 ? 1 : alpha * exp(x) */
+    NNM_UNARY_SILU_GRAD = 30,
+    NNM_UNARY_GELU_GRAD = 31,
+    NNM_UNARY_GELU_TANH_GRAD = 32,
+    NNM_UNARY_HARDSWISH_GRAD = 33,
+    NNM_UNARY_LEAKY_RELU_GRAD = 34,
+    NNM_UNARY_ELU_GRAD = 35
 };
 
 enum nnm_binary_op {
@@ -1037,7 +1054,7 @@ typedef struct nnm_arg_reduce_args {
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
 #define NNM_BACKEND_OPS_1_5 2u /* (1.5) unary and binary implement the ops ABI 1.5 added
-                                * (NNM_UNARY_SIN..NNM_UNARY_TRUNC, NNM_BINARY_POW) */
+                                * (NNM_UNARY_SIN..NNM_UNARY_ELU_GRAD, NNM_BINARY_POW) */
 
 typedef struct nnm_backend_vtable {
     uint32_t struct_size;

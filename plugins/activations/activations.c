@@ -15,12 +15,12 @@
  * `inplace` (LeakyReLU, ELU, SiLU, Hardswish) is accepted and ignored: nnmod
  * never writes to an input, and the values are the same.
  *
- * tanh and sigmoid are one host op each, so autograd and every device come
- * from the runtime. The others ship a CPU kernel and their own backward (one
- * autograd node), written from PyTorch's formulas so that values and
- * gradients agree with torch 1.13 to float rounding; on another device they
- * fail with NNM_E_UNSUPPORTED. Every layer is stateless apart from its config
- * and takes any input shape (softmax: at least dim+1 dims).
+ * Each is one host op (op_unary with NNM_UNARY_SILU, _GELU, ... of ABI 1.5,
+ * or op_softmax), so the kernels are the backend's (vectorised on the CPU,
+ * PyTorch's formulas), autograd is the runtime's (one node, whose backward
+ * is the op's *_GRAD twin times the gradient) and every device that has the
+ * ops runs them. Every layer is stateless apart from its config and takes
+ * any input shape (softmax: at least dim+1 dims).
  */
 #include <nnmod/plugin.h>
 
@@ -141,78 +141,7 @@ static void act_destroy(void *self) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Elementwise kernels (PyTorch's formulas, aten/src/ATen/native/cpu)        */
-/* ------------------------------------------------------------------------ */
-
-#define ACT_SQRT1_2 0.70710678118654752440
-#define ACT_SQRT2 1.41421356237309504880
-#define ACT_2_SQRTPI 1.12837916709551257390 /* 2 / sqrt(pi) */
-
-static float act_f(const act_state *s, float x) {
-    switch (s->kind) {
-    case ACT_LEAKY_RELU:
-        return x > 0.0f ? x : x * (float)s->a;
-    case ACT_ELU:
-        return x > 0.0f ? x : (float)s->a * expm1f(x);
-    case ACT_GELU:
-        if (s->gelu_tanh) {
-            const float k_beta = (float)(ACT_SQRT2 * ACT_2_SQRTPI * 0.5), k_kappa = 0.044715f;
-            const float inner = k_beta * (x + k_kappa * x * x * x);
-            return 0.5f * x * (1.0f + tanhf(inner));
-        }
-        return x * 0.5f * (1.0f + erff(x * (float)ACT_SQRT1_2));
-    case ACT_SILU:
-        return x / (1.0f + expf(-x));
-    case ACT_HARDSWISH:
-        return x * fminf(fmaxf(x + 3.0f, 0.0f), 6.0f) / 6.0f;
-    default:
-        return x;
-    }
-}
-
-/* dy/dx * g. */
-static float act_df(const act_state *s, float x, float g) {
-    switch (s->kind) {
-    case ACT_LEAKY_RELU:
-        return x > 0.0f ? g : g * (float)s->a;
-    case ACT_ELU:
-        return x > 0.0f ? g : g * (float)s->a * expf(x);
-    case ACT_GELU:
-        if (s->gelu_tanh) {
-            const float k_beta = (float)(ACT_SQRT2 * ACT_2_SQRTPI * 0.5), k_kappa = 0.044715f;
-            const float x_sq = x * x, x_cube = x_sq * x;
-            const float inner = k_beta * (x + k_kappa * x_cube);
-            const float t = tanhf(inner);
-            const float left = 0.5f * x, right = 1.0f + t;
-            const float left_d = 0.5f * right;
-            const float tanh_d = 1.0f - t * t;
-            const float inner_d = k_beta * (1.0f + 3.0f * k_kappa * x_sq);
-            const float right_d = left * tanh_d * inner_d;
-            return g * (left_d + right_d);
-        } else {
-            const float k_alpha = (float)ACT_SQRT1_2;
-            const float k_beta = (float)(ACT_2_SQRTPI * ACT_SQRT1_2 * 0.5);
-            const float cdf = 0.5f * (1.0f + erff(x * k_alpha));
-            const float pdf = k_beta * expf(x * x * -0.5f);
-            return g * (cdf + x * pdf);
-        }
-    case ACT_SILU: {
-        const float sg = 1.0f / (1.0f + expf(-x));
-        return g * sg * (1.0f + x * (1.0f - sg));
-    }
-    case ACT_HARDSWISH:
-        if (x < -3.0f)
-            return 0.0f;
-        if (x <= 3.0f)
-            return g * (x / 3.0f + 0.5f);
-        return g;
-    default:
-        return g;
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Softmax over one dim, as [outer, n, inner]                                */
+/* forward: one host op                                                      */
 /* ------------------------------------------------------------------------ */
 
 /* The dim softmax reduces over for an input of ndim dims: the configured one
@@ -234,190 +163,31 @@ static int32_t softmax_dim(nnm_env *env, const act_state *s, int32_t ndim) {
     return (int32_t)d;
 }
 
-static void softmax_split(const nnm_tensor_desc *d, int32_t dim, int64_t *outer, int64_t *n,
-                          int64_t *inner) {
-    *outer = 1;
-    *n = 1;
-    *inner = 1;
-    for (int32_t i = 0; i < d->ndim; i++) {
-        if (i < dim)
-            *outer *= d->shape[i];
-        else if (i == dim)
-            *n = d->shape[i];
-        else
-            *inner *= d->shape[i];
-    }
-}
-
-/* y = softmax or log_softmax of x along the middle index (double sums, as
- * PyTorch accumulates in a wider type on the CPU). */
-static void softmax_kernel(int is_log, const float *x, float *y, int64_t outer, int64_t n,
-                           int64_t inner) {
-    for (int64_t o = 0; o < outer; o++) {
-        for (int64_t i = 0; i < inner; i++) {
-            const float *xp = x + o * n * inner + i;
-            float *yp = y + o * n * inner + i;
-            float mx = -INFINITY;
-            for (int64_t k = 0; k < n; k++)
-                mx = fmaxf(mx, xp[k * inner]);
-            double sum = 0.0;
-            for (int64_t k = 0; k < n; k++)
-                sum += exp((double)xp[k * inner] - (double)mx);
-            if (is_log) {
-                const double lse = (double)mx + log(sum);
-                for (int64_t k = 0; k < n; k++)
-                    yp[k * inner] = (float)((double)xp[k * inner] - lse);
-            } else {
-                for (int64_t k = 0; k < n; k++)
-                    yp[k * inner] = (float)(exp((double)xp[k * inner] - (double)mx) / sum);
-            }
-        }
-    }
-}
-
-/* gx from the output y and gy: softmax gx = y * (g - sum(g * y));
- * log_softmax gx = g - exp(y) * sum(g). */
-static void softmax_backward_kernel(int is_log, const float *y, const float *g, float *gx,
-                                    int64_t outer, int64_t n, int64_t inner) {
-    for (int64_t o = 0; o < outer; o++) {
-        for (int64_t i = 0; i < inner; i++) {
-            const int64_t base = o * n * inner + i;
-            double dot = 0.0;
-            for (int64_t k = 0; k < n; k++) {
-                const int64_t j = base + k * inner;
-                dot += is_log ? (double)g[j] : (double)g[j] * (double)y[j];
-            }
-            for (int64_t k = 0; k < n; k++) {
-                const int64_t j = base + k * inner;
-                gx[j] = is_log ? (float)((double)g[j] - exp((double)y[j]) * dot)
-                            : (float)((double)y[j] * ((double)g[j] - dot));
-            }
-        }
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* forward / backward                                                        */
-/* ------------------------------------------------------------------------ */
-
-/* y = the layer applied to the contiguous f32 CPU tensor x (new reference). */
-static nnm_status act_apply(nnm_env *env, const act_state *s, nnm_tensor *x, nnm_tensor **y) {
-    const nnm_host *h = env->host;
-    const nnm_tensor_desc *d = h->tensor_desc(x);
-    int32_t dim = 0;
-    if (s->kind == ACT_SOFTMAX || s->kind == ACT_LOG_SOFTMAX) {
-        dim = softmax_dim(env, s, d->ndim);
-        if (dim < 0)
-            return NNM_E_SHAPE;
-    }
-    nnm_status st = nnm_lu_new_like(env, d, y);
-    if (st != NNM_OK)
-        return st;
-    const float *xp = nnm_lu_data(d);
-    float *yp = nnm_lu_data(h->tensor_desc(*y));
-    if (s->kind == ACT_SOFTMAX || s->kind == ACT_LOG_SOFTMAX) {
-        int64_t outer, n, inner;
-        softmax_split(d, dim, &outer, &n, &inner);
-        softmax_kernel(s->kind == ACT_LOG_SOFTMAX, xp, yp, outer, n, inner);
-    } else {
-        const int64_t n = nnm_lu_numel(d);
-        for (int64_t i = 0; i < n; i++)
-            yp[i] = act_f(s, xp[i]);
-    }
-    return NNM_OK;
-}
-
-static nnm_status act_check_io(nnm_env *env, const act_state *s, nnm_tensor *const *in,
-                               uint32_t n_in, nnm_tensor **out, uint32_t n_out) {
-    if (s == NULL)
-        return env->host->set_error(env, NNM_E_STATE, "forward without state");
-    if (n_in != 1 || n_out != 1 || in == NULL || out == NULL || in[0] == NULL)
-        return env->host->set_error(env, NNM_E_SHAPE,
-                                    "%s takes 1 input and 1 output, got %u and %u",
-                                    act_names[s->kind], (unsigned)n_in, (unsigned)n_out);
-    return NNM_OK;
-}
-
 static nnm_status act_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
                               nnm_tensor **out, uint32_t n_out) {
     const nnm_host *h = env->host;
     const act_state *s = self;
-    nnm_status st = act_check_io(env, s, in, n_in, out, n_out);
-    if (st != NNM_OK)
-        return st;
-    if (s->kind == ACT_TANH)
-        return h->op_unary(env, NNM_UNARY_TANH, in[0], 0.0, &out[0]);
-    if (s->kind == ACT_SIGMOID)
-        return h->op_unary(env, NNM_UNARY_SIGMOID, in[0], 0.0, &out[0]);
-
-    nnm_tensor *x = NULL;
-    st = nnm_lu_cpu_f32(env, act_names[s->kind], in[0], &x);
-    if (st != NNM_OK)
-        return st;
-    st = act_apply(env, s, x, &out[0]);
-    /* backward recomputes from x (saving the output would tie it to its own
-     * node) */
-    if (st == NNM_OK)
-        st = h->save_for_backward(env, &x, 1);
-    h->tensor_release(x);
-    return st;
-}
-
-static nnm_status act_backward(nnm_env *env, void *self, nnm_tensor *const *grad_out,
-                               uint32_t n_out, nnm_tensor **grad_in, uint32_t n_in) {
-    const nnm_host *h = env->host;
-    const act_state *s = self;
-    if (s == NULL || n_out != 1 || n_in != 1)
-        return h->set_error(env, NNM_E_STATE, "backward: unexpected arity %u -> %u",
-                            (unsigned)n_out, (unsigned)n_in);
-    grad_in[0] = NULL;
-    if (grad_out[0] == NULL)
-        return NNM_OK;
-    nnm_tensor *const *saved = NULL;
-    uint32_t n_saved = 0;
-    nnm_status st = h->saved_tensors(env, &saved, &n_saved);
-    if (st != NNM_OK)
-        return st;
-    if (n_saved != 1)
-        return h->set_error(env, NNM_E_STATE, "backward: expected 1 saved tensor, got %u",
-                            (unsigned)n_saved);
-    const nnm_tensor_desc *xd = h->tensor_desc(saved[0]);
-    nnm_tensor *g = NULL, *y = NULL;
-    st = nnm_lu_cpu_f32(env, act_names[s->kind], grad_out[0], &g);
-    if (st != NNM_OK)
-        return st;
-    if (nnm_lu_numel(h->tensor_desc(g)) != nnm_lu_numel(xd)) {
-        h->tensor_release(g);
-        return h->set_error(env, NNM_E_SHAPE, "backward: gradient of another size");
+    if (s == NULL)
+        return h->set_error(env, NNM_E_STATE, "forward without state");
+    if (n_in != 1 || n_out != 1 || in == NULL || out == NULL || in[0] == NULL)
+        return h->set_error(env, NNM_E_SHAPE, "%s takes 1 input and 1 output, got %u and %u",
+                            act_names[s->kind], (unsigned)n_in, (unsigned)n_out);
+    switch (s->kind) {
+    case ACT_LEAKY_RELU: return h->op_unary(env, NNM_UNARY_LEAKY_RELU, in[0], s->a, &out[0]);
+    case ACT_ELU: return h->op_unary(env, NNM_UNARY_ELU, in[0], s->a, &out[0]);
+    case ACT_GELU:
+        return h->op_unary(env, s->gelu_tanh ? NNM_UNARY_GELU_TANH : NNM_UNARY_GELU, in[0], 0.0, &out[0]);
+    case ACT_SILU: return h->op_unary(env, NNM_UNARY_SILU, in[0], 0.0, &out[0]);
+    case ACT_HARDSWISH: return h->op_unary(env, NNM_UNARY_HARDSWISH, in[0], 0.0, &out[0]);
+    case ACT_TANH: return h->op_unary(env, NNM_UNARY_TANH, in[0], 0.0, &out[0]);
+    case ACT_SIGMOID: return h->op_unary(env, NNM_UNARY_SIGMOID, in[0], 0.0, &out[0]);
+    default: { /* softmax, log_softmax */
+        const int32_t dim = softmax_dim(env, s, h->tensor_desc(in[0])->ndim);
+        if (dim < 0)
+            return NNM_E_SHAPE;
+        return h->op_softmax(env, in[0], dim, s->kind == ACT_LOG_SOFTMAX, &out[0]);
     }
-    st = nnm_lu_new_like(env, xd, &grad_in[0]);
-    if (st != NNM_OK) {
-        h->tensor_release(g);
-        return st;
     }
-    const float *xp = nnm_lu_data(xd);
-    const float *gp = nnm_lu_data(h->tensor_desc(g));
-    float *gx = nnm_lu_data(h->tensor_desc(grad_in[0]));
-    if (s->kind == ACT_SOFTMAX || s->kind == ACT_LOG_SOFTMAX) {
-        st = act_apply(env, s, saved[0], &y);
-        if (st == NNM_OK) {
-            int64_t outer, n, inner;
-            softmax_split(xd, softmax_dim(env, s, xd->ndim), &outer, &n, &inner);
-            softmax_backward_kernel(s->kind == ACT_LOG_SOFTMAX,
-                                    nnm_lu_data(h->tensor_desc(y)), gp, gx, outer, n, inner);
-        }
-    } else {
-        const int64_t n = nnm_lu_numel(xd);
-        for (int64_t i = 0; i < n; i++)
-            gx[i] = act_df(s, xp[i], gp[i]);
-    }
-    h->tensor_release(y);
-    h->tensor_release(g);
-    if (st != NNM_OK) {
-        h->tensor_release(grad_in[0]);
-        grad_in[0] = NULL;
-    }
-    return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -471,7 +241,7 @@ static const nnm_config_field softmax_config[] = {
     {"dim", NNM_CONFIG_INT, 0, "dim to normalise over (default: PyTorch's implicit dim)"},
 };
 
-#define ACT_VTABLE(var, lname, disp, createfn, bw, fields, nfields)                       \
+#define ACT_VTABLE(var, lname, disp, createfn, fields, nfields)                       \
     static const nnm_layer_vtable var = {                                                \
         .struct_size = sizeof(nnm_layer_vtable),                                         \
         .flags = 0,                                                                      \
@@ -486,27 +256,26 @@ static const nnm_config_field softmax_config[] = {
         .destroy = act_destroy,                                                          \
         .forward = act_forward,                                                          \
         .extra_repr = act_extra_repr,                                                    \
-        .backward = bw,                                                                  \
         .config_fields = fields,                                                         \
         .n_config_fields = nfields,                                                      \
     };
 
 #define NFIELDS(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 
-ACT_VTABLE(leaky_relu_layer, "leaky_relu", "LeakyReLU", leaky_relu_create, act_backward,
+ACT_VTABLE(leaky_relu_layer, "leaky_relu", "LeakyReLU", leaky_relu_create,
            leaky_relu_config, NFIELDS(leaky_relu_config))
-ACT_VTABLE(elu_layer, "elu", "ELU", elu_create, act_backward, elu_config, NFIELDS(elu_config))
-ACT_VTABLE(gelu_layer, "gelu", "GELU", gelu_create, act_backward, gelu_config,
+ACT_VTABLE(elu_layer, "elu", "ELU", elu_create, elu_config, NFIELDS(elu_config))
+ACT_VTABLE(gelu_layer, "gelu", "GELU", gelu_create, gelu_config,
            NFIELDS(gelu_config))
-ACT_VTABLE(silu_layer, "silu", "SiLU", silu_create, act_backward, inplace_config,
+ACT_VTABLE(silu_layer, "silu", "SiLU", silu_create, inplace_config,
            NFIELDS(inplace_config))
-ACT_VTABLE(hardswish_layer, "hardswish", "Hardswish", hardswish_create, act_backward,
+ACT_VTABLE(hardswish_layer, "hardswish", "Hardswish", hardswish_create,
            inplace_config, NFIELDS(inplace_config))
-ACT_VTABLE(tanh_layer, "tanh", "Tanh", tanh_create, NULL, no_config, 0)
-ACT_VTABLE(sigmoid_layer, "sigmoid", "Sigmoid", sigmoid_create, NULL, no_config, 0)
-ACT_VTABLE(softmax_layer, "softmax", "Softmax", softmax_create, act_backward, softmax_config,
+ACT_VTABLE(tanh_layer, "tanh", "Tanh", tanh_create, no_config, 0)
+ACT_VTABLE(sigmoid_layer, "sigmoid", "Sigmoid", sigmoid_create, no_config, 0)
+ACT_VTABLE(softmax_layer, "softmax", "Softmax", softmax_create, softmax_config,
            NFIELDS(softmax_config))
-ACT_VTABLE(log_softmax_layer, "log_softmax", "LogSoftmax", log_softmax_create, act_backward,
+ACT_VTABLE(log_softmax_layer, "log_softmax", "LogSoftmax", log_softmax_create,
            softmax_config, NFIELDS(softmax_config))
 
 /* The activations composed from host ops (every device, runtime autograd). */

@@ -103,6 +103,15 @@ static nnm_status cpu_check_desc(nnm_env *env, const char *op, const char *what,
     return cpu_check_desc_dt(env, op, what, d, 0, numel);
 }
 
+/* Elementwise loops are built once per instruction set and picked at load
+ * time (GCC/Clang ifunc): AVX2's 8 lanes against SSE2's 4. No FMA in either
+ * clone, so both give the same bits. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && defined(__ELF__)
+#define CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CPU_CLONES
+#endif
+
 /* Row-major contiguous (the strides of size-1 dims do not matter, as in torch). */
 static int cpu_is_contiguous(const nnm_tensor_desc *d) {
     int64_t want = 1;
@@ -409,7 +418,7 @@ static inline float cpu_minf(float a, float b) {
         }                                                                                \
     } while (0)
 
-static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_binary_args *args) {
+CPU_CLONES static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_binary_args *args) {
     (void)state;
     if (args == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu binary: args is NULL");
@@ -449,12 +458,93 @@ static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_binary_args *a
 static inline float cpu_relu(float x) {
     return x < 0.0f ? 0.0f : x; /* NaN stays NaN, like torch.relu */
 }
+/* exp(x) for x <= 0 (softmax's x - max of a row without NaN), written so
+ * that -O3 vectorises a loop over it: exp(x) = 2^n * exp(r), n = round(x /
+ * ln 2), r = x - n ln 2 in two parts, exp(r) by Cephes's degree-6
+ * polynomial (within 2 ulp of expf). Below -87.33 (where expf goes
+ * subnormal) and at -inf it gives 0. */
+static inline float cpu_exp_nonpos(float x) {
+    const float lo = -87.3365447505531f;
+    const float xc = x < lo ? lo : x;
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    const float n = (xc * 1.44269504088896341f + magic) - magic;
+    const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } sc;
+    sc.i = ((int32_t)n + 127) * (1 << 23); /* n in [-126, 0]: a normal power of two */
+    const float y = p * sc.f;
+    return x < lo ? 0.0f : y;
+}
+
+/* sigmoid branch-free (a loop over it vectorises): e = exp(-|x|), so
+ * nothing overflows; 1 / (1 + e) for x >= 0, e / (1 + e) below. NaN stays
+ * NaN, +-inf give 1 and 0. */
 static inline float cpu_sigmoid(float x) {
-    /* exp of a non-positive argument only, so nothing overflows */
-    if (x >= 0.0f)
-        return 1.0f / (1.0f + expf(-x));
-    const float e = expf(x);
-    return e / (1.0f + e);
+    const float e = cpu_exp_nonpos(-fabsf(x)), r = 1.0f / (1.0f + e);
+    return x >= 0.0f ? r : e * r;
+}
+
+/* tanh branch-free: Cephes' tanhf (an odd polynomial below |x| = 0.625,
+ * else (1 - e) / (1 + e) with e = exp(-2|x|)). */
+static inline float cpu_tanh_bf(float x) {
+    const float ax = fabsf(x), e = cpu_exp_nonpos(-2.0f * ax);
+    const float big = (1.0f - e) / (1.0f + e), z = x * x;
+    const float small =
+        ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+         3.33332819422e-1f) * z * ax + ax;
+    const float t = ax < 0.625f ? small : big;
+    return x < 0.0f ? -t : t;
+}
+
+/* erf as PyTorch's vectorised CPU kernels compute it (Abramowitz & Stegun
+ * 7.1.26, absolute error below 1.5e-7): sign(x) (1 - r(t) t exp(-x^2)) with
+ * t = 1 / (1 + 0.3275911 |x|). GELU uses it, so nnmod's GELU is PyTorch's
+ * to float rounding. */
+static inline float cpu_erf_as(float x) {
+    const float ax = fabsf(x), t = 1.0f / (1.0f + 0.3275911f * ax);
+    const float r = (((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f;
+    const float y = 1.0f - r * t * cpu_exp_nonpos(-x * x);
+    return x < 0.0f ? -y : y;
+}
+
+#define CPU_GELU_BETA 0.7978845608028654f   /* sqrt(2 / pi) */
+#define CPU_GELU_KAPPA 0.044715f
+#define CPU_SQRT1_2 0.7071067811865476f
+#define CPU_INV_SQRT_2PI 0.3989422804014327f /* 1 / sqrt(2 pi) */
+
+static inline float cpu_silu(float x) { return x * cpu_sigmoid(x); }
+static inline float cpu_silu_grad(float x) {
+    const float s = cpu_sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+static inline float cpu_gelu(float x) { return 0.5f * x * (1.0f + cpu_erf_as(x * CPU_SQRT1_2)); }
+static inline float cpu_gelu_grad(float x) {
+    const float cdf = 0.5f * (1.0f + cpu_erf_as(x * CPU_SQRT1_2));
+    return cdf + x * CPU_INV_SQRT_2PI * cpu_exp_nonpos(-0.5f * x * x);
+}
+static inline float cpu_gelu_tanh(float x) {
+    const float inner = CPU_GELU_BETA * (x + CPU_GELU_KAPPA * x * x * x);
+    return 0.5f * x * (1.0f + cpu_tanh_bf(inner));
+}
+static inline float cpu_gelu_tanh_grad(float x) {
+    const float x2 = x * x, t = cpu_tanh_bf(CPU_GELU_BETA * (x + CPU_GELU_KAPPA * x2 * x));
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * CPU_GELU_BETA * (1.0f + 3.0f * CPU_GELU_KAPPA * x2);
+}
+static inline float cpu_hardswish(float x) {
+    const float c = x + 3.0f;
+    return x * (c < 0.0f ? 0.0f : c > 6.0f ? 6.0f : c) / 6.0f;
+}
+static inline float cpu_hardswish_grad(float x) { /* PyTorch's hardswish_backward */
+    return x < -3.0f ? 0.0f : x <= 3.0f ? x / 3.0f + 0.5f : 1.0f;
 }
 
 #define CPU_U_COPY(x) (x)
@@ -481,6 +571,18 @@ static inline float cpu_sigmoid(float x) {
 #define CPU_U_CEIL(x) ceilf(x)
 #define CPU_U_ROUND(x) nearbyintf(x) /* half to even in the default rounding mode, as torch.round */
 #define CPU_U_TRUNC(x) truncf(x)
+#define CPU_U_SILU(x) cpu_silu(x)
+#define CPU_U_GELU(x) cpu_gelu(x)
+#define CPU_U_GELU_TANH(x) cpu_gelu_tanh(x)
+#define CPU_U_HARDSWISH(x) cpu_hardswish(x)
+#define CPU_U_LEAKY_RELU(x) ((x) > 0.0f ? (x) : (x) * alpha)
+#define CPU_U_ELU(x) ((x) > 0.0f ? (x) : alpha * expm1f(x))
+#define CPU_U_SILU_GRAD(x) cpu_silu_grad(x)
+#define CPU_U_GELU_GRAD(x) cpu_gelu_grad(x)
+#define CPU_U_GELU_TANH_GRAD(x) cpu_gelu_tanh_grad(x)
+#define CPU_U_HARDSWISH_GRAD(x) cpu_hardswish_grad(x)
+#define CPU_U_LEAKY_RELU_GRAD(x) ((x) > 0.0f ? 1.0f : alpha)
+#define CPU_U_ELU_GRAD(x) ((x) > 0.0f ? 1.0f : alpha * expf(x))
 
 /* One inner row of a unary op; p[0]=out, p[1]=x. */
 #define CPU_UNARY_ROW(F)                                                                 \
@@ -496,14 +598,14 @@ static inline float cpu_sigmoid(float x) {
         }                                                                                \
     } while (0)
 
-static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *args) {
+CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *args) {
     (void)state;
     if (args == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu unary: args is NULL");
     if (args->struct_size < sizeof(nnm_unary_args))
         return CPU_ERR(env, NNM_E_INVALID, "cpu unary: args struct_size %u < %zu",
                        (unsigned)args->struct_size, sizeof(nnm_unary_args));
-    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_TRUNC)
+    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_ELU_GRAD)
         return CPU_ERR(env, NNM_E_UNSUPPORTED, "cpu unary: unknown op %d", (int)args->op);
     int64_t n_out = 0, n_x = 0;
     nnm_status st = cpu_check_desc(env, "unary", "output", args->out, &n_out);
@@ -544,6 +646,18 @@ static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *arg
     case NNM_UNARY_CEIL: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_CEIL)); break;
     case NNM_UNARY_ROUND: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_ROUND)); break;
     case NNM_UNARY_TRUNC: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_TRUNC)); break;
+    case NNM_UNARY_SILU: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_SILU)); break;
+    case NNM_UNARY_GELU: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_GELU)); break;
+    case NNM_UNARY_GELU_TANH: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_GELU_TANH)); break;
+    case NNM_UNARY_HARDSWISH: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_HARDSWISH)); break;
+    case NNM_UNARY_LEAKY_RELU: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_LEAKY_RELU)); break;
+    case NNM_UNARY_ELU: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_ELU)); break;
+    case NNM_UNARY_SILU_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_SILU_GRAD)); break;
+    case NNM_UNARY_GELU_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_GELU_GRAD)); break;
+    case NNM_UNARY_GELU_TANH_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_GELU_TANH_GRAD)); break;
+    case NNM_UNARY_HARDSWISH_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_HARDSWISH_GRAD)); break;
+    case NNM_UNARY_LEAKY_RELU_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_LEAKY_RELU_GRAD)); break;
+    case NNM_UNARY_ELU_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_ELU_GRAD)); break;
     default: break; /* checked above */
     }
     return NNM_OK;

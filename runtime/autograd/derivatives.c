@@ -179,6 +179,15 @@ static nnm_status unary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *
     case NNM_UNARY_TRUNC: /* zeros, as torch (not g * 0: an infinite g stays out of it) */
         st = nnm__op_full(ctx, g->desc.device, x->desc.ndim, x->shape, 0.0, &gin[0]);
         break;
+    case NNM_UNARY_SILU:
+    case NNM_UNARY_GELU:
+    case NNM_UNARY_GELU_TANH:
+    case NNM_UNARY_HARDSWISH:
+    case NNM_UNARY_LEAKY_RELU:
+    case NNM_UNARY_ELU: /* g * f'(x): the op's *_GRAD twin, then one product */
+        if (!(st = un(ctx, n->op + (NNM_UNARY_SILU_GRAD - NNM_UNARY_SILU), x, n->alpha, &t)))
+            st = bin(ctx, NNM_BINARY_MUL, g, t, &gin[0]);
+        break;
     default:
         st = nnm__error(ctx, NNM_E_UNSUPPORTED, "unary op %d is not differentiable", (int)n->op);
     }
@@ -193,7 +202,9 @@ static const char *unary_name(int32_t op) {
                                   "AbsBackward", "MulScalarBackward", "StepBackward", "SignBackward",
                                   "ErfBackward", "AddScalarBackward", "PowBackward", "ClampMinBackward",
                                   "ClampMaxBackward", "GeBackward", "SinBackward", "CosBackward",
-                                  "FloorBackward", "CeilBackward", "RoundBackward", "TruncBackward"};
+                                  "FloorBackward", "CeilBackward", "RoundBackward", "TruncBackward",
+                                  "SiluBackward", "GeluBackward", "GeluBackward", "HardswishBackward",
+                                  "LeakyReluBackward", "EluBackward"};
     return op >= 0 && op < (int32_t)(sizeof names / sizeof names[0]) ? names[op] : "UnaryBackward";
 }
 
@@ -222,6 +233,8 @@ static unsigned unary_saves(nnm_ctx *ctx, int32_t op, const nnm_tensor *x) {
 nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor *x, nnm_tensor *y) {
     if (op == NNM_UNARY_STEP || op == NNM_UNARY_SIGN || op == NNM_UNARY_GE)
         return NNM_OK; /* zero gradient almost everywhere */
+    if (op >= NNM_UNARY_SILU_GRAD && op <= NNM_UNARY_ELU_GRAD)
+        return NNM_OK; /* derivatives: backward runs them, nothing differentiates them again */
     nnm__node *n = nnm__node_new(ctx, unary_name(op), unary_backward, &x, 1, 1);
     if (!n) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (autograd node)");
     n->op = op;

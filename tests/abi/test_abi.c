@@ -209,6 +209,10 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_arg_reduce_args, out, 40);
     CU_ASSERT_EQUAL(NNM_UNARY_SIN, 18);
     CU_ASSERT_EQUAL(NNM_UNARY_TRUNC, 23);
+    CU_ASSERT_EQUAL(NNM_UNARY_SILU, 24);
+    CU_ASSERT_EQUAL(NNM_UNARY_ELU, 29);
+    CU_ASSERT_EQUAL(NNM_UNARY_SILU_GRAD, 30);
+    CU_ASSERT_EQUAL(NNM_UNARY_ELU_GRAD, 35);
     CU_ASSERT_EQUAL(NNM_BINARY_POW, 6);
     CU_ASSERT_EQUAL(NNM_BACKEND_OPS_1_5, 2u);
     SIZE(nnm_conv_params, 136);
