@@ -180,16 +180,22 @@ enum nnm_unary_op {
     NNM_UNARY_HARDSWISH = 27,  /* out = x * min(max(x + 3, 0), 6) / 6 */
     NNM_UNARY_LEAKY_RELU = 28, /* out = x > 0 ? x : alpha * x */
     NNM_UNARY_ELU = 29,        /* out = x > 0 ? x : alpha * (exp(x) - 1) */
-    /* their derivatives at x, PyTorch's *_backward without the gradient
-     * factor (no gradient of their own): silu' = s (1 + x (1 - s)); gelu' =
-     * cdf(x) + x pdf(x); hardswish' = 0 below -3, x / 3 + 1/2 up to 3, else 1;
-     * leaky_relu' = x > 0 ? 1 : alpha; elu' = x > 0 ? 1 : alpha * exp(x) */
-    NNM_UNARY_SILU_GRAD = 30,
-    NNM_UNARY_GELU_GRAD = 31,
-    NNM_UNARY_GELU_TANH_GRAD = 32,
-    NNM_UNARY_HARDSWISH_GRAD = 33,
-    NNM_UNARY_LEAKY_RELU_GRAD = 34,
-    NNM_UNARY_ELU_GRAD = 35
+    NNM_UNARY_RELU6 = 30,      /* out = min(max(x, 0), 6); NaN stays NaN */
+    NNM_UNARY_HARDSIGMOID = 31, /* out = min(max(x + 3, 0), 6) / 6; NaN stays NaN */
+    /* their derivatives at x, in the same order (op + 8), PyTorch's
+     * *_backward without the gradient factor (no gradient of their own):
+     * silu' = s (1 + x (1 - s)); gelu' = cdf(x) + x pdf(x); hardswish' = 0
+     * below -3, x / 3 + 1/2 up to 3, else 1; leaky_relu' = x > 0 ? 1 : alpha;
+     * elu' = x > 0 ? 1 : alpha * exp(x); relu6' = 1 strictly inside (0, 6),
+     * else 0; hardsigmoid' = 1/6 strictly inside (-3, 3), else 0 */
+    NNM_UNARY_SILU_GRAD = 32,
+    NNM_UNARY_GELU_GRAD = 33,
+    NNM_UNARY_GELU_TANH_GRAD = 34,
+    NNM_UNARY_HARDSWISH_GRAD = 35,
+    NNM_UNARY_LEAKY_RELU_GRAD = 36,
+    NNM_UNARY_ELU_GRAD = 37,
+    NNM_UNARY_RELU6_GRAD = 38,
+    NNM_UNARY_HARDSIGMOID_GRAD = 39
 };
 
 enum nnm_binary_op {
@@ -1054,7 +1060,7 @@ typedef struct nnm_arg_reduce_args {
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
 #define NNM_BACKEND_OPS_1_5 2u /* (1.5) unary and binary implement the ops ABI 1.5 added
-                                * (NNM_UNARY_SIN..NNM_UNARY_ELU_GRAD, NNM_BINARY_POW) */
+                                * (NNM_UNARY_SIN..NNM_UNARY_HARDSIGMOID_GRAD, NNM_BINARY_POW) */
 
 typedef struct nnm_backend_vtable {
     uint32_t struct_size;

@@ -543,6 +543,10 @@ static inline float cpu_hardswish(float x) {
     const float c = x + 3.0f;
     return x * (c < 0.0f ? 0.0f : c > 6.0f ? 6.0f : c) / 6.0f;
 }
+/* min(max(x, 0), 6) with NaN kept (the comparisons are false for NaN) */
+static inline float cpu_relu6(float x) {
+    return x < 0.0f ? 0.0f : x > 6.0f ? 6.0f : x;
+}
 static inline float cpu_hardswish_grad(float x) { /* PyTorch's hardswish_backward */
     return x < -3.0f ? 0.0f : x <= 3.0f ? x / 3.0f + 0.5f : 1.0f;
 }
@@ -583,6 +587,10 @@ static inline float cpu_hardswish_grad(float x) { /* PyTorch's hardswish_backwar
 #define CPU_U_HARDSWISH_GRAD(x) cpu_hardswish_grad(x)
 #define CPU_U_LEAKY_RELU_GRAD(x) ((x) > 0.0f ? 1.0f : alpha)
 #define CPU_U_ELU_GRAD(x) ((x) > 0.0f ? 1.0f : alpha * expf(x))
+#define CPU_U_RELU6(x) cpu_relu6(x)
+#define CPU_U_HARDSIGMOID(x) (cpu_relu6((x) + 3.0f) / 6.0f)
+#define CPU_U_RELU6_GRAD(x) ((x) > 0.0f && (x) < 6.0f ? 1.0f : 0.0f)
+#define CPU_U_HARDSIGMOID_GRAD(x) ((x) > -3.0f && (x) < 3.0f ? 1.0f / 6.0f : 0.0f)
 
 /* One inner row of a unary op; p[0]=out, p[1]=x. */
 #define CPU_UNARY_ROW(F)                                                                 \
@@ -605,7 +613,7 @@ CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unar
     if (args->struct_size < sizeof(nnm_unary_args))
         return CPU_ERR(env, NNM_E_INVALID, "cpu unary: args struct_size %u < %zu",
                        (unsigned)args->struct_size, sizeof(nnm_unary_args));
-    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_ELU_GRAD)
+    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_HARDSIGMOID_GRAD)
         return CPU_ERR(env, NNM_E_UNSUPPORTED, "cpu unary: unknown op %d", (int)args->op);
     int64_t n_out = 0, n_x = 0;
     nnm_status st = cpu_check_desc(env, "unary", "output", args->out, &n_out);
@@ -658,6 +666,10 @@ CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unar
     case NNM_UNARY_HARDSWISH_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_HARDSWISH_GRAD)); break;
     case NNM_UNARY_LEAKY_RELU_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_LEAKY_RELU_GRAD)); break;
     case NNM_UNARY_ELU_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_ELU_GRAD)); break;
+    case NNM_UNARY_RELU6: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_RELU6)); break;
+    case NNM_UNARY_HARDSIGMOID: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_HARDSIGMOID)); break;
+    case NNM_UNARY_RELU6_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_RELU6_GRAD)); break;
+    case NNM_UNARY_HARDSIGMOID_GRAD: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_HARDSIGMOID_GRAD)); break;
     default: break; /* checked above */
     }
     return NNM_OK;

@@ -184,7 +184,9 @@ static nnm_status unary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *
     case NNM_UNARY_GELU_TANH:
     case NNM_UNARY_HARDSWISH:
     case NNM_UNARY_LEAKY_RELU:
-    case NNM_UNARY_ELU: /* g * f'(x): the op's *_GRAD twin, then one product */
+    case NNM_UNARY_ELU:
+    case NNM_UNARY_RELU6:
+    case NNM_UNARY_HARDSIGMOID: /* g * f'(x): the op's *_GRAD twin, then one product */
         if (!(st = un(ctx, n->op + (NNM_UNARY_SILU_GRAD - NNM_UNARY_SILU), x, n->alpha, &t)))
             st = bin(ctx, NNM_BINARY_MUL, g, t, &gin[0]);
         break;
@@ -204,7 +206,7 @@ static const char *unary_name(int32_t op) {
                                   "ClampMaxBackward", "GeBackward", "SinBackward", "CosBackward",
                                   "FloorBackward", "CeilBackward", "RoundBackward", "TruncBackward",
                                   "SiluBackward", "GeluBackward", "GeluBackward", "HardswishBackward",
-                                  "LeakyReluBackward", "EluBackward"};
+                                  "LeakyReluBackward", "EluBackward", "Relu6Backward", "HardsigmoidBackward"};
     return op >= 0 && op < (int32_t)(sizeof names / sizeof names[0]) ? names[op] : "UnaryBackward";
 }
 
@@ -233,7 +235,7 @@ static unsigned unary_saves(nnm_ctx *ctx, int32_t op, const nnm_tensor *x) {
 nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor *x, nnm_tensor *y) {
     if (op == NNM_UNARY_STEP || op == NNM_UNARY_SIGN || op == NNM_UNARY_GE)
         return NNM_OK; /* zero gradient almost everywhere */
-    if (op >= NNM_UNARY_SILU_GRAD && op <= NNM_UNARY_ELU_GRAD)
+    if (op >= NNM_UNARY_SILU_GRAD && op <= NNM_UNARY_HARDSIGMOID_GRAD)
         return NNM_OK; /* derivatives: backward runs them, nothing differentiates them again */
     nnm__node *n = nnm__node_new(ctx, unary_name(op), unary_backward, &x, 1, 1);
     if (!n) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (autograd node)");

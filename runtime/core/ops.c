@@ -12,8 +12,9 @@ const char *nnm__unary_name(int32_t op) {
                                         "abs", "scale", "step", "sign", "erf", "add_scalar", "pow",
                                         "clamp_min", "clamp_max", "ge", "sin", "cos", "floor",
                                         "ceil", "round", "trunc", "silu", "gelu", "gelu_tanh", "hardswish",
-                                        "leaky_relu", "elu", "silu_grad", "gelu_grad", "gelu_tanh_grad",
-                                        "hardswish_grad", "leaky_relu_grad", "elu_grad"};
+                                        "leaky_relu", "elu", "relu6", "hardsigmoid", "silu_grad", "gelu_grad",
+                                        "gelu_tanh_grad", "hardswish_grad", "leaky_relu_grad", "elu_grad",
+                                        "relu6_grad", "hardsigmoid_grad"};
     return op >= 0 && op < (int32_t)(sizeof names / sizeof names[0]) ? names[op] : "?";
 }
 
@@ -53,7 +54,7 @@ nnm_status nnm__op_unary(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, 
     *out = NULL;
     nnm_status st = check_f32(ctx, "unary", "x", x);
     if (st) return st;
-    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_ELU_GRAD))
+    if (NNM__UNLIKELY(op < NNM_UNARY_COPY || op > NNM_UNARY_HARDSIGMOID_GRAD))
         return nnm__error(ctx, NNM_E_INVALID, "unary: unknown op %d", (int)op);
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
