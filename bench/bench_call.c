@@ -5,8 +5,12 @@
  *   call_no_hooks         identity through nnm_module_call, fast path
  *   call_wrapper_overhead the difference of the two medians
  *   call_with_hooks       one pre- and one forward hook registered
- *   seq50_linear16_relu   a 50-deep Sequential(Linear(16,16), ReLU) at batch 1
+ *   seq50_linear16_relu   a 50-deep Sequential(Linear(16,16), ReLU) at batch 1,
+ *                         grad mode on (every linear records its autograd node)
+ *   seq50_linear16_relu_no_grad  the same under no_grad
  * Each figure is the median of REPS repetitions of ITERS calls.
+ * Usage: bench_call [ITERS] [seq]   ("seq": only the two seq50 figures, for
+ * profiling the small-model path)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -81,6 +85,7 @@ static double time_raw(const nnm_layer_vtable *vt, nnm_tensor *x, long iters) {
 int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 2000000;
     if (iters < 1) iters = 1;
+    int seq_only = argc > 2 && !strcmp(argv[2], "seq");
     nnm_ctx *ctx;
     if (nnm_ctx_new(NULL, &ctx)) return 1;
     if (nnm_plugin_register_static(ctx, &grab_desc, "bench_call")) die(ctx, "register");
@@ -97,6 +102,7 @@ int main(int argc, char **argv) {
     if (nnm_layer_find(ctx, "identity", &idvt)) die(ctx, "find identity");
 
     double raw[REPS], fast[REPS], hooked[REPS];
+    if (seq_only) goto seq50;
     for (int r = 0; r < REPS; r++) {
         raw[r] = time_raw(idvt, x, iters);
         fast[r] = time_calls(id, x, iters);
@@ -118,6 +124,7 @@ int main(int argc, char **argv) {
            hook_ns);
 
     /* 50-deep Sequential(Linear(16,16), ReLU) at batch 1 */
+seq50:;
     nnm_module *seq = NULL;
     if (nnm_module_create(ctx, "sequential", NULL, &seq)) die(ctx, "sequential");
     nnm_config *cfg;
@@ -142,8 +149,15 @@ int main(int argc, char **argv) {
     for (int r = 0; r < REPS; r++) deep[r] = time_calls(seq, x, deep_iters);
     nnm_ctx_stats_get(ctx, &s1);
     double deep_us = 1e6 * median(deep, REPS);
-    printf("{\"bench\": \"seq50_linear16_relu\", \"value\": %.3f, \"unit\": \"us/forward\", \"batch\": 1, \"modules\": 101, \"per_module_ns\": %.1f, \"heap_allocs_steady\": %llu}\n",
+    printf("{\"bench\": \"seq50_linear16_relu\", \"value\": %.3f, \"unit\": \"us/forward\", \"batch\": 1, \"modules\": 101, \"per_module_ns\": %.1f, \"heap_allocs_steady\": %llu, \"target\": 10}\n",
            deep_us, deep_us * 1000.0 / 101.0, (unsigned long long)(s1.heap_allocs - s0.heap_allocs));
+    int prev = nnm_grad_set_enabled(0);
+    time_calls(seq, x, deep_iters);
+    for (int r = 0; r < REPS; r++) deep[r] = time_calls(seq, x, deep_iters);
+    nnm_grad_set_enabled(prev);
+    deep_us = 1e6 * median(deep, REPS);
+    printf("{\"bench\": \"seq50_linear16_relu_no_grad\", \"value\": %.3f, \"unit\": \"us/forward\", \"batch\": 1, \"modules\": 101, \"per_module_ns\": %.1f, \"target\": 5}\n",
+           deep_us, deep_us * 1000.0 / 101.0);
 
     nnm_module_release(seq);
     nnm_module_release(id);

@@ -3,7 +3,8 @@
 
 Run with Debian's torch: OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/bench_call_torch.py
 Prints JSON lines like bench_call: an identity module call, relu(x), and a
-50-deep Sequential(Linear(16,16), ReLU) at batch 1, medians of 15 repetitions.
+50-deep Sequential(Linear(16,16), ReLU) at batch 1 under no_grad and with
+grad mode on, medians of 15 repetitions.
 """
 import json
 import statistics
@@ -37,6 +38,10 @@ def main():
     for name, value, unit in out:
         print(json.dumps({"bench": name, "value": round(value, 3), "unit": unit,
                           "torch": torch.__version__, "grad": False}))
+    # grad mode on (the parameters require grad, so every Linear records a node)
+    value = per_call(lambda: seq(x), 2000) * 1e6
+    print(json.dumps({"bench": "torch_seq50_linear16_relu_grad", "value": round(value, 3),
+                      "unit": "us/forward", "torch": torch.__version__, "grad": True}))
 
 
 if __name__ == "__main__":

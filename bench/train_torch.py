@@ -79,7 +79,10 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--dropout", type=float, default=0.2)  # fashion_mlp.json's
+    ap.add_argument("--threads", type=int, default=1)  # nnm train --threads
+    ap.add_argument("--limit", type=int, default=0)  # nnm train --limit: the first N samples
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     xtr = torch.from_numpy(read_idx(DATA + "train-images-idx3-ubyte.gz").copy())
@@ -94,6 +97,8 @@ def main():
     def prep(x):
         return ((x.float() / 255 - mean) / std).unsqueeze(1)  # [B, 1, 28, 28]
 
+    if args.limit:
+        xtr, ytr = xtr[:args.limit], ytr[:args.limit]
     sampler = Order(len(xtr), args.seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xtr, ytr),
                                          batch_size=args.batch_size, sampler=sampler)
@@ -121,7 +126,7 @@ def main():
     name = "epoch_" + args.model + "_torch"
     print(json.dumps({"bench": name, "value": round(seen / t_train), "unit": "samples/s",
                       "per_cpu_second": round(seen / c_train), "epochs": args.epochs,
-                      "threads": 1, "torch": torch.__version__}))
+                      "threads": args.threads, "torch": torch.__version__}))
     print(json.dumps({"bench": name + "_accuracy", "value": round(100 * correct / len(xte), 2),
                       "unit": "%", "epochs": args.epochs}))
 

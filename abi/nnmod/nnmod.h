@@ -131,8 +131,31 @@ typedef struct nnm_ctx_stats {
     uint64_t bytes_in_use;     /* device bytes held by live tensors */
     uint64_t live_tensors;
     uint64_t live_modules;
+    /* ---- fields above: nnmod 0.3 (a smaller struct_size gets only those) ---- */
+    uint64_t peak_bytes_in_use;   /* high-water mark of bytes_in_use (nnmod 0.4) */
+    uint64_t peak_bytes_reserved; /* high-water mark of bytes_in_use + bytes_cached: the
+                                   * most device memory the allocator held (nnmod 0.4) */
 } nnm_ctx_stats;
+/* Copies min(out->struct_size, sizeof(nnm_ctx_stats)) bytes of ctx's
+ * statistics and sets out->struct_size to that: a caller built against an
+ * older, shorter struct gets the fields it knows. */
 NNM_API nnm_status nnm_ctx_stats_get(nnm_ctx *ctx, nnm_ctx_stats *out);
+/* Intra-op threads: the most threads one op of ctx may use (OpenBLAS's
+ * gemm, the CPU backend's convolutions). n >= 1 sets it (NNM_E_INVALID
+ * otherwise); the backend decides per op and size how many it uses (small
+ * gemms stay on one thread, where waking a second costs more than it gives).
+ * Until it is set a backend keeps its own default (the CPU backend:
+ * OpenBLAS's, which is OPENBLAS_NUM_THREADS or the number of cores). OpenBLAS
+ * keeps one count per process: contexts used from several threads at once
+ * with different counts share it. (nnmod 0.4) */
+NNM_API nnm_status nnm_ctx_set_num_threads(nnm_ctx *ctx, int32_t n);
+/* The count set by nnm_ctx_set_num_threads, or 0 while it was never set
+ * (the backend's default applies). NULL ctx: 0. (nnmod 0.4) */
+NNM_API int32_t nnm_ctx_num_threads(const nnm_ctx *ctx);
+/* Restarts the high-water marks (peak_bytes_*) from the current figures, as
+ * torch.cuda.reset_peak_memory_stats: the peak of one phase (a training step)
+ * then reads from nnm_ctx_stats_get. NULL: no-op. (nnmod 0.4) */
+NNM_API void nnm_ctx_reset_peak_stats(nnm_ctx *ctx);
 /* Returns cached, unused device memory to the backends. */
 NNM_API void nnm_ctx_empty_cache(nnm_ctx *ctx);
 

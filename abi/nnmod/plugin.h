@@ -1204,6 +1204,11 @@ typedef struct nnm_backend_vtable {
     nnm_status (*ctc_loss)(nnm_env *env, void *state, const nnm_ctc_args *args);
     /* its gradient with respect to log_probs */
     nnm_status (*ctc_loss_backward)(nnm_env *env, void *state, const nnm_ctc_args *args);
+    /* (optional, 1.5) NULL: the backend's ops pick their own thread counts. */
+    /* the most threads one op of this context may use (nnm_ctx_set_num_threads,
+     * n >= 1); the backend decides per op and size how many it does use. The
+     * runtime calls it after init and whenever the count changes. */
+    nnm_status (*set_num_threads)(nnm_env *env, void *state, int32_t n);
     /* ---- slots above are valid for ABI 1.5 ---- */
 } nnm_backend_vtable;
 
@@ -1387,7 +1392,7 @@ NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtabl
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, batch_norm_backward) == 152 + 9 * 8, "nnm_backend_vtable 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 18 * 8, "nnm_backend_vtable 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 19 * 8, "nnm_backend_vtable 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");

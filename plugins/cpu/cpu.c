@@ -26,6 +26,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,16 +185,50 @@ static nnm_status cpu_layout_init(nnm_env *env, const char *op, cpu_layout *L, i
 /* init / shutdown / memory                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* The backend keeps no state of its own: OpenBLAS manages its thread pool. */
+/* The backend's state: the context's thread count. OpenBLAS keeps its own
+ * pool (one per process); the ops below tell it per call how many of its
+ * threads to use. A NULL state (a caller that skipped init) means "never
+ * set": OpenBLAS's own default and heuristics throughout. */
+typedef struct cpu_state {
+    int32_t threads; /* set_num_threads; 0: never set */
+} cpu_state;
+
 static nnm_status cpu_init(nnm_env *env, void **state) {
     if (state == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu init: state is NULL");
-    *state = NULL;
+    cpu_state *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return CPU_ERR(env, NNM_E_NOMEM, "cpu init: out of memory");
+    *state = s;
     return NNM_OK;
 }
 
 static void cpu_shutdown(void *state) {
-    (void)state;
+    free(state);
+}
+
+static nnm_status cpu_set_num_threads(nnm_env *env, void *state, int32_t n) {
+    if (n < 1)
+        return CPU_ERR(env, NNM_E_INVALID, "cpu set_num_threads: n must be >= 1, got %d", (int)n);
+    if (state != NULL)
+        ((cpu_state *)state)->threads = n;
+    return NNM_OK;
+}
+
+/* Threads for one op of `work` multiply-adds (or comparable units): 1 below
+ * `min_work` (waking and joining a second thread costs 10-30 us here, more
+ * than it saves), else the context's count. 0 when never set. */
+static int32_t cpu_threads_for(const void *state, int64_t work, int64_t min_work) {
+    const cpu_state *s = state;
+    if (s == NULL || s->threads <= 0)
+        return 0;
+    return work >= min_work ? s->threads : 1;
+}
+
+/* OpenBLAS's count for the next call: `t` threads (0: leave it alone). */
+static void cpu_blas_threads(int32_t t) {
+    if (t > 0 && openblas_get_num_threads() != t)
+        openblas_set_num_threads(t);
 }
 
 static nnm_status cpu_alloc(nnm_env *env, void *state, int32_t device_id, size_t bytes,
@@ -276,8 +311,15 @@ static int64_t cpu_max1(int64_t x) {
     return x > 1 ? x : 1;
 }
 
+#include "gemm_small.inc"
+
+/* gemm's per-size thread policy: OpenBLAS splits C between its threads, and
+ * below about 2^21 multiply-adds (some 40-80 us on one AVX-512 core) a second
+ * thread's wake-up and the split's packing cost more than they give; above,
+ * the context's count. (OpenBLAS's own cut, m * n * k < 2^18, is lower.) */
+#define CPU_GEMM_PAR_MIN ((int64_t)1 << 21)
+
 static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
-    (void)state;
     if (g == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu gemm: args is NULL");
     if (g->struct_size < sizeof(nnm_gemm_args))
@@ -322,6 +364,11 @@ static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
         }
         return NNM_OK;
     }
+    if (cpu_gemm_is_small(g)) {
+        cpu_gemm_small(g);
+        return NNM_OK;
+    }
+    cpu_blas_threads(cpu_threads_for(state, g->m * g->n * g->k, CPU_GEMM_PAR_MIN));
     cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
                 g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k, g->alpha,
                 g->a, (int)g->lda, g->b, (int)g->ldb, g->beta, g->c, (int)g->ldc);
@@ -1209,9 +1256,10 @@ static const nnm_backend_vtable cpu_backend = {
     .flags = NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 7, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5);
+    .version_minor = 8, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5);
                          * 1.5: rnn_cell/rnn_cell_backward (ABI 1.5); 1.6: cast, arg_reduce, the 1.5 unary ops and binary pow;
-                         * 1.7: ctc_loss/ctc_loss_backward */
+                         * 1.7: ctc_loss/ctc_loss_backward; 1.8: set_num_threads (per-op thread counts), small
+                         * gemms without OpenBLAS, the activation unary ops (RELU6 .. HARDSIGMOID_GRAD) */
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -1247,6 +1295,7 @@ static const nnm_backend_vtable cpu_backend = {
     .arg_reduce = cpu_arg_reduce,
     .ctc_loss = cpu_ctc_loss,
     .ctc_loss_backward = cpu_ctc_loss_backward,
+    .set_num_threads = cpu_set_num_threads,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};

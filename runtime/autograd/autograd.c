@@ -14,17 +14,21 @@
 
 /* ---- nodes -------------------------------------------------------------- */
 
+/* Releases *slot (NULL-tolerant) and clears it; the test inline, as most
+ * slots of a node are empty. */
+static inline void drop(nnm_tensor **slot) {
+    if (*slot) {
+        nnm_tensor_release(*slot);
+        *slot = NULL;
+    }
+}
+
 static void node_drop_saved(nnm__node *n) {
     if (n->kind & NNM__NODE_HOOKS_HELD) nnm__bw_hooks_drop(n);
-    for (uint32_t i = 0; i < n->n_saved; i++) {
-        nnm_tensor_release(n->saved[i]);
-        n->saved[i] = NULL;
-    }
+    for (uint32_t i = 0; i < n->n_saved; i++) drop(&n->saved[i]);
     n->n_saved = 0;
-    for (uint32_t i = 0; i < NNM__MAX_IO; i++) {
-        nnm_tensor_release(n->hook_grad_out[i]);
-        n->hook_grad_out[i] = NULL;
-    }
+    if (n->module) /* only hook nodes hold gradients of outputs */
+        for (uint32_t i = 0; i < NNM__MAX_IO; i++) drop(&n->hook_grad_out[i]);
 }
 
 void nnm__node_release(nnm__node *n) {
@@ -35,13 +39,13 @@ void nnm__node_release(nnm__node *n) {
         nnm__node *upstream = NULL;
         node_drop_saved(n);
         for (uint32_t i = 0; i < n->n_in; i++) {
-            nnm_tensor_release(n->next[i].leaf);
+            drop(&n->next[i].leaf);
             if (n->next[i].fn) {
                 if (!upstream) upstream = n->next[i].fn;
                 else nnm__node_release(n->next[i].fn);
             }
         }
-        for (uint32_t i = 0; i < NNM__MAX_IO; i++) nnm_tensor_release(n->grad[i]);
+        for (uint32_t i = 0; i < NNM__MAX_IO; i++) drop(&n->grad[i]);
         free(n->in_shapes);
         if (n->module) nnm_module_release(n->module);
         if (n->peer) nnm__node_release(n->peer);
@@ -53,7 +57,7 @@ void nnm__node_release(nnm__node *n) {
 }
 
 int nnm__needs_grad(nnm_tensor *a, nnm_tensor *b, nnm_tensor *c) {
-    if (!nnm_grad_is_enabled()) return 0;
+    if (!nnm__grad_enabled()) return 0;
     return (a && (a->flags & NNM__T_REQUIRES_GRAD)) || (b && (b->flags & NNM__T_REQUIRES_GRAD)) ||
            (c && (c->flags & NNM__T_REQUIRES_GRAD));
 }
@@ -104,6 +108,23 @@ nnm_status nnm__node_save(nnm__node *n, nnm_tensor *t) {
     nnm_status st = nnm__tensor_view(t, t->desc.ndim, t->shape, t->strides, &alias);
     if (st) return st;
     n->saved[n->n_saved++] = alias;
+    return NNM_OK;
+}
+
+nnm_status nnm__node_save_input(nnm__node *n, nnm_tensor *t) {
+    if (n->n_saved >= NNM__NODE_SAVED)
+        return nnm__error(n->ctx, NNM_E_LIMIT, "%s: more than %d saved tensors", n->name, NNM__NODE_SAVED);
+    nnm_tensor_retain(t);
+    n->saved[n->n_saved++] = t;
+    return NNM_OK;
+}
+
+nnm_status nnm__node_save_at(nnm__node *n, uint32_t i, nnm_tensor *t) {
+    nnm_tensor *alias;
+    nnm_status st = nnm__tensor_view(t, t->desc.ndim, t->shape, t->strides, &alias);
+    if (st) return st;
+    if (n->saved[i]) nnm_tensor_release(n->saved[i]);
+    n->saved[i] = alias;
     return NNM_OK;
 }
 

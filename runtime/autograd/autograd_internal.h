@@ -80,6 +80,14 @@ nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nn
 void nnm__node_attach(nnm__node *n, nnm_tensor *out, uint32_t nr);
 /* Saves an alias of t (no grad_fn) in n; NNM_E_NOMEM on failure. */
 nnm_status nnm__node_save(nnm__node *n, nnm_tensor *t);
+/* Saves t itself (a reference), for a tensor that is an input of n's op
+ * and never one of its outputs: its grad_fn, if any, is upstream of n, so no
+ * cycle can form (PyTorch's SavedVariable keeps inputs the same way), and
+ * no alias object is made. */
+nnm_status nnm__node_save_input(nnm__node *n, nnm_tensor *t);
+/* The same into saved[i] (i < n_saved, which the caller set; slots left
+ * NULL are skipped when the node drops its saved tensors). */
+nnm_status nnm__node_save_at(nnm__node *n, uint32_t i, nnm_tensor *t);
 /* A tensor object sharing t's storage with its own shape/strides (strides
  * NULL: contiguous) and no autograd information. */
 nnm_status nnm__tensor_view(nnm_tensor *t, int32_t ndim, const int64_t *shape,

@@ -91,12 +91,16 @@ static nnm_status un(nnm_ctx *ctx, int32_t op, nnm_tensor *x, double alpha, nnm_
  * where the backend has `where` (1.3), which also passes g through at a NaN
  * x as torch does. Older backends get g * step(x) (two passes; 0 at a NaN x,
  * NaN where g is infinite and x <= 0). */
+static int has_where(const nnm__backend *be) {
+    return be->vt->struct_size >= offsetof(nnm_backend_vtable, where) + sizeof be->vt->where && be->vt->where;
+}
+
 static nnm_status relu_backward(nnm_ctx *ctx, nnm_tensor *g, nnm_tensor *x, nnm_tensor *y, nnm_tensor **out) {
     nnm__backend *be;
     nnm_status st = nnm__backend_get(ctx, g->desc.device, &be);
     if (st) return st;
     nnm_tensor *t = NULL;
-    if (be->vt->struct_size >= offsetof(nnm_backend_vtable, where) + sizeof be->vt->where && be->vt->where) {
+    if (has_where(be) && y) {
         if (!(st = nnm__op_full(ctx, g->desc.device, 0, NULL, 0.0, &t))) st = nnm__op_where(ctx, y, g, t, out);
     } else if (!(st = un(ctx, NNM_UNARY_STEP, x, 0, &t))) {
         st = bin(ctx, NNM_BINARY_MUL, g, t, out);
@@ -105,7 +109,8 @@ static nnm_status relu_backward(nnm_ctx *ctx, nnm_tensor *g, nnm_tensor *x, nnm_
     return st;
 }
 
-/* saved[0] = x, saved[1] = y */
+/* saved[0] = x, saved[1] = y, each only where the op's gradient reads it
+ * (unary_saves), else NULL */
 static nnm_status unary_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
     nnm_tensor *g = gout[0], *x = n->saved[0], *y = n->saved[1], *t = NULL, *u = NULL;
     if (!g || !wants(n, 0)) return NNM_OK;
@@ -205,6 +210,28 @@ static const char *unary_name(int32_t op) {
     return op >= 0 && op < (int32_t)(sizeof names / sizeof names[0]) ? names[op] : "UnaryBackward";
 }
 
+/* Which of x (bit 0) and y (bit 1) unary_backward reads for op: a node
+ * keeps only those alive (PyTorch's relu saves only its result, exp its
+ * result, copy and neg nothing). */
+static unsigned unary_saves(nnm_ctx *ctx, int32_t op, const nnm_tensor *x) {
+    switch (op) {
+    case NNM_UNARY_COPY:
+    case NNM_UNARY_NEG:
+    case NNM_UNARY_SCALE:
+    case NNM_UNARY_ADD_SCALAR: return 0;
+    case NNM_UNARY_EXP:
+    case NNM_UNARY_SQRT:
+    case NNM_UNARY_TANH:
+    case NNM_UNARY_SIGMOID: return 2;
+    case NNM_UNARY_RELU: {
+        nnm__backend *be; /* without `where`, relu's gradient is g * step(x) */
+        if (nnm__backend_get(ctx, x->desc.device, &be)) return 3;
+        return has_where(be) ? 2 : 1;
+    }
+    default: return 1;
+    }
+}
+
 nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor *x, nnm_tensor *y) {
     if (op == NNM_UNARY_STEP || op == NNM_UNARY_SIGN || op == NNM_UNARY_GE)
         return NNM_OK; /* zero gradient almost everywhere */
@@ -214,8 +241,11 @@ nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor 
     if (!n) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (autograd node)");
     n->op = op;
     n->alpha = alpha;
-    nnm_status st = nnm__node_save(n, x);
-    if (!st) st = nnm__node_save(n, y);
+    unsigned saves = unary_saves(ctx, op, x);
+    nnm_status st = NNM_OK;
+    n->n_saved = 2; /* saved[0] x, saved[1] y; NULL where not needed */
+    if (saves & 1) st = nnm__node_save_at(n, 0, x);
+    if (!st && (saves & 2)) st = nnm__node_save_at(n, 1, y);
     if (!st) nnm__node_attach(n, y, 0);
     nnm__node_release(n);
     return st;
@@ -427,8 +457,8 @@ nnm_status nnm__record_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_te
     if (!n) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (autograd node)");
     n->ival = b != NULL;
     keep_shape(n, 0, x);
-    nnm_status st = nnm__node_save(n, xc);
-    if (!st) st = nnm__node_save(n, wc);
+    nnm_status st = nnm__node_save_input(n, xc);
+    if (!st) st = nnm__node_save_input(n, wc);
     if (!st) nnm__node_attach(n, y, 0);
     nnm__node_release(n);
     return st;

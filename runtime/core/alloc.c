@@ -41,6 +41,14 @@ static nnm__pool *pool_for(nnm_ctx *ctx, nnm_device dev) {
     return p;
 }
 
+/* The high-water marks, after bytes_in_use grew. */
+static inline void note_peak(nnm_ctx *ctx) {
+    nnm_ctx_stats *s = &ctx->stats;
+    if (s->bytes_in_use > s->peak_bytes_in_use) s->peak_bytes_in_use = s->bytes_in_use;
+    if (s->bytes_in_use + s->bytes_cached > s->peak_bytes_reserved)
+        s->peak_bytes_reserved = s->bytes_in_use + s->bytes_cached;
+}
+
 static nnm__storage *storage_obj(nnm_ctx *ctx) {
     nnm__storage *s = ctx->free_storages;
     if (s) {
@@ -82,6 +90,7 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
             ctx->stats.cache_hits++;
             ctx->stats.bytes_cached -= s->bytes;
             ctx->stats.bytes_in_use += s->bytes;
+            note_peak(ctx);
             nnm__ctx_retain(ctx);
             *out = s;
             return NNM_OK;
@@ -114,6 +123,7 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
     }
     ctx->stats.heap_allocs++;
     ctx->stats.bytes_in_use += rounded;
+    note_peak(ctx);
     s->data = data;
     s->bytes = rounded;
     s->device = dev;

@@ -8,6 +8,21 @@ static const char *device_type_name(int32_t type) {
     return type == NNM_DEVICE_CPU ? "cpu" : type == NNM_DEVICE_CUDA ? "cuda" : "unknown";
 }
 
+nnm_status nnm__backend_push_threads(nnm_ctx *ctx, nnm__backend *be) {
+    if (!ctx->num_threads || be->vt->struct_size < offsetof(nnm_backend_vtable, set_num_threads) +
+                                                       sizeof be->vt->set_num_threads ||
+        !be->vt->set_num_threads)
+        return NNM_OK;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    uint64_t seq = ctx->err_seq;
+    nnm_status st = be->vt->set_num_threads(&env.pub, be->state, ctx->num_threads);
+    if (st && ctx->err_seq == seq)
+        nnm__error(ctx, st < 0 ? st : NNM_E_PLUGIN, "backend '%s' refused %d threads", be->vt->name,
+                   (int)ctx->num_threads);
+    return st < 0 ? st : st ? NNM_E_PLUGIN : NNM_OK;
+}
+
 /* Backends are found lazily, on the first tensor of their device, so that a
  * context on a machine without a GPU never touches the cuda plugin. */
 nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out) {
@@ -47,6 +62,9 @@ nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out) {
                 nnm__plugin_release(owner);
                 be->plugin = NULL;
                 be->vt = NULL;
+            } else if (nnm__backend_push_threads(ctx, be)) {
+                /* not fatal: the backend runs with its own thread count */
+                ctx->errmsg[0] = 0;
             }
         }
     }

@@ -214,6 +214,9 @@ const char *nnm__device_name(nnm_device d, char *buf, size_t cap);
 /* backend.c */
 /* The initialised backend for a device, or an error set on ctx. */
 nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out);
+/* Tells an initialised backend ctx->num_threads (set_num_threads slot), when
+ * the count was set and the backend has the slot; else NNM_OK. */
+nnm_status nnm__backend_push_threads(nnm_ctx *ctx, nnm__backend *be);
 void nnm__backends_shutdown(nnm_ctx *ctx);
 
 /* alloc.c */

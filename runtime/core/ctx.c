@@ -171,6 +171,28 @@ NNM_API nnm_status nnm_ctx_stats_get(nnm_ctx *ctx, nnm_ctx_stats *out) {
     return NNM_OK;
 }
 
+NNM_API nnm_status nnm_ctx_set_num_threads(nnm_ctx *ctx, int32_t n) {
+    if (!ctx) return NNM_E_INVALID;
+    if (n < 1) return nnm__error(ctx, NNM_E_INVALID, "nnm_ctx_set_num_threads: n must be >= 1, got %d", (int)n);
+    ctx->num_threads = n;
+    for (int i = 0; i < NNM__DEVICE_TYPES; i++) { /* the backends already started */
+        nnm__backend *be = &ctx->backends[i];
+        if (be->tried && be->status == NNM_OK) {
+            nnm_status st = nnm__backend_push_threads(ctx, be);
+            if (st) return st;
+        }
+    }
+    return NNM_OK;
+}
+
+NNM_API int32_t nnm_ctx_num_threads(const nnm_ctx *ctx) { return ctx ? ctx->num_threads : 0; }
+
+NNM_API void nnm_ctx_reset_peak_stats(nnm_ctx *ctx) {
+    if (!ctx) return;
+    ctx->stats.peak_bytes_in_use = ctx->stats.bytes_in_use;
+    ctx->stats.peak_bytes_reserved = ctx->stats.bytes_in_use + ctx->stats.bytes_cached;
+}
+
 NNM_API nnm_status nnm_ctx_set_profiler(nnm_ctx *ctx, nnm_profile_fn fn, void *user) {
     if (!ctx) return NNM_E_INVALID;
     if (ctx->profiler && !fn) ctx->n_global_hooks--;
@@ -270,12 +292,12 @@ NNM_API nnm_status nnm_layer_find(nnm_ctx *ctx, const char *request, const nnm_l
 
 /* ---- grad mode (per thread, like torch.is_grad_enabled) ----------------- */
 
-static _Thread_local int grad_disabled;
+NNM__TLS_FAST _Thread_local int nnm__grad_disabled;
 
 NNM_API int nnm_grad_set_enabled(int enabled) {
-    int prev = !grad_disabled;
-    grad_disabled = !enabled;
+    int prev = !nnm__grad_disabled;
+    nnm__grad_disabled = !enabled;
     return prev;
 }
 
-NNM_API int nnm_grad_is_enabled(void) { return !grad_disabled; }
+NNM_API int nnm_grad_is_enabled(void) { return nnm__grad_enabled(); }

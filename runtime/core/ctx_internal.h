@@ -36,6 +36,21 @@ struct nnm_ctx {
     nnm__hook_list gbw_pre_hooks, gbw_hooks; /* global full backward (pre-)hooks */
     nnm_hook_handle *hook_handles; /* handles the context owns (first-version API) */
     uint64_t err_seq;             /* counts messages set: "did the plugin say why?" */
+    int32_t num_threads;          /* nnm_ctx_set_num_threads; 0: the backends' defaults */
 };
+
+/* ---- grad mode (ctx.c) -------------------------------------------------- *
+ * Per thread. Read on every op and call, so the runtime reads the variable
+ * itself rather than calling the exported nnm_grad_is_enabled, and in the
+ * initial-exec TLS model: one load off the thread pointer instead of a
+ * __tls_get_addr call (4 bytes of the static TLS surplus glibc keeps for
+ * libraries loaded later, as a dlopen'd libnnmod is from Python). */
+#if defined(__GNUC__)
+#define NNM__TLS_FAST __attribute__((tls_model("initial-exec")))
+#else
+#define NNM__TLS_FAST
+#endif
+extern NNM__TLS_FAST _Thread_local int nnm__grad_disabled;
+static inline int nnm__grad_enabled(void) { return !nnm__grad_disabled; }
 
 #endif /* NNM_CTX_INTERNAL_H */

@@ -213,7 +213,15 @@ nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     float beta = 0.0f;
-    if (b) {
+    if (b && m <= 4 && (b->strides[0] == 1 || n_out == 1) && be->vt->memcpy) {
+        /* A few rows (batch 1, small models): the bias copied row by row with
+         * the backend's memcpy, cheaper than a broadcast op's checks. */
+        for (int64_t r = 0; r < m && !st; r++)
+            st = be->vt->memcpy(&env.pub, be->state, (float *)y->desc.data + r * n_out, y->desc.device,
+                                fptr(b), b->desc.device, (size_t)n_out * sizeof(float));
+        if (st) goto done;
+        beta = 1.0f;
+    } else if (b) {
         /* Seed every row of y with the bias (a stride-0 broadcast copy), then
          * let the GEMM accumulate onto it: one pass over y instead of two. */
         int64_t bs[2] = {0, b->strides[0]}, bsh[2] = {m, n_out};

@@ -139,11 +139,11 @@ NNM_API nnm_status nnm_loader_new(nnm_dataset *ds, const nnm_loader_options *opt
     l->order = malloc((size_t)l->n_rank * sizeof *l->order);
     nnm__ctx_retain(ctx);
     if (!l->perm || !l->order) {
+        unsigned long long bytes = (unsigned long long)(ds->n + l->n_rank) * 8u; /* before l goes */
         nnm_loader_free(l);
         return nnm__error(ctx, NNM_E_NOMEM,
                           "%.*s: out of memory for the sample order of %lld samples (%llu bytes)",
-                          NNM__SHOW_PATH, ds->source, (long long)ds->n,
-                          (unsigned long long)(ds->n + l->n_rank) * 8u);
+                          NNM__SHOW_PATH, ds->source, (long long)ds->n, bytes);
     }
     build_order(l);
     *out = l;

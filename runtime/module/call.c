@@ -104,7 +104,7 @@ static nnm_status check_inputs(nnm_module *m, nnm_tensor *const *in, uint32_t n_
 
 /* Does a call of m on these inputs need a node for its own backward? */
 static int custom_node_needed(const nnm_module *m, nnm_tensor *const *in, uint32_t n_in) {
-    if (!m->vt->backward || !nnm_grad_is_enabled()) return 0;
+    if (!m->vt->backward || !nnm__grad_enabled()) return 0;
     for (uint32_t i = 0; i < n_in; i++)
         if (in[i]->flags & NNM__T_REQUIRES_GRAD) return 1;
     for (uint32_t i = 0; i < m->n_params; i++)
@@ -484,7 +484,7 @@ static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_i
     nnm_ctx *ctx = m->ctx;
     nnm__env env;
     nnm__env_init(&env, ctx, m, NNM__PHASE_FORWARD);
-    env.grad = nnm_grad_is_enabled();
+    env.grad = nnm__grad_enabled();
     uint32_t refs[NNM__MAX_IO];
     for (uint32_t i = 0; i < n_in; i++) refs[i] = in[i]->refs;
     uint64_t seq = ctx->err_seq;
@@ -633,7 +633,7 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
      * _call_impl); held until the hook nodes hold them themselves. */
     uint64_t bw_start[4];
     int bw_full = m->bw_hooks.count || ctx->gbw_hooks.count;
-    int bw = (bw_full || m->bw_pre_hooks.count || ctx->gbw_pre_hooks.count) && nnm_grad_is_enabled();
+    int bw = (bw_full || m->bw_pre_hooks.count || ctx->gbw_pre_hooks.count) && nnm__grad_enabled();
     if (bw) bw_hold(m, bw_start);
     /* The forward-hook lists run for the whole call, so the hook where a
      * failure stopped them stays valid for run_always. */

@@ -10,7 +10,6 @@
 
 #define NAME_CAP (NNM_NAME_MAX + 1) /* longest dotted name a walk builds, and its NUL */
 
-int nnm__module_live(const nnm_module *m) { return m && m->magic == NNM__MODULE_MAGIC; }
 
 static void free_named(nnm__named_tensor *v, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) {

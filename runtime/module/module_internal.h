@@ -126,7 +126,7 @@ void nnm__bw_hooks_drop(nnm__node *n);
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                              uint32_t n_out, nnm_tensor **saved, uint32_t n_saved);
 /* module.c */
-int nnm__module_live(const nnm_module *m);
+static inline int nnm__module_live(const nnm_module *m) { return m && m->magic == NNM__MODULE_MAGIC; }
 /* Visited pointers, for walks over trees that share modules or tensors
  * (named_parameters(remove_duplicate=True)). nnm__seen_add: 1 when p was
  * not there (and now is), 0 when it was, -1 out of memory. */

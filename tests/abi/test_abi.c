@@ -160,7 +160,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 296);
+    SIZE(nnm_backend_vtable, 304);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -201,6 +201,7 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, arg_reduce, 272);
     OFF(nnm_backend_vtable, ctc_loss, 280);
     OFF(nnm_backend_vtable, ctc_loss_backward, 288);
+    OFF(nnm_backend_vtable, set_num_threads, 296);
     SIZE(nnm_cast_args, 24);
     OFF(nnm_cast_args, x, 8);
     OFF(nnm_cast_args, out, 16);
@@ -369,9 +370,11 @@ static void test_app_structs(void) {
     SIZE(nnm_ctx_options, 16);
     OFF(nnm_ctx_options, flags, 4);
     OFF(nnm_ctx_options, seed, 8);
-    SIZE(nnm_ctx_stats, 56);
+    SIZE(nnm_ctx_stats, 72);
     OFF(nnm_ctx_stats, heap_allocs, 8);
     OFF(nnm_ctx_stats, live_modules, 48);
+    OFF(nnm_ctx_stats, peak_bytes_in_use, 56);
+    OFF(nnm_ctx_stats, peak_bytes_reserved, 64);
     SIZE(nnm_plugin_info, 48);
     OFF(nnm_plugin_info, status, 4);
     OFF(nnm_plugin_info, path, 8);

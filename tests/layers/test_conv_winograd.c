@@ -245,6 +245,24 @@ static void test_geometries(void) {
            g_worst[0], g_worst[1], g_worst[2], g_worst[3], WINO_TOL_U);
 }
 
+/* With 2 threads set on the context the forward's chunks (y, and grad_x's
+ * convolution) are dealt out to two threads: the same answers, on
+ * geometries of several chunks and enough work (cpu's WINO_PAR_MIN). */
+static void test_threads(void) {
+    CU_ASSERT_EQUAL(nnm_ctx_num_threads(g_ctx), 0);
+    CU_ASSERT_EQUAL(nnm_ctx_set_num_threads(g_ctx, 0), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(nnm_ctx_set_num_threads(NULL, 2), NNM_E_INVALID);
+    CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, 2), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_ctx_num_threads(g_ctx), 2);
+    setenv("NNM_CPU_WINOGRAD", "1", 1);
+    const geo big = {2, 64, 64, 30, 30, 1, 1, 1, 1, 1};  /* 8 chunks */
+    const geo fashion = {4, 16, 32, 14, 14, 1, 1, 1, 1, 1}; /* the Fashion CNN's conv2 at batch 4 */
+    run_case(&big, 77u);
+    run_case(&fashion, 78u);
+    unsetenv("NNM_CPU_WINOGRAD");
+    CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, 1), NNM_OK);
+}
+
 /* The default thresholds give the same answers (im2col or Winograd alike). */
 static void test_default_thresholds(void) {
     const geo g = {2, 8, 8, 9, 9, 1, 1, 1, 1, 1};
@@ -446,6 +464,7 @@ int main(void) {
     CU_add_test(s, "Winograd F(2x2,3x3) forced on many geometries: y, grads vs direct double conv, finite differences",
                 test_geometries);
     CU_add_test(s, "default thresholds: same answers either way", test_default_thresholds);
+    CU_add_test(s, "two threads (nnm_ctx_set_num_threads): the same answers", test_threads);
     CU_add_test(s, "the slots decline other geometries silently; NNM_CPU_WINOGRAD=0 declines all", test_declines);
     CU_add_test(s, "inf and NaN in x, w or dY: what the direct sum gives (the slots decline them)", test_nonfinite);
     return tu_run();

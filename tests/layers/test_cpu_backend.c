@@ -102,7 +102,7 @@ static void test_descriptor(void) {
     CU_ASSERT_STRING_EQUAL(g_be->name, "cpu");
     CU_ASSERT_EQUAL(g_be->device_type, NNM_DEVICE_CPU);
     CU_ASSERT_EQUAL(g_be->version_major, 1);
-    CU_ASSERT_EQUAL(g_be->version_minor, 7); /* 1.3: conv, batch_norm (1.4); 1.4: index (1.5); 1.5: rnn_cell (1.5); 1.6: dtype ops (1.5); 1.7: ctc_loss (1.5) */
+    CU_ASSERT_EQUAL(g_be->version_minor, 8); /* 1.3: conv, batch_norm (1.4); 1.4: index (1.5); 1.5: rnn_cell (1.5); 1.6: dtype ops (1.5); 1.7: ctc_loss (1.5); 1.8: set_num_threads (1.5) */
     CU_ASSERT_PTR_NOT_NULL(g_be->index_select);
     CU_ASSERT_PTR_NOT_NULL(g_be->index_add);
     CU_ASSERT_PTR_NOT_NULL(g_be->rnn_cell);
@@ -312,7 +312,20 @@ static void test_gemm(void) {
             check_gemm(ta, tb, 7, 9, 13, 0.5f, 1.0f, 3);
             check_gemm(ta, tb, 33, 17, 65, -2.0f, 0.25f, 1);
             check_gemm(ta, tb, 64, 64, 64, 1.0f, 0.0f, 0);
+            /* one or two rows: the backend's own loops instead of OpenBLAS */
+            check_gemm(ta, tb, 1, 16, 16, 1.0f, 0.0f, 0);
+            check_gemm(ta, tb, 2, 9, 13, 0.5f, 1.0f, 3);
+            check_gemm(ta, tb, 1, 33, 65, -2.0f, 0.25f, 1);
+            check_gemm(ta, tb, 2, 64, 64, 1.0f, 0.0f, 0); /* the largest such product */
+            check_gemm(ta, tb, 2, 65, 64, 1.0f, 0.0f, 0); /* one past it: OpenBLAS */
         }
+    /* with a thread count set, large products may take two OpenBLAS threads */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_be->set_num_threads);
+    CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 0), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 2), NNM_OK);
+    check_gemm(0, 1, 128, 128, 160, 1.0f, 0.0f, 0);
+    check_gemm(1, 0, 8, 16, 16, 1.0f, 0.5f, 2);
+    CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
 }
 
 static void test_gemm_edges(void) {

@@ -218,6 +218,44 @@ static void test_repr(void) {
     nnm_module_release(root);
 }
 
+/* peak_bytes_in_use / peak_bytes_reserved follow the allocator, survive
+ * releases, restart with nnm_ctx_reset_peak_stats; a caller built against the
+ * older, shorter nnm_ctx_stats gets only the fields it knows. */
+static void test_alloc_peaks(void) {
+    nnm_ctx *c = NULL; /* its own context: the suite's has cached blocks */
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(NULL, &c), NNM_OK);
+    int64_t big[1] = {1 << 16}, small[1] = {16};
+    nnm_tensor *a = NULL, *b = NULL;
+    nnm_ctx_stats s = {sizeof s};
+    CU_ASSERT_EQUAL(nnm_tensor_from_f32(c, 1, big, NULL, &a), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_from_f32(c, 1, small, NULL, &b), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_ctx_stats_get(c, &s), NNM_OK);
+    CU_ASSERT_EQUAL(s.struct_size, sizeof s);
+    CU_ASSERT(s.peak_bytes_in_use >= s.bytes_in_use);
+    CU_ASSERT(s.bytes_in_use >= (uint64_t)(1 << 18));
+    uint64_t peak = s.peak_bytes_in_use;
+    nnm_tensor_release(a); /* into the cache: in use falls, reserved does not */
+    CU_ASSERT_EQUAL(nnm_ctx_stats_get(c, &s), NNM_OK);
+    CU_ASSERT_EQUAL(s.peak_bytes_in_use, peak);
+    CU_ASSERT(s.peak_bytes_reserved >= s.bytes_in_use + s.bytes_cached);
+    CU_ASSERT(s.bytes_in_use < peak);
+    nnm_ctx_reset_peak_stats(c);
+    CU_ASSERT_EQUAL(nnm_ctx_stats_get(c, &s), NNM_OK);
+    CU_ASSERT_EQUAL(s.peak_bytes_in_use, s.bytes_in_use);
+    CU_ASSERT_EQUAL(s.peak_bytes_reserved, s.bytes_in_use + s.bytes_cached);
+    /* the first version's size: peaks untouched */
+    nnm_ctx_stats old;
+    memset(&old, 0xab, sizeof old);
+    old.struct_size = (uint32_t)offsetof(nnm_ctx_stats, peak_bytes_in_use);
+    CU_ASSERT_EQUAL(nnm_ctx_stats_get(c, &old), NNM_OK);
+    CU_ASSERT_EQUAL(old.struct_size, offsetof(nnm_ctx_stats, peak_bytes_in_use));
+    CU_ASSERT_EQUAL(old.live_tensors, s.live_tensors);
+    CU_ASSERT_EQUAL(old.peak_bytes_in_use, 0xababababababababull);
+    nnm_ctx_reset_peak_stats(NULL); /* no-op */
+    nnm_tensor_release(b);
+    nnm_ctx_free(c);
+}
+
 static void test_tensors_and_cache(void) {
     int64_t shape[2] = {2, 3};
     float v[6] = {1, 2, 3, 4, 5, 6}, back[6];
@@ -431,6 +469,7 @@ int main(void) {
     CU_add_test(s, "wide configs: keys found, replaced in place, in order", test_wide_config_keys);
     CU_add_test(s, "printed tree like print(model)", test_repr);
     CU_add_test(s, "tensors and the caching allocator", test_tensors_and_cache);
+    CU_add_test(s, "the allocator's high-water marks", test_alloc_peaks);
     CU_add_test(s, "DLPack export and import", test_dlpack);
     CU_add_test(s, "config errors name the key", test_config_errors);
     CU_add_test(s, "device moves", test_device_moves);

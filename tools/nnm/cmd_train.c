@@ -34,7 +34,8 @@ void usage_train(FILE *f) {
           "  --trace FILE          write a Chrome/Perfetto trace (chrome://tracing,\n"
           "                        ui.perfetto.dev): a span per module forward and per\n"
           "                        module backward, nested, named by module path\n"
-          "  --threads N           BLAS threads (default: OpenBLAS's, the cores)\n"
+          "  --threads N           intra-op threads (nnm_ctx_set_num_threads; default:\n"
+          "                        OpenBLAS's, the cores)\n"
           "  --limit N             train on the first N training samples only\n"
           "  --test-limit N        evaluate on the first N test samples only\n"
           "  -q, --quiet           print only the final line\n"
@@ -340,6 +341,14 @@ int cmd_train(cli_env *env, int argc, char **argv) {
     train_params tp;
     nnm_ctx *ctx = cli_ctx_new(env, cmd, 0, 0);
     if (!ctx) return CLI_EXIT_FAIL;
+    /* ... and the context's count, which the cpu backend applies per op and
+     * size (small gemms on one thread, Winograd's chunks on N) */
+    nnm_status tst = threads ? nnm_ctx_set_num_threads(ctx, (int32_t)threads) : NNM_OK;
+    if (tst) {
+        int rc = cli_fail(cmd, ctx, tst);
+        nnm_ctx_free(ctx);
+        return rc;
+    }
     nnm_manifest *mf = NULL;
     nnm_module *model = NULL, *loss = NULL;
     nnm_dataset *train_ds = NULL, *test_ds = NULL;

@@ -170,6 +170,22 @@ class Context:
         with self.lock:
             L.nnm_ctx_empty_cache(self._h)
 
+    @property
+    def num_threads(self):
+        """Intra-op threads set on this context (nnm_ctx_set_num_threads); 0: the backend's default."""
+        with self.lock:
+            return L.nnm_ctx_num_threads(self._h)
+
+    @num_threads.setter
+    def num_threads(self, n):
+        with self.lock:
+            self.check(L.nnm_ctx_set_num_threads(self._h, int(n)))
+
+    def reset_peak_stats(self):
+        """Restarts stats()' peak_bytes_* high-water marks from the current figures."""
+        with self.lock:
+            L.nnm_ctx_reset_peak_stats(self._h)
+
     def set_error(self, status, text):
         """Sets the context's message (what a failing hook does)."""
         L.nnm_ctx_set_error_msg(self._h, status, text.encode("utf-8", "replace"))

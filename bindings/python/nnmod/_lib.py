@@ -160,7 +160,8 @@ class CtxStats(Structure):
     _fields_ = [("struct_size", c_uint32), ("reserved", c_uint32), ("heap_allocs", c_uint64),
                 ("cache_hits", c_uint64), ("bytes_cached", c_uint64),
                 ("bytes_in_use", c_uint64), ("live_tensors", c_uint64),
-                ("live_modules", c_uint64)]
+                ("live_modules", c_uint64), ("peak_bytes_in_use", c_uint64),
+                ("peak_bytes_reserved", c_uint64)]
 
 
 # ---- hook callback types ----
@@ -204,6 +205,9 @@ _fn("nnm_ctx_errmsg", c_char_p, P)
 _fn("nnm_ctx_set_error_msg", st, P, st, c_char_p)
 _fn("nnm_ctx_stats_get", st, P, POINTER(CtxStats))
 _fn("nnm_ctx_empty_cache", None, P)
+_fn("nnm_ctx_reset_peak_stats", None, P)
+_fn("nnm_ctx_set_num_threads", st, P, c_int32)
+_fn("nnm_ctx_num_threads", c_int32, P)
 _fn("nnm_plugin_load", st, P, c_char_p)
 _fn("nnm_plugin_load_dir", st, P, c_char_p, POINTER(c_uint32))
 _fn("nnm_plugin_count", c_uint32, P)

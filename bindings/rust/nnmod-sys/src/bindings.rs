@@ -7250,12 +7250,19 @@ pub struct nnm_backend_vtable {
             args: *const nnm_ctc_args,
         ) -> nnm_status,
     >,
+    pub set_num_threads: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            n: i32,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        296usize,
+        304usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -7943,6 +7950,23 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_ctc_loss_backward();
+    fn test_field_set_num_threads() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).set_num_threads) as usize - ptr as usize
+            },
+            296usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(set_num_threads)
+            )
+        );
+    }
+    test_field_set_num_threads();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -8837,12 +8861,14 @@ pub struct nnm_ctx_stats {
     pub bytes_in_use: u64,
     pub live_tensors: u64,
     pub live_modules: u64,
+    pub peak_bytes_in_use: u64,
+    pub peak_bytes_reserved: u64,
 }
 #[test]
 fn bindgen_test_layout_nnm_ctx_stats() {
     assert_eq!(
         ::std::mem::size_of::<nnm_ctx_stats>(),
-        56usize,
+        72usize,
         concat!("Size of: ", stringify!(nnm_ctx_stats))
     );
     assert_eq!(
@@ -8986,9 +9012,52 @@ fn bindgen_test_layout_nnm_ctx_stats() {
         );
     }
     test_field_live_modules();
+    fn test_field_peak_bytes_in_use() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctx_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).peak_bytes_in_use) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctx_stats),
+                "::",
+                stringify!(peak_bytes_in_use)
+            )
+        );
+    }
+    test_field_peak_bytes_in_use();
+    fn test_field_peak_bytes_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctx_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).peak_bytes_reserved) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctx_stats),
+                "::",
+                stringify!(peak_bytes_reserved)
+            )
+        );
+    }
+    test_field_peak_bytes_reserved();
 }
 extern "C" {
     pub fn nnm_ctx_stats_get(ctx: *mut nnm_ctx, out: *mut nnm_ctx_stats) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_set_num_threads(ctx: *mut nnm_ctx, n: i32) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_ctx_num_threads(ctx: *const nnm_ctx) -> i32;
+}
+extern "C" {
+    pub fn nnm_ctx_reset_peak_stats(ctx: *mut nnm_ctx);
 }
 extern "C" {
     pub fn nnm_ctx_empty_cache(ctx: *mut nnm_ctx);
