@@ -462,10 +462,10 @@ static inline float cpu_relu(float x) {
  * that -O3 vectorises a loop over it: exp(x) = 2^n * exp(r), n = round(x /
  * ln 2), r = x - n ln 2 in two parts, exp(r) by Cephes's degree-6
  * polynomial (within 2 ulp of expf). Below -87.33 (where expf goes
- * subnormal) and at -inf it gives 0. */
+ * subnormal) and at -inf it gives 0; NaN gives NaN. */
 static inline float cpu_exp_nonpos(float x) {
     const float lo = -87.3365447505531f;
-    const float xc = x < lo ? lo : x;
+    const float xc = x >= lo ? x : lo; /* NaN too: the integer path below stays defined */
     const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     const float n = (xc * 1.44269504088896341f + magic) - magic;
     const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
@@ -482,7 +482,7 @@ static inline float cpu_exp_nonpos(float x) {
     } sc;
     sc.i = ((int32_t)n + 127) * (1 << 23); /* n in [-126, 0]: a normal power of two */
     const float y = p * sc.f;
-    return x < lo ? 0.0f : y;
+    return x >= lo ? y : (x != x ? x : 0.0f); /* NaN stays NaN */
 }
 
 /* sigmoid branch-free (a loop over it vectorises): e = exp(-|x|), so

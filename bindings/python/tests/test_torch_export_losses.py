@@ -4,6 +4,8 @@ PyTorch by export's own check (loaded back and run). Skipped where PyTorch
 is not installed."""
 import json
 
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -60,6 +62,11 @@ def test_export_loss(tmp_path, ctx, i):
 
 
 def test_export_loss_weight_2d_refused(tmp_path, ctx):
+    # the export's second trace makes torch throw a C++ exception (the
+    # weight no longer broadcasts), which the sanitizer build's preloaded
+    # libasan cannot intercept in a python that did not load libstdc++ first
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("torch's C++ exceptions abort under a preloaded libasan")
     model = WithLoss(nn.BCELoss(weight=torch.ones(5, 3)), True)
     with pytest.raises(nnmod.UnsupportedError, match="weight"):
         nnmod.torch.export(model, str(tmp_path / "m.json"), (torch.randn(5, 4), torch.rand(5, 3)),
