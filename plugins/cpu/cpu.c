@@ -225,6 +225,48 @@ static int32_t cpu_threads_for(const void *state, int64_t work, int64_t min_work
     return work >= min_work ? s->threads : 1;
 }
 
+/* Runs fn(job, lo, hi) over [0, n) split into `workers` contiguous parts,
+ * part 0 on the calling thread and the others on threads made and joined
+ * here (20-40 us a thread: callers pass workers > 1 only for work well above
+ * that). A thread that cannot be made leaves its part to the caller. */
+#define CPU_MAX_WORKERS 16
+typedef struct cpu_part {
+    void (*fn)(void *job, int64_t lo, int64_t hi);
+    void *job;
+    int64_t lo, hi;
+} cpu_part;
+
+static void *cpu_part_main(void *p) {
+    cpu_part *w = p;
+    w->fn(w->job, w->lo, w->hi);
+    return NULL;
+}
+
+static void cpu_parallel(int32_t workers, int64_t n, void (*fn)(void *job, int64_t lo, int64_t hi), void *job) {
+    if (workers > n)
+        workers = (int32_t)n;
+    if (workers > CPU_MAX_WORKERS)
+        workers = CPU_MAX_WORKERS;
+    if (workers <= 1) {
+        fn(job, 0, n);
+        return;
+    }
+    cpu_part parts[CPU_MAX_WORKERS];
+    pthread_t tid[CPU_MAX_WORKERS];
+    int made[CPU_MAX_WORKERS] = {0};
+    for (int32_t w = 0; w < workers; w++)
+        parts[w] = (cpu_part){fn, job, n * w / workers, n * (w + 1) / workers};
+    for (int32_t w = 1; w < workers; w++)
+        made[w] = pthread_create(&tid[w], NULL, cpu_part_main, &parts[w]) == 0;
+    fn(job, parts[0].lo, parts[0].hi);
+    for (int32_t w = 1; w < workers; w++) {
+        if (made[w])
+            pthread_join(tid[w], NULL);
+        else
+            fn(job, parts[w].lo, parts[w].hi);
+    }
+}
+
 /* OpenBLAS's count for the next call: `t` threads (0: leave it alone). */
 static void cpu_blas_threads(int32_t t) {
     if (t > 0 && openblas_get_num_threads() != t)
