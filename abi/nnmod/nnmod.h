@@ -605,12 +605,14 @@ NNM_API nnm_status nnm_module_register_full_backward_hook(nnm_module *m, nnm_bac
 /* Gradient-ready hooks (register_post_accumulate_grad_hook)                 */
 /* ------------------------------------------------------------------------ */
 
-/* Called during nnm_backward each time a gradient has been added into t's
- * .grad (t a leaf that requires grad: a parameter, or a tensor marked with
- * nnm_tensor_set_requires_grad), after the addition, with t borrowed; t's
- * .grad (nnm_tensor_grad) holds the sum so far. Returning non-OK (after
+/* Called during nnm_backward once the last gradient of that backward has
+ * been added into t's .grad (t a leaf that requires grad: a parameter, or a
+ * tensor marked with nnm_tensor_set_requires_grad), with t borrowed; t's
+ * .grad (nnm_tensor_grad) holds the sum. Returning non-OK (after
  * nnm_ctx_set_error) fails the backward. A leaf that feeds the graph through
- * several edges gets its gradient, and the hook, once per edge. */
+ * several edges (a module called twice, x * x) gets its hook once per
+ * backward, after its last contribution, as PyTorch 2.x's (not in
+ * PyTorch 1.13, which has no such hook). */
 typedef nnm_status (*nnm_grad_hook_fn)(void *user, nnm_tensor *t);
 /* Registers a hook on t; hooks run in registration order. *handle (may be
  * NULL) is owned by the context, as those of the first-version hook

@@ -312,6 +312,14 @@ typedef struct nnm_rnn_params {
     int32_t reserved;
 } nnm_rnn_params;
 
+/* A connectionist temporal classification loss for host->op_ctc_loss()
+ * (ABI 1.5), as F.ctc_loss. */
+typedef struct nnm_ctc_params {
+    uint32_t struct_size;
+    int32_t zero_infinity;  /* nonzero: an impossible alignment (inf) counts 0, gradient 0 */
+    int64_t blank;          /* the blank class, in [0, C) */
+} nnm_ctc_params;
+
 /* Flags for host->input_spec(). */
 #define NNM_SPEC_LEADING_ANY 1u /* any number (>= 0) of leading dims before dims[] */
 
@@ -632,6 +640,22 @@ struct nnm_host {
      * backend where the device's backend lacks the arg_reduce slot. */
     nnm_status (*op_arg_reduce)(nnm_env *env, int32_t op, nnm_tensor *x, int32_t dim, int keepdim,
                                 nnm_tensor **out);
+    /* (1.5) F.ctc_loss(reduction="none") (see nnm_ctc_params): log_probs
+     * [T, N, C] f32 (log-probabilities, e.g. log_softmax's), targets i64
+     * [N, S] (padded; sample n's first target_lengths[n] entries) or [sum of
+     * target_lengths] (concatenated), input_lengths and target_lengths i64
+     * [N], each input length in [0, T], each target in [0, C) (else
+     * NNM_E_INVALID naming the entry). *out [N]: each sample's negative log
+     * likelihood over its first input_lengths[n] steps (inf where no
+     * alignment exists, 0 with zero_infinity; an input length of 0 gives 0
+     * for an empty target). Recorded for autograd (log_probs) as ONE node:
+     * the gradient is the derivative with respect to log_probs, 0 past each
+     * sample's input length. Runs the backend's ctc_loss slots, else
+     * NNM_E_UNSUPPORTED naming op and backend before anything is computed
+     * (a layer then composes the recursion from the ops above). */
+    nnm_status (*op_ctc_loss)(nnm_env *env, nnm_tensor *log_probs, nnm_tensor *targets,
+                              nnm_tensor *input_lengths, nnm_tensor *target_lengths,
+                              const nnm_ctc_params *p, nnm_tensor **out);
     /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
@@ -1057,6 +1081,33 @@ typedef struct nnm_arg_reduce_args {
     const nnm_tensor_desc *out;
 } nnm_arg_reduce_args;
 
+/* CTC (1.5) of samples b < n, every tensor contiguous on the backend's
+ * device and checked by the runtime: log_probs [t, n, c] f32; targets [n, s]
+ * i64 (sample b's first target_lengths[b] entries, each in [0, c));
+ * input_lengths [n] i64 in [0, t], target_lengths [n] i64 in [0, s].
+ * With l' = the target with blanks around and between its labels (2 tl + 1
+ * states), ctc_loss writes alpha[b, i, k] = log of the summed probability
+ * of the alignments of l'[0..k] over steps 0..i (-inf where none; rows past
+ * the input length are not read) and nll[b] = -log(alpha[b, il-1, 2tl] +
+ * alpha[b, il-1, 2tl-1]) (il 0: 0 for tl 0, else inf; zero_infinity turns
+ * inf into 0). ctc_loss_backward writes all of grad_log_probs: grad_out[b]
+ * times d nll[b] / d log_probs[i, b, :] (0 for i >= il and, with
+ * zero_infinity, for samples whose nll was inf). */
+typedef struct nnm_ctc_args {
+    uint32_t struct_size;
+    int32_t zero_infinity;
+    int64_t blank;
+    int64_t t, n, c, s;                    /* steps, batch, classes, max target length */
+    const nnm_tensor_desc *log_probs;      /* [t, n, c] */
+    const nnm_tensor_desc *targets;        /* [n, s] i64 (s may be 0) */
+    const nnm_tensor_desc *input_lengths;  /* [n] i64 */
+    const nnm_tensor_desc *target_lengths; /* [n] i64 */
+    const nnm_tensor_desc *nll;            /* [n] f32: forward writes, backward reads */
+    const nnm_tensor_desc *alpha;          /* [n, t, 2 s + 1] f32: forward writes, backward reads */
+    const nnm_tensor_desc *grad_out;       /* [n] f32: backward only */
+    const nnm_tensor_desc *grad_log_probs; /* [t, n, c] f32: backward writes */
+} nnm_ctc_args;
+
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
 #define NNM_BACKEND_OPS_1_5 2u /* (1.5) unary and binary implement the ops ABI 1.5 added
@@ -1146,6 +1197,13 @@ typedef struct nnm_backend_vtable {
     nnm_status (*cast)(nnm_env *env, void *state, const nnm_cast_args *args);
     /* argmax / argmin along one dim (nnm_arg_reduce_args) */
     nnm_status (*arg_reduce)(nnm_env *env, void *state, const nnm_arg_reduce_args *args);
+    /* (optional, 1.5) each: NULL means host->op_ctc_loss reports
+     * NNM_E_UNSUPPORTED naming the op and the backend (the ctc_loss layer
+     * then composes the recursion from host ops). */
+    /* the CTC forward variables and negative log likelihoods (nnm_ctc_args) */
+    nnm_status (*ctc_loss)(nnm_env *env, void *state, const nnm_ctc_args *args);
+    /* its gradient with respect to log_probs */
+    nnm_status (*ctc_loss_backward)(nnm_env *env, void *state, const nnm_ctc_args *args);
     /* (optional, 1.5) NULL: the backend's ops pick their own thread counts. */
     /* the most threads one op of this context may use (nnm_ctx_set_num_threads,
      * n >= 1); the backend decides per op and size how many it does use. The
@@ -1334,19 +1392,21 @@ NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtabl
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, batch_norm_backward) == 152 + 9 * 8, "nnm_backend_vtable 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 17 * 8, "nnm_backend_vtable 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 19 * 8, "nnm_backend_vtable 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 59 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 60 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_params) == 16, "nnm_rnn_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_cell_args) == 128, "nnm_rnn_cell_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_cast_args) == 24, "nnm_cast_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_arg_reduce_args) == 48, "nnm_arg_reduce_args 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_ctc_params) == 16, "nnm_ctc_params 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_ctc_args) == 112, "nnm_ctc_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

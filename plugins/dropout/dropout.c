@@ -1,9 +1,12 @@
 /* plugins/dropout/dropout.c - the "dropout", "dropout1d", "dropout2d",
- * "dropout3d" and "alpha_dropout" layers (torch.nn.Dropout, Dropout1d/2d/3d,
- * AlphaDropout), and "stochastic_depth" (torchvision.ops.StochasticDepth,
- * below). dropout1d/3d draw per channel of a 3-d/5-d input (per channel of
- * an unbatched 2-d/4-d one), as PyTorch 1.13; alpha_dropout keeps the
- * self-normalising statistics (see alpha_dropout_forward).
+ * "dropout3d", "alpha_dropout" and "feature_alpha_dropout" layers
+ * (torch.nn.Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout), and
+ * "stochastic_depth" (torchvision.ops.StochasticDepth, below). dropout1d/3d
+ * draw per channel of a 3-d/5-d input (per channel of an unbatched 2-d/4-d
+ * one), as PyTorch 1.13; alpha_dropout keeps the self-normalising statistics
+ * (see alpha_dropout_forward), and feature_alpha_dropout does so with one
+ * draw per (sample, channel) of an input of at least 2 dims, as ATen's
+ * feature_alpha_dropout.
  *
  * Config (PyTorch's names and defaults):
  *   p        float, default 0.5, in [0, 1]: the probability of a zero
@@ -32,7 +35,7 @@
 
 #include "layer_util.h"
 
-enum dropout_kind { DROP_PLAIN, DROP_2D, DROP_1D, DROP_3D, DROP_ALPHA };
+enum dropout_kind { DROP_PLAIN, DROP_2D, DROP_1D, DROP_3D, DROP_ALPHA, DROP_FEATURE_ALPHA };
 
 typedef struct dropout_state {
     double p;
@@ -87,19 +90,24 @@ static nnm_status alpha_dropout_create(nnm_env *env, void **self) {
     return dropout_new(env, DROP_ALPHA, self);
 }
 
+static nnm_status feature_alpha_dropout_create(nnm_env *env, void **self) {
+    return dropout_new(env, DROP_FEATURE_ALPHA, self);
+}
+
 /* F.alpha_dropout (training, 0 < p < 1): with a Bernoulli(1 - p) keep mask m
  * and alpha' = 1.7580993408473766 (SELU's -scale * alpha),
  * a = ((alpha'^2 p + 1)(1 - p))^-1/2:
  *   out = x * (m * a) + (m - 1) * alpha' * a + alpha' * a * p
  * (ATen's _dropout_impl), so kept elements are a * x + alpha' a p and dropped
- * ones the SELU saturation value, affinely corrected. */
-static nnm_status alpha_dropout_forward(nnm_env *env, const dropout_state *s, nnm_tensor *x, nnm_tensor **out) {
+ * ones the SELU saturation value, affinely corrected. The mask has `shape`
+ * (x's, or [N, C, 1, ...] for feature_alpha_dropout: m and b broadcast). */
+static nnm_status alpha_dropout_forward(nnm_env *env, const dropout_state *s, nnm_tensor *x,
+                                        int32_t ndim, const int64_t *shape, nnm_tensor **out) {
     const nnm_host *h = env->host;
-    const nnm_tensor_desc *d = h->tensor_desc(x);
     const double alpha = 1.7580993408473766, p = s->p;
     const double a = 1.0 / sqrt((alpha * alpha * p + 1.0) * (1.0 - p));
     nnm_tensor *m = NULL, *ma = NULL, *xm = NULL, *b = NULL;
-    nnm_status st = h->op_rand(env, NNM_RAND_BERNOULLI, 1.0 - p, 1.0, d->ndim, d->shape, &m);
+    nnm_status st = h->op_rand(env, NNM_RAND_BERNOULLI, 1.0 - p, 1.0, ndim, shape, &m);
     if (!st) st = h->op_unary(env, NNM_UNARY_SCALE, m, a, &ma);
     if (!st) st = h->op_binary(env, NNM_BINARY_MUL, x, ma, &xm);
     if (!st) { /* b = m * alpha a - alpha a + alpha a p */
@@ -141,18 +149,20 @@ static nnm_status dropout_forward(nnm_env *env, void *self, nnm_tensor *const *i
     if (s->channels == DROP_3D && d->ndim != 4 && d->ndim != 5)
         return h->set_error(env, NNM_E_SHAPE,
                             "dropout3d: Expected 4D or 5D input, but received a %dD input", (int)d->ndim);
+    if (s->channels == DROP_FEATURE_ALPHA && d->ndim < 2)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "feature_alpha_dropout: Feature dropout requires at least 2 dimensions in "
+                            "the input, got %d", (int)d->ndim);
     if (!h->is_training(env) || s->p == 0.0 || nnm_lu_numel(d) == 0) {
         h->tensor_retain(in[0]);
         out[0] = in[0];
         return NNM_OK;
     }
-    if (s->channels == DROP_ALPHA && s->p < 1.0)
-        return alpha_dropout_forward(env, s, in[0], &out[0]);
     /* one draw per element, or per (sample, channel): dims from the first
      * spatial one on are 1 (dropout1d/3d on an unbatched input: per channel,
      * dim 0) */
     int32_t first_spatial = d->ndim;
-    if (s->channels == DROP_2D)
+    if (s->channels == DROP_2D || s->channels == DROP_FEATURE_ALPHA)
         first_spatial = 2;
     else if (s->channels == DROP_1D)
         first_spatial = d->ndim == 3 ? 2 : 1;
@@ -161,6 +171,8 @@ static nnm_status dropout_forward(nnm_env *env, void *self, nnm_tensor *const *i
     int64_t shape[NNM_MAX_DIMS];
     for (int32_t i = 0; i < d->ndim; i++)
         shape[i] = i >= first_spatial ? 1 : d->shape[i];
+    if ((s->channels == DROP_ALPHA || s->channels == DROP_FEATURE_ALPHA) && s->p < 1.0)
+        return alpha_dropout_forward(env, s, in[0], d->ndim, shape, &out[0]);
     nnm_tensor *mask = NULL;
     nnm_status st;
     if (s->p >= 1.0)
@@ -333,16 +345,19 @@ DROPOUT_VTABLE(dropout2d_layer, "dropout2d", "Dropout2d", dropout2d_create)
 DROPOUT_VTABLE(dropout1d_layer, "dropout1d", "Dropout1d", dropout1d_create)
 DROPOUT_VTABLE(dropout3d_layer, "dropout3d", "Dropout3d", dropout3d_create)
 DROPOUT_VTABLE(alpha_dropout_layer, "alpha_dropout", "AlphaDropout", alpha_dropout_create)
+DROPOUT_VTABLE(feature_alpha_dropout_layer, "feature_alpha_dropout", "FeatureAlphaDropout",
+               feature_alpha_dropout_create)
 
 static const nnm_layer_vtable *const dropout_layers[] = {
-    &dropout_layer, &dropout2d_layer, &sd_layer, &dropout1d_layer, &dropout3d_layer, &alpha_dropout_layer};
+    &dropout_layer,   &dropout2d_layer,     &sd_layer, &dropout1d_layer, &dropout3d_layer,
+    &alpha_dropout_layer, &feature_alpha_dropout_layer};
 
 static const nnm_plugin_desc dropout_plugin = {
     .struct_size = sizeof(nnm_plugin_desc),
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "dropout",
-    .description = "Dropout, Dropout1d/2d/3d, AlphaDropout (torch.nn) and StochasticDepth "
+    .description = "Dropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout (torch.nn) and StochasticDepth "
                    "(torchvision.ops), masks from the call context's generator",
     .n_layers = sizeof dropout_layers / sizeof dropout_layers[0],
     .n_backends = 0,

@@ -223,19 +223,19 @@ done:
     return st;
 }
 
-/* x [N, T, E] split into heads: [N, H, T, D]; with add_zero_attn, a zero
- * row appended: [N, H, T + 1, D]. */
+/* x [N, T, E] (seq_first: [T, N, E]) split into heads: [N, H, T, D]; with
+ * add_zero_attn, a zero row appended: [N, H, T + 1, D]. */
 static nnm_status mha_heads(nnm_env *env, const mha_state *s, mha_tmp *a, nnm_tensor *x,
-                            int zero_attn, nnm_tensor **out) {
+                            int seq_first, int zero_attn, nnm_tensor **out) {
     const nnm_host *h = env->host;
     nnm_status st = NNM_OK;
     nnm_tensor *x4 = NULL, *xp = NULL, *z = NULL;
     const nnm_tensor_desc *d = h->tensor_desc(x);
-    const int64_t N = d->shape[0], T = d->shape[1];
-    const int64_t shape[4] = {N, T, s->num_heads, s->head_dim};
+    const int64_t N = d->shape[seq_first ? 1 : 0];
+    const int64_t shape[4] = {d->shape[0], d->shape[1], s->num_heads, s->head_dim};
     MHA_OP(h->op_reshape(env, x, 4, shape, &x4), x4);
-    const int32_t perm[4] = {0, 2, 1, 3};
-    MHA_OP(h->op_permute(env, x4, perm, 4, &xp), xp);
+    const int32_t perm_bf[4] = {0, 2, 1, 3}, perm_sf[4] = {1, 2, 0, 3};
+    MHA_OP(h->op_permute(env, x4, seq_first ? perm_sf : perm_bf, 4, &xp), xp);
     *out = xp;
     if (zero_attn) {
         const int64_t zshape[4] = {N, s->num_heads, 1, s->head_dim};
@@ -337,8 +337,14 @@ static nnm_status mha_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     const int64_t N = dm.N, L = dm.L, E = s->embed_dim;
     const int32_t swap[3] = {1, 0, 2};
     nnm_tensor *x[3], *p[3];
+    /* [T, N, C] inputs are projected as they are and split into heads by one
+     * permute (no copy to [N, T, C] first); add_bias_kv appends along the
+     * sequence of the batch-first layout, so it takes that one. */
+    const int seq_first = dm.batched && !s->batch_first && !s->add_bias_kv;
     for (int i = 0; i < 3; i++) { /* to [N, T, C] */
-        if (!dm.batched) {
+        if (seq_first) {
+            x[i] = in[i];
+        } else if (!dm.batched) {
             const nnm_tensor_desc *d = h->tensor_desc(in[i]);
             const int64_t shape[3] = {1, d->shape[0], d->shape[1]};
             MHA_OP(h->op_reshape(env, in[i], 3, shape, &x[i]), x[i]);
@@ -358,9 +364,9 @@ static nnm_status mha_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     }
     nnm_tensor *q = NULL, *k = NULL, *v = NULL, *qs = NULL, *kt = NULL, *sc = NULL, *scm = NULL,
                *w = NULL, *wd = NULL, *o = NULL, *o2 = NULL, *o3 = NULL, *o4 = NULL;
-    if ((st = mha_heads(env, s, a, p[0], 0, &q)) != NNM_OK ||
-        (st = mha_heads(env, s, a, p[1], s->add_zero_attn, &k)) != NNM_OK ||
-        (st = mha_heads(env, s, a, p[2], s->add_zero_attn, &v)) != NNM_OK)
+    if ((st = mha_heads(env, s, a, p[0], seq_first, 0, &q)) != NNM_OK ||
+        (st = mha_heads(env, s, a, p[1], seq_first, s->add_zero_attn, &k)) != NNM_OK ||
+        (st = mha_heads(env, s, a, p[2], seq_first, s->add_zero_attn, &v)) != NNM_OK)
         goto done;
     MHA_OP(h->op_unary(env, NNM_UNARY_SCALE, q, 1.0 / sqrt((double)s->head_dim), &qs), qs);
     const int32_t tr[4] = {0, 1, 3, 2};
@@ -379,18 +385,19 @@ static nnm_status mha_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
         MHA_OP(h->op_binary(env, NNM_BINARY_MUL, w, m, &wd), wd);
     }
     MHA_OP(h->op_bmm(env, wd, v, &o), o); /* [N, H, L, D] */
-    const int32_t back[4] = {0, 2, 1, 3};
-    MHA_OP(h->op_permute(env, o, back, 4, &o2), o2); /* [N, L, H, D] */
-    if (!dm.batched) {
+    const int32_t back[4] = {0, 2, 1, 3}, back_sf[4] = {2, 0, 1, 3};
+    /* [N, L, H, D], or [L, N, H, D] straight for [L, N, E] */
+    MHA_OP(h->op_permute(env, o, dm.batched && !s->batch_first ? back_sf : back, 4, &o2), o2);
+    if (dm.batched && !s->batch_first) {
+        const int64_t shape3[3] = {L, N, E};
+        MHA_OP(h->op_reshape(env, o2, 3, shape3, &o4), o4);
+    } else if (!dm.batched) {
         const int64_t shape2[2] = {L, E};
         MHA_OP(h->op_reshape(env, o2, 2, shape2, &o4), o4);
     } else {
         const int64_t shape3[3] = {N, L, E};
         MHA_OP(h->op_reshape(env, o2, 3, shape3, &o3), o3);
-        if (!s->batch_first)
-            MHA_OP(h->op_permute(env, o3, swap, 3, &o4), o4);
-        else
-            o4 = o3;
+        o4 = o3;
     }
     st = h->child_call(env, (uint32_t)op, &o4, 1, &out[0], 1);
     if (st != NNM_OK)

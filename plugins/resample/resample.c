@@ -151,6 +151,7 @@ typedef struct up_state {
     int mode;                 /* enum rs_mode */
     int align_corners;        /* given and true */
     int recompute;            /* recompute_scale_factor */
+    int antialias;            /* F.interpolate's antialias (bilinear, bicubic) */
     int n_size, n_scale;      /* entries given (1: the same for every dim); 0: not given */
     int size_list;            /* size was a list (printed as a tuple) */
     int scale_list;
@@ -233,6 +234,11 @@ static nnm_status up_create(nnm_env *env, void **self) {
     const int no = 0;
     if ((st = h->config_bool(env, "recompute_scale_factor", &no, &s.recompute)) != NNM_OK)
         return st;
+    if ((st = h->config_bool(env, "antialias", &no, &s.antialias)) != NNM_OK)
+        return st;
+    if (s.antialias && s.mode != RS_BILINEAR && s.mode != RS_BICUBIC)
+        return h->set_error(env, NNM_E_INVALID,
+                            "Anti-alias option is only supported for bilinear and bicubic modes");
     up_state *p = malloc(sizeof *p);
     if (p == NULL)
         return h->set_error(env, NNM_E_NOMEM, "out of memory for the upsample state");
@@ -273,6 +279,65 @@ static void cubic_coeffs(float c[4], float t) {
     c[3] = ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A;
 }
 
+/* The filters of PyTorch 1.13's antialiased kernels
+ * (aten/src/ATen/native/cpu/UpSampleKernel.cpp, HelperInterpLinear and
+ * HelperInterpCubic::aa_filter): the triangle, and the cubic convolution
+ * with a = -0.5 (PIL's). */
+static float aa_filter(int cubic, float x) {
+    if (x < 0.0f)
+        x = -x;
+    if (!cubic)
+        return x < 1.0f ? 1.0f - x : 0.0f;
+    const double a = -0.5;
+    if (x < 1.0f)
+        return (float)(((a + 2.0) * x - (a + 3.0)) * x * x + 1);
+    if (x < 2.0f)
+        return (float)((((x - 5) * x + 8) * x - 4) * a);
+    return 0.0f;
+}
+
+/* antialias: output j of dim (in -> out) is the normalised filter over the
+ * input positions within `support` of its centre, the filter stretched by
+ * the scale when downsampling (_compute_weights_aa, in float as PyTorch's
+ * CPU kernel computes them for f32). Writes up to *taps (K) entries per
+ * output, tap k of output j at [k * out + j] (weight 0 past the window). */
+static int64_t aa_taps(int cubic, float scale) {
+    const float interp = cubic ? 4.0f : 2.0f;
+    const float support = scale >= 1.0f ? interp * 0.5f * scale : interp * 0.5f;
+    return (int64_t)ceilf(support) * 2 + 1;
+}
+
+static void aa_weights(int cubic, int64_t in, int64_t out, float scale, int64_t K, int64_t *idx,
+                       float *w) {
+    const float interp = cubic ? 4.0f : 2.0f;
+    const float support = scale >= 1.0f ? interp * 0.5f * scale : interp * 0.5f;
+    const float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
+    /* the mixed float/double arithmetic of PyTorch's expressions (its 0.5
+     * literals are doubles), so the windows and weights are PyTorch's */
+    for (int64_t j = 0; j < out; j++) {
+        const float center = (float)((double)scale * ((double)j + 0.5));
+        int64_t xmin = (int64_t)((double)(center - support) + 0.5);
+        if (xmin < 0)
+            xmin = 0;
+        int64_t xmax = (int64_t)((double)(center + support) + 0.5);
+        if (xmax > in)
+            xmax = in;
+        const int64_t xsize = xmax - xmin;
+        float total = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            idx[k * out + j] = k < xsize ? xmin + k : (xmin < in ? xmin : in - 1);
+            w[k * out + j] =
+                k < xsize ? aa_filter(cubic, (float)(((double)((float)(k + xmin) - center) + 0.5) *
+                                                     (double)invscale))
+                          : 0.0f;
+            total += w[k * out + j];
+        }
+        for (int64_t k = 0; k < xsize && k < K; k++)
+            if (total != 0.0f)
+                w[k * out + j] /= total;
+    }
+}
+
 /* Resamples dim `axis` of x (size in -> out). */
 static nnm_tensor *up_dim(rs_chain *c, const up_state *s, nnm_tensor *x, int32_t axis, int32_t ndim,
                           int64_t in, int64_t out, int have_scale, double scale) {
@@ -280,15 +345,34 @@ static nnm_tensor *up_dim(rs_chain *c, const up_state *s, nnm_tensor *x, int32_t
         return NULL;
     const nnm_host *h = c->env->host;
     const int32_t trailing = ndim - axis - 1;
-    int64_t *idx = malloc((size_t)out * 4 * sizeof *idx);
-    float *w = malloc((size_t)out * 4 * sizeof *w);
+    const float aa_scale = s->antialias ? up_scale(in, out, s->align_corners, have_scale, scale) : 0.0f;
+    const int64_t taps = s->antialias ? aa_taps(s->mode == RS_BICUBIC, aa_scale) : 4;
+    if (taps > 4 * in + 16) { /* only a window this wide could be nonzero (scale ~ in / out) */
+        c->st = h->set_error(c->env, NNM_E_LIMIT, "upsample: antialias window of %lld taps",
+                             (long long)taps);
+        return NULL;
+    }
+    int64_t *idx = malloc((size_t)out * (size_t)taps * sizeof *idx);
+    float *w = malloc((size_t)out * (size_t)taps * sizeof *w);
     nnm_tensor *y = NULL;
     if (idx == NULL || w == NULL) {
         c->st = h->set_error(c->env, NNM_E_NOMEM, "upsample: out of memory for %lld indices",
                              (long long)out);
         goto done;
     }
-    if (s->mode == RS_NEAREST || s->mode == RS_NEAREST_EXACT) {
+    if (s->antialias) { /* bilinear or bicubic: taps of the stretched filter */
+        aa_weights(s->mode == RS_BICUBIC, in, out, aa_scale, taps, idx, w);
+        for (int64_t k = 0; k < taps; k++) {
+            int used = 0;
+            for (int64_t j = 0; j < out && !used; j++)
+                used = w[k * out + j] != 0.0f;
+            if (!used && k > 0)
+                continue; /* a tap no output uses (past every window) */
+            nnm_tensor *term = rs_binary(c, NNM_BINARY_MUL, rs_select(c, x, axis, idx + k * out, out),
+                                         rs_weights(c, w + k * out, out, trailing));
+            y = y == NULL ? term : rs_binary(c, NNM_BINARY_ADD, y, term);
+        }
+    } else if (s->mode == RS_NEAREST || s->mode == RS_NEAREST_EXACT) {
         const float sc = (have_scale && scale > 0.0) ? (float)(1.0 / scale) : (float)in / (float)out;
         for (int64_t j = 0; j < out; j++) {
             int64_t k;
@@ -445,7 +529,8 @@ static int up_extra_repr(void *self, char *buf, size_t cap) {
     } else {
         snprintf(info, sizeof info, "size=%lld", (long long)s->size[0]);
     }
-    return snprintf(buf, cap, "%s, mode=%s", info, rs_mode_names[s->mode]);
+    return snprintf(buf, cap, "%s, mode=%s%s", info, rs_mode_names[s->mode],
+                    s->antialias ? ", antialias=True" : "");
 }
 
 /* ======================================================================== */
@@ -756,6 +841,8 @@ static const nnm_config_field up_config[] = {
     {"align_corners", NNM_CONFIG_BOOL, 0, "interpolating modes only (default None: false)"},
     {"recompute_scale_factor", NNM_CONFIG_BOOL, 0,
      "true: interpolate with in/out ratios instead of scale_factor (default None: false)"},
+    {"antialias", NNM_CONFIG_BOOL, 0,
+     "F.interpolate's anti-aliasing filter, bilinear and bicubic only (default false)"},
 };
 static const nnm_config_field ps_config[] = {
     {"upscale_factor", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "r: [*, C r^2, H, W] -> [*, C, H r, W r]"},
@@ -774,13 +861,15 @@ static const nnm_config_field cpad_config[] = {
 };
 
 #define RS_VTABLE(var, lname, disp, createfn, fwd, repr, fields)                          \
+    RS_VTABLE_V(var, lname, disp, createfn, fwd, repr, fields, 0)
+#define RS_VTABLE_V(var, lname, disp, createfn, fwd, repr, fields, minor)                 \
     static const nnm_layer_vtable var = {                                                \
         .struct_size = sizeof(nnm_layer_vtable),                                         \
         .flags = 0,                                                                      \
         .name = lname,                                                                   \
         .display_name = disp,                                                            \
         .version_major = 1,                                                              \
-        .version_minor = 0,                                                              \
+        .version_minor = minor,                                                          \
         .version_patch = 0,                                                              \
         .n_inputs = 1,                                                                   \
         .n_outputs = 1,                                                                  \
@@ -792,7 +881,8 @@ static const nnm_config_field cpad_config[] = {
         .n_config_fields = sizeof fields / sizeof fields[0],                             \
     };
 
-RS_VTABLE(upsample_layer, "upsample", "Upsample", up_create, up_forward, up_extra_repr, up_config)
+/* upsample 1.1: antialias */
+RS_VTABLE_V(upsample_layer, "upsample", "Upsample", up_create, up_forward, up_extra_repr, up_config, 1)
 RS_VTABLE(pixel_shuffle_layer, "pixel_shuffle", "PixelShuffle", pixel_shuffle_create, ps_forward,
           ps_extra_repr, ps_config)
 RS_VTABLE(pixel_unshuffle_layer, "pixel_unshuffle", "PixelUnshuffle", pixel_unshuffle_create,

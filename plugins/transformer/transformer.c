@@ -605,14 +605,16 @@ static nnm_status stack(nnm_env *env, const tf_state *s, tf_tmp *a, const char *
     return NNM_OK;
 }
 
-static nnm_status encoder_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
-                                  nnm_tensor **out, uint32_t n_out) {
+/* transformer_encoder(src, ...) and transformer_decoder(tgt, memory, ...):
+ * the stack over in[0], the other inputs handed to every layer. */
+static nnm_status stack_forward(nnm_env *env, const tf_state *s, nnm_tensor *const *in, uint32_t n_in,
+                                nnm_tensor **out, uint32_t n_out, uint32_t min_in, uint32_t max_in,
+                                const char *usage, const char *const *seq_names) {
     const nnm_host *h = env->host;
-    const tf_state *s = self;
-    nnm_status st = check_io(env, s, in, n_in, out, n_out, 1, 3,
-                             "transformer_encoder takes src[, mask[, src_key_padding_mask]] and "
-                             "returns one output");
-    if (st != NNM_OK || (st = check_seq(env, s, in[0], "src")) != NNM_OK)
+    nnm_status st = check_io(env, s, in, n_in, out, n_out, min_in, max_in, usage);
+    for (uint32_t i = 0; st == NNM_OK && i < min_in; i++)
+        st = check_seq(env, s, in[i], seq_names[i]);
+    if (st != NNM_OK)
         return st;
     tf_tmp a = {{0}, 0};
     nnm_tensor *y;
@@ -622,22 +624,21 @@ static nnm_status encoder_forward(nnm_env *env, void *self, nnm_tensor *const *i
     return st;
 }
 
+static nnm_status encoder_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                                  nnm_tensor **out, uint32_t n_out) {
+    static const char *const names[] = {"src"};
+    return stack_forward(env, self, in, n_in, out, n_out, 1, 3,
+                         "transformer_encoder takes src[, mask[, src_key_padding_mask]] and "
+                         "returns one output", names);
+}
+
 static nnm_status decoder_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
                                   nnm_tensor **out, uint32_t n_out) {
-    const nnm_host *h = env->host;
-    const tf_state *s = self;
-    nnm_status st = check_io(env, s, in, n_in, out, n_out, 2, 6,
-                             "transformer_decoder takes tgt, memory[, tgt_mask[, memory_mask[, "
-                             "tgt_key_padding_mask[, memory_key_padding_mask]]]] and returns one output");
-    if (st != NNM_OK || (st = check_seq(env, s, in[0], "tgt")) != NNM_OK ||
-        (st = check_seq(env, s, in[1], "memory")) != NNM_OK)
-        return st;
-    tf_tmp a = {{0}, 0};
-    nnm_tensor *y;
-    if ((st = stack(env, s, &a, "", in[0], in + 1, n_in - 1, &y)) == NNM_OK)
-        st = hand_out(h, y, out);
-    tmp_release(h, &a);
-    return st;
+    static const char *const names[] = {"tgt", "memory"};
+    return stack_forward(env, self, in, n_in, out, n_out, 2, 6,
+                         "transformer_decoder takes tgt, memory[, tgt_mask[, memory_mask[, "
+                         "tgt_key_padding_mask[, memory_key_padding_mask]]]] and returns one output",
+                         names);
 }
 
 static nnm_status transformer_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,

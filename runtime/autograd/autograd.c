@@ -24,6 +24,7 @@ static inline void drop(nnm_tensor **slot) {
 }
 
 static void node_drop_saved(nnm__node *n) {
+    if (n->kind & NNM__NODE_HOOKS_HELD) nnm__bw_hooks_drop(n);
     for (uint32_t i = 0; i < n->n_saved; i++) drop(&n->saved[i]);
     n->n_saved = 0;
     if (n->module) /* only hook nodes hold gradients of outputs */
@@ -162,6 +163,30 @@ static int add_in_place(nnm_ctx *ctx, nnm_tensor *acc, nnm_tensor *g, nnm_status
     return 1;
 }
 
+/* Copies g into view (contiguous, g's shape and device) and makes view the
+ * leaf's .grad. */
+static nnm_status grad_into_view(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *view, nnm_tensor *g) {
+    nnm_status st = NNM_OK;
+    nnm_tensor *c = NULL;
+    if (!nnm__tensor_is_contiguous(g)) {
+        if ((st = nnm__op_unary(ctx, NNM_UNARY_COPY, g, 0, &c))) return st;
+        g = c;
+    }
+    nnm__backend *be;
+    if (!(st = nnm__backend_get(ctx, view->desc.device, &be))) {
+        nnm__env env;
+        nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+        st = be->vt->memcpy(&env.pub, be->state, (char *)view->desc.data + view->desc.byte_offset,
+                            view->desc.device, (char *)g->desc.data + g->desc.byte_offset,
+                            g->desc.device, (size_t)nnm_tensor_numel(g) * sizeof(float));
+    }
+    nnm_tensor_release(c);
+    if (st) return st;
+    nnm_tensor_retain(view);
+    leaf->grad = view;
+    return NNM_OK;
+}
+
 static nnm_status leaf_add(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
     /* As PyTorch's AccumulateGrad (`variable.grad += new_grad` when not
      * creating a graph): the same .grad tensor is updated in place, so a
@@ -170,6 +195,11 @@ static nnm_status leaf_add(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
     nnm_status st = NNM_OK;
     if (leaf->grad && add_in_place(ctx, leaf->grad, grad, &st)) return st;
     if (leaf->grad) return nnm__grad_accumulate(ctx, &leaf->grad, grad);
+    nnm_tensor *view = leaf->grad_hooks ? leaf->grad_hooks->view : NULL;
+    if (view && nnm__device_eq(view->desc.device, grad->desc.device) &&
+        grad->desc.dtype.code == NNM_DTYPE_FLOAT && grad->desc.dtype.bits == 32 &&
+        nnm_tensor_numel(grad) == nnm_tensor_numel(view))
+        return grad_into_view(ctx, leaf, view, grad); /* DDP: the gradient lives in its bucket */
     /* Take the tensor only when nothing else can see its memory (as PyTorch
      * steals a gradient it solely owns); otherwise .grad gets a copy, so a
      * caller's tensor, another leaf's .grad and .grad never alias. */
@@ -181,10 +211,52 @@ static nnm_status leaf_add(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
     return nnm__op_unary(ctx, NNM_UNARY_COPY, grad, 0, &leaf->grad);
 }
 
+/* A leaf's hooks run once per backward, after its last contribution: the
+ * engine counts the edges into each leaf that has hooks (count_deps) and runs
+ * them when the count reaches zero (edge_done), if a gradient arrived. A
+ * contribution the walk did not count (a leaf that got hooks during the
+ * backward) runs them at once. */
 nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad) {
     nnm_status st = leaf_add(ctx, leaf, grad);
-    if (!st && leaf->grad_hooks) st = nnm__grad_hooks_run(leaf); /* DDP's gradient-ready event */
-    return st;
+    nnm__grad_hooks *gh = leaf->grad_hooks;
+    if (st || !gh) return st;
+    if (gh->pending) {
+        gh->got = 1; /* edge_done runs the hooks after the last edge */
+        return NNM_OK;
+    }
+    return nnm__grad_hooks_run(leaf); /* DDP's gradient-ready event */
+}
+
+/* One counted edge into leaf has run in walk `mark`. */
+static nnm_status edge_done(nnm_tensor *leaf, uint32_t mark) {
+    nnm__grad_hooks *gh = leaf->grad_hooks;
+    if (!gh || gh->mark != mark || !gh->pending || --gh->pending) return NNM_OK;
+    if (!gh->got) return NNM_OK;
+    gh->got = 0;
+    return nnm__grad_hooks_run(leaf);
+}
+
+static nnm_tensor *custom_param(const nnm__node *n, uint32_t i) {
+    nnm_tensor *t = n->module->params[i].t;
+    if (t->tied) t = t->tied;
+    return t->flags & NNM__T_REQUIRES_GRAD ? t : NULL;
+}
+
+/* Counts one edge into leaf for walk `mark` (or, with mark 0, clears its count). */
+static void edge_count(nnm_tensor *leaf, uint32_t mark) {
+    nnm__grad_hooks *gh = leaf ? leaf->grad_hooks : NULL;
+    if (!gh) return;
+    if (!mark) {
+        gh->pending = 0;
+        gh->got = 0;
+        return;
+    }
+    if (gh->mark != mark) {
+        gh->mark = mark;
+        gh->pending = 0;
+        gh->got = 0;
+    }
+    gh->pending++;
 }
 
 /* ---- the public face of autograd ---------------------------------------- */
@@ -267,18 +339,23 @@ static nnm_status stack_push(nnm_ctx *ctx, uint32_t *len, nnm__node *n) {
     return NNM_OK;
 }
 
-/* Counts, for every node reachable from root, the edges leading into it.
+/* Counts, for every node reachable from root, the edges leading into it,
+ * and for every leaf with hooks the edges (and custom nodes' parameters)
+ * leading into it, stamped with leaf_mark (0: clears those counts).
  * Nodes are marked with `mark` so each is visited once. The stack is reused
  * afterwards as the ready list. */
-static nnm_status count_deps(nnm_ctx *ctx, nnm__node *root, uint32_t mark) {
+static nnm_status count_deps(nnm_ctx *ctx, nnm__node *root, uint32_t mark, uint32_t leaf_mark) {
     uint32_t len = 0;
     root->mark = mark;
     root->deps = 0;
     nnm_status st = stack_push(ctx, &len, root);
     while (!st && len) {
         nnm__node *n = ctx->stack[--len];
+        if (n->kind & NNM__NODE_CUSTOM)
+            for (uint32_t i = 0; i < n->module->n_params; i++) edge_count(custom_param(n, i), leaf_mark);
         for (uint32_t i = 0; i < n->n_in; i++) {
             nnm__node *up = n->next[i].fn;
+            edge_count(n->next[i].leaf, leaf_mark);
             if (!up) continue;
             if (up->mark != mark) {
                 up->mark = mark;
@@ -294,7 +371,7 @@ static nnm_status count_deps(nnm_ctx *ctx, nnm__node *root, uint32_t mark) {
 /* Releases the gradients left waiting in the nodes of a walk that failed. */
 static void clear_pending(nnm_ctx *ctx, nnm__node *top) {
     uint32_t mark = ++ctx->mark_seq;
-    if (count_deps(ctx, top, mark)) return; /* out of memory: the nodes keep them until freed */
+    if (count_deps(ctx, top, mark, 0)) return; /* out of memory: the nodes keep them until freed */
     uint32_t len = 0;
     ctx->stack[len++] = top;
     top->mark = mark + 1; /* second pass: visit each node once more */
@@ -355,7 +432,7 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
 
     nnm__node *top = root->grad_fn;
     uint32_t mark = ++ctx->mark_seq;
-    if ((st = count_deps(ctx, top, mark))) goto out;
+    if ((st = count_deps(ctx, top, mark, mark))) goto out;
     top->grad[root->output_nr] = seed;
     seed = NULL;
     uint32_t len = 0;
@@ -379,12 +456,18 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
             node_drop_saved(n);
             n->freed = 1;
         }
+        if (!st && (n->kind & NNM__NODE_CUSTOM))
+            for (uint32_t i = 0; i < n->module->n_params && !st; i++) {
+                nnm_tensor *p = custom_param(n, i);
+                if (p) st = edge_done(p, mark);
+            }
         for (uint32_t i = 0; i < n->n_in; i++) {
             nnm__edge *e = &n->next[i];
             if (!st && gin[i]) {
                 if (e->leaf) st = nnm__leaf_accumulate(ctx, e->leaf, gin[i]);
                 else if (e->fn) st = nnm__grad_accumulate(ctx, &e->fn->grad[e->nr], gin[i]);
             }
+            if (!st && e->leaf) st = edge_done(e->leaf, mark);
             nnm_tensor_release(gin[i]);
             if (e->fn && --e->fn->deps == 0 && !st) st = stack_push(ctx, &len, e->fn);
         }

@@ -4,6 +4,7 @@
 #define NNM_AUTOGRAD_INTERNAL_H
 
 #include "core/core_internal.h"
+#include "module/hooks_internal.h"
 
 /* autograd.c - nodes of the backward graph and the engine.
  *
@@ -34,6 +35,7 @@ struct nnm__node {
     int freed;                    /* saved state released after a backward */
     /* op metadata */
     int32_t op;
+    uint32_t kind;                /* NNM__NODE_* */
     double alpha;
     int64_t ival;
     int32_t in_ndim[2];
@@ -48,6 +50,9 @@ struct nnm__node {
     nnm__node *next_free;
     /* op metadata of the ABI 1.3 ops (ops_nn.c, ops_shape.c) */
     union {
+        uint64_t hook_start[4];   /* backward-hook nodes: the seq of the lists
+                                   * (global pre, module pre, global, module)
+                                   * when the forward ran */
         nnm_conv_params conv;
         nnm_pool_params pool;
         int64_t sizes[NNM__MAX_IO]; /* concat: each input's size along dim; permute: perm */
@@ -57,6 +62,12 @@ struct nnm__node {
      * use in_ndim/in_shape) */
     int64_t *in_shapes;
 };
+
+/* nnm__node.kind bits */
+#define NNM__NODE_CUSTOM 1u       /* a custom-backward layer call: its module's
+                                   * parameters take gradients through the host */
+#define NNM__NODE_HOOKS_HELD 2u   /* a backward-hook node holding the hook lists it
+                                   * captured at forward (call.c) */
 
 void nnm__node_release(nnm__node *n); /* NULL: no-op */
 /* True when an op on these inputs must be recorded (grad mode on and one of
@@ -127,9 +138,27 @@ nnm_status nnm__record_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *weigh
  * m indices). */
 nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, const int64_t *idx, int64_t m,
                                     nnm_tensor *y);
-/* grad_hooks.c - a leaf's post-accumulate-grad hooks: run after every
- * addition into its .grad; freed with the tensor. */
+/* grad_hooks.c - what a leaf carries beyond .grad, made on first need and
+ * freed with the tensor: its post-accumulate-grad hooks, which run once per
+ * backward after the leaf's last contribution (as PyTorch 2.x's, whose
+ * AccumulateGrad node runs once all edges into it have delivered), and the
+ * tensor its first gradient is copied into (DDP's view into a flat bucket). */
+typedef struct nnm__grad_hooks {
+    nnm__hook_list list;
+    uint32_t mark;                /* the walk (ctx->mark_seq) `pending` counts for */
+    uint32_t pending;             /* edges into the leaf that have not run yet */
+    int got;                      /* a gradient arrived in that walk */
+    nnm_tensor *view;             /* owned; NULL: none. When .grad is unset, the
+                                   * first gradient is copied into it and it
+                                   * becomes .grad (gradient_as_bucket_view) */
+} nnm__grad_hooks;
+
+/* Makes t's extras (NNM_E_NOMEM). */
+nnm_status nnm__grad_hooks_get(nnm_tensor *t, nnm__grad_hooks **out);
 nnm_status nnm__grad_hooks_run(nnm_tensor *leaf);
 void nnm__grad_hooks_free(nnm_tensor *t);
+/* Sets (view non-NULL, retained) or clears t's gradient view: a contiguous
+ * f32 tensor of t's shape on t's device. */
+nnm_status nnm__grad_set_view(nnm_tensor *t, nnm_tensor *view);
 
 #endif /* NNM_AUTOGRAD_INTERNAL_H */

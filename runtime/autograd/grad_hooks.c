@@ -1,11 +1,24 @@
 /* runtime/autograd/grad_hooks.c - post-accumulate-grad hooks on leaf tensors
  * (PyTorch's Tensor.register_post_accumulate_grad_hook): the engine calls them
- * right after it adds a gradient into a leaf's .grad. DDP's reducer is their
- * first user: a parameter whose gradient is ready may start its bucket's
- * all-reduce while the rest of the backward runs. */
+ * once per backward, right after the leaf's last gradient of that backward
+ * has been added into its .grad. DDP's reducer is their first user: a
+ * parameter whose gradient is ready may start its bucket's all-reduce while
+ * the rest of the backward runs. The same per-leaf record holds DDP's bucket
+ * view: the tensor the first gradient is copied into when .grad is unset. */
 #include <stdlib.h>
 
 #include "internal.h"
+
+nnm_status nnm__grad_hooks_get(nnm_tensor *t, nnm__grad_hooks **out) {
+    if (!t->grad_hooks) {
+        nnm__grad_hooks *g = calloc(1, sizeof *g);
+        if (!g) return nnm__error(t->ctx, NNM_E_NOMEM, "out of memory (hook)");
+        nnm__hook_list_init(&g->list, t->ctx, NULL);
+        t->grad_hooks = g;
+    }
+    *out = t->grad_hooks;
+    return NNM_OK;
+}
 
 NNM_API nnm_status nnm_tensor_register_post_accumulate_grad_hook(nnm_tensor *t,
                                                                  nnm_grad_hook_fn fn, void *user,
@@ -16,16 +29,13 @@ NNM_API nnm_status nnm_tensor_register_post_accumulate_grad_hook(nnm_tensor *t,
     if (t->grad_fn)
         return nnm__error(t->ctx, NNM_E_STATE,
                           "post-accumulate-grad hooks can only be registered on leaf tensors");
-    if (!t->grad_hooks) {
-        if (!(t->grad_hooks = malloc(sizeof *t->grad_hooks)))
-            return nnm__error(t->ctx, NNM_E_NOMEM, "out of memory (hook)");
-        nnm__hook_list_init(t->grad_hooks, t->ctx, NULL);
-    }
-    return nnm__hook_add_grad(t->grad_hooks, fn, user, handle);
+    nnm__grad_hooks *g = NULL;
+    nnm_status st = nnm__grad_hooks_get(t, &g);
+    return st ? st : nnm__hook_add_grad(&g->list, fn, user, handle);
 }
 
 nnm_status nnm__grad_hooks_run(nnm_tensor *leaf) {
-    nnm__hook_list *l = leaf->grad_hooks;
+    nnm__hook_list *l = &leaf->grad_hooks->list;
     if (!l->count) return NNM_OK;
     nnm_ctx *ctx = leaf->ctx;
     nnm_status st = NNM_OK;
@@ -45,8 +55,26 @@ nnm_status nnm__grad_hooks_run(nnm_tensor *leaf) {
     return st;
 }
 
+nnm_status nnm__grad_set_view(nnm_tensor *t, nnm_tensor *view) {
+    if (!view) {
+        if (t->grad_hooks) {
+            nnm_tensor_release(t->grad_hooks->view);
+            t->grad_hooks->view = NULL;
+        }
+        return NNM_OK;
+    }
+    nnm__grad_hooks *g = NULL;
+    nnm_status st = nnm__grad_hooks_get(t, &g);
+    if (st) return st;
+    nnm_tensor_retain(view);
+    nnm_tensor_release(g->view);
+    g->view = view;
+    return NNM_OK;
+}
+
 void nnm__grad_hooks_free(nnm_tensor *t) {
-    nnm__hook_list_clear(t->grad_hooks);
+    nnm__hook_list_clear(&t->grad_hooks->list);
+    nnm_tensor_release(t->grad_hooks->view);
     free(t->grad_hooks);
     t->grad_hooks = NULL;
 }

@@ -77,7 +77,8 @@ struct nnm_tensor {
     nnm_tensor *grad;             /* .grad, owned; NULL when unset */
     nnm__node *grad_fn;           /* owned reference; NULL for leaves */
     uint32_t output_nr;           /* which output of grad_fn this is */
-    struct nnm__hook_list *grad_hooks; /* post-accumulate-grad hooks; NULL: none */
+    struct nnm__grad_hooks *grad_hooks; /* post-accumulate-grad hooks, DDP's bucket view;
+                                         * NULL: none (autograd_internal.h) */
     /* A parameter a plugin holds that was tied to another
      * (nnm_module_set_parameter): it shares that one's storage, and
      * autograd records the other as the leaf. Owned; NULL when not tied. */

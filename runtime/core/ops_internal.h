@@ -102,5 +102,9 @@ nnm_status nnm__op_rnn(nnm_ctx *ctx, const nnm_rnn_params *p, nnm_tensor *gx, nn
 nnm_status nnm__op_cast(nnm_ctx *ctx, nnm_tensor *x, nnm_dtype dtype, nnm_tensor **out);
 nnm_status nnm__op_detach(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor **out);
 nnm_status nnm__op_arg_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, int32_t dim, int keepdim, nnm_tensor **out);
+/* ops_ctc.c: host->op_ctc_loss (ABI 1.5), F.ctc_loss's per-sample negative
+ * log likelihoods over the backend's ctc_loss slots, one autograd node. */
+nnm_status nnm__op_ctc_loss(nnm_ctx *ctx, nnm_tensor *log_probs, nnm_tensor *targets, nnm_tensor *input_lengths,
+                            nnm_tensor *target_lengths, const nnm_ctc_params *p, nnm_tensor **out);
 
 #endif /* NNM_OPS_INTERNAL_H */

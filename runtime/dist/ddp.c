@@ -3,14 +3,18 @@
  * Wrapping broadcasts the module's parameters and buffers from rank 0. The
  * parameters that require grad are grouped into buckets in reverse
  * registration order (the order backward tends to produce their gradients);
- * a bucket closes once it holds its cap (1 MiB for the first, so the first
- * all-reduce starts early; 25 MiB after). Each parameter carries a
- * post-accumulate-grad hook: when the last gradient of a bucket is ready, the
- * bucket is copied into one flat buffer and its all-reduce starts
- * asynchronously while backward goes on. Buckets start strictly in order
- * (every rank must start the same collectives in the same order), and the hook
- * that readies the last parameter waits for every bucket, divides by the world
- * size and copies the averages back into .grad before backward returns.
+ * a bucket closes once it holds its cap (first_bucket_bytes for the first, so
+ * the first all-reduce starts early; bucket_bytes after). Each bucket is one
+ * flat buffer and each parameter's .grad a view of its slice (PyTorch's
+ * gradient_as_bucket_view): the engine writes a parameter's first gradient
+ * into the view (nnm__grad_set_view) and adds later ones in place, so
+ * nothing is copied in or out. Each parameter carries a post-accumulate-grad
+ * hook (once per backward): when the last parameter of a bucket is ready, the
+ * bucket's all-reduce starts asynchronously, in place, while backward goes
+ * on. Buckets start strictly in order (every rank must start the same
+ * collectives in the same order), and the hook that readies the last
+ * parameter waits for every bucket and divides it by the world size in place
+ * before backward returns.
  *
  * find_unused_parameters: after the forward, the autograd graph is searched
  * from the outputs; the parameters it does not reach are ready at once
@@ -25,7 +29,11 @@
 #include "internal.h"
 
 typedef struct ddp_param {
+    struct nnm_ddp *d;
     nnm_tensor *t;                /* borrowed from the module */
+    nnm_tensor *view;             /* owned: t's slice of its bucket's flat buffer */
+    nnm_tensor *kept;             /* owned: a locally unused parameter's .grad, kept
+                                   * in case no rank used it; NULL otherwise */
     char *name;
     int64_t numel;
     int64_t offset;               /* in its bucket's flat buffer */
@@ -90,6 +98,7 @@ static nnm_status add_param(void *user, const char *name, nnm_tensor *t) {
     size_t len = strlen(name) + 1;
     if (!(p->name = malloc(len))) return nnm__error(d->ctx, NNM_E_NOMEM, "out of memory (ddp)");
     memcpy(p->name, name, len);
+    p->d = d;
     p->t = t;
     p->numel = nnm_tensor_numel(t);
     if (t->desc.dtype.code != NNM_DTYPE_FLOAT || t->desc.dtype.bits != 32)
@@ -142,15 +151,25 @@ static nnm_status broadcast_buffers(nnm_ddp *d) {
 }
 
 static nnm_status on_grad_ready(void *user, nnm_tensor *t);
+static nnm_status flat_copy(nnm_ddp *d, nnm_tensor *flat, int64_t off, nnm_tensor *src, int64_t numel,
+                            int to_flat);
+
+static void abandon(nnm_ddp *d);
 
 static void ddp_destroy(nnm_ddp *d) {
+    if (d->p) abandon(d);
     for (uint32_t i = 0; i < d->n_p; i++) {
         nnm_hook_remove(d->p[i].hook);
         nnm_hook_handle_free(d->p[i].hook);
+        /* .grad may stay a view: it keeps the bucket's storage alive */
+        if (d->p[i].t) (void)nnm__grad_set_view(d->p[i].t, NULL);
+        nnm_tensor_release(d->p[i].view);
+        nnm_tensor_release(d->p[i].kept);
         free(d->p[i].name);
     }
     for (uint32_t i = 0; i < d->n_b; i++) {
         if (d->b[i].req) (void)nnm_comm_wait(d->b[i].req); /* never leave MPI writing */
+        d->b[i].req = NULL;
         nnm_tensor_release(d->b[i].flat);
     }
     free(d->p);
@@ -216,12 +235,32 @@ NNM_API nnm_status nnm_ddp_new(nnm_module *m, nnm_comm *c, const nnm_ddp_options
             int64_t shape[1] = {d->b[i].numel};
             st = nnm__tensor_alloc(ctx, m->device, NNM_F32, 1, shape, &d->b[i].flat);
         }
+        /* Gradients live in the buckets (PyTorch's gradient_as_bucket_view):
+         * each parameter's first gradient of a backward is copied into its
+         * slice, which becomes .grad; later ones add into it in place. */
+        for (uint32_t i = 0; !st && i < d->n_p; i++) {
+            ddp_param *p = &d->p[i];
+            nnm_tensor *flat = d->b[p->bucket].flat;
+            if ((st = nnm__tensor_view(flat, p->t->desc.ndim, p->t->shape, NULL, &p->view))) break;
+            p->view->desc.byte_offset += (uint64_t)p->offset * sizeof(float);
+            st = nnm__grad_set_view(p->t, p->view);
+        }
     }
     /* Every rank starts from rank 0's weights and buffers. */
     if (!st) st = nnm_module_named_parameters(m, broadcast_one, d);
     if (!st) st = nnm_module_named_buffers(m, broadcast_one, d);
     for (uint32_t i = 0; !st && i < d->n_p; i++)
-        st = nnm_tensor_register_post_accumulate_grad_hook(d->p[i].t, on_grad_ready, d, &d->p[i].hook);
+        st = nnm_tensor_register_post_accumulate_grad_hook(d->p[i].t, on_grad_ready, &d->p[i], &d->p[i].hook);
+    /* A .grad from before the wrapping moves into its bucket. */
+    for (uint32_t i = 0; !st && i < d->n_p; i++) {
+        ddp_param *p = &d->p[i];
+        if (!p->t->grad || p->t->grad == p->view) continue;
+        if (!(st = flat_copy(d, d->b[p->bucket].flat, p->offset, p->t->grad, p->numel, 1))) {
+            nnm_tensor_release(p->t->grad);
+            nnm_tensor_retain(p->view);
+            p->t->grad = p->view;
+        }
+    }
     if (st) {
         ddp_destroy(d);
         return st;
@@ -259,6 +298,18 @@ static ddp_param *param_of(nnm_ddp *d, const nnm_tensor *t) {
     return NULL;
 }
 
+/* flat *= alpha in place. */
+static nnm_status flat_scale(nnm_ddp *d, nnm_tensor *flat, double alpha) {
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(d->ctx, flat->desc.device, &be);
+    if (st) return st;
+    if (!be->vt->unary) return nnm__error(d->ctx, NNM_E_UNSUPPORTED, "ddp: the backend has no unary ops");
+    nnm__env env;
+    nnm__env_init(&env, d->ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_unary_args a = {sizeof a, NNM_UNARY_SCALE, alpha, &flat->desc, &flat->desc};
+    return be->vt->unary(&env.pub, be->state, &a);
+}
+
 /* Copies src (numel floats, same device) into dst at element offset off,
  * or zeros there when src is NULL. */
 static nnm_status flat_copy(nnm_ddp *d, nnm_tensor *flat, int64_t off, nnm_tensor *src, int64_t numel,
@@ -288,12 +339,32 @@ static nnm_status flat_copy(nnm_ddp *d, nnm_tensor *flat, int64_t off, nnm_tenso
                    : be->vt->memcpy(&env.pub, be->state, g, src->desc.device, f, flat->desc.device, bytes);
 }
 
+/* Brings every gradient of bucket bi into its slice (most already live
+ * there) and starts the bucket's all-reduce. */
 static nnm_status bucket_start(nnm_ddp *d, uint32_t bi) {
     ddp_bucket *b = &d->b[bi];
     nnm_status st = NNM_OK;
     for (uint32_t k = 0; !st && k < b->count; k++) {
         ddp_param *p = &d->p[b->first + k];
-        st = flat_copy(d, b->flat, p->offset, p->t->grad, p->numel, 1);
+        nnm_tensor *g = p->t->grad;
+        nnm_tensor_release(p->kept);
+        p->kept = NULL;
+        if (g == p->view) {
+            /* a locally unused parameter keeps its .grad if no rank used it */
+            if (!p->used) st = nnm__op_unary(d->ctx, NNM_UNARY_COPY, g, 0, &p->kept);
+            continue;
+        }
+        /* no gradient: zeros; one that is not the view (set by the user, or
+         * not contiguous): copied in, and the view becomes .grad */
+        if ((st = flat_copy(d, b->flat, p->offset, g, p->numel, 1)) || !g) continue;
+        if (p->used) {
+            nnm_tensor_release(g);
+            nnm_tensor_retain(p->view);
+            p->t->grad = p->view;
+        } else {
+            nnm_tensor_retain(g);
+            p->kept = g;
+        }
     }
     if (!st && bi == d->n_b - 1 && (d->opts.flags & NNM_DDP_FIND_UNUSED_PARAMETERS)) {
         /* the used flags ride in the last bucket; set on the host (CPU) */
@@ -309,17 +380,35 @@ static nnm_status bucket_start(nnm_ddp *d, uint32_t bi) {
     return st;
 }
 
-/* Waits for every bucket, averages, and writes .grad back. */
+/* Waits for every bucket and averages it in place: the .grads are its views. */
 static nnm_status finalize(nnm_ddp *d) {
-    double t0 = now_s();
+    double t0 = now_s(), waited = 0.0;
     nnm_status st = NNM_OK;
+    double inv = 1.0 / (double)nnm_comm_world_size(d->c);
+    uint64_t bytes = 0;
     for (uint32_t i = 0; i < d->n_b; i++) {
-        if (!d->b[i].req) continue;
-        nnm_status s2 = nnm_comm_wait(d->b[i].req);
-        d->b[i].req = NULL;
+        ddp_bucket *b = &d->b[i];
+        bytes += (uint64_t)b->numel * sizeof(float);
+        if (!b->req) continue;
+        double w0 = now_s();
+        nnm_status s2 = nnm_comm_wait(b->req);
+        waited += now_s() - w0;
+        b->req = NULL;
         if (s2 && !st) {
             st = s2;
             nnm__error(d->ctx, st, "ddp: all-reduce of bucket %u: %s", i, d->ctx->errmsg);
+        }
+        /* the flags of find_unused are sums: scale only the gradients */
+        if (!st && inv != 1.0) {
+            nnm_tensor *g = b->flat;
+            nnm_tensor *part = NULL;
+            int64_t n = b->numel - (i == d->n_b - 1 && (d->opts.flags & NNM_DDP_FIND_UNUSED_PARAMETERS) ? d->n_p : 0);
+            if (n != b->numel) {
+                if ((st = nnm__tensor_view(b->flat, 1, &n, NULL, &part))) continue;
+                g = part;
+            }
+            st = flat_scale(d, g, inv);
+            nnm_tensor_release(part);
         }
     }
     double t1 = now_s();
@@ -330,31 +419,49 @@ static nnm_status finalize(nnm_ddp *d) {
         ddp_bucket *last = &d->b[d->n_b - 1];
         used = (const float *)last->flat->desc.data + (last->numel - d->n_p);
     }
-    double inv = 1.0 / (double)nnm_comm_world_size(d->c);
-    uint64_t bytes = 0;
-    for (uint32_t i = 0; !st && i < d->n_b; i++) {
-        ddp_bucket *b = &d->b[i];
-        bytes += (uint64_t)b->numel * sizeof(float);
-        nnm_tensor *avg;
-        if ((st = nnm__op_unary(d->ctx, NNM_UNARY_SCALE, b->flat, inv, &avg))) break;
-        for (uint32_t k = 0; !st && k < b->count; k++) {
-            ddp_param *p = &d->p[b->first + k];
-            if (used && used[b->first + k] == 0.0f) continue; /* no rank used it: .grad stays unset */
-            if (!p->t->grad) {
-                nnm_tensor *g;
-                if ((st = nnm__tensor_alloc(d->ctx, p->t->desc.device, NNM_F32, p->t->desc.ndim,
-                                            p->t->shape, &g)))
-                    break;
-                p->t->grad = g;
+    for (uint32_t i = 0; i < d->n_p; i++) {
+        ddp_param *p = &d->p[i];
+        if (used && used[i] == 0.0f) { /* no rank used it: .grad is as it was */
+            if (p->kept) {
+                nnm_tensor_release(p->t->grad);
+                p->t->grad = p->kept;
+                p->kept = NULL;
+            } else if (p->t->grad == p->view) {
+                nnm_tensor_release(p->t->grad);
+                p->t->grad = NULL;
             }
-            st = flat_copy(d, avg, p->offset, p->t->grad, p->numel, 0);
+            continue;
         }
-        nnm_tensor_release(avg);
+        nnm_tensor_release(p->kept);
+        p->kept = NULL;
+        if (p->t->grad != p->view) {
+            nnm_tensor_release(p->t->grad);
+            nnm_tensor_retain(p->view);
+            p->t->grad = p->view;
+        }
     }
     d->stats.bytes_reduced = bytes;
     d->stats.comm_s = t1 - d->t_first_start;
-    d->stats.exposed_s = t1 - t0;
+    d->stats.exposed_s = waited;
+    (void)t0;
     return st;
+}
+
+/* Waits for the buckets in flight of a backward that will not finish them,
+ * and gives the locally unused parameters their .grad back. */
+static void abandon(nnm_ddp *d) {
+    for (uint32_t i = 0; i < d->n_b; i++)
+        if (d->b[i].req) {
+            (void)nnm_comm_wait(d->b[i].req);
+            d->b[i].req = NULL;
+        }
+    for (uint32_t i = 0; i < d->n_p; i++) {
+        ddp_param *p = &d->p[i];
+        if (!p->kept) continue;
+        nnm_tensor_release(p->t->grad);
+        p->t->grad = p->kept;
+        p->kept = NULL;
+    }
 }
 
 /* Starts every bucket that is ready, in order; the last one finalises. */
@@ -381,10 +488,10 @@ static nnm_status mark_ready(nnm_ddp *d, ddp_param *p) {
 }
 
 static nnm_status on_grad_ready(void *user, nnm_tensor *t) {
-    nnm_ddp *d = user;
+    ddp_param *p = user;
+    nnm_ddp *d = p->d;
+    (void)t;
     if (!d->armed) return NNM_OK; /* no_sync, eval, or a backward of another graph */
-    ddp_param *p = param_of(d, t);
-    if (!p) return NNM_OK;
     nnm_status st = mark_ready(d, p);
     if (st) d->armed = 0; /* a failed step: the next forward starts afresh */
     return st;
@@ -450,11 +557,7 @@ NNM_API nnm_status nnm_ddp_call(nnm_ddp *d, nnm_tensor *const *in, uint32_t n_in
             int w = snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "", d->p[i].name);
             if (w > 0) len += (size_t)w;
         }
-        for (uint32_t i = 0; i < d->n_b; i++)
-            if (d->b[i].req) {
-                (void)nnm_comm_wait(d->b[i].req);
-                d->b[i].req = NULL;
-            }
+        abandon(d);
         d->armed = 0;
         return nnm__error(d->ctx, NNM_E_STATE,
                           "ddp: the previous backward did not produce gradients for: %s; every rank "
@@ -464,11 +567,7 @@ NNM_API nnm_status nnm_ddp_call(nnm_ddp *d, nnm_tensor *const *in, uint32_t n_in
     }
     /* A forward without backward (find_unused may have started the buckets
      * of unused parameters): every rank did the same, finish them. */
-    for (uint32_t i = 0; i < d->n_b; i++)
-        if (d->b[i].req) {
-            (void)nnm_comm_wait(d->b[i].req);
-            d->b[i].req = NULL;
-        }
+    abandon(d);
     d->armed = 0;
     nnm_status st;
     if (!(d->opts.flags & NNM_DDP_NO_BROADCAST_BUFFERS) && (st = broadcast_buffers(d))) {

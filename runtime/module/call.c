@@ -247,6 +247,7 @@ nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in
     for (uint32_t i = 0; i < n_saved; i++) n->saved[i] = saved[i];
     n->n_saved = n_saved;
     n->module = m;
+    n->kind |= NNM__NODE_CUSTOM;
     m->refs++;
     if (record_in_shapes(n, in, n_in)) {
         nnm__node_release(n);
@@ -298,14 +299,57 @@ static nnm_status run_bw_list(nnm_module *m, nnm__hook_list *l, uint64_t start, 
     return st;
 }
 
-/* Global hooks, then the module's. */
-static nnm_status run_bw_hooks(nnm_module *m, int pre, nnm_tensor **g, uint32_t n_g,
+/* Backward hooks are captured when the forward runs, as PyTorch's
+ * _call_impl takes the lists of (global and module) backward hooks before
+ * the forward pre-hooks and hands them to the BackwardHook of that call: a
+ * hook removed between the forward and the backward still runs, one added
+ * then does not. A hook node keeps the seq of each list at that moment
+ * (u.hook_start, in bw_lists' order) and holds the lists `running`, so a hook
+ * removed since stays alive (and its user_free waits) until the node drops
+ * its saved state (after its last backward, or when it is freed). */
+static void bw_lists(nnm_module *m, nnm__hook_list *l[4]) {
+    l[0] = &m->ctx->gbw_pre_hooks;
+    l[1] = &m->bw_pre_hooks;
+    l[2] = &m->ctx->gbw_hooks;
+    l[3] = &m->bw_hooks;
+}
+
+static void bw_hold(nnm_module *m, uint64_t *start) {
+    nnm__hook_list *l[4];
+    bw_lists(m, l);
+    for (int i = 0; i < 4; i++) {
+        if (start) start[i] = l[i]->seq;
+        l[i]->running++;
+    }
+}
+
+static void bw_unhold(nnm_module *m) {
+    nnm__hook_list *l[4];
+    bw_lists(m, l);
+    for (int i = 0; i < 4; i++) nnm__hook_list_end(l[i]);
+}
+
+void nnm__bw_hooks_drop(nnm__node *n) {
+    n->kind &= ~NNM__NODE_HOOKS_HELD;
+    bw_unhold(n->module);
+}
+
+/* Does a captured list hold a hook that runs? */
+static int bw_any(const nnm__hook_list *l, uint64_t start) {
+    for (const nnm__hook *h = l->head; h; h = h->next)
+        if (nnm__hook_runs(h, start)) return 1;
+    return 0;
+}
+
+/* Global hooks, then the module's, as n captured them. */
+static nnm_status run_bw_hooks(nnm__node *n, int pre, nnm_tensor **g, uint32_t n_g,
                                nnm_tensor *const *gout, uint32_t n_out) {
+    nnm_module *m = n->module;
     nnm_ctx *ctx = m->ctx;
     nnm__hook_list *gl = pre ? &ctx->gbw_pre_hooks : &ctx->gbw_hooks;
     nnm__hook_list *ml = pre ? &m->bw_pre_hooks : &m->bw_hooks;
-    if (!gl->count && !ml->count) return NNM_OK;
-    uint64_t gs = gl->seq, ms = ml->seq;
+    uint64_t gs = n->u.hook_start[pre ? 0 : 2], ms = n->u.hook_start[pre ? 1 : 3];
+    if (!gl->head && !ml->head) return NNM_OK;
     gl->running++;
     ml->running++;
     nnm_status st = run_bw_list(m, gl, gs, pre, g, n_g, gout, n_out);
@@ -315,9 +359,6 @@ static nnm_status run_bw_hooks(nnm_module *m, int pre, nnm_tensor **g, uint32_t 
     return st;
 }
 
-static int has_bw_hooks(const nnm_module *m) {
-    return m->bw_hooks.count || m->ctx->gbw_hooks.count;
-}
 
 /* What the hooks left in gin goes on through the graph: the engine's
  * validate_outputs rules apply (PyTorch checks BackwardHookFunctionBackward's
@@ -338,7 +379,7 @@ static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *cons
         gin[i] = gout[i];
         nnm_tensor_retain(gin[i]);
     }
-    nnm_status st = run_bw_hooks(m, 1, gin, n->n_out, NULL, 0);
+    nnm_status st = run_bw_hooks(n, 1, gin, n->n_out, NULL, 0);
     if (!st) st = check_hook_grads(ctx, n, gin);
     if (!st && n->peer) {
         for (uint32_t i = 0; i < n->n_out; i++) {
@@ -347,13 +388,14 @@ static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *cons
             nnm_tensor_retain(gin[i]);
         }
         n->peer->ival = n->n_out;
-    } else if (!st && has_bw_hooks(m)) {
+    } else if (!st && (bw_any(&ctx->gbw_hooks, n->u.hook_start[2]) ||
+                       bw_any(&m->bw_hooks, n->u.hook_start[3]))) {
         /* No input needs a gradient: the hook sees one NULL per input of
          * the call (ival), as PyTorch passes (None,) * n_inputs, and may not
          * put a gradient there ("should always return None"). */
         nnm_tensor *none[NNM__MAX_IO] = {0};
         uint32_t n_in = (uint32_t)n->ival;
-        st = run_bw_hooks(m, 0, none, n_in, gin, n->n_out);
+        st = run_bw_hooks(n, 0, none, n_in, gin, n->n_out);
         int put = 0;
         for (uint32_t i = 0; i < NNM__MAX_IO; i++) {
             put |= none[i] != NULL;
@@ -368,20 +410,19 @@ static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *cons
 }
 
 static nnm_status hook_in_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
-    nnm_module *m = n->module;
     for (uint32_t i = 0; i < n->n_out; i++) {
         gin[i] = gout[i];
         nnm_tensor_retain(gin[i]);
     }
-    nnm_status st = run_bw_hooks(m, 0, gin, n->n_out, n->hook_grad_out, (uint32_t)n->ival);
+    nnm_status st = run_bw_hooks(n, 0, gin, n->n_out, n->hook_grad_out, (uint32_t)n->ival);
     return st ? st : check_hook_grads(ctx, n, gin);
 }
 
 /* Replaces each tensor of v that requires grad with an alias that is output i
  * of a new identity node over v; *node gets the node (NULL if none needed).
  * `owned` marks entries the caller holds references to (bit i). */
-static nnm_status wrap(nnm_module *m, nnm__backward_fn fn, nnm_tensor **v, uint32_t n, uint32_t *owned,
-                       nnm__node **node) {
+static nnm_status wrap(nnm_module *m, nnm__backward_fn fn, const uint64_t *bw_start, nnm_tensor **v,
+                       uint32_t n, uint32_t *owned, nnm__node **node) {
     *node = NULL;
     int any = 0;
     for (uint32_t i = 0; i < n; i++) any |= (v[i]->flags & NNM__T_REQUIRES_GRAD) != 0;
@@ -390,6 +431,9 @@ static nnm_status wrap(nnm_module *m, nnm__backward_fn fn, nnm_tensor **v, uint3
     if (!nd) return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (autograd node)");
     nd->module = m;
     m->refs++;
+    memcpy(nd->u.hook_start, bw_start, sizeof nd->u.hook_start);
+    bw_hold(m, NULL);
+    nd->kind |= NNM__NODE_HOOKS_HELD;
     if (record_in_shapes(nd, v, n)) {
         nnm__node_release(nd);
         return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (autograd node)");
@@ -586,6 +630,12 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     uint32_t owned = 0;
     if (n_in) memcpy(xin, in, n_in * sizeof *in);
     nnm_module_retain(m); /* a hook may drop the caller's last reference */
+    /* Backward hooks are captured now, before the forward pre-hooks (PyTorch's
+     * _call_impl); held until the hook nodes hold them themselves. */
+    uint64_t bw_start[4];
+    int bw_full = m->bw_hooks.count || ctx->gbw_hooks.count;
+    int bw = (bw_full || m->bw_pre_hooks.count || ctx->gbw_pre_hooks.count) && nnm__grad_enabled();
+    if (bw) bw_hold(m, bw_start);
     /* The forward-hook lists run for the whole call, so the hook where a
      * failure stopped them stays valid for run_always. */
     nnm__hook_list *gpost = &ctx->gpost_hooks, *mpost = &m->post_hooks;
@@ -602,10 +652,8 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     nnm__hook_list_end(gpre);
     nnm__hook_list_end(mpre);
     if (!st) st = check_inputs(m, xin, n_in);
-    int bw = (has_bw_hooks(m) || m->bw_pre_hooks.count || ctx->gbw_pre_hooks.count) &&
-             nnm__grad_enabled();
     nnm__node *in_node = NULL, *out_node = NULL;
-    if (!st && bw && has_bw_hooks(m)) st = wrap(m, hook_in_backward, xin, n_in, &owned, &in_node);
+    if (!st && bw && bw_full) st = wrap(m, hook_in_backward, bw_start, xin, n_in, &owned, &in_node);
     if (!st) st = run_forward(m, xin, n_in, out, n_out);
     int ran = RAN_NONE;
     nnm__hook *stop = NULL;
@@ -625,7 +673,7 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     }
     if (!st && bw) { /* step 6: backward hooks on the outputs' node */
         uint32_t all = n_out >= 32 ? ~0u : (1u << n_out) - 1;
-        st = wrap(m, hook_out_backward, out, n_out, &all, &out_node);
+        st = wrap(m, hook_out_backward, bw_start, out, n_out, &all, &out_node);
         if (out_node) out_node->ival = n_in; /* grad_in's length when no input needs grad */
         if (out_node && in_node) {
             out_node->peer = in_node;
@@ -634,6 +682,7 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     }
     nnm__node_release(in_node);
     nnm__node_release(out_node);
+    if (bw) bw_unhold(m);
     if (st && (gpost->n_always || mpost->n_always)) run_always(m, ran, stop, xin, n_in, out, n_out);
     nnm__hook_list_end(gpost);
     nnm__hook_list_end(mpost);

@@ -720,6 +720,13 @@ static nnm_status host_op_arg_reduce(nnm_env *env, int32_t op, nnm_tensor *x, in
     return nnm__op_arg_reduce(nnm__env_of(env)->ctx, op, x, dim, keepdim, out);
 }
 
+static nnm_status host_op_ctc_loss(nnm_env *env, nnm_tensor *log_probs, nnm_tensor *targets,
+                                   nnm_tensor *input_lengths, nnm_tensor *target_lengths, const nnm_ctc_params *p,
+                                   nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_ctc_loss(nnm__env_of(env)->ctx, log_probs, targets, input_lengths, target_lengths, p, out);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -783,4 +790,5 @@ const nnm_host nnm__host = {
     .op_cast = host_op_cast,
     .op_detach = host_op_detach,
     .op_arg_reduce = host_op_arg_reduce,
+    .op_ctc_loss = host_op_ctc_loss,
 };

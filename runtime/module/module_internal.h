@@ -120,6 +120,9 @@ nnm_status nnm__module_finalize_self(nnm_module *m);
  * message naming `path` and the first module that differs. */
 nnm_status nnm__module_made_intact(const nnm_module *m, const char *path);
 /* call.c: custom-backward layers and module backward hooks */
+/* call.c: a backward-hook node lets go of the hook lists it captured at
+ * forward (autograd.c, when the node drops its saved state). */
+void nnm__bw_hooks_drop(nnm__node *n);
 nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                              uint32_t n_out, nnm_tensor **saved, uint32_t n_saved);
 /* module.c */

@@ -115,14 +115,15 @@ static void test_host_table(void) {
         offsetof(nnm_host, child_new),
         offsetof(nnm_host, op_cast),       offsetof(nnm_host, op_detach),
         offsetof(nnm_host, op_arg_reduce),
+        offsetof(nnm_host, op_ctc_loss),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 59);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 60);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 59 * 8);
+    SIZE(nnm_host, 8 + 60 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -159,7 +160,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 288);
+    SIZE(nnm_backend_vtable, 304);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -198,7 +199,9 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, rnn_cell_backward, 256);
     OFF(nnm_backend_vtable, cast, 264);
     OFF(nnm_backend_vtable, arg_reduce, 272);
-    OFF(nnm_backend_vtable, set_num_threads, 280);
+    OFF(nnm_backend_vtable, ctc_loss, 280);
+    OFF(nnm_backend_vtable, ctc_loss_backward, 288);
+    OFF(nnm_backend_vtable, set_num_threads, 296);
     SIZE(nnm_cast_args, 24);
     OFF(nnm_cast_args, x, 8);
     OFF(nnm_cast_args, out, 16);
@@ -207,6 +210,13 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_arg_reduce_args, outer, 8);
     OFF(nnm_arg_reduce_args, x, 32);
     OFF(nnm_arg_reduce_args, out, 40);
+    SIZE(nnm_ctc_params, 16);
+    OFF(nnm_ctc_params, blank, 8);
+    SIZE(nnm_ctc_args, 112);
+    OFF(nnm_ctc_args, blank, 8);
+    OFF(nnm_ctc_args, t, 16);
+    OFF(nnm_ctc_args, log_probs, 48);
+    OFF(nnm_ctc_args, grad_log_probs, 104);
     CU_ASSERT_EQUAL(NNM_UNARY_SIN, 18);
     CU_ASSERT_EQUAL(NNM_UNARY_TRUNC, 23);
     CU_ASSERT_EQUAL(NNM_UNARY_SILU, 24);

@@ -386,6 +386,141 @@ static void test_backward_hook_without_input_grad(void) {
     LEAK_CHECK_END();
 }
 
+
+/* ---- backward hooks are captured when the forward runs ---------------------- */
+
+/* What PyTorch 1.13 does (checked with torch's nn.Module: _call_impl takes the
+ * lists of backward hooks before the forward pre-hooks and gives them to the
+ * BackwardHook of that call; register_full_backward_pre_hook, 2.x, likewise):
+ *   a hook removed between forward and backward still runs;
+ *   a hook registered between forward and backward does not (with or without
+ *   another hook present at forward);
+ *   a global hook removed between forward and backward still runs;
+ *   with retain_graph, a hook removed between two backwards runs both times,
+ *   and so does a hook that removes itself. */
+
+static nnm_hook_handle *g_self_handle;
+static nnm_status bw_self_remove(void *user, nnm_module *m, nnm_tensor **gin, uint32_t n_in,
+                                 nnm_tensor *const *gout, uint32_t n_out) {
+    (void)user, (void)m, (void)gin, (void)n_in, (void)gout, (void)n_out;
+    mark('S');
+    nnm_hook_remove(g_self_handle);
+    return NNM_OK;
+}
+
+static int g_freed;
+static void count_free(void *user) {
+    (void)user;
+    g_freed++;
+}
+
+/* y = m(x); l = sum(2 y); the caller backwards l (retain_graph as asked). */
+static void forward(nnm_module *m, nnm_tensor *x, nnm_tensor **l) {
+    nnm_tensor *y = NULL, *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_SCALE, y, 2.0, &s), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, s, NULL, 0, 0, l), NNM_OK);
+    nnm_tensor_release(s);
+    nnm_tensor_release(y);
+}
+
+static void test_backward_hooks_captured_at_forward(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = relu_module();
+    float xv[2] = {1.5f, 2.5f};
+    nnm_tensor *x = vec(xv, 2, 1), *l = NULL;
+    nnm_hook_handle *h = NULL, *p = NULL, *late = NULL, *g = NULL;
+
+    /* removed between forward and backward: still runs (hook and pre-hook) */
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook_v2(m, bw_hook, "A", NULL, &h), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_pre_hook_v2(m, bw_pre, "p", NULL, &p), NNM_OK);
+    forward(m, x, &l);
+    nnm_hook_remove(h);
+    nnm_hook_remove(p);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "pA");
+    nnm_tensor_release(l);
+    nnm_hook_handle_free(h);
+    nnm_hook_handle_free(p);
+    /* ... and not in the next forward */
+    forward(m, x, &l);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "");
+    nnm_tensor_release(l);
+
+    /* registered between forward and backward: does not run, whether or not
+     * another hook was there at forward */
+    forward(m, x, &l);
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook_v2(m, bw_hook, "B", NULL, &late), NNM_OK);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "");
+    nnm_tensor_release(l);
+    forward(m, x, &l); /* B present at forward */
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook_v2(m, bw_hook, "C", NULL, &h), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_pre_hook_v2(m, bw_pre, "q", NULL, &p), NNM_OK);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "B");
+    nnm_tensor_release(l);
+    nnm_hook_handle_remove(late);
+    nnm_hook_handle_remove(h);
+    nnm_hook_handle_remove(p);
+    nnm_hook_handle_free(late);
+    nnm_hook_handle_free(h);
+    nnm_hook_handle_free(p);
+
+    /* a global hook removed between forward and backward still runs */
+    CU_ASSERT_EQUAL(nnm_ctx_register_full_backward_hook(g_ctx, bw_hook, "G", NULL, &g), NNM_OK);
+    forward(m, x, &l);
+    nnm_hook_remove(g);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "G");
+    nnm_tensor_release(l);
+    nnm_hook_handle_free(g);
+
+    /* retain_graph: removed between two backwards, it runs both times; its
+     * user_free waits until the graph that captured it is gone */
+    nnm_hook_options o = {sizeof o, 0, count_free};
+    g_freed = 0;
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook_v2(m, bw_hook, "R", &o, &h), NNM_OK);
+    forward(m, x, &l);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 1), NNM_OK);
+    nnm_hook_remove(h);
+    CU_ASSERT_EQUAL(g_freed, 0);
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 1), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "RR");
+    CU_ASSERT_EQUAL(g_freed, 0);
+    nnm_tensor_release(l); /* the graph goes: so does the hook */
+    CU_ASSERT_EQUAL(g_freed, 1);
+    nnm_hook_handle_free(h);
+
+    /* a hook that removes itself runs in every backward of the graph that
+     * captured it, and in no later forward's */
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook_v2(m, bw_self_remove, NULL, NULL, &g_self_handle),
+                    NNM_OK);
+    forward(m, x, &l);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 1), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "SS");
+    nnm_tensor_release(l);
+    forward(m, x, &l);
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "SS");
+    nnm_tensor_release(l);
+    nnm_hook_handle_free(g_self_handle);
+
+
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("backward_hooks", suite_init, ag_suite_clean);
     if (s == NULL)
@@ -396,5 +531,7 @@ int main(void) {
     CU_add_test(s, "backward hook when no input needs grad", test_backward_hook_without_input_grad);
     CU_add_test(s, "gradients a backward hook replaces are validated",
                 test_backward_hooks_validate_replaced_gradients);
+    CU_add_test(s, "backward hooks are captured when the forward runs",
+                test_backward_hooks_captured_at_forward);
     return tu_run();
 }

@@ -128,6 +128,21 @@ if [ $rc = 1 ] && grep -q "mse_loss needs f32 targets" "$work/l.err" && grep -q 
 else
   bad "misfit loss (rc $rc): $(cat "$work/l.err")"
 fi
+# the regression losses of issue 18 take f32 targets too; an unknown loss is named
+"$nnm" train "$work/wrong_loss.json" --loss huber_loss >"$work/h.out" 2>"$work/h.err"
+rc=$?
+if [ $rc = 1 ] && grep -q "huber_loss needs f32 targets" "$work/h.err" && ! grep -q "^epoch" "$work/h.out"; then
+  ok "misfit huber_loss: $(cat "$work/h.err")"
+else
+  bad "misfit huber_loss (rc $rc): $(cat "$work/h.err")"
+fi
+"$nnm" train "$work/wrong_loss.json" --loss kl_div >"$work/h.out" 2>"$work/h.err"
+rc=$?
+if [ $rc = 2 ] && grep -q '"smooth_l1_loss", "huber_loss" or "bce_with_logits", got .kl_div.' "$work/h.err"; then
+  ok "unknown --loss: $(head -1 "$work/h.err")"
+else
+  bad "unknown --loss (rc $rc): $(cat "$work/h.err")"
+fi
 "$nnm" train "$m" --input-shape 65 >"$work/s.out" 2>"$work/s.err"
 [ $? = 1 ] && grep -q "cannot be viewed as \[65\]" "$work/s.err" && ok "misfit input shape" || bad "input shape: $(cat "$work/s.err")"
 "$nnm" train "$m" --epochs 0 >/dev/null 2>&1

@@ -56,6 +56,8 @@ typedef struct scenario {
     int bn;                  /* a real batch_norm1d after the first linear: per-rank
                               * batch statistics (no SyncBatchNorm), so only the
                               * ranks' agreement is checked, not the reference */
+    int tied;                /* two linear(HID, HID) sharing one weight: a parameter
+                              * that gets two gradients in one backward */
 } scenario;
 
 /* The global batch of (step, micro): N * B rows; rank r owns rows [rB, rB+B). */
@@ -86,22 +88,41 @@ static nnm_module *child(nnm_ctx *ctx, const char *type, int64_t a, int64_t b, i
     return m;
 }
 
-/* [probe(IN)] -> linear(IN, HID) -> relu -> linear(HID, OUT) */
+static nnm_status find_weight(void *user, const char *name, nnm_tensor *t) {
+    nnm_tensor **out = user;
+    if (strcmp(name, "weight") == 0) *out = t;
+    return NNM_OK;
+}
+
+/* [probe(IN)] -> linear(IN, HID) -> [bn] -> relu -> [linear(HID, HID) -> relu
+ * -> linear(HID, HID) tied to it -> relu] -> linear(HID, OUT) */
 static nnm_module *build(nnm_ctx *ctx, const scenario *sc) {
     nnm_module *seq = NULL;
     if (nnm_module_create(ctx, "sequential", NULL, &seq)) return NULL;
-    nnm_module *parts[5] = {0};
-    int n = 0;
+    nnm_module *parts[9] = {0};
+    int n = 0, tie_a = -1;
     if (sc->probe) parts[n++] = child(ctx, "ddp_probe", IN, 0, sc->with_unused);
     parts[n++] = child(ctx, "linear", IN, HID, 0);
     if (sc->bn) parts[n++] = child(ctx, "batch_norm1d", HID, 0, 0);
     parts[n++] = child(ctx, "relu", 0, 0, 0);
+    if (sc->tied) {
+        tie_a = n;
+        parts[n++] = child(ctx, "linear", HID, HID, 0);
+        parts[n++] = child(ctx, "relu", 0, 0, 0);
+        parts[n++] = child(ctx, "linear", HID, HID, 0);
+        parts[n++] = child(ctx, "relu", 0, 0, 0);
+    }
     parts[n++] = child(ctx, "linear", HID, OUT, 0);
     int ok = 1;
     for (int i = 0; i < n; i++) {
         ok = ok && parts[i] && nnm_module_add_child(seq, NULL, parts[i]) == NNM_OK;
-        nnm_module_release(parts[i]);
+        if (ok && tie_a >= 0 && i == tie_a + 2) { /* its weight is tie_a's */
+            nnm_tensor *w = NULL;
+            ok = nnm_module_named_parameters(parts[tie_a], find_weight, &w) == NNM_OK && w &&
+                 nnm_module_set_parameter(parts[i], "weight", w) == NNM_OK;
+        }
     }
+    for (int i = 0; i < n; i++) nnm_module_release(parts[i]);
     if (!ok) {
         fprintf(stderr, "rank %d: build: %s\n", g_rank, nnm_ctx_errmsg(ctx));
         nnm_module_release(seq);
@@ -167,6 +188,37 @@ static nnm_status gather_one(void *user, const char *name, nnm_tensor *t) {
     nnm_status st = nnm_tensor_to_f32(t, f->v + f->n, (size_t)n);
     f->n += (int)n;
     return st;
+}
+
+static nnm_status gather_grad(void *user, const char *name, nnm_tensor *t) {
+    flat *f = user;
+    nnm_tensor *g = nnm_tensor_grad(t);
+    (void)f;
+    if (!g) return NNM_E_STATE;
+    return gather_one(user, name, g);
+}
+
+/* The parameters' .grads, in registration order. */
+static int flatten_grads(nnm_module *m, flat *f) {
+    memset(f, 0, sizeof *f);
+    return nnm_module_named_parameters(m, gather_grad, f);
+}
+
+typedef struct addrs {
+    const char *p[64];
+    int64_t n[64];
+    int k;
+} addrs;
+
+static nnm_status grad_addr(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    addrs *a = user;
+    nnm_tensor *g = nnm_tensor_grad(t);
+    if (!g || a->k == 64) return NNM_E_STATE;
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(g);
+    a->p[a->k] = (const char *)d->data + d->byte_offset;
+    a->n[a->k++] = nnm_tensor_numel(g);
+    return NNM_OK;
 }
 
 static int flatten(nnm_module *m, int buffers, flat *f) {
@@ -271,6 +323,39 @@ static int train(const scenario *sc, nnm_ctx *ctx, nnm_ddp *ddp, nnm_optim *opt,
     return 0;
 }
 
+/* After a synchronised backward: every .grad lives in its bucket (they lie
+ * end to end in reverse registration order, one run per bucket), and the
+ * gradients are bitwise the same on every rank and within 1e-6 of one
+ * process's on the whole batch. */
+static int check_grads(const scenario *sc, nnm_ctx *ctx, nnm_comm *comm, nnm_ddp *ddp, nnm_ctx *rctx,
+                       nnm_module *ref) {
+    nnm_module *m = nnm_ddp_module(ddp);
+    int rows = B * g_world;
+    float x[64 * IN], t[64 * OUT];
+    make_batch(K + 7, 0, rows, x, t);
+    nnm_ddp_set_sync(ddp, 1);
+    OKS(ctx, fwd_bwd(ctx, m, ddp, x, t, g_rank * B, B));
+    OKS(rctx, fwd_bwd(rctx, ref, NULL, x, t, 0, rows));
+    addrs a;
+    memset(&a, 0, sizeof a);
+    OKS(ctx, nnm_module_named_parameters(m, grad_addr, &a));
+    int runs = 1;
+    for (int i = a.k - 1; i > 0; i--)
+        if (a.p[i] + a.n[i] * (int64_t)sizeof(float) != a.p[i - 1]) runs++;
+    nnm_ddp_stats stats = {sizeof stats, 0, 0, 0, 0};
+    OKS(ctx, nnm_ddp_stats_get(ddp, &stats));
+    CHECK((uint32_t)runs == stats.n_buckets, "the .grads lie in %d runs, not in the %u buckets", runs,
+          stats.n_buckets);
+    flat g, rg;
+    OKS(ctx, flatten_grads(m, &g));
+    OKS(rctx, flatten_grads(ref, &rg));
+    if (check_identical(ctx, comm, &g, "gradients")) return -1;
+    if (!sc->bn && check_close(&g, &rg, 1e-6, "gradients")) return -1;
+    OKS(ctx, nnm_module_zero_grad(m));
+    OKS(rctx, nnm_module_zero_grad(ref));
+    return 0;
+}
+
 static nnm_status find_tensor(void *user, const char *name, nnm_tensor *t) {
     nnm_tensor **out = user;
     if (strcmp(name, "0.unused") == 0) *out = t;
@@ -366,6 +451,10 @@ static int run(const scenario *sc) {
         memcpy(sim.v, rm_sim, sizeof rm_sim);
         sim.n = IN;
         if (check_close(&bb, &sim, 1e-6, "running_mean (rank 0's, broadcast)")) goto out;
+    }
+    if (!sc->with_unused && !sc->ckpt && !sc->probe) {
+        OKS(ctx, nnm_module_train(m, 1));
+        if (check_grads(sc, ctx, comm, ddp, rctx, ref)) goto out;
     }
     ret = 0;
 out:
@@ -495,6 +584,8 @@ int main(int argc, char **argv) {
         {"buffers",       1, 0, 0,                                    0,    0,    2,    0,  0},
         {"checkpoint",    0, 0, 0,                                    0,    0,    1,    1,  1},
         {"batch_norm",    0, 0, 0,                                    0,    0,    1,    0,  0, 1},
+        {"tied_weight",   0, 0, 0,                                    100,  8,    1,    0,  0, 0, 1},
+        {"tied_defaults", 0, 0, 0,                                    0,    0,    2,    0,  0, 0, 1},
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (run(&all[i])) g_fail = 1;

@@ -7,6 +7,8 @@
  * multi-process checks are the mpirun tests (ddp_worker.c). */
 #include "test_util.h"
 
+#include <string.h>
+
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
 
@@ -166,8 +168,8 @@ static nnm_status count_hook(void *user, nnm_tensor *t) {
     seen *s = user;
     s->calls++;
     nnm_tensor *g = nnm_tensor_grad(t);
-    float v[3] = {0};
-    if (!g || nnm_tensor_to_f32(g, v, 3) != NNM_OK) return NNM_E_STATE;
+    float v[16] = {0};
+    if (!g || nnm_tensor_to_f32(g, v, 16) != NNM_OK) return NNM_E_STATE;
     s->grad0 = v[0];
     if (s->ret) return nnm_ctx_set_error(g_ctx, s->ret, "hook says no");
     return NNM_OK;
@@ -211,6 +213,86 @@ static void test_grad_hook(void) {
     nnm_tensor_release(y);
     nnm_tensor_release(k);
     nnm_tensor_release(w); /* frees the hook list with the tensor */
+    LEAK_CHECK_END();
+}
+
+
+/* A leaf that feeds the graph through several edges gets its hooks once per
+ * backward, after its last contribution, with .grad holding the sum (as
+ * PyTorch 2.x's AccumulateGrad, which runs once all its edges delivered). */
+static nnm_status first_param(void *user, const char *name, nnm_tensor *t) {
+    nnm_tensor **out = user;
+    if (!*out && strstr(name, "weight")) *out = t;
+    return NNM_OK;
+}
+
+static void test_grad_hook_once_per_backward(void) {
+    LEAK_CHECK_BEGIN();
+    int64_t s3[1] = {3};
+    const float wv[3] = {1, 2, 3};
+    const float cv[3] = {2, 2, 2};
+    nnm_tensor *w = tu_tf32(g_ctx, 1, s3, wv), *k = tu_tf32(g_ctx, 1, s3, cv);
+    CHECK_STATUS(nnm_tensor_set_requires_grad(w, 1), NNM_OK);
+    seen a = {0, 0, NNM_OK};
+    nnm_hook_handle *ha = NULL;
+    CHECK_STATUS(nnm_tensor_register_post_accumulate_grad_hook(w, count_hook, &a, &ha), NNM_OK);
+    /* loss = sum(w * k) + sum(w * w): three edges into w (one node has two) */
+    nnm_tensor *y1 = NULL, *y2 = NULL, *y = NULL, *loss = NULL;
+    CHECK_STATUS(nnm_op_binary(g_ctx, NNM_BINARY_MUL, w, k, &y1), NNM_OK);
+    CHECK_STATUS(nnm_op_binary(g_ctx, NNM_BINARY_MUL, w, w, &y2), NNM_OK);
+    CHECK_STATUS(nnm_op_binary(g_ctx, NNM_BINARY_ADD, y1, y2, &y), NNM_OK);
+    CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &loss), NNM_OK);
+    CHECK_STATUS(nnm_backward(loss, NULL, 1), NNM_OK);
+    CU_ASSERT_EQUAL(a.calls, 1);
+    CU_ASSERT_EQUAL(a.grad0, 4.0f); /* k + 2 w at w = 1: the whole gradient */
+    CHECK_STATUS(nnm_backward(loss, NULL, 0), NNM_OK);
+    CU_ASSERT_EQUAL(a.calls, 2);
+    CU_ASSERT_EQUAL(a.grad0, 8.0f);
+    nnm_tensor_release(loss);
+    nnm_tensor_release(y);
+    nnm_tensor_release(y2);
+    nnm_tensor_release(y1);
+
+    /* a failed backward leaves no count behind: the next one fires once */
+    a.ret = NNM_E_HOOK;
+    CHECK_STATUS(nnm_op_binary(g_ctx, NNM_BINARY_MUL, w, w, &y2), NNM_OK);
+    CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y2, NULL, 0, 0, &loss), NNM_OK);
+    CHECK_ERROR(nnm_backward(loss, NULL, 1), NNM_E_HOOK, "hook says no");
+    CU_ASSERT_EQUAL(a.calls, 3);
+    a.ret = NNM_OK;
+    CHECK_STATUS(nnm_backward(loss, NULL, 0), NNM_OK);
+    CU_ASSERT_EQUAL(a.calls, 4);
+    nnm_tensor_release(loss);
+    nnm_tensor_release(y2);
+    nnm_hook_remove(ha);
+
+    /* a module called twice in one forward: its weight's hook once per
+     * backward, seeing the final .grad */
+    nnm_module *lin = tu_linear(g_ctx, "linear", 3, 3, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lin);
+    nnm_tensor *wt = NULL;
+    CHECK_STATUS(nnm_module_named_parameters(lin, first_param, &wt), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(wt);
+    seen b = {0, 0, NNM_OK};
+    CHECK_STATUS(nnm_tensor_register_post_accumulate_grad_hook(wt, count_hook, &b, NULL), NNM_OK);
+    int64_t xs[2] = {2, 3};
+    const float xv[6] = {1, -2, 3, 0.5f, 1, -1};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, xs, xv), *h1 = NULL, *h2 = NULL;
+    CHECK_STATUS(nnm_module_call(lin, &x, 1, &h1, 1), NNM_OK);
+    CHECK_STATUS(nnm_module_call(lin, &h1, 1, &h2, 1), NNM_OK);
+    CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, h2, NULL, 0, 0, &loss), NNM_OK);
+    CHECK_STATUS(nnm_backward(loss, NULL, 0), NNM_OK);
+    CU_ASSERT_EQUAL(b.calls, 1);
+    float gv[9] = {0};
+    CHECK_STATUS(nnm_tensor_to_f32(nnm_tensor_grad(wt), gv, 9), NNM_OK);
+    CU_ASSERT_EQUAL(b.grad0, gv[0]);
+    nnm_tensor_release(loss);
+    nnm_tensor_release(h2);
+    nnm_tensor_release(h1);
+    nnm_tensor_release(x);
+    nnm_module_release(lin);
+    nnm_tensor_release(k);
+    nnm_tensor_release(w);
     LEAK_CHECK_END();
 }
 
@@ -320,6 +402,7 @@ int main(void) {
     CU_add_test(s, "nccl loads anywhere and says 'no device' without a GPU", test_nccl_loads);
     CU_add_test(s, "a bad NNM_COMM_TIMEOUT is refused", test_bad_timeout_env);
     CU_add_test(s, "post-accumulate-grad hooks", test_grad_hook);
+    CU_add_test(s, "post-accumulate-grad hooks run once per backward", test_grad_hook_once_per_backward);
     CU_add_test(s, "DDP over a world of one equals the bare module", test_ddp_world_of_one);
     return tu_run();
 }

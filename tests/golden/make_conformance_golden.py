@@ -101,6 +101,11 @@ def make_input(spec, g):
         if len(spec) > 3:
             x = away_from(x, spec[3])
         return x
+    if kind == "poolidx":  # ("poolidx", input shape, k, s, p, nd): max_poolNd's indices of a random input
+        f = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[spec[5]]
+        return f(torch.randn(shape, generator=g), spec[2], spec[3], spec[4], return_indices=True)[1]
+    if kind == "ties":  # small integers: many equal values in a window
+        return torch.randint(0, 3, shape, generator=g).to(torch.float32)
     if kind == "distinct":  # spread values: no two within 2 * eps (max pooling ties)
         n = math.prod(shape)
         return ((torch.randperm(n, generator=g).to(torch.float32) - n / 2) * 0.05).reshape(shape)
@@ -124,6 +129,8 @@ def make_input(spec, g):
         return m
     if kind == "empty":  # a 0-element f32 tensor: an absent (None) optional input
         return torch.empty(0)
+    if kind == "lit":  # given values (embedding_bag's offsets, indices with padding)
+        return torch.tensor(spec[1], dtype=spec[2] if len(spec) > 2 else torch.int64)
     raise ValueError(kind)
 
 
@@ -138,6 +145,8 @@ def make_input(spec, g):
 #            of the inputs for layers torch has no Module for (concat, mul)
 #   call     (optional) lambda m, *inputs -> tuple of outputs (default m(*x))
 #   inputs   list of input specs (make_input)
+#   inputs_fn (optional, instead of inputs) lambda g -> list of input tensors
+#            made with torch.Generator g (targets in a loss's domain)
 #   modes    (optional) ("train", "eval") by default
 #   n_out    (optional) outputs compared (default 1)
 #   gradcheck (optional) default True when the case is small
@@ -146,6 +155,10 @@ def make_input(spec, g):
 #   repr_map (optional) str -> str applied to PyTorch's repr (a known difference)
 #   children (optional) child modules of the manifest's root (attention's out_proj)
 #   nograd   (optional) lambda m -> {param name: 0/1 mask}: C.nograd.<name>
+#   no_grad_in (optional) True: the inputs' gradients are not written (not
+#            compared: a documented difference, such as split ties)
+#   after_params (optional) True: C.after.<param> holds each parameter after
+#            the forward (a layer that writes its weight in place: max_norm)
 #   seed     (optional) the row's own seed; rows without one are seeded by
 #            their index among the rows without one (a seeded row inserted
 #            anywhere moves no other row's seed)
@@ -238,6 +251,132 @@ row(name="embedding_negpad_b1", layer="embedding",
     torch=lambda: nn.Embedding(5, 2, padding_idx=-1), inputs=[("i64", (1, 9), 5)],
     nograd=lambda m: {"weight": pad_rows(m.weight, 4)})
 
+# embedding max_norm (issue 18): the looked-up rows are renormalised in place
+# at forward time; the weight after the call is compared, and no finite
+# differences (each forward renormalises again).
+row(name="embedding_max_norm", layer="embedding", seed=18001,
+    config={"num_embeddings": 10, "embedding_dim": 4, "max_norm": 1.0},
+    torch=lambda: nn.Embedding(10, 4, max_norm=1.0), inputs=[("i64", (3, 5), 10)],
+    after_params=True, gradcheck=False)
+row(name="embedding_max_norm_int_p1_padding", layer="embedding", seed=18002,
+    config={"num_embeddings": 8, "embedding_dim": 3, "max_norm": 2, "norm_type": 1, "padding_idx": 3},
+    torch=lambda: nn.Embedding(8, 3, max_norm=2, norm_type=1, padding_idx=3),
+    inputs=[("i64", (2, 7), 8)], after_params=True, gradcheck=False,
+    nograd=lambda m: {"weight": pad_rows(m.weight, 3)})
+row(name="embedding_max_norm_p3", layer="embedding", seed=18003,
+    config={"num_embeddings": 6, "embedding_dim": 5, "max_norm": 1.5, "norm_type": 3.0},
+    torch=lambda: nn.Embedding(6, 5, max_norm=1.5, norm_type=3.0), inputs=[("i64", (4,), 6)],
+    after_params=True, gradcheck=False)
+
+row(name="embedding_scale_grad_by_freq", layer="embedding", seed=18004,
+    config={"num_embeddings": 5, "embedding_dim": 3, "scale_grad_by_freq": True},
+    torch=lambda: nn.Embedding(5, 3, scale_grad_by_freq=True), inputs=[("i64", (3, 6), 5)],
+    gradcheck=False)  # a scaled gradient, not the derivative: no finite differences
+row(name="embedding_scale_grad_by_freq_padding_max_norm", layer="embedding", seed=18005,
+    config={"num_embeddings": 6, "embedding_dim": 4, "padding_idx": 1, "max_norm": 1.5,
+            "scale_grad_by_freq": True},
+    torch=lambda: nn.Embedding(6, 4, padding_idx=1, max_norm=1.5, scale_grad_by_freq=True),
+    inputs=[("i64", (2, 9), 6)], after_params=True, gradcheck=False,
+    nograd=lambda m: {"weight": pad_rows(m.weight, 1)})
+
+# embedding_bag (issue 18) ------------------------------------------------------
+L = lambda v: ("lit", v)  # noqa: E731
+row(name="embedding_bag_mean_2d", layer="embedding_bag", seed=18101,
+    config={"num_embeddings": 10, "embedding_dim": 3},
+    torch=lambda: nn.EmbeddingBag(10, 3), inputs=[("i64", (4, 5), 10)])
+row(name="embedding_bag_mean_b1", layer="embedding_bag", seed=18102,
+    config={"num_embeddings": 6, "embedding_dim": 4, "mode": "mean"},
+    torch=lambda: nn.EmbeddingBag(6, 4, mode="mean"), inputs=[("i64", (1, 7), 6)])
+row(name="embedding_bag_sum_offsets_empty", layer="embedding_bag", seed=18103,
+    config={"num_embeddings": 10, "embedding_dim": 3, "mode": "sum"},
+    torch=lambda: nn.EmbeddingBag(10, 3, mode="sum"),
+    inputs=[("i64", (8,), 10), L([0, 3, 3, 6])])
+row(name="embedding_bag_sum_psw_offsets", layer="embedding_bag", seed=18104,
+    config={"num_embeddings": 7, "embedding_dim": 4, "mode": "sum"},
+    torch=lambda: nn.EmbeddingBag(7, 4, mode="sum"),
+    inputs=[("i64", (9,), 7), L([0, 2, 5]), A((9,))])
+row(name="embedding_bag_sum_psw_2d", layer="embedding_bag", seed=18105,
+    config={"num_embeddings": 9, "embedding_dim": 2, "mode": "sum"},
+    torch=lambda: nn.EmbeddingBag(9, 2, mode="sum"),
+    call=lambda m, x, w: m(x, per_sample_weights=w),
+    inputs=[("i64", (3, 4), 9), A((3, 4))])
+row(name="embedding_bag_max_offsets_empty", layer="embedding_bag", seed=18106,
+    config={"num_embeddings": 12, "embedding_dim": 5, "mode": "max"},
+    torch=lambda: nn.EmbeddingBag(12, 5, mode="max"),
+    inputs=[L([3, 1, 7, 1, 0, 11, 5, 5, 9, 2]), L([0, 4, 4, 7])])
+row(name="embedding_bag_max_2d", layer="embedding_bag", seed=18107,
+    config={"num_embeddings": 12, "embedding_dim": 5, "mode": "max"},
+    torch=lambda: nn.EmbeddingBag(12, 5, mode="max"), inputs=[("i64", (2, 6), 12)],
+    gradcheck=False)  # eps 1e-2 moves some maxima
+row(name="embedding_bag_mean_padding", layer="embedding_bag", seed=18108,
+    config={"num_embeddings": 6, "embedding_dim": 3, "mode": "mean", "padding_idx": 2},
+    torch=lambda: nn.EmbeddingBag(6, 3, mode="mean", padding_idx=2),
+    inputs=[L([1, 2, 4, 2, 2, 0, 5, 2, 3]), L([0, 3, 5, 6])],
+    nograd=lambda m: {"weight": pad_rows(m.weight, 2)})
+row(name="embedding_bag_max_padding_last_offset", layer="embedding_bag", seed=18109,
+    config={"num_embeddings": 8, "embedding_dim": 4, "mode": "max", "padding_idx": 0,
+            "include_last_offset": True},
+    torch=lambda: nn.EmbeddingBag(8, 4, mode="max", padding_idx=0, include_last_offset=True),
+    inputs=[L([5, 0, 3, 0, 0, 7, 1, 6, 2]), L([0, 2, 3, 5, 9])],
+    nograd=lambda m: {"weight": pad_rows(m.weight, 0)})
+# include_last_offset with indices past the last offset (a 2-d input's last
+# row, as PyTorch builds its offsets) is refused: PyTorch 1.13's backward reads
+# past its buffers there in every mode (garbage gradients, or a corrupted heap
+# for max), and its mean miscounts the last bag
+
+# scale_grad_by_freq: scaled gradients, not derivatives (no finite
+# differences). PyTorch 1.13's CPU EmbeddingBag divides index i's rows by the
+# count of the i-th smallest distinct index (counts[indices[i]] where
+# counts[index] is meant), so the twin is the documented semantics made of
+# PyTorch ops: F.embedding(..., scale_grad_by_freq=True) summed per bag.
+class BagByEmbedding(nn.Module):
+    def __init__(self, num, dim, mode="mean", padding_idx=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num, dim))
+        self.mode, self.padding_idx = mode, padding_idx
+        if padding_idx is not None:
+            with torch.no_grad():
+                self.weight[padding_idx].fill_(0)
+
+    def forward(self, x, offsets=None, psw=None):
+        if x.dim() == 2:
+            offsets = torch.arange(0, x.numel(), x.size(1))
+            x = x.reshape(-1)
+            psw = None if psw is None else psw.reshape(-1)
+        e = F.embedding(x, self.weight, padding_idx=self.padding_idx, scale_grad_by_freq=True)
+        if psw is not None:
+            e = e * psw[:, None]
+        ends = list(offsets[1:].tolist()) + [x.numel()]
+        out = []
+        for b, start in enumerate(offsets.tolist()):
+            keep = [i for i in range(start, ends[b]) if x[i] != self.padding_idx]
+            s = e[keep].sum(0) if keep else torch.zeros(e.shape[1])
+            out.append(s / max(len(keep), 1) if self.mode == "mean" else s)
+        return torch.stack(out)
+
+
+row(name="embedding_bag_sum_psw_scale_grad", layer="embedding_bag", seed=18115, gradcheck=False,
+    config={"num_embeddings": 5, "embedding_dim": 3, "mode": "sum", "scale_grad_by_freq": True},
+    torch=lambda: BagByEmbedding(5, 3, mode="sum"), repr=False,
+    inputs=[("i64", (10,), 5), L([0, 4, 4, 7]), A((10,))])
+row(name="embedding_bag_mean_padding_scale_grad_2d", layer="embedding_bag", seed=18116, gradcheck=False,
+    config={"num_embeddings": 6, "embedding_dim": 4, "padding_idx": 0, "scale_grad_by_freq": True},
+    torch=lambda: BagByEmbedding(6, 4, padding_idx=0), repr=False,
+    inputs=[("i64", (3, 5), 6)], nograd=lambda m: {"weight": pad_rows(m.weight, 0)})
+row(name="embedding_bag_sum_psw_negpad", layer="embedding_bag", seed=18111,
+    config={"num_embeddings": 6, "embedding_dim": 3, "mode": "sum", "padding_idx": -1},
+    torch=lambda: nn.EmbeddingBag(6, 3, mode="sum", padding_idx=-1),
+    inputs=[L([5, 1, 2, 5, 3, 0, 4]), L([0, 2, 4]), A((7,))],
+    nograd=lambda m: {"weight": pad_rows(m.weight, 5)})
+row(name="embedding_bag_mean_max_norm", layer="embedding_bag", seed=18112,
+    config={"num_embeddings": 10, "embedding_dim": 4, "max_norm": 1.0, "norm_type": 2.5},
+    torch=lambda: nn.EmbeddingBag(10, 4, max_norm=1.0, norm_type=2.5),
+    inputs=[("i64", (3, 4), 10)], after_params=True, gradcheck=False)
+row(name="embedding_bag_sum_larger", layer="embedding_bag", seed=18113,
+    config={"num_embeddings": 50, "embedding_dim": 16, "mode": "sum"},
+    torch=lambda: nn.EmbeddingBag(50, 16, mode="sum"),
+    inputs=[("i64", (40,), 50), L([0, 5, 6, 20, 20, 33])])
+
 
 # dropout ---------------------------------------------------------------------
 # Train-mode masks come from nnmod's generator, not PyTorch's, so the golden
@@ -250,6 +389,367 @@ for layer, tw, shape in (("dropout", nn.Dropout, (3, 5)), ("dropout2d", nn.Dropo
         torch=(lambda tw=tw: tw(p=0.0)), inputs=[A(shape)])
     row(name=f"{layer}_p1", layer=layer, config={"p": 1.0, "inplace": False}, modes=("train",),
         torch=(lambda tw=tw: tw(p=1.0)), inputs=[A(shape)])
+
+
+# losses (issue 18) -------------------------------------------------------------
+# Every row has a seed of its own (no other row's seed moves) and inputs made by
+# `inputs_fn(g)`: targets in their domain (probabilities, +-1 labels, class
+# indices with ignored entries) and values kept away from the kinks the C
+# gradcheck's finite differences (eps 1e-2) must not straddle. Losses have no
+# train/eval difference: one mode each.
+LOSS_SEED = 7180000
+
+
+def loss_row(name, layer, config, torch_fn, inputs_fn, seed, **kw):
+    row(name=name, layer=layer, config=config, torch=torch_fn, inputs_fn=inputs_fn,
+        seed=LOSS_SEED + seed, modes=kw.pop("modes", ("train",)), **kw)
+
+
+def pair_away(shape, kinks, scale=1.0):
+    """(x, y) with |x - y| away from each kink (the pointwise losses' kinks
+    are at |x - y| = 0 and |x - y| = beta)."""
+    def f(g):
+        x = torch.randn(shape, generator=g) * scale
+        d = torch.randn(shape, generator=g) * 1.5
+        d = away_from(d, sorted({k for b in kinks for k in (b, -b)}), 0.06)
+        return [x, x + d]
+    return f
+
+
+def red_name(reduction):
+    return {None: "mean"}.get(reduction, reduction)
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"l1_loss_{tag}", "l1_loss", cfg, (lambda kw=kw: nn.L1Loss(**kw)),
+             pair_away((3, 5), [0.0]), 1 + len(tag))
+    loss_row(f"smooth_l1_loss_{tag}", "smooth_l1_loss", cfg,
+             (lambda kw=kw: nn.SmoothL1Loss(**kw)), pair_away((4, 3, 2), [0.0, 1.0]), 11 + len(tag))
+    loss_row(f"huber_loss_{tag}", "huber_loss", cfg, (lambda kw=kw: nn.HuberLoss(**kw)),
+             pair_away((2, 7), [0.0, 1.0]), 21 + len(tag))
+    loss_row(f"mse_loss_{tag}", "mse_loss", cfg, (lambda kw=kw: nn.MSELoss(**kw)),
+             pair_away((3, 4), []), 31 + len(tag))
+loss_row("smooth_l1_loss_beta0_5_1d", "smooth_l1_loss", {"beta": 0.5},
+         lambda: nn.SmoothL1Loss(beta=0.5), pair_away((9,), [0.0, 0.5]), 41)
+loss_row("smooth_l1_loss_beta0", "smooth_l1_loss", {"beta": 0.0, "reduction": "none"},
+         lambda: nn.SmoothL1Loss(beta=0.0, reduction="none"), pair_away((2, 3), [0.0]), 42)
+loss_row("smooth_l1_loss_beta2_scalar", "smooth_l1_loss", {"beta": 2},
+         lambda: nn.SmoothL1Loss(beta=2), pair_away((), [0.0, 2.0]), 43)
+loss_row("huber_loss_delta0_3", "huber_loss", {"delta": 0.3, "reduction": "sum"},
+         lambda: nn.HuberLoss(delta=0.3, reduction="sum"), pair_away((3, 3), [0.0, 0.3]), 44)
+loss_row("huber_loss_delta2_5_4d", "huber_loss", {"delta": 2.5},
+         lambda: nn.HuberLoss(delta=2.5), pair_away((2, 1, 3, 2), [0.0, 2.5], 2.0), 45)
+
+
+def bce_inputs(shape):
+    def f(g):
+        x = torch.rand(shape, generator=g) * 0.7 + 0.15  # log(x), log(1 - x): mild curvature
+        y = torch.rand(shape, generator=g)
+        return [x, y]
+    return f
+
+
+def logits_inputs(shape):
+    def f(g):
+        return [torch.randn(shape, generator=g) * 2.0, torch.rand(shape, generator=g)]
+    return f
+
+
+def wlist(n, seed, lo=0.2, hi=2.0):
+    g = torch.Generator().manual_seed(LOSS_SEED + 900 + seed)
+    return [float(v) for v in (torch.rand(n, generator=g) * (hi - lo) + lo)]
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"bce_loss_{tag}", "bce_loss", cfg, (lambda kw=kw: nn.BCELoss(**kw)),
+             bce_inputs((4, 3)), 51 + len(tag))
+    loss_row(f"bce_with_logits_{tag}", "bce_with_logits", cfg,
+             (lambda kw=kw: nn.BCEWithLogitsLoss(**kw)), logits_inputs((3, 4)), 61 + len(tag))
+W4 = wlist(4, 1)
+loss_row("bce_loss_weight", "bce_loss", {"weight": W4},
+         lambda: nn.BCELoss(weight=torch.tensor(W4)), bce_inputs((3, 4)), 71)
+loss_row("bce_loss_weight1_none_3d", "bce_loss", {"weight": [0.7], "reduction": "none"},
+         lambda: nn.BCELoss(weight=torch.tensor([0.7]), reduction="none"),
+         bce_inputs((2, 3, 2)), 72)
+loss_row("bce_with_logits_pos_weight", "bce_with_logits", {"pos_weight": W4},
+         lambda: nn.BCEWithLogitsLoss(pos_weight=torch.tensor(W4)), logits_inputs((5, 4)), 73)
+loss_row("bce_with_logits_weight_pos_weight_none", "bce_with_logits",
+         {"weight": wlist(4, 2), "pos_weight": W4, "reduction": "none"},
+         lambda: nn.BCEWithLogitsLoss(weight=torch.tensor(wlist(4, 2)),
+                                      pos_weight=torch.tensor(W4), reduction="none"),
+         logits_inputs((2, 3, 4)), 74)
+loss_row("bce_with_logits_weight_sum", "bce_with_logits", {"weight": wlist(4, 3), "reduction": "sum"},
+         lambda: nn.BCEWithLogitsLoss(weight=torch.tensor(wlist(4, 3)), reduction="sum"),
+         logits_inputs((3, 4)), 75)
+
+
+def kl_inputs(shape, log_target):
+    def f(g):
+        x = F.log_softmax(torch.randn(shape, generator=g), dim=-1)
+        t = torch.randn(shape, generator=g) * 0.3  # no tiny probability: log(t)'s
+        t = F.log_softmax(t, dim=-1) if log_target else F.softmax(t, dim=-1)  # curvature
+        return [x, t]
+    return f
+
+
+for red in (None, "batchmean", "sum", "none"):
+    for lt in (False, True):
+        cfg = {} if red is None else {"reduction": red}
+        kw = {} if red is None else {"reduction": red}
+        if lt:
+            cfg["log_target"] = True
+            kw["log_target"] = True
+        tag = red_name(red) + ("_log_target" if lt else "")
+        loss_row(f"kl_div_{tag}", "kl_div", cfg, (lambda kw=kw: nn.KLDivLoss(**kw)),
+                 kl_inputs((3, 5), lt), 81 + len(tag) + 10 * lt)
+loss_row("kl_div_batchmean_3d", "kl_div", {"reduction": "batchmean"},
+         lambda: nn.KLDivLoss(reduction="batchmean"), kl_inputs((2, 3, 4), False), 101)
+
+
+def pm1(shape, g, dtype=torch.float32):
+    return (torch.randint(0, 2, shape, generator=g) * 2 - 1).to(dtype)
+
+
+def cosine_inputs(n, d, dtype=torch.float32):
+    def f(g):
+        shp = (n, d) if n is not None else (d,)
+        tshp = (n,) if n is not None else ()
+        return [torch.randn(shp, generator=g), torch.randn(shp, generator=g), pm1(tshp, g, dtype)]
+    return f
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"cosine_embedding_loss_{tag}", "cosine_embedding_loss", cfg,
+             (lambda kw=kw: nn.CosineEmbeddingLoss(**kw)), cosine_inputs(6, 4), 111 + len(tag))
+loss_row("cosine_embedding_loss_margin", "cosine_embedding_loss",
+         {"margin": -0.2, "reduction": "none"},
+         lambda: nn.CosineEmbeddingLoss(margin=-0.2, reduction="none"), cosine_inputs(5, 3), 121)
+loss_row("cosine_embedding_loss_unbatched", "cosine_embedding_loss", {"margin": 0.1},
+         lambda: nn.CosineEmbeddingLoss(margin=0.1), cosine_inputs(None, 7), 122)
+loss_row("cosine_embedding_loss_i64_target", "cosine_embedding_loss", {"reduction": "sum"},
+         lambda: nn.CosineEmbeddingLoss(reduction="sum"), cosine_inputs(4, 3, torch.int64), 123)
+
+
+def ranking_inputs(shape, margin):
+    def f(g):
+        x1 = torch.randn(shape, generator=g)
+        y = pm1(shape, g)
+        d = away_from(torch.randn(shape, generator=g), [margin, -margin], 0.08)
+        return [x1, x1 - d, y]
+    return f
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"margin_ranking_loss_{tag}", "margin_ranking_loss", cfg,
+             (lambda kw=kw: nn.MarginRankingLoss(**kw)), ranking_inputs((8,), 0.0), 131 + len(tag))
+loss_row("margin_ranking_loss_margin_2d", "margin_ranking_loss", {"margin": 0.5},
+         lambda: nn.MarginRankingLoss(margin=0.5), ranking_inputs((3, 4), 0.5), 141)
+
+
+def multi_margin_inputs(n, c, margin):
+    """x whose hinges margin - x[y] + x[j] all stay 0.06 away from 0."""
+    def f(g):
+        while True:
+            shp = (n, c) if n is not None else (c,)
+            x = torch.randn(shp, generator=g)
+            y = torch.randint(0, c, (n,) if n is not None else (), generator=g)
+            x2, y2 = x.reshape(-1, c), y.reshape(-1)
+            z = margin - x2.gather(1, y2[:, None]) + x2
+            z[torch.arange(len(y2)), y2] = 1.0
+            if z.abs().min() > 0.06:
+                return [x, y]
+    return f
+
+
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"multi_margin_loss_{tag}", "multi_margin_loss", cfg,
+             (lambda kw=kw: nn.MultiMarginLoss(**kw)), multi_margin_inputs(5, 4, 1.0),
+             151 + len(tag))
+loss_row("multi_margin_loss_p2_margin", "multi_margin_loss", {"p": 2, "margin": 0.5},
+         lambda: nn.MultiMarginLoss(p=2, margin=0.5), multi_margin_inputs(4, 5, 0.5), 161)
+W5 = wlist(5, 4)
+loss_row("multi_margin_loss_weight_none", "multi_margin_loss", {"weight": W5, "reduction": "none"},
+         lambda: nn.MultiMarginLoss(weight=torch.tensor(W5), reduction="none"),
+         multi_margin_inputs(6, 5, 1.0), 162)
+loss_row("multi_margin_loss_unbatched", "multi_margin_loss", {"margin": 0.8, "reduction": "none"},
+         lambda: nn.MultiMarginLoss(margin=0.8, reduction="none"),
+         multi_margin_inputs(None, 6, 0.8), 163)
+
+
+def class_inputs(shape, c_dim=1, ignore=None, probs=False, log_probs=False):
+    """input [N, C, ...] (or [C]) and class indices (some == ignore) or
+    class probabilities."""
+    def f(g):
+        x = torch.randn(shape, generator=g) * 1.5
+        cd = 0 if len(shape) == 1 else c_dim
+        if log_probs:
+            x = F.log_softmax(x, dim=cd)
+        C = shape[cd]
+        if probs:
+            return [x, F.softmax(torch.randn(shape, generator=g), dim=cd)]
+        tshape = tuple(s for i, s in enumerate(shape) if i != cd)
+        t = torch.randint(0, C, tshape, generator=g)
+        if ignore is not None:
+            m = torch.rand(tshape, generator=g) < 0.3
+            t = torch.where(m, torch.full_like(t, ignore), t)
+        return [x, t]
+    return f
+
+
+W3, W5b = wlist(3, 5), wlist(5, 6)
+loss_row("cross_entropy_weight", "cross_entropy", {"weight": W5b},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W5b)), class_inputs((6, 5)), 171)
+loss_row("cross_entropy_weight_ignore_smoothing", "cross_entropy",
+         {"weight": W5b, "ignore_index": 2, "label_smoothing": 0.2},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W5b), ignore_index=2, label_smoothing=0.2),
+         class_inputs((7, 5), ignore=2), 172)
+loss_row("cross_entropy_weight_ignore_none", "cross_entropy",
+         {"weight": W5b, "reduction": "none"},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W5b), reduction="none"),
+         class_inputs((6, 5), ignore=-100), 173)
+loss_row("cross_entropy_weight_smoothing_sum", "cross_entropy",
+         {"weight": W5b, "reduction": "sum", "label_smoothing": 0.1},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W5b), reduction="sum", label_smoothing=0.1),
+         class_inputs((4, 5)), 174)
+loss_row("cross_entropy_weight_unbatched", "cross_entropy", {"weight": W3},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W3)), class_inputs((3,)), 175)
+for red in (None, "sum", "none"):
+    cfg = {} if red is None else {"reduction": red}
+    kw = {} if red is None else {"reduction": red}
+    tag = red_name(red)
+    loss_row(f"cross_entropy_probs_{tag}", "cross_entropy", cfg,
+             (lambda kw=kw: nn.CrossEntropyLoss(**kw)), class_inputs((4, 3), probs=True),
+             181 + len(tag))
+loss_row("cross_entropy_probs_weight_smoothing", "cross_entropy",
+         {"weight": W3, "label_smoothing": 0.3},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W3), label_smoothing=0.3),
+         class_inputs((5, 3), probs=True), 191)
+loss_row("cross_entropy_probs_unbatched_none", "cross_entropy", {"reduction": "none"},
+         lambda: nn.CrossEntropyLoss(reduction="none"), class_inputs((4,), probs=True), 192)
+loss_row("cross_entropy_probs_4d", "cross_entropy", {},
+         lambda: nn.CrossEntropyLoss(), class_inputs((2, 3, 2, 2), probs=True), 193)
+loss_row("cross_entropy_kdim", "cross_entropy", {"ignore_index": 1},
+         lambda: nn.CrossEntropyLoss(ignore_index=1), class_inputs((2, 4, 3), ignore=1), 194)
+loss_row("cross_entropy_kdim_4d_none", "cross_entropy", {"reduction": "none", "label_smoothing": 0.1},
+         lambda: nn.CrossEntropyLoss(reduction="none", label_smoothing=0.1),
+         class_inputs((2, 3, 2, 3)), 195)
+loss_row("cross_entropy_kdim_weight", "cross_entropy", {"weight": W3},
+         lambda: nn.CrossEntropyLoss(weight=torch.tensor(W3)), class_inputs((3, 3, 4)), 196)
+loss_row("nll_loss_weight", "nll_loss", {"weight": W5b},
+         lambda: nn.NLLLoss(weight=torch.tensor(W5b)), class_inputs((6, 5), log_probs=True), 201)
+loss_row("nll_loss_weight_ignore_sum", "nll_loss",
+         {"weight": W5b, "ignore_index": 0, "reduction": "sum"},
+         lambda: nn.NLLLoss(weight=torch.tensor(W5b), ignore_index=0, reduction="sum"),
+         class_inputs((6, 5), ignore=0, log_probs=True), 202)
+loss_row("nll_loss_kdim_none", "nll_loss", {"reduction": "none"},
+         lambda: nn.NLLLoss(reduction="none"), class_inputs((2, 3, 5), log_probs=True), 203)
+
+
+# ctc_loss: the twin is nn.CTCLoss with the derivative of the loss with
+# respect to log_probs (the gradient nnmod gives, and finite differences
+# check): PyTorch's CTC backward adds exp(log_probs) * grad, the part that
+# cancels once the gradient goes through log_softmax, so for logits both
+# agree (docs/layers.md).
+class _CTCTrue(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, lp, tg, il, tl, blank, zi):
+        ctx.save_for_backward(lp, tg, il, tl)
+        ctx.blank, ctx.zi = blank, zi
+        return F.ctc_loss(lp, tg, il, tl, blank=blank, reduction="none", zero_infinity=zi)
+
+    @staticmethod
+    def backward(ctx, g):
+        lp, tg, il, tl = ctx.saved_tensors
+        with torch.enable_grad():
+            x = lp.detach().requires_grad_()
+            nll = F.ctc_loss(x, tg, il, tl, blank=ctx.blank, reduction="none", zero_infinity=ctx.zi)
+            gpt, = torch.autograd.grad(nll, x, g)
+        steps = (torch.arange(lp.shape[0])[:, None] < il[None, :]).to(lp.dtype)[:, :, None]
+        live = torch.isfinite(F.ctc_loss(lp, tg, il, tl, blank=ctx.blank, reduction="none"))
+        return gpt - lp.exp() * (g * live)[None, :, None] * steps, None, None, None, None, None
+
+
+class CTCLoss(nn.CTCLoss):  # prints as PyTorch's
+    def forward(self, lp, tg, il, tl):
+        unbatched = lp.dim() == 2
+        if unbatched:
+            lp, tg, il, tl = lp[:, None], tg[None], il[None], tl[None]
+        nll = _CTCTrue.apply(lp, tg, il, tl, self.blank, self.zero_infinity)
+        if self.reduction == "mean":
+            return (nll / tl.clamp_min(1)).mean()
+        if self.reduction == "sum":
+            return nll.sum()
+        return nll[0] if unbatched else nll
+
+
+def _ctc_twin_agrees():
+    """Through log_softmax the twin's gradients are PyTorch's own."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(6, 3, 5, generator=g, requires_grad=True)
+    tg, il, tl = torch.tensor([[1, 2, 3], [2, 2, 1], [4, 1, 1]]), torch.tensor([6, 5, 6]), torch.tensor([3, 2, 1])
+    for red in ("mean", "none"):
+        a = CTCLoss(reduction=red)(F.log_softmax(z, 2), tg, il, tl)
+        b = nn.CTCLoss(reduction=red)(F.log_softmax(z, 2), tg, il, tl)
+        ga, = torch.autograd.grad(a.sum(), z)
+        gb, = torch.autograd.grad(b.sum(), z)
+        assert torch.allclose(a, b) and torch.allclose(ga, gb, atol=1e-6), "CTC twin"
+
+
+_ctc_twin_agrees()
+
+
+def ctc_inputs(T, N, C, S, blank=0, il=None, tl=None, concat=False, repeats=False):
+    def f(g):
+        lp = F.log_softmax(torch.randn(T, N, C, generator=g), dim=2)
+        labels = [c for c in range(C) if c != blank]
+        tg = torch.tensor(labels)[torch.randint(0, len(labels), (N, S), generator=g)]
+        if repeats:
+            tg[:, 1] = tg[:, 0]
+        ilv = torch.tensor(il) if il is not None else torch.randint(T - 2, T + 1, (N,), generator=g)
+        tlv = torch.tensor(tl) if tl is not None else torch.randint(1, S + 1, (N,), generator=g)
+        if concat:
+            tg = torch.cat([tg[b, :tlv[b]] for b in range(N)])
+        return [lp, tg, ilv, tlv]
+    return f
+
+
+def ctc_unbatched(T, C, S):
+    def f(g):
+        lp, tg, il, tl = ctc_inputs(T, 1, C, S, il=[T], tl=[S])(g)
+        return [lp[:, 0], tg[0], il[0], tl[0]]
+    return f
+
+
+loss_row("ctc_loss_mean", "ctc_loss", {}, lambda: CTCLoss(), ctc_inputs(6, 3, 5, 3), 211)
+loss_row("ctc_loss_sum_blank2", "ctc_loss", {"blank": 2, "reduction": "sum"},
+         lambda: CTCLoss(blank=2, reduction="sum"), ctc_inputs(7, 2, 4, 3, blank=2), 212)
+loss_row("ctc_loss_none_concat", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_inputs(6, 3, 4, 3, concat=True), 213)
+loss_row("ctc_loss_repeats", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_inputs(8, 2, 3, 3, repeats=True, il=[8, 6], tl=[3, 2]),
+         214)
+loss_row("ctc_loss_zero_infinity", "ctc_loss", {"zero_infinity": True, "reduction": "none"},
+         lambda: CTCLoss(zero_infinity=True, reduction="none"),
+         ctc_inputs(5, 3, 4, 3, repeats=True, il=[5, 2, 3], tl=[2, 3, 3]), 215)
+loss_row("ctc_loss_unbatched", "ctc_loss", {"reduction": "none"},
+         lambda: CTCLoss(reduction="none"), ctc_unbatched(6, 4, 2), 216)
+loss_row("ctc_loss_longer", "ctc_loss", {"blank": 3}, lambda: CTCLoss(blank=3),
+         ctc_inputs(20, 4, 6, 5, blank=3), 217)
 
 
 # multihead_attention -----------------------------------------------------------
@@ -571,6 +1071,31 @@ up_row("upsample_bicubic_size_align", (1, 2, 4, 3), size=(6, 5), mode="bicubic",
 up_row("upsample_bicubic_frac", (2, 1, 5, 4), scale_factor=1.7, mode="bicubic")
 up_row("upsample_trilinear_x2", (1, 2, 2, 3, 2), scale_factor=2, mode="trilinear")
 up_row("upsample_area", (1, 2, 5, 7), size=(2, 3), mode="area")
+
+
+# antialias (F.interpolate's keyword; issue 18): no module twin, so no repr
+def aa_row(name, shape, seed, size=None, scale_factor=None, mode="bilinear", align_corners=None, **kw):
+    cfg = {"mode": mode, "antialias": True}
+    if size is not None:
+        cfg["size"] = list(size) if isinstance(size, tuple) else size
+    if scale_factor is not None:
+        cfg["scale_factor"] = list(scale_factor) if isinstance(scale_factor, tuple) else scale_factor
+    if align_corners is not None:
+        cfg["align_corners"] = align_corners
+    row(name=name, layer="upsample", config=cfg, repr=False, seed=seed,
+        torch=lambda: Fn(lambda x: F.interpolate(x, size=size, scale_factor=scale_factor, mode=mode,
+                                                 align_corners=align_corners, antialias=True)),
+        inputs=[A(shape)], **kw)
+
+
+aa_row("upsample_aa_bilinear_down_size", (1, 2, 9, 11), 18401, size=(4, 3))
+aa_row("upsample_aa_bilinear_down_scale", (2, 1, 10, 7), 18402, scale_factor=0.4)
+aa_row("upsample_aa_bilinear_up", (1, 2, 3, 4), 18403, scale_factor=(2, 1.5))
+aa_row("upsample_aa_bilinear_align", (1, 1, 8, 9), 18404, size=(3, 5), align_corners=True)
+aa_row("upsample_aa_bicubic_down", (1, 2, 12, 9), 18405, size=(5, 4), mode="bicubic")
+aa_row("upsample_aa_bicubic_down_scale", (2, 1, 9, 9), 18406, scale_factor=0.3, mode="bicubic")
+aa_row("upsample_aa_bicubic_mixed", (1, 1, 5, 12), 18407, size=(8, 5), mode="bicubic")
+aa_row("upsample_aa_bilinear_larger", (1, 3, 32, 24), 18408, size=(7, 10), rtol=2e-4)
 for r, shape, tag in ((2, (1, 8, 3, 2), "r2"), (3, (2, 9, 2, 2), "r3"), (2, (8, 2, 3), "3d"),
                       (2, (2, 1, 4, 2, 2), "5d")):
     row(name=f"pixel_shuffle_{tag}", layer="pixel_shuffle", config={"upscale_factor": r},
@@ -660,6 +1185,68 @@ row(name="max_pool3d_2", layer="max_pool3d", config={"kernel_size": 2},
 row(name="max_pool3d_tuple_unbatched", layer="max_pool3d",
     config={"kernel_size": [2, 1, 2], "stride": [1, 1, 2]},
     torch=lambda: nn.MaxPool3d((2, 1, 2), (1, 1, 2)), inputs=[("distinct", (2, 3, 2, 4))])
+# return_indices (issue 18): the second output is PyTorch's i64 flat index in
+# the input's plane; ties and -inf windows take the first position
+row(name="max_pool2d_indices_pad_ceil", layer="max_pool2d", seed=18201, n_out=2,
+    config={"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True, "return_indices": True},
+    torch=lambda: nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True, return_indices=True),
+    inputs=[("distinct", (2, 3, 7, 8))])
+row(name="max_pool2d_indices_dilation_unbatched", layer="max_pool2d", seed=18202, n_out=2,
+    config={"kernel_size": [2, 3], "stride": [1, 2], "dilation": [2, 1], "return_indices": True},
+    torch=lambda: nn.MaxPool2d((2, 3), (1, 2), dilation=(2, 1), return_indices=True),
+    inputs=[("distinct", (2, 6, 7))])
+row(name="max_pool2d_indices_ties", layer="max_pool2d", seed=18203, n_out=2, gradcheck=False,
+    config={"kernel_size": 2, "stride": 1, "padding": 1, "return_indices": True},
+    torch=lambda: nn.MaxPool2d(2, 1, 1, return_indices=True),
+    inputs=[("ties", (1, 2, 4, 5))])
+row(name="max_pool2d_indices_neginf", layer="max_pool2d", seed=18204, n_out=2, gradcheck=False,
+    config={"kernel_size": 3, "stride": 2, "padding": 1, "return_indices": True},
+    torch=lambda: nn.MaxPool2d(3, 2, 1, return_indices=True),
+    inputs=[("lit", [[[[-math.inf, -math.inf, 1.0, 2.0], [-math.inf, -math.inf, 3.0, -1.0],
+                        [0.5, -2.0, -math.inf, 4.0]]]], torch.float32)])
+row(name="max_pool1d_indices", layer="max_pool1d", seed=18205, n_out=2,
+    config={"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2, "return_indices": True},
+    torch=lambda: nn.MaxPool1d(3, 2, 1, dilation=2, return_indices=True),
+    inputs=[("distinct", (2, 3, 11))])
+row(name="max_pool3d_indices", layer="max_pool3d", seed=18206, n_out=2,
+    config={"kernel_size": [2, 3, 2], "stride": [1, 2, 2], "padding": [1, 1, 0], "return_indices": True},
+    torch=lambda: nn.MaxPool3d((2, 3, 2), (1, 2, 2), (1, 1, 0), return_indices=True),
+    inputs=[("distinct", (1, 2, 3, 5, 4))])
+row(name="max_pool2d_indices_values_only", layer="max_pool2d", seed=18207,
+    config={"kernel_size": 2, "return_indices": True},
+    torch=lambda: nn.MaxPool2d(2, return_indices=True), inputs=[("distinct", (1, 3, 4, 6))])
+row(name="adaptive_max_pool2d_indices", layer="adaptive_max_pool2d", seed=18211, n_out=2,
+    config={"output_size": [3, 2], "return_indices": True},
+    torch=lambda: nn.AdaptiveMaxPool2d((3, 2), return_indices=True), inputs=[("distinct", (2, 3, 7, 5))])
+row(name="adaptive_max_pool1d_indices_up", layer="adaptive_max_pool1d", seed=18212, n_out=2,
+    config={"output_size": 9, "return_indices": True},
+    torch=lambda: nn.AdaptiveMaxPool1d(9, return_indices=True), inputs=[("distinct", (2, 3, 7))])
+row(name="adaptive_max_pool3d_indices_unbatched", layer="adaptive_max_pool3d", seed=18213, n_out=2,
+    config={"output_size": [2, 3, 2], "return_indices": True},
+    torch=lambda: nn.AdaptiveMaxPool3d((2, 3, 2), return_indices=True),
+    inputs=[("distinct", (2, 5, 4, 3))])
+# ties: values and indices only (nnmod splits a tied maximum's gradient, PyTorch
+# gives it to the first)
+row(name="adaptive_max_pool2d_indices_ties", layer="adaptive_max_pool2d", seed=18214, n_out=2,
+    config={"output_size": 3, "return_indices": True}, gradcheck=False, modes=("eval",),
+    no_grad_in=True, torch=lambda: nn.AdaptiveMaxPool2d(3, return_indices=True),
+    inputs=[("ties", (1, 2, 7, 8))])
+
+# max_unpool1d/2d/3d (issue 18): the inverse of max pooling with indices
+# (windows that do not overlap: where two elements name one index, PyTorch
+# gathers the gradient for both, nnmod gives it to the one written last)
+def unpool_row(name, seed, nd, in_shape, k, s, p, cfg):
+    pooled = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd](torch.zeros(in_shape), k, s, p).shape
+    tw = {1: nn.MaxUnpool1d, 2: nn.MaxUnpool2d, 3: nn.MaxUnpool3d}[nd]
+    row(name=name, layer=f"max_unpool{nd}d", seed=seed, config=cfg,
+        torch=lambda: tw(k, s, p), inputs=[A(tuple(pooled)), ("poolidx", in_shape, k, s, p, nd)])
+
+
+unpool_row("max_unpool2d_2", 18501, 2, (2, 3, 6, 8), 2, 2, 0, {"kernel_size": 2})
+unpool_row("max_unpool2d_pad_unbatched", 18502, 2, (3, 7, 10), 3, 3, 1,
+           {"kernel_size": 3, "stride": 3, "padding": 1})
+unpool_row("max_unpool1d", 18503, 1, (2, 3, 9), 3, 3, 0, {"kernel_size": 3, "stride": 3})
+unpool_row("max_unpool3d", 18504, 3, (1, 2, 4, 4, 6), (2, 2, 3), (2, 2, 3), 0, {"kernel_size": [2, 2, 3]})
 row(name="avg_pool1d_pad", layer="avg_pool1d", config={"kernel_size": 3, "stride": 2, "padding": 1},
     torch=lambda: nn.AvgPool1d(3, 2, 1), inputs=[A((2, 3, 8))])
 row(name="avg_pool1d_ceil_exclude", layer="avg_pool1d",
@@ -718,6 +1305,16 @@ for layer, tw, shape in (("dropout1d", nn.Dropout1d, (2, 3, 5)), ("dropout3d", n
         torch=(lambda tw=tw: tw(p=0.0)), inputs=[A(shape)])
     row(name=f"{layer}_p1", layer=layer, config={"p": 1.0, "inplace": False}, modes=("train",),
         torch=(lambda tw=tw: tw(p=1.0)), inputs=[A(shape)])
+# feature_alpha_dropout (issue 18): the deterministic rows (eval, p = 0, p = 1)
+for k, (tag, shape) in enumerate((("3d", (2, 3, 5)), ("4d", (1, 2, 3, 3)))):
+    row(name=f"feature_alpha_dropout_eval_{tag}", layer="feature_alpha_dropout", config={"p": 0.3},
+        modes=("eval",), seed=18301 + 3 * k,
+        torch=lambda: nn.FeatureAlphaDropout(p=0.3), inputs=[A(shape)])
+    row(name=f"feature_alpha_dropout_p0_{tag}", layer="feature_alpha_dropout", config={"p": 0.0},
+        seed=18302 + 3 * k, torch=lambda: nn.FeatureAlphaDropout(p=0.0), inputs=[A(shape)])
+    row(name=f"feature_alpha_dropout_p1_{tag}", layer="feature_alpha_dropout",
+        config={"p": 1.0, "inplace": False}, modes=("train",), seed=18303 + 3 * k,
+        torch=lambda: nn.FeatureAlphaDropout(p=1.0), inputs=[A(shape)])
 # recurrent (plugins/recurrent) ------------------------------------------------
 # Rows carry their own seed (seed=): helpers append rows concurrently; seeded
 # rows take no index, so they move no other row's seed wherever they sit.
@@ -863,7 +1460,7 @@ def run_case(r, mode, seed):
     m = r["torch"]()
     # parameters: the module's own init under the seed, then nudged off any
     # constant (zero biases, unit norm weights) so that every entry matters
-    xs = [make_input(s, g) for s in r["inputs"]]
+    xs = r["inputs_fn"](g) if "inputs_fn" in r else [make_input(s, g) for s in r["inputs"]]
     with torch.no_grad():  # no parameter left at its init constant (zero biases)
         for p in m.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=g))
@@ -888,13 +1485,17 @@ def run_case(r, mode, seed):
     t = {}
     for i, x in enumerate(leaves):
         t[f"{C}.in.{i}"] = x.detach()
-        if x.dtype == torch.float32 and x.grad is not None:  # None: no gradient reaches it
+        if x.dtype == torch.float32 and x.grad is not None and not r.get("no_grad_in"):
+            # (None: no gradient reaches it; no_grad_in: a known difference, not compared)
             t[f"{C}.grad.in.{i}"] = x.grad
     for k, v in state0.items():
         t[f"{C}.state.{k}"] = v
     for k, p in m.named_parameters():
         if p.grad is not None:
             t[f"{C}.grad.state.{k}"] = p.grad
+    if r.get("after_params"):  # parameters a forward changes in place (max_norm)
+        for k, p in m.named_parameters():
+            t[f"{C}.after.{k}"] = p.detach().clone()
     nograd = r.get("nograd")
     if nograd:  # elements the layer defines to get no gradient (padding_idx)
         for k, mask in nograd(m).items():

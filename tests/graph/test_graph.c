@@ -1418,9 +1418,9 @@ static void test_schema_declared(void) {
         {"identity", 0, {0}, 0},
         {"sequential", 0, {0}, 0},
         {"mse_loss", 1, {"reduction"}, 0},
-        {"bce_with_logits", 1, {"reduction"}, 0},
-        {"nll_loss", 2, {"reduction", "ignore_index"}, 0},
-        {"cross_entropy", 3, {"reduction", "ignore_index", "label_smoothing"}, 0},
+        {"bce_with_logits", 3, {"reduction", "weight", "pos_weight"}, 0}, /* 1.1: weights */
+        {"nll_loss", 3, {"reduction", "ignore_index", "weight"}, 0},
+        {"cross_entropy", 4, {"reduction", "ignore_index", "label_smoothing", "weight"}, 0},
         {"add", 2, {"other", "alpha"}, 0}, /* 1.1: optional scalar operand */
         {"module_list", 0, {0}, 0},
         {"module_dict", 0, {0}, 0},

@@ -154,6 +154,106 @@ static void test_embedding_contract(void) {
     LEAK_CHECK_END();
 }
 
+/* embedding_bag (issue 18): bad configs and inputs are refused with PyTorch's
+ * reasons; the cases PyTorch 1.13 gets wrong are refused with ours. */
+static nnm_status bag_call(nnm_module *m, nnm_tensor *a, nnm_tensor *b, nnm_tensor *c) {
+    nnm_tensor *in[3] = {a, b, c}, *y = NULL;
+    uint32_t n = c ? 3 : b ? 2 : 1;
+    nnm_status st = nnm_module_call(m, in, n, &y, 1);
+    nnm_tensor_release(y);
+    return st;
+}
+
+static void test_embedding_bag_contract(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "num_embeddings", 5);
+    nnm_config_set_int(c, "embedding_dim", 2);
+    nnm_config_set_str(c, "mode", "median");
+    expect_create_fails("embedding_bag", c, NNM_E_INVALID, "mode has to be one of sum, mean or max");
+    nnm_config_set_str(c, "mode", "max");
+    nnm_config_set_bool(c, "scale_grad_by_freq", 1);
+    expect_create_fails("embedding_bag", c, NNM_E_INVALID, "max mode does not support scaling");
+    nnm_config_set_bool(c, "scale_grad_by_freq", 0);
+    nnm_config_set_str(c, "mode", "mean");
+    nnm_config_set_float(c, "max_norm", -1.0);
+    expect_create_fails("embedding_bag", c, NNM_E_INVALID, "max_norm must be >= 0");
+    nnm_config_free(c);
+
+    c = cfg_new();
+    nnm_config_set_int(c, "num_embeddings", 5);
+    nnm_config_set_int(c, "embedding_dim", 2);
+    nnm_config_set_bool(c, "include_last_offset", 1);
+    nnm_module *m = tu_module(g_ctx, "embedding_bag", c);
+    nnm_config_free(c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    char repr[256];
+    nnm_module_repr(m, repr, sizeof repr);
+    CU_ASSERT_PTR_NOT_NULL(strstr(repr, "EmbeddingBag(5, 2, mode=mean)"));
+    nnm_tensor *x1 = tu_ti64(g_ctx, 1, (int64_t[]){4}, (int64_t[]){0, 1, 2, 3});
+    nnm_tensor *x2 = tu_ti64(g_ctx, 2, (int64_t[]){2, 2}, (int64_t[]){0, 1, 2, 3});
+    nnm_tensor *x3 = tu_ti64(g_ctx, 3, (int64_t[]){1, 2, 2}, (int64_t[]){0, 1, 2, 3});
+    nnm_tensor *xbad = tu_ti64(g_ctx, 1, (int64_t[]){2}, (int64_t[]){1, 5});
+    nnm_tensor *o_nz = tu_ti64(g_ctx, 1, (int64_t[]){2}, (int64_t[]){1, 4});
+    nnm_tensor *o_dec = tu_ti64(g_ctx, 1, (int64_t[]){3}, (int64_t[]){0, 3, 2});
+    nnm_tensor *o_big = tu_ti64(g_ctx, 1, (int64_t[]){2}, (int64_t[]){0, 5});
+    nnm_tensor *o_short = tu_ti64(g_ctx, 1, (int64_t[]){2}, (int64_t[]){0, 2});
+    nnm_tensor *o_ok = tu_ti64(g_ctx, 1, (int64_t[]){2}, (int64_t[]){0, 2});
+    nnm_tensor *w4 = tu_tf32(g_ctx, 1, (int64_t[]){4}, (float[]){1, 2, 3, 4});
+    nnm_tensor *w3 = tu_tf32(g_ctx, 1, (int64_t[]){3}, (float[]){1, 2, 3});
+    CHECK_ERROR(bag_call(m, x1, NULL, NULL), NNM_E_INVALID, "offsets has to be a 1D Tensor but got None");
+    CHECK_ERROR(bag_call(m, x3, NULL, NULL), NNM_E_SHAPE, "input has to be 1D or 2D Tensor");
+    CHECK_ERROR(bag_call(m, x2, o_ok, NULL), NNM_E_INVALID, "if input is 2D, then offsets has to be None");
+    CHECK_ERROR(bag_call(m, x1, o_nz, NULL), NNM_E_INVALID, "offsets[0] has to be 0");
+    CHECK_ERROR(bag_call(m, x1, o_dec, NULL), NNM_E_INVALID, "offsets must be non-decreasing");
+    CHECK_ERROR(bag_call(m, x1, o_big, NULL), NNM_E_INVALID, "can not be greater than input's length");
+    /* indices past the last offset: PyTorch 1.13's backward reads past its buffers, refused */
+    CHECK_ERROR(bag_call(m, x1, o_short, NULL), NNM_E_INVALID, "the last offset must be the input's length");
+    CHECK_ERROR(bag_call(m, x2, NULL, NULL), NNM_E_INVALID, "a 2-d input is not supported with it");
+    CHECK_ERROR(bag_call(m, x1, o_ok, w4), NNM_E_INVALID, "only supported for mode='sum'");
+    CHECK_ERROR(bag_call(m, x1, o_ok, w3), NNM_E_SHAPE, "must have the same shape as the input");
+    CHECK_ERROR(bag_call(m, xbad, o_ok, NULL), NNM_E_INVALID, "index 5");
+    CHECK_ERROR(bag_call(m, w4, o_ok, NULL), NNM_E_DTYPE, "i64 indices");
+    /* edge cases: no indices at all (two empty bags of zeros), no bags */
+    nnm_tensor *x0 = NULL, *o00 = tu_ti64(g_ctx, 1, (int64_t[]){3}, (int64_t[]){0, 0, 0}), *y = NULL;
+    CHECK_STATUS(nnm_tensor_from_i64(g_ctx, 1, (int64_t[]){0}, NULL, &x0), NNM_OK);
+    nnm_tensor *args[2] = {x0, o00};
+    CHECK_STATUS(nnm_module_call(m, args, 2, &y, 1), NNM_OK);
+    float z[4] = {1, 1, 1, 1};
+    CU_ASSERT_TRUE(y != NULL && tu_shape_is(y, 2, (int64_t[]){2, 2}) && nnm_tensor_to_f32(y, z, 4) == NNM_OK);
+    CU_ASSERT_TRUE(z[0] == 0.0f && z[1] == 0.0f && z[2] == 0.0f && z[3] == 0.0f);
+    nnm_tensor_release(y);
+    y = NULL;
+    nnm_tensor *x20 = NULL;
+    CHECK_STATUS(nnm_tensor_from_i64(g_ctx, 2, (int64_t[]){0, 3}, NULL, &x20), NNM_OK);
+    nnm_config *c2 = cfg_new();
+    nnm_config_set_int(c2, "num_embeddings", 5);
+    nnm_config_set_int(c2, "embedding_dim", 2);
+    nnm_config_set_str(c2, "mode", "max");
+    nnm_module *m2 = tu_module(g_ctx, "embedding_bag", c2);
+    nnm_config_free(c2);
+    CHECK_STATUS(nnm_module_call(m2, &x20, 1, &y, 1), NNM_OK);
+    CU_ASSERT_TRUE(y != NULL && tu_shape_is(y, 2, (int64_t[]){0, 2}));
+    nnm_tensor_release(y);
+    nnm_module_release(m2);
+    nnm_tensor_release(x20);
+    nnm_tensor_release(x0);
+    nnm_tensor_release(o00);
+    nnm_tensor_release(x1);
+    nnm_tensor_release(x2);
+    nnm_tensor_release(x3);
+    nnm_tensor_release(xbad);
+    nnm_tensor_release(o_nz);
+    nnm_tensor_release(o_dec);
+    nnm_tensor_release(o_big);
+    nnm_tensor_release(o_short);
+    nnm_tensor_release(o_ok);
+    nnm_tensor_release(w4);
+    nnm_tensor_release(w3);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 static void test_concat_mul_contract(void) {
     LEAK_CHECK_BEGIN();
     nnm_module *cat = module_with("concat", "dim", 1);
@@ -539,6 +639,7 @@ int main(void) {
     CU_add_test(s, "activation configs", test_activation_configs);
     CU_add_test(s, "softmax dims and dtypes", test_softmax_dim_range);
     CU_add_test(s, "embedding", test_embedding_contract);
+    CU_add_test(s, "embedding_bag", test_embedding_bag_contract);
     CU_add_test(s, "concat and mul", test_concat_mul_contract);
     CU_add_test(s, "multihead_attention", test_attention_contract);
     CU_add_test(s, "multihead_attention masks, kdim, unbatched", test_attention_inputs);

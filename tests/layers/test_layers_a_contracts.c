@@ -152,9 +152,44 @@ static void test_conv_zero_spatial(void) {
 }
 
 static void test_pool_and_flatten(void) {
-    refused("max_pool2d", (const char *[]){"kernel_size=2", "return_indices=b:1", NULL}, NNM_E_UNSUPPORTED,
-            "return_indices");
+    /* max pooling and adaptive max pooling return indices (issue 18): below, and
+     * the conformance rows */
     refused("max_pool2d", (const char *[]){"kernel_size=2", "padding=2", NULL}, NNM_E_INVALID, "half of kernel");
+    {   /* two outputs only with return_indices */
+        nnm_module *mp = made("max_pool2d", (const char *[]){"kernel_size=2", NULL});
+        nnm_module *mpi = made("max_pool2d", (const char *[]){"kernel_size=2", "return_indices=b:1", NULL});
+        nnm_tensor *x = tu_tf32(g_ctx, 3, (int64_t[]){1, 2, 2}, (float[]){1, 4, 3, 2});
+        nnm_tensor *y[3] = {NULL, NULL, NULL};
+        CHECK_ERROR(nnm_module_call(mp, &x, 1, y, 2), NNM_E_SHAPE, "returns 1 output");
+        CHECK_ERROR(nnm_module_call(mpi, &x, 1, y, 3), NNM_E_SHAPE, "1 or 2 outputs");
+        CHECK_STATUS(nnm_module_call(mpi, &x, 1, y, 2), NNM_OK);
+        int64_t n = 0;
+        float *idx = y[1] ? tu_read_f32(y[1], &n) : NULL;
+        CU_ASSERT_TRUE(idx != NULL && n == 1 && idx[0] == 1.0f); /* 4 at (0, 1) */
+        free(idx);
+        /* max_unpool2d puts the values back where the indices say */
+        nnm_module *up = made("max_unpool2d", (const char *[]){"kernel_size=2", NULL});
+        nnm_tensor *u = NULL, *two[2] = {y[0], y[1]};
+        CHECK_STATUS(nnm_module_call(up, two, 2, &u, 1), NNM_OK);
+        float uv[4] = {-1, -1, -1, -1};
+        CU_ASSERT_TRUE(u != NULL && tu_shape_is(u, 3, (int64_t[]){1, 2, 2}) &&
+                       nnm_tensor_to_f32(u, uv, 4) == NNM_OK);
+        CU_ASSERT_TRUE(uv[0] == 0.0f && uv[1] == 4.0f && uv[2] == 0.0f && uv[3] == 0.0f);
+        nnm_tensor_release(u);
+        nnm_tensor *bad_i = tu_ti64(g_ctx, 3, (int64_t[]){1, 1, 1}, (int64_t[]){4});
+        two[1] = bad_i;
+        CHECK_ERROR(nnm_module_call(up, two, 2, &u, 1), NNM_E_INVALID, "Found an invalid max index: 4");
+        nnm_tensor_release(bad_i);
+        bad_i = tu_ti64(g_ctx, 3, (int64_t[]){1, 1, 2}, (int64_t[]){0, 1});
+        two[1] = bad_i;
+        CHECK_ERROR(nnm_module_call(up, two, 2, &u, 1), NNM_E_SHAPE, "same as that of the input");
+        nnm_tensor_release(bad_i);
+        two[1] = y[0];
+        CHECK_ERROR(nnm_module_call(up, two, 2, &u, 1), NNM_E_DTYPE, "indices must be i64");
+        nnm_module_release(up);
+        nnm_tensor_release(y[0]), nnm_tensor_release(y[1]), nnm_tensor_release(x);
+        nnm_module_release(mp), nnm_module_release(mpi);
+    }
     refused("avg_pool2d", (const char *[]){"kernel_size=2", "divisor_override=0", NULL}, NNM_E_INVALID, "divisor");
     refused("adaptive_avg_pool2d", (const char *[]){"output_size=0", NULL}, NNM_E_INVALID, "output_size");
     refused("unflatten", (const char *[]){"dim=1", "unflattened_size=[-1,-1]", NULL}, NNM_E_INVALID, "-1");

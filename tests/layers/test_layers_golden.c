@@ -12,7 +12,7 @@
  * layer plugins of issue 10 part A. */
 #include "test_util.h"
 
-#include <dirent.h>
+#include "golden_util.h"
 
 #define FWD_RTOL 1e-4
 #define FWD_ATOL 1e-5
@@ -28,7 +28,7 @@ static nnm_ctx *g_ctx;
 
 /* What the run compared, for the summary (a check that compared nothing
  * cannot pass silently: each case must compare its output). */
-static int64_t g_tensors, g_values, g_fd_points;
+static int64_t g_fd_points;
 
 typedef struct gcase {
     const char *file;
@@ -39,49 +39,6 @@ typedef struct gcase {
     int grad_input[NNM_MAX_IO];
     nnm_tensor *in[NNM_MAX_IO];
 } gcase;
-
-static const char *meta(nnm_safetensors *st, const char *key) {
-    for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++) {
-        const char *k = NULL, *v = NULL;
-        if (nnm_safetensors_metadata(st, i, &k, &v) == NNM_OK && strcmp(k, key) == 0) return v;
-    }
-    return NULL;
-}
-
-/* A new f32 CPU tensor holding file entry `name`, or NULL (absent). */
-static nnm_tensor *entry_tensor(nnm_safetensors *st, const char *name) {
-    nnm_st_entry e = {sizeof e};
-    if (nnm_safetensors_find(st, name, &e) != NNM_OK) return NULL;
-    nnm_tensor *t = NULL;
-    if (nnm_tensor_from_f32(g_ctx, e.ndim, e.shape, (const float *)e.data, &t) != NNM_OK) return NULL;
-    return t;
-}
-
-static int compare(const char *file, const char *what, nnm_tensor *got, nnm_safetensors *st, const char *name,
-                   double rtol, double atol) {
-    nnm_st_entry e = {sizeof e};
-    if (nnm_safetensors_find(st, name, &e) != NNM_OK) {
-        fprintf(stderr, "\n  %s: no '%s' in the fixture\n", file, name);
-        return 1;
-    }
-    if (got == NULL) {
-        fprintf(stderr, "\n  %s: %s: nnmod produced nothing, PyTorch has '%s'\n", file, what, name);
-        return 1;
-    }
-    if (!tu_shape_is(got, e.ndim, e.shape)) {
-        fprintf(stderr, "\n  %s: %s: shape differs from PyTorch's\n", file, what);
-        return 1;
-    }
-    int64_t n = 0;
-    float *v = tu_read_f32(got, &n);
-    char label[256];
-    snprintf(label, sizeof label, "%s %s", file, what);
-    int bad = v ? tu_count_mismatch(label, v, (const float *)e.data, n, rtol, atol, TU_MATCH_NONFINITE) : 1;
-    g_tensors++;
-    g_values += n;
-    free(v);
-    return bad != 0;
-}
 
 typedef struct named_list {
     int n;
@@ -207,8 +164,6 @@ static int fd_check(gcase *c, const char *what, nnm_tensor *t, nnm_tensor *g, nn
     return bad;
 }
 
-static void torch_repr(char *s);
-
 static int run_case(const char *dir, const char *file) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -222,10 +177,10 @@ static int run_case(const char *dir, const char *file) {
         fprintf(stderr, "\n  %s: %s\n", file, nnm_ctx_errmsg(g_ctx));
         return 1;
     }
-    const char *man = meta(c.st, "manifest"), *gi = meta(c.st, "grad_inputs");
-    c.mode = meta(c.st, "mode");
-    c.n_inputs = atoi(meta(c.st, "n_inputs") ? meta(c.st, "n_inputs") : "0");
-    c.n_warmup = atoi(meta(c.st, "n_warmup") ? meta(c.st, "n_warmup") : "0");
+    const char *man = gu_meta(c.st, "manifest"), *gi = gu_meta(c.st, "grad_inputs");
+    c.mode = gu_meta(c.st, "mode");
+    c.n_inputs = atoi(gu_meta(c.st, "n_inputs") ? gu_meta(c.st, "n_inputs") : "0");
+    c.n_warmup = atoi(gu_meta(c.st, "n_warmup") ? gu_meta(c.st, "n_warmup") : "0");
     if (!man || !c.mode || c.n_inputs < 1 || c.n_inputs > NNM_MAX_IO) {
         fprintf(stderr, "\n  %s: malformed fixture\n", file);
         bad = 1;
@@ -244,14 +199,14 @@ static int run_case(const char *dir, const char *file) {
         goto done;
     }
     if ((bad = load_state(&c))) goto done;
-    const char *want_repr = meta(c.st, "repr");
+    const char *want_repr = gu_meta(c.st, "repr");
     if (want_repr) {
         char got[1024];
         nnm_module_repr(c.m, got, sizeof got);
-        torch_repr(got);
+        gu_torch_repr(got);
         size_t len = strlen(got);
         while (len && got[len - 1] == '\n') got[--len] = 0;
-        g_tensors++; /* one more thing compared */
+        g_gu.tensors++; /* one more thing compared */
         if (strcmp(got, want_repr) != 0) {
             fprintf(stderr, "\n  %s: repr\n    got  %s\n    want %s\n", file, got, want_repr);
             bad++;
@@ -263,7 +218,7 @@ static int run_case(const char *dir, const char *file) {
         for (int i = 0; i < c.n_inputs; i++) {
             char name[64];
             snprintf(name, sizeof name, "warmup%d_input_%d", k, i);
-            win[i] = entry_tensor(c.st, name);
+            win[i] = gu_entry_f32(g_ctx, c.st, name);
         }
         int prev = nnm_grad_set_enabled(0);
         if (nnm_module_call(c.m, win, (uint32_t)c.n_inputs, &wy, 1) != NNM_OK) {
@@ -278,7 +233,7 @@ static int run_case(const char *dir, const char *file) {
     for (int i = 0; i < c.n_inputs; i++) {
         char name[32];
         snprintf(name, sizeof name, "input_%d", i);
-        c.in[i] = entry_tensor(c.st, name);
+        c.in[i] = gu_entry_f32(g_ctx, c.st, name);
         if (!c.in[i]) {
             fprintf(stderr, "\n  %s: no %s\n", file, name);
             bad = 1;
@@ -291,16 +246,16 @@ static int run_case(const char *dir, const char *file) {
         bad = 1;
         goto done;
     }
-    bad += compare(file, "output", y, c.st, "output_0", FWD_RTOL, FWD_ATOL);
+    bad += gu_compare(file, "output", y, c.st, "output_0", FWD_RTOL, FWD_ATOL);
     /* buffers after every call, before any finite-difference call moves them */
     named_list bufs = {0};
     nnm_module_named_buffers(c.m, collect, &bufs);
     for (int j = 0; j < bufs.n; j++) {
         char key[128];
         snprintf(key, sizeof key, "state_after.%s", bufs.names[j]);
-        bad += compare(file, key, bufs.t[j], c.st, key, FWD_RTOL, FWD_ATOL);
+        bad += gu_compare(file, key, bufs.t[j], c.st, key, FWD_RTOL, FWD_ATOL);
     }
-    w = entry_tensor(c.st, "upstream_0");
+    w = gu_entry_f32(g_ctx, c.st, "upstream_0");
     nnm_st_entry e = {sizeof e};
     int has_grads = 0;
     for (uint32_t i = 0; i < nnm_safetensors_count(c.st); i++)
@@ -317,14 +272,14 @@ static int run_case(const char *dir, const char *file) {
         char name[32];
         snprintf(name, sizeof name, "grad_input_%d", i);
         if (nnm_safetensors_find(c.st, name, &e) == NNM_OK)
-            bad += compare(file, name, nnm_tensor_grad(c.in[i]), c.st, name, GRAD_RTOL, GRAD_ATOL);
+            bad += gu_compare(file, name, nnm_tensor_grad(c.in[i]), c.st, name, GRAD_RTOL, GRAD_ATOL);
     }
     named_list ps = {0};
     nnm_module_named_parameters(c.m, collect, &ps);
     for (int j = 0; j < ps.n; j++) {
         char key[128];
         snprintf(key, sizeof key, "grad.%s", ps.names[j]);
-        bad += compare(file, key, nnm_tensor_grad(ps.t[j]), c.st, key, GRAD_RTOL, GRAD_ATOL);
+        bad += gu_compare(file, key, nnm_tensor_grad(ps.t[j]), c.st, key, GRAD_RTOL, GRAD_ATOL);
     }
     /* finite differences (eval-mode or train-mode alike: f is what the call computes) */
     for (int i = 0; i < c.n_inputs; i++)
@@ -345,40 +300,9 @@ done:
     return bad;
 }
 
-/* nnm_module_repr's text as PyTorch prints it: without the "  # N params"
- * comments and the closing "Total params" line nnmod adds. In place. */
-static void torch_repr(char *s) {
-    char *cut = strstr(s, "\nTotal params:");
-    if (cut != NULL) *cut = '\0';
-    char *w = s;
-    for (const char *p = s; *p;) {
-        if (strncmp(p, "  # ", 4) == 0) {
-            const char *q = p + 4;
-            while (*q >= '0' && *q <= '9') q++;
-            if (q > p + 4 && strncmp(q, " params", 7) == 0) {
-                p = q + 7;
-                continue;
-            }
-        }
-        *w++ = *p++;
-    }
-    *w = '\0';
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static void test_golden_cases(void) {
-    DIR *d = opendir(NNM_TEST_GOLDEN_DIR);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char *names[512];
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL && n < 512) {
-        size_t len = strlen(de->d_name);
-        if (len > 12 && strcmp(de->d_name + len - 12, ".safetensors") == 0) names[n++] = strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
+    int n = gu_list_fixtures(NNM_TEST_GOLDEN_DIR, names, 512);
     CU_ASSERT_TRUE(n >= 20); /* the fixtures are there */
     int failed = 0;
     for (int i = 0; i < n; i++) {
@@ -391,8 +315,8 @@ static void test_golden_cases(void) {
     }
     printf("\n    layers golden: %d cases, %d failed; %lld tensors (%lld values) compared with PyTorch, "
            "%lld finite-difference points\n",
-           n, failed, (long long)g_tensors, (long long)g_values, (long long)g_fd_points);
-    CU_ASSERT_TRUE(g_tensors >= 2 * n);
+           n, failed, (long long)g_gu.tensors, (long long)g_gu.values, (long long)g_fd_points);
+    CU_ASSERT_TRUE(g_gu.tensors >= 2 * n);
     CU_ASSERT_TRUE(g_fd_points >= 10 * n);
     CU_ASSERT_EQUAL(failed, 0);
 }

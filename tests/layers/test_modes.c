@@ -216,7 +216,8 @@ static void test_stochastic_depth(void) {
 
 /* dropout1d/dropout3d zero whole channels of 3-d/5-d inputs (per channel
  * of an unbatched one); alpha_dropout keeps a standard normal input's mean
- * and variance, its values being a * x + alpha' a p or alpha' a (p - 1). */
+ * and variance, its values being a * x + alpha' a p or alpha' a (p - 1);
+ * feature_alpha_dropout does the same per whole (sample, channel). */
 static void test_dropout1d3d_alpha(void) {
     LEAK_CHECK_BEGIN();
     static float xv[N], a[N];
@@ -288,6 +289,39 @@ static void test_dropout1d3d_alpha(void) {
     CU_ASSERT_PTR_EQUAL(y, xg);
     nnm_tensor_release(y);
     nnm_module_release(m);
+    /* feature_alpha_dropout on N(0, 1) as [8, 64, 8]: alpha_dropout's values,
+     * one draw per (sample, channel) of 8 elements, mean and variance kept */
+    nnm_tensor *xf = tu_tf32(g_ctx, 3, (int64_t[]){8, 64, 8}, g);
+    m = dropout_in(g_ctx, "feature_alpha_dropout", 0.2);
+    CHECK_STATUS(nnm_module_train(m, 1), NNM_OK);
+    CU_ASSERT_TRUE(run(m, xf, a));
+    mean = var = 0;
+    bad = n_drop = 0;
+    for (int c = 0; c < 512; c++) {
+        int z = 0;
+        for (int i = c * 8; i < c * 8 + 8; i++) {
+            const double kept = aa * g[i] + alpha * aa * p, drop = alpha * aa * (p - 1.0);
+            const int is_drop = fabs(a[i] - drop) < 1e-5 && fabs(a[i] - kept) > 1e-5;
+            z += is_drop;
+            bad += !is_drop && fabs(a[i] - kept) > 1e-5;
+            mean += a[i];
+        }
+        mixed += z != 0 && z != 8;
+        n_drop += z == 8;
+    }
+    mean /= N;
+    for (int i = 0; i < N; i++) var += (a[i] - mean) * (a[i] - mean);
+    var /= N - 1;
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(mixed, 0);
+    CU_ASSERT_TRUE(n_drop > 102 - 50 && n_drop < 102 + 50); /* Binomial(512, 0.2): sd 9 */
+    CU_ASSERT_TRUE(fabs(mean - mean_in) < 0.15);
+    CU_ASSERT_TRUE(fabs(var - 1.0) < 0.2);
+    nnm_tensor *x1 = tu_tf32(g_ctx, 1, (int64_t[]){4}, g);
+    CHECK_ERROR(tu_call1(m, x1, &y), NNM_E_SHAPE, "Feature dropout requires at least 2 dimensions");
+    nnm_tensor_release(x1);
+    nnm_module_release(m);
+    nnm_tensor_release(xf);
     nnm_tensor_release(xg);
     nnm_tensor_release(x3);
     nnm_tensor_release(x4);
@@ -488,7 +522,8 @@ int main(void) {
     CU_add_test(s, "dropout: eval is the identity, train masks", test_dropout_modes);
     CU_add_test(s, "dropout2d: whole channels", test_dropout2d_channels);
     CU_add_test(s, "stochastic_depth: rows or the batch, scaled; eval identity", test_stochastic_depth);
-    CU_add_test(s, "dropout1d/3d: whole channels; alpha_dropout keeps mean and variance", test_dropout1d3d_alpha);
+    CU_add_test(s, "dropout1d/3d: whole channels; (feature_)alpha_dropout keeps mean and variance",
+                test_dropout1d3d_alpha);
     CU_add_test(s, "seeded contexts reproduce masks", test_seeded_masks);
     CU_add_test(s, "train(0) on the root reaches every nested module", test_mode_reaches_nested);
     CU_add_test(s, "attention dropout: train only", test_attention_modes);

@@ -37,6 +37,18 @@ static void test_bad_configs(void) {
     nnm_config_set_float(c, "scale_factor", -1.0);
     expect_create_fails("upsample", c, NNM_E_INVALID, "scale_factor entries must be > 0");
     nnm_config_free(c);
+    nnm_config_new(&c); /* antialias: bilinear and bicubic only, as F.interpolate */
+    nnm_config_set_float(c, "scale_factor", 0.5);
+    nnm_config_set_bool(c, "antialias", 1);
+    expect_create_fails("upsample", c, NNM_E_INVALID, "Anti-alias option is only supported for bilinear and bicubic");
+    nnm_config_set_str(c, "mode", "bicubic");
+    nnm_module *m = NULL;
+    CHECK_STATUS(nnm_module_create(g_ctx, "upsample", c, &m), NNM_OK);
+    char repr[128] = "";
+    nnm_module_repr(m, repr, sizeof repr);
+    CU_ASSERT_PTR_NOT_NULL(strstr(repr, "Upsample(scale_factor=0.5, mode=bicubic, antialias=True)"));
+    nnm_module_release(m);
+    nnm_config_free(c);
     nnm_config_new(&c);
     nnm_config_set_int(c, "upscale_factor", 0);
     expect_create_fails("pixel_shuffle", c, NNM_E_INVALID, "upscale_factor must be >= 1");

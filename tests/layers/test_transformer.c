@@ -18,7 +18,7 @@
  *     creation names the child. */
 #include "test_util.h"
 
-#include <dirent.h>
+#include "golden_util.h"
 
 #define FWD_RTOL 1e-4
 #define FWD_ATOL 2e-5
@@ -27,24 +27,6 @@
 
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
-
-static int64_t g_compared;
-
-static const char *meta(nnm_safetensors *st, const char *key) {
-    for (uint32_t i = 0; i < nnm_safetensors_metadata_count(st); i++) {
-        const char *k = NULL, *v = NULL;
-        if (nnm_safetensors_metadata(st, i, &k, &v) == NNM_OK && strcmp(k, key) == 0) return v;
-    }
-    return NULL;
-}
-
-static nnm_tensor *entry_tensor(nnm_safetensors *st, const char *name) {
-    nnm_st_entry e = {sizeof e};
-    if (nnm_safetensors_find(st, name, &e) != NNM_OK) return NULL;
-    nnm_tensor *t = NULL;
-    if (nnm_tensor_from_f32(g_ctx, e.ndim, e.shape, (const float *)e.data, &t) != NNM_OK) return NULL;
-    return t;
-}
 
 /* The entry as a bool tensor (nonzero: true). */
 static nnm_tensor *entry_bool(nnm_safetensors *st, const char *name) {
@@ -59,31 +41,6 @@ static nnm_tensor *entry_bool(nnm_safetensors *st, const char *name) {
     return t;
 }
 
-static int compare(const char *file, const char *what, nnm_tensor *got, nnm_safetensors *st, const char *name,
-                   double rtol, double atol) {
-    nnm_st_entry e = {sizeof e};
-    if (nnm_safetensors_find(st, name, &e) != NNM_OK) {
-        fprintf(stderr, "\n  %s: no '%s' in the fixture\n", file, name);
-        return 1;
-    }
-    if (got == NULL) {
-        fprintf(stderr, "\n  %s: %s: nnmod produced nothing, PyTorch has '%s'\n", file, what, name);
-        return 1;
-    }
-    if (!tu_shape_is(got, e.ndim, e.shape)) {
-        fprintf(stderr, "\n  %s: %s: shape differs from PyTorch's\n", file, what);
-        return 1;
-    }
-    int64_t n = 0;
-    float *v = tu_read_f32(got, &n);
-    char label[256];
-    snprintf(label, sizeof label, "%s %s", file, what);
-    int bad = v ? tu_count_mismatch(label, v, (const float *)e.data, n, rtol, atol, TU_MATCH_NONFINITE) : 1;
-    free(v);
-    g_compared++;
-    return bad != 0;
-}
-
 /* PyTorch's state_dict from the fixture, loaded strictly (missing or
  * unexpected keys, or a shape that differs, fail). */
 static int load_strict(const char *file, nnm_module *m, nnm_safetensors *st) {
@@ -93,7 +50,7 @@ static int load_strict(const char *file, nnm_module *m, nnm_safetensors *st) {
     for (uint32_t i = 0; i < nnm_safetensors_count(st) && !bad; i++) {
         nnm_st_entry e = {sizeof e};
         if (nnm_safetensors_entry(st, i, &e) != NNM_OK || strncmp(e.name, "state.", 6) != 0) continue;
-        nnm_tensor *t = entry_tensor(st, e.name);
+        nnm_tensor *t = gu_entry_f32(g_ctx, st, e.name);
         bad = !t || nnm_state_dict_set(sd, e.name + 6, t) != NNM_OK;
         nnm_tensor_release(t);
     }
@@ -105,27 +62,6 @@ static int load_strict(const char *file, nnm_module *m, nnm_safetensors *st) {
     nnm_load_report_free(rep);
     nnm_state_dict_free(sd);
     return bad;
-}
-
-/* nnm_module_repr's text without nnmod's "  # N params" and "Total params". */
-static void torch_repr(char *s) {
-    char *cut = strstr(s, "\nTotal params:");
-    if (cut != NULL) *cut = '\0';
-    char *w = s;
-    for (const char *p = s; *p;) {
-        if (strncmp(p, "  # ", 4) == 0) {
-            const char *q = p + 4;
-            while (*q >= '0' && *q <= '9') q++;
-            if (q > p + 4 && strncmp(q, " params", 7) == 0) {
-                p = q + 7;
-                continue;
-            }
-        }
-        *w++ = *p++;
-    }
-    *w = '\0';
-    size_t len = strlen(s);
-    while (len && s[len - 1] == '\n') s[--len] = 0;
 }
 
 typedef struct named_list {
@@ -164,9 +100,9 @@ static int run_case(const char *file) {
     nnm_manifest *mf = NULL;
     nnm_module *m = NULL;
     nnm_tensor *in[NNM_MAX_IO] = {0}, *y = NULL, *w = NULL, *p = NULL, *s = NULL;
-    const char *man = meta(st, "manifest"), *mode = meta(st, "mode"), *gi = meta(st, "grad_inputs"),
-               *bi = meta(st, "bool_inputs"), *want_repr = meta(st, "repr");
-    n_in = meta(st, "n_inputs") ? atoi(meta(st, "n_inputs")) : 0;
+    const char *man = gu_meta(st, "manifest"), *mode = gu_meta(st, "mode"), *gi = gu_meta(st, "grad_inputs"),
+               *bi = gu_meta(st, "bool_inputs"), *want_repr = gu_meta(st, "repr");
+    n_in = gu_meta(st, "n_inputs") ? atoi(gu_meta(st, "n_inputs")) : 0;
     if (!man || !mode || n_in < 1 || n_in > NNM_MAX_IO) {
         fprintf(stderr, "\n  %s: malformed fixture\n", file);
         bad = 1;
@@ -182,8 +118,8 @@ static int run_case(const char *file) {
     if (want_repr) {
         static char got[65536];
         nnm_module_repr(m, got, sizeof got);
-        torch_repr(got);
-        g_compared++;
+        gu_torch_repr(got);
+        g_gu.tensors++;
         if (strcmp(got, want_repr) != 0) {
             fprintf(stderr, "\n  %s: repr\n    got  %s\n    want %s\n", file, got, want_repr);
             bad++;
@@ -193,7 +129,7 @@ static int run_case(const char *file) {
     for (int i = 0; i < n_in; i++) {
         char name[32];
         snprintf(name, sizeof name, "input_%d", i);
-        in[i] = idx_in(bi, i) ? entry_bool(st, name) : entry_tensor(st, name);
+        in[i] = idx_in(bi, i) ? entry_bool(st, name) : gu_entry_f32(g_ctx, st, name);
         if (!in[i]) {
             fprintf(stderr, "\n  %s: no %s\n", file, name);
             bad = 1;
@@ -206,8 +142,8 @@ static int run_case(const char *file) {
         bad = 1;
         goto done;
     }
-    bad += compare(file, "output", y, st, "output_0", FWD_RTOL, FWD_ATOL);
-    w = entry_tensor(st, "upstream_0");
+    bad += gu_compare(file, "output", y, st, "output_0", FWD_RTOL, FWD_ATOL);
+    w = gu_entry_f32(g_ctx, st, "upstream_0");
     if (!w || nnm_op_binary(g_ctx, NNM_BINARY_MUL, y, w, &p) != NNM_OK ||
         nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, p, NULL, 0, 0, &s) != NNM_OK || nnm_backward(s, NULL, 0) != NNM_OK) {
         fprintf(stderr, "\n  %s: backward: %s\n", file, nnm_ctx_errmsg(g_ctx));
@@ -218,7 +154,7 @@ static int run_case(const char *file) {
         if (!idx_in(gi, i)) continue;
         char name[32];
         snprintf(name, sizeof name, "grad_input_%d", i);
-        bad += compare(file, name, nnm_tensor_grad(in[i]), st, name, GRAD_RTOL, GRAD_ATOL);
+        bad += gu_compare(file, name, nnm_tensor_grad(in[i]), st, name, GRAD_RTOL, GRAD_ATOL);
     }
     static named_list ps;
     ps.n = 0;
@@ -226,7 +162,7 @@ static int run_case(const char *file) {
     for (int j = 0; j < ps.n; j++) {
         char key[160];
         snprintf(key, sizeof key, "grad.%s", ps.names[j]);
-        bad += compare(file, key, nnm_tensor_grad(ps.t[j]), st, key, GRAD_RTOL, GRAD_ATOL);
+        bad += gu_compare(file, key, nnm_tensor_grad(ps.t[j]), st, key, GRAD_RTOL, GRAD_ATOL);
     }
 done:
     nnm_tensor_release(s);
@@ -240,17 +176,9 @@ done:
     return bad;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static void test_golden(void) {
-    DIR *d = opendir(NNM_TEST_TRANSFORMER_DIR);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char *names[64];
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL && n < 64;)
-        if (strstr(e->d_name, ".safetensors")) names[n++] = strdup(e->d_name);
-    closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
+    int n = gu_list_fixtures(NNM_TEST_TRANSFORMER_DIR, names, 64);
     CU_ASSERT(n >= 10);
     int failed = 0;
     for (int i = 0; i < n; i++) {
@@ -260,7 +188,7 @@ static void test_golden(void) {
         free(names[i]);
     }
     CU_ASSERT_EQUAL(failed, 0);
-    CU_ASSERT(g_compared > 10 * 20);
+    CU_ASSERT(g_gu.tensors > 10 * 20);
 }
 
 /* ---- the made children are children ------------------------------------- */

@@ -75,8 +75,10 @@ static const char *set_value(train_params *p, const char *k, const value *v, con
         copy_str(p->schedule, sizeof p->schedule, v->s);
     } else if (!strcmp(k, "loss")) {
         if (strcmp(v->s, "cross_entropy") && strcmp(v->s, "nll_loss") &&
-            strcmp(v->s, "mse_loss") && strcmp(v->s, "bce_with_logits"))
-            return "expected \"cross_entropy\", \"nll_loss\", \"mse_loss\" or \"bce_with_logits\"";
+            strcmp(v->s, "mse_loss") && strcmp(v->s, "bce_with_logits") && strcmp(v->s, "l1_loss") &&
+            strcmp(v->s, "smooth_l1_loss") && strcmp(v->s, "huber_loss"))
+            return "expected \"cross_entropy\", \"nll_loss\", \"mse_loss\", \"l1_loss\", "
+                   "\"smooth_l1_loss\", \"huber_loss\" or \"bce_with_logits\"";
         copy_str(p->loss, sizeof p->loss, v->s);
     } else if (!strcmp(k, "inputs_name") || !strcmp(k, "targets_name")) {
         char *dst = k[0] == 'i' ? p->inputs_name : p->targets_name;
@@ -331,7 +333,7 @@ void train_params_usage(FILE *f) {
           "  --drop-last           skip each epoch's last partial training batch\n"
           "  --epochs N            (1)\n"
           "  --loss NAME           cross_entropy (default), nll_loss, mse_loss,\n"
-          "                        bce_with_logits\n"
+          "                        l1_loss, smooth_l1_loss, huber_loss, bce_with_logits\n"
           "  --label-smoothing X   cross_entropy\n"
           "  --seed N              parameters, shuffling and dropout (0)\n"
           "  --mean X, --std X     normalisation (default: computed on the training data)\n"

@@ -25,10 +25,18 @@ module paths are PyTorch's:
 A module called twice is written with the node syntax `NODE = PATH(...)`.
 
 Sizes: the model is traced a second time with one more sample in the batch
-(dim 0 of every input). Size arguments that change with it (x.view(n, -1),
-cls.expand(x.size(0), -1, -1), torch.zeros(n, ...)) are written as -1 or
-read from a tensor's dim at run time (config `from_input` / `from_dim`), so
-an export at batch 1 runs at batch 64.
+(dim 0 of every input), or with the dims `dynamic_dims` names (a sequence
+length) at other sizes. Size arguments that change with them (x.view(n, -1),
+cls.expand(x.size(0), -1, -1), torch.zeros(n, ...), pos[:, :t],
+torch.arange(t)) are written as -1 or read from a tensor's dim at run time
+(config `from_input` / `from_dim`), so an export at batch 1 runs at batch 64.
+
+Sequence layers (LSTM/GRU/RNN, the cells, MultiheadAttention, the
+Transformer* modules) are leaves like any other; LEAF_INPUTS puts their
+optional inputs and masks in nnmod's order. In-place writes into slices are
+functionalised (where(mask, padded value, x)); `self.training` of a module
+exported as a graph reads as a false sentinel while traced, so that
+F.dropout(x, p, training=self.training) becomes a dropout layer.
 
 What maps to what is data: LAYER_TYPES, CONFIG_OVERRIDES, CONTAINERS and
 OPS (function or method name -> handler that emits nnmod ops with SPEC's
@@ -65,9 +73,12 @@ LAYER_TYPES = {
     "ReLU": "relu", "ReLU6": "relu6", "GELU": "gelu", "SiLU": "silu", "LeakyReLU": "leaky_relu",
     "ELU": "elu", "Hardswish": "hardswish", "Hardsigmoid": "hardsigmoid", "PReLU": "prelu",
     "MSELoss": "mse_loss", "CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss",
-    "BCEWithLogitsLoss": "bce_with_logits", "NonDynamicallyQuantizableLinear": "linear",
+    "BCEWithLogitsLoss": "bce_with_logits", "BCELoss": "bce_loss", "KLDivLoss": "kl_div",
+    "CTCLoss": "ctc_loss",
+    "NonDynamicallyQuantizableLinear": "linear",
     "Upsample": "upsample", "UpsamplingNearest2d": "upsample",
     "UpsamplingBilinear2d": "upsample", "StochasticDepth": "stochastic_depth",
+    "RNNCell": "rnn_cell", "LSTMCell": "lstm_cell", "GRUCell": "gru_cell",
 }
 
 # Containers: PyTorch class -> nnmod type. Sequential is called; the others
@@ -87,13 +98,120 @@ CONFIG_OVERRIDES = {
     "ConvTranspose2d": {"bias": lambda m: m.bias is not None},
     "Softmax": {"dim": lambda m: m.dim},
     "LogSoftmax": {"dim": lambda m: m.dim},
-    "CrossEntropyLoss": {"weight": lambda m: None},
-    "NLLLoss": {"weight": lambda m: None},
+    "CrossEntropyLoss": {"weight": lambda m: _weight_list(m.weight)},
+    "NLLLoss": {"weight": lambda m: _weight_list(m.weight)},
+    "BCELoss": {"weight": lambda m: _weight_list(m.weight)},
+    "BCEWithLogitsLoss": {"weight": lambda m: _weight_list(m.weight),
+                          "pos_weight": lambda m: _weight_list(m.pos_weight)},
+    "MultiMarginLoss": {"weight": lambda m: _weight_list(m.weight)},
     "UpsamplingNearest2d": {"mode": lambda m: "nearest"},
     "UpsamplingBilinear2d": {"mode": lambda m: "bilinear", "align_corners": lambda m: True},
     "MultiheadAttention": {"bias": lambda m: m.in_proj_bias is not None,
                            "add_bias_kv": lambda m: m.bias_k is not None},
 }
+
+def _weight_list(w):
+    """A loss's weight buffer as its config list (the layer registers the
+    buffer again under the same name); a tensor of more than one dim stays a
+    tensor, which the export reports as having no config form."""
+    if w is None or w.dim() != 1:
+        return w
+    return [float(v) for v in w.detach().cpu().tolist()]
+
+
+def _tf_activation(layer):
+    """nn.Transformer*Layer's activation as nnmod's config string."""
+    import torch.nn.functional as F
+    a = layer.activation
+    if a is F.relu or isinstance(a, torch.nn.ReLU):
+        return "relu"
+    if (a is F.gelu) or (isinstance(a, torch.nn.GELU) and a.approximate == "none"):
+        return "gelu"
+    raise _Unsup(f"activation {a!r} (nnmod's transformer layers take relu or gelu)")
+
+
+def _tf_dropout(layer):
+    """The one dropout probability of a transformer layer (PyTorch gives
+    the same p to every dropout of a layer it builds)."""
+    ps = {float(m.p) for m in layer.modules() if isinstance(m, torch.nn.Dropout)}
+    ps |= {float(m.dropout) for m in layer.modules()
+           if isinstance(m, torch.nn.MultiheadAttention)}
+    if len(ps) > 1:
+        raise _Unsup(f"dropout probabilities {sorted(ps)} within one layer (nnmod's "
+                     "transformer layers take one)")
+    return ps.pop() if ps else None
+
+
+def _tf_eps(layer):
+    eps = {float(m.eps) for m in layer.modules() if isinstance(m, torch.nn.LayerNorm)}
+    if len(eps) > 1:
+        raise _Unsup(f"layer norm eps {sorted(eps)} within one layer")
+    return eps.pop() if eps else None
+
+
+def _tf_layer_cfg(first=None):
+    """Config of nn.TransformerEncoderLayer / DecoderLayer (first: the stack's
+    first layer, for TransformerEncoder / Decoder / Transformer)."""
+    pick = first or (lambda m: m)
+    return {"d_model": lambda m: pick(m).self_attn.embed_dim,
+            "nhead": lambda m: pick(m).self_attn.num_heads,
+            "dim_feedforward": lambda m: pick(m).linear1.out_features,
+            "dropout": lambda m: _tf_dropout(m),
+            "activation": lambda m: _tf_activation(pick(m)),
+            "layer_norm_eps": lambda m: _tf_eps(m),
+            "batch_first": lambda m: bool(pick(m).self_attn.batch_first),
+            "norm_first": lambda m: bool(pick(m).norm_first)}
+
+
+def _tf_stack_norm(m):
+    if m.norm is None:
+        return False
+    if not isinstance(m.norm, torch.nn.LayerNorm) or not m.norm.elementwise_affine:
+        raise _Unsup(f"norm={type(m.norm).__name__} (nnmod's stacks take a LayerNorm "
+                     "or none)")
+    return True
+
+
+CONFIG_OVERRIDES.update({
+    "TransformerEncoderLayer": _tf_layer_cfg(),
+    "TransformerDecoderLayer": _tf_layer_cfg(),
+    "TransformerEncoder": dict(_tf_layer_cfg(lambda m: m.layers[0]),
+                               num_layers=lambda m: len(m.layers), norm=_tf_stack_norm),
+    "TransformerDecoder": dict(_tf_layer_cfg(lambda m: m.layers[0]),
+                               num_layers=lambda m: len(m.layers), norm=_tf_stack_norm),
+    "Transformer": dict(_tf_layer_cfg(lambda m: m.encoder.layers[0]),
+                        batch_first=lambda m: bool(m.batch_first),
+                        num_encoder_layers=lambda m: len(m.encoder.layers),
+                        num_decoder_layers=lambda m: len(m.decoder.layers)),
+})
+
+# The inputs of a leaf in the nnmod layer's order, by forward argument name,
+# where that differs from PyTorch's positional order or has optional
+# tensors in the middle (a missing one is passed as a 0-element tensor,
+# nnmod's "absent"). The masks are marked "mask": a comparison made in the
+# graph (f32 0/1 in nnmod, bool in PyTorch) is cast to bool for them, and a
+# constant causal mask (triu of -inf or True above the diagonal) becomes
+# the config key named after "mask:" instead.
+LEAF_INPUTS = {
+    "MultiheadAttention": ["query", "key", "value", "key_padding_mask:mask",
+                           "attn_mask:mask:is_causal"],
+    "TransformerEncoderLayer": ["src", "src_mask:mask:is_causal",
+                                "src_key_padding_mask:mask"],
+    "TransformerEncoder": ["src", "mask:mask:is_causal", "src_key_padding_mask:mask"],
+    "TransformerDecoderLayer": ["tgt", "memory", "tgt_mask:mask:tgt_is_causal",
+                                "memory_mask:mask:memory_is_causal",
+                                "tgt_key_padding_mask:mask", "memory_key_padding_mask:mask"],
+    "TransformerDecoder": ["tgt", "memory", "tgt_mask:mask:tgt_is_causal",
+                           "memory_mask:mask:memory_is_causal",
+                           "tgt_key_padding_mask:mask", "memory_key_padding_mask:mask"],
+    "Transformer": ["src", "tgt", "src_mask:mask:src_is_causal", "tgt_mask:mask:tgt_is_causal",
+                    "memory_mask:mask:memory_is_causal", "src_key_padding_mask:mask",
+                    "tgt_key_padding_mask:mask", "memory_key_padding_mask:mask"],
+}
+# forward arguments of a leaf that are not tensors and that the nnmod layer
+# honours (or that change nothing nnmod computes): not reported
+_LEAF_FLAGS = {"need_weights", "is_causal", "src_is_causal", "tgt_is_causal",
+               "memory_is_causal"}
 
 _CONFIG_INT, _CONFIG_FLOAT, _CONFIG_BOOL, _CONFIG_STR, _CONFIG_INTS, _CONFIG_FLOATS, \
     _CONFIG_STRS, _CONFIG_INT_OR_INTS, _CONFIG_ANY = range(9)  # the last two: ABI 1.3
@@ -204,12 +322,85 @@ class _Schema:
                               for i in range(v.n_config_fields)]
                 self.cache[layer] = {"version": f"^{v.version_major}.{v.version_minor}",
                                      "fields": fields, "n_outputs": v.n_outputs,
-                                     "container": bool(v.flags & 1)}
+                                     "container": bool(v.flags & 1),
+                                     "owns_children": bool(v.flags & 2)}
         return self.cache[layer]
+
+
+class _AbsentType:
+    """An optional input of an nnmod layer that the PyTorch call left out."""
+
+    def __repr__(self):
+        return "<absent>"
+
+
+_ABSENT = _AbsentType()
+
+
+class _Mask:
+    """A tensor passed as an attention mask."""
+    __slots__ = ("t",)
+
+    def __init__(self, t):
+        self.t = t
+
+
+def _is_causal_mask(t):
+    """t is PyTorch's causal mask ([L, L]: True, or -inf, above the diagonal;
+    False, or 0, elsewhere), as nn.Transformer.generate_square_subsequent_mask
+    makes it."""
+    if t.dim() != 2 or t.shape[0] != t.shape[1] or t.shape[0] == 0:
+        return False
+    upper = torch.ones(t.shape, dtype=torch.bool).triu(1)
+    if t.dtype == torch.bool:
+        return bool(torch.equal(t, upper))
+    if not t.is_floating_point():
+        return False
+    return bool(torch.equal(torch.isneginf(t), upper)) and bool((t[~upper] == 0).all())
+
+
+class _TraceTraining:
+    """What `self.training` reads as in a module exported as a graph while
+    it is traced: false (the eval branch is followed), but told apart from
+    a literal False where it is passed on, so F.dropout(x, p,
+    training=self.training) becomes a dropout layer that follows train/eval,
+    while F.dropout(x, p, training=False) is nothing. Torch functions get
+    False in its place."""
+
+    def __bool__(self):
+        return False
+
+    def __repr__(self):
+        return "<self.training while traced>"
+
+
+_TRACE_TRAINING = _TraceTraining()
+
+
+def _real(args):
+    if any(a is _TRACE_TRAINING for a in args):
+        return tuple(False if a is _TRACE_TRAINING else a for a in args)
+    return args
+
+
+def _real_kw(kwargs):
+    if any(v is _TRACE_TRAINING for v in kwargs.values()):
+        return {k: (False if v is _TRACE_TRAINING else v) for k, v in kwargs.items()}
+    return kwargs
 
 
 class _Unsup(Exception):
     """A construct nnmod cannot hold, raised by an op handler."""
+
+
+def _finite_or_str(x):
+    """JSON has no infinities: the float configs that may need one
+    (masked_fill's value, full's fill_value, ...) take "inf", "-inf", "nan"."""
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    return x
 
 
 def _config_value(key, ftype, value, where):
@@ -236,7 +427,7 @@ def _config_value(key, ftype, value, where):
             if len(set(value)) != 1:
                 raise _Unsup(f"config '{key}' = {value!r}: the nnmod layer takes one number")
             value = value[0]
-        return float(value)
+        return _finite_or_str(float(value))
     if ftype == _CONFIG_STR:
         return str(value)
     if ftype in (_CONFIG_INT_OR_INTS, _CONFIG_ANY, None):
@@ -245,7 +436,7 @@ def _config_value(key, ftype, value, where):
         if isinstance(value, int):
             return int(value)
         if isinstance(value, float):
-            return float(value)
+            return _finite_or_str(float(value))
         if isinstance(value, str):
             return value
         if isinstance(value, (tuple, list, torch.Size)):
@@ -369,6 +560,8 @@ class _Frame:
         self.consts = collections.OrderedDict()    # name -> a constant forward made
         self.taken = set()
         self.counts = collections.Counter()
+        self.f01 = set()                  # refs bool in PyTorch, f32 0/1 in nnmod (comparisons)
+        self.views = {}                   # id(x[...] of a traced x) -> (x, index)
         if mod is not None:
             for n, p in mod.named_parameters(recurse=False):
                 self.own[id(p)] = (n, False, p)
@@ -414,6 +607,8 @@ class _Tracer(TorchFunctionMode):
         self.suspended = 0
         self.internal = 0
         self.foreign = collections.OrderedDict()  # op children made from foreign modules
+        self.leaf_cfg = {}      # leaf path -> config its calls imply (a causal mask)
+        self.aranges = {}       # id(tensor) -> (tensor, (start, end, step), version)
 
     # -- where are we -------------------------------------------------------
     def where(self):
@@ -436,13 +631,122 @@ class _Tracer(TorchFunctionMode):
         o = frame.own.get(id(t))
         if o is not None:
             name, is_buf, tensor = o
+            if is_buf and name in getattr(frame.mod, "_non_persistent_buffers_set", ()):
+                ref = self.recompute(frame, t, name)
+                if ref is not None:
+                    return ref
+                note = (f"the non-persistent buffer '{frame.path + '.' if frame.path else ''}"
+                        f"{name}' is a buffer of the graph, saved with the weights: nnmod's "
+                        "graphs have no non-persistent buffers, so a PyTorch state dict "
+                        "loads into this manifest with strict=False only")
+                if note not in self.report.notes:
+                    self.report.notes.append(note)
             frame.used_own[name] = (is_buf, tensor)
             return name
         if id(t) in self.params:
+            ref = self.child_bias(frame, t)
+            if ref is not None:
+                return ref
             self.report.add("construct", f"reading the parameter or buffer "
                             f"'{self.params[id(t)]}' of another module directly (use it "
                             "through its module)", self.where())
             return "?"
+        return None
+
+    def recompute(self, frame, t, name):
+        """A non-persistent buffer (not in PyTorch's state dict) whose values
+        a node makes: one value everywhere (`full`), positions (`arange`,
+        HF's position_ids [1, n]) or a triangle of ones (`tril`/`triu`, a
+        causal mask [1, 1, n, n]). The graph computes it, so the manifest's
+        state dict stays PyTorch's. None for other values."""
+        if frame.kind != "graph" or t.numel() == 0 or t.dtype not in _DTYPE_NAMES:
+            return None
+        where = self.where()
+        fn = f"the non-persistent buffer '{name}'"
+        v = t.detach().reshape(-1)
+        shape = list(t.shape)
+
+        def node(layer, inputs, **cfg):
+            n = frame.fresh(layer)
+            nd = _Node("op", n, layer, inputs, cfg, where=where, fn=fn)
+            nd.name = n
+            frame.nodes.append(nd)
+            return n
+
+        def cast(ref):
+            return ref if t.dtype == torch.float32 else node("to", [ref],
+                                                            dtype=_DTYPE_NAMES[t.dtype])
+
+        vf = v.double()
+        lead = [d for d in shape[:-1]]
+        if bool((vf == vf[0]).all()):
+            ref = cast(node("full", [], size=shape, fill_value=float(vf[0])))
+        elif t.dim() >= 1 and all(d == 1 for d in lead) and \
+                torch.equal(vf, torch.arange(v.numel(), dtype=torch.float64)):
+            ref = node("arange", [], end=int(v.numel()),
+                       dtype="int64" if t.dtype == torch.int64 else "float32")
+            if t.dtype not in (torch.int64, torch.float32):
+                ref = cast(ref)
+            if t.dim() != 1:
+                ref = node("view", [ref], shape=shape)
+        elif t.dim() >= 2 and all(d == 1 for d in shape[:-2]):
+            n, m = shape[-2:]
+            ones = torch.ones(n, m, dtype=torch.float64)
+            tri = None
+            for op, k in (("tril", 0), ("triu", 1), ("triu", 0), ("tril", -1)):
+                if torch.equal(vf.view(n, m), getattr(ones, op)(k)):
+                    tri = (op, k)
+                    break
+            if tri is None:
+                return None
+            ref = node(tri[0], [node("full", [], size=[n, m], fill_value=1.0)], diagonal=tri[1])
+            ref = cast(ref)
+            if t.dim() != 2:
+                ref = node("view", [ref], shape=shape)
+        else:
+            return None
+        frame.bind(t, ref)
+        return ref
+
+    def below(self, frame, mod):
+        """mod's path relative to frame's module, or None if not below it."""
+        path = self.paths.get(id(mod))
+        if path is None or frame.kind != "graph":
+            return None
+        if not frame.path:
+            return path or None
+        return path[len(frame.path) + 1:] if path.startswith(frame.path + ".") else None
+
+    def child_bias(self, frame, t):
+        """The bias of an nn.Linear below the frame read directly (swin v2:
+        self.qkv.bias.clone()): the module called on zeros, a node that
+        computes exactly the bias, so that the graph reads it through the
+        module that owns it (and its gradient reaches it)."""
+        mod = self.linear_of(t, "bias")
+        rel = self.below(frame, mod) if mod is not None else None
+        if rel is None:
+            return None
+        z = frame.fresh("zeros")
+        node = _Node("op", z, "full", [], {"size": [1, mod.in_features], "fill_value": 0.0},
+                     where=self.where(), fn=f"the bias of '{rel}', read directly")
+        node.name = z
+        frame.nodes.append(node)
+        call = _Node("module", rel, None, [z], {}, where=self.where())
+        frame.nodes.append(call)
+        v = frame.fresh("bias")
+        node = _Node("op", v, "view", [("@", call.uid, 0)], {"shape": [mod.out_features]},
+                     where=self.where(), fn=f"the bias of '{rel}', read directly")
+        node.name = v
+        frame.nodes.append(node)
+        frame.bind(t, v)
+        return v
+
+    def linear_of(self, t, attr):
+        """The nn.Linear (exported as a layer) whose `attr` t is, or None."""
+        for mod in self.model.modules():
+            if isinstance(mod, torch.nn.Linear) and getattr(mod, attr, None) is t and \
+                    self.ex.kind_of(mod) == "leaf":
+                return mod
         return None
 
     def tracked(self, frame, t):
@@ -461,6 +765,18 @@ class _Tracer(TorchFunctionMode):
             name = frame.fresh("full")
             node = _Node("op", name, "full", [], {"size": list(t.shape), "fill_value": rec[1]},
                          size_key="size", where=self.where(), fn=rec[3])
+            node.name = name
+            frame.nodes.append(node)
+            frame.bind(t, name)
+            return name
+        ar = self.aranges.get(id(t))
+        if ar is not None and ar[0] is t and t._version == ar[2]:
+            start, end, step = ar[1]
+            name = frame.fresh("arange")
+            node = _Node("op", name, "arange", [], {
+                "start": start, "end": end, "step": step,
+                "dtype": "int64" if t.dtype == torch.int64 else "float32"},
+                size_key="end", where=self.where(), fn="torch.arange")
             node.name = name
             frame.nodes.append(node)
             frame.bind(t, name)
@@ -595,6 +911,15 @@ class _Tracer(TorchFunctionMode):
             if t is None:
                 refs.append(None)
                 continue
+            if t is _ABSENT or isinstance(t, _Mask):
+                if parent.kind != "graph":
+                    self.report.add("construct", "an optional input left out (or a mask made "
+                                    "in forward) in a call of the exported model itself; pass "
+                                    "every input positionally", self.where())
+                    refs.append("?")
+                    continue
+                refs.append(self.absent(parent) if t is _ABSENT else self.mask_ref(parent, t.t))
+                continue
             r = self.lookup(parent, t)
             if r is None:
                 r = self.materialize(parent, t)
@@ -606,8 +931,38 @@ class _Tracer(TorchFunctionMode):
             refs.append(r)
         return refs, {}
 
+    def absent(self, frame):
+        """A 0-element tensor: an optional input of an nnmod layer left out
+        (PyTorch's None)."""
+        name = frame.fresh("absent")
+        node = _Node("op", name, "full", [], {"size": [0], "fill_value": 0.0},
+                     where=self.where(), fn="an optional input left out")
+        node.name = name
+        frame.nodes.append(node)
+        return name
+
+    def mask_ref(self, frame, t):
+        """A mask passed to attention: a comparison the graph made is f32 0/1
+        in nnmod where PyTorch has bool, so it is cast to bool first."""
+        r = self.lookup(frame, t)
+        if r is None:
+            r = self.materialize(frame, t)
+        if r is None:
+            return "?"
+        if r in frame.f01 and t.dtype == torch.bool:
+            name = frame.fresh("bool")
+            node = _Node("op", name, "bool", [r], {}, where=self.where(),
+                         fn="a mask (bool in PyTorch)")
+            node.name = name
+            frame.nodes.append(node)
+            frame.shapes[name] = tuple(t.shape)
+            return name
+        return r
+
     def leaf_args(self, mod, args, kwargs):
-        """The tensors of a call of a leaf, in the nnmod layer's input order."""
+        """The tensors of a call of a leaf, in the nnmod layer's input order
+        (_ABSENT for an optional one left out, _Mask(t) for a mask); config
+        a call implies (a causal mask) goes to self.leaf_cfg."""
         cls = _forward_class(mod).__name__
         fwd = type(mod).forward
         try:
@@ -617,21 +972,13 @@ class _Tracer(TorchFunctionMode):
             return [a for a in args if isinstance(a, torch.Tensor)]
         params = list(sig.parameters.values())[1:]
         arg = bound.arguments
-        if cls == "MultiheadAttention":
-            q, k, v = arg.get("query"), arg.get("key"), arg.get("value")
-            kpm, am = arg.get("key_padding_mask"), arg.get("attn_mask")
-            if arg.get("average_attn_weights", True) is not True:
-                self.report.add("construct", "MultiheadAttention(average_attn_weights=False)",
-                                self.where())
-            if am is not None and kpm is None:
-                self.report.add("construct", "MultiheadAttention with attn_mask but no "
-                                "key_padding_mask", self.where())
-            out = [q, k, v]
-            if kpm is not None:
-                out.append(kpm)
-            if am is not None:
-                out.append(am)
-            return out
+        if cls == "MultiheadAttention" and arg.get("average_attn_weights", True) is not True \
+                and arg.get("need_weights", True):
+            self.report.add("construct", "MultiheadAttention(average_attn_weights=False): "
+                            "nnmod gives the weights averaged over heads", self.where())
+        order = LEAF_INPUTS.get(cls)
+        if order is not None:
+            return self.leaf_args_ordered(mod, order, params, arg)
         out = []
         for p in params:
             if p.name not in arg:
@@ -644,10 +991,56 @@ class _Tracer(TorchFunctionMode):
             elif isinstance(v, (tuple, list)) and v and all(isinstance(a, torch.Tensor)
                                                                for a in v):
                 out.extend(v)
-            elif v is not None and v is not p.default and v != p.default:
+            elif v is not None and v is not p.default and v != p.default \
+                    and p.name not in _LEAF_FLAGS:
                 self.report.add("construct", f"argument {p.name}={v!r} to a "
                                 f"{type(mod).__name__} call", self.where())
         return out
+
+    def leaf_args_ordered(self, mod, order, params, arg):
+        path = self.paths.get(id(mod))
+        known = {o.split(":")[0] for o in order}
+        cfg = {}
+        items = []
+        for entry in order:
+            parts = entry.split(":")
+            name, is_mask = parts[0], len(parts) > 1
+            causal_key = parts[2] if len(parts) > 2 else None
+            v = arg.get(name)
+            if v is not None and causal_key and arg.get(causal_key) is True:
+                v = None               # PyTorch 2's hint: the mask is the causal one
+                cfg[causal_key] = True
+            elif causal_key and arg.get(causal_key) is True:
+                cfg[causal_key] = True
+            if isinstance(v, torch.Tensor) and causal_key and \
+                    not self.tracked(self.stack[-1], v) and _is_causal_mask(v):
+                v = None               # a causal mask made in forward: the config key
+                cfg[causal_key] = True
+            if v is None:
+                items.append(_ABSENT)
+            elif isinstance(v, torch.Tensor):
+                items.append(_Mask(v) if is_mask else v)
+            elif isinstance(v, (tuple, list)) and all(isinstance(a, torch.Tensor) for a in v):
+                items.extend(v)
+            else:
+                self.report.add("construct", f"argument {name}={v!r} to a "
+                                f"{type(mod).__name__} call", self.where())
+        while items and items[-1] is _ABSENT:
+            items.pop()                # trailing optional inputs: not passed at all
+        for p in params:
+            if p.name in known or p.name not in arg or p.name in _LEAF_FLAGS:
+                continue
+            v = arg[p.name]
+            if v is not None and v is not p.default and v != p.default:
+                self.report.add("construct", f"argument {p.name}={v!r} to a "
+                                f"{type(mod).__name__} call", self.where())
+        if path is not None:
+            seen = self.leaf_cfg.setdefault(path, dict(cfg))
+            if seen != cfg:
+                self.report.add("construct", f"module '{path}' called with and without a "
+                                "causal mask (nnmod makes it config of the module)",
+                                self.where())
+        return items
 
     def frame_inputs(self, frame, mod, args, kwargs):
         try:
@@ -692,7 +1085,7 @@ class _Tracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.suspended or self.internal or not self.stack:
-            return func(*args, **kwargs)
+            return func(*_real(args), **_real_kw(kwargs))
         frame = self.stack[-1]
         self.internal += 1
         try:
@@ -706,17 +1099,37 @@ class _Tracer(TorchFunctionMode):
         if name in _CONST_FACTORIES:
             # a uniform tensor of static or batch-following size: made when
             # something the graph computes uses it (materialize)
-            result = func(*args, **kwargs)
+            result = func(*_real(args), **_real_kw(kwargs))
             if isinstance(result, torch.Tensor) and result.numel() > 0 and (
                     result.is_floating_point() or result.dtype == torch.bool):
                 self.recipes[id(result)] = (result, float(result.reshape(-1)[0]),
                                             result._version, _fname(func))
             return result
+        if name == "arange" and not tens:
+            # torch.arange(x.size(1)): an `arange` node when used (its end
+            # may then follow a dynamic dim)
+            result = func(*_real(args), **_real_kw(kwargs))
+            try:
+                spec = _arange_spec(*args, **kwargs)
+            except TypeError:
+                spec = None
+            if spec is not None and isinstance(result, torch.Tensor) and \
+                    result.dtype in (torch.int64, torch.float32):
+                self.aranges[id(result)] = (result, spec, result._version)
+            return result
+        if frame.kind == "graph" and args and isinstance(args[0], torch.Tensor) and \
+                (name == "__setitem__" or name in _INPLACE_DUNDER or
+                 (name.endswith("_") and not name.startswith("_"))) and \
+                id(args[0]) in self.recipes and not self.tracked(frame, args[0]):
+            # a zeros/ones/full tensor written into (swin's attention mask:
+            # new_zeros, then mask[slice] = region id): a `full` node now, so
+            # the writes become graph ops rather than a constant buffer
+            self.materialize(frame, args[0])
         tracked = [t for t in tens if self.tracked(frame, t)]
         for t in tracked:                   # versions checked before an in-place op runs
             if id(t) in frame.refs:
                 self.lookup(frame, t)
-        result = func(*args, **kwargs)
+        result = func(*_real(args), **_real_kw(kwargs))
         for t in tracked:                   # ... and what this op changed is accounted for
             e = frame.refs.get(id(t))
             if e is not None and e[1] != t._version:
@@ -729,8 +1142,12 @@ class _Tracer(TorchFunctionMode):
                 self.report.add("construct", f"Python code reading a tensor's values "
                                 f"({_fname(func)}: data-dependent control flow or numbers)",
                                 self.where())
+            elif name == "__setitem__" and tracked and isinstance(args[0], torch.Tensor) \
+                    and self.tracked(frame, args[0]):
+                self.setitem(frame, func, args[0], args[1], args[2])
             elif name == "__setitem__" and tracked:
-                self.report.add("construct", "assignment into a tensor (x[...] = ...)",
+                self.report.add("construct", "assignment of a traced value into a constant "
+                                "tensor (x[...] = y, x made in forward from no input)",
                                 self.where())
             return result
         if frame.kind != "graph":
@@ -764,8 +1181,114 @@ class _Tracer(TorchFunctionMode):
             refs = list(refs) + [f"{refs[0]}:{k}" for k in range(len(refs), len(outs))]
         for t, r in zip(outs, refs):
             frame.bind(t, r)
-        del inplace
+        if inplace and outs and id(outs[0]) in frame.views and refs[0] != "?":
+            self.write_back(frame, func, outs[0], refs[0])
         return result
+
+    # -- in-place ops on views: functionalised ------------------------------
+    def setitem(self, frame, func, x, idx, value):
+        """x[idx] = value as out-of-place ops: the slice's new value
+        (value broadcast to it), then x's (write_back)."""
+        h = _OpCtx(self, frame, func, None, [])
+        try:
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            view = x[idx]                      # the slice's shape (the trace is internal)
+            n = view.dim()
+            if isinstance(value, torch.Tensor) and h.is_t(value) and \
+                    tuple(value.shape) == tuple(view.shape):
+                self.scatter_into(h, x, idx, h.ref(value), None)
+            elif isinstance(value, torch.Tensor) and h.is_t(value):
+                sl = h.op("getitem", [x], index=[_index_str(i) for i in idx])
+                self.scatter_into(h, x, idx, h.op("expand_as", [value, sl]), None)
+            else:                              # a number: masked_fill of the slice
+                del n
+                self.scatter_into(h, x, idx, None, None, scalar=h.num(value))
+        except _Unsup as e:
+            self.report.add("construct", f"assignment into a tensor (x[...] = ...): {e}",
+                            self.where())
+
+    def write_back(self, frame, func, view, new_ref):
+        """An in-place op changed `view` (x[...] of a traced x) to new_ref:
+        x becomes where(slice mask, new value padded to x's shape, x)."""
+        base, idx = frame.views[id(view)]
+        h = _OpCtx(self, frame, func, None, [])
+        try:
+            self.scatter_into(h, base, idx, new_ref, view)
+        except _Unsup as e:
+            self.report.add("construct", f"an in-place op on a view: {e}", self.where())
+
+    def scatter_into(self, h, base, idx, new_ref, view, scalar=None):
+        frame = h.frame
+        old = frame.refs.get(id(base))
+        if old is None:
+            raise _Unsup("the tensor is not one the trace follows")
+        base_ref = old[0]
+        shape = list(base.shape)
+        # the index over base's dims: (lo, hi) kept per dim; ints squeeze
+        pads, ops, d, v = [], [], 0, 0
+        idx = list(idx)
+        if sum(1 for i in idx if i is Ellipsis) > 1:
+            raise _Unsup("an index with two '...'")
+        if Ellipsis in [i for i in idx if not isinstance(i, torch.Tensor)]:
+            k = next(n for n, i in enumerate(idx) if i is Ellipsis)
+            n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+            idx = idx[:k] + [slice(None)] * (len(shape) - n_real) + idx[k + 1:]
+        idx = idx + [slice(None)] * (len(shape) - sum(1 for i in idx if i is not None))
+        for i in idx:
+            if i is None:
+                ops.append(("squeeze", v))
+                continue
+            if isinstance(i, bool) or isinstance(i, torch.Tensor):
+                raise _Unsup("an index with a tensor or bool")
+            if isinstance(i, int):
+                j = i + shape[d] if i < 0 else i
+                pads.append((j, shape[d] - j - 1))
+                ops.append(("unsqueeze", v))
+                v += 1
+            elif isinstance(i, slice):
+                start, stop, step = i.indices(shape[d])
+                if step != 1:
+                    raise _Unsup("a slice with a step")
+                stop = max(stop, start)
+                pads.append((start, shape[d] - stop))
+                v += 1
+            else:
+                raise _Unsup(f"an index of {type(i).__name__}")
+            d += 1
+        ref = new_ref
+        for what, at in ops if scalar is None else ():
+            if what == "squeeze":
+                ref = h.op("squeeze", [ref], dim=at)
+            else:
+                ref = h.op("unsqueeze", [ref], dim=at)
+        flat = []
+        for lo, hi in reversed(pads):
+            flat += [lo, hi]
+        whole = not any(flat)
+        if scalar is not None:
+            n = len(shape)
+            if whole:
+                new_base = h.op("full", [base_ref], size=shape, fill_value=scalar,
+                                from_input=[0] * n, from_dim=list(range(n)))
+            else:
+                inner = [s - lo - hi for s, (lo, hi) in zip(shape, pads)]
+                ones = h.op("full", [], size_key="size", size=inner, fill_value=1.0)
+                mask = h.op("pad", [ones], pad=flat, mode="constant", value=0.0)
+                new_base = h.op("masked_fill", [base_ref, mask], value=scalar)
+        elif whole:
+            new_base = ref
+        else:
+            padded = h.op("pad", [ref], pad=flat, mode="constant", value=0.0)
+            inner = [s - lo - hi for s, (lo, hi) in zip(shape, pads)]
+            ones = h.op("full", [ref], size=inner, fill_value=1.0,
+                        from_input=[0] * len(inner), from_dim=list(range(len(inner))))
+            mask = h.op("pad", [ones], pad=flat, mode="constant", value=0.0)
+            new_base = h.op("where", [mask, padded, base_ref])
+        frame.bind(base, new_base)
+        if view is not None:
+            frame.bind(view, new_ref)
+        if id(base) in frame.views:          # base is a slice of another tensor
+            self.write_back(frame, h.func, base, new_base)
 
 
 class _OpCtx:
@@ -894,12 +1417,54 @@ def _h_alias(h, x, *a, **kw):
     return h.ref(x)
 
 
+_DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32",
+                torch.uint8: "uint8", torch.bool: "bool"}
+
+
+def _nnmod_dtype(h, x):
+    """The dtype x has in nnmod: PyTorch's, except comparisons (f32 0/1)."""
+    return torch.float32 if h.ref(x) in h.frame.f01 else x.dtype
+
+
 def _h_to(h, x, *a, **kw):
-    if h.result.dtype != x.dtype:
-        raise _Unsup(f"a conversion from {x.dtype} to {h.result.dtype}")
+    """x.to(dtype), x.float(), x.bool(), x.type_as(y): the `to` op where
+    the dtype changes in nnmod (a comparison is f32 0/1 there already)."""
     if h.result.device != x.device:
         raise _Unsup("moving a tensor to another device inside forward")
-    return h.ref(x)
+    dst = h.result.dtype
+    src = _nnmod_dtype(h, x)
+    if dst == src:
+        return h.ref(x)
+    if dst not in _DTYPE_NAMES or src not in _DTYPE_NAMES:
+        raise _Unsup(f"a conversion from {x.dtype} to {dst} (nnmod has "
+                     f"{', '.join(_DTYPE_NAMES.values())})")
+    return h.op("to", [x], dtype=_DTYPE_NAMES[dst])
+
+
+def _as_f32(h, x):
+    """A ref to x as f32 (integer and bool tensors are cast: nnmod's
+    arithmetic and comparisons are f32; integers are exact below 2^24)."""
+    if isinstance(x, torch.Tensor) and h.is_t(x) and _nnmod_dtype(h, x) != torch.float32:
+        return h.op("to", [x], dtype="float32")
+    return x
+
+
+def _h_logical_not(h, x):
+    r = h.op("sub", [_as_f32(h, x)], other=1.0, reverse=True)
+    h.frame.f01.add(r)
+    return r
+
+
+def _logical(layer):
+    def handler(h, x, other):
+        if not (h.operand(x) and h.operand(other)):
+            raise _Unsup("a logical op with a Python value")
+        if x.dtype != torch.bool or other.dtype != torch.bool:
+            raise _Unsup("bitwise ops on integers")
+        r = h.op(layer, [_as_f32(h, x), _as_f32(h, other)])
+        h.frame.f01.add(r)
+        return r
+    return handler
 
 
 def _h_squeeze(h, x, dim=None):
@@ -962,6 +1527,22 @@ def _index_str(i):
 
 
 def _h_getitem(h, x, idx):
+    dt = _nnmod_dtype(h, x)
+    if dt != torch.float32 and dt in _DTYPE_NAMES:
+        # nnmod slices f32: an i64 or bool tensor (position ids, a mask) is
+        # cast there and back (exact for integers below 2^24)
+        h.frame.views.pop(id(h.result), None)
+        src = h.op("to", [x], dtype="float32")
+        return h.op("to", [_h_getitem_f32(h, src, idx, x)], dtype=_DTYPE_NAMES[dt])
+    r = _h_getitem_f32(h, x, idx, x)
+    if isinstance(h.result, torch.Tensor) and h.result._base is not None:
+        h.frame.views[id(h.result)] = (x, idx if isinstance(idx, tuple) else (idx,))
+    return r
+
+
+def _h_getitem_f32(h, x, idx, orig):
+    """getitem of x (a ref or tensor, f32 in nnmod); orig: the PyTorch tensor
+    indexed (for shapes)."""
     idx = idx if isinstance(idx, tuple) else (idx,)
     tens = [k for k, i in enumerate(idx) if isinstance(i, torch.Tensor)]
     if tens:
@@ -976,9 +1557,17 @@ def _h_getitem(h, x, idx):
             return h.op("index_select", [x, i], dim=k)
         flat = h.op("reshape", [i], shape=[-1])
         y = h.op("index_select", [x, flat], dim=k)
-        shape = list(x.shape[:k]) + list(i.shape) + list(x.shape[k + 1:])
+        shape = list(orig.shape[:k]) + list(i.shape) + list(orig.shape[k + 1:])
         return h.op("reshape", [y], size_key="shape", shape=shape)
     return h.op("getitem", [x], index=[_index_str(i) for i in idx])
+
+
+def _h_zero(h, x):
+    return _full_like(h, x, 0.0)
+
+
+def _h_fill(h, x, value):
+    return _full_like(h, x, h.num(value))
 
 
 def _h_index_select(h, x, dim, index):
@@ -1173,6 +1762,124 @@ def _h_matmul(h, x, other):
     return h.op("matmul", [x, other])
 
 
+def _einsum_parse(eq, operands):
+    """'bhid,bhjd->bhij' as ([['b','h','i','d'], ...], out); '...' becomes
+    letters of its own; no '->' gives PyTorch's implicit output."""
+    eq = eq.replace(" ", "")
+    lhs, arrow, out = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise _Unsup(f"einsum '{eq}' with {len(operands)} operands")
+    used = set(c for c in eq if c.isalpha())
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
+    ell = None
+    subs = []
+    for term, t in zip(terms, operands):
+        if "..." in term:
+            n = t.dim() - (len(term) - 3)
+            if ell is None or len(ell) < n:
+                ell = (ell or []) + spare[len(ell or []):n]
+            head, _, tail = term.partition("...")
+            subs.append(list(head) + ell[len(ell) - n:] + list(tail))
+        else:
+            subs.append(list(term))
+        if len(subs[-1]) != t.dim():
+            raise _Unsup(f"einsum '{eq}': a term does not match its operand's {t.dim()} dims")
+    if arrow:
+        if "..." in out:
+            head, _, tail = out.partition("...")
+            out = list(head) + (ell or []) + list(tail)
+        else:
+            out = list(out)
+    else:
+        counts = collections.Counter(c for s in subs for c in s)
+        out = (ell or []) + sorted(c for c in counts if counts[c] == 1 and c not in (ell or []))
+    return subs, out
+
+
+def _h_einsum(h, equation, *operands):
+    """torch.einsum as permute / sum / reshape / matmul, pairwise left to
+    right: per pair, the indices of both and of the output are batch dims,
+    those of both only are contracted (one matmul), the others are the
+    rows and columns."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str) or not operands:
+        raise _Unsup("einsum without an equation string")
+    subs, out = _einsum_parse(equation, operands)
+    sizes = {}
+    for sub, t in zip(subs, operands):
+        if len(set(sub)) != len(sub):
+            raise _Unsup(f"einsum '{equation}': a repeated index in one term (a diagonal)")
+        for c, n in zip(sub, t.shape):
+            if sizes.setdefault(c, int(n)) != int(n):
+                raise _Unsup(f"einsum '{equation}': index '{c}' broadcast")
+
+    def reduce_only(ref, sub, keep):
+        drop = [i for i, c in enumerate(sub) if c not in keep]
+        if drop:
+            ref = h.op("sum", [ref], dim=drop if len(drop) > 1 else drop[0])
+            sub = [c for c in sub if c in keep]
+        return ref, sub
+
+    def permute(ref, sub, order):
+        if sub == order:
+            return ref
+        return h.op("permute", [ref], dims=[sub.index(c) for c in order])
+
+    def reshape(ref, shape_now, shape):
+        if list(shape_now) == list(shape):
+            return ref
+        return h.op("reshape", [ref], size_key="shape", shape=list(shape))
+
+    ref, sub = h.ref(operands[0]), list(subs[0])
+    for k in range(1, len(operands)):
+        rest = set(out).union(*[set(s) for s in subs[k + 1:]])
+        bref, bsub = h.ref(operands[k]), list(subs[k])
+        ref, sub = reduce_only(ref, sub, rest | set(bsub))
+        bref, bsub = reduce_only(bref, bsub, rest | set(sub))
+        batch = [c for c in sub if c in bsub and c in rest]
+        contr = [c for c in sub if c in bsub and c not in rest]
+        left = [c for c in sub if c not in bsub]
+        right = [c for c in bsub if c not in sub]
+        a = permute(ref, sub, batch + left + contr)
+        b = permute(bref, bsub, batch + contr + right)
+        bs = [sizes[c] for c in batch]
+        L = int(np.prod([sizes[c] for c in left])) if left else 1
+        K = int(np.prod([sizes[c] for c in contr])) if contr else 1
+        R = int(np.prod([sizes[c] for c in right])) if right else 1
+        a = reshape(a, bs + [sizes[c] for c in left + contr], bs + [L, K])
+        b = reshape(b, bs + [sizes[c] for c in contr + right], bs + [K, R])
+        y = h.op("matmul", [a, b])
+        ref = reshape(y, bs + [L, R], bs + [sizes[c] for c in left + right])
+        sub = batch + left + right
+    ref, sub = reduce_only(ref, sub, set(out))
+    if set(sub) != set(out):
+        raise _Unsup(f"einsum '{equation}': an output index no operand has")
+    return permute(ref, sub, list(out))
+
+
+def _arange_spec(*args, start=None, end=None, step=None, **kw):
+    """torch.arange's (start, end, step) as numbers, or None."""
+    nums = list(args)
+    if len(nums) == 1 and end is None:
+        end, nums = nums[0], []
+    elif nums:
+        start = nums[0]
+        end = nums[1] if len(nums) > 1 else end
+        step = nums[2] if len(nums) > 2 else step
+    vals = [0 if start is None else start, end, 1 if step is None else step]
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in vals):
+        return None
+    return tuple(vals)
+
+
+def _h_packed(h, *a, **kw):
+    raise _Unsup("packed sequences (nn.utils.rnn.pack_padded_sequence) are not supported by "
+                 "nnmod's recurrent layers: pass the padded batch (and mask or pick the "
+                 "outputs by length yourself)")
+
+
 def _h_bmm(h, x, other):
     return h.op("bmm", [x, other])
 
@@ -1183,12 +1890,17 @@ def _h_masked_fill(h, x, mask, value):
 
 def _cmp(layer):
     def handler(h, x, other):
+        # nnmod compares f32 (integer token ids are cast: exact below 2^24)
+        # and gives f32 0/1: marked, so a mask made of it is cast to bool
         if h.operand(x) and h.operand(other):
-            return h.op(layer, [x, other])
-        if h.operand(x):
-            return h.op(layer, [x], other=h.num(other))
-        flip = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}.get(layer, layer)
-        return h.op(flip, [other], other=h.num(x))
+            r = h.op(layer, [_as_f32(h, x), _as_f32(h, other)])
+        elif h.operand(x):
+            r = h.op(layer, [_as_f32(h, x)], other=h.num(other))
+        else:
+            flip = {"lt": "gt", "gt": "lt", "le": "ge", "ge": "le"}.get(layer, layer)
+            r = h.op(flip, [_as_f32(h, other)], other=h.num(x))
+        h.frame.f01.add(r)
+        return r
     return handler
 
 
@@ -1248,8 +1960,17 @@ def _h_max_pool2d(h, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mo
 
 
 def _h_dropout(layer):
+    """F.dropout(x, p, training=self.training): the dropout layer (it
+    follows the module's train/eval mode); training=False (or p=0): x
+    itself; training=True (PyTorch's default: dropout even in eval) with
+    p > 0 cannot follow the mode and is refused."""
     def handler(h, x, p=0.5, training=True, inplace=False):
-        return h.op(layer, [x], p=float(p))
+        if training is _TRACE_TRAINING:
+            return h.ref(x) if float(p) == 0.0 else h.op(layer, [x], p=float(p))
+        if not training or float(p) == 0.0:
+            return h.ref(x)
+        raise _Unsup(f"training=True with p={float(p)} drops in eval mode too (PyTorch's "
+                     "default); pass training=self.training")
     return handler
 
 
@@ -1276,10 +1997,16 @@ def _h_layer_norm(h, x, normalized_shape, weight=None, bias=None, eps=1e-5):
 def _h_linear(h, x, weight, bias=None):
     # F.linear(x, self.fc.weight, self.fc.bias) is self.fc(x): the module
     # keeps its parameters (torchvision's swin passes them so)
-    for mod in h.tr.model.modules():
-        if isinstance(mod, torch.nn.Linear) and mod.weight is weight and mod.bias is bias \
-                and h.tr.ex.kind_of(mod) == "leaf" and not h.is_own(weight):
-            return h.module(mod, [x])
+    mod = None if h.is_own(weight) else h.tr.linear_of(weight, "weight")
+    if mod is not None and h.tr.below(h.frame, mod) is not None:
+        y = h.module(mod, [x])
+        if bias is mod.bias:
+            return y
+        # another bias (swin v2 zeroes a copy's middle third): the module's
+        # output minus its bias plus that one
+        if mod.bias is not None:
+            y = h.op("sub", [y, mod.bias])
+        return y if bias is None else h.op("add", [y, bias])
     wt = h.op("transpose", [weight], dim0=0, dim1=1)
     y = h.op("matmul", [x, wt])
     if bias is not None:
@@ -1329,7 +2056,8 @@ OPS = {
     "permute": _h_permute, "transpose": _h_transpose, "swapaxes": _h_transpose,
     "swapdims": _h_transpose, "t": _h_t,
     "contiguous": _h_alias, "clone": _h_alias, "detach": _h_alias,
-    "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to,
+    "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to, "bool": _h_to,
+    "long": _h_to, "int": _h_to,
     "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
     "expand_as": _h_expand_as, "repeat": _h_repeat, "chunk": _h_chunk, "split": _h_split,
     "unbind": _h_unbind, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
@@ -1350,11 +2078,18 @@ OPS = {
     "mean": _reduce("mean"), "sum": _reduce("sum"), "amax": _reduce("amax"),
     "amin": _reduce("amin"), "max": _minmax("max"), "min": _minmax("min"),
     "matmul": _h_matmul, "__matmul__": _h_matmul, "mm": _h_matmul, "bmm": _h_bmm,
+    "einsum": _h_einsum, "_pack_padded_sequence": _h_packed,
+    "pack_padded_sequence": _h_packed, "pack_sequence": _h_packed,
     "masked_fill": _h_masked_fill,
     "eq": _cmp("eq"), "ne": _cmp("ne"), "lt": _cmp("lt"), "le": _cmp("le"), "gt": _cmp("gt"),
     "ge": _cmp("ge"), "__eq__": _cmp("eq"), "__ne__": _cmp("ne"), "__lt__": _cmp("lt"),
     "__le__": _cmp("le"), "__gt__": _cmp("gt"), "__ge__": _cmp("ge"),
-    "where": _h_where,
+    "zero": _h_zero, "fill": _h_fill,
+    "where": _h_where, "logical_not": _h_logical_not, "__invert__": _h_logical_not,
+    "bitwise_not": _h_logical_not, "logical_and": _logical("mul"),
+    "__and__": _logical("mul"), "bitwise_and": _logical("mul"),
+    "logical_or": _logical("maximum"), "__or__": _logical("maximum"),
+    "bitwise_or": _logical("maximum"),
     "zeros_like": _like_factory(0.0), "ones_like": _like_factory(1.0),
     "full_like": _h_full_like,
     # activations and functional layers (the layer of the same PyTorch name)
@@ -1367,7 +2102,10 @@ OPS = {
     "softmax": _h_softmax("softmax"), "log_softmax": _h_softmax("log_softmax"),
     "adaptive_avg_pool2d": _h_adaptive_avg_pool2d, "avg_pool2d": _h_avg_pool2d,
     "max_pool2d": _h_max_pool2d, "dropout": _h_dropout("dropout"),
-    "dropout2d": _h_dropout("dropout2d"), "interpolate": _h_interpolate,
+    "dropout2d": _h_dropout("dropout2d"), "dropout1d": _h_dropout("dropout1d"),
+    "dropout3d": _h_dropout("dropout3d"), "alpha_dropout": _h_dropout("alpha_dropout"),
+    "feature_alpha_dropout": _h_dropout("feature_alpha_dropout"),
+    "interpolate": _h_interpolate,
     "upsample": _h_interpolate, "layer_norm": _h_layer_norm, "linear": _h_linear,
     "index_select": _h_index_select, "maximum": _h_binary("maximum"),
     "minimum": _h_binary("minimum"), "erf": _unary("erf"), "sign": _unary("sign"),
@@ -1408,6 +2146,10 @@ class _Exporter:
                 return "seq" if len(m) else "leaf"    # an empty Sequential is an identity
             return "holder"
         info = self.schema.find(_layer_type(name))
+        if name == "Transformer" and not (
+                type(getattr(m, "encoder", None)) is torch.nn.TransformerEncoder and
+                type(getattr(m, "decoder", None)) is torch.nn.TransformerDecoder):
+            return "graph"   # a custom_encoder / custom_decoder: traced through forward
         if info is not None and (not list(m.children()) or info["container"]):
             return "leaf"
         if info is None and not list(m.children()) and (
@@ -1442,9 +2184,11 @@ class _Exporter:
                 out[k] = cv
         return out
 
-    def leaf(self, m, where, report):
+    def leaf(self, m, where, report, extra=None):
         """A module nnmod has as one layer (with its children if the nnmod
-        layer is a container, as multihead_attention holds out_proj)."""
+        layer is a container, as multihead_attention holds out_proj, unless
+        it makes them itself, as the transformer layers do); extra: config
+        its calls imply (a causal mask)."""
         cls = _forward_class(m, self.schema).__name__
         if cls == "Sequential":            # an empty one
             layer = "identity"
@@ -1458,24 +2202,37 @@ class _Exporter:
             return node
         over = CONFIG_OVERRIDES.get(cls, {})
         cfg = {}
+        extra = extra or {}
         for key, ftype in info["fields"] or ():
-            if key in over:
-                value = over[key](m)
-            elif hasattr(m, key):
-                value = getattr(m, key)
-            else:
-                continue
             try:
+                if key in extra:
+                    value = extra[key]
+                elif key in over:
+                    value = over[key](m)
+                elif hasattr(m, key):
+                    value = getattr(m, key)
+                else:
+                    continue
                 v = _config_value(key, ftype, value, where)
             except _Unsup as e:
                 report.add("construct", f"{type(m).__name__}: {e}", where)
                 continue
+            except (AttributeError, IndexError, TypeError) as e:
+                # a module shaped unlike PyTorch's (nn.Transformer with a
+                # custom_encoder): said, not raised
+                report.add("construct", f"{type(m).__name__}: config '{key}' cannot be read "
+                           f"from the module ({type(e).__name__}: {e})", where)
+                continue
             if v is not None:
                 cfg[key] = v
+        for key in extra:
+            if key not in dict(info["fields"] or ()):
+                report.add("layer", f"'{layer}' with config '{key}' (for {type(m).__name__})",
+                           where)
         if cfg:
             node["config"] = cfg
         kids = list(m.named_children())
-        if kids:
+        if kids and not info.get("owns_children"):
             node["children"] = [dict(name=n, **self.leaf(c, f"{where}.{n}", report))
                                 for n, c in kids]
         return node
@@ -1505,7 +2262,7 @@ class _Build:
         kind = self.ex.kind_of(m)
         self.emitted.add(path)
         if kind in ("leaf", "missing"):
-            return self.ex.leaf(m, path or "<root>", self.report)
+            return self.ex.leaf(m, path or "<root>", self.report, self.tr.leaf_cfg.get(path))
         if kind == "seq":
             self.ex.use("sequential", self.report, "nn.Sequential", path)
             kids = []
@@ -1728,42 +2485,85 @@ class _Build:
                 [n.sig()[:3] + (len(n.inputs),) for n in f2.nodes] or \
                 len(f1.outputs) != len(f2.outputs):
             self.report.add("construct", "a forward whose ops change with the batch size "
-                            "(pass dynamic=False to export for the example's batch only)",
+                            "or a dynamic dim (pass dynamic=False to export for the "
+                            "example's sizes only)",
                             where)
             return
         for (n1, c1), (n2, c2) in zip(f1.consts.items(), f2.consts.items()):
             if n1 != n2 or c1.shape != c2.shape or not torch.equal(c1, c2):
                 self.report.add("construct", f"a tensor made in forward from no input whose "
-                                f"values or size follow the batch ({n1}: {list(c1.shape)} vs "
-                                f"{list(c2.shape)} at another batch)", where)
+                                f"values or size follow the batch or a dynamic dim ({n1}: "
+                                f"{list(c1.shape)} vs {list(c2.shape)} in the second trace)",
+                                where)
         if len(f1.consts) != len(f2.consts):
-            self.report.add("construct", "tensors made in forward change with the batch", where)
+            self.report.add("construct", "tensors made in forward change with the batch "
+                            "or a dynamic dim", where)
         order1 = list(f1.shapes.items())
+        inserts = []
         for n1, n2 in zip(f1.nodes, f2.nodes):
             for k, v1 in list(n1.cfg.items()):
                 v2 = n2.cfg.get(k)
                 if v1 == v2:
                     continue
+                fi = n1.cfg.get("from_input")
+                if k in ("size", "shape") and fi is not None and isinstance(v1, list) and \
+                        isinstance(v2, list) and len(v1) == len(v2) == len(fi) and \
+                        all(a == b or f >= 0 for a, b, f in zip(v1, v2, fi)):
+                    continue       # the entries that differ are read at run time already
+                if k == "end" and n1.layer == "arange":
+                    found = self.find_like(f1, f2, n1, order1, v1, v2)
+                    if found is None:
+                        self.report.add("construct", f"{n1.fn}: end {v1} follows a dynamic "
+                                        "dim but is no input's dim", where)
+                        continue
+                    n1.inputs.append(found[0])
+                    n1.cfg["from_input"] = [len(n1.inputs) - 1]
+                    n1.cfg["from_dim"] = [found[1]]
+                    continue
+                if k == "index" and n1.layer == "getitem":
+                    new = self.dynamic_slice(f1, f2, n1, order1, v1, v2)
+                    if new is not None:
+                        inserts.append((n1, new))
+                        continue
                 if k != n1.size_key or not isinstance(v1, list) or len(v1) != len(v2):
-                    self.report.add("construct", f"{n1.fn}: argument '{k}' depends on the "
-                                    f"batch size ({v1} vs {v2} at another batch)", where)
+                    self.report.add("construct", f"{n1.fn}: argument '{k}' depends on a "
+                                    f"dynamic dim ({v1} vs {v2} in the second trace)", where)
                     continue
                 diff = [i for i, (a, b) in enumerate(zip(v1, v2)) if a != b]
                 if n1.layer in ("view", "reshape") and len(diff) == 1 and -1 not in v1:
                     v1[diff[0]] = -1
                     continue
+                if n1.layer in ("view", "reshape") and len(diff) == 1 and v1.count(-1) == 1:
+                    # x.reshape(n * t, -1): the -1 is the same in both traces,
+                    # so it is written and the size that changes is the -1
+                    known = []
+                    for f, v, n in ((f1, v1, n1), (f2, v2, n2)):
+                        s_in = f.shapes.get(n.inputs[0])
+                        rest = int(np.prod([a for a in v if a != -1]))
+                        known.append(int(np.prod(s_in)) // rest if s_in and rest else None)
+                    if known[0] is not None and known[0] == known[1]:
+                        v1[v1.index(-1)] = known[0]
+                        v1[diff[0]] = -1
+                        continue
                 if n1.layer in ("repeat",):
-                    self.report.add("construct", f"{n1.fn}: repeats depend on the batch size",
+                    self.report.add("construct", f"{n1.fn}: repeats depend on a dynamic dim",
                                     where)
                     continue
                 fi = [-1] * len(v1)
                 fd = [-1] * len(v1)
                 ok = True
+                if n1.layer in ("view", "reshape") and -1 not in v1:
+                    # x.view(n, h * w): the one size no input's dim gives is -1
+                    lost = [i for i in diff
+                            if self.find_like(f1, f2, n1, order1, v1[i], v2[i]) is None]
+                    if len(lost) == 1:
+                        v1[lost[0]] = -1
+                        diff = [i for i in diff if i != lost[0]]
                 for i in diff:
                     found = self.find_like(f1, f2, n1, order1, v1[i], v2[i])
                     if found is None:
-                        self.report.add("construct", f"{n1.fn}: size {v1[i]} depends on the "
-                                        "batch but is no input's dim", where)
+                        self.report.add("construct", f"{n1.fn}: size {v1[i]} follows the "
+                                        "batch or a dynamic dim but is no input's dim", where)
                         ok = False
                         break
                     ref, dim = found
@@ -1774,12 +2574,66 @@ class _Build:
                 if ok:
                     n1.cfg["from_input"] = fi
                     n1.cfg["from_dim"] = fd
+        for n1, new in inserts:
+            at = f1.nodes.index(n1)
+            f1.nodes[at:at] = new
+
+    def dynamic_slice(self, f1, f2, n1, order1, v1, v2):
+        """x[:, :T] where T follows a dynamic dim (a position table cut to the
+        sequence length): arange(T read at run time) and index_select, T
+        found as an input's dim. Returns the nodes to put before n1 (which
+        becomes the index_select), or None."""
+        if len(v1) != len(v2):
+            return None
+        diff = [i for i, (a, b) in enumerate(zip(v1, v2)) if a != b]
+        if len(diff) != 1:
+            return None
+        i = diff[0]
+        m1 = re.fullmatch(r"(0?):(-?\d+)", v1[i])
+        m2 = re.fullmatch(r"(0?):(-?\d+)", v2[i])
+        if not m1 or not m2 or "..." in v1[:i]:
+            return None
+        e1, e2 = int(m1.group(2)), int(m2.group(2))
+        if e1 < 0 or e2 < 0:
+            return None
+        found = self.find_like(f1, f2, n1, order1, e1, e2)
+        if found is None:
+            return None
+        ref, d = found
+        out_dim = sum(1 for e in v1[:i] if e != "..." and not re.fullmatch(r"-?\d+", e))
+        new = []
+        ar = f1.fresh("arange")
+        a = _Node("op", ar, "arange", [ref], {"end": e1, "dtype": "int64", "from_input": [0],
+                                             "from_dim": [d]}, where=n1.where, fn=n1.fn)
+        a.name = ar
+        new.append(a)
+        src = n1.inputs[0]
+        rest = list(v1)
+        rest[i] = ":"
+        if any(e != ":" for e in rest):
+            g = f1.fresh("getitem")
+            gn = _Node("op", g, "getitem", [src], {"index": rest}, where=n1.where, fn=n1.fn)
+            gn.name = g
+            new.append(gn)
+            src = g
+        n1.layer = "index_select"
+        n1.inputs = [src, ar]
+        n1.cfg = {"dim": out_dim}
+        return new
 
     @staticmethod
     def find_like(f1, f2, node, order1, a, b):
-        cands = list(node.inputs) + list(f1.inputs) + [r for r, _ in reversed(order1)]
+        """An input's dim that is a in the first trace and b in the second:
+        the node's inputs first, then the graph's, then any tensor made
+        before the node (never its own output or a later one: a cycle)."""
+        out = node.name if node.kind == "op" else ("@", node.uid, 0)
+        refs = [r for r, _ in order1]
+        before = refs[:refs.index(out)] if out in refs else refs
+        cands = list(node.inputs) + list(f1.inputs) + list(reversed(before))
+        uids = {a.uid: b.uid for a, b in zip(f1.nodes, f2.nodes)}
         for ref in cands:
-            s1, s2 = f1.shapes.get(ref), f2.shapes.get(ref)
+            ref2 = ("@", uids.get(ref[1]), ref[2]) if isinstance(ref, tuple) else ref
+            s1, s2 = f1.shapes.get(ref), f2.shapes.get(ref2)
             if s1 is None or s2 is None or len(s1) != len(s2):
                 continue
             for d in range(len(s1)):
@@ -1806,7 +2660,12 @@ def _patched_call(tracer):
     had_getitem = "__getitem__" in torch.Tensor.__dict__
 
     def getitem(self, idx):
-        return orig_getitem(self, idx if isinstance(idx, tuple) else (idx,))
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        if any(isinstance(i, torch.Tensor) for i in idx):
+            # nor does it dispatch an index holding a tensor (x[index],
+            # table[relative_position_index]): the tracer is called here
+            return tracer.__torch_function__(orig_getitem, (torch.Tensor,), (self, idx), {})
+        return orig_getitem(self, idx)
 
     getitem.__name__ = "__getitem__"
     getitem.__qualname__ = "Tensor.__getitem__"
@@ -1830,20 +2689,70 @@ def _run_trace(ex, model, xs, report):
         caller.inputs.append(name)
         caller.bind(x, name)
     tr.stack.append(caller)
-    with torch.no_grad(), _patched_call(tr), tr:
-        out = model(*xs)
+    graphs = [m for m in model.modules() if ex.kind_of(m) == "graph"]
+    for m in graphs:
+        m.training = _TRACE_TRAINING
+    try:
+        with torch.no_grad(), _patched_call(tr), tr:
+            out = model(*xs)
+    finally:
+        for m in graphs:
+            m.training = False
     tr.stack.pop()
     tr.caller = caller
     return tr, out
 
 
-def _grow_batch(xs):
-    """The inputs with one more sample on dim 0 (the second trace)."""
+def _dynamic_spec(xs, dynamic, dynamic_dims):
+    """{input index: sorted dims} that may change size at run time."""
+    if not dynamic:
+        return {}
+    if dynamic_dims is None:
+        return {i: [0] for i, x in enumerate(xs) if x.dim() > 0}
+    if isinstance(dynamic_dims, dict):
+        items = dynamic_dims.items()
+    elif isinstance(dynamic_dims, (tuple, list)):
+        items = [(i, dynamic_dims) for i in range(len(xs))]
+    else:
+        raise TypeError("dynamic_dims: a dict {input index: dim or dims} or a list of dims "
+                        "(of every input)")
+    spec = {}
+    for i, dims in items:
+        if not isinstance(i, int) or not 0 <= i < len(xs):
+            raise ValueError(f"dynamic_dims: no input {i!r} (the model takes {len(xs)})")
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        n = xs[i].dim()
+        for d in dims:
+            if not isinstance(d, int) or not -n <= d < n:
+                raise ValueError(f"dynamic_dims: input {i} has no dim {d!r} (it has {n})")
+        spec[i] = sorted({d % n for d in dims})
+    return {i: d for i, d in spec.items() if d}
+
+
+def _vary(xs, spec):
+    """The inputs of the second trace: every dynamic dim at another size.
+    Dims of equal size in the example are taken to be one size (the batch
+    of the tokens and of their mask); each such size gets a new value that
+    no other has (so a size read from the second trace names its dim): a
+    size of 1 or 2 grows by one, a larger one shrinks by one (a position
+    table cut to the sequence stays long enough)."""
+    olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
+    taken = set(olds)
+    new = {}
+    for v in olds:
+        steps = [1, -1, 2, -2, 3, -3] if v <= 2 else [-1, 1, -2, 2, -3, 3]
+        for k in steps:
+            w = v + k
+            if w >= 1 and w not in taken:
+                new[v] = w
+                taken.add(w)
+                break
     out = []
-    for x in xs:
-        if x.dim() == 0:
-            return None
-        out.append(torch.cat([x, x[:1]], 0))
+    for i, x in enumerate(xs):
+        for d in spec.get(i, ()):
+            v, w = int(x.shape[d]), new[int(x.shape[d])]
+            x = x.index_select(d, torch.arange(w) % v)   # cut, or repeated from the start
+        out.append(x)
     return out
 
 
@@ -1851,24 +2760,25 @@ def _model_name(model):
     return type(model).__name__
 
 
-def _build_doc(model, xs, ctx, dynamic, report):
-    """Traces model and returns (manifest doc, exporter, build, xs2)."""
+def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
+    """Traces model and returns (manifest doc, exporter, xs2)."""
     ex = _Exporter(ctx)
+    spec = _dynamic_spec(xs, dynamic, dynamic_dims)
     was = model.training
     model.eval()
     try:
         tr, _ = _run_trace(ex, model, xs, report)
         tr2, xs2 = None, None
-        if dynamic:
-            xs2 = _grow_batch(xs)
-            if xs2 is not None:
-                r2 = Report(_model_name(model))
-                try:
-                    tr2, _ = _run_trace(ex, model, xs2, r2)
-                except Exception as e:  # noqa: BLE001 - the model refuses another batch
-                    report.notes.append(f"static batch: the model fails at batch "
-                                        f"{xs2[0].shape[0]} ({type(e).__name__}: {e})")
-                    tr2, xs2 = None, None
+        if spec:
+            xs2 = _vary(xs, spec)
+            r2 = Report(_model_name(model))
+            try:
+                tr2, _ = _run_trace(ex, model, xs2, r2)
+            except Exception as e:  # noqa: BLE001 - the model refuses other sizes
+                report.notes.append(f"static sizes: the model fails at "
+                                    f"{[list(x.shape) for x in xs2]} (dynamic dims "
+                                    f"{spec}; {type(e).__name__}: {e})")
+                tr2, xs2 = None, None
     finally:
         model.train(was)
     b = _Build(ex, tr, report, tr2)
@@ -1912,16 +2822,23 @@ def _validate(doc, ctx, report, tmpdir):
 
 
 def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=1e-4,
-           atol=1e-5, dynamic=True):
+           atol=1e-5, dynamic=True, dynamic_dims=None):
     """Writes `model` (a torch.nn.Module) as an nnmod manifest at `path`
     (JSON: the path must end in .json) and its weights as safetensors
     (`weights`, default: path with .safetensors), the manifest naming them
     with their sha256.
 
     example_input: a tensor or a tuple of tensors. With dynamic (default),
-    sizes that follow dim 0 of the inputs (the batch) are not baked in. With
-    check, the exported model is loaded back and run on the example (and on
-    a batch one larger) in eval mode; outputs beyond rtol/atol fail with
+    sizes that follow dim 0 of the inputs (the batch) are not baked in.
+    dynamic_dims names the dims that may change instead: {input index: dim
+    or dims} ({0: [0, 1]}: the batch and sequence of tokens [N, T]), or a
+    list of dims of every input ([0, 1] for tokens and their padding mask);
+    dims of equal size in the example are one size (give distinct dynamic
+    dims distinct sizes). The model is traced a second time with those dims
+    at other sizes; a size, slice end or arange end that changes with them
+    is read from the input's dim at run time. With check, the exported
+    model is loaded back and run on the example (and on the second trace's
+    inputs) in eval mode; outputs beyond rtol/atol fail with
     nnmod.Error, naming the first module whose output differs. Returns
     (manifest path, weights path). Whatever nnmod lacks raises ONE
     nnmod.UnsupportedError listing every missing layer, function and
@@ -1936,7 +2853,7 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
     weights = weights or (os.path.splitext(path)[0] + ".safetensors")
     xs = _as_inputs(example_input)
     report = Report(_model_name(model))
-    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report)
+    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report, dynamic_dims)
     if not report.ok:
         raise UnsupportedError(str(report))
     tmpdir = tempfile.mkdtemp(prefix="nnmod-export-")
@@ -1981,7 +2898,7 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
 
 
 def check(model, example_input, ctx=None, dynamic=True, verbose=True, compare=True,
-          rtol=1e-4, atol=1e-5):
+          rtol=1e-4, atol=1e-5, dynamic_dims=None):
     """What export would say, without writing any file the caller sees:
     returns a Report (`ok`, `problems`; str() is the full list of what nnmod
     lacks, or a line saying the model exports) and prints it when verbose.
@@ -1990,14 +2907,15 @@ def check(model, example_input, ctx=None, dynamic=True, verbose=True, compare=Tr
     ctx = ctx or default_context()
     xs = _as_inputs(example_input)
     report = Report(_model_name(model))
-    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report)
+    doc, ex, xs2 = _build_doc(model, xs, ctx, dynamic, report, dynamic_dims)
     if report.ok:
         tmpdir = tempfile.mkdtemp(prefix="nnmod-check-")
         try:
             if _validate(doc, ctx, report, tmpdir) is not None and compare:
                 try:
                     export(model, os.path.join(tmpdir, "m.json"), tuple(xs), ctx=ctx,
-                           check=True, rtol=rtol, atol=atol, dynamic=dynamic)
+                           check=True, rtol=rtol, atol=atol, dynamic=dynamic,
+                           dynamic_dims=dynamic_dims)
                 except UnsupportedError as e:
                     report.add("runtime", str(e), "<export>")
                 except Error as e:
@@ -2017,11 +2935,22 @@ def _outputs_list(out):
     return [out]
 
 
+def _reference_mode(model):
+    """How PyTorch's reference outputs are computed: without gradients,
+    unless the model has an nn.TransformerEncoder that would then take 1.13's
+    nested-tensor fast path, which returns 0 at padded positions where the
+    math path (and nnmod) return the computed values."""
+    if any(isinstance(m, torch.nn.TransformerEncoder) and
+           getattr(m, "enable_nested_tensor", False) for m in model.modules()):
+        return torch.enable_grad()
+    return torch.no_grad()
+
+
 def _check(model, path, xs, ctx, rtol, atol):
     was = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with _reference_mode(model):
             want = model(*xs)
     finally:
         model.train(was)
@@ -2074,7 +3003,7 @@ def _first_difference(model, m, xs, ctx, rtol, atol):
               for n, mod in model.named_modules() if n]
         model.eval()
         try:
-            with torch.no_grad():
+            with _reference_mode(model):
                 model(*xs)
         finally:
             for h in hs:

@@ -429,3 +429,108 @@ def test_dict_outputs_keep_their_names(ctx, tmp_path):
     manifest, _ = nnmod.torch.export(model, str(tmp_path / "o.json"), x, ctx=ctx)
     doc = json.load(open(manifest))
     assert doc["root"]["config"]["output_names"] == ["out", "aux"]
+
+
+def test_dynamic_image_size(ctx, tmp_path):
+    """dynamic_dims beyond the batch: a CNN exported at 2x1x20x20 runs at
+    other batch sizes and image sizes (the sizes a forward reads from
+    x.shape are read at run time)."""
+    _need(ctx, "conv2d", "max_pool2d", "adaptive_avg_pool2d")
+
+    class Cnn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            y = self.pool(torch.relu(self.conv(x)))
+            y = y.reshape(n, 4, -1).mean(-1)          # a size read from x.shape
+            return self.fc(y) + x.view(n, h * w).mean(1, keepdim=True)
+
+    torch.manual_seed(11)
+    model = Cnn().eval()
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "c.json"), torch.randn(2, 1, 20, 20),
+                                     ctx=ctx, dynamic_dims={0: [0, 2, 3]})
+    m = nnmod.from_manifest(manifest, ctx=ctx).eval()
+    for shape in ((1, 1, 20, 20), (3, 1, 12, 16), (2, 1, 32, 8)):
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        np.testing.assert_allclose(m(x.numpy()).numpy(), want, rtol=1e-5, atol=1e-5)
+    del m
+
+
+def test_writes_into_slices_are_functionalised(ctx, tmp_path):
+    """x[...] = v, x[...].zero_(), x[..., k] += 1 on tensors the graph
+    computes, and on a zeros tensor made in forward (swin's attention mask),
+    become out-of-place ops; the export matches at two batch sizes and in a
+    train step's gradients."""
+    class W(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 6)
+
+        def forward(self, x):
+            y = self.fc(x).clone()
+            y[:, 1:3].zero_()
+            y[:, 0] = 2.0
+            z = y.clone()
+            z[:, 4:] = x[:, :2] * 3
+            z[..., 3] += 1
+            mask = x.new_zeros(6)
+            mask[2:4] = 1.0
+            mask[-1] = -1.0
+            return z * mask + z
+
+    torch.manual_seed(12)
+    model = W()
+    x = torch.randn(3, 6)
+    m, manifest, want, got = run_both(model, tmp_path / "w.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    doc = json.load(open(manifest))
+    assert "buffers" not in doc["root"]["config"]      # the mask is computed, not a constant
+    m.train()
+    y = m(x.numpy())
+    (y * y).mean().backward()
+    yt = model(x)
+    (yt * yt).mean().backward()
+    grads = {n: p.grad.numpy() for n, p in m.named_parameters()}
+    np.testing.assert_allclose(grads["fc.weight"], model.fc.weight.grad.numpy(), rtol=1e-4,
+                               atol=1e-6)
+    del m, got, y
+
+
+def test_child_linear_parameters_read_directly(ctx, tmp_path):
+    """swin v2's pattern: F.linear with a child Linear's weight and a bias
+    made from the child's bias (a copy with its middle third zeroed)."""
+    class B(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(4, 9)
+
+        def forward(self, x):
+            b = self.qkv.bias.clone()
+            n = b.numel() // 3
+            b[n:2 * n].zero_()
+            return F.linear(x, self.qkv.weight, b)
+
+    F = nn.functional
+    torch.manual_seed(13)
+    model = B()
+    x = torch.randn(2, 4)
+    m, manifest, want, got = run_both(model, tmp_path / "b.json", x, ctx)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    assert set(m.state_dict()) == {"qkv.weight", "qkv.bias"}
+    m.train()
+    y = m(x.numpy())
+    (y * y).mean().backward()
+    yt = model(x)
+    (yt * yt).mean().backward()
+    grads = {n: p.grad.numpy() for n, p in m.named_parameters()}
+    for k in ("qkv.weight", "qkv.bias"):
+        np.testing.assert_allclose(grads[k], dict(model.named_parameters())[k].grad.numpy(),
+                                   rtol=1e-4, atol=1e-6)
+    del m, got, y

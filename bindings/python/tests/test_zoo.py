@@ -95,7 +95,8 @@ MUST_EXPORT = {"alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vg
                "mnasnet1_0", "mnasnet1_3", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
                "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "convnext_tiny", "convnext_small",
                "convnext_base", "convnext_large", "vit_b_16", "vit_b_32", "vit_l_16",
-               "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b"}
+               "vit_l_32", "vit_h_14", "swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s",
+               "swin_v2_b", "maxvit_t"}
 
 # Kinks. A float32 train step of a deep net at batch 2 and a small input is a
 # lottery at its non-differentiable points: a batch norm over 8 values (a 2x2
@@ -259,6 +260,13 @@ def run_model(name, tmp_path, ctx, train=True, st=None):
     st["export_s"] = time.time() - t0
     m = nnmod.from_manifest(manifest, ctx=ctx)
     try:
+        # exactly PyTorch's state dict (no constants of the exporter's own),
+        # so a PyTorch checkpoint loads strictly
+        sd = m.state_dict()
+        keys = set(sd)
+        del sd
+        extra = sorted(keys ^ set(model.state_dict()))
+        assert not extra, f"{name}: state-dict keys differ from PyTorch's: {extra[:6]}"
         # eval at batch 1 and 2 (the export already checked; say the figure)
         m.eval()
         errs = []

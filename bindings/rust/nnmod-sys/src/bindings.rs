@@ -1093,6 +1093,77 @@ fn bindgen_test_layout_nnm_rnn_params() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_ctc_params {
+    pub struct_size: u32,
+    pub zero_infinity: i32,
+    pub blank: i64,
+}
+#[test]
+fn bindgen_test_layout_nnm_ctc_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_ctc_params>(),
+        16usize,
+        concat!("Size of: ", stringify!(nnm_ctc_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_ctc_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_ctc_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_zero_infinity() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).zero_infinity) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_params),
+                "::",
+                stringify!(zero_infinity)
+            )
+        );
+    }
+    test_field_zero_infinity();
+    fn test_field_blank() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).blank) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_params),
+                "::",
+                stringify!(blank)
+            )
+        );
+    }
+    test_field_blank();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
     pub struct_size: u32,
     pub abi_major: u16,
@@ -1575,12 +1646,23 @@ pub struct nnm_host {
             out: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub op_ctc_loss: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            log_probs: *mut nnm_tensor,
+            targets: *mut nnm_tensor,
+            input_lengths: *mut nnm_tensor,
+            target_lengths: *mut nnm_tensor,
+            p: *const nnm_ctc_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        480usize,
+        488usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2642,6 +2724,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_arg_reduce();
+    fn test_field_op_ctc_loss() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_ctc_loss) as usize - ptr as usize
+            },
+            480usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_ctc_loss)
+            )
+        );
+    }
+    test_field_op_ctc_loss();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -6625,6 +6724,293 @@ fn bindgen_test_layout_nnm_arg_reduce_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_ctc_args {
+    pub struct_size: u32,
+    pub zero_infinity: i32,
+    pub blank: i64,
+    pub t: i64,
+    pub n: i64,
+    pub c: i64,
+    pub s: i64,
+    pub log_probs: *const nnm_tensor_desc,
+    pub targets: *const nnm_tensor_desc,
+    pub input_lengths: *const nnm_tensor_desc,
+    pub target_lengths: *const nnm_tensor_desc,
+    pub nll: *const nnm_tensor_desc,
+    pub alpha: *const nnm_tensor_desc,
+    pub grad_out: *const nnm_tensor_desc,
+    pub grad_log_probs: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_ctc_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_ctc_args>(),
+        112usize,
+        concat!("Size of: ", stringify!(nnm_ctc_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_ctc_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_ctc_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_zero_infinity() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).zero_infinity) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(zero_infinity)
+            )
+        );
+    }
+    test_field_zero_infinity();
+    fn test_field_blank() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).blank) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(blank)
+            )
+        );
+    }
+    test_field_blank();
+    fn test_field_t() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).t) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(t)
+            )
+        );
+    }
+    test_field_t();
+    fn test_field_n() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(n)
+            )
+        );
+    }
+    test_field_n();
+    fn test_field_c() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).c) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(c)
+            )
+        );
+    }
+    test_field_c();
+    fn test_field_s() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).s) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(s)
+            )
+        );
+    }
+    test_field_s();
+    fn test_field_log_probs() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).log_probs) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(log_probs)
+            )
+        );
+    }
+    test_field_log_probs();
+    fn test_field_targets() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).targets) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(targets)
+            )
+        );
+    }
+    test_field_targets();
+    fn test_field_input_lengths() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).input_lengths) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(input_lengths)
+            )
+        );
+    }
+    test_field_input_lengths();
+    fn test_field_target_lengths() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).target_lengths) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(target_lengths)
+            )
+        );
+    }
+    test_field_target_lengths();
+    fn test_field_nll() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).nll) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(nll)
+            )
+        );
+    }
+    test_field_nll();
+    fn test_field_alpha() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).alpha) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(alpha)
+            )
+        );
+    }
+    test_field_alpha();
+    fn test_field_grad_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_out) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(grad_out)
+            )
+        );
+    }
+    test_field_grad_out();
+    fn test_field_grad_log_probs() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_ctc_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_log_probs) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_ctc_args),
+                "::",
+                stringify!(grad_log_probs)
+            )
+        );
+    }
+    test_field_grad_log_probs();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -6850,6 +7236,20 @@ pub struct nnm_backend_vtable {
             args: *const nnm_arg_reduce_args,
         ) -> nnm_status,
     >,
+    pub ctc_loss: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_ctc_args,
+        ) -> nnm_status,
+    >,
+    pub ctc_loss_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_ctc_args,
+        ) -> nnm_status,
+    >,
     pub set_num_threads: ::std::option::Option<
         unsafe extern "C" fn(
             env: *mut nnm_env,
@@ -6862,7 +7262,7 @@ pub struct nnm_backend_vtable {
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        288usize,
+        304usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -7516,6 +7916,40 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_arg_reduce();
+    fn test_field_ctc_loss() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).ctc_loss) as usize - ptr as usize
+            },
+            280usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(ctc_loss)
+            )
+        );
+    }
+    test_field_ctc_loss();
+    fn test_field_ctc_loss_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).ctc_loss_backward) as usize - ptr as usize
+            },
+            288usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(ctc_loss_backward)
+            )
+        );
+    }
+    test_field_ctc_loss_backward();
     fn test_field_set_num_threads() {
         assert_eq!(
             unsafe {
@@ -7523,7 +7957,7 @@ fn bindgen_test_layout_nnm_backend_vtable() {
                 let ptr = uninit.as_ptr();
                 ::std::ptr::addr_of!((*ptr).set_num_threads) as usize - ptr as usize
             },
-            280usize,
+            296usize,
             concat!(
                 "Offset of field: ",
                 stringify!(nnm_backend_vtable),
