@@ -27,6 +27,8 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,9 @@ static nnm_status cpu_layout_init(nnm_env *env, const char *op, cpu_layout *L, i
  * pool (one per process); the ops below tell it per call how many of its
  * threads to use. A NULL state (a caller that skipped init) means "never
  * set": OpenBLAS's own default and heuristics throughout. */
+/* Helper threads of cpu_parallel not yet gone (all contexts). */
+static _Atomic int32_t cpu_helpers_alive;
+
 typedef struct cpu_state {
     int32_t threads; /* set_num_threads; 0: never set */
 } cpu_state;
@@ -205,6 +210,8 @@ static nnm_status cpu_init(nnm_env *env, void **state) {
 
 static void cpu_shutdown(void *state) {
     free(state);
+    while (atomic_load(&cpu_helpers_alive) > 0) /* helpers on their way out (cpu_parallel) */
+        sched_yield();
 }
 
 static nnm_status cpu_set_num_threads(nnm_env *env, void *state, int32_t n) {
@@ -223,6 +230,93 @@ static int32_t cpu_threads_for(const void *state, int64_t work, int64_t min_work
     if (s == NULL || s->threads <= 0)
         return 0;
     return work >= min_work ? s->threads : 1;
+}
+
+/* Runs fn(job, lo, hi, slot) over [0, n) cut into `chunks` parts that the
+ * caller (slot 0) and workers - 1 helper threads (slots 1..) claim one at a
+ * time. The caller returns once every part is done; it never waits for a
+ * helper that has not started: on a busy machine a helper may get the CPU
+ * only after the caller has done all the work (it then finds nothing left),
+ * where a fixed split would leave the caller waiting a whole time slice for
+ * it. Helpers are detached threads made per call (20-40 us each: callers
+ * ask for them only for work well above that); they touch nothing of the
+ * caller's once the parts are claimed, only the shared counters, freed by
+ * the last one out. cpu_shutdown waits for helpers still on their way out,
+ * so the plugin is never unloaded under one. A thread that cannot be made
+ * leaves its share to the others. */
+#define CPU_MAX_WORKERS 16
+typedef struct cpu_team {
+    _Atomic int64_t next, done; /* parts claimed, parts finished */
+    _Atomic int32_t refs, slots;
+    int64_t n, chunks;
+    void (*fn)(void *job, int64_t lo, int64_t hi, int slot);
+    void *job;
+} cpu_team;
+
+static void cpu_team_work(cpu_team *t, int slot) {
+    for (;;) {
+        const int64_t k = atomic_fetch_add(&t->next, 1);
+        if (k >= t->chunks)
+            return;
+        t->fn(t->job, t->n * k / t->chunks, t->n * (k + 1) / t->chunks, slot);
+        atomic_fetch_add(&t->done, 1);
+    }
+}
+
+static void cpu_team_release(cpu_team *t) {
+    if (atomic_fetch_sub(&t->refs, 1) == 1)
+        free(t);
+}
+
+static void *cpu_team_main(void *p) {
+    cpu_team *t = p;
+    cpu_team_work(t, atomic_fetch_add(&t->slots, 1));
+    cpu_team_release(t);
+    atomic_fetch_sub(&cpu_helpers_alive, 1);
+    return NULL;
+}
+
+static void cpu_parallel(int32_t workers, int64_t n, int64_t chunks,
+                         void (*fn)(void *job, int64_t lo, int64_t hi, int slot), void *job) {
+    if (chunks > n)
+        chunks = n;
+    if (workers > chunks)
+        workers = (int32_t)chunks;
+    if (workers > CPU_MAX_WORKERS)
+        workers = CPU_MAX_WORKERS;
+    cpu_team *t = workers > 1 ? malloc(sizeof *t) : NULL;
+    if (t == NULL) {
+        if (n > 0)
+            fn(job, 0, n, 0);
+        return;
+    }
+    atomic_init(&t->next, 0);
+    atomic_init(&t->done, 0);
+    atomic_init(&t->refs, 1);
+    atomic_init(&t->slots, 1);
+    t->n = n;
+    t->chunks = chunks;
+    t->fn = fn;
+    t->job = job;
+    pthread_attr_t attr;
+    int attr_ok = pthread_attr_init(&attr) == 0 &&
+                  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
+    for (int32_t w = 1; attr_ok && w < workers; w++) {
+        pthread_t tid;
+        atomic_fetch_add(&t->refs, 1);
+        atomic_fetch_add(&cpu_helpers_alive, 1);
+        if (pthread_create(&tid, &attr, cpu_team_main, t) != 0) {
+            atomic_fetch_sub(&t->refs, 1);
+            atomic_fetch_sub(&cpu_helpers_alive, 1);
+            break;
+        }
+    }
+    if (attr_ok)
+        pthread_attr_destroy(&attr);
+    cpu_team_work(t, 0);
+    while (atomic_load(&t->done) < t->chunks) /* parts a helper is still on */
+        sched_yield();
+    cpu_team_release(t);
 }
 
 /* OpenBLAS's count for the next call: `t` threads (0: leave it alone). */

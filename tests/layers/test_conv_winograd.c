@@ -263,6 +263,59 @@ static void test_threads(void) {
     CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, 1), NNM_OK);
 }
 
+/* max_pool2d's planes split between 2 threads give the same bits, forward
+ * and backward, as one thread (the cpu backend's pool slots, above its
+ * CPU_POOL_PAR_MIN of 2^18 input elements). */
+/* One module of `type` (config: `key` = `val`) run forward and backward
+ * with 1 and then 2 threads set on the context: the same bits, y and the
+ * input's gradient (the cpu backend's pool and batch-norm slots split their
+ * planes or channels above 2^18 input elements). */
+static void same_bits_on_two_threads(const char *type, const char *key, int64_t val, const char *plugin) {
+    CU_ASSERT_EQUAL_FATAL(nnm_plugin_load(g_ctx, plugin), NNM_OK);
+    nnm_config *cfg = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_config_new(&cfg), NNM_OK);
+    nnm_config_set_int(cfg, key, val);
+    nnm_module *m = tu_module(g_ctx, type, cfg);
+    nnm_config_free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    const int64_t xs[4] = {8, 32, 32, 32};
+    const size_t nx = 8 * 32 * 32 * 32;
+    float *xv = malloc(nx * sizeof *xv), *rv = malloc(nx * sizeof *rv);
+    float *got[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    int64_t ny = 0;
+    CU_ASSERT_FATAL(xv != NULL && rv != NULL);
+    tu_fill_uniform(xv, nx, 5u, -1.0, 1.0);
+    for (size_t i = 0; i < nx; i += 7) xv[i] = 0.5f; /* ties */
+    tu_fill_uniform(rv, nx, 6u, -1.0, 1.0);
+    for (int t = 0; t < 2; t++) {
+        CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, t + 1), NNM_OK);
+        nnm_tensor *x = tu_tf32(g_ctx, 4, xs, xv), *y = NULL;
+        CU_ASSERT_EQUAL(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
+        CHECK_STATUS(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+        CU_ASSERT_FATAL(y != NULL);
+        ny = nnm_tensor_numel(y);
+        nnm_tensor *r = tu_tf32(g_ctx, nnm_tensor_desc_get(y)->ndim, nnm_tensor_desc_get(y)->shape, rv);
+        CHECK_STATUS(nnm_backward(y, r, 0), NNM_OK);
+        got[t][0] = tu_read_f32(y, NULL);
+        got[t][1] = nnm_tensor_grad(x) ? tu_read_f32(nnm_tensor_grad(x), NULL) : NULL;
+        nnm_tensor_release(y);
+        nnm_tensor_release(r);
+        nnm_tensor_release(x);
+    }
+    CU_ASSERT_FATAL(got[0][0] && got[1][0] && got[0][1] && got[1][1]);
+    CU_ASSERT_EQUAL(memcmp(got[0][0], got[1][0], (size_t)ny * sizeof(float)), 0);
+    CU_ASSERT_EQUAL(memcmp(got[0][1], got[1][1], nx * sizeof(float)), 0);
+    for (int t = 0; t < 2; t++) free(got[t][0]), free(got[t][1]);
+    free(xv), free(rv);
+    nnm_module_release(m);
+    CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, 1), NNM_OK);
+}
+
+static void test_pool_bn_threads(void) {
+    same_bits_on_two_threads("max_pool2d", "kernel_size", 2, NNM_TEST_POOL_PLUGIN);
+    same_bits_on_two_threads("batch_norm2d", "num_features", 32, NNM_TEST_NORM_PLUGIN);
+}
+
 /* The default thresholds give the same answers (im2col or Winograd alike). */
 static void test_default_thresholds(void) {
     const geo g = {2, 8, 8, 9, 9, 1, 1, 1, 1, 1};
@@ -465,6 +518,7 @@ int main(void) {
                 test_geometries);
     CU_add_test(s, "default thresholds: same answers either way", test_default_thresholds);
     CU_add_test(s, "two threads (nnm_ctx_set_num_threads): the same answers", test_threads);
+    CU_add_test(s, "max_pool2d and batch_norm2d on two threads: the same bits", test_pool_bn_threads);
     CU_add_test(s, "the slots decline other geometries silently; NNM_CPU_WINOGRAD=0 declines all", test_declines);
     CU_add_test(s, "inf and NaN in x, w or dY: what the direct sum gives (the slots decline them)", test_nonfinite);
     return tu_run();
