@@ -3,8 +3,8 @@
 #ifndef NNM_AUTOGRAD_INTERNAL_H
 #define NNM_AUTOGRAD_INTERNAL_H
 
-#include "core/core_internal.h"
-#include "module/hooks_internal.h"
+#include "../core/core_internal.h"
+#include "../module/hooks_internal.h"
 
 /* autograd.c - nodes of the backward graph and the engine.
  *

@@ -3,7 +3,7 @@
 #ifndef NNM_OPTIM_INTERNAL_H
 #define NNM_OPTIM_INTERNAL_H
 
-#include "core/core_internal.h"
+#include "../core/core_internal.h"
 
 /* optim.c: checkpoint support (runtime/state/checkpoint.c). */
 enum nnm__optim_kind { NNM__OPTIM_SGD, NNM__OPTIM_ADAM, NNM__OPTIM_ADAMW };

@@ -3,7 +3,7 @@
 #ifndef NNM_CTX_INTERNAL_H
 #define NNM_CTX_INTERNAL_H
 
-#include "module/hooks_internal.h"
+#include "../module/hooks_internal.h"
 
 /* ---- context ------------------------------------------------------------ */
 

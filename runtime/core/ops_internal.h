@@ -3,7 +3,7 @@
 #ifndef NNM_OPS_INTERNAL_H
 #define NNM_OPS_INTERNAL_H
 
-#include "core/core_internal.h"
+#include "../core/core_internal.h"
 
 /* ops.c: every op checks shapes and devices, allocates its output, and
  * dispatches to the backend. */

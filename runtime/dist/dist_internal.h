@@ -3,7 +3,7 @@
 #ifndef NNM_DIST_INTERNAL_H
 #define NNM_DIST_INTERNAL_H
 
-#include "core/core_internal.h"
+#include "../core/core_internal.h"
 
 /* dist/comm.c - for the DDP reducer. */
 nnm_ctx *nnm__comm_ctx(const nnm_comm *c);

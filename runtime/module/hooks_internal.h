@@ -3,7 +3,7 @@
 #ifndef NNM_HOOKS_INTERNAL_H
 #define NNM_HOOKS_INTERNAL_H
 
-#include "core/core_internal.h"
+#include "../core/core_internal.h"
 
 /* ---- hooks -------------------------------------------------------------- */
 

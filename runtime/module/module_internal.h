@@ -3,7 +3,7 @@
 #ifndef NNM_MODULE_INTERNAL_H
 #define NNM_MODULE_INTERNAL_H
 
-#include "core/ctx_internal.h"
+#include "../core/ctx_internal.h"
 
 /* ---- modules ------------------------------------------------------------ */
 

@@ -3,7 +3,7 @@
 #ifndef NNM_STATE_INTERNAL_H
 #define NNM_STATE_INTERNAL_H
 
-#include "core/core_internal.h"
+#include "../core/core_internal.h"
 
 /* atomic_file.c - replace a file atomically (temp file, fsync, rename,
  * fsync of the directory). open, then write to a->fd, then commit or abort;
