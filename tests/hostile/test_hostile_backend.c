@@ -564,6 +564,87 @@ static void test_child_new_misuse(void) {
     nnm_ctx_free(ctx);
 }
 
+/* ---- descriptors and vtables with wrong sizes or versions ------------------ */
+
+static nnm_backend_vtable g_tiny_be, g_be_noinit;
+static nnm_layer_vtable g_tiny_layer, g_layer_nofwd;
+static const nnm_backend_vtable *g_be_list[1];
+static const nnm_layer_vtable *g_layer_list[1];
+
+static void test_descriptor_sizes(void) {
+    nnm_ctx_options o = {sizeof o, NNM_CTX_NO_DISCOVERY, 0};
+    nnm_ctx *ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&o, &ctx), NNM_OK);
+    nnm_ctx *saved = g_ctx;
+    g_ctx = ctx;
+    g_tiny_be = noctc_be;
+    g_tiny_be.name = "tinybe";
+    g_tiny_be.struct_size = 8; /* not even its name */
+    g_be_noinit = noctc_be;
+    g_be_noinit.name = "noinit";
+    g_be_noinit.init = NULL;
+    g_be_noinit.alloc = NULL;
+    g_tiny_layer = l_dup;
+    g_tiny_layer.name = "hx_tiny";
+    g_tiny_layer.struct_size = 12;
+    g_layer_nofwd = l_dup;
+    g_layer_nofwd.name = "hx_nofwd";
+    g_layer_nofwd.forward = NULL;
+    static const struct {
+        nnm_plugin_desc d;
+        const nnm_backend_vtable *be;
+        const nnm_layer_vtable *layer;
+        nnm_status want;
+        const char *needle;
+    } cases[] = {
+        {{.struct_size = 4, .abi_major = NNM_ABI_MAJOR, .abi_minor = NNM_ABI_MINOR, .name = "small"}, NULL, NULL,
+         NNM_E_PLUGIN, "struct_size"},
+        {{.struct_size = sizeof(nnm_plugin_desc), .abi_major = NNM_ABI_MAJOR + 1, .abi_minor = 0, .name = "major"}, NULL,
+         NULL, NNM_E_VERSION, "ABI"},
+        {{.struct_size = sizeof(nnm_plugin_desc), .abi_major = NNM_ABI_MAJOR, .abi_minor = NNM_ABI_MINOR, .name = "nullbe",
+          .n_backends = 1},
+         NULL, NULL, NNM_E_PLUGIN, "backend"},
+        {{.struct_size = sizeof(nnm_plugin_desc), .abi_major = NNM_ABI_MAJOR, .abi_minor = NNM_ABI_MINOR, .name = "tiny",
+          .n_backends = 1},
+         &g_tiny_be, NULL, NNM_E_PLUGIN, "struct_size"},
+        {{.struct_size = sizeof(nnm_plugin_desc), .abi_major = NNM_ABI_MAJOR, .abi_minor = NNM_ABI_MINOR, .name = "noinit",
+          .n_backends = 1},
+         &g_be_noinit, NULL, NNM_E_PLUGIN, "noinit"},
+        {{.struct_size = sizeof(nnm_plugin_desc), .abi_major = NNM_ABI_MAJOR, .abi_minor = NNM_ABI_MINOR, .name = "tinyl",
+          .n_layers = 1},
+         NULL, &g_tiny_layer, NNM_E_PLUGIN, "struct_size"},
+        {{.struct_size = sizeof(nnm_plugin_desc), .abi_major = NNM_ABI_MAJOR, .abi_minor = NNM_ABI_MINOR, .name = "nofwd",
+          .n_layers = 1},
+         NULL, &g_layer_nofwd, NNM_E_PLUGIN, "forward"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        nnm_plugin_desc d = cases[k].d;
+        g_be_list[0] = cases[k].be;
+        g_layer_list[0] = cases[k].layer;
+        if (d.n_backends) d.backends = g_be_list;
+        if (d.n_layers) d.layers = g_layer_list;
+        nnm_status st = nnm_plugin_register_static(ctx, &d, "test_hostile_backend");
+        const char *msg = nnm_ctx_errmsg(ctx);
+        if (st != cases[k].want || !strstr(msg, cases[k].needle))
+            fprintf(stderr, "\n  desc %s: %s (want %s \"%s\"): %s\n", d.name, nnm_status_name(st),
+                    nnm_status_name(cases[k].want), cases[k].needle, msg);
+        CU_ASSERT_EQUAL(st, cases[k].want);
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, cases[k].needle));
+    }
+    /* a newer minor loads (gated per slot, not refused) */
+    nnm_plugin_desc newer = {.struct_size = sizeof(nnm_plugin_desc), .abi_major = NNM_ABI_MAJOR,
+                             .abi_minor = NNM_ABI_MINOR + 7, .name = "newer", .n_layers = 1};
+    g_layer_list[0] = &l_dup;
+    newer.layers = g_layer_list;
+    CHECK_STATUS(nnm_plugin_register_static(ctx, &newer, "test_hostile_backend"), NNM_OK);
+    /* nothing of the refused ones is findable */
+    const nnm_layer_vtable *vt = NULL;
+    CU_ASSERT_EQUAL(nnm_layer_find(ctx, "hx_tiny", &vt), NNM_E_NOT_FOUND);
+    CU_ASSERT_EQUAL(nnm_layer_find(ctx, "hx_nofwd", &vt), NNM_E_NOT_FOUND);
+    g_ctx = saved;
+    nnm_ctx_free(ctx);
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("hostile_backend", suite_init, suite_clean);
     if (s == NULL) return 1;
@@ -573,5 +654,6 @@ int main(void) {
     CU_add_test(s, "a vtable shorter than the ABI it claims", test_short_vtable);
     CU_add_test(s, "slots failing with foreign statuses and no message", test_liar_statuses);
     CU_add_test(s, "layers that misuse child_new", test_child_new_misuse);
+    CU_add_test(s, "descriptors and vtables with wrong sizes or versions", test_descriptor_sizes);
     return tu_run();
 }
