@@ -616,6 +616,60 @@ static void test_rnn_h0(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- dynamic dims (from_input / from_dim) naming what is not there ---------- */
+
+static void test_dynamic_dims(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_tensor *x = ramp(SHAPE(2, 3), 1.0f), *y = ramp(SHAPE(4), 1.0f);
+    static const struct {
+        const char *op;
+        const char *key;
+        int64_t size[3];
+        int n;
+        int64_t from_input[3], from_dim[3];
+        uint32_t n_in;
+    } cases[] = {
+        {"view", "shape", {0, -1}, 2, {INT64_MAX, -1}, {0, -1}, 2},
+        {"view", "shape", {0, -1}, 2, {1, -1}, {INT64_MIN, -1}, 2},
+        {"reshape", "shape", {0, -1}, 2, {-2, -1}, {0, -1}, 2},
+        {"expand", "size", {-1, -1, -1}, 3, {1, -1, -1}, {1, -1, -1}, 2},
+        {"full", "size", {0, 3}, 2, {0, -1}, {5, -1}, 1},
+        {"full", "size", {0, 3}, 2, {0, -1}, {0, -1}, 0},
+        {"arange", "end", {0}, 1, {0}, {-1}, 0},
+        {"arange", "end", {0}, 1, {3}, {0}, 1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        nnm_config *c = cfg_new();
+        if (cases[k].n == 1 && !strcmp(cases[k].key, "end"))
+            nnm_config_set_int(c, "end", cases[k].size[0]);
+        else
+            nnm_config_set_ints(c, cases[k].key, cases[k].size, (size_t)cases[k].n);
+        if (!strcmp(cases[k].op, "full")) nnm_config_set_float(c, "fill_value", 1.0);
+        nnm_config_set_ints(c, "from_input", cases[k].from_input, (size_t)cases[k].n);
+        nnm_config_set_ints(c, "from_dim", cases[k].from_dim, (size_t)cases[k].n);
+        nnm_module *m = NULL;
+        nnm_status st = nnm_module_create(g_ctx, cases[k].op, c, &m);
+        nnm_config_free(c);
+        nnm_tensor *out = NULL;
+        if (st == NNM_OK) {
+            nnm_tensor *in[2] = {x, y};
+            st = nnm_module_call(m, in, cases[k].n_in, &out, 1);
+        }
+        const char *msg = nnm_ctx_errmsg(g_ctx);
+        const int named = strstr(msg, cases[k].op) && (strstr(msg, "from_input") || strstr(msg, "from_dim"));
+        if (st == NNM_OK || !named)
+            fprintf(stderr, "\n  %s case %zu: %s: %s\n", cases[k].op, k, nnm_status_name(st), msg);
+        CU_ASSERT_TRUE(st == NNM_E_SHAPE || st == NNM_E_INVALID);
+        CU_ASSERT_TRUE(named);
+        CU_ASSERT_PTR_NULL(out);
+        nnm_tensor_release(out);
+        nnm_module_release(m);
+    }
+    nnm_tensor_release(x);
+    nnm_tensor_release(y);
+    LEAK_CHECK_END();
+}
+
 /* ---- safetensors into a module with an i64 buffer -------------------------- */
 
 #define SEED(name) NNM_HX_ST_CORPUS "/" name ".safetensors"
@@ -667,5 +721,6 @@ int main(void) {
     CU_add_test(s, "arg_reduce over empty dims", test_arg_reduce_empty);
     CU_add_test(s, "rnn, lstm, gru: wrong h0", test_rnn_h0);
     CU_add_test(s, "safetensors into a module with an i64 buffer", test_safetensors_i64_buffer);
+    CU_add_test(s, "dynamic dims naming inputs and dims that are not there", test_dynamic_dims);
     return tu_run();
 }
