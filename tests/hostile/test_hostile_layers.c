@@ -611,6 +611,32 @@ static void test_rnn_h0(void) {
         call_fails(m, &x4, 1, 1, NNM_E_SHAPE, "");
         nnm_module_release(m);
     }
+    /* unbatched x [L, H_in] takes a 2-d h0 [layers, H] only */
+    nnm_tensor *xu = ramp(SHAPE(5, 4), 0.01f), *hu_ok = ramp(SHAPE(1, 3), 0.01f);
+    for (size_t k = 0; k < 3; k++) {
+        nnm_config *c = cfg_new();
+        nnm_config_set_int(c, "input_size", 4);
+        nnm_config_set_int(c, "hidden_size", 3);
+        nnm_module *m = made(kinds[k], c);
+        const uint32_t nh = k == 1 ? 3 : 2;
+        call_fails(m, (nnm_tensor *[]){xu, h_ok, h_ok}, nh, 1, NNM_E_SHAPE, "h");
+        if (k == 1) call_fails(m, (nnm_tensor *[]){xu, hu_ok, h_ok}, 3, 1, NNM_E_SHAPE, "c");
+        nnm_module_release(m);
+    }
+    /* lstm with proj_size: h0 [layers, N, P], c0 [layers, N, H]; swapped is refused */
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "input_size", 4);
+    nnm_config_set_int(c, "hidden_size", 3);
+    nnm_config_set_int(c, "proj_size", 2);
+    nnm_module *lp = made("lstm", c);
+    nnm_tensor *hp = ramp(SHAPE(1, 2, 2), 0.01f), *y = NULL;
+    call_fails(lp, (nnm_tensor *[]){x, h_ok, hp}, 3, 1, NNM_E_SHAPE, "");
+    if (call_ok(lp, (nnm_tensor *[]){x, hp, h_ok}, 3, &y, 1)) CU_ASSERT_TRUE(tu_shape_is(y, SHAPE(5, 2, 2)));
+    nnm_tensor_release(y);
+    nnm_module_release(lp);
+    nnm_tensor_release(xu);
+    nnm_tensor_release(hu_ok);
+    nnm_tensor_release(hp);
     nnm_tensor *all[] = {x, h_feat, h_layers, h_batch, h_2d, h_i64, h_ok, x_feat, x4};
     release_all(all, sizeof all / sizeof all[0]);
     LEAK_CHECK_END();
