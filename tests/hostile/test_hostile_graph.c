@@ -165,6 +165,45 @@ static void test_i64_buffer_forward(void) {
     LEAK_CHECK_END();
 }
 
+/* one tensor returned several times (node output, graph input, parameter),
+ * a node nothing reads, forward then backward through all of it */
+static void test_repeated_outputs(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = NULL;
+    doc("{\"type\": \"graph\", \"config\": {\"parameters\": [\"w: [2] ones\"], \"nodes\": [\"u = relu(x)\", "
+        "\"a = add(x, w)\", \"b = relu(a)\"], \"outputs\": [\"a\", \"a\", \"x\", \"w\", \"a:0\", \"b\", \"w\"]}, "
+        "\"children\": [" RELU ", " ADD "]}",
+        0, NNM_OK, "", &m);
+    if (m) {
+        nnm_tensor *x = NULL, *out[7] = {0};
+        const int64_t shape[1] = {2};
+        CU_ASSERT_EQUAL(nnm_tensor_from_f32(g_ctx, 1, shape, (const float[]){-1, 2}, &x), NNM_OK);
+        CU_ASSERT_EQUAL(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
+        for (int rep = 0; rep < 3; rep++) {
+            CHECK_STATUS(nnm_module_call(m, &x, 1, out, 7), NNM_OK);
+            /* asked for fewer or more outputs than the graph returns */
+            nnm_tensor *few[2] = {0}, *many[8] = {0};
+            CHECK_ERROR(nnm_module_call(m, &x, 1, few, 2), NNM_E_SHAPE, "7");
+            CHECK_ERROR(nnm_module_call(m, &x, 1, many, 8), NNM_E_SHAPE, "7");
+            for (int i = 0; i < 8; i++) CU_ASSERT_PTR_NULL(many[i]);
+            CU_ASSERT_PTR_NULL(few[0]);
+            nnm_tensor *s = NULL;
+            int32_t d0 = 0;
+            CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, out[5], &d0, 1, 0, &s), NNM_OK);
+            CHECK_STATUS(nnm_backward(s, NULL, 0), NNM_OK);
+            nnm_tensor_release(s);
+            for (int i = 0; i < 7; i++) {
+                nnm_tensor_release(out[i]);
+                out[i] = NULL;
+            }
+        }
+        nnm_tensor_release(x);
+        CHECK_STATUS(nnm_module_zero_grad(m), NNM_OK);
+    }
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* dynamic dims that name inputs and dims that do not exist */
 static void test_dynamic_dims(void) {
     LEAK_CHECK_BEGIN();
@@ -237,6 +276,7 @@ int main(void) {
     CU_add_test(s, "node count at and past the bound", test_many_nodes);
     CU_add_test(s, "graph-owned tensors: sizes, names, dtypes", test_tensors);
     CU_add_test(s, "an i64 buffer into an f32 op", test_i64_buffer_forward);
+    CU_add_test(s, "one tensor returned several times, forward and backward", test_repeated_outputs);
     CU_add_test(s, "dynamic dims naming what is not there", test_dynamic_dims);
     CU_add_test(s, "config values no manifest holds", test_config_values);
     return tu_run();
