@@ -33,7 +33,8 @@ static nnm_ctx *g_ctx;
 static const char *const g_plugins[] = {
     NNM_HX_CPU, NNM_HX_EMBEDDING, NNM_HX_POOL, NNM_HX_LOSSES, NNM_HX_RESAMPLE, NNM_HX_TENSOR_OPS,
     NNM_HX_MATH_OPS, NNM_HX_RECURRENT, NNM_HX_CONV, NNM_HX_NORMALIZATION, NNM_HX_ACTIVATIONS,
-    NNM_HX_IDENTITY, NNM_HX_SEQUENTIAL, NNM_HX_RELU,
+    NNM_HX_IDENTITY, NNM_HX_SEQUENTIAL, NNM_HX_RELU, NNM_HX_LINEAR, NNM_HX_DROPOUT, NNM_HX_FLATTEN,
+    NNM_HX_ADD, NNM_HX_MUL,
 };
 
 static int load_all(nnm_ctx *ctx) {
@@ -564,6 +565,128 @@ static void test_child_new_misuse(void) {
     nnm_ctx_free(ctx);
 }
 
+/* ---- a backend with only its required slots --------------------------------- */
+
+static nnm_backend_vtable g_bare;
+static const nnm_backend_vtable *const bare_backends[] = {&g_bare};
+static const nnm_plugin_desc bare_desc = {
+    .struct_size = sizeof(nnm_plugin_desc),
+    .abi_major = NNM_ABI_MAJOR,
+    .abi_minor = NNM_ABI_MINOR,
+    .name = "bare",
+    .n_backends = 1,
+    .backends = bare_backends,
+};
+
+/* Every layer on a backend that has init, alloc, free and memcpy and claims
+ * the 1.3 and 1.5 op sets: each op runs (shape-only ops need no kernel) or
+ * fails with NNM_E_UNSUPPORTED naming the backend; no NULL slot is called. */
+static void test_bare_backend(void) {
+    nnm_ctx_options o = {sizeof o, NNM_CTX_NO_DISCOVERY, 0};
+    nnm_ctx *ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&o, &ctx), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(load_all(ctx), 0);
+    memset(&g_bare, 0, sizeof g_bare);
+    g_bare.struct_size = sizeof g_bare;
+    g_bare.flags = NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5;
+    g_bare.name = "bare";
+    g_bare.version_major = 1;
+    g_bare.device_type = NNM_DEVICE_CUDA;
+    g_bare.init = shared_init;
+    g_bare.shutdown = nc_shutdown;
+    g_bare.alloc = nc_alloc;
+    g_bare.free = nc_free;
+    g_bare.memcpy = nc_memcpy;
+    CHECK_STATUS(nnm_plugin_register_static(ctx, &bare_desc, "test_hostile_backend"), NNM_OK);
+    CHECK_STATUS(nnm_ctx_set_num_threads(ctx, 2), NNM_OK);
+    nnm_ctx *saved = g_ctx;
+    g_ctx = ctx;
+    static const struct {
+        const char *layer;
+        const char *cfg; /* "k=v,k=v" ints */
+        int n_in;        /* 1: x; 2: x, i64 index/target; 3: x, x */
+        int xdims;       /* 2: [4, 6]; 3: [3, 2, 4]; 4: [1, 1, 4, 6] */
+    } L[] = {
+        {"linear", "in_features=6,out_features=2", 1, 2}, {"relu", "", 1, 2}, {"gelu", "", 1, 2},
+        {"softmax", "dim=1", 1, 2}, {"log_softmax", "dim=1", 1, 2}, {"layer_norm", "normalized_shape=6", 1, 2},
+        {"batch_norm1d", "num_features=6", 1, 2}, {"dropout", "", 1, 2}, {"flatten", "", 1, 2},
+        {"view", "shape=24", 1, 2}, {"transpose", "dim0=0,dim1=1", 1, 2}, {"flip", "dims=0", 1, 2},
+        {"triu", "", 1, 2}, {"sum", "dim=1", 1, 2}, {"mean", "", 1, 2}, {"argmax", "dim=1", 1, 2},
+        {"long", "", 1, 2}, {"bool", "", 1, 2}, {"cross_entropy", "", 2, 2}, {"index_select", "dim=1", 2, 2},
+        {"add", "", 3, 2}, {"mul", "", 3, 2}, {"mse_loss", "", 3, 2}, {"matmul", "", 0, 2},
+        {"conv2d", "in_channels=1,out_channels=2,kernel_size=3", 1, 4}, {"max_pool2d", "kernel_size=2", 1, 4},
+        {"avg_pool2d", "kernel_size=2", 1, 4}, {"adaptive_avg_pool2d", "output_size=1", 1, 4},
+        {"upsample", "scale_factor=2", 1, 4}, {"gru", "input_size=4,hidden_size=3", 1, 3},
+        {"lstm", "input_size=4,hidden_size=3", 1, 3}, {"embedding_bag", "num_embeddings=6,embedding_dim=4", 4, 0},
+        {"ctc_loss", "", 5, 0}, {"max_unpool2d", "kernel_size=2", 6, 0},
+    };
+    static const float x24[24] = {0};
+    const nnm_device bare = g_noctc;
+    for (size_t k = 0; k < sizeof L / sizeof L[0]; k++) {
+        nnm_config *c = cfg_new();
+        char kv[128];
+        snprintf(kv, sizeof kv, "%s", L[k].cfg);
+        for (char *tok = strtok(kv, ","); tok; tok = strtok(NULL, ",")) {
+            char *eq = strchr(tok, '=');
+            *eq = 0;
+            if (!strcmp(tok, "scale_factor")) nnm_config_set_float(c, tok, atof(eq + 1));
+            else if (!strcmp(tok, "shape")) nnm_config_set_ints(c, tok, (const int64_t[]){atoll(eq + 1)}, 1);
+            else nnm_config_set_int(c, tok, atoll(eq + 1));
+        }
+        nnm_module *m = NULL;
+        nnm_status st = nnm_module_create(ctx, L[k].layer, c, &m);
+        nnm_config_free(c);
+        if (st != NNM_OK) {
+            fprintf(stderr, "\n  create %s: %s\n", L[k].layer, nnm_ctx_errmsg(ctx));
+            CU_FAIL("create");
+            continue;
+        }
+        st = nnm_module_to(m, bare);
+        nnm_tensor *in[4] = {0}, *out[2] = {0};
+        uint32_t n_in = 1;
+        const int xd = L[k].xdims;
+        if (st == NNM_OK) {
+            if (xd == 2) in[0] = on_dev(bare, F32, 2, (const int64_t[]){4, 6}, x24);
+            if (xd == 3) in[0] = on_dev(bare, F32, 3, (const int64_t[]){3, 2, 4}, x24);
+            if (xd == 4) in[0] = on_dev(bare, F32, 4, (const int64_t[]){1, 1, 4, 6}, x24);
+            switch (L[k].n_in) {
+            case 0: in[1] = on_dev(bare, F32, 2, (const int64_t[]){6, 4}, x24); n_in = 2; break;
+            case 2: in[1] = on_dev(bare, I64, 1, (const int64_t[]){4}, (const int64_t[]){0, 1, 2, 3}); n_in = 2; break;
+            case 3: in[1] = on_dev(bare, F32, 2, (const int64_t[]){4, 6}, x24); n_in = 2; break;
+            case 4:
+                in[0] = on_dev(bare, I64, 1, (const int64_t[]){3}, (const int64_t[]){0, 5, 2});
+                in[1] = on_dev(bare, I64, 1, (const int64_t[]){2}, (const int64_t[]){0, 1});
+                n_in = 2;
+                break;
+            case 5:
+                in[0] = on_dev(bare, F32, 3, (const int64_t[]){3, 2, 4}, x24);
+                in[1] = on_dev(bare, I64, 2, (const int64_t[]){2, 2}, (const int64_t[]){1, 2, 3, 3});
+                in[2] = on_dev(bare, I64, 1, (const int64_t[]){2}, (const int64_t[]){3, 3});
+                in[3] = on_dev(bare, I64, 1, (const int64_t[]){2}, (const int64_t[]){2, 2});
+                n_in = 4;
+                break;
+            case 6:
+                in[0] = on_dev(bare, F32, 4, (const int64_t[]){1, 1, 2, 2}, x24);
+                in[1] = on_dev(bare, I64, 4, (const int64_t[]){1, 1, 2, 2}, (const int64_t[]){0, 3, 9, 15});
+                n_in = 2;
+                break;
+            default: break;
+            }
+            st = nnm_module_call(m, in, n_in, out, 1);
+        }
+        const char *msg = nnm_ctx_errmsg(ctx);
+        const int fine = st == NNM_OK || (st == NNM_E_UNSUPPORTED && strstr(msg, "bare") != NULL);
+        if (!fine) fprintf(stderr, "\n  %s on bare: %s: %s\n", L[k].layer, nnm_status_name(st), msg);
+        CU_ASSERT_TRUE(fine);
+        if (st != NNM_OK) CU_ASSERT_PTR_NULL(out[0]);
+        nnm_tensor_release(out[0]);
+        for (int i = 0; i < 4; i++) nnm_tensor_release(in[i]);
+        nnm_module_release(m);
+    }
+    g_ctx = saved;
+    nnm_ctx_free(ctx);
+}
+
 /* ---- descriptors and vtables with wrong sizes or versions ------------------ */
 
 static nnm_backend_vtable g_tiny_be, g_be_noinit;
@@ -655,5 +778,6 @@ int main(void) {
     CU_add_test(s, "slots failing with foreign statuses and no message", test_liar_statuses);
     CU_add_test(s, "layers that misuse child_new", test_child_new_misuse);
     CU_add_test(s, "descriptors and vtables with wrong sizes or versions", test_descriptor_sizes);
+    CU_add_test(s, "a backend with only its required slots", test_bare_backend);
     return tu_run();
 }
