@@ -115,6 +115,26 @@ static void test_many_nodes(void) {
     LEAK_CHECK_END();
 }
 
+static void test_counts(void) {
+    LEAK_CHECK_BEGIN();
+    /* 4097 parameters, 17 inputs, 17 outputs: one past each bound */
+    char *cfg = malloc(4097 * 24 + 256);
+    size_t at = (size_t)sprintf(cfg, "\"parameters\": [");
+    for (int i = 0; i < 4097; i++) at += (size_t)sprintf(cfg + at, "%s\"p%d: [1]\"", i ? ", " : "", i);
+    sprintf(cfg + at, "], \"nodes\": [\"a = relu(x)\"]");
+    graph(cfg, RELU, NNM_E_LIMIT, "config.parameters");
+    at = (size_t)sprintf(cfg, "\"inputs\": [");
+    for (int i = 0; i < 17; i++) at += (size_t)sprintf(cfg + at, "%s\"x%d\"", i ? ", " : "", i);
+    sprintf(cfg + at, "], \"nodes\": [\"a = relu(x0)\"]");
+    graph(cfg, RELU, NNM_E_LIMIT, "config.inputs");
+    at = (size_t)sprintf(cfg, "\"outputs\": [");
+    for (int i = 0; i < 17; i++) at += (size_t)sprintf(cfg + at, "%s\"a\"", i ? ", " : "");
+    sprintf(cfg + at, "], \"nodes\": [\"a = relu(x)\"]");
+    graph(cfg, RELU, NNM_E_LIMIT, "config.outputs");
+    free(cfg);
+    LEAK_CHECK_END();
+}
+
 static void test_tensors(void) {
     LEAK_CHECK_BEGIN();
     /* sizes whose product overflows int64, and ones that only exceed the limit */
@@ -275,6 +295,7 @@ int main(void) {
     CU_add_test(s, "node strings: cycles, duplicates, control bytes, ports", test_nodes);
     CU_add_test(s, "node count at and past the bound", test_many_nodes);
     CU_add_test(s, "graph-owned tensors: sizes, names, dtypes", test_tensors);
+    CU_add_test(s, "parameters, inputs and outputs past their bounds", test_counts);
     CU_add_test(s, "an i64 buffer into an f32 op", test_i64_buffer_forward);
     CU_add_test(s, "one tensor returned several times, forward and backward", test_repeated_outputs);
     CU_add_test(s, "dynamic dims naming what is not there", test_dynamic_dims);
