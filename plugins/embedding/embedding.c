@@ -32,8 +32,9 @@
  *   reduce, binary, where), so it runs on every device and gets its
  *   gradients (weight and per_sample_weights) from the runtime: the rows are
  *   gathered once, then laid out as [B, L, embedding_dim] (L the longest
- *   bag; short bags and padding_idx entries point at a filler row: 0 for
- *   sum/mean, -inf for max) and reduced over L. The bag layout is computed
+ *   bag; short bags and padding_idx entries point at a zero filler row,
+ *   which max mode then masks to -inf with op_where) and reduced over L. The
+ *   bag layout is computed
  *   on the host from offsets (and from the indices when padding_idx,
  *   max_norm or scale_grad_by_freq is set). With include_last_offset the
  *   last offset must be the input's length (PyTorch 1.13 mishandles indices
