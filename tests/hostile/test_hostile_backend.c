@@ -375,6 +375,10 @@ static nnm_status liar_arg_reduce(nnm_env *env, void *state, const nnm_arg_reduc
     (void)env, (void)state, (void)a;
     return (nnm_status)-4242;
 }
+static nnm_status liar_threads(nnm_env *env, void *state, int32_t n) {
+    (void)env, (void)state, (void)n;
+    return (nnm_status)-4242;
+}
 static nnm_backend_vtable g_liar;
 static const nnm_backend_vtable *const liar_backends[] = {&g_liar};
 static const nnm_plugin_desc liar_desc = {
@@ -397,6 +401,7 @@ static void test_liar_statuses(void) {
     g_liar.index_select = liar_index_select;
     g_liar.cast = liar_cast;
     g_liar.arg_reduce = liar_arg_reduce;
+    g_liar.set_num_threads = liar_threads;
     CHECK_STATUS(nnm_plugin_register_static(ctx, &liar_desc, "test_hostile_backend"), NNM_OK);
     nnm_ctx *saved = g_ctx;
     g_ctx = ctx;
@@ -425,6 +430,10 @@ static void test_liar_statuses(void) {
         nnm_tensor_release(in[1]);
         nnm_module_release(m);
     }
+    /* the backend is up now: a thread count goes to its set_num_threads */
+    nnm_status st = nnm_ctx_set_num_threads(ctx, 3);
+    CU_ASSERT_EQUAL(st, NNM_E_PLUGIN);
+    CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "backend 'liar': set_num_threads failed with status -4242"));
     g_ctx = saved;
     nnm_ctx_free(ctx);
 }
