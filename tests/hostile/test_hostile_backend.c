@@ -375,6 +375,14 @@ static nnm_status liar_arg_reduce(nnm_env *env, void *state, const nnm_arg_reduc
     (void)env, (void)state, (void)a;
     return (nnm_status)-4242;
 }
+static nnm_status liar_rnn(nnm_env *env, void *state, const nnm_rnn_cell_args *a) {
+    (void)env, (void)state, (void)a;
+    return (nnm_status)77;
+}
+static nnm_status liar_ctc(nnm_env *env, void *state, const nnm_ctc_args *a) {
+    (void)env, (void)state, (void)a;
+    return (nnm_status)-4242;
+}
 static nnm_status liar_threads(nnm_env *env, void *state, int32_t n) {
     (void)env, (void)state, (void)n;
     return (nnm_status)-4242;
@@ -402,6 +410,10 @@ static void test_liar_statuses(void) {
     g_liar.cast = liar_cast;
     g_liar.arg_reduce = liar_arg_reduce;
     g_liar.set_num_threads = liar_threads;
+    g_liar.rnn_cell = liar_rnn;
+    g_liar.rnn_cell_backward = liar_rnn;
+    g_liar.ctc_loss = liar_ctc;
+    g_liar.ctc_loss_backward = liar_ctc;
     CHECK_STATUS(nnm_plugin_register_static(ctx, &liar_desc, "test_hostile_backend"), NNM_OK);
     nnm_ctx *saved = g_ctx;
     g_ctx = ctx;
@@ -430,6 +442,30 @@ static void test_liar_statuses(void) {
         nnm_tensor_release(in[1]);
         nnm_module_release(m);
     }
+    /* rnn_cell and ctc_loss */
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "input_size", 4);
+    nnm_config_set_int(c, "hidden_size", 3);
+    nnm_module *m = tu_module(ctx, "gru", c);
+    nnm_config_free(c);
+    CHECK_STATUS(nnm_module_to(m, g_noctc), NNM_OK);
+    nnm_tensor *x = on_dev(g_noctc, F32, 3, (const int64_t[]){3, 2, 4}, g_x24), *y = NULL;
+    CHECK_ERROR(nnm_module_call(m, &x, 1, &y, 1), NNM_E_PLUGIN, "backend 'liar': rnn_cell failed with status 77");
+    CU_ASSERT_PTR_NULL(y);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    float lp[24];
+    for (int i = 0; i < 24; i++) lp[i] = logf(0.25f);
+    m = tu_module(ctx, "ctc_loss", NULL);
+    CHECK_STATUS(nnm_module_to(m, g_noctc), NNM_OK);
+    nnm_tensor *ci[4] = {on_dev(g_noctc, F32, 3, (const int64_t[]){3, 2, 4}, lp),
+                         on_dev(g_noctc, I64, 2, (const int64_t[]){2, 2}, (const int64_t[]){1, 2, 3, 3}),
+                         on_dev(g_noctc, I64, 1, (const int64_t[]){2}, (const int64_t[]){3, 3}),
+                         on_dev(g_noctc, I64, 1, (const int64_t[]){2}, (const int64_t[]){2, 2})};
+    CHECK_ERROR(nnm_module_call(m, ci, 4, &y, 1), NNM_E_PLUGIN, "backend 'liar': ctc_loss failed with status -4242");
+    CU_ASSERT_PTR_NULL(y);
+    for (int i = 0; i < 4; i++) nnm_tensor_release(ci[i]);
+    nnm_module_release(m);
     /* the backend is up now: a thread count goes to its set_num_threads */
     nnm_status st = nnm_ctx_set_num_threads(ctx, 3);
     CU_ASSERT_EQUAL(st, NNM_E_PLUGIN);
