@@ -696,6 +696,38 @@ static void test_dynamic_dims(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- arange whose int64 values do not fit -------------------------------------- */
+
+static void test_arange_int64(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "start", INT64_MAX);
+    nnm_config_set_int(c, "end", INT64_MAX - 2048);
+    nnm_config_set_int(c, "step", -1);
+    nnm_module *m = made("arange", c);
+    call_fails(m, NULL, 0, 1, NNM_E_LIMIT, "arange: value 9.2233720368547758e+18 does not fit an int64 tensor");
+    nnm_module_release(m);
+    c = cfg_new();
+    nnm_config_set_float(c, "start", 1e30);
+    nnm_config_set_float(c, "end", 2e30);
+    nnm_config_set_float(c, "step", 1e29);
+    nnm_config_set_str(c, "dtype", "int64");
+    m = made("arange", c);
+    call_fails(m, NULL, 0, 1, NNM_E_LIMIT, "arange: value 1e+30 does not fit an int64 tensor");
+    nnm_module_release(m);
+    /* the same as float32 is fine */
+    c = cfg_new();
+    nnm_config_set_float(c, "start", 1e30);
+    nnm_config_set_float(c, "end", 2e30);
+    nnm_config_set_float(c, "step", 1e29);
+    m = made("arange", c);
+    nnm_tensor *y = NULL;
+    if (call_ok(m, NULL, 0, &y, 1)) CU_ASSERT_TRUE(nnm_tensor_numel(y) == 10 || nnm_tensor_numel(y) == 11); /* ceil of a rounded quotient, as torch */
+    nnm_tensor_release(y);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* ---- safetensors into a module with an i64 buffer -------------------------- */
 
 #define SEED(name) NNM_HX_ST_CORPUS "/" name ".safetensors"
@@ -748,5 +780,6 @@ int main(void) {
     CU_add_test(s, "rnn, lstm, gru: wrong h0", test_rnn_h0);
     CU_add_test(s, "safetensors into a module with an i64 buffer", test_safetensors_i64_buffer);
     CU_add_test(s, "dynamic dims naming inputs and dims that are not there", test_dynamic_dims);
+    CU_add_test(s, "arange whose int64 values do not fit", test_arange_int64);
     return tu_run();
 }
