@@ -728,6 +728,32 @@ static void test_arange_int64(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- printing integers that came back from a double ------------------------------- */
+
+static void test_repr_big_ints(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "threshold", INT64_MAX);
+    nnm_config_set_int(c, "value", INT64_MIN);
+    nnm_module *m = made("threshold", c);
+    char buf[256];
+    CU_ASSERT_TRUE(m && nnm_module_repr(m, buf, sizeof buf) > 0);
+    if (m && !strstr(buf, "threshold=9223372036854775808, value=-9223372036854775808"))
+        fprintf(stderr, "\n  threshold repr: %s\n", buf);
+    CU_ASSERT_PTR_NOT_NULL(m ? strstr(buf, "threshold=9223372036854775808, value=-9223372036854775808") : NULL);
+    nnm_module_release(m);
+    c = cfg_new();
+    nnm_config_set_int(c, "num_embeddings", 3);
+    nnm_config_set_int(c, "embedding_dim", 2);
+    nnm_config_set_int(c, "max_norm", INT64_MAX);
+    m = made("embedding", c);
+    CU_ASSERT_TRUE(m && nnm_module_repr(m, buf, sizeof buf) > 0);
+    if (m && !strstr(buf, "max_norm=9223372036854775808")) fprintf(stderr, "\n  embedding repr: %s\n", buf);
+    CU_ASSERT_PTR_NOT_NULL(m ? strstr(buf, "max_norm=9223372036854775808") : NULL);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* ---- safetensors into a module with an i64 buffer -------------------------- */
 
 #define SEED(name) NNM_HX_ST_CORPUS "/" name ".safetensors"
@@ -781,5 +807,6 @@ int main(void) {
     CU_add_test(s, "safetensors into a module with an i64 buffer", test_safetensors_i64_buffer);
     CU_add_test(s, "dynamic dims naming inputs and dims that are not there", test_dynamic_dims);
     CU_add_test(s, "arange whose int64 values do not fit", test_arange_int64);
+    CU_add_test(s, "extra_repr of integers past what a double gives back", test_repr_big_ints);
     return tu_run();
 }
