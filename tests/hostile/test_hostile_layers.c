@@ -367,6 +367,52 @@ static void test_losses(void) {
     call_fails(ce, (nnm_tensor *[]){a, cls_len}, 2, 1, NNM_E_SHAPE, "cross_entropy");
     nnm_module_release(ce);
     nnm_module_release(nll);
+    /* multi_margin: classes out of range; margin_ranking, cosine_embedding: shapes */
+    nnm_module *mm = made("multi_margin_loss", cfg_new());
+    call_fails(mm, (nnm_tensor *[]){a, cls_bad}, 2, 1, NNM_E_INVALID,
+               "multi_margin_loss: target out of range: target[1] = 3 is not in [0, 3)");
+    call_fails(mm, (nnm_tensor *[]){a, cls_neg}, 2, 1, NNM_E_INVALID, "target[0] = -5 is not in [0, 3)");
+    nnm_module_release(mm);
+    nnm_tensor *v2 = ramp(SHAPE(2), 1.0f), *v3 = ramp(SHAPE(3), 1.0f);
+    nnm_module *mr = made("margin_ranking_loss", cfg_new());
+    call_fails(mr, (nnm_tensor *[]){v2, v3, v2}, 3, 1, NNM_E_SHAPE, "margin_ranking_loss");
+    nnm_module_release(mr);
+    nnm_module *ceb = made("cosine_embedding_loss", cfg_new());
+    call_fails(ceb, (nnm_tensor *[]){a, b, v2}, 3, 1, NNM_E_SHAPE, "cosine_embedding_loss");
+    call_fails(ceb, (nnm_tensor *[]){a, a, v3}, 3, 1, NNM_E_SHAPE, "cosine_embedding_loss");
+    nnm_module_release(ceb);
+    /* bce on probabilities outside [0, 1]: PyTorch refuses them */
+    nnm_tensor *p_bad = f32(SHAPE(2), FLOATS(0.5f, 1.5f)), *t2 = f32(SHAPE(2), FLOATS(0, 1));
+    nnm_module *bce = made("bce_loss", cfg_new());
+    call_fails(bce, (nnm_tensor *[]){p_bad, t2}, 2, 1, NNM_E_INVALID,
+               "bce_loss: all elements of input should be between 0 and 1 (got values in [0.5, 1.5])");
+    nnm_tensor *p_nan = f32(SHAPE(2), FLOATS(NAN, 0.5f)), *p_ok = f32(SHAPE(2), FLOATS(0.0f, 1.0f)), *y = NULL;
+    call_fails(bce, (nnm_tensor *[]){p_nan, t2}, 2, 1, NNM_E_INVALID, "bce_loss: all elements of input should be between 0 and 1");
+    if (call_ok(bce, (nnm_tensor *[]){p_ok, t2}, 2, &y, 1)) { /* the bounds themselves are fine */
+        float v = -1;
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, &v, 1), NNM_OK);
+        CU_ASSERT_EQUAL(v, 0.0f);
+    }
+    nnm_tensor_release(y);
+    nnm_tensor_release(p_nan);
+    nnm_tensor_release(p_ok);
+    nnm_module_release(bce);
+    /* configs PyTorch refuses */
+    nnm_config *c = cfg_new();
+    nnm_config_set_float(c, "label_smoothing", 2.0);
+    create_fails("cross_entropy", c, NNM_E_INVALID, "label_smoothing");
+    c = cfg_new();
+    nnm_config_set_str(c, "reduction", "avg");
+    create_fails("mse_loss", c, NNM_E_INVALID, "avg");
+    c = cfg_new();
+    nnm_config_set_floats(c, "weight", (const double[]){1, 2}, 2);
+    nnm_module *cew = made("cross_entropy", c);
+    call_fails(cew, (nnm_tensor *[]){a, cls_len}, 2, 1, NNM_E_SHAPE, "cross_entropy");
+    nnm_tensor *ok_t = i64(SHAPE(2), (const int64_t[]){0, 1});
+    call_fails(cew, (nnm_tensor *[]){a, ok_t}, 2, 1, NNM_E_SHAPE, "weight");
+    nnm_module_release(cew);
+    nnm_tensor *more[] = {v2, v3, p_bad, t2, ok_t};
+    release_all(more, sizeof more / sizeof more[0]);
     nnm_tensor *all[] = {a, b, c4, cls_bad, cls_neg, cls_len};
     release_all(all, sizeof all / sizeof all[0]);
     LEAK_CHECK_END();
