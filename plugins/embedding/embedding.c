@@ -873,8 +873,10 @@ static nnm_status embedding_bag_forward(nnm_env *env, void *self, nnm_tensor *co
 /* ", key=value" of a float config as Python prints what was given. */
 static int put_float(char *buf, size_t cap, size_t at, const char *key, double v, int is_int) {
     char num[48];
-    if (is_int)
+    if (is_int && v >= -9223372036854775808.0 && v < 9223372036854775808.0)
         snprintf(num, sizeof num, "%lld", (long long)v);
+    else if (is_int) /* INT64_MAX came back from a double as 2^63: no long long holds it */
+        snprintf(num, sizeof num, "%.0f", v);
     else
         nnm_lu_pyfloat(num, sizeof num, v);
     return snprintf(at < cap ? buf + at : NULL, at < cap ? cap - at : 0, ", %s=%s", key, num);

@@ -659,6 +659,18 @@ static nnm_status bce_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     lc cc, *c = &cc;
     lc_init(c, env);
     nnm_tensor *x = in[0], *y = in[1];
+    const nnm_host *h = env->host;
+    if (nnm_lu_numel(h->tensor_desc(x)) > 0 && NNM_HOST_HAS(h, tensor_read_f32)) {
+        /* probabilities only, as PyTorch checks: outside [0, 1] (or NaN) the
+         * clamped logs below would give a finite, wrong loss */
+        nnm_tensor *xd = NNM_HOST_HAS(h, op_detach) ? detach(c, x) : x;
+        nnm_tensor *lo = red(c, NNM_REDUCE_MIN, xd, 1, 0), *hi = red(c, NNM_REDUCE_MAX, xd, 1, 0);
+        float vlo = 0.0f, vhi = 0.0f;
+        if (c->st == NNM_OK && (c->st = h->tensor_read_f32(env, lo, &vlo, 1)) == NNM_OK &&
+            (c->st = h->tensor_read_f32(env, hi, &vhi, 1)) == NNM_OK && !(vlo >= 0.0f && vhi <= 1.0f))
+            c->st = h->set_error(env, NNM_E_INVALID, "%s: all elements of input should be between 0 and 1 "
+                                 "(got values in [%g, %g])", name, (double)vlo, (double)vhi);
+    }
     /* (y - 1) * max(log(1 - x), -100) - y * max(log(x), -100), as PyTorch */
     nnm_tensor *lx = clamped_log(c, x);
     nnm_tensor *l1x = clamped_log(c, ADDS(NEG(x), 1.0));
@@ -1112,9 +1124,21 @@ static nnm_status multi_margin_forward(nnm_env *env, void *self, nnm_tensor *con
         nnm_tensor *cnt = red(c, NNM_REDUCE_SUM, onehot, 1, 0);
         float got = 0.0f;
         if (c->st == NNM_OK && (c->st = h->tensor_read_f32(env, cnt, &got, 1)) == NNM_OK &&
-            got != (float)n)
-            c->st = h->set_error(env, NNM_E_INVALID, "%s: target out of range: every target "
-                                 "must be in [0, %lld)", name, (long long)C);
+            got != (float)n) {
+            /* name the first offending target (PyTorch: "target out of range") */
+            float *tv = malloc(sizeof(float) * (size_t)n);
+            int64_t at = -1;
+            if (tv != NULL && h->tensor_read_f32(env, tf, tv, (size_t)n) == NNM_OK)
+                for (int64_t i = 0; i < n && at < 0; i++)
+                    if (!(tv[i] >= 0.0f && tv[i] < (float)C)) at = i;
+            if (at >= 0)
+                c->st = h->set_error(env, NNM_E_INVALID, "%s: target out of range: target[%lld] = %g is not in "
+                                     "[0, %lld)", name, (long long)at, (double)tv[at], (long long)C);
+            else
+                c->st = h->set_error(env, NNM_E_INVALID, "%s: target out of range: every target "
+                                     "must be in [0, %lld)", name, (long long)C);
+            free(tv);
+        }
     }
     nnm_tensor *xy = red(c, NNM_REDUCE_SUM, MUL(x, onehot), 0, -1);   /* [n] */
     nnm_tensor *z = ADDS(SUB(x, reshape(c, xy, 2, col_shape)), s->margin); /* [n, C] */

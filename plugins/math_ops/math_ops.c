@@ -651,6 +651,13 @@ static nnm_status fwd_arange(nnm_env *env, const mop_state *s, nnm_tensor *const
     const double len = ceil((end - s->start) / s->step);
     if (!(len >= 0 && len < 1e12)) return h->set_error(env, NNM_E_LIMIT, "arange: %g elements", len);
     const int64_t n = (int64_t)len;
+    /* every value of an int64 arange must be one (the first and the last
+     * bound them): converting a double past int64 is undefined */
+    for (int64_t i = 0; s->i64 && n > 0 && i < 2; i++) {
+        const double v = s->start + (double)(i ? n - 1 : 0) * s->step;
+        if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
+            return h->set_error(env, NNM_E_LIMIT, "arange: value %.17g does not fit an int64 tensor", v);
+    }
     void *buf = malloc((size_t)(n ? n : 1) * 8);
     if (!buf) return h->set_error(env, NNM_E_NOMEM, "arange: out of memory");
     for (int64_t i = 0; i < n; i++) {

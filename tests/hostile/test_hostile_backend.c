@@ -272,6 +272,69 @@ static void test_new_layers(void) {
     LEAK_CHECK_END();
 }
 
+/* empty batches, empty bags, empty sequences: on the CPU and through the
+ * fallbacks, never a read of a zero-sized buffer */
+static void test_empty(void) {
+    LEAK_CHECK_BEGIN();
+    const int64_t none[1] = {0};
+    (void)none;
+    /* ctc_loss: T = 0 (every length 0), and N = 0 */
+    nnm_config *c = cfg_new();
+    nnm_config_set_str(c, "reduction", "none");
+    both("ctc_loss", c, (in_spec[]){{F32, 3, {0, 2, 4}, NULL}, {I64, 2, {2, 0}, NULL},
+                                   {I64, 1, {2}, (const int64_t[]){0, 0}}, {I64, 1, {2}, (const int64_t[]){0, 0}}}, 4, 1, 0);
+    both("ctc_loss", c, (in_spec[]){{F32, 3, {3, 0, 4}, NULL}, {I64, 2, {0, 2}, NULL},
+                                   {I64, 1, {0}, NULL}, {I64, 1, {0}, NULL}}, 4, 1, 0);
+    nnm_config_set_str(c, "reduction", "sum");
+    both("ctc_loss", c, (in_spec[]){{F32, 3, {3, 0, 4}, NULL}, {I64, 1, {0}, NULL},
+                                   {I64, 1, {0}, NULL}, {I64, 1, {0}, NULL}}, 4, 1, 0);
+    nnm_config_free(c);
+    /* embedding_bag: no indices at all, two empty bags, every mode */
+    const char *modes[] = {"sum", "mean", "max"};
+    for (int k = 0; k < 3; k++) {
+        c = cfg_new();
+        nnm_config_set_int(c, "num_embeddings", 6);
+        nnm_config_set_int(c, "embedding_dim", 4);
+        nnm_config_set_str(c, "mode", modes[k]);
+        both("embedding_bag", c, (in_spec[]){{I64, 1, {0}, NULL}, {I64, 1, {2}, (const int64_t[]){0, 0}}}, 2, 1, 0);
+        both("embedding_bag", c, (in_spec[]){{I64, 2, {0, 3}, NULL}}, 1, 1, 0);
+        both("embedding_bag", c, (in_spec[]){{I64, 2, {2, 0}, NULL}}, 1, 1, 0);
+        nnm_config_free(c);
+    }
+    /* max_unpool2d, upsample, index_select, argmax on an empty batch */
+    c = cfg_new();
+    nnm_config_set_int(c, "kernel_size", 2);
+    both("max_unpool2d", c, (in_spec[]){{F32, 4, {0, 1, 2, 2}, NULL}, {I64, 4, {0, 1, 2, 2}, NULL}}, 2, 1, 0);
+    nnm_config_free(c);
+    c = cfg_new();
+    nnm_config_set_ints(c, "size", (const int64_t[]){3, 2}, 2);
+    nnm_config_set_str(c, "mode", "bicubic");
+    nnm_config_set_bool(c, "antialias", 1);
+    both("upsample", c, (in_spec[]){{F32, 4, {0, 2, 7, 5}, NULL}}, 1, 1, 0);
+    nnm_config_free(c);
+    c = cfg_new();
+    nnm_config_set_int(c, "dim", 0);
+    both("index_select", c, (in_spec[]){{F32, 2, {4, 6}, g_x24}, {I64, 1, {0}, NULL}}, 2, 1, 0);
+    both("index_select", c, (in_spec[]){{F32, 2, {0, 6}, NULL}, {I64, 1, {0}, NULL}}, 2, 1, 0);
+    nnm_config_set_int(c, "dim", 1);
+    both("argmax", c, (in_spec[]){{F32, 2, {0, 6}, NULL}}, 1, 1, 1);
+    nnm_config_free(c);
+    c = cfg_new();
+    nnm_config_set_int(c, "input_size", 4);
+    nnm_config_set_int(c, "hidden_size", 3);
+    both("lstm", c, (in_spec[]){{F32, 3, {3, 0, 4}, NULL}}, 1, 1, 1);
+    /* an empty sequence is refused, as PyTorch ("Expected sequence length to be larger than 0") */
+    nnm_module *m = tu_module(g_ctx, "gru", c);
+    nnm_tensor *x = on_dev(g_noctc, F32, 3, (const int64_t[]){0, 2, 4}, NULL), *y = NULL;
+    CHECK_STATUS(nnm_module_to(m, g_noctc), NNM_OK);
+    CHECK_ERROR(nnm_module_call(m, &x, 1, &y, 1), NNM_E_SHAPE, "gru: the sequence is empty ([0, 2, 4])");
+    CU_ASSERT_PTR_NULL(y);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    nnm_config_free(c);
+    LEAK_CHECK_END();
+}
+
 /* set_num_threads is NULL on cpunoctc: the count is kept for the backends
  * that have the slot, and nothing calls the NULL one. */
 static void test_threads(void) {
@@ -819,6 +882,7 @@ int main(void) {
     CU_add_test(s, "1.5 backend without index_select/cast/arg_reduce slots", test_index_and_casts);
     CU_add_test(s, "1.5 backend without slots: the new layers", test_new_layers);
     CU_add_test(s, "1.5 backend without set_num_threads", test_threads);
+    CU_add_test(s, "empty batches, bags and sequences on both devices", test_empty);
     CU_add_test(s, "a vtable shorter than the ABI it claims", test_short_vtable);
     CU_add_test(s, "slots failing with foreign statuses and no message", test_liar_statuses);
     CU_add_test(s, "layers that misuse child_new", test_child_new_misuse);

@@ -367,6 +367,52 @@ static void test_losses(void) {
     call_fails(ce, (nnm_tensor *[]){a, cls_len}, 2, 1, NNM_E_SHAPE, "cross_entropy");
     nnm_module_release(ce);
     nnm_module_release(nll);
+    /* multi_margin: classes out of range; margin_ranking, cosine_embedding: shapes */
+    nnm_module *mm = made("multi_margin_loss", cfg_new());
+    call_fails(mm, (nnm_tensor *[]){a, cls_bad}, 2, 1, NNM_E_INVALID,
+               "multi_margin_loss: target out of range: target[1] = 3 is not in [0, 3)");
+    call_fails(mm, (nnm_tensor *[]){a, cls_neg}, 2, 1, NNM_E_INVALID, "target[0] = -5 is not in [0, 3)");
+    nnm_module_release(mm);
+    nnm_tensor *v2 = ramp(SHAPE(2), 1.0f), *v3 = ramp(SHAPE(3), 1.0f);
+    nnm_module *mr = made("margin_ranking_loss", cfg_new());
+    call_fails(mr, (nnm_tensor *[]){v2, v3, v2}, 3, 1, NNM_E_SHAPE, "margin_ranking_loss");
+    nnm_module_release(mr);
+    nnm_module *ceb = made("cosine_embedding_loss", cfg_new());
+    call_fails(ceb, (nnm_tensor *[]){a, b, v2}, 3, 1, NNM_E_SHAPE, "cosine_embedding_loss");
+    call_fails(ceb, (nnm_tensor *[]){a, a, v3}, 3, 1, NNM_E_SHAPE, "cosine_embedding_loss");
+    nnm_module_release(ceb);
+    /* bce on probabilities outside [0, 1]: PyTorch refuses them */
+    nnm_tensor *p_bad = f32(SHAPE(2), FLOATS(0.5f, 1.5f)), *t2 = f32(SHAPE(2), FLOATS(0, 1));
+    nnm_module *bce = made("bce_loss", cfg_new());
+    call_fails(bce, (nnm_tensor *[]){p_bad, t2}, 2, 1, NNM_E_INVALID,
+               "bce_loss: all elements of input should be between 0 and 1 (got values in [0.5, 1.5])");
+    nnm_tensor *p_nan = f32(SHAPE(2), FLOATS(NAN, 0.5f)), *p_ok = f32(SHAPE(2), FLOATS(0.0f, 1.0f)), *y = NULL;
+    call_fails(bce, (nnm_tensor *[]){p_nan, t2}, 2, 1, NNM_E_INVALID, "bce_loss: all elements of input should be between 0 and 1");
+    if (call_ok(bce, (nnm_tensor *[]){p_ok, t2}, 2, &y, 1)) { /* the bounds themselves are fine */
+        float v = -1;
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, &v, 1), NNM_OK);
+        CU_ASSERT_EQUAL(v, 0.0f);
+    }
+    nnm_tensor_release(y);
+    nnm_tensor_release(p_nan);
+    nnm_tensor_release(p_ok);
+    nnm_module_release(bce);
+    /* configs PyTorch refuses */
+    nnm_config *c = cfg_new();
+    nnm_config_set_float(c, "label_smoothing", 2.0);
+    create_fails("cross_entropy", c, NNM_E_INVALID, "label_smoothing");
+    c = cfg_new();
+    nnm_config_set_str(c, "reduction", "avg");
+    create_fails("mse_loss", c, NNM_E_INVALID, "avg");
+    c = cfg_new();
+    nnm_config_set_floats(c, "weight", (const double[]){1, 2}, 2);
+    nnm_module *cew = made("cross_entropy", c);
+    call_fails(cew, (nnm_tensor *[]){a, cls_len}, 2, 1, NNM_E_SHAPE, "cross_entropy");
+    nnm_tensor *ok_t = i64(SHAPE(2), (const int64_t[]){0, 1});
+    call_fails(cew, (nnm_tensor *[]){a, ok_t}, 2, 1, NNM_E_SHAPE, "weight");
+    nnm_module_release(cew);
+    nnm_tensor *more[] = {v2, v3, p_bad, t2, ok_t};
+    release_all(more, sizeof more / sizeof more[0]);
     nnm_tensor *all[] = {a, b, c4, cls_bad, cls_neg, cls_len};
     release_all(all, sizeof all / sizeof all[0]);
     LEAK_CHECK_END();
@@ -696,6 +742,64 @@ static void test_dynamic_dims(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- arange whose int64 values do not fit -------------------------------------- */
+
+static void test_arange_int64(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "start", INT64_MAX);
+    nnm_config_set_int(c, "end", INT64_MAX - 2048);
+    nnm_config_set_int(c, "step", -1);
+    nnm_module *m = made("arange", c);
+    call_fails(m, NULL, 0, 1, NNM_E_LIMIT, "arange: value 9.2233720368547758e+18 does not fit an int64 tensor");
+    nnm_module_release(m);
+    c = cfg_new();
+    nnm_config_set_float(c, "start", 1e30);
+    nnm_config_set_float(c, "end", 2e30);
+    nnm_config_set_float(c, "step", 1e29);
+    nnm_config_set_str(c, "dtype", "int64");
+    m = made("arange", c);
+    call_fails(m, NULL, 0, 1, NNM_E_LIMIT, "arange: value 1e+30 does not fit an int64 tensor");
+    nnm_module_release(m);
+    /* the same as float32 is fine */
+    c = cfg_new();
+    nnm_config_set_float(c, "start", 1e30);
+    nnm_config_set_float(c, "end", 2e30);
+    nnm_config_set_float(c, "step", 1e29);
+    m = made("arange", c);
+    nnm_tensor *y = NULL;
+    if (call_ok(m, NULL, 0, &y, 1)) CU_ASSERT_TRUE(nnm_tensor_numel(y) == 10 || nnm_tensor_numel(y) == 11); /* ceil of a rounded quotient, as torch */
+    nnm_tensor_release(y);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* ---- printing integers that came back from a double ------------------------------- */
+
+static void test_repr_big_ints(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *c = cfg_new();
+    nnm_config_set_int(c, "threshold", INT64_MAX);
+    nnm_config_set_int(c, "value", INT64_MIN);
+    nnm_module *m = made("threshold", c);
+    char buf[256];
+    CU_ASSERT_TRUE(m && nnm_module_repr(m, buf, sizeof buf) > 0);
+    if (m && !strstr(buf, "threshold=9223372036854775808, value=-9223372036854775808"))
+        fprintf(stderr, "\n  threshold repr: %s\n", buf);
+    CU_ASSERT_PTR_NOT_NULL(m ? strstr(buf, "threshold=9223372036854775808, value=-9223372036854775808") : NULL);
+    nnm_module_release(m);
+    c = cfg_new();
+    nnm_config_set_int(c, "num_embeddings", 3);
+    nnm_config_set_int(c, "embedding_dim", 2);
+    nnm_config_set_int(c, "max_norm", INT64_MAX);
+    m = made("embedding", c);
+    CU_ASSERT_TRUE(m && nnm_module_repr(m, buf, sizeof buf) > 0);
+    if (m && !strstr(buf, "max_norm=9223372036854775808")) fprintf(stderr, "\n  embedding repr: %s\n", buf);
+    CU_ASSERT_PTR_NOT_NULL(m ? strstr(buf, "max_norm=9223372036854775808") : NULL);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* ---- safetensors into a module with an i64 buffer -------------------------- */
 
 #define SEED(name) NNM_HX_ST_CORPUS "/" name ".safetensors"
@@ -748,5 +852,7 @@ int main(void) {
     CU_add_test(s, "rnn, lstm, gru: wrong h0", test_rnn_h0);
     CU_add_test(s, "safetensors into a module with an i64 buffer", test_safetensors_i64_buffer);
     CU_add_test(s, "dynamic dims naming inputs and dims that are not there", test_dynamic_dims);
+    CU_add_test(s, "arange whose int64 values do not fit", test_arange_int64);
+    CU_add_test(s, "extra_repr of integers past what a double gives back", test_repr_big_ints);
     return tu_run();
 }
