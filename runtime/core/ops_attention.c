@@ -108,49 +108,61 @@ nnm_status nnm__op_attention(nnm_ctx *ctx, nnm_tensor *q, nnm_tensor *k, nnm_ten
     strides_of(kc, sf, &ksl, &ksn);
     strides_of(vc, sf, &vsl, &vsn);
     strides_of(y, sf, &osl, &osn);
-    if ((st = nnm__tensor_alloc(ctx, dev, NNM_F32, 4, want, &sc))) goto done;
     const float alpha = (float)(p->scale != 0.0 ? p->scale : D > 0 ? 1.0 / sqrt((double)D) : 1.0);
     const float *qb = base(qc), *kb = base(kc), *vb = base(vc);
-    float *sb = base(sc);
-    for (int64_t n = 0; n < N && !st; n++)
-        for (int64_t h = 0; h < H && !st; h++) {
-            nnm_gemm_args g = {sizeof g, 0, 1, L, S, D, alpha, 0.0f,
-                               qb + n * qsn + p->q_offset + h * D, qsl,
-                               kb + n * ksn + p->k_offset + h * D, ksl,
-                               sb + (n * H + h) * L * S, S};
-            st = be->vt->gemm(&env.pub, be->state, &g);
-        }
-    if (st) goto done;
-    if (mask && (st = add_into(ctx, &sc, mask))) goto done;
-    if (p->is_causal && L > 0 && S > 1) {
-        float *c = malloc(sizeof(float) * (size_t)(L * S));
-        if (!c) {
-            st = nnm__error(ctx, NNM_E_NOMEM, "attention: out of memory");
-            goto done;
-        }
-        for (int64_t i = 0; i < L; i++)
-            for (int64_t j = 0; j < S; j++) c[i * S + j] = j > i ? -INFINITY : 0.0f;
-        const int64_t cs[2] = {L, S};
-        st = nnm__tensor_from_host(ctx, dev, 2, cs, NNM_F32, c, &cm);
-        free(c);
-        if (st || (st = add_into(ctx, &sc, cm))) goto done;
-    }
-    float *pb = NULL;
-    if (S > 0) {
-        if ((st = nnm__tensor_alloc(ctx, dev, NNM_F32, 4, want, &pr))) goto done;
-        nnm_softmax_args a = {sizeof a, 0, N * H * L, S, 1, &sc->desc, &pr->desc};
-        if ((st = be->vt->softmax(&env.pub, be->state, &a))) goto done;
-        pb = base(pr);
-    }
     float *yb = base(y);
-    for (int64_t n = 0; n < N && !st; n++)
-        for (int64_t h = 0; h < H && !st; h++) {
-            nnm_gemm_args g = {sizeof g, 0, 0, L, Dv, S, 1.0f, 0.0f,
-                               pb ? pb + (n * H + h) * L * S : NULL, S > 0 ? S : 1,
-                               vb + n * vsn + p->v_offset + h * Dv, vsl,
-                               yb + n * osn + h * Dv, osl};
-            st = be->vt->gemm(&env.pub, be->state, &g);
+    /* Without a mask each head's scores stay in one [L, S] scratch (in the
+     * cache while its softmax and weighted sum run); a mask is added to
+     * all the scores at once (broadcast), then the heads are read back. */
+    const int whole = mask != NULL || (p->is_causal && S > 1);
+    const int64_t one[4] = {1, 1, L, S};
+    if ((st = nnm__tensor_alloc(ctx, dev, NNM_F32, 4, whole ? want : one, &sc)) ||
+        (S > 0 && (st = nnm__tensor_alloc(ctx, dev, NNM_F32, 4, whole ? want : one, &pr))))
+        goto done;
+    for (int pass = 0; pass < (whole ? 2 : 1) && !st; pass++) {
+        /* whole: pass 0 the scores of every head, then the masks and one
+         * softmax, pass 1 the weighted sums; else both per head */
+        for (int64_t n = 0; n < N && !st; n++)
+            for (int64_t h = 0; h < H && !st; h++) {
+                const int64_t at = whole ? (n * H + h) * L * S : 0;
+                if (!whole || pass == 0) {
+                    nnm_gemm_args g = {sizeof g, 0, 1, L, S, D, alpha, 0.0f,
+                                       qb + n * qsn + p->q_offset + h * D, qsl,
+                                       kb + n * ksn + p->k_offset + h * D, ksl,
+                                       base(sc) + at, S > 0 ? S : 1};
+                    st = be->vt->gemm(&env.pub, be->state, &g);
+                    if (st || whole) continue;
+                }
+                if (!whole && S > 0) {
+                    nnm_softmax_args a = {sizeof a, 0, L, S, 1, &sc->desc, &pr->desc};
+                    if ((st = be->vt->softmax(&env.pub, be->state, &a))) continue;
+                }
+                nnm_gemm_args g = {sizeof g, 0, 0, L, Dv, S, 1.0f, 0.0f,
+                                   S > 0 ? base(pr) + at : NULL, S > 0 ? S : 1,
+                                   vb + n * vsn + p->v_offset + h * Dv, vsl,
+                                   yb + n * osn + h * Dv, osl};
+                st = be->vt->gemm(&env.pub, be->state, &g);
+            }
+        if (st || !whole || pass > 0) break;
+        if (mask && (st = add_into(ctx, &sc, mask))) break;
+        if (p->is_causal && S > 1) {
+            float *c = malloc(sizeof(float) * (size_t)(L * S));
+            if (!c) {
+                st = nnm__error(ctx, NNM_E_NOMEM, "attention: out of memory");
+                break;
+            }
+            for (int64_t i = 0; i < L; i++)
+                for (int64_t j = 0; j < S; j++) c[i * S + j] = j > i ? -INFINITY : 0.0f;
+            const int64_t cs[2] = {L, S};
+            st = nnm__tensor_from_host(ctx, dev, 2, cs, NNM_F32, c, &cm);
+            free(c);
+            if (st || (st = add_into(ctx, &sc, cm))) break;
         }
+        if (S > 0) {
+            nnm_softmax_args a = {sizeof a, 0, N * H * L, S, 1, &sc->desc, &pr->desc};
+            st = be->vt->softmax(&env.pub, be->state, &a);
+        }
+    }
 done:
     nnm_tensor_release(qc);
     nnm_tensor_release(kc);
