@@ -331,6 +331,23 @@ typedef struct nnm_embedding_bag_params {
     int64_t padding_idx;         /* in [0, num_embeddings) when has_padding_idx */
 } nnm_embedding_bag_params;
 
+/* Multi-head scaled dot-product attention over packed heads for
+ * host->op_attention() (ABI 1.5): q [L, N, Cq], k [S, N, Ck], v [S, N, Cv]
+ * when seq_first, else [N, L, Cq], [N, S, Ck], [N, S, Cv]. Head h of q is
+ * the columns q_offset + h * D .. + D of q's last dim (D = qk_dim /
+ * num_heads), of k likewise from k_offset, of v from v_offset with Dv =
+ * v_dim / num_heads: one packed in-projection [L, N, 3E] serves as q, k and
+ * v with offsets 0, E and 2E. */
+typedef struct nnm_attention_params {
+    uint32_t struct_size;
+    int32_t num_heads;        /* H >= 1, divides qk_dim and v_dim */
+    int32_t seq_first;        /* nonzero: [T, N, C] layouts, else [N, T, C] */
+    int32_t is_causal;        /* nonzero: key j > query i is masked (triu(ones(L, S), 1)) */
+    int64_t q_offset, k_offset, v_offset;
+    int64_t qk_dim, v_dim;    /* H * D and H * Dv */
+    double scale;             /* scores = scale * q_h k_h^T; 0: 1 / sqrt(D) */
+} nnm_attention_params;
+
 /* Flags for host->input_spec(). */
 #define NNM_SPEC_LEADING_ANY 1u /* any number (>= 0) of leading dims before dims[] */
 
@@ -690,6 +707,22 @@ struct nnm_host {
     nnm_status (*op_embedding_bag)(nnm_env *env, nnm_tensor *weight, nnm_tensor *indices,
                                    nnm_tensor *offsets, nnm_tensor *per_sample_weights,
                                    const nnm_embedding_bag_params *p, nnm_tensor **out);
+    /* (1.5) Multi-head attention's core over packed heads (see
+     * nnm_attention_params), for inference: per batch entry n and head h,
+     * softmax(scale * q_h k_h^T + mask + causal) v_h, written as head h's
+     * columns of *out [L, N, v_dim] (seq_first) or [N, L, v_dim], so the
+     * heads are never split into or merged from copies: the backend's gemm
+     * reads and writes them in place through its leading dimensions, and
+     * the backend's softmax runs over the scores. q, k, v f32 of 3 dims
+     * (they may be one tensor); mask NULL or f32 added to the scores,
+     * broadcast to [N, H, L, S] (-inf masks; a row masked everywhere gives
+     * NaN, as torch). No gradient and no dropout: with grad mode on and an
+     * input that requires grad, NNM_E_UNSUPPORTED before anything is
+     * computed (a layer then composes attention from op_bmm and op_softmax,
+     * as multihead_attention does in training); also NNM_E_UNSUPPORTED
+     * naming the backend where it lacks the softmax slot. */
+    nnm_status (*op_attention)(nnm_env *env, nnm_tensor *q, nnm_tensor *k, nnm_tensor *v,
+                               nnm_tensor *mask, const nnm_attention_params *p, nnm_tensor **out);
     /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
@@ -1473,7 +1506,7 @@ NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 61 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 62 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_params) == 16, "nnm_rnn_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_cell_args) == 128, "nnm_rnn_cell_args 1.5 size");
@@ -1483,6 +1516,7 @@ NNM__STATIC_ASSERT(sizeof(nnm_ctc_params) == 16, "nnm_ctc_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_ctc_args) == 112, "nnm_ctc_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_embedding_bag_params) == 24, "nnm_embedding_bag_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_embedding_bag_args) == 120, "nnm_embedding_bag_args 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_attention_params) == 64, "nnm_attention_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

@@ -45,7 +45,12 @@
  * Forward is host ops only (ABI 1.3: op_slice, op_permute, op_bmm,
  * op_softmax, op_rand, op_concat, op_full), and out_proj runs through the
  * call path, so the gradient and every device come from the runtime (the
- * boolean masks and the causal mask are built on the CPU).
+ * boolean masks and the causal mask are built on the CPU). Inference (grad
+ * mode off, no dropout in effect, no appended keys, one output, no key
+ * padding mask nor boolean attn_mask) takes a fused path, as PyTorch's fast
+ * path does: one in-projection gemm for self-attention and host->op_attention
+ * (ABI 1.5) over the packed heads (mha_forward_fused); its values agree with
+ * the composed path's to rounding.
  */
 #include "mha.h"
 
@@ -301,6 +306,83 @@ static nnm_status mha_check_inputs(nnm_env *env, const mha_state *s, nnm_tensor 
     return NNM_OK;
 }
 
+/* The inference path (grad mode off, no attention dropout, no appended
+ * keys, one output; masks merged into one additive mask): ONE
+ * in-projection gemm for self-attention (in_proj_weight whole; q, k and v
+ * the same tensor) or two (q, then k and v together when they are one
+ * tensor), then host->op_attention over the packed heads (no head split,
+ * transpose or merge copies; the scale on the scores gemm), then out_proj.
+ * *used 0: the caller takes the composed path (nothing was computed). */
+static nnm_status mha_forward_fused(nnm_env *env, const mha_state *s, const mha_dims *dm,
+                                    nnm_tensor *const *in, nnm_tensor *kpm, nnm_tensor *am, int32_t op,
+                                    nnm_tensor **out, int *used) {
+    const nnm_host *h = env->host;
+    mha_tmp arena = {{0}, 0}, *a = &arena;
+    nnm_status st = NNM_OK;
+    *used = 0;
+    const int64_t E = s->embed_dim, L = dm->L;
+    nnm_tensor *x[3], *pk[3] = {NULL, NULL, NULL}, *mask = NULL, *o = NULL, *o2 = NULL;
+    int64_t off[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) { /* unbatched [T, C]: [T, 1, C], seq first */
+        if (dm->batched) {
+            x[i] = in[i];
+        } else {
+            const nnm_tensor_desc *d = h->tensor_desc(in[i]);
+            const int64_t shape[3] = {d->shape[0], 1, d->shape[1]};
+            MHA_OP(h->op_reshape(env, in[i], 3, shape, &x[i]), x[i]);
+        }
+    }
+    if (kpm != NULL || am != NULL || s->is_causal) {
+        /* the masks merged as the composed path merges them, added to a
+         * zero [1, 1, 1, 1]: one additive mask of the smallest broadcast
+         * shape, which op_attention adds to the scores */
+        nnm_tensor *zero = NULL;
+        const int64_t one[4] = {1, 1, 1, 1};
+        MHA_OP(h->op_full(env, 4, one, 0.0, &zero), zero);
+        if ((st = mha_masks_apply(env, s, a, dm, kpm, am, zero, &mask)) != NNM_OK)
+            goto done;
+    }
+    if (!s->separate && in[0] == in[1] && in[1] == in[2]) {
+        MHA_OP(h->op_linear(env, x[0], s->in_proj_weight, s->in_proj_bias, &pk[0]), pk[0]);
+        pk[1] = pk[2] = pk[0];
+        off[1] = E;
+        off[2] = 2 * E;
+    } else if (!s->separate && in[1] == in[2]) {
+        nnm_tensor *w = NULL, *b = NULL;
+        if ((st = mha_project(env, s, a, x[0], 0, &pk[0])) != NNM_OK)
+            goto done;
+        MHA_OP(h->op_slice(env, s->in_proj_weight, 0, E, 2 * E, &w), w);
+        if (s->in_proj_bias != NULL)
+            MHA_OP(h->op_slice(env, s->in_proj_bias, 0, E, 2 * E, &b), b);
+        MHA_OP(h->op_linear(env, x[1], w, b, &pk[1]), pk[1]);
+        pk[2] = pk[1];
+        off[2] = E;
+    } else {
+        for (int i = 0; i < 3; i++)
+            if ((st = mha_project(env, s, a, x[i], i, &pk[i])) != NNM_OK)
+                goto done;
+    }
+    const nnm_attention_params p = {sizeof p, (int32_t)s->num_heads, !dm->batched || !s->batch_first,
+                                    0 /* causal: in the mask */, off[0], off[1], off[2], E, E, 0.0};
+    st = h->op_attention(env, pk[0], pk[1], pk[2], mask, &p, &o);
+    if (st == NNM_E_UNSUPPORTED) { /* a backend without softmax: composed */
+        st = NNM_OK;
+        goto done;
+    }
+    if (st != NNM_OK || (st = mha_keep(env, a, o)) != NNM_OK)
+        goto done;
+    *used = 1;
+    if (!dm->batched) {
+        const int64_t shape2[2] = {L, E};
+        MHA_OP(h->op_reshape(env, o, 2, shape2, &o2), o2);
+        o = o2;
+    }
+    st = h->child_call(env, (uint32_t)op, &o, 1, &out[0], 1);
+done:
+    mha_release(h, a);
+    return st;
+}
+
 static nnm_status mha_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
                               nnm_tensor **out, uint32_t n_out) {
     const nnm_host *h = env->host;
@@ -333,6 +415,13 @@ static nnm_status mha_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     st = mha_masks_check(env, s, &dm, kpm, am);
     if (st != NNM_OK)
         return st;
+    if (n_out == 1 && !s->add_bias_kv && !s->add_zero_attn && !h->grad_enabled(env) &&
+        (s->dropout == 0.0 || !h->is_training(env)) && NNM_HOST_HAS(h, op_attention)) {
+        int used = 0;
+        st = mha_forward_fused(env, s, &dm, in, kpm, am, op, out, &used);
+        if (st != NNM_OK || used)
+            return st;
+    }
 
     const int64_t N = dm.N, L = dm.L, E = s->embed_dim;
     const int32_t swap[3] = {1, 0, 2};

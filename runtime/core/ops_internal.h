@@ -111,5 +111,10 @@ nnm_status nnm__op_ctc_loss(nnm_ctx *ctx, nnm_tensor *log_probs, nnm_tensor *tar
  * node (weight, per_sample_weights). */
 nnm_status nnm__op_embedding_bag(nnm_ctx *ctx, nnm_tensor *weight, nnm_tensor *indices, nnm_tensor *offsets,
                                  nnm_tensor *psw, const nnm_embedding_bag_params *p, nnm_tensor **out);
+/* ops_attention.c: host->op_attention (ABI 1.5), multi-head attention's core
+ * over packed heads through the gemm slot's leading dimensions and the
+ * softmax slot; inference only (no node). */
+nnm_status nnm__op_attention(nnm_ctx *ctx, nnm_tensor *q, nnm_tensor *k, nnm_tensor *v, nnm_tensor *mask,
+                             const nnm_attention_params *p, nnm_tensor **out);
 
 #endif /* NNM_OPS_INTERNAL_H */

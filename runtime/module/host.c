@@ -750,6 +750,12 @@ static nnm_status host_op_embedding_bag(nnm_env *env, nnm_tensor *weight, nnm_te
     return nnm__op_embedding_bag(nnm__env_of(env)->ctx, weight, indices, offsets, per_sample_weights, p, out);
 }
 
+static nnm_status host_op_attention(nnm_env *env, nnm_tensor *q, nnm_tensor *k, nnm_tensor *v, nnm_tensor *mask,
+                                    const nnm_attention_params *p, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_attention(nnm__env_of(env)->ctx, q, k, v, mask, p, out);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -815,4 +821,5 @@ const nnm_host nnm__host = {
     .op_arg_reduce = host_op_arg_reduce,
     .op_ctc_loss = host_op_ctc_loss,
     .op_embedding_bag = host_op_embedding_bag,
+    .op_attention = host_op_attention,
 };

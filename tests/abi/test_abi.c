@@ -117,14 +117,15 @@ static void test_host_table(void) {
         offsetof(nnm_host, op_arg_reduce),
         offsetof(nnm_host, op_ctc_loss),
         offsetof(nnm_host, op_embedding_bag),
+        offsetof(nnm_host, op_attention),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 61);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 62);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 61 * 8);
+    SIZE(nnm_host, 8 + 62 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -230,6 +231,12 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_embedding_bag_args, bags, 40);
     OFF(nnm_embedding_bag_args, weight, 48);
     OFF(nnm_embedding_bag_args, grad_per_sample_weights, 112);
+    SIZE(nnm_attention_params, 64);
+    OFF(nnm_attention_params, num_heads, 4);
+    OFF(nnm_attention_params, is_causal, 12);
+    OFF(nnm_attention_params, q_offset, 16);
+    OFF(nnm_attention_params, qk_dim, 40);
+    OFF(nnm_attention_params, scale, 56);
     CU_ASSERT_EQUAL(NNM_UNARY_SIN, 18);
     CU_ASSERT_EQUAL(NNM_UNARY_TRUNC, 23);
     CU_ASSERT_EQUAL(NNM_UNARY_SILU, 24);

@@ -492,6 +492,53 @@ static void test_shapes_and_no_grad(void) {
     LEAK_CHECK_END();
 }
 
+/* NaN and infinities into the fused gate kernels (whose exp builds a power
+ * of two from the integer part of its argument: a NaN must never reach that
+ * conversion, UBSan's float-cast-overflow). x is [T 3, B 2, 1]: batch 1
+ * holds a NaN at step 1, which makes its outputs NaN from then on and leaves
+ * batch 0 finite; then x = +inf and -inf everywhere, which saturate every
+ * gate (sigmoid 0 or 1, tanh +-1): the rnn (tanh), lstm and gru outputs stay
+ * finite within [-1, 1]. Forward and backward both run. */
+static void test_nan_and_inf_inputs(void) {
+    LEAK_CHECK_BEGIN();
+    static const char *const types[3] = {"rnn", "lstm", "gru"};
+    const kv cfg[] = {{"input_size", 'i', 1, 0}, {"hidden_size", 'i', 4, 0}};
+    for (int t = 0; t < 3; t++) {
+        nnm_module *m = make(g_ctx, types[t], cfg, 2);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        const int64_t xs[3] = {3, 2, 1};
+        for (int kind = 0; kind < 3; kind++) {
+            float xv[6] = {0.5f, -0.25f, 0.75f, NAN, -1.0f, 2.0f};
+            if (kind > 0)
+                for (int i = 0; i < 6; i++) xv[i] = kind == 1 ? INFINITY : -INFINITY;
+            nnm_tensor *x = tu_tf32(g_ctx, 3, xs, xv), *out[3] = {NULL, NULL, NULL}, *s = NULL;
+            nnm_tensor_set_requires_grad(x, 1);
+            const uint32_t n_out = t == 1 ? 3 : 2; /* output, h_n (, c_n) */
+            CU_ASSERT_EQUAL_FATAL(nnm_module_call(m, &x, 1, out, n_out), NNM_OK);
+            float y[3 * 2 * 4];
+            CU_ASSERT_EQUAL(nnm_tensor_to_f32(out[0], y, 24), NNM_OK);
+            for (int step = 0; step < 3; step++)
+                for (int b = 0; b < 2; b++)
+                    for (int j = 0; j < 4; j++) {
+                        const float v = y[(step * 2 + b) * 4 + j];
+                        if (kind == 0 && b == 1 && step >= 1) {
+                            CU_ASSERT_TRUE(isnan(v));
+                        } else {
+                            CU_ASSERT_TRUE(isfinite(v) && v >= -1.0f && v <= 1.0f);
+                        }
+                    }
+            /* backward through the same kernels: runs, whatever the values */
+            CU_ASSERT_EQUAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, out[0], NULL, 0, 0, &s), NNM_OK);
+            CU_ASSERT_EQUAL(nnm_backward(s, NULL, 0), NNM_OK);
+            nnm_tensor_release(s);
+            for (uint32_t k = 0; k < n_out; k++) nnm_tensor_release(out[k]);
+            nnm_tensor_release(x);
+        }
+        nnm_module_release(m);
+    }
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("recurrent", suite_init, suite_clean);
     if (!s) return 1;
@@ -503,5 +550,6 @@ int main(void) {
     CU_add_test(s, "bad configs", test_bad_configs);
     CU_add_test(s, "bad inputs", test_bad_inputs);
     CU_add_test(s, "output shapes; no graph under no_grad", test_shapes_and_no_grad);
+    CU_add_test(s, "NaN and infinite inputs through the fused gates", test_nan_and_inf_inputs);
     return tu_run();
 }

@@ -143,6 +143,20 @@ static int run_case(const char *file) {
         goto done;
     }
     bad += gu_compare(file, "output", y, st, "output_0", FWD_RTOL, FWD_ATOL);
+    if (strcmp(mode, "train") != 0) {
+        /* eval under no_grad: multihead_attention's fused inference path
+         * (one in-projection, host->op_attention), where the masks allow it */
+        nnm_tensor *y0 = NULL;
+        const int prev = nnm_grad_set_enabled(0);
+        if (nnm_module_call(m, in, (uint32_t)n_in, &y0, 1) != NNM_OK) {
+            fprintf(stderr, "\n  %s: no_grad call: %s\n", file, nnm_ctx_errmsg(g_ctx));
+            bad++;
+        } else {
+            bad += gu_compare(file, "output (no_grad)", y0, st, "output_0", FWD_RTOL, FWD_ATOL);
+        }
+        nnm_grad_set_enabled(prev);
+        nnm_tensor_release(y0);
+    }
     w = gu_entry_f32(g_ctx, st, "upstream_0");
     if (!w || nnm_op_binary(g_ctx, NNM_BINARY_MUL, y, w, &p) != NNM_OK ||
         nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, p, NULL, 0, 0, &s) != NNM_OK || nnm_backward(s, NULL, 0) != NNM_OK) {
@@ -508,12 +522,116 @@ static void test_bad_configs(void) {
     nnm_module_release(l);
 }
 
+/* multihead_attention's fused inference path (grad mode off: one
+ * in-projection, host->op_attention over packed heads) against its composed
+ * path (grad mode on), for each way the projections pack: self-attention (q,
+ * k, v one tensor), cross-attention (k and v one tensor), three tensors, and
+ * kdim/vdim (separate weights); seq-first, batch-first and unbatched; no
+ * mask, causal, a bool key padding mask and a f32 attn_mask. */
+static void test_fused_attention_matches(void) {
+    LEAK_CHECK_BEGIN();
+    enum { E = 12, H = 3, L = 5, S = 7, N = 2 };
+    static const struct { int batch_first, batched, pack, kvdim, causal, kpm, am; } cases[] = {
+        {0, 1, 0, 0, 0, 0, 0}, {1, 1, 0, 0, 1, 0, 0}, {0, 0, 0, 0, 0, 0, 1}, {0, 1, 1, 0, 0, 1, 0},
+        {1, 1, 1, 0, 0, 0, 1}, {0, 1, 2, 0, 0, 0, 0}, {1, 1, 2, 1, 0, 1, 1}, {0, 0, 1, 1, 1, 0, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int bf = cases[c].batch_first, b = cases[c].batched, pack = cases[c].pack;
+        const int64_t kd = cases[c].kvdim ? 8 : E, vd = cases[c].kvdim ? 6 : E;
+        const int64_t Lq = pack == 0 ? S : L; /* self-attention: one length */
+        nnm_config *cfg = NULL;
+        nnm_config_new(&cfg);
+        nnm_config_set_int(cfg, "embed_dim", E);
+        nnm_config_set_int(cfg, "num_heads", H);
+        nnm_config_set_int(cfg, "kdim", pack == 0 ? E : kd);
+        nnm_config_set_int(cfg, "vdim", pack == 0 ? E : vd);
+        nnm_config_set_bool(cfg, "batch_first", bf);
+        nnm_config_set_bool(cfg, "is_causal", cases[c].causal);
+        nnm_module *m = tu_module(g_ctx, "multihead_attention", cfg);
+        nnm_config_free(cfg);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        nnm_config *lc = NULL;
+        nnm_config_new(&lc);
+        nnm_config_set_int(lc, "in_features", E);
+        nnm_config_set_int(lc, "out_features", E);
+        nnm_module *op = tu_module(g_ctx, "linear", lc);
+        nnm_config_free(lc);
+        CHECK_STATUS(nnm_module_add_child(m, "out_proj", op), NNM_OK);
+        nnm_module_release(op);
+        nnm_module_train(m, 0);
+        float buf[3][N * S * E];
+        nnm_tensor *x[3] = {NULL, NULL, NULL};
+        const int64_t T[3] = {Lq, S, S}, C[3] = {E, pack == 0 ? E : kd, pack == 0 ? E : vd};
+        for (int i = 0; i < 3; i++) {
+            if (i > 0 && (pack == 0 || (pack == 1 && i == 2))) {
+                x[i] = x[pack == 0 ? 0 : 1];
+                nnm_tensor_retain(x[i]);
+                continue;
+            }
+            tu_fill_uniform(buf[i], (size_t)(N * T[i] * C[i]), (uint32_t)(c * 3 + i + 1), -1, 1);
+            const int64_t s3[3] = {bf ? N : T[i], bf ? T[i] : N, C[i]}, s2[2] = {T[i], C[i]};
+            x[i] = b ? tu_tf32(g_ctx, 3, s3, buf[i]) : tu_tf32(g_ctx, 2, s2, buf[i]);
+        }
+        if (pack == 1 && cases[c].kvdim) { /* k and v share a tensor only with kdim == vdim */
+            nnm_tensor_release(x[2]);
+            float vb[N * S * 6];
+            tu_fill_uniform(vb, (size_t)(N * S * vd), 99, -1, 1);
+            const int64_t s3[3] = {bf ? N : S, bf ? S : N, vd}, s2[2] = {S, vd};
+            x[2] = b ? tu_tf32(g_ctx, 3, s3, vb) : tu_tf32(g_ctx, 2, s2, vb);
+        }
+        nnm_tensor *in[5] = {x[0], x[1], x[2], NULL, NULL};
+        uint32_t n_in = 3;
+        if (cases[c].kpm) {
+            uint8_t kb[N * S] = {0};
+            for (int i = 0; i < N * S; i += 3) kb[i + 1] = 1;
+            const int64_t ks[2] = {N, S};
+            CHECK_STATUS(nnm_tensor_new(g_ctx, (nnm_device){NNM_DEVICE_CPU, 0}, (nnm_dtype){NNM_DTYPE_BOOL, 8, 1},
+                                        b ? 2 : 1, b ? ks : ks + 1, &in[3]), NNM_OK);
+            memcpy(tu_cpu_data(in[3]), kb, (size_t)(b ? N * S : S));
+            n_in = 4;
+        }
+        if (cases[c].am) {
+            float ab[L * S > S * S ? L * S : S * S];
+            tu_fill_uniform(ab, (size_t)(Lq * S), 7, -2, 2);
+            if (!in[3]) CHECK_STATUS(nnm_tensor_from_f32(g_ctx, 1, (int64_t[]){0}, NULL, &in[3]), NNM_OK);
+            in[4] = tu_tf32(g_ctx, 2, (int64_t[]){Lq, S}, ab);
+            n_in = 5;
+        }
+        nnm_tensor *y1 = NULL, *y0 = NULL;
+        CHECK_STATUS(nnm_module_call(m, in, n_in, &y1, 1), NNM_OK); /* grad on: composed */
+        const int prev = nnm_grad_set_enabled(0);
+        CHECK_STATUS(nnm_module_call(m, in, n_in, &y0, 1), NNM_OK); /* fused */
+        nnm_grad_set_enabled(prev);
+        const int64_t n = y1 ? nnm_tensor_numel(y1) : 0;
+        CU_ASSERT_TRUE(n == (b ? N : 1) * Lq * E && y0 != NULL && nnm_tensor_numel(y0) == n);
+        float a1[N * S * E], a0[N * S * E];
+        int bad = 0;
+        if (y0 && y1 && nnm_tensor_to_f32(y1, a1, (size_t)n) == NNM_OK && nnm_tensor_to_f32(y0, a0, (size_t)n) == NNM_OK) {
+            for (int64_t i = 0; i < n; i++)
+                if (!(fabsf(a1[i] - a0[i]) <= 1e-5f + 1e-4f * fabsf(a1[i]))) {
+                    if (!bad) fprintf(stderr, "\n  [%lld] %g vs %g", (long long)i, a1[i], a0[i]);
+                    bad++;
+                }
+        } else {
+            bad = -1;
+        }
+        if (bad) fprintf(stderr, "\n  fused attention case %zu: %d elements differ (of %lld)\n", c, bad, (long long)n);
+        CU_ASSERT_EQUAL(bad, 0);
+        nnm_tensor_release(y0);
+        nnm_tensor_release(y1);
+        for (int i = 0; i < 5; i++) nnm_tensor_release(in[i]);
+        nnm_module_release(m);
+    }
+    LEAK_CHECK_END();
+}
+
 static int init(void) { return tu_ctx_new(&g_ctx); }
 static int clean(void) { return tu_ctx_free(&g_ctx); }
 
 int main(void) {
     CU_pSuite s = tu_suite("transformer", init, clean);
     CU_add_test(s, "golden (PyTorch 1.13)", test_golden);
+    CU_add_test(s, "fused inference attention matches the composed path", test_fused_attention_matches);
     CU_add_test(s, "state_dict keys", test_state_dict_keys);
     CU_add_test(s, "made children are children", test_children_are_children);
     CU_add_test(s, "manifest round trip", test_manifest_round_trip);

@@ -1271,6 +1271,203 @@ fn bindgen_test_layout_nnm_embedding_bag_params() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_attention_params {
+    pub struct_size: u32,
+    pub num_heads: i32,
+    pub seq_first: i32,
+    pub is_causal: i32,
+    pub q_offset: i64,
+    pub k_offset: i64,
+    pub v_offset: i64,
+    pub qk_dim: i64,
+    pub v_dim: i64,
+    pub scale: f64,
+}
+#[test]
+fn bindgen_test_layout_nnm_attention_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_attention_params>(),
+        64usize,
+        concat!("Size of: ", stringify!(nnm_attention_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_attention_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_attention_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_num_heads() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).num_heads) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(num_heads)
+            )
+        );
+    }
+    test_field_num_heads();
+    fn test_field_seq_first() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).seq_first) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(seq_first)
+            )
+        );
+    }
+    test_field_seq_first();
+    fn test_field_is_causal() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).is_causal) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(is_causal)
+            )
+        );
+    }
+    test_field_is_causal();
+    fn test_field_q_offset() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).q_offset) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(q_offset)
+            )
+        );
+    }
+    test_field_q_offset();
+    fn test_field_k_offset() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).k_offset) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(k_offset)
+            )
+        );
+    }
+    test_field_k_offset();
+    fn test_field_v_offset() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).v_offset) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(v_offset)
+            )
+        );
+    }
+    test_field_v_offset();
+    fn test_field_qk_dim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).qk_dim) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(qk_dim)
+            )
+        );
+    }
+    test_field_qk_dim();
+    fn test_field_v_dim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).v_dim) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(v_dim)
+            )
+        );
+    }
+    test_field_v_dim();
+    fn test_field_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).scale) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_attention_params),
+                "::",
+                stringify!(scale)
+            )
+        );
+    }
+    test_field_scale();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
     pub struct_size: u32,
     pub abi_major: u16,
@@ -1775,12 +1972,23 @@ pub struct nnm_host {
             out: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub op_attention: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            q: *mut nnm_tensor,
+            k: *mut nnm_tensor,
+            v: *mut nnm_tensor,
+            mask: *mut nnm_tensor,
+            p: *const nnm_attention_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        496usize,
+        504usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2876,6 +3084,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_embedding_bag();
+    fn test_field_op_attention() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_attention) as usize - ptr as usize
+            },
+            496usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_attention)
+            )
+        );
+    }
+    test_field_op_attention();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
