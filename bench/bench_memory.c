@@ -2,8 +2,11 @@
  * CNN (examples/manifests/fashion_cnn.json) at batch 64, cross-entropy,
  * Adam, forward + backward + step, as `nnm train` runs it.
  *
- *   bench_memory [MANIFEST] [STEPS]    (bench/bench_memory.sh runs it beside
- *                                       bench_memory_torch.py)
+ *   bench_memory [MANIFEST] [STEPS] [BATCH C H W CLASSES NAME]
+ *       (bench/bench_memory.sh runs it beside bench_memory_torch.py: the
+ *       Fashion CNN with the defaults, 64 x 1 x 28 x 28 and 10 classes, and
+ *       an exported torchvision resnet18 at 32 x 3 x 224 x 224, 1000 classes;
+ *       NAME labels the lines)
  *
  * Prints JSON lines:
  *   memory_train_step_rss_delta  peak resident memory while training, less the
@@ -29,7 +32,6 @@
 #include "bench_util.h"
 #include "nnmod/nnmod.h"
 
-#define BATCH 64
 
 /* Resident set size now, from /proc/self/statm (pages), in bytes; 0 if unknown. */
 static double rss_now(void) {
@@ -64,6 +66,17 @@ int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "examples/manifests/fashion_cnn.json";
     int steps = argc > 2 ? atoi(argv[2]) : 20;
     if (steps < 2) steps = 2;
+    int64_t batch = 64, C = 1, H = 28, W = 28, CLASSES = 10; /* the Fashion CNN */
+    const char *name = "fashion_cnn";
+    if (argc > 8) {
+        batch = atoll(argv[3]), C = atoll(argv[4]), H = atoll(argv[5]), W = atoll(argv[6]);
+        CLASSES = atoll(argv[7]);
+        name = argv[8];
+    }
+    if (batch < 1 || C < 1 || H < 1 || W < 1 || CLASSES < 1) {
+        fprintf(stderr, "bench_memory: bad sizes\n");
+        return 2;
+    }
     nnm_ctx *ctx;
     if (nnm_ctx_new(NULL, &ctx)) return 1;
     nnm_manifest *mf;
@@ -78,18 +91,20 @@ int main(int argc, char **argv) {
     nnm_optim *opt;
     if (nnm_optim_adam_new(model, &ao, &opt)) die(ctx, "adam");
 
-    int64_t xs[4] = {BATCH, 1, 28, 28}, ts[1] = {BATCH};
-    float *xv = malloc(sizeof(float) * BATCH * 28 * 28);
-    int64_t tv[BATCH];
-    if (!xv) return 1;
+    int64_t xs[4] = {batch, C, H, W}, ts[1] = {batch};
+    const int64_t nx = batch * C * H * W;
+    float *xv = malloc(sizeof(float) * (size_t)nx);
+    int64_t *tv = malloc(sizeof(int64_t) * (size_t)batch);
+    if (!xv || !tv) return 1;
     unsigned seed = 12345;
-    for (int i = 0; i < BATCH * 28 * 28; i++)
+    for (int64_t i = 0; i < nx; i++)
         xv[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0xff) / 255.0f;
-    for (int i = 0; i < BATCH; i++) tv[i] = i % 10;
+    for (int64_t i = 0; i < batch; i++) tv[i] = i % CLASSES;
     nnm_tensor *x, *target;
     if (nnm_tensor_from_f32(ctx, 4, xs, xv, &x) || nnm_tensor_from_i64(ctx, 1, ts, tv, &target))
         die(ctx, "inputs");
     free(xv);
+    free(tv);
 
     double before = rss_now();
     step(ctx, model, loss_fn, opt, x, target); /* the first step makes Adam's state */
@@ -102,16 +117,17 @@ int main(int argc, char **argv) {
     double peak = rss_peak();
     const double mib = 1024.0 * 1024.0;
     printf("{\"bench\": \"memory_train_step_rss_delta\", \"value\": %.1f, \"unit\": \"MiB\", "
-           "\"model\": \"fashion_cnn\", \"batch\": %d, \"steps\": %d}\n",
-           (peak - before) / mib, BATCH, steps);
+           "\"model\": \"%s\", \"batch\": %lld, \"steps\": %d}\n",
+           (peak - before) / mib, name, (long long)batch, steps);
     printf("{\"bench\": \"memory_train_step_rss_peak\", \"value\": %.1f, \"unit\": \"MiB\", "
-           "\"model\": \"fashion_cnn\", \"batch\": %d}\n",
-           peak / mib, BATCH);
+           "\"model\": \"%s\", \"batch\": %lld}\n",
+           peak / mib, name, (long long)batch);
     printf("{\"bench\": \"memory_train_step_alloc_peak\", \"value\": %.2f, \"unit\": \"MiB\", "
            "\"reserved_peak\": %.2f, \"in_use_between_steps\": %.2f, \"heap_allocs_steady\": %llu, "
-           "\"model\": \"fashion_cnn\", \"batch\": %d}\n",
+           "\"model\": \"%s\", \"batch\": %lld}\n",
            (double)s1.peak_bytes_in_use / mib, (double)s1.peak_bytes_reserved / mib,
-           (double)s0.bytes_in_use / mib, (unsigned long long)(s1.heap_allocs - s0.heap_allocs), BATCH);
+           (double)s0.bytes_in_use / mib, (unsigned long long)(s1.heap_allocs - s0.heap_allocs), name,
+           (long long)batch);
     nnm_tensor_release(x);
     nnm_tensor_release(target);
     nnm_optim_free(opt);

@@ -141,16 +141,17 @@ typedef struct nnm_ctx_stats {
  * older, shorter struct gets the fields it knows. */
 NNM_API nnm_status nnm_ctx_stats_get(nnm_ctx *ctx, nnm_ctx_stats *out);
 /* Intra-op threads: the most threads one op of ctx may use (OpenBLAS's
- * gemm, the CPU backend's convolutions). n >= 1 sets it (NNM_E_INVALID
- * otherwise); the backend decides per op and size how many it uses (small
- * gemms stay on one thread, where waking a second costs more than it gives).
- * Until it is set a backend keeps its own default (the CPU backend:
- * OpenBLAS's, which is OPENBLAS_NUM_THREADS or the number of cores). OpenBLAS
- * keeps one count per process: contexts used from several threads at once
- * with different counts share it. (nnmod 0.4) */
+ * gemm, the CPU backend's convolutions, batch norm, pooling, elementwise
+ * ops). n >= 1 sets it (NNM_E_INVALID otherwise); the backend decides per op
+ * and size how many it uses (small ops stay on one thread, where handing
+ * half to a second costs more than it gives). A new context starts with
+ * PyTorch's default: NNM_NUM_THREADS, OMP_NUM_THREADS or OPENBLAS_NUM_THREADS
+ * (the first set to a positive number), else the number of CPUs the process
+ * may run on. OpenBLAS keeps one count per process: contexts used from
+ * several threads at once with different counts share it. (nnmod 0.4) */
 NNM_API nnm_status nnm_ctx_set_num_threads(nnm_ctx *ctx, int32_t n);
-/* The count set by nnm_ctx_set_num_threads, or 0 while it was never set
- * (the backend's default applies). NULL ctx: 0. (nnmod 0.4) */
+/* The count ctx's ops may use: the one set by nnm_ctx_set_num_threads, or
+ * the default above (>= 1). NULL ctx: 0. (nnmod 0.4) */
 NNM_API int32_t nnm_ctx_num_threads(const nnm_ctx *ctx);
 /* Restarts the high-water marks (peak_bytes_*) from the current figures, as
  * torch.cuda.reset_peak_memory_stats: the peak of one phase (a training step)

@@ -187,15 +187,53 @@ static nnm_status cpu_layout_init(nnm_env *env, const char *op, cpu_layout *L, i
 /* init / shutdown / memory                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* The backend's state: the context's thread count. OpenBLAS keeps its own
- * pool (one per process); the ops below tell it per call how many of its
- * threads to use. A NULL state (a caller that skipped init) means "never
- * set": OpenBLAS's own default and heuristics throughout. */
-/* Helper threads of cpu_parallel not yet gone (all contexts). */
-static _Atomic int32_t cpu_helpers_alive;
+/* The backend's state: the context's thread count, how ops use it, and the
+ * pool of helper threads that cpu_parallel hands work to. A NULL state (a
+ * caller that skipped init) or a count never set means one thread for the
+ * backend's own loops and OpenBLAS's own default for gemm. */
+#define CPU_MAX_WORKERS 16
+
+/* One cpu_parallel call: [0, n) cut into `chunks` parts that the caller
+ * (slot 0) and the helpers that join (slots 1..) claim one at a time. Freed
+ * by the last of them to let go. */
+typedef struct cpu_team {
+    _Atomic int64_t next, done; /* parts claimed, parts finished */
+    _Atomic int32_t refs, slots;
+    int64_t n, chunks;
+    void (*fn)(void *job, int64_t lo, int64_t hi, int slot);
+    void *job;
+} cpu_team;
+
+struct cpu_tpool;
+typedef struct cpu_helper {
+    struct cpu_tpool *pool;
+    int32_t index; /* joins a job that wants more than `index` helpers */
+    uint64_t seen; /* the last job generation it looked at */
+} cpu_helper;
+
+/* Helper threads made on the first call that wants them and kept until
+ * shutdown: a job wakes them through `gen` (they spin on it briefly after
+ * each job, then sleep on `wake`). */
+typedef struct cpu_tpool {
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    int ok;                   /* mu and wake initialised */
+    int32_t n_helpers;        /* started (the calling thread alone changes it) */
+    pthread_t tid[CPU_MAX_WORKERS];
+    cpu_helper helper[CPU_MAX_WORKERS];
+    _Atomic uint64_t gen;     /* bumped for each job (under mu) */
+    cpu_team *job;            /* under mu: the current job, or NULL */
+    int32_t want;             /* under mu: helpers the job takes */
+    int32_t sleepers;         /* under mu */
+    int stop;                 /* under mu */
+    _Atomic int busy;         /* a caller owns the pool (others run inline) */
+} cpu_tpool;
 
 typedef struct cpu_state {
     int32_t threads; /* set_num_threads; 0: never set */
+    int force;       /* NNM_CPU_THREADS=all: every op that can split does, whatever
+                      * its size (to measure the per-size policy, bench_threads) */
+    cpu_tpool pool;
 } cpu_state;
 
 static nnm_status cpu_init(nnm_env *env, void **state) {
@@ -204,14 +242,33 @@ static nnm_status cpu_init(nnm_env *env, void **state) {
     cpu_state *s = calloc(1, sizeof *s);
     if (s == NULL)
         return CPU_ERR(env, NNM_E_NOMEM, "cpu init: out of memory");
+    const char *pol = getenv("NNM_CPU_THREADS");
+    s->force = pol != NULL && strcmp(pol, "all") == 0;
+    s->pool.ok = pthread_mutex_init(&s->pool.mu, NULL) == 0;
+    if (s->pool.ok && pthread_cond_init(&s->pool.wake, NULL) != 0) {
+        pthread_mutex_destroy(&s->pool.mu);
+        s->pool.ok = 0;
+    }
     *state = s;
     return NNM_OK;
 }
 
 static void cpu_shutdown(void *state) {
-    free(state);
-    while (atomic_load(&cpu_helpers_alive) > 0) /* helpers on their way out (cpu_parallel) */
-        sched_yield();
+    cpu_state *s = state;
+    if (s == NULL)
+        return;
+    cpu_tpool *pl = &s->pool;
+    if (pl->ok) {
+        pthread_mutex_lock(&pl->mu);
+        pl->stop = 1;
+        pthread_cond_broadcast(&pl->wake);
+        pthread_mutex_unlock(&pl->mu);
+        for (int32_t i = 0; i < pl->n_helpers; i++)
+            pthread_join(pl->tid[i], NULL);
+        pthread_cond_destroy(&pl->wake);
+        pthread_mutex_destroy(&pl->mu);
+    }
+    free(s);
 }
 
 static nnm_status cpu_set_num_threads(nnm_env *env, void *state, int32_t n) {
@@ -223,35 +280,15 @@ static nnm_status cpu_set_num_threads(nnm_env *env, void *state, int32_t n) {
 }
 
 /* Threads for one op of `work` multiply-adds (or comparable units): 1 below
- * `min_work` (waking and joining a second thread costs 10-30 us here, more
- * than it saves), else the context's count. 0 when never set. */
+ * `min_work`, where handing half to a helper costs more than it saves, else
+ * the context's count (every op splits under NNM_CPU_THREADS=all). 0 when
+ * never set. Each op's cut-off is measured by bench/bench_threads.c. */
 static int32_t cpu_threads_for(const void *state, int64_t work, int64_t min_work) {
     const cpu_state *s = state;
     if (s == NULL || s->threads <= 0)
         return 0;
-    return work >= min_work ? s->threads : 1;
+    return work >= min_work || s->force ? s->threads : 1;
 }
-
-/* Runs fn(job, lo, hi, slot) over [0, n) cut into `chunks` parts that the
- * caller (slot 0) and workers - 1 helper threads (slots 1..) claim one at a
- * time. The caller returns once every part is done; it never waits for a
- * helper that has not started: on a busy machine a helper may get the CPU
- * only after the caller has done all the work (it then finds nothing left),
- * where a fixed split would leave the caller waiting a whole time slice for
- * it. Helpers are detached threads made per call (20-40 us each: callers
- * ask for them only for work well above that); they touch nothing of the
- * caller's once the parts are claimed, only the shared counters, freed by
- * the last one out. cpu_shutdown waits for helpers still on their way out,
- * so the plugin is never unloaded under one. A thread that cannot be made
- * leaves its share to the others. */
-#define CPU_MAX_WORKERS 16
-typedef struct cpu_team {
-    _Atomic int64_t next, done; /* parts claimed, parts finished */
-    _Atomic int32_t refs, slots;
-    int64_t n, chunks;
-    void (*fn)(void *job, int64_t lo, int64_t hi, int slot);
-    void *job;
-} cpu_team;
 
 static void cpu_team_work(cpu_team *t, int slot) {
     for (;;) {
@@ -268,15 +305,56 @@ static void cpu_team_release(cpu_team *t) {
         free(t);
 }
 
-static void *cpu_team_main(void *p) {
-    cpu_team *t = p;
-    cpu_team_work(t, atomic_fetch_add(&t->slots, 1));
-    cpu_team_release(t);
-    atomic_fetch_sub(&cpu_helpers_alive, 1);
-    return NULL;
+static inline void cpu_relax(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#endif
 }
 
-static void cpu_parallel(int32_t workers, int64_t n, int64_t chunks,
+/* Spins of a helper between jobs before it sleeps (some 10-30 us): an
+ * epoch's ops follow each other closely, and a futex wake-up costs more. */
+#define CPU_HELPER_SPIN 256
+
+static void *cpu_helper_main(void *p) {
+    cpu_helper *h = p;
+    cpu_tpool *pl = h->pool;
+    for (;;) {
+        for (int i = 0; i < CPU_HELPER_SPIN && atomic_load_explicit(&pl->gen, memory_order_acquire) == h->seen;
+             i++)
+            cpu_relax();
+        pthread_mutex_lock(&pl->mu);
+        while (atomic_load_explicit(&pl->gen, memory_order_relaxed) == h->seen && !pl->stop) {
+            pl->sleepers++;
+            pthread_cond_wait(&pl->wake, &pl->mu);
+            pl->sleepers--;
+        }
+        if (pl->stop) {
+            pthread_mutex_unlock(&pl->mu);
+            return NULL;
+        }
+        h->seen = atomic_load_explicit(&pl->gen, memory_order_relaxed);
+        cpu_team *t = pl->job != NULL && h->index < pl->want ? pl->job : NULL;
+        if (t != NULL)
+            atomic_fetch_add(&t->refs, 1);
+        pthread_mutex_unlock(&pl->mu);
+        if (t != NULL) {
+            cpu_team_work(t, atomic_fetch_add(&t->slots, 1));
+            cpu_team_release(t);
+        }
+    }
+}
+
+/* Runs fn(job, lo, hi, slot) over [0, n) cut into `chunks` parts that the
+ * caller (slot 0) and workers - 1 helpers of state's pool (slots 1..) claim
+ * one at a time. The caller returns once every part is done; it never waits
+ * for a helper that has not started: on a busy machine a helper may get the
+ * CPU only after the caller has done all the work (it then finds nothing
+ * left), where a fixed split would leave the caller waiting a whole time
+ * slice for it. The helpers are made once and kept (made per call they cost
+ * 20-40 us each, which set the old cut-offs); a pool already in use (a
+ * context called from two threads at once, or an op inside a part) and a
+ * helper that cannot be made leave the work to the caller. */
+static void cpu_parallel(void *state, int32_t workers, int64_t n, int64_t chunks,
                          void (*fn)(void *job, int64_t lo, int64_t hi, int slot), void *job) {
     if (chunks > n)
         chunks = n;
@@ -284,8 +362,25 @@ static void cpu_parallel(int32_t workers, int64_t n, int64_t chunks,
         workers = (int32_t)chunks;
     if (workers > CPU_MAX_WORKERS)
         workers = CPU_MAX_WORKERS;
-    cpu_team *t = workers > 1 ? malloc(sizeof *t) : NULL;
+    cpu_state *s = state;
+    cpu_tpool *pl = s != NULL ? &s->pool : NULL;
+    if (workers <= 1 || pl == NULL || !pl->ok || atomic_exchange(&pl->busy, 1)) {
+        if (n > 0)
+            fn(job, 0, n, 0);
+        return;
+    }
+    while (pl->n_helpers < workers - 1) {
+        cpu_helper *h = &pl->helper[pl->n_helpers];
+        h->pool = pl;
+        h->index = pl->n_helpers;
+        h->seen = atomic_load(&pl->gen);
+        if (pthread_create(&pl->tid[pl->n_helpers], NULL, cpu_helper_main, h) != 0)
+            break;
+        pl->n_helpers++;
+    }
+    cpu_team *t = pl->n_helpers > 0 ? malloc(sizeof *t) : NULL;
     if (t == NULL) {
+        atomic_store(&pl->busy, 0);
         if (n > 0)
             fn(job, 0, n, 0);
         return;
@@ -298,25 +393,21 @@ static void cpu_parallel(int32_t workers, int64_t n, int64_t chunks,
     t->chunks = chunks;
     t->fn = fn;
     t->job = job;
-    pthread_attr_t attr;
-    int attr_ok = pthread_attr_init(&attr) == 0 &&
-                  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
-    for (int32_t w = 1; attr_ok && w < workers; w++) {
-        pthread_t tid;
-        atomic_fetch_add(&t->refs, 1);
-        atomic_fetch_add(&cpu_helpers_alive, 1);
-        if (pthread_create(&tid, &attr, cpu_team_main, t) != 0) {
-            atomic_fetch_sub(&t->refs, 1);
-            atomic_fetch_sub(&cpu_helpers_alive, 1);
-            break;
-        }
-    }
-    if (attr_ok)
-        pthread_attr_destroy(&attr);
+    pthread_mutex_lock(&pl->mu);
+    pl->job = t;
+    pl->want = workers - 1;
+    atomic_fetch_add_explicit(&pl->gen, 1, memory_order_release);
+    if (pl->sleepers > 0)
+        pthread_cond_broadcast(&pl->wake);
+    pthread_mutex_unlock(&pl->mu);
     cpu_team_work(t, 0);
     while (atomic_load(&t->done) < t->chunks) /* parts a helper is still on */
         sched_yield();
+    pthread_mutex_lock(&pl->mu);
+    pl->job = NULL;
+    pthread_mutex_unlock(&pl->mu);
     cpu_team_release(t);
+    atomic_store(&pl->busy, 0);
 }
 
 /* OpenBLAS's count for the next call: `t` threads (0: leave it alone). */
@@ -470,6 +561,72 @@ static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Elementwise ops on several threads                                        */
+/* ------------------------------------------------------------------------ */
+
+/* An elementwise op over at least this many elements splits between the
+ * context's threads when every operand is contiguous over the output (or a
+ * one-element broadcast): the flat range is cut into parts of whole 64-element
+ * blocks (cache lines never shared between threads), each run as the same
+ * op on 1-d descriptors, so the results are those of one thread. Below the
+ * cut a helper's hand-off (some 5-20 us) costs more than half the loop
+ * saves (bench/bench_threads.c: relu over [64, 32, 14, 14], 400 K elements,
+ * gains; over [8, 16, 28, 28], 100 K, does not). */
+#define CPU_ELEM_PAR_MIN ((int64_t)1 << 18)
+#define CPU_ELEM_BLOCK 64
+
+typedef struct cpu_elem_job {
+    nnm_env *env;
+    const void *args;
+    int64_t n;
+    int32_t nops;
+    const nnm_tensor_desc *d[4]; /* out first */
+    int scalar[4];               /* a one-element broadcast operand */
+} cpu_elem_job;
+
+/* Fills j for ops whose operands (ds[0] the output, n elements) all allow
+ * the flat split; 0 when one does not. */
+static int cpu_elem_flat(cpu_elem_job *j, nnm_env *env, const void *args, int64_t n,
+                         const nnm_tensor_desc *const *ds, const int64_t *numel, int32_t nops) {
+    j->env = env;
+    j->args = args;
+    j->n = n;
+    j->nops = nops;
+    for (int32_t k = 0; k < nops; k++) {
+        j->d[k] = ds[k];
+        j->scalar[k] = numel[k] == 1 && n > 1 && k > 0;
+        if (!j->scalar[k] && (numel[k] != n || !cpu_is_contiguous(ds[k])))
+            return 0;
+    }
+    return 1;
+}
+
+/* Block range [lo, hi) of j as 1-d descriptors in d (shape/stride storage in
+ * sh/st); returns its element count. */
+static int64_t cpu_elem_part(const cpu_elem_job *j, int64_t lo, int64_t hi, nnm_tensor_desc *d,
+                             int64_t *sh, int64_t *st) {
+    const int64_t a = lo * CPU_ELEM_BLOCK, b = hi * CPU_ELEM_BLOCK < j->n ? hi * CPU_ELEM_BLOCK : j->n;
+    for (int32_t k = 0; k < j->nops; k++) {
+        d[k] = *j->d[k];
+        d[k].ndim = 1;
+        sh[k] = b - a;
+        st[k] = j->scalar[k] ? 0 : 1;
+        d[k].shape = &sh[k];
+        d[k].strides = &st[k];
+        if (!j->scalar[k])
+            d[k].byte_offset += (uint64_t)a * sizeof(float);
+    }
+    return b - a;
+}
+
+/* Runs fn over j's blocks on `workers` threads. */
+static void cpu_elem_run(void *state, int32_t workers, cpu_elem_job *j,
+                         void (*fn)(void *job, int64_t lo, int64_t hi, int slot)) {
+    const int64_t blocks = (j->n + CPU_ELEM_BLOCK - 1) / CPU_ELEM_BLOCK;
+    cpu_parallel(state, workers, blocks, 4 * (int64_t)workers, fn, j);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Elementwise                                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -512,8 +669,9 @@ static inline float cpu_minf(float a, float b) {
         }                                                                                \
     } while (0)
 
+static void cpu_binary_part(void *job, int64_t lo, int64_t hi, int slot);
+
 CPU_CLONES static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_binary_args *args) {
-    (void)state;
     if (args == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu binary: args is NULL");
     if (args->struct_size < sizeof(nnm_binary_args))
@@ -535,6 +693,13 @@ CPU_CLONES static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_bin
     st = cpu_layout_init(env, "binary", &L, args->out->ndim, args->out->shape, 3, ds, names);
     if (st != NNM_OK || n_out == 0)
         return st;
+    const int32_t w = cpu_threads_for(state, n_out, CPU_ELEM_PAR_MIN);
+    cpu_elem_job j;
+    const int64_t ns[3] = {n_out, n_a, n_b};
+    if (w > 1 && cpu_elem_flat(&j, env, args, n_out, ds, ns, 3)) {
+        cpu_elem_run(state, w, &j, cpu_binary_part);
+        return NNM_OK;
+    }
     float *base[3] = {cpu_base(args->out), cpu_base(args->a), cpu_base(args->b)};
     switch (args->op) {
     case NNM_BINARY_ADD: CPU_WALK(&L, base, CPU_BINARY_ROW(CPU_ADD)); break;
@@ -547,6 +712,19 @@ CPU_CLONES static nnm_status cpu_binary(nnm_env *env, void *state, const nnm_bin
     default: break; /* checked above */
     }
     return NNM_OK;
+}
+
+static void cpu_binary_part(void *job, int64_t lo, int64_t hi, int slot) {
+    (void)slot;
+    const cpu_elem_job *j = job;
+    nnm_tensor_desc d[3];
+    int64_t sh[3], st[3];
+    cpu_elem_part(j, lo, hi, d, sh, st);
+    nnm_binary_args a = *(const nnm_binary_args *)j->args;
+    a.out = &d[0];
+    a.a = &d[1];
+    a.b = &d[2];
+    (void)cpu_binary(j->env, NULL, &a); /* checked whole by the caller */
 }
 
 static inline float cpu_relu(float x) {
@@ -700,8 +878,9 @@ static inline float cpu_hardswish_grad(float x) { /* PyTorch's hardswish_backwar
         }                                                                                \
     } while (0)
 
+static void cpu_unary_part(void *job, int64_t lo, int64_t hi, int slot);
+
 CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unary_args *args) {
-    (void)state;
     if (args == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu unary: args is NULL");
     if (args->struct_size < sizeof(nnm_unary_args))
@@ -721,6 +900,13 @@ CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unar
     st = cpu_layout_init(env, "unary", &L, args->out->ndim, args->out->shape, 2, ds, names);
     if (st != NNM_OK || n_out == 0)
         return st;
+    const int32_t w = cpu_threads_for(state, n_out, CPU_ELEM_PAR_MIN);
+    cpu_elem_job j;
+    const int64_t ns[2] = {n_out, n_x};
+    if (w > 1 && cpu_elem_flat(&j, env, args, n_out, ds, ns, 2)) {
+        cpu_elem_run(state, w, &j, cpu_unary_part);
+        return NNM_OK;
+    }
     float *base[2] = {cpu_base(args->out), cpu_base(args->x)};
     const float alpha = (float)args->alpha;
     switch (args->op) {
@@ -767,6 +953,18 @@ CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unar
     default: break; /* checked above */
     }
     return NNM_OK;
+}
+
+static void cpu_unary_part(void *job, int64_t lo, int64_t hi, int slot) {
+    (void)slot;
+    const cpu_elem_job *j = job;
+    nnm_tensor_desc d[2];
+    int64_t sh[2], st[2];
+    cpu_elem_part(j, lo, hi, d, sh, st);
+    nnm_unary_args a = *(const nnm_unary_args *)j->args;
+    a.out = &d[0];
+    a.x = &d[1];
+    (void)cpu_unary(j->env, NULL, &a); /* checked whole by the caller */
 }
 
 /* ------------------------------------------------------------------------ */

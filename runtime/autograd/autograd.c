@@ -7,6 +7,7 @@
  * scratch come from per-context free lists, so a steady-state training step
  * does not touch the heap.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +46,7 @@ void nnm__node_release(nnm__node *n) {
                 else nnm__node_release(n->next[i].fn);
             }
         }
-        for (uint32_t i = 0; i < NNM__MAX_IO; i++) drop(&n->grad[i]);
+        for (uint32_t i = 0; i < n->n_out; i++) drop(&n->grad[i]);
         free(n->in_shapes);
         if (n->module) nnm_module_release(n->module);
         if (n->peer) nnm__node_release(n->peer);
@@ -69,7 +70,9 @@ nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nn
         ctx->free_nodes = n->next_free;
     else if (!(n = malloc(sizeof *n)))
         return NULL;
-    memset(n, 0, sizeof *n);
+    memset(n, 0, offsetof(nnm__node, next));
+    memset(n->next, 0, n_in * sizeof n->next[0]);
+    memset(n->grad, 0, n_out * sizeof n->grad[0]);
     n->refs = 1;
     n->n_in = (uint16_t)n_in;
     n->n_out = (uint16_t)n_out;
@@ -377,7 +380,7 @@ static void clear_pending(nnm_ctx *ctx, nnm__node *top) {
     top->mark = mark + 1; /* second pass: visit each node once more */
     while (len) {
         nnm__node *n = ctx->stack[--len];
-        for (uint32_t i = 0; i < NNM__MAX_IO; i++) {
+        for (uint32_t i = 0; i < n->n_out; i++) {
             nnm_tensor_release(n->grad[i]);
             n->grad[i] = NULL;
         }

@@ -24,12 +24,15 @@ typedef struct nnm__edge {
 } nnm__edge;
 
 struct nnm__node {
+    /* nnm__node_new zeroes every field up to `next`, and next/grad up to
+     * n_in/n_out; the fields after `grad` are written before they are read
+     * (hook_grad_out by whoever sets `module`). A node is some 1.2 KB: zeroing
+     * it whole cost a tenth of a small model's forward. */
     uint32_t refs;
     uint16_t n_in, n_out;         /* edges; outputs (grads the node receives) */
     const char *name;             /* "LinearBackward" */
     nnm__backward_fn backward;
     nnm_ctx *ctx;
-    nnm__edge next[NNM__MAX_IO];
     nnm_tensor *saved[NNM__NODE_SAVED];
     uint32_t n_saved;
     int freed;                    /* saved state released after a backward */
@@ -39,15 +42,21 @@ struct nnm__node {
     double alpha;
     int64_t ival;
     int32_t in_ndim[2];
-    int64_t in_shape[2][NNM_MAX_DIMS];
     nnm_module *module;           /* owned: custom-backward and hook nodes */
     nnm__node *peer;              /* owned: the input-side node of a hook pair */
-    nnm_tensor *hook_grad_out[NNM__MAX_IO]; /* hook pairs: grads of the outputs */
     /* engine scratch */
     uint32_t deps;
     uint32_t mark;
-    nnm_tensor *grad[NNM__MAX_IO];
     nnm__node *next_free;
+    /* custom-backward nodes with more than 2 inputs: input i's ndim and
+     * shape at in_shapes[i * (NNM_MAX_DIMS + 1)] (malloc'd; up to 2 inputs
+     * use in_ndim/in_shape) */
+    int64_t *in_shapes;
+    nnm__edge next[NNM__MAX_IO];  /* zeroed up to n_in */
+    nnm_tensor *grad[NNM__MAX_IO]; /* engine scratch; zeroed up to n_out */
+    nnm_tensor *hook_grad_out[NNM__MAX_IO]; /* hook pairs: grads of the outputs
+                                   * (zeroed where `module` is set) */
+    int64_t in_shape[2][NNM_MAX_DIMS];
     /* op metadata of the ABI 1.3 ops (ops_nn.c, ops_shape.c) */
     union {
         uint64_t hook_start[4];   /* backward-hook nodes: the seq of the lists
@@ -57,10 +66,6 @@ struct nnm__node {
         nnm_pool_params pool;
         int64_t sizes[NNM__MAX_IO]; /* concat: each input's size along dim; permute: perm */
     } u;
-    /* custom-backward nodes with more than 2 inputs: input i's ndim and
-     * shape at in_shapes[i * (NNM_MAX_DIMS + 1)] (malloc'd; up to 2 inputs
-     * use in_ndim/in_shape) */
-    int64_t *in_shapes;
 };
 
 /* nnm__node.kind bits */

@@ -1,7 +1,14 @@
 /* runtime/core/ctx.c - the context: registry, backends, errors, statistics. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -105,6 +112,34 @@ const char *nnm__device_name(nnm_device d, char *buf, size_t cap) {
     return buf;
 }
 
+/* A positive thread count in environment variable `name`, or 0. */
+static int32_t env_threads(const char *name) {
+    const char *v = getenv(name);
+    if (!v || !*v) return 0;
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *end == 0 && n >= 1 && n <= 1024 ? (int32_t)n : 0;
+}
+
+/* The intra-op thread count a new context starts with, as PyTorch's: the
+ * first of NNM_NUM_THREADS, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to
+ * a positive number (so a process that pinned its BLAS to one thread gets one
+ * everywhere), else the CPUs this process may run on. */
+static int32_t default_threads(void) {
+    static const char *const vars[] = {"NNM_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        int32_t n = env_threads(vars[i]);
+        if (n) return n;
+    }
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 1)
+        return CPU_COUNT(&set) > 1024 ? 1024 : (int32_t)CPU_COUNT(&set);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int32_t)n;
+}
+
 NNM_API nnm_status nnm_ctx_new(const nnm_ctx_options *opts, nnm_ctx **out) {
     if (!out) return NNM_E_INVALID;
     *out = NULL;
@@ -120,6 +155,7 @@ NNM_API nnm_status nnm_ctx_new(const nnm_ctx_options *opts, nnm_ctx **out) {
     nnm_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return NNM_E_NOMEM;
     ctx->refs = 1;
+    ctx->num_threads = default_threads();
     ctx->stats.struct_size = sizeof ctx->stats;
     nnm__registry_init(&ctx->reg);
     nnm__hooks_ctx_init(ctx);

@@ -36,7 +36,8 @@ struct nnm_ctx {
     nnm__hook_list gbw_pre_hooks, gbw_hooks; /* global full backward (pre-)hooks */
     nnm_hook_handle *hook_handles; /* handles the context owns (first-version API) */
     uint64_t err_seq;             /* counts messages set: "did the plugin say why?" */
-    int32_t num_threads;          /* nnm_ctx_set_num_threads; 0: the backends' defaults */
+    int32_t num_threads;          /* intra-op threads: nnm_ctx_set_num_threads, or the
+                                   * default (ctx.c default_threads: the cores) */
     uint32_t make_depth;          /* host->child_new nesting: creates running inside creates */
     int make_overflow;            /* the nesting limit was hit: the message is already the cause */
 };

@@ -91,9 +91,10 @@ static nnm_status check_shape(nnm_ctx *ctx, int32_t ndim, const int64_t *shape, 
         if (shape[i] < 0)
             return nnm__error(ctx, NNM_E_SHAPE, "negative dimension %lld at dim %d",
                               (long long)shape[i], (int)i);
-        if (shape[i] && n > SIZE_MAX / 2 / (size_t)shape[i])
+        size_t m; /* no division: this runs for every tensor an op makes */
+        if (__builtin_mul_overflow(n, (size_t)shape[i], &m) || m > SIZE_MAX / 2)
             return nnm__error(ctx, NNM_E_LIMIT, "tensor size overflows");
-        n *= (size_t)shape[i];
+        n = m;
     }
     *bytes = n;
     return NNM_OK;

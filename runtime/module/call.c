@@ -247,6 +247,7 @@ nnm_status nnm__record_layer(nnm_module *m, nnm_tensor *const *in, uint32_t n_in
     for (uint32_t i = 0; i < n_saved; i++) n->saved[i] = saved[i];
     n->n_saved = n_saved;
     n->module = m;
+    memset(n->hook_grad_out, 0, sizeof n->hook_grad_out);
     n->kind |= NNM__NODE_CUSTOM;
     m->refs++;
     if (record_in_shapes(n, in, n_in)) {
@@ -429,6 +430,7 @@ static nnm_status wrap(nnm_module *m, nnm__backward_fn fn, const uint64_t *bw_st
     nnm__node *nd = nnm__node_new(m->ctx, "BackwardHookFunctionBackward", fn, v, n, n);
     if (!nd) return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (autograd node)");
     nd->module = m;
+    memset(nd->hook_grad_out, 0, sizeof nd->hook_grad_out);
     m->refs++;
     memcpy(nd->u.hook_start, bw_start, sizeof nd->u.hook_start);
     bw_hold(m, NULL);

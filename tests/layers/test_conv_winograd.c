@@ -249,7 +249,7 @@ static void test_geometries(void) {
  * convolution) are dealt out to two threads: the same answers, on
  * geometries of several chunks and enough work (cpu's WINO_PAR_MIN). */
 static void test_threads(void) {
-    CU_ASSERT_EQUAL(nnm_ctx_num_threads(g_ctx), 0);
+    CU_ASSERT(nnm_ctx_num_threads(g_ctx) >= 1); /* the default: the cores, or *_NUM_THREADS */
     CU_ASSERT_EQUAL(nnm_ctx_set_num_threads(g_ctx, 0), NNM_E_INVALID);
     CU_ASSERT_EQUAL(nnm_ctx_set_num_threads(NULL, 2), NNM_E_INVALID);
     CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, 2), NNM_OK);
@@ -263,18 +263,36 @@ static void test_threads(void) {
     CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, 1), NNM_OK);
 }
 
-/* max_pool2d's planes split between 2 threads give the same bits, forward
- * and backward, as one thread (the cpu backend's pool slots, above its
- * CPU_POOL_PAR_MIN of 2^18 input elements). */
 /* One module of `type` (config: `key` = `val`) run forward and backward
  * with 1 and then 2 threads set on the context: the same bits, y and the
  * input's gradient (the cpu backend's pool and batch-norm slots split their
  * planes or channels above 2^18 input elements). */
+/* The first parameter's gradient, read (v NULL: none), and its size. */
+typedef struct first_grad_out {
+    float *v;
+    int64_t n;
+} first_grad_out;
+
+static nnm_status first_grad(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    first_grad_out *out = user;
+    if (!out->v && nnm_tensor_grad(t)) {
+        out->v = tu_read_f32(nnm_tensor_grad(t), NULL);
+        out->n = nnm_tensor_numel(t);
+    }
+    return NNM_OK;
+}
+
 static void same_bits_on_two_threads(const char *type, const char *key, int64_t val, const char *plugin) {
     CU_ASSERT_EQUAL_FATAL(nnm_plugin_load(g_ctx, plugin), NNM_OK);
     nnm_config *cfg = NULL;
     CU_ASSERT_EQUAL_FATAL(nnm_config_new(&cfg), NNM_OK);
-    nnm_config_set_int(cfg, key, val);
+    if (key) nnm_config_set_int(cfg, key, val);
+    if (!strcmp(type, "conv2d")) { /* 32 -> 32, 3x3, padding 1: Winograd, grad_w in parts */
+        nnm_config_set_int(cfg, "out_channels", val);
+        nnm_config_set_int(cfg, "kernel_size", 3);
+        nnm_config_set_int(cfg, "padding", 1);
+    }
     nnm_module *m = tu_module(g_ctx, type, cfg);
     nnm_config_free(cfg);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
@@ -282,6 +300,7 @@ static void same_bits_on_two_threads(const char *type, const char *key, int64_t 
     const size_t nx = 8 * 32 * 32 * 32;
     float *xv = malloc(nx * sizeof *xv), *rv = malloc(nx * sizeof *rv);
     float *got[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    first_grad_out gw[2] = {{NULL, 0}, {NULL, 0}};
     int64_t ny = 0;
     CU_ASSERT_FATAL(xv != NULL && rv != NULL);
     tu_fill_uniform(xv, nx, 5u, -1.0, 1.0);
@@ -289,6 +308,7 @@ static void same_bits_on_two_threads(const char *type, const char *key, int64_t 
     tu_fill_uniform(rv, nx, 6u, -1.0, 1.0);
     for (int t = 0; t < 2; t++) {
         CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, t + 1), NNM_OK);
+        CHECK_STATUS(nnm_module_zero_grad(m), NNM_OK);
         nnm_tensor *x = tu_tf32(g_ctx, 4, xs, xv), *y = NULL;
         CU_ASSERT_EQUAL(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
         CHECK_STATUS(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
@@ -298,6 +318,7 @@ static void same_bits_on_two_threads(const char *type, const char *key, int64_t 
         CHECK_STATUS(nnm_backward(y, r, 0), NNM_OK);
         got[t][0] = tu_read_f32(y, NULL);
         got[t][1] = nnm_tensor_grad(x) ? tu_read_f32(nnm_tensor_grad(x), NULL) : NULL;
+        nnm_module_named_parameters(m, first_grad, &gw[t]);
         nnm_tensor_release(y);
         nnm_tensor_release(r);
         nnm_tensor_release(x);
@@ -305,7 +326,10 @@ static void same_bits_on_two_threads(const char *type, const char *key, int64_t 
     CU_ASSERT_FATAL(got[0][0] && got[1][0] && got[0][1] && got[1][1]);
     CU_ASSERT_EQUAL(memcmp(got[0][0], got[1][0], (size_t)ny * sizeof(float)), 0);
     CU_ASSERT_EQUAL(memcmp(got[0][1], got[1][1], nx * sizeof(float)), 0);
-    for (int t = 0; t < 2; t++) free(got[t][0]), free(got[t][1]);
+    CU_ASSERT_EQUAL(gw[0].n, gw[1].n);
+    if (gw[0].v && gw[1].v && gw[0].n == gw[1].n)
+        CU_ASSERT_EQUAL(memcmp(gw[0].v, gw[1].v, (size_t)gw[0].n * sizeof(float)), 0);
+    for (int t = 0; t < 2; t++) free(got[t][0]), free(got[t][1]), free(gw[t].v);
     free(xv), free(rv);
     nnm_module_release(m);
     CHECK_STATUS(nnm_ctx_set_num_threads(g_ctx, 1), NNM_OK);
@@ -314,6 +338,14 @@ static void same_bits_on_two_threads(const char *type, const char *key, int64_t 
 static void test_pool_bn_threads(void) {
     same_bits_on_two_threads("max_pool2d", "kernel_size", 2, NNM_TEST_POOL_PLUGIN);
     same_bits_on_two_threads("batch_norm2d", "num_features", 32, NNM_TEST_NORM_PLUGIN);
+    /* relu: the elementwise slots (unary forward, where for the gradient)
+     * split their flat range above 2^18 elements */
+    same_bits_on_two_threads("relu", NULL, 0, NNM_TEST_RELU_PLUGIN);
+    /* conv2d 3x3 (Winograd): y, grad_x and grad_w, whose parts are summed in
+     * the same order on any thread count */
+    setenv("NNM_CPU_WINOGRAD", "1", 1);
+    same_bits_on_two_threads("conv2d", "in_channels", 32, NNM_TEST_CONV_PLUGIN);
+    unsetenv("NNM_CPU_WINOGRAD");
 }
 
 /* The default thresholds give the same answers (im2col or Winograd alike). */
@@ -518,7 +550,7 @@ int main(void) {
                 test_geometries);
     CU_add_test(s, "default thresholds: same answers either way", test_default_thresholds);
     CU_add_test(s, "two threads (nnm_ctx_set_num_threads): the same answers", test_threads);
-    CU_add_test(s, "max_pool2d and batch_norm2d on two threads: the same bits", test_pool_bn_threads);
+    CU_add_test(s, "max_pool2d, batch_norm2d, relu and conv2d on two threads: the same bits", test_pool_bn_threads);
     CU_add_test(s, "the slots decline other geometries silently; NNM_CPU_WINOGRAD=0 declines all", test_declines);
     CU_add_test(s, "inf and NaN in x, w or dY: what the direct sum gives (the slots decline them)", test_nonfinite);
     return tu_run();

@@ -35,7 +35,10 @@ void usage_train(FILE *f) {
           "                        ui.perfetto.dev): a span per module forward and per\n"
           "                        module backward, nested, named by module path\n"
           "  --threads N           intra-op threads (nnm_ctx_set_num_threads; default:\n"
-          "                        OpenBLAS's, the cores)\n"
+          "                        the cores, or NNM_NUM_THREADS / OMP_NUM_THREADS /\n"
+          "                        OPENBLAS_NUM_THREADS; with --ddp, shared between\n"
+          "                        the ranks on this host); each op decides by its\n"
+          "                        size how many it uses\n"
           "  --limit N             train on the first N training samples only\n"
           "  --test-limit N        evaluate on the first N test samples only\n"
           "  -q, --quiet           print only the final line\n"
@@ -378,6 +381,14 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         }
         rank = nnm_comm_rank(comm);
         world = nnm_comm_world_size(comm);
+        if (!threads) {
+            /* the default (the cores) shared between this host's ranks */
+            const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+            long local = ls ? strtol(ls, NULL, 10) : world;
+            if (local < 1) local = world;
+            int32_t share = nnm_ctx_num_threads(ctx) / (int32_t)local;
+            (void)nnm_ctx_set_num_threads(ctx, share < 1 ? 1 : share);
+        }
         if (rank != 0) quiet = 1; /* rank 0 alone prints */
     }
     nnm_ctx_manual_seed(ctx, tp.seed);

@@ -172,7 +172,8 @@ class Context:
 
     @property
     def num_threads(self):
-        """Intra-op threads set on this context (nnm_ctx_set_num_threads); 0: the backend's default."""
+        """Intra-op threads of this context (nnm_ctx_set_num_threads); by default the cores, or
+        NNM_NUM_THREADS / OMP_NUM_THREADS / OPENBLAS_NUM_THREADS when set."""
         with self.lock:
             return L.nnm_ctx_num_threads(self._h)
 
