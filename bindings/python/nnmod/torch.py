@@ -52,7 +52,9 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import types
 import ctypes
 from ctypes import POINTER, byref
 
@@ -277,7 +279,13 @@ def _opname(func):
     if getattr(func, "__name__", None) == "__get__" and hasattr(func, "__self__"):
         return getattr(func.__self__, "__name__", "?")
     n = getattr(func, "__name__", None) or ""
-    return n.lstrip("_") if n in ("_pad", "_max_pool2d", "_max_pool1d") else n
+    return n.lstrip("_") if n in _UNDERSCORED else n
+
+
+# functional forms whose Python name has a leading underscore (boolean
+# dispatch's halves: F.max_pool2d without return_indices is _max_pool2d)
+_UNDERSCORED = {"_pad", "_max_pool1d", "_max_pool2d", "_max_pool3d", "_adaptive_max_pool1d",
+                "_adaptive_max_pool2d", "_adaptive_max_pool3d"}
 
 
 def _flat(obj, out=None, names=None, prefix=""):
@@ -609,6 +617,7 @@ class _Tracer(TorchFunctionMode):
         self.foreign = collections.OrderedDict()  # op children made from foreign modules
         self.leaf_cfg = {}      # leaf path -> config its calls imply (a causal mask)
         self.aranges = {}       # id(tensor) -> (tensor, (start, end, step), version)
+        self.bag_offsets = []   # (offsets, indices, include_last_offset) of EmbeddingBag calls
 
     # -- where are we -------------------------------------------------------
     def where(self):
@@ -974,6 +983,11 @@ class _Tracer(TorchFunctionMode):
             return [a for a in args if isinstance(a, torch.Tensor)]
         params = list(sig.parameters.values())[1:]
         arg = bound.arguments
+        if cls == "EmbeddingBag" and isinstance(arg.get("offsets"), torch.Tensor) and \
+                isinstance(arg.get("input"), torch.Tensor):
+            # the second trace must give it valid offsets (_vary)
+            self.bag_offsets.append((arg["offsets"], arg["input"],
+                                     bool(getattr(mod, "include_last_offset", False))))
         if cls == "MultiheadAttention" and arg.get("average_attn_weights", True) is not True \
                 and arg.get("need_weights", True):
             self.report.add("construct", "MultiheadAttention(average_attn_weights=False): "
@@ -1181,6 +1195,15 @@ class _Tracer(TorchFunctionMode):
             refs = [refs]
         if len(refs) < len(outs):
             refs = list(refs) + [f"{refs[0]}:{k}" for k in range(len(refs), len(outs))]
+        if not inplace and isinstance(result, torch.Tensor) and refs[0] != "?" and \
+                any(result is t for t in tracked) and frame.refs.get(id(result),
+                                                                      (None,))[0] != refs[0]:
+            # a function that returned its input itself (F.dropout(x, p,
+            # training=False) while traced) but is another node in nnmod (a
+            # dropout layer): the caller gets a new tensor object, so that x
+            # keeps its own ref (y = F.dropout(h); y + h)
+            result = result.view_as(result)
+            outs = [result]
         for t, r in zip(outs, refs):
             frame.bind(t, r)
         if inplace and outs and id(outs[0]) in frame.views and refs[0] != "?":
@@ -1952,13 +1975,76 @@ def _h_avg_pool2d(h, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                 padding=padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
 
 
-def _h_max_pool2d(h, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                  return_indices=False):
-    if return_indices:
-        raise _Unsup("max_pool2d with return_indices")
-    return h.op("max_pool2d", [x], kernel_size=kernel_size,
-                stride=kernel_size if stride is None or stride == [] else stride,
-                padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+def _h_avg_pool(layer):
+    def handler(h, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                count_include_pad=True, divisor_override=None):
+        if divisor_override is not None and layer == "avg_pool1d":
+            raise _Unsup("avg_pool1d with divisor_override")
+        return h.op(layer, [x], kernel_size=kernel_size,
+                    stride=kernel_size if stride is None or stride == [] else stride,
+                    padding=padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                    divisor_override=divisor_override)
+    return handler
+
+
+def _h_max_pool(layer, indices=False):
+    """F.max_pool1d/2d/3d, with return_indices (max_pool2d_with_indices):
+    the layer's second output, PyTorch's i64 indices."""
+    def handler(h, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                return_indices=False):
+        ri = bool(return_indices) or indices
+        r = h.op(layer, [x], n_out=2 if ri else 1, kernel_size=kernel_size,
+                 stride=kernel_size if stride is None or stride == [] else stride,
+                 padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+                 return_indices=True if ri else None)
+        return [r, f"{r}:1"] if ri else r
+    return handler
+
+
+def _h_adaptive_max_pool(layer, indices=False):
+    def handler(h, x, output_size, return_indices=False):
+        sizes = output_size if isinstance(output_size, int) else list(output_size)
+        if not isinstance(sizes, int) and any(s is None for s in sizes):
+            raise _Unsup(f"{layer} with an output_size entry of None")
+        ri = bool(return_indices) or indices
+        r = h.op(layer, [x], n_out=2 if ri else 1, output_size=sizes,
+                 return_indices=True if ri else None)
+        return [r, f"{r}:1"] if ri else r
+    return handler
+
+
+def _h_adaptive_avg_pool(layer):
+    def handler(h, x, output_size):
+        sizes = output_size if isinstance(output_size, int) else list(output_size)
+        if not isinstance(sizes, int) and any(s is None for s in sizes):
+            raise _Unsup(f"{layer} with an output_size entry of None")
+        return h.op(layer, [x], output_size=sizes)
+    return handler
+
+
+def _h_max_unpool(layer):
+    """F.max_unpool1d/2d/3d(x, indices, kernel_size, stride, padding): an
+    output_size other than the default one has no nnmod form."""
+    def handler(h, x, indices, kernel_size, stride=None, padding=0, output_size=None):
+        if output_size is not None:
+            n = int(layer[-2])
+            want = list(h.result.shape[-n:])
+            ks, st, pd = (_ntuple(v, n) for v in (
+                kernel_size, kernel_size if stride is None else stride, padding))
+            dflt = [(int(i) - 1) * s - 2 * p + k
+                    for i, k, s, p in zip(x.shape[-n:], ks, st, pd)]
+            if dflt != want:
+                raise _Unsup(f"{layer} with output_size={list(output_size)} (nnmod's "
+                             f"max_unpool gives the default size {dflt})")
+        return h.op(layer, [x, indices], kernel_size=kernel_size,
+                    stride=kernel_size if stride is None else stride, padding=padding)
+    return handler
+
+
+def _ntuple(v, n):
+    if isinstance(v, (tuple, list, torch.Size)):
+        return [int(a) for a in v] if len(v) == n else [int(v[0])] * n
+    return [int(v)] * n
 
 
 def _h_dropout(layer):
@@ -1976,14 +2062,30 @@ def _h_dropout(layer):
     return handler
 
 
+def _h_stochastic_depth(h, input, p, mode, training=True):
+    """torchvision.ops.stochastic_depth(x, p, mode, training=self.training):
+    the stochastic_depth layer (it follows train/eval); training=False or
+    p=0: x itself; training=True (the default) with p > 0 drops in eval
+    mode too and is refused, as F.dropout's."""
+    if mode not in ("row", "batch"):
+        raise _Unsup(f"stochastic_depth mode '{mode}'")
+    if training is _TRACE_TRAINING:
+        return h.ref(input) if float(p) == 0.0 else h.op("stochastic_depth", [input],
+                                                          p=float(p), mode=mode)
+    if not training or float(p) == 0.0:
+        return h.ref(input)
+    raise _Unsup(f"training=True with p={float(p)} drops in eval mode too (torchvision's "
+                 "default); pass training=self.training")
+
+
 def _h_interpolate(h, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
                    recompute_scale_factor=None, antialias=False):
-    if antialias:
-        raise _Unsup("interpolate with antialias")
     return h.op("upsample", [x], size=size if size is None or isinstance(size, int)
                 else _ints(size), scale_factor=scale_factor if not isinstance(
                     scale_factor, (tuple, list)) else [float(s) for s in scale_factor],
-                mode=mode, align_corners=align_corners)
+                mode=mode, align_corners=align_corners,
+                recompute_scale_factor=True if recompute_scale_factor else None,
+                antialias=True if antialias else None)
 
 
 def _h_layer_norm(h, x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -2103,11 +2205,27 @@ OPS = {
     "softplus": _act("softplus", ("beta", "threshold")),
     "softmax": _h_softmax("softmax"), "log_softmax": _h_softmax("log_softmax"),
     "adaptive_avg_pool2d": _h_adaptive_avg_pool2d, "avg_pool2d": _h_avg_pool2d,
-    "max_pool2d": _h_max_pool2d, "dropout": _h_dropout("dropout"),
+    "avg_pool1d": _h_avg_pool("avg_pool1d"), "avg_pool3d": _h_avg_pool("avg_pool3d"),
+    "adaptive_avg_pool1d": _h_adaptive_avg_pool("adaptive_avg_pool1d"),
+    "adaptive_avg_pool3d": _h_adaptive_avg_pool("adaptive_avg_pool3d"),
+    "max_pool1d": _h_max_pool("max_pool1d"), "max_pool2d": _h_max_pool("max_pool2d"),
+    "max_pool3d": _h_max_pool("max_pool3d"),
+    "max_pool1d_with_indices": _h_max_pool("max_pool1d", True),
+    "max_pool2d_with_indices": _h_max_pool("max_pool2d", True),
+    "max_pool3d_with_indices": _h_max_pool("max_pool3d", True),
+    "adaptive_max_pool1d": _h_adaptive_max_pool("adaptive_max_pool1d"),
+    "adaptive_max_pool2d": _h_adaptive_max_pool("adaptive_max_pool2d"),
+    "adaptive_max_pool3d": _h_adaptive_max_pool("adaptive_max_pool3d"),
+    "adaptive_max_pool1d_with_indices": _h_adaptive_max_pool("adaptive_max_pool1d", True),
+    "adaptive_max_pool2d_with_indices": _h_adaptive_max_pool("adaptive_max_pool2d", True),
+    "adaptive_max_pool3d_with_indices": _h_adaptive_max_pool("adaptive_max_pool3d", True),
+    "max_unpool1d": _h_max_unpool("max_unpool1d"), "max_unpool2d": _h_max_unpool("max_unpool2d"),
+    "max_unpool3d": _h_max_unpool("max_unpool3d"),
+    "dropout": _h_dropout("dropout"),
     "dropout2d": _h_dropout("dropout2d"), "dropout1d": _h_dropout("dropout1d"),
     "dropout3d": _h_dropout("dropout3d"), "alpha_dropout": _h_dropout("alpha_dropout"),
     "feature_alpha_dropout": _h_dropout("feature_alpha_dropout"),
-    "interpolate": _h_interpolate,
+    "interpolate": _h_interpolate, "stochastic_depth": _h_stochastic_depth,
     "upsample": _h_interpolate, "layer_norm": _h_layer_norm, "linear": _h_linear,
     "index_select": _h_index_select, "maximum": _h_binary("maximum"),
     "minimum": _h_binary("minimum"), "erf": _unary("erf"), "sign": _unary("sign"),
@@ -2671,6 +2789,7 @@ def _patched_call(tracer):
 
     getitem.__name__ = "__getitem__"
     getitem.__qualname__ = "Tensor.__getitem__"
+    sd = _patch_stochastic_depth(tracer)
     torch.nn.Module.__call__ = call
     torch.Tensor.__getitem__ = getitem
     try:
@@ -2681,6 +2800,53 @@ def _patched_call(tracer):
             torch.Tensor.__getitem__ = orig_getitem
         else:
             del torch.Tensor.__getitem__
+        if sd is not None:
+            sd()
+
+
+_SD_HOOK = "_nnmod_export_stochastic_depth"
+
+
+def _sd_trampoline(input, p, mode, training=True):
+    return _nnmod_export_stochastic_depth(input, p, mode, training)  # noqa: F821
+
+
+def _patch_stochastic_depth(tracer):
+    """torchvision.ops.stochastic_depth is Python, not a torch function, and
+    returns its input at once when training is false (self.training while
+    traced): the trace would not see it. While tracing, the function's code
+    is a trampoline to the tracer (so a name imported with `from
+    torchvision.ops import stochastic_depth` is caught too). Returns the
+    undo, or None where torchvision's module is not imported."""
+    mod = sys.modules.get("torchvision.ops.stochastic_depth")
+    fn = getattr(mod, "stochastic_depth", None) if mod is not None else None
+    if not isinstance(fn, types.FunctionType) or fn.__closure__:
+        return None
+    code = fn.__code__
+    real = types.FunctionType(code, fn.__globals__, "stochastic_depth", fn.__defaults__)
+
+    def traced(input, p, mode, training=True):
+        # the eval value as a new tensor (the node's own output)
+        return real(input, p, mode, False).view_as(input)
+
+    traced.__name__ = "stochastic_depth"
+    traced.__qualname__ = "stochastic_depth"
+    traced.__module__ = "torchvision.ops"
+
+    def hook(input, p, mode, training=True):
+        if tracer.suspended or tracer.internal or not tracer.stack or \
+                not isinstance(input, torch.Tensor):
+            return real(input, p, mode, bool(training))
+        return tracer.__torch_function__(traced, (torch.Tensor,), (input, p, mode, training),
+                                         {})
+
+    fn.__globals__[_SD_HOOK] = hook
+    fn.__code__ = _sd_trampoline.__code__
+
+    def undo():
+        fn.__code__ = code
+        fn.__globals__.pop(_SD_HOOK, None)
+    return undo
 
 
 def _run_trace(ex, model, xs, report):
@@ -2731,7 +2897,21 @@ def _dynamic_spec(xs, dynamic, dynamic_dims):
     return {i: d for i, d in spec.items() if d}
 
 
-def _vary(xs, spec):
+def _bag_offsets(tr, xs):
+    """{input index of offsets: (input index of the indices, include_last_offset)}
+    for the EmbeddingBag calls whose offsets and indices are model inputs:
+    the second trace gives them offsets that fit the new sizes (cut or
+    repeated offsets are not offsets; PyTorch 1.13's max mode corrupts its
+    heap when the last offset is not the input's length)."""
+    ids = {id(x): i for i, x in enumerate(xs)}
+    out = {}
+    for off, inp, last in tr.bag_offsets:
+        if id(off) in ids and id(inp) in ids and off.dim() == 1 and inp.dim() == 1:
+            out[ids[id(off)]] = (ids[id(inp)], last)
+    return out
+
+
+def _vary(xs, spec, offsets=None):
     """The inputs of the second trace: every dynamic dim at another size.
     Dims of equal size in the example are taken to be one size (the batch
     of the tokens and of their mask); each such size gets a new value that
@@ -2755,6 +2935,15 @@ def _vary(xs, spec):
             v, w = int(x.shape[d]), new[int(x.shape[d])]
             x = x.index_select(d, torch.arange(w) % v)   # cut, or repeated from the start
         out.append(x)
+    for i, (j, last) in (offsets or {}).items():
+        # bags spread evenly over the new indices; with include_last_offset
+        # the last offset is their count
+        n, b = int(out[j].shape[0]), int(out[i].shape[0])
+        bags = b - 1 if last else b
+        off = [k * n // max(bags, 1) for k in range(b)]
+        if last and b:
+            off[-1] = n
+        out[i] = torch.tensor(off, dtype=xs[i].dtype)
     return out
 
 
@@ -2772,7 +2961,7 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
         tr, _ = _run_trace(ex, model, xs, report)
         tr2, xs2 = None, None
         if spec:
-            xs2 = _vary(xs, spec)
+            xs2 = _vary(xs, spec, _bag_offsets(tr, xs))
             r2 = Report(_model_name(model))
             try:
                 tr2, _ = _run_trace(ex, model, xs2, r2)
