@@ -1,0 +1,308 @@
+"""nnmod.torch.export of the layers and constructs a stranger's own models
+use beyond the zoo: EmbeddingBag, max pooling with indices and unpooling,
+FeatureAlphaDropout, antialiased interpolation, functional stochastic depth,
+parameters of descendants read directly, ParameterList/Dict, dynamic slices
+from the end, non-persistent buffers. Each model is exported, run at the
+example and at other sizes in eval mode, and (where its train mode is
+deterministic) one train step's loss and every gradient are compared with
+PyTorch's. Skipped where PyTorch is not installed."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = nn.functional
+
+import nnmod  # noqa: E402
+import nnmod.torch  # noqa: E402
+
+
+def _have(ctx, layer):
+    return nnmod.torch._Schema(ctx).find(layer) is not None
+
+
+def _need(ctx, *layers):
+    missing = [t for t in layers if not _have(ctx, t)]
+    if missing:
+        pytest.skip(f"nnmod has no {', '.join(missing)} loaded")
+
+
+def _outs(y):
+    if isinstance(y, dict):
+        return list(y.values())
+    if isinstance(y, (tuple, list)):
+        return list(y)
+    return [y]
+
+
+def _nn(x, ctx):
+    return nnmod.tensor(x.numpy(), ctx=ctx)
+
+
+def export_and_match(model, xs, tmp_path, ctx, train=True, more=(), **kw):
+    """Exports model at xs (a tuple), checks eval outputs at xs and at each
+    tuple of `more`; with train, one train step (loss: sum of the means of
+    the squared float outputs) against PyTorch's: loss and every gradient.
+    Returns the manifest document."""
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / "m.json"), xs, ctx=ctx, **kw)
+    m = nnmod.from_manifest(manifest, ctx=ctx)
+    m.eval()
+    model.eval()
+    for inputs in (xs,) + tuple(more):
+        with torch.no_grad():
+            want = [w.numpy() for w in _outs(model(*inputs))]
+        with nnmod.no_grad():
+            got = [g.numpy() for g in _outs(m(*[_nn(x, ctx) for x in inputs]))]
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    if train:
+        model.train()
+        model.zero_grad()
+        ys_t = [y for y in _outs(model(*xs)) if y.is_floating_point()]
+        loss_t = sum((y * y).mean() for y in ys_t)
+        loss_t.backward()
+        m.train()
+        m.zero_grad()
+        ys = _outs(m(*[_nn(x, ctx) for x in xs]))
+        ys = [y for y, t in zip(ys, _outs(model(*xs))) if t.is_floating_point()]
+        loss_n = (ys[0] * ys[0]).mean()
+        for y in ys[1:]:
+            loss_n = loss_n + (y * y).mean()
+        loss_n.backward()
+        assert abs(float(loss_n.numpy()) - float(loss_t)) <= 1e-5 * max(1.0, abs(float(loss_t)))
+        grads = {n: p.grad.numpy() for n, p in m.named_parameters() if p.grad is not None}
+        want = {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
+        assert set(want) <= set(grads)
+        scale = max([float(np.max(np.abs(g))) for g in want.values()] + [1e-12])
+        for n, g in want.items():
+            err = float(np.max(np.abs(grads[n] - g))) / scale
+            assert err < 1e-4, f"gradient of {n}: {err:.2e} of the largest"
+        del ys, loss_n, grads
+    model.eval()
+    doc = json.load(open(manifest))
+    del m
+    return doc
+
+
+def _types(doc):
+    out = []
+
+    def walk(node):
+        out.append(node["type"])
+        for c in node.get("children", ()):
+            walk(c)
+    walk(doc["root"])
+    return out
+
+
+# ---- EmbeddingBag -----------------------------------------------------------
+
+class Bags(nn.Module):
+    """Every way of calling nn.EmbeddingBag: a 2-d input, offsets with an
+    empty bag, per_sample_weights, padding_idx, include_last_offset, max."""
+
+    def __init__(self):
+        super().__init__()
+        self.sum = nn.EmbeddingBag(12, 4, mode="sum", padding_idx=1)
+        self.mean = nn.EmbeddingBag(12, 4, mode="mean")
+        self.max = nn.EmbeddingBag(12, 4, mode="max", include_last_offset=True)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, tokens, idx, offsets, weights, last_offsets):
+        a = self.sum(idx, offsets, per_sample_weights=weights)
+        b = self.mean(idx, offsets)
+        c = self.max(idx, last_offsets)
+        d = self.mean(tokens)
+        return self.fc(a + b + c), d
+
+
+def test_embedding_bag_every_mode(ctx, tmp_path):
+    _need(ctx, "embedding_bag", "linear")
+    torch.manual_seed(0)
+    model = Bags()
+    idx = torch.tensor([3, 1, 7, 7, 2, 11, 0, 5, 1])
+    offsets = torch.tensor([0, 4, 4])                 # bag 1 is empty
+    last = torch.tensor([0, 3, 5, 9])                 # include_last_offset: 3 bags
+    weights = torch.rand(9)
+    tokens = torch.randint(0, 12, (3, 5))
+    doc = export_and_match(model, (tokens, idx, offsets, weights, last), tmp_path, ctx,
+                           more=[(torch.randint(0, 12, (2, 5)), idx[:6], torch.tensor([0, 2, 6]),
+                                  weights[:6], torch.tensor([0, 1, 2, 6]))])
+    kids = {c["name"]: c for c in doc["root"]["children"]}
+    assert kids["sum"]["config"]["padding_idx"] == 1
+    assert kids["max"]["config"]["include_last_offset"] is True
+    assert kids["max"]["config"]["mode"] == "max"
+
+
+def test_embedding_bag_as_the_whole_model(ctx, tmp_path):
+    """The second trace (other sizes) gets offsets that fit its indices, so
+    an EmbeddingBag with include_last_offset exports as it is."""
+    _need(ctx, "embedding_bag")
+    torch.manual_seed(1)
+    bag = nn.EmbeddingBag(10, 3, mode="max", include_last_offset=True)
+    export_and_match(bag, (torch.tensor([1, 2, 3, 4, 5, 6, 9]), torch.tensor([0, 2, 5, 7])),
+                     tmp_path, ctx, train=False)
+
+
+# ---- pooling with indices, unpooling ----------------------------------------
+
+class PoolUnpool(nn.Module):
+    def __init__(self, nd):
+        super().__init__()
+        conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
+        self.conv = conv(2, 3, 3, padding=1)
+        self.pool = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[nd](2,
+                                                                            return_indices=True)
+        self.unpool = {1: nn.MaxUnpool1d, 2: nn.MaxUnpool2d, 3: nn.MaxUnpool3d}[nd](2)
+
+    def forward(self, x):
+        y, i = self.pool(self.conv(x))
+        return self.unpool(torch.relu(y), i) + self.conv(x)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_pool_indices_and_unpool_modules(ctx, tmp_path, nd):
+    _need(ctx, f"conv{nd}d", f"max_pool{nd}d", f"max_unpool{nd}d")
+    torch.manual_seed(2)
+    model = PoolUnpool(nd)
+    shape = (2, 2) + (6,) * nd
+    doc = export_and_match(model, (torch.randn(*shape),), tmp_path, ctx,
+                           more=[(torch.randn(*((3, 2) + (6,) * nd)),)])
+    kids = {c["name"]: c for c in doc["root"]["children"]}
+    assert kids["pool"]["config"]["return_indices"] is True
+    assert kids["unpool"]["type"] == f"max_unpool{nd}d"
+
+
+class FunctionalPools(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        h = self.conv(x)
+        y, i = F.max_pool2d(h, 2, return_indices=True)
+        u = F.max_unpool2d(y, i, 2, output_size=h.shape[-2:])   # the default size
+        a, j = F.adaptive_max_pool2d(h, (3, 2), return_indices=True)
+        v, k = F.max_pool1d(h.flatten(2), 3, stride=3, return_indices=True)
+        w = F.max_unpool1d(v, k, 3, stride=3)     # (overlapping windows: PyTorch's
+        # gradient reaches both elements that name one index, nnmod's the last)
+        z = F.avg_pool1d(h.flatten(2), 2) + F.adaptive_avg_pool1d(h.flatten(2), 32)
+        return (u + h, a, j, w, z, F.max_pool2d(h, 3, 2, padding=1, ceil_mode=True),
+                F.adaptive_max_pool1d(h.flatten(2), 4))
+
+
+def test_functional_max_pooling_with_indices(ctx, tmp_path):
+    _need(ctx, "conv2d", "max_pool2d", "max_unpool2d", "adaptive_max_pool2d", "max_pool1d",
+          "max_unpool1d", "avg_pool1d", "adaptive_avg_pool1d", "adaptive_max_pool1d")
+    torch.manual_seed(3)
+    model = FunctionalPools()
+    doc = export_and_match(model, (torch.randn(2, 1, 8, 8),), tmp_path, ctx,
+                           more=[(torch.randn(4, 1, 8, 8),)])
+    types = _types(doc)
+    assert "max_unpool2d" in types and "adaptive_max_pool2d" in types
+
+
+def test_unpool_to_another_size_is_refused(ctx, tmp_path):
+    _need(ctx, "max_pool2d", "max_unpool2d")
+
+    class Odd(nn.Module):
+        def forward(self, x):
+            y, i = F.max_pool2d(x, 2, return_indices=True)
+            return F.max_unpool2d(y, i, 2, output_size=[7, 7])
+
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(Odd(), str(tmp_path / "o.json"), torch.randn(1, 1, 7, 7), ctx=ctx)
+    assert "output_size=[7, 7]" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- dropouts, interpolation, stochastic depth ----------------------------
+
+def test_feature_alpha_dropout_follows_the_mode(ctx, tmp_path):
+    _need(ctx, "conv2d", "feature_alpha_dropout")
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.FeatureAlphaDropout(0.3))
+    x = torch.randn(2, 3, 4, 4)
+    doc = export_and_match(model, (x,), tmp_path, ctx, train=False)
+    assert doc["root"]["children"][1]["type"] == "feature_alpha_dropout"
+    m = nnmod.from_manifest(str(tmp_path / "m.json"), ctx=ctx).train()
+    y = m(x.numpy()).numpy()
+    # train mode: whole channels take the dropped value alpha' * a * (p - 1)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x).numpy()
+    changed = ~np.isclose(y, ref).reshape(2, 4, -1).all(-1)
+    assert changed.any()
+    del m
+
+
+def test_interpolate_antialias(ctx, tmp_path):
+    _need(ctx, "conv2d", "upsample")
+
+    class Down(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return (F.interpolate(h, scale_factor=0.5, mode="bilinear", antialias=True) +
+                    F.interpolate(h, size=(8, 8), mode="bicubic", antialias=True,
+                                  align_corners=False).mean())
+
+    torch.manual_seed(5)
+    doc = export_and_match(Down(), (torch.randn(2, 2, 16, 16),), tmp_path, ctx)
+    ups = [c for c in doc["root"]["children"] if c["type"] == "upsample"]
+    assert all(c["config"]["antialias"] is True for c in ups)
+
+
+class Residual(nn.Module):
+    """torchvision's block pattern, written with the function."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.p = p
+
+    def forward(self, x):
+        from torchvision.ops import stochastic_depth
+        h = torch.tanh(self.fc(x))
+        d = F.dropout(h, self.p, self.training)       # y + h: h keeps its own value
+        return x + stochastic_depth(h, self.p, "row", self.training) + d + h
+
+
+def test_functional_stochastic_depth(ctx, tmp_path):
+    pytest.importorskip("torchvision")
+    _need(ctx, "stochastic_depth", "dropout", "tanh")
+    torch.manual_seed(6)
+    x = torch.randn(4, 6)
+    doc = export_and_match(Residual(0.2), (x,), tmp_path, ctx, train=False)
+    sd = [c for c in doc["root"]["children"] if c["type"] == "stochastic_depth"]
+    assert sd and sd[0]["config"] == {"p": 0.2, "mode": "row"}
+    # p = 1: train mode drops every sample's branch, deterministically, in
+    # both; the gradient reaches fc through the undropped `+ h` only
+    export_and_match(Residual(1.0), (x,), tmp_path, ctx, train=True)
+    # p = 0, or training=False: nothing
+    doc = export_and_match(Residual(0.0), (x,), tmp_path, ctx, train=True)
+    assert "stochastic_depth" not in _types(doc)
+
+
+def test_stochastic_depth_that_drops_in_eval_is_refused(ctx, tmp_path):
+    pytest.importorskip("torchvision")
+    from torchvision.ops import stochastic_depth
+
+    class Always(nn.Module):
+        def forward(self, x):
+            return stochastic_depth(x, 0.5, "row") + F.dropout(x, 0.2)
+
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(Always(), str(tmp_path / "a.json"), torch.randn(2, 3), ctx=ctx)
+    msg = str(e.value)
+    assert "torchvision.ops.stochastic_depth: training=True" in msg
+    assert "torch.nn.functional.dropout: training=True" in msg       # both, in one message
+    assert stochastic_depth.__code__.co_name == "stochastic_depth"  # restored
