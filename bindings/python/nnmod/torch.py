@@ -1603,6 +1603,10 @@ def _h_narrow(h, x, dim, start, length):
     return h.op("narrow", [x], dim=dim, start=int(start), length=int(length))
 
 
+def _h_flip(h, x, *dims, **kw):
+    return h.op("flip", [x], dims=_sizes(dims, kw, "dims"))
+
+
 def _h_select(h, x, dim, index):
     return h.op("select", [x], dim=dim, index=int(index))
 
@@ -2165,6 +2169,7 @@ OPS = {
     "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
     "expand_as": _h_expand_as, "repeat": _h_repeat, "chunk": _h_chunk, "split": _h_split,
     "unbind": _h_unbind, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
+    "flip": _h_flip,
     "cat": _h_cat, "concat": _h_cat, "concatenate": _h_cat, "stack": _h_stack,
     "roll": _h_roll, "pad": _h_pad,
     # elementwise, reductions, products (plugins/math_ops)
@@ -2621,6 +2626,15 @@ class _Build:
         order1 = list(f1.shapes.items())
         inserts = []
         for n1, n2 in zip(f1.nodes, f2.nodes):
+            if n1.layer == "narrow" and n1.cfg != n2.cfg:
+                # x.narrow(dim, start, length) with numbers that follow a
+                # dynamic dim: the same as x[:, start:start + length]
+                for n in (n1, n2):
+                    d, a, ln = n.cfg["dim"], n.cfg["start"], n.cfg["length"]
+                    n.layer = "getitem"
+                    n.cfg = {"index": [":"] * d + [f"{a}:{a + ln}" if a + ln != 0 else f"{a}:"]}
+                    if d < 0:
+                        n.cfg = {"index": ["..."] + [n.cfg["index"][-1]] + [":"] * (-d - 1)}
             for k, v1 in list(n1.cfg.items()):
                 v2 = n2.cfg.get(k)
                 if v1 == v2:
@@ -2699,47 +2713,146 @@ class _Build:
             f1.nodes[at:at] = new
 
     def dynamic_slice(self, f1, f2, n1, order1, v1, v2):
-        """x[:, :T] where T follows a dynamic dim (a position table cut to the
-        sequence length): arange(T read at run time) and index_select, T
-        found as an input's dim. Returns the nodes to put before n1 (which
-        becomes the index_select), or None."""
+        """A getitem whose numbers follow a dynamic dim, as slices relative to
+        the run-time sizes. Per index entry, with [a, b) the slice in the
+        input's dim of size L, n = b - a, e = L - b, in both traces:
+          * a and e the same: the static slice "a:-e" (x[:, :x.size(1) - 1]
+            is x[:, :-1]), and an int i with i - L the same is "-k";
+          * a the same, n an input's dim T (a position table cut to the
+            sequence, pos[:, s:s + t]): "a:", then arange(T, read at run
+            time) and index_select;
+          * e the same, n an input's dim T (the last T steps, h[:, -t:],
+            h[:, p.size(1):] of h = cat([p, x], 1)): ":-e", flip,
+            arange(T) and index_select, flip.
+        One entry may need nodes; the others must be static then. Returns
+        the nodes to put before n1 (which becomes the last of them), or None
+        (then reported)."""
         if len(v1) != len(v2):
             return None
-        diff = [i for i, (a, b) in enumerate(zip(v1, v2)) if a != b]
-        if len(diff) != 1:
+        s1 = self.shape2(f1, f1, n1.inputs[0])
+        s2 = self.shape2(f1, f2, n1.inputs[0])
+        if s1 is None or s2 is None or len(s1) != len(s2):
             return None
-        i = diff[0]
-        m1 = re.fullmatch(r"(0?):(-?\d+)", v1[i])
-        m2 = re.fullmatch(r"(0?):(-?\d+)", v2[i])
-        if not m1 or not m2 or "..." in v1[:i]:
+        e1 = list(v1)
+        dims = self.index_dims(v1, len(s1))
+        if dims is None:
             return None
-        e1, e2 = int(m1.group(2)), int(m2.group(2))
-        if e1 < 0 or e2 < 0:
+        todo = []
+        for i, (a_s, b_s) in enumerate(zip(v1, v2)):
+            if a_s == b_s:
+                continue
+            d_in, d_out = dims[i]
+            if d_in is None:
+                return None
+            L1, L2 = int(s1[d_in]), int(s2[d_in])
+            p1, p2 = self.parse_index(a_s), self.parse_index(b_s)
+            if p1 is None or p2 is None or type(p1) is not type(p2):
+                return None
+            if isinstance(p1, int):
+                k1 = p1 - L1 if p1 >= 0 else p1
+                k2 = p2 - L2 if p2 >= 0 else p2
+                if k1 != k2:
+                    return None
+                e1[i] = str(k1)
+                continue
+            a1, b1, st1 = p1.indices(L1)
+            a2, b2, st2 = p2.indices(L2)
+            if st1 != 1 or st2 != 1:
+                return None
+            b1, b2 = max(a1, b1), max(a2, b2)
+            if a1 == a2 and L1 - b1 == L2 - b2:
+                e = L1 - b1
+                e1[i] = (f"{a1}:" if a1 else ":") + (f"-{e}" if e else "")
+                continue
+            todo.append((i, d_out, a1, a2, b1, b2, L1, L2))
+        if not todo:
+            n1.cfg["index"] = e1
+            return []
+        if len(todo) > 1:
             return None
-        found = self.find_like(f1, f2, n1, order1, e1, e2)
+        i, d_out, a1, a2, b1, b2, L1, L2 = todo[0]
+        found = self.find_like(f1, f2, n1, order1, b1 - a1, b2 - a2)
         if found is None:
             return None
+        if a1 == a2:
+            from_end = False
+            e1[i] = f"{a1}:" if a1 else ":"
+        elif L1 - b1 == L2 - b2:
+            from_end = True
+            e1[i] = f":-{L1 - b1}" if L1 - b1 else ":"
+        else:
+            return None
         ref, d = found
-        out_dim = sum(1 for e in v1[:i] if e != "..." and not re.fullmatch(r"-?\d+", e))
         new = []
-        ar = f1.fresh("arange")
-        a = _Node("op", ar, "arange", [ref], {"end": e1, "dtype": "int64", "from_input": [0],
-                                             "from_dim": [d]}, where=n1.where, fn=n1.fn)
-        a.name = ar
-        new.append(a)
+
+        def node(layer, inputs, cfg):
+            name = f1.fresh(layer)
+            nd = _Node("op", name, layer, inputs, cfg, where=n1.where, fn=n1.fn)
+            nd.name = name
+            new.append(nd)
+            return name
+
         src = n1.inputs[0]
-        rest = list(v1)
-        rest[i] = ":"
-        if any(e != ":" for e in rest):
-            g = f1.fresh("getitem")
-            gn = _Node("op", g, "getitem", [src], {"index": rest}, where=n1.where, fn=n1.fn)
-            gn.name = g
-            new.append(gn)
-            src = g
-        n1.layer = "index_select"
-        n1.inputs = [src, ar]
-        n1.cfg = {"dim": out_dim}
+        if any(e != ":" for e in e1):
+            src = node("getitem", [src], {"index": e1})
+        if from_end:
+            src = node("flip", [src], {"dims": [d_out]})
+        ar = node("arange", [ref], {"end": b1 - a1, "dtype": "int64", "from_input": [0],
+                                    "from_dim": [d]})
+        if from_end:
+            src = node("index_select", [src, ar], {"dim": d_out})
+            n1.layer, n1.inputs, n1.cfg = "flip", [src], {"dims": [d_out]}
+        else:
+            n1.layer, n1.inputs, n1.cfg = "index_select", [src, ar], {"dim": d_out}
         return new
+
+    @staticmethod
+    def parse_index(e):
+        """An index entry string as an int or a slice (None for None, ...)."""
+        if re.fullmatch(r"-?\d+", e):
+            return int(e)
+        m = re.fullmatch(r"(-?\d*):(-?\d*)(?::(-?\d*))?", e)
+        if not m:
+            return None
+        a, b, st = (int(g) if g not in (None, "") else None for g in m.groups())
+        return slice(a, b, st)
+
+    @staticmethod
+    def index_dims(entries, ndim):
+        """Per index entry: (its dim in the input, in the output); None for
+        an entry that is None or '...'."""
+        real = [e for e in entries if e not in ("None", "...")]
+        if entries.count("...") > 1:
+            return None
+        out, d_in, d_out = [], 0, 0
+        for e in entries:
+            if e == "None":
+                out.append((None, None))
+                d_out += 1
+            elif e == "...":
+                out.append((None, None))
+                k = ndim - len(real)
+                d_in += k
+                d_out += k
+            elif re.fullmatch(r"-?\d+", e):
+                out.append((d_in, None))
+                d_in += 1
+            else:
+                out.append((d_in, d_out))
+                d_in += 1
+                d_out += 1
+        return out
+
+    @staticmethod
+    def shape2(f1, f2, ref):
+        """The shape in the second trace of what ref names in the first."""
+        if isinstance(ref, tuple):
+            uids = {a.uid: b.uid for a, b in zip(f1.nodes, f2.nodes)}
+            ref = ("@", uids.get(ref[1]), ref[2])
+        if ref in f2.shapes:
+            return f2.shapes[ref]
+        own = f2.used_own.get(ref)            # a parameter or buffer of the graph
+        return tuple(own[1].shape) if own is not None else None
 
     @staticmethod
     def find_like(f1, f2, node, order1, a, b):
@@ -2915,19 +3028,25 @@ def _vary(xs, spec, offsets=None):
     """The inputs of the second trace: every dynamic dim at another size.
     Dims of equal size in the example are taken to be one size (the batch
     of the tokens and of their mask); each such size gets a new value that
-    no other has (so a size read from the second trace names its dim): a
-    size of 1 or 2 grows by one, a larger one shrinks by one (a position
-    table cut to the sequence stays long enough)."""
+    no other has (so a size read from the second trace names its dim), and
+    each changes by an amount no other does (so a difference of two sizes,
+    y[:, -x.size(1):], changes too and is not taken for a constant): from
+    the largest size down, a size above 2 shrinks by 1, 2, 3, ... (a
+    position table cut to the sequence stays long enough), a size of 1 or 2
+    grows by the first amount still free."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
     taken = set(olds)
+    used = set()
     new = {}
-    for v in olds:
-        steps = [1, -1, 2, -2, 3, -3] if v <= 2 else [-1, 1, -2, 2, -3, 3]
+    for v in sorted(olds, reverse=True):
+        steps = [k for j in range(1, v) for k in (-j,)] if v > 2 else []
+        steps += list(range(1, 2 * len(olds) + 4))
         for k in steps:
             w = v + k
-            if w >= 1 and w not in taken:
+            if w >= 1 and w not in taken and k not in used:
                 new[v] = w
                 taken.add(w)
+                used.add(k)
                 break
     out = []
     for i, x in enumerate(xs):

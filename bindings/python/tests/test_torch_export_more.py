@@ -306,3 +306,53 @@ def test_stochastic_depth_that_drops_in_eval_is_refused(ctx, tmp_path):
     assert "torchvision.ops.stochastic_depth: training=True" in msg
     assert "torch.nn.functional.dropout: training=True" in msg       # both, in one message
     assert stochastic_depth.__code__.co_name == "stochastic_depth"  # restored
+
+
+# ---- slices whose numbers follow a dynamic dim -----------------------------
+
+class Slices(nn.Module):
+    """Slices and indices written with sizes read from the inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.pos = nn.Parameter(torch.randn(1, 20, 4))
+        self.prefix = nn.Parameter(torch.randn(1, 3, 4))
+
+    def forward(self, x, y):
+        n, t, _ = x.shape
+        h = torch.cat([self.prefix.expand(n, -1, -1), self.fc(x)], 1)
+        a = h[:, -t:]                        # the last t steps
+        b = h[:, self.prefix.size(1):]       # after the prefix
+        c = h[:, :h.size(1) - 1]             # x[:, :-1]
+        d = self.pos[:, 2:2 + t]             # a static start, a dynamic length
+        e = h[:, h.size(1) - 1]              # h[:, -1]
+        f = h.narrow(1, 3, t)
+        g = y[:, -x.size(1):]                # y longer than x: the end of y
+        k = y.narrow(1, y.size(1) - t, t)    # the same
+        return a + b + d + f + g * k, c.sum(1) + e
+
+
+def test_slices_follow_dynamic_dims(ctx, tmp_path):
+    _need(ctx, "getitem", "flip", "arange", "index_select", "concat", "expand")
+    torch.manual_seed(7)
+    model = Slices()
+    x, y = torch.randn(2, 5, 4), torch.randn(2, 9, 4)
+    more = [(torch.randn(3, T, 4), torch.randn(3, U, 4))
+            for T, U in ((3, 7), (8, 12), (1, 2), (5, 5))]
+    doc = export_and_match(model, (x, y), tmp_path, ctx, more=more,
+                           dynamic_dims={0: [0, 1], 1: [0, 1]})
+    kinds = {c["name"]: c for c in doc["root"]["children"]}
+    assert any(c["type"] == "flip" for c in kinds.values())      # y[:, -t:]
+    assert not doc["root"]["config"].get("buffers")
+
+
+def test_slice_of_an_unrelated_size_is_reported(ctx, tmp_path):
+    class Strided(nn.Module):
+        def forward(self, x):
+            return x[:, :: x.size(1) // 4] * 2      # a step that follows the length
+
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(Strided(), str(tmp_path / "h.json"), torch.randn(2, 8),
+                           ctx=ctx, dynamic_dims=[0, 1])
+    assert "depends on a dynamic dim" in str(e.value)
