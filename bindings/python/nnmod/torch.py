@@ -3271,7 +3271,7 @@ def _check(model, path, xs, ctx, rtol, atol):
     if len(want) > 1 and m.layer_type != "graph":
         # the model is one layer of several outputs (nn.LSTM: output, h_n,
         # c_n): asked for all of them, as a graph node would
-        m._n_out = len(want)
+        m.n_outputs = len(want)
     with no_grad():
         got = m(*[tensor(x.detach().cpu().numpy(), ctx=ctx) for x in xs])
     got = _outputs_list(got)

@@ -356,3 +356,36 @@ def test_slice_of_an_unrelated_size_is_reported(ctx, tmp_path):
         nnmod.torch.export(Strided(), str(tmp_path / "h.json"), torch.randn(2, 8),
                            ctx=ctx, dynamic_dims=[0, 1])
     assert "depends on a dynamic dim" in str(e.value)
+
+
+# ---- a single layer of several outputs --------------------------------------
+
+def test_single_layer_model_gives_all_its_outputs(ctx, tmp_path):
+    """An exported nn.LSTM is the `lstm` layer itself: called plainly it
+    returns its output; n_outputs asks for (output, h_n, c_n), as PyTorch's
+    out, (h_n, c_n)."""
+    _need(ctx, "lstm", "gru")
+    torch.manual_seed(8)
+    lstm = nn.LSTM(4, 6, num_layers=2, batch_first=True).eval()
+    x = torch.randn(3, 5, 4)
+    manifest, _ = nnmod.torch.export(lstm, str(tmp_path / "l.json"), x, ctx=ctx)
+    m = nnmod.from_manifest(manifest, ctx=ctx).eval()
+    with torch.no_grad():
+        out, (h, c) = lstm(x)
+    assert m.n_outputs == 1
+    np.testing.assert_allclose(m(x.numpy()).numpy(), out.numpy(), rtol=1e-5, atol=1e-6)
+    got = m(x.numpy(), n_outputs=3)                 # one call
+    assert len(got) == 3
+    for g, w in zip(got, (out, h, c)):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    m.n_outputs = 3                                 # from now on
+    assert m.n_outputs == 3 and len(m(x.numpy())) == 3
+    with pytest.raises(ValueError):
+        m.n_outputs = 0
+    gru = nn.GRU(4, 6).eval()
+    manifest, _ = nnmod.torch.export(gru, str(tmp_path / "g.json"), torch.randn(5, 2, 4),
+                                     ctx=ctx)
+    g = nnmod.from_manifest(manifest, ctx=ctx)
+    y, hn = g(torch.randn(5, 2, 4).numpy(), n_outputs=2)
+    assert list(hn.shape) == [1, 2, 6]
+    del m, got, g, y, hn
