@@ -990,8 +990,10 @@ class _Tracer(TorchFunctionMode):
                                      bool(getattr(mod, "include_last_offset", False))))
         if cls == "MultiheadAttention" and arg.get("average_attn_weights", True) is not True \
                 and arg.get("need_weights", True):
-            self.report.add("construct", "MultiheadAttention(average_attn_weights=False): "
-                            "nnmod gives the weights averaged over heads", self.where())
+            self.report.add("construct", "per-head attention weights (MultiheadAttention "
+                            "called with average_attn_weights=False): nnmod's "
+                            "multihead_attention gives the weights averaged over heads",
+                            self.where())
         order = LEAF_INPUTS.get(cls)
         if order is not None:
             return self.leaf_args_ordered(mod, order, params, arg)
@@ -1044,7 +1046,8 @@ class _Tracer(TorchFunctionMode):
         while items and items[-1] is _ABSENT:
             items.pop()                # trailing optional inputs: not passed at all
         for p in params:
-            if p.name in known or p.name not in arg or p.name in _LEAF_FLAGS:
+            if p.name in known or p.name not in arg or p.name in _LEAF_FLAGS or \
+                    p.name == "average_attn_weights":     # said above where it matters
                 continue
             v = arg[p.name]
             if v is not None and v is not p.default and v != p.default:
@@ -2902,7 +2905,7 @@ def _patched_call(tracer):
 
     getitem.__name__ = "__getitem__"
     getitem.__qualname__ = "Tensor.__getitem__"
-    sd = _patch_stochastic_depth(tracer)
+    unpatch = _patch_python(tracer)
     torch.nn.Module.__call__ = call
     torch.Tensor.__getitem__ = getitem
     try:
@@ -2913,31 +2916,13 @@ def _patched_call(tracer):
             torch.Tensor.__getitem__ = orig_getitem
         else:
             del torch.Tensor.__getitem__
-        if sd is not None:
-            sd()
+        unpatch()
 
 
-_SD_HOOK = "_nnmod_export_stochastic_depth"
-
-
-def _sd_trampoline(input, p, mode, training=True):
-    return _nnmod_export_stochastic_depth(input, p, mode, training)  # noqa: F821
-
-
-def _patch_stochastic_depth(tracer):
+def _hook_stochastic_depth(tracer, real):
     """torchvision.ops.stochastic_depth is Python, not a torch function, and
     returns its input at once when training is false (self.training while
-    traced): the trace would not see it. While tracing, the function's code
-    is a trampoline to the tracer (so a name imported with `from
-    torchvision.ops import stochastic_depth` is caught too). Returns the
-    undo, or None where torchvision's module is not imported."""
-    mod = sys.modules.get("torchvision.ops.stochastic_depth")
-    fn = getattr(mod, "stochastic_depth", None) if mod is not None else None
-    if not isinstance(fn, types.FunctionType) or fn.__closure__:
-        return None
-    code = fn.__code__
-    real = types.FunctionType(code, fn.__globals__, "stochastic_depth", fn.__defaults__)
-
+    traced): the trace would not see it. It is recorded as a function."""
     def traced(input, p, mode, training=True):
         # the eval value as a new tensor (the node's own output)
         return real(input, p, mode, False).view_as(input)
@@ -2952,14 +2937,71 @@ def _patch_stochastic_depth(tracer):
             return real(input, p, mode, bool(training))
         return tracer.__torch_function__(traced, (torch.Tensor,), (input, p, mode, training),
                                          {})
+    return hook
 
-    fn.__globals__[_SD_HOOK] = hook
-    fn.__code__ = _sd_trampoline.__code__
 
-    def undo():
-        fn.__code__ = code
-        fn.__globals__.pop(_SD_HOOK, None)
-    return undo
+_PACKED = ("packed sequences (torch.nn.utils.rnn.pack_padded_sequence, pack_sequence, "
+           "pad_packed_sequence): nnmod's recurrent layers take the padded batch (mask "
+           "the padding, or pick each sequence's last output by its length)")
+
+
+def _hook_packed(tracer, real):
+    """pack_padded_sequence and friends: reported once each, as what they
+    are (not as the sort, scatter and .cpu() they run inside); what they
+    return is unknown to the graph ("?"), so nothing downstream is taken
+    for a constant."""
+    def hook(*args, **kwargs):
+        if tracer.suspended or tracer.internal or not tracer.stack:
+            return real(*args, **kwargs)
+        frame = tracer.stack[-1]
+        tracer.report.add("construct", _PACKED, tracer.where())
+        tracer.suspended += 1
+        try:
+            out = real(*args, **kwargs)
+        finally:
+            tracer.suspended -= 1
+        for t in _flat(out):
+            frame.bind(t, "?")
+        return out
+    return hook
+
+
+# Python functions of other modules the trace must see, though they are not
+# torch functions: (module, name, hook factory (tracer, the real function)).
+_PY_HOOKS = [
+    ("torchvision.ops.stochastic_depth", "stochastic_depth", _hook_stochastic_depth),
+    ("torch.nn.utils.rnn", "pack_padded_sequence", _hook_packed),
+    ("torch.nn.utils.rnn", "pack_sequence", _hook_packed),
+    ("torch.nn.utils.rnn", "pad_packed_sequence", _hook_packed),
+]
+
+
+def _patch_python(tracer):
+    """While tracing, each function of _PY_HOOKS (where its module is
+    imported) runs a trampoline to its hook: the function object's code is
+    swapped, so names imported with `from torchvision.ops import
+    stochastic_depth` are caught too. Returns the undo."""
+    undo = []
+    for modname, fname, factory in _PY_HOOKS:
+        mod = sys.modules.get(modname)
+        fn = getattr(mod, fname, None) if mod is not None else None
+        if not isinstance(fn, types.FunctionType) or fn.__closure__:
+            continue
+        code = fn.__code__
+        real = types.FunctionType(code, fn.__globals__, fname, fn.__defaults__)
+        real.__kwdefaults__ = fn.__kwdefaults__
+        gname = f"_nnmod_export_hook_{fname}"
+        ns = {}
+        exec(f"def {fname}(*args, **kwargs):\n    return {gname}(*args, **kwargs)\n", ns)
+        fn.__globals__[gname] = factory(tracer, real)
+        fn.__code__ = ns[fname].__code__
+        undo.append((fn, code, gname))
+
+    def restore():
+        for fn, code, gname in reversed(undo):
+            fn.__code__ = code
+            fn.__globals__.pop(gname, None)
+    return restore
 
 
 def _run_trace(ex, model, xs, report):

@@ -389,3 +389,43 @@ def test_single_layer_model_gives_all_its_outputs(ctx, tmp_path):
     y, hn = g(torch.randn(5, 2, 4).numpy(), n_outputs=2)
     assert list(hn.shape) == [1, 2, 6]
     del m, got, g, y, hn
+
+
+# ---- what nnmod cannot hold: said in one message ----------------------------
+
+class PackedAndPerHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+        self.bi = nn.Bilinear(8, 8, 2)
+
+    def forward(self, x, lengths):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+        a, w = self.att(x, x, x, average_attn_weights=False)
+        p = pack_padded_sequence(a, lengths, batch_first=True, enforce_sorted=False)
+        o, _ = self.lstm(p)
+        o, _ = pad_packed_sequence(o, batch_first=True)
+        h = o.sum(1) + w.sum((1, 2, 3))[:, None]
+        return self.bi(h, torch.cosh(h))
+
+
+def test_packed_sequences_and_per_head_weights_are_named(ctx, tmp_path):
+    """Each is named once as what it is (not as the sort, scatter_ and
+    .cpu() pack_padded_sequence runs inside), with everything else missing,
+    in one message; nothing is written."""
+    model = PackedAndPerHead()
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(model, str(tmp_path / "p.json"),
+                           (torch.randn(2, 5, 8), torch.tensor([5, 3])), ctx=ctx)
+    msg = str(e.value)
+    assert "per-head attention weights" in msg and "average_attn_weights=False" in msg
+    assert "packed sequences" in msg and "(2x)" in msg
+    assert "Bilinear" in msg and "torch.cosh" in msg
+    for noise in ("torch.sort", "scatter_", "Tensor.cpu", "empty_like", "as_tensor"):
+        assert noise not in msg
+    assert msg.count("average_attn_weights") == 1
+    assert list(tmp_path.iterdir()) == []
+    import torch.nn.utils.rnn as rnn
+    assert rnn.pack_padded_sequence.__code__.co_name == "pack_padded_sequence"
+    assert "lengths" in rnn.pack_padded_sequence.__code__.co_varnames     # restored
