@@ -644,12 +644,19 @@ class _Tracer(TorchFunctionMode):
                 ref = self.recompute(frame, t, name)
                 if ref is not None:
                     return ref
-                note = (f"the non-persistent buffer '{frame.path + '.' if frame.path else ''}"
-                        f"{name}' is a buffer of the graph, saved with the weights: nnmod's "
-                        "graphs have no non-persistent buffers, so a PyTorch state dict "
-                        "loads into this manifest with strict=False only")
-                if note not in self.report.notes:
-                    self.report.notes.append(note)
+                if _const_form(tensor) is not None and self.ex.graph_has("constants"):
+                    # a graph constant: its values travel in the manifest
+                    if tensor.dtype == torch.bool:
+                        frame.f01.add(name)        # f32 0/1 in nnmod, as a comparison's
+                else:
+                    note = (f"the non-persistent buffer '{frame.path + '.' if frame.path else ''}"
+                            f"{name}' is a buffer of the graph, saved with the weights (the "
+                            "loaded graph plugin has no `constants`, or the tensor is larger "
+                            f"than {_CONST_MAX >> 20} MiB or of a dtype they do not hold), so "
+                            "a PyTorch state dict loads into this manifest with strict=False "
+                            "only")
+                    if note not in self.report.notes:
+                        self.report.notes.append(note)
             frame.used_own[name] = (is_buf, tensor)
             return name
         if id(t) in self.params:
@@ -1577,10 +1584,15 @@ def _h_getitem_f32(h, x, idx, orig):
         # x[index] / x[:, index] with one integer index tensor: index_select
         k = tens[0]
         i = idx[k]
-        if len(tens) > 1 or i.dtype != torch.int64 or any(
-                j != slice(None) for n, j in enumerate(idx) if n != k):
+        if len(tens) > 1 or i.dtype != torch.int64 or sum(j is Ellipsis for j in idx) > 1 or \
+                any(j != slice(None) and j is not Ellipsis
+                    for n, j in enumerate(idx) if n != k):
             raise _Unsup("indexing with a tensor other than x[..., index] with one int64 "
                          "index (gather / boolean mask)")
+        if any(j is Ellipsis for j in idx[:k]):       # x[..., index]: k from the end
+            k = orig.dim() - (len(idx) - k)
+        elif any(j is Ellipsis for j in idx):
+            pass                                        # x[:, index, ...]: k as written
         if i.dim() == 1:
             return h.op("index_select", [x, i], dim=k)
         flat = h.op("reshape", [i], shape=[-1])
@@ -2366,6 +2378,36 @@ class _Exporter:
         return node
 
 
+# the largest constant (bytes of its values) written into the manifest
+# (base64, 4/3 of it); larger ones go to the weights file as buffers
+_CONST_MAX = 4 << 20
+
+
+def _const_form(t):
+    """(dtype word, little-endian bytes) of a tensor a graph constant can
+    hold: f32 (any floating dtype, and bool as 0/1) or i64; None for other
+    dtypes and above _CONST_MAX bytes."""
+    if t.dtype == torch.int64:
+        word, a = "i64", t.detach().cpu().numpy().astype("<i8")
+    elif t.is_floating_point() or t.dtype == torch.bool:
+        word, a = "f32", t.detach().cpu().float().numpy().astype("<f4")
+    else:
+        return None
+    if a.nbytes > _CONST_MAX:
+        return None
+    return word, np.ascontiguousarray(a).tobytes()
+
+
+def _const_entry(name, t):
+    """A graph `constants` entry: "NAME: [D0, ...] DTYPE base64:DATA"."""
+    form = _const_form(t)
+    if form is None:
+        return None
+    import base64
+    shape = ", ".join(str(int(d)) for d in t.shape)
+    return f"{name}: [{shape}] {form[0]} base64:{base64.b64encode(form[1]).decode('ascii')}"
+
+
 def _all_tensors(model):
     sd = dict(model.state_dict())
     for n, b in model.named_buffers():
@@ -2576,15 +2618,25 @@ class _Build:
             elif any(r.startswith(cname + ".") for r in called_rel):
                 kids.append(dict(name=cname, **self.holder(c, p, called_rel, cname)))
         cfg = {"inputs": frame.inputs, "nodes": nodes, "outputs": outs}
-        params, buffers = [], []
+        params, buffers, constants = [], [], []
+        use_consts = self.ex.graph_has("constants")
         for name, t in frame.consts.items():
+            entry = _const_entry(name, t) if use_consts else None
+            if entry is not None:
+                constants.append(entry)       # the values in the manifest
+                continue
             key = f"{path}.{name}" if path else name
-            self.consts[key] = t
+            self.consts[key] = t              # the values in the weights file
             shape = ", ".join(str(int(d)) for d in t.shape)
             buffers.append(f"{name}: [{shape}]" + (" i64" if t.dtype == torch.int64 else ""))
+        non_persistent = getattr(m, "_non_persistent_buffers_set", ())
         for name, (is_buf, t) in frame.used_own.items():
             shape = ", ".join(str(int(d)) for d in t.shape)
-            if is_buf:
+            entry = _const_entry(name, t) if use_consts and is_buf and \
+                name in non_persistent else None
+            if entry is not None:
+                constants.append(entry)
+            elif is_buf:
                 if t.dtype == torch.int64:
                     buffers.append(f"{name}: [{shape}] i64")
                 elif t.is_floating_point():
@@ -2596,6 +2648,7 @@ class _Build:
                 params.append(f"{name}: [{shape}]")
         for key, val, what in (("parameters", params, "its own parameters"),
                                ("buffers", buffers, "its own buffers"),
+                               ("constants", constants, "constant tensors"),
                                ("output_names", frame.output_names, "a dict output")):
             if val:
                 if not self.ex.graph_has(key):

@@ -429,3 +429,61 @@ def test_packed_sequences_and_per_head_weights_are_named(ctx, tmp_path):
     import torch.nn.utils.rnn as rnn
     assert rnn.pack_padded_sequence.__code__.co_name == "pack_padded_sequence"
     assert "lengths" in rnn.pack_padded_sequence.__code__.co_varnames     # restored
+
+
+# ---- non-persistent buffers and tensors made in forward: graph constants ----
+
+class Rotary(nn.Module):
+    """Hugging Face's pattern: tables registered with persistent=False
+    (rotary frequencies, a band mask with -inf, a bool keep mask, an index
+    table), a constant made with torch.tensor in forward, and one
+    persistent buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        inv = 1.0 / (10000 ** (torch.arange(0, 8, 2).float() / 8))
+        self.register_buffer("inv_freq", inv, persistent=False)
+        band = torch.full((6, 6), float("-inf"))
+        band[:, :3] = 0
+        band[2, 4] = 0
+        self.register_buffer("band", band, persistent=False)
+        self.register_buffer("keep", torch.tensor([1, 0, 1, 1, 0, 1, 1, 0]).bool(),
+                             persistent=False)
+        self.register_buffer("idx", torch.tensor([3, 1, 2, 0]), persistent=False)
+        self.register_buffer("stat", torch.rand(8) + 0.5)
+
+    def forward(self, x):
+        t = torch.arange(x.size(1), dtype=torch.float32)
+        f = t[:, None] * self.inv_freq[None, :]
+        h = self.fc(x) + torch.cat([f.sin(), f.cos()], -1)
+        w = torch.softmax(h @ h.transpose(1, 2) + self.band, -1) @ h
+        bias = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+        return (w.masked_fill(~self.keep, 0.0) * self.stat + bias +
+                h[..., self.idx].sum(-1, keepdim=True))
+
+
+def test_non_persistent_buffers_are_graph_constants(ctx, tmp_path):
+    """Their values travel in the manifest (graph `constants`), so the
+    manifest's state dict is exactly PyTorch's and a PyTorch state dict
+    loads strictly; -inf and bool values are exact."""
+    if not nnmod.torch._Exporter(ctx).graph_has("constants"):
+        pytest.skip("the loaded graph plugin has no constants")
+    _need(ctx, "sin", "cos", "softmax", "masked_fill", "index_select")
+    torch.manual_seed(9)
+    model = Rotary()
+    x = torch.randn(2, 6, 8)
+    doc = export_and_match(model, (x,), tmp_path, ctx, more=[(torch.randn(5, 6, 8),)])
+    cfg = doc["root"]["config"]
+    names = [c.split(":")[0] for c in cfg["constants"]]
+    assert {"inv_freq", "band", "keep", "idx"} <= set(names)
+    assert cfg["buffers"] == ["stat: [8]"]
+    assert "constants" not in doc["metadata"]             # nothing in the weights file
+    m = nnmod.from_manifest(str(tmp_path / "m.json"), ctx=ctx)
+    assert sorted(m.state_dict()) == sorted(model.state_dict())
+    m.load_state_dict({k: v.numpy() for k, v in model.state_dict().items()}, strict=True)
+    band = dict(m.named_buffers())["band"].numpy()
+    np.testing.assert_array_equal(band, model.band.numpy())          # -inf exact
+    rep = nnmod.torch.check(model, x, ctx=ctx, verbose=False)
+    assert rep.ok and not rep.notes
+    del m
