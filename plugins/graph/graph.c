@@ -39,6 +39,17 @@
  *            with it, read by REF like a buffer; their values travel in the
  *            config, so in the manifest itself. Needs the host slots
  *            buffer_new_v2, tensor_from_host and op_update (ABI 1.5).
+ *   reads    list of strings, default [] (1.2): parameters and buffers of
+ *            DESCENDANTS the graph reads directly, by their state-dict name
+ *            below the graph, a dotted path of at least two components
+ *            (PyTorch's self.emb.weight in `h @ self.emb.weight.T`: weight
+ *            tying; a child norm's weight), quoted as node paths are:
+ *                "emb.weight", "`block 1`.conv.weight"
+ *            A REF names it by the same text. The owner keeps it (state dict,
+ *            training, moves); the graph looks it up when mapped (a name that
+ *            is no descendant's tensor fails) and again at each forward, so a
+ *            tie made later is followed; the gradient reaches the owner.
+ *            Needs the host slot descendant_tensor (ABI 1.5).
  *   nodes    list of strings, required. One entry per node, in either form:
  *                "PATH: REF, REF, ..."        (v1; "PATH:" takes no inputs)
  *                "NODE = PATH(REF, REF, ...)" (v2; "NODE = PATH()" none)
@@ -117,6 +128,9 @@
  *   config.constants[0]: expected "name: [d0, d1, ...] dtype base64:DATA", got "c: [2]"
  *   config.constants[0]: bad base64 character at byte 3 of the data
  *   config.constants[0]: the data is not base64 of 8 bytes (2 f32 values, little-endian)
+ *   config.reads[0]: expected "module.path.tensor" (a descendant's parameter or
+ *     buffer), got "w"
+ *   config.reads[0]: duplicate name 'a.w' (as reads[...]), or an input's name
  *   config.parameters[1]: duplicate name 'w' (as parameters[0])
  *                    (also "as buffers[0]", "as constants[0]")
  *   config.parameters[0]: 'x' is the name of a graph input
@@ -130,6 +144,8 @@
  *     1.4, lacks it)
  *   config.constants needs the host slots buffer_new_v2, tensor_from_host and
  *     op_update (this host, ABI 1.4, lacks them)
+ *   config.reads needs the host slot descendant_tensor (this host, ABI 1.4,
+ *     lacks it)
  * (an f32 buffer of zeros or ones uses the 1.0 slot buffer_new, so such a
  * graph runs on any host of ABI >= 1.2). The names of parameters and buffers
  * are checked here (a name the runtime would refuse is bad syntax: control
@@ -147,6 +163,7 @@
  * each dotted PATH up (host->descendant_info), and fails with NNM_E_INVALID on:
  *   config.nodes[3]: no child module named 'conv9'
  *   config.nodes[3]: no descendant module named 'heads.5'
+ *   config.reads[0]: no parameter or buffer 'emb.wieght' below the graph
  *   child 'foo' is not a node of the graph (config.nodes has no entry "foo: ..."
  *     nor "foo.NAME: ...")  (nor a v2 node calling it)
  *   config.nodes[2]: child 'fc1' takes 1 input, the node lists 2
@@ -155,8 +172,8 @@
  *     "descendant" for a dotted node)
  * Every child must be called by a node, or be the first component of a
  * dotted PATH (a module_list or module_dict holding the descendants the
- * graph calls), or both. A module of fixed arity is called with its
- * n_outputs outputs; one with NNM_ARITY_ANY outputs with (the highest K
+ * graph calls) or of an entry of config.reads, or both. A module of fixed
+ * arity is called with its n_outputs outputs; one with NNM_ARITY_ANY outputs with (the highest K
  * referenced) + 1 of them (per node: two nodes calling it may differ).
  *
  * forward runs the nodes in order: a plain PATH through host->child_call
@@ -222,14 +239,15 @@ typedef struct graph_node {
 } graph_node;
 
 /* A parameter, buffer or constant of the graph module itself. */
-enum { GRAPH_PARAM = 0, GRAPH_BUFFER = 1, GRAPH_CONST = 2 };
-static const char *const graph_tensor_keys[] = {"parameters", "buffers", "constants"};
+enum { GRAPH_PARAM = 0, GRAPH_BUFFER = 1, GRAPH_CONST = 2, GRAPH_READ = 3 };
+static const char *const graph_tensor_keys[] = {"parameters", "buffers", "constants", "reads"};
 
 typedef struct graph_tensor {
     char *name;
-    nnm_tensor *t; /* borrowed: the module owns it (the handle survives moves) */
-    int kind;       /* GRAPH_PARAM, GRAPH_BUFFER or GRAPH_CONST */
-    uint32_t entry; /* index in config.parameters, config.buffers or config.constants */
+    nnm_tensor *t; /* borrowed: the module owns it (the handle survives moves); a
+                    * GRAPH_READ's owner is a descendant: looked up at each forward */
+    int kind;       /* GRAPH_PARAM, GRAPH_BUFFER, GRAPH_CONST or GRAPH_READ */
+    uint32_t entry; /* index in config.parameters, .buffers, .constants or .reads */
 } graph_tensor;
 
 typedef struct graph_state {
@@ -554,7 +572,10 @@ static uint32_t sym_insert(graph_state *s, uint32_t src) {
 }
 
 static const char *tensor_kind(const graph_tensor *t) {
-    return t->kind == GRAPH_CONST ? "constant" : t->kind == GRAPH_BUFFER ? "buffer" : "parameter";
+    return t->kind == GRAPH_READ    ? "descendant's tensor"
+           : t->kind == GRAPH_CONST  ? "constant"
+           : t->kind == GRAPH_BUFFER ? "buffer"
+                                     : "parameter";
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1012,6 +1033,77 @@ static nnm_status parse_tensors(nnm_env *env, graph_state *s, const char *key,
     return NNM_OK;
 }
 
+/* config.reads (1.2): descendants' tensors the graph reads by their dotted
+ * state-dict names ("emb.weight"); found by host->descendant_tensor when the
+ * graph is mapped and again at each forward. */
+static nnm_status parse_reads(nnm_env *env, graph_state *s, const char *const *entries, size_t n) {
+    const nnm_host *h = env->host;
+    char q[GRAPH_SHOW];
+    if (n > 0 && !NNM_HOST_HAS(h, descendant_tensor))
+        return h->set_error(env, NNM_E_VERSION,
+                            "config.reads needs the host slot descendant_tensor (this host, ABI "
+                            "%u.%u, lacks it)",
+                            (unsigned)h->abi_major, (unsigned)h->abi_minor);
+    for (size_t i = 0; i < n; i++) {
+        span e = span_of(entries[i]);
+        char *buf = malloc(e.n + 1);
+        if (buf == NULL)
+            return h->set_error(env, NNM_E_NOMEM, "out of memory for the graph's reads");
+        size_t len;
+        uint32_t nc, hl;
+        if (!whole_name(e, buf, &len, &nc, &hl) || nc < 2 || !utf8_ok(buf)) {
+            free(buf);
+            return h->set_error(env, NNM_E_INVALID,
+                                "config.reads[%u]: expected \"module.path.tensor\" (a "
+                                "descendant's parameter or buffer), got \"%s\"",
+                                (unsigned)i, shown(e, q));
+        }
+        const uint32_t k = s->n_tensors;
+        s->tensors[k] = (graph_tensor){buf, NULL, GRAPH_READ, (uint32_t)i};
+        s->n_tensors = k + 1;
+        uint32_t other = sym_insert(s, GRAPH_REF_TENSOR | k);
+        if (other != GRAPH_NONE) {
+            s->n_tensors = k;
+            s->tensors[k].name = NULL;
+            nnm_status st;
+            if (other & GRAPH_REF_INPUT)
+                st = h->set_error(env, NNM_E_INVALID,
+                                  "config.reads[%u]: '%s' is the name of a graph input",
+                                  (unsigned)i, shown_z(buf, q));
+            else {
+                const graph_tensor *t = &s->tensors[other & ~GRAPH_REF_KIND];
+                st = h->set_error(env, NNM_E_INVALID,
+                                  "config.reads[%u]: duplicate name '%s' (as %s[%u])", (unsigned)i,
+                                  shown_z(buf, q), graph_tensor_keys[t->kind],
+                                  (unsigned)t->entry);
+            }
+            free(buf);
+            return st;
+        }
+    }
+    return NNM_OK;
+}
+
+/* Looks up the descendants' tensors of config.reads (borrowed). */
+static nnm_status resolve_reads(nnm_env *env, graph_state *s) {
+    const nnm_host *h = env->host;
+    char q[GRAPH_SHOW];
+    for (uint32_t k = 0; k < s->n_tensors; k++) {
+        graph_tensor *t = &s->tensors[k];
+        if (t->kind != GRAPH_READ)
+            continue;
+        t->t = NULL;
+        nnm_status st = h->descendant_tensor(env, t->name, &t->t);
+        if (st == NNM_E_NOT_FOUND)
+            return h->set_error(env, NNM_E_INVALID,
+                                "config.reads[%u]: no parameter or buffer '%s' below the graph",
+                                (unsigned)t->entry, shown_z(t->name, q));
+        if (st != NNM_OK)
+            return st;
+    }
+    return NNM_OK;
+}
+
 /* ---- config.nodes ------------------------------------------------------ */
 
 static nnm_status syntax_error(nnm_env *env, uint32_t index, span entry, int v2) {
@@ -1345,13 +1437,15 @@ static nnm_status graph_create(nnm_env *env, void **self) {
     const char **params = malloc(GRAPH_MAX_TENSORS * sizeof *params);
     const char **buffers = malloc(GRAPH_MAX_TENSORS * sizeof *buffers);
     const char **consts = malloc(GRAPH_MAX_TENSORS * sizeof *consts);
+    const char **reads = malloc(GRAPH_MAX_TENSORS * sizeof *reads);
     const char *inputs[GRAPH_MAX_IO];
     nnm_status st;
-    if (s == NULL || entries == NULL || params == NULL || buffers == NULL || consts == NULL) {
+    if (s == NULL || entries == NULL || params == NULL || buffers == NULL || consts == NULL ||
+        reads == NULL) {
         st = h->set_error(env, NNM_E_NOMEM, "out of memory for the graph's state");
         goto fail;
     }
-    size_t n = 0, n_in = 0, n_params = 0, n_buffers = 0, n_consts = 0;
+    size_t n = 0, n_in = 0, n_params = 0, n_buffers = 0, n_consts = 0, n_reads = 0;
     st = h->config_strs(env, "inputs", inputs, GRAPH_MAX_IO, &n_in);
     if (st == NNM_E_NOT_FOUND) { /* optional: the default is ["x"] */
         graph_clear_error(env);
@@ -1362,11 +1456,12 @@ static nnm_status graph_create(nnm_env *env, void **self) {
     }
     if ((st = optional_strs(env, "parameters", params, GRAPH_MAX_TENSORS, &n_params)) != NNM_OK ||
         (st = optional_strs(env, "buffers", buffers, GRAPH_MAX_TENSORS, &n_buffers)) != NNM_OK ||
-        (st = optional_strs(env, "constants", consts, GRAPH_MAX_TENSORS, &n_consts)) != NNM_OK)
+        (st = optional_strs(env, "constants", consts, GRAPH_MAX_TENSORS, &n_consts)) != NNM_OK ||
+        (st = optional_strs(env, "reads", reads, GRAPH_MAX_TENSORS, &n_reads)) != NNM_OK)
         goto fail;
     if ((st = h->config_strs(env, "nodes", entries, GRAPH_MAX_NODES, &n)) != NNM_OK)
         goto fail; /* the host named the key and the problem */
-    const size_t n_tens = n_params + n_buffers + n_consts;
+    const size_t n_tens = n_params + n_buffers + n_consts + n_reads;
     const size_t n_syms = n_in + n_tens + n;
     uint32_t cap = 8;
     while (cap < 2 * n_syms)
@@ -1387,6 +1482,8 @@ static nnm_status graph_create(nnm_env *env, void **self) {
         goto fail;
     if ((st = parse_tensors(env, s, "constants", consts, n_consts)) != NNM_OK)
         goto fail;
+    if ((st = parse_reads(env, s, reads, n_reads)) != NNM_OK)
+        goto fail;
     if ((st = parse_nodes(env, s, entries, n)) != NNM_OK)
         goto fail;
     if ((st = parse_outputs(env, s)) != NNM_OK)
@@ -1399,6 +1496,7 @@ static nnm_status graph_create(nnm_env *env, void **self) {
     free(params);
     free(buffers);
     free(consts);
+    free(reads);
     *self = s;
     return NNM_OK;
 fail:
@@ -1406,6 +1504,7 @@ fail:
     free(params);
     free(buffers);
     free(consts);
+    free(reads);
     graph_destroy(s);
     return st;
 }
@@ -1510,6 +1609,16 @@ static nnm_status graph_map(nnm_env *env, graph_state *s) {
         if (!nd->is_path)
             link[i] = (graph_link){c, 1, arity[2 * c], arity[2 * c + 1]};
     }
+    /* A child whose tensors the graph reads (config.reads) is used too. */
+    for (uint32_t k = 0; k < s->n_tensors; k++) {
+        const graph_tensor *t = &s->tensors[k];
+        if (t->kind != GRAPH_READ)
+            continue;
+        const char *dot = strchr(t->name, '.');
+        uint32_t c = child_find(&ct, (span){t->name, dot ? (size_t)(dot - t->name) : 0});
+        if (c != GRAPH_NONE)
+            called[c] = 1;
+    }
     for (uint32_t c = 0; c < n_children; c++)
         if (!called[c]) {
             shown_z(ct.names[c], q);
@@ -1539,6 +1648,8 @@ static nnm_status graph_map(nnm_env *env, graph_state *s) {
             goto out;
         }
     }
+    if ((st = resolve_reads(env, s)) != NNM_OK)
+        goto out;
     uint64_t n_slots = 0;
     for (uint32_t i = 0; i < s->n_nodes; i++) {
         const graph_node *nd = &s->nodes[i];
@@ -1649,9 +1760,12 @@ static nnm_status graph_forward(nnm_env *env, void *self, nnm_tensor *const *in,
             return h->set_error(env, NNM_E_INVALID, "graph: input %u ('%s') is NULL", (unsigned)i,
                                 s->inputs[i]);
     nnm_status st;
-    if (!s->mapped || h->child_count(env) != s->mapped_children)
+    if (!s->mapped || h->child_count(env) != s->mapped_children) {
         if ((st = graph_map(env, s)) != NNM_OK)
             return st;
+    } else if ((st = resolve_reads(env, s)) != NNM_OK) { /* a tie may have changed them */
+        return st;
+    }
 
     /* A forward re-entered from a hook gets scratch arrays of its own. */
     nnm_tensor **vals = s->vals, **args = s->args;
@@ -1812,6 +1926,9 @@ static const nnm_config_field graph_config[] = {
     {"constants", NNM_CONFIG_STRS, 0,
      "tensors of fixed values, not in the state dict: \"name: [d0, d1, ...] dtype base64:DATA\" "
      "(dtype f32 or i64, DATA the little-endian values)"},
+    {"reads", NNM_CONFIG_STRS, 0,
+     "descendants' parameters or buffers the graph reads, by dotted name (\"emb.weight\"), "
+     "usable as REFs"},
 };
 
 static const nnm_layer_vtable graph_layer = {
