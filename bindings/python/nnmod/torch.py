@@ -570,6 +570,7 @@ class _Frame:
         self.counts = collections.Counter()
         self.f01 = set()                  # refs bool in PyTorch, f32 0/1 in nnmod (comparisons)
         self.views = {}                   # id(x[...] of a traced x) -> (x, index)
+        self.reads = collections.OrderedDict()  # ref of a descendant's tensor -> owner path
         if mod is not None:
             for n, p in mod.named_parameters(recurse=False):
                 self.own[id(p)] = (n, False, p)
@@ -605,10 +606,16 @@ class _Tracer(TorchFunctionMode):
         for n, m in model.named_modules():
             self.paths.setdefault(id(m), n)
         self.params = {}
+        self.owners = {}        # id(tensor) -> (module path, name, is_buffer, tensor)
         for mn, m in model.named_modules():
             for n, p in list(m._parameters.items()) + list(m._buffers.items()):
                 if p is not None:
                     self.params.setdefault(id(p), f"{mn}.{n}" if mn else n)
+                    self.owners.setdefault(id(p), (mn, n, n in m._buffers, p))
+        self.extra_own = collections.defaultdict(collections.OrderedDict)
+        self.extra_reads = collections.defaultdict(collections.OrderedDict)
+        # a graph's tensors its ancestors read (config.reads): declared by
+        # the owner's graph even where its own forward does not read them
         self.stack = []
         self.recipes = {}       # id(tensor) -> (tensor, fill, version, fn): uniform factories
         self.defs = {}          # module path -> _Frame (its first call)
@@ -660,14 +667,53 @@ class _Tracer(TorchFunctionMode):
             frame.used_own[name] = (is_buf, tensor)
             return name
         if id(t) in self.params:
+            ref = self.descendant_tensor(frame, t)
+            if ref is not None:
+                return ref
             ref = self.child_bias(frame, t)
             if ref is not None:
                 return ref
-            self.report.add("construct", f"reading the parameter or buffer "
-                            f"'{self.params[id(t)]}' of another module directly (use it "
-                            "through its module)", self.where())
+            full = self.params[id(t)]
+            self.report.add("construct", f"reading the parameter or buffer '{full}' of "
+                            + ("another module directly (a module that is not below the "
+                               "reader: use it through its module)"
+                               if self.ex.graph_has("reads") else
+                               "another module directly (needs graph config 'reads', which "
+                               "the loaded graph plugin lacks; use it through its module)"),
+                            self.where())
             return "?"
         return None
+
+    def descendant_tensor(self, frame, t):
+        """A parameter or buffer of a module below the frame's, read by the
+        forward itself (h @ self.emb.weight.T: weight tying; a child norm's
+        weight): a `reads` entry of the graph, named by its path below it,
+        so the owner keeps it (state dict, training) and the gradient
+        reaches it."""
+        if frame.kind != "graph" or not self.ex.graph_has("reads"):
+            return None
+        owner_path, name, is_buf, tensor = self.owners[id(t)]
+        full = f"{owner_path}.{name}" if owner_path else name
+        if frame.path and not full.startswith(frame.path + "."):
+            return None
+        rel = full[len(frame.path) + 1:] if frame.path else full
+        if "." not in rel:
+            return None
+        owner = self.model.get_submodule(owner_path)
+        if self.ex.kind_of(owner) == "graph":
+            self.extra_own[owner_path][name] = (is_buf, tensor)
+        # a graph between the frame and the owner reads it too, so that it
+        # holds the path to it even where its own forward does not use it
+        parts = rel.split(".")
+        for k in range(1, len(parts) - 1):
+            mid = ".".join(([frame.path] if frame.path else []) + parts[:k])
+            if self.ex.kind_of(self.model.get_submodule(mid)) == "graph":
+                below = parts[k:]
+                self.extra_reads[mid][_qpath(".".join(below))] = ".".join(below[:-1])
+        ref = _qpath(rel)
+        frame.reads[ref] = rel[:-len(name) - 1]
+        frame.bind(t, ref)
+        return ref
 
     def recompute(self, frame, t, name):
         """A non-persistent buffer (not in PyTorch's state dict) whose values
@@ -1448,6 +1494,19 @@ def _h_t(h, x):
     return h.op("transpose", [x], dim0=0, dim1=1)
 
 
+def _h_T(h, x):
+    """x.T: the dims reversed (a transpose of a matrix)."""
+    if x.dim() < 2:
+        return h.ref(x)
+    if x.dim() == 2:
+        return h.op("transpose", [x], dim0=0, dim1=1)
+    return h.op("permute", [x], dims=list(range(x.dim() - 1, -1, -1)))
+
+
+def _h_mT(h, x):
+    return h.op("transpose", [x], dim0=-2, dim1=-1)
+
+
 def _h_alias(h, x, *a, **kw):
     return h.ref(x)
 
@@ -2121,7 +2180,8 @@ def _h_linear(h, x, weight, bias=None):
     # F.linear(x, self.fc.weight, self.fc.bias) is self.fc(x): the module
     # keeps its parameters (torchvision's swin passes them so)
     mod = None if h.is_own(weight) else h.tr.linear_of(weight, "weight")
-    if mod is not None and h.tr.below(h.frame, mod) is not None:
+    if mod is not None and h.tr.below(h.frame, mod) is not None and (
+            bias is mod.bias or not h.tr.ex.graph_has("reads")):
         y = h.module(mod, [x])
         if bias is mod.bias:
             return y
@@ -2177,7 +2237,7 @@ OPS = {
     # shapes and indexing (plugins/tensor_ops)
     "view": _h_view, "reshape": _h_reshape, "flatten": _h_flatten, "unflatten": _h_unflatten,
     "permute": _h_permute, "transpose": _h_transpose, "swapaxes": _h_transpose,
-    "swapdims": _h_transpose, "t": _h_t,
+    "swapdims": _h_transpose, "t": _h_t, "T": _h_T, "mT": _h_mT,
     "contiguous": _h_alias, "clone": _h_alias, "detach": _h_alias,
     "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to, "bool": _h_to,
     "long": _h_to, "int": _h_to,
@@ -2279,6 +2339,8 @@ class _Exporter:
         return bool(info and info["fields"] and any(k == key for k, _ in info["fields"]))
 
     def kind_of(self, m):
+        if isinstance(m, (torch.nn.ParameterList, torch.nn.ParameterDict)):
+            return "params"
         cls = _forward_class(m, self.schema)
         name = cls.__name__
         if name in CONTAINERS:
@@ -2443,12 +2505,32 @@ class _Build:
         if kind == "holder":
             self.report.add("construct", f"calling a {type(m).__name__}", path)
             return {"type": "module_dict"}
+        if kind == "params":
+            return self.param_holder(m, path)
         frame = self.tr.defs.get(path)
         if frame is None:
             self.report.add("construct", f"module '{path}' ({type(m).__name__}) is exported as a "
                             "graph but its forward never ran in the trace", path)
             return {"type": "graph"}
         return self.graph(m, path, frame)
+
+    def param_holder(self, m, path):
+        """nn.ParameterList / ParameterDict, whose tensors a forward reads
+        (self.params[0], self.scales["a"]: graph `reads` "params.0"): a graph
+        of no inputs and no nodes owning every one of them under PyTorch's
+        names ("params.0", "scales.a"), so the state dict is PyTorch's."""
+        self.ex.use("graph", self.report, type(m).__name__, path)
+        self.emitted.add(path)
+        entries = []
+        for n, t in m.named_parameters(recurse=False):
+            shape = ", ".join(str(int(d)) for d in t.shape)
+            entries.append(f"{_quote(n)}: [{shape}]")
+        if not entries:
+            self.report.add("construct", f"an empty {type(m).__name__}", path)
+            return {"type": "graph"}
+        first = entries[0].rsplit(":", 1)[0]
+        return {"type": "graph", "config": {"inputs": [], "nodes": [], "outputs": [first],
+                                            "parameters": entries}}
 
     def holder(self, m, path, called_rel, prefix):
         """A child the graph does not call but calls into (a ModuleList of
@@ -2549,6 +2631,10 @@ class _Build:
         for i, n in enumerate(frame.nodes):
             if n.kind == "module":
                 called_rel.append(n.target)
+        # the owners of the descendants' tensors it reads are in the tree too
+        for ref, owner in self.tr.extra_reads.get(path, {}).items():
+            frame.reads.setdefault(ref, owner)     # read by an ancestor through this graph
+        emit_rel = called_rel + [o for o in frame.reads.values() if o not in called_rel]
         # node names: v1 ("PATH: ...", the node named after its module) when
         # the path reads bare and it is the first call; else v2 "NODE = PATH(...)"
         for i, n in enumerate(frame.nodes):
@@ -2613,11 +2699,15 @@ class _Build:
         kids = []
         for cname, c in m.named_children():
             p = f"{path}.{cname}" if path else cname
-            if cname in called_rel:
+            if cname in emit_rel:
                 kids.append(dict(name=cname, **self.module(c, p)))
-            elif any(r.startswith(cname + ".") for r in called_rel):
-                kids.append(dict(name=cname, **self.holder(c, p, called_rel, cname)))
+            elif any(r.startswith(cname + ".") for r in emit_rel):
+                kids.append(dict(name=cname, **self.holder(c, p, emit_rel, cname)))
         cfg = {"inputs": frame.inputs, "nodes": nodes, "outputs": outs}
+        if frame.reads:
+            cfg["reads"] = list(frame.reads)
+        for name, v in self.tr.extra_own.get(path, {}).items():
+            frame.used_own.setdefault(name, v)   # read by an ancestor
         params, buffers, constants = [], [], []
         use_consts = self.ex.graph_has("constants")
         for name, t in frame.consts.items():

@@ -487,3 +487,89 @@ def test_non_persistent_buffers_are_graph_constants(ctx, tmp_path):
     rep = nnmod.torch.check(model, x, ctx=ctx, verbose=False)
     assert rep.ok and not rep.notes
     del m
+
+
+# ---- parameters of descendants read directly; ParameterList/Dict ----------
+
+class TiedBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 1)
+        self.norm = nn.LayerNorm(4)
+        self.gamma = nn.Parameter(torch.rand(4) + 0.5)
+        self.spare = nn.Linear(4, 4)           # never called: its bias is read above
+
+    def forward(self, x):
+        return self.norm(x)
+
+
+class TiedLM(nn.Module):
+    """Weight tying (logits = h @ emb.weight.T), a grandchild's conv weight
+    in a product, a child graph's own parameter, a norm never called whose
+    weight is used, a bias of a module never called, F.linear with a
+    child's weight and no bias, ParameterList and ParameterDict entries."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.block = TiedBlock()
+        self.ln = nn.LayerNorm(4)
+        self.heads = nn.ModuleDict({"a": nn.Linear(4, 4)})
+        self.scales = nn.ParameterList([nn.Parameter(torch.rand(4) + 0.5) for _ in range(2)])
+        self.gates = nn.ParameterDict({"in": nn.Parameter(torch.rand(4)),
+                                       "out gate": nn.Parameter(torch.rand(1, 4))})
+
+    def forward(self, tok):
+        h = self.block(self.emb(tok)) * self.gates["in"]
+        mix = self.block.conv.weight.squeeze(-1)                    # [4, 4]
+        h = h @ mix * self.block.gamma + self.ln.weight + self.block.spare.bias
+        h = h + F.linear(h, self.heads["a"].weight)
+        for s in self.scales:
+            h = h * s
+        return h @ self.emb.weight.T + self.gates["out gate"].sum()
+
+
+def test_descendant_parameters_read_directly(ctx, tmp_path):
+    if not nnmod.torch._Exporter(ctx).graph_has("reads"):
+        pytest.skip("the loaded graph plugin has no reads")
+    _need(ctx, "embedding", "conv1d", "layer_norm", "matmul", "transpose", "squeeze")
+    torch.manual_seed(10)
+    model = TiedLM()
+    tok = torch.randint(0, 10, (2, 5))
+    doc = export_and_match(model, (tok,), tmp_path, ctx, more=[(torch.randint(0, 10, (4, 5)),)])
+    cfg = doc["root"]["config"]
+    assert {"emb.weight", "block.conv.weight", "block.gamma", "ln.weight", "block.spare.bias",
+            "heads.a.weight", "scales.0", "scales.1", "gates.in",
+            "gates.`out gate`"} <= set(cfg["reads"])
+    kids = {c["name"]: c for c in doc["root"]["children"]}
+    assert kids["block"]["config"]["parameters"] == ["gamma: [4]"]
+    assert set(kids["block"]["config"]["reads"]) == {"conv.weight", "spare.bias"}
+    m = nnmod.from_manifest(str(tmp_path / "m.json"), ctx=ctx)
+    assert sorted(m.state_dict()) == sorted(model.state_dict())
+    m.load_state_dict({k: v.numpy() for k, v in model.state_dict().items()}, strict=True)
+    del m
+
+
+def test_a_tensor_of_a_module_not_below_is_reported(ctx, tmp_path):
+    class Reader(nn.Module):
+        def __init__(self, table):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.table = [table]               # a Python reference, not a submodule
+
+        def forward(self, x):
+            return self.fc(x) @ self.table[0].T
+
+    class Top(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(6, 4)
+            self.reader = Reader(self.emb.weight)
+
+        def forward(self, x):
+            return self.reader(x) + self.emb.weight.sum()
+
+    with pytest.raises(nnmod.UnsupportedError) as e:
+        nnmod.torch.export(Top(), str(tmp_path / "t.json"), torch.randn(2, 4), ctx=ctx)
+    assert "'emb.weight' of another module directly" in str(e.value)
+    assert "'reader'" in str(e.value)
