@@ -21,7 +21,10 @@ module paths are PyTorch's:
   * any other module becomes a `graph` whose nodes call ITS children and the
     functional ops its forward ran (each op a small stateless child, as
     docs/manifest.md says); parameters and buffers it reads itself
-    (self.class_token) become the graph's `parameters` / `buffers`.
+    (self.class_token) become the graph's `parameters` / `buffers`, those
+    of its descendants (self.emb.weight: weight tying) its `reads`, and
+    non-persistent buffers and tensors made from no input its `constants`
+    (values in the manifest, outside the state dict).
 A module called twice is written with the node syntax `NODE = PATH(...)`.
 
 Sizes: the model is traced a second time with one more sample in the batch
