@@ -1200,6 +1200,15 @@ class _Tracer(TorchFunctionMode):
             # new_zeros, then mask[slice] = region id): a `full` node now, so
             # the writes become graph ops rather than a constant buffer
             self.materialize(frame, args[0])
+        if frame.kind == "graph" and self._op_key(name) in OPS:
+            # torch.arange(x.size(1)) used by an op (t[:, None] * inv_freq:
+            # rotary positions): an `arange` node, so that what is made of it
+            # follows a dynamic length instead of being a constant
+            for t in tens:
+                ar = self.aranges.get(id(t))
+                if ar is not None and ar[0] is t and t._version == ar[2] and \
+                        not self.tracked(frame, t):
+                    self.materialize(frame, t)
         tracked = [t for t in tens if self.tracked(frame, t)]
         for t in tracked:                   # versions checked before an in-place op runs
             if id(t) in frame.refs:
@@ -1268,6 +1277,15 @@ class _Tracer(TorchFunctionMode):
         if inplace and outs and id(outs[0]) in frame.views and refs[0] != "?":
             self.write_back(frame, func, outs[0], refs[0])
         return result
+
+    @staticmethod
+    def _op_key(name):
+        """The OPS key of a function or method name (in-place forms too)."""
+        if name in _INPLACE_DUNDER:
+            return _INPLACE_DUNDER[name]
+        if name.endswith("_") and not name.startswith("_") and name not in OPS:
+            return name[:-1]
+        return name
 
     # -- in-place ops on views: functionalised ------------------------------
     def setitem(self, frame, func, x, idx, value):

@@ -573,3 +573,30 @@ def test_a_tensor_of_a_module_not_below_is_reported(ctx, tmp_path):
         nnmod.torch.export(Top(), str(tmp_path / "t.json"), torch.randn(2, 4), ctx=ctx)
     assert "'emb.weight' of another module directly" in str(e.value)
     assert "'reader'" in str(e.value)
+
+
+class DynamicRotary(nn.Module):
+    """Positions made in forward from the length, mixed with a constant
+    table: the arange is a node, so the model runs at other lengths."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, 8, 2).float() / 8)),
+                             persistent=False)
+
+    def forward(self, x):
+        t = torch.arange(x.size(1), dtype=torch.float32)
+        f = t[:, None] * self.inv_freq[None, :]
+        return self.fc(x) + torch.cat([f.sin(), f.cos()], -1)
+
+
+def test_positions_made_in_forward_follow_the_length(ctx, tmp_path):
+    if not nnmod.torch._Exporter(ctx).graph_has("constants"):
+        pytest.skip("the loaded graph plugin has no constants")
+    _need(ctx, "arange", "sin", "cos", "getitem")
+    torch.manual_seed(11)
+    doc = export_and_match(DynamicRotary(), (torch.randn(2, 6, 8),), tmp_path, ctx,
+                           dynamic_dims=[0, 1],
+                           more=[(torch.randn(3, 11, 8),), (torch.randn(1, 2, 8),)])
+    assert any(c["type"] == "arange" for c in doc["root"]["children"])
