@@ -723,6 +723,17 @@ struct nnm_host {
      * naming the backend where it lacks the softmax slot. */
     nnm_status (*op_attention)(nnm_env *env, nnm_tensor *q, nnm_tensor *k, nnm_tensor *v,
                                nnm_tensor *mask, const nnm_attention_params *p, nnm_tensor **out);
+    /* (1.5) A parameter or buffer of a descendant, by its state-dict name
+     * relative to this module ("block.conv.weight": the tensor `weight` of
+     * descendant "block.conv"), as a PyTorch forward reads
+     * self.block.conv.weight: *out is BORROWED (the owner keeps it; a tie
+     * or a replaced child may change which tensor the name gives, so look it
+     * up again at each forward rather than keeping it). Used in an op, it is
+     * recorded for autograd as the parameter it is: the gradient reaches
+     * its owner. NNM_E_NOT_FOUND when the path names no such tensor (a name
+     * without a dot, this module's own tensors, included). Valid in forward,
+     * backward and finalize. */
+    nnm_status (*descendant_tensor)(nnm_env *env, const char *path, nnm_tensor **out);
     /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
@@ -1506,7 +1517,7 @@ NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 62 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 63 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_params) == 16, "nnm_rnn_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_cell_args) == 128, "nnm_rnn_cell_args 1.5 size");

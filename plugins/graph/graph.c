@@ -26,6 +26,30 @@
  *                "relative_position_index: [49, 49] i64"
  *            (i64 takes zeros or ones and needs the host slot buffer_new_v2,
  *            ABI 1.5). Persistent buffers of the graph module.
+ *   constants  list of strings, default [] (1.2): tensors of fixed values
+ *            the graph reads, as PyTorch's non-persistent buffers
+ *            (register_buffer(..., persistent=False)) or tensors a forward
+ *            makes from no input, one per entry:
+ *                "NAME: [D0, D1, ...] DTYPE base64:DATA"
+ *            DTYPE f32 (default when left out) or i64; DATA the standard
+ *            base64 (RFC 4648, '=' padded, no whitespace) of the numel
+ *            values, little-endian, row-major (so an f32 holds inf and NaN
+ *            exactly). Non-persistent buffers of the graph module: not in
+ *            its state dict (a PyTorch state dict loads strictly), moved
+ *            with it, read by REF like a buffer; their values travel in the
+ *            config, so in the manifest itself. Needs the host slots
+ *            buffer_new_v2, tensor_from_host and op_update (ABI 1.5).
+ *   reads    list of strings, default [] (1.2): parameters and buffers of
+ *            DESCENDANTS the graph reads directly, by their state-dict name
+ *            below the graph, a dotted path of at least two components
+ *            (PyTorch's self.emb.weight in `h @ self.emb.weight.T`: weight
+ *            tying; a child norm's weight), quoted as node paths are:
+ *                "emb.weight", "`block 1`.conv.weight"
+ *            A REF names it by the same text. The owner keeps it (state dict,
+ *            training, moves); the graph looks it up when mapped (a name that
+ *            is no descendant's tensor fails) and again at each forward, so a
+ *            tie made later is followed; the gradient reaches the owner.
+ *            Needs the host slot descendant_tensor (ABI 1.5).
  *   nodes    list of strings, required. One entry per node, in either form:
  *                "PATH: REF, REF, ..."        (v1; "PATH:" takes no inputs)
  *                "NODE = PATH(REF, REF, ...)" (v2; "NODE = PATH()" none)
@@ -101,8 +125,14 @@
  *   config.parameters[0]: normal(MEAN, STD) needs STD >= 0, got normal(0, -1)
  *   config.buffers[0]: unknown dtype or init 'f16' (dtypes f32, i64; inits zeros, ...)
  *   config.buffers[0]: an i64 buffer is initialised with zeros or ones
+ *   config.constants[0]: expected "name: [d0, d1, ...] dtype base64:DATA", got "c: [2]"
+ *   config.constants[0]: bad base64 character at byte 3 of the data
+ *   config.constants[0]: the data is not base64 of 8 bytes (2 f32 values, little-endian)
+ *   config.reads[0]: expected "module.path.tensor" (a descendant's parameter or
+ *     buffer), got "w"
+ *   config.reads[0]: duplicate name 'a.w' (as reads[...]), or an input's name
  *   config.parameters[1]: duplicate name 'w' (as parameters[0])
- *                    (also "as buffers[0]")
+ *                    (also "as buffers[0]", "as constants[0]")
  *   config.parameters[0]: 'x' is the name of a graph input
  *   config.output_names: 2 names for 1 output (one per entry of config.outputs)
  *   config.output_names[1]: duplicate name 'out'
@@ -112,6 +142,10 @@
  *     host, ABI 1.4, lacks it)   (also "a randomly initialised buffer")
  *   config.output_names needs the host slot set_output_names (this host, ABI
  *     1.4, lacks it)
+ *   config.constants needs the host slots buffer_new_v2, tensor_from_host and
+ *     op_update (this host, ABI 1.4, lacks them)
+ *   config.reads needs the host slot descendant_tensor (this host, ABI 1.4,
+ *     lacks it)
  * (an f32 buffer of zeros or ones uses the 1.0 slot buffer_new, so such a
  * graph runs on any host of ABI >= 1.2). The names of parameters and buffers
  * are checked here (a name the runtime would refuse is bad syntax: control
@@ -129,6 +163,7 @@
  * each dotted PATH up (host->descendant_info), and fails with NNM_E_INVALID on:
  *   config.nodes[3]: no child module named 'conv9'
  *   config.nodes[3]: no descendant module named 'heads.5'
+ *   config.reads[0]: no parameter or buffer 'emb.wieght' below the graph
  *   child 'foo' is not a node of the graph (config.nodes has no entry "foo: ..."
  *     nor "foo.NAME: ...")  (nor a v2 node calling it)
  *   config.nodes[2]: child 'fc1' takes 1 input, the node lists 2
@@ -137,8 +172,8 @@
  *     "descendant" for a dotted node)
  * Every child must be called by a node, or be the first component of a
  * dotted PATH (a module_list or module_dict holding the descendants the
- * graph calls), or both. A module of fixed arity is called with its
- * n_outputs outputs; one with NNM_ARITY_ANY outputs with (the highest K
+ * graph calls) or of an entry of config.reads, or both. A module of fixed
+ * arity is called with its n_outputs outputs; one with NNM_ARITY_ANY outputs with (the highest K
  * referenced) + 1 of them (per node: two nodes calling it may differ).
  *
  * forward runs the nodes in order: a plain PATH through host->child_call
@@ -165,7 +200,8 @@
 #include <string.h>
 
 #define GRAPH_MAX_NODES 16384u
-#define GRAPH_MAX_TENSORS 4096u /* entries of config.parameters, and of config.buffers */
+#define GRAPH_MAX_TENSORS 4096u /* entries of config.parameters, of config.buffers, and of
+                                 * config.constants */
 #define GRAPH_MAX_IO NNM_MAX_IO /* entries of config.inputs and config.outputs: one call's */
 #define GRAPH_MAX_PORT (NNM_MAX_IO - 1u) /* largest K in NAME:K: a call has at most NNM_MAX_IO outputs */
 #define GRAPH_REF_INPUT 0x80000000u  /* | index into inputs */
@@ -175,6 +211,9 @@
 #define GRAPH_KEEP 0xffffffffu /* last_use of a node the graph returns */
 #define GRAPH_QUOTE 80         /* most bytes of an entry or name quoted in a message */
 #define GRAPH_SHOW (GRAPH_QUOTE + 4)
+/* nnmod.h's NNM_DEVICE_META (a plugin sees only plugin.h): a tree built there
+ * has no storage, so constants are checked but not written */
+#define GRAPH_DEVICE_META 0x6d6574
 
 /* One input of a node, or one output of the graph. */
 typedef struct graph_ref {
@@ -199,12 +238,16 @@ typedef struct graph_node {
     uint32_t slot;              /* first entry of its outputs in vals */
 } graph_node;
 
-/* A parameter or buffer of the graph module itself. */
+/* A parameter, buffer or constant of the graph module itself. */
+enum { GRAPH_PARAM = 0, GRAPH_BUFFER = 1, GRAPH_CONST = 2, GRAPH_READ = 3 };
+static const char *const graph_tensor_keys[] = {"parameters", "buffers", "constants", "reads"};
+
 typedef struct graph_tensor {
     char *name;
-    nnm_tensor *t; /* borrowed: the module owns it (the handle survives moves) */
-    int buffer;
-    uint32_t entry; /* index in config.parameters or config.buffers */
+    nnm_tensor *t; /* borrowed: the module owns it (the handle survives moves); a
+                    * GRAPH_READ's owner is a descendant: looked up at each forward */
+    int kind;       /* GRAPH_PARAM, GRAPH_BUFFER, GRAPH_CONST or GRAPH_READ */
+    uint32_t entry; /* index in config.parameters, .buffers, .constants or .reads */
 } graph_tensor;
 
 typedef struct graph_state {
@@ -529,7 +572,10 @@ static uint32_t sym_insert(graph_state *s, uint32_t src) {
 }
 
 static const char *tensor_kind(const graph_tensor *t) {
-    return t->buffer ? "buffer" : "parameter";
+    return t->kind == GRAPH_READ    ? "descendant's tensor"
+           : t->kind == GRAPH_CONST  ? "constant"
+           : t->kind == GRAPH_BUFFER ? "buffer"
+                                     : "parameter";
 }
 
 /* ------------------------------------------------------------------------ */
@@ -653,15 +699,61 @@ static nnm_status parse_inputs(nnm_env *env, graph_state *s, const char *const *
     return NNM_OK;
 }
 
-/* ---- config.parameters and config.buffers ------------------------------ */
+/* ---- config.parameters, config.buffers and config.constants ----------- */
 
 static nnm_status tensor_syntax(nnm_env *env, const char *key, size_t i, span e) {
     char q[GRAPH_SHOW];
     return env->host->set_error(env, NNM_E_INVALID, "config.%s[%u]: expected \"%s\", got \"%s\"",
                                 key, (unsigned)i,
-                                strcmp(key, "buffers") == 0 ? "name: [d0, d1, ...] dtype init"
-                                                            : "name: [d0, d1, ...] init",
+                                strcmp(key, "buffers") == 0     ? "name: [d0, d1, ...] dtype init"
+                                : strcmp(key, "constants") == 0 ? "name: [d0, d1, ...] dtype base64:DATA"
+                                                                : "name: [d0, d1, ...] init",
                                 shown(e, q));
+}
+
+/* The value of base64 digit c, or -1. */
+static int b64_digit(char c) {
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decodes standard base64 (RFC 4648, '=' padding required to a multiple of
+ * 4, no whitespace) into out, which has room for `cap` bytes; *n gets the
+ * decoded length. 0 on a bad digit, bad padding or a length other than cap. */
+static int b64_decode(span in, unsigned char *out, size_t cap, size_t *n) {
+    *n = 0;
+    if (in.n % 4 != 0)
+        return 0;
+    size_t pad = 0;
+    if (in.n >= 4 && in.p[in.n - 1] == '=')
+        pad = in.p[in.n - 2] == '=' ? 2 : 1;
+    if (in.n / 4 * 3 - pad != cap)
+        return 0;
+    for (size_t i = 0; i < in.n; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++) {
+            const int last_group = i + 4 == in.n;
+            if (last_group && k >= 4 - (int)pad) {
+                if (in.p[i + (size_t)k] != '=')
+                    return 0;
+                v[k] = 0;
+            } else if ((v[k] = b64_digit(in.p[i + (size_t)k])) < 0) {
+                return 0;
+            }
+        }
+        const uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                           (uint32_t)v[3];
+        const unsigned char b[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8),
+                                    (unsigned char)w};
+        for (int k = 0; k < 3 && *n < cap; k++)
+            out[(*n)++] = b[k];
+    }
+    return *n == cap;
 }
 
 /* The word ([A-Za-z0-9_]*) at the front of s. */
@@ -691,17 +783,20 @@ static int number(span s, double *out) {
 typedef struct tensor_decl {
     int32_t ndim;
     int64_t shape[NNM_MAX_DIMS];
-    int i64;     /* buffers: dtype i64 */
+    int i64;     /* buffers and constants: dtype i64 */
     int32_t init;
     double a, b;
+    span data;   /* constants: the base64 text after "base64:" */
 } tensor_decl;
 
-/* Parses "NAME: [D0, ...] [dtype] [init]" (the dtype only for buffers); the
- * decoded name goes to buf (room for e.n + 1 bytes). */
+/* Parses "NAME: [D0, ...] [dtype] [init]" (the dtype only for buffers), or
+ * for constants "NAME: [D0, ...] [dtype] base64:DATA"; the decoded name
+ * goes to buf (room for e.n + 1 bytes). */
 static nnm_status tensor_parse(nnm_env *env, const char *key, size_t i, span e, char *buf,
                                tensor_decl *d) {
     const nnm_host *h = env->host;
-    const int buffer = strcmp(key, "buffers") == 0;
+    const int constant = strcmp(key, "constants") == 0;
+    const int buffer = constant || strcmp(key, "buffers") == 0;
     char q[GRAPH_SHOW];
     memset(d, 0, sizeof *d);
     d->init = NNM_INIT_ZEROS;
@@ -750,6 +845,18 @@ static nnm_status tensor_parse(nnm_env *env, const char *key, size_t i, span e, 
         rest = trim(sub(rest, w.n, rest.n));
         w = word_at(rest);
     }
+    if (constant) {
+        /* the values, always: a constant has no init */
+        if (!span_is(w, "base64") || rest.n <= w.n || rest.p[w.n] != ':')
+            return tensor_syntax(env, key, i, all);
+        d->data = sub(rest, w.n + 1, rest.n);
+        for (size_t k = 0; k < d->data.n; k++)
+            if (b64_digit(d->data.p[k]) < 0 && d->data.p[k] != '=')
+                return h->set_error(env, NNM_E_INVALID,
+                                    "config.%s[%u]: bad base64 character at byte %u of the data",
+                                    key, (unsigned)i, (unsigned)k);
+        return NNM_OK;
+    }
     if (rest.n == 0)
         return NNM_OK; /* zeros */
     if (w.n == 0)
@@ -792,11 +899,79 @@ static nnm_status tensor_parse(nnm_env *env, const char *key, size_t i, span e, 
     return NNM_OK;
 }
 
-/* Declares the tensors of config.parameters (buffer 0) or config.buffers. */
+/* Fills constant k (declared as a non-persistent buffer) with the values its
+ * entry carries: little-endian f32 or i64, numel of them. On the meta device
+ * the length is checked and nothing is written. */
+static nnm_status constant_fill(nnm_env *env, const char *key, size_t i, const tensor_decl *d,
+                                nnm_tensor *t) {
+    const nnm_host *h = env->host;
+    uint64_t numel = 1;
+    for (int32_t k = 0; k < d->ndim; k++) {
+        if (d->shape[k] != 0 && numel > (UINT64_MAX / 8u) / (uint64_t)d->shape[k])
+            return h->set_error(env, NNM_E_LIMIT, "config.%s[%u]: too many elements", key,
+                                (unsigned)i);
+        numel *= (uint64_t)d->shape[k];
+    }
+    const size_t width = d->i64 ? 8u : 4u;
+    if (numel > (uint64_t)(SIZE_MAX / 8u))
+        return h->set_error(env, NNM_E_LIMIT, "config.%s[%u]: too many elements", key,
+                            (unsigned)i);
+    const size_t bytes = (size_t)numel * width;
+    unsigned char *raw = malloc(bytes ? bytes : 1);
+    if (raw == NULL)
+        return h->set_error(env, NNM_E_NOMEM, "config.%s[%u]: out of memory for the values", key,
+                            (unsigned)i);
+    size_t got = 0;
+    if (!b64_decode(d->data, raw, bytes, &got)) {
+        free(raw);
+        return h->set_error(env, NNM_E_INVALID,
+                            "config.%s[%u]: the data is not base64 of %zu bytes (%llu %s values, "
+                            "little-endian)",
+                            key, (unsigned)i, bytes, (unsigned long long)numel,
+                            d->i64 ? "i64" : "f32");
+    }
+    nnm_status st = NNM_OK;
+    if (bytes > 0 && h->device(env).type != GRAPH_DEVICE_META) {
+        /* the values as the host's own numbers (the text is little-endian) */
+        for (size_t k = 0; k < (size_t)numel; k++) {
+            unsigned char *p = raw + k * width;
+            if (width == 4) {
+                const uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                                   (uint32_t)p[3] << 24;
+                memcpy(p, &u, 4);
+            } else {
+                uint64_t u = 0;
+                for (int b = 7; b >= 0; b--)
+                    u = u << 8 | p[b];
+                memcpy(p, &u, 8);
+            }
+        }
+        const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+        nnm_tensor *src = NULL;
+        st = h->tensor_from_host(env, d->ndim, d->shape, d->i64 ? i64 : NNM_F32, raw, &src);
+        if (st == NNM_OK)
+            st = h->op_update(env, t, src, 0.0, 1.0);
+        h->tensor_release(src);
+    }
+    free(raw);
+    return st;
+}
+
+/* Declares the tensors of config.parameters, config.buffers or
+ * config.constants (non-persistent buffers holding the entry's values). */
 static nnm_status parse_tensors(nnm_env *env, graph_state *s, const char *key,
                                 const char *const *entries, size_t n) {
     const nnm_host *h = env->host;
-    const int buffer = strcmp(key, "buffers") == 0;
+    const int kind = strcmp(key, "constants") == 0 ? GRAPH_CONST
+                     : strcmp(key, "buffers") == 0 ? GRAPH_BUFFER
+                                                   : GRAPH_PARAM;
+    if (kind == GRAPH_CONST && n > 0 &&
+        (!NNM_HOST_HAS(h, buffer_new_v2) || !NNM_HOST_HAS(h, tensor_from_host) ||
+         !NNM_HOST_HAS(h, op_update)))
+        return h->set_error(env, NNM_E_VERSION,
+                            "config.constants needs the host slots buffer_new_v2, "
+                            "tensor_from_host and op_update (this host, ABI %u.%u, lacks them)",
+                            (unsigned)h->abi_major, (unsigned)h->abi_minor);
     char q[GRAPH_SHOW];
     for (size_t i = 0; i < n; i++) {
         span e = span_of(entries[i]);
@@ -810,7 +985,7 @@ static nnm_status parse_tensors(nnm_env *env, graph_state *s, const char *key,
             return st;
         }
         const uint32_t k = s->n_tensors;
-        s->tensors[k] = (graph_tensor){buf, NULL, buffer, (uint32_t)i};
+        s->tensors[k] = (graph_tensor){buf, NULL, kind, (uint32_t)i};
         s->n_tensors = k + 1;
         uint32_t other = sym_insert(s, GRAPH_REF_TENSOR | k);
         if (other != GRAPH_NONE) {
@@ -825,13 +1000,19 @@ static nnm_status parse_tensors(nnm_env *env, graph_state *s, const char *key,
                 st = h->set_error(env, NNM_E_INVALID,
                                   "config.%s[%u]: duplicate name '%s' (as %s[%u])", key,
                                   (unsigned)i, shown_z(buf, q),
-                                  t->buffer ? "buffers" : "parameters", (unsigned)t->entry);
+                                  graph_tensor_keys[t->kind], (unsigned)t->entry);
             }
             free(buf);
             return st;
         }
-        if (!buffer) {
+        if (kind == GRAPH_PARAM) {
             st = h->param_new(env, buf, d.ndim, d.shape, d.init, d.a, d.b, &s->tensors[k].t);
+        } else if (kind == GRAPH_CONST) {
+            const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+            st = h->buffer_new_v2(env, buf, d.ndim, d.shape, d.i64 ? i64 : NNM_F32, NNM_INIT_ZEROS,
+                                  0.0, 0.0, 0 /* not in the state dict */, &s->tensors[k].t);
+            if (st == NNM_OK)
+                st = constant_fill(env, key, i, &d, s->tensors[k].t);
         } else if (!d.i64 && (d.init == NNM_INIT_ZEROS || d.init == NNM_INIT_ONES)) {
             /* the 1.0 slot: such a graph runs on older hosts too */
             st = h->buffer_new(env, buf, d.ndim, d.shape, d.init, 0.0, 1, &s->tensors[k].t);
@@ -848,6 +1029,77 @@ static nnm_status parse_tensors(nnm_env *env, graph_state *s, const char *key,
         }
         if (st != NNM_OK)
             return st; /* the host said why */
+    }
+    return NNM_OK;
+}
+
+/* config.reads (1.2): descendants' tensors the graph reads by their dotted
+ * state-dict names ("emb.weight"); found by host->descendant_tensor when the
+ * graph is mapped and again at each forward. */
+static nnm_status parse_reads(nnm_env *env, graph_state *s, const char *const *entries, size_t n) {
+    const nnm_host *h = env->host;
+    char q[GRAPH_SHOW];
+    if (n > 0 && !NNM_HOST_HAS(h, descendant_tensor))
+        return h->set_error(env, NNM_E_VERSION,
+                            "config.reads needs the host slot descendant_tensor (this host, ABI "
+                            "%u.%u, lacks it)",
+                            (unsigned)h->abi_major, (unsigned)h->abi_minor);
+    for (size_t i = 0; i < n; i++) {
+        span e = span_of(entries[i]);
+        char *buf = malloc(e.n + 1);
+        if (buf == NULL)
+            return h->set_error(env, NNM_E_NOMEM, "out of memory for the graph's reads");
+        size_t len;
+        uint32_t nc, hl;
+        if (!whole_name(e, buf, &len, &nc, &hl) || nc < 2 || !utf8_ok(buf)) {
+            free(buf);
+            return h->set_error(env, NNM_E_INVALID,
+                                "config.reads[%u]: expected \"module.path.tensor\" (a "
+                                "descendant's parameter or buffer), got \"%s\"",
+                                (unsigned)i, shown(e, q));
+        }
+        const uint32_t k = s->n_tensors;
+        s->tensors[k] = (graph_tensor){buf, NULL, GRAPH_READ, (uint32_t)i};
+        s->n_tensors = k + 1;
+        uint32_t other = sym_insert(s, GRAPH_REF_TENSOR | k);
+        if (other != GRAPH_NONE) {
+            s->n_tensors = k;
+            s->tensors[k].name = NULL;
+            nnm_status st;
+            if (other & GRAPH_REF_INPUT)
+                st = h->set_error(env, NNM_E_INVALID,
+                                  "config.reads[%u]: '%s' is the name of a graph input",
+                                  (unsigned)i, shown_z(buf, q));
+            else {
+                const graph_tensor *t = &s->tensors[other & ~GRAPH_REF_KIND];
+                st = h->set_error(env, NNM_E_INVALID,
+                                  "config.reads[%u]: duplicate name '%s' (as %s[%u])", (unsigned)i,
+                                  shown_z(buf, q), graph_tensor_keys[t->kind],
+                                  (unsigned)t->entry);
+            }
+            free(buf);
+            return st;
+        }
+    }
+    return NNM_OK;
+}
+
+/* Looks up the descendants' tensors of config.reads (borrowed). */
+static nnm_status resolve_reads(nnm_env *env, graph_state *s) {
+    const nnm_host *h = env->host;
+    char q[GRAPH_SHOW];
+    for (uint32_t k = 0; k < s->n_tensors; k++) {
+        graph_tensor *t = &s->tensors[k];
+        if (t->kind != GRAPH_READ)
+            continue;
+        t->t = NULL;
+        nnm_status st = h->descendant_tensor(env, t->name, &t->t);
+        if (st == NNM_E_NOT_FOUND)
+            return h->set_error(env, NNM_E_INVALID,
+                                "config.reads[%u]: no parameter or buffer '%s' below the graph",
+                                (unsigned)t->entry, shown_z(t->name, q));
+        if (st != NNM_OK)
+            return st;
     }
     return NNM_OK;
 }
@@ -1184,13 +1436,16 @@ static nnm_status graph_create(nnm_env *env, void **self) {
     const char **entries = malloc(GRAPH_MAX_NODES * sizeof *entries);
     const char **params = malloc(GRAPH_MAX_TENSORS * sizeof *params);
     const char **buffers = malloc(GRAPH_MAX_TENSORS * sizeof *buffers);
+    const char **consts = malloc(GRAPH_MAX_TENSORS * sizeof *consts);
+    const char **reads = malloc(GRAPH_MAX_TENSORS * sizeof *reads);
     const char *inputs[GRAPH_MAX_IO];
     nnm_status st;
-    if (s == NULL || entries == NULL || params == NULL || buffers == NULL) {
+    if (s == NULL || entries == NULL || params == NULL || buffers == NULL || consts == NULL ||
+        reads == NULL) {
         st = h->set_error(env, NNM_E_NOMEM, "out of memory for the graph's state");
         goto fail;
     }
-    size_t n = 0, n_in = 0, n_params = 0, n_buffers = 0;
+    size_t n = 0, n_in = 0, n_params = 0, n_buffers = 0, n_consts = 0, n_reads = 0;
     st = h->config_strs(env, "inputs", inputs, GRAPH_MAX_IO, &n_in);
     if (st == NNM_E_NOT_FOUND) { /* optional: the default is ["x"] */
         graph_clear_error(env);
@@ -1200,18 +1455,21 @@ static nnm_status graph_create(nnm_env *env, void **self) {
         goto fail; /* the host named the key and the problem */
     }
     if ((st = optional_strs(env, "parameters", params, GRAPH_MAX_TENSORS, &n_params)) != NNM_OK ||
-        (st = optional_strs(env, "buffers", buffers, GRAPH_MAX_TENSORS, &n_buffers)) != NNM_OK)
+        (st = optional_strs(env, "buffers", buffers, GRAPH_MAX_TENSORS, &n_buffers)) != NNM_OK ||
+        (st = optional_strs(env, "constants", consts, GRAPH_MAX_TENSORS, &n_consts)) != NNM_OK ||
+        (st = optional_strs(env, "reads", reads, GRAPH_MAX_TENSORS, &n_reads)) != NNM_OK)
         goto fail;
     if ((st = h->config_strs(env, "nodes", entries, GRAPH_MAX_NODES, &n)) != NNM_OK)
         goto fail; /* the host named the key and the problem */
-    const size_t n_syms = n_in + n_params + n_buffers + n;
+    const size_t n_tens = n_params + n_buffers + n_consts + n_reads;
+    const size_t n_syms = n_in + n_tens + n;
     uint32_t cap = 8;
     while (cap < 2 * n_syms)
         cap *= 2;
     s->hash = calloc(cap, sizeof *s->hash);
     s->hash_mask = cap - 1;
     s->nodes = calloc(n ? n : 1, sizeof *s->nodes);
-    s->tensors = calloc(n_params + n_buffers ? n_params + n_buffers : 1, sizeof *s->tensors);
+    s->tensors = calloc(n_tens ? n_tens : 1, sizeof *s->tensors);
     if (s->hash == NULL || s->nodes == NULL || s->tensors == NULL) {
         st = h->set_error(env, NNM_E_NOMEM, "out of memory for the graph's nodes");
         goto fail;
@@ -1221,6 +1479,10 @@ static nnm_status graph_create(nnm_env *env, void **self) {
     if ((st = parse_tensors(env, s, "parameters", params, n_params)) != NNM_OK)
         goto fail;
     if ((st = parse_tensors(env, s, "buffers", buffers, n_buffers)) != NNM_OK)
+        goto fail;
+    if ((st = parse_tensors(env, s, "constants", consts, n_consts)) != NNM_OK)
+        goto fail;
+    if ((st = parse_reads(env, s, reads, n_reads)) != NNM_OK)
         goto fail;
     if ((st = parse_nodes(env, s, entries, n)) != NNM_OK)
         goto fail;
@@ -1233,12 +1495,16 @@ static nnm_status graph_create(nnm_env *env, void **self) {
     free(entries);
     free(params);
     free(buffers);
+    free(consts);
+    free(reads);
     *self = s;
     return NNM_OK;
 fail:
     free(entries);
     free(params);
     free(buffers);
+    free(consts);
+    free(reads);
     graph_destroy(s);
     return st;
 }
@@ -1343,6 +1609,16 @@ static nnm_status graph_map(nnm_env *env, graph_state *s) {
         if (!nd->is_path)
             link[i] = (graph_link){c, 1, arity[2 * c], arity[2 * c + 1]};
     }
+    /* A child whose tensors the graph reads (config.reads) is used too. */
+    for (uint32_t k = 0; k < s->n_tensors; k++) {
+        const graph_tensor *t = &s->tensors[k];
+        if (t->kind != GRAPH_READ)
+            continue;
+        const char *dot = strchr(t->name, '.');
+        uint32_t c = child_find(&ct, (span){t->name, dot ? (size_t)(dot - t->name) : 0});
+        if (c != GRAPH_NONE)
+            called[c] = 1;
+    }
     for (uint32_t c = 0; c < n_children; c++)
         if (!called[c]) {
             shown_z(ct.names[c], q);
@@ -1372,6 +1648,8 @@ static nnm_status graph_map(nnm_env *env, graph_state *s) {
             goto out;
         }
     }
+    if ((st = resolve_reads(env, s)) != NNM_OK)
+        goto out;
     uint64_t n_slots = 0;
     for (uint32_t i = 0; i < s->n_nodes; i++) {
         const graph_node *nd = &s->nodes[i];
@@ -1482,9 +1760,12 @@ static nnm_status graph_forward(nnm_env *env, void *self, nnm_tensor *const *in,
             return h->set_error(env, NNM_E_INVALID, "graph: input %u ('%s') is NULL", (unsigned)i,
                                 s->inputs[i]);
     nnm_status st;
-    if (!s->mapped || h->child_count(env) != s->mapped_children)
+    if (!s->mapped || h->child_count(env) != s->mapped_children) {
         if ((st = graph_map(env, s)) != NNM_OK)
             return st;
+    } else if ((st = resolve_reads(env, s)) != NNM_OK) { /* a tie may have changed them */
+        return st;
+    }
 
     /* A forward re-entered from a hook gets scratch arrays of its own. */
     nnm_tensor **vals = s->vals, **args = s->args;
@@ -1642,6 +1923,12 @@ static const nnm_config_field graph_config[] = {
      "the graph's own buffers: \"name: [d0, d1, ...] dtype init\" (dtype f32 or i64)"},
     {"output_names", NNM_CONFIG_STRS, 0,
      "one name per output: the model returns a dict (nnm_module_output_names)"},
+    {"constants", NNM_CONFIG_STRS, 0,
+     "tensors of fixed values, not in the state dict: \"name: [d0, d1, ...] dtype base64:DATA\" "
+     "(dtype f32 or i64, DATA the little-endian values)"},
+    {"reads", NNM_CONFIG_STRS, 0,
+     "descendants' parameters or buffers the graph reads, by dotted name (\"emb.weight\"), "
+     "usable as REFs"},
 };
 
 static const nnm_layer_vtable graph_layer = {
@@ -1649,7 +1936,7 @@ static const nnm_layer_vtable graph_layer = {
     .flags = NNM_LAYER_CONTAINER,
     .name = "graph",
     .version_major = 1,
-    .version_minor = 1,
+    .version_minor = 2,
     .version_patch = 0,
     .n_inputs = NNM_ARITY_ANY,
     .n_outputs = NNM_ARITY_ANY,

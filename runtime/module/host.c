@@ -386,6 +386,41 @@ static nnm_status host_descendant_call(nnm_env *env, const char *path, nnm_tenso
     return nnm__module_call(d, in, n_in, out, n_out);
 }
 
+/* A descendant's parameter or buffer by its dotted state-dict name below
+ * the module (1.5): the module path up to the last '.', the tensor after it. */
+static nnm_status host_descendant_tensor(nnm_env *env, const char *path, nnm_tensor **out) {
+    ENV(e, env);
+    if (!out) return null_arg(e, "descendant_tensor", "out");
+    *out = NULL;
+    if (!e->module || e->phase == NNM__PHASE_CREATE || e->phase == NNM__PHASE_BACKEND)
+        return nnm__error(e->ctx, NNM_E_STATE, "descendant_tensor is valid in forward, backward and finalize");
+    if (!path || !*path) return nnm__error(e->ctx, NNM_E_INVALID, "descendant_tensor: empty path");
+    const char *dot = strrchr(path, '.');
+    if (!dot || dot == path || !dot[1])
+        return nnm__error(e->ctx, NNM_E_NOT_FOUND, "descendant_tensor: '%s' names no tensor of a descendant", path);
+    const size_t n = (size_t)(dot - path);
+    char stack[256];
+    char *mp = n < sizeof stack ? stack : malloc(n + 1);
+    if (!mp) return nnm__error(e->ctx, NNM_E_NOMEM, "descendant_tensor: out of memory");
+    memcpy(mp, path, n);
+    mp[n] = '\0';
+    nnm_module *d = nnm_module_get(e->module, mp);
+    if (mp != stack) free(mp);
+    const char *leaf = dot + 1;
+    for (uint32_t i = 0; d && i < d->n_params; i++)
+        if (strcmp(d->params[i].name, leaf) == 0) {
+            *out = d->params[i].t;
+            return NNM_OK;
+        }
+    for (uint32_t i = 0; d && i < d->n_buffers; i++)
+        if (d->buffers[i].t && strcmp(d->buffers[i].name, leaf) == 0) {
+            *out = d->buffers[i].t;
+            return NNM_OK;
+        }
+    return nnm__error(e->ctx, NNM_E_NOT_FOUND, "descendant_tensor: no parameter or buffer '%s'%s", path,
+                      d ? "" : " (no such descendant module)");
+}
+
 /* ---- tensors and ops ---------------------------------------------------- */
 
 static const nnm_tensor_desc *host_tensor_desc(const nnm_tensor *t) { return t ? &t->desc : NULL; }
@@ -822,4 +857,5 @@ const nnm_host nnm__host = {
     .op_ctc_loss = host_op_ctc_loss,
     .op_embedding_bag = host_op_embedding_bag,
     .op_attention = host_op_attention,
+    .descendant_tensor = host_descendant_tensor,
 };

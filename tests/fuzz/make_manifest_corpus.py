@@ -183,6 +183,13 @@ def main():
                       "config": {"size": [0, 3], "fill_value": 1.0,
                                  "from_input": [-9223372036854775807, -1],
                                  "from_dim": [9223372036854775807, -1]}}]}}).encode()
+    # graph 1.2: constants (base64 of little-endian f32 / i64 values)
+    hostile["graph_v2_constants.json"] = graph2(
+        {"constants": ["c: [2] base64:AACAPwAAgP8=", "i: [1] i64 base64:+f////////8=",
+                       "e: [0] base64:"],
+         "nodes": ["s = add(x, c)", "z = mul(s, c)"],
+         "outputs": ["z", "c", "i", "e"]},
+        [add("add"), {"name": "mul", "type": "mul"}])
     for name, data in hostile.items():
         with open(f"{OUT}/{name}", "wb") as f:
             f.write(data)

@@ -1410,7 +1410,7 @@ static void test_schema_declared(void) {
     static const struct {
         const char *layer;
         uint32_t n;
-        const char *keys[6];
+        const char *keys[8];
         uint32_t required; /* bit i: keys[i] is required */
     } want[] = {
         {"linear", 3, {"in_features", "out_features", "bias"}, 3u},
@@ -1424,7 +1424,8 @@ static void test_schema_declared(void) {
         {"add", 2, {"other", "alpha"}, 0}, /* 1.1: optional scalar operand */
         {"module_list", 0, {0}, 0},
         {"module_dict", 0, {0}, 0},
-        {"graph", 6, {"inputs", "nodes", "outputs", "parameters", "buffers", "output_names"}, 2u},
+        {"graph", 8, {"inputs", "nodes", "outputs", "parameters", "buffers", "output_names",
+                      "constants", "reads"}, 2u}, /* 1.2: constants, reads */
     };
     for (size_t i = 0; i < N_OF(want); i++) {
         const nnm_layer_vtable *vt = NULL;

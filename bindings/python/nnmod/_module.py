@@ -297,6 +297,9 @@ class _Params:
         return next(self._it)
 
 
+_MAX_IO = 16   # NNM_MAX_IO: outputs of one call
+
+
 class Module:
     """A module of an nnmod tree (a layer or a container).
 
@@ -364,9 +367,39 @@ class Module:
                 if names and cnt.value == n else None
         return n
 
-    def __call__(self, *inputs):
+    @property
+    def n_outputs(self):
+        """How many outputs a call returns: the layer's declared count; for a
+        layer of any count, a graph's number of `outputs`, else 1 (nn.LSTM's
+        twin `lstm` returns its output only). Set it to ask for more: after
+        ``m.n_outputs = 3`` an `lstm` returns (output, h_n, c_n) as a tuple,
+        like a graph node reading `lstm:2` (a layer of a fixed count refuses
+        another at the call). ``m(x, n_outputs=3)`` asks for one call."""
+        return self._n_out or self._outputs()
+
+    @n_outputs.setter
+    def n_outputs(self, n):
+        n = self._check_n_outputs(n)
+        self._outputs()                  # the output names, where the model has them
+        if self._out_names is not None and len(self._out_names) != n:
+            self._out_names = None
+        self._n_out = n
+
+    @staticmethod
+    def _check_n_outputs(n):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= _MAX_IO:
+            raise ValueError(f"n_outputs must be an integer from 1 to {_MAX_IO}, "
+                             f"not {n!r}")
+        return n
+
+    def __call__(self, *inputs, n_outputs=None):
         ctx = self._ctx
         n_out = self._n_out or self._outputs()
+        out_names = self._out_names
+        if n_outputs is not None and n_outputs != n_out:
+            n_out = self._check_n_outputs(n_outputs)
+            if out_names is not None and len(out_names) != n_out:
+                out_names = None     # names hold for the count they were declared for
         n_in = len(inputs)
         if n_in == 1:
             x = inputs[0]
@@ -384,7 +417,7 @@ class Module:
                     ctx.raise_pending_base()
                     raise ctx.error(st)
             t = Tensor._own(ctx, out)
-            return {self._out_names[0]: t} if self._out_names else t
+            return {out_names[0]: t} if out_names else t
         outs = (c_void_p * n_out)()
         with ctx.lock:
             st = L.nnm_module_call(self._h, arg, n_in, outs, n_out)
@@ -392,7 +425,7 @@ class Module:
                 ctx.raise_pending_base()
                 raise ctx.error(st)
         ts = tuple(Tensor._own(ctx, c_void_p(outs[i])) for i in range(n_out))
-        return dict(zip(self._out_names, ts)) if self._out_names else ts
+        return dict(zip(out_names, ts)) if out_names else ts
 
     # ---- structure ----
 
@@ -657,7 +690,7 @@ class Module:
         return self
 
     def __setattr__(self, name, value):
-        if name in Module.__slots__:
+        if name in Module.__slots__ or name == "n_outputs":
             return object.__setattr__(self, name, value)
         if isinstance(value, Module):  # model.fc1 = other (replaces, or adds, the child)
             if value._ctx is not self._ctx:

@@ -21,7 +21,10 @@ module paths are PyTorch's:
   * any other module becomes a `graph` whose nodes call ITS children and the
     functional ops its forward ran (each op a small stateless child, as
     docs/manifest.md says); parameters and buffers it reads itself
-    (self.class_token) become the graph's `parameters` / `buffers`.
+    (self.class_token) become the graph's `parameters` / `buffers`, those
+    of its descendants (self.emb.weight: weight tying) its `reads`, and
+    non-persistent buffers and tensors made from no input its `constants`
+    (values in the manifest, outside the state dict).
 A module called twice is written with the node syntax `NODE = PATH(...)`.
 
 Sizes: the model is traced a second time with one more sample in the batch
@@ -52,7 +55,9 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import types
 import ctypes
 from ctypes import POINTER, byref
 
@@ -277,7 +282,13 @@ def _opname(func):
     if getattr(func, "__name__", None) == "__get__" and hasattr(func, "__self__"):
         return getattr(func.__self__, "__name__", "?")
     n = getattr(func, "__name__", None) or ""
-    return n.lstrip("_") if n in ("_pad", "_max_pool2d", "_max_pool1d") else n
+    return n.lstrip("_") if n in _UNDERSCORED else n
+
+
+# functional forms whose Python name has a leading underscore (boolean
+# dispatch's halves: F.max_pool2d without return_indices is _max_pool2d)
+_UNDERSCORED = {"_pad", "_max_pool1d", "_max_pool2d", "_max_pool3d", "_adaptive_max_pool1d",
+                "_adaptive_max_pool2d", "_adaptive_max_pool3d"}
 
 
 def _flat(obj, out=None, names=None, prefix=""):
@@ -562,6 +573,7 @@ class _Frame:
         self.counts = collections.Counter()
         self.f01 = set()                  # refs bool in PyTorch, f32 0/1 in nnmod (comparisons)
         self.views = {}                   # id(x[...] of a traced x) -> (x, index)
+        self.reads = collections.OrderedDict()  # ref of a descendant's tensor -> owner path
         if mod is not None:
             for n, p in mod.named_parameters(recurse=False):
                 self.own[id(p)] = (n, False, p)
@@ -597,10 +609,16 @@ class _Tracer(TorchFunctionMode):
         for n, m in model.named_modules():
             self.paths.setdefault(id(m), n)
         self.params = {}
+        self.owners = {}        # id(tensor) -> (module path, name, is_buffer, tensor)
         for mn, m in model.named_modules():
             for n, p in list(m._parameters.items()) + list(m._buffers.items()):
                 if p is not None:
                     self.params.setdefault(id(p), f"{mn}.{n}" if mn else n)
+                    self.owners.setdefault(id(p), (mn, n, n in m._buffers, p))
+        self.extra_own = collections.defaultdict(collections.OrderedDict)
+        self.extra_reads = collections.defaultdict(collections.OrderedDict)
+        # a graph's tensors its ancestors read (config.reads): declared by
+        # the owner's graph even where its own forward does not read them
         self.stack = []
         self.recipes = {}       # id(tensor) -> (tensor, fill, version, fn): uniform factories
         self.defs = {}          # module path -> _Frame (its first call)
@@ -609,6 +627,7 @@ class _Tracer(TorchFunctionMode):
         self.foreign = collections.OrderedDict()  # op children made from foreign modules
         self.leaf_cfg = {}      # leaf path -> config its calls imply (a causal mask)
         self.aranges = {}       # id(tensor) -> (tensor, (start, end, step), version)
+        self.bag_offsets = []   # (offsets, indices, include_last_offset) of EmbeddingBag calls
 
     # -- where are we -------------------------------------------------------
     def where(self):
@@ -635,23 +654,69 @@ class _Tracer(TorchFunctionMode):
                 ref = self.recompute(frame, t, name)
                 if ref is not None:
                     return ref
-                note = (f"the non-persistent buffer '{frame.path + '.' if frame.path else ''}"
-                        f"{name}' is a buffer of the graph, saved with the weights: nnmod's "
-                        "graphs have no non-persistent buffers, so a PyTorch state dict "
-                        "loads into this manifest with strict=False only")
-                if note not in self.report.notes:
-                    self.report.notes.append(note)
+                if _const_form(tensor) is not None and self.ex.graph_has("constants"):
+                    # a graph constant: its values travel in the manifest
+                    if tensor.dtype == torch.bool:
+                        frame.f01.add(name)        # f32 0/1 in nnmod, as a comparison's
+                else:
+                    note = (f"the non-persistent buffer '{frame.path + '.' if frame.path else ''}"
+                            f"{name}' is a buffer of the graph, saved with the weights (the "
+                            "loaded graph plugin has no `constants`, or the tensor is larger "
+                            f"than {_CONST_MAX >> 20} MiB or of a dtype they do not hold), so "
+                            "a PyTorch state dict loads into this manifest with strict=False "
+                            "only")
+                    if note not in self.report.notes:
+                        self.report.notes.append(note)
             frame.used_own[name] = (is_buf, tensor)
             return name
         if id(t) in self.params:
+            ref = self.descendant_tensor(frame, t)
+            if ref is not None:
+                return ref
             ref = self.child_bias(frame, t)
             if ref is not None:
                 return ref
-            self.report.add("construct", f"reading the parameter or buffer "
-                            f"'{self.params[id(t)]}' of another module directly (use it "
-                            "through its module)", self.where())
+            full = self.params[id(t)]
+            self.report.add("construct", f"reading the parameter or buffer '{full}' of "
+                            + ("another module directly (a module that is not below the "
+                               "reader: use it through its module)"
+                               if self.ex.graph_has("reads") else
+                               "another module directly (needs graph config 'reads', which "
+                               "the loaded graph plugin lacks; use it through its module)"),
+                            self.where())
             return "?"
         return None
+
+    def descendant_tensor(self, frame, t):
+        """A parameter or buffer of a module below the frame's, read by the
+        forward itself (h @ self.emb.weight.T: weight tying; a child norm's
+        weight): a `reads` entry of the graph, named by its path below it,
+        so the owner keeps it (state dict, training) and the gradient
+        reaches it."""
+        if frame.kind != "graph" or not self.ex.graph_has("reads"):
+            return None
+        owner_path, name, is_buf, tensor = self.owners[id(t)]
+        full = f"{owner_path}.{name}" if owner_path else name
+        if frame.path and not full.startswith(frame.path + "."):
+            return None
+        rel = full[len(frame.path) + 1:] if frame.path else full
+        if "." not in rel:
+            return None
+        owner = self.model.get_submodule(owner_path)
+        if self.ex.kind_of(owner) == "graph":
+            self.extra_own[owner_path][name] = (is_buf, tensor)
+        # a graph between the frame and the owner reads it too, so that it
+        # holds the path to it even where its own forward does not use it
+        parts = rel.split(".")
+        for k in range(1, len(parts) - 1):
+            mid = ".".join(([frame.path] if frame.path else []) + parts[:k])
+            if self.ex.kind_of(self.model.get_submodule(mid)) == "graph":
+                below = parts[k:]
+                self.extra_reads[mid][_qpath(".".join(below))] = ".".join(below[:-1])
+        ref = _qpath(rel)
+        frame.reads[ref] = rel[:-len(name) - 1]
+        frame.bind(t, ref)
+        return ref
 
     def recompute(self, frame, t, name):
         """A non-persistent buffer (not in PyTorch's state dict) whose values
@@ -974,10 +1039,17 @@ class _Tracer(TorchFunctionMode):
             return [a for a in args if isinstance(a, torch.Tensor)]
         params = list(sig.parameters.values())[1:]
         arg = bound.arguments
+        if cls == "EmbeddingBag" and isinstance(arg.get("offsets"), torch.Tensor) and \
+                isinstance(arg.get("input"), torch.Tensor):
+            # the second trace must give it valid offsets (_vary)
+            self.bag_offsets.append((arg["offsets"], arg["input"],
+                                     bool(getattr(mod, "include_last_offset", False))))
         if cls == "MultiheadAttention" and arg.get("average_attn_weights", True) is not True \
                 and arg.get("need_weights", True):
-            self.report.add("construct", "MultiheadAttention(average_attn_weights=False): "
-                            "nnmod gives the weights averaged over heads", self.where())
+            self.report.add("construct", "per-head attention weights (MultiheadAttention "
+                            "called with average_attn_weights=False): nnmod's "
+                            "multihead_attention gives the weights averaged over heads",
+                            self.where())
         order = LEAF_INPUTS.get(cls)
         if order is not None:
             return self.leaf_args_ordered(mod, order, params, arg)
@@ -1030,7 +1102,8 @@ class _Tracer(TorchFunctionMode):
         while items and items[-1] is _ABSENT:
             items.pop()                # trailing optional inputs: not passed at all
         for p in params:
-            if p.name in known or p.name not in arg or p.name in _LEAF_FLAGS:
+            if p.name in known or p.name not in arg or p.name in _LEAF_FLAGS or \
+                    p.name == "average_attn_weights":     # said above where it matters
                 continue
             v = arg[p.name]
             if v is not None and v is not p.default and v != p.default:
@@ -1127,6 +1200,15 @@ class _Tracer(TorchFunctionMode):
             # new_zeros, then mask[slice] = region id): a `full` node now, so
             # the writes become graph ops rather than a constant buffer
             self.materialize(frame, args[0])
+        if frame.kind == "graph" and self._op_key(name) in OPS:
+            # torch.arange(x.size(1)) used by an op (t[:, None] * inv_freq:
+            # rotary positions): an `arange` node, so that what is made of it
+            # follows a dynamic length instead of being a constant
+            for t in tens:
+                ar = self.aranges.get(id(t))
+                if ar is not None and ar[0] is t and t._version == ar[2] and \
+                        not self.tracked(frame, t):
+                    self.materialize(frame, t)
         tracked = [t for t in tens if self.tracked(frame, t)]
         for t in tracked:                   # versions checked before an in-place op runs
             if id(t) in frame.refs:
@@ -1181,11 +1263,29 @@ class _Tracer(TorchFunctionMode):
             refs = [refs]
         if len(refs) < len(outs):
             refs = list(refs) + [f"{refs[0]}:{k}" for k in range(len(refs), len(outs))]
+        if not inplace and isinstance(result, torch.Tensor) and refs[0] != "?" and \
+                any(result is t for t in tracked) and frame.refs.get(id(result),
+                                                                      (None,))[0] != refs[0]:
+            # a function that returned its input itself (F.dropout(x, p,
+            # training=False) while traced) but is another node in nnmod (a
+            # dropout layer): the caller gets a new tensor object, so that x
+            # keeps its own ref (y = F.dropout(h); y + h)
+            result = result.view_as(result)
+            outs = [result]
         for t, r in zip(outs, refs):
             frame.bind(t, r)
         if inplace and outs and id(outs[0]) in frame.views and refs[0] != "?":
             self.write_back(frame, func, outs[0], refs[0])
         return result
+
+    @staticmethod
+    def _op_key(name):
+        """The OPS key of a function or method name (in-place forms too)."""
+        if name in _INPLACE_DUNDER:
+            return _INPLACE_DUNDER[name]
+        if name.endswith("_") and not name.startswith("_") and name not in OPS:
+            return name[:-1]
+        return name
 
     # -- in-place ops on views: functionalised ------------------------------
     def setitem(self, frame, func, x, idx, value):
@@ -1415,6 +1515,19 @@ def _h_t(h, x):
     return h.op("transpose", [x], dim0=0, dim1=1)
 
 
+def _h_T(h, x):
+    """x.T: the dims reversed (a transpose of a matrix)."""
+    if x.dim() < 2:
+        return h.ref(x)
+    if x.dim() == 2:
+        return h.op("transpose", [x], dim0=0, dim1=1)
+    return h.op("permute", [x], dims=list(range(x.dim() - 1, -1, -1)))
+
+
+def _h_mT(h, x):
+    return h.op("transpose", [x], dim0=-2, dim1=-1)
+
+
 def _h_alias(h, x, *a, **kw):
     return h.ref(x)
 
@@ -1551,10 +1664,15 @@ def _h_getitem_f32(h, x, idx, orig):
         # x[index] / x[:, index] with one integer index tensor: index_select
         k = tens[0]
         i = idx[k]
-        if len(tens) > 1 or i.dtype != torch.int64 or any(
-                j != slice(None) for n, j in enumerate(idx) if n != k):
+        if len(tens) > 1 or i.dtype != torch.int64 or sum(j is Ellipsis for j in idx) > 1 or \
+                any(j != slice(None) and j is not Ellipsis
+                    for n, j in enumerate(idx) if n != k):
             raise _Unsup("indexing with a tensor other than x[..., index] with one int64 "
                          "index (gather / boolean mask)")
+        if any(j is Ellipsis for j in idx[:k]):       # x[..., index]: k from the end
+            k = orig.dim() - (len(idx) - k)
+        elif any(j is Ellipsis for j in idx):
+            pass                                        # x[:, index, ...]: k as written
         if i.dim() == 1:
             return h.op("index_select", [x, i], dim=k)
         flat = h.op("reshape", [i], shape=[-1])
@@ -1578,6 +1696,10 @@ def _h_index_select(h, x, dim, index):
 
 def _h_narrow(h, x, dim, start, length):
     return h.op("narrow", [x], dim=dim, start=int(start), length=int(length))
+
+
+def _h_flip(h, x, *dims, **kw):
+    return h.op("flip", [x], dims=_sizes(dims, kw, "dims"))
 
 
 def _h_select(h, x, dim, index):
@@ -1952,13 +2074,76 @@ def _h_avg_pool2d(h, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                 padding=padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
 
 
-def _h_max_pool2d(h, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                  return_indices=False):
-    if return_indices:
-        raise _Unsup("max_pool2d with return_indices")
-    return h.op("max_pool2d", [x], kernel_size=kernel_size,
-                stride=kernel_size if stride is None or stride == [] else stride,
-                padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+def _h_avg_pool(layer):
+    def handler(h, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                count_include_pad=True, divisor_override=None):
+        if divisor_override is not None and layer == "avg_pool1d":
+            raise _Unsup("avg_pool1d with divisor_override")
+        return h.op(layer, [x], kernel_size=kernel_size,
+                    stride=kernel_size if stride is None or stride == [] else stride,
+                    padding=padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                    divisor_override=divisor_override)
+    return handler
+
+
+def _h_max_pool(layer, indices=False):
+    """F.max_pool1d/2d/3d, with return_indices (max_pool2d_with_indices):
+    the layer's second output, PyTorch's i64 indices."""
+    def handler(h, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                return_indices=False):
+        ri = bool(return_indices) or indices
+        r = h.op(layer, [x], n_out=2 if ri else 1, kernel_size=kernel_size,
+                 stride=kernel_size if stride is None or stride == [] else stride,
+                 padding=padding, dilation=dilation, ceil_mode=ceil_mode,
+                 return_indices=True if ri else None)
+        return [r, f"{r}:1"] if ri else r
+    return handler
+
+
+def _h_adaptive_max_pool(layer, indices=False):
+    def handler(h, x, output_size, return_indices=False):
+        sizes = output_size if isinstance(output_size, int) else list(output_size)
+        if not isinstance(sizes, int) and any(s is None for s in sizes):
+            raise _Unsup(f"{layer} with an output_size entry of None")
+        ri = bool(return_indices) or indices
+        r = h.op(layer, [x], n_out=2 if ri else 1, output_size=sizes,
+                 return_indices=True if ri else None)
+        return [r, f"{r}:1"] if ri else r
+    return handler
+
+
+def _h_adaptive_avg_pool(layer):
+    def handler(h, x, output_size):
+        sizes = output_size if isinstance(output_size, int) else list(output_size)
+        if not isinstance(sizes, int) and any(s is None for s in sizes):
+            raise _Unsup(f"{layer} with an output_size entry of None")
+        return h.op(layer, [x], output_size=sizes)
+    return handler
+
+
+def _h_max_unpool(layer):
+    """F.max_unpool1d/2d/3d(x, indices, kernel_size, stride, padding): an
+    output_size other than the default one has no nnmod form."""
+    def handler(h, x, indices, kernel_size, stride=None, padding=0, output_size=None):
+        if output_size is not None:
+            n = int(layer[-2])
+            want = list(h.result.shape[-n:])
+            ks, st, pd = (_ntuple(v, n) for v in (
+                kernel_size, kernel_size if stride is None else stride, padding))
+            dflt = [(int(i) - 1) * s - 2 * p + k
+                    for i, k, s, p in zip(x.shape[-n:], ks, st, pd)]
+            if dflt != want:
+                raise _Unsup(f"{layer} with output_size={list(output_size)} (nnmod's "
+                             f"max_unpool gives the default size {dflt})")
+        return h.op(layer, [x, indices], kernel_size=kernel_size,
+                    stride=kernel_size if stride is None else stride, padding=padding)
+    return handler
+
+
+def _ntuple(v, n):
+    if isinstance(v, (tuple, list, torch.Size)):
+        return [int(a) for a in v] if len(v) == n else [int(v[0])] * n
+    return [int(v)] * n
 
 
 def _h_dropout(layer):
@@ -1976,14 +2161,30 @@ def _h_dropout(layer):
     return handler
 
 
+def _h_stochastic_depth(h, input, p, mode, training=True):
+    """torchvision.ops.stochastic_depth(x, p, mode, training=self.training):
+    the stochastic_depth layer (it follows train/eval); training=False or
+    p=0: x itself; training=True (the default) with p > 0 drops in eval
+    mode too and is refused, as F.dropout's."""
+    if mode not in ("row", "batch"):
+        raise _Unsup(f"stochastic_depth mode '{mode}'")
+    if training is _TRACE_TRAINING:
+        return h.ref(input) if float(p) == 0.0 else h.op("stochastic_depth", [input],
+                                                          p=float(p), mode=mode)
+    if not training or float(p) == 0.0:
+        return h.ref(input)
+    raise _Unsup(f"training=True with p={float(p)} drops in eval mode too (torchvision's "
+                 "default); pass training=self.training")
+
+
 def _h_interpolate(h, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
                    recompute_scale_factor=None, antialias=False):
-    if antialias:
-        raise _Unsup("interpolate with antialias")
     return h.op("upsample", [x], size=size if size is None or isinstance(size, int)
                 else _ints(size), scale_factor=scale_factor if not isinstance(
                     scale_factor, (tuple, list)) else [float(s) for s in scale_factor],
-                mode=mode, align_corners=align_corners)
+                mode=mode, align_corners=align_corners,
+                recompute_scale_factor=True if recompute_scale_factor else None,
+                antialias=True if antialias else None)
 
 
 def _h_layer_norm(h, x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -2000,7 +2201,8 @@ def _h_linear(h, x, weight, bias=None):
     # F.linear(x, self.fc.weight, self.fc.bias) is self.fc(x): the module
     # keeps its parameters (torchvision's swin passes them so)
     mod = None if h.is_own(weight) else h.tr.linear_of(weight, "weight")
-    if mod is not None and h.tr.below(h.frame, mod) is not None:
+    if mod is not None and h.tr.below(h.frame, mod) is not None and (
+            bias is mod.bias or not h.tr.ex.graph_has("reads")):
         y = h.module(mod, [x])
         if bias is mod.bias:
             return y
@@ -2056,13 +2258,14 @@ OPS = {
     # shapes and indexing (plugins/tensor_ops)
     "view": _h_view, "reshape": _h_reshape, "flatten": _h_flatten, "unflatten": _h_unflatten,
     "permute": _h_permute, "transpose": _h_transpose, "swapaxes": _h_transpose,
-    "swapdims": _h_transpose, "t": _h_t,
+    "swapdims": _h_transpose, "t": _h_t, "T": _h_T, "mT": _h_mT,
     "contiguous": _h_alias, "clone": _h_alias, "detach": _h_alias,
     "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to, "bool": _h_to,
     "long": _h_to, "int": _h_to,
     "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
     "expand_as": _h_expand_as, "repeat": _h_repeat, "chunk": _h_chunk, "split": _h_split,
     "unbind": _h_unbind, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
+    "flip": _h_flip,
     "cat": _h_cat, "concat": _h_cat, "concatenate": _h_cat, "stack": _h_stack,
     "roll": _h_roll, "pad": _h_pad,
     # elementwise, reductions, products (plugins/math_ops)
@@ -2103,11 +2306,27 @@ OPS = {
     "softplus": _act("softplus", ("beta", "threshold")),
     "softmax": _h_softmax("softmax"), "log_softmax": _h_softmax("log_softmax"),
     "adaptive_avg_pool2d": _h_adaptive_avg_pool2d, "avg_pool2d": _h_avg_pool2d,
-    "max_pool2d": _h_max_pool2d, "dropout": _h_dropout("dropout"),
+    "avg_pool1d": _h_avg_pool("avg_pool1d"), "avg_pool3d": _h_avg_pool("avg_pool3d"),
+    "adaptive_avg_pool1d": _h_adaptive_avg_pool("adaptive_avg_pool1d"),
+    "adaptive_avg_pool3d": _h_adaptive_avg_pool("adaptive_avg_pool3d"),
+    "max_pool1d": _h_max_pool("max_pool1d"), "max_pool2d": _h_max_pool("max_pool2d"),
+    "max_pool3d": _h_max_pool("max_pool3d"),
+    "max_pool1d_with_indices": _h_max_pool("max_pool1d", True),
+    "max_pool2d_with_indices": _h_max_pool("max_pool2d", True),
+    "max_pool3d_with_indices": _h_max_pool("max_pool3d", True),
+    "adaptive_max_pool1d": _h_adaptive_max_pool("adaptive_max_pool1d"),
+    "adaptive_max_pool2d": _h_adaptive_max_pool("adaptive_max_pool2d"),
+    "adaptive_max_pool3d": _h_adaptive_max_pool("adaptive_max_pool3d"),
+    "adaptive_max_pool1d_with_indices": _h_adaptive_max_pool("adaptive_max_pool1d", True),
+    "adaptive_max_pool2d_with_indices": _h_adaptive_max_pool("adaptive_max_pool2d", True),
+    "adaptive_max_pool3d_with_indices": _h_adaptive_max_pool("adaptive_max_pool3d", True),
+    "max_unpool1d": _h_max_unpool("max_unpool1d"), "max_unpool2d": _h_max_unpool("max_unpool2d"),
+    "max_unpool3d": _h_max_unpool("max_unpool3d"),
+    "dropout": _h_dropout("dropout"),
     "dropout2d": _h_dropout("dropout2d"), "dropout1d": _h_dropout("dropout1d"),
     "dropout3d": _h_dropout("dropout3d"), "alpha_dropout": _h_dropout("alpha_dropout"),
     "feature_alpha_dropout": _h_dropout("feature_alpha_dropout"),
-    "interpolate": _h_interpolate,
+    "interpolate": _h_interpolate, "stochastic_depth": _h_stochastic_depth,
     "upsample": _h_interpolate, "layer_norm": _h_layer_norm, "linear": _h_linear,
     "index_select": _h_index_select, "maximum": _h_binary("maximum"),
     "minimum": _h_binary("minimum"), "erf": _unary("erf"), "sign": _unary("sign"),
@@ -2141,6 +2360,8 @@ class _Exporter:
         return bool(info and info["fields"] and any(k == key for k, _ in info["fields"]))
 
     def kind_of(self, m):
+        if isinstance(m, (torch.nn.ParameterList, torch.nn.ParameterDict)):
+            return "params"
         cls = _forward_class(m, self.schema)
         name = cls.__name__
         if name in CONTAINERS:
@@ -2240,6 +2461,36 @@ class _Exporter:
         return node
 
 
+# the largest constant (bytes of its values) written into the manifest
+# (base64, 4/3 of it); larger ones go to the weights file as buffers
+_CONST_MAX = 4 << 20
+
+
+def _const_form(t):
+    """(dtype word, little-endian bytes) of a tensor a graph constant can
+    hold: f32 (any floating dtype, and bool as 0/1) or i64; None for other
+    dtypes and above _CONST_MAX bytes."""
+    if t.dtype == torch.int64:
+        word, a = "i64", t.detach().cpu().numpy().astype("<i8")
+    elif t.is_floating_point() or t.dtype == torch.bool:
+        word, a = "f32", t.detach().cpu().float().numpy().astype("<f4")
+    else:
+        return None
+    if a.nbytes > _CONST_MAX:
+        return None
+    return word, np.ascontiguousarray(a).tobytes()
+
+
+def _const_entry(name, t):
+    """A graph `constants` entry: "NAME: [D0, ...] DTYPE base64:DATA"."""
+    form = _const_form(t)
+    if form is None:
+        return None
+    import base64
+    shape = ", ".join(str(int(d)) for d in t.shape)
+    return f"{name}: [{shape}] {form[0]} base64:{base64.b64encode(form[1]).decode('ascii')}"
+
+
 def _all_tensors(model):
     sd = dict(model.state_dict())
     for n, b in model.named_buffers():
@@ -2275,12 +2526,32 @@ class _Build:
         if kind == "holder":
             self.report.add("construct", f"calling a {type(m).__name__}", path)
             return {"type": "module_dict"}
+        if kind == "params":
+            return self.param_holder(m, path)
         frame = self.tr.defs.get(path)
         if frame is None:
             self.report.add("construct", f"module '{path}' ({type(m).__name__}) is exported as a "
                             "graph but its forward never ran in the trace", path)
             return {"type": "graph"}
         return self.graph(m, path, frame)
+
+    def param_holder(self, m, path):
+        """nn.ParameterList / ParameterDict, whose tensors a forward reads
+        (self.params[0], self.scales["a"]: graph `reads` "params.0"): a graph
+        of no inputs and no nodes owning every one of them under PyTorch's
+        names ("params.0", "scales.a"), so the state dict is PyTorch's."""
+        self.ex.use("graph", self.report, type(m).__name__, path)
+        self.emitted.add(path)
+        entries = []
+        for n, t in m.named_parameters(recurse=False):
+            shape = ", ".join(str(int(d)) for d in t.shape)
+            entries.append(f"{_quote(n)}: [{shape}]")
+        if not entries:
+            self.report.add("construct", f"an empty {type(m).__name__}", path)
+            return {"type": "graph"}
+        first = entries[0].rsplit(":", 1)[0]
+        return {"type": "graph", "config": {"inputs": [], "nodes": [], "outputs": [first],
+                                            "parameters": entries}}
 
     def holder(self, m, path, called_rel, prefix):
         """A child the graph does not call but calls into (a ModuleList of
@@ -2381,6 +2652,10 @@ class _Build:
         for i, n in enumerate(frame.nodes):
             if n.kind == "module":
                 called_rel.append(n.target)
+        # the owners of the descendants' tensors it reads are in the tree too
+        for ref, owner in self.tr.extra_reads.get(path, {}).items():
+            frame.reads.setdefault(ref, owner)     # read by an ancestor through this graph
+        emit_rel = called_rel + [o for o in frame.reads.values() if o not in called_rel]
         # node names: v1 ("PATH: ...", the node named after its module) when
         # the path reads bare and it is the first call; else v2 "NODE = PATH(...)"
         for i, n in enumerate(frame.nodes):
@@ -2445,20 +2720,34 @@ class _Build:
         kids = []
         for cname, c in m.named_children():
             p = f"{path}.{cname}" if path else cname
-            if cname in called_rel:
+            if cname in emit_rel:
                 kids.append(dict(name=cname, **self.module(c, p)))
-            elif any(r.startswith(cname + ".") for r in called_rel):
-                kids.append(dict(name=cname, **self.holder(c, p, called_rel, cname)))
+            elif any(r.startswith(cname + ".") for r in emit_rel):
+                kids.append(dict(name=cname, **self.holder(c, p, emit_rel, cname)))
         cfg = {"inputs": frame.inputs, "nodes": nodes, "outputs": outs}
-        params, buffers = [], []
+        if frame.reads:
+            cfg["reads"] = list(frame.reads)
+        for name, v in self.tr.extra_own.get(path, {}).items():
+            frame.used_own.setdefault(name, v)   # read by an ancestor
+        params, buffers, constants = [], [], []
+        use_consts = self.ex.graph_has("constants")
         for name, t in frame.consts.items():
+            entry = _const_entry(name, t) if use_consts else None
+            if entry is not None:
+                constants.append(entry)       # the values in the manifest
+                continue
             key = f"{path}.{name}" if path else name
-            self.consts[key] = t
+            self.consts[key] = t              # the values in the weights file
             shape = ", ".join(str(int(d)) for d in t.shape)
             buffers.append(f"{name}: [{shape}]" + (" i64" if t.dtype == torch.int64 else ""))
+        non_persistent = getattr(m, "_non_persistent_buffers_set", ())
         for name, (is_buf, t) in frame.used_own.items():
             shape = ", ".join(str(int(d)) for d in t.shape)
-            if is_buf:
+            entry = _const_entry(name, t) if use_consts and is_buf and \
+                name in non_persistent else None
+            if entry is not None:
+                constants.append(entry)
+            elif is_buf:
                 if t.dtype == torch.int64:
                     buffers.append(f"{name}: [{shape}] i64")
                 elif t.is_floating_point():
@@ -2470,6 +2759,7 @@ class _Build:
                 params.append(f"{name}: [{shape}]")
         for key, val, what in (("parameters", params, "its own parameters"),
                                ("buffers", buffers, "its own buffers"),
+                               ("constants", constants, "constant tensors"),
                                ("output_names", frame.output_names, "a dict output")):
             if val:
                 if not self.ex.graph_has(key):
@@ -2503,6 +2793,15 @@ class _Build:
         order1 = list(f1.shapes.items())
         inserts = []
         for n1, n2 in zip(f1.nodes, f2.nodes):
+            if n1.layer == "narrow" and n1.cfg != n2.cfg:
+                # x.narrow(dim, start, length) with numbers that follow a
+                # dynamic dim: the same as x[:, start:start + length]
+                for n in (n1, n2):
+                    d, a, ln = n.cfg["dim"], n.cfg["start"], n.cfg["length"]
+                    n.layer = "getitem"
+                    n.cfg = {"index": [":"] * d + [f"{a}:{a + ln}" if a + ln != 0 else f"{a}:"]}
+                    if d < 0:
+                        n.cfg = {"index": ["..."] + [n.cfg["index"][-1]] + [":"] * (-d - 1)}
             for k, v1 in list(n1.cfg.items()):
                 v2 = n2.cfg.get(k)
                 if v1 == v2:
@@ -2581,47 +2880,146 @@ class _Build:
             f1.nodes[at:at] = new
 
     def dynamic_slice(self, f1, f2, n1, order1, v1, v2):
-        """x[:, :T] where T follows a dynamic dim (a position table cut to the
-        sequence length): arange(T read at run time) and index_select, T
-        found as an input's dim. Returns the nodes to put before n1 (which
-        becomes the index_select), or None."""
+        """A getitem whose numbers follow a dynamic dim, as slices relative to
+        the run-time sizes. Per index entry, with [a, b) the slice in the
+        input's dim of size L, n = b - a, e = L - b, in both traces:
+          * a and e the same: the static slice "a:-e" (x[:, :x.size(1) - 1]
+            is x[:, :-1]), and an int i with i - L the same is "-k";
+          * a the same, n an input's dim T (a position table cut to the
+            sequence, pos[:, s:s + t]): "a:", then arange(T, read at run
+            time) and index_select;
+          * e the same, n an input's dim T (the last T steps, h[:, -t:],
+            h[:, p.size(1):] of h = cat([p, x], 1)): ":-e", flip,
+            arange(T) and index_select, flip.
+        One entry may need nodes; the others must be static then. Returns
+        the nodes to put before n1 (which becomes the last of them), or None
+        (then reported)."""
         if len(v1) != len(v2):
             return None
-        diff = [i for i, (a, b) in enumerate(zip(v1, v2)) if a != b]
-        if len(diff) != 1:
+        s1 = self.shape2(f1, f1, n1.inputs[0])
+        s2 = self.shape2(f1, f2, n1.inputs[0])
+        if s1 is None or s2 is None or len(s1) != len(s2):
             return None
-        i = diff[0]
-        m1 = re.fullmatch(r"(0?):(-?\d+)", v1[i])
-        m2 = re.fullmatch(r"(0?):(-?\d+)", v2[i])
-        if not m1 or not m2 or "..." in v1[:i]:
+        e1 = list(v1)
+        dims = self.index_dims(v1, len(s1))
+        if dims is None:
             return None
-        e1, e2 = int(m1.group(2)), int(m2.group(2))
-        if e1 < 0 or e2 < 0:
+        todo = []
+        for i, (a_s, b_s) in enumerate(zip(v1, v2)):
+            if a_s == b_s:
+                continue
+            d_in, d_out = dims[i]
+            if d_in is None:
+                return None
+            L1, L2 = int(s1[d_in]), int(s2[d_in])
+            p1, p2 = self.parse_index(a_s), self.parse_index(b_s)
+            if p1 is None or p2 is None or type(p1) is not type(p2):
+                return None
+            if isinstance(p1, int):
+                k1 = p1 - L1 if p1 >= 0 else p1
+                k2 = p2 - L2 if p2 >= 0 else p2
+                if k1 != k2:
+                    return None
+                e1[i] = str(k1)
+                continue
+            a1, b1, st1 = p1.indices(L1)
+            a2, b2, st2 = p2.indices(L2)
+            if st1 != 1 or st2 != 1:
+                return None
+            b1, b2 = max(a1, b1), max(a2, b2)
+            if a1 == a2 and L1 - b1 == L2 - b2:
+                e = L1 - b1
+                e1[i] = (f"{a1}:" if a1 else ":") + (f"-{e}" if e else "")
+                continue
+            todo.append((i, d_out, a1, a2, b1, b2, L1, L2))
+        if not todo:
+            n1.cfg["index"] = e1
+            return []
+        if len(todo) > 1:
             return None
-        found = self.find_like(f1, f2, n1, order1, e1, e2)
+        i, d_out, a1, a2, b1, b2, L1, L2 = todo[0]
+        found = self.find_like(f1, f2, n1, order1, b1 - a1, b2 - a2)
         if found is None:
             return None
+        if a1 == a2:
+            from_end = False
+            e1[i] = f"{a1}:" if a1 else ":"
+        elif L1 - b1 == L2 - b2:
+            from_end = True
+            e1[i] = f":-{L1 - b1}" if L1 - b1 else ":"
+        else:
+            return None
         ref, d = found
-        out_dim = sum(1 for e in v1[:i] if e != "..." and not re.fullmatch(r"-?\d+", e))
         new = []
-        ar = f1.fresh("arange")
-        a = _Node("op", ar, "arange", [ref], {"end": e1, "dtype": "int64", "from_input": [0],
-                                             "from_dim": [d]}, where=n1.where, fn=n1.fn)
-        a.name = ar
-        new.append(a)
+
+        def node(layer, inputs, cfg):
+            name = f1.fresh(layer)
+            nd = _Node("op", name, layer, inputs, cfg, where=n1.where, fn=n1.fn)
+            nd.name = name
+            new.append(nd)
+            return name
+
         src = n1.inputs[0]
-        rest = list(v1)
-        rest[i] = ":"
-        if any(e != ":" for e in rest):
-            g = f1.fresh("getitem")
-            gn = _Node("op", g, "getitem", [src], {"index": rest}, where=n1.where, fn=n1.fn)
-            gn.name = g
-            new.append(gn)
-            src = g
-        n1.layer = "index_select"
-        n1.inputs = [src, ar]
-        n1.cfg = {"dim": out_dim}
+        if any(e != ":" for e in e1):
+            src = node("getitem", [src], {"index": e1})
+        if from_end:
+            src = node("flip", [src], {"dims": [d_out]})
+        ar = node("arange", [ref], {"end": b1 - a1, "dtype": "int64", "from_input": [0],
+                                    "from_dim": [d]})
+        if from_end:
+            src = node("index_select", [src, ar], {"dim": d_out})
+            n1.layer, n1.inputs, n1.cfg = "flip", [src], {"dims": [d_out]}
+        else:
+            n1.layer, n1.inputs, n1.cfg = "index_select", [src, ar], {"dim": d_out}
         return new
+
+    @staticmethod
+    def parse_index(e):
+        """An index entry string as an int or a slice (None for None, ...)."""
+        if re.fullmatch(r"-?\d+", e):
+            return int(e)
+        m = re.fullmatch(r"(-?\d*):(-?\d*)(?::(-?\d*))?", e)
+        if not m:
+            return None
+        a, b, st = (int(g) if g not in (None, "") else None for g in m.groups())
+        return slice(a, b, st)
+
+    @staticmethod
+    def index_dims(entries, ndim):
+        """Per index entry: (its dim in the input, in the output); None for
+        an entry that is None or '...'."""
+        real = [e for e in entries if e not in ("None", "...")]
+        if entries.count("...") > 1:
+            return None
+        out, d_in, d_out = [], 0, 0
+        for e in entries:
+            if e == "None":
+                out.append((None, None))
+                d_out += 1
+            elif e == "...":
+                out.append((None, None))
+                k = ndim - len(real)
+                d_in += k
+                d_out += k
+            elif re.fullmatch(r"-?\d+", e):
+                out.append((d_in, None))
+                d_in += 1
+            else:
+                out.append((d_in, d_out))
+                d_in += 1
+                d_out += 1
+        return out
+
+    @staticmethod
+    def shape2(f1, f2, ref):
+        """The shape in the second trace of what ref names in the first."""
+        if isinstance(ref, tuple):
+            uids = {a.uid: b.uid for a, b in zip(f1.nodes, f2.nodes)}
+            ref = ("@", uids.get(ref[1]), ref[2])
+        if ref in f2.shapes:
+            return f2.shapes[ref]
+        own = f2.used_own.get(ref)            # a parameter or buffer of the graph
+        return tuple(own[1].shape) if own is not None else None
 
     @staticmethod
     def find_like(f1, f2, node, order1, a, b):
@@ -2671,6 +3069,7 @@ def _patched_call(tracer):
 
     getitem.__name__ = "__getitem__"
     getitem.__qualname__ = "Tensor.__getitem__"
+    unpatch = _patch_python(tracer)
     torch.nn.Module.__call__ = call
     torch.Tensor.__getitem__ = getitem
     try:
@@ -2681,6 +3080,92 @@ def _patched_call(tracer):
             torch.Tensor.__getitem__ = orig_getitem
         else:
             del torch.Tensor.__getitem__
+        unpatch()
+
+
+def _hook_stochastic_depth(tracer, real):
+    """torchvision.ops.stochastic_depth is Python, not a torch function, and
+    returns its input at once when training is false (self.training while
+    traced): the trace would not see it. It is recorded as a function."""
+    def traced(input, p, mode, training=True):
+        # the eval value as a new tensor (the node's own output)
+        return real(input, p, mode, False).view_as(input)
+
+    traced.__name__ = "stochastic_depth"
+    traced.__qualname__ = "stochastic_depth"
+    traced.__module__ = "torchvision.ops"
+
+    def hook(input, p, mode, training=True):
+        if tracer.suspended or tracer.internal or not tracer.stack or \
+                not isinstance(input, torch.Tensor):
+            return real(input, p, mode, bool(training))
+        return tracer.__torch_function__(traced, (torch.Tensor,), (input, p, mode, training),
+                                         {})
+    return hook
+
+
+_PACKED = ("packed sequences (torch.nn.utils.rnn.pack_padded_sequence, pack_sequence, "
+           "pad_packed_sequence): nnmod's recurrent layers take the padded batch (mask "
+           "the padding, or pick each sequence's last output by its length)")
+
+
+def _hook_packed(tracer, real):
+    """pack_padded_sequence and friends: reported once each, as what they
+    are (not as the sort, scatter and .cpu() they run inside); what they
+    return is unknown to the graph ("?"), so nothing downstream is taken
+    for a constant."""
+    def hook(*args, **kwargs):
+        if tracer.suspended or tracer.internal or not tracer.stack:
+            return real(*args, **kwargs)
+        frame = tracer.stack[-1]
+        tracer.report.add("construct", _PACKED, tracer.where())
+        tracer.suspended += 1
+        try:
+            out = real(*args, **kwargs)
+        finally:
+            tracer.suspended -= 1
+        for t in _flat(out):
+            frame.bind(t, "?")
+        return out
+    return hook
+
+
+# Python functions of other modules the trace must see, though they are not
+# torch functions: (module, name, hook factory (tracer, the real function)).
+_PY_HOOKS = [
+    ("torchvision.ops.stochastic_depth", "stochastic_depth", _hook_stochastic_depth),
+    ("torch.nn.utils.rnn", "pack_padded_sequence", _hook_packed),
+    ("torch.nn.utils.rnn", "pack_sequence", _hook_packed),
+    ("torch.nn.utils.rnn", "pad_packed_sequence", _hook_packed),
+]
+
+
+def _patch_python(tracer):
+    """While tracing, each function of _PY_HOOKS (where its module is
+    imported) runs a trampoline to its hook: the function object's code is
+    swapped, so names imported with `from torchvision.ops import
+    stochastic_depth` are caught too. Returns the undo."""
+    undo = []
+    for modname, fname, factory in _PY_HOOKS:
+        mod = sys.modules.get(modname)
+        fn = getattr(mod, fname, None) if mod is not None else None
+        if not isinstance(fn, types.FunctionType) or fn.__closure__:
+            continue
+        code = fn.__code__
+        real = types.FunctionType(code, fn.__globals__, fname, fn.__defaults__)
+        real.__kwdefaults__ = fn.__kwdefaults__
+        gname = f"_nnmod_export_hook_{fname}"
+        ns = {}
+        exec(f"def {fname}(*args, **kwargs):\n    return {gname}(*args, **kwargs)\n", ns)
+        fn.__globals__[gname] = factory(tracer, real)
+        fn.__code__ = ns[fname].__code__
+        undo.append((fn, code, gname))
+
+    def restore():
+        for fn, code, gname in reversed(undo):
+            fn.__code__ = code
+            fn.__globals__.pop(gname, None)
+    return restore
 
 
 def _run_trace(ex, model, xs, report):
@@ -2731,23 +3216,43 @@ def _dynamic_spec(xs, dynamic, dynamic_dims):
     return {i: d for i, d in spec.items() if d}
 
 
-def _vary(xs, spec):
+def _bag_offsets(tr, xs):
+    """{input index of offsets: (input index of the indices, include_last_offset)}
+    for the EmbeddingBag calls whose offsets and indices are model inputs:
+    the second trace gives them offsets that fit the new sizes (cut or
+    repeated offsets are not offsets; PyTorch 1.13's max mode corrupts its
+    heap when the last offset is not the input's length)."""
+    ids = {id(x): i for i, x in enumerate(xs)}
+    out = {}
+    for off, inp, last in tr.bag_offsets:
+        if id(off) in ids and id(inp) in ids and off.dim() == 1 and inp.dim() == 1:
+            out[ids[id(off)]] = (ids[id(inp)], last)
+    return out
+
+
+def _vary(xs, spec, offsets=None):
     """The inputs of the second trace: every dynamic dim at another size.
     Dims of equal size in the example are taken to be one size (the batch
     of the tokens and of their mask); each such size gets a new value that
-    no other has (so a size read from the second trace names its dim): a
-    size of 1 or 2 grows by one, a larger one shrinks by one (a position
-    table cut to the sequence stays long enough)."""
+    no other has (so a size read from the second trace names its dim), and
+    each changes by an amount no other does (so a difference of two sizes,
+    y[:, -x.size(1):], changes too and is not taken for a constant): from
+    the largest size down, a size above 2 shrinks by 1, 2, 3, ... (a
+    position table cut to the sequence stays long enough), a size of 1 or 2
+    grows by the first amount still free."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
     taken = set(olds)
+    used = set()
     new = {}
-    for v in olds:
-        steps = [1, -1, 2, -2, 3, -3] if v <= 2 else [-1, 1, -2, 2, -3, 3]
+    for v in sorted(olds, reverse=True):
+        steps = [k for j in range(1, v) for k in (-j,)] if v > 2 else []
+        steps += list(range(1, 2 * len(olds) + 4))
         for k in steps:
             w = v + k
-            if w >= 1 and w not in taken:
+            if w >= 1 and w not in taken and k not in used:
                 new[v] = w
                 taken.add(w)
+                used.add(k)
                 break
     out = []
     for i, x in enumerate(xs):
@@ -2755,6 +3260,15 @@ def _vary(xs, spec):
             v, w = int(x.shape[d]), new[int(x.shape[d])]
             x = x.index_select(d, torch.arange(w) % v)   # cut, or repeated from the start
         out.append(x)
+    for i, (j, last) in (offsets or {}).items():
+        # bags spread evenly over the new indices; with include_last_offset
+        # the last offset is their count
+        n, b = int(out[j].shape[0]), int(out[i].shape[0])
+        bags = b - 1 if last else b
+        off = [k * n // max(bags, 1) for k in range(b)]
+        if last and b:
+            off[-1] = n
+        out[i] = torch.tensor(off, dtype=xs[i].dtype)
     return out
 
 
@@ -2772,7 +3286,7 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
         tr, _ = _run_trace(ex, model, xs, report)
         tr2, xs2 = None, None
         if spec:
-            xs2 = _vary(xs, spec)
+            xs2 = _vary(xs, spec, _bag_offsets(tr, xs))
             r2 = Report(_model_name(model))
             try:
                 tr2, _ = _run_trace(ex, model, xs2, r2)
@@ -2963,7 +3477,7 @@ def _check(model, path, xs, ctx, rtol, atol):
     if len(want) > 1 and m.layer_type != "graph":
         # the model is one layer of several outputs (nn.LSTM: output, h_n,
         # c_n): asked for all of them, as a graph node would
-        m._n_out = len(want)
+        m.n_outputs = len(want)
     with no_grad():
         got = m(*[tensor(x.detach().cpu().numpy(), ctx=ctx) for x in xs])
     got = _outputs_list(got)

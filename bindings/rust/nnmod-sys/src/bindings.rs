@@ -1983,12 +1983,19 @@ pub struct nnm_host {
             out: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub descendant_tensor: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            path: *const ::std::os::raw::c_char,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        504usize,
+        512usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -3101,6 +3108,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_attention();
+    fn test_field_descendant_tensor() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).descendant_tensor) as usize - ptr as usize
+            },
+            504usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(descendant_tensor)
+            )
+        );
+    }
+    test_field_descendant_tensor();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
