@@ -28,7 +28,11 @@
  *     input [B, N] i64 (B bags of N) [, per_sample_weights [B, N] f32], or
  *     input [n] i64, offsets [B] i64 (B + 1 with include_last_offset)
  *       [, per_sample_weights [n] f32];
- *   output [B, embedding_dim]. Composed of host ops (index_select, concat,
+ *   output [B, embedding_dim]. One host op, host->op_embedding_bag (ABI
+ *   1.5: the backend's embedding_bag slots, a segment reduction that reads
+ *   each row once and records one autograd node), where the host and the
+ *   device's backend have it and scale_grad_by_freq is off. Otherwise
+ *   composed of host ops (index_select, concat,
  *   reduce, binary, where), so it runs on every device and gets its
  *   gradients (weight and per_sample_weights) from the runtime: the rows are
  *   gathered once, then laid out as [B, L, embedding_dim] (L the longest
@@ -810,6 +814,24 @@ static nnm_status embedding_bag_forward(nnm_env *env, void *self, nnm_tensor *co
                               (long long)s->num_embeddings);
     if (st == NNM_OK && s->has_max_norm)
         st = embedding_renorm(env, s, idx, n);
+    /* the fused segment reduction (host->op_embedding_bag, the backend's
+     * embedding_bag slots) unless scale_grad_by_freq asks for scaled
+     * gradients (or a 2-d input meets include_last_offset, refused below);
+     * a backend without the slots: the composed path below */
+    if (st == NNM_OK && !s->scale_grad_by_freq && !(xd->ndim == 2 && s->include_last_offset) &&
+        NNM_HOST_HAS(h, op_embedding_bag)) {
+        const int32_t mode = s->mode == BAG_MAX ? NNM_REDUCE_MAX : s->mode == BAG_MEAN ? NNM_REDUCE_MEAN
+                                                                                        : NNM_REDUCE_SUM;
+        const nnm_embedding_bag_params p = {sizeof p, mode, s->include_last_offset, s->has_padding,
+                                            s->has_padding ? s->padding_idx : 0};
+        st = h->op_embedding_bag(env, s->weight, in[0], offsets, psw, &p, &out[0]);
+        if (st != NNM_E_UNSUPPORTED) {
+            free(off_owned);
+            free(idx_owned);
+            return st;
+        }
+        st = NNM_OK;
+    }
     bag_plan pl;
     memset(&pl, 0, sizeof pl);
     if (st == NNM_OK)

@@ -745,6 +745,13 @@ static nnm_status host_op_ctc_loss(nnm_env *env, nnm_tensor *log_probs, nnm_tens
     return nnm__op_ctc_loss(nnm__env_of(env)->ctx, log_probs, targets, input_lengths, target_lengths, p, out);
 }
 
+static nnm_status host_op_embedding_bag(nnm_env *env, nnm_tensor *weight, nnm_tensor *indices, nnm_tensor *offsets,
+                                        nnm_tensor *per_sample_weights, const nnm_embedding_bag_params *p,
+                                        nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_embedding_bag(nnm__env_of(env)->ctx, weight, indices, offsets, per_sample_weights, p, out);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -809,4 +816,5 @@ const nnm_host nnm__host = {
     .op_detach = host_op_detach,
     .op_arg_reduce = host_op_arg_reduce,
     .op_ctc_loss = host_op_ctc_loss,
+    .op_embedding_bag = host_op_embedding_bag,
 };
