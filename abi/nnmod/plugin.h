@@ -134,7 +134,7 @@ typedef struct nnm_host nnm_host;
  * the invocation it was passed to: never keep it. */
 typedef struct nnm_env {
     uint32_t struct_size;
-    uint32_t reserved;
+    uint32_t reserved;    /* the runtime's (it tells the envs it made from copies); never write it */
     const nnm_host *host; /* never NULL */
 } nnm_env;
 

@@ -16,7 +16,9 @@ static nnm_status host_set_error(nnm_env *env, nnm_status code, const char *fmt,
  * (or 0) without a message; the call path then says the plugin failed
  * without one. */
 static nnm__env *env_check(nnm_env *env) {
-    if (!env || env->struct_size != sizeof(nnm_env) || env->host != &nnm__host) return NULL;
+    if (!env || env->struct_size != sizeof(nnm_env) || env->host != &nnm__host ||
+        env->reserved != nnm__env_tag(env))
+        return NULL; /* a copy or a foreign pointer: nothing past the public part is read */
     nnm__env *e = nnm__env_of(env);
     return e->magic == NNM__ENV_MAGIC ? e : NULL;
 }

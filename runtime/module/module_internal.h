@@ -94,9 +94,17 @@ extern const nnm_host nnm__host;
 
 static inline nnm__env *nnm__env_of(nnm_env *env) { return (nnm__env *)env; }
 
+/* The value an env the runtime made keeps in its public `reserved` field: a
+ * function of its own address, so a plugin's copy of the public part (or any
+ * foreign pointer) is refused from the 16 bytes it surely has, before the
+ * host reads the private part behind them (host.c, env_check). */
+static inline uint32_t nnm__env_tag(const void *e) {
+    return (uint32_t)((uintptr_t)e >> 3) ^ NNM__ENV_MAGIC;
+}
+
 static inline void nnm__env_init(nnm__env *e, nnm_ctx *ctx, nnm_module *m, int phase) {
     e->pub.struct_size = sizeof(nnm_env);
-    e->pub.reserved = 0;
+    e->pub.reserved = nnm__env_tag(e);
     e->pub.host = &nnm__host;
     e->ctx = ctx;
     e->module = m;

@@ -150,7 +150,8 @@ static void both(const char *layer, const nnm_config *cfg, const in_spec *ins, u
     if (st[0] == NNM_OK && st[1] == NNM_OK) {
         CU_ASSERT_EQUAL(n[0], n[1]);
         for (int64_t i = 0; res[0] && res[1] && i < n[0] && i < n[1]; i++) {
-            const int same = tu_near(res[1][i], res[0][i], 1e-4, 1e-4) || (isnan(res[0][i]) && isnan(res[1][i]));
+            const int same = res[1][i] == res[0][i] || tu_near(res[1][i], res[0][i], 1e-4, 1e-4) ||
+                             (isnan(res[0][i]) && isnan(res[1][i]));
             if (!same) fprintf(stderr, "\n  %s [%lld]: %s %g, cpu %g", layer, (long long)i, g_be_name, res[1][i], res[0][i]);
             CU_ASSERT_TRUE(same);
         }
@@ -238,6 +239,18 @@ static void test_new_layers(void) {
     c = cfg_new();
     nnm_config_set_str(c, "reduction", "none");
     both("ctc_loss", c, (in_spec[]){{F32, 3, {3, 2, 4}, lp}, {I64, 2, {2, 2}, tg}, {I64, 1, {2}, il}, {I64, 1, {2}, tl}}, 4, 1, 0);
+    nnm_config_free(c);
+    /* the blank among the targets, repeated labels that need more steps
+     * than the input has (inf), zero_infinity: fused and composed agree */
+    const int64_t tgb[4] = {0, 2, 3, 3}, ilb[2] = {3, 3}, tlb[2] = {2, 2};
+    c = cfg_new();
+    nnm_config_set_str(c, "reduction", "none");
+    both("ctc_loss", c, (in_spec[]){{F32, 3, {3, 2, 4}, lp}, {I64, 2, {2, 2}, tgb}, {I64, 1, {2}, ilb}, {I64, 1, {2}, tlb}}, 4, 1, 0);
+    const int64_t ils[2] = {2, 2};
+    both("ctc_loss", c, (in_spec[]){{F32, 3, {3, 2, 4}, lp}, {I64, 2, {2, 2}, tgb}, {I64, 1, {2}, ils}, {I64, 1, {2}, tlb}}, 4, 1, 0);
+    nnm_config_set_bool(c, "zero_infinity", 1);
+    nnm_config_set_str(c, "reduction", "mean");
+    both("ctc_loss", c, (in_spec[]){{F32, 3, {3, 2, 4}, lp}, {I64, 2, {2, 2}, tgb}, {I64, 1, {2}, ils}, {I64, 1, {2}, tlb}}, 4, 1, 0);
     nnm_config_free(c);
     /* recurrent layers: the rnn_cell slot is NULL */
     const char *rnns[] = {"rnn", "lstm", "gru"};
@@ -578,12 +591,34 @@ static nnm_status mk_bigjson(nnm_env *env, void **self) {
     *self = NULL;
     return env->host->child_new(env, "a", "identity", NULL, g_big_json);
 }
+static nnm_status hx_plain_create(nnm_env *env, void **self) {
+    (void)env;
+    *self = NULL;
+    return NNM_OK;
+}
 /* ignores the failure of its child_new and says OK */
 static nnm_status mk_ignore(nnm_env *env, void **self) {
     *self = NULL;
     (void)env->host->child_new(env, "a", "no_such_layer", NULL, NULL);
     (void)env->host->child_new(env, "b", "hx_self", NULL, NULL);
     return env->host->child_new(env, "c", "identity", NULL, NULL);
+}
+/* makes two children, then fails: they go with it */
+static nnm_status mk_fail(nnm_env *env, void **self) {
+    *self = NULL;
+    nnm_status st = env->host->child_new(env, "a", "identity", NULL, NULL);
+    if (!st) st = env->host->child_new(env, "b", "hx_dup", NULL, NULL); /* fails inside */
+    return st ? st : env->host->set_error(env, NNM_E_INVALID, "hx_fail: no");
+}
+/* calls child_new and set_output_names from forward, where neither is valid */
+static nnm_status mk_late_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
+                                  uint32_t n_out) {
+    (void)self, (void)in, (void)n_in, (void)out, (void)n_out;
+    nnm_status st = env->host->child_new(env, "late", "identity", NULL, NULL);
+    if (st != NNM_E_STATE) return env->host->set_error(env, NNM_E_PLUGIN, "child_new in forward: %d", (int)st);
+    const char *names[1] = {"o"};
+    st = env->host->set_output_names(env, names, 1);
+    return st;
 }
 static nnm_status mk_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                              uint32_t n_out) {
@@ -605,8 +640,13 @@ MK_LAYER(l_badjson, "hx_badjson", mk_badjson)
 MK_LAYER(l_deepjson, "hx_deepjson", mk_deepjson)
 MK_LAYER(l_ignore, "hx_ignore", mk_ignore)
 MK_LAYER(l_bigjson, "hx_bigjson", mk_bigjson)
+MK_LAYER(l_fail, "hx_fail", mk_fail)
+static const nnm_layer_vtable l_late = {.struct_size = sizeof(nnm_layer_vtable), .name = "hx_late", .version_major = 1,
+                                        .n_inputs = 1, .n_outputs = 1, .create = hx_plain_create,
+                                        .forward = mk_late_forward};
 static const nnm_layer_vtable *const mk_layers[] = {&l_self, &l_ping, &l_pong, &l_dup, &l_ctrl,
-                                                    &l_ghost, &l_badjson, &l_deepjson, &l_ignore, &l_bigjson};
+                                                    &l_ghost, &l_badjson, &l_deepjson, &l_ignore, &l_bigjson,
+                                                    &l_fail, &l_late};
 static const nnm_plugin_desc mk_desc = {
     .struct_size = sizeof(nnm_plugin_desc),
     .abi_major = NNM_ABI_MAJOR,
@@ -643,6 +683,7 @@ static void test_child_new_misuse(void) {
         {"hx_ghost", NNM_E_NOT_FOUND, "child_new: 'ghost' is not a module this layer made"},
         {"hx_badjson", NNM_E_INVALID, "child_new: a.config"},
         {"hx_deepjson", NNM_E_INVALID, "hx_deepjson: child_new: a.config"},
+        {"hx_fail", NNM_E_EXISTS, "hx_fail: child 'b' (hx_dup): "},
         {"hx_bigjson", NNM_E_LIMIT, "hx_bigjson: child_new: a.config: the JSON text is 200000 bytes, more than 65536"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -667,6 +708,16 @@ static void test_child_new_misuse(void) {
         CU_ASSERT_PTR_NOT_NULL(nnm_module_get(m, "c"));
         CU_ASSERT_PTR_NULL(nnm_module_get(m, "b"));
     }
+    nnm_module_release(m);
+    /* child_new and set_output_names from forward */
+    m = NULL;
+    CHECK_STATUS(nnm_module_create(ctx, "hx_late", NULL, &m), NNM_OK);
+    nnm_tensor *x = NULL, *y = NULL;
+    CU_ASSERT_EQUAL(nnm_tensor_from_f32(ctx, 1, (const int64_t[]){2}, NULL, &x), NNM_OK);
+    CHECK_ERROR(nnm_module_call(m, &x, 1, &y, 1), NNM_E_STATE, "output names are set only in create");
+    CU_ASSERT_PTR_NULL(y);
+    CU_ASSERT_EQUAL(nnm_module_child_count(m), 0);
+    nnm_tensor_release(x);
     nnm_module_release(m);
     LEAK_CHECK_END();
     g_ctx = saved;
