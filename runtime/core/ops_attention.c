@@ -103,6 +103,7 @@ nnm_status nnm__op_attention(nnm_ctx *ctx, nnm_tensor *q, nnm_tensor *k, nnm_ten
     if (nnm__numel(3, oshape) == 0) goto done;
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    const uint64_t seq = ctx->err_seq;
     int64_t qsl, qsn, ksl, ksn, vsl, vsn, osl, osn;
     strides_of(qc, sf, &qsl, &qsn);
     strides_of(kc, sf, &ksl, &ksn);
@@ -130,18 +131,18 @@ nnm_status nnm__op_attention(nnm_ctx *ctx, nnm_tensor *q, nnm_tensor *k, nnm_ten
                                        qb + n * qsn + p->q_offset + h * D, qsl,
                                        kb + n * ksn + p->k_offset + h * D, ksl,
                                        base(sc) + at, S > 0 ? S : 1};
-                    st = be->vt->gemm(&env.pub, be->state, &g);
+                    st = nnm__backend_check(ctx, be, "gemm", be->vt->gemm(&env.pub, be->state, &g), seq);
                     if (st || whole) continue;
                 }
                 if (!whole && S > 0) {
                     nnm_softmax_args a = {sizeof a, 0, L, S, 1, &sc->desc, &pr->desc};
-                    if ((st = be->vt->softmax(&env.pub, be->state, &a))) continue;
+                    if ((st = nnm__backend_check(ctx, be, "softmax", be->vt->softmax(&env.pub, be->state, &a), seq))) continue;
                 }
                 nnm_gemm_args g = {sizeof g, 0, 0, L, Dv, S, 1.0f, 0.0f,
                                    S > 0 ? base(pr) + at : NULL, S > 0 ? S : 1,
                                    vb + n * vsn + p->v_offset + h * Dv, vsl,
                                    yb + n * osn + h * Dv, osl};
-                st = be->vt->gemm(&env.pub, be->state, &g);
+                st = nnm__backend_check(ctx, be, "gemm", be->vt->gemm(&env.pub, be->state, &g), seq);
             }
         if (st || !whole || pass > 0) break;
         if (mask && (st = add_into(ctx, &sc, mask))) break;
@@ -160,7 +161,7 @@ nnm_status nnm__op_attention(nnm_ctx *ctx, nnm_tensor *q, nnm_tensor *k, nnm_ten
         }
         if (S > 0) {
             nnm_softmax_args a = {sizeof a, 0, N * H * L, S, 1, &sc->desc, &pr->desc};
-            st = be->vt->softmax(&env.pub, be->state, &a);
+            st = nnm__backend_check(ctx, be, "softmax", be->vt->softmax(&env.pub, be->state, &a), seq);
         }
     }
 done:

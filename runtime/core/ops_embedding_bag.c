@@ -76,7 +76,9 @@ static nnm_status bag_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *go
     a.grad_per_sample_weights = gp ? &gp->desc : NULL;
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-    st = be->vt->embedding_bag_backward(&env.pub, be->state, &a);
+    const uint64_t seq = ctx->err_seq;
+    st = nnm__backend_check(ctx, be, "embedding_bag_backward", be->vt->embedding_bag_backward(&env.pub, be->state, &a),
+                            seq);
     if (!st && gp) st = nnm__op_reshape(ctx, gp, n->in_ndim[1], n->in_shape[1], &gin[1]);
 done:
     nnm_tensor_release(g);
@@ -277,7 +279,9 @@ nnm_status nnm__op_embedding_bag(nnm_ctx *ctx, nnm_tensor *weight, nnm_tensor *i
         a.arg = arg ? &arg->desc : NULL;
         nnm__env env;
         nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-        if (!(st = be->vt->embedding_bag(&env.pub, be->state, &a)) && record) {
+        const uint64_t seq = ctx->err_seq;
+        st = nnm__backend_check(ctx, be, "embedding_bag", be->vt->embedding_bag(&env.pub, be->state, &a), seq);
+        if (!st && record) {
             nnm_tensor *const keep[5] = {wc, idx_t, off_t, psw_t, arg};
             st = bag_record(ctx, weight, psw, keep, p->mode, pad, y);
         }

@@ -6,7 +6,9 @@
  *                 its bags from host ops (the fallback a backend without
  *                 the slots gets);
  *   "cpubagcount" the same slots, counted, so a test can tell that the
- *                 fused kernels did run.
+ *                 fused kernels did run;
+ *   "cpubaglies"  an embedding_bag slot that fails with a status outside
+ *                 the ABI and no message (the runtime must blame it).
  * Both count index_select calls (the composed path gathers rows with it;
  * the fused one never does). The includer calls nobag_setup(cpu_plugin_path)
  * once (dlopens the cpu plugin), registers nobag_desc or bagcount_desc with
@@ -21,7 +23,7 @@
 
 static void *g_nobag_dl;
 static const nnm_backend_vtable *g_nobag_cpu;
-static nnm_backend_vtable g_nobag_vt, g_bagcount_vt;
+static nnm_backend_vtable g_nobag_vt, g_bagcount_vt, g_baglies_vt;
 static int g_nobag_index_selects, g_bagcount_calls;
 
 static nnm_status nobag_index_select(nnm_env *env, void *state, const nnm_index_args *a) {
@@ -37,7 +39,21 @@ static nnm_status bagcount_bwd(nnm_env *env, void *state, const nnm_embedding_ba
     return g_nobag_cpu->embedding_bag_backward(env, state, a);
 }
 
+static nnm_status baglies_fwd(nnm_env *env, void *state, const nnm_embedding_bag_args *a) {
+    (void)env, (void)state, (void)a;
+    return 4242;
+}
+
 static const nnm_backend_vtable *const nobag_backends[] = {&g_nobag_vt};
+static const nnm_backend_vtable *const baglies_backends[] = {&g_baglies_vt};
+static const nnm_plugin_desc baglies_desc = {
+    .struct_size = sizeof(nnm_plugin_desc),
+    .abi_major = NNM_ABI_MAJOR,
+    .abi_minor = NNM_ABI_MINOR,
+    .name = "cpubaglies",
+    .n_backends = 1,
+    .backends = baglies_backends,
+};
 static const nnm_backend_vtable *const bagcount_backends[] = {&g_bagcount_vt};
 static const nnm_plugin_desc nobag_desc = {
     .struct_size = sizeof(nnm_plugin_desc),
@@ -77,6 +93,9 @@ static int nobag_setup(const char *cpu_plugin) {
     g_bagcount_vt.name = "cpubagcount";
     g_bagcount_vt.embedding_bag = bagcount_fwd;
     g_bagcount_vt.embedding_bag_backward = bagcount_bwd;
+    g_baglies_vt = g_bagcount_vt;
+    g_baglies_vt.name = "cpubaglies";
+    g_baglies_vt.embedding_bag = baglies_fwd;
     return 0;
 }
 

@@ -653,6 +653,29 @@ static void test_embedding_bag_both_paths(void) {
         }
         tu_ctx_free(&ctx);
     }
+    /* a slot failing with a status outside the ABI is blamed on the backend */
+    nnm_ctx *ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(tu_ctx_new(&ctx), 0);
+    CHECK_STATUS(nnm_plugin_register_static(ctx, &baglies_desc, "test_conformance"), NNM_OK);
+    nnm_config *c = NULL;
+    nnm_config_new(&c);
+    nnm_config_set_int(c, "num_embeddings", 4);
+    nnm_config_set_int(c, "embedding_dim", 2);
+    nnm_module *m = NULL;
+    CHECK_STATUS(nnm_module_create(ctx, "embedding_bag", c, &m), NNM_OK);
+    nnm_config_free(c);
+    nnm_tensor *x = NULL, *y = NULL;
+    CHECK_STATUS(nnm_tensor_from_i64(ctx, 2, (int64_t[]){2, 2}, (int64_t[]){0, 1, 2, 3}, &x), NNM_OK);
+    if (m != NULL && x != NULL) {
+        CU_ASSERT_EQUAL(nnm_module_call(m, &x, 1, &y, 1), NNM_E_PLUGIN);
+        CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "cpubaglies"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "embedding_bag failed with status 4242"));
+        CU_ASSERT_PTR_NULL(y);
+    }
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    tu_ctx_free(&ctx);
     nobag_teardown();
 }
 

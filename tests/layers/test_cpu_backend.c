@@ -1417,6 +1417,43 @@ static void test_embedding_bag(void) {
     CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_E_INVALID);
     a.struct_size = 16;
     CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_E_INVALID);
+
+    /* wide rows: 64-column blocks summed in registers, then the rest; the
+     * bits of a sequential float sum in bag order (sum with weights, mean) */
+    enum { V2 = 9, D2 = 70, N2 = 11, B2 = 4 };
+    static float w2[V2 * D2], y2[B2 * D2];
+    int64_t idx2[N2] = {3, 0, 8, 3, 5, 1, 2, 7, 3, 4, 6}, off2[B2 + 1] = {0, 4, 4, 9, N2};
+    float psw2[N2] = {0.5f, 1, -2, 3, 1, 0.25f, 1, 1, -1, 2, 1};
+    for (int k = 0; k < V2 * D2; k++) w2[k] = (float)((k * 37) % 101 - 50) / 7.0f;
+    tview W2, I2, O2, P2, Y2;
+    tview_init(&W2, w2, 2, (int64_t[]){V2, D2}, NULL);
+    tview_i64(&I2, idx2, N2);
+    tview_i64(&O2, off2, B2 + 1);
+    tview_init(&P2, psw2, 1, (int64_t[]){N2}, NULL);
+    tview_init(&Y2, y2, 2, (int64_t[]){B2, D2}, NULL);
+    for (int mode = 0; mode < 2; mode++) {
+        nnm_embedding_bag_args a2 = {sizeof a2, mode ? NNM_REDUCE_MEAN : NNM_REDUCE_SUM, 5, V2, D2, N2, B2,
+                                     &W2.d, &I2.d, &O2.d, mode ? NULL : &P2.d, &Y2.d, NULL, NULL, NULL, NULL};
+        CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a2), NNM_OK);
+        int bad = 0;
+        for (int b = 0; b < B2; b++)
+            for (int k = 0; k < D2; k++) {
+                float want = 0.0f;
+                int cnt = 0;
+                for (int64_t i = off2[b]; i < off2[b + 1]; i++) {
+                    if (idx2[i] == 5) continue; /* padding_idx */
+                    cnt++;
+                    const float wv = w2[idx2[i] * D2 + k];
+                    if (mode == 0 && psw2[i] != 1.0f)
+                        want += wv * psw2[i];
+                    else
+                        want += wv;
+                }
+                if (mode == 1 && cnt > 1) want /= (float)cnt;
+                bad += y2[b * D2 + k] != want;
+            }
+        CU_ASSERT_EQUAL(bad, 0);
+    }
 }
 
 int main(void) {
