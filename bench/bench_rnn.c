@@ -95,6 +95,7 @@ int main(int argc, char **argv) {
     openblas_set_num_threads(1);
     nnm_ctx *ctx = NULL;
     if (nnm_ctx_new(NULL, &ctx) != NNM_OK) return 1;
+    nnm_ctx_set_num_threads(ctx, 1); /* one thread, as PyTorch's side (contexts default to the cores) */
     bench(ctx, "lstm", reps);
     bench(ctx, "gru", reps);
     nnm_ctx_free(ctx);

@@ -22,7 +22,7 @@ static int32_t size_class(size_t bytes, size_t *rounded) {
     int k = 63 - __builtin_clzll((unsigned long long)(bytes - 1)); /* 2^k < bytes <= 2^(k+1) */
     size_t step = (size_t)1 << (k - 2); /* four steps between 2^k and 2^(k+1) */
     size_t base = (size_t)1 << k;
-    size_t j = (bytes - base + step - 1) / step; /* 1..4 */
+    size_t j = (bytes - base + step - 1) >> (k - 2); /* 1..4 (a shift: step is 2^(k-2)) */
     int32_t cls = 1 + (k - MIN_CLASS_SHIFT) * 4 + (int32_t)(j - 1);
     if (cls >= NNM__NCLASSES) return -1;
     *rounded = base + j * step;
