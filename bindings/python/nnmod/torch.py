@@ -2218,6 +2218,35 @@ def _h_linear(h, x, weight, bias=None):
     return y
 
 
+def _h_embedding(h, input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, sparse=False):
+    """F.embedding(idx, self.emb.weight): the child nn.Embedding called
+    (with the same padding_idx, max_norm, ...); with another table (a
+    parameter of its own, a descendant's read) the rows picked by
+    index_select, reshaped to idx's shape + [dim]."""
+    mod = None
+    if not h.is_own(weight):
+        for m in h.tr.model.modules():
+            if isinstance(m, torch.nn.Embedding) and m.weight is weight and \
+                    h.tr.ex.kind_of(m) == "leaf":
+                mod = m
+                break
+    if mod is not None and h.tr.below(h.frame, mod) is not None:
+        same = (padding_idx, max_norm, float(norm_type), bool(scale_grad_by_freq)) == (
+            mod.padding_idx, mod.max_norm, float(mod.norm_type), bool(mod.scale_grad_by_freq))
+        if same:
+            return h.module(mod, [input])
+    if max_norm is not None or scale_grad_by_freq or padding_idx is not None:
+        raise _Unsup("F.embedding with padding_idx, max_norm or scale_grad_by_freq on a table "
+                     "that is not an nn.Embedding's with the same settings (call the module)")
+    if input.dtype != torch.int64:
+        raise _Unsup(f"F.embedding with {input.dtype} indices")
+    flat = h.op("reshape", [input], shape=[-1])
+    rows = h.op("index_select", [weight, flat], dim=0)
+    shape = list(input.shape) + [int(weight.shape[1])]
+    return h.op("reshape", [rows], size_key="shape", shape=shape)
+
+
 def _h_binary(layer):
     def handler(h, x, other):
         return h.op(layer, [x, other])
@@ -2328,7 +2357,8 @@ OPS = {
     "feature_alpha_dropout": _h_dropout("feature_alpha_dropout"),
     "interpolate": _h_interpolate, "stochastic_depth": _h_stochastic_depth,
     "upsample": _h_interpolate, "layer_norm": _h_layer_norm, "linear": _h_linear,
-    "index_select": _h_index_select, "maximum": _h_binary("maximum"),
+    "index_select": _h_index_select, "embedding": _h_embedding,
+    "maximum": _h_binary("maximum"),
     "minimum": _h_binary("minimum"), "erf": _unary("erf"), "sign": _unary("sign"),
     "var": _h_var("var"), "std": _h_var("std"), "norm": _h_norm, "normalize": _h_normalize,
 }

@@ -600,3 +600,33 @@ def test_positions_made_in_forward_follow_the_length(ctx, tmp_path):
                            dynamic_dims=[0, 1],
                            more=[(torch.randn(3, 11, 8),), (torch.randn(1, 2, 8),)])
     assert any(c["type"] == "arange" for c in doc["root"]["children"])
+
+
+class SharedTable(nn.Module):
+    """F.embedding with a child's table (the child called), with a table of
+    its own, and with a grandchild's Linear weight read directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(12, 4, padding_idx=0)
+        self.table = nn.Parameter(torch.randn(12, 4))
+        self.dec = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 12))  # [12, 4] weight
+
+    def forward(self, tok):
+        a = F.embedding(tok, self.emb.weight, padding_idx=0)     # the child, called
+        b = F.embedding(tok, self.table)
+        c = F.embedding(tok, self.dec[1].weight)      # a read, then index_select
+        return self.dec[0](a + b * c)
+
+
+def test_functional_embedding(ctx, tmp_path):
+    if not nnmod.torch._Exporter(ctx).graph_has("reads"):
+        pytest.skip("the loaded graph plugin has no reads")
+    _need(ctx, "embedding", "index_select", "reshape")
+    torch.manual_seed(12)
+    tok = torch.randint(0, 12, (3, 5))
+    tok[0, 0] = 0
+    doc = export_and_match(SharedTable(), (tok,), tmp_path, ctx,
+                           more=[(torch.randint(0, 12, (2, 5)),)])
+    assert "dec.1.weight" in doc["root"]["config"]["reads"]
+    assert any(n.startswith("emb:") for n in doc["root"]["config"]["nodes"])
