@@ -3260,7 +3260,7 @@ def _bag_offsets(tr, xs):
     return out
 
 
-def _vary(xs, spec, offsets=None):
+def _vary(xs, spec, offsets=None, stride=1, avoid=()):
     """The inputs of the second trace: every dynamic dim at another size.
     Dims of equal size in the example are taken to be one size (the batch
     of the tokens and of their mask); each such size gets a new value that
@@ -3269,14 +3269,16 @@ def _vary(xs, spec, offsets=None):
     y[:, -x.size(1):], changes too and is not taken for a constant): from
     the largest size down, a size above 2 shrinks by 1, 2, 3, ... (a
     position table cut to the sequence stays long enough), a size of 1 or 2
-    grows by the first amount still free."""
+    grows by the first amount still free. With stride 2 (the check's third
+    sizes) the amounts are doubled and the sizes in `avoid` (the second
+    trace's) are not taken either."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
-    taken = set(olds)
+    taken = set(olds) | set(avoid)
     used = set()
     new = {}
     for v in sorted(olds, reverse=True):
-        steps = [k for j in range(1, v) for k in (-j,)] if v > 2 else []
-        steps += list(range(1, 2 * len(olds) + 4))
+        steps = [-stride * j for j in range(1, v) if v - stride * j >= 1] if v > 2 else []
+        steps += [stride * j for j in range(1, 2 * len(olds) + 4)]
         for k in steps:
             w = v + k
             if w >= 1 and w not in taken and k not in used:
@@ -3317,6 +3319,11 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
         tr2, xs2 = None, None
         if spec:
             xs2 = _vary(xs, spec, _bag_offsets(tr, xs))
+            # the check's third sizes: what two traces fitted (x[:, :n // 2]
+            # is x[:, :-4] at 8 and 7) is checked at a third point
+            ex.xs3 = _vary(xs, spec, _bag_offsets(tr, xs), stride=2,
+                           avoid={int(x.shape[d]) for i, x in enumerate(xs2)
+                                  for d in spec.get(i, ())})
             r2 = Report(_model_name(model))
             try:
                 tr2, _ = _run_trace(ex, model, xs2, r2)
@@ -3440,7 +3447,28 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
         _check(model, path, xs, ctx, rtol, atol)
         if xs2 is not None:
             _check(model, path, xs2, ctx, rtol, atol)
+            xs3 = getattr(ex, "xs3", None)
+            if xs3 is not None and _runs(model, xs3):
+                _check(model, path, xs3, ctx, rtol, atol,
+                       what=" (a third size, not traced: a size the export derived from "
+                            "the two traced ones is wrong here; export with dynamic=False "
+                            "or keep that size out of forward)")
     return path, weights
+
+
+def _runs(model, xs):
+    """Whether PyTorch runs model at these inputs (a model may refuse sizes
+    other than its example's)."""
+    was = model.training
+    model.eval()
+    try:
+        with _reference_mode(model):
+            model(*xs)
+        return True
+    except Exception:  # noqa: BLE001 - any refusal: the size is not checked
+        return False
+    finally:
+        model.train(was)
 
 
 def check(model, example_input, ctx=None, dynamic=True, verbose=True, compare=True,
@@ -3492,7 +3520,7 @@ def _reference_mode(model):
     return torch.no_grad()
 
 
-def _check(model, path, xs, ctx, rtol, atol):
+def _check(model, path, xs, ctx, rtol, atol, what=""):
     was = model.training
     model.eval()
     try:
@@ -3508,8 +3536,14 @@ def _check(model, path, xs, ctx, rtol, atol):
         # the model is one layer of several outputs (nn.LSTM: output, h_n,
         # c_n): asked for all of them, as a graph node would
         m.n_outputs = len(want)
-    with no_grad():
-        got = m(*[tensor(x.detach().cpu().numpy(), ctx=ctx) for x in xs])
+    try:
+        with no_grad():
+            got = m(*[tensor(x.detach().cpu().numpy(), ctx=ctx) for x in xs])
+    except Error as e:
+        if not what:
+            raise
+        raise Error(f"export check: nnmod fails at shapes {[list(x.shape) for x in xs]}{what}: "
+                    f"{e}") from e
     got = _outputs_list(got)
     if len(want) != len(got):
         raise Error(f"export check: PyTorch returns {len(want)} outputs, nnmod {len(got)}")
@@ -3520,8 +3554,8 @@ def _check(model, path, xs, ctx, rtol, atol):
             err = float(np.max(np.abs(g - w))) if w.shape == g.shape else float("nan")
             first = _first_difference(model, m, xs, ctx, rtol, atol)
             raise Error(f"export check: output {i} differs from PyTorch's at batch "
-                        f"{xs[0].shape[0] if xs[0].dim() else 1} (shapes {list(w.shape)} vs "
-                        f"{list(g.shape)}, max abs error {err}){first}")
+                        f"{xs[0].shape[0] if xs[0].dim() else 1}{what} (shapes "
+                        f"{list(w.shape)} vs {list(g.shape)}, max abs error {err}){first}")
 
 
 def _close(g, w, rtol, atol):

@@ -630,3 +630,22 @@ def test_functional_embedding(ctx, tmp_path):
                            more=[(torch.randint(0, 12, (2, 5)),)])
     assert "dec.1.weight" in doc["root"]["config"]["reads"]
     assert any(n.startswith("emb:") for n in doc["root"]["config"]["nodes"])
+
+
+def test_a_size_fitted_wrongly_is_caught_at_a_third_size(ctx, tmp_path):
+    """x[:, :x.size(1) // 2] traced at lengths 8 and 7 looks like x[:, :-4]:
+    the export check runs a third, untraced size and says so."""
+    class Half(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x[:, : x.size(1) // 2])
+
+    with pytest.raises(nnmod.Error) as e:
+        nnmod.torch.export(Half(), str(tmp_path / "h.json"), torch.randn(2, 8, 4), ctx=ctx,
+                           dynamic_dims=[0, 1])
+    assert "a third size" in str(e.value)
+    manifest, _ = nnmod.torch.export(Half(), str(tmp_path / "s.json"), torch.randn(2, 8, 4),
+                                     ctx=ctx, dynamic=False)
