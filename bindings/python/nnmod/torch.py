@@ -3260,7 +3260,7 @@ def _bag_offsets(tr, xs):
     return out
 
 
-def _vary(xs, spec, offsets=None, stride=1, avoid=()):
+def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
     """The inputs of the second trace: every dynamic dim at another size.
     Dims of equal size in the example are taken to be one size (the batch
     of the tokens and of their mask); each such size gets a new value that
@@ -3271,17 +3271,34 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=()):
     position table cut to the sequence stays long enough), a size of 1 or 2
     grows by the first amount still free. With stride 2 (the check's third
     sizes) the amounts are doubled and the sizes in `avoid` (the second
-    trace's) are not taken either."""
+    trace's) are not taken either. uniform: every size above 2 by one same
+    amount (T and T + 1 stay one apart), sizes of 1 and 2 grow."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
     taken = set(olds) | set(avoid)
     used = set()
     new = {}
+    if uniform:
+        # one amount for every size above 2 (T and T + 1 stay one apart)
+        bigs = [v for v in olds if v > 2]
+        for d in (-1, -2, -3, -4, 1, 2, 3, 4):
+            cand = {v: v + stride * d for v in bigs}
+            ws = set(cand.values())
+            if all(w >= 1 for w in ws) and not ws & taken and len(ws) == len(cand):
+                new.update(cand)
+                taken |= ws
+                break
     for v in sorted(olds, reverse=True):
-        steps = [-stride * j for j in range(1, v) if v - stride * j >= 1] if v > 2 else []
-        steps += [stride * j for j in range(1, 2 * len(olds) + 4)]
+        if v in new:
+            continue
+        if uniform:
+            steps = [stride * k for k in range(1, 2 * len(olds) + 4)] + \
+                [-stride * k for k in range(1, v)]
+        else:
+            steps = [-stride * j for j in range(1, v) if v - stride * j >= 1] if v > 2 else []
+            steps += [stride * j for j in range(1, 2 * len(olds) + 4)]
         for k in steps:
             w = v + k
-            if w >= 1 and w not in taken and k not in used:
+            if w >= 1 and w not in taken and (uniform or k not in used):
                 new[v] = w
                 taken.add(w)
                 used.add(k)
@@ -3292,14 +3309,19 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=()):
             v, w = int(x.shape[d]), new[int(x.shape[d])]
             x = x.index_select(d, torch.arange(w) % v)   # cut, or repeated from the start
         out.append(x)
+    # offsets: bags spread evenly over the new indices (with
+    # include_last_offset one more entry, the count). Calls that had as many
+    # bags keep having as many (their outputs are added together): the new
+    # count is that of the first such offsets input without the extra entry,
+    # else one less than the varied length of one with it.
+    bag_count = {}
+    for i, (j, last) in sorted((offsets or {}).items(), key=lambda e: e[1][1]):
+        b = int(xs[i].shape[0]) - (1 if last else 0)
+        bag_count.setdefault(b, max(1, int(out[i].shape[0]) - (1 if last else 0)))
     for i, (j, last) in (offsets or {}).items():
-        # bags spread evenly over the new indices; with include_last_offset
-        # the last offset is their count
-        n, b = int(out[j].shape[0]), int(out[i].shape[0])
-        bags = b - 1 if last else b
-        off = [k * n // max(bags, 1) for k in range(b)]
-        if last and b:
-            off[-1] = n
+        n = int(out[j].shape[0])
+        bags = bag_count[int(xs[i].shape[0]) - (1 if last else 0)]
+        off = [k * n // bags for k in range(bags)] + ([n] if last else [])
         out[i] = torch.tensor(off, dtype=xs[i].dtype)
     return out
 
@@ -3318,20 +3340,30 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
         tr, _ = _run_trace(ex, model, xs, report)
         tr2, xs2 = None, None
         if spec:
-            xs2 = _vary(xs, spec, _bag_offsets(tr, xs))
-            # the check's third sizes: what two traces fitted (x[:, :n // 2]
-            # is x[:, :-4] at 8 and 7) is checked at a third point
-            ex.xs3 = _vary(xs, spec, _bag_offsets(tr, xs), stride=2,
-                           avoid={int(x.shape[d]) for i, x in enumerate(xs2)
-                                  for d in spec.get(i, ())})
-            r2 = Report(_model_name(model))
-            try:
-                tr2, _ = _run_trace(ex, model, xs2, r2)
-            except Exception as e:  # noqa: BLE001 - the model refuses other sizes
+            offs = _bag_offsets(tr, xs)
+            err = None
+            # each dynamic size moved by its own amount; where the model
+            # refuses that (sizes bound to each other: T and T + 1), all by
+            # the same amount, as sessions before did
+            for uniform in (False, True):
+                xs2 = _vary(xs, spec, offs, uniform=uniform)
+                try:
+                    tr2, _ = _run_trace(ex, model, xs2, Report(_model_name(model)))
+                except Exception as e:  # noqa: BLE001 - the model refuses other sizes
+                    err = err or e
+                    tr2 = None
+                    continue
+                # the check's third sizes: what two traces fitted (x[:, :n // 2]
+                # is x[:, :-4] at 8 and 7) is checked at a third point
+                ex.xs3 = _vary(xs, spec, offs, stride=2, uniform=uniform,
+                               avoid={int(x.shape[d]) for i, x in enumerate(xs2)
+                                      for d in spec.get(i, ())})
+                break
+            if tr2 is None:
                 report.notes.append(f"static sizes: the model fails at "
                                     f"{[list(x.shape) for x in xs2]} (dynamic dims "
-                                    f"{spec}; {type(e).__name__}: {e})")
-                tr2, xs2 = None, None
+                                    f"{spec}; {type(err).__name__}: {err})")
+                xs2 = None
     finally:
         model.train(was)
     b = _Build(ex, tr, report, tr2)
