@@ -2218,6 +2218,35 @@ def _h_linear(h, x, weight, bias=None):
     return y
 
 
+def _h_embedding(h, input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, sparse=False):
+    """F.embedding(idx, self.emb.weight): the child nn.Embedding called
+    (with the same padding_idx, max_norm, ...); with another table (a
+    parameter of its own, a descendant's read) the rows picked by
+    index_select, reshaped to idx's shape + [dim]."""
+    mod = None
+    if not h.is_own(weight):
+        for m in h.tr.model.modules():
+            if isinstance(m, torch.nn.Embedding) and m.weight is weight and \
+                    h.tr.ex.kind_of(m) == "leaf":
+                mod = m
+                break
+    if mod is not None and h.tr.below(h.frame, mod) is not None:
+        same = (padding_idx, max_norm, float(norm_type), bool(scale_grad_by_freq)) == (
+            mod.padding_idx, mod.max_norm, float(mod.norm_type), bool(mod.scale_grad_by_freq))
+        if same:
+            return h.module(mod, [input])
+    if max_norm is not None or scale_grad_by_freq or padding_idx is not None:
+        raise _Unsup("F.embedding with padding_idx, max_norm or scale_grad_by_freq on a table "
+                     "that is not an nn.Embedding's with the same settings (call the module)")
+    if input.dtype != torch.int64:
+        raise _Unsup(f"F.embedding with {input.dtype} indices")
+    flat = h.op("reshape", [input], shape=[-1])
+    rows = h.op("index_select", [weight, flat], dim=0)
+    shape = list(input.shape) + [int(weight.shape[1])]
+    return h.op("reshape", [rows], size_key="shape", shape=shape)
+
+
 def _h_binary(layer):
     def handler(h, x, other):
         return h.op(layer, [x, other])
@@ -2328,7 +2357,8 @@ OPS = {
     "feature_alpha_dropout": _h_dropout("feature_alpha_dropout"),
     "interpolate": _h_interpolate, "stochastic_depth": _h_stochastic_depth,
     "upsample": _h_interpolate, "layer_norm": _h_layer_norm, "linear": _h_linear,
-    "index_select": _h_index_select, "maximum": _h_binary("maximum"),
+    "index_select": _h_index_select, "embedding": _h_embedding,
+    "maximum": _h_binary("maximum"),
     "minimum": _h_binary("minimum"), "erf": _unary("erf"), "sign": _unary("sign"),
     "var": _h_var("var"), "std": _h_var("std"), "norm": _h_norm, "normalize": _h_normalize,
 }
@@ -3230,7 +3260,7 @@ def _bag_offsets(tr, xs):
     return out
 
 
-def _vary(xs, spec, offsets=None):
+def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
     """The inputs of the second trace: every dynamic dim at another size.
     Dims of equal size in the example are taken to be one size (the batch
     of the tokens and of their mask); each such size gets a new value that
@@ -3239,17 +3269,36 @@ def _vary(xs, spec, offsets=None):
     y[:, -x.size(1):], changes too and is not taken for a constant): from
     the largest size down, a size above 2 shrinks by 1, 2, 3, ... (a
     position table cut to the sequence stays long enough), a size of 1 or 2
-    grows by the first amount still free."""
+    grows by the first amount still free. With stride 2 (the check's third
+    sizes) the amounts are doubled and the sizes in `avoid` (the second
+    trace's) are not taken either. uniform: every size above 2 by one same
+    amount (T and T + 1 stay one apart), sizes of 1 and 2 grow."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
-    taken = set(olds)
+    taken = set(olds) | set(avoid)
     used = set()
     new = {}
+    if uniform:
+        # one amount for every size above 2 (T and T + 1 stay one apart)
+        bigs = [v for v in olds if v > 2]
+        for d in (-1, -2, -3, -4, 1, 2, 3, 4):
+            cand = {v: v + stride * d for v in bigs}
+            ws = set(cand.values())
+            if all(w >= 1 for w in ws) and not ws & taken and len(ws) == len(cand):
+                new.update(cand)
+                taken |= ws
+                break
     for v in sorted(olds, reverse=True):
-        steps = [k for j in range(1, v) for k in (-j,)] if v > 2 else []
-        steps += list(range(1, 2 * len(olds) + 4))
+        if v in new:
+            continue
+        if uniform:
+            steps = [stride * k for k in range(1, 2 * len(olds) + 4)] + \
+                [-stride * k for k in range(1, v)]
+        else:
+            steps = [-stride * j for j in range(1, v) if v - stride * j >= 1] if v > 2 else []
+            steps += [stride * j for j in range(1, 2 * len(olds) + 4)]
         for k in steps:
             w = v + k
-            if w >= 1 and w not in taken and k not in used:
+            if w >= 1 and w not in taken and (uniform or k not in used):
                 new[v] = w
                 taken.add(w)
                 used.add(k)
@@ -3260,14 +3309,19 @@ def _vary(xs, spec, offsets=None):
             v, w = int(x.shape[d]), new[int(x.shape[d])]
             x = x.index_select(d, torch.arange(w) % v)   # cut, or repeated from the start
         out.append(x)
+    # offsets: bags spread evenly over the new indices (with
+    # include_last_offset one more entry, the count). Calls that had as many
+    # bags keep having as many (their outputs are added together): the new
+    # count is that of the first such offsets input without the extra entry,
+    # else one less than the varied length of one with it.
+    bag_count = {}
+    for i, (j, last) in sorted((offsets or {}).items(), key=lambda e: e[1][1]):
+        b = int(xs[i].shape[0]) - (1 if last else 0)
+        bag_count.setdefault(b, max(1, int(out[i].shape[0]) - (1 if last else 0)))
     for i, (j, last) in (offsets or {}).items():
-        # bags spread evenly over the new indices; with include_last_offset
-        # the last offset is their count
-        n, b = int(out[j].shape[0]), int(out[i].shape[0])
-        bags = b - 1 if last else b
-        off = [k * n // max(bags, 1) for k in range(b)]
-        if last and b:
-            off[-1] = n
+        n = int(out[j].shape[0])
+        bags = bag_count[int(xs[i].shape[0]) - (1 if last else 0)]
+        off = [k * n // bags for k in range(bags)] + ([n] if last else [])
         out[i] = torch.tensor(off, dtype=xs[i].dtype)
     return out
 
@@ -3286,15 +3340,30 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
         tr, _ = _run_trace(ex, model, xs, report)
         tr2, xs2 = None, None
         if spec:
-            xs2 = _vary(xs, spec, _bag_offsets(tr, xs))
-            r2 = Report(_model_name(model))
-            try:
-                tr2, _ = _run_trace(ex, model, xs2, r2)
-            except Exception as e:  # noqa: BLE001 - the model refuses other sizes
+            offs = _bag_offsets(tr, xs)
+            err = None
+            # each dynamic size moved by its own amount; where the model
+            # refuses that (sizes bound to each other: T and T + 1), all by
+            # the same amount, as sessions before did
+            for uniform in (False, True):
+                xs2 = _vary(xs, spec, offs, uniform=uniform)
+                try:
+                    tr2, _ = _run_trace(ex, model, xs2, Report(_model_name(model)))
+                except Exception as e:  # noqa: BLE001 - the model refuses other sizes
+                    err = err or e
+                    tr2 = None
+                    continue
+                # the check's third sizes: what two traces fitted (x[:, :n // 2]
+                # is x[:, :-4] at 8 and 7) is checked at a third point
+                ex.xs3 = _vary(xs, spec, offs, stride=2, uniform=uniform,
+                               avoid={int(x.shape[d]) for i, x in enumerate(xs2)
+                                      for d in spec.get(i, ())})
+                break
+            if tr2 is None:
                 report.notes.append(f"static sizes: the model fails at "
                                     f"{[list(x.shape) for x in xs2]} (dynamic dims "
-                                    f"{spec}; {type(e).__name__}: {e})")
-                tr2, xs2 = None, None
+                                    f"{spec}; {type(err).__name__}: {err})")
+                xs2 = None
     finally:
         model.train(was)
     b = _Build(ex, tr, report, tr2)
@@ -3410,7 +3479,28 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
         _check(model, path, xs, ctx, rtol, atol)
         if xs2 is not None:
             _check(model, path, xs2, ctx, rtol, atol)
+            xs3 = getattr(ex, "xs3", None)
+            if xs3 is not None and _runs(model, xs3):
+                _check(model, path, xs3, ctx, rtol, atol,
+                       what=" (a third size, not traced: a size the export derived from "
+                            "the two traced ones is wrong here; export with dynamic=False "
+                            "or keep that size out of forward)")
     return path, weights
+
+
+def _runs(model, xs):
+    """Whether PyTorch runs model at these inputs (a model may refuse sizes
+    other than its example's)."""
+    was = model.training
+    model.eval()
+    try:
+        with _reference_mode(model):
+            model(*xs)
+        return True
+    except Exception:  # noqa: BLE001 - any refusal: the size is not checked
+        return False
+    finally:
+        model.train(was)
 
 
 def check(model, example_input, ctx=None, dynamic=True, verbose=True, compare=True,
@@ -3462,7 +3552,7 @@ def _reference_mode(model):
     return torch.no_grad()
 
 
-def _check(model, path, xs, ctx, rtol, atol):
+def _check(model, path, xs, ctx, rtol, atol, what=""):
     was = model.training
     model.eval()
     try:
@@ -3478,8 +3568,14 @@ def _check(model, path, xs, ctx, rtol, atol):
         # the model is one layer of several outputs (nn.LSTM: output, h_n,
         # c_n): asked for all of them, as a graph node would
         m.n_outputs = len(want)
-    with no_grad():
-        got = m(*[tensor(x.detach().cpu().numpy(), ctx=ctx) for x in xs])
+    try:
+        with no_grad():
+            got = m(*[tensor(x.detach().cpu().numpy(), ctx=ctx) for x in xs])
+    except Error as e:
+        if not what:
+            raise
+        raise Error(f"export check: nnmod fails at shapes {[list(x.shape) for x in xs]}{what}: "
+                    f"{e}") from e
     got = _outputs_list(got)
     if len(want) != len(got):
         raise Error(f"export check: PyTorch returns {len(want)} outputs, nnmod {len(got)}")
@@ -3490,8 +3586,8 @@ def _check(model, path, xs, ctx, rtol, atol):
             err = float(np.max(np.abs(g - w))) if w.shape == g.shape else float("nan")
             first = _first_difference(model, m, xs, ctx, rtol, atol)
             raise Error(f"export check: output {i} differs from PyTorch's at batch "
-                        f"{xs[0].shape[0] if xs[0].dim() else 1} (shapes {list(w.shape)} vs "
-                        f"{list(g.shape)}, max abs error {err}){first}")
+                        f"{xs[0].shape[0] if xs[0].dim() else 1}{what} (shapes "
+                        f"{list(w.shape)} vs {list(g.shape)}, max abs error {err}){first}")
 
 
 def _close(g, w, rtol, atol):

@@ -133,6 +133,9 @@ def test_embedding_bag_every_mode(ctx, tmp_path):
     doc = export_and_match(model, (tokens, idx, offsets, weights, last), tmp_path, ctx,
                            more=[(torch.randint(0, 12, (2, 5)), idx[:6], torch.tensor([0, 2, 6]),
                                   weights[:6], torch.tensor([0, 1, 2, 6]))])
+    rep = nnmod.torch.check(model, (tokens, idx, offsets, weights, last), ctx=ctx,
+                            verbose=False, compare=False)
+    assert rep.ok and not rep.notes             # both traces ran: the sizes are dynamic
     kids = {c["name"]: c for c in doc["root"]["children"]}
     assert kids["sum"]["config"]["padding_idx"] == 1
     assert kids["max"]["config"]["include_last_offset"] is True
@@ -600,3 +603,77 @@ def test_positions_made_in_forward_follow_the_length(ctx, tmp_path):
                            dynamic_dims=[0, 1],
                            more=[(torch.randn(3, 11, 8),), (torch.randn(1, 2, 8),)])
     assert any(c["type"] == "arange" for c in doc["root"]["children"])
+
+
+class SharedTable(nn.Module):
+    """F.embedding with a child's table (the child called), with a table of
+    its own, and with a grandchild's Linear weight read directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(12, 4, padding_idx=0)
+        self.table = nn.Parameter(torch.randn(12, 4))
+        self.dec = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 12))  # [12, 4] weight
+
+    def forward(self, tok):
+        a = F.embedding(tok, self.emb.weight, padding_idx=0)     # the child, called
+        b = F.embedding(tok, self.table)
+        c = F.embedding(tok, self.dec[1].weight)      # a read, then index_select
+        return self.dec[0](a + b * c)
+
+
+def test_functional_embedding(ctx, tmp_path):
+    if not nnmod.torch._Exporter(ctx).graph_has("reads"):
+        pytest.skip("the loaded graph plugin has no reads")
+    _need(ctx, "embedding", "index_select", "reshape")
+    torch.manual_seed(12)
+    tok = torch.randint(0, 12, (3, 5))
+    tok[0, 0] = 0
+    doc = export_and_match(SharedTable(), (tok,), tmp_path, ctx,
+                           more=[(torch.randint(0, 12, (2, 5)),)])
+    assert "dec.1.weight" in doc["root"]["config"]["reads"]
+    assert any(n.startswith("emb:") for n in doc["root"]["config"]["nodes"])
+
+
+def test_a_size_fitted_wrongly_is_caught_at_a_third_size(ctx, tmp_path):
+    """x[:, :x.size(1) // 2] traced at lengths 8 and 7 looks like x[:, :-4]:
+    the export check runs a third, untraced size and says so."""
+    class Half(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x[:, : x.size(1) // 2])
+
+    with pytest.raises(nnmod.Error) as e:
+        nnmod.torch.export(Half(), str(tmp_path / "h.json"), torch.randn(2, 8, 4), ctx=ctx,
+                           dynamic_dims=[0, 1])
+    assert "a third size" in str(e.value)
+    manifest, _ = nnmod.torch.export(Half(), str(tmp_path / "s.json"), torch.randn(2, 8, 4),
+                                     ctx=ctx, dynamic=False)
+
+
+def test_sizes_bound_to_each_other_stay_dynamic(ctx, tmp_path):
+    """y one step longer than x: moved by different amounts the model fails
+    (PyTorch raises), so the second trace moves them by one amount."""
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("the first try makes torch throw, which aborts under a preloaded libasan")
+
+    class Shifted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x, y):
+            n, t, _ = x.shape
+            return self.fc(x).view(n, t * 4) + y[:, 1:].reshape(n, -1)
+
+    torch.manual_seed(13)
+    model = Shifted()
+    xs = (torch.randn(2, 6, 4), torch.randn(2, 7, 4))
+    rep = nnmod.torch.check(model, xs, ctx=ctx, verbose=False,
+                            dynamic_dims={0: [0, 1], 1: [0, 1]})
+    assert rep.ok and not rep.notes, str(rep)
+    export_and_match(model, xs, tmp_path, ctx, dynamic_dims={0: [0, 1], 1: [0, 1]},
+                     more=[(torch.randn(3, 9, 4), torch.randn(3, 10, 4))])
