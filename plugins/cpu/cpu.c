@@ -208,8 +208,11 @@ static nnm_status cpu_init(nnm_env *env, void **state) {
     return NNM_OK;
 }
 
+static void g5_scratch_drop(void); /* gemm_avx512.inc */
+
 static void cpu_shutdown(void *state) {
     free(state);
+    g5_scratch_drop();
     while (atomic_load(&cpu_helpers_alive) > 0) /* helpers on their way out (cpu_parallel) */
         sched_yield();
 }
@@ -406,6 +409,8 @@ static int64_t cpu_max1(int64_t x) {
 }
 
 #include "gemm_small.inc"
+/* cpu_sgemm: the AVX-512 kernel for large single-thread products, else OpenBLAS */
+#include "gemm_avx512.inc"
 
 /* gemm's per-size thread policy: OpenBLAS splits C between its threads, and
  * below about 2^21 multiply-adds (some 40-80 us on one AVX-512 core) a second
@@ -462,10 +467,9 @@ static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
         cpu_gemm_small(g);
         return NNM_OK;
     }
-    cpu_blas_threads(cpu_threads_for(state, g->m * g->n * g->k, CPU_GEMM_PAR_MIN));
-    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
-                g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k, g->alpha,
-                g->a, (int)g->lda, g->b, (int)g->ldb, g->beta, g->c, (int)g->ldc);
+    cpu_sgemm(cpu_threads_for(state, g->m * g->n * g->k, CPU_GEMM_PAR_MIN), g->trans_a != 0,
+              g->trans_b != 0, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b, g->ldb, g->beta, g->c,
+              g->ldc);
     return NNM_OK;
 }
 
