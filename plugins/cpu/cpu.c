@@ -1333,6 +1333,8 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 /* whole convolutions (1.4): depthwise ones directly, 3x3 ones as Winograd
  * F(2x2, 3x3); the rest are declined (the runtime's im2col + gemm) */
 #include "conv_depthwise.inc"
+/* im2col + the AVX-512 gemm with the weights packed once (1.4 conv slot) */
+#include "conv_gemm5.inc"
 #include "conv_winograd.inc"
 
 /* index_select and index_add (1.5) */
