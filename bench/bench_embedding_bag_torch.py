@@ -8,7 +8,8 @@ nn.EmbeddingBag(100000, 64), 512 bags, one thread, the same indices and bag
 lengths as bench_embedding_bag.c (the same linear congruential generator):
 sum with fixed and variable bags, mean on a [512, 20] input, max with the
 variable bags; forward (no_grad) and forward + backward (dense weight
-gradient). Medians of REPS repetitions after a warm-up; JSON lines like
+gradient). Medians of REPS repetitions after a warm-up of the wall time
+("value") and of the process CPU time ("cpu_ms"); JSON lines like
 bench_embedding_bag's.
 """
 import json
@@ -32,16 +33,18 @@ def next_u():
 
 def timed(fn, reps):
     fn()  # warm-up
-    t = []
+    t, c = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         t.append(time.perf_counter() - t0)
-    return statistics.median(t)
+        c.append(time.process_time() - c0)
+    return statistics.median(t), statistics.median(c)
 
 
-def emit(name, ms):
-    print(json.dumps({"bench": name, "value": round(ms, 3), "unit": "ms", "num_embeddings": V, "dim": D,
+def emit(name, tc):
+    print(json.dumps({"bench": name, "value": round(tc[0] * 1e3, 3), "unit": "ms",
+                      "cpu_ms": round(tc[1] * 1e3, 3), "num_embeddings": V, "dim": D,
                       "bags": B, "mean_bag": LEN, "threads": 1, "impl": "torch", "torch": torch.__version__}),
           flush=True)
 
@@ -51,14 +54,14 @@ def run(name, m, args, reps):
         with torch.no_grad():
             m(*args)
 
-    emit(f"{name}_fwd", 1e3 * timed(fwd, reps))
+    emit(f"{name}_fwd", timed(fwd, reps))
     g = torch.tensor([(next_u() & 0xFFFF) / 65536.0 - 0.5 for _ in range(B * D)]).reshape(B, D)
 
     def fwd_bwd():
         m.zero_grad(set_to_none=True)
         m(*args).backward(g)
 
-    emit(f"{name}_fwd_bwd", 1e3 * timed(fwd_bwd, reps))
+    emit(f"{name}_fwd_bwd", timed(fwd_bwd, reps))
 
 
 def main():

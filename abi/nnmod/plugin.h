@@ -320,6 +320,17 @@ typedef struct nnm_ctc_params {
     int64_t blank;          /* the blank class, in [0, C) */
 } nnm_ctc_params;
 
+/* A bag reduction for host->op_embedding_bag() (ABI 1.5), as
+ * F.embedding_bag(input, weight, offsets, mode=..., per_sample_weights,
+ * include_last_offset, padding_idx). */
+typedef struct nnm_embedding_bag_params {
+    uint32_t struct_size;
+    int32_t mode;                /* enum nnm_reduce_op: NNM_REDUCE_SUM, _MEAN or _MAX */
+    int32_t include_last_offset; /* nonzero: offsets has B + 1 entries, the last the input's length */
+    int32_t has_padding_idx;     /* nonzero: entries equal to padding_idx count nothing */
+    int64_t padding_idx;         /* in [0, num_embeddings) when has_padding_idx */
+} nnm_embedding_bag_params;
+
 /* Flags for host->input_spec(). */
 #define NNM_SPEC_LEADING_ANY 1u /* any number (>= 0) of leading dims before dims[] */
 
@@ -656,6 +667,29 @@ struct nnm_host {
     nnm_status (*op_ctc_loss)(nnm_env *env, nnm_tensor *log_probs, nnm_tensor *targets,
                               nnm_tensor *input_lengths, nnm_tensor *target_lengths,
                               const nnm_ctc_params *p, nnm_tensor **out);
+    /* (1.5) F.embedding_bag (see nnm_embedding_bag_params): weight [V, D]
+     * f32; indices i64 [n] with offsets i64 [B] (B + 1 with
+     * include_last_offset, whose last entry must then be n), or indices
+     * [B, N] with offsets NULL (B bags of N); per_sample_weights f32 of the
+     * indices' shape or NULL (mode sum only). Bag b holds the entries from
+     * offsets[b] up to the next offset (the last bag: to n); offsets[0] must
+     * be 0 and the offsets non-decreasing and at most n, each index in
+     * [0, V) (else NNM_E_INVALID naming the entry; checked on the host).
+     * *out [B, D]: per bag the sum (of rows times their per-sample weight),
+     * the mean or the per-column maximum (the first maximum wins) of the
+     * weight rows its indices pick, entries equal to padding_idx left out;
+     * an empty bag is 0 (mean: divided by its count of entries that are
+     * not padding). Recorded for autograd (weight, per_sample_weights) as
+     * ONE node: the weight's gradient is dense (a scatter-add of the
+     * output's gradient rows, divided by the count for mean, routed to each
+     * maximum's row for max), per_sample_weights' is the dot product of the
+     * output gradient with the row (0 for padding). Runs the backend's
+     * embedding_bag slots, else NNM_E_UNSUPPORTED naming op and backend
+     * before anything is computed (a layer then composes the bags from the
+     * ops above, as the embedding_bag layer does). */
+    nnm_status (*op_embedding_bag)(nnm_env *env, nnm_tensor *weight, nnm_tensor *indices,
+                                   nnm_tensor *offsets, nnm_tensor *per_sample_weights,
+                                   const nnm_embedding_bag_params *p, nnm_tensor **out);
     /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
@@ -1108,6 +1142,39 @@ typedef struct nnm_ctc_args {
     const nnm_tensor_desc *grad_log_probs; /* [t, n, c] f32: backward writes */
 } nnm_ctc_args;
 
+/* Bag reductions of weight rows (1.5), the kernels of host->op_embedding_bag
+ * (see there for the maths). Every tensor is contiguous on the backend's
+ * device; the runtime checked every value the kernel indexes with: offsets
+ * has bags + 1 entries, offsets[0] = 0, non-decreasing, offsets[bags] = n,
+ * and bag b is indices[offsets[b] .. offsets[b + 1]); each index is in
+ * [0, num_embeddings). Entries equal to padding_idx (when >= 0) count
+ * nothing: no row, no count, no gradient.
+ *   embedding_bag writes out [bags, dim] in full (an empty bag: 0) and, for
+ *   max, arg [bags, dim] i64: the weight row each maximum came from (the
+ *   first maximum in bag order; -1 for an empty bag).
+ *   embedding_bag_backward, from grad_out [bags, dim]: adds into
+ *   grad_weight [num_embeddings, dim] (when not NULL) each entry's share
+ *   (sum: grad_out row times its per-sample weight; mean: divided by the
+ *   bag's count; max: grad_out[b, d] into row arg[b, d]), repeated indices
+ *   summing; writes grad_per_sample_weights [n] in full (when not NULL,
+ *   sum only): the dot product of grad_out's row with the entry's weight
+ *   row (0 for padding). */
+typedef struct nnm_embedding_bag_args {
+    uint32_t struct_size;
+    int32_t mode;                                   /* enum nnm_reduce_op: SUM, MEAN or MAX */
+    int64_t padding_idx;                            /* -1: none */
+    int64_t num_embeddings, dim, n, bags;
+    const nnm_tensor_desc *weight;                  /* [num_embeddings, dim] f32 */
+    const nnm_tensor_desc *indices;                 /* [n] i64 */
+    const nnm_tensor_desc *offsets;                 /* [bags + 1] i64 */
+    const nnm_tensor_desc *per_sample_weights;      /* [n] f32 or NULL (sum only) */
+    const nnm_tensor_desc *out;                     /* [bags, dim] f32: forward writes */
+    const nnm_tensor_desc *arg;                     /* [bags, dim] i64, max only: forward writes, backward reads */
+    const nnm_tensor_desc *grad_out;                /* [bags, dim] f32: backward only */
+    const nnm_tensor_desc *grad_weight;             /* [num_embeddings, dim] f32: backward adds into, or NULL */
+    const nnm_tensor_desc *grad_per_sample_weights; /* [n] f32: backward writes, or NULL */
+} nnm_embedding_bag_args;
+
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
 #define NNM_BACKEND_OPS_1_5 2u /* (1.5) unary and binary implement the ops ABI 1.5 added
@@ -1209,6 +1276,13 @@ typedef struct nnm_backend_vtable {
      * n >= 1); the backend decides per op and size how many it does use. The
      * runtime calls it after init and whenever the count changes. */
     nnm_status (*set_num_threads)(nnm_env *env, void *state, int32_t n);
+    /* (optional, 1.5) each: NULL means host->op_embedding_bag reports
+     * NNM_E_UNSUPPORTED naming the op and the backend (the embedding_bag
+     * layer then composes the bags from host ops). */
+    /* segment reduction of weight rows: sum / mean / max per bag (nnm_embedding_bag_args) */
+    nnm_status (*embedding_bag)(nnm_env *env, void *state, const nnm_embedding_bag_args *args);
+    /* its gradients: scatter-add into the weight's rows, max's argmax routing */
+    nnm_status (*embedding_bag_backward)(nnm_env *env, void *state, const nnm_embedding_bag_args *args);
     /* ---- slots above are valid for ABI 1.5 ---- */
 } nnm_backend_vtable;
 
@@ -1392,14 +1466,14 @@ NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtabl
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, batch_norm_backward) == 152 + 9 * 8, "nnm_backend_vtable 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 19 * 8, "nnm_backend_vtable 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 21 * 8, "nnm_backend_vtable 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 60 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 61 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_params) == 16, "nnm_rnn_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_cell_args) == 128, "nnm_rnn_cell_args 1.5 size");
@@ -1407,6 +1481,8 @@ NNM__STATIC_ASSERT(sizeof(nnm_cast_args) == 24, "nnm_cast_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_arg_reduce_args) == 48, "nnm_arg_reduce_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_ctc_params) == 16, "nnm_ctc_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_ctc_args) == 112, "nnm_ctc_args 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_embedding_bag_params) == 24, "nnm_embedding_bag_params 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_embedding_bag_args) == 120, "nnm_embedding_bag_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

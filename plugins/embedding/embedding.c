@@ -28,12 +28,17 @@
  *     input [B, N] i64 (B bags of N) [, per_sample_weights [B, N] f32], or
  *     input [n] i64, offsets [B] i64 (B + 1 with include_last_offset)
  *       [, per_sample_weights [n] f32];
- *   output [B, embedding_dim]. Composed of host ops (index_select, concat,
+ *   output [B, embedding_dim]. One host op, host->op_embedding_bag (ABI
+ *   1.5: the backend's embedding_bag slots, a segment reduction that reads
+ *   each row once and records one autograd node), where the host and the
+ *   device's backend have it and scale_grad_by_freq is off. Otherwise
+ *   composed of host ops (index_select, concat,
  *   reduce, binary, where), so it runs on every device and gets its
  *   gradients (weight and per_sample_weights) from the runtime: the rows are
  *   gathered once, then laid out as [B, L, embedding_dim] (L the longest
- *   bag; short bags and padding_idx entries point at a filler row: 0 for
- *   sum/mean, -inf for max) and reduced over L. The bag layout is computed
+ *   bag; short bags and padding_idx entries point at a zero filler row,
+ *   which max mode then masks to -inf with op_where) and reduced over L. The
+ *   bag layout is computed
  *   on the host from offsets (and from the indices when padding_idx,
  *   max_norm or scale_grad_by_freq is set). With include_last_offset the
  *   last offset must be the input's length (PyTorch 1.13 mishandles indices
@@ -578,7 +583,10 @@ static nnm_status bag_reduce(nnm_env *env, const embedding_state *s, const bag_p
     } else {
         const int64_t fshape[2] = {1, D}, pshape[1] = {B * L};
         nnm_tensor *parts[2] = {g, NULL};
-        st = h->op_full(env, 2, fshape, s->mode == BAG_MAX ? -INFINITY : 0.0, &fill);
+        /* a finite filler: a backend without the index_select slot gathers
+         * with a one-hot product, where a -inf row would make every bag NaN;
+         * max mode masks the filler's slots with -inf below (op_where) */
+        st = h->op_full(env, 2, fshape, 0.0, &fill);
         parts[1] = fill;
         if (st == NNM_OK)
             st = h->op_concat(env, parts, 2, 0, &ge);
@@ -591,6 +599,29 @@ static nnm_status bag_reduce(nnm_env *env, const embedding_state *s, const bag_p
     const int32_t dim1 = 1;
     if (st == NNM_OK)
         st = h->op_reshape(env, p, 3, shape3, &p3);
+    if (st == NNM_OK && s->mode == BAG_MAX && !pl->identity) {
+        /* the filler's slots (short bags, padding entries) lose every maximum */
+        const int64_t mshape[3] = {B, L, 1}, one[1] = {1};
+        float *mk = malloc(sizeof(float) * (size_t)(B * L > 0 ? B * L : 1));
+        nnm_tensor *mask = NULL, *ninf = NULL, *pm = NULL;
+        if (mk == NULL)
+            st = h->set_error(env, NNM_E_NOMEM, "embedding_bag: out of memory");
+        for (int64_t k = 0; st == NNM_OK && k < B * L; k++)
+            mk[k] = pl->pos[k] != pl->n ? 1.0f : 0.0f;
+        if (st == NNM_OK)
+            st = h->tensor_from_host(env, 3, mshape, NNM_F32, mk, &mask);
+        if (st == NNM_OK)
+            st = h->op_full(env, 1, one, -INFINITY, &ninf);
+        if (st == NNM_OK)
+            st = h->op_where(env, mask, p3, ninf, &pm);
+        free(mk);
+        h->tensor_release(mask);
+        h->tensor_release(ninf);
+        if (st == NNM_OK) {
+            h->tensor_release(p3);
+            p3 = pm;
+        }
+    }
     if (st == NNM_OK)
         st = h->op_reduce(env, s->mode == BAG_MAX ? NNM_REDUCE_MAX : NNM_REDUCE_SUM, p3, &dim1, 1, 0,
                           &r);
@@ -783,6 +814,24 @@ static nnm_status embedding_bag_forward(nnm_env *env, void *self, nnm_tensor *co
                               (long long)s->num_embeddings);
     if (st == NNM_OK && s->has_max_norm)
         st = embedding_renorm(env, s, idx, n);
+    /* the fused segment reduction (host->op_embedding_bag, the backend's
+     * embedding_bag slots) unless scale_grad_by_freq asks for scaled
+     * gradients (or a 2-d input meets include_last_offset, refused below);
+     * a backend without the slots: the composed path below */
+    if (st == NNM_OK && !s->scale_grad_by_freq && !(xd->ndim == 2 && s->include_last_offset) &&
+        NNM_HOST_HAS(h, op_embedding_bag)) {
+        const int32_t mode = s->mode == BAG_MAX ? NNM_REDUCE_MAX : s->mode == BAG_MEAN ? NNM_REDUCE_MEAN
+                                                                                        : NNM_REDUCE_SUM;
+        const nnm_embedding_bag_params p = {sizeof p, mode, s->include_last_offset, s->has_padding,
+                                            s->has_padding ? s->padding_idx : 0};
+        st = h->op_embedding_bag(env, s->weight, in[0], offsets, psw, &p, &out[0]);
+        if (st != NNM_E_UNSUPPORTED) {
+            free(off_owned);
+            free(idx_owned);
+            return st;
+        }
+        st = NNM_OK;
+    }
     bag_plan pl;
     memset(&pl, 0, sizeof pl);
     if (st == NNM_OK)

@@ -1364,7 +1364,7 @@ static nnm_status ctc_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
         return st;
     const nnm_tensor_desc *dl = h->tensor_desc(in[0]), *dt = h->tensor_desc(in[1]);
     const nnm_tensor_desc *di = h->tensor_desc(in[2]), *dn = h->tensor_desc(in[3]);
-    char a[96], b[96];
+    char a[96], b[96], b2[96];
     if (!is_f32(dl))
         return h->set_error(env, NNM_E_DTYPE, "%s: log_probs must be f32", name);
     if (!is_i64(dt) || !is_i64(di) || !is_i64(dn))
@@ -1384,7 +1384,7 @@ static nnm_status ctc_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
                             "%s: input_lengths and target_lengths must be %s for log_probs %s, got "
                             "%s and %s",
                             name, batched ? "[N]" : "0-d", nnm_lu_shape_str(dl, a, sizeof a),
-                            nnm_lu_shape_str(di, b, sizeof b), nnm_lu_shape_str(dn, b, sizeof b));
+                            nnm_lu_shape_str(di, b, sizeof b), nnm_lu_shape_str(dn, b2, sizeof b2));
     if (batched ? !((dt->ndim == 2 && dt->shape[0] == N) || dt->ndim == 1) : dt->ndim != 1)
         return h->set_error(env, NNM_E_SHAPE,
                             "%s: targets must be %s, got %s", name,

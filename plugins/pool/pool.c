@@ -67,8 +67,8 @@ static nnm_status pool_read_pair(nnm_env *env, const char *key, const int64_t *d
     out->is_int = !present || type == NNM_CONFIG_INT;
     for (int i = 0; i < ns; i++)
         if (out->v[i] < min || out->v[i] > ((int64_t)1 << 30))
-            return h->set_error(env, NNM_E_INVALID, "%s must be >= %lld, got %lld", key, (long long)min,
-                                (long long)out->v[i]);
+            return h->set_error(env, NNM_E_INVALID, "%s must be >= %lld and <= 2^30, got %lld", key,
+                                (long long)min, (long long)out->v[i]);
     return NNM_OK;
 }
 

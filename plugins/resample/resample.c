@@ -38,6 +38,7 @@
 /* ------------------------------------------------------------------------ */
 
 #define RS_SCRATCH 96
+#define RS_MAX_OUT 1099511627776.0 /* 2^40: most output positions along one dim (times taps) */
 
 typedef struct rs_chain {
     nnm_env *env;
@@ -347,9 +348,10 @@ static nnm_tensor *up_dim(rs_chain *c, const up_state *s, nnm_tensor *x, int32_t
     const int32_t trailing = ndim - axis - 1;
     const float aa_scale = s->antialias ? up_scale(in, out, s->align_corners, have_scale, scale) : 0.0f;
     const int64_t taps = s->antialias ? aa_taps(s->mode == RS_BICUBIC, aa_scale) : 4;
-    if (taps > 4 * in + 16) { /* only a window this wide could be nonzero (scale ~ in / out) */
-        c->st = h->set_error(c->env, NNM_E_LIMIT, "upsample: antialias window of %lld taps",
-                             (long long)taps);
+    if (taps > 4 * in + 16 || out > RS_MAX_OUT / taps) { /* only a window this wide could be
+                                                           * nonzero (scale ~ in / out) */
+        c->st = h->set_error(c->env, NNM_E_LIMIT, "upsample: %lld output positions of %lld taps each "
+                             "(input %lld) are too many", (long long)out, (long long)taps, (long long)in);
         return NULL;
     }
     int64_t *idx = malloc((size_t)out * (size_t)taps * sizeof *idx);
@@ -466,7 +468,16 @@ static nnm_status up_forward(nnm_env *env, void *self, nnm_tensor *const *in, ui
     for (int32_t i = 0; i < ns; i++) {
         const int k = n_given == 1 ? 0 : i;
         sc[i] = s->n_scale ? s->scale[k] : 0.0;
-        osz[i] = s->n_size ? s->size[k] : (int64_t)floor((double)d->shape[2 + i] * s->scale[k]);
+        /* floor(in * scale) as a double first: a huge scale_factor must not
+         * convert an out-of-range double to int64 (undefined) */
+        const double o = s->n_size ? (double)s->size[k] : floor((double)d->shape[2 + i] * s->scale[k]);
+        if (o > RS_MAX_OUT)
+            return h->set_error(env, NNM_E_LIMIT,
+                                "upsample: output size %.0f of spatial dim %d is too large (input %lld, "
+                                "%s %g; at most 2^40)",
+                                o, (int)i, (long long)d->shape[2 + i], s->n_size ? "size" : "scale_factor",
+                                s->n_size ? o : sc[i]);
+        osz[i] = (int64_t)o;
         if (osz[i] < 1)
             return h->set_error(env, NNM_E_SHAPE,
                                 "upsample: output size %lld of spatial dim %d is too small (input %lld, "

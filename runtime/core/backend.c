@@ -17,10 +17,29 @@ nnm_status nnm__backend_push_threads(nnm_ctx *ctx, nnm__backend *be) {
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     uint64_t seq = ctx->err_seq;
     nnm_status st = be->vt->set_num_threads(&env.pub, be->state, ctx->num_threads);
-    if (st && ctx->err_seq == seq)
-        nnm__error(ctx, st < 0 ? st : NNM_E_PLUGIN, "backend '%s' refused %d threads", be->vt->name,
-                   (int)ctx->num_threads);
-    return st < 0 ? st : st ? NNM_E_PLUGIN : NNM_OK;
+    if (st < 0 && ctx->err_seq == seq && strcmp(nnm_status_name(st), "unknown") != 0)
+        return nnm__error(ctx, st, "backend '%s' refused %d threads", be->vt->name, (int)ctx->num_threads);
+    /* a status outside the ABI is not passed on to the caller as it is */
+    return nnm__backend_check(ctx, be, "set_num_threads", st, seq);
+}
+
+nnm_status nnm__backend_check(nnm_ctx *ctx, const nnm__backend *be, const char *slot, nnm_status st, uint64_t seq) {
+    if (st == NNM_OK) return NNM_OK;
+    const int known = st < 0 && strcmp(nnm_status_name(st), "unknown") != 0;
+    char name[64];
+    nnm__show(be->vt->name ? be->vt->name : "?", name, sizeof name);
+    if (known && ctx->err_seq != seq) return st;
+    if (known)
+        return nnm__error(ctx, st, "backend '%s': %s failed (%s) without a message", name, slot,
+                          nnm_status_name(st));
+    if (ctx->err_seq != seq) {
+        char msg[NNM__ERRMSG_CAP];
+        memcpy(msg, ctx->errmsg, sizeof msg);
+        return nnm__error(ctx, NNM_E_PLUGIN, "backend '%s': %s failed with status %d, which is not an nnm_status: %s",
+                          name, slot, (int)st, msg);
+    }
+    return nnm__error(ctx, NNM_E_PLUGIN, "backend '%s': %s failed with status %d, which is not an nnm_status",
+                      name, slot, (int)st);
 }
 
 /* Backends are found lazily, on the first tensor of their device, so that a

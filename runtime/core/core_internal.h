@@ -218,6 +218,12 @@ nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out);
  * the count was set and the backend has the slot; else NNM_OK. */
 nnm_status nnm__backend_push_threads(nnm_ctx *ctx, nnm__backend *be);
 void nnm__backends_shutdown(nnm_ctx *ctx);
+/* What a backend slot returned, made fit to pass on: NNM_OK stays; a status
+ * of the ABI with a message (set since err_seq was `seq`) stays; one without
+ * a message gets one naming the backend and the slot; anything else (a
+ * positive number, a code the ABI does not define) becomes NNM_E_PLUGIN
+ * naming backend, slot and the number, so the blame is not the layer's. */
+nnm_status nnm__backend_check(nnm_ctx *ctx, const nnm__backend *be, const char *slot, nnm_status st, uint64_t seq);
 
 /* alloc.c */
 nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out);

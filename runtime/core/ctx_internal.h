@@ -37,7 +37,14 @@ struct nnm_ctx {
     nnm_hook_handle *hook_handles; /* handles the context owns (first-version API) */
     uint64_t err_seq;             /* counts messages set: "did the plugin say why?" */
     int32_t num_threads;          /* nnm_ctx_set_num_threads; 0: the backends' defaults */
+    uint32_t make_depth;          /* host->child_new nesting: creates running inside creates */
+    int make_overflow;            /* the nesting limit was hit: the message is already the cause */
 };
+
+/* Most host->child_new calls nested inside each other (a transformer needs 3):
+ * a layer whose create makes itself, directly or through others, stops here
+ * instead of overflowing the stack. */
+#define NNM__MAKE_DEPTH_MAX 32u
 
 /* ---- grad mode (ctx.c) -------------------------------------------------- *
  * Per thread. Read on every op and call, so the runtime reads the variable

@@ -69,7 +69,8 @@ nnm_status nnm__op_cast(nnm_ctx *ctx, nnm_tensor *x, nnm_dtype dtype, nnm_tensor
         nnm__env env;
         nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
         nnm_cast_args args = {sizeof args, 0, &x->desc, &y->desc};
-        st = fn(&env.pub, be->state, &args);
+        const uint64_t seq = ctx->err_seq;
+        st = nnm__backend_check(ctx, be, "cast", fn(&env.pub, be->state, &args), seq);
     }
     if (st) nnm_tensor_release(y);
     else *out = y;
@@ -121,7 +122,8 @@ nnm_status nnm__op_arg_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, int32_t d
         nnm__env env;
         nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
         nnm_arg_reduce_args args = {sizeof args, op, outer, n, inner, &xc->desc, &y->desc};
-        st = fn(&env.pub, be->state, &args);
+        const uint64_t seq = ctx->err_seq;
+        st = nnm__backend_check(ctx, be, "arg_reduce", fn(&env.pub, be->state, &args), seq);
     }
     nnm_tensor_release(xc);
     if (st) nnm_tensor_release(y);

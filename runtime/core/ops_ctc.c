@@ -71,7 +71,8 @@ static nnm_status ctc_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *go
     a.grad_log_probs = &gin[0]->desc;
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-    st = be->vt->ctc_loss_backward(&env.pub, be->state, &a);
+    const uint64_t seq = ctx->err_seq;
+    st = nnm__backend_check(ctx, be, "ctc_loss_backward", be->vt->ctc_loss_backward(&env.pub, be->state, &a), seq);
 done:
     nnm_tensor_release(g);
     if (st) {
@@ -208,7 +209,8 @@ nnm_status nnm__op_ctc_loss(nnm_ctx *ctx, nnm_tensor *log_probs, nnm_tensor *tar
     a.alpha = &alpha->desc;
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-    if (!(st = be->vt->ctc_loss(&env.pub, be->state, &a)) && record) {
+    const uint64_t seq = ctx->err_seq;
+    if (!(st = nnm__backend_check(ctx, be, "ctc_loss", be->vt->ctc_loss(&env.pub, be->state, &a), seq)) && record) {
         nnm_tensor *const keep[6] = {lpc, tgp, ilt, tlt, nll, alpha};
         st = ctc_record(ctx, log_probs, keep, p, nll);
     }

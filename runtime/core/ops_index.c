@@ -148,7 +148,8 @@ static nnm_status run_index(nnm_ctx *ctx, int add, nnm_tensor *src, nnm_tensor *
                             &it->desc, &src->desc, &dst->desc};
         nnm__env env;
         nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-        st = fn(&env.pub, be->state, &a);
+        const uint64_t seq = ctx->err_seq;
+        st = nnm__backend_check(ctx, be, add ? "index_add" : "index_select", fn(&env.pub, be->state, &a), seq);
         nnm_tensor_release(it);
         return st;
     }

@@ -106,5 +106,10 @@ nnm_status nnm__op_arg_reduce(nnm_ctx *ctx, int32_t op, nnm_tensor *x, int32_t d
  * log likelihoods over the backend's ctc_loss slots, one autograd node. */
 nnm_status nnm__op_ctc_loss(nnm_ctx *ctx, nnm_tensor *log_probs, nnm_tensor *targets, nnm_tensor *input_lengths,
                             nnm_tensor *target_lengths, const nnm_ctc_params *p, nnm_tensor **out);
+/* ops_embedding_bag.c: host->op_embedding_bag (ABI 1.5), F.embedding_bag as
+ * one segment reduction over the backend's embedding_bag slots, one autograd
+ * node (weight, per_sample_weights). */
+nnm_status nnm__op_embedding_bag(nnm_ctx *ctx, nnm_tensor *weight, nnm_tensor *indices, nnm_tensor *offsets,
+                                 nnm_tensor *psw, const nnm_embedding_bag_params *p, nnm_tensor **out);
 
 #endif /* NNM_OPS_INTERNAL_H */

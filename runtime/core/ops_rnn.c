@@ -202,7 +202,9 @@ static nnm_status rnn_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *go
         a.dgx = fp(dgx) + t * B * GH;
         a.dgh = d.gru ? fp(dgh) + t * B * GH : NULL;
         a.dh_prev = dn;
-        if ((st = r.cell_bwd(&r.env.pub, r.be->state, &a))) goto done;
+        const uint64_t seq = ctx->err_seq;
+        if ((st = nnm__backend_check(ctx, r.be, "rnn_cell_backward", r.cell_bwd(&r.env.pub, r.be->state, &a), seq)))
+            goto done;
         /* dn[B, P] += dgh_t[B, GH] @ w_hh[GH, P] */
         if ((st = gemm(&r, 0, 0, B, P, GH, fp(dgh) + t * B * GH, GH, fp(whh), P, 1.0f, dn, P))) goto done;
     }
@@ -378,7 +380,8 @@ nnm_status nnm__op_rnn(nnm_ctx *ctx, const nnm_rnn_params *p, nnm_tensor *gx, nn
         a.h = d.proj ? wsp + o_hraw + t * B * H : yp + t * B * P;
         a.c = d.lstm ? wsp + o_c + t * B * H : NULL;
         a.act = rec && d.G > 1 ? wsp + o_act + t * B * 4 * H : NULL;
-        if ((st = r.cell(&r.env.pub, r.be->state, &a))) goto done;
+        const uint64_t seq = ctx->err_seq;
+        if ((st = nnm__backend_check(ctx, r.be, "rnn_cell", r.cell(&r.env.pub, r.be->state, &a), seq))) goto done;
         if (d.proj && (st = gemm(&r, 0, 1, B, P, H, a.h, H, fp(wrc), H, 0.0f, yp + t * B * P, P))) goto done;
     }
     if (d.lstm && B > 0 && (st = copy(&r, fp(cn), wsp + o_c + step_t(&d, T - 1) * B * H, B * H))) goto done;

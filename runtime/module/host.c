@@ -685,8 +685,22 @@ static nnm_status host_child_new(nnm_env *env, const char *name, const char *lay
         memcpy(msg, ctx->errmsg, sizeof msg);
         return nnm__error(ctx, st, "child_new: %s", msg);
     }
+    if (ctx->make_depth >= NNM__MAKE_DEPTH_MAX) {
+        nnm_config_free(cfg);
+        char tb[64], ob[64];
+        ctx->make_overflow = 1;
+        return nnm__error(ctx, NNM_E_LIMIT,
+                          "child_new: modules made inside modules are nested deeper than %u: '%s' (%s) made "
+                          "by a %s (does a layer's create make itself, directly or through others?)",
+                          NNM__MAKE_DEPTH_MAX, nnm__show(name, nb, sizeof nb), nnm__show(layer_type, tb, sizeof tb),
+                          nnm__show(owner->vt->name, ob, sizeof ob));
+    }
     nnm_module *c = NULL;
+    ctx->make_depth++;
     st = nnm_module_create_on(ctx, request, cfg, owner->device, &c);
+    ctx->make_depth--;
+    const int overflow = ctx->make_overflow;
+    if (ctx->make_depth == 0) ctx->make_overflow = 0;
     nnm_config_free(cfg);
     if (!st) {
         st = nnm_module_add_child(parent, leaf, c);
@@ -696,10 +710,12 @@ static nnm_status host_child_new(nnm_env *env, const char *name, const char *lay
         }
         nnm_module_release(c); /* the parent holds it now (or nothing does) */
     }
+    if (st && overflow) return st; /* the cause, unwrapped: 32 prefixes would push it out of the message */
     if (st) {
-        char msg[NNM__ERRMSG_CAP];
+        char msg[NNM__ERRMSG_CAP], tb[64];
         memcpy(msg, ctx->errmsg, sizeof msg);
-        return nnm__error(ctx, st, "child '%s' (%s): %s", nnm__show(name, nb, sizeof nb), layer_type, msg);
+        return nnm__error(ctx, st, "child '%s' (%s): %s", nnm__show(name, nb, sizeof nb),
+                          nnm__show(layer_type, tb, sizeof tb), msg);
     }
     return NNM_OK;
 }
@@ -725,6 +741,13 @@ static nnm_status host_op_ctc_loss(nnm_env *env, nnm_tensor *log_probs, nnm_tens
                                    nnm_tensor **out) {
     OUT_CHECK(env, out);
     return nnm__op_ctc_loss(nnm__env_of(env)->ctx, log_probs, targets, input_lengths, target_lengths, p, out);
+}
+
+static nnm_status host_op_embedding_bag(nnm_env *env, nnm_tensor *weight, nnm_tensor *indices, nnm_tensor *offsets,
+                                        nnm_tensor *per_sample_weights, const nnm_embedding_bag_params *p,
+                                        nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_embedding_bag(nnm__env_of(env)->ctx, weight, indices, offsets, per_sample_weights, p, out);
 }
 
 const nnm_host nnm__host = {
@@ -791,4 +814,5 @@ const nnm_host nnm__host = {
     .op_detach = host_op_detach,
     .op_arg_reduce = host_op_arg_reduce,
     .op_ctc_loss = host_op_ctc_loss,
+    .op_embedding_bag = host_op_embedding_bag,
 };

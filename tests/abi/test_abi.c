@@ -116,14 +116,15 @@ static void test_host_table(void) {
         offsetof(nnm_host, op_cast),       offsetof(nnm_host, op_detach),
         offsetof(nnm_host, op_arg_reduce),
         offsetof(nnm_host, op_ctc_loss),
+        offsetof(nnm_host, op_embedding_bag),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 60);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 61);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 60 * 8);
+    SIZE(nnm_host, 8 + 61 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -160,7 +161,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 304);
+    SIZE(nnm_backend_vtable, 320);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -202,6 +203,8 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, ctc_loss, 280);
     OFF(nnm_backend_vtable, ctc_loss_backward, 288);
     OFF(nnm_backend_vtable, set_num_threads, 296);
+    OFF(nnm_backend_vtable, embedding_bag, 304);
+    OFF(nnm_backend_vtable, embedding_bag_backward, 312);
     SIZE(nnm_cast_args, 24);
     OFF(nnm_cast_args, x, 8);
     OFF(nnm_cast_args, out, 16);
@@ -217,6 +220,16 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_ctc_args, t, 16);
     OFF(nnm_ctc_args, log_probs, 48);
     OFF(nnm_ctc_args, grad_log_probs, 104);
+    SIZE(nnm_embedding_bag_params, 24);
+    OFF(nnm_embedding_bag_params, mode, 4);
+    OFF(nnm_embedding_bag_params, include_last_offset, 8);
+    OFF(nnm_embedding_bag_params, padding_idx, 16);
+    SIZE(nnm_embedding_bag_args, 120);
+    OFF(nnm_embedding_bag_args, padding_idx, 8);
+    OFF(nnm_embedding_bag_args, num_embeddings, 16);
+    OFF(nnm_embedding_bag_args, bags, 40);
+    OFF(nnm_embedding_bag_args, weight, 48);
+    OFF(nnm_embedding_bag_args, grad_per_sample_weights, 112);
     CU_ASSERT_EQUAL(NNM_UNARY_SIN, 18);
     CU_ASSERT_EQUAL(NNM_UNARY_TRUNC, 23);
     CU_ASSERT_EQUAL(NNM_UNARY_SILU, 24);

@@ -43,6 +43,21 @@ static const char *g_probe, *g_scratch;
         }                                                                              \
     } while (0)
 #define OKS(ctx, expr) CHECK((expr) == NNM_OK, "%s", nnm_ctx_errmsg(ctx))
+/* The same for a function that owns a context, a communicator, modules...:
+ * it jumps to the function's `out`, which frees them (each is NULL until
+ * made), so a failed check leaks nothing (an MPI communicator included). */
+#define CHECK_OUT(cond, ...)                                                           \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "rank %d: %s:%d: check failed: %s: ", g_rank, __FILE__,    \
+                    __LINE__, #cond);                                                  \
+            fprintf(stderr, __VA_ARGS__);                                              \
+            fprintf(stderr, "\n");                                                     \
+            g_fail = 1;                                                                \
+            goto out;                                                                  \
+        }                                                                              \
+    } while (0)
+#define OKS_OUT(ctx, expr) CHECK_OUT((expr) == NNM_OK, "%s", nnm_ctx_errmsg(ctx))
 
 typedef struct scenario {
     const char *name;
@@ -362,21 +377,34 @@ static nnm_status find_tensor(void *user, const char *name, nnm_tensor *t) {
     return NNM_OK;
 }
 
+/* Releases four tensors (NULL is a no-op) and sets them to NULL. */
+static void release4(nnm_tensor **a, nnm_tensor **b, nnm_tensor **c, nnm_tensor **d) {
+    nnm_tensor **all[4] = {a, b, c, d};
+    for (int i = 0; i < 4; i++) {
+        nnm_tensor_release(*all[i]);
+        *all[i] = NULL;
+    }
+}
+
 static int run(const scenario *sc) {
     int ret = -1;
-    nnm_ctx *ctx = new_ctx(100 + (uint64_t)g_rank), *rctx = new_ctx(100);
-    CHECK(ctx && rctx, "context");
-    nnm_comm_options co = {sizeof co, 0, 120.0};
     nnm_comm *comm = NULL;
-    OKS(ctx, nnm_comm_new(ctx, "mpi", &co, &comm));
-    CHECK(nnm_comm_rank(comm) == g_rank && nnm_comm_world_size(comm) == g_world, "rank/world");
-    nnm_module *m = build(ctx, sc), *ref = build(rctx, sc);
-    CHECK(m && ref, "build");
-    nnm_ddp_options o = {sizeof o, sc->flags, sc->bucket, sc->first};
+    nnm_module *m = NULL, *ref = NULL;
     nnm_ddp *ddp = NULL;
-    OKS(ctx, nnm_ddp_new(m, comm, &o, &ddp));
-    nnm_optim *opt = make_opt(m, sc), *ropt = make_opt(ref, sc);
-    CHECK(opt && ropt, "optimizers");
+    nnm_optim *opt = NULL, *ropt = NULL;
+    nnm_ctx *ctx = new_ctx(100 + (uint64_t)g_rank), *rctx = new_ctx(100);
+    CHECK_OUT(ctx && rctx, "context");
+    nnm_comm_options co = {sizeof co, 0, 120.0};
+    OKS_OUT(ctx, nnm_comm_new(ctx, "mpi", &co, &comm));
+    CHECK_OUT(nnm_comm_rank(comm) == g_rank && nnm_comm_world_size(comm) == g_world, "rank/world");
+    m = build(ctx, sc);
+    ref = build(rctx, sc);
+    CHECK_OUT(m && ref, "build");
+    nnm_ddp_options o = {sizeof o, sc->flags, sc->bucket, sc->first};
+    OKS_OUT(ctx, nnm_ddp_new(m, comm, &o, &ddp));
+    opt = make_opt(m, sc);
+    ropt = make_opt(ref, sc);
+    CHECK_OUT(opt && ropt, "optimizers");
     float rm_sim[IN] = {0};
     if (train(sc, ctx, ddp, opt, rctx, ref, ropt, 0, K, sc->probe ? rm_sim : NULL)) goto out;
 
@@ -385,69 +413,69 @@ static int run(const scenario *sc) {
          * (another seed) and optimizer, under a fresh wrapper. */
         char path[512];
         snprintf(path, sizeof path, "%s/ddp_ckpt_np%d.safetensors", g_scratch, g_world);
-        if (g_rank == 0) OKS(ctx, nnm_checkpoint_save(path, m, opt, NULL, 0, NULL));
-        OKS(ctx, nnm_comm_barrier(comm));
+        if (g_rank == 0) OKS_OUT(ctx, nnm_checkpoint_save(path, m, opt, NULL, 0, NULL));
+        OKS_OUT(ctx, nnm_comm_barrier(comm));
         nnm_ddp_free(ddp);
         nnm_optim_free(opt);
         nnm_module_release(m);
         ddp = NULL;
         opt = NULL;
         m = build(ctx, sc);
-        CHECK(m != NULL, "rebuild");
+        CHECK_OUT(m != NULL, "rebuild");
         opt = make_opt(m, sc);
-        CHECK(opt != NULL, "optimizer");
-        OKS(ctx, nnm_checkpoint_load(path, m, opt));
-        OKS(ctx, nnm_ddp_new(m, comm, &o, &ddp));
+        CHECK_OUT(opt != NULL, "optimizer");
+        OKS_OUT(ctx, nnm_checkpoint_load(path, m, opt));
+        OKS_OUT(ctx, nnm_ddp_new(m, comm, &o, &ddp));
         if (train(sc, ctx, ddp, opt, rctx, ref, ropt, K, K, NULL)) goto out;
     }
 
     flat a, r;
-    OKS(ctx, flatten(m, 0, &a));
-    OKS(rctx, flatten(ref, 0, &r));
+    OKS_OUT(ctx, flatten(m, 0, &a));
+    OKS_OUT(rctx, flatten(ref, 0, &r));
     if (check_identical(ctx, comm, &a, "parameters")) goto out;
     if (!sc->bn && check_close(&a, &r, 1e-6, "parameters")) goto out;
     nnm_ddp_stats stats = {sizeof stats, 0, 0, 0, 0};
-    OKS(ctx, nnm_ddp_stats_get(ddp, &stats));
-    if (sc->bucket) CHECK(stats.n_buckets >= 3, "want an uneven split in >= 3 buckets, got %u", stats.n_buckets);
+    OKS_OUT(ctx, nnm_ddp_stats_get(ddp, &stats));
+    if (sc->bucket) CHECK_OUT(stats.n_buckets >= 3, "want an uneven split in >= 3 buckets, got %u", stats.n_buckets);
 
     if (sc->with_unused) {
         nnm_tensor *u = NULL;
-        OKS(ctx, nnm_module_named_parameters(m, find_tensor, &u));
-        CHECK(u != NULL, "no 0.unused");
+        OKS_OUT(ctx, nnm_module_named_parameters(m, find_tensor, &u));
+        CHECK_OUT(u != NULL, "no 0.unused");
         float uv[2];
-        OKS(ctx, nnm_tensor_to_f32(u, uv, 2));
-        CHECK(uv[0] == 0.25f && uv[1] == 0.25f, "an unused parameter moved: %g %g", uv[0], uv[1]);
-        CHECK(nnm_tensor_grad(u) == NULL, "a parameter no rank used got a .grad");
+        OKS_OUT(ctx, nnm_tensor_to_f32(u, uv, 2));
+        CHECK_OUT(uv[0] == 0.25f && uv[1] == 0.25f, "an unused parameter moved: %g %g", uv[0], uv[1]);
+        CHECK_OUT(nnm_tensor_grad(u) == NULL, "a parameter no rank used got a .grad");
     }
     if (sc->bn) {
         /* Each rank's last forward updated the running stats from its own
          * rows: they differ until the next forward broadcasts rank 0's. */
         flat pre;
-        OKS(ctx, flatten(m, 1, &pre));
+        OKS_OUT(ctx, flatten(m, 1, &pre));
         int same = all_same(ctx, comm, &pre);
-        CHECK(same == 0, "the running stats agree before the broadcast (%d): the test shows nothing", same);
+        CHECK_OUT(same == 0, "the running stats agree before the broadcast (%d): the test shows nothing", same);
     }
     if (sc->probe || sc->bn) {
         /* A forward in eval mode broadcasts the buffers (and updates none). */
-        OKS(ctx, nnm_module_train(m, 0));
+        OKS_OUT(ctx, nnm_module_train(m, 0));
         float x[B * IN] = {0};
         int64_t xs[2] = {B, IN};
         nnm_tensor *xt = NULL, *y = NULL;
         int prev = nnm_grad_set_enabled(0);
-        OKS(ctx, nnm_tensor_from_f32(ctx, 2, xs, x, &xt));
+        OKS_OUT(ctx, nnm_tensor_from_f32(ctx, 2, xs, x, &xt));
         nnm_status st = nnm_ddp_call(ddp, &xt, 1, &y, 1);
         nnm_grad_set_enabled(prev);
         nnm_tensor_release(xt);
         nnm_tensor_release(y);
-        OKS(ctx, st);
+        OKS_OUT(ctx, st);
         flat bb;
-        OKS(ctx, flatten(m, 1, &bb));
-        CHECK(bb.n == (sc->probe ? IN : 0) + (sc->bn ? 2 * HID + 1 : 0), "buffers: %d values", bb.n);
+        OKS_OUT(ctx, flatten(m, 1, &bb));
+        CHECK_OUT(bb.n == (sc->probe ? IN : 0) + (sc->bn ? 2 * HID + 1 : 0), "buffers: %d values", bb.n);
         if (check_identical(ctx, comm, &bb, "buffers")) goto out;
     }
     if (sc->probe) {
         flat bb, sim;
-        OKS(ctx, flatten(m, 1, &bb));
+        OKS_OUT(ctx, flatten(m, 1, &bb));
         memset(&sim, 0, sizeof sim);
         memcpy(sim.v, rm_sim, sizeof rm_sim);
         sim.n = IN;
@@ -455,36 +483,36 @@ static int run(const scenario *sc) {
     }
     if (sc->with_unused) {
         nnm_tensor *u = NULL;
-        OKS(ctx, nnm_module_named_parameters(m, find_tensor, &u));
-        CHECK(u != NULL, "no 0.unused");
-        OKS(ctx, nnm_module_train(m, 1));
+        OKS_OUT(ctx, nnm_module_named_parameters(m, find_tensor, &u));
+        CHECK_OUT(u != NULL, "no 0.unused");
+        OKS_OUT(ctx, nnm_module_train(m, 1));
         /* A .grad of its own that no rank's backward touches stays as it was
          * (it rides in its bucket, but no rank used the parameter), also
          * after a forward whose backward never came. */
         int64_t s2[1] = {2};
         const float gv[2] = {5.0f, -3.0f};
         nnm_tensor *g = NULL;
-        OKS(ctx, nnm_tensor_from_f32(ctx, 1, s2, gv, &g));
-        OKS(ctx, nnm_tensor_set_grad(u, g));
+        OKS_OUT(ctx, nnm_tensor_from_f32(ctx, 1, s2, gv, &g));
+        OKS_OUT(ctx, nnm_tensor_set_grad(u, g));
         nnm_tensor_release(g);
         float x[64 * IN], t[64 * OUT];
         make_batch(K + 3, 0, B * g_world, x, t);
         int64_t xs[2] = {B, IN};
         nnm_tensor *xt = NULL, *y = NULL;
-        OKS(ctx, nnm_tensor_from_f32(ctx, 2, xs, x + g_rank * B * IN, &xt));
-        OKS(ctx, nnm_ddp_call(ddp, &xt, 1, &y, 1)); /* no backward */
+        OKS_OUT(ctx, nnm_tensor_from_f32(ctx, 2, xs, x + g_rank * B * IN, &xt));
+        OKS_OUT(ctx, nnm_ddp_call(ddp, &xt, 1, &y, 1)); /* no backward */
         nnm_tensor_release(y);
         nnm_tensor_release(xt);
-        OKS(ctx, fwd_bwd(ctx, m, ddp, x, t, g_rank * B, B));
+        OKS_OUT(ctx, fwd_bwd(ctx, m, ddp, x, t, g_rank * B, B));
         float got[2] = {0};
-        CHECK(nnm_tensor_grad(u) != NULL, "the unused parameter's own .grad is gone");
-        OKS(ctx, nnm_tensor_to_f32(nnm_tensor_grad(u), got, 2));
-        CHECK(got[0] == 5.0f && got[1] == -3.0f, "the unused parameter's own .grad changed: %g %g", got[0],
+        CHECK_OUT(nnm_tensor_grad(u) != NULL, "the unused parameter's own .grad is gone");
+        OKS_OUT(ctx, nnm_tensor_to_f32(nnm_tensor_grad(u), got, 2));
+        CHECK_OUT(got[0] == 5.0f && got[1] == -3.0f, "the unused parameter's own .grad changed: %g %g", got[0],
               got[1]);
-        OKS(ctx, nnm_module_zero_grad(m));
+        OKS_OUT(ctx, nnm_module_zero_grad(m));
     }
     if (!sc->with_unused && !sc->ckpt && !sc->probe) {
-        OKS(ctx, nnm_module_train(m, 1));
+        OKS_OUT(ctx, nnm_module_train(m, 1));
         if (check_grads(sc, ctx, comm, ddp, rctx, ref)) goto out;
     }
     ret = 0;
@@ -505,86 +533,94 @@ out:
  * reported at the next forward, by name. */
 static int run_unused_error(void) {
     scenario sc = {"unused_error", 1, 1, 0, 0, 0, 1, 0, 0, 0};
-    nnm_ctx *ctx = new_ctx(7);
-    CHECK(ctx, "context");
+    int ret = -1;
     nnm_comm *comm = NULL;
-    OKS(ctx, nnm_comm_new(ctx, "mpi", NULL, &comm));
-    nnm_module *m = build(ctx, &sc);
-    CHECK(m, "build");
+    nnm_module *m = NULL;
     nnm_ddp *ddp = NULL;
-    OKS(ctx, nnm_ddp_new(m, comm, NULL, &ddp));
+    nnm_ctx *ctx = new_ctx(7);
+    CHECK_OUT(ctx, "context");
+    OKS_OUT(ctx, nnm_comm_new(ctx, "mpi", NULL, &comm));
+    m = build(ctx, &sc);
+    CHECK_OUT(m, "build");
+    OKS_OUT(ctx, nnm_ddp_new(m, comm, NULL, &ddp));
     float x[64 * IN], t[64 * OUT];
     make_batch(0, 0, B * g_world, x, t);
-    OKS(ctx, fwd_bwd(ctx, m, ddp, x, t, g_rank * B, B));
+    OKS_OUT(ctx, fwd_bwd(ctx, m, ddp, x, t, g_rank * B, B));
     nnm_status st = fwd_bwd(ctx, m, ddp, x, t, g_rank * B, B);
-    CHECK(st == NNM_E_STATE && strstr(nnm_ctx_errmsg(ctx), "0.unused"),
+    CHECK_OUT(st == NNM_E_STATE && strstr(nnm_ctx_errmsg(ctx), "0.unused"),
           "got %s: %s", nnm_status_name(st), nnm_ctx_errmsg(ctx));
+    ret = 0;
+out:
     nnm_ddp_free(ddp);
     nnm_module_release(m);
     nnm_comm_free(comm);
     nnm_ctx_free(ctx);
-    if (g_rank == 0) printf("ddp %-14s np=%d: ok\n", sc.name, g_world);
-    return 0;
+    if (ret == 0 && g_rank == 0) printf("ddp %-14s np=%d: ok\n", sc.name, g_world);
+    return ret;
 }
 
 /* Rank 1 dies in the middle of step 2. */
 static int run_die(void) {
     scenario sc = {"die", 0, 0, 0, 0, 0, 1, 0, 0, 0};
-    nnm_ctx *ctx = new_ctx(9);
-    CHECK(ctx, "context");
+    int ret = -1;
     nnm_comm *comm = NULL;
-    OKS(ctx, nnm_comm_new(ctx, "mpi", NULL, &comm)); /* timeout from NNM_COMM_TIMEOUT */
-    nnm_module *m = build(ctx, &sc);
-    CHECK(m, "build");
+    nnm_module *m = NULL;
     nnm_ddp *ddp = NULL;
-    OKS(ctx, nnm_ddp_new(m, comm, NULL, &ddp));
-    nnm_optim *opt = make_opt(m, &sc);
+    nnm_optim *opt = NULL;
+    nnm_tensor *xt = NULL, *tt = NULL, *y = NULL, *loss = NULL;
+    nnm_ctx *ctx = new_ctx(9);
+    CHECK_OUT(ctx, "context");
+    OKS_OUT(ctx, nnm_comm_new(ctx, "mpi", NULL, &comm)); /* timeout from NNM_COMM_TIMEOUT */
+    m = build(ctx, &sc);
+    CHECK_OUT(m, "build");
+    OKS_OUT(ctx, nnm_ddp_new(m, comm, NULL, &ddp));
+    opt = make_opt(m, &sc);
     float x[64 * IN], t[64 * OUT];
     int64_t xs[2] = {B, IN}, ts[2] = {B, OUT};
     for (int step = 0; step < 4; step++) {
         make_batch(step, 0, B * g_world, x, t);
-        nnm_tensor *xt = NULL, *tt = NULL, *y = NULL, *loss = NULL;
-        OKS(ctx, nnm_tensor_from_f32(ctx, 2, xs, x + g_rank * B * IN, &xt));
-        OKS(ctx, nnm_tensor_from_f32(ctx, 2, ts, t + g_rank * B * OUT, &tt));
-        OKS(ctx, nnm_ddp_call(ddp, &xt, 1, &y, 1));
-        OKS(ctx, mse(ctx, y, tt, &loss));
+        release4(&xt, &tt, &y, &loss);
+        OKS_OUT(ctx, nnm_tensor_from_f32(ctx, 2, xs, x + g_rank * B * IN, &xt));
+        OKS_OUT(ctx, nnm_tensor_from_f32(ctx, 2, ts, t + g_rank * B * OUT, &tt));
+        OKS_OUT(ctx, nnm_ddp_call(ddp, &xt, 1, &y, 1));
+        OKS_OUT(ctx, mse(ctx, y, tt, &loss));
         if (step == 2 && g_rank == 1) {
             fflush(NULL);
             _exit(0); /* a crash, as far as the others can tell */
         }
         nnm_status st = nnm_backward(loss, NULL, 0);
-        nnm_tensor_release(xt);
-        nnm_tensor_release(tt);
-        nnm_tensor_release(y);
-        nnm_tensor_release(loss);
+        release4(&xt, &tt, &y, &loss);
         if (step < 2) {
-            OKS(ctx, st);
-            OKS(ctx, nnm_optim_step(opt));
-            OKS(ctx, nnm_optim_zero_grad(opt));
+            OKS_OUT(ctx, st);
+            OKS_OUT(ctx, nnm_optim_step(opt));
+            OKS_OUT(ctx, nnm_optim_zero_grad(opt));
             continue;
         }
         const char *msg = nnm_ctx_errmsg(ctx);
         fprintf(stderr, "rank %d saw: %s: %s\n", g_rank, nnm_status_name(st), msg);
-        CHECK(st == NNM_E_TIMEOUT, "got %s: %s", nnm_status_name(st), msg);
-        CHECK(strstr(msg, "rank(s) 1 ") != NULL || strstr(msg, "rank(s) 1,") != NULL ||
+        CHECK_OUT(st == NNM_E_TIMEOUT, "got %s: %s", nnm_status_name(st), msg);
+        CHECK_OUT(strstr(msg, "rank(s) 1 ") != NULL || strstr(msg, "rank(s) 1,") != NULL ||
                   strstr(msg, ", 1 ") != NULL || strstr(msg, ", 1,") != NULL,
               "the message does not name rank 1: %s", msg);
         char path[512];
         snprintf(path, sizeof path, "%s/died_ok.%d", g_scratch, g_rank);
         FILE *f = fopen(path, "w");
-        CHECK(f != NULL, "cannot write %s", path);
+        CHECK_OUT(f != NULL, "cannot write %s", path);
         fprintf(f, "%s\n", msg);
         fclose(f);
         break;
     }
     /* A later collective fails at once: the communicator is broken. */
-    CHECK(nnm_comm_barrier(comm) == NNM_E_STATE, "barrier after a failure: %s", nnm_ctx_errmsg(ctx));
+    CHECK_OUT(nnm_comm_barrier(comm) == NNM_E_STATE, "barrier after a failure: %s", nnm_ctx_errmsg(ctx));
+    ret = 0;
+out:
+    release4(&xt, &tt, &y, &loss);
     nnm_optim_free(opt);
     nnm_ddp_free(ddp);
     nnm_module_release(m);
     nnm_comm_free(comm);
     nnm_ctx_free(ctx);
-    return 0;
+    return ret;
 }
 
 int main(int argc, char **argv) {

@@ -6,7 +6,9 @@
  * (each data byte touched, so a bad bound shows up under ASan), every name is
  * looked up again, and the file is loaded non-strictly into a small module
  * (Linear(4, 8) inside a Sequential, keys "0.weight" and "0.bias"), which
- * drives the dtype conversions.
+ * drives the dtype conversions, and into a BatchNorm1d(2) (keys "weight",
+ * "bias", "running_mean", "running_var" and the i64 buffer
+ * "num_batches_tracked"), which drives the conversions into i64.
  *
  * Two input forms: a whole file as is; or, when the first byte is 0xA5, the
  * byte 0xA5, a 2-byte little-endian data length D, the header text and D data
@@ -29,7 +31,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static nnm_ctx *g_ctx;
-static nnm_module *g_model;
+static nnm_module *g_model, *g_bn;
 static volatile unsigned g_sink; /* keeps the reads */
 
 static void setup(void) {
@@ -48,6 +50,11 @@ static void setup(void) {
     }
     nnm_module_release(fc);
     nnm_module_release(seq);
+    nnm_config_free(cfg);
+    cfg = NULL;
+    if (nnm_config_new(&cfg) != NNM_OK) abort();
+    nnm_config_set_int(cfg, "num_features", 2);
+    if (nnm_module_create(g_ctx, "batch_norm1d", cfg, &g_bn) != NNM_OK) g_bn = NULL;
     nnm_config_free(cfg);
 }
 
@@ -110,6 +117,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             /* the report is the caller's on success and also when keys
              * did not fit (nnmod.h): free it on every path */
             if (nnm_module_load(g_model, path, 0, &rep) == NNM_OK && !rep) abort();
+            nnm_load_report_free(rep);
+        }
+        if (g_bn) {
+            nnm_load_report *rep = NULL;
+            if (nnm_module_load(g_bn, path, 0, &rep) == NNM_OK && !rep) abort();
             nnm_load_report_free(rep);
         }
     } else if (st != NULL) {

@@ -147,6 +147,42 @@ def main():
          "nodes": ["s = add(x, cls)", "y = mul(s, `layer-scale`)", "z = mul(y, mask)"],
          "outputs": ["z", "cls", "mask"]},
         [add("add"), {"name": "mul", "type": "mul"}])
+    # Session 8 (hostile): what a stranger writes into the v2 language:
+    # self-references, control bytes in backticks, unterminated quotes,
+    # ports past any output, sizes whose product overflows int64, tensors
+    # named like children, i64 buffers fed to f32 ops, output names that
+    # collide, a view whose dynamic dims name inputs that are not there.
+    hostile["graph_v2_self.json"] = graph2(
+        {"nodes": ["a = act(a)", "b = act(x)"]}, [relu("act")])
+    hostile["graph_v2_ctrl.json"] = graph2(
+        {"nodes": ["`a\u001b[2J` = act(x)", "b = `ac\u0007t`(x)", "c = `act(x)"],
+         "output_names": ["o\u009b"]}, [relu("act")])
+    hostile["graph_v2_ports.json"] = graph2(
+        {"nodes": ["a = act(x:1:2)", "b = act(x:99999999999999999999)", "c = act(a:15)"],
+         "outputs": ["c:-1", "a:16"]}, [relu("act")])
+    hostile["graph_v2_huge.json"] = graph2(
+        {"parameters": ["w: [999999999999999999, 999999999999999999]",
+                        "v: [4294967296, 4294967296, 4294967296]"],
+         "buffers": ["b: [100000000000] i64", "c: [1, 2, 3, 4, 5, 6, 7, 8] i64 ones"],
+         "nodes": ["s = add(x, w)"]}, [add("add")])
+    hostile["graph_v2_collide.json"] = graph2(
+        {"parameters": ["fc: [2]"], "buffers": ["idx: [2] i64 ones"],
+         "nodes": ["a = fc(x)", "b = add(a, fc)", "c = add(b, idx)"],
+         "outputs": ["c", "idx"], "output_names": ["out", "out"]},
+        [lin("fc"), add("add")])
+    hostile["graph_v2_dynamic.json"] = json.dumps({
+        "format": "nnmod.manifest", "version": 1,
+        "plugins": {"graph": "^1.1", "view": "*", "full": "*"},
+        "root": {"type": "graph",
+                 "config": {"inputs": ["x", "y"], "nodes": ["a = view(x, y)", "f = full(x)"]},
+                 "children": [
+                     {"name": "view", "type": "view",
+                      "config": {"shape": [0, -1], "from_input": [99, -1],
+                                 "from_dim": [-100, -1]}},
+                     {"name": "full", "type": "full",
+                      "config": {"size": [0, 3], "fill_value": 1.0,
+                                 "from_input": [-9223372036854775807, -1],
+                                 "from_dim": [9223372036854775807, -1]}}]}}).encode()
     for name, data in hostile.items():
         with open(f"{OUT}/{name}", "wb") as f:
             f.write(data)

@@ -20,8 +20,14 @@
  *      central finite differences of s (in double from f32 outputs);
  *   5. nothing leaks (live tensors and modules as before).
  * One CUnit test per golden file (per layer type); one line per case.
+ * embedding_bag's file runs twice more, in contexts whose CPU backend is the
+ * cpu plugin with its embedding_bag slots counted and with them NULL
+ * (nobag_backend.h): the fused kernels and the composed fallback a backend
+ * without them gets both give PyTorch's values.
  */
 #include "test_util.h"
+
+#include "nobag_backend.h"
 
 #ifndef NNM_CONFORMANCE_DIR
 #error "NNM_CONFORMANCE_DIR must name tests/golden/conformance"
@@ -617,6 +623,39 @@ static int list_files(void) {
     return g_n_files;
 }
 
+/* embedding_bag.safetensors again, on "cpubagcount" (the fused slots,
+ * counted) and on "cpunobag" (the slots NULL: the layer's composed path). */
+static void test_embedding_bag_both_paths(void) {
+    int file = -1;
+    for (int i = 0; i < g_n_files; i++) {
+        const char *base = strrchr(g_files[i], '/');
+        if (base != NULL && strcmp(base, "/embedding_bag.safetensors") == 0) file = i;
+    }
+    CU_ASSERT_TRUE_FATAL(file >= 0);
+    CU_ASSERT_EQUAL_FATAL(nobag_setup(NNM_TEST_CPU_PLUGIN), 0);
+    const nnm_plugin_desc *const descs[2] = {&bagcount_desc, &nobag_desc};
+    nnm_ctx *main_ctx = g_ctx;
+    for (int k = 0; k < 2; k++) {
+        nnm_ctx *ctx = NULL;
+        CU_ASSERT_EQUAL_FATAL(tu_ctx_new(&ctx), 0);
+        CHECK_STATUS(nnm_plugin_register_static(ctx, descs[k], "test_conformance"), NNM_OK);
+        g_nobag_index_selects = g_bagcount_calls = 0;
+        const int failed = g_cases_failed;
+        fprintf(stderr, "\n  on %s:", descs[k]->name);
+        g_ctx = ctx;
+        run_file(file);
+        g_ctx = main_ctx;
+        CU_ASSERT_EQUAL(g_cases_failed, failed);
+        if (k == 0) { /* the fused kernels ran (scale_grad_by_freq's rows still compose) */
+            CU_ASSERT_TRUE(g_bagcount_calls > 0);
+        } else { /* the composed path gathered the rows */
+            CU_ASSERT_TRUE(g_nobag_index_selects > 0);
+        }
+        tu_ctx_free(&ctx);
+    }
+    nobag_teardown();
+}
+
 static int suite_init(void) {
     return tu_ctx_new(&g_ctx);
 }
@@ -643,5 +682,6 @@ int main(void) {
         const char *base = strrchr(g_files[i], '/');
         CU_add_test(s, base != NULL ? base + 1 : g_files[i], g_file_tests[i]);
     }
+    CU_add_test(s, "embedding_bag: fused slots and composed fallback", test_embedding_bag_both_paths);
     return tu_run();
 }

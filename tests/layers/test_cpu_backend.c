@@ -102,7 +102,7 @@ static void test_descriptor(void) {
     CU_ASSERT_STRING_EQUAL(g_be->name, "cpu");
     CU_ASSERT_EQUAL(g_be->device_type, NNM_DEVICE_CPU);
     CU_ASSERT_EQUAL(g_be->version_major, 1);
-    CU_ASSERT_EQUAL(g_be->version_minor, 8); /* 1.3: conv, batch_norm (1.4); 1.4: index (1.5); 1.5: rnn_cell (1.5); 1.6: dtype ops (1.5); 1.7: ctc_loss (1.5); 1.8: set_num_threads (1.5) */
+    CU_ASSERT_EQUAL(g_be->version_minor, 9); /* 1.3: conv, batch_norm (1.4); 1.4: index (1.5); 1.5: rnn_cell (1.5); 1.6: dtype ops (1.5); 1.7: ctc_loss (1.5); 1.8: set_num_threads (1.5); 1.9: embedding_bag (1.5) */
     CU_ASSERT_PTR_NOT_NULL(g_be->index_select);
     CU_ASSERT_PTR_NOT_NULL(g_be->index_add);
     CU_ASSERT_PTR_NOT_NULL(g_be->rnn_cell);
@@ -111,6 +111,8 @@ static void test_descriptor(void) {
     CU_ASSERT_PTR_NOT_NULL(g_be->arg_reduce);
     CU_ASSERT_PTR_NOT_NULL(g_be->ctc_loss);
     CU_ASSERT_PTR_NOT_NULL(g_be->ctc_loss_backward);
+    CU_ASSERT_PTR_NOT_NULL(g_be->embedding_bag);
+    CU_ASSERT_PTR_NOT_NULL(g_be->embedding_bag_backward);
     CU_ASSERT_EQUAL(g_be->flags, NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5);
     CU_ASSERT_EQUAL(g_be->version_patch, 0);
     CU_ASSERT_PTR_NOT_NULL(g_be->alloc);
@@ -1357,6 +1359,96 @@ static void test_optim_golden(void) {
             exact, total, worst);
 }
 
+/* ------------------------------------------------------------------------ */
+/* embedding_bag (1.5): segment reductions of weight rows                     */
+/* ------------------------------------------------------------------------ */
+
+static void tview_i64(tview *v, int64_t *data, int64_t n) {
+    tview_init(v, (float *)(void *)data, 1, &n, NULL);
+    v->d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
+}
+
+/* Bags [1, 3, 1], [], [0, 2] of a 4 x 3 table with padding_idx 3: sum
+ * (with per-sample weights), mean and max (NaN never replaces a maximum,
+ * the first maximum wins), their gradients, and corrupt indices and offsets
+ * refused. */
+static void test_embedding_bag(void) {
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_be->embedding_bag);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_be->embedding_bag_backward);
+    float w[12] = {1, NAN, 3, 4, 5, 6, 7, 8, 9, -1, -2, -3};
+    int64_t idx[5] = {1, 3, 1, 0, 2}, off[4] = {0, 3, 3, 5};
+    float psw[5] = {2, 10, 0.5f, 1, -1}, y[9], g[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, gw[12], gp[5];
+    int64_t arg[9];
+    tview W, I, O, P, Y, A, G, GW, GP;
+    tview_init(&W, w, 2, (int64_t[]){4, 3}, NULL);
+    tview_i64(&I, idx, 5);
+    tview_i64(&O, off, 4);
+    tview_init(&P, psw, 1, (int64_t[]){5}, NULL);
+    tview_init(&Y, y, 2, (int64_t[]){3, 3}, NULL);
+    tview_init(&A, (float *)(void *)arg, 2, (int64_t[]){3, 3}, NULL);
+    A.d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
+    tview_init(&G, g, 2, (int64_t[]){3, 3}, NULL);
+    tview_init(&GW, gw, 2, (int64_t[]){4, 3}, NULL);
+    tview_init(&GP, gp, 1, (int64_t[]){5}, NULL);
+    nnm_embedding_bag_args a = {sizeof a, NNM_REDUCE_SUM, 3, 4, 3, 5, 3, &W.d, &I.d, &O.d, &P.d, &Y.d,
+                                NULL, NULL, NULL, NULL};
+    /* sum with weights: 2 w1 + 0.5 w1, 0, w0 - w2 */
+    CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_OK);
+    const float sum_w[9] = {10, 12.5f, 15, 0, 0, 0, 1 - 7, NAN, 3 - 9};
+    for (int k = 0; k < 9; k++)
+        CU_ASSERT_TRUE(k == 7 ? isnan(y[k]) : y[k] == sum_w[k]);
+    /* its gradients: rows += g[bag] * psw; psw's = g[bag] . w[row], 0 for padding */
+    memset(gw, 0, sizeof gw);
+    a.grad_out = &G.d;
+    a.grad_weight = &GW.d;
+    a.grad_per_sample_weights = &GP.d;
+    CU_ASSERT_EQUAL(g_be->embedding_bag_backward(&g_fake.env, g_state, &a), NNM_OK);
+    const float gw_want[12] = {7, 8, 9, 2.5f, 5, 7.5f, -7, -8, -9, 0, 0, 0};
+    for (int k = 0; k < 12; k++)
+        CU_ASSERT_EQUAL(gw[k], gw_want[k]);
+    CU_ASSERT_EQUAL(gp[0], 1 * 4 + 2 * 5 + 3 * 6);
+    CU_ASSERT_EQUAL(gp[1], 0.0f);
+    CU_ASSERT_EQUAL(gp[2], gp[0]);
+    CU_ASSERT_TRUE(isnan(gp[3])); /* w0 holds a NaN */
+    CU_ASSERT_EQUAL(gp[4], 7 * 7 + 8 * 8 + 9 * 9);
+    /* mean: w1, 0, (w0 + w2) / 2; the gradient divided by the count */
+    a.mode = NNM_REDUCE_MEAN;
+    a.per_sample_weights = NULL;
+    a.grad_per_sample_weights = NULL;
+    CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_OK);
+    CU_ASSERT_TRUE(y[0] == 4 && y[1] == 5 && y[2] == 6 && y[3] == 0 && y[6] == 4 && y[8] == 6);
+    memset(gw, 0, sizeof gw);
+    CU_ASSERT_EQUAL(g_be->embedding_bag_backward(&g_fake.env, g_state, &a), NNM_OK);
+    CU_ASSERT_TRUE(gw[3] == 1 && gw[4] == 2 && gw[5] == 3 && gw[0] == 3.5f && gw[6] == 3.5f && gw[9] == 0);
+    /* max: per column, the first maximum; the NaN of w0 stays (nothing is > NaN) */
+    a.mode = NNM_REDUCE_MAX;
+    a.arg = &A.d;
+    CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_OK);
+    CU_ASSERT_TRUE(y[0] == 4 && y[1] == 5 && y[2] == 6 && y[3] == 0 && y[6] == 7 && isnan(y[7]) && y[8] == 9);
+    CU_ASSERT_TRUE(arg[0] == 1 && arg[3] == -1 && arg[5] == -1 && arg[6] == 2 && arg[7] == 0 && arg[8] == 2);
+    memset(gw, 0, sizeof gw);
+    CU_ASSERT_EQUAL(g_be->embedding_bag_backward(&g_fake.env, g_state, &a), NNM_OK);
+    const float gmax[12] = {0, 8, 0, 1, 2, 3, 7, 0, 9, 0, 0, 0};
+    for (int k = 0; k < 12; k++)
+        CU_ASSERT_EQUAL(gw[k], gmax[k]);
+    /* corrupt inputs: an error, never an access out of range */
+    arg[4] = 99;
+    CU_ASSERT_EQUAL(g_be->embedding_bag_backward(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    idx[4] = 4;
+    CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    idx[4] = 2;
+    off[3] = 4;
+    CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    off[3] = 5;
+    off[2] = 1;
+    CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    off[2] = 3;
+    a.per_sample_weights = &P.d; /* max takes none */
+    CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    a.struct_size = 16;
+    CU_ASSERT_EQUAL(g_be->embedding_bag(&g_fake.env, g_state, &a), NNM_E_INVALID);
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("cpu_backend", suite_init, suite_clean);
     if (s == NULL)
@@ -1380,5 +1472,6 @@ int main(void) {
     CU_add_test(s, "sgd_step vs double reference", test_sgd_vs_reference);
     CU_add_test(s, "adam_step vs double reference", test_adam_vs_reference);
     CU_add_test(s, "sgd/adam/adamw steps vs torch.optim golden", test_optim_golden);
+    CU_add_test(s, "embedding_bag and its backward", test_embedding_bag);
     return tu_run();
 }

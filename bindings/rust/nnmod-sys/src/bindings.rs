@@ -1164,6 +1164,113 @@ fn bindgen_test_layout_nnm_ctc_params() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_embedding_bag_params {
+    pub struct_size: u32,
+    pub mode: i32,
+    pub include_last_offset: i32,
+    pub has_padding_idx: i32,
+    pub padding_idx: i64,
+}
+#[test]
+fn bindgen_test_layout_nnm_embedding_bag_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_embedding_bag_params>(),
+        24usize,
+        concat!("Size of: ", stringify!(nnm_embedding_bag_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_embedding_bag_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_embedding_bag_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_params),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+    fn test_field_include_last_offset() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).include_last_offset) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_params),
+                "::",
+                stringify!(include_last_offset)
+            )
+        );
+    }
+    test_field_include_last_offset();
+    fn test_field_has_padding_idx() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).has_padding_idx) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_params),
+                "::",
+                stringify!(has_padding_idx)
+            )
+        );
+    }
+    test_field_has_padding_idx();
+    fn test_field_padding_idx() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding_idx) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_params),
+                "::",
+                stringify!(padding_idx)
+            )
+        );
+    }
+    test_field_padding_idx();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
     pub struct_size: u32,
     pub abi_major: u16,
@@ -1657,12 +1764,23 @@ pub struct nnm_host {
             out: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub op_embedding_bag: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            weight: *mut nnm_tensor,
+            indices: *mut nnm_tensor,
+            offsets: *mut nnm_tensor,
+            per_sample_weights: *mut nnm_tensor,
+            p: *const nnm_embedding_bag_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        488usize,
+        496usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -2741,6 +2859,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_op_ctc_loss();
+    fn test_field_op_embedding_bag() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_embedding_bag) as usize - ptr as usize
+            },
+            488usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_embedding_bag)
+            )
+        );
+    }
+    test_field_op_embedding_bag();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -7011,6 +7146,311 @@ fn bindgen_test_layout_nnm_ctc_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_embedding_bag_args {
+    pub struct_size: u32,
+    pub mode: i32,
+    pub padding_idx: i64,
+    pub num_embeddings: i64,
+    pub dim: i64,
+    pub n: i64,
+    pub bags: i64,
+    pub weight: *const nnm_tensor_desc,
+    pub indices: *const nnm_tensor_desc,
+    pub offsets: *const nnm_tensor_desc,
+    pub per_sample_weights: *const nnm_tensor_desc,
+    pub out: *const nnm_tensor_desc,
+    pub arg: *const nnm_tensor_desc,
+    pub grad_out: *const nnm_tensor_desc,
+    pub grad_weight: *const nnm_tensor_desc,
+    pub grad_per_sample_weights: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_embedding_bag_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_embedding_bag_args>(),
+        120usize,
+        concat!("Size of: ", stringify!(nnm_embedding_bag_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_embedding_bag_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_embedding_bag_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+    fn test_field_padding_idx() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).padding_idx) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(padding_idx)
+            )
+        );
+    }
+    test_field_padding_idx();
+    fn test_field_num_embeddings() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).num_embeddings) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(num_embeddings)
+            )
+        );
+    }
+    test_field_num_embeddings();
+    fn test_field_dim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).dim) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(dim)
+            )
+        );
+    }
+    test_field_dim();
+    fn test_field_n() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(n)
+            )
+        );
+    }
+    test_field_n();
+    fn test_field_bags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).bags) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(bags)
+            )
+        );
+    }
+    test_field_bags();
+    fn test_field_weight() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).weight) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(weight)
+            )
+        );
+    }
+    test_field_weight();
+    fn test_field_indices() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).indices) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(indices)
+            )
+        );
+    }
+    test_field_indices();
+    fn test_field_offsets() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).offsets) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(offsets)
+            )
+        );
+    }
+    test_field_offsets();
+    fn test_field_per_sample_weights() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).per_sample_weights) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(per_sample_weights)
+            )
+        );
+    }
+    test_field_per_sample_weights();
+    fn test_field_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).out) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(out)
+            )
+        );
+    }
+    test_field_out();
+    fn test_field_arg() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).arg) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(arg)
+            )
+        );
+    }
+    test_field_arg();
+    fn test_field_grad_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_out) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(grad_out)
+            )
+        );
+    }
+    test_field_grad_out();
+    fn test_field_grad_weight() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_weight) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(grad_weight)
+            )
+        );
+    }
+    test_field_grad_weight();
+    fn test_field_grad_per_sample_weights() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_embedding_bag_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_per_sample_weights) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_embedding_bag_args),
+                "::",
+                stringify!(grad_per_sample_weights)
+            )
+        );
+    }
+    test_field_grad_per_sample_weights();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -7257,12 +7697,26 @@ pub struct nnm_backend_vtable {
             n: i32,
         ) -> nnm_status,
     >,
+    pub embedding_bag: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_embedding_bag_args,
+        ) -> nnm_status,
+    >,
+    pub embedding_bag_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_embedding_bag_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        304usize,
+        320usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -7967,6 +8421,40 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_set_num_threads();
+    fn test_field_embedding_bag() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).embedding_bag) as usize - ptr as usize
+            },
+            304usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(embedding_bag)
+            )
+        );
+    }
+    test_field_embedding_bag();
+    fn test_field_embedding_bag_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).embedding_bag_backward) as usize - ptr as usize
+            },
+            312usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(embedding_bag_backward)
+            )
+        );
+    }
+    test_field_embedding_bag_backward();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
