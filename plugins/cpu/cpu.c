@@ -253,6 +253,8 @@ static nnm_status cpu_init(nnm_env *env, void **state) {
     return NNM_OK;
 }
 
+static void g5_scratch_drop(void); /* gemm_avx512.inc */
+
 static void cpu_shutdown(void *state) {
     cpu_state *s = state;
     if (s == NULL)
@@ -269,6 +271,7 @@ static void cpu_shutdown(void *state) {
         pthread_mutex_destroy(&pl->mu);
     }
     free(s);
+    g5_scratch_drop();
 }
 
 static nnm_status cpu_set_num_threads(nnm_env *env, void *state, int32_t n) {
@@ -497,6 +500,8 @@ static int64_t cpu_max1(int64_t x) {
 }
 
 #include "gemm_small.inc"
+/* cpu_sgemm: the AVX-512 kernel for large single-thread products, else OpenBLAS */
+#include "gemm_avx512.inc"
 
 /* gemm's per-size thread policy: OpenBLAS splits C between its threads, and
  * below about 2^21 multiply-adds (some 40-80 us on one AVX-512 core) a second
@@ -553,10 +558,9 @@ static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
         cpu_gemm_small(g);
         return NNM_OK;
     }
-    cpu_blas_threads(cpu_threads_for(state, g->m * g->n * g->k, CPU_GEMM_PAR_MIN));
-    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
-                g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k, g->alpha,
-                g->a, (int)g->lda, g->b, (int)g->ldb, g->beta, g->c, (int)g->ldc);
+    cpu_sgemm(cpu_threads_for(state, g->m * g->n * g->k, CPU_GEMM_PAR_MIN), g->trans_a != 0,
+              g->trans_b != 0, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b, g->ldb, g->beta, g->c,
+              g->ldc);
     return NNM_OK;
 }
 
@@ -1561,6 +1565,8 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 /* whole convolutions (1.4): depthwise ones directly, 3x3 ones as Winograd
  * F(2x2, 3x3); the rest are declined (the runtime's im2col + gemm) */
 #include "conv_depthwise.inc"
+/* im2col + the AVX-512 gemm with the weights packed once (1.4 conv slot) */
+#include "conv_gemm5.inc"
 #include "conv_winograd.inc"
 
 /* index_select and index_add (1.5) */

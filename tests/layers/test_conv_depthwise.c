@@ -5,7 +5,8 @@
  * the backend's slot), against a direct grouped convolution computed here in
  * double: y and the gradients of sum(y * R) for x, w and b, on geometries
  * that cover stride, dilation, padding past the kernel, asymmetric "same"
- * padding, channel multipliers, 1-d, batch > 1 and large kernels. Then the
+ * padding, channel multipliers, 1-d, batch > 1 and large kernels, both
+ * forward kernels (the phase planes and the row loops, NNM_CPU_DEPTHWISE=rows). Then the
  * slot driven directly declines what is not depthwise (groups 1, a grouped
  * conv with 2 channels a group, 3-d), with NNM_E_UNSUPPORTED and no message.
  *
@@ -163,10 +164,23 @@ static const geo k_geos[] = {
     {2, 3, 16, 1, 2, 2, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},    /* a 2x2 map at stride 2 -> 1x1 */
     {1, 2, 4, 1, 1, 13, 1, 5, 1, 1, 0, 2, 0, 2, 1, 1, 1},    /* 1-d, "same" */
     {1, 1, 3, 2, 1, 17, 1, 3, 1, 2, 0, 1, 0, 1, 1, 3, 0},    /* 1-d, stride 2, dilation 3, mult 2 */
+    {2, 2, 5, 1, 7, 7, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1},     /* MnasNet's last stage: 5x5 on 7x7 */
+    {2, 1, 3, 1, 15, 13, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1, 1},   /* 5x5 stride 2, odd sizes */
+    {2, 1, 2, 1, 12, 12, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1, 1},   /* padding at the end only */
+    {2, 1, 2, 1, 40, 37, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 1},   /* a larger plane, 7x7 */
+    {2, 1, 2, 2, 11, 9, 3, 3, 3, 2, 1, 1, 1, 1, 2, 3, 1},    /* strides 3x2, dilations 2x3, mult 2 */
+    {2, 1, 2, 1, 9, 10, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1},    /* stride 2 leaving input rows unread */
 };
 
+/* Every geometry through the forward on padded phase planes (the default)
+ * and through the row loops (NNM_CPU_DEPTHWISE=rows). */
 static void test_geometries(void) {
-    for (size_t i = 0; i < sizeof k_geos / sizeof k_geos[0]; i++) run_case((int)i, &k_geos[i]);
+    static const char *const modes[2] = {NULL, "rows"};
+    for (int mo = 0; mo < 2; mo++) {
+        if (modes[mo]) setenv("NNM_CPU_DEPTHWISE", modes[mo], 1);
+        for (size_t i = 0; i < sizeof k_geos / sizeof k_geos[0]; i++) run_case((int)i, &k_geos[i]);
+        unsetenv("NNM_CPU_DEPTHWISE");
+    }
 }
 
 /* The slot alone: a grouped convolution that is not depthwise (two

@@ -266,8 +266,9 @@ static void test_fill(void) {
 /* gemm                                                                      */
 /* ------------------------------------------------------------------------ */
 
-static void check_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
-                       int64_t pad) {
+/* nan_c: C starts as NaN (beta 0 must overwrite it, as BLAS does) */
+static void check_gemm_c(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                         int64_t pad, int nan_c) {
     const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k;
     const int64_t b_rows = tb ? n : k, b_cols = tb ? k : n;
     const int64_t lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
@@ -278,6 +279,9 @@ static void check_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float al
     tu_fill_rand(&g_rng, a, (size_t)(a_rows * lda));
     tu_fill_rand(&g_rng, b, (size_t)(b_rows * ldb));
     tu_fill_rand(&g_rng, c, (size_t)(m * ldc));
+    if (nan_c)
+        for (int64_t i = 0; i < m * ldc; i++)
+            c[i] = NAN;
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             double acc = 0.0;
@@ -306,6 +310,11 @@ static void check_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float al
     free(want);
 }
 
+static void check_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                       int64_t pad) {
+    check_gemm_c(ta, tb, m, n, k, alpha, beta, pad, 0);
+}
+
 static void test_gemm(void) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
@@ -328,6 +337,27 @@ static void test_gemm(void) {
     check_gemm(0, 1, 128, 128, 160, 1.0f, 0.0f, 0);
     check_gemm(1, 0, 8, 16, 16, 1.0f, 0.5f, 2);
     CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
+}
+
+/* Products of 12 rows or more and 2^15 multiply-adds or more run the
+ * backend's AVX-512 kernel where the CPU has AVX-512F (gemm_avx512.inc),
+ * OpenBLAS elsewhere: sizes one past each of its blocks (12-row x 32-column
+ * tiles, 256-deep k slices, 144-row A blocks, 2048-column B blocks) and
+ * exact multiples, every transpose form, leading dims with padding, alpha
+ * and beta (0 overwriting a NaN C), on one thread. */
+static void test_gemm_large(void) {
+    CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_gemm(ta, tb, 12, 32, 96, 1.0f, 0.0f, 0);
+            check_gemm(ta, tb, 13, 33, 257, 1.0f, 0.0f, 1);
+            check_gemm(ta, tb, 24, 64, 512, 0.5f, 1.0f, 0);
+            check_gemm(ta, tb, 145, 65, 40, -2.0f, 0.25f, 3);
+            check_gemm(ta, tb, 12, 2049, 3, 1.0f, 0.5f, 5);
+            check_gemm(ta, tb, 150, 100, 300, 1.0f, 0.0f, 7);
+            check_gemm(ta, tb, 37, 17, 61, 1.0f, -1.0f, 2);
+            check_gemm_c(ta, tb, 29, 47, 270, 1.0f, 0.0f, 1, 1);
+        }
 }
 
 static void test_gemm_edges(void) {
@@ -1465,6 +1495,7 @@ int main(void) {
     CU_add_test(s, "memcpy", test_memcpy);
     CU_add_test(s, "fill", test_fill);
     CU_add_test(s, "gemm vs naive", test_gemm);
+    CU_add_test(s, "large gemm vs naive (AVX-512 kernel)", test_gemm_large);
     CU_add_test(s, "gemm edges and errors", test_gemm_edges);
     CU_add_test(s, "binary contiguous", test_binary_contiguous);
     CU_add_test(s, "binary broadcast and strided", test_binary_broadcast);
