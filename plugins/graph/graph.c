@@ -725,14 +725,22 @@ static int b64_digit(char c) {
 /* Decodes standard base64 (RFC 4648, '=' padding required to a multiple of
  * 4, no whitespace) into out, which has room for `cap` bytes; *n gets the
  * decoded length. 0 on a bad digit, bad padding or a length other than cap. */
-static int b64_decode(span in, unsigned char *out, size_t cap, size_t *n) {
-    *n = 0;
+/* Whether base64 text `in` decodes to exactly `cap` bytes, judged from its
+ * length and padding alone: checked before a buffer of the size a shape
+ * claims is allocated, so a huge shape with little text costs nothing. */
+static int b64_size_is(span in, size_t cap, size_t *pad) {
+    *pad = 0;
     if (in.n % 4 != 0)
         return 0;
-    size_t pad = 0;
     if (in.n >= 4 && in.p[in.n - 1] == '=')
-        pad = in.p[in.n - 2] == '=' ? 2 : 1;
-    if (in.n / 4 * 3 - pad != cap)
+        *pad = in.p[in.n - 2] == '=' ? 2 : 1;
+    return in.n / 4 * 3 - *pad == cap;
+}
+
+static int b64_decode(span in, unsigned char *out, size_t cap, size_t *n) {
+    *n = 0;
+    size_t pad;
+    if (!b64_size_is(in, cap, &pad))
         return 0;
     for (size_t i = 0; i < in.n; i += 4) {
         int v[4];
@@ -899,11 +907,12 @@ static nnm_status tensor_parse(nnm_env *env, const char *key, size_t i, span e, 
     return NNM_OK;
 }
 
-/* Fills constant k (declared as a non-persistent buffer) with the values its
- * entry carries: little-endian f32 or i64, numel of them. On the meta device
- * the length is checked and nothing is written. */
-static nnm_status constant_fill(nnm_env *env, const char *key, size_t i, const tensor_decl *d,
-                                nnm_tensor *t) {
+/* The byte count of constant entry i's values (numel of f32 or i64), checked
+ * against its text before anything of that size is allocated: the text's
+ * length and padding alone give the bytes it decodes to, so a huge shape
+ * with little text is refused here, not by an allocation (found by fuzz). */
+static nnm_status constant_bytes(nnm_env *env, const char *key, size_t i, const tensor_decl *d,
+                                 size_t *bytes, size_t *numel_out) {
     const nnm_host *h = env->host;
     uint64_t numel = 1;
     for (int32_t k = 0; k < d->ndim; k++) {
@@ -912,11 +921,33 @@ static nnm_status constant_fill(nnm_env *env, const char *key, size_t i, const t
                                 (unsigned)i);
         numel *= (uint64_t)d->shape[k];
     }
-    const size_t width = d->i64 ? 8u : 4u;
     if (numel > (uint64_t)(SIZE_MAX / 8u))
         return h->set_error(env, NNM_E_LIMIT, "config.%s[%u]: too many elements", key,
                             (unsigned)i);
-    const size_t bytes = (size_t)numel * width;
+    *numel_out = (size_t)numel;
+    *bytes = (size_t)numel * (d->i64 ? 8u : 4u);
+    size_t pad;
+    if (!b64_size_is(d->data, *bytes, &pad))
+        return h->set_error(env, NNM_E_INVALID,
+                            "config.%s[%u]: the data is not base64 of %zu bytes (%llu %s values, "
+                            "little-endian)",
+                            key, (unsigned)i, *bytes, (unsigned long long)numel,
+                            d->i64 ? "i64" : "f32");
+    return NNM_OK;
+}
+
+/* Fills constant k (declared as a non-persistent buffer) with the values its
+ * entry carries: little-endian f32 or i64, numel of them (constant_bytes
+ * has checked the text's length). On the meta device the text is checked
+ * and nothing is written. */
+static nnm_status constant_fill(nnm_env *env, const char *key, size_t i, const tensor_decl *d,
+                                nnm_tensor *t) {
+    const nnm_host *h = env->host;
+    size_t bytes, numel;
+    nnm_status st = constant_bytes(env, key, i, d, &bytes, &numel);
+    if (st != NNM_OK)
+        return st;
+    const size_t width = d->i64 ? 8u : 4u;
     unsigned char *raw = malloc(bytes ? bytes : 1);
     if (raw == NULL)
         return h->set_error(env, NNM_E_NOMEM, "config.%s[%u]: out of memory for the values", key,
@@ -930,10 +961,10 @@ static nnm_status constant_fill(nnm_env *env, const char *key, size_t i, const t
                             key, (unsigned)i, bytes, (unsigned long long)numel,
                             d->i64 ? "i64" : "f32");
     }
-    nnm_status st = NNM_OK;
+    st = NNM_OK;
     if (bytes > 0 && h->device(env).type != GRAPH_DEVICE_META) {
         /* the values as the host's own numbers (the text is little-endian) */
-        for (size_t k = 0; k < (size_t)numel; k++) {
+        for (size_t k = 0; k < numel; k++) {
             unsigned char *p = raw + k * width;
             if (width == 4) {
                 const uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
@@ -1009,8 +1040,12 @@ static nnm_status parse_tensors(nnm_env *env, graph_state *s, const char *key,
             st = h->param_new(env, buf, d.ndim, d.shape, d.init, d.a, d.b, &s->tensors[k].t);
         } else if (kind == GRAPH_CONST) {
             const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
-            st = h->buffer_new_v2(env, buf, d.ndim, d.shape, d.i64 ? i64 : NNM_F32, NNM_INIT_ZEROS,
-                                  0.0, 0.0, 0 /* not in the state dict */, &s->tensors[k].t);
+            size_t bytes, numel;
+            st = constant_bytes(env, key, i, &d, &bytes, &numel);
+            if (st == NNM_OK)
+                st = h->buffer_new_v2(env, buf, d.ndim, d.shape, d.i64 ? i64 : NNM_F32,
+                                      NNM_INIT_ZEROS, 0.0, 0.0, 0 /* not in the state dict */,
+                                      &s->tensors[k].t);
             if (st == NNM_OK)
                 st = constant_fill(env, key, i, &d, s->tensors[k].t);
         } else if (!d.i64 && (d.init == NNM_INIT_ZEROS || d.init == NNM_INIT_ONES)) {

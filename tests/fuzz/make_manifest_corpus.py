@@ -190,6 +190,12 @@ def main():
          "nodes": ["s = add(x, c)", "z = mul(s, c)"],
          "outputs": ["z", "c", "i", "e"]},
         [add("add"), {"name": "mul", "type": "mul"}])
+    # a huge constant shape with 8 bytes of text: once made the plugin
+    # allocate the shape's 17 TB before checking the text (found by fuzz)
+    hostile["graph_v2_constants_huge.json"] = graph2(
+        {"constants": ["i: [2222222222221] i64 base64:+f////////8="],
+         "nodes": ["s = add(x, i)"], "outputs": ["s"]},
+        [add("add")])
     for name, data in hostile.items():
         with open(f"{OUT}/{name}", "wb") as f:
             f.write(data)
