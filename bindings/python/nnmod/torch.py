@@ -1631,6 +1631,16 @@ def _h_split(h, x, split_size_or_sections=None, dim=0, split_size=None):
     return _multi(h, h.op("split", [x], n_out=len(h.outs), split_size_or_sections=s, dim=dim))
 
 
+def _h_tensor_split(h, x, indices_or_sections=None, dim=0, sections=None, indices=None,
+                    tensor_indices_or_sections=None):
+    """torch.tensor_split: a split at the sizes the pieces have (MViT's
+    class_token, x = torch.tensor_split(x, (1,), dim=2))."""
+    d = dim if dim >= 0 else dim + x.dim()
+    sizes = [int(o.shape[d]) for o in h.outs]
+    return _multi(h, h.op("split", [x], n_out=len(h.outs), split_size_or_sections=sizes,
+                          dim=dim))
+
+
 def _h_unbind(h, x, dim=0):
     return _multi(h, h.op("unbind", [x], n_out=len(h.outs), dim=dim))
 
@@ -2276,6 +2286,52 @@ def _h_embedding(h, input, weight, padding_idx=None, max_norm=None, norm_type=2.
     return h.op("reshape", [rows], size_key="shape", shape=shape)
 
 
+def _h_embedding_bag(h, input, weight, offsets=None, max_norm=None, norm_type=2,
+                     scale_grad_by_freq=False, mode="mean", sparse=False,
+                     per_sample_weights=None, include_last_offset=False, padding_idx=None):
+    """F.embedding_bag(idx, self.bag.weight, ...): the child nn.EmbeddingBag
+    called (with the same settings); with another table, a 2-d idx (each
+    row a bag, no offsets) is index_select of the rows, weighted (sum mode)
+    and reduced over the bag with sum, mean or amax. Offsets, padding_idx
+    and max_norm on another table are refused (make it an nn.EmbeddingBag)."""
+    mod = None
+    if not h.is_own(weight):
+        for m in h.tr.model.modules():
+            if isinstance(m, torch.nn.EmbeddingBag) and m.weight is weight and \
+                    h.tr.ex.kind_of(m) == "leaf":
+                mod = m
+                break
+    if mod is not None and h.tr.below(h.frame, mod) is not None:
+        same = (max_norm, float(norm_type), bool(scale_grad_by_freq), mode,
+                bool(include_last_offset), padding_idx) == (
+            mod.max_norm, float(mod.norm_type), bool(mod.scale_grad_by_freq), mod.mode,
+            bool(mod.include_last_offset), mod.padding_idx)
+        if same:
+            ins = [input] + ([offsets] if offsets is not None else []) + \
+                ([per_sample_weights] if per_sample_weights is not None else [])
+            if per_sample_weights is not None and offsets is None:
+                raise _Unsup("F.embedding_bag with per_sample_weights and no offsets")
+            return h.module(mod, ins)
+    if offsets is not None or max_norm is not None or scale_grad_by_freq or \
+            padding_idx is not None or include_last_offset:
+        raise _Unsup("F.embedding_bag with offsets, padding_idx, max_norm or "
+                     "scale_grad_by_freq on a table that is not an nn.EmbeddingBag's with the "
+                     "same settings (make the table an nn.EmbeddingBag and call it)")
+    if input.dim() != 2 or input.dtype != torch.int64:
+        raise _Unsup(f"F.embedding_bag of a {input.dim()}-d {input.dtype} input without offsets")
+    if mode not in ("sum", "mean", "max"):
+        raise _Unsup(f"F.embedding_bag mode '{mode}'")
+    flat = h.op("reshape", [input], shape=[-1])
+    rows = h.op("index_select", [weight, flat], dim=0)
+    shape = list(input.shape) + [int(weight.shape[1])]
+    rows = h.op("reshape", [rows], size_key="shape", shape=shape)
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise _Unsup("F.embedding_bag per_sample_weights outside mode 'sum'")
+        rows = h.op("mul", [rows, h.op("unsqueeze", [per_sample_weights], dim=-1)])
+    return h.op({"sum": "sum", "mean": "mean", "max": "amax"}[mode], [rows], dim=1)
+
+
 def _h_binary(layer):
     def handler(h, x, other):
         return h.op(layer, [x, other])
@@ -2364,7 +2420,7 @@ OPS = {
     "long": _h_to, "int": _h_to,
     "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
     "expand_as": _h_expand_as, "repeat": _h_repeat, "chunk": _h_chunk, "split": _h_split,
-    "unbind": _h_unbind, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
+    "unbind": _h_unbind, "tensor_split": _h_tensor_split, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
     "flip": _h_flip,
     "cat": _h_cat, "concat": _h_cat, "concatenate": _h_cat, "stack": _h_stack,
     "roll": _h_roll, "pad": _h_pad,
@@ -2438,7 +2494,7 @@ OPS = {
     "softsign": _unary("softsign"), "tanhshrink": _unary("tanhshrink"),
     "threshold": _act("threshold", ("threshold", "value")),
     "softmin": _h_softmax("softmin"),
-    "cumsum": _h_cumsum, "gather": _h_gather,
+    "cumsum": _h_cumsum, "gather": _h_gather, "embedding_bag": _h_embedding_bag,
 }
 
 # functions that make uniform tensors from sizes alone (x.new_zeros reads

@@ -817,6 +817,27 @@ class GLUNet(nn.Module):
         return self.out(a * torch.sigmoid(g)) + self.out(self.glu(h)) + self.out(F.glu(h))
 
 
+class TokenSplit(nn.Module):
+    """MViT's class_token, x = torch.tensor_split(x, (1,), dim=1), and
+    tensor_split into sections."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x):
+        cls, rest = torch.tensor_split(self.fc(x), (1,), dim=1)
+        a, b, c = x.tensor_split(3, dim=-1)
+        return cls * rest.mean(1, keepdim=True), a * b - c
+
+
+def test_tensor_split(ctx, tmp_path):
+    _need(ctx, "linear", "split")
+    torch.manual_seed(0)
+    export_and_match(TokenSplit(), (torch.randn(2, 5, 6),), tmp_path, ctx,
+                     more=[(torch.randn(3, 5, 6),)], name="torch.tensor_split (MViT's)")
+
+
 def test_glu(ctx, tmp_path):
     _need(ctx, "linear", "chunk", "sigmoid")
     torch.manual_seed(0)
@@ -827,12 +848,39 @@ def test_glu(ctx, tmp_path):
 # ---- refusals -------------------------------------------------------------------
 
 class FunctionalBag(nn.Module):
+    """F.embedding_bag on a table of its own (bags: the rows of a 2-d
+    input), and on a child nn.EmbeddingBag's weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(10, 4))
+        self.bag = nn.EmbeddingBag(10, 4, mode="max")
+
+    def forward(self, idx, w):
+        return (F.embedding_bag(idx, self.weight, mode="mean"),
+                F.embedding_bag(idx, self.weight, mode="sum", per_sample_weights=w),
+                F.embedding_bag(idx, self.weight, mode="max"),
+                F.embedding_bag(idx, self.bag.weight, mode="max"))
+
+
+class OffsetsBag(nn.Module):
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(10, 4))
 
     def forward(self, idx, offsets):
         return F.embedding_bag(idx, self.weight, offsets, mode="mean")
+
+
+def test_functional_embedding_bag(ctx, tmp_path):
+    _need(ctx, "index_select", "amax", "embedding_bag")
+    torch.manual_seed(0)
+    model = FunctionalBag()
+    idx = torch.tensor([[1, 2, 4], [5, 4, 3]])
+    doc = export_and_match(model, (idx, torch.rand(2, 3)), tmp_path, ctx,
+                           more=[(torch.randint(0, 10, (4, 3)), torch.rand(4, 3))],
+                           name="F.embedding_bag (own table, 2-d bags; a child's weight)")
+    assert "embedding_bag" in _types(doc)          # the child, called
 
 
 class Outer(nn.Module):
@@ -857,9 +905,10 @@ class PerHead(nn.Module):
 def test_refusals_name_op_and_path(ctx):
     _need(ctx, "multihead_attention")
     torch.manual_seed(0)
-    msg = _refused(Outer(FunctionalBag()),
-                   (torch.tensor([1, 2, 4, 5, 4, 3]), torch.tensor([0, 2])), ctx,
-                   "embedding_bag", "'inner'")
+    # (dynamic=False: no second trace, whose cut offsets PyTorch would refuse)
+    msg = _refused(Outer(OffsetsBag()), (torch.tensor([1, 2, 4, 5, 4, 3]), torch.tensor([0, 2])),
+                   ctx, "F.embedding_bag with offsets", "make the table an nn.EmbeddingBag",
+                   "'inner'", dynamic=False)
     assert "nothing was written" in msg
     _refused(PerHead(), (torch.randn(2, 3, 8),), ctx, "average_attn_weights", "'attn'")
 
