@@ -12,7 +12,8 @@
 #              nnm commands (each must exit 0) and, when TOOL (a Python with
 #              NumPy) is given, docs/bindings.md's first Python program and
 #              docs/training.md's "Your own data" (save a dataset with the
-#              binding, `nnm train` on it);
+#              binding, `nnm train` on it) and docs/writing-a-plugin.md's
+#              gradient check (on that page's doc_cube plugin, $NNM_DOC_CUBE);
 #   MODE rust  docs/bindings.md's first Rust program and its Rust plugin
 #              (built with TOOL = cargo, offline, the plugin then run by nnm
 #              from a manifest that names its qualified layer);
@@ -166,6 +167,15 @@ EOF
         elif [ ! -f "$WORK/runs/mine/best.safetensors" ] || [ ! -f "$WORK/runs/mine/last.safetensors" ] ||
             ! grep -q '^test accuracy: ' "$S/train.out"; then
             fail "training.md's nnm train on your own data wrote no checkpoints: $(cat "$S/train.out")"
+        fi
+
+        # writing-a-plugin.md, "Checking the gradient": the page's function on
+        # the page's cube plugin, which it loads as ./doc_cube.so
+        extract docs/writing-a-plugin.md doc_swish doc_cube doc_host py_gradcheck
+        if [ -z "${NNM_DOC_CUBE:-}" ] || ! cp "$NNM_DOC_CUBE" "$WORK/doc_cube.so"; then
+            fail "writing-a-plugin.md's gradient check: no doc_cube plugin (NNM_DOC_CUBE)"
+        elif ! run_py "$S/py_gradcheck.py" >"$S/gc.out" 2>&1; then
+            fail "writing-a-plugin.md's gradient check: $(cat "$S/gc.out")"
         fi
     fi
     ;;
