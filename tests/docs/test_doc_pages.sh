@@ -178,6 +178,31 @@ EOF
             fail "writing-a-plugin.md's gradient check: $(cat "$S/gc.out")"
         fi
     fi
+
+    # writing-a-plugin.md section 5: a plugin installed AND loaded from its
+    # build directory is two files of one name and version; the request is
+    # refused, and the pin the message suggests (a path, as both files have
+    # the same name) must settle it
+    if [ -n "${NNM_DOC_CUBE:-}" ]; then
+        mkdir -p "$WORK/installed" "$WORK/builddir"
+        cp "$NNM_DOC_CUBE" "$WORK/installed/doc_cube.so"
+        cp "$NNM_DOC_CUBE" "$WORK/builddir/doc_cube.so"
+        printf '%s\n' '{"format": "nnmod.manifest", "version": 1,' \
+            ' "plugins": {"doc_cube.cube": "^1"}, "root": {"type": "doc_cube.cube"}}' >"$WORK/cube.json"
+        (cd "$WORK" && nnm run --plugins installed --plugins builddir cube.json --input 3) >"$S/amb.out" 2>&1
+        pin=$(sed -n "s/.*pin a provider ('doc_cube\.cube@1\.0\.0#\([^']*\)').*/\1/p" "$S/amb.out")
+        case "$pin" in
+        /*) ;;
+        *) fail "two copies of one plugin: the message suggests no path pin: $(cat "$S/amb.out")" ;;
+        esac
+        grep -q "ask for a qualified name" "$S/amb.out" &&
+            fail "a qualified request is told to ask for a qualified name: $(cat "$S/amb.out")"
+        printf '%s\n' '{"format": "nnmod.manifest", "version": 1,' \
+            " \"plugins\": {\"doc_cube.cube\": {\"version\": \"^1\", \"provider\": \"$pin\"}}," \
+            ' "root": {"type": "doc_cube.cube"}}' >"$WORK/cube_pin.json"
+        (cd "$WORK" && nnm run --plugins installed --plugins builddir cube_pin.json --input 3) >"$S/pin.out" 2>&1 ||
+            fail "the suggested pin '$pin' does not settle it: $(cat "$S/pin.out")"
+    fi
     ;;
 rust)
     extract docs/bindings.md $BINDINGS_SNIPPETS
