@@ -202,6 +202,15 @@ EOF
             ' "root": {"type": "doc_cube.cube"}}' >"$WORK/cube_pin.json"
         (cd "$WORK" && nnm run --plugins installed --plugins builddir cube_pin.json --input 3) >"$S/pin.out" 2>&1 ||
             fail "the suggested pin '$pin' does not settle it: $(cat "$S/pin.out")"
+        # nnm.md: --plugins also takes one plugin file; one that does not
+        # load is a warning naming it, and the model then lacks its layer
+        (cd "$WORK" && nnm run --plugins builddir/doc_cube.so cube.json --input 3) >"$S/file.out" 2>&1 ||
+            fail "nnm run --plugins FILE.so: $(cat "$S/file.out")"
+        echo "not a plugin" >"$WORK/junk.so"
+        (cd "$WORK" && nnm run --plugins junk.so cube.json --input 3) >"$S/junk.out" 2>&1 &&
+            fail "nnm run --plugins junk.so succeeded"
+        grep -q "warning: .*/junk.so: not a loadable shared object" "$S/junk.out" ||
+            fail "nnm run --plugins junk.so does not say why: $(cat "$S/junk.out")"
     fi
     ;;
 rust)
