@@ -188,6 +188,12 @@ static void test_doc_center(void) {
     nnm_tensor *bx = tu_tf32(g_ctx, 2, bad_shape, bad), *by = NULL;
     CHECK_ERROR(nnm_module_call(m, &bx, 1, &by, 1), NNM_E_SHAPE, "expected input [*, 3], got [2, 4]");
     nnm_tensor_release(bx);
+    /* and a dtype the host ops refuse, said as a user says it */
+    const int64_t iv[6] = {1, 2, 3, 4, 5, 6};
+    const int64_t ishape[2] = {2, 3};
+    nnm_tensor *ix = tu_ti64(g_ctx, 2, ishape, iv);
+    CHECK_ERROR(nnm_module_call(m, &ix, 1, &by, 1), NNM_E_DTYPE, "must be f32, got i64");
+    nnm_tensor_release(ix);
     nnm_module_release(m2);
     nnm_module_release(m);
     LEAK_CHECK_END();
