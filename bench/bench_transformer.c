@@ -7,6 +7,8 @@
  * Prints JSON lines:
  *   transformer_encoder_layer_fwd      eval mode, grad mode off: ms (wall)
  *                                      and cpu_ms (process CPU time)
+ *   transformer_encoder_layer_fwd_causal  the same with is_causal (a
+ *                                      causal mask on the self-attention)
  *   transformer_encoder_layer_fwd_bwd  train mode (dropout 0.1 active),
  *                                      forward + backward of sum(y * g)
  *                                      (grads of the input and of every
@@ -83,8 +85,29 @@ int main(int argc, char **argv) {
         nnm_tensor_release(y);
         y = NULL;
     }
-    nnm_grad_set_enabled(prev);
     emit("transformer_encoder_layer_fwd", median(t, reps) * 1e3, median(c, reps) * 1e3);
+
+    /* forward with a causal mask (is_causal: PyTorch's src_mask =
+     * triu(-inf, 1)): eval, grad mode off */
+    nnm_config *cc = NULL;
+    nnm_config_new(&cc);
+    nnm_config_set_int(cc, "d_model", D_MODEL);
+    nnm_config_set_int(cc, "nhead", NHEAD);
+    nnm_config_set_bool(cc, "is_causal", 1);
+    nnm_module *mc = NULL;
+    if (nnm_module_create(ctx, "transformer_encoder_layer", cc, &mc) != NNM_OK) die(ctx, "create (causal)");
+    nnm_config_free(cc);
+    nnm_module_train(mc, 0);
+    for (int i = -1; i < reps; i++) {
+        double t0 = now_s(), c0 = cpu_s();
+        if (nnm_module_call(mc, &x, 1, &y, 1) != NNM_OK) die(ctx, "forward (causal)");
+        if (i >= 0) t[i] = now_s() - t0, c[i] = cpu_s() - c0;
+        nnm_tensor_release(y);
+        y = NULL;
+    }
+    nnm_module_release(mc);
+    nnm_grad_set_enabled(prev);
+    emit("transformer_encoder_layer_fwd_causal", median(t, reps) * 1e3, median(c, reps) * 1e3);
 
     /* forward + backward: train mode (dropout on), grads of x and every parameter */
     if (argc > 2 && strcmp(argv[2], "fwd") == 0) reps = 0; /* profiling the forward alone */

@@ -13,6 +13,7 @@
 # the ratios nnmod / PyTorch on CPU time (target <= 1):
 #   transformer_encoder_layer_fwd_vs_torch           vs 1.13's math path
 #   transformer_encoder_layer_fwd_bwd_vs_torch
+#   transformer_encoder_layer_fwd_causal_vs_torch    a causal mask, vs the math path
 #   transformer_encoder_layer_fwd_vs_torch_fastpath  vs its fused eval fast
 #                                                    path (batch_first=True)
 set -euo pipefail
@@ -41,6 +42,7 @@ for name, rs in rows.items():
     print(json.dumps({"bench": name + "_median", "value": round(med[name][0], 3), "unit": "ms",
                       "cpu_ms": round(med[name][1], 3), "rounds": len(rs), "threads": 1}))
 for mine, theirs, label in (("fwd", "fwd", "fwd_vs_torch"), ("fwd_bwd", "fwd_bwd", "fwd_bwd_vs_torch"),
+                            ("fwd_causal", "fwd_causal", "fwd_causal_vs_torch"),
                             ("fwd", "fwd_fastpath", "fwd_vs_torch_fastpath")):
     a, b = med.get("transformer_encoder_layer_" + mine), med.get("torch_transformer_encoder_layer_" + theirs)
     if a and b:

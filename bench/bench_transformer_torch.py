@@ -8,6 +8,8 @@ Prints JSON lines like bench_transformer: nn.TransformerEncoderLayer(256, 8)
 batch 8:
   torch_transformer_encoder_layer_fwd      eval, no_grad (batch_first=False:
                                            1.13's math path, as nnmod's)
+  torch_transformer_encoder_layer_fwd_causal  the same with src_mask =
+                                           triu(-inf, 1) (nnmod's is_causal)
   torch_transformer_encoder_layer_fwd_bwd  train (dropout on), forward +
                                            backward of sum(y * g) (grads of the
                                            input and every parameter)
@@ -62,6 +64,8 @@ def main():
     layer.eval()
     with torch.no_grad():
         emit("torch_transformer_encoder_layer_fwd", timed(lambda: layer(x), reps))
+        causal = torch.triu(torch.full((S, S), float("-inf")), 1)
+        emit("torch_transformer_encoder_layer_fwd_causal", timed(lambda: layer(x, src_mask=causal), reps))
     layer.train()
     xg = x.clone().requires_grad_(True)
 

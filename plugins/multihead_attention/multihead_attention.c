@@ -332,7 +332,9 @@ static nnm_status mha_forward_fused(nnm_env *env, const mha_state *s, const mha_
             MHA_OP(h->op_reshape(env, in[i], 3, shape, &x[i]), x[i]);
         }
     }
-    if (kpm != NULL || am != NULL || s->is_causal) {
+    /* causal alone: op_attention's own triu mask (no [L, S] mask made here) */
+    const int causal_only = s->is_causal && kpm == NULL && am == NULL;
+    if (kpm != NULL || am != NULL || (s->is_causal && !causal_only)) {
         /* the masks merged as the composed path merges them, added to a
          * zero [1, 1, 1, 1]: one additive mask of the smallest broadcast
          * shape, which op_attention adds to the scores */
@@ -363,7 +365,7 @@ static nnm_status mha_forward_fused(nnm_env *env, const mha_state *s, const mha_
                 goto done;
     }
     const nnm_attention_params p = {sizeof p, (int32_t)s->num_heads, !dm->batched || !s->batch_first,
-                                    0 /* causal: in the mask */, off[0], off[1], off[2], E, E, 0.0};
+                                    causal_only /* else in the mask */, off[0], off[1], off[2], E, E, 0.0};
     st = h->op_attention(env, pk[0], pk[1], pk[2], mask, &p, &o);
     if (st == NNM_E_UNSUPPORTED) { /* a backend without softmax: composed */
         st = NNM_OK;

@@ -6,8 +6,10 @@
  * gemm per batch entry and head for the scores, one for the weighted sum),
  * so no head is split into a copy, no key is transposed into one and no
  * head is merged back (the composed path's five copies of the activations),
- * and the scale rides on the scores gemm's alpha. The backend's softmax
- * runs over all the scores at once. No autograd node: a call that would
+ * and the scale rides on the scores gemm's alpha. Each head's scores stay
+ * in one [L, S] scratch while the head's slice of the mask is added (zero
+ * strides broadcast it), the backend's softmax runs and the weighted sum
+ * is taken: in the cache, with or without a mask. No autograd node: a call that would
  * need one is NNM_E_UNSUPPORTED before anything is computed, and the layer
  * composes attention from recorded ops instead. */
 #include <math.h>
@@ -30,15 +32,6 @@ static void strides_of(const nnm_tensor *t, int seq_first, int64_t *st, int64_t 
     const int64_t C = t->shape[2];
     *st = seq_first ? t->shape[1] * C : C;
     *sn = seq_first ? C : t->shape[1] * C;
-}
-
-static nnm_status add_into(nnm_ctx *ctx, nnm_tensor **scores, nnm_tensor *m) {
-    nnm_tensor *sum = NULL;
-    nnm_status st = nnm__op_binary(ctx, NNM_BINARY_ADD, *scores, m, &sum);
-    if (st) return st;
-    nnm_tensor_release(*scores);
-    *scores = sum;
-    return NNM_OK;
 }
 
 nnm_status nnm__op_attention(nnm_ctx *ctx, nnm_tensor *q, nnm_tensor *k, nnm_tensor *v, nnm_tensor *mask,
@@ -96,7 +89,7 @@ nnm_status nnm__op_attention(nnm_ctx *ctx, nnm_tensor *q, nnm_tensor *k, nnm_ten
     if (!be->vt->gemm) return nnm__error(ctx, NNM_E_UNSUPPORTED, "attention: backend '%s' has no gemm", be->vt->name);
     const nnm_device dev = q->desc.device;
     const int64_t oshape[3] = {sf ? L : N, sf ? N : L, p->v_dim};
-    nnm_tensor *qc = NULL, *kc = NULL, *vc = NULL, *sc = NULL, *pr = NULL, *y = NULL, *cm = NULL;
+    nnm_tensor *qc = NULL, *kc = NULL, *vc = NULL, *sc = NULL, *pr = NULL, *y = NULL, *cm = NULL, *mc = NULL;
     if ((st = nnm__contiguous(ctx, q, &qc)) || (st = nnm__contiguous(ctx, k, &kc)) ||
         (st = nnm__contiguous(ctx, v, &vc)) || (st = nnm__tensor_alloc(ctx, dev, NNM_F32, 3, oshape, &y)))
         goto done;
@@ -112,58 +105,77 @@ nnm_status nnm__op_attention(nnm_ctx *ctx, nnm_tensor *q, nnm_tensor *k, nnm_ten
     const float alpha = (float)(p->scale != 0.0 ? p->scale : D > 0 ? 1.0 / sqrt((double)D) : 1.0);
     const float *qb = base(qc), *kb = base(kc), *vb = base(vc);
     float *yb = base(y);
-    /* Without a mask each head's scores stay in one [L, S] scratch (in the
-     * cache while its softmax and weighted sum run); a mask is added to
-     * all the scores at once (broadcast), then the heads are read back. */
-    const int whole = mask != NULL || (p->is_causal && S > 1);
-    const int64_t one[4] = {1, 1, L, S};
-    if ((st = nnm__tensor_alloc(ctx, dev, NNM_F32, 4, whole ? want : one, &sc)) ||
-        (S > 0 && (st = nnm__tensor_alloc(ctx, dev, NNM_F32, 4, whole ? want : one, &pr))))
+    /* Each head's scores stay in one [L, S] scratch, in the cache while its
+     * mask is added (the head's slice of the mask, broadcast through zero
+     * strides), its softmax runs and its weighted sum is taken. */
+    const int64_t one[2] = {L, S};
+    if ((st = nnm__tensor_alloc(ctx, dev, NNM_F32, 2, one, &sc)) ||
+        (S > 0 && (st = nnm__tensor_alloc(ctx, dev, NNM_F32, 2, one, &pr))))
         goto done;
-    for (int pass = 0; pass < (whole ? 2 : 1) && !st; pass++) {
-        /* whole: pass 0 the scores of every head, then the masks and one
-         * softmax, pass 1 the weighted sums; else both per head */
-        for (int64_t n = 0; n < N && !st; n++)
-            for (int64_t h = 0; h < H && !st; h++) {
-                const int64_t at = whole ? (n * H + h) * L * S : 0;
-                if (!whole || pass == 0) {
-                    nnm_gemm_args g = {sizeof g, 0, 1, L, S, D, alpha, 0.0f,
-                                       qb + n * qsn + p->q_offset + h * D, qsl,
-                                       kb + n * ksn + p->k_offset + h * D, ksl,
-                                       base(sc) + at, S > 0 ? S : 1};
-                    st = nnm__backend_check(ctx, be, "gemm", be->vt->gemm(&env.pub, be->state, &g), seq);
-                    if (st || whole) continue;
-                }
-                if (!whole && S > 0) {
-                    nnm_softmax_args a = {sizeof a, 0, L, S, 1, &sc->desc, &pr->desc};
-                    if ((st = nnm__backend_check(ctx, be, "softmax", be->vt->softmax(&env.pub, be->state, &a), seq))) continue;
-                }
-                nnm_gemm_args g = {sizeof g, 0, 0, L, Dv, S, 1.0f, 0.0f,
-                                   S > 0 ? base(pr) + at : NULL, S > 0 ? S : 1,
-                                   vb + n * vsn + p->v_offset + h * Dv, vsl,
-                                   yb + n * osn + h * Dv, osl};
-                st = nnm__backend_check(ctx, be, "gemm", be->vt->gemm(&env.pub, be->state, &g), seq);
-            }
-        if (st || !whole || pass > 0) break;
-        if (mask && (st = add_into(ctx, &sc, mask))) break;
-        if (p->is_causal && S > 1) {
-            float *c = malloc(sizeof(float) * (size_t)(L * S));
-            if (!c) {
-                st = nnm__error(ctx, NNM_E_NOMEM, "attention: out of memory");
-                break;
-            }
-            for (int64_t i = 0; i < L; i++)
-                for (int64_t j = 0; j < S; j++) c[i * S + j] = j > i ? -INFINITY : 0.0f;
-            const int64_t cs[2] = {L, S};
-            st = nnm__tensor_from_host(ctx, dev, 2, cs, NNM_F32, c, &cm);
-            free(c);
-            if (st || (st = add_into(ctx, &sc, cm))) break;
+    /* the mask as [N or 1, H or 1, L or 1, S or 1] (contiguous), and the
+     * causal mask [L, S] */
+    int64_t mst[4] = {0, 0, 0, 0};
+    const float *mb = NULL;
+    if (mask) {
+        if ((st = nnm__contiguous(ctx, mask, &mc))) goto done;
+        const int32_t md = mc->desc.ndim;
+        int64_t stride = 1;
+        for (int32_t i = 3; i >= 0; i--) {
+            const int32_t j = md - 4 + i; /* the mask's dim aligned with dim i of [N, H, L, S] */
+            const int64_t sz = j >= 0 ? mc->shape[j] : 1;
+            mst[i] = sz == 1 ? 0 : stride;
+            stride *= sz;
         }
-        if (S > 0) {
-            nnm_softmax_args a = {sizeof a, 0, N * H * L, S, 1, &sc->desc, &pr->desc};
-            st = nnm__backend_check(ctx, be, "softmax", be->vt->softmax(&env.pub, be->state, &a), seq);
-        }
+        mb = base(mc);
     }
+    if (p->is_causal && S > 1) {
+        float *c = malloc(sizeof(float) * (size_t)(L * S));
+        if (!c) {
+            st = nnm__error(ctx, NNM_E_NOMEM, "attention: out of memory");
+            goto done;
+        }
+        for (int64_t i = 0; i < L; i++)
+            for (int64_t j = 0; j < S; j++) c[i * S + j] = j > i ? -INFINITY : 0.0f;
+        st = nnm__tensor_from_host(ctx, dev, 2, one, NNM_F32, c, &cm);
+        free(c);
+        if (st) goto done;
+    }
+    int64_t bshape[2] = {L, S}, sstr[2] = {S, 1}, mstr[2] = {0, 0}, cstr[2] = {S, 1};
+    nnm_tensor_desc sd = sc->desc, md = sc->desc, cd = sc->desc;
+    sd.shape = md.shape = cd.shape = bshape;
+    sd.strides = sstr;
+    md.strides = mstr;
+    cd.strides = cstr;
+    if (cm) cd = cm->desc, cd.shape = bshape, cd.strides = cstr;
+    for (int64_t n = 0; n < N && !st; n++)
+        for (int64_t h = 0; h < H && !st; h++) {
+            nnm_gemm_args g = {sizeof g, 0, 1, L, S, D, alpha, 0.0f,
+                               qb + n * qsn + p->q_offset + h * D, qsl,
+                               kb + n * ksn + p->k_offset + h * D, ksl,
+                               base(sc), S > 0 ? S : 1};
+            if ((st = nnm__backend_check(ctx, be, "gemm", be->vt->gemm(&env.pub, be->state, &g), seq))) break;
+            if (S > 0 && mb) { /* scores += the head's mask slice */
+                md.data = (void *)(mb + n * mst[0] + h * mst[1]);
+                md.byte_offset = 0;
+                mstr[0] = mst[2];
+                mstr[1] = mst[3];
+                nnm_binary_args ba = {sizeof ba, NNM_BINARY_ADD, &sd, &md, &sd};
+                if ((st = nnm__backend_check(ctx, be, "binary", be->vt->binary(&env.pub, be->state, &ba), seq))) break;
+            }
+            if (S > 0 && cm) {
+                nnm_binary_args ba = {sizeof ba, NNM_BINARY_ADD, &sd, &cd, &sd};
+                if ((st = nnm__backend_check(ctx, be, "binary", be->vt->binary(&env.pub, be->state, &ba), seq))) break;
+            }
+            if (S > 0) {
+                nnm_softmax_args a = {sizeof a, 0, L, S, 1, &sc->desc, &pr->desc};
+                if ((st = nnm__backend_check(ctx, be, "softmax", be->vt->softmax(&env.pub, be->state, &a), seq))) break;
+            }
+            nnm_gemm_args g2 = {sizeof g2, 0, 0, L, Dv, S, 1.0f, 0.0f,
+                                S > 0 ? base(pr) : NULL, S > 0 ? S : 1,
+                                vb + n * vsn + p->v_offset + h * Dv, vsl,
+                                yb + n * osn + h * Dv, osl};
+            st = nnm__backend_check(ctx, be, "gemm", be->vt->gemm(&env.pub, be->state, &g2), seq);
+        }
 done:
     nnm_tensor_release(qc);
     nnm_tensor_release(kc);
@@ -171,6 +183,7 @@ done:
     nnm_tensor_release(sc);
     nnm_tensor_release(pr);
     nnm_tensor_release(cm);
+    nnm_tensor_release(mc);
     if (st) nnm_tensor_release(y);
     else *out = y;
     return st;

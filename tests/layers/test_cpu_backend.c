@@ -1370,6 +1370,70 @@ static void tview_i64(tview *v, int64_t *data, int64_t n) {
     v->d.dtype = (nnm_dtype){NNM_DTYPE_INT, 64, 1};
 }
 
+/* layer_norm (1.5): rows [0, 1, 2, 3] and [2, 2, 2, 2] (constant: y =
+ * bias) with a residual and the affine, the gradients, and bad arguments
+ * refused (sizes, counts, NULLs). */
+static void test_layer_norm_slots(void) {
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_be->layer_norm);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_be->layer_norm_backward);
+    float x[8] = {0, 1, 2, 3, 1, 1, 1, 1}, r[8] = {0, 0, 0, 0, 1, 1, 1, 1}, w[4] = {1, 2, 1, 1},
+          b[4] = {0, 0, 1, 0}, y[8], mean[2], rstd[2], g[8] = {1, 0, 0, 0, 0, 0, 0, 0}, gx[8], gw[4], gb[4];
+    tview X, R, W, B, Y, M, S, G, GX, GW, GB;
+    tview_init(&X, x, 2, (int64_t[]){2, 4}, NULL);
+    tview_init(&R, r, 2, (int64_t[]){2, 4}, NULL);
+    tview_init(&W, w, 1, (int64_t[]){4}, NULL);
+    tview_init(&B, b, 1, (int64_t[]){4}, NULL);
+    tview_init(&Y, y, 2, (int64_t[]){2, 4}, NULL);
+    tview_init(&M, mean, 1, (int64_t[]){2}, NULL);
+    tview_init(&S, rstd, 1, (int64_t[]){2}, NULL);
+    tview_init(&G, g, 2, (int64_t[]){2, 4}, NULL);
+    tview_init(&GX, gx, 2, (int64_t[]){2, 4}, NULL);
+    tview_init(&GW, gw, 1, (int64_t[]){4}, NULL);
+    tview_init(&GB, gb, 1, (int64_t[]){4}, NULL);
+    nnm_layer_norm_args a;
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    a.rows = 2, a.cols = 4, a.eps = 0.0;
+    a.x = &X.d, a.residual = &R.d, a.weight = &W.d, a.bias = &B.d, a.y = &Y.d, a.mean = &M.d, a.rstd = &S.d;
+    CU_ASSERT_EQUAL(g_be->layer_norm(&g_fake.env, g_state, &a), NNM_OK);
+    /* row 0: mean 1.5, var 1.25; row 1 (x + r = 2) is constant */
+    CU_ASSERT_EQUAL(mean[0], 1.5f);
+    CU_ASSERT_TRUE(fabsf(rstd[0] - 1.0f / sqrtf(1.25f)) < 1e-6f);
+    CU_ASSERT_TRUE(fabsf(y[0] - (-1.5f / sqrtf(1.25f))) < 1e-5f);
+    CU_ASSERT_TRUE(fabsf(y[1] - 2.0f * (-0.5f / sqrtf(1.25f))) < 1e-5f);
+    CU_ASSERT_TRUE(fabsf(y[2] - (0.5f / sqrtf(1.25f) + 1.0f)) < 1e-5f);
+    CU_ASSERT_EQUAL(mean[1], 2.0f);
+    a.eps = 1e-5; /* the constant row: y = bias */
+    CU_ASSERT_EQUAL(g_be->layer_norm(&g_fake.env, g_state, &a), NNM_OK);
+    CU_ASSERT_TRUE(y[4] == 0 && y[5] == 0 && y[6] == 1 && y[7] == 0);
+    a.grad_out = &G.d, a.grad_x = &GX.d, a.grad_weight = &GW.d, a.grad_bias = &GB.d;
+    CU_ASSERT_EQUAL(g_be->layer_norm_backward(&g_fake.env, g_state, &a), NNM_OK);
+    CU_ASSERT_TRUE(gb[0] == 1 && gb[1] == 0 && gb[2] == 0 && gb[3] == 0); /* dbias = sum of g */
+    CU_ASSERT_TRUE(fabsf(gw[0] - (-1.5f * rstd[0])) < 1e-5f && gw[1] == 0); /* dweight = sum of g xh */
+    float sum = 0;
+    for (int k = 0; k < 4; k++) sum += gx[k]; /* dx sums to 0 over a row */
+    CU_ASSERT_TRUE(fabsf(sum) < 1e-5f);
+    for (int k = 4; k < 8; k++) CU_ASSERT_EQUAL(gx[k], 0.0f); /* g 0 there */
+    /* bad arguments: refused, nothing read out of range */
+    CU_ASSERT_EQUAL(g_be->layer_norm(&g_fake.env, g_state, NULL), NNM_E_INVALID);
+    a.struct_size = 8;
+    CU_ASSERT_EQUAL(g_be->layer_norm(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    a.struct_size = sizeof a;
+    a.cols = 0;
+    CU_ASSERT_EQUAL(g_be->layer_norm(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    a.cols = 5; /* 2 x 5 is not x's 8 elements */
+    CU_ASSERT_EQUAL(g_be->layer_norm(&g_fake.env, g_state, &a), NNM_E_SHAPE);
+    a.cols = 4;
+    a.eps = -1;
+    CU_ASSERT_EQUAL(g_be->layer_norm(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    a.eps = 1e-5;
+    a.mean = NULL;
+    CU_ASSERT_EQUAL(g_be->layer_norm(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    a.mean = &M.d;
+    a.grad_out = NULL;
+    CU_ASSERT_EQUAL(g_be->layer_norm_backward(&g_fake.env, g_state, &a), NNM_E_INVALID);
+}
+
 /* Bags [1, 3, 1], [], [0, 2] of a 4 x 3 table with padding_idx 3: sum
  * (with per-sample weights), mean and max (NaN never replaces a maximum,
  * the first maximum wins), their gradients, and corrupt indices and offsets
@@ -1511,6 +1575,7 @@ int main(void) {
     CU_add_test(s, "sgd_step vs double reference", test_sgd_vs_reference);
     CU_add_test(s, "adam_step vs double reference", test_adam_vs_reference);
     CU_add_test(s, "sgd/adam/adamw steps vs torch.optim golden", test_optim_golden);
+    CU_add_test(s, "layer_norm slots", test_layer_norm_slots);
     CU_add_test(s, "embedding_bag and its backward", test_embedding_bag);
     return tu_run();
 }
