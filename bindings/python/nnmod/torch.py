@@ -1784,25 +1784,43 @@ def _h_pad(h, x, pad, mode="constant", value=None):
                 value=0.0 if value is None else float(value))
 
 
+def _arith(h, layer, inputs, **cfg):
+    """An arithmetic op as PyTorch promotes it: integer tensors (i64 in
+    nnmod: an arange, a count) are cast to f32 first (nnmod's arithmetic is
+    f32; exact below 2^24), and the result cast back where PyTorch's is an
+    integer tensor (arange(t) + 1 stays i64; arange(t) * 0.5 is f32)."""
+    ints = [t for t in inputs if isinstance(t, torch.Tensor) and h.is_t(t) and
+            _nnmod_dtype(h, t) != torch.float32]
+    if not ints:
+        return h.op(layer, inputs, **cfg)
+    y = h.op(layer, [_as_f32(h, t) if any(t is i for i in ints) else t for t in inputs], **cfg)
+    dst = h.result.dtype if isinstance(h.result, torch.Tensor) else torch.float32
+    if dst != torch.float32:
+        if dst not in _DTYPE_NAMES:
+            raise _Unsup(f"{layer} giving {dst}")
+        y = h.op("to", [y], dtype=_DTYPE_NAMES[dst])
+    return y
+
+
 def _scalar_or_tensor(h, layer, x, other, scalar_key="other", commutative=False, **cfg):
     tx, to = h.operand(x), h.operand(other)
     if tx and to:
-        return h.op(layer, [x, other], **cfg)
+        return _arith(h, layer, [x, other], **cfg)
     if tx:
-        return h.op(layer, [x], **{scalar_key: h.num(other)}, **cfg)
+        return _arith(h, layer, [x], **{scalar_key: h.num(other)}, **cfg)
     if to:
         if commutative:
-            return h.op(layer, [other], **{scalar_key: h.num(x)}, **cfg)
-        return h.op(layer, [other], **{scalar_key: h.num(x)}, reverse=True, **cfg)
+            return _arith(h, layer, [other], **{scalar_key: h.num(x)}, **cfg)
+        return _arith(h, layer, [other], **{scalar_key: h.num(x)}, reverse=True, **cfg)
     raise _Unsup("no traced tensor among the operands")
 
 
 def _h_add(h, x, other, alpha=1):
     if alpha != 1:
         if h.operand(x) and h.operand(other):
-            return h.op("add", [x, other], alpha=float(alpha))
+            return _arith(h, "add", [x, other], alpha=float(alpha))
         if h.operand(x):
-            return h.op("add", [x], other=h.num(other) * alpha)
+            return _arith(h, "add", [x], other=h.num(other) * alpha)
         raise _Unsup("add with alpha and a scalar first")
     return _scalar_or_tensor(h, "add", x, other, commutative=True)
 
@@ -1817,20 +1835,20 @@ def _h_mul(h, x, other):
 
 def _h_sub(h, x, other, alpha=1):
     if h.operand(x) and h.operand(other):
-        return h.op("sub", [x, other], alpha=None if alpha == 1 else float(alpha))
+        return _arith(h, "sub", [x, other], alpha=None if alpha == 1 else float(alpha))
     if h.operand(x):
-        return h.op("sub", [x], other=h.num(other) * alpha)
+        return _arith(h, "sub", [x], other=h.num(other) * alpha)
     if alpha != 1:
         raise _Unsup("sub with alpha and a scalar first")
-    return h.op("sub", [other], other=h.num(x), reverse=True)
+    return _arith(h, "sub", [other], other=h.num(x), reverse=True)
 
 
 def _h_rsub(h, x, other, alpha=1):      # other - alpha * x
     if alpha != 1:
         raise _Unsup("rsub with alpha")
     if h.operand(other):
-        return h.op("sub", [other, x])
-    return h.op("sub", [x], other=h.num(other), reverse=True)
+        return _arith(h, "sub", [other, x])
+    return _arith(h, "sub", [x], other=h.num(other), reverse=True)
 
 
 def _h_div(h, x, other, rounding_mode=None):
@@ -1840,7 +1858,7 @@ def _h_div(h, x, other, rounding_mode=None):
 
 
 def _h_rdiv(h, x, other):               # other / x
-    return h.op("div", [x], other=h.num(other), reverse=True)
+    return _arith(h, "div", [x], other=h.num(other), reverse=True)
 
 
 def _h_pow(h, x, exponent):
@@ -2218,7 +2236,10 @@ def _h_stochastic_depth(h, input, p, mode, training=True):
 
 def _h_interpolate(h, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
                    recompute_scale_factor=None, antialias=False):
-    return h.op("upsample", [x], size=size if size is None or isinstance(size, int)
+    # a size list may follow dynamic dims (F.interpolate(x, size=skip.shape[2:])):
+    # from_input / from_dim then (upsample 1.2)
+    return h.op("upsample", [x], size_key="size" if isinstance(size, (tuple, list, torch.Size))
+                else None, size=size if size is None or isinstance(size, int)
                 else _ints(size), scale_factor=scale_factor if not isinstance(
                     scale_factor, (tuple, list)) else [float(s) for s in scale_factor],
                 mode=mode, align_corners=align_corners,
@@ -2711,6 +2732,8 @@ def _minimum_minors(doc, loaded):
                 need[t] = max(need[t], minor)
             if "config" in node and not cfg:
                 del node["config"]
+        if t == "upsample" and "from_input" in cfg:
+            need[t] = max(need[t], 2)
         n_out, n_in = uses.get(node.get("name"), (1, 1))
         if t in _MINOR1_OUTPUTS and n_out > 1:
             need[t] = max(need[t], 1)
@@ -3543,7 +3566,11 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
     grows by the first amount still free. With stride 2 (the check's third
     sizes) the amounts are doubled and the sizes in `avoid` (the second
     trace's) are not taken either. uniform: every size above 2 by one same
-    amount (T and T + 1 stay one apart), sizes of 1 and 2 grow."""
+    amount (T and T + 1 stay one apart), sizes of 1 and 2 grow. Image sizes
+    (dims 2+ of 4-d and 5-d inputs, at least 8) grow instead by one less
+    than a multiple of a unit (the largest power of two up to half the size,
+    at most 32), so that feature maps at a stride of up to 32 change with
+    them, and so does the size's parity."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
     taken = set(olds) | set(avoid)
     used = set()
@@ -3558,9 +3585,26 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
                 new.update(cand)
                 taken |= ws
                 break
+    # image sizes (dims 2+ of 4-d and 5-d inputs) grow by multiples of a
+    # stride-like unit (up to 32): a 48x64 image moved by 1 or 2 pixels
+    # gives the same feature maps at stride 8, so a size that follows the
+    # image there (a segmentation head's F.interpolate) would look constant
+    spatial = {int(xs[i].shape[d]) for i, dims in spec.items() for d in dims
+               if xs[i].dim() >= 4 and d >= 2}
     for v in sorted(olds, reverse=True):
         if v in new:
             continue
+        if not uniform and v in spatial and v >= 8:
+            unit = min(32, 1 << (int(v // 2).bit_length() - 1))
+            for j in range(1, 4 * len(olds) + 8):
+                k = stride * unit * j - 1     # odd: an odd size's parity changes too (a U-Net's pad)
+                if v + k not in taken and k not in used:
+                    new[v] = v + k
+                    taken.add(v + k)
+                    used.add(k)
+                    break
+            if v in new:
+                continue
         if uniform:
             steps = [stride * k for k in range(1, 2 * len(olds) + 4)] + \
                 [-stride * k for k in range(1, v)]

@@ -235,9 +235,8 @@ def test_unet(ctx, tmp_path):
 
 def test_unet_odd_input(ctx, tmp_path):
     """An odd input (19x19): the decoder pads by a size difference. Any
-    batch; the image size is the example's (a pad or interpolation size
-    computed from the image's own size cannot follow it: refused, naming the
-    op and the module)."""
+    batch; the image size is the example's (a pad computed from a size
+    difference cannot follow it: refused, naming the op and the module)."""
     _need(ctx, "conv2d", "conv_transpose2d", "pad", "upsample")
     torch.manual_seed(0)
     model = UNet(bilinear=True)
@@ -245,18 +244,27 @@ def test_unet_odd_input(ctx, tmp_path):
     export_and_match(model, (x,), tmp_path, ctx, more=[(torch.randn(2, 3, 19, 19),)],
                      name="U-Net (nn.Upsample bilinear, odd 19x19)")
     msg = _refused(model, (x,), ctx, "torch.nn.functional.pad: argument 'pad' depends on a "
-                   "dynamic dim", "at 'up2'", "torch.nn.functional.interpolate: argument 'size'",
-                   dynamic_dims={0: [0, 2, 3]})
+                   "dynamic dim", "at 'up2'", dynamic_dims={0: [0, 2, 3]})
     assert "nothing was written" in msg
 
 
 def test_unet_interpolate_to_skip(ctx, tmp_path):
+    """F.interpolate(x, size=skip.shape[2:]) follows the image size too
+    (upsample 1.2's from_input / from_dim): exported at 16x20 with the
+    image dims dynamic (the example not square: dims of one size in the
+    example are taken to be one size), run at 13x21 and 24x16."""
     _need(ctx, "conv2d", "upsample", "concat")
+    if nnmod.torch._Schema(ctx).find("upsample")["version"] < "^1.2":
+        pytest.skip("upsample older than 1.2")
     torch.manual_seed(0)
     model = UNetInterp()
-    x = torch.randn(1, 3, 18, 18)
-    export_and_match(model, (x,), tmp_path, ctx, more=[(torch.randn(2, 3, 18, 18),)],
-                     name="U-Net (F.interpolate to the skip's size)")
+    x = torch.randn(1, 3, 16, 20)
+    doc = export_and_match(model, (x,), tmp_path, ctx, dynamic_dims={0: [0, 2, 3]},
+                           more=[(torch.randn(2, 3, 13, 21),), (torch.randn(1, 3, 24, 16),)],
+                           name="U-Net (F.interpolate to the skip's size, any image size)")
+    assert doc["plugins"]["upsample"] == "^1.2"
+    ups = [c for c in doc["root"]["children"] if c["type"] == "upsample"]
+    assert ups and all("from_input" in c["config"] for c in ups)
 
 
 # ---- VAE --------------------------------------------------------------------
