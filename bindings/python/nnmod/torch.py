@@ -2427,6 +2427,88 @@ def _h_gather(h, x, dim, index, sparse_grad=False, **kw):
     return h.op("gather", [x, index], dim=int(dim))
 
 
+def _h_logsumexp(h, x, dim, keepdim=False):
+    """max + log(sum(exp(x - max))) over dim, the max detached (the
+    gradient is softmax's, as torch's)."""
+    dims = dim if isinstance(dim, int) else _ints(dim)
+    m = h.op("detach", [h.op("amax", [x], dim=dims, keepdim=True)])
+    s = h.op("sum", [h.op("exp", [h.op("sub", [x, m])])], dim=dims,
+             keepdim=bool(keepdim) if keepdim else None)
+    mk = m if keepdim else h.op("detach", [h.op("amax", [x], dim=dims)])
+    return h.op("add", [h.op("log", [s]), mk])
+
+
+def _h_logaddexp(h, a, b):
+    m = h.op("detach", [h.op("maximum", [a, b])])
+    e = h.op("add", [h.op("exp", [h.op("sub", [a, m])]), h.op("exp", [h.op("sub", [b, m])])])
+    return h.op("add", [h.op("log", [e]), m])
+
+
+def _h_addmm(bmm):
+    def handler(h, input, m1, m2, beta=1, alpha=1, **kw):
+        p = h.op("matmul", [m1, m2])
+        if alpha != 1:
+            p = h.op("mul", [p], other=float(alpha))
+        if beta == 0:
+            return p
+        i = input if beta == 1 else h.op("mul", [input], other=float(beta))
+        return h.op("add", [i, p])
+    return handler
+
+
+def _h_outer(h, a, b):
+    return h.op("mul", [h.op("unsqueeze", [a], dim=1), h.op("unsqueeze", [b], dim=0)])
+
+
+def _h_repeat_interleave(h, x, repeats=None, dim=None, output_size=None, **kw):
+    """x.repeat_interleave(r, dim) with an int r: unsqueeze, expand, reshape."""
+    if not isinstance(repeats, int) or isinstance(repeats, bool):
+        raise _Unsup("repeat_interleave with tensor repeats")
+    if dim is None:
+        x, dim = h.op("reshape", [x], shape=[-1]), 0
+        shape = [int(h.result.shape[0]) // repeats]
+    else:
+        shape = list(x.shape)
+    d = dim if dim >= 0 else dim + len(shape)
+    u = h.op("unsqueeze", [x], dim=d + 1)
+    size = [-1] * (len(shape) + 1)
+    size[d + 1] = repeats
+    e = h.op("expand", [u], size=size)
+    out = [int(v) for v in h.result.shape]
+    return h.op("reshape", [e], size_key="shape", shape=out)
+
+
+def _h_one_hot(h, x, num_classes=-1):
+    """F.one_hot(idx, C): (idx[..., None] == arange(C)) as int64."""
+    if num_classes is None or num_classes < 0:
+        raise _Unsup("F.one_hot without num_classes (the count follows the values)")
+    r = h.op("arange", [], end=int(num_classes), dtype="float32")
+    eq = h.op("eq", [h.op("unsqueeze", [_as_f32(h, x)], dim=-1), r])
+    return h.op("to", [eq], dtype="int64")
+
+
+def _h_lerp(h, a, b, weight):
+    d = h.op("sub", [b, a])
+    w = h.op("mul", [d, weight]) if h.operand(weight) else h.op("mul", [d], other=h.num(weight))
+    return h.op("add", [a, w])
+
+
+def _h_hypot(h, a, b):
+    return h.op("sqrt", [h.op("add", [h.op("mul", [a, a]), h.op("mul", [b, b])])])
+
+
+def _h_var_mean(std):
+    def handler(h, x, dim=None, unbiased=True, keepdim=False, correction=None, **kw):
+        if correction is not None:
+            unbiased = bool(correction)
+        dims = None if dim is None else (dim if isinstance(dim, int) else _ints(dim))
+        v = h.op("std" if std else "var", [x], dim=dims, unbiased=bool(unbiased),
+                 keepdim=bool(keepdim) if keepdim else None)
+        m = h.op("mean", [x], dim=dims, keepdim=bool(keepdim) if keepdim else None)
+        return [v, m]
+    return handler
+
+
 def _h_gelu(h, x, approximate="none"):
     return h.op("gelu", [x], approximate=approximate if approximate != "none" else None)
 
@@ -2436,7 +2518,7 @@ OPS = {
     "view": _h_view, "reshape": _h_reshape, "flatten": _h_flatten, "unflatten": _h_unflatten,
     "permute": _h_permute, "transpose": _h_transpose, "swapaxes": _h_transpose,
     "swapdims": _h_transpose, "t": _h_t, "T": _h_T, "mT": _h_mT,
-    "contiguous": _h_alias, "clone": _h_alias, "detach": _h_alias,
+    "contiguous": _h_alias, "clone": _h_alias, "detach": _unary("detach"),
     "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to, "bool": _h_to,
     "long": _h_to, "int": _h_to,
     "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
@@ -2516,6 +2598,15 @@ OPS = {
     "threshold": _act("threshold", ("threshold", "value")),
     "softmin": _h_softmax("softmin"),
     "cumsum": _h_cumsum, "gather": _h_gather, "embedding_bag": _h_embedding_bag,
+    "logsumexp": _h_logsumexp, "logaddexp": _h_logaddexp, "addmm": _h_addmm(False),
+    "baddbmm": _h_addmm(True), "outer": _h_outer, "ger": _h_outer,
+    "repeat_interleave": _h_repeat_interleave, "one_hot": _h_one_hot, "lerp": _h_lerp,
+    "hypot": _h_hypot, "var_mean": _h_var_mean(False), "std_mean": _h_var_mean(True),
+    "square": lambda h, x: h.op("mul", [x, x]),
+    "reciprocal": lambda h, x: h.op("div", [x], other=1.0, reverse=True),
+    "log1p": lambda h, x: h.op("log", [h.op("add", [x], other=1.0)]),
+    "expm1": lambda h, x: h.op("sub", [h.op("exp", [x])], other=1.0),
+    "frac": lambda h, x: h.op("sub", [x, h.op("trunc", [x])]),
 }
 
 # functions that make uniform tensors from sizes alone (x.new_zeros reads

@@ -774,6 +774,42 @@ def test_user_ops(ctx, tmp_path):
                      name="clamp, cumsum, gather, F.pad modes, normalize, norm, mean([2,3])")
 
 
+class MoreOps(nn.Module):
+    """What users' heads and losses call: logsumexp, logaddexp, addmm,
+    baddbmm, outer, repeat_interleave, F.one_hot, lerp, hypot, var_mean,
+    square, reciprocal, log1p, expm1, frac; and a VQ-VAE's straight-through
+    estimator z + (q - z).detach() (detach is a node: no gradient through
+    it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.b = nn.Parameter(torch.randn(6))
+        self.codebook = nn.Parameter(torch.randn(6))
+
+    def forward(self, x, idx):
+        h = self.fc(x)
+        q = torch.tanh(h * self.codebook)
+        z = h + (q - h).detach()                        # straight-through
+        v, m = torch.var_mean(z, -1, keepdim=True)
+        return (torch.logsumexp(z, -1), torch.logsumexp(z, (0, 1), keepdim=True),
+                torch.logaddexp(z, q), torch.addmm(self.b, z, self.fc.weight.t(), beta=0.5, alpha=2.0),
+                torch.baddbmm(z.unsqueeze(0), z.unsqueeze(0), torch.eye(6).unsqueeze(0)),
+                torch.outer(z[:, 0], self.b), z.repeat_interleave(2, dim=1),
+                F.one_hot(idx, 6).float() * z, torch.lerp(z, q, 0.3), torch.hypot(z, q),
+                (z - m) / (v + 1.0), torch.square(z), torch.reciprocal(z.abs() + 1.0),
+                torch.log1p(z.abs()), torch.expm1(z), torch.frac(z * 3.0))
+
+
+def test_more_ops(ctx, tmp_path):
+    _need(ctx, "linear", "detach", "amax", "arange", "eq", "trunc")
+    torch.manual_seed(0)
+    export_and_match(MoreOps(), (torch.randn(2, 6), torch.tensor([1, 5])), tmp_path, ctx,
+                     more=[(torch.randn(3, 6), torch.tensor([0, 2, 4]))],
+                     name="logsumexp, addmm, outer, repeat_interleave, one_hot, lerp, var_mean, "
+                          "...; straight-through detach")
+
+
 # ---- containers and small layers ------------------------------------------
 
 class Routed(nn.Module):
