@@ -3,7 +3,10 @@
  * runtime):
  *
  *   upsample          (Upsample / F.interpolate)  size | scale_factor, mode, align_corners,
- *                                                 recompute_scale_factor
+ *                                                 recompute_scale_factor, antialias (1.1);
+ *                                                 from_input, from_dim (1.2): size entries
+ *                                                 read from the shapes of extra "like"
+ *                                                 inputs (F.interpolate(x, size=skip.shape[2:]))
  *   pixel_shuffle     (PixelShuffle)    upscale_factor
  *   pixel_unshuffle   (PixelUnshuffle)  downscale_factor
  *   zero_pad2d        (ZeroPad2d)       padding
@@ -158,6 +161,8 @@ typedef struct up_state {
     int scale_list;
     int64_t size[3];
     double scale[3];
+    int dynamic;              /* from_input / from_dim given (1.2) */
+    int64_t from_input[3], from_dim[3];
 } up_state;
 
 static nnm_status up_create(nnm_env *env, void **self) {
@@ -182,10 +187,6 @@ static nnm_status up_create(nnm_env *env, void **self) {
             return st;
         if (n < 1)
             return h->set_error(env, NNM_E_INVALID, "size must have 1 to 3 entries");
-        for (size_t i = 0; i < n; i++)
-            if (s.size[i] < 1)
-                return h->set_error(env, NNM_E_INVALID, "size entries must be >= 1, got %lld",
-                                    (long long)s.size[i]);
         s.n_size = (int)n;
     }
     if (h->config_type(env, "scale_factor", &t) == NNM_OK) {
@@ -209,6 +210,38 @@ static nnm_status up_create(nnm_env *env, void **self) {
     }
     if (s.n_size && s.n_scale)
         return h->set_error(env, NNM_E_INVALID, "only one of size or scale_factor should be defined");
+    /* 1.2: size entries read from the shapes of extra inputs (the dynamic
+     * sizes convention of docs/layers.md): entry i is
+     * inputs[from_input[i]].shape[from_dim[i]] when from_input[i] >= 0 */
+    int has_fi = h->config_type(env, "from_input", &t) == NNM_OK;
+    int has_fd = h->config_type(env, "from_dim", &t) == NNM_OK;
+    if (has_fi != has_fd)
+        return h->set_error(env, NNM_E_INVALID, "upsample: from_input and from_dim go together (%s is missing)",
+                            has_fi ? "from_dim" : "from_input");
+    if (has_fi) {
+        size_t ni = 0, nd = 0;
+        if (!s.n_size)
+            return h->set_error(env, NNM_E_INVALID, "upsample: from_input and from_dim are for size, not scale_factor");
+        if ((st = h->config_ints(env, "from_input", s.from_input, 3, &ni)) != NNM_OK ||
+            (st = h->config_ints(env, "from_dim", s.from_dim, 3, &nd)) != NNM_OK)
+            return st == NNM_E_LIMIT ? h->set_error(env, NNM_E_LIMIT, "upsample: from_input, from_dim: at most 3 entries")
+                                     : st;
+        if (ni != (size_t)s.n_size || nd != (size_t)s.n_size)
+            return h->set_error(env, NNM_E_SHAPE,
+                                "upsample: from_input (%zu entries) and from_dim (%zu entries) must have as many "
+                                "entries as size (%d)",
+                                ni, nd, s.n_size);
+        for (size_t i = 0; i < ni; i++)
+            if (s.from_input[i] < -1 || s.from_input[i] >= NNM_MAX_IO)
+                return h->set_error(env, NNM_E_INVALID,
+                                    "upsample: from_input[%zu] = %lld is neither -1 nor an input index (0..%d)",
+                                    i, (long long)s.from_input[i], NNM_MAX_IO - 1);
+        s.dynamic = 1;
+    }
+    for (int i = 0; i < s.n_size; i++) /* an entry read from an input's shape may be a placeholder */
+        if (s.size[i] < 1 && !(s.dynamic && s.from_input[i] >= 0))
+            return h->set_error(env, NNM_E_INVALID, "size entries must be >= 1, got %lld",
+                                (long long)s.size[i]);
     if (!s.n_size && !s.n_scale)
         return h->set_error(env, NNM_E_INVALID, "either size or scale_factor should be defined");
     const char *mode = NULL;
@@ -445,9 +478,30 @@ static nnm_status up_forward(nnm_env *env, void *self, nnm_tensor *const *in, ui
     const up_state *s = self;
     if (s == NULL)
         return h->set_error(env, NNM_E_STATE, "upsample: forward without state");
-    if (n_in != 1 || n_out != 1 || in == NULL || out == NULL || in[0] == NULL)
-        return h->set_error(env, NNM_E_SHAPE, "upsample takes 1 input and 1 output, got %u and %u",
+    if (n_in < 1 || (n_in > 1 && !s->dynamic) || n_in > NNM_MAX_IO || n_out != 1 || in == NULL ||
+        out == NULL || in[0] == NULL)
+        return h->set_error(env, NNM_E_SHAPE,
+                            "upsample takes 1 input (more only with from_input: inputs lending their shape) "
+                            "and 1 output, got %u and %u",
                             (unsigned)n_in, (unsigned)n_out);
+    int64_t dyn[3] = {0, 0, 0}; /* the size entries read from the like inputs' shapes */
+    for (int i = 0; s->dynamic && i < s->n_size; i++) {
+        dyn[i] = s->size[i];
+        if (s->from_input[i] < 0)
+            continue;
+        if ((uint32_t)s->from_input[i] >= n_in || in[s->from_input[i]] == NULL)
+            return h->set_error(env, NNM_E_SHAPE, "upsample: from_input[%d] = %lld, but the op got %u inputs", i,
+                                (long long)s->from_input[i], (unsigned)n_in);
+        const nnm_tensor_desc *ld = h->tensor_desc(in[s->from_input[i]]);
+        const int64_t fd = s->from_dim[i] < 0 ? s->from_dim[i] + ld->ndim : s->from_dim[i];
+        if (fd < 0 || fd >= ld->ndim)
+            return h->set_error(env, NNM_E_SHAPE, "upsample: from_dim[%d] = %lld is out of range for input %lld of %d dims",
+                                i, (long long)s->from_dim[i], (long long)s->from_input[i], (int)ld->ndim);
+        dyn[i] = ld->shape[fd];
+        if (dyn[i] < 1)
+            return h->set_error(env, NNM_E_SHAPE, "upsample: size entry %d read from input %lld is %lld (must be >= 1)",
+                                i, (long long)s->from_input[i], (long long)dyn[i]);
+    }
     const nnm_tensor_desc *d = h->tensor_desc(in[0]);
     const int32_t ndim = d->ndim, ns = ndim - 2;
     if (ns < 1 || ns > 3)
@@ -470,7 +524,8 @@ static nnm_status up_forward(nnm_env *env, void *self, nnm_tensor *const *in, ui
         sc[i] = s->n_scale ? s->scale[k] : 0.0;
         /* floor(in * scale) as a double first: a huge scale_factor must not
          * convert an out-of-range double to int64 (undefined) */
-        const double o = s->n_size ? (double)s->size[k] : floor((double)d->shape[2 + i] * s->scale[k]);
+        const double o = s->n_size ? (double)(s->dynamic ? dyn[k] : s->size[k])
+                                   : floor((double)d->shape[2 + i] * s->scale[k]);
         if (o > RS_MAX_OUT)
             return h->set_error(env, NNM_E_LIMIT,
                                 "upsample: output size %.0f of spatial dim %d is too large (input %lld, "
@@ -854,6 +909,9 @@ static const nnm_config_field up_config[] = {
      "true: interpolate with in/out ratios instead of scale_factor (default None: false)"},
     {"antialias", NNM_CONFIG_BOOL, 0,
      "F.interpolate's anti-aliasing filter, bilinear and bicubic only (default false)"},
+    {"from_input", NNM_CONFIG_INTS, 0,
+     "(1.2) per size entry: the input whose shape gives it (0: x, 1..: extra inputs), or -1"},
+    {"from_dim", NNM_CONFIG_INTS, 0, "(1.2) per size entry: the dim of that input (negative from the end)"},
 };
 static const nnm_config_field ps_config[] = {
     {"upscale_factor", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "r: [*, C r^2, H, W] -> [*, C, H r, W r]"},
@@ -874,6 +932,8 @@ static const nnm_config_field cpad_config[] = {
 #define RS_VTABLE(var, lname, disp, createfn, fwd, repr, fields)                          \
     RS_VTABLE_V(var, lname, disp, createfn, fwd, repr, fields, 0)
 #define RS_VTABLE_V(var, lname, disp, createfn, fwd, repr, fields, minor)                 \
+    RS_VTABLE_VN(var, lname, disp, createfn, fwd, repr, fields, minor, 1)
+#define RS_VTABLE_VN(var, lname, disp, createfn, fwd, repr, fields, minor, n_in)          \
     static const nnm_layer_vtable var = {                                                \
         .struct_size = sizeof(nnm_layer_vtable),                                         \
         .flags = 0,                                                                      \
@@ -882,7 +942,7 @@ static const nnm_config_field cpad_config[] = {
         .version_major = 1,                                                              \
         .version_minor = minor,                                                          \
         .version_patch = 0,                                                              \
-        .n_inputs = 1,                                                                   \
+        .n_inputs = n_in,                                                                \
         .n_outputs = 1,                                                                  \
         .create = createfn,                                                              \
         .destroy = rs_destroy,                                                           \
@@ -892,8 +952,9 @@ static const nnm_config_field cpad_config[] = {
         .n_config_fields = sizeof fields / sizeof fields[0],                             \
     };
 
-/* upsample 1.1: antialias */
-RS_VTABLE_V(upsample_layer, "upsample", "Upsample", up_create, up_forward, up_extra_repr, up_config, 1)
+/* upsample 1.1: antialias; 1.2: from_input / from_dim (sizes from extra inputs' shapes) */
+RS_VTABLE_VN(upsample_layer, "upsample", "Upsample", up_create, up_forward, up_extra_repr, up_config, 2,
+             NNM_ARITY_ANY)
 RS_VTABLE(pixel_shuffle_layer, "pixel_shuffle", "PixelShuffle", pixel_shuffle_create, ps_forward,
           ps_extra_repr, ps_config)
 RS_VTABLE(pixel_unshuffle_layer, "pixel_unshuffle", "PixelUnshuffle", pixel_unshuffle_create,

@@ -388,6 +388,79 @@ static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *na
     return NNM_OK;
 }
 
+/* Tied parameters below m (nnm_module_set_parameter) as the manifest's
+ * ties: an entry with an alias is tied to the tensor `t`, held untied by
+ * the first entry in tree order that has it. `owners` collects those
+ * (pass 0), pass 1 writes each tied entry's key. */
+typedef struct tie_walk {
+    nnm_manifest *mf;
+    const nnm_tensor **t;
+    char **name;
+    uint32_t n, cap;
+} tie_walk;
+
+static nnm_status tie_visit(tie_walk *w, const nnm_module *m, const char *prefix, int pass, uint32_t depth) {
+    nnm_ctx *ctx = w->mf->ctx;
+    char name[NNM_NAME_MAX + 2];
+    for (uint32_t i = 0; i < m->n_params; i++) {
+        const nnm__named_tensor *e = &m->params[i];
+        int len = snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", e->name);
+        if (len < 0 || (size_t)len >= sizeof name) continue; /* refused when the tree was built */
+        if (pass == 0 && !e->alias) {
+            if (w->n == w->cap) {
+                uint32_t cap = w->cap ? 2 * w->cap : 16;
+                const nnm_tensor **t = realloc(w->t, cap * sizeof *t);
+                if (t) w->t = t;
+                char **nm = t ? realloc(w->name, cap * sizeof *nm) : NULL;
+                if (nm) w->name = nm;
+                if (!t || !nm) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+                w->cap = cap;
+            }
+            if (!(w->name[w->n] = strdup(name))) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+            w->t[w->n++] = e->t;
+        } else if (pass == 1 && e->alias) {
+            const char *to = NULL;
+            for (uint32_t k = 0; k < w->n && !to; k++)
+                if (w->t[k] == e->t) to = w->name[k];
+            char nb[160];
+            if (!to)
+                return nnm__error(ctx, NNM_E_INVALID,
+                                  "nnm_manifest_from_module: '%s' is tied to a parameter outside this tree; "
+                                  "a manifest cannot hold that tie",
+                                  nnm__show(name, nb, sizeof nb));
+            nnm_manifest *mf = w->mf;
+            char **k2 = realloc(mf->tie_keys, (mf->n_ties + 1) * sizeof *k2);
+            if (k2) mf->tie_keys = k2;
+            char **v2 = k2 ? realloc(mf->tie_values, (mf->n_ties + 1) * sizeof *v2) : NULL;
+            if (v2) mf->tie_values = v2;
+            if (!k2 || !v2) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+            mf->tie_keys[mf->n_ties] = strdup(name);
+            mf->tie_values[mf->n_ties] = strdup(to);
+            mf->n_ties++;
+            if (!mf->tie_keys[mf->n_ties - 1] || !mf->tie_values[mf->n_ties - 1])
+                return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+        }
+    }
+    if (depth > 4096) return NNM_OK;
+    for (uint32_t c = 0; c < m->n_children; c++) {
+        int len = snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", m->child_names[c]);
+        if (len < 0 || (size_t)len >= sizeof name) continue;
+        nnm_status st = tie_visit(w, m->children[c], name, pass, depth + 1);
+        if (st) return st;
+    }
+    return NNM_OK;
+}
+
+static nnm_status describe_ties(nnm_manifest *mf, const nnm_module *m) {
+    tie_walk w = {mf, NULL, NULL, 0, 0};
+    nnm_status st = tie_visit(&w, m, "", 0, 0);
+    if (!st) st = tie_visit(&w, m, "", 1, 0);
+    for (uint32_t i = 0; i < w.n; i++) free(w.name[i]);
+    free(w.name);
+    free(w.t);
+    return st;
+}
+
 NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out) {
     if (out) *out = NULL;
     if (!nnm__module_live(m)) return NNM_E_INVALID;
@@ -396,6 +469,7 @@ NNM_API nnm_status nnm_manifest_from_module(nnm_module *m, nnm_manifest **out) {
     if (!mf) return nnm__error(m->ctx, NNM_E_NOMEM, "out of memory (manifest)");
     uint32_t root;
     nnm_status st = describe(mf, m, "", "root", 0, &root);
+    if (!st) st = describe_ties(mf, m);
     if (st) {
         nnm_manifest_free(mf);
         return st;

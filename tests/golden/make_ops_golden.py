@@ -398,6 +398,16 @@ op(G, "gather_dim0_smaller", "gather", {"dim": 0}, lambda x, i: x.gather(0, i),
 op(G, "gather_last_repeats", "gather", {"dim": -1}, lambda x, i: x.gather(-1, i),
    [A((2, 3, 4)), ("i64", (2, 3, 9), 4)])
 
+# upsample 1.2: the size read from a "like" input's shape (F.interpolate(x,
+# size=skip.shape[2:]) in a model exported with dynamic image sizes)
+op(G, "upsample_size_from_like", "upsample",
+   {"size": [0, 0], "mode": "bilinear", "align_corners": False, "from_input": [1, 1], "from_dim": [2, 3]},
+   lambda x, like: F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False),
+   [A((2, 3, 4, 5)), A((1, 1, 7, 6))])
+op(G, "upsample_size_from_self", "upsample",
+   {"size": [3, 0], "mode": "nearest", "from_input": [-1, 0], "from_dim": [-1, -2]},
+   lambda x: F.interpolate(x, size=(3, x.shape[-2]), mode="nearest"), [A((1, 2, 4, 5))])
+
 
 def main():
     torch.set_num_threads(1)

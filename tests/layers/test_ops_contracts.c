@@ -256,6 +256,44 @@ static void test_bad_inputs(void) {
     nnm_tensor *ci[1] = {idx};
     call_fails(made("cumsum", with_int("dim", 0)), ci, 1, 1, NNM_E_DTYPE, "cumsum: x must be f32");
     create_fails("cumsum", cfg_new(), NNM_E_NOT_FOUND, "dim");
+    /* upsample 1.2: size entries from the inputs' shapes */
+    {
+        nnm_tensor *img = iota(SHAPE(1, 1, 2, 3)), *im[2] = {img, x3}, *im1[1] = {img};
+        c = with_ints("size", INTS(4, 4));
+        nnm_config_set_ints(c, "from_input", INTS(1, -1));
+        create_fails("upsample", c, NNM_E_INVALID, "upsample: from_input and from_dim go together (from_dim is missing)");
+        c = with_ints("size", INTS(4, 4));
+        nnm_config_set_ints(c, "from_input", INTS(1));
+        nnm_config_set_ints(c, "from_dim", INTS(1));
+        create_fails("upsample", c, NNM_E_SHAPE, "must have as many entries as size (2)");
+        c = cfg_new();
+        nnm_config_set_float(c, "scale_factor", 2.0);
+        nnm_config_set_ints(c, "from_input", INTS(1));
+        nnm_config_set_ints(c, "from_dim", INTS(1));
+        create_fails("upsample", c, NNM_E_INVALID, "from_input and from_dim are for size, not scale_factor");
+        call_fails(made("upsample", with_ints("size", INTS(4, 4))), im, 2, 1, NNM_E_SHAPE,
+                   "upsample takes 1 input (more only with from_input");
+        c = with_ints("size", INTS(0, 4));
+        nnm_config_set_ints(c, "from_input", INTS(1, -1));
+        nnm_config_set_ints(c, "from_dim", INTS(-1, -1));
+        call_fails(made("upsample", c), im1, 1, 1, NNM_E_SHAPE, "upsample: from_input[0] = 1, but the op got 1 inputs");
+        c = with_ints("size", INTS(0, 4));
+        nnm_config_set_ints(c, "from_input", INTS(1, -1));
+        nnm_config_set_ints(c, "from_dim", INTS(5, -1));
+        call_fails(made("upsample", c), im, 2, 1, NNM_E_SHAPE, "upsample: from_dim[0] = 5 is out of range for input 1 of 3 dims");
+        c = with_ints("size", INTS(0, 4));
+        create_fails("upsample", c, NNM_E_INVALID, "size entries must be >= 1, got 0");
+        c = with_ints("size", INTS(0, 4));
+        nnm_config_set_ints(c, "from_input", INTS(1, -1));
+        nnm_config_set_ints(c, "from_dim", INTS(-1, -1));
+        nnm_module *up = made("upsample", c);
+        nnm_tensor *o[1] = {NULL};
+        CHECK_STATUS(nnm_module_call(up, im, 2, o, 1), NNM_OK);
+        check_tensor(o[0], SHAPE(1, 1, 4, 4), NULL); /* x3 is [2, 3, 4]: its last dim, 4 */
+        nnm_tensor_release(o[0]);
+        nnm_module_release(up);
+        nnm_tensor_release(img);
+    }
     nnm_tensor_release(gbad);
     nnm_tensor_release(gneg);
     nnm_tensor_release(g1);

@@ -478,6 +478,23 @@ static void test_ties(void) {
     CHECK_STATUS(nnm_tensor_to_f32(nnm_state_dict_get(sd, "2.weight"), b, 16), NNM_OK);
     CU_ASSERT_EQUAL(memcmp(a, b, sizeof a), 0);
     nnm_state_dict_free(sd);
+    /* the tree describes itself with the tie */
+    {
+        nnm_manifest *d = NULL;
+        CHECK_STATUS(nnm_manifest_from_module(m, &d), NNM_OK);
+        void *buf = NULL;
+        size_t len = 0;
+        CHECK_STATUS(nnm_manifest_write(d, NNM_MANIFEST_JSON, &buf, &len), NNM_OK);
+        CU_ASSERT_PTR_NOT_NULL(buf ? strstr((const char *)buf, "\"2.weight\": \"0.weight\"") : NULL);
+        nnm_free(buf);
+        nnm_module *again = NULL;
+        CHECK_STATUS(nnm_manifest_build(d, 0, &again), NNM_OK);
+        int n2 = 0;
+        CHECK_STATUS(nnm_module_named_parameters(again, count_visit, &n2), NNM_OK);
+        CU_ASSERT_EQUAL(n2, 5);
+        nnm_module_release(again);
+        nnm_manifest_free(d);
+    }
     nnm_module_release(m);
     /* both encodings write it back, and read it again */
     for (int fmt = 0; fmt < 2; fmt++) {

@@ -1784,25 +1784,43 @@ def _h_pad(h, x, pad, mode="constant", value=None):
                 value=0.0 if value is None else float(value))
 
 
+def _arith(h, layer, inputs, **cfg):
+    """An arithmetic op as PyTorch promotes it: integer tensors (i64 in
+    nnmod: an arange, a count) are cast to f32 first (nnmod's arithmetic is
+    f32; exact below 2^24), and the result cast back where PyTorch's is an
+    integer tensor (arange(t) + 1 stays i64; arange(t) * 0.5 is f32)."""
+    ints = [t for t in inputs if isinstance(t, torch.Tensor) and h.is_t(t) and
+            _nnmod_dtype(h, t) != torch.float32]
+    if not ints:
+        return h.op(layer, inputs, **cfg)
+    y = h.op(layer, [_as_f32(h, t) if any(t is i for i in ints) else t for t in inputs], **cfg)
+    dst = h.result.dtype if isinstance(h.result, torch.Tensor) else torch.float32
+    if dst != torch.float32:
+        if dst not in _DTYPE_NAMES:
+            raise _Unsup(f"{layer} giving {dst}")
+        y = h.op("to", [y], dtype=_DTYPE_NAMES[dst])
+    return y
+
+
 def _scalar_or_tensor(h, layer, x, other, scalar_key="other", commutative=False, **cfg):
     tx, to = h.operand(x), h.operand(other)
     if tx and to:
-        return h.op(layer, [x, other], **cfg)
+        return _arith(h, layer, [x, other], **cfg)
     if tx:
-        return h.op(layer, [x], **{scalar_key: h.num(other)}, **cfg)
+        return _arith(h, layer, [x], **{scalar_key: h.num(other)}, **cfg)
     if to:
         if commutative:
-            return h.op(layer, [other], **{scalar_key: h.num(x)}, **cfg)
-        return h.op(layer, [other], **{scalar_key: h.num(x)}, reverse=True, **cfg)
+            return _arith(h, layer, [other], **{scalar_key: h.num(x)}, **cfg)
+        return _arith(h, layer, [other], **{scalar_key: h.num(x)}, reverse=True, **cfg)
     raise _Unsup("no traced tensor among the operands")
 
 
 def _h_add(h, x, other, alpha=1):
     if alpha != 1:
         if h.operand(x) and h.operand(other):
-            return h.op("add", [x, other], alpha=float(alpha))
+            return _arith(h, "add", [x, other], alpha=float(alpha))
         if h.operand(x):
-            return h.op("add", [x], other=h.num(other) * alpha)
+            return _arith(h, "add", [x], other=h.num(other) * alpha)
         raise _Unsup("add with alpha and a scalar first")
     return _scalar_or_tensor(h, "add", x, other, commutative=True)
 
@@ -1817,20 +1835,20 @@ def _h_mul(h, x, other):
 
 def _h_sub(h, x, other, alpha=1):
     if h.operand(x) and h.operand(other):
-        return h.op("sub", [x, other], alpha=None if alpha == 1 else float(alpha))
+        return _arith(h, "sub", [x, other], alpha=None if alpha == 1 else float(alpha))
     if h.operand(x):
-        return h.op("sub", [x], other=h.num(other) * alpha)
+        return _arith(h, "sub", [x], other=h.num(other) * alpha)
     if alpha != 1:
         raise _Unsup("sub with alpha and a scalar first")
-    return h.op("sub", [other], other=h.num(x), reverse=True)
+    return _arith(h, "sub", [other], other=h.num(x), reverse=True)
 
 
 def _h_rsub(h, x, other, alpha=1):      # other - alpha * x
     if alpha != 1:
         raise _Unsup("rsub with alpha")
     if h.operand(other):
-        return h.op("sub", [other, x])
-    return h.op("sub", [x], other=h.num(other), reverse=True)
+        return _arith(h, "sub", [other, x])
+    return _arith(h, "sub", [x], other=h.num(other), reverse=True)
 
 
 def _h_div(h, x, other, rounding_mode=None):
@@ -1840,7 +1858,7 @@ def _h_div(h, x, other, rounding_mode=None):
 
 
 def _h_rdiv(h, x, other):               # other / x
-    return h.op("div", [x], other=h.num(other), reverse=True)
+    return _arith(h, "div", [x], other=h.num(other), reverse=True)
 
 
 def _h_pow(h, x, exponent):
@@ -2218,7 +2236,10 @@ def _h_stochastic_depth(h, input, p, mode, training=True):
 
 def _h_interpolate(h, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
                    recompute_scale_factor=None, antialias=False):
-    return h.op("upsample", [x], size=size if size is None or isinstance(size, int)
+    # a size list may follow dynamic dims (F.interpolate(x, size=skip.shape[2:])):
+    # from_input / from_dim then (upsample 1.2)
+    return h.op("upsample", [x], size_key="size" if isinstance(size, (tuple, list, torch.Size))
+                else None, size=size if size is None or isinstance(size, int)
                 else _ints(size), scale_factor=scale_factor if not isinstance(
                     scale_factor, (tuple, list)) else [float(s) for s in scale_factor],
                 mode=mode, align_corners=align_corners,
@@ -2406,6 +2427,88 @@ def _h_gather(h, x, dim, index, sparse_grad=False, **kw):
     return h.op("gather", [x, index], dim=int(dim))
 
 
+def _h_logsumexp(h, x, dim, keepdim=False):
+    """max + log(sum(exp(x - max))) over dim, the max detached (the
+    gradient is softmax's, as torch's)."""
+    dims = dim if isinstance(dim, int) else _ints(dim)
+    m = h.op("detach", [h.op("amax", [x], dim=dims, keepdim=True)])
+    s = h.op("sum", [h.op("exp", [h.op("sub", [x, m])])], dim=dims,
+             keepdim=bool(keepdim) if keepdim else None)
+    mk = m if keepdim else h.op("detach", [h.op("amax", [x], dim=dims)])
+    return h.op("add", [h.op("log", [s]), mk])
+
+
+def _h_logaddexp(h, a, b):
+    m = h.op("detach", [h.op("maximum", [a, b])])
+    e = h.op("add", [h.op("exp", [h.op("sub", [a, m])]), h.op("exp", [h.op("sub", [b, m])])])
+    return h.op("add", [h.op("log", [e]), m])
+
+
+def _h_addmm(bmm):
+    def handler(h, input, m1, m2, beta=1, alpha=1, **kw):
+        p = h.op("matmul", [m1, m2])
+        if alpha != 1:
+            p = h.op("mul", [p], other=float(alpha))
+        if beta == 0:
+            return p
+        i = input if beta == 1 else h.op("mul", [input], other=float(beta))
+        return h.op("add", [i, p])
+    return handler
+
+
+def _h_outer(h, a, b):
+    return h.op("mul", [h.op("unsqueeze", [a], dim=1), h.op("unsqueeze", [b], dim=0)])
+
+
+def _h_repeat_interleave(h, x, repeats=None, dim=None, output_size=None, **kw):
+    """x.repeat_interleave(r, dim) with an int r: unsqueeze, expand, reshape."""
+    if not isinstance(repeats, int) or isinstance(repeats, bool):
+        raise _Unsup("repeat_interleave with tensor repeats")
+    if dim is None:
+        x, dim = h.op("reshape", [x], shape=[-1]), 0
+        shape = [int(h.result.shape[0]) // repeats]
+    else:
+        shape = list(x.shape)
+    d = dim if dim >= 0 else dim + len(shape)
+    u = h.op("unsqueeze", [x], dim=d + 1)
+    size = [-1] * (len(shape) + 1)
+    size[d + 1] = repeats
+    e = h.op("expand", [u], size=size)
+    out = [int(v) for v in h.result.shape]
+    return h.op("reshape", [e], size_key="shape", shape=out)
+
+
+def _h_one_hot(h, x, num_classes=-1):
+    """F.one_hot(idx, C): (idx[..., None] == arange(C)) as int64."""
+    if num_classes is None or num_classes < 0:
+        raise _Unsup("F.one_hot without num_classes (the count follows the values)")
+    r = h.op("arange", [], end=int(num_classes), dtype="float32")
+    eq = h.op("eq", [h.op("unsqueeze", [_as_f32(h, x)], dim=-1), r])
+    return h.op("to", [eq], dtype="int64")
+
+
+def _h_lerp(h, a, b, weight):
+    d = h.op("sub", [b, a])
+    w = h.op("mul", [d, weight]) if h.operand(weight) else h.op("mul", [d], other=h.num(weight))
+    return h.op("add", [a, w])
+
+
+def _h_hypot(h, a, b):
+    return h.op("sqrt", [h.op("add", [h.op("mul", [a, a]), h.op("mul", [b, b])])])
+
+
+def _h_var_mean(std):
+    def handler(h, x, dim=None, unbiased=True, keepdim=False, correction=None, **kw):
+        if correction is not None:
+            unbiased = bool(correction)
+        dims = None if dim is None else (dim if isinstance(dim, int) else _ints(dim))
+        v = h.op("std" if std else "var", [x], dim=dims, unbiased=bool(unbiased),
+                 keepdim=bool(keepdim) if keepdim else None)
+        m = h.op("mean", [x], dim=dims, keepdim=bool(keepdim) if keepdim else None)
+        return [v, m]
+    return handler
+
+
 def _h_gelu(h, x, approximate="none"):
     return h.op("gelu", [x], approximate=approximate if approximate != "none" else None)
 
@@ -2415,7 +2518,7 @@ OPS = {
     "view": _h_view, "reshape": _h_reshape, "flatten": _h_flatten, "unflatten": _h_unflatten,
     "permute": _h_permute, "transpose": _h_transpose, "swapaxes": _h_transpose,
     "swapdims": _h_transpose, "t": _h_t, "T": _h_T, "mT": _h_mT,
-    "contiguous": _h_alias, "clone": _h_alias, "detach": _h_alias,
+    "contiguous": _h_alias, "clone": _h_alias, "detach": _unary("detach"),
     "to": _h_to, "float": _h_to, "type_as": _h_to, "type": _h_to, "bool": _h_to,
     "long": _h_to, "int": _h_to,
     "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
@@ -2495,6 +2598,15 @@ OPS = {
     "threshold": _act("threshold", ("threshold", "value")),
     "softmin": _h_softmax("softmin"),
     "cumsum": _h_cumsum, "gather": _h_gather, "embedding_bag": _h_embedding_bag,
+    "logsumexp": _h_logsumexp, "logaddexp": _h_logaddexp, "addmm": _h_addmm(False),
+    "baddbmm": _h_addmm(True), "outer": _h_outer, "ger": _h_outer,
+    "repeat_interleave": _h_repeat_interleave, "one_hot": _h_one_hot, "lerp": _h_lerp,
+    "hypot": _h_hypot, "var_mean": _h_var_mean(False), "std_mean": _h_var_mean(True),
+    "square": lambda h, x: h.op("mul", [x, x]),
+    "reciprocal": lambda h, x: h.op("div", [x], other=1.0, reverse=True),
+    "log1p": lambda h, x: h.op("log", [h.op("add", [x], other=1.0)]),
+    "expm1": lambda h, x: h.op("sub", [h.op("exp", [x])], other=1.0),
+    "frac": lambda h, x: h.op("sub", [x, h.op("trunc", [x])]),
 }
 
 # functions that make uniform tensors from sizes alone (x.new_zeros reads
@@ -2711,6 +2823,8 @@ def _minimum_minors(doc, loaded):
                 need[t] = max(need[t], minor)
             if "config" in node and not cfg:
                 del node["config"]
+        if t == "upsample" and "from_input" in cfg:
+            need[t] = max(need[t], 2)
         n_out, n_in = uses.get(node.get("name"), (1, 1))
         if t in _MINOR1_OUTPUTS and n_out > 1:
             need[t] = max(need[t], 1)
@@ -3543,7 +3657,11 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
     grows by the first amount still free. With stride 2 (the check's third
     sizes) the amounts are doubled and the sizes in `avoid` (the second
     trace's) are not taken either. uniform: every size above 2 by one same
-    amount (T and T + 1 stay one apart), sizes of 1 and 2 grow."""
+    amount (T and T + 1 stay one apart), sizes of 1 and 2 grow. Image sizes
+    (dims 2+ of 4-d and 5-d inputs, at least 8) grow instead by one less
+    than a multiple of a unit (the largest power of two up to half the size,
+    at most 32), so that feature maps at a stride of up to 32 change with
+    them, and so does the size's parity."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
     taken = set(olds) | set(avoid)
     used = set()
@@ -3558,9 +3676,26 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
                 new.update(cand)
                 taken |= ws
                 break
+    # image sizes (dims 2+ of 4-d and 5-d inputs) grow by multiples of a
+    # stride-like unit (up to 32): a 48x64 image moved by 1 or 2 pixels
+    # gives the same feature maps at stride 8, so a size that follows the
+    # image there (a segmentation head's F.interpolate) would look constant
+    spatial = {int(xs[i].shape[d]) for i, dims in spec.items() for d in dims
+               if xs[i].dim() >= 4 and d >= 2}
     for v in sorted(olds, reverse=True):
         if v in new:
             continue
+        if not uniform and v in spatial and v >= 8:
+            unit = min(32, 1 << (int(v // 2).bit_length() - 1))
+            for j in range(1, 4 * len(olds) + 8):
+                k = stride * unit * j - 1     # odd: an odd size's parity changes too (a U-Net's pad)
+                if v + k not in taken and k not in used:
+                    new[v] = v + k
+                    taken.add(v + k)
+                    used.add(k)
+                    break
+            if v in new:
+                continue
         if uniform:
             steps = [stride * k for k in range(1, 2 * len(olds) + 4)] + \
                 [-stride * k for k in range(1, v)]

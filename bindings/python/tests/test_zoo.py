@@ -209,7 +209,9 @@ def _as_close(e_n, e_t, name="", raise_=False):
 
 
 # Beyond classification (torchvision 0.14): segmentation models return a
-# dict ({"out": ..., "aux": ...}), video models take [N, C, T, H, W].
+# dict ({"out": ..., "aux": ...}) and are exported with the image size
+# dynamic too (from a 48x64 example: not square, so height and width are
+# told apart), checked at 40x72 as well; video models take [N, C, T, H, W].
 # name -> (constructor, input shape at batch 1). Random weights, no
 # downloads (weights=None, weights_backbone=None).
 def _seg(name, **kw):
@@ -222,13 +224,13 @@ def _video(name):
 
 
 ZOO_MORE = {
-    "lraspp_mobilenet_v3_large": (_seg("lraspp_mobilenet_v3_large"), (1, 3, 64, 64)),
+    "lraspp_mobilenet_v3_large": (_seg("lraspp_mobilenet_v3_large"), (1, 3, 48, 64)),
     "deeplabv3_mobilenet_v3_large": (_seg("deeplabv3_mobilenet_v3_large", aux_loss=True),
-                                     (1, 3, 64, 64)),
-    "fcn_resnet50": (_seg("fcn_resnet50", aux_loss=True), (1, 3, 64, 64)),
-    "fcn_resnet101": (_seg("fcn_resnet101", aux_loss=True), (1, 3, 64, 64)),
-    "deeplabv3_resnet50": (_seg("deeplabv3_resnet50", aux_loss=True), (1, 3, 64, 64)),
-    "deeplabv3_resnet101": (_seg("deeplabv3_resnet101", aux_loss=True), (1, 3, 64, 64)),
+                                     (1, 3, 48, 64)),
+    "fcn_resnet50": (_seg("fcn_resnet50", aux_loss=True), (1, 3, 48, 64)),
+    "fcn_resnet101": (_seg("fcn_resnet101", aux_loss=True), (1, 3, 48, 64)),
+    "deeplabv3_resnet50": (_seg("deeplabv3_resnet50", aux_loss=True), (1, 3, 48, 64)),
+    "deeplabv3_resnet101": (_seg("deeplabv3_resnet101", aux_loss=True), (1, 3, 48, 64)),
     "r3d_18": (_video("r3d_18"), (1, 3, 4, 32, 32)),
     "mc3_18": (_video("mc3_18"), (1, 3, 4, 32, 32)),
     "r2plus1d_18": (_video("r2plus1d_18"), (1, 3, 4, 32, 32)),
@@ -278,8 +280,9 @@ def run_more(name, tmp_path, ctx, st=None):
     st = {} if st is None else st
     st.update({"model": name, "export": False, "eval": None, "train": None})
     t0 = time.time()
+    seg = len(shape) == 4
     manifest, _ = nnmod.torch.export(model, str(tmp_path / f"{name}.json"), x1, ctx=ctx,
-                                     check=False)
+                                     check=False, dynamic_dims={0: [0, 2, 3]} if seg else None)
     st["export"] = True
     st["export_s"] = time.time() - t0
     m = nnmod.from_manifest(manifest, ctx=ctx)
@@ -290,7 +293,7 @@ def run_more(name, tmp_path, ctx, st=None):
         assert not extra, f"{name}: state-dict keys differ from PyTorch's: {extra[:6]}"
         m.eval()
         errs = []
-        for x in (x1, x2):
+        for x in (x1, x2) + ((torch.randn(2, 3, 40, 72),) if seg else ()):
             with torch.no_grad():
                 want = model(x)
             with nnmod.no_grad():
