@@ -294,6 +294,14 @@ nnm_status nnm__node_grad_dest_done(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_
     return edge_done(leaf, ctx->emit_mark);
 }
 
+nnm_status nnm__backward_on_end(nnm_ctx *ctx, nnm_status (*fn)(void *user, nnm_status walk), void *user) {
+    if (!ctx->bw_depth) return NNM_E_STATE;
+    if (ctx->n_end_cb == sizeof ctx->end_cb / sizeof ctx->end_cb[0]) return NNM_E_LIMIT;
+    ctx->end_cb[ctx->n_end_cb].fn = fn;
+    ctx->end_cb[ctx->n_end_cb++].user = user;
+    return NNM_OK;
+}
+
 static nnm_tensor *custom_param(const nnm__node *n, uint32_t i) {
     nnm_tensor *t = n->module->params[i].t;
     if (t->tied) t = t->tied;
@@ -459,6 +467,8 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
     nnm_tensor *seed = NULL;
     nnm_status st = NNM_OK;
     int prev_grad = nnm_grad_set_enabled(0);
+    uint32_t end_base = ctx->n_end_cb; /* this backward's end callbacks start here */
+    ctx->bw_depth++;
     if (grad) {
         int same = grad->desc.ndim == root->desc.ndim;
         for (int32_t i = 0; same && i < root->desc.ndim; i++) same = grad->shape[i] == root->shape[i];
@@ -546,6 +556,12 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
     if (st) clear_pending(ctx, top);
 out:
     nnm_tensor_release(seed);
+    for (uint32_t i = end_base; i < ctx->n_end_cb; i++) { /* a callback may queue more */
+        nnm_status s2 = ctx->end_cb[i].fn(ctx->end_cb[i].user, st);
+        if (!st) st = s2;
+    }
+    ctx->n_end_cb = end_base;
+    ctx->bw_depth--;
     nnm_grad_set_enabled(prev_grad);
     return st;
 }

@@ -132,6 +132,15 @@ nnm_tensor *nnm__node_grad_dest(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tens
                                 uint32_t n_srcs, int *accumulate);
 nnm_status nnm__node_grad_dest_done(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *dest);
 
+/* Queues fn(user, walk) to run when the backward now running ends (as
+ * PyTorch's Engine::queue_callback; DDP's final wait goes there, so the
+ * rest of the backward overlaps the last bucket). walk is the backward's
+ * status so far; a callback's error becomes the backward's when it had
+ * none. Callbacks run in the order queued, whether the backward succeeded
+ * or not. NNM_E_STATE when no backward is running, NNM_E_LIMIT when 8 are
+ * queued: the caller then does the work itself. */
+nnm_status nnm__backward_on_end(nnm_ctx *ctx, nnm_status (*fn)(void *user, nnm_status walk), void *user);
+
 /* derivatives.c: record an op's node on its output y (x/w/a/b: the inputs as
  * given; xc/wc/ac/bc: the contiguous copies forward used). */
 nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor *x, nnm_tensor *y);

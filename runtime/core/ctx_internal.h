@@ -25,6 +25,13 @@ struct nnm_ctx {
      * mark, and the inputs whose gradients it handed over early (bit i) */
     nnm__node *emit_node;
     uint32_t emit_mark, emit_mask;
+    /* autograd.c: callbacks to run when the current backward ends
+     * (nnm__backward_on_end), and how many backwards are running */
+    struct {
+        nnm_status (*fn)(void *user, nnm_status walk);
+        void *user;
+    } end_cb[8];
+    uint32_t n_end_cb, bw_depth;
     nnm_ctx_stats stats;
     uint32_t n_global_hooks;      /* + profiler: nonzero leaves the fast path */
     nnm__hook_list gpre_hooks, gpost_hooks;

@@ -66,6 +66,7 @@ struct nnm_ddp {
     uint32_t next_bucket;         /* the next bucket to start */
     double t_first_start;
     double last_start_s;          /* how long starting the last bucket took */
+    int end_queued;               /* backward_end waits for the end of the backward */
     nnm_ddp_stats stats;
 };
 
@@ -466,7 +467,26 @@ static void abandon(nnm_ddp *d) {
     }
 }
 
-/* Starts every bucket that is ready, in order; the last one finalises. */
+/* The end of the backward that readied every bucket: wait, average; or,
+ * when the backward failed, give the buckets up. */
+static nnm_status backward_end(void *user, nnm_status walk) {
+    nnm_ddp *d = user;
+    d->end_queued = 0;
+    if (!d->armed) return NNM_OK;
+    if (walk) { /* the backward reports its own error: keep its message */
+        char msg[NNM__ERRMSG_CAP];
+        memcpy(msg, d->ctx->errmsg, sizeof msg);
+        abandon(d);
+        memcpy(d->ctx->errmsg, msg, sizeof msg);
+        d->armed = 0;
+        return NNM_OK;
+    }
+    return finalize(d);
+}
+
+/* Starts every bucket that is ready, in order; once all are started, the
+ * final wait is queued for the end of the backward (what is left of it,
+ * an input's gradient, overlaps the last bucket), or made now outside one. */
 static nnm_status launch_ready(nnm_ddp *d) {
     nnm_status st = NNM_OK;
     while (!st && d->next_bucket < d->n_b && d->b[d->next_bucket].pending == 0) {
@@ -475,7 +495,10 @@ static nnm_status launch_ready(nnm_ddp *d) {
         if (d->next_bucket == d->n_b - 1) d->last_start_s = now_s() - t0;
         d->next_bucket++;
     }
-    if (!st && d->next_bucket == d->n_b) st = finalize(d);
+    if (!st && d->next_bucket == d->n_b && !d->end_queued) {
+        if (nnm__backward_on_end(d->ctx, backward_end, d) == NNM_OK) d->end_queued = 1;
+        else st = finalize(d);
+    }
     return st;
 }
 

@@ -312,11 +312,14 @@ static nnm_module *mlp(nnm_ctx *ctx) {
     return seq;
 }
 
+static int g_x_requires_grad;
+
 static nnm_status step(nnm_ctx *ctx, nnm_module *m, nnm_ddp *d, nnm_optim *o, int k) {
     float x[12];
     for (int i = 0; i < 12; i++) x[i] = (float)((i * 7 + k * 3) % 11) / 5.0f - 1.0f;
     int64_t s[2] = {3, 4};
     nnm_tensor *xt = tu_tf32(ctx, 2, s, x), *y = NULL, *sq = NULL, *loss = NULL;
+    if (g_x_requires_grad) nnm_tensor_set_requires_grad(xt, 1);
     nnm_status st = d ? nnm_ddp_call(d, &xt, 1, &y, 1) : nnm_module_call(m, &xt, 1, &y, 1);
     if (!st) st = nnm_op_binary(ctx, NNM_BINARY_MUL, y, y, &sq);
     if (!st) st = nnm_op_reduce(ctx, NNM_REDUCE_MEAN, sq, NULL, 0, 0, &loss);
@@ -328,6 +331,12 @@ static nnm_status step(nnm_ctx *ctx, nnm_module *m, nnm_ddp *d, nnm_optim *o, in
     nnm_tensor_release(sq);
     nnm_tensor_release(loss);
     return st;
+}
+
+static nnm_status failing_bw_hook(void *user, nnm_module *m, nnm_tensor **gin, uint32_t n_in,
+                                  nnm_tensor *const *gout, uint32_t n_out) {
+    (void)user, (void)m, (void)gin, (void)n_in, (void)gout, (void)n_out;
+    return nnm_ctx_set_error(g_ctx, NNM_E_HOOK, "first layer's hook says no");
 }
 
 static void test_ddp_world_of_one(void) {
@@ -373,6 +382,21 @@ static void test_ddp_world_of_one(void) {
         free(va);
         free(vb);
     }
+    /* A backward that fails after every bucket started (the input requires
+     * grad, so the first layer's backward hook runs with the input's
+     * gradient, after its parameters' were handed over): DDP's final wait,
+     * queued for the end of the backward, gives the buckets up; the backward
+     * reports the hook's error, and the next step runs as usual. */
+    nnm_hook_handle *fh = NULL;
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook_v2(nnm_module_child(m, 0), failing_bw_hook, NULL,
+                                                              NULL, &fh), NNM_OK);
+    g_x_requires_grad = 1;
+    CHECK_ERROR(step(g_ctx, m, d, o, 5), NNM_E_HOOK, "hook says no");
+    g_x_requires_grad = 0;
+    nnm_hook_remove(fh);
+    nnm_hook_handle_free(fh);
+    CU_ASSERT_EQUAL(nnm_optim_zero_grad(o), NNM_OK);
+    CHECK_STATUS(step(g_ctx, m, d, o, 6), NNM_OK);
     /* no_sync: no hook work, gradients still accumulate */
     CU_ASSERT_EQUAL(nnm_ddp_set_sync(d, 0), 1);
     CU_ASSERT_EQUAL(nnm_ddp_set_sync(d, 1), 0);
