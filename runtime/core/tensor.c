@@ -357,6 +357,20 @@ NNM_API nnm_status nnm_tensor_from_dlpack(nnm_ctx *ctx, nnm_dlpack_tensor *src, 
     }
     size_t bytes;
     if ((st = check_shape(ctx, d->ndim, d->shape, d->dtype, &bytes))) goto fail;
+    /* a producer's lies that would be dereferenced later: NULL memory
+     * holding elements, elements not on their alignment */
+    if (bytes > 0 && !d->data) {
+        st = nnm__error(ctx, NNM_E_INVALID, "nnm_tensor_from_dlpack: %zu bytes of elements at a NULL data pointer",
+                        bytes);
+        goto fail;
+    }
+    const size_t esize = nnm__dtype_size(d->dtype);
+    if (d->byte_offset % esize || (uintptr_t)d->data % esize) {
+        st = nnm__error(ctx, NNM_E_INVALID,
+                        "nnm_tensor_from_dlpack: data %p + byte_offset %llu is not aligned to its %zu-byte elements",
+                        d->data, (unsigned long long)d->byte_offset, esize);
+        goto fail;
+    }
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, d->device, &be))) goto fail;
     (void)be;
