@@ -177,13 +177,19 @@ NNM_API nnm_status nnm_tensor_from_i64(nnm_ctx *ctx, int32_t ndim, const int64_t
     return NNM_OK;
 }
 
+/* The first element's byte; NULL for a tensor without data (the meta
+ * device: NULL + 0 is undefined). */
+static char *bytes_of(const nnm_tensor *t) {
+    return t->desc.data ? (char *)t->desc.data + t->desc.byte_offset : NULL;
+}
+
 nnm_status nnm__tensor_read_i64(nnm_tensor *t, int64_t *dst, size_t n) {
     nnm_ctx *ctx = t->ctx;
     if ((uint64_t)nnm__numel(t->desc.ndim, t->shape) != n)
         return nnm__error(ctx, NNM_E_SHAPE, "read i64: the tensor has %lld elements, not %zu",
                           (long long)nnm__numel(t->desc.ndim, t->shape), n);
     if (!n) return NNM_OK;
-    const char *p = (const char *)t->desc.data + t->desc.byte_offset;
+    const char *p = bytes_of(t);
     if (t->desc.device.type == NNM_DEVICE_CPU) {
         /* any strides: walk the elements in row-major order */
         int64_t idx[NNM_MAX_DIMS] = {0};
@@ -214,7 +220,7 @@ nnm_status nnm__tensor_write_i64(nnm_tensor *t, const int64_t *src, size_t n) {
         return nnm__error(ctx, NNM_E_SHAPE, "write i64: %zu elements into a tensor of %lld (contiguous only)", n,
                           (long long)nnm__numel(t->desc.ndim, t->shape));
     if (!n) return NNM_OK;
-    char *p = (char *)t->desc.data + t->desc.byte_offset;
+    char *p = bytes_of(t);
     if (t->desc.device.type == NNM_DEVICE_CPU) {
         memcpy(p, src, n * 8);
         return NNM_OK;
@@ -256,7 +262,7 @@ NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap) {
         if (st) return st;
         src = tmp;
     }
-    const char *p = (const char *)src->desc.data + src->desc.byte_offset;
+    const char *p = bytes_of(src);
     nnm_status st = NNM_OK;
     if (src->desc.device.type == NNM_DEVICE_CPU) {
         memcpy(dst, p, (size_t)n * sizeof(float));
