@@ -195,6 +195,13 @@ static void test_shape_arith_overflow(void) {
     m = made("split", c);
     call_fails(m, (nnm_tensor *[]){x}, 1, NNM_E_SHAPE, "split_with_sizes expects split_sizes to sum exactly to 4");
     nnm_module_release(m);
+    /* unflatten: sizes multiplying past int64 */
+    c = cfg_new();
+    nnm_config_set_int(c, "dim", 1);
+    nnm_config_set_ints(c, "unflattened_size", INTS(1LL << 40, 1LL << 40, -1));
+    m = made("unflatten", c);
+    call_fails(m, (nnm_tensor *[]){x}, 1, NNM_E_SHAPE, "unflatten: provided sizes don't multiply up to the size of dim 1");
+    nnm_module_release(m);
     /* narrow: start + length past int64 */
     c = cfg_new();
     nnm_config_set_int(c, "dim", 0);
@@ -245,6 +252,12 @@ static void test_resample_huge(void) {
     m = made("upsample", c);
     call_fails(m, (nnm_tensor *[]){x}, 1, NNM_E_NOMEM, "more than this machine's memory");
     nnm_module_release(m);
+    /* conv3d: three kernel dims of 2^24 (each in bounds) multiply past int64 */
+    c = cfg_new();
+    nnm_config_set_int(c, "in_channels", 1);
+    nnm_config_set_int(c, "out_channels", 1);
+    nnm_config_set_ints(c, "kernel_size", INTS(1LL << 24, 1LL << 24, 1LL << 24));
+    create_fails("conv3d", c, NNM_E_LIMIT, "conv3d: weight too large");
     /* pixel_shuffle: r * r past int64 */
     c = cfg_new();
     nnm_config_set_int(c, "upscale_factor", 1LL << 32);
