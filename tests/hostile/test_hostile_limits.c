@@ -258,6 +258,11 @@ static void test_resample_huge(void) {
     nnm_config_set_int(c, "out_channels", 1);
     nnm_config_set_ints(c, "kernel_size", INTS(1LL << 24, 1LL << 24, 1LL << 24));
     create_fails("conv3d", c, NNM_E_LIMIT, "conv3d: weight too large");
+    /* lstm: 4 * hidden_size past int64 */
+    c = cfg_new();
+    nnm_config_set_int(c, "input_size", 2);
+    nnm_config_set_int(c, "hidden_size", INT64_MAX / 2);
+    create_fails("lstm", c, NNM_E_LIMIT, "lstm: input_size 2 or hidden_size 4611686018427387903 is more than 2^40");
     /* pixel_shuffle: r * r past int64 */
     c = cfg_new();
     nnm_config_set_int(c, "upscale_factor", 1LL << 32);
