@@ -171,7 +171,7 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
     /* parameters: PyTorch's shapes and default init */
     int64_t wshape[5];
     int64_t kprod = 1;
-    for (int32_t i = 0; i < s.ns; i++) kprod *= s.kernel[i];
+    for (int32_t i = 0; i < s.ns && kprod <= CONV_MAX_DIM; i++) kprod *= s.kernel[i]; /* <= 2^48: no overflow */
     if (s.transposed) {
         wshape[0] = s.in_channels;
         wshape[1] = s.out_channels / s.groups;

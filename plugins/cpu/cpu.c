@@ -32,6 +32,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/sysinfo.h>
+#endif
 
 #define CPU_ALIGN 64u
 
@@ -130,9 +134,15 @@ static nnm_status cpu_err_contiguous(nnm_env *env, const char *op, const char *w
     return CPU_ERR(env, NNM_E_INVALID, "cpu %s: %s tensor must be contiguous", op, what);
 }
 
-/* The first element, byte_offset applied. */
+/* The first element's byte, byte_offset applied; NULL for the NULL data an
+ * empty tensor may have (NULL + 0 is undefined: clang's UBSan stops). */
+static char *cpu_bytes(const nnm_tensor_desc *d) {
+    return d->data != NULL ? (char *)d->data + d->byte_offset : NULL;
+}
+
+/* The first element, byte_offset applied (NULL as cpu_bytes). */
 static float *cpu_base(const nnm_tensor_desc *d) {
-    return (float *)(void *)((char *)d->data + d->byte_offset);
+    return (float *)(void *)cpu_bytes(d);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -419,6 +429,30 @@ static void cpu_blas_threads(int32_t t) {
         openblas_set_num_threads(t);
 }
 
+/* The most one allocation may ask for: this machine's memory and swap. A
+ * size from an untrusted file or config (a 4 TB arange) is refused here with
+ * a message instead of being tried (an overcommitting kernel may say yes and
+ * kill the process later; ASan aborts). 0: unknown. */
+static size_t cpu_memory_bytes(void) {
+    static _Atomic size_t cached;
+    size_t v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v) return v;
+#if defined(__linux__)
+    struct sysinfo si;
+    if (sysinfo(&si) == 0 && si.mem_unit > 0) {
+        unsigned long long t = ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit;
+        v = t > SIZE_MAX ? SIZE_MAX : (size_t)t;
+    }
+#endif
+    if (!v) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && page > 0 && (unsigned long)pages <= SIZE_MAX / (unsigned long)page)
+            v = (size_t)pages * (size_t)page;
+    }
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
+    return v;
+}
+
 static nnm_status cpu_alloc(nnm_env *env, void *state, int32_t device_id, size_t bytes,
                             void **ptr) {
     (void)state;
@@ -429,6 +463,10 @@ static nnm_status cpu_alloc(nnm_env *env, void *state, int32_t device_id, size_t
         return CPU_ERR(env, NNM_E_DEVICE, "cpu alloc: no CPU device %d (only 0)", (int)device_id);
     if (bytes > SIZE_MAX - (CPU_ALIGN - 1))
         return CPU_ERR(env, NNM_E_NOMEM, "cpu alloc: %zu bytes is too large", bytes);
+    const size_t mem = cpu_memory_bytes();
+    if (mem && bytes > mem)
+        return CPU_ERR(env, NNM_E_NOMEM,
+                       "cpu alloc: %zu bytes is more than this machine's memory and swap (%zu bytes)", bytes, mem);
     /* aligned_alloc wants a multiple of the alignment; 0 bytes gets one line so
      * the pointer is unique and non-NULL. */
     size_t rounded = bytes == 0 ? CPU_ALIGN : (bytes + CPU_ALIGN - 1) & ~(size_t)(CPU_ALIGN - 1);
@@ -1301,8 +1339,7 @@ static nnm_status cpu_check_nll(nnm_env *env, const char *op, const nnm_tensor_d
     if (target->ndim != 1 || target->shape[0] != *n)
         return CPU_ERR(env, NNM_E_SHAPE, "cpu %s: target must be [%lld] to match %s [%lld, %lld]",
                        op, (long long)*n, logp_name, (long long)*n, (long long)*c);
-    const int64_t *t = (const int64_t *)(const void *)((const char *)target->data +
-                                                       target->byte_offset);
+    const int64_t *t = (const int64_t *)(const void *)cpu_bytes(target);
     const int64_t ts = target->strides[0];
     for (int64_t i = 0; i < *n; i++) {
         const int64_t ti = t[i * ts];
@@ -1357,8 +1394,7 @@ static nnm_status cpu_nll(nnm_env *env, void *state, const nnm_nll_args *a) {
                            (long long)n_c);
     }
     const float *lp = cpu_base(a->logp);
-    const int64_t *t = (const int64_t *)(const void *)((const char *)a->target->data +
-                                                       a->target->byte_offset);
+    const int64_t *t = (const int64_t *)(const void *)cpu_bytes(a->target);
     const int64_t ts = a->target->strides[0];
     float *o = cpu_base(a->out);
     int64_t kept = 0;
@@ -1402,8 +1438,7 @@ static nnm_status cpu_nll_backward(nnm_env *env, void *state, const nnm_nll_back
         return st;
     const float *g = cpu_base(a->grad);
     const int64_t gs = a->grad->strides[0];
-    const int64_t *t = (const int64_t *)(const void *)((const char *)a->target->data +
-                                                       a->target->byte_offset);
+    const int64_t *t = (const int64_t *)(const void *)cpu_bytes(a->target);
     const int64_t ts = a->target->strides[0];
     float *gl = cpu_base(a->grad_logp);
     const double off = c > 0 ? -e / (double)c : 0.0; /* d out[i] / d logp[i, c != t] */

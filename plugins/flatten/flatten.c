@@ -100,13 +100,13 @@ static nnm_status flat_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
         if (nd - 1 + (int32_t)s->n_sizes > NNM_MAX_DIMS)
             return h->set_error(env, NNM_E_LIMIT, "unflatten: more than %d dims", NNM_MAX_DIMS);
         int64_t prod = 1;
-        int infer = -1;
+        int infer = -1, over = 0; /* over: sizes multiplying past int64 match no dim */
         for (size_t i = 0; i < s->n_sizes; i++) {
             if (s->sizes[i] == -1) infer = (int)i;
-            else prod *= s->sizes[i];
+            else over |= __builtin_mul_overflow(prod, s->sizes[i], &prod);
         }
         const int64_t have = d->shape[dd];
-        if (infer < 0 ? prod != have : (prod == 0 || have % prod != 0))
+        if (over || (infer < 0 ? prod != have : (prod == 0 || have % prod != 0)))
             return h->set_error(env, NNM_E_SHAPE,
                                 "unflatten: provided sizes don't multiply up to the size of dim %lld (%lld) in the input",
                                 (long long)s->dim, (long long)have);

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "layer_util.h"
 #include "ops_common.h"
@@ -658,8 +659,15 @@ static nnm_status fwd_arange(nnm_env *env, const mop_state *s, nnm_tensor *const
         if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
             return h->set_error(env, NNM_E_LIMIT, "arange: value %.17g does not fit an int64 tensor", v);
     }
+    /* The values are made in host memory first: no more than the machine
+     * has (under ASan or an overcommitting kernel, malloc of 8 TB is not a
+     * clean NULL). */
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && (double)n * 8.0 > (double)pages * (double)page)
+        return h->set_error(env, NNM_E_NOMEM, "arange: %lld elements (%.3g bytes) are more than this machine's memory",
+                            (long long)n, (double)n * 8.0);
     void *buf = malloc((size_t)(n ? n : 1) * 8);
-    if (!buf) return h->set_error(env, NNM_E_NOMEM, "arange: out of memory");
+    if (!buf) return h->set_error(env, NNM_E_NOMEM, "arange: out of memory for %lld elements", (long long)n);
     for (int64_t i = 0; i < n; i++) {
         const double v = s->start + (double)i * s->step;
         if (s->i64) ((int64_t *)buf)[i] = (int64_t)v;

@@ -120,6 +120,11 @@ static nnm_status create_common(nnm_env *env, void **self, int32_t mode, int cel
         goto fail;
     }
     const int D = s->bidirectional ? 2 : 1;
+    if (s->input_size > ((int64_t)1 << 40) || s->hidden_size > ((int64_t)1 << 40)) { /* 4 * hidden_size stays in int64 */
+        st = h->set_error(env, NNM_E_LIMIT, "%s: input_size %lld or hidden_size %lld is more than 2^40", type,
+                          (long long)s->input_size, (long long)s->hidden_size);
+        goto fail;
+    }
     if (s->num_layers > 100000) {
         st = h->set_error(env, NNM_E_LIMIT, "%s: num_layers %lld is more than 100000", type,
                           (long long)s->num_layers);

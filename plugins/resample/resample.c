@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "layer_util.h"
 
@@ -42,6 +43,14 @@
 
 #define RS_SCRATCH 96
 #define RS_MAX_OUT 1099511627776.0 /* 2^40: most output positions along one dim (times taps) */
+
+/* 1 when `bytes` of host memory (an index or weight table) could exist on
+ * this machine: a table sized from a config must not reach malloc when it
+ * is larger (ASan aborts on it, an overcommitting kernel may say yes). */
+static int rs_host_fits(double bytes) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages <= 0 || page <= 0 || bytes <= (double)pages * (double)page;
+}
 
 typedef struct rs_chain {
     nnm_env *env;
@@ -387,6 +396,11 @@ static nnm_tensor *up_dim(rs_chain *c, const up_state *s, nnm_tensor *x, int32_t
                              "(input %lld) are too many", (long long)out, (long long)taps, (long long)in);
         return NULL;
     }
+    if (!rs_host_fits((double)out * (double)taps * (double)(sizeof(int64_t) + sizeof(float)))) {
+        c->st = h->set_error(c->env, NNM_E_NOMEM, "upsample: the tables for %lld output positions of %lld taps "
+                             "each are more than this machine's memory", (long long)out, (long long)taps);
+        return NULL;
+    }
     int64_t *idx = malloc((size_t)out * (size_t)taps * sizeof *idx);
     float *w = malloc((size_t)out * (size_t)taps * sizeof *w);
     nnm_tensor *y = NULL;
@@ -618,6 +632,8 @@ static nnm_status ps_new(nnm_env *env, int unshuffle, void **self) {
         return st;
     if (s.r < 1)
         return h->set_error(env, NNM_E_INVALID, "%s must be >= 1, got %lld", key, (long long)s.r);
+    if (s.r > INT32_MAX) /* r * r and H * r stay in int64 */
+        return h->set_error(env, NNM_E_LIMIT, "%s %lld is too large (at most 2^31 - 1)", key, (long long)s.r);
     ps_state *p = malloc(sizeof *p);
     if (p == NULL)
         return h->set_error(env, NNM_E_NOMEM, "out of memory for the pixel shuffle state");
@@ -749,6 +765,10 @@ static nnm_status pad_new(nnm_env *env, int mode, int dims, int zero, void **sel
     }
     if (mode == PAD_CONSTANT && !NNM_HOST_HAS(h, op_full))
         return h->set_error(env, NNM_E_VERSION, "constant padding needs the host slot op_full (ABI 1.3)");
+    for (int i = 0; i < 2 * dims; i++) /* no dim is that long: keeps n + before + after in int64 */
+        if (s.pad[i] > (int64_t)RS_MAX_OUT || s.pad[i] < -(int64_t)RS_MAX_OUT)
+            return h->set_error(env, NNM_E_LIMIT, "%s: padding[%d] = %lld is too large (at most 2^40)",
+                                pad_names[mode][dims - 1], i, (long long)s.pad[i]);
     pad_state *p = malloc(sizeof *p);
     if (p == NULL)
         return h->set_error(env, NNM_E_NOMEM, "out of memory for the padding state");
@@ -857,6 +877,11 @@ static nnm_status pad_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
             continue;
         }
         const int64_t m = n + a + b;
+        if (!rs_host_fits((double)m * sizeof(int64_t))) {
+            c.st = h->set_error(env, NNM_E_NOMEM, "%s: an index table of %lld entries is more than this machine's "
+                                "memory", name, (long long)m);
+            break;
+        }
         int64_t *idx = malloc((size_t)m * sizeof *idx);
         if (idx == NULL) {
             c.st = h->set_error(env, NNM_E_NOMEM, "%s: out of memory", name);

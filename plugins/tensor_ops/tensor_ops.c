@@ -123,7 +123,7 @@ static nnm_status infer_size(nnm_env *env, const char *op, const int64_t *want, 
     const nnm_host *h = env->host;
     char s[256];
     int64_t known = 1;
-    int infer = -1;
+    int infer = -1, over = 0, zero = 0; /* over: the product passed int64 (no such numel) */
     for (size_t i = 0; i < n; i++) {
         out[i] = want[i];
         if (want[i] == -1) {
@@ -132,9 +132,12 @@ static nnm_status infer_size(nnm_env *env, const char *op, const int64_t *want, 
         } else if (want[i] < 0) {
             return h->set_error(env, NNM_E_SHAPE, "%s: shape: invalid shape dimension %lld", op, (long long)want[i]);
         } else {
-            known *= want[i];
+            zero |= want[i] == 0;
+            over |= __builtin_mul_overflow(known, want[i], &known);
         }
     }
+    if (zero) known = 0;
+    else if (over) known = -1; /* matches no numel */
     if (infer >= 0) {
         if (known == 0) {
             if (numel == 0)
@@ -142,7 +145,7 @@ static nnm_status infer_size(nnm_env *env, const char *op, const int64_t *want, 
                                     "%s: cannot reshape tensor of 0 elements into shape %s because the "
                                     "unspecified dimension size -1 can be any value and is ambiguous",
                                     op, nnm_oc_ints_str(want, n, s, sizeof s));
-        } else if (numel % known == 0) {
+        } else if (known > 0 && numel % known == 0) {
             out[infer] = numel / known;
             return NNM_OK;
         }
@@ -443,6 +446,11 @@ static nnm_status top_create(nnm_env *env, int kind, const char *op, void **self
             st = h->set_error(env, NNM_E_UNSUPPORTED, "pad: mode \"%s\" is not supported (only \"constant\"; "
                               "reflect/replicate/circular padding are the layers of issue 18)", mode);
         if (!st && s->n_ints % 2 != 0) st = h->set_error(env, NNM_E_SHAPE, "pad: pad: Padding length must be divisible by 2");
+        /* no tensor has 2^62 elements: larger amounts would overflow the size sums */
+        for (size_t i = 0; !st && i < s->n_ints; i++)
+            if (s->ints[i] > INT64_MAX / 4 || s->ints[i] < -(INT64_MAX / 4))
+                st = h->set_error(env, NNM_E_LIMIT, "pad: pad[%zu] = %lld: no tensor has that many elements", i,
+                                  (long long)s->ints[i]);
         break;
     }
     default:
@@ -688,8 +696,9 @@ static nnm_status fwd_pieces(nnm_env *env, const top_state *s, nnm_tensor *x, nn
     } else if (s->kind == K_CHUNK || s->split_is_int) {
         int64_t piece;
         if (s->kind == K_CHUNK) {
-            piece = (size + s->chunks - 1) / s->chunks;
-            count = piece == 0 ? s->chunks : (size + piece - 1) / piece;
+            /* ceil divisions without size + chunks - 1, which overflows for a huge chunks */
+            piece = size / s->chunks + (size % s->chunks != 0);
+            count = piece == 0 ? s->chunks : size / piece + (size % piece != 0);
         } else {
             piece = s->ints[0];
             if (piece == 0 && size != 0)
@@ -697,7 +706,7 @@ static nnm_status fwd_pieces(nnm_env *env, const top_state *s, nnm_tensor *x, nn
                                     "split: split_size_or_sections: split_size can only be 0 if dimension size is 0, "
                                     "but got dimension size of %lld",
                                     (long long)size);
-            count = piece == 0 || size == 0 ? 1 : (size + piece - 1) / piece;
+            count = piece == 0 || size == 0 ? 1 : size / piece + (size % piece != 0);
         }
         for (int64_t i = 0; i < count && i < NNM_MAX_IO; i++) {
             starts[i] = i * piece;
@@ -709,7 +718,8 @@ static nnm_status fwd_pieces(nnm_env *env, const top_state *s, nnm_tensor *x, nn
         for (size_t i = 0; i < s->n_ints; i++) {
             starts[i] = sum;
             lens[i] = s->ints[i];
-            sum += s->ints[i];
+            if (__builtin_add_overflow(sum, s->ints[i], &sum)) sum = -1; /* no size is that large */
+            if (sum < 0) break;
         }
         if (sum != size) {
             char b[512];
@@ -774,7 +784,7 @@ static nnm_status fwd_getitem(nnm_env *env, const top_state *s, nnm_tensor *x, n
             if (a > size) a = size;
             if (b < 0) b = b + size < 0 ? 0 : b + size;
             if (b > size) b = size;
-            const int64_t len = b > a ? (b - a + e->step - 1) / e->step : 0;
+            const int64_t len = b > a ? (b - a) / e->step + ((b - a) % e->step != 0) : 0;
             if (!(a == 0 && len == size)) {
                 nnm_tensor *u = NULL;
                 if (!(st = strided_slice(env, t, in_dim, a, len, e->step, &u))) nnm_oc_swap(h, &t, u);
@@ -805,7 +815,7 @@ static nnm_status fwd_narrow(nnm_env *env, const top_state *s, nnm_tensor *x, nn
         return h->set_error(env, NNM_E_SHAPE, "narrow: start: start out of range (expected to be in range of [%lld, %lld], but got %lld)",
                             (long long)-size, (long long)size, (long long)s->start);
     const int64_t a = s->start < 0 ? s->start + size : s->start;
-    if (a + s->length > size)
+    if (s->length > size - a)
         return h->set_error(env, NNM_E_SHAPE, "narrow: start (%lld) + length (%lld) exceeds dimension size (%lld).", (long long)a,
                             (long long)s->length, (long long)size);
     if (a == 0 && s->length == size) return retain_out(env, x, out);

@@ -104,6 +104,7 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     void *data = NULL;
+    const uint64_t seq = ctx->err_seq;
     st = be->vt->alloc(&env.pub, be->state, dev.id, rounded, &data);
     if (st == NNM_E_NOMEM && ctx->stats.bytes_cached) {
         /* Give the cache back and try once more, as PyTorch's allocator does. */
@@ -117,7 +118,9 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
     if (st) {
         s->next = ctx->free_storages;
         ctx->free_storages = s;
-        if (!ctx->errmsg[0] || st == NNM_E_NOMEM)
+        if (st == NNM_E_NOMEM && ctx->err_seq != seq && ctx->errmsg[0]) /* keep the backend's reason */
+            nnm__error(ctx, st, "could not allocate %zu bytes (%s)", rounded, ctx->errmsg);
+        else if (!ctx->errmsg[0] || st == NNM_E_NOMEM)
             nnm__error(ctx, st, "could not allocate %zu bytes", rounded);
         return st;
     }

@@ -61,12 +61,40 @@ NNM_API const char *nnm_status_str(nnm_status status) {
     return "unknown status";
 }
 
+/* Every message goes through nnm__verror: a plugin or an application may
+ * repeat config strings, file names or tensor names that came from an
+ * untrusted file. Control characters (C0, DEL, C1 as UTF-8 C2 80..C2 9F; a
+ * terminal would obey them) are written \xHH as the nnm tool writes them,
+ * and a UTF-8 sequence that truncation cut at the end is dropped. */
+static void scrub_message(const char *in, char *out, size_t cap) {
+    const unsigned char *u = (const unsigned char *)in;
+    size_t o = 0;
+    for (size_t i = 0; u[i];) {
+        const size_t k = u[i] < 0x20 || u[i] == 0x7f                            ? 1
+                         : u[i] == 0xC2 && u[i + 1] >= 0x80 && u[i + 1] <= 0x9F ? 2
+                                                                                : 0;
+        if (k) {
+            if (o + 4 * k + 1 > cap) break;
+            for (size_t j = 0; j < k; j++, o += 4) snprintf(out + o, 5, "\\x%02x", u[i + j]);
+            i += k;
+            continue;
+        }
+        size_t n = u[i] >= 0xF0 ? 4 : u[i] >= 0xE0 ? 3 : u[i] >= 0xC0 ? 2 : 1, have = 1;
+        while (have < n && u[i + have]) have++;
+        if (have < n || o + n + 1 > cap) break; /* cut at the end: dropped whole */
+        memcpy(out + o, u + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = 0;
+}
+
 nnm_status nnm__verror(nnm_ctx *ctx, nnm_status code, const char *fmt, va_list ap) {
     if (!ctx) return code;
     /* fmt may name ctx->errmsg itself (re-prefixing): format into a copy. */
     char tmp[NNM__ERRMSG_CAP];
     vsnprintf(tmp, sizeof tmp, fmt, ap);
-    memcpy(ctx->errmsg, tmp, sizeof tmp);
+    scrub_message(tmp, ctx->errmsg, sizeof ctx->errmsg);
     ctx->err_attributed = 0;
     ctx->err_seq++;
     return code;

@@ -177,13 +177,19 @@ NNM_API nnm_status nnm_tensor_from_i64(nnm_ctx *ctx, int32_t ndim, const int64_t
     return NNM_OK;
 }
 
+/* The first element's byte; NULL for a tensor without data (the meta
+ * device: NULL + 0 is undefined). */
+static char *bytes_of(const nnm_tensor *t) {
+    return t->desc.data ? (char *)t->desc.data + t->desc.byte_offset : NULL;
+}
+
 nnm_status nnm__tensor_read_i64(nnm_tensor *t, int64_t *dst, size_t n) {
     nnm_ctx *ctx = t->ctx;
     if ((uint64_t)nnm__numel(t->desc.ndim, t->shape) != n)
         return nnm__error(ctx, NNM_E_SHAPE, "read i64: the tensor has %lld elements, not %zu",
                           (long long)nnm__numel(t->desc.ndim, t->shape), n);
     if (!n) return NNM_OK;
-    const char *p = (const char *)t->desc.data + t->desc.byte_offset;
+    const char *p = bytes_of(t);
     if (t->desc.device.type == NNM_DEVICE_CPU) {
         /* any strides: walk the elements in row-major order */
         int64_t idx[NNM_MAX_DIMS] = {0};
@@ -214,7 +220,7 @@ nnm_status nnm__tensor_write_i64(nnm_tensor *t, const int64_t *src, size_t n) {
         return nnm__error(ctx, NNM_E_SHAPE, "write i64: %zu elements into a tensor of %lld (contiguous only)", n,
                           (long long)nnm__numel(t->desc.ndim, t->shape));
     if (!n) return NNM_OK;
-    char *p = (char *)t->desc.data + t->desc.byte_offset;
+    char *p = bytes_of(t);
     if (t->desc.device.type == NNM_DEVICE_CPU) {
         memcpy(p, src, n * 8);
         return NNM_OK;
@@ -256,7 +262,7 @@ NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap) {
         if (st) return st;
         src = tmp;
     }
-    const char *p = (const char *)src->desc.data + src->desc.byte_offset;
+    const char *p = bytes_of(src);
     nnm_status st = NNM_OK;
     if (src->desc.device.type == NNM_DEVICE_CPU) {
         memcpy(dst, p, (size_t)n * sizeof(float));
@@ -357,6 +363,20 @@ NNM_API nnm_status nnm_tensor_from_dlpack(nnm_ctx *ctx, nnm_dlpack_tensor *src, 
     }
     size_t bytes;
     if ((st = check_shape(ctx, d->ndim, d->shape, d->dtype, &bytes))) goto fail;
+    /* a producer's lies that would be dereferenced later: NULL memory
+     * holding elements, elements not on their alignment */
+    if (bytes > 0 && !d->data) {
+        st = nnm__error(ctx, NNM_E_INVALID, "nnm_tensor_from_dlpack: %zu bytes of elements at a NULL data pointer",
+                        bytes);
+        goto fail;
+    }
+    const size_t esize = nnm__dtype_size(d->dtype);
+    if (d->byte_offset % esize || (uintptr_t)d->data % esize) {
+        st = nnm__error(ctx, NNM_E_INVALID,
+                        "nnm_tensor_from_dlpack: data %p + byte_offset %llu is not aligned to its %zu-byte elements",
+                        d->data, (unsigned long long)d->byte_offset, esize);
+        goto fail;
+    }
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, d->device, &be))) goto fail;
     (void)be;

@@ -840,8 +840,9 @@ static nnm_status write_tensor(nnm_ctx *ctx, const char *path, int fd, const wr_
     nnm_tensor *t = it->t;
     char nb[SHOW_NAME], eb[128];
     if (it->bytes == 0) return NNM_OK;
-    const char *src = (const char *)t->desc.data + t->desc.byte_offset;
     int cpu = t->desc.device.type == NNM_DEVICE_CPU;
+    /* (a meta tensor has no data: NULL + 0 is undefined) */
+    const char *src = t->desc.data ? (const char *)t->desc.data + t->desc.byte_offset : NULL;
     if (cpu && nnm__tensor_is_contiguous(t)) {
         if (nnm__write_all(fd, src, (size_t)it->bytes))
             return st_fail(ctx, NNM_E_IO, path, "writing tensor '%s': %s",

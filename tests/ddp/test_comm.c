@@ -302,7 +302,7 @@ static nnm_module *mlp(nnm_ctx *ctx) {
     nnm_module *seq = tu_module(ctx, "sequential", NULL);
     nnm_module *l1 = tu_linear(ctx, "linear", 4, 8, 1), *r = tu_module(ctx, "relu", NULL),
                *l2 = tu_linear(ctx, "linear", 8, 2, 1);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(seq && l1 && r && l2);
+    CU_ASSERT_FATAL(seq && l1 && r && l2);
     CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, l1), NNM_OK);
     CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, r), NNM_OK);
     CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, l2), NNM_OK);

@@ -176,6 +176,25 @@ if [ -n "$comm_dir" ]; then
   done
 fi
 
+# ---- nnm run with hostile weights and input files (session 9) ------------------------
+seeds=$(dirname "$0")/../fuzz/corpus_safetensors
+for c in "dup_key:duplicate key '0.weight'" "truncated:run past the end of the data section" \
+         "header_past_eof:runs past the end of the file" "overlap:overlap tensor 'weight'" \
+         "huge_header:exceeds the limit"; do
+  f=${c%%:*}
+  run "$nnm" run "$m" --weights "$seeds/$f.safetensors" --input 1x64
+  expect_fail "run --weights $f" "$f.safetensors" "${c#*:}"
+  run "$nnm" run "$m" --no-weights --input-file "$seeds/$f.safetensors"
+  expect_fail "run --input-file $f" "$f.safetensors" "${c#*:}"
+done
+run "$nnm" run "$m" --weights "$seeds/shape_mismatch.safetensors" --input 1x64
+expect_fail "run --weights of another model" "shape_mismatch.safetensors" "missing key(s): 'fc1.weight'"
+run "$nnm" run "$m" --no-weights --input-file "$seeds/all_dtypes.safetensors:i64"
+expect_fail "run --input-file of i64 into linear" "fc1 (linear)"
+run "$nnm" run "$m" --no-weights --input 9223372036854775807x64
+[ $rc = 2 ] && grep -qF -- "over 2^28 elements" "$work/err" && ok "run --input of 2^63 rows: usage error" ||
+  bad "run --input of 2^63 rows: status $rc: $(head -c 300 "$work/err")"
+
 # ---- terminal bytes ----------------------------------------------------------------
 esc=$(printf '\033')
 del=$(printf '\177')

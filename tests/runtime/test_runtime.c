@@ -20,7 +20,7 @@ static nnm_module *tree(void) {
     nnm_module *fc1 = tu_linear(ctx, "linear@^1", 4, 3, 1);
     nnm_module *inner = tu_linear(ctx, "linear@^1", 3, 2, 0);
     nnm_module *act = tu_module(ctx, "relu", NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(root && layers && fc1 && inner && act);
+    CU_ASSERT_FATAL(root && layers && fc1 && inner && act);
     CU_ASSERT_EQUAL(nnm_module_add_child(root, "fc1", fc1), NNM_OK);
     CU_ASSERT_EQUAL(nnm_module_add_child(root, "act", act), NNM_OK);
     CU_ASSERT_EQUAL(nnm_module_add_child(layers, NULL, inner), NNM_OK);
@@ -122,7 +122,7 @@ static void test_wide_module_names(void) {
     enum { N = 300 };
     nnm_module *root = tu_module(ctx, "sequential", NULL), *extra = tu_module(ctx, "relu", NULL);
     nnm_module *kids[N];
-    CU_ASSERT_PTR_NOT_NULL_FATAL(root && extra);
+    CU_ASSERT_FATAL(root && extra);
     char name[32];
     int ok = 1;
     for (int i = 0; i < N; i++) {
