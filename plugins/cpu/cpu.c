@@ -239,12 +239,25 @@ typedef struct cpu_tpool {
     _Atomic int busy;         /* a caller owns the pool (others run inline) */
 } cpu_tpool;
 
+#include "scratch_pool.inc"
+
 typedef struct cpu_state {
     int32_t threads; /* set_num_threads; 0: never set */
     int force;       /* NNM_CPU_THREADS=all: every op that can split does, whatever
                       * its size (to measure the per-size policy, bench_threads) */
     cpu_tpool pool;
+    cpu_scratch_pool scratch; /* the kernels' scratch blocks, kept between calls */
 } cpu_state;
+
+/* Scratch of at least `floats` floats from the state's pool (a plain
+ * allocation where state is NULL); give it back with cpu_scratch_put. */
+static float *cpu_scratch_take(void *state, size_t floats, size_t *cap) {
+    return cpu_scratch_pool_take(state != NULL ? &((cpu_state *)state)->scratch : NULL, floats, cap);
+}
+
+static void cpu_scratch_put(void *state, float *blk, size_t cap) {
+    cpu_scratch_pool_put(state != NULL ? &((cpu_state *)state)->scratch : NULL, blk, cap);
+}
 
 static nnm_status cpu_init(nnm_env *env, void **state) {
     if (state == NULL)
@@ -259,6 +272,7 @@ static nnm_status cpu_init(nnm_env *env, void **state) {
         pthread_mutex_destroy(&s->pool.mu);
         s->pool.ok = 0;
     }
+    cpu_scratch_pool_init(&s->scratch);
     *state = s;
     return NNM_OK;
 }
@@ -280,6 +294,7 @@ static void cpu_shutdown(void *state) {
         pthread_cond_destroy(&pl->wake);
         pthread_mutex_destroy(&pl->mu);
     }
+    cpu_scratch_pool_fini(&s->scratch);
     free(s);
     g5_scratch_drop();
 }

@@ -483,8 +483,10 @@ static void test_declines(void) {
             p.padding[j] = p.padding_end[j] = 1;
         }
         const int64_t k = cases[i].k, ci_g = 8 / cases[i].groups;
-        const int64_t xs[4] = {2, 8, 9, 9}, wsh[4] = {8, ci_g, k, k};
-        const int64_t o = (9 + 2 - cases[i].dil * (k - 1) - 1) / cases[i].stride + 1, ysh[4] = {2, 8, o, o};
+        /* 5 x 5 planes: under 2^15 multiply-adds an image, which conv_gemm5 (the
+         * slot's im2col + AVX-512 path) leaves to the runtime too */
+        const int64_t xs[4] = {2, 8, 5, 5}, wsh[4] = {8, ci_g, k, k};
+        const int64_t o = (5 + 2 - cases[i].dil * (k - 1) - 1) / cases[i].stride + 1, ysh[4] = {2, 8, o, o};
         desc4 dx, dw, dy, dgx, dgw;
         desc_init(&dx, x, 4, xs);
         desc_init(&dw, w, 4, wsh);
@@ -506,7 +508,7 @@ static void test_declines(void) {
     p.n_spatial = 2;
     p.groups = 1;
     for (int j = 0; j < 2; j++) p.stride[j] = p.dilation[j] = p.padding[j] = p.padding_end[j] = 1;
-    const int64_t xs[4] = {2, 8, 9, 9}, wsh[4] = {8, 8, 3, 3};
+    const int64_t xs[4] = {2, 8, 5, 5}, wsh[4] = {8, 8, 3, 3}; /* below conv_gemm5's size, as above */
     desc4 dx, dw, dy;
     desc_init(&dx, x, 4, xs);
     desc_init(&dw, w, 4, wsh);
@@ -521,7 +523,7 @@ static void test_declines(void) {
     CU_ASSERT_EQUAL(h.n_errors, 0);
     /* malformed arguments are errors with a message, not declines */
     desc4 bad;
-    const int64_t bsh[4] = {2, 8, 5, 5};
+    const int64_t bsh[4] = {2, 8, 4, 4}; /* y of the wrong plane */
     desc_init(&bad, y, 4, bsh);
     nnm_conv_args ab = {sizeof ab, 0, &p, &dx.d, &dw.d, NULL, &bad.d, NULL, NULL, NULL};
     CU_ASSERT_EQUAL(be->conv(&h.env, NULL, &ab), NNM_E_SHAPE);
