@@ -11,13 +11,17 @@
  * that finished its backward last, which waited for the communication only,
  * not for a slower peer; then the median over the steps; exposed_rank0_ms is
  * rank 0's own wait, straggling included); hidden = 1 - exposed / alone is
- * the share of the communication that overlapped the backward.
+ * the share of the communication that overlapped the backward. memcpy_ms is
+ * one core copying the same bytes (taken beside each all-reduce alone): the
+ * memory bandwidth the all-reduce is measured against (allreduce_gbps: bytes
+ * over the all-reduce's wall time; memcpy_gbps likewise).
  *   mpirun -np N bench_ddp [STEPS [BUCKET_MB [FIRST_BUCKET_MB]]]
  * BUCKET_MB, FIRST_BUCKET_MB: nnm_ddp_options' caps in MiB (0: defaults).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define BENCH_NAME "bench_ddp"
@@ -39,6 +43,7 @@ static void add(nnm_module *seq, nnm_module *m) {
     nnm_module_release(m);
 }
 
+static volatile char g_sink;
 static int g_plain; /* NNM_BENCH_PLAIN=1 with one rank: the bare module, no DDP */
 static nnm_module *g_model;
 
@@ -96,7 +101,7 @@ int main(int argc, char **argv) {
     free(xv);
 
     for (int i = 0; i < 2; i++) step(ctx, ddp, loss_fn, opt, x, target); /* warm up */
-    double rate[REPS], exposed[REPS * 64], alone[REPS * ALONE], alone_cpu[REPS * ALONE];
+    double rate[REPS], exposed[REPS * 64], alone[REPS * ALONE], alone_cpu[REPS * ALONE], copy[REPS * ALONE];
     int n_exp = 0, n_alone = 0;
     nnm_ddp_stats st = {sizeof st, 0, 0, 0, 0};
     nnm_ddp_stats_get(ddp, &st);
@@ -105,6 +110,11 @@ int main(int argc, char **argv) {
     if (n[0] == 0) n[0] = 1;
     nnm_tensor *flat;
     if (nnm_tensor_from_f32(ctx, 1, n, NULL, &flat)) die(ctx, "flat");
+    size_t bytes = (size_t)n[0] * sizeof(float);
+    char *csrc = malloc(bytes), *cdst = malloc(bytes);
+    if (!csrc || !cdst) die(ctx, "memcpy buffers");
+    memset(csrc, 1, bytes);
+    memset(cdst, 2, bytes);
     for (int r = 0; r < REPS; r++) {
         if (nnm_comm_barrier(comm)) die(ctx, "barrier");
         double t0 = now_s();
@@ -120,7 +130,11 @@ int main(int argc, char **argv) {
             double a0 = now_s(), c0 = cpu_s();
             if (nnm_comm_all_reduce(comm, flat)) die(ctx, "all-reduce");
             alone[n_alone] = now_s() - a0;
-            alone_cpu[n_alone++] = cpu_s() - c0;
+            alone_cpu[n_alone] = cpu_s() - c0;
+            double m0 = now_s();
+            memcpy(cdst, csrc, bytes);
+            copy[n_alone++] = now_s() - m0;
+            g_sink ^= cdst[bytes / 2 + (size_t)n_alone]; /* the copy is used */
         }
     }
     /* Per step, the least wait over the ranks. */
@@ -147,6 +161,9 @@ int main(int argc, char **argv) {
     double med_alone = n_alone ? median(alone, n_alone) : 0, med_exp0 = median(exposed, n_exp);
     double med_exp = median(exp_min, n_exp);
     double med_cpu = n_alone ? median(alone_cpu, n_alone) : 0;
+    double med_copy = n_alone ? median(copy, n_alone) : 0;
+    free(csrc);
+    free(cdst);
     if (rank == 0)
         printf("{\"bench\": \"%s\", ", g_plain ? "plain_step_mlp784_2048_2048_10" : "ddp_step_mlp784_2048_2048_10");
     if (rank == 0)
@@ -154,9 +171,12 @@ int main(int argc, char **argv) {
                "\"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d, \"reps\": %d, \"buckets\": %u, "
                "\"bucket_mb\": %g, \"first_bucket_mb\": %g, "
                "\"allreduce_mb\": %.1f, \"allreduce_alone_ms\": %.2f, \"allreduce_alone_cpu_ms\": %.2f, "
+               "\"memcpy_ms\": %.2f, \"allreduce_gbps\": %.2f, \"memcpy_gbps\": %.2f, "
                "\"exposed_ms\": %.2f, \"exposed_rank0_ms\": %.2f, \"hidden\": %.2f}\n",
                median(rate, REPS), world, BATCH, steps, REPS, st.n_buckets, bucket_mb, first_mb,
-               (double)st.bytes_reduced / 1048576.0, 1e3 * med_alone, 1e3 * med_cpu, 1e3 * med_exp, 1e3 * med_exp0,
+               (double)st.bytes_reduced / 1048576.0, 1e3 * med_alone, 1e3 * med_cpu, 1e3 * med_copy,
+               med_alone > 0 ? (double)bytes / med_alone / 1e9 : 0.0, med_copy > 0 ? (double)bytes / med_copy / 1e9 : 0.0,
+               1e3 * med_exp, 1e3 * med_exp0,
                world > 1 && med_alone > 0 ? 1.0 - med_exp / med_alone : 0.0);
     nnm_tensor_release(flat);
     nnm_tensor_release(x);

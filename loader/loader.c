@@ -1119,13 +1119,20 @@ nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
         snprintf(shown, sizeof shown, "%s", req.name);
     if (best && tie_owner) {
         nnm__semver v = layer_version(best);
+        /* The pin suggested must settle it: the file name, unless both files
+         * have the same one (an installed copy beside its build directory's),
+         * then the path. A qualified request needs nothing but the pin. */
         const char *slash = strrchr(best_owner->path, '/');
+        const char *tslash = strrchr(tie_owner->path, '/');
+        const char *base = slash ? slash + 1 : best_owner->path;
+        const char *tbase = tslash ? tslash + 1 : tie_owner->path;
+        const char *pin = strcmp(base, tbase) != 0 ? base : best_owner->path;
         msg_set(err, errcap,
-                "'%.*s' is ambiguous: layer '%s' %u.%u.%u is provided by %s and by %s; ask for a "
-                "qualified name or pin a provider ('%s@%u.%u.%u#%s')",
+                "'%.*s' is ambiguous: layer '%s' %u.%u.%u is provided by %s and by %s; %spin a "
+                "provider ('%s@%u.%u.%u#%s')",
                 200, request, req.name, v.major, v.minor, v.patch, best_owner->path,
-                tie_owner->path, shown, v.major, v.minor, v.patch,
-                slash ? slash + 1 : best_owner->path);
+                tie_owner->path, req.domain[0] ? "" : "ask for a qualified name or ", shown,
+                v.major, v.minor, v.patch, pin);
         return NNM_E_EXISTS;
     }
     if (best) {

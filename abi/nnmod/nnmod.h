@@ -747,7 +747,8 @@ typedef struct nnm_ddp_stats {
     uint32_t n_buckets;
     uint64_t bytes_reduced;      /* per step, all buckets */
     double comm_s;               /* from the first bucket's start to the last one's end */
-    double exposed_s;            /* of that, time the backward spent waiting */
+    double exposed_s;            /* of that, time the backward spent on it once its last
+                                  * gradient was ready (starting the last bucket, waiting) */
 } nnm_ddp_stats;
 NNM_API nnm_status nnm_ddp_stats_get(const nnm_ddp *d, nnm_ddp_stats *out);
 

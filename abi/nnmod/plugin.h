@@ -348,6 +348,15 @@ typedef struct nnm_attention_params {
     double scale;             /* scores = scale * q_h k_h^T; 0: 1 / sqrt(D) */
 } nnm_attention_params;
 
+/* A layer normalisation for host->op_layer_norm() (ABI 1.5), as
+ * F.layer_norm(x, normalized_shape, weight, bias, eps) with normalized_shape
+ * the last normalized_ndim dims of x. */
+typedef struct nnm_layer_norm_params {
+    uint32_t struct_size;
+    int32_t normalized_ndim; /* >= 1 and <= x's dims: the statistics run over the last normalized_ndim dims */
+    double eps;              /* added to the (biased) variance; >= 0 */
+} nnm_layer_norm_params;
+
 /* Flags for host->input_spec(). */
 #define NNM_SPEC_LEADING_ANY 1u /* any number (>= 0) of leading dims before dims[] */
 
@@ -734,6 +743,21 @@ struct nnm_host {
      * without a dot, this module's own tensors, included). Valid in forward,
      * backward and finalize. */
     nnm_status (*descendant_tensor)(nnm_env *env, const char *path, nnm_tensor **out);
+    /* (1.5) F.layer_norm(x + residual, normalized_shape, weight, bias, eps)
+     * (see nnm_layer_norm_params) as ONE op and ONE autograd node: x f32;
+     * residual NULL (then plain F.layer_norm(x)) or f32 of x's shape, added
+     * before the statistics (a post-norm block's norm(x + f(x)) without the
+     * sum as a separate pass); weight and bias NULL or f32 of the shape of
+     * x's last normalized_ndim dims. *out has x's shape: per row (the
+     * normalized dims flattened) (v - mean) / sqrt(var + eps) * weight +
+     * bias with v = x + residual and var biased, as torch. Recorded for
+     * autograd (x, residual, weight, bias); x and residual receive the same
+     * gradient. Runs the backend's layer_norm slots, else NNM_E_UNSUPPORTED
+     * naming op and backend before anything is computed (a layer then
+     * composes it from op_reduce, op_binary and op_unary, as the layer_norm
+     * layer does). */
+    nnm_status (*op_layer_norm)(nnm_env *env, nnm_tensor *x, nnm_tensor *residual, nnm_tensor *weight,
+                                nnm_tensor *bias, const nnm_layer_norm_params *p, nnm_tensor **out);
     /* ---- slots above are valid for ABI 1.5 ---- */
 };
 
@@ -1219,6 +1243,34 @@ typedef struct nnm_embedding_bag_args {
     const nnm_tensor_desc *grad_per_sample_weights; /* [n] f32: backward writes, or NULL */
 } nnm_embedding_bag_args;
 
+/* Layer normalisation (1.5), the kernels of host->op_layer_norm: x viewed
+ * as [rows, cols] (the normalized dims flattened into cols >= 1), every
+ * tensor contiguous f32 on the backend's device (the runtime checked).
+ *   layer_norm writes y [rows, cols], mean [rows] and rstd [rows] =
+ *   1 / sqrt(var + eps) with v = x (+ residual) and var biased:
+ *   y = (v - mean) * rstd * weight + bias (weight, bias: 1 and 0 when NULL).
+ *   layer_norm_backward, from grad_out and the saved mean and rstd (x and
+ *   residual as forward had them), writes in full each of grad_x
+ *   ([rows, cols], the gradient of v: x's and residual's alike),
+ *   grad_weight and grad_bias ([cols]) that is not NULL. */
+typedef struct nnm_layer_norm_args {
+    uint32_t struct_size;
+    uint32_t reserved;
+    int64_t rows, cols;
+    double eps;
+    const nnm_tensor_desc *x;           /* [rows, cols] */
+    const nnm_tensor_desc *residual;    /* [rows, cols] or NULL */
+    const nnm_tensor_desc *weight;      /* [cols] or NULL */
+    const nnm_tensor_desc *bias;        /* [cols] or NULL; forward only */
+    const nnm_tensor_desc *y;           /* [rows, cols]: forward writes */
+    const nnm_tensor_desc *mean;        /* [rows]: forward writes, backward reads */
+    const nnm_tensor_desc *rstd;        /* [rows]: forward writes, backward reads */
+    const nnm_tensor_desc *grad_out;    /* [rows, cols]: backward only */
+    const nnm_tensor_desc *grad_x;      /* [rows, cols]: backward writes, or NULL */
+    const nnm_tensor_desc *grad_weight; /* [cols]: backward writes, or NULL */
+    const nnm_tensor_desc *grad_bias;   /* [cols]: backward writes, or NULL */
+} nnm_layer_norm_args;
+
 /* Backend flags. */
 #define NNM_BACKEND_OPS_1_3 1u /* unary implements the ops ABI 1.3 added (NNM_UNARY_ERF...) */
 #define NNM_BACKEND_OPS_1_5 2u /* (1.5) unary and binary implement the ops ABI 1.5 added
@@ -1327,6 +1379,13 @@ typedef struct nnm_backend_vtable {
     nnm_status (*embedding_bag)(nnm_env *env, void *state, const nnm_embedding_bag_args *args);
     /* its gradients: scatter-add into the weight's rows, max's argmax routing */
     nnm_status (*embedding_bag_backward)(nnm_env *env, void *state, const nnm_embedding_bag_args *args);
+    /* (optional, 1.5) each: NULL means host->op_layer_norm reports
+     * NNM_E_UNSUPPORTED naming the op and the backend (the layer_norm layer
+     * then composes it from host ops). */
+    /* layer normalisation of rows, with an optional residual added first (nnm_layer_norm_args) */
+    nnm_status (*layer_norm)(nnm_env *env, void *state, const nnm_layer_norm_args *args);
+    /* its gradients: x (and residual), weight, bias */
+    nnm_status (*layer_norm_backward)(nnm_env *env, void *state, const nnm_layer_norm_args *args);
     /* ---- slots above are valid for ABI 1.5 ---- */
 } nnm_backend_vtable;
 
@@ -1510,14 +1569,14 @@ NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtabl
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, batch_norm_backward) == 152 + 9 * 8, "nnm_backend_vtable 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 21 * 8, "nnm_backend_vtable 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 23 * 8, "nnm_backend_vtable 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, descendant_call) == 8 + 33 * 8, "nnm_host 1.2 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_update) == 8 + 48 * 8, "nnm_host 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_batch_norm) == 8 + 49 * 8, "nnm_host 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 63 * 8, "nnm_host 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_host) == 8 + 64 * 8, "nnm_host 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_index_args) == 64, "nnm_index_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_params) == 16, "nnm_rnn_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_rnn_cell_args) == 128, "nnm_rnn_cell_args 1.5 size");
@@ -1528,6 +1587,8 @@ NNM__STATIC_ASSERT(sizeof(nnm_ctc_args) == 112, "nnm_ctc_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_embedding_bag_params) == 24, "nnm_embedding_bag_params 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_embedding_bag_args) == 120, "nnm_embedding_bag_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_attention_params) == 64, "nnm_attention_params 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_layer_norm_params) == 16, "nnm_layer_norm_params 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_layer_norm_args) == 120, "nnm_layer_norm_args 1.5 size");
 NNM__STATIC_ASSERT(sizeof(nnm_config_field) == 24, "nnm_config_field layout");
 NNM__STATIC_ASSERT(sizeof(nnm_gemm_args) == 96, "nnm_gemm_args 1.0 size");
 #endif

@@ -1595,6 +1595,8 @@ static nnm_status cpu_adam_step(nnm_env *env, void *state, const nnm_adam_args *
 #include "ctc_kernels.inc"
 /* segment reductions of weight rows: embedding_bag and embedding_bag_backward (1.5) */
 #include "embedding_bag_kernels.inc"
+/* layer normalisation with an optional residual: layer_norm and layer_norm_backward (1.5) */
+#include "ln_kernels.inc"
 
 /* ------------------------------------------------------------------------ */
 /* Descriptor                                                                */
@@ -1605,11 +1607,11 @@ static const nnm_backend_vtable cpu_backend = {
     .flags = NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5,
     .name = "cpu",
     .version_major = 1,
-    .version_minor = 9, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5);
+    .version_minor = 10, /* 1.3: the ABI 1.4 slots (Winograd conv, fused batch norm); 1.4: index_select/index_add (ABI 1.5);
                          * 1.5: rnn_cell/rnn_cell_backward (ABI 1.5); 1.6: cast, arg_reduce, the 1.5 unary ops and binary pow;
                          * 1.7: ctc_loss/ctc_loss_backward; 1.8: set_num_threads (per-op thread counts), small
                          * gemms without OpenBLAS, the activation unary ops (RELU6 .. HARDSIGMOID_GRAD);
-                         * 1.9: embedding_bag/embedding_bag_backward */
+                         * 1.9: embedding_bag/embedding_bag_backward; 1.10: layer_norm/layer_norm_backward */
     .version_patch = 0,
     .device_type = NNM_DEVICE_CPU,
     .init = cpu_init,
@@ -1648,6 +1650,8 @@ static const nnm_backend_vtable cpu_backend = {
     .set_num_threads = cpu_set_num_threads,
     .embedding_bag = cpu_embedding_bag,
     .embedding_bag_backward = cpu_embedding_bag_backward,
+    .layer_norm = cpu_layer_norm,
+    .layer_norm_backward = cpu_layer_norm_backward,
 };
 
 static const nnm_backend_vtable *const cpu_backends[] = {&cpu_backend};
@@ -1659,7 +1663,7 @@ static const nnm_plugin_desc cpu_plugin = {
     .name = "cpu",
     .description = "CPU backend: host memory, OpenBLAS gemm, strided f32 elementwise ops, "
                    "reductions, log_softmax/nll, SGD/Adam steps, im2col and Winograd "
-                   "convolution, pooling, fused batch norm, fused recurrent cells",
+                   "convolution, pooling, fused batch and layer norm, fused recurrent cells",
     .n_layers = 0,
     .n_backends = 1,
     .layers = NULL,

@@ -32,10 +32,10 @@
  *       average pooling)
  *
  * Batch norm is the host's fused op_batch_norm (ABI 1.4: one backend
- * kernel, one autograd node) where the host and the device's backend have
- * it; where they do not (NNM_E_UNSUPPORTED: an older host, a backend without
- * the batch_norm slots such as CUDA's) it, like layer and group norm, is
- * composed from host ops (reduce, binary, unary POW/ADD_SCALAR, reshape), so
+ * kernel, one autograd node) and layer norm its op_layer_norm (ABI 1.5: the
+ * same) where the host and the device's backend have them; where they do
+ * not (NNM_E_UNSUPPORTED: an older host, a backend without the slots such
+ * as CUDA's) they, like group norm, are composed from host ops (reduce, binary, unary POW/ADD_SCALAR, reshape), so
  * autograd and every device come from the runtime; running statistics are
  * written with op_update, which is never recorded. */
 #include <nnmod/plugin.h>
@@ -380,6 +380,13 @@ static nnm_status ln_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, n
     for (int32_t i = 0; ok && i < k_dims; i++) ok = d->shape[d->ndim - k_dims + i] == s->shape[i];
     if (!ok)
         return h->set_error(env, NNM_E_SHAPE, "layer_norm: the input's trailing dims do not match normalized_shape");
+    /* the fused op (ABI 1.5: one backend kernel, one autograd node), unless
+     * the host or the device's backend lacks it */
+    if (NNM_HOST_HAS(h, op_layer_norm)) {
+        const nnm_layer_norm_params p = {sizeof p, k_dims, s->eps};
+        nnm_status fst = h->op_layer_norm(env, x, NULL, s->affine ? s->weight : NULL, s->affine ? s->bias : NULL, &p, out);
+        if (fst != NNM_E_UNSUPPORTED) return fst;
+    }
     int32_t dims[NNM_MAX_DIMS];
     for (int32_t i = 0; i < k_dims; i++) dims[i] = d->ndim - k_dims + i;
     norm_tmp k = {{0}, 0};

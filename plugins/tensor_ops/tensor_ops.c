@@ -29,6 +29,8 @@
  *   type_as            x, other       (none: x cast to other's dtype; other lends only
  *                                     its dtype, no gradient reaches it) (1.5)
  *   detach             x              (none: x outside autograd) (ABI 1.5 host)
+ *   cumsum             x              dim                     (torch.cumsum; f32)
+ *   gather             x, index (i64) dim                     (torch.gather; ABI 1.5 host)
  *
  * Every op is composed of host ops only (op_reshape, op_permute, op_slice,
  * op_concat, op_binary, op_full; index_select, flip, triu and tril also
@@ -46,13 +48,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layer_util.h"
 #include "ops_common.h"
 
 enum top_kind {
     K_VIEW, K_RESHAPE, K_PERMUTE, K_TRANSPOSE, K_CONTIGUOUS, K_SQUEEZE, K_UNSQUEEZE, K_EXPAND,
     K_EXPAND_AS, K_REPEAT, K_CHUNK, K_SPLIT, K_UNBIND, K_GETITEM, K_NARROW, K_SELECT, K_STACK,
     K_ROLL, K_PAD, K_INDEX_SELECT, K_FLIP, K_TRIU, K_TRIL,
-    K_TO, K_FLOAT, K_LONG, K_INT, K_BOOL, K_TYPE_AS, K_DETACH
+    K_TO, K_FLOAT, K_LONG, K_INT, K_BOOL, K_TYPE_AS, K_DETACH, K_CUMSUM, K_GATHER
 };
 
 /* One element of a getitem index. */
@@ -368,6 +371,8 @@ static nnm_status top_create(nnm_env *env, int kind, const char *op, void **self
         st = h->config_int(env, "dim", &zero, &s->dim);
         break;
     case K_INDEX_SELECT:
+    case K_CUMSUM:
+    case K_GATHER:
         st = h->config_int(env, "dim", NULL, &s->dim);
         break;
     case K_FLIP:
@@ -483,6 +488,8 @@ CREATE(int_create, K_INT, "int")
 CREATE(bool_create, K_BOOL, "bool")
 CREATE(type_as_create, K_TYPE_AS, "type_as")
 CREATE(detach_create, K_DETACH, "detach")
+CREATE(cumsum_create, K_CUMSUM, "cumsum")
+CREATE(gather_create, K_GATHER, "gather")
 
 static void top_destroy(void *self) { free(self); }
 
@@ -1046,6 +1053,140 @@ static nnm_status fwd_tri(nnm_env *env, const top_state *s, nnm_tensor *x, nnm_t
     return st;
 }
 
+/* torch.cumsum(x, dim) as a Hillis-Steele scan of host ops: log2(n) steps
+ * of y += y shifted by 2^k along dim (a slice after zeros), so autograd
+ * and every device come with it; O(n log n) adds, each sum in a balanced
+ * order (its rounding within that of PyTorch's sequential sum). f32. */
+static nnm_status fwd_cumsum(nnm_env *env, const top_state *s, nnm_tensor *x, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    const nnm_tensor_desc *d = D(env, x);
+    int32_t dim;
+    nnm_status st = nnm_oc_wrap_dim(env, "cumsum", "dim", s->dim, d->ndim, &dim);
+    if (st) return st;
+    if (!nnm_lu_is_f32(d)) {
+        char b[64];
+        return h->set_error(env, NNM_E_DTYPE, "cumsum: x must be f32 (cast an integer tensor first), got %s",
+                            nnm_lu_dtype_str(d->dtype, b, sizeof b));
+    }
+    nnm_tensor *y = x;
+    h->tensor_retain(y);
+    const int64_t n = d->ndim ? d->shape[dim] : 1;
+    for (int64_t k = 1; !st && k < n; k *= 2) {
+        int64_t zs[NNM_MAX_DIMS];
+        for (int32_t i = 0; i < d->ndim; i++) zs[i] = i == dim ? k : d->shape[i];
+        nnm_tensor *zero = NULL, *head = NULL, *shifted = NULL, *sum = NULL;
+        if (!(st = full(env, d->ndim, zs, 0.0, &zero)) && !(st = h->op_slice(env, y, dim, 0, n - k, &head))) {
+            nnm_tensor *parts[2] = {zero, head};
+            if (!(st = h->op_concat(env, parts, 2, dim, &shifted)) &&
+                !(st = h->op_binary(env, NNM_BINARY_ADD, y, shifted, &sum)))
+                nnm_oc_swap(h, &y, sum);
+        }
+        h->tensor_release(zero);
+        h->tensor_release(head);
+        h->tensor_release(shifted);
+    }
+    if (st) {
+        h->tensor_release(y);
+        return st;
+    }
+    *out = y;
+    return NNM_OK;
+}
+
+/* torch.gather(x, dim, index): out[i][j][k] = x[i][index[i][j][k]][k] (dim
+ * 1), out shaped as index, whose every other dim is at most x's. Composed
+ * as index_select of x flattened, at the flat positions index * stride(dim)
+ * + the offset of the other coordinates (a table made on the host from the
+ * shapes alone); the position is computed in f32 (op_cast), exact while x
+ * has fewer than 2^24 elements, which is refused beyond. The gradient is
+ * index_select's (index_add: repeated positions sum, as gather's). */
+static nnm_status fwd_gather(nnm_env *env, const top_state *s, nnm_tensor *x, nnm_tensor *index, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    nnm_status st = need_15(env, "gather");
+    if (!st && !NNM_HOST_HAS(h, op_cast)) st = h->set_error(env, NNM_E_UNSUPPORTED, "gather needs an ABI 1.5 host (op_cast)");
+    if (st) return st;
+    const nnm_tensor_desc *d = D(env, x), *di = D(env, index);
+    int32_t dim;
+    if ((st = nnm_oc_wrap_dim(env, "gather", "dim", s->dim, d->ndim, &dim))) return st;
+    char b[64];
+    if (di->dtype.code != NNM_DTYPE_INT || di->dtype.bits != 64)
+        return h->set_error(env, NNM_E_DTYPE, "gather: gather(): Expected dtype int64 for index, got %s",
+                            nnm_lu_dtype_str(di->dtype, b, sizeof b));
+    const int32_t nd = d->ndim ? d->ndim : 1;
+    if ((di->ndim ? di->ndim : 1) != nd)
+        return h->set_error(env, NNM_E_SHAPE, "gather: Index tensor must have the same number of dimensions as input tensor");
+    int64_t xs[NNM_MAX_DIMS], is[NNM_MAX_DIMS], stride[NNM_MAX_DIMS];
+    int64_t xn = 1, in = 1;
+    for (int32_t i = 0; i < nd; i++) {
+        xs[i] = d->ndim ? d->shape[i] : 1;
+        is[i] = di->ndim ? di->shape[i] : 1;
+        xn *= xs[i];
+        in *= is[i];
+        if (i != dim && is[i] > xs[i])
+            return h->set_error(env, NNM_E_SHAPE, "gather: Size does not match at dimension %d expected index [%lld] to be "
+                                "smaller than self [%lld] apart from dimension %d", (int)i, (long long)is[i],
+                                (long long)xs[i], (int)dim);
+    }
+    if (xn >= (int64_t)1 << 24)
+        return h->set_error(env, NNM_E_LIMIT, "gather: x has %lld elements; nnmod's gather computes positions in f32, "
+                            "exact below 2^24 (16777216)", (long long)xn);
+    int64_t acc = 1;
+    for (int32_t i = nd - 1; i >= 0; i--) {
+        stride[i] = acc;
+        acc *= xs[i];
+    }
+    if (in == 0 || xn == 0) return full(env, di->ndim, di->shape, 0.0, out);
+    float *base = malloc((size_t)in * sizeof *base);
+    if (!base) return h->set_error(env, NNM_E_NOMEM, "gather: out of memory");
+    for (int64_t p = 0; p < in; p++) { /* the offset of p's coordinates but dim's */
+        int64_t rem = p, off = 0;
+        for (int32_t i = nd - 1; i >= 0; i--) {
+            const int64_t c = rem % is[i];
+            rem /= is[i];
+            if (i != dim) off += c * stride[i];
+        }
+        base[p] = (float)off;
+    }
+    nnm_tensor *bt = NULL, *fi = NULL, *pos = NULL, *pos64 = NULL, *flat = NULL, *flatpos = NULL, *y = NULL;
+    const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
+    const int64_t one_d[1] = {-1};
+    st = h->tensor_from_host(env, di->ndim, di->shape, NNM_F32, base, &bt);
+    free(base);
+    if (!st) st = h->op_cast(env, index, NNM_F32, &fi);
+    if (!st) st = h->op_unary(env, NNM_UNARY_SCALE, fi, (double)stride[dim], &pos);
+    if (!st) { /* + the offsets; an index outside [0, size) is caught below, before its position is used */
+        nnm_tensor *t = NULL;
+        if (!(st = h->op_binary(env, NNM_BINARY_ADD, pos, bt, &t))) nnm_oc_swap(h, &pos, t);
+    }
+    if (!st) { /* an entry out of range would land on another row: refused, as PyTorch does */
+        nnm_tensor *lo = NULL, *hi = NULL;
+        float mn = 0, mx = 0;
+        const int32_t dims0[1] = {0};
+        nnm_tensor *fr = NULL;
+        if (!(st = h->op_reshape(env, fi, 1, one_d, &fr)) && !(st = h->op_reduce(env, NNM_REDUCE_MIN, fr, dims0, 1, 0, &lo)) &&
+            !(st = h->op_reduce(env, NNM_REDUCE_MAX, fr, dims0, 1, 0, &hi)) && !(st = h->tensor_read_f32(env, lo, &mn, 1)) &&
+            !(st = h->tensor_read_f32(env, hi, &mx, 1)) && (mn < 0 || mx >= (float)xs[dim]))
+            st = h->set_error(env, NNM_E_INVALID, "gather: index %lld is out of bounds for dimension %d with size %lld",
+                              (long long)(mn < 0 ? mn : mx), (int)dim, (long long)xs[dim]);
+        h->tensor_release(fr);
+        h->tensor_release(lo);
+        h->tensor_release(hi);
+    }
+    if (!st) st = h->op_cast(env, pos, i64, &pos64);
+    if (!st) st = h->op_reshape(env, pos64, 1, one_d, &flatpos);
+    if (!st) st = h->op_reshape(env, x, 1, one_d, &flat);
+    if (!st) st = h->op_index_select(env, flat, 0, flatpos, &y);
+    if (!st) st = h->op_reshape(env, y, di->ndim, di->shape, out);
+    h->tensor_release(bt);
+    h->tensor_release(fi);
+    h->tensor_release(pos);
+    h->tensor_release(pos64);
+    h->tensor_release(flat);
+    h->tensor_release(flatpos);
+    h->tensor_release(y);
+    return st;
+}
+
 /* x.to(dtype) / x.type_as(other) through the 1.5 host's op_cast. */
 static nnm_status fwd_cast(nnm_env *env, const top_state *s, nnm_tensor *x, const nnm_tensor *other, nnm_tensor **out) {
     const nnm_host *h = env->host;
@@ -1069,7 +1210,7 @@ static nnm_status top_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     uint32_t lo = 1, hi = 1;
     switch (s->kind) {
     case K_VIEW: case K_RESHAPE: case K_EXPAND: hi = NNM_MAX_IO; break;
-    case K_EXPAND_AS: case K_INDEX_SELECT: case K_TYPE_AS: lo = hi = 2; break;
+    case K_EXPAND_AS: case K_INDEX_SELECT: case K_TYPE_AS: case K_GATHER: lo = hi = 2; break;
     case K_STACK: hi = NNM_MAX_IO; break;
     default: break;
     }
@@ -1097,6 +1238,8 @@ static nnm_status top_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
     case K_TRIL: return fwd_tri(env, s, in[0], out);
     case K_TO: case K_FLOAT: case K_LONG: case K_INT: case K_BOOL: return fwd_cast(env, s, in[0], NULL, out);
     case K_TYPE_AS: return fwd_cast(env, s, in[0], in[1], out);
+    case K_CUMSUM: return fwd_cumsum(env, s, in[0], out);
+    case K_GATHER: return fwd_gather(env, s, in[0], in[1], out);
     case K_DETACH:
         if (!NNM_HOST_HAS(h, op_detach)) return h->set_error(env, NNM_E_UNSUPPORTED, "detach needs an ABI 1.5 host (op_detach)");
         return h->op_detach(env, in[0], out);
@@ -1122,6 +1265,8 @@ static int top_extra_repr(void *self, char *buf, size_t cap) {
     case K_UNSQUEEZE:
     case K_UNBIND:
     case K_INDEX_SELECT:
+    case K_CUMSUM:
+    case K_GATHER:
     case K_STACK: return snprintf(buf, cap, "dim=%lld", (long long)s->dim);
     case K_FLIP: return snprintf(buf, cap, "dims=%s", nnm_oc_ints_str(s->ints, s->n_ints, a, sizeof a));
     case K_TRIU:
@@ -1226,6 +1371,8 @@ static const nnm_config_field pad_config[] = {
 };
 
 static const nnm_config_field index_select_config[] = {{"dim", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "dim to index"}};
+static const nnm_config_field cumsum_config[] = {{"dim", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "dim to sum along"}};
+static const nnm_config_field gather_config[] = {{"dim", NNM_CONFIG_INT, NNM_CONFIG_REQUIRED, "dim the index picks along"}};
 static const nnm_config_field flip_config[] = {{"dims", NNM_CONFIG_INT_OR_INTS, NNM_CONFIG_REQUIRED, "dims to reverse"}};
 static const nnm_config_field tri_config[] = {{"diagonal", NNM_CONFIG_INT, 0, "which diagonal, default 0 (> 0 above)"}};
 static const nnm_config_field to_config[] = {
@@ -1278,6 +1425,8 @@ LAYER(int_layer, "int", int_create, 1, 1, none_config, 0);
 LAYER(bool_layer, "bool", bool_create, 1, 1, none_config, 0);
 LAYER(type_as_layer, "type_as", type_as_create, 2, 1, none_config, 0);
 LAYER(detach_layer, "detach", detach_create, 1, 1, none_config, 0);
+LAYER(cumsum_layer, "cumsum", cumsum_create, 1, 1, cumsum_config, N_FIELDS(cumsum_config));
+LAYER(gather_layer, "gather", gather_create, 2, 1, gather_config, N_FIELDS(gather_config));
 
 static const nnm_layer_vtable *const top_layers[] = {
     &view_layer,   &reshape_layer, &permute_layer, &transpose_layer, &contiguous_layer, &squeeze_layer,
@@ -1285,7 +1434,7 @@ static const nnm_layer_vtable *const top_layers[] = {
     &unbind_layer, &getitem_layer, &narrow_layer,  &select_layer,    &stack_layer,      &roll_layer,
     &pad_layer,    &index_select_layer, &flip_layer, &triu_layer, &tril_layer,
     &to_layer,     &float_layer,   &long_layer,    &int_layer,       &bool_layer,       &type_as_layer,
-    &detach_layer,
+    &detach_layer, &cumsum_layer, &gather_layer,
 };
 
 static const nnm_plugin_desc top_plugin = {

@@ -400,8 +400,12 @@ static nnm_status activation(nnm_env *env, const tf_state *s, tf_tmp *a, nnm_ten
                              nnm_tensor **out) {
     if (!s->gelu)
         return unary(env, a, NNM_UNARY_RELU, x, 0.0, out);
-    nnm_tensor *t1, *t2, *t3, *t4 = NULL;
+    /* one kernel (ABI 1.5's GELU unary op, its gradient one more) where the
+     * host and the backend have it; else composed from erf */
     nnm_status st;
+    if (env->host->abi_minor >= 5 && (st = unary(env, a, NNM_UNARY_GELU, x, 0.0, out)) != NNM_E_UNSUPPORTED)
+        return st;
+    nnm_tensor *t1, *t2, *t3, *t4 = NULL;
     if ((st = unary(env, a, NNM_UNARY_SCALE, x, 0.70710678118654752440, &t1)) != NNM_OK ||
         (st = unary(env, a, NNM_UNARY_ERF, t1, 0.0, &t2)) != NNM_OK ||
         (st = unary(env, a, NNM_UNARY_ADD_SCALAR, t2, 1.0, &t3)) != NNM_OK)

@@ -239,6 +239,61 @@ static nnm_status edge_done(nnm_tensor *leaf, uint32_t mark) {
     return nnm__grad_hooks_run(leaf);
 }
 
+/* ---- gradients a backward hands over before it returns ------------------ */
+
+static int emitting(const nnm_ctx *ctx, const nnm__node *n, uint32_t i) {
+    return ctx->emit_node == n && i < n->n_in && i < 32 && !(ctx->emit_mask & (1u << i));
+}
+
+nnm_status nnm__node_emit(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *g) {
+    if (!g || !emitting(ctx, n, i)) return NNM_OK;
+    nnm__edge *e = &n->next[i];
+    nnm_status st = NNM_OK;
+    ctx->emit_mask |= 1u << i; /* done, whatever the outcome: the engine skips it */
+    if (e->leaf) {
+        st = nnm__leaf_accumulate(ctx, e->leaf, g);
+        if (!st) st = edge_done(e->leaf, ctx->emit_mark);
+    } else if (e->fn) {
+        st = nnm__grad_accumulate(ctx, &e->fn->grad[e->nr], g);
+    }
+    return st;
+}
+
+static int shares(const nnm_tensor *t, nnm_tensor *const *srcs, uint32_t n_srcs) {
+    for (uint32_t k = 0; k < n_srcs; k++)
+        if (srcs[k] && srcs[k]->storage == t->storage) return 1;
+    return 0;
+}
+
+nnm_tensor *nnm__node_grad_dest(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *const *srcs,
+                                uint32_t n_srcs, int *accumulate) {
+    *accumulate = 0;
+    if (!emitting(ctx, n, i) || !n->next[i].leaf) return NULL;
+    nnm_tensor *leaf = n->next[i].leaf, *d = leaf->grad;
+    if (d) *accumulate = 1;
+    else if (!(d = leaf->grad_hooks ? leaf->grad_hooks->view : NULL)) return NULL;
+    if (d->desc.dtype.code != NNM_DTYPE_FLOAT || d->desc.dtype.bits != 32 ||
+        !nnm__device_eq(d->desc.device, leaf->desc.device) || !nnm__tensor_is_contiguous(d) ||
+        nnm_tensor_numel(d) != nnm_tensor_numel(leaf) || shares(d, srcs, n_srcs))
+        return NULL;
+    return d;
+}
+
+nnm_status nnm__node_grad_dest_done(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *dest) {
+    if (!emitting(ctx, n, i) || !n->next[i].leaf) return NNM_OK;
+    nnm_tensor *leaf = n->next[i].leaf;
+    ctx->emit_mask |= 1u << i;
+    if (!leaf->grad) {
+        nnm_tensor_retain(dest);
+        leaf->grad = dest;
+    }
+    nnm__grad_hooks *gh = leaf->grad_hooks;
+    if (!gh) return NNM_OK;
+    if (!gh->pending) return nnm__grad_hooks_run(leaf); /* as nnm__leaf_accumulate */
+    gh->got = 1;
+    return edge_done(leaf, ctx->emit_mark);
+}
+
 static nnm_tensor *custom_param(const nnm__node *n, uint32_t i) {
     nnm_tensor *t = n->module->params[i].t;
     if (t->tied) t = t->tied;
@@ -450,7 +505,18 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
             break;
         }
         nnm_tensor *gin[NNM__MAX_IO] = {0};
+        /* the backward may hand gradients over early (nnm__node_emit); a
+         * hook it runs may start a backward of its own: keep the outer one's */
+        nnm__node *outer_node = ctx->emit_node;
+        uint32_t outer_mark = ctx->emit_mark, outer_mask = ctx->emit_mask;
+        ctx->emit_node = n;
+        ctx->emit_mark = mark;
+        ctx->emit_mask = 0;
         st = n->backward(ctx, n, n->grad, gin);
+        uint32_t emitted = ctx->emit_mask;
+        ctx->emit_node = outer_node;
+        ctx->emit_mark = outer_mark;
+        ctx->emit_mask = outer_mask;
         for (uint32_t i = 0; i < n->n_out; i++) {
             nnm_tensor_release(n->grad[i]);
             n->grad[i] = NULL;
@@ -466,11 +532,12 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
             }
         for (uint32_t i = 0; i < n->n_in; i++) {
             nnm__edge *e = &n->next[i];
-            if (!st && gin[i]) {
+            int early = i < 32 && (emitted & (1u << i)); /* handed over already */
+            if (!st && gin[i] && !early) {
                 if (e->leaf) st = nnm__leaf_accumulate(ctx, e->leaf, gin[i]);
                 else if (e->fn) st = nnm__grad_accumulate(ctx, &e->fn->grad[e->nr], gin[i]);
             }
-            if (!st && e->leaf) st = edge_done(e->leaf, mark);
+            if (!st && e->leaf && !early) st = edge_done(e->leaf, mark);
             nnm_tensor_release(gin[i]);
             if (e->fn && --e->fn->deps == 0 && !st) st = stack_push(ctx, &len, e->fn);
         }

@@ -108,6 +108,30 @@ nnm_status nnm__leaf_accumulate(nnm_ctx *ctx, nnm_tensor *leaf, nnm_tensor *grad
 /* Adds grad into *slot (taking a reference, or replacing *slot with a sum). */
 nnm_status nnm__grad_accumulate(nnm_ctx *ctx, nnm_tensor **slot, nnm_tensor *grad);
 
+/* Early hand-over (the engine's side of a backward that wants the
+ * parameters' hooks to run before it computes the rest: DDP starts a
+ * bucket's all-reduce from them, which then overlaps that computation).
+ * Both are only valid inside n's backward, called by the engine; outside it
+ * they do nothing (emit returns NNM_OK, dest NULL) and gin[] goes the usual
+ * way.
+ *
+ * nnm__node_emit: input i's gradient g (borrowed; the backward may keep it
+ * in gin[i], which the engine then only releases) is accumulated now: into
+ * a leaf's .grad, whose post-accumulate-grad hooks run if this was its last
+ * edge, or into the upstream node's input.
+ *
+ * nnm__node_grad_dest: a contiguous f32 tensor of input i's shape that the
+ * backward may write the gradient into itself, with no temporary: the leaf's
+ * .grad to add into (*accumulate = 1), or its DDP bucket view to overwrite
+ * (*accumulate = 0); NULL when input i is no leaf, has neither, or the
+ * tensor shares storage with one of srcs[0..n_srcs) (the operands). Once
+ * written, nnm__node_grad_dest_done(ctx, n, i, dest) makes it .grad and runs
+ * the hooks as nnm__node_emit would. */
+nnm_status nnm__node_emit(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *g);
+nnm_tensor *nnm__node_grad_dest(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *const *srcs,
+                                uint32_t n_srcs, int *accumulate);
+nnm_status nnm__node_grad_dest_done(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *dest);
+
 /* derivatives.c: record an op's node on its output y (x/w/a/b: the inputs as
  * given; xc/wc/ac/bc: the contiguous copies forward used). */
 nnm_status nnm__record_unary(nnm_ctx *ctx, int32_t op, double alpha, nnm_tensor *x, nnm_tensor *y);

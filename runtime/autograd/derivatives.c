@@ -429,23 +429,40 @@ static nnm_status contiguous_of(nnm_ctx *ctx, nnm_tensor *t, nnm_tensor **out) {
 }
 
 /* saved[0] = x (contiguous), saved[1] = w (contiguous); ival = has bias;
- * in_shape[0] = x's shape. y = x w^T + b over M = numel(x) / k rows. */
+ * in_shape[0] = x's shape. y = x w^T + b over M = numel(x) / k rows.
+ *
+ * The parameters' gradients come first and are handed to the engine at once
+ * (nnm__node_emit), so their post-accumulate-grad hooks run before the
+ * input's gemm: DDP starts a bucket's all-reduce there, and that gemm, as
+ * large as the weight's, overlaps it. The weight's gradient is written by
+ * its gemm straight into the tensor that keeps it where the engine offers
+ * one (the .grad it adds into, or DDP's bucket view): no temporary, no copy
+ * into the bucket. */
 static nnm_status linear_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
     nnm_tensor *g0 = gout[0], *x = n->saved[0], *w = n->saved[1], *g = NULL;
     if (!g0) return NNM_OK;
     int64_t nout = w->shape[0], k = w->shape[1];
     int64_t m = nnm__numel(n->in_ndim[0], n->in_shape[0]) / (k ? k : 1);
     nnm_status st = contiguous_of(ctx, g0, &g);
+    if (!st && wants(n, 1)) {
+        nnm_tensor *ops[2] = {g, x};
+        int acc = 0;
+        nnm_tensor *dest = nnm__node_grad_dest(ctx, n, 1, ops, 2, &acc);
+        if (dest) {
+            if (!(st = nnm__gemm(ctx, 1, 0, g, x, nout, k, m, acc ? 1.0f : 0.0f, dest)))
+                st = nnm__node_grad_dest_done(ctx, n, 1, dest);
+        } else if (!(st = nnm__tensor_alloc(ctx, w->desc.device, w->desc.dtype, 2, w->shape, &gin[1])) &&
+                   !(st = nnm__gemm(ctx, 1, 0, g, x, nout, k, m, 0.0f, gin[1]))) { /* [n,M] x [M,k] */
+            st = nnm__node_emit(ctx, n, 1, gin[1]);
+        }
+    }
+    if (!st && n->ival && wants(n, 2)) {
+        int64_t shape[1] = {nout};
+        if (!(st = nnm__sum_to(ctx, g, 1, shape, &gin[2]))) st = nnm__node_emit(ctx, n, 2, gin[2]);
+    }
     if (!st && wants(n, 0) &&
         !(st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, n->in_ndim[0], n->in_shape[0], &gin[0])))
         st = nnm__gemm(ctx, 0, 0, g, w, m, k, nout, 0.0f, gin[0]); /* [M,n] x [n,k] */
-    if (!st && wants(n, 1) &&
-        !(st = nnm__tensor_alloc(ctx, w->desc.device, w->desc.dtype, 2, w->shape, &gin[1])))
-        st = nnm__gemm(ctx, 1, 0, g, x, nout, k, m, 0.0f, gin[1]); /* [n,M] x [M,k] */
-    if (!st && n->ival && wants(n, 2)) {
-        int64_t shape[1] = {nout};
-        st = nnm__sum_to(ctx, g, 1, shape, &gin[2]);
-    }
     nnm_tensor_release(g);
     return st;
 }

@@ -21,6 +21,10 @@ struct nnm_ctx {
     uint32_t stack_cap;
     uint32_t n_backward_hooks;    /* modules' backward hooks, for the call path */
     uint32_t mark_seq;            /* autograd walks: marks visited nodes */
+    /* autograd.c: the node whose backward runs now (NULL: none), its walk's
+     * mark, and the inputs whose gradients it handed over early (bit i) */
+    nnm__node *emit_node;
+    uint32_t emit_mark, emit_mask;
     nnm_ctx_stats stats;
     uint32_t n_global_hooks;      /* + profiler: nonzero leaves the fast path */
     nnm__hook_list gpre_hooks, gpost_hooks;

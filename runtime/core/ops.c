@@ -25,9 +25,18 @@ static int is_f32(const nnm_tensor *t) {
 
 static nnm_status check_f32(nnm_ctx *ctx, const char *op, const char *what, const nnm_tensor *t) {
     if (NNM__UNLIKELY(!t)) return nnm__error(ctx, NNM_E_INVALID, "%s: %s is NULL", op, what);
-    if (NNM__UNLIKELY(!is_f32(t)))
-        return nnm__error(ctx, NNM_E_DTYPE, "%s: %s must be f32 (code %d, %d bits)", op, what,
-                          t->desc.dtype.code, t->desc.dtype.bits);
+    if (NNM__UNLIKELY(!is_f32(t))) {
+        /* "got i64", as a user says it (DLPack codes: 0 int, 1 uint, 2 float, 4 bfloat) */
+        static const char *const kinds[] = {"i", "u", "f", "?", "bf"};
+        const nnm_dtype dt = t->desc.dtype;
+        char got[32];
+        if (dt.code == NNM_DTYPE_BOOL)
+            snprintf(got, sizeof got, "bool");
+        else
+            snprintf(got, sizeof got, "%s%u%s", dt.code < 5 ? kinds[dt.code] : "?", (unsigned)dt.bits,
+                     dt.lanes == 1 ? "" : " with several lanes");
+        return nnm__error(ctx, NNM_E_DTYPE, "%s: %s must be f32, got %s", op, what, got);
+    }
     return NNM_OK;
 }
 

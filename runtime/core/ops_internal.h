@@ -81,6 +81,16 @@ nnm_status nnm__op_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *running_m
 nnm_status nnm__batch_norm_backward(nnm_ctx *ctx, int training, nnm_tensor *x, nnm_tensor *w, nnm_tensor *mean,
                                     nnm_tensor *invstd, nnm_tensor *g, nnm_tensor **gx, nnm_tensor **gw,
                                     nnm_tensor **gb);
+/* ops_norm.c: host->op_layer_norm (ABI 1.5), F.layer_norm of x (+ residual)
+ * over the backend's layer_norm slots, one node; nnm__layer_norm_backward
+ * (no recording) writes the gradients wanted (NULL: not wanted) from the
+ * saved contiguous x, residual (or NULL), weight (or NULL), mean and rstd,
+ * with k = normalized_ndim. */
+nnm_status nnm__op_layer_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *residual, nnm_tensor *weight,
+                              nnm_tensor *bias, const nnm_layer_norm_params *p, nnm_tensor **out);
+nnm_status nnm__layer_norm_backward(nnm_ctx *ctx, int32_t k, double eps, nnm_tensor *x, nnm_tensor *r, nnm_tensor *w,
+                                    nnm_tensor *mean, nnm_tensor *rstd, nnm_tensor *g0, nnm_tensor **gx,
+                                    nnm_tensor **gw, nnm_tensor **gb);
 /* ops_index.c: the ABI 1.5 ops. tensor_from_host copies numel(shape)
  * elements of dtype from host memory into a new tensor on dev (no grad);
  * index_select checks its arguments (see nnm_host.op_index_select), runs the

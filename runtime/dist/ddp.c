@@ -65,6 +65,7 @@ struct nnm_ddp {
     uint32_t n_ready;             /* parameters ready in this backward */
     uint32_t next_bucket;         /* the next bucket to start */
     double t_first_start;
+    double last_start_s;          /* how long starting the last bucket took */
     nnm_ddp_stats stats;
 };
 
@@ -442,7 +443,9 @@ static nnm_status finalize(nnm_ddp *d) {
     }
     d->stats.bytes_reduced = bytes;
     d->stats.comm_s = t_end - d->t_first_start;
-    d->stats.exposed_s = waited;
+    /* exposed: what backward spent on communication once its last gradient
+     * was ready (starting the last bucket, then waiting) */
+    d->stats.exposed_s = d->last_start_s + waited;
     return st;
 }
 
@@ -467,7 +470,9 @@ static void abandon(nnm_ddp *d) {
 static nnm_status launch_ready(nnm_ddp *d) {
     nnm_status st = NNM_OK;
     while (!st && d->next_bucket < d->n_b && d->b[d->next_bucket].pending == 0) {
+        double t0 = now_s();
         st = bucket_start(d, d->next_bucket);
+        if (d->next_bucket == d->n_b - 1) d->last_start_s = now_s() - t0;
         d->next_bucket++;
     }
     if (!st && d->next_bucket == d->n_b) st = finalize(d);

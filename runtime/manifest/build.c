@@ -168,6 +168,64 @@ static nnm_status load_weights(const nnm_manifest *mf, nnm_module *root) {
     return st;
 }
 
+/* The parameter `name` (a state-dict name below root) as its module and
+ * its entry, or an error naming `what` (the manifest path). */
+static nnm_status find_param(const nnm_manifest *mf, nnm_module *root, const char *name,
+                             const char *what, nnm_module **owner, nnm_tensor **t) {
+    nnm_ctx *ctx = mf->ctx;
+    const char *dot = strrchr(name, '.');
+    nnm_module *m = root;
+    const char *leaf = name;
+    char *path = NULL;
+    if (dot) {
+        path = strndup(name, (size_t)(dot - name));
+        if (!path) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (manifest)");
+        m = nnm_module_get(root, path);
+        leaf = dot + 1;
+    }
+    char nb[160];
+    if (!m) {
+        nnm_status st = nnm__error(ctx, NNM_E_NOT_FOUND, "%s: no module '%s' in the model", what,
+                                   nnm__show(path, nb, sizeof nb));
+        free(path);
+        return st;
+    }
+    free(path);
+    for (uint32_t i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, leaf) == 0) {
+            *owner = m;
+            *t = m->params[i].t;
+            return NNM_OK;
+        }
+    return nnm__error(ctx, NNM_E_NOT_FOUND, "%s: no parameter '%s' in the model", what,
+                      nnm__show(name, nb, sizeof nb));
+}
+
+/* "ties": each key's parameter becomes the value's (nnm_module_set_parameter),
+ * before the weights are loaded; messages name ties.KEY. */
+static nnm_status apply_ties(const nnm_manifest *mf, nnm_module *root) {
+    nnm_ctx *ctx = mf->ctx;
+    for (uint32_t i = 0; i < mf->n_ties; i++) {
+        char what[NNM_NAME_MAX + 64], nb[160];
+        snprintf(what, sizeof what, "ties.%s", nnm__show(mf->tie_keys[i], nb, sizeof nb));
+        nnm_module *owner, *src;
+        nnm_tensor *mine, *to;
+        nnm_status st = find_param(mf, root, mf->tie_keys[i], what, &owner, &mine);
+        if (!st) st = find_param(mf, root, mf->tie_values[i], what, &src, &to);
+        if (st) return st;
+        const char *leaf = strrchr(mf->tie_keys[i], '.');
+        leaf = leaf ? leaf + 1 : mf->tie_keys[i];
+        if ((st = nnm_module_set_parameter(owner, leaf, to))) {
+            char msg[NNM__ERRMSG_CAP];
+            memcpy(msg, ctx->errmsg, sizeof msg);
+            const char *body = strncmp(msg, "nnm_module_set_parameter: ", 26) == 0 ? msg + 26 : msg;
+            return nnm__error(ctx, st, "%s: %s", what, body);
+        }
+        (void)mine;
+    }
+    return NNM_OK;
+}
+
 NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nnm_module **out) {
     if (out) *out = NULL;
     if (!mf) return NNM_E_INVALID;
@@ -180,10 +238,12 @@ NNM_API nnm_status nnm_manifest_build(const nnm_manifest *mf, uint32_t flags, nn
     uint64_t total = 0;
     nnm_status st = build_module(mf, 0, meta, &root);
     if (!st) st = meta_check(mf, 0, root, &total);
+    if (!st) st = apply_ties(mf, root);
     if (!st && !meta_only) {
         nnm_module_release(root);
         root = NULL;
         st = build_module(mf, 0, (nnm_device){NNM_DEVICE_CPU, 0}, &root);
+        if (!st) st = apply_ties(mf, root);
         if (!st && mf->weights_path && !(flags & NNM_BUILD_NO_WEIGHTS)) st = load_weights(mf, root);
     }
     /* Remembered so that nnm_module_save records which manifest it was. */

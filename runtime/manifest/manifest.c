@@ -69,6 +69,12 @@ NNM_API void nnm_manifest_free(nnm_manifest *mf) {
     }
     free(mf->meta_keys);
     free(mf->meta_values);
+    for (uint32_t i = 0; i < mf->n_ties; i++) {
+        free(mf->tie_keys[i]);
+        free(mf->tie_values[i]);
+    }
+    free(mf->tie_keys);
+    free(mf->tie_values);
     nnm_config_free(mf->training);
     free(mf->weights_path);
     free(mf->weights_sha256);

@@ -86,6 +86,8 @@ struct nnm_manifest {
     char *weights_sha256;         /* NULL, or 64 lowercase hex digits */
     char **meta_keys, **meta_values; /* "metadata": string to string */
     uint32_t n_meta;
+    char **tie_keys, **tie_values; /* "ties": parameter name to the one it is tied to */
+    uint32_t n_ties;
     uint64_t max_param_bytes;     /* limits.max_param_bytes, for builds */
     nnm_config *training;         /* "training": hyper-parameters for nnm train; NULL when absent */
 };

@@ -427,8 +427,42 @@ static nnm_status metadata(pass *p, const json_t *v) {
     return NNM_OK;
 }
 
+/* "ties": {"lm_head.weight": "transformer.wte.weight"}: each key, a
+ * parameter's state-dict name, is tied to the parameter the value names
+ * (PyTorch's `self.lm_head.weight = self.transformer.wte.weight`). The
+ * names are checked against the tree when it is built. */
+static nnm_status ties(pass *p, const json_t *v) {
+    nnm_manifest *mf = p->mf;
+    if (!json_is_object(v)) return fail(p->ctx, NNM_E_TYPE, "ties", "expected map, got %s", kind(v));
+    size_t n = json_object_size(v);
+    mf->tie_keys = calloc(n ? n : 1, sizeof *mf->tie_keys);
+    mf->tie_values = calloc(n ? n : 1, sizeof *mf->tie_values);
+    if (!mf->tie_keys || !mf->tie_values) return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
+    const char *k;
+    const json_t *s;
+    json_object_foreach((json_t *)v, k, s) {
+        char path[400];
+        snprintf(path, sizeof path, "ties.%s", k);
+        if (!json_is_string(s)) return fail(p->ctx, NNM_E_TYPE, path, "expected string, got %s", kind(s));
+        const char *to = json_string_value(s);
+        if (!k[0] || !to[0])
+            return fail(p->ctx, NNM_E_INVALID, path, "expected two parameter names, got an empty one");
+        if (strlen(k) > NNM_NAME_MAX || strlen(to) > NNM_NAME_MAX)
+            return fail(p->ctx, NNM_E_LIMIT, path, "a parameter name longer than %d bytes (NNM_NAME_MAX)",
+                        NNM_NAME_MAX);
+        if (strcmp(k, to) == 0) return fail(p->ctx, NNM_E_INVALID, path, "a parameter tied to itself");
+        uint32_t i = mf->n_ties;
+        mf->tie_keys[i] = strdup(k);
+        mf->tie_values[i] = strdup(to);
+        mf->n_ties++;
+        if (!mf->tie_keys[i] || !mf->tie_values[i])
+            return nnm__error(p->ctx, NNM_E_NOMEM, "out of memory (manifest)");
+    }
+    return NNM_OK;
+}
+
 static const char *const top_keys[] = {"format", "version", "plugins", "root", "weights",
-                                       "metadata", "training", NULL};
+                                       "metadata", "training", "ties", NULL};
 
 nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manifest_limits *lim) {
     pass p = {mf, mf->ctx, lim, NULL};
@@ -436,7 +470,7 @@ nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manif
     if (!json_is_object(doc))
         return fail(ctx, NNM_E_TYPE, "document", "expected a map, got %s", kind(doc));
     nnm_status st = only_keys(&p, doc, "document", top_keys,
-                              "format, version, plugins, root, weights, metadata, training");
+                              "format, version, plugins, root, weights, metadata, training, ties");
     if (st) return st;
     const json_t *f = json_object_get(doc, "format"), *ver = json_object_get(doc, "version");
     if (!f) return fail(ctx, NNM_E_NOT_FOUND, "format", "required string is missing (\"" NNM__MF_FORMAT "\")");
@@ -454,6 +488,8 @@ nnm_status nnm__mf_from_doc(nnm_manifest *mf, const json_t *doc, const nnm_manif
     const json_t *w = json_object_get(doc, "weights"), *md = json_object_get(doc, "metadata");
     if (w && (st = weights(&p, w))) goto out;
     if (md && (st = metadata(&p, md))) goto out;
+    const json_t *ti = json_object_get(doc, "ties");
+    if (ti && (st = ties(&p, ti))) goto out;
     /* "training": a config-like map (docs/training.md); its keys are the
      * trainer's to check, the reader only checks the value kinds. */
     const json_t *tr = json_object_get(doc, "training");

@@ -105,6 +105,12 @@ json_t *nnm__mf_to_doc(const nnm_manifest *mf) {
             bad = put(md, mf->meta_keys[i], json_string(mf->meta_values[i]));
     }
     if (!bad && mf->training) bad = put(doc, "training", nnm__mf_config_to_doc(mf->training));
+    if (!bad && mf->n_ties) {
+        json_t *ti = json_object();
+        bad = put(doc, "ties", ti);
+        for (uint32_t i = 0; !bad && i < mf->n_ties; i++)
+            bad = put(ti, mf->tie_keys[i], json_string(mf->tie_values[i]));
+    }
     if (bad) {
         json_decref(doc);
         if (!doc) json_decref(pl);
@@ -177,7 +183,7 @@ static int pack_module(msgpack_packer *pk, const nnm_manifest *mf, uint32_t inde
 
 int nnm__mf_pack(const nnm_manifest *mf, msgpack_packer *pk) {
     size_t n = 3 + (mf->n_modules != 0) + (mf->weights_path != NULL) + (mf->n_meta != 0) +
-               (mf->training != NULL);
+               (mf->training != NULL) + (mf->n_ties != 0);
     if (msgpack_pack_map(pk, n) || pack_str(pk, "format") || pack_str(pk, NNM__MF_FORMAT) ||
         pack_str(pk, "version") || msgpack_pack_int64(pk, NNM__MF_VERSION) ||
         pack_str(pk, "plugins") || msgpack_pack_map(pk, mf->n_plugins))
@@ -207,5 +213,10 @@ int nnm__mf_pack(const nnm_manifest *mf, msgpack_packer *pk) {
             if (pack_str(pk, mf->meta_keys[i]) || pack_str(pk, mf->meta_values[i])) return -1;
     }
     if (mf->training && (pack_str(pk, "training") || pack_config(pk, mf->training))) return -1;
+    if (mf->n_ties) {
+        if (pack_str(pk, "ties") || msgpack_pack_map(pk, mf->n_ties)) return -1;
+        for (uint32_t i = 0; i < mf->n_ties; i++)
+            if (pack_str(pk, mf->tie_keys[i]) || pack_str(pk, mf->tie_values[i])) return -1;
+    }
     return 0;
 }

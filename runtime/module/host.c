@@ -793,6 +793,12 @@ static nnm_status host_op_attention(nnm_env *env, nnm_tensor *q, nnm_tensor *k, 
     return nnm__op_attention(nnm__env_of(env)->ctx, q, k, v, mask, p, out);
 }
 
+static nnm_status host_op_layer_norm(nnm_env *env, nnm_tensor *x, nnm_tensor *residual, nnm_tensor *weight,
+                                     nnm_tensor *bias, const nnm_layer_norm_params *p, nnm_tensor **out) {
+    OUT_CHECK(env, out);
+    return nnm__op_layer_norm(nnm__env_of(env)->ctx, x, residual, weight, bias, p, out);
+}
+
 const nnm_host nnm__host = {
     .struct_size = sizeof(nnm_host),
     .abi_major = NNM_ABI_MAJOR,
@@ -860,4 +866,5 @@ const nnm_host nnm__host = {
     .op_embedding_bag = host_op_embedding_bag,
     .op_attention = host_op_attention,
     .descendant_tensor = host_descendant_tensor,
+    .op_layer_norm = host_op_layer_norm,
 };

@@ -119,14 +119,15 @@ static void test_host_table(void) {
         offsetof(nnm_host, op_embedding_bag),
         offsetof(nnm_host, op_attention),
         offsetof(nnm_host, descendant_tensor),
+        offsetof(nnm_host, op_layer_norm),
     };
     OFF(nnm_host, struct_size, 0);
     OFF(nnm_host, abi_major, 4);
     OFF(nnm_host, abi_minor, 6);
-    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 63);
+    CU_ASSERT_EQUAL(sizeof want / sizeof want[0], 64);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CU_ASSERT_EQUAL(want[i], 8 + 8 * i);
-    SIZE(nnm_host, 8 + 63 * 8);
+    SIZE(nnm_host, 8 + 64 * 8);
 }
 
 static void test_layer_vtable(void) {
@@ -163,7 +164,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 320);
+    SIZE(nnm_backend_vtable, 336);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -207,6 +208,18 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, set_num_threads, 296);
     OFF(nnm_backend_vtable, embedding_bag, 304);
     OFF(nnm_backend_vtable, embedding_bag_backward, 312);
+    OFF(nnm_backend_vtable, layer_norm, 320);
+    OFF(nnm_backend_vtable, layer_norm_backward, 328);
+    SIZE(nnm_layer_norm_params, 16);
+    OFF(nnm_layer_norm_params, normalized_ndim, 4);
+    OFF(nnm_layer_norm_params, eps, 8);
+    SIZE(nnm_layer_norm_args, 120);
+    OFF(nnm_layer_norm_args, rows, 8);
+    OFF(nnm_layer_norm_args, cols, 16);
+    OFF(nnm_layer_norm_args, eps, 24);
+    OFF(nnm_layer_norm_args, x, 32);
+    OFF(nnm_layer_norm_args, residual, 40);
+    OFF(nnm_layer_norm_args, grad_bias, 112);
     SIZE(nnm_cast_args, 24);
     OFF(nnm_cast_args, x, 8);
     OFF(nnm_cast_args, out, 16);

@@ -521,6 +521,140 @@ static void test_backward_hooks_captured_at_forward(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- parameters' gradients are handed over first --------------------------- */
+
+/* A linear layer's backward computes its weight's and bias's gradients
+ * before its input's and hands them over at once, so their post-accumulate-
+ * grad hooks (DDP's readiness) run before the input's gemm; the weight's
+ * gemm writes into .grad itself when one is there (adding) and the values
+ * are those of the plain path. Used twice in one forward, each parameter's
+ * hook still runs once per backward, after its last contribution. */
+typedef struct lin_params {
+    nnm_tensor *w, *b;
+} lin_params;
+
+static nnm_status take_params(void *user, const char *name, nnm_tensor *t) {
+    lin_params *p = user;
+    if (!strcmp(name, "weight")) p->w = t;
+    if (!strcmp(name, "bias")) p->b = t;
+    return NNM_OK;
+}
+
+static nnm_status order_hook(void *user, nnm_tensor *t) {
+    (void)t;
+    mark(*(const char *)user);
+    return NNM_OK;
+}
+
+static void test_param_grads_first(void) {
+    LEAK_CHECK_BEGIN();
+    enum { M = 3, K = 4, N = 2 };
+    nnm_module *lin = tu_linear(g_ctx, "linear", K, N, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lin);
+    lin_params p = {NULL, NULL};
+    CU_ASSERT_EQUAL(nnm_module_named_parameters(lin, take_params, &p), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p.w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p.b);
+    float wv[N * K], xv[M * K];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(p.w, wv, N * K), NNM_OK);
+    for (int i = 0; i < M * K; i++) xv[i] = 0.25f * (float)(i % 5) - 0.5f;
+    int64_t xs[2] = {M, K};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, xs, xv), *y = NULL, *l = NULL;
+    CU_ASSERT_EQUAL(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
+    nnm_hook_handle *hw = NULL, *hb = NULL, *hx = NULL;
+    CU_ASSERT_EQUAL(nnm_tensor_register_post_accumulate_grad_hook(p.w, order_hook, "w", &hw), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_register_post_accumulate_grad_hook(p.b, order_hook, "b", &hb), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_register_post_accumulate_grad_hook(x, order_hook, "x", &hx), NNM_OK);
+
+    /* l = sum(x w^T + b): dw[o][j] = sum_i x[i][j], db[o] = M, dx[i][j] = sum_o w[o][j] */
+    CU_ASSERT_EQUAL_FATAL(tu_call1(lin, x, &y), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &l), NNM_OK);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 1), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "wbx");
+    float gw[N * K], gb[N], gx[M * K];
+    for (int rep = 1; rep <= 2; rep++) { /* the second backward adds into .grad */
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(nnm_tensor_grad(p.w), gw, N * K), NNM_OK);
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(nnm_tensor_grad(p.b), gb, N), NNM_OK);
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(nnm_tensor_grad(x), gx, M * K), NNM_OK);
+        for (int o = 0; o < N; o++) {
+            CU_ASSERT_DOUBLE_EQUAL(gb[o], rep * M, 1e-6);
+            for (int j = 0; j < K; j++) {
+                float s = 0;
+                for (int i = 0; i < M; i++) s += xv[i * K + j];
+                CU_ASSERT_DOUBLE_EQUAL(gw[o * K + j], rep * s, 1e-5);
+            }
+        }
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < K; j++)
+                CU_ASSERT_DOUBLE_EQUAL(gx[i * K + j], rep * (wv[j] + wv[K + j]), 1e-5);
+        if (rep == 1) {
+            nnm_tensor *held = nnm_tensor_grad(p.w);
+            g_n_order = 0, g_order[0] = 0;
+            CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+            CU_ASSERT_STRING_EQUAL(g_order, "wbx");
+            CU_ASSERT_PTR_EQUAL(nnm_tensor_grad(p.w), held); /* updated in place */
+        }
+    }
+    nnm_tensor_release(l);
+    nnm_tensor_release(y);
+
+    /* a square layer called twice: each parameter's hook runs once, after
+     * both of its gradients (the first written into .grad, the second added) */
+    nnm_module *sq = tu_linear(g_ctx, "linear", K, K, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sq);
+    lin_params q = {NULL, NULL};
+    CU_ASSERT_EQUAL(nnm_module_named_parameters(sq, take_params, &q), NNM_OK);
+    nnm_hook_handle *qw = NULL, *qb = NULL;
+    CU_ASSERT_EQUAL(nnm_tensor_register_post_accumulate_grad_hook(q.w, order_hook, "W", &qw), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_register_post_accumulate_grad_hook(q.b, order_hook, "B", &qb), NNM_OK);
+    float qv[K * K], qbv[K];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(q.w, qv, K * K), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(q.b, qbv, K), NNM_OK);
+    nnm_tensor *h1 = NULL, *h2 = NULL;
+    nnm_tensor_set_grad(x, NULL);
+    CU_ASSERT_EQUAL_FATAL(tu_call1(sq, x, &h1), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(tu_call1(sq, h1, &h2), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, h2, NULL, 0, 0, &l), NNM_OK);
+    g_n_order = 0, g_order[0] = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_STRING_EQUAL(g_order, "WBx");
+    /* h1 = x W^T + B; l = sum(h1 W^T + B): dh1[i][o] = sum_p W[p][o];
+     * dW[o][j] = sum_i h1[i][j] + sum_i dh1[i][o] x[i][j]; dB[o] = M + sum_i dh1[i][o] */
+    float h1v[M * K], dW[K * K], dB[K];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(h1, h1v, M * K), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(nnm_tensor_grad(q.w), dW, K * K), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(nnm_tensor_grad(q.b), dB, K), NNM_OK);
+    for (int o = 0; o < K; o++) {
+        float colsum = 0;
+        for (int pp = 0; pp < K; pp++) colsum += qv[pp * K + o];
+        CU_ASSERT_DOUBLE_EQUAL(dB[o], M * (1.0f + colsum), 1e-4);
+        for (int j = 0; j < K; j++) {
+            float s = 0;
+            for (int i = 0; i < M; i++) s += h1v[i * K + j] + colsum * xv[i * K + j];
+            CU_ASSERT_DOUBLE_EQUAL(dW[o * K + j], s, 1e-4);
+        }
+    }
+    nnm_tensor_release(l);
+    nnm_tensor_release(h2);
+    nnm_tensor_release(h1);
+    nnm_hook_remove(qw);
+    nnm_hook_remove(qb);
+    nnm_hook_handle_free(qw);
+    nnm_hook_handle_free(qb);
+    nnm_module_release(sq);
+
+    nnm_hook_remove(hw);
+    nnm_hook_remove(hb);
+    nnm_hook_remove(hx);
+    nnm_hook_handle_free(hw);
+    nnm_hook_handle_free(hb);
+    nnm_hook_handle_free(hx);
+    nnm_tensor_release(x);
+    nnm_module_release(lin);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("backward_hooks", suite_init, ag_suite_clean);
     if (s == NULL)
@@ -533,5 +667,6 @@ int main(void) {
                 test_backward_hooks_validate_replaced_gradients);
     CU_add_test(s, "backward hooks are captured when the forward runs",
                 test_backward_hooks_captured_at_forward);
+    CU_add_test(s, "a linear layer's parameter gradients are handed over first", test_param_grads_first);
     return tu_run();
 }

@@ -4,9 +4,13 @@
  *     extract_snippets PAGE.md OUT_DIR NAME...
  *
  * Every fenced block that follows a line `<!-- snippet: NAME -->` (blank
- * lines between are allowed) is appended, in page order, to OUT_DIR/NAME.c,
- * after a #line directive pointing at the page (compiler messages name the
- * page's lines). The NAMEs are the snippets the build compiles: a page that
+ * lines between are allowed) is appended, in page order, to OUT_DIR/NAME.EXT,
+ * EXT from the fence's language: ```c (.c, after a #line directive pointing
+ * at the page, so compiler messages name the page's lines), ```python (.py),
+ * ```rust (.rs), ```go (.go), ```sh (.sh), ```console (.console: "$ "
+ * command lines, each followed by its expected output) and ```json (.json).
+ * All blocks of one NAME have one language. The NAMEs are the snippets the
+ * tests use: a page that
  * marks another name, or lacks one of them, is an error, so a snippet can
  * never silently drop out of the test. A file is rewritten only when its
  * text changes (no needless rebuilds). Exit status 0, or 1 with a message.
@@ -16,6 +20,13 @@
 #include <string.h>
 
 #define MAX_NAMES 16
+
+/* fence language -> file extension */
+static const char *const langs[][2] = {
+    {"c", "c"},   {"python", "py"},        {"rust", "rs"}, {"go", "go"},
+    {"sh", "sh"}, {"console", "console"}, {"json", "json"},
+};
+#define N_LANGS (sizeof langs / sizeof langs[0])
 
 typedef struct text {
     char *s;
@@ -41,6 +52,16 @@ static int blank(const char *s) {
     for (; *s; s++)
         if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r') return 0;
     return 1;
+}
+
+/* The extension of a fence line "```LANG", or NULL when it is not one. */
+static const char *fence_ext(const char *line) {
+    if (strncmp(line, "```", 3) != 0) return NULL;
+    for (size_t i = 0; i < N_LANGS; i++) {
+        size_t n = strlen(langs[i][0]);
+        if (strncmp(line + 3, langs[i][0], n) == 0 && blank(line + 3 + n)) return langs[i][1];
+    }
+    return NULL;
 }
 
 /* Writes body to path unless the file already holds exactly that. */
@@ -70,6 +91,7 @@ int main(int argc, char **argv) {
     const char *page = argv[1], *out_dir = argv[2];
     const int n_names = argc - 3;
     text body[MAX_NAMES];
+    const char *ext[MAX_NAMES] = {NULL};
     memset(body, 0, sizeof body);
     FILE *f = fopen(page, "r");
     if (!f) {
@@ -102,14 +124,25 @@ int main(int argc, char **argv) {
             }
             state = ARMED;
         } else if (state == ARMED) {
-            if (strncmp(line, "```c", 4) == 0 && blank(line + 4)) {
-                char dir[4200];
-                snprintf(dir, sizeof dir, "#line %ld \"%s\"\n", lineno + 1, page);
-                if (put(&body[cur], dir, strlen(dir))) return 1;
+            const char *e = fence_ext(line);
+            if (e) {
+                if (ext[cur] && strcmp(ext[cur], e) != 0) {
+                    fprintf(stderr, "%s:%ld: snippet '%s' mixes languages (%s and %s)\n", page,
+                            lineno, argv[3 + cur], ext[cur], e);
+                    return 1;
+                }
+                ext[cur] = e;
+                if (strcmp(e, "c") == 0) {
+                    char dir[4200];
+                    snprintf(dir, sizeof dir, "#line %ld \"%s\"\n", lineno + 1, page);
+                    if (put(&body[cur], dir, strlen(dir))) return 1;
+                }
                 state = CODE;
             } else if (!blank(line)) {
-                fprintf(stderr, "%s:%ld: a snippet marker must be followed by a ```c block\n", page,
-                        lineno);
+                fprintf(stderr,
+                        "%s:%ld: a snippet marker must be followed by a fenced block of c, python, "
+                        "rust, go, sh, console or json\n",
+                        page, lineno);
                 return 1;
             }
         }
@@ -127,7 +160,7 @@ int main(int argc, char **argv) {
             continue;
         }
         char path[4200];
-        snprintf(path, sizeof path, "%s/%s.c", out_dir, argv[3 + i]);
+        snprintf(path, sizeof path, "%s/%s.%s", out_dir, argv[3 + i], ext[i]);
         if (write_if_changed(path, &body[i])) rc = 1;
         free(body[i].s);
     }

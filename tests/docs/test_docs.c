@@ -4,6 +4,9 @@
  *    snippets, extracted and compiled as written) gives cube(x) = x^3 and,
  *    through its own backward, d/dx = 3x^2: against the formula and against
  *    central finite differences of the forward; host ops ran inside backward;
+ *  - docs/writing-a-plugin.md section 7: the page's doc_center plugin (a
+ *    buffer and train/eval behaviour): outputs and running_mean in training,
+ *    eval output, gradients in both modes, a state dict round trip, repr;
  *  - docs/abi.md: "NNM_ABI_MAJOR.NNM_ABI_MINOR (now X.Y)" is version.h's;
  *  - nnmod.h and docs/abi.md section 4: grad mode is per thread (another
  *    thread's no_grad does not reach this one, a new thread starts with it
@@ -93,6 +96,109 @@ static void test_doc_cube(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- the page's buffer and train/eval plugin -------------------------------- */
+
+/* y = m(x) for x [2, 3], then backward with d(loss)/dy = w; y and x.grad out */
+static void center_call(nnm_module *m, const float *xs, const float *w, float *y, float *gx) {
+    const int64_t shape[2] = {2, 3};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, xs), *out = NULL;
+    nnm_tensor *g = tu_tf32(g_ctx, 2, shape, w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
+    CHECK_STATUS(nnm_module_call(m, &x, 1, &out, 1), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CHECK_STATUS(nnm_tensor_to_f32(out, y, 6), NNM_OK);
+    CHECK_STATUS(nnm_backward(out, g, 0), NNM_OK);
+    nnm_tensor *xg = nnm_tensor_grad(x);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(xg);
+    CHECK_STATUS(nnm_tensor_to_f32(xg, gx, 6), NNM_OK);
+    nnm_tensor_release(out);
+    nnm_tensor_release(g);
+    nnm_tensor_release(x);
+}
+
+static void check6(const float *got, const float *want, const char *what) {
+    for (int i = 0; i < 6; i++) {
+        if (fabs(got[i] - want[i]) > 1e-6)
+            fprintf(stderr, "\n  doc_center %s[%d]: %g, expected %g\n", what, i, got[i], want[i]);
+        CU_ASSERT_DOUBLE_EQUAL(got[i], want[i], 1e-6);
+    }
+}
+
+static void check_running_mean(nnm_module *m, const float *want) {
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(m, &sd), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 1); /* the buffer, and nothing else */
+    nnm_tensor *rm = nnm_state_dict_get(sd, "running_mean");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rm);
+    float v[3];
+    CHECK_STATUS(nnm_tensor_to_f32(rm, v, 3), NNM_OK);
+    for (int i = 0; i < 3; i++) CU_ASSERT_DOUBLE_EQUAL(v[i], want[i], 1e-6);
+    nnm_state_dict_free(sd);
+}
+
+static void test_doc_center(void) {
+    LEAK_CHECK_BEGIN();
+    CHECK_STATUS(nnm_plugin_load(g_ctx, NNM_DOC_CENTER), NNM_OK);
+    nnm_config *cfg = NULL;
+    CHECK_STATUS(nnm_config_new(&cfg), NNM_OK);
+    CHECK_STATUS(nnm_config_set_int(cfg, "num_features", 3), NNM_OK);
+    CHECK_STATUS(nnm_config_set_float(cfg, "momentum", 0.5), NNM_OK);
+    nnm_module *m = NULL, *m2 = NULL;
+    CHECK_STATUS(nnm_module_create(g_ctx, "example.center@^1", cfg, &m), NNM_OK);
+    CHECK_STATUS(nnm_module_create(g_ctx, "example.center@^1", cfg, &m2), NNM_OK);
+    nnm_config_free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m2);
+    char repr[128];
+    CU_ASSERT(nnm_module_repr(m, repr, sizeof repr) > 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(repr, "Center(3, momentum=0.5)"));
+    CU_ASSERT_EQUAL(nnm_module_num_params(m), 0); /* a buffer is no parameter */
+
+    const float xs[6] = {1, 2, 3, 3, 4, 5}, w[6] = {1, 2, 3, 4, 5, 6};
+    float y[6], gx[6];
+    /* training: x minus the batch mean [2, 3, 4]; the gradient goes through
+     * the mean too: w minus its column means [2.5, 3.5, 4.5] */
+    center_call(m, xs, w, y, gx);
+    check6(y, (const float[6]){-1, -1, -1, 1, 1, 1}, "train y");
+    check6(gx, (const float[6]){-1.5f, -1.5f, -1.5f, 1.5f, 1.5f, 1.5f}, "train x.grad");
+    check_running_mean(m, (const float[3]){1, 1.5f, 2}); /* 0.5 * 0 + 0.5 * mean */
+    center_call(m, xs, w, y, gx);
+    check_running_mean(m, (const float[3]){1.5f, 2.25f, 3});
+    /* eval: x minus running_mean, which no longer changes; x.grad = w */
+    CHECK_STATUS(nnm_module_train(m, 0), NNM_OK);
+    center_call(m, xs, w, y, gx);
+    check6(y, (const float[6]){-0.5f, -0.25f, 0, 1.5f, 1.75f, 2}, "eval y");
+    check6(gx, w, "eval x.grad");
+    check_running_mean(m, (const float[3]){1.5f, 2.25f, 3});
+    /* the state dict carries the buffer to another module */
+    nnm_state_dict *sd = NULL;
+    nnm_load_report *rep = NULL;
+    CHECK_STATUS(nnm_module_state_dict(m, &sd), NNM_OK);
+    CHECK_STATUS(nnm_module_load_state_dict(m2, sd, 1, &rep), NNM_OK);
+    nnm_load_report_free(rep);
+    nnm_state_dict_free(sd);
+    CHECK_STATUS(nnm_module_train(m2, 0), NNM_OK);
+    center_call(m2, xs, w, y, gx);
+    check6(y, (const float[6]){-0.5f, -0.25f, 0, 1.5f, 1.75f, 2}, "loaded eval y");
+    /* the input spec the plugin declared */
+    const int64_t bad_shape[2] = {2, 4};
+    const float bad[8] = {0};
+    nnm_tensor *bx = tu_tf32(g_ctx, 2, bad_shape, bad), *by = NULL;
+    CHECK_ERROR(nnm_module_call(m, &bx, 1, &by, 1), NNM_E_SHAPE, "expected input [*, 3], got [2, 4]");
+    nnm_tensor_release(bx);
+    /* and a dtype the host ops refuse, said as a user says it */
+    const int64_t iv[6] = {1, 2, 3, 4, 5, 6};
+    const int64_t ishape[2] = {2, 3};
+    nnm_tensor *ix = tu_ti64(g_ctx, 2, ishape, iv);
+    CHECK_ERROR(nnm_module_call(m, &ix, 1, &by, 1), NNM_E_DTYPE, "must be f32, got i64");
+    nnm_tensor_release(ix);
+    nnm_module_release(m2);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* ---- docs/abi.md states the ABI version of version.h ---------------------- */
 
 static void test_abi_md_version(void) {
@@ -163,6 +269,8 @@ int main(void) {
     CU_pSuite s = tu_suite("docs", suite_init, suite_clean);
     if (!s) return 1;
     CU_add_test(s, "writing-a-plugin.md: the custom-backward plugin, as written", test_doc_cube);
+    CU_add_test(s, "writing-a-plugin.md: the buffer and train/eval plugin, as written",
+                test_doc_center);
     CU_add_test(s, "abi.md: the ABI version is version.h's", test_abi_md_version);
     CU_add_test(s, "grad mode per thread, errors per context", test_thread_rules);
     return tu_run();

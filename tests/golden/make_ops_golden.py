@@ -381,6 +381,24 @@ op(D, "where_bool_cond", "where", {}, lambda c, x, y: torch.where(c, x, y),
    [("mask", (3, 1)), A((3, 4)), A((4,))])
 
 
+# ---------------------------------------------------------------------------
+# scan: cumsum, gather (torch.cumsum / torch.gather: what users' models call
+# beyond the zoo). Appended last: earlier rows keep their seeds.
+# ---------------------------------------------------------------------------
+G = "scan"
+op(G, "cumsum_last", "cumsum", {"dim": -1}, lambda x: x.cumsum(-1), [A((3, 7))])
+op(G, "cumsum_dim0_long", "cumsum", {"dim": 0}, lambda x: torch.cumsum(x, 0), [A((19, 2))])
+op(G, "cumsum_middle", "cumsum", {"dim": 1}, lambda x: torch.cumsum(x, dim=1), [A((2, 5, 3))])
+op(G, "cumsum_one", "cumsum", {"dim": 1}, lambda x: x.cumsum(1), [A((4, 1))])
+op(G, "cumsum_0d", "cumsum", {"dim": 0}, lambda x: x.cumsum(0), [A(())])
+op(G, "gather_dim1", "gather", {"dim": 1}, lambda x, i: torch.gather(x, 1, i),
+   [A((3, 5)), ("i64", (3, 4), 5)])
+op(G, "gather_dim0_smaller", "gather", {"dim": 0}, lambda x, i: x.gather(0, i),
+   [A((4, 3, 2)), ("i64", (6, 2, 2), 4)])
+op(G, "gather_last_repeats", "gather", {"dim": -1}, lambda x, i: x.gather(-1, i),
+   [A((2, 3, 4)), ("i64", (2, 3, 9), 4)])
+
+
 def main():
     torch.set_num_threads(1)
     only = set(sys.argv[1:])

@@ -11,7 +11,9 @@
  * inputs x, then running_mean and running_var when bn_flags & 1, weight when
  * bn_flags & 2, bias when bn_flags & 4) | index_select {dim, ints} (1.5:
  * the indices `ints` through tensor_from_host, or the i64 input in[1] when
- * `ints` is absent). */
+ * `ints` is absent) | layer_norm {bn_flags, dim, eps} (1.5: inputs x, then
+ * residual when bn_flags & 1, weight when & 2, bias when & 4; dim is
+ * normalized_ndim). */
 #include <nnmod/plugin.h>
 
 #include <stdlib.h>
@@ -159,6 +161,16 @@ static nnm_status probe_forward(nnm_env *env, void *self, nnm_tensor *const *in,
         if (s->bn_flags & 4) t[4] = k < n_in ? in[k++] : NULL;
         const nnm_batch_norm_params p = {sizeof p, (int32_t)s->training, s->momentum, s->eps};
         return h->op_batch_norm(env, t[0], t[1], t[2], t[3], t[4], &p, out);
+    }
+    if (!strcmp(op, "layer_norm")) { /* 1.5: x, then residual (bn_flags & 1), weight (& 2), bias (& 4); dim = normalized_ndim */
+        if (!NNM_HOST_HAS(h, op_layer_norm)) return h->set_error_msg(env, NNM_E_VERSION, "op_probe: host < 1.5");
+        nnm_tensor *t[4] = {NULL, NULL, NULL, NULL};
+        uint32_t k = 0;
+        t[0] = k < n_in ? in[k++] : NULL;
+        for (int f = 0; f < 3; f++)
+            if (s->bn_flags & (1 << f)) t[1 + f] = k < n_in ? in[k++] : NULL;
+        const nnm_layer_norm_params p = {sizeof p, (int32_t)s->dim, s->eps};
+        return h->op_layer_norm(env, t[0], t[1], t[2], t[3], &p, out);
     }
     if (!strcmp(op, "index_select")) {
         if (!NNM_HOST_HAS(h, op_index_select)) return h->set_error_msg(env, NNM_E_VERSION, "op_probe: host < 1.5");

@@ -23,7 +23,8 @@
  * embedding_bag's file runs twice more, in contexts whose CPU backend is the
  * cpu plugin with its embedding_bag slots counted and with them NULL
  * (nobag_backend.h): the fused kernels and the composed fallback a backend
- * without them gets both give PyTorch's values.
+ * without them gets both give PyTorch's values; layer_norm's file likewise
+ * with the layer_norm slots (ABI 1.5) counted and NULL.
  */
 #include "test_util.h"
 
@@ -679,6 +680,57 @@ static void test_embedding_bag_both_paths(void) {
     nobag_teardown();
 }
 
+/* layer_norm.safetensors again, on "cpulncount" (the fused layer_norm
+ * slots, counted) and on "cpunoln" (the slots NULL: the layer's composed
+ * path), then a slot that lies is blamed on the backend. */
+static void test_layer_norm_both_paths(void) {
+    int file = -1;
+    for (int i = 0; i < g_n_files; i++) {
+        const char *base = strrchr(g_files[i], '/');
+        if (base != NULL && strcmp(base, "/layer_norm.safetensors") == 0) file = i;
+    }
+    CU_ASSERT_TRUE_FATAL(file >= 0);
+    CU_ASSERT_EQUAL_FATAL(nobag_setup(NNM_TEST_CPU_PLUGIN), 0);
+    const nnm_plugin_desc *const descs[2] = {&lncount_desc, &noln_desc};
+    nnm_ctx *main_ctx = g_ctx;
+    for (int k = 0; k < 2; k++) {
+        nnm_ctx *ctx = NULL;
+        CU_ASSERT_EQUAL_FATAL(tu_ctx_new(&ctx), 0);
+        CHECK_STATUS(nnm_plugin_register_static(ctx, descs[k], "test_conformance"), NNM_OK);
+        g_lncount_calls = 0;
+        const int failed = g_cases_failed;
+        fprintf(stderr, "\n  on %s:", descs[k]->name);
+        g_ctx = ctx;
+        run_file(file);
+        g_ctx = main_ctx;
+        CU_ASSERT_EQUAL(g_cases_failed, failed);
+        if (k == 0) CU_ASSERT_TRUE(g_lncount_calls > 0); /* forward and backward kernels ran */
+        tu_ctx_free(&ctx);
+    }
+    nnm_ctx *ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(tu_ctx_new(&ctx), 0);
+    CHECK_STATUS(nnm_plugin_register_static(ctx, &lnlies_desc, "test_conformance"), NNM_OK);
+    nnm_config *c = NULL;
+    nnm_config_new(&c);
+    nnm_config_set_int(c, "normalized_shape", 3);
+    nnm_module *m = NULL;
+    CHECK_STATUS(nnm_module_create(ctx, "layer_norm", c, &m), NNM_OK);
+    nnm_config_free(c);
+    nnm_tensor *x = NULL, *y = NULL;
+    CHECK_STATUS(nnm_tensor_from_f32(ctx, 2, (int64_t[]){2, 3}, (float[]){0, 1, 2, 3, 4, 6}, &x), NNM_OK);
+    if (m != NULL && x != NULL) {
+        CU_ASSERT_EQUAL(nnm_module_call(m, &x, 1, &y, 1), NNM_E_PLUGIN);
+        CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "cpulnlies"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "layer_norm failed with status 4242"));
+        CU_ASSERT_PTR_NULL(y);
+    }
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    tu_ctx_free(&ctx);
+    nobag_teardown();
+}
+
 static int suite_init(void) {
     return tu_ctx_new(&g_ctx);
 }
@@ -706,5 +758,6 @@ int main(void) {
         CU_add_test(s, base != NULL ? base + 1 : g_files[i], g_file_tests[i]);
     }
     CU_add_test(s, "embedding_bag: fused slots and composed fallback", test_embedding_bag_both_paths);
+    CU_add_test(s, "layer_norm: fused slots and composed fallback", test_layer_norm_both_paths);
     return tu_run();
 }

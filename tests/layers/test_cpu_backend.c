@@ -102,7 +102,7 @@ static void test_descriptor(void) {
     CU_ASSERT_STRING_EQUAL(g_be->name, "cpu");
     CU_ASSERT_EQUAL(g_be->device_type, NNM_DEVICE_CPU);
     CU_ASSERT_EQUAL(g_be->version_major, 1);
-    CU_ASSERT_EQUAL(g_be->version_minor, 9); /* 1.3: conv, batch_norm (1.4); 1.4: index (1.5); 1.5: rnn_cell (1.5); 1.6: dtype ops (1.5); 1.7: ctc_loss (1.5); 1.8: set_num_threads (1.5); 1.9: embedding_bag (1.5) */
+    CU_ASSERT_EQUAL(g_be->version_minor, 10); /* 1.3: conv, batch_norm (1.4); 1.4: index (1.5); 1.5: rnn_cell (1.5); 1.6: dtype ops (1.5); 1.7: ctc_loss (1.5); 1.8: set_num_threads (1.5); 1.9: embedding_bag (1.5); 1.10: layer_norm (1.5) */
     CU_ASSERT_PTR_NOT_NULL(g_be->index_select);
     CU_ASSERT_PTR_NOT_NULL(g_be->index_add);
     CU_ASSERT_PTR_NOT_NULL(g_be->rnn_cell);
@@ -113,6 +113,8 @@ static void test_descriptor(void) {
     CU_ASSERT_PTR_NOT_NULL(g_be->ctc_loss_backward);
     CU_ASSERT_PTR_NOT_NULL(g_be->embedding_bag);
     CU_ASSERT_PTR_NOT_NULL(g_be->embedding_bag_backward);
+    CU_ASSERT_PTR_NOT_NULL(g_be->layer_norm);
+    CU_ASSERT_PTR_NOT_NULL(g_be->layer_norm_backward);
     CU_ASSERT_EQUAL(g_be->flags, NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5);
     CU_ASSERT_EQUAL(g_be->version_patch, 0);
     CU_ASSERT_PTR_NOT_NULL(g_be->alloc);

@@ -236,6 +236,30 @@ static void test_bad_inputs(void) {
     nnm_tensor *v1 = iota(SHAPE(4)), *v1in[1] = {v1};
     call_fails(made("triu", cfg_new()), v1in, 1, 1, NNM_E_SHAPE, "triu: input tensor must have at least 2 dimensions");
     nnm_tensor_release(v1);
+    /* gather: an index out of range (which a flat position would otherwise
+     * read from another row), a wrong dtype or rank, a larger index dim */
+    nnm_tensor *gbad = tu_ti64(g_ctx, SHAPE(2, 1), (int64_t[]){0, 3}), *gi[2] = {x, gbad};
+    call_fails(made("gather", with_int("dim", 1)), gi, 2, 1, NNM_E_INVALID,
+               "gather: index 3 is out of bounds for dimension 1 with size 3");
+    nnm_tensor *gneg = tu_ti64(g_ctx, SHAPE(2, 1), (int64_t[]){-1, 0}), *gn[2] = {x, gneg};
+    call_fails(made("gather", with_int("dim", 1)), gn, 2, 1, NNM_E_INVALID, "gather: index -1 is out of bounds");
+    nnm_tensor *gf[2] = {x, x};
+    call_fails(made("gather", with_int("dim", 0)), gf, 2, 1, NNM_E_DTYPE, "gather(): Expected dtype int64 for index");
+    nnm_tensor *g1 = tu_ti64(g_ctx, SHAPE(2), (int64_t[]){0, 1}), *gr[2] = {x, g1};
+    call_fails(made("gather", with_int("dim", 0)), gr, 2, 1, NNM_E_SHAPE,
+               "Index tensor must have the same number of dimensions as input tensor");
+    nnm_tensor *gw = tu_ti64(g_ctx, SHAPE(1, 4), (int64_t[]){0, 1, 0, 1}), *gwi[2] = {x, gw};
+    call_fails(made("gather", with_int("dim", 0)), gwi, 2, 1, NNM_E_SHAPE,
+               "gather: Size does not match at dimension 1 expected index [4] to be smaller than self [3]");
+    call_fails(made("gather", with_int("dim", 2)), gi, 2, 1, NNM_E_SHAPE, "gather: dim: Dimension out of range");
+    call_fails(made("cumsum", with_int("dim", 2)), in1, 1, 1, NNM_E_SHAPE, "cumsum: dim: Dimension out of range");
+    nnm_tensor *ci[1] = {idx};
+    call_fails(made("cumsum", with_int("dim", 0)), ci, 1, 1, NNM_E_DTYPE, "cumsum: x must be f32");
+    create_fails("cumsum", cfg_new(), NNM_E_NOT_FOUND, "dim");
+    nnm_tensor_release(gbad);
+    nnm_tensor_release(gneg);
+    nnm_tensor_release(g1);
+    nnm_tensor_release(gw);
     nnm_tensor_release(bad);
     c = with_int("end", 0);
     nnm_config_set_int(c, "start", 3);

@@ -440,6 +440,78 @@ static void test_weights_and_sha256(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- ties ------------------------------------------------------------------ */
+
+static nnm_status count_visit(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    (void)t;
+    (*(int *)user)++;
+    return NNM_OK;
+}
+
+#define TIED_DOC(TIES)                                                                        \
+    "{" HDR PLUG "\"root\": {\"type\": \"sequential\", \"children\": ["                     \
+    "{\"type\": \"linear\", \"config\": {\"in_features\": 4, \"out_features\": 4}},"          \
+    "{\"type\": \"relu\"},"                                                                  \
+    "{\"type\": \"linear\", \"config\": {\"in_features\": 4, \"out_features\": 4}},"          \
+    "{\"type\": \"linear\", \"config\": {\"in_features\": 4, \"out_features\": 3}}]}"        \
+    TIES "}"
+
+/* "ties": PyTorch's weight tying (lm_head.weight = wte.weight) in a
+ * manifest: one tensor under both names, written back by both encodings,
+ * every name checked when the tree is built. */
+static void test_ties(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_manifest *mf = parse_json(TIED_DOC(", \"ties\": {\"2.weight\": \"0.weight\"}"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mf);
+    nnm_module *m = NULL;
+    CHECK_STATUS(nnm_manifest_build(mf, 0, &m), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    int n = 0;
+    CHECK_STATUS(nnm_module_named_parameters(m, count_visit, &n), NNM_OK);
+    CU_ASSERT_EQUAL(n, 5); /* 0.weight, 0.bias, 2.bias, 3.weight, 3.bias */
+    nnm_state_dict *sd = NULL;
+    CHECK_STATUS(nnm_module_state_dict(m, &sd), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_state_dict_count(sd), 6); /* both names, as PyTorch's state_dict */
+    float a[16], b[16];
+    CHECK_STATUS(nnm_tensor_to_f32(nnm_state_dict_get(sd, "0.weight"), a, 16), NNM_OK);
+    CHECK_STATUS(nnm_tensor_to_f32(nnm_state_dict_get(sd, "2.weight"), b, 16), NNM_OK);
+    CU_ASSERT_EQUAL(memcmp(a, b, sizeof a), 0);
+    nnm_state_dict_free(sd);
+    nnm_module_release(m);
+    /* both encodings write it back, and read it again */
+    for (int fmt = 0; fmt < 2; fmt++) {
+        void *buf = NULL;
+        size_t len = 0;
+        CHECK_STATUS(nnm_manifest_write(mf, fmt ? NNM_MANIFEST_JSON : NNM_MANIFEST_MSGPACK, &buf,
+                                        &len), NNM_OK);
+        nnm_manifest *m2 = NULL;
+        CHECK_STATUS(nnm_manifest_parse(g_ctx, buf, len, NNM_MANIFEST_AUTO, NULL, NULL, &m2), NNM_OK);
+        if (fmt) CU_ASSERT_PTR_NOT_NULL(strstr((const char *)buf, "\"ties\""));
+        nnm_free(buf);
+        char h1[65], h2[65];
+        CHECK_STATUS(nnm_manifest_hash(mf, h1), NNM_OK);
+        CHECK_STATUS(nnm_manifest_hash(m2, h2), NNM_OK);
+        CU_ASSERT_STRING_EQUAL(h1, h2);
+        nnm_manifest_free(m2);
+    }
+    nnm_manifest_free(mf);
+    LEAK_CHECK_END();
+
+    refuse(TIED_DOC(", \"ties\": [\"2.weight\"]"), NNM_E_TYPE, "ties: expected map, got list");
+    refuse(TIED_DOC(", \"ties\": {\"2.weight\": 3}"), NNM_E_TYPE,
+           "ties.2.weight: expected string, got integer");
+    refuse(TIED_DOC(", \"ties\": {\"2.weight\": \"2.weight\"}"), NNM_E_INVALID,
+           "ties.2.weight: a parameter tied to itself");
+    refuse(TIED_DOC(", \"ties\": {\"2.weight\": \"\"}"), NNM_E_INVALID, "ties.2.weight: ");
+    refuse_build(TIED_DOC(", \"ties\": {\"2.weight\": \"0.wieght\"}"), NNM_E_NOT_FOUND,
+                 "ties.2.weight: no parameter '0.wieght' in the model");
+    refuse_build(TIED_DOC(", \"ties\": {\"9.weight\": \"0.weight\"}"), NNM_E_NOT_FOUND,
+                 "ties.9.weight: no module '9' in the model");
+    refuse_build(TIED_DOC(", \"ties\": {\"3.weight\": \"0.weight\"}"), NNM_E_SHAPE,
+                 "ties.3.weight: 'weight' is [3, 4]; cannot tie it to a parameter of shape [4, 4]");
+}
+
 /* ---- errors, each with its path ------------------------------------------ */
 
 static void test_schema_errors(void) {
@@ -745,6 +817,7 @@ static CU_pSuite add_suite(void) {
                      test_hash_does_not_drift) ||
         !CU_add_test(s, "residual graph values", test_residual_values) ||
         !CU_add_test(s, "weights and sha256", test_weights_and_sha256) ||
+        !CU_add_test(s, "ties: weight tying", test_ties) ||
         !CU_add_test(s, "schema errors name their path", test_schema_errors) ||
         !CU_add_test(s, "graph wiring errors", test_graph_errors) ||
         !CU_add_test(s, "hostile msgpack", test_msgpack_hostile) ||

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int cli_env_add_plugin_dir(cli_env *env, const char *dir) {
     if (env->n_plugin_dirs == env->cap_plugin_dirs) {
@@ -205,7 +206,15 @@ nnm_ctx *cli_ctx_new(const cli_env *env, const char *cmd, uint32_t flags, uint64
     }
     for (size_t i = 0; i < env->n_plugin_dirs; i++) {
         uint32_t before = nnm_plugin_count(ctx);
-        st = nnm_plugin_load_dir(ctx, env->plugin_dirs[i], NULL);
+        /* a directory: every *.so in it; a file (what a plugin's author
+         * tends to pass): that plugin alone */
+        struct stat sb;
+        if (stat(env->plugin_dirs[i], &sb) == 0 && S_ISREG(sb.st_mode)) {
+            st = nnm_plugin_load(ctx, env->plugin_dirs[i]);
+            if (st != NNM_OK && nnm_plugin_count(ctx) > before)
+                st = NNM_OK; /* recorded as failed: warned below, as in a directory */
+        } else
+            st = nnm_plugin_load_dir(ctx, env->plugin_dirs[i], NULL);
         if (st != NNM_OK) {
             cli_fail(cmd, ctx, st);
             nnm_ctx_free(ctx);

@@ -261,6 +261,11 @@ func (x *Module) String() string {
 	}
 	buf := make([]byte, int(n)+1)
 	C.nnm_module_repr(x.m, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	// as Python's repr: no trailing newline, so fmt.Println(m) prints what
+	// print(model) prints
+	for n > 0 && buf[n-1] == '\n' {
+		n--
+	}
 	return string(buf[:n])
 }
 

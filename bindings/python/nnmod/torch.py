@@ -235,6 +235,17 @@ def _layer_type(cls_name):
     return LAYER_TYPES.get(cls_name) or CONTAINERS.get(cls_name) or _snake(cls_name)
 
 
+def _namesake(k):
+    """k is a user's class named like a torch.nn class it does not derive
+    from (nanoGPT's `class LayerNorm(nn.Module)` with its own weight, bias
+    and forward): not that PyTorch layer, so not the nnmod layer of its
+    name either; its forward is traced."""
+    if k.__module__.startswith(("torch.", "torchvision.")) or k.__module__ == "torch":
+        return False
+    same = getattr(torch.nn, k.__name__, None)
+    return isinstance(same, type) and same is not k and not issubclass(k, same)
+
+
 def _forward_class(m, schema=None):
     """The class m is exported as: the first class of its MRO, up to the one
     defining the forward m runs, that names an nnmod layer or container
@@ -242,8 +253,8 @@ def _forward_class(m, schema=None):
     forward of its own), else the class defining forward (LayerNorm2d(
     nn.LayerNorm) with its own forward is not a LayerNorm)."""
     for k in type(m).__mro__:
-        if schema is not None and (k.__name__ in CONTAINERS or
-                                   schema.find(_layer_type(k.__name__)) is not None):
+        if schema is not None and not _namesake(k) and (
+                k.__name__ in CONTAINERS or schema.find(_layer_type(k.__name__)) is not None):
             return k
         if "forward" in k.__dict__:
             return k
@@ -376,9 +387,17 @@ class _TraceTraining:
     a literal False where it is passed on, so F.dropout(x, p,
     training=self.training) becomes a dropout layer that follows train/eval,
     while F.dropout(x, p, training=False) is nothing. Torch functions get
-    False in its place."""
+    False in its place. Read as a bool (`if self.training:`: Python control
+    flow), it records the module's path in `sink`, for the report's note
+    that the eval branch is what was exported."""
+
+    def __init__(self, sink=None, path=None):
+        self.sink = sink
+        self.path = path
 
     def __bool__(self):
+        if self.sink is not None:
+            self.sink.setdefault(self.path or "<root>", None)
         return False
 
     def __repr__(self):
@@ -389,14 +408,14 @@ _TRACE_TRAINING = _TraceTraining()
 
 
 def _real(args):
-    if any(a is _TRACE_TRAINING for a in args):
-        return tuple(False if a is _TRACE_TRAINING else a for a in args)
+    if any(isinstance(a, _TraceTraining) for a in args):
+        return tuple(False if isinstance(a, _TraceTraining) else a for a in args)
     return args
 
 
 def _real_kw(kwargs):
-    if any(v is _TRACE_TRAINING for v in kwargs.values()):
-        return {k: (False if v is _TRACE_TRAINING else v) for k, v in kwargs.items()}
+    if any(isinstance(v, _TraceTraining) for v in kwargs.values()):
+        return {k: (False if isinstance(v, _TraceTraining) else v) for k, v in kwargs.items()}
     return kwargs
 
 
@@ -1049,7 +1068,7 @@ class _Tracer(TorchFunctionMode):
             self.report.add("construct", "per-head attention weights (MultiheadAttention "
                             "called with average_attn_weights=False): nnmod's "
                             "multihead_attention gives the weights averaged over heads",
-                            self.where())
+                            self.paths.get(id(mod)) or self.where())
         order = LEAF_INPUTS.get(cls)
         if order is not None:
             return self.leaf_args_ordered(mod, order, params, arg)
@@ -1612,6 +1631,16 @@ def _h_split(h, x, split_size_or_sections=None, dim=0, split_size=None):
     return _multi(h, h.op("split", [x], n_out=len(h.outs), split_size_or_sections=s, dim=dim))
 
 
+def _h_tensor_split(h, x, indices_or_sections=None, dim=0, sections=None, indices=None,
+                    tensor_indices_or_sections=None):
+    """torch.tensor_split: a split at the sizes the pieces have (MViT's
+    class_token, x = torch.tensor_split(x, (1,), dim=2))."""
+    d = dim if dim >= 0 else dim + x.dim()
+    sizes = [int(o.shape[d]) for o in h.outs]
+    return _multi(h, h.op("split", [x], n_out=len(h.outs), split_size_or_sections=sizes,
+                          dim=dim))
+
+
 def _h_unbind(h, x, dim=0):
     return _multi(h, h.op("unbind", [x], n_out=len(h.outs), dim=dim))
 
@@ -1738,9 +1767,19 @@ def _h_roll(h, x, shifts, dims=None):
                 dims=None if dims is None else (dims if isinstance(dims, int) else _ints(dims)))
 
 
+_PAD_LAYERS = {"reflect": "reflection_pad", "replicate": "replication_pad"}
+
+
 def _h_pad(h, x, pad, mode="constant", value=None):
+    if mode in _PAD_LAYERS:
+        # F.pad(x, (l, r, t, b), mode="reflect") is nn.ReflectionPad2d((l, r, t, b))
+        n = len(pad) // 2
+        if len(pad) % 2 or n not in (1, 2, 3):
+            raise _Unsup(f"pad mode '{mode}' with {len(pad)} pad sizes")
+        return h.op(f"{_PAD_LAYERS[mode]}{n}d", [x], padding=_ints(pad))
     if mode != "constant":
-        raise _Unsup(f"pad mode '{mode}' (nnmod's pad is constant only)")
+        raise _Unsup(f"pad mode '{mode}' (nnmod pads with a constant, 'reflect' or "
+                     "'replicate')")
     return h.op("pad", [x], pad=_ints(pad), mode=mode,
                 value=0.0 if value is None else float(value))
 
@@ -2152,7 +2191,7 @@ def _h_dropout(layer):
     itself; training=True (PyTorch's default: dropout even in eval) with
     p > 0 cannot follow the mode and is refused."""
     def handler(h, x, p=0.5, training=True, inplace=False):
-        if training is _TRACE_TRAINING:
+        if isinstance(training, _TraceTraining):
             return h.ref(x) if float(p) == 0.0 else h.op(layer, [x], p=float(p))
         if not training or float(p) == 0.0:
             return h.ref(x)
@@ -2168,7 +2207,7 @@ def _h_stochastic_depth(h, input, p, mode, training=True):
     mode too and is refused, as F.dropout's."""
     if mode not in ("row", "batch"):
         raise _Unsup(f"stochastic_depth mode '{mode}'")
-    if training is _TRACE_TRAINING:
+    if isinstance(training, _TraceTraining):
         return h.ref(input) if float(p) == 0.0 else h.op("stochastic_depth", [input],
                                                           p=float(p), mode=mode)
     if not training or float(p) == 0.0:
@@ -2247,6 +2286,52 @@ def _h_embedding(h, input, weight, padding_idx=None, max_norm=None, norm_type=2.
     return h.op("reshape", [rows], size_key="shape", shape=shape)
 
 
+def _h_embedding_bag(h, input, weight, offsets=None, max_norm=None, norm_type=2,
+                     scale_grad_by_freq=False, mode="mean", sparse=False,
+                     per_sample_weights=None, include_last_offset=False, padding_idx=None):
+    """F.embedding_bag(idx, self.bag.weight, ...): the child nn.EmbeddingBag
+    called (with the same settings); with another table, a 2-d idx (each
+    row a bag, no offsets) is index_select of the rows, weighted (sum mode)
+    and reduced over the bag with sum, mean or amax. Offsets, padding_idx
+    and max_norm on another table are refused (make it an nn.EmbeddingBag)."""
+    mod = None
+    if not h.is_own(weight):
+        for m in h.tr.model.modules():
+            if isinstance(m, torch.nn.EmbeddingBag) and m.weight is weight and \
+                    h.tr.ex.kind_of(m) == "leaf":
+                mod = m
+                break
+    if mod is not None and h.tr.below(h.frame, mod) is not None:
+        same = (max_norm, float(norm_type), bool(scale_grad_by_freq), mode,
+                bool(include_last_offset), padding_idx) == (
+            mod.max_norm, float(mod.norm_type), bool(mod.scale_grad_by_freq), mod.mode,
+            bool(mod.include_last_offset), mod.padding_idx)
+        if same:
+            ins = [input] + ([offsets] if offsets is not None else []) + \
+                ([per_sample_weights] if per_sample_weights is not None else [])
+            if per_sample_weights is not None and offsets is None:
+                raise _Unsup("F.embedding_bag with per_sample_weights and no offsets")
+            return h.module(mod, ins)
+    if offsets is not None or max_norm is not None or scale_grad_by_freq or \
+            padding_idx is not None or include_last_offset:
+        raise _Unsup("F.embedding_bag with offsets, padding_idx, max_norm or "
+                     "scale_grad_by_freq on a table that is not an nn.EmbeddingBag's with the "
+                     "same settings (make the table an nn.EmbeddingBag and call it)")
+    if input.dim() != 2 or input.dtype != torch.int64:
+        raise _Unsup(f"F.embedding_bag of a {input.dim()}-d {input.dtype} input without offsets")
+    if mode not in ("sum", "mean", "max"):
+        raise _Unsup(f"F.embedding_bag mode '{mode}'")
+    flat = h.op("reshape", [input], shape=[-1])
+    rows = h.op("index_select", [weight, flat], dim=0)
+    shape = list(input.shape) + [int(weight.shape[1])]
+    rows = h.op("reshape", [rows], size_key="shape", shape=shape)
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise _Unsup("F.embedding_bag per_sample_weights outside mode 'sum'")
+        rows = h.op("mul", [rows, h.op("unsqueeze", [per_sample_weights], dim=-1)])
+    return h.op({"sum": "sum", "mean": "mean", "max": "amax"}[mode], [rows], dim=1)
+
+
 def _h_binary(layer):
     def handler(h, x, other):
         return h.op(layer, [x, other])
@@ -2279,6 +2364,48 @@ def _h_normalize(h, x, p=2.0, dim=1, eps=1e-12, out=None):
     return h.op("normalize", [x], p=float(p), dim=dim, eps=float(eps))
 
 
+def _h_pairwise_distance(h, x1, x2, p=2.0, eps=1e-6, keepdim=False):
+    """F.pairwise_distance: ||x1 - x2 + eps||_p over the last dim (ATen's
+    own composition)."""
+    if x1.dim() != x2.dim():
+        raise _Unsup("pairwise_distance of tensors of different ranks")
+    d = h.op("sub", [x1, x2])
+    if eps:
+        d = h.op("add", [d], other=float(eps))
+    return h.op("norm", [d], p=float(p), dim=-1, keepdim=bool(keepdim) if keepdim else None)
+
+
+def _h_cosine_similarity(h, x1, x2, dim=1, eps=1e-8):
+    """F.cosine_similarity as torch 1.13 computes it: each operand divided
+    by its 2-norm over dim clamped below at eps, then the products summed
+    over dim (F.normalize's maths)."""
+    if x1.dim() != x2.dim():
+        raise _Unsup("cosine_similarity of tensors of different ranks")
+    a = h.op("normalize", [x1], p=2.0, dim=dim, eps=float(eps))
+    b = h.op("normalize", [x2], p=2.0, dim=dim, eps=float(eps))
+    return h.op("sum", [h.op("mul", [a, b])], dim=dim)
+
+
+def _h_cumsum(h, x, dim, dtype=None, **kw):
+    """torch.cumsum / x.cumsum: the cumsum op (f32; an integer or bool
+    tensor is summed in f32 and cast back to PyTorch's result dtype, exact
+    below 2^24)."""
+    y = h.op("cumsum", [_as_f32(h, x)], dim=int(dim))
+    dst = h.result.dtype
+    if dst != torch.float32:
+        if dst not in _DTYPE_NAMES:
+            raise _Unsup(f"cumsum to {dst}")
+        y = h.op("to", [y], dtype=_DTYPE_NAMES[dst])
+    return y
+
+
+def _h_gather(h, x, dim, index, sparse_grad=False, **kw):
+    """torch.gather / x.gather(dim, index): the gather op (an i64 index)."""
+    if _nnmod_dtype(h, index) != torch.int64:
+        index = h.op("to", [index], dtype="int64")
+    return h.op("gather", [x, index], dim=int(dim))
+
+
 def _h_gelu(h, x, approximate="none"):
     return h.op("gelu", [x], approximate=approximate if approximate != "none" else None)
 
@@ -2293,7 +2420,7 @@ OPS = {
     "long": _h_to, "int": _h_to,
     "squeeze": _h_squeeze, "unsqueeze": _h_unsqueeze, "expand": _h_expand,
     "expand_as": _h_expand_as, "repeat": _h_repeat, "chunk": _h_chunk, "split": _h_split,
-    "unbind": _h_unbind, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
+    "unbind": _h_unbind, "tensor_split": _h_tensor_split, "__getitem__": _h_getitem, "narrow": _h_narrow, "select": _h_select,
     "flip": _h_flip,
     "cat": _h_cat, "concat": _h_cat, "concatenate": _h_cat, "stack": _h_stack,
     "roll": _h_roll, "pad": _h_pad,
@@ -2361,6 +2488,13 @@ OPS = {
     "maximum": _h_binary("maximum"),
     "minimum": _h_binary("minimum"), "erf": _unary("erf"), "sign": _unary("sign"),
     "var": _h_var("var"), "std": _h_var("std"), "norm": _h_norm, "normalize": _h_normalize,
+    "pairwise_distance": _h_pairwise_distance, "cosine_similarity": _h_cosine_similarity,
+    "glu": _act("glu", ("dim",)), "selu": _unary("selu"), "celu": _act("celu", ("alpha",)),
+    "logsigmoid": _unary("logsigmoid"), "log_sigmoid": _unary("logsigmoid"),
+    "softsign": _unary("softsign"), "tanhshrink": _unary("tanhshrink"),
+    "threshold": _act("threshold", ("threshold", "value")),
+    "softmin": _h_softmax("softmin"),
+    "cumsum": _h_cumsum, "gather": _h_gather, "embedding_bag": _h_embedding_bag,
 }
 
 # functions that make uniform tensors from sizes alone (x.new_zeros reads
@@ -2394,6 +2528,8 @@ class _Exporter:
             return "params"
         cls = _forward_class(m, self.schema)
         name = cls.__name__
+        if _namesake(cls):
+            return "graph"
         if name in CONTAINERS:
             if name == "Sequential":
                 return "seq" if len(m) else "leaf"    # an empty Sequential is an identity
@@ -2521,6 +2657,121 @@ def _const_entry(name, t):
     return f"{name}: [{shape}] {form[0]} base64:{base64.b64encode(form[1]).decode('ascii')}"
 
 
+# Config keys a layer gained in a later minor, with their defaults: a key
+# at its default is left out of the manifest, so an older plugin takes it
+# ({layer: (minor, {key: default})}; None: the key absent).
+_NEWER_KEYS = {
+    "add": (1, {"other": None, "alpha": 1.0}),
+    "mul": (1, {"other": None}),
+    "embedding": (1, {"max_norm": None, "norm_type": 2.0, "scale_grad_by_freq": False}),
+    "upsample": (1, {"antialias": False}),
+    "max_pool1d": (1, {"return_indices": False}),
+    "max_pool2d": (1, {"return_indices": False}),
+    "max_pool3d": (1, {"return_indices": False}),
+}
+# op layers whose minor 1 is a second output (max/min: indices) or two
+# tensor inputs (pow of a negative base)
+_MINOR1_OUTPUTS = {"max", "min", "max_pool1d", "max_pool2d", "max_pool3d"}
+_MINOR1_TWO_INPUTS = {"pow"}
+
+
+def _node_refs(entry):
+    """(node name, [refs]) of a graph node string as the exporter writes
+    them ("name: a, b:1" or "name = path(a, b:1)")."""
+    if "=" in entry.split("(")[0]:
+        name, rest = entry.split("=", 1)
+        path, _, args = rest.partition("(")
+        return name.strip(), path.strip(), [r.strip() for r in args.rstrip(")").split(",")
+                                            if r.strip()]
+    name, _, args = entry.partition(":")
+    return name.strip(), name.strip(), [r.strip() for r in args.split(",") if r.strip()]
+
+
+def _minimum_minors(doc, loaded):
+    """The plugins of `doc` at the lowest minor of each loaded major that
+    its modules need (docs/bring-your-model.md): graph 1.1 for v2 nodes,
+    quoted names, own parameters and buffers or output names, 1.2 for
+    constants and reads; the layers of _NEWER_KEYS for a key off its default
+    (keys at their default are dropped from the config); max/min and max
+    pooling 1.1 for their second output, pow for two tensors. Any other
+    layer keeps the loaded minor: nnmod cannot tell which of its features
+    came when. `loaded`: {type: "^M.m"}."""
+    need = collections.defaultdict(int)
+    known = set(_NEWER_KEYS) | _MINOR1_OUTPUTS | _MINOR1_TWO_INPUTS | {"graph"}
+
+    def walk(node, uses):
+        t = node.get("type")
+        cfg = node.get("config") or {}
+        if t in _NEWER_KEYS:
+            minor, keys = _NEWER_KEYS[t]
+            for k, default in keys.items():
+                if k in cfg and (cfg[k] == default or (default is None and cfg[k] is None)):
+                    del cfg[k]
+            if any(k in cfg for k in keys):
+                need[t] = max(need[t], minor)
+            if "config" in node and not cfg:
+                del node["config"]
+        n_out, n_in = uses.get(node.get("name"), (1, 1))
+        if t in _MINOR1_OUTPUTS and n_out > 1:
+            need[t] = max(need[t], 1)
+        if t in _MINOR1_TWO_INPUTS and n_in > 1:
+            need[t] = max(need[t], 1)
+        kid_uses = {}
+        if t == "graph":
+            g = 0
+            if cfg.get("constants") or cfg.get("reads"):
+                g = 2
+            elif cfg.get("parameters") or cfg.get("buffers") or cfg.get("output_names") or \
+                    any("=" in e.split("(")[0] or "`" in e for e in cfg.get("nodes", ())):
+                g = 1
+            need[t] = max(need[t], g)
+            parsed = [_node_refs(e) for e in cfg.get("nodes", ())]
+            path_of = {name: path for name, path, _ in parsed}
+            for name, path, refs in parsed:
+                o, i = kid_uses.get(path, (1, 0))
+                kid_uses[path] = (o, max(i, len(refs)))
+            for r in [r for _, _, refs in parsed for r in refs] + list(cfg.get("outputs", ())):
+                base, _, k = r.partition(":")
+                if k.isdigit() and base in path_of:
+                    o, i = kid_uses.get(path_of[base], (1, 0))
+                    kid_uses[path_of[base]] = (max(o, int(k) + 1), i)
+        for c in node.get("children", ()):
+            walk(c, kid_uses)
+    walk(doc["root"], {})
+    out = {}
+    for t, rng in loaded.items():
+        if t in known and rng.startswith("^") and "." in rng:
+            major = rng[1:].split(".")[0]
+            out[t] = f"^{major}.{min(need[t], int(rng.split('.')[1]))}"
+        else:
+            out[t] = rng
+    return out
+
+
+def _ties(model, left_out):
+    """Parameters registered under several names (weight tying: nanoGPT's
+    `self.transformer.wte.weight = self.lm_head.weight`) as the manifest's
+    `ties`: {later name: first name}, the first as PyTorch's
+    named_parameters gives it (the name its gradient is listed under). Names
+    in modules the export leaves out are skipped."""
+    def kept(name):
+        mod = name.rsplit(".", 1)[0] if "." in name else ""
+        return not any(mod == u or mod.startswith(u + ".") for u in left_out)
+    first, ties = {}, {}
+    for mn, m in model.named_modules(remove_duplicate=False):
+        for n, p in m._parameters.items():
+            if p is None:
+                continue
+            full = f"{mn}.{n}" if mn else n
+            if not kept(full):
+                continue
+            if id(p) not in first:
+                first[id(p)] = full
+            elif first[id(p)] != full:
+                ties[full] = first[id(p)]
+    return ties
+
+
 def _all_tensors(model):
     sd = dict(model.state_dict())
     for n, b in model.named_buffers():
@@ -2539,6 +2790,7 @@ class _Build:
         self.tr2 = tracer2
         self.report = report
         self.emitted = set()
+        self.partial = set()    # emitted holders (module_list/dict) of only the children called
         self.consts = {}        # state-dict key -> a constant the graphs hold
 
     def module(self, m, path):
@@ -2590,6 +2842,7 @@ class _Build:
         ctype = "module_list" if cls == "ModuleList" else "module_dict"
         self.ex.use(ctype, self.report, f"holding {type(m).__name__}", path)
         self.emitted.add(path)
+        self.partial.add(path)
         kids = []
         for n, c in m.named_children():
             rel = f"{prefix}.{n}"
@@ -2921,7 +3174,8 @@ class _Build:
           * e the same, n an input's dim T (the last T steps, h[:, -t:],
             h[:, p.size(1):] of h = cat([p, x], 1)): ":-e", flip,
             arange(T) and index_select, flip.
-        One entry may need nodes; the others must be static then. Returns
+        Several entries may need nodes (mask[:, :, :t, :t]), one after the
+        other. Returns
         the nodes to put before n1 (which becomes the last of them), or None
         (then reported)."""
         if len(v1) != len(v2):
@@ -2965,21 +3219,20 @@ class _Build:
         if not todo:
             n1.cfg["index"] = e1
             return []
-        if len(todo) > 1:
-            return None
-        i, d_out, a1, a2, b1, b2, L1, L2 = todo[0]
-        found = self.find_like(f1, f2, n1, order1, b1 - a1, b2 - a2)
-        if found is None:
-            return None
-        if a1 == a2:
-            from_end = False
-            e1[i] = f"{a1}:" if a1 else ":"
-        elif L1 - b1 == L2 - b2:
-            from_end = True
-            e1[i] = f":-{L1 - b1}" if L1 - b1 else ":"
-        else:
-            return None
-        ref, d = found
+        plans = []
+        for i, d_out, a1, a2, b1, b2, L1, L2 in todo:
+            found = self.find_like(f1, f2, n1, order1, b1 - a1, b2 - a2)
+            if found is None:
+                return None
+            if a1 == a2:
+                from_end = False
+                e1[i] = f"{a1}:" if a1 else ":"
+            elif L1 - b1 == L2 - b2:
+                from_end = True
+                e1[i] = f":-{L1 - b1}" if L1 - b1 else ":"
+            else:
+                return None
+            plans.append((d_out, from_end, found, b1 - a1))
         new = []
 
         def node(layer, inputs, cfg):
@@ -2992,15 +3245,23 @@ class _Build:
         src = n1.inputs[0]
         if any(e != ":" for e in e1):
             src = node("getitem", [src], {"index": e1})
-        if from_end:
-            src = node("flip", [src], {"dims": [d_out]})
-        ar = node("arange", [ref], {"end": b1 - a1, "dtype": "int64", "from_input": [0],
-                                    "from_dim": [d]})
-        if from_end:
+        # one entry after the other (mask[:, :, :t, :t]: both dims of a
+        # causal table cut to the length); n1 becomes the last node
+        for k, (d_out, from_end, (ref, d), n) in enumerate(plans):
+            last = k == len(plans) - 1
+            if from_end:
+                src = node("flip", [src], {"dims": [d_out]})
+            ar = node("arange", [ref], {"end": n, "dtype": "int64", "from_input": [0],
+                                        "from_dim": [d]})
+            if last and not from_end:
+                n1.layer, n1.inputs, n1.cfg = "index_select", [src, ar], {"dim": d_out}
+                break
             src = node("index_select", [src, ar], {"dim": d_out})
-            n1.layer, n1.inputs, n1.cfg = "flip", [src], {"dims": [d_out]}
-        else:
-            n1.layer, n1.inputs, n1.cfg = "index_select", [src, ar], {"dim": d_out}
+            if from_end:
+                if last:
+                    n1.layer, n1.inputs, n1.cfg = "flip", [src], {"dims": [d_out]}
+                    break
+                src = node("flip", [src], {"dims": [d_out]})
         return new
 
     @staticmethod
@@ -3207,14 +3468,24 @@ def _run_trace(ex, model, xs, report):
         caller.bind(x, name)
     tr.stack.append(caller)
     graphs = [m for m in model.modules() if ex.kind_of(m) == "graph"]
+    branches = collections.OrderedDict()     # paths whose forward branched on self.training
     for m in graphs:
-        m.training = _TRACE_TRAINING
+        m.training = _TraceTraining(branches, tr.paths.get(id(m)))
     try:
         with torch.no_grad(), _patched_call(tr), tr:
-            out = model(*xs)
+            out = _call(model, xs)
     finally:
         for m in graphs:
             m.training = False
+    if branches:
+        paths = list(branches)
+        shown = ", ".join(f"'{p}'" for p in paths[:6]) + (
+            f" and {len(paths) - 6} more" if len(paths) > 6 else "")
+        report.notes.append(
+            f"Python control flow on self.training (`if self.training:`) at {shown}: the "
+            "eval branch is what was exported, and nnmod runs it in train mode too (a "
+            "train-only branch, such as sampling with torch.randn_like or an auxiliary "
+            "output, is not in the manifest)")
     tr.stack.pop()
     tr.caller = caller
     return tr, out
@@ -3346,7 +3617,7 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
             # refuses that (sizes bound to each other: T and T + 1), all by
             # the same amount, as sessions before did
             for uniform in (False, True):
-                xs2 = _vary(xs, spec, offs, uniform=uniform)
+                xs2 = _as_inputs(xs).like(_vary(xs, spec, offs, uniform=uniform))
                 try:
                     tr2, _ = _run_trace(ex, model, xs2, Report(_model_name(model)))
                 except Exception as e:  # noqa: BLE001 - the model refuses other sizes
@@ -3355,9 +3626,9 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
                     continue
                 # the check's third sizes: what two traces fitted (x[:, :n // 2]
                 # is x[:, :-4] at 8 and 7) is checked at a third point
-                ex.xs3 = _vary(xs, spec, offs, stride=2, uniform=uniform,
-                               avoid={int(x.shape[d]) for i, x in enumerate(xs2)
-                                      for d in spec.get(i, ())})
+                ex.xs3 = _as_inputs(xs).like(_vary(
+                    xs, spec, offs, stride=2, uniform=uniform,
+                    avoid={int(x.shape[d]) for i, x in enumerate(xs2) for d in spec.get(i, ())}))
                 break
             if tr2 is None:
                 report.notes.append(f"static sizes: the model fails at "
@@ -3371,7 +3642,7 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
     root = b.module(model, "")
     ex.consts = b.consts
     unused = [n for n, _ in model.named_modules() if n and n not in b.emitted
-              and not any(n.startswith(u + ".") for u in b.emitted if u)
+              and not any(n.startswith(u + ".") for u in b.emitted if u and u not in b.partial)
               and not any(u.startswith(n + ".") for u in b.emitted)]
     meta = {"exported_from": f"torch {torch.__version__}", "torch_class": type(model).__name__}
     top = [u for u in unused if not any(u.startswith(v + ".") for v in unused)]
@@ -3381,12 +3652,60 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
         meta["constants"] = ", ".join(b.consts)
     doc = {"format": "nnmod.manifest", "version": 1, "plugins": dict(sorted(ex.plugins.items())),
            "root": root, "metadata": meta}
+    doc["plugins"] = _minimum_minors(doc, doc["plugins"])
+    ties = _ties(model, top)
+    if ties:
+        doc["ties"] = ties
     return doc, ex, xs2
 
 
+class _Inputs(list):
+    """The example inputs as a flat list of tensors (the graph's inputs, in
+    order) and how the model is called with them: `tree` rebuilds nested
+    arguments, a char-RNN's forward(x, (h, c)) from [x, h, c]."""
+
+    def __init__(self, xs, tree=None):
+        super().__init__(xs)
+        self.tree = tree
+
+    def like(self, xs):
+        return _Inputs(xs, self.tree) if xs is not None else None
+
+    def args(self):
+        if self.tree is None:
+            return tuple(self)
+        it = iter(self)
+
+        def build(t):
+            if t is None:
+                return next(it)
+            return type(t[0])(build(k) for k in t[1])
+        return tuple(build(t) for t in self.tree)
+
+
 def _as_inputs(example_input):
+    """example_input (a tensor, or a tuple of tensors and of tuples or lists
+    of tensors: forward(x, (h, c))) as _Inputs."""
     xs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
-    return [x if isinstance(x, torch.Tensor) else torch.as_tensor(x) for x in xs]
+    if isinstance(xs, _Inputs):
+        return xs
+    flat, tree, nested = [], [], False
+
+    def walk(v):
+        nonlocal nested
+        if isinstance(v, (tuple, list)) and not hasattr(v, "_fields"):
+            nested = True
+            return (type(v)(), [walk(k) for k in v])
+        flat.append(v if isinstance(v, torch.Tensor) else torch.as_tensor(v))
+        return None
+    for x in xs:
+        tree.append(walk(x))
+    return _Inputs(flat, tree if nested else None)
+
+
+def _call(model, xs):
+    """model(*xs) with nested arguments rebuilt."""
+    return model(*xs.args()) if isinstance(xs, _Inputs) else model(*xs)
 
 
 def _validate(doc, ctx, report, tmpdir):
@@ -3464,28 +3783,63 @@ def export(model, path, example_input, weights=None, ctx=None, check=True, rtol=
                                    "(a config the export mapped wrongly)")
         tensors[k] = a
     meta = doc["metadata"]
-    save_safetensors(tensors, weights, metadata={"exported_from": meta["exported_from"]},
-                     ctx=ctx)
-    with open(weights, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    rel = os.path.relpath(os.path.abspath(weights), os.path.dirname(os.path.abspath(path)))
-    doc["weights"] = {"path": rel, "sha256": digest}
-    doc = {k: doc[k] for k in ("format", "version", "plugins", "root", "weights", "metadata")}
-    with open(path, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
+    # Written under temporary names beside the targets and renamed only
+    # once the check passed: a failed export leaves no file behind (and an
+    # earlier export at those paths untouched).
+    final_doc = None
+    tmp_w = _tmp_beside(weights, ".safetensors")
+    tmp_m = _tmp_beside(path, ".json")
+    tmp_final = None
+    try:
+        save_safetensors(tensors, tmp_w, metadata={"exported_from": meta["exported_from"]},
+                         ctx=ctx)
+        with open(tmp_w, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        mdir = os.path.dirname(os.path.abspath(path))
 
-    if check:
-        _check(model, path, xs, ctx, rtol, atol)
-        if xs2 is not None:
-            _check(model, path, xs2, ctx, rtol, atol)
-            xs3 = getattr(ex, "xs3", None)
-            if xs3 is not None and _runs(model, xs3):
-                _check(model, path, xs3, ctx, rtol, atol,
-                       what=" (a third size, not traced: a size the export derived from "
-                            "the two traced ones is wrong here; export with dynamic=False "
-                            "or keep that size out of forward)")
+        def with_weights(wpath):
+            d = dict(doc)
+            d["weights"] = {"path": os.path.relpath(os.path.abspath(wpath), mdir),
+                            "sha256": digest}
+            return {k: d[k] for k in ("format", "version", "plugins", "root", "weights",
+                                      "metadata", "ties") if k in d}
+
+        with open(tmp_m, "w") as f:
+            json.dump(with_weights(tmp_w), f, indent=1)
+            f.write("\n")
+        if check:
+            _check(model, tmp_m, xs, ctx, rtol, atol)
+            if xs2 is not None:
+                _check(model, tmp_m, xs2, ctx, rtol, atol)
+                xs3 = getattr(ex, "xs3", None)
+                if xs3 is not None and _runs(model, xs3):
+                    _check(model, tmp_m, xs3, ctx, rtol, atol,
+                           what=" (a third size, not traced: a size the export derived from "
+                                "the two traced ones is wrong here; export with dynamic=False "
+                                "or keep that size out of forward)")
+        final_doc = with_weights(weights)
+        tmp_final = _tmp_beside(path, ".json")
+        with open(tmp_final, "w") as f:
+            json.dump(final_doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp_w, weights)
+        os.replace(tmp_final, path)
+    finally:
+        for t in (tmp_w, tmp_m, tmp_final):
+            if t is not None and os.path.exists(t):
+                os.unlink(t)
     return path, weights
+
+
+def _tmp_beside(target, suffix):
+    """A free name in target's directory for export to write first (then
+    renamed over target): a dot file with a random part, so it is made with
+    the permissions any new file gets."""
+    d = os.path.dirname(os.path.abspath(target))
+    while True:
+        name = os.path.join(d, f".{os.path.basename(target)}.{os.urandom(6).hex()}.tmp{suffix}")
+        if not os.path.exists(name):
+            return name
 
 
 def _runs(model, xs):
@@ -3495,7 +3849,7 @@ def _runs(model, xs):
     model.eval()
     try:
         with _reference_mode(model):
-            model(*xs)
+            _call(model, xs)
         return True
     except Exception:  # noqa: BLE001 - any refusal: the size is not checked
         return False
@@ -3519,7 +3873,7 @@ def check(model, example_input, ctx=None, dynamic=True, verbose=True, compare=Tr
         try:
             if _validate(doc, ctx, report, tmpdir) is not None and compare:
                 try:
-                    export(model, os.path.join(tmpdir, "m.json"), tuple(xs), ctx=ctx,
+                    export(model, os.path.join(tmpdir, "m.json"), xs, ctx=ctx,
                            check=True, rtol=rtol, atol=atol, dynamic=dynamic,
                            dynamic_dims=dynamic_dims)
                 except UnsupportedError as e:
@@ -3557,7 +3911,7 @@ def _check(model, path, xs, ctx, rtol, atol, what=""):
     model.eval()
     try:
         with _reference_mode(model):
-            want = model(*xs)
+            want = _call(model, xs)
     finally:
         model.train(was)
     m = from_manifest(path, ctx=ctx).eval()
@@ -3620,7 +3974,7 @@ def _first_difference(model, m, xs, ctx, rtol, atol):
         model.eval()
         try:
             with _reference_mode(model):
-                model(*xs)
+                _call(model, xs)
         finally:
             for h in hs:
                 h.remove()

@@ -208,6 +208,144 @@ def _as_close(e_n, e_t, name="", raise_=False):
     return True
 
 
+# Beyond classification (torchvision 0.14): segmentation models return a
+# dict ({"out": ..., "aux": ...}), video models take [N, C, T, H, W].
+# name -> (constructor, input shape at batch 1). Random weights, no
+# downloads (weights=None, weights_backbone=None).
+def _seg(name, **kw):
+    return lambda: getattr(M.segmentation, name)(weights=None, weights_backbone=None,
+                                                 num_classes=5, **kw)
+
+
+def _video(name):
+    return lambda: getattr(M.video, name)(weights=None, num_classes=7)
+
+
+ZOO_MORE = {
+    "lraspp_mobilenet_v3_large": (_seg("lraspp_mobilenet_v3_large"), (1, 3, 64, 64)),
+    "deeplabv3_mobilenet_v3_large": (_seg("deeplabv3_mobilenet_v3_large", aux_loss=True),
+                                     (1, 3, 64, 64)),
+    "fcn_resnet50": (_seg("fcn_resnet50", aux_loss=True), (1, 3, 64, 64)),
+    "fcn_resnet101": (_seg("fcn_resnet101", aux_loss=True), (1, 3, 64, 64)),
+    "deeplabv3_resnet50": (_seg("deeplabv3_resnet50", aux_loss=True), (1, 3, 64, 64)),
+    "deeplabv3_resnet101": (_seg("deeplabv3_resnet101", aux_loss=True), (1, 3, 64, 64)),
+    "r3d_18": (_video("r3d_18"), (1, 3, 4, 32, 32)),
+    "mc3_18": (_video("mc3_18"), (1, 3, 4, 32, 32)),
+    "r2plus1d_18": (_video("r2plus1d_18"), (1, 3, 4, 32, 32)),
+    # S3D's last pooling is a (2, 7, 7) window: 224x224 and 16 frames at least
+    "s3d": (_video("s3d"), (1, 3, 16, 224, 224)),
+    # MViT's positional tables fix 16 frames of 224x224 (minutes here)
+    "mvit_v1_b": (_video("mvit_v1_b"), (1, 3, 16, 224, 224)),
+    "mvit_v2_s": (_video("mvit_v2_s"), (1, 3, 16, 224, 224)),
+}
+# the default run: one light model of each kind (dict outputs with an aux
+# head; 3-d convolutions and batch norms)
+DEFAULT_MORE = ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "mc3_18"]
+FAMILIES_MORE = DEFAULT_MORE + ["fcn_resnet50", "deeplabv3_resnet50", "r3d_18", "r2plus1d_18"]
+
+
+def _selected_more():
+    sel = os.environ.get("NNMOD_ZOO", "")
+    if sel == "all":
+        return list(ZOO_MORE)
+    if sel == "families":
+        return FAMILIES_MORE
+    if sel:
+        return [s.strip() for s in sel.split(",") if s.strip() in ZOO_MORE]
+    return DEFAULT_MORE
+
+
+def _loss(y):
+    ys = list(y.values()) if isinstance(y, dict) else [y]
+    loss = (ys[0] * ys[0]).mean()
+    for t in ys[1:]:
+        loss = loss + (t * t).mean()
+    return loss
+
+
+def run_more(name, tmp_path, ctx, st=None):
+    """run_model for ZOO_MORE: dict outputs (every entry compared, the loss
+    the sum of each one's mean square) and video inputs."""
+    torch.set_num_threads(1)
+    make, shape = ZOO_MORE[name]
+    torch.manual_seed(0)
+    model = make().eval()
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.dropout._DropoutNd):
+            mod.p = 0.0
+    x1 = torch.randn(*shape)
+    x2 = torch.randn(2, *shape[1:])
+    st = {} if st is None else st
+    st.update({"model": name, "export": False, "eval": None, "train": None})
+    t0 = time.time()
+    manifest, _ = nnmod.torch.export(model, str(tmp_path / f"{name}.json"), x1, ctx=ctx,
+                                     check=False)
+    st["export"] = True
+    st["export_s"] = time.time() - t0
+    m = nnmod.from_manifest(manifest, ctx=ctx)
+    try:
+        sd = m.state_dict()
+        extra = sorted(set(sd) ^ set(model.state_dict()))
+        del sd
+        assert not extra, f"{name}: state-dict keys differ from PyTorch's: {extra[:6]}"
+        m.eval()
+        errs = []
+        for x in (x1, x2):
+            with torch.no_grad():
+                want = model(x)
+            with nnmod.no_grad():
+                got = m(nnmod.tensor(x.numpy(), ctx=ctx))
+            if isinstance(want, dict):
+                assert isinstance(got, dict) and list(got) == list(want), (list(got), list(want))
+                pairs = [(got[k].numpy(), want[k].numpy()) for k in want]
+            else:
+                pairs = [(got.numpy(), want.numpy())]
+            for g, w in pairs:
+                assert g.shape == w.shape, (name, g.shape, w.shape)
+                errs.append(_max_err(g, w))
+                assert _close(g, w, 1e-4), f"{name}: eval output differs at batch " \
+                    f"{x.shape[0]}: max abs error {errs[-1]}"
+        st["eval"] = max(errs)
+        # one train step: loss, every gradient, running statistics
+        pre = copy.deepcopy(model)
+        model.train()
+        model.zero_grad()
+        loss_t = _loss(model(x2))
+        loss_t.backward()
+        tr_t = (float(loss_t), {n: p.grad.double().numpy() for n, p in model.named_parameters()},
+                {k: v.double().numpy() for k, v in model.state_dict().items() if "running_" in k})
+        m.train()
+        m.zero_grad()
+        loss_n = _loss(m(nnmod.tensor(x2.numpy(), ctx=ctx)))
+        loss_n.backward()
+        tr_n = (float(loss_n.numpy()),
+                {n: p.grad.numpy().astype(np.float64) for n, p in m.named_parameters()},
+                {k: v.numpy().astype(np.float64) for k, v in m.state_dict().items()
+                 if "running_" in k})
+        errs = _train_errors(tr_n, tr_t)
+        st["train"] = errs
+        if any(e > t for e, t in zip(errs, TRAIN_TOL)):
+            dbl = copy.deepcopy(pre).double().train()
+            dbl.zero_grad()
+            loss_d = _loss(dbl(x2.double()))
+            loss_d.backward()
+            tr_d = (float(loss_d), {n: p.grad.numpy() for n, p in dbl.named_parameters()},
+                    {k: v.numpy() for k, v in dbl.state_dict().items() if "running_" in k})
+            e_n, e_t = _train_errors(tr_n, tr_d), _train_errors(tr_t, tr_d)
+            st["train_f64"] = (e_n, e_t)
+            _as_close(e_n, e_t, name, raise_=True)
+        del loss_n
+        return st
+    finally:
+        del m
+
+
+@pytest.mark.parametrize("name", _selected_more())
+def test_zoo_more(name, tmp_path, ctx):
+    st = run_more(name, tmp_path, ctx)
+    print(f"{name}: eval max abs error {st['eval']:.2e}, train step errors {st['train']}")
+
+
 def _selected():
     sel = os.environ.get("NNMOD_ZOO", "")
     if sel == "all":
@@ -215,7 +353,7 @@ def _selected():
     if sel == "families":
         return FAMILIES
     if sel:
-        return [s.strip() for s in sel.split(",") if s.strip()]
+        return [s.strip() for s in sel.split(",") if s.strip() and s.strip() not in ZOO_MORE]
     return DEFAULT
 
 
@@ -345,7 +483,7 @@ def main(names):
             st = {"export": False, "eval": None, "train": None}
             why = ""
             try:
-                run_model(name, pathlib.Path(d), ctx, st=st)
+                (run_more if name in ZOO_MORE else run_model)(name, pathlib.Path(d), ctx, st=st)
             except nnmod.UnsupportedError as e:
                 lines = [ln.strip() for ln in str(e).splitlines()[1:]
                          if ln.startswith("    ")]
@@ -376,4 +514,4 @@ def main(names):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or _selected())
+    main(sys.argv[1:] or _selected() + _selected_more())

@@ -1468,6 +1468,77 @@ fn bindgen_test_layout_nnm_attention_params() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_layer_norm_params {
+    pub struct_size: u32,
+    pub normalized_ndim: i32,
+    pub eps: f64,
+}
+#[test]
+fn bindgen_test_layout_nnm_layer_norm_params() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_layer_norm_params>(),
+        16usize,
+        concat!("Size of: ", stringify!(nnm_layer_norm_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_layer_norm_params>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_layer_norm_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_normalized_ndim() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).normalized_ndim) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_params),
+                "::",
+                stringify!(normalized_ndim)
+            )
+        );
+    }
+    test_field_normalized_ndim();
+    fn test_field_eps() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).eps) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_params),
+                "::",
+                stringify!(eps)
+            )
+        );
+    }
+    test_field_eps();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_host {
     pub struct_size: u32,
     pub abi_major: u16,
@@ -1990,12 +2061,23 @@ pub struct nnm_host {
             out: *mut *mut nnm_tensor,
         ) -> nnm_status,
     >,
+    pub op_layer_norm: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            x: *mut nnm_tensor,
+            residual: *mut nnm_tensor,
+            weight: *mut nnm_tensor,
+            bias: *mut nnm_tensor,
+            p: *const nnm_layer_norm_params,
+            out: *mut *mut nnm_tensor,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_host() {
     assert_eq!(
         ::std::mem::size_of::<nnm_host>(),
-        512usize,
+        520usize,
         concat!("Size of: ", stringify!(nnm_host))
     );
     assert_eq!(
@@ -3125,6 +3207,23 @@ fn bindgen_test_layout_nnm_host() {
         );
     }
     test_field_descendant_tensor();
+    fn test_field_op_layer_norm() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_host>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).op_layer_norm) as usize - ptr as usize
+            },
+            512usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_host),
+                "::",
+                stringify!(op_layer_norm)
+            )
+        );
+    }
+    test_field_op_layer_norm();
 }
 pub const NNM_CONFIG_INT: nnm_config_type = 0;
 pub const NNM_CONFIG_FLOAT: nnm_config_type = 1;
@@ -7700,6 +7799,311 @@ fn bindgen_test_layout_nnm_embedding_bag_args() {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct nnm_layer_norm_args {
+    pub struct_size: u32,
+    pub reserved: u32,
+    pub rows: i64,
+    pub cols: i64,
+    pub eps: f64,
+    pub x: *const nnm_tensor_desc,
+    pub residual: *const nnm_tensor_desc,
+    pub weight: *const nnm_tensor_desc,
+    pub bias: *const nnm_tensor_desc,
+    pub y: *const nnm_tensor_desc,
+    pub mean: *const nnm_tensor_desc,
+    pub rstd: *const nnm_tensor_desc,
+    pub grad_out: *const nnm_tensor_desc,
+    pub grad_x: *const nnm_tensor_desc,
+    pub grad_weight: *const nnm_tensor_desc,
+    pub grad_bias: *const nnm_tensor_desc,
+}
+#[test]
+fn bindgen_test_layout_nnm_layer_norm_args() {
+    assert_eq!(
+        ::std::mem::size_of::<nnm_layer_norm_args>(),
+        120usize,
+        concat!("Size of: ", stringify!(nnm_layer_norm_args))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<nnm_layer_norm_args>(),
+        8usize,
+        concat!("Alignment of ", stringify!(nnm_layer_norm_args))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_rows() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rows) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(rows)
+            )
+        );
+    }
+    test_field_rows();
+    fn test_field_cols() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).cols) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(cols)
+            )
+        );
+    }
+    test_field_cols();
+    fn test_field_eps() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).eps) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(eps)
+            )
+        );
+    }
+    test_field_eps();
+    fn test_field_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).x) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(x)
+            )
+        );
+    }
+    test_field_x();
+    fn test_field_residual() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).residual) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(residual)
+            )
+        );
+    }
+    test_field_residual();
+    fn test_field_weight() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).weight) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(weight)
+            )
+        );
+    }
+    test_field_weight();
+    fn test_field_bias() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).bias) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(bias)
+            )
+        );
+    }
+    test_field_bias();
+    fn test_field_y() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).y) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(y)
+            )
+        );
+    }
+    test_field_y();
+    fn test_field_mean() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mean) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(mean)
+            )
+        );
+    }
+    test_field_mean();
+    fn test_field_rstd() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).rstd) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(rstd)
+            )
+        );
+    }
+    test_field_rstd();
+    fn test_field_grad_out() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_out) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(grad_out)
+            )
+        );
+    }
+    test_field_grad_out();
+    fn test_field_grad_x() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_x) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(grad_x)
+            )
+        );
+    }
+    test_field_grad_x();
+    fn test_field_grad_weight() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_weight) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(grad_weight)
+            )
+        );
+    }
+    test_field_grad_weight();
+    fn test_field_grad_bias() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_layer_norm_args>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grad_bias) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_layer_norm_args),
+                "::",
+                stringify!(grad_bias)
+            )
+        );
+    }
+    test_field_grad_bias();
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct nnm_backend_vtable {
     pub struct_size: u32,
     pub flags: u32,
@@ -7960,12 +8364,26 @@ pub struct nnm_backend_vtable {
             args: *const nnm_embedding_bag_args,
         ) -> nnm_status,
     >,
+    pub layer_norm: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_layer_norm_args,
+        ) -> nnm_status,
+    >,
+    pub layer_norm_backward: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            args: *const nnm_layer_norm_args,
+        ) -> nnm_status,
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        320usize,
+        336usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -8704,6 +9122,40 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_embedding_bag_backward();
+    fn test_field_layer_norm() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).layer_norm) as usize - ptr as usize
+            },
+            320usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(layer_norm)
+            )
+        );
+    }
+    test_field_layer_norm();
+    fn test_field_layer_norm_backward() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).layer_norm_backward) as usize - ptr as usize
+            },
+            328usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(layer_norm_backward)
+            )
+        );
+    }
+    test_field_layer_norm_backward();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]

@@ -211,6 +211,11 @@ impl fmt::Display for Module {
         let mut buf = vec![0u8; n as usize + 1];
         unsafe { sys::nnm_module_repr(self.raw.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
         buf.truncate(n as usize);
+        // as Python's repr and PyTorch's: no trailing newline, so that
+        // println!("{model}") prints what print(model) prints
+        while buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
         f.write_str(&String::from_utf8_lossy(&buf))
     }
 }
