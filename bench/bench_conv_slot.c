@@ -9,7 +9,8 @@
  * same). One JSON line a geometry: the median of REPS calls (process CPU
  * time, ms) and GFLOP/s (2 flops a multiply-add). A slot that declines
  * (NNM_E_UNSUPPORTED: the runtime's im2col path would run) prints
- * "declined". OPENBLAS_NUM_THREADS defaults to 1 here. */
+ * "declined". OPENBLAS_NUM_THREADS defaults to 1 here; NNM_BENCH_CPU_SO
+ * names another build of the cpu plugin to time instead. */
 #define _POSIX_C_SOURCE 200809L
 #include <dlfcn.h>
 #include <stdint.h>
@@ -70,7 +71,8 @@ int main(int argc, char **argv) {
     if (reps < 1)
         reps = 1;
     setenv("OPENBLAS_NUM_THREADS", "1", 0); /* before OpenBLAS loads with the plugin */
-    void *dl = dlopen(CPU_SO, RTLD_NOW | RTLD_LOCAL);
+    const char *so = getenv("NNM_BENCH_CPU_SO"); /* another build of the plugin, to compare */
+    void *dl = dlopen(so != NULL && *so ? so : CPU_SO, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         fprintf(stderr, "bench_conv_slot: %s\n", dlerror());
         return 1;
