@@ -13,6 +13,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* 1 when `bytes` of host memory (a table or buffer sized from a config)
+ * could exist on this machine. Such a size must not reach malloc when it is
+ * larger: ASan aborts on it and an overcommitting kernel may say yes. 1 when
+ * the machine's size is unknown. */
+static inline int nnm_lu_host_fits(double bytes) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages <= 0 || page <= 0 || bytes <= (double)pages * (double)page;
+}
 
 /* 1 when d is laid out row-major without gaps (size-1 dims may have any
  * stride). */

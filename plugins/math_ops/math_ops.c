@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "layer_util.h"
 #include "ops_common.h"
@@ -662,8 +661,7 @@ static nnm_status fwd_arange(nnm_env *env, const mop_state *s, nnm_tensor *const
     /* The values are made in host memory first: no more than the machine
      * has (under ASan or an overcommitting kernel, malloc of 8 TB is not a
      * clean NULL). */
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0 && (double)n * 8.0 > (double)pages * (double)page)
+    if (!nnm_lu_host_fits((double)n * 8.0))
         return h->set_error(env, NNM_E_NOMEM, "arange: %lld elements (%.3g bytes) are more than this machine's memory",
                             (long long)n, (double)n * 8.0);
     void *buf = malloc((size_t)(n ? n : 1) * 8);

@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "layer_util.h"
 
@@ -43,14 +42,6 @@
 
 #define RS_SCRATCH 96
 #define RS_MAX_OUT 1099511627776.0 /* 2^40: most output positions along one dim (times taps) */
-
-/* 1 when `bytes` of host memory (an index or weight table) could exist on
- * this machine: a table sized from a config must not reach malloc when it
- * is larger (ASan aborts on it, an overcommitting kernel may say yes). */
-static int rs_host_fits(double bytes) {
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    return pages <= 0 || page <= 0 || bytes <= (double)pages * (double)page;
-}
 
 typedef struct rs_chain {
     nnm_env *env;
@@ -396,7 +387,7 @@ static nnm_tensor *up_dim(rs_chain *c, const up_state *s, nnm_tensor *x, int32_t
                              "(input %lld) are too many", (long long)out, (long long)taps, (long long)in);
         return NULL;
     }
-    if (!rs_host_fits((double)out * (double)taps * (double)(sizeof(int64_t) + sizeof(float)))) {
+    if (!nnm_lu_host_fits((double)out * (double)taps * (double)(sizeof(int64_t) + sizeof(float)))) {
         c->st = h->set_error(c->env, NNM_E_NOMEM, "upsample: the tables for %lld output positions of %lld taps "
                              "each are more than this machine's memory", (long long)out, (long long)taps);
         return NULL;
@@ -877,7 +868,7 @@ static nnm_status pad_forward(nnm_env *env, void *self, nnm_tensor *const *in, u
             continue;
         }
         const int64_t m = n + a + b;
-        if (!rs_host_fits((double)m * sizeof(int64_t))) {
+        if (!nnm_lu_host_fits((double)m * sizeof(int64_t))) {
             c.st = h->set_error(env, NNM_E_NOMEM, "%s: an index table of %lld entries is more than this machine's "
                                 "memory", name, (long long)m);
             break;
