@@ -25,6 +25,7 @@
  *    device when it differs (like torch.cuda.set_device), and left there.
  */
 #include "cuda_internal.h"
+#include "cuda_ops.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -199,7 +200,7 @@ static void cuda_shutdown(void *state) {
 
 static const nnm_backend_vtable cuda_backend = {
     .struct_size = sizeof(nnm_backend_vtable),
-    .flags = 0,
+    .flags = NNM_BACKEND_OPS_1_3 | NNM_BACKEND_OPS_1_5, /* unary/binary: cuda_elementwise.c */
     .name = "cuda",
     .version_major = 1,
     .version_minor = 0,
@@ -214,6 +215,11 @@ static const nnm_backend_vtable cuda_backend = {
     .gemm = cuda_gemm,
     .binary = cuda_binary,
     .unary = cuda_unary,
+    .reduce = cuda_reduce,
+    .log_softmax = cuda_log_softmax,
+    .softmax = cuda_softmax,
+    .where = cuda_where,
+    .set_num_threads = cuda_set_num_threads,
 };
 
 static const nnm_backend_vtable *const cuda_backends[] = {&cuda_backend};

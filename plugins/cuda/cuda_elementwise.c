@@ -1,7 +1,10 @@
-/* plugins/cuda/cuda_elementwise.c - fill, unary and binary: validated as the
- * cpu backend validates them, dims merged the same way, one strided kernel
- * (kernels.cu) on the context's stream. */
-#include "cuda_internal.h"
+/* plugins/cuda/cuda_elementwise.c - fill, unary, binary and where: validated
+ * as the cpu backend validates them, dims merged the same way, one strided
+ * kernel (kernels.cu, maths in cuda_elementwise_body.h) on the context's
+ * stream. unary takes every op up to NNM_UNARY_HARDSIGMOID_GRAD and binary
+ * NNM_BINARY_POW (the backend's flags say NNM_BACKEND_OPS_1_3 | _1_5); the
+ * output may be strided, as the cpu backend's may. */
+#include "cuda_ops.h"
 
 nnm_status cuda_fill(nnm_env *env, void *state, const nnm_tensor_desc *out, double value) {
     cuda_state *s = state;
@@ -34,7 +37,7 @@ nnm_status cuda_binary(nnm_env *env, void *state, const nnm_binary_args *args) {
     if (args->struct_size < sizeof(nnm_binary_args))
         return CUDA_ERR(env, NNM_E_INVALID, "cuda binary: args struct_size %u < %zu",
                         (unsigned)args->struct_size, sizeof(nnm_binary_args));
-    if (args->op < NNM_BINARY_ADD || args->op > NNM_BINARY_MIN)
+    if (args->op < NNM_BINARY_ADD || args->op > NNM_BINARY_POW)
         return CUDA_ERR(env, NNM_E_UNSUPPORTED, "cuda binary: unknown op %d", (int)args->op);
     if (s == NULL)
         return CUDA_ERR(env, NNM_E_STATE, "cuda binary: backend not initialised");
@@ -68,7 +71,7 @@ nnm_status cuda_unary(nnm_env *env, void *state, const nnm_unary_args *args) {
     if (args->struct_size < sizeof(nnm_unary_args))
         return CUDA_ERR(env, NNM_E_INVALID, "cuda unary: args struct_size %u < %zu",
                         (unsigned)args->struct_size, sizeof(nnm_unary_args));
-    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_SIGN)
+    if (args->op < NNM_UNARY_COPY || args->op > NNM_UNARY_HARDSIGMOID_GRAD)
         return CUDA_ERR(env, NNM_E_UNSUPPORTED, "cuda unary: unknown op %d", (int)args->op);
     if (s == NULL)
         return CUDA_ERR(env, NNM_E_STATE, "cuda unary: backend not initialised");
@@ -91,4 +94,37 @@ nnm_status cuda_unary(nnm_env *env, void *state, const nnm_unary_args *args) {
                          nnm__cuda_launch_unary(cuda_stream(s, id), args->op, &L, n_out,
                                                 cuda_base(args->out), cuda_base(args->x),
                                                 (float)args->alpha));
+}
+nnm_status cuda_where(nnm_env *env, void *state, const nnm_where_args *args) {
+    cuda_state *s = state;
+    if (args == NULL)
+        return CUDA_ERR(env, NNM_E_INVALID, "cuda where: args is NULL");
+    if (args->struct_size < sizeof(nnm_where_args))
+        return CUDA_ERR(env, NNM_E_INVALID, "cuda where: args struct_size %u < %zu",
+                        (unsigned)args->struct_size, sizeof(nnm_where_args));
+    if (s == NULL)
+        return CUDA_ERR(env, NNM_E_STATE, "cuda where: backend not initialised");
+    int64_t n_out = 0, n_c = 0, n_a = 0, n_b = 0;
+    int32_t id = -1;
+    nnm_status st = cuda_check_desc(env, s, "where", "output", args->out, &id, &n_out);
+    if (st == NNM_OK)
+        st = cuda_check_desc(env, s, "where", "cond", args->cond, &id, &n_c);
+    if (st == NNM_OK)
+        st = cuda_check_desc(env, s, "where", "a", args->a, &id, &n_a);
+    if (st == NNM_OK)
+        st = cuda_check_desc(env, s, "where", "b", args->b, &id, &n_b);
+    if (st != NNM_OK)
+        return st;
+    nnm__cuda_layout L;
+    const nnm_tensor_desc *ds[4] = {args->out, args->cond, args->a, args->b};
+    static const char *const names[4] = {"output", "cond", "a", "b"};
+    st = cuda_layout_init(env, "where", &L, args->out->ndim, args->out->shape, 4, ds, names);
+    if (st != NNM_OK || n_out == 0)
+        return st;
+    if ((st = cuda_use(env, "where", id)) != NNM_OK)
+        return st;
+    return cuda_launched(env, "where",
+                         nnm__cuda_launch_where(cuda_stream(s, id), &L, n_out, cuda_base(args->out),
+                                                cuda_base(args->cond), cuda_base(args->a),
+                                                cuda_base(args->b)));
 }

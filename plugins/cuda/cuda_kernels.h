@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-/* Most operands one elementwise kernel reads or writes (out, a, b). */
+/* Most operands one elementwise kernel reads or writes (out, cond, a, b). */
 #define NNM__CUDA_MAX_OPS NNM_LAYOUT_MAX_OPS
 
 /* Up to three operands iterated together over one shape, as the cpu backend
@@ -45,6 +45,10 @@ int nnm__cuda_launch_unary(cudaStream_t stream, int32_t op, const nnm__cuda_layo
  * caller). L has three operands: out, a, b. */
 int nnm__cuda_launch_binary(cudaStream_t stream, int32_t op, const nnm__cuda_layout *L,
                             int64_t numel, float *out, const float *a, const float *b);
+
+/* out[i] = cond[i] != 0 ? a[i] : b[i]. L has four operands: out, cond, a, b. */
+int nnm__cuda_launch_where(cudaStream_t stream, const nnm__cuda_layout *L, int64_t numel,
+                           float *out, const float *cond, const float *a, const float *b);
 
 #ifdef __cplusplus
 }

@@ -8,11 +8,13 @@
  * with a fixed, unrolled loop over at most NNM_MAX_DIMS dims. 64-bit indices
  * throughout.
  *
- * The maths is the cpu backend's, written the same way (same NaN rules for
- * max/min and relu, the same overflow-free sigmoid), compiled without fast
- * math, so the two agree to the last few ulps of expf/logf/tanhf.
+ * The maths and the index arithmetic are cuda_elementwise_body.h's (plain C,
+ * proven against the cpu backend on the host by tests/cuda/test_cuda_bodies.c),
+ * compiled without fast math, so the two backends agree to the last few ulps
+ * of expf/logf/tanhf/erff.
  */
 #include "cuda_kernels.h"
+#include "cuda_elementwise_body.h"
 
 #include <cuda_runtime.h>
 
@@ -28,80 +30,25 @@ unsigned blocks_for(int64_t n) {
     return (unsigned)(b < kMaxBlocks ? b : kMaxBlocks);
 }
 
-/* ---- the maths, as in plugins/cpu/cpu.c ----------------------------------- */
-
-__device__ __forceinline__ float relu_f(float x) {
-    return x < 0.0f ? 0.0f : x; /* NaN stays NaN, like torch.relu */
-}
-
-__device__ __forceinline__ float sigmoid_f(float x) {
-    /* exp of a non-positive argument only, so nothing overflows */
-    if (x >= 0.0f)
-        return 1.0f / (1.0f + expf(-x));
-    const float e = expf(x);
-    return e / (1.0f + e);
-}
-
-/* torch.maximum / torch.minimum: NaN in either input gives NaN. */
-__device__ __forceinline__ float max_f(float a, float b) {
-    return a != a ? a : (b != b ? b : (a > b ? a : b));
-}
-__device__ __forceinline__ float min_f(float a, float b) {
-    return a != a ? a : (b != b ? b : (a < b ? a : b));
-}
+/* ---- the maths: cuda_elementwise_body.h (OP a constant: the switch folds) -- */
 
 template <int OP>
 __device__ __forceinline__ float unary_f(float x, float alpha) {
-    switch (OP) {
-    case NNM_UNARY_COPY: return x;
-    case NNM_UNARY_NEG: return -x;
-    case NNM_UNARY_RELU: return relu_f(x);
-    case NNM_UNARY_EXP: return expf(x);
-    case NNM_UNARY_LOG: return logf(x);
-    case NNM_UNARY_TANH: return tanhf(x);
-    case NNM_UNARY_SIGMOID: return sigmoid_f(x);
-    case NNM_UNARY_SQRT: return sqrtf(x);
-    case NNM_UNARY_ABS: return fabsf(x);
-    case NNM_UNARY_STEP: return x > 0.0f ? 1.0f : 0.0f;
-    case NNM_UNARY_SIGN: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-    default: return alpha * x; /* NNM_UNARY_SCALE */
-    }
+    return nnm_cuda_unary_f(OP, x, alpha);
 }
 
 template <int OP>
 __device__ __forceinline__ float binary_f(float x, float y) {
-    switch (OP) {
-    case NNM_BINARY_ADD: return x + y;
-    case NNM_BINARY_SUB: return x - y;
-    case NNM_BINARY_MUL: return x * y;
-    case NNM_BINARY_DIV: return x / y;
-    case NNM_BINARY_MAX: return max_f(x, y);
-    default: return min_f(x, y); /* NNM_BINARY_MIN */
-    }
+    return nnm_cuda_binary_f(OP, x, y);
 }
 
 /* ---- indexing ------------------------------------------------------------ */
 
 /* Offsets (in elements) of linear index i of L's shape in each of the first
- * NOPS operands. The loop is unrolled over NNM_MAX_DIMS so L stays in the
- * kernel's parameter space. */
+ * NOPS operands (cuda_elementwise_body.h). */
 template <int NOPS>
 __device__ __forceinline__ void nd_offsets(const nnm__cuda_layout &L, int64_t i, int64_t *off) {
-#pragma unroll
-    for (int k = 0; k < NOPS; k++)
-        off[k] = 0;
-#pragma unroll
-    for (int j = 0; j < NNM_MAX_DIMS; j++) {
-        const int d = NNM_MAX_DIMS - 1 - j; /* innermost first */
-        if (d < L.ndim) {
-            const int64_t s = L.shape[d];
-            const int64_t c = i % s;
-            i /= s;
-#pragma unroll
-            for (int k = 0; k < NOPS; k++)
-                off[k] += c * L.strides[k][d];
-        }
-    }
+    nnm_cuda_layout_offsets(&L, i, NOPS, off);
 }
 
 __device__ __forceinline__ int64_t first_index() {
@@ -170,6 +117,12 @@ __global__ void binary_nd(const nnm__cuda_layout L, int64_t n, float *o, const f
     }
 }
 
+__global__ void where_nd(const nnm__cuda_layout L, int64_t n, float *o, const float *c,
+                         const float *a, const float *b) {
+    for (int64_t i = first_index(); i < n; i += grid_stride())
+        nnm_cuda_where_body(&L, i, o, c, a, b);
+}
+
 /* Stride of operand k in a layout of at most one dim (0 for a single element). */
 int64_t stride1(const nnm__cuda_layout *L, int k) {
     return L->ndim == 1 ? L->strides[k][0] : 0;
@@ -223,6 +176,34 @@ extern "C" int nnm__cuda_launch_unary(cudaStream_t st, int32_t op, const nnm__cu
     case NNM_UNARY_SCALE: launch_unary<NNM_UNARY_SCALE>(st, L, n, o, x, alpha); break;
     case NNM_UNARY_STEP: launch_unary<NNM_UNARY_STEP>(st, L, n, o, x, alpha); break;
     case NNM_UNARY_SIGN: launch_unary<NNM_UNARY_SIGN>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_ERF: launch_unary<NNM_UNARY_ERF>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_ADD_SCALAR: launch_unary<NNM_UNARY_ADD_SCALAR>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_POW: launch_unary<NNM_UNARY_POW>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_CLAMP_MIN: launch_unary<NNM_UNARY_CLAMP_MIN>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_CLAMP_MAX: launch_unary<NNM_UNARY_CLAMP_MAX>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_GE: launch_unary<NNM_UNARY_GE>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_SIN: launch_unary<NNM_UNARY_SIN>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_COS: launch_unary<NNM_UNARY_COS>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_FLOOR: launch_unary<NNM_UNARY_FLOOR>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_CEIL: launch_unary<NNM_UNARY_CEIL>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_ROUND: launch_unary<NNM_UNARY_ROUND>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_TRUNC: launch_unary<NNM_UNARY_TRUNC>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_SILU: launch_unary<NNM_UNARY_SILU>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_GELU: launch_unary<NNM_UNARY_GELU>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_GELU_TANH: launch_unary<NNM_UNARY_GELU_TANH>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_HARDSWISH: launch_unary<NNM_UNARY_HARDSWISH>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_LEAKY_RELU: launch_unary<NNM_UNARY_LEAKY_RELU>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_ELU: launch_unary<NNM_UNARY_ELU>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_RELU6: launch_unary<NNM_UNARY_RELU6>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_HARDSIGMOID: launch_unary<NNM_UNARY_HARDSIGMOID>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_SILU_GRAD: launch_unary<NNM_UNARY_SILU_GRAD>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_GELU_GRAD: launch_unary<NNM_UNARY_GELU_GRAD>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_GELU_TANH_GRAD: launch_unary<NNM_UNARY_GELU_TANH_GRAD>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_HARDSWISH_GRAD: launch_unary<NNM_UNARY_HARDSWISH_GRAD>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_LEAKY_RELU_GRAD: launch_unary<NNM_UNARY_LEAKY_RELU_GRAD>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_ELU_GRAD: launch_unary<NNM_UNARY_ELU_GRAD>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_RELU6_GRAD: launch_unary<NNM_UNARY_RELU6_GRAD>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_HARDSIGMOID_GRAD: launch_unary<NNM_UNARY_HARDSIGMOID_GRAD>(st, L, n, o, x, alpha); break;
     default: return (int)cudaErrorInvalidValue; /* the caller validated op */
     }
     return (int)cudaGetLastError();
@@ -237,7 +218,14 @@ extern "C" int nnm__cuda_launch_binary(cudaStream_t st, int32_t op, const nnm__c
     case NNM_BINARY_DIV: launch_binary<NNM_BINARY_DIV>(st, L, n, o, a, b); break;
     case NNM_BINARY_MAX: launch_binary<NNM_BINARY_MAX>(st, L, n, o, a, b); break;
     case NNM_BINARY_MIN: launch_binary<NNM_BINARY_MIN>(st, L, n, o, a, b); break;
+    case NNM_BINARY_POW: launch_binary<NNM_BINARY_POW>(st, L, n, o, a, b); break;
     default: return (int)cudaErrorInvalidValue; /* the caller validated op */
     }
+    return (int)cudaGetLastError();
+}
+
+extern "C" int nnm__cuda_launch_where(cudaStream_t st, const nnm__cuda_layout *L, int64_t n,
+                                      float *o, const float *c, const float *a, const float *b) {
+    where_nd<<<blocks_for(n), kThreads, 0, st>>>(*L, n, o, c, a, b);
     return (int)cudaGetLastError();
 }

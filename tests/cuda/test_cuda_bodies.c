@@ -1,0 +1,368 @@
+/* tests/cuda/test_cuda_bodies.c - the cuda backend's kernels without a GPU.
+ *
+ * Every kernel of the cuda backend's op families is a grid-stride loop over
+ * a plain-C body (plugins/cuda/cuda_*_body.h, NNM_CUDA_HD is empty here).
+ * This suite includes those bodies, runs them on host memory over the full
+ * index range a launch covers - every output element, or every row - and
+ * compares the result with the cpu backend's slot (nnm_cpu.so driven
+ * directly, as tests/layers/test_cpu_backend.c does) on the same inputs:
+ * contiguous, strided, transposed, broadcast, offset, empty and edge sizes,
+ * NaN and infinities where the op has a rule for them. Whole buffers are
+ * compared, so a body that writes outside its element shows.
+ *
+ * What this proves: the index arithmetic, the plans built on the host and
+ * the formulas the GPU runs. What only a GPU proves (tests/cuda/
+ * test_cuda_ops.c, run by scripts/gpu-check.sh): the launches, the streams,
+ * device libm's last ulps and the atomics' order.
+ */
+#include "test_util.h"
+
+#include <dlfcn.h>
+
+#include "cuda_elementwise_body.h"
+#include "cuda_reduce_body.h"
+#include "cuda_softmax_body.h"
+
+#ifndef NNM_TEST_PLUGIN_DIR
+#error "NNM_TEST_PLUGIN_DIR must name the directory holding nnm_cpu.so"
+#endif
+
+static tu_fake_host g_fake;
+static void *g_dl;
+static const nnm_backend_vtable *g_cpu;
+static void *g_state;
+static uint32_t g_rng = 4242u;
+
+static int suite_init(void) {
+    tu_fake_host_init(&g_fake);
+    const nnm_plugin_desc *d = tu_plugin_open(NNM_TEST_PLUGIN_DIR "/nnm_cpu.so", &g_dl);
+    if (d == NULL || d->n_backends != 1)
+        return 1;
+    g_cpu = d->backends[0];
+    return g_cpu->init(&g_fake.env, &g_state) != NNM_OK;
+}
+
+static int suite_clean(void) {
+    if (g_cpu != NULL)
+        g_cpu->shutdown(g_state);
+    if (g_dl != NULL)
+        dlclose(g_dl);
+    return 0;
+}
+
+/* The cpu slot's status, its message printed when it is not NNM_OK. */
+static nnm_status cpu_ok(nnm_status st) {
+    if (st != NNM_OK)
+        fprintf(stderr, "\n  cpu: %s\n", g_fake.msg);
+    return st;
+}
+
+/* ---- views over host buffers --------------------------------------------- */
+
+typedef struct hv {
+    nnm_tensor_desc d;
+    int64_t shape[NNM_MAX_DIMS];
+    int64_t strides[NNM_MAX_DIMS];
+} hv;
+
+/* A view of `data` (elements of dt) with shape, strides (NULL: contiguous)
+ * and an offset in elements. */
+static nnm_tensor_desc *hv_init(hv *v, void *data, nnm_dtype dt, int32_t ndim,
+                                const int64_t *shape, const int64_t *strides, int64_t off) {
+    memset(v, 0, sizeof *v);
+    v->d.data = data;
+    v->d.device = (nnm_device){NNM_DEVICE_CPU, 0};
+    v->d.ndim = ndim;
+    v->d.dtype = dt;
+    v->d.shape = v->shape;
+    v->d.strides = v->strides;
+    v->d.byte_offset = (uint64_t)off * (dt.bits / 8u);
+    int64_t st = 1;
+    for (int32_t i = ndim - 1; i >= 0; i--) {
+        v->shape[i] = shape[i];
+        v->strides[i] = strides != NULL ? strides[i] : st;
+        st *= shape[i];
+    }
+    return &v->d;
+}
+
+static nnm_tensor_desc *hvf(hv *v, float *data, int32_t ndim, const int64_t *shape,
+                            const int64_t *strides, int64_t off) {
+    return hv_init(v, data, NNM_F32, ndim, shape, strides, off);
+}
+
+static const nnm_dtype I64 __attribute__((unused)) = {NNM_DTYPE_INT, 64, 1};
+
+/* First element of a view (byte_offset applied). */
+static void *hv_base(const hv *v) {
+    return (char *)v->d.data + v->d.byte_offset;
+}
+
+static int64_t numel_of(int32_t ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int32_t i = 0; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+#define SENTINEL 1234.5f
+static void fill_sentinel(float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        p[i] = SENTINEL;
+}
+
+/* Random values in [-4, 4), and every 7th one of a few specials when
+ * `specials` (NaN, infinities, zeros, halves for the rounding ops). */
+static void fill_inputs(float *p, size_t n, int specials) {
+    static const float sp[] = {0.0f, -0.0f, 0.5f, 1.5f, 2.5f, -2.5f, -3.0f, 3.0f, 6.0f,
+                               INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < n; i++) {
+        p[i] = 2.0f * tu_rand(&g_rng);
+        if (specials && i % 7 == 3)
+            p[i] = sp[(i / 7) % (sizeof sp / sizeof sp[0])];
+    }
+}
+
+static int same_f32(const char *what, const float *got, const float *want, size_t n, double rtol,
+                    double atol) {
+    return tu_count_mismatch(what, got, want, (int64_t)n, rtol, atol, TU_MATCH_NONFINITE) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise: unary (every op), binary (every op), where                   */
+/* ------------------------------------------------------------------------ */
+
+/* One geometry: out's and x's shapes, strides and offsets in one buffer each. */
+typedef struct geom {
+    const char *name;
+    int32_t ndim;
+    int64_t oshape[4], ostr[4], xshape[4], xstr[4];
+    int64_t ooff, xoff;
+    int ocontig, xcontig;
+} geom;
+
+static const geom k_geoms[] = {
+    {"contiguous", 3, {3, 5, 7}, {0}, {3, 5, 7}, {0}, 0, 0, 1, 1},
+    {"x transposed", 2, {6, 5}, {0}, {6, 5}, {1, 6}, 0, 0, 1, 0},
+    {"x broadcast", 3, {4, 3, 5}, {0}, {1, 3, 1}, {0}, 0, 2, 1, 1},
+    {"strided output", 3, {2, 3, 4}, {40, 12, 2}, {2, 3, 4}, {1, 2, 6}, 3, 1, 0, 0},
+    {"0-d", 0, {0}, {0}, {0}, {0}, 1, 1, 1, 1},
+    {"empty", 2, {0, 5}, {0}, {0, 5}, {0}, 0, 0, 1, 1},
+    {"8 wide", 1, {1000}, {0}, {1000}, {3}, 0, 5, 1, 0},
+};
+
+#define BUF 4096
+
+static void test_unary_all_ops(void) {
+    static float x[BUF], want[BUF], got[BUF];
+    fill_inputs(x, BUF, 1);
+    for (size_t g = 0; g < sizeof k_geoms / sizeof k_geoms[0]; g++) {
+        const geom *G = &k_geoms[g];
+        for (int op = NNM_UNARY_COPY; op <= NNM_UNARY_HARDSIGMOID_GRAD; op++) {
+            const double alpha = op == NNM_UNARY_POW ? 2.0 : op == NNM_UNARY_ELU ? 1.3 : 0.7;
+            hv o, xv, o2;
+            nnm_unary_args a = {sizeof a, op, alpha, NULL, NULL};
+            a.x = hvf(&xv, x, G->ndim, G->xshape, G->xcontig ? NULL : G->xstr, G->xoff);
+            a.out = hvf(&o, want, G->ndim, G->oshape, G->ocontig ? NULL : G->ostr, G->ooff);
+            fill_sentinel(want, BUF);
+            fill_sentinel(got, BUF);
+            CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->unary(&g_fake.env, g_state, &a)), NNM_OK);
+            /* the kernel: the layout the C side builds, the body per element */
+            nnm_strided_layout L;
+            const nnm_tensor_desc *ds[2] = {
+                hvf(&o2, got, G->ndim, G->oshape, G->ocontig ? NULL : G->ostr, G->ooff), a.x};
+            static const char *const names[2] = {"output", "x"};
+            CU_ASSERT_EQUAL_FATAL(
+                nnm_strided_layout_init(NULL, "cuda", "unary", &L, G->ndim, G->oshape, 2, ds, names),
+                NNM_OK);
+            const int64_t n = numel_of(G->ndim, G->oshape);
+            float *ob = hv_base(&o2);
+            const float *xb = hv_base(&xv);
+            for (int64_t i = 0; i < n; i++) {
+                int64_t off[2];
+                nnm_cuda_layout_offsets(&L, i, 2, off);
+                ob[off[0]] = nnm_cuda_unary_f(op, xb[off[1]], (float)alpha);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "unary op %d, %s", op, G->name);
+            CU_ASSERT_TRUE(same_f32(what, got, want, BUF, 2e-6, 1e-6));
+        }
+    }
+}
+
+static void test_binary_all_ops(void) {
+    static float a[BUF], b[BUF], want[BUF], got[BUF];
+    fill_inputs(a, BUF, 1);
+    fill_inputs(b, BUF, 1);
+    /* a, b: the geometry's x layout and its transpose/broadcast partner */
+    for (size_t g = 0; g < sizeof k_geoms / sizeof k_geoms[0]; g++) {
+        const geom *G = &k_geoms[g];
+        for (int op = NNM_BINARY_ADD; op <= NNM_BINARY_POW; op++) {
+            hv o, av, bv, o2;
+            nnm_binary_args ar = {sizeof ar, op, NULL, NULL, NULL};
+            ar.a = hvf(&av, a, G->ndim, G->xshape, G->xcontig ? NULL : G->xstr, G->xoff);
+            ar.b = hvf(&bv, b, G->ndim, G->oshape, NULL, 1);
+            ar.out = hvf(&o, want, G->ndim, G->oshape, G->ocontig ? NULL : G->ostr, G->ooff);
+            fill_sentinel(want, BUF);
+            fill_sentinel(got, BUF);
+            CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->binary(&g_fake.env, g_state, &ar)), NNM_OK);
+            nnm_strided_layout L;
+            const nnm_tensor_desc *ds[3] = {
+                hvf(&o2, got, G->ndim, G->oshape, G->ocontig ? NULL : G->ostr, G->ooff), ar.a,
+                ar.b};
+            static const char *const names[3] = {"output", "a", "b"};
+            CU_ASSERT_EQUAL_FATAL(
+                nnm_strided_layout_init(NULL, "cuda", "binary", &L, G->ndim, G->oshape, 3, ds, names),
+                NNM_OK);
+            const int64_t n = numel_of(G->ndim, G->oshape);
+            float *ob = hv_base(&o2);
+            const float *pa = hv_base(&av), *pb = hv_base(&bv);
+            for (int64_t i = 0; i < n; i++) {
+                int64_t off[3];
+                nnm_cuda_layout_offsets(&L, i, 3, off);
+                ob[off[0]] = nnm_cuda_binary_f(op, pa[off[1]], pb[off[2]]);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "binary op %d, %s", op, G->name);
+            CU_ASSERT_TRUE(same_f32(what, got, want, BUF, 2e-6, 1e-6));
+        }
+    }
+}
+
+static void test_where(void) {
+    static float c[BUF], a[BUF], b[BUF], want[BUF], got[BUF];
+    fill_inputs(a, BUF, 1);
+    fill_inputs(b, BUF, 1);
+    for (size_t i = 0; i < BUF; i++)
+        c[i] = (i % 3 == 0) ? 0.0f : (i % 3 == 1 ? 1.0f : NAN); /* NaN is != 0: true */
+    for (size_t g = 0; g < sizeof k_geoms / sizeof k_geoms[0]; g++) {
+        const geom *G = &k_geoms[g];
+        hv o, cv, av, bv, o2;
+        nnm_where_args w = {sizeof w, 0, NULL, NULL, NULL, NULL};
+        w.cond = hvf(&cv, c, G->ndim, G->xshape, G->xcontig ? NULL : G->xstr, G->xoff);
+        w.a = hvf(&av, a, G->ndim, G->oshape, NULL, 0);
+        w.b = hvf(&bv, b, G->ndim, G->xshape, G->xcontig ? NULL : G->xstr, 2);
+        w.out = hvf(&o, want, G->ndim, G->oshape, G->ocontig ? NULL : G->ostr, G->ooff);
+        fill_sentinel(want, BUF);
+        fill_sentinel(got, BUF);
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->where(&g_fake.env, g_state, &w)), NNM_OK);
+        nnm_strided_layout L;
+        const nnm_tensor_desc *ds[4] = {
+            hvf(&o2, got, G->ndim, G->oshape, G->ocontig ? NULL : G->ostr, G->ooff), w.cond, w.a,
+            w.b};
+        static const char *const names[4] = {"output", "cond", "a", "b"};
+        CU_ASSERT_EQUAL_FATAL(
+            nnm_strided_layout_init(NULL, "cuda", "where", &L, G->ndim, G->oshape, 4, ds, names),
+            NNM_OK);
+        const int64_t n = numel_of(G->ndim, G->oshape);
+        for (int64_t i = 0; i < n; i++)
+            nnm_cuda_where_body(&L, i, hv_base(&o2), hv_base(&cv), hv_base(&av), hv_base(&bv));
+        CU_ASSERT_TRUE(same_f32(G->name, got, want, BUF, 0.0, 0.0));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* reduce                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void test_reduce(void) {
+    static float x[BUF], want[BUF], got[BUF];
+    fill_inputs(x, BUF, 0);
+    x[17] = NAN; /* max/min propagate it */
+    /* x [3, 4, 5] contiguous, permuted ([5, 4, 3] read transposed), offset */
+    const int64_t shape[3] = {3, 4, 5};
+    const int64_t perm_str[3] = {1, 3, 12};
+    const int64_t zshape[3] = {3, 0, 5};
+    for (int layout = 0; layout < 3; layout++)
+        for (int mask = 0; mask < 8; mask++)
+            for (int op = NNM_REDUCE_SUM; op <= NNM_REDUCE_MIN; op++) {
+                const int64_t *xs = layout == 2 ? zshape : shape;
+                int64_t os[3];
+                for (int i = 0; i < 3; i++)
+                    os[i] = (mask >> i) & 1 ? 1 : xs[i];
+                hv xv, o, o2;
+                nnm_reduce_args a = {sizeof a, op, 0.5, NULL, NULL};
+                a.x = hvf(&xv, x, 3, xs, layout == 1 ? perm_str : NULL, layout == 1 ? 0 : 3);
+                a.out = hvf(&o, want, 3, os, NULL, 0);
+                fill_sentinel(want, BUF);
+                fill_sentinel(got, BUF);
+                const nnm_status st = g_cpu->reduce(&g_fake.env, g_state, &a);
+                nnm_cuda_red_plan P;
+                memset(&P, 0, sizeof P);
+                CU_ASSERT_EQUAL(nnm_cuda_red_plan_init(&P, op, 0.5, a.x, hvf(&o2, got, 3, os, NULL, 0)), -1);
+                if (P.count == 0 && (op == NNM_REDUCE_MAX || op == NNM_REDUCE_MIN)) {
+                    CU_ASSERT_EQUAL(st, NNM_E_SHAPE); /* cuda_reduce refuses it too */
+                    continue;
+                }
+                CU_ASSERT_EQUAL_FATAL(cpu_ok(st), NNM_OK);
+                const int64_t n = numel_of(3, os);
+                for (int64_t i = 0; i < n; i++)
+                    nnm_cuda_reduce_body(&P, i, hv_base(&xv), got);
+                char what[96];
+                snprintf(what, sizeof what, "reduce op %d, layout %d, mask %d", op, layout, mask);
+                CU_ASSERT_TRUE(same_f32(what, got, want, BUF, 1e-6, 1e-6));
+            }
+    /* a bad output shape is found */
+    hv xv, o;
+    nnm_cuda_red_plan P;
+    const int64_t bad[3] = {3, 2, 5};
+    CU_ASSERT_EQUAL(nnm_cuda_red_plan_init(&P, 0, 1.0, hvf(&xv, x, 3, shape, NULL, 0),
+                                           hvf(&o, got, 3, bad, NULL, 0)),
+                    1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* softmax, log_softmax                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void test_softmax(void) {
+    static float x[BUF], want[BUF], got[BUF];
+    fill_inputs(x, BUF, 0);
+    /* rows with NaN, +inf and all -inf (outer 0 of the [4, 6, 3] case) */
+    x[5] = NAN;
+    x[7] = INFINITY;
+    const int64_t cases[][3] = {{4, 6, 3}, {5, 9, 1}, {1, 1, 7}, {3, 1, 1}, {0, 4, 2}, {2, 300, 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int lg = 0; lg <= 1; lg++) {
+            const int64_t outer = cases[k][0], n = cases[k][1], inner = cases[k][2];
+            if (k == 3) /* a row of only -inf */
+                for (int i = 0; i < 3; i++)
+                    x[i] = -INFINITY;
+            const int64_t shape[3] = {outer, n, inner};
+            hv xv, o;
+            nnm_softmax_args a = {sizeof a, lg, outer, n, inner, hvf(&xv, x, 3, shape, NULL, 0),
+                                  hvf(&o, want, 3, shape, NULL, 0)};
+            fill_sentinel(want, BUF);
+            fill_sentinel(got, BUF);
+            CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->softmax(&g_fake.env, g_state, &a)), NNM_OK);
+            for (int64_t r = 0; r < outer * inner; r++)
+                nnm_cuda_softmax_row(r, n, inner, lg, x, got);
+            char what[64];
+            snprintf(what, sizeof what, "softmax case %zu log %d", k, lg);
+            CU_ASSERT_TRUE(same_f32(what, got, want, BUF, 2e-6, 1e-7));
+            if (lg && inner == 1) { /* log_softmax (1.1) over the last dim: the same rows */
+                const int64_t s2[2] = {outer, n};
+                nnm_log_softmax_args l = {sizeof l, 0, hvf(&xv, x, 2, s2, NULL, 0),
+                                          hvf(&o, want, 2, s2, NULL, 0)};
+                fill_sentinel(want, BUF);
+                CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->log_softmax(&g_fake.env, g_state, &l)), NNM_OK);
+                CU_ASSERT_TRUE(same_f32("log_softmax", got, want, BUF, 0.0, 0.0));
+            }
+            if (k == 3)
+                fill_inputs(x, 3, 0);
+        }
+}
+
+/* ------------------------------------------------------------------------ */
+
+int main(void) {
+    CU_pSuite s = tu_suite("cuda_bodies", suite_init, suite_clean);
+    if (s == NULL)
+        return 1;
+    CU_add_test(s, "unary: every op, every geometry", test_unary_all_ops);
+    CU_add_test(s, "binary: every op, every geometry", test_binary_all_ops);
+    CU_add_test(s, "where", test_where);
+    CU_add_test(s, "reduce: every op, every dim subset", test_reduce);
+    CU_add_test(s, "softmax / log_softmax", test_softmax);
+    return tu_run();
+}
