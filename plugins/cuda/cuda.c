@@ -217,8 +217,14 @@ static const nnm_backend_vtable cuda_backend = {
     .unary = cuda_unary,
     .reduce = cuda_reduce,
     .log_softmax = cuda_log_softmax,
+    .nll = cuda_nll,
+    .nll_backward = cuda_nll_backward,
+    .sgd_step = cuda_sgd_step,
+    .adam_step = cuda_adam_step,
     .softmax = cuda_softmax,
     .where = cuda_where,
+    .cast = cuda_cast,
+    .arg_reduce = cuda_arg_reduce,
     .set_num_threads = cuda_set_num_threads,
 };
 

@@ -22,6 +22,9 @@
 #include "cuda_elementwise_body.h"
 #include "cuda_reduce_body.h"
 #include "cuda_softmax_body.h"
+#include "cuda_nll_body.h"
+#include "cuda_optim_body.h"
+#include "cuda_cast_body.h"
 
 #ifndef NNM_TEST_PLUGIN_DIR
 #error "NNM_TEST_PLUGIN_DIR must name the directory holding nnm_cpu.so"
@@ -91,7 +94,7 @@ static nnm_tensor_desc *hvf(hv *v, float *data, int32_t ndim, const int64_t *sha
     return hv_init(v, data, NNM_F32, ndim, shape, strides, off);
 }
 
-static const nnm_dtype I64 __attribute__((unused)) = {NNM_DTYPE_INT, 64, 1};
+static const nnm_dtype I64 = {NNM_DTYPE_INT, 64, 1};
 
 /* First element of a view (byte_offset applied). */
 static void *hv_base(const hv *v) {
@@ -354,6 +357,223 @@ static void test_softmax(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* nll, nll_backward                                                         */
+/* ------------------------------------------------------------------------ */
+
+static void test_nll(void) {
+    enum { N = 7, C = 5 };
+    static float logp[N * C], want[N], got[N], gwant[N * C], ggot[N * C], grad[N];
+    int64_t target[N] = {0, 4, -100, 2, 3, -100, 1};
+    fill_inputs(logp, N * C, 0);
+    fill_inputs(grad, N, 0);
+    const int64_t s2[2] = {N, C}, s1[1] = {N}, one[1] = {1};
+    for (int k = 0; k < 2; k++) {
+        const double e = k ? 0.1 : 0.0;
+        hv lv, tv, ov, cv;
+        float cwant = -1.0f;
+        nnm_nll_args a = {sizeof a, 0, -100, e, hvf(&lv, logp, 2, s2, NULL, 0),
+                          hv_init(&tv, target, I64, 1, s1, NULL, 0), hvf(&ov, want, 1, s1, NULL, 0),
+                          hvf(&cv, &cwant, 1, one, NULL, 0)};
+        fill_sentinel(want, N);
+        fill_sentinel(got, N);
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->nll(&g_fake.env, g_state, &a)), NNM_OK);
+        for (int64_t i = 0; i < N; i++) {
+            CU_ASSERT_FALSE(nnm_cuda_nll_bad(i, C, target, 1, -100));
+            nnm_cuda_nll_row(i, C, logp, target, 1, -100, e, got);
+        }
+        CU_ASSERT_TRUE(same_f32("nll", got, want, N, 0.0, 0.0));
+        CU_ASSERT_EQUAL(nnm_cuda_nll_count(N, target, 1, -100), cwant);
+
+        nnm_nll_backward_args b = {sizeof b, 0, -100, e, hvf(&ov, grad, 1, s1, NULL, 0),
+                                   hv_init(&tv, target, I64, 1, s1, NULL, 0),
+                                   hvf(&lv, gwant, 2, s2, NULL, 0)};
+        fill_sentinel(gwant, N * C);
+        fill_sentinel(ggot, N * C);
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->nll_backward(&g_fake.env, g_state, &b)), NNM_OK);
+        for (int64_t q = 0; q < N * C; q++)
+            nnm_cuda_nll_backward_elem(q, C, grad, 1, target, 1, -100, e, ggot);
+        CU_ASSERT_TRUE(same_f32("nll_backward", ggot, gwant, N * C, 0.0, 0.0));
+    }
+    /* a target out of range: the cpu backend refuses it, the check finds it */
+    target[3] = 5;
+    hv lv, tv, ov;
+    nnm_nll_args a = {sizeof a, 0, -100, 0.0, hvf(&lv, logp, 2, s2, NULL, 0),
+                      hv_init(&tv, target, I64, 1, s1, NULL, 0), hvf(&ov, want, 1, s1, NULL, 0),
+                      NULL};
+    CU_ASSERT_EQUAL(g_cpu->nll(&g_fake.env, g_state, &a), NNM_E_INVALID);
+    int first = -1;
+    for (int64_t i = N - 1; i >= 0; i--)
+        if (nnm_cuda_nll_bad(i, C, target, 1, -100))
+            first = (int)i;
+    CU_ASSERT_EQUAL(first, 3);
+}
+
+/* ------------------------------------------------------------------------ */
+/* sgd_step, adam_step                                                       */
+/* ------------------------------------------------------------------------ */
+
+enum { OPT_N = 67 };
+
+/* The bodies' fmaf is what the cpu backend runs where the CPU has FMA: the
+ * same bits there; elsewhere its double-precision detour may round a rare
+ * tie the other way. */
+static double opt_rtol(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    return __builtin_cpu_supports("fma") ? 0.0 : 1e-7;
+#else
+    return 1e-7;
+#endif
+}
+
+static void test_sgd(void) {
+    static float p0[OPT_N], g[OPT_N], b0[OPT_N];
+    fill_inputs(p0, OPT_N, 0);
+    fill_inputs(g, OPT_N, 0);
+    fill_inputs(b0, OPT_N, 0);
+    for (int cfg = 0; cfg < 16; cfg++) {
+        float pw[OPT_N], bw[OPT_N], pg[OPT_N], bg[OPT_N];
+        memcpy(pw, p0, sizeof pw);
+        memcpy(pg, p0, sizeof pg);
+        memcpy(bw, b0, sizeof bw);
+        memcpy(bg, b0, sizeof bg);
+        const int mom = cfg & 1;
+        nnm_sgd_args a;
+        memset(&a, 0, sizeof a);
+        a.struct_size = sizeof a;
+        a.nesterov = (cfg >> 1) & 1;
+        a.first_step = (cfg >> 2) & 1;
+        a.n = OPT_N;
+        a.param = pw;
+        a.grad = g;
+        a.momentum_buf = mom ? bw : NULL;
+        a.lr = 0.1;
+        a.momentum = mom ? 0.9 : 0.0;
+        a.dampening = a.nesterov ? 0.0 : 0.1;
+        a.weight_decay = (cfg >> 3) & 1 ? 0.01 : 0.0;
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->sgd_step(&g_fake.env, g_state, &a)), NNM_OK);
+        const nnm_cuda_sgd_k k = nnm_cuda_sgd_scalars(&a);
+        for (int64_t i = 0; i < OPT_N; i++)
+            nnm_cuda_sgd_elem(&k, i, pg, g, mom ? bg : NULL);
+        char what[48];
+        snprintf(what, sizeof what, "sgd config %d", cfg);
+        CU_ASSERT_TRUE(same_f32(what, pg, pw, OPT_N, opt_rtol(), 0.0));
+        CU_ASSERT_TRUE(same_f32(what, bg, bw, OPT_N, opt_rtol(), 0.0));
+    }
+}
+
+static void test_adam(void) {
+    static float p0[OPT_N], g[OPT_N], m0[OPT_N], v0[OPT_N], x0[OPT_N];
+    fill_inputs(p0, OPT_N, 0);
+    fill_inputs(g, OPT_N, 0);
+    fill_inputs(m0, OPT_N, 0);
+    for (int i = 0; i < OPT_N; i++) {
+        v0[i] = 0.01f * (float)(i % 13);
+        x0[i] = 0.015f * (float)(i % 7);
+    }
+    for (int cfg = 0; cfg < 16; cfg++) {
+        float pw[OPT_N], mw[OPT_N], vw[OPT_N], xw[OPT_N], pg[OPT_N], mg[OPT_N], vg[OPT_N], xg[OPT_N];
+        memcpy(pw, p0, sizeof pw), memcpy(pg, p0, sizeof pg);
+        memcpy(mw, m0, sizeof mw), memcpy(mg, m0, sizeof mg);
+        memcpy(vw, v0, sizeof vw), memcpy(vg, v0, sizeof vg);
+        memcpy(xw, x0, sizeof xw), memcpy(xg, x0, sizeof xg);
+        const int ams = cfg & 1;
+        nnm_adam_args a;
+        memset(&a, 0, sizeof a);
+        a.struct_size = sizeof a;
+        a.decoupled = (cfg >> 1) & 1;
+        a.step = (cfg >> 2) & 1 ? 3 : 1;
+        a.n = OPT_N;
+        a.param = pw;
+        a.grad = g;
+        a.exp_avg = mw;
+        a.exp_avg_sq = vw;
+        a.max_exp_avg_sq = ams ? xw : NULL;
+        a.lr = 1e-3;
+        a.beta1 = 0.9;
+        a.beta2 = 0.999;
+        a.eps = 1e-8;
+        a.weight_decay = (cfg >> 3) & 1 ? 0.01 : 0.0;
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->adam_step(&g_fake.env, g_state, &a)), NNM_OK);
+        const nnm_cuda_adam_k k = nnm_cuda_adam_scalars(&a);
+        for (int64_t i = 0; i < OPT_N; i++)
+            nnm_cuda_adam_elem(&k, i, pg, g, mg, vg, ams ? xg : NULL);
+        char what[48];
+        snprintf(what, sizeof what, "adam config %d", cfg);
+        CU_ASSERT_TRUE(same_f32(what, pg, pw, OPT_N, opt_rtol(), 0.0));
+        CU_ASSERT_TRUE(same_f32(what, mg, mw, OPT_N, opt_rtol(), 0.0));
+        CU_ASSERT_TRUE(same_f32(what, vg, vw, OPT_N, opt_rtol(), 0.0));
+        CU_ASSERT_TRUE(same_f32(what, xg, xw, OPT_N, opt_rtol(), 0.0));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* cast, arg_reduce                                                          */
+/* ------------------------------------------------------------------------ */
+
+static void test_cast(void) {
+    static const nnm_dtype dts[5] = {{NNM_DTYPE_FLOAT, 32, 1}, {NNM_DTYPE_INT, 64, 1},
+                                     {NNM_DTYPE_INT, 32, 1}, {NNM_DTYPE_UINT, 8, 1},
+                                     {NNM_DTYPE_BOOL, 8, 1}};
+    static const size_t sizes[5] = {4, 8, 4, 1, 1};
+    /* x: [3, 4] read transposed from a [4, 3] buffer of 12 values */
+    static const float fv[12] = {0.0f, -0.0f, 1.9f, -1.9f, 300.7f, -300.7f, 3e9f, -3e9f,
+                                 1e20f, NAN, INFINITY, -INFINITY};
+    static const int64_t iv[12] = {0, 1, -1, 255, 256, -257, 2147483648LL, -2147483649LL,
+                                   INT64_MAX, INT64_MIN, 7, 100};
+    const int64_t shape[2] = {3, 4}, tstr[2] = {1, 3};
+    for (int kx = 0; kx < 5; kx++)
+        for (int ko = 0; ko < 5; ko++) {
+            unsigned char xb[12 * 8], want[12 * 8 + 8], got[12 * 8 + 8];
+            for (int i = 0; i < 12; i++) {
+                switch (kx) {
+                case 0: memcpy(xb + 4 * i, &fv[i], 4); break;
+                case 1: memcpy(xb + 8 * i, &iv[i], 8); break;
+                case 2: { int32_t v = (int32_t)iv[i]; memcpy(xb + 4 * i, &v, 4); break; }
+                case 3: xb[i] = (unsigned char)iv[i]; break;
+                default: xb[i] = (unsigned char)(i % 3 == 0 ? 0 : 1); break;
+                }
+            }
+            memset(want, 0xab, sizeof want);
+            memset(got, 0xab, sizeof got);
+            hv xv, ov, ov2;
+            nnm_cast_args a = {sizeof a, 0, hv_init(&xv, xb, dts[kx], 2, shape, tstr, 0),
+                               hv_init(&ov, want, dts[ko], 2, shape, NULL, 0)};
+            CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->cast(&g_fake.env, g_state, &a)), NNM_OK);
+            nnm_strided_layout L;
+            const nnm_tensor_desc *ds[2] = {hv_init(&ov2, got, dts[ko], 2, shape, NULL, 0), a.x};
+            static const char *const names[2] = {"output", "x"};
+            CU_ASSERT_EQUAL_FATAL(
+                nnm_strided_layout_init(NULL, "cuda", "cast", &L, 2, shape, 2, ds, names), NNM_OK);
+            for (int64_t e = 0; e < 12; e++)
+                nnm_cuda_cast_elem(&L, e, kx, xb, ko, got);
+            if (memcmp(got, want, sizeof want) != 0)
+                fprintf(stderr, "\n  cast %d -> %d differs\n", kx, ko);
+            CU_ASSERT_EQUAL(memcmp(got, want, 12 * sizes[ko] + 8), 0);
+        }
+}
+
+static void test_arg_reduce(void) {
+    enum { O = 3, NN = 7, I = 4 };
+    static float x[O * NN * I];
+    fill_inputs(x, O * NN * I, 0);
+    for (int i = 0; i < O * NN * I; i += 5)
+        x[i] = 1.0f; /* ties: the first wins */
+    x[30] = NAN;
+    x[61] = NAN;
+    const int64_t shape[3] = {O, NN, I}, oshape[2] = {O, I};
+    for (int op = NNM_REDUCE_MAX; op <= NNM_REDUCE_MIN; op++) {
+        int64_t want[O * I], got[O * I];
+        hv xv, ov;
+        nnm_arg_reduce_args a = {sizeof a, op, O, NN, I, hvf(&xv, x, 3, shape, NULL, 0),
+                                 hv_init(&ov, want, I64, 2, oshape, NULL, 0)};
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->arg_reduce(&g_fake.env, g_state, &a)), NNM_OK);
+        for (int64_t r = 0; r < O * I; r++)
+            nnm_cuda_arg_reduce_elem(r, NN, I, op == NNM_REDUCE_MAX, x, got);
+        CU_ASSERT_EQUAL(memcmp(got, want, sizeof want), 0);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void) {
     CU_pSuite s = tu_suite("cuda_bodies", suite_init, suite_clean);
@@ -364,5 +584,10 @@ int main(void) {
     CU_add_test(s, "where", test_where);
     CU_add_test(s, "reduce: every op, every dim subset", test_reduce);
     CU_add_test(s, "softmax / log_softmax", test_softmax);
+    CU_add_test(s, "nll / nll_backward, with smoothing and ignore_index", test_nll);
+    CU_add_test(s, "sgd_step: every momentum / nesterov / decay case", test_sgd);
+    CU_add_test(s, "adam_step: Adam, AdamW, amsgrad, decay, steps 1 and 3", test_adam);
+    CU_add_test(s, "cast: every pair of dtypes, strided x, edge values", test_cast);
+    CU_add_test(s, "arg_reduce: ties and NaN", test_arg_reduce);
     return tu_run();
 }
