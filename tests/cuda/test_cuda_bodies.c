@@ -25,6 +25,8 @@
 #include "cuda_nll_body.h"
 #include "cuda_optim_body.h"
 #include "cuda_cast_body.h"
+#include "cuda_im2col_body.h"
+#include "cuda_index_body.h"
 
 #ifndef NNM_TEST_PLUGIN_DIR
 #error "NNM_TEST_PLUGIN_DIR must name the directory holding nnm_cpu.so"
@@ -574,6 +576,141 @@ static void test_arg_reduce(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* im2col, col2im                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* out = floor((in + 2p - d (k - 1) - 1) / s) + 1 */
+static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+    const int64_t span = in + 2 * p - d * (k - 1) - 1;
+    return span < 0 ? 0 : span / s + 1;
+}
+
+static void test_im2col(void) {
+    /* (n_spatial, channels, in, k, s, p, d) */
+    static const struct {
+        int32_t ns;
+        int64_t ch, in[3], k[3], s[3], p[3], d[3];
+    } cases[] = {
+        {2, 3, {7, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}},
+        {2, 2, {9, 8}, {3, 2}, {2, 3}, {1, 0}, {2, 1}},
+        {1, 4, {11}, {4}, {3}, {2}, {1}},
+        {3, 2, {4, 5, 3}, {2, 3, 2}, {1, 2, 1}, {1, 1, 0}, {1, 1, 2}},
+        {2, 1, {2, 2}, {5, 5}, {1, 1}, {2, 2}, {1, 1}}, /* window larger than the image */
+        {2, 2, {1, 1}, {3, 3}, {2, 2}, {0, 0}, {1, 1}}, /* no output position */
+    };
+    static float im[4096], col[16384], want[16384], got[16384], imw[4096], img[4096];
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        nnm_im2col_args a;
+        memset(&a, 0, sizeof a);
+        a.struct_size = sizeof a;
+        a.n_spatial = cases[t].ns;
+        a.channels = cases[t].ch;
+        int64_t nim = a.channels, L = 1, K = 1;
+        for (int i = 0; i < a.n_spatial; i++) {
+            a.im_size[i] = cases[t].in[i];
+            a.kernel[i] = cases[t].k[i];
+            a.stride[i] = cases[t].s[i];
+            a.padding[i] = cases[t].p[i];
+            a.dilation[i] = cases[t].d[i];
+            a.col_size[i] = conv_out(a.im_size[i], a.kernel[i], a.stride[i], a.padding[i], a.dilation[i]);
+            nim *= a.im_size[i];
+            L *= a.col_size[i];
+            K *= a.kernel[i];
+        }
+        const int64_t ncol = a.channels * K * L;
+        CU_ASSERT_FATAL(nim <= 4096 && ncol <= 16384);
+        fill_inputs(im, 4096, 0);
+        fill_inputs(col, 16384, 0);
+        nnm_cuda_geom3 G;
+        CU_ASSERT_EQUAL_FATAL(nnm_cuda_geom_promote(&G, &a), -1);
+        /* im2col */
+        fill_sentinel(want, 16384);
+        fill_sentinel(got, 16384);
+        a.im = im;
+        a.col = want;
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->im2col(&g_fake.env, g_state, &a)), NNM_OK);
+        for (int64_t q = 0; q < ncol; q++)
+            nnm_cuda_im2col_elem(&G, q, im, got);
+        char what[48];
+        snprintf(what, sizeof what, "im2col case %zu", t);
+        CU_ASSERT_TRUE(same_f32(what, got, want, 16384, 0.0, 0.0));
+        /* col2im: the same bits (the sums in the cpu backend's order) */
+        fill_sentinel(imw, 4096);
+        fill_sentinel(img, 4096);
+        a.im = imw;
+        a.col = col;
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->col2im(&g_fake.env, g_state, &a)), NNM_OK);
+        for (int64_t q = 0; q < nim; q++)
+            nnm_cuda_col2im_elem(&G, q, col, img);
+        snprintf(what, sizeof what, "col2im case %zu", t);
+        CU_ASSERT_TRUE(same_f32(what, img, imw, 4096, 0.0, 0.0));
+    }
+    nnm_im2col_args b;
+    memset(&b, 0, sizeof b);
+    nnm_cuda_geom3 G;
+    b.n_spatial = 4;
+    CU_ASSERT_EQUAL(nnm_cuda_geom_promote(&G, &b), -2);
+    b.n_spatial = 2;
+    b.kernel[0] = b.kernel[1] = b.stride[0] = b.stride[1] = b.dilation[0] = 1;
+    b.dilation[1] = 0;
+    CU_ASSERT_EQUAL(nnm_cuda_geom_promote(&G, &b), 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* index_select, index_add                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void test_index(void) {
+    enum { O = 3, N = 5, M = 7, I = 4 };
+    int64_t idx[M] = {4, 0, 2, 2, 4, 1, 4}; /* repeats: index_add sums them */
+    const int64_t sm[1] = {M};
+    /* index_select of 4-, 8-, 2- and 1-byte elements */
+    static const uint32_t esizes[4] = {4, 8, 2, 1};
+    for (int e = 0; e < 4; e++) {
+        const uint32_t es = esizes[e];
+        unsigned char src[O * N * I * 8], want[O * M * I * 8 + 16], got[O * M * I * 8 + 16];
+        for (size_t b = 0; b < sizeof src; b++)
+            src[b] = (unsigned char)(b * 37u + 11u);
+        memset(want, 0xcd, sizeof want);
+        memset(got, 0xcd, sizeof got);
+        const nnm_dtype dt = es == 4 ? NNM_F32 : es == 8 ? I64 : (nnm_dtype){NNM_DTYPE_UINT, (uint8_t)(8 * es), 1};
+        const int64_t ss[3] = {O, N, I}, ds[3] = {O, M, I};
+        hv iv, sv, dv;
+        nnm_index_args a = {sizeof a, es, O, N, I, M, hv_init(&iv, idx, I64, 1, sm, NULL, 0),
+                            hv_init(&sv, src, dt, 3, ss, NULL, 0), hv_init(&dv, want, dt, 3, ds, NULL, 0)};
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->index_select(&g_fake.env, g_state, &a)), NNM_OK);
+        for (int64_t q = 0; q < O * M * I; q++)
+            nnm_cuda_index_select_elem(q, N, M, I, es, idx, (const char *)src, (char *)got);
+        CU_ASSERT_EQUAL(memcmp(got, want, sizeof want), 0);
+    }
+    /* index_add: the bits of the cpu backend's sums (same order on the host) */
+    static float src[O * M * I], dw[O * N * I], dg[O * N * I];
+    fill_inputs(src, O * M * I, 0);
+    fill_inputs(dw, O * N * I, 0);
+    memcpy(dg, dw, sizeof dg);
+    const int64_t ss[3] = {O, M, I}, ds[3] = {O, N, I};
+    hv iv, sv, dv;
+    nnm_index_args a = {sizeof a, 4, O, N, I, M, hv_init(&iv, idx, I64, 1, sm, NULL, 0),
+                        hvf(&sv, src, 3, ss, NULL, 0), hvf(&dv, dw, 3, ds, NULL, 0)};
+    CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->index_add(&g_fake.env, g_state, &a)), NNM_OK);
+    for (int64_t q = 0; q < O * M * I; q++)
+        nnm_cuda_index_add_elem(q, N, M, I, idx, src, dg);
+    CU_ASSERT_TRUE(same_f32("index_add", dg, dw, O * N * I, 0.0, 0.0));
+    /* a corrupt index reads and writes nothing */
+    idx[2] = 99;
+    for (int64_t q = 0; q < O * M * I; q++)
+        nnm_cuda_index_add_elem(q, N, M, I, idx, src, dg);
+    /* (under ASan an access at row 99 would stop the suite) */
+    static float sel[O * M * I];
+    fill_sentinel(sel, O * M * I);
+    for (int64_t q = 0; q < O * M * I; q++)
+        nnm_cuda_index_select_elem(q, N, M, I, 4, idx, (const char *)dw, (char *)sel);
+    for (int64_t q = 0; q < O * M * I; q++)
+        if ((q / I) % M == 2)
+            CU_ASSERT_EQUAL(sel[q], 0.0f);
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void) {
     CU_pSuite s = tu_suite("cuda_bodies", suite_init, suite_clean);
@@ -589,5 +726,7 @@ int main(void) {
     CU_add_test(s, "adam_step: Adam, AdamW, amsgrad, decay, steps 1 and 3", test_adam);
     CU_add_test(s, "cast: every pair of dtypes, strided x, edge values", test_cast);
     CU_add_test(s, "arg_reduce: ties and NaN", test_arg_reduce);
+    CU_add_test(s, "im2col / col2im: 1-d, 2-d, 3-d, stride, padding, dilation", test_im2col);
+    CU_add_test(s, "index_select (1, 2, 4, 8 bytes) / index_add (repeats)", test_index);
     return tu_run();
 }
