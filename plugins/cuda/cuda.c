@@ -11,7 +11,10 @@
  *  - memory is plain device memory from cudaMalloc on the requested device
  *    (256-byte aligned; never managed memory); alloc of 0 bytes returns a
  *    valid, unique pointer that free accepts;
- *  - only f32 tensors are supported; other dtypes give NNM_E_DTYPE;
+ *  - f32 tensors, plus what the cpu backend takes besides (i64 targets and
+ *    indices, cast's five dtypes, index_select's raw elements); other dtypes
+ *    give NNM_E_DTYPE. The op families beyond fill/unary/binary/gemm are
+ *    listed in cuda_ops.h;
  *  - every op validates its descriptors exactly as the cpu backend does, merges
  *    dims the same way (cuda_layout_init is cpu_layout_init) and launches one
  *    kernel on the context's stream of the tensors' device (cuda_stream). Ops are
@@ -239,7 +242,9 @@ static const nnm_plugin_desc cuda_plugin = {
     .abi_major = NNM_ABI_MAJOR,
     .abi_minor = NNM_ABI_MINOR,
     .name = "cuda",
-    .description = "CUDA backend: cudaMalloc memory, cuBLAS gemm, strided f32 elementwise kernels",
+    .description = "CUDA backend: cudaMalloc memory, cuBLAS gemm, strided elementwise ops "
+                   "(every unary op, pow, where, cast), reductions, softmax, nll, SGD/Adam steps, "
+                   "im2col/col2im, index_select/index_add",
     .n_layers = 0,
     .n_backends = 1,
     .layers = NULL,
