@@ -233,6 +233,8 @@ static const nnm_backend_vtable cuda_backend = {
     .cast = cuda_cast,
     .arg_reduce = cuda_arg_reduce,
     .set_num_threads = cuda_set_num_threads,
+    .layer_norm = cuda_layer_norm,
+    .layer_norm_backward = cuda_layer_norm_backward,
 };
 
 static const nnm_backend_vtable *const cuda_backends[] = {&cuda_backend};

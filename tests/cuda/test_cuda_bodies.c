@@ -27,6 +27,7 @@
 #include "cuda_cast_body.h"
 #include "cuda_im2col_body.h"
 #include "cuda_index_body.h"
+#include "cuda_layer_norm_body.h"
 
 #ifndef NNM_TEST_PLUGIN_DIR
 #error "NNM_TEST_PLUGIN_DIR must name the directory holding nnm_cpu.so"
@@ -711,6 +712,72 @@ static void test_index(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* layer_norm, layer_norm_backward                                           */
+/* ------------------------------------------------------------------------ */
+
+static void test_layer_norm(void) {
+    static const int64_t cases[][2] = {{5, 7}, {3, 33}, {4, 1}, {0, 5}, {2, 300}};
+    static float x[1024], r[1024], w[512], b[512], g[1024];
+    static float yw[1024], yg[1024], mw[64], mg[64], sw[64], sg[64];
+    static float gxw[1024], gxg[1024], gww[512], gwg[512], gbw[512], gbg[512];
+    fill_inputs(x, 1024, 0);
+    fill_inputs(r, 1024, 0);
+    fill_inputs(w, 512, 0);
+    fill_inputs(b, 512, 0);
+    fill_inputs(g, 1024, 0);
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++)
+        for (int opt = 0; opt < 8; opt++) {
+            const int64_t R = cases[t][0], C = cases[t][1], rc[1] = {R * C}, cs[1] = {C}, rs[1] = {R};
+            const int has_r = opt & 1, has_w = (opt >> 1) & 1, has_b = (opt >> 2) & 1;
+            hv xv, rv, wv, bv, yv, mv, sv, gv, gxv, gwv, gbv;
+            nnm_layer_norm_args a;
+            memset(&a, 0, sizeof a);
+            a.struct_size = sizeof a;
+            a.rows = R;
+            a.cols = C;
+            a.eps = 1e-5;
+            a.x = hvf(&xv, x, 1, rc, NULL, 0);
+            a.residual = has_r ? hvf(&rv, r, 1, rc, NULL, 0) : NULL;
+            a.weight = has_w ? hvf(&wv, w, 1, cs, NULL, 0) : NULL;
+            a.bias = has_b ? hvf(&bv, b, 1, cs, NULL, 0) : NULL;
+            a.y = hvf(&yv, yw, 1, rc, NULL, 0);
+            a.mean = hvf(&mv, mw, 1, rs, NULL, 0);
+            a.rstd = hvf(&sv, sw, 1, rs, NULL, 0);
+            fill_sentinel(yw, 1024), fill_sentinel(yg, 1024);
+            fill_sentinel(mw, 64), fill_sentinel(mg, 64), fill_sentinel(sw, 64), fill_sentinel(sg, 64);
+            CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->layer_norm(&g_fake.env, g_state, &a)), NNM_OK);
+            for (int64_t row = 0; row < R; row++)
+                nnm_cuda_ln_fwd_row(row, C, 1e-5f, x, has_r ? r : NULL, has_w ? w : NULL,
+                                    has_b ? b : NULL, yg, mg, sg);
+            char what[64];
+            snprintf(what, sizeof what, "layer_norm [%lld, %lld] opt %d", (long long)R, (long long)C, opt);
+            CU_ASSERT_TRUE(same_f32(what, yg, yw, 1024, 1e-5, 1e-6));
+            CU_ASSERT_TRUE(same_f32(what, mg, mw, 64, 1e-6, 1e-7));
+            CU_ASSERT_TRUE(same_f32(what, sg, sw, 64, 1e-6, 0.0));
+            /* backward from the cpu backend's saved statistics */
+            nnm_layer_norm_args bw = a;
+            bw.y = NULL;
+            bw.bias = NULL;
+            bw.grad_out = hvf(&gv, g, 1, rc, NULL, 0);
+            bw.grad_x = hvf(&gxv, gxw, 1, rc, NULL, 0);
+            bw.grad_weight = has_w ? hvf(&gwv, gww, 1, cs, NULL, 0) : NULL;
+            bw.grad_bias = has_b ? hvf(&gbv, gbw, 1, cs, NULL, 0) : NULL;
+            fill_sentinel(gxw, 1024), fill_sentinel(gxg, 1024);
+            fill_sentinel(gww, 512), fill_sentinel(gwg, 512), fill_sentinel(gbw, 512), fill_sentinel(gbg, 512);
+            CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->layer_norm_backward(&g_fake.env, g_state, &bw)), NNM_OK);
+            for (int64_t row = 0; row < R; row++)
+                nnm_cuda_ln_bwd_row(row, C, x, has_r ? r : NULL, has_w ? w : NULL, g, mw, sw, gxg);
+            if (has_w || has_b)
+                for (int64_t col = 0; col < C; col++)
+                    nnm_cuda_ln_bwd_col(col, R, C, x, has_r ? r : NULL, g, mw, sw,
+                                        has_w ? gwg : NULL, has_b ? gbg : NULL);
+            CU_ASSERT_TRUE(same_f32(what, gxg, gxw, 1024, 1e-4, 2e-6));
+            CU_ASSERT_TRUE(same_f32(what, gwg, gww, 512, 1e-5, 1e-5));
+            CU_ASSERT_TRUE(same_f32(what, gbg, gbw, 512, 1e-5, 1e-5));
+        }
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void) {
     CU_pSuite s = tu_suite("cuda_bodies", suite_init, suite_clean);
@@ -728,5 +795,6 @@ int main(void) {
     CU_add_test(s, "arg_reduce: ties and NaN", test_arg_reduce);
     CU_add_test(s, "im2col / col2im: 1-d, 2-d, 3-d, stride, padding, dilation", test_im2col);
     CU_add_test(s, "index_select (1, 2, 4, 8 bytes) / index_add (repeats)", test_index);
+    CU_add_test(s, "layer_norm / backward: residual, weight, bias, every combination", test_layer_norm);
     return tu_run();
 }
