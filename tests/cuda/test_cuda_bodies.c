@@ -28,6 +28,7 @@
 #include "cuda_im2col_body.h"
 #include "cuda_index_body.h"
 #include "cuda_layer_norm_body.h"
+#include "cuda_rnn_body.h"
 
 #ifndef NNM_TEST_PLUGIN_DIR
 #error "NNM_TEST_PLUGIN_DIR must name the directory holding nnm_cpu.so"
@@ -778,6 +779,79 @@ static void test_layer_norm(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* rnn_cell, rnn_cell_backward                                               */
+/* ------------------------------------------------------------------------ */
+
+static void test_rnn_cell(void) {
+    enum { B = 3, H = 5, GH = 4 * H, BH = B * H, BG = B * GH };
+    static float gx[BG], gh[BG], bh[GH], hp[BH], cp[BH], dh[BH], dc0[BH], dhp0[BH];
+    fill_inputs(gx, BG, 0);
+    fill_inputs(gh, BG, 0);
+    fill_inputs(bh, GH, 0);
+    fill_inputs(hp, BH, 0);
+    fill_inputs(cp, BH, 0);
+    fill_inputs(dh, BH, 0);
+    fill_inputs(dc0, BH, 0);
+    fill_inputs(dhp0, BH, 0);
+    gx[2] = NAN; /* relu keeps it */
+    for (int mode = NNM_RNN_TANH; mode <= NNM_RNN_GRU; mode++)
+        for (int with_b = 0; with_b <= 1; with_b++) {
+            float hw[BH], hg[BH], cw[BH], cg[BH], aw[B * 4 * H], ag[B * 4 * H];
+            fill_sentinel(hw, BH), fill_sentinel(hg, BH), fill_sentinel(cw, BH), fill_sentinel(cg, BH);
+            fill_sentinel(aw, B * 4 * H), fill_sentinel(ag, B * 4 * H);
+            nnm_rnn_cell_args a;
+            memset(&a, 0, sizeof a);
+            a.struct_size = sizeof a;
+            a.mode = mode;
+            a.batch = B;
+            a.hidden = H;
+            a.gx = gx;
+            a.gh = gh;
+            a.b_hh = with_b ? bh : NULL;
+            a.h_prev = hp;
+            a.c_prev = cp;
+            a.h = hw;
+            a.c = cw;
+            a.act = mode >= NNM_RNN_LSTM ? aw : NULL;
+            CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->rnn_cell(&g_fake.env, g_state, &a)), NNM_OK);
+            nnm_rnn_cell_args k = a;
+            k.h = hg;
+            k.c = cg;
+            k.act = mode >= NNM_RNN_LSTM ? ag : NULL;
+            for (int64_t q = 0; q < BH; q++)
+                nnm_cuda_rnn_fwd_elem(&k, q);
+            char what[48];
+            snprintf(what, sizeof what, "rnn_cell mode %d bias %d", mode, with_b);
+            CU_ASSERT_TRUE(same_f32(what, hg, hw, BH, 2e-6, 1e-6));
+            CU_ASSERT_TRUE(same_f32(what, cg, cw, BH, 2e-6, 1e-6));
+            CU_ASSERT_TRUE(same_f32(what, ag, aw, B * 4 * H, 2e-6, 1e-6));
+            /* backward from the cpu backend's forward */
+            float dgxw[BG], dgxg[BG], dghw[BG], dghg[BG], dcw[BH], dcg[BH], dhpw[BH], dhpg[BH];
+            fill_sentinel(dgxw, BG), fill_sentinel(dgxg, BG), fill_sentinel(dghw, BG), fill_sentinel(dghg, BG);
+            memcpy(dcw, dc0, sizeof dcw), memcpy(dcg, dc0, sizeof dcg);
+            memcpy(dhpw, dhp0, sizeof dhpw), memcpy(dhpg, dhp0, sizeof dhpg);
+            nnm_rnn_cell_args b = a;
+            b.dh = dh;
+            b.dc = dcw;
+            b.dgx = dgxw;
+            b.dgh = dghw;
+            b.dh_prev = dhpw;
+            CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->rnn_cell_backward(&g_fake.env, g_state, &b)), NNM_OK);
+            nnm_rnn_cell_args kb = b;
+            kb.dc = dcg;
+            kb.dgx = dgxg;
+            kb.dgh = dghg;
+            kb.dh_prev = dhpg;
+            for (int64_t q = 0; q < BH; q++)
+                nnm_cuda_rnn_bwd_elem(&kb, q);
+            CU_ASSERT_TRUE(same_f32(what, dgxg, dgxw, BG, 2e-6, 1e-6));
+            CU_ASSERT_TRUE(same_f32(what, dghg, dghw, BG, 2e-6, 1e-6));
+            CU_ASSERT_TRUE(same_f32(what, dcg, dcw, BH, 2e-6, 1e-6));
+            CU_ASSERT_TRUE(same_f32(what, dhpg, dhpw, BH, 2e-6, 1e-6));
+        }
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void) {
     CU_pSuite s = tu_suite("cuda_bodies", suite_init, suite_clean);
@@ -796,5 +870,6 @@ int main(void) {
     CU_add_test(s, "im2col / col2im: 1-d, 2-d, 3-d, stride, padding, dilation", test_im2col);
     CU_add_test(s, "index_select (1, 2, 4, 8 bytes) / index_add (repeats)", test_index);
     CU_add_test(s, "layer_norm / backward: residual, weight, bias, every combination", test_layer_norm);
+    CU_add_test(s, "rnn_cell / backward: tanh, relu, LSTM, GRU, with and without b_hh", test_rnn_cell);
     return tu_run();
 }
