@@ -235,6 +235,8 @@ static const nnm_backend_vtable cuda_backend = {
     .cast = cuda_cast,
     .arg_reduce = cuda_arg_reduce,
     .set_num_threads = cuda_set_num_threads,
+    .embedding_bag = cuda_embedding_bag,
+    .embedding_bag_backward = cuda_embedding_bag_backward,
     .layer_norm = cuda_layer_norm,
     .layer_norm_backward = cuda_layer_norm_backward,
 };

@@ -29,6 +29,7 @@
 #include "cuda_index_body.h"
 #include "cuda_layer_norm_body.h"
 #include "cuda_rnn_body.h"
+#include "cuda_embedding_bag_body.h"
 
 #ifndef NNM_TEST_PLUGIN_DIR
 #error "NNM_TEST_PLUGIN_DIR must name the directory holding nnm_cpu.so"
@@ -852,6 +853,85 @@ static void test_rnn_cell(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* embedding_bag, embedding_bag_backward                                     */
+/* ------------------------------------------------------------------------ */
+
+static void test_embedding_bag(void) {
+    enum { NUM = 6, D = 5, NI = 11, BAGS = 5 };
+    /* bags: [0,3) [3,3) (empty) [3,7) [7,8) (padding only) [8,11) */
+    int64_t idx[NI] = {1, 4, 1, 0, 5, 2, 2, 3, 4, 0, 4};
+    int64_t off[BAGS + 1] = {0, 3, 3, 7, 8, 11};
+    static float w[NUM * D], psw[NI], g[BAGS * D];
+    fill_inputs(w, NUM * D, 0);
+    fill_inputs(psw, NI, 0);
+    fill_inputs(g, BAGS * D, 0);
+    w[2 * D + 1] = NAN; /* never replaces a maximum; sums carry it */
+    const int64_t ws[1] = {NUM * D}, ns[1] = {NI}, os[1] = {BAGS + 1}, bs[1] = {BAGS * D};
+    for (int mode = NNM_REDUCE_SUM; mode <= NNM_REDUCE_MAX; mode++)
+        for (int pad = -1; pad <= 3; pad += 4)
+            for (int use_psw = 0; use_psw <= (mode == NNM_REDUCE_SUM); use_psw++) {
+                float yw[BAGS * D], yg[BAGS * D];
+                int64_t aw[BAGS * D], ag[BAGS * D];
+                fill_sentinel(yw, BAGS * D), fill_sentinel(yg, BAGS * D);
+                memset(aw, 0x7f, sizeof aw), memset(ag, 0x7f, sizeof ag);
+                hv wv, iv, ov, pv, yv, av, gv, gwv, gpv;
+                nnm_embedding_bag_args a;
+                memset(&a, 0, sizeof a);
+                a.struct_size = sizeof a;
+                a.mode = mode;
+                a.padding_idx = pad;
+                a.num_embeddings = NUM;
+                a.dim = D;
+                a.n = NI;
+                a.bags = BAGS;
+                a.weight = hvf(&wv, w, 1, ws, NULL, 0);
+                a.indices = hv_init(&iv, idx, I64, 1, ns, NULL, 0);
+                a.offsets = hv_init(&ov, off, I64, 1, os, NULL, 0);
+                a.per_sample_weights = use_psw ? hvf(&pv, psw, 1, ns, NULL, 0) : NULL;
+                a.out = hvf(&yv, yw, 1, bs, NULL, 0);
+                a.arg = mode == NNM_REDUCE_MAX ? hv_init(&av, aw, I64, 1, bs, NULL, 0) : NULL;
+                CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->embedding_bag(&g_fake.env, g_state, &a)), NNM_OK);
+                nnm_cuda_bag B;
+                memset(&B, 0, sizeof B);
+                B.mode = mode, B.pad = pad, B.num = NUM, B.dim = D, B.n = NI, B.bags = BAGS;
+                B.w = w, B.idx = idx, B.off = off, B.psw = use_psw ? psw : NULL;
+                B.out = yg, B.arg = mode == NNM_REDUCE_MAX ? ag : NULL;
+                for (int64_t q = 0; q < BAGS * D; q++)
+                    nnm_cuda_bag_fwd_elem(&B, q);
+                char what[64];
+                snprintf(what, sizeof what, "embedding_bag mode %d pad %d psw %d", mode, pad, use_psw);
+                CU_ASSERT_TRUE(same_f32(what, yg, yw, BAGS * D, 0.0, 0.0));
+                if (mode == NNM_REDUCE_MAX)
+                    CU_ASSERT_EQUAL(memcmp(ag, aw, sizeof aw), 0);
+                /* backward: grad_weight added into (the same start), grad_psw */
+                float gww[NUM * D], gwg[NUM * D], gpw[NI], gpg[NI];
+                fill_inputs(gww, NUM * D, 0);
+                memcpy(gwg, gww, sizeof gwg);
+                fill_sentinel(gpw, NI), fill_sentinel(gpg, NI);
+                nnm_embedding_bag_args b = a;
+                b.out = NULL;
+                b.grad_out = hvf(&gv, g, 1, bs, NULL, 0);
+                b.grad_weight = hvf(&gwv, gww, 1, ws, NULL, 0);
+                b.grad_per_sample_weights = use_psw ? hvf(&gpv, gpw, 1, ns, NULL, 0) : NULL;
+                CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->embedding_bag_backward(&g_fake.env, g_state, &b)), NNM_OK);
+                B.out = NULL;
+                B.arg = mode == NNM_REDUCE_MAX ? aw : NULL; /* what forward gave */
+                B.g = g, B.gw = gwg, B.gpsw = use_psw ? gpg : NULL;
+                for (int64_t q = 0; q < BAGS * D; q++) {
+                    if (mode == NNM_REDUCE_MAX)
+                        nnm_cuda_bag_bwd_max_elem(&B, q);
+                    else
+                        nnm_cuda_bag_bwd_sum_elem(&B, q);
+                }
+                if (use_psw)
+                    for (int64_t i = 0; i < NI; i++)
+                        nnm_cuda_bag_bwd_psw_elem(&B, i);
+                CU_ASSERT_TRUE(same_f32(what, gwg, gww, NUM * D, 0.0, 0.0));
+                CU_ASSERT_TRUE(same_f32(what, gpg, gpw, NI, 1e-6, 1e-6));
+            }
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void) {
     CU_pSuite s = tu_suite("cuda_bodies", suite_init, suite_clean);
@@ -871,5 +951,7 @@ int main(void) {
     CU_add_test(s, "index_select (1, 2, 4, 8 bytes) / index_add (repeats)", test_index);
     CU_add_test(s, "layer_norm / backward: residual, weight, bias, every combination", test_layer_norm);
     CU_add_test(s, "rnn_cell / backward: tanh, relu, LSTM, GRU, with and without b_hh", test_rnn_cell);
+    CU_add_test(s, "embedding_bag / backward: sum, mean, max, padding, empty bags, weights",
+                test_embedding_bag);
     return tu_run();
 }
