@@ -92,6 +92,9 @@ nnm_status cuda_embedding_bag_backward(nnm_env *env, void *state,
 /* cuda_rnn.c */
 nnm_status cuda_rnn_cell(nnm_env *env, void *state, const nnm_rnn_cell_args *args);
 nnm_status cuda_rnn_cell_backward(nnm_env *env, void *state, const nnm_rnn_cell_args *args);
+/* cuda_ctc.c */
+nnm_status cuda_ctc_loss(nnm_env *env, void *state, const nnm_ctc_args *args);
+nnm_status cuda_ctc_loss_backward(nnm_env *env, void *state, const nnm_ctc_args *args);
 /* cuda_ops.c: the kernels pick their own launch sizes; the count is noted only */
 nnm_status cuda_set_num_threads(nnm_env *env, void *state, int32_t n);
 

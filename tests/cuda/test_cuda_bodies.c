@@ -30,6 +30,7 @@
 #include "cuda_layer_norm_body.h"
 #include "cuda_rnn_body.h"
 #include "cuda_embedding_bag_body.h"
+#include "cuda_ctc_body.h"
 
 #ifndef NNM_TEST_PLUGIN_DIR
 #error "NNM_TEST_PLUGIN_DIR must name the directory holding nnm_cpu.so"
@@ -932,6 +933,66 @@ static void test_embedding_bag(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* ctc_loss, ctc_loss_backward                                               */
+/* ------------------------------------------------------------------------ */
+
+static void test_ctc(void) {
+    enum { T = 6, N = 4, C = 4, S = 3, W = 2 * S + 1 };
+    static float lp[T * N * C];
+    fill_inputs(lp, T * N * C, 0);
+    for (int r = 0; r < T * N; r++) { /* rows of log-probabilities */
+        double z = 0.0;
+        for (int c = 0; c < C; c++)
+            z += exp((double)lp[r * C + c]);
+        for (int c = 0; c < C; c++)
+            lp[r * C + c] -= (float)log(z);
+    }
+    /* sample 2 cannot align (3 labels, 2 repeated, in 3 steps); sample 3 is empty */
+    int64_t tgs[N * S] = {1, 2, 0, 3, 3, 1, 2, 2, 2, 1, 0, 0};
+    int64_t il[N] = {6, 5, 3, 0}, tl[N] = {2, 3, 3, 1};
+    float go[N] = {1.0f, 0.5f, -2.0f, 1.5f};
+    const int64_t lps[3] = {T, N, C}, ts[2] = {N, S}, ns[1] = {N}, as[3] = {N, T, W};
+    for (int zi = 0; zi <= 1; zi++) {
+        static float nw[N], ng[N], aw[N * T * W], ag[N * T * W], gw[T * N * C], gg[T * N * C];
+        static float work[N * (2 * W + C)];
+        fill_sentinel(nw, N), fill_sentinel(ng, N), fill_sentinel(aw, N * T * W), fill_sentinel(ag, N * T * W);
+        hv lv, tv, iv, lv2, nv, av, gov, gv;
+        nnm_ctc_args a;
+        memset(&a, 0, sizeof a);
+        a.struct_size = sizeof a;
+        a.zero_infinity = zi;
+        a.blank = 0;
+        a.t = T, a.n = N, a.c = C, a.s = S;
+        a.log_probs = hvf(&lv, lp, 3, lps, NULL, 0);
+        a.targets = hv_init(&tv, tgs, I64, 2, ts, NULL, 0);
+        a.input_lengths = hv_init(&iv, il, I64, 1, ns, NULL, 0);
+        a.target_lengths = hv_init(&lv2, tl, I64, 1, ns, NULL, 0);
+        a.nll = hvf(&nv, nw, 1, ns, NULL, 0);
+        a.alpha = hvf(&av, aw, 3, as, NULL, 0);
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->ctc_loss(&g_fake.env, g_state, &a)), NNM_OK);
+        nnm_cuda_ctc P;
+        memset(&P, 0, sizeof P);
+        P.t = T, P.n = N, P.c = C, P.s = S, P.blank = 0, P.zero_infinity = zi;
+        P.lp = lp, P.tgs = tgs, P.il = il, P.tl = tl, P.nll = ng, P.alpha = ag;
+        for (int64_t b = 0; b < N; b++)
+            nnm_cuda_ctc_fwd_sample(&P, b);
+        CU_ASSERT_TRUE(same_f32("ctc nll", ng, nw, N, 0.0, 0.0));
+        CU_ASSERT_TRUE(same_f32("ctc alpha", ag, aw, N * T * W, 0.0, 0.0));
+        fill_sentinel(gw, T * N * C), fill_sentinel(gg, T * N * C);
+        nnm_ctc_args b = a;
+        b.grad_out = hvf(&gov, go, 1, ns, NULL, 0);
+        b.grad_log_probs = hvf(&gv, gw, 3, lps, NULL, 0);
+        CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->ctc_loss_backward(&g_fake.env, g_state, &b)), NNM_OK);
+        P.alpha = aw;
+        P.go = go, P.go_stride = 1, P.grad = gg, P.work = work;
+        for (int64_t q = 0; q < N; q++)
+            nnm_cuda_ctc_bwd_sample(&P, q);
+        CU_ASSERT_TRUE(same_f32("ctc grad", gg, gw, T * N * C, 0.0, 0.0));
+        CU_ASSERT_TRUE(isinf(nw[2]) || zi); /* the unalignable sample */
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void) {
     CU_pSuite s = tu_suite("cuda_bodies", suite_init, suite_clean);
@@ -953,5 +1014,6 @@ int main(void) {
     CU_add_test(s, "rnn_cell / backward: tanh, relu, LSTM, GRU, with and without b_hh", test_rnn_cell);
     CU_add_test(s, "embedding_bag / backward: sum, mean, max, padding, empty bags, weights",
                 test_embedding_bag);
+    CU_add_test(s, "ctc_loss / backward: alignable, unalignable, empty, zero_infinity", test_ctc);
     return tu_run();
 }
