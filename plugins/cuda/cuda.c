@@ -252,7 +252,8 @@ static const nnm_plugin_desc cuda_plugin = {
     .name = "cuda",
     .description = "CUDA backend: cudaMalloc memory, cuBLAS gemm, strided elementwise ops "
                    "(every unary op, pow, where, cast), reductions, softmax, nll, SGD/Adam steps, "
-                   "im2col/col2im, index_select/index_add",
+                   "im2col/col2im, index_select/index_add, layer norm, recurrent cells, "
+                   "embedding bags, CTC",
     .n_layers = 0,
     .n_backends = 1,
     .layers = NULL,

@@ -120,7 +120,7 @@ static inline NNM_CUDA_HD void nnm_cuda_bag_bwd_sum_elem(const nnm_cuda_bag *B, 
 /* grad_per_sample_weights[i]: grad_out's row of i's bag . weight's row of
  * i (0 for padding), summed in double. */
 static inline NNM_CUDA_HD void nnm_cuda_bag_bwd_psw_elem(const nnm_cuda_bag *B, int64_t i) {
-    if (!nnm_cuda_bag_takes(B, i)) {
+    if (!nnm_cuda_bag_takes(B, i) || B->bags == 0) {
         B->gpsw[i] = 0.0f;
         return;
     }
