@@ -1,6 +1,7 @@
 /* plugins/cuda/cuda_reduce.c - the reduce slot (1.1): validated and planned
- * as the cpu backend's cpu_reduce, one thread per output element
- * (reduce.cu). */
+ * as the cpu backend's cpu_reduce; one thread per output element, or two
+ * passes over fixed chunks for reductions longer than NNM_CUDA_RED_CHUNK
+ * (reduce.cu), the partial results in scratch memory. */
 #include "cuda_ops.h"
 #include "cuda_reduce_kernels.h"
 
@@ -48,8 +49,23 @@ nnm_status cuda_reduce(nnm_env *env, void *state, const nnm_reduce_args *a) {
                         op_names[a->op]);
     if ((st = cuda_use(env, "reduce", id)) != NNM_OK)
         return st;
-    return cuda_launched(env, "reduce",
-                         nnm__cuda_launch_reduce(cuda_stream(s, id), &P, n_out,
-                                                 P.count > 0 ? (const float *)cuda_bytes(x) : NULL,
-                                                 cuda_base(out)));
+    const float *xb = P.count > 0 ? (const float *)cuda_bytes(x) : NULL;
+    if (P.count <= NNM_CUDA_RED_CHUNK) /* one thread per output element */
+        return cuda_launched(env, "reduce",
+                             nnm__cuda_launch_reduce(cuda_stream(s, id), &P, n_out, xb,
+                                                     cuda_base(out), NULL, 1, P.count));
+    /* long reductions: fixed chunks summed in parallel, then combined in order */
+    const int64_t nchunks = (P.count + NNM_CUDA_RED_CHUNK - 1) / NNM_CUDA_RED_CHUNK;
+    if (n_out > INT64_MAX / 8 / nchunks)
+        return CUDA_ERR(env, NNM_E_LIMIT, "cuda reduce: %lld outputs of %lld elements", (long long)n_out,
+                        (long long)P.count);
+    void *part = NULL;
+    if ((st = cuda_scratch_get(env, s, id, (size_t)(n_out * nchunks) * sizeof(double), &part)) !=
+        NNM_OK)
+        return st;
+    st = cuda_launched(env, "reduce",
+                       nnm__cuda_launch_reduce(cuda_stream(s, id), &P, n_out, xb, cuda_base(out),
+                                               part, nchunks, NNM_CUDA_RED_CHUNK));
+    cuda_scratch_put(s, id, part);
+    return st;
 }

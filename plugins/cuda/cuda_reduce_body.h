@@ -73,32 +73,67 @@ static inline NNM_CUDA_HD int64_t nnm_cuda_red_offset(int32_t nd, const int64_t 
     return off;
 }
 
-/* o[oi] from x (the first element of x). */
-static inline NNM_CUDA_HD void nnm_cuda_reduce_body(const nnm_cuda_red_plan *P, int64_t oi,
-                                                    const float *x, float *o) {
-    if (P->count == 0) { /* torch: sum() of nothing is 0, mean() NaN (max/min refused) */
-        o[oi] = P->op == NNM_REDUCE_SUM ? 0.0f : NAN;
-        return;
-    }
+/* Reduced elements [r0, r1) of output element oi: the sum in double (sum,
+ * mean) or the NaN-propagating max / min (as a double). */
+static inline NNM_CUDA_HD double nnm_cuda_red_range(const nnm_cuda_red_plan *P, int64_t oi,
+                                                    int64_t r0, int64_t r1, const float *x) {
     const float *xk = x + nnm_cuda_red_offset(P->nk, P->kshape, P->kstride, oi);
-    double acc;
     if (P->op == NNM_REDUCE_MAX || P->op == NNM_REDUCE_MIN) {
         const int is_max = P->op == NNM_REDUCE_MAX;
         float ext = is_max ? -INFINITY : INFINITY;
-        for (int64_t r = 0; r < P->count; r++) {
+        for (int64_t r = r0; r < r1; r++) {
             const float v = xk[nnm_cuda_red_offset(P->nr, P->rshape, P->rstride, r)];
             ext = is_max ? nnm_cuda_maxf(ext, v) : nnm_cuda_minf(ext, v);
         }
-        acc = (double)ext;
-    } else {
-        acc = 0.0;
-        for (int64_t r = 0; r < P->count; r++)
-            acc += (double)xk[nnm_cuda_red_offset(P->nr, P->rshape, P->rstride, r)];
+        return (double)ext;
     }
+    double acc = 0.0;
+    for (int64_t r = r0; r < r1; r++)
+        acc += (double)xk[nnm_cuda_red_offset(P->nr, P->rshape, P->rstride, r)];
+    return acc;
+}
+
+/* The output value from the whole accumulator, as the cpu backend scales. */
+static inline NNM_CUDA_HD float nnm_cuda_red_final(const nnm_cuda_red_plan *P, double acc) {
+    if (P->count == 0) /* torch: sum() of nothing is 0, mean() NaN (max/min refused) */
+        return P->op == NNM_REDUCE_SUM ? 0.0f : NAN;
     if (P->op == NNM_REDUCE_MEAN)
-        o[oi] = (float)(acc / (double)P->count * P->alpha);
-    else
-        o[oi] = (float)(P->alpha * acc);
+        return (float)(acc / (double)P->count * P->alpha);
+    return (float)(P->alpha * acc);
+}
+
+/* One pass: o[oi] from x (the first element of x). */
+static inline NNM_CUDA_HD void nnm_cuda_reduce_body(const nnm_cuda_red_plan *P, int64_t oi,
+                                                    const float *x, float *o) {
+    o[oi] = nnm_cuda_red_final(P, P->count > 0 ? nnm_cuda_red_range(P, oi, 0, P->count, x) : 0.0);
+}
+
+/* Two passes, for long reductions: each output's elements cut into nchunks
+ * fixed chunks of `chunk` (the last may be short), part[t] (t = oi * nchunks
+ * + c) the accumulator of chunk c; then the chunks combined in order. The
+ * cut does not depend on the launch, so neither does the result. */
+static inline NNM_CUDA_HD void nnm_cuda_reduce_part(const nnm_cuda_red_plan *P, int64_t t,
+                                                    int64_t nchunks, int64_t chunk,
+                                                    const float *x, double *part) {
+    const int64_t oi = t / nchunks, c = t % nchunks;
+    const int64_t r0 = c * chunk, r1 = r0 + chunk < P->count ? r0 + chunk : P->count;
+    part[t] = nnm_cuda_red_range(P, oi, r0, r1, x);
+}
+
+static inline NNM_CUDA_HD void nnm_cuda_reduce_combine(const nnm_cuda_red_plan *P, int64_t oi,
+                                                       int64_t nchunks, const double *part,
+                                                       float *o) {
+    const double *p = part + oi * nchunks;
+    double acc = p[0];
+    for (int64_t c = 1; c < nchunks; c++) {
+        if (P->op == NNM_REDUCE_MAX)
+            acc = (double)nnm_cuda_maxf((float)acc, (float)p[c]); /* floats: exact */
+        else if (P->op == NNM_REDUCE_MIN)
+            acc = (double)nnm_cuda_minf((float)acc, (float)p[c]);
+        else
+            acc += p[c];
+    }
+    o[oi] = nnm_cuda_red_final(P, acc);
 }
 
 #endif /* NNM_CUDA_REDUCE_BODY_H */

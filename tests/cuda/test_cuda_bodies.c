@@ -310,6 +310,18 @@ static void test_reduce(void) {
                 char what[96];
                 snprintf(what, sizeof what, "reduce op %d, layout %d, mask %d", op, layout, mask);
                 CU_ASSERT_TRUE(same_f32(what, got, want, BUF, 1e-6, 1e-6));
+                /* the two-pass path, with chunks of 7 (and 1: every element its own) */
+                for (int64_t chunk = 7; P.count > 0 && chunk >= 1; chunk -= 6) {
+                    static double part[BUF * 8];
+                    const int64_t nch = (P.count + chunk - 1) / chunk;
+                    CU_ASSERT_FATAL(n * nch <= BUF * 8);
+                    fill_sentinel(got, BUF);
+                    for (int64_t t = 0; t < n * nch; t++)
+                        nnm_cuda_reduce_part(&P, t, nch, chunk, hv_base(&xv), part);
+                    for (int64_t i = 0; i < n; i++)
+                        nnm_cuda_reduce_combine(&P, i, nch, part, got);
+                    CU_ASSERT_TRUE(same_f32(what, got, want, BUF, 1e-6, 1e-6));
+                }
             }
     /* a bad output shape is found */
     hv xv, o;

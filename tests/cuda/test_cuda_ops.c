@@ -280,6 +280,25 @@ static void test_reductions(void) {
             CU_ASSERT_TRUE(same_f(what, &o, 1e-6, 1e-6));
             pb_free_all();
         }
+    /* long reductions (the two-pass path): rows of 5000, columns of 5000, all of 100000 */
+    static const int64_t longs[3][2][2] = {{{3, 5000}, {3, 1}}, {{5000, 3}, {1, 3}}, {{20, 5000}, {1, 1}}};
+    for (int k = 0; k < 3; k++)
+        for (int op = NNM_REDUCE_SUM; op <= NNM_REDUCE_MIN; op++) {
+            const int64_t *xs2 = longs[k][0], *os2 = longs[k][1];
+            pb x, o;
+            pb_rand(&x, (size_t)(xs2[0] * xs2[1]), op >= NNM_REDUCE_MAX && k == 1);
+            pb_sentinel(&o, (size_t)(os2[0] * os2[1]));
+            for (int gpu = 0; gpu <= 1; gpu++) {
+                hv xv, ov;
+                nnm_reduce_args a = {sizeof a, op, 1.0, pf(&xv, &x, gpu, 2, xs2),
+                                     pf(&ov, &o, gpu, 2, os2)};
+                CU_ASSERT_EQUAL(ok(gpu, VT(gpu)->reduce(ENV, ST(gpu), &a)), NNM_OK);
+            }
+            char what[40];
+            snprintf(what, sizeof what, "long reduce op %d case %d", op, k);
+            CU_ASSERT_TRUE(same_f(what, &o, 1e-6, 1e-5));
+            pb_free_all();
+        }
     for (int lg = 0; lg <= 1; lg++) {
         const int64_t s3[3] = {3, 10, 4};
         pb x, o;
