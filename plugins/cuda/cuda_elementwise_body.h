@@ -19,17 +19,25 @@
 #include "strided_layout.h"
 
 /* Offsets (in elements) of linear index i (row-major over L's shape) in
- * each of the first nops operands of L. */
+ * each of the first nops operands of L. A fixed trip count over
+ * NNM_MAX_DIMS, unrolled under nvcc: with nops a constant, every field of L
+ * is read at a constant offset, so a kernel's L stays in parameter space. */
 static inline NNM_CUDA_HD void nnm_cuda_layout_offsets(const nnm_strided_layout *L, int64_t i,
                                                        int nops, int64_t *off) {
+    NNM_CUDA_UNROLL
     for (int k = 0; k < nops; k++)
         off[k] = 0;
-    for (int d = L->ndim - 1; d >= 0; d--) {
-        const int64_t s = L->shape[d];
-        const int64_t c = i % s;
-        i /= s;
-        for (int k = 0; k < nops; k++)
-            off[k] += c * L->strides[k][d];
+    NNM_CUDA_UNROLL
+    for (int j = 0; j < NNM_MAX_DIMS; j++) {
+        const int d = NNM_MAX_DIMS - 1 - j; /* innermost first */
+        if (d < L->ndim) {
+            const int64_t s = L->shape[d];
+            const int64_t c = i % s;
+            i /= s;
+            NNM_CUDA_UNROLL
+            for (int k = 0; k < nops; k++)
+                off[k] += c * L->strides[k][d];
+        }
     }
 }
 

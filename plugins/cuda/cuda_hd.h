@@ -24,6 +24,13 @@
 #define NNM_CUDA_HD
 #endif
 
+/* #pragma unroll in the device pass only (a host compiler warns about it) */
+#if defined(__CUDA_ARCH__)
+#define NNM_CUDA_UNROLL _Pragma("unroll")
+#else
+#define NNM_CUDA_UNROLL
+#endif
+
 /* *p += v: an atomic add in device code, a plain one on the host (the test
  * runs the bodies one index at a time). Device atomics make sums whose order
  * depends on scheduling: results that use it are not bit-reproducible. */
