@@ -1,8 +1,33 @@
 /* plugins/cuda/cuda_softmax.c - softmax along any dim (1.3) and
- * log_softmax along the last (1.1): validated as the cpu backend's, one
- * thread per row (softmax.cu). */
+ * log_softmax along the last (1.1): validated as the cpu backend's; one
+ * thread per row, or three passes over fixed chunks for rows longer than
+ * NNM_CUDA_SM_CHUNK (softmax.cu), their partial results in scratch memory. */
 #include "cuda_ops.h"
 #include "cuda_softmax_kernels.h"
+
+/* Launches on device id (current) for x [outer, n, inner] (nonempty). */
+static nnm_status cuda_softmax_run(nnm_env *env, cuda_state *s, int32_t id, const char *op,
+                                   int64_t outer, int64_t n, int64_t inner, int log_,
+                                   const float *x, float *out) {
+    if (n <= NNM_CUDA_SM_CHUNK)
+        return cuda_launched(env, op,
+                             nnm__cuda_launch_softmax(cuda_stream(s, id), outer, n, inner, log_, x,
+                                                      out, NULL, 1, n));
+    const int64_t rows = outer * inner, nchunks = (n + NNM_CUDA_SM_CHUNK - 1) / NNM_CUDA_SM_CHUNK;
+    if (rows > INT64_MAX / 16 / (nchunks + 1))
+        return CUDA_ERR(env, NNM_E_LIMIT, "cuda %s: %lld rows of %lld", op, (long long)rows,
+                        (long long)n);
+    void *work = NULL;
+    nnm_status st =
+        cuda_scratch_get(env, s, id, (size_t)(2 * rows * (nchunks + 1)) * sizeof(double), &work);
+    if (st != NNM_OK)
+        return st;
+    st = cuda_launched(env, op,
+                       nnm__cuda_launch_softmax(cuda_stream(s, id), outer, n, inner, log_, x, out,
+                                                work, nchunks, NNM_CUDA_SM_CHUNK));
+    cuda_scratch_put(s, id, work);
+    return st;
+}
 
 nnm_status cuda_softmax(nnm_env *env, void *state, const nnm_softmax_args *a) {
     cuda_state *s = state;
@@ -35,9 +60,8 @@ nnm_status cuda_softmax(nnm_env *env, void *state, const nnm_softmax_args *a) {
         return NNM_OK;
     if ((st = cuda_use(env, "softmax", id)) != NNM_OK)
         return st;
-    return cuda_launched(env, "softmax",
-                         nnm__cuda_launch_softmax(cuda_stream(s, id), a->outer, a->dim, a->inner,
-                                                  a->log != 0, cuda_base(a->x), cuda_base(a->out)));
+    return cuda_softmax_run(env, s, id, "softmax", a->outer, a->dim, a->inner, a->log != 0,
+                            cuda_base(a->x), cuda_base(a->out));
 }
 
 nnm_status cuda_log_softmax(nnm_env *env, void *state, const nnm_log_softmax_args *a) {
@@ -71,7 +95,6 @@ nnm_status cuda_log_softmax(nnm_env *env, void *state, const nnm_log_softmax_arg
         return NNM_OK;
     if ((st = cuda_use(env, "log_softmax", id)) != NNM_OK)
         return st;
-    return cuda_launched(env, "log_softmax",
-                         nnm__cuda_launch_softmax(cuda_stream(s, id), n_x / c, c, 1, 1,
-                                                  cuda_base(x), cuda_base(out)));
+    return cuda_softmax_run(env, s, id, "log_softmax", n_x / c, c, 1, 1, cuda_base(x),
+                            cuda_base(out));
 }

@@ -343,6 +343,7 @@ static void test_softmax(void) {
     x[5] = NAN;
     x[7] = INFINITY;
     const int64_t cases[][3] = {{4, 6, 3}, {5, 9, 1}, {1, 1, 7}, {3, 1, 1}, {0, 4, 2}, {2, 300, 1}};
+    x[300 + 8] = x[300 + 9] = x[300 + 10] = x[300 + 11] = -INFINITY; /* a chunk of 4 of only -inf */
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         for (int lg = 0; lg <= 1; lg++) {
             const int64_t outer = cases[k][0], n = cases[k][1], inner = cases[k][2];
@@ -361,6 +362,21 @@ static void test_softmax(void) {
             char what[64];
             snprintf(what, sizeof what, "softmax case %zu log %d", k, lg);
             CU_ASSERT_TRUE(same_f32(what, got, want, BUF, 2e-6, 1e-7));
+            /* the three-pass path for long rows, with chunks of 4 and 1 */
+            for (int64_t chunk = 4; chunk >= 1; chunk -= 3) {
+                static double part[2 * BUF], stats[2 * BUF];
+                static float got3[BUF];
+                const int64_t rows = outer * inner, nch = (n + chunk - 1) / chunk;
+                CU_ASSERT_FATAL(rows * nch <= BUF);
+                fill_sentinel(got3, BUF);
+                for (int64_t t = 0; t < rows * nch; t++)
+                    nnm_cuda_softmax_part(t, nch, chunk, n, inner, x, part);
+                for (int64_t r = 0; r < rows; r++)
+                    nnm_cuda_softmax_stats(r, nch, part, stats);
+                for (int64_t q = 0; q < rows * n; q++)
+                    nnm_cuda_softmax_elem(q, n, inner, lg, stats, x, got3);
+                CU_ASSERT_TRUE(same_f32(what, got3, want, BUF, 2e-6, 1e-7));
+            }
             if (lg && inner == 1) { /* log_softmax (1.1) over the last dim: the same rows */
                 const int64_t s2[2] = {outer, n};
                 nnm_log_softmax_args l = {sizeof l, 0, hvf(&xv, x, 2, s2, NULL, 0),

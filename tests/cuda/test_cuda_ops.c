@@ -312,6 +312,21 @@ static void test_reductions(void) {
         CU_ASSERT_TRUE(same_f("softmax", &o, 1e-5, 1e-7));
         pb_free_all();
     }
+    for (int lg = 0; lg <= 1; lg++) /* long rows (the three-pass path) */
+        for (int inner = 1; inner <= 3; inner += 2) {
+            const int64_t s3[3] = {2, 2500, inner}, nel = 2 * 2500 * inner;
+            pb x, o;
+            pb_rand(&x, (size_t)nel, 0);
+            pb_sentinel(&o, (size_t)nel);
+            for (int gpu = 0; gpu <= 1; gpu++) {
+                hv xv, ov;
+                nnm_softmax_args a = {sizeof a, lg, 2, 2500, inner, pf(&xv, &x, gpu, 3, s3),
+                                      pf(&ov, &o, gpu, 3, s3)};
+                CU_ASSERT_EQUAL(ok(gpu, VT(gpu)->softmax(ENV, ST(gpu), &a)), NNM_OK);
+            }
+            CU_ASSERT_TRUE(same_f("softmax, long rows", &o, 1e-5, 1e-9));
+            pb_free_all();
+        }
     {
         const int64_t s2[2] = {12, 10};
         pb x, o;
