@@ -36,7 +36,7 @@ static nnm_status cuda_im2col_run(nnm_env *env, void *state, const nnm_im2col_ar
     if (n == 0)
         return NNM_OK;
     int32_t id = -1;
-    nnm_status st = cuda_ptr_device(env, s, op, back ? "im" : "col", back ? a->im : a->col, &id);
+    nnm_status st = cuda_raw_device(env, s, op, back ? "im" : "col", back ? a->im : a->col, &id);
     if (st != NNM_OK)
         return st;
     const int rc = back ? nnm__cuda_launch_col2im(cuda_stream(s, id), &G, n, a->col, a->im)

@@ -101,7 +101,7 @@ nnm_status cuda_err_contiguous(nnm_env *env, const char *op, const char *what) {
     return CUDA_ERR(env, NNM_E_INVALID, "cuda %s: %s tensor must be contiguous", op, what);
 }
 
-nnm_status cuda_ptr_device(nnm_env *env, const cuda_state *s, const char *op, const char *what,
+nnm_status cuda_raw_device(nnm_env *env, const cuda_state *s, const char *op, const char *what,
                            const void *p, int32_t *id) {
     struct cudaPointerAttributes at;
     memset(&at, 0, sizeof at);

@@ -51,7 +51,7 @@ static inline void *cuda_bytes(const nnm_tensor_desc *d) {
 /* The CUDA device of the device memory at p (the slots that take raw
  * pointers: sgd_step, adam_step, rnn_cell): NNM_E_DEVICE unless p is device
  * memory on one of this machine's devices. Makes that device current. */
-nnm_status cuda_ptr_device(nnm_env *env, const cuda_state *s, const char *op, const char *what,
+nnm_status cuda_raw_device(nnm_env *env, const cuda_state *s, const char *op, const char *what,
                            const void *p, int32_t *id);
 /* Copies `bytes` from device memory to the host after the work queued on
  * cuda_stream(s, id) ran (waits for it). */

@@ -32,7 +32,7 @@ nnm_status cuda_sgd_step(nnm_env *env, void *state, const nnm_sgd_args *a) {
     if (st != NNM_OK || a->n == 0)
         return st;
     int32_t id = -1;
-    if ((st = cuda_ptr_device(env, s, "sgd_step", "param", a->param, &id)) != NNM_OK)
+    if ((st = cuda_raw_device(env, s, "sgd_step", "param", a->param, &id)) != NNM_OK)
         return st;
     const nnm_cuda_sgd_k k = nnm_cuda_sgd_scalars(a);
     return cuda_launched(env, "sgd_step",
@@ -58,7 +58,7 @@ nnm_status cuda_adam_step(nnm_env *env, void *state, const nnm_adam_args *a) {
     if (st != NNM_OK || a->n == 0)
         return st;
     int32_t id = -1;
-    if ((st = cuda_ptr_device(env, s, "adam_step", "param", a->param, &id)) != NNM_OK)
+    if ((st = cuda_raw_device(env, s, "adam_step", "param", a->param, &id)) != NNM_OK)
         return st;
     const nnm_cuda_adam_k k = nnm_cuda_adam_scalars(a);
     return cuda_launched(env, "adam_step",

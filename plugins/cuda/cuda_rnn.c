@@ -46,7 +46,7 @@ nnm_status cuda_rnn_cell(nnm_env *env, void *state, const nnm_rnn_cell_args *a) 
     if (s == NULL)
         return CUDA_ERR(env, NNM_E_STATE, "cuda rnn_cell: backend not initialised");
     int32_t id = -1;
-    if ((st = cuda_ptr_device(env, s, "rnn_cell", "h", a->h, &id)) != NNM_OK)
+    if ((st = cuda_raw_device(env, s, "rnn_cell", "h", a->h, &id)) != NNM_OK)
         return st;
     return cuda_launched(env, "rnn_cell", nnm__cuda_launch_rnn_cell(cuda_stream(s, id), a));
 }
@@ -59,7 +59,7 @@ nnm_status cuda_rnn_cell_backward(nnm_env *env, void *state, const nnm_rnn_cell_
     if (s == NULL)
         return CUDA_ERR(env, NNM_E_STATE, "cuda rnn_cell_backward: backend not initialised");
     int32_t id = -1;
-    if ((st = cuda_ptr_device(env, s, "rnn_cell_backward", "dgx", a->dgx, &id)) != NNM_OK)
+    if ((st = cuda_raw_device(env, s, "rnn_cell_backward", "dgx", a->dgx, &id)) != NNM_OK)
         return st;
     return cuda_launched(env, "rnn_cell_backward",
                          nnm__cuda_launch_rnn_cell_backward(cuda_stream(s, id), a));
