@@ -216,8 +216,7 @@ static const nnm_backend_vtable cuda_backend = {
     .memcpy = cuda_memcpy,
     .fill = cuda_fill,
     .gemm = cuda_gemm,
-    .binary = cuda_binary,
-    .unary = cuda_unary,
+    /* the op families (cuda_ops.h), ABI 1.1 to 1.5 */
     .reduce = cuda_reduce,
     .log_softmax = cuda_log_softmax,
     .nll = cuda_nll,
@@ -241,6 +240,8 @@ static const nnm_backend_vtable cuda_backend = {
     .embedding_bag_backward = cuda_embedding_bag_backward,
     .layer_norm = cuda_layer_norm,
     .layer_norm_backward = cuda_layer_norm_backward,
+    .binary = cuda_binary,
+    .unary = cuda_unary,
 };
 
 static const nnm_backend_vtable *const cuda_backends[] = {&cuda_backend};
