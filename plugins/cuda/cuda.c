@@ -25,6 +25,7 @@
  *    device when it differs (like torch.cuda.set_device), and left there.
  */
 #include "cuda_internal.h"
+#include "cuda_dnn.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -187,6 +188,9 @@ static void cuda_shutdown(void *state) {
     cuda_state *s = state;
     if (s == NULL)
         return;
+#ifdef NNM_CUDA_HAVE_CUDNN
+    cuda_dnn_shutdown(s);
+#endif
     cuda_gemm_shutdown(s);
     cuda_memory_shutdown(s);
     (void)cudaGetLastError();
@@ -214,6 +218,14 @@ static const nnm_backend_vtable cuda_backend = {
     .gemm = cuda_gemm,
     .binary = cuda_binary,
     .unary = cuda_unary,
+    .pool = cuda_dnn_pool,
+    .pool_backward = cuda_dnn_pool_backward,
+#ifdef NNM_CUDA_HAVE_CUDNN
+    .conv = cuda_dnn_conv,
+    .conv_backward = cuda_dnn_conv_backward,
+    .batch_norm = cuda_dnn_batch_norm,
+    .batch_norm_backward = cuda_dnn_batch_norm_backward,
+#endif
 };
 
 static const nnm_backend_vtable *const cuda_backends[] = {&cuda_backend};
