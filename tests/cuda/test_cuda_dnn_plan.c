@@ -1,0 +1,524 @@
+/* tests/cuda/test_cuda_dnn_plan.c - the cuda backend's cuDNN translation,
+ * without a GPU: plugins/cuda/cuda_dnn_plan.c compiled into this suite on
+ * its own (no CUDA, no cuDNN), checked for representative geometries:
+ *  - conv: the numbers cudnnSetTensorNdDescriptor / SetFilterNdDescriptor /
+ *    SetConvolutionNdDescriptor get (1-d lifted to 2-d of height 1, 2-d,
+ *    3-d, groups, depthwise, stride, dilation, padding), forward and
+ *    backward, the declines (transposed, uneven padding, INT_MAX, empty) and
+ *    the shape errors;
+ *  - the algorithm cache: keys, find/put/replace, growth, the reset at
+ *    CUDA_DNN_CACHE_MAX, clear;
+ *  - batch norm: [n, c, l] -> {n, c, l, 1} and {1, c, 1, 1}, PyTorch's
+ *    bounds for cuDNN;
+ *  - pooling: the promotion to 3 spatial dims and the cpu backend's checks.
+ * What only a GPU proves (that cuDNN accepts these numbers and computes the
+ * same as the cpu backend) is tests/cuda/test_cuda_dnn.c.
+ */
+#include "test_util.h"
+
+#include "cuda_dnn_plan.h"
+
+#include <limits.h>
+
+/* A descriptor over no memory (the plan reads shapes only). */
+typedef struct tdesc {
+    nnm_tensor_desc d;
+    int64_t shape[NNM_MAX_DIMS];
+    int64_t strides[NNM_MAX_DIMS];
+} tdesc;
+
+static void td_set(tdesc *t, int32_t ndim, const int64_t *shape) {
+    memset(t, 0, sizeof *t);
+    t->d.ndim = ndim;
+    t->d.shape = t->shape;
+    t->d.strides = t->strides;
+    t->d.dtype = NNM_F32;
+    t->d.device.type = NNM_DEVICE_CUDA;
+    t->d.data = (void *)t; /* never read */
+    int64_t st = 1;
+    for (int32_t i = ndim - 1; i >= 0; i--) {
+        t->shape[i] = shape[i];
+        t->strides[i] = st;
+        st *= shape[i];
+    }
+}
+
+/* A conv problem: params and the four tensors. */
+typedef struct conv_case {
+    nnm_conv_params p;
+    tdesc x, w, y, b, gx, gw;
+    nnm_conv_args a;
+} conv_case;
+
+/* ns spatial dims; x [n, cin, *in], w [cout, cin / g, *k]; y from the formula. */
+static void conv_setup(conv_case *c, int32_t ns, int64_t n, int64_t cin, int64_t cout, int32_t g,
+                       const int64_t *in, const int64_t *k, const int64_t *stride,
+                       const int64_t *pad, const int64_t *dil) {
+    memset(c, 0, sizeof *c);
+    c->p.struct_size = sizeof c->p;
+    c->p.n_spatial = ns;
+    c->p.groups = g;
+    int64_t xs[5] = {n, cin}, ws[5] = {cout, cin / g}, ys[5] = {n, cout};
+    for (int32_t i = 0; i < ns; i++) {
+        c->p.stride[i] = stride[i];
+        c->p.padding[i] = c->p.padding_end[i] = pad[i];
+        c->p.dilation[i] = dil[i];
+        xs[2 + i] = in[i];
+        ws[2 + i] = k[i];
+        ys[2 + i] = (in[i] + 2 * pad[i] - dil[i] * (k[i] - 1) - 1) / stride[i] + 1;
+    }
+    td_set(&c->x, ns + 2, xs);
+    td_set(&c->w, ns + 2, ws);
+    td_set(&c->y, ns + 2, ys);
+    td_set(&c->b, 1, &cout);
+    td_set(&c->gx, ns + 2, xs);
+    td_set(&c->gw, ns + 2, ws);
+    c->a.struct_size = sizeof c->a;
+    c->a.params = &c->p;
+    c->a.x = &c->x.d;
+    c->a.w = &c->w.d;
+    c->a.b = &c->b.d;
+    c->a.y = &c->y.d;
+}
+
+/* The same problem as a conv_backward call. */
+static void conv_as_backward(conv_case *c) {
+    c->a.b = NULL;
+    c->a.y = NULL;
+    c->a.grad_out = &c->y.d;
+    c->a.grad_x = &c->gx.d;
+    c->a.grad_w = &c->gw.d;
+}
+
+static int packed_ok(const cuda_dnn_tensor *t) {
+    int64_t st = 1;
+    for (int i = t->nbdims - 1; i >= 0; i--) {
+        if (t->strides[i] != st)
+            return 0;
+        st *= t->dims[i];
+    }
+    return 1;
+}
+
+static void expect_dims(const int *got, const int *want, int n) {
+    for (int i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(got[i], want[i]);
+}
+
+static void test_conv_2d(void) {
+    conv_case c;
+    conv_setup(&c, 2, 2, 3, 4, 1, (int64_t[]){7, 9}, (int64_t[]){3, 3}, (int64_t[]){1, 1},
+               (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    cuda_dnn_conv_plan p;
+    char msg[256];
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(p.nbdims, 4);
+    CU_ASSERT_EQUAL(p.n_spatial, 2);
+    CU_ASSERT_EQUAL(p.groups, 1);
+    expect_dims(p.x.dims, (int[]){2, 3, 7, 9}, 4);
+    expect_dims(p.x.strides, (int[]){189, 63, 9, 1}, 4);
+    expect_dims(p.y.dims, (int[]){2, 4, 7, 9}, 4);
+    expect_dims(p.w, (int[]){4, 3, 3, 3}, 4);
+    expect_dims(p.bias.dims, (int[]){1, 4, 1, 1}, 4);
+    expect_dims(p.pad, (int[]){1, 1}, 2);
+    expect_dims(p.stride, (int[]){1, 1}, 2);
+    expect_dims(p.dilation, (int[]){1, 1}, 2);
+    CU_ASSERT_TRUE(packed_ok(&p.x) && packed_ok(&p.y) && packed_ok(&p.bias));
+    CU_ASSERT_EQUAL(p.x.nbdims, 4);
+    CU_ASSERT_EQUAL(p.y.nbdims, 4);
+    CU_ASSERT_EQUAL(p.bias.nbdims, 4);
+
+    /* the same geometry as conv_backward: the same plan (y from grad_out) */
+    cuda_dnn_conv_plan pb;
+    conv_as_backward(&c);
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 1, &pb, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(memcmp(&p.x, &pb.x, sizeof p.x), 0);
+    CU_ASSERT_EQUAL(memcmp(&p.y, &pb.y, sizeof p.y), 0);
+    CU_ASSERT_EQUAL(memcmp(p.w, pb.w, sizeof p.w), 0);
+    /* one gradient only is fine; none is an error */
+    c.a.grad_w = NULL;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 1, &pb, msg, sizeof msg), NNM_OK);
+    c.a.grad_x = NULL;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 1, &pb, msg, sizeof msg), NNM_E_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "neither"));
+}
+
+/* 1-d with groups, stride, padding and dilation: 2-d of height 1, the
+ * inserted dim first (kernel 1, stride 1, no padding, dilation 1). */
+static void test_conv_1d_lifted(void) {
+    conv_case c;
+    conv_setup(&c, 1, 2, 4, 6, 2, (int64_t[]){10}, (int64_t[]){3}, (int64_t[]){2},
+               (int64_t[]){1}, (int64_t[]){2});
+    CU_ASSERT_EQUAL(c.y.shape[2], 4); /* (10 + 2 - 4 - 1) / 2 + 1 */
+    cuda_dnn_conv_plan p;
+    char msg[256];
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(p.nbdims, 4);
+    CU_ASSERT_EQUAL(p.n_spatial, 2);
+    CU_ASSERT_EQUAL(p.groups, 2);
+    expect_dims(p.x.dims, (int[]){2, 4, 1, 10}, 4);
+    expect_dims(p.y.dims, (int[]){2, 6, 1, 4}, 4);
+    expect_dims(p.w, (int[]){6, 2, 1, 3}, 4);
+    expect_dims(p.pad, (int[]){0, 1}, 2);
+    expect_dims(p.stride, (int[]){1, 2}, 2);
+    expect_dims(p.dilation, (int[]){1, 2}, 2);
+    expect_dims(p.bias.dims, (int[]){1, 6, 1, 1}, 4);
+    CU_ASSERT_TRUE(packed_ok(&p.x) && packed_ok(&p.y));
+}
+
+static void test_conv_3d_and_depthwise(void) {
+    conv_case c;
+    conv_setup(&c, 3, 1, 2, 3, 1, (int64_t[]){4, 5, 6}, (int64_t[]){2, 2, 2},
+               (int64_t[]){1, 2, 1}, (int64_t[]){0, 1, 1}, (int64_t[]){1, 1, 2});
+    cuda_dnn_conv_plan p;
+    char msg[256];
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(p.nbdims, 5);
+    CU_ASSERT_EQUAL(p.n_spatial, 3);
+    expect_dims(p.x.dims, (int[]){1, 2, 4, 5, 6}, 5);
+    expect_dims(p.x.strides, (int[]){240, 120, 30, 6, 1}, 5);
+    /* out: (4 - 1 - 1) / 1 + 1 = 3, (5 + 2 - 1 - 1) / 2 + 1 = 3, (6 + 2 - 2 - 1) / 1 + 1 = 6 */
+    expect_dims(p.y.dims, (int[]){1, 3, 3, 3, 6}, 5);
+    expect_dims(p.w, (int[]){3, 2, 2, 2, 2}, 5);
+    expect_dims(p.pad, (int[]){0, 1, 1}, 3);
+    expect_dims(p.stride, (int[]){1, 2, 1}, 3);
+    expect_dims(p.dilation, (int[]){1, 1, 2}, 3);
+    expect_dims(p.bias.dims, (int[]){1, 3, 1, 1, 1}, 5);
+
+    /* depthwise: groups == C_in == C_out, filter [C, 1, kh, kw] */
+    conv_setup(&c, 2, 3, 8, 8, 8, (int64_t[]){5, 5}, (int64_t[]){3, 3}, (int64_t[]){2, 2},
+               (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(p.groups, 8);
+    expect_dims(p.w, (int[]){8, 1, 3, 3}, 4);
+    expect_dims(p.y.dims, (int[]){3, 8, 3, 3}, 4);
+}
+
+static void test_conv_declines_and_errors(void) {
+    conv_case c;
+    cuda_dnn_conv_plan p;
+    char msg[256];
+#define SETUP()                                                                           \
+    conv_setup(&c, 2, 2, 4, 4, 2, (int64_t[]){6, 6}, (int64_t[]){3, 3}, (int64_t[]){1, 1}, \
+               (int64_t[]){1, 1}, (int64_t[]){1, 1})
+    SETUP();
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_OK);
+    /* declines */
+    SETUP();
+    c.p.transposed = 1;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    SETUP();
+    c.p.padding_end[1] = 2; /* "same" with an even kernel: y grows by one */
+    c.y.shape[3] = 7;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "uneven padding"));
+    SETUP();
+    c.x.shape[0] = c.y.shape[0] = 0;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    SETUP();
+    c.x.shape[0] = c.y.shape[0] = (int64_t)INT_MAX + 1;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    SETUP();
+    c.x.shape[0] = c.y.shape[0] = 1 << 26; /* every dim fits, the element count does not */
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    /* malformed */
+    SETUP();
+    c.y.shape[2] = 5;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_SHAPE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "do not make one convolution"));
+    SETUP();
+    c.w.shape[1] = 4; /* C_in / groups is 2 */
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_SHAPE);
+    SETUP();
+    c.p.groups = 3;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_SHAPE);
+    SETUP();
+    c.b.shape[0] = 5;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_SHAPE);
+    SETUP();
+    c.a.b = NULL; /* no bias is fine */
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_OK);
+    SETUP();
+    c.x.d.ndim = 3;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_SHAPE);
+    SETUP();
+    c.p.n_spatial = 0;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_INVALID);
+    SETUP();
+    c.p.stride[0] = 0;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_INVALID);
+    SETUP();
+    c.a.params = NULL;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_INVALID);
+    SETUP();
+    c.a.struct_size = 8;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_E_INVALID);
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(NULL, 0, &p, msg, sizeof msg), NNM_E_INVALID);
+    SETUP();
+    conv_as_backward(&c);
+    c.gx.shape[1] = 3;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 1, &p, msg, sizeof msg), NNM_E_SHAPE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "grad_x"));
+    SETUP();
+    conv_as_backward(&c);
+    c.gw.shape[0] = 3;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 1, &p, msg, sizeof msg), NNM_E_SHAPE);
+    SETUP();
+    conv_as_backward(&c);
+    c.a.grad_out = NULL;
+    CU_ASSERT_EQUAL(cuda_dnn_conv_plan_make(&c.a, 1, &p, msg, sizeof msg), NNM_E_INVALID);
+#undef SETUP
+}
+
+static void test_conv_keys(void) {
+    conv_case c;
+    cuda_dnn_conv_plan p, q;
+    char msg[256];
+    conv_setup(&c, 2, 2, 4, 8, 2, (int64_t[]){6, 7}, (int64_t[]){3, 3}, (int64_t[]){1, 2},
+               (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &q, msg, sizeof msg), NNM_OK);
+    cuda_dnn_conv_key k1, k2, k3, k4;
+    memset(&k1, 0xab, sizeof k1); /* garbage first: key_make must clear everything */
+    cuda_dnn_conv_key_make(&k1, &p, CUDA_DNN_CONV_FWD, 0);
+    cuda_dnn_conv_key_make(&k2, &q, CUDA_DNN_CONV_FWD, 0);
+    CU_ASSERT_EQUAL(memcmp(&k1, &k2, sizeof k1), 0);
+    cuda_dnn_conv_key_make(&k3, &p, CUDA_DNN_CONV_BWD_DATA, 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(&k1, &k3, sizeof k1), 0);
+    cuda_dnn_conv_key_make(&k4, &p, CUDA_DNN_CONV_FWD, 1);
+    CU_ASSERT_NOT_EQUAL(memcmp(&k1, &k4, sizeof k1), 0);
+    /* another batch size, stride, dilation or group count is another key */
+    const int64_t n0 = c.x.shape[0];
+    c.x.shape[0] = c.y.shape[0] = n0 + 1;
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &q, msg, sizeof msg), NNM_OK);
+    cuda_dnn_conv_key_make(&k2, &q, CUDA_DNN_CONV_FWD, 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(&k1, &k2, sizeof k1), 0);
+    conv_setup(&c, 2, 2, 4, 8, 2, (int64_t[]){6, 7}, (int64_t[]){3, 3}, (int64_t[]){1, 2},
+               (int64_t[]){1, 1}, (int64_t[]){1, 2});
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &q, msg, sizeof msg), NNM_OK);
+    cuda_dnn_conv_key_make(&k2, &q, CUDA_DNN_CONV_FWD, 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(&k1, &k2, sizeof k1), 0);
+    CU_ASSERT_EQUAL(k2.dilation[1], 2);
+    CU_ASSERT_EQUAL(k2.groups, 2);
+    CU_ASSERT_EQUAL(k2.nbdims, 4);
+}
+
+/* Keys that differ only in the batch size n. */
+static cuda_dnn_conv_key key_n(int n) {
+    cuda_dnn_conv_plan p;
+    memset(&p, 0, sizeof p);
+    p.nbdims = 4;
+    p.n_spatial = 2;
+    p.groups = 1;
+    p.x.dims[0] = n;
+    p.x.dims[1] = 3;
+    p.x.dims[2] = p.x.dims[3] = 8;
+    p.w[0] = 4;
+    p.w[1] = 3;
+    p.w[2] = p.w[3] = 3;
+    p.stride[0] = p.stride[1] = p.dilation[0] = p.dilation[1] = 1;
+    cuda_dnn_conv_key k;
+    cuda_dnn_conv_key_make(&k, &p, CUDA_DNN_CONV_FWD, 0);
+    return k;
+}
+
+static void test_cache(void) {
+    cuda_dnn_cache c;
+    memset(&c, 0, sizeof c);
+    cuda_dnn_conv_key k = key_n(1);
+    CU_ASSERT_PTR_NULL(cuda_dnn_cache_find(&c, &k)); /* empty, no table yet */
+    const cuda_dnn_algo a1 = {3, 3, 4096};
+    CU_ASSERT_EQUAL(cuda_dnn_cache_put(&c, &k, &a1), NNM_OK);
+    const cuda_dnn_algo *got = cuda_dnn_cache_find(&c, &k);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    CU_ASSERT_EQUAL(got->algo, 3);
+    CU_ASSERT_EQUAL(got->math_type, 3);
+    CU_ASSERT_EQUAL(got->workspace, 4096);
+    CU_ASSERT_EQUAL(c.count, 1);
+    /* replace: still one entry */
+    const cuda_dnn_algo a2 = {1, 3, 0};
+    CU_ASSERT_EQUAL(cuda_dnn_cache_put(&c, &k, &a2), NNM_OK);
+    CU_ASSERT_EQUAL(c.count, 1);
+    CU_ASSERT_EQUAL(cuda_dnn_cache_find(&c, &k)->algo, 1);
+    /* grows: a thousand geometries, all found with their own values */
+    for (int n = 2; n <= 1000; n++) {
+        cuda_dnn_conv_key kn = key_n(n);
+        const cuda_dnn_algo v = {n % 7, 3, (size_t)n * 16};
+        CU_ASSERT_EQUAL(cuda_dnn_cache_put(&c, &kn, &v), NNM_OK);
+    }
+    CU_ASSERT_EQUAL(c.count, 1000);
+    CU_ASSERT_TRUE(c.cap >= 2000 && (c.cap & (c.cap - 1)) == 0);
+    int bad = 0;
+    for (int n = 2; n <= 1000; n++) {
+        cuda_dnn_conv_key kn = key_n(n);
+        const cuda_dnn_algo *v = cuda_dnn_cache_find(&c, &kn);
+        bad += v == NULL || v->algo != n % 7 || v->workspace != (size_t)n * 16;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    cuda_dnn_conv_key absent = key_n(5000);
+    const uint64_t misses = c.misses;
+    CU_ASSERT_PTR_NULL(cuda_dnn_cache_find(&c, &absent));
+    CU_ASSERT_EQUAL(c.misses, misses + 1);
+    /* full: the next new key empties it first */
+    for (int n = 1001; n <= CUDA_DNN_CACHE_MAX; n++) {
+        cuda_dnn_conv_key kn = key_n(n);
+        const cuda_dnn_algo v = {0, 3, 0};
+        CU_ASSERT_EQUAL(cuda_dnn_cache_put(&c, &kn, &v), NNM_OK);
+    }
+    CU_ASSERT_EQUAL(c.count, CUDA_DNN_CACHE_MAX);
+    CU_ASSERT_EQUAL(c.resets, 0);
+    cuda_dnn_conv_key over = key_n(CUDA_DNN_CACHE_MAX + 1);
+    CU_ASSERT_EQUAL(cuda_dnn_cache_put(&c, &over, &a1), NNM_OK);
+    CU_ASSERT_EQUAL(c.resets, 1);
+    CU_ASSERT_EQUAL(c.count, 1);
+    CU_ASSERT_PTR_NOT_NULL(cuda_dnn_cache_find(&c, &over));
+    CU_ASSERT_PTR_NULL(cuda_dnn_cache_find(&c, &k));
+    cuda_dnn_cache_clear(&c);
+    CU_ASSERT_EQUAL(c.count, 0);
+    CU_ASSERT_PTR_NULL(cuda_dnn_cache_find(&c, &over));
+    CU_ASSERT_EQUAL(cuda_dnn_cache_put(&c, &over, &a1), NNM_OK); /* usable again */
+    cuda_dnn_cache_clear(&c);
+    cuda_dnn_cache_clear(&c); /* twice is harmless */
+}
+
+static void test_bn_plan(void) {
+    cuda_dnn_bn_plan p;
+    char msg[256];
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_bn_plan_make(4, 3, 10, 1, &p, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(p.x.nbdims, 4);
+    expect_dims(p.x.dims, (int[]){4, 3, 10, 1}, 4);
+    expect_dims(p.x.strides, (int[]){30, 10, 1, 1}, 4);
+    CU_ASSERT_EQUAL(p.ch.nbdims, 4);
+    expect_dims(p.ch.dims, (int[]){1, 3, 1, 1}, 4);
+    expect_dims(p.ch.strides, (int[]){3, 1, 1, 1}, 4);
+    CU_ASSERT_EQUAL(p.count, 40);
+    /* BatchNorm1d on [N, C]: l = 1 */
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(16, 5, 1, 1, &p, msg, sizeof msg), NNM_OK);
+    expect_dims(p.x.dims, (int[]){16, 5, 1, 1}, 4);
+    /* declines */
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(1, 5, 1, 1, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(1, 5, 1, 0, &p, msg, sizeof msg), NNM_OK); /* eval: fine */
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(0, 5, 7, 1, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(70000, 2, 2, 0, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(70000, 2, 2, 1, &p, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(900000, 2, 2, 1, &p, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(64, 1024, 1 << 15, 1, &p, msg, sizeof msg),
+                    NNM_E_UNSUPPORTED); /* 2^31 elements */
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "INT_MAX"));
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(-1, 5, 7, 1, &p, msg, sizeof msg), NNM_E_SHAPE);
+    CU_ASSERT_EQUAL(cuda_dnn_bn_plan_make(INT64_MAX, 5, 7, 1, &p, msg, sizeof msg), NNM_E_SHAPE);
+}
+
+/* A pooling over x [lead..., *in] with the given out shape. */
+typedef struct pool_case {
+    nnm_pool_args a;
+    tdesc x, o, gx;
+} pool_case;
+
+static void pool_setup(pool_case *c, int32_t op, int32_t ns, int32_t nd, const int64_t *xs,
+                       const int64_t *os, const int64_t *k, const int64_t *s, const int64_t *p,
+                       const int64_t *d) {
+    memset(c, 0, sizeof *c);
+    c->a.struct_size = sizeof c->a;
+    c->a.op = op;
+    c->a.n_spatial = ns;
+    for (int32_t i = 0; i < ns; i++) {
+        c->a.kernel[i] = k[i];
+        c->a.stride[i] = s[i];
+        c->a.padding[i] = p[i];
+        c->a.dilation[i] = d[i];
+    }
+    td_set(&c->x, nd, xs);
+    td_set(&c->o, nd, os);
+    td_set(&c->gx, nd, xs);
+    c->a.x = &c->x.d;
+    c->a.out = &c->o.d;
+}
+
+static void test_pool_plan(void) {
+    pool_case c;
+    nnm__cuda_pool_geom g;
+    char msg[256];
+    /* 2-d max 3x3 stride 2 pad 1 over [2, 3, 8, 8] -> 4 x 4 */
+    pool_setup(&c, NNM_POOL_MAX, 2, 4, (int64_t[]){2, 3, 8, 8}, (int64_t[]){2, 3, 4, 4},
+               (int64_t[]){3, 3}, (int64_t[]){2, 2}, (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(g.op, NNM_POOL_MAX);
+    CU_ASSERT_EQUAL(g.outer, 6);
+    const int64_t in[3] = {1, 8, 8}, out[3] = {1, 4, 4}, k[3] = {1, 3, 3}, s[3] = {1, 2, 2},
+                  p[3] = {0, 1, 1}, d[3] = {1, 1, 1};
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(g.in[i], in[i]);
+        CU_ASSERT_EQUAL(g.out[i], out[i]);
+        CU_ASSERT_EQUAL(g.k[i], k[i]);
+        CU_ASSERT_EQUAL(g.s[i], s[i]);
+        CU_ASSERT_EQUAL(g.p[i], p[i]);
+        CU_ASSERT_EQUAL(g.d[i], d[i]);
+    }
+    /* backward: grad_out and grad_x instead of out */
+    c.a.out = NULL;
+    c.a.grad_out = &c.o.d;
+    c.a.grad_x = &c.gx.d;
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 1, &g, msg, sizeof msg), NNM_OK);
+    c.gx.shape[3] = 7;
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 1, &g, msg, sizeof msg), NNM_E_SHAPE);
+    c.a.grad_x = NULL;
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 1, &g, msg, sizeof msg), NNM_E_INVALID);
+
+    /* 1-d avg over [5, 9] (no batch dim): promoted as 1 x 1 x 9 */
+    pool_setup(&c, NNM_POOL_AVG, 1, 2, (int64_t[]){5, 9}, (int64_t[]){5, 5}, (int64_t[]){3},
+               (int64_t[]){2}, (int64_t[]){1}, (int64_t[]){1});
+    c.a.count_include_pad = 7;
+    c.a.divisor_override = 2;
+    CU_ASSERT_EQUAL_FATAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(g.outer, 5);
+    CU_ASSERT_EQUAL(g.in[0], 1);
+    CU_ASSERT_EQUAL(g.in[1], 1);
+    CU_ASSERT_EQUAL(g.in[2], 9);
+    CU_ASSERT_EQUAL(g.out[2], 5);
+    CU_ASSERT_EQUAL(g.count_include_pad, 1);
+    CU_ASSERT_EQUAL(g.divisor_override, 2);
+    /* 3-d adaptive over [1, 2, 3, 4, 5] -> 2 x 2 x 7 */
+    pool_setup(&c, NNM_POOL_ADAPTIVE_AVG, 3, 5, (int64_t[]){1, 2, 3, 4, 5},
+               (int64_t[]){1, 2, 2, 2, 7}, (int64_t[]){1, 1, 1}, (int64_t[]){1, 1, 1},
+               (int64_t[]){0, 0, 0}, (int64_t[]){1, 1, 1});
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_OK);
+    CU_ASSERT_EQUAL(g.outer, 2);
+    CU_ASSERT_EQUAL(g.out[2], 7);
+    c.o.shape[4] = 0;
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_E_SHAPE);
+    /* errors, as the cpu backend's */
+    pool_setup(&c, NNM_POOL_MAX, 2, 4, (int64_t[]){2, 3, 8, 8}, (int64_t[]){2, 4, 4, 4},
+               (int64_t[]){3, 3}, (int64_t[]){2, 2}, (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_E_SHAPE); /* leading dim */
+    pool_setup(&c, NNM_POOL_MAX, 2, 4, (int64_t[]){2, 3, 8, 8}, (int64_t[]){2, 3, 9, 4},
+               (int64_t[]){3, 3}, (int64_t[]){2, 2}, (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_E_SHAPE); /* too large */
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "too large"));
+    pool_setup(&c, NNM_POOL_MAX, 2, 4, (int64_t[]){2, 3, 8, 8}, (int64_t[]){2, 3, 4, 4},
+               (int64_t[]){0, 3}, (int64_t[]){2, 2}, (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_E_INVALID);
+    pool_setup(&c, 7, 2, 4, (int64_t[]){2, 3, 8, 8}, (int64_t[]){2, 3, 4, 4}, (int64_t[]){3, 3},
+               (int64_t[]){2, 2}, (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_E_UNSUPPORTED);
+    pool_setup(&c, NNM_POOL_MAX, 2, 4, (int64_t[]){2, 3, 8, 8}, (int64_t[]){2, 3, 4, 4},
+               (int64_t[]){3, 3}, (int64_t[]){2, 2}, (int64_t[]){1, 1}, (int64_t[]){1, 1});
+    c.a.n_spatial = 4;
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg), NNM_E_SHAPE);
+    CU_ASSERT_EQUAL(cuda_dnn_pool_plan(NULL, 0, &g, msg, sizeof msg), NNM_E_INVALID);
+}
+
+int main(void) {
+    CU_pSuite s = tu_suite("cuda dnn plan", NULL, NULL);
+    if (s == NULL)
+        return 1;
+    CU_add_test(s, "conv 2-d: descriptors, forward and backward", test_conv_2d);
+    CU_add_test(s, "conv 1-d: lifted to 2-d of height 1", test_conv_1d_lifted);
+    CU_add_test(s, "conv 3-d and depthwise", test_conv_3d_and_depthwise);
+    CU_add_test(s, "conv declines and shape errors", test_conv_declines_and_errors);
+    CU_add_test(s, "conv algorithm keys", test_conv_keys);
+    CU_add_test(s, "algorithm cache", test_cache);
+    CU_add_test(s, "batch norm plan", test_bn_plan);
+    CU_add_test(s, "pool plan", test_pool_plan);
+    return tu_run();
+}
