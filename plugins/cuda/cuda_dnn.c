@@ -202,7 +202,15 @@ nnm_status cuda_dnn_get(nnm_env *env, cuda_state *s, const char *op, int32_t id,
         cs = d->fn.cudnnCreate(&dev->handle);
         if (cs != CUDNN_STATUS_SUCCESS) {
             dev->handle = NULL;
-            return cuda_dnn_fail(env, d, op, "cudnnCreate", cs);
+            const nnm_status st = cuda_dnn_fail(env, d, op, "cudnnCreate", cs);
+            if (st == NNM_E_UNSUPPORTED) {
+                /* cuDNN cannot start here (driver, sub-libraries): remembered,
+                 * so later ops decline at once */
+                snprintf(d->why, sizeof d->why, "%s: cudnnCreate on cuda:%d: cuDNN status %d (%s)",
+                         d->path, (int)id, (int)cs, d->fn.cudnnGetErrorString(cs));
+                d->loaded = -1;
+            }
+            return st;
         }
     }
     /* bound on every call: the context's stream may be made after the handle */

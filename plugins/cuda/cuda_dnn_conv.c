@@ -76,12 +76,16 @@ static const char *const conv_kind_name[3] = {"forward", "backward data", "backw
  * bytes). Sets the descriptor's math type to the algorithm's. */
 static nnm_status conv_algo(nnm_env *env, cuda_state *s, struct cuda_dnn_state *d,
                             cudnnHandle_t h, int32_t id, const cuda_dnn_conv_plan *p, int kind,
-                            const char *op, cuda_dnn_algo *out, void **ws) {
+                            const char *op, cuda_dnn_algo *out, void **ws,
+                            cuda_dnn_conv_key *keyp) {
     *ws = NULL;
     cuda_dnn_cache *cache = &d->devs[id].algos;
-    cuda_dnn_conv_key key;
-    cuda_dnn_conv_key_make(&key, p, kind, d->allow_tf32);
+    cuda_dnn_conv_key_make(keyp, p, kind, d->allow_tf32);
+    const cuda_dnn_conv_key key = *keyp;
     const cuda_dnn_algo *hit = cuda_dnn_cache_find(cache, &key);
+    if (hit != NULL && hit->algo < 0) /* cuDNN refused this geometry before: decline at once */
+        return CUDA_ERR(env, NNM_E_UNSUPPORTED, "cuda %s: cuDNN refused this %s geometry", op,
+                        conv_kind_name[kind]);
     if (hit != NULL &&
         d->fn.cudnnSetConvolutionMathType(d->cd, (cudnnMathType_t)hit->math_type) ==
             CUDNN_STATUS_SUCCESS &&
@@ -97,22 +101,33 @@ static nnm_status conv_algo(nnm_env *env, cuda_state *s, struct cuda_dnn_state *
                                                                               : CUDNN_FMA_MATH);
     if (cs != CUDNN_STATUS_SUCCESS)
         return cuda_dnn_fail(env, d, op, "cudnnSetConvolutionMathType", cs);
+    const cuda_dnn_algo refused = {-1, 0, 0}; /* remembered for geometries cuDNN refuses */
     cs = conv_rank(d, h, kind, c, &n);
-    if (cs != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op,
+    if (cs != CUDNN_STATUS_SUCCESS) {
+        const nnm_status st = cuda_dnn_fail(env, d, op,
                              kind == CUDA_DNN_CONV_FWD        ? "cudnnGetConvolutionForwardAlgorithm_v7"
                              : kind == CUDA_DNN_CONV_BWD_DATA ? "cudnnGetConvolutionBackwardDataAlgorithm_v7"
                                                               : "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
                              cs);
+        if (st == NNM_E_UNSUPPORTED)
+            (void)cuda_dnn_cache_put(cache, &key, &refused);
+        return st;
+    }
     int too_big = 0;
     for (int i = 0; i < n; i++) {
         if (c[i].status != CUDNN_STATUS_SUCCESS)
             continue;
-        if (!d->allow_tf32 && c[i].math_type != CUDNN_FMA_MATH)
-            continue; /* strict f32 only */
+        /* strict f32: FMA math (what the ranking returns when asked for it;
+         * a DEFAULT one is run as FMA), never a tensor-op algorithm */
+        int math = c[i].math_type;
+        if (!d->allow_tf32) {
+            if (math != CUDNN_FMA_MATH && math != CUDNN_DEFAULT_MATH)
+                continue;
+            math = CUDNN_FMA_MATH;
+        }
         if (c[i].memory > CUDA_DNN_MAX_WORKSPACE)
             continue;
-        if (d->fn.cudnnSetConvolutionMathType(d->cd, (cudnnMathType_t)c[i].math_type) !=
+        if (d->fn.cudnnSetConvolutionMathType(d->cd, (cudnnMathType_t)math) !=
             CUDNN_STATUS_SUCCESS)
             continue;
         /* no env: a failed try leaves no message behind */
@@ -120,14 +135,28 @@ static nnm_status conv_algo(nnm_env *env, cuda_state *s, struct cuda_dnn_state *
             too_big = 1;
             continue;
         }
-        const cuda_dnn_algo v = {c[i].algo, c[i].math_type, c[i].memory};
+        const cuda_dnn_algo v = {c[i].algo, math, c[i].memory};
         *out = v;
         (void)cuda_dnn_cache_put(cache, &key, &v); /* NOMEM: just not remembered */
         return NNM_OK;
     }
+    if (!too_big) /* none usable at all (not merely short of memory now) */
+        (void)cuda_dnn_cache_put(cache, &key, &refused);
     return CUDA_ERR(env, NNM_E_UNSUPPORTED,
                     "cuda %s: no cuDNN %s algorithm for this geometry (%d ranked%s)", op,
                     conv_kind_name[kind], n, too_big ? ", workspaces did not fit" : "");
+}
+
+/* After a cuDNN call with the chosen algorithm failed: a geometry cuDNN
+ * refuses (NNM_E_UNSUPPORTED) is remembered as such, so later calls decline
+ * at once instead of failing the same way. */
+static nnm_status conv_ran(struct cuda_dnn_state *d, int32_t id, const cuda_dnn_conv_key *key,
+                           nnm_status st) {
+    if (st == NNM_E_UNSUPPORTED) {
+        const cuda_dnn_algo refused = {-1, 0, 0};
+        (void)cuda_dnn_cache_put(&d->devs[id].algos, key, &refused);
+    }
+    return st;
 }
 
 /* Sets the context's descriptors x, y, w and conv from plan p. */
@@ -191,8 +220,9 @@ nnm_status cuda_dnn_conv(nnm_env *env, void *state, const nnm_conv_args *a) {
     if (st != NNM_OK)
         return st;
     cuda_dnn_algo al;
+    cuda_dnn_conv_key key;
     void *ws = NULL;
-    if ((st = conv_algo(env, s, d, h, id, &p, CUDA_DNN_CONV_FWD, op, &al, &ws)) != NNM_OK)
+    if ((st = conv_algo(env, s, d, h, id, &p, CUDA_DNN_CONV_FWD, op, &al, &ws, &key)) != NNM_OK)
         return st;
     const float one = 1.0f, zero = 0.0f;
     cudnnStatus_t cs = d->fn.cudnnConvolutionForward(
@@ -200,7 +230,7 @@ nnm_status cuda_dnn_conv(nnm_env *env, void *state, const nnm_conv_args *a) {
         (cudnnConvolutionFwdAlgo_t)al.algo, ws, al.workspace, &zero, d->yd, cuda_base(a->y));
     cuda_scratch_put(s, id, ws); /* after the work is queued: stream order keeps it alive */
     if (cs != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op, "cudnnConvolutionForward", cs);
+        return conv_ran(d, id, &key, cuda_dnn_fail(env, d, op, "cudnnConvolutionForward", cs));
     if (a->b != NULL) {
         /* y += b, broadcast from [1, C_out, 1, ...] */
         if ((cs = cuda_dnn_set_tensor(d, d->bd, &p.bias)) != CUDNN_STATUS_SUCCESS)
@@ -224,9 +254,11 @@ nnm_status cuda_dnn_conv_backward(nnm_env *env, void *state, const nnm_conv_args
         return st;
     const float one = 1.0f, zero = 0.0f;
     cuda_dnn_algo al;
+    cuda_dnn_conv_key key;
     void *ws = NULL;
     if (a->grad_x != NULL) {
-        if ((st = conv_algo(env, s, d, h, id, &p, CUDA_DNN_CONV_BWD_DATA, op, &al, &ws)) != NNM_OK)
+        if ((st = conv_algo(env, s, d, h, id, &p, CUDA_DNN_CONV_BWD_DATA, op, &al, &ws, &key)) !=
+            NNM_OK)
             return st;
         cudnnStatus_t cs = d->fn.cudnnConvolutionBackwardData(
             h, &one, d->wd, cuda_base(a->w), d->yd, cuda_base(a->grad_out), d->cd,
@@ -234,10 +266,11 @@ nnm_status cuda_dnn_conv_backward(nnm_env *env, void *state, const nnm_conv_args
             cuda_base(a->grad_x));
         cuda_scratch_put(s, id, ws);
         if (cs != CUDNN_STATUS_SUCCESS)
-            return cuda_dnn_fail(env, d, op, "cudnnConvolutionBackwardData", cs);
+            return conv_ran(d, id, &key,
+                            cuda_dnn_fail(env, d, op, "cudnnConvolutionBackwardData", cs));
     }
     if (a->grad_w != NULL) {
-        if ((st = conv_algo(env, s, d, h, id, &p, CUDA_DNN_CONV_BWD_FILTER, op, &al, &ws)) !=
+        if ((st = conv_algo(env, s, d, h, id, &p, CUDA_DNN_CONV_BWD_FILTER, op, &al, &ws, &key)) !=
             NNM_OK)
             return st;
         cudnnStatus_t cs = d->fn.cudnnConvolutionBackwardFilter(
@@ -246,7 +279,8 @@ nnm_status cuda_dnn_conv_backward(nnm_env *env, void *state, const nnm_conv_args
             cuda_base(a->grad_w));
         cuda_scratch_put(s, id, ws);
         if (cs != CUDNN_STATUS_SUCCESS)
-            return cuda_dnn_fail(env, d, op, "cudnnConvolutionBackwardFilter", cs);
+            return conv_ran(d, id, &key,
+                            cuda_dnn_fail(env, d, op, "cudnnConvolutionBackwardFilter", cs));
     }
     return NNM_OK;
 }
