@@ -225,8 +225,12 @@ nnm_status cuda_dnn_batch_norm_backward(nnm_env *env, void *state,
         return cuda_launched(env, op, rc);
     }
     const float one = 1.0f, zero = 0.0f;
-    /* the saved statistics are given, so epsilon is not used; cuDNN still checks its range */
-    const double eps = a->eps > CUDNN_BN_MIN_EPSILON ? a->eps : CUDNN_BN_MIN_EPSILON;
+    /* The saved statistics are given, so cuDNN does not use epsilon; it still
+     * checks its range. The runtime's backward passes eps 0 (it has no use
+     * for it), which an older cuDNN's minimum rejects: 1e-5 then. */
+    const double eps = a->eps > 0.0 && a->eps >= CUDNN_BN_MIN_EPSILON
+                           ? a->eps
+                           : (CUDNN_BN_MIN_EPSILON > 1e-5 ? CUDNN_BN_MIN_EPSILON : 1e-5);
     const cudnnStatus_t cs = d->fn.cudnnBatchNormalizationBackward(
         h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, d->xd, x, d->xd, g, d->xd, gx, d->bd,
         w != NULL ? w : ones, gw != NULL ? gw : ones + a->c, gb != NULL ? gb : ones + 2 * a->c, eps,
