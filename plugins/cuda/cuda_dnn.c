@@ -133,10 +133,12 @@ static void dnn_load(cuda_state *s, struct cuda_dnn_state *d) {
         goto fail;
     }
     d->version = d->fn.cudnnGetVersion();
-    if (d->version / 10000 != CUDNN_MAJOR) {
-        snprintf(d->why, sizeof d->why, "%s is cuDNN %zu.%zu.%zu; this build needs cuDNN %d.x",
-                 d->path, d->version / 10000, d->version / 100 % 100, d->version % 100,
-                 (int)CUDNN_MAJOR);
+    /* 9.x: major * 10000 + minor * 100 + patch; 8.x and older: major * 1000 + ... */
+    const size_t major = d->version >= 90000 ? d->version / 10000 : d->version / 1000;
+    if (major != (size_t)CUDNN_MAJOR) {
+        snprintf(d->why, sizeof d->why,
+                 "%s is cuDNN %zu (version %zu); this build needs cuDNN %d.x", d->path, major,
+                 d->version, (int)CUDNN_MAJOR);
         goto fail;
     }
     cudnnStatus_t cs = d->fn.cudnnCreateTensorDescriptor(&d->xd);
@@ -224,8 +226,9 @@ nnm_status cuda_dnn_get(nnm_env *env, cuda_state *s, const char *op, int32_t id,
 
 nnm_status cuda_dnn_fail(nnm_env *env, const struct cuda_dnn_state *d, const char *op,
                          const char *call, cudnnStatus_t cs) {
-    const int cat = (int)CUDNN_STATUS_CATEGORY(cs);
     nnm_status st = NNM_E_DEVICE;
+#if CUDNN_MAJOR >= 9 /* status categories */
+    const int cat = (int)CUDNN_STATUS_CATEGORY(cs);
     if (cat == CUDNN_STATUS_NOT_SUPPORTED || cat == CUDNN_STATUS_BAD_PARAM ||
         cs == CUDNN_STATUS_NOT_INITIALIZED || cs == CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH ||
         cs == CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED)
@@ -233,6 +236,14 @@ nnm_status cuda_dnn_fail(nnm_env *env, const struct cuda_dnn_state *d, const cha
     else if (cs == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
              cs == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
         st = NNM_E_NOMEM;
+#else /* cuDNN 8's flat codes (a build against a PyTorch 2.0-era wheel) */
+    if (cs == CUDNN_STATUS_NOT_SUPPORTED || cs == CUDNN_STATUS_BAD_PARAM ||
+        cs == CUDNN_STATUS_NOT_INITIALIZED || cs == CUDNN_STATUS_ARCH_MISMATCH ||
+        cs == CUDNN_STATUS_VERSION_MISMATCH || cs == CUDNN_STATUS_INVALID_VALUE)
+        st = NNM_E_UNSUPPORTED;
+    else if (cs == CUDNN_STATUS_ALLOC_FAILED)
+        st = NNM_E_NOMEM;
+#endif
     const char *text = d != NULL && d->fn.cudnnGetErrorString != NULL
                            ? d->fn.cudnnGetErrorString(cs)
                            : "no description";
