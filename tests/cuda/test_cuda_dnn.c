@@ -854,6 +854,219 @@ static void test_without_cudnn(void) {
     }
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* End to end: layers on cuda vs the same layers on cpu (public API)         */
+/* ------------------------------------------------------------------------ */
+
+/* One layer: its request and config (ints; -1 ends), the input shape. */
+typedef struct e2e_case {
+    const char *name, *request;
+    struct {
+        const char *key;
+        int64_t v[3];
+        int n; /* 0: an int (v[0]); else a tuple of n */
+    } cfg[8];
+    int32_t ndim;
+    int64_t xs[5];
+    int train;
+} e2e_case;
+
+static const e2e_case e2e_cases[] = {
+    {"conv2d groups 2, stride 2, dilation 2, padding 2", "conv2d@^1",
+     {{"in_channels", {4}, 0}, {"out_channels", {6}, 0}, {"kernel_size", {3}, 0},
+      {"stride", {2}, 0}, {"padding", {2}, 0}, {"dilation", {2}, 0}, {"groups", {2}, 0}, {NULL, {0}, 0}},
+     4, {2, 4, 11, 9}, 1},
+    {"conv2d padding same (uneven: the runtime's im2col path)", "conv2d@^1",
+     {{"in_channels", {3}, 0}, {"out_channels", {4}, 0}, {"kernel_size", {2, 4}, 2}, {NULL, {0}, 0}},
+     4, {2, 3, 7, 8}, 1},
+    {"conv1d", "conv1d@^1",
+     {{"in_channels", {3}, 0}, {"out_channels", {5}, 0}, {"kernel_size", {5}, 0}, {"padding", {2}, 0}, {NULL, {0}, 0}},
+     3, {4, 3, 20}, 1},
+    {"conv3d stride (1, 2, 2)", "conv3d@^1",
+     {{"in_channels", {2}, 0}, {"out_channels", {3}, 0}, {"kernel_size", {3}, 0},
+      {"stride", {1, 2, 2}, 3}, {"padding", {1}, 0}, {NULL, {0}, 0}},
+     5, {2, 2, 5, 8, 8}, 1},
+    {"batch_norm2d training", "batch_norm2d@^1", {{"num_features", {3}, 0}, {NULL, {0}, 0}},
+     4, {4, 3, 6, 5}, 1},
+    {"batch_norm2d eval", "batch_norm2d@^1", {{"num_features", {3}, 0}, {NULL, {0}, 0}},
+     4, {4, 3, 6, 5}, 0},
+    {"max_pool2d 3/2 pad 1 ceil", "max_pool2d@^1",
+     {{"kernel_size", {3}, 0}, {"stride", {2}, 0}, {"padding", {1}, 0}, {"ceil_mode", {1}, 0}, {NULL, {0}, 0}},
+     4, {2, 3, 10, 10}, 1},
+    {"avg_pool2d 3/2 pad 1 exclude pad", "avg_pool2d@^1",
+     {{"kernel_size", {3}, 0}, {"stride", {2}, 0}, {"padding", {1}, 0}, {"count_include_pad", {0}, 0}, {NULL, {0}, 0}},
+     4, {2, 3, 9, 9}, 1},
+    {"adaptive_avg_pool2d 5x3", "adaptive_avg_pool2d@^1", {{"output_size", {5, 3}, 2}, {NULL, {0}, 0}},
+     4, {2, 3, 9, 7}, 1},
+};
+
+static nnm_ctx *g_ctx;
+#define TU_CTX g_ctx
+
+static nnm_module *e2e_module(const e2e_case *c) {
+    nnm_config *cfg = NULL;
+    if (nnm_config_new(&cfg) != NNM_OK)
+        return NULL;
+    for (int i = 0; c->cfg[i].key != NULL; i++) {
+        if (c->cfg[i].n == 0 && strcmp(c->cfg[i].key, "ceil_mode") != 0 &&
+            strcmp(c->cfg[i].key, "count_include_pad") != 0)
+            nnm_config_set_int(cfg, c->cfg[i].key, c->cfg[i].v[0]);
+        else if (c->cfg[i].n == 0)
+            nnm_config_set_bool(cfg, c->cfg[i].key, (int)c->cfg[i].v[0]);
+        else
+            nnm_config_set_ints(cfg, c->cfg[i].key, c->cfg[i].v, (size_t)c->cfg[i].n);
+    }
+    if (strcmp(c->name, "conv2d padding same (uneven: the runtime's im2col path)") == 0)
+        nnm_config_set_str(cfg, "padding", "same");
+    nnm_module *m = tu_module(g_ctx, c->request, cfg);
+    nnm_config_free(cfg);
+    return m;
+}
+
+/* Every f32 parameter and buffer of `from` copied into `to` (both on the CPU). */
+static void e2e_copy_state(nnm_module *from, nnm_module *to) {
+    for (int pass = 0; pass < 2; pass++) {
+        tu_named a, b;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        if (pass == 0) {
+            a = tu_params_of(from);
+            b = tu_params_of(to);
+        } else {
+            CU_ASSERT_EQUAL(nnm_module_named_buffers(from, tu_named_add, &a), NNM_OK);
+            CU_ASSERT_EQUAL(nnm_module_named_buffers(to, tu_named_add, &b), NNM_OK);
+        }
+        CU_ASSERT_EQUAL_FATAL(a.n, b.n);
+        for (int i = 0; i < a.n && i < TU_MAX_NAMED; i++) {
+            const nnm_tensor_desc *d = nnm_tensor_desc_get(a.t[i]);
+            if (d->dtype.code != NNM_DTYPE_FLOAT)
+                continue;
+            int64_t n = 0;
+            float *v = tu_read_f32(a.t[i], &n);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+            CU_ASSERT_TRUE(tu_write_f32(b.t[i], v, (size_t)n));
+            free(v);
+        }
+    }
+}
+
+/* A new tensor on `dev` holding data (through the opened backend for cuda). */
+static nnm_tensor *e2e_tensor(nnm_device dev, int32_t ndim, const int64_t *shape,
+                              const float *data) {
+    nnm_tensor *t = NULL;
+    CHECK_STATUS(nnm_tensor_new(g_ctx, dev, NNM_F32, ndim, shape, &t), NNM_OK);
+    if (t == NULL)
+        return NULL;
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
+    const size_t n = numel_of(ndim, shape);
+    if (dev.type == NNM_DEVICE_CPU) {
+        CU_ASSERT_TRUE(tu_write_f32(t, data, n));
+    } else if (n > 0) {
+        CU_ASSERT_EQUAL(g_gpu.vt->memcpy(&g_fake.env, g_gpu.state, (char *)d->data + d->byte_offset,
+                                         CUDA0, data, CPU0, n * sizeof(float)),
+                        NNM_OK);
+    }
+    return t;
+}
+
+static void e2e_compare(const char *what, nnm_tensor *got, nnm_tensor *want) {
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(want);
+    const int64_t n = nnm_tensor_numel(want);
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_numel(got), n);
+    float *a = malloc((size_t)(n ? n : 1) * sizeof(float)), *b = malloc((size_t)(n ? n : 1) * sizeof(float));
+    CU_ASSERT_FATAL(a != NULL && b != NULL);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(got, a, (size_t)n), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(want, b, (size_t)n), NNM_OK);
+    double scale = 1.0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs((double)b[i]));
+    CU_ASSERT_EQUAL(tu_count_mismatch(what, a, b, n, 1e-4, 1e-5 * scale, TU_MATCH_NONFINITE), 0);
+    free(a);
+    free(b);
+}
+
+static void run_e2e(const e2e_case *c) {
+    nnm_module *ma = e2e_module(c), *mb = e2e_module(c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ma);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mb);
+    e2e_copy_state(ma, mb);
+    CHECK_STATUS(nnm_module_train(ma, c->train), NNM_OK);
+    CHECK_STATUS(nnm_module_train(mb, c->train), NNM_OK);
+    CHECK_STATUS(nnm_module_to(mb, CUDA0), NNM_OK);
+    const size_t nx = numel_of(c->ndim, c->xs);
+    float *xv = malloc(nx * sizeof(float));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(xv);
+    tu_fill_rand(&g_rng, xv, nx);
+    nnm_tensor *xa = e2e_tensor(CPU0, c->ndim, c->xs, xv), *xb = e2e_tensor(CUDA0, c->ndim, c->xs, xv);
+    CU_ASSERT_FATAL(xa != NULL && xb != NULL);
+    CHECK_STATUS(nnm_tensor_set_requires_grad(xa, 1), NNM_OK);
+    CHECK_STATUS(nnm_tensor_set_requires_grad(xb, 1), NNM_OK);
+    nnm_tensor *ya = NULL, *yb = NULL;
+    CHECK_STATUS(tu_call1(ma, xa, &ya), NNM_OK);
+    nnm_status st = tu_call1(mb, xb, &yb);
+    if (st != NNM_OK)
+        fprintf(stderr, "\n  %s on cuda: %s: %s\n", c->name, nnm_status_name(st), nnm_ctx_errmsg(g_ctx));
+    CU_ASSERT_EQUAL(st, NNM_OK);
+    char label[160];
+    if (ya != NULL && yb != NULL) {
+        snprintf(label, sizeof label, "%s: y", c->name);
+        e2e_compare(label, yb, ya);
+        const nnm_tensor_desc *yd = nnm_tensor_desc_get(ya);
+        const size_t ny = numel_of(yd->ndim, yd->shape);
+        float *gv = malloc((ny ? ny : 1) * sizeof(float));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(gv);
+        tu_fill_rand(&g_rng, gv, ny);
+        nnm_tensor *ga = e2e_tensor(CPU0, yd->ndim, yd->shape, gv);
+        nnm_tensor *gb = e2e_tensor(CUDA0, yd->ndim, yd->shape, gv);
+        CHECK_STATUS(nnm_backward(ya, ga, 0), NNM_OK);
+        st = nnm_backward(yb, gb, 0);
+        if (st != NNM_OK)
+            fprintf(stderr, "\n  %s backward on cuda: %s: %s\n", c->name, nnm_status_name(st),
+                    nnm_ctx_errmsg(g_ctx));
+        CU_ASSERT_EQUAL(st, NNM_OK);
+        snprintf(label, sizeof label, "%s: grad x", c->name);
+        e2e_compare(label, nnm_tensor_grad(xb), nnm_tensor_grad(xa));
+        tu_named pa = tu_params_of(ma), pb = tu_params_of(mb);
+        for (int i = 0; i < pa.n && i < pb.n && i < TU_MAX_NAMED; i++) {
+            snprintf(label, sizeof label, "%s: grad %s", c->name, pa.names[i]);
+            e2e_compare(label, nnm_tensor_grad(pb.t[i]), nnm_tensor_grad(pa.t[i]));
+        }
+        tu_named ba, bb;
+        memset(&ba, 0, sizeof ba);
+        memset(&bb, 0, sizeof bb);
+        CU_ASSERT_EQUAL(nnm_module_named_buffers(ma, tu_named_add, &ba), NNM_OK);
+        CU_ASSERT_EQUAL(nnm_module_named_buffers(mb, tu_named_add, &bb), NNM_OK);
+        for (int i = 0; i < ba.n && i < bb.n && i < TU_MAX_NAMED; i++) {
+            if (nnm_tensor_desc_get(ba.t[i])->dtype.code != NNM_DTYPE_FLOAT)
+                continue;
+            snprintf(label, sizeof label, "%s: buffer %s", c->name, ba.names[i]);
+            e2e_compare(label, bb.t[i], ba.t[i]);
+        }
+        nnm_tensor_release(ga);
+        nnm_tensor_release(gb);
+        free(gv);
+    }
+    nnm_tensor_release(ya);
+    nnm_tensor_release(yb);
+    nnm_tensor_release(xa);
+    nnm_tensor_release(xb);
+    free(xv);
+    nnm_module_release(ma);
+    nnm_module_release(mb);
+}
+
+static void test_e2e_layers(void) {
+    if (nnm_ctx_new(NULL, &g_ctx) != NNM_OK) {
+        CU_FAIL("nnm_ctx_new");
+        return;
+    }
+    for (size_t i = 0; i < sizeof e2e_cases / sizeof e2e_cases[0]; i++)
+        run_e2e(&e2e_cases[i]);
+    tu_ctx_free(&g_ctx);
+}
+
 /* ------------------------------------------------------------------------ */
 
 static void test_skip_message(void) {
@@ -899,6 +1112,8 @@ int main(void) {
         if (g == NULL)
             return 1;
         CU_add_test(g, "pool and pool_backward vs cpu, bit for bit", test_pool);
+        CU_add_test(g, "layers on cuda vs cpu: conv, batch norm, pooling, fwd and bwd",
+                    test_e2e_layers);
         if (g_gpu.vt->conv != NULL) {
             CU_add_test(g, "conv and conv_backward vs float64 reference", test_conv);
             CU_add_test(g, "conv declines and errors", test_conv_declines);
