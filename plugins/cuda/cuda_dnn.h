@@ -29,6 +29,12 @@
 nnm_status cuda_dnn_check(nnm_env *env, const cuda_state *s, const char *op, const char *what,
                           const nnm_tensor_desc *d, int32_t *id, int64_t *numel);
 
+/* The first element of d (cuda_base), or NULL for a NULL descriptor or
+ * NULL data (an empty tensor): no arithmetic on a null pointer. */
+static inline float *cuda_dnn_ptr(const nnm_tensor_desc *d) {
+    return d != NULL && d->data != NULL ? cuda_base(d) : NULL;
+}
+
 /* Frees handles, descriptors, caches and the library (cuda_shutdown calls
  * it; cuda_dnn.c, built with cuDNN only). */
 void cuda_dnn_shutdown(cuda_state *s);

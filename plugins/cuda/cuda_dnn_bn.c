@@ -93,10 +93,6 @@ static nnm_status bn_check(nnm_env *env, cuda_state *s, const char *op,
     return cuda_use(env, op, *id);
 }
 
-static float *ptr_or_null(const nnm_tensor_desc *d) {
-    return d != NULL ? cuda_base(d) : NULL;
-}
-
 /* Sets x's and the per-channel descriptors for cuDNN from the plan. */
 static nnm_status bn_describe(nnm_env *env, struct cuda_dnn_state *d, const cuda_dnn_bn_plan *p,
                               const char *op) {
@@ -133,8 +129,8 @@ nnm_status cuda_dnn_batch_norm(nnm_env *env, void *state, const nnm_batch_norm_a
     if (st != NNM_OK)
         return st;
     const cudaStream_t stream = cuda_stream(s, id);
-    float *sm = cuda_base(a->save_mean), *si = cuda_base(a->save_invstd);
-    float *rm = ptr_or_null(a->running_mean), *rv = ptr_or_null(a->running_var);
+    float *sm = cuda_dnn_ptr(a->save_mean), *si = cuda_dnn_ptr(a->save_invstd);
+    float *rm = cuda_dnn_ptr(a->running_mean), *rv = cuda_dnn_ptr(a->running_var);
     if (a->c == 0)
         return NNM_OK;
     if (a->n * a->l == 0) /* nothing to normalise; the running stats stay */
@@ -158,21 +154,21 @@ nnm_status cuda_dnn_batch_norm(nnm_env *env, void *state, const nnm_batch_norm_a
     if ((a->weight == NULL || a->bias == NULL) &&
         (st = bn_affine_default(env, s, id, op, a->c, &aff)) != NNM_OK)
         return st;
-    const float *scale = a->weight != NULL ? cuda_base(a->weight) : (const float *)aff;
-    const float *shift = a->bias != NULL ? cuda_base(a->bias) : (const float *)aff + a->c;
+    const float *scale = a->weight != NULL ? cuda_dnn_ptr(a->weight) : (const float *)aff;
+    const float *shift = a->bias != NULL ? cuda_dnn_ptr(a->bias) : (const float *)aff + a->c;
     const float one = 1.0f, zero = 0.0f;
     cudnnStatus_t cs;
     const char *call;
     if (a->training) {
         call = "cudnnBatchNormalizationForwardTraining";
         cs = d->fn.cudnnBatchNormalizationForwardTraining(
-            h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->xd, cuda_base(a->x), d->xd,
-            cuda_base(a->y), d->bd, scale, shift, a->momentum, rm, rv, a->eps, sm, si);
+            h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->xd, cuda_dnn_ptr(a->x), d->xd,
+            cuda_dnn_ptr(a->y), d->bd, scale, shift, a->momentum, rm, rv, a->eps, sm, si);
     } else {
         call = "cudnnBatchNormalizationForwardInference";
         cs = d->fn.cudnnBatchNormalizationForwardInference(
-            h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->xd, cuda_base(a->x), d->xd,
-            cuda_base(a->y), d->bd, scale, shift, rm, rv, a->eps);
+            h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->xd, cuda_dnn_ptr(a->x), d->xd,
+            cuda_dnn_ptr(a->y), d->bd, scale, shift, rm, rv, a->eps);
     }
     cuda_scratch_put(s, id, aff); /* after the work is queued */
     if (cs != CUDNN_STATUS_SUCCESS)
@@ -193,11 +189,11 @@ nnm_status cuda_dnn_batch_norm_backward(nnm_env *env, void *state,
     if (a->c == 0 || (a->grad_x == NULL && a->grad_weight == NULL && a->grad_bias == NULL))
         return NNM_OK;
     const cudaStream_t stream = cuda_stream(s, id);
-    const float *x = cuda_base(a->x), *g = cuda_base(a->grad_out);
-    const float *mean = cuda_base(a->save_mean), *invstd = cuda_base(a->save_invstd);
-    const float *w = ptr_or_null(a->weight);
-    float *gx = ptr_or_null(a->grad_x), *gw = ptr_or_null(a->grad_weight),
-          *gb = ptr_or_null(a->grad_bias);
+    const float *x = cuda_dnn_ptr(a->x), *g = cuda_dnn_ptr(a->grad_out);
+    const float *mean = cuda_dnn_ptr(a->save_mean), *invstd = cuda_dnn_ptr(a->save_invstd);
+    const float *w = cuda_dnn_ptr(a->weight);
+    float *gx = cuda_dnn_ptr(a->grad_x), *gw = cuda_dnn_ptr(a->grad_weight),
+          *gb = cuda_dnn_ptr(a->grad_bias);
     if (!a->training || gx == NULL || a->n * a->l == 0) {
         /* constants (eval), or no grad_x: the sums, and w * invstd * g */
         int rc = nnm__cuda_bn_param_grads(stream, a->n, a->c, a->l, x, g, mean, invstd, gw, gb);

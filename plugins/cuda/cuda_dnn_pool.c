@@ -64,8 +64,8 @@ nnm_status cuda_dnn_pool(nnm_env *env, void *state, const nnm_pool_args *a) {
     if (st != NNM_OK)
         return st;
     return cuda_launched(env, "pool",
-                         nnm__cuda_pool_forward(cuda_stream(s, id), g, cuda_base(a->x),
-                                                cuda_base(a->out)));
+                         nnm__cuda_pool_forward(cuda_stream(s, id), g, cuda_dnn_ptr(a->x),
+                                                cuda_dnn_ptr(a->out)));
 }
 
 nnm_status cuda_dnn_pool_backward(nnm_env *env, void *state, const nnm_pool_args *a) {
@@ -78,16 +78,16 @@ nnm_status cuda_dnn_pool_backward(nnm_env *env, void *state, const nnm_pool_args
     const cudaStream_t stream = cuda_stream(s, id);
     if (g.op != NNM_POOL_MAX)
         return cuda_launched(env, "pool_backward",
-                             nnm__cuda_pool_backward_avg(stream, g, cuda_base(a->grad_out),
-                                                         cuda_base(a->grad_x)));
+                             nnm__cuda_pool_backward_avg(stream, g, cuda_dnn_ptr(a->grad_out),
+                                                         cuda_dnn_ptr(a->grad_x)));
     const int64_t n_out = g.outer * g.out[0] * g.out[1] * g.out[2];
     void *arg = NULL;
     if ((st = cuda_scratch_get(env, s, id, (size_t)n_out * sizeof(int64_t), &arg)) != NNM_OK)
         return st;
-    int rc = nnm__cuda_pool_argmax(stream, g, cuda_base(a->x), arg);
+    int rc = nnm__cuda_pool_argmax(stream, g, cuda_dnn_ptr(a->x), arg);
     if (rc == 0)
-        rc = nnm__cuda_pool_backward_max(stream, g, arg, cuda_base(a->grad_out),
-                                         cuda_base(a->grad_x));
+        rc = nnm__cuda_pool_backward_max(stream, g, arg, cuda_dnn_ptr(a->grad_out),
+                                         cuda_dnn_ptr(a->grad_x));
     cuda_scratch_put(s, id, arg); /* after the kernels are queued */
     return cuda_launched(env, "pool_backward", rc);
 }
