@@ -5,6 +5,8 @@
  * with one thread per output element (forward, argmax) or per input element
  * (gradients, which gather instead of scattering: no atomics, the same sums
  * in the same order as the cpu backend, so the results are the same bits).
+ * The per-element bodies are cuda_dnn_pool_body.h, which the CPU test
+ * tests/cuda/test_cuda_dnn_plan.c also runs against the cpu backend.
  * cuDNN's pooling is not used: it has no dilation, no divisor_override, no
  * adaptive windows, no ceil-mode clipping of the count_include_pad divisor,
  * and its max backward does not promise PyTorch's first-maximum rule.
@@ -12,6 +14,7 @@
  * 64-bit indices throughout, grid-stride loops, no fast math.
  */
 #include "cuda_dnn_kernels.h"
+#include "cuda_dnn_pool_body.h"
 
 #include <cuda_runtime.h>
 
@@ -27,92 +30,6 @@ unsigned blocks_for(int64_t n) {
     return (unsigned)(b < kMaxBlocks ? b : kMaxBlocks);
 }
 
-__device__ __forceinline__ float neg_inf() {
-    return -__int_as_float(0x7f800000);
-}
-
-/* The running maximum after seeing v (cpu_pool_takes). */
-__device__ __forceinline__ bool takes(float v, float m) {
-    return v > m || v != v;
-}
-
-/* floor(a / b) for b > 0 and any a. */
-__device__ __forceinline__ int64_t floor_div(int64_t a, int64_t b) {
-    const int64_t q = a / b;
-    return (a % b != 0 && a < 0) ? q - 1 : q;
-}
-
-/* The window of output o along dim i (cpu_pool_window): [*start, *end) and,
- * for avg, the size clipped to the padded input only. */
-__device__ void pool_window(const nnm__cuda_pool_geom &g, int i, int64_t o, int64_t *start,
-                            int64_t *end, int64_t *pool) {
-    const int64_t in = g.in[i];
-    if (g.op == NNM_POOL_ADAPTIVE_AVG) {
-        const int64_t out = g.out[i];
-        *start = (o * in) / out;
-        *end = ((o + 1) * in + out - 1) / out;
-        *pool = *end - *start;
-        return;
-    }
-    int64_t s = o * g.s[i] - g.p[i];
-    if (g.op == NNM_POOL_MAX) {
-        int64_t e = s + (g.k[i] - 1) * g.d[i] + 1;
-        if (e > in)
-            e = in;
-        while (s < 0)
-            s += g.d[i];
-        *start = s;
-        *end = e;
-        *pool = 0;
-        return;
-    }
-    int64_t e = s + g.k[i];
-    if (e > in + g.p[i])
-        e = in + g.p[i];
-    *pool = e - s;
-    if (s < 0)
-        s = 0;
-    if (e > in)
-        e = in;
-    *start = s;
-    *end = e;
-}
-
-/* The avg divisor of a window (CPU_POOL_WALK). */
-__device__ __forceinline__ double pool_div(const nnm__cuda_pool_geom &g, const int64_t *s,
-                                           const int64_t *e, const int64_t *p) {
-    if (g.op == NNM_POOL_AVG && g.divisor_override > 0)
-        return (double)g.divisor_override;
-    if (g.op == NNM_POOL_AVG && g.count_include_pad)
-        return (double)(p[0] * p[1] * p[2]);
-    return (double)((e[0] - s[0]) * (e[1] - s[1]) * (e[2] - s[2]));
-}
-
-/* The 3-d output position of flat index oi within a plane. */
-__device__ __forceinline__ void out_pos(const nnm__cuda_pool_geom &g, int64_t oi, int64_t *o) {
-    o[2] = oi % g.out[2];
-    o[1] = (oi / g.out[2]) % g.out[1];
-    o[0] = oi / (g.out[2] * g.out[1]);
-}
-
-/* Plane index of the window's maximum (cpu_pool_argmax); the window is not empty. */
-__device__ int64_t window_argmax(const nnm__cuda_pool_geom &g, const float *xp, const int64_t *s,
-                                 const int64_t *e) {
-    int64_t best = (s[0] * g.in[1] + s[1]) * g.in[2] + s[2];
-    float m = neg_inf();
-    for (int64_t z = s[0]; z < e[0]; z += g.d[0])
-        for (int64_t y = s[1]; y < e[1]; y += g.d[1])
-            for (int64_t x = s[2]; x < e[2]; x += g.d[2]) {
-                const int64_t idx = (z * g.in[1] + y) * g.in[2] + x;
-                const float v = xp[idx];
-                if (takes(v, m)) {
-                    m = v;
-                    best = idx;
-                }
-            }
-    return best;
-}
-
 /* mode 0: out gets the pooled value; mode 1: arg gets the argmax (max only). */
 __global__ void pool_forward_kernel(nnm__cuda_pool_geom g, const float *x, float *out,
                                     int64_t *arg, int mode) {
@@ -122,54 +39,13 @@ __global__ void pool_forward_kernel(nnm__cuda_pool_geom g, const float *x, float
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (int64_t)blockDim.x * gridDim.x) {
         const int64_t pl = idx / plane_out, oi = idx % plane_out;
-        const float *xp = x + pl * plane_in;
-        int64_t o[3], s[3], e[3], p[3];
-        out_pos(g, oi, o);
-        bool empty = false;
-        for (int i = 0; i < 3; i++) {
-            pool_window(g, i, o[i], &s[i], &e[i], &p[i]);
-            empty = empty || s[i] >= e[i];
-        }
-        if (g.op == NNM_POOL_MAX) {
-            const int64_t best = empty ? -1 : window_argmax(g, xp, s, e);
-            if (mode == 1)
-                arg[idx] = best;
-            else
-                out[idx] = empty ? neg_inf() : xp[best];
-            continue;
-        }
-        if (empty) {
-            out[idx] = 0.0f;
-            continue;
-        }
-        double sum = 0.0;
-        for (int64_t z = s[0]; z < e[0]; z++)
-            for (int64_t y = s[1]; y < e[1]; y++) {
-                const float *r = xp + (z * g.in[1] + y) * g.in[2];
-                for (int64_t xx = s[2]; xx < e[2]; xx++)
-                    sum += (double)r[xx];
-            }
-        out[idx] = (float)(sum / pool_div(g, s, e, p));
+        int64_t best = -1;
+        const float v = dnn_pool_forward_one(&g, x + pl * plane_in, oi, &best);
+        if (mode == 1)
+            arg[idx] = best;
+        else
+            out[idx] = v;
     }
-}
-
-/* The outputs along dim i whose windows may cover input position q: a
- * superset [*lo, *hi] (callers check each window exactly). */
-__device__ void candidates(const nnm__cuda_pool_geom &g, int i, int64_t q, int64_t *lo,
-                           int64_t *hi) {
-    const int64_t in = g.in[i], out = g.out[i];
-    int64_t l, h;
-    if (g.op == NNM_POOL_ADAPTIVE_AVG) {
-        l = floor_div(q * out, in) - 1;
-        h = ((q + 1) * out + in - 1) / in;
-    } else {
-        /* the raw window of o is [o * s - p, o * s - p + span) */
-        const int64_t span = g.op == NNM_POOL_MAX ? (g.k[i] - 1) * g.d[i] + 1 : g.k[i];
-        l = floor_div(q + g.p[i] - span, g.s[i]);
-        h = floor_div(q + g.p[i], g.s[i]);
-    }
-    *lo = l < 0 ? 0 : l;
-    *hi = h > out - 1 ? out - 1 : h;
 }
 
 /* max: grad_x[q] = sum over outputs (in order) whose argmax is q. */
@@ -181,21 +57,7 @@ __global__ void pool_backward_max_kernel(nnm__cuda_pool_geom g, const int64_t *a
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (int64_t)blockDim.x * gridDim.x) {
         const int64_t pl = idx / plane_in, qi = idx % plane_in;
-        const int64_t q[3] = {qi / (g.in[1] * g.in[2]), (qi / g.in[2]) % g.in[1], qi % g.in[2]};
-        int64_t lo[3], hi[3];
-        for (int i = 0; i < 3; i++)
-            candidates(g, i, q[i], &lo[i], &hi[i]);
-        const int64_t *ap = arg + pl * plane_out;
-        const float *gp = grad_out + pl * plane_out;
-        float acc = 0.0f;
-        for (int64_t o0 = lo[0]; o0 <= hi[0]; o0++)
-            for (int64_t o1 = lo[1]; o1 <= hi[1]; o1++)
-                for (int64_t o2 = lo[2]; o2 <= hi[2]; o2++) {
-                    const int64_t oi = (o0 * g.out[1] + o1) * g.out[2] + o2;
-                    if (ap[oi] == qi)
-                        acc += gp[oi];
-                }
-        grad_x[idx] = acc;
+        grad_x[idx] = dnn_pool_backward_max_one(&g, arg + pl * plane_out, grad_out + pl * plane_out, qi);
     }
 }
 
@@ -209,31 +71,7 @@ __global__ void pool_backward_avg_kernel(nnm__cuda_pool_geom g, const float *gra
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (int64_t)blockDim.x * gridDim.x) {
         const int64_t pl = idx / plane_in, qi = idx % plane_in;
-        const int64_t q[3] = {qi / (g.in[1] * g.in[2]), (qi / g.in[2]) % g.in[1], qi % g.in[2]};
-        int64_t lo[3], hi[3];
-        for (int i = 0; i < 3; i++)
-            candidates(g, i, q[i], &lo[i], &hi[i]);
-        const float *gp = grad_out + pl * plane_out;
-        float acc = 0.0f;
-        for (int64_t o0 = lo[0]; o0 <= hi[0]; o0++) {
-            int64_t s[3], e[3], p[3];
-            pool_window(g, 0, o0, &s[0], &e[0], &p[0]);
-            if (q[0] < s[0] || q[0] >= e[0])
-                continue;
-            for (int64_t o1 = lo[1]; o1 <= hi[1]; o1++) {
-                pool_window(g, 1, o1, &s[1], &e[1], &p[1]);
-                if (q[1] < s[1] || q[1] >= e[1])
-                    continue;
-                for (int64_t o2 = lo[2]; o2 <= hi[2]; o2++) {
-                    pool_window(g, 2, o2, &s[2], &e[2], &p[2]);
-                    if (q[2] < s[2] || q[2] >= e[2])
-                        continue;
-                    const int64_t oi = (o0 * g.out[1] + o1) * g.out[2] + o2;
-                    acc += (float)((double)gp[oi] / pool_div(g, s, e, p));
-                }
-            }
-        }
-        grad_x[idx] = acc;
+        grad_x[idx] = dnn_pool_backward_avg_one(&g, grad_out + pl * plane_out, qi);
     }
 }
 

@@ -10,15 +10,25 @@
  *    CUDA_DNN_CACHE_MAX, clear;
  *  - batch norm: [n, c, l] -> {n, c, l, 1} and {1, c, 1, 1}, PyTorch's
  *    bounds for cuDNN;
- *  - pooling: the promotion to 3 spatial dims and the cpu backend's checks.
+ *  - pooling: the promotion to 3 spatial dims and the cpu backend's checks;
+ *    and the pooling kernels' per-element bodies (cuda_dnn_pool_body.h, what
+ *    each GPU thread of dnn_kernels.cu runs) run here over every element of
+ *    fixed and random geometries, inputs full of ties and NaN, against the
+ *    cpu backend's pool / pool_backward slots, bit for bit.
  * What only a GPU proves (that cuDNN accepts these numbers and computes the
  * same as the cpu backend) is tests/cuda/test_cuda_dnn.c.
  */
 #include "test_util.h"
 
 #include "cuda_dnn_plan.h"
+#include "cuda_dnn_pool_body.h"
 
+#include <dlfcn.h>
 #include <limits.h>
+
+#ifndef NNM_TEST_PLUGIN_DIR
+#error "NNM_TEST_PLUGIN_DIR must name the directory holding the plugins"
+#endif
 
 /* A descriptor over no memory (the plan reads shapes only). */
 typedef struct tdesc {
@@ -508,6 +518,207 @@ static void test_pool_plan(void) {
     CU_ASSERT_EQUAL(cuda_dnn_pool_plan(NULL, 0, &g, msg, sizeof msg), NNM_E_INVALID);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* The pooling kernels' bodies against the cpu backend, bit for bit          */
+/* ------------------------------------------------------------------------ */
+
+static const nnm_backend_vtable *g_cpu_vt;
+static void *g_cpu_state, *g_cpu_dl;
+static tu_fake_host g_fake;
+static uint32_t g_rng = 77u;
+
+static int cpu_open(void) {
+    tu_fake_host_init(&g_fake);
+    const nnm_plugin_desc *d = tu_plugin_open(NNM_TEST_PLUGIN_DIR "/nnm_cpu.so", &g_cpu_dl);
+    if (d == NULL || d->n_backends != 1)
+        return 1;
+    g_cpu_vt = d->backends[0];
+    return g_cpu_vt->init(&g_fake.env, &g_cpu_state) == NNM_OK ? 0 : 1;
+}
+
+static int cpu_close(void) {
+    if (g_cpu_vt != NULL && g_cpu_state != NULL)
+        g_cpu_vt->shutdown(g_cpu_state);
+    if (g_cpu_dl != NULL)
+        dlclose(g_cpu_dl);
+    return 0;
+}
+
+/* Same bits, NaN equal to NaN. */
+static int bits_differ(const float *a, const float *b, size_t n, const char *what) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int same = (a[i] != a[i] && b[i] != b[i]) || memcmp(&a[i], &b[i], sizeof(float)) == 0;
+        if (!same && bad++ < 4)
+            fprintf(stderr, "\n  %s[%zu]: bodies %.9g cpu %.9g", what, i, (double)a[i], (double)b[i]);
+    }
+    return bad;
+}
+
+/* Pools x [lead, *in] to out shape os with the bodies (as the GPU grid runs
+ * them) and with the cpu backend; compares forward and gradient. */
+static int pool_vs_cpu(const char *name, int32_t op, int32_t ns, int32_t nd, const int64_t *xs,
+                       const int64_t *os, const int64_t *k, const int64_t *st, const int64_t *pd,
+                       const int64_t *dl, int cip, int64_t dov, int fill) {
+    pool_case c;
+    pool_setup(&c, op, ns, nd, xs, os, k, st, pd, dl);
+    c.a.count_include_pad = cip;
+    c.a.divisor_override = dov;
+    nnm__cuda_pool_geom g;
+    char msg[256];
+    if (cuda_dnn_pool_plan(&c.a, 0, &g, msg, sizeof msg) != NNM_OK) {
+        fprintf(stderr, "\n  %s: plan: %s", name, msg);
+        return 1;
+    }
+    const size_t nx = (size_t)(g.outer * g.in[0] * g.in[1] * g.in[2]);
+    const size_t no = (size_t)(g.outer * g.out[0] * g.out[1] * g.out[2]);
+    float *x = calloc(nx + 1, sizeof(float)), *go = calloc(no + 1, sizeof(float));
+    float *o_body = calloc(no + 1, sizeof(float)), *o_cpu = calloc(no + 1, sizeof(float));
+    float *gx_body = calloc(nx + 1, sizeof(float)), *gx_cpu = calloc(nx + 1, sizeof(float));
+    int64_t *arg = calloc(no + 1, sizeof(int64_t));
+    if (!x || !go || !o_body || !o_cpu || !gx_body || !gx_cpu || !arg)
+        return 1;
+    tu_fill_rand(&g_rng, x, nx);
+    tu_fill_rand(&g_rng, go, no);
+    for (size_t i = 0; fill && i < nx; i++)
+        x[i] = (float)(int)((tu_rand(&g_rng) + 2.0f) * 0.75f); /* 0..2: ties everywhere */
+    if (fill && nx > 3) {
+        x[nx / 3] = NAN;
+        x[nx - 1] = -INFINITY;
+    }
+    /* the bodies, one "thread" per element */
+    const int64_t pin = g.in[0] * g.in[1] * g.in[2], pout = g.out[0] * g.out[1] * g.out[2];
+    for (int64_t idx = 0; idx < (int64_t)no; idx++)
+        o_body[idx] = dnn_pool_forward_one(&g, x + (idx / pout) * pin, idx % pout, &arg[idx]);
+    for (int64_t idx = 0; idx < (int64_t)nx; idx++) {
+        const int64_t pl = idx / pin, qi = idx % pin;
+        gx_body[idx] = op == NNM_POOL_MAX
+                           ? dnn_pool_backward_max_one(&g, arg + pl * pout, go + pl * pout, qi)
+                           : dnn_pool_backward_avg_one(&g, go + pl * pout, qi);
+    }
+    /* the cpu backend */
+    c.x.d.device.type = c.o.d.device.type = c.gx.d.device.type = NNM_DEVICE_CPU;
+    c.x.d.data = x;
+    c.o.d.data = o_cpu;
+    int bad = 0;
+    tu_fake_host_reset(&g_fake);
+    if (g_cpu_vt->pool(&g_fake.env, g_cpu_state, &c.a) != NNM_OK) {
+        fprintf(stderr, "\n  %s: cpu pool: %s", name, g_fake.msg);
+        bad++;
+    }
+    tdesc gd;
+    td_set(&gd, nd, os);
+    gd.d.device.type = NNM_DEVICE_CPU;
+    gd.d.data = go;
+    c.gx.d.data = gx_cpu;
+    c.a.out = NULL;
+    c.a.grad_out = &gd.d;
+    c.a.grad_x = &c.gx.d;
+    if (g_cpu_vt->pool_backward(&g_fake.env, g_cpu_state, &c.a) != NNM_OK) {
+        fprintf(stderr, "\n  %s: cpu pool_backward: %s", name, g_fake.msg);
+        bad++;
+    }
+    char what[160];
+    snprintf(what, sizeof what, "%s (fill %d): out", name, fill);
+    bad += bits_differ(o_body, o_cpu, no, what);
+    snprintf(what, sizeof what, "%s (fill %d): grad_x", name, fill);
+    bad += bits_differ(gx_body, gx_cpu, nx, what);
+    free(x);
+    free(go);
+    free(o_body);
+    free(o_cpu);
+    free(gx_body);
+    free(gx_cpu);
+    free(arg);
+    return bad;
+}
+
+static void test_pool_bodies_fixed(void) {
+    static const struct {
+        const char *name;
+        int32_t op, ns, nd;
+        int64_t xs[5], os[5], k[3], s[3], p[3], d[3];
+        int cip;
+        int64_t dov;
+    } cs[] = {
+        {"max 2x2/2", NNM_POOL_MAX, 2, 4, {2, 3, 8, 8}, {2, 3, 4, 4}, {2, 2}, {2, 2}, {0, 0}, {1, 1}, 0, 0},
+        {"max 2x2/2 odd (margins)", NNM_POOL_MAX, 2, 4, {1, 2, 9, 7}, {1, 2, 4, 3}, {2, 2}, {2, 2}, {0, 0}, {1, 1}, 0, 0},
+        {"max 3x3/2 pad 1", NNM_POOL_MAX, 2, 4, {2, 3, 9, 9}, {2, 3, 5, 5}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 0, 0},
+        {"max 3x3/2 ceil", NNM_POOL_MAX, 2, 4, {1, 2, 8, 8}, {1, 2, 4, 4}, {3, 3}, {2, 2}, {0, 0}, {1, 1}, 0, 0},
+        {"max 3x3/1 overlapping", NNM_POOL_MAX, 2, 4, {1, 2, 6, 7}, {1, 2, 4, 5}, {3, 3}, {1, 1}, {0, 0}, {1, 1}, 0, 0},
+        {"max dilation 2", NNM_POOL_MAX, 2, 4, {1, 2, 10, 9}, {1, 2, 10, 4}, {2, 3}, {1, 2}, {1, 1}, {2, 2}, 0, 0},
+        {"max 1d", NNM_POOL_MAX, 1, 3, {2, 3, 15}, {2, 3, 8}, {3}, {2}, {1}, {1}, 0, 0},
+        {"max 3d", NNM_POOL_MAX, 3, 5, {1, 2, 5, 6, 7}, {1, 2, 2, 3, 4}, {2, 2, 3}, {2, 2, 2}, {0, 0, 1}, {1, 1, 1}, 0, 0},
+        {"avg 3x3/1 pad 1 include", NNM_POOL_AVG, 2, 4, {2, 2, 7, 7}, {2, 2, 7, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, 0},
+        {"avg 3x3/2 pad 1 exclude", NNM_POOL_AVG, 2, 4, {2, 2, 7, 7}, {2, 2, 4, 4}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 0, 0},
+        {"avg ceil include pad", NNM_POOL_AVG, 2, 4, {1, 2, 8, 8}, {1, 2, 5, 5}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, 0},
+        {"avg ceil exclude pad", NNM_POOL_AVG, 2, 4, {1, 2, 8, 8}, {1, 2, 5, 5}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 0, 0},
+        {"avg divisor_override", NNM_POOL_AVG, 2, 4, {1, 3, 6, 6}, {1, 3, 3, 3}, {2, 2}, {2, 2}, {0, 0}, {1, 1}, 0, 3},
+        {"avg 2x2/2 tiles", NNM_POOL_AVG, 2, 4, {2, 3, 8, 6}, {2, 3, 4, 3}, {2, 2}, {2, 2}, {0, 0}, {1, 1}, 1, 0},
+        {"avg 1d", NNM_POOL_AVG, 1, 3, {2, 2, 11}, {2, 2, 6}, {2}, {2}, {1}, {1}, 0, 0},
+        {"avg 3d", NNM_POOL_AVG, 3, 5, {1, 2, 4, 5, 6}, {1, 2, 2, 2, 3}, {2, 2, 2}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1}, 0, 0},
+        {"adaptive 7x7 -> 3x2", NNM_POOL_ADAPTIVE_AVG, 2, 4, {2, 3, 7, 7}, {2, 3, 3, 2}, {1, 1}, {1, 1}, {0, 0}, {1, 1}, 0, 0},
+        {"adaptive 3 -> 5", NNM_POOL_ADAPTIVE_AVG, 1, 3, {2, 2, 3}, {2, 2, 5}, {1}, {1}, {0}, {1}, 0, 0},
+        {"adaptive global 3d", NNM_POOL_ADAPTIVE_AVG, 3, 5, {2, 2, 3, 4, 5}, {2, 2, 1, 1, 1}, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (int fill = 0; fill < 2; fill++)
+            CU_ASSERT_EQUAL(pool_vs_cpu(cs[i].name, cs[i].op, cs[i].ns, cs[i].nd, cs[i].xs, cs[i].os,
+                                        cs[i].k, cs[i].s, cs[i].p, cs[i].d, cs[i].cip, cs[i].dov,
+                                        fill),
+                            0);
+}
+
+static int64_t rnd_in(int64_t lo, int64_t hi) { /* [lo, hi] */
+    const double u = ((double)tu_rand(&g_rng) + 2.0) / 4.0; /* [0, 1) */
+    return lo + (int64_t)(u * (double)(hi - lo + 1));
+}
+
+/* Random geometries, output sizes as the runtime computes them (floor or
+ * ceil mode), every op. */
+static void test_pool_bodies_random(void) {
+    int bad_cases = 0, ran = 0;
+    for (int t = 0; t < 300; t++) {
+        const int32_t op = (int32_t)rnd_in(0, 2), ns = (int32_t)rnd_in(1, 3), nd = ns + 2;
+        int64_t xs[5] = {rnd_in(1, 2), rnd_in(1, 3)}, os[5] = {xs[0], xs[1]};
+        int64_t k[3], s[3], p[3], d[3];
+        const int ceil_mode = (int)rnd_in(0, 1);
+        int ok = 1;
+        for (int i = 0; i < ns; i++) {
+            const int64_t in = rnd_in(1, 9);
+            xs[2 + i] = in;
+            k[i] = rnd_in(1, 4);
+            s[i] = rnd_in(1, 3);
+            p[i] = rnd_in(0, k[i] / 2);
+            d[i] = op == NNM_POOL_MAX ? rnd_in(1, 2) : 1;
+            if (op == NNM_POOL_ADAPTIVE_AVG) {
+                os[2 + i] = rnd_in(1, 8);
+                continue;
+            }
+            const int64_t span = in + 2 * p[i] - d[i] * (k[i] - 1) - 1;
+            if (span < 0) {
+                ok = 0;
+                break;
+            }
+            int64_t o = (ceil_mode ? (span + s[i] - 1) / s[i] : span / s[i]) + 1;
+            if (ceil_mode && (o - 1) * s[i] >= in + p[i])
+                o--;
+            os[2 + i] = o;
+        }
+        if (!ok)
+            continue;
+        const int cip = (int)rnd_in(0, 1);
+        const int64_t dov = op == NNM_POOL_AVG && rnd_in(0, 3) == 0 ? rnd_in(1, 5) : 0;
+        char name[64];
+        snprintf(name, sizeof name, "random #%d (op %d, %dd)", t, (int)op, (int)ns);
+        bad_cases += pool_vs_cpu(name, op, ns, nd, xs, os, k, s, p, d, cip, dov, t % 2) != 0;
+        ran++;
+    }
+    CU_ASSERT_EQUAL(bad_cases, 0);
+    CU_ASSERT_TRUE(ran >= 200); /* few geometries are too small for their window */
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("cuda dnn plan", NULL, NULL);
     if (s == NULL)
@@ -520,5 +731,10 @@ int main(void) {
     CU_add_test(s, "algorithm cache", test_cache);
     CU_add_test(s, "batch norm plan", test_bn_plan);
     CU_add_test(s, "pool plan", test_pool_plan);
+    CU_pSuite b = tu_suite("cuda pooling kernel bodies vs the cpu backend", cpu_open, cpu_close);
+    if (b == NULL)
+        return 1;
+    CU_add_test(b, "fixed geometries, bit for bit", test_pool_bodies_fixed);
+    CU_add_test(b, "300 random geometries, bit for bit", test_pool_bodies_random);
     return tu_run();
 }
