@@ -119,22 +119,14 @@ static void dnn_load(cuda_state *s, struct cuda_dnn_state *d) {
         d->loaded = -1;
         return;
     }
-    const char *missing = NULL;
-    void *p;
-#define CUDA_DNN_SYM(name)                                                                \
-    p = dlsym(d->dl, #name);                                                              \
-    if (p == NULL && missing == NULL)                                                     \
-        missing = #name;                                                                  \
-    memcpy(&d->fn.name, &p, sizeof p); /* object pointer -> function pointer, as POSIX dlsym intends */
-    CUDA_DNN_FNS(CUDA_DNN_SYM)
-#undef CUDA_DNN_SYM
+    const char *missing = cuda_dnn_resolve(d->dl, &d->fn);
     if (missing != NULL) {
         snprintf(d->why, sizeof d->why, "%s lacks %s", d->path, missing);
         goto fail;
     }
     d->version = d->fn.cudnnGetVersion();
     /* 9.x: major * 10000 + minor * 100 + patch; 8.x and older: major * 1000 + ... */
-    const size_t major = d->version >= 90000 ? d->version / 10000 : d->version / 1000;
+    const size_t major = cuda_dnn_version_major(d->version);
     if (major != (size_t)CUDNN_MAJOR) {
         snprintf(d->why, sizeof d->why,
                  "%s is cuDNN %zu (version %zu); this build needs cuDNN %d.x", d->path, major,
@@ -250,16 +242,6 @@ nnm_status cuda_dnn_fail(nnm_env *env, const struct cuda_dnn_state *d, const cha
     (void)cudaGetLastError(); /* a failed launch inside cuDNN must not leak into the next op */
     return CUDA_ERR(env, st, "cuda %s: %s: cuDNN status %d (%s)", op, call, (int)cs,
                     text != NULL ? text : "no description");
-}
-
-cudnnStatus_t cuda_dnn_set_tensor(const struct cuda_dnn_state *d, cudnnTensorDescriptor_t td,
-                                  const cuda_dnn_tensor *t) {
-    return d->fn.cudnnSetTensorNdDescriptor(td, CUDNN_DATA_FLOAT, t->nbdims, t->dims, t->strides);
-}
-
-cudnnStatus_t cuda_dnn_set_filter(const struct cuda_dnn_state *d, cudnnFilterDescriptor_t fd,
-                                  int nbdims, const int *dims) {
-    return d->fn.cudnnSetFilterNdDescriptor(fd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, nbdims, dims);
 }
 
 void cuda_dnn_shutdown(cuda_state *s) {

@@ -96,12 +96,9 @@ static nnm_status bn_check(nnm_env *env, cuda_state *s, const char *op,
 /* Sets x's and the per-channel descriptors for cuDNN from the plan. */
 static nnm_status bn_describe(nnm_env *env, struct cuda_dnn_state *d, const cuda_dnn_bn_plan *p,
                               const char *op) {
-    cudnnStatus_t cs;
-    if ((cs = cuda_dnn_set_tensor(d, d->xd, &p->x)) != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op, "cudnnSetTensorNdDescriptor (x)", cs);
-    if ((cs = cuda_dnn_set_tensor(d, d->bd, &p->ch)) != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op, "cudnnSetTensorNdDescriptor (per channel)", cs);
-    return NNM_OK;
+    const char *call = "";
+    const cudnnStatus_t cs = cuda_dnn_describe_bn(&d->fn, d->xd, d->bd, p, &call);
+    return cs == CUDNN_STATUS_SUCCESS ? NNM_OK : cuda_dnn_fail(env, d, op, call, cs);
 }
 
 /* Scratch [2c]: ones then zeros, for a missing weight / bias. */

@@ -159,23 +159,13 @@ static nnm_status conv_ran(struct cuda_dnn_state *d, int32_t id, const cuda_dnn_
     return st;
 }
 
-/* Sets the context's descriptors x, y, w and conv from plan p. */
+/* Sets the context's descriptors x, y, w and conv from plan p (the math
+ * type: conv_algo's). */
 static nnm_status conv_describe(nnm_env *env, struct cuda_dnn_state *d, const cuda_dnn_conv_plan *p,
                                 const char *op) {
-    cudnnStatus_t cs;
-    if ((cs = cuda_dnn_set_tensor(d, d->xd, &p->x)) != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op, "cudnnSetTensorNdDescriptor (x)", cs);
-    if ((cs = cuda_dnn_set_tensor(d, d->yd, &p->y)) != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op, "cudnnSetTensorNdDescriptor (y)", cs);
-    if ((cs = cuda_dnn_set_filter(d, d->wd, p->nbdims, p->w)) != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op, "cudnnSetFilterNdDescriptor", cs);
-    if ((cs = d->fn.cudnnSetConvolutionNdDescriptor(d->cd, p->n_spatial, p->pad, p->stride,
-                                                    p->dilation, CUDNN_CROSS_CORRELATION,
-                                                    CUDNN_DATA_FLOAT)) != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op, "cudnnSetConvolutionNdDescriptor", cs);
-    if ((cs = d->fn.cudnnSetConvolutionGroupCount(d->cd, p->groups)) != CUDNN_STATUS_SUCCESS)
-        return cuda_dnn_fail(env, d, op, "cudnnSetConvolutionGroupCount", cs);
-    return NNM_OK; /* the math type: conv_algo's */
+    const char *call = "";
+    const cudnnStatus_t cs = cuda_dnn_describe_conv(&d->fn, d->xd, d->yd, d->wd, d->cd, p, &call);
+    return cs == CUDNN_STATUS_SUCCESS ? NNM_OK : cuda_dnn_fail(env, d, op, call, cs);
 }
 
 /* Plan, descriptor checks, device, cuDNN and descriptors: what both slots do first. */
@@ -233,7 +223,7 @@ nnm_status cuda_dnn_conv(nnm_env *env, void *state, const nnm_conv_args *a) {
         return conv_ran(d, id, &key, cuda_dnn_fail(env, d, op, "cudnnConvolutionForward", cs));
     if (a->b != NULL) {
         /* y += b, broadcast from [1, C_out, 1, ...] */
-        if ((cs = cuda_dnn_set_tensor(d, d->bd, &p.bias)) != CUDNN_STATUS_SUCCESS)
+        if ((cs = cuda_dnn_set_tensor(&d->fn, d->bd, &p.bias)) != CUDNN_STATUS_SUCCESS)
             return cuda_dnn_fail(env, d, op, "cudnnSetTensorNdDescriptor (b)", cs);
         cs = d->fn.cudnnAddTensor(h, &one, d->bd, cuda_base(a->b), &one, d->yd, cuda_base(a->y));
         if (cs != CUDNN_STATUS_SUCCESS)

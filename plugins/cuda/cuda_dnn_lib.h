@@ -8,49 +8,9 @@
 #define NNM_CUDA_DNN_LIB_H
 
 #include "cuda_dnn.h"
+#include "cuda_dnn_desc.h"
 
 #include <cudnn.h>
-
-/* The cuDNN major this was compiled against: the soname tried first, and
- * the only major accepted at load (cudnnGetVersion). */
-#define CUDA_DNN_SONAME "libcudnn.so." CUDA_STR(CUDNN_MAJOR)
-
-/* Every cuDNN entry point used, dlsym'd by name at load; each field has
- * exactly the type the header declares (so a call through it is checked
- * like a direct call). */
-#define CUDA_DNN_FNS(X)                                                                   \
-    X(cudnnGetVersion)                                                                    \
-    X(cudnnGetErrorString)                                                                \
-    X(cudnnCreate)                                                                        \
-    X(cudnnDestroy)                                                                       \
-    X(cudnnSetStream)                                                                     \
-    X(cudnnCreateTensorDescriptor)                                                        \
-    X(cudnnDestroyTensorDescriptor)                                                       \
-    X(cudnnSetTensorNdDescriptor)                                                         \
-    X(cudnnCreateFilterDescriptor)                                                        \
-    X(cudnnDestroyFilterDescriptor)                                                       \
-    X(cudnnSetFilterNdDescriptor)                                                         \
-    X(cudnnCreateConvolutionDescriptor)                                                   \
-    X(cudnnDestroyConvolutionDescriptor)                                                  \
-    X(cudnnSetConvolutionNdDescriptor)                                                    \
-    X(cudnnSetConvolutionGroupCount)                                                      \
-    X(cudnnSetConvolutionMathType)                                                        \
-    X(cudnnGetConvolutionForwardAlgorithm_v7)                                             \
-    X(cudnnGetConvolutionBackwardDataAlgorithm_v7)                                        \
-    X(cudnnGetConvolutionBackwardFilterAlgorithm_v7)                                      \
-    X(cudnnConvolutionForward)                                                            \
-    X(cudnnConvolutionBackwardData)                                                       \
-    X(cudnnConvolutionBackwardFilter)                                                     \
-    X(cudnnAddTensor)                                                                     \
-    X(cudnnBatchNormalizationForwardTraining)                                             \
-    X(cudnnBatchNormalizationForwardInference)                                            \
-    X(cudnnBatchNormalizationBackward)
-
-typedef struct cuda_dnn_fns {
-#define CUDA_DNN_FIELD(name) __typeof__(&name) name;
-    CUDA_DNN_FNS(CUDA_DNN_FIELD)
-#undef CUDA_DNN_FIELD
-} cuda_dnn_fns;
 
 /* Per device, per context. */
 typedef struct cuda_dnn_device {
@@ -89,10 +49,5 @@ nnm_status cuda_dnn_get(nnm_env *env, cuda_state *s, const char *op, int32_t id,
 nnm_status cuda_dnn_fail(nnm_env *env, const struct cuda_dnn_state *d, const char *op,
                          const char *call, cudnnStatus_t cs);
 
-/* cudnnSetTensorNdDescriptor / cudnnSetFilterNdDescriptor (f32, NCHW) from a plan. */
-cudnnStatus_t cuda_dnn_set_tensor(const struct cuda_dnn_state *d, cudnnTensorDescriptor_t td,
-                                  const cuda_dnn_tensor *t);
-cudnnStatus_t cuda_dnn_set_filter(const struct cuda_dnn_state *d, cudnnFilterDescriptor_t fd,
-                                  int nbdims, const int *dims);
 
 #endif /* NNM_CUDA_DNN_LIB_H */

@@ -15,13 +15,22 @@
  *    each GPU thread of dnn_kernels.cu runs) run here over every element of
  *    fixed and random geometries, inputs full of ties and NaN, against the
  *    cpu backend's pool / pool_backward slots, bit for bit.
- * What only a GPU proves (that cuDNN accepts these numbers and computes the
- * same as the cpu backend) is tests/cuda/test_cuda_dnn.c.
+ *  - where the build found cudnn.h and libcudnn loads (it needs no GPU for
+ *    this): the backend's own descriptor code (cuda_dnn_desc.c) run against
+ *    the real cuDNN - every entry point resolves, the version matches, and
+ *    cuDNN, asked back, understood each plan (the output dims it computes,
+ *    the padding, strides, dilations and groups it holds, the batch-norm
+ *    channel descriptor it derives).
+ * What only a GPU proves (that cuDNN runs these convolutions and batch norms
+ * and computes what the cpu backend does) is tests/cuda/test_cuda_dnn.c.
  */
 #include "test_util.h"
 
 #include "cuda_dnn_plan.h"
 #include "cuda_dnn_pool_body.h"
+#ifdef NNM_TEST_CUDNN
+#include "cuda_dnn_desc.h"
+#endif
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -719,6 +728,208 @@ static void test_pool_bodies_random(void) {
     CU_ASSERT_TRUE(ran >= 200); /* few geometries are too small for their window */
 }
 
+/* ------------------------------------------------------------------------ */
+/* The descriptor code against the real cuDNN (host calls only, no GPU)      */
+/* ------------------------------------------------------------------------ */
+
+#ifdef NNM_TEST_CUDNN
+#ifndef NNM_TEST_CUDA_LIBDIR
+#define NNM_TEST_CUDA_LIBDIR ""
+#endif
+
+static void *g_dnn_dl;
+static cuda_dnn_fns g_fn;
+static char g_dnn_skip[512];
+/* what the test asks cuDNN back, beyond what the backend uses */
+static __typeof__(&cudnnGetConvolutionNdForwardOutputDim) g_outdim;
+static __typeof__(&cudnnDeriveBNTensorDescriptor) g_derive_bn;
+static __typeof__(&cudnnGetTensorNdDescriptor) g_get_tensor;
+static __typeof__(&cudnnGetFilterNdDescriptor) g_get_filter;
+static __typeof__(&cudnnGetConvolutionNdDescriptor) g_get_conv;
+static __typeof__(&cudnnGetConvolutionGroupCount) g_get_groups;
+
+#define DNN_SYM(var, name)                                                                \
+    do {                                                                                  \
+        void *p_ = dlsym(g_dnn_dl, name);                                                 \
+        memcpy(&(var), &p_, sizeof p_);                                                   \
+    } while (0)
+
+static int dnn_open(void) {
+    const char *env = getenv("NNM_CUDNN_LIBRARY");
+    char alt[1024];
+    snprintf(alt, sizeof alt, "%s/%s", NNM_TEST_CUDA_LIBDIR, CUDA_DNN_SONAME);
+    const char *tries[2] = {env != NULL && env[0] ? env : CUDA_DNN_SONAME, alt};
+    for (int i = 0; i < 2 && g_dnn_dl == NULL; i++)
+        g_dnn_dl = dlopen(tries[i], RTLD_NOW | RTLD_LOCAL);
+    if (g_dnn_dl == NULL) {
+        const char *e = dlerror();
+        snprintf(g_dnn_skip, sizeof g_dnn_skip, "%s", e ? e : "libcudnn not found");
+        printf("test_cuda_dnn_plan: cuDNN descriptors: SKIPPED: %s\n", g_dnn_skip);
+        return 0;
+    }
+    DNN_SYM(g_outdim, "cudnnGetConvolutionNdForwardOutputDim");
+    DNN_SYM(g_derive_bn, "cudnnDeriveBNTensorDescriptor");
+    DNN_SYM(g_get_tensor, "cudnnGetTensorNdDescriptor");
+    DNN_SYM(g_get_filter, "cudnnGetFilterNdDescriptor");
+    DNN_SYM(g_get_conv, "cudnnGetConvolutionNdDescriptor");
+    DNN_SYM(g_get_groups, "cudnnGetConvolutionGroupCount");
+    return 0;
+}
+
+static int dnn_close(void) {
+    if (g_dnn_dl != NULL)
+        dlclose(g_dnn_dl);
+    g_dnn_dl = NULL;
+    return 0;
+}
+
+static void test_dnn_resolve(void) {
+    if (g_dnn_dl == NULL)
+        return; /* skipped (printed) */
+    const char *missing = cuda_dnn_resolve(g_dnn_dl, &g_fn);
+    if (missing != NULL)
+        fprintf(stderr, "\n  libcudnn lacks %s", missing);
+    CU_ASSERT_PTR_NULL_FATAL(missing);
+    const size_t v = g_fn.cudnnGetVersion();
+    CU_ASSERT_EQUAL(cuda_dnn_version_major(v), (size_t)CUDNN_MAJOR);
+    CU_ASSERT_EQUAL(cuda_dnn_version_major(90100), 9);
+    CU_ASSERT_EQUAL(cuda_dnn_version_major(8907), 8);
+    CU_ASSERT_EQUAL(cuda_dnn_version_major(7605), 7);
+    CU_ASSERT_PTR_NOT_NULL(g_fn.cudnnGetErrorString(CUDNN_STATUS_BAD_PARAM));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_outdim);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_derive_bn);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_get_tensor);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_get_filter);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_get_conv);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g_get_groups);
+}
+
+/* Describes plan p with the backend's code and checks what cuDNN holds. */
+static void dnn_check_conv(const char *name, const cuda_dnn_conv_plan *p) {
+    cudnnTensorDescriptor_t xd = NULL, yd = NULL, bd = NULL;
+    cudnnFilterDescriptor_t wd = NULL;
+    cudnnConvolutionDescriptor_t cd = NULL;
+    CU_ASSERT_EQUAL_FATAL(g_fn.cudnnCreateTensorDescriptor(&xd), CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(g_fn.cudnnCreateTensorDescriptor(&yd), CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(g_fn.cudnnCreateTensorDescriptor(&bd), CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(g_fn.cudnnCreateFilterDescriptor(&wd), CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(g_fn.cudnnCreateConvolutionDescriptor(&cd), CUDNN_STATUS_SUCCESS);
+    const char *call = "";
+    const cudnnStatus_t cs = cuda_dnn_describe_conv(&g_fn, xd, yd, wd, cd, p, &call);
+    if (cs != CUDNN_STATUS_SUCCESS)
+        fprintf(stderr, "\n  %s: %s: %s", name, call, g_fn.cudnnGetErrorString(cs));
+    CU_ASSERT_EQUAL(cs, CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL(cuda_dnn_set_tensor(&g_fn, bd, &p->bias), CUDNN_STATUS_SUCCESS);
+    /* the output cuDNN computes is the plan's y */
+    int od[CUDA_DNN_MAX_DIMS] = {0};
+    CU_ASSERT_EQUAL(g_outdim(cd, xd, wd, p->nbdims, od), CUDNN_STATUS_SUCCESS);
+    for (int i = 0; i < p->nbdims; i++)
+        if (od[i] != p->y.dims[i]) {
+            fprintf(stderr, "\n  %s: cuDNN's output dim %d is %d, the plan's %d", name, i, od[i],
+                    p->y.dims[i]);
+            CU_FAIL("output dims");
+        }
+    /* and it holds the numbers given */
+    int n = 0, pad[3], st[3], dil[3];
+    cudnnConvolutionMode_t mode;
+    cudnnDataType_t dt;
+    CU_ASSERT_EQUAL(g_get_conv(cd, 3, &n, pad, st, dil, &mode, &dt), CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL(n, p->n_spatial);
+    for (int i = 0; i < n && i < 3; i++) {
+        CU_ASSERT_EQUAL(pad[i], p->pad[i]);
+        CU_ASSERT_EQUAL(st[i], p->stride[i]);
+        CU_ASSERT_EQUAL(dil[i], p->dilation[i]);
+    }
+    CU_ASSERT_EQUAL(mode, CUDNN_CROSS_CORRELATION);
+    CU_ASSERT_EQUAL(dt, CUDNN_DATA_FLOAT);
+    int groups = 0;
+    CU_ASSERT_EQUAL(g_get_groups(cd, &groups), CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL(groups, p->groups);
+    int fd[CUDA_DNN_MAX_DIMS] = {0}, fn_dims = 0;
+    cudnnTensorFormat_t fmt;
+    CU_ASSERT_EQUAL(g_get_filter(wd, CUDA_DNN_MAX_DIMS, &dt, &fmt, &fn_dims, fd), CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL(fn_dims, p->nbdims);
+    CU_ASSERT_EQUAL(fmt, CUDNN_TENSOR_NCHW);
+    for (int i = 0; i < p->nbdims; i++)
+        CU_ASSERT_EQUAL(fd[i], p->w[i]);
+    int td[CUDA_DNN_MAX_DIMS], ts[CUDA_DNN_MAX_DIMS], tn = 0;
+    CU_ASSERT_EQUAL(g_get_tensor(xd, CUDA_DNN_MAX_DIMS, &dt, &tn, td, ts), CUDNN_STATUS_SUCCESS);
+    CU_ASSERT_EQUAL(tn, p->nbdims);
+    for (int i = 0; i < tn && i < CUDA_DNN_MAX_DIMS; i++) {
+        CU_ASSERT_EQUAL(td[i], p->x.dims[i]);
+        CU_ASSERT_EQUAL(ts[i], p->x.strides[i]);
+    }
+    (void)g_fn.cudnnDestroyConvolutionDescriptor(cd);
+    (void)g_fn.cudnnDestroyFilterDescriptor(wd);
+    (void)g_fn.cudnnDestroyTensorDescriptor(bd);
+    (void)g_fn.cudnnDestroyTensorDescriptor(yd);
+    (void)g_fn.cudnnDestroyTensorDescriptor(xd);
+}
+
+static void test_dnn_conv_descriptors(void) {
+    if (g_dnn_dl == NULL || g_fn.cudnnCreateTensorDescriptor == NULL)
+        return; /* skipped (printed), or resolve failed (reported) */
+    static const struct {
+        const char *name;
+        int32_t ns, g;
+        int64_t n, cin, cout, in[3], k[3], s[3], p[3], d[3];
+    } cs[] = {
+        {"2d 3x3 pad 1", 2, 1, 2, 3, 4, {7, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1}},
+        {"2d groups 2 stride 2 dilation 2 pad 2", 2, 2, 2, 4, 6, {11, 9}, {3, 3}, {2, 2}, {2, 2}, {2, 2}},
+        {"2d depthwise", 2, 8, 3, 8, 8, {10, 10}, {3, 3}, {2, 2}, {1, 1}, {1, 1}},
+        {"2d asymmetric", 2, 2, 2, 6, 4, {12, 9}, {3, 2}, {2, 1}, {2, 0}, {1, 3}},
+        {"2d resnet stem", 2, 1, 2, 3, 64, {224, 224}, {7, 7}, {2, 2}, {3, 3}, {1, 1}},
+        {"1d lifted", 1, 2, 2, 4, 6, {20}, {3}, {2}, {2}, {2}},
+        {"3d", 3, 1, 2, 2, 3, {5, 6, 7}, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}},
+        {"3d groups stride dilation", 3, 2, 1, 4, 4, {6, 7, 8}, {2, 3, 2}, {2, 1, 2}, {0, 1, 1}, {1, 2, 1}},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        conv_case c;
+        conv_setup(&c, cs[i].ns, cs[i].n, cs[i].cin, cs[i].cout, cs[i].g, cs[i].in, cs[i].k,
+                   cs[i].s, cs[i].p, cs[i].d);
+        cuda_dnn_conv_plan p;
+        char msg[256];
+        CU_ASSERT_EQUAL_FATAL(cuda_dnn_conv_plan_make(&c.a, 0, &p, msg, sizeof msg), NNM_OK);
+        dnn_check_conv(cs[i].name, &p);
+    }
+}
+
+static void test_dnn_bn_descriptors(void) {
+    if (g_dnn_dl == NULL || g_fn.cudnnCreateTensorDescriptor == NULL)
+        return;
+    const int64_t shapes[][3] = {{4, 3, 25}, {16, 6, 1}, {2, 64, 3136}, {1, 5, 7}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        cuda_dnn_bn_plan p;
+        char msg[256];
+        CU_ASSERT_EQUAL_FATAL(cuda_dnn_bn_plan_make(shapes[i][0], shapes[i][1], shapes[i][2], 0, &p,
+                                                    msg, sizeof msg),
+                              NNM_OK);
+        cudnnTensorDescriptor_t xd = NULL, chd = NULL, derived = NULL;
+        CU_ASSERT_EQUAL_FATAL(g_fn.cudnnCreateTensorDescriptor(&xd), CUDNN_STATUS_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(g_fn.cudnnCreateTensorDescriptor(&chd), CUDNN_STATUS_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(g_fn.cudnnCreateTensorDescriptor(&derived), CUDNN_STATUS_SUCCESS);
+        const char *call = "";
+        CU_ASSERT_EQUAL(cuda_dnn_describe_bn(&g_fn, xd, chd, &p, &call), CUDNN_STATUS_SUCCESS);
+        /* the per-channel descriptor is the one cuDNN derives for spatial mode */
+        CU_ASSERT_EQUAL(g_derive_bn(derived, xd, CUDNN_BATCHNORM_SPATIAL), CUDNN_STATUS_SUCCESS);
+        int d1[4], s1[4], d2[4], s2[4], n1 = 0, n2 = 0;
+        cudnnDataType_t t1, t2;
+        CU_ASSERT_EQUAL(g_get_tensor(derived, 4, &t1, &n1, d1, s1), CUDNN_STATUS_SUCCESS);
+        CU_ASSERT_EQUAL(g_get_tensor(chd, 4, &t2, &n2, d2, s2), CUDNN_STATUS_SUCCESS);
+        CU_ASSERT_EQUAL(n1, 4);
+        CU_ASSERT_EQUAL(n2, 4);
+        CU_ASSERT_EQUAL(t1, t2);
+        for (int j = 0; j < 4; j++) {
+            CU_ASSERT_EQUAL(d1[j], d2[j]);
+            CU_ASSERT_EQUAL(s1[j], s2[j]);
+        }
+        (void)g_fn.cudnnDestroyTensorDescriptor(derived);
+        (void)g_fn.cudnnDestroyTensorDescriptor(chd);
+        (void)g_fn.cudnnDestroyTensorDescriptor(xd);
+    }
+}
+#endif /* NNM_TEST_CUDNN */
+
 int main(void) {
     CU_pSuite s = tu_suite("cuda dnn plan", NULL, NULL);
     if (s == NULL)
@@ -736,5 +947,15 @@ int main(void) {
         return 1;
     CU_add_test(b, "fixed geometries, bit for bit", test_pool_bodies_fixed);
     CU_add_test(b, "300 random geometries, bit for bit", test_pool_bodies_random);
+#ifdef NNM_TEST_CUDNN
+    CU_pSuite r = tu_suite("the descriptor code against the real cuDNN (no GPU needed)", dnn_open,
+                           dnn_close);
+    if (r == NULL)
+        return 1;
+    CU_add_test(r, "entry points resolve, version matches", test_dnn_resolve);
+    CU_add_test(r, "conv descriptors: cuDNN's output dims are the plan's", test_dnn_conv_descriptors);
+    CU_add_test(r, "batch norm descriptors: the per-channel one cuDNN derives",
+                test_dnn_bn_descriptors);
+#endif
     return tu_run();
 }
