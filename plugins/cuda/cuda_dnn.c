@@ -20,7 +20,7 @@
  * cuda_dnn_fail maps to NNM_E_UNSUPPORTED like an absent cuDNN.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* dlinfo, RTLD_NODELETE */
+#define _GNU_SOURCE /* dlinfo */
 #endif
 
 #include "cuda_dnn_lib.h"
@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #ifndef NNM_CUDA_TOOLKIT_LIBDIR
 #define NNM_CUDA_TOOLKIT_LIBDIR ""
@@ -39,21 +38,6 @@
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                   */
 /* ------------------------------------------------------------------------ */
-
-/* Appends "; <what>: <err>" to why (truncating). */
-static void why_add(char *why, size_t cap, const char *what, const char *err) {
-    const size_t n = strlen(why);
-    if (n + 1 < cap)
-        snprintf(why + n, cap - n, "%s%s: %s", n ? "; " : "", what, err ? err : "not found");
-}
-
-/* dlopens `path`; on failure notes dlerror() in why. */
-static void *try_open(const char *path, char *why, size_t cap) {
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-    if (h == NULL)
-        why_add(why, cap, path, dlerror());
-    return h;
-}
 
 /* The directory of the loaded cuBLAS, or "" (buf). */
 static const char *cublas_dir(const cuda_state *s, char *buf, size_t cap) {
@@ -71,50 +55,11 @@ static const char *cublas_dir(const cuda_state *s, char *buf, size_t cap) {
     return buf;
 }
 
-/* Tries every place in order (see the top of this file); the handle or NULL
- * with why filled. */
-static void *dnn_open(const cuda_state *s, char *path, size_t pcap, char *why, size_t cap) {
-    why[0] = '\0';
-    const char *env = getenv("NNM_CUDNN_LIBRARY");
-    if (env != NULL && env[0] != '\0') {
-        struct stat st;
-        if (stat(env, &st) == 0 && S_ISDIR(st.st_mode))
-            snprintf(path, pcap, "%s/%s", env, CUDA_DNN_SONAME);
-        else
-            snprintf(path, pcap, "%s", env);
-        void *h = try_open(path, why, cap);
-        if (h == NULL) {
-            const size_t n = strlen(why);
-            if (n + 1 < cap)
-                snprintf(why + n, cap - n, " (NNM_CUDNN_LIBRARY is set: nothing else is tried)");
-        }
-        return h;
-    }
-    char dir[512], cand[6][640];
-    int nc = 0;
-    snprintf(cand[nc++], sizeof cand[0], "%s", CUDA_DNN_SONAME);
-    snprintf(cand[nc++], sizeof cand[0], "libcudnn.so");
-    if (NNM_CUDA_TOOLKIT_LIBDIR[0] != '\0')
-        snprintf(cand[nc++], sizeof cand[0], "%s/%s", NNM_CUDA_TOOLKIT_LIBDIR, CUDA_DNN_SONAME);
-    if (cublas_dir(s, dir, sizeof dir)[0] != '\0') {
-        if (strcmp(dir, NNM_CUDA_TOOLKIT_LIBDIR) != 0)
-            snprintf(cand[nc++], sizeof cand[0], "%s/%s", dir, CUDA_DNN_SONAME);
-        /* pip wheels: .../nvidia/cublas/lib or .../nvidia/cu13/lib -> .../nvidia/cudnn/lib */
-        snprintf(cand[nc++], sizeof cand[0], "%s/../../cudnn/lib/%s", dir, CUDA_DNN_SONAME);
-    }
-    for (int i = 0; i < nc; i++) {
-        void *h = try_open(cand[i], why, cap);
-        if (h != NULL) {
-            snprintf(path, pcap, "%s", cand[i]);
-            return h;
-        }
-    }
-    return NULL;
-}
-
 /* Loads cuDNN into d (d->loaded becomes 1 or -1). */
 static void dnn_load(cuda_state *s, struct cuda_dnn_state *d) {
-    d->dl = dnn_open(s, d->path, sizeof d->path, d->why, sizeof d->why);
+    char dir[512];
+    d->dl = cuda_dnn_open(cublas_dir(s, dir, sizeof dir), NNM_CUDA_TOOLKIT_LIBDIR, d->path,
+                          sizeof d->path, d->why, sizeof d->why);
     if (d->dl == NULL) {
         d->loaded = -1;
         return;

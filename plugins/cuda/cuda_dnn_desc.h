@@ -58,6 +58,23 @@ typedef struct cuda_dnn_fns {
 #undef CUDA_DNN_FIELD
 } cuda_dnn_fns;
 
+/* The places cuDNN is looked for when NNM_CUDNN_LIBRARY is not set, in
+ * order, into cand[0..max) (each up to CUDA_DNN_PATH_MAX bytes): the soname,
+ * libcudnn.so, the toolkit's library directory (toolkit_libdir, "" for
+ * none), beside cuBLAS (cublas_dir, "" for none) and the pip wheels' layout
+ * relative to it. Returns how many. */
+#define CUDA_DNN_PATH_MAX 640
+int cuda_dnn_candidates(const char *cublas_dir, const char *toolkit_libdir,
+                        char (*cand)[CUDA_DNN_PATH_MAX], int max);
+
+/* dlopens cuDNN: NNM_CUDNN_LIBRARY when set (a file, or a directory holding
+ * CUDA_DNN_SONAME) and nothing else, else the first of cuda_dnn_candidates
+ * that loads (RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE: it stays mapped for its
+ * thread-exit handlers). The handle and its path, or NULL with why saying
+ * what was tried and why each failed. */
+void *cuda_dnn_open(const char *cublas_dir, const char *toolkit_libdir, char *path, size_t pcap,
+                    char *why, size_t wcap);
+
 /* Resolves every CUDA_DNN_FNS entry point from the dlopen handle dl into
  * *fn. NULL when all are there, else the name of the first missing one
  * (*fn then partly filled: do not use it). */

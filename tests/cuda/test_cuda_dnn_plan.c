@@ -24,6 +24,7 @@
  * What only a GPU proves (that cuDNN runs these convolutions and batch norms
  * and computes what the cpu backend does) is tests/cuda/test_cuda_dnn.c.
  */
+#define _GNU_SOURCE /* dladdr */
 #include "test_util.h"
 
 #include "cuda_dnn_plan.h"
@@ -928,6 +929,67 @@ static void test_dnn_bn_descriptors(void) {
         (void)g_fn.cudnnDestroyTensorDescriptor(xd);
     }
 }
+
+/* The search order, and NNM_CUDNN_LIBRARY's override, with the real library. */
+static void test_dnn_open_order(void) {
+    char cand[8][CUDA_DNN_PATH_MAX];
+    int n = cuda_dnn_candidates("/w/site-packages/nvidia/cu13/lib", "/usr/local/cuda/lib", cand, 8);
+    CU_ASSERT_EQUAL_FATAL(n, 5);
+    CU_ASSERT_STRING_EQUAL(cand[0], CUDA_DNN_SONAME);
+    CU_ASSERT_STRING_EQUAL(cand[1], "libcudnn.so");
+    CU_ASSERT_STRING_EQUAL(cand[2], "/usr/local/cuda/lib/" CUDA_DNN_SONAME);
+    CU_ASSERT_STRING_EQUAL(cand[3], "/w/site-packages/nvidia/cu13/lib/" CUDA_DNN_SONAME);
+    CU_ASSERT_STRING_EQUAL(cand[4], "/w/site-packages/nvidia/cu13/lib/../../cudnn/lib/" CUDA_DNN_SONAME);
+    /* cuBLAS in the toolkit's directory: not tried twice */
+    n = cuda_dnn_candidates("/usr/local/cuda/lib", "/usr/local/cuda/lib", cand, 8);
+    CU_ASSERT_EQUAL(n, 4);
+    n = cuda_dnn_candidates("", "", cand, 8);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_EQUAL(cuda_dnn_candidates("/a", "/b", cand, 1), 1);
+
+    if (g_dnn_dl == NULL)
+        return; /* no cuDNN here: the loads below need one */
+    const char *old = getenv("NNM_CUDNN_LIBRARY");
+    char *saved = old != NULL ? strdup(old) : NULL;
+    char path[512], why[1024];
+    /* a file that is not there: NULL, naming it, and nothing else tried */
+    setenv("NNM_CUDNN_LIBRARY", "/nonexistent/libcudnn.so.9", 1);
+    void *h = cuda_dnn_open("", NNM_TEST_CUDA_LIBDIR, path, sizeof path, why, sizeof why);
+    CU_ASSERT_PTR_NULL(h);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "/nonexistent/libcudnn.so.9"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "nothing else is tried"));
+    /* the directory holding it: loads libcudnn.so.<major> from there */
+    Dl_info info;
+    void *sym = dlsym(g_dnn_dl, "cudnnGetVersion");
+    if (sym != NULL && dladdr(sym, &info) != 0 && info.dli_fname != NULL) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s", info.dli_fname);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            setenv("NNM_CUDNN_LIBRARY", dir, 1);
+            h = cuda_dnn_open("", "", path, sizeof path, why, sizeof why);
+            CU_ASSERT_PTR_NOT_NULL(h);
+            CU_ASSERT_PTR_NOT_NULL(strstr(path, "/" CUDA_DNN_SONAME));
+            if (h != NULL)
+                dlclose(h);
+        }
+    }
+    /* unset: the search finds it (the soname or the toolkit's copy) */
+    unsetenv("NNM_CUDNN_LIBRARY");
+    h = cuda_dnn_open("/nonexistent/nvidia/cu13/lib", NNM_TEST_CUDA_LIBDIR, path, sizeof path, why,
+                      sizeof why);
+    CU_ASSERT_PTR_NOT_NULL(h);
+    if (h != NULL) {
+        cuda_dnn_fns fn;
+        CU_ASSERT_PTR_NULL(cuda_dnn_resolve(h, &fn));
+        dlclose(h);
+    }
+    if (saved != NULL) {
+        setenv("NNM_CUDNN_LIBRARY", saved, 1);
+        free(saved);
+    }
+}
 #endif /* NNM_TEST_CUDNN */
 
 int main(void) {
@@ -956,6 +1018,7 @@ int main(void) {
     CU_add_test(r, "conv descriptors: cuDNN's output dims are the plan's", test_dnn_conv_descriptors);
     CU_add_test(r, "batch norm descriptors: the per-channel one cuDNN derives",
                 test_dnn_bn_descriptors);
+    CU_add_test(r, "where cuDNN is looked for; NNM_CUDNN_LIBRARY", test_dnn_open_order);
 #endif
     return tu_run();
 }
