@@ -25,7 +25,6 @@
  *    device when it differs (like torch.cuda.set_device), and left there.
  */
 #include "cuda_internal.h"
-#include "cuda_dnn.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -184,14 +183,16 @@ static nnm_status cuda_init(nnm_env *env, void **state) {
     return NNM_OK;
 }
 
+#include "cuda_dnn.h" /* the cuDNN concern: cuda_dnn_shutdown and its slots */
+
 static void cuda_shutdown(void *state) {
     cuda_state *s = state;
     if (s == NULL)
         return;
-#ifdef NNM_CUDA_HAVE_CUDNN
-    cuda_dnn_shutdown(s);
-#endif
     cuda_gemm_shutdown(s);
+#ifdef NNM_CUDA_HAVE_CUDNN
+    cuda_dnn_shutdown(s); /* cuDNN handles: after the streams' work, before the streams go */
+#endif
     cuda_memory_shutdown(s);
     (void)cudaGetLastError();
     free(s);
@@ -214,10 +215,7 @@ static const nnm_backend_vtable cuda_backend = {
     .alloc = cuda_alloc,
     .free = cuda_free,
     .memcpy = cuda_memcpy,
-    .fill = cuda_fill,
-    .gemm = cuda_gemm,
-    .binary = cuda_binary,
-    .unary = cuda_unary,
+    /* the cuDNN concern's slots (cuda_dnn.h); conv and batch norm need cudnn.h at build time */
     .pool = cuda_dnn_pool,
     .pool_backward = cuda_dnn_pool_backward,
 #ifdef NNM_CUDA_HAVE_CUDNN
@@ -226,6 +224,10 @@ static const nnm_backend_vtable cuda_backend = {
     .batch_norm = cuda_dnn_batch_norm,
     .batch_norm_backward = cuda_dnn_batch_norm_backward,
 #endif
+    .fill = cuda_fill,
+    .gemm = cuda_gemm,
+    .binary = cuda_binary,
+    .unary = cuda_unary,
 };
 
 static const nnm_backend_vtable *const cuda_backends[] = {&cuda_backend};
