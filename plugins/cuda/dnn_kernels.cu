@@ -15,6 +15,7 @@
  */
 #include "cuda_dnn_kernels.h"
 #include "cuda_dnn_pool_body.h"
+#include "cuda_dnn_bn_body.h"
 
 #include <cuda_runtime.h>
 
@@ -90,10 +91,10 @@ __global__ void bn_stats_kernel(int64_t c, const float *rm, const float *rv, dou
          i += (int64_t)blockDim.x * gridDim.x) {
         if (mode == 0) {
             sm[i] = 0.0f;
-            si[i] = (float)(1.0 / sqrt(eps));
+            si[i] = dnn_bn_empty_invstd(eps);
         } else {
             sm[i] = rm[i];
-            si[i] = (float)(1.0 / sqrt((double)rv[i] + eps));
+            si[i] = dnn_bn_invstd(rv[i], eps);
         }
     }
 }
@@ -104,16 +105,8 @@ __global__ void bn_param_grads_kernel(int64_t n, int64_t C, int64_t l, const flo
                                       float *gw, float *gb) {
     __shared__ double s1[kThreads], s2[kThreads];
     const int64_t ch = blockIdx.x;
-    const int64_t count = n * l;
-    const double m = (double)mean[ch];
     double a1 = 0.0, a2 = 0.0;
-    for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-        const int64_t r = j / l, col = j % l;
-        const int64_t at = (r * C + ch) * l + col;
-        const double gj = (double)g[at];
-        a1 += gj;
-        a2 += gj * ((double)x[at] - m);
-    }
+    dnn_bn_sums(x, g, n, C, l, ch, (double)mean[ch], threadIdx.x, blockDim.x, &a1, &a2);
     s1[threadIdx.x] = a1;
     s2[threadIdx.x] = a2;
     __syncthreads();
@@ -126,7 +119,7 @@ __global__ void bn_param_grads_kernel(int64_t n, int64_t C, int64_t l, const flo
     }
     if (threadIdx.x == 0) {
         if (gw != nullptr)
-            gw[ch] = (float)(s2[0] * (double)invstd[ch]);
+            gw[ch] = dnn_bn_grad_weight(s2[0], invstd[ch]);
         if (gb != nullptr)
             gb[ch] = (float)s1[0];
     }
@@ -136,9 +129,7 @@ __global__ void bn_eval_grad_x_kernel(int64_t total, int64_t C, int64_t l, const
                                       const float *w, const float *invstd, float *gx) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)blockDim.x * gridDim.x) {
-        const int64_t ch = (i / l) % C;
-        const float k1 = (w != nullptr ? w[ch] : 1.0f) * invstd[ch];
-        gx[i] = k1 * g[i];
+        gx[i] = dnn_bn_eval_grad_x_one(g, w, invstd, C, l, i);
     }
 }
 

@@ -14,7 +14,10 @@
  *    and the pooling kernels' per-element bodies (cuda_dnn_pool_body.h, what
  *    each GPU thread of dnn_kernels.cu runs) run here over every element of
  *    fixed and random geometries, inputs full of ties and NaN, against the
- *    cpu backend's pool / pool_backward slots, bit for bit.
+ *    cpu backend's pool / pool_backward slots, bit for bit; likewise the
+ *    batch-norm helper kernels' bodies (cuda_dnn_bn_body.h: eval mode's saved
+ *    statistics and input gradient, the weight and bias gradients, an empty
+ *    batch's statistics) against the cpu backend's batch_norm slots.
  *  - where the build found cudnn.h and libcudnn loads (it needs no GPU for
  *    this): the backend's own descriptor code (cuda_dnn_desc.c) run against
  *    the real cuDNN - every entry point resolves, the version matches, and
@@ -29,6 +32,7 @@
 
 #include "cuda_dnn_plan.h"
 #include "cuda_dnn_pool_body.h"
+#include "cuda_dnn_bn_body.h"
 #ifdef NNM_TEST_CUDNN
 #include "cuda_dnn_desc.h"
 #endif
@@ -680,6 +684,115 @@ static void test_pool_bodies_fixed(void) {
                             0);
 }
 
+
+/* The batch-norm helper bodies against the cpu backend's batch_norm slots. */
+static void test_bn_bodies(void) {
+    const int64_t shapes[][3] = {{4, 3, 25}, {16, 6, 1}, {2, 5, 300}, {0, 3, 7}, {1, 2, 1}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int64_t n = shapes[t][0], C = shapes[t][1], l = shapes[t][2];
+        const size_t nx = (size_t)(n * C * l), nc = (size_t)C;
+        float *x = calloc(nx + 1, 4), *g = calloc(nx + 1, 4), *y = calloc(nx + 1, 4),
+              *gx = calloc(nx + 1, 4), *w = calloc(nc, 4), *b = calloc(nc, 4), *rm = calloc(nc, 4),
+              *rv = calloc(nc, 4), *sm = calloc(nc, 4), *si = calloc(nc, 4), *gw = calloc(nc, 4),
+              *gb = calloc(nc, 4);
+        CU_ASSERT_FATAL(x && g && y && gx && w && b && rm && rv && sm && si && gw && gb);
+        tu_fill_rand(&g_rng, x, nx);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = 3.0f + x[i];
+        tu_fill_rand(&g_rng, g, nx);
+        tu_fill_rand(&g_rng, w, nc);
+        tu_fill_rand(&g_rng, b, nc);
+        tu_fill_rand(&g_rng, rm, nc);
+        for (size_t i = 0; i < nc; i++)
+            rv[i] = 0.25f + fabsf(tu_rand(&g_rng));
+        const double eps = 1e-5;
+        tdesc dx, dy, dg, dgx, dw, db, drm, drv, dsm, dsi, dgw, dgb;
+        const int64_t xs[3] = {n, C, l};
+        td_set(&dx, 3, xs);
+        td_set(&dy, 3, xs);
+        td_set(&dg, 3, xs);
+        td_set(&dgx, 3, xs);
+        tdesc *cs[] = {&dw, &db, &drm, &drv, &dsm, &dsi, &dgw, &dgb};
+        float *cd[] = {w, b, rm, rv, sm, si, gw, gb};
+        for (int i = 0; i < 8; i++) {
+            td_set(cs[i], 1, &C);
+            cs[i]->d.data = cd[i];
+            cs[i]->d.device.type = NNM_DEVICE_CPU;
+        }
+        tdesc *xsd[] = {&dx, &dy, &dg, &dgx};
+        float *xd[] = {x, y, g, gx};
+        for (int i = 0; i < 4; i++) {
+            xsd[i]->d.data = xd[i];
+            xsd[i]->d.device.type = NNM_DEVICE_CPU;
+        }
+        for (int training = 0; training < 2; training++) {
+            nnm_batch_norm_args a;
+            memset(&a, 0, sizeof a);
+            a.struct_size = sizeof a;
+            a.training = training;
+            a.momentum = 0.1;
+            a.eps = eps;
+            a.n = n;
+            a.c = C;
+            a.l = l;
+            a.x = &dx.d;
+            a.weight = &dw.d;
+            a.bias = &db.d;
+            a.running_mean = &drm.d;
+            a.running_var = &drv.d;
+            a.save_mean = &dsm.d;
+            a.save_invstd = &dsi.d;
+            a.y = &dy.d;
+            if (training && n * l == 1)
+                continue; /* the runtime refuses one value per channel in training */
+            const float rv0 = rv[0]; /* before training updates it */
+            tu_fake_host_reset(&g_fake);
+            CU_ASSERT_EQUAL_FATAL(g_cpu_vt->batch_norm(&g_fake.env, g_cpu_state, &a), NNM_OK);
+            if (!training) {
+                /* the saved statistics: bit for bit */
+                for (size_t c = 0; c < nc; c++) {
+                    CU_ASSERT_EQUAL(memcmp(&sm[c], &rm[c], 4), 0);
+                    const float want = dnn_bn_invstd(c == 0 ? rv0 : rv[c], eps);
+                    CU_ASSERT_EQUAL(memcmp(&si[c], &want, 4), 0);
+                }
+            } else if (n * l == 0) {
+                const float want = dnn_bn_empty_invstd(eps);
+                for (size_t c = 0; c < nc; c++) {
+                    CU_ASSERT_EQUAL(sm[c], 0.0f);
+                    CU_ASSERT_EQUAL(memcmp(&si[c], &want, 4), 0);
+                }
+            }
+            nnm_batch_norm_args ab = a;
+            ab.bias = ab.running_mean = ab.running_var = ab.y = NULL;
+            ab.grad_out = &dg.d;
+            ab.grad_x = &dgx.d;
+            ab.grad_weight = &dgw.d;
+            ab.grad_bias = &dgb.d;
+            CU_ASSERT_EQUAL_FATAL(g_cpu_vt->batch_norm_backward(&g_fake.env, g_cpu_state, &ab),
+                                  NNM_OK);
+            /* weight and bias gradients, either mode: the same sums (double, another order) */
+            for (int64_t c = 0; c < C; c++) {
+                double sg = 0.0, sgx = 0.0;
+                dnn_bn_sums(x, g, n, C, l, c, (double)sm[c], 0, 1, &sg, &sgx);
+                CU_ASSERT_TRUE(tu_near(dnn_bn_grad_weight(sgx, si[c]), gw[c], 1e-6, 1e-6));
+                CU_ASSERT_TRUE(tu_near((float)sg, gb[c], 1e-6, 1e-6));
+            }
+            /* eval's input gradient: bit for bit */
+            if (!training) {
+                int bad = 0;
+                for (size_t i = 0; i < nx; i++) {
+                    const float v = dnn_bn_eval_grad_x_one(g, w, si, C, l, (int64_t)i);
+                    bad += memcmp(&v, &gx[i], 4) != 0;
+                }
+                CU_ASSERT_EQUAL(bad, 0);
+            }
+        }
+        float *all[] = {x, g, y, gx, w, b, rm, rv, sm, si, gw, gb};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            free(all[i]);
+    }
+}
+
 static int64_t rnd_in(int64_t lo, int64_t hi) { /* [lo, hi] */
     const double u = ((double)tu_rand(&g_rng) + 2.0) / 4.0; /* [0, 1) */
     return lo + (int64_t)(u * (double)(hi - lo + 1));
@@ -1004,11 +1117,12 @@ int main(void) {
     CU_add_test(s, "algorithm cache", test_cache);
     CU_add_test(s, "batch norm plan", test_bn_plan);
     CU_add_test(s, "pool plan", test_pool_plan);
-    CU_pSuite b = tu_suite("cuda pooling kernel bodies vs the cpu backend", cpu_open, cpu_close);
+    CU_pSuite b = tu_suite("cuda kernel bodies vs the cpu backend", cpu_open, cpu_close);
     if (b == NULL)
         return 1;
     CU_add_test(b, "fixed geometries, bit for bit", test_pool_bodies_fixed);
     CU_add_test(b, "300 random geometries, bit for bit", test_pool_bodies_random);
+    CU_add_test(b, "batch-norm helper bodies vs the cpu backend's batch_norm", test_bn_bodies);
 #ifdef NNM_TEST_CUDNN
     CU_pSuite r = tu_suite("the descriptor code against the real cuDNN (no GPU needed)", dnn_open,
                            dnn_close);
