@@ -27,7 +27,9 @@
  * What only a GPU proves (that cuDNN runs these convolutions and batch norms
  * and computes what the cpu backend does) is tests/cuda/test_cuda_dnn.c.
  */
+#if !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* dladdr */
+#endif
 #include "test_util.h"
 
 #include "cuda_dnn_plan.h"
