@@ -187,11 +187,16 @@ static nnm_status cuda_init(nnm_env *env, void **state) {
     return NNM_OK;
 }
 
+#include "cuda_dnn.h" /* the cuDNN concern: cuda_dnn_shutdown and its slots */
+
 static void cuda_shutdown(void *state) {
     cuda_state *s = state;
     if (s == NULL)
         return;
     cuda_gemm_shutdown(s);
+#ifdef NNM_CUDA_HAVE_CUDNN
+    cuda_dnn_shutdown(s); /* cuDNN handles: after the streams' work, before the streams go */
+#endif
     cuda_memory_shutdown(s);
     (void)cudaGetLastError();
     free(s);
@@ -214,6 +219,15 @@ static const nnm_backend_vtable cuda_backend = {
     .alloc = cuda_alloc,
     .free = cuda_free,
     .memcpy = cuda_memcpy,
+    /* the cuDNN concern's slots (cuda_dnn.h); conv and batch norm need cudnn.h at build time */
+    .pool = cuda_dnn_pool,
+    .pool_backward = cuda_dnn_pool_backward,
+#ifdef NNM_CUDA_HAVE_CUDNN
+    .conv = cuda_dnn_conv,
+    .conv_backward = cuda_dnn_conv_backward,
+    .batch_norm = cuda_dnn_batch_norm,
+    .batch_norm_backward = cuda_dnn_batch_norm_backward,
+#endif
     .fill = cuda_fill,
     .gemm = cuda_gemm,
     /* the op families (cuda_ops.h), ABI 1.1 to 1.5 */
