@@ -159,6 +159,14 @@ NNM_API int32_t nnm_ctx_num_threads(const nnm_ctx *ctx);
 NNM_API void nnm_ctx_reset_peak_stats(nnm_ctx *ctx);
 /* Returns cached, unused device memory to the backends. */
 NNM_API void nnm_ctx_empty_cache(nnm_ctx *ctx);
+/* Waits until every op and copy ctx has queued on its devices has finished,
+ * as torch.cuda.synchronize() does. Asynchronous backends (cuda) queue work
+ * on one stream per device per context and return before it ran; a failure
+ * of that work (a kernel fault) is reported here, or by the next copy to the
+ * host, naming the backend. A context that only used synchronous backends
+ * (cpu), or none: NNM_OK at once. Timing a GPU op means synchronising before
+ * reading the clock. NULL ctx: NNM_E_INVALID. (nnmod 0.5) */
+NNM_API nnm_status nnm_ctx_synchronize(nnm_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Plugins                                                                   */
