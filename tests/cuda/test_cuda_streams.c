@@ -100,6 +100,122 @@ static void test_plugin_slots(void) {
     dlclose(dl);
 }
 
+/* ---- the loader's device batches ------------------------------------------------ */
+
+static char g_dir[1024];
+
+/* 37 u8 images of 3x5 and their 37 labels as IDX files in g_dir. */
+static int write_idx(char *img, char *lab, size_t cap) {
+    unsigned char buf[16 + 37 * 15];
+    size_t at = 0;
+    const unsigned char head[] = {0, 0, 0x08, 3, 0, 0, 0, 37, 0, 0, 0, 3, 0, 0, 0, 5};
+    memcpy(buf, head, sizeof head);
+    at = sizeof head;
+    for (int i = 0; i < 37 * 15; i++)
+        buf[at++] = (unsigned char)((i * 7 + 3) % 251);
+    snprintf(img, cap, "%s", tu_path(g_dir, "img.idx"));
+    if (!tu_write_file(img, buf, at))
+        return 0;
+    const unsigned char lhead[] = {0, 0, 0x08, 1, 0, 0, 0, 37};
+    memcpy(buf, lhead, sizeof lhead);
+    at = sizeof lhead;
+    for (int i = 0; i < 37; i++)
+        buf[at++] = (unsigned char)(i % 10);
+    snprintf(lab, cap, "%s", tu_path(g_dir, "lab.idx"));
+    return tu_write_file(lab, buf, at);
+}
+
+static nnm_loader *make_loader(nnm_dataset *ds) {
+    nnm_loader_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.flags = NNM_LOADER_SHUFFLE;
+    o.batch_size = 8; /* 37 = 4 x 8 + 5: a partial last batch */
+    o.seed = 11;
+    o.mean = 0.25;
+    o.std = 0.5;
+    nnm_loader *l = NULL;
+    return nnm_loader_new(ds, &o, &l) == NNM_OK ? l : NULL;
+}
+
+/* Batches on `dev` hold exactly the CPU loader's values, in the same order. */
+static void loader_matches_cpu(nnm_device dev) {
+    char img[1100], lab[1100];
+    CU_ASSERT_TRUE_FATAL(write_idx(img, lab, sizeof img));
+    nnm_dataset *ds = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_dataset_open_idx(g_ctx, img, lab, &ds), NNM_OK);
+    nnm_loader *ref = make_loader(ds), *l = make_loader(ds);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(nnm_loader_set_device(l, dev), NNM_OK);
+    int batches = 0, bad = 0;
+    for (;;) {
+        nnm_tensor *x0 = NULL, *y0 = NULL, *x1 = NULL, *y1 = NULL;
+        CU_ASSERT_EQUAL_FATAL(nnm_loader_next(ref, &x0, &y0), NNM_OK);
+        CU_ASSERT_EQUAL_FATAL(nnm_loader_next(l, &x1, &y1), NNM_OK);
+        if (!x0) {
+            CU_ASSERT_PTR_NULL(x1);
+            break;
+        }
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x1);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(y1);
+        batches++;
+        CU_ASSERT_EQUAL(nnm_tensor_desc_get(x1)->device.type, dev.type);
+        CU_ASSERT_EQUAL(nnm_tensor_desc_get(y1)->device.type, dev.type);
+        CU_ASSERT_EQUAL(nnm_tensor_desc_get(y1)->dtype.code, NNM_DTYPE_INT);
+        CU_ASSERT_EQUAL(nnm_tensor_numel(x1), nnm_tensor_numel(x0));
+        int64_t n0 = 0, n1 = 0, m0 = 0, m1 = 0;
+        float *a = tu_read_f32(x0, &n0), *b = tu_read_f32(x1, &n1);
+        float *c = tu_read_f32(y0, &m0), *d = tu_read_f32(y1, &m1);
+        CU_ASSERT_TRUE(a && b && c && d && n0 == n1 && m0 == m1);
+        for (int64_t i = 0; a && b && i < n0 && i < n1; i++)
+            bad += a[i] != b[i];
+        for (int64_t i = 0; c && d && i < m0 && i < m1; i++)
+            bad += c[i] != d[i];
+        free(a);
+        free(b);
+        free(c);
+        free(d);
+        nnm_tensor_release(x0);
+        nnm_tensor_release(y0);
+        nnm_tensor_release(x1);
+        nnm_tensor_release(y1);
+    }
+    CU_ASSERT_EQUAL(batches, 5);
+    CU_ASSERT_EQUAL(bad, 0);
+    nnm_loader_free(ref);
+    nnm_loader_free(l);
+    nnm_dataset_free(ds);
+}
+
+static void test_loader_set_device(void) {
+    CU_ASSERT_EQUAL(nnm_loader_set_device(NULL, CPU0), NNM_E_INVALID);
+    char img[1100], lab[1100];
+    CU_ASSERT_TRUE_FATAL(write_idx(img, lab, sizeof img));
+    nnm_dataset *ds = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_dataset_open_idx(g_ctx, img, lab, &ds), NNM_OK);
+    nnm_loader *l = make_loader(ds);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CHECK_ERROR(nnm_loader_set_device(l, (nnm_device){NNM_DEVICE_CPU, 1}), NNM_E_DEVICE, "cpu:1");
+    CU_ASSERT_EQUAL(nnm_loader_set_device(l, (nnm_device){NNM_DEVICE_META, 0}) != NNM_OK, 1);
+    if (g_probe != NNM_OK) /* no device: refused, and the loader still makes CPU batches */
+        CU_ASSERT_EQUAL(nnm_loader_set_device(l, CUDA0), g_probe);
+    nnm_tensor *x = NULL, *y = NULL;
+    CU_ASSERT_EQUAL(nnm_loader_next(l, &x, &y), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL(x);
+    if (x)
+        CU_ASSERT_EQUAL(nnm_tensor_desc_get(x)->device.type, NNM_DEVICE_CPU);
+    nnm_tensor_release(x);
+    nnm_tensor_release(y);
+    nnm_loader_free(l);
+    nnm_dataset_free(ds);
+    loader_matches_cpu(CPU0); /* set to the CPU explicitly: the same batches */
+}
+
+static void test_loader_cuda_batches(void) {
+    loader_matches_cpu(CUDA0);
+}
+
 /* ---- on a device -------------------------------------------------------------- */
 
 typedef struct gpu {
@@ -215,6 +331,10 @@ static void test_out_of_memory_is_clean(void) {
 
 int main(void) {
     tu_fake_host_init(&g_fake);
+    if (tu_tmpdir_new(g_dir, sizeof g_dir, "cuda_streams") != 0) {
+        fprintf(stderr, "test_cuda_streams: no temporary directory\n");
+        return 1;
+    }
     if (nnm_ctx_new(NULL, &g_ctx) != NNM_OK) {
         fprintf(stderr, "test_cuda_streams: nnm_ctx_new failed\n");
         return 1;
@@ -231,14 +351,17 @@ int main(void) {
         return 1;
     }
     CU_add_test(s, "nnm_ctx_synchronize without a device", test_synchronize_cpu);
+    CU_add_test(s, "nnm_loader_set_device", test_loader_set_device);
     if (NNM_TEST_HAVE_CUDA_PLUGIN)
         CU_add_test(s, "plugin: synchronize, host_alloc, host_free", test_plugin_slots);
     if (have_device) {
         CU_add_test(s, "pinned staging is stream-ordered", test_pinned_staging_is_stream_ordered);
         CU_add_test(s, "queued work, copies to the host, synchronize", test_queued_work_and_synchronize);
         CU_add_test(s, "out of memory: a clean failure", test_out_of_memory_is_clean);
+        CU_add_test(s, "loader batches on cuda (pinned, async)", test_loader_cuda_batches);
     }
     const int rc = tu_run();
     nnm_ctx_free(g_ctx);
+    tu_dir_remove_all(g_dir);
     return rc;
 }

@@ -13848,6 +13848,9 @@ extern "C" {
     ) -> nnm_status;
 }
 extern "C" {
+    pub fn nnm_loader_set_device(l: *mut nnm_loader, device: nnm_device) -> nnm_status;
+}
+extern "C" {
     pub fn nnm_ctx_manual_seed(ctx: *mut nnm_ctx, seed: u64) -> nnm_status;
 }
 extern "C" {
