@@ -286,14 +286,15 @@ static void test_pinned_staging_is_stream_ordered(void) {
 static void test_queued_work_and_synchronize(void) {
     /* through the public API: a burst of queued ops, then a copy to the host
      * (which waits) and nnm_ctx_synchronize */
-    nnm_tensor *a = NULL;
-    CU_ASSERT_EQUAL_FATAL(nnm_tensor_new(g_ctx, CUDA0, NNM_F32, 2, (int64_t[]){256, 256}, &a), NNM_OK);
-    float *ones = malloc(256 * 256 * sizeof(float));
-    CU_ASSERT_PTR_NOT_NULL_FATAL(ones);
-    for (int i = 0; i < 256 * 256; i++)
-        ones[i] = 1.0f;
-    CU_ASSERT_TRUE(tu_write_f32(a, ones, 256 * 256));
-    free(ones);
+    nnm_tensor *raw = NULL, *st = NULL, *z = NULL, *a = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_new(g_ctx, CUDA0, NNM_F32, 2, (int64_t[]){256, 256}, &raw), NNM_OK);
+    /* ones from undefined contents with the 1.0 ops alone: exp(0 * step(raw)) */
+    CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_STEP, raw, 0.0, &st), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_SCALE, st, 0.0, &z), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_EXP, z, 0.0, &a), NNM_OK);
+    nnm_tensor_release(raw);
+    nnm_tensor_release(st);
+    nnm_tensor_release(z);
     nnm_tensor *x = a;
     nnm_tensor_retain(x);
     for (int i = 0; i < 20; i++) {
@@ -323,8 +324,9 @@ static void test_out_of_memory_is_clean(void) {
                 NNM_E_NOMEM, "out of memory");
     CU_ASSERT_PTR_NULL(t);
     CU_ASSERT_EQUAL(nnm_tensor_new(g_ctx, CUDA0, NNM_F32, 1, (int64_t[]){1024}, &t), NNM_OK);
-    float v[1024] = {0};
-    CU_ASSERT_TRUE(tu_write_f32(t, v, 1024));
+    nnm_tensor *u = NULL;
+    CU_ASSERT_EQUAL(nnm_op_unary(g_ctx, NNM_UNARY_STEP, t, 0.0, &u), NNM_OK);
+    nnm_tensor_release(u);
     nnm_tensor_release(t);
     CU_ASSERT_EQUAL(nnm_ctx_synchronize(g_ctx), NNM_OK);
 }
