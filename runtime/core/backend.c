@@ -141,3 +141,26 @@ NNM_API nnm_status nnm_ctx_synchronize(nnm_ctx *ctx) {
     }
     return first;
 }
+
+nnm_status nnm__backend_upload(nnm_ctx *ctx, nnm__backend *be, void *dst, nnm_device dev,
+                               const void *src, size_t bytes) {
+    const nnm_backend_vtable *vt = be->vt;
+    const nnm_device cpu = {NNM_DEVICE_CPU, 0};
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    uint64_t seq = ctx->err_seq;
+    void *h = NULL;
+    if (bytes && vt->struct_size >= offsetof(nnm_backend_vtable, host_free) + sizeof vt->host_free &&
+        vt->host_alloc && vt->host_free &&
+        vt->host_alloc(&env.pub, be->state, dev.id, bytes, &h) == NNM_OK && h) {
+        memcpy(h, src, bytes);
+        seq = ctx->err_seq;
+        nnm_status st = vt->memcpy(&env.pub, be->state, dst, dev, h, cpu, bytes);
+        vt->host_free(be->state, dev.id, h);
+        return st ? nnm__backend_check(ctx, be, "memcpy", st, seq) : NNM_OK;
+    }
+    if (ctx->err_seq != seq) ctx->errmsg[0] = 0; /* a refused host_alloc is not this call's failure */
+    seq = ctx->err_seq;
+    nnm_status st = vt->memcpy(&env.pub, be->state, dst, dev, src, cpu, bytes);
+    return st ? nnm__backend_check(ctx, be, "memcpy", st, seq) : NNM_OK;
+}
