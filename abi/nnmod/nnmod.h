@@ -159,6 +159,14 @@ NNM_API int32_t nnm_ctx_num_threads(const nnm_ctx *ctx);
 NNM_API void nnm_ctx_reset_peak_stats(nnm_ctx *ctx);
 /* Returns cached, unused device memory to the backends. */
 NNM_API void nnm_ctx_empty_cache(nnm_ctx *ctx);
+/* Waits until every op and copy ctx has queued on its devices has finished,
+ * as torch.cuda.synchronize() does. Asynchronous backends (cuda) queue work
+ * on one stream per device per context and return before it ran; a failure
+ * of that work (a kernel fault) is reported here, or by the next copy to the
+ * host, naming the backend. A context that only used synchronous backends
+ * (cpu), or none: NNM_OK at once. Timing a GPU op means synchronising before
+ * reading the clock. NULL ctx: NNM_E_INVALID. (nnmod 0.5) */
+NNM_API nnm_status nnm_ctx_synchronize(nnm_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Plugins                                                                   */
@@ -1328,6 +1336,15 @@ NNM_API nnm_status nnm_loader_indices(const nnm_loader *l, int64_t *out, size_t 
  * dataset); the caller releases both.
  * At the end of the epoch returns NNM_OK with both NULL. */
 NNM_API nnm_status nnm_loader_next(nnm_loader *l, nnm_tensor **inputs, nnm_tensor **targets);
+/* Makes the batches of nnm_loader_next on `device` (default: the CPU), as
+ * PyTorch's DataLoader(pin_memory=True) followed by .to(device,
+ * non_blocking=True): each batch is gathered into page-locked host memory
+ * when the device's backend offers it and copied on the backend's stream
+ * without waiting, so gathering the next batch overlaps the device's work on
+ * this one (without page-locked memory the copy waits). Inputs and targets
+ * both go there. NNM_E_DEVICE (or the backend's NNM_E_NO_DEVICE) when the
+ * device cannot be used; nothing changes then. (nnmod 0.5) */
+NNM_API nnm_status nnm_loader_set_device(nnm_loader *l, nnm_device device);
 
 /* Reseeds the context's generator (parameter initialisation and the random
  * ops layers draw from), like torch.manual_seed: the same seed gives the same

@@ -1386,6 +1386,28 @@ typedef struct nnm_backend_vtable {
     nnm_status (*layer_norm)(nnm_env *env, void *state, const nnm_layer_norm_args *args);
     /* its gradients: x (and residual), weight, bias */
     nnm_status (*layer_norm_backward)(nnm_env *env, void *state, const nnm_layer_norm_args *args);
+    /* (optional, 1.5) NULL: the backend's ops are synchronous (the cpu
+     * backend), so there is nothing to wait for.
+     * Streams: a backend whose ops are asynchronous (cuda) queues every op,
+     * and every copy between its devices, on one stream per device per
+     * context, in call order; memcpy to host memory returns once the data is
+     * there (so it waits for the work queued before it), as does memcpy
+     * from host memory unless the source came from host_alloc. */
+    /* waits until every op and copy this context queued on device
+     * `device_id` (-1: on every device it used) has finished; reports an
+     * asynchronous failure of that work (nnm_ctx_synchronize) */
+    nnm_status (*synchronize)(nnm_env *env, void *state, int32_t device_id);
+    /* (optional, 1.5, a pair) NULL: the runtime stages copies to this
+     * backend's devices in ordinary host memory. */
+    /* `bytes` bytes of page-locked host memory (64-byte aligned) to stage
+     * copies to device `device_id` in: the host reads and writes it, and a
+     * memcpy from it to that device may return before the copy ran (the
+     * caller writes it no more and hands it to host_free) */
+    nnm_status (*host_alloc)(nnm_env *env, void *state, int32_t device_id, size_t bytes,
+                             void **ptr);
+    /* gives it back, stream-ordered: the backend reuses or frees it only once
+     * the copies already queued from it have run. NULL ptr: no-op */
+    void (*host_free)(void *state, int32_t device_id, void *ptr);
     /* ---- slots above are valid for ABI 1.5 ---- */
 } nnm_backend_vtable;
 
@@ -1569,7 +1591,7 @@ NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, unary) == 96, "nnm_backend_vtabl
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, adam_step) == 144, "nnm_backend_vtable 1.1 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, where) == 152 + 5 * 8, "nnm_backend_vtable 1.3 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_backend_vtable, batch_norm_backward) == 152 + 9 * 8, "nnm_backend_vtable 1.4 layout");
-NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 23 * 8, "nnm_backend_vtable 1.5 size");
+NNM__STATIC_ASSERT(sizeof(nnm_backend_vtable) == 152 + 26 * 8, "nnm_backend_vtable 1.5 size");
 NNM__STATIC_ASSERT(offsetof(nnm_host, set_error) == 8, "nnm_host layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, op_unary) == 8 + 21 * 8, "nnm_host 1.0 layout");
 NNM__STATIC_ASSERT(offsetof(nnm_host, accumulate_grad) == 8 + 28 * 8, "nnm_host 1.1 layout");

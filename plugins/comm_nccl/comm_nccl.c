@@ -14,12 +14,21 @@
  * at most the timeout. The device is NNM_LOCAL_RANK (or
  * OMPI_COMM_WORLD_LOCAL_RANK, else rank modulo the device count).
  *
- * Collectives run on one stream of the communicator's own, created blocking,
- * so they are ordered after the kernels the cuda backend queued on the legacy
- * default stream (the gradients) and before the ones it queues later. A work
- * is a CUDA event; wait polls it (and NCCL's asynchronous error) until the
- * timeout, then aborts the communicator: NNM_E_TIMEOUT naming this rank
- * (NCCL cannot tell which peer is missing).
+ * Collectives run on one non-blocking stream of the communicator's own, so
+ * they overlap the cuda backend's work on its own (per-context, non-blocking)
+ * stream: DDP's bucket all-reduces run while backward goes on. No stream
+ * handle crosses between the two plugins; the order comes from the runtime
+ * (runtime/dist/comm.c, docs/distributed.md "NCCL and streams"):
+ *  - before: the runtime synchronises the buffer's device (the backend's
+ *    `synchronize` slot) before every *_start, so the ops that produced a
+ *    bucket's gradients have finished when NCCL reads it;
+ *  - after: a work is a CUDA event recorded after the collective on this
+ *    stream; wait returns only once it completed, so everything the backend
+ *    queues after the wait (averaging, the optimizer step) sees the result.
+ * wait polls the event (and NCCL's asynchronous error) until the timeout,
+ * then aborts the communicator: NNM_E_TIMEOUT naming this rank (NCCL cannot
+ * tell which peer is missing). NCCL refuses two ranks on one GPU ("Duplicate
+ * GPU detected"): one process per GPU.
  */
 #define _GNU_SOURCE /* nanosleep, clock_gettime */
 
@@ -208,7 +217,7 @@ static nnm_status nccl_init(nnm_env *env, nnm_comm_init_args *args, void **state
         return st;
     }
     if ((ce = cudaSetDevice(s->device)) != cudaSuccess ||
-        (ce = cudaStreamCreate(&s->stream)) != cudaSuccess ||
+        (ce = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (ce = cudaMalloc((void **)&s->scratch, sizeof(float))) != cudaSuccess) {
         int dev = s->device;
         state_free(s);

@@ -17,8 +17,12 @@
  *    listed in cuda_ops.h;
  *  - every op validates its descriptors exactly as the cpu backend does, merges
  *    dims the same way (cuda_layout_init is cpu_layout_init) and launches one
- *    kernel on the context's stream of the tensors' device (cuda_stream). Ops are
- *    asynchronous; memcpy to the host synchronises, as cudaMemcpy does;
+ *    kernel on the context's stream of the tensors' device (cuda_stream): one
+ *    non-blocking stream per device per context, made on the device's first
+ *    use, synchronised and destroyed at shutdown. Ops are asynchronous;
+ *    memcpy to the host synchronises, as cudaMemcpy does, and so does memcpy
+ *    from ordinary host memory; from host_alloc's pinned buffers it does not
+ *    (docs/abi.md, "Streams"). `synchronize` waits for the streams;
  *  - cuBLAS is not linked: init dlopens it (libcublas.so.<major> of the
  *    toolkit this was built with, then libcublas.so, then the toolkit's own
  *    copy), so that loading nnm_cuda.so - which every context does, GPU or
@@ -31,6 +35,7 @@
 #include "cuda_ops.h"
 
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +72,84 @@ nnm_status cuda_use(nnm_env *env, const char *op, int32_t id) {
         return cuda_fail(env, op, "cudaSetDevice", e);
     return NNM_OK;
 }
+/* ------------------------------------------------------------------------ */
+/* Streams: one per device per context                                       */
+/* ------------------------------------------------------------------------ */
+
+nnm_status cuda_stream_make(nnm_env *env, cuda_state *s, const char *op, int32_t id) {
+    cuda_device *d = &s->devs[id];
+    if (d->stream != NULL)
+        return NNM_OK;
+    nnm_status st = cuda_use(env, op, id);
+    if (st != NNM_OK)
+        return st;
+    cudaStream_t stream = NULL;
+    cudaError_t e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess || stream == NULL) {
+        d->legacy_used = 1; /* the caller may still queue work on the legacy stream */
+        return cuda_fail(env, op, "cudaStreamCreateWithFlags",
+                         e != cudaSuccess ? e : cudaErrorInvalidResourceHandle);
+    }
+    if (d->legacy_used) {
+        /* work queued on the legacy stream while this one could not be made
+         * comes first: the new stream does not order itself after it */
+        e = cudaStreamSynchronize(NULL);
+        if (e != cudaSuccess) {
+            (void)cudaStreamDestroy(stream);
+            return cuda_fail(env, op, "cudaStreamSynchronize (legacy stream)", e);
+        }
+        d->legacy_used = 0;
+    }
+    d->stream = stream;
+    return NNM_OK;
+}
+
+cudaStream_t cuda_stream_lazy(const cuda_state *s, int32_t id) {
+    /* s is the context's own state (calloc'd, never const underneath) */
+    cuda_state *m = (cuda_state *)(uintptr_t)s;
+    if (cuda_stream_make(NULL, m, "stream", id) != NNM_OK) {
+        m->devs[id].legacy_used = 1;
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return m->devs[id].stream;
+}
+
+/* Waits for one device's stream (made or not: the legacy stream then). */
+static nnm_status cuda_sync_device(nnm_env *env, cuda_state *s, int32_t id) {
+    cuda_device *d = &s->devs[id];
+    if (d->stream == NULL && !d->legacy_used)
+        return NNM_OK; /* never used by this context: nothing queued */
+    nnm_status st = cuda_use(env, "synchronize", id);
+    if (st != NNM_OK)
+        return st;
+    cudaError_t e = cudaStreamSynchronize(d->stream); /* NULL: the legacy stream */
+    if (e != cudaSuccess)
+        return CUDA_ERR(env, cuda_status_of(e),
+                        "cuda synchronize: work queued on cuda:%d failed: %s (%s)", (int)id,
+                        cudaGetErrorString(e), cudaGetErrorName(e));
+    return NNM_OK;
+}
+
+nnm_status cuda_synchronize(nnm_env *env, void *state, int32_t device_id) {
+    cuda_state *s = state;
+    if (s == NULL)
+        return CUDA_ERR(env, NNM_E_STATE, "cuda synchronize: backend not initialised");
+    if (device_id >= 0) {
+        nnm_status st = cuda_check_id(env, s, "synchronize", device_id);
+        return st != NNM_OK ? st : cuda_sync_device(env, s, device_id);
+    }
+    if (device_id != -1)
+        return CUDA_ERR(env, NNM_E_DEVICE, "cuda synchronize: no CUDA device %d", (int)device_id);
+    nnm_status first = NNM_OK;
+    for (int32_t i = 0; i < s->n_devices; i++) {
+        nnm_status st = cuda_sync_device(first == NNM_OK ? env : NULL, s, i);
+        if (st != NNM_OK && first == NNM_OK)
+            first = st;
+    }
+    return first;
+}
+
 nnm_status cuda_launched(nnm_env *env, const char *op, int rc) {
     if (rc == 0)
         return NNM_OK;
@@ -183,6 +266,11 @@ static nnm_status cuda_init(nnm_env *env, void **state) {
         free(s);
         return st;
     }
+    if ((st = cuda_memory_init(env, s)) != NNM_OK) {
+        cuda_gemm_shutdown(s);
+        free(s);
+        return st;
+    }
     *state = s;
     return NNM_OK;
 }
@@ -193,11 +281,20 @@ static void cuda_shutdown(void *state) {
     cuda_state *s = state;
     if (s == NULL)
         return;
+    /* Everything queued finishes before anything it uses goes away. */
+    for (int32_t i = 0; i < s->n_devices; i++)
+        if (s->devs[i].stream != NULL || s->devs[i].legacy_used)
+            (void)cuda_sync_device(NULL, s, i);
     cuda_gemm_shutdown(s);
 #ifdef NNM_CUDA_HAVE_CUDNN
     cuda_dnn_shutdown(s); /* cuDNN handles: after the streams' work, before the streams go */
 #endif
     cuda_memory_shutdown(s);
+    for (int32_t i = 0; i < s->n_devices; i++) {
+        if (s->devs[i].stream != NULL && cudaSetDevice(i) == cudaSuccess)
+            (void)cudaStreamDestroy(s->devs[i].stream);
+        s->devs[i].stream = NULL;
+    }
     (void)cudaGetLastError();
     free(s);
 }
@@ -256,6 +353,9 @@ static const nnm_backend_vtable cuda_backend = {
     .layer_norm_backward = cuda_layer_norm_backward,
     .binary = cuda_binary,
     .unary = cuda_unary,
+    .synchronize = cuda_synchronize,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
 };
 
 static const nnm_backend_vtable *const cuda_backends[] = {&cuda_backend};

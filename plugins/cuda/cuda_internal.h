@@ -6,8 +6,9 @@
  * Private to the plugin: the plugin's link exports only nnm_plugin_entry
  * (cmake/nnm_plugin.map), so these names never leave nnm_cuda.so.
  *
- * One file per concern: cuda.c (init, shutdown, the vtable), cuda_memory.c
- * (alloc, free, copies, scratch), cuda_elementwise.c (fill, unary, binary),
+ * One file per concern: cuda.c (init, shutdown, streams, the vtable),
+ * cuda_memory.c (alloc, free, copies, scratch, pinned host buffers) over
+ * cuda_cache.c (the caching allocator's logic, plain C), cuda_elementwise.c (fill, unary, binary),
  * cuda_gemm.c (cuBLAS). A concern that needs state of its own hangs ONE
  * pointer off cuda_state, owns the struct behind it and frees it in a
  * shutdown hook of its own called from cuda_shutdown.
@@ -47,11 +48,16 @@ typedef const char *(*cuda_cublas_status_string_fn)(cublasStatus_t status);
 
 /* What the backend keeps per device, per context. */
 typedef struct cuda_device {
-    cudaStream_t stream;   /* the context's stream here; NULL = legacy default stream */
+    /* The context's stream here: non-blocking (no implicit order with the
+     * legacy default stream or with other contexts), made on the device's
+     * first use (cuda_stream_make), synchronised and destroyed at shutdown.
+     * NULL until then. */
+    cudaStream_t stream;
+    int legacy_used;       /* making the stream failed once: work went to the legacy stream */
     cublasHandle_t cublas; /* NULL until the first gemm here */
 } cuda_device;
 
-struct cuda_mem_state; /* cuda_memory.c: the caching allocator (NULL: plain cudaMalloc) */
+struct cuda_mem_state; /* cuda_memory.c: the caching allocator and pinned host buffers */
 struct cuda_dnn_state; /* cuda_dnn*.c: cuDNN (NULL until first used or absent) */
 
 /* One per context (init makes it, shutdown frees it). */
@@ -80,12 +86,26 @@ nnm_status cuda_fail(nnm_env *env, const char *op, const char *call, cudaError_t
 nnm_status cuda_check_id(nnm_env *env, const cuda_state *s, const char *op, int32_t id);
 /* Makes device `id` (already checked) current on the calling thread. */
 nnm_status cuda_use(nnm_env *env, const char *op, int32_t id);
+/* Makes the context's stream on device `id` (checked) if it has none yet,
+ * with device `id` made current. cuda_alloc calls it (a device's first use
+ * is its first allocation), so a failure is reported there. */
+nnm_status cuda_stream_make(nnm_env *env, cuda_state *s, const char *op, int32_t id);
+/* cuda_stream's slow path: makes the stream; if that fails, the legacy
+ * default stream (NULL) for this call, and the stream made later first waits
+ * for what went there. */
+cudaStream_t cuda_stream_lazy(const cuda_state *s, int32_t id);
 /* The stream every kernel, copy, cuBLAS and cuDNN call on device `id`
- * (checked) goes to. Work on it runs in issue order; the host sees its
- * results after a synchronising copy or a synchronize. */
+ * (checked, and current) goes to: the context's own, non-blocking. Work on it
+ * runs in issue order, so memory freed by one op and reused by the next
+ * needs no synchronisation; the host sees results after a copy to the host
+ * or a synchronize (cuda_synchronize). */
 static inline cudaStream_t cuda_stream(const cuda_state *s, int32_t id) {
-    return s->devs[id].stream;
+    return s->devs[id].stream != NULL ? s->devs[id].stream : cuda_stream_lazy(s, id);
 }
+/* The backend's `synchronize` slot: waits for the stream of device
+ * `device_id` (-1: of every device this context used) and reports an
+ * asynchronous failure of its work. */
+nnm_status cuda_synchronize(nnm_env *env, void *state, int32_t device_id);
 /* Maps a launcher's return (a cudaError_t as int; 0 is success). */
 nnm_status cuda_launched(nnm_env *env, const char *op, int rc);
 
@@ -108,17 +128,33 @@ nnm_status cuda_layout_init(nnm_env *env, const char *op, nnm__cuda_layout *L, i
 
 /* ---- memory (cuda_memory.c) ----------------------------------------------- */
 
+/* Makes s->mem (cuda_init calls it). */
+nnm_status cuda_memory_init(nnm_env *env, cuda_state *s);
+/* Tensor memory (the runtime caches it itself): exact size, through the
+ * caching allocator's bookkeeping (cuda_cache.c, CC_EXACT), so that an
+ * out-of-memory first gives the cached scratch blocks back and retries. */
 nnm_status cuda_alloc(nnm_env *env, void *state, int32_t device_id, size_t bytes, void **ptr);
 void cuda_free(void *state, int32_t device_id, void *ptr);
+/* Stream-ordered copies; to the host (and from ordinary host memory) they
+ * return once done, from cuda_host_alloc memory to a device they do not. */
 nnm_status cuda_memcpy(nnm_env *env, void *state, void *dst, nnm_device dst_dev, const void *src,
                        nnm_device src_dev, size_t bytes);
+/* The host_alloc / host_free slots: pinned staging memory, cached, reused
+ * once the copies queued from it have run (a CUDA event per buffer). */
+nnm_status cuda_host_alloc(nnm_env *env, void *state, int32_t device_id, size_t bytes, void **ptr);
+void cuda_host_free(void *state, int32_t device_id, void *ptr);
 /* Temporary device memory on device `id` (checked and current) for one op's
- * use on cuda_stream(s, id): a workspace, a partial sum. Released with
- * cuda_scratch_put after the op's work is queued (stream order keeps it
- * alive until the work ran). *ptr is NULL when bytes is 0. */
+ * use on cuda_stream(s, id): a workspace, a partial sum. From the caching
+ * allocator, in classes (512 B up to 1 MiB, 2 MiB above), kept per (device,
+ * stream) when put back. Put it back right after the op's work is queued:
+ * the next op on the same stream that gets the block runs after that work
+ * (stream order), so no synchronisation is needed. Never use it on another
+ * stream. *ptr is NULL when bytes is 0. NNM_E_NOMEM (with a message) when
+ * the device is out of memory even after the cache was given back. */
 nnm_status cuda_scratch_get(nnm_env *env, cuda_state *s, int32_t id, size_t bytes, void **ptr);
 void cuda_scratch_put(cuda_state *s, int32_t id, void *ptr);
-/* Frees what the memory concern keeps (cuda_shutdown calls it). */
+/* Frees what the memory concern keeps (cuda_shutdown calls it, after every
+ * stream was synchronised and before they are destroyed). */
 void cuda_memory_shutdown(cuda_state *s);
 
 /* ---- ops ------------------------------------------------------------------ */

@@ -106,3 +106,61 @@ void nnm__backends_shutdown(nnm_ctx *ctx) {
         memset(be, 0, sizeof *be);
     }
 }
+
+static int has_synchronize(const nnm__backend *be) {
+    return be->tried && be->status == NNM_OK && be->vt &&
+           be->vt->struct_size >= offsetof(nnm_backend_vtable, synchronize) + sizeof be->vt->synchronize &&
+           be->vt->synchronize;
+}
+
+static nnm_status backend_sync(nnm_ctx *ctx, nnm__backend *be, int32_t device_id) {
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    const uint64_t seq = ctx->err_seq;
+    nnm_status st = be->vt->synchronize(&env.pub, be->state, device_id);
+    return st ? nnm__backend_check(ctx, be, "synchronize", st, seq) : NNM_OK;
+}
+
+nnm_status nnm__backend_sync(nnm_ctx *ctx, nnm_device dev) {
+    if (dev.type <= 0 || dev.type >= NNM__DEVICE_TYPES || dev.type == NNM_DEVICE_CPU) return NNM_OK;
+    nnm__backend *be = &ctx->backends[dev.type];
+    return has_synchronize(be) ? backend_sync(ctx, be, dev.id) : NNM_OK;
+}
+
+/* nnm_ctx_synchronize: every backend this context initialised that has the
+ * (1.5, optional) `synchronize` slot waits for its devices (-1: all it used).
+ * Backends never touched are not started for this. */
+NNM_API nnm_status nnm_ctx_synchronize(nnm_ctx *ctx) {
+    if (!ctx) return NNM_E_INVALID;
+    nnm_status first = NNM_OK;
+    for (int t = 0; t < NNM__DEVICE_TYPES; t++) {
+        nnm__backend *be = &ctx->backends[t];
+        if (!has_synchronize(be)) continue;
+        nnm_status st = backend_sync(ctx, be, -1);
+        if (st && !first) first = st;
+    }
+    return first;
+}
+
+nnm_status nnm__backend_upload(nnm_ctx *ctx, nnm__backend *be, void *dst, nnm_device dev,
+                               const void *src, size_t bytes) {
+    const nnm_backend_vtable *vt = be->vt;
+    const nnm_device cpu = {NNM_DEVICE_CPU, 0};
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    uint64_t seq = ctx->err_seq;
+    void *h = NULL;
+    if (bytes && vt->struct_size >= offsetof(nnm_backend_vtable, host_free) + sizeof vt->host_free &&
+        vt->host_alloc && vt->host_free &&
+        vt->host_alloc(&env.pub, be->state, dev.id, bytes, &h) == NNM_OK && h) {
+        memcpy(h, src, bytes);
+        seq = ctx->err_seq;
+        nnm_status st = vt->memcpy(&env.pub, be->state, dst, dev, h, cpu, bytes);
+        vt->host_free(be->state, dev.id, h);
+        return st ? nnm__backend_check(ctx, be, "memcpy", st, seq) : NNM_OK;
+    }
+    if (ctx->err_seq != seq) ctx->errmsg[0] = 0; /* a refused host_alloc is not this call's failure */
+    seq = ctx->err_seq;
+    nnm_status st = vt->memcpy(&env.pub, be->state, dst, dev, src, cpu, bytes);
+    return st ? nnm__backend_check(ctx, be, "memcpy", st, seq) : NNM_OK;
+}

@@ -224,6 +224,19 @@ void nnm__backends_shutdown(nnm_ctx *ctx);
  * positive number, a code the ABI does not define) becomes NNM_E_PLUGIN
  * naming backend, slot and the number, so the blame is not the layer's. */
 nnm_status nnm__backend_check(nnm_ctx *ctx, const nnm__backend *be, const char *slot, nnm_status st, uint64_t seq);
+/* Waits for the work ctx queued on device `dev` (its backend's optional
+ * `synchronize` slot; NNM_OK at once for a backend without one, or one not
+ * started). Before a communicator reads or writes device memory that an
+ * asynchronous backend's ops produced (runtime/dist/comm.c). */
+nnm_status nnm__backend_sync(nnm_ctx *ctx, nnm_device dev);
+/* Copies `bytes` bytes of host memory `src` to `dst` on device `dev` (be is
+ * dev's backend) without waiting for the device when the backend has
+ * host_alloc/host_free: through a page-locked staging buffer, given back in
+ * stream order, so the caller may reuse src at once and the host does not
+ * wait for the work queued before the copy. Otherwise (or when no staging
+ * memory is to be had) the backend's plain, waiting memcpy. */
+nnm_status nnm__backend_upload(nnm_ctx *ctx, nnm__backend *be, void *dst, nnm_device dev,
+                               const void *src, size_t bytes);
 
 /* alloc.c */
 nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out);

@@ -93,9 +93,7 @@ nnm_status nnm__op_rand(nnm_ctx *ctx, nnm_device dev, int32_t dist, double a, do
     nnm__backend *be;
     if (!(st = nnm__backend_get(ctx, dev, &be)) &&
         !(st = nnm__tensor_alloc(ctx, dev, NNM_F32, ndim, shape, &t))) {
-        nnm__env env;
-        nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-        st = be->vt->memcpy(&env.pub, be->state, t->desc.data, dev, p, cpu, (size_t)n * sizeof(float));
+        st = nnm__backend_upload(ctx, be, t->desc.data, dev, p, (size_t)n * sizeof(float)); /* no wait */
     }
     nnm_tensor_release(h);
     if (st) nnm_tensor_release(t);

@@ -228,9 +228,7 @@ nnm_status nnm__tensor_write_i64(nnm_tensor *t, const int64_t *src, size_t n) {
     nnm__backend *be;
     nnm_status st = nnm__backend_get(ctx, t->desc.device, &be);
     if (st) return st;
-    nnm__env env;
-    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-    return be->vt->memcpy(&env.pub, be->state, p, t->desc.device, src, (nnm_device){NNM_DEVICE_CPU, 0}, n * 8);
+    return nnm__backend_upload(ctx, be, p, t->desc.device, src, n * 8); /* staged: no wait */
 }
 
 NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap) {

@@ -18,8 +18,15 @@
  * it. Without NNM_LOADER_SHUFFLE, perm is the identity. When world_size does
  * not divide N, perm is padded with its own first elements up to a multiple
  * of world_size; rank r takes perm[r], perm[r + W], perm[r + 2W], ...
+ *
+ * Batches for a device (nnm_loader_set_device) are gathered into a staging
+ * buffer - page-locked when the device's backend has host_alloc - and copied
+ * on the backend's stream (upload_batch): the copy of batch i+1 is queued
+ * behind the work on batch i instead of waiting for it. The CPU path is
+ * untouched: batches are gathered straight into the tensors.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +44,7 @@ struct nnm_loader {
     float a, b;                   /* x -> a * x + b */
     int32_t ndim;                 /* per-sample input shape handed out */
     int64_t shape[NNM_MAX_DIMS];
+    nnm_device device;            /* where batches are made (nnm_loader_set_device) */
 };
 
 static uint64_t splitmix64(uint64_t *x) {
@@ -90,6 +98,7 @@ NNM_API nnm_status nnm_loader_new(nnm_dataset *ds, const nnm_loader_options *opt
     l->ctx = ctx;
     l->ds = ds;
     l->opt = o;
+    l->device = (nnm_device){NNM_DEVICE_CPU, 0};
     if (o.ndim) {
         if (o.ndim < 0 || o.ndim > NNM_MAX_DIMS - 1) {
             free(l);
@@ -182,6 +191,80 @@ NNM_API nnm_status nnm_loader_indices(const nnm_loader *l, int64_t *out, size_t 
     return NNM_OK;
 }
 
+/* The next b samples, converted and normalised, into xd (f32) and, for a
+ * dataset with targets, yd (f32 or i64). */
+static void gather(const nnm_loader *l, int64_t b, float *xd, void *yd) {
+    const nnm_dataset *ds = l->ds;
+    const size_t numel = (size_t)ds->sample_numel, es = nnm__elem_size(ds->elem);
+    const size_t tn = (size_t)ds->t_numel;
+    for (int64_t k = 0; k < b; k++) {
+        int64_t s = l->order[l->pos + k];
+        nnm__elem_to_f32(ds->elem, ds->inputs + (size_t)s * numel * es, numel, l->a, l->b,
+                         xd + (size_t)k * numel);
+        if (!yd)
+            continue;
+        if (ds->t_float)
+            memcpy((float *)yd + (size_t)k * tn, ds->tvalues + (size_t)s * tn, tn * sizeof(float));
+        else
+            memcpy((int64_t *)yd + (size_t)k * tn, ds->labels + (size_t)s * tn, tn * sizeof(int64_t));
+    }
+}
+
+/* A batch for a device: gathered into one host staging buffer, page-locked
+ * when the backend offers it (host_alloc), and copied into x and y (already
+ * on the device) on the backend's stream. From pinned memory the copies are
+ * asynchronous and host_free is stream-ordered, so the next batch is
+ * gathered while the device still works on this one; from ordinary memory
+ * they wait. */
+static nnm_status upload_batch(nnm_loader *l, int64_t b, nnm_tensor *x, nnm_tensor *y) {
+    nnm_ctx *ctx = l->ctx;
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(ctx, l->device, &be);
+    if (st) return st;
+    const size_t xbytes = (size_t)nnm_tensor_numel(x) * sizeof(float);
+    const size_t xpad = (xbytes + 63) & ~(size_t)63;
+    const size_t ybytes = y ? (size_t)nnm_tensor_numel(y) * nnm__dtype_size(y->desc.dtype) : 0;
+    const int pinned = be->vt->struct_size >= offsetof(nnm_backend_vtable, host_free) + sizeof be->vt->host_free &&
+                       be->vt->host_alloc && be->vt->host_free;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    void *h = NULL;
+    if (pinned) {
+        const uint64_t seq = ctx->err_seq;
+        st = be->vt->host_alloc(&env.pub, be->state, l->device.id, xpad + ybytes, &h);
+        if (st) st = nnm__backend_check(ctx, be, "host_alloc", st, seq);
+        if (!st && !h)
+            st = nnm__error(ctx, NNM_E_PLUGIN, "backend '%s': host_alloc returned success but NULL",
+                            be->vt->name);
+        if (st) return st;
+    } else if (!(h = malloc(xpad + ybytes ? xpad + ybytes : 1))) {
+        return nnm__error(ctx, NNM_E_NOMEM, "nnm_loader_next: out of memory (%zu bytes)", xpad + ybytes);
+    }
+    gather(l, b, h, y ? (char *)h + xpad : NULL);
+    const nnm_device cpu = {NNM_DEVICE_CPU, 0};
+    const uint64_t seq = ctx->err_seq;
+    st = be->vt->memcpy(&env.pub, be->state, x->desc.data, l->device, h, cpu, xbytes);
+    if (!st && y) st = be->vt->memcpy(&env.pub, be->state, y->desc.data, l->device, (char *)h + xpad, cpu, ybytes);
+    if (st) st = nnm__backend_check(ctx, be, "memcpy", st, seq);
+    if (pinned) be->vt->host_free(be->state, l->device.id, h);
+    else free(h);
+    return st;
+}
+
+NNM_API nnm_status nnm_loader_set_device(nnm_loader *l, nnm_device device) {
+    if (!l) return NNM_E_INVALID;
+    if (device.type != NNM_DEVICE_CPU) {
+        nnm__backend *be;
+        nnm_status st = nnm__backend_get(l->ctx, device, &be);
+        if (st) return st;
+    } else if (device.id != 0) {
+        return nnm__error(l->ctx, NNM_E_DEVICE, "nnm_loader_set_device: cpu:%d (the CPU is device 0)",
+                          (int)device.id);
+    }
+    l->device = device;
+    return NNM_OK;
+}
+
 NNM_API nnm_status nnm_loader_next(nnm_loader *l, nnm_tensor **inputs, nnm_tensor **targets) {
     if (inputs) *inputs = NULL;
     if (targets) *targets = NULL;
@@ -195,32 +278,18 @@ NNM_API nnm_status nnm_loader_next(nnm_loader *l, nnm_tensor **inputs, nnm_tenso
     xs[0] = ts[0] = b;
     memcpy(xs + 1, l->shape, (size_t)l->ndim * sizeof *xs);
     memcpy(ts + 1, ds->t_shape, (size_t)ds->t_ndim * sizeof *ts);
-    const nnm_device cpu = {NNM_DEVICE_CPU, 0};
+    const nnm_device dev = l->device;
+    const nnm_dtype tdt = ds->t_float ? NNM_F32 : (nnm_dtype){NNM_DTYPE_INT, 64, 1};
     nnm_tensor *x = NULL, *y = NULL;
-    nnm_status st = nnm__tensor_alloc(l->ctx, cpu, NNM_F32, l->ndim + 1, xs, &x);
-    if (!st && ds->has_targets)
-        st = nnm__tensor_alloc(l->ctx, cpu,
-                               ds->t_float ? NNM_F32 : (nnm_dtype){NNM_DTYPE_INT, 64, 1},
-                               ds->t_ndim + 1, ts, &y);
+    nnm_status st = nnm__tensor_alloc(l->ctx, dev, NNM_F32, l->ndim + 1, xs, &x);
+    if (!st && ds->has_targets) st = nnm__tensor_alloc(l->ctx, dev, tdt, ds->t_ndim + 1, ts, &y);
+    if (!st)
+        st = dev.type == NNM_DEVICE_CPU ? (gather(l, b, x->desc.data, y ? y->desc.data : NULL), NNM_OK)
+                                        : upload_batch(l, b, x, y);
     if (st) {
         nnm_tensor_release(x);
+        nnm_tensor_release(y);
         return st;
-    }
-    float *xd = x->desc.data;
-    const size_t numel = (size_t)ds->sample_numel, es = nnm__elem_size(ds->elem);
-    const size_t tn = (size_t)ds->t_numel;
-    for (int64_t k = 0; k < b; k++) {
-        int64_t s = l->order[l->pos + k];
-        nnm__elem_to_f32(ds->elem, ds->inputs + (size_t)s * numel * es, numel, l->a, l->b,
-                         xd + (size_t)k * numel);
-        if (!ds->has_targets)
-            continue;
-        if (ds->t_float)
-            memcpy((float *)y->desc.data + (size_t)k * tn, ds->tvalues + (size_t)s * tn,
-                   tn * sizeof(float));
-        else
-            memcpy((int64_t *)y->desc.data + (size_t)k * tn, ds->labels + (size_t)s * tn,
-                   tn * sizeof(int64_t));
     }
     l->pos += b;
     *inputs = x;

@@ -158,7 +158,11 @@ static nnm_status check_tensor(nnm_comm *c, const char *what, nnm_tensor *t, int
     }
     if (need_f32 && (t->desc.dtype.code != NNM_DTYPE_FLOAT || t->desc.dtype.bits != 32))
         return nnm__error(c->ctx, NNM_E_DTYPE, "%s: only f32 tensors can be summed", what);
-    return NNM_OK;
+    /* The communicator runs on a stream (or thread) of its own: the ops an
+     * asynchronous backend queued to make this buffer, and any still reading
+     * it, finish first. Its wait returns only once the collective is done on
+     * the device, so what the backend queues after the wait sees the result. */
+    return nnm__backend_sync(c->ctx, t->desc.device);
 }
 
 static void *tensor_data(nnm_tensor *t) { return (char *)t->desc.data + t->desc.byte_offset; }

@@ -164,7 +164,7 @@ static void test_layer_vtable(void) {
 }
 
 static void test_backend_vtable_and_args(void) {
-    SIZE(nnm_backend_vtable, 336);
+    SIZE(nnm_backend_vtable, 360);
     OFF(nnm_backend_vtable, name, 8);
     OFF(nnm_backend_vtable, version_major, 16);
     OFF(nnm_backend_vtable, device_type, 28);
@@ -210,6 +210,9 @@ static void test_backend_vtable_and_args(void) {
     OFF(nnm_backend_vtable, embedding_bag_backward, 312);
     OFF(nnm_backend_vtable, layer_norm, 320);
     OFF(nnm_backend_vtable, layer_norm_backward, 328);
+    OFF(nnm_backend_vtable, synchronize, 336);
+    OFF(nnm_backend_vtable, host_alloc, 344);
+    OFF(nnm_backend_vtable, host_free, 352);
     SIZE(nnm_layer_norm_params, 16);
     OFF(nnm_layer_norm_params, normalized_ndim, 4);
     OFF(nnm_layer_norm_params, eps, 8);

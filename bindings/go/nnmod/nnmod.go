@@ -192,6 +192,17 @@ func (x *Context) drain() {
 // at every call on the context).
 func (x *Context) Collect() { x.drain() }
 
+// Synchronize waits for the work queued on the context's devices (as
+// torch.cuda.synchronize) and returns what that work failed with; a
+// CPU-only context returns at once.
+func (x *Context) Synchronize() error {
+	c, err := x.live()
+	if err != nil {
+		return err
+	}
+	return errorOf(c, C.nnm_ctx_synchronize(c))
+}
+
 // LastError is the message of the last failure on the context.
 func (x *Context) LastError() string {
 	if x.c == nil {

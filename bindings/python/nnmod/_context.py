@@ -170,6 +170,14 @@ class Context:
         with self.lock:
             L.nnm_ctx_empty_cache(self._h)
 
+    def synchronize(self):
+        """Waits for the work queued on this context's devices (torch.cuda.synchronize);
+        raises what that work failed with. A CPU-only context returns at once."""
+        if getattr(L, "nnm_ctx_synchronize", None) is None:  # an older libnnmod: synchronous
+            return
+        with self.lock:
+            self.check(L.nnm_ctx_synchronize(self._h))
+
     @property
     def num_threads(self):
         """Intra-op threads of this context (nnm_ctx_set_num_threads); by default the cores, or

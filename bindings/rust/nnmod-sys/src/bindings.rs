@@ -8378,12 +8378,35 @@ pub struct nnm_backend_vtable {
             args: *const nnm_layer_norm_args,
         ) -> nnm_status,
     >,
+    pub synchronize: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            device_id: i32,
+        ) -> nnm_status,
+    >,
+    pub host_alloc: ::std::option::Option<
+        unsafe extern "C" fn(
+            env: *mut nnm_env,
+            state: *mut ::std::os::raw::c_void,
+            device_id: i32,
+            bytes: usize,
+            ptr: *mut *mut ::std::os::raw::c_void,
+        ) -> nnm_status,
+    >,
+    pub host_free: ::std::option::Option<
+        unsafe extern "C" fn(
+            state: *mut ::std::os::raw::c_void,
+            device_id: i32,
+            ptr: *mut ::std::os::raw::c_void,
+        ),
+    >,
 }
 #[test]
 fn bindgen_test_layout_nnm_backend_vtable() {
     assert_eq!(
         ::std::mem::size_of::<nnm_backend_vtable>(),
-        336usize,
+        360usize,
         concat!("Size of: ", stringify!(nnm_backend_vtable))
     );
     assert_eq!(
@@ -9156,6 +9179,57 @@ fn bindgen_test_layout_nnm_backend_vtable() {
         );
     }
     test_field_layer_norm_backward();
+    fn test_field_synchronize() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).synchronize) as usize - ptr as usize
+            },
+            336usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(synchronize)
+            )
+        );
+    }
+    test_field_synchronize();
+    fn test_field_host_alloc() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).host_alloc) as usize - ptr as usize
+            },
+            344usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(host_alloc)
+            )
+        );
+    }
+    test_field_host_alloc();
+    fn test_field_host_free() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<nnm_backend_vtable>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).host_free) as usize - ptr as usize
+            },
+            352usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(nnm_backend_vtable),
+                "::",
+                stringify!(host_free)
+            )
+        );
+    }
+    test_field_host_free();
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -10250,6 +10324,9 @@ extern "C" {
 }
 extern "C" {
     pub fn nnm_ctx_empty_cache(ctx: *mut nnm_ctx);
+}
+extern "C" {
+    pub fn nnm_ctx_synchronize(ctx: *mut nnm_ctx) -> nnm_status;
 }
 extern "C" {
     pub fn nnm_plugin_load(ctx: *mut nnm_ctx, path: *const ::std::os::raw::c_char) -> nnm_status;
@@ -13769,6 +13846,9 @@ extern "C" {
         inputs: *mut *mut nnm_tensor,
         targets: *mut *mut nnm_tensor,
     ) -> nnm_status;
+}
+extern "C" {
+    pub fn nnm_loader_set_device(l: *mut nnm_loader, device: nnm_device) -> nnm_status;
 }
 extern "C" {
     pub fn nnm_ctx_manual_seed(ctx: *mut nnm_ctx, seed: u64) -> nnm_status;
