@@ -24,8 +24,8 @@
  *   gpu_transformer_encoder_layer_fwd       eval, no_grad: ms
  * Each figure is the median of REPS timed repetitions after WARMUP untimed
  * ones (cuDNN's algorithm choices and the caching allocator settle there);
- * a case stops early once it has run MAX_S seconds (the figure is then the
- * median of fewer). Timing: the host clock around the repetitions, the device
+ * the warm-up and the timed repetitions each stop early once they have run
+ * MAX_S seconds (after one repetition at least; "reps" says how many ran). Timing: the host clock around the repetitions, the device
  * synchronised before each reading: by a device-to-host copy of one element,
  * which waits for everything queued before it (the context has one stream
  * per device); nnm_ctx_synchronize does the same once it exists.
@@ -98,9 +98,11 @@ static void emit(const char *name, double value, const char *unit, int reps, con
  * stopping after g_max_s seconds; returns the median seconds and the count. */
 typedef void (*step_fn)(void *user);
 static double time_steps(step_fn step, void *user, int *reps_done) {
-    for (int i = 0; i < g_warmup; i++) step(user);
+    double start = now_s();
+    for (int i = 0; i < g_warmup && (i == 0 || now_s() - start < g_max_s); i++) step(user);
     sync_device();
-    double t[MAX_REPS], start = now_s();
+    double t[MAX_REPS];
+    start = now_s();
     int n = 0;
     while (n < g_reps) {
         double t0 = now_s();
@@ -305,9 +307,9 @@ int main(int argc, char **argv) {
     if (!only || !strcmp(only, "resnet")) bench_resnet(resnet);
     nnm_ctx_stats st = {sizeof st};
     if (nnm_ctx_stats_get(g_ctx, &st) == NNM_OK)
-        printf("{\"bench\": \"gpu_memory\", \"value\": %.1f, \"unit\": \"MiB\", \"note\": \"peak device "
-               "bytes held by live tensors (peak_bytes_in_use)\"}\n",
-               (double)st.peak_bytes_in_use / 1048576.0);
+        printf("{\"bench\": \"gpu_memory\", \"value\": %.1f, \"unit\": \"MiB\", \"cases\": \"%s\", "
+               "\"note\": \"peak bytes held by live tensors (peak_bytes_in_use)\"}\n",
+               (double)st.peak_bytes_in_use / 1048576.0, only ? only : "all");
     nnm_tensor_release(g_one);
     nnm_ctx_free(g_ctx);
     return 0;

@@ -25,10 +25,14 @@ bin=$build/bin/bench_gpu
 [ -x "$bin" ] || { echo "bench_gpu.sh: build $bin first (cmake --build $build --target bench_gpu)" >&2; exit 1; }
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# case by case, both sides before the next case: a run cut short still has
+# pairs to compare
 for _ in $(seq "$rounds"); do
-  "$bin" "$@" | tee -a "$out"
-  # torch needs no nnmod library path: keep the prefix's libraries away from it
-  env -u LD_LIBRARY_PATH "$py" "$root/bench/bench_gpu_torch.py" "$@" | tee -a "$out"
+  for case in call transformer resnet; do
+    "$bin" --only "$case" "$@" | tee -a "$out"
+    # torch needs no nnmod library path: keep the prefix's libraries away from it
+    env -u LD_LIBRARY_PATH "$py" "$root/bench/bench_gpu_torch.py" --only "$case" "$@" | tee -a "$out"
+  done
 done
 "$py" - "$out" <<'PY'
 import json, statistics, sys
