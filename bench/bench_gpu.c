@@ -26,9 +26,9 @@
  * ones (cuDNN's algorithm choices and the caching allocator settle there);
  * the warm-up and the timed repetitions each stop early once they have run
  * MAX_S seconds (after one repetition at least; "reps" says how many ran). Timing: the host clock around the repetitions, the device
- * synchronised before each reading: by a device-to-host copy of one element,
- * which waits for everything queued before it (the context has one stream
- * per device); nnm_ctx_synchronize does the same once it exists.
+ * synchronised before each reading: nnm_ctx_synchronize where libnnmod has
+ * it (0.5), else a device-to-host copy of one element, which waits for
+ * everything queued before it (the context has one stream per device).
  *
  * Where no CUDA device can be used (no GPU, no driver, no cuda plugin) it
  * prints {"bench": "gpu", "skipped": "<the runtime's message>"} and exits 0.
@@ -66,8 +66,16 @@ static float frand(void) { /* uniform in [-1, 1) */
     return (float)(g_rng >> 8) * (2.0f / 16777216.0f) - 1.0f;
 }
 
+/* nnm_ctx_synchronize (nnmod 0.5, the cudart work) where this libnnmod has
+ * it: weak, so the bench builds and runs against one without it. */
+NNM_API nnm_status nnm_ctx_synchronize(nnm_ctx *ctx) __attribute__((weak));
+
 static void sync_device(void) {
-    float f;
+    if (nnm_ctx_synchronize) {
+        if (nnm_ctx_synchronize(g_ctx)) die(g_ctx, "nnm_ctx_synchronize");
+        return;
+    }
+    float f; /* the copy waits for everything queued before it on the stream */
     if (nnm_tensor_to_f32(g_one, &f, 1)) die(g_ctx, "synchronise (a one-element copy)");
 }
 
