@@ -114,14 +114,14 @@ if [ "${1:-}" = __stage ]; then
         echo "NNM_GC_GPU="
       fi
     } >"$NNM_GC_WORK/gpu.env"
-    [ -n "$nvcc" ] || { note "no nvcc: the CUDA toolkit is needed"; exit 1; }
-    if [ -z "$cc" ]; then
-      if [ "$dry" = 1 ]; then
-        note "no GPU (dry run: building for compute capability 9.0)"
-        exit 0
-      fi
+    if [ -z "$cc" ] && [ "$dry" != 1 ]; then
       note "no NVIDIA GPU found (nvidia-smi gives no compute capability): run this on a lent GPU machine, or with --dry-run"
       exit 3
+    fi
+    [ -n "$nvcc" ] || { note "no nvcc: the CUDA toolkit is needed"; exit 1; }
+    if [ -z "$cc" ]; then
+      note "no GPU (dry run: building for compute capability 9.0)"
+      exit 0
     fi
     note "$name, compute capability $cc, $(nproc) cores"
     ;;
