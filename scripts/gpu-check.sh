@@ -336,13 +336,27 @@ EOF
     data=(--train "$d/train-images-idx3-ubyte.gz,$d/train-labels-idx1-ubyte.gz"
           --test "$d/t10k-images-idx3-ubyte.gz,$d/t10k-labels-idx1-ubyte.gz")
     rm -rf "$NNM_GC_WORK/runs"
+    py=python3
+    python3 -c 'import torch' 2>/dev/null || py=/usr/bin/python3
+    # PyTorch's epoch of the same model, data order, batch and optimizer
+    # (bench/train_torch.py, as bench_epoch.sh runs it) on the same device
+    torch_epoch() { # DEVICE [ARGS...]
+      dv=$1
+      shift
+      env -u LD_LIBRARY_PATH "$py" bench/train_torch.py cnn --device "$dv" --data "$d" --threads 4 "$@" 2>&1 |
+        tee "$NNM_GC_WORK/train_torch.out"
+      t_sps=$(sed -n 's/.*"bench": "epoch_cnn_torch", "value": \([0-9.]*\),.*/\1/p' "$NNM_GC_WORK/train_torch.out")
+      t_acc=$(sed -n 's/.*"bench": "epoch_cnn_torch_accuracy", "value": \([0-9.]*\),.*/\1/p' "$NNM_GC_WORK/train_torch.out")
+    }
     if [ "$dry" = 1 ]; then
       # the no-device path, then the same command on the CPU on a slice
       "$nnm" train "$m" --device cuda --epochs 1 "${data[@]}" --out "$NNM_GC_WORK/runs/cnn_cuda"
       rc=$?
       [ $rc = 1 ] && [ ! -e "$NNM_GC_WORK/runs/cnn_cuda" ] || { note "--device cuda without a GPU: exit $rc (want 1, nothing written)"; exit 1; }
       "$nnm" train "$m" --device cpu --epochs 1 --limit 2048 --test-limit 1000 "${data[@]}" --out "$NNM_GC_WORK/runs/cnn" || exit 1
-      note "dry run: --device cuda failed cleanly; on the CPU (2048 samples): $("$nnm" eval "$m" --weights "$NNM_GC_WORK/runs/cnn/last.safetensors" --test "$d/t10k-images-idx3-ubyte.gz,$d/t10k-labels-idx1-ubyte.gz" --limit 1000 2>&1 | tail -n 1)"
+      t_sps= t_acc=
+      "$py" -c 'import torch' 2>/dev/null && torch_epoch cpu --limit 512
+      note "dry run: --device cuda failed cleanly; on the CPU (2048 samples): $("$nnm" eval "$m" --weights "$NNM_GC_WORK/runs/cnn/last.safetensors" --test "$d/t10k-images-idx3-ubyte.gz,$d/t10k-labels-idx1-ubyte.gz" --limit 1000 2>&1 | tail -n 1); PyTorch's twin (512 samples): ${t_acc:-?}%"
       exit 0
     fi
     "$nnm" train "$m" --device cuda --epochs 1 "${data[@]}" --out "$NNM_GC_WORK/runs/cnn" 2>&1 | tee "$NNM_GC_WORK/train.out"
@@ -350,7 +364,10 @@ EOF
     acc=$(sed -n 's/^test accuracy: \([0-9.]*\)%$/\1/p' "$NNM_GC_WORK/train.out")
     epoch=$(grep '^epoch 1/1' "$NNM_GC_WORK/train.out" | sed 's/.*test accuracy [0-9.]*%, //')
     [ $rc = 0 ] && [ -n "$acc" ] || { note "nnm train --device cuda failed (exit $rc)"; exit 1; }
-    note "test accuracy: $acc% after one epoch on the GPU ($epoch)"
+    n_sps=$(grep '^epoch 1/1' "$NNM_GC_WORK/train.out" | sed -n 's/.*, \([0-9]*\) samples\/s.*/\1/p')
+    t_sps= t_acc=
+    torch_epoch cuda
+    note "test accuracy: $acc% after one epoch on the GPU, ${n_sps:-?} samples/s ($epoch); PyTorch on the same GPU: ${t_acc:-?}%, ${t_sps:-?} samples/s"
     awk -v a="$acc" 'BEGIN { exit !(a >= 80) }' || { echo "under 80%: the GPU path computes something else"; exit 1; }
     ;;
 
