@@ -378,8 +378,12 @@ EOF
     [ "$dry" = 1 ] && args=(--device cpu --batch 1 --reps 1 --warmup 0)
     # every JSON line goes to bench.jsonl as it comes: a stage stopped at its
     # limit still leaves the pairs measured so far
+    : >"$NNM_GC_OUT/bench.jsonl"
     NNM_TORCH_PYTHON=$py bash "$root/bench/bench_gpu.sh" "$build" "${args[@]}" 2>&1 |
-      tee "$NNM_GC_WORK/bench.out" | tee /dev/stderr | grep --line-buffered '^{' >"$NNM_GC_OUT/bench.jsonl"
+      tee "$NNM_GC_WORK/bench.out" | while IFS= read -r line; do
+        printf '%s\n' "$line"
+        case $line in "{"*) printf '%s\n' "$line" >>"$NNM_GC_OUT/bench.jsonl" ;; esac
+      done
     rc=${PIPESTATUS[0]}
     n=$(grep -c '"ratio_vs_torch"' "$NNM_GC_WORK/bench.out")
     if grep -q '"skipped"' "$NNM_GC_WORK/bench.out" && [ "$dry" != 1 ]; then
