@@ -77,6 +77,21 @@ if [ "${1:-}" = __stage ]; then
       sed -n 's/^ *Test *#[0-9]*: \([^ ]*\).*/\1/p' | sort -u
   }
 
+  # The files those tests run (a twin such as test_conformance_cuda runs
+  # test_conformance; a script test names bin/nnm, bin/train_fixture): the
+  # basename of every word of their commands, for the build to intersect with
+  # its targets.
+  gpu_test_files() {
+    ctest --test-dir "$build" --show-only=json-v1 2>/dev/null | python3 -c '
+import json, os, sys
+names = set(sys.argv[1].split())
+for t in json.load(sys.stdin).get("tests", []):
+    if t.get("name") in names:
+        for w in t.get("command") or []:
+            print(os.path.basename(w))
+' "$(gpu_tests | tr '\n' ' ')" | sort -u
+  }
+
   case $stage in
   env)
     date -u
@@ -294,7 +309,7 @@ EOF
   build-core)
     all=$(if [ -f "$build/build.ninja" ]; then ninja -C "$build" -t targets all 2>/dev/null | cut -d: -f1; fi)
     targets="nnm bench_gpu train_fixture"
-    for t in $(gpu_tests) test_cuda test_tensor_to; do
+    for t in $(gpu_tests) $(gpu_test_files) test_cuda test_tensor_to; do
       if [ -z "$all" ] || echo "$all" | grep -qx "$t"; then targets="$targets $t"; fi
     done
     targets=$(echo "$targets" | tr ' ' '\n' | awk 'NF && !s[$0]++' | tr '\n' ' ')
