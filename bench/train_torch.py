@@ -81,28 +81,32 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.2)  # fashion_mlp.json's
     ap.add_argument("--threads", type=int, default=1)  # nnm train --threads
     ap.add_argument("--limit", type=int, default=0)  # nnm train --limit: the first N samples
+    ap.add_argument("--device", default="cpu")  # nnm train --device (scripts/gpu-check.sh: cuda)
+    ap.add_argument("--data", default=DATA)  # the Fashion-MNIST folder
     args = ap.parse_args()
+    dev = torch.device(args.device)
+    data = args.data.rstrip("/") + "/"
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    xtr = torch.from_numpy(read_idx(DATA + "train-images-idx3-ubyte.gz").copy())
-    ytr = torch.from_numpy(read_idx(DATA + "train-labels-idx1-ubyte.gz").astype(np.int64))
-    xte = torch.from_numpy(read_idx(DATA + "t10k-images-idx3-ubyte.gz").copy())
-    yte = torch.from_numpy(read_idx(DATA + "t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    xtr = torch.from_numpy(read_idx(data + "train-images-idx3-ubyte.gz").copy())
+    ytr = torch.from_numpy(read_idx(data + "train-labels-idx1-ubyte.gz").astype(np.int64))
+    xte = torch.from_numpy(read_idx(data + "t10k-images-idx3-ubyte.gz").copy())
+    yte = torch.from_numpy(read_idx(data + "t10k-labels-idx1-ubyte.gz").astype(np.int64))
     # nnm train's normalisation: mean/std of the training pixels / 255
     scaled = xtr.double() / 255
     mean, std = scaled.mean().item(), scaled.std(unbiased=False).item()
     del scaled
 
     def prep(x):
-        return ((x.float() / 255 - mean) / std).unsqueeze(1)  # [B, 1, 28, 28]
+        return ((x.to(dev).float() / 255 - mean) / std).unsqueeze(1)  # [B, 1, 28, 28]
 
     if args.limit:
         xtr, ytr = xtr[:args.limit], ytr[:args.limit]
     sampler = Order(len(xtr), args.seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xtr, ytr),
                                          batch_size=args.batch_size, sampler=sampler)
-    model = model_of(args.model, args.dropout)
+    model = model_of(args.model, args.dropout).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     seen, t_train, c_train = 0, 0.0, 0.0
@@ -112,21 +116,23 @@ def main():
         t0, c0 = time.perf_counter(), time.process_time()
         for x, y in loader:
             opt.zero_grad()
-            loss = loss_fn(model(prep(x)), y)
+            loss = loss_fn(model(prep(x)), y.to(dev))
             loss.backward()
             opt.step()
             seen += len(y)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
         t_train += time.perf_counter() - t0
         c_train += time.process_time() - c0
     model.eval()
     correct = 0
     with torch.no_grad():
         for i in range(0, len(xte), 1000):
-            correct += (model(prep(xte[i:i + 1000])).argmax(1) == yte[i:i + 1000]).sum().item()
+            correct += (model(prep(xte[i:i + 1000])).argmax(1).cpu() == yte[i:i + 1000]).sum().item()
     name = "epoch_" + args.model + "_torch"
     print(json.dumps({"bench": name, "value": round(seen / t_train), "unit": "samples/s",
                       "per_cpu_second": round(seen / c_train), "epochs": args.epochs,
-                      "threads": args.threads, "torch": torch.__version__}))
+                      "threads": args.threads, "device": str(dev), "torch": torch.__version__}))
     print(json.dumps({"bench": name + "_accuracy", "value": round(100 * correct / len(xte), 2),
                       "unit": "%", "epochs": args.epochs}))
 

@@ -265,6 +265,13 @@ NNM_API nnm_status nnm_tensor_from_f32(nnm_ctx *ctx, int32_t ndim, const int64_t
  * which holds `cap` floats, in row-major order. An i64 tensor (since 0.5:
  * batch norm's num_batches_tracked) is converted, exact below 2^24. */
 NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap);
+/* (nnmod 0.5) A new contiguous tensor on `device` holding a copy of t's
+ * elements (any dtype; any strides on the CPU, contiguous or f32 elsewhere),
+ * like PyTorch's t.detach().to(device): the copy is a new leaf, recorded for
+ * no autograd. Both devices' backends must be loaded (NNM_E_NO_DEVICE, with
+ * the backend's message, where the machine lacks the device); to the meta
+ * device only the shape and dtype are kept. *out is NULL on failure. */
+NNM_API nnm_status nnm_tensor_to(nnm_tensor *t, nnm_device device, nnm_tensor **out);
 NNM_API void nnm_tensor_retain(nnm_tensor *t);
 NNM_API void nnm_tensor_release(nnm_tensor *t);
 /* The DLTensor-shaped descriptor; lives as long as the tensor. NULL for NULL. */

@@ -278,6 +278,90 @@ NNM_API nnm_status nnm_tensor_to_f32(nnm_tensor *t, float *dst, size_t cap) {
     return st;
 }
 
+/* Copies `bytes` bytes from src (on src_dev) to dst (on dst_dev) through the
+ * backend of whichever side is not the CPU; between two devices of different
+ * types through a host buffer. */
+static nnm_status copy_between(nnm_ctx *ctx, void *dst, nnm_device dst_dev, const void *src,
+                               nnm_device src_dev, size_t bytes) {
+    const int dst_cpu = dst_dev.type == NNM_DEVICE_CPU, src_cpu = src_dev.type == NNM_DEVICE_CPU;
+    if (dst_cpu && src_cpu) {
+        memcpy(dst, src, bytes);
+        return NNM_OK;
+    }
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm__backend *be;
+    nnm_status st;
+    if (src_cpu || dst_cpu || src_dev.type == dst_dev.type) {
+        if ((st = nnm__backend_get(ctx, src_cpu ? dst_dev : src_dev, &be))) return st;
+        return be->vt->memcpy(&env.pub, be->state, dst, dst_dev, src, src_dev, bytes);
+    }
+    void *h = malloc(bytes);
+    if (!h) return nnm__error(ctx, NNM_E_NOMEM, "nnm_tensor_to: out of memory (%zu bytes)", bytes);
+    const nnm_device cpu = {NNM_DEVICE_CPU, 0};
+    st = copy_between(ctx, h, cpu, src, src_dev, bytes);
+    if (!st) st = copy_between(ctx, dst, dst_dev, h, cpu, bytes);
+    free(h);
+    return st;
+}
+
+NNM_API nnm_status nnm_tensor_to(nnm_tensor *t, nnm_device device, nnm_tensor **out) {
+    if (out) *out = NULL;
+    if (!t || !out) return NNM_E_INVALID;
+    nnm_ctx *ctx = t->ctx;
+    if (t->desc.device.type == NNM_DEVICE_META && device.type != NNM_DEVICE_META)
+        return nnm__error(ctx, NNM_E_DEVICE, "nnm_tensor_to: a tensor on the meta device has no "
+                          "data to copy");
+    nnm_tensor *o = NULL;
+    nnm_status st = nnm__tensor_alloc(ctx, device, t->desc.dtype, t->desc.ndim, t->shape, &o);
+    if (st) return st;
+    const size_t esize = nnm__dtype_size(t->desc.dtype);
+    const int64_t n = nnm__numel(t->desc.ndim, t->shape);
+    if (device.type == NNM_DEVICE_META || n == 0) {
+        *out = o;
+        return NNM_OK;
+    }
+    const char *src = bytes_of(t);
+    nnm_tensor *tmp = NULL;
+    void *packed = NULL;
+    if (!nnm__tensor_is_contiguous(t)) {
+        if (t->desc.device.type == NNM_DEVICE_CPU) {
+            /* any strides on the host: gather the elements in row-major order */
+            char *q = packed = malloc((size_t)n * esize);
+            if (!q) st = nnm__error(ctx, NNM_E_NOMEM, "nnm_tensor_to: out of memory");
+            int64_t idx[NNM_MAX_DIMS] = {0};
+            for (int64_t k = 0; !st && k < n; k++) {
+                int64_t off = 0;
+                for (int32_t d = 0; d < t->desc.ndim; d++) off += idx[d] * t->strides[d];
+                memcpy(q + (size_t)k * esize, src + off * (int64_t)esize, esize);
+                for (int32_t d = t->desc.ndim - 1; d >= 0; d--) {
+                    if (++idx[d] < t->shape[d]) break;
+                    idx[d] = 0;
+                }
+            }
+            src = packed;
+        } else if (t->desc.dtype.code == NNM_DTYPE_FLOAT && t->desc.dtype.bits == 32) {
+            /* a contiguous copy on its own device first (no autograd record) */
+            int was = nnm_grad_set_enabled(0);
+            st = nnm__op_unary(ctx, NNM_UNARY_COPY, t, 0, &tmp);
+            nnm_grad_set_enabled(was);
+            if (!st) src = bytes_of(tmp);
+        } else {
+            st = nnm__error(ctx, NNM_E_UNSUPPORTED, "nnm_tensor_to: a strided tensor of this dtype "
+                            "off the CPU");
+        }
+    }
+    if (!st) st = copy_between(ctx, bytes_of(o), device, src, t->desc.device, (size_t)n * esize);
+    free(packed);
+    nnm_tensor_release(tmp);
+    if (st) {
+        nnm_tensor_release(o);
+        return st;
+    }
+    *out = o;
+    return NNM_OK;
+}
+
 NNM_API void nnm_tensor_retain(nnm_tensor *t) {
     if (t) t->refs++;
 }

@@ -265,6 +265,30 @@ int cli_parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
+int cli_parse_device(const char *s, nnm_device *out) {
+    if (!s) return -1;
+    uint64_t id = 0;
+    if (!strcmp(s, "cpu") || !strcmp(s, "cpu:0")) {
+        *out = (nnm_device){NNM_DEVICE_CPU, 0};
+        return 0;
+    }
+    if (strncmp(s, "cuda", 4) != 0) return -1;
+    if (s[4] == ':') {
+        if (cli_parse_u64(s + 5, &id) || id > CLI_MAX_DEVICE_ID) return -1;
+    } else if (s[4] != '\0') {
+        return -1;
+    }
+    *out = (nnm_device){NNM_DEVICE_CUDA, (int32_t)id};
+    return 0;
+}
+
+const char *cli_device_str(nnm_device d, char *buf, size_t cap) {
+    if (d.type == NNM_DEVICE_CPU) snprintf(buf, cap, "cpu");
+    else if (d.type == NNM_DEVICE_CUDA) snprintf(buf, cap, "cuda:%d", (int)d.id);
+    else snprintf(buf, cap, "device %d:%d", (int)d.type, (int)d.id);
+    return buf;
+}
+
 int cli_parse_double(const char *s, double *out) {
     char *end = NULL;
     if (!s || !*s || isspace((unsigned char)s[0])) return -1;

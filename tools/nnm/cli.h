@@ -110,6 +110,13 @@ int cli_manifest_open(nnm_ctx *ctx, const char *cmd, const char *path, uint32_t 
 
 /* A whole decimal unsigned integer (no sign, no junk). Returns 0 or -1. */
 int cli_parse_u64(const char *s, uint64_t *out);
+/* A device as PyTorch writes it: "cpu" (or "cpu:0"), "cuda" (cuda:0) or
+ * "cuda:N" with N from 0 to CLI_MAX_DEVICE_ID. Returns 0 or -1. Whether the
+ * machine has that device is the runtime's to say (NNM_E_NO_DEVICE). */
+#define CLI_MAX_DEVICE_ID 1023
+int cli_parse_device(const char *s, nnm_device *out);
+/* "cpu" or "cuda:N"; truncated to cap. Returns buf. */
+const char *cli_device_str(nnm_device d, char *buf, size_t cap);
 /* A whole finite floating-point number. Returns 0 or -1. */
 int cli_parse_double(const char *s, double *out);
 /* A shape "1x4", "1,4", "2 x 3" or "[2, 3]": 1 to NNM_MAX_DIMS positive

@@ -130,6 +130,7 @@ int cmd_eval(cli_env *env, int argc, char **argv) {
         r = cli_fail_file(cmd, weights, ctx, s);
         goto done;
     }
+    if (train_model_to_device(ctx, cmd, &tp, model)) goto done; /* --device, "device" */
     if (train_open_data(ctx, cmd, &tp, &tp.test, &ds)) goto done;
     if (limit) nnm_dataset_limit(ds, (int64_t)limit);
     if (!tp.have_std && tp.normalize) {

@@ -231,6 +231,7 @@ int cmd_predict(cli_env *env, int argc, char **argv) {
         r = cli_fail_file(cmd, weights, ctx, s);
         goto done;
     }
+    if (train_model_to_device(ctx, cmd, &tp, model)) goto done; /* the "device" key */
     if (!tp.have_std && tp.normalize)
         cli_warn(cmd, "%s records no input normalisation and the manifest gives no mean/std: "
                  "inputs are only scaled", weights);
@@ -270,6 +271,15 @@ int cmd_predict(cli_env *env, int argc, char **argv) {
         }
     }
     nnm_module_train(model, 0);
+    if (tp.device.type != NNM_DEVICE_CPU) { /* x to the model's device; y stays here */
+        nnm_tensor *xd = NULL;
+        if ((s = train_to_device(tp.device, x, &xd))) {
+            r = cli_fail(cmd, ctx, s);
+            goto done;
+        }
+        nnm_tensor_release(x);
+        x = xd;
+    }
     int was = nnm_grad_set_enabled(0);
     s = nnm_module_call(model, &x, 1, &out, 1);
     nnm_grad_set_enabled(was);

@@ -33,6 +33,9 @@ void usage_run(FILE *f) {
           "                      such as PyTorch's, or an nnm train checkpoint; strict)\n"
           "  --no-weights        do not load the manifest's weights: parameters keep the\n"
           "                      values the layers initialised them with\n"
+          "  --device DEV        run on cpu (default), cuda or cuda:N: the model and its\n"
+          "                      inputs are moved there (a machine without the device\n"
+          "                      fails with the backend's message, nothing written)\n"
           "  --outputs N         number of outputs to ask for when the model's layer does\n"
           "                      not fix it (default: the graph's outputs, else 1)\n"
           "  --output F.safetensors\n"
@@ -223,7 +226,8 @@ static void print_tensor(const char *what, uint32_t index, const char *name, nnm
 
 int cmd_run(cli_env *env, int argc, char **argv) {
     static const char *cmd = "run";
-    enum { OPT_INPUT, OPT_INPUT_FILE, OPT_SEED, OPT_EVAL, OPT_NO_WEIGHTS, OPT_WEIGHTS, OPT_OUTPUTS, OPT_OUTPUT };
+    enum { OPT_INPUT, OPT_INPUT_FILE, OPT_SEED, OPT_EVAL, OPT_NO_WEIGHTS, OPT_WEIGHTS, OPT_OUTPUTS, OPT_OUTPUT,
+           OPT_DEVICE };
     static const cli_opt opts[] = {{"input", 0, 1, OPT_INPUT},
                                    {"input-file", 0, 1, OPT_INPUT_FILE},
                                    {"seed", 0, 1, OPT_SEED},
@@ -232,12 +236,14 @@ int cmd_run(cli_env *env, int argc, char **argv) {
                                    {"weights", 0, 1, OPT_WEIGHTS},
                                    {"outputs", 0, 1, OPT_OUTPUTS},
                                    {"output", 0, 1, OPT_OUTPUT},
+                                   {"device", 0, 1, OPT_DEVICE},
                                    {NULL, 0, 0, 0}};
     cli_parser p;
     const char *path = NULL, *out_path = NULL, *weights = NULL;
     run_input inputs[RUN_MAX_IO];
     uint32_t n_in = 0, n_out = 1;
     uint64_t seed = 0, v;
+    nnm_device device = {NNM_DEVICE_CPU, 0};
     int eval = 0, no_weights = 0, explicit_outputs = 0, r;
     cli_parser_init(&p, cmd, env, argc, argv, 1);
     while ((r = cli_next(&p, opts)) != CLI_END) {
@@ -279,6 +285,10 @@ int cmd_run(cli_env *env, int argc, char **argv) {
             if (!p.arg[0]) return cli_usage(cmd, "--output: empty file name");
             out_path = p.arg;
             break;
+        case OPT_DEVICE:
+            if (cli_parse_device(p.arg, &device))
+                return cli_usage(cmd, "--device: expected cpu, cuda or cuda:N, got '%s'", p.arg);
+            break;
         case CLI_POSITIONAL:
             if (path) return cli_usage(cmd, "unexpected argument '%s'", p.arg);
             path = p.arg;
@@ -309,11 +319,27 @@ int cmd_run(cli_env *env, int argc, char **argv) {
         r = cli_fail(cmd, ctx, s);
         goto done;
     }
+    if (device.type != NNM_DEVICE_CPU && (s = nnm_module_to(root, device)) != NNM_OK) {
+        char dv[32];
+        const char *m = nnm_ctx_errmsg(ctx);
+        r = cli_failf(cmd, "--device %s: %s", cli_device_str(device, dv, sizeof dv),
+                      m && m[0] ? m : nnm_status_str(s));
+        goto done;
+    }
     for (uint32_t i = 0; i < n_in; i++) {
         r = inputs[i].shape_spec ? make_random(ctx, inputs[i].shape_spec, &rng, &in[i])
                                  : read_input(ctx, inputs[i].file_spec, &in[i]);
         if (r != CLI_EXIT_OK) goto done;
         print_tensor("input", i, NULL, in[i]);
+        if (device.type != NNM_DEVICE_CPU) { /* the inputs follow the model */
+            nnm_tensor *d = NULL;
+            if ((s = nnm_tensor_to(in[i], device, &d)) != NNM_OK) {
+                r = cli_fail(cmd, ctx, s);
+                goto done;
+            }
+            nnm_tensor_release(in[i]);
+            in[i] = d;
+        }
     }
     n_out = output_count(ctx, mf, root, n_out, explicit_outputs);
     if (n_out > RUN_MAX_IO) {

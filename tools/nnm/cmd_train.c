@@ -42,6 +42,10 @@ void usage_train(FILE *f) {
           "  --limit N             train on the first N training samples only\n"
           "  --test-limit N        evaluate on the first N test samples only\n"
           "  -q, --quiet           print only the final line\n"
+          "  --device DEV          train on cpu (default), cuda or cuda:N (also \"device\"\n"
+          "                        in the training section): the model, the optimizer\n"
+          "                        state and each batch live there; a machine without\n"
+          "                        the device fails before anything is read or written\n"
           "  --ddp COMM            data-parallel over the comm plugin COMM (mpi, nccl):\n"
           "                        each rank trains on its shard of every epoch, the\n"
           "                        gradients are averaged (docs/distributed.md); rank 0\n"
@@ -391,12 +395,18 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         }
         if (rank != 0) quiet = 1; /* rank 0 alone prints */
     }
+    if (comm && nnm_comm_device(comm).type != NNM_DEVICE_CPU)
+        tp.device = nnm_comm_device(comm); /* nccl: the GPU this rank was given */
     nnm_ctx_manual_seed(ctx, tp.seed);
     s = nnm_manifest_build(mf, 0, &model);
     if (s) {
         r = cli_fail_file(cmd, path, ctx, s);
         goto done;
     }
+    /* Before the data is read or anything written: a machine without the
+     * device fails here with the backend's message. The optimizer is made
+     * after, so its state lives there too. */
+    if (train_model_to_device(ctx, cmd, &tp, model)) goto done;
 
     /* Data, normalisation from the training split, loaders. */
     if (train_open_data(ctx, cmd, &tp, &tp.train, &train_ds)) goto done;
@@ -487,10 +497,12 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             printf("ignored: %" PRId64 " training and %" PRId64 " test samples have target %d "
                    "(ignore_index): in neither the loss nor the accuracy\n",
                    ti.n_ignored, si.n_ignored, TRAIN_IGNORE_INDEX);
+        char dv[32];
         printf("settings: %s lr %g, batch %" PRId64 ", %" PRId64 " epochs, %s, seed %" PRIu64
-               "%s\n",
+               "%s%s%s\n",
                tp.optimizer, base_lr, tp.batch_size, tp.epochs, tp.loss, tp.seed,
-               resume ? ", resumed" : "");
+               resume ? ", resumed" : "", tp.device.type != NNM_DEVICE_CPU ? ", device " : "",
+               tp.device.type != NNM_DEVICE_CPU ? cli_device_str(tp.device, dv, sizeof dv) : "");
         if (ddp)
             printf("data parallel: %d ranks over %s, global batch %d x %" PRId64 " = %" PRId64
                    " (batch %" PRId64 " per rank)\n",
@@ -510,10 +522,16 @@ int cmd_train(cli_env *env, int argc, char **argv) {
         double loss_sum = 0;
         int64_t seen = 0, seen_counted = 0, step = 0;
         for (;;) {
-            nnm_tensor *x = NULL, *y = NULL, *out = NULL, *l = NULL;
+            nnm_tensor *x = NULL, *y = NULL, *yd = NULL, *out = NULL, *l = NULL;
             uint64_t t0 = tr ? trace_now() : 0;
             s = nnm_loader_next(train_ld, &x, &y);
             if (!s && !x) break;
+            if (!s && tp.device.type != NNM_DEVICE_CPU) { /* x to the model's device */
+                nnm_tensor *xd = NULL;
+                s = train_to_device(tp.device, x, &xd);
+                nnm_tensor_release(x);
+                x = xd;
+            }
             uint64_t t1 = tr ? trace_now() : 0, t2 = 0, t3 = 0;
             if (tr) {
                 trace_span(tr, "data", "loop", t0, t1);
@@ -523,9 +541,9 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             }
             int64_t counted = 0;
             if (!s && classes > 0) { /* class targets: are any left once ignored ones go? */
-                const nnm_tensor_desc *yd = nnm_tensor_desc_get(y);
-                const int64_t *t = yd->data;
-                for (int64_t i = 0; i < yd->shape[0]; i++) counted += t[i] != TRAIN_IGNORE_INDEX;
+                const nnm_tensor_desc *ydesc = nnm_tensor_desc_get(y);
+                const int64_t *t = ydesc->data;
+                for (int64_t i = 0; i < ydesc->shape[0]; i++) counted += t[i] != TRAIN_IGNORE_INDEX;
                 if (!counted && !ddp) { /* the mean loss is 0/0: nothing to learn from */
                     n_skipped++;
                     nnm_tensor_release(x);
@@ -534,9 +552,11 @@ int cmd_train(cli_env *env, int argc, char **argv) {
                     continue;
                 }
             }
+            /* y stays on the host (counted above); the loss gets yd */
+            if (!s) s = train_to_device(tp.device, y, &yd);
             if (!s) s = nnm_optim_zero_grad(opt);
             if (!s) s = ddp ? nnm_ddp_call(ddp, &x, 1, &out, 1) : nnm_module_call(model, &x, 1, &out, 1);
-            nnm_tensor *in2[2] = {out, y};
+            nnm_tensor *in2[2] = {out, yd};
             if (!s) s = nnm_module_call(loss, in2, 2, &l, 1);
             if (tr) t2 = trace_now();
             if (!s) s = nnm_backward(l, NULL, 0);
@@ -550,6 +570,7 @@ int cmd_train(cli_env *env, int argc, char **argv) {
             int64_t b = s ? 0 : nnm_tensor_desc_get(x)->shape[0];
             nnm_tensor_release(x);
             nnm_tensor_release(y);
+            nnm_tensor_release(yd);
             nnm_tensor_release(out);
             nnm_tensor_release(l);
             if (tr) {

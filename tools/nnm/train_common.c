@@ -9,7 +9,7 @@
 
 /* ---- settings ------------------------------------------------------------ */
 
-enum kind { K_STR, K_FLOAT, K_INT, K_BOOL, K_BETAS, K_SHAPE, K_DATA };
+enum kind { K_STR, K_FLOAT, K_INT, K_BOOL, K_BETAS, K_SHAPE, K_DATA, K_DEVICE };
 
 typedef struct key_def {
     const char *key;  /* in the "training" section; the flag is --key with '-' for '_' */
@@ -27,6 +27,7 @@ static const key_def keys[] = {
     {"targets_name", K_STR},  {"input_shape", K_SHAPE}, {"normalize", K_BOOL},
     {"mean", K_FLOAT},        {"std", K_FLOAT},         {"scale", K_FLOAT},
     {"drop_last", K_BOOL},    {"max_data_bytes", K_INT}, {"allow_nonfinite", K_BOOL},
+    {"device", K_DEVICE},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -135,6 +136,9 @@ static const char *set_value(train_params *p, const char *k, const value *v, con
             return "the dimensions multiply to more than 2^40 values per sample";
         p->input_ndim = v->ndim;
         memcpy(p->input_shape, v->shape, sizeof p->input_shape);
+    } else if (!strcmp(k, "device")) {
+        if (cli_parse_device(v->s, &p->device))
+            return "expected \"cpu\", \"cuda\" or \"cuda:N\"";
     } else if (!strcmp(k, "train_data") || !strcmp(k, "test_data")) {
         data_spec *d = k[1] == 'r' ? &p->train : &p->test;
         if (v->n_data < 1 || v->n_data > 2)
@@ -172,6 +176,7 @@ int train_params_init(train_params *p, const char *cmd, const char *manifest_pat
     strcpy(p->inputs_name, NNM_DATASET_INPUTS);
     strcpy(p->targets_name, NNM_DATASET_TARGETS);
     p->normalize = 1;
+    p->device = (nnm_device){NNM_DEVICE_CPU, 0};
     /* Fashion-MNIST as Debian's dataset-fashion-mnist installs it */
     strcpy(p->train.inputs, FASHION "train-images-idx3-ubyte.gz");
     strcpy(p->train.targets, FASHION "train-labels-idx1-ubyte.gz");
@@ -196,7 +201,8 @@ int train_params_init(train_params *p, const char *cmd, const char *manifest_pat
         } else {
             int ok = 0;
             switch (keys[ki].kind) {
-            case K_STR: ok = nnm_config_get_str(cfg, k, &v.s) == NNM_OK; break;
+            case K_STR:
+            case K_DEVICE: ok = nnm_config_get_str(cfg, k, &v.s) == NNM_OK; break;
             case K_FLOAT: ok = nnm_config_get_float(cfg, k, &v.f) == NNM_OK; break;
             case K_INT: ok = nnm_config_get_int(cfg, k, &v.i) == NNM_OK; break;
             case K_BOOL: ok = nnm_config_get_bool(cfg, k, &v.b) == NNM_OK; break;
@@ -231,7 +237,8 @@ int train_params_init(train_params *p, const char *cmd, const char *manifest_pat
                 [K_INT] = "expected an integer", [K_BOOL] = "expected true or false",
                 [K_BETAS] = "expected a list of two numbers",
                 [K_SHAPE] = "expected a list of 1 to 7 integers",
-                [K_DATA] = "expected a list of one or two file names"};
+                [K_DATA] = "expected a list of one or two file names",
+                [K_DEVICE] = "expected a string (\"cpu\", \"cuda\", \"cuda:N\")"};
             why = ok ? set_value(p, k, &v, base) : expect[keys[ki].kind];
         }
         if (why) return cli_failf(cmd, "%s: training.%s: %s", manifest_path, k, why);
@@ -275,7 +282,8 @@ int train_params_flag(train_params *p, const char *cmd, const char *name, const 
     char buf[2 * TRAIN_MAX_PATH];
     uint64_t u;
     switch (keys[ki].kind) {
-    case K_STR: v.s = arg; break;
+    case K_STR:
+    case K_DEVICE: v.s = arg; break;
     case K_FLOAT:
         if (cli_parse_double(arg, &v.f)) return cli_usage(cmd, "--%s: expected a number, got '%s'", name, arg);
         break;
@@ -342,7 +350,9 @@ void train_params_usage(FILE *f) {
           "  --max-data-bytes N    the most bytes a dataset may hold (4 GiB), checked on\n"
           "                        the files' headers before anything is read\n"
           "  --allow-nonfinite     keep NaN and infinite inputs and f32 targets (refused\n"
-          "                        by default, naming the file and the sample)\n",
+          "                        by default, naming the file and the sample)\n"
+          "  --device DEV          cpu (default), cuda or cuda:N: the model, its optimizer\n"
+          "                        state and every batch live there (docs/gpu.md)\n",
           f);
 }
 
@@ -418,6 +428,42 @@ int train_fill_stats(nnm_ctx *ctx, const char *cmd, train_params *p, const nnm_d
     return 0;
 }
 
+/* ---- the device ------------------------------------------------------------ */
+
+int train_model_to_device(nnm_ctx *ctx, const char *cmd, const train_params *p,
+                          nnm_module *model) {
+    nnm_device cur = nnm_module_device(model);
+    if (cur.type == p->device.type && cur.id == p->device.id) return 0;
+    nnm_status s = nnm_module_to(model, p->device);
+    if (!s) return 0;
+    char dv[32];
+    const char *msg = nnm_ctx_errmsg(ctx);
+    return cli_failf(cmd, "--device %s: %s", cli_device_str(p->device, dv, sizeof dv),
+                     msg && msg[0] ? msg : nnm_status_str(s));
+}
+
+nnm_status train_to_device(nnm_device dev, nnm_tensor *t, nnm_tensor **out) {
+    *out = NULL;
+    if (!t) return NNM_E_INVALID;
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(t);
+    if (d->device.type == dev.type && d->device.id == dev.id) {
+        nnm_tensor_retain(t);
+        *out = t;
+        return NNM_OK;
+    }
+    return nnm_tensor_to(t, dev, out);
+}
+
+/* Replaces *t by its copy on dev (nothing when it is there already). */
+static nnm_status move_batch(nnm_device dev, nnm_tensor **t) {
+    nnm_tensor *o = NULL;
+    nnm_status s = train_to_device(dev, *t, &o);
+    if (s) return s;
+    nnm_tensor_release(*t);
+    *t = o;
+    return NNM_OK;
+}
+
 /* ---- the loss and the fit check ------------------------------------------ */
 
 int train_make_loss(nnm_ctx *ctx, const char *cmd, const train_params *p, nnm_module **out) {
@@ -447,8 +493,11 @@ int train_check_fit(nnm_ctx *ctx, const char *cmd, const train_params *p, nnm_mo
     nnm_loader *ld = NULL;
     nnm_tensor *x = NULL, *y = NULL, *out = NULL, *l = NULL;
     int r = 1;
+    const nnm_device dev = nnm_module_device(model);
     nnm_status s = nnm_loader_new(ds, &o, &ld);
     if (!s) s = nnm_loader_next(ld, &x, &y);
+    if (!s) s = move_batch(dev, &x);
+    if (!s) s = move_batch(dev, &y); /* read on the host nowhere below */
     if (s) {
         r = cli_fail(cmd, ctx, s);
         goto done;
@@ -554,12 +603,16 @@ int train_evaluate(nnm_ctx *ctx, const char *cmd, nnm_module *model, nnm_module 
     float *buf = NULL;
     size_t cap = 0;
     int rc = 0;
+    const nnm_device dev = nnm_module_device(model);
     for (;;) {
-        nnm_tensor *x = NULL, *y = NULL, *out = NULL, *l = NULL;
+        nnm_tensor *x = NULL, *y = NULL, *yd = NULL, *out = NULL, *l = NULL;
         nnm_status s = nnm_loader_next(ld, &x, &y);
         if (!s && !x) break;
+        /* y stays on the host (the accuracy reads it there); the loss gets yd */
+        if (!s) s = move_batch(dev, &x);
+        if (!s) s = train_to_device(dev, y, &yd);
         if (!s) s = nnm_module_call(model, &x, 1, &out, 1);
-        nnm_tensor *in2[2] = {out, y};
+        nnm_tensor *in2[2] = {out, yd};
         if (!s) s = nnm_module_call(loss, in2, 2, &l, 1);
         float lv = 0;
         if (!s) s = nnm_tensor_to_f32(l, &lv, 1);
@@ -595,6 +648,7 @@ int train_evaluate(nnm_ctx *ctx, const char *cmd, nnm_module *model, nnm_module 
         }
         nnm_tensor_release(x);
         nnm_tensor_release(y);
+        nnm_tensor_release(yd);
         nnm_tensor_release(out);
         nnm_tensor_release(l);
         if (rc) break;

@@ -48,6 +48,7 @@ typedef struct train_params {
     double mean, std, scale;      /* scale 0: 1/255 for u8 data */
     uint64_t max_data_bytes;      /* 0: the library's default (4 GiB) */
     int allow_nonfinite;          /* keep NaN/inf data */
+    nnm_device device;            /* "device" / --device: cpu (default), cuda:N */
 } train_params;
 
 /* Defaults, then the manifest's "training" section (NULL: none). Relative
@@ -86,6 +87,15 @@ int train_fill_stats(nnm_ctx *ctx, const char *cmd, train_params *p, const nnm_d
 #define TRAIN_MAX_COEF 1e12
 const char *train_transform_check(double scale, double mean, double std);
 int train_params_from_weights(nnm_ctx *ctx, const char *cmd, train_params *p, const char *path);
+
+/* Moves the model to p->device (nothing when it is there). Prints "nnm CMD:
+ * --device cuda:0: <the runtime's message>" and returns 1 on failure (no
+ * CUDA device on this machine: NNM_E_NO_DEVICE), with the model untouched. */
+int train_model_to_device(nnm_ctx *ctx, const char *cmd, const train_params *p,
+                          nnm_module *model);
+/* *out = t on `dev`: t itself (a new reference) when it is there, else a
+ * copy (nnm_tensor_to). Release *out. */
+nnm_status train_to_device(nnm_device dev, nnm_tensor *t, nnm_tensor **out);
 
 /* The loss module named p->loss (its config from p). Prints on failure. */
 int train_make_loss(nnm_ctx *ctx, const char *cmd, const train_params *p, nnm_module **out);

@@ -10769,6 +10769,13 @@ extern "C" {
     pub fn nnm_tensor_to_f32(t: *mut nnm_tensor, dst: *mut f32, cap: usize) -> nnm_status;
 }
 extern "C" {
+    pub fn nnm_tensor_to(
+        t: *mut nnm_tensor,
+        device: nnm_device,
+        out: *mut *mut nnm_tensor,
+    ) -> nnm_status;
+}
+extern "C" {
     pub fn nnm_tensor_retain(t: *mut nnm_tensor);
 }
 extern "C" {
