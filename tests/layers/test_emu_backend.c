@@ -9,7 +9,9 @@
  *   - copies both ways, fill, a module moved there and back bit for bit;
  *   - the runtime picks a backend by any DLPack device type and names the
  *     device in messages ("ext_dev:0"); a type nobody serves is refused
- *     naming it ("cuda_managed").
+ *     naming it ("cuda_managed");
+ *   - docs/abi.md's table of backend slots (section 10) has one row per slot
+ *     of nnm_backend_vtable as abi/nnmod/plugin.h declares it, in order.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "test_util.h"
@@ -126,6 +128,61 @@ static void test_other_device_types(void) {
     CU_ASSERT_PTR_NULL(t);
 }
 
+/* The whole file as a NUL-terminated string (free it), or NULL. */
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (int c; (c = fgetc(f)) != EOF;) {
+        if (n + 1 >= cap) {
+            cap = cap ? 2 * cap : 65536;
+            char *b = realloc(buf, cap);
+            if (b == NULL) break;
+            buf = b;
+        }
+        buf[n++] = (char)c;
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    return buf;
+}
+
+static void test_docs_list_every_slot(void) {
+    char *h = slurp(NNM_SOURCE_DIR "/abi/nnmod/plugin.h"), *doc = slurp(NNM_SOURCE_DIR "/docs/abi.md");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+    char *vt = strstr(h, "typedef struct nnm_backend_vtable {");
+    char *vt_end = vt ? strstr(vt, "} nnm_backend_vtable;") : NULL;
+    char *tab = strstr(doc, "<!-- backend-slots");
+    char *tab_end = tab ? strstr(tab, "<!-- /backend-slots -->") : NULL;
+    CU_ASSERT_TRUE_FATAL(vt && vt_end && tab && tab_end);
+    *vt_end = 0;
+    *tab_end = 0;
+    /* the slots in declaration order: "(*name)(" */
+    int slots = 0, rows = 0;
+    const char *at = tab;
+    for (const char *p = strstr(vt, "(*"); p != NULL; p = strstr(p + 2, "(*")) {
+        const char *q = strchr(p, ')');
+        if (q == NULL || q - p - 2 <= 0 || q - p - 2 > 60) continue;
+        char row[96];
+        snprintf(row, sizeof row, "| `%.*s` |", (int)(q - p - 2), p + 2);
+        slots++;
+        const char *r = strstr(at, row);
+        if (r == NULL) {
+            fprintf(stderr, "\n  docs/abi.md section 10 lacks (in order) the row %s\n", row);
+            CU_FAIL("a backend slot missing from docs/abi.md");
+        } else {
+            at = r + strlen(row);
+        }
+    }
+    for (const char *p = strstr(tab, "\n| `"); p != NULL; p = strstr(p + 1, "\n| `")) rows++;
+    CU_ASSERT_TRUE(slots >= 38);
+    CU_ASSERT_EQUAL(rows, slots); /* and no row for a slot that is not there */
+    free(h);
+    free(doc);
+}
+
 static int suite_init(void) {
     if (emu_setup(NNM_TEST_CPU_PLUGIN) != 0 || tu_ctx_new(&g_ctx) != 0) return 1;
     return nnm_plugin_register_static(g_ctx, &emu_desc, "test_emu_backend") != NNM_OK;
@@ -144,5 +201,6 @@ int main(void) {
     CU_add_test(s, "its memory is not host memory", test_memory_is_not_host_memory);
     CU_add_test(s, "copies, fills, a module moved there and back", test_copies_and_moves);
     CU_add_test(s, "other device types", test_other_device_types);
+    CU_add_test(s, "docs/abi.md lists every backend slot", test_docs_list_every_slot);
     return tu_run();
 }
