@@ -500,6 +500,28 @@ static int emu_fill(void) {
     return 0;
 }
 
+/* emu as a backend with only the slots nothing falls back for (after
+ * emu_setup, before a context registers it): the fused kernels the runtime
+ * or the layers can compose (conv, batch_norm, index_select/index_add,
+ * ctc_loss, embedding_bag, layer_norm) are NULL, so the composed paths run
+ * on a device the host cannot read. docs/abi.md section 10 lists them. */
+static void emu_minimal(void) {
+    g_emu_vt.name = "emu_min";
+    g_emu_vt.conv = NULL;
+    g_emu_vt.conv_backward = NULL;
+    g_emu_vt.batch_norm = NULL;
+    g_emu_vt.batch_norm_backward = NULL;
+    g_emu_vt.index_select = NULL;
+    g_emu_vt.index_add = NULL;
+    g_emu_vt.ctc_loss = NULL;
+    g_emu_vt.ctc_loss_backward = NULL;
+    g_emu_vt.set_num_threads = NULL;
+    g_emu_vt.embedding_bag = NULL;
+    g_emu_vt.embedding_bag_backward = NULL;
+    g_emu_vt.layer_norm = NULL;
+    g_emu_vt.layer_norm_backward = NULL;
+}
+
 /* 0 on success: dlopens the cpu plugin and builds the emu vtable. */
 static int emu_setup(const char *cpu_plugin) {
     if (g_emu_cpu != NULL) return 0;

@@ -6,6 +6,9 @@
  *                       kernels behind a device type (12, kDLExtDev) whose
  *                       memory host code cannot read; a layer or runtime op
  *                       touching tensor memory on the host crashes there
+ *   "emu_min"           emu without the slots that have a fallback (conv,
+ *                       batch_norm, index_select, embedding_bag, layer_norm,
+ *                       ctc_loss, ...): the composed paths on that device
  *   "cuda"              CUDA device 0; where the cuda backend says there is
  *                       no device the suite prints "SKIPPED: no CUDA device"
  *                       and passes
@@ -66,12 +69,15 @@ static inline int td_init(nnm_ctx *ctx) {
     const char *v = getenv("NNM_TEST_DEVICE");
     if (v == NULL || !*v || strcmp(v, "cpu") == 0) {
         g_td.kind = 0, g_td.name = "cpu", g_td.dev = (nnm_device){NNM_DEVICE_CPU, 0};
-    } else if (strcmp(v, "emu") == 0) {
-        g_td.kind = 1, g_td.name = "emu", g_td.dev = EMU_DEVICE;
+    } else if (strcmp(v, "emu") == 0 || strcmp(v, "emu_min") == 0) {
+        const int min = strcmp(v, "emu_min") == 0;
+        g_td.kind = 1, g_td.name = min ? "emu_min" : "emu", g_td.dev = EMU_DEVICE;
         if (emu_setup(NNM_TEST_CPU_PLUGIN) != 0) {
             fprintf(stderr, "NNM_TEST_DEVICE=emu: cannot build the emu backend from %s\n", NNM_TEST_CPU_PLUGIN);
             return -1;
         }
+        if (min) /* every slot with a fallback left out: the fallbacks run on the device */
+            emu_minimal();
         if (nnm_plugin_register_static(ctx, &emu_desc, "tests/emu_backend.h") != NNM_OK) {
             fprintf(stderr, "NNM_TEST_DEVICE=emu: %s\n", nnm_ctx_errmsg(ctx));
             return -1;
