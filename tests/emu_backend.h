@@ -505,7 +505,7 @@ static int emu_fill(void) {
  * or the layers can compose (conv, batch_norm, index_select/index_add,
  * ctc_loss, embedding_bag, layer_norm) are NULL, so the composed paths run
  * on a device the host cannot read. docs/abi.md section 10 lists them. */
-static void emu_minimal(void) {
+static inline void emu_minimal(void) {
     g_emu_vt.name = "emu_min";
     g_emu_vt.conv = NULL;
     g_emu_vt.conv_backward = NULL;
@@ -523,7 +523,7 @@ static void emu_minimal(void) {
 }
 
 /* 0 on success: dlopens the cpu plugin and builds the emu vtable. */
-static int emu_setup(const char *cpu_plugin) {
+static inline int emu_setup(const char *cpu_plugin) {
     if (g_emu_cpu != NULL) return 0;
     g_emu_dl = dlopen(cpu_plugin, RTLD_NOW | RTLD_LOCAL);
     void *sym = g_emu_dl ? dlsym(g_emu_dl, NNM_PLUGIN_ENTRY_SYMBOL) : NULL;
@@ -539,7 +539,7 @@ static int emu_setup(const char *cpu_plugin) {
     return 0;
 }
 
-static void emu_teardown(void) {
+static inline void emu_teardown(void) {
     if (g_emu_dl) dlclose(g_emu_dl);
     g_emu_dl = NULL;
     g_emu_cpu = NULL;
