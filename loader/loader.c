@@ -118,12 +118,15 @@ static nnm__semver backend_version(const nnm_backend_vtable *vt) {
     return v;
 }
 
-static const char *device_type_name(int32_t type) {
-    switch (type) {
-    case NNM_DEVICE_CPU: return "cpu";
-    case NNM_DEVICE_CUDA: return "cuda";
-    default: return "unknown";
-    }
+/* DLPack's name of a DLDeviceType (dlpack.h's kDL* without the prefix, in
+ * lower case), "unknown" for another value. A backend may serve any of
+ * them (the runtime picks a backend by device type alone). */
+const char *nnm__device_type_name(int32_t type) {
+    static const char *const names[] = {
+        NULL,     "cpu",  "cuda",     "cuda_host", "opencl",       NULL,     NULL,    "vulkan",  "metal",
+        "vpi",    "rocm", "rocm_host", "ext_dev",  "cuda_managed", "oneapi", "webgpu", "hexagon", "maia"};
+    if (type >= 0 && type < (int32_t)(sizeof names / sizeof names[0]) && names[type]) return names[type];
+    return "unknown";
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1271,7 +1274,7 @@ nnm_status nnm__registry_find_backend(const nnm__registry *r, int32_t device_typ
     }
     if (!best) {
         msg_set(err, errcap, "no backend for device type %d (%s) is loaded", (int)device_type,
-                device_type_name(device_type));
+                nnm__device_type_name(device_type));
         return NNM_E_NOT_FOUND;
     }
     *vt = best;

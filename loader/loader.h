@@ -87,6 +87,9 @@ void nnm__registry_discover(nnm__registry *r, const char *env_path, const char *
 nnm_status nnm__registry_find_layer(const nnm__registry *r, const char *request,
                                     const nnm_layer_vtable **vt, nnm__plugin **owner,
                                     char *err, size_t errcap);
+/* DLPack's name of a device type ("cpu", "cuda", "ext_dev", ...), "unknown"
+ * for a value DLPack does not name. Static storage. */
+const char *nnm__device_type_name(int32_t type);
 /* The highest version of a backend for device_type, NNM_E_NOT_FOUND if none. */
 nnm_status nnm__registry_find_backend(const nnm__registry *r, int32_t device_type,
                                       const nnm_backend_vtable **vt, nnm__plugin **owner,

@@ -8,10 +8,10 @@
  * is returned as itself (one more reference), as torch.cat copies but the
  * values are the same.
  *
- * A CPU kernel with its own backward (the gradient is cut back into the
- * inputs' pieces); another device gives NNM_E_UNSUPPORTED. Backward keeps one
- * small saved tensor: the inputs' sizes along dim (i64), so that a module
- * called several times before backward needs no per-call state.
+ * One host op, op_concat (ABI 1.3): the backend's strided copies, so it runs
+ * on every device, and the runtime records it for autograd (the gradient is
+ * cut back into the inputs' pieces). 1.0.1: before it, a CPU loop with its
+ * own backward.
  */
 #include <nnmod/plugin.h>
 
@@ -59,18 +59,6 @@ static int32_t concat_dim(nnm_env *env, const concat_state *s, int32_t ndim) {
     return (int32_t)d;
 }
 
-/* outer = prod(shape[:dim]), inner = prod(shape[dim+1:]). */
-static void concat_split(const nnm_tensor_desc *d, int32_t dim, int64_t *outer, int64_t *inner) {
-    *outer = 1;
-    *inner = 1;
-    for (int32_t i = 0; i < d->ndim; i++) {
-        if (i < dim)
-            *outer *= d->shape[i];
-        else if (i > dim)
-            *inner *= d->shape[i];
-    }
-}
-
 static nnm_status concat_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
                                  nnm_tensor **out, uint32_t n_out) {
     const nnm_host *h = env->host;
@@ -89,13 +77,14 @@ static nnm_status concat_forward(nnm_env *env, void *self, nnm_tensor *const *in
     if (dim < 0)
         return NNM_E_SHAPE;
 
-    /* shapes agree except along dim */
-    int64_t shape[NNM_MAX_DIMS];
-    memcpy(shape, d0->shape, sizeof(int64_t) * (size_t)d0->ndim);
-    shape[dim] = 0;
-    int64_t sizes[NNM_MAX_IO];
+    /* shapes agree except along dim (the layer's messages; op_concat checks
+     * again) */
+    char dt[64];
     for (uint32_t i = 0; i < n_in; i++) {
         const nnm_tensor_desc *d = h->tensor_desc(in[i]);
+        if (!nnm_lu_is_f32(d))
+            return h->set_error(env, NNM_E_DTYPE, "concat takes f32 tensors, got %s for input %u",
+                                nnm_lu_dtype_str(d->dtype, dt, sizeof dt), (unsigned)i);
         if (d->ndim != d0->ndim)
             return h->set_error(env, NNM_E_SHAPE, "input %u has %d dims, input 0 has %d",
                                 (unsigned)i, (int)d->ndim, (int)d0->ndim);
@@ -106,114 +95,17 @@ static nnm_status concat_forward(nnm_env *env, void *self, nnm_tensor *const *in
                                     "(only dim %d may differ)",
                                     (unsigned)i, (long long)d->shape[k], (int)k,
                                     (long long)d0->shape[k], (int)dim);
-        sizes[i] = d->shape[dim];
-        shape[dim] += sizes[i];
     }
     if (n_in == 1) {
         h->tensor_retain(in[0]);
         out[0] = in[0];
         return NNM_OK;
     }
-
-    nnm_tensor *y = NULL;
-    nnm_status st = h->tensor_new(env, d0->ndim, shape, NNM_F32, &y);
-    if (st != NNM_OK)
-        return st;
-    int64_t outer, inner;
-    concat_split(h->tensor_desc(y), dim, &outer, &inner);
-    float *yp = nnm_lu_data(h->tensor_desc(y));
-    int64_t at = 0; /* offset along dim */
-    for (uint32_t i = 0; i < n_in && st == NNM_OK; i++) {
-        nnm_tensor *x = NULL;
-        st = nnm_lu_cpu_f32(env, "concat", in[i], &x);
-        if (st != NNM_OK)
-            break;
-        const float *xp = nnm_lu_data(h->tensor_desc(x));
-        const int64_t row = sizes[i] * inner;
-        for (int64_t o = 0; o < outer; o++)
-            memcpy(yp + (o * shape[dim] + at) * inner, xp + o * row, sizeof(float) * (size_t)row);
-        at += sizes[i];
-        h->tensor_release(x);
-    }
-    /* the sizes along dim, for backward */
-    nnm_tensor *keep = NULL;
-    const int64_t kshape[1] = {(int64_t)n_in};
-    const nnm_dtype i64 = {NNM_DTYPE_INT, 64, 1};
-    if (st == NNM_OK)
-        st = h->tensor_new(env, 1, kshape, i64, &keep);
-    if (st == NNM_OK) {
-        const nnm_tensor_desc *kd = h->tensor_desc(keep);
-        if (kd->device.type == NNM_DEVICE_CPU)
-            memcpy(nnm_lu_data(kd), sizes, sizeof(int64_t) * n_in);
-        st = h->save_for_backward(env, &keep, 1);
-    }
-    h->tensor_release(keep);
-    if (st != NNM_OK) {
-        h->tensor_release(y);
-        return st;
-    }
-    out[0] = y;
-    return NNM_OK;
-}
-
-static nnm_status concat_backward(nnm_env *env, void *self, nnm_tensor *const *grad_out,
-                                  uint32_t n_out, nnm_tensor **grad_in, uint32_t n_in) {
-    const nnm_host *h = env->host;
-    const concat_state *s = self;
-    for (uint32_t i = 0; i < n_in; i++)
-        grad_in[i] = NULL;
-    if (s == NULL || n_out != 1)
-        return h->set_error(env, NNM_E_STATE, "concat backward: unexpected arity");
-    if (grad_out[0] == NULL)
-        return NNM_OK;
-    nnm_tensor *const *saved = NULL;
-    uint32_t n_saved = 0;
-    nnm_status st = h->saved_tensors(env, &saved, &n_saved);
-    if (st != NNM_OK)
-        return st;
-    if (n_in == 1) { /* forward returned its input */
-        h->tensor_retain(grad_out[0]);
-        grad_in[0] = grad_out[0];
-        return NNM_OK;
-    }
-    if (n_saved != 1 || nnm_lu_numel(h->tensor_desc(saved[0])) != (int64_t)n_in)
-        return h->set_error(env, NNM_E_STATE, "concat backward: saved sizes missing");
-    const int64_t *sizes = nnm_lu_data(h->tensor_desc(saved[0]));
-    nnm_tensor *g = NULL;
-    st = nnm_lu_cpu_f32(env, "concat", grad_out[0], &g);
-    if (st != NNM_OK)
-        return st;
-    const nnm_tensor_desc *gd = h->tensor_desc(g);
-    const int32_t dim = concat_dim(env, s, gd->ndim);
-    if (dim < 0) {
-        h->tensor_release(g);
-        return NNM_E_SHAPE;
-    }
-    int64_t outer, inner;
-    concat_split(gd, dim, &outer, &inner);
-    const float *gp = nnm_lu_data(gd);
-    int64_t shape[NNM_MAX_DIMS];
-    memcpy(shape, gd->shape, sizeof(int64_t) * (size_t)gd->ndim);
-    int64_t at = 0;
-    for (uint32_t i = 0; i < n_in && st == NNM_OK; i++) {
-        shape[dim] = sizes[i];
-        st = h->tensor_new(env, gd->ndim, shape, NNM_F32, &grad_in[i]);
-        if (st != NNM_OK)
-            break;
-        float *xp = nnm_lu_data(h->tensor_desc(grad_in[i]));
-        const int64_t row = sizes[i] * inner;
-        for (int64_t o = 0; o < outer; o++)
-            memcpy(xp + o * row, gp + (o * gd->shape[dim] + at) * inner,
-                   sizeof(float) * (size_t)row);
-        at += sizes[i];
-    }
-    h->tensor_release(g);
-    if (st != NNM_OK)
-        for (uint32_t i = 0; i < n_in; i++) {
-            h->tensor_release(grad_in[i]);
-            grad_in[i] = NULL;
-        }
-    return st;
+    if (!NNM_HOST_HAS(h, op_concat))
+        return h->set_error(env, NNM_E_VERSION, "concat needs a host of ABI 1.3 (op_concat)");
+    /* one host op: the backend's strided copies on any device, recorded for
+     * autograd (the gradient is cut back into the inputs' pieces) */
+    return h->op_concat(env, in, n_in, dim, &out[0]);
 }
 
 static int concat_extra_repr(void *self, char *buf, size_t cap) {
@@ -234,14 +126,13 @@ static const nnm_layer_vtable concat_layer = {
     .display_name = "Concat",
     .version_major = 1,
     .version_minor = 0,
-    .version_patch = 0,
+    .version_patch = 1,
     .n_inputs = NNM_ARITY_ANY,
     .n_outputs = 1,
     .create = concat_create,
     .destroy = concat_destroy,
     .forward = concat_forward,
     .extra_repr = concat_extra_repr,
-    .backward = concat_backward,
     .config_fields = concat_config,
     .n_config_fields = sizeof concat_config / sizeof concat_config[0],
 };

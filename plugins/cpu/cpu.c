@@ -935,6 +935,16 @@ static inline float cpu_hardswish_grad(float x) { /* PyTorch's hardswish_backwar
         }                                                                                \
     } while (0)
 
+/* COPY's row: memcpy where both rows are dense (a concat or slice moves
+ * whole blocks; libc's copy beats the element loop on large ones). */
+#define CPU_COPY_ROW                                                                     \
+    do {                                                                                 \
+        if (s[0] == 1 && s[1] == 1)                                                      \
+            memcpy(p[0], p[1], sizeof(float) * (size_t)n);                               \
+        else                                                                             \
+            CPU_UNARY_ROW(CPU_U_COPY);                                                   \
+    } while (0)
+
 static void cpu_unary_part(void *job, int64_t lo, int64_t hi, int slot);
 
 /* The small-model case checked in one pass: out and x f32 CPU tensors of the
@@ -1001,7 +1011,7 @@ run:;
     float *base[2] = {cpu_base(args->out), cpu_base(args->x)};
     const float alpha = (float)args->alpha;
     switch (args->op) {
-    case NNM_UNARY_COPY: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_COPY)); break;
+    case NNM_UNARY_COPY: CPU_WALK(&L, base, CPU_COPY_ROW); break;
     case NNM_UNARY_NEG: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_NEG)); break;
     case NNM_UNARY_RELU: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_RELU)); break;
     case NNM_UNARY_EXP: CPU_WALK(&L, base, CPU_UNARY_ROW(CPU_U_EXP)); break;

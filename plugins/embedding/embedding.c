@@ -12,14 +12,16 @@
  *                    IN PLACE (never recorded) to max_norm / (norm + 1e-7), as
  *                    torch.embedding_renorm_ does under no_grad
  *     norm_type      float, default 2 (p of the p-norm; inf = max |w|)
- *                    (max_norm runs on the CPU only: a weight on another
- *                    device is refused, as no host op writes a parameter)
  *     scale_grad_by_freq bool, default false: the weight's gradient of each
  *                    row divided by its index's count in the input, as PyTorch
  *   sparse is not supported (the schema refuses it).
- *   A CPU kernel with its own backward: the weight's gradient is the sum of
- *   the output gradient's rows per index (padding_idx's row left at zero),
- *   accumulated through host->accumulate_grad; indices get no gradient.
+ *   Host ops only, so it runs on every device (1.1.1; before, a CPU kernel):
+ *   op_index_select gathers the rows (its gradient is the scatter-add into
+ *   the weight's rows, the backend's index_add slot), padding_idx's gradient
+ *   is masked with op_where, scale_grad_by_freq scales each position's
+ *   gradient (the indices read on the host), and max_norm renormalises the
+ *   weight in place with op_update on a detached alias. Indices get no
+ *   gradient.
  *
  * "embedding_bag" (torch.nn.EmbeddingBag): sums, means or maxima of bags of
  *   rows. Config as embedding's plus mode ("mean" | "sum" | "max", default
@@ -218,214 +220,191 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* torch.embedding_renorm_(weight, idx, max_norm, norm_type) under no_grad:
- * each distinct row idx names whose norm exceeds max_norm is scaled in place
- * by max_norm / (norm + 1e-7) (the scale rounded to f32, as PyTorch's
- * `row *= scale`). Never recorded. The indices were range-checked. The
- * weight is a parameter, which no host op writes in place (op_update takes
- * buffers only), so this runs on the CPU; another device is refused. */
+/* torch.embedding_renorm_(weight, idx, max_norm, norm_type) under no_grad,
+ * in host ops (so on any device): each row that idx names (host memory, the
+ * n indices range-checked) and whose norm_type-norm exceeds max_norm is
+ * scaled in place by max_norm / (norm + 1e-7), as PyTorch's `row *= scale`.
+ * Never recorded: the rows' norms, the factor per row and the new weight are
+ * computed from a detached alias of the weight, then written over it with
+ * op_update (a parameter written in place, as torch does under no_grad).
+ * O(num_embeddings * dim) per call: every row's norm, every row rewritten
+ * (the factor 1 where nothing changes). */
 static nnm_status embedding_renorm(nnm_env *env, const embedding_state *s, const int64_t *idx,
                                    int64_t n) {
     const nnm_host *h = env->host;
     const nnm_tensor_desc *wd = h->tensor_desc(s->weight);
     if (n == 0 || wd->data == NULL)
         return NNM_OK;
-    if (wd->device.type != NNM_DEVICE_CPU || !nnm_lu_is_contiguous(wd))
-        return h->set_error(env, NNM_E_UNSUPPORTED,
-                            "%s: max_norm renormalises the weight in place on the CPU only; "
-                            "the weight is on device type %d",
-                            s->bag ? "embedding_bag" : "embedding", wd->device.type);
-    int64_t *sorted = malloc(sizeof(int64_t) * (size_t)n);
-    if (sorted == NULL)
-        return h->set_error(env, NNM_E_NOMEM, "max_norm: out of memory for %lld indices",
-                            (long long)n);
-    memcpy(sorted, idx, sizeof(int64_t) * (size_t)n);
-    qsort(sorted, (size_t)n, sizeof(int64_t), cmp_i64);
-    float *w = nnm_lu_data(wd);
-    const int64_t D = s->embedding_dim;
+    if (!NNM_HOST_HAS(h, op_detach) || !NNM_HOST_HAS(h, tensor_from_host) || !NNM_HOST_HAS(h, op_where))
+        return h->set_error(env, NNM_E_VERSION, "%s: max_norm needs a host of ABI 1.5 (op_detach)",
+                            s->bag ? "embedding_bag" : "embedding");
+    const int64_t V = s->num_embeddings;
+    if (!nnm_lu_host_fits((double)V * sizeof(float)))
+        return h->set_error(env, NNM_E_NOMEM, "max_norm: out of memory for %lld rows", (long long)V);
+    float *sel = calloc((size_t)V, sizeof(float)); /* 1: a row idx names */
+    if (sel == NULL)
+        return h->set_error(env, NNM_E_NOMEM, "max_norm: out of memory for %lld rows", (long long)V);
+    for (int64_t i = 0; i < n; i++)
+        sel[idx[i]] = 1.0f;
     const double p = s->norm_type;
-    for (int64_t i = 0; i < n; i++) {
-        if (i > 0 && sorted[i] == sorted[i - 1])
-            continue;
-        float *row = w + sorted[i] * D;
-        double norm = 0.0;
+    const int32_t dim1[1] = {1};
+    nnm_tensor *w = NULL, *a = NULL, *t = NULL, *norm = NULL, *selt = NULL, *big = NULL, *cond = NULL,
+               *den = NULL, *mx = NULL, *scale = NULL, *one = NULL, *factor = NULL, *nw = NULL;
+    const int64_t vshape[2] = {V, 1}, oshape[1] = {1};
+    /* the scale PyTorch applies when the float norm is > max_norm: the
+     * smallest float above max_norm is the threshold of GE */
+    float thr = (float)s->max_norm;
+    if ((double)thr <= s->max_norm)
+        thr = nextafterf(thr, INFINITY);
+    nnm_status st = h->op_detach(env, s->weight, &w);
+    if (st == NNM_OK)
+        st = h->op_unary(env, NNM_UNARY_ABS, w, 0.0, &a);
+    if (st == NNM_OK) {
         if (isinf(p)) {
-            for (int64_t k = 0; k < D; k++)
-                norm = fmax(norm, fabs((double)row[k]));
-        } else if (p == 0.0) {
-            for (int64_t k = 0; k < D; k++)
-                norm += row[k] != 0.0f;
+            st = h->op_reduce(env, NNM_REDUCE_MAX, a, dim1, 1, 1, &norm);
+        } else if (p == 0.0) { /* the count of nonzero entries */
+            st = h->op_unary(env, NNM_UNARY_SIGN, a, 0.0, &t);
+            if (st == NNM_OK)
+                st = h->op_reduce(env, NNM_REDUCE_SUM, t, dim1, 1, 1, &norm);
         } else if (p == 1.0) {
-            for (int64_t k = 0; k < D; k++)
-                norm += fabs((double)row[k]);
-        } else if (p == 2.0) {
-            for (int64_t k = 0; k < D; k++)
-                norm += (double)row[k] * (double)row[k];
-            norm = sqrt(norm);
+            st = h->op_reduce(env, NNM_REDUCE_SUM, a, dim1, 1, 1, &norm);
         } else {
-            for (int64_t k = 0; k < D; k++)
-                norm += pow(fabs((double)row[k]), p);
-            norm = pow(norm, 1.0 / p);
-        }
-        norm = (double)(float)norm; /* PyTorch reads a float norm */
-        if (norm > s->max_norm) {
-            const float scale = (float)(s->max_norm / (norm + 1e-7));
-            for (int64_t k = 0; k < D; k++)
-                row[k] *= scale;
+            nnm_tensor *sum = NULL;
+            st = p == 2.0 ? h->op_binary(env, NNM_BINARY_MUL, a, a, &t) : h->op_unary(env, NNM_UNARY_POW, a, p, &t);
+            if (st == NNM_OK)
+                st = h->op_reduce(env, NNM_REDUCE_SUM, t, dim1, 1, 1, &sum);
+            if (st == NNM_OK)
+                st = p == 2.0 ? h->op_unary(env, NNM_UNARY_SQRT, sum, 0.0, &norm)
+                              : h->op_unary(env, NNM_UNARY_POW, sum, 1.0 / p, &norm);
+            h->tensor_release(sum);
         }
     }
-    free(sorted);
-    return NNM_OK;
+    if (st == NNM_OK)
+        st = h->tensor_from_host(env, 2, vshape, NNM_F32, sel, &selt);
+    if (st == NNM_OK)
+        st = h->op_unary(env, NNM_UNARY_GE, norm, (double)thr, &big);
+    if (st == NNM_OK)
+        st = h->op_binary(env, NNM_BINARY_MUL, big, selt, &cond);
+    if (st == NNM_OK)
+        st = h->op_unary(env, NNM_UNARY_ADD_SCALAR, norm, 1e-7, &den);
+    if (st == NNM_OK)
+        st = h->op_full(env, 1, oshape, s->max_norm, &mx);
+    if (st == NNM_OK)
+        st = h->op_binary(env, NNM_BINARY_DIV, mx, den, &scale);
+    if (st == NNM_OK)
+        st = h->op_full(env, 1, oshape, 1.0, &one);
+    if (st == NNM_OK)
+        st = h->op_where(env, cond, scale, one, &factor);
+    if (st == NNM_OK)
+        st = h->op_binary(env, NNM_BINARY_MUL, w, factor, &nw);
+    if (st == NNM_OK)
+        st = h->op_update(env, w, nw, 0.0, 1.0);
+    nnm_tensor *all[] = {w, a, t, norm, selt, big, cond, den, mx, scale, one, factor, nw};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        h->tensor_release(all[i]);
+    free(sel);
+    return st;
 }
 
-/* A contiguous i64 CPU copy (or reference) of the indices, checked against
- * the table's size. */
-static nnm_status embedding_indices(nnm_env *env, const embedding_state *s, nnm_tensor *x,
-                                    nnm_tensor **out) {
+static nnm_status bag_read_i64(nnm_env *env, nnm_tensor *t, const char *what, const int64_t **buf,
+                               int64_t **owned);
+static nnm_status bag_scale_grad(nnm_env *env, const int64_t *idx, int64_t n, nnm_tensor *g,
+                                 const embedding_state *s, nnm_tensor **out);
+
+/* y (rows gathered at the flat indices), with no gradient reaching the
+ * padding row: where(idx == padding_idx, detach(y), y). The mask is
+ * gathered from a one-hot column of the table's length with the same
+ * indices (exact for every index, on any device). */
+static nnm_status embedding_mask_padding(nnm_env *env, const embedding_state *s, nnm_tensor *flat,
+                                         nnm_tensor *y, nnm_tensor **out) {
     const nnm_host *h = env->host;
-    *out = NULL;
-    const nnm_tensor_desc *d = h->tensor_desc(x);
-    char dt[64];
-    if (d->dtype.code != NNM_DTYPE_INT || d->dtype.bits != 64)
-        return h->set_error(env, NNM_E_DTYPE, "embedding takes i64 indices, got %s",
-                            nnm_lu_dtype_str(d->dtype, dt, sizeof dt));
-    if (d->device.type != NNM_DEVICE_CPU)
-        return h->set_error(env, NNM_E_UNSUPPORTED,
-                            "embedding has a CPU kernel only; no kernel for device type %d",
-                            d->device.type);
-    if (!nnm_lu_is_contiguous(d))
-        return h->set_error(env, NNM_E_UNSUPPORTED, "embedding: strided indices");
-    if (d->ndim + 1 > NNM_MAX_DIMS)
-        return h->set_error(env, NNM_E_SHAPE, "indices of %d dims leave no room for the "
-                            "embedding dim (at most %d dims)", (int)d->ndim, NNM_MAX_DIMS);
-    const int64_t *idx = nnm_lu_data(d);
-    const int64_t n = nnm_lu_numel(d);
-    for (int64_t i = 0; i < n; i++)
-        if (idx[i] < 0 || idx[i] >= s->num_embeddings)
-            return h->set_error(env, NNM_E_INVALID,
-                                "index %lld (element %lld) is out of range for %lld embeddings",
-                                (long long)idx[i], (long long)i, (long long)s->num_embeddings);
-    h->tensor_retain(x);
-    *out = x;
-    return NNM_OK;
+    const int64_t V = s->num_embeddings, P = s->padding_idx;
+    nnm_tensor *parts[3] = {NULL, NULL, NULL}, *onehot = NULL, *m = NULL, *yd = NULL;
+    const int64_t sz[3] = {P, 1, V - P - 1};
+    nnm_tensor *use[3];
+    uint32_t k = 0;
+    nnm_status st = NNM_OK;
+    for (int i = 0; i < 3 && st == NNM_OK; i++) {
+        if (sz[i] == 0)
+            continue;
+        const int64_t shape[2] = {sz[i], 1};
+        st = h->op_full(env, 2, shape, i == 1 ? 1.0 : 0.0, &parts[i]);
+        use[k++] = parts[i];
+    }
+    if (st == NNM_OK)
+        st = k == 1 ? (h->tensor_retain(use[0]), onehot = use[0], NNM_OK) : h->op_concat(env, use, k, 0, &onehot);
+    if (st == NNM_OK)
+        st = h->op_index_select(env, onehot, 0, flat, &m); /* [n, 1] */
+    if (st == NNM_OK)
+        st = h->op_detach(env, y, &yd);
+    if (st == NNM_OK)
+        st = h->op_where(env, m, yd, y, out);
+    nnm_tensor *all[] = {parts[0], parts[1], parts[2], onehot, m, yd};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        h->tensor_release(all[i]);
+    return st;
 }
 
+/* torch.nn.Embedding's forward in host ops, so on every device: the rows
+ * op_index_select gathers (the runtime checks the indices; its gradient is
+ * the scatter-add into the weight's rows, repeated indices summed), the
+ * padding row's gradient masked, scale_grad_by_freq's per-index scale, and
+ * max_norm's in-place renormalisation first. The last two read the indices
+ * on the host (tensor_read_f32 off the CPU: exact below 2^24). */
 static nnm_status embedding_forward(nnm_env *env, void *self, nnm_tensor *const *in,
                                     uint32_t n_in, nnm_tensor **out, uint32_t n_out) {
     const nnm_host *h = env->host;
     const embedding_state *s = self;
+    char dt[64];
     if (s == NULL)
         return h->set_error(env, NNM_E_STATE, "embedding: forward without state");
     if (n_in != 1 || n_out != 1 || in == NULL || out == NULL || in[0] == NULL)
         return h->set_error(env, NNM_E_SHAPE, "embedding takes 1 input and 1 output, got %u and %u",
                             (unsigned)n_in, (unsigned)n_out);
-    nnm_tensor *idx = NULL;
-    nnm_status st = embedding_indices(env, s, in[0], &idx);
-    if (st != NNM_OK)
-        return st;
-    const nnm_tensor_desc *id = h->tensor_desc(idx);
-    const nnm_tensor_desc *wd = h->tensor_desc(s->weight);
-    if (wd->device.type != NNM_DEVICE_CPU || !nnm_lu_is_contiguous(wd)) {
-        h->tensor_release(idx);
-        return h->set_error(env, NNM_E_UNSUPPORTED, "embedding: weight not on the CPU");
+    if (!NNM_HOST_HAS(h, op_index_select) || !NNM_HOST_HAS(h, op_detach))
+        return h->set_error(env, NNM_E_VERSION, "embedding needs a host of ABI 1.5 or later");
+    const nnm_tensor_desc *d = h->tensor_desc(in[0]);
+    if (d->dtype.code != NNM_DTYPE_INT || d->dtype.bits != 64 || d->dtype.lanes != 1)
+        return h->set_error(env, NNM_E_DTYPE, "embedding takes i64 indices, got %s",
+                            nnm_lu_dtype_str(d->dtype, dt, sizeof dt));
+    if (d->ndim + 1 > NNM_MAX_DIMS)
+        return h->set_error(env, NNM_E_SHAPE, "indices of %d dims leave no room for the "
+                            "embedding dim (at most %d dims)", (int)d->ndim, NNM_MAX_DIMS);
+    const int64_t n = nnm_lu_numel(d);
+    int64_t oshape[NNM_MAX_DIMS];
+    memcpy(oshape, d->shape, sizeof(int64_t) * (size_t)d->ndim);
+    oshape[d->ndim] = s->embedding_dim;
+    const int grad = h->grad_enabled(env);
+    const int64_t *idx = NULL;
+    int64_t *owned = NULL;
+    nnm_status st = NNM_OK;
+    if (s->has_max_norm || (s->scale_grad_by_freq && grad && n > 0)) {
+        st = bag_read_i64(env, in[0], "indices", &idx, &owned);
+        for (int64_t i = 0; st == NNM_OK && i < n; i++)
+            if (idx[i] < 0 || idx[i] >= s->num_embeddings)
+                st = h->set_error(env, NNM_E_INVALID,
+                                  "index %lld (element %lld) is out of range for %lld embeddings",
+                                  (long long)idx[i], (long long)i, (long long)s->num_embeddings);
     }
-    if (s->has_max_norm &&
-        (st = embedding_renorm(env, s, nnm_lu_data(id), nnm_lu_numel(id))) != NNM_OK) {
-        h->tensor_release(idx);
-        return st;
+    if (st == NNM_OK && s->has_max_norm)
+        st = embedding_renorm(env, s, idx, n);
+    nnm_tensor *flat = NULL, *y = NULL, *y2 = NULL;
+    const int64_t fshape[1] = {n};
+    if (st == NNM_OK)
+        st = h->op_reshape(env, in[0], 1, fshape, &flat);
+    if (st == NNM_OK)
+        st = h->op_index_select(env, s->weight, 0, flat, &y); /* [n, D]; checks the range */
+    if (st == NNM_OK && grad && n > 0 && s->scale_grad_by_freq) { /* also zeroes padding_idx's */
+        st = bag_scale_grad(env, idx, n, y, s, &y2);
+    } else if (st == NNM_OK && grad && n > 0 && s->has_padding) {
+        st = embedding_mask_padding(env, s, flat, y, &y2);
     }
-    int64_t shape[NNM_MAX_DIMS];
-    memcpy(shape, id->shape, sizeof(int64_t) * (size_t)id->ndim);
-    shape[id->ndim] = s->embedding_dim;
-    st = h->tensor_new(env, id->ndim + 1, shape, NNM_F32, &out[0]);
-    if (st == NNM_OK) {
-        const int64_t *ip = nnm_lu_data(id);
-        const float *w = nnm_lu_data(wd);
-        float *y = nnm_lu_data(h->tensor_desc(out[0]));
-        const int64_t n = nnm_lu_numel(id), D = s->embedding_dim;
-        for (int64_t i = 0; i < n; i++)
-            memcpy(y + i * D, w + ip[i] * D, sizeof(float) * (size_t)D);
-        st = h->save_for_backward(env, &idx, 1);
-        if (st != NNM_OK) {
-            h->tensor_release(out[0]);
-            out[0] = NULL;
-        }
-    }
-    h->tensor_release(idx);
-    return st;
-}
-
-static nnm_status embedding_backward(nnm_env *env, void *self, nnm_tensor *const *grad_out,
-                                     uint32_t n_out, nnm_tensor **grad_in, uint32_t n_in) {
-    const nnm_host *h = env->host;
-    const embedding_state *s = self;
-    if (s == NULL || n_out != 1 || n_in != 1)
-        return h->set_error(env, NNM_E_STATE, "embedding backward: unexpected arity");
-    grad_in[0] = NULL; /* indices are not differentiable */
-    if (grad_out[0] == NULL)
-        return NNM_OK;
-    nnm_tensor *const *saved = NULL;
-    uint32_t n_saved = 0;
-    nnm_status st = h->saved_tensors(env, &saved, &n_saved);
-    if (st != NNM_OK)
-        return st;
-    if (n_saved != 1)
-        return h->set_error(env, NNM_E_STATE, "embedding backward: saved indices missing");
-    const nnm_tensor_desc *id = h->tensor_desc(saved[0]);
-    nnm_tensor *g = NULL, *gw = NULL;
-    st = nnm_lu_cpu_f32(env, "embedding", grad_out[0], &g);
-    if (st != NNM_OK)
-        return st;
-    const int64_t n = nnm_lu_numel(id), D = s->embedding_dim;
-    if (nnm_lu_numel(h->tensor_desc(g)) != n * D) {
-        h->tensor_release(g);
-        return h->set_error(env, NNM_E_SHAPE, "embedding backward: gradient of another size");
-    }
-    const int64_t wshape[2] = {s->num_embeddings, D};
-    st = h->tensor_new(env, 2, wshape, NNM_F32, &gw);
-    const int64_t *ip = nnm_lu_data(id);
-    int64_t *sorted = NULL; /* scale_grad_by_freq: the indices sorted, to count them */
-    if (st == NNM_OK && s->scale_grad_by_freq && n > 0) {
-        sorted = malloc(sizeof(int64_t) * (size_t)n);
-        if (sorted == NULL)
-            st = h->set_error(env, NNM_E_NOMEM, "embedding backward: out of memory");
-        else {
-            memcpy(sorted, ip, sizeof(int64_t) * (size_t)n);
-            qsort(sorted, (size_t)n, sizeof(int64_t), cmp_i64);
-        }
-    }
-    if (st == NNM_OK) {
-        float *gwp = nnm_lu_data(h->tensor_desc(gw));
-        memset(gwp, 0, sizeof(float) * (size_t)(s->num_embeddings * D));
-        const float *gp = nnm_lu_data(h->tensor_desc(g));
-        for (int64_t i = 0; i < n; i++) {
-            if (s->has_padding && ip[i] == s->padding_idx)
-                continue;
-            float *row = gwp + ip[i] * D;
-            if (sorted != NULL) { /* PyTorch: grad_weight[k].add_(grad[i], 1 / count[k]) */
-                int64_t lo = 0, hi = n; /* the first entry >= ip[i], then the first > ip[i] */
-                while (lo < hi) {
-                    const int64_t mid = lo + (hi - lo) / 2;
-                    if (sorted[mid] < ip[i]) lo = mid + 1; else hi = mid;
-                }
-                int64_t lo2 = lo, hi2 = n;
-                while (lo2 < hi2) {
-                    const int64_t mid = lo2 + (hi2 - lo2) / 2;
-                    if (sorted[mid] <= ip[i]) lo2 = mid + 1; else hi2 = mid;
-                }
-                const float scale = (float)(1.0 / (double)(lo2 - lo));
-                for (int64_t k = 0; k < D; k++)
-                    row[k] += scale * gp[i * D + k];
-            } else {
-                for (int64_t k = 0; k < D; k++)
-                    row[k] += gp[i * D + k];
-            }
-        }
-        st = h->accumulate_grad(env, s->weight, gw);
-    }
-    free(sorted);
-    h->tensor_release(gw);
-    h->tensor_release(g);
+    if (st == NNM_OK)
+        st = h->op_reshape(env, y2 != NULL ? y2 : y, d->ndim + 1, oshape, &out[0]);
+    h->tensor_release(flat);
+    h->tensor_release(y);
+    h->tensor_release(y2);
+    free(owned);
     return st;
 }
 
@@ -680,7 +659,7 @@ static nnm_status bag_reduce(nnm_env *env, const embedding_state *s, const bag_p
  * idx[i] in the input times the gradient to g, as PyTorch's dense backward
  * scales each index's rows. (An infinite weight makes that row NaN.) */
 static nnm_status bag_scale_grad(nnm_env *env, const int64_t *idx, int64_t n, nnm_tensor *g,
-                                 nnm_tensor **out) {
+                                 const embedding_state *s, nnm_tensor **out) {
     const nnm_host *h = env->host;
     int64_t *sorted = malloc(sizeof(int64_t) * (size_t)n);
     float *c = malloc(sizeof(float) * (size_t)n);
@@ -700,7 +679,10 @@ static nnm_status bag_scale_grad(nnm_env *env, const int64_t *idx, int64_t n, nn
                 const int64_t mid = lo2 + (hi2 - lo2) / 2;
                 if (sorted[mid] <= idx[i]) lo2 = mid + 1; else hi2 = mid;
             }
-            c[i] = (float)(1.0 / (double)(lo2 - lo));
+            /* embedding: padding_idx's row gets no gradient (its entries
+             * never reach the bag layer's reduction, which masks them) */
+            c[i] = !s->bag && s->has_padding && idx[i] == s->padding_idx ? 0.0f
+                                                                         : (float)(1.0 / (double)(lo2 - lo));
         }
     }
     nnm_tensor *ct = NULL, *gd = NULL, *diff = NULL, *sc = NULL;
@@ -844,7 +826,7 @@ static nnm_status embedding_bag_forward(nnm_env *env, void *self, nnm_tensor *co
         st = h->op_index_select(env, s->weight, 0, flat, &g); /* [n, D]; checks the range */
     if (st == NNM_OK && s->scale_grad_by_freq && n > 0) {
         nnm_tensor *g2 = NULL;
-        st = bag_scale_grad(env, idx, n, g, &g2);
+        st = bag_scale_grad(env, idx, n, g, s, &g2);
         h->tensor_release(g);
         g = g2;
     }
@@ -948,14 +930,13 @@ static const nnm_layer_vtable embedding_layer = {
     .display_name = "Embedding",
     .version_major = 1,
     .version_minor = 1, /* 1.1: max_norm, norm_type, scale_grad_by_freq */
-    .version_patch = 0,
+    .version_patch = 1, /* 1.1.1: host ops on every device (was a CPU kernel) */
     .n_inputs = 1,
     .n_outputs = 1,
     .create = embedding_create,
     .destroy = embedding_destroy,
     .forward = embedding_forward,
     .extra_repr = embedding_extra_repr,
-    .backward = embedding_backward,
     .config_fields = embedding_config,
     .n_config_fields = sizeof embedding_config / sizeof embedding_config[0],
 };
@@ -967,7 +948,7 @@ static const nnm_layer_vtable embedding_bag_layer = {
     .display_name = "EmbeddingBag",
     .version_major = 1,
     .version_minor = 0,
-    .version_patch = 0,
+    .version_patch = 1, /* 1.0.1: max_norm in host ops (was CPU only) */
     .n_inputs = NNM_ARITY_ANY, /* input[, offsets][, per_sample_weights] */
     .n_outputs = 1,
     .create = embedding_bag_create,

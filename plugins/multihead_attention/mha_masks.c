@@ -21,9 +21,11 @@
  *     take 0 and 1 values only" for others), nothing to reproduce.
  * A row with every key masked gives NaN, as in 1.13 (softmax of all -inf).
  *
- * f32 masks are added with host ops, so they get gradients and run on any
- * device; the boolean parts (and a f32 key padding mask used as a bool) are
- * built on the CPU into one 0/-inf tensor, as small as the masks allow.
+ * Host ops only, so every mask runs on any device: f32 masks are added (and
+ * get gradients); the boolean parts (and a f32 key padding mask used as a
+ * bool) are cast to 0/1 on their device, summed with a causal table made on
+ * the host, and turned into one 0/-inf tensor (op_where), as small as the
+ * masks allow.
  */
 #include "mha.h"
 
@@ -47,23 +49,6 @@ static int mask_kind(const nnm_tensor_desc *d) {
     return -1;
 }
 
-/* Element idx[0..ndim) of a CPU mask of kind BOOL (0/1) or FLOAT, any strides. */
-static double mask_at(const nnm_tensor_desc *d, const int64_t *idx) {
-    const int64_t esize = d->dtype.bits / 8;
-    int64_t off = 0, st = 1;
-    for (int32_t i = d->ndim - 1; i >= 0; i--) {
-        off += idx[i] * (d->strides != NULL ? d->strides[i] : st);
-        st *= d->shape[i];
-    }
-    const char *p = (const char *)nnm_lu_data(d) + off * esize;
-    if (d->dtype.code == NNM_DTYPE_FLOAT) {
-        float f;
-        memcpy(&f, p, sizeof f);
-        return f;
-    }
-    return *(const uint8_t *)p != 0;
-}
-
 static int kpm_shape_ok(const nnm_tensor_desc *d, const mha_dims *dm) {
     if (dm->batched)
         return d->ndim == 2 && d->shape[0] == dm->N && d->shape[1] == dm->S;
@@ -81,7 +66,7 @@ static int am_shape_ok(const nnm_tensor_desc *d, const mha_dims *dm) {
 typedef struct mask_plan {
     int kk, ak;          /* kinds of key_padding_mask, attn_mask */
     int kpm_add, am_add; /* added with host ops (f32) */
-    int kpm_cpu, am_cpu; /* part of the CPU mask */
+    int kpm_bool, am_bool; /* read as bool: part of the 0/-inf mask */
 } mask_plan;
 
 static mask_plan plan_of(const nnm_host *h, nnm_tensor *kpm, nnm_tensor *am) {
@@ -91,9 +76,9 @@ static mask_plan plan_of(const nnm_host *h, nnm_tensor *kpm, nnm_tensor *am) {
         p.kk = -1; /* 1.13: "only bool and floating types of key_padding_mask" */
     p.ak = am != NULL ? mask_kind(h->tensor_desc(am)) : MASK_NONE;
     p.am_add = p.ak == MASK_FLOAT;
-    p.am_cpu = p.ak == MASK_BOOL;
+    p.am_bool = p.ak == MASK_BOOL;
     p.kpm_add = p.kk == MASK_FLOAT && p.ak == MASK_NONE;
-    p.kpm_cpu = p.kk == MASK_BOOL || (p.kk == MASK_FLOAT && p.ak != MASK_NONE);
+    p.kpm_bool = p.kk == MASK_BOOL || (p.kk == MASK_FLOAT && p.ak != MASK_NONE);
     return p;
 }
 
@@ -140,17 +125,12 @@ nnm_status mha_masks_check(nnm_env *env, const mha_state *s, const mha_dims *dm,
                                 "is_causal and an attn_mask input are both given: pass the "
                                 "causal mask in attn_mask, or leave attn_mask absent");
     }
-    if ((p.kpm_cpu || p.am_cpu || s->is_causal) && h->device(env).type != NNM_DEVICE_CPU)
-        return h->set_error(env, NNM_E_UNSUPPORTED,
-                            "multihead_attention builds its boolean masks (bool masks, "
-                            "is_causal) on the CPU only");
-    const char *which[2] = {"key_padding_mask", "attn_mask"};
-    nnm_tensor *m[2] = {kpm, am};
-    for (int i = 0; i < 2; i++)
-        if (m[i] != NULL && (i == 0 ? p.kpm_cpu : p.am_cpu) &&
-            h->tensor_desc(m[i])->device.type != NNM_DEVICE_CPU)
-            return h->set_error(env, NNM_E_UNSUPPORTED, "%s: a CPU tensor is needed here",
-                                which[i]);
+    if ((p.kpm_bool || p.am_bool) && (!NNM_HOST_HAS(h, op_cast) || !NNM_HOST_HAS(h, tensor_from_host)))
+        return h->set_error(env, NNM_E_VERSION,
+                            "multihead_attention: boolean masks need a host of ABI 1.5 (op_cast)");
+    if (s->is_causal && !NNM_HOST_HAS(h, tensor_from_host))
+        return h->set_error(env, NNM_E_VERSION,
+                            "multihead_attention: is_causal needs a host of ABI 1.5 (tensor_from_host)");
     if (p.kk == MASK_FLOAT && p.ak == MASK_FLOAT)
         return h->set_error(env, NNM_E_UNSUPPORTED,
                             "a f32 key_padding_mask with a f32 attn_mask is not supported: "
@@ -182,40 +162,86 @@ done:
     return st;
 }
 
-/* The CPU mask [nb, nh, nl, S2] of 0 and -inf from is_causal and the masks
- * the plan sends to the CPU. */
-static nnm_status cpu_mask(nnm_env *env, const mha_state *s, mha_tmp *a, const mha_dims *dm,
-                           const mask_plan *p, nnm_tensor *kpm, nnm_tensor *am,
-                           nnm_tensor **out) {
+/* m (a bool, u8 or f32 mask of any device) as f32 0/1: 1 where it is
+ * nonzero (NaN too), as PyTorch reads a mask it or-s together. */
+static nnm_status mask_01(nnm_env *env, mha_tmp *a, nnm_tensor *m, nnm_tensor **out) {
     const nnm_host *h = env->host;
     nnm_status st = NNM_OK;
-    const nnm_tensor_desc *kd = p->kpm_cpu ? h->tensor_desc(kpm) : NULL;
-    const nnm_tensor_desc *ad = p->am_cpu ? h->tensor_desc(am) : NULL;
-    const int am3 = ad != NULL && ad->ndim == 3;
-    const int64_t nb = (kd != NULL || am3) ? dm->N : 1, nh = am3 ? dm->H : 1;
-    const int64_t nl = (ad != NULL || s->is_causal) ? dm->L : 1;
-    const int64_t shape[4] = {nb, nh, nl, dm->S2};
-    MHA_OP(h->tensor_new(env, 4, shape, NNM_F32, out), *out);
-    float *m = nnm_lu_data(h->tensor_desc(*out));
-    for (int64_t b = 0; b < nb; b++)
-        for (int64_t hh = 0; hh < nh; hh++)
-            for (int64_t i = 0; i < nl; i++)
-                for (int64_t j = 0; j < dm->S2; j++) {
-                    int masked = 0;
-                    if (j < dm->S) { /* the appended keys are never masked */
-                        masked = s->is_causal && j > i;
-                        if (kd != NULL) {
-                            const int64_t ki[2] = {dm->batched ? b : j, j};
-                            const double v = mask_at(kd, ki);
-                            masked |= v != 0.0; /* a f32 one: logical_or */
-                        }
-                        if (ad != NULL) {
-                            const int64_t ai2[2] = {i, j}, ai3[3] = {b * dm->H + hh, i, j};
-                            masked |= mask_at(ad, am3 ? ai3 : ai2) != 0.0;
-                        }
-                    }
-                    m[((b * nh + hh) * nl + i) * dm->S2 + j] = masked ? -INFINITY : 0.0f;
-                }
+    const nnm_dtype boolean = {NNM_DTYPE_BOOL, 8, 1};
+    nnm_tensor *b = NULL;
+    if (h->tensor_desc(m)->dtype.code == NNM_DTYPE_BOOL) {
+        h->tensor_retain(m);
+        b = m;
+    } else {
+        st = h->op_cast(env, m, boolean, &b);
+    }
+    if (st == NNM_OK)
+        st = mha_keep(env, a, b);
+    if (st == NNM_OK)
+        MHA_OP(h->op_cast(env, b, NNM_F32, out), *out);
+done:
+    return st;
+}
+
+/* The boolean part of the mask, [nb, nh, nl, S2] broadcast against the
+ * scores, 0 where a key may be attended and -inf where not: is_causal (a
+ * [1, 1, L, S2] table made on the host), and the masks the plan reads as
+ * bool, each cast to 0/1 on its device, laid out to broadcast and padded
+ * with 0 over the appended keys; their sum picks -inf with op_where. Host
+ * ops only: it runs on the masks' device. */
+static nnm_status bool_mask(nnm_env *env, const mha_state *s, mha_tmp *a, const mha_dims *dm,
+                            const mask_plan *p, nnm_tensor *kpm, nnm_tensor *am, nnm_tensor **out) {
+    const nnm_host *h = env->host;
+    nnm_status st = NNM_OK;
+    nnm_tensor *cnt = NULL;
+    if (s->is_causal) {
+        const int64_t shape[4] = {1, 1, dm->L, dm->S2};
+        if (!nnm_lu_host_fits((double)dm->L * (double)dm->S2 * sizeof(float)))
+            return h->set_error(env, NNM_E_NOMEM, "multihead_attention: a causal mask of %lld x %lld",
+                                (long long)dm->L, (long long)dm->S2);
+        float *t = malloc(sizeof(float) * (size_t)(dm->L * dm->S2 > 0 ? dm->L * dm->S2 : 1));
+        if (t == NULL)
+            return h->set_error(env, NNM_E_NOMEM, "multihead_attention: out of memory (causal mask)");
+        for (int64_t i = 0; i < dm->L; i++) /* the appended keys are never masked */
+            for (int64_t j = 0; j < dm->S2; j++)
+                t[i * dm->S2 + j] = j < dm->S && j > i ? 1.0f : 0.0f;
+        st = h->tensor_from_host(env, 4, shape, NNM_F32, t, &cnt);
+        free(t);
+        if (st == NNM_OK)
+            st = mha_keep(env, a, cnt);
+        if (st != NNM_OK)
+            goto done;
+    }
+    for (int k = 0; k < 2; k++) {
+        nnm_tensor *m = k == 0 ? (p->kpm_bool ? kpm : NULL) : (p->am_bool ? am : NULL);
+        if (m == NULL)
+            continue;
+        const nnm_tensor_desc *d = h->tensor_desc(m);
+        int64_t shape[4];
+        if (k == 0) { /* [N, S] or [S] -> [N, 1, 1, S] */
+            shape[0] = dm->batched ? dm->N : 1, shape[1] = 1, shape[2] = 1, shape[3] = dm->S;
+        } else { /* [L, S] -> [1, 1, L, S]; [N * H, L, S] -> [N, H, L, S] */
+            shape[0] = d->ndim == 3 ? dm->N : 1, shape[1] = d->ndim == 3 ? dm->H : 1;
+            shape[2] = dm->L, shape[3] = dm->S;
+        }
+        nnm_tensor *f = NULL, *r = NULL, *padded = NULL, *sum = NULL;
+        if ((st = mask_01(env, a, m, &f)) != NNM_OK)
+            goto done;
+        MHA_OP(h->op_reshape(env, f, 4, shape, &r), r);
+        if ((st = pad_keys(env, a, dm, r, &padded)) != NNM_OK)
+            goto done;
+        if (cnt == NULL) {
+            cnt = padded;
+        } else {
+            MHA_OP(h->op_binary(env, NNM_BINARY_ADD, cnt, padded, &sum), sum);
+            cnt = sum;
+        }
+    }
+    const int64_t one[1] = {1};
+    nnm_tensor *ninf = NULL, *zero = NULL;
+    MHA_OP(h->op_full(env, 1, one, -INFINITY, &ninf), ninf);
+    MHA_OP(h->op_full(env, 1, one, 0.0, &zero), zero);
+    MHA_OP(h->op_where(env, cnt, ninf, zero, out), *out);
 done:
     return st;
 }
@@ -249,9 +275,9 @@ nnm_status mha_masks_apply(nnm_env *env, const mha_state *s, mha_tmp *a, const m
         MHA_OP(h->op_binary(env, NNM_BINARY_ADD, cur, padded, &sum), sum);
         cur = sum;
     }
-    if (p.kpm_cpu || p.am_cpu || s->is_causal) {
+    if (p.kpm_bool || p.am_bool || s->is_causal) {
         nnm_tensor *m = NULL, *sum = NULL;
-        st = cpu_mask(env, s, a, dm, &p, kpm, am, &m);
+        st = bool_mask(env, s, a, dm, &p, kpm, am, &m);
         if (st != NNM_OK)
             goto done;
         MHA_OP(h->op_binary(env, NNM_BINARY_ADD, cur, m, &sum), sum);

@@ -4,10 +4,6 @@
 
 #include "internal.h"
 
-static const char *device_type_name(int32_t type) {
-    return type == NNM_DEVICE_CPU ? "cpu" : type == NNM_DEVICE_CUDA ? "cuda" : "unknown";
-}
-
 nnm_status nnm__backend_push_threads(nnm_ctx *ctx, nnm__backend *be) {
     if (!ctx->num_threads || be->vt->struct_size < offsetof(nnm_backend_vtable, set_num_threads) +
                                                        sizeof be->vt->set_num_threads ||
@@ -65,9 +61,9 @@ nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out) {
         be->status = nnm__registry_find_backend(&ctx->reg, dev.type, &be->vt, &owner, err, sizeof err);
         if (be->status) {
             snprintf(be->error, sizeof be->error,
-                     "no backend for device type '%s' is loaded (is its plugin installed? "
+                     "no backend for device type '%s' (%d) is loaded (is its plugin installed? "
                      "see nnm_plugin_info)",
-                     device_type_name(dev.type));
+                     nnm__device_type_name(dev.type), (int)dev.type);
         } else {
             nnm__plugin_retain(owner);
             be->plugin = owner;

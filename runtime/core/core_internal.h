@@ -23,7 +23,7 @@
 #define NNM__ERRMSG_CAP 1024
 #define NNM__MAX_IO NNM_MAX_IO  /* most inputs or outputs of one call */
 #define NNM__MAX_SPECS 4        /* input specs a layer may declare */
-#define NNM__DEVICE_TYPES 3     /* index by nnm_device_type (1 = CPU, 2 = CUDA) */
+#define NNM__DEVICE_TYPES 32    /* backends indexed by DLPack device type (1 = CPU, 2 = CUDA, 12 = ext_dev, ...) */
 #define NNM__NCLASSES 192       /* allocator size classes */
 #define NNM__MODULE_MAGIC 0x6e6e6d4du /* "nnmM" while alive */
 

@@ -132,9 +132,11 @@ NNM_API const char *nnm_ctx_errmsg(const nnm_ctx *ctx) {
 }
 
 const char *nnm__device_name(nnm_device d, char *buf, size_t cap) {
-    const char *t = d.type == NNM_DEVICE_CPU ? "cpu" : d.type == NNM_DEVICE_CUDA ? "cuda" : "device";
-    if (d.type == NNM_DEVICE_CPU)
-        snprintf(buf, cap, "cpu");
+    const char *t = d.type == NNM_DEVICE_META ? "meta" : nnm__device_type_name(d.type);
+    if (d.type == NNM_DEVICE_CPU || d.type == NNM_DEVICE_META)
+        snprintf(buf, cap, "%s", t);
+    else if (strcmp(t, "unknown") == 0)
+        snprintf(buf, cap, "device type %d:%d", (int)d.type, (int)d.id);
     else
         snprintf(buf, cap, "%s:%d", t, (int)d.id);
     return buf;

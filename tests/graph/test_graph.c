@@ -14,19 +14,29 @@
  *  - config schemas: refused before create, with the key in the message.
  *
  * Every test checks that it leaves no live tensor or module behind.
+ * NNM_TEST_DEVICE=emu|cuda (tests/test_device.h; ctest's test_graph_emu) runs
+ * the residual block's golden tests only, on that device.
  */
 #include "test_util.h"
 
 #include <math.h>
 
 #include "golden/graph_golden.h"
+#include "test_device.h"
 
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
+static int g_skip; /* NNM_TEST_DEVICE names a device this machine lacks */
 
 static int suite_init(void) {
     if (tu_ctx_new(&g_ctx) != 0)
         return 1;
+    const int r = td_init(g_ctx);
+    g_skip = r == 1;
+    if (r < 0) {
+        tu_ctx_free(&g_ctx);
+        return 1;
+    }
     nnm_status st = nnm_plugin_load(g_ctx, NNM_GRAPH_FIXTURE_PLUGIN);
     if (st != NNM_OK) {
         fprintf(stderr, "loading %s: %s: %s\n", NNM_GRAPH_FIXTURE_PLUGIN, nnm_status_name(st),
@@ -38,6 +48,11 @@ static int suite_init(void) {
 }
 
 static int suite_clean(void) { return tu_ctx_free(&g_ctx); }
+static int suite_clean_device(void) {
+    const int r = tu_ctx_free(&g_ctx);
+    td_teardown();
+    return r;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
@@ -158,13 +173,17 @@ static nnm_module *build_block(int reversed) {
 }
 
 static void check_block(int reversed) {
+    if (g_skip)
+        return;
     LEAK_CHECK_BEGIN();
     nnm_module *g = build_block(reversed);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     CHECK_STATUS(nnm_module_zero_grad(g), NNM_OK);
+    CHECK_STATUS(nnm_module_to(g, td_device()), NNM_OK); /* NNM_TEST_DEVICE */
     const int64_t xshape[2] = {GRAPH_GOLDEN_BATCH, GRAPH_GOLDEN_D};
     nnm_tensor *x = tu_tf32(g_ctx, 2, xshape, graph_golden_x);
     nnm_tensor *c = tu_tf32(g_ctx, 2, xshape, graph_golden_c);
+    CU_ASSERT_TRUE(td_move(g_ctx, &x) && td_move(g_ctx, &c));
     CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
 
     nnm_tensor *y = NULL;
@@ -1522,6 +1541,15 @@ static void test_schema_unwritable(void) {
 /* ------------------------------------------------------------------------ */
 
 int main(void) {
+    const char *dev = getenv("NNM_TEST_DEVICE");
+    if (dev != NULL && *dev && strcmp(dev, "cpu") != 0) { /* the goldens, on that device */
+        CU_pSuite d = tu_suite("graph on NNM_TEST_DEVICE", suite_init, suite_clean_device);
+        if (d == NULL)
+            return 2;
+        CU_add_test(d, "residual block vs PyTorch (forward, grads)", test_residual_block_golden);
+        CU_add_test(d, "residual block listed backwards", test_residual_block_listed_backwards);
+        return tu_run();
+    }
     CU_pSuite s = tu_suite("graph", suite_init, suite_clean);
     if (s == NULL)
         return 2;

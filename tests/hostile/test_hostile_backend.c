@@ -207,17 +207,15 @@ static void test_new_layers(void) {
     nnm_config_set_int(c, "padding_idx", 2);
     both("embedding_bag", c, (in_spec[]){{I64, 1, {5}, ix}, {I64, 1, {3}, off}}, 2, 1, 0);
     nnm_config_free(c);
-    /* embedding: a CPU kernel, refused by name elsewhere */
+    /* embedding: host ops since 1.1.1, so it runs here too (index_select's
+     * one-hot fallback), padding_idx and max_norm included */
     c = cfg_new();
     nnm_config_set_int(c, "num_embeddings", 6);
     nnm_config_set_int(c, "embedding_dim", 4);
-    nnm_module *m = tu_module(g_ctx, "embedding", c);
-    CHECK_STATUS(nnm_module_to(m, g_noctc), NNM_OK);
-    nnm_tensor *x = on_dev(g_noctc, I64, 1, (const int64_t[]){5}, ix), *y = NULL;
-    CHECK_ERROR(nnm_module_call(m, &x, 1, &y, 1), NNM_E_UNSUPPORTED, "embedding");
-    CU_ASSERT_PTR_NULL(y);
-    nnm_tensor_release(x);
-    nnm_module_release(m);
+    both("embedding", c, (in_spec[]){{I64, 1, {5}, ix}}, 1, 1, 0);
+    nnm_config_set_int(c, "padding_idx", 2);
+    nnm_config_set_float(c, "max_norm", 1.0);
+    both("embedding", c, (in_spec[]){{I64, 1, {5}, ix}}, 1, 1, 0);
     nnm_config_free(c);
     /* max_unpool2d */
     c = cfg_new();

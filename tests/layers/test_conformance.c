@@ -25,10 +25,18 @@
  * (nobag_backend.h): the fused kernels and the composed fallback a backend
  * without them gets both give PyTorch's values; layer_norm's file likewise
  * with the layer_norm slots (ABI 1.5) counted and NULL.
+ *
+ * NNM_TEST_DEVICE=emu|cuda (tests/test_device.h; ctest's test_conformance_emu)
+ * runs every case on that device: the module is built and loaded on the CPU,
+ * moved with nnm_module_to, its inputs and output weights copied there, and
+ * forward, backward, gradients and buffers compared with the same goldens.
+ * Finite differences (which perturb host memory) and the CPU-backend variants
+ * (embedding_bag, layer_norm) run on the CPU only.
  */
 #include "test_util.h"
 
 #include "nobag_backend.h"
+#include "test_device.h"
 
 #ifndef NNM_CONFORMANCE_DIR
 #error "NNM_CONFORMANCE_DIR must name tests/golden/conformance"
@@ -36,6 +44,7 @@
 
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
+static int g_skip; /* NNM_TEST_DEVICE names a device this machine lacks */
 
 #define MAX_FILES 256
 #define MAX_STATE 32
@@ -138,6 +147,15 @@ static double *values_of(nnm_tensor *t, int64_t *n) {
         const int64_t *q = tu_cpu_data(t);
         for (int64_t i = 0; i < *n; i++)
             v[i] = (double)q[i];
+    } else if (d->dtype.code == NNM_DTYPE_INT && d->dtype.bits == 64) { /* off the CPU */
+        float *f = tu_read_f32(t, n); /* exact below 2^24 */
+        for (int64_t i = 0; f != NULL && i < *n; i++)
+            v[i] = f[i];
+        if (f == NULL) {
+            free(v);
+            v = NULL;
+        }
+        free(f);
     } else {
         free(v);
         return NULL;
@@ -409,12 +427,21 @@ static int run_case(nnm_safetensors *st, const char *C, const char *manifest, co
     if (fails)
         goto done;
     CHECK_STATUS(nnm_module_train(r.m, o.train), NNM_OK);
+    if (td_off_cpu()) { /* the state was loaded on the CPU; the case runs on the test device */
+        rc = nnm_module_to(r.m, td_device());
+        if (rc != NNM_OK) {
+            fprintf(stderr, "\n    to %s: %s: %s", td_name(), nnm_status_name(rc), nnm_ctx_errmsg(g_ctx));
+            fails++;
+            goto done;
+        }
+        o.gradcheck = 0; /* finite differences perturb host memory: the CPU run does them */
+    }
 
     /* 2. forward */
     for (int i = 0; i < o.n_in; i++) {
         nnm_st_entry e;
         snprintf(name, sizeof name, "%s.in.%d", C, i);
-        if (!entry(st, name, &e) || (r.in[i] = tensor_of(&e)) == NULL) {
+        if (!entry(st, name, &e) || (r.in[i] = tensor_of(&e)) == NULL || !td_move(g_ctx, &r.in[i])) {
             fprintf(stderr, "\n    input %d missing", i);
             fails++;
             goto done;
@@ -425,7 +452,7 @@ static int run_case(nnm_safetensors *st, const char *C, const char *manifest, co
     for (int k = 0; k < o.n_out; k++) {
         nnm_st_entry e;
         snprintf(name, sizeof name, "%s.gout.%d", C, k);
-        if (!entry(st, name, &e) || (r.gout[k] = tensor_of(&e)) == NULL) {
+        if (!entry(st, name, &e) || (r.gout[k] = tensor_of(&e)) == NULL || !td_move(g_ctx, &r.gout[k])) {
             fprintf(stderr, "\n    gout %d missing", k);
             fails++;
             goto done;
@@ -563,6 +590,8 @@ static const char *meta_get(nnm_safetensors *st, const char *prefix, const char 
 }
 
 static void run_file(int index) {
+    if (g_skip)
+        return;
     nnm_safetensors *st = NULL;
     CHECK_STATUS(nnm_safetensors_open(g_ctx, g_files[index], &st), NNM_OK);
     if (st == NULL)
@@ -627,6 +656,8 @@ static int list_files(void) {
 /* embedding_bag.safetensors again, on "cpubagcount" (the fused slots,
  * counted) and on "cpunobag" (the slots NULL: the layer's composed path). */
 static void test_embedding_bag_both_paths(void) {
+    if (td_off_cpu() || g_skip)
+        return; /* CPU-backend variants: the CPU run covers them */
     int file = -1;
     for (int i = 0; i < g_n_files; i++) {
         const char *base = strrchr(g_files[i], '/');
@@ -684,6 +715,8 @@ static void test_embedding_bag_both_paths(void) {
  * slots, counted) and on "cpunoln" (the slots NULL: the layer's composed
  * path), then a slot that lies is blamed on the backend. */
 static void test_layer_norm_both_paths(void) {
+    if (td_off_cpu() || g_skip)
+        return; /* CPU-backend variants: the CPU run covers them */
     int file = -1;
     for (int i = 0; i < g_n_files; i++) {
         const char *base = strrchr(g_files[i], '/');
@@ -732,12 +765,18 @@ static void test_layer_norm_both_paths(void) {
 }
 
 static int suite_init(void) {
-    return tu_ctx_new(&g_ctx);
+    if (tu_ctx_new(&g_ctx) != 0)
+        return 1;
+    const int r = td_init(g_ctx);
+    g_skip = r == 1;
+    return r < 0;
 }
 
 static int suite_clean(void) {
-    fprintf(stderr, "\nconformance: %d cases, %d failed\n", g_cases_run, g_cases_failed);
-    return tu_ctx_free(&g_ctx);
+    fprintf(stderr, "\nconformance on %s: %d cases, %d failed\n", td_name(), g_cases_run, g_cases_failed);
+    const int r = tu_ctx_free(&g_ctx);
+    td_teardown();
+    return r;
 }
 
 static void test_all_files_listed(void) {

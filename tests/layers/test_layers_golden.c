@@ -9,10 +9,15 @@
  *   - the same gradients against central finite differences (a sample of
  *     elements per tensor, in double from the float32 outputs).
  * Cases cover the ABI 1.3 host ops (through tests/layers/op_probe.c) and the
- * layer plugins of issue 10 part A. */
+ * layer plugins of issue 10 part A.
+ * NNM_TEST_DEVICE=emu|cuda (tests/test_device.h; ctest's
+ * test_layers_golden_emu): the same cases on that device, the module moved
+ * after its state loaded; finite differences (host memory) on the CPU run
+ * only. */
 #include "test_util.h"
 
 #include "golden_util.h"
+#include "test_device.h"
 
 #define FWD_RTOL 1e-4
 #define FWD_ATOL 1e-5
@@ -24,6 +29,7 @@
 #define FD_SAMPLES 12
 
 static nnm_ctx *g_ctx;
+static int g_skip; /* NNM_TEST_DEVICE names a device this machine lacks */
 #define TU_CTX g_ctx
 
 /* What the run compared, for the summary (a check that compared nothing
@@ -213,12 +219,18 @@ static int run_case(const char *dir, const char *file) {
         }
     }
     nnm_module_train(c.m, strcmp(c.mode, "train") == 0);
+    if (nnm_module_to(c.m, td_device()) != NNM_OK) {
+        fprintf(stderr, "\n  %s: to %s: %s\n", file, td_name(), nnm_ctx_errmsg(g_ctx));
+        bad = 1;
+        goto done;
+    }
     for (int k = 0; k < c.n_warmup && !bad; k++) {
         nnm_tensor *win[NNM_MAX_IO] = {0}, *wy = NULL;
         for (int i = 0; i < c.n_inputs; i++) {
             char name[64];
             snprintf(name, sizeof name, "warmup%d_input_%d", k, i);
             win[i] = gu_entry_f32(g_ctx, c.st, name);
+            td_move(g_ctx, &win[i]);
         }
         int prev = nnm_grad_set_enabled(0);
         if (nnm_module_call(c.m, win, (uint32_t)c.n_inputs, &wy, 1) != NNM_OK) {
@@ -234,7 +246,7 @@ static int run_case(const char *dir, const char *file) {
         char name[32];
         snprintf(name, sizeof name, "input_%d", i);
         c.in[i] = gu_entry_f32(g_ctx, c.st, name);
-        if (!c.in[i]) {
+        if (!c.in[i] || !td_move(g_ctx, &c.in[i])) {
             fprintf(stderr, "\n  %s: no %s\n", file, name);
             bad = 1;
             goto done;
@@ -256,6 +268,7 @@ static int run_case(const char *dir, const char *file) {
         bad += gu_compare(file, key, bufs.t[j], c.st, key, FWD_RTOL, FWD_ATOL);
     }
     w = gu_entry_f32(g_ctx, c.st, "upstream_0");
+    if (w != NULL && !td_move(g_ctx, &w)) bad++;
     nnm_st_entry e = {sizeof e};
     int has_grads = 0;
     for (uint32_t i = 0; i < nnm_safetensors_count(c.st); i++)
@@ -301,6 +314,7 @@ done:
 }
 
 static void test_golden_cases(void) {
+    if (g_skip) return;
     char *names[512];
     int n = gu_list_fixtures(NNM_TEST_GOLDEN_DIR, names, 512);
     CU_ASSERT_TRUE(n >= 20); /* the fixtures are there */
@@ -313,22 +327,26 @@ static void test_golden_cases(void) {
         }
         free(names[i]);
     }
-    printf("\n    layers golden: %d cases, %d failed; %lld tensors (%lld values) compared with PyTorch, "
+    printf("\n    layers golden on %s: %d cases, %d failed; %lld tensors (%lld values) compared with PyTorch, "
            "%lld finite-difference points\n",
-           n, failed, (long long)g_gu.tensors, (long long)g_gu.values, (long long)g_fd_points);
+           td_name(), n, failed, (long long)g_gu.tensors, (long long)g_gu.values, (long long)g_fd_points);
     CU_ASSERT_TRUE(g_gu.tensors >= 2 * n);
-    CU_ASSERT_TRUE(g_fd_points >= 10 * n);
+    if (!td_off_cpu()) CU_ASSERT_TRUE(g_fd_points >= 10 * n); /* finite differences: on the CPU */
     CU_ASSERT_EQUAL(failed, 0);
 }
 
 static int suite_init(void) {
     nnm_ctx_options o = {sizeof o, 0, 42};
     if (nnm_ctx_new(&o, &g_ctx) != NNM_OK) return 1;
-    return nnm_plugin_load(g_ctx, NNM_TEST_OP_PROBE) != NNM_OK;
+    if (nnm_plugin_load(g_ctx, NNM_TEST_OP_PROBE) != NNM_OK) return 1;
+    const int r = td_init(g_ctx);
+    g_skip = r == 1;
+    return r < 0;
 }
 
 static int suite_clean(void) {
     nnm_ctx_free(g_ctx);
+    td_teardown();
     return 0;
 }
 

@@ -9,8 +9,13 @@
  *      num_batches_tracked) match;
  *   3. eval mode: the output matches, and backward of sum(output * W) gives
  *      PyTorch's gradients for the input and every parameter.
+ * NNM_TEST_DEVICE=emu|cuda (tests/test_device.h; ctest's test_models_emu):
+ * the same on that device, the model moved there after its state loaded
+ * (the reload before the eval pass then writes device memory).
  */
 #include "test_util.h"
+
+#include "test_device.h"
 
 #ifndef NNM_SOURCE_DIR
 #error "NNM_SOURCE_DIR must name the repository root"
@@ -18,6 +23,7 @@
 
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
+static int g_skip; /* NNM_TEST_DEVICE names a device this machine lacks */
 
 #define RTOL 2e-4
 #define ATOL 2e-5
@@ -61,11 +67,16 @@ static int compare(const char *what, nnm_tensor *t, const nnm_st_entry *e, doubl
     return bad;
 }
 
+/* e as a new tensor on the test device. */
 static nnm_tensor *tensor_of(const nnm_st_entry *e) {
-    return tu_tf32(g_ctx, e->ndim, e->shape, e->data);
+    nnm_tensor *t = tu_tf32(g_ctx, e->ndim, e->shape, e->data);
+    CU_ASSERT_TRUE(td_move(g_ctx, &t));
+    return t;
 }
 
 static void run_model(int index) {
+    if (g_skip)
+        return;
     LEAK_CHECK_BEGIN();
     const char *name = g_models[index];
     char path[512], state_path[512];
@@ -99,6 +110,10 @@ static void run_model(int index) {
     if (m == NULL)
         goto done;
     nnm_status rc = nnm_module_load(m, state_path, 1, NULL);
+    CHECK_STATUS(rc, NNM_OK);
+    if (rc != NNM_OK)
+        goto done;
+    rc = nnm_module_to(m, td_device());
     CHECK_STATUS(rc, NNM_OK);
     if (rc != NNM_OK)
         goto done;
@@ -194,7 +209,7 @@ static void run_model(int index) {
             fails += compare(key, nnm_tensor_grad(params.t[i]), &eg, &worst) != 0;
         }
     }
-    fprintf(stderr, "\n  %s %s: worst error/tolerance %.3g\n", fails ? "FAIL" : "ok", name, worst);
+    fprintf(stderr, "\n  %s %s on %s: worst error/tolerance %.3g\n", fails ? "FAIL" : "ok", name, td_name(), worst);
     CU_ASSERT_EQUAL(fails, 0);
 
 done:
@@ -245,11 +260,17 @@ static void test_found(void) {
 }
 
 static int suite_init(void) {
-    return tu_ctx_new(&g_ctx);
+    if (tu_ctx_new(&g_ctx) != 0)
+        return 1;
+    const int r = td_init(g_ctx);
+    g_skip = r == 1;
+    return r < 0;
 }
 
 static int suite_clean(void) {
-    return tu_ctx_free(&g_ctx);
+    const int r = tu_ctx_free(&g_ctx);
+    td_teardown();
+    return r;
 }
 
 int main(void) {

@@ -15,10 +15,14 @@
  *     by hand (a child attached, replaced or deleted) is refused by
  *     nnm_manifest_from_module, naming the child;
  *   - bad configs are refused with PyTorch's messages, and a failing child
- *     creation names the child. */
+ *     creation names the child.
+ * NNM_TEST_DEVICE=emu|cuda (tests/test_device.h; ctest's test_transformer_emu)
+ * runs the golden cases on that device (the layer moved after its state
+ * loaded, the inputs copied there); the other tests run on the CPU run only. */
 #include "test_util.h"
 
 #include "golden_util.h"
+#include "test_device.h"
 
 #define FWD_RTOL 1e-4
 #define FWD_ATOL 2e-5
@@ -27,6 +31,7 @@
 
 static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
+static int g_skip; /* NNM_TEST_DEVICE names a device this machine lacks */
 
 /* The entry as a bool tensor (nonzero: true). */
 static nnm_tensor *entry_bool(nnm_safetensors *st, const char *name) {
@@ -126,11 +131,16 @@ static int run_case(const char *file) {
         }
     }
     nnm_module_train(m, strcmp(mode, "train") == 0);
+    if (nnm_module_to(m, td_device()) != NNM_OK) {
+        fprintf(stderr, "\n  %s: to %s: %s\n", file, td_name(), nnm_ctx_errmsg(g_ctx));
+        bad = 1;
+        goto done;
+    }
     for (int i = 0; i < n_in; i++) {
         char name[32];
         snprintf(name, sizeof name, "input_%d", i);
         in[i] = idx_in(bi, i) ? entry_bool(st, name) : gu_entry_f32(g_ctx, st, name);
-        if (!in[i]) {
+        if (!in[i] || !td_move(g_ctx, &in[i])) {
             fprintf(stderr, "\n  %s: no %s\n", file, name);
             bad = 1;
             goto done;
@@ -158,7 +168,7 @@ static int run_case(const char *file) {
         nnm_tensor_release(y0);
     }
     w = gu_entry_f32(g_ctx, st, "upstream_0");
-    if (!w || nnm_op_binary(g_ctx, NNM_BINARY_MUL, y, w, &p) != NNM_OK ||
+    if (!w || !td_move(g_ctx, &w) || nnm_op_binary(g_ctx, NNM_BINARY_MUL, y, w, &p) != NNM_OK ||
         nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, p, NULL, 0, 0, &s) != NNM_OK || nnm_backward(s, NULL, 0) != NNM_OK) {
         fprintf(stderr, "\n  %s: backward: %s\n", file, nnm_ctx_errmsg(g_ctx));
         bad++;
@@ -191,6 +201,7 @@ done:
 }
 
 static void test_golden(void) {
+    if (g_skip) return;
     char *names[64];
     int n = gu_list_fixtures(NNM_TEST_TRANSFORMER_DIR, names, 64);
     CU_ASSERT(n >= 10);
@@ -227,6 +238,7 @@ static nnm_status key_of(void *user, const char *name, nnm_tensor *t) {
 }
 
 static void test_state_dict_keys(void) {
+    if (td_off_cpu() || g_skip) return; /* the CPU run covers it */
     nnm_module *m = encoder_layer(8, 2, 12, 0.1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     static const char *const want[] = {
@@ -284,6 +296,7 @@ static nnm_status count_hook(void *user, nnm_module *m, nnm_tensor *const *in, u
 }
 
 static void test_children_are_children(void) {
+    if (td_off_cpu() || g_skip) return; /* the CPU run covers it */
     LEAK_CHECK_BEGIN();
     nnm_module *m = encoder_layer(8, 2, 12, 0.5);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
@@ -337,6 +350,7 @@ static const char *const k_stack_manifest =
     "{\"name\": \"head\", \"type\": \"linear\", \"config\": {\"in_features\": 8, \"out_features\": 3}}]}}";
 
 static void test_manifest_round_trip(void) {
+    if (td_off_cpu() || g_skip) return; /* the CPU run covers it */
     LEAK_CHECK_BEGIN();
     nnm_manifest *mf = NULL, *mf2 = NULL, *back = NULL;
     nnm_module *m = NULL, *m2 = NULL;
@@ -419,6 +433,7 @@ static void test_manifest_round_trip(void) {
 }
 
 static void test_manifest_limits_count_made(void) {
+    if (td_off_cpu() || g_skip) return; /* the CPU run covers it */
     /* limits.max_param_bytes sees the tensors of the made children (the
      * layer itself declares none) */
     nnm_manifest_limits lim = {sizeof lim};
@@ -436,6 +451,7 @@ static void test_manifest_limits_count_made(void) {
 }
 
 static void test_manifest_children_refused(void) {
+    if (td_off_cpu() || g_skip) return; /* the CPU run covers it */
     const char *doc =
         "{\"format\": \"nnmod.manifest\", \"version\": 1, \"plugins\": {\"transformer_encoder_layer\": \"^1.0\","
         " \"linear\": \"^1.0\"}, \"root\": {\"type\": \"transformer_encoder_layer\", \"config\": {\"d_model\": 8,"
@@ -455,6 +471,7 @@ static void test_manifest_children_refused(void) {
 }
 
 static void test_changed_tree_refused(void) {
+    if (td_off_cpu() || g_skip) return; /* the CPU run covers it */
     LEAK_CHECK_BEGIN();
     nnm_manifest *mf = NULL;
     /* attached by hand */
@@ -495,6 +512,7 @@ static void test_changed_tree_refused(void) {
 }
 
 static void test_bad_configs(void) {
+    if (td_off_cpu() || g_skip) return; /* the CPU run covers it */
     nnm_config *cfg = NULL;
     nnm_module *m = NULL;
     nnm_config_new(&cfg);
@@ -529,6 +547,7 @@ static void test_bad_configs(void) {
  * kdim/vdim (separate weights); seq-first, batch-first and unbatched; no
  * mask, causal, a bool key padding mask and a f32 attn_mask. */
 static void test_fused_attention_matches(void) {
+    if (td_off_cpu() || g_skip) return; /* the CPU run covers it */
     LEAK_CHECK_BEGIN();
     enum { E = 12, H = 3, L = 5, S = 7, N = 2 };
     static const struct { int batch_first, batched, pack, kvdim, causal, kpm, am; } cases[] = {
@@ -625,8 +644,17 @@ static void test_fused_attention_matches(void) {
     LEAK_CHECK_END();
 }
 
-static int init(void) { return tu_ctx_new(&g_ctx); }
-static int clean(void) { return tu_ctx_free(&g_ctx); }
+static int init(void) {
+    if (tu_ctx_new(&g_ctx) != 0) return 1;
+    const int r = td_init(g_ctx);
+    g_skip = r == 1;
+    return r < 0;
+}
+static int clean(void) {
+    const int r = tu_ctx_free(&g_ctx);
+    td_teardown();
+    return r;
+}
 
 int main(void) {
     CU_pSuite s = tu_suite("transformer", init, clean);

@@ -11,10 +11,14 @@
  *
  * Plugins are found by discovery (the directory beside libnnmod). Each test
  * checks that it leaves no live tensor or module behind.
+ * NNM_TEST_DEVICE=emu|cuda (tests/test_device.h; ctest's test_optim_emu): the
+ * PyTorch parity cases only, on that device (the backend's sgd_step and
+ * adam_step slots on device memory).
  */
 #include "test_util.h"
 
 #include "golden/optim_golden.h"
+#include "test_device.h"
 
 /* Parameters must match PyTorch within RTOL relative (plus ATOL for elements
  * that are (nearly) zero). The state is held to STATE_RTOL: the backend ABI
@@ -30,9 +34,21 @@ static nnm_ctx *g_ctx;
 #define TU_CTX g_ctx
 static double g_worst_param, g_worst_state; /* largest relative differences vs golden */
 
-static int suite_init(void) { return tu_ctx_new(&g_ctx); }
+static int g_skip; /* NNM_TEST_DEVICE names a device this machine lacks */
 
-static int suite_clean(void) { return tu_ctx_free(&g_ctx); }
+static int suite_init(void) {
+    if (tu_ctx_new(&g_ctx) != 0)
+        return 1;
+    const int r = td_init(g_ctx);
+    g_skip = r == 1;
+    return r < 0;
+}
+
+static int suite_clean(void) {
+    const int r = tu_ctx_free(&g_ctx);
+    td_teardown();
+    return r;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
@@ -62,9 +78,11 @@ static nnm_tensor *like(nnm_tensor *t, const float *data) {
     return tu_tf32(g_ctx, d->ndim, d->shape, data);
 }
 
-/* Sets t.grad to a copy of data (the optimizer sees only .grad). */
+/* Sets t.grad to a copy of data on t's device (the optimizer sees only .grad). */
 static void set_grad(nnm_tensor *t, const float *data) {
     nnm_tensor *g = like(t, data);
+    if (nnm_tensor_desc_get(t)->device.type != NNM_DEVICE_CPU)
+        CU_ASSERT_TRUE(td_move(g_ctx, &g));
     CHECK_STATUS(nnm_tensor_set_grad(t, g), NNM_OK);
     nnm_tensor_release(g);
 }
@@ -159,6 +177,7 @@ static void run_golden_case(const og_case *c) {
         CU_ASSERT_TRUE(tu_write_f32(pl.t[i], c->init + off, (size_t)c->numel[i]));
         off += c->numel[i];
     }
+    CHECK_STATUS(nnm_module_to(m, td_device()), NNM_OK); /* NNM_TEST_DEVICE */
     nnm_optim *o = NULL;
     CHECK_STATUS(make_case_optim(c, m, &o), NNM_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(o);
@@ -208,14 +227,16 @@ static void run_golden_case(const og_case *c) {
 }
 
 static void test_golden(void) {
+    if (g_skip)
+        return;
     LEAK_CHECK_BEGIN();
     for (int i = 0; i < OG_NCASES; i++)
         run_golden_case(&og_cases[i]);
     LEAK_CHECK_END();
     fprintf(stderr,
-            "\n  %d PyTorch cases; worst relative difference: parameters %.3g (rtol %g), "
+            "\n  %d PyTorch cases on %s; worst relative difference: parameters %.3g (rtol %g), "
             "state %.3g (rtol %g); atol %g\n",
-            OG_NCASES, g_worst_param, RTOL, g_worst_state, STATE_RTOL, ATOL);
+            OG_NCASES, td_name(), g_worst_param, RTOL, g_worst_state, STATE_RTOL, ATOL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -660,6 +681,9 @@ int main(void) {
     if (s == NULL)
         return 1;
     CU_add_test(s, "PyTorch parity (SGD, Adam, AdamW, groups)", test_golden);
+    const char *dev = getenv("NNM_TEST_DEVICE");
+    if (dev != NULL && *dev && strcmp(dev, "cpu") != 0)
+        return tu_run(); /* off the CPU: the parity cases only */
     CU_add_test(s, "params without grad are skipped", test_skip_without_grad);
     CU_add_test(s, "zero_grad", test_zero_grad);
     CU_add_test(s, "state names", test_state_names);
