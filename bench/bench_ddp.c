@@ -17,6 +17,10 @@
  * over the all-reduce's wall time; memcpy_gbps likewise).
  *   mpirun -np N bench_ddp [STEPS [BUCKET_MB [FIRST_BUCKET_MB]]]
  * BUCKET_MB, FIRST_BUCKET_MB: nnm_ddp_options' caps in MiB (0: defaults).
+ * NNM_BENCH_DDP_MODEL=cnn: a CNN instead (cnn() below: three 3x3 convs of
+ * 16 -> 128 -> 256 -> 256 channels on 8 x 8 inputs, 0.9 M conv weights,
+ * then max pool and linear(256, 10)) at a per-rank batch of 16: conv weight
+ * gradients in the buckets (the line's "bench" says which model).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -44,6 +48,40 @@ static void add(nnm_module *seq, nnm_module *m) {
 }
 
 static volatile char g_sink;
+static int g_batch = BATCH; /* per rank */
+
+static nnm_module *conv(nnm_ctx *ctx, int64_t in, int64_t out) {
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "in_channels", in);
+    nnm_config_set_int(cfg, "out_channels", out);
+    nnm_config_set_int(cfg, "kernel_size", 3);
+    nnm_config_set_int(cfg, "padding", 1);
+    nnm_module *m;
+    if (nnm_module_create(ctx, "conv2d", cfg, &m)) die(ctx, "conv2d");
+    nnm_config_free(cfg);
+    return m;
+}
+
+static nnm_module *cnn(nnm_ctx *ctx) {
+    nnm_module *model = layer(ctx, "sequential", 0, 0);
+    add(model, conv(ctx, 16, 128));
+    add(model, layer(ctx, "relu", 0, 0));
+    add(model, conv(ctx, 128, 256));
+    add(model, layer(ctx, "relu", 0, 0));
+    add(model, conv(ctx, 256, 256));
+    add(model, layer(ctx, "relu", 0, 0));
+    nnm_config *cfg = NULL;
+    nnm_config_new(&cfg);
+    nnm_config_set_int(cfg, "kernel_size", 8);
+    nnm_module *pool;
+    if (nnm_module_create(ctx, "max_pool2d", cfg, &pool)) die(ctx, "max_pool2d");
+    nnm_config_free(cfg);
+    add(model, pool);
+    add(model, layer(ctx, "flatten", 0, 0));
+    add(model, layer(ctx, "linear", 256, 10));
+    return model;
+}
 static int g_plain; /* NNM_BENCH_PLAIN=1 with one rank: the bare module, no DDP */
 static nnm_module *g_model;
 
@@ -71,12 +109,21 @@ int main(int argc, char **argv) {
     if (nnm_comm_new(ctx, "mpi", NULL, &comm)) die(ctx, "comm");
     int rank = nnm_comm_rank(comm), world = nnm_comm_world_size(comm);
     g_plain = world == 1 && getenv("NNM_BENCH_PLAIN") && atoi(getenv("NNM_BENCH_PLAIN")) == 1;
-    nnm_module *model = layer(ctx, "sequential", 0, 0);
-    add(model, layer(ctx, "linear", 784, 2048));
-    add(model, layer(ctx, "relu", 0, 0));
-    add(model, layer(ctx, "linear", 2048, 2048));
-    add(model, layer(ctx, "relu", 0, 0));
-    add(model, layer(ctx, "linear", 2048, 10));
+    const char *kind = getenv("NNM_BENCH_DDP_MODEL");
+    const int is_cnn = kind != NULL && strcmp(kind, "cnn") == 0;
+    nnm_module *model;
+    if (is_cnn) {
+        model = cnn(ctx);
+        g_batch = 16;
+    } else {
+        model = layer(ctx, "sequential", 0, 0);
+        add(model, layer(ctx, "linear", 784, 2048));
+        add(model, layer(ctx, "relu", 0, 0));
+        add(model, layer(ctx, "linear", 2048, 2048));
+        add(model, layer(ctx, "relu", 0, 0));
+        add(model, layer(ctx, "linear", 2048, 10));
+    }
+    const int64_t feat = is_cnn ? 16 * 8 * 8 : 784;
     nnm_module *loss_fn = layer(ctx, "cross_entropy", 0, 0);
     nnm_ddp *ddp;
     nnm_ddp_options dopt = {sizeof dopt, 0, (uint64_t)(bucket_mb * 1048576.0),
@@ -88,15 +135,16 @@ int main(int argc, char **argv) {
     nnm_optim *opt;
     if (nnm_optim_sgd_new(model, &so, &opt)) die(ctx, "sgd");
 
-    int64_t xs[2] = {BATCH, 784}, ts[1] = {BATCH};
-    float *xv = malloc(sizeof(float) * BATCH * 784);
+    int64_t xs[4] = {g_batch, 784, 0, 0}, ts[1] = {g_batch};
+    if (is_cnn) xs[1] = 16, xs[2] = 8, xs[3] = 8;
+    float *xv = malloc(sizeof(float) * (size_t)(g_batch * feat));
     int64_t tv[BATCH];
     if (!xv) return 1;
     unsigned seed = 12345u + 977u * (unsigned)rank;
-    for (int i = 0; i < BATCH * 784; i++) xv[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0xff) / 255.0f;
-    for (int i = 0; i < BATCH; i++) tv[i] = (i + rank) % 10;
+    for (int64_t i = 0; i < g_batch * feat; i++) xv[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0xff) / 255.0f;
+    for (int i = 0; i < g_batch; i++) tv[i] = (i + rank) % 10;
     nnm_tensor *x, *target;
-    if (nnm_tensor_from_f32(ctx, 2, xs, xv, &x) || nnm_tensor_from_i64(ctx, 1, ts, tv, &target))
+    if (nnm_tensor_from_f32(ctx, is_cnn ? 4 : 2, xs, xv, &x) || nnm_tensor_from_i64(ctx, 1, ts, tv, &target))
         die(ctx, "inputs");
     free(xv);
 
@@ -124,7 +172,7 @@ int main(int argc, char **argv) {
             if (n_exp < REPS * 64) exposed[n_exp++] = st.exposed_s;
         }
         if (nnm_comm_barrier(comm)) die(ctx, "barrier");
-        rate[r] = (double)steps * BATCH * world / (now_s() - t0);
+        rate[r] = (double)steps * g_batch * world / (now_s() - t0);
         for (int k = 0; k < ALONE && world > 1; k++) {
             if (nnm_comm_barrier(comm)) die(ctx, "barrier");
             double a0 = now_s(), c0 = cpu_s();
@@ -165,7 +213,8 @@ int main(int argc, char **argv) {
     free(csrc);
     free(cdst);
     if (rank == 0)
-        printf("{\"bench\": \"%s\", ", g_plain ? "plain_step_mlp784_2048_2048_10" : "ddp_step_mlp784_2048_2048_10");
+        printf("{\"bench\": \"%s_step_%s\", ", g_plain ? "plain" : "ddp",
+               is_cnn ? "cnn16_128_256_256_8x8" : "mlp784_2048_2048_10");
     if (rank == 0)
         printf("\"value\": %.1f, \"unit\": \"samples/s\", "
                "\"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d, \"reps\": %d, \"buckets\": %u, "
@@ -173,7 +222,7 @@ int main(int argc, char **argv) {
                "\"allreduce_mb\": %.1f, \"allreduce_alone_ms\": %.2f, \"allreduce_alone_cpu_ms\": %.2f, "
                "\"memcpy_ms\": %.2f, \"allreduce_gbps\": %.2f, \"memcpy_gbps\": %.2f, "
                "\"exposed_ms\": %.2f, \"exposed_rank0_ms\": %.2f, \"hidden\": %.2f}\n",
-               median(rate, REPS), world, BATCH, steps, REPS, st.n_buckets, bucket_mb, first_mb,
+               median(rate, REPS), world, g_batch, steps, REPS, st.n_buckets, bucket_mb, first_mb,
                (double)st.bytes_reduced / 1048576.0, 1e3 * med_alone, 1e3 * med_cpu, 1e3 * med_copy,
                med_alone > 0 ? (double)bytes / med_alone / 1e9 : 0.0, med_copy > 0 ? (double)bytes / med_copy / 1e9 : 0.0,
                1e3 * med_exp, 1e3 * med_exp0,

@@ -641,8 +641,19 @@ typedef struct cpu_elem_job {
     int scalar[4];               /* a one-element broadcast operand */
 } cpu_elem_job;
 
+/* Whether every element of d is the one at its base: all strides 0 (or
+ * dims of 1), a scalar broadcast to the output's shape as the runtime hands
+ * them over (relu's gradient is where(y, g, 0) with that 0). */
+static int cpu_is_one_value(const nnm_tensor_desc *d) {
+    for (int32_t i = 0; i < d->ndim; i++)
+        if (d->shape[i] != 1 && d->strides[i] != 0)
+            return 0;
+    return 1;
+}
+
 /* Fills j for ops whose operands (ds[0] the output, n elements) all allow
- * the flat split; 0 when one does not. */
+ * the flat split (contiguous over the output, or one value broadcast); 0
+ * when one does not. */
 static int cpu_elem_flat(cpu_elem_job *j, nnm_env *env, const void *args, int64_t n,
                          const nnm_tensor_desc *const *ds, const int64_t *numel, int32_t nops) {
     j->env = env;
@@ -651,7 +662,7 @@ static int cpu_elem_flat(cpu_elem_job *j, nnm_env *env, const void *args, int64_
     j->nops = nops;
     for (int32_t k = 0; k < nops; k++) {
         j->d[k] = ds[k];
-        j->scalar[k] = numel[k] == 1 && n > 1 && k > 0;
+        j->scalar[k] = (numel[k] == 1 || cpu_is_one_value(ds[k])) && n > 1 && k > 0;
         if (!j->scalar[k] && (numel[k] != n || !cpu_is_contiguous(ds[k])))
             return 0;
     }
@@ -1151,8 +1162,36 @@ static float cpu_red_finish(int32_t op, double alpha, double acc, int64_t count)
     return (float)(alpha * acc);
 }
 
+/* Threads: in the reduce-inner walk with one kept dim (a conv's bias
+ * gradient, [N, C, L] -> C sums of N rows), the output elements are
+ * independent, each summed whole by one thread in the one-thread order, so
+ * with a thread count set they are split between the threads once x has
+ * CPU_ELEM_PAR_MIN elements: the same bits on any count. */
+typedef struct cpu_red_job {
+    const cpu_red_plan *P;
+    const float *xb;
+    float *o;
+    int32_t op;
+    double alpha;
+} cpu_red_job;
+
+static void cpu_red_rows_part(void *job, int64_t lo, int64_t hi, int slot) {
+    (void)slot;
+    const cpu_red_job *j = job;
+    const cpu_red_plan *P = j->P;
+    const int32_t rl = P->nr - 1;
+    const int64_t ks = P->kstride[0], rn = P->rshape[rl], rs = P->rstride[rl];
+    for (int64_t k = lo; k < hi; k++) {
+        int64_t ridx[NNM_MAX_DIMS] = {0}, roff = 0;
+        double acc = 0.0;
+        do
+            acc += cpu_sum_row(j->xb + k * ks + roff, rn, rs);
+        while (cpu_odo_next(rl, P->rshape, P->rstride, ridx, &roff));
+        j->o[k] = cpu_red_finish(j->op, j->alpha, acc, P->count);
+    }
+}
+
 static nnm_status cpu_reduce(nnm_env *env, void *state, const nnm_reduce_args *a) {
-    (void)state;
     if (a == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu reduce: args is NULL");
     if (a->struct_size < sizeof(nnm_reduce_args))
@@ -1237,6 +1276,12 @@ static nnm_status cpu_reduce(nnm_env *env, void *state, const nnm_reduce_args *a
      *    each step adding a strip of x into a row of accumulators. */
     const int64_t aks = ks < 0 ? -ks : ks, ars = rs < 0 ? -rs : rs;
     if (kn == 1 || (rn > 1 && ars <= aks) || (rn == 1 && P.nr == 1)) {
+        const int32_t w = P.nk == 1 && !is_ext && kn > 1 ? cpu_threads_for(state, n_x, CPU_ELEM_PAR_MIN) : 0;
+        if (w > 1) {
+            cpu_red_job j = {&P, xb, o, a->op, a->alpha};
+            cpu_parallel(state, w, kn, kn < 4 * (int64_t)w ? kn : 4 * (int64_t)w, cpu_red_rows_part, &j);
+            return NNM_OK;
+        }
         int64_t oi = 0;
         do {
             for (int64_t j = 0; j < kn; j++) {

@@ -191,21 +191,37 @@ nnm_status nnm__record_where(nnm_ctx *ctx, nnm_tensor *cond, nnm_tensor *a, nnm_
 
 /* ---- convolution and pooling -------------------------------------------- */
 
-/* saved[0] = x, saved[1] = w (contiguous); u.conv; ival = has bias */
+/* saved[0] = x, saved[1] = w (contiguous); u.conv; ival = has bias.
+ *
+ * As linear_backward: the parameters' gradients come first and are handed
+ * to the engine at once (nnm__node_emit), so DDP starts their bucket's
+ * all-reduce before the input's gradient (the larger part) is computed; the
+ * weight's gradient is written straight into DDP's bucket view where the
+ * engine offers it (nnm__node_grad_dest, overwrite case): no temporary, no
+ * copy into the bucket. */
 static nnm_status conv_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
-    nnm_tensor *g = gout[0];
+    nnm_tensor *g = gout[0], *x = n->saved[0], *w = n->saved[1];
     if (!g) return NNM_OK;
     nnm_status st = NNM_OK;
-    if (wants(n, 0) || wants(n, 1))
-        st = nnm__conv_backward(ctx, &n->u.conv, n->saved[0], n->saved[1], g, wants(n, 0) ? &gin[0] : NULL,
-                                wants(n, 1) ? &gin[1] : NULL);
+    if (wants(n, 1)) {
+        nnm_tensor *ops[3] = {g, x, w};
+        int acc = 0;
+        nnm_tensor *dest = nnm__node_grad_dest(ctx, n, 1, ops, 3, &acc);
+        if (dest && !acc) {
+            if (!(st = nnm__conv_backward(ctx, &n->u.conv, x, w, g, NULL, NULL, dest)))
+                st = nnm__node_grad_dest_done(ctx, n, 1, dest);
+        } else if (!(st = nnm__conv_backward(ctx, &n->u.conv, x, w, g, NULL, &gin[1], NULL))) {
+            st = nnm__node_emit(ctx, n, 1, gin[1]);
+        }
+    }
     if (!st && n->ival && wants(n, 2)) { /* sum over every dim but the channels */
         int32_t dims[NNM_MAX_DIMS];
         uint32_t nd = 0;
         for (int32_t i = 0; i < g->desc.ndim; i++)
             if (i != 1) dims[nd++] = i;
-        st = nnm__op_reduce(ctx, NNM_REDUCE_SUM, g, dims, nd, 0, &gin[2]);
+        if (!(st = nnm__op_reduce(ctx, NNM_REDUCE_SUM, g, dims, nd, 0, &gin[2]))) st = nnm__node_emit(ctx, n, 2, gin[2]);
     }
+    if (!st && wants(n, 0)) st = nnm__conv_backward(ctx, &n->u.conv, x, w, g, &gin[0], NULL, NULL);
     return st;
 }
 

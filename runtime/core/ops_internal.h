@@ -51,9 +51,12 @@ nnm_status nnm__op_conv(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *
 nnm_status nnm__op_pool(nnm_ctx *ctx, nnm_tensor *x, const nnm_pool_params *p, nnm_tensor **out);
 nnm_status nnm__op_update(nnm_ctx *ctx, nnm_tensor *dst, nnm_tensor *src, double alpha, double beta);
 /* Backward helpers of the 1.3 ops (no recording; ops_nn.c). conv: grads of x
- * and w for the saved contiguous x, w (either out pointer NULL: not wanted). */
+ * and w for the saved contiguous x, w (either out pointer NULL: not wanted);
+ * gw_into, when not NULL (gw then NULL), a contiguous f32 tensor of w's shape
+ * that the weight's gradient overwrites instead of going to a new tensor (a
+ * DDP bucket view: no temporary, no copy). */
 nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor *x, nnm_tensor *w,
-                              nnm_tensor *g, nnm_tensor **gx, nnm_tensor **gw);
+                              nnm_tensor *g, nnm_tensor **gx, nnm_tensor **gw, nnm_tensor *gw_into);
 nnm_status nnm__pool_backward(nnm_ctx *ctx, const nnm_pool_params *p, nnm_tensor *x, nnm_tensor *g,
                               nnm_tensor **gx);
 /* op(a) @ op(b) over broadcast batch dims, never recorded. */

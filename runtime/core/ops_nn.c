@@ -717,15 +717,20 @@ static nnm_status conv_flip_weight(nnm_ctx *ctx, nnm_tensor *w, const conv_geom 
 }
 
 nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor *x, nnm_tensor *w,
-                              nnm_tensor *g0, nnm_tensor **gx, nnm_tensor **gw) {
+                              nnm_tensor *g0, nnm_tensor **gx, nnm_tensor **gw, nnm_tensor *gw_into) {
     conv_geom G;
     nnm_status st = conv_geometry(ctx, x, w, p, &G);
     if (st) return st;
+    if (gw_into && (gw || gw_into->desc.dtype.code != NNM_DTYPE_FLOAT || gw_into->desc.dtype.bits != 32 ||
+                    !nnm__tensor_is_contiguous(gw_into) || gw_into->desc.ndim != w->desc.ndim ||
+                    memcmp(gw_into->shape, w->shape, sizeof(int64_t) * (size_t)w->desc.ndim) ||
+                    !nnm__device_eq(gw_into->desc.device, w->desc.device)))
+        return nnm__error(ctx, NNM_E_INVALID, "conv backward: gw_into must be a contiguous f32 tensor of w's shape");
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, x->desc.device, &be))) return st;
     /* the backend's own kernel first (1.4), when it has one for this geometry;
      * x and w are the forward's contiguous copies */
-    if (!p->transposed && (gx || gw) && conv_slot(be, offsetof(nnm_backend_vtable, conv_backward)) &&
+    if (!p->transposed && (gx || gw || gw_into) && conv_slot(be, offsetof(nnm_backend_vtable, conv_backward)) &&
         nnm_tensor_numel(x) && nnm_tensor_numel(g0)) {
         nnm_tensor *g = NULL;
         if (gx) *gx = NULL;
@@ -735,7 +740,7 @@ nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor
             (gw && (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, w->desc.ndim, w->shape, gw))))
             goto tried;
         nnm_conv_args ca = {sizeof ca, 0, p, &x->desc, &w->desc, NULL, NULL, &g->desc,
-                            gx ? &(*gx)->desc : NULL, gw ? &(*gw)->desc : NULL};
+                            gx ? &(*gx)->desc : NULL, gw ? &(*gw)->desc : gw_into ? &gw_into->desc : NULL};
         st = try_backend_conv(ctx, be, offsetof(nnm_backend_vtable, conv_backward), &ca);
     tried:
         nnm_tensor_release(g);
@@ -757,11 +762,12 @@ nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor
                   p->padding_end[i] <= p->dilation[i] * (G.k[i] - 1);
     nnm_conv_params pf = *p;
     for (int32_t i = 0; i < G.ns; i++) pf.padding[i] = p->dilation[i] * (G.k[i] - 1) - p->padding[i];
-    nnm_tensor *g = NULL, *col = NULL, *wf = NULL;
+    nnm_tensor *g = NULL, *col = NULL, *wf = NULL, *gwt = NULL; /* gwt: where the weight's gradient goes */
     if ((st = nnm__contiguous(ctx, g0, &g))) return st;
     if (gx && (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, x->desc.ndim, x->shape, gx))) goto done;
     if (gw && (st = nnm__tensor_alloc(ctx, x->desc.device, NNM_F32, w->desc.ndim, w->shape, gw))) goto done;
-    if (gw && G.n == 0 && (st = nnm__op_fill(ctx, *gw, 0.0))) goto done;
+    gwt = gw ? *gw : gw_into;
+    if (gwt && G.n == 0 && (st = nnm__op_fill(ctx, gwt, 0.0))) goto done;
     int64_t rows = (p->transposed ? G.cout_g : G.cin_g) * G.kprod;
     int64_t cols = p->transposed ? G.l_in : G.l_out;
     if (!G.pointwise) {
@@ -774,7 +780,7 @@ nnm_status nnm__conv_backward(nnm_ctx *ctx, const nnm_conv_params *p, nnm_tensor
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     const float *W = fdata(w), *X = fdata(x), *GY = fdata(g), *WF = wf ? fdata(wf) : NULL;
-    float *GX = gx ? fdata(*gx) : NULL, *GW = gw ? fdata(*gw) : NULL, *C = col ? fdata(col) : NULL;
+    float *GX = gx ? fdata(*gx) : NULL, *GW = gwt ? fdata(gwt) : NULL, *C = col ? fdata(col) : NULL;
     for (int64_t n = 0; n < G.n && !st; n++) {
         for (int64_t gr = 0; gr < G.groups && !st; gr++) {
             const float beta = n == 0 ? 0.0f : 1.0f;

@@ -417,6 +417,141 @@ static void test_ddp_world_of_one(void) {
     LEAK_CHECK_END();
 }
 
+/* A small CNN: conv(1->4, 3x3, pad 1) -> relu -> conv(4->6, 3x3, pad 1)
+ * -> relu -> flatten -> linear(216, 3). The first conv's input needs no
+ * gradient (its backward is the weight's alone), the second's does. */
+static nnm_module *small_cnn(nnm_ctx *ctx) {
+    nnm_module *seq = tu_module(ctx, "sequential", NULL);
+    nnm_module *parts[6];
+    const int64_t ch[2][2] = {{1, 4}, {4, 6}};
+    for (int i = 0; i < 2; i++) {
+        nnm_config *cfg = NULL;
+        CU_ASSERT_EQUAL_FATAL(nnm_config_new(&cfg), NNM_OK);
+        nnm_config_set_int(cfg, "in_channels", ch[i][0]);
+        nnm_config_set_int(cfg, "out_channels", ch[i][1]);
+        nnm_config_set_int(cfg, "kernel_size", 3);
+        nnm_config_set_int(cfg, "padding", 1);
+        parts[2 * i] = tu_module(ctx, "conv2d", cfg);
+        parts[2 * i + 1] = tu_module(ctx, "relu", NULL);
+        nnm_config_free(cfg);
+    }
+    parts[4] = tu_module(ctx, "flatten", NULL);
+    parts[5] = tu_linear(ctx, "linear", 6 * 6 * 6, 3, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(seq);
+    for (int i = 0; i < 6; i++) {
+        CU_ASSERT_PTR_NOT_NULL_FATAL(parts[i]);
+        CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, parts[i]), NNM_OK);
+        nnm_module_release(parts[i]);
+    }
+    return seq;
+}
+
+/* One step of small_cnn on a batch of 2 x 1 x 6 x 6; with `grads`, the
+ * parameters' gradients after the backward are read into it (before the
+ * optimizer's step), in named_parameters order. */
+typedef struct cnn_grads {
+    float *v[16];
+    int64_t n[16];
+    int k;
+} cnn_grads;
+
+static nnm_status read_grad(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    cnn_grads *g = user;
+    if (g->k < 16 && nnm_tensor_grad(t)) {
+        g->v[g->k] = tu_read_f32(nnm_tensor_grad(t), &g->n[g->k]);
+        g->k++;
+    }
+    return NNM_OK;
+}
+
+static nnm_status cnn_step(nnm_ctx *ctx, nnm_module *m, nnm_ddp *d, nnm_optim *o, int k, cnn_grads *grads) {
+    float x[72];
+    for (int i = 0; i < 72; i++) x[i] = (float)((i * 7 + k * 3) % 11) / 5.0f - 1.0f;
+    int64_t s[4] = {2, 1, 6, 6};
+    nnm_tensor *xt = tu_tf32(ctx, 4, s, x), *y = NULL, *sq = NULL, *loss = NULL;
+    nnm_status st = d ? nnm_ddp_call(d, &xt, 1, &y, 1) : nnm_module_call(m, &xt, 1, &y, 1);
+    if (!st) st = nnm_op_binary(ctx, NNM_BINARY_MUL, y, y, &sq);
+    if (!st) st = nnm_op_reduce(ctx, NNM_REDUCE_MEAN, sq, NULL, 0, 0, &loss);
+    if (!st) st = nnm_backward(loss, NULL, 0);
+    if (!st && grads) st = nnm_module_named_parameters(m, read_grad, grads);
+    if (!st) st = nnm_optim_step(o);
+    if (!st) st = nnm_optim_zero_grad(o);
+    nnm_tensor_release(xt);
+    nnm_tensor_release(y);
+    nnm_tensor_release(sq);
+    nnm_tensor_release(loss);
+    return st;
+}
+
+/* DDP of a CNN over a world of one: a conv's weight gradient is written
+ * straight into its bucket view and handed over before its input's
+ * gradient (conv_backward in runtime/autograd/derivatives_nn.c); the
+ * gradients and the trained parameters are those of the bare module, bit
+ * for bit, with buckets small enough that each conv's weight has its own
+ * (the bucket holds the gradient DDP reduces: a conv gradient written
+ * elsewhere, or not at all, would show). */
+static void test_ddp_cnn_world_of_one(void) {
+    CHECK_STATUS(nnm_plugin_load(g_ctx, fx("loop")), NNM_OK);
+    LEAK_CHECK_BEGIN();
+    nnm_ctx_options co = {sizeof co, 0, 42};
+    nnm_ctx *ref_ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&co, &ref_ctx), NNM_OK);
+    nnm_module *m = small_cnn(g_ctx), *ref = small_cnn(ref_ctx);
+    char dir[256];
+    CU_ASSERT_EQUAL_FATAL(tu_tmpdir_new(dir, sizeof dir, "nnm_ddp_"), 0);
+    const char *path = tu_path(dir, "w.safetensors");
+    CU_ASSERT_EQUAL(nnm_module_save(ref, path, 0, NULL), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_load(m, path, 1, NULL), NNM_OK);
+    nnm_comm *c = NULL;
+    CHECK_STATUS(nnm_comm_new(g_ctx, "loop", NULL, &c), NNM_OK);
+    nnm_ddp *d = NULL;
+    nnm_ddp_options small = {sizeof small, 0, 256, 64};
+    CHECK_STATUS(nnm_ddp_new(m, c, &small, &d), NNM_OK);
+    nnm_comm_free(c);
+    nnm_sgd_options so = {sizeof so, 0, 0.1, 0.5, 0, 0};
+    nnm_optim *o = NULL, *ro = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_optim_sgd_new(ref, &so, &ro), NNM_OK);
+    for (int k = 0; k < 3; k++) {
+        cnn_grads ga = {{0}, {0}, 0}, gb = {{0}, {0}, 0};
+        CHECK_STATUS(cnn_step(g_ctx, m, d, o, k, &ga), NNM_OK);
+        CU_ASSERT_EQUAL(cnn_step(ref_ctx, ref, NULL, ro, k, &gb), NNM_OK);
+        CU_ASSERT_EQUAL(ga.k, 6); /* two conv weights and biases, the linear's */
+        CU_ASSERT_EQUAL(ga.k, gb.k);
+        for (int i = 0; i < ga.k && i < gb.k; i++) {
+            CU_ASSERT_EQUAL(ga.n[i], gb.n[i]);
+            CU_ASSERT(ga.v[i] && gb.v[i] && ga.n[i] == gb.n[i] &&
+                      memcmp(ga.v[i], gb.v[i], (size_t)ga.n[i] * sizeof(float)) == 0);
+        }
+        for (int i = 0; i < ga.k; i++) free(ga.v[i]);
+        for (int i = 0; i < gb.k; i++) free(gb.v[i]);
+    }
+    nnm_ddp_stats st = {sizeof st, 0, 0, 0, 0};
+    CHECK_STATUS(nnm_ddp_stats_get(d, &st), NNM_OK);
+    CU_ASSERT(st.n_buckets >= 3);
+    /* every parameter's gradient goes through a bucket: 40 + 222 + 651 floats a step */
+    CU_ASSERT_EQUAL(st.bytes_reduced, (uint64_t)(36 + 4 + 216 + 6 + 648 + 3) * 4);
+    tu_named a = tu_params_of(m), b = tu_params_of(ref);
+    CU_ASSERT_EQUAL_FATAL(a.n, b.n);
+    for (int i = 0; i < a.n; i++) {
+        int64_t n = 0, n2 = 0;
+        float *va = tu_read_f32(a.t[i], &n), *vb = tu_read_f32(b.t[i], &n2);
+        CU_ASSERT_EQUAL(n, n2);
+        CU_ASSERT(va && vb && memcmp(va, vb, (size_t)n * sizeof(float)) == 0);
+        free(va);
+        free(vb);
+    }
+    nnm_optim_free(o);
+    nnm_optim_free(ro);
+    nnm_ddp_free(d);
+    nnm_module_release(m);
+    nnm_module_release(ref);
+    nnm_ctx_free(ref_ctx);
+    tu_dir_remove_all(dir);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("comm", init, fini);
     if (!s) return 1;
@@ -428,5 +563,7 @@ int main(void) {
     CU_add_test(s, "post-accumulate-grad hooks", test_grad_hook);
     CU_add_test(s, "post-accumulate-grad hooks run once per backward", test_grad_hook_once_per_backward);
     CU_add_test(s, "DDP over a world of one equals the bare module", test_ddp_world_of_one);
+    CU_add_test(s, "DDP of a CNN over a world of one: conv gradients in the buckets, the bare module's bits",
+                test_ddp_cnn_world_of_one);
     return tu_run();
 }

@@ -44,11 +44,17 @@ static const geo k_geos[] = {
     {2, 1, 16, 24, 1, {9, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1},             /* 3x3 s1 on few positions: before Winograd */
     {2, 4, 40, 36, 1, {7, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1},             /* K = 360 > 256, 4 images joined */
     {2, 2, 96, 20, 1, {6, 6}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, {1, 1}, 0},             /* pointwise, 2 images joined */
+    {2, 8, 1, 16, 1, {28, 28}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1},            /* the Fashion CNN's conv1 */
+    {2, 7, 3, 12, 1, {12, 13}, {5, 5}, {2, 2}, {2, 2}, {1, 2}, {1, 1}, 1},            /* 7 images: parts of 1 and 2 */
 };
 
 static int64_t out_dim(const geo *g, int i) {
     return (g->in[i] + g->p[i] + g->e[i] - g->d[i] * (g->k[i] - 1) - 1) / g->s[i] + 1;
 }
+
+/* The second backend state: NNM_CPU_THREADS=all and 2 threads, so every op
+ * that can split does (the forward's products, grad_w's parts). */
+static void *g_state2;
 
 static void run_case(const nnm_backend_vtable *be, void *state, tu_fake_host *h, int ci, const geo *g) {
     const int nd = g->ns + 2;
@@ -133,6 +139,73 @@ static void run_case(const nnm_backend_vtable *be, void *state, tu_fake_host *h,
                         }
             }
         CU_ASSERT_EQUAL(bad, 0);
+        /* on two threads (the images' products dealt out): the same bits, or
+         * declined where the call is one product */
+        float *y2 = malloc((size_t)ny * sizeof *y2);
+        for (int64_t i = 0; i < ny; i++) y2[i] = NAN;
+        yd.data = y2;
+        const nnm_status st2 = be->conv(&h->env, g_state2, &a);
+        CU_ASSERT(st2 == NNM_OK || st2 == NNM_E_UNSUPPORTED);
+        if (st2 == NNM_OK && memcmp(y, y2, (size_t)ny * sizeof *y)) fprintf(stderr, "\n  case %d: y differs on two threads", ci);
+        if (st2 == NNM_OK) CU_ASSERT_EQUAL(memcmp(y, y2, (size_t)ny * sizeof *y), 0);
+        yd.data = y;
+        free(y2);
+    }
+    /* the weight gradient alone (the input needs none), from grad_out = y's
+     * shape filled with values: against a double reference, then the same
+     * bits on two threads */
+    if (be->conv_backward != NULL && __builtin_cpu_supports("avx512f")) {
+        float *gy = malloc((size_t)ny * sizeof *gy), *gw1 = malloc((size_t)nw * sizeof *gw1),
+              *gw2 = malloc((size_t)nw * sizeof *gw2);
+        tu_fill_uniform(gy, (size_t)ny, 51u + (uint32_t)ci, -1.0, 1.0);
+        for (int64_t i = 0; i < nw; i++) gw1[i] = gw2[i] = NAN;
+        nnm_tensor_desc gyd = yd, gwd = wd;
+        gyd.data = gy;
+        gwd.data = gw1;
+        nnm_conv_args ab = {sizeof ab, 0, &p, &xd, &wd, NULL, NULL, &gyd, NULL, &gwd};
+        nnm_status sb = be->conv_backward(&h->env, state, &ab);
+        CU_ASSERT(sb == NNM_OK || sb == NNM_E_UNSUPPORTED);
+        if (sb == NNM_OK) {
+            int bad = 0;
+            for (int64_t o = 0; o < g->cout; o++) {
+                const int64_t gr = o / cog;
+                for (int64_t i = 0; i < cig; i++)
+                    for (int64_t kz = 0; kz < kd[0]; kz++)
+                        for (int64_t kr = 0; kr < kd[1]; kr++)
+                            for (int64_t kc = 0; kc < kd[2]; kc++) {
+                                double s = 0.0, sc = 0.0;
+                                for (int64_t n = 0; n < g->n; n++)
+                                    for (int64_t z = 0; z < od[0]; z++)
+                                        for (int64_t r = 0; r < od[1]; r++)
+                                            for (int64_t c = 0; c < od[2]; c++) {
+                                                const int64_t iz = z * S[0] - P[0] + kz * D[0];
+                                                const int64_t ir = r * S[1] - P[1] + kr * D[1];
+                                                const int64_t ic = c * S[2] - P[2] + kc * D[2];
+                                                if (iz < 0 || iz >= id[0] || ir < 0 || ir >= id[1] || ic < 0 ||
+                                                    ic >= id[2])
+                                                    continue;
+                                                const double xv =
+                                                    x[(((n * g->cin + gr * cig + i) * id[0] + iz) * id[1] + ir) * id[2] + ic];
+                                                const double gv = gy[(((n * g->cout + o) * od[0] + z) * od[1] + r) * od[2] + c];
+                                                s += xv * gv, sc += fabs(xv * gv);
+                                            }
+                                const float got = gw1[(((o * cig + i) * kd[0] + kz) * kd[1] + kr) * kd[2] + kc];
+                                const double tol = 4.0 * (double)(g->n * lout + 1) * FLT_EPSILON / 2 * sc + 1e-30;
+                                if (!(fabs(got - s) <= tol)) {
+                                    if (bad < 3)
+                                        fprintf(stderr, "\n  case %d grad_w[%lld,%lld,..]: got %.9g want %.9g", ci,
+                                                (long long)o, (long long)i, (double)got, s);
+                                    bad++;
+                                }
+                            }
+            }
+            CU_ASSERT_EQUAL(bad, 0);
+            gwd.data = gw2;
+            CU_ASSERT_EQUAL(be->conv_backward(&h->env, g_state2, &ab), NNM_OK);
+            if (memcmp(gw1, gw2, (size_t)nw * sizeof *gw1)) fprintf(stderr, "\n  case %d: grad_w differs on two threads", ci);
+            CU_ASSERT_EQUAL(memcmp(gw1, gw2, (size_t)nw * sizeof *gw1), 0);
+        }
+        free(gy), free(gw1), free(gw2);
     }
     free(x), free(w), free(b), free(y);
 }
@@ -148,7 +221,12 @@ static void test_geometries(void) {
     void *state = NULL;
     CU_ASSERT_EQUAL_FATAL(be->init(&h.env, &state), NNM_OK);
     CU_ASSERT_EQUAL(be->set_num_threads(&h.env, state, 1), NNM_OK); /* one thread: the kernel's case */
+    setenv("NNM_CPU_THREADS", "all", 1); /* read by init */
+    CU_ASSERT_EQUAL_FATAL(be->init(&h.env, &g_state2), NNM_OK);
+    unsetenv("NNM_CPU_THREADS");
+    CU_ASSERT_EQUAL(be->set_num_threads(&h.env, g_state2, 2), NNM_OK);
     for (size_t i = 0; i < sizeof k_geos / sizeof k_geos[0]; i++) run_case(be, state, &h, (int)i, &k_geos[i]);
+    be->shutdown(g_state2);
     be->shutdown(state);
     dlclose(dl);
 }
@@ -156,7 +234,7 @@ static void test_geometries(void) {
 int main(void) {
     CU_pSuite s = tu_suite("conv_gemm5", NULL, NULL);
     CU_add_test(s, "im2col + AVX-512 gemm convolutions (1-3 d, groups, pointwise, stride, dilation, padding ends, "
-                   "bias) vs a direct double convolution",
+                   "bias) and their weight gradients vs a direct double convolution; two threads: the same bits",
                 test_geometries);
     return tu_run();
 }

@@ -161,6 +161,10 @@ static pool_case case2d(int32_t op, int64_t batch, int64_t h, int64_t w, int64_t
 static void test_named_shapes(void) {
     const pool_case cases[] = {
         case2d(NNM_POOL_MAX, 64, 28, 28, 2, 2, 2, 2, 0, 0, 0),  /* the CNN's pool1 */
+        case2d(NNM_POOL_MAX, 2, 6, 66, 2, 2, 2, 2, 0, 0, 0),    /* 33 outputs a row: 16 + 16 + 1 */
+        case2d(NNM_POOL_MAX, 2, 5, 67, 2, 2, 2, 2, 0, 0, 0),    /* odd both ways: margins */
+        case2d(NNM_POOL_MAX, 1, 4, 64, 2, 2, 2, 2, 0, 0, 0),    /* whole vectors only */
+        case2d(NNM_POOL_MAX, 1, 4, 31, 2, 2, 2, 2, 0, 0, 0),
         case2d(NNM_POOL_MAX, 3, 14, 14, 2, 2, 2, 2, 0, 0, 0),
         case2d(NNM_POOL_MAX, 1, 7, 7, 2, 2, 2, 2, 0, 0, 0),     /* odd: margins */
         case2d(NNM_POOL_MAX, 1, 7, 7, 2, 2, 2, 2, 0, 0, 1),     /* ceil: clipped tail */
@@ -295,6 +299,19 @@ static void test_golden_corners(void) {
     }
 }
 
+#ifdef CPU_POOL_AVX512
+/* The same with the AVX-512 rows of the 2 x 2 max pool off: the scalar loops
+ * that machines without AVX-512F run (the fast path above took the AVX-512
+ * rows where this one has it). */
+static void test_scalar_rows(void) {
+    const int was = atomic_load(&cpu_pool_avx512_state);
+    atomic_store(&cpu_pool_avx512_state, 1);
+    test_named_shapes();
+    test_golden_corners();
+    atomic_store(&cpu_pool_avx512_state, was);
+}
+#endif
+
 int main(void) {
     CU_pSuite s = tu_suite("cpu_pool", NULL, NULL);
     if (s == NULL)
@@ -303,5 +320,8 @@ int main(void) {
     CU_add_test(s, "random shapes: fast == generic, bit for bit", test_random_shapes);
     CU_add_test(s, "PyTorch corners: ties, signed zeros, NaN, -inf, ceil_mode",
                 test_golden_corners);
+#ifdef CPU_POOL_AVX512
+    CU_add_test(s, "2 x 2 max: the scalar rows too", test_scalar_rows);
+#endif
     return tu_run();
 }
