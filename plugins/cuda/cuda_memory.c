@@ -306,6 +306,12 @@ nnm_status cuda_host_alloc(nnm_env *env, void *state, int32_t device_id, size_t 
                 return cuda_fail(env, "host_alloc", "cudaEventQuery", e);
         }
         *pp = b->next;
+        if (b->device != device_id && b->done != NULL) {
+            /* an event belongs to the device it was made on; this one has
+             * completed: make the next one on the new device */
+            (void)cudaEventDestroy(b->done);
+            b->done = NULL;
+        }
         b->device = device_id;
         b->next = m->host_used;
         m->host_used = b;
