@@ -9,7 +9,10 @@
  * buffer per batch, copied from inside it to the device tensors, and given
  * back with host_free after the copies, holding exactly the CPU loader's
  * values; a backend without host_alloc gets the same batches through
- * ordinary memory.
+ * ordinary memory; a collective on a device tensor (a fake communicator on
+ * the CUDA device type) starts only after the runtime synchronised that
+ * device, and not at all when that fails (the NCCL ordering rule,
+ * docs/distributed.md "NCCL and streams").
  * Runs everywhere: no GPU, no CUDA.
  */
 #include "test_util.h"
@@ -114,6 +117,73 @@ static void fk_host_free(void *state, int32_t id, void *ptr) {
     }
 }
 
+/* ---- a communicator on the CUDA device type -------------------------------------- */
+
+struct nnm_comm_work {
+    int syncs_at_start; /* how many synchronize calls the backend had seen when it started */
+};
+static int g_comm_state, g_syncs_seen_by_start = -1, g_sync_arg_at_start = -9;
+
+static nnm_status cm_init(nnm_env *env, nnm_comm_init_args *args, void **state) {
+    (void)env;
+    args->rank = 0;
+    args->world_size = 1;
+    args->device_id = 0;
+    *state = &g_comm_state;
+    return NNM_OK;
+}
+static void cm_shutdown(void *state) { (void)state; }
+static nnm_status cm_work(nnm_env *env, nnm_comm_work **work) {
+    *work = malloc(sizeof **work);
+    if (!*work) return env->host->set_error(env, NNM_E_NOMEM, "fakecomm: out of memory");
+    (*work)->syncs_at_start = g_syncs_seen_by_start = g_log.syncs;
+    g_sync_arg_at_start = g_log.sync_arg;
+    return NNM_OK;
+}
+static nnm_status cm_all_reduce(nnm_env *env, void *state, float *data, int64_t n, nnm_comm_work **work) {
+    (void)state, (void)data, (void)n;
+    return cm_work(env, work);
+}
+static nnm_status cm_broadcast(nnm_env *env, void *state, void *data, uint64_t bytes, int32_t root,
+                               nnm_comm_work **work) {
+    (void)state, (void)data, (void)bytes, (void)root;
+    return cm_work(env, work);
+}
+static nnm_status cm_all_gather(nnm_env *env, void *state, const void *send, void *recv, uint64_t bytes,
+                                nnm_comm_work **work) {
+    (void)state;
+    memcpy(recv, send, bytes);
+    return cm_work(env, work);
+}
+static nnm_status cm_barrier(nnm_env *env, void *state, nnm_comm_work **work) {
+    (void)state;
+    return cm_work(env, work);
+}
+static nnm_status cm_wait(nnm_env *env, void *state, nnm_comm_work *work) {
+    (void)env, (void)state;
+    free(work);
+    return NNM_OK;
+}
+static int cm_test(void *state, nnm_comm_work *work) {
+    (void)state, (void)work;
+    return 1;
+}
+static const nnm_comm_vtable g_cvt = {
+    .struct_size = sizeof(nnm_comm_vtable),
+    .name = "fakecomm",
+    .version_major = 1,
+    .device_type = NNM_DEVICE_CUDA,
+    .init = cm_init,
+    .shutdown = cm_shutdown,
+    .all_reduce_start = cm_all_reduce,
+    .broadcast_start = cm_broadcast,
+    .all_gather_start = cm_all_gather,
+    .barrier_start = cm_barrier,
+    .wait = cm_wait,
+    .test = cm_test,
+};
+static const nnm_comm_vtable *const g_cvts[] = {&g_cvt};
+
 static nnm_backend_vtable g_vt = {
     .struct_size = sizeof(nnm_backend_vtable),
     .name = "fakegpu",
@@ -136,6 +206,8 @@ static const nnm_plugin_desc g_desc = {
     .name = "fakegpu",
     .n_backends = 1,
     .backends = g_vts,
+    .n_comms = 1,
+    .comms = g_cvts,
 };
 
 /* A context with the cpu backend and the fake one for "cuda". */
@@ -283,6 +355,38 @@ static void test_loader_without_host_alloc(void) {
     g_vt.host_free = fk_host_free;
 }
 
+/* A collective on a device tensor starts only after the runtime synchronised
+ * that device: the communicator's own stream then reads finished data. */
+static void test_collectives_synchronise_first(void) {
+    memset(&g_log, 0, sizeof g_log);
+    nnm_ctx *ctx = fake_ctx();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+    nnm_comm *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_comm_new(ctx, "fakecomm", NULL, &c), NNM_OK);
+    nnm_tensor *t = NULL, *all = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_new(ctx, DEV, NNM_F32, 1, (int64_t[]){16}, &t), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_new(ctx, DEV, NNM_F32, 1, (int64_t[]){16}, &all), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_comm_all_reduce(c, t), NNM_OK);
+    CU_ASSERT_EQUAL(g_syncs_seen_by_start, 1);
+    CU_ASSERT_EQUAL(g_sync_arg_at_start, 0); /* the tensor's device, not every device */
+    CU_ASSERT_EQUAL(nnm_comm_broadcast(c, t, 0), NNM_OK);
+    CU_ASSERT_EQUAL(g_syncs_seen_by_start, 2);
+    CU_ASSERT_EQUAL(nnm_comm_all_gather(c, t, all), NNM_OK);
+    CU_ASSERT_EQUAL(g_syncs_seen_by_start, 4); /* both buffers' device */
+    /* a failed synchronize (a fault in the work that made the buffer) stops
+     * the collective before it starts, with the backend's message */
+    g_log.sync_fail = 1;
+    g_syncs_seen_by_start = -1;
+    CU_ASSERT_EQUAL(nnm_comm_all_reduce(c, t), NNM_E_DEVICE);
+    CU_ASSERT_EQUAL(g_syncs_seen_by_start, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(ctx), "kernel fault"));
+    g_log.sync_fail = 0;
+    nnm_tensor_release(t);
+    nnm_tensor_release(all);
+    nnm_comm_free(c);
+    nnm_ctx_free(ctx);
+}
+
 int main(void) {
     if (tu_tmpdir_new(g_dir, sizeof g_dir, "cuda_staging") != 0) return 1;
     CU_pSuite s = tu_suite("cuda staging (fake backend)", NULL, NULL);
@@ -290,6 +394,7 @@ int main(void) {
     CU_add_test(s, "nnm_ctx_synchronize calls the slot", test_synchronize_slot);
     CU_add_test(s, "loader: batches staged in host_alloc memory", test_loader_stages_in_host_alloc_memory);
     CU_add_test(s, "loader: a backend without host_alloc", test_loader_without_host_alloc);
+    CU_add_test(s, "collectives synchronise the device first", test_collectives_synchronise_first);
     const int rc = tu_run();
     tu_dir_remove_all(g_dir);
     return rc;
