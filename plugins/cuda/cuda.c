@@ -10,7 +10,11 @@
  *    never calls anything else. Nothing here prints, exits or aborts;
  *  - memory is plain device memory from cudaMalloc on the requested device
  *    (256-byte aligned; never managed memory); alloc of 0 bytes returns a
- *    valid, unique pointer that free accepts;
+ *    valid, unique pointer that free accepts. Tensor memory (which the
+ *    runtime caches) and ops' scratch go through the caching allocator
+ *    (cuda_cache.c, cuda_memory.c): scratch is cached per (device, stream)
+ *    and reused in stream order; an out-of-memory gives the cache back and
+ *    retries once;
  *  - f32 tensors, plus what the cpu backend takes besides (i64 targets and
  *    indices, cast's five dtypes, index_select's raw elements); other dtypes
  *    give NNM_E_DTYPE. The op families beyond fill/unary/binary/gemm are

@@ -31,7 +31,12 @@ struct cuda_mem_state {
     cudaError_t last;           /* the device error behind a CC_E_DEVICE */
     cuda_host_block *host_used; /* handed out */
     cuda_host_block *host_free; /* given back (maybe with copies pending) */
+    size_t host_cached;         /* bytes on host_free */
 };
+
+/* Page-locked memory is taken from the machine's RAM for good: past this
+ * much given back, the buffers whose copies have run are freed. */
+#define CUDA_HOST_CACHE_MAX ((size_t)256 << 20)
 
 /* ------------------------------------------------------------------------ */
 /* The caching allocator's device                                            */
@@ -268,6 +273,7 @@ static int cuda_host_trim(struct cuda_mem_state *m) {
             continue;
         }
         *pp = b->next;
+        m->host_cached -= b->size;
         cuda_host_block_free(b);
         n++;
     }
@@ -306,6 +312,13 @@ nnm_status cuda_host_alloc(nnm_env *env, void *state, int32_t device_id, size_t 
                 return cuda_fail(env, "host_alloc", "cudaEventQuery", e);
         }
         *pp = b->next;
+        m->host_cached -= b->size;
+        if (b->device != device_id && b->done != NULL) {
+            /* an event belongs to the device it was made on; this one has
+             * completed: make the next one on the new device */
+            (void)cudaEventDestroy(b->done);
+            b->done = NULL;
+        }
         b->device = device_id;
         b->next = m->host_used;
         m->host_used = b;
@@ -371,6 +384,9 @@ void cuda_host_free(void *state, int32_t device_id, void *ptr) {
     }
     b->next = m->host_free;
     m->host_free = b;
+    m->host_cached += b->size;
+    if (m->host_cached > CUDA_HOST_CACHE_MAX)
+        (void)cuda_host_trim(m);
 }
 
 void cuda_memory_shutdown(cuda_state *s) {

@@ -59,6 +59,9 @@ func TestConstantsMatchTheLibrary(t *testing.T) {
 
 func TestForwardAndStructure(t *testing.T) {
 	ctx := newCtx(t)
+	if err := ctx.Synchronize(); err != nil { // CPU only: nothing queued
+		t.Fatal(err)
+	}
 	m := load(t, ctx)
 	if m.Type() != "sequential" || m.Path() != "" || m.NumParams() != 67 {
 		t.Fatalf("%s %q %d", m.Type(), m.Path(), m.NumParams())

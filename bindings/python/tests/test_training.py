@@ -174,3 +174,11 @@ def test_checkpoint_resume_equals_uninterrupted(ctx, case, kind, tmp_path):
     with pytest.raises(nnmod.InvalidError):
         nnmod.save_checkpoint(path, b, optimizer="not an optimizer")
     del a, b, oa, ob, wrong, loss_fn
+
+
+def test_synchronize_on_the_cpu(ctx, mlp_path):
+    # nnm_ctx_synchronize: nothing queued on a CPU-only context, before and after work
+    ctx.synchronize()
+    m = nnmod.from_manifest(mlp_path, ctx=ctx)
+    m(np.ones((2, 4), dtype=np.float32))
+    ctx.synchronize()
