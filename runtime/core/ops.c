@@ -240,8 +240,7 @@ nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor
     memcpy(shape, x->shape, (size_t)x->desc.ndim * sizeof shape[0]);
     shape[x->desc.ndim - 1] = n_out;
     if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, shape, &y))) goto done;
-    int64_t m = nnm__numel(x->desc.ndim, x->shape) / (k ? k : 1);
-    if (k == 0) m = nnm__numel(x->desc.ndim - 1, x->shape);
+    int64_t m = nnm__numel(x->desc.ndim - 1, x->shape); /* rows: no division (x's last dim is k) */
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     float beta = 0.0f;
