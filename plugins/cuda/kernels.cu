@@ -176,64 +176,67 @@ int64_t stride1(const nnm__cuda_layout *L, int k) {
 }
 
 template <int OP>
-void launch_unary(const nnm__cuda_layout *L, int64_t n, float *o, const float *x, float alpha) {
+void launch_unary(cudaStream_t st, const nnm__cuda_layout *L, int64_t n, float *o, const float *x,
+                  float alpha) {
     if (L->ndim <= 1)
-        unary_1d<OP><<<blocks_for(n), kThreads>>>(n, o, stride1(L, 0), x, stride1(L, 1), alpha);
+        unary_1d<OP>
+            <<<blocks_for(n), kThreads, 0, st>>>(n, o, stride1(L, 0), x, stride1(L, 1), alpha);
     else
-        unary_nd<OP><<<blocks_for(n), kThreads>>>(*L, n, o, x, alpha);
+        unary_nd<OP><<<blocks_for(n), kThreads, 0, st>>>(*L, n, o, x, alpha);
 }
 
 template <int OP>
-void launch_binary(const nnm__cuda_layout *L, int64_t n, float *o, const float *a,
+void launch_binary(cudaStream_t st, const nnm__cuda_layout *L, int64_t n, float *o, const float *a,
                    const float *b) {
     if (L->ndim <= 1)
-        binary_1d<OP><<<blocks_for(n), kThreads>>>(n, o, stride1(L, 0), a, stride1(L, 1), b,
+        binary_1d<OP><<<blocks_for(n), kThreads, 0, st>>>(n, o, stride1(L, 0), a, stride1(L, 1), b,
                                                    stride1(L, 2));
     else
-        binary_nd<OP><<<blocks_for(n), kThreads>>>(*L, n, o, a, b);
+        binary_nd<OP><<<blocks_for(n), kThreads, 0, st>>>(*L, n, o, a, b);
 }
 
 } // namespace
 
 /* ---- launchers (cuda_kernels.h) ------------------------------------------- */
 
-extern "C" int nnm__cuda_launch_fill(const nnm__cuda_layout *L, int64_t n, float *o, float v) {
+extern "C" int nnm__cuda_launch_fill(cudaStream_t st, const nnm__cuda_layout *L, int64_t n,
+                                     float *o, float v) {
     if (L->ndim <= 1)
-        fill_1d<<<blocks_for(n), kThreads>>>(n, o, stride1(L, 0), v);
+        fill_1d<<<blocks_for(n), kThreads, 0, st>>>(n, o, stride1(L, 0), v);
     else
-        fill_nd<<<blocks_for(n), kThreads>>>(*L, n, o, v);
+        fill_nd<<<blocks_for(n), kThreads, 0, st>>>(*L, n, o, v);
     return (int)cudaGetLastError();
 }
 
-extern "C" int nnm__cuda_launch_unary(int32_t op, const nnm__cuda_layout *L, int64_t n, float *o,
-                                      const float *x, float alpha) {
+extern "C" int nnm__cuda_launch_unary(cudaStream_t st, int32_t op, const nnm__cuda_layout *L,
+                                      int64_t n, float *o, const float *x, float alpha) {
     switch (op) {
-    case NNM_UNARY_COPY: launch_unary<NNM_UNARY_COPY>(L, n, o, x, alpha); break;
-    case NNM_UNARY_NEG: launch_unary<NNM_UNARY_NEG>(L, n, o, x, alpha); break;
-    case NNM_UNARY_RELU: launch_unary<NNM_UNARY_RELU>(L, n, o, x, alpha); break;
-    case NNM_UNARY_EXP: launch_unary<NNM_UNARY_EXP>(L, n, o, x, alpha); break;
-    case NNM_UNARY_LOG: launch_unary<NNM_UNARY_LOG>(L, n, o, x, alpha); break;
-    case NNM_UNARY_TANH: launch_unary<NNM_UNARY_TANH>(L, n, o, x, alpha); break;
-    case NNM_UNARY_SIGMOID: launch_unary<NNM_UNARY_SIGMOID>(L, n, o, x, alpha); break;
-    case NNM_UNARY_SQRT: launch_unary<NNM_UNARY_SQRT>(L, n, o, x, alpha); break;
-    case NNM_UNARY_ABS: launch_unary<NNM_UNARY_ABS>(L, n, o, x, alpha); break;
-    case NNM_UNARY_SCALE: launch_unary<NNM_UNARY_SCALE>(L, n, o, x, alpha); break;
-    case NNM_UNARY_STEP: launch_unary<NNM_UNARY_STEP>(L, n, o, x, alpha); break;
-    case NNM_UNARY_SIGN: launch_unary<NNM_UNARY_SIGN>(L, n, o, x, alpha); break;
+    case NNM_UNARY_COPY: launch_unary<NNM_UNARY_COPY>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_NEG: launch_unary<NNM_UNARY_NEG>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_RELU: launch_unary<NNM_UNARY_RELU>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_EXP: launch_unary<NNM_UNARY_EXP>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_LOG: launch_unary<NNM_UNARY_LOG>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_TANH: launch_unary<NNM_UNARY_TANH>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_SIGMOID: launch_unary<NNM_UNARY_SIGMOID>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_SQRT: launch_unary<NNM_UNARY_SQRT>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_ABS: launch_unary<NNM_UNARY_ABS>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_SCALE: launch_unary<NNM_UNARY_SCALE>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_STEP: launch_unary<NNM_UNARY_STEP>(st, L, n, o, x, alpha); break;
+    case NNM_UNARY_SIGN: launch_unary<NNM_UNARY_SIGN>(st, L, n, o, x, alpha); break;
     default: return (int)cudaErrorInvalidValue; /* the caller validated op */
     }
     return (int)cudaGetLastError();
 }
 
-extern "C" int nnm__cuda_launch_binary(int32_t op, const nnm__cuda_layout *L, int64_t n, float *o,
-                                       const float *a, const float *b) {
+extern "C" int nnm__cuda_launch_binary(cudaStream_t st, int32_t op, const nnm__cuda_layout *L,
+                                       int64_t n, float *o, const float *a, const float *b) {
     switch (op) {
-    case NNM_BINARY_ADD: launch_binary<NNM_BINARY_ADD>(L, n, o, a, b); break;
-    case NNM_BINARY_SUB: launch_binary<NNM_BINARY_SUB>(L, n, o, a, b); break;
-    case NNM_BINARY_MUL: launch_binary<NNM_BINARY_MUL>(L, n, o, a, b); break;
-    case NNM_BINARY_DIV: launch_binary<NNM_BINARY_DIV>(L, n, o, a, b); break;
-    case NNM_BINARY_MAX: launch_binary<NNM_BINARY_MAX>(L, n, o, a, b); break;
-    case NNM_BINARY_MIN: launch_binary<NNM_BINARY_MIN>(L, n, o, a, b); break;
+    case NNM_BINARY_ADD: launch_binary<NNM_BINARY_ADD>(st, L, n, o, a, b); break;
+    case NNM_BINARY_SUB: launch_binary<NNM_BINARY_SUB>(st, L, n, o, a, b); break;
+    case NNM_BINARY_MUL: launch_binary<NNM_BINARY_MUL>(st, L, n, o, a, b); break;
+    case NNM_BINARY_DIV: launch_binary<NNM_BINARY_DIV>(st, L, n, o, a, b); break;
+    case NNM_BINARY_MAX: launch_binary<NNM_BINARY_MAX>(st, L, n, o, a, b); break;
+    case NNM_BINARY_MIN: launch_binary<NNM_BINARY_MIN>(st, L, n, o, a, b); break;
     default: return (int)cudaErrorInvalidValue; /* the caller validated op */
     }
     return (int)cudaGetLastError();
