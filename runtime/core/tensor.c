@@ -93,7 +93,7 @@ static nnm_status check_shape(nnm_ctx *ctx, int32_t ndim, const int64_t *shape, 
  * lengths b_i is below 2^(sum b_i), so a sum of at most 63 (the element
  * size counted as 4 bits) keeps it under SIZE_MAX / 2 as check_shape does. */
 static inline size_t shape_bytes_fast(int32_t ndim, const int64_t *shape, nnm_dtype dtype) {
-    if (ndim < 1 || ndim > NNM_MAX_DIMS || dtype.lanes != 1 || !dtype.bits || dtype.bits > 64 ||
+    if (ndim < 1 || ndim > NNM_MAX_DIMS || !shape || dtype.lanes != 1 || !dtype.bits || dtype.bits > 64 ||
         (dtype.bits & 7))
         return 0;
     uint64_t n = dtype.bits / 8;
