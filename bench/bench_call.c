@@ -8,9 +8,12 @@
  *   seq50_linear16_relu   a 50-deep Sequential(Linear(16,16), ReLU) at batch 1,
  *                         grad mode on (every linear records its autograd node)
  *   seq50_linear16_relu_no_grad  the same under no_grad
- * Each figure is the median of REPS repetitions of ITERS calls.
- * Usage: bench_call [ITERS] [seq]   ("seq": only the two seq50 figures, for
- * profiling the small-model path)
+ * Each figure is the median of REPS repetitions of ITERS calls (wall time);
+ * the seq50 lines also give the median thread CPU time (cpu_us) and the
+ * fastest repetition (min_us), which a loaded machine hurts less.
+ * Usage: bench_call [ITERS] [seq|seq_grad|seq_no_grad]   ("seq": only the two
+ * seq50 figures; "seq_grad"/"seq_no_grad": only that one, for profiling the
+ * small-model path one mode at a time)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -60,14 +63,28 @@ static const nnm_layer_vtable *const grab_layers[] = {&grab_vt};
 static const nnm_plugin_desc grab_desc = {sizeof(nnm_plugin_desc), NNM_ABI_MAJOR, NNM_ABI_MINOR,
                                           "bench", NULL, 1, 0, grab_layers, NULL};
 
-static double time_calls(nnm_module *m, nnm_tensor *x, long iters) {
-    double t0 = now_s();
+/* This thread's CPU time: on a loaded machine (a VM shared with others) it
+ * counts only the time the bench ran, where wall time also counts waiting. */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Per call: wall time returned, thread CPU time in *cpu (if non-NULL). */
+static double time_calls_cpu(nnm_module *m, nnm_tensor *x, long iters, double *cpu) {
+    double t0 = now_s(), c0 = cpu_s();
     for (long i = 0; i < iters; i++) {
         nnm_tensor *y;
         if (nnm_module_call(m, &x, 1, &y, 1)) die(nnm_module_ctx(m), "call");
         nnm_tensor_release(y);
     }
+    if (cpu) *cpu = (cpu_s() - c0) / (double)iters;
     return (now_s() - t0) / (double)iters;
+}
+
+static double time_calls(nnm_module *m, nnm_tensor *x, long iters) {
+    return time_calls_cpu(m, x, iters, NULL);
 }
 
 static double time_raw(const nnm_layer_vtable *vt, nnm_tensor *x, long iters) {
@@ -85,7 +102,9 @@ static double time_raw(const nnm_layer_vtable *vt, nnm_tensor *x, long iters) {
 int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 2000000;
     if (iters < 1) iters = 1;
-    int seq_only = argc > 2 && !strcmp(argv[2], "seq");
+    int seq_only = argc > 2 && !strncmp(argv[2], "seq", 3);
+    int run_grad = !(argc > 2 && !strcmp(argv[2], "seq_no_grad"));
+    int run_no_grad = !(argc > 2 && !strcmp(argv[2], "seq_grad"));
     nnm_ctx *ctx;
     if (nnm_ctx_new(NULL, &ctx)) return 1;
     if (nnm_plugin_register_static(ctx, &grab_desc, "bench_call")) die(ctx, "register");
@@ -142,23 +161,30 @@ seq50:;
     }
     nnm_config_free(cfg);
     long deep_iters = iters / 200 + 1;
+    double deep[REPS], deep_cpu[REPS], deep_us, cpu_us;
+    if (!run_grad) goto no_grad;
     time_calls(seq, x, deep_iters); /* warm the allocator cache */
     nnm_ctx_stats s0 = {sizeof s0}, s1 = {sizeof s1};
     nnm_ctx_stats_get(ctx, &s0);
-    double deep[REPS];
-    for (int r = 0; r < REPS; r++) deep[r] = time_calls(seq, x, deep_iters);
+    for (int r = 0; r < REPS; r++) deep[r] = time_calls_cpu(seq, x, deep_iters, &deep_cpu[r]);
     nnm_ctx_stats_get(ctx, &s1);
-    double deep_us = 1e6 * median(deep, REPS);
-    printf("{\"bench\": \"seq50_linear16_relu\", \"value\": %.3f, \"unit\": \"us/forward\", \"batch\": 1, \"modules\": 101, \"per_module_ns\": %.1f, \"heap_allocs_steady\": %llu, \"target\": 10}\n",
-           deep_us, deep_us * 1000.0 / 101.0, (unsigned long long)(s1.heap_allocs - s0.heap_allocs));
+    deep_us = 1e6 * median(deep, REPS);
+    cpu_us = 1e6 * median(deep_cpu, REPS);
+    printf("{\"bench\": \"seq50_linear16_relu\", \"value\": %.3f, \"unit\": \"us/forward\", \"cpu_us\": %.3f, \"min_us\": %.3f, \"batch\": 1, \"modules\": 101, \"per_module_ns\": %.1f, \"heap_allocs_steady\": %llu, \"target\": 10}\n",
+           deep_us, cpu_us, 1e6 * deep[0], deep_us * 1000.0 / 101.0,
+           (unsigned long long)(s1.heap_allocs - s0.heap_allocs));
+no_grad:
+    if (!run_no_grad) goto done;
     int prev = nnm_grad_set_enabled(0);
     time_calls(seq, x, deep_iters);
-    for (int r = 0; r < REPS; r++) deep[r] = time_calls(seq, x, deep_iters);
+    for (int r = 0; r < REPS; r++) deep[r] = time_calls_cpu(seq, x, deep_iters, &deep_cpu[r]);
     nnm_grad_set_enabled(prev);
     deep_us = 1e6 * median(deep, REPS);
-    printf("{\"bench\": \"seq50_linear16_relu_no_grad\", \"value\": %.3f, \"unit\": \"us/forward\", \"batch\": 1, \"modules\": 101, \"per_module_ns\": %.1f, \"target\": 5}\n",
-           deep_us, deep_us * 1000.0 / 101.0);
+    cpu_us = 1e6 * median(deep_cpu, REPS);
+    printf("{\"bench\": \"seq50_linear16_relu_no_grad\", \"value\": %.3f, \"unit\": \"us/forward\", \"cpu_us\": %.3f, \"min_us\": %.3f, \"batch\": 1, \"modules\": 101, \"per_module_ns\": %.1f, \"target\": 5}\n",
+           deep_us, cpu_us, 1e6 * deep[0], deep_us * 1000.0 / 101.0);
 
+done:
     nnm_module_release(seq);
     nnm_module_release(id);
     nnm_module_release(grab);

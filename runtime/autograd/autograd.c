@@ -52,6 +52,7 @@ void nnm__node_release(nnm__node *n) {
         if (n->peer) nnm__node_release(n->peer);
         n->next_free = ctx->free_nodes;
         ctx->free_nodes = n;
+        NNM__POISON(n, sizeof *n); /* a use after release is reported under ASan */
         nnm__ctx_release(ctx);
         n = upstream;
     }
@@ -66,8 +67,10 @@ int nnm__needs_grad(nnm_tensor *a, nnm_tensor *b, nnm_tensor *c) {
 nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nnm_tensor *const *inputs,
                          uint32_t n_in, uint32_t n_out) {
     nnm__node *n = ctx->free_nodes;
-    if (n)
+    if (n) {
+        NNM__UNPOISON(n, sizeof *n);
         ctx->free_nodes = n->next_free;
+    }
     else if (!(n = malloc(sizeof *n)))
         return NULL;
     memset(n, 0, offsetof(nnm__node, next));

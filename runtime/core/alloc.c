@@ -29,7 +29,7 @@ static int32_t size_class(size_t bytes, size_t *rounded) {
     return cls;
 }
 
-static nnm__pool *pool_for(nnm_ctx *ctx, nnm_device dev) {
+static nnm__pool *pool_add(nnm_ctx *ctx, nnm_device dev) {
     for (uint32_t i = 0; i < ctx->n_pools; i++)
         if (nnm__device_eq(ctx->pools[i].device, dev)) return &ctx->pools[i];
     nnm__pool *p = realloc(ctx->pools, (ctx->n_pools + 1) * sizeof *p);
@@ -41,6 +41,23 @@ static nnm__pool *pool_for(nnm_ctx *ctx, nnm_device dev) {
     return p;
 }
 
+/* The pool of dev: the first one (the CPU's, in nearly every context) without
+ * a loop or a call. */
+static inline nnm__pool *pool_for(nnm_ctx *ctx, nnm_device dev) {
+    if (NNM__LIKELY(ctx->n_pools && nnm__device_eq(ctx->pools[0].device, dev))) return &ctx->pools[0];
+    return pool_add(ctx, dev);
+}
+
+/* Under ASan a cached block of host memory is poisoned while it waits for
+ * its next storage: a kernel or plugin still writing through a released
+ * tensor's data pointer is reported. Device memory is never touched. */
+static inline void poison_block(const nnm__storage *s) {
+    if (s->device.type == NNM_DEVICE_CPU && s->data) NNM__POISON(s->data, s->bytes);
+}
+static inline void unpoison_block(const nnm__storage *s) {
+    if (s->device.type == NNM_DEVICE_CPU && s->data) NNM__UNPOISON(s->data, s->bytes);
+}
+
 /* The high-water marks, after bytes_in_use grew. */
 static inline void note_peak(nnm_ctx *ctx) {
     nnm_ctx_stats *s = &ctx->stats;
@@ -49,18 +66,25 @@ static inline void note_peak(nnm_ctx *ctx) {
         s->peak_bytes_reserved = s->bytes_in_use + s->bytes_cached;
 }
 
-static nnm__storage *storage_obj(nnm_ctx *ctx) {
+nnm__storage *nnm__storage_obj(nnm_ctx *ctx) {
     nnm__storage *s = ctx->free_storages;
     if (s) {
+        NNM__UNPOISON(s, sizeof *s);
         ctx->free_storages = s->next;
         return s;
     }
     return malloc(sizeof *s);
 }
 
+void nnm__storage_obj_recycle(nnm_ctx *ctx, nnm__storage *s) {
+    s->next = ctx->free_storages;
+    ctx->free_storages = s;
+    NNM__POISON(s, sizeof *s);
+}
+
 /* The meta device: a storage object that records its size and owns no memory. */
 static nnm_status meta_storage(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out) {
-    nnm__storage *s = storage_obj(ctx);
+    nnm__storage *s = nnm__storage_obj(ctx);
     if (!s) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (storage)");
     memset(s, 0, sizeof *s);
     s->bytes = bytes;
@@ -85,6 +109,7 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
         nnm__storage *s = pool->free[cls];
         if (s) {
             pool->free[cls] = s->next;
+            unpoison_block(s);
             s->next = NULL;
             s->refs = 1;
             ctx->stats.cache_hits++;
@@ -99,7 +124,7 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
     nnm__backend *be;
     nnm_status st = nnm__backend_get(ctx, dev, &be);
     if (st) return st;
-    nnm__storage *s = storage_obj(ctx);
+    nnm__storage *s = nnm__storage_obj(ctx);
     if (!s) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (storage)");
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
@@ -116,8 +141,7 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
                         "backend '%s' (%s): alloc of %zu bytes returned success but a NULL pointer",
                         be->vt->name, be->plugin ? be->plugin->path : "?", rounded);
     if (st) {
-        s->next = ctx->free_storages;
-        ctx->free_storages = s;
+        nnm__storage_obj_recycle(ctx, s);
         if (st == NNM_E_NOMEM && ctx->err_seq != seq && ctx->errmsg[0]) /* keep the backend's reason */
             nnm__error(ctx, st, "could not allocate %zu bytes (%s)", rounded, ctx->errmsg);
         else if (!ctx->errmsg[0] || st == NNM_E_NOMEM)
@@ -141,6 +165,7 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
 }
 
 static void storage_free_memory(nnm_ctx *ctx, nnm__storage *s) {
+    unpoison_block(s);
     nnm__backend *be = &ctx->backends[s->device.type];
     if (be->vt && be->vt->free) be->vt->free(be->state, s->device.id, s->data);
     s->data = NULL;
@@ -150,14 +175,12 @@ void nnm__storage_release(nnm__storage *s) {
     if (!s || --s->refs) return;
     nnm_ctx *ctx = s->ctx;
     if (s->device.type == NNM_DEVICE_META) {
-        s->next = ctx->free_storages;
-        ctx->free_storages = s;
+        nnm__storage_obj_recycle(ctx, s);
     } else if (s->external) {
         nnm_dlpack_tensor *ext = s->external;
         s->external = NULL;
         if (ext->deleter) ext->deleter(ext);
-        s->next = ctx->free_storages;
-        ctx->free_storages = s;
+        nnm__storage_obj_recycle(ctx, s);
     } else {
         ctx->stats.bytes_in_use -= s->bytes;
         nnm__pool *pool = s->size_class >= 0 ? pool_for(ctx, s->device) : NULL;
@@ -165,10 +188,10 @@ void nnm__storage_release(nnm__storage *s) {
             s->next = pool->free[s->size_class];
             pool->free[s->size_class] = s;
             ctx->stats.bytes_cached += s->bytes;
+            poison_block(s);
         } else {
             storage_free_memory(ctx, s);
-            s->next = ctx->free_storages;
-            ctx->free_storages = s;
+            nnm__storage_obj_recycle(ctx, s);
         }
     }
     nnm__ctx_release(ctx);
@@ -184,8 +207,7 @@ NNM_API void nnm_ctx_empty_cache(nnm_ctx *ctx) {
                 p->free[c] = s->next;
                 ctx->stats.bytes_cached -= s->bytes;
                 storage_free_memory(ctx, s);
-                s->next = ctx->free_storages;
-                ctx->free_storages = s;
+                nnm__storage_obj_recycle(ctx, s);
             }
         }
     }
@@ -198,6 +220,7 @@ void nnm__alloc_fini(nnm_ctx *ctx) {
     ctx->n_pools = 0;
     while (ctx->free_storages) {
         nnm__storage *s = ctx->free_storages;
+        NNM__UNPOISON(s, sizeof *s);
         ctx->free_storages = s->next;
         free(s);
     }

@@ -39,8 +39,10 @@ nnm_status nnm__backend_check(nnm_ctx *ctx, const nnm__backend *be, const char *
 }
 
 /* Backends are found lazily, on the first tensor of their device, so that a
- * context on a machine without a GPU never touches the cuda plugin. */
-nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out) {
+ * context on a machine without a GPU never touches the cuda plugin. (The
+ * inline nnm__backend_get in ctx_internal.h answers a started backend
+ * itself and calls this for everything else.) */
+nnm_status nnm__backend_find(nnm_ctx *ctx, nnm_device dev, nnm__backend **out) {
     if (NNM__UNLIKELY(dev.type == NNM_DEVICE_META))
         return nnm__error(ctx, NNM_E_DEVICE,
                           "a tensor on the meta device has a shape and no data: nothing can compute "

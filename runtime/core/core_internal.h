@@ -20,6 +20,28 @@
 #define NNM__PRINTF(a, b)
 #endif
 
+/* AddressSanitizer's manual poisoning, for the runtime's own free lists
+ * (recycled tensor, storage and node objects, and the caching allocator's
+ * CPU blocks): an entry is poisoned while it waits on a list, so a use
+ * after its release is reported as ASan reports one after free(), though
+ * the memory never went back to malloc. Unpoisoned when it is handed out
+ * again (or freed). Nothing outside an ASan build (NNM_SANITIZE). */
+#if defined(__SANITIZE_ADDRESS__)
+#define NNM__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NNM__ASAN 1
+#endif
+#endif
+#ifdef NNM__ASAN
+#include <sanitizer/asan_interface.h>
+#define NNM__POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define NNM__UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define NNM__POISON(p, n) ((void)(p), (void)(n))
+#define NNM__UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define NNM__ERRMSG_CAP 1024
 #define NNM__MAX_IO NNM_MAX_IO  /* most inputs or outputs of one call */
 #define NNM__MAX_SPECS 4        /* input specs a layer may declare */
@@ -207,13 +229,17 @@ nnm_status nnm__error(nnm_ctx *ctx, nnm_status code, const char *fmt, ...) NNM__
 nnm_status nnm__verror(nnm_ctx *ctx, nnm_status code, const char *fmt, va_list ap);
 /* Prefixes the current message with "path (type): " once per failure. */
 void nnm__error_attribute(nnm_ctx *ctx, const nnm_module *m);
-void nnm__ctx_retain(nnm_ctx *ctx);
-void nnm__ctx_release(nnm_ctx *ctx);
+/* Frees a context whose last reference went (nnm__ctx_release, inline in
+ * ctx_internal.h with nnm__ctx_retain: every tensor, storage and node takes
+ * one, so they are two instructions, not calls). */
+void nnm__ctx_destroy(nnm_ctx *ctx);
 const char *nnm__device_name(nnm_device d, char *buf, size_t cap);
 
 /* backend.c */
-/* The initialised backend for a device, or an error set on ctx. */
-nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out);
+/* The initialised backend for a device, or an error set on ctx: starts it
+ * on first use. Ops call nnm__backend_get (ctx_internal.h), which inlines
+ * the started case. */
+nnm_status nnm__backend_find(nnm_ctx *ctx, nnm_device dev, nnm__backend **out);
 /* Tells an initialised backend ctx->num_threads (set_num_threads slot), when
  * the count was set and the backend has the slot; else NNM_OK. */
 nnm_status nnm__backend_push_threads(nnm_ctx *ctx, nnm__backend *be);
@@ -241,13 +267,31 @@ nnm_status nnm__backend_upload(nnm_ctx *ctx, nnm__backend *be, void *dst, nnm_de
 /* alloc.c */
 nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out);
 void nnm__storage_release(nnm__storage *s);
+/* A storage object from the context's free list (or malloc'd): no memory,
+ * fields unset; NULL when out of memory. nnm__storage_obj_recycle puts one
+ * back (its memory, if any, already dealt with). */
+nnm__storage *nnm__storage_obj(nnm_ctx *ctx);
+void nnm__storage_obj_recycle(nnm_ctx *ctx, nnm__storage *s);
 void nnm__alloc_fini(nnm_ctx *ctx);
 
 /* tensor.c */
 nnm_status nnm__tensor_alloc(nnm_ctx *ctx, nnm_device dev, nnm_dtype dtype, int32_t ndim,
                              const int64_t *shape, nnm_tensor **out);
-int nnm__tensor_is_contiguous(const nnm_tensor *t);
-int64_t nnm__numel(int32_t ndim, const int64_t *shape);
+/* Row-major contiguous (dims of size 1 may have any stride); inline, as
+ * every op asks it of every operand. */
+static inline int nnm__tensor_is_contiguous(const nnm_tensor *t) {
+    int64_t expect = 1;
+    for (int32_t i = t->desc.ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->strides[i] != expect) return 0;
+        expect *= t->shape[i];
+    }
+    return 1;
+}
+static inline int64_t nnm__numel(int32_t ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int32_t i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
 size_t nnm__dtype_size(nnm_dtype dt);
 int nnm__shape_str(const nnm_tensor_desc *d, char *buf, size_t cap);
 /* The n elements of an i64 tensor (any device; any strides on the CPU) into

@@ -196,14 +196,13 @@ NNM_API nnm_status nnm_ctx_new(const nnm_ctx_options *opts, nnm_ctx **out) {
     return NNM_OK;
 }
 
-void nnm__ctx_retain(nnm_ctx *ctx) { ctx->refs++; }
-
-static void ctx_destroy(nnm_ctx *ctx) {
+void nnm__ctx_destroy(nnm_ctx *ctx) {
     nnm__hooks_ctx_fini(ctx);
     nnm__alloc_fini(ctx);
     nnm__tensors_fini(ctx);
     while (ctx->free_nodes) {
         nnm__node *n = ctx->free_nodes;
+        NNM__UNPOISON(n, sizeof *n);
         ctx->free_nodes = n->next_free;
         free(n);
     }
@@ -213,9 +212,6 @@ static void ctx_destroy(nnm_ctx *ctx) {
     free(ctx);
 }
 
-void nnm__ctx_release(nnm_ctx *ctx) {
-    if (--ctx->refs == 0) ctx_destroy(ctx);
-}
 
 NNM_API void nnm_ctx_free(nnm_ctx *ctx) {
     if (!ctx || ctx->closed) return;

@@ -53,6 +53,26 @@ struct nnm_ctx {
     int make_overflow;            /* the nesting limit was hit: the message is already the cause */
 };
 
+static inline void nnm__ctx_retain(nnm_ctx *ctx) { ctx->refs++; }
+static inline void nnm__ctx_release(nnm_ctx *ctx) {
+    if (--ctx->refs == 0) nnm__ctx_destroy(ctx);
+}
+
+/* The initialised backend for a device, or an error set on ctx (backend.c's
+ * nnm__backend_find). Every op asks, so the started backend of a real
+ * device is answered here, inline: one compare of the device type and two
+ * loads. */
+static inline nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__backend **out) {
+    if (NNM__LIKELY(dev.type >= 1 && dev.type < NNM__DEVICE_TYPES && dev.id >= 0)) {
+        nnm__backend *be = &ctx->backends[dev.type];
+        if (NNM__LIKELY(be->tried && be->status == NNM_OK)) {
+            *out = be;
+            return NNM_OK;
+        }
+    }
+    return nnm__backend_find(ctx, dev, out);
+}
+
 /* Most host->child_new calls nested inside each other (a transformer needs 3):
  * a layer whose create makes itself, directly or through others, stops here
  * instead of overflowing the stack. */

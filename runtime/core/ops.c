@@ -23,7 +23,7 @@ static int is_f32(const nnm_tensor *t) {
            t->desc.dtype.lanes == 1;
 }
 
-static nnm_status check_f32(nnm_ctx *ctx, const char *op, const char *what, const nnm_tensor *t) {
+static nnm_status check_f32_failed(nnm_ctx *ctx, const char *op, const char *what, const nnm_tensor *t) {
     if (NNM__UNLIKELY(!t)) return nnm__error(ctx, NNM_E_INVALID, "%s: %s is NULL", op, what);
     if (NNM__UNLIKELY(!is_f32(t))) {
         /* "got i64", as a user says it (DLPack codes: 0 int, 1 uint, 2 float, 4 bfloat) */
@@ -40,13 +40,22 @@ static nnm_status check_f32(nnm_ctx *ctx, const char *op, const char *what, cons
     return NNM_OK;
 }
 
-static nnm_status check_same_device(nnm_ctx *ctx, const char *op, const nnm_tensor *a,
-                                    const nnm_tensor *b) {
-    if (NNM__LIKELY(nnm__device_eq(a->desc.device, b->desc.device))) return NNM_OK;
+/* check_f32 and check_same_device pass inline and call out only to fail */
+static inline nnm_status check_f32(nnm_ctx *ctx, const char *op, const char *what, const nnm_tensor *t) {
+    return NNM__LIKELY(t && is_f32(t)) ? NNM_OK : check_f32_failed(ctx, op, what, t);
+}
+
+static nnm_status devices_differ(nnm_ctx *ctx, const char *op, const nnm_tensor *a, const nnm_tensor *b) {
     char da[32], db[32];
     return nnm__error(ctx, NNM_E_DEVICE, "%s: operands are on different devices (%s and %s)", op,
                       nnm__device_name(a->desc.device, da, sizeof da),
                       nnm__device_name(b->desc.device, db, sizeof db));
+}
+
+static inline nnm_status check_same_device(nnm_ctx *ctx, const char *op, const nnm_tensor *a,
+                                           const nnm_tensor *b) {
+    return NNM__LIKELY(nnm__device_eq(a->desc.device, b->desc.device)) ? NNM_OK
+                                                                      : devices_differ(ctx, op, a, b);
 }
 
 nnm_status nnm__op_fill(nnm_ctx *ctx, nnm_tensor *t, double value) {
@@ -184,10 +193,15 @@ static const float *fptr(const nnm_tensor *t) {
 nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor *b, nnm_tensor **out) {
     *out = NULL;
     nnm_status st;
-    if ((st = check_f32(ctx, "linear", "input", x)) || (st = check_f32(ctx, "linear", "weight", w)) ||
-        (b && (st = check_f32(ctx, "linear", "bias", b))) ||
-        (st = check_same_device(ctx, "linear", x, w)) ||
-        (b && (st = check_same_device(ctx, "linear", x, b))))
+    /* the checks below in one test first: they cost more than a batch-1
+     * Linear(16, 16)'s arithmetic when each is a call */
+    if (NNM__UNLIKELY(!x || !w || !is_f32(x) || !is_f32(w) || (b && !is_f32(b)) ||
+                      !nnm__device_eq(x->desc.device, w->desc.device) ||
+                      (b && !nnm__device_eq(x->desc.device, b->desc.device))) &&
+        ((st = check_f32(ctx, "linear", "input", x)) || (st = check_f32(ctx, "linear", "weight", w)) ||
+         (b && (st = check_f32(ctx, "linear", "bias", b))) ||
+         (st = check_same_device(ctx, "linear", x, w)) ||
+         (b && (st = check_same_device(ctx, "linear", x, b)))))
         return st;
     if (NNM__UNLIKELY(w->desc.ndim != 2 || x->desc.ndim < 1)) {
         char sx[128], sw[128];
@@ -211,14 +225,22 @@ nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor
         (st = need_slot(ctx, be, be->vt->gemm != NULL, "gemm")) ||
         (b && (st = need_slot(ctx, be, be->vt->unary != NULL, "unary"))))
         return st;
-    nnm_tensor *xc = NULL, *wc = NULL, *y = NULL;
-    if ((st = contiguous(ctx, x, &xc)) || (st = contiguous(ctx, w, &wc))) goto done;
+    /* xc, wc: x and w themselves (borrowed) when contiguous, else contiguous
+     * copies (owned: xo, wo) */
+    nnm_tensor *xc = x, *wc = w, *xo = NULL, *wo = NULL, *y = NULL;
+    if (NNM__UNLIKELY(!nnm__tensor_is_contiguous(x))) {
+        if ((st = contiguous(ctx, x, &xo))) goto done;
+        xc = xo;
+    }
+    if (NNM__UNLIKELY(!nnm__tensor_is_contiguous(w))) {
+        if ((st = contiguous(ctx, w, &wo))) goto done;
+        wc = wo;
+    }
     int64_t shape[NNM_MAX_DIMS];
     memcpy(shape, x->shape, (size_t)x->desc.ndim * sizeof shape[0]);
     shape[x->desc.ndim - 1] = n_out;
     if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, shape, &y))) goto done;
-    int64_t m = nnm__numel(x->desc.ndim, x->shape) / (k ? k : 1);
-    if (k == 0) m = nnm__numel(x->desc.ndim - 1, x->shape);
+    int64_t m = nnm__numel(x->desc.ndim - 1, x->shape); /* rows: no division (x's last dim is k) */
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     float beta = 0.0f;
@@ -249,8 +271,8 @@ nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor
     if (!(st = be->vt->gemm(&env.pub, be->state, &g)) && nnm__needs_grad(x, w, b))
         st = nnm__record_linear(ctx, x, w, b, xc, wc, y);
 done:
-    nnm_tensor_release(xc);
-    nnm_tensor_release(wc);
+    nnm_tensor_release(xo);
+    nnm_tensor_release(wo);
     if (st) nnm_tensor_release(y);
     else *out = y;
     return st;

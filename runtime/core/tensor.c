@@ -9,21 +9,6 @@
 
 size_t nnm__dtype_size(nnm_dtype dt) { return ((size_t)dt.bits * dt.lanes + 7) / 8; }
 
-int64_t nnm__numel(int32_t ndim, const int64_t *shape) {
-    int64_t n = 1;
-    for (int32_t i = 0; i < ndim; i++) n *= shape[i];
-    return n;
-}
-
-int nnm__tensor_is_contiguous(const nnm_tensor *t) {
-    int64_t expect = 1;
-    for (int32_t i = t->desc.ndim - 1; i >= 0; i--) {
-        if (t->shape[i] != 1 && t->strides[i] != expect) return 0;
-        expect *= t->shape[i];
-    }
-    return 1;
-}
-
 int nnm__shape_str(const nnm_tensor_desc *d, char *buf, size_t cap) {
     size_t n = 0;
     int w = snprintf(buf, cap, "[");
@@ -40,7 +25,8 @@ int nnm__shape_str(const nnm_tensor_desc *d, char *buf, size_t cap) {
 
 static nnm_tensor *tensor_obj(nnm_ctx *ctx) {
     nnm_tensor *t = ctx->free_tensors;
-    if (t) {
+    if (NNM__LIKELY(t != NULL)) {
+        NNM__UNPOISON(t, sizeof *t);
         ctx->free_tensors = t->next_free;
         return t;
     }
@@ -100,12 +86,32 @@ static nnm_status check_shape(nnm_ctx *ctx, int32_t ndim, const int64_t *shape, 
     return NNM_OK;
 }
 
+/* check_shape's answer for the shapes ops make (positive dims, a one-lane
+ * dtype of whole bytes, a product far from overflow): the byte count
+ * without its division-free but branchy loop; 0 for anything else
+ * (check_shape then decides, and says why). The product of dims of bit
+ * lengths b_i is below 2^(sum b_i), so a sum of at most 63 (the element
+ * size counted as 4 bits) keeps it under SIZE_MAX / 2 as check_shape does. */
+static inline size_t shape_bytes_fast(int32_t ndim, const int64_t *shape, nnm_dtype dtype) {
+    if (ndim < 1 || ndim > NNM_MAX_DIMS || !shape || dtype.lanes != 1 || !dtype.bits || dtype.bits > 64 ||
+        (dtype.bits & 7))
+        return 0;
+    uint64_t n = dtype.bits / 8;
+    int bits = 4;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] <= 0) return 0;
+        bits += 64 - __builtin_clzll((unsigned long long)shape[i]);
+        n *= (uint64_t)shape[i];
+    }
+    return bits <= 63 && n <= SIZE_MAX / 2 ? (size_t)n : 0;
+}
+
 nnm_status nnm__tensor_alloc(nnm_ctx *ctx, nnm_device dev, nnm_dtype dtype, int32_t ndim,
                              const int64_t *shape, nnm_tensor **out) {
     *out = NULL;
-    size_t bytes;
-    nnm_status st = check_shape(ctx, ndim, shape, dtype, &bytes);
-    if (st) return st;
+    size_t bytes = shape_bytes_fast(ndim, shape, dtype);
+    nnm_status st;
+    if (NNM__UNLIKELY(!bytes) && (st = check_shape(ctx, ndim, shape, dtype, &bytes))) return st;
     nnm__storage *s;
     st = nnm__storage_new(ctx, dev, bytes, &s);
     if (st) return st;
@@ -138,6 +144,7 @@ nnm_status nnm__tensor_view(nnm_tensor *t, int32_t ndim, const int64_t *shape,
 void nnm__tensors_fini(nnm_ctx *ctx) {
     while (ctx->free_tensors) {
         nnm_tensor *t = ctx->free_tensors;
+        NNM__UNPOISON(t, sizeof *t);
         ctx->free_tensors = t->next_free;
         free(t);
     }
@@ -380,6 +387,7 @@ NNM_API void nnm_tensor_release(nnm_tensor *t) {
     t->tied = NULL;
     t->next_free = ctx->free_tensors;
     ctx->free_tensors = t;
+    NNM__POISON(t, sizeof *t); /* a use after release is reported under ASan */
     ctx->stats.live_tensors--;
     nnm__ctx_release(ctx);
 }
@@ -462,16 +470,14 @@ NNM_API nnm_status nnm_tensor_from_dlpack(nnm_ctx *ctx, nnm_dlpack_tensor *src, 
     nnm__backend *be;
     if ((st = nnm__backend_get(ctx, d->device, &be))) goto fail;
     (void)be;
-    nnm__storage *s = ctx->free_storages;
-    if (s)
-        ctx->free_storages = s->next;
-    else if (!(s = malloc(sizeof *s))) {
+    nnm__storage *s = nnm__storage_obj(ctx);
+    if (!s) {
         st = nnm__error(ctx, NNM_E_NOMEM, "out of memory (dlpack import)");
         goto fail;
     }
     nnm_tensor *t = tensor_obj(ctx);
     if (!t) {
-        free(s);
+        nnm__storage_obj_recycle(ctx, s);
         st = nnm__error(ctx, NNM_E_NOMEM, "out of memory (dlpack import)");
         goto fail;
     }

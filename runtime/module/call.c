@@ -79,7 +79,7 @@ static int spec_matches(const nnm__input_spec *s, const nnm_tensor *t) {
     return 1;
 }
 
-static nnm_status check_inputs(nnm_module *m, nnm_tensor *const *in, uint32_t n_in) {
+static nnm_status inputs_failed(nnm_module *m, nnm_tensor *const *in, uint32_t n_in) {
     for (uint32_t i = 0; i < n_in; i++) {
         const nnm_tensor *t = in[i];
         if (NNM__UNLIKELY(!t)) return fail(m, NNM_E_INVALID, "input %u is NULL", i);
@@ -96,6 +96,18 @@ static nnm_status check_inputs(nnm_module *m, nnm_tensor *const *in, uint32_t n_
             if (n_in > 1) return fail(m, NNM_E_SHAPE, "expected input %u %s, got %s", i, want, got);
             return fail(m, NNM_E_SHAPE, "expected input %s, got %s", want, got);
         }
+    }
+    return NNM_OK;
+}
+
+/* Inputs non-NULL, on the module's device and matching its specs: tested
+ * inline, every call; inputs_failed finds which is wrong and says so. */
+static inline nnm_status check_inputs(nnm_module *m, nnm_tensor *const *in, uint32_t n_in) {
+    for (uint32_t i = 0; i < n_in; i++) {
+        const nnm_tensor *t = in[i];
+        if (NNM__UNLIKELY(!t || !nnm__device_eq(t->desc.device, m->device) ||
+                          (i < m->n_specs && m->specs[i].ndim >= 0 && !spec_matches(&m->specs[i], t))))
+            return inputs_failed(m, in, n_in);
     }
     return NNM_OK;
 }
@@ -459,8 +471,8 @@ static nnm_status wrap(nnm_module *m, nnm__backward_fn fn, const uint64_t *bw_st
  * fewer references than it appears among the outputs, the extra outputs own
  * nothing: they are taken out (not released) and the call fails. Cheap: only
  * pointer compares unless an output is an input. */
-static nnm_status check_passthrough(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
-                                    const uint32_t *refs, nnm_tensor **out, uint32_t n_out) {
+static nnm_status passthrough_refs(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
+                                   const uint32_t *refs, nnm_tensor **out, uint32_t n_out) {
     for (uint32_t i = 0; i < n_in; i++) {
         uint32_t k = 0, first = 0;
         for (uint32_t j = n_out; j-- > 0;)
@@ -477,6 +489,15 @@ static nnm_status check_passthrough(nnm_module *m, nnm_tensor *const *in, uint32
                     "(host->tensor_retain)",
                     i, first);
     }
+    return NNM_OK;
+}
+
+/* check_passthrough's common case inline: no output is an input. */
+static inline nnm_status check_passthrough(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
+                                           const uint32_t *refs, nnm_tensor **out, uint32_t n_out) {
+    for (uint32_t j = 0; j < n_out; j++)
+        for (uint32_t i = 0; i < n_in; i++)
+            if (NNM__UNLIKELY(out[j] == in[i])) return passthrough_refs(m, in, n_in, refs, out, n_out);
     return NNM_OK;
 }
 
