@@ -8,10 +8,12 @@
  *
  * One file per concern: cuda.c (init, shutdown, streams, the vtable),
  * cuda_memory.c (alloc, free, copies, scratch, pinned host buffers) over
- * cuda_cache.c (the caching allocator's logic, plain C), cuda_elementwise.c (fill, unary, binary),
- * cuda_gemm.c (cuBLAS). A concern that needs state of its own hangs ONE
- * pointer off cuda_state, owns the struct behind it and frees it in a
- * shutdown hook of its own called from cuda_shutdown.
+ * cuda_cache.c (the caching allocator's logic, plain C), cuda_elementwise.c (fill,
+ * unary, binary, where), cuda_ops.h (the other op families: cuda_<family>.c),
+ * cuda_gemm.c (cuBLAS), cuda_dnn*.c (cuDNN: conv, batch norm; pooling). A
+ * concern that needs state of its own hangs ONE pointer off cuda_state, owns
+ * the struct behind it and frees it in a shutdown hook of its own called from
+ * cuda_shutdown.
  */
 #ifndef NNM_CUDA_INTERNAL_H
 #define NNM_CUDA_INTERNAL_H

@@ -301,6 +301,9 @@ static nnm_status copy_between(nnm_ctx *ctx, void *dst, nnm_device dst_dev, cons
     nnm_status st;
     if (src_cpu || dst_cpu || src_dev.type == dst_dev.type) {
         if ((st = nnm__backend_get(ctx, src_cpu ? dst_dev : src_dev, &be))) return st;
+        /* host to device: staged in page-locked memory where the backend has
+         * it, so the copy does not wait for the device's queued work */
+        if (src_cpu) return nnm__backend_upload(ctx, be, dst, dst_dev, src, bytes);
         return be->vt->memcpy(&env.pub, be->state, dst, dst_dev, src, src_dev, bytes);
     }
     void *h = malloc(bytes);

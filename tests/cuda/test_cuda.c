@@ -267,7 +267,7 @@ static void test_plugin_direct(void) {
     CU_ASSERT_STRING_EQUAL(vt->name, "cuda");
     CU_ASSERT_EQUAL(vt->device_type, NNM_DEVICE_CUDA);
     CU_ASSERT_EQUAL(vt->version_major, 1);
-    CU_ASSERT_EQUAL(vt->version_minor, 0);
+    CU_ASSERT_EQUAL(vt->version_minor, 1);
     CU_ASSERT_EQUAL(vt->version_patch, 0);
     CU_ASSERT_PTR_NOT_NULL(vt->init);
     CU_ASSERT_PTR_NOT_NULL(vt->shutdown);
