@@ -166,6 +166,8 @@ typedef struct cnn_run {
     nnm_tensor *x, *t;
 } cnn_run;
 
+static int g_only_n;
+
 static void cnn_step(cnn_run *c) {
     nnm_tensor *logits, *loss;
     if (nnm_optim_zero_grad(c->opt)) die(c->ctx, "zero_grad");
@@ -211,6 +213,10 @@ static int cnn_bench(nnm_ctx *ctx, int32_t nt, int reps, const char *path) {
     const long iters = 10;
     for (int rep = 0; rep < reps; rep++)
         for (int k = 0; k < 2; k++) {
+            if (g_only_n && !k) { /* NNM_BENCH_ONLY_N=1: N threads alone (for perf) */
+                w[0][rep] = pc[0][rep] = mc[0][rep] = 1.0;
+                continue;
+            }
             nnm_ctx_set_num_threads(ctx, k ? nt : 1);
             cnn_timed(&c, iters, &w[k][rep], &pc[k][rep], &mc[k][rep]);
         }
@@ -240,6 +246,7 @@ int main(int argc, char **argv) {
     double load0, load1;
     loadavg(&load0);
     if (!strcmp(only, "cnn")) { /* the whole training step */
+        g_only_n = getenv("NNM_BENCH_ONLY_N") && atoi(getenv("NNM_BENCH_ONLY_N")) == 1;
         nnm_ctx *c;
         if (nnm_ctx_new(NULL, &c)) return 1;
         int rc = cnn_bench(c, nt, reps, argc > 4 ? argv[4] : "examples/manifests/fashion_cnn.json");

@@ -46,6 +46,9 @@ static const geo k_geos[] = {
     {2, 2, 96, 20, 1, {6, 6}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, {1, 1}, 0},             /* pointwise, 2 images joined */
     {2, 8, 1, 16, 1, {28, 28}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 1},            /* the Fashion CNN's conv1 */
     {2, 7, 3, 12, 1, {12, 13}, {5, 5}, {2, 2}, {2, 2}, {1, 2}, {1, 1}, 1},            /* 7 images: parts of 1 and 2 */
+    /* one image on two threads: 784 columns in 8 ranges of 128, the last ones past the end (resnet18's layer2.0.conv1 shape) */
+    {2, 1, 8, 16, 1, {56, 56}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, {1, 1}, 1},
+    {2, 1, 4, 12, 1, {45, 45}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, 0},            /* 2025 columns: more ranges than tiles */
 };
 
 static int64_t out_dim(const geo *g, int i) {
