@@ -169,61 +169,11 @@ int cuda_is_f32(nnm_dtype dt) {
     return dt.code == NNM_DTYPE_FLOAT && dt.bits == 32 && dt.lanes == 1;
 }
 
-/* Validates one descriptor an op reads or writes: CUDA device `id` (or, when
- * *id is -1, any valid device, which it then sets), f32, sane ndim, shape and
- * strides present, data present unless empty. Sets *numel. */
-nnm_status cuda_check_desc(nnm_env *env, const cuda_state *s, const char *op,
-                                  const char *what, const nnm_tensor_desc *d, int32_t *id,
-                                  int64_t *numel) {
-    if (d == NULL)
-        return CUDA_ERR(env, NNM_E_INVALID, "cuda %s: %s tensor is NULL", op, what);
-    if (d->device.type != NNM_DEVICE_CUDA)
-        return CUDA_ERR(env, NNM_E_DEVICE,
-                        "cuda %s: %s tensor is on device type %d, the cuda backend handles "
-                        "only CUDA tensors (type %d)",
-                        op, what, (int)d->device.type, (int)NNM_DEVICE_CUDA);
-    if (*id < 0) {
-        nnm_status st = cuda_check_id(env, s, op, d->device.id);
-        if (st != NNM_OK)
-            return st;
-        *id = d->device.id;
-    } else if (d->device.id != *id) {
-        return CUDA_ERR(env, NNM_E_DEVICE,
-                        "cuda %s: %s tensor is on cuda:%d, the output on cuda:%d", op, what,
-                        (int)d->device.id, (int)*id);
-    }
-    if (!cuda_is_f32(d->dtype))
-        return CUDA_ERR(env, NNM_E_DTYPE,
-                        "cuda %s: %s tensor has dtype (code %u, bits %u, lanes %u); the cuda "
-                        "backend supports only f32 for now",
-                        op, what, (unsigned)d->dtype.code, (unsigned)d->dtype.bits,
-                        (unsigned)d->dtype.lanes);
-    if (d->ndim < 0 || d->ndim > NNM_MAX_DIMS)
-        return CUDA_ERR(env, NNM_E_LIMIT, "cuda %s: %s tensor has ndim %d (0..%d allowed)", op,
-                        what, (int)d->ndim, NNM_MAX_DIMS);
-    if (d->ndim > 0 && (d->shape == NULL || d->strides == NULL))
-        return CUDA_ERR(env, NNM_E_INVALID, "cuda %s: %s tensor has NULL shape or strides", op,
-                        what);
-    if (d->byte_offset % sizeof(float) != 0)
-        return CUDA_ERR(env, NNM_E_INVALID,
-                        "cuda %s: %s tensor byte_offset %llu is not a multiple of 4", op, what,
-                        (unsigned long long)d->byte_offset);
-    int64_t n = 1;
-    for (int32_t i = 0; i < d->ndim; i++) {
-        int64_t sz = d->shape[i];
-        if (sz < 0)
-            return CUDA_ERR(env, NNM_E_SHAPE,
-                            "cuda %s: %s tensor has negative size %lld in dim %d", op, what,
-                            (long long)sz, (int)i);
-        if (sz != 0 && n > INT64_MAX / sz)
-            return CUDA_ERR(env, NNM_E_LIMIT, "cuda %s: %s tensor has too many elements", op,
-                            what);
-        n *= sz;
-    }
-    if (n > 0 && d->data == NULL)
-        return CUDA_ERR(env, NNM_E_INVALID, "cuda %s: %s tensor has NULL data", op, what);
-    *numel = n;
-    return NNM_OK;
+/* Validates one f32 descriptor (cuda_check_desc_dt, cuda_ops.c, has the
+ * checks for every dtype). */
+nnm_status cuda_check_desc(nnm_env *env, const cuda_state *s, const char *op, const char *what,
+                           const nnm_tensor_desc *d, int32_t *id, int64_t *numel) {
+    return cuda_check_desc_dt(env, s, op, what, d, CUDA_DT_F32, id, numel);
 }
 
 /* The layout the cpu backend builds too (plugins/common/strided_layout.h). */

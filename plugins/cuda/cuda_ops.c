@@ -31,8 +31,6 @@ size_t cuda_dtype_size(int kind) {
 
 nnm_status cuda_check_desc_dt(nnm_env *env, const cuda_state *s, const char *op, const char *what,
                               const nnm_tensor_desc *d, int kind, int32_t *id, int64_t *numel) {
-    if (kind == CUDA_DT_F32)
-        return cuda_check_desc(env, s, op, what, d, id, numel);
     if (d == NULL)
         return CUDA_ERR(env, NNM_E_INVALID, "cuda %s: %s tensor is NULL", op, what);
     if (d->device.type != NNM_DEVICE_CUDA)
@@ -56,8 +54,9 @@ nnm_status cuda_check_desc_dt(nnm_env *env, const cuda_state *s, const char *op,
                         "cuda %s: %s tensor has dtype (code %u, bits %u, lanes %u); %s", op, what,
                         (unsigned)d->dtype.code, (unsigned)d->dtype.bits,
                         (unsigned)d->dtype.lanes,
-                        kind == CUDA_DT_I64 ? "it must be i64 (code 0, bits 64, lanes 1)"
-                                            : "it must be one of f32, i64, i32, u8 and bool");
+                        kind == CUDA_DT_I64   ? "it must be i64 (code 0, bits 64, lanes 1)"
+                        : kind == CUDA_DT_F32 ? "it must be f32 (code 2, bits 32, lanes 1)"
+                                              : "it must be one of f32, i64, i32, u8 and bool");
     if (d->ndim < 0 || d->ndim > NNM_MAX_DIMS)
         return CUDA_ERR(env, NNM_E_LIMIT, "cuda %s: %s tensor has ndim %d (0..%d allowed)", op,
                         what, (int)d->ndim, NNM_MAX_DIMS);
