@@ -52,7 +52,7 @@ void nnm__node_release(nnm__node *n) {
         if (n->peer) nnm__node_release(n->peer);
         n->next_free = ctx->free_nodes;
         ctx->free_nodes = n;
-        NNM__POISON(n, sizeof *n); /* a use after release is reported under ASan */
+        nnm__poison_entry(n, sizeof *n, &n->next_free); /* a use after release is reported under ASan */
         nnm__ctx_release(ctx);
         n = upstream;
     }

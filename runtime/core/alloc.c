@@ -79,7 +79,7 @@ nnm__storage *nnm__storage_obj(nnm_ctx *ctx) {
 void nnm__storage_obj_recycle(nnm_ctx *ctx, nnm__storage *s) {
     s->next = ctx->free_storages;
     ctx->free_storages = s;
-    NNM__POISON(s, sizeof *s);
+    nnm__poison_entry(s, sizeof *s, &s->next);
 }
 
 /* The meta device: a storage object that records its size and owns no memory. */

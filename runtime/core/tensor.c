@@ -390,7 +390,7 @@ NNM_API void nnm_tensor_release(nnm_tensor *t) {
     t->tied = NULL;
     t->next_free = ctx->free_tensors;
     ctx->free_tensors = t;
-    NNM__POISON(t, sizeof *t); /* a use after release is reported under ASan */
+    nnm__poison_entry(t, sizeof *t, &t->next_free); /* a use after release is reported under ASan */
     ctx->stats.live_tensors--;
     nnm__ctx_release(ctx);
 }
