@@ -408,6 +408,11 @@ NNM_API int nnm_module_path(const nnm_module *m, char *buf, size_t cap);
 NNM_API nnm_module *nnm_module_parent(const nnm_module *m);  /* borrowed; NULL for a root */
 NNM_API uint32_t nnm_module_child_count(const nnm_module *m);
 NNM_API nnm_module *nnm_module_child(const nnm_module *m, uint32_t index); /* borrowed */
+/* The name of m's child slot `index` ("fc1", "0"), owned by m and valid until
+ * that slot is replaced or deleted; NULL past the end. A child shared under
+ * two names (model.b = model.a) or attached in two trees has one name per
+ * slot, where nnm_module_name gives its first. (Since 0.5.) */
+NNM_API const char *nnm_module_child_name(const nnm_module *m, uint32_t index);
 /* Finds a descendant by dotted path ("layers.3"); borrowed; NULL if none. */
 NNM_API nnm_module *nnm_module_get(const nnm_module *m, const char *path);
 NNM_API nnm_ctx *nnm_module_ctx(const nnm_module *m);

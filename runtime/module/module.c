@@ -362,6 +362,9 @@ NNM_API uint32_t nnm_module_child_count(const nnm_module *m) {
 NNM_API nnm_module *nnm_module_child(const nnm_module *m, uint32_t index) {
     return nnm__module_live(m) && index < m->n_children ? m->children[index] : NULL;
 }
+NNM_API const char *nnm_module_child_name(const nnm_module *m, uint32_t index) {
+    return nnm__module_live(m) && index < m->n_children ? m->child_names[index] : NULL;
+}
 NNM_API nnm_ctx *nnm_module_ctx(const nnm_module *m) { return nnm__module_live(m) ? m->ctx : NULL; }
 
 NNM_API const nnm_config *nnm_module_config(const nnm_module *m) {

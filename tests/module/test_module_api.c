@@ -425,6 +425,11 @@ static void test_shared_module(void) {
     CU_ASSERT_PTR_EQUAL(nnm_module_get(s, "a"), lin);
     CU_ASSERT_PTR_EQUAL(nnm_module_get(s, "b"), lin);
     CU_ASSERT_STRING_EQUAL(nnm_module_name(lin), "a"); /* its first name */
+    /* each slot keeps its own name (named_children's "b" for m.b) */
+    CU_ASSERT_STRING_EQUAL(nnm_module_child_name(s, 0), "a");
+    CU_ASSERT_STRING_EQUAL(nnm_module_child_name(s, 1), "b");
+    CU_ASSERT_PTR_NULL(nnm_module_child_name(s, 2));
+    CU_ASSERT_PTR_NULL(nnm_module_child_name(NULL, 0));
     /* named_modules() and named_parameters() see it once (remove_duplicate),
      * state_dict() under both names, as PyTorch's */
     char keys[512] = "";

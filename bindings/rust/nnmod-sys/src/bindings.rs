@@ -11153,6 +11153,10 @@ extern "C" {
     pub fn nnm_module_child(m: *const nnm_module, index: u32) -> *mut nnm_module;
 }
 extern "C" {
+    pub fn nnm_module_child_name(m: *const nnm_module, index: u32)
+        -> *const ::std::os::raw::c_char;
+}
+extern "C" {
     pub fn nnm_module_get(
         m: *const nnm_module,
         path: *const ::std::os::raw::c_char,
