@@ -25,12 +25,16 @@ static inline int nnm_lu_host_fits(double bytes) {
 }
 
 /* 1 when d is laid out row-major without gaps (size-1 dims may have any
- * stride). */
+ * stride), or holds no elements (any strides, as PyTorch's is_contiguous). */
 static inline int nnm_lu_is_contiguous(const nnm_tensor_desc *d) {
     int64_t st = 1;
     for (int32_t i = d->ndim - 1; i >= 0; i--) {
-        if (d->shape[i] != 1 && d->strides[i] != st)
+        if (d->shape[i] != 1 && d->strides[i] != st) {
+            for (int32_t j = 0; j < d->ndim; j++)
+                if (d->shape[j] == 0)
+                    return 1;
             return 0;
+        }
         st *= d->shape[i];
     }
     return 1;

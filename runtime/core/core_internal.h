@@ -290,10 +290,17 @@ nnm_status nnm__tensor_alloc(nnm_ctx *ctx, nnm_device dev, nnm_dtype dtype, int3
                              const int64_t *shape, nnm_tensor **out);
 /* Row-major contiguous (dims of size 1 may have any stride); inline, as
  * every op asks it of every operand. */
+/* As PyTorch's is_contiguous: row-major strides, ignoring dims of size 1;
+ * a tensor with no elements is contiguous whatever its strides say (a
+ * DLPack import of an empty NumPy array has strides 0). */
 static inline int nnm__tensor_is_contiguous(const nnm_tensor *t) {
     int64_t expect = 1;
     for (int32_t i = t->desc.ndim - 1; i >= 0; i--) {
-        if (t->shape[i] != 1 && t->strides[i] != expect) return 0;
+        if (t->shape[i] != 1 && t->strides[i] != expect) {
+            for (int32_t j = 0; j < t->desc.ndim; j++)
+                if (t->shape[j] == 0) return 1;
+            return 0;
+        }
         expect *= t->shape[i];
     }
     return 1;

@@ -356,6 +356,23 @@ static void test_dlpack(void) {
     foreign.dl_tensor.device.type = NNM_DEVICE_CUDA;
     CU_ASSERT_NOT_EQUAL(nnm_tensor_from_dlpack(ctx, &foreign, &u), NNM_OK);
     CU_ASSERT_EQUAL(g_deleted, 3);
+
+    /* an empty import is contiguous whatever its strides (NumPy hands out
+     * empty arrays with strides 0, and PyTorch's is_contiguous() is true
+     * for every empty tensor): reshaping an empty i64 tensor is a view, not
+     * a copy refused for its dtype (an empty class-index target broke
+     * cross_entropy, an empty index tensor embedding) */
+    int64_t eshape[2] = {0, 3}, estrides[2] = {0, 0};
+    nnm_dlpack_tensor empty = {{1, 0}, NULL, count_delete, 0,
+                               {NULL, {NNM_DEVICE_CPU, 0}, 2, {NNM_DTYPE_INT, 64, 1}, eshape, estrides, 0}};
+    CU_ASSERT_EQUAL(nnm_tensor_from_dlpack(ctx, &empty, &u), NNM_OK);
+    nnm_tensor *r = NULL;
+    const int64_t flat[1] = {0};
+    CU_ASSERT_EQUAL(nnm_op_reshape(ctx, u, 1, flat, &r), NNM_OK);
+    CU_ASSERT_TRUE(r != NULL && nnm_tensor_numel(r) == 0);
+    nnm_tensor_release(r);
+    nnm_tensor_release(u);
+    CU_ASSERT_EQUAL(g_deleted, 4);
 }
 
 static void test_config_errors(void) {
