@@ -322,14 +322,25 @@ static nnm_status bn_forward(nnm_env *env, const norm_state *s, nnm_tensor *x, n
             count *= d->shape[i];
         }
     /* exactly one, as PyTorch: an empty batch trains to an empty output and
-     * leaves the running statistics alone (num_batches_tracked still counts) */
-    if (training && count == 1)
-        return h->set_error(env, NNM_E_SHAPE, "%s: expected more than 1 value per channel when training", layer);
+     * leaves the running statistics alone (num_batches_tracked still counts).
+     * Eval without running statistics normalises with the batch's, so PyTorch
+     * (F.batch_norm with training=True) refuses one value there too. */
+    if (use_batch && count == 1) {
+        char shp[160];
+        size_t n = 0;
+        shp[0] = 0;
+        for (int32_t i = 0; i < d->ndim && n < sizeof shp; i++) {
+            const int w = snprintf(shp + n, sizeof shp - n, "%s%lld", i ? ", " : "", (long long)d->shape[i]);
+            n += w > 0 ? (size_t)w : 0;
+        }
+        return h->set_error(env, NNM_E_SHAPE,
+                            "%s: expected more than 1 value per channel when training, got input size [%s]%s",
+                            layer, shp, training ? "" : " (eval without running statistics uses the batch's)");
+    }
     nnm_status st;
-    /* The fused op, unless this is eval without running stats on a single
-     * value per channel (the composed path gives zeros there; the op, which
-     * runs it as training, refuses it). */
-    if (!(!training && count <= 1 && use_batch) && (st = bn_fused(env, s, x, training, out)) != NNM_E_UNSUPPORTED)
+    /* The fused op, unless this is eval without running stats on an empty
+     * batch (the composed path handles it). */
+    if (!(!training && count < 1 && use_batch) && (st = bn_fused(env, s, x, training, out)) != NNM_E_UNSUPPORTED)
         return st;
     norm_tmp k = {{0}, 0};
     st = NNM_OK;
@@ -651,7 +662,7 @@ static const nnm_config_field gn_config[] = {
         .struct_size = sizeof(nnm_layer_vtable),                                                      \
         .name = lname,                                                                                \
         .version_major = 1,                                                                           \
-        .version_patch = 2, /* 1.0.1: batch norm runs as the fused op_batch_norm where the backend has it; 1.0.2: num_batches_tracked i64 */ \
+        .version_patch = 3, /* 1.0.1: fused op_batch_norm; 1.0.2: num_batches_tracked i64; 1.0.3: eval without running stats refuses one value per channel, as PyTorch */ \
         .n_inputs = 1,                                                                                \
         .n_outputs = 1,                                                                               \
         .create = create_fn,                                                                          \

@@ -635,8 +635,34 @@ static void test_layer_single_value(void) {
             }
             CHECK_ERROR(nnm_module_call(m, dev ? &xd : &x, 1, &y, 1), NNM_E_SHAPE, "more than 1 value per channel");
             CU_ASSERT_PTR_NULL(y);
+            CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(g_ctx), i ? "got input size [1, 3, 1, 1]" : "got input size [1, 3]"));
             nnm_tensor_release(x);
             nnm_tensor_release(xd);
+            nnm_module_release(m);
+        }
+    /* eval without running statistics normalises with the batch's, so
+     * PyTorch refuses one value per channel there too (nnmod returned zeros
+     * before the layers' 1.0.3); with running statistics eval takes it */
+    for (int i = 0; i < 2; i++)
+        for (int track = 0; track < 2; track++) {
+            nnm_config *cfg = NULL;
+            nnm_config_new(&cfg);
+            nnm_config_set_int(cfg, "num_features", 3);
+            nnm_config_set_bool(cfg, "track_running_stats", track);
+            nnm_module *m = tu_module(g_ctx, layers[i], cfg);
+            nnm_config_free(cfg);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+            CHECK_STATUS(nnm_module_train(m, 0), NNM_OK);
+            nnm_tensor *x = tu_tf32(g_ctx, i ? 4 : 2, i ? s4 : s2, z), *y = NULL;
+            if (track) {
+                CHECK_STATUS(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+            } else {
+                CHECK_ERROR(nnm_module_call(m, &x, 1, &y, 1), NNM_E_SHAPE,
+                            "more than 1 value per channel when training");
+                CU_ASSERT_PTR_NOT_NULL(strstr(nnm_ctx_errmsg(g_ctx), "eval without running statistics"));
+            }
+            nnm_tensor_release(y);
+            nnm_tensor_release(x);
             nnm_module_release(m);
         }
     LEAK_CHECK_END();
