@@ -23,8 +23,20 @@ typedef struct sd_item {
     char *name;
     nnm_tensor *t;
     int64_t file_idx;      /* entry in the file, -1 if missing */
-    int status;            /* 0 ok, 1 missing, 2 mismatched */
+    int status;            /* 0 ok, 1 missing, 2 mismatched, 3 missing: set to 0 */
 } sd_item;
+
+/* A batch or instance norm's num_batches_tracked (an i64 scalar buffer of
+ * that name) that the state dict lacks: PyTorch's _NormBase loads a dict
+ * without version metadata (a plain dict, safetensors, checkpoints older
+ * than PyTorch 0.4.1) by setting it to 0, and does not report it missing. */
+static int nbt_defaults(const sd_item *it) {
+    const char *dot = strrchr(it->name, '.');
+    const char *last = dot ? dot + 1 : it->name;
+    const nnm_tensor *t = it->t;
+    return strcmp(last, "num_batches_tracked") == 0 && t->desc.dtype.code == NNM_DTYPE_INT &&
+           t->desc.dtype.bits == 64 && nnm_tensor_numel(t) == 1;
+}
 
 typedef struct sd_list {
     sd_item *v;
@@ -406,8 +418,8 @@ static nnm_status load_from(nnm_module *m, const sd_source *st, const char *path
         sd_item *it = &l.v[i];
         it->file_idx = src_lookup(st, it->name);
         if (it->file_idx < 0) {
-            it->status = 1;
-            n_missing++;
+            it->status = nbt_defaults(it) ? 3 : 1;
+            n_missing += it->status == 1;
             continue;
         }
         used[it->file_idx] = 1;
@@ -506,6 +518,11 @@ static nnm_status load_from(nnm_module *m, const sd_source *st, const char *path
     /* 3. Copy (nothing above changed the module). */
     for (size_t i = 0; i < l.n; i++) {
         sd_item *it = &l.v[i];
+        if (it->status == 3) {
+            const int64_t zero = 0;
+            if ((rc = nnm__tensor_write_i64(it->t, &zero, 1))) goto done;
+            continue;
+        }
         if (it->status) continue;
         nnm_st_entry e;
         e.struct_size = sizeof e;

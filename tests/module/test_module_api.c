@@ -356,6 +356,53 @@ static void test_state_dict_in_memory(void) {
 }
 
 /* Wide dicts look names up through the name index. */
+/* PyTorch's _NormBase: a state dict without num_batches_tracked (one with no
+ * version metadata: a plain dict, safetensors, a checkpoint older than
+ * PyTorch 0.4.1) loads strictly, the count set to 0 and not reported
+ * missing; any other missing key is still refused. */
+static void test_state_dict_without_nbt(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_config *cfg = NULL;
+    CHECK_STATUS(nnm_config_new(&cfg), NNM_OK);
+    CHECK_STATUS(nnm_config_set_int(cfg, "num_features", 2), NNM_OK);
+    nnm_module *bn = tu_module(g_ctx, "batch_norm1d", cfg);
+    nnm_config_free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bn);
+    nnm_state_dict *full = NULL, *sd = NULL, *sd2 = NULL;
+    CHECK_STATUS(nnm_module_state_dict(bn, &full), NNM_OK);
+    CHECK_STATUS(nnm_state_dict_new(g_ctx, &sd), NNM_OK);
+    CHECK_STATUS(nnm_state_dict_new(g_ctx, &sd2), NNM_OK);
+    for (uint32_t i = 0; i < nnm_state_dict_count(full); i++) {
+        const char *name = NULL;
+        nnm_tensor *t = NULL;
+        CHECK_STATUS(nnm_state_dict_entry(full, i, &name, &t), NNM_OK);
+        if (strcmp(name, "num_batches_tracked") == 0) continue;
+        CHECK_STATUS(nnm_state_dict_set(sd, name, t), NNM_OK);
+        if (strcmp(name, "running_mean") != 0) CHECK_STATUS(nnm_state_dict_set(sd2, name, t), NNM_OK);
+    }
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(nnm_state_dict_get(full, "num_batches_tracked"));
+    CU_ASSERT_FATAL(d != NULL && d->dtype.code == NNM_DTYPE_INT && d->dtype.bits == 64);
+    int64_t *count = (int64_t *)(void *)((char *)d->data + d->byte_offset);
+    *count = 5;
+    nnm_load_report *rep = NULL;
+    CHECK_STATUS(nnm_module_load_state_dict(bn, sd, 1, &rep), NNM_OK);
+    CU_ASSERT_TRUE(rep != NULL && rep->n_missing == 0 && rep->n_unexpected == 0);
+    CU_ASSERT_EQUAL(*count, 0);
+    nnm_load_report_free(rep);
+    rep = NULL;
+    *count = 5;
+    CHECK_ERROR(nnm_module_load_state_dict(bn, sd2, 1, &rep), NNM_E_NOT_FOUND, "1 missing key(s): 'running_mean'");
+    CU_ASSERT_PTR_NULL(strstr(nnm_ctx_errmsg(g_ctx), "num_batches_tracked"));
+    CU_ASSERT_TRUE(rep != NULL && rep->n_missing == 1);
+    CU_ASSERT_EQUAL(*count, 5); /* nothing changed on the refusal */
+    nnm_load_report_free(rep);
+    nnm_state_dict_free(full);
+    nnm_state_dict_free(sd);
+    nnm_state_dict_free(sd2);
+    nnm_module_release(bn);
+    LEAK_CHECK_END();
+}
+
 static void test_state_dict_wide(void) {
     LEAK_CHECK_BEGIN();
     nnm_state_dict *sd = NULL;
@@ -691,6 +738,8 @@ int main(void) {
     CU_add_test(s, "requires_grad_(False) freezes a backbone", test_requires_grad_);
     CU_add_test(s, "state_dict() / load_state_dict() in memory", test_state_dict_in_memory);
     CU_add_test(s, "a wide in-memory state dict", test_state_dict_wide);
+    CU_add_test(s, "batch norm: a state dict without num_batches_tracked sets it to 0 (PyTorch)",
+                test_state_dict_without_nbt);
     CU_add_test(s, "a shared module: seen once, gradients add up", test_shared_module);
     CU_add_test(s, "a shared module never makes a cycle", test_shared_cycle);
     CU_add_test(s, "tied parameters: dec.weight = enc.weight", test_tied_parameter);
