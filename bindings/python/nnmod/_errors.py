@@ -74,3 +74,25 @@ def error_for(status, message, status_name=None):
     if cls is None:
         return Error(message, status, status_name or f"status {status}")
     return cls(message)
+
+
+_runtime_twins = {}
+
+
+def as_runtime_error(err):
+    """err, also a RuntimeError: where PyTorch raises RuntimeError for the
+    same failure (load_state_dict's missing keys or size mismatch, a second
+    backward, a non-scalar backward), `except RuntimeError` catches nnmod's
+    too, while `except nnmod.NotFoundError` (or ShapeError, ...) still does.
+    The class keeps its name (nnmod.ShapeError)."""
+    if isinstance(err, RuntimeError) or not isinstance(err, Error):
+        return err
+    cls = type(err)
+    twin = _runtime_twins.get(cls)
+    if twin is None:
+        twin = type(cls.__name__, (cls, RuntimeError), {"__doc__": cls.__doc__})
+        twin.__module__ = cls.__module__
+        twin.__qualname__ = cls.__qualname__
+        _runtime_twins[cls] = twin
+    err.__class__ = twin
+    return err

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _lib as L
 from ._context import _decode, _exiting_flag, _set_pending, default_context
-from ._errors import InvalidError, NotFoundError, ShapeError
+from ._errors import InvalidError, NotFoundError, ShapeError, as_runtime_error
 from ._tensor import Tensor, _as_tensor, device as _device
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -457,10 +457,21 @@ class Module:
         return self._ctx
 
     def named_children(self):
+        """(name, child) for each direct child, in order; a child attached
+        under two names (model.b = model.a) comes once, under its first
+        name here, as PyTorch's named_children."""
+        slot_name = getattr(L, "nnm_module_child_name", None)
         with self._ctx.lock:
             n = L.nnm_module_child_count(self._h)
-            kids = [L.nnm_module_child(self._h, i) for i in range(n)]
-            return [(_decode(L.nnm_module_name(k)), Module._borrow(self._ctx, k)) for k in kids]
+            res, seen = [], set()
+            for i in range(n):
+                k = L.nnm_module_child(self._h, i)
+                if k in seen:
+                    continue
+                seen.add(k)
+                name = slot_name(self._h, i) if slot_name is not None else L.nnm_module_name(k)
+                res.append((_decode(name), Module._borrow(self._ctx, k)))
+            return res
 
     def children(self):
         return [m for _, m in self.named_children()]
@@ -469,7 +480,9 @@ class Module:
         return L.nnm_module_child_count(self._h)
 
     def __iter__(self):
-        return iter(self.children())
+        # every slot, as iterating a Sequential or ModuleList (a shared
+        # child comes once per slot, unlike children())
+        return iter([self[i] for i in range(len(self))])
 
     def get_submodule(self, target):
         """The descendant at a dotted path ("layers.3"); "" is self."""
@@ -599,10 +612,24 @@ class Module:
         return Device(d.type, d.id)
 
     def zero_grad(self, set_to_none=True):
-        """Sets every parameter's .grad to None (nnmod has no zero-filled mode:
-        the next backward writes a fresh gradient either way)."""
-        with self._ctx.lock:
-            self._ctx.check(L.nnm_module_zero_grad(self._h))
+        """Resets every parameter's .grad. set_to_none=True (PyTorch 2.x's
+        default, and nnmod's) sets them to None; set_to_none=False (PyTorch
+        1.13's default) fills each existing .grad with zeros in place, so an
+        optimizer step still updates those parameters (weight decay,
+        momentum), as in PyTorch."""
+        if set_to_none:
+            with self._ctx.lock:
+                self._ctx.check(L.nnm_module_zero_grad(self._h))
+        else:
+            _zero_fill_grads(self._ctx, self.parameters())
+
+    def apply(self, fn):
+        """Calls fn(module) on every child (recursively, children first)
+        then on this module, and returns this module (Module.apply)."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
 
     # ---- hooks ----
 
@@ -667,7 +694,7 @@ class Module:
                     ctx.check(L.nnm_state_dict_set(sd, str(k).encode(), t._h))
                 st = L.nnm_module_load_state_dict(self._h, sd, 1 if strict else 0, byref(rep))
                 if st:
-                    err = ctx.error(st)
+                    err = as_runtime_error(ctx.error(st))  # PyTorch raises RuntimeError
                     if rep:
                         r = rep.contents
                         err.missing_keys = [_decode(r.missing[i]) for i in range(r.n_missing)]
@@ -725,7 +752,7 @@ class Module:
                 st = L.nnm_module_load(self._h, os.fsencode(path), 1 if strict else 0, byref(rep))
                 if st:
                     # the report of a refused load says why (as load_state_dict's)
-                    err = self._ctx.error(st)
+                    err = as_runtime_error(self._ctx.error(st))
                     if rep:
                         r = rep.contents
                         err.missing_keys = [_decode(r.missing[i]) for i in range(r.n_missing)]
@@ -750,6 +777,25 @@ class Module:
                 self._ctx.check(L.nnm_manifest_save(mf, os.fsencode(path), L.NNM_MANIFEST_AUTO))
             finally:
                 L.nnm_manifest_free(mf)
+
+
+def _zero_fill_grads(ctx, params):
+    """zero_grad(set_to_none=False): each parameter's existing .grad becomes
+    zeros (in place on the CPU, where the next backward then accumulates
+    into the same tensor); parameters without a .grad keep none."""
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        dev = g.device
+        if dev.type_code == L.NNM_DEVICE_CPU and g.dtype.numpy is not None:
+            g.numpy()[...] = 0
+            continue
+        z = _as_tensor(np.zeros(g.shape, np.float32), ctx)
+        out = c_void_p()
+        with ctx.lock:
+            ctx.check(L.nnm_tensor_to(z._h, L.Device(dev.type_code, dev.index), byref(out)))
+        p.grad = Tensor._own(ctx, out)
 
 
 def _to_numpy(v):
@@ -857,12 +903,18 @@ def create(layer, children=None, ctx=None, **config):
 
 
 def _add_module(self, name, child):
-    """Attaches child under name (None: its index), like add_module."""
+    """Attaches child under name (None: its index), like add_module; as in
+    PyTorch, a name that is already a child's replaces that child in its
+    place, and a child that already has a parent is shared."""
     if child._ctx is not self._ctx:
         raise InvalidError("add_module: the child belongs to another context")
     with self._ctx.lock:
-        self._ctx.check(L.nnm_module_add_child(self._h, name.encode() if name else None,
-                                               child._h))
+        if name and (child.parent is not None or
+                     any(n == name for n, _ in self.named_children())):
+            self._ctx.check(L.nnm_module_set_child(self._h, name.encode(), child._h))
+        else:
+            self._ctx.check(L.nnm_module_add_child(self._h, name.encode() if name else None,
+                                                   child._h))
     return child
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _lib as L
 from ._context import _exiting_flag, default_context
-from ._errors import DTypeError, DeviceError, InvalidError, ShapeError
+from ._errors import DTypeError, DeviceError, InvalidError, ShapeError, as_runtime_error
 
 
 class dtype:
@@ -273,7 +273,7 @@ class Tensor:
             st = L.nnm_backward(self._h, g._h if g is not None else None, 1 if retain_graph else 0)
             if st:
                 ctx.raise_pending_base()
-                raise ctx.error(st)
+                raise as_runtime_error(ctx.error(st))  # PyTorch raises RuntimeError
 
     def detach(self):
         """A tensor sharing this one's memory, outside any graph."""

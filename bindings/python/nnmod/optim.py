@@ -13,7 +13,7 @@ from ctypes import byref, c_uint32, c_void_p, sizeof
 from . import _lib as L
 from ._context import _exiting_flag
 from ._errors import InvalidError
-from ._module import Module, _Params
+from ._module import Module, _Params, _zero_fill_grads
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -99,9 +99,15 @@ class Optimizer:
             self._ctx.check(L.nnm_optim_step(self._h))
 
     def zero_grad(self, set_to_none=True):
-        """Sets every parameter's .grad to None."""
-        with self._ctx.lock:
-            self._ctx.check(L.nnm_optim_zero_grad(self._h))
+        """Sets every parameter's .grad to None (PyTorch 2.x's default);
+        set_to_none=False (PyTorch 1.13's default) fills the existing ones
+        with zeros instead, so the next step still applies weight decay and
+        momentum to parameters that got no new gradient."""
+        if set_to_none:
+            with self._ctx.lock:
+                self._ctx.check(L.nnm_optim_zero_grad(self._h))
+        else:
+            _zero_fill_grads(self._ctx, self._root.parameters())
 
 
 class SGD(Optimizer):
