@@ -108,11 +108,11 @@ NNM_API nnm_status nnm_comm_new(nnm_ctx *ctx, const char *request, const nnm_com
     nnm_comm_init_args args = {sizeof args, 0, timeout, -1, 0, 0, 0};
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
-    ctx->errmsg[0] = 0;
+    const uint64_t seq = ctx->err_seq;
     st = vt->init(&env.pub, &args, &c->state);
     if (st) {
         free(c);
-        if (!ctx->errmsg[0]) nnm__error(ctx, st, "comm '%s': init failed", vt->name);
+        if (ctx->err_seq == seq) nnm__error(ctx, st, "comm '%s': init failed", vt->name);
         return st > 0 ? NNM_E_PLUGIN : st;
     }
     if (args.world_size < 1 || args.rank < 0 || args.rank >= args.world_size) {
@@ -172,10 +172,11 @@ static uint64_t tensor_bytes(nnm_tensor *t) {
 }
 
 /* Wraps a started work into a request, or cleans up after a failed start. */
-static nnm_status finish_start(nnm_comm *c, nnm_status st, nnm_comm_work *w, nnm_tensor *a,
-                               nnm_tensor *b, const char *what, nnm_comm_request **out) {
+static nnm_status finish_start(nnm_comm *c, uint64_t seq, nnm_status st, nnm_comm_work *w,
+                               nnm_tensor *a, nnm_tensor *b, const char *what,
+                               nnm_comm_request **out) {
     if (st) {
-        if (!c->ctx->errmsg[0]) nnm__error(c->ctx, st, "comm '%s': start failed", c->vt->name);
+        if (c->ctx->err_seq == seq) nnm__error(c->ctx, st, "comm '%s': start failed", c->vt->name);
         return st > 0 ? NNM_E_PLUGIN : st;
     }
     nnm_comm_request *r = calloc(1, sizeof *r);
@@ -206,7 +207,7 @@ static nnm_status finish_start(nnm_comm *c, nnm_status st, nnm_comm_work *w, nnm
     if (!out) return nnm__error(c->ctx, NNM_E_INVALID, "comm: request pointer is NULL");    \
     nnm__env env;                                                                           \
     nnm__env_init(&env, c->ctx, NULL, NNM__PHASE_BACKEND);                                  \
-    c->ctx->errmsg[0] = 0;                                                                  \
+    const uint64_t seq = c->ctx->err_seq;                                                   \
     if (c->broken)                                                                          \
         return nnm__error(c->ctx, NNM_E_STATE, "%s (the communicator is broken)",           \
                           c->broken_msg);                                                   \
@@ -217,7 +218,7 @@ NNM_API nnm_status nnm_comm_all_reduce_start(nnm_comm *c, nnm_tensor *t, nnm_com
     START_PROLOGUE(c, out);
     if ((st = check_tensor(c, "all-reduce", t, 1))) return st;
     st = c->vt->all_reduce_start(&env.pub, c->state, tensor_data(t), nnm_tensor_numel(t), &w);
-    return finish_start(c, st, w, t, NULL, "all-reduce", out);
+    return finish_start(c, seq, st, w, t, NULL, "all-reduce", out);
 }
 
 NNM_API nnm_status nnm_comm_broadcast_start(nnm_comm *c, nnm_tensor *t, int32_t root,
@@ -228,7 +229,7 @@ NNM_API nnm_status nnm_comm_broadcast_start(nnm_comm *c, nnm_tensor *t, int32_t 
         return nnm__error(c->ctx, NNM_E_INVALID, "broadcast: root %d is not a rank (0..%d)", root,
                           c->world - 1);
     st = c->vt->broadcast_start(&env.pub, c->state, tensor_data(t), tensor_bytes(t), root, &w);
-    return finish_start(c, st, w, t, NULL, "broadcast", out);
+    return finish_start(c, seq, st, w, t, NULL, "broadcast", out);
 }
 
 NNM_API nnm_status nnm_comm_all_gather_start(nnm_comm *c, nnm_tensor *in, nnm_tensor *out,
@@ -246,13 +247,13 @@ NNM_API nnm_status nnm_comm_all_gather_start(nnm_comm *c, nnm_tensor *in, nnm_te
                           (long long)nnm_tensor_numel(in));
     st = c->vt->all_gather_start(&env.pub, c->state, tensor_data(in), tensor_data(out),
                                  tensor_bytes(in), &w);
-    return finish_start(c, st, w, in, out, "all-gather", req);
+    return finish_start(c, seq, st, w, in, out, "all-gather", req);
 }
 
 NNM_API nnm_status nnm_comm_barrier_start(nnm_comm *c, nnm_comm_request **out) {
     START_PROLOGUE(c, out);
     st = c->vt->barrier_start(&env.pub, c->state, &w);
-    return finish_start(c, st, w, NULL, NULL, "barrier", out);
+    return finish_start(c, seq, st, w, NULL, NULL, "barrier", out);
 }
 
 /* The host's bound on one wait: the plugin's timeout plus a grace in which
@@ -361,7 +362,9 @@ static int wait_on_thread(nnm_comm_request *r, nnm_status *st) {
 NNM_API nnm_status nnm_comm_wait(nnm_comm_request *r) {
     if (!r) return NNM_E_INVALID;
     nnm_comm *c = r->c;
-    c->ctx->errmsg[0] = 0;
+    /* A message set before (a pending error the caller has not read yet)
+     * stays: only a failure of this wait writes one. */
+    const uint64_t seq = c->ctx->err_seq;
     nnm_status st = NNM_OK;
     int ready = 0; /* 1: the plugin's wait will not block */
     if (c->vt->test) {
@@ -389,7 +392,7 @@ NNM_API nnm_status nnm_comm_wait(nnm_comm_request *r) {
         int w = wait_on_thread(r, &st);
         if (w == 0) return give_up(r);
         if (w < 0) ready = 1; /* no thread to spare: the plugin's own wait, unbounded */
-        else if (st && !c->ctx->errmsg[0])
+        else if (st && c->ctx->err_seq == seq)
             nnm__error(c->ctx, st, "comm '%s' rank %d: %s #%llu failed", c->vt->name, c->rank,
                        r->what, (unsigned long long)r->seq);
     }
@@ -397,7 +400,7 @@ NNM_API nnm_status nnm_comm_wait(nnm_comm_request *r) {
         nnm__env env;
         nnm__env_init(&env, c->ctx, NULL, NNM__PHASE_BACKEND);
         st = c->vt->wait(&env.pub, c->state, r->work);
-        if (st && !c->ctx->errmsg[0])
+        if (st && c->ctx->err_seq == seq)
             nnm__error(c->ctx, st, "comm '%s' rank %d: %s #%llu failed", c->vt->name, c->rank,
                        r->what, (unsigned long long)r->seq);
     }

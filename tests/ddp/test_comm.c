@@ -103,6 +103,32 @@ static void test_comm_api(void) {
     LEAK_CHECK_END();
 }
 
+/* A message set before a collective (an error the caller has not read yet)
+ * is not wiped by collectives that succeed: starting and waiting write the
+ * context's message only when they fail. */
+static void test_wait_keeps_pending_error(void) {
+    CHECK_STATUS(nnm_plugin_load(g_ctx, fx("loop")), NNM_OK);
+    LEAK_CHECK_BEGIN();
+    nnm_comm *c = NULL;
+    CHECK_STATUS(nnm_comm_new(g_ctx, "loop", NULL, &c), NNM_OK);
+    int64_t s4[1] = {4};
+    nnm_tensor *a = tu_tf32(g_ctx, 1, s4, NULL);
+    CU_ASSERT_EQUAL(nnm_ctx_set_error(g_ctx, NNM_E_HOOK, "an earlier failure nobody read yet"), NNM_E_HOOK);
+    nnm_comm_request *r = NULL;
+    CU_ASSERT_EQUAL(nnm_comm_all_reduce_start(c, a, &r), NNM_OK);
+    CHECK_MSG("an earlier failure nobody read yet");
+    CU_ASSERT_EQUAL(nnm_comm_wait(r), NNM_OK);
+    CHECK_MSG("an earlier failure nobody read yet");
+    CU_ASSERT_EQUAL(nnm_comm_barrier(c), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_comm_broadcast(c, a, 0), NNM_OK);
+    CHECK_MSG("an earlier failure nobody read yet");
+    /* a failure still writes its own */
+    CHECK_ERROR(nnm_comm_broadcast(c, a, 3), NNM_E_INVALID, "root 3 is not a rank");
+    nnm_tensor_release(a);
+    nnm_comm_free(c);
+    LEAK_CHECK_END();
+}
+
 static void test_mpi_outside_launcher(void) {
 #ifdef NNM_TEST_HAVE_MPI
     if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK")) return;
@@ -557,6 +583,7 @@ int main(void) {
     if (!s) return 1;
     CU_add_test(s, "comm plugins go through the loader's checks", test_loader_refuses_broken_comms);
     CU_add_test(s, "communicator API (single-process loop fixture)", test_comm_api);
+    CU_add_test(s, "a collective that succeeds keeps a pending error message", test_wait_keeps_pending_error);
     CU_add_test(s, "mpi outside a launcher says how to run it", test_mpi_outside_launcher);
     CU_add_test(s, "nccl loads anywhere and says 'no device' without a GPU", test_nccl_loads);
     CU_add_test(s, "a bad NNM_COMM_TIMEOUT is refused", test_bad_timeout_env);
