@@ -347,9 +347,10 @@ static void test_gemm(void) {
  * into parts of whole 12-row tiles or 32-column panels, each the one-thread
  * AVX-512 kernel on the backend's helpers: the bits of one thread, for
  * every transpose form, both cuts, padded leading dims, alpha and beta;
- * then again while two threads of this test keep both cores busy, so the
- * backend's helpers lose their core and the pool runs parts on the caller
- * alone for a while (its contention windows): the bits stay. The same for
+ * then again while two threads of this test keep both cores busy (the
+ * backend's helpers lose their core), and on a backend state with the
+ * contention windows on (NNM_CPU_THREADS_ADAPT=1: parts run on the caller
+ * alone for a while): the bits stay. The same for
  * relu over 2^20 elements (cut in 64-element blocks). Where the CPU lacks
  * AVX-512 (or NNM_CPU_GEMM=blas) OpenBLAS's own threads take the products:
  * only the values are checked (test_gemm). No timing is asserted. */
@@ -427,12 +428,19 @@ static void test_gemm_threads_bits(void) {
     const int own = __builtin_cpu_supports("avx512f") && !(pick != NULL && strcmp(pick, "blas") == 0);
     pthread_t hogs[2];
     int n_hogs = 0;
-    for (int round = 0; round < 2; round++) {
-        if (round == 1) { /* both cores busy: the pool's contention windows */
+    void *plain = g_state, *adaptive = NULL;
+    for (int round = 0; round < 3; round++) {
+        if (round == 1) { /* both cores busy */
             atomic_store(&g_hog_stop, 0);
             for (int i = 0; i < 2; i++)
                 if (pthread_create(&hogs[n_hogs], NULL, hog_main, NULL) == 0)
                     n_hogs++;
+        }
+        if (round == 2) { /* and a backend state with the contention windows on (read at init) */
+            setenv("NNM_CPU_THREADS_ADAPT", "1", 1);
+            CU_ASSERT_EQUAL_FATAL(g_be->init(&g_fake.env, &adaptive), NNM_OK);
+            unsetenv("NNM_CPU_THREADS_ADAPT");
+            g_state = adaptive;
         }
         for (int rep = 0; rep < (round ? 3 : 1); rep++)
             for (int ta = 0; ta < 2; ta++)
@@ -448,6 +456,8 @@ static void test_gemm_threads_bits(void) {
                 }
         CU_ASSERT(relu_bits_match());
     }
+    g_state = plain;
+    g_be->shutdown(adaptive);
     atomic_store(&g_hog_stop, 1);
     for (int i = 0; i < n_hogs; i++)
         pthread_join(hogs[i], NULL);
