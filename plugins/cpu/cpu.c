@@ -30,6 +30,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -220,6 +221,8 @@ typedef struct cpu_helper {
     struct cpu_tpool *pool;
     int32_t index; /* joins a job that wants more than `index` helpers */
     uint64_t seen; /* the last job generation it looked at */
+    FILE *sched;   /* its /proc/thread-self/schedstat, or NULL (cpu_helper_sample) */
+    uint64_t sample_at, waited; /* when it was last read (cpu_now_ns), and its run-queue wait then */
 } cpu_helper;
 
 /* Helper threads made on the first call that wants them and kept until
@@ -238,6 +241,15 @@ typedef struct cpu_tpool {
     int32_t sleepers;         /* under mu */
     int stop;                 /* under mu */
     _Atomic int busy;         /* a caller owns the pool (others run inline) */
+    uint64_t posted;          /* under mu: when the current job was posted (cpu_now_ns) */
+    /* Contention (cpu_pool_contended): until `solo_until` (cpu_now_ns) jobs
+     * run on the caller alone and helpers sleep instead of spinning; each
+     * window in a row is twice the last, up to CPU_SOLO_MAX_NS. Only with
+     * `adapt` (NNM_CPU_THREADS_ADAPT=1): not on by default, see below. */
+    int adapt;
+    _Atomic uint64_t solo_until, solo_len, last_event;
+    _Atomic int sampled; /* a helper reads its run-queue wait (cpu_helper_sample) */
+    _Atomic int32_t kept_up; /* jobs in a row since the last window where the helpers kept up */
 } cpu_tpool;
 
 #include "scratch_pool.inc"
@@ -268,6 +280,8 @@ static nnm_status cpu_init(nnm_env *env, void **state) {
         return CPU_ERR(env, NNM_E_NOMEM, "cpu init: out of memory");
     const char *pol = getenv("NNM_CPU_THREADS");
     s->force = pol != NULL && strcmp(pol, "all") == 0;
+    const char *adapt = getenv("NNM_CPU_THREADS_ADAPT");
+    s->pool.adapt = adapt != NULL && strcmp(adapt, "1") == 0;
     s->pool.ok = pthread_mutex_init(&s->pool.mu, NULL) == 0;
     if (s->pool.ok && pthread_cond_init(&s->pool.wake, NULL) != 0) {
         pthread_mutex_destroy(&s->pool.mu);
@@ -360,15 +374,117 @@ static uint64_t cpu_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Contention: while another process holds the core a helper runs on, the
+ * scheduler gives this process about one core whatever its thread count
+ * (with autogroups, one equal share per session), so a second thread only
+ * adds hand-offs, and a part a helper took may wait a whole time slice for
+ * its core while the caller waits for the part. Then jobs run on the
+ * caller alone for a while (a window: CPU_SOLO_MIN_NS, twice the last for
+ * each window in a row, up to CPU_SOLO_MAX_NS, short again once
+ * CPU_SOLO_RESET_JOBS jobs in a row went well), and the helpers are tried
+ * again. The split into parts does not depend on who runs them: results
+ * keep their bits.
+ *
+ * How it is seen, on Linux: each helper reads its run-queue wait (the time
+ * it was runnable but not running, /proc/thread-self/schedstat) every
+ * CPU_SAMPLE_NS while it is awake; a wait over CPU_CONTENDED_SHARE of the
+ * interval opens a window. A boosted process (or a quiet machine) loses a
+ * millisecond now and then to a short task, a few percent, and keeps its
+ * threads. Elsewhere (no schedstat): a thread of ours off the CPU
+ * CPU_PREEMPT_NS (a helper's spin that skipped that long between two looks
+ * at the clock, a wake-up that late, a caller left waiting that long, and
+ * longer than its own share took, for a helper's part) is an event, and two
+ * events within CPU_SOLO_MIN_NS open a window.
+ *
+ * Off unless NNM_CPU_THREADS_ADAPT=1: the premise (one core for the process
+ * whatever its thread count) holds against other sessions, but within one
+ * session (a build beside the training in the same shell) each thread gets
+ * its own share, and there a second thread gains even on a busy machine.
+ * Measured on the shared 2-core machine at load 14-17 (docs/performance.md),
+ * the default (no windows) was never slower on 2 threads than on 1, and the
+ * windows showed no gain beyond the noise, so they stay opt-in until a
+ * quieter A/B says otherwise. */
+#define CPU_PREEMPT_NS 500000u
+#define CPU_SOLO_MIN_NS 20000000u
+#define CPU_SOLO_MAX_NS 640000000u
+#define CPU_SOLO_RESET_JOBS 256 /* jobs in a row the helpers keep up with before the windows start short again */
+#define CPU_SAMPLE_NS 10000000u
+#define CPU_CONTENDED_SHARE 0.25
+
+/* Opens a solo window at `now` unless one is open. */
+static void cpu_tpool_window(cpu_tpool *pl, uint64_t now) {
+    const uint64_t until = atomic_load_explicit(&pl->solo_until, memory_order_relaxed);
+    if (until > now && until - now <= CPU_SOLO_MAX_NS)
+        return; /* a window is open: another thread saw it first */
+    uint64_t len = atomic_load_explicit(&pl->solo_len, memory_order_relaxed);
+    if (len < CPU_SOLO_MIN_NS)
+        len = CPU_SOLO_MIN_NS;
+    atomic_store_explicit(&pl->kept_up, 0, memory_order_relaxed);
+    atomic_store_explicit(&pl->solo_until, now + len, memory_order_relaxed);
+    atomic_store_explicit(&pl->solo_len, len * 2 > CPU_SOLO_MAX_NS ? CPU_SOLO_MAX_NS : len * 2,
+                          memory_order_relaxed);
+}
+
+/* An event (a thread of ours kept off the CPU CPU_PREEMPT_NS): the second
+ * within CPU_SOLO_MIN_NS opens a window, where the helpers cannot read
+ * their run-queue wait. */
+static void cpu_pool_contended(cpu_tpool *pl, uint64_t now) {
+    if (!pl->adapt || atomic_load_explicit(&pl->sampled, memory_order_relaxed))
+        return;
+    const uint64_t prev = atomic_exchange_explicit(&pl->last_event, now, memory_order_relaxed);
+    if (now < prev || now - prev > CPU_SOLO_MIN_NS)
+        return; /* the first in a while */
+    cpu_tpool_window(pl, now);
+}
+
+/* A helper's look at its run-queue wait, at most every CPU_SAMPLE_NS. */
+static void cpu_helper_sample(cpu_helper *h, uint64_t now) {
+    if (h->sched == NULL || now - h->sample_at < (uint64_t)CPU_SAMPLE_NS)
+        return;
+    unsigned long long run = 0, wait = 0;
+    rewind(h->sched);
+    if (fscanf(h->sched, "%llu %llu", &run, &wait) != 2) {
+        fclose(h->sched);
+        h->sched = NULL;
+        return;
+    }
+    const uint64_t dt = now - h->sample_at, dw = wait - h->waited;
+    if (h->sample_at != 0 && now > h->sample_at && wait >= h->waited &&
+        (double)dw > CPU_CONTENDED_SHARE * (double)dt)
+        cpu_tpool_window(h->pool, now);
+    h->sample_at = now;
+    h->waited = wait;
+}
+
+/* Whether a solo window is open at `now` (a window further ahead than the
+ * longest, after the wall clock stepped back, counts as closed). */
+static int cpu_pool_solo(cpu_tpool *pl, uint64_t now) {
+    const uint64_t until = atomic_load_explicit(&pl->solo_until, memory_order_relaxed);
+    return until > now && until - now <= CPU_SOLO_MAX_NS;
+}
+
 static void *cpu_helper_main(void *p) {
     cpu_helper *h = p;
     cpu_tpool *pl = h->pool;
+    h->sched = pl->adapt ? fopen("/proc/thread-self/schedstat", "r") : NULL;
+    h->sample_at = h->waited = 0;
+    if (h->sched != NULL)
+        atomic_store_explicit(&pl->sampled, 1, memory_order_relaxed);
     for (;;) {
         const uint64_t t0 = cpu_now_ns();
+        uint64_t last = t0;
+        cpu_helper_sample(h, t0);
         for (unsigned i = 1; atomic_load_explicit(&pl->gen, memory_order_acquire) == h->seen; i++) {
             cpu_relax();
-            if (i % 64 == 0 && cpu_now_ns() - t0 > (uint64_t)CPU_HELPER_SPIN_NS)
-                break;
+            if (i % 64 == 0) {
+                const uint64_t now = cpu_now_ns();
+                if (now - last > (uint64_t)CPU_PREEMPT_NS)
+                    cpu_pool_contended(pl, now); /* this spin lost its core a while */
+                cpu_helper_sample(h, now);
+                if (now - t0 > (uint64_t)CPU_HELPER_SPIN_NS || cpu_pool_solo(pl, now))
+                    break;
+                last = now;
+            }
         }
         pthread_mutex_lock(&pl->mu);
         while (atomic_load_explicit(&pl->gen, memory_order_relaxed) == h->seen && !pl->stop) {
@@ -378,13 +494,22 @@ static void *cpu_helper_main(void *p) {
         }
         if (pl->stop) {
             pthread_mutex_unlock(&pl->mu);
+            if (h->sched != NULL)
+                fclose(h->sched);
             return NULL;
         }
         h->seen = atomic_load_explicit(&pl->gen, memory_order_relaxed);
         cpu_team *t = pl->job != NULL && h->index < pl->want ? pl->job : NULL;
         if (t != NULL)
             atomic_fetch_add(&t->refs, 1);
+        const uint64_t posted = pl->posted;
         pthread_mutex_unlock(&pl->mu);
+        if (t != NULL) {
+            const uint64_t now = cpu_now_ns();
+            if (posted != 0 && now > posted && now - posted > (uint64_t)CPU_PREEMPT_NS &&
+                atomic_load_explicit(&t->next, memory_order_relaxed) < t->chunks)
+                cpu_pool_contended(pl, now); /* woken this late while the caller still had parts */
+        }
         if (t != NULL) {
             cpu_team_work(t, atomic_fetch_add(&t->slots, 1));
             cpu_team_release(t);
@@ -412,7 +537,9 @@ static void cpu_parallel(void *state, int32_t workers, int64_t n, int64_t chunks
         workers = CPU_MAX_WORKERS;
     cpu_state *s = state;
     cpu_tpool *pl = s != NULL ? &s->pool : NULL;
-    if (workers <= 1 || pl == NULL || !pl->ok || atomic_exchange(&pl->busy, 1)) {
+    const uint64_t t_start = pl != NULL && pl->adapt && workers > 1 ? cpu_now_ns() : 0;
+    if (workers <= 1 || pl == NULL || !pl->ok || (t_start && cpu_pool_solo(pl, t_start)) ||
+        atomic_exchange(&pl->busy, 1)) {
         if (n > 0)
             fn(job, 0, n, 0);
         return;
@@ -444,13 +571,24 @@ static void cpu_parallel(void *state, int32_t workers, int64_t n, int64_t chunks
     pthread_mutex_lock(&pl->mu);
     pl->job = t;
     pl->want = workers - 1;
+    pl->posted = t_start;
     atomic_fetch_add_explicit(&pl->gen, 1, memory_order_release);
     if (pl->sleepers > 0)
         pthread_cond_broadcast(&pl->wake);
     pthread_mutex_unlock(&pl->mu);
     cpu_team_work(t, 0);
+    const uint64_t t_mine = t_start ? cpu_now_ns() : 0;
     while (atomic_load(&t->done) < t->chunks) /* parts a helper is still on */
         sched_yield();
+    if (t_start) {
+        const uint64_t t_end = cpu_now_ns();
+        if (t_end > t_mine && t_mine >= t_start && t_end - t_mine > (uint64_t)CPU_PREEMPT_NS &&
+            t_end - t_mine > t_mine - t_start)
+            cpu_pool_contended(pl, t_end); /* a helper's part took longer than all of ours */
+        else if (atomic_load_explicit(&t->slots, memory_order_relaxed) > 1 && !cpu_pool_solo(pl, t_end) &&
+                 atomic_fetch_add_explicit(&pl->kept_up, 1, memory_order_relaxed) + 1 == CPU_SOLO_RESET_JOBS)
+            atomic_store_explicit(&pl->solo_len, 0, memory_order_relaxed); /* the helpers keep up again */
+    }
     pthread_mutex_lock(&pl->mu);
     pl->job = NULL;
     pthread_mutex_unlock(&pl->mu);
@@ -582,6 +720,61 @@ static int64_t cpu_max1(int64_t x) {
  * the context's count. (OpenBLAS's own cut, m * n * k < 2^18, is lower.) */
 #define CPU_GEMM_PAR_MIN ((int64_t)1 << 21)
 
+/* A threaded product on the backend's own threads: C cut into parts of
+ * whole 12-row tiles (or 32-column panels, whichever repacks less: a row
+ * part packs all of B again, a column part all of A), dealt out by
+ * cpu_parallel, each part the one-thread AVX-512 kernel, whose sums do not
+ * depend on where in C an element lies: the bits of one thread, on any
+ * count. OpenBLAS's own threads are not woken: after a threaded call its
+ * worker spins in sched_yield for a while (some 0.1 s) and takes the core
+ * from the helpers of the next ops. 0 (the caller takes OpenBLAS's threaded
+ * path) where the kernel would not take every part: no AVX-512, fewer than
+ * two parts' worth of rows and columns. */
+typedef struct cpu_gemm_job {
+    const nnm_gemm_args *g;
+    int64_t unit, parts; /* rows or columns a part; the last takes the rest */
+    int by_cols;
+} cpu_gemm_job;
+
+static void cpu_gemm_part(void *job, int64_t p0, int64_t p1, int slot) {
+    (void)slot;
+    const cpu_gemm_job *j = job;
+    const nnm_gemm_args *g = j->g;
+    const int64_t a = p0 * j->unit, b = p1 == j->parts ? (j->by_cols ? g->n : g->m) : p1 * j->unit;
+    if (j->by_cols) /* columns [a, b) of C: those of op(B) */
+        cpu_sgemm(1, g->trans_a != 0, g->trans_b != 0, g->m, b - a, g->k, g->alpha, g->a, g->lda,
+                  g->trans_b ? g->b + a * g->ldb : g->b + a, g->ldb, g->beta, g->c + a, g->ldc);
+    else /* rows [a, b) of C: those of op(A) */
+        cpu_sgemm(1, g->trans_a != 0, g->trans_b != 0, b - a, g->n, g->k, g->alpha,
+                  g->trans_a ? g->a + a : g->a + a * g->lda, g->lda, g->b, g->ldb, g->beta, g->c + a * g->ldc,
+                  g->ldc);
+}
+
+static int cpu_gemm_split(void *state, int32_t threads, const nnm_gemm_args *g) {
+#ifdef CPU_HAVE_GEMM5
+    if (!g5_available() || g->m < G5_MR)
+        return 0;
+    const int64_t want = 4 * (int64_t)threads; /* parts: enough for a late helper to be caught up on */
+    cpu_gemm_job j = {g, 0, 0, g->m < g->n};
+    const int64_t len = j.by_cols ? g->n : g->m, tile = j.by_cols ? G5_NR : G5_MR;
+    j.unit = ((len + want - 1) / want + tile - 1) / tile * tile;
+    j.parts = len / j.unit;
+    if (j.parts < 2)
+        return 0;
+    /* every part, the last (the largest) included, must be the kernel's */
+    const int64_t rows = j.by_cols ? g->m : j.unit, cols = j.by_cols ? j.unit : g->n;
+    if (!cpu_gemm5_wanted(1, rows, cols, g->k))
+        return 0;
+    cpu_parallel(state, threads, j.parts, j.parts, cpu_gemm_part, &j);
+    return 1;
+#else
+    (void)state;
+    (void)threads;
+    (void)g;
+    return 0;
+#endif
+}
+
 static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
     if (g == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu gemm: args is NULL");
@@ -631,7 +824,10 @@ static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
         cpu_gemm_small(g);
         return NNM_OK;
     }
-    cpu_sgemm(cpu_threads_for(state, g->m * g->n * g->k, CPU_GEMM_PAR_MIN), g->trans_a != 0,
+    const int32_t threads = cpu_threads_for(state, g->m * g->n * g->k, CPU_GEMM_PAR_MIN);
+    if (threads > 1 && cpu_gemm_split(state, threads, g))
+        return NNM_OK;
+    cpu_sgemm(threads, g->trans_a != 0,
               g->trans_b != 0, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b, g->ldb, g->beta, g->c,
               g->ldc);
     return NNM_OK;

@@ -104,6 +104,23 @@ fi
 "$nnm" train "$m" -q --epochs 1 --train "$work/train.safetensors" --threads 1 >"$work/st.out" 2>&1 &&
   grep -q '^test accuracy: ' "$work/st.out" && ok "train on safetensors data" || bad "safetensors data: $(cat "$work/st.out")"
 
+# 5b. a tiny epoch prints no samples/s it cannot time: 3 samples take well
+# under 50 ms here, and a rate, where one is shown (a slow sanitizer build),
+# is at most the samples over 50 ms
+if "$nnm" train "$m" --epochs 1 --limit 3 --threads 1 >"$work/tiny.out" 2>&1; then
+  line=$(grep '^epoch 1/1: ' "$work/tiny.out")
+  rate=$(echo "$line" | sed -n 's/.*, \([0-9][0-9]*\) samples\/s,.*/\1/p')
+  if echo "$line" | grep -q ', 3 samples (too few to time), '; then
+    ok "tiny epoch: no rate ($line)"
+  elif [ -n "$rate" ] && [ "$rate" -le 60 ]; then
+    ok "tiny epoch: rate $rate samples/s over at least 50 ms"
+  else
+    bad "tiny epoch: '$line'"
+  fi
+else
+  bad "tiny epoch failed: $(cat "$work/tiny.out")"
+fi
+
 # 6. the trace: 200 samples at batch 32 -> 7 steps; 200 test samples -> 7 batches
 if "$nnm" train "$md" -q --epochs 1 --limit 200 --trace "$work/trace.json" --threads 1 >/dev/null 2>"$work/trace.err"; then
   "$fixture" trace "$work/trace.json" 7 7 && ok "trace" || bad "trace check"

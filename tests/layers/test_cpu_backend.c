@@ -10,6 +10,8 @@
 #include "test_util.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "golden/optim_step_golden.h"
 
@@ -338,6 +340,131 @@ static void test_gemm(void) {
     CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 2), NNM_OK);
     check_gemm(0, 1, 128, 128, 160, 1.0f, 0.0f, 0);
     check_gemm(1, 0, 8, 16, 16, 1.0f, 0.5f, 2);
+    CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
+}
+
+/* Threaded products (2^21 multiply-adds and more with 2 threads) are cut
+ * into parts of whole 12-row tiles or 32-column panels, each the one-thread
+ * AVX-512 kernel on the backend's helpers: the bits of one thread, for
+ * every transpose form, both cuts, padded leading dims, alpha and beta;
+ * then again while two threads of this test keep both cores busy (the
+ * backend's helpers lose their core), and on a backend state with the
+ * contention windows on (NNM_CPU_THREADS_ADAPT=1: parts run on the caller
+ * alone for a while): the bits stay. The same for
+ * relu over 2^20 elements (cut in 64-element blocks). Where the CPU lacks
+ * AVX-512 (or NNM_CPU_GEMM=blas) OpenBLAS's own threads take the products:
+ * only the values are checked (test_gemm). No timing is asserted. */
+static atomic_int g_hog_stop;
+
+static void *hog_main(void *p) {
+    (void)p;
+    volatile unsigned x = 0;
+    while (!atomic_load(&g_hog_stop))
+        x = x * 1664525u + 1013904223u;
+    return NULL;
+}
+
+static int gemm_bits_match(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                           int64_t pad) {
+    const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k;
+    const int64_t b_rows = tb ? n : k, b_cols = tb ? k : n;
+    const int64_t lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
+    float *a = malloc(sizeof(float) * (size_t)(a_rows * lda));
+    float *b = malloc(sizeof(float) * (size_t)(b_rows * ldb));
+    float *c1 = malloc(sizeof(float) * (size_t)(m * ldc));
+    float *c2 = malloc(sizeof(float) * (size_t)(m * ldc));
+    int same = 0;
+    if (a && b && c1 && c2) {
+        tu_fill_rand(&g_rng, a, (size_t)(a_rows * lda));
+        tu_fill_rand(&g_rng, b, (size_t)(b_rows * ldb));
+        tu_fill_rand(&g_rng, c1, (size_t)(m * ldc));
+        memcpy(c2, c1, sizeof(float) * (size_t)(m * ldc));
+        nnm_gemm_args g = {sizeof g, ta, tb, m, n, k, alpha, beta, a, lda, b, ldb, c1, ldc};
+        CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
+        CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_OK);
+        g.c = c2;
+        CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 2), NNM_OK);
+        CU_ASSERT_EQUAL(g_be->gemm(&g_fake.env, g_state, &g), NNM_OK);
+        same = memcmp(c1, c2, sizeof(float) * (size_t)(m * ldc)) == 0;
+        if (!same)
+            fprintf(stderr, "gemm ta=%d tb=%d m=%lld n=%lld k=%lld: 2 threads differ from 1\n", ta, tb,
+                    (long long)m, (long long)n, (long long)k);
+    }
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+    CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
+    return same;
+}
+
+static int relu_bits_match(void) {
+    const int64_t n = (int64_t)1 << 20;
+    float *x = malloc(sizeof(float) * (size_t)n), *o1 = malloc(sizeof(float) * (size_t)n),
+          *o2 = malloc(sizeof(float) * (size_t)n);
+    int same = 0;
+    if (x && o1 && o2) {
+        tu_fill_rand(&g_rng, x, (size_t)n);
+        tview xv, v1, v2;
+        tview_init(&xv, x, 1, &n, NULL);
+        tview_init(&v1, o1, 1, &n, NULL);
+        tview_init(&v2, o2, 1, &n, NULL);
+        nnm_unary_args u1 = {sizeof u1, NNM_UNARY_RELU, 0.0, &xv.d, &v1.d}, u2 = {sizeof u2, NNM_UNARY_RELU, 0.0, &xv.d, &v2.d};
+        CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
+        CU_ASSERT_EQUAL(g_be->unary(&g_fake.env, g_state, &u1), NNM_OK);
+        CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 2), NNM_OK);
+        CU_ASSERT_EQUAL(g_be->unary(&g_fake.env, g_state, &u2), NNM_OK);
+        same = memcmp(o1, o2, sizeof(float) * (size_t)n) == 0;
+    }
+    free(x);
+    free(o1);
+    free(o2);
+    CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
+    return same;
+}
+
+static void test_gemm_threads_bits(void) {
+    const char *pick = getenv("NNM_CPU_GEMM");
+    const int own = __builtin_cpu_supports("avx512f") && !(pick != NULL && strcmp(pick, "blas") == 0);
+    pthread_t hogs[2];
+    int n_hogs = 0;
+    void *plain = g_state, *adaptive = NULL;
+    for (int round = 0; round < 3; round++) {
+        if (round == 1) { /* both cores busy */
+            atomic_store(&g_hog_stop, 0);
+            for (int i = 0; i < 2; i++)
+                if (pthread_create(&hogs[n_hogs], NULL, hog_main, NULL) == 0)
+                    n_hogs++;
+        }
+        if (round == 2) { /* and a backend state with the contention windows on (read at init) */
+            setenv("NNM_CPU_THREADS_ADAPT", "1", 1);
+            CU_ASSERT_EQUAL_FATAL(g_be->init(&g_fake.env, &adaptive), NNM_OK);
+            unsetenv("NNM_CPU_THREADS_ADAPT");
+            g_state = adaptive;
+        }
+        for (int rep = 0; rep < (round ? 3 : 1); rep++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    int ok = 1;
+                    ok &= gemm_bits_match(ta, tb, 64, 784, 256, 1.0f, 0.0f, 0);   /* by columns */
+                    ok &= gemm_bits_match(ta, tb, 300, 100, 128, 0.5f, 1.0f, 3);  /* by rows */
+                    ok &= gemm_bits_match(ta, tb, 1000, 48, 64, -2.0f, 0.25f, 1); /* rows, a larger last part */
+                    ok &= gemm_bits_match(ta, tb, 13, 4096, 64, 1.0f, 0.0f, 0);   /* 13 rows: by columns */
+                    ok &= gemm_bits_match(ta, tb, 48, 300, 600, 1.0f, 0.5f, 2);   /* k over one 256-deep slice */
+                    if (own)
+                        CU_ASSERT(ok);
+                }
+        CU_ASSERT(relu_bits_match());
+    }
+    g_state = plain;
+    g_be->shutdown(adaptive);
+    atomic_store(&g_hog_stop, 1);
+    for (int i = 0; i < n_hogs; i++)
+        pthread_join(hogs[i], NULL);
+    /* and the values of a threaded product, both cuts */
+    CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 2), NNM_OK);
+    check_gemm(1, 0, 64, 784, 256, 1.0f, 0.0f, 0);
+    check_gemm(0, 1, 300, 100, 128, 0.5f, 1.0f, 3);
     CU_ASSERT_EQUAL(g_be->set_num_threads(&g_fake.env, g_state, 1), NNM_OK);
 }
 
@@ -1562,6 +1689,7 @@ int main(void) {
     CU_add_test(s, "fill", test_fill);
     CU_add_test(s, "gemm vs naive", test_gemm);
     CU_add_test(s, "large gemm vs naive (AVX-512 kernel)", test_gemm_large);
+    CU_add_test(s, "threaded gemm: the bits of one thread, also on busy cores", test_gemm_threads_bits);
     CU_add_test(s, "gemm edges and errors", test_gemm_edges);
     CU_add_test(s, "binary contiguous", test_binary_contiguous);
     CU_add_test(s, "binary broadcast and strided", test_binary_broadcast);
