@@ -470,6 +470,13 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
     if (!(root->flags & NNM__T_REQUIRES_GRAD))
         return nnm__error(ctx, NNM_E_INVALID,
                           "element 0 of tensors does not require grad and does not have a grad_fn");
+    /* a hook that runs a backward of its own nests; one that always does
+     * must end with a status, not a stack overflow */
+    if (ctx->bw_depth >= 64) {
+        ctx->bw_overflow = 1;
+        return nnm__error(ctx, NNM_E_LIMIT,
+                          "backward calls nested deeper than 64 (a hook that runs backward again?)");
+    }
     nnm_tensor *seed = NULL;
     nnm_status st = NNM_OK;
     int prev_grad = nnm_grad_set_enabled(0);
@@ -574,7 +581,12 @@ out:
     ctx->n_end_cb = end_base;
     ctx->stack_used = base;
     ctx->stack_base = outer_base;
-    ctx->bw_depth--;
+    if (--ctx->bw_depth == 0 && ctx->bw_overflow) {
+        ctx->bw_overflow = 0;
+        if (st) /* the hooks' wrapped messages pushed the cause out */
+            st = nnm__error(ctx, NNM_E_LIMIT,
+                            "backward calls nested deeper than 64 (a hook that runs backward again?)");
+    }
     nnm_grad_set_enabled(prev_grad);
     return st;
 }

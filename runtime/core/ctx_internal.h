@@ -53,6 +53,9 @@ struct nnm_ctx {
                                    * default (ctx.c default_threads: the cores) */
     uint32_t make_depth;          /* host->child_new nesting: creates running inside creates */
     int make_overflow;            /* the nesting limit was hit: the message is already the cause */
+    uint32_t api_depth;           /* nnm_module_call nesting: a hook or plugin calling back in */
+    int api_overflow, bw_overflow; /* a nesting limit (calls, backwards) was hit: the outermost
+                                    * call restates it (the wrapped message lost it) */
 };
 
 static inline void nnm__ctx_retain(nnm_ctx *ctx) { ctx->refs++; }

@@ -112,6 +112,77 @@ static inline nnm_status check_inputs(nnm_module *m, nnm_tensor *const *in, uint
     return NNM_OK;
 }
 
+/* A plugin stores one new reference in each slot it fills (forward's
+ * out[i], backward's grad_in[i]), also when it then fails (the runtime
+ * releases what it left there). A tensor it borrowed (an input; a grad_out
+ * or a saved tensor) handed back, or one tensor stored in several slots, must
+ * have gained a reference per slot, else it would be released once too often
+ * (a use after free). `refs` holds each borrowed tensor's count before the
+ * call. Slots that own nothing are taken out (set to NULL, not released);
+ * with `report`, the first lie fails the call naming the slots. Cheap: the
+ * callers look for a repeated pointer first. */
+typedef struct owned_check {
+    nnm_tensor *const *borrowed;
+    const uint32_t *refs;
+    uint32_t n_borrowed;
+    nnm_tensor *const *held;          /* each holds one more reference (forward's saved tensors) */
+    uint32_t n_held;
+    uint32_t split;                   /* borrowed[b < split] are src[0] b, the rest src[1] b - split */
+    const char *src[2];               /* "input"; "grad_out", "saved tensor" */
+    const char *fn;                   /* "forward", "backward" */
+    const char *slot_name;            /* "output", "grad_in" */
+} owned_check;
+
+static nnm_status unowned_slots(nnm_module *m, const owned_check *c, nnm_tensor **slot, uint32_t n_slot,
+                                int report) {
+    nnm_status st = NNM_OK;
+    for (uint32_t j = 0; j < n_slot; j++) {
+        nnm_tensor *t = slot[j];
+        if (!t) continue;
+        int seen = 0; /* checked at its first slot */
+        for (uint32_t e = 0; e < j && !seen; e++) seen = slot[e] == t;
+        if (seen) continue;
+        uint32_t k = 0, second = j;
+        for (uint32_t e = j; e < n_slot; e++)
+            if (slot[e] == t && k++ == 1) second = e;
+        uint32_t base = 0, b = 0;
+        for (; b < c->n_borrowed; b++)
+            if (c->borrowed[b] == t) {
+                base = c->refs[b];
+                break;
+            }
+        for (uint32_t h = 0; h < c->n_held; h++) base += c->held[h] == t;
+        if (t->refs >= base + k) continue;
+        uint32_t missing = base + k - t->refs;
+        if (missing > k) missing = k;
+        for (uint32_t e = n_slot; e-- > j && missing;)
+            if (slot[e] == t) slot[e] = NULL, missing--;
+        if (!report || st) continue;
+        if (b < c->n_borrowed)
+            st = fail(m, NNM_E_PLUGIN,
+                      "%s returned %s %u as %s %u without taking a reference (host->tensor_retain)",
+                      c->fn, c->src[b >= c->split], b < c->split ? b : b - c->split, c->slot_name, j);
+        else
+            st = fail(m, NNM_E_PLUGIN,
+                      "%s returned the same tensor as %s %u and %s %u with fewer references than "
+                      "slots (store a new reference in each: host->tensor_retain)",
+                      c->fn, c->slot_name, j, c->slot_name, second);
+    }
+    return st;
+}
+
+/* 1 when a slot repeats a borrowed tensor or an earlier slot. */
+static inline int slots_repeat(nnm_tensor *const *borrowed, uint32_t n_borrowed, nnm_tensor *const *slot,
+                               uint32_t n_slot) {
+    int hit = 0;
+    for (uint32_t j = 0; j < n_slot; j++) {
+        if (!slot[j]) continue;
+        for (uint32_t i = 0; i < n_borrowed; i++) hit |= slot[j] == borrowed[i];
+        for (uint32_t e = 0; e < j; e++) hit |= slot[j] == slot[e];
+    }
+    return hit;
+}
+
 /* ---- custom-backward layers ---------------------------------------------- */
 
 /* Does a call of m on these inputs need a node for its own backward? */
@@ -224,9 +295,26 @@ static nnm_status custom_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const 
     nnm__env_init(&env, ctx, m, NNM__PHASE_BACKWARD);
     env.grad = 0;
     env.node = n;
+    /* what backward borrows: the gradients of the outputs, the saved tensors */
+    nnm_tensor *borrowed[NNM__MAX_IO + NNM__NODE_SAVED];
+    uint32_t refs[NNM__MAX_IO + NNM__NODE_SAVED], nb = 0;
+    for (uint32_t i = 0; i < n->n_out; i++, nb++) {
+        borrowed[nb] = gout[i];
+        refs[nb] = gout[i] ? gout[i]->refs : 0;
+    }
+    for (uint32_t i = 0; i < n->n_saved; i++, nb++) {
+        borrowed[nb] = n->saved[i];
+        refs[nb] = n->saved[i] ? n->saved[i]->refs : 0;
+    }
     uint64_t seq = ctx->err_seq;
     nnm_status st = m->vt->backward(&env.pub, m->self, gout, n->n_out, gin, n->n_in);
     if (st) st = plugin_failed(ctx, st, seq, "backward");
+    if (NNM__UNLIKELY(slots_repeat(borrowed, nb, gin, n->n_in))) {
+        const owned_check c = {borrowed, refs, nb, NULL, 0, n->n_out, {"grad_out", "saved tensor"},
+                               "backward", "grad_in"};
+        nnm_status own = unowned_slots(m, &c, gin, n->n_in, !st);
+        if (!st) st = own;
+    }
     for (uint32_t i = 0; i < n->n_in && !st; i++) {
         if (!gin[i]) continue;
         if (!n->next[i].fn && !n->next[i].leaf) { /* needs none: dropped, as PyTorch */
@@ -466,39 +554,14 @@ static nnm_status wrap(nnm_module *m, nnm__backward_fn fn, const uint64_t *bw_st
     return st;
 }
 
-/* A forward that returns one of its inputs must hand out a reference of
- * its own (host->tensor_retain). If an input that is also an output gained
- * fewer references than it appears among the outputs, the extra outputs own
- * nothing: they are taken out (not released) and the call fails. Cheap: only
- * pointer compares unless an output is an input. */
-static nnm_status passthrough_refs(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
-                                   const uint32_t *refs, nnm_tensor **out, uint32_t n_out) {
-    for (uint32_t i = 0; i < n_in; i++) {
-        uint32_t k = 0, first = 0;
-        for (uint32_t j = n_out; j-- > 0;)
-            if (out[j] == in[i]) k++, first = j;
-        if (!k) continue;
-        int dup = 0; /* the same tensor passed twice: checked at its first index */
-        for (uint32_t e = 0; e < i; e++) dup |= in[e] == in[i];
-        if (dup || in[i]->refs >= refs[i] + k) continue;
-        uint32_t missing = refs[i] + k - in[i]->refs;
-        for (uint32_t j = n_out; j-- > 0 && missing;)
-            if (out[j] == in[i]) out[j] = NULL, missing--;
-        return fail(m, NNM_E_PLUGIN,
-                    "forward returned input %u as output %u without taking a reference "
-                    "(host->tensor_retain)",
-                    i, first);
-    }
-    return NNM_OK;
-}
-
-/* check_passthrough's common case inline: no output is an input. */
+/* Forward's slots (the common case inline: no output repeats an input or
+ * another output). */
 static inline nnm_status check_passthrough(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
-                                           const uint32_t *refs, nnm_tensor **out, uint32_t n_out) {
-    for (uint32_t j = 0; j < n_out; j++)
-        for (uint32_t i = 0; i < n_in; i++)
-            if (NNM__UNLIKELY(out[j] == in[i])) return passthrough_refs(m, in, n_in, refs, out, n_out);
-    return NNM_OK;
+                                           const uint32_t *refs, nnm_tensor **out, uint32_t n_out,
+                                           nnm_tensor *const *saved, uint32_t n_saved, int report) {
+    if (NNM__LIKELY(!slots_repeat(in, n_in, out, n_out))) return NNM_OK;
+    const owned_check c = {in, refs, n_in, saved, n_saved, n_in, {"input", "input"}, "forward", "output"};
+    return unowned_slots(m, &c, out, n_out, report);
 }
 
 /* Runs the layer's forward with its call context. */
@@ -525,28 +588,30 @@ static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_i
         }
         for (uint32_t i = 0; !st && i < n_out; i++)
             if (!out[i]) st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
-        if (!st) st = check_passthrough(m, in, n_in, refs, out, n_out);
+        if (!st) st = check_passthrough(m, in, n_in, refs, out, n_out, saved, env.n_saved, 1);
         if (!st) {
             st = nnm__record_layer(m, in, n_in, out, n_out, saved, env.n_saved);
         } else {
             for (uint32_t i = 0; i < env.n_saved; i++) nnm_tensor_release(saved[i]);
         }
-    } else {
-        st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
-        if (NNM__UNLIKELY(st)) {
-            st = plugin_failed(ctx, st, seq, "forward");
-            nnm__error_attribute(ctx, m);
-        }
+        if (NNM__UNLIKELY(st)) goto drop;
+        return NNM_OK;
     }
-    if (NNM__UNLIKELY(st)) goto drop;
+    st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
+    if (NNM__UNLIKELY(st)) {
+        st = plugin_failed(ctx, st, seq, "forward");
+        nnm__error_attribute(ctx, m);
+        goto drop;
+    }
     for (uint32_t i = 0; i < n_out; i++)
         if (NNM__UNLIKELY(!out[i])) {
             st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
             goto drop;
         }
-    if (NNM__UNLIKELY((st = check_passthrough(m, in, n_in, refs, out, n_out)))) goto drop;
+    if (NNM__UNLIKELY((st = check_passthrough(m, in, n_in, refs, out, n_out, NULL, 0, 1)))) goto drop;
     return NNM_OK;
-drop:
+drop: /* what a failed forward left in out[] is released: only what it owns */
+    (void)check_passthrough(m, in, n_in, refs, out, n_out, NULL, 0, 0);
     for (uint32_t i = 0; i < n_out; i++) {
         nnm_tensor_release(out[i]);
         out[i] = NULL;
@@ -741,7 +806,33 @@ nnm_status nnm__module_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     return slow_call(m, in, n_in, out, n_out);
 }
 
+/* Calls through the public entry nest only when a hook or a layer calls back
+ * into the runtime (containers call their children through the host table):
+ * a module that calls itself, directly or through a hook, must end with a
+ * status, not a stack overflow (PyTorch raises RecursionError). 256 nested
+ * calls is more than PyTorch's default recursion limit allows. */
+#define NNM__API_DEPTH_MAX 256
+
 NNM_API nnm_status nnm_module_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
                                    nnm_tensor **out, uint32_t n_out) {
-    return nnm__module_call(m, in, n_in, out, n_out);
+    if (NNM__UNLIKELY(!nnm__module_live(m))) return NNM_E_INVALID;
+    nnm_ctx *ctx = m->ctx;
+    if (NNM__UNLIKELY(ctx->api_depth >= NNM__API_DEPTH_MAX)) {
+        if (out)
+            for (uint32_t i = 0; i < n_out && i < NNM__MAX_IO; i++) out[i] = NULL;
+        ctx->api_overflow = 1;
+        return fail(m, NNM_E_LIMIT,
+                    "calls nested deeper than %d (a hook or layer that calls its module again?)",
+                    NNM__API_DEPTH_MAX);
+    }
+    ctx->api_depth++;
+    nnm_status st = nnm__module_call(m, in, n_in, out, n_out);
+    if (NNM__UNLIKELY(--ctx->api_depth == 0 && ctx->api_overflow)) {
+        ctx->api_overflow = 0;
+        if (st) /* 256 wrapped "hook failed: " prefixes pushed the cause out of the message */
+            st = fail(m, NNM_E_LIMIT,
+                      "calls nested deeper than %d (a hook or layer that calls its module again?)",
+                      NNM__API_DEPTH_MAX);
+    }
+    return st;
 }

@@ -540,7 +540,8 @@ static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tens
 
 static nnm_status host_set_error_msg(nnm_env *env, nnm_status code, const char *msg) {
     if (!env_check(env)) return code;
-    if (msg) nnm__error(nnm__env_of(env)->ctx, code, "%s", msg);
+    /* bounded: a message without its NUL is read up to what fits, no further */
+    if (msg) nnm__error(nnm__env_of(env)->ctx, code, "%.*s", NNM__ERRMSG_CAP - 1, msg);
     return code;
 }
 

@@ -2,6 +2,7 @@
  * or the new one, never a torn one: write "<path>.tmp.<pid>" in the same
  * directory, fsync it, rename it over path, fsync the directory. Used by the
  * safetensors writer and by manifests. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -64,17 +65,31 @@ static int fsync_dir_of(const char *path) {
     return r;
 }
 
+/* A symbolic link is written through, as open(path, "w") would (torch.save,
+ * safetensors' save_file): the link stays and its target is replaced (a
+ * dangling link is replaced itself). The new file keeps the permission bits
+ * of the one it replaces: a checkpoint made private (0600) stays private. */
 nnm_status nnm__atomic_open(nnm_ctx *ctx, const char *path, nnm__atomic *a) {
     char eb[128];
     a->fd = -1;
     a->path = path;
     a->tmp = NULL;
+    a->real = NULL;
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return nnm__error(ctx, NNM_E_IO, "%s: is a directory", path);
+    if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode) && (a->real = realpath(path, NULL)))
+        path = a->path = a->real;
+    int old = stat(path, &sb) == 0;
+    if (old && S_ISDIR(sb.st_mode)) {
+        nnm_status st = nnm__error(ctx, NNM_E_IO, "%s: is a directory", path);
+        nnm__atomic_abort(a);
+        return st;
+    }
     size_t plen = strlen(path);
     a->tmp = malloc(plen + 64);
-    if (!a->tmp) return nnm__error(ctx, NNM_E_NOMEM, "%s: out of memory", path);
+    if (!a->tmp) {
+        nnm__atomic_abort(a);
+        return nnm__error(ctx, NNM_E_NOMEM, "%s: out of memory", path);
+    }
     for (int attempt = 0; attempt < 100 && a->fd < 0; attempt++) {
         if (attempt == 0)
             snprintf(a->tmp, plen + 64, "%s.tmp.%ld", path, (long)getpid());
@@ -88,6 +103,15 @@ nnm_status nnm__atomic_open(nnm_ctx *ctx, const char *path, nnm__atomic *a) {
                                    path, errno_str(errno, eb, sizeof eb));
         free(a->tmp);
         a->tmp = NULL;
+        nnm__atomic_abort(a);
+        return st;
+    }
+    if (old && S_ISREG(sb.st_mode) && fchmod(a->fd, sb.st_mode & 07777) != 0) {
+        nnm_status st = nnm__error(ctx, NNM_E_IO,
+                                   "%s: cannot give the temporary file the permissions of the file it "
+                                   "replaces: %s",
+                                   path, errno_str(errno, eb, sizeof eb));
+        nnm__atomic_abort(a);
         return st;
     }
     return NNM_OK;
@@ -97,8 +121,10 @@ void nnm__atomic_abort(nnm__atomic *a) {
     if (a->fd >= 0) close(a->fd);
     if (a->tmp) unlink(a->tmp);
     free(a->tmp);
+    free(a->real);
     a->fd = -1;
     a->tmp = NULL;
+    a->real = NULL;
 }
 
 nnm_status nnm__atomic_commit(nnm_ctx *ctx, nnm__atomic *a) {
@@ -120,9 +146,11 @@ nnm_status nnm__atomic_commit(nnm_ctx *ctx, nnm__atomic *a) {
     free(a->tmp);
     a->tmp = NULL;
     if (fsync_dir_of(a->path) != 0)
-        return nnm__error(ctx, NNM_E_IO,
-                          "%s: written, but the fsync of its directory failed (the rename may "
-                          "not be durable): %s",
-                          a->path, errno_str(errno, eb, sizeof eb));
-    return NNM_OK;
+        rc = nnm__error(ctx, NNM_E_IO,
+                        "%s: written, but the fsync of its directory failed (the rename may "
+                        "not be durable): %s",
+                        a->path, errno_str(errno, eb, sizeof eb));
+    free(a->real);
+    a->real = NULL;
+    return rc;
 }

@@ -11,7 +11,8 @@
 typedef struct nnm__atomic {
     int fd;
     char *tmp;
-    const char *path;             /* borrowed */
+    const char *path;             /* borrowed, or `real` */
+    char *real;                   /* a symbolic link's target (the file replaced), or NULL */
 } nnm__atomic;
 nnm_status nnm__atomic_open(nnm_ctx *ctx, const char *path, nnm__atomic *a);
 nnm_status nnm__atomic_commit(nnm_ctx *ctx, nnm__atomic *a);

@@ -10,9 +10,12 @@
  *   HX_DISPLAY_ESC, HX_NAME_ESC, HX_NAME_LONG, HX_DESC_ESC
  *                  descriptors that claim what they should not
  */
+#define _GNU_SOURCE /* MAP_ANONYMOUS */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "nnmod/plugin.h"
 
@@ -258,10 +261,123 @@ static nnm_status grad_backward(nnm_env *env, void *self, nnm_tensor *const *gra
 HX_LAYER_FN(badgrad_l, "hx_badgrad", grad_create, hx_copy_forward, .destroy = grad_destroy,
             .backward = grad_backward)
 
-static const nnm_layer_vtable *const hx_layers[] = {&nullargs,   &repr_full_l,   &repr_esc_l,
-                                                    &silent_l,   &positive_l,    &passthrough_l,
-                                                    &identity_l, &badgrad_l};
-HX_DESC("hostile", "layers that misbehave on purpose", hx_layers, 8, NULL, 0)
+/* Ownership lies in backward (the docs: backward stores a NEW reference in
+ * each grad_in[i]). "hx_bwpass" hands grad_out[0] back as grad_in[0] without
+ * host->tensor_retain (the identity backward everybody writes first). */
+static nnm_status bwpass_backward(nnm_env *env, void *self, nnm_tensor *const *grad_out,
+                                  uint32_t n_out, nnm_tensor **grad_in, uint32_t n_in) {
+    (void)env, (void)self, (void)n_out, (void)n_in;
+    grad_in[0] = grad_out[0];
+    return NNM_OK;
+}
+HX_LAYER_FN(bwpass_l, "hx_bwpass", hx_create, hx_copy_forward, .backward = bwpass_backward)
+
+/* "hx_bwsaved": forward saves its input; backward returns the saved tensor
+ * (borrowed from host->saved_tensors) as grad_in[0] without a reference. */
+static nnm_status bwsaved_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                                  nnm_tensor **out, uint32_t n_out) {
+    nnm_status st = env->host->save_for_backward(env, in, 1);
+    return st ? st : hx_copy_forward(env, self, in, n_in, out, n_out);
+}
+static nnm_status bwsaved_backward(nnm_env *env, void *self, nnm_tensor *const *grad_out,
+                                   uint32_t n_out, nnm_tensor **grad_in, uint32_t n_in) {
+    (void)self, (void)grad_out, (void)n_out, (void)n_in;
+    nnm_tensor *const *saved = NULL;
+    uint32_t n = 0;
+    nnm_status st = env->host->saved_tensors(env, &saved, &n);
+    if (st) return st;
+    grad_in[0] = saved[0];
+    return NNM_OK;
+}
+HX_LAYER_FN(bwsaved_l, "hx_bwsaved", hx_create, bwsaved_forward, .backward = bwsaved_backward)
+
+/* "hx_bwdup": out = a + b; backward makes one gradient and stores it in both
+ * grad_in[0] and grad_in[1] with a single reference. */
+static nnm_status add2_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                               nnm_tensor **out, uint32_t n_out) {
+    (void)self, (void)n_in, (void)n_out;
+    return env->host->op_binary(env, NNM_BINARY_ADD, in[0], in[1], &out[0]);
+}
+static nnm_status bwdup_backward(nnm_env *env, void *self, nnm_tensor *const *grad_out,
+                                 uint32_t n_out, nnm_tensor **grad_in, uint32_t n_in) {
+    (void)self, (void)n_out, (void)n_in;
+    nnm_tensor *g = NULL;
+    nnm_status st = env->host->op_unary(env, NNM_UNARY_COPY, grad_out[0], 0, &g);
+    if (st) return st;
+    grad_in[0] = grad_in[1] = g;
+    return NNM_OK;
+}
+static const nnm_layer_vtable bwdup_l = {.struct_size = sizeof(nnm_layer_vtable),
+                                         .name = "hx_bwdup",
+                                         .version_major = 1,
+                                         .n_inputs = 2,
+                                         .n_outputs = 1,
+                                         .create = hx_create,
+                                         .forward = add2_forward,
+                                         .backward = bwdup_backward};
+
+/* "hx_bwdup_ok": the same with a reference per slot (must pass). */
+static nnm_status bwdup_ok_backward(nnm_env *env, void *self, nnm_tensor *const *grad_out,
+                                    uint32_t n_out, nnm_tensor **grad_in, uint32_t n_in) {
+    nnm_status st = bwdup_backward(env, self, grad_out, n_out, grad_in, n_in);
+    if (!st) env->host->tensor_retain(grad_in[1]);
+    return st;
+}
+static const nnm_layer_vtable bwdup_ok_l = {.struct_size = sizeof(nnm_layer_vtable),
+                                            .name = "hx_bwdup_ok",
+                                            .version_major = 1,
+                                            .n_inputs = 2,
+                                            .n_outputs = 1,
+                                            .create = hx_create,
+                                            .forward = add2_forward,
+                                            .backward = bwdup_ok_backward};
+
+/* "hx_fwdup": two outputs, the same new tensor in both, one reference. */
+static nnm_status fwdup_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                                nnm_tensor **out, uint32_t n_out) {
+    (void)self, (void)n_in, (void)n_out;
+    nnm_status st = env->host->op_unary(env, NNM_UNARY_COPY, in[0], 0, &out[0]);
+    if (!st) out[1] = out[0];
+    return st;
+}
+static const nnm_layer_vtable fwdup_l = {.struct_size = sizeof(nnm_layer_vtable),
+                                         .name = "hx_fwdup",
+                                         .version_major = 1,
+                                         .n_inputs = 1,
+                                         .n_outputs = 2,
+                                         .create = hx_create,
+                                         .forward = fwdup_forward};
+
+/* "hx_errok": forward sets an error, then returns OK with a good output. */
+static nnm_status errok_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in,
+                                nnm_tensor **out, uint32_t n_out) {
+    (void)env->host->set_error(env, NNM_E_SHAPE, "hx_errok: a message with an OK status");
+    return hx_copy_forward(env, self, in, n_in, out, n_out);
+}
+HX_LAYER_FN(errok_l, "hx_errok", hx_create, errok_forward, .flags = 0)
+
+/* "hx_unterminated": fails with set_error_msg given a page of 'A' with no
+ * NUL, right before a page that cannot be read. */
+static nnm_status unterminated_forward(nnm_env *env, void *self, nnm_tensor *const *in,
+                                       uint32_t n_in, nnm_tensor **out, uint32_t n_out) {
+    (void)self, (void)in, (void)n_in, (void)out, (void)n_out;
+    long pg = sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return env->host->set_error(env, NNM_E_NOMEM, "mmap failed");
+    memset(p, 'A', (size_t)pg);
+    mprotect(p + pg, (size_t)pg, PROT_NONE);
+    nnm_status st = env->host->set_error_msg(env, NNM_E_PLUGIN, p);
+    munmap(p, (size_t)pg * 2);
+    return st;
+}
+HX_LAYER_FN(unterminated_l, "hx_unterminated", hx_create, unterminated_forward, .flags = 0)
+
+static const nnm_layer_vtable *const hx_layers[] = {
+    &nullargs,  &repr_full_l, &repr_esc_l, &silent_l,   &positive_l, &passthrough_l, &identity_l,
+    &badgrad_l, &bwpass_l,    &bwsaved_l,  &bwdup_l,    &bwdup_ok_l, &fwdup_l,       &errok_l,
+    &unterminated_l};
+HX_DESC("hostile", "layers that misbehave on purpose", hx_layers,
+        (uint32_t)(sizeof hx_layers / sizeof hx_layers[0]), NULL, 0)
 
 /* ------------------------------------------------------------------------ */
 #elif defined(HX_ALLOC_NULL)

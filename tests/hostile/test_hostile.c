@@ -219,6 +219,184 @@ static void test_custom_backward_gradients(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- ownership lies in backward and in multi-output forwards -------------------- */
+
+/* sum(m(x)).backward() for a one-input layer; x [2, 4] requires grad. */
+static nnm_status backward_through(const char *type, nnm_tensor **x_out) {
+    nnm_module *m = tu_module(g_ctx, type, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    nnm_tensor *x = mat(2, 4, 1.0f, 1), *y = NULL, *l = NULL;
+    nnm_status st = nnm_module_call(m, &x, 1, &y, 1);
+    if (!st) st = nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &l);
+    if (!st) st = nnm_backward(l, NULL, 0);
+    nnm_tensor_release(l);
+    nnm_tensor_release(y);
+    nnm_module_release(m);
+    *x_out = x;
+    return st;
+}
+
+/* A backward that hands back a tensor it borrowed (grad_out, a saved tensor)
+ * or one tensor in two slots without a reference per slot would have the
+ * engine release it twice (a use after free): refused, naming the module. */
+static void test_backward_borrowed_gradients(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_tensor *x = NULL;
+    CHECK_ERROR(backward_through("hx_bwpass", &x), NNM_E_PLUGIN,
+                "(hx_bwpass): backward returned grad_out 0 as grad_in 0 without taking a reference "
+                "(host->tensor_retain)");
+    CU_ASSERT_PTR_NULL(nnm_tensor_grad(x));
+    nnm_tensor_release(x);
+    CHECK_ERROR(backward_through("hx_bwsaved", &x), NNM_E_PLUGIN,
+                "(hx_bwsaved): backward returned saved tensor 0 as grad_in 0 without taking a "
+                "reference (host->tensor_retain)");
+    /* the saved input (x itself) is intact */
+    float v[8];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(x, v, 8), NNM_OK);
+    CU_ASSERT_DOUBLE_EQUAL(v[3], 1.0, 0);
+    nnm_tensor_release(x);
+
+    const char *types[2] = {"hx_bwdup", "hx_bwdup_ok"};
+    for (int k = 0; k < 2; k++) {
+        nnm_module *m = tu_module(g_ctx, types[k], NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        nnm_tensor *in[2] = {mat(2, 4, 1.0f, 1), mat(2, 4, 2.0f, 1)}, *y = NULL, *l = NULL;
+        nnm_status st = nnm_module_call(m, in, 2, &y, 1);
+        if (!st) st = nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &l);
+        if (!st) st = nnm_backward(l, NULL, 0);
+        if (k == 0) {
+            CHECK_ERROR(st, NNM_E_PLUGIN,
+                        "(hx_bwdup): backward returned the same tensor as grad_in 0 and grad_in 1 "
+                        "with fewer references than slots");
+        } else {
+            CHECK_STATUS(st, NNM_OK);
+            for (int i = 0; i < 2; i++) {
+                CU_ASSERT_PTR_NOT_NULL_FATAL(nnm_tensor_grad(in[i]));
+                CU_ASSERT_EQUAL(nnm_tensor_to_f32(nnm_tensor_grad(in[i]), v, 8), NNM_OK);
+                CU_ASSERT_DOUBLE_EQUAL(v[7], 1.0, 0);
+            }
+        }
+        nnm_tensor_release(l);
+        nnm_tensor_release(y);
+        nnm_tensor_release(in[0]);
+        nnm_tensor_release(in[1]);
+        nnm_module_release(m);
+    }
+    LEAK_CHECK_END();
+}
+
+/* One new tensor stored in two outputs with one reference: refused (the
+ * caller would release it twice). */
+static void test_forward_duplicate_outputs(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = tu_module(g_ctx, "hx_fwdup", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    nnm_tensor *x = mat(2, 4, 1.0f, 0), *y[2] = {NULL, NULL};
+    CHECK_ERROR(nnm_module_call(m, &x, 1, y, 2), NNM_E_PLUGIN,
+                "(hx_fwdup): forward returned the same tensor as output 0 and output 1 with fewer "
+                "references than slots");
+    CU_ASSERT_PTR_NULL(y[0]);
+    CU_ASSERT_PTR_NULL(y[1]);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* A forward that sets an error and returns OK: the status wins (the output
+ * is good), and a later silent failure does not get the stale message. */
+static void test_error_set_but_ok(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = tu_module(g_ctx, "hx_errok", NULL), *s = tu_module(g_ctx, "hx_silent", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    nnm_tensor *x = mat(2, 4, 5.0f, 0), *y = NULL;
+    CHECK_STATUS(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+    float v[8];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, v, 8), NNM_OK);
+    CU_ASSERT_DOUBLE_EQUAL(v[7], 5.0, 0);
+    nnm_tensor_release(y);
+    y = NULL;
+    CHECK_ERROR(nnm_module_call(s, &x, 1, &y, 1), NNM_E_PLUGIN, "forward failed with NNM_E_PLUGIN and no message");
+    CU_ASSERT_PTR_NULL(strstr(nnm_ctx_errmsg(g_ctx), "hx_errok"));
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    nnm_module_release(s);
+    LEAK_CHECK_END();
+}
+
+/* A message handed over without its NUL is read up to what fits in the
+ * context's message, never past it. */
+static void test_unterminated_message(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = tu_module(g_ctx, "hx_unterminated", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    nnm_tensor *x = mat(2, 4, 1.0f, 0), *y = NULL;
+    CHECK_ERROR(nnm_module_call(m, &x, 1, &y, 1), NNM_E_PLUGIN, "AAAAAAAA");
+    CU_ASSERT_PTR_NULL(y);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* ---- re-entrant calls ------------------------------------------------------------ */
+
+/* A forward pre-hook that calls its own module again: PyTorch raises
+ * RecursionError; nnmod must fail with a status, not overflow the stack. */
+static nnm_status reenter_hook(void *user, nnm_module *m, nnm_tensor **in, uint32_t n_in) {
+    (*(int *)user)++;
+    nnm_tensor *y = NULL;
+    nnm_status st = nnm_module_call(m, in, n_in, &y, 1);
+    nnm_tensor_release(y);
+    return st;
+}
+
+/* A full backward hook that runs a backward through its own module again. */
+static nnm_status rebackward_hook(void *user, nnm_module *m, nnm_tensor **grad_in, uint32_t n_in,
+                                  nnm_tensor *const *grad_out, uint32_t n_out) {
+    (void)grad_in, (void)n_in, (void)grad_out, (void)n_out;
+    (*(int *)user)++;
+    int prev = nnm_grad_set_enabled(1); /* hooks run with grad mode off, as PyTorch's */
+    nnm_tensor *x = mat(2, 4, 1.0f, 1), *y = NULL, *l = NULL;
+    nnm_status st = nnm_module_call(m, &x, 1, &y, 1);
+    if (!st) st = nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &l);
+    if (!st) st = nnm_backward(l, NULL, 0);
+    nnm_tensor_release(l);
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    nnm_grad_set_enabled(prev);
+    return st;
+}
+
+static void test_reentrant_call_is_bounded(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = tu_module(g_ctx, "hx_identity_ok", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    int calls = 0;
+    nnm_hook_handle *h = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_register_forward_pre_hook(m, reenter_hook, &calls, &h), NNM_OK);
+    nnm_tensor *x = mat(2, 4, 1.0f, 0), *y = NULL;
+    CHECK_ERROR(nnm_module_call(m, &x, 1, &y, 1), NNM_E_LIMIT, "calls nested deeper than");
+    CU_ASSERT_PTR_NULL(y);
+    CU_ASSERT_TRUE(calls > 10);
+    nnm_hook_remove(h);
+    /* the module still works */
+    CHECK_STATUS(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+    nnm_tensor_release(y);
+    y = NULL;
+    /* a backward hook that always runs another backward through m */
+    calls = 0;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_register_full_backward_hook(m, rebackward_hook, &calls, &h), NNM_OK);
+    CHECK_ERROR(rebackward_hook(&calls, m, NULL, 0, NULL, 0), NNM_E_LIMIT,
+                "backward calls nested deeper than 64");
+    CU_ASSERT_TRUE(calls > 10);
+    if (calls <= 10) fprintf(stderr, "\n  backward hook ran %d times\n", calls);
+    nnm_hook_remove(h);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* ---- a backend whose alloc lies ------------------------------------------------------ */
 
 static void test_backend_alloc_null(void) {
@@ -251,5 +429,12 @@ int main(void) {
     CU_add_test(s, "custom backward gradients are checked like PyTorch's",
                 test_custom_backward_gradients);
     CU_add_test(s, "a backend alloc that returns NULL with success", test_backend_alloc_null);
+    CU_add_test(s, "backward: borrowed or shared gradients need their references",
+                test_backward_borrowed_gradients);
+    CU_add_test(s, "forward: one tensor in two outputs needs two references",
+                test_forward_duplicate_outputs);
+    CU_add_test(s, "an error set with an OK status", test_error_set_but_ok);
+    CU_add_test(s, "a message without its NUL is read bounded", test_unterminated_message);
+    CU_add_test(s, "a re-entrant call is bounded, not a stack overflow", test_reentrant_call_is_bounded);
     return tu_run();
 }
