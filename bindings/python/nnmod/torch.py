@@ -3475,7 +3475,7 @@ def _minimum_minors(doc, loaded):
     return out
 
 
-def _ties(model, left_out):
+def _ties(model, left_out, emitted=None):
     """Parameters registered under several names (weight tying: nanoGPT's
     `self.transformer.wte.weight = self.lm_head.weight`) as the manifest's
     `ties`: {later name: first name}, the first as PyTorch's
@@ -3483,6 +3483,8 @@ def _ties(model, left_out):
     in modules the export leaves out are skipped."""
     def kept(name):
         mod = name.rsplit(".", 1)[0] if "." in name else ""
+        if emitted is not None and mod not in emitted:
+            return False          # not in the tree (a module under two names, one called)
         return not any(mod == u or mod.startswith(u + ".") for u in left_out)
     first, ties = {}, {}
     for mn, m in model.named_modules(remove_duplicate=False):
@@ -3848,9 +3850,10 @@ class _Build:
                 if n1.layer in ("view", "reshape") and len(diff) == 1 and -1 not in v1:
                     v1[diff[0]] = -1
                     continue
-                if n1.layer in ("view", "reshape") and len(diff) == 1 and v1.count(-1) == 1:
-                    # x.reshape(n * t, -1): the -1 is the same in both traces,
-                    # so it is written and the size that changes is the -1
+                if n1.layer in ("view", "reshape") and v1.count(-1) == 1:
+                    # x.reshape(n * t, -1), t.reshape(b, heads, -1, h * w):
+                    # the -1 is the same in both traces, so it is written, and
+                    # a size that changes (the one no input's dim gives) is the -1
                     known = []
                     for f, v, n in ((f1, v1, n1), (f2, v2, n2)):
                         s_in = f.shapes.get(n.inputs[0])
@@ -3858,8 +3861,9 @@ class _Build:
                         known.append(int(np.prod(s_in)) // rest if s_in and rest else None)
                     if known[0] is not None and known[0] == known[1]:
                         v1[v1.index(-1)] = known[0]
-                        v1[diff[0]] = -1
-                        continue
+                        if len(diff) == 1:
+                            v1[diff[0]] = -1
+                            continue
                 if n1.layer in ("repeat",):
                     self.report.add("construct", f"{n1.fn}: repeats depend on a dynamic dim",
                                     where)
@@ -4296,7 +4300,7 @@ def _bag_offsets(tr, xs):
     return out
 
 
-def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
+def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False, odd=True):
     """The inputs of the second trace: every dynamic dim at another size.
     Dims of equal size in the example are taken to be one size (the batch
     of the tokens and of their mask); each such size gets a new value that
@@ -4312,7 +4316,9 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
     (dims 2+ of 4-d and 5-d inputs, at least 8) grow instead by one less
     than a multiple of a unit (the largest power of two up to half the size,
     at most 32), so that feature maps at a stride of up to 32 change with
-    them, and so does the size's parity."""
+    them, and so does the size's parity; with odd=False by a multiple of
+    the unit (a model that needs image sizes divisible by its total stride,
+    as a U-Net without padding to the skip's size)."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
     taken = set(olds) | set(avoid)
     used = set()
@@ -4339,7 +4345,8 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
         if not uniform and v in spatial and v >= 8:
             unit = min(32, 1 << (int(v // 2).bit_length() - 1))
             for j in range(1, 4 * len(olds) + 8):
-                k = stride * unit * j - 1     # odd: an odd size's parity changes too (a U-Net's pad)
+                # odd: an odd size's parity changes too (a U-Net's pad)
+                k = stride * unit * j - (1 if odd else 0)
                 if v + k not in taken and k not in used:
                     new[v] = v + k
                     taken.add(v + k)
@@ -4419,8 +4426,8 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
             # each dynamic size moved by its own amount; where the model
             # refuses that (sizes bound to each other: T and T + 1), all by
             # the same amount, as sessions before did
-            for uniform in (False, True):
-                xs2 = _as_inputs(xs).like(_vary(xs, spec, offs, uniform=uniform))
+            for uniform, odd in ((False, True), (True, True), (False, False)):
+                xs2 = _as_inputs(xs).like(_vary(xs, spec, offs, uniform=uniform, odd=odd))
                 try:
                     tr2, _ = _run_trace(ex, model, xs2, Report(_model_name(model)))
                 except Exception as e:  # noqa: BLE001 - the model refuses other sizes
@@ -4430,7 +4437,7 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
                 # the check's third sizes: what two traces fitted (x[:, :n // 2]
                 # is x[:, :-4] at 8 and 7) is checked at a third point
                 ex.xs3 = _as_inputs(xs).like(_vary(
-                    xs, spec, offs, stride=2, uniform=uniform,
+                    xs, spec, offs, stride=2, uniform=uniform, odd=odd,
                     avoid={int(x.shape[d]) for i, x in enumerate(xs2) for d in spec.get(i, ())}))
                 break
             if tr2 is None:
@@ -4456,7 +4463,7 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
     doc = {"format": "nnmod.manifest", "version": 1, "plugins": dict(sorted(ex.plugins.items())),
            "root": root, "metadata": meta}
     doc["plugins"] = _minimum_minors(doc, doc["plugins"])
-    ties = _ties(model, top)
+    ties = _ties(model, top, b.emitted)
     if ties:
         doc["ties"] = ties
     return doc, ex, xs2
