@@ -570,6 +570,19 @@ class _Node:
         return (self.kind, self.target, self.layer, tuple(self.inputs))
 
 
+def _frame_sig(frame):
+    """What a frame's forward ran, comparable between two calls: a module
+    node's output is named by the node's place in the frame, not its uid
+    (which every call makes anew)."""
+    at = {n.uid: i for i, n in enumerate(frame.nodes)}
+
+    def norm(r):
+        return ("@", at.get(r[1], r[1]), r[2]) if isinstance(r, tuple) and r[:1] == ("@",) \
+            else r
+    return [(n.kind, n.target, n.layer, tuple(norm(r) for r in n.inputs), repr(n.cfg))
+            for n in frame.nodes] + [tuple(norm(r) for r in frame.outputs)]
+
+
 class _Frame:
     """One call of a module exported as a graph (or the caller of the root):
     its inputs, the nodes its forward ran, and which tensor is which ref."""
@@ -1075,8 +1088,7 @@ class _Tracer(TorchFunctionMode):
                 first = self.defs.get(key)
                 if first is None:
                     self.defs[key] = frame
-                elif kind == "graph" and [n.sig() for n in first.nodes] != \
-                        [n.sig() for n in frame.nodes]:
+                elif kind == "graph" and _frame_sig(first) != _frame_sig(frame):
                     self.report.add("construct", f"module '{path}' is called more than once "
                                     "and its forward runs differently between calls",
                                     self.where())

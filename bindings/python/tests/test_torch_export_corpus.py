@@ -1354,6 +1354,37 @@ def test_containers_params_buffers(ctx, tmp_path):
               more=((torch.randn(1, 6), torch.randn(1, 4)),))
 
 
+class ResidualFF(nn.Module):
+    def __init__(self, d=12):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, 24), nn.GELU(), nn.Linear(24, d))
+
+    def forward(self, x):
+        return x + self.ff(self.norm(x))
+
+
+class SharedLayers(nn.Module):
+    """ALBERT / Universal-Transformer style: ONE block (a module of its
+    own with children) applied several times, weights shared."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = ResidualFF()
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x):
+        for _ in range(3):
+            x = self.block(x)
+        return self.head(x)
+
+
+def test_block_called_several_times(ctx, tmp_path):
+    torch.manual_seed(37)
+    roundtrip(SharedLayers(), torch.randn(2, 5, 12), tmp_path, ctx, dynamic_dims=[0, 1],
+              more=((torch.randn(3, 2, 12),),))
+
+
 class StyleNormalization(nn.Module):
     """PyTorch's neural-style tutorial: mean and std kept as PLAIN tensor
     attributes (not buffers), and a Gram matrix."""
