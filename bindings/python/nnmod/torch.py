@@ -3026,7 +3026,25 @@ def _h_topk(h, x, k, dim=-1, largest=True, sorted=True):
     i = idxs[0] if k == 1 else h.op("to", [h.op("concat", idxs, dim=d)], dtype="int64")
     if not largest:
         v = h.op("neg", [v])
-    return [_back(h, v, h.result[0].dtype), i]
+    dt = h.result[0].dtype if isinstance(h.result, tuple) else x.dtype
+    return [_back(h, v, dt), i]
+
+
+def _h_sort(h, x, dim=-1, descending=False, stable=False, **kw):
+    """torch.sort / x.sort over a dim of at most 16: topk of every element
+    (values and i64 indices; ties in either order, as PyTorch's unstable
+    sort)."""
+    if isinstance(dim, bool):                 # x.sort(descending) positional
+        dim, descending = -1, dim
+    n = int(x.shape[dim]) if x.dim() else 1
+    if n > _MAX_CAT:
+        raise _Unsup(f"sort over a dim of {n} (composed of one max pass per element: at "
+                     f"most {_MAX_CAT})")
+    return _h_topk(h, x, n, dim=dim, largest=bool(descending))
+
+
+def _h_argsort(h, x, dim=-1, descending=False, **kw):
+    return _h_sort(h, x, dim=dim, descending=descending)[1]
 
 
 def _onehot_along(h, index, n, dim):
@@ -3221,7 +3239,7 @@ OPS = {
     "conv_transpose3d": _h_conv(3, True), "_weight_norm": _h_weight_norm,
     "linalg_vector_norm": _h_vector_norm, "vector_norm": _h_vector_norm,
     "linalg_norm": _h_linalg_norm, "cdist": _h_cdist,
-    "requires_grad_": _h_alias,
+    "requires_grad_": _h_alias, "sort": _h_sort, "argsort": _h_argsort,
 }
 
 # functions that make uniform tensors from sizes alone (x.new_zeros reads

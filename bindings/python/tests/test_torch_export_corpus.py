@@ -1297,21 +1297,32 @@ def test_tensor_ops(ctx, tmp_path):
 
 
 class MoreOps(nn.Module):
-    """Ops with no nnmod layer yet that users reach for: topk, sort,
-    tril/triu of a computed tensor, circular padding, prod."""
+    """Ops that are compositions in nnmod: topk, sort and argsort of a short
+    dim, tril/triu of a computed tensor, circular padding."""
 
     def forward(self, x):
         v, i = x.topk(2, dim=-1)
-        srt, _ = torch.sort(x, dim=-1, descending=True)
+        srt, si = torch.sort(x, dim=-1, descending=True)
+        lo = x.argsort(dim=1)
         t = torch.triu(x[:, :4, :4], diagonal=1) + torch.tril(x[:, :4, :4])
         c = F.pad(x, (1, 2), mode="circular")
-        return v, i, srt, t, c, x.prod(-1)
+        return v, i, srt, si, lo, t, c
 
 
 def test_more_ops(ctx, tmp_path):
     torch.manual_seed(24)
-    attempt(MoreOps(), torch.randn(2, 5, 6), tmp_path, ctx, needles=("'<root>'",),
-            train=False)
+    roundtrip(MoreOps(), torch.randn(2, 5, 6), tmp_path, ctx, more=((torch.randn(3, 5, 6),),),
+              train=False)
+
+
+class Prod(nn.Module):
+    def forward(self, x):
+        return x.prod(-1), torch.diff(x, dim=-1)
+
+
+def test_ops_nnmod_lacks(ctx, tmp_path):
+    attempt(Prod(), torch.randn(2, 5), tmp_path, ctx, needles=("Tensor.prod", "torch.diff",
+                                                                "'<root>'"))
 
 
 class Containers(nn.Module):
