@@ -21,6 +21,13 @@
  *                              "circular": the input is padded with
  *                              op_index_select (ABI 1.5) and convolved
  *                              without padding, as PyTorch does
+ *   functional = false         (1.1) F.conv2d(x, weight, bias, ...): the
+ *                              layer declares no parameters and takes
+ *                              the weight (of the shape below) and, as
+ *                              a third input, the bias; so a weight the
+ *                              graph computes (weight_norm, a fixed
+ *                              blur kernel in a buffer, a standardised
+ *                              weight) convolves, with its gradient
  * Parameters (PyTorch's state_dict names and init, kaiming_uniform_(a=sqrt(5))
  * = U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weight and the bias):
  *   weight [out, in / groups, *kernel]  (transposed: [in, out / groups, *kernel])
@@ -48,6 +55,8 @@ typedef struct conv_state {
     int transposed;
     const char *padding_str;    /* "same" / "valid", or NULL for numbers */
     int bias;
+    int functional;             /* weight (and bias) are inputs 1 (and 2) */
+    int64_t wshape[5];          /* the weight's shape */
     nnm_conv_params p;          /* what forward hands to op_conv */
     nnm_tensor *weight, *b;     /* borrowed: owned by the module */
 } conv_state;
@@ -109,7 +118,7 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
     s.ns = (kind % 3) + 1;
     const size_t n = (size_t)s.ns;
     const int64_t one = 1, zero = 0;
-    const int yes = 1;
+    const int yes = 1, no = 0;
     const char *mode = NULL;
     nnm_status st;
     if ((st = h->config_int(env, "in_channels", NULL, &s.in_channels)) ||
@@ -118,6 +127,7 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
         (st = h->config_int_or_ints(env, "stride", &one, s.stride, n)) ||
         (st = h->config_int_or_ints(env, "dilation", &one, s.dilation, n)) ||
         (st = h->config_int(env, "groups", &one, &s.groups)) || (st = h->config_bool(env, "bias", &yes, &s.bias)) ||
+        (st = h->config_bool(env, "functional", &no, &s.functional)) ||
         (st = h->config_str(env, "padding_mode", "zeros", &mode)) || (st = conv_read_padding(env, &s, layer)))
         return st;
     if (s.transposed && (st = h->config_int_or_ints(env, "output_padding", &zero, s.output_padding, n)))
@@ -183,9 +193,11 @@ static nnm_status conv_new(nnm_env *env, int kind, void **self) {
     if (wshape[0] * wshape[1] > CONV_MAX_DIM * 64 || kprod > CONV_MAX_DIM)
         return h->set_error(env, NNM_E_LIMIT, "%s: weight too large", layer);
     const double bound = 1.0 / sqrt((double)(wshape[1] * kprod));
-    if ((st = h->param_new(env, "weight", s.ns + 2, wshape, NNM_INIT_UNIFORM, -bound, bound, &s.weight)))
+    memcpy(s.wshape, wshape, sizeof s.wshape);
+    if (!s.functional &&
+        (st = h->param_new(env, "weight", s.ns + 2, wshape, NNM_INIT_UNIFORM, -bound, bound, &s.weight)))
         return st;
-    if (s.bias) {
+    if (s.bias && !s.functional) {
         const int64_t bshape[1] = {s.out_channels};
         if ((st = h->param_new(env, "bias", 1, bshape, NNM_INIT_UNIFORM, -bound, bound, &s.b))) return st;
     }
@@ -257,13 +269,53 @@ static nnm_status conv_pad_input(nnm_env *env, const conv_state *s, nnm_tensor *
     return NNM_OK;
 }
 
+/* functional: inputs 1 and 2 as the weight (s->wshape, f32) and the bias
+ * ([out_channels]); a 0-element bias is none. */
+static nnm_status conv_operands(nnm_env *env, const conv_state *s, nnm_tensor *const *in, uint32_t n_in,
+                                nnm_tensor **w, nnm_tensor **b) {
+    const nnm_host *h = env->host;
+    const char *layer = conv_names[s->kind];
+    const nnm_tensor_desc *wd = h->tensor_desc(in[1]);
+    int ok = wd->ndim == s->ns + 2;
+    for (int32_t i = 0; ok && i < s->ns + 2; i++) ok = wd->shape[i] == s->wshape[i];
+    if (!ok) {
+        char got[96];
+        size_t k = (size_t)snprintf(got, sizeof got, "[");
+        for (int32_t i = 0; i < wd->ndim && i < 5 && k < sizeof got; i++)
+            k += (size_t)snprintf(got + k, sizeof got - k, "%s%lld", i ? ", " : "", (long long)wd->shape[i]);
+        if (k < sizeof got) snprintf(got + k, sizeof got - k, "]");
+        return h->set_error(env, NNM_E_SHAPE,
+                            "%s (functional): weight must be [%lld, %lld, kernel_size...] as configured, got %s",
+                            layer, (long long)s->wshape[0], (long long)s->wshape[1], got);
+    }
+    *w = in[1];
+    *b = NULL;
+    if (n_in == 3 && in[2] && h->tensor_desc(in[2])->ndim != 1)
+        return h->set_error(env, NNM_E_SHAPE, "%s (functional): bias must be 1-d [out_channels]", layer);
+    if (n_in == 3 && in[2] && h->tensor_desc(in[2])->shape[0] != 0) {
+        if (h->tensor_desc(in[2])->shape[0] != s->out_channels)
+            return h->set_error(env, NNM_E_SHAPE, "%s (functional): bias must have %lld elements, got %lld", layer,
+                                (long long)s->out_channels, (long long)h->tensor_desc(in[2])->shape[0]);
+        *b = in[2];
+    }
+    return NNM_OK;
+}
+
 static nnm_status conv_forward(nnm_env *env, void *self, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                                uint32_t n_out) {
     const nnm_host *h = env->host;
     const conv_state *s = self;
     const char *layer = conv_names[s->kind];
-    if (n_in != 1 || n_out != 1 || !in[0])
+    nnm_tensor *weight = s->weight, *bias = s->b;
+    if (s->functional) {
+        if ((n_in != 2 && n_in != 3) || n_out != 1 || !in[0] || !in[1])
+            return h->set_error(env, NNM_E_SHAPE, "%s (functional) takes 2 or 3 inputs (x, weight, bias) and 1 output",
+                                layer);
+        nnm_status st = conv_operands(env, s, in, n_in, &weight, &bias);
+        if (st) return st;
+    } else if (n_in != 1 || n_out != 1 || !in[0]) {
         return h->set_error(env, NNM_E_SHAPE, "%s takes 1 input and 1 output", layer);
+    }
     const nnm_tensor_desc *d = h->tensor_desc(in[0]);
     const int32_t batched = s->ns + 2, unbatched = s->ns + 1;
     if (d->ndim != batched && d->ndim != unbatched)
@@ -273,7 +325,7 @@ static nnm_status conv_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
     if (c != s->in_channels)
         return h->set_error(env, NNM_E_SHAPE, "%s: expected input with %lld channels, got %lld", layer,
                             (long long)s->in_channels, (long long)c);
-    if (d->ndim == batched && s->pad_mode == PAD_ZEROS) return h->op_conv(env, in[0], s->weight, s->b, &s->p, out);
+    if (d->ndim == batched && s->pad_mode == PAD_ZEROS) return h->op_conv(env, in[0], weight, bias, &s->p, out);
     /* unbatched: as PyTorch, add the batch dim and take it off again */
     int64_t shape[5] = {1};
     nnm_tensor *x = NULL, *y = NULL;
@@ -297,14 +349,14 @@ static nnm_status conv_forward(nnm_env *env, void *self, nnm_tensor *const *in, 
             memset(p0.padding, 0, sizeof p0.padding);
             memset(p0.padding_end, 0, sizeof p0.padding_end);
             if (d->ndim == batched) {
-                st = h->op_conv(env, x, s->weight, s->b, &p0, out);
+                st = h->op_conv(env, x, weight, bias, &p0, out);
                 h->tensor_release(x);
                 return st;
             }
-            st = h->op_conv(env, x, s->weight, s->b, &p0, &y);
+            st = h->op_conv(env, x, weight, bias, &p0, &y);
         }
     } else if (!st) {
-        st = h->op_conv(env, x, s->weight, s->b, &s->p, &y);
+        st = h->op_conv(env, x, weight, bias, &s->p, &y);
     }
     if (!st) {
         const nnm_tensor_desc *yd = h->tensor_desc(y);
@@ -365,7 +417,8 @@ static int conv_extra_repr(void *self, char *buf, size_t cap) {
         {"dilation", NNM_CONFIG_INT_OR_INTS, 0, "int or tuple, default 1"},                           \
         {"groups", NNM_CONFIG_INT, 0, "blocked connections, default 1"},                              \
         {"bias", NNM_CONFIG_BOOL, 0, "learnable bias, default true"},                                 \
-        {"padding_mode", NNM_CONFIG_STR, 0, "\"zeros\" (default), \"reflect\", \"replicate\", \"circular\""}
+        {"padding_mode", NNM_CONFIG_STR, 0, "\"zeros\" (default), \"reflect\", \"replicate\", \"circular\""}, \
+        {"functional", NNM_CONFIG_BOOL, 0, "(1.1) weight and bias are inputs 1 and 2 (F.conv*d), default false"}
 
 static const nnm_config_field conv_config[] = {
     CONV_COMMON_FIELDS,
@@ -383,9 +436,9 @@ static const nnm_config_field conv_t_config[] = {
         .struct_size = sizeof(nnm_layer_vtable),                                                      \
         .name = lname,                                                                                \
         .version_major = 1,                                                                           \
-        .version_minor = 0,                                                                           \
+        .version_minor = 1,                                                                           \
         .version_patch = 0,                                                                           \
-        .n_inputs = 1,                                                                                \
+        .n_inputs = NNM_ARITY_ANY,                                                                                \
         .n_outputs = 1,                                                                               \
         .create = create_fn,                                                                          \
         .destroy = conv_destroy,                                                                      \

@@ -151,6 +151,67 @@ static void test_conv_zero_spatial(void) {
     nnm_module_release(c), nnm_module_release(t);
 }
 
+/* conv 1.1 functional=true (F.conv2d(x, weight, bias)): no parameters, the
+ * weight and bias are inputs; the same numbers as the module with that
+ * weight, the gradient reaches the weight input; wrong operands refused. */
+static void test_conv_functional(void) {
+    const char *mod_cfg[] = {"in_channels=3", "out_channels=4", "kernel_size=3", "padding=1", "groups=1", NULL};
+    const char *fn_cfg[] = {"in_channels=3", "out_channels=4", "kernel_size=3", "padding=1", "functional=b:1", NULL};
+    nnm_module *m = made("conv2d", mod_cfg), *f = made("conv2d", fn_cfg);
+    tu_named mp = tu_params_of(m), fp = tu_params_of(f);
+    CU_ASSERT_EQUAL(fp.n, 0);
+    nnm_tensor *w = tu_named_get(&mp, "weight"), *b = tu_named_get(&mp, "bias");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    int64_t n = 0;
+    float *wv = tu_read_f32(w, &n);
+    nnm_tensor *w2 = tu_tf32(g_ctx, 4, (int64_t[]){4, 3, 3, 3}, wv);
+    free(wv);
+    CHECK_STATUS(nnm_tensor_set_requires_grad(w2, 1), NNM_OK);
+    int64_t xs[4] = {2, 3, 5, 6};
+    nnm_tensor *x = ones(4, xs), *y1 = NULL, *y2 = NULL, *y3 = NULL;
+    CHECK_STATUS(tu_call1(m, x, &y1), NNM_OK);
+    nnm_tensor *in3[3] = {x, w2, b};
+    CHECK_STATUS(nnm_module_call(f, in3, 3, &y2, 1), NNM_OK);
+    int64_t n1 = 0, n2 = 0;
+    float *a1 = y1 ? tu_read_f32(y1, &n1) : NULL, *a2 = y2 ? tu_read_f32(y2, &n2) : NULL;
+    CU_ASSERT_TRUE_FATAL(a1 && a2 && n1 == n2 && n1 == 2 * 4 * 5 * 6);
+    CU_ASSERT_EQUAL(memcmp(a1, a2, (size_t)n1 * sizeof *a1), 0);
+    /* the gradient reaches the weight input, as the module's parameter's */
+    nnm_tensor *g = ones(4, (int64_t[]){2, 4, 5, 6});
+    CHECK_STATUS(nnm_backward(y1, g, 0), NNM_OK);
+    CHECK_STATUS(nnm_backward(y2, g, 0), NNM_OK);
+    float *g1 = nnm_tensor_grad(w) ? tu_read_f32(nnm_tensor_grad(w), &n1) : NULL;
+    float *g2 = nnm_tensor_grad(w2) ? tu_read_f32(nnm_tensor_grad(w2), &n2) : NULL;
+    CU_ASSERT_TRUE_FATAL(g1 && g2 && n1 == n2 && n1 == 4 * 3 * 3 * 3);
+    for (int64_t i = 0; i < n1; i++) CU_ASSERT_TRUE(tu_near(g2[i], g1[i], 1e-6, 1e-6));
+    /* without a bias (two inputs), and a 0-element bias: none */
+    nnm_tensor *none = tu_tf32(g_ctx, 1, (int64_t[]){0}, (float[]){0});
+    nnm_tensor *in2[3] = {x, w2, none};
+    CHECK_STATUS(nnm_module_call(f, in2, 2, &y3, 1), NNM_OK);
+    nnm_tensor *y4 = NULL;
+    CHECK_STATUS(nnm_module_call(f, in2, 3, &y4, 1), NNM_OK);
+    int64_t n3 = 0, n4 = 0;
+    float *a3 = y3 ? tu_read_f32(y3, &n3) : NULL, *a4 = y4 ? tu_read_f32(y4, &n4) : NULL;
+    CU_ASSERT_TRUE(a3 && a4 && n3 == n4 && !memcmp(a3, a4, (size_t)n3 * sizeof *a3));
+    /* refused: one input, a weight of another shape, a bias of another size */
+    nnm_tensor *y5 = NULL;
+    CHECK_ERROR(nnm_module_call(f, &x, 1, &y5, 1), NNM_E_SHAPE, "takes 2 or 3 inputs");
+    nnm_tensor *wbad = ones(4, (int64_t[]){4, 3, 2, 3});
+    nnm_tensor *inb[3] = {x, wbad, b};
+    CHECK_ERROR(nnm_module_call(f, inb, 3, &y5, 1), NNM_E_SHAPE, "weight must be [4, 3, kernel_size...]");
+    nnm_tensor *bbad = ones(1, (int64_t[]){3});
+    nnm_tensor *inc[3] = {x, w2, bbad};
+    CHECK_ERROR(nnm_module_call(f, inc, 3, &y5, 1), NNM_E_SHAPE, "bias must have 4 elements");
+    /* the module form still takes one input */
+    CHECK_ERROR(nnm_module_call(m, in3, 3, &y5, 1), NNM_E_SHAPE, "takes 1 input");
+    free(a1), free(a2), free(a3), free(a4), free(g1), free(g2);
+    nnm_tensor_release(y1), nnm_tensor_release(y2), nnm_tensor_release(y3), nnm_tensor_release(y4);
+    nnm_tensor_release(x), nnm_tensor_release(w2), nnm_tensor_release(g), nnm_tensor_release(none);
+    nnm_tensor_release(wbad), nnm_tensor_release(bbad);
+    nnm_module_release(m), nnm_module_release(f);
+}
+
 static void test_pool_and_flatten(void) {
     /* max pooling and adaptive max pooling return indices (issue 18): below, and
      * the conformance rows */
@@ -274,6 +335,7 @@ int main(void) {
     CU_add_test(s, "conv configs refused as PyTorch refuses them", test_conv_configs);
     CU_add_test(s, "conv inputs of the wrong shape", test_conv_inputs);
     CU_add_test(s, "conv: zero spatial size only with a zero batch", test_conv_zero_spatial);
+    CU_add_test(s, "conv functional=true: weight and bias as inputs", test_conv_functional);
     CU_add_test(s, "pool and flatten configs and inputs", test_pool_and_flatten);
     CU_add_test(s, "normalisation configs and inputs", test_norm_configs_and_inputs);
     CU_add_test(s, "batch norm: train vs eval, eval() reaches children, eval repeatable", test_mode_semantics);

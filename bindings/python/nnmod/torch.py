@@ -570,6 +570,22 @@ class _Node:
         return (self.kind, self.target, self.layer, tuple(self.inputs))
 
 
+def _frame_sig(frame):
+    """What a frame's forward ran, comparable between two calls: a module
+    node's output is named by the node's place in the frame, not its uid
+    (which every call makes anew)."""
+    at = {n.uid: i for i, n in enumerate(frame.nodes)}
+
+    def norm(r):
+        return ("@", at.get(r[1], r[1]), r[2]) if isinstance(r, tuple) and r[:1] == ("@",) \
+            else r
+    # (configs are not compared: a slice to each call's own length,
+    # pos[:, :x.size(1)], differs between calls and is made to follow the
+    # input's size where sizes are dynamic)
+    return [(n.kind, n.target, n.layer, tuple(norm(r) for r in n.inputs))
+            for n in frame.nodes] + [tuple(norm(r) for r in frame.outputs)]
+
+
 class _Frame:
     """One call of a module exported as a graph (or the caller of the root):
     its inputs, the nodes its forward ran, and which tensor is which ref."""
@@ -592,6 +608,7 @@ class _Frame:
         self.counts = collections.Counter()
         self.f01 = set()                  # refs bool in PyTorch, f32 0/1 in nnmod (comparisons)
         self.views = {}                   # id(x[...] of a traced x) -> (x, index)
+        self.pending_detach = set()       # ids of tensors made under torch.no_grad()
         self.reads = collections.OrderedDict()  # ref of a descendant's tensor -> owner path
         if mod is not None:
             for n, p in mod.named_parameters(recurse=False):
@@ -646,6 +663,11 @@ class _Tracer(TorchFunctionMode):
         self.foreign = collections.OrderedDict()  # op children made from foreign modules
         self.leaf_cfg = {}      # leaf path -> config its calls imply (a causal mask)
         self.aranges = {}       # id(tensor) -> (tensor, (start, end, step), version)
+        # id(tensor) -> (tensor, func, args, kwargs, version, result, outs):
+        # an op on uniform factories / aranges only, replayed when used
+        self.lazy = {}
+        self.fn_depth = 0       # inside a torch-internal autograd.Function (checkpoint)
+        self.escapes = set()    # paths of graphs whose forward called a module not below
         self.bag_offsets = []   # (offsets, indices, include_last_offset) of EmbeddingBag calls
 
     # -- where are we -------------------------------------------------------
@@ -665,6 +687,18 @@ class _Tracer(TorchFunctionMode):
                                 "could not follow it (inside a submodule, or through a view)",
                                 self.where())
                 frame.refs[id(t)] = (ref, t._version)
+            if frame.pending_detach and id(t) in frame.pending_detach:
+                # made under torch.no_grad() inside forward: no gradient
+                # flows back through it (a teacher, a momentum encoder)
+                frame.pending_detach.discard(id(t))
+                if ref != "?" and t.is_floating_point():
+                    name = frame.fresh("detach")
+                    node = _Node("op", name, "detach", [ref], {}, where=self.where(),
+                                 fn="torch.no_grad()")
+                    node.name = name
+                    frame.nodes.append(node)
+                    frame.bind(t, name)
+                    ref = name
             return ref
         o = frame.own.get(id(t))
         if o is not None:
@@ -851,8 +885,19 @@ class _Tracer(TorchFunctionMode):
                          size_key="size", where=self.where(), fn=rec[3])
             node.name = name
             frame.nodes.append(node)
+            if t.dtype == torch.int64:
+                name = frame.fresh("to")
+                node = _Node("op", name, "to", [node.name], {"dtype": "int64"},
+                             where=self.where(), fn=rec[3])
+                node.name = name
+                frame.nodes.append(node)
             frame.bind(t, name)
             return name
+        lz = self.lazy.get(id(t))
+        if lz is not None and lz[0] is t and t._version == lz[4]:
+            ref = self.replay(frame, t, lz)
+            if ref is not None:
+                return ref
         ar = self.aranges.get(id(t))
         if ar is not None and ar[0] is t and t._version == ar[2]:
             start, end, step = ar[1]
@@ -875,6 +920,103 @@ class _Tracer(TorchFunctionMode):
         frame.bind(t, name)
         return name
 
+    @staticmethod
+    def live(table, t):
+        """Whether t is in a recipe table (recipes, aranges, lazy) as it was
+        made (not written into since)."""
+        e = table.get(id(t)) if isinstance(t, torch.Tensor) else None
+        return e is not None and e[0] is t and t._version == e[4 if len(e) == 7 else 2]
+
+    def replay(self, frame, t, lz):
+        """A tensor computed from no input but size-following factories (a
+        causal mask torch.tril(torch.ones(t, t)), torch.eye(n)): its op
+        emitted now, where the graph uses it, its inputs materialized in
+        turn. None where the op cannot be (then it is a constant)."""
+        _, func, args, kwargs, _, result, outs = lz
+        key = self._op_key(_opname(func))
+        h = _OpCtx(self, frame, func, result, outs)
+        try:
+            refs = OPS[key](h, *args, **kwargs)
+        except (_Unsup, TypeError):
+            return None          # (nodes it made stay, unused: refs may name them)
+        if isinstance(refs, (str, tuple)):
+            refs = [refs]
+        refs = list(refs)
+        if len(refs) < len(outs):
+            refs += [f"{refs[0]}:{k}" for k in range(len(refs), len(outs))]
+        for o, r in zip(outs, refs):
+            frame.bind(o, r)
+        return frame.refs[id(t)][0]
+
+    def reparametrized(self, mod, path):
+        """A layer whose weight a hook or parametrization computes at each
+        call (weight_norm, spectral_norm, torch.nn.utils.parametrize): its
+        state dict is not the layer's; said with the way out."""
+        where = path or self.where()
+        for hk in list(getattr(mod, "_forward_pre_hooks", {}).values()):
+            hn = type(hk).__name__
+            if hn == "WeightNorm":
+                self.report.add("construct", f"torch.nn.utils.weight_norm of "
+                                f"'{getattr(hk, 'name', 'weight')}' (a forward pre-hook that "
+                                "computes it from _g and _v at each call; nnmod's layer owns "
+                                "the weight itself): call torch.nn.utils.remove_weight_norm "
+                                "on the module before exporting (same outputs)", where)
+            elif hn == "SpectralNorm":
+                self.report.add("construct", f"torch.nn.utils.spectral_norm of "
+                                f"'{getattr(hk, 'name', 'weight')}' (a forward pre-hook: "
+                                "power iteration and division at each call): call "
+                                "torch.nn.utils.remove_spectral_norm on the module before "
+                                "exporting (same eval outputs; training then does not "
+                                "normalise)", where)
+        if getattr(mod, "parametrizations", None) is not None and \
+                type(mod).__name__.startswith("Parametrized"):
+            self.report.add("construct", "torch.nn.utils.parametrize (parametrizations of "
+                            f"{', '.join(repr(k) for k in mod.parametrizations.keys())}): "
+                            "call torch.nn.utils.parametrize.remove_parametrizations(module, "
+                            "name) before exporting", where)
+
+    # -- torch.no_grad() inside forward ---------------------------------------
+    def grad_region_enter(self):
+        """A `with torch.no_grad():` inside a forward (the trace runs under
+        no_grad already, so it is recorded here): what the frame's refs
+        were, to tell at its end which tensors it made."""
+        if self.suspended or self.internal or self.fn_depth or not self.stack or \
+                self.stack[-1].kind != "graph":
+            return None
+        frame = self.stack[-1]
+        return frame, {k: v[0] for k, v in frame.refs.items()}
+
+    def grad_region_exit(self, region):
+        frame, before = region
+        for k, v in frame.refs.items():
+            if before.get(k) != v[0]:
+                frame.pending_detach.add(k)
+
+    def custom_function(self, cls, real, args, kwargs):
+        """Function.apply of a torch.autograd.Function subclass while traced:
+        PyTorch's own (checkpoint) are traced through (their backward is
+        their forward's); a user's is reported: its backward is Python that
+        a manifest cannot hold, and nnmod differentiating its forward
+        instead would train differently, silently."""
+        mod = getattr(cls, "__module__", "") or ""
+        if mod.startswith("torch.") or mod.startswith("torchvision."):
+            self.fn_depth += 1
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.fn_depth -= 1
+        self.report.add("construct", f"a custom torch.autograd.Function "
+                        f"({cls.__qualname__}.apply): its backward is Python code a manifest "
+                        "cannot hold, and differentiating its forward instead would train "
+                        "differently; write it with detach (a straight-through estimator: "
+                        "`x + (f(x) - x).detach()`; gradient reversal by a: "
+                        "`x.detach() * (1 + a) - x * a`)", self.where())
+        frame = self.stack[-1]
+        out = real(*args, **kwargs)
+        for t in _flat(out):
+            frame.bind(t, "?")
+        return out
+
     # -- module calls -------------------------------------------------------
     def kind_of(self, m):
         return self.ex.kind_of(m)
@@ -885,6 +1027,14 @@ class _Tracer(TorchFunctionMode):
         parent = self.stack[-1]
         kind = self.kind_of(mod)
         path = self.paths.get(id(mod))
+        if kind in ("leaf", "missing"):
+            self.reparametrized(mod, path)
+        if kind == "graph" and id(mod) in self.ex.inline and parent.kind == "graph":
+            # a module whose forward calls modules not below it (the Annotated
+            # Transformer's SublayerConnection, called with a lambda that calls
+            # a sibling): traced into its caller's graph, which calls what it
+            # called (its children by their paths below the caller)
+            return orig(mod, *args, **kwargs)
         self.internal += 1
         try:
             rel = None
@@ -900,6 +1050,10 @@ class _Tracer(TorchFunctionMode):
                 else:
                     self.report.add("construct", f"calling module '{path}', which is not "
                                     "below the caller", self.where())
+                    if parent.kind == "graph" and parent.path:
+                        # (the caller's forward is traced into its own caller
+                        # in the next attempt: _build_doc)
+                        self.escapes.add(parent.path)
                 if path is None and kind != "leaf":
                     self.report.add("construct", f"calling a {type(mod).__name__} made "
                                     "inside forward (not a submodule)", self.where())
@@ -937,8 +1091,7 @@ class _Tracer(TorchFunctionMode):
                 first = self.defs.get(key)
                 if first is None:
                     self.defs[key] = frame
-                elif kind == "graph" and [n.sig() for n in first.nodes] != \
-                        [n.sig() for n in frame.nodes]:
+                elif kind == "graph" and _frame_sig(first) != _frame_sig(frame):
                     self.report.add("construct", f"module '{path}' is called more than once "
                                     "and its forward runs differently between calls",
                                     self.where())
@@ -1195,9 +1348,28 @@ class _Tracer(TorchFunctionMode):
             # something the graph computes uses it (materialize)
             result = func(*_real(args), **_real_kw(kwargs))
             if isinstance(result, torch.Tensor) and result.numel() > 0 and (
-                    result.is_floating_point() or result.dtype == torch.bool):
-                self.recipes[id(result)] = (result, float(result.reshape(-1)[0]),
-                                            result._version, _fname(func))
+                    result.is_floating_point() or result.dtype in (torch.bool, torch.int64)):
+                # torch.empty(...): its values are not PyTorch's to give; a
+                # fill_ / zero_ that follows gives them (below)
+                fill = 0.0 if "empty" in name else float(result.reshape(-1)[0])
+                self.recipes[id(result)] = (result, fill, result._version, _fname(func))
+            return result
+        if name in ("fill_", "zero_") and args and isinstance(args[0], torch.Tensor) and \
+                self.live(self.recipes, args[0]) and not self.tracked(frame, args[0]) and \
+                (name == "zero_" or isinstance(args[1] if len(args) > 1 else
+                                               kwargs.get("value"), (int, float))):
+            # torch.empty(n, 1, dtype=torch.long).fill_(SOS): still a uniform
+            # tensor, of the new value
+            result = func(*_real(args), **_real_kw(kwargs))
+            rec = self.recipes[id(args[0])]
+            self.recipes[id(args[0])] = (rec[0], float(args[0].reshape(-1)[0]),
+                                         args[0]._version, rec[3])
+            return result
+        if name in _LAZY_FACTORIES and not tens and frame.kind == "graph":
+            result = func(*_real(args), **_real_kw(kwargs))
+            if isinstance(result, torch.Tensor):
+                self.lazy[id(result)] = (result, func, args, kwargs, result._version, result,
+                                         [result])
             return result
         if name == "arange" and not tens:
             # torch.arange(x.size(1)): an `arange` node when used (its end
@@ -1214,7 +1386,8 @@ class _Tracer(TorchFunctionMode):
         if frame.kind == "graph" and args and isinstance(args[0], torch.Tensor) and \
                 (name == "__setitem__" or name in _INPLACE_DUNDER or
                  (name.endswith("_") and not name.startswith("_"))) and \
-                id(args[0]) in self.recipes and not self.tracked(frame, args[0]):
+                (self.live(self.recipes, args[0]) or self.live(self.lazy, args[0])) and \
+                not self.tracked(frame, args[0]):
             # a zeros/ones/full tensor written into (swin's attention mask:
             # new_zeros, then mask[slice] = region id): a `full` node now, so
             # the writes become graph ops rather than a constant buffer
@@ -1239,7 +1412,16 @@ class _Tracer(TorchFunctionMode):
                 frame.refs[id(t)] = (e[0], t._version)
         outs = _flat(result)
         if not tracked:
-            return result      # constants: computed, not traced (materialize)
+            # constants: computed, not traced (materialize). Those made of
+            # size-following factories (torch.tril(torch.ones(t, t)), ...)
+            # are replayed as nodes where the graph uses them.
+            if outs and frame.kind == "graph" and self._op_key(name) in OPS and \
+                    name not in _DATA_DEPENDENT and \
+                    any(self.live(self.recipes, t) or self.live(self.aranges, t) or
+                        self.live(self.lazy, t) for t in tens):
+                for t in outs:
+                    self.lazy[id(t)] = (t, func, args, kwargs, t._version, result, outs)
+            return result
         if not outs:
             if name in _DATA_DEPENDENT and tracked:
                 self.report.add("construct", f"Python code reading a tensor's values "
@@ -1575,9 +1757,18 @@ def _h_to(h, x, *a, **kw):
     return h.op("to", [x], dtype=_DTYPE_NAMES[dst])
 
 
+def _touch(h, x):
+    """A tensor made from sizes (a uniform factory, an arange, an op of
+    them) used by a traced op: its node made now, of its own dtype."""
+    if isinstance(x, torch.Tensor) and not h.is_t(x) and any(
+            h.tr.live(tab, x) for tab in (h.tr.lazy, h.tr.recipes, h.tr.aranges)):
+        h.ref(x)
+
+
 def _as_f32(h, x):
     """A ref to x as f32 (integer and bool tensors are cast: nnmod's
     arithmetic and comparisons are f32; integers are exact below 2^24)."""
+    _touch(h, x)
     if isinstance(x, torch.Tensor) and h.is_t(x) and _nnmod_dtype(h, x) != torch.float32:
         return h.op("to", [x], dtype="float32")
     return x
@@ -1609,16 +1800,27 @@ def _h_unsqueeze(h, x, dim):
     return h.op("unsqueeze", [x], dim=dim)
 
 
+def _in_f32(h, x, make):
+    """make(ref of x as f32), cast back to x's dtype: the shape ops that
+    take f32 only (expand, repeat, concat), on an i64 index or a mask."""
+    dt = _nnmod_dtype(h, x)
+    if dt == torch.float32:
+        return make(x)
+    return _back(h, make(_as_f32(h, x)), dt)
+
+
 def _h_expand(h, x, *size, **kw):
-    return h.op("expand", [x], size_key="size", size=_sizes(size, kw, "size"))
+    return _in_f32(h, x, lambda r: h.op("expand", [r], size_key="size",
+                                        size=_sizes(size, kw, "size")))
 
 
 def _h_expand_as(h, x, other):
-    return h.op("expand_as", [x, other])
+    return _in_f32(h, x, lambda r: h.op("expand_as", [r, other]))
 
 
 def _h_repeat(h, x, *repeats, **kw):
-    return h.op("repeat", [x], size_key="repeats", repeats=_sizes(repeats, kw, "repeats"))
+    return _in_f32(h, x, lambda r: h.op("repeat", [r], size_key="repeats",
+                                        repeats=_sizes(repeats, kw, "repeats")))
 
 
 def _h_chunk(h, x, chunks, dim=0):
@@ -1677,6 +1879,7 @@ def _h_getitem(h, x, idx):
         # cast there and back (exact for integers below 2^24)
         h.frame.views.pop(id(h.result), None)
         src = h.op("to", [x], dtype="float32")
+        h.frame.shapes[src] = tuple(x.shape)      # (a slice that follows a dynamic dim)
         return h.op("to", [_h_getitem_f32(h, src, idx, x)], dtype=_DTYPE_NAMES[dt])
     r = _h_getitem_f32(h, x, idx, x)
     if isinstance(h.result, torch.Tensor) and h.result._base is not None:
@@ -1689,6 +1892,8 @@ def _h_getitem_f32(h, x, idx, orig):
     indexed (for shapes)."""
     idx = idx if isinstance(idx, tuple) else (idx,)
     tens = [k for k, i in enumerate(idx) if isinstance(i, torch.Tensor)]
+    if len(tens) > 1:
+        return _h_getitem_multi(h, x, idx, orig, tens)
     if tens:
         # x[index] / x[:, index] with one integer index tensor: index_select
         k = tens[0]
@@ -1711,12 +1916,46 @@ def _h_getitem_f32(h, x, idx, orig):
     return h.op("getitem", [x], index=[_index_str(i) for i in idx])
 
 
+def _h_getitem_multi(h, x, idx, orig, tens):
+    """x[:, i, j] with several 1-d int64 index tensors of one length B on
+    adjacent dims (out[b] = x[:, i[b], j[b]]; h[torch.arange(n), lengths - 1]
+    picks each sequence's last step): index_select along the first, then a
+    gather along each next one. An index that is torch.arange of the dim's
+    size is the dim itself (no op)."""
+    p, q = tens[0], len(tens)
+    ok = tens == list(range(p, p + q)) and all(
+        j == slice(None) for n, j in enumerate(idx) if n not in tens)
+    ts = [idx[k] for k in tens]
+    if not ok or any(t.dim() != 1 or t.dtype != torch.int64 for t in ts) or \
+            len({int(t.shape[0]) for t in ts}) != 1:
+        raise _Unsup("indexing with several tensors other than x[:, i, j] with 1-d int64 "
+                     "indices of one length on adjacent dims (gather / boolean mask)")
+    shape = list(orig.shape)
+    b = int(ts[0].shape[0])
+    ar = h.tr.aranges.get(id(ts[0]))
+    first_is_dim = ar is not None and ar[0] is ts[0] and ar[1] == (0, shape[p], 1) and \
+        b == shape[p]
+    y = x if first_is_dim else h.op("index_select", [x, ts[0]], dim=p)
+    cur = shape[:p] + [b] + shape[p + 1:]
+    for t in ts[1:]:
+        g = _as_f32(h, t)
+        for _ in range(p):
+            g = h.op("unsqueeze", [g], dim=0)
+        for _ in range(len(cur) - p - 1):
+            g = h.op("unsqueeze", [g], dim=-1)       # [1.., B, 1, 1..]
+        size = cur[:p] + [-1, 1] + cur[p + 2:]
+        g = h.op("to", [h.op("expand", [g], size_key="size", size=size)], dtype="int64")
+        y = h.op("squeeze", [h.op("gather", [y, g], dim=p + 1)], dim=p + 1)
+        cur = cur[:p + 1] + cur[p + 2:]
+    return y
+
+
 def _h_zero(h, x):
-    return _full_like(h, x, 0.0)
+    return _back(h, _full_like(h, x, 0.0), _nnmod_dtype(h, x))
 
 
 def _h_fill(h, x, value):
-    return _full_like(h, x, h.num(value))
+    return _back(h, _full_like(h, x, h.num(value)), _nnmod_dtype(h, x))
 
 
 def _h_index_select(h, x, dim, index):
@@ -1736,6 +1975,11 @@ def _h_select(h, x, dim, index):
 
 
 def _chain(h, layer, tensors, dim):
+    dts = [_nnmod_dtype(h, t) for t in tensors if isinstance(t, torch.Tensor)]
+    if any(d != torch.float32 for d in dts) and isinstance(h.result, torch.Tensor):
+        # concat / stack take f32: i64 indices, masks there and back
+        return _back(h, _chain(h, layer, [_as_f32(h, t) for t in tensors], dim),
+                     h.result.dtype)
     refs = [h.ref(t) for t in tensors]
     if not refs:
         raise _Unsup(f"{layer} of no tensors")
@@ -1777,9 +2021,24 @@ def _h_pad(h, x, pad, mode="constant", value=None):
         if len(pad) % 2 or n not in (1, 2, 3):
             raise _Unsup(f"pad mode '{mode}' with {len(pad)} pad sizes")
         return h.op(f"{_PAD_LAYERS[mode]}{n}d", [x], padding=_ints(pad))
+    if mode == "circular":
+        # wraps around: per padded dim (last first), cat(x[-l:], x, x[:r])
+        if len(pad) % 2 or len(pad) // 2 > x.dim() - 2:
+            raise _Unsup(f"pad mode 'circular' with {len(pad)} pad sizes")
+        y = h.ref(x)
+        for k in range(len(pad) // 2):
+            lo, hi, d = int(pad[2 * k]), int(pad[2 * k + 1]), x.dim() - 1 - k
+            if lo < 0 or hi < 0 or max(lo, hi) > int(x.shape[d]):
+                raise _Unsup(f"pad mode 'circular' by {lo}, {hi} on a dim of {x.shape[d]}")
+            pre = [":"] * d
+            parts = ([h.op("getitem", [y], index=pre + [f"-{lo}:"])] if lo else []) + [y] + \
+                ([h.op("getitem", [y], index=pre + [f":{hi}"])] if hi else [])
+            if len(parts) > 1:
+                y = h.op("concat", parts, dim=d)
+        return y
     if mode != "constant":
-        raise _Unsup(f"pad mode '{mode}' (nnmod pads with a constant, 'reflect' or "
-                     "'replicate')")
+        raise _Unsup(f"pad mode '{mode}' (nnmod pads with a constant, 'reflect', "
+                     "'replicate' or 'circular')")
     return h.op("pad", [x], pad=_ints(pad), mode=mode,
                 value=0.0 if value is None else float(value))
 
@@ -1789,6 +2048,8 @@ def _arith(h, layer, inputs, **cfg):
     nnmod: an arange, a count) are cast to f32 first (nnmod's arithmetic is
     f32; exact below 2^24), and the result cast back where PyTorch's is an
     integer tensor (arange(t) + 1 stays i64; arange(t) * 0.5 is f32)."""
+    for t in inputs:
+        _touch(h, t)
     ints = [t for t in inputs if isinstance(t, torch.Tensor) and h.is_t(t) and
             _nnmod_dtype(h, t) != torch.float32]
     if not ints:
@@ -2513,6 +2774,352 @@ def _h_gelu(h, x, approximate="none"):
     return h.op("gelu", [x], approximate=approximate if approximate != "none" else None)
 
 
+# ---- ops users reach for that are compositions (nnmod.torch's own) --------
+
+def _back(h, r, dt):
+    """r (computed in f32) as PyTorch's dtype dt: comparisons' f32 0/1 for
+    bool, a cast for integers."""
+    if dt == torch.float32:
+        return r
+    if dt == torch.bool:
+        h.frame.f01.add(r)
+        return r
+    if dt not in _DTYPE_NAMES:
+        raise _Unsup(f"a result of dtype {dt}")
+    return h.op("to", [r], dtype=_DTYPE_NAMES[dt])
+
+
+def _h_arg(layer):
+    """argmax / argmin over a dim (or all, flattened): i64 indices."""
+    def handler(h, x, dim=None, keepdim=False, **kw):
+        return h.op(layer, [_as_f32(h, x)], dim=None if dim is None else int(dim),
+                    keepdim=bool(keepdim) if keepdim else None)
+    return handler
+
+
+def _h_rounding(layer):
+    def handler(h, x, *a, decimals=0, **kw):
+        if decimals:
+            raise _Unsup(f"{layer} with decimals={decimals}")
+        if _nnmod_dtype(h, x) != torch.float32:
+            return h.ref(x)                   # integers round to themselves
+        return h.op(layer, [x])
+    return handler
+
+
+def _h_tri(layer):
+    """tril / triu of a tensor forward computed (a mask of a dynamic size
+    too: torch.tril(torch.ones(t, t)) is `full` then `tril`)."""
+    def handler(h, x, diagonal=0, **kw):
+        dt = _nnmod_dtype(h, x)
+        r = h.op(layer, [_as_f32(h, x)], diagonal=int(diagonal) if diagonal else None)
+        return _back(h, r, dt)
+    return handler
+
+
+def _h_eye(h, n, m=None, **kw):
+    """torch.eye(n, m): ones, triu then tril (a size that follows a dynamic
+    dim, as torch.eye(adj.size(0)), follows it)."""
+    _check_dtype(h, kw.get("dtype"))
+    m = n if m is None else m
+    ones = h.op("full", [], size_key="size", size=[int(n), int(m)], fill_value=1.0)
+    return h.op("tril", [h.op("triu", [ones])])
+
+
+def _h_pixel_shuffle(layer, key):
+    def handler(h, x, factor):
+        return h.op(layer, [x], **{key: int(factor)})
+    return handler
+
+
+def _channel_view(h, t, nd):
+    """A per-channel vector [C] shaped to broadcast over [N, C, *] (nd dims)."""
+    shape = [int(t.shape[0])] + [1] * (nd - 2)
+    return h.op("view", [t], shape=shape)
+
+
+def _affine(h, y, nd, weight, bias):
+    if weight is not None:
+        y = h.op("mul", [y, _channel_view(h, weight, nd)])
+    if bias is not None:
+        y = h.op("add", [y, _channel_view(h, bias, nd)])
+    return y
+
+
+def _h_group_norm(h, x, num_groups, weight=None, bias=None, eps=1e-5):
+    """F.group_norm: the group_norm layer without affine, then the scale and
+    shift (the module's, or any tensor) per channel."""
+    y = h.op("group_norm", [x], num_groups=int(num_groups), num_channels=int(x.shape[1]),
+             eps=float(eps), affine=False)
+    return _affine(h, y, x.dim(), weight, bias)
+
+
+def _running_norm(h, x, mean, var, weight, bias, eps):
+    """(x - mean) / sqrt(var + eps) * weight + bias with per-channel
+    statistics (F.batch_norm in eval, F.instance_norm on running stats)."""
+    nd = x.dim()
+    y = h.op("sub", [x, _channel_view(h, mean, nd)])
+    inv = h.op("rsqrt", [h.op("add", [_channel_view(h, var, nd)], other=float(eps))])
+    return _affine(h, h.op("mul", [y, inv]), nd, weight, bias)
+
+
+def _h_instance_norm(h, x, running_mean=None, running_var=None, weight=None, bias=None,
+                     use_input_stats=True, momentum=0.1, eps=1e-5):
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise _Unsup("instance_norm with use_input_stats=False and no running statistics")
+        return _running_norm(h, x, running_mean, running_var, weight, bias, eps)
+    if running_mean is not None:
+        raise _Unsup("instance_norm that updates running statistics (use an "
+                     "nn.InstanceNorm module with track_running_stats)")
+    if x.dim() not in (3, 4, 5):
+        raise _Unsup(f"instance_norm of a {x.dim()}-d input")
+    y = h.op(f"instance_norm{x.dim() - 2}d", [x], num_features=int(x.shape[1]),
+             eps=float(eps), affine=False, track_running_stats=False)
+    return _affine(h, y, x.dim(), weight, bias)
+
+
+def _h_batch_norm(h, x, running_mean, running_var, weight=None, bias=None, training=False,
+                  momentum=0.1, eps=1e-5):
+    if isinstance(training, _TraceTraining) or training:
+        raise _Unsup("F.batch_norm with training=True or training=self.training (batch "
+                     "statistics and running-statistics updates: use an nn.BatchNorm module)")
+    if running_mean is None or running_var is None:
+        raise _Unsup("F.batch_norm without running statistics")
+    return _running_norm(h, x, running_mean, running_var, weight, bias, eps)
+
+
+def _h_loss(layer, keys):
+    """F.cross_entropy, F.mse_loss, ...: the loss layer of that name as an op
+    (its config from the keywords); weights stay with nn.*Loss modules."""
+    def handler(h, *args, **kwargs):
+        try:
+            a = inspect.signature(h.func).bind(*args, **kwargs).arguments
+        except (TypeError, ValueError) as e:
+            raise _Unsup(f"arguments not understood ({e})")
+        for k in ("weight", "pos_weight"):
+            if a.get(k) is not None:
+                raise _Unsup(f"{k}= (use an nn loss module constructed with it: its {k} "
+                             "is a buffer there)")
+        if a.get("size_average") is not None or a.get("reduce") is not None:
+            raise _Unsup("size_average / reduce (deprecated): pass reduction=")
+        names = list(a)
+        cfg = {k: a[k] for k in keys if k in a}
+        return h.op(layer, [a[names[0]], a[names[1]]], **cfg)
+    return handler
+
+
+_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_CONV_T_ARGS = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups",
+                "dilation")
+
+
+def _h_conv(nd, transposed=False):
+    """F.conv1d/2d/3d(x, weight, bias, ...) and F.conv_transpose*: the conv
+    layer with functional=true (1.1), the weight and bias its inputs (a
+    weight the graph computes: weight_norm, a blur kernel in a buffer, a
+    standardised weight)."""
+    layer = f"conv_transpose{nd}d" if transposed else f"conv{nd}d"
+    names = _CONV_T_ARGS if transposed else _CONV_ARGS
+
+    def handler(h, *args, **kwargs):
+        a = dict(zip(names, args))
+        a.update(kwargs)
+        x, w, b = a["input"], a["weight"], a.get("bias")
+        groups = int(a.get("groups", 1))
+        if not isinstance(w, torch.Tensor) or w.dim() != nd + 2:
+            raise _Unsup("a weight that is not a tensor of the convolution's rank")
+        if transposed:
+            cin, cout = int(w.shape[0]), int(w.shape[1]) * groups
+        else:
+            cin, cout = int(w.shape[1]) * groups, int(w.shape[0])
+        pad = a.get("padding", 0)
+        cfg = dict(in_channels=cin, out_channels=cout, kernel_size=[int(k) for k in w.shape[2:]],
+                   stride=a.get("stride", 1), dilation=a.get("dilation", 1), groups=groups,
+                   padding=pad if isinstance(pad, str) else pad, bias=b is not None,
+                   functional=True)
+        if transposed:
+            cfg["output_padding"] = a.get("output_padding", 0)
+        return h.op(layer, [x, w] + ([b] if b is not None else []), **cfg)
+    return handler
+
+
+def _h_weight_norm(h, v, g, dim=0):
+    """torch._weight_norm(v, g, dim) (nn.utils.weight_norm's pre-hook):
+    v * (g / ||v||), the norm over every dim but `dim` (all where dim is -1)."""
+    nd = v.dim()
+    if dim is None or dim == -1:
+        n = h.op("norm", [v], p=2.0)
+    else:
+        d = dim % nd
+        n = h.op("norm", [v], p=2.0, dim=[k for k in range(nd) if k != d], keepdim=True)
+    return h.op("mul", [v, h.op("div", [g, n])])
+
+
+def _h_vector_norm(h, x, ord=2, dim=None, keepdim=False, dtype=None, **kw):
+    """torch.linalg.vector_norm / torch.linalg.norm of a vector: norm."""
+    if dtype is not None and dtype != x.dtype:
+        raise _Unsup(f"vector_norm with dtype={dtype}")
+    if ord in ("fro", None):
+        ord = 2
+    if isinstance(ord, str) or ord <= 0 and ord != float("-inf"):
+        raise _Unsup(f"vector_norm of order {ord}")
+    if ord == float("-inf"):
+        raise _Unsup("vector_norm of order -inf")
+    return _h_norm(h, x, p=ord, dim=dim, keepdim=keepdim)
+
+
+def _h_linalg_norm(h, x, ord=None, dim=None, keepdim=False, dtype=None, **kw):
+    if ord is not None and (x.dim() > 1 and dim is None or isinstance(dim, (tuple, list)) and
+                            len(dim) == 2):
+        raise _Unsup(f"a matrix norm (ord={ord!r})")
+    return _h_vector_norm(h, x, 2 if ord is None else ord, dim, keepdim, dtype)
+
+
+def _h_cdist(h, x1, x2, p=2.0, compute_mode=None):
+    """torch.cdist(x1, x2, p): ||x1[..., i, :] - x2[..., j, :]||_p for every
+    pair, by broadcasting (B x P x R x M elements; PyTorch's own direct
+    formula: its matrix-product shortcut is taken above 25 rows)."""
+    if x1.size(-2) > 25 or x2.size(-2) > 25:
+        if compute_mode != "donot_use_mm_for_euclid_dist" and float(p) == 2.0:
+            raise _Unsup("cdist of more than 25 rows at p=2, which PyTorch computes through a "
+                         "matrix product (pass compute_mode='donot_use_mm_for_euclid_dist')")
+    d = h.op("sub", [h.op("unsqueeze", [x1], dim=-2), h.op("unsqueeze", [x2], dim=-3)])
+    return _h_norm(h, d, p=float(p), dim=-1)
+
+
+def _dim_arange(h, n, nd, d):
+    """arange(n) as f32, shaped [n, 1, ..., 1] to broadcast along dim d of
+    an nd-dim tensor (its end follows a dynamic size)."""
+    r = h.op("arange", [], size_key="end", end=int(n), dtype="float32")
+    for _ in range(nd - 1 - d):
+        r = h.op("unsqueeze", [r], dim=-1)
+    return r
+
+
+def _h_topk(h, x, k, dim=-1, largest=True, sorted=True):
+    """x.topk(k, dim): k passes of max over dim, each masking its pick with
+    -inf (values and i64 indices in PyTorch's order; the gradient reaches
+    the picked elements, as torch's). k at most 16."""
+    k = int(k)
+    if k < 1 or k > _MAX_CAT:
+        raise _Unsup(f"topk with k={k} (composed of k max passes: 1 to {_MAX_CAT})")
+    nd = x.dim()
+    d = dim % nd if nd else 0
+    cur = _as_f32(h, x)
+    if not largest:
+        cur = h.op("neg", [cur])
+    vals, idxs, pos = [], [], None
+    for j in range(k):
+        m = h.op("max", [cur], n_out=2, dim=d, keepdim=True)
+        vals.append(m)
+        if k == 1:
+            idxs.append(f"{m}:1")
+            break
+        idxs.append(h.op("to", [f"{m}:1"], dtype="float32"))
+        if j + 1 < k:
+            if pos is None:
+                pos = _dim_arange(h, x.shape[d], nd, d)
+            hit = h.op("eq", [idxs[-1], pos])
+            cur = h.op("masked_fill", [cur, hit], value=float("-inf"))
+    v = vals[0] if k == 1 else h.op("concat", vals, dim=d)
+    i = idxs[0] if k == 1 else h.op("to", [h.op("concat", idxs, dim=d)], dtype="int64")
+    if not largest:
+        v = h.op("neg", [v])
+    dt = h.result[0].dtype if isinstance(h.result, tuple) else x.dtype
+    return [_back(h, v, dt), i]
+
+
+def _h_sort(h, x, dim=-1, descending=False, stable=False, **kw):
+    """torch.sort / x.sort over a dim of at most 16: topk of every element
+    (values and i64 indices; ties in either order, as PyTorch's unstable
+    sort)."""
+    if isinstance(dim, bool):                 # x.sort(descending) positional
+        dim, descending = -1, dim
+    n = int(x.shape[dim]) if x.dim() else 1
+    if n > _MAX_CAT:
+        raise _Unsup(f"sort over a dim of {n} (composed of one max pass per element: at "
+                     f"most {_MAX_CAT})")
+    return _h_topk(h, x, n, dim=dim, largest=bool(descending))
+
+
+def _h_argsort(h, x, dim=-1, descending=False, **kw):
+    return _h_sort(h, x, dim=dim, descending=descending)[1]
+
+
+def _onehot_along(h, index, n, dim):
+    """E = (index.unsqueeze(dim + 1) == arange(n) along dim + 1), f32 0/1:
+    index's shape with n inserted after dim."""
+    nd = index.dim() + 1
+    idx = h.op("unsqueeze", [_as_f32(h, index)], dim=dim + 1)
+    return h.op("eq", [idx, _dim_arange(h, n, nd, dim + 1)])
+
+
+def _h_index_add(h, x, dim, index, source, alpha=1, **kw):
+    """x.index_add(dim, index, source): x plus the one-hot matrix [n, m] of
+    index times source along dim (a product: n * m * the other dims)."""
+    if index.dim() != 1:
+        raise _Unsup("index_add with an index of more than one dim")
+    nd = x.dim()
+    d = dim % nd
+    n = int(x.shape[d])
+    oh = h.op("eq", [h.op("unsqueeze", [_dim_arange(h, n, 1, 0)], dim=1),
+                     h.op("unsqueeze", [_as_f32(h, index)], dim=0)])        # [n, m]
+    src = _as_f32(h, source)
+    if d == nd - 1:
+        s = h.op("unsqueeze", [src], dim=-1)
+        add = h.op("squeeze", [h.op("matmul", [oh, s])], dim=-1)
+    elif d == nd - 2:
+        add = h.op("matmul", [oh, src])
+    else:
+        s = h.op("transpose", [src], dim0=d, dim1=nd - 2)
+        add = h.op("transpose", [h.op("matmul", [oh, s])], dim0=d, dim1=nd - 2)
+    if alpha != 1:
+        add = h.op("mul", [add], other=h.num(alpha))
+    return _back(h, h.op("add", [_as_f32(h, x), add]), h.result.dtype)
+
+
+def _scatter_check(x, dim, index, src):
+    d = dim % x.dim()
+    if index.dim() != x.dim() or any(index.shape[i] != x.shape[i] for i in range(x.dim())
+                                     if i != d):
+        raise _Unsup("scatter with an index smaller than the tensor in a dim other than dim")
+    if isinstance(src, torch.Tensor) and tuple(src.shape) != tuple(index.shape):
+        raise _Unsup("scatter with a src shaped unlike its index")
+    return d
+
+
+def _h_scatter_add(h, x, dim, index, src):
+    """x.scatter_add(dim, index, src): x + sum over dim of (index == j) * src,
+    a one-hot product (index.numel() * x.shape[dim] elements)."""
+    d = _scatter_check(x, dim, index, src)
+    e = _onehot_along(h, index, x.shape[d], d)
+    s = h.op("unsqueeze", [_as_f32(h, src)], dim=d + 1)
+    add = h.op("sum", [h.op("mul", [e, s])], dim=d)
+    return _back(h, h.op("add", [_as_f32(h, x), add]), h.result.dtype)
+
+
+def _h_scatter(h, x, dim, index, src=None, value=None, reduce=None, **kw):
+    """x.scatter(dim, index, src or value): where some index names a
+    position, src's value there (a one-hot sum; repeated indices, which
+    PyTorch leaves unspecified, add up), else x's."""
+    if reduce is not None:
+        raise _Unsup(f"scatter with reduce='{reduce}'")
+    if src is None:
+        src = value
+    d = _scatter_check(x, dim, index, src)
+    e = _onehot_along(h, index, x.shape[d], d)
+    hit = h.op("amax", [e], dim=d)
+    base = _as_f32(h, x)
+    if isinstance(src, torch.Tensor) and h.operand(src):
+        s = h.op("unsqueeze", [_as_f32(h, src)], dim=d + 1)
+        val = h.op("sum", [h.op("mul", [e, s])], dim=d)
+        r = h.op("where", [hit, val, base])
+    else:
+        r = h.op("masked_fill", [base, hit], value=h.num(src))
+    return _back(h, r, h.result.dtype)
+
+
 OPS = {
     # shapes and indexing (plugins/tensor_ops)
     "view": _h_view, "reshape": _h_reshape, "flatten": _h_flatten, "unflatten": _h_unflatten,
@@ -2607,11 +3214,41 @@ OPS = {
     "log1p": lambda h, x: h.op("log", [h.op("add", [x], other=1.0)]),
     "expm1": lambda h, x: h.op("sub", [h.op("exp", [x])], other=1.0),
     "frac": lambda h, x: h.op("sub", [x, h.op("trunc", [x])]),
+    "argmax": _h_arg("argmax"), "argmin": _h_arg("argmin"),
+    "floor": _h_rounding("floor"), "ceil": _h_rounding("ceil"),
+    "round": _h_rounding("round"), "trunc": _h_rounding("trunc"), "fix": _h_rounding("trunc"),
+    "tril": _h_tri("tril"), "triu": _h_tri("triu"), "eye": _h_eye,
+    "pixel_shuffle": _h_pixel_shuffle("pixel_shuffle", "upscale_factor"),
+    "pixel_unshuffle": _h_pixel_shuffle("pixel_unshuffle", "downscale_factor"),
+    "group_norm": _h_group_norm, "instance_norm": _h_instance_norm,
+    "batch_norm": _h_batch_norm,
+    "cross_entropy": _h_loss("cross_entropy", ("ignore_index", "reduction",
+                                               "label_smoothing")),
+    "nll_loss": _h_loss("nll_loss", ("ignore_index", "reduction")),
+    "mse_loss": _h_loss("mse_loss", ("reduction",)),
+    "l1_loss": _h_loss("l1_loss", ("reduction",)),
+    "smooth_l1_loss": _h_loss("smooth_l1_loss", ("reduction", "beta")),
+    "huber_loss": _h_loss("huber_loss", ("reduction", "delta")),
+    "binary_cross_entropy": _h_loss("bce_loss", ("reduction",)),
+    "binary_cross_entropy_with_logits": _h_loss("bce_with_logits", ("reduction",)),
+    "kl_div": _h_loss("kl_div", ("reduction", "log_target")),
+    "topk": _h_topk, "index_add": _h_index_add, "scatter_add": _h_scatter_add,
+    "scatter": _h_scatter,
+    "conv1d": _h_conv(1), "conv2d": _h_conv(2), "conv3d": _h_conv(3),
+    "conv_transpose1d": _h_conv(1, True), "conv_transpose2d": _h_conv(2, True),
+    "conv_transpose3d": _h_conv(3, True), "_weight_norm": _h_weight_norm,
+    "linalg_vector_norm": _h_vector_norm, "vector_norm": _h_vector_norm,
+    "linalg_norm": _h_linalg_norm, "cdist": _h_cdist,
+    "requires_grad_": _h_alias, "sort": _h_sort, "argsort": _h_argsort,
 }
 
 # functions that make uniform tensors from sizes alone (x.new_zeros reads
 # only x's dtype): constants until used, then `full` nodes (materialize)
-_CONST_FACTORIES = {"zeros", "ones", "full", "new_zeros", "new_ones", "new_full"}
+_CONST_FACTORIES = {"zeros", "ones", "full", "new_zeros", "new_ones", "new_full", "empty",
+                    "new_empty"}
+# functions of no tensor that make a tensor from sizes: replayed as nodes
+# where forward uses them (_Tracer.lazy), so their sizes may follow the batch
+_LAZY_FACTORIES = {"eye"}
 # what reads a traced tensor's values into Python
 _DATA_DEPENDENT = {"__bool__", "item", "tolist", "__int__", "__float__", "__index__",
                    "numpy", "__iter__", "__array__", "__complex__"}
@@ -2628,6 +3265,7 @@ _SIZE_OPS = {"view", "reshape", "expand", "full", "repeat"}
 class _Exporter:
     def __init__(self, ctx):
         self.schema = _Schema(ctx)
+        self.inline = set()      # ids of modules traced into their callers (_build_doc)
         self.plugins = {}
         self.v2 = False          # the manifest needs graph language v2
 
@@ -2638,6 +3276,12 @@ class _Exporter:
     def kind_of(self, m):
         if isinstance(m, (torch.nn.ParameterList, torch.nn.ParameterDict)):
             return "params"
+        if any(type(hk).__name__ == "WeightNorm"
+               for hk in getattr(m, "_forward_pre_hooks", {}).values()):
+            # nn.utils.weight_norm: traced through, its hook too, so that
+            # weight_g and weight_v are the graph's own parameters (PyTorch's
+            # state dict) and the weight is computed, as PyTorch does
+            return "graph"
         cls = _forward_class(m, self.schema)
         name = cls.__name__
         if _namesake(cls):
@@ -2780,6 +3424,8 @@ _NEWER_KEYS = {
     "max_pool1d": (1, {"return_indices": False}),
     "max_pool2d": (1, {"return_indices": False}),
     "max_pool3d": (1, {"return_indices": False}),
+    **{c: (1, {"functional": False}) for c in (
+        "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")},
 }
 # op layers whose minor 1 is a second output (max/min: indices) or two
 # tensor inputs (pow of a negative base)
@@ -2862,7 +3508,7 @@ def _minimum_minors(doc, loaded):
     return out
 
 
-def _ties(model, left_out):
+def _ties(model, left_out, emitted=None):
     """Parameters registered under several names (weight tying: nanoGPT's
     `self.transformer.wte.weight = self.lm_head.weight`) as the manifest's
     `ties`: {later name: first name}, the first as PyTorch's
@@ -2870,6 +3516,8 @@ def _ties(model, left_out):
     in modules the export leaves out are skipped."""
     def kept(name):
         mod = name.rsplit(".", 1)[0] if "." in name else ""
+        if emitted is not None and mod not in emitted:
+            return False          # not in the tree (a module under two names, one called)
         return not any(mod == u or mod.startswith(u + ".") for u in left_out)
     first, ties = {}, {}
     for mn, m in model.named_modules(remove_duplicate=False):
@@ -2925,6 +3573,10 @@ class _Build:
         if kind == "params":
             return self.param_holder(m, path)
         frame = self.tr.defs.get(path)
+        if frame is None:
+            # registered under two names (locuslab's TCN: self.chomp1 and
+            # self.net[1]): traced under the first
+            frame = self.tr.defs.get(self.tr.paths.get(id(m)))
         if frame is None:
             self.report.add("construct", f"module '{path}' ({type(m).__name__}) is exported as a "
                             "graph but its forward never ran in the trace", path)
@@ -3231,9 +3883,10 @@ class _Build:
                 if n1.layer in ("view", "reshape") and len(diff) == 1 and -1 not in v1:
                     v1[diff[0]] = -1
                     continue
-                if n1.layer in ("view", "reshape") and len(diff) == 1 and v1.count(-1) == 1:
-                    # x.reshape(n * t, -1): the -1 is the same in both traces,
-                    # so it is written and the size that changes is the -1
+                if n1.layer in ("view", "reshape") and v1.count(-1) == 1:
+                    # x.reshape(n * t, -1), t.reshape(b, heads, -1, h * w):
+                    # the -1 is the same in both traces, so it is written, and
+                    # a size that changes (the one no input's dim gives) is the -1
                     known = []
                     for f, v, n in ((f1, v1, n1), (f2, v2, n2)):
                         s_in = f.shapes.get(n.inputs[0])
@@ -3241,8 +3894,9 @@ class _Build:
                         known.append(int(np.prod(s_in)) // rest if s_in and rest else None)
                     if known[0] is not None and known[0] == known[1]:
                         v1[v1.index(-1)] = known[0]
-                        v1[diff[0]] = -1
-                        continue
+                        if len(diff) == 1:
+                            v1[diff[0]] = -1
+                            continue
                 if n1.layer in ("repeat",):
                     self.report.add("construct", f"{n1.fn}: repeats depend on a dynamic dim",
                                     where)
@@ -3474,9 +4128,40 @@ def _patched_call(tracer):
 
     getitem.__name__ = "__getitem__"
     getitem.__qualname__ = "Tensor.__getitem__"
+
+    # `with torch.no_grad():` inside a forward: the tensors it makes are
+    # detached where used after it (the trace itself runs without grad)
+    ng = torch.no_grad
+    orig_enter, orig_exit = ng.__enter__, ng.__exit__
+
+    def enter(self):
+        r = orig_enter(self)
+        self._nnmod_region = tracer.grad_region_enter()
+        return r
+
+    def exit_(self, *exc):
+        region = self.__dict__.pop("_nnmod_region", None)
+        if region is not None:
+            tracer.grad_region_exit(region)
+        return orig_exit(self, *exc)
+
+    # custom torch.autograd.Function subclasses (Function.apply)
+    fn_cls = torch.autograd.Function
+    had_apply = "apply" in fn_cls.__dict__
+    base_apply = torch._C._FunctionBase.__dict__.get("apply")
+
+    def apply(cls, *args, **kwargs):
+        real = base_apply.__get__(None, cls)
+        if tracer.suspended or tracer.internal or not tracer.stack:
+            return real(*args, **kwargs)
+        return tracer.custom_function(cls, real, args, kwargs)
+
     unpatch = _patch_python(tracer)
     torch.nn.Module.__call__ = call
     torch.Tensor.__getitem__ = getitem
+    ng.__enter__, ng.__exit__ = enter, exit_
+    if base_apply is not None and not had_apply:
+        fn_cls.apply = classmethod(apply)
     try:
         yield
     finally:
@@ -3485,6 +4170,9 @@ def _patched_call(tracer):
             torch.Tensor.__getitem__ = orig_getitem
         else:
             del torch.Tensor.__getitem__
+        ng.__enter__, ng.__exit__ = orig_enter, orig_exit
+        if base_apply is not None and not had_apply:
+            del fn_cls.apply
         unpatch()
 
 
@@ -3645,7 +4333,7 @@ def _bag_offsets(tr, xs):
     return out
 
 
-def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
+def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False, odd=True):
     """The inputs of the second trace: every dynamic dim at another size.
     Dims of equal size in the example are taken to be one size (the batch
     of the tokens and of their mask); each such size gets a new value that
@@ -3661,7 +4349,9 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
     (dims 2+ of 4-d and 5-d inputs, at least 8) grow instead by one less
     than a multiple of a unit (the largest power of two up to half the size,
     at most 32), so that feature maps at a stride of up to 32 change with
-    them, and so does the size's parity."""
+    them, and so does the size's parity; with odd=False by a multiple of
+    the unit (a model that needs image sizes divisible by its total stride,
+    as a U-Net without padding to the skip's size)."""
     olds = sorted({int(xs[i].shape[d]) for i, dims in spec.items() for d in dims})
     taken = set(olds) | set(avoid)
     used = set()
@@ -3688,7 +4378,8 @@ def _vary(xs, spec, offsets=None, stride=1, avoid=(), uniform=False):
         if not uniform and v in spatial and v >= 8:
             unit = min(32, 1 << (int(v // 2).bit_length() - 1))
             for j in range(1, 4 * len(olds) + 8):
-                k = stride * unit * j - 1     # odd: an odd size's parity changes too (a U-Net's pad)
+                # odd: an odd size's parity changes too (a U-Net's pad)
+                k = stride * unit * j - (1 if odd else 0)
                 if v + k not in taken and k not in used:
                     new[v] = v + k
                     taken.add(v + k)
@@ -3743,7 +4434,24 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
     was = model.training
     model.eval()
     try:
-        tr, _ = _run_trace(ex, model, xs, report)
+        # a module whose forward calls modules that are not below it (a
+        # lambda calling a sibling passed in) is traced into its caller:
+        # tried again with it inlined, until no such call is left
+        for _ in range(8):
+            first = Report(report.model_name)
+            tr, _ = _run_trace(ex, model, xs, first)
+            new = set()
+            for p in tr.escapes:
+                m = model.get_submodule(p)
+                if id(m) not in ex.inline and not any(
+                        True for _ in m.parameters(recurse=False)) and not any(
+                        True for _ in m.buffers(recurse=False)):
+                    new.add(id(m))
+            if not new:
+                break
+            ex.inline |= new
+        report.problems.update(first.problems)
+        report.notes.extend(first.notes)
         tr2, xs2 = None, None
         if spec:
             offs = _bag_offsets(tr, xs)
@@ -3751,8 +4459,8 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
             # each dynamic size moved by its own amount; where the model
             # refuses that (sizes bound to each other: T and T + 1), all by
             # the same amount, as sessions before did
-            for uniform in (False, True):
-                xs2 = _as_inputs(xs).like(_vary(xs, spec, offs, uniform=uniform))
+            for uniform, odd in ((False, True), (True, True), (False, False)):
+                xs2 = _as_inputs(xs).like(_vary(xs, spec, offs, uniform=uniform, odd=odd))
                 try:
                     tr2, _ = _run_trace(ex, model, xs2, Report(_model_name(model)))
                 except Exception as e:  # noqa: BLE001 - the model refuses other sizes
@@ -3762,7 +4470,7 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
                 # the check's third sizes: what two traces fitted (x[:, :n // 2]
                 # is x[:, :-4] at 8 and 7) is checked at a third point
                 ex.xs3 = _as_inputs(xs).like(_vary(
-                    xs, spec, offs, stride=2, uniform=uniform,
+                    xs, spec, offs, stride=2, uniform=uniform, odd=odd,
                     avoid={int(x.shape[d]) for i, x in enumerate(xs2) for d in spec.get(i, ())}))
                 break
             if tr2 is None:
@@ -3788,7 +4496,7 @@ def _build_doc(model, xs, ctx, dynamic, report, dynamic_dims=None):
     doc = {"format": "nnmod.manifest", "version": 1, "plugins": dict(sorted(ex.plugins.items())),
            "root": root, "metadata": meta}
     doc["plugins"] = _minimum_minors(doc, doc["plugins"])
-    ties = _ties(model, top)
+    ties = _ties(model, top, b.emitted)
     if ties:
         doc["ties"] = ties
     return doc, ex, xs2
