@@ -600,11 +600,13 @@ NNM_API nnm_status nnm_module_zero_grad(nnm_module *m);
 
 /* Full backward hooks (register_full_backward_pre_hook / _hook). The pre-hook
  * sees the gradients of the module's outputs and may replace grad_out[i] (store
- * a new reference); the hook sees the gradients of its inputs (grad_in[i] may
- * be NULL: no gradient) and may replace them the same way. n_in is the number
- * of inputs of the call, as PyTorch's len(grad_input), also when no input
- * needs a gradient: then every grad_in[i] is NULL and must stay NULL (else
- * NNM_E_HOOK, as PyTorch raises). A replaced gradient must be f32 on the
+ * a new reference); the hook sees the gradients of its inputs and may replace
+ * them the same way. n_in is the number of inputs of the call, as PyTorch's
+ * len(grad_input), also when no input needs a gradient: then every
+ * grad_in[i] is NULL and must stay NULL (else NNM_E_HOOK, as PyTorch
+ * raises). When some input needs one, an input that does not gets f32 zeros
+ * of its shape, as PyTorch's materialized gradients (what the hook leaves
+ * there goes nowhere; PyTorch's zeros keep an integer input's dtype). A replaced gradient must be f32 on the
  * module's device with its tensor's shape or one that sums down to it
  * (then it is summed, as PyTorch's validate_outputs); anything else fails
  * the backward (NNM_E_SHAPE, NNM_E_DTYPE, NNM_E_DEVICE) naming the module

@@ -509,12 +509,31 @@ static nnm_status hook_out_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *cons
     return st;
 }
 
+/* The full backward hook over the inputs' gradients. An input of the call
+ * that needs no gradient (while another does) shows zeros of its shape, as
+ * PyTorch's BackwardHookFunction marks it non-differentiable and
+ * materializes its gradient (f32 here, where PyTorch keeps an integer
+ * input's dtype); whatever a hook leaves there goes nowhere, so it is
+ * dropped unchecked. With no input needing a gradient, hook_out_backward
+ * passes NULLs (PyTorch's (None,) * n). */
 static nnm_status hook_in_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
+    nnm_status st = NNM_OK;
     for (uint32_t i = 0; i < n->n_out; i++) {
         gin[i] = gout[i];
         nnm_tensor_retain(gin[i]);
     }
-    nnm_status st = run_bw_hooks(n, 0, gin, n->n_out, n->hook_grad_out, (uint32_t)n->ival);
+    for (uint32_t i = 0; i < n->n_out && !st; i++)
+        if (!gin[i] && !n->next[i].fn && !n->next[i].leaf) {
+            int32_t nd;
+            const int64_t *shape = node_in_shape(n, i, &nd);
+            st = nnm__op_full(ctx, n->module->device, nd, shape, 0.0, &gin[i]);
+        }
+    if (!st) st = run_bw_hooks(n, 0, gin, n->n_out, n->hook_grad_out, (uint32_t)n->ival);
+    for (uint32_t i = 0; i < n->n_out; i++)
+        if (!n->next[i].fn && !n->next[i].leaf) {
+            nnm_tensor_release(gin[i]);
+            gin[i] = NULL;
+        }
     return st ? st : check_hook_grads(ctx, n, gin);
 }
 

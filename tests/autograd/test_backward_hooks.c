@@ -386,6 +386,57 @@ static void test_backward_hook_without_input_grad(void) {
     LEAK_CHECK_END();
 }
 
+/* One input needs a gradient, the other not: PyTorch's BackwardHookFunction
+ * materializes the second's gradient, so the hook sees zeros of its shape
+ * there (not None), and what a hook puts there goes nowhere (not even a
+ * wrong shape is an error). */
+static int g_mixed_ok;
+static nnm_status bw_mixed(void *user, nnm_module *m, nnm_tensor **gin, uint32_t n_in,
+                           nnm_tensor *const *gout, uint32_t n_out) {
+    (void)user, (void)gout, (void)n_out;
+    g_mixed_ok = n_in == 2 && gin[0] != NULL && gin[1] != NULL;
+    if (!g_mixed_ok) return NNM_OK;
+    const nnm_tensor_desc *d = nnm_tensor_desc_get(gin[1]);
+    float v[3] = {1, 1, 1}, g0[3] = {0, 0, 0};
+    g_mixed_ok = d->ndim == 1 && d->shape[0] == 3 && nnm_tensor_to_f32(gin[1], v, 3) == NNM_OK &&
+                 v[0] == 0 && v[1] == 0 && v[2] == 0 && nnm_tensor_to_f32(gin[0], g0, 3) == NNM_OK &&
+                 g0[0] == 2 && g0[1] == 2 && g0[2] == 2;
+    const int64_t five = 5;
+    nnm_tensor *junk = NULL;
+    if (nnm_tensor_new(nnm_module_ctx(m), (nnm_device){NNM_DEVICE_CPU, 0}, NNM_F32, 1, &five, &junk))
+        return NNM_E_NOMEM;
+    gin[1] = junk; /* the runtime releases the zeros it replaced */
+    return NNM_OK;
+}
+
+static void test_backward_hook_mixed_inputs(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_create(g_ctx, "add", NULL, &m), NNM_OK);
+    float xv[3] = {1, 2, 3}, cv[3] = {4, 5, 6};
+    nnm_tensor *in[2] = {vec(xv, 3, 1), vec(cv, 3, 0)};
+    nnm_hook_handle *h = NULL;
+    CU_ASSERT_EQUAL(nnm_module_register_full_backward_hook(m, bw_mixed, NULL, &h), NNM_OK);
+    nnm_tensor *y = NULL, *sc = NULL, *l = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_call(m, in, 2, &y, 1), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_SCALE, y, 2.0, &sc), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, sc, NULL, 0, 0, &l), NNM_OK);
+    g_mixed_ok = 0;
+    CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+    CU_ASSERT_TRUE(g_mixed_ok);
+    float gx[3];
+    values(nnm_tensor_grad(in[0]), gx, 3);
+    CU_ASSERT_TRUE(gx[0] == 2 && gx[1] == 2 && gx[2] == 2);
+    CU_ASSERT_PTR_NULL(nnm_tensor_grad(in[1]));
+    nnm_hook_remove(h);
+    nnm_tensor_release(l);
+    nnm_tensor_release(sc);
+    nnm_tensor_release(y);
+    nnm_tensor_release(in[0]);
+    nnm_tensor_release(in[1]);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
 
 /* ---- backward hooks are captured when the forward runs ---------------------- */
 
@@ -663,6 +714,8 @@ int main(void) {
     CU_add_test(s, "full backward hooks: order, values, removal", test_backward_hooks_order_and_values);
     CU_add_test(s, "full backward hooks replace gradients", test_backward_hooks_replace_gradients);
     CU_add_test(s, "backward hook when no input needs grad", test_backward_hook_without_input_grad);
+    CU_add_test(s, "backward hook: zeros for an input without grad beside one with",
+                test_backward_hook_mixed_inputs);
     CU_add_test(s, "gradients a backward hook replaces are validated",
                 test_backward_hooks_validate_replaced_gradients);
     CU_add_test(s, "backward hooks are captured when the forward runs",

@@ -248,6 +248,16 @@ def hooks():
     with torch.no_grad():
         y = m(torch.tensor(x))
     out["no_grad"] = {"forward_hook_calls": cnt[0], "requires_grad": y.requires_grad}
+    # a module with an input that needs no gradient beside one that does: the
+    # hook sees zeros there (BackwardHookFunction materializes them)
+    mixed = []
+    ce = nn.CrossEntropyLoss()
+    ce.register_full_backward_hook(lambda mod, gi, go: mixed.append(
+        [arr(g) if g is not None else None for g in gi]))
+    xt = torch.tensor(x, requires_grad=True)
+    target = np.array([0, 2])
+    ce(xt, torch.tensor(target)).backward()
+    out["mixed_inputs"] = {"target": arr(target), "grad_input": mixed[0], "x_grad": arr(xt.grad)}
     # global full backward hooks run before the module's
     blog = []
     m = fresh()

@@ -649,7 +649,8 @@ class Module:
 
     def register_full_backward_hook(self, hook, *, prepend=False):
         """hook(module, grad_input, grad_output) -> None, or new input
-        gradients (a tuple; None entries for inputs without a gradient)."""
+        gradients (a tuple). grad_input is all None when no input needs a
+        gradient, else zeros for an input that needs none, as PyTorch."""
         return _register("backward", self._ctx, self._h, hook, prepend)
 
     # ---- state ----

@@ -304,6 +304,21 @@ def test_full_backward_hooks(ctx):
     close(ident[0][0], g["identity"][0][0])
     close(ident[0][1], g["identity"][0][1])
 
+    # an input that needs no gradient beside one that does: zeros, as PyTorch
+    # (nnmod's are f32 where PyTorch keeps an integer input's dtype)
+    mixed = []
+    ce = nnmod.create("cross_entropy", ctx=ctx)
+    ce.register_full_backward_hook(lambda mod, gi, go: mixed.append(
+        [None if t is None else t.numpy().copy() for t in gi]))
+    xt = nnmod.tensor(x, requires_grad=True, ctx=ctx)
+    ce(xt, A(g["mixed_inputs"]["target"])).backward()
+    want = g["mixed_inputs"]["grad_input"]
+    assert len(mixed) == 1 and len(mixed[0]) == len(want)
+    for got, w in zip(mixed[0], want):
+        assert (got is None) == (w is None)
+        close(got, w)
+    close(xt.grad, g["mixed_inputs"]["x_grad"])
+
     order = []
     m = fresh()
     m.register_full_backward_hook(lambda *a: order.append("m"))
