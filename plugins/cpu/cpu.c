@@ -628,6 +628,12 @@ static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
         return NNM_OK;
     }
     if (cpu_gemm_is_small(g)) {
+#ifdef CPU_HAVE_DOT8X4
+        if (cpu_gemm_is_nt8(g)) {
+            cpu_gemm_nt8(g);
+            return NNM_OK;
+        }
+#endif
         cpu_gemm_small(g);
         return NNM_OK;
     }
@@ -993,7 +999,9 @@ static int cpu_unary_flat(const nnm_unary_args *a, int64_t *n) {
     int64_t c = 1;
     for (int32_t i = o->ndim - 1; i >= 0; i--) {
         const int64_t sz = o->shape[i];
-        if (sz != x->shape[i] || sz < 1 || c > ((int64_t)1 << 31) / sz)
+        /* c <= 2^31 here, so c * sz cannot overflow once sz <= 2^31: no
+         * division (a 64-bit divide per dim cost more than the checks) */
+        if (sz != x->shape[i] || sz < 1 || sz > ((int64_t)1 << 31) || c * sz > ((int64_t)1 << 31))
             return 0;
         if (sz != 1 && (o->strides[i] != c || x->strides[i] != c))
             return 0;
@@ -1087,6 +1095,13 @@ run:;
     return NNM_OK;
 }
 
+/* ReLU over n floats that do not overlap (restrict: vectorised without the
+ * run-time alias checks and scalar fallback the compiler adds otherwise). */
+static inline void cpu_relu_disjoint(float *restrict o, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        o[i] = cpu_relu(x[i]);
+}
+
 /* The unary slot. A ReLU over one small contiguous row (every small MLP's
  * activation) runs here, in a frame of a few registers: cpu_unary_any's
  * 1.5 KB frame and its walk cost a batch-1 ReLU(16) more than the loop. */
@@ -1096,8 +1111,12 @@ CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unar
         cpu_unary_flat(args, &n) && cpu_threads_for(state, n, CPU_ELEM_PAR_MIN) <= 1) {
         float *o = cpu_base(args->out);
         const float *x = cpu_base(args->x);
-        for (int64_t i = 0; i < n; i++)
-            o[i] = cpu_relu(x[i]);
+        if (o + n <= x || x + n <= o) {
+            cpu_relu_disjoint(o, x, n);
+        } else { /* in place (or overlapping): element by element, in order */
+            for (int64_t i = 0; i < n; i++)
+                o[i] = cpu_relu(x[i]);
+        }
         return NNM_OK;
     }
     return cpu_unary_any(env, state, args);
