@@ -50,8 +50,14 @@
 /* Descriptor checks                                                         */
 /* ------------------------------------------------------------------------ */
 
+/* One 32-bit compare (code, bits and lanes fill the 4 bytes of nnm_dtype). */
 static int cpu_is_f32(nnm_dtype dt) {
-    return dt.code == NNM_DTYPE_FLOAT && dt.bits == 32 && dt.lanes == 1;
+    _Static_assert(sizeof(nnm_dtype) == 4, "nnm_dtype is code, bits and lanes");
+    const nnm_dtype f32 = {NNM_DTYPE_FLOAT, 32, 1};
+    uint32_t a, b;
+    memcpy(&a, &dt, sizeof a);
+    memcpy(&b, &f32, sizeof b);
+    return a == b;
 }
 
 static int cpu_is_i64(nnm_dtype dt) {
@@ -582,7 +588,30 @@ static int64_t cpu_max1(int64_t x) {
  * the context's count. (OpenBLAS's own cut, m * n * k < 2^18, is lower.) */
 #define CPU_GEMM_PAR_MIN ((int64_t)1 << 21)
 
+static nnm_status cpu_gemm_checked(nnm_env *env, void *state, const nnm_gemm_args *g);
+
+/* The gemm slot. A batch-1 x @ W^T whose sizes are multiples of 8 (a small
+ * MLP's Linear) is recognised here, in a frame of no registers, by the
+ * checks cpu_gemm_checked would pass it with, and goes straight to its
+ * kernel: the full checks' frame (their error paths format messages) cost
+ * a batch-1 Linear(16, 16) a third of its arithmetic. Anything else, and
+ * every failure, takes cpu_gemm_checked. */
 static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
+#ifdef CPU_HAVE_DOT8X4
+    if (g != NULL && g->struct_size >= sizeof(nnm_gemm_args) && !g->trans_a && g->trans_b &&
+        g->m >= 1 && g->m <= CPU_GEMM_SMALL_ROWS && g->n >= 8 && g->k >= 8 &&
+        ((g->n | g->k) & 7) == 0 && g->n <= CPU_GEMM_SMALL_MAX && g->k <= CPU_GEMM_SMALL_MAX &&
+        g->m * g->n * g->k <= CPU_GEMM_SMALL_MAX && g->a != NULL &&
+        g->b != NULL && g->c != NULL && g->lda >= g->k && g->ldb >= g->k && g->ldc >= g->n &&
+        g->lda <= INT_MAX && g->ldb <= INT_MAX && g->ldc <= INT_MAX) {
+        cpu_gemm_nt8(g);
+        return NNM_OK;
+    }
+#endif
+    return cpu_gemm_checked(env, state, g);
+}
+
+static nnm_status cpu_gemm_checked(nnm_env *env, void *state, const nnm_gemm_args *g) {
     if (g == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu gemm: args is NULL");
     if (g->struct_size < sizeof(nnm_gemm_args))

@@ -501,9 +501,53 @@ static inline nnm_status check_passthrough(nnm_module *m, nnm_tensor *const *in,
     return NNM_OK;
 }
 
-/* Runs the layer's forward with its call context. */
-static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
-                              uint32_t n_out) {
+/* Releases the outputs of a call that failed, leaving them NULL. */
+static nnm_status drop_outputs(nnm_status st, nnm_tensor **out, uint32_t n_out) {
+    for (uint32_t i = 0; i < n_out; i++) {
+        nnm_tensor_release(out[i]);
+        out[i] = NULL;
+    }
+    return st;
+}
+
+/* What a forward returned, checked: a failure made a proper status with a
+ * message naming the module, an output left NULL, an input passed through
+ * without its reference (refs: the inputs' counts before the call). On any
+ * failure the outputs are released. */
+static __attribute__((noinline)) nnm_status forward_check(nnm_module *m, nnm_status st, uint64_t seq,
+                                                          nnm_tensor *const *in, uint32_t n_in,
+                                                          const uint32_t *refs, nnm_tensor **out,
+                                                          uint32_t n_out) {
+    if (st) {
+        st = plugin_failed(m->ctx, st, seq, "forward");
+        nnm__error_attribute(m->ctx, m);
+        return drop_outputs(st, out, n_out);
+    }
+    for (uint32_t i = 0; i < n_out; i++)
+        if (!out[i])
+            return drop_outputs(fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i),
+                                out, n_out);
+    if ((st = check_passthrough(m, in, n_in, refs, out, n_out))) return drop_outputs(st, out, n_out);
+    return NNM_OK;
+}
+
+/* forward_check's common case inline: OK, every output set, none of them
+ * an input. */
+static inline nnm_status forward_returned(nnm_module *m, nnm_status st, uint64_t seq,
+                                          nnm_tensor *const *in, uint32_t n_in, const uint32_t *refs,
+                                          nnm_tensor **out, uint32_t n_out) {
+    int plain = st == NNM_OK;
+    for (uint32_t j = 0; j < n_out; j++) {
+        plain &= out[j] != NULL;
+        for (uint32_t i = 0; i < n_in; i++) plain &= out[j] != in[i];
+    }
+    return NNM__LIKELY(plain) ? NNM_OK : forward_check(m, st, seq, in, n_in, refs, out, n_out);
+}
+
+/* A custom-backward layer's forward: it computes without recording, and the
+ * call is recorded as one node. */
+static __attribute__((noinline)) nnm_status run_custom(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
+                                                        nnm_tensor **out, uint32_t n_out) {
     nnm_ctx *ctx = m->ctx;
     nnm__env env;
     nnm__env_init(&env, ctx, m, NNM__PHASE_FORWARD);
@@ -511,47 +555,35 @@ static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_i
     uint32_t refs[NNM__MAX_IO];
     for (uint32_t i = 0; i < n_in; i++) refs[i] = in[i]->refs;
     uint64_t seq = ctx->err_seq;
-    nnm_status st;
-    if (NNM__UNLIKELY(custom_node_needed(m, in, n_in))) {
-        /* forward computes without recording; the layer is one node */
-        nnm_tensor *saved[NNM__NODE_SAVED];
-        env.saved = saved;
-        nnm_grad_set_enabled(0);
-        st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
-        nnm_grad_set_enabled(1);
-        if (st) {
-            st = plugin_failed(ctx, st, seq, "forward");
-            nnm__error_attribute(ctx, m);
-        }
-        for (uint32_t i = 0; !st && i < n_out; i++)
-            if (!out[i]) st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
-        if (!st) st = check_passthrough(m, in, n_in, refs, out, n_out);
-        if (!st) {
-            st = nnm__record_layer(m, in, n_in, out, n_out, saved, env.n_saved);
-        } else {
-            for (uint32_t i = 0; i < env.n_saved; i++) nnm_tensor_release(saved[i]);
-        }
-    } else {
-        st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
-        if (NNM__UNLIKELY(st)) {
-            st = plugin_failed(ctx, st, seq, "forward");
-            nnm__error_attribute(ctx, m);
-        }
+    nnm_tensor *saved[NNM__NODE_SAVED];
+    env.saved = saved;
+    nnm_grad_set_enabled(0);
+    nnm_status st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
+    nnm_grad_set_enabled(1);
+    st = forward_returned(m, st, seq, in, n_in, refs, out, n_out);
+    if (st) {
+        for (uint32_t i = 0; i < env.n_saved; i++) nnm_tensor_release(saved[i]);
+        return st;
     }
-    if (NNM__UNLIKELY(st)) goto drop;
-    for (uint32_t i = 0; i < n_out; i++)
-        if (NNM__UNLIKELY(!out[i])) {
-            st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
-            goto drop;
-        }
-    if (NNM__UNLIKELY((st = check_passthrough(m, in, n_in, refs, out, n_out)))) goto drop;
-    return NNM_OK;
-drop:
-    for (uint32_t i = 0; i < n_out; i++) {
-        nnm_tensor_release(out[i]);
-        out[i] = NULL;
-    }
-    return st;
+    st = nnm__record_layer(m, in, n_in, out, n_out, saved, env.n_saved);
+    return st ? drop_outputs(st, out, n_out) : NNM_OK;
+}
+
+/* Runs the layer's forward with its call context. The plain case (no
+ * node of the layer's own to record) in a small frame: it runs for every
+ * module of every call. */
+static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
+                              uint32_t n_out) {
+    if (NNM__UNLIKELY(custom_node_needed(m, in, n_in))) return run_custom(m, in, n_in, out, n_out);
+    nnm_ctx *ctx = m->ctx;
+    nnm__env env;
+    nnm__env_init(&env, ctx, m, NNM__PHASE_FORWARD);
+    env.grad = nnm__grad_enabled();
+    uint32_t refs[NNM__MAX_IO];
+    for (uint32_t i = 0; i < n_in; i++) refs[i] = in[i]->refs;
+    uint64_t seq = ctx->err_seq;
+    nnm_status st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
+    return forward_returned(m, st, seq, in, n_in, refs, out, n_out);
 }
 
 /* Pre-hooks of one list over the working input array; `owned` marks entries
