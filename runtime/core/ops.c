@@ -237,7 +237,7 @@ nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor
         wc = wo;
     }
     int64_t shape[NNM_MAX_DIMS];
-    for (int32_t i = 0; i < x->desc.ndim - 1; i++) shape[i] = x->shape[i]; /* a dim or two: no memcpy call */
+    memcpy(shape, x->shape, sizeof shape); /* fixed size: two vector moves, not a call */
     shape[x->desc.ndim - 1] = n_out;
     if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, shape, &y))) goto done;
     int64_t m = nnm__numel(x->desc.ndim - 1, x->shape); /* rows: no division (x's last dim is k) */
