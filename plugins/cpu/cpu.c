@@ -51,8 +51,14 @@
 /* Descriptor checks                                                         */
 /* ------------------------------------------------------------------------ */
 
+/* One 32-bit compare (code, bits and lanes fill the 4 bytes of nnm_dtype). */
 static int cpu_is_f32(nnm_dtype dt) {
-    return dt.code == NNM_DTYPE_FLOAT && dt.bits == 32 && dt.lanes == 1;
+    _Static_assert(sizeof(nnm_dtype) == 4, "nnm_dtype is code, bits and lanes");
+    const nnm_dtype f32 = {NNM_DTYPE_FLOAT, 32, 1};
+    uint32_t a, b;
+    memcpy(&a, &dt, sizeof a);
+    memcpy(&b, &f32, sizeof b);
+    return a == b;
 }
 
 static int cpu_is_i64(nnm_dtype dt) {
@@ -775,7 +781,30 @@ static int cpu_gemm_split(void *state, int32_t threads, const nnm_gemm_args *g) 
 #endif
 }
 
+static nnm_status cpu_gemm_checked(nnm_env *env, void *state, const nnm_gemm_args *g);
+
+/* The gemm slot. A batch-1 x @ W^T whose sizes are multiples of 8 (a small
+ * MLP's Linear) is recognised here, in a frame of no registers, by the
+ * checks cpu_gemm_checked would pass it with, and goes straight to its
+ * kernel: the full checks' frame (their error paths format messages) cost
+ * a batch-1 Linear(16, 16) a third of its arithmetic. Anything else, and
+ * every failure, takes cpu_gemm_checked. */
 static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
+#ifdef CPU_HAVE_DOT8X4
+    if (g != NULL && g->struct_size >= sizeof(nnm_gemm_args) && !g->trans_a && g->trans_b &&
+        g->m >= 1 && g->m <= CPU_GEMM_SMALL_ROWS && g->n >= 8 && g->k >= 8 &&
+        ((g->n | g->k) & 7) == 0 && g->n <= CPU_GEMM_SMALL_MAX && g->k <= CPU_GEMM_SMALL_MAX &&
+        g->m * g->n * g->k <= CPU_GEMM_SMALL_MAX && g->a != NULL &&
+        g->b != NULL && g->c != NULL && g->lda >= g->k && g->ldb >= g->k && g->ldc >= g->n &&
+        g->lda <= INT_MAX && g->ldb <= INT_MAX && g->ldc <= INT_MAX) {
+        cpu_gemm_nt8(g);
+        return NNM_OK;
+    }
+#endif
+    return cpu_gemm_checked(env, state, g);
+}
+
+static nnm_status cpu_gemm_checked(nnm_env *env, void *state, const nnm_gemm_args *g) {
     if (g == NULL)
         return CPU_ERR(env, NNM_E_INVALID, "cpu gemm: args is NULL");
     if (g->struct_size < sizeof(nnm_gemm_args))
@@ -821,6 +850,12 @@ static nnm_status cpu_gemm(nnm_env *env, void *state, const nnm_gemm_args *g) {
         return NNM_OK;
     }
     if (cpu_gemm_is_small(g)) {
+#ifdef CPU_HAVE_DOT8X4
+        if (cpu_gemm_is_nt8(g)) {
+            cpu_gemm_nt8(g);
+            return NNM_OK;
+        }
+#endif
         cpu_gemm_small(g);
         return NNM_OK;
     }
@@ -1189,7 +1224,9 @@ static int cpu_unary_flat(const nnm_unary_args *a, int64_t *n) {
     int64_t c = 1;
     for (int32_t i = o->ndim - 1; i >= 0; i--) {
         const int64_t sz = o->shape[i];
-        if (sz != x->shape[i] || sz < 1 || c > ((int64_t)1 << 31) / sz)
+        /* c <= 2^31 here, so c * sz cannot overflow once sz <= 2^31: no
+         * division (a 64-bit divide per dim cost more than the checks) */
+        if (sz != x->shape[i] || sz < 1 || sz > ((int64_t)1 << 31) || c * sz > ((int64_t)1 << 31))
             return 0;
         if (sz != 1 && (o->strides[i] != c || x->strides[i] != c))
             return 0;
@@ -1283,6 +1320,13 @@ run:;
     return NNM_OK;
 }
 
+/* ReLU over n floats that do not overlap (restrict: vectorised without the
+ * run-time alias checks and scalar fallback the compiler adds otherwise). */
+static inline void cpu_relu_disjoint(float *restrict o, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        o[i] = cpu_relu(x[i]);
+}
+
 /* The unary slot. A ReLU over one small contiguous row (every small MLP's
  * activation) runs here, in a frame of a few registers: cpu_unary_any's
  * 1.5 KB frame and its walk cost a batch-1 ReLU(16) more than the loop. */
@@ -1292,8 +1336,12 @@ CPU_CLONES static nnm_status cpu_unary(nnm_env *env, void *state, const nnm_unar
         cpu_unary_flat(args, &n) && cpu_threads_for(state, n, CPU_ELEM_PAR_MIN) <= 1) {
         float *o = cpu_base(args->out);
         const float *x = cpu_base(args->x);
-        for (int64_t i = 0; i < n; i++)
-            o[i] = cpu_relu(x[i]);
+        if (o + n <= x || x + n <= o) {
+            cpu_relu_disjoint(o, x, n);
+        } else { /* in place (or overlapping): element by element, in order */
+            for (int64_t i = 0; i < n; i++)
+                o[i] = cpu_relu(x[i]);
+        }
         return NNM_OK;
     }
     return cpu_unary_any(env, state, args);

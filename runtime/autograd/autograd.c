@@ -58,12 +58,6 @@ void nnm__node_release(nnm__node *n) {
     }
 }
 
-int nnm__needs_grad(nnm_tensor *a, nnm_tensor *b, nnm_tensor *c) {
-    if (!nnm__grad_enabled()) return 0;
-    return (a && (a->flags & NNM__T_REQUIRES_GRAD)) || (b && (b->flags & NNM__T_REQUIRES_GRAD)) ||
-           (c && (c->flags & NNM__T_REQUIRES_GRAD));
-}
-
 nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nnm_tensor *const *inputs,
                          uint32_t n_in, uint32_t n_out) {
     nnm__node *n = ctx->free_nodes;

@@ -4,6 +4,7 @@
 #define NNM_AUTOGRAD_INTERNAL_H
 
 #include "../core/core_internal.h"
+#include "../core/ctx_internal.h"
 #include "../module/hooks_internal.h"
 
 /* autograd.c - nodes of the backward graph and the engine.
@@ -76,8 +77,13 @@ struct nnm__node {
 
 void nnm__node_release(nnm__node *n); /* NULL: no-op */
 /* True when an op on these inputs must be recorded (grad mode on and one of
- * them requires grad). NULL inputs are ignored. */
-int nnm__needs_grad(nnm_tensor *a, nnm_tensor *b, nnm_tensor *c);
+ * them requires grad). NULL inputs are ignored. Inline: every op asks, and
+ * under no_grad the answer is one thread-local load. */
+static inline int nnm__needs_grad(const nnm_tensor *a, const nnm_tensor *b, const nnm_tensor *c) {
+    if (!nnm__grad_enabled()) return 0;
+    return (a && (a->flags & NNM__T_REQUIRES_GRAD)) || (b && (b->flags & NNM__T_REQUIRES_GRAD)) ||
+           (c && (c->flags & NNM__T_REQUIRES_GRAD));
+}
 /* A node with edges to `inputs` (n_in of them, NULLs allowed); NULL on OOM. */
 nnm__node *nnm__node_new(nnm_ctx *ctx, const char *name, nnm__backward_fn fn, nnm_tensor *const *inputs,
                          uint32_t n_in, uint32_t n_out);

@@ -11,25 +11,7 @@
 
 #include "internal.h"
 
-#define MIN_CLASS_SHIFT 6 /* 64 bytes */
-
-/* Class index and rounded size for `bytes`; -1 when too large to cache. */
-static int32_t size_class(size_t bytes, size_t *rounded) {
-    if (bytes <= ((size_t)1 << MIN_CLASS_SHIFT)) {
-        *rounded = (size_t)1 << MIN_CLASS_SHIFT;
-        return 0;
-    }
-    int k = 63 - __builtin_clzll((unsigned long long)(bytes - 1)); /* 2^k < bytes <= 2^(k+1) */
-    size_t step = (size_t)1 << (k - 2); /* four steps between 2^k and 2^(k+1) */
-    size_t base = (size_t)1 << k;
-    size_t j = (bytes - base + step - 1) >> (k - 2); /* 1..4 (a shift: step is 2^(k-2)) */
-    int32_t cls = 1 + (k - MIN_CLASS_SHIFT) * 4 + (int32_t)(j - 1);
-    if (cls >= NNM__NCLASSES) return -1;
-    *rounded = base + j * step;
-    return cls;
-}
-
-static nnm__pool *pool_add(nnm_ctx *ctx, nnm_device dev) {
+nnm__pool *nnm__pool_add(nnm_ctx *ctx, nnm_device dev) {
     for (uint32_t i = 0; i < ctx->n_pools; i++)
         if (nnm__device_eq(ctx->pools[i].device, dev)) return &ctx->pools[i];
     nnm__pool *p = realloc(ctx->pools, (ctx->n_pools + 1) * sizeof *p);
@@ -45,25 +27,7 @@ static nnm__pool *pool_add(nnm_ctx *ctx, nnm_device dev) {
  * a loop or a call. */
 static inline nnm__pool *pool_for(nnm_ctx *ctx, nnm_device dev) {
     if (NNM__LIKELY(ctx->n_pools && nnm__device_eq(ctx->pools[0].device, dev))) return &ctx->pools[0];
-    return pool_add(ctx, dev);
-}
-
-/* Under ASan a cached block of host memory is poisoned while it waits for
- * its next storage: a kernel or plugin still writing through a released
- * tensor's data pointer is reported. Device memory is never touched. */
-static inline void poison_block(const nnm__storage *s) {
-    if (s->device.type == NNM_DEVICE_CPU && s->data) NNM__POISON(s->data, s->bytes);
-}
-static inline void unpoison_block(const nnm__storage *s) {
-    if (s->device.type == NNM_DEVICE_CPU && s->data) NNM__UNPOISON(s->data, s->bytes);
-}
-
-/* The high-water marks, after bytes_in_use grew. */
-static inline void note_peak(nnm_ctx *ctx) {
-    nnm_ctx_stats *s = &ctx->stats;
-    if (s->bytes_in_use > s->peak_bytes_in_use) s->peak_bytes_in_use = s->bytes_in_use;
-    if (s->bytes_in_use + s->bytes_cached > s->peak_bytes_reserved)
-        s->peak_bytes_reserved = s->bytes_in_use + s->bytes_cached;
+    return nnm__pool_add(ctx, dev);
 }
 
 nnm__storage *nnm__storage_obj(nnm_ctx *ctx) {
@@ -101,22 +65,13 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
     *out = NULL;
     if (NNM__UNLIKELY(dev.type == NNM_DEVICE_META)) return meta_storage(ctx, dev, bytes, out);
     size_t rounded = bytes;
-    int32_t cls = size_class(bytes, &rounded);
+    int32_t cls = nnm__size_class(bytes, &rounded);
     nnm__pool *pool = NULL;
     if (cls >= 0) {
         pool = pool_for(ctx, dev);
         if (!pool) return nnm__error(ctx, NNM_E_NOMEM, "out of memory (allocator pool)");
-        nnm__storage *s = pool->free[cls];
+        nnm__storage *s = nnm__pool_pop(ctx, pool, cls);
         if (s) {
-            pool->free[cls] = s->next;
-            unpoison_block(s);
-            s->next = NULL;
-            s->refs = 1;
-            ctx->stats.cache_hits++;
-            ctx->stats.bytes_cached -= s->bytes;
-            ctx->stats.bytes_in_use += s->bytes;
-            note_peak(ctx);
-            nnm__ctx_retain(ctx);
             *out = s;
             return NNM_OK;
         }
@@ -150,7 +105,7 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
     }
     ctx->stats.heap_allocs++;
     ctx->stats.bytes_in_use += rounded;
-    note_peak(ctx);
+    nnm__note_peak(ctx);
     s->data = data;
     s->bytes = rounded;
     s->device = dev;
@@ -165,14 +120,17 @@ nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__sto
 }
 
 static void storage_free_memory(nnm_ctx *ctx, nnm__storage *s) {
-    unpoison_block(s);
+    nnm__unpoison_block(s);
     nnm__backend *be = &ctx->backends[s->device.type];
     if (be->vt && be->vt->free) be->vt->free(be->state, s->device.id, s->data);
     s->data = NULL;
 }
 
 void nnm__storage_release(nnm__storage *s) {
-    if (!s || --s->refs) return;
+    if (s) nnm__storage_release_inline(s);
+}
+
+void nnm__storage_dead(nnm__storage *s) {
     nnm_ctx *ctx = s->ctx;
     if (s->device.type == NNM_DEVICE_META) {
         nnm__storage_obj_recycle(ctx, s);
@@ -185,10 +143,7 @@ void nnm__storage_release(nnm__storage *s) {
         ctx->stats.bytes_in_use -= s->bytes;
         nnm__pool *pool = s->size_class >= 0 ? pool_for(ctx, s->device) : NULL;
         if (pool) {
-            s->next = pool->free[s->size_class];
-            pool->free[s->size_class] = s;
-            ctx->stats.bytes_cached += s->bytes;
-            poison_block(s);
+            nnm__pool_push(ctx, pool, s);
         } else {
             storage_free_memory(ctx, s);
             nnm__storage_obj_recycle(ctx, s);

@@ -277,7 +277,13 @@ nnm_status nnm__backend_upload(nnm_ctx *ctx, nnm__backend *be, void *dst, nnm_de
 
 /* alloc.c */
 nnm_status nnm__storage_new(nnm_ctx *ctx, nnm_device dev, size_t bytes, nnm__storage **out);
-void nnm__storage_release(nnm__storage *s);
+void nnm__storage_release(nnm__storage *s); /* NULL: no-op */
+/* What nnm__storage_release does once the last reference went (the
+ * inline nnm__storage_release_inline, ctx_internal.h, caches a first-pool
+ * block itself); and the pool of a device, made on first use (NULL: out of
+ * memory). */
+void nnm__storage_dead(nnm__storage *s);
+nnm__pool *nnm__pool_add(nnm_ctx *ctx, nnm_device dev);
 /* A storage object from the context's free list (or malloc'd): no memory,
  * fields unset; NULL when out of memory. nnm__storage_obj_recycle puts one
  * back (its memory, if any, already dealt with). */

@@ -78,6 +78,100 @@ static inline nnm_status nnm__backend_get(nnm_ctx *ctx, nnm_device dev, nnm__bac
     return nnm__backend_find(ctx, dev, out);
 }
 
+/* ---- the caching allocator's hot paths (alloc.c) ------------------------ *
+ * Inline, so the tensor code takes a cached block and gives it back without
+ * a call: a small model's forward makes and drops two tensors a layer. */
+#define NNM__MIN_CLASS_SHIFT 6 /* the smallest class: 64 bytes */
+
+/* Class index and rounded size for `bytes` (four classes per power of two);
+ * -1 when too large to cache. */
+static inline int32_t nnm__size_class(size_t bytes, size_t *rounded) {
+    if (bytes <= ((size_t)1 << NNM__MIN_CLASS_SHIFT)) {
+        *rounded = (size_t)1 << NNM__MIN_CLASS_SHIFT;
+        return 0;
+    }
+    int k = 63 - __builtin_clzll((unsigned long long)(bytes - 1)); /* 2^k < bytes <= 2^(k+1) */
+    size_t step = (size_t)1 << (k - 2); /* four steps between 2^k and 2^(k+1) */
+    size_t base = (size_t)1 << k;
+    size_t j = (bytes - base + step - 1) >> (k - 2); /* 1..4 (a shift: step is 2^(k-2)) */
+    int32_t cls = 1 + (k - NNM__MIN_CLASS_SHIFT) * 4 + (int32_t)(j - 1);
+    if (cls >= NNM__NCLASSES) return -1;
+    *rounded = base + j * step;
+    return cls;
+}
+
+/* Under ASan a cached block of host memory is poisoned while it waits for
+ * its next storage: a kernel or plugin still writing through a released
+ * tensor's data pointer is reported. Device memory is never touched. */
+static inline void nnm__poison_block(const nnm__storage *s) {
+    if (s->device.type == NNM_DEVICE_CPU && s->data) NNM__POISON(s->data, s->bytes);
+}
+static inline void nnm__unpoison_block(const nnm__storage *s) {
+    if (s->device.type == NNM_DEVICE_CPU && s->data) NNM__UNPOISON(s->data, s->bytes);
+}
+
+/* The high-water marks, after bytes_in_use grew. */
+static inline void nnm__note_peak(nnm_ctx *ctx) {
+    nnm_ctx_stats *s = &ctx->stats;
+    if (s->bytes_in_use > s->peak_bytes_in_use) s->peak_bytes_in_use = s->bytes_in_use;
+    if (s->bytes_in_use + s->bytes_cached > s->peak_bytes_reserved)
+        s->peak_bytes_reserved = s->bytes_in_use + s->bytes_cached;
+}
+
+/* A storage (one reference) over the first cached block of class cls in
+ * pool, or NULL when the class has none. */
+static inline nnm__storage *nnm__pool_pop(nnm_ctx *ctx, nnm__pool *pool, int32_t cls) {
+    nnm__storage *s = pool->free[cls];
+    if (!s) return NULL;
+    pool->free[cls] = s->next;
+    nnm__unpoison_block(s);
+    s->next = NULL;
+    s->refs = 1;
+    ctx->stats.cache_hits++;
+    ctx->stats.bytes_cached -= s->bytes;
+    ctx->stats.bytes_in_use += s->bytes;
+    nnm__note_peak(ctx);
+    nnm__ctx_retain(ctx);
+    return s;
+}
+
+/* Caches the block of s (no references left, bytes_in_use already taken
+ * down) on its class's free list. */
+static inline void nnm__pool_push(nnm_ctx *ctx, nnm__pool *pool, nnm__storage *s) {
+    s->next = pool->free[s->size_class];
+    pool->free[s->size_class] = s;
+    ctx->stats.bytes_cached += s->bytes;
+    nnm__poison_block(s);
+}
+
+/* nnm__storage_new's common case inline: a cached block for `bytes` on dev
+ * from the first pool (the CPU's, in nearly every context); NULL when there
+ * is none, and nnm__storage_new decides (another pool, the meta device, a
+ * new block from the backend). */
+static inline nnm__storage *nnm__storage_cached(nnm_ctx *ctx, nnm_device dev, size_t bytes) {
+    if (NNM__UNLIKELY(!ctx->n_pools || !nnm__device_eq(ctx->pools[0].device, dev))) return NULL;
+    size_t rounded;
+    int32_t cls = nnm__size_class(bytes, &rounded);
+    return cls >= 0 ? nnm__pool_pop(ctx, &ctx->pools[0], cls) : NULL;
+}
+
+/* Drops one reference to s (non-NULL). A cached block whose last reference
+ * went returns to the first pool inline; anything else (another pool, an
+ * imported DLPack tensor, the meta device, a block too large to cache)
+ * through nnm__storage_dead. */
+static inline void nnm__storage_release_inline(nnm__storage *s) {
+    if (--s->refs) return;
+    nnm_ctx *ctx = s->ctx;
+    if (NNM__LIKELY(s->size_class >= 0 && !s->external && ctx->n_pools &&
+                    nnm__device_eq(ctx->pools[0].device, s->device))) {
+        ctx->stats.bytes_in_use -= s->bytes;
+        nnm__pool_push(ctx, &ctx->pools[0], s);
+        nnm__ctx_release(ctx);
+        return;
+    }
+    nnm__storage_dead(s);
+}
+
 /* Most host->child_new calls nested inside each other (a transformer needs 3):
  * a layer whose create makes itself, directly or through others, stops here
  * instead of overflowing the stack. */

@@ -237,14 +237,21 @@ nnm_status nnm__op_linear(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *w, nnm_tensor
         wc = wo;
     }
     int64_t shape[NNM_MAX_DIMS];
-    memcpy(shape, x->shape, (size_t)x->desc.ndim * sizeof shape[0]);
+    memcpy(shape, x->shape, sizeof shape); /* fixed size: two vector moves, not a call */
     shape[x->desc.ndim - 1] = n_out;
     if ((st = nnm__tensor_alloc(ctx, x->desc.device, x->desc.dtype, x->desc.ndim, shape, &y))) goto done;
     int64_t m = nnm__numel(x->desc.ndim - 1, x->shape); /* rows: no division (x's last dim is k) */
     nnm__env env;
     nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
     float beta = 0.0f;
-    if (b && m <= 4 && (b->strides[0] == 1 || n_out == 1) && be->vt->memcpy) {
+    if (b && m <= 4 && (b->strides[0] == 1 || n_out == 1) && y->desc.device.type == NNM_DEVICE_CPU) {
+        /* A few rows in host memory (batch 1, small models): the bias
+         * copied row by row here, as nnm_tensor_from_f32 writes CPU tensors
+         * itself; cheaper than a broadcast op's checks or a backend call. */
+        const size_t row = (size_t)n_out * sizeof(float);
+        for (int64_t r = 0; r < m; r++) memcpy((float *)y->desc.data + r * n_out, fptr(b), row);
+        beta = 1.0f;
+    } else if (b && m <= 4 && (b->strides[0] == 1 || n_out == 1) && be->vt->memcpy) {
         /* A few rows (batch 1, small models): the bias copied row by row with
          * the backend's memcpy, cheaper than a broadcast op's checks. */
         for (int64_t r = 0; r < m && !st; r++)

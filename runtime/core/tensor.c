@@ -33,7 +33,7 @@ static nnm_tensor *tensor_obj(nnm_ctx *ctx) {
     return malloc(sizeof *t);
 }
 
-static void tensor_setup(nnm_tensor *t, nnm_ctx *ctx, nnm__storage *s, nnm_dtype dtype,
+static inline __attribute__((always_inline)) void tensor_setup(nnm_tensor *t, nnm_ctx *ctx, nnm__storage *s, nnm_dtype dtype,
                          int32_t ndim, const int64_t *shape) {
     t->desc.data = s->data;
     t->desc.device = s->device;
@@ -87,23 +87,17 @@ static nnm_status check_shape(nnm_ctx *ctx, int32_t ndim, const int64_t *shape, 
 }
 
 /* check_shape's answer for the shapes ops make (positive dims, a one-lane
- * dtype of whole bytes, a product far from overflow): the byte count
- * without its division-free but branchy loop; 0 for anything else
- * (check_shape then decides, and says why). The product of dims of bit
- * lengths b_i is below 2^(sum b_i), so a sum of at most 63 (the element
- * size counted as 4 bits) keeps it under SIZE_MAX / 2 as check_shape does. */
+ * dtype of whole bytes, a product far from overflow): the byte count with a
+ * multiply that reports overflow per dim, no division; 0 for anything else
+ * (check_shape then decides, and says why). */
 static inline size_t shape_bytes_fast(int32_t ndim, const int64_t *shape, nnm_dtype dtype) {
-    if (ndim < 1 || ndim > NNM_MAX_DIMS || !shape || dtype.lanes != 1 || !dtype.bits || dtype.bits > 64 ||
-        (dtype.bits & 7))
+    if ((uint32_t)(ndim - 1) >= (uint32_t)NNM_MAX_DIMS || !shape || dtype.lanes != 1 || !dtype.bits ||
+        dtype.bits > 64 || (dtype.bits & 7))
         return 0;
     uint64_t n = dtype.bits / 8;
-    int bits = 4;
-    for (int32_t i = 0; i < ndim; i++) {
-        if (shape[i] <= 0) return 0;
-        bits += 64 - __builtin_clzll((unsigned long long)shape[i]);
-        n *= (uint64_t)shape[i];
-    }
-    return bits <= 63 && n <= SIZE_MAX / 2 ? (size_t)n : 0;
+    for (int32_t i = 0; i < ndim; i++)
+        if (shape[i] <= 0 || __builtin_mul_overflow(n, (uint64_t)shape[i], &n)) return 0;
+    return n <= SIZE_MAX / 2 ? (size_t)n : 0;
 }
 
 nnm_status nnm__tensor_alloc(nnm_ctx *ctx, nnm_device dev, nnm_dtype dtype, int32_t ndim,
@@ -112,9 +106,8 @@ nnm_status nnm__tensor_alloc(nnm_ctx *ctx, nnm_device dev, nnm_dtype dtype, int3
     size_t bytes = shape_bytes_fast(ndim, shape, dtype);
     nnm_status st;
     if (NNM__UNLIKELY(!bytes) && (st = check_shape(ctx, ndim, shape, dtype, &bytes))) return st;
-    nnm__storage *s;
-    st = nnm__storage_new(ctx, dev, bytes, &s);
-    if (st) return st;
+    nnm__storage *s = nnm__storage_cached(ctx, dev, bytes); /* inline: a cached block */
+    if (NNM__UNLIKELY(!s) && (st = nnm__storage_new(ctx, dev, bytes, &s))) return st;
     nnm_tensor *t = tensor_obj(ctx);
     if (!t) {
         nnm__storage_release(s);
@@ -379,7 +372,7 @@ NNM_API void nnm_tensor_retain(nnm_tensor *t) {
 NNM_API void nnm_tensor_release(nnm_tensor *t) {
     if (!t || --t->refs) return;
     nnm_ctx *ctx = t->ctx;
-    nnm__storage_release(t->storage);
+    if (t->storage) nnm__storage_release_inline(t->storage);
     t->storage = NULL;
     if (t->grad) nnm_tensor_release(t->grad);
     if (t->grad_fn) nnm__node_release(t->grad_fn);

@@ -583,9 +583,56 @@ static inline nnm_status check_passthrough(nnm_module *m, nnm_tensor *const *in,
     return unowned_slots(m, &c, out, n_out, report);
 }
 
-/* Runs the layer's forward with its call context. */
-static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
-                              uint32_t n_out) {
+/* Releases the outputs of a call that failed, leaving them NULL. */
+static nnm_status drop_outputs(nnm_status st, nnm_tensor **out, uint32_t n_out) {
+    for (uint32_t i = 0; i < n_out; i++) {
+        nnm_tensor_release(out[i]);
+        out[i] = NULL;
+    }
+    return st;
+}
+
+/* What a forward returned, checked: a failure made a proper status with a
+ * message naming the module, an output left NULL, a borrowed input (or one
+ * new tensor in two outputs) handed back without a reference per slot
+ * (refs: the inputs' counts before the call; saved/n_saved: what a custom
+ * layer saved, each holding one more). On any failure the outputs it owns
+ * are released, those it does not own taken out. */
+static __attribute__((noinline)) nnm_status forward_check(nnm_module *m, nnm_status st, uint64_t seq,
+                                                          nnm_tensor *const *in, uint32_t n_in,
+                                                          const uint32_t *refs, nnm_tensor **out,
+                                                          uint32_t n_out, nnm_tensor *const *saved,
+                                                          uint32_t n_saved) {
+    if (st) {
+        st = plugin_failed(m->ctx, st, seq, "forward");
+        nnm__error_attribute(m->ctx, m);
+    }
+    for (uint32_t i = 0; !st && i < n_out; i++)
+        if (!out[i]) st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
+    if (!st) st = check_passthrough(m, in, n_in, refs, out, n_out, saved, n_saved, 1);
+    if (!st) return NNM_OK;
+    (void)check_passthrough(m, in, n_in, refs, out, n_out, saved, n_saved, 0); /* only what it owns */
+    return drop_outputs(st, out, n_out);
+}
+
+/* forward_check's common case inline: OK, every output set, none of them
+ * an input or another output. */
+static inline nnm_status forward_returned(nnm_module *m, nnm_status st, uint64_t seq,
+                                          nnm_tensor *const *in, uint32_t n_in, const uint32_t *refs,
+                                          nnm_tensor **out, uint32_t n_out) {
+    int plain = st == NNM_OK;
+    for (uint32_t j = 0; j < n_out; j++) {
+        plain &= out[j] != NULL;
+        for (uint32_t i = 0; i < n_in; i++) plain &= out[j] != in[i];
+        for (uint32_t e = 0; e < j; e++) plain &= out[j] != out[e];
+    }
+    return NNM__LIKELY(plain) ? NNM_OK : forward_check(m, st, seq, in, n_in, refs, out, n_out, NULL, 0);
+}
+
+/* A custom-backward layer's forward: it computes without recording, and the
+ * call is recorded as one node. */
+static __attribute__((noinline)) nnm_status run_custom(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
+                                                        nnm_tensor **out, uint32_t n_out) {
     nnm_ctx *ctx = m->ctx;
     nnm__env env;
     nnm__env_init(&env, ctx, m, NNM__PHASE_FORWARD);
@@ -593,49 +640,35 @@ static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_i
     uint32_t refs[NNM__MAX_IO];
     for (uint32_t i = 0; i < n_in; i++) refs[i] = in[i]->refs;
     uint64_t seq = ctx->err_seq;
-    nnm_status st;
-    if (NNM__UNLIKELY(custom_node_needed(m, in, n_in))) {
-        /* forward computes without recording; the layer is one node */
-        nnm_tensor *saved[NNM__NODE_SAVED];
-        env.saved = saved;
-        nnm_grad_set_enabled(0);
-        st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
-        nnm_grad_set_enabled(1);
-        if (st) {
-            st = plugin_failed(ctx, st, seq, "forward");
-            nnm__error_attribute(ctx, m);
-        }
-        for (uint32_t i = 0; !st && i < n_out; i++)
-            if (!out[i]) st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
-        if (!st) st = check_passthrough(m, in, n_in, refs, out, n_out, saved, env.n_saved, 1);
-        if (!st) {
-            st = nnm__record_layer(m, in, n_in, out, n_out, saved, env.n_saved);
-        } else {
-            for (uint32_t i = 0; i < env.n_saved; i++) nnm_tensor_release(saved[i]);
-        }
-        if (NNM__UNLIKELY(st)) goto drop;
-        return NNM_OK;
+    nnm_tensor *saved[NNM__NODE_SAVED];
+    env.saved = saved;
+    nnm_grad_set_enabled(0);
+    nnm_status st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
+    nnm_grad_set_enabled(1);
+    st = forward_check(m, st, seq, in, n_in, refs, out, n_out, saved, env.n_saved);
+    if (st) {
+        for (uint32_t i = 0; i < env.n_saved; i++) nnm_tensor_release(saved[i]);
+        return st;
     }
-    st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
-    if (NNM__UNLIKELY(st)) {
-        st = plugin_failed(ctx, st, seq, "forward");
-        nnm__error_attribute(ctx, m);
-        goto drop;
-    }
-    for (uint32_t i = 0; i < n_out; i++)
-        if (NNM__UNLIKELY(!out[i])) {
-            st = fail(m, NNM_E_PLUGIN, "forward returned OK but left output %u NULL", i);
-            goto drop;
-        }
-    if (NNM__UNLIKELY((st = check_passthrough(m, in, n_in, refs, out, n_out, NULL, 0, 1)))) goto drop;
-    return NNM_OK;
-drop: /* what a failed forward left in out[] is released: only what it owns */
-    (void)check_passthrough(m, in, n_in, refs, out, n_out, NULL, 0, 0);
-    for (uint32_t i = 0; i < n_out; i++) {
-        nnm_tensor_release(out[i]);
-        out[i] = NULL;
-    }
-    return st;
+    st = nnm__record_layer(m, in, n_in, out, n_out, saved, env.n_saved);
+    return st ? drop_outputs(st, out, n_out) : NNM_OK;
+}
+
+/* Runs the layer's forward with its call context. The plain case (no
+ * node of the layer's own to record) in a small frame: it runs for every
+ * module of every call. */
+static nnm_status run_forward(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
+                              uint32_t n_out) {
+    if (NNM__UNLIKELY(custom_node_needed(m, in, n_in))) return run_custom(m, in, n_in, out, n_out);
+    nnm_ctx *ctx = m->ctx;
+    nnm__env env;
+    nnm__env_init(&env, ctx, m, NNM__PHASE_FORWARD);
+    env.grad = nnm__grad_enabled();
+    uint32_t refs[NNM__MAX_IO];
+    for (uint32_t i = 0; i < n_in; i++) refs[i] = in[i]->refs;
+    uint64_t seq = ctx->err_seq;
+    nnm_status st = m->vt->forward(&env.pub, m->self, in, n_in, out, n_out);
+    return forward_returned(m, st, seq, in, n_in, refs, out, n_out);
 }
 
 /* Pre-hooks of one list over the working input array; `owned` marks entries
@@ -811,12 +844,39 @@ static nnm_status slow_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in,
     return st;
 }
 
+/* One input, one output, no hooks, no node of the layer's own (every
+ * module of a small MLP): the checks of nnm__module_call's plain path in
+ * one test, the forward in a frame of its own. Returns 1 when it ran the
+ * call (*st its status); 0 when something differs, and nothing was done:
+ * the general path then checks, and says what is wrong. */
+static inline int call_one(nnm_module *m, nnm_tensor *const *in, nnm_tensor **out, nnm_status *st) {
+    const nnm_layer_vtable *vt = m->vt;
+    nnm_tensor *x = in[0];
+    if (NNM__UNLIKELY((m->n_hooks | m->ctx->n_global_hooks) || (vt->n_inputs != 1 && vt->n_inputs != NNM_ARITY_ANY) ||
+                      (vt->n_outputs != 1 && vt->n_outputs != NNM_ARITY_ANY) || !x ||
+                      !nnm__device_eq(x->desc.device, m->device) ||
+                      (m->n_specs && m->specs[0].ndim >= 0 && !spec_matches(&m->specs[0], x)) ||
+                      custom_node_needed(m, in, 1)))
+        return 0;
+    nnm__env env;
+    nnm__env_init(&env, m->ctx, m, NNM__PHASE_FORWARD);
+    env.grad = nnm__grad_enabled();
+    const uint32_t refs = x->refs;
+    const uint64_t seq = m->ctx->err_seq;
+    out[0] = NULL;
+    nnm_status r = vt->forward(&env.pub, m->self, in, 1, out, 1);
+    *st = NNM__LIKELY(!r && out[0] && out[0] != x) ? NNM_OK : forward_check(m, r, seq, in, 1, &refs, out, 1, NULL, 0);
+    return 1;
+}
+
 nnm_status nnm__module_call(nnm_module *m, nnm_tensor *const *in, uint32_t n_in, nnm_tensor **out,
                             uint32_t n_out) {
     if (NNM__UNLIKELY(!nnm__module_live(m))) return NNM_E_INVALID;
+    nnm_status st;
+    if (NNM__LIKELY(n_in == 1 && n_out == 1 && in && out) && call_one(m, in, out, &st)) return st;
     if (out)
         for (uint32_t i = 0; i < n_out && i < NNM__MAX_IO; i++) out[i] = NULL;
-    nnm_status st = check_arity(m, in, n_in, out, n_out);
+    st = check_arity(m, in, n_in, out, n_out);
     if (NNM__UNLIKELY(st)) return st;
     if (NNM__LIKELY(!(m->n_hooks | m->ctx->n_global_hooks))) {
         if (NNM__UNLIKELY((st = check_inputs(m, in, n_in)))) return st;

@@ -10,6 +10,10 @@
  *   - train/eval switched between calls is honoured by the next call;
  *   - the batch-1 gemv gives the product for every size near the kernel's
  *     blocking (8 rows, k a multiple of 8 or not), with and without bias;
+ *   - ReLU keeps torch.relu's values (-0, NaN, infinities) in the vector
+ *     blocks and the tail of the backend's small-row loop;
+ *   - a warm forward makes no heap allocation and the allocator's books
+ *     (bytes in use and cached, hits, peaks) balance over steady calls;
  *   - under ASan, the free lists poison what they hold: a released tensor's
  *     object and its cached data block read as poisoned, and the block
  *     handed out again does not.
@@ -330,6 +334,81 @@ static void test_small_gemv_sizes(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- ReLU's values -------------------------------------------------------- */
+
+/* The cpu backend's small-row ReLU (vectorised when out and x do not
+ * overlap, with a scalar tail): torch.relu's values, -0 kept as -0, NaN
+ * kept as NaN, infinities and subnormals as they are, over 8-lane blocks
+ * and the tail alike (19 elements), with grad mode on and off. */
+static void test_relu_values(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *r = tu_module(g_ctx, "relu", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    const float nan = __builtin_nanf(""), inf = __builtin_inff(), sub = 1e-45f;
+    float v[19] = {-1.0f, -0.0f, 0.0f, nan, inf, -inf, sub, -sub, 2.5f, -3.0f,
+                   1.0f,  -nan, 7.0f, -0.5f, 0.25f, -0.0f, nan, -inf, 3.0f};
+    int64_t shape[2] = {1, 19};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, v);
+    for (int grad = 1; grad >= 0; grad--) {
+        int prev = nnm_grad_set_enabled(grad);
+        nnm_tensor *y = NULL;
+        CU_ASSERT_EQUAL(tu_call1(r, x, &y), NNM_OK);
+        nnm_grad_set_enabled(prev);
+        float w[19];
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(y, w, 19), NNM_OK);
+        for (int i = 0; i < 19; i++) {
+            if (v[i] != v[i]) {
+                CU_ASSERT_TRUE(w[i] != w[i]); /* NaN stays NaN */
+            } else if (v[i] < 0.0f) {
+                CU_ASSERT_TRUE(w[i] == 0.0f && !__builtin_signbit(w[i]));
+            } else {
+                CU_ASSERT_EQUAL(memcmp(&w[i], &v[i], sizeof w[i]), 0); /* -0 stays -0 */
+            }
+        }
+        nnm_tensor_release(y);
+    }
+    /* the input is untouched */
+    float back[19];
+    CU_ASSERT_EQUAL(nnm_tensor_to_f32(x, back, 19), NNM_OK);
+    CU_ASSERT_EQUAL(memcmp(back, v, sizeof v), 0);
+    nnm_tensor_release(x);
+    nnm_module_release(r);
+    LEAK_CHECK_END();
+}
+
+/* ---- the allocator's books over steady-state calls ------------------------- */
+
+/* A warm forward takes every tensor from the cache and gives it back: no
+ * heap allocation, one cache hit per tensor made (a Linear's output and a
+ * ReLU's per pair), the bytes in use back where they were once the output
+ * is released, the cache holding what it held, no new peak. Under no_grad
+ * and with grad (the graph's saved tensors are released with the output). */
+static void test_steady_state_books(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *seq = seq_model();
+    nnm_tensor *x = input16();
+    for (int grad = 0; grad <= 1; grad++) {
+        int prev = nnm_grad_set_enabled(grad);
+        call_n(seq, x, 3);
+        nnm_ctx_stats a = {sizeof a}, b = {sizeof b};
+        CU_ASSERT_EQUAL(nnm_ctx_stats_get(g_ctx, &a), NNM_OK);
+        call_n(seq, x, 5);
+        CU_ASSERT_EQUAL(nnm_ctx_stats_get(g_ctx, &b), NNM_OK);
+        nnm_grad_set_enabled(prev);
+        CU_ASSERT_EQUAL(b.heap_allocs, a.heap_allocs);
+        CU_ASSERT_EQUAL(b.bytes_in_use, a.bytes_in_use);
+        CU_ASSERT_EQUAL(b.bytes_cached, a.bytes_cached);
+        CU_ASSERT_EQUAL(b.live_tensors, a.live_tensors);
+        CU_ASSERT_EQUAL(b.peak_bytes_in_use, a.peak_bytes_in_use);
+        CU_ASSERT_EQUAL(b.peak_bytes_reserved, a.peak_bytes_reserved);
+        if (!grad) CU_ASSERT_EQUAL(b.cache_hits - a.cache_hits, (uint64_t)(5 * 2 * DEPTH));
+        if (grad) CU_ASSERT_TRUE(b.cache_hits - a.cache_hits >= (uint64_t)(5 * 2 * DEPTH));
+    }
+    nnm_tensor_release(x);
+    nnm_module_release(seq);
+    LEAK_CHECK_END();
+}
+
 /* ---- ASan sees through the pools ------------------------------------------ */
 
 static void test_pools_poisoned_under_asan(void) {
@@ -366,6 +445,9 @@ int main(void) {
     CU_add_test(s, "no_grad records nothing; grad on records again", test_no_grad_records_nothing);
     CU_add_test(s, "train/eval switched between calls", test_eval_switch_between_calls);
     CU_add_test(s, "the batch-1 gemv at sizes around its blocking", test_small_gemv_sizes);
+    CU_add_test(s, "ReLU keeps -0, NaN, infinities (vector blocks and tail)", test_relu_values);
+    CU_add_test(s, "steady-state calls: no heap allocation, the allocator's books balance",
+                test_steady_state_books);
     CU_add_test(s, "pooled tensors and blocks are poisoned under ASan", test_pools_poisoned_under_asan);
     return tu_run();
 }
