@@ -34,10 +34,16 @@
  * (contributing zeros), and a used-flag per parameter is summed with the
  * gradients so a parameter no rank used keeps .grad unset (as PyTorch does).
  */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* mmap's MAP_ANONYMOUS, madvise's MADV_HUGEPAGE */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "internal.h"
 
@@ -211,6 +217,66 @@ static void ddp_destroy(nnm_ddp *d) {
     free(d);
 }
 
+/* A bucket on the CPU of at least 2 MiB gets memory of its own, aligned to
+ * 2 MiB and advised to be backed by transparent huge pages (MADV_HUGEPAGE;
+ * Linux, where THP is "madvise" or "always"), wrapped as a tensor through
+ * DLPack (munmap when the last view goes). Open MPI's shared-memory
+ * transport reads a large message straight from the peer's buffer with
+ * process_vm_readv (CMA), which pins every page of it: 2 MiB pages make
+ * that, and the copies' TLB misses, cheap. Measured on the development
+ * machine, 22 MB all-reduced in place on 2 ranks: 5.4-6.7 ms of CPU per rank
+ * on 4 KiB pages, 2.6-2.9 ms on huge pages (docs/distributed.md). 0 when the
+ * memory could not be had this way (the caller allocates as usual);
+ * NNM_DDP_HUGE_PAGES=0 turns it off. */
+#define HUGE_BYTES ((size_t)2 << 20)
+#if defined(__linux__) && defined(MADV_HUGEPAGE) && defined(MAP_ANONYMOUS)
+typedef struct huge_buf {
+    nnm_dlpack_tensor dl;
+    void *base;
+    size_t len;
+    int64_t shape[1], strides[1];
+} huge_buf;
+
+static void huge_free(nnm_dlpack_tensor *self) {
+    huge_buf *h = self->manager_ctx;
+    munmap(h->base, h->len);
+    free(h);
+}
+
+static int huge_flat(nnm_ddp *d, int64_t numel, nnm_tensor **out) {
+    const char *e = getenv("NNM_DDP_HUGE_PAGES");
+    size_t bytes = (size_t)numel * sizeof(float);
+    if ((e && strcmp(e, "0") == 0) || bytes < HUGE_BYTES || d->m->device.type != NNM_DEVICE_CPU) return 0;
+    size_t len = (bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
+    char *p = mmap(NULL, len + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 0;
+    char *a = (char *)(((uintptr_t)p + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    if (a + len < p + len + HUGE_BYTES) munmap(a + len, (size_t)(p + len + HUGE_BYTES - (a + len)));
+    (void)madvise(a, len, MADV_HUGEPAGE); /* advice: where THP is off, plain pages */
+    huge_buf *h = calloc(1, sizeof *h);
+    if (!h) {
+        munmap(a, len);
+        return 0;
+    }
+    h->base = a;
+    h->len = len;
+    h->shape[0] = numel;
+    h->strides[0] = 1;
+    h->dl.version = (nnm_dlpack_version){1, 0};
+    h->dl.manager_ctx = h;
+    h->dl.deleter = huge_free;
+    h->dl.dl_tensor = (nnm_tensor_desc){a, d->m->device, 1, NNM_F32, h->shape, h->strides, 0};
+    /* the deleter runs if this fails */
+    return nnm_tensor_from_dlpack(d->ctx, &h->dl, out) == NNM_OK;
+}
+#else
+static int huge_flat(nnm_ddp *d, int64_t numel, nnm_tensor **out) {
+    (void)d, (void)numel, (void)out;
+    return 0;
+}
+#endif
+
 /* Rows per block of parameter p's gradient (nnm__grad_block_rows), or 0:
  * whole. Blocks on CPU communicators only: on a GPU every start waits for
  * the device (docs/distributed.md, "NCCL and streams"). */
@@ -313,7 +379,8 @@ NNM_API nnm_status nnm_ddp_new(nnm_module *m, nnm_comm *c, const nnm_ddp_options
         if (d->opts.flags & NNM_DDP_FIND_UNUSED_PARAMETERS) d->b[d->n_b - 1].numel += d->n_p;
         for (uint32_t i = 0; !st && i < d->n_b; i++) {
             int64_t shape[1] = {d->b[i].numel};
-            st = nnm__tensor_alloc(ctx, m->device, NNM_F32, 1, shape, &d->b[i].flat);
+            if (!huge_flat(d, d->b[i].numel, &d->b[i].flat))
+                st = nnm__tensor_alloc(ctx, m->device, NNM_F32, 1, shape, &d->b[i].flat);
             if (!st) st = layout_pieces(d, i);
         }
         /* Gradients live in the buckets (PyTorch's gradient_as_bucket_view):
