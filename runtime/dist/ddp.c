@@ -277,11 +277,16 @@ static int huge_flat(nnm_ddp *d, int64_t numel, nnm_tensor **out) {
 }
 #endif
 
-/* Rows per block of parameter p's gradient (nnm__grad_block_rows), or 0:
- * whole. Blocks on CPU communicators only: on a GPU every start waits for
- * the device (docs/distributed.md, "NCCL and streams"). */
+/* Rows per block of parameter p's gradient (nnm__grad_block_rows) when its
+ * blocks are pieces of their own, or 0: in the last bucket only (the one
+ * ready last, with nothing left of the backward to overlap: an earlier
+ * bucket overlaps the layers after it whole, and every extra collective
+ * costs a scratch buffer and a handshake), and on CPU communicators only (on
+ * a GPU every start waits for the device: docs/distributed.md, "NCCL and
+ * streams"). */
 static int64_t block_rows(const nnm_ddp *d, const ddp_param *p) {
-    if (nnm_comm_device(d->c).type != NNM_DEVICE_CPU || p->t->desc.ndim != 2) return 0;
+    if (nnm_comm_device(d->c).type != NNM_DEVICE_CPU || p->t->desc.ndim != 2 || p->bucket != d->n_b - 1)
+        return 0;
     return nnm__grad_block_rows(p->t->shape[0], p->t->shape[1]);
 }
 
