@@ -91,9 +91,12 @@ nnm_status nnm__grad_set_parts(nnm_tensor *t, nnm__grad_part_fn fn, void *user) 
 int64_t nnm__grad_block_rows(int64_t rows, int64_t cols) {
     if (rows <= 0 || cols <= 0) return 0;
     /* whole multiples of 64 rows (the row tiles of common gemm kernels) of
-     * at least NNM__GRAD_BLOCK_ELEMS elements */
+     * at least NNM__GRAD_BLOCK_ELEMS elements and 256 rows: each block's gemm
+     * packs the layer's whole input again (by estimate some 7% of a 128-row
+     * block's arithmetic) */
     int64_t r = (NNM__GRAD_BLOCK_ELEMS + cols - 1) / cols;
     r = (r + 63) / 64 * 64;
+    if (r < 256) r = 256;
     return 2 * r <= rows ? r : 0;
 }
 
