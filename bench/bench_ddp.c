@@ -5,12 +5,15 @@
  * samples/s (median of REPS runs of STEPS steps, each run between barriers),
  * the all-reduce time of the same bytes measured alone (blocking, no
  * compute beside it; median of REPS x 3, taken between the timed runs so the
- * load of the machine weighs on both alike) with the CPU time the process
- * spent on it, and the time backward still waited for the buckets at its
- * end (exposed: per step, the least over the ranks, i.e. the wait of the rank
- * that finished its backward last, which waited for the communication only,
- * not for a slower peer; then the median over the steps; exposed_rank0_ms is
- * rank 0's own wait, straggling included); hidden = 1 - exposed / alone is
+ * load of the machine weighs on both alike; on memory like DDP's buckets:
+ * alone_buffer) with the CPU time the process spent on it, and the time
+ * backward still spent on communication once its last gradient was ready
+ * (exposed, nnm_ddp_stats.exposed_s: wall time from the last bucket's start
+ * to the end of the waits; per step, the least over the ranks, i.e. the
+ * tail of the rank that finished its backward last, which waited for the
+ * communication only, not for a slower peer; then the median over the
+ * steps; exposed_rank0_ms is rank 0's own, straggling included); hidden =
+ * 1 - exposed / alone is
  * the share of the communication that overlapped the backward. memcpy_ms is
  * one core copying the same bytes (taken beside each all-reduce alone): the
  * memory bandwidth the all-reduce is measured against (allreduce_gbps: bytes
@@ -22,10 +25,13 @@
  * then max pool and linear(256, 10)) at a per-rank batch of 16: conv weight
  * gradients in the buckets (the line's "bench" says which model).
  */
+#define _DEFAULT_SOURCE /* mmap's MAP_ANONYMOUS, MADV_HUGEPAGE */
 #define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define BENCH_NAME "bench_ddp"
@@ -82,6 +88,48 @@ static nnm_module *cnn(nnm_ctx *ctx) {
     add(model, layer(ctx, "linear", 256, 10));
     return model;
 }
+/* The all-reduce alone runs on memory like DDP's buckets (runtime/dist/ddp.c):
+ * 2 MiB-aligned, advised to be backed by huge pages (unless
+ * NNM_DDP_HUGE_PAGES=0), so that it measures the same transfers. */
+typedef struct huge_buf {
+    nnm_dlpack_tensor dl;
+    void *base;
+    size_t len;
+    int64_t shape[1], strides[1];
+} huge_buf;
+
+static void huge_free(nnm_dlpack_tensor *self) {
+    huge_buf *h = self->manager_ctx;
+    munmap(h->base, h->len);
+    free(h);
+}
+
+static nnm_tensor *alone_buffer(nnm_ctx *ctx, int64_t n) {
+    const size_t huge = (size_t)2 << 20, bytes = (size_t)n * sizeof(float);
+    const char *e = getenv("NNM_DDP_HUGE_PAGES");
+    nnm_tensor *t = NULL;
+    if ((e && strcmp(e, "0") == 0) || bytes < huge) {
+        if (nnm_tensor_from_f32(ctx, 1, &n, NULL, &t)) die(ctx, "flat");
+        return t;
+    }
+    size_t len = (bytes + huge - 1) / huge * huge;
+    char *p = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    huge_buf *h = calloc(1, sizeof *h);
+    if (p == MAP_FAILED || !h) die(ctx, "mmap");
+    char *a = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+    madvise(a, len, MADV_HUGEPAGE);
+    h->base = p;
+    h->len = len + huge;
+    h->shape[0] = n;
+    h->strides[0] = 1;
+    h->dl.version = (nnm_dlpack_version){1, 0};
+    h->dl.manager_ctx = h;
+    h->dl.deleter = huge_free;
+    h->dl.dl_tensor = (nnm_tensor_desc){a, (nnm_device){NNM_DEVICE_CPU, 0}, 1, NNM_F32, h->shape, h->strides, 0};
+    if (nnm_tensor_from_dlpack(ctx, &h->dl, &t)) die(ctx, "dlpack");
+    return t;
+}
+
 static int g_plain; /* NNM_BENCH_PLAIN=1 with one rank: the bare module, no DDP */
 static nnm_module *g_model;
 
@@ -156,8 +204,7 @@ int main(int argc, char **argv) {
     /* The same bytes all-reduced with nothing else running. */
     int64_t n[1] = {(int64_t)(st.bytes_reduced / sizeof(float))};
     if (n[0] == 0) n[0] = 1;
-    nnm_tensor *flat;
-    if (nnm_tensor_from_f32(ctx, 1, n, NULL, &flat)) die(ctx, "flat");
+    nnm_tensor *flat = alone_buffer(ctx, n[0]);
     size_t bytes = (size_t)n[0] * sizeof(float);
     char *csrc = malloc(bytes), *cdst = malloc(bytes);
     if (!csrc || !cdst) die(ctx, "memcpy buffers");

@@ -9,8 +9,10 @@
 #
 # bench_ddp.sh BUILD_DIR STEPS ROUNDS sweep: nnmod alone on 2 ranks over the
 # bucket caps of NNM_BENCH_SWEEP (default "0:0 1:0.0625 8:1 8:0.0625
-# 64:64"; BUCKET_MB:FIRST_BUCKET_MB, 0 = default) with the tuned MPI and
-# the untuned one (NNM_MPI_NO_TUNING=1) at the defaults.
+# 64:64 0:0:0"; BUCKET_MB:FIRST_BUCKET_MB[:EARLY], 0 = default caps; EARLY=0
+# sets NNM_DDP_EARLY_PARTS=0: a large gradient's blocks start with their
+# bucket instead of as they are written) with the tuned MPI and the untuned
+# one (NNM_MPI_NO_TUNING=1) at the defaults.
 set -eu
 build=${1:-build} steps=${2:-4} rounds=${3:-3} mode=${4:-}
 here=$(dirname "$0")
@@ -18,16 +20,20 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 out=$(mktemp)
 load() { echo "{\"bench\": \"load\", \"when\": \"$1\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cores\": $(getconf _NPROCESSORS_ONLN)}" | tee -a "$out"; }
-nnm() { # RANKS LABEL BUCKET_MB FIRST_BUCKET_MB NNM_MPI_NO_TUNING
-    NNM_MPI_NO_TUNING=$5 mpirun -np "$1" --bind-to none -x OPENBLAS_NUM_THREADS -x NNM_MPI_NO_TUNING \
+nnm() { # RANKS LABEL BUCKET_MB FIRST_BUCKET_MB NNM_MPI_NO_TUNING [EARLY]
+    NNM_MPI_NO_TUNING=$5 NNM_DDP_EARLY_PARTS=${6:-1} mpirun -np "$1" --bind-to none -x OPENBLAS_NUM_THREADS \
+        -x NNM_MPI_NO_TUNING -x NNM_DDP_EARLY_PARTS \
         "$build/bin/bench_ddp" "$steps" "$3" "$4" | sed "s/^{/{\"label\": \"$2\", /" | tee -a "$out"
 }
 load start
 r=1
 while [ "$r" -le "$rounds" ]; do
     if [ "$mode" = sweep ]; then
-        for cfg in ${NNM_BENCH_SWEEP:-0:0 1:0.0625 8:1 8:0.0625 64:64}; do
-            nnm 2 "nnmod b=$cfg" "${cfg%%:*}" "${cfg##*:}" 0
+        for cfg in ${NNM_BENCH_SWEEP:-0:0 1:0.0625 8:1 8:0.0625 64:64 0:0:0}; do
+            b=${cfg%%:*} rest=${cfg#*:}
+            f=${rest%%:*} early=1
+            [ "$rest" != "$f" ] && early=${rest#*:}
+            nnm 2 "nnmod b=$cfg" "$b" "$f" 0 "$early"
         done
         nnm 2 "nnmod untuned" 0 0 1
     else

@@ -769,8 +769,9 @@ typedef struct nnm_ddp_stats {
     uint32_t n_buckets;
     uint64_t bytes_reduced;      /* per step, all buckets */
     double comm_s;               /* from the first bucket's start to the last one's end */
-    double exposed_s;            /* of that, time the backward spent on it once its last
-                                  * gradient was ready (starting the last bucket, waiting) */
+    double exposed_s;            /* of that, the wall time from the backward's last gradient
+                                  * ready (the last bucket about to start) to the end of the
+                                  * waits: what the backward still spent on communication */
 } nnm_ddp_stats;
 NNM_API nnm_status nnm_ddp_stats_get(const nnm_ddp *d, nnm_ddp_stats *out);
 

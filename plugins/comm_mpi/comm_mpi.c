@@ -74,6 +74,7 @@ typedef struct mpi_state {
     int init_done;               /* guarded by mu */
     nnm_status init_status;
     char init_msg[MSG_CAP];
+    double waiter_seen;          /* when a caller last polled test; guarded by mu */
 } mpi_state;
 
 /* MPI is per process: initialised once, finalised at exit unless a peer died. */
@@ -391,6 +392,20 @@ static int worker_init(mpi_state *s) {
     return 0;
 }
 
+/* How long the worker naps between polls of the collectives in flight:
+ * 20 us while a caller waits on one (it polls `test`, which notes the time)
+ * and for the first 64 polls after a completion; else 200 us: a caller that
+ * computes beside the collectives (DDP's backward) shares its core with
+ * this thread, and each wake-up takes it from the computation (polling
+ * every 20 or 50 us throughout cost bench_ddp's 2-rank rate 12-17% on the
+ * 2-core development machine: docs/distributed.md). */
+static long poll_ns(mpi_state *s, int idle_polls) {
+    pthread_mutex_lock(&s->mu);
+    double seen = s->waiter_seen;
+    pthread_mutex_unlock(&s->mu);
+    return now_s() - seen < 0.001 || idle_polls < 64 ? 20000 : 200000;
+}
+
 static void *worker_main(void *arg) {
     mpi_state *s = arg;
     if (worker_init(s) != 0) return NULL;
@@ -493,7 +508,7 @@ static void *worker_main(void *arg) {
         /* Poll fast while collectives move, then back off so the worker
          * does not take a core from the computation beside it. */
         if (progressed) idle_polls = 0;
-        else if (active) nap(++idle_polls < 64 ? 20000 : 200000);
+        else if (active) nap(poll_ns(s, ++idle_polls));
     }
     pthread_mutex_lock(&s->mu);
     if (s->broken) p.live = 0;
@@ -735,7 +750,9 @@ static nnm_status mpi_wait(nnm_env *env, void *state, nnm_comm_work *w) {
 
 static int mpi_test(void *state, nnm_comm_work *w) {
     mpi_state *s = state;
+    double now = now_s();
     pthread_mutex_lock(&s->mu);
+    s->waiter_seen = now;
     int d = w->done;
     pthread_mutex_unlock(&s->mu);
     return d;

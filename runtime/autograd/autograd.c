@@ -291,6 +291,29 @@ nnm_status nnm__node_grad_dest_done(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_
     return edge_done(leaf, ctx->emit_mark);
 }
 
+int nnm__node_grad_dest_parts(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *dest) {
+    if (!dest || !emitting(ctx, n, i) || !n->next[i].leaf) return 0;
+    const nnm__grad_hooks *gh = n->next[i].leaf->grad_hooks;
+    if (!gh || !gh->part || dest != gh->view) return 0;
+    /* the last edge into the leaf in this walk: what is written now is final */
+    return gh->mark == ctx->emit_mark && gh->pending == 1;
+}
+
+nnm_status nnm__node_grad_dest_part(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *dest,
+                                    int64_t begin, int64_t end) {
+    if (!nnm__node_grad_dest_parts(ctx, n, i, dest) || begin < 0 || end <= begin ||
+        end > nnm_tensor_numel(dest))
+        return NNM_OK;
+    nnm_tensor *leaf = n->next[i].leaf;
+    const uint64_t seq = ctx->err_seq;
+    nnm_status st = leaf->grad_hooks->part(leaf->grad_hooks->part_user, leaf, begin, end);
+    if (st) {
+        if (st > 0) st = NNM_E_HOOK;
+        if (ctx->err_seq == seq) nnm__error(ctx, st, "gradient part callback failed: %s", nnm_status_str(st));
+    }
+    return st;
+}
+
 nnm_status nnm__backward_on_end(nnm_ctx *ctx, nnm_status (*fn)(void *user, nnm_status walk), void *user) {
     if (!ctx->bw_depth) return NNM_E_STATE;
     if (ctx->n_end_cb == sizeof ctx->end_cb / sizeof ctx->end_cb[0]) return NNM_E_LIMIT;

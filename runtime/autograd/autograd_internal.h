@@ -138,6 +138,29 @@ nnm_tensor *nnm__node_grad_dest(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tens
                                 uint32_t n_srcs, int *accumulate);
 nnm_status nnm__node_grad_dest_done(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *dest);
 
+/* Weight gradients in row blocks. A linear layer computes the gradient of a
+ * [rows, cols] weight in blocks of nnm__grad_block_rows(rows, cols) rows,
+ * in order (0: whole, when that makes fewer than two blocks), DDP or not, so
+ * a gradient is the same bits whether it is handed over in parts or not,
+ * whatever the backend's gemm does with the size of a product. The rule
+ * depends on the weight's shape alone (never on the batch): every rank of a
+ * DDP job cuts the same blocks, and DDP lays out its pieces by it.
+ *
+ * nnm__node_grad_dest_parts: 1 when the leaf behind input i takes its
+ * gradient in parts, for a dest that nnm__node_grad_dest returned: it has a
+ * parts callback (nnm__grad_set_parts), dest is its gradient view, and this
+ * is its last edge of the walk (a later contribution would change what is
+ * written now). The backward then calls, after each block,
+ * nnm__node_grad_dest_part(ctx, n, i, dest, begin, end): elements
+ * [begin, end) of dest (row-major) hold their final values; the leaf's
+ * callback runs. nnm__node_grad_dest_done follows as usual. Both are no-ops
+ * (0, NNM_OK) outside the conditions above. */
+#define NNM__GRAD_BLOCK_ELEMS ((int64_t)1 << 18) /* about 1 MiB of f32 a block */
+int64_t nnm__grad_block_rows(int64_t rows, int64_t cols);
+int nnm__node_grad_dest_parts(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *dest);
+nnm_status nnm__node_grad_dest_part(nnm_ctx *ctx, nnm__node *n, uint32_t i, nnm_tensor *dest,
+                                    int64_t begin, int64_t end);
+
 /* Queues fn(user, walk) to run when the backward now running ends (as
  * PyTorch's Engine::queue_callback; DDP's final wait goes there, so the
  * rest of the backward overlaps the last bucket). walk is the backward's
@@ -182,6 +205,10 @@ nnm_status nnm__record_batch_norm(nnm_ctx *ctx, nnm_tensor *x, nnm_tensor *weigh
  * m indices). */
 nnm_status nnm__record_index_select(nnm_ctx *ctx, nnm_tensor *x, int32_t dim, const int64_t *idx, int64_t m,
                                     nnm_tensor *y);
+/* Elements [begin, end) of leaf's gradient view hold their final values for
+ * this backward (nnm__node_grad_dest_part). */
+typedef nnm_status (*nnm__grad_part_fn)(void *user, nnm_tensor *leaf, int64_t begin, int64_t end);
+
 /* grad_hooks.c - what a leaf carries beyond .grad, made on first need and
  * freed with the tensor: its post-accumulate-grad hooks, which run once per
  * backward after the leaf's last contribution (as PyTorch 2.x's, whose
@@ -195,6 +222,8 @@ typedef struct nnm__grad_hooks {
     nnm_tensor *view;             /* owned; NULL: none. When .grad is unset, the
                                    * first gradient is copied into it and it
                                    * becomes .grad (gradient_as_bucket_view) */
+    nnm__grad_part_fn part;       /* NULL: none; see nnm__node_grad_dest_parts */
+    void *part_user;
 } nnm__grad_hooks;
 
 /* Makes t's extras (NNM_E_NOMEM). */
@@ -204,5 +233,8 @@ void nnm__grad_hooks_free(nnm_tensor *t);
 /* Sets (view non-NULL, retained) or clears t's gradient view: a contiguous
  * f32 tensor of t's shape on t's device. */
 nnm_status nnm__grad_set_view(nnm_tensor *t, nnm_tensor *view);
+/* Sets (fn non-NULL) or clears the callback that receives t's gradient in
+ * parts as its blocks are written into its view. */
+nnm_status nnm__grad_set_parts(nnm_tensor *t, nnm__grad_part_fn fn, void *user);
 
 #endif /* NNM_AUTOGRAD_INTERNAL_H */

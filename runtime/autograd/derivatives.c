@@ -428,6 +428,22 @@ static nnm_status contiguous_of(nnm_ctx *ctx, nnm_tensor *t, nnm_tensor **out) {
     return nnm__op_unary(ctx, NNM_UNARY_COPY, t, 0, out);
 }
 
+/* Rows [r0, r1) of c [nout, k] = g^T x (+ beta c): g [m, nout], x [m, k]
+ * (all of it: nnm__gemm(ctx, 1, 0, g, x, nout, k, m, beta, c)). */
+static nnm_status gemm_rows_tn(nnm_ctx *ctx, nnm_tensor *g, nnm_tensor *x, int64_t r0, int64_t r1,
+                               int64_t nout, int64_t k, int64_t m, float beta, nnm_tensor *c) {
+    nnm__backend *be;
+    nnm_status st = nnm__backend_get(ctx, c->desc.device, &be);
+    if (st) return st;
+    nnm__env env;
+    nnm__env_init(&env, ctx, NULL, NNM__PHASE_BACKEND);
+    nnm_gemm_args a = {sizeof a, 1, 0, r1 - r0, k, m, 1.0f, beta,
+                       (const float *)((const char *)g->desc.data + g->desc.byte_offset) + r0, nout,
+                       (const float *)((const char *)x->desc.data + x->desc.byte_offset), k,
+                       (float *)((char *)c->desc.data + c->desc.byte_offset) + r0 * k, k};
+    return be->vt->gemm(&env.pub, be->state, &a);
+}
+
 /* saved[0] = x (contiguous), saved[1] = w (contiguous); ival = has bias;
  * in_shape[0] = x's shape. y = x w^T + b over M = numel(x) / k rows.
  *
@@ -437,7 +453,8 @@ static nnm_status contiguous_of(nnm_ctx *ctx, nnm_tensor *t, nnm_tensor **out) {
  * large as the weight's, overlaps it. The weight's gradient is written by
  * its gemm straight into the tensor that keeps it where the engine offers
  * one (the .grad it adds into, or DDP's bucket view): no temporary, no copy
- * into the bucket. */
+ * into the bucket; a large one in row blocks, which DDP all-reduces one by
+ * one as they are written. */
 static nnm_status linear_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const *gout, nnm_tensor **gin) {
     nnm_tensor *g0 = gout[0], *x = n->saved[0], *w = n->saved[1], *g = NULL;
     if (!g0) return NNM_OK;
@@ -447,14 +464,22 @@ static nnm_status linear_backward(nnm_ctx *ctx, nnm__node *n, nnm_tensor *const 
     if (!st && wants(n, 1)) {
         nnm_tensor *ops[2] = {g, x};
         int acc = 0;
-        nnm_tensor *dest = nnm__node_grad_dest(ctx, n, 1, ops, 2, &acc);
-        if (dest) {
-            if (!(st = nnm__gemm(ctx, 1, 0, g, x, nout, k, m, acc ? 1.0f : 0.0f, dest)))
-                st = nnm__node_grad_dest_done(ctx, n, 1, dest);
-        } else if (!(st = nnm__tensor_alloc(ctx, w->desc.device, w->desc.dtype, 2, w->shape, &gin[1])) &&
-                   !(st = nnm__gemm(ctx, 1, 0, g, x, nout, k, m, 0.0f, gin[1]))) { /* [n,M] x [M,k] */
-            st = nnm__node_emit(ctx, n, 1, gin[1]);
+        nnm_tensor *dest = nnm__node_grad_dest(ctx, n, 1, ops, 2, &acc), *gw = dest;
+        if (!gw && !(st = nnm__tensor_alloc(ctx, w->desc.device, w->desc.dtype, 2, w->shape, &gin[1])))
+            gw = gin[1];
+        /* A large weight's gradient in row blocks, always the same ones
+         * (nnm__grad_block_rows: by its shape, DDP or not, so the bits never
+         * depend on who asked); where the leaf takes it in parts (DDP), each
+         * block is handed over once written. */
+        int64_t rows = nnm__grad_block_rows(nout, k);
+        int parts = dest && rows && nnm__node_grad_dest_parts(ctx, n, 1, dest);
+        if (!rows) rows = nout;
+        for (int64_t r0 = 0; !st && r0 < nout; r0 += rows) { /* [n,M] x [M,k] */
+            int64_t r1 = r0 + rows < nout ? r0 + rows : nout;
+            st = gemm_rows_tn(ctx, g, x, r0, r1, nout, k, m, acc ? 1.0f : 0.0f, gw);
+            if (!st && parts) st = nnm__node_grad_dest_part(ctx, n, 1, dest, r0 * k, r1 * k);
         }
+        if (!st) st = dest ? nnm__node_grad_dest_done(ctx, n, 1, dest) : nnm__node_emit(ctx, n, 1, gin[1]);
     }
     if (!st && n->ival && wants(n, 2)) {
         int64_t shape[1] = {nout};

@@ -72,6 +72,34 @@ nnm_status nnm__grad_set_view(nnm_tensor *t, nnm_tensor *view) {
     return NNM_OK;
 }
 
+nnm_status nnm__grad_set_parts(nnm_tensor *t, nnm__grad_part_fn fn, void *user) {
+    if (!fn) {
+        if (t->grad_hooks) {
+            t->grad_hooks->part = NULL;
+            t->grad_hooks->part_user = NULL;
+        }
+        return NNM_OK;
+    }
+    nnm__grad_hooks *g = NULL;
+    nnm_status st = nnm__grad_hooks_get(t, &g);
+    if (st) return st;
+    g->part = fn;
+    g->part_user = user;
+    return NNM_OK;
+}
+
+int64_t nnm__grad_block_rows(int64_t rows, int64_t cols) {
+    if (rows <= 0 || cols <= 0) return 0;
+    /* whole multiples of 64 rows (the row tiles of common gemm kernels) of
+     * at least NNM__GRAD_BLOCK_ELEMS elements and 256 rows: each block's gemm
+     * packs the layer's whole input again (by estimate some 7% of a 128-row
+     * block's arithmetic) */
+    int64_t r = (NNM__GRAD_BLOCK_ELEMS + cols - 1) / cols;
+    r = (r + 63) / 64 * 64;
+    if (r < 256) r = 256;
+    return 2 * r <= rows ? r : 0;
+}
+
 void nnm__grad_hooks_free(nnm_tensor *t) {
     nnm__hook_list_clear(&t->grad_hooks->list);
     nnm_tensor_release(t->grad_hooks->view);

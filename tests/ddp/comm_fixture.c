@@ -27,9 +27,29 @@ static nnm_status new_work(nnm_env *env, nnm_comm_work **work) {
     return *work ? NNM_OK : env->host->set_error(env, NNM_E_NOMEM, "loop: out of memory");
 }
 
+/* What the loop communicator was asked to all-reduce, in order (test_comm
+ * reads it through dlsym: the pieces DDP starts). */
+#define FX_LOG_CAP 256
+typedef struct fx_piece {
+    const float *data;
+    int64_t n;
+} fx_piece;
+#if defined(__GNUC__)
+__attribute__((visibility("default")))
+#endif
+fx_piece nnm_comm_fx_log[FX_LOG_CAP];
+#if defined(__GNUC__)
+__attribute__((visibility("default")))
+#endif
+int nnm_comm_fx_log_n;
+
 static nnm_status loop_all_reduce(nnm_env *env, void *state, float *data, int64_t n,
                                   nnm_comm_work **work) {
-    (void)state, (void)data, (void)n;
+    (void)state;
+    if (nnm_comm_fx_log_n < FX_LOG_CAP) {
+        nnm_comm_fx_log[nnm_comm_fx_log_n].data = data;
+        nnm_comm_fx_log[nnm_comm_fx_log_n++].n = n;
+    }
     return new_work(env, work);
 }
 

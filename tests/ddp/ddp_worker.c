@@ -14,6 +14,7 @@
  * timeout (NNM_COMM_TIMEOUT, set by the test), and write
  * SCRATCH/died_ok.<rank> to say so. Exit status 0 means every check passed.
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -529,6 +530,145 @@ out:
     return ret;
 }
 
+/* ---- a large weight's gradient in parts ------------------------------------ */
+
+/* linear(256, 2048) -> relu -> linear(2048, 4): the first weight (2 MiB)
+ * has its gradient computed, and all-reduced, in 2 blocks of 1024 rows. */
+static nnm_module *wide(nnm_ctx *ctx) {
+    nnm_module *seq = NULL;
+    if (nnm_module_create(ctx, "sequential", NULL, &seq)) return NULL;
+    nnm_module *parts[3] = {child(ctx, "linear", 256, 2048, 0), child(ctx, "relu", 0, 0, 0),
+                            child(ctx, "linear", 2048, 4, 0)};
+    int ok = 1;
+    for (int i = 0; i < 3; i++) ok = ok && parts[i] && nnm_module_add_child(seq, NULL, parts[i]) == NNM_OK;
+    for (int i = 0; i < 3; i++) nnm_module_release(parts[i]);
+    if (!ok) {
+        nnm_module_release(seq);
+        return NULL;
+    }
+    return seq;
+}
+
+typedef struct vec {
+    float *v;
+    int64_t n, cap;
+} vec;
+
+static nnm_status vec_add_grad(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    vec *f = user;
+    nnm_tensor *g = nnm_tensor_grad(t);
+    if (!g) return NNM_E_STATE;
+    int64_t n = nnm_tensor_numel(g);
+    if (f->n + n > f->cap) {
+        int64_t cap = 2 * (f->n + n);
+        float *v = realloc(f->v, (size_t)cap * sizeof(float));
+        if (!v) return NNM_E_NOMEM;
+        f->v = v;
+        f->cap = cap;
+    }
+    nnm_status st = nnm_tensor_to_f32(g, f->v + f->n, (size_t)n);
+    f->n += n;
+    return st;
+}
+
+/* forward + backward of mean(y^2) on this rank's 16 rows of batch k. */
+static nnm_status wide_fwd_bwd(nnm_ctx *ctx, nnm_ddp *ddp, int k) {
+    float x[16 * 256];
+    for (int i = 0; i < 16 * 256; i++)
+        x[i] = sinf(0.013f * (float)i + 0.7f * (float)k + 1.9f * (float)g_rank);
+    int64_t xs[2] = {16, 256};
+    nnm_tensor *xt = NULL, *y = NULL, *sq = NULL, *loss = NULL;
+    nnm_status st = nnm_tensor_from_f32(ctx, 2, xs, x, &xt);
+    if (!st) st = nnm_ddp_call(ddp, &xt, 1, &y, 1);
+    if (!st) st = nnm_op_binary(ctx, NNM_BINARY_MUL, y, y, &sq);
+    if (!st) st = nnm_op_reduce(ctx, NNM_REDUCE_MEAN, sq, NULL, 0, 0, &loss);
+    if (!st) st = nnm_backward(loss, NULL, 0);
+    nnm_tensor_release(xt);
+    nnm_tensor_release(y);
+    nnm_tensor_release(sq);
+    nnm_tensor_release(loss);
+    return st;
+}
+
+/* Two copies of one model on one communicator, one whose blocks start as
+ * they are written, one (NNM_DDP_EARLY_PARTS=0) whose blocks start with
+ * their bucket, after the whole backward of the bucket: each step the
+ * averaged gradients are bitwise identical on every rank and between the
+ * two (a block started before its rows were final would show). */
+static int run_parts(void) {
+    int ret = -1;
+    nnm_comm *comm = NULL;
+    nnm_module *a = NULL, *b = NULL;
+    nnm_ddp *da = NULL, *db = NULL;
+    nnm_optim *oa = NULL, *ob = NULL;
+    vec ga = {0}, gb = {0};
+    nnm_ctx *ctx = new_ctx(300 + (uint64_t)g_rank);
+    CHECK_OUT(ctx, "context");
+    OKS_OUT(ctx, nnm_comm_new(ctx, "mpi", NULL, &comm));
+    a = wide(ctx);
+    b = wide(ctx);
+    CHECK_OUT(a && b, "build");
+    char path[512];
+    snprintf(path, sizeof path, "%s/parts_np%d_r%d.safetensors", g_scratch, g_world, g_rank);
+    OKS_OUT(ctx, nnm_module_save(a, path, 0, NULL));
+    OKS_OUT(ctx, nnm_module_load(b, path, 1, NULL));
+    remove(path);
+    OKS_OUT(ctx, nnm_ddp_new(a, comm, NULL, &da));
+    setenv("NNM_DDP_EARLY_PARTS", "0", 1);
+    OKS_OUT(ctx, nnm_ddp_new(b, comm, NULL, &db));
+    unsetenv("NNM_DDP_EARLY_PARTS");
+    nnm_sgd_options so = {sizeof so, 0, 0.05, 0.9, 0.0, 0.0};
+    CHECK_OUT(nnm_optim_sgd_new(a, &so, &oa) == NNM_OK && nnm_optim_sgd_new(b, &so, &ob) == NNM_OK, "sgd");
+    for (int k = 0; k < 3; k++) {
+        OKS_OUT(ctx, wide_fwd_bwd(ctx, da, k));
+        OKS_OUT(ctx, wide_fwd_bwd(ctx, db, k));
+        ga.n = gb.n = 0;
+        OKS_OUT(ctx, nnm_module_named_parameters(a, vec_add_grad, &ga));
+        OKS_OUT(ctx, nnm_module_named_parameters(b, vec_add_grad, &gb));
+        CHECK_OUT(ga.n == gb.n && ga.n == 2048 * 256 + 2048 + 4 * 2048 + 4, "gradients: %lld values",
+                  (long long)ga.n);
+        int64_t s1[1] = {ga.n}, sN[1] = {ga.n * g_world};
+        nnm_tensor *mine = NULL, *all = NULL;
+        float *v = malloc(sizeof(float) * (size_t)ga.n * (size_t)g_world);
+        CHECK_OUT(v != NULL, "oom");
+        nnm_status st = nnm_tensor_from_f32(ctx, 1, s1, ga.v, &mine);
+        if (!st) st = nnm_tensor_from_f32(ctx, 1, sN, NULL, &all);
+        if (!st) st = nnm_comm_all_gather(comm, mine, all);
+        if (!st) st = nnm_tensor_to_f32(all, v, (size_t)ga.n * (size_t)g_world);
+        int bad = -1;
+        for (int r = 0; !st && r < g_world && bad < 0; r++)
+            if (memcmp(v + (size_t)r * (size_t)ga.n, ga.v, sizeof(float) * (size_t)ga.n) != 0) bad = r;
+        free(v);
+        nnm_tensor_release(mine);
+        nnm_tensor_release(all);
+        OKS_OUT(ctx, st);
+        CHECK_OUT(bad < 0, "step %d: gradients differ bitwise between rank %d and rank %d", k, g_rank, bad);
+        int64_t diff = 0;
+        for (int64_t i = 0; i < ga.n; i++) diff += ga.v[i] != gb.v[i];
+        CHECK_OUT(diff == 0, "step %d: %lld gradients of blocks started early differ from those started "
+                  "with their bucket", k, (long long)diff);
+        OKS_OUT(ctx, nnm_optim_step(oa));
+        OKS_OUT(ctx, nnm_optim_step(ob));
+        OKS_OUT(ctx, nnm_optim_zero_grad(oa));
+        OKS_OUT(ctx, nnm_optim_zero_grad(ob));
+    }
+    ret = 0;
+out:
+    free(ga.v);
+    free(gb.v);
+    nnm_optim_free(oa);
+    nnm_optim_free(ob);
+    nnm_ddp_free(da);
+    nnm_ddp_free(db);
+    nnm_module_release(a);
+    nnm_module_release(b);
+    nnm_comm_free(comm);
+    nnm_ctx_free(ctx);
+    if (ret == 0 && g_rank == 0) printf("ddp %-14s np=%d: ok\n", "early_blocks", g_world);
+    return ret;
+}
+
 /* Without find_unused_parameters a parameter without gradient must be
  * reported at the next forward, by name. */
 static int run_unused_error(void) {
@@ -657,5 +797,6 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (run(&all[i])) g_fail = 1;
     if (run_unused_error()) g_fail = 1;
+    if (run_parts()) g_fail = 1;
     return g_fail ? 1 : 0;
 }

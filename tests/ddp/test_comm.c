@@ -7,6 +7,8 @@
  * multi-process checks are the mpirun tests (ddp_worker.c). */
 #include "test_util.h"
 
+#include <dlfcn.h>
+#include <stdlib.h>
 #include <string.h>
 
 static nnm_ctx *g_ctx;
@@ -578,6 +580,179 @@ static void test_ddp_cnn_world_of_one(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- a large weight's gradient in parts ------------------------------------ */
+
+typedef struct fx_piece {
+    const float *data;
+    int64_t n;
+} fx_piece;
+
+/* The loop fixture's log of all-reduces (tests/ddp/comm_fixture.c). */
+static fx_piece *g_log;
+static int *g_log_n;
+
+static int open_log(void) {
+    void *h = dlopen(fx("loop"), RTLD_NOW | RTLD_NOLOAD);
+    if (!h) return 0;
+    g_log = (fx_piece *)dlsym(h, "nnm_comm_fx_log");
+    g_log_n = (int *)dlsym(h, "nnm_comm_fx_log_n");
+    dlclose(h); /* the context keeps it loaded */
+    return g_log && g_log_n;
+}
+
+/* linear(256, 4096) -> relu -> linear(4096, 4): the first weight (4 MiB) has
+ * its gradient computed in 4 row blocks of 1024 rows (nnm__grad_block_rows). */
+static nnm_module *wide(nnm_ctx *ctx) {
+    nnm_module *seq = tu_module(ctx, "sequential", NULL);
+    nnm_module *l1 = tu_linear(ctx, "linear", 256, 4096, 1), *r = tu_module(ctx, "relu", NULL),
+               *l2 = tu_linear(ctx, "linear", 4096, 4, 1);
+    CU_ASSERT_FATAL(seq && l1 && r && l2);
+    CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, l1), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, r), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_add_child(seq, NULL, l2), NNM_OK);
+    nnm_module_release(l1);
+    nnm_module_release(r);
+    nnm_module_release(l2);
+    return seq;
+}
+
+/* forward + backward of mean(y^2) on batch k, 16 rows (no optimizer step). */
+static nnm_status wide_fwd_bwd(nnm_ctx *ctx, nnm_module *m, nnm_ddp *d, int k) {
+    float x[16 * 256];
+    uint32_t state = 1234u + 77u * (uint32_t)k;
+    tu_fill_rand(&state, x, 16 * 256);
+    int64_t s[2] = {16, 256};
+    nnm_tensor *xt = tu_tf32(ctx, 2, s, x), *y = NULL, *sq = NULL, *loss = NULL;
+    nnm_status st = d ? nnm_ddp_call(d, &xt, 1, &y, 1) : nnm_module_call(m, &xt, 1, &y, 1);
+    if (!st) st = nnm_op_binary(ctx, NNM_BINARY_MUL, y, y, &sq);
+    if (!st) st = nnm_op_reduce(ctx, NNM_REDUCE_MEAN, sq, NULL, 0, 0, &loss);
+    if (!st) st = nnm_backward(loss, NULL, 0);
+    nnm_tensor_release(xt);
+    nnm_tensor_release(y);
+    nnm_tensor_release(sq);
+    nnm_tensor_release(loss);
+    return st;
+}
+
+/* Every parameter (grads: every .grad) of a bitwise equal to b's. */
+static int same_bits(nnm_module *a, nnm_module *b, int grads) {
+    tu_named pa = tu_params_of(a), pb = tu_params_of(b);
+    int same = pa.n == pb.n;
+    for (int i = 0; same && i < pa.n; i++) {
+        nnm_tensor *ta = grads ? nnm_tensor_grad(pa.t[i]) : pa.t[i];
+        nnm_tensor *tb = grads ? nnm_tensor_grad(pb.t[i]) : pb.t[i];
+        int64_t n = 0, n2 = 0;
+        float *va = ta ? tu_read_f32(ta, &n) : NULL, *vb = tb ? tu_read_f32(tb, &n2) : NULL;
+        same = va && vb && n == n2 && memcmp(va, vb, (size_t)n * sizeof(float)) == 0;
+        if (!same) fprintf(stderr, "\n  %s of %s differs\n", grads ? ".grad" : "value", pa.names[i]);
+        free(va);
+        free(vb);
+    }
+    return same;
+}
+
+/* How many all-reduces had started when the weight's gradient was complete. */
+static int g_started_at_weight;
+static nnm_status note_started(void *user, nnm_tensor *t) {
+    (void)user, (void)t;
+    g_started_at_weight = *g_log_n;
+    return NNM_OK;
+}
+
+/* The first linear's weight gradient is computed in 4 blocks of 1024 rows,
+ * and its bucket (all four parameters) all-reduced in 5 pieces: the
+ * blocks, each started as soon as it is written (before the weight's own
+ * post-accumulate-grad hook runs), then the run of the other parameters.
+ * With NNM_DDP_EARLY_PARTS=0 the same pieces start together, with the
+ * bucket. Either way, training and an accumulating (no_sync) backward give
+ * the bare module's bits (which computes the same blocks), whatever the
+ * gemm's threads. */
+static void test_ddp_gradient_in_blocks(void) {
+    CHECK_STATUS(nnm_plugin_load(g_ctx, fx("loop")), NNM_OK);
+    CU_ASSERT_FATAL(open_log());
+    LEAK_CHECK_BEGIN();
+    nnm_ctx_options co = {sizeof co, 0, 42};
+    nnm_ctx *ref_ctx = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_ctx_new(&co, &ref_ctx), NNM_OK);
+    nnm_module *m = wide(g_ctx), *ref = wide(ref_ctx);
+    char dir[256];
+    CU_ASSERT_EQUAL_FATAL(tu_tmpdir_new(dir, sizeof dir, "nnm_ddp_blocks_"), 0);
+    const char *path = tu_path(dir, "w.safetensors");
+    CU_ASSERT_EQUAL(nnm_module_save(ref, path, 0, NULL), NNM_OK);
+    CU_ASSERT_EQUAL(nnm_module_load(m, path, 1, NULL), NNM_OK);
+    tu_named pm = tu_params_of(m);
+    nnm_tensor *w = tu_named_get(&pm, "0.weight");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    const int64_t blk = 1024 * 256, rest = 4 + 4 * 4096 + 4096;
+    for (int early = 1; early >= 0; early--) {
+        if (!early) setenv("NNM_DDP_EARLY_PARTS", "0", 1);
+        nnm_comm *c = NULL;
+        CHECK_STATUS(nnm_comm_new(g_ctx, "loop", NULL, &c), NNM_OK);
+        nnm_ddp *d = NULL;
+        CHECK_STATUS(nnm_ddp_new(m, c, NULL, &d), NNM_OK);
+        nnm_comm_free(c);
+        unsetenv("NNM_DDP_EARLY_PARTS");
+        nnm_hook_handle *h = NULL;
+        CU_ASSERT_EQUAL(nnm_tensor_register_post_accumulate_grad_hook(w, note_started, NULL, &h), NNM_OK);
+        nnm_sgd_options so = {sizeof so, 0, 0.05, 0.5, 0, 0};
+        nnm_optim *o = NULL, *ro = NULL;
+        CU_ASSERT_EQUAL_FATAL(nnm_optim_sgd_new(m, &so, &o), NNM_OK);
+        CU_ASSERT_EQUAL_FATAL(nnm_optim_sgd_new(ref, &so, &ro), NNM_OK);
+        for (int k = 0; k < 3; k++) {
+            *g_log_n = 0;
+            g_started_at_weight = -1;
+            CHECK_STATUS(wide_fwd_bwd(g_ctx, m, d, k), NNM_OK);
+            CU_ASSERT_EQUAL(wide_fwd_bwd(ref_ctx, ref, NULL, k), NNM_OK);
+            CU_ASSERT(same_bits(m, ref, 1));
+            CU_ASSERT_EQUAL(g_started_at_weight, early ? 4 : 0);
+            nnm_tensor *gw = nnm_tensor_grad(w);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(gw);
+            const nnm_tensor_desc *dw = nnm_tensor_desc_get(gw);
+            const float *w0 = (const float *)((const char *)dw->data + dw->byte_offset);
+            CU_ASSERT_EQUAL(*g_log_n, 5);
+            for (int j = 0; j < 4 && j < *g_log_n; j++) {
+                CU_ASSERT_PTR_EQUAL(g_log[j].data, w0 + j * blk);
+                CU_ASSERT_EQUAL(g_log[j].n, blk);
+            }
+            if (*g_log_n == 5) { /* 2.bias, 2.weight, 0.bias lie before the weight */
+                CU_ASSERT_PTR_EQUAL(g_log[4].data, w0 - rest);
+                CU_ASSERT_EQUAL(g_log[4].n, rest);
+            }
+            CU_ASSERT_EQUAL(nnm_optim_step(o), NNM_OK);
+            CU_ASSERT_EQUAL(nnm_optim_step(ro), NNM_OK);
+            CU_ASSERT_EQUAL(nnm_optim_zero_grad(o), NNM_OK);
+            CU_ASSERT_EQUAL(nnm_optim_zero_grad(ro), NNM_OK);
+            CU_ASSERT(same_bits(m, ref, 0));
+        }
+        /* no_sync, then a synchronised backward that adds into the same
+         * .grad (the blocks accumulate into the bucket view) */
+        nnm_ddp_set_sync(d, 0);
+        *g_log_n = 0;
+        CHECK_STATUS(wide_fwd_bwd(g_ctx, m, d, 7), NNM_OK);
+        CU_ASSERT_EQUAL(*g_log_n, 0);
+        nnm_ddp_set_sync(d, 1);
+        g_started_at_weight = -1;
+        CHECK_STATUS(wide_fwd_bwd(g_ctx, m, d, 8), NNM_OK);
+        CU_ASSERT_EQUAL(*g_log_n, 5);
+        CU_ASSERT_EQUAL(g_started_at_weight, early ? 4 : 0);
+        CU_ASSERT_EQUAL(wide_fwd_bwd(ref_ctx, ref, NULL, 7), NNM_OK);
+        CU_ASSERT_EQUAL(wide_fwd_bwd(ref_ctx, ref, NULL, 8), NNM_OK);
+        CU_ASSERT(same_bits(m, ref, 1));
+        CU_ASSERT_EQUAL(nnm_optim_zero_grad(o), NNM_OK);
+        CU_ASSERT_EQUAL(nnm_optim_zero_grad(ro), NNM_OK);
+        nnm_hook_remove(h);
+        nnm_hook_handle_free(h);
+        nnm_optim_free(o);
+        nnm_optim_free(ro);
+        nnm_ddp_free(d);
+    }
+    nnm_module_release(m);
+    nnm_module_release(ref);
+    nnm_ctx_free(ref_ctx);
+    tu_dir_remove_all(dir);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("comm", init, fini);
     if (!s) return 1;
@@ -592,5 +767,7 @@ int main(void) {
     CU_add_test(s, "DDP over a world of one equals the bare module", test_ddp_world_of_one);
     CU_add_test(s, "DDP of a CNN over a world of one: conv gradients in the buckets, the bare module's bits",
                 test_ddp_cnn_world_of_one);
+    CU_add_test(s, "DDP all-reduces a large weight gradient block by block as it is written: the pieces, "
+                "the bare module's bits", test_ddp_gradient_in_blocks);
     return tu_run();
 }
