@@ -406,10 +406,11 @@ static uint64_t cpu_now_ns(void) {
  * whatever its thread count) holds against other sessions, but within one
  * session (a build beside the training in the same shell) each thread gets
  * its own share, and there a second thread gains even on a busy machine.
- * Measured on the shared 2-core machine at load 14-17 (docs/performance.md),
- * the default (no windows) was never slower on 2 threads than on 1, and the
- * windows showed no gain beyond the noise, so they stay opt-in until a
- * quieter A/B says otherwise. */
+ * Measured on the shared 2-core machine (docs/performance.md): at load 14-17
+ * with a build in the same session, 2 threads ran 1.5-2.3x 1 thread without
+ * the windows; at load 20-22 beside a busy loop in another session, 0.84x
+ * with and without them. They showed no gain, so they stay opt-in until an
+ * A/B on a quieter machine says otherwise. */
 #define CPU_PREEMPT_NS 500000u
 #define CPU_SOLO_MIN_NS 20000000u
 #define CPU_SOLO_MAX_NS 640000000u
