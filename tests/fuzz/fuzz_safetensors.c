@@ -8,7 +8,13 @@
  * (Linear(4, 8) inside a Sequential, keys "0.weight" and "0.bias"), which
  * drives the dtype conversions, and into a BatchNorm1d(2) (keys "weight",
  * "bias", "running_mean", "running_var" and the i64 buffer
- * "num_batches_tracked"), which drives the conversions into i64.
+ * "num_batches_tracked"), which drives the conversions into i64. The same
+ * file is then loaded as a checkpoint into the Sequential with an SGD
+ * (momentum) and an Adam optimizer (nnmod_optim's JSON, the optim.* state
+ * entries, the step counts). Every load that fails must leave the module's
+ * parameters, buffers and the optimizer's state bit for bit as they were
+ * (the contract: everything is checked before anything changes); the
+ * harness aborts otherwise.
  *
  * Two input forms: a whole file as is; or, when the first byte is 0xA5, the
  * byte 0xA5, a 2-byte little-endian data length D, the header text and D data
@@ -32,7 +38,50 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static nnm_ctx *g_ctx;
 static nnm_module *g_model, *g_bn;
+static nnm_optim *g_sgd, *g_adam;
 static volatile unsigned g_sink; /* keeps the reads */
+
+/* Every value of a module's parameters and buffers and an optimizer's state,
+ * as bits (NaN compares equal to itself), to tell whether a failed load
+ * changed anything. */
+typedef struct snap {
+    float v[4096];
+    size_t n;
+    int overflow;
+} snap;
+
+static nnm_status snap_add(void *user, const char *name, nnm_tensor *t) {
+    (void)name;
+    snap *s = user;
+    int64_t n = nnm_tensor_numel(t);
+    if (n < 0 || s->n + (size_t)n > sizeof s->v / sizeof s->v[0]) {
+        s->overflow = 1;
+        return NNM_OK;
+    }
+    if (nnm_tensor_to_f32(t, s->v + s->n, (size_t)n) != NNM_OK) abort();
+    s->n += (size_t)n;
+    return NNM_OK;
+}
+
+static void take(snap *s, nnm_module *m, nnm_optim *opt) {
+    s->n = 0;
+    s->overflow = 0;
+    if (nnm_module_named_parameters(m, snap_add, s) != NNM_OK ||
+        nnm_module_named_buffers(m, snap_add, s) != NNM_OK ||
+        (opt && nnm_optim_state(opt, snap_add, s) != NNM_OK))
+        abort();
+}
+
+static void same_or_die(const snap *a, nnm_module *m, nnm_optim *opt, const char *what) {
+    static snap b;
+    take(&b, m, opt);
+    if (a->overflow || b.overflow) return;
+    if (a->n != b.n || memcmp(a->v, b.v, a->n * sizeof a->v[0]) != 0) {
+        fprintf(stderr, "fuzz_safetensors: a failed %s changed the module or optimizer: %s\n", what,
+                nnm_ctx_errmsg(g_ctx));
+        abort();
+    }
+}
 
 static void setup(void) {
     if (nnm_ctx_new(NULL, &g_ctx) != NNM_OK) abort();
@@ -56,6 +105,12 @@ static void setup(void) {
     nnm_config_set_int(cfg, "num_features", 2);
     if (nnm_module_create(g_ctx, "batch_norm1d", cfg, &g_bn) != NNM_OK) g_bn = NULL;
     nnm_config_free(cfg);
+    if (g_model) {
+        nnm_sgd_options so = {sizeof so, 0, 0.1, 0.9, 0.0, 0.0};
+        nnm_adam_options ao = {sizeof ao, 0, 0, 0, 1e-3, 0.9, 0.999, 1e-8, 0.0};
+        if (nnm_optim_sgd_new(g_model, &so, &g_sgd) != NNM_OK) g_sgd = NULL;
+        if (nnm_optim_adam_new(g_model, &ao, &g_adam) != NNM_OK) g_adam = NULL;
+    }
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
@@ -112,16 +167,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         g_sink += sum;
         nnm_safetensors_close(st);
+        static snap before;
         if (g_model) {
             nnm_load_report *rep = NULL;
             /* the report is the caller's on success and also when keys
              * did not fit (nnmod.h): free it on every path */
-            if (nnm_module_load(g_model, path, 0, &rep) == NNM_OK && !rep) abort();
+            take(&before, g_model, NULL);
+            nnm_status r = nnm_module_load(g_model, path, 0, &rep);
+            if (r == NNM_OK && !rep) abort();
+            if (r != NNM_OK) same_or_die(&before, g_model, NULL, "load");
             nnm_load_report_free(rep);
+            nnm_optim *opts[3] = {NULL, g_sgd, g_adam};
+            for (int k = 0; k < 3; k++) {
+                if (k && !opts[k]) continue;
+                take(&before, g_model, opts[k]);
+                if (nnm_checkpoint_load(path, g_model, opts[k]) != NNM_OK)
+                    same_or_die(&before, g_model, opts[k], "checkpoint load");
+            }
         }
         if (g_bn) {
             nnm_load_report *rep = NULL;
-            if (nnm_module_load(g_bn, path, 0, &rep) == NNM_OK && !rep) abort();
+            take(&before, g_bn, NULL);
+            nnm_status r = nnm_module_load(g_bn, path, 0, &rep);
+            if (r == NNM_OK && !rep) abort();
+            if (r != NNM_OK) same_or_die(&before, g_bn, NULL, "load");
             nnm_load_report_free(rep);
         }
     } else if (st != NULL) {
