@@ -405,6 +405,7 @@ static nnm_status stack_push(nnm_ctx *ctx, uint32_t *len, nnm__node *n) {
         ctx->stack_cap = cap;
     }
     ctx->stack[(*len)++] = n;
+    if (*len > ctx->stack_used) ctx->stack_used = *len;
     return NNM_OK;
 }
 
@@ -414,11 +415,12 @@ static nnm_status stack_push(nnm_ctx *ctx, uint32_t *len, nnm__node *n) {
  * Nodes are marked with `mark` so each is visited once. The stack is reused
  * afterwards as the ready list. */
 static nnm_status count_deps(nnm_ctx *ctx, nnm__node *root, uint32_t mark, uint32_t leaf_mark) {
-    uint32_t len = 0;
+    const uint32_t base = ctx->stack_base;
+    uint32_t len = base;
     root->mark = mark;
     root->deps = 0;
     nnm_status st = stack_push(ctx, &len, root);
-    while (!st && len) {
+    while (!st && len > base) {
         nnm__node *n = ctx->stack[--len];
         if (n->kind & NNM__NODE_CUSTOM)
             for (uint32_t i = 0; i < n->module->n_params; i++) edge_count(custom_param(n, i), leaf_mark);
@@ -441,10 +443,11 @@ static nnm_status count_deps(nnm_ctx *ctx, nnm__node *root, uint32_t mark, uint3
 static void clear_pending(nnm_ctx *ctx, nnm__node *top) {
     uint32_t mark = ++ctx->mark_seq;
     if (count_deps(ctx, top, mark, 0)) return; /* out of memory: the nodes keep them until freed */
-    uint32_t len = 0;
+    const uint32_t base = ctx->stack_base;
+    uint32_t len = base;
     ctx->stack[len++] = top;
     top->mark = mark + 1; /* second pass: visit each node once more */
-    while (len) {
+    while (len > base) {
         nnm__node *n = ctx->stack[--len];
         for (uint32_t i = 0; i < n->n_out; i++) {
             nnm_tensor_release(n->grad[i]);
@@ -471,6 +474,10 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
     nnm_status st = NNM_OK;
     int prev_grad = nnm_grad_set_enabled(0);
     uint32_t end_base = ctx->n_end_cb; /* this backward's end callbacks start here */
+    /* A hook may run a backward of its own: it walks on the engine stack
+     * above every entry the outer walks hold (stack_used). */
+    const uint32_t outer_base = ctx->stack_base;
+    const uint32_t base = ctx->stack_base = ctx->stack_used;
     ctx->bw_depth++;
     if (grad) {
         int same = grad->desc.ndim == root->desc.ndim;
@@ -506,9 +513,10 @@ NNM_API nnm_status nnm_backward(nnm_tensor *root, nnm_tensor *grad, int retain_g
     if ((st = count_deps(ctx, top, mark, mark))) goto out;
     top->grad[root->output_nr] = seed;
     seed = NULL;
-    uint32_t len = 0;
+    uint32_t len = base;
     ctx->stack[len++] = top; /* count_deps left room for at least one */
-    while (len) {
+    ctx->stack_used = len;
+    while (len > base) {
         nnm__node *n = ctx->stack[--len];
         if (n->freed) {
             st = nnm__error(ctx, NNM_E_STATE,
@@ -564,6 +572,8 @@ out:
         if (!st) st = s2;
     }
     ctx->n_end_cb = end_base;
+    ctx->stack_used = base;
+    ctx->stack_base = outer_base;
     ctx->bw_depth--;
     nnm_grad_set_enabled(prev_grad);
     return st;

@@ -19,6 +19,8 @@ struct nnm_ctx {
     nnm__node *free_nodes;        /* recycled autograd nodes */
     nnm__node **stack;            /* engine scratch, grown as needed */
     uint32_t stack_cap;
+    uint32_t stack_used;          /* entries held by the running walks (nested backwards stack up) */
+    uint32_t stack_base;          /* where the innermost running walk starts */
     uint32_t n_backward_hooks;    /* modules' backward hooks, for the call path */
     uint32_t mark_seq;            /* autograd walks: marks visited nodes */
     /* autograd.c: the node whose backward runs now (NULL: none), its walk's

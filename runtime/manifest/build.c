@@ -379,7 +379,7 @@ static nnm_status describe(nnm_manifest *mf, const nnm_module *m, const char *na
     for (uint32_t i = 0; i < m->n_children; i++) {
         char cp[1100];
         snprintf(cp, sizeof cp, "%s.children[%u]", path, i);
-        uint32_t ci;
+        uint32_t ci = 0; /* set by describe on success; GCC 12 -O3 cannot see it */
         nnm_status st = describe(mf, m->children[i], m->child_names[i], cp, depth + 1, &ci);
         if (st) return st;
         mf->modules[self].children[i] = ci; /* modules may have moved: index again */

@@ -89,10 +89,63 @@ static void test_two_uses_one_grad(void) {
     LEAK_CHECK_END();
 }
 
+/* sum(5d + 6d) backward on its own graph, from inside a hook (torch.enable_grad()). */
+static nnm_status inner_backward(void *user, nnm_tensor *t) {
+    (void)t;
+    nnm_tensor *d = user, *y = NULL, *y2 = NULL, *s = NULL, *l = NULL;
+    int prev = nnm_grad_set_enabled(1); /* backward runs hooks with grad mode off, as PyTorch */
+    nnm_status st = nnm_op_unary(g_ctx, NNM_UNARY_SCALE, d, 5.0, &y);
+    if (!st) st = nnm_op_unary(g_ctx, NNM_UNARY_SCALE, d, 6.0, &y2);
+    if (!st) st = nnm_op_binary(g_ctx, NNM_BINARY_ADD, y, y2, &s);
+    if (!st) st = nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, s, NULL, 0, 0, &l);
+    if (!st) st = nnm_backward(l, NULL, 0);
+    nnm_tensor_release(l);
+    nnm_tensor_release(s);
+    nnm_tensor_release(y2);
+    nnm_tensor_release(y);
+    nnm_grad_set_enabled(prev);
+    return st;
+}
+
+/* A hook may run a backward of its own (a penalty term, a probe): the outer
+ * walk still holds nodes it has not run, and the inner one must not walk
+ * over them. sum(2a + 3b + 4c): c's hook fires while a*2 + b*3's node waits
+ * on the engine stack. */
+static void test_backward_inside_hook(void) {
+    LEAK_CHECK_BEGIN();
+    int64_t shape[1] = {2};
+    float ones[2] = {1, 1}, v[2];
+    nnm_tensor *lv[4] = {0}, *t[6] = {0}, *l = NULL;
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT_EQUAL_FATAL(nnm_tensor_from_f32(g_ctx, 1, shape, ones, &lv[i]), NNM_OK);
+        nnm_tensor_set_requires_grad(lv[i], 1);
+    }
+    CU_ASSERT_EQUAL_FATAL(nnm_tensor_register_post_accumulate_grad_hook(lv[2], inner_backward, lv[3], NULL),
+                          NNM_OK);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL_FATAL(nnm_op_unary(g_ctx, NNM_UNARY_SCALE, lv[i], 2.0 + i, &t[i]), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_binary(g_ctx, NNM_BINARY_ADD, t[0], t[1], &t[3]), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_binary(g_ctx, NNM_BINARY_ADD, t[3], t[2], &t[4]), NNM_OK);
+    CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, t[4], NULL, 0, 0, &l), NNM_OK);
+    CHECK_STATUS(nnm_backward(l, NULL, 0), NNM_OK);
+    static const double want[4] = {2, 3, 4, 11};
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT_PTR_NOT_NULL_FATAL(nnm_tensor_grad(lv[i]));
+        CU_ASSERT_EQUAL(nnm_tensor_to_f32(nnm_tensor_grad(lv[i]), v, 2), NNM_OK);
+        CU_ASSERT_DOUBLE_EQUAL(v[0], want[i], 0);
+        CU_ASSERT_DOUBLE_EQUAL(v[1], want[i], 0);
+    }
+    nnm_tensor_release(l);
+    for (int i = 0; i < 5; i++) nnm_tensor_release(t[i]);
+    for (int i = 0; i < 4; i++) nnm_tensor_release(lv[i]);
+    LEAK_CHECK_END();
+}
+
 int main(void) {
     CU_pSuite s = tu_suite("grad_accumulate", ag_suite_init, ag_suite_clean);
     if (!s) return 1;
     CU_add_test(s, ".grad is updated in place (PyTorch AccumulateGrad)", test_grad_updated_in_place);
     CU_add_test(s, "two uses of a leaf add up in one .grad", test_two_uses_one_grad);
+    CU_add_test(s, "a backward run inside a hook leaves the outer walk intact", test_backward_inside_hook);
     return tu_run();
 }

@@ -574,6 +574,7 @@ static void test_cast(void) {
                                hv_init(&ov, want, dts[ko], 2, shape, NULL, 0)};
             CU_ASSERT_EQUAL_FATAL(cpu_ok(g_cpu->cast(&g_fake.env, g_state, &a)), NNM_OK);
             nnm_strided_layout L;
+            memset(&L, 0, sizeof L); /* GCC 12 -O3 cannot see the FATAL assert below */
             const nnm_tensor_desc *ds[2] = {hv_init(&ov2, got, dts[ko], 2, shape, NULL, 0), a.x};
             static const char *const names[2] = {"output", "x"};
             CU_ASSERT_EQUAL_FATAL(

@@ -310,7 +310,20 @@ func (x *Module) RegisterFullBackwardHook(f func(*BackwardHookCall) error) (*Hoo
 		return nil, err
 	}
 	return register(x.ctx, x.c, &hookState{ctx: x.ctx, bwd: f}, func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status {
-		return C.nnmgo_register_full_backward_hook(m, h, out)
+		return C.nnmgo_register_full_backward_hook(m, nil, h, out)
+	})
+}
+
+// RegisterFullBackwardHook registers a global full backward hook
+// (register_module_full_backward_hook): f runs when backward reaches any
+// module of this context called with grad mode on, before the module's own.
+func (x *Context) RegisterFullBackwardHook(f func(*BackwardHookCall) error) (*HookHandle, error) {
+	c, err := x.live()
+	if err != nil {
+		return nil, err
+	}
+	return register(x, c, &hookState{ctx: x, bwd: f}, func(h C.uintptr_t, out **C.nnm_hook_handle) C.nnm_status {
+		return C.nnmgo_register_full_backward_hook(nil, c, h, out)
 	})
 }
 

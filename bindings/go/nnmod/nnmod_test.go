@@ -441,3 +441,54 @@ func TestFullBackwardHook(t *testing.T) {
 	sq.Close()
 	loss.Close()
 }
+
+// A global full backward hook sees every module called with grad mode on,
+// as backward reaches them, before the module's own hook.
+func TestGlobalFullBackwardHook(t *testing.T) {
+	ctx := newCtx(t)
+	m := load(t, ctx)
+	x := must(ctx.Tensor([]int64{1, 4}, []float32{1, -1, 0.5, 2}))
+	defer x.Close()
+	fc2 := m.Get("fc2")
+	defer fc2.Close()
+	var seen []string
+	g := must(ctx.RegisterFullBackwardHook(func(b *BackwardHookCall) error {
+		seen = append(seen, "global:"+b.Module.Path())
+		return nil
+	}))
+	h := must(fc2.RegisterFullBackwardHook(func(b *BackwardHookCall) error {
+		seen = append(seen, "own:"+b.Module.Path())
+		return nil
+	}))
+	y := must(m.Forward(x))
+	loss := must(y.Sum())
+	if err := loss.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	// PyTorch 1.13, the same Sequential with an input that needs no grad:
+	// the root's hook first (it has no input gradient to wait for), then
+	// '2', '1', '0' ([], fc2, act, fc1 here).
+	got := strings.Join(seen, ";")
+	if got != "global:;global:fc2;own:fc2;global:act;global:fc1" {
+		t.Errorf("backward hooks ran as %q", got)
+	}
+	if !g.Remove() || !h.Remove() {
+		t.Error("Remove: the hooks were gone already")
+	}
+	seen = nil
+	y2 := must(m.Forward(x))
+	loss2 := must(y2.Sum())
+	if err := loss2.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 0 {
+		t.Errorf("removed hooks still ran: %v", seen)
+	}
+	for _, p := range must(m.NamedParameters()) {
+		p.Tensor.Close()
+	}
+	y.Close()
+	loss.Close()
+	y2.Close()
+	loss2.Close()
+}

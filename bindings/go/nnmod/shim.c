@@ -125,8 +125,9 @@ void nnmgo_named_free(nnmgo_named *l) {
     memset(l, 0, sizeof *l);
 }
 
-nnm_status nnmgo_register_full_backward_hook(nnm_module *m, uintptr_t handle,
+nnm_status nnmgo_register_full_backward_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t handle,
                                              nnm_hook_handle **out) {
     nnm_hook_options o = {sizeof o, 0, free_tramp};
-    return nnm_module_register_full_backward_hook_v2(m, backward_tramp, (void *)handle, &o, out);
+    if (m) return nnm_module_register_full_backward_hook_v2(m, backward_tramp, (void *)handle, &o, out);
+    return nnm_ctx_register_full_backward_hook(ctx, backward_tramp, (void *)handle, &o, out);
 }

@@ -42,7 +42,7 @@ nnm_status nnmgo_register_forward_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t ha
                                        uint32_t flags, nnm_hook_handle **out);
 nnm_status nnmgo_register_forward_pre_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t handle,
                                            uint32_t flags, nnm_hook_handle **out);
-nnm_status nnmgo_register_full_backward_hook(nnm_module *m, uintptr_t handle,
+nnm_status nnmgo_register_full_backward_hook(nnm_module *m, nnm_ctx *ctx, uintptr_t handle,
                                              nnm_hook_handle **out);
 
 /* Visitors collecting borrowed tensors/modules into a growable C array. */
