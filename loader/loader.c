@@ -814,7 +814,10 @@ nnm_status nnm__registry_load_file(nnm__registry *r, const char *path, nnm__plug
     (void)dlerror();
     void *sym = dlsym(dl, NNM_PLUGIN_ENTRY_SYMBOL);
     if (!sym) {
-        msg_set(msg, sizeof msg, "%s: no entry symbol '%s'", rp, NNM_PLUGIN_ENTRY_SYMBOL);
+        msg_set(msg, sizeof msg,
+                "%s: no entry symbol '%s' (a plugin defines it with NNM_PLUGIN_DEFINE(desc), which "
+                "also exports it from a build with -fvisibility=hidden)",
+                rp, NNM_PLUGIN_ENTRY_SYMBOL);
         st = record_failure(r, rp, dl, 0, 0, NNM_E_LOAD, msg, err, errcap);
         free(rp);
         return st;

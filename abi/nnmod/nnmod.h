@@ -457,7 +457,12 @@ NNM_API int64_t nnm_module_num_params(nnm_module *m);
  * NULL. */
 NNM_API uint64_t nnm_module_nbytes(nnm_module *m);
 /* Writes the tree like print(model), with parameter counts, like snprintf
- * (returns the length wanted; call with cap 0 to size the buffer). */
+ * (returns the length wanted; call with cap 0 to size the buffer). Every
+ * line ends in '\n'; a module with parameters of its own has "  # N params"
+ * after its line, and a last line "Total params: N" follows the tree: a
+ * relu module gives "ReLU()\nTotal params: 0\n", a linear(4, 8) one
+ * "Linear(in_features=4, out_features=8, bias=True)  # 40 params\nTotal
+ * params: 40\n". */
 NNM_API int64_t nnm_module_repr(nnm_module *m, char *buf, size_t cap);
 
 /* Modes. train/eval set the flag on m and all its descendants. */

@@ -97,7 +97,13 @@ typedef struct nnm_dtype {
     uint16_t lanes; /* 1 */
 } nnm_dtype;
 
+/* The f32 dtype, as a value: a compound literal in C, a temporary in C++
+ * (which has no compound literals: g++ -pedantic refuses them). */
+#ifdef __cplusplus
+#define NNM_F32 (nnm_dtype{NNM_DTYPE_FLOAT, 32, 1})
+#else
 #define NNM_F32 ((nnm_dtype){NNM_DTYPE_FLOAT, 32, 1})
+#endif
 
 /* Most dimensions a tensor may have. */
 #define NNM_MAX_DIMS 8

@@ -533,7 +533,16 @@ static nnm_status host_accumulate_grad(nnm_env *env, nnm_tensor *param, nnm_tens
     if (!(param->flags & NNM__T_REQUIRES_GRAD)) return NNM_OK; /* frozen: nothing to do */
     if (nnm_tensor_numel(grad) != nnm_tensor_numel(param))
         return nnm__error(e->ctx, NNM_E_SHAPE, "accumulate_grad: gradient size differs from the parameter's");
-    return nnm__leaf_accumulate(e->ctx, param, grad);
+    /* the same elements in another shape (a full reduction is 0-d, the
+     * parameter [1]): .grad takes the parameter's shape, as in PyTorch */
+    int same = grad->desc.ndim == param->desc.ndim;
+    for (int32_t i = 0; same && i < param->desc.ndim; i++) same = grad->shape[i] == param->shape[i];
+    if (same) return nnm__leaf_accumulate(e->ctx, param, grad);
+    nnm_tensor *g = NULL;
+    nnm_status st = nnm_op_reshape(e->ctx, grad, param->desc.ndim, param->shape, &g);
+    if (st == NNM_OK) st = nnm__leaf_accumulate(e->ctx, param, g);
+    nnm_tensor_release(g);
+    return st;
 }
 
 /* ---- ABI 1.3 ------------------------------------------------------------ */

@@ -43,6 +43,14 @@ nnm_status nnm_abi_compile_test_cxx(nnm_ctx *ctx) {
     nnm_status st = nnm_module_create(ctx, "relu", nullptr, &m);
     nnm_module_release(m);
     nnm_dtype f32 = {NNM_DTYPE_FLOAT, 32, 1};
+    // the header's own macros work in C++ too (NNM_F32 was a C compound
+    // literal, which g++ -pedantic refuses)
+    nnm_dtype f32m = NNM_F32;
+    nnm_tensor *t = nullptr;
+    if (st == NNM_OK)
+        st = nnm_tensor_new(ctx, nnm_device{NNM_DEVICE_CPU, 0}, NNM_F32, 0, nullptr, &t);
+    nnm_tensor_release(t);
     (void)f32;
+    (void)f32m;
     return st;
 }

@@ -12,6 +12,9 @@ typedef struct wscale {
 } wscale;
 
 static int g_custom_forwards, g_custom_backwards, g_recorded_inside;
+/* 1: backward hands accumulate_grad the full reduction as it comes, 0-d,
+ * for the [1] parameter (what a plugin author writes first) */
+static int g_grad_0d;
 
 static nnm_status ws_create(nnm_env *env, void **self) {
     const nnm_host *h = env->host;
@@ -59,10 +62,13 @@ static nnm_status ws_backward(nnm_env *env, void *self, nnm_tensor *const *gout,
     if ((st = h->op_binary(env, NNM_BINARY_MUL, gout[0], saved[1], &gin[0]))) return st;
     nnm_tensor *gx = NULL, *gw = NULL;
     if (!(st = h->op_binary(env, NNM_BINARY_MUL, gout[0], saved[0], &gx)) &&
-        !(st = h->op_reduce(env, NNM_REDUCE_SUM, gx, NULL, 0, 1, &gw))) {
+        !(st = h->op_reduce(env, NNM_REDUCE_SUM, gx, NULL, 0, !g_grad_0d, &gw))) {
         int64_t one[1] = {1};
         nnm_tensor *gw1 = NULL;
-        if (!(st = h->op_reshape(env, gw, 1, one, &gw1))) st = h->accumulate_grad(env, s->w, gw1);
+        if (g_grad_0d)
+            st = h->accumulate_grad(env, s->w, gw);
+        else if (!(st = h->op_reshape(env, gw, 1, one, &gw1)))
+            st = h->accumulate_grad(env, s->w, gw1);
         h->tensor_release(gw1);
     }
     h->tensor_release(gx);
@@ -147,6 +153,42 @@ static void test_custom_backward_layer(void) {
     nnm_grad_set_enabled(prev);
     CU_ASSERT_EQUAL(nnm_backward(y, NULL, 0), NNM_E_INVALID);
     nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
+/* A gradient of the parameter's element count in another shape (a full
+ * reduction is 0-d, the parameter [1]) is taken in the parameter's shape:
+ * .grad always has its parameter's shape, as in PyTorch (it used to keep
+ * the 0-d shape, and an optimizer or a state-dict reader then saw [] for a
+ * [1] parameter). */
+static void test_accumulate_grad_takes_the_parameters_shape(void) {
+    LEAK_CHECK_BEGIN();
+    nnm_module *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(nnm_module_create(g_ctx, "wscale", NULL, &m), NNM_OK);
+    nnm_tensor *w = NULL;
+    nnm_module_named_parameters(m, grab_first, &w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    float xv[3] = {1, 2, -4};
+    nnm_tensor *x = vec(xv, 3, 1);
+    g_grad_0d = 1;
+    for (int round = 1; round <= 2; round++) { /* set, then accumulated */
+        nnm_tensor *y = NULL, *l = NULL;
+        CU_ASSERT_EQUAL_FATAL(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+        CU_ASSERT_EQUAL_FATAL(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &l), NNM_OK);
+        CU_ASSERT_EQUAL(nnm_backward(l, NULL, 0), NNM_OK);
+        const nnm_tensor_desc *d = nnm_tensor_desc_get(nnm_tensor_grad(w));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+        CU_ASSERT_EQUAL(d->ndim, 1);
+        if (d->ndim == 1) CU_ASSERT_EQUAL(d->shape[0], 1);
+        float gw[1];
+        values(nnm_tensor_grad(w), gw, 1);
+        CU_ASSERT_DOUBLE_EQUAL(gw[0], round * (1 + 2 - 4), 1e-6);
+        nnm_tensor_release(l);
+        nnm_tensor_release(y);
+    }
+    g_grad_0d = 0;
     nnm_tensor_release(x);
     nnm_module_release(m);
     LEAK_CHECK_END();
@@ -711,6 +753,7 @@ int main(void) {
     if (s == NULL)
         return 1;
     CU_add_test(s, "a layer with its own backward is one node", test_custom_backward_layer);
+    CU_add_test(s, "accumulate_grad takes the parameter's shape", test_accumulate_grad_takes_the_parameters_shape);
     CU_add_test(s, "full backward hooks: order, values, removal", test_backward_hooks_order_and_values);
     CU_add_test(s, "full backward hooks replace gradients", test_backward_hooks_replace_gradients);
     CU_add_test(s, "backward hook when no input needs grad", test_backward_hook_without_input_grad);

@@ -6,7 +6,8 @@
  * Every fenced block that follows a line `<!-- snippet: NAME -->` (blank
  * lines between are allowed) is appended, in page order, to OUT_DIR/NAME.EXT,
  * EXT from the fence's language: ```c (.c, after a #line directive pointing
- * at the page, so compiler messages name the page's lines), ```python (.py),
+ * at the page, so compiler messages name the page's lines), ```cpp (.cpp,
+ * with the same #line), ```python (.py),
  * ```rust (.rs), ```go (.go), ```sh (.sh), ```console (.console: "$ "
  * command lines, each followed by its expected output) and ```json (.json).
  * All blocks of one NAME have one language. The NAMEs are the snippets the
@@ -23,7 +24,7 @@
 
 /* fence language -> file extension */
 static const char *const langs[][2] = {
-    {"c", "c"},   {"python", "py"},        {"rust", "rs"}, {"go", "go"},
+    {"c", "c"},   {"cpp", "cpp"},          {"python", "py"}, {"rust", "rs"}, {"go", "go"},
     {"sh", "sh"}, {"console", "console"}, {"json", "json"},
 };
 #define N_LANGS (sizeof langs / sizeof langs[0])
@@ -132,7 +133,7 @@ int main(int argc, char **argv) {
                     return 1;
                 }
                 ext[cur] = e;
-                if (strcmp(e, "c") == 0) {
+                if (strcmp(e, "c") == 0 || strcmp(e, "cpp") == 0) {
                     char dir[4200];
                     snprintf(dir, sizeof dir, "#line %ld \"%s\"\n", lineno + 1, page);
                     if (put(&body[cur], dir, strlen(dir))) return 1;
@@ -140,8 +141,8 @@ int main(int argc, char **argv) {
                 state = CODE;
             } else if (!blank(line)) {
                 fprintf(stderr,
-                        "%s:%ld: a snippet marker must be followed by a fenced block of c, python, "
-                        "rust, go, sh, console or json\n",
+                        "%s:%ld: a snippet marker must be followed by a fenced block of c, cpp, "
+                        "python, rust, go, sh, console or json\n",
                         page, lineno);
                 return 1;
             }

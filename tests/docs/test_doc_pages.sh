@@ -171,7 +171,7 @@ EOF
 
         # writing-a-plugin.md, "Checking the gradient": the page's function on
         # the page's cube plugin, which it loads as ./doc_cube.so
-        extract docs/writing-a-plugin.md doc_swish doc_cube doc_host doc_center py_gradcheck
+        extract docs/writing-a-plugin.md doc_swish doc_cube doc_host doc_center doc_cxx py_gradcheck
         if [ -z "${NNM_DOC_CUBE:-}" ] || ! cp "$NNM_DOC_CUBE" "$WORK/doc_cube.so"; then
             fail "writing-a-plugin.md's gradient check: no doc_cube plugin (NNM_DOC_CUBE)"
         elif ! run_py "$S/py_gradcheck.py" >"$S/gc.out" 2>&1; then

@@ -7,6 +7,9 @@
  *  - docs/writing-a-plugin.md section 7: the page's doc_center plugin (a
  *    buffer and train/eval behaviour): outputs and running_mean in training,
  *    eval output, gradients in both modes, a state dict round trip, repr;
+ *  - docs/writing-a-plugin.md section 8: the page's C++ plugin (doc_cxx,
+ *    compiled as C++17 with -Wall -Wextra -Werror -pedantic): values for f32
+ *    and i64 inputs, the gradient autograd records, the repr;
  *  - docs/abi.md: "NNM_ABI_MAJOR.NNM_ABI_MINOR (now X.Y)" is version.h's;
  *  - nnmod.h and docs/abi.md section 4: grad mode is per thread (another
  *    thread's no_grad does not reach this one, a new thread starts with it
@@ -199,6 +202,57 @@ static void test_doc_center(void) {
     LEAK_CHECK_END();
 }
 
+/* ---- the page's C++ plugin (section 8) --------------------------------------- */
+
+static void test_doc_cxx(void) {
+    LEAK_CHECK_BEGIN();
+    CHECK_STATUS(nnm_plugin_load(g_ctx, NNM_DOC_CXX), NNM_OK);
+    nnm_config *cfg = NULL;
+    CHECK_STATUS(nnm_config_new(&cfg), NNM_OK);
+    CHECK_STATUS(nnm_config_set_float(cfg, "alpha", 2.0), NNM_OK);
+    nnm_module *m = NULL;
+    CHECK_STATUS(nnm_module_create(g_ctx, "example.softsign@^1", cfg, &m), NNM_OK);
+    nnm_config_free(cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    char repr[128];
+    CU_ASSERT(nnm_module_repr(m, repr, sizeof repr) > 0);
+    CU_ASSERT_STRING_EQUAL(repr, "Softsign(alpha=2)\nTotal params: 0\n");
+    /* f32: values and the gradient autograd records, 2 / (1 + |x|)^2 */
+    const float xs[6] = {-3, -0.5f, 0, 0.25f, 1, 4};
+    const int64_t shape[2] = {2, 3};
+    nnm_tensor *x = tu_tf32(g_ctx, 2, shape, xs), *y = NULL, *s = NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CHECK_STATUS(nnm_tensor_set_requires_grad(x, 1), NNM_OK);
+    CHECK_STATUS(nnm_module_call(m, &x, 1, &y, 1), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+    float v[6], g[6];
+    CHECK_STATUS(nnm_tensor_to_f32(y, v, 6), NNM_OK);
+    for (int i = 0; i < 6; i++) CU_ASSERT_DOUBLE_EQUAL(v[i], 2.0 * xs[i] / (1 + fabs(xs[i])), 1e-6);
+    CHECK_STATUS(nnm_op_reduce(g_ctx, NNM_REDUCE_SUM, y, NULL, 0, 0, &s), NNM_OK);
+    CHECK_STATUS(nnm_backward(s, NULL, 0), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(nnm_tensor_grad(x));
+    CHECK_STATUS(nnm_tensor_to_f32(nnm_tensor_grad(x), g, 6), NNM_OK);
+    for (int i = 0; i < 6; i++) {
+        if (xs[i] == 0) continue; /* |x|'s kink: the gradient there is a convention */
+        CU_ASSERT_DOUBLE_EQUAL(g[i], 2.0 / ((1 + fabs(xs[i])) * (1 + fabs(xs[i]))), 1e-5);
+    }
+    nnm_tensor_release(s);
+    nnm_tensor_release(y);
+    nnm_tensor_release(x);
+    /* an i64 input is cast first */
+    const int64_t iv[6] = {-3, -1, 0, 1, 2, 5};
+    nnm_tensor *ix = tu_ti64(g_ctx, 2, shape, iv);
+    y = NULL;
+    CHECK_STATUS(nnm_module_call(m, &ix, 1, &y, 1), NNM_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(y);
+    CHECK_STATUS(nnm_tensor_to_f32(y, v, 6), NNM_OK);
+    for (int i = 0; i < 6; i++) CU_ASSERT_DOUBLE_EQUAL(v[i], 2.0 * iv[i] / (1 + fabs((double)iv[i])), 1e-6);
+    nnm_tensor_release(y);
+    nnm_tensor_release(ix);
+    nnm_module_release(m);
+    LEAK_CHECK_END();
+}
+
 /* ---- docs/abi.md states the ABI version of version.h ---------------------- */
 
 static void test_abi_md_version(void) {
@@ -271,6 +325,7 @@ int main(void) {
     CU_add_test(s, "writing-a-plugin.md: the custom-backward plugin, as written", test_doc_cube);
     CU_add_test(s, "writing-a-plugin.md: the buffer and train/eval plugin, as written",
                 test_doc_center);
+    CU_add_test(s, "writing-a-plugin.md: the C++ plugin, as written", test_doc_cxx);
     CU_add_test(s, "abi.md: the ABI version is version.h's", test_abi_md_version);
     CU_add_test(s, "grad mode per thread, errors per context", test_thread_rules);
     return tu_run();

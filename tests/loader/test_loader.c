@@ -370,7 +370,8 @@ static const struct broken_case {
     const char *needle;
 } g_broken[] = {
     {"nnm_abi2.so", NNM_E_VERSION, ABI_BOTH, 1, "(major differs)"},
-    {"nnm_noentry.so", NNM_E_LOAD, ABI_NONE, -1, "no entry symbol 'nnm_plugin_entry'"},
+    {"nnm_noentry.so", NNM_E_LOAD, ABI_NONE, -1,
+     "no entry symbol 'nnm_plugin_entry' (a plugin defines it with NNM_PLUGIN_DEFINE(desc)"},
     {"nnm_refuse.so", NNM_E_VERSION, ABI_RUNTIME, -1, "refused"},
     {"nnm_smalldesc.so", NNM_E_PLUGIN, ABI_BOTH, 0, "struct_size 16 is too small"},
     {"nnm_nullvt.so", NNM_E_PLUGIN, ABI_BOTH, 0, "layer #1: vtable pointer is NULL"},

@@ -220,6 +220,49 @@ impl<'a> Env<'a> {
         Ok(Tensor(TensorRef::new(out, self.host())))
     }
 
+    /// A reduction (`sys::NNM_REDUCE_*`) over `dims` (negative count from the
+    /// end; empty: every dim, a 0-d result), recorded for autograd when the
+    /// layer has no backward of its own (ABI 1.1).
+    pub fn op_reduce(&self, op: i32, x: TensorRef, dims: &[i32], keepdim: bool) -> Result<Tensor> {
+        if !self.host_covers(std::mem::offset_of!(sys::nnm_host, op_reduce) + 8) {
+            return Err(PluginError::new(sys::NNM_E_UNSUPPORTED, "host older than ABI 1.1 (no op_reduce)"));
+        }
+        let mut out = ptr::null_mut();
+        let f = self.host().op_reduce.ok_or_else(|| PluginError::new(sys::NNM_E_UNSUPPORTED, "no op_reduce"))?;
+        let d = if dims.is_empty() { ptr::null() } else { dims.as_ptr() };
+        host_ok(unsafe { f(self.raw, op, x.raw, d, dims.len() as u32, keepdim as i32, &mut out) })?;
+        Ok(Tensor(TensorRef::new(out, self.host())))
+    }
+
+    /// The same elements in another shape (one dim may be -1), ABI 1.1: a
+    /// full `op_reduce` is 0-d, a `[1]` parameter's gradient is `[1]`.
+    pub fn op_reshape(&self, x: TensorRef, shape: &[i64]) -> Result<Tensor> {
+        if !self.host_covers(std::mem::offset_of!(sys::nnm_host, op_reshape) + 8) {
+            return Err(PluginError::new(sys::NNM_E_UNSUPPORTED, "host older than ABI 1.1 (no op_reshape)"));
+        }
+        let mut out = ptr::null_mut();
+        let f = self.host().op_reshape.ok_or_else(|| PluginError::new(sys::NNM_E_UNSUPPORTED, "no op_reshape"))?;
+        host_ok(unsafe { f(self.raw, x.raw, shape.len() as i32, shape.as_ptr(), &mut out) })?;
+        Ok(Tensor(TensorRef::new(out, self.host())))
+    }
+
+    /// Declares an f32 buffer (create only), like `register_buffer`:
+    /// `persistent` puts it in the state dict. Borrowed, as [`Env::param`].
+    /// Only `Init::Zeros`, `Ones` and `Constant` (ABI 1.0's buffer_new).
+    pub fn buffer(&self, name: &str, shape: &[i64], init: Init, persistent: bool) -> Result<TensorRef> {
+        let n = cstr(name)?;
+        let (code, a) = match init {
+            Init::Zeros => (sys::NNM_INIT_ZEROS, 0.0),
+            Init::Ones => (sys::NNM_INIT_ONES, 0.0),
+            Init::Constant(a) => (sys::NNM_INIT_CONSTANT, a),
+            _ => return Err(PluginError::new(sys::NNM_E_INVALID, "a buffer takes Init::Zeros, Ones or Constant")),
+        };
+        let mut out = ptr::null_mut();
+        let f = self.host().buffer_new.ok_or_else(|| PluginError::new(sys::NNM_E_UNSUPPORTED, "host has no buffer_new"))?;
+        host_ok(unsafe { f(self.raw, n.as_ptr(), shape.len() as i32, shape.as_ptr(), code as i32, a, persistent as i32, &mut out) })?;
+        Ok(TensorRef::new(out, self.host()))
+    }
+
     /// Forward of a layer with a backward: keeps tensors for backward (a
     /// no-op when no graph is recorded).
     pub fn save_for_backward(&self, ts: &[TensorRef]) -> Result<()> {
@@ -333,6 +376,16 @@ impl TensorRef {
 pub struct Tensor(TensorRef);
 
 impl Tensor {
+    /// Adopts the new reference a host slot this crate does not wrap handed
+    /// back (`nnm_tensor **out` of any op, called through [`Env::as_ptr`]),
+    /// so it can be released on drop or given to [`Outputs::set`].
+    ///
+    /// # Safety
+    /// `raw` must be a live tensor of this invocation's runtime whose
+    /// reference the caller owns (a NULL or borrowed pointer is undefined).
+    pub unsafe fn from_raw(env: &Env, raw: *mut sys::nnm_tensor) -> Tensor {
+        Tensor(TensorRef::new(raw, env.host()))
+    }
     pub fn as_ref(&self) -> TensorRef {
         self.0
     }
@@ -414,6 +467,13 @@ pub trait Layer: Sized + 'static {
     const HAS_BACKWARD: bool = false;
     /// The class name print(model) shows (None: from NAME in CamelCase).
     const DISPLAY_NAME: Option<&'static CStr> = None;
+    /// The config schema (ABI 1.2): one [`sys::nnm_config_field`] per key
+    /// (`config_field(c"eps", sys::NNM_CONFIG_FLOAT, 0, c"...")`). With one,
+    /// the runtime refuses unknown keys, missing required keys and wrong
+    /// types before `create`, with the document path for a manifest. `None`
+    /// (the default): `create`'s getters check each key; `Some(&[])`: the
+    /// layer takes no config.
+    const CONFIG_FIELDS: Option<&'static [sys::nnm_config_field]> = None;
 
     /// Reads the config and declares parameters (through `env`).
     fn create(env: &Env) -> Result<Self>;
@@ -551,14 +611,27 @@ pub const fn layer_vtable<L: Layer>() -> sys::nnm_layer_vtable {
         extra_repr: Some(extra_repr_tramp::<L>),
         backward: if L::HAS_BACKWARD { Some(backward_tramp::<L>) } else { None },
         finalize: None,
-        config_fields: ptr::null(),
-        n_config_fields: 0,
+        config_fields: match L::CONFIG_FIELDS {
+            Some(f) => f.as_ptr(),
+            None => ptr::null(),
+        },
+        n_config_fields: match L::CONFIG_FIELDS {
+            Some(f) => f.len() as u32,
+            None => 0,
+        },
         reserved: 0,
         display_name: match L::DISPLAY_NAME {
             Some(s) => s.as_ptr(),
             None => ptr::null(),
         },
     }
+}
+
+/// One entry of [`Layer::CONFIG_FIELDS`]: `key`, its type
+/// (`sys::NNM_CONFIG_*`), flags (`sys::NNM_CONFIG_REQUIRED` or 0) and a
+/// one-line description.
+pub const fn config_field(key: &'static CStr, type_: u32, flags: u32, doc: &'static CStr) -> sys::nnm_config_field {
+    sys::nnm_config_field { key: key.as_ptr(), type_: type_ as i32, flags, doc: doc.as_ptr() }
 }
 
 /// Pointers to each vtable of an array (used by [`plugin!`]).
