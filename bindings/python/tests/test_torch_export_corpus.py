@@ -789,6 +789,9 @@ class DiffusionUNet(nn.Module):
 
 
 def test_diffusion_unet(ctx, tmp_path):
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("the first tries (odd image sizes) make torch throw, which aborts under a "
+                    "preloaded libasan")
     torch.manual_seed(10)
     x, t = torch.randn(2, 3, 8, 12), torch.tensor([3.0, 250.0])
     roundtrip(DiffusionUNet(), (x, t), tmp_path, ctx, dynamic_dims={0: [0, 2, 3], 1: 0},
@@ -1229,8 +1232,11 @@ class MessagePassing(nn.Module):
 def test_message_passing(ctx, tmp_path):
     torch.manual_seed(21)
     edges = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 2], [1, 2, 3, 4, 5, 0, 3, 3]])
-    attempt(MessagePassing(), (torch.randn(6, 5), edges), tmp_path, ctx,
-            dynamic_dims={0: 0, 1: 1}, needles=("index_add",))
+    # the edge count follows the input; the node count stays the example's
+    # (the second trace cannot make up edges that fit fewer nodes)
+    more = torch.tensor([[0, 1, 2, 3, 4, 5, 1, 2, 5, 0, 3], [1, 2, 3, 4, 5, 0, 3, 3, 2, 4, 0]])
+    roundtrip(MessagePassing(), (torch.randn(6, 5), edges), tmp_path, ctx,
+              dynamic_dims={1: 1}, more=((torch.randn(6, 5), more),))
 
 
 # ---- attention by einsum, ops, containers --------------------------------------
